@@ -1,0 +1,144 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// parleyBin is the node binary built once by TestMain for every test here.
+var parleyBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "parley-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	parleyBin = filepath.Join(dir, "parley")
+	build := exec.Command("go", "build", "-race", "-o", parleyBin, "../cmd/parley")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the node:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// nodeProc is one running node process.
+type nodeProc struct {
+	URL     string // http://127.0.0.1:PORT
+	Addr    string // 127.0.0.1:PORT
+	DataDir string
+	Token   string // operator token of the demo workspace
+	args    []string
+	cmd     *exec.Cmd
+	done    chan error
+	log     *os.File
+}
+
+const testAgentToken = "e2e-operator-token-0123456789abcdef"
+
+// startNode starts a node on a free loopback port with its data in dataDir
+// and waits until /readyz answers 200.
+func startNode(t *testing.T, dataDir string, extraArgs ...string) *nodeProc {
+	t.Helper()
+	addr := freeAddr(t)
+	n := &nodeProc{URL: "http://" + addr, Addr: addr, DataDir: dataDir, Token: testAgentToken}
+	n.args = append([]string{"-http", addr, "-data", dataDir, "-agent-token", testAgentToken}, extraArgs...)
+	n.start(t)
+	return n
+}
+
+func (n *nodeProc) start(t *testing.T) {
+	t.Helper()
+	logf, err := os.OpenFile(filepath.Join(t.TempDir(), "node.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.log = logf
+	n.cmd = exec.Command(parleyBin, n.args...)
+	n.cmd.Stdout, n.cmd.Stderr = logf, logf
+	if err := n.cmd.Start(); err != nil {
+		t.Fatalf("start node: %v", err)
+	}
+	n.done = make(chan error, 1)
+	go func(cmd *exec.Cmd, done chan<- error) { done <- cmd.Wait() }(n.cmd, n.done)
+	t.Cleanup(func() { n.stop() })
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-n.done:
+			t.Fatalf("node exited before ready: %v\n%s", err, n.logs())
+		default:
+		}
+		resp, err := http.Get(n.URL + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("node not ready after 30s\n%s", n.logs())
+}
+
+// Kill9 kills the node with SIGKILL and waits for it to be gone.
+func (n *nodeProc) Kill9(t *testing.T) {
+	t.Helper()
+	_ = n.cmd.Process.Signal(syscall.SIGKILL)
+	<-n.done
+	n.done = nil
+}
+
+// Restart starts the node again with the same address and data directory.
+func (n *nodeProc) Restart(t *testing.T) {
+	t.Helper()
+	n.start(t)
+}
+
+func (n *nodeProc) stop() {
+	if n.done == nil {
+		return
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.done:
+	case <-time.After(10 * time.Second):
+		_ = n.cmd.Process.Kill()
+		<-n.done
+	}
+	n.done = nil
+}
+
+func (n *nodeProc) logs() string {
+	b, _ := os.ReadFile(n.log.Name())
+	return string(b)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// testCtx returns a context bounded by d and cancelled with the test.
+func testCtx(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}

@@ -1,0 +1,192 @@
+package gateway
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// transport moves whole frames for one connection; ws.go implements it for
+// WebSocket.
+type transport interface {
+	// Read returns the next text frame. A binary frame returns errBinary.
+	Read(ctx context.Context) ([]byte, error)
+	Write(ctx context.Context, frame []byte) error
+	Close(code int, reason string) error
+	Name() string
+}
+
+type outKind uint8
+
+const (
+	outFrame       outKind = iota // a direct answer or notice: always written
+	outLive                       // a conversation event: deduplicated by seq
+	outReplayStart                // hold live events of conv until its replay
+	outReplay                     // a resume's replay, then its resumed frame
+)
+
+// outItem is one thing for the writer: frames are encoded once by whoever
+// queues them, and shared between the connections they go to.
+type outItem struct {
+	kind   outKind
+	conv   string
+	seq    uint64 // outLive: 0 for events outside the message log (reads, typing)
+	data   []byte
+	start  time.Time // when the event reached the node; zero if not a message
+	replay []outItem
+}
+
+// conn is one client connection: a reader loop and a writer goroutine.
+type conn struct {
+	srv     *Server
+	t       transport
+	ip      string
+	out     chan outItem
+	limiter *rate.Limiter
+
+	id     identity // set once by hello, before the conn joins the hub
+	authed bool
+	convs  map[string]bool // conversations this connection may touch; reader only
+
+	lastSeen atomic.Int64 // unix ms of the last frame read
+	leaseAt  int64        // unix ms of the last presence renewal; reader only
+	leaseID  string
+
+	cancel    context.CancelFunc
+	closeOnce sync.Once
+	closeErr  *wireError // why the server ends it; read by the writer after cancel
+	closeRef  string
+	ops       chan struct{}
+	opsWG     sync.WaitGroup
+}
+
+// send queues an item without blocking. A client that lets its queue fill is
+// too slow to serve live: it is cut off and resumes after reconnecting,
+// rather than holding memory or blocking the fan-out to everybody else.
+func (c *conn) send(it outItem) {
+	select {
+	case c.out <- it:
+	default:
+		c.fail(fatalf(CodeSlowConsumer, closeSlowConsumer, "send queue full: reconnect and resume"))
+	}
+}
+
+// fail ends the connection; the writer sends e (if any) and closes with its code.
+func (c *conn) fail(e *wireError) { c.failWithRef("", e) }
+
+// reply queues a direct answer.
+func (c *conn) reply(v any) { c.send(outItem{kind: outFrame, data: encode(v)}) }
+
+// replyErr sends an error frame, and ends the connection if the error does.
+func (c *conn) replyErr(ref string, e *wireError) {
+	c.srv.metrics.Error(e.Code)
+	if e.close != 0 {
+		c.failWithRef(ref, e)
+		return
+	}
+	c.reply(errorFrame{Type: "error", Ref: ref, Code: e.Code, Message: e.Message})
+}
+
+func (c *conn) failWithRef(ref string, e *wireError) {
+	c.closeOnce.Do(func() {
+		c.closeErr = e
+		c.closeRef = ref
+		c.cancel()
+	})
+}
+
+// writeLoop is the only goroutine writing to the transport. It keeps, per
+// conversation, the highest seq written, so that an event arriving both live
+// and in a replay is written once, and it holds a conversation's live events
+// while its replay is being read so that none is written out of order.
+func (c *conn) writeLoop(ctx context.Context) error {
+	lastSent := map[string]uint64{}
+	pending := map[string][]outItem{}
+	for {
+		select {
+		case <-ctx.Done():
+			return c.finish()
+		case it := <-c.out:
+			var err error
+			switch it.kind {
+			case outFrame:
+				err = c.write(ctx, it)
+			case outReplayStart:
+				if pending[it.conv] == nil {
+					pending[it.conv] = []outItem{}
+				}
+			case outLive:
+				if p, held := pending[it.conv]; held {
+					pending[it.conv] = append(p, it)
+					continue
+				}
+				err = c.writeLive(ctx, it, lastSent)
+			case outReplay:
+				for _, r := range it.replay {
+					if err = c.writeLive(ctx, r, lastSent); err != nil {
+						break
+					}
+				}
+				if err == nil {
+					for _, p := range pending[it.conv] {
+						if err = c.writeLive(ctx, p, lastSent); err != nil {
+							break
+						}
+					}
+				}
+				delete(pending, it.conv)
+				if err == nil {
+					err = c.write(ctx, it)
+				}
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// writeLive writes a conversation event unless one with its seq was written
+// already; replayed events (outReplay's items) are outFrame and always go.
+func (c *conn) writeLive(ctx context.Context, it outItem, lastSent map[string]uint64) error {
+	if it.kind == outLive && it.seq != 0 && it.seq <= lastSent[it.conv] {
+		return nil
+	}
+	if err := c.write(ctx, it); err != nil {
+		return err
+	}
+	if it.seq > lastSent[it.conv] {
+		lastSent[it.conv] = it.seq
+	}
+	return nil
+}
+
+func (c *conn) write(ctx context.Context, it outItem) error {
+	wctx, cancel := context.WithTimeout(ctx, c.srv.cfg.WriteTimeout)
+	defer cancel()
+	if err := c.t.Write(wctx, it.data); err != nil {
+		return err
+	}
+	if !it.start.IsZero() {
+		c.srv.metrics.Delivered(c.t.Name(), time.Since(it.start))
+	}
+	return nil
+}
+
+// finish writes the closing error frame, if any, and closes the transport
+// with its code.
+func (c *conn) finish() error {
+	e := c.closeErr
+	if e == nil {
+		c.t.Close(1000, "")
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	c.t.Write(wctx, encode(errorFrame{Type: "error", Ref: c.closeRef, Code: e.Code, Message: e.Message}))
+	c.t.Close(e.close, e.Code)
+	return nil
+}

@@ -1,0 +1,160 @@
+package gateway
+
+import (
+	"sync"
+
+	"parley/store"
+)
+
+// hub knows which connections want which events: every agent of a
+// workspace gets all of its conversations' events, a visitor those of the
+// conversations it subscribed to.
+type hub struct {
+	mu    sync.RWMutex
+	rooms map[string]*room
+}
+
+type room struct {
+	agents   map[*conn]struct{}
+	visitors map[*conn]struct{}
+	subs     map[string]map[*conn]struct{} // conversation -> visitor conns
+	convsOf  map[*conn][]string            // for leave
+}
+
+func newHub() *hub { return &hub{rooms: map[string]*room{}} }
+
+func (h *hub) join(c *conn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := h.rooms[c.id.Workspace]
+	if r == nil {
+		r = &room{agents: map[*conn]struct{}{}, visitors: map[*conn]struct{}{}, subs: map[string]map[*conn]struct{}{}, convsOf: map[*conn][]string{}}
+		h.rooms[c.id.Workspace] = r
+	}
+	if c.id.Role == "agent" {
+		r.agents[c] = struct{}{}
+	} else {
+		r.visitors[c] = struct{}{}
+	}
+}
+
+func (h *hub) leave(c *conn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := h.rooms[c.id.Workspace]
+	if r == nil {
+		return
+	}
+	delete(r.agents, c)
+	delete(r.visitors, c)
+	for _, conv := range r.convsOf[c] {
+		if s := r.subs[conv]; s != nil {
+			delete(s, c)
+			if len(s) == 0 {
+				delete(r.subs, conv)
+			}
+		}
+	}
+	delete(r.convsOf, c)
+	if len(r.agents) == 0 && len(r.visitors) == 0 {
+		delete(h.rooms, c.id.Workspace)
+	}
+}
+
+// subscribe adds a visitor connection to a conversation's events; agents
+// have them all already.
+func (h *hub) subscribe(c *conn, conv string) {
+	if c.id.Role == "agent" {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := h.rooms[c.id.Workspace]
+	if r == nil {
+		return
+	}
+	s := r.subs[conv]
+	if s == nil {
+		s = map[*conn]struct{}{}
+		r.subs[conv] = s
+	}
+	if _, ok := s[c]; !ok {
+		s[c] = struct{}{}
+		r.convsOf[c] = append(r.convsOf[c], conv)
+	}
+}
+
+// publish fans committed events out; it runs on the store's writer and must
+// not block, which conn.send guarantees.
+func (h *hub) publish(events []store.Event) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, e := range events {
+		r := h.rooms[e.Workspace]
+		if r == nil {
+			continue
+		}
+		it := outItem{kind: outLive, conv: e.Conversation}
+		switch e.Kind {
+		case store.EventMessage:
+			it.seq, it.start = e.Seq, e.Start
+			it.data = encode(deliverFrame{Type: "deliver", Conversation: e.Conversation, Seq: e.Seq, Message: toWire(e.Message)})
+		case store.EventRead:
+			it.data = encode(readFrame{Type: "read", Conversation: e.Conversation, Participant: e.Participant, Role: roleOf(e.Participant), Seq: e.ReadSeq})
+		default:
+			continue
+		}
+		r.toConv(e.Conversation, it)
+	}
+}
+
+// toConv sends to the agents of the room and the conversation's subscribers.
+func (r *room) toConv(conv string, it outItem) {
+	for c := range r.agents {
+		c.send(it)
+	}
+	for c := range r.subs[conv] {
+		c.send(it)
+	}
+}
+
+func (h *hub) toConv(ws, conv string, it outItem) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if r := h.rooms[ws]; r != nil {
+		r.toConv(conv, it)
+	}
+}
+
+// toRole sends to every connection of one role in a workspace.
+func (h *hub) toRole(ws, role string, it outItem) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	r := h.rooms[ws]
+	if r == nil {
+		return
+	}
+	set := r.visitors
+	if role == "agent" {
+		set = r.agents
+	}
+	for c := range set {
+		c.send(it)
+	}
+}
+
+// conns returns every connection, for the sweeper and shutdown.
+func (h *hub) conns() []*conn {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	var out []*conn
+	for _, r := range h.rooms {
+		for c := range r.agents {
+			out = append(out, c)
+		}
+		for c := range r.visitors {
+			out = append(out, c)
+		}
+	}
+	return out
+}

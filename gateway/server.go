@@ -1,0 +1,282 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"parley/crdt"
+	"parley/store"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+)
+
+// Store is what the gateway needs of a node's storage.
+type Store interface {
+	CreateConversation(ctx context.Context, c store.Conversation) error
+	Conversation(ws, id string) (store.Conversation, error)
+	Conversations(ws, owner string) ([]store.Conversation, error)
+	Apply(ctx context.Context, ch store.Change) (store.Result, error)
+	MarkRead(ctx context.Context, ws, conv, participant string, seq uint64, start time.Time) (bool, error)
+	Events(ws, conv string, after uint64, limit int) ([]store.Event, bool, error)
+	Reads(ws, conv string) (map[string]uint64, error)
+	Unread(ws, conv, participant string, after uint64, max int) (int, error)
+}
+
+// Metrics receives the gateway's measurements; the node feeds Prometheus.
+type Metrics interface {
+	ConnOpened(transport string)
+	ConnClosed(transport string)
+	FrameIn(transport string)
+	MessageIn(transport string)
+	Delivered(transport string, d time.Duration)
+	Error(code string)
+}
+
+// Config configures New. Store, Auth and Clock are required; every other
+// zero value is a documented default.
+type Config struct {
+	Store Store
+	Auth  Authenticator
+	Clock *crdt.Clock
+	// Node names this node in welcome frames. Zero: "node".
+	Node string
+	// Logger for connection-level events. Zero: slog.Default().
+	Logger *slog.Logger
+	// Metrics. Zero: none.
+	Metrics Metrics
+	// Heartbeat is the client ping interval; a connection silent for three is
+	// closed and its presence ends. Zero: 10s.
+	Heartbeat time.Duration
+	// TypingTTL is how long a typing indicator lasts unless renewed. Zero: 5s.
+	TypingTTL time.Duration
+	// HelloTimeout is how long a new connection may take to say hello. Zero: 10s.
+	HelloTimeout time.Duration
+	// WriteTimeout bounds one frame write. Zero: 10s.
+	WriteTimeout time.Duration
+	// SendQueue is the per-connection queue of frames; a client that lets it
+	// fill is disconnected as slow. Zero: 512.
+	SendQueue int
+	// FrameRate and FrameBurst limit frames per connection. Zero: 20/s, 60.
+	FrameRate  float64
+	FrameBurst int
+	// MaxConnsPerIP limits concurrent connections from one address. Zero: 1000.
+	MaxConnsPerIP int
+	// WorkspaceRate and WorkspaceBurst limit messages per workspace on this
+	// node. Zero: 2000/s, 4000.
+	WorkspaceRate  float64
+	WorkspaceBurst int
+	// MaxInFlight bounds a connection's changes waiting for the store. Zero: 64.
+	MaxInFlight int
+}
+
+func (c *Config) defaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.Heartbeat, 10*time.Second)
+	def(&c.TypingTTL, 5*time.Second)
+	def(&c.HelloTimeout, 10*time.Second)
+	def(&c.WriteTimeout, 10*time.Second)
+	if c.Node == "" {
+		c.Node = "node"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = noMetrics{}
+	}
+	if c.SendQueue <= 0 {
+		c.SendQueue = 512
+	}
+	if c.FrameRate <= 0 {
+		c.FrameRate = 20
+	}
+	if c.FrameBurst <= 0 {
+		c.FrameBurst = 60
+	}
+	if c.MaxConnsPerIP <= 0 {
+		c.MaxConnsPerIP = 1000
+	}
+	if c.WorkspaceRate <= 0 {
+		c.WorkspaceRate = 2000
+	}
+	if c.WorkspaceBurst <= 0 {
+		c.WorkspaceBurst = 4000
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 64
+	}
+}
+
+// Server is the gateway of one node.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	metrics  Metrics
+	hub      *hub
+	presence *presence
+
+	mu       sync.Mutex
+	perIP    map[string]int
+	wsLimits map[string]*rate.Limiter
+	closing  bool
+
+	conns  sync.WaitGroup
+	nextID atomic.Uint64
+}
+
+// New returns a gateway; Run must be running for presence to expire.
+func New(cfg Config) *Server {
+	cfg.defaults()
+	return &Server{
+		cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics,
+		hub: newHub(), presence: newPresence(cfg.Clock),
+		perIP: map[string]int{}, wsLimits: map[string]*rate.Limiter{},
+	}
+}
+
+// Publish fans committed store events out to the connections that want
+// them. The node wires it as the store's OnCommit; it never blocks.
+func (s *Server) Publish(events []store.Event) { s.hub.publish(events) }
+
+// Run closes connections that stopped sending heartbeats until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-t.C:
+			dead := now.Add(-3 * s.cfg.Heartbeat).UnixMilli()
+			for _, c := range s.hub.conns() {
+				if c.lastSeen.Load() < dead {
+					c.fail(nil)
+				}
+			}
+		}
+	}
+}
+
+// Shutdown tells every client to reconnect elsewhere and waits, until ctx
+// ends, for their connections to finish.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	for _, c := range s.hub.conns() {
+		c.fail(fatalf(CodeUnavailable, closeRestart, "node restarting: reconnect"))
+	}
+	done := make(chan struct{})
+	go func() { s.conns.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// admit counts a new connection from ip, or refuses it.
+func (s *Server) admit(ip string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing || s.perIP[ip] >= s.cfg.MaxConnsPerIP {
+		return false
+	}
+	s.perIP[ip]++
+	return true
+}
+
+func (s *Server) release(ip string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+}
+
+func (s *Server) allowWorkspace(ws string, now time.Time) bool {
+	s.mu.Lock()
+	l := s.wsLimits[ws]
+	if l == nil {
+		l = rate.NewLimiter(rate.Limit(s.cfg.WorkspaceRate), s.cfg.WorkspaceBurst)
+		s.wsLimits[ws] = l
+	}
+	s.mu.Unlock()
+	return l.AllowN(now, 1)
+}
+
+// serve runs one connection to its end: a reader loop and a writer under one
+// errgroup; when either ends, both do.
+func (s *Server) serve(ctx context.Context, t transport, ip string) {
+	s.conns.Add(1)
+	defer s.conns.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c := &conn{
+		srv: s, t: t, ip: ip, cancel: cancel,
+		out:     make(chan outItem, s.cfg.SendQueue),
+		limiter: rate.NewLimiter(rate.Limit(s.cfg.FrameRate), s.cfg.FrameBurst),
+		convs:   map[string]bool{},
+		ops:     make(chan struct{}, s.cfg.MaxInFlight),
+		leaseID: s.cfg.Node + "/" + strconv.FormatUint(s.nextID.Add(1), 10),
+	}
+	c.lastSeen.Store(time.Now().UnixMilli())
+	s.metrics.ConnOpened(t.Name())
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer c.fail(nil)
+		return c.readLoop(gctx)
+	})
+	g.Go(func() error {
+		defer c.fail(nil)
+		return c.writeLoop(gctx)
+	})
+	g.Wait()
+	c.opsWG.Wait()
+	if c.authed {
+		s.hub.leave(c)
+		if s.presence.lease(c, time.Now().UnixMilli(), 0) {
+			s.announce(c, false)
+		}
+	}
+	s.metrics.ConnClosed(t.Name())
+}
+
+// announce tells the workspace that c's participant came online or left:
+// visitors are seen by agents, agents by everyone.
+func (s *Server) announce(c *conn, online bool) {
+	it := outItem{kind: outFrame, data: encode(presenceFrame{Type: "presence", Participant: c.id.Participant, Role: c.id.Role, Name: c.id.Name, Online: online})}
+	s.hub.toRole(c.id.Workspace, "agent", it)
+	if c.id.Role == "agent" {
+		s.hub.toRole(c.id.Workspace, "visitor", it)
+	}
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+type noMetrics struct{}
+
+func (noMetrics) ConnOpened(string)               {}
+func (noMetrics) ConnClosed(string)               {}
+func (noMetrics) FrameIn(string)                  {}
+func (noMetrics) MessageIn(string)                {}
+func (noMetrics) Delivered(string, time.Duration) {}
+func (noMetrics) Error(string)                    {}

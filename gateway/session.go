@@ -1,0 +1,354 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"parley/crdt"
+	"parley/store"
+)
+
+// readLoop reads, validates and dispatches the client's frames. Slow work
+// (anything waiting for the store's fsync) runs in op goroutines bounded per
+// connection, so that one client's acks never hold up its pings or reads.
+func (c *conn) readLoop(ctx context.Context) error {
+	helloBy := time.Now().Add(c.srv.cfg.HelloTimeout)
+	violations := 0
+	for {
+		rctx := ctx
+		var cancel context.CancelFunc = func() {}
+		if !c.authed {
+			rctx, cancel = context.WithDeadline(ctx, helloBy)
+		}
+		data, err := c.t.Read(rctx)
+		cancel()
+		if err != nil {
+			if errors.Is(err, errBinary) {
+				c.replyErr("", errf(CodeBadFrame, "binary frames are not part of the protocol"))
+				continue
+			}
+			if !c.authed && ctx.Err() == nil && rctx.Err() != nil {
+				c.fail(fatalf(CodeUnauthenticated, closeUnauthentic, "no hello within %s", c.srv.cfg.HelloTimeout))
+			}
+			return nil
+		}
+		now := time.Now()
+		c.lastSeen.Store(now.UnixMilli())
+		if !c.limiter.AllowN(now, 1) {
+			violations++
+			if violations > c.srv.cfg.FrameBurst {
+				c.fail(fatalf(CodeRateLimited, closeRateLimited, "too many frames"))
+				return nil
+			}
+			c.replyErr("", errf(CodeRateLimited, "too many frames: slow down"))
+			continue
+		}
+		violations = 0
+		c.srv.metrics.FrameIn(c.t.Name())
+		f, werr := decodeFrame(data)
+		if werr != nil {
+			c.replyErr(f.Ref, werr)
+			if werr.close != 0 {
+				return nil
+			}
+			continue
+		}
+		if !c.authed && f.Type != "hello" {
+			c.replyErr(f.Ref, fatalf(CodeUnauthenticated, closeUnauthentic, "send hello first"))
+			return nil
+		}
+		c.renewLease(now)
+		if werr := c.handle(ctx, f, now); werr != nil {
+			c.replyErr(f.Ref, werr)
+			if werr.close != 0 {
+				return nil
+			}
+		}
+	}
+}
+
+func (c *conn) handle(ctx context.Context, f inFrame, now time.Time) *wireError {
+	switch f.Type {
+	case "hello":
+		return c.hello(ctx, f)
+	case "ping":
+		c.reply(refFrame{Type: "pong", Ref: f.Ref})
+		return nil
+	case "start":
+		return c.start(ctx, f)
+	case "list":
+		return c.list(f)
+	case "resume":
+		return c.resume(f)
+	case "send", "edit", "delete":
+		return c.change(ctx, f, now)
+	case "typing":
+		return c.typing(f, now)
+	case "read":
+		return c.read(ctx, f, now)
+	}
+	return errf(CodeUnknownType, "type %q", f.Type)
+}
+
+func (c *conn) hello(ctx context.Context, f inFrame) *wireError {
+	if c.authed {
+		return errf(CodeBadRequest, "hello: already said")
+	}
+	id, werr := authenticate(ctx, c.srv.cfg.Auth, f)
+	if werr != nil {
+		return werr
+	}
+	c.id, c.authed = id, true
+	c.srv.hub.join(c)
+	c.reply(welcomeFrame{
+		Type: "welcome", V: ProtocolVersion, Workspace: id.Workspace, Role: id.Role,
+		Participant: id.Participant, VisitorID: id.VisitorID, VisitorSig: id.VisitorSig,
+		Node: c.srv.cfg.Node, HeartbeatMS: c.srv.cfg.Heartbeat.Milliseconds(),
+	})
+	now := time.Now()
+	visible := "agent"
+	if id.Role == "agent" {
+		visible = "visitor"
+		for _, p := range c.srv.presence.online(id.Workspace, "agent", now.UnixMilli()) {
+			c.reply(p)
+		}
+	}
+	for _, p := range c.srv.presence.online(id.Workspace, visible, now.UnixMilli()) {
+		c.reply(p)
+	}
+	c.leaseAt = 0
+	c.renewLease(now)
+	return nil
+}
+
+// renewLease extends the connection's presence lease, at most a few times
+// per heartbeat, and tells the workspace when its participant comes online.
+func (c *conn) renewLease(now time.Time) {
+	if !c.authed {
+		return
+	}
+	hb := c.srv.cfg.Heartbeat.Milliseconds()
+	ms := now.UnixMilli()
+	if c.leaseAt != 0 && ms-c.leaseAt < hb/2 {
+		return
+	}
+	c.leaseAt = ms
+	if c.srv.presence.lease(c, ms, ms+3*hb) {
+		c.srv.announce(c, true)
+	}
+}
+
+func (c *conn) start(ctx context.Context, f inFrame) *wireError {
+	if c.id.Role != "visitor" {
+		return errf(CodeForbidden, "start: only visitors start conversations")
+	}
+	var raw [12]byte
+	rand.Read(raw[:])
+	conv := store.Conversation{Workspace: c.id.Workspace, ID: "c_" + hex.EncodeToString(raw[:]), Owner: c.id.Participant, OwnerName: c.id.Name}
+	c.async(func() {
+		if err := c.srv.cfg.Store.CreateConversation(ctx, conv); err != nil {
+			c.replyErr(f.Ref, c.storeError(err))
+			return
+		}
+		c.srv.hub.subscribe(c, conv.ID)
+		c.reply(refFrame{Type: "started", Ref: f.Ref, Conversation: conv.ID})
+	})
+	// The reader may not use conv.ID until "started" is sent, but the
+	// visitor owns it from now: record it for the frames that follow.
+	c.convs[conv.ID] = true
+	return nil
+}
+
+// authorize checks, once per connection and conversation, that the
+// conversation exists in the connection's workspace and that a visitor owns it.
+func (c *conn) authorize(conv string) *wireError {
+	if c.convs[conv] {
+		return nil
+	}
+	rec, err := c.srv.cfg.Store.Conversation(c.id.Workspace, conv)
+	if err != nil {
+		return c.storeError(err)
+	}
+	if c.id.Role != "agent" && rec.Owner != c.id.Participant {
+		return errf(CodeNotFound, "conversation %s not found", conv)
+	}
+	c.convs[conv] = true
+	return nil
+}
+
+const maxListed = 200
+
+func (c *conn) list(f inFrame) *wireError {
+	owner := c.id.Participant
+	if c.id.Role == "agent" {
+		owner = ""
+	}
+	st := c.srv.cfg.Store
+	convs, err := st.Conversations(c.id.Workspace, owner)
+	if err != nil {
+		return c.storeError(err)
+	}
+	sort.Slice(convs, func(i, j int) bool { return convs[i].Updated > convs[j].Updated })
+	if len(convs) > maxListed {
+		convs = convs[:maxListed]
+	}
+	items := make([]wireConversation, 0, len(convs))
+	for _, cv := range convs {
+		reads, err := st.Reads(c.id.Workspace, cv.ID)
+		if err != nil {
+			return c.storeError(err)
+		}
+		unread, err := st.Unread(c.id.Workspace, cv.ID, c.id.Participant, reads[c.id.Participant], 100)
+		if err != nil {
+			return c.storeError(err)
+		}
+		items = append(items, toWireConversation(cv, reads, unread))
+	}
+	c.reply(conversationsFrame{Type: "conversations", Ref: f.Ref, Items: items})
+	return nil
+}
+
+// maxReplay bounds one resume; "more" tells the client to resume again.
+const maxReplay = 1000
+
+// resume subscribes first and reads the log second, so that no event falls
+// between the two; the writer drops the ones that arrive both ways.
+func (c *conn) resume(f inFrame) *wireError {
+	if werr := c.authorize(f.Conversation); werr != nil {
+		return werr
+	}
+	ws, conv := c.id.Workspace, f.Conversation
+	c.send(outItem{kind: outReplayStart, conv: conv})
+	c.srv.hub.subscribe(c, conv)
+	st := c.srv.cfg.Store
+	events, more, err := st.Events(ws, conv, f.After, maxReplay)
+	var reads map[string]uint64
+	if err == nil {
+		reads, err = st.Reads(ws, conv)
+	}
+	if err != nil {
+		// Release the held live events; the client retries the resume.
+		c.send(outItem{kind: outReplay, conv: conv, data: encode(errorFrame{Type: "error", Ref: f.Ref, Code: CodeUnavailable, Message: "resume failed: retry"})})
+		return nil
+	}
+	replay := make([]outItem, 0, len(events)+len(reads)+2)
+	head := f.After
+	for _, e := range events {
+		head = e.Seq
+		replay = append(replay, outItem{kind: outFrame, conv: conv, seq: e.Seq,
+			data: encode(deliverFrame{Type: "deliver", Conversation: conv, Seq: e.Seq, Message: toWire(e.Message)})})
+	}
+	for p, s := range reads {
+		replay = append(replay, outItem{kind: outFrame, conv: conv,
+			data: encode(readFrame{Type: "read", Conversation: conv, Participant: p, Role: roleOf(p), Seq: s})})
+	}
+	nowMS := time.Now().UnixMilli()
+	for _, p := range c.srv.presence.typers(ws, conv, nowMS) {
+		replay = append(replay, outItem{kind: outFrame, conv: conv,
+			data: encode(typingFrame{Type: "typing", Conversation: conv, Participant: p, Role: roleOf(p), Name: c.srv.presence.name(ws, p), Typing: true, ExpiresMS: c.srv.cfg.TypingTTL.Milliseconds()})})
+	}
+	c.send(outItem{kind: outReplay, conv: conv, replay: replay,
+		data: encode(resumedFrame{Type: "resumed", Ref: f.Ref, Conversation: conv, Head: head, More: more})})
+	return nil
+}
+
+func (c *conn) change(ctx context.Context, f inFrame, now time.Time) *wireError {
+	if werr := c.authorize(f.Conversation); werr != nil {
+		return werr
+	}
+	if !c.srv.allowWorkspace(c.id.Workspace, now) {
+		return errf(CodeRateLimited, "workspace message rate exceeded: retry later")
+	}
+	ts := c.srv.cfg.Clock.Now()
+	ch := store.Change{Workspace: c.id.Workspace, Conversation: f.Conversation, Participant: c.id.Participant, TS: ts, Start: now}
+	switch f.Type {
+	case "send":
+		ch.Kind = store.Send
+		ch.Message = crdt.NewMessage(f.ID, c.id.Participant, c.id.Role, c.id.Name, *f.Body, ts)
+		c.srv.metrics.MessageIn(c.t.Name())
+	case "edit":
+		ch.Kind, ch.Message.ID, ch.Body = store.Edit, f.ID, *f.Body
+	case "delete":
+		ch.Kind, ch.Message.ID = store.Delete, f.ID
+	}
+	if f.Type != "delete" {
+		c.clearTyping(f.Conversation, now)
+	}
+	c.async(func() {
+		res, err := c.srv.cfg.Store.Apply(ctx, ch)
+		if err != nil {
+			c.replyErr(f.Ref, c.storeError(err))
+			return
+		}
+		created := res.Message.Created
+		c.reply(ackFrame{Type: "ack", Ref: f.Ref, Conversation: f.Conversation, ID: f.ID, Seq: res.Seq, TS: &created, Dup: res.Dup})
+	})
+	return nil
+}
+
+func (c *conn) typing(f inFrame, now time.Time) *wireError {
+	if werr := c.authorize(f.Conversation); werr != nil {
+		return werr
+	}
+	ttl := c.srv.cfg.TypingTTL
+	exp := int64(0)
+	if f.Typing {
+		exp = now.Add(ttl).UnixMilli()
+	}
+	if c.srv.presence.setTyping(c.id.Workspace, f.Conversation, c.id.Participant, f.Typing, exp) {
+		c.srv.hub.toConv(c.id.Workspace, f.Conversation, outItem{kind: outLive, conv: f.Conversation,
+			data: encode(typingFrame{Type: "typing", Conversation: f.Conversation, Participant: c.id.Participant, Role: c.id.Role, Name: c.id.Name, Typing: f.Typing, ExpiresMS: ttl.Milliseconds()})})
+	}
+	return nil
+}
+
+// clearTyping ends the sender's typing state when their message goes out.
+func (c *conn) clearTyping(conv string, now time.Time) {
+	c.typing(inFrame{Conversation: conv, Typing: false}, now)
+}
+
+func (c *conn) read(ctx context.Context, f inFrame, now time.Time) *wireError {
+	if werr := c.authorize(f.Conversation); werr != nil {
+		return werr
+	}
+	c.async(func() {
+		if _, err := c.srv.cfg.Store.MarkRead(ctx, c.id.Workspace, f.Conversation, c.id.Participant, f.Seq, now); err != nil {
+			c.replyErr(f.Ref, c.storeError(err))
+			return
+		}
+		c.reply(ackFrame{Type: "ack", Ref: f.Ref, Conversation: f.Conversation, Seq: f.Seq})
+	})
+	return nil
+}
+
+// async runs fn in an op goroutine, waiting for a free slot first: a client
+// with too many changes in flight is slowed down, not buffered without end.
+func (c *conn) async(fn func()) {
+	c.ops <- struct{}{}
+	c.opsWG.Add(1)
+	go func() {
+		defer func() { <-c.ops; c.opsWG.Done() }()
+		fn()
+	}()
+}
+
+// storeError maps store errors to wire errors.
+func (c *conn) storeError(err error) *wireError {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return errf(CodeNotFound, "%v", err)
+	case errors.Is(err, store.ErrForbidden):
+		return errf(CodeForbidden, "%v", err)
+	case errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrExists):
+		return errf(CodeBadRequest, "%v", err)
+	case errors.Is(err, store.ErrClosed), errors.Is(err, context.Canceled):
+		return fatalf(CodeUnavailable, closeRestart, "node shutting down: reconnect")
+	}
+	c.srv.log.Error("store failure", "err", err, "workspace", c.id.Workspace)
+	return errf(CodeInternal, "%s", fmt.Sprint("internal error"))
+}

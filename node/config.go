@@ -1,0 +1,87 @@
+package node
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Config is a node's configuration. Every field has a default that runs a
+// single node on loopback: the zero value of a field means its default.
+type Config struct {
+	// HTTPAddr is where HTTP, WebSocket and the pages are served.
+	// Default 127.0.0.1:8080; env PARLEY_HTTP.
+	HTTPAddr string
+	// DataDir holds the bbolt file. Default ./data; env PARLEY_DATA.
+	DataDir string
+	// NodeID names the node in clocks and logs. Default "n1"; env PARLEY_NODE.
+	NodeID string
+	// AgentToken, when set, is the demo workspace's operator token (only its
+	// SHA-256 is stored). When empty, a token is generated on first start and
+	// kept in DataDir/demo-agent-token for the demo. Env PARLEY_AGENT_TOKEN.
+	AgentToken string
+	// NoDemo skips creating the demo workspace.
+	NoDemo bool
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string
+	// MaxConnsPerIP limits concurrent connections per client address.
+	// Default 1000.
+	MaxConnsPerIP int
+}
+
+// ParseFlags reads a Config from command-line arguments and environment.
+func ParseFlags(args []string) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("parley", flag.ContinueOnError)
+	fs.StringVar(&c.HTTPAddr, "http", env("PARLEY_HTTP", "127.0.0.1:8080"), "HTTP listen address")
+	fs.StringVar(&c.DataDir, "data", env("PARLEY_DATA", "data"), "data directory")
+	fs.StringVar(&c.NodeID, "node", env("PARLEY_NODE", "n1"), "node ID")
+	fs.StringVar(&c.AgentToken, "agent-token", env("PARLEY_AGENT_TOKEN", ""), "operator token of the demo workspace")
+	fs.BoolVar(&c.NoDemo, "no-demo", false, "do not create the demo workspace")
+	fs.StringVar(&c.LogLevel, "log-level", env("PARLEY_LOG_LEVEL", "info"), "log level")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 1000, "concurrent connections per client address")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	return c, c.validate()
+}
+
+func (c *Config) defaults() {
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = "127.0.0.1:8080"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "data"
+	}
+	if c.NodeID == "" {
+		c.NodeID = "n1"
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.AgentToken != "" && len(c.AgentToken) < 16 {
+		errs = append(errs, errors.New("agent-token: at least 16 characters"))
+	}
+	switch c.LogLevel {
+	case "", "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log-level: %q is not debug, info, warn or error", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}
+
+func env(k, def string) string {
+	if v, ok := os.LookupEnv(k); ok {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,363 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"parley/crdt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Conversation is the record of one conversation.
+type Conversation struct {
+	Workspace string        `json:"ws"`
+	ID        string        `json:"id"`
+	Owner     string        `json:"owner"` // the visitor participant who started it
+	OwnerName string        `json:"owner_name,omitempty"`
+	Created   int64         `json:"created"` // unix ms
+	Updated   int64         `json:"updated"` // unix ms of the last event
+	Head      uint64        `json:"head"`    // seq of the last event
+	Last      *crdt.Message `json:"last,omitempty"`
+}
+
+// EventKind says what an Event carries.
+type EventKind uint8
+
+const (
+	// EventMessage carries a message's state after a send, edit or delete.
+	EventMessage EventKind = iota + 1
+	// EventRead carries a participant's read receipt.
+	EventRead
+)
+
+// Event is one committed change of a conversation, as published to OnCommit.
+type Event struct {
+	Kind         EventKind
+	Workspace    string
+	Conversation string
+	Seq          uint64       // EventMessage: position in the conversation log
+	Message      crdt.Message // EventMessage
+	Participant  string       // EventRead: the reader
+	ReadSeq      uint64       // EventRead
+	Start        time.Time    // when the change reached the node, for latency
+}
+
+// ChangeKind is a kind of message change.
+type ChangeKind uint8
+
+const (
+	Send ChangeKind = iota + 1
+	Edit
+	Delete
+)
+
+// Change is one message change submitted by a participant.
+type Change struct {
+	Kind         ChangeKind
+	Workspace    string
+	Conversation string
+	Participant  string
+	// Message is the new message for Send. For Edit and Delete only its ID
+	// counts: the store derives the delta from the stored state, Body and TS,
+	// so a client can never alter a message's immutable fields.
+	Message crdt.Message
+	Body    string         // Edit: the new text
+	TS      crdt.Timestamp // Edit, Delete: when the change was made
+	Start   time.Time
+}
+
+// Result is what a durable Change did.
+type Result struct {
+	Seq     uint64       // the event's seq; for a duplicate send, the original's
+	Dup     bool         // a send whose message ID was already stored
+	Changed bool         // false: the change was already contained in the state
+	Message crdt.Message // the message's state after the change
+}
+
+// msgRecord says where a message sits in its conversation's log: the event
+// that created it, and the latest event, whose value is its current state.
+// Kept apart from the state so that the dedup index costs 16 bytes a message.
+type msgRecord struct {
+	Seq  uint64 // the send event
+	Last uint64 // the latest event
+}
+
+func (r msgRecord) encode() []byte {
+	return binary.BigEndian.AppendUint64(putU64(r.Seq), r.Last)
+}
+
+func decodeMsgRecord(v []byte) (msgRecord, bool) {
+	if len(v) != 16 {
+		return msgRecord{}, false
+	}
+	return msgRecord{Seq: u64(v[:8]), Last: u64(v[8:])}, true
+}
+
+func marshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// CreateConversation durably creates c; ErrExists if its ID is taken.
+func (s *Store) CreateConversation(ctx context.Context, c Conversation) error {
+	if c.Workspace == "" || c.ID == "" || c.Owner == "" {
+		return fmt.Errorf("create conversation: workspace, id and owner required: %w", ErrInvalid)
+	}
+	return s.submit(ctx, func(b *batch) error {
+		if _, err := b.conv(c.Workspace, c.ID); err == nil {
+			return fmt.Errorf("conversation %s: %w", c.ID, ErrExists)
+		}
+		if _, err := getWorkspace(b.tx, c.Workspace); err != nil {
+			return err
+		}
+		c := c
+		c.Created = b.now.UnixMilli()
+		c.Updated = c.Created
+		c.Head, c.Last = 0, nil
+		if err := b.tx.Bucket(bOwners).Put(key(c.Workspace, c.Owner, c.ID), nil); err != nil {
+			return err
+		}
+		b.touch(&c)
+		return nil
+	})
+}
+
+// Apply durably applies a message change and returns once it is fsynced.
+func (s *Store) Apply(ctx context.Context, ch Change) (Result, error) {
+	var res Result
+	err := s.submit(ctx, func(b *batch) error {
+		var err error
+		res, err = b.apply(ch)
+		return err
+	})
+	return res, err
+}
+
+func (b *batch) apply(ch Change) (Result, error) {
+	c, err := b.conv(ch.Workspace, ch.Conversation)
+	if err != nil {
+		return Result{}, err
+	}
+	msgs := b.tx.Bucket(bMsgs)
+	mk := key(ch.Workspace, ch.Conversation, ch.Message.ID)
+	rec, found := decodeMsgRecord(msgs.Get(mk))
+	var cur crdt.Message
+	if found {
+		v := b.tx.Bucket(bEvents).Get(seqKey(ch.Workspace, ch.Conversation, rec.Last))
+		if err := json.Unmarshal(v, &cur); err != nil {
+			return Result{}, fmt.Errorf("decode message %s: %w", ch.Message.ID, err)
+		}
+	}
+	var merged crdt.Message
+	switch ch.Kind {
+	case Send:
+		if found {
+			return Result{Seq: rec.Seq, Dup: true, Message: cur}, nil
+		}
+		merged = ch.Message
+	case Edit, Delete:
+		if !found {
+			return Result{}, fmt.Errorf("message %s: %w", ch.Message.ID, ErrNotFound)
+		}
+		if cur.Author != ch.Participant {
+			return Result{}, fmt.Errorf("message %s belongs to another participant: %w", ch.Message.ID, ErrForbidden)
+		}
+		if cur.IsDeleted() {
+			return Result{}, fmt.Errorf("message %s is deleted: %w", ch.Message.ID, ErrInvalid)
+		}
+		delta := cur.Edit(ch.Body, ch.TS)
+		if ch.Kind == Delete {
+			delta = cur.Delete(ch.TS)
+		}
+		merged = crdt.MergeMessage(cur, delta)
+		if merged.Equal(cur) {
+			return Result{Seq: rec.Last, Message: cur}, nil
+		}
+	default:
+		return Result{}, fmt.Errorf("change kind %d: %w", ch.Kind, ErrInvalid)
+	}
+	ev, err := marshal(merged)
+	if err != nil {
+		return Result{}, err
+	}
+	seq := c.Head + 1
+	rec.Last = seq
+	if !found {
+		rec.Seq = seq
+	}
+	if err := b.tx.Bucket(bEvents).Put(seqKey(ch.Workspace, ch.Conversation, seq), ev); err != nil {
+		return Result{}, err
+	}
+	if err := msgs.Put(mk, rec.encode()); err != nil {
+		return Result{}, err
+	}
+	c.Head = seq
+	c.Updated = b.now.UnixMilli()
+	if c.Last == nil || c.Last.ID == merged.ID || ch.Kind == Send {
+		m := merged
+		c.Last = &m
+	}
+	b.touch(c)
+	b.events = append(b.events, Event{
+		Kind: EventMessage, Workspace: ch.Workspace, Conversation: ch.Conversation,
+		Seq: seq, Message: merged, Start: ch.Start,
+	})
+	return Result{Seq: seq, Changed: true, Message: merged}, nil
+}
+
+// MarkRead durably moves participant's read receipt in a conversation forward
+// to seq (a max register: a lower seq changes nothing). seq beyond the
+// conversation's head is ErrInvalid.
+func (s *Store) MarkRead(ctx context.Context, ws, conv, participant string, seq uint64, start time.Time) (changed bool, err error) {
+	err = s.submit(ctx, func(b *batch) error {
+		c, err := b.conv(ws, conv)
+		if err != nil {
+			return err
+		}
+		if seq > c.Head {
+			return fmt.Errorf("read seq %d beyond head %d: %w", seq, c.Head, ErrInvalid)
+		}
+		reads := b.tx.Bucket(bReads)
+		k := key(ws, conv, participant)
+		if u64(reads.Get(k)) >= seq {
+			changed = false
+			return nil
+		}
+		if err := reads.Put(k, putU64(seq)); err != nil {
+			return err
+		}
+		changed = true
+		b.events = append(b.events, Event{
+			Kind: EventRead, Workspace: ws, Conversation: conv,
+			Participant: participant, ReadSeq: seq, Start: start,
+		})
+		return nil
+	})
+	return changed, err
+}
+
+func getConversation(tx *bolt.Tx, ws, id string) (*Conversation, error) {
+	v := tx.Bucket(bConvs).Get(key(ws, id))
+	if v == nil {
+		return nil, fmt.Errorf("conversation %s: %w", id, ErrNotFound)
+	}
+	var c Conversation
+	if err := json.Unmarshal(v, &c); err != nil {
+		return nil, fmt.Errorf("decode conversation %s: %w", id, err)
+	}
+	return &c, nil
+}
+
+// Conversation returns one conversation of workspace ws.
+func (s *Store) Conversation(ws, id string) (Conversation, error) {
+	var c *Conversation
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		c, err = getConversation(tx, ws, id)
+		return err
+	})
+	if err != nil {
+		return Conversation{}, err
+	}
+	return *c, nil
+}
+
+// Conversations lists the conversations of ws; with owner set, only those
+// that participant started.
+func (s *Store) Conversations(ws, owner string) ([]Conversation, error) {
+	var out []Conversation
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if owner != "" {
+			p := prefix(ws, owner)
+			cur := tx.Bucket(bOwners).Cursor()
+			for k, _ := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = cur.Next() {
+				c, err := getConversation(tx, ws, string(k[len(p):]))
+				if err != nil {
+					return err
+				}
+				out = append(out, *c)
+			}
+			return nil
+		}
+		p := prefix(ws)
+		cur := tx.Bucket(bConvs).Cursor()
+		for k, v := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
+			var c Conversation
+			if err := json.Unmarshal(v, &c); err != nil {
+				return fmt.Errorf("decode conversation: %w", err)
+			}
+			out = append(out, c)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Events returns up to limit events of a conversation with seq > after, in
+// seq order, and whether more follow.
+func (s *Store) Events(ws, conv string, after uint64, limit int) ([]Event, bool, error) {
+	var out []Event
+	more := false
+	err := s.db.View(func(tx *bolt.Tx) error {
+		p := prefix(ws, conv)
+		cur := tx.Bucket(bEvents).Cursor()
+		for k, v := cur.Seek(seqKey(ws, conv, after+1)); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
+			if len(out) == limit {
+				more = true
+				return nil
+			}
+			var m crdt.Message
+			if err := json.Unmarshal(v, &m); err != nil {
+				return fmt.Errorf("decode event: %w", err)
+			}
+			out = append(out, Event{Kind: EventMessage, Workspace: ws, Conversation: conv, Seq: u64(k[len(p):]), Message: m})
+		}
+		return nil
+	})
+	return out, more, err
+}
+
+// Reads returns every participant's read receipt in a conversation.
+func (s *Store) Reads(ws, conv string) (map[string]uint64, error) {
+	out := map[string]uint64{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		p := prefix(ws, conv)
+		cur := tx.Bucket(bReads).Cursor()
+		for k, v := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
+			out[string(k[len(p):])] = u64(v)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Unread counts, up to max, the messages of conv after seq `after` written by
+// someone other than participant.
+func (s *Store) Unread(ws, conv, participant string, after uint64, max int) (int, error) {
+	n := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		p := prefix(ws, conv)
+		msgs := tx.Bucket(bMsgs)
+		cur := tx.Bucket(bEvents).Cursor()
+		seen := map[string]bool{}
+		for k, v := cur.Seek(seqKey(ws, conv, after+1)); k != nil && bytes.HasPrefix(k, p) && n < max; k, v = cur.Next() {
+			var m crdt.Message
+			if err := json.Unmarshal(v, &m); err != nil {
+				return fmt.Errorf("decode event: %w", err)
+			}
+			if m.Author == participant || m.IsDeleted() || seen[m.ID] {
+				continue
+			}
+			seen[m.ID] = true
+			// An edit of a message read before is not a new unread message.
+			if rec, ok := decodeMsgRecord(msgs.Get(key(ws, conv, m.ID))); ok && rec.Seq <= after {
+				continue
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}

@@ -1,0 +1,39 @@
+package store
+
+import "encoding/binary"
+
+// sep separates key parts. IDs are validated at the edge to never contain it.
+const sep = 0x00
+
+// key joins the parts with sep; the first part is always the workspace ID.
+func key(parts ...string) []byte {
+	n := len(parts)
+	for _, p := range parts {
+		n += len(p)
+	}
+	b := make([]byte, 0, n+8)
+	for i, p := range parts {
+		if i > 0 {
+			b = append(b, sep)
+		}
+		b = append(b, p...)
+	}
+	return b
+}
+
+// prefix is key(parts...) followed by sep, for prefix scans.
+func prefix(parts ...string) []byte { return append(key(parts...), sep) }
+
+// seqKey is the event-log key of one conversation event: seqs sort in order.
+func seqKey(ws, conv string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(prefix(ws, conv), seq)
+}
+
+func u64(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}
+
+func putU64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }

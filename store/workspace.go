@@ -1,0 +1,69 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Workspace is a tenant's record on this node: the stand-in control plane of
+// a single node until the Raft control plane owns it.
+type Workspace struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// IdentitySecret keys the HMAC a site computes over a user ID.
+	IdentitySecret []byte `json:"identity_secret"`
+	// VisitorKey keys the HMAC that makes anonymous visitor IDs unforgeable.
+	VisitorKey []byte `json:"visitor_key"`
+	// AgentTokens holds the SHA-256 of each operator token, never the token.
+	AgentTokens []AgentToken `json:"agent_tokens"`
+	Created     int64        `json:"created"`
+}
+
+// AgentToken is an operator credential, stored as a hash.
+type AgentToken struct {
+	AgentID string `json:"agent_id"`
+	Name    string `json:"name"`
+	SHA256  []byte `json:"sha256"`
+}
+
+// PutWorkspace durably creates or replaces a workspace record.
+func (s *Store) PutWorkspace(ctx context.Context, w Workspace) error {
+	if w.ID == "" {
+		return fmt.Errorf("workspace id required: %w", ErrInvalid)
+	}
+	v, err := json.Marshal(w)
+	if err != nil {
+		return err
+	}
+	return s.submit(ctx, func(b *batch) error {
+		return b.tx.Bucket(bWorkspaces).Put([]byte(w.ID), v)
+	})
+}
+
+// Workspace returns one workspace record.
+func (s *Store) Workspace(id string) (Workspace, error) {
+	var w Workspace
+	err := s.db.View(func(tx *bolt.Tx) error {
+		got, err := getWorkspace(tx, id)
+		if err == nil {
+			w = *got
+		}
+		return err
+	})
+	return w, err
+}
+
+func getWorkspace(tx *bolt.Tx, id string) (*Workspace, error) {
+	v := tx.Bucket(bWorkspaces).Get([]byte(id))
+	if v == nil {
+		return nil, fmt.Errorf("workspace %s: %w", id, ErrNotFound)
+	}
+	var w Workspace
+	if err := json.Unmarshal(v, &w); err != nil {
+		return nil, fmt.Errorf("decode workspace %s: %w", id, err)
+	}
+	return &w, nil
+}

@@ -1,0 +1,1049 @@
+/*
+ * Parley agent console (agent.js), loaded by agent.html.
+ *
+ * Agents answer visitors live: a conversation list with unread counts and
+ * presence, one open conversation with typing and read receipts, a composer,
+ * and a "Who is online" panel. It speaks the Parley wire protocol, version 1:
+ * JSON frames over a WebSocket at /v1/ws on the same origin (docs/protocol.md).
+ *
+ * The operator token and the workspace come from the URL fragment
+ * (#token=...&workspace=demo), are kept in sessionStorage and removed from the
+ * address bar. Plain JavaScript with no dependencies; it runs under a strict
+ * Content-Security-Policy, and untrusted text is only written with textContent.
+ */
+(() => {
+  'use strict';
+
+  const PROTOCOL_VERSION = 1;
+  const MAX_BODY = 4000;
+  const MAX_FRAME_BYTES = 16 * 1024;
+  const TYPING_THROTTLE_MS = 2000;
+  const TYPING_IDLE_MS = 5000;
+  const ACK_TIMEOUT_MS = 10000;
+  const BACKOFF_MIN_MS = 500;
+  const BACKOFF_MAX_MS = 10000;
+  const ELLIPSIS = '\u2026';
+  const WS_URL = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/v1/ws';
+
+  const KEY_TOKEN = 'parley:agent:token';
+  const KEY_WORKSPACE = 'parley:agent:workspace';
+  const KEY_NAME = 'parley:agent:name';
+  const KEY_SELECTED = 'parley:agent:selected';
+
+  // ---------------------------------------------------------------- helpers
+
+  const storage = {
+    get(area, key) {
+      try { return window[area].getItem(key); } catch (e) { return null; }
+    },
+    set(area, key, value) {
+      try { window[area].setItem(key, value); } catch (e) { /* ignore */ }
+    },
+    del(area, key) {
+      try { window[area].removeItem(key); } catch (e) { /* ignore */ }
+    },
+  };
+
+  const $ = (id) => document.getElementById(id);
+  const cmp = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+  const byteLength = (s) => new TextEncoder().encode(s).length;
+  const validWorkspace = (w) => /^[a-z0-9_-]{1,64}$/.test(w);
+
+  function newId() {
+    if (window.crypto && typeof crypto.randomUUID === 'function') return crypto.randomUUID();
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+  }
+
+  function h(tag, attrs, ...kids) {
+    const el = document.createElement(tag);
+    if (attrs) {
+      for (const [k, v] of Object.entries(attrs)) {
+        if (v == null || v === false) continue;
+        if (k === 'class') el.className = v;
+        else if (k === 'text') el.textContent = v;
+        else el.setAttribute(k, v === true ? '' : String(v));
+      }
+    }
+    for (const kid of kids) if (kid != null) el.append(kid);
+    return el;
+  }
+
+  function participantLabel(p) {
+    if (!p) return 'Visitor';
+    if (p.startsWith('u:')) return 'User ' + p.slice(2, 26);
+    if (p.startsWith('a:')) return 'Agent ' + p.slice(2, 10);
+    if (p.startsWith('v:')) return 'Visitor ' + p.slice(2, 8);
+    return p.slice(0, 24);
+  }
+
+  function initials(name) {
+    const words = String(name || '?').trim().split(/\s+/).filter(Boolean);
+    const letters = words.length > 1 ? words[0][0] + words[1][0] : (words[0] || '?').slice(0, 2);
+    return letters.toUpperCase();
+  }
+
+  function tsCompare(a, b) {
+    if (!a.ts || !b.ts) {
+      if (a.ts) return -1;
+      if (b.ts) return 1;
+      return a.local - b.local;
+    }
+    return ((a.ts.w || 0) - (b.ts.w || 0)) || ((a.ts.l || 0) - (b.ts.l || 0)) ||
+      cmp(a.ts.n, b.ts.n) || cmp(a.id, b.id);
+  }
+
+  function formatTime(ms, withDate) {
+    if (!ms) return '';
+    const d = new Date(ms);
+    const now = new Date();
+    const sameDay = d.toDateString() === now.toDateString();
+    const time = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    if (sameDay) return time;
+    const date = d.toLocaleDateString([], { day: 'numeric', month: 'short' });
+    return withDate ? date + ', ' + time : date;
+  }
+
+  // ---------------------------------------------------------------- state
+
+  const A = {
+    token: '',
+    workspace: 'demo',
+    name: '',
+
+    ws: null,
+    welcomed: false,
+    participant: null,
+    heartbeatMs: 10000,
+    hbTimer: 0,
+    reconnectTimer: 0,
+    attempt: 0,
+    lastRecv: 0,
+    stopped: true,
+
+    convs: new Map(), // id -> conversation state
+    selected: storage.get('sessionStorage', KEY_SELECTED),
+    outbox: new Map(), // message id -> {conv, frame, sentAt}
+    refs: new Map(),
+    refN: 0,
+    listRef: null,
+    listAgain: false,
+    listTimer: 0,
+    localSeq: 0,
+
+    online: new Map(), // participant -> {role, name, conversations}
+
+    typingConv: null,
+    typingSentAt: 0,
+    typingIdle: 0,
+
+    renderPending: false,
+    forceScroll: false,
+  };
+
+  function conv(id) {
+    let c = A.convs.get(id);
+    if (!c) {
+      c = {
+        id, owner: '', ownerName: '', created: 0, updated: 0,
+        listHead: 0, listUnread: 0, listed: false,
+        last: null, reads: {}, myRead: 0, readSent: 0,
+        messages: new Map(), seenSeq: 0, loaded: false, resumeRef: null,
+        typers: new Map(), el: null,
+      };
+      A.convs.set(id, c);
+    }
+    return c;
+  }
+
+  const isMine = (m) => (m.author ? m.author === A.participant : Boolean(m.localOnly));
+  const convName = (c) => c.ownerName || participantLabel(c.owner);
+
+  function convOnline(c) {
+    if (c.owner && A.online.has(c.owner)) return true;
+    for (const p of A.online.values()) {
+      if (p.role !== 'agent' && Array.isArray(p.conversations) && p.conversations.includes(c.id)) return true;
+    }
+    return false;
+  }
+
+  function unreadOf(c) {
+    const read = Math.max(c.myRead, c.readSent);
+    let n = 0;
+    if (c.loaded) {
+      for (const m of c.messages.values()) if (!isMine(m) && !m.deleted && m.seq > read) n++;
+      return n;
+    }
+    const base = c.listHead > read ? c.listUnread : 0;
+    const from = Math.max(c.listHead, read);
+    for (const m of c.messages.values()) if (!isMine(m) && !m.deleted && m.seq > from) n++;
+    return base + n;
+  }
+
+  function visitorRead(c) {
+    let seq = 0;
+    for (const [p, s] of Object.entries(c.reads)) {
+      if ((p.startsWith('v:') || p.startsWith('u:')) && s > seq) seq = s;
+    }
+    return seq;
+  }
+
+  // ---------------------------------------------------------------- DOM refs
+
+  const el = {
+    status: $('status'),
+    workspace: $('workspace-name'),
+    me: $('me-name'),
+    signout: $('signout'),
+    login: $('login'),
+    loginForm: $('login-form'),
+    loginToken: $('login-token'),
+    loginWorkspace: $('login-workspace'),
+    loginName: $('login-name'),
+    loginError: $('login-error'),
+    console: $('console'),
+    convList: $('conv-list'),
+    convEmpty: $('conv-empty'),
+    convCount: $('conv-count'),
+    threadEmpty: $('thread-empty'),
+    threadHead: $('thread-head'),
+    threadAvatar: $('thread-avatar'),
+    threadTitle: $('thread-title'),
+    threadSub: $('thread-sub'),
+    threadBody: $('thread-body'),
+    messages: $('messages'),
+    typing: $('typing'),
+    composer: $('composer'),
+    input: $('composer-input'),
+    send: $('composer-send'),
+    back: $('back'),
+    onlineList: $('online-list'),
+    onlineEmpty: $('online-empty'),
+    onlineCount: $('online-count'),
+  };
+
+  const seenEl = h('div', { class: 'seen', 'data-testid': 'seen', text: 'Seen' });
+  seenEl.hidden = true;
+
+  // ---------------------------------------------------------------- status
+
+  function setStatus(text, state) {
+    el.status.textContent = text;
+    el.status.dataset.state = state || 'idle';
+  }
+
+  let flashTimer = 0;
+  function flash(text) {
+    clearTimeout(flashTimer);
+    setStatus(text, 'error');
+    flashTimer = setTimeout(() => {
+      if (A.welcomed) setStatus('Connected', 'ok');
+    }, 6000);
+  }
+
+  // ---------------------------------------------------------------- rendering
+
+  function scheduleRender() {
+    if (A.renderPending) return;
+    A.renderPending = true;
+    setTimeout(render, 0);
+  }
+
+  function render() {
+    A.renderPending = false;
+    renderList();
+    renderThread();
+    renderOnline();
+    renderTitle();
+  }
+
+  function renderTitle() {
+    let total = 0;
+    for (const c of A.convs.values()) total += unreadOf(c);
+    document.title = (total ? '(' + total + ') ' : '') + 'Parley console';
+  }
+
+  function previewOf(c) {
+    let last = null;
+    for (const m of c.messages.values()) if (!last || tsCompare(last, m) < 0) last = m;
+    if (!last && c.last) last = c.last;
+    if (!last) return { text: 'No messages yet', ms: c.updated };
+    let text = last.deleted ? 'Message deleted' : last.body || '';
+    if (last.role === 'agent' || isMine(last)) text = (isMine(last) ? 'You: ' : (last.name || 'Agent') + ': ') + text;
+    return { text, ms: (last.ts && last.ts.w) || c.updated };
+  }
+
+  function convUpdated(c) {
+    let u = c.updated || c.created || 0;
+    for (const m of c.messages.values()) if (m.ts && m.ts.w > u) u = m.ts.w;
+    return u;
+  }
+
+  function buildConvItem(c) {
+    const avatar = h('span', { class: 'avatar', 'aria-hidden': 'true' });
+    const dot = h('span', { class: 'presence-dot', 'data-testid': 'conv-online' });
+    const name = h('span', { class: 'conv-name' });
+    const time = h('span', { class: 'conv-time' });
+    const preview = h('span', { class: 'conv-preview' });
+    const typing = h('span', { class: 'conv-typing', 'data-testid': 'conv-typing', text: 'typing' + ELLIPSIS });
+    const unread = h('span', { class: 'badge', 'data-testid': 'conv-unread' });
+    const button = h('button', {
+      type: 'button', class: 'conv', 'data-testid': 'conv-item', 'data-id': c.id,
+    }, h('span', { class: 'avatar-wrap' }, avatar, dot),
+    h('span', { class: 'conv-main' },
+      h('span', { class: 'conv-row' }, name, time),
+      h('span', { class: 'conv-row' }, preview, typing, unread)));
+    button.addEventListener('click', () => select(c.id));
+    c.el = { li: h('li', null, button), button, avatar, dot, name, time, preview, typing, unread };
+    return c.el;
+  }
+
+  function renderList() {
+    const list = Array.from(A.convs.values())
+      .filter((c) => c.listed || c.messages.size || c.id === A.selected)
+      .sort((a, b) => convUpdated(b) - convUpdated(a) || cmp(a.id, b.id));
+    list.forEach((c, i) => {
+      const e = c.el || buildConvItem(c);
+      const nm = convName(c);
+      const online = convOnline(c);
+      const unread = unreadOf(c);
+      const p = previewOf(c);
+      e.avatar.textContent = initials(nm);
+      e.name.textContent = nm;
+      e.time.textContent = formatTime(p.ms, false);
+      e.preview.textContent = p.text;
+      e.button.dataset.online = String(online);
+      e.button.dataset.unread = String(unread);
+      e.button.classList.toggle('is-selected', c.id === A.selected);
+      e.button.classList.toggle('is-unread', unread > 0);
+      if (c.id === A.selected) e.button.setAttribute('aria-current', 'true');
+      else e.button.removeAttribute('aria-current');
+      e.dot.hidden = !online;
+      e.typing.hidden = c.typers.size === 0;
+      e.preview.hidden = c.typers.size > 0;
+      e.unread.hidden = unread === 0;
+      e.unread.textContent = unread > 99 ? '99+' : String(unread);
+      e.button.setAttribute('aria-label', nm + (unread ? ', ' + unread + ' unread' : '') + (online ? ', online' : ''));
+      if (el.convList.children[i] !== e.li) el.convList.insertBefore(e.li, el.convList.children[i] || null);
+    });
+    while (el.convList.children.length > list.length) el.convList.lastElementChild.remove();
+    el.convEmpty.hidden = list.length > 0;
+    el.convCount.textContent = String(list.length);
+  }
+
+  function renderMessage(m) {
+    if (!m.el) {
+      m.elAuthor = h('div', { class: 'msg-author' });
+      m.elBody = h('div', { class: 'bubble', 'data-testid': 'message-body' });
+      m.elTime = h('span', { class: 'msg-time' });
+      m.elState = h('span', { class: 'msg-state' });
+      m.el = h('div', { class: 'msg', 'data-testid': 'message', 'data-id': m.id },
+        m.elAuthor, m.elBody, h('div', { class: 'msg-meta' }, m.elTime, m.elState));
+    }
+    const mine = isMine(m);
+    const team = m.role === 'agent' || mine;
+    m.el.classList.toggle('msg--team', team);
+    m.el.classList.toggle('msg--mine', mine);
+    m.el.classList.toggle('msg--deleted', Boolean(m.deleted));
+    m.el.dataset.state = m.state === 'sent' ? 'sent' : m.state === 'failed' ? 'failed' : 'pending';
+    m.el.dataset.authorRole = m.role || 'agent';
+    m.elAuthor.textContent = mine ? 'You' : m.name || participantLabel(m.author);
+    m.elBody.textContent = m.deleted ? 'This message was deleted' : m.body;
+    m.elTime.textContent = formatTime(m.ts && m.ts.w, true);
+    let st = '';
+    if (m.state === 'pending') st = 'Sending' + ELLIPSIS;
+    else if (m.state === 'failed') st = 'Not sent' + (m.error ? ': ' + m.error : '');
+    else if (m.edited && !m.deleted) st = 'edited';
+    m.elState.textContent = st;
+  }
+
+  function renderThread() {
+    const c = A.selected ? A.convs.get(A.selected) : null;
+    document.body.classList.toggle('has-selection', Boolean(c));
+    el.threadEmpty.hidden = Boolean(c);
+    el.threadHead.hidden = !c;
+    el.threadBody.hidden = !c;
+    el.composer.hidden = !c;
+    if (!c) {
+      el.typing.hidden = true;
+      el.messages.replaceChildren();
+      return;
+    }
+    const nm = convName(c);
+    const online = convOnline(c);
+    el.threadAvatar.textContent = initials(nm);
+    el.threadAvatar.dataset.online = String(online);
+    el.threadTitle.textContent = nm;
+    const bits = [online ? 'Online' : 'Offline'];
+    if (c.owner) bits.push(c.owner.length > 26 ? c.owner.slice(0, 25) + ELLIPSIS : c.owner);
+    if (c.created) bits.push('started ' + formatTime(c.created, true));
+    el.threadSub.textContent = bits.join(' \u00b7 ');
+    el.threadSub.dataset.online = String(online);
+
+    const body = el.threadBody;
+    const atBottom = body.scrollHeight - body.scrollTop - body.clientHeight < 60;
+    const list = Array.from(c.messages.values()).sort(tsCompare);
+    let lastTeam = null;
+    list.forEach((m, i) => {
+      renderMessage(m);
+      if (el.messages.children[i] !== m.el) el.messages.insertBefore(m.el, el.messages.children[i] || null);
+      if (m.role === 'agent' || isMine(m)) lastTeam = m;
+    });
+    while (el.messages.children.length > list.length) el.messages.lastElementChild.remove();
+    if (!c.loaded && list.length === 0) {
+      el.messages.replaceChildren(h('p', { class: 'loading', text: 'Loading' + ELLIPSIS }));
+    }
+
+    if (lastTeam && lastTeam.seq && visitorRead(c) >= lastTeam.seq) {
+      if (seenEl.parentNode !== lastTeam.el) lastTeam.el.append(seenEl);
+      seenEl.hidden = false;
+    } else {
+      seenEl.hidden = true;
+    }
+    if (atBottom || A.forceScroll) body.scrollTop = body.scrollHeight;
+    A.forceScroll = false;
+
+    const typer = c.typers.values().next().value;
+    el.typing.hidden = !typer;
+    el.typing.textContent = typer ? (typer.name || 'The visitor') + ' is typing' + ELLIPSIS : '';
+  }
+
+  function renderOnline() {
+    const people = Array.from(A.online.entries())
+      .sort((a, b) => cmp(a[1].role, b[1].role) || cmp(onlineName(a[0], a[1]), onlineName(b[0], b[1])));
+    el.onlineList.replaceChildren(...people.map(([p, info]) => {
+      const you = p === A.participant;
+      const convs = (info.conversations || []).filter((id) => A.convs.has(id));
+      const item = h('li', {
+        class: 'online-item', 'data-testid': 'online-item', 'data-participant': p, 'data-role': info.role || '',
+      },
+      h('span', { class: 'avatar avatar--small', 'aria-hidden': 'true', text: initials(onlineName(p, info)) }),
+      h('span', { class: 'online-main' },
+        h('span', { class: 'online-name', text: onlineName(p, info) + (you ? ' (you)' : '') }),
+        h('span', { class: 'online-sub', text: info.role === 'agent' ? 'Agent' : 'Visitor' + (convs.length ? ' \u00b7 ' + convs.length + ' conversation' + (convs.length > 1 ? 's' : '') : '') })),
+      h('span', { class: 'presence-dot presence-dot--inline', 'aria-hidden': 'true' }));
+      if (info.role !== 'agent' && convs.length) {
+        item.classList.add('is-link');
+        item.tabIndex = 0;
+        item.setAttribute('role', 'button');
+        const open = () => select(convs[convs.length - 1]);
+        item.addEventListener('click', open);
+        item.addEventListener('keydown', (ev) => {
+          if (ev.key === 'Enter' || ev.key === ' ') {
+            ev.preventDefault();
+            open();
+          }
+        });
+      }
+      return item;
+    }));
+    el.onlineEmpty.hidden = people.length > 0;
+    el.onlineCount.textContent = String(people.length);
+  }
+
+  function onlineName(p, info) {
+    if (info.name) return info.name;
+    for (const c of A.convs.values()) if (c.owner === p && c.ownerName) return c.ownerName;
+    return participantLabel(p);
+  }
+
+  function autosize() {
+    el.input.style.height = 'auto'; // CSSOM, allowed under CSP
+    el.input.style.height = Math.min(el.input.scrollHeight, 160) + 'px';
+  }
+
+  // ---------------------------------------------------------------- connection
+
+  function connect() {
+    if (A.ws || A.stopped) return;
+    clearTimeout(A.reconnectTimer);
+    A.reconnectTimer = 0;
+    setStatus('Connecting' + ELLIPSIS, 'warn');
+    let ws;
+    try {
+      ws = new WebSocket(WS_URL);
+    } catch (e) {
+      scheduleReconnect();
+      return;
+    }
+    A.ws = ws;
+    ws.addEventListener('open', () => {
+      if (A.ws !== ws) return;
+      const hello = { type: 'hello', v: PROTOCOL_VERSION, workspace: A.workspace, role: 'agent', token: A.token };
+      if (A.name) hello.name = A.name.slice(0, 80);
+      sendRaw(hello);
+    });
+    ws.addEventListener('message', (ev) => {
+      if (A.ws !== ws) return;
+      A.lastRecv = Date.now();
+      let f;
+      try { f = JSON.parse(ev.data); } catch (e) { return; }
+      if (!f || typeof f !== 'object') return;
+      try {
+        onFrame(f);
+      } catch (err) {
+        flash('Internal error: ' + (err && err.message ? err.message : err));
+        console.warn('Parley console:', err);
+      }
+    });
+    ws.addEventListener('close', () => {
+      if (A.ws === ws) onClosed();
+    });
+  }
+
+  function teardown() {
+    const ws = A.ws;
+    A.ws = null;
+    if (ws) {
+      try { ws.close(); } catch (e) { /* ignore */ }
+    }
+    clearInterval(A.hbTimer);
+    A.hbTimer = 0;
+    A.welcomed = false;
+    A.listRef = null;
+    A.refs.clear();
+    A.typingConv = null;
+    for (const e of A.outbox.values()) e.sentAt = 0;
+    for (const c of A.convs.values()) {
+      if (c.resumeRef) c.loaded = false; // a resume that did not finish: load it fully again
+      c.resumeRef = null;
+      c.readSent = 0;
+      for (const t of c.typers.values()) clearTimeout(t.timer);
+      c.typers.clear();
+    }
+    scheduleRender();
+  }
+
+  function onClosed() {
+    teardown();
+    if (!A.stopped) scheduleReconnect();
+  }
+
+  function scheduleReconnect() {
+    if (A.reconnectTimer || A.stopped) return;
+    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** A.attempt);
+    const delay = Math.round(base / 2 + (Math.random() * base) / 2);
+    A.attempt++;
+    setStatus((navigator.onLine === false ? 'Offline' : 'Disconnected') + ', reconnecting in ' +
+      Math.max(1, Math.round(delay / 1000)) + ' s' + ELLIPSIS, 'warn');
+    A.reconnectTimer = setTimeout(() => {
+      A.reconnectTimer = 0;
+      connect();
+    }, delay);
+  }
+
+  window.addEventListener('online', () => {
+    if (!A.ws && !A.stopped) {
+      A.attempt = 0;
+      connect();
+    }
+  });
+
+  function sendRaw(frame) {
+    if (!A.ws || A.ws.readyState !== WebSocket.OPEN) return false;
+    A.ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  function request(frame, ctx) {
+    const ref = 'r' + (++A.refN);
+    frame.ref = ref;
+    if (!sendRaw(frame)) return null;
+    A.refs.set(ref, ctx || { kind: frame.type });
+    return ref;
+  }
+
+  function heartbeat() {
+    if (!A.ws) return;
+    if (Date.now() - A.lastRecv > 3 * A.heartbeatMs) {
+      onClosed(); // dead connection without a close frame
+      return;
+    }
+    sendRaw({ type: 'ping', ref: 'ping' });
+    flushOutbox();
+  }
+
+  // ---------------------------------------------------------------- frames
+
+  function onFrame(f) {
+    switch (f.type) {
+      case 'welcome': onWelcome(f); break;
+      case 'conversations': onConversations(f); break;
+      case 'resumed': onResumed(f); break;
+      case 'deliver': onDeliver(f); break;
+      case 'ack': onAck(f); break;
+      case 'read': onRead(f); break;
+      case 'typing': onTyping(f); break;
+      case 'presence': onPresence(f); break;
+      case 'error': onError(f); break;
+      default: break; // pong and frames of later versions
+    }
+  }
+
+  function onWelcome(f) {
+    A.welcomed = true;
+    A.attempt = 0;
+    A.participant = f.participant || null;
+    const hb = Number(f.heartbeat_ms);
+    A.heartbeatMs = hb >= 1000 ? Math.min(hb, 120000) : 10000;
+    clearInterval(A.hbTimer);
+    A.hbTimer = setInterval(heartbeat, A.heartbeatMs);
+    A.online.clear(); // the current presence follows
+    setStatus('Connected', 'ok');
+    el.me.textContent = A.name ? 'Signed in as ' + A.name : '';
+    list();
+    // Catch up on what was missed while disconnected: no gap, no duplicate.
+    for (const c of A.convs.values()) if (c.loaded || c.id === A.selected) resumeConv(c);
+    flushOutbox();
+    scheduleRender();
+  }
+
+  function list() {
+    if (!A.welcomed) return;
+    if (A.listRef) {
+      A.listAgain = true; // one more after the answer in flight
+      return;
+    }
+    A.listRef = request({ type: 'list' }, { kind: 'list' });
+  }
+
+  function scheduleList() {
+    if (A.listTimer) return;
+    A.listTimer = setTimeout(() => {
+      A.listTimer = 0;
+      list();
+    }, 150);
+  }
+
+  function onConversations(f) {
+    if (f.ref && f.ref === A.listRef) A.listRef = null;
+    for (const item of Array.isArray(f.items) ? f.items : []) {
+      if (!item || typeof item.id !== 'string') continue;
+      const c = conv(item.id);
+      c.listed = true;
+      c.owner = item.owner || c.owner;
+      c.ownerName = item.owner_name || c.ownerName;
+      c.created = item.created || c.created;
+      c.updated = Math.max(c.updated, item.updated || 0);
+      c.listHead = item.head || 0;
+      c.listUnread = item.unread || 0;
+      if (item.last) c.last = item.last;
+      mergeReads(c, item.reads);
+    }
+    if (A.selected) {
+      const c = A.convs.get(A.selected);
+      if (c && !c.loaded && !c.resumeRef) resumeConv(c);
+    }
+    if (A.listAgain) {
+      A.listAgain = false;
+      list();
+    }
+    scheduleRender();
+    const sel = A.selected && A.convs.get(A.selected);
+    if (sel) maybeSendRead(sel);
+  }
+
+  function mergeReads(c, reads) {
+    if (!reads || typeof reads !== 'object') return;
+    for (const [p, seq] of Object.entries(reads)) {
+      if (typeof seq !== 'number') continue;
+      if (!(c.reads[p] >= seq)) c.reads[p] = seq;
+      if (p === A.participant) c.myRead = Math.max(c.myRead, seq);
+    }
+  }
+
+  function resumeConv(c) {
+    if (!A.welcomed || c.resumeRef) return;
+    c.resumeRef = request({ type: 'resume', conversation: c.id, after: c.loaded ? c.seenSeq : 0 },
+      { kind: 'resume', conv: c.id });
+  }
+
+  function onResumed(f) {
+    const c = A.convs.get(f.conversation);
+    if (!c) return;
+    c.resumeRef = null;
+    c.loaded = true;
+    if (typeof f.head === 'number' && f.head > c.seenSeq) c.seenSeq = f.head;
+    scheduleRender();
+    maybeSendRead(c);
+  }
+
+  function onDeliver(f) {
+    if (!f.message || typeof f.conversation !== 'string') return;
+    const known = A.convs.has(f.conversation);
+    const c = conv(f.conversation);
+    if (!known || !c.listed) scheduleList(); // a new conversation: fetch its details
+    const msg = f.message;
+    if (typeof f.seq === 'number' && f.seq > c.seenSeq) c.seenSeq = f.seq;
+    let m = c.messages.get(msg.id);
+    if (m && m.lastSeq && f.seq < m.lastSeq) return;
+    if (!m) {
+      m = { id: msg.id, local: ++A.localSeq };
+      c.messages.set(msg.id, m);
+    }
+    m.author = msg.author;
+    m.role = msg.role;
+    m.name = msg.name;
+    m.body = typeof msg.body === 'string' ? msg.body : '';
+    m.ts = msg.ts || m.ts || null;
+    m.edited = msg.edited || null;
+    m.deleted = Boolean(msg.deleted);
+    if (typeof f.seq === 'number') {
+      if (!m.seq || f.seq < m.seq) m.seq = f.seq;
+      m.lastSeq = Math.max(m.lastSeq || 0, f.seq);
+    }
+    m.state = 'sent';
+    if (!c.owner && msg.role === 'visitor') {
+      c.owner = msg.author;
+      if (msg.name) c.ownerName = msg.name;
+    }
+    if (msg.author === A.participant) {
+      const pending = A.outbox.get(msg.id);
+      if (pending && pending.frame.type === 'send') A.outbox.delete(msg.id);
+    }
+    const typer = c.typers.get(msg.author);
+    if (typer) {
+      clearTimeout(typer.timer);
+      c.typers.delete(msg.author);
+    }
+    scheduleRender();
+    maybeSendRead(c);
+  }
+
+  function onAck(f) {
+    const ctx = f.ref ? A.refs.get(f.ref) : null;
+    if (f.ref) A.refs.delete(f.ref);
+    if (ctx && ctx.kind === 'read') {
+      const c = A.convs.get(ctx.conv);
+      if (c) c.myRead = Math.max(c.myRead, ctx.seq);
+      return;
+    }
+    if (!f.id) return;
+    const pending = A.outbox.get(f.id);
+    A.outbox.delete(f.id);
+    const c = A.convs.get(f.conversation || (pending && pending.conv) || (ctx && ctx.conv));
+    const m = c && c.messages.get(f.id);
+    if (!m) return;
+    m.state = 'sent';
+    if (typeof f.seq === 'number' && (!m.seq || f.seq < m.seq)) m.seq = f.seq;
+    if (!m.ts && f.ts) m.ts = f.ts;
+    scheduleRender();
+  }
+
+  function onRead(f) {
+    if (typeof f.conversation !== 'string' || typeof f.seq !== 'number' || !f.participant) return;
+    const c = conv(f.conversation);
+    if (!(c.reads[f.participant] >= f.seq)) c.reads[f.participant] = f.seq;
+    if (f.participant === A.participant) c.myRead = Math.max(c.myRead, f.seq);
+    scheduleRender();
+  }
+
+  function onTyping(f) {
+    if (typeof f.conversation !== 'string' || !f.participant || f.participant === A.participant) return;
+    const known = A.convs.has(f.conversation);
+    const c = conv(f.conversation);
+    if (!known || !c.listed) {
+      if (!c.owner && f.role === 'visitor') {
+        c.owner = f.participant;
+        if (f.name) c.ownerName = f.name;
+      }
+      c.listed = true; // show it at once; list() fills in the details
+      scheduleList();
+    }
+    const old = c.typers.get(f.participant);
+    if (old) clearTimeout(old.timer);
+    if (f.typing) {
+      const ttl = Number(f.expires_ms) > 0 ? Number(f.expires_ms) : 5000;
+      const entry = { name: f.name || (f.role === 'agent' ? 'An agent' : c.ownerName || participantLabel(f.participant)) };
+      entry.timer = setTimeout(() => {
+        if (c.typers.get(f.participant) === entry) {
+          c.typers.delete(f.participant);
+          scheduleRender();
+        }
+      }, ttl);
+      c.typers.set(f.participant, entry);
+    } else {
+      c.typers.delete(f.participant);
+    }
+    scheduleRender();
+  }
+
+  function onPresence(f) {
+    if (!f.participant) return;
+    if (f.online) {
+      A.online.set(f.participant, {
+        role: f.role || '', name: f.name || '',
+        conversations: Array.isArray(f.conversations) ? f.conversations : [],
+      });
+      for (const id of Array.isArray(f.conversations) ? f.conversations : []) {
+        if (!A.convs.has(id)) scheduleList();
+      }
+    } else {
+      A.online.delete(f.participant);
+    }
+    scheduleRender();
+  }
+
+  function onError(f) {
+    const ctx = f.ref ? A.refs.get(f.ref) : null;
+    if (f.ref) A.refs.delete(f.ref);
+    switch (f.code) {
+      case 'auth_failed':
+        signOut('The token was refused for workspace "' + A.workspace + '". Check it and try again.');
+        return;
+      case 'version_unsupported':
+        A.stopped = true;
+        setStatus('This console is out of date: reload the page.', 'error');
+        return;
+      case 'unavailable':
+      case 'slow_consumer':
+        return; // the connection closes; we reconnect and resume
+      default:
+        break;
+    }
+    if (ctx) {
+      switch (ctx.kind) {
+        case 'list':
+          A.listRef = null;
+          break;
+        case 'resume': {
+          const c = A.convs.get(ctx.conv);
+          if (c) c.resumeRef = null;
+          if (f.code === 'not_found' && c) {
+            A.convs.delete(c.id);
+            if (A.selected === c.id) select(null);
+            scheduleRender();
+          }
+          break;
+        }
+        case 'send': {
+          if (f.code === 'rate_limited' || f.code === 'internal') break; // resent after the timeout
+          const pending = A.outbox.get(ctx.id);
+          A.outbox.delete(ctx.id);
+          const c = pending && A.convs.get(pending.conv);
+          const m = c && c.messages.get(ctx.id);
+          if (m) {
+            m.state = 'failed';
+            m.error = f.code;
+            scheduleRender();
+          }
+          break;
+        }
+        default:
+          break;
+      }
+    }
+    if (!(ctx && ctx.kind === 'read')) flash(f.message ? f.code + ': ' + f.message : f.code || 'error');
+  }
+
+  // ---------------------------------------------------------------- actions
+
+  function select(id) {
+    if (A.typingConv && A.typingConv !== id) stopTyping();
+    A.selected = id;
+    if (id) storage.set('sessionStorage', KEY_SELECTED, id);
+    else storage.del('sessionStorage', KEY_SELECTED);
+    A.forceScroll = true;
+    if (id) {
+      const c = conv(id);
+      if (!c.loaded) resumeConv(c);
+      render();
+      maybeSendRead(c);
+      if (!window.matchMedia || !window.matchMedia('(max-width: 800px)').matches) el.input.focus();
+    } else {
+      render();
+    }
+  }
+
+  function maybeSendRead(c) {
+    if (!c || c.id !== A.selected || !A.welcomed || !c.loaded) return;
+    if (document.visibilityState !== 'visible') return;
+    const read = Math.max(c.myRead, c.readSent);
+    let need = false;
+    for (const m of c.messages.values()) {
+      if (!isMine(m) && m.seq > read) { need = true; break; }
+    }
+    if (!need) return;
+    const seq = c.seenSeq;
+    if (request({ type: 'read', conversation: c.id, seq }, { kind: 'read', conv: c.id, seq })) {
+      c.readSent = seq;
+      scheduleRender();
+    }
+  }
+
+  function flushOutbox() {
+    if (!A.welcomed) return;
+    const now = Date.now();
+    for (const [id, e] of A.outbox) {
+      if (e.sentAt && now - e.sentAt < ACK_TIMEOUT_MS) continue;
+      if (request(Object.assign({}, e.frame), { kind: e.frame.type, id, conv: e.conv })) e.sentAt = now;
+    }
+  }
+
+  function submit() {
+    const c = A.selected && A.convs.get(A.selected);
+    const body = el.input.value.trim();
+    if (!c || !body) return;
+    if (body.length > MAX_BODY) {
+      flash('A message can be at most ' + MAX_BODY + ' characters.');
+      return;
+    }
+    if (byteLength(JSON.stringify({ body })) > MAX_FRAME_BYTES - 512) {
+      flash('This message is too long.');
+      return;
+    }
+    stopTyping();
+    const id = newId();
+    c.messages.set(id, {
+      id, author: A.participant, localOnly: true, role: 'agent', name: A.name,
+      body, ts: null, seq: 0, state: 'pending', local: ++A.localSeq,
+    });
+    A.outbox.set(id, { conv: c.id, frame: { type: 'send', conversation: c.id, id, body }, sentAt: 0 });
+    el.input.value = '';
+    autosize();
+    A.forceScroll = true;
+    render();
+    flushOutbox();
+  }
+
+  function onInput() {
+    autosize();
+    const c = A.selected;
+    if (!c || !el.input.value.trim()) {
+      stopTyping();
+      return;
+    }
+    const now = Date.now();
+    if (A.typingConv !== c || now - A.typingSentAt >= TYPING_THROTTLE_MS) {
+      if (A.typingConv && A.typingConv !== c) stopTyping();
+      if (sendRaw({ type: 'typing', conversation: c, typing: true })) {
+        A.typingConv = c;
+        A.typingSentAt = now;
+      }
+    }
+    clearTimeout(A.typingIdle);
+    A.typingIdle = setTimeout(stopTyping, TYPING_IDLE_MS);
+  }
+
+  function stopTyping() {
+    clearTimeout(A.typingIdle);
+    if (A.typingConv) sendRaw({ type: 'typing', conversation: A.typingConv, typing: false });
+    A.typingConv = null;
+  }
+
+  // ---------------------------------------------------------------- sign in / out
+
+  function showLogin(message) {
+    el.console.hidden = true;
+    el.login.hidden = false;
+    el.signout.hidden = true;
+    el.workspace.textContent = '';
+    el.me.textContent = '';
+    el.loginWorkspace.value = A.workspace || 'demo';
+    el.loginName.value = A.name || '';
+    el.loginError.hidden = !message;
+    el.loginError.textContent = message || '';
+    setStatus('', 'idle');
+    el.loginToken.focus();
+  }
+
+  function start() {
+    el.login.hidden = true;
+    el.console.hidden = false;
+    el.signout.hidden = false;
+    el.workspace.textContent = A.workspace;
+    A.stopped = false;
+    A.attempt = 0;
+    render();
+    connect();
+  }
+
+  function signOut(message) {
+    A.stopped = true;
+    clearTimeout(A.reconnectTimer);
+    A.reconnectTimer = 0;
+    teardown();
+    A.token = '';
+    storage.del('sessionStorage', KEY_TOKEN);
+    A.convs.clear();
+    A.outbox.clear();
+    A.online.clear();
+    el.convList.replaceChildren();
+    A.selected = null;
+    storage.del('sessionStorage', KEY_SELECTED);
+    render();
+    showLogin(message);
+  }
+
+  // ---------------------------------------------------------------- events
+
+  el.loginForm.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const token = el.loginToken.value.trim();
+    const workspace = el.loginWorkspace.value.trim() || 'demo';
+    if (!token) {
+      showLogin('Paste the operator token.');
+      return;
+    }
+    if (!validWorkspace(workspace)) {
+      showLogin('A workspace name has 1 to 64 characters: a-z, 0-9, "_" and "-".');
+      return;
+    }
+    A.token = token;
+    A.workspace = workspace;
+    A.name = el.loginName.value.trim().slice(0, 80);
+    el.loginToken.value = '';
+    storage.set('sessionStorage', KEY_TOKEN, token);
+    storage.set('sessionStorage', KEY_WORKSPACE, workspace);
+    if (A.name) storage.set('localStorage', KEY_NAME, A.name);
+    else storage.del('localStorage', KEY_NAME);
+    start();
+  });
+  el.signout.addEventListener('click', () => signOut(''));
+  el.back.addEventListener('click', () => select(null));
+  el.input.addEventListener('input', onInput);
+  el.input.addEventListener('blur', stopTyping);
+  el.input.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      submit();
+    }
+  });
+  el.send.addEventListener('pointerdown', (ev) => ev.preventDefault()); // keep the focus in the composer
+  el.send.addEventListener('click', () => {
+    submit();
+    el.input.focus();
+  });
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible') {
+      const c = A.selected && A.convs.get(A.selected);
+      if (c) maybeSendRead(c);
+    } else {
+      stopTyping();
+    }
+  });
+  setInterval(() => {
+    if (A.convs.size) scheduleRender(); // keeps the relative times fresh
+  }, 60000);
+
+  // ---------------------------------------------------------------- boot
+
+  (function boot() {
+    if (location.hash.length > 1) {
+      const frag = new URLSearchParams(location.hash.slice(1));
+      if (frag.get('token')) {
+        storage.set('sessionStorage', KEY_TOKEN, frag.get('token'));
+        storage.set('sessionStorage', KEY_WORKSPACE, frag.get('workspace') || 'demo');
+        if (frag.get('name')) storage.set('localStorage', KEY_NAME, frag.get('name'));
+      }
+      // Keep the token out of the address bar, the history and bookmarks.
+      history.replaceState(null, '', location.pathname + location.search);
+    }
+    A.token = storage.get('sessionStorage', KEY_TOKEN) || '';
+    A.workspace = storage.get('sessionStorage', KEY_WORKSPACE) || 'demo';
+    A.name = storage.get('localStorage', KEY_NAME) || '';
+    if (!validWorkspace(A.workspace)) A.workspace = 'demo';
+    if (A.token) start();
+    else showLogin('');
+  })();
+})();

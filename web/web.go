@@ -1,0 +1,17 @@
+// Package web holds the browser assets a Parley node serves: the chat widget
+// that any website embeds (widget.js), the demo page (demo.html) and the agent
+// console (agent.html), with their styles and scripts under static/.
+// They are plain files with no build step; FS exposes them to the HTTP server.
+package web
+
+import (
+	"embed"
+	"io/fs"
+)
+
+//go:embed widget.js demo.html agent.html static
+var assets embed.FS
+
+// FS returns the asset tree: widget.js, demo.html, agent.html and static/...
+// are at its top.
+func FS() fs.FS { return assets }

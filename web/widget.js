@@ -1,0 +1,941 @@
+/*
+ * Parley chat widget (widget.js).
+ *
+ * A website embeds it with one tag:
+ *   <script src="https://NODE/widget.js" data-workspace="demo" async></script>
+ * It adds a launcher button and a chat panel to the page and talks to the
+ * Parley node it was loaded from with the Parley wire protocol, version 1:
+ * JSON frames over a WebSocket at /v1/ws (see docs/protocol.md).
+ *
+ * It is one self-contained file on purpose, because it runs on third-party
+ * sites: no dependencies, no build step, no inline styles, no eval, so it works
+ * under a strict Content-Security-Policy. Untrusted text (message bodies,
+ * names) is only ever written with textContent.
+ *
+ * Optional verified identity: data-user-id, data-user-hash and data-name on
+ * the script tag, or window.Parley.init({userId, userHash, name}).
+ */
+(() => {
+  'use strict';
+
+  if (window.__parleyWidgetLoaded) return;
+  window.__parleyWidgetLoaded = true;
+
+  const PROTOCOL_VERSION = 1;
+  const MAX_BODY = 4000;
+  const MAX_FRAME_BYTES = 16 * 1024;
+  const TYPING_THROTTLE_MS = 2000;
+  const TYPING_IDLE_MS = 5000;
+  const ACK_TIMEOUT_MS = 10000;
+  const BACKOFF_MIN_MS = 500;
+  const BACKOFF_MAX_MS = 10000;
+  const ELLIPSIS = '\u2026';
+
+  // ---------------------------------------------------------------- setup
+
+  const script =
+    document.currentScript ||
+    document.querySelector('script[data-workspace][src*="widget.js"]') ||
+    document.querySelector('script[data-workspace]');
+  if (!script || !script.src) return;
+
+  const SRC = new URL(script.src, location.href);
+  const ORIGIN = SRC.origin;
+  const WS_URL = (SRC.protocol === 'https:' ? 'wss://' : 'ws://') + SRC.host + '/v1/ws';
+  const WORKSPACE = (script.dataset.workspace || '').trim();
+  if (!/^[a-z0-9_-]{1,64}$/.test(WORKSPACE)) {
+    console.warn('Parley: the script tag needs a valid data-workspace attribute');
+    return;
+  }
+
+  const KEY_VISITOR = 'parley:' + WORKSPACE + ':visitor';
+  const KEY_OPEN = 'parley:' + WORKSPACE + ':open';
+
+  const identity = {
+    userId: script.dataset.userId || '',
+    userHash: script.dataset.userHash || '',
+    name: script.dataset.name || '',
+  };
+  const verified = () => Boolean(identity.userId && identity.userHash);
+  const convKey = () =>
+    'parley:' + WORKSPACE + ':conversation:' + (verified() ? 'u:' + identity.userId : 'anon');
+
+  // Storage can be unavailable (privacy modes, sandboxed frames): never throw.
+  const storage = {
+    get(area, key) {
+      try { return window[area].getItem(key); } catch (e) { return null; }
+    },
+    set(area, key, value) {
+      try { window[area].setItem(key, value); } catch (e) { /* ignore */ }
+    },
+    del(area, key) {
+      try { window[area].removeItem(key); } catch (e) { /* ignore */ }
+    },
+  };
+
+  function newId() {
+    if (window.crypto && typeof crypto.randomUUID === 'function') return crypto.randomUUID();
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+  }
+
+  const byteLength = (s) => new TextEncoder().encode(s).length;
+  const cmp = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+
+  // ---------------------------------------------------------------- state
+
+  const S = {
+    ws: null,
+    welcomed: false,
+    participant: null,
+    heartbeatMs: 10000,
+    hbTimer: 0,
+    reconnectTimer: 0,
+    attempt: 0,
+    lastRecv: 0,
+    fatal: false,
+    helloHadVisitor: false,
+
+    conversation: storage.get('localStorage', convKey()),
+    subscribed: false, // resumed or started on this connection
+    starting: false,
+    wantStart: false,
+    listRef: null,
+
+    messages: new Map(), // id -> message entry
+    maxSeq: 0, // highest deliver seq seen in this page
+    localSeq: 0,
+    outbox: new Map(), // message id -> {frame, sentAt}: sent but not acked
+    refs: new Map(), // ref -> {kind, ...}
+    refN: 0,
+
+    agentsOnline: new Map(), // participant -> name
+    agentRead: 0, // highest read seq of any agent
+    myRead: 0, // highest read seq of this visitor the server confirmed
+    readSent: 0,
+    typers: new Map(), // participant -> {name, timer}
+    typingSent: false,
+    typingSentAt: 0,
+    typingIdle: 0,
+
+    open: false,
+    renderPending: false,
+    forceScroll: false,
+  };
+
+  // ---------------------------------------------------------------- DOM
+
+  function h(tag, attrs, ...kids) {
+    const el = document.createElement(tag);
+    if (attrs) {
+      for (const [k, v] of Object.entries(attrs)) {
+        if (v == null || v === false) continue;
+        if (k === 'class') el.className = v;
+        else if (k === 'text') el.textContent = v;
+        else el.setAttribute(k, v === true ? '' : String(v));
+      }
+    }
+    for (const kid of kids) if (kid != null) el.append(kid);
+    return el;
+  }
+
+  function icon(d) {
+    const NS = 'http://www.w3.org/2000/svg';
+    const svg = document.createElementNS(NS, 'svg');
+    svg.setAttribute('viewBox', '0 0 24 24');
+    svg.setAttribute('aria-hidden', 'true');
+    svg.setAttribute('focusable', 'false');
+    const path = document.createElementNS(NS, 'path');
+    path.setAttribute('d', d);
+    svg.append(path);
+    return svg;
+  }
+
+  const ICON_CHAT = 'M20 2H4a2 2 0 0 0-2 2v18l4-4h14a2 2 0 0 0 2-2V4a2 2 0 0 0-2-2zM6 9h12v2H6V9zm8 5H6v-2h8v2zm4-6H6V6h12v2z';
+  const ICON_CLOSE = 'M19 6.41 17.59 5 12 10.59 6.41 5 5 6.41 10.59 12 5 17.59 6.41 19 12 13.41 17.59 19 19 17.59 13.41 12z';
+  const ICON_SEND = 'M2.01 21 23 12 2.01 3 2 10l15 2-15 2z';
+  const ICON_DOWN = 'M7.41 8.59 12 13.17l4.59-4.58L18 10l-6 6-6-6z';
+
+  const title = script.dataset.title || 'Chat with us';
+  const greeting = script.dataset.greeting ||
+    'Hi there! Ask us anything, we usually reply within a few minutes.';
+
+  const root = h('div', { class: 'parley-root', id: 'parley-root' });
+  root.hidden = true; // shown once widget.css has loaded
+
+  const badge = h('span', { class: 'parley-badge', 'aria-hidden': 'true' });
+  badge.hidden = true;
+  const launcher = h('button', {
+    type: 'button', class: 'parley-launcher', 'data-testid': 'parley-launcher',
+    'aria-label': 'Open chat', 'aria-expanded': 'false', 'aria-controls': 'parley-panel',
+  }, h('span', { class: 'parley-icon parley-icon-open' }, icon(ICON_CHAT)),
+  h('span', { class: 'parley-icon parley-icon-close' }, icon(ICON_DOWN)), badge);
+
+  const presenceText = h('span', { class: 'parley-presence-text' });
+  const presence = h('div', {
+    class: 'parley-presence', 'data-testid': 'parley-agent-online', 'data-online': 'false',
+  }, h('span', { class: 'parley-dot', 'aria-hidden': 'true' }), presenceText);
+  const closeBtn = h('button', {
+    type: 'button', class: 'parley-close', 'aria-label': 'Close chat',
+  }, icon(ICON_CLOSE));
+
+  const messagesEl = h('div', { class: 'parley-messages', role: 'log', 'aria-live': 'polite' });
+  const bodyEl = h('div', { class: 'parley-body' },
+    h('div', { class: 'parley-intro', text: greeting }), messagesEl);
+  const typingEl = h('div', { class: 'parley-typing', 'data-testid': 'parley-typing', 'aria-live': 'polite' });
+  typingEl.hidden = true;
+  const statusEl = h('div', { class: 'parley-status', 'data-testid': 'parley-status', role: 'status' });
+  statusEl.hidden = true;
+  const input = h('textarea', {
+    class: 'parley-input', 'data-testid': 'parley-input', rows: '1', maxlength: String(MAX_BODY),
+    placeholder: 'Write a message' + ELLIPSIS, 'aria-label': 'Message', autocomplete: 'off',
+  });
+  const sendBtn = h('button', {
+    type: 'button', class: 'parley-send', 'data-testid': 'parley-send', 'aria-label': 'Send message',
+  }, icon(ICON_SEND));
+  const seenEl = h('span', { class: 'parley-seen', 'data-testid': 'parley-seen', text: 'Seen' });
+  seenEl.hidden = true;
+
+  const panel = h('section', {
+    class: 'parley-panel', id: 'parley-panel', 'data-testid': 'parley-panel',
+    role: 'dialog', 'aria-label': title,
+  },
+  h('header', { class: 'parley-header' },
+    h('div', { class: 'parley-header-text' }, h('div', { class: 'parley-title', text: title }), presence),
+    closeBtn),
+  bodyEl, typingEl, statusEl,
+  h('div', { class: 'parley-composer' }, input, sendBtn),
+  h('div', { class: 'parley-footer', text: 'Powered by Parley' }));
+  panel.hidden = true;
+
+  root.append(panel, launcher);
+
+  const accent = script.dataset.color;
+  if (accent && window.CSS && CSS.supports('color', accent)) {
+    root.style.setProperty('--parley-accent', accent); // CSSOM, allowed under CSP
+  }
+
+  const css = h('link', { rel: 'stylesheet', href: ORIGIN + '/static/widget.css' });
+  const reveal = () => { root.hidden = false; };
+  css.addEventListener('load', reveal);
+  css.addEventListener('error', reveal);
+  document.head.append(css);
+
+  function mount() {
+    document.body.append(root);
+    if (storage.get('sessionStorage', KEY_OPEN) === '1') setOpen(true);
+    else if (S.conversation) connect(); // a returning visitor: show replies on the launcher
+    renderPresence();
+  }
+
+  // ---------------------------------------------------------------- rendering
+
+  function isMine(m) {
+    if (m.author) return m.author === S.participant;
+    return Boolean(m.localOnly);
+  }
+
+  function tsCompare(a, b) {
+    if (!a.ts || !b.ts) {
+      if (a.ts) return -1;
+      if (b.ts) return 1;
+      return a.local - b.local; // pending messages: in the order they were written
+    }
+    return ((a.ts.w || 0) - (b.ts.w || 0)) || ((a.ts.l || 0) - (b.ts.l || 0)) ||
+      cmp(a.ts.n, b.ts.n) || cmp(a.id, b.id);
+  }
+
+  function formatTime(ts) {
+    if (!ts || !ts.w) return '';
+    try {
+      return new Date(ts.w).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    } catch (e) { return ''; }
+  }
+
+  function renderMessage(m) {
+    if (!m.el) {
+      m.elAuthor = h('div', { class: 'parley-msg-author' });
+      m.elBody = h('div', { class: 'parley-bubble', 'data-testid': 'parley-message-body' });
+      m.elTime = h('span', { class: 'parley-msg-time' });
+      m.elState = h('span', { class: 'parley-msg-state' });
+      m.el = h('div', { class: 'parley-msg', 'data-testid': 'parley-message', 'data-id': m.id },
+        m.elAuthor, m.elBody, h('div', { class: 'parley-msg-meta' }, m.elTime, m.elState));
+    }
+    const mine = isMine(m);
+    m.el.classList.toggle('parley-msg--mine', mine);
+    m.el.classList.toggle('parley-msg--deleted', Boolean(m.deleted));
+    m.el.dataset.state = m.state === 'sent' ? 'sent' : m.state === 'failed' ? 'failed' : 'pending';
+    m.el.dataset.authorRole = m.role || 'visitor';
+    m.elAuthor.hidden = mine;
+    m.elAuthor.textContent = m.name || (m.role === 'agent' ? 'Support' : 'Visitor');
+    m.elBody.textContent = m.deleted ? 'This message was deleted' : m.body;
+    m.elTime.textContent = formatTime(m.ts);
+    let st = '';
+    if (m.state === 'pending') st = 'Sending' + ELLIPSIS;
+    else if (m.state === 'failed') st = 'Not sent' + (m.error ? ': ' + m.error : '');
+    else if (m.edited && !m.deleted) st = 'edited';
+    m.elState.textContent = st;
+  }
+
+  function render() {
+    S.renderPending = false;
+    const atBottom = bodyEl.scrollHeight - bodyEl.scrollTop - bodyEl.clientHeight < 48;
+    const list = Array.from(S.messages.values()).sort(tsCompare);
+    let lastMine = null;
+    list.forEach((m, i) => {
+      renderMessage(m);
+      if (messagesEl.children[i] !== m.el) messagesEl.insertBefore(m.el, messagesEl.children[i] || null);
+      if (isMine(m)) lastMine = m;
+    });
+    while (messagesEl.children.length > list.length) messagesEl.lastElementChild.remove();
+
+    if (lastMine && lastMine.seq && S.agentRead >= lastMine.seq) {
+      if (seenEl.parentNode !== lastMine.el) lastMine.el.append(seenEl);
+      seenEl.hidden = false;
+    } else {
+      seenEl.hidden = true;
+    }
+    if (atBottom || S.forceScroll) bodyEl.scrollTop = bodyEl.scrollHeight;
+    S.forceScroll = false;
+    renderTyping();
+    renderBadge();
+  }
+
+  function scheduleRender() {
+    if (S.renderPending) return;
+    S.renderPending = true;
+    setTimeout(render, 0);
+  }
+
+  function renderTyping() {
+    const first = S.typers.values().next().value;
+    typingEl.hidden = !first;
+    typingEl.textContent = first ? (first.name || 'Support') + ' is typing' + ELLIPSIS : '';
+  }
+
+  function renderPresence() {
+    const names = Array.from(S.agentsOnline.values()).filter(Boolean);
+    const online = S.agentsOnline.size > 0;
+    presence.dataset.online = String(online);
+    presenceText.textContent = online
+      ? (names.length === 1 ? names[0] + ' is online' : 'We are online')
+      : 'We will reply as soon as we can';
+  }
+
+  function unreadCount() {
+    const read = Math.max(S.myRead, S.readSent);
+    let n = 0;
+    for (const m of S.messages.values()) if (!isMine(m) && !m.deleted && m.seq > read) n++;
+    return n;
+  }
+
+  function renderBadge() {
+    const n = S.open ? 0 : unreadCount();
+    badge.hidden = n === 0;
+    badge.textContent = n > 9 ? '9+' : String(n);
+    launcher.setAttribute('aria-label', n ? 'Open chat, ' + n + ' unread' : S.open ? 'Close chat' : 'Open chat');
+  }
+
+  let statusTimer = 0;
+  function setStatus(text, kind, ttl) {
+    clearTimeout(statusTimer);
+    statusEl.textContent = text || '';
+    statusEl.dataset.kind = kind || 'info';
+    statusEl.hidden = !text;
+    if (text && ttl) statusTimer = setTimeout(() => setStatus(''), ttl);
+  }
+
+  function setOpen(open) {
+    S.open = open;
+    panel.hidden = !open;
+    root.classList.toggle('parley-root--open', open);
+    launcher.setAttribute('aria-expanded', String(open));
+    if (open) storage.set('sessionStorage', KEY_OPEN, '1');
+    else storage.del('sessionStorage', KEY_OPEN);
+    if (open) {
+      connect();
+      S.forceScroll = true;
+      render();
+      autosize();
+      if (!window.matchMedia || !window.matchMedia('(max-width: 480px)').matches) input.focus();
+      maybeSendRead();
+    } else {
+      stopTyping();
+      renderBadge();
+    }
+  }
+
+  function autosize() {
+    input.style.height = 'auto'; // CSSOM, allowed under CSP
+    input.style.height = Math.min(input.scrollHeight, 120) + 'px';
+  }
+
+  // ---------------------------------------------------------------- connection
+
+  function connect() {
+    if (S.ws || S.fatal) return;
+    clearTimeout(S.reconnectTimer);
+    S.reconnectTimer = 0;
+    let ws;
+    try {
+      ws = new WebSocket(WS_URL);
+    } catch (e) {
+      scheduleReconnect();
+      return;
+    }
+    S.ws = ws;
+    S.welcomed = false;
+    S.subscribed = false;
+    ws.addEventListener('open', () => {
+      if (S.ws === ws) sendHello();
+    });
+    ws.addEventListener('message', (ev) => {
+      if (S.ws !== ws) return;
+      S.lastRecv = Date.now();
+      let f;
+      try { f = JSON.parse(ev.data); } catch (e) { return; }
+      if (!f || typeof f !== 'object') return;
+      try {
+        onFrame(f);
+      } catch (err) {
+        setStatus('Something went wrong in the chat.', 'error', 6000);
+        console.warn('Parley:', err);
+      }
+    });
+    ws.addEventListener('close', () => {
+      if (S.ws === ws) onClosed();
+    });
+  }
+
+  function sendHello() {
+    const hello = { type: 'hello', v: PROTOCOL_VERSION, workspace: WORKSPACE, role: 'visitor' };
+    S.helloHadVisitor = false;
+    try {
+      const saved = JSON.parse(storage.get('localStorage', KEY_VISITOR) || 'null');
+      if (saved && saved.visitor_id && saved.visitor_sig) {
+        hello.visitor_id = saved.visitor_id;
+        hello.visitor_sig = saved.visitor_sig;
+        S.helloHadVisitor = true;
+      }
+    } catch (e) { /* a damaged entry: start as a new visitor */ }
+    if (verified()) {
+      hello.user_id = identity.userId;
+      hello.user_hash = identity.userHash;
+    }
+    if (identity.name) hello.name = identity.name.slice(0, 80);
+    sendRaw(hello);
+  }
+
+  // Closes the socket (if any) and forgets everything tied to the connection.
+  function teardown() {
+    const ws = S.ws;
+    S.ws = null;
+    if (ws) {
+      try { ws.close(); } catch (e) { /* ignore */ }
+    }
+    clearInterval(S.hbTimer);
+    S.hbTimer = 0;
+    S.welcomed = false;
+    S.subscribed = false;
+    S.starting = false;
+    S.listRef = null;
+    S.refs.clear();
+    S.readSent = 0;
+    S.typingSent = false;
+    for (const e of S.outbox.values()) e.sentAt = 0; // resend everything unacked
+    for (const t of S.typers.values()) clearTimeout(t.timer);
+    S.typers.clear();
+    renderTyping();
+  }
+
+  function onClosed() {
+    teardown();
+    if (!S.fatal) scheduleReconnect();
+  }
+
+  function scheduleReconnect() {
+    if (S.reconnectTimer || S.fatal) return;
+    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** S.attempt);
+    const delay = Math.round(base / 2 + (Math.random() * base) / 2);
+    S.attempt++;
+    if (S.attempt > 1 || navigator.onLine === false) {
+      setStatus(navigator.onLine === false ? 'You are offline. Reconnecting' + ELLIPSIS
+        : 'Connection lost. Reconnecting' + ELLIPSIS, 'warn');
+    }
+    S.reconnectTimer = setTimeout(() => {
+      S.reconnectTimer = 0;
+      connect();
+    }, delay);
+  }
+
+  window.addEventListener('online', () => {
+    if (!S.ws && !S.fatal && (S.open || S.conversation)) {
+      S.attempt = 0;
+      connect();
+    }
+  });
+
+  function sendRaw(frame) {
+    if (!S.ws || S.ws.readyState !== WebSocket.OPEN) return false;
+    S.ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  // Sends a frame with a fresh ref and remembers what it was for.
+  function request(frame, ctx) {
+    const ref = 'r' + (++S.refN);
+    frame.ref = ref;
+    if (!sendRaw(frame)) return null;
+    S.refs.set(ref, ctx || { kind: frame.type });
+    return ref;
+  }
+
+  function heartbeat() {
+    if (!S.ws) return;
+    if (Date.now() - S.lastRecv > 3 * S.heartbeatMs) {
+      onClosed(); // the connection is dead without a close frame
+      return;
+    }
+    sendRaw({ type: 'ping', ref: 'ping' });
+    flushOutbox(); // resends what timed out
+  }
+
+  // ---------------------------------------------------------------- frames
+
+  function onFrame(f) {
+    switch (f.type) {
+      case 'welcome': onWelcome(f); break;
+      case 'started': onStarted(f); break;
+      case 'resumed': onResumed(f); break;
+      case 'conversations': onConversations(f); break;
+      case 'deliver': onDeliver(f); break;
+      case 'ack': onAck(f); break;
+      case 'read': onRead(f); break;
+      case 'typing': onTyping(f); break;
+      case 'presence': onPresence(f); break;
+      case 'error': onError(f); break;
+      default: break; // pong and frames of later versions
+    }
+  }
+
+  function onWelcome(f) {
+    S.welcomed = true;
+    S.attempt = 0;
+    const prev = S.participant;
+    S.participant = f.participant || null;
+    if (f.visitor_id && f.visitor_sig) {
+      storage.set('localStorage', KEY_VISITOR,
+        JSON.stringify({ visitor_id: f.visitor_id, visitor_sig: f.visitor_sig }));
+    }
+    const hb = Number(f.heartbeat_ms);
+    S.heartbeatMs = hb >= 1000 ? Math.min(hb, 120000) : 10000;
+    clearInterval(S.hbTimer);
+    S.hbTimer = setInterval(heartbeat, S.heartbeatMs);
+    S.agentsOnline.clear(); // the current presence follows
+    renderPresence();
+    setStatus('');
+    if (S.conversation) resume();
+    else if (S.wantStart || S.outbox.size) startConversation();
+    listConversations();
+    if (prev !== S.participant) scheduleRender();
+  }
+
+  function listConversations() {
+    S.listRef = request({ type: 'list' }, { kind: 'list' });
+  }
+
+  function resume() {
+    S.subscribed = false;
+    request({ type: 'resume', conversation: S.conversation, after: S.maxSeq },
+      { kind: 'resume', conversation: S.conversation });
+  }
+
+  function onResumed(f) {
+    if (f.conversation !== S.conversation) return;
+    S.subscribed = true;
+    if (typeof f.head === 'number' && f.head > S.maxSeq) S.maxSeq = f.head;
+    flushOutbox();
+    if (S.open && document.activeElement === input && input.value.trim()) onInput();
+    maybeSendRead();
+    scheduleRender();
+  }
+
+  function ensureConversation() {
+    S.wantStart = true;
+    if (!S.ws) connect();
+    else if (S.welcomed && !S.conversation) startConversation();
+  }
+
+  function startConversation() {
+    if (S.starting || S.conversation || !S.welcomed) return;
+    S.starting = Boolean(request({ type: 'start' }, { kind: 'start' }));
+  }
+
+  function onStarted(f) {
+    S.starting = false;
+    S.wantStart = false;
+    if (!f.conversation || (S.conversation && S.conversation !== f.conversation)) return;
+    setConversation(f.conversation);
+    S.subscribed = true;
+    flushOutbox();
+    if (document.activeElement === input && input.value.trim()) onInput();
+    scheduleRender();
+  }
+
+  function setConversation(id) {
+    if (S.conversation !== id) {
+      S.maxSeq = 0;
+      S.agentRead = 0;
+      S.myRead = 0;
+    }
+    S.conversation = id;
+    storage.set('localStorage', convKey(), id);
+  }
+
+  function forgetConversation() {
+    S.conversation = null;
+    S.subscribed = false;
+    storage.del('localStorage', convKey());
+    for (const id of Array.from(S.messages.keys())) {
+      if (!S.outbox.has(id)) S.messages.delete(id); // keep what is still to be sent
+    }
+    S.maxSeq = 0;
+    S.agentRead = 0;
+    S.myRead = 0;
+    for (const e of S.outbox.values()) e.sentAt = 0;
+    scheduleRender();
+  }
+
+  function applyReads(reads) {
+    if (!reads || typeof reads !== 'object') return;
+    for (const [p, seq] of Object.entries(reads)) {
+      if (typeof seq !== 'number') continue;
+      if (p === S.participant) S.myRead = Math.max(S.myRead, seq);
+      else if (p.startsWith('a:')) S.agentRead = Math.max(S.agentRead, seq);
+    }
+  }
+
+  function onConversations(f) {
+    if (f.ref !== S.listRef) return;
+    S.listRef = null;
+    const items = Array.isArray(f.items) ? f.items : [];
+    if (S.conversation) {
+      const mine = items.find((c) => c && c.id === S.conversation);
+      if (mine) applyReads(mine.reads);
+    } else if (!S.starting && items.length) {
+      // A verified visitor on a new device: continue their latest conversation.
+      const latest = items.reduce((a, b) => ((b.updated || 0) > (a.updated || 0) ? b : a));
+      setConversation(latest.id);
+      applyReads(latest.reads);
+      resume();
+    }
+    scheduleRender();
+  }
+
+  function onDeliver(f) {
+    if (!f.message || f.conversation !== S.conversation) return;
+    if (typeof f.seq === 'number' && f.seq > S.maxSeq) S.maxSeq = f.seq;
+    const msg = f.message;
+    let m = S.messages.get(msg.id);
+    if (m && m.lastSeq && f.seq < m.lastSeq) return; // an older state of a message we have
+    if (!m) {
+      m = { id: msg.id, local: ++S.localSeq };
+      S.messages.set(msg.id, m);
+    }
+    m.author = msg.author;
+    m.role = msg.role;
+    m.name = msg.name;
+    m.body = typeof msg.body === 'string' ? msg.body : '';
+    m.ts = msg.ts || m.ts || null;
+    m.edited = msg.edited || null;
+    m.deleted = Boolean(msg.deleted);
+    if (typeof f.seq === 'number') {
+      if (!m.seq || f.seq < m.seq) m.seq = f.seq;
+      m.lastSeq = Math.max(m.lastSeq || 0, f.seq);
+    }
+    m.state = 'sent';
+    if (msg.author === S.participant) {
+      const pending = S.outbox.get(msg.id);
+      if (pending && pending.frame.type === 'send') S.outbox.delete(msg.id); // durable already
+    }
+    const typer = S.typers.get(msg.author);
+    if (typer) {
+      clearTimeout(typer.timer);
+      S.typers.delete(msg.author);
+    }
+    scheduleRender();
+    maybeSendRead();
+  }
+
+  function onAck(f) {
+    const ctx = f.ref ? S.refs.get(f.ref) : null;
+    if (f.ref) S.refs.delete(f.ref);
+    if (ctx && ctx.kind === 'read') {
+      S.myRead = Math.max(S.myRead, ctx.seq);
+      return;
+    }
+    if (!f.id) return;
+    S.outbox.delete(f.id);
+    const m = S.messages.get(f.id);
+    if (!m) return;
+    m.state = 'sent';
+    if (typeof f.seq === 'number' && (!m.seq || f.seq < m.seq)) m.seq = f.seq;
+    if (!m.ts && f.ts) m.ts = f.ts;
+    scheduleRender();
+  }
+
+  function onRead(f) {
+    if (f.conversation !== S.conversation || typeof f.seq !== 'number') return;
+    if (f.participant === S.participant) S.myRead = Math.max(S.myRead, f.seq);
+    else if (f.role === 'agent') S.agentRead = Math.max(S.agentRead, f.seq);
+    scheduleRender();
+  }
+
+  function onTyping(f) {
+    if (f.conversation !== S.conversation || !f.participant || f.participant === S.participant) return;
+    const old = S.typers.get(f.participant);
+    if (old) clearTimeout(old.timer);
+    if (f.typing) {
+      const ttl = Number(f.expires_ms) > 0 ? Number(f.expires_ms) : 5000;
+      const entry = { name: f.name || (f.role === 'agent' ? 'Support' : 'Someone') };
+      entry.timer = setTimeout(() => {
+        if (S.typers.get(f.participant) === entry) {
+          S.typers.delete(f.participant);
+          renderTyping();
+        }
+      }, ttl);
+      S.typers.set(f.participant, entry);
+    } else {
+      S.typers.delete(f.participant);
+    }
+    renderTyping();
+  }
+
+  function onPresence(f) {
+    if (f.role !== 'agent' || !f.participant) return;
+    if (f.online) S.agentsOnline.set(f.participant, f.name || '');
+    else S.agentsOnline.delete(f.participant);
+    renderPresence();
+  }
+
+  function onError(f) {
+    const ctx = f.ref ? S.refs.get(f.ref) : null;
+    if (f.ref) S.refs.delete(f.ref);
+    switch (f.code) {
+      case 'auth_failed':
+        if (S.helloHadVisitor) {
+          // The stored anonymous identity is no longer valid: start afresh.
+          storage.del('localStorage', KEY_VISITOR);
+          if (!verified()) forgetConversation();
+          S.attempt = 0;
+        } else {
+          S.fatal = true;
+          setStatus(verified() ? 'We could not verify your identity.' : 'Chat is not available right now.', 'error');
+        }
+        return;
+      case 'version_unsupported':
+        S.fatal = true;
+        setStatus('This chat needs an update. Please reload the page.', 'error');
+        return;
+      case 'unavailable':
+      case 'slow_consumer':
+        return; // the server closes the connection; we reconnect and resume
+      default:
+        break;
+    }
+    if (ctx) {
+      switch (ctx.kind) {
+        case 'list':
+          S.listRef = null;
+          return; // best effort only
+        case 'read':
+          return;
+        case 'resume':
+          if (f.code === 'not_found' && ctx.conversation === S.conversation) {
+            forgetConversation();
+            if (S.outbox.size) startConversation();
+          }
+          return;
+        case 'start':
+          S.starting = false;
+          if (f.code === 'rate_limited') setTimeout(startConversation, 2000);
+          else setStatus('Could not start the chat: ' + (f.message || f.code), 'error', 8000);
+          return;
+        case 'send': {
+          if (f.code === 'rate_limited' || f.code === 'internal') return; // resent after the timeout
+          const m = S.messages.get(ctx.id);
+          S.outbox.delete(ctx.id);
+          if (m) {
+            m.state = 'failed';
+            m.error = f.code === 'bad_request' ? 'message not accepted' : f.code;
+          }
+          scheduleRender();
+          return;
+        }
+        default:
+          break;
+      }
+    }
+    if (f.code === 'rate_limited') setStatus('Slow down a little' + ELLIPSIS, 'warn', 4000);
+    else setStatus(f.message || 'Something went wrong.', 'error', 6000);
+  }
+
+  // ---------------------------------------------------------------- sending
+
+  function flushOutbox() {
+    if (!S.welcomed || !S.subscribed || !S.conversation) return;
+    const now = Date.now();
+    for (const [id, e] of S.outbox) {
+      if (e.sentAt && now - e.sentAt < ACK_TIMEOUT_MS) continue;
+      const frame = Object.assign({}, e.frame, { conversation: S.conversation });
+      if (request(frame, { kind: e.frame.type, id })) e.sentAt = now;
+    }
+  }
+
+  function submit() {
+    const body = input.value.trim();
+    if (!body) return;
+    if (body.length > MAX_BODY) {
+      setStatus('Messages can be at most ' + MAX_BODY + ' characters.', 'warn', 5000);
+      return;
+    }
+    if (byteLength(JSON.stringify({ body })) > MAX_FRAME_BYTES - 512) {
+      setStatus('This message is too long.', 'warn', 5000);
+      return;
+    }
+    stopTyping();
+    const id = newId();
+    S.messages.set(id, {
+      id, author: S.participant, localOnly: true, role: 'visitor', name: identity.name,
+      body, ts: null, seq: 0, state: 'pending', local: ++S.localSeq,
+    });
+    S.outbox.set(id, { frame: { type: 'send', id, body }, sentAt: 0 });
+    input.value = '';
+    autosize();
+    S.forceScroll = true;
+    render();
+    if (S.conversation) flushOutbox();
+    else ensureConversation();
+  }
+
+  function sendTyping(on) {
+    if (!S.conversation || !S.subscribed) return false;
+    return sendRaw({ type: 'typing', conversation: S.conversation, typing: on });
+  }
+
+  function onInput() {
+    autosize();
+    if (!input.value.trim()) {
+      stopTyping();
+      return;
+    }
+    if (!S.conversation) {
+      ensureConversation(); // typing needs a conversation: start it at the first keystroke
+      return;
+    }
+    const now = Date.now();
+    if (!S.typingSent || now - S.typingSentAt >= TYPING_THROTTLE_MS) {
+      if (sendTyping(true)) {
+        S.typingSent = true;
+        S.typingSentAt = now;
+      }
+    }
+    clearTimeout(S.typingIdle);
+    S.typingIdle = setTimeout(stopTyping, TYPING_IDLE_MS);
+  }
+
+  function stopTyping() {
+    clearTimeout(S.typingIdle);
+    if (S.typingSent) sendTyping(false);
+    S.typingSent = false;
+  }
+
+  function maybeSendRead() {
+    if (!S.welcomed || !S.subscribed || !S.conversation || !S.open) return;
+    if (document.visibilityState !== 'visible') return;
+    const read = Math.max(S.myRead, S.readSent);
+    let need = false;
+    for (const m of S.messages.values()) {
+      if (!isMine(m) && m.seq > read) { need = true; break; }
+    }
+    if (!need) return;
+    const seq = S.maxSeq;
+    if (request({ type: 'read', conversation: S.conversation, seq }, { kind: 'read', seq })) {
+      S.readSent = seq;
+      renderBadge();
+    }
+  }
+
+  // ---------------------------------------------------------------- events
+
+  launcher.addEventListener('click', () => setOpen(!S.open));
+  closeBtn.addEventListener('click', () => {
+    setOpen(false);
+    launcher.focus();
+  });
+  panel.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape') {
+      setOpen(false);
+      launcher.focus();
+    }
+  });
+  input.addEventListener('input', onInput);
+  input.addEventListener('blur', stopTyping);
+  input.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      submit();
+    }
+  });
+  sendBtn.addEventListener('pointerdown', (ev) => ev.preventDefault()); // keep the keyboard open
+  sendBtn.addEventListener('click', () => {
+    submit();
+    input.focus();
+  });
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible') maybeSendRead();
+    else stopTyping();
+  });
+
+  // ---------------------------------------------------------------- public API
+
+  function init(opts) {
+    opts = opts || {};
+    const before = convKey();
+    const oldName = identity.name;
+    identity.userId = opts.userId != null ? String(opts.userId) : identity.userId;
+    identity.userHash = opts.userHash != null ? String(opts.userHash) : identity.userHash;
+    identity.name = opts.name != null ? String(opts.name) : identity.name;
+    if (convKey() === before && identity.name === oldName) return;
+    // A new identity: a new hello, and that identity's own conversation.
+    S.fatal = false;
+    const hadSocket = Boolean(S.ws);
+    teardown();
+    S.messages.clear();
+    S.outbox.clear();
+    S.maxSeq = 0;
+    S.agentRead = 0;
+    S.myRead = 0;
+    S.conversation = storage.get('localStorage', convKey());
+    scheduleRender();
+    if (hadSocket || S.open) connect();
+  }
+
+  const previous = window.Parley;
+  window.Parley = {
+    version: PROTOCOL_VERSION,
+    init,
+    open: () => setOpen(true),
+    close: () => setOpen(false),
+    toggle: () => setOpen(!S.open),
+  };
+  // Settings a page set before this async script ran: window.Parley = {userId, ...}
+  // or a queue of calls: window.Parley = {q: [[opts], ...]}.
+  if (previous && typeof previous === 'object') {
+    if (Array.isArray(previous.q)) previous.q.forEach((args) => init(...[].concat(args)));
+    else if (previous.userId || previous.name) init(previous);
+  }
+
+  if (document.body) mount();
+  else document.addEventListener('DOMContentLoaded', mount, { once: true });
+})();
