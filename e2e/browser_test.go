@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -12,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
@@ -207,6 +211,21 @@ func (ct *chatTest) screenshot(b *browser, label string) {
 	}
 }
 
+// pressEnter presses Enter in the focused element as a keyboard does: a
+// keydown whose default the page may prevent, then a keyup. SendKeys("\n")
+// would add a char event that types a newline even after the page handled the
+// keydown.
+var pressEnter = chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+	for _, typ := range []input.DispatchKeyEventType{input.DispatchKeyEventTypeRawKeyDown, input.DispatchKeyEventTypeKeyUp} {
+		if _, err := cdp.Call(ctx, t, input.DispatchKeyEvent, input.DispatchKeyEventParams{
+			Type: typ, Key: "Enter", Code: "Enter", WindowsVirtualKeyCode: 13, NativeVirtualKeyCode: 13,
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+})
+
 // shownMessage is one message element as a page shows it.
 type shownMessage struct {
 	ID    string `json:"id"`
@@ -389,6 +408,36 @@ func TestBrowserChat(t *testing.T) {
 	ct.screenshot(agent, "reloaded")
 	ct.screenshot(visitor, "reloaded")
 
+	// The node dies while both pages are open. A message written meanwhile
+	// stays pending, is sent after the reconnect, and shows once on each side.
+	node.Kill9(t)
+	waitFor[bool](ct, visitor, "the widget to notice the lost connection",
+		`document.querySelector('[data-testid=parley-status]').checkVisibility()`)
+	const offlineText = "Are you still there?"
+	ct.do(visitor, "writing while the node is down",
+		chromedp.SendKeys(chromedp.CSS(`[data-testid=parley-input]`), offlineText), pressEnter)
+	pendingID := waitFor[string](ct, visitor, "the message to be pending", fmt.Sprintf(`(() => {
+  const el = Array.from(document.querySelectorAll('[data-testid=parley-message][data-state=pending]'))
+    .find((m) => m.textContent.includes(%q));
+  return el ? el.dataset.id : '';
+})()`, offlineText))
+	node.Restart(t)
+	for _, side := range []struct {
+		b              *browser
+		testid, bodyID string
+	}{{visitor, "parley-message", "parley-message-body"}, {agent, "message", "message-body"}} {
+		got := waitFor[[]shownMessage](ct, side.b, "the resent message after the restart",
+			messagesJS(side.testid, side.bodyID, 3))
+		if len(got) != 3 || got[2].ID != pendingID || got[2].Body != offlineText || got[2].Role != "visitor" {
+			ct.fail(side.b, "after the restart: %+v, want the 3rd message %q (%s)", got, offlineText, pendingID)
+		}
+		ct.checkHistory(side.b, got[:2])
+	}
+	waitFor[bool](ct, visitor, "the status line to clear",
+		`!document.querySelector('[data-testid=parley-status]').checkVisibility()`)
+	waitFor[bool](ct, agent, "the console to reconnect",
+		`document.querySelector('[data-testid=status]').dataset.state === 'ok'`)
+
 	// How the widget looks on a phone: the panel fills the screen.
 	ct.do(visitor, "emulating a phone", chromedp.EmulateViewport(390, 780, chromedp.EmulateMobile))
 	waitFor[bool](ct, visitor, "the full-screen panel", `(() => {
@@ -397,6 +446,35 @@ func TestBrowserChat(t *testing.T) {
 })()`)
 	ct.screenshot(visitor, "phone")
 	ct.checkPage(visitor, "on a phone")
+
+	// The widget on another site (another origin) loads its stylesheet and
+	// socket from the node and reaches the agent: the one-tag embed works.
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Another shop</title></head>
+<body><h1>Another shop</h1><script src="%s/widget.js" data-workspace="demo" async></script></body></html>`, node.URL)
+	}))
+	defer other.Close()
+	const otherText = "Hi from another site"
+	ct.do(visitor, "opening a page of another site",
+		chromedp.EmulateViewport(1100, 820),
+		chromedp.Navigate(other.URL),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-launcher]`)),
+		chromedp.Click(chromedp.CSS(`[data-testid=parley-launcher]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-agent-online][data-online=true]`)),
+		chromedp.SendKeys(chromedp.CSS(`[data-testid=parley-input]`), otherText),
+		pressEnter,
+	)
+	waitFor[bool](ct, visitor, "the message from another site to be sent",
+		`document.querySelector('[data-testid=parley-message][data-state=sent]') !== null`)
+	waitFor[bool](ct, agent, "a second conversation in the console", fmt.Sprintf(`(() => {
+  const items = Array.from(document.querySelectorAll('[data-testid=conv-item]'));
+  return items.length === 2 && items.some((el) => el.dataset.id !== %q && el.textContent.includes(%q));
+})()`, convID, otherText))
+	ct.checkPage(visitor, "on another site")
+	ct.checkPage(agent, "at the end")
+	ct.screenshot(visitor, "other-site")
+	ct.screenshot(agent, "end")
 
 	if raw, err := json.Marshal(afterVisitor); err == nil {
 		t.Logf("history: %s", raw)

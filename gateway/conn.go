@@ -48,14 +48,14 @@ type conn struct {
 	limiter *rate.Limiter
 
 	id     identity // set once by hello, before the conn joins the hub
-	authed bool
+	authed atomic.Bool
 	convs  map[string]bool // conversations this connection may touch; reader only
 
 	lastSeen atomic.Int64 // unix ms of the last frame read
 	leaseAt  int64        // unix ms of the last presence renewal; reader only
 	leaseID  string
 
-	cancel    context.CancelFunc
+	stop      chan struct{} // closed by fail: the writer finishes
 	closeOnce sync.Once
 	closeErr  *wireError // why the server ends it; read by the writer after cancel
 	closeRef  string
@@ -94,20 +94,20 @@ func (c *conn) failWithRef(ref string, e *wireError) {
 	c.closeOnce.Do(func() {
 		c.closeErr = e
 		c.closeRef = ref
-		c.cancel()
+		close(c.stop)
 	})
 }
 
 // writeLoop is the only goroutine writing to the transport. It keeps, per
-// conversation, the highest seq written, so that an event arriving both live
-// and in a replay is written once, and it holds a conversation's live events
-// while its replay is being read so that none is written out of order.
+// conversation, the seqs written, so that an event arriving both live and in
+// a replay is written once, and it holds a conversation's live events while
+// its replay is being read so that none is written out of order.
 func (c *conn) writeLoop(ctx context.Context) error {
-	lastSent := map[string]uint64{}
+	lastSent := map[string]*seqSet{}
 	pending := map[string][]outItem{}
 	for {
 		select {
-		case <-ctx.Done():
+		case <-c.stop:
 			return c.finish()
 		case it := <-c.out:
 			var err error
@@ -143,29 +143,39 @@ func (c *conn) writeLoop(ctx context.Context) error {
 				}
 			}
 			if err != nil {
+				c.t.Close(1011, "write failed")
 				return err
 			}
 		}
 	}
 }
 
-// writeLive writes a conversation event unless one with its seq was written
-// already; replayed events (outReplay's items) are outFrame and always go.
-func (c *conn) writeLive(ctx context.Context, it outItem, lastSent map[string]uint64) error {
-	if it.kind == outLive && it.seq != 0 && it.seq <= lastSent[it.conv] {
+// writeLive writes a conversation event unless the event with its seq was
+// written to this connection already. Events without a seq always go.
+func (c *conn) writeLive(ctx context.Context, it outItem, sent map[string]*seqSet) error {
+	if it.seq == 0 {
+		return c.write(ctx, it)
+	}
+	s := sent[it.conv]
+	if s == nil {
+		s = &seqSet{}
+		sent[it.conv] = s
+	}
+	if s.has(it.seq) {
 		return nil
 	}
 	if err := c.write(ctx, it); err != nil {
 		return err
 	}
-	if it.seq > lastSent[it.conv] {
-		lastSent[it.conv] = it.seq
-	}
+	s.add(it.seq)
 	return nil
 }
 
-func (c *conn) write(ctx context.Context, it outItem) error {
-	wctx, cancel := context.WithTimeout(ctx, c.srv.cfg.WriteTimeout)
+// write writes one frame. Its context is not the connection's: cancelling a
+// write makes the library drop the connection, and the writer still has a
+// closing frame to send after fail.
+func (c *conn) write(_ context.Context, it outItem) error {
+	wctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.WriteTimeout)
 	defer cancel()
 	if err := c.t.Write(wctx, it.data); err != nil {
 		return err

@@ -15,17 +15,20 @@ type presence struct {
 	clock  *crdt.Clock
 	leases map[string]*crdt.Presence // workspace -> leases
 	peers  map[string]map[string]peer
+	shown  map[string]map[string]bool // workspace -> participants announced online
 	typing map[string]*crdt.Typing // workspace\x00conversation -> typing
 }
 
 type peer struct{ role, name string }
 
 func newPresence(clock *crdt.Clock) *presence {
-	return &presence{clock: clock, leases: map[string]*crdt.Presence{}, peers: map[string]map[string]peer{}, typing: map[string]*crdt.Typing{}}
+	return &presence{clock: clock, leases: map[string]*crdt.Presence{}, peers: map[string]map[string]peer{}, shown: map[string]map[string]bool{}, typing: map[string]*crdt.Typing{}}
 }
 
 // lease sets c's lease to expire at expMS (0 ends it) and reports whether
-// that changed whether c's participant is online.
+// c's participant must now be announced as having come or gone: compared
+// with what was last announced, not with the lease state a moment ago, since
+// a lease may expire before its connection is closed.
 func (p *presence) lease(c *conn, nowMS, expMS int64) (flipped bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -35,11 +38,17 @@ func (p *presence) lease(c *conn, nowMS, expMS int64) (flipped bool) {
 		set = crdt.NewPresence()
 		p.leases[ws] = set
 		p.peers[ws] = map[string]peer{}
+		p.shown[ws] = map[string]bool{}
 	}
-	before := set.IsOnline(c.id.Participant, nowMS)
+	before := p.shown[ws][c.id.Participant]
 	set.Apply(crdt.Lease{ID: c.leaseID, Participant: c.id.Participant, TS: p.clock.Now(), Expires: expMS})
 	p.peers[ws][c.id.Participant] = peer{role: c.id.Role, name: c.id.Name}
 	after := set.IsOnline(c.id.Participant, nowMS)
+	if after {
+		p.shown[ws][c.id.Participant] = true
+	} else {
+		delete(p.shown[ws], c.id.Participant)
+	}
 	if expMS == 0 {
 		// Forget ended leases at once: they can never come back to life
 		// on this node, and a long-running node must not grow with them.
@@ -50,6 +59,7 @@ func (p *presence) lease(c *conn, nowMS, expMS int64) (flipped bool) {
 		if len(set.Online(nowMS)) == 0 {
 			delete(p.leases, ws)
 			delete(p.peers, ws)
+			delete(p.shown, ws)
 		}
 	}
 	return before != after

@@ -222,10 +222,8 @@ func (s *Server) allowWorkspace(ws string, now time.Time) bool {
 func (s *Server) serve(ctx context.Context, t transport, ip string) {
 	s.conns.Add(1)
 	defer s.conns.Done()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	c := &conn{
-		srv: s, t: t, ip: ip, cancel: cancel,
+		srv: s, t: t, ip: ip, stop: make(chan struct{}),
 		out:     make(chan outItem, s.cfg.SendQueue),
 		limiter: rate.NewLimiter(rate.Limit(s.cfg.FrameRate), s.cfg.FrameBurst),
 		convs:   map[string]bool{},
@@ -234,18 +232,28 @@ func (s *Server) serve(ctx context.Context, t transport, ip string) {
 	}
 	c.lastSeen.Store(time.Now().UnixMilli())
 	s.metrics.ConnOpened(t.Name())
-	g, gctx := errgroup.WithContext(ctx)
+	// Neither loop is ended by cancelling a context: cancelling a read or a
+	// write makes the library drop the connection before the writer sends
+	// its closing error frame. Either loop ending calls fail; the writer then
+	// sends the frame and closes the transport, which ends the read.
+	var g errgroup.Group
+	hello := time.AfterFunc(s.cfg.HelloTimeout, func() {
+		if !c.authed.Load() {
+			c.fail(fatalf(CodeUnauthenticated, closeUnauthentic, "no hello within %s", s.cfg.HelloTimeout))
+		}
+	})
+	defer hello.Stop()
 	g.Go(func() error {
 		defer c.fail(nil)
-		return c.readLoop(gctx)
+		return c.readLoop(ctx)
 	})
 	g.Go(func() error {
 		defer c.fail(nil)
-		return c.writeLoop(gctx)
+		return c.writeLoop(ctx)
 	})
 	g.Wait()
 	c.opsWG.Wait()
-	if c.authed {
+	if c.authed.Load() {
 		s.hub.leave(c)
 		if s.presence.lease(c, time.Now().UnixMilli(), 0) {
 			s.announce(c, false)

@@ -17,23 +17,13 @@ import (
 // (anything waiting for the store's fsync) runs in op goroutines bounded per
 // connection, so that one client's acks never hold up its pings or reads.
 func (c *conn) readLoop(ctx context.Context) error {
-	helloBy := time.Now().Add(c.srv.cfg.HelloTimeout)
 	violations := 0
 	for {
-		rctx := ctx
-		var cancel context.CancelFunc = func() {}
-		if !c.authed {
-			rctx, cancel = context.WithDeadline(ctx, helloBy)
-		}
-		data, err := c.t.Read(rctx)
-		cancel()
+		data, err := c.t.Read(ctx)
 		if err != nil {
 			if errors.Is(err, errBinary) {
 				c.replyErr("", errf(CodeBadFrame, "binary frames are not part of the protocol"))
 				continue
-			}
-			if !c.authed && ctx.Err() == nil && rctx.Err() != nil {
-				c.fail(fatalf(CodeUnauthenticated, closeUnauthentic, "no hello within %s", c.srv.cfg.HelloTimeout))
 			}
 			return nil
 		}
@@ -58,7 +48,7 @@ func (c *conn) readLoop(ctx context.Context) error {
 			}
 			continue
 		}
-		if !c.authed && f.Type != "hello" {
+		if !c.authed.Load() && f.Type != "hello" {
 			c.replyErr(f.Ref, fatalf(CodeUnauthenticated, closeUnauthentic, "send hello first"))
 			return nil
 		}
@@ -96,14 +86,15 @@ func (c *conn) handle(ctx context.Context, f inFrame, now time.Time) *wireError 
 }
 
 func (c *conn) hello(ctx context.Context, f inFrame) *wireError {
-	if c.authed {
+	if c.authed.Load() {
 		return errf(CodeBadRequest, "hello: already said")
 	}
 	id, werr := authenticate(ctx, c.srv.cfg.Auth, f)
 	if werr != nil {
 		return werr
 	}
-	c.id, c.authed = id, true
+	c.id = id
+	c.authed.Store(true)
 	c.srv.hub.join(c)
 	c.reply(welcomeFrame{
 		Type: "welcome", V: ProtocolVersion, Workspace: id.Workspace, Role: id.Role,
@@ -129,7 +120,7 @@ func (c *conn) hello(ctx context.Context, f inFrame) *wireError {
 // renewLease extends the connection's presence lease, at most a few times
 // per heartbeat, and tells the workspace when its participant comes online.
 func (c *conn) renewLease(now time.Time) {
-	if !c.authed {
+	if !c.authed.Load() {
 		return
 	}
 	hb := c.srv.cfg.Heartbeat.Milliseconds()

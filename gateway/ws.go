@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/coder/websocket"
 )
@@ -60,6 +61,18 @@ func (t *wsTransport) Write(ctx context.Context, frame []byte) error {
 	return t.c.Write(ctx, websocket.MessageText, frame)
 }
 
+// Close sends a close frame and waits briefly for the client's answer: a
+// client that stopped reading must not hold the connection for the library's
+// full close-handshake timeout.
 func (t *wsTransport) Close(code int, reason string) error {
-	return t.c.Close(websocket.StatusCode(code), reason)
+	done := make(chan error, 1)
+	go func() { done <- t.c.Close(websocket.StatusCode(code), reason) }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(closeGrace):
+		return t.c.CloseNow()
+	}
 }
+
+const closeGrace = 500 * time.Millisecond

@@ -366,8 +366,12 @@
   }
 
   function autosize() {
-    input.style.height = 'auto'; // CSSOM, allowed under CSP
-    input.style.height = Math.min(input.scrollHeight, 120) + 'px';
+    // CSSOM (element.style) is allowed under the CSP; style attributes are not.
+    input.style.height = 'auto';
+    const border = input.offsetHeight - input.clientHeight;
+    const height = input.scrollHeight + border;
+    input.style.height = Math.min(height, 120) + 'px';
+    input.style.overflowY = height > 120 ? 'auto' : 'hidden';
   }
 
   // ---------------------------------------------------------------- connection
@@ -423,7 +427,7 @@
       hello.user_hash = identity.userHash;
     }
     if (identity.name) hello.name = identity.name.slice(0, 80);
-    sendRaw(hello);
+    request(hello, { kind: 'hello' });
   }
 
   // Closes the socket (if any) and forgets everything tied to the connection.
@@ -552,8 +556,12 @@
 
   function onResumed(f) {
     if (f.conversation !== S.conversation) return;
-    S.subscribed = true;
     if (typeof f.head === 'number' && f.head > S.maxSeq) S.maxSeq = f.head;
+    if (f.more) {
+      resume(); // the replay was cut short: continue after what arrived
+      return;
+    }
+    S.subscribed = true;
     flushOutbox();
     if (S.open && document.activeElement === input && input.value.trim()) onInput();
     maybeSendRead();
@@ -745,6 +753,18 @@
     }
     if (ctx) {
       switch (ctx.kind) {
+        case 'hello':
+          if (S.helloHadVisitor) {
+            storage.del('localStorage', KEY_VISITOR); // malformed: start afresh
+            if (!verified()) forgetConversation();
+            onClosed();
+          } else {
+            S.fatal = true;
+            teardown();
+            setStatus('Chat is not available right now.', 'error');
+            console.warn('Parley: hello refused:', f.code, f.message);
+          }
+          return;
         case 'list':
           S.listRef = null;
           return; // best effort only
@@ -792,8 +812,11 @@
     }
   }
 
+  // Control characters (other than newline and tab) are refused by the node.
+  const clean = (text) => text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, '').trim();
+
   function submit() {
-    const body = input.value.trim();
+    const body = clean(input.value);
     if (!body) return;
     if (body.length > MAX_BODY) {
       setStatus('Messages can be at most ' + MAX_BODY + ' characters.', 'warn', 5000);

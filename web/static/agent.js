@@ -78,9 +78,10 @@
   }
 
   function initials(name) {
-    const words = String(name || '?').trim().split(/\s+/).filter(Boolean);
-    const letters = words.length > 1 ? words[0][0] + words[1][0] : (words[0] || '?').slice(0, 2);
-    return letters.toUpperCase();
+    const words = String(name || '').replace(/\(.*?\)/g, ' ').split(/[^\p{L}\p{N}]+/u)
+      .filter((w) => /^\p{L}/u.test(w));
+    if (words.length === 0) return '?';
+    return (words.length > 1 ? words[0][0] + words[1][0] : words[0][0]).toUpperCase();
   }
 
   function tsCompare(a, b) {
@@ -300,7 +301,9 @@
 
   function renderList() {
     const list = Array.from(A.convs.values())
-      .filter((c) => c.listed || c.messages.size || c.id === A.selected)
+      // An empty conversation shows while its visitor is around (typing, online).
+      .filter((c) => c.messages.size || c.id === A.selected || c.typers.size ||
+        (c.listed && (c.listHead > 0 || c.last || convOnline(c))))
       .sort((a, b) => convUpdated(b) - convUpdated(a) || cmp(a.id, b.id));
     list.forEach((c, i) => {
       const e = c.el || buildConvItem(c);
@@ -414,13 +417,15 @@
     el.onlineList.replaceChildren(...people.map(([p, info]) => {
       const you = p === A.participant;
       const convs = (info.conversations || []).filter((id) => A.convs.has(id));
+      for (const c of A.convs.values()) if (c.owner === p && !convs.includes(c.id)) convs.push(c.id);
       const item = h('li', {
         class: 'online-item', 'data-testid': 'online-item', 'data-participant': p, 'data-role': info.role || '',
       },
       h('span', { class: 'avatar avatar--small', 'aria-hidden': 'true', text: initials(onlineName(p, info)) }),
       h('span', { class: 'online-main' },
-        h('span', { class: 'online-name', text: onlineName(p, info) + (you ? ' (you)' : '') }),
-        h('span', { class: 'online-sub', text: info.role === 'agent' ? 'Agent' : 'Visitor' + (convs.length ? ' \u00b7 ' + convs.length + ' conversation' + (convs.length > 1 ? 's' : '') : '') })),
+        h('span', { class: 'online-name', text: onlineName(p, info) }),
+        h('span', { class: 'online-sub', text: info.role === 'agent' ? (you ? 'Agent \u00b7 you' : 'Agent')
+          : 'Visitor' + (convs.length ? ' \u00b7 ' + convs.length + ' conversation' + (convs.length > 1 ? 's' : '') : '') })),
       h('span', { class: 'presence-dot presence-dot--inline', 'aria-hidden': 'true' }));
       if (info.role !== 'agent' && convs.length) {
         item.classList.add('is-link');
@@ -448,8 +453,13 @@
   }
 
   function autosize() {
-    el.input.style.height = 'auto'; // CSSOM, allowed under CSP
-    el.input.style.height = Math.min(el.input.scrollHeight, 160) + 'px';
+    // CSSOM (element.style) is allowed under the CSP; style attributes are not.
+    const input = el.input;
+    input.style.height = 'auto';
+    const border = input.offsetHeight - input.clientHeight;
+    const height = input.scrollHeight + border;
+    input.style.height = Math.min(height, 160) + 'px';
+    input.style.overflowY = height > 160 ? 'auto' : 'hidden';
   }
 
   // ---------------------------------------------------------------- connection
@@ -471,7 +481,7 @@
       if (A.ws !== ws) return;
       const hello = { type: 'hello', v: PROTOCOL_VERSION, workspace: A.workspace, role: 'agent', token: A.token };
       if (A.name) hello.name = A.name.slice(0, 80);
-      sendRaw(hello);
+      request(hello, { kind: 'hello' });
     });
     ws.addEventListener('message', (ev) => {
       if (A.ws !== ws) return;
@@ -662,8 +672,14 @@
     const c = A.convs.get(f.conversation);
     if (!c) return;
     c.resumeRef = null;
-    c.loaded = true;
     if (typeof f.head === 'number' && f.head > c.seenSeq) c.seenSeq = f.head;
+    if (f.more) {
+      // The replay was cut short: continue after what arrived.
+      c.resumeRef = request({ type: 'resume', conversation: c.id, after: c.seenSeq }, { kind: 'resume', conv: c.id });
+      scheduleRender();
+      return;
+    }
+    c.loaded = true;
     scheduleRender();
     maybeSendRead(c);
   }
@@ -803,6 +819,9 @@
     }
     if (ctx) {
       switch (ctx.kind) {
+        case 'hello':
+          signOut('The node refused to sign in: ' + (f.message || f.code));
+          return;
         case 'list':
           A.listRef = null;
           break;
@@ -880,9 +899,12 @@
     }
   }
 
+  // Control characters (other than newline and tab) are refused by the node.
+  const clean = (text) => text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, '').trim();
+
   function submit() {
     const c = A.selected && A.convs.get(A.selected);
-    const body = el.input.value.trim();
+    const body = clean(el.input.value);
     if (!c || !body) return;
     if (body.length > MAX_BODY) {
       flash('A message can be at most ' + MAX_BODY + ' characters.');

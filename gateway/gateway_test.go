@@ -1,0 +1,624 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"parley/crdt"
+	"parley/store"
+
+	"github.com/coder/websocket"
+)
+
+// testAuth is an Authenticator with fixed workspaces "ws1" and "ws2".
+type testAuth struct{}
+
+var (
+	testIdentitySecret = []byte("identity-secret")
+	testVisitorKey     = []byte("visitor-key")
+)
+
+func (testAuth) Agent(_ context.Context, ws, token string) (Agent, error) {
+	if (ws == "ws1" || ws == "ws2") && token == "agent-token-"+ws {
+		return Agent{ID: "sam", Name: "Sam"}, nil
+	}
+	return Agent{}, ErrAuth
+}
+
+func (testAuth) Secrets(_ context.Context, ws string) (Secrets, error) {
+	if ws != "ws1" && ws != "ws2" {
+		return Secrets{}, ErrAuth
+	}
+	return Secrets{Identity: testIdentitySecret, Visitor: testVisitorKey}, nil
+}
+
+type env struct {
+	st  *store.Store
+	gw  *Server
+	url string
+}
+
+func newEnv(t testing.TB, mod func(*Config)) *env {
+	t.Helper()
+	e := &env{}
+	st, err := store.Open(store.Config{Path: filepath.Join(t.TempDir(), "p.db"), OnCommit: func(evs []store.Event) { e.gw.Publish(evs) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ws := range []string{"ws1", "ws2"} {
+		if err := st.PutWorkspace(context.Background(), store.Workspace{ID: ws}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := Config{Store: st, Auth: testAuth{}, Clock: crdt.NewClock("t1", nil), Node: "t1"}
+	if mod != nil {
+		mod(&cfg)
+	}
+	e.st, e.gw = st, New(cfg)
+	srv := httptest.NewServer(e.gw)
+	ctx, cancel := context.WithCancel(context.Background())
+	go e.gw.Run(ctx)
+	t.Cleanup(func() {
+		cancel()
+		sctx, c2 := context.WithTimeout(context.Background(), 5*time.Second)
+		defer c2()
+		e.gw.Shutdown(sctx)
+		srv.Close()
+		st.Close()
+	})
+	e.url = "ws" + strings.TrimPrefix(srv.URL, "http")
+	return e
+}
+
+// client is a test WebSocket client speaking the protocol.
+type client struct {
+	t      testing.TB
+	c      *websocket.Conn
+	frames chan []byte
+	rerr   chan error
+	seen   []map[string]any
+	n      int
+}
+
+func (e *env) dial(t testing.TB) *client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, e.url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadLimit(1 << 20)
+	// One reader for the connection's life: a Read with a deadline would
+	// close the connection when the deadline passes.
+	cl := &client{t: t, c: c, frames: make(chan []byte, 4096), rerr: make(chan error, 1)}
+	go func() {
+		for {
+			_, b, err := c.Read(context.Background())
+			if err != nil {
+				cl.rerr <- err
+				close(cl.frames)
+				return
+			}
+			cl.frames <- b
+		}
+	}()
+	t.Cleanup(func() { c.CloseNow() })
+	return cl
+}
+
+func (cl *client) sendRaw(typ websocket.MessageType, b []byte) {
+	cl.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := cl.c.Write(ctx, typ, b); err != nil {
+		cl.t.Fatalf("write: %v", err)
+	}
+}
+
+func (cl *client) send(v map[string]any) {
+	cl.t.Helper()
+	b, _ := json.Marshal(v)
+	cl.sendRaw(websocket.MessageText, b)
+}
+
+// next reads the next frame, or returns nil and the error.
+func (cl *client) next(d time.Duration) (map[string]any, error) {
+	var b []byte
+	select {
+	case got, ok := <-cl.frames:
+		if !ok {
+			err := <-cl.rerr
+			cl.rerr <- err
+			return nil, err
+		}
+		b = got
+	case <-time.After(d):
+		return nil, context.DeadlineExceeded
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		cl.t.Fatalf("server sent invalid JSON %q", b)
+	}
+	cl.seen = append(cl.seen, m)
+	return m, nil
+}
+
+// expect reads frames until one of type typ (and matching pred) arrives.
+func (cl *client) expect(typ string, pred func(map[string]any) bool) map[string]any {
+	cl.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		m, err := cl.next(time.Until(deadline))
+		if err != nil {
+			cl.t.Fatalf("waiting for %s: %v (seen %v)", typ, err, cl.seen)
+		}
+		if m["type"] == typ && (pred == nil || pred(m)) {
+			return m
+		}
+	}
+	cl.t.Fatalf("no %s frame within 5s; seen %v", typ, cl.seen)
+	return nil
+}
+
+// none asserts that no frame of type typ arrives within d.
+func (cl *client) none(typ string, d time.Duration) {
+	cl.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		m, err := cl.next(time.Until(deadline))
+		if err != nil {
+			return
+		}
+		if m["type"] == typ {
+			cl.t.Fatalf("unexpected %s frame: %v", typ, m)
+		}
+	}
+}
+
+func (cl *client) ref() string { cl.n++; return fmt.Sprintf("r%d", cl.n) }
+
+func (e *env) visitor(t testing.TB, ws string, extra map[string]any) (*client, map[string]any) {
+	t.Helper()
+	cl := e.dial(t)
+	h := map[string]any{"type": "hello", "v": 1, "workspace": ws, "role": "visitor", "name": "Ada"}
+	for k, v := range extra {
+		h[k] = v
+	}
+	cl.send(h)
+	return cl, cl.expect("welcome", nil)
+}
+
+func (e *env) agent(t testing.TB, ws string) *client {
+	t.Helper()
+	cl := e.dial(t)
+	cl.send(map[string]any{"type": "hello", "v": 1, "workspace": ws, "role": "agent", "token": "agent-token-" + ws})
+	cl.expect("welcome", nil)
+	return cl
+}
+
+func (cl *client) start() string {
+	cl.t.Helper()
+	r := cl.ref()
+	cl.send(map[string]any{"type": "start", "ref": r})
+	return cl.expect("started", refIs(r))["conversation"].(string)
+}
+
+func (cl *client) say(conv, id, body string) map[string]any {
+	cl.t.Helper()
+	r := cl.ref()
+	cl.send(map[string]any{"type": "send", "ref": r, "conversation": conv, "id": id, "body": body})
+	return cl.expect("ack", refIs(r))
+}
+
+func refIs(r string) func(map[string]any) bool {
+	return func(m map[string]any) bool { return m["ref"] == r }
+}
+
+func msgIs(id string) func(map[string]any) bool {
+	return func(m map[string]any) bool { return m["message"].(map[string]any)["id"] == id }
+}
+
+func closeCode(t testing.TB, cl *client) websocket.StatusCode {
+	t.Helper()
+	for {
+		if _, err := cl.next(5 * time.Second); err != nil {
+			return websocket.CloseStatus(err)
+		}
+	}
+}
+
+func TestChatRoundTrip(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	ag := e.agent(t, "ws1")
+	v, _ := e.visitor(t, "ws1", nil)
+	conv := v.start()
+
+	ack := v.say(conv, "m-00000001", "Hello, my order has not arrived")
+	if ack["seq"].(float64) != 1 || ack["dup"] != false {
+		t.Fatalf("ack: %v", ack)
+	}
+	d := ag.expect("deliver", msgIs("m-00000001"))
+	if d["conversation"] != conv || d["message"].(map[string]any)["body"] != "Hello, my order has not arrived" {
+		t.Fatalf("agent got %v", d)
+	}
+	// A retry is acknowledged with the original seq and stored once.
+	again := v.say(conv, "m-00000001", "Hello, my order has not arrived")
+	if again["seq"].(float64) != 1 || again["dup"] != true {
+		t.Fatalf("retry ack: %v", again)
+	}
+	ag.say(conv, "m-00000002", "Sorry! Checking.")
+	v.expect("deliver", msgIs("m-00000002"))
+	ag.none("deliver", 200*time.Millisecond) // no second deliver of m-00000001
+
+	// Edit and delete one's own message; not someone else's.
+	r := v.ref()
+	v.send(map[string]any{"type": "edit", "ref": r, "conversation": conv, "id": "m-00000002", "body": "hijack"})
+	if got := v.expect("error", refIs(r)); got["code"] != CodeForbidden {
+		t.Fatalf("editing another's message: %v", got)
+	}
+	r = v.ref()
+	v.send(map[string]any{"type": "edit", "ref": r, "conversation": conv, "id": "m-00000001", "body": "Hello, order #12 has not arrived"})
+	v.expect("ack", refIs(r))
+	ed := ag.expect("deliver", msgIs("m-00000001"))
+	if ed["message"].(map[string]any)["edited"] == nil || ed["seq"].(float64) != 3 {
+		t.Fatalf("edit delivered as %v", ed)
+	}
+	r = v.ref()
+	v.send(map[string]any{"type": "delete", "ref": r, "conversation": conv, "id": "m-00000001"})
+	v.expect("ack", refIs(r))
+	del := ag.expect("deliver", msgIs("m-00000001"))
+	if del["message"].(map[string]any)["deleted"] != true || del["message"].(map[string]any)["body"] != "" {
+		t.Fatalf("delete delivered as %v", del)
+	}
+
+	// Read receipts reach the other side, and list shows unread counts.
+	r = v.ref()
+	v.send(map[string]any{"type": "read", "ref": r, "conversation": conv, "seq": 2})
+	v.expect("ack", refIs(r))
+	rd := ag.expect("read", nil)
+	if rd["seq"].(float64) != 2 || rd["role"] != "visitor" {
+		t.Fatalf("read: %v", rd)
+	}
+	r = ag.ref()
+	ag.send(map[string]any{"type": "list", "ref": r})
+	list := ag.expect("conversations", refIs(r))
+	items := list["items"].([]any)
+	if len(items) != 1 || items[0].(map[string]any)["head"].(float64) != 4 {
+		t.Fatalf("list: %v", list)
+	}
+}
+
+func TestResumeReplaysExactlyWhatWasMissed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	v, w := e.visitor(t, "ws1", nil)
+	conv := v.start()
+	for i := 1; i <= 5; i++ {
+		v.say(conv, fmt.Sprintf("m-v%07d", i), fmt.Sprintf("v%d", i))
+	}
+	v.c.Close(websocket.StatusNormalClosure, "")
+
+	ag := e.agent(t, "ws1")
+	for i := 1; i <= 3; i++ {
+		ag.say(conv, fmt.Sprintf("m-a%07d", i), fmt.Sprintf("a%d", i))
+	}
+
+	// The same visitor comes back on a new connection.
+	v2, _ := e.visitor(t, "ws1", map[string]any{"visitor_id": w["visitor_id"], "visitor_sig": w["visitor_sig"]})
+	r := v2.ref()
+	v2.send(map[string]any{"type": "resume", "ref": r, "conversation": conv, "after": 5})
+	res := v2.expect("resumed", refIs(r))
+	if res["head"].(float64) != 8 {
+		t.Fatalf("resumed: %v", res)
+	}
+	var seqs []float64
+	for _, m := range v2.seen {
+		if m["type"] == "deliver" {
+			seqs = append(seqs, m["seq"].(float64))
+		}
+	}
+	if fmt.Sprint(seqs) != "[6 7 8]" {
+		t.Fatalf("replayed seqs %v, want [6 7 8]", seqs)
+	}
+	// Live events follow without a gap or a repeat.
+	ag.say(conv, "m-a0000004", "a4")
+	if d := v2.expect("deliver", nil); d["seq"].(float64) != 9 {
+		t.Fatalf("live after resume: %v", d)
+	}
+}
+
+// TestResumeUnderConcurrentWrites resumes while another participant writes
+// as fast as it can: every seq must arrive exactly once, in order.
+func TestResumeUnderConcurrentWrites(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.FrameRate, c.FrameBurst = 10000, 10000 })
+	v, _ := e.visitor(t, "ws1", nil)
+	conv := v.start()
+	ag := e.agent(t, "ws1")
+	const total = 300
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 1; i <= total; i++ {
+			b, _ := json.Marshal(map[string]any{"type": "send", "conversation": conv, "id": fmt.Sprintf("m-%07d", i), "body": "x"})
+			if ag.c.Write(context.Background(), websocket.MessageText, b) != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(5 * time.Millisecond)
+	v2 := e.agent(t, "ws1")
+	_ = v
+	v2.send(map[string]any{"type": "resume", "ref": "x", "conversation": conv, "after": 0})
+	got := map[float64]int{}
+	var order []float64
+	deadline := time.Now().Add(20 * time.Second)
+	for len(got) < total && time.Now().Before(deadline) {
+		m, err := v2.next(time.Until(deadline))
+		if err != nil {
+			break
+		}
+		if m["type"] == "deliver" {
+			s := m["seq"].(float64)
+			got[s]++
+			order = append(order, s)
+		}
+	}
+	<-done
+	for s := 1; s <= total; s++ {
+		if got[float64(s)] != 1 {
+			t.Fatalf("seq %d delivered %d times", s, got[float64(s)])
+		}
+	}
+	for i := 1; i < len(order); i++ {
+		if order[i] <= order[i-1] {
+			t.Fatalf("out of order at %d: %v", i, order[i-1:i+1])
+		}
+	}
+}
+
+func TestIdentity(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	_, w := e.visitor(t, "ws1", nil)
+	if len(w["visitor_id"].(string)) != 32 || !strings.HasPrefix(w["participant"].(string), "v:") {
+		t.Fatalf("welcome: %v", w)
+	}
+	// The same anonymous visitor is recognised on a later connection.
+	_, w2 := e.visitor(t, "ws1", map[string]any{"visitor_id": w["visitor_id"], "visitor_sig": w["visitor_sig"]})
+	if w2["participant"] != w["participant"] {
+		t.Fatalf("visitor not recognised: %v vs %v", w2, w)
+	}
+	// Verified identity.
+	_, wu := e.visitor(t, "ws1", map[string]any{"user_id": "42", "user_hash": UserHash(testIdentitySecret, "42")})
+	if wu["participant"] != "u:42" {
+		t.Fatalf("verified visitor: %v", wu)
+	}
+	bad := []struct {
+		name  string
+		hello map[string]any
+	}{
+		{"forged visitor sig", map[string]any{"visitor_id": w["visitor_id"], "visitor_sig": strings.Repeat("0", 64)}},
+		{"other workspace's sig", map[string]any{"workspace": "ws2", "visitor_id": w["visitor_id"], "visitor_sig": w["visitor_sig"]}},
+		{"wrong user hash", map[string]any{"user_id": "43", "user_hash": UserHash(testIdentitySecret, "42")}},
+		{"hash with other secret", map[string]any{"user_id": "42", "user_hash": UserHash([]byte("nope"), "42")}},
+		{"unknown workspace", map[string]any{"workspace": "nope"}},
+		{"bad agent token", map[string]any{"role": "agent", "token": "agent-token-ws2"}},
+	}
+	for _, b := range bad {
+		cl := e.dial(t)
+		h := map[string]any{"type": "hello", "v": 1, "workspace": "ws1", "role": "visitor"}
+		for k, v := range b.hello {
+			h[k] = v
+		}
+		cl.send(h)
+		got := cl.expect("error", nil)
+		if got["code"] != CodeAuthFailed {
+			t.Fatalf("%s: %v", b.name, got)
+		}
+		if code := closeCode(t, cl); code != closeAuthFailed {
+			t.Fatalf("%s: close code %d", b.name, code)
+		}
+	}
+}
+
+func TestBadInputIsRefusedAndNothingStored(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.FrameRate, c.FrameBurst = 5, 5 })
+	other, _ := e.visitor(t, "ws2", nil)
+	otherConv := other.start()
+	mine, _ := e.visitor(t, "ws1", nil)
+	myConv := mine.start()
+	agent2 := e.agent(t, "ws1")
+	_ = agent2
+
+	cases := []struct {
+		name  string
+		typ   websocket.MessageType
+		frame string
+		code  string
+		close websocket.StatusCode
+	}{
+		{"invalid JSON", websocket.MessageText, `{"type":"send",`, CodeBadFrame, 0},
+		{"invalid UTF-8", websocket.MessageText, "{\"type\":\"send\",\"body\":\"\xff\xfe\"}", CodeBadFrame, 0},
+		{"not an object", websocket.MessageText, `[1,2]`, CodeBadFrame, 0},
+		{"binary", websocket.MessageBinary, `{"type":"ping"}`, CodeBadFrame, 0},
+		{"unknown type", websocket.MessageText, `{"type":"launch"}`, CodeUnknownType, 0},
+		{"missing type", websocket.MessageText, `{}`, CodeUnknownType, 0},
+		{"empty body", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":""}`, myConv), CodeBadRequest, 0},
+		{"body too long", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":%q}`, myConv, strings.Repeat("é", 4001)), CodeBadRequest, 0},
+		{"control characters", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"a\u0000b"}`, myConv), CodeBadRequest, 0},
+		{"bad message id", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"x","body":"hi"}`, myConv), CodeBadRequest, 0},
+		{"bad conversation id", websocket.MessageText, `{"type":"send","conversation":"../../etc","id":"m-00000009","body":"hi"}`, CodeBadRequest, 0},
+		{"other workspace's conversation", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"hi"}`, otherConv), CodeNotFound, 0},
+		{"resume other workspace's conversation", websocket.MessageText, fmt.Sprintf(`{"type":"resume","conversation":%q}`, otherConv), CodeNotFound, 0},
+		{"second hello", websocket.MessageText, `{"type":"hello","v":1,"workspace":"ws1","role":"visitor"}`, CodeBadRequest, 0},
+		{"too large", websocket.MessageText, `{"type":"ping","pad":"` + strings.Repeat("a", MaxFrameBytes) + `"}`, CodeTooLarge, closeTooLarge},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v, _ := e.visitor(t, "ws1", nil)
+			// Its own conversation is the one it sends to, via resume, so
+			// that only validation stands between the frame and the store.
+			if c.code != CodeNotFound {
+				v2w := mine
+				_ = v2w
+			}
+			v.sendRaw(c.typ, []byte(c.frame))
+			got := v.expect("error", nil)
+			if got["code"] != c.code {
+				t.Fatalf("code %v, want %s (%v)", got["code"], c.code, got)
+			}
+			if c.close != 0 {
+				if code := closeCode(t, v); code != c.close {
+					t.Fatalf("close code %d, want %d", code, c.close)
+				}
+				return
+			}
+			// The connection still serves.
+			v.send(map[string]any{"type": "ping", "ref": "alive"})
+			v.expect("pong", refIs("alive"))
+		})
+	}
+	for _, conv := range []struct{ ws, id string }{{"ws1", myConv}, {"ws2", otherConv}} {
+		evs, _, err := e.st.Events(conv.ws, conv.id, 0, 100)
+		if err != nil || len(evs) != 0 {
+			t.Fatalf("bad input was stored in %s: %v %v", conv.ws, evs, err)
+		}
+	}
+
+	t.Run("frame before hello", func(t *testing.T) {
+		cl := e.dial(t)
+		cl.send(map[string]any{"type": "list"})
+		if got := cl.expect("error", nil); got["code"] != CodeUnauthenticated {
+			t.Fatalf("got %v", got)
+		}
+		if code := closeCode(t, cl); code != closeUnauthentic {
+			t.Fatalf("close %d", code)
+		}
+	})
+	t.Run("unsupported version", func(t *testing.T) {
+		cl := e.dial(t)
+		cl.send(map[string]any{"type": "hello", "v": 2, "workspace": "ws1", "role": "visitor"})
+		if got := cl.expect("error", nil); got["code"] != CodeVersionUnsupported {
+			t.Fatalf("got %v", got)
+		}
+	})
+	t.Run("flood", func(t *testing.T) {
+		v, _ := e.visitor(t, "ws1", nil)
+		for range 20 {
+			// The node may cut the flood off before it ends.
+			v.c.Write(context.Background(), websocket.MessageText, []byte(`{"type":"ping"}`))
+		}
+		if got := v.expect("error", nil); got["code"] != CodeRateLimited {
+			t.Fatalf("got %v", got)
+		}
+		if code := closeCode(t, v); code != closeRateLimited {
+			t.Fatalf("flood not cut off: close %d", code)
+		}
+	})
+	// After all that, the node still serves a fresh client.
+	v, _ := e.visitor(t, "ws1", nil)
+	v.say(v.start(), "m-00000100", "still here")
+}
+
+func TestTypingAndPresence(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	ag := e.agent(t, "ws1")
+	v, w := e.visitor(t, "ws1", nil)
+	on := ag.expect("presence", func(m map[string]any) bool { return m["participant"] == w["participant"] })
+	if on["online"] != true || on["role"] != "visitor" {
+		t.Fatalf("presence: %v", on)
+	}
+	conv := v.start()
+	v.send(map[string]any{"type": "typing", "conversation": conv, "typing": true})
+	ty := ag.expect("typing", nil)
+	if ty["participant"] != w["participant"] || ty["typing"] != true {
+		t.Fatalf("typing: %v", ty)
+	}
+	// A visitor sees agents come and go; the agent was online at its welcome.
+	if w["type"] != "welcome" || !seenFrame(v, "presence", func(m map[string]any) bool { return m["role"] == "agent" && m["online"] == true }) {
+		t.Fatalf("visitor did not get the agent's presence: %v", v.seen)
+	}
+	// Two connections of the same agent: one leaving keeps them online.
+	ag2 := e.agent(t, "ws1")
+	ag2.c.Close(websocket.StatusNormalClosure, "")
+	v.none("presence", 300*time.Millisecond)
+	ag.c.Close(websocket.StatusNormalClosure, "")
+	v.expect("presence", func(m map[string]any) bool { return m["role"] == "agent" && m["online"] == false })
+	// Another workspace's agent sees none of it.
+	ag3 := e.agent(t, "ws2")
+	v.send(map[string]any{"type": "typing", "conversation": conv, "typing": true})
+	ag3.none("typing", 300*time.Millisecond)
+}
+
+func seenFrame(cl *client, typ string, pred func(map[string]any) bool) bool {
+	for _, m := range cl.seen {
+		if m["type"] == typ && pred(m) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestSilentConnectionIsClosed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.Heartbeat = 200 * time.Millisecond })
+	ag := e.agent(t, "ws1")
+	v, w := e.visitor(t, "ws1", nil)
+	_ = v
+	// The visitor never pings: after three heartbeats its lease ends.
+	// The agent keeps pinging.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				b, _ := json.Marshal(map[string]any{"type": "ping"})
+				ag.c.Write(context.Background(), websocket.MessageText, b)
+			}
+		}
+	}()
+	ag.expect("presence", func(m map[string]any) bool { return m["participant"] == w["participant"] && m["online"] == false })
+}
+
+func TestProtocolDocListsEveryCode(t *testing.T) {
+	t.Parallel()
+	doc := readDoc(t)
+	for _, c := range Codes {
+		if !strings.Contains(doc, "`"+c+"`") {
+			t.Errorf("docs/protocol.md does not document %s", c)
+		}
+	}
+}
+
+func TestClosedStoreMeansUnavailable(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	v, _ := e.visitor(t, "ws1", nil)
+	conv := v.start()
+	e.st.Close()
+	v.send(map[string]any{"type": "send", "ref": "x", "conversation": conv, "id": "m-00000001", "body": "hi"})
+	got := v.expect("error", nil)
+	if got["code"] != CodeUnavailable {
+		t.Fatalf("got %v", got)
+	}
+	if !errors.Is(nil, nil) {
+		t.Fatal()
+	}
+}

@@ -1,0 +1,92 @@
+package gateway
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func FuzzDecodeFrame(f *testing.F) {
+	seeds := []string{
+		`{"type":"hello","v":1,"workspace":"demo","role":"visitor"}`,
+		`{"type":"hello","v":1,"workspace":"demo","role":"agent","token":"abc"}`,
+		`{"type":"hello","v":1,"workspace":"demo","role":"visitor","visitor_id":"0123456789abcdef0123456789abcdef","visitor_sig":"` + strings.Repeat("a", 64) + `"}`,
+		`{"type":"send","ref":"r1","conversation":"c_0123456789abcdef01234567","id":"m-00000001","body":"hi"}`,
+		`{"type":"edit","conversation":"c_0123456789abcdef01234567","id":"m-00000001","body":"hi"}`,
+		`{"type":"delete","conversation":"c_0123456789abcdef01234567","id":"m-00000001"}`,
+		`{"type":"resume","conversation":"c_0123456789abcdef01234567","after":3}`,
+		`{"type":"read","conversation":"c_0123456789abcdef01234567","seq":3}`,
+		`{"type":"typing","conversation":"c_0123456789abcdef01234567","typing":true}`,
+		`{"type":"ping"}`, `{"type":"start"}`, `{"type":"list"}`,
+		`{}`, `[]`, `null`, `{"type":1}`, "\xff", `{"type":"send","body":"\u0000"}`,
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fr, werr := decodeFrame(data)
+		if werr != nil {
+			if werr.Code == "" || werr.Message == "" {
+				t.Fatalf("error without code or message: %+v", werr)
+			}
+			if !utf8.ValidString(werr.Message) {
+				t.Fatalf("error message is not UTF-8: %q", werr.Message)
+			}
+			return
+		}
+		// Whatever passes validation must satisfy the documented limits.
+		if len(data) > MaxFrameBytes || !utf8.Valid(data) || len(fr.Ref) > maxRef {
+			t.Fatalf("accepted an invalid frame: %q", data)
+		}
+		switch fr.Type {
+		case "send", "edit":
+			if fr.Body == nil || utf8.RuneCountInString(*fr.Body) > maxBody || *fr.Body == "" {
+				t.Fatalf("accepted a bad body: %q", data)
+			}
+			fallthrough
+		case "delete":
+			if !reMsgID.MatchString(fr.ID) || !reConv.MatchString(fr.Conversation) {
+				t.Fatalf("accepted bad ids: %q", data)
+			}
+		case "hello":
+			if fr.V != ProtocolVersion || !reWorkspace.MatchString(fr.Workspace) {
+				t.Fatalf("accepted a bad hello: %q", data)
+			}
+		case "resume", "read", "typing", "ping", "start", "list":
+		default:
+			t.Fatalf("accepted unknown type %q", fr.Type)
+		}
+	})
+}
+
+func TestDecodeFrameTable(t *testing.T) {
+	t.Parallel()
+	conv := "c_0123456789abcdef01234567"
+	cases := []struct {
+		frame string
+		code  string
+	}{
+		{`{"type":"ping"}`, ""},
+		{`{"type":"hello","v":1,"workspace":"Demo","role":"visitor"}`, CodeBadRequest},
+		{`{"type":"hello","v":1,"workspace":"demo","role":"admin"}`, CodeBadRequest},
+		{`{"type":"hello","v":1,"workspace":"demo","role":"agent"}`, CodeBadRequest},
+		{`{"type":"hello","v":1,"workspace":"demo","role":"visitor","user_id":"1"}`, CodeBadRequest},
+		{`{"type":"hello","v":1,"workspace":"demo","role":"visitor","name":"a\u0007b"}`, CodeBadRequest},
+		{`{"type":"hello","v":0,"workspace":"demo","role":"visitor"}`, CodeVersionUnsupported},
+		{`{"type":"read","conversation":"` + conv + `","seq":0}`, CodeBadRequest},
+		{`{"type":"send","conversation":"` + conv + `","id":"m-00000001"}`, CodeBadRequest},
+		{`{"type":"send","conversation":"` + conv + `","id":"m-00000001","body":"line\nbreak"}`, ""},
+		{`{"type":"ping","ref":"` + strings.Repeat("r", 65) + `"}`, CodeBadRequest},
+		{`{"type":"send","body":12}`, CodeBadFrame},
+	}
+	for _, c := range cases {
+		_, werr := decodeFrame([]byte(c.frame))
+		got := ""
+		if werr != nil {
+			got = werr.Code
+		}
+		if got != c.code {
+			t.Errorf("%s: code %q, want %q (%v)", c.frame, got, c.code, werr)
+		}
+	}
+}
