@@ -115,6 +115,10 @@ func (c *conn) writeLoop(ctx context.Context) error {
 			case outFrame:
 				err = c.write(ctx, it)
 			case outReplayStart:
+				// A resume asks for everything after its seq, even what this
+				// connection was sent before: forget those, and hold live
+				// events until the replay has been written.
+				delete(lastSent, it.conv)
 				if pending[it.conv] == nil {
 					pending[it.conv] = []outItem{}
 				}

@@ -341,7 +341,7 @@ func TestResumeReplaysExactlyWhatWasMissed(t *testing.T) {
 func TestResumeUnderConcurrentWrites(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.FrameRate, c.FrameBurst = 10000, 10000 })
-	v, _ := e.visitor(t, "ws1", nil)
+	v, w := e.visitor(t, "ws1", nil)
 	conv := v.start()
 	ag := e.agent(t, "ws1")
 	const total = 300
@@ -356,8 +356,9 @@ func TestResumeUnderConcurrentWrites(t *testing.T) {
 		}
 	}()
 	time.Sleep(5 * time.Millisecond)
-	v2 := e.agent(t, "ws1")
-	_ = v
+	// The visitor resumes on a second connection: it is sent nothing of the
+	// conversation before its resume, then every event exactly once.
+	v2, _ := e.visitor(t, "ws1", map[string]any{"visitor_id": w["visitor_id"], "visitor_sig": w["visitor_sig"]})
 	v2.send(map[string]any{"type": "resume", "ref": "x", "conversation": conv, "after": 0})
 	got := map[float64]int{}
 	var order []float64

@@ -16,7 +16,7 @@ type presence struct {
 	leases map[string]*crdt.Presence // workspace -> leases
 	peers  map[string]map[string]peer
 	shown  map[string]map[string]bool // workspace -> participants announced online
-	typing map[string]*crdt.Typing // workspace\x00conversation -> typing
+	typing map[string]*crdt.Typing    // workspace\x00conversation -> typing
 }
 
 type peer struct{ role, name string }

@@ -29,6 +29,11 @@ type Config struct {
 	// MaxConnsPerIP limits concurrent connections per client address.
 	// Default 1000.
 	MaxConnsPerIP int
+	// FrameRate limits frames per second per connection. Default 20.
+	FrameRate float64
+	// WorkspaceRate limits messages per second per workspace on this node.
+	// Default 2000.
+	WorkspaceRate float64
 }
 
 // ParseFlags reads a Config from command-line arguments and environment.
@@ -42,6 +47,8 @@ func ParseFlags(args []string) (Config, error) {
 	fs.BoolVar(&c.NoDemo, "no-demo", false, "do not create the demo workspace")
 	fs.StringVar(&c.LogLevel, "log-level", env("PARLEY_LOG_LEVEL", "info"), "log level")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 1000, "concurrent connections per client address")
+	fs.Float64Var(&c.FrameRate, "frame-rate", 20, "frames per second per connection")
+	fs.Float64Var(&c.WorkspaceRate, "workspace-rate", 2000, "messages per second per workspace")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

@@ -52,13 +52,17 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 	}
 	n.store = st
 	n.gw = gateway.New(gateway.Config{
-		Store:         st,
-		Auth:          storeAuth{st},
-		Clock:         crdt.NewClock(cfg.NodeID, nil),
-		Node:          cfg.NodeID,
-		Logger:        n.log,
-		Metrics:       n.metrics,
-		MaxConnsPerIP: cfg.MaxConnsPerIP,
+		Store:          st,
+		Auth:           storeAuth{st},
+		Clock:          crdt.NewClock(cfg.NodeID, nil),
+		Node:           cfg.NodeID,
+		Logger:         n.log,
+		Metrics:        n.metrics,
+		MaxConnsPerIP:  cfg.MaxConnsPerIP,
+		FrameRate:      cfg.FrameRate,
+		FrameBurst:     int(cfg.FrameRate * 3),
+		WorkspaceRate:  cfg.WorkspaceRate,
+		WorkspaceBurst: int(cfg.WorkspaceRate * 2),
 	})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {

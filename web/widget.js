@@ -118,6 +118,8 @@
     typingSentAt: 0,
     typingIdle: 0,
 
+    closeExplained: false,
+
     open: false,
     renderPending: false,
     forceScroll: false,
@@ -284,6 +286,8 @@
     let lastMine = null;
     list.forEach((m, i) => {
       renderMessage(m);
+      const prev = list[i - 1];
+      if (prev && prev.author === m.author && !isMine(m)) m.elAuthor.hidden = true;
       if (messagesEl.children[i] !== m.el) messagesEl.insertBefore(m.el, messagesEl.children[i] || null);
       if (isMine(m)) lastMine = m;
     });
@@ -390,6 +394,7 @@
     S.ws = ws;
     S.welcomed = false;
     S.subscribed = false;
+    S.closeExplained = false; // set by an error frame that closes the connection
     ws.addEventListener('open', () => {
       if (S.ws === ws) sendHello();
     });
@@ -406,29 +411,44 @@
         console.warn('Parley:', err);
       }
     });
-    ws.addEventListener('close', () => {
-      if (S.ws === ws) onClosed();
+    ws.addEventListener('close', (ev) => {
+      if (S.ws !== ws) return;
+      // The error frame normally says why; the close code is the fallback.
+      if (!S.closeExplained) {
+        if (ev.code === 4403) onError({ type: 'error', code: 'auth_failed' });
+        else if (ev.code === 4400) onError({ type: 'error', code: 'version_unsupported' });
+      }
+      onClosed();
     });
   }
 
   function sendHello() {
     const hello = { type: 'hello', v: PROTOCOL_VERSION, workspace: WORKSPACE, role: 'visitor' };
     S.helloHadVisitor = false;
-    try {
-      const saved = JSON.parse(storage.get('localStorage', KEY_VISITOR) || 'null');
-      if (saved && saved.visitor_id && saved.visitor_sig) {
+    if (verified()) {
+      // A verified identity replaces the anonymous one, so it travels alone.
+      hello.user_id = identity.userId;
+      hello.user_hash = identity.userHash;
+    } else {
+      const saved = savedVisitor();
+      if (saved) {
         hello.visitor_id = saved.visitor_id;
         hello.visitor_sig = saved.visitor_sig;
         S.helloHadVisitor = true;
       }
-    } catch (e) { /* a damaged entry: start as a new visitor */ }
-    if (verified()) {
-      hello.user_id = identity.userId;
-      hello.user_hash = identity.userHash;
     }
     if (identity.name) hello.name = identity.name.slice(0, 80);
     request(hello, { kind: 'hello' });
   }
+
+  function savedVisitor() {
+    try {
+      const saved = JSON.parse(storage.get('localStorage', KEY_VISITOR) || 'null');
+      if (saved && typeof saved.visitor_id === 'string' && typeof saved.visitor_sig === 'string') return saved;
+    } catch (e) { /* a damaged entry: start as a new visitor */ }
+    return null;
+  }
+
 
   // Closes the socket (if any) and forgets everything tied to the connection.
   function teardown() {
@@ -731,6 +751,8 @@
     if (f.ref) S.refs.delete(f.ref);
     switch (f.code) {
       case 'auth_failed':
+        S.closeExplained = true;
+        if (S.fatal) return;
         if (S.helloHadVisitor) {
           // The stored anonymous identity is no longer valid: start afresh.
           storage.del('localStorage', KEY_VISITOR);
@@ -742,6 +764,7 @@
         }
         return;
       case 'version_unsupported':
+        S.closeExplained = true;
         S.fatal = true;
         setStatus('This chat needs an update. Please reload the page.', 'error');
         return;

@@ -389,6 +389,8 @@
     let lastTeam = null;
     list.forEach((m, i) => {
       renderMessage(m);
+      const prev = list[i - 1];
+      m.elAuthor.hidden = Boolean(prev && prev.author === m.author && m.author);
       if (el.messages.children[i] !== m.el) el.messages.insertBefore(m.el, el.messages.children[i] || null);
       if (m.role === 'agent' || isMine(m)) lastTeam = m;
     });
@@ -496,8 +498,12 @@
         console.warn('Parley console:', err);
       }
     });
-    ws.addEventListener('close', () => {
-      if (A.ws === ws) onClosed();
+    ws.addEventListener('close', (ev) => {
+      if (A.ws !== ws) return;
+      // The error frame normally says why; the close code is the fallback.
+      if (ev.code === 4403) onError({ type: 'error', code: 'auth_failed' });
+      else if (ev.code === 4400) onError({ type: 'error', code: 'version_unsupported' });
+      else onClosed();
     });
   }
 
@@ -805,10 +811,12 @@
     if (f.ref) A.refs.delete(f.ref);
     switch (f.code) {
       case 'auth_failed':
+        if (A.stopped) return;
         signOut('The token was refused for workspace "' + A.workspace + '". Check it and try again.');
         return;
       case 'version_unsupported':
         A.stopped = true;
+        teardown();
         setStatus('This console is out of date: reload the page.', 'error');
         return;
       case 'unavailable':

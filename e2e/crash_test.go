@@ -1,0 +1,174 @@
+package e2e
+
+import (
+	"sync"
+	"testing"
+	"time"
+)
+
+// loadClient is one visitor writing into its own conversation without
+// waiting for acks, as a busy widget would.
+type loadClient struct {
+	identity map[string]any
+	conv     string
+	mu       sync.Mutex
+	sent     []string
+	acked    map[string]float64 // id -> seq
+}
+
+// TestKillNineKeepsEveryAckedMessageOnce kills the node with SIGKILL in the
+// middle of a load, restarts it from its bbolt file, and checks that every
+// message the node acknowledged is there exactly once; then the clients
+// resend what was never acknowledged, as the widget does, and every message
+// is there exactly once.
+func TestKillNineKeepsEveryAckedMessageOnce(t *testing.T) {
+	// Limits raised so that 16 connections make a real load.
+	n := startNode(t, t.TempDir(), "-frame-rate", "5000", "-workspace-rate", "100000")
+	ctx := testCtx(t, 2*time.Minute)
+	const clients = 16
+	lcs := make([]*loadClient, clients)
+	conns := make([]*wsClient, clients)
+	for i := range lcs {
+		cl, err := dialNode(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := cl.visitorHello(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl.send(ctx, map[string]any{"type": "start", "ref": "s"})
+		st, err := cl.await(ctx, "started", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lcs[i] = &loadClient{identity: map[string]any{"visitor_id": w["visitor_id"], "visitor_sig": w["visitor_sig"]}, conv: st["conversation"].(string), acked: map[string]float64{}}
+		conns[i] = cl
+	}
+
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for i, lc := range lcs {
+		cl := conns[i]
+		wg.Add(2)
+		go func() { // acks
+			defer wg.Done()
+			for {
+				m, err := cl.await(ctx, "ack", nil)
+				if err != nil {
+					return
+				}
+				lc.mu.Lock()
+				lc.acked[m["id"].(string)] = m["seq"].(float64)
+				lc.mu.Unlock()
+			}
+		}()
+		go func() { // sends as fast as the connection takes them
+			defer wg.Done()
+			tick := time.NewTicker(time.Millisecond)
+			defer tick.Stop()
+			for j := 0; ; j++ {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				id := idOf(i, j)
+				lc.mu.Lock()
+				lc.sent = append(lc.sent, id)
+				lc.mu.Unlock()
+				if cl.send(ctx, map[string]any{"type": "send", "conversation": lc.conv, "id": id, "body": "load " + id}) != nil {
+					return
+				}
+			}
+		}()
+	}
+	// Kill once the load is well under way.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		total := 0
+		for _, lc := range lcs {
+			lc.mu.Lock()
+			total += len(lc.acked)
+			lc.mu.Unlock()
+		}
+		if total >= 3000 {
+			break
+		}
+	}
+	n.Kill9(t)
+	close(stop)
+	wg.Wait()
+
+	n.Restart(t)
+	totalAcked, totalSent := 0, 0
+	for i, lc := range lcs {
+		cl, err := dialNode(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cl.visitorHello(ctx, lc.identity); err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		hist, err := cl.history(ctx, lc.conv)
+		if err != nil {
+			t.Fatalf("client %d history: %v", i, err)
+		}
+		count := map[string]int{}
+		for _, m := range hist {
+			count[msgID(m)]++
+		}
+		for id, seq := range lc.acked {
+			if count[id] != 1 {
+				t.Errorf("client %d: acknowledged message %s (seq %v) stored %d times after SIGKILL", i, id, seq, count[id])
+			}
+		}
+		for id, c := range count {
+			if c != 1 {
+				t.Errorf("client %d: message %s stored %d times", i, id, c)
+			}
+		}
+		// Resend everything sent but not acknowledged, with the same IDs.
+		for _, id := range lc.sent {
+			if _, ok := lc.acked[id]; ok {
+				continue
+			}
+			if err := cl.send(ctx, map[string]any{"type": "send", "ref": id, "conversation": lc.conv, "id": id, "body": "load " + id}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cl.await(ctx, "ack", func(m map[string]any) bool { return m["ref"] == id }); err != nil {
+				t.Fatalf("client %d resend %s: %v", i, id, err)
+			}
+		}
+		// Read the history as a reloaded page would: on a new connection.
+		cl.close()
+		if cl, err = dialNode(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cl.visitorHello(ctx, lc.identity); err != nil {
+			t.Fatal(err)
+		}
+		hist, err = cl.history(ctx, lc.conv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		count = map[string]int{}
+		for _, m := range hist {
+			count[msgID(m)]++
+		}
+		for _, id := range lc.sent {
+			if count[id] != 1 {
+				t.Errorf("client %d: after resending, message %s stored %d times", i, id, count[id])
+			}
+		}
+		if len(count) != len(lc.sent) {
+			t.Errorf("client %d: %d messages stored, %d sent", i, len(count), len(lc.sent))
+		}
+		totalAcked += len(lc.acked)
+		totalSent += len(lc.sent)
+		cl.close()
+	}
+	t.Logf("%d messages sent, %d acknowledged before SIGKILL; all acknowledged ones survived exactly once", totalSent, totalAcked)
+	if totalAcked < 3000 {
+		t.Fatalf("only %d acks before the kill: the load never got going", totalAcked)
+	}
+}
