@@ -81,7 +81,7 @@ func newEnv(t testing.TB, mod func(*Config)) *env {
 type client struct {
 	t      testing.TB
 	c      *websocket.Conn
-	frames chan []byte
+	frames chan []byte // raw frames, for benchmarks that skip decoding
 	rerr   chan error
 	seen   []map[string]any
 	n      int

@@ -449,7 +449,6 @@
     return null;
   }
 
-
   // Closes the socket (if any) and forgets everything tied to the connection.
   function teardown() {
     const ws = S.ws;

@@ -1,0 +1,205 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe for the node's concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type running struct {
+	n      *Node
+	base   string
+	logs   *syncBuffer
+	out    *syncBuffer
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func runNode(t *testing.T, cfg Config) *running {
+	t.Helper()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	logs, out := &syncBuffer{}, &syncBuffer{}
+	n, err := New(cfg, logs, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{n: n, base: "http://" + n.Addr(), logs: logs, out: out, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- n.Run(ctx) }()
+	t.Cleanup(r.stop)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if resp, err := http.Get(r.base + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return r
+			}
+		}
+	}
+	t.Fatal("node never ready")
+	return nil
+}
+
+func (r *running) stop() {
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	<-r.done
+	r.cancel = nil
+}
+
+func get(t *testing.T, url string) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func TestNodeServesPagesWithSecurityHeaders(t *testing.T) {
+	t.Parallel()
+	r := runNode(t, Config{DataDir: t.TempDir(), AgentToken: "0123456789abcdef-token"})
+	cases := []struct {
+		path, wantType, wantBody string
+		crossOrigin              bool
+	}{
+		{"/demo", "text/html", `src="/widget.js"`, false},
+		{"/agent", "text/html", "agent.js", false},
+		{"/widget.js", "javascript", "hello", true},
+		{"/static/agent.js", "javascript", "", true},
+		{"/static/widget.css", "text/css", "", true},
+	}
+	for _, c := range cases {
+		resp, body := get(t, r.base+c.path)
+		if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Content-Type"), c.wantType) || !strings.Contains(body, c.wantBody) {
+			t.Errorf("%s: %d %s, body has %q: %v", c.path, resp.StatusCode, resp.Header.Get("Content-Type"), c.wantBody, strings.Contains(body, c.wantBody))
+		}
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe") {
+			t.Errorf("%s: CSP %q", c.path, csp)
+		}
+		if resp.Header.Get("X-Content-Type-Options") != "nosniff" || resp.Header.Get("X-Frame-Options") != "DENY" {
+			t.Errorf("%s: missing security headers: %v", c.path, resp.Header)
+		}
+		if got := resp.Header.Get("Access-Control-Allow-Origin") == "*"; got != c.crossOrigin {
+			t.Errorf("%s: cross-origin %v, want %v", c.path, got, c.crossOrigin)
+		}
+	}
+	if resp, _ := get(t, r.base+"/static/"); resp.StatusCode != 404 {
+		t.Errorf("directory listing served: %d", resp.StatusCode)
+	}
+	if resp, _ := get(t, r.base+"/static/../node.go"); resp.StatusCode == 200 {
+		t.Errorf("path traversal served a file")
+	}
+}
+
+func TestNodeHealthAndMetrics(t *testing.T) {
+	t.Parallel()
+	r := runNode(t, Config{DataDir: t.TempDir(), AgentToken: "0123456789abcdef-token"})
+	if resp, body := get(t, r.base+"/healthz"); resp.StatusCode != 200 || body != "ok\n" {
+		t.Fatalf("healthz: %d %q", resp.StatusCode, body)
+	}
+	_, body := get(t, r.base+"/metrics")
+	for _, name := range []string{"parley_store_commit_seconds", "parley_store_batch_size", "go_goroutines", "process_resident_memory_bytes"} {
+		if !strings.Contains(body, name) {
+			t.Errorf("metrics lack %s", name)
+		}
+	}
+	r.stop()
+	if _, err := http.Get(r.base + "/readyz"); err == nil {
+		t.Fatal("still serving after stop")
+	}
+}
+
+func TestDemoWorkspaceSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := runNode(t, Config{DataDir: dir})
+	if !strings.Contains(r.out.String(), "/agent#token=") {
+		t.Fatalf("banner lacks the console URL: %s", r.out.String())
+	}
+	token, err := os.ReadFile(filepath.Join(dir, "demo-agent-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := strings.TrimSpace(string(token))
+	r.stop()
+	// The token itself is not in the store file: only its hash.
+	db, _ := os.ReadFile(filepath.Join(dir, "parley.db"))
+	if bytes.Contains(db, []byte(tok)) {
+		t.Fatal("the operator token is stored in clear in the database")
+	}
+	r2 := runNode(t, Config{DataDir: dir})
+	if !strings.Contains(r2.out.String(), tok) {
+		t.Fatalf("restart changed the demo token: %s", r2.out.String())
+	}
+	ag, err := (storeAuth{r2.n.store}).Agent(context.Background(), "demo", tok)
+	if err != nil || ag.ID == "" {
+		t.Fatalf("stored token refused after restart: %v", err)
+	}
+	if _, err := (storeAuth{r2.n.store}).Agent(context.Background(), "demo", tok+"x"); err == nil {
+		t.Fatal("a wrong token was accepted")
+	}
+}
+
+func TestNodeLogsAreRedacted(t *testing.T) {
+	t.Parallel()
+	r := runNode(t, Config{DataDir: t.TempDir(), AgentToken: "0123456789abcdef-token"})
+	r.n.log.Info("visitor wrote ada@example.com and +44 20 7946 0958", "name", "Ada Lovelace", "conversation", "c_0123")
+	logs := r.logs.String()
+	for _, pii := range []string{"ada@example.com", "7946", "Lovelace"} {
+		if strings.Contains(logs, pii) {
+			t.Errorf("log holds %q: %s", pii, logs)
+		}
+	}
+	if !strings.Contains(logs, "c_0123") {
+		t.Errorf("log lost non-personal data: %s", logs)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		args []string
+		ok   bool
+	}{
+		{nil, true},
+		{[]string{"-agent-token", "short"}, false},
+		{[]string{"-log-level", "loud"}, false},
+		{[]string{"extra"}, false},
+		{[]string{"-http", "127.0.0.1:9999", "-node", "n7"}, true},
+	}
+	for _, c := range cases {
+		_, err := ParseFlags(c.args)
+		if (err == nil) != c.ok {
+			t.Errorf("%v: err %v", c.args, err)
+		}
+	}
+}
