@@ -19,6 +19,7 @@ func BenchmarkApply(b *testing.B) {
 		par      int
 	}{
 		{"group-commit/senders=512", 0, 256},
+		{"group-commit/senders=2048", 0, 1024},
 		{"one-fsync-per-message/senders=512", 1, 256},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

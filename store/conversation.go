@@ -126,16 +126,25 @@ func (s *Store) CreateConversation(ctx context.Context, c Conversation) error {
 
 // Apply durably applies a message change and returns once it is fsynced.
 func (s *Store) Apply(ctx context.Context, ch Change) (Result, error) {
+	// A new message's encoding is known before the commit: do it here, on
+	// the caller's goroutine, so the single writer does only bbolt work.
+	var enc []byte
+	if ch.Kind == Send {
+		var err error
+		if enc, err = marshal(ch.Message); err != nil {
+			return Result{}, err
+		}
+	}
 	var res Result
 	err := s.submit(ctx, func(b *batch) error {
 		var err error
-		res, err = b.apply(ch)
+		res, err = b.apply(ch, enc)
 		return err
 	})
 	return res, err
 }
 
-func (b *batch) apply(ch Change) (Result, error) {
+func (b *batch) apply(ch Change, enc []byte) (Result, error) {
 	c, err := b.conv(ch.Workspace, ch.Conversation)
 	if err != nil {
 		return Result{}, err
@@ -178,16 +187,23 @@ func (b *batch) apply(ch Change) (Result, error) {
 	default:
 		return Result{}, fmt.Errorf("change kind %d: %w", ch.Kind, ErrInvalid)
 	}
-	ev, err := marshal(merged)
-	if err != nil {
-		return Result{}, err
+	ev := enc
+	if ch.Kind != Send {
+		var err error
+		if ev, err = marshal(merged); err != nil {
+			return Result{}, err
+		}
 	}
 	seq := c.Head + 1
 	rec.Last = seq
 	if !found {
 		rec.Seq = seq
 	}
-	if err := b.tx.Bucket(bEvents).Put(seqKey(ch.Workspace, ch.Conversation, seq), ev); err != nil {
+	events := b.tx.Bucket(bEvents)
+	// Events are appended in seq order within each conversation: full pages
+	// mean fewer pages to write per commit.
+	events.FillPercent = 0.9
+	if err := events.Put(seqKey(ch.Workspace, ch.Conversation, seq), ev); err != nil {
 		return Result{}, err
 	}
 	if err := msgs.Put(mk, rec.encode()); err != nil {

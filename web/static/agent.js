@@ -413,13 +413,19 @@
     el.typing.textContent = typer ? (typer.name || 'The visitor') + ' is typing' + ELLIPSIS : '';
   }
 
+  let onlineShown = '';
   function renderOnline() {
-    const people = Array.from(A.online.entries())
-      .sort((a, b) => cmp(a[1].role, b[1].role) || cmp(onlineName(a[0], a[1]), onlineName(b[0], b[1])));
-    el.onlineList.replaceChildren(...people.map(([p, info]) => {
-      const you = p === A.participant;
+    const people = Array.from(A.online.entries()).map(([p, info]) => {
       const convs = (info.conversations || []).filter((id) => A.convs.has(id));
       for (const c of A.convs.values()) if (c.owner === p && !convs.includes(c.id)) convs.push(c.id);
+      return [p, info, convs, onlineName(p, info)];
+    }).sort((a, b) => cmp(a[1].role, b[1].role) || cmp(a[3], b[3]));
+    // Rebuild only when something changed, so keyboard focus survives renders.
+    const shown = JSON.stringify([A.participant, people.map(([p, info, convs, name]) => [p, info.role, convs, name])]);
+    if (shown === onlineShown) return;
+    onlineShown = shown;
+    el.onlineList.replaceChildren(...people.map(([p, info, convs]) => {
+      const you = p === A.participant;
       const item = h('li', {
         class: 'online-item', 'data-testid': 'online-item', 'data-participant': p, 'data-role': info.role || '',
       },
