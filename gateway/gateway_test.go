@@ -623,3 +623,30 @@ func TestClosedStoreMeansUnavailable(t *testing.T) {
 		t.Fatal()
 	}
 }
+
+func TestConnectionsPerIPAreLimited(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.MaxConnsPerIP = 2 })
+	a := e.dial(t)
+	e.dial(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, resp, err := websocket.Dial(ctx, e.url, nil)
+	if err == nil || resp == nil || resp.StatusCode != 429 {
+		t.Fatalf("third connection: err %v, resp %v", err, resp)
+	}
+	// A slot frees when a connection ends.
+	a.c.Close(websocket.StatusNormalClosure, "")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, _, err := websocket.Dial(ctx, e.url, nil)
+		if err == nil {
+			c.CloseNow()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slot never freed: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

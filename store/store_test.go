@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -352,5 +353,54 @@ func TestBadOpDoesNotSinkItsBatch(t *testing.T) {
 	}
 	if _, err := s.Workspace("w8"); err != nil {
 		t.Fatalf("neighbour lost: %v", err)
+	}
+}
+
+// TestEveryKeyStartsWithItsWorkspace walks every bucket after a realistic
+// mix of writes and checks the tenancy rule the region pinning relies on.
+func TestEveryKeyStartsWithItsWorkspace(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openTest(t, Config{})
+	for _, ws := range []string{"ws1", "ws2"} {
+		if err := s.CreateConversation(ctx, Conversation{Workspace: ws, ID: "c1", Owner: "v:a"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Apply(ctx, Change{Kind: Send, Workspace: ws, Conversation: "c1", Participant: "v:a", Message: msg("m1", "v:a", "hi", 1)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Apply(ctx, Change{Kind: Edit, Workspace: ws, Conversation: "c1", Participant: "v:a", Message: crdt.Message{ID: "m1"}, Body: "hey", TS: crdt.Timestamp{Wall: 2}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.MarkRead(ctx, ws, "c1", "a:s", 1, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			if string(name) == string(bMeta) {
+				return nil
+			}
+			return b.ForEach(func(k, _ []byte) error {
+				keys++
+				ws := string(k)
+				if i := bytes.IndexByte(k, sep); i >= 0 {
+					ws = string(k[:i])
+				} else if string(name) != string(bWorkspaces) {
+					return fmt.Errorf("bucket %s: key %q has no workspace prefix", name, k)
+				}
+				if ws != "ws1" && ws != "ws2" {
+					return fmt.Errorf("bucket %s: key %q does not start with a workspace", name, k)
+				}
+				return nil
+			})
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys < 12 {
+		t.Fatalf("only %d keys walked", keys)
 	}
 }
