@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,7 +28,8 @@ func BenchmarkDelivery(b *testing.B) {
 }
 
 func benchDelivery(b *testing.B, rate, visitors int) {
-	e := newEnv(b, func(c *Config) {
+	commits := &commitTimes{}
+	e := newEnvWith(b, commits, func(c *Config) {
 		c.FrameRate, c.FrameBurst = 1e6, 1e6
 		c.WorkspaceRate, c.WorkspaceBurst = 1e7, 1e7
 		c.SendQueue = 1 << 16
@@ -94,4 +96,25 @@ func benchDelivery(b *testing.B, rate, visitors int) {
 	b.ReportMetric(q(0.99), "p99-ms")
 	b.ReportMetric(q(1.0), "max-ms")
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+	// The baseline: the store's commit (fsync included), which every
+	// delivery waits for, measured in the same run.
+	commits.mu.Lock()
+	defer commits.mu.Unlock()
+	c := commits.d
+	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
+	if len(c) > 0 {
+		b.ReportMetric(float64(c[len(c)/2].Microseconds())/1000, "commit-p50-ms")
+		b.ReportMetric(float64(c[len(c)*99/100].Microseconds())/1000, "commit-p99-ms")
+	}
+}
+
+type commitTimes struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (c *commitTimes) ObserveCommit(d time.Duration, _ int, _ error) {
+	c.mu.Lock()
+	c.d = append(c.d, d)
+	c.mu.Unlock()
 }

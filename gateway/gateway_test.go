@@ -46,9 +46,13 @@ type env struct {
 }
 
 func newEnv(t testing.TB, mod func(*Config)) *env {
+	return newEnvWith(t, nil, mod)
+}
+
+func newEnvWith(t testing.TB, obs store.Observer, mod func(*Config)) *env {
 	t.Helper()
 	e := &env{}
-	st, err := store.Open(store.Config{Path: filepath.Join(t.TempDir(), "p.db"), OnCommit: func(evs []store.Event) { e.gw.Publish(evs) }})
+	st, err := store.Open(store.Config{Path: filepath.Join(t.TempDir(), "p.db"), Observer: obs, OnCommit: func(evs []store.Event) { e.gw.Publish(evs) }})
 	if err != nil {
 		t.Fatal(err)
 	}
