@@ -46,6 +46,39 @@ func TestKillNineKeepsEveryAckedMessageOnce(t *testing.T) {
 		conns[i] = cl
 	}
 
+	// An agent watches everything live; after the kill it resumes each
+	// conversation from the last seq it saw, which may be one whose event
+	// was shown but never reached the disk.
+	agent, err := dialNode(ctx, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent.send(ctx, map[string]any{"type": "hello", "v": 1, "workspace": "demo", "role": "agent", "token": n.Token})
+	if _, err := agent.await(ctx, "welcome", nil); err != nil {
+		t.Fatal(err)
+	}
+	var agentMu sync.Mutex
+	agentSeen := map[string]map[string]bool{} // conversation -> message ids
+	agentLast := map[string]float64{}         // conversation -> highest seq
+	agentDone := make(chan struct{})
+	go func() {
+		defer close(agentDone)
+		for {
+			m, err := agent.await(ctx, "deliver", nil)
+			if err != nil {
+				return
+			}
+			conv := m["conversation"].(string)
+			agentMu.Lock()
+			if agentSeen[conv] == nil {
+				agentSeen[conv] = map[string]bool{}
+			}
+			agentSeen[conv][msgID(m)] = true
+			agentLast[conv] = max(agentLast[conv], m["seq"].(float64))
+			agentMu.Unlock()
+		}
+	}()
+
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	for i, lc := range lcs {
@@ -98,6 +131,7 @@ func TestKillNineKeepsEveryAckedMessageOnce(t *testing.T) {
 	n.Kill9(t)
 	close(stop)
 	wg.Wait()
+	<-agentDone
 
 	n.Restart(t)
 	totalAcked, totalSent := 0, 0
@@ -162,6 +196,40 @@ func TestKillNineKeepsEveryAckedMessageOnce(t *testing.T) {
 		}
 		if len(count) != len(lc.sent) {
 			t.Errorf("client %d: %d messages stored, %d sent", i, len(count), len(lc.sent))
+		}
+		// The agent, reconnected, resumes from its last seq: together with
+		// what it saw before the kill, it has every stored message.
+		ag, err := dialNode(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ag.send(ctx, map[string]any{"type": "hello", "v": 1, "workspace": "demo", "role": "agent", "token": n.Token})
+		if _, err := ag.await(ctx, "welcome", nil); err != nil {
+			t.Fatal(err)
+		}
+		ref := "resume-" + lc.conv
+		ag.send(ctx, map[string]any{"type": "resume", "ref": ref, "conversation": lc.conv, "after": agentLast[lc.conv]})
+		seen := agentSeen[lc.conv]
+		for {
+			m, err := ag.await(ctx, "", func(m map[string]any) bool {
+				return m["type"] == "deliver" && m["conversation"] == lc.conv || m["type"] == "resumed" && m["ref"] == ref
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m["type"] == "resumed" {
+				break
+			}
+			if m["seq"].(float64) <= agentLast[lc.conv] {
+				t.Errorf("client %d: seq %v handed out again after the kill (agent had seen %v)", i, m["seq"], agentLast[lc.conv])
+			}
+			seen[msgID(m)] = true
+		}
+		ag.close()
+		for id := range count {
+			if !seen[id] {
+				t.Errorf("client %d: the agent never got message %s: a gap in resume across the kill", i, id)
+			}
 		}
 		totalAcked += len(lc.acked)
 		totalSent += len(lc.sent)

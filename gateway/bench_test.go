@@ -29,10 +29,12 @@ func BenchmarkDelivery(b *testing.B) {
 
 func benchDelivery(b *testing.B, rate, visitors int) {
 	commits := &commitTimes{}
+	srvLat := &serverLatency{}
 	e := newEnvWith(b, commits, func(c *Config) {
 		c.FrameRate, c.FrameBurst = 1e6, 1e6
 		c.WorkspaceRate, c.WorkspaceBurst = 1e7, 1e7
 		c.SendQueue = 1 << 16
+		c.Metrics = srvLat
 	})
 	ag := e.agent(b, "ws1")
 	vs := make([]*client, visitors)
@@ -106,6 +108,27 @@ func benchDelivery(b *testing.B, rate, visitors int) {
 		b.ReportMetric(float64(c[len(c)/2].Microseconds())/1000, "commit-p50-ms")
 		b.ReportMetric(float64(c[len(c)*99/100].Microseconds())/1000, "commit-p99-ms")
 	}
+	srvLat.mu.Lock()
+	defer srvLat.mu.Unlock()
+	sd := srvLat.d
+	sort.Slice(sd, func(i, j int) bool { return sd[i] < sd[j] })
+	if len(sd) > 0 {
+		b.ReportMetric(float64(sd[len(sd)*99/100].Microseconds())/1000, "node-p99-ms")
+	}
+}
+
+// serverLatency records the node's own view of delivery: from the frame
+// read to the deliver frame written to the socket.
+type serverLatency struct {
+	noMetrics
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (s *serverLatency) Delivered(_ string, d time.Duration) {
+	s.mu.Lock()
+	s.d = append(s.d, d)
+	s.mu.Unlock()
 }
 
 type commitTimes struct {

@@ -19,6 +19,7 @@ type op struct {
 type batch struct {
 	tx     *bolt.Tx
 	now    time.Time
+	epoch  uint64
 	convs  map[string]*Conversation
 	dirty  map[string]bool
 	events []Event
@@ -76,25 +77,20 @@ func (s *Store) drain() {
 // commit runs ops in one transaction. An op failing with a clean error fails
 // alone; any other error aborts the transaction, and the batch is retried
 // without that op, so one bad change never takes its neighbours down.
+//
+// The events are published after the ops are applied and before the fsync:
+// recipients see a message while its commit is still on its way to disk, and
+// only the acknowledgement to its sender waits for durability. Should the
+// commit then fail, or the node die before it ends, the published seqs are
+// never reused: see epoch.
 func (s *Store) commit(ops []*op) {
 	start := time.Now()
 	live := ops
-	var b *batch
 	var err error
 	for len(live) > 0 {
 		var culprit *op
-		err = s.db.Update(func(tx *bolt.Tx) error {
-			b = &batch{tx: tx, now: s.cfg.Now(), convs: map[string]*Conversation{}, dirty: map[string]bool{}}
-			for _, o := range live {
-				o.err = o.fn(b)
-				if o.err != nil && !clean(o.err) {
-					culprit = o
-					return o.err
-				}
-			}
-			return b.flush()
-		})
-		if err == nil || culprit == nil {
+		culprit, err = s.commitOnce(live)
+		if culprit == nil {
 			break
 		}
 		next := live[:0:0]
@@ -108,9 +104,6 @@ func (s *Store) commit(ops []*op) {
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.ObserveCommit(time.Since(start), len(ops), err)
 	}
-	if err == nil && b != nil && len(b.events) > 0 && s.cfg.OnCommit != nil {
-		s.cfg.OnCommit(b.events)
-	}
 	for _, o := range ops {
 		switch {
 		case o.err != nil:
@@ -121,6 +114,43 @@ func (s *Store) commit(ops []*op) {
 			o.done <- nil
 		}
 	}
+}
+
+// commitOnce applies ops in one transaction and commits it. It returns the op
+// whose failure aborted the transaction, if one did.
+func (s *Store) commitOnce(ops []*op) (culprit *op, err error) {
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		return nil, err
+	}
+	b := &batch{tx: tx, now: s.cfg.Now(), epoch: s.epoch, convs: map[string]*Conversation{}, dirty: map[string]bool{}}
+	for _, o := range ops {
+		o.err = o.fn(b)
+		if o.err != nil && !clean(o.err) {
+			tx.Rollback()
+			return o, o.err
+		}
+	}
+	if err := b.flush(); err != nil {
+		tx.Rollback()
+		return nil, err
+	}
+	if s.epoch != s.savedEpoch {
+		if err := tx.Bucket(bMeta).Put(epochKey, putU64(s.epoch)); err != nil {
+			tx.Rollback()
+			return nil, err
+		}
+	}
+	if len(b.events) > 0 && s.cfg.OnCommit != nil {
+		s.cfg.OnCommit(b.events)
+	}
+	if err := tx.Commit(); err != nil {
+		// The events are out; their seqs must never be handed out again.
+		s.epoch++
+		return nil, err
+	}
+	s.savedEpoch = s.epoch
+	return nil, nil
 }
 
 // conv loads a conversation record through the batch's cache.

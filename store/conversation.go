@@ -194,7 +194,7 @@ func (b *batch) apply(ch Change, enc []byte) (Result, error) {
 			return Result{}, err
 		}
 	}
-	seq := c.Head + 1
+	seq := nextSeq(c.Head, b.epoch)
 	rec.Last = seq
 	if !found {
 		rec.Seq = seq

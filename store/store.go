@@ -38,9 +38,10 @@ type Config struct {
 	Path string
 	// MaxBatch caps how many changes share one transaction. Zero: 4096.
 	MaxBatch int
-	// OnCommit is called by the writer after each durable commit with the
-	// events of that commit in commit order, before any waiter is answered.
-	// It must not block. Zero: events are dropped.
+	// OnCommit is called by the writer with the events of each commit, in
+	// commit order, once they are applied and before the commit's fsync; no
+	// waiter is answered before the fsync. It must not block. Zero: events
+	// are dropped.
 	OnCommit func([]Event)
 	// Observer receives commit timings. Zero: none.
 	Observer Observer
@@ -53,6 +54,12 @@ type Store struct {
 	db   *bolt.DB
 	cfg  Config
 	reqs chan *op
+
+	// epoch is the high half of every seq the writer hands out (see
+	// nextSeq). It moves on after any commit that published events and then
+	// failed, or a start after an unclean stop, so that a seq published but
+	// never made durable is never handed out again. Writer only.
+	epoch, savedEpoch uint64
 
 	stop     chan struct{}
 	done     chan struct{}
@@ -80,11 +87,19 @@ func Open(cfg Config) (*Store, error) {
 		// fewer pages per fsync on the hot path.
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
+		// Remapping a growing file blocks every reader and the writer; a large
+		// initial mapping (address space only) makes it rare.
+		InitialMmapSize: 1 << 30,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", cfg.Path, err)
 	}
 	if err := migrate(db, migrations); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	epoch, err := startEpoch(db)
+	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: %w", err)
 	}
@@ -94,6 +109,8 @@ func Open(cfg Config) (*Store, error) {
 		reqs: make(chan *op, cfg.MaxBatch),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
+
+		epoch: epoch, savedEpoch: epoch,
 	}
 	go s.writer()
 	return s, nil
@@ -106,7 +123,12 @@ func (s *Store) Close() error {
 	s.closeOne.Do(func() {
 		close(s.stop)
 		<-s.done
-		err = s.db.Close()
+		// Every published event was committed: the next start needs no new
+		// epoch.
+		err = s.db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket(bMeta).Put(cleanKey, []byte{1})
+		})
+		err = errors.Join(err, s.db.Close())
 	})
 	return err
 }
@@ -142,4 +164,46 @@ func (s *Store) submit(ctx context.Context, fn func(*batch) error) error {
 	// Once queued, the change may commit; wait for its fate even if ctx ends,
 	// so that a caller never reports failure for something stored.
 	return <-o.done
+}
+
+var (
+	epochKey = []byte("epoch")
+	cleanKey = []byte("clean")
+)
+
+// startEpoch reads the seq epoch and starts a new one if the last stop was
+// not clean: a killed node may have published seqs it never made durable.
+// A new file starts at epoch 0.
+func startEpoch(db *bolt.DB) (uint64, error) {
+	var epoch uint64
+	err := db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bMeta)
+		stored := meta.Get(epochKey)
+		epoch = u64(stored)
+		if stored != nil && meta.Get(cleanKey) == nil {
+			epoch++
+		}
+		if err := meta.Delete(cleanKey); err != nil {
+			return err
+		}
+		return meta.Put(epochKey, putU64(epoch))
+	})
+	return epoch, err
+}
+
+// Epoch returns the current seq epoch.
+func (s *Store) Epoch() uint64 {
+	var e uint64
+	s.db.View(func(tx *bolt.Tx) error { e = u64(tx.Bucket(bMeta).Get(epochKey)); return nil })
+	return e
+}
+
+// nextSeq is the seq after head in epoch: seqs of an epoch start at
+// epoch<<32 + 1, so a new epoch's seqs are above every seq of the ones before
+// it, durable or not. Seqs stay below 2^53, exact in JavaScript.
+func nextSeq(head, epoch uint64) uint64 {
+	if head>>32 < epoch {
+		return epoch<<32 | 1
+	}
+	return head + 1
 }
