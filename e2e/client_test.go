@@ -84,8 +84,13 @@ func (cl *wsClient) visitorHello(ctx context.Context, id map[string]any) (map[st
 // history resumes conv from the start and returns every deliver frame until
 // resumed says the replay is complete.
 func (cl *wsClient) history(ctx context.Context, conv string) ([]map[string]any, error) {
+	return cl.resumeFrom(ctx, conv, 0)
+}
+
+// resumeFrom resumes conv after a seq, following "more", and returns every
+// deliver frame of the replay.
+func (cl *wsClient) resumeFrom(ctx context.Context, conv string, after float64) ([]map[string]any, error) {
 	var out []map[string]any
-	after := 0.0
 	for {
 		ref := fmt.Sprintf("h%v", after)
 		if err := cl.send(ctx, map[string]any{"type": "resume", "ref": ref, "conversation": conv, "after": after}); err != nil {
