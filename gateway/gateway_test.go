@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http/httptest"
 	"path/filepath"
@@ -472,12 +471,6 @@ func TestBadInputIsRefusedAndNothingStored(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			v, _ := e.visitor(t, "ws1", nil)
-			// Its own conversation is the one it sends to, via resume, so
-			// that only validation stands between the frame and the store.
-			if c.code != CodeNotFound {
-				v2w := mine
-				_ = v2w
-			}
 			v.sendRaw(c.typ, []byte(c.frame))
 			got := v.expect("error", nil)
 			if got["code"] != c.code {
@@ -623,8 +616,8 @@ func TestClosedStoreMeansUnavailable(t *testing.T) {
 	if got["code"] != CodeUnavailable {
 		t.Fatalf("got %v", got)
 	}
-	if !errors.Is(nil, nil) {
-		t.Fatal()
+	if code := closeCode(t, v); code != closeRestart {
+		t.Fatalf("close code %d, want %d", code, closeRestart)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"sort"
 	"time"
 
@@ -341,5 +340,5 @@ func (c *conn) storeError(err error) *wireError {
 		return fatalf(CodeUnavailable, closeRestart, "node shutting down: reconnect")
 	}
 	c.srv.log.Error("store failure", "err", err, "workspace", c.id.Workspace)
-	return errf(CodeInternal, "%s", fmt.Sprint("internal error"))
+	return errf(CodeInternal, "internal error")
 }
