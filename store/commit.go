@@ -141,6 +141,10 @@ func (s *Store) commitOnce(ops []*op) (culprit *op, err error) {
 			return nil, err
 		}
 	}
+	// Published events are readable by Events from here on, through the
+	// pending set until the commit makes them readable from the file.
+	s.pending.add(b.events)
+	defer s.pending.remove(b.events)
 	if len(b.events) > 0 && s.cfg.OnCommit != nil {
 		s.cfg.OnCommit(b.events)
 	}

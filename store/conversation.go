@@ -314,6 +314,9 @@ func (s *Store) Conversations(ws, owner string) ([]Conversation, error) {
 // Events returns up to limit events of a conversation with seq > after, in
 // seq order, and whether more follow.
 func (s *Store) Events(ws, conv string, after uint64, limit int) ([]Event, bool, error) {
+	// The pending events first, the file second: an event that leaves the
+	// pending set has been committed before, so the file then has it.
+	pending := s.pending.after(ws, conv, after)
 	var out []Event
 	more := false
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -332,7 +335,11 @@ func (s *Store) Events(ws, conv string, after uint64, limit int) ([]Event, bool,
 		}
 		return nil
 	})
-	return out, more, err
+	if err != nil || len(pending) == 0 {
+		return out, more, err
+	}
+	merged, cut := mergeEvents(out, pending, limit)
+	return merged, more || cut, nil
 }
 
 // Reads returns every participant's read receipt in a conversation.

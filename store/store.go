@@ -61,6 +61,8 @@ type Store struct {
 	// never made durable is never handed out again. Writer only.
 	epoch, savedEpoch uint64
 
+	pending pendingEvents
+
 	stop     chan struct{}
 	done     chan struct{}
 	closeOne sync.Once

@@ -475,3 +475,76 @@ func TestNextSeq(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishedEventsAreReadableBeforeTheirCommit: between the publish and
+// the commit, Events must already return the event, or a resume racing with
+// it could miss it for good.
+func TestPublishedEventsAreReadableBeforeTheirCommit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var s *Store
+	var checked, missing int
+	s = openTest(t, Config{OnCommit: func(evs []Event) {
+		for _, e := range evs {
+			if e.Kind != EventMessage {
+				continue
+			}
+			got, _, err := s.Events(e.Workspace, e.Conversation, e.Seq-1, 10)
+			checked++
+			if err != nil || len(got) == 0 || got[0].Seq != e.Seq || got[0].Message.ID != e.Message.ID {
+				missing++
+			}
+		}
+	}})
+	if err := s.CreateConversation(ctx, Conversation{Workspace: "ws1", ID: "c1", Owner: "v:a"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := s.Apply(ctx, Change{Kind: Send, Workspace: "ws1", Conversation: "c1", Participant: "v:a", Message: msg(fmt.Sprintf("m%d", i), "v:a", "x", int64(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if checked != 5 || missing != 0 {
+		t.Fatalf("checked %d published events, %d not readable before their commit", checked, missing)
+	}
+	// And once committed they are read from the file, exactly once each.
+	evs, more, _ := s.Events("ws1", "c1", 0, 3)
+	if len(evs) != 3 || !more || evs[2].Seq != 3 {
+		t.Fatalf("paged read after commit: %+v more=%v", evs, more)
+	}
+}
+
+func TestMergeEvents(t *testing.T) {
+	t.Parallel()
+	ev := func(seqs ...uint64) []Event {
+		var out []Event
+		for _, s := range seqs {
+			out = append(out, Event{Seq: s})
+		}
+		return out
+	}
+	seqs := func(evs []Event) []uint64 {
+		var out []uint64
+		for _, e := range evs {
+			out = append(out, e.Seq)
+		}
+		return out
+	}
+	cases := []struct {
+		committed, pending []Event
+		limit              int
+		want               []uint64
+		more               bool
+	}{
+		{ev(1, 2), ev(3, 4), 10, []uint64{1, 2, 3, 4}, false},
+		{ev(1, 2, 3), ev(3, 4), 10, []uint64{1, 2, 3, 4}, false},
+		{ev(1, 2), ev(3, 4), 3, []uint64{1, 2, 3}, true},
+		{nil, ev(5), 10, []uint64{5}, false},
+	}
+	for _, c := range cases {
+		got, more := mergeEvents(c.committed, c.pending, c.limit)
+		if fmt.Sprint(seqs(got)) != fmt.Sprint(c.want) || more != c.more {
+			t.Errorf("merge(%v, %v, %d) = %v %v", seqs(c.committed), seqs(c.pending), c.limit, seqs(got), more)
+		}
+	}
+}

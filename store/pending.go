@@ -1,0 +1,85 @@
+package store
+
+import (
+	"sort"
+	"sync"
+)
+
+// pendingEvents holds the message events published but not yet committed.
+// A resume subscribes to live events and then reads the log; an event
+// published just before the subscription and committed just after the read
+// would be in neither, so Events reads this set too.
+type pendingEvents struct {
+	mu sync.Mutex
+	m  map[string][]Event // workspace\x00conversation -> events in seq order
+}
+
+func pendingKey(ws, conv string) string { return ws + "\x00" + conv }
+
+func (p *pendingEvents) add(evs []Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, e := range evs {
+		if e.Kind != EventMessage {
+			continue
+		}
+		if p.m == nil {
+			p.m = map[string][]Event{}
+		}
+		k := pendingKey(e.Workspace, e.Conversation)
+		p.m[k] = append(p.m[k], e)
+	}
+}
+
+// remove forgets evs once committed (or once their commit failed, when they
+// will never be readable: seq epochs keep them from being reused).
+func (p *pendingEvents) remove(evs []Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, e := range evs {
+		k := pendingKey(e.Workspace, e.Conversation)
+		list := p.m[k]
+		for i := range list {
+			if list[i].Seq == e.Seq {
+				list = append(list[:i], list[i+1:]...)
+				break
+			}
+		}
+		if len(list) == 0 {
+			delete(p.m, k)
+		} else {
+			p.m[k] = list
+		}
+	}
+}
+
+// after returns a copy of the pending events of a conversation above seq.
+func (p *pendingEvents) after(ws, conv string, seq uint64) []Event {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []Event
+	for _, e := range p.m[pendingKey(ws, conv)] {
+		if e.Seq > seq {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// mergeEvents merges committed and pending events by seq, without repeats,
+// up to limit, and says whether more remain.
+func mergeEvents(committed, pending []Event, limit int) ([]Event, bool) {
+	all := append(committed, pending...)
+	sort.SliceStable(all, func(i, j int) bool { return all[i].Seq < all[j].Seq })
+	out := all[:0]
+	for i, e := range all {
+		if i > 0 && e.Seq == all[i-1].Seq {
+			continue
+		}
+		out = append(out, e)
+	}
+	if len(out) > limit {
+		return out[:limit], true
+	}
+	return out, false
+}
