@@ -1,0 +1,489 @@
+package cluster
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// CommandType is the first byte of every log entry this package writes; the
+// JSON payload after it is decoded by the type. As in Consul, the numbers are
+// a wire format shared by nodes of different versions and by every log and
+// snapshot on disk: a type is only ever appended, never renumbered, reused or
+// removed, and a type a binary does not know makes the FSM return an error
+// result (logged at ERROR) instead of guessing. A change to a command's
+// meaning gets a new type; its old number keeps its old meaning forever.
+type CommandType uint8
+
+// Command types. 0 is never valid, so a zeroed entry cannot pass for a command.
+const (
+	TypeCreateWorkspace    CommandType = 1
+	TypeUpdateWorkspace    CommandType = 2
+	TypeDeleteWorkspace    CommandType = 3
+	TypeCreateOperator     CommandType = 4
+	TypeUpdateOperator     CommandType = 5
+	TypeDeleteOperator     CommandType = 6
+	TypeCreateSession      CommandType = 7
+	TypeRevokeSession      CommandType = 8
+	TypeCreateKey          CommandType = 9
+	TypeRevokeKey          CommandType = 10
+	TypeSetSecret          CommandType = 11
+	TypeSetPlan            CommandType = 12
+	TypeReportUsage        CommandType = 13
+	TypeRecordBillingEvent CommandType = 14
+	TypePrune              CommandType = 15
+	TypeAssign             CommandType = 16
+	TypeRegisterNode       CommandType = 17
+	// Append new types here, with the next number.
+)
+
+// newCommand returns an empty command of type t to decode into, or nil when
+// this binary does not know t.
+func newCommand(t CommandType) Command {
+	switch t {
+	case TypeCreateWorkspace:
+		return &CreateWorkspace{}
+	case TypeUpdateWorkspace:
+		return &UpdateWorkspace{}
+	case TypeDeleteWorkspace:
+		return &DeleteWorkspace{}
+	case TypeCreateOperator:
+		return &CreateOperator{}
+	case TypeUpdateOperator:
+		return &UpdateOperator{}
+	case TypeDeleteOperator:
+		return &DeleteOperator{}
+	case TypeCreateSession:
+		return &CreateSession{}
+	case TypeRevokeSession:
+		return &RevokeSession{}
+	case TypeCreateKey:
+		return &CreateKey{}
+	case TypeRevokeKey:
+		return &RevokeKey{}
+	case TypeSetSecret:
+		return &SetSecret{}
+	case TypeSetPlan:
+		return &SetPlan{}
+	case TypeReportUsage:
+		return &ReportUsage{}
+	case TypeRecordBillingEvent:
+		return &RecordBillingEvent{}
+	case TypePrune:
+		return &Prune{}
+	case TypeAssign:
+		return &Assign{}
+	case TypeRegisterNode:
+		return &RegisterNode{}
+	}
+	return nil
+}
+
+// Command is a change to the replicated state. Validate is called before a
+// command is proposed, so nothing invalid enters the log, and again by the
+// FSM when it applies the entry.
+type Command interface {
+	Type() CommandType
+	Validate() error
+}
+
+// maxCommandSize bounds an encoded command: the control plane's commands are
+// small, and a huge entry would stall replication for everyone.
+const maxCommandSize = 64 << 10
+
+// EncodeCommand validates cmd and encodes it as a log entry: its type byte,
+// then its JSON.
+func EncodeCommand(cmd Command) ([]byte, error) {
+	if cmd == nil {
+		return nil, invalidf("nil command")
+	}
+	if err := cmd.Validate(); err != nil {
+		return nil, err
+	}
+	if newCommand(cmd.Type()) == nil {
+		return nil, invalidf("unknown command type %d", cmd.Type())
+	}
+	var buf bytes.Buffer
+	buf.WriteByte(byte(cmd.Type()))
+	if err := json.NewEncoder(&buf).Encode(cmd); err != nil {
+		return nil, fmt.Errorf("encode command %d: %w", cmd.Type(), err)
+	}
+	if buf.Len() > maxCommandSize {
+		return nil, invalidf("command %d is %d bytes, more than %d", cmd.Type(), buf.Len(), maxCommandSize)
+	}
+	return buf.Bytes(), nil
+}
+
+// DecodeCommand decodes and validates a log entry written by EncodeCommand.
+// Unknown types and unknown fields are refused: applying a command only
+// partly understood would let nodes of different versions diverge quietly.
+func DecodeCommand(data []byte) (Command, error) {
+	if len(data) == 0 {
+		return nil, invalidf("empty command")
+	}
+	if len(data) > maxCommandSize {
+		return nil, invalidf("command of %d bytes, more than %d", len(data), maxCommandSize)
+	}
+	t := CommandType(data[0])
+	cmd := newCommand(t)
+	if cmd == nil {
+		return nil, invalidf("unknown command type %d (written by a newer version?)", t)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data[1:]))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(cmd); err != nil {
+		return nil, invalidf("command type %d: %v", t, err)
+	}
+	if dec.More() {
+		return nil, invalidf("command type %d: trailing data", t)
+	}
+	if err := cmd.Validate(); err != nil {
+		return nil, err
+	}
+	return cmd, nil
+}
+
+// Result is what applying a command produced.
+type Result struct {
+	// Index is the log index at which the command was applied; for a
+	// duplicate, the index at which the original was. Wait for it with
+	// WaitApplied before reading the change on another node.
+	Index uint64 `json:"index"`
+	// Version is an assignment's version: after a successful Assign the new
+	// one, after a conflict the current one.
+	Version uint64 `json:"version,omitempty"`
+	// Duplicate says the idempotency key had been applied already; the state
+	// was not changed and Index is the original's.
+	Duplicate bool `json:"duplicate,omitempty"`
+}
+
+// Workspace commands.
+
+// CreateWorkspace creates a workspace; ErrExists if the ID is taken.
+type CreateWorkspace struct {
+	ID      string    `json:"id"`
+	Name    string    `json:"name"`
+	Region  string    `json:"region,omitempty"` // "" = unpinned
+	Plan    string    `json:"plan"`
+	Brands  []Brand   `json:"brands,omitempty"`
+	Created time.Time `json:"created"`
+}
+
+func (CreateWorkspace) Type() CommandType { return TypeCreateWorkspace }
+
+func (c CreateWorkspace) Validate() error {
+	return firstErr(
+		checkID("workspace id", c.ID),
+		checkName("workspace name", c.Name),
+		checkRegion(c.Region),
+		checkPlanName(c.Plan),
+		checkBrands(c.Brands),
+		checkTime("created", c.Created),
+	)
+}
+
+// UpdateWorkspace changes the fields that are set; nil leaves a field alone.
+// Brands, when set, replaces the list; keys scoped to a brand that is no
+// longer listed are revoked.
+type UpdateWorkspace struct {
+	ID     string   `json:"id"`
+	Name   *string  `json:"name,omitempty"`
+	Region *string  `json:"region,omitempty"`
+	Plan   *string  `json:"plan,omitempty"`
+	Brands *[]Brand `json:"brands,omitempty"`
+}
+
+func (UpdateWorkspace) Type() CommandType { return TypeUpdateWorkspace }
+
+func (c UpdateWorkspace) Validate() error {
+	errs := []error{checkID("workspace id", c.ID)}
+	if c.Name == nil && c.Region == nil && c.Plan == nil && c.Brands == nil {
+		errs = append(errs, invalidf("update of workspace %q changes nothing", c.ID))
+	}
+	if c.Name != nil {
+		errs = append(errs, checkName("workspace name", *c.Name))
+	}
+	if c.Region != nil {
+		errs = append(errs, checkRegion(*c.Region))
+	}
+	if c.Plan != nil {
+		errs = append(errs, checkPlanName(*c.Plan))
+	}
+	if c.Brands != nil {
+		errs = append(errs, checkBrands(*c.Brands))
+	}
+	return firstErr(errs...)
+}
+
+// DeleteWorkspace deletes a workspace with its operators, sessions, keys,
+// secrets, usage, billing events and assignments. Idempotency records stay,
+// so a late retry of a usage report is still answered as a duplicate.
+type DeleteWorkspace struct {
+	ID string `json:"id"`
+}
+
+func (DeleteWorkspace) Type() CommandType { return TypeDeleteWorkspace }
+func (c DeleteWorkspace) Validate() error { return checkID("workspace id", c.ID) }
+
+// Operator commands. Passwords never enter the log: PasswordHash must be a
+// hash made by HashPassword, which Validate checks by its format.
+
+// CreateOperator adds an operator; ErrExists if the ID or the email is taken
+// in the workspace, ErrOverLimit if the plan's seats are all used.
+type CreateOperator struct {
+	Workspace    string    `json:"workspace"`
+	ID           string    `json:"id"`
+	Email        string    `json:"email"`
+	Name         string    `json:"name"`
+	Role         Role      `json:"role"`
+	PasswordHash string    `json:"password_hash"`
+	Created      time.Time `json:"created"`
+}
+
+func (CreateOperator) Type() CommandType { return TypeCreateOperator }
+
+func (c CreateOperator) Validate() error {
+	return firstErr(
+		checkID("workspace id", c.Workspace),
+		checkID("operator id", c.ID),
+		checkEmail(c.Email),
+		checkName("operator name", c.Name),
+		c.Role.validate(),
+		checkPasswordHash(c.PasswordHash),
+		checkTime("created", c.Created),
+	)
+}
+
+// UpdateOperator changes the fields that are set. A new password hash
+// revokes the operator's sessions.
+type UpdateOperator struct {
+	Workspace    string  `json:"workspace"`
+	ID           string  `json:"id"`
+	Name         *string `json:"name,omitempty"`
+	Role         *Role   `json:"role,omitempty"`
+	PasswordHash *string `json:"password_hash,omitempty"`
+}
+
+func (UpdateOperator) Type() CommandType { return TypeUpdateOperator }
+
+func (c UpdateOperator) Validate() error {
+	errs := []error{checkID("workspace id", c.Workspace), checkID("operator id", c.ID)}
+	if c.Name == nil && c.Role == nil && c.PasswordHash == nil {
+		errs = append(errs, invalidf("update of operator %q changes nothing", c.ID))
+	}
+	if c.Name != nil {
+		errs = append(errs, checkName("operator name", *c.Name))
+	}
+	if c.Role != nil {
+		errs = append(errs, c.Role.validate())
+	}
+	if c.PasswordHash != nil {
+		errs = append(errs, checkPasswordHash(*c.PasswordHash))
+	}
+	return firstErr(errs...)
+}
+
+// DeleteOperator removes an operator, deletes its sessions and unassigns its
+// conversations (bumping their versions).
+type DeleteOperator struct {
+	Workspace string `json:"workspace"`
+	ID        string `json:"id"`
+}
+
+func (DeleteOperator) Type() CommandType { return TypeDeleteOperator }
+
+func (c DeleteOperator) Validate() error {
+	return firstErr(checkID("workspace id", c.Workspace), checkID("operator id", c.ID))
+}
+
+// Session commands. Only the SHA-256 of the session token is in the log; the
+// ID is derived from it (SessionID) so it can be shown and revoked without
+// revealing anything that authenticates.
+
+// CreateSession records a session of an operator.
+type CreateSession struct {
+	Hash      Hash      `json:"hash"`
+	Workspace string    `json:"workspace"`
+	Operator  string    `json:"operator"`
+	Created   time.Time `json:"created"`
+	Expires   time.Time `json:"expires"`
+}
+
+func (CreateSession) Type() CommandType { return TypeCreateSession }
+
+func (c CreateSession) Validate() error {
+	errs := []error{
+		checkHash("session hash", c.Hash),
+		checkID("workspace id", c.Workspace),
+		checkID("operator id", c.Operator),
+		checkTime("created", c.Created),
+		checkTime("expires", c.Expires),
+	}
+	if !c.Expires.After(c.Created) {
+		errs = append(errs, invalidf("session expires before it is created"))
+	}
+	return firstErr(errs...)
+}
+
+// RevokeSession revokes a session by its ID. Revoked sessions are kept (so
+// AuthenticateSession answers ErrRevoked) until Prune removes them after
+// they expire.
+type RevokeSession struct {
+	ID string `json:"id"`
+}
+
+func (RevokeSession) Type() CommandType { return TypeRevokeSession }
+func (c RevokeSession) Validate() error { return checkDerivedID("session id", sessionPrefix, c.ID) }
+
+// Key commands. As with sessions, only the SHA-256 of the raw key is logged.
+
+// CreateKey records an API key scoped to a workspace, or to one of its
+// brands when Brand is set.
+type CreateKey struct {
+	Hash      Hash      `json:"hash"`
+	Workspace string    `json:"workspace"`
+	Brand     string    `json:"brand,omitempty"`
+	Name      string    `json:"name"`
+	Created   time.Time `json:"created"`
+}
+
+func (CreateKey) Type() CommandType { return TypeCreateKey }
+
+func (c CreateKey) Validate() error {
+	errs := []error{
+		checkHash("key hash", c.Hash),
+		checkID("workspace id", c.Workspace),
+		checkName("key name", c.Name),
+		checkTime("created", c.Created),
+	}
+	if c.Brand != "" {
+		errs = append(errs, checkID("brand id", c.Brand))
+	}
+	return firstErr(errs...)
+}
+
+// RevokeKey revokes an API key by its ID. The key stays listed, revoked.
+type RevokeKey struct {
+	ID string `json:"id"`
+}
+
+func (RevokeKey) Type() CommandType { return TypeRevokeKey }
+func (c RevokeKey) Validate() error { return checkDerivedID("key id", keyPrefix, c.ID) }
+
+// SetSecret stores a workspace secret sealed under the cluster master key:
+// the log and the snapshots carry only ciphertext.
+type SetSecret struct {
+	Workspace string     `json:"workspace"`
+	Kind      SecretKind `json:"kind"`
+	Sealed    Sealed     `json:"sealed"`
+}
+
+func (SetSecret) Type() CommandType { return TypeSetSecret }
+
+func (c SetSecret) Validate() error {
+	return firstErr(checkID("workspace id", c.Workspace), c.Kind.validate(), c.Sealed.validate())
+}
+
+// Billing commands.
+
+// SetPlan creates or replaces a plan.
+type SetPlan struct {
+	Plan Plan `json:"plan"`
+}
+
+func (SetPlan) Type() CommandType { return TypeSetPlan }
+func (c SetPlan) Validate() error { return c.Plan.validate() }
+
+// ReportUsage adds a node's usage increments to a workspace's period. It is
+// applied exactly once per IdempotencyKey: a node retrying the same report,
+// on any node and across leader changes, gets the original Result back with
+// Duplicate set. The same key with different counts is ErrConflict.
+type ReportUsage struct {
+	NodeID         string `json:"node"`
+	Workspace      string `json:"workspace"`
+	Period         string `json:"period"` // "2026-11"
+	Conversations  int64  `json:"conversations"`
+	Messages       int64  `json:"messages"`
+	IdempotencyKey string `json:"idempotency_key"`
+}
+
+func (ReportUsage) Type() CommandType { return TypeReportUsage }
+
+func (c ReportUsage) Validate() error {
+	return firstErr(
+		checkID("node id", c.NodeID),
+		checkID("workspace id", c.Workspace),
+		checkPeriod(c.Period),
+		checkCount("conversations", c.Conversations),
+		checkCount("messages", c.Messages),
+		checkIdempotencyKey(c.IdempotencyKey),
+	)
+}
+
+// fingerprint identifies the report's effect, without the reporting node:
+// a retry through another node is the same report.
+func (c ReportUsage) fingerprint() string {
+	return fingerprint("usage", c.Workspace, c.Period, c.Conversations, c.Messages)
+}
+
+// RecordBillingEvent appends a billing event, exactly once per idempotency
+// key, like ReportUsage.
+type RecordBillingEvent struct {
+	Event BillingEvent `json:"event"`
+}
+
+func (RecordBillingEvent) Type() CommandType { return TypeRecordBillingEvent }
+func (c RecordBillingEvent) Validate() error { return c.Event.validate() }
+
+// Prune forgets what is no longer needed: idempotency records of periods
+// before Before (so a retry older than that would apply twice: prune only
+// periods no node reports any more), and sessions that expired before Now.
+// Either may be left zero.
+type Prune struct {
+	Before string    `json:"before,omitempty"`
+	Now    time.Time `json:"now,omitzero"`
+}
+
+func (Prune) Type() CommandType { return TypePrune }
+
+func (c Prune) Validate() error {
+	if c.Before == "" && c.Now.IsZero() {
+		return invalidf("prune of nothing")
+	}
+	if c.Before != "" {
+		return checkPeriod(c.Before)
+	}
+	return nil
+}
+
+// Assign gives a conversation to an operator ("" unassigns) if its current
+// version is ExpectVersion (0: never assigned), and bumps the version. Of two
+// assignments made with the same expected version exactly one succeeds; the
+// other gets ErrConflict and the current version in Result.Version.
+type Assign struct {
+	Workspace     string `json:"workspace"`
+	Conversation  string `json:"conversation"`
+	Operator      string `json:"operator,omitempty"`
+	ExpectVersion uint64 `json:"expect_version"`
+}
+
+func (Assign) Type() CommandType { return TypeAssign }
+
+func (c Assign) Validate() error {
+	errs := []error{checkID("workspace id", c.Workspace), checkConversation(c.Conversation)}
+	if c.Operator != "" {
+		errs = append(errs, checkID("operator id", c.Operator))
+	}
+	return firstErr(errs...)
+}
+
+// RegisterNode records a node's region and addresses, so any node can find
+// another's API address (to forward to the leader) and place voters across
+// regions.
+type RegisterNode struct {
+	Node NodeInfo `json:"node"`
+}
+
+func (RegisterNode) Type() CommandType { return TypeRegisterNode }
+func (c RegisterNode) Validate() error { return c.Node.validate() }

@@ -1,0 +1,212 @@
+package cluster
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+)
+
+// snapshotFormat versions the snapshot document. Bump it when the encoding
+// of stateData changes in a way an older binary would misread; Restore
+// refuses a format newer than its own rather than guess.
+const snapshotFormat = 1
+
+type snapshotDoc struct {
+	Format int             `json:"format"`
+	State  json.RawMessage `json:"state"`
+}
+
+// fsm applies committed log entries to a State. Raft calls Apply, Snapshot
+// and Restore from one goroutine; reads go to the State concurrently.
+type fsm struct {
+	state *State
+	log   *slog.Logger
+	// restores counts Restore calls: at start-up from the local snapshot, and
+	// whenever the leader installs one because this node fell too far behind.
+	restores atomic.Uint64
+}
+
+func newFSM(state *State, log *slog.Logger) *fsm {
+	return &fsm{state: state, log: log}
+}
+
+// applyResult is what Apply hands back to raft, which passes it to the
+// leader's ApplyFuture (followers drop it).
+type applyResult struct {
+	Result Result
+	Err    error
+}
+
+// Apply implements raft.FSM. It never panics: a command that is malformed,
+// of an unknown type or refused by the state gives an error result, and the
+// entry still counts as applied, identically on every node.
+func (f *fsm) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	res, err := f.apply(l)
+	if !res.Duplicate {
+		res.Index = l.Index
+	}
+	return &applyResult{Result: res, Err: err}
+}
+
+func (f *fsm) apply(l *raft.Log) (res Result, err error) {
+	cmd, decodeErr := DecodeCommand(l.Data)
+	s := f.state
+	s.mu.Lock()
+	defer func() {
+		// A bug that panics here would panic identically on every node and
+		// again at every restart as the entry is replayed: the whole control
+		// plane would crash-loop. An error result keeps it up, loudly.
+		if r := recover(); r != nil {
+			f.log.Error("cluster: BUG: panic applying command", "index", l.Index, "type", cmdType(l.Data), "panic", r)
+			res, err = Result{}, fmt.Errorf("%w: command at index %d: %v", ErrInternal, l.Index, r)
+		}
+		s.d.Index = l.Index
+		close(s.applied)
+		s.applied = make(chan struct{})
+		s.mu.Unlock()
+	}()
+	if decodeErr != nil {
+		// Validation before proposing keeps invalid commands out of the log,
+		// so this is a version skew (a newer leader wrote a type this binary
+		// does not know) or a bug: upgrade this node.
+		f.log.Error("cluster: refusing log entry", "index", l.Index, "type", cmdType(l.Data), "err", decodeErr)
+		return Result{}, decodeErr
+	}
+	switch c := cmd.(type) {
+	case *CreateWorkspace:
+		return s.applyCreateWorkspace(c)
+	case *UpdateWorkspace:
+		return s.applyUpdateWorkspace(l.Index, c)
+	case *DeleteWorkspace:
+		return s.applyDeleteWorkspace(c)
+	case *CreateOperator:
+		return s.applyCreateOperator(c)
+	case *UpdateOperator:
+		return s.applyUpdateOperator(c)
+	case *DeleteOperator:
+		return s.applyDeleteOperator(c)
+	case *CreateSession:
+		return s.applyCreateSession(c)
+	case *RevokeSession:
+		return s.applyRevokeSession(c)
+	case *CreateKey:
+		return s.applyCreateKey(c)
+	case *RevokeKey:
+		return s.applyRevokeKey(l.Index, c)
+	case *SetSecret:
+		return s.applySetSecret(c)
+	case *SetPlan:
+		return s.applySetPlan(c)
+	case *ReportUsage:
+		return s.applyReportUsage(l.Index, c)
+	case *RecordBillingEvent:
+		return s.applyRecordBillingEvent(l.Index, c)
+	case *Prune:
+		return s.applyPrune(c)
+	case *Assign:
+		return s.applyAssign(c)
+	case *RegisterNode:
+		return s.applyRegisterNode(c)
+	}
+	// newCommand knows a type this switch does not: a bug, caught by the
+	// test that applies every type.
+	f.log.Error("cluster: BUG: no apply for command", "index", l.Index, "type", cmd.Type())
+	return Result{}, fmt.Errorf("%w: no apply for command type %d", ErrInternal, cmd.Type())
+}
+
+func cmdType(data []byte) int {
+	if len(data) == 0 {
+		return -1
+	}
+	return int(data[0])
+}
+
+// Snapshot implements raft.FSM. The state is small (control-plane records,
+// not conversations), so it is encoded right here under the read lock, which
+// gives Persist an immutable copy while Apply carries on.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	s := f.state
+	s.mu.RLock()
+	state, err := json.Marshal(s.d)
+	s.mu.RUnlock()
+	if err != nil {
+		return nil, fmt.Errorf("encode state: %w", err)
+	}
+	doc, err := json.Marshal(snapshotDoc{Format: snapshotFormat, State: state})
+	if err != nil {
+		return nil, fmt.Errorf("encode snapshot: %w", err)
+	}
+	return fsmSnapshot(doc), nil
+}
+
+type fsmSnapshot []byte
+
+func (b fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(b); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("write snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (fsmSnapshot) Release() {}
+
+// Restore implements raft.FSM: it replaces the state with a snapshot's,
+// refusing one that is corrupt or of a newer format, in which case the
+// current state is left as it was.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	d, err := decodeSnapshot(rc)
+	if err != nil {
+		f.log.Error("cluster: refusing snapshot", "err", err)
+		return err
+	}
+	s := f.state
+	s.mu.Lock()
+	s.reset(d)
+	close(s.applied)
+	s.applied = make(chan struct{})
+	s.mu.Unlock()
+	f.restores.Add(1)
+	f.log.Info("cluster: restored snapshot", "index", d.Index)
+	return nil
+}
+
+func decodeSnapshot(r io.Reader) (*stateData, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("read snapshot: %w", err)
+	}
+	var doc snapshotDoc
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("snapshot: %w: %v", ErrInvalid, err)
+	}
+	switch {
+	case doc.Format > snapshotFormat:
+		return nil, fmt.Errorf("snapshot format %d is newer than this binary's %d: upgrade this node: %w", doc.Format, snapshotFormat, ErrInvalid)
+	case doc.Format < 1:
+		return nil, fmt.Errorf("snapshot: %w: format %d", ErrInvalid, doc.Format)
+	}
+	if len(doc.State) == 0 || bytes.Equal(doc.State, []byte("null")) {
+		return nil, fmt.Errorf("snapshot: %w: no state", ErrInvalid)
+	}
+	dec := json.NewDecoder(bytes.NewReader(doc.State))
+	dec.DisallowUnknownFields()
+	d := new(stateData)
+	if err := dec.Decode(d); err != nil {
+		return nil, fmt.Errorf("snapshot state: %w: %v", ErrInvalid, err)
+	}
+	d.fill()
+	if err := d.check(); err != nil {
+		return nil, fmt.Errorf("snapshot state: %w: %v", ErrInvalid, err)
+	}
+	return d, nil
+}

@@ -1,0 +1,704 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// Config configures Open. Apart from NodeID, the zero value of every field
+// is a usable default.
+type Config struct {
+	// NodeID names this node in the Raft configuration, for ever: a node
+	// restarted from its DataDir must keep it. Required, [a-z0-9_-]{1,64}.
+	NodeID string
+	// Region is where this node runs ("eu", "us", ...); reported in Members
+	// and RegisterSelf. Zero: none.
+	Region string
+	// RaftAddr is the TCP address Raft listens on. Zero: "127.0.0.1:0", a
+	// free loopback port, which suits a single node (its peers would have to
+	// learn the port anew at every start).
+	RaftAddr string
+	// AdvertiseAddr is the address peers dial, needed when RaftAddr binds
+	// all interfaces. Zero: the address bound.
+	AdvertiseAddr string
+	// DataDir holds raft.db (the bbolt log and stable store), snapshots/ and,
+	// when MasterKey is empty, master.key. Zero: "raft".
+	DataDir string
+	// Bootstrap makes a node with no Raft state start a new cluster whose
+	// voters are itself and Peers. With no Peers it elects itself at once, so
+	// a single node needs no other configuration. A node that has state
+	// ignores it. Only the first node(s) of a cluster bootstrap; the others
+	// start empty and are added by the leader (AddVoter, AddNonvoter).
+	Bootstrap bool
+	// Peers are the other voters of a bootstrapped cluster. Every node that
+	// bootstraps must be given the same set. Zero: none.
+	Peers []Peer
+	// Voter says whether this node should be added as a voter (3 or 5 per
+	// cluster, spread across regions) or as a non-voter that replicates the
+	// log and answers reads. Open does not act on it: the node passes it
+	// along when it asks the leader to add it. Bootstrap implies it.
+	Voter bool
+	// Logger receives the package's and Raft's logs. Zero: slog.Default().
+	Logger *slog.Logger
+	// MasterKey (32 bytes) seals workspace secrets; every node of a cluster
+	// must have the same one. Zero: read from DataDir/master.key, generated
+	// there (mode 0600) on first start: for a single node in development.
+	MasterKey []byte
+	// Forwarder carries commands from this node, when it is a follower, to
+	// the leader. Zero: none; Apply on a follower returns ErrNotLeader.
+	Forwarder Forwarder
+	// Observer receives apply latencies for metrics. Zero: none.
+	Observer Observer
+
+	// SnapshotThreshold is how many log entries since the last snapshot
+	// trigger a new one. Zero: 8192.
+	SnapshotThreshold uint64
+	// SnapshotInterval is how often the threshold is checked. Zero: 2m.
+	SnapshotInterval time.Duration
+	// TrailingLogs is how many entries a snapshot leaves in the log, so a
+	// follower slightly behind catches up from the log rather than from a
+	// snapshot. Zero: 10240.
+	TrailingLogs uint64
+	// HeartbeatTimeout and ElectionTimeout: how long without a leader before
+	// an election. Zero: 1s each.
+	HeartbeatTimeout time.Duration
+	ElectionTimeout  time.Duration
+	// LeaderLeaseTimeout: how long a leader stays leader without reaching a
+	// quorum. Zero: 500ms, or HeartbeatTimeout if that is shorter.
+	LeaderLeaseTimeout time.Duration
+	// CommitTimeout bounds how long an idle leader waits before sending
+	// entries. Zero: 50ms.
+	CommitTimeout time.Duration
+	// ApplyTimeout bounds Apply, membership changes and Consistent when the
+	// context has no deadline. Zero: 10s.
+	ApplyTimeout time.Duration
+
+	// PasswordIterations is the PBKDF2 cost of new password hashes. Zero:
+	// DefaultPasswordIterations; at least MinPasswordIterations.
+	PasswordIterations int
+	// SessionTTL is how long a new session lasts. Zero: 12h.
+	SessionTTL time.Duration
+	// Now is the wall clock, for timestamps set before proposing and for
+	// session expiry. The FSM never reads it. Zero: time.Now.
+	Now func() time.Time
+}
+
+// Peer is a Raft server: its node ID and Raft address.
+type Peer struct {
+	ID   string
+	Addr string
+}
+
+// Observer receives measurements for the node's metrics.
+type Observer interface {
+	// ObserveApply is called after each Apply (and HandleForward) with its
+	// duration, the forward included, and its error.
+	ObserveApply(d time.Duration, err error)
+}
+
+func (cfg Config) withDefaults() (Config, error) {
+	if err := checkID("node id", cfg.NodeID); err != nil {
+		return cfg, err
+	}
+	if err := checkRegion(cfg.Region); err != nil {
+		return cfg, err
+	}
+	for _, p := range cfg.Peers {
+		if err := firstErr(checkID("peer id", p.ID), checkAddr("peer address", p.Addr)); err != nil {
+			return cfg, err
+		}
+		if p.Addr == "" || p.ID == cfg.NodeID {
+			return cfg, invalidf("peer %q: needs an address and an ID other than this node's", p.ID)
+		}
+	}
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if cfg.RaftAddr == "" {
+		cfg.RaftAddr = "127.0.0.1:0"
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = "raft"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.SnapshotThreshold == 0 {
+		cfg.SnapshotThreshold = 8192
+	}
+	if cfg.TrailingLogs == 0 {
+		cfg.TrailingLogs = 10240
+	}
+	def(&cfg.SnapshotInterval, 2*time.Minute)
+	def(&cfg.HeartbeatTimeout, time.Second)
+	def(&cfg.ElectionTimeout, time.Second)
+	def(&cfg.LeaderLeaseTimeout, min(500*time.Millisecond, cfg.HeartbeatTimeout))
+	def(&cfg.CommitTimeout, 50*time.Millisecond)
+	def(&cfg.ApplyTimeout, 10*time.Second)
+	def(&cfg.SessionTTL, 12*time.Hour)
+	if cfg.PasswordIterations == 0 {
+		cfg.PasswordIterations = DefaultPasswordIterations
+	}
+	if cfg.PasswordIterations < MinPasswordIterations {
+		return cfg, invalidf("password iterations %d, fewer than %d", cfg.PasswordIterations, MinPasswordIterations)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Bootstrap {
+		cfg.Voter = true
+	}
+	return cfg, nil
+}
+
+// Cluster is one node's member of the Raft control plane. Its embedded
+// State answers reads from the local copy of the state; writes go through
+// Apply. Methods are safe for concurrent use.
+type Cluster struct {
+	*State
+
+	cfg    Config
+	log    *slog.Logger
+	raft   *raft.Raft
+	fsm    *fsm
+	store  *raftboltdb.BoltStore
+	trans  *raft.NetworkTransport
+	sealer *sealer
+
+	// mu guards closed; waits holds the goroutines that wait on raft
+	// futures for a caller's context, so Close can wait for them.
+	mu       sync.Mutex
+	closed   bool
+	closing  chan struct{}
+	waits    sync.WaitGroup
+	closeErr error
+	closeOne sync.Once
+
+	dummyOnce sync.Once
+	dummy     string
+}
+
+// Open starts this node's Raft member from cfg.DataDir, bootstrapping a new
+// cluster if cfg says so and there is no state yet. It returns once Raft
+// runs, before any leader is known: use WaitLeader.
+func Open(cfg Config) (*Cluster, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	key := cfg.MasterKey
+	if len(key) == 0 {
+		if key, err = loadOrCreateMasterKey(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	}
+	sl, err := newSealer(key)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger.With("node", cfg.NodeID)
+	hl := &hclogAdapter{l: log, name: "raft"}
+
+	c := &Cluster{cfg: cfg, log: log, sealer: sl, closing: make(chan struct{})}
+	var undo []func() error
+	fail := func(err error) (*Cluster, error) {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+		return nil, err
+	}
+
+	c.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
+	if err != nil {
+		return fail(fmt.Errorf("open raft.db: %w", err))
+	}
+	undo = append(undo, c.store.Close)
+	// The file store keeps the last two snapshots in DataDir/snapshots.
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hl.Named("snapshots"))
+	if err != nil {
+		return fail(fmt.Errorf("snapshot store: %w", err))
+	}
+	// Recent entries are served from memory to followers and the FSM.
+	logs, err := raft.NewLogCache(512, c.store)
+	if err != nil {
+		return fail(err)
+	}
+	c.trans, err = newTransport(cfg.RaftAddr, cfg.AdvertiseAddr, hl)
+	if err != nil {
+		return fail(err)
+	}
+	undo = append(undo, c.trans.Close)
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = hl
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = cfg.CommitTimeout
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.ShutdownOnRemove = true
+	if err := raft.ValidateConfig(rc); err != nil {
+		return fail(fmt.Errorf("%w: raft config: %v", ErrInvalid, err))
+	}
+
+	if cfg.Bootstrap {
+		has, err := raft.HasExistingState(logs, c.store, snaps)
+		if err != nil {
+			return fail(fmt.Errorf("raft state: %w", err))
+		}
+		if !has {
+			servers := []raft.Server{{ID: rc.LocalID, Address: c.trans.LocalAddr(), Suffrage: raft.Voter}}
+			for _, p := range cfg.Peers {
+				servers = append(servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr), Suffrage: raft.Voter})
+			}
+			if err := raft.BootstrapCluster(rc, logs, c.store, snaps, c.trans, raft.Configuration{Servers: servers}); err != nil {
+				return fail(fmt.Errorf("bootstrap: %w", err))
+			}
+			log.Info("cluster: bootstrapped", "voters", len(servers))
+		}
+	}
+
+	c.State = newState(cfg.Now)
+	c.fsm = newFSM(c.State, log)
+	c.raft, err = raft.NewRaft(rc, c.fsm, logs, c.store, snaps, c.trans)
+	if err != nil {
+		return fail(fmt.Errorf("start raft: %w", err))
+	}
+	log.Info("cluster: raft started", "addr", c.Addr(), "dir", cfg.DataDir)
+	return c, nil
+}
+
+// Close shuts Raft down (a leader stops leading; peers elect another), then
+// closes the transport and the bbolt file. It waits for every goroutine the
+// Cluster started; calls in flight fail with ErrClosed or ErrUncertain.
+func (c *Cluster) Close() error {
+	c.closeOne.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		close(c.closing)
+		c.mu.Unlock()
+		errs := []error{c.raft.Shutdown().Error()}
+		// Shutdown answers every pending future, so the waiters return.
+		c.waits.Wait()
+		// Close the pooled outgoing connections, then the listener and the
+		// accepted ones: raft's per-connection goroutines end with them.
+		c.trans.CloseStreams()
+		errs = append(errs, c.trans.Close(), c.store.Close())
+		c.closeErr = errors.Join(errs...)
+		c.log.Info("cluster: closed")
+	})
+	return c.closeErr
+}
+
+// Addr is the Raft address peers reach this node at.
+func (c *Cluster) Addr() string { return string(c.trans.LocalAddr()) }
+
+// ID is this node's ID.
+func (c *Cluster) ID() string { return c.cfg.NodeID }
+
+// Leader returns the current leader's ID and Raft address, empty when none
+// is known.
+func (c *Cluster) Leader() (id, addr string) {
+	a, i := c.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// IsLeader says whether this node is the leader.
+func (c *Cluster) IsLeader() bool { return c.raft.State() == raft.Leader }
+
+func (c *Cluster) notLeader() error {
+	id, addr := c.Leader()
+	return &NotLeaderError{LeaderID: id, LeaderAddr: addr}
+}
+
+// LastLeaderContact is when this node last heard from the leader: now on
+// the leader, zero if never. A node that has not heard from the leader for
+// longer than the lease may hold a stale state (a revocation it has not
+// applied): the node layer stops accepting credentials then.
+func (c *Cluster) LastLeaderContact() time.Time {
+	if c.IsLeader() {
+		return time.Now()
+	}
+	return c.raft.LastContact()
+}
+
+// WaitLeader waits until a leader is known (this node or another).
+func (c *Cluster) WaitLeader(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, addr := c.Leader(); addr != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: waiting for a leader: %w", ErrNotLeader, ctx.Err())
+		case <-c.closing:
+			return ErrClosed
+		case <-t.C:
+		}
+	}
+}
+
+// withTimeout gives ctx the ApplyTimeout when it has no deadline, and
+// returns the time left, for raft calls that take a timeout.
+func (c *Cluster) withTimeout(ctx context.Context) (context.Context, context.CancelFunc, time.Duration) {
+	if _, ok := ctx.Deadline(); !ok {
+		ctx, cancel := context.WithTimeout(ctx, c.cfg.ApplyTimeout)
+		return ctx, cancel, c.cfg.ApplyTimeout
+	}
+	dl, _ := ctx.Deadline()
+	return ctx, func() {}, max(time.Until(dl), time.Millisecond)
+}
+
+// wait waits for a raft future or the context. Raft answers every future
+// (at the latest on Shutdown), so the goroutine ends; Close waits for it.
+func (c *Cluster) wait(ctx context.Context, f raft.Future) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	c.waits.Add(1)
+	c.mu.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		defer c.waits.Done()
+		done <- f.Error()
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrUncertain, ctx.Err())
+	}
+}
+
+// raftError maps raft's errors to the package's: whether the command may
+// have been applied is what a caller needs to know.
+func (c *Cluster) raftError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrUncertain):
+		return err
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return c.notLeader() // refused before it entered the log
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrAbortedByRestore):
+		return fmt.Errorf("%w: %w", ErrUncertain, err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		if c.isClosed() {
+			return fmt.Errorf("%w: %w", ErrUncertain, ErrClosed)
+		}
+		return fmt.Errorf("%w: %w", ErrUncertain, err)
+	}
+	return fmt.Errorf("raft: %w", err)
+}
+
+func (c *Cluster) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// Apply validates cmd, proposes it and waits until it is applied. On the
+// leader it goes straight into the log; on a follower it goes through
+// cfg.Forwarder to the leader (ErrNotLeader, with the leader's address, if
+// there is no Forwarder). Without a leader it waits for one until the
+// context ends. The error is the command's own (ErrExists, ErrConflict, ...)
+// or says whether it may have been applied: ErrNotLeader and ErrInvalid
+// mean not, ErrUncertain means perhaps.
+func (c *Cluster) Apply(ctx context.Context, cmd Command) (Result, error) {
+	data, err := EncodeCommand(cmd)
+	if err != nil {
+		return Result{}, err
+	}
+	return c.apply(ctx, data, c.cfg.Forwarder)
+}
+
+func (c *Cluster) apply(ctx context.Context, data []byte, fwd Forwarder) (Result, error) {
+	start := time.Now()
+	res, err := c.propose(ctx, data, fwd)
+	if c.cfg.Observer != nil {
+		c.cfg.Observer.ObserveApply(time.Since(start), err)
+	}
+	return res, err
+}
+
+func (c *Cluster) propose(ctx context.Context, data []byte, fwd Forwarder) (Result, error) {
+	ctx, cancel, _ := c.withTimeout(ctx)
+	defer cancel()
+	backoff := 10 * time.Millisecond
+	for {
+		if c.isClosed() {
+			return Result{}, ErrClosed
+		}
+		res, err := c.applyLocal(ctx, data)
+		if !errors.Is(err, ErrNotLeader) || fwd == nil {
+			return res, err
+		}
+		var nl *NotLeaderError
+		if errors.As(err, &nl) && nl.LeaderAddr != "" && nl.LeaderAddr != c.Addr() {
+			reply, ferr := fwd.Forward(ctx, nl.LeaderAddr, data)
+			if ferr != nil {
+				return Result{}, fmt.Errorf("%w: forward to leader %s at %s: %w", ErrUncertain, nl.LeaderID, nl.LeaderAddr, ferr)
+			}
+			res, err = decodeReply(reply)
+			if !errors.Is(err, ErrNotLeader) {
+				return res, err
+			}
+		}
+		// No leader known, or the one we knew lost it: nothing was applied,
+		// so wait for the election and try again.
+		select {
+		case <-ctx.Done():
+			return Result{}, fmt.Errorf("%w: %w", err, ctx.Err())
+		case <-c.closing:
+			return Result{}, ErrClosed
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 200*time.Millisecond)
+	}
+}
+
+// applyLocal applies on this node if it is the leader.
+func (c *Cluster) applyLocal(ctx context.Context, data []byte) (Result, error) {
+	if !c.IsLeader() {
+		return Result{}, c.notLeader()
+	}
+	ctx, cancel, timeout := c.withTimeout(ctx)
+	defer cancel()
+	f := c.raft.Apply(data, timeout)
+	if err := c.wait(ctx, f); err != nil {
+		return Result{}, c.raftError(err)
+	}
+	r, ok := f.Response().(*applyResult)
+	if !ok || r == nil {
+		return Result{}, fmt.Errorf("%w: apply returned %T", ErrInternal, f.Response())
+	}
+	return r.Result, r.Err
+}
+
+// Consistent makes the next reads on this node linearizable: it confirms
+// with a quorum that this node is still the leader, then waits with a
+// barrier until every entry committed before the call is applied to the
+// local state. On a follower it returns ErrNotLeader naming the leader, so a
+// caller can ask the leader (ReadIndex) and WaitApplied locally instead.
+func (c *Cluster) Consistent(ctx context.Context) error {
+	_, err := c.ReadIndex(ctx)
+	return err
+}
+
+// ReadIndex is Consistent that also returns the local state's index after
+// the barrier: a follower that has applied that index (WaitApplied) has
+// seen every write acknowledged before the call.
+func (c *Cluster) ReadIndex(ctx context.Context) (uint64, error) {
+	if !c.IsLeader() {
+		return 0, c.notLeader()
+	}
+	ctx, cancel, timeout := c.withTimeout(ctx)
+	defer cancel()
+	if err := c.wait(ctx, c.raft.VerifyLeader()); err != nil {
+		return 0, c.raftError(err)
+	}
+	if err := c.wait(ctx, c.raft.Barrier(timeout)); err != nil {
+		return 0, c.raftError(err)
+	}
+	return c.State.Index(), nil
+}
+
+// WaitApplied waits until this node's state has applied the log index
+// index, such as a Result.Index.
+//
+// It is how revocation becomes immediate across the cluster: the node that
+// handles a revoke (RevokeKey, RevokeSession) applies it, then asks every
+// live node to WaitApplied(result.Index) and answers the revoke's caller
+// only when all have confirmed. A node's AuthenticateKey reads its local
+// state, so from that moment no node accepts the key. A node that cannot be
+// reached must not be serving either: the node layer makes a member whose
+// LastLeaderContact is older than the lease stop accepting credentials.
+func (c *Cluster) WaitApplied(ctx context.Context, index uint64) error {
+	for {
+		got, moved := c.State.appliedWait()
+		if got >= index {
+			return nil
+		}
+		select {
+		case <-moved:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for index %d (at %d): %w", index, got, ctx.Err())
+		case <-c.closing:
+			return ErrClosed
+		}
+	}
+}
+
+// AddVoter adds a node as a voter, or promotes a non-voter. Leader only
+// (ErrNotLeader otherwise). It returns once the new configuration is
+// committed.
+func (c *Cluster) AddVoter(ctx context.Context, id, addr string) error {
+	return c.changeMembership(ctx, id, addr, func(timeout time.Duration) raft.Future {
+		return c.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, timeout)
+	})
+}
+
+// AddNonvoter adds a node that replicates the log and answers reads from
+// its state but does not vote. Leader only.
+func (c *Cluster) AddNonvoter(ctx context.Context, id, addr string) error {
+	return c.changeMembership(ctx, id, addr, func(timeout time.Duration) raft.Future {
+		return c.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, timeout)
+	})
+}
+
+// RemoveServer removes a node from the cluster. Leader only. A leader that
+// removes itself steps down, and its Raft shuts down once the change is
+// committed; Close it afterwards.
+func (c *Cluster) RemoveServer(ctx context.Context, id string) error {
+	return c.changeMembership(ctx, id, "", func(timeout time.Duration) raft.Future {
+		return c.raft.RemoveServer(raft.ServerID(id), 0, timeout)
+	})
+}
+
+func (c *Cluster) changeMembership(ctx context.Context, id, addr string, change func(time.Duration) raft.Future) error {
+	if err := checkID("node id", id); err != nil {
+		return err
+	}
+	if err := checkAddr("raft address", addr); err != nil {
+		return err
+	}
+	if !c.IsLeader() {
+		return c.notLeader()
+	}
+	ctx, cancel, timeout := c.withTimeout(ctx)
+	defer cancel()
+	if err := c.wait(ctx, change(timeout)); err != nil {
+		return fmt.Errorf("membership change of %s: %w", id, c.raftError(err))
+	}
+	return nil
+}
+
+// Member is a server of the Raft configuration.
+type Member struct {
+	ID     string `json:"id"`
+	Addr   string `json:"addr"`
+	Region string `json:"region,omitempty"` // as registered (RegisterSelf)
+	Voter  bool   `json:"voter"`
+	Leader bool   `json:"leader"`
+}
+
+// Members lists the servers of the latest Raft configuration this node
+// knows, by ID (nil once closed).
+func (c *Cluster) Members() []Member {
+	f := c.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil
+	}
+	leaderID, _ := c.Leader()
+	var out []Member
+	for _, s := range f.Configuration().Servers {
+		m := Member{
+			ID:     string(s.ID),
+			Addr:   string(s.Address),
+			Voter:  s.Suffrage == raft.Voter,
+			Leader: string(s.ID) == leaderID,
+		}
+		if n, err := c.State.Node(m.ID); err == nil {
+			m.Region = n.Region
+		}
+		if m.ID == c.cfg.NodeID {
+			m.Region = c.cfg.Region
+		}
+		out = append(out, m)
+	}
+	sortBy(out, func(m Member) string { return m.ID })
+	return out
+}
+
+// Stats is this node's view of Raft, for metrics and the CLI.
+type Stats struct {
+	NodeID     string `json:"node_id"`
+	State      string `json:"state"` // Leader, Follower, Candidate, Shutdown
+	LeaderID   string `json:"leader_id"`
+	LeaderAddr string `json:"leader_addr"`
+	Term       uint64 `json:"term"`
+	// LastLogIndex is the last entry in the local log; CommitIndex the last
+	// this node knows committed; AppliedIndex the last raft handed to the
+	// FSM; StateIndex the last command the state has applied.
+	LastLogIndex      uint64 `json:"last_log_index"`
+	CommitIndex       uint64 `json:"commit_index"`
+	AppliedIndex      uint64 `json:"applied_index"`
+	StateIndex        uint64 `json:"state_index"`
+	LastSnapshotIndex uint64 `json:"last_snapshot_index"`
+	// SnapshotsRestored counts snapshots loaded into the state: at start-up
+	// and when the leader sent one because this node was far behind.
+	SnapshotsRestored uint64 `json:"snapshots_restored"`
+	Voters            int    `json:"voters"`
+	Nonvoters         int    `json:"nonvoters"`
+}
+
+// Stats returns this node's Raft statistics.
+func (c *Cluster) Stats() Stats {
+	id, addr := c.Leader()
+	s := Stats{
+		NodeID:            c.cfg.NodeID,
+		State:             c.raft.State().String(),
+		LeaderID:          id,
+		LeaderAddr:        addr,
+		Term:              c.raft.CurrentTerm(),
+		LastLogIndex:      c.raft.LastIndex(),
+		CommitIndex:       c.raft.CommitIndex(),
+		AppliedIndex:      c.raft.AppliedIndex(),
+		StateIndex:        c.State.Index(),
+		SnapshotsRestored: c.fsm.restores.Load(),
+	}
+	s.LastSnapshotIndex, _ = strconv.ParseUint(c.raft.Stats()["last_snapshot_index"], 10, 64)
+	for _, m := range c.Members() {
+		if m.Voter {
+			s.Voters++
+		} else {
+			s.Nonvoters++
+		}
+	}
+	return s
+}
+
+// Snapshot takes a snapshot now (it also happens on its own after
+// SnapshotThreshold entries), e.g. before maintenance.
+func (c *Cluster) Snapshot(ctx context.Context) error {
+	ctx, cancel, _ := c.withTimeout(ctx)
+	defer cancel()
+	err := c.wait(ctx, c.raft.Snapshot())
+	if errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		return nil
+	}
+	return err
+}
+
+// RegisterSelf records this node's region and addresses in the replicated
+// state (see RegisterNode).
+func (c *Cluster) RegisterSelf(ctx context.Context, apiAddr string) (Result, error) {
+	return c.Apply(ctx, RegisterNode{Node: NodeInfo{
+		ID:       c.cfg.NodeID,
+		Region:   c.cfg.Region,
+		RaftAddr: c.Addr(),
+		APIAddr:  apiAddr,
+	}})
+}

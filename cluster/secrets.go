@@ -1,0 +1,243 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Workspace secrets (the identity-verification HMAC key a site uses to sign
+// its user IDs, and the visitor key) are encrypted at rest with AES-256-GCM
+// under the cluster master key. The node taking the request seals a secret
+// before proposing it, so the log, the snapshots and every FSM hold only
+// ciphertext; a read decrypts on the node that needs the plaintext.
+//
+// The master key is the same on every node. Config.MasterKey provides it;
+// left empty, Open reads DataDir/master.key or, on first start, generates one
+// there with mode 0600, which suits a single node in development. For a
+// cluster, generate one key, distribute it through the deployment's secret
+// store and pass it to every node: a node with another key replicates the
+// state fine but cannot decrypt (its reads fail naming the key mismatch).
+
+// SecretKind names a workspace secret.
+type SecretKind string
+
+const (
+	SecretIdentity SecretKind = "identity"
+	SecretVisitor  SecretKind = "visitor"
+)
+
+func (k SecretKind) validate() error {
+	if k != SecretIdentity && k != SecretVisitor {
+		return invalidf("secret kind %q: want identity or visitor", k)
+	}
+	return nil
+}
+
+const (
+	masterKeyLen  = 32
+	gcmNonceLen   = 12
+	gcmTagLen     = 16
+	maxSecretLen  = 1024
+	keyIDLen      = 8 // bytes of the key's fingerprint
+	masterKeyFile = "master.key"
+)
+
+// Sealed is a secret encrypted under the master key.
+type Sealed struct {
+	// KeyID fingerprints the master key that sealed it, so a node with a
+	// different key says so instead of failing with a bare "auth failed".
+	KeyID string `json:"key_id"`
+	Nonce []byte `json:"nonce"`
+	Data  []byte `json:"data"` // ciphertext and GCM tag
+}
+
+func (s Sealed) validate() error {
+	if len(s.KeyID) != 2*keyIDLen {
+		return invalidf("sealed secret: key id %q", s.KeyID)
+	}
+	if len(s.Nonce) != gcmNonceLen {
+		return invalidf("sealed secret: nonce of %d bytes", len(s.Nonce))
+	}
+	if len(s.Data) <= gcmTagLen || len(s.Data) > maxSecretLen+gcmTagLen {
+		return invalidf("sealed secret: %d bytes of ciphertext", len(s.Data))
+	}
+	return nil
+}
+
+// sealer encrypts and decrypts workspace secrets under the master key.
+type sealer struct {
+	aead  cipher.AEAD
+	keyID string
+}
+
+func newSealer(key []byte) (*sealer, error) {
+	if len(key) != masterKeyLen {
+		return nil, invalidf("master key of %d bytes, want %d", len(key), masterKeyLen)
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+	// Domain-separated so the fingerprint says nothing usable about the key.
+	sum := sha256.Sum256(append([]byte("parley master key id\x00"), key...))
+	return &sealer{aead: aead, keyID: hex.EncodeToString(sum[:keyIDLen])}, nil
+}
+
+// aad binds a ciphertext to its workspace and kind: a sealed secret copied
+// to another workspace or slot does not decrypt.
+func aad(workspace string, kind SecretKind) []byte {
+	return []byte("parley/" + string(kind) + "/" + workspace)
+}
+
+func (s *sealer) seal(workspace string, kind SecretKind, plaintext []byte) (Sealed, error) {
+	if len(plaintext) == 0 || len(plaintext) > maxSecretLen {
+		return Sealed{}, invalidf("secret of %d bytes: want 1 to %d", len(plaintext), maxSecretLen)
+	}
+	nonce := make([]byte, gcmNonceLen)
+	rand.Read(nonce) // random 96-bit nonces: safe far beyond this many secrets
+	return Sealed{
+		KeyID: s.keyID,
+		Nonce: nonce,
+		Data:  s.aead.Seal(nil, nonce, plaintext, aad(workspace, kind)),
+	}, nil
+}
+
+func (s *sealer) open(workspace string, kind SecretKind, sl Sealed) ([]byte, error) {
+	if sl.KeyID != s.keyID {
+		return nil, fmt.Errorf("%s secret of %s sealed with master key %s, this node has %s", kind, workspace, sl.KeyID, s.keyID)
+	}
+	pt, err := s.aead.Open(nil, sl.Nonce, sl.Data, aad(workspace, kind))
+	if err != nil {
+		return nil, fmt.Errorf("%s secret of %s: %w", kind, workspace, err)
+	}
+	return pt, nil
+}
+
+// loadOrCreateMasterKey reads dir/master.key (64 hex digits), creating it
+// with a fresh random key, mode 0600, when it does not exist.
+func loadOrCreateMasterKey(dir string) ([]byte, error) {
+	path := filepath.Join(dir, masterKeyFile)
+	b, err := os.ReadFile(path)
+	if err == nil {
+		key, err := hex.DecodeString(string(bytes.TrimSpace(b)))
+		if err != nil || len(key) != masterKeyLen {
+			return nil, fmt.Errorf("%s: want %d hex digits: %w", path, 2*masterKeyLen, ErrInvalid)
+		}
+		return key, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	key := make([]byte, masterKeyLen)
+	rand.Read(key)
+	// O_EXCL: two processes racing on one directory must not end up with
+	// different keys.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create master key: %w", err)
+	}
+	_, err = fmt.Fprintf(f, "%x\n", key)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("write master key: %w", err)
+	}
+	return key, nil
+}
+
+func (s *State) applySetSecret(c *SetSecret) (Result, error) {
+	ws, err := s.d.workspace(c.Workspace)
+	if err != nil {
+		return Result{}, err
+	}
+	sl := c.Sealed
+	switch c.Kind {
+	case SecretIdentity:
+		ws.Identity = &sl
+	case SecretVisitor:
+		ws.Visitor = &sl
+	}
+	return Result{}, nil
+}
+
+// sealed returns a workspace's sealed secret; ErrNotFound if the workspace
+// or the secret does not exist.
+func (s *State) sealed(workspace string, kind SecretKind) (Sealed, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ws, err := s.d.workspace(workspace)
+	if err != nil {
+		return Sealed{}, err
+	}
+	var sl *Sealed
+	switch kind {
+	case SecretIdentity:
+		sl = ws.Identity
+	case SecretVisitor:
+		sl = ws.Visitor
+	}
+	if sl == nil {
+		return Sealed{}, fmt.Errorf("%s secret of %s: %w", kind, workspace, ErrNotFound)
+	}
+	return *sl, nil
+}
+
+// SetIdentitySecret seals a workspace's identity-verification secret (the
+// HMAC key its site signs user IDs with) on this node and applies it.
+func (c *Cluster) SetIdentitySecret(ctx context.Context, workspace string, secret []byte) (Result, error) {
+	return c.setSecret(ctx, workspace, SecretIdentity, secret)
+}
+
+// SetVisitorKey seals a workspace's visitor key on this node and applies it.
+func (c *Cluster) SetVisitorKey(ctx context.Context, workspace string, key []byte) (Result, error) {
+	return c.setSecret(ctx, workspace, SecretVisitor, key)
+}
+
+func (c *Cluster) setSecret(ctx context.Context, workspace string, kind SecretKind, secret []byte) (Result, error) {
+	if err := checkID("workspace id", workspace); err != nil {
+		return Result{}, err
+	}
+	sl, err := c.sealer.seal(workspace, kind, secret)
+	if err != nil {
+		return Result{}, err
+	}
+	return c.Apply(ctx, SetSecret{Workspace: workspace, Kind: kind, Sealed: sl})
+}
+
+// IdentitySecret decrypts a workspace's identity-verification secret from
+// this node's state; ErrNotFound if it has none.
+func (c *Cluster) IdentitySecret(workspace string) ([]byte, error) {
+	return c.openSecret(workspace, SecretIdentity)
+}
+
+// VisitorKey decrypts a workspace's visitor key from this node's state.
+func (c *Cluster) VisitorKey(workspace string) ([]byte, error) {
+	return c.openSecret(workspace, SecretVisitor)
+}
+
+func (c *Cluster) openSecret(workspace string, kind SecretKind) ([]byte, error) {
+	sl, err := c.State.sealed(workspace, kind)
+	if err != nil {
+		return nil, err
+	}
+	return c.sealer.open(workspace, kind, sl)
+}

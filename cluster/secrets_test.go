@@ -1,0 +1,139 @@
+package cluster
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestSealOpen(t *testing.T) {
+	t.Parallel()
+	key := bytes.Repeat([]byte{1}, 32)
+	s, err := newSealer(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := []byte("site-hmac-secret-0123456789")
+	sl, err := s.seal("acme", SecretIdentity, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sl.validate(); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(sl.Data, secret) {
+		t.Fatal("ciphertext contains the plaintext")
+	}
+	got, err := s.open("acme", SecretIdentity, sl)
+	if err != nil || !bytes.Equal(got, secret) {
+		t.Fatalf("open: %q, %v", got, err)
+	}
+	again, _ := s.seal("acme", SecretIdentity, secret)
+	if bytes.Equal(again.Data, sl.Data) {
+		t.Fatal("two seals of one secret are equal: nonce reused")
+	}
+
+	other, _ := newSealer(bytes.Repeat([]byte{2}, 32))
+	tampered := sl
+	tampered.Data = append([]byte(nil), sl.Data...)
+	tampered.Data[0] ^= 1
+	tests := []struct {
+		name string
+		s    *sealer
+		ws   string
+		kind SecretKind
+		sl   Sealed
+	}{
+		{"other workspace", s, "globex", SecretIdentity, sl},
+		{"other kind", s, "acme", SecretVisitor, sl},
+		{"other master key", other, "acme", SecretIdentity, sl},
+		{"tampered", s, "acme", SecretIdentity, tampered},
+	}
+	for _, tt := range tests {
+		if _, err := tt.s.open(tt.ws, tt.kind, tt.sl); err == nil {
+			t.Errorf("%s: opened", tt.name)
+		}
+	}
+	if _, err := newSealer(key[:16]); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("short master key: %v", err)
+	}
+}
+
+func TestMasterKeyFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	k1, err := loadOrCreateMasterKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, masterKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("master.key mode %v, want 0600", fi.Mode().Perm())
+	}
+	k2, err := loadOrCreateMasterKey(dir)
+	if err != nil || !bytes.Equal(k1, k2) || len(k1) != 32 {
+		t.Fatalf("reloaded key differs: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, masterKeyFile), []byte("not hex\n"), 0o600)
+	if _, err := loadOrCreateMasterKey(dir); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("corrupt master.key: %v", err)
+	}
+}
+
+// The secret is sealed before it is proposed: neither the snapshot nor the
+// Raft log file holds the plaintext, and every node decrypts it.
+func TestSecretsEncryptedAtRest(t *testing.T) {
+	t.Parallel()
+	tc := newTestCluster(t, 1, nil)
+	c := tc.node("n1")
+	ctx := testContext(t)
+	mustApply(t, c, CreateWorkspace{ID: "acme", Name: "Acme", Plan: "team", Created: t0})
+	identity := []byte("IDENTITY-PLAINTEXT-4c1b0f7e9a")
+	visitor := []byte("VISITOR-PLAINTEXT-77e0aa1c3d")
+	if _, err := c.SetIdentitySecret(ctx, "acme", identity); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SetVisitorKey(ctx, "acme", visitor); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.IdentitySecret("acme"); err != nil || !bytes.Equal(got, identity) {
+		t.Fatalf("IdentitySecret: %q, %v", got, err)
+	}
+	if got, err := c.VisitorKey("acme"); err != nil || !bytes.Equal(got, visitor) {
+		t.Fatalf("VisitorKey: %q, %v", got, err)
+	}
+	if _, err := c.IdentitySecret("nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("secret of missing workspace: %v", err)
+	}
+
+	snap := snapshotBytes(t, c.fsm)
+	if err := c.Snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{"fsm snapshot": snap}
+	filepath.Walk(tc.dir("n1"), func(path string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			b, _ := os.ReadFile(path)
+			files[path] = b
+		}
+		return nil
+	})
+	if len(files) < 3 {
+		t.Fatalf("found only %d files to check", len(files))
+	}
+	for name, b := range files {
+		for _, secret := range [][]byte{identity, visitor} {
+			if bytes.Contains(b, secret) {
+				t.Errorf("%s contains the plaintext %q", name, secret)
+			}
+		}
+	}
+	if !bytes.Contains(snap, []byte(`"identity":{"key_id"`)) {
+		t.Fatalf("snapshot has no sealed identity secret: %s", snap)
+	}
+}

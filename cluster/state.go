@@ -1,0 +1,283 @@
+package cluster
+
+import (
+	"cmp"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Hash is a SHA-256 digest: all the state keeps of a session token or an API
+// key. It encodes as hex, so it can key a JSON object.
+type Hash [32]byte
+
+func (h Hash) String() string { return hex.EncodeToString(h[:]) }
+
+func (h Hash) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
+
+func (h *Hash) UnmarshalText(b []byte) error {
+	if len(b) != 2*len(h) {
+		return invalidf("hash of %d hex digits, want %d", len(b), 2*len(h))
+	}
+	_, err := hex.Decode(h[:], b)
+	if err != nil {
+		return invalidf("hash: %v", err)
+	}
+	return nil
+}
+
+// Brand is one of a workspace's brands; API keys can be scoped to it.
+type Brand struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// Workspace is a customer of Parley.
+type Workspace struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Region pins where the workspace's data may live; "" is unpinned.
+	Region  string    `json:"region,omitempty"`
+	Plan    string    `json:"plan"`
+	Brands  []Brand   `json:"brands,omitempty"`
+	Created time.Time `json:"created"`
+}
+
+// Role is what an operator may do.
+type Role string
+
+const (
+	RoleAgent Role = "agent"
+	RoleAdmin Role = "admin"
+)
+
+func (r Role) validate() error {
+	if r != RoleAgent && r != RoleAdmin {
+		return invalidf("role %q: want agent or admin", r)
+	}
+	return nil
+}
+
+// Operator is an agent or admin of a workspace. Reads never return the
+// password hash.
+type Operator struct {
+	ID        string    `json:"id"`
+	Workspace string    `json:"workspace"`
+	Email     string    `json:"email"`
+	Name      string    `json:"name"`
+	Role      Role      `json:"role"`
+	Created   time.Time `json:"created"`
+}
+
+// NodeInfo is what a node registered about itself with RegisterNode.
+type NodeInfo struct {
+	ID       string `json:"id"`
+	Region   string `json:"region,omitempty"`
+	RaftAddr string `json:"raft_addr,omitempty"`
+	APIAddr  string `json:"api_addr,omitempty"`
+}
+
+func (n NodeInfo) validate() error {
+	return firstErr(
+		checkID("node id", n.ID),
+		checkRegion(n.Region),
+		checkAddr("raft address", n.RaftAddr),
+		checkAddr("api address", n.APIAddr),
+	)
+}
+
+// stateData is the replicated state, exactly as snapshots carry it. Maps are
+// keyed by ID; encoding/json sorts map keys, so equal states encode to equal
+// bytes.
+type stateData struct {
+	// Index is the log index of the last command applied.
+	Index      uint64                     `json:"index"`
+	Plans      map[string]Plan            `json:"plans"`
+	Workspaces map[string]*workspaceState `json:"workspaces"`
+	Sessions   map[string]*Session        `json:"sessions"`
+	Keys       map[string]*Key            `json:"keys"`
+	// Applied holds every idempotency key applied and not yet pruned.
+	Applied map[string]appliedRecord `json:"applied"`
+	Nodes   map[string]NodeInfo      `json:"nodes"`
+}
+
+type workspaceState struct {
+	Workspace   Workspace                  `json:"workspace"`
+	Operators   map[string]*operatorRecord `json:"operators"`
+	Identity    *Sealed                    `json:"identity,omitempty"`
+	Visitor     *Sealed                    `json:"visitor,omitempty"`
+	Usage       map[string]*Usage          `json:"usage"`
+	Events      []BillingEvent             `json:"events"`
+	Assignments map[string]*Assignment     `json:"assignments"`
+}
+
+type operatorRecord struct {
+	Operator
+	PasswordHash string `json:"password_hash"`
+}
+
+func newStateData() *stateData {
+	d := &stateData{Plans: make(map[string]Plan)}
+	for _, p := range DefaultPlans() {
+		d.Plans[p.Name] = p
+	}
+	d.fill()
+	return d
+}
+
+func newWorkspaceState(w Workspace) *workspaceState {
+	ws := &workspaceState{Workspace: w}
+	ws.fill()
+	return ws
+}
+
+// fill makes every map non-nil, as a snapshot may carry null for an empty
+// one.
+func (d *stateData) fill() {
+	d.Plans = nonNil(d.Plans)
+	d.Workspaces = nonNil(d.Workspaces)
+	d.Sessions = nonNil(d.Sessions)
+	d.Keys = nonNil(d.Keys)
+	d.Applied = nonNil(d.Applied)
+	d.Nodes = nonNil(d.Nodes)
+	for _, ws := range d.Workspaces {
+		ws.fill()
+	}
+}
+
+func (ws *workspaceState) fill() {
+	ws.Operators = nonNil(ws.Operators)
+	ws.Usage = nonNil(ws.Usage)
+	ws.Assignments = nonNil(ws.Assignments)
+}
+
+func nonNil[K comparable, V any](m map[K]V) map[K]V {
+	if m == nil {
+		return make(map[K]V)
+	}
+	return m
+}
+
+// check verifies what a restored snapshot must hold for the read and apply
+// code to be safe: every record under its own key and in its own workspace.
+func (d *stateData) check() error {
+	for name, p := range d.Plans {
+		if p.Name != name {
+			return fmt.Errorf("plan %q stored under %q", p.Name, name)
+		}
+	}
+	for id, ws := range d.Workspaces {
+		if ws == nil || ws.Workspace.ID != id {
+			return fmt.Errorf("workspace stored under %q is missing or misnamed", id)
+		}
+		for oid, o := range ws.Operators {
+			if o == nil || o.ID != oid || o.Workspace != id {
+				return fmt.Errorf("operator stored under %s/%s is missing or misnamed", id, oid)
+			}
+		}
+		for p, u := range ws.Usage {
+			if u == nil || u.Period != p || u.Workspace != id {
+				return fmt.Errorf("usage stored under %s/%s is missing or misnamed", id, p)
+			}
+		}
+		for c, a := range ws.Assignments {
+			if a == nil || a.Conversation != c || a.Workspace != id {
+				return fmt.Errorf("assignment stored under %s/%s is missing or misnamed", id, c)
+			}
+		}
+	}
+	for id, s := range d.Sessions {
+		if s == nil || s.ID != id || SessionID(s.Hash) != id {
+			return fmt.Errorf("session stored under %q is missing or misnamed", id)
+		}
+	}
+	for id, k := range d.Keys {
+		if k == nil || k.ID != id || KeyID(k.Hash) != id {
+			return fmt.Errorf("key stored under %q is missing or misnamed", id)
+		}
+	}
+	return nil
+}
+
+// State is a node's copy of the replicated state. The FSM writes it as
+// entries are applied; its read methods answer from it directly and are safe
+// for concurrent use. A read is as fresh as the node's applied index: use
+// Cluster.Consistent or WaitApplied first when a read must observe a write.
+type State struct {
+	mu sync.RWMutex
+	d  *stateData
+	// Indexes derived from d, rebuilt on restore: authentication looks a
+	// token up by its hash.
+	sessionsByHash map[Hash]*Session
+	keysByHash     map[Hash]*Key
+	// applied is closed and replaced each time Index moves, waking waiters.
+	applied chan struct{}
+	now     func() time.Time
+}
+
+func newState(now func() time.Time) *State {
+	if now == nil {
+		now = time.Now
+	}
+	s := &State{now: now, applied: make(chan struct{})}
+	s.reset(newStateData())
+	return s
+}
+
+// reset replaces the data and rebuilds the derived indexes. Callers hold mu
+// or own s exclusively.
+func (s *State) reset(d *stateData) {
+	s.d = d
+	s.sessionsByHash = make(map[Hash]*Session, len(d.Sessions))
+	for _, x := range d.Sessions {
+		s.sessionsByHash[x.Hash] = x
+	}
+	s.keysByHash = make(map[Hash]*Key, len(d.Keys))
+	for _, k := range d.Keys {
+		s.keysByHash[k.Hash] = k
+	}
+}
+
+// Index is the log index of the last command applied to this copy.
+func (s *State) Index() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.d.Index
+}
+
+// appliedWait returns the applied index and a channel closed when it moves.
+func (s *State) appliedWait() (uint64, <-chan struct{}) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.d.Index, s.applied
+}
+
+// workspace returns a workspace's state, ErrNotFound if there is none.
+// Callers hold mu.
+func (d *stateData) workspace(id string) (*workspaceState, error) {
+	ws, ok := d.Workspaces[id]
+	if !ok {
+		return nil, fmt.Errorf("workspace %q: %w", id, ErrNotFound)
+	}
+	return ws, nil
+}
+
+// sortedValues returns a map's values sorted by key, for deterministic lists.
+func sortedValues[V any](m map[string]V) []V {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	out := make([]V, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, m[k])
+	}
+	return out
+}
+
+func sortBy[T any](xs []T, key func(T) string) {
+	slices.SortFunc(xs, func(a, b T) int { return cmp.Compare(key(a), key(b)) })
+}
