@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -9,9 +10,10 @@ import (
 
 // op is one change waiting for a group commit.
 type op struct {
-	fn   func(*batch) error
-	done chan error
-	err  error
+	fn    func(*batch) error
+	after func() // for sequenced writes: called once the commit is over
+	done  chan error
+	err   error
 }
 
 // batch is what the ops of one transaction share: the transaction, and the
@@ -19,7 +21,6 @@ type op struct {
 type batch struct {
 	tx     *bolt.Tx
 	now    time.Time
-	epoch  uint64
 	convs  map[string]*Conversation
 	dirty  map[string]bool
 	events []Event
@@ -32,44 +33,78 @@ func clean(err error) bool {
 		errors.Is(err, ErrExists) || errors.Is(err, ErrInvalid)
 }
 
-// writer is the store's only writing goroutine. It takes whatever changes are
-// queued (at most MaxBatch), commits them in one fsynced transaction, publishes
-// their events and only then answers their callers. While one commit is
-// fsyncing, the next batch queues up: batches grow with the load by
-// themselves, with no timer adding latency when the load is light.
-func (s *Store) writer() {
-	defer close(s.done)
-	ops := make([]*op, 0, s.cfg.MaxBatch)
-	for {
-		ops = ops[:0]
-		select {
-		case o := <-s.reqs:
-			ops = append(ops, o)
-		case <-s.stop:
-			s.drain()
-			return
-		}
-	fill:
-		for len(ops) < s.cfg.MaxBatch {
-			select {
-			case o := <-s.reqs:
-				ops = append(ops, o)
-			default:
-				break fill
-			}
-		}
-		s.commit(ops)
+// enqueue queues o for the writer, waiting while the queue is full. It
+// fails once the store is closed or broken. Caller holds s.seq.mu.
+func (s *Store) enqueue(o *op) error {
+	if err := s.waitSpace(); err != nil {
+		return err
+	}
+	s.push(o)
+	return nil
+}
+
+// waitSpace waits until the queue has room. The wait releases s.seq.mu, so
+// the writer is never blocked behind a full queue. Caller holds s.seq.mu.
+func (s *Store) waitSpace() error {
+	for len(s.queue) >= s.cfg.MaxBatch*4 && s.usable() == nil {
+		s.space.Wait()
+	}
+	return s.usable()
+}
+
+// push queues o and wakes the writer. Caller holds s.seq.mu.
+func (s *Store) push(o *op) {
+	s.queue = append(s.queue, o)
+	select {
+	case s.notify <- struct{}{}:
+	default:
 	}
 }
 
-// drain commits what was queued before Close, then refuses the rest.
-func (s *Store) drain() {
+// take removes up to n queued ops.
+func (s *Store) take(n int) []*op {
+	s.seq.mu.Lock()
+	defer s.seq.mu.Unlock()
+	if len(s.queue) < n {
+		n = len(s.queue)
+	}
+	ops := append([]*op(nil), s.queue[:n]...)
+	s.queue = append(s.queue[:0], s.queue[n:]...)
+	s.space.Broadcast()
+	return ops
+}
+
+// usable says why the store takes no more changes, if it does not. Caller
+// holds s.seq.mu.
+func (s *Store) usable() error {
+	switch {
+	case s.broken != nil:
+		return fmt.Errorf("%w: a commit failed: %v", ErrClosed, s.broken)
+	case s.closed:
+		return ErrClosed
+	}
+	return nil
+}
+
+// writer is the store's only writing goroutine. It takes whatever changes are
+// queued (at most MaxBatch), commits them in one fsynced transaction and only
+// then answers their callers. While one commit is fsyncing, the next batch
+// queues up: batches grow with the load by themselves, with no timer adding
+// latency when the load is light.
+func (s *Store) writer() {
+	defer close(s.done)
 	for {
 		select {
-		case o := <-s.reqs:
-			s.commit([]*op{o})
-		default:
+		case <-s.notify:
+		case <-s.stop:
+			// Close refuses new changes first; commit what was queued before.
+			for ops := s.take(s.cfg.MaxBatch); len(ops) > 0; ops = s.take(s.cfg.MaxBatch) {
+				s.commit(ops)
+			}
 			return
+		}
+		for ops := s.take(s.cfg.MaxBatch); len(ops) > 0; ops = s.take(s.cfg.MaxBatch) {
+			s.commit(ops)
 		}
 	}
 }
@@ -78,11 +113,11 @@ func (s *Store) drain() {
 // alone; any other error aborts the transaction, and the batch is retried
 // without that op, so one bad change never takes its neighbours down.
 //
-// The events are published after the ops are applied and before the fsync:
-// recipients see a message while its commit is still on its way to disk, and
-// only the acknowledgement to its sender waits for durability. Should the
-// commit then fail, or the node die before it ends, the published seqs are
-// never reused: see epoch.
+// Sequenced message writes were published before they got here: their
+// recipients do not wait for this fsync. If such a write cannot be made
+// durable, the store breaks (every later change fails with ErrClosed) rather
+// than go on with a published seq missing from its file; a restart after that
+// is unclean and starts a new seq epoch, so no seen seq is ever reused.
 func (s *Store) commit(ops []*op) {
 	start := time.Now()
 	live := ops
@@ -90,7 +125,7 @@ func (s *Store) commit(ops []*op) {
 	for len(live) > 0 {
 		var culprit *op
 		culprit, err = s.commitOnce(live)
-		if culprit == nil {
+		if culprit == nil || culprit.after != nil {
 			break
 		}
 		next := live[:0:0]
@@ -101,10 +136,19 @@ func (s *Store) commit(ops []*op) {
 		}
 		live = next
 	}
+	if err != nil && s.hasSequenced(ops) {
+		s.seq.mu.Lock()
+		s.broken = err
+		s.space.Broadcast()
+		s.seq.mu.Unlock()
+	}
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.ObserveCommit(time.Since(start), len(ops), err)
 	}
 	for _, o := range ops {
+		if o.after != nil {
+			o.after()
+		}
 		switch {
 		case o.err != nil:
 			o.done <- o.err
@@ -116,6 +160,15 @@ func (s *Store) commit(ops []*op) {
 	}
 }
 
+func (s *Store) hasSequenced(ops []*op) bool {
+	for _, o := range ops {
+		if o.after != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // commitOnce applies ops in one transaction and commits it. It returns the op
 // whose failure aborted the transaction, if one did.
 func (s *Store) commitOnce(ops []*op) (culprit *op, err error) {
@@ -123,10 +176,10 @@ func (s *Store) commitOnce(ops []*op) (culprit *op, err error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &batch{tx: tx, now: s.cfg.Now(), epoch: s.epoch, convs: map[string]*Conversation{}, dirty: map[string]bool{}}
+	b := &batch{tx: tx, now: s.cfg.Now(), convs: map[string]*Conversation{}, dirty: map[string]bool{}}
 	for _, o := range ops {
 		o.err = o.fn(b)
-		if o.err != nil && !clean(o.err) {
+		if o.err != nil && (o.after != nil || !clean(o.err)) {
 			tx.Rollback()
 			return o, o.err
 		}
@@ -135,26 +188,11 @@ func (s *Store) commitOnce(ops []*op) (culprit *op, err error) {
 		tx.Rollback()
 		return nil, err
 	}
-	if s.epoch != s.savedEpoch {
-		if err := tx.Bucket(bMeta).Put(epochKey, putU64(s.epoch)); err != nil {
-			tx.Rollback()
-			return nil, err
-		}
-	}
-	// Published events are readable by Events from here on, through the
-	// pending set until the commit makes them readable from the file.
-	s.pending.add(b.events)
-	defer s.pending.remove(b.events)
+	// Read receipts are published before the fsync too; they carry no seq.
 	if len(b.events) > 0 && s.cfg.OnCommit != nil {
 		s.cfg.OnCommit(b.events)
 	}
-	if err := tx.Commit(); err != nil {
-		// The events are out; their seqs must never be handed out again.
-		s.epoch++
-		return nil, err
-	}
-	s.savedEpoch = s.epoch
-	return nil, nil
+	return nil, tx.Commit()
 }
 
 // conv loads a conversation record through the batch's cache.

@@ -126,8 +126,11 @@ func (s *Store) CreateConversation(ctx context.Context, c Conversation) error {
 
 // Apply durably applies a message change and returns once it is fsynced.
 func (s *Store) Apply(ctx context.Context, ch Change) (Result, error) {
-	// A new message's encoding is known before the commit: do it here, on
-	// the caller's goroutine, so the single writer does only bbolt work.
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+	// A new message's encoding is known before it is sequenced: do it here,
+	// outside every lock.
 	var enc []byte
 	if ch.Kind == Send {
 		var err error
@@ -135,106 +138,32 @@ func (s *Store) Apply(ctx context.Context, ch Change) (Result, error) {
 			return Result{}, err
 		}
 	}
-	var res Result
-	err := s.submit(ctx, func(b *batch) error {
-		var err error
-		res, err = b.apply(ch, enc)
-		return err
-	})
-	return res, err
-}
-
-func (b *batch) apply(ch Change, enc []byte) (Result, error) {
-	c, err := b.conv(ch.Workspace, ch.Conversation)
-	if err != nil {
+	res, o, err := s.sequence(ch, enc)
+	if err != nil || o == nil {
+		return res, err
+	}
+	// Once queued, the change may commit: wait for its fate even if ctx
+	// ends, so that no caller reports failure for something stored.
+	if err := <-o.done; err != nil {
 		return Result{}, err
 	}
-	msgs := b.tx.Bucket(bMsgs)
-	mk := key(ch.Workspace, ch.Conversation, ch.Message.ID)
-	rec, found := decodeMsgRecord(msgs.Get(mk))
-	var cur crdt.Message
-	if found {
-		v := b.tx.Bucket(bEvents).Get(seqKey(ch.Workspace, ch.Conversation, rec.Last))
-		if err := json.Unmarshal(v, &cur); err != nil {
-			return Result{}, fmt.Errorf("decode message %s: %w", ch.Message.ID, err)
-		}
-	}
-	var merged crdt.Message
-	switch ch.Kind {
-	case Send:
-		if found {
-			return Result{Seq: rec.Seq, Dup: true, Message: cur}, nil
-		}
-		merged = ch.Message
-	case Edit, Delete:
-		if !found {
-			return Result{}, fmt.Errorf("message %s: %w", ch.Message.ID, ErrNotFound)
-		}
-		if cur.Author != ch.Participant {
-			return Result{}, fmt.Errorf("message %s belongs to another participant: %w", ch.Message.ID, ErrForbidden)
-		}
-		if cur.IsDeleted() {
-			return Result{}, fmt.Errorf("message %s is deleted: %w", ch.Message.ID, ErrInvalid)
-		}
-		delta := cur.Edit(ch.Body, ch.TS)
-		if ch.Kind == Delete {
-			delta = cur.Delete(ch.TS)
-		}
-		merged = crdt.MergeMessage(cur, delta)
-		if merged.Equal(cur) {
-			return Result{Seq: rec.Last, Message: cur}, nil
-		}
-	default:
-		return Result{}, fmt.Errorf("change kind %d: %w", ch.Kind, ErrInvalid)
-	}
-	ev := enc
-	if ch.Kind != Send {
-		var err error
-		if ev, err = marshal(merged); err != nil {
-			return Result{}, err
-		}
-	}
-	seq := nextSeq(c.Head, b.epoch)
-	rec.Last = seq
-	if !found {
-		rec.Seq = seq
-	}
-	events := b.tx.Bucket(bEvents)
-	// Events are appended in seq order within each conversation: full pages
-	// mean fewer pages to write per commit.
-	events.FillPercent = 0.9
-	if err := events.Put(seqKey(ch.Workspace, ch.Conversation, seq), ev); err != nil {
-		return Result{}, err
-	}
-	if err := msgs.Put(mk, rec.encode()); err != nil {
-		return Result{}, err
-	}
-	c.Head = seq
-	c.Updated = b.now.UnixMilli()
-	if c.Last == nil || c.Last.ID == merged.ID || ch.Kind == Send {
-		m := merged
-		c.Last = &m
-	}
-	b.touch(c)
-	b.events = append(b.events, Event{
-		Kind: EventMessage, Workspace: ch.Workspace, Conversation: ch.Conversation,
-		Seq: seq, Message: merged, Start: ch.Start,
-	})
-	return Result{Seq: seq, Changed: true, Message: merged}, nil
+	return res, nil
 }
 
 // MarkRead durably moves participant's read receipt in a conversation forward
 // to seq (a max register: a lower seq changes nothing). seq beyond the
 // conversation's head is ErrInvalid.
 func (s *Store) MarkRead(ctx context.Context, ws, conv, participant string, seq uint64, start time.Time) (changed bool, err error) {
+	// The head is the sequencer's: a client may read an event that was
+	// delivered to it and is still on its way to the disk.
+	head, err := s.head(ws, conv)
+	if err != nil {
+		return false, err
+	}
+	if seq > head {
+		return false, fmt.Errorf("read seq %d beyond head %d: %w", seq, head, ErrInvalid)
+	}
 	err = s.submit(ctx, func(b *batch) error {
-		c, err := b.conv(ws, conv)
-		if err != nil {
-			return err
-		}
-		if seq > c.Head {
-			return fmt.Errorf("read seq %d beyond head %d: %w", seq, c.Head, ErrInvalid)
-		}
 		reads := b.tx.Bucket(bReads)
 		k := key(ws, conv, participant)
 		if u64(reads.Get(k)) >= seq {

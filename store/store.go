@@ -38,10 +38,10 @@ type Config struct {
 	Path string
 	// MaxBatch caps how many changes share one transaction. Zero: 4096.
 	MaxBatch int
-	// OnCommit is called by the writer with the events of each commit, in
-	// commit order, once they are applied and before the commit's fsync; no
-	// waiter is answered before the fsync. It must not block. Zero: events
-	// are dropped.
+	// OnCommit receives every event as soon as it is decided, before it is
+	// durable: message events in seq order per conversation, read receipts
+	// before their commit's fsync. No change's caller is answered before
+	// the fsync. It must not block. Zero: events are dropped.
 	OnCommit func([]Event)
 	// Observer receives commit timings. Zero: none.
 	Observer Observer
@@ -53,13 +53,14 @@ type Config struct {
 type Store struct {
 	db   *bolt.DB
 	cfg  Config
-	reqs chan *op
-
-	// epoch is the high half of every seq the writer hands out (see
-	// nextSeq). It moves on after any commit that published events and then
-	// failed, or a start after an unclean stop, so that a seq published but
-	// never made durable is never handed out again. Writer only.
-	epoch, savedEpoch uint64
+	// seq decides and publishes message changes (sequencer.go); its mutex
+	// also guards the queue and the closed and broken states below.
+	seq    sequencer
+	queue  []*op
+	space  *sync.Cond // signalled when the queue shrinks or the store stops
+	notify chan struct{}
+	closed bool
+	broken error
 
 	pending pendingEvents
 
@@ -106,14 +107,15 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	s := &Store{
-		db:   db,
-		cfg:  cfg,
-		reqs: make(chan *op, cfg.MaxBatch),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
-
-		epoch: epoch, savedEpoch: epoch,
+		db:     db,
+		cfg:    cfg,
+		notify: make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
 	}
+	s.seq.epoch = epoch
+	s.seq.convs = map[string]*convState{}
+	s.space = sync.NewCond(&s.seq.mu)
 	go s.writer()
 	return s, nil
 }
@@ -123,6 +125,10 @@ func Open(cfg Config) (*Store, error) {
 func (s *Store) Close() error {
 	var err error
 	s.closeOne.Do(func() {
+		s.seq.mu.Lock()
+		s.closed = true
+		s.space.Broadcast()
+		s.seq.mu.Unlock()
 		close(s.stop)
 		<-s.done
 		// Every published event was committed: the next start needs no new
@@ -150,18 +156,15 @@ func (s *Store) SchemaVersion() (int, error) {
 
 // submit queues fn for the next group commit and waits until it is durable.
 func (s *Store) submit(ctx context.Context, fn func(*batch) error) error {
-	o := &op{fn: fn, done: make(chan error, 1)}
-	select {
-	case <-s.stop:
-		return ErrClosed
-	default:
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	select {
-	case s.reqs <- o:
-	case <-s.stop:
-		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
+	o := &op{fn: fn, done: make(chan error, 1)}
+	s.seq.mu.Lock()
+	err := s.enqueue(o)
+	s.seq.mu.Unlock()
+	if err != nil {
+		return err
 	}
 	// Once queued, the change may commit; wait for its fate even if ctx ends,
 	// so that a caller never reports failure for something stored.
