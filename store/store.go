@@ -51,8 +51,8 @@ type Config struct {
 
 // Store is a node's bbolt store. Its methods are safe for concurrent use.
 type Store struct {
-	db   *bolt.DB
-	cfg  Config
+	db  *bolt.DB
+	cfg Config
 	// seq decides and publishes message changes (sequencer.go); its mutex
 	// also guards the queue and the closed and broken states below.
 	seq    sequencer
