@@ -548,3 +548,74 @@ func TestMergeEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestSameMessageSentTwiceAtOnce: two connections retrying the same message
+// at the same moment store it once, and both are told the same seq.
+func TestSameMessageSentTwiceAtOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openTest(t, Config{})
+	if err := s.CreateConversation(ctx, Conversation{Workspace: "ws1", ID: "c1", Owner: "v:a"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		id := fmt.Sprintf("m%03d", i)
+		var wg sync.WaitGroup
+		res := make([]Result, 2)
+		for j := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r, err := s.Apply(ctx, Change{Kind: Send, Workspace: "ws1", Conversation: "c1", Participant: "v:a", Message: msg(id, "v:a", "x", int64(i))})
+				if err != nil {
+					t.Error(err)
+				}
+				res[j] = r
+			}()
+		}
+		wg.Wait()
+		if res[0].Seq != res[1].Seq || res[0].Dup == res[1].Dup {
+			t.Fatalf("%s: results %+v and %+v", id, res[0], res[1])
+		}
+	}
+	evs, _, _ := s.Events("ws1", "c1", 0, 1000)
+	if len(evs) != 100 {
+		t.Fatalf("%d events stored for 100 messages", len(evs))
+	}
+}
+
+// TestReadOfAnEventStillOnItsWayToDisk: a recipient may mark as read an
+// event it was delivered before that event is durable.
+func TestReadOfAnEventStillOnItsWayToDisk(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	reads := make(chan error, 100)
+	var s *Store
+	s = openTest(t, Config{OnCommit: func(evs []Event) {
+		for _, e := range evs {
+			if e.Kind == EventMessage {
+				go func() {
+					_, err := s.MarkRead(ctx, e.Workspace, e.Conversation, "a:s", e.Seq, time.Now())
+					reads <- err
+				}()
+			}
+		}
+	}})
+	if err := s.CreateConversation(ctx, Conversation{Workspace: "ws1", ID: "c1", Owner: "v:a"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if _, err := s.Apply(ctx, Change{Kind: Send, Workspace: "ws1", Conversation: "c1", Participant: "v:a", Message: msg(fmt.Sprintf("m%d", i), "v:a", "x", int64(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 50 {
+		if err := <-reads; err != nil {
+			t.Fatalf("reading a delivered event: %v", err)
+		}
+	}
+	r, _ := s.Reads("ws1", "c1")
+	if r["a:s"] != 50 {
+		t.Fatalf("read receipt %d, want 50", r["a:s"])
+	}
+}
