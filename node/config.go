@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 )
@@ -34,7 +35,21 @@ type Config struct {
 	// WorkspaceRate limits messages per second per workspace on this node.
 	// Default 2000.
 	WorkspaceRate float64
+	// H3Addr is the UDP address of HTTP/3 and WebTransport. Empty: the
+	// HTTP address's host and port, on UDP (if that port is taken on UDP, a
+	// free one). "off" disables HTTP/3. Env PARLEY_H3.
+	H3Addr string
+	// TLSCert and TLSKey are PEM files of the HTTP/3 certificate and key,
+	// reloaded when they change. Empty: a self-signed ECDSA certificate for
+	// 127.0.0.1, ::1 and localhost (and the HTTP host), valid 10 days,
+	// made at every start and rotated every 5 days, whose SHA-256 the node
+	// publishes at /v1/transport. Env PARLEY_TLS_CERT, PARLEY_TLS_KEY.
+	TLSCert string
+	TLSKey  string
 }
+
+// h3Off is the H3Addr that disables HTTP/3.
+const h3Off = "off"
 
 // ParseFlags reads a Config from command-line arguments and environment.
 func ParseFlags(args []string) (Config, error) {
@@ -49,6 +64,9 @@ func ParseFlags(args []string) (Config, error) {
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 1000, "concurrent connections per client address")
 	fs.Float64Var(&c.FrameRate, "frame-rate", 20, "frames per second per connection")
 	fs.Float64Var(&c.WorkspaceRate, "workspace-rate", 2000, "messages per second per workspace")
+	fs.StringVar(&c.H3Addr, "h3", env("PARLEY_H3", ""), `HTTP/3 and WebTransport UDP address (default: the HTTP address on UDP; "off" disables)`)
+	fs.StringVar(&c.TLSCert, "tls-cert", env("PARLEY_TLS_CERT", ""), "HTTP/3 certificate chain, PEM (default: self-signed, short-lived)")
+	fs.StringVar(&c.TLSKey, "tls-key", env("PARLEY_TLS_KEY", ""), "HTTP/3 private key, PEM")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -77,6 +95,14 @@ func (c *Config) validate() error {
 	var errs []error
 	if c.AgentToken != "" && len(c.AgentToken) < 16 {
 		errs = append(errs, errors.New("agent-token: at least 16 characters"))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("tls-cert and tls-key: give both or neither"))
+	}
+	if c.H3Addr != "" && c.H3Addr != h3Off {
+		if _, _, err := net.SplitHostPort(c.H3Addr); err != nil {
+			errs = append(errs, fmt.Errorf("h3: %q is not host:port or %q", c.H3Addr, h3Off))
+		}
 	}
 	switch c.LogLevel {
 	case "", "debug", "info", "warn", "error":

@@ -1,10 +1,16 @@
 package node
 
 import (
+	"encoding/json"
+	"fmt"
 	"io/fs"
+	"net"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 
+	"parley/gateway"
 	"parley/web"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -19,6 +25,7 @@ func (n *Node) routes() http.Handler {
 	mux := http.NewServeMux()
 	assets := web.FS()
 	mux.Handle("GET /v1/ws", n.gw)
+	mux.HandleFunc("GET /v1/transport", n.transportInfo)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
@@ -38,14 +45,21 @@ func (n *Node) routes() http.Handler {
 	mux.Handle("GET /widget.js", embeddable(assets, "widget.js"))
 	static, _ := fs.Sub(assets, "static")
 	mux.Handle("GET /static/", http.StripPrefix("/static/", embeddableDir(static)))
-	return securityHeaders(mux)
+	return n.securityHeaders(mux)
 }
 
 // securityHeaders sets the headers every response carries.
-func securityHeaders(next http.Handler) http.Handler {
+func (n *Node) securityHeaders(next http.Handler) http.Handler {
+	altSvc := ""
+	if n.pc != nil {
+		altSvc = fmt.Sprintf(`h3=":%d"; ma=86400`, n.h3Port)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Security-Policy", contentSecurityPolicy)
+		h.Set("Content-Security-Policy", n.csp(r))
+		if altSvc != "" {
+			h.Set("Alt-Svc", altSvc)
+		}
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("X-Frame-Options", "DENY")
@@ -53,6 +67,66 @@ func securityHeaders(next http.Handler) http.Handler {
 		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
 		next.ServeHTTP(w, r)
 	})
+}
+
+// csp is the Content-Security-Policy of a response. connect-src 'self'
+// covers WebTransport to https://HOST:PORT from http://HOST:PORT (CSP's
+// 'self' lets a secure scheme replace an insecure one); when HTTP/3 has a
+// port of its own, its origin is added, and nothing else.
+func (n *Node) csp(r *http.Request) string {
+	if n.pc == nil || r.TLS != nil {
+		return contentSecurityPolicy
+	}
+	_, port, _ := net.SplitHostPort(n.Addr())
+	if port == strconv.Itoa(n.h3Port) {
+		return contentSecurityPolicy
+	}
+	return strings.Replace(contentSecurityPolicy, "connect-src 'self'",
+		"connect-src 'self' https://"+n.wtHost(r), 1)
+}
+
+// wtHost is the host:port clients reach WebTransport at: the host the
+// request came to (a browser's certificate check wants that name), with the
+// HTTP/3 port. "localhost" becomes the address the node listens on, since a
+// browser may try ::1 first where the node listens on 127.0.0.1 only; so does
+// a Host that is neither an IP address nor a DNS name, since it goes into a
+// header.
+func (n *Node) wtHost(r *http.Request) string {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	bound := n.pc.LocalAddr().(*net.UDPAddr).IP
+	if net.ParseIP(host) == nil && (!reDNSName.MatchString(host) || strings.EqualFold(host, "localhost")) {
+		host = bound.String()
+		if bound.IsUnspecified() {
+			host = "127.0.0.1"
+		}
+	}
+	return net.JoinHostPort(host, strconv.Itoa(n.h3Port))
+}
+
+var reDNSName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$`)
+
+// transportInfo tells clients which transports they may use beside
+// WebSocket: GET /v1/transport.
+func (n *Node) transportInfo(w http.ResponseWriter, r *http.Request) {
+	type wtInfo struct {
+		URL        string   `json:"url"`
+		CertHashes []string `json:"cert_hashes,omitempty"`
+	}
+	var info struct {
+		WebTransport *wtInfo `json:"webtransport,omitempty"`
+	}
+	if n.pc != nil {
+		info.WebTransport = &wtInfo{URL: "https://" + n.wtHost(r) + gateway.WebTransportPath, CertHashes: n.certs.Hashes()}
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Access-Control-Allow-Origin", "*") // the widget asks from customers' sites
+	json.NewEncoder(w).Encode(info)
 }
 
 func page(assets fs.FS, name string) http.Handler {

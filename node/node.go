@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -30,6 +32,11 @@ type Node struct {
 	gw      *gateway.Server
 	ln      net.Listener
 	ready   atomic.Bool
+
+	// HTTP/3 and WebTransport; pc is nil when disabled.
+	pc     net.PacketConn
+	certs  *gateway.Certs
+	h3Port int
 }
 
 // New opens the node's store and prepares its parts; Run serves. Logs go to
@@ -70,7 +77,69 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
 	n.ln = ln
+	if cfg.H3Addr != h3Off {
+		if err := n.listenH3(); err != nil {
+			ln.Close()
+			st.Close()
+			return nil, err
+		}
+	}
 	return n, nil
+}
+
+// listenH3 opens the UDP socket of HTTP/3 and loads or makes its certificate.
+func (n *Node) listenH3() error {
+	addr := n.cfg.H3Addr
+	if addr == "" {
+		// The HTTP address on UDP; if another socket has that UDP port
+		// already, any free one (clients learn it from /v1/transport).
+		host, _, _ := net.SplitHostPort(n.cfg.HTTPAddr)
+		_, port, _ := net.SplitHostPort(n.ln.Addr().String())
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(host, port))
+		if err != nil {
+			n.log.Warn("http/3: the HTTP port is taken on UDP, using another", "err", err)
+			pc, err = net.ListenPacket("udp", net.JoinHostPort(host, "0"))
+		}
+		if err != nil {
+			return fmt.Errorf("listen udp: %w (-h3 off disables HTTP/3)", err)
+		}
+		n.pc = pc
+	} else {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return fmt.Errorf("listen udp %s: %w (-h3 off disables HTTP/3)", addr, err)
+		}
+		n.pc = pc
+	}
+	n.h3Port = n.pc.LocalAddr().(*net.UDPAddr).Port
+	var err error
+	if n.cfg.TLSCert != "" {
+		n.certs, err = gateway.FileCerts(n.cfg.TLSCert, n.cfg.TLSKey, n.log)
+	} else {
+		n.certs, err = gateway.SelfSignedCerts(certHosts(n.cfg.HTTPAddr, n.cfg.H3Addr), n.log)
+	}
+	if err != nil {
+		n.pc.Close()
+		return err
+	}
+	return nil
+}
+
+// certHosts names the hosts of a self-signed certificate: loopback, and the
+// hosts the node listens on when they are not wildcards.
+func certHosts(addrs ...string) []string {
+	hosts := []string{"127.0.0.1", "::1", "localhost"}
+	for _, a := range addrs {
+		h, _, err := net.SplitHostPort(a)
+		if err != nil || h == "" || slices.Contains(hosts, h) {
+			continue
+		}
+		if ip := net.ParseIP(h); ip != nil && ip.IsUnspecified() {
+			continue
+		}
+		hosts = append(hosts, h)
+	}
+	return hosts
 }
 
 // publish hands committed events to the gateway; the store calls it.
@@ -83,22 +152,46 @@ func (n *Node) publish(evs []store.Event) {
 // Addr is the address the node serves HTTP on.
 func (n *Node) Addr() string { return n.ln.Addr().String() }
 
+// H3Addr is the UDP address the node serves HTTP/3 and WebTransport on, or
+// "" when they are disabled.
+func (n *Node) H3Addr() string {
+	if n.pc == nil {
+		return ""
+	}
+	return n.pc.LocalAddr().String()
+}
+
 // Run serves until ctx ends, then stops in reverse order of start: stop
 // accepting, tell clients to reconnect, drain the store, close it.
 func (n *Node) Run(ctx context.Context) error {
 	defer n.store.Close()
+	if n.pc != nil {
+		defer n.pc.Close()
+	}
 	demo, err := n.ensureDemo(ctx)
 	if err != nil {
 		n.ln.Close()
 		return err
 	}
+	handler := n.routes()
 	srv := &http.Server{
-		Handler:           n.routes(),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	var wt *gateway.WebTransport
+	if n.pc != nil {
+		wt = n.gw.NewWebTransport(gateway.WebTransportConfig{TLS: n.certs.TLSConfig(), Handler: handler})
+		g.Go(func() error {
+			if err := wt.Serve(n.pc); err != nil {
+				return fmt.Errorf("http/3: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error { return n.certs.Run(gctx) })
+	}
 	g.Go(func() error { return n.gw.Run(gctx) })
 	g.Go(func() error {
 		if err := srv.Serve(n.ln); !errors.Is(err, http.ErrServerClosed) {
@@ -112,11 +205,16 @@ func (n *Node) Run(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		srv.Shutdown(sctx)
+		// The gateway tells WebSocket and WebTransport clients alike to
+		// reconnect and closes their sessions; then HTTP/3 closes.
 		n.gw.Shutdown(sctx)
+		if wt != nil {
+			wt.Shutdown(sctx)
+		}
 		return nil
 	})
 	n.ready.Store(true)
-	n.log.Info("serving", "addr", n.Addr(), "schema", store.SchemaLatest())
+	n.log.Info("serving", "addr", n.Addr(), "h3", n.H3Addr(), "schema", store.SchemaLatest())
 	n.banner(demo)
 	return g.Wait()
 }
@@ -133,6 +231,15 @@ func (n *Node) banner(demo demoInfo) {
 		}
 	}
 	fmt.Fprintf(n.out, "  metrics:       %s/metrics\n", base)
+	if n.pc != nil {
+		host, _, _ := net.SplitHostPort(n.Addr())
+		cert := "self-signed, hash at " + base + "/v1/transport"
+		if !n.certs.SelfSigned() {
+			cert = n.cfg.TLSCert
+		}
+		fmt.Fprintf(n.out, "  webtransport:  https://%s%s (udp; %s)\n",
+			net.JoinHostPort(host, strconv.Itoa(n.h3Port)), gateway.WebTransportPath, cert)
+	}
 }
 
 func level(s string) slog.Level {

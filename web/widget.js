@@ -5,7 +5,9 @@
  *   <script src="https://NODE/widget.js" data-workspace="demo" async></script>
  * It adds a launcher button and a chat panel to the page and talks to the
  * Parley node it was loaded from with the Parley wire protocol, version 1:
- * JSON frames over a WebSocket at /v1/ws (see docs/protocol.md).
+ * JSON frames over WebTransport at /v1/wt where the browser and the network
+ * allow it, else over a WebSocket at /v1/ws (see docs/protocol.md). The
+ * panel's data-transport attribute says which ("wt" or "ws") is in use.
  *
  * It is one self-contained file on purpose, because it runs on third-party
  * sites: no dependencies, no build step, no inline styles, no eval, so it works
@@ -85,7 +87,7 @@
   // ---------------------------------------------------------------- state
 
   const S = {
-    ws: null,
+    conn: null, // openConnection()
     welcomed: false,
     participant: null,
     heartbeatMs: 10000,
@@ -380,46 +382,266 @@
 
   // ---------------------------------------------------------------- connection
 
+  // ---------------------------------------------------------------- transports
+  //
+  // One connection to the node, over WebTransport or WebSocket: the rest of
+  // this file sees only openConnection. WebTransport is preferred when the
+  // browser has it and the node offers it (GET /v1/transport); WebSocket is
+  // used when it is missing, when it cannot connect (UDP blocked: ready
+  // fails or times out; remembered for WT_FAILED_TTL_MS, so that a visitor on
+  // such a network does not wait every time), and for the next connection
+  // after a WebTransport session broke mid-way (it ended without a close
+  // code, or a ping got no answer within WT_REPLY_TIMEOUT_MS: the node sends
+  // no QUIC keep-alives, so this is how a silently dropped path shows). Over
+  // WebTransport the frames are the same JSON objects, one per line, on one
+  // bidirectional stream; the session's close code means what the WebSocket
+  // close code does.
+
+  const WT_READY_TIMEOUT_MS = 3000;
+  const WT_FAILED_TTL_MS = 5 * 60 * 1000;
+  const WT_CLOSE_WAIT_MS = 2000;
+  const WT_REPLY_TIMEOUT_MS = 5000;
+  const MAX_LINE_CHARS = 4 * 1024 * 1024;
+  const KEY_WT_FAILED = 'parley:wt-failed:' + ORIGIN;
+  let wtBroke = false; // the last WebTransport session broke: use WebSocket once
+
+  function wtFailedRecently() {
+    const at = Number(storage.get('sessionStorage', KEY_WT_FAILED));
+    return Boolean(at) && Date.now() - at < WT_FAILED_TTL_MS;
+  }
+
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  function base64Bytes(s) {
+    const bin = atob(s);
+    const out = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+    return out;
+  }
+
+  // What the node offers besides WebSocket, or null.
+  async function transportInfo() {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), WT_READY_TIMEOUT_MS);
+    try {
+      const res = await fetch(ORIGIN + '/v1/transport', { cache: 'no-store', credentials: 'omit', signal: ctl.signal });
+      if (!res.ok) return null;
+      const info = await res.json();
+      const wt = info && info.webtransport;
+      return wt && typeof wt.url === 'string' ? wt : null;
+    } catch (e) {
+      return null;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /*
+   * openConnection connects and calls h.open() once the connection carries
+   * frames, h.line(text) for each frame, and h.close(code) once when it ends
+   * by itself (not after conn.close()). conn.transport is 'wt' or 'ws' once
+   * open; conn.send(text) returns false when the frame could not be sent.
+   * conn.expectReply() says that an answer is due (a frame with a ref was
+   * sent): over WebTransport, nothing at all received within
+   * WT_REPLY_TIMEOUT_MS ends the connection.
+   */
+  function openConnection(h) {
+    const conn = {
+      transport: '', closed: false,
+      send: () => false, expectReply: () => {}, close: () => { conn.closed = true; },
+    };
+    let ended = false;
+    const end = (code) => {
+      conn.send = () => false;
+      if (ended || conn.closed) return;
+      ended = true;
+      h.close(code || 0);
+    };
+    const useWS = () => {
+      if (conn.closed) return;
+      let ws;
+      try {
+        ws = new WebSocket(WS_URL);
+      } catch (e) {
+        setTimeout(() => end(0), 0);
+        return;
+      }
+      conn.close = () => {
+        conn.closed = true;
+        try { ws.close(); } catch (e) { /* ignore */ }
+      };
+      ws.addEventListener('open', () => {
+        if (conn.closed) return;
+        conn.transport = 'ws';
+        conn.send = (text) => {
+          if (ws.readyState !== WebSocket.OPEN) return false;
+          ws.send(text);
+          return true;
+        };
+        h.open();
+      });
+      ws.addEventListener('message', (ev) => {
+        if (!conn.closed && typeof ev.data === 'string') h.line(ev.data);
+      });
+      ws.addEventListener('close', (ev) => end(ev.code));
+    };
+    const tryWT = typeof WebTransport === 'function' && !wtBroke && !wtFailedRecently();
+    wtBroke = false;
+    if (!tryWT) {
+      useWS();
+      return conn;
+    }
+    (async () => {
+      const info = await transportInfo();
+      if (conn.closed) return;
+      if (!info) {
+        useWS(); // no WebTransport on this node, or the node is unreachable
+        return;
+      }
+      const failed = () => {
+        storage.set('sessionStorage', KEY_WT_FAILED, String(Date.now()));
+        useWS();
+      };
+      let wt;
+      try {
+        const opts = {};
+        if (Array.isArray(info.cert_hashes) && info.cert_hashes.length) {
+          opts.serverCertificateHashes = info.cert_hashes.map((b) => ({ algorithm: 'sha-256', value: base64Bytes(b) }));
+        }
+        wt = new WebTransport(info.url, opts);
+      } catch (e) {
+        failed();
+        return;
+      }
+      conn.close = () => {
+        conn.closed = true;
+        try { wt.close({ closeCode: 1000, reason: '' }); } catch (e) { /* ignore */ }
+      };
+      const closed = wt.closed.then((info) => ({ code: Number(info && info.closeCode) || 0 }), () => null);
+      const ready = await Promise.race([wt.ready.then(() => true, () => false), sleep(WT_READY_TIMEOUT_MS).then(() => false)]);
+      if (conn.closed) return;
+      let stream;
+      if (ready) {
+        try { stream = await wt.createBidirectionalStream(); } catch (e) { stream = null; }
+      }
+      if (conn.closed) return;
+      if (!stream) {
+        try { wt.close(); } catch (e) { /* ignore */ }
+        failed();
+        return;
+      }
+      const writer = stream.writable.getWriter();
+      const reader = stream.readable.getReader();
+      const enc = new TextEncoder();
+      let recvAt = Date.now();
+      let replyTimer = 0;
+      let broken = false;
+      conn.transport = 'wt';
+      conn.send = (text) => {
+        writer.write(enc.encode(text + '\n')).catch(() => { /* the reader sees the end */ });
+        return true;
+      };
+      let pendingSince = 0; // the oldest request sent after the last data received
+      const checkReply = () => {
+        replyTimer = 0;
+        if (conn.closed || ended || pendingSince <= recvAt) return;
+        const due = pendingSince + WT_REPLY_TIMEOUT_MS - Date.now();
+        if (due > 0) {
+          replyTimer = setTimeout(checkReply, due);
+          return;
+        }
+        broken = true; // the path went silent: WebSocket next
+        wtBroke = true;
+        try { wt.close(); } catch (e) { /* ignore */ }
+        end(0);
+      };
+      conn.expectReply = () => {
+        if (pendingSince <= recvAt) pendingSince = Date.now();
+        if (!replyTimer) replyTimer = setTimeout(checkReply, WT_REPLY_TIMEOUT_MS);
+      };
+      const closeConn = conn.close;
+      conn.close = () => {
+        clearTimeout(replyTimer);
+        closeConn();
+      };
+      h.open();
+      // Frames are lines; the server ends the stream, then closes the
+      // session with a code (read from `closed`) once we end ours.
+      const dec = new TextDecoder();
+      let buf = '';
+      let clean = false;
+      try {
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) {
+            clean = true;
+            break;
+          }
+          recvAt = Date.now();
+          buf += dec.decode(value, { stream: true });
+          let i;
+          while (!conn.closed && (i = buf.indexOf('\n')) >= 0) {
+            const line = buf.slice(0, i);
+            buf = buf.slice(i + 1);
+            if (line.trim()) h.line(line);
+          }
+          if (conn.closed) return;
+          if (buf.length > MAX_LINE_CHARS) throw new Error('frame too long');
+        }
+      } catch (e) { /* the stream broke */ }
+      clearTimeout(replyTimer);
+      conn.send = () => false;
+      if (conn.closed || broken) return;
+      writer.close().catch(() => { /* ignore */ });
+      const how = await Promise.race([closed, sleep(WT_CLOSE_WAIT_MS).then(() => undefined)]);
+      try { wt.close(); } catch (e) { /* ignore */ }
+      if (!clean || how === null) wtBroke = true; // broke mid-session: WebSocket next
+      end(how ? how.code : 0);
+    })().catch((e) => {
+      console.warn('Parley: WebTransport:', e);
+      if (conn.transport) end(0);
+      else useWS();
+    });
+    return conn;
+  }
+
   function connect() {
-    if (S.ws || S.fatal) return;
+    if (S.conn || S.fatal) return;
     clearTimeout(S.reconnectTimer);
     S.reconnectTimer = 0;
-    let ws;
-    try {
-      ws = new WebSocket(WS_URL);
-    } catch (e) {
-      scheduleReconnect();
-      return;
-    }
-    S.ws = ws;
     S.welcomed = false;
     S.subscribed = false;
     S.closeExplained = false; // set by an error frame that closes the connection
-    ws.addEventListener('open', () => {
-      if (S.ws === ws) sendHello();
+    const conn = openConnection({
+      open() {
+        if (S.conn !== conn) return;
+        panel.dataset.transport = conn.transport;
+        sendHello();
+      },
+      line(text) {
+        if (S.conn !== conn) return;
+        S.lastRecv = Date.now();
+        let f;
+        try { f = JSON.parse(text); } catch (e) { return; }
+        if (!f || typeof f !== 'object') return;
+        try {
+          onFrame(f);
+        } catch (err) {
+          setStatus('Something went wrong in the chat.', 'error', 6000);
+          console.warn('Parley:', err);
+        }
+      },
+      close(code) {
+        if (S.conn !== conn) return;
+        // The error frame normally says why; the close code is the fallback.
+        if (!S.closeExplained) {
+          if (code === 4403) onError({ type: 'error', code: 'auth_failed' });
+          else if (code === 4400) onError({ type: 'error', code: 'version_unsupported' });
+        }
+        onClosed();
+      },
     });
-    ws.addEventListener('message', (ev) => {
-      if (S.ws !== ws) return;
-      S.lastRecv = Date.now();
-      let f;
-      try { f = JSON.parse(ev.data); } catch (e) { return; }
-      if (!f || typeof f !== 'object') return;
-      try {
-        onFrame(f);
-      } catch (err) {
-        setStatus('Something went wrong in the chat.', 'error', 6000);
-        console.warn('Parley:', err);
-      }
-    });
-    ws.addEventListener('close', (ev) => {
-      if (S.ws !== ws) return;
-      // The error frame normally says why; the close code is the fallback.
-      if (!S.closeExplained) {
-        if (ev.code === 4403) onError({ type: 'error', code: 'auth_failed' });
-        else if (ev.code === 4400) onError({ type: 'error', code: 'version_unsupported' });
-      }
-      onClosed();
-    });
+    S.conn = conn;
   }
 
   function sendHello() {
@@ -449,13 +671,12 @@
     return null;
   }
 
-  // Closes the socket (if any) and forgets everything tied to the connection.
+  // Closes the connection (if any) and forgets everything tied to it.
   function teardown() {
-    const ws = S.ws;
-    S.ws = null;
-    if (ws) {
-      try { ws.close(); } catch (e) { /* ignore */ }
-    }
+    const conn = S.conn;
+    S.conn = null;
+    if (conn) conn.close();
+    delete panel.dataset.transport;
     clearInterval(S.hbTimer);
     S.hbTimer = 0;
     S.welcomed = false;
@@ -492,16 +713,14 @@
   }
 
   window.addEventListener('online', () => {
-    if (!S.ws && !S.fatal && (S.open || S.conversation)) {
+    if (!S.conn && !S.fatal && (S.open || S.conversation)) {
       S.attempt = 0;
       connect();
     }
   });
 
   function sendRaw(frame) {
-    if (!S.ws || S.ws.readyState !== WebSocket.OPEN) return false;
-    S.ws.send(JSON.stringify(frame));
-    return true;
+    return Boolean(S.conn) && S.conn.send(JSON.stringify(frame));
   }
 
   // Sends a frame with a fresh ref and remembers what it was for.
@@ -509,17 +728,18 @@
     const ref = 'r' + (++S.refN);
     frame.ref = ref;
     if (!sendRaw(frame)) return null;
+    S.conn.expectReply();
     S.refs.set(ref, ctx || { kind: frame.type });
     return ref;
   }
 
   function heartbeat() {
-    if (!S.ws) return;
+    if (!S.conn) return;
     if (Date.now() - S.lastRecv > 3 * S.heartbeatMs) {
       onClosed(); // the connection is dead without a close frame
       return;
     }
-    sendRaw({ type: 'ping', ref: 'ping' });
+    if (sendRaw({ type: 'ping', ref: 'ping' })) S.conn.expectReply();
     flushOutbox(); // resends what timed out
   }
 
@@ -589,7 +809,7 @@
 
   function ensureConversation() {
     S.wantStart = true;
-    if (!S.ws) connect();
+    if (!S.conn) connect();
     else if (S.welcomed && !S.conversation) startConversation();
   }
 
@@ -954,7 +1174,7 @@
     if (convKey() === before && identity.name === oldName) return;
     // A new identity: a new hello, and that identity's own conversation.
     S.fatal = false;
-    const hadSocket = Boolean(S.ws);
+    const hadSocket = Boolean(S.conn);
     teardown();
     S.messages.clear();
     S.outbox.clear();

@@ -1,0 +1,696 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	mrand "math/rand/v2"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Options are how a scenario is run (as opposed to what it runs).
+type Options struct {
+	// Progress receives the live progress line every second (stderr).
+	// Nil: no progress.
+	Progress io.Writer
+	// Cluster is set when the harness started the nodes itself (--local):
+	// faults need it.
+	Cluster *LocalCluster
+	// Clock of the scheduler. Nil: the wall clock.
+	Clock Clock
+	// LedgerCSV, when set, receives one row per message (its fate in
+	// detail) at the end of the run.
+	LedgerCSV io.Writer
+}
+
+// run is the state of one scenario run.
+type run struct {
+	sc     *Scenario
+	opts   Options
+	nodes  []string
+	token  string
+	dialer *dialer
+	ids    msgIDs
+	body   string
+	sched  Schedule
+	total  int
+	nconv  int
+	ledger *Ledger
+	rec    *recorder
+
+	convMu  sync.RWMutex
+	convs   []string
+	convIdx map[string]int
+
+	visitors []*vclient
+	agents   []*vclient
+
+	sendStart atomic.Int64 // unix nanos; 0 before the send phase
+	issued    atomic.Int64
+
+	evMu   sync.Mutex
+	events []Event
+
+	lastNodes     atomic.Pointer[[]NodeSample]
+	faultsPending atomic.Int64
+	hists         []map[string]PromHist
+
+	harnessMu sync.Mutex
+	harness   []NodeSample
+	lastCPU   float64
+	lastCPUAt time.Time
+}
+
+// Event is something that happened to the run: a storm, a kill, a restart.
+type Event struct {
+	T    float64 `json:"t"`
+	What string  `json:"what"`
+}
+
+func (r *run) event(format string, a ...any) {
+	t := 0.0
+	if s := r.sendStart.Load(); s != 0 {
+		t = round3(time.Since(time.Unix(0, s)).Seconds())
+	}
+	what := fmt.Sprintf(format, a...)
+	r.evMu.Lock()
+	r.events = append(r.events, Event{T: t, What: what})
+	r.evMu.Unlock()
+	if r.opts.Progress != nil {
+		fmt.Fprintf(r.opts.Progress, "\n[%6.1fs] %s\n", t, what)
+	}
+}
+
+func (r *run) setConv(ci int, id string) {
+	r.convMu.Lock()
+	r.convs[ci] = id
+	r.convIdx[id] = ci
+	r.convMu.Unlock()
+}
+
+func (r *run) conv(ci int) string {
+	r.convMu.RLock()
+	defer r.convMu.RUnlock()
+	return r.convs[ci]
+}
+
+func (r *run) convIndex(id string) (int, bool) {
+	r.convMu.RLock()
+	defer r.convMu.RUnlock()
+	ci, ok := r.convIdx[id]
+	return ci, ok
+}
+
+// due is when message k was due.
+func (r *run) due(k int) time.Time {
+	return time.Unix(0, r.sendStart.Load()).Add(r.sched.Due(k))
+}
+
+// Run runs a scenario to its end and returns its result. It stops by
+// itself: the send phase lasts the scenario's duration, the drain at most
+// its drain time, the whole run at most its timeout. When ctx is cancelled
+// (SIGINT), it stops sending, skips the drain and the audit, and returns
+// the partial result with Interrupted set.
+func Run(ctx context.Context, sc *Scenario, opts Options) (*Result, error) {
+	if err := sc.Ready(opts.Cluster != nil); err != nil {
+		return nil, err
+	}
+	if opts.Clock == nil {
+		opts.Clock = RealClock{}
+	}
+	var idb [4]byte
+	rand.Read(idb[:])
+	runID := hex.EncodeToString(idb[:])
+	r := &run{
+		sc: sc, opts: opts, nodes: sc.Target.Nodes, token: sc.AgentToken(),
+		dialer: newDialer(nil), ids: msgIDs{prefix: "pb" + runID + "-"},
+		body: bodyOf(sc.MessageSize), sched: Schedule{Rate: sc.Rate, RampUp: sc.RampUp.D()},
+		total: sc.TotalMessages(), nconv: sc.Conversations,
+		rec: newRecorder(), convs: make([]string, sc.Conversations), convIdx: map[string]int{},
+	}
+	r.ledger = NewLedger(r.total, sc.Agents)
+	res := &Result{Version: 1, Name: sc.Name, RunID: runID, Scenario: sc, Nodes: r.nodes,
+		Started: time.Now().UTC(), Host: hostInfo()}
+	if opts.Cluster != nil {
+		res.Local = opts.Cluster.Info()
+	}
+
+	// Every run is bounded by its timeout; ctx (SIGINT) interrupts it.
+	bounded, cancelBound := context.WithTimeout(context.Background(), sc.Timeout.D())
+	defer cancelBound()
+	stopped := func() string {
+		switch {
+		case ctx.Err() != nil:
+			return "interrupted"
+		case bounded.Err() != nil:
+			return "timeout " + sc.Timeout.String()
+		}
+		return ""
+	}
+	runCtx, cancelRun := context.WithCancel(bounded)
+	defer cancelRun()
+	go func() {
+		select {
+		case <-ctx.Done():
+			cancelRun()
+		case <-runCtx.Done():
+		}
+	}()
+
+	// Node metrics, every second, for the whole run.
+	scr := newScraper(r.nodes)
+	scrCtx, stopScrape := context.WithCancel(context.Background())
+	var scrWG sync.WaitGroup
+	scrWG.Add(1)
+	go func() {
+		defer scrWG.Done()
+		scr.run(scrCtx, func(s []NodeSample) { r.lastNodes.Store(&s) })
+	}()
+	finishScrape := func() { stopScrape(); scrWG.Wait() }
+	defer finishScrape()
+	before := scr.sample(runCtx)
+
+	// Clients live until the run's end (not cancelled by SIGINT directly:
+	// they are stopped in order, after the result is taken).
+	clientCtx, stopClients := context.WithCancel(context.Background())
+	defer stopClients()
+	var clientWG sync.WaitGroup
+
+	// Idle connections first: their memory is measured before the load.
+	var idle *idleSet
+	if sc.Idle != nil {
+		var err error
+		idle, err = openIdle(runCtx, clientCtx, r, scr, before)
+		if idle != nil {
+			defer idle.close()
+		}
+		res.Idle = idle.result()
+		if err != nil && runCtx.Err() == nil {
+			// The scale test failed (limits, dial errors): report it as it
+			// stands rather than load a node in an unknown state.
+			res.Error = err.Error()
+			res.Stopped = stopped()
+			return r.finish(res, scr, time.Now(), time.Now(), time.Now()), err
+		}
+	}
+
+	// Setup: agents first, so that they see every conversation.
+	progressCtx, stopProgress := context.WithCancel(context.Background())
+	var progWG sync.WaitGroup
+	progWG.Add(1)
+	go func() { defer progWG.Done(); r.progress(progressCtx) }()
+	defer func() { stopProgress(); progWG.Wait() }()
+
+	setupStart := time.Now()
+	if err := r.setup(runCtx, clientCtx, &clientWG); err != nil {
+		res.Error = "setup: " + err.Error()
+		res.Stopped = stopped()
+		stopClients()
+		clientWG.Wait()
+		return r.finish(res, scr, time.Now(), time.Now(), setupStart), errors.New(res.Error)
+	}
+	res.SetupSeconds = round3(time.Since(setupStart).Seconds())
+
+	// Send phase.
+	start := opts.Clock.Now().Add(100 * time.Millisecond)
+	r.sendStart.Store(start.UnixNano())
+	r.rec.start(start)
+	var bg sync.WaitGroup
+	r.scheduleStorms(runCtx, start, &bg)
+	r.scheduleFaults(runCtx, start, &bg)
+	issued := 0
+	if r.total > 0 {
+		issued = RunSchedule(runCtx, opts.Clock, r.sched, start, r.total, func(k int, due time.Time) {
+			r.visitors[(k%r.nconv)%len(r.visitors)].enqueue(k)
+			r.issued.Add(1)
+			r.rec.issued.Add(1)
+		})
+	} else {
+		_ = opts.Clock.SleepUntil(runCtx, start.Add(sc.Duration.D()))
+	}
+	if issued == r.total && runCtx.Err() == nil {
+		// Let the send phase run to its full duration (the last message is
+		// due a little before it ends).
+		_ = opts.Clock.SleepUntil(runCtx, start.Add(sc.Duration.D()))
+	}
+	sendEnd := time.Now()
+
+	// Drain: outstanding acks and deliveries, and faults still running
+	// (a node killed near the end restarts before the drain can end).
+	deadline := time.Now().Add(sc.Drain.D())
+	for runCtx.Err() == nil {
+		if !r.faultsDone() {
+			// A node still down: the drain starts once it is back.
+			deadline = time.Now().Add(sc.Drain.D())
+		} else if !r.ledger.pending(issued) || !time.Now().Before(deadline) {
+			break
+		}
+		_ = sleepCtx(runCtx, 100*time.Millisecond)
+	}
+	bg.Wait()
+	res.DrainSeconds = round3(time.Since(sendEnd).Seconds())
+
+	// Audit the node's history: exactly once for every acked message?
+	if *sc.Audit && runCtx.Err() == nil && r.total > 0 {
+		if err := r.audit(runCtx); err != nil {
+			res.AuditError = err.Error()
+		} else {
+			r.ledger.MarkAudited()
+		}
+	}
+	res.Stopped = stopped()
+	r.hists = scr.histograms(context.Background())
+	stopClients()
+	clientWG.Wait()
+	res.Issued = issued
+	return r.finish(res, scr, start, sendEnd, setupStart), nil
+}
+
+// setup connects the agents and the visitors at the connect rate; visitors
+// start their conversations. Client loops run from their first connection.
+func (r *run) setup(ctx, clientCtx context.Context, wg *sync.WaitGroup) error {
+	sc := r.sc
+	n := 0
+	mk := func(agent bool, idx int) *vclient {
+		v := &vclient{r: r, agent: agent, idx: idx, gidx: n, url: wsURL(r.nodes[n%len(r.nodes)]),
+			transport: pickTransport(sc.Transports, n), hb: 10 * time.Second, drop: make(chan time.Duration, 1)}
+		n++
+		if agent {
+			v.curs = make([]convCursor, r.nconv)
+		} else {
+			v.inflight = map[int]struct{}{}
+			v.wake = make(chan struct{}, 1)
+			v.vcurs = map[int]*convCursor{}
+		}
+		return v
+	}
+	for i := 0; i < sc.Agents; i++ {
+		r.agents = append(r.agents, mk(true, i))
+	}
+	for i := 0; i < sc.Visitors; i++ {
+		r.visitors = append(r.visitors, mk(false, i))
+	}
+	for ci := 0; ci < r.nconv; ci++ {
+		v := r.visitors[ci%len(r.visitors)]
+		v.convs = append(v.convs, ci)
+	}
+	all := append(append([]*vclient(nil), r.agents...), r.visitors...)
+	interval := time.Duration(float64(time.Second) / sc.ConnectRate)
+	var (
+		mu       sync.Mutex
+		firstErr error
+		failed   int
+		setupWG  sync.WaitGroup
+	)
+	sem := make(chan struct{}, 256)
+	t0 := time.Now()
+	for i, v := range all {
+		if i == len(r.agents) && i > 0 {
+			setupWG.Wait() // agents online before the first conversation
+		}
+		if err := sleepUntil(ctx, t0.Add(time.Duration(i)*interval)); err != nil {
+			return err
+		}
+		sem <- struct{}{}
+		setupWG.Add(1)
+		go func(v *vclient) {
+			defer setupWG.Done()
+			defer func() { <-sem }()
+			var c *websocket.Conn
+			var err error
+			for attempt := 0; attempt < 3; attempt++ {
+				if c, err = v.setup(ctx); err == nil || ctx.Err() != nil {
+					break
+				}
+				_ = sleepCtx(ctx, time.Duration(attempt+1)*200*time.Millisecond)
+			}
+			if err != nil {
+				mu.Lock()
+				failed++
+				if firstErr == nil {
+					firstErr = fmt.Errorf("%s %d: %w", v.role(), v.idx, err)
+				}
+				mu.Unlock()
+				return
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); v.loop(clientCtx, c) }()
+		}(v)
+	}
+	setupWG.Wait()
+	if firstErr != nil {
+		return fmt.Errorf("%d of %d clients could not connect; first: %w", failed, len(all), firstErr)
+	}
+	return ctx.Err()
+}
+
+// pickTransport gives client i a transport so that the mix follows the
+// weights (spread evenly by a low-discrepancy sequence, not in blocks).
+func pickTransport(weights map[string]float64, i int) string {
+	names := make([]string, 0, len(weights))
+	total := 0.0
+	for n, w := range weights {
+		if w > 0 {
+			names = append(names, n)
+			total += w
+		}
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return "ws"
+	}
+	x := math.Mod(float64(i)*0.6180339887498949, 1) * total
+	for _, n := range names {
+		if x < weights[n] {
+			return n
+		}
+		x -= weights[n]
+	}
+	return names[len(names)-1]
+}
+
+func sleepUntil(ctx context.Context, t time.Time) error {
+	if d := time.Until(t); d > 0 {
+		return sleepCtx(ctx, d)
+	}
+	return ctx.Err()
+}
+
+// scheduleStorms drops the chosen fraction of clients at each storm's time.
+func (r *run) scheduleStorms(ctx context.Context, start time.Time, wg *sync.WaitGroup) {
+	rng := mrand.New(mrand.NewPCG(uint64(r.sc.Seed), 7))
+	for _, st := range r.sc.ReconnectStorms {
+		all := append(append([]*vclient(nil), r.agents...), r.visitors...)
+		n := int(float64(len(all))*st.Fraction + 0.5)
+		rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+		victims := all[:n]
+		delays := make([]time.Duration, n)
+		for i := range delays {
+			if st.Over > 0 {
+				delays[i] = time.Duration(rng.Int64N(int64(st.Over)))
+			}
+		}
+		wg.Add(1)
+		go func(st Storm) {
+			defer wg.Done()
+			if sleepUntil(ctx, start.Add(st.At.D())) != nil {
+				return
+			}
+			r.event("reconnect storm: dropping %d of %d connections, reconnecting over %s", n, len(all), st.Over)
+			for i, v := range victims {
+				select {
+				case v.drop <- delays[i]:
+					r.rec.stormDrops.Add(1)
+				default:
+				}
+			}
+		}(st)
+	}
+}
+
+// scheduleFaults runs the scenario's faults against the local cluster.
+func (r *run) scheduleFaults(ctx context.Context, start time.Time, wg *sync.WaitGroup) {
+	cl := r.opts.Cluster
+	if cl == nil {
+		return
+	}
+	for _, f := range r.sc.Faults {
+		wg.Add(1)
+		r.faultsPending.Add(1)
+		go func(f Fault) {
+			defer wg.Done()
+			defer r.faultsPending.Add(-1)
+			if sleepUntil(ctx, start.Add(f.At.D())) != nil {
+				return
+			}
+			node := cl.Nodes[f.Node]
+			if err := cl.Kill(f.Node); err != nil {
+				r.event("kill -9 %s failed: %v", node.ID, err)
+				return
+			}
+			r.event("kill -9 %s (%s)", node.ID, node.URL)
+			if f.RestartAfter <= 0 {
+				return
+			}
+			// The restart happens even if the send phase ended meanwhile:
+			// the drain waits for it.
+			if sleepCtx(ctx, f.RestartAfter.D()) != nil {
+				return
+			}
+			t0 := time.Now()
+			rctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			if err := cl.Restart(rctx, f.Node); err != nil {
+				r.event("restart %s failed: %v", node.ID, err)
+				return
+			}
+			r.event("restarted %s: ready after %s", node.ID, time.Since(t0).Round(time.Millisecond))
+		}(f)
+	}
+}
+
+func (r *run) faultsDone() bool { return r.faultsPending.Load() == 0 }
+
+// audit reads every conversation's history from the start on a fresh
+// agent connection and records where each message is stored.
+func (r *run) audit(ctx context.Context) error {
+	if r.token == "" || len(r.nodes) == 0 {
+		return errors.New("audit needs an agent token")
+	}
+	actx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	a := &vclient{r: r, agent: true, idx: -1, url: wsURL(r.nodes[0]), transport: "ws", hb: 10 * time.Second}
+	c, err := a.connect(actx)
+	if err != nil {
+		return fmt.Errorf("audit connect: %w", err)
+	}
+	defer c.CloseNow()
+	defer r.rec.clientConns.Add(-1)
+	for ci := 0; ci < r.nconv; ci++ {
+		conv := r.conv(ci)
+		after := uint64(0)
+		for {
+			ref := fmt.Sprintf("a%d-%d", ci, after)
+			if err := writeJSON(actx, c, map[string]any{"type": "resume", "ref": ref, "conversation": conv, "after": after}); err != nil {
+				return err
+			}
+			var resumed *frame
+			for resumed == nil {
+				f, err := readFrame(actx, c)
+				if err != nil {
+					return fmt.Errorf("audit of %s: %w", conv, err)
+				}
+				switch {
+				case f.Type == "deliver" && f.Conversation == conv:
+					if k := r.ids.index(f.messageID()); k >= 0 {
+						r.ledger.Stored(k, f.Seq)
+					}
+				case f.Type == "resumed" && f.Ref == ref:
+					resumed = f
+				case f.Type == "error" && f.Ref == ref:
+					if f.Code == "rate_limited" {
+						_ = sleepCtx(actx, 200*time.Millisecond)
+						resumed = &frame{More: true, Head: after}
+						break
+					}
+					return fmt.Errorf("audit of %s: %s: %s", conv, f.Code, f.errorText())
+				}
+			}
+			if !resumed.More {
+				break
+			}
+			after = resumed.Head
+		}
+	}
+	return nil
+}
+
+// progress prints one line a second on the progress writer.
+func (r *run) progress(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if r.opts.Progress != nil {
+				fmt.Fprintln(r.opts.Progress)
+			}
+			return
+		case now := <-t.C:
+			r.sampleHarness(now)
+			s := r.sendStart.Load()
+			if s == 0 {
+				if r.opts.Progress != nil {
+					fmt.Fprintf(r.opts.Progress, "\rsetup: %d connections open, %d connect failures%s   ",
+						r.rec.clientConns.Load(), r.rec.connFails.Load(), r.nodeLine())
+				}
+				continue
+			}
+			el := now.Sub(time.Unix(0, s)).Seconds()
+			iv := r.rec.tick(now, el)
+			if r.opts.Progress == nil {
+				continue
+			}
+			fmt.Fprintf(r.opts.Progress, "\r%5.0fs issued %d/%d acked %d delivered %d | %5.0f/s e2e p50 %s p99 %s ack p99 %s | err %d reconn %d conns %d%s   ",
+				el, r.issued.Load(), r.total, r.rec.acked.Load(), r.rec.delivered.Load(),
+				iv.Acked, fmtMs(iv.E2E.P50), fmtMs(iv.E2E.P99), fmtMs(iv.Ack.P99),
+				r.rec.errorsN.Load(), r.rec.reconnects.Load(), r.rec.clientConns.Load(), r.nodeLine()+r.harnessLine())
+		}
+	}
+}
+
+// sampleHarness records this process's CPU and memory: on a machine the
+// harness shares with the node, its own load is part of the result.
+func (r *run) sampleHarness(now time.Time) {
+	cpu := selfCPUSeconds()
+	r.harnessMu.Lock()
+	defer r.harnessMu.Unlock()
+	smp := NodeSample{OK: true, CPUSeconds: cpu, RSS: selfRSS()}
+	if s := r.sendStart.Load(); s != 0 {
+		smp.T = round3(now.Sub(time.Unix(0, s)).Seconds())
+	} else {
+		smp.T = -1
+	}
+	if !r.lastCPUAt.IsZero() {
+		if dt := now.Sub(r.lastCPUAt).Seconds(); dt > 0 {
+			smp.CPUPercent = round3((cpu - r.lastCPU) / dt * 100)
+		}
+	}
+	r.lastCPU, r.lastCPUAt = cpu, now
+	r.harness = append(r.harness, smp)
+}
+
+func (r *run) harnessLine() string {
+	r.harnessMu.Lock()
+	defer r.harnessMu.Unlock()
+	if len(r.harness) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" | harness cpu %3.0f%%", r.harness[len(r.harness)-1].CPUPercent)
+}
+
+func (r *run) nodeLine() string {
+	p := r.lastNodes.Load()
+	if p == nil {
+		return ""
+	}
+	var b strings.Builder
+	for i, s := range *p {
+		if !s.OK {
+			fmt.Fprintf(&b, " | node%d down", i)
+			continue
+		}
+		fmt.Fprintf(&b, " | node%d cpu %3.0f%% rss %s conns %.0f", i, s.CPUPercent, fmtBytes(s.RSS), s.Conns)
+	}
+	return b.String()
+}
+
+func fmtMs(ms float64) string {
+	switch {
+	case ms == 0:
+		return "-"
+	case ms < 10:
+		return fmt.Sprintf("%.2fms", ms)
+	case ms < 1000:
+		return fmt.Sprintf("%.0fms", ms)
+	}
+	return fmt.Sprintf("%.2fs", ms/1000)
+}
+
+func fmtBytes(b float64) string {
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%.2fGiB", b/(1<<30))
+	case b >= 1<<20:
+		return fmt.Sprintf("%.0fMiB", b/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.0fKiB", b/(1<<10))
+	}
+	return fmt.Sprintf("%.0fB", b)
+}
+
+// finish assembles the result.
+func (r *run) finish(res *Result, scr *scraper, sendStart, sendEnd, setupStart time.Time) *Result {
+	res.Finished = time.Now().UTC()
+	res.Host.LoadAvg = append(res.Host.LoadAvg, loadAvg())
+	if r.opts.LedgerCSV != nil {
+		_ = r.ledger.WriteCSV(r.opts.LedgerCSV, res.Issued, func(k int) string { return r.conv(k % r.nconv) })
+	}
+	sec := sendEnd.Sub(sendStart).Seconds()
+	res.SendSeconds = round3(sec)
+	res.Accounting = r.ledger.Account(res.Issued)
+	res.Latency = map[string]Percentiles{}
+	res.Curves = map[string][]CurvePoint{}
+	for m := metric(0); m < nMetrics; m++ {
+		p, c := r.rec.summary(m)
+		res.Latency[metricNames[m]] = p
+		res.Curves[metricNames[m]] = c
+	}
+	res.Errors = r.rec.errorCounts()
+	res.Counts = Counts{
+		Issued: r.rec.issued.Load(), Written: r.rec.written.Load(), Resent: r.rec.resent.Load(),
+		Acked: r.rec.acked.Load(), DupAcks: r.rec.dupAcks.Load(), Delivered: r.rec.delivered.Load(),
+		Errors: r.rec.errorsN.Load(), Reconnects: r.rec.reconnects.Load(), ConnectFailures: r.rec.connFails.Load(),
+		Resumes: r.rec.resumes.Load(), Drops: r.rec.drops.Load(), StormDrops: r.rec.stormDrops.Load(),
+	}
+	if sec > 0 {
+		res.Throughput = Throughput{
+			IssuedPerSec:    round3(float64(res.Counts.Issued) / sec),
+			AckedPerSec:     round3(float64(res.Counts.Acked) / sec),
+			DeliveredPerSec: round3(float64(res.Counts.Delivered) / sec),
+		}
+	}
+	res.Timeline = r.rec.intervals()
+	res.NodeMetrics = scr.result(sendStart, sendEnd)
+	for i := range res.NodeMetrics {
+		if i < len(r.hists) {
+			res.NodeMetrics[i].Histograms = r.hists[i]
+		}
+	}
+	r.harnessMu.Lock()
+	res.Harness = NodeSeries{Node: "harness", Samples: append([]NodeSample(nil), r.harness...)}
+	r.harnessMu.Unlock()
+	for _, s := range res.Harness.Samples {
+		res.Harness.PeakRSS = max(res.Harness.PeakRSS, s.RSS)
+		if s.T > 0 && s.T <= res.SendSeconds+1 {
+			res.Harness.CPUSecondsSend += s.CPUPercent / 100
+		}
+	}
+	res.Harness.CPUSecondsSend = round3(res.Harness.CPUSecondsSend)
+	var cpu float64
+	for _, n := range res.NodeMetrics {
+		cpu += n.CPUSecondsSend
+	}
+	res.NodeCPUSeconds = round3(cpu)
+	if res.Counts.Acked > 0 && cpu > 0 {
+		res.AckedPerCPUSecond = round3(float64(res.Counts.Acked) / cpu)
+	}
+	r.evMu.Lock()
+	res.Events = append([]Event(nil), r.events...)
+	r.evMu.Unlock()
+	sort.SliceStable(res.Events, func(i, j int) bool { return res.Events[i].T < res.Events[j].T })
+	res.Verdict = verdict(res)
+	return res
+}
+
+func hostInfo() Host {
+	h, _ := os.Hostname()
+	return Host{Hostname: h, CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH, LoadAvg: []string{loadAvg()}}
+}
+
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	return strings.TrimSpace(string(b))
+}

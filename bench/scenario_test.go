@@ -1,0 +1,151 @@
+package bench
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseScenarioDefaults(t *testing.T) {
+	sc, err := ParseScenario([]byte(`
+name: t
+target: {nodes: ["http://127.0.0.1:8080"], agent_token: "0123456789abcdef0123"}
+visitors: 10
+agents: 2
+rate: 100
+duration: 10s
+ramp_up: 2s
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.Conversations != 10 || sc.MessageSize != 64 || sc.Target.Workspace != "demo" || sc.ConnectRate != 500 || !*sc.Audit {
+		t.Errorf("defaults not filled: %+v", sc)
+	}
+	if sc.Drain.D() != 10*time.Second || sc.Transports["ws"] != 1 {
+		t.Errorf("drain %s transports %v", sc.Drain, sc.Transports)
+	}
+	// 2 s ramp (100 messages) + 8 s at 100/s.
+	if got := sc.TotalMessages(); got != 900 {
+		t.Errorf("TotalMessages = %d, want 900", got)
+	}
+	if sc.Timeout.D() < sc.Duration.D()+sc.Drain.D() {
+		t.Errorf("timeout %s too short", sc.Timeout)
+	}
+	if err := sc.Ready(false); err != nil {
+		t.Errorf("Ready: %v", err)
+	}
+	sc.Messages = 50
+	if got := sc.TotalMessages(); got != 50 {
+		t.Errorf("TotalMessages with messages: 50 = %d", got)
+	}
+}
+
+func TestParseScenarioErrors(t *testing.T) {
+	base := "visitors: 10\nagents: 1\nrate: 10\nduration: 5s\n"
+	cases := []struct {
+		name, yaml string
+		want       []string // substrings of the error
+	}{
+		{"unknown field", base + "visitor: 3\n", []string{"field visitor not found"}},
+		{"duration missing", "visitors: 1\nrate: 1\n", []string{"duration: must be > 0"}},
+		{"duration without unit", "visitors: 1\nduration: 10\n", []string{"want a number with a unit"}},
+		{"negative rate", "visitors: 1\nrate: -1\nduration: 1s\n", []string{"rate: must be a number ≥ 0"}},
+		{"rate without visitors", "agents: 1\nrate: 5\nduration: 1s\n", []string{"rate: messages need conversations"}},
+		{"body too big", base + "message_size: 5000\n", []string{"message_size: must be 1..4000"}},
+		{"ramp longer than run", base + "ramp_up: 6s\n", []string{"ramp_up: must be 0..duration"}},
+		{"webtransport", base + "transports: {ws: 1, wt: 1}\n", []string{"transports.wt: WebTransport is not supported yet"}},
+		{"unknown transport", base + "transports: {sse: 1}\n", []string{"transports.sse: unknown transport"}},
+		{"no transport weight", base + "transports: {ws: 0}\n", []string{"no transport has a weight"}},
+		{"storm fraction", base + "reconnect_storms: [{at: 1s, fraction: 1.5}]\n", []string{"reconnect_storms[0].fraction"}},
+		{"storm after the end", base + "reconnect_storms: [{at: 9s, fraction: 0.5}]\n", []string{"reconnect_storms[0].at"}},
+		{"partition", base + "faults: [{at: 1s, action: partition}]\n", []string{"partition is not implemented yet"}},
+		{"fault action missing", base + "faults: [{at: 1s}]\n", []string{"faults[0].action: missing"}},
+		{"fault node index", base + "target: {nodes: [\"http://a:1\"]}\nfaults: [{at: 1s, action: kill, node: 1}]\n", []string{"faults[0].node: index 1"}},
+		{"node url", base + "target: {nodes: [\"ws://a:1/v1/ws\"]}\n", []string{"target.nodes[0]", "http://"}},
+		{"node path", base + "target: {nodes: [\"http://a:1/v1/ws\"]}\n", []string{"without a path"}},
+		{"workspace", base + "target: {workspace: \"Demo!\"}\n", []string{"target.workspace"}},
+		{"two tokens", base + "target: {agent_token: x, agent_token_env: Y}\n", []string{"not both"}},
+		{"timeout", base + "timeout: 1s\n", []string{"timeout: 1s is shorter than duration + drain"}},
+		{"idle sources", "idle: {connections: 10, source_addrs: [\"127.0.0.9-127.0.0.2\"]}\nduration: 1s\n", []string{"idle.source_addrs"}},
+		{"idle count", "idle: {connections: 0}\nduration: 1s\n", []string{"idle.connections: must be 1.."}},
+		{"nothing", "duration: 1s\n", []string{"nothing to run"}},
+		{"too many messages", "visitors: 1\nrate: 1000000\nduration: 1h\n", []string{"over the limit"}},
+		{"several at once", "visitors: -1\nagents: 5000\nduration: 1s\n", []string{"visitors: must be 0..", "agents: must be 0.."}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseScenario([]byte(c.yaml))
+			if err == nil {
+				t.Fatalf("no error for:\n%s", c.yaml)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestScenarioReady(t *testing.T) {
+	sc, err := ParseScenario([]byte("visitors: 1\nagents: 1\nrate: 1\nduration: 2s\nfaults: [{at: 1s, action: kill}]\ntarget: {agent_token_env: PARLEY_BENCH_TEST_NO_SUCH_VAR}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = sc.Ready(false)
+	for _, w := range []string{"target.nodes: no node", "$PARLEY_BENCH_TEST_NO_SUCH_VAR is empty", "faults: need --local"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("Ready error %v lacks %q", err, w)
+		}
+	}
+	t.Setenv("PARLEY_BENCH_TEST_TOKEN", "tok")
+	sc.Target.AgentTokenEnv = "PARLEY_BENCH_TEST_TOKEN"
+	sc.Target.Nodes = []string{"http://127.0.0.1:1"}
+	if err := sc.Ready(true); err != nil {
+		t.Errorf("Ready: %v", err)
+	}
+	if sc.AgentToken() != "tok" {
+		t.Errorf("token from env = %q", sc.AgentToken())
+	}
+}
+
+func TestParseSourceAddrs(t *testing.T) {
+	ips, err := ParseSourceAddrs([]string{"127.0.0.2-127.0.0.4", "127.0.1.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ip := range ips {
+		got = append(got, ip.String())
+	}
+	if strings.Join(got, ",") != "127.0.0.2,127.0.0.3,127.0.0.4,127.0.1.1" {
+		t.Errorf("got %v", got)
+	}
+	for _, bad := range []string{"x", "127.0.0.1-y", "::1", "127.0.0.1-127.0.9.1"} {
+		if _, err := ParseSourceAddrs([]string{bad}); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestTestdataScenariosValid(t *testing.T) {
+	for _, p := range []string{"testdata/smoke.yaml", "testdata/kill.yaml", "testdata/load-1k.yaml", "testdata/load-5k.yaml", "testdata/idle-10k.yaml", "testdata/idle-19k.yaml", "testdata/idle-100k.yaml"} {
+		if _, err := LoadScenario(p); err != nil {
+			t.Errorf("%v", err)
+		}
+	}
+}
+
+func TestPickTransport(t *testing.T) {
+	count := map[string]int{}
+	for i := 0; i < 1000; i++ {
+		count[pickTransport(map[string]float64{"ws": 3, "wt": 1}, i)]++
+	}
+	if count["ws"] < 740 || count["ws"] > 760 || count["wt"] < 240 || count["wt"] > 260 {
+		t.Errorf("mix 3:1 gave %v", count)
+	}
+	if got := pickTransport(map[string]float64{"ws": 1, "wt": 0}, 7); got != "ws" {
+		t.Errorf("zero weight picked: %s", got)
+	}
+}

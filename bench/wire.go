@@ -1,0 +1,232 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// frame is any frame a node sends, with the fields the harness reads.
+type frame struct {
+	Type         string          `json:"type"`
+	Ref          string          `json:"ref"`
+	Conversation string          `json:"conversation"`
+	ID           string          `json:"id"`
+	Seq          uint64          `json:"seq"`
+	Dup          bool            `json:"dup"`
+	Code         string          `json:"code"`
+	Message      json.RawMessage `json:"message"` // deliver: an object; error: a string
+	VisitorID    string          `json:"visitor_id"`
+	VisitorSig   string          `json:"visitor_sig"`
+	HeartbeatMS  int64           `json:"heartbeat_ms"`
+	Head         uint64          `json:"head"`
+	More         bool            `json:"more"`
+	Node         string          `json:"node"`
+}
+
+// messageID returns the id of a deliver frame's message.
+func (f *frame) messageID() string {
+	var m struct {
+		ID string `json:"id"`
+	}
+	if len(f.Message) == 0 || f.Message[0] != '{' {
+		return ""
+	}
+	_ = json.Unmarshal(f.Message, &m)
+	return m.ID
+}
+
+// errorText returns an error frame's message.
+func (f *frame) errorText() string {
+	var s string
+	_ = json.Unmarshal(f.Message, &s)
+	return s
+}
+
+// wireError is an error frame received where a specific answer was due.
+type wireError struct {
+	Code, Message string
+}
+
+func (e *wireError) Error() string { return e.Code + ": " + e.Message }
+
+// wsURL turns a node's base URL into its WebSocket endpoint.
+func wsURL(base string) string {
+	base = strings.TrimRight(base, "/")
+	switch {
+	case strings.HasPrefix(base, "https://"):
+		return "wss://" + strings.TrimPrefix(base, "https://") + "/v1/ws"
+	case strings.HasPrefix(base, "http://"):
+		return "ws://" + strings.TrimPrefix(base, "http://") + "/v1/ws"
+	}
+	return base + "/v1/ws"
+}
+
+// dialer opens WebSocket connections, optionally from given local
+// addresses (one HTTP client per address).
+type dialer struct {
+	clients []*http.Client
+}
+
+func newDialer(sources []net.IP) *dialer {
+	d := &dialer{}
+	mk := func(local net.Addr) *http.Client {
+		nd := &net.Dialer{Timeout: 10 * time.Second, LocalAddr: local}
+		return &http.Client{Transport: &http.Transport{
+			DialContext:         nd.DialContext,
+			MaxIdleConnsPerHost: -1,
+			DisableKeepAlives:   true,
+			ForceAttemptHTTP2:   false,
+		}}
+	}
+	if len(sources) == 0 {
+		d.clients = []*http.Client{mk(nil)}
+	}
+	for _, ip := range sources {
+		d.clients = append(d.clients, mk(&net.TCPAddr{IP: ip}))
+	}
+	return d
+}
+
+// dial opens connection number i (which picks the source address).
+func (d *dialer) dial(ctx context.Context, url string, i int) (*websocket.Conn, error) {
+	c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: d.clients[i%len(d.clients)]})
+	if err != nil {
+		if resp != nil && resp.StatusCode == http.StatusTooManyRequests {
+			return nil, &wireError{Code: "rate_limited", Message: "too many connections from this address (HTTP 429)"}
+		}
+		return nil, err
+	}
+	c.SetReadLimit(1 << 20)
+	return c, nil
+}
+
+// skipped are frames the harness only counts: recognised by their first
+// bytes (the node writes "type" first), they are not decoded.
+var skipped = [][]byte{[]byte(`{"type":"typing"`), []byte(`{"type":"presence"`), []byte(`{"type":"pong"`), []byte(`{"type":"read"`)}
+
+// readFrame reads and decodes the next frame.
+func readFrame(ctx context.Context, c *websocket.Conn) (*frame, error) {
+	_, b, err := c.Read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range skipped {
+		if bytes.HasPrefix(b, p) {
+			return &frame{Type: string(p[9 : len(p)-1])}, nil
+		}
+	}
+	var f frame
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("undecodable frame %.200q: %w", b, err)
+	}
+	return &f, nil
+}
+
+// await reads frames until one of type typ (and ref, when set) arrives. An
+// error frame with that ref (or with none) is returned as a *wireError.
+// Other frames go to other, when not nil.
+func await(ctx context.Context, c *websocket.Conn, typ, ref string, other func(*frame)) (*frame, error) {
+	for {
+		f, err := readFrame(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		if f.Type == typ && (ref == "" || f.Ref == ref) {
+			return f, nil
+		}
+		if f.Type == "error" && (f.Ref == ref || f.Ref == "") {
+			return nil, &wireError{Code: f.Code, Message: f.errorText()}
+		}
+		if other != nil {
+			other(f)
+		}
+	}
+}
+
+func writeJSON(ctx context.Context, c *websocket.Conn, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return c.Write(ctx, websocket.MessageText, b)
+}
+
+// errCode names an error for the errors-by-code table: the wire code when
+// the node sent one, else a coarse class.
+func errCode(err error) string {
+	var we *wireError
+	if errors.As(err, &we) {
+		return we.Code
+	}
+	var ce websocket.CloseError
+	if errors.As(err, &ce) {
+		return "close_" + strconv.Itoa(int(ce.Code))
+	}
+	s := err.Error()
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || strings.Contains(s, "timeout"):
+		return "timeout"
+	case strings.Contains(s, "connection refused"):
+		return "conn_refused"
+	case strings.Contains(s, "connection reset"):
+		return "conn_reset"
+	case strings.Contains(s, "EOF"):
+		return "eof"
+	case strings.Contains(s, "cannot assign requested address"):
+		return "no_local_port"
+	case strings.Contains(s, "too many open files"):
+		return "too_many_files"
+	}
+	return "transport"
+}
+
+// msgIDs names the messages of a run: "pb" + run + "-" + index.
+type msgIDs struct{ prefix string }
+
+func (m msgIDs) id(k int) string { return m.prefix + strconv.Itoa(k) }
+
+// index returns the message index of id, or -1 when id is not this run's.
+func (m msgIDs) index(id string) int {
+	if !strings.HasPrefix(id, m.prefix) {
+		return -1
+	}
+	k, err := strconv.Atoi(id[len(m.prefix):])
+	if err != nil || k < 0 {
+		return -1
+	}
+	return k
+}
+
+// sendFrame builds a send frame without reflection; id, conv and body are
+// known to need no JSON escaping.
+func sendFrame(buf []byte, id, conv, body string) []byte {
+	buf = append(buf[:0], `{"type":"send","ref":"`...)
+	buf = append(buf, id...)
+	buf = append(buf, `","conversation":"`...)
+	buf = append(buf, conv...)
+	buf = append(buf, `","id":"`...)
+	buf = append(buf, id...)
+	buf = append(buf, `","body":"`...)
+	buf = append(buf, body...)
+	return append(buf, `"}`...)
+}
+
+// bodyOf returns an ASCII body of n bytes.
+func bodyOf(n int) string {
+	const alpha = "abcdefghijklmnopqrstuvwxyz0123456789 "
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = alpha[i%len(alpha)]
+	}
+	return string(b)
+}

@@ -1,0 +1,686 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"testing/iotest"
+	"time"
+	"unicode/utf8"
+
+	"github.com/quic-go/webtransport-go"
+)
+
+// wtEnv is a gateway serving both WebSocket (env.url) and WebTransport
+// over real UDP on 127.0.0.1.
+type wtEnv struct {
+	*env
+	wt    *WebTransport
+	wtURL string
+	hash  []byte // SHA-256 of the served certificate, as a browser pins it
+	met   *countMetrics
+}
+
+func newWTEnv(t testing.TB, mod func(*Config)) *wtEnv {
+	t.Helper()
+	met := &countMetrics{n: map[string]int{}}
+	e := newEnv(t, func(c *Config) {
+		c.Metrics = met
+		if mod != nil {
+			mod(c)
+		}
+	})
+	certs, err := SelfSignedCerts([]string{"127.0.0.1"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash, _ := base64.StdEncoding.DecodeString(certs.Hashes()[0])
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := e.gw.NewWebTransport(WebTransportConfig{TLS: certs.TLSConfig()})
+	served := make(chan error, 1)
+	go func() { served <- w.Serve(pc) }()
+	t.Cleanup(func() {
+		w.Close()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		pc.Close()
+	})
+	return &wtEnv{env: e, wt: w, wtURL: "https://" + pc.LocalAddr().String() + WebTransportPath, hash: hash, met: met}
+}
+
+// countMetrics counts the gateway's measurements by name and transport.
+type countMetrics struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (m *countMetrics) add(k string, d int) {
+	m.mu.Lock()
+	m.n[k] += d
+	m.mu.Unlock()
+}
+func (m *countMetrics) get(k string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.n[k]
+}
+func (m *countMetrics) ConnOpened(t string)                 { m.add("conns/"+t, 1); m.add("opened/"+t, 1) }
+func (m *countMetrics) ConnClosed(t string)                 { m.add("conns/"+t, -1) }
+func (m *countMetrics) FrameIn(t string)                    { m.add("frames/"+t, 1) }
+func (m *countMetrics) MessageIn(t string)                  { m.add("messages/"+t, 1) }
+func (m *countMetrics) Delivered(t string, _ time.Duration) { m.add("delivered/"+t, 1) }
+func (m *countMetrics) Error(code string)                   { m.add("error/"+code, 1) }
+
+// pinnedTLS verifies the server by the SHA-256 of its certificate, as
+// browsers do with serverCertificateHashes.
+func pinnedTLS(hash []byte) *tls.Config {
+	return &tls.Config{
+		InsecureSkipVerify: true, // replaced by the pin below
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return errors.New("no certificate")
+			}
+			sum := sha256.Sum256(raw[0])
+			if !bytes.Equal(sum[:], hash) {
+				return errors.New("certificate hash mismatch")
+			}
+			return nil
+		},
+	}
+}
+
+// wtClient is a protocol client over WebTransport; it embeds the WebSocket
+// test client for its frame queue and expectations.
+type wtClient struct {
+	*client
+	sess *webtransport.Session
+	str  *webtransport.Stream
+}
+
+func (e *wtEnv) dialWT(t testing.TB) *wtClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d := &webtransport.Transport{TLSClientConfig: pinnedTLS(e.hash)}
+	_, sess, err := d.Dial(ctx, e.wtURL, nil)
+	if err != nil {
+		t.Fatalf("webtransport dial: %v", err)
+	}
+	str, err := sess.OpenStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := &wtClient{client: &client{t: t, frames: make(chan []byte, 4096), rerr: make(chan error, 1)}, sess: sess, str: str}
+	go func() {
+		sc := bufio.NewScanner(str)
+		sc.Buffer(make([]byte, 64<<10), 4<<20)
+		for sc.Scan() {
+			cl.frames <- bytes.Clone(sc.Bytes())
+		}
+		err := sc.Err()
+		if err == nil {
+			err = io.EOF
+			// The server ended the stream: end ours, so that it closes
+			// the session at once, with its code.
+			str.Close()
+		}
+		cl.rerr <- err
+		close(cl.frames)
+	}()
+	t.Cleanup(func() { sess.CloseWithError(0, "") })
+	return cl
+}
+
+func (cl *wtClient) writeRaw(b []byte) {
+	cl.t.Helper()
+	cl.str.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := cl.str.Write(b); err != nil {
+		cl.t.Fatalf("write: %v", err)
+	}
+}
+
+func (cl *wtClient) send(v map[string]any) {
+	cl.t.Helper()
+	b, _ := json.Marshal(v)
+	cl.writeRaw(append(b, '\n'))
+}
+
+func (cl *wtClient) start() string {
+	cl.t.Helper()
+	r := cl.ref()
+	cl.send(map[string]any{"type": "start", "ref": r})
+	return cl.expect("started", refIs(r))["conversation"].(string)
+}
+
+func (cl *wtClient) say(conv, id, body string) map[string]any {
+	cl.t.Helper()
+	r := cl.ref()
+	cl.send(map[string]any{"type": "send", "ref": r, "conversation": conv, "id": id, "body": body})
+	return cl.expect("ack", refIs(r))
+}
+
+// closeCode reads to the end of the stream and returns the code the server
+// closed the session with.
+func (cl *wtClient) closeCode() int {
+	cl.t.Helper()
+	for {
+		if _, err := cl.next(5 * time.Second); err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				cl.t.Fatal("the server did not close the stream")
+			}
+			break
+		}
+	}
+	select {
+	case <-cl.sess.Context().Done():
+	case <-time.After(5 * time.Second):
+		cl.t.Fatal("the server did not close the session")
+	}
+	_, err := cl.sess.OpenStream() // returns why the session closed
+	var se *webtransport.SessionError
+	if !errors.As(err, &se) {
+		cl.t.Fatalf("session closed with %v, not a session error", err)
+	}
+	return int(se.ErrorCode)
+}
+
+func (e *wtEnv) visitorWT(t testing.TB, ws string, extra map[string]any) (*wtClient, map[string]any) {
+	t.Helper()
+	cl := e.dialWT(t)
+	h := map[string]any{"type": "hello", "v": 1, "workspace": ws, "role": "visitor", "name": "Ada"}
+	for k, v := range extra {
+		h[k] = v
+	}
+	cl.send(h)
+	return cl, cl.expect("welcome", nil)
+}
+
+func (e *wtEnv) agentWT(t testing.TB, ws string) *wtClient {
+	t.Helper()
+	cl := e.dialWT(t)
+	cl.send(map[string]any{"type": "hello", "v": 1, "workspace": ws, "role": "agent", "token": "agent-token-" + ws})
+	cl.expect("welcome", nil)
+	return cl
+}
+
+// TestWTChatWithWSAgent: a visitor over WebTransport and an agent over
+// WebSocket share conversations, acks, receipts, typing and presence.
+func TestWTChatWithWSAgent(t *testing.T) {
+	t.Parallel()
+	e := newWTEnv(t, nil)
+	ag := e.agent(t, "ws1")
+	v, w := e.visitorWT(t, "ws1", nil)
+	if w["node"] != "t1" || !strings.HasPrefix(w["participant"].(string), "v:") {
+		t.Fatalf("welcome: %v", w)
+	}
+	ag.expect("presence", func(m map[string]any) bool { return m["participant"] == w["participant"] && m["online"] == true })
+	conv := v.start()
+	v.send(map[string]any{"type": "typing", "conversation": conv, "typing": true})
+	ag.expect("typing", func(m map[string]any) bool { return m["participant"] == w["participant"] })
+
+	ack := v.say(conv, "m-00000001", "Hello over QUIC")
+	if ack["seq"].(float64) != 1 || ack["dup"] != false {
+		t.Fatalf("ack: %v", ack)
+	}
+	d := ag.expect("deliver", msgIs("m-00000001"))
+	if d["message"].(map[string]any)["body"] != "Hello over QUIC" {
+		t.Fatalf("agent got %v", d)
+	}
+	if !seenFrame(v.client, "deliver", msgIs("m-00000001")) { // the sender's own copy, before or after the ack
+		v.expect("deliver", msgIs("m-00000001"))
+	}
+	// A retry is stored once.
+	if again := v.say(conv, "m-00000001", "Hello over QUIC"); again["seq"].(float64) != 1 || again["dup"] != true {
+		t.Fatalf("retry ack: %v", again)
+	}
+	ag.say(conv, "m-00000002", "Hi from a WebSocket")
+	v.expect("deliver", msgIs("m-00000002"))
+	r := v.ref()
+	v.send(map[string]any{"type": "read", "ref": r, "conversation": conv, "seq": 2})
+	v.expect("ack", refIs(r))
+	ag.expect("read", func(m map[string]any) bool { return m["seq"].(float64) == 2 })
+	ag.none("deliver", 200*time.Millisecond)
+
+	if got := e.met.get("conns/wt"); got != 1 {
+		t.Errorf("open wt connections = %d, want 1", got)
+	}
+	if got := e.met.get("delivered/wt"); got < 2 {
+		t.Errorf("wt deliveries = %d, want >= 2", got)
+	}
+	if got := e.met.get("messages/wt"); got != 2 {
+		t.Errorf("wt messages in = %d, want 2", got)
+	}
+	// Leaving ends the visitor's presence.
+	v.sess.CloseWithError(0, "")
+	ag.expect("presence", func(m map[string]any) bool { return m["participant"] == w["participant"] && m["online"] == false })
+	waitFor(t, func() bool { return e.met.get("conns/wt") == 0 })
+}
+
+// TestWTAgentWithWSVisitor is the other way round.
+func TestWTAgentWithWSVisitor(t *testing.T) {
+	t.Parallel()
+	e := newWTEnv(t, nil)
+	ag := e.agentWT(t, "ws1")
+	v, _ := e.visitor(t, "ws1", nil)
+	conv := v.start()
+	v.say(conv, "m-00000001", "Hello")
+	ag.expect("deliver", msgIs("m-00000001"))
+	ag.say(conv, "m-00000002", "Hello from QUIC")
+	d := v.expect("deliver", msgIs("m-00000002"))
+	if d["message"].(map[string]any)["role"] != "agent" || d["seq"].(float64) != 2 {
+		t.Fatalf("visitor got %v", d)
+	}
+	r := ag.ref()
+	ag.send(map[string]any{"type": "list", "ref": r})
+	list := ag.expect("conversations", refIs(r))
+	if items := list["items"].([]any); len(items) != 1 || items[0].(map[string]any)["head"].(float64) != 2 {
+		t.Fatalf("list: %v", list)
+	}
+}
+
+// TestWTResumeAfterReconnect: a visitor loses its WebTransport session,
+// comes back (over WebTransport, then over WebSocket, as the widget does when
+// WebTransport breaks) and resumes with neither a gap nor a duplicate.
+func TestWTResumeAfterReconnect(t *testing.T) {
+	t.Parallel()
+	e := newWTEnv(t, nil)
+	v, w := e.visitorWT(t, "ws1", nil)
+	conv := v.start()
+	for i := 1; i <= 3; i++ {
+		v.say(conv, fmt.Sprintf("m-v%07d", i), fmt.Sprintf("v%d", i))
+	}
+	v.sess.CloseWithError(0, "gone") // as a broken path would
+	ag := e.agent(t, "ws1")
+	for i := 1; i <= 2; i++ {
+		ag.say(conv, fmt.Sprintf("m-a%07d", i), fmt.Sprintf("a%d", i))
+	}
+	same := map[string]any{"visitor_id": w["visitor_id"], "visitor_sig": w["visitor_sig"]}
+	v2, w2 := e.visitorWT(t, "ws1", same)
+	if w2["participant"] != w["participant"] {
+		t.Fatalf("not the same visitor: %v", w2)
+	}
+	r := v2.ref()
+	v2.send(map[string]any{"type": "resume", "ref": r, "conversation": conv, "after": 3})
+	if res := v2.expect("resumed", refIs(r)); res["head"].(float64) != 5 {
+		t.Fatalf("resumed: %v", res)
+	}
+	if got := deliveredSeqs(v2.seen); fmt.Sprint(got) != "[4 5]" {
+		t.Fatalf("replayed %v, want [4 5]", got)
+	}
+	ag.say(conv, "m-a0000003", "a3")
+	if d := v2.expect("deliver", nil); d["seq"].(float64) != 6 {
+		t.Fatalf("live after resume: %v", d)
+	}
+	// Fallback: the next connection is a WebSocket; it resumes after 6.
+	v2.sess.CloseWithError(0, "")
+	ag.say(conv, "m-a0000004", "a4")
+	v3, _ := e.visitor(t, "ws1", same)
+	r = v3.ref()
+	v3.send(map[string]any{"type": "resume", "ref": r, "conversation": conv, "after": 6})
+	v3.expect("resumed", refIs(r))
+	if got := deliveredSeqs(v3.seen); fmt.Sprint(got) != "[7]" {
+		t.Fatalf("replayed over WebSocket %v, want [7]", got)
+	}
+	// The pending message the visitor resends after the fallback is stored once.
+	if ack := v3.say(conv, "m-v0000003", "v3"); ack["dup"] != true || ack["seq"].(float64) != 3 {
+		t.Fatalf("resent message: %v", ack)
+	}
+}
+
+func deliveredSeqs(frames []map[string]any) []float64 {
+	var seqs []float64
+	for _, m := range frames {
+		if m["type"] == "deliver" {
+			seqs = append(seqs, m["seq"].(float64))
+		}
+	}
+	return seqs
+}
+
+func TestWTBadInput(t *testing.T) {
+	t.Parallel()
+	e := newWTEnv(t, func(c *Config) { c.FrameRate, c.FrameBurst = 50, 50 })
+	mine, _ := e.visitorWT(t, "ws1", nil)
+	myConv := mine.start()
+	cases := []struct {
+		name, line, code string
+		close            int
+	}{
+		{"invalid JSON", `{"type":"send",`, CodeBadFrame, 0},
+		{"invalid UTF-8", "{\"type\":\"send\",\"body\":\"\xff\xfe\"}", CodeBadFrame, 0},
+		{"not an object", `[1,2]`, CodeBadFrame, 0},
+		{"unknown type", `{"type":"launch"}`, CodeUnknownType, 0},
+		{"missing type", `{}`, CodeUnknownType, 0},
+		{"empty body", fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":""}`, myConv), CodeBadRequest, 0},
+		{"bad conversation id", `{"type":"send","conversation":"../../etc","id":"m-00000009","body":"hi"}`, CodeBadRequest, 0},
+		{"someone else's conversation", fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"hi"}`, myConv), CodeNotFound, 0},
+		{"second hello", `{"type":"hello","v":1,"workspace":"ws1","role":"visitor"}`, CodeBadRequest, 0},
+		{"too large", `{"type":"ping","pad":"` + strings.Repeat("a", MaxFrameBytes) + `"}`, CodeTooLarge, closeTooLarge},
+		{"too large, no newline in sight", strings.Repeat("a", 4*MaxFrameBytes), CodeTooLarge, closeTooLarge},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v, _ := e.visitorWT(t, "ws1", nil)
+			v.writeRaw([]byte(c.line + "\n"))
+			got := v.expect("error", nil)
+			if got["code"] != c.code {
+				t.Fatalf("code %v, want %s (%v)", got["code"], c.code, got)
+			}
+			if c.close != 0 {
+				if code := v.closeCode(); code != c.close {
+					t.Fatalf("close code %d, want %d", code, c.close)
+				}
+				return
+			}
+			v.send(map[string]any{"type": "ping", "ref": "alive"})
+			v.expect("pong", refIs("alive"))
+		})
+	}
+	if evs, _, err := e.st.Events("ws1", myConv, 0, 100); err != nil || len(evs) != 0 {
+		t.Fatalf("bad input was stored: %v %v", evs, err)
+	}
+
+	t.Run("line framing", func(t *testing.T) {
+		v, _ := e.visitorWT(t, "ws1", nil)
+		// CRLF, empty lines, and frames split across writes and packed
+		// into one write are all frames as usual.
+		v.writeRaw([]byte("\n\r\n{\"type\":\"ping\",\"ref\":\"a\"}\r\n{\"type\":\"ping\",\"ref\":\"b\"}\n{\"type\":\"pi"))
+		v.expect("pong", refIs("a"))
+		v.expect("pong", refIs("b"))
+		v.writeRaw([]byte("ng\",\"ref\":\"c\"}\n"))
+		v.expect("pong", refIs("c"))
+		// A frame of exactly MaxFrameBytes is not too large.
+		pad := MaxFrameBytes - len(`{"type":"ping","ref":"d","pad":""}`)
+		v.writeRaw([]byte(`{"type":"ping","ref":"d","pad":"` + strings.Repeat("x", pad) + "\"}\r\n"))
+		v.expect("pong", refIs("d"))
+	})
+	t.Run("frame before hello", func(t *testing.T) {
+		cl := e.dialWT(t)
+		cl.send(map[string]any{"type": "list"})
+		if got := cl.expect("error", nil); got["code"] != CodeUnauthenticated {
+			t.Fatalf("got %v", got)
+		}
+		if code := cl.closeCode(); code != closeUnauthentic {
+			t.Fatalf("close %d", code)
+		}
+	})
+	t.Run("auth failed", func(t *testing.T) {
+		cl := e.dialWT(t)
+		cl.send(map[string]any{"type": "hello", "v": 1, "workspace": "ws1", "role": "agent", "token": "nope"})
+		if got := cl.expect("error", nil); got["code"] != CodeAuthFailed {
+			t.Fatalf("got %v", got)
+		}
+		if code := cl.closeCode(); code != closeAuthFailed {
+			t.Fatalf("close %d", code)
+		}
+	})
+	t.Run("flood", func(t *testing.T) {
+		v, _ := e.visitorWT(t, "ws1", nil)
+		v.writeRaw([]byte(strings.Repeat("{\"type\":\"ping\"}\n", 200)))
+		if got := v.expect("error", nil); got["code"] != CodeRateLimited {
+			t.Fatalf("got %v", got)
+		}
+		if code := v.closeCode(); code != closeRateLimited {
+			t.Fatalf("flood not cut off: close %d", code)
+		}
+	})
+	// After all that, the node still serves a fresh client.
+	v, _ := e.visitorWT(t, "ws1", nil)
+	v.say(v.start(), "m-00000100", "still here")
+}
+
+// TestWTShutdownTellsClientsToReconnect: a shutting-down gateway sends
+// unavailable and closes the session with 1012, as over WebSocket.
+func TestWTShutdownTellsClientsToReconnect(t *testing.T) {
+	t.Parallel()
+	e := newWTEnv(t, nil)
+	v, _ := e.visitorWT(t, "ws1", nil)
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- e.gw.Shutdown(ctx)
+	}()
+	if got := v.expect("error", nil); got["code"] != CodeUnavailable {
+		t.Fatalf("got %v", got)
+	}
+	if code := v.closeCode(); code != closeRestart {
+		t.Fatalf("close %d", code)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+}
+
+func TestWTConnectionsPerIPAreLimited(t *testing.T) {
+	t.Parallel()
+	e := newWTEnv(t, func(c *Config) { c.MaxConnsPerIP = 1 })
+	v, _ := e.visitorWT(t, "ws1", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d := &webtransport.Transport{TLSClientConfig: pinnedTLS(e.hash)}
+	rsp, _, err := d.Dial(ctx, e.wtURL, nil)
+	if err == nil || rsp == nil || rsp.StatusCode != 429 {
+		t.Fatalf("second connection: %v %v", rsp, err)
+	}
+	v.sess.CloseWithError(0, "")
+	waitFor(t, func() bool {
+		_, s, err := d.Dial(ctx, e.wtURL, nil)
+		if err == nil {
+			s.CloseWithError(0, "")
+		}
+		return err == nil
+	})
+}
+
+// TestWTRefusesOtherRequests: the HTTP/3 server hands everything else to
+// its Handler, and a session needs a stream within the hello timeout.
+func TestWTNoStreamIsClosed(t *testing.T) {
+	t.Parallel()
+	e := newWTEnv(t, func(c *Config) { c.HelloTimeout = 300 * time.Millisecond })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d := &webtransport.Transport{TLSClientConfig: pinnedTLS(e.hash)}
+	_, sess, err := d.Dial(ctx, e.wtURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.CloseWithError(0, "")
+	select {
+	case <-sess.Context().Done():
+	case <-ctx.Done():
+		t.Fatal("a session without a stream stays open")
+	}
+	var se *webtransport.SessionError
+	if _, err := sess.OpenStream(); !errors.As(err, &se) || se.ErrorCode != closeUnauthentic {
+		t.Fatalf("closed with %v", err)
+	}
+}
+
+func TestWTWrongCertificateIsRefused(t *testing.T) {
+	t.Parallel()
+	e := newWTEnv(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d := &webtransport.Transport{TLSClientConfig: pinnedTLS(make([]byte, 32))}
+	if _, _, err := d.Dial(ctx, e.wtURL, nil); err == nil {
+		t.Fatal("connected with a wrong certificate hash")
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+	}
+}
+
+func TestSelfSignedCertsForWebTransport(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	c := &Certs{selfSigned: true, hosts: []string{"127.0.0.1", "::1", "localhost"}, log: nil, now: func() time.Time { return now }}
+	cert, sum, err := selfSigned(c.hosts, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.cur, c.curHash, c.curAt = cert, sum, now
+	leaf := cert.Leaf
+	// What Chromium requires of serverCertificateHashes.
+	if k, ok := leaf.PublicKey.(*ecdsa.PublicKey); !ok || k.Curve != elliptic.P256() {
+		t.Fatalf("key %T, want ECDSA P-256", leaf.PublicKey)
+	}
+	if v := leaf.NotAfter.Sub(leaf.NotBefore); v >= 14*24*time.Hour || v < 7*24*time.Hour {
+		t.Fatalf("validity %v", v)
+	}
+	if !leaf.NotBefore.Before(now) || !leaf.NotAfter.After(now.Add(SelfSignedRotate+SelfSignedOverlap)) {
+		t.Fatalf("not valid until the rotation: %v..%v", leaf.NotBefore, leaf.NotAfter)
+	}
+	if len(leaf.IPAddresses) != 2 || len(leaf.DNSNames) != 1 || leaf.VerifyHostname("127.0.0.1") != nil || leaf.VerifyHostname("::1") != nil {
+		t.Fatalf("names %v %v", leaf.IPAddresses, leaf.DNSNames)
+	}
+	h0 := c.Hashes()
+	if want := base64.StdEncoding.EncodeToString(sha256Of(cert.Certificate[0])); len(h0) != 1 || h0[0] != want {
+		t.Fatalf("hashes %v, want [%s]", h0, want)
+	}
+	c.log = slog.New(slog.DiscardHandler)
+	// Rotation: the next certificate is published first, then served alone.
+	now = now.Add(SelfSignedRotate)
+	c.tick()
+	h1 := c.Hashes()
+	if len(h1) != 2 || h1[0] != h0[0] {
+		t.Fatalf("after the rotation time: %v", h1)
+	}
+	served, _ := c.TLSConfig().GetCertificate(nil)
+	if served != cert {
+		t.Fatal("switched before the overlap")
+	}
+	now = now.Add(SelfSignedOverlap)
+	c.tick()
+	h2 := c.Hashes()
+	if len(h2) != 1 || h2[0] != h1[1] {
+		t.Fatalf("after the overlap: %v, want [%s]", h2, h1[1])
+	}
+	served, _ = c.TLSConfig().GetCertificate(nil)
+	if served == cert || !served.Leaf.NotAfter.After(now.Add(SelfSignedRotate)) {
+		t.Fatal("not serving the new certificate")
+	}
+}
+
+func sha256Of(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
+
+// TestLineReader splits streams delivered in every chunking.
+func TestLineReader(t *testing.T) {
+	t.Parallel()
+	in := "{\"a\":1}\n\n{\"b\":2}\r\n\r\n{\"c\":\"é\"}\nunterminated"
+	for _, r := range []io.Reader{strings.NewReader(in), iotest.OneByteReader(strings.NewReader(in)), iotest.HalfReader(strings.NewReader(in))} {
+		lr := newLineReader(r)
+		var got []string
+		for {
+			l, err := lr.next()
+			if err != nil {
+				if err != io.EOF {
+					t.Fatal(err)
+				}
+				break
+			}
+			got = append(got, string(l))
+		}
+		if fmt.Sprint(got) != `[{"a":1} {"b":2} {"c":"é"}]` {
+			t.Fatalf("got %q", got)
+		}
+	}
+}
+
+// FuzzWTFrames feeds arbitrary bytes to the WebTransport line framing: every
+// line within the limit comes out whole, as it went in, and passes through
+// decodeFrame without panicking; an over-long line comes out cut to
+// MaxFrameBytes+1 bytes (too_large) and nothing after it does. Encoded
+// frames, whatever the text in them, never contain a raw newline.
+func FuzzWTFrames(f *testing.F) {
+	f.Add([]byte("{\"type\":\"ping\"}\n"), "hi")
+	f.Add([]byte("{\"type\":\"hello\",\"v\":1,\"workspace\":\"demo\",\"role\":\"visitor\"}\r\n\n\n{\"type\":\"ping\"}"), "line\nbreak")
+	f.Add([]byte("\xff\xfe\n[1]\n{}\n"), "\u2028\u2029\r\n\x00")
+	f.Add(bytes.Repeat([]byte("a"), MaxFrameBytes+1), "")
+	f.Add(append(bytes.Repeat([]byte("a"), MaxFrameBytes), '\r', '\n'), "")
+	f.Fuzz(func(t *testing.T, data []byte, body string) {
+		var want [][]byte
+		tooLong := false
+		lines := bytes.Split(data, []byte("\n"))
+		for _, l := range lines[:len(lines)-1] { // the last piece is unterminated
+			l = bytes.TrimSuffix(l, []byte("\r"))
+			if len(l) > MaxFrameBytes {
+				tooLong = true
+				want = append(want, l[:MaxFrameBytes+1])
+				break
+			}
+			if len(l) > 0 {
+				want = append(want, l)
+			}
+		}
+		// An unterminated last piece is no frame, unless it is too long to
+		// be one whatever follows: then the reader may cut it off early.
+		last := lines[len(lines)-1]
+		mayCut := !tooLong && len(last) > MaxFrameBytes+1
+		lr := newLineReader(iotest.HalfReader(bytes.NewReader(data)))
+		var got [][]byte
+		var end error
+		for {
+			l, err := lr.next()
+			if err != nil {
+				end = err
+				break
+			}
+			if bytes.IndexByte(l, '\n') >= 0 || len(l) > MaxFrameBytes+1 || len(l) == 0 {
+				t.Fatalf("bad frame %q", l)
+			}
+			if _, werr := decodeFrame(l); (len(l) > MaxFrameBytes) != (werr != nil && werr.Code == CodeTooLarge) {
+				t.Fatalf("frame of %d bytes decoded as %v", len(l), werr)
+			}
+			got = append(got, l)
+		}
+		if mayCut && len(got) == len(want)+1 {
+			tooLong = true
+			want = append(want, last[:MaxFrameBytes+1])
+		}
+		if tooLong != errors.Is(end, errLineTooLong) || (!tooLong && end != io.EOF) {
+			t.Fatalf("ended with %v, too long %v", end, tooLong)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%d frames, want %d", len(got), len(want))
+		}
+		for i := range got {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Fatalf("frame %d = %q, want %q", i, got[i], want[i])
+			}
+		}
+		// The writer's side of the framing.
+		if !utf8.ValidString(body) {
+			body = strings.ToValidUTF8(body, "?")
+		}
+		enc := encode(deliverFrame{Type: "deliver", Conversation: "c_x", Seq: 1, Message: wireMessage{ID: "m", Body: body, Name: body}})
+		if bytes.IndexByte(enc, '\n') >= 0 || bytes.IndexByte(enc, '\r') >= 0 {
+			t.Fatalf("encoded frame contains a raw line break: %q", enc)
+		}
+	})
+}
