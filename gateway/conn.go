@@ -44,7 +44,7 @@ type conn struct {
 	srv     *Server
 	t       transport
 	ip      string
-	out     chan outItem
+	out     chan *outItem
 	limiter *rate.Limiter
 
 	id     identity // set once by hello, before the conn joins the hub
@@ -66,7 +66,7 @@ type conn struct {
 // send queues an item without blocking. A client that lets its queue fill is
 // too slow to serve live: it is cut off and resumes after reconnecting,
 // rather than holding memory or blocking the fan-out to everybody else.
-func (c *conn) send(it outItem) {
+func (c *conn) send(it *outItem) {
 	select {
 	case c.out <- it:
 	default:
@@ -78,7 +78,7 @@ func (c *conn) send(it outItem) {
 func (c *conn) fail(e *wireError) { c.failWithRef("", e) }
 
 // reply queues a direct answer.
-func (c *conn) reply(v any) { c.send(outItem{kind: outFrame, data: encode(v)}) }
+func (c *conn) reply(v any) { c.send(&outItem{kind: outFrame, data: encode(v)}) }
 
 // replyErr sends an error frame, and ends the connection if the error does.
 func (c *conn) replyErr(ref string, e *wireError) {
@@ -104,7 +104,7 @@ func (c *conn) failWithRef(ref string, e *wireError) {
 // its replay is being read so that none is written out of order.
 func (c *conn) writeLoop(ctx context.Context) error {
 	lastSent := map[string]*seqSet{}
-	pending := map[string][]outItem{}
+	pending := map[string][]*outItem{}
 	for {
 		select {
 		case <-c.stop:
@@ -120,7 +120,7 @@ func (c *conn) writeLoop(ctx context.Context) error {
 				// events until the replay has been written.
 				delete(lastSent, it.conv)
 				if pending[it.conv] == nil {
-					pending[it.conv] = []outItem{}
+					pending[it.conv] = []*outItem{}
 				}
 			case outLive:
 				if p, held := pending[it.conv]; held {
@@ -129,8 +129,8 @@ func (c *conn) writeLoop(ctx context.Context) error {
 				}
 				err = c.writeLive(ctx, it, lastSent)
 			case outReplay:
-				for _, r := range it.replay {
-					if err = c.writeLive(ctx, r, lastSent); err != nil {
+				for i := range it.replay {
+					if err = c.writeLive(ctx, &it.replay[i], lastSent); err != nil {
 						break
 					}
 				}
@@ -156,7 +156,7 @@ func (c *conn) writeLoop(ctx context.Context) error {
 
 // writeLive writes a conversation event unless the event with its seq was
 // written to this connection already. Events without a seq always go.
-func (c *conn) writeLive(ctx context.Context, it outItem, sent map[string]*seqSet) error {
+func (c *conn) writeLive(ctx context.Context, it *outItem, sent map[string]*seqSet) error {
 	if it.seq == 0 {
 		return c.write(ctx, it)
 	}
@@ -178,7 +178,7 @@ func (c *conn) writeLive(ctx context.Context, it outItem, sent map[string]*seqSe
 // write writes one frame. Its context is not the connection's: cancelling a
 // write makes the library drop the connection, and the writer still has a
 // closing frame to send after fail.
-func (c *conn) write(_ context.Context, it outItem) error {
+func (c *conn) write(_ context.Context, it *outItem) error {
 	wctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.WriteTimeout)
 	defer cancel()
 	if err := c.t.Write(wctx, it.data); err != nil {

@@ -94,7 +94,7 @@ func (h *hub) publish(events []store.Event) {
 		if r == nil {
 			continue
 		}
-		it := outItem{kind: outLive, conv: e.Conversation}
+		it := &outItem{kind: outLive, conv: e.Conversation}
 		switch e.Kind {
 		case store.EventMessage:
 			it.seq, it.start = e.Seq, e.Start
@@ -109,7 +109,7 @@ func (h *hub) publish(events []store.Event) {
 }
 
 // toConv sends to the agents of the room and the conversation's subscribers.
-func (r *room) toConv(conv string, it outItem) {
+func (r *room) toConv(conv string, it *outItem) {
 	for c := range r.agents {
 		c.send(it)
 	}
@@ -118,7 +118,7 @@ func (r *room) toConv(conv string, it outItem) {
 	}
 }
 
-func (h *hub) toConv(ws, conv string, it outItem) {
+func (h *hub) toConv(ws, conv string, it *outItem) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	if r := h.rooms[ws]; r != nil {
@@ -127,7 +127,7 @@ func (h *hub) toConv(ws, conv string, it outItem) {
 }
 
 // toRole sends to every connection of one role in a workspace.
-func (h *hub) toRole(ws, role string, it outItem) {
+func (h *hub) toRole(ws, role string, it *outItem) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	r := h.rooms[ws]

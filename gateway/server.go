@@ -226,7 +226,7 @@ func (s *Server) allowWorkspace(ws string, now time.Time) bool {
 func (s *Server) serve(ctx context.Context, t transport, ip string) {
 	c := &conn{
 		srv: s, t: t, ip: ip, stop: make(chan struct{}),
-		out:     make(chan outItem, s.cfg.SendQueue),
+		out:     make(chan *outItem, s.cfg.SendQueue),
 		limiter: rate.NewLimiter(rate.Limit(s.cfg.FrameRate), s.cfg.FrameBurst),
 		convs:   map[string]bool{},
 		ops:     make(chan struct{}, s.cfg.MaxInFlight),
@@ -267,7 +267,7 @@ func (s *Server) serve(ctx context.Context, t transport, ip string) {
 // announce tells the workspace that c's participant came online or left:
 // visitors are seen by agents, agents by everyone.
 func (s *Server) announce(c *conn, online bool) {
-	it := outItem{kind: outFrame, data: encode(presenceFrame{Type: "presence", Participant: c.id.Participant, Role: c.id.Role, Name: c.id.Name, Online: online})}
+	it := &outItem{kind: outFrame, data: encode(presenceFrame{Type: "presence", Participant: c.id.Participant, Role: c.id.Role, Name: c.id.Name, Online: online})}
 	s.hub.toRole(c.id.Workspace, "agent", it)
 	if c.id.Role == "agent" {
 		s.hub.toRole(c.id.Workspace, "visitor", it)

@@ -213,7 +213,7 @@ func (c *conn) resume(f inFrame) *wireError {
 		return werr
 	}
 	ws, conv := c.id.Workspace, f.Conversation
-	c.send(outItem{kind: outReplayStart, conv: conv})
+	c.send(&outItem{kind: outReplayStart, conv: conv})
 	c.srv.hub.subscribe(c, conv)
 	st := c.srv.cfg.Store
 	events, more, err := st.Events(ws, conv, f.After, maxReplay)
@@ -223,7 +223,7 @@ func (c *conn) resume(f inFrame) *wireError {
 	}
 	if err != nil {
 		// Release the held live events; the client retries the resume.
-		c.send(outItem{kind: outReplay, conv: conv, data: encode(errorFrame{Type: "error", Ref: f.Ref, Code: CodeUnavailable, Message: "resume failed: retry"})})
+		c.send(&outItem{kind: outReplay, conv: conv, data: encode(errorFrame{Type: "error", Ref: f.Ref, Code: CodeUnavailable, Message: "resume failed: retry"})})
 		return nil
 	}
 	replay := make([]outItem, 0, len(events)+len(reads)+2)
@@ -242,7 +242,7 @@ func (c *conn) resume(f inFrame) *wireError {
 		replay = append(replay, outItem{kind: outFrame, conv: conv,
 			data: encode(typingFrame{Type: "typing", Conversation: conv, Participant: p, Role: roleOf(p), Name: c.srv.presence.name(ws, p), Typing: true, ExpiresMS: c.srv.cfg.TypingTTL.Milliseconds()})})
 	}
-	c.send(outItem{kind: outReplay, conv: conv, replay: replay,
+	c.send(&outItem{kind: outReplay, conv: conv, replay: replay,
 		data: encode(resumedFrame{Type: "resumed", Ref: f.Ref, Conversation: conv, Head: head, More: more})})
 	return nil
 }
@@ -291,7 +291,7 @@ func (c *conn) typing(f inFrame, now time.Time) *wireError {
 		exp = now.Add(ttl).UnixMilli()
 	}
 	if c.srv.presence.setTyping(c.id.Workspace, f.Conversation, c.id.Participant, f.Typing, exp) {
-		c.srv.hub.toConv(c.id.Workspace, f.Conversation, outItem{kind: outLive, conv: f.Conversation,
+		c.srv.hub.toConv(c.id.Workspace, f.Conversation, &outItem{kind: outLive, conv: f.Conversation,
 			data: encode(typingFrame{Type: "typing", Conversation: f.Conversation, Participant: c.id.Participant, Role: c.id.Role, Name: c.id.Name, Typing: f.Typing, ExpiresMS: ttl.Milliseconds()})})
 	}
 	return nil
