@@ -37,6 +37,7 @@ type outItem struct {
 	data   []byte
 	start  time.Time // when the event reached the node; zero if not a message
 	replay []outItem
+	more   bool // outReplay: the replay stopped short; the client resumes again
 }
 
 // conn is one client connection: a reader loop and a writer goroutine.
@@ -105,6 +106,7 @@ func (c *conn) failWithRef(ref string, e *wireError) {
 func (c *conn) writeLoop(ctx context.Context) error {
 	lastSent := map[string]*seqSet{}
 	pending := map[string][]*outItem{}
+	draining := map[string]bool{}
 	for {
 		select {
 		case <-c.stop:
@@ -115,6 +117,7 @@ func (c *conn) writeLoop(ctx context.Context) error {
 			case outFrame:
 				err = c.write(ctx, it)
 			case outReplayStart:
+				delete(draining, it.conv)
 				// A resume asks for everything after its seq, even what this
 				// connection was sent before: forget those, and hold live
 				// events until the replay has been written.
@@ -123,6 +126,9 @@ func (c *conn) writeLoop(ctx context.Context) error {
 					pending[it.conv] = []*outItem{}
 				}
 			case outLive:
+				if draining[it.conv] {
+					continue
+				}
 				if p, held := pending[it.conv]; held {
 					pending[it.conv] = append(p, it)
 					continue
@@ -134,7 +140,7 @@ func (c *conn) writeLoop(ctx context.Context) error {
 						break
 					}
 				}
-				if err == nil {
+				if err == nil && !it.more {
 					for _, p := range pending[it.conv] {
 						if err = c.writeLive(ctx, p, lastSent); err != nil {
 							break
@@ -142,6 +148,12 @@ func (c *conn) writeLoop(ctx context.Context) error {
 					}
 				}
 				delete(pending, it.conv)
+				if it.more {
+					// The client resumes again for the rest; a live event now
+					// would jump over what it has not read yet. Drop them: the
+					// next replay reads them from the log.
+					draining[it.conv] = true
+				}
 				if err == nil {
 					err = c.write(ctx, it)
 				}

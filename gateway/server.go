@@ -72,6 +72,9 @@ type Config struct {
 	// node. Zero: 2000/s, 4000.
 	WorkspaceRate  float64
 	WorkspaceBurst int
+	// MaxReplay bounds the events of one resume; "more" tells the client to
+	// resume again. Zero: 1000.
+	MaxReplay int
 	// MaxInFlight bounds a connection's changes waiting for the store. Zero: 64.
 	MaxInFlight int
 }
@@ -112,6 +115,9 @@ func (c *Config) defaults() {
 	}
 	if c.WorkspaceBurst <= 0 {
 		c.WorkspaceBurst = 4000
+	}
+	if c.MaxReplay <= 0 {
+		c.MaxReplay = 1000
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 64

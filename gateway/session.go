@@ -203,8 +203,6 @@ func (c *conn) list(f inFrame) *wireError {
 	return nil
 }
 
-// maxReplay bounds one resume; "more" tells the client to resume again.
-const maxReplay = 1000
 
 // resume subscribes first and reads the log second, so that no event falls
 // between the two; the writer drops the ones that arrive both ways.
@@ -216,7 +214,7 @@ func (c *conn) resume(f inFrame) *wireError {
 	c.send(&outItem{kind: outReplayStart, conv: conv})
 	c.srv.hub.subscribe(c, conv)
 	st := c.srv.cfg.Store
-	events, more, err := st.Events(ws, conv, f.After, maxReplay)
+	events, more, err := st.Events(ws, conv, f.After, c.srv.cfg.MaxReplay)
 	var reads map[string]uint64
 	if err == nil {
 		reads, err = st.Reads(ws, conv)
@@ -242,7 +240,7 @@ func (c *conn) resume(f inFrame) *wireError {
 		replay = append(replay, outItem{kind: outFrame, conv: conv,
 			data: encode(typingFrame{Type: "typing", Conversation: conv, Participant: p, Role: roleOf(p), Name: c.srv.presence.name(ws, p), Typing: true, ExpiresMS: c.srv.cfg.TypingTTL.Milliseconds()})})
 	}
-	c.send(&outItem{kind: outReplay, conv: conv, replay: replay,
+	c.send(&outItem{kind: outReplay, conv: conv, replay: replay, more: more,
 		data: encode(resumedFrame{Type: "resumed", Ref: f.Ref, Conversation: conv, Head: head, More: more})})
 	return nil
 }
@@ -297,9 +295,15 @@ func (c *conn) typing(f inFrame, now time.Time) *wireError {
 	return nil
 }
 
-// clearTyping ends the sender's typing state when their message goes out.
+// clearTyping ends the sender's typing state when their message goes out,
+// and says so only if they were typing: most sends need no extra frame.
 func (c *conn) clearTyping(conv string, now time.Time) {
-	c.typing(inFrame{Conversation: conv, Typing: false}, now)
+	for _, p := range c.srv.presence.typers(c.id.Workspace, conv, now.UnixMilli()) {
+		if p == c.id.Participant {
+			c.typing(inFrame{Conversation: conv, Typing: false}, now)
+			return
+		}
+	}
 }
 
 func (c *conn) read(ctx context.Context, f inFrame, now time.Time) *wireError {
