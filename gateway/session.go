@@ -203,7 +203,6 @@ func (c *conn) list(f inFrame) *wireError {
 	return nil
 }
 
-
 // resume subscribes first and reads the log second, so that no event falls
 // between the two; the writer drops the ones that arrive both ways.
 func (c *conn) resume(f inFrame) *wireError {
