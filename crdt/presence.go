@@ -59,6 +59,9 @@ func compareLease(a, b Lease) int {
 // empty; not safe for concurrent use.
 type Presence struct {
 	leases map[string]Lease
+	// byParticipant indexes lease IDs by participant, so that asking about
+	// one participant does not scan every connection of a workspace.
+	byParticipant map[string]map[string]struct{}
 }
 
 // NewPresence returns an empty presence set.
@@ -72,8 +75,32 @@ func (p *Presence) Apply(l Lease) (changed bool) {
 	if p.leases == nil {
 		p.leases = make(map[string]Lease)
 	}
+	if cur, ok := p.leases[l.ID]; ok && cur.Participant != l.Participant {
+		p.unindex(cur)
+	}
 	p.leases[l.ID] = l
+	p.index(l)
 	return true
+}
+
+func (p *Presence) index(l Lease) {
+	if p.byParticipant == nil {
+		p.byParticipant = make(map[string]map[string]struct{})
+	}
+	ids := p.byParticipant[l.Participant]
+	if ids == nil {
+		ids = make(map[string]struct{})
+		p.byParticipant[l.Participant] = ids
+	}
+	ids[l.ID] = struct{}{}
+}
+
+func (p *Presence) unindex(l Lease) {
+	ids := p.byParticipant[l.Participant]
+	delete(ids, l.ID)
+	if len(ids) == 0 {
+		delete(p.byParticipant, l.Participant)
+	}
 }
 
 // Merge joins every lease of o into p.
@@ -116,13 +143,29 @@ func (p *Presence) IsOnline(participant string, nowMS int64) bool {
 	if p == nil {
 		return false
 	}
-	for _, l := range p.leases {
-		if l.Participant == participant && l.Live(nowMS) {
+	for id := range p.byParticipant[participant] {
+		if p.leases[id].Live(nowMS) {
 			return true
 		}
 	}
 	return false
 }
+
+// Forget drops one lease whatever its state, for a node that knows the lease
+// is over (its connection closed) and wants no tombstone kept locally. Like
+// Prune, it steps outside the lattice.
+func (p *Presence) Forget(id string) {
+	if p == nil {
+		return
+	}
+	if l, ok := p.leases[id]; ok {
+		delete(p.leases, id)
+		p.unindex(l)
+	}
+}
+
+// Len returns how many leases p holds, live or not.
+func (p *Presence) Len() int { return p.len() }
 
 // Prune forgets leases dead for more than grace ms at nowMS and returns how
 // many it forgot; an ended lease counts as dead from its TS.Wall. Pruning
@@ -137,6 +180,7 @@ func (p *Presence) Prune(nowMS, grace int64) int {
 	for id, l := range p.leases {
 		if nowMS-l.deadSince() > grace {
 			delete(p.leases, id)
+			p.unindex(l)
 			n++
 		}
 	}
@@ -147,7 +191,10 @@ func (p *Presence) Prune(nowMS, grace int64) int {
 func (p *Presence) Clone() *Presence {
 	c := NewPresence()
 	if p != nil {
-		maps.Copy(c.leases, p.leases)
+		for _, l := range p.leases {
+			c.leases[l.ID] = l
+			c.index(l)
+		}
 	}
 	return c
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"sort"
 	"sync"
 
 	"parley/crdt"
@@ -16,13 +17,14 @@ type presence struct {
 	leases map[string]*crdt.Presence // workspace -> leases
 	peers  map[string]map[string]peer
 	shown  map[string]map[string]bool // workspace -> participants announced online
+	agents map[string]map[string]bool // workspace -> agents announced online
 	typing map[string]*crdt.Typing    // workspace\x00conversation -> typing
 }
 
 type peer struct{ role, name string }
 
 func newPresence(clock *crdt.Clock) *presence {
-	return &presence{clock: clock, leases: map[string]*crdt.Presence{}, peers: map[string]map[string]peer{}, shown: map[string]map[string]bool{}, typing: map[string]*crdt.Typing{}}
+	return &presence{clock: clock, leases: map[string]*crdt.Presence{}, peers: map[string]map[string]peer{}, shown: map[string]map[string]bool{}, agents: map[string]map[string]bool{}, typing: map[string]*crdt.Typing{}}
 }
 
 // lease sets c's lease to expire at expMS (0 ends it) and reports whether
@@ -39,6 +41,7 @@ func (p *presence) lease(c *conn, nowMS, expMS int64) (flipped bool) {
 		p.leases[ws] = set
 		p.peers[ws] = map[string]peer{}
 		p.shown[ws] = map[string]bool{}
+		p.agents[ws] = map[string]bool{}
 	}
 	before := p.shown[ws][c.id.Participant]
 	set.Apply(crdt.Lease{ID: c.leaseID, Participant: c.id.Participant, TS: p.clock.Now(), Expires: expMS})
@@ -46,20 +49,27 @@ func (p *presence) lease(c *conn, nowMS, expMS int64) (flipped bool) {
 	after := set.IsOnline(c.id.Participant, nowMS)
 	if after {
 		p.shown[ws][c.id.Participant] = true
+		if c.id.Role == "agent" {
+			p.agents[ws][c.id.Participant] = true
+		}
 	} else {
 		delete(p.shown[ws], c.id.Participant)
+		delete(p.agents[ws], c.id.Participant)
 	}
 	if expMS == 0 {
-		// Forget ended leases at once: they can never come back to life
-		// on this node, and a long-running node must not grow with them.
-		set.Prune(nowMS, 0)
+		// Forget an ended lease at once: it can never come back to life on
+		// this node, and a long-running node must not grow with them. Only
+		// this lease: a scan of all would make every disconnect cost as much
+		// as the workspace is large.
+		set.Forget(c.leaseID)
 		if !after {
 			delete(p.peers[ws], c.id.Participant)
 		}
-		if len(set.Online(nowMS)) == 0 {
+		if set.Len() == 0 {
 			delete(p.leases, ws)
 			delete(p.peers, ws)
 			delete(p.shown, ws)
+			delete(p.agents, ws)
 		}
 	}
 	return before != after
@@ -73,13 +83,20 @@ func (p *presence) online(ws, role string, nowMS int64) []presenceFrame {
 	if set == nil {
 		return nil
 	}
+	// A visitor's hello asks for the agents only: walk that small set, not
+	// every connection of the workspace.
+	candidates := p.shown[ws]
+	if role == "agent" {
+		candidates = p.agents[ws]
+	}
 	var out []presenceFrame
-	for _, part := range set.Online(nowMS) {
+	for part := range candidates {
 		pr := p.peers[ws][part]
-		if pr.role == role {
+		if pr.role == role && set.IsOnline(part, nowMS) {
 			out = append(out, presenceFrame{Type: "presence", Participant: part, Role: pr.role, Name: pr.name, Online: true})
 		}
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Participant < out[j].Participant })
 	return out
 }
 
