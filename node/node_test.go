@@ -203,3 +203,13 @@ func TestConfigValidation(t *testing.T) {
 		}
 	}
 }
+
+func TestNotReadyWhenTheStoreFails(t *testing.T) {
+	t.Parallel()
+	r := runNode(t, Config{DataDir: t.TempDir(), AgentToken: "0123456789abcdef-token"})
+	r.n.store.Close() // as a broken store would: it takes no more changes
+	resp, body := get(t, r.base+"/readyz")
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "store") {
+		t.Fatalf("readyz with a dead store: %d %q", resp.StatusCode, body)
+	}
+}

@@ -212,3 +212,11 @@ func nextSeq(head, epoch uint64) uint64 {
 	}
 	return head + 1
 }
+
+// Err says why the store takes no more changes (closed, or broken by a failed
+// commit), or nil while it does; readiness checks use it.
+func (s *Store) Err() error {
+	s.seq.mu.Lock()
+	defer s.seq.mu.Unlock()
+	return s.usable()
+}

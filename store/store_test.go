@@ -619,3 +619,15 @@ func TestReadOfAnEventStillOnItsWayToDisk(t *testing.T) {
 		t.Fatalf("read receipt %d, want 50", r["a:s"])
 	}
 }
+
+func TestErrReportsClosed(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, Config{})
+	if err := s.Err(); err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	s.Close()
+	if err := s.Err(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("closed store: %v", err)
+	}
+}
