@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
-	"time"
 
 	"github.com/coder/websocket"
 )
@@ -121,12 +119,3 @@ func msgID(m map[string]any) string {
 }
 
 func idOf(i, j int) string { return fmt.Sprintf("m-%03d-%06d", i, j) }
-
-func short(s string) string {
-	if len(s) > 2000 {
-		return s[:2000] + "…"
-	}
-	return strings.TrimSpace(s)
-}
-
-var _ = time.Second

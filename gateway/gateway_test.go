@@ -721,3 +721,30 @@ func TestSendClearsTypingOnlyWhenTyping(t *testing.T) {
 	v.say(conv, "m-00000002", "typed this")
 	ag.expect("typing", func(m map[string]any) bool { return m["typing"] == false })
 }
+
+// TestWorkspaceMessageRateIsLimited: one workspace flooding messages gets
+// rate_limited and nothing of the refused messages is stored, while another
+// workspace on the same node goes on unhindered.
+func TestWorkspaceMessageRateIsLimited(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.WorkspaceRate, c.WorkspaceBurst = 0.001, 3 })
+	v, _ := e.visitor(t, "ws1", nil)
+	conv := v.start()
+	for i := 1; i <= 3; i++ {
+		v.say(conv, fmt.Sprintf("m-%07d", i), "within the burst")
+	}
+	r := v.ref()
+	v.send(map[string]any{"type": "send", "ref": r, "conversation": conv, "id": "m-0000004", "body": "over"})
+	if got := v.expect("error", refIs(r)); got["code"] != CodeRateLimited {
+		t.Fatalf("fourth message: %v", got)
+	}
+	evs, _, _ := e.st.Events("ws1", conv, 0, 10)
+	if len(evs) != 3 {
+		t.Fatalf("%d events stored, want 3", len(evs))
+	}
+	other, _ := e.visitor(t, "ws2", nil)
+	oc := other.start()
+	for i := 1; i <= 3; i++ {
+		other.say(oc, fmt.Sprintf("m-%07d", i), "another workspace")
+	}
+}

@@ -141,9 +141,6 @@ func (s *Store) Close() error {
 	return err
 }
 
-// Path returns the bbolt file's path.
-func (s *Store) Path() string { return s.cfg.Path }
-
 // SchemaVersion returns the schema version stored in the file.
 func (s *Store) SchemaVersion() (int, error) {
 	var v int
