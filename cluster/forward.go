@@ -13,7 +13,9 @@ import (
 // it to its HandleForward, and returns that reply. The node implements it
 // over its internal HTTP API; LocalForwarder does it in-process for tests.
 // An error means the reply was not received, so the command may or may not
-// have been applied (Apply reports ErrUncertain).
+// have been applied (Apply reports ErrUncertain), unless it wraps
+// ErrNotLeader: then the command was certainly not sent (no route to the
+// leader, connection refused) and Apply retries it like a lost leader.
 type Forwarder interface {
 	Forward(ctx context.Context, leaderAddr string, cmd []byte) ([]byte, error)
 }

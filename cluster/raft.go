@@ -458,12 +458,16 @@ func (c *Cluster) propose(ctx context.Context, data []byte, fwd Forwarder) (Resu
 		var nl *NotLeaderError
 		if errors.As(err, &nl) && nl.LeaderAddr != "" && nl.LeaderAddr != c.Addr() {
 			reply, ferr := fwd.Forward(ctx, nl.LeaderAddr, data)
-			if ferr != nil {
+			switch {
+			case errors.Is(ferr, ErrNotLeader):
+				err = ferr // never sent: retry like a lost leader
+			case ferr != nil:
 				return Result{}, fmt.Errorf("%w: forward to leader %s at %s: %w", ErrUncertain, nl.LeaderID, nl.LeaderAddr, ferr)
-			}
-			res, err = decodeReply(reply)
-			if !errors.Is(err, ErrNotLeader) {
-				return res, err
+			default:
+				res, err = decodeReply(reply)
+				if !errors.Is(err, ErrNotLeader) {
+					return res, err
+				}
 			}
 		}
 		// No leader known, or the one we knew lost it: nothing was applied,

@@ -8,10 +8,29 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // ErrAuth is what an Authenticator returns for a credential it refuses.
 var ErrAuth = errors.New("authentication failed")
+
+// ErrOverLimit is what Limits returns for a workspace that has used up its
+// plan; the client gets the error's text with the code over_limit.
+var ErrOverLimit = errors.New("over plan limit")
+
+// Limits is the gateway's view of billing: whether a workspace may still
+// start conversations and send messages.
+type Limits interface {
+	// Allow returns nil, or an error wrapping ErrOverLimit that says which
+	// limit is used up.
+	Allow(workspace string, now time.Time) error
+}
+
+// Meter counts what a workspace is billed for: conversations started and
+// messages stored (a retried message counts once).
+type Meter interface {
+	Count(workspace string, conversations, messages int64)
+}
 
 // Agent is an authenticated operator.
 type Agent struct {

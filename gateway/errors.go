@@ -15,6 +15,7 @@ const (
 	CodeForbidden          = "forbidden"
 	CodeNotFound           = "not_found"
 	CodeRateLimited        = "rate_limited"
+	CodeOverLimit          = "over_limit"
 	CodeSlowConsumer       = "slow_consumer"
 	CodeUnavailable        = "unavailable"
 	CodeInternal           = "internal"
@@ -24,7 +25,7 @@ const (
 var Codes = []string{
 	CodeBadFrame, CodeTooLarge, CodeUnknownType, CodeVersionUnsupported,
 	CodeBadRequest, CodeUnauthenticated, CodeAuthFailed, CodeForbidden,
-	CodeNotFound, CodeRateLimited, CodeSlowConsumer, CodeUnavailable, CodeInternal,
+	CodeNotFound, CodeRateLimited, CodeOverLimit, CodeSlowConsumer, CodeUnavailable, CodeInternal,
 }
 
 // WebSocket close codes for the codes that end a connection.

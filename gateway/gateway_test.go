@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -746,5 +747,69 @@ func TestWorkspaceMessageRateIsLimited(t *testing.T) {
 	oc := other.start()
 	for i := 1; i <= 3; i++ {
 		other.say(oc, fmt.Sprintf("m-%07d", i), "another workspace")
+	}
+}
+
+// planLimits is a Limits whose over-limit workspaces a test switches, and
+// a Meter.
+type planLimits struct {
+	over   sync.Map
+	mu     sync.Mutex
+	counts map[string][2]int64
+}
+
+func (p *planLimits) Count(ws string, convs, msgs int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.counts[ws]
+	p.counts[ws] = [2]int64{c[0] + convs, c[1] + msgs}
+}
+
+func (p *planLimits) Allow(ws string, _ time.Time) error {
+	if reason, ok := p.over.Load(ws); ok {
+		return fmt.Errorf("%w: %s", ErrOverLimit, reason)
+	}
+	return nil
+}
+
+func TestWorkspaceOverPlanIsRefusedOnTheWire(t *testing.T) {
+	t.Parallel()
+	limits := &planLimits{counts: map[string][2]int64{}}
+	e := newEnv(t, func(c *Config) { c.Limits, c.Meter = limits, limits })
+	v, _ := e.visitor(t, "ws1", nil)
+	conv := v.start()
+	v.say(conv, "m-0000001", "within the plan")
+	v.say(conv, "m-0000001", "within the plan") // a retry: billed once
+
+	limits.over.Store("ws1", "messages: 5000 of 5000 in 2026-11 on plan free")
+	r := v.ref()
+	v.send(map[string]any{"type": "send", "ref": r, "conversation": conv, "id": "m-0000002", "body": "over"})
+	got := v.expect("error", refIs(r))
+	if got["code"] != CodeOverLimit || !strings.Contains(got["message"].(string), "messages: 5000 of 5000") {
+		t.Fatalf("send over the plan: %v", got)
+	}
+	r = v.ref()
+	v.send(map[string]any{"type": "start", "ref": r})
+	if got := v.expect("error", refIs(r)); got["code"] != CodeOverLimit {
+		t.Fatalf("start over the plan: %v", got)
+	}
+	// Reading and marking read still work; nothing over the plan was stored.
+	r = v.ref()
+	v.send(map[string]any{"type": "read", "ref": r, "conversation": conv, "seq": 1})
+	v.expect("ack", refIs(r))
+	evs, _, _ := e.st.Events("ws1", conv, 0, 10)
+	if len(evs) != 1 {
+		t.Fatalf("%d events stored, want 1", len(evs))
+	}
+	// Another workspace is not affected, and the first recovers when the
+	// plan allows again.
+	other, _ := e.visitor(t, "ws2", nil)
+	other.say(other.start(), "m-0000001", "another workspace")
+	limits.over.Delete("ws1")
+	v.say(conv, "m-0000003", "within the plan again")
+	limits.mu.Lock()
+	defer limits.mu.Unlock()
+	if got := limits.counts; got["ws1"] != [2]int64{1, 2} || got["ws2"] != [2]int64{1, 1} {
+		t.Fatalf("metered %v, want ws1 1 conversation 2 messages, ws2 1 and 1", got)
 	}
 }

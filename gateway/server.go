@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -77,6 +78,11 @@ type Config struct {
 	MaxReplay int
 	// MaxInFlight bounds a connection's changes waiting for the store. Zero: 64.
 	MaxInFlight int
+	// Limits refuses new conversations and messages of a workspace over its
+	// plan. Zero: no limits.
+	Limits Limits
+	// Meter counts conversations and messages for billing. Zero: none.
+	Meter Meter
 }
 
 func (c *Config) defaults() {
@@ -97,6 +103,9 @@ func (c *Config) defaults() {
 	}
 	if c.Metrics == nil {
 		c.Metrics = noMetrics{}
+	}
+	if c.Meter == nil {
+		c.Meter = noMeter{}
 	}
 	if c.SendQueue <= 0 {
 		c.SendQueue = 512
@@ -214,6 +223,25 @@ func (s *Server) release(ip string) {
 		delete(s.perIP, ip)
 	}
 	s.conns.Done()
+}
+
+type noMeter struct{}
+
+func (noMeter) Count(string, int64, int64) {}
+
+// overLimit is the wire error for a workspace over its plan, nil when it
+// is within it.
+func (s *Server) overLimit(ws string, now time.Time) *wireError {
+	if s.cfg.Limits == nil {
+		return nil
+	}
+	if err := s.cfg.Limits.Allow(ws, now); err != nil {
+		if errors.Is(err, ErrOverLimit) {
+			return errf(CodeOverLimit, "%s", err.Error())
+		}
+		return errf(CodeUnavailable, "plan check unavailable: retry later")
+	}
+	return nil
 }
 
 func (s *Server) allowWorkspace(ws string, now time.Time) bool {

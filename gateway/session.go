@@ -137,6 +137,9 @@ func (c *conn) start(ctx context.Context, f inFrame) *wireError {
 	if c.id.Role != "visitor" {
 		return errf(CodeForbidden, "start: only visitors start conversations")
 	}
+	if werr := c.srv.overLimit(c.id.Workspace, time.Now()); werr != nil {
+		return werr
+	}
 	var raw [12]byte
 	rand.Read(raw[:])
 	conv := store.Conversation{Workspace: c.id.Workspace, ID: "c_" + hex.EncodeToString(raw[:]), Owner: c.id.Participant, OwnerName: c.id.Name}
@@ -145,6 +148,7 @@ func (c *conn) start(ctx context.Context, f inFrame) *wireError {
 			c.replyErr(f.Ref, c.storeError(err))
 			return
 		}
+		c.srv.cfg.Meter.Count(conv.Workspace, 1, 0)
 		c.srv.hub.subscribe(c, conv.ID)
 		c.reply(refFrame{Type: "started", Ref: f.Ref, Conversation: conv.ID})
 	})
@@ -251,6 +255,11 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) *wireError 
 	if !c.srv.allowWorkspace(c.id.Workspace, now) {
 		return errf(CodeRateLimited, "workspace message rate exceeded: retry later")
 	}
+	if f.Type == "send" {
+		if werr := c.srv.overLimit(c.id.Workspace, now); werr != nil {
+			return werr
+		}
+	}
 	ts := c.srv.cfg.Clock.Now()
 	ch := store.Change{Workspace: c.id.Workspace, Conversation: f.Conversation, Participant: c.id.Participant, TS: ts, Start: now}
 	switch f.Type {
@@ -271,6 +280,9 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) *wireError 
 		if err != nil {
 			c.replyErr(f.Ref, c.storeError(err))
 			return
+		}
+		if ch.Kind == store.Send && !res.Dup {
+			c.srv.cfg.Meter.Count(ch.Workspace, 0, 1)
 		}
 		created := res.Message.Created
 		c.reply(ackFrame{Type: "ack", Ref: f.Ref, Conversation: f.Conversation, ID: f.ID, Seq: res.Seq, TS: &created, Dup: res.Dup})

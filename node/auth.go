@@ -2,50 +2,88 @@ package node
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
+	"parley/cluster"
 	"parley/gateway"
 	"parley/store"
 )
 
-// storeAuth is the single-node control plane: workspace records in the
-// node's own store. The Raft control plane replaces it behind the same
-// gateway.Authenticator interface.
-type storeAuth struct{ st *store.Store }
+// errStale is what operators get from a node that has not heard from the
+// Raft leader within its lease: it may have missed a revocation.
+var errStale = errors.New("control plane out of reach: operator sign-in paused on this node")
 
-func (a storeAuth) Agent(_ context.Context, workspace, token string) (gateway.Agent, error) {
-	w, err := a.st.Workspace(workspace)
-	if errors.Is(err, store.ErrNotFound) {
+// clusterAuth is the gateway's Authenticator and plan check on the Raft
+// control plane: sessions, workspace secrets and usage are read from this
+// node's copy of the replicated state.
+type clusterAuth struct {
+	ctl *control
+	st  *store.Store
+	// local holds the workspaces whose record this node has written to its
+	// store (the store refuses conversations of a workspace it has no
+	// record of).
+	local sync.Map
+}
+
+func (a *clusterAuth) Agent(ctx context.Context, workspace, token string) (gateway.Agent, error) {
+	if !a.ctl.fresh() {
+		return gateway.Agent{}, errStale
+	}
+	o, err := a.ctl.c.AuthenticateSession(token)
+	if err != nil || o.Workspace != workspace {
 		return gateway.Agent{}, gateway.ErrAuth
 	}
-	if err != nil {
-		return gateway.Agent{}, fmt.Errorf("workspace %s: %w", workspace, err)
+	if err := a.ensureLocal(ctx, workspace); err != nil {
+		return gateway.Agent{}, err
 	}
-	sum := sha256.Sum256([]byte(token))
-	var found *store.AgentToken
-	// Compare against every token, without stopping early, so timing tells
-	// nothing about which or how many tokens there are.
-	for i := range w.AgentTokens {
-		if subtle.ConstantTimeCompare(w.AgentTokens[i].SHA256, sum[:]) == 1 {
-			found = &w.AgentTokens[i]
+	return gateway.Agent{ID: o.ID, Name: o.Name}, nil
+}
+
+// Secrets answers from the local state even when it is stale: a visitor's
+// key does not get revoked, and visitors are served through a partition.
+func (a *clusterAuth) Secrets(ctx context.Context, workspace string) (gateway.Secrets, error) {
+	if _, err := a.ctl.c.Workspace(workspace); err != nil {
+		if errors.Is(err, cluster.ErrNotFound) || errors.Is(err, cluster.ErrInvalid) {
+			return gateway.Secrets{}, gateway.ErrAuth
 		}
+		return gateway.Secrets{}, err
 	}
-	if found == nil {
-		return gateway.Agent{}, gateway.ErrAuth
+	id, err := a.ctl.c.IdentitySecret(workspace)
+	if err != nil {
+		return gateway.Secrets{}, fmt.Errorf("workspace %s identity secret: %w", workspace, err)
 	}
-	return gateway.Agent{ID: found.AgentID, Name: found.Name}, nil
+	vk, err := a.ctl.c.VisitorKey(workspace)
+	if err != nil {
+		return gateway.Secrets{}, fmt.Errorf("workspace %s visitor key: %w", workspace, err)
+	}
+	if err := a.ensureLocal(ctx, workspace); err != nil {
+		return gateway.Secrets{}, err
+	}
+	return gateway.Secrets{Identity: id, Visitor: vk}, nil
 }
 
-func (a storeAuth) Secrets(_ context.Context, workspace string) (gateway.Secrets, error) {
-	w, err := a.st.Workspace(workspace)
-	if errors.Is(err, store.ErrNotFound) {
-		return gateway.Secrets{}, gateway.ErrAuth
+// Allow refuses a change of a workspace that has used up its plan this
+// month, by the usage the nodes have reported.
+func (a *clusterAuth) Allow(workspace string, now time.Time) error {
+	if reason, over := a.ctl.c.OverLimit(workspace, period(now)); over {
+		return fmt.Errorf("%w: %s", gateway.ErrOverLimit, reason)
 	}
-	if err != nil {
-		return gateway.Secrets{}, fmt.Errorf("workspace %s: %w", workspace, err)
-	}
-	return gateway.Secrets{Identity: w.IdentitySecret, Visitor: w.VisitorKey}, nil
+	return nil
 }
+
+func (a *clusterAuth) ensureLocal(ctx context.Context, workspace string) error {
+	if _, ok := a.local.Load(workspace); ok {
+		return nil
+	}
+	if err := a.st.PutWorkspace(ctx, store.Workspace{ID: workspace}); err != nil {
+		return fmt.Errorf("workspace %s: %w", workspace, err)
+	}
+	a.local.Store(workspace, true)
+	return nil
+}
+
+// period is the billing period of t: its UTC month.
+func period(t time.Time) string { return t.UTC().Format("2006-01") }

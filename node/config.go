@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"regexp"
 	"strings"
+	"time"
 )
 
 // Config is a node's configuration. Every field has a default that runs a
@@ -46,7 +48,55 @@ type Config struct {
 	// publishes at /v1/transport. Env PARLEY_TLS_CERT, PARLEY_TLS_KEY.
 	TLSCert string
 	TLSKey  string
+
+	// Region is where this node runs ("eu", "us", ...): workspaces pinned
+	// to a region keep their data on its nodes only. Zero: none. Env
+	// PARLEY_REGION.
+	Region string
+	// RaftAddr is the TCP address of the control plane's Raft traffic. Zero:
+	// the address used at the last start (kept in DataDir/raft/addr), or on
+	// first start the HTTP host with a free port. Env PARLEY_RAFT_ADDR.
+	RaftAddr string
+	// Advertise is the host other nodes reach this one at, when the HTTP or
+	// Raft address binds every interface. Zero: the bound host. Env
+	// PARLEY_ADVERTISE.
+	Advertise string
+	// Join lists HTTP addresses (host:port) of nodes of an existing cluster.
+	// A node with no Join and no Raft state bootstraps a new cluster of its
+	// own, so a single node needs no configuration. Env PARLEY_JOIN,
+	// comma-separated.
+	Join []string
+	// Voter is how this node asks to join: "yes" as a voter, "no" as a
+	// non-voter that replicates the control plane and answers reads, "auto"
+	// (zero) as a voter while the cluster has fewer than 3, or fewer than 5
+	// and none in this node's region.
+	Voter string
+	// ClusterKey is the file holding the secret every node of a cluster
+	// shares (at least 32 bytes, hex or raw): it authenticates nodes to each
+	// other, derives the master key that seals workspace secrets and the
+	// cluster admin token. Zero: DataDir/cluster.key, generated on first
+	// start (mode 0600) when the node bootstraps. Env PARLEY_CLUSTER_KEY_FILE.
+	ClusterKey string
+	// UsageInterval is how often the node reports its usage counts to the
+	// control plane. Zero: 10s.
+	UsageInterval time.Duration
+	// Lease is how long a node may go without hearing from the Raft leader
+	// and still accept operator credentials: past it the node may have
+	// missed a revocation. Zero: 3s.
+	Lease time.Duration
+
+	// Raft tuning for tests of snapshots and elections; zero: the cluster
+	// package's defaults.
+	RaftSnapshotThreshold uint64
+	RaftTrailingLogs      uint64
 }
+
+// Voter modes.
+const (
+	voterAuto = "auto"
+	voterYes  = "yes"
+	voterNo   = "no"
+)
 
 // h3Off is the H3Addr that disables HTTP/3.
 const h3Off = "off"
@@ -67,8 +117,23 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&c.H3Addr, "h3", env("PARLEY_H3", ""), `HTTP/3 and WebTransport UDP address (default: the HTTP address on UDP; "off" disables)`)
 	fs.StringVar(&c.TLSCert, "tls-cert", env("PARLEY_TLS_CERT", ""), "HTTP/3 certificate chain, PEM (default: self-signed, short-lived)")
 	fs.StringVar(&c.TLSKey, "tls-key", env("PARLEY_TLS_KEY", ""), "HTTP/3 private key, PEM")
+	fs.StringVar(&c.Region, "region", env("PARLEY_REGION", ""), "region this node runs in (eu, us, ...)")
+	fs.StringVar(&c.RaftAddr, "raft-addr", env("PARLEY_RAFT_ADDR", ""), "control-plane Raft TCP address (default: as last start, or a free port)")
+	fs.StringVar(&c.Advertise, "advertise", env("PARLEY_ADVERTISE", ""), "host other nodes reach this one at (when binding every interface)")
+	join := fs.String("join", env("PARLEY_JOIN", ""), "HTTP addresses of cluster members to join, comma-separated (none: bootstrap a cluster)")
+	fs.StringVar(&c.Voter, "voter", voterAuto, "join as a voter: yes, no or auto")
+	fs.StringVar(&c.ClusterKey, "cluster-key", env("PARLEY_CLUSTER_KEY_FILE", ""), "file with the secret shared by the cluster's nodes (default: DATA/cluster.key)")
+	fs.DurationVar(&c.UsageInterval, "usage-interval", 10*time.Second, "how often usage is reported to the control plane")
+	fs.DurationVar(&c.Lease, "lease", 3*time.Second, "how long without the Raft leader operator credentials are still accepted")
+	fs.Uint64Var(&c.RaftSnapshotThreshold, "raft-snapshot-threshold", 0, "Raft log entries between snapshots (0: default)")
+	fs.Uint64Var(&c.RaftTrailingLogs, "raft-trailing-logs", 0, "Raft log entries kept after a snapshot (0: default)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	for _, a := range strings.Split(*join, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			c.Join = append(c.Join, a)
+		}
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
@@ -89,6 +154,15 @@ func (c *Config) defaults() {
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
+	if c.Voter == "" {
+		c.Voter = voterAuto
+	}
+	if c.UsageInterval == 0 {
+		c.UsageInterval = 10 * time.Second
+	}
+	if c.Lease == 0 {
+		c.Lease = 3 * time.Second
+	}
 }
 
 func (c *Config) validate() error {
@@ -104,6 +178,27 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("h3: %q is not host:port or %q", c.H3Addr, h3Off))
 		}
 	}
+	for _, a := range c.Join {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, fmt.Errorf("join: %q is not host:port", a))
+		}
+	}
+	if c.RaftAddr != "" {
+		if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {
+			errs = append(errs, fmt.Errorf("raft-addr: %q is not host:port", c.RaftAddr))
+		}
+	}
+	switch c.Voter {
+	case "", voterAuto, voterYes, voterNo:
+	default:
+		errs = append(errs, fmt.Errorf("voter: %q is not yes, no or auto", c.Voter))
+	}
+	if c.Region != "" && !reRegion.MatchString(c.Region) {
+		errs = append(errs, fmt.Errorf("region: %q is not 1 to 32 of a-z 0-9 -", c.Region))
+	}
+	if c.UsageInterval < 0 || c.Lease < 0 {
+		errs = append(errs, errors.New("usage-interval and lease: not negative"))
+	}
 	switch c.LogLevel {
 	case "", "debug", "info", "warn", "error":
 	default:
@@ -111,6 +206,8 @@ func (c *Config) validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+var reRegion = regexp.MustCompile(`^[a-z0-9-]{1,32}$`) // as the cluster package checks
 
 func env(k, def string) string {
 	if v, ok := os.LookupEnv(k); ok {

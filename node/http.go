@@ -34,12 +34,18 @@ func (n *Node) routes() http.Handler {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
+		if !n.ctl.ready.Load() {
+			http.Error(w, "not ready: joining the control plane", http.StatusServiceUnavailable)
+			return
+		}
 		if err := n.store.Err(); err != nil {
 			http.Error(w, "store: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("ready\n"))
 	})
+	n.ctl.internalRoutes(mux)
+	(&admin{ctl: n.ctl}).routes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/demo", http.StatusFound)

@@ -32,6 +32,9 @@ type Node struct {
 	gw      *gateway.Server
 	ln      net.Listener
 	ready   atomic.Bool
+	ctl     *control
+	auth    *clusterAuth
+	usage   *usageReporter
 
 	// HTTP/3 and WebTransport; pc is nil when disabled.
 	pc     net.PacketConn
@@ -58,9 +61,26 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 		return nil, err
 	}
 	n.store = st
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+	}
+	n.ln = ln
+	n.ctl, err = openControl(cfg, n.log, advertiseAddr(ln.Addr().String(), cfg.Advertise), newRaftApplyMetrics(n.metrics.reg))
+	if err != nil {
+		ln.Close()
+		st.Close()
+		return nil, err
+	}
+	n.metrics.reg.MustRegister(newRaftCollector(n.ctl))
+	n.auth = &clusterAuth{ctl: n.ctl, st: st}
+	n.usage = newUsageReporter(cfg.NodeID, n.ctl.c.Apply, n.log, cfg.UsageInterval)
 	n.gw = gateway.New(gateway.Config{
 		Store:          st,
-		Auth:           storeAuth{st},
+		Auth:           n.auth,
+		Limits:         n.auth,
+		Meter:          n.usage,
 		Clock:          crdt.NewClock(cfg.NodeID, nil),
 		Node:           cfg.NodeID,
 		Logger:         n.log,
@@ -71,14 +91,9 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 		WorkspaceRate:  cfg.WorkspaceRate,
 		WorkspaceBurst: int(cfg.WorkspaceRate * 2),
 	})
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
-	}
-	n.ln = ln
 	if cfg.H3Addr != h3Off {
 		if err := n.listenH3(); err != nil {
+			n.ctl.close()
 			ln.Close()
 			st.Close()
 			return nil, err
@@ -165,13 +180,9 @@ func (n *Node) H3Addr() string {
 // accepting, tell clients to reconnect, drain the store, close it.
 func (n *Node) Run(ctx context.Context) error {
 	defer n.store.Close()
+	defer n.ctl.close()
 	if n.pc != nil {
 		defer n.pc.Close()
-	}
-	demo, err := n.ensureDemo(ctx)
-	if err != nil {
-		n.ln.Close()
-		return err
 	}
 	handler := n.routes()
 	srv := &http.Server{
@@ -193,6 +204,30 @@ func (n *Node) Run(ctx context.Context) error {
 		g.Go(func() error { return n.certs.Run(gctx) })
 	}
 	g.Go(func() error { return n.gw.Run(gctx) })
+	// The control plane: join or bootstrap, then the demo workspace; the
+	// node is ready once both are done.
+	g.Go(func() error {
+		return n.ctl.run(gctx, func(ctx context.Context) error {
+			demo, err := n.ensureDemo(ctx)
+			if err != nil {
+				return err
+			}
+			n.banner(demo)
+			return nil
+		})
+	})
+	// Usage reports end after the gateway stopped counting: the last one
+	// carries the final counts.
+	usageCtx, stopUsage := context.WithCancel(context.Background())
+	usageDone := make(chan struct{})
+	go func() {
+		defer close(usageDone)
+		n.usage.run(usageCtx)
+	}()
+	defer func() {
+		stopUsage()
+		<-usageDone
+	}()
 	g.Go(func() error {
 		if err := srv.Serve(n.ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
@@ -214,8 +249,7 @@ func (n *Node) Run(ctx context.Context) error {
 		return nil
 	})
 	n.ready.Store(true)
-	n.log.Info("serving", "addr", n.Addr(), "h3", n.H3Addr(), "schema", store.SchemaLatest())
-	n.banner(demo)
+	n.log.Info("serving", "addr", n.Addr(), "h3", n.H3Addr(), "schema", store.SchemaLatest(), "raft", n.ctl.c.Addr(), "region", n.cfg.Region)
 	return g.Wait()
 }
 

@@ -8,25 +8,14 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Workspace is a tenant's record on this node: the stand-in control plane of
-// a single node until the Raft control plane owns it.
+// Workspace is a tenant's record on this node: that the node holds data of
+// it. Who may connect to it, its secrets and its plan live in the Raft
+// control plane (package cluster), never here. Records written before the
+// control plane also carried secrets; rewriting a record drops them.
 type Workspace struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
-	// IdentitySecret keys the HMAC a site computes over a user ID.
-	IdentitySecret []byte `json:"identity_secret"`
-	// VisitorKey keys the HMAC that makes anonymous visitor IDs unforgeable.
-	VisitorKey []byte `json:"visitor_key"`
-	// AgentTokens holds the SHA-256 of each operator token, never the token.
-	AgentTokens []AgentToken `json:"agent_tokens"`
-	Created     int64        `json:"created"`
-}
-
-// AgentToken is an operator credential, stored as a hash.
-type AgentToken struct {
-	AgentID string `json:"agent_id"`
+	ID      string `json:"id"`
 	Name    string `json:"name"`
-	SHA256  []byte `json:"sha256"`
+	Created int64  `json:"created"`
 }
 
 // PutWorkspace durably creates or replaces a workspace record.

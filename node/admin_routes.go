@@ -1,0 +1,565 @@
+package node
+
+import (
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"time"
+
+	"parley/cluster"
+)
+
+// routes registers the admin API; docs/api.md documents each route.
+func (a *admin) routes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/login", a.login)
+	a.route(mux, "POST /v1/logout", a.logout)
+
+	a.route(mux, "GET /v1/admin/cluster", a.clusterInfo)
+	a.route(mux, "DELETE /v1/admin/cluster/members/{id}", a.removeMember)
+	a.route(mux, "GET /v1/admin/plans", a.plans)
+	a.route(mux, "PUT /v1/admin/plans/{name}", a.setPlan)
+
+	a.route(mux, "GET /v1/admin/workspaces", a.workspaces)
+	a.route(mux, "POST /v1/admin/workspaces", a.createWorkspace)
+	a.route(mux, "GET /v1/admin/workspaces/{ws}", a.workspace)
+	a.route(mux, "PATCH /v1/admin/workspaces/{ws}", a.updateWorkspace)
+	a.route(mux, "DELETE /v1/admin/workspaces/{ws}", a.deleteWorkspace)
+	a.route(mux, "GET /v1/admin/workspaces/{ws}/secrets", a.secrets)
+
+	a.route(mux, "GET /v1/admin/workspaces/{ws}/operators", a.operators)
+	a.route(mux, "POST /v1/admin/workspaces/{ws}/operators", a.inviteOperator)
+	a.route(mux, "DELETE /v1/admin/workspaces/{ws}/operators/{id}", a.deleteOperator)
+	a.route(mux, "PUT /v1/admin/workspaces/{ws}/operators/{id}/password", a.setPassword)
+	a.route(mux, "DELETE /v1/admin/workspaces/{ws}/sessions/{id}", a.revokeSession)
+
+	a.route(mux, "GET /v1/admin/workspaces/{ws}/keys", a.keys)
+	a.route(mux, "POST /v1/admin/workspaces/{ws}/keys", a.mintKey)
+	a.route(mux, "DELETE /v1/admin/workspaces/{ws}/keys/{id}", a.revokeKey)
+
+	a.route(mux, "GET /v1/admin/workspaces/{ws}/usage", a.usage)
+	a.route(mux, "GET /v1/admin/workspaces/{ws}/billing", a.billing)
+	a.route(mux, "POST /v1/admin/workspaces/{ws}/billing", a.recordBilling)
+
+	a.route(mux, "GET /v1/admin/workspaces/{ws}/assignments/{conv}", a.assignment)
+	a.route(mux, "PUT /v1/admin/workspaces/{ws}/assignments/{conv}", a.assign)
+}
+
+var errForbidden = apiErr(http.StatusForbidden, "forbidden", "this credential may not do that")
+
+// scope checks the principal's access to the request's workspace and
+// returns its ID.
+func scope(r *http.Request, p principal, need access) (string, error) {
+	ws := r.PathValue("ws")
+	if need == accessRoot && !p.root {
+		return ws, errForbidden
+	}
+	if !p.can(ws, need) {
+		return ws, errForbidden
+	}
+	return ws, nil
+}
+
+func root(p principal) error {
+	if !p.root {
+		return errForbidden
+	}
+	return nil
+}
+
+// Sessions.
+
+type loginRequest struct {
+	Workspace string `json:"workspace"`
+	Email     string `json:"email"`
+	Password  string `json:"password"`
+}
+
+type loginReply struct {
+	Token   string          `json:"token"`
+	Session cluster.Session `json:"session"`
+}
+
+func (a *admin) login(w http.ResponseWriter, r *http.Request) {
+	if !a.allowLogin(r) {
+		writeAPI(w, nil, apiErr(http.StatusTooManyRequests, "rate_limited", "too many sign-in attempts: retry later"))
+		return
+	}
+	var req loginRequest
+	if err := decode(r, &req); err != nil {
+		writeAPI(w, nil, err)
+		return
+	}
+	raw, s, err := a.ctl.c.Login(r.Context(), req.Workspace, req.Email, req.Password)
+	if errors.Is(err, cluster.ErrUnauthorized) {
+		err = apiErr(http.StatusUnauthorized, "unauthorized", "wrong workspace, email or password")
+	}
+	if err != nil {
+		writeAPI(w, nil, err)
+		return
+	}
+	writeAPI(w, loginReply{Token: raw, Session: s}, nil)
+}
+
+func (a *admin) logout(r *http.Request, p principal) (any, error) {
+	if p.session == "" {
+		return nil, apiErr(http.StatusBadRequest, "invalid", "logout needs a session token")
+	}
+	_, conf, err := a.ctl.revoke(r.Context(), cluster.RevokeSession{ID: p.session})
+	return conf, err
+}
+
+func (a *admin) revokeSession(r *http.Request, p principal) (any, error) {
+	ws, err := scope(r, p, accessAdmin)
+	if err != nil {
+		return nil, err
+	}
+	s, err := a.ctl.c.Session(r.PathValue("id"))
+	if err != nil || s.Workspace != ws {
+		return nil, apiErr(http.StatusNotFound, "not_found", "no session %q in workspace %s", r.PathValue("id"), ws)
+	}
+	_, conf, err := a.ctl.revoke(r.Context(), cluster.RevokeSession{ID: s.ID})
+	return conf, err
+}
+
+// Cluster.
+
+type clusterReply struct {
+	Stats   cluster.Stats      `json:"raft"`
+	Members []cluster.Member   `json:"members"`
+	Nodes   []cluster.NodeInfo `json:"nodes"`
+}
+
+func (a *admin) clusterInfo(r *http.Request, p principal) (any, error) {
+	if err := root(p); err != nil {
+		return nil, err
+	}
+	return clusterReply{Stats: a.ctl.c.Stats(), Members: a.ctl.c.Members(), Nodes: a.ctl.c.Nodes()}, nil
+}
+
+func (a *admin) removeMember(r *http.Request, p principal) (any, error) {
+	if err := root(p); err != nil {
+		return nil, err
+	}
+	if err := a.ctl.c.RemoveServer(r.Context(), r.PathValue("id")); err != nil {
+		return nil, a.leaderOnly(err)
+	}
+	return map[string]string{"removed": r.PathValue("id")}, nil
+}
+
+// leaderOnly names the leader's API address in a not_leader error, for
+// membership changes that only the leader makes.
+func (a *admin) leaderOnly(err error) error {
+	var nl *cluster.NotLeaderError
+	if !errors.As(err, &nl) {
+		return err
+	}
+	for _, n := range a.ctl.c.Nodes() {
+		if n.RaftAddr == nl.LeaderAddr && n.RaftAddr != "" {
+			return apiErr(http.StatusServiceUnavailable, "not_leader", "ask the leader %s at %s", n.ID, n.APIAddr)
+		}
+	}
+	return err
+}
+
+func (a *admin) plans(r *http.Request, p principal) (any, error) {
+	return a.ctl.c.Plans(), nil
+}
+
+func (a *admin) setPlan(r *http.Request, p principal) (any, error) {
+	if err := root(p); err != nil {
+		return nil, err
+	}
+	var plan cluster.Plan
+	if err := decode(r, &plan); err != nil {
+		return nil, err
+	}
+	if plan.Name == "" {
+		plan.Name = r.PathValue("name")
+	}
+	if plan.Name != r.PathValue("name") {
+		return nil, apiErr(http.StatusBadRequest, "invalid", "plan name %q differs from the path's", plan.Name)
+	}
+	res, err := a.ctl.c.Apply(r.Context(), cluster.SetPlan{Plan: plan})
+	if err != nil {
+		return nil, err
+	}
+	a.written(r.Context(), res)
+	return plan, nil
+}
+
+// Workspaces.
+
+func (a *admin) workspaces(r *http.Request, p principal) (any, error) {
+	if !p.root {
+		w, err := a.ctl.c.Workspace(p.workspace)
+		return []cluster.Workspace{w}, err
+	}
+	return a.ctl.c.Workspaces(), nil
+}
+
+type createWorkspaceRequest struct {
+	ID     string          `json:"id"`
+	Name   string          `json:"name"`
+	Region string          `json:"region"`
+	Plan   string          `json:"plan"`
+	Brands []cluster.Brand `json:"brands"`
+}
+
+type secretsReply struct {
+	Workspace string `json:"workspace"`
+	// IdentitySecret keys the user_hash a site computes for verified
+	// visitors (docs/protocol.md); keep it on the site's server.
+	IdentitySecret string `json:"identity_secret"`
+}
+
+type createWorkspaceReply struct {
+	Workspace cluster.Workspace `json:"workspace"`
+	secretsReply
+}
+
+// createWorkspace creates a workspace with fresh secrets. A crash between
+// the commands leaves a workspace without secrets: GET .../secrets then
+// answers not_found, and creating it again (exists) sets the missing ones.
+func (a *admin) createWorkspace(r *http.Request, p principal) (any, error) {
+	if err := root(p); err != nil {
+		return nil, err
+	}
+	var req createWorkspaceRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if req.Plan == "" {
+		req.Plan = "free"
+	}
+	ctx := r.Context()
+	cmd := cluster.CreateWorkspace{ID: req.ID, Name: req.Name, Region: req.Region, Plan: req.Plan, Brands: req.Brands, Created: time.Now().UTC()}
+	_, err := a.ctl.c.Apply(ctx, cmd)
+	if err != nil && !errors.Is(err, cluster.ErrExists) {
+		return nil, err
+	}
+	if errors.Is(err, cluster.ErrExists) {
+		if _, serr := a.ctl.c.IdentitySecret(req.ID); serr == nil {
+			return nil, err
+		}
+	}
+	id := random(32)
+	if _, err := a.ctl.c.SetIdentitySecret(ctx, req.ID, id); err != nil {
+		return nil, err
+	}
+	res, err := a.ctl.c.SetVisitorKey(ctx, req.ID, random(32))
+	if err != nil {
+		return nil, err
+	}
+	a.written(ctx, res)
+	w, err := a.ctl.c.Workspace(req.ID)
+	return createWorkspaceReply{Workspace: w, secretsReply: secretsReply{Workspace: req.ID, IdentitySecret: hex.EncodeToString(id)}}, err
+}
+
+func (a *admin) workspace(r *http.Request, p principal) (any, error) {
+	ws, err := scope(r, p, accessRead)
+	if err != nil {
+		return nil, err
+	}
+	return a.ctl.c.Workspace(ws)
+}
+
+type updateWorkspaceRequest struct {
+	Name   *string          `json:"name"`
+	Region *string          `json:"region"`
+	Plan   *string          `json:"plan"`
+	Brands *[]cluster.Brand `json:"brands"`
+}
+
+func (a *admin) updateWorkspace(r *http.Request, p principal) (any, error) {
+	ws, err := scope(r, p, accessAdmin)
+	if err != nil {
+		return nil, err
+	}
+	var req updateWorkspaceRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	// Residency and the plan are the operator of Parley's to set.
+	if (req.Region != nil || req.Plan != nil) && !p.root {
+		return nil, apiErr(http.StatusForbidden, "forbidden", "region and plan are set by the cluster administrator")
+	}
+	// Brands revoke the keys scoped to a brand no longer listed.
+	res, conf, err := a.ctl.revoke(r.Context(), cluster.UpdateWorkspace{ID: ws, Name: req.Name, Region: req.Region, Plan: req.Plan, Brands: req.Brands})
+	if err != nil {
+		return nil, err
+	}
+	a.written(r.Context(), res)
+	w, err := a.ctl.c.Workspace(ws)
+	return map[string]any{"workspace": w, "confirmation": conf}, err
+}
+
+func (a *admin) deleteWorkspace(r *http.Request, p principal) (any, error) {
+	ws, err := scope(r, p, accessRoot)
+	if err != nil {
+		return nil, err
+	}
+	_, conf, err := a.ctl.revoke(r.Context(), cluster.DeleteWorkspace{ID: ws})
+	return conf, err
+}
+
+func (a *admin) secrets(r *http.Request, p principal) (any, error) {
+	ws, err := scope(r, p, accessAdmin)
+	if err != nil {
+		return nil, err
+	}
+	id, err := a.ctl.c.IdentitySecret(ws)
+	if err != nil {
+		return nil, err
+	}
+	return secretsReply{Workspace: ws, IdentitySecret: hex.EncodeToString(id)}, nil
+}
+
+// Operators.
+
+func (a *admin) operators(r *http.Request, p principal) (any, error) {
+	ws, err := scope(r, p, accessRead)
+	if err != nil {
+		return nil, err
+	}
+	return a.ctl.c.Operators(ws)
+}
+
+type inviteRequest struct {
+	ID       string       `json:"id"`
+	Email    string       `json:"email"`
+	Name     string       `json:"name"`
+	Role     cluster.Role `json:"role"`
+	Password string       `json:"password"`
+}
+
+type inviteReply struct {
+	Operator cluster.Operator `json:"operator"`
+	// Password is set when the request gave none: a one-time password to
+	// hand to the operator, shown once.
+	Password string `json:"password,omitempty"`
+}
+
+func (a *admin) inviteOperator(r *http.Request, p principal) (any, error) {
+	ws, err := scope(r, p, accessAdmin)
+	if err != nil {
+		return nil, err
+	}
+	var req inviteRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if req.Role == "" {
+		req.Role = cluster.RoleAgent
+	}
+	reply := inviteReply{}
+	if req.Password == "" {
+		req.Password = hex.EncodeToString(random(12))
+		reply.Password = req.Password
+	}
+	o, res, err := a.ctl.c.AddOperator(r.Context(), cluster.NewOperator{Workspace: ws, ID: req.ID, Email: req.Email, Name: req.Name, Role: req.Role, Password: req.Password})
+	if err != nil {
+		return nil, err
+	}
+	a.written(r.Context(), res)
+	reply.Operator = o
+	return reply, nil
+}
+
+func (a *admin) deleteOperator(r *http.Request, p principal) (any, error) {
+	ws, err := scope(r, p, accessAdmin)
+	if err != nil {
+		return nil, err
+	}
+	_, conf, err := a.ctl.revoke(r.Context(), cluster.DeleteOperator{Workspace: ws, ID: r.PathValue("id")})
+	return conf, err
+}
+
+func (a *admin) setPassword(r *http.Request, p principal) (any, error) {
+	ws := r.PathValue("ws")
+	id := r.PathValue("id")
+	// An operator sets their own; an admin anyone's in the workspace.
+	self := p.workspace == ws && p.operator == id
+	if _, err := scope(r, p, accessAdmin); err != nil && !self {
+		return nil, err
+	}
+	var req struct {
+		Password string `json:"password"`
+	}
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	hash, err := cluster.HashPassword(req.Password, 0)
+	if err != nil {
+		return nil, err
+	}
+	// A new password revokes the operator's sessions.
+	_, conf, err := a.ctl.revoke(r.Context(), cluster.UpdateOperator{Workspace: ws, ID: id, PasswordHash: &hash})
+	return conf, err
+}
+
+// Keys.
+
+func (a *admin) keys(r *http.Request, p principal) (any, error) {
+	ws, err := scope(r, p, accessAdmin)
+	if err != nil {
+		return nil, err
+	}
+	return a.ctl.c.Keys(ws)
+}
+
+type mintReply struct {
+	// Key is the raw API key, shown once: only its SHA-256 is stored.
+	Key  string      `json:"key"`
+	Info cluster.Key `json:"info"`
+}
+
+func (a *admin) mintKey(r *http.Request, p principal) (any, error) {
+	ws, err := scope(r, p, accessKeys)
+	if err != nil {
+		return nil, err
+	}
+	var req struct {
+		Name  string `json:"name"`
+		Brand string `json:"brand"`
+	}
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	raw, k, res, err := a.ctl.c.MintKey(r.Context(), ws, req.Brand, req.Name)
+	if err != nil {
+		return nil, err
+	}
+	// Every node accepts the key once it has applied it: wait for all, so
+	// the caller can use it anywhere at once.
+	conf := a.ctl.confirmEverywhere(r.Context(), res.Index)
+	if len(conf.Unconfirmed) > 0 {
+		a.ctl.log.Warn("new API key not yet known on every node", "unconfirmed", conf.Unconfirmed)
+	}
+	return mintReply{Key: raw, Info: k}, nil
+}
+
+func (a *admin) revokeKey(r *http.Request, p principal) (any, error) {
+	ws, err := scope(r, p, accessAdmin)
+	if err != nil {
+		return nil, err
+	}
+	k, err := a.ctl.c.Key(r.PathValue("id"))
+	if err != nil || k.Workspace != ws {
+		return nil, apiErr(http.StatusNotFound, "not_found", "no key %q in workspace %s", r.PathValue("id"), ws)
+	}
+	_, conf, err := a.ctl.revoke(r.Context(), cluster.RevokeKey{ID: k.ID})
+	return conf, err
+}
+
+// Usage and billing.
+
+type usageReply struct {
+	Usage     cluster.Usage `json:"usage"`
+	Plan      cluster.Plan  `json:"plan"`
+	OverLimit string        `json:"over_limit,omitempty"`
+}
+
+func (a *admin) usage(r *http.Request, p principal) (any, error) {
+	ws, err := scope(r, p, accessRead)
+	if err != nil {
+		return nil, err
+	}
+	per := r.URL.Query().Get("period")
+	if per == "" {
+		per = period(time.Now())
+	}
+	if _, err := time.Parse("2006-01", per); err != nil {
+		return nil, apiErr(http.StatusBadRequest, "invalid", "period %q: want YYYY-MM", per)
+	}
+	u, err := a.ctl.c.Usage(ws, per)
+	if err != nil {
+		return nil, err
+	}
+	w, err := a.ctl.c.Workspace(ws)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := a.ctl.c.Plan(w.Plan)
+	if err != nil {
+		return nil, err
+	}
+	reason, _ := a.ctl.c.OverLimit(ws, per)
+	return usageReply{Usage: u, Plan: plan, OverLimit: reason}, nil
+}
+
+func (a *admin) billing(r *http.Request, p principal) (any, error) {
+	ws, err := scope(r, p, accessAdmin)
+	if err != nil {
+		return nil, err
+	}
+	return a.ctl.c.BillingEvents(ws)
+}
+
+type billingReply struct {
+	Result cluster.Result `json:"result"`
+}
+
+// recordBilling applies a billing event exactly once by its idempotency
+// key: a retry (on any node) answers with the original's result and
+// "duplicate": true.
+func (a *admin) recordBilling(r *http.Request, p principal) (any, error) {
+	ws, err := scope(r, p, accessRoot)
+	if err != nil {
+		return nil, err
+	}
+	var e cluster.BillingEvent
+	if err := decode(r, &e); err != nil {
+		return nil, err
+	}
+	if e.Workspace == "" {
+		e.Workspace = ws
+	}
+	if e.Workspace != ws {
+		return nil, apiErr(http.StatusBadRequest, "invalid", "event workspace %q differs from the path's", e.Workspace)
+	}
+	if e.Period == "" {
+		e.Period = period(time.Now())
+	}
+	e.At, e.Index = time.Now().UTC(), 0
+	res, err := a.ctl.c.Apply(r.Context(), cluster.RecordBillingEvent{Event: e})
+	if err != nil {
+		return nil, err
+	}
+	a.written(r.Context(), res)
+	return billingReply{Result: res}, nil
+}
+
+// Assignments.
+
+func (a *admin) assignment(r *http.Request, p principal) (any, error) {
+	ws, err := scope(r, p, accessRead)
+	if err != nil {
+		return nil, err
+	}
+	return a.ctl.c.Assignment(ws, r.PathValue("conv"))
+}
+
+type assignRequest struct {
+	Operator      string `json:"operator"`
+	ExpectVersion uint64 `json:"expect_version"`
+}
+
+func (a *admin) assign(r *http.Request, p principal) (any, error) {
+	ws, err := scope(r, p, accessAssign)
+	if err != nil {
+		return nil, err
+	}
+	var req assignRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	res, err := a.ctl.c.Apply(r.Context(), cluster.Assign{Workspace: ws, Conversation: r.PathValue("conv"), Operator: req.Operator, ExpectVersion: req.ExpectVersion})
+	if errors.Is(err, cluster.ErrConflict) {
+		return nil, apiErr(http.StatusConflict, "conflict", "%v (current version %d)", err, res.Version)
+	}
+	if err != nil {
+		return nil, err
+	}
+	a.written(r.Context(), res)
+	return cluster.Assignment{Workspace: ws, Conversation: r.PathValue("conv"), Operator: req.Operator, Version: res.Version}, nil
+}

@@ -1,0 +1,306 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"parley/cluster"
+)
+
+// control is the node's member of the Raft control plane: it opens it,
+// joins the cluster or bootstraps one, keeps this node's registration
+// current and answers other nodes' internal requests.
+type control struct {
+	cfg     Config
+	log     *slog.Logger
+	c       *cluster.Cluster
+	key     clusterKey
+	peers   *peerClient
+	apiAddr string
+	// ready is set once this node is a registered member with a leader.
+	ready atomic.Bool
+}
+
+// openControl opens the Raft member. apiAddr is this node's HTTP address as
+// other nodes reach it.
+func openControl(cfg Config, log *slog.Logger, apiAddr string, obs cluster.Observer) (*control, error) {
+	dir := filepath.Join(cfg.DataDir, "raft")
+	bootstrap := len(cfg.Join) == 0
+	keyPath := cfg.ClusterKey
+	if keyPath == "" {
+		keyPath = filepath.Join(cfg.DataDir, "cluster.key")
+	}
+	key, err := loadClusterKey(keyPath, bootstrap && cfg.ClusterKey == "")
+	if err != nil {
+		return nil, err
+	}
+	raftAddr, advertise, err := raftAddrs(cfg, dir)
+	if err != nil {
+		return nil, err
+	}
+	ctl := &control{cfg: cfg, log: log, key: key, peers: newPeerClient(key.nodeKey()), apiAddr: apiAddr}
+	fwd := &httpForwarder{peers: ctl.peers}
+	c, err := cluster.Open(cluster.Config{
+		NodeID:            cfg.NodeID,
+		Region:            cfg.Region,
+		RaftAddr:          raftAddr,
+		AdvertiseAddr:     advertise,
+		DataDir:           dir,
+		Bootstrap:         bootstrap,
+		Voter:             cfg.Voter != voterNo,
+		Logger:            log,
+		MasterKey:         key.masterKey(),
+		Forwarder:         fwd,
+		Observer:          obs,
+		SnapshotThreshold: cfg.RaftSnapshotThreshold,
+		TrailingLogs:      cfg.RaftTrailingLogs,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("control plane: %w", err)
+	}
+	fwd.nodes = c.Nodes
+	ctl.c = c
+	// The next start binds the same port, so the address peers know stays
+	// right.
+	if err := os.WriteFile(filepath.Join(dir, "addr"), []byte(c.Addr()+"\n"), 0o600); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return ctl, nil
+}
+
+// raftAddrs picks the Raft bind and advertise addresses: the flag, else the
+// address of the last start, else the HTTP host on a free port.
+func raftAddrs(cfg Config, dir string) (bind, advertise string, err error) {
+	bind = cfg.RaftAddr
+	if bind == "" {
+		if b, err := os.ReadFile(filepath.Join(dir, "addr")); err == nil {
+			bind = strings.TrimSpace(string(b))
+		}
+	}
+	if bind == "" {
+		host, _, _ := net.SplitHostPort(cfg.HTTPAddr)
+		bind = net.JoinHostPort(host, "0")
+	}
+	host, port, err := net.SplitHostPort(bind)
+	if err != nil {
+		return "", "", fmt.Errorf("raft address %q: %w", bind, err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		if cfg.Advertise == "" || port == "0" {
+			return "", "", fmt.Errorf("raft address %s binds every interface: give -advertise and a fixed port", bind)
+		}
+		advertise = net.JoinHostPort(cfg.Advertise, port)
+	}
+	return bind, advertise, nil
+}
+
+// advertiseAddr turns a bound address into one other nodes can dial.
+func advertiseAddr(bound, advertise string) string {
+	host, port, err := net.SplitHostPort(bound)
+	if err != nil {
+		return bound
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		if advertise == "" {
+			advertise = "127.0.0.1"
+		}
+		return net.JoinHostPort(advertise, port)
+	}
+	return bound
+}
+
+// run joins (when told to), registers this node, then calls onReady once;
+// it returns when ctx ends.
+func (ctl *control) run(ctx context.Context, onReady func(context.Context) error) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := ctl.start(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		ctl.log.Warn("control plane: not a member yet, retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+	if onReady != nil {
+		if err := onReady(ctx); err != nil && ctx.Err() == nil {
+			return err
+		}
+	}
+	ctl.ready.Store(true)
+	ctl.log.Info("control plane: member", "leader", ctl.c.Stats().LeaderID, "raft", ctl.c.Addr())
+	return nil
+}
+
+// start makes this node a registered member: it asks a member to add it
+// (every start, so a changed address is corrected), waits for a leader and
+// records its addresses in the replicated state.
+func (ctl *control) start(ctx context.Context) error {
+	if len(ctl.cfg.Join) > 0 && !ctl.member() {
+		if err := ctl.join(ctx); err != nil {
+			return err
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := ctl.c.WaitLeader(wctx); err != nil {
+		return err
+	}
+	if _, err := ctl.c.RegisterSelf(wctx, ctl.apiAddr); err != nil {
+		return fmt.Errorf("register: %w", err)
+	}
+	return nil
+}
+
+// member says whether the Raft configuration this node knows already lists
+// it at its current address: a restarted member needs no join.
+func (ctl *control) member() bool {
+	for _, m := range ctl.c.Members() {
+		if m.ID == ctl.cfg.NodeID && m.Addr == ctl.c.Addr() {
+			return true
+		}
+	}
+	return false
+}
+
+// joinRequest is what a node sends to be added to the cluster.
+type joinRequest struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	APIAddr  string `json:"api_addr"`
+	Region   string `json:"region,omitempty"`
+	Voter    string `json:"voter"`
+}
+
+// joinReply answers a joinRequest; LeaderAPI names where to ask instead
+// when the node asked is not the leader.
+type joinReply struct {
+	Voter     bool   `json:"voter"`
+	Code      string `json:"code,omitempty"`
+	Error     string `json:"error,omitempty"`
+	LeaderAPI string `json:"leader_api,omitempty"`
+}
+
+// join asks the configured members, and the leader they name, to add this
+// node.
+func (ctl *control) join(ctx context.Context) error {
+	req, _ := json.Marshal(joinRequest{ID: ctl.cfg.NodeID, RaftAddr: ctl.c.Addr(), APIAddr: ctl.apiAddr, Region: ctl.cfg.Region, Voter: ctl.cfg.Voter})
+	var errs []error
+	targets := append([]string(nil), ctl.cfg.Join...)
+	for i := 0; i < len(targets) && i < 8; i++ {
+		if targets[i] == ctl.apiAddr {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		b, err := ctl.peers.post(rctx, targets[i], pathJoin, req)
+		cancel()
+		var rep joinReply
+		if b != nil {
+			json.Unmarshal(b, &rep)
+		}
+		switch {
+		case err == nil:
+			ctl.log.Info("control plane: joined", "via", targets[i], "voter", rep.Voter)
+			return nil
+		case rep.LeaderAPI != "":
+			targets = append(targets, rep.LeaderAPI)
+		}
+		errs = append(errs, err)
+	}
+	return fmt.Errorf("join: %w", errors.Join(errs...))
+}
+
+// handleJoin adds a node to the Raft configuration, as a voter or not (see
+// Config.Voter), and registers it. Only the leader can; another node answers
+// with the leader's API address.
+func (ctl *control) handleJoin(ctx context.Context, body []byte) (joinReply, int) {
+	var req joinRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return joinReply{Code: "invalid", Error: "join: " + err.Error()}, 400
+	}
+	info := cluster.NodeInfo{ID: req.ID, Region: req.Region, RaftAddr: req.RaftAddr, APIAddr: req.APIAddr}
+	if !ctl.c.IsLeader() {
+		rep := joinReply{Code: "not_leader", Error: "not the leader"}
+		_, leaderRaft := ctl.c.Leader()
+		for _, n := range ctl.c.Nodes() {
+			if n.RaftAddr == leaderRaft && leaderRaft != "" {
+				rep.LeaderAPI = n.APIAddr
+			}
+		}
+		return rep, 503
+	}
+	voter := ctl.wantsVote(req)
+	var err error
+	if voter {
+		err = ctl.c.AddVoter(ctx, req.ID, req.RaftAddr)
+	} else {
+		err = ctl.c.AddNonvoter(ctx, req.ID, req.RaftAddr)
+	}
+	if err == nil {
+		_, err = ctl.c.Apply(ctx, cluster.RegisterNode{Node: info})
+	}
+	if err != nil {
+		status := 500
+		if errors.Is(err, cluster.ErrInvalid) {
+			status = 400
+		}
+		return joinReply{Code: cluster.ErrorCode(err), Error: err.Error()}, status
+	}
+	ctl.log.Info("control plane: node added", "id", req.ID, "raft", req.RaftAddr, "region", req.Region, "voter", voter)
+	return joinReply{Voter: voter}, 200
+}
+
+// wantsVote decides a joining node's suffrage: asked for, or, on auto, a
+// vote while there are fewer than 3 voters, or fewer than 5 and none in the
+// node's region, so voters spread across regions. A member keeps the
+// suffrage it has.
+func (ctl *control) wantsVote(req joinRequest) bool {
+	members := ctl.c.Members()
+	voters, regions := 0, map[string]bool{}
+	for _, m := range members {
+		if m.ID == req.ID {
+			if req.Voter == voterAuto {
+				return m.Voter
+			}
+			continue
+		}
+		if m.Voter {
+			voters++
+			regions[m.Region] = true
+		}
+	}
+	switch req.Voter {
+	case voterYes:
+		return true
+	case voterNo:
+		return false
+	}
+	return voters < 3 || (voters < 5 && !regions[req.Region])
+}
+
+// fresh says whether this node's copy of the control plane may be trusted
+// with operator credentials: it heard from the leader within the lease, so
+// it cannot have missed a revocation for longer than that.
+func (ctl *control) fresh() bool {
+	last := ctl.c.LastLeaderContact()
+	return !last.IsZero() && time.Since(last) < ctl.cfg.Lease
+}
+
+func (ctl *control) close() error { return ctl.c.Close() }

@@ -1,0 +1,137 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"parley/cluster"
+)
+
+// Requests between nodes go over the nodes' HTTP listeners under
+// /internal/v1/, signed with a key derived from the cluster key: the
+// signature covers the method, the path, a timestamp and the body, so a
+// captured request cannot be altered, and is refused after maxSkew.
+const (
+	hdrNodeTime = "X-Parley-Node-Time"
+	hdrNodeSig  = "X-Parley-Node-Sig"
+	maxSkew     = 30 * time.Second
+	// maxInternalBody bounds what a node reads from another: a Raft command
+	// is at most 64 KiB.
+	maxInternalBody = 128 << 10
+)
+
+// errNotDelivered marks a request that never left this node (no route, the
+// connection refused), so the command it carried was certainly not applied.
+var errNotDelivered = errors.New("not delivered")
+
+// peerClient sends signed requests to other nodes.
+type peerClient struct {
+	key    []byte
+	client *http.Client
+}
+
+func newPeerClient(key []byte) *peerClient {
+	return &peerClient{key: key, client: &http.Client{
+		Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+			MaxIdleConnsPerHost: 8,
+			IdleConnTimeout:     time.Minute,
+		},
+	}}
+}
+
+func sign(key []byte, method, path, ts string, body []byte) string {
+	sum := sha256.Sum256(body)
+	m := hmac.New(sha256.New, key)
+	fmt.Fprintf(m, "%s\n%s\n%s\n%x", method, path, ts, sum)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// post sends body to another node's internal path and returns the reply of a
+// 200; any other status is an error carrying the reply's text.
+func (p *peerClient) post(ctx context.Context, apiAddr, path string, body []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+apiAddr+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	req.Header.Set(hdrNodeTime, ts)
+	req.Header.Set(hdrNodeSig, sign(p.key, http.MethodPost, path, ts, body))
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return nil, fmt.Errorf("%s: %w: %w", apiAddr, errNotDelivered, err)
+		}
+		return nil, fmt.Errorf("%s: %w", apiAddr, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxInternalBody))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", apiAddr, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return b, fmt.Errorf("%s%s: %s: %s", apiAddr, path, resp.Status, bytes.TrimSpace(b))
+	}
+	return b, nil
+}
+
+// verifyPeer checks a request's signature and reads its body.
+func verifyPeer(key []byte, r *http.Request, now time.Time) ([]byte, error) {
+	ts := r.Header.Get(hdrNodeTime)
+	ms, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return nil, errors.New("missing or malformed " + hdrNodeTime)
+	}
+	if d := now.Sub(time.UnixMilli(ms)); d > maxSkew || d < -maxSkew {
+		return nil, fmt.Errorf("request time off by %s", d.Round(time.Second))
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxInternalBody))
+	if err != nil {
+		return nil, fmt.Errorf("body: %w", err)
+	}
+	want := sign(key, r.Method, r.URL.Path, ts, body)
+	if !hmac.Equal([]byte(want), []byte(r.Header.Get(hdrNodeSig))) {
+		return nil, errors.New("bad signature")
+	}
+	return body, nil
+}
+
+// httpForwarder carries Raft commands from a follower to the leader's
+// internal API; the leader is found by its Raft address among the nodes
+// registered in the replicated state.
+type httpForwarder struct {
+	peers *peerClient
+	// state reads the registered nodes; set once the cluster is open.
+	nodes func() []cluster.NodeInfo
+}
+
+func (f *httpForwarder) Forward(ctx context.Context, leaderAddr string, cmd []byte) ([]byte, error) {
+	api := ""
+	for _, n := range f.nodes() {
+		if n.RaftAddr == leaderAddr {
+			api = n.APIAddr
+		}
+	}
+	if api == "" {
+		// The leader has not registered its API address yet: nothing was
+		// sent, so the command is retried once it has.
+		return nil, fmt.Errorf("leader at %s: %w: %w", leaderAddr, errNotDelivered, cluster.ErrNotLeader)
+	}
+	b, err := f.peers.post(ctx, api, pathForward, cmd)
+	if errors.Is(err, errNotDelivered) {
+		return nil, fmt.Errorf("%w: %w", err, cluster.ErrNotLeader)
+	}
+	return b, err
+}
