@@ -64,12 +64,38 @@ func (cl *wsClient) await(ctx context.Context, typ string, pred func(map[string]
 	}
 }
 
+// awaitRef returns the next frame answering ref, an error frame included.
+func (cl *wsClient) awaitRef(ctx context.Context, ref string) (map[string]any, error) {
+	for {
+		select {
+		case m, ok := <-cl.frames:
+			if !ok {
+				return nil, fmt.Errorf("connection closed waiting for %s", ref)
+			}
+			if m["ref"] == ref {
+				return m, nil
+			}
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for %s: %w", ref, ctx.Err())
+		}
+	}
+}
+
 func (cl *wsClient) close() { cl.c.Close(websocket.StatusNormalClosure, "") }
 
 // visitorHello says hello as a visitor (with a stored identity when id is
 // non-nil) and returns the welcome.
 func (cl *wsClient) visitorHello(ctx context.Context, id map[string]any) (map[string]any, error) {
-	h := map[string]any{"type": "hello", "v": 1, "workspace": "demo", "role": "visitor"}
+	return cl.hello(ctx, "demo", id)
+}
+
+// visitorHelloIn says hello as a new anonymous visitor of a workspace.
+func (cl *wsClient) visitorHelloIn(ctx context.Context, workspace string) (map[string]any, error) {
+	return cl.hello(ctx, workspace, nil)
+}
+
+func (cl *wsClient) hello(ctx context.Context, workspace string, id map[string]any) (map[string]any, error) {
+	h := map[string]any{"type": "hello", "v": 1, "workspace": workspace, "role": "visitor"}
 	for k, v := range id {
 		h[k] = v
 	}

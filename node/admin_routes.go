@@ -16,6 +16,7 @@ func (a *admin) routes(mux *http.ServeMux) {
 
 	a.route(mux, "GET /v1/admin/cluster", a.clusterInfo)
 	a.route(mux, "DELETE /v1/admin/cluster/members/{id}", a.removeMember)
+	a.route(mux, "POST /v1/admin/cluster/snapshot", a.snapshot)
 	a.route(mux, "GET /v1/admin/plans", a.plans)
 	a.route(mux, "PUT /v1/admin/plans/{name}", a.setPlan)
 
@@ -144,6 +145,18 @@ func (a *admin) removeMember(r *http.Request, p principal) (any, error) {
 		return nil, a.leaderOnly(err)
 	}
 	return map[string]string{"removed": r.PathValue("id")}, nil
+}
+
+// snapshot makes this node snapshot its state now (before maintenance,
+// or to compact the log).
+func (a *admin) snapshot(r *http.Request, p principal) (any, error) {
+	if err := root(p); err != nil {
+		return nil, err
+	}
+	if err := a.ctl.c.Snapshot(r.Context()); err != nil {
+		return nil, err
+	}
+	return a.ctl.c.Stats(), nil
 }
 
 // leaderOnly names the leader's API address in a not_leader error, for

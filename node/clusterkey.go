@@ -67,3 +67,13 @@ func (k clusterKey) nodeKey() []byte { return k.derive("node-auth/v1") }
 func (k clusterKey) adminToken() string {
 	return "pa_" + base64.RawURLEncoding.EncodeToString(k.derive("admin-token/v1"))
 }
+
+// AdminToken is the cluster administrator's token for the admin API, derived
+// from the cluster key in keyFile (see Config.ClusterKey).
+func AdminToken(keyFile string) (string, error) {
+	k, err := loadClusterKey(keyFile, false)
+	if err != nil {
+		return "", err
+	}
+	return k.adminToken(), nil
+}
