@@ -89,6 +89,10 @@ type Config struct {
 	// package's defaults.
 	RaftSnapshotThreshold uint64
 	RaftTrailingLogs      uint64
+
+	// passwordIterations is the PBKDF2 cost of new password hashes; tests
+	// lower it to the minimum. Zero: the cluster package's default.
+	passwordIterations int
 }
 
 // Voter modes.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -50,19 +51,20 @@ func openControl(cfg Config, log *slog.Logger, apiAddr string, obs cluster.Obser
 	ctl := &control{cfg: cfg, log: log, key: key, peers: newPeerClient(key.nodeKey()), apiAddr: apiAddr}
 	fwd := &httpForwarder{peers: ctl.peers}
 	c, err := cluster.Open(cluster.Config{
-		NodeID:            cfg.NodeID,
-		Region:            cfg.Region,
-		RaftAddr:          raftAddr,
-		AdvertiseAddr:     advertise,
-		DataDir:           dir,
-		Bootstrap:         bootstrap,
-		Voter:             cfg.Voter != voterNo,
-		Logger:            log,
-		MasterKey:         key.masterKey(),
-		Forwarder:         fwd,
-		Observer:          obs,
-		SnapshotThreshold: cfg.RaftSnapshotThreshold,
-		TrailingLogs:      cfg.RaftTrailingLogs,
+		NodeID:             cfg.NodeID,
+		Region:             cfg.Region,
+		RaftAddr:           raftAddr,
+		AdvertiseAddr:      advertise,
+		DataDir:            dir,
+		Bootstrap:          bootstrap,
+		Voter:              cfg.Voter != voterNo,
+		Logger:             log,
+		MasterKey:          key.masterKey(),
+		Forwarder:          fwd,
+		Observer:           obs,
+		SnapshotThreshold:  cfg.RaftSnapshotThreshold,
+		TrailingLogs:       cfg.RaftTrailingLogs,
+		PasswordIterations: cfg.passwordIterations,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("control plane: %w", err)
@@ -272,9 +274,8 @@ func (ctl *control) handleJoin(ctx context.Context, body []byte) (joinReply, int
 // node's region, so voters spread across regions. A member keeps the
 // suffrage it has.
 func (ctl *control) wantsVote(req joinRequest) bool {
-	members := ctl.c.Members()
-	voters, regions := 0, map[string]bool{}
-	for _, m := range members {
+	var regions []string
+	for _, m := range ctl.c.Members() {
 		if m.ID == req.ID {
 			if req.Voter == voterAuto {
 				return m.Voter
@@ -282,17 +283,22 @@ func (ctl *control) wantsVote(req joinRequest) bool {
 			continue
 		}
 		if m.Voter {
-			voters++
-			regions[m.Region] = true
+			regions = append(regions, m.Region)
 		}
 	}
+	return wantsVoteFrom(regions, req)
+}
+
+// wantsVoteFrom decides given the regions of the other voters.
+func wantsVoteFrom(voterRegions []string, req joinRequest) bool {
 	switch req.Voter {
 	case voterYes:
 		return true
 	case voterNo:
 		return false
 	}
-	return voters < 3 || (voters < 5 && !regions[req.Region])
+	n := len(voterRegions)
+	return n < 3 || (n < 5 && !slices.Contains(voterRegions, req.Region))
 }
 
 // fresh says whether this node's copy of the control plane may be trusted

@@ -130,7 +130,9 @@ func TestNodeHealthAndMetrics(t *testing.T) {
 		t.Fatalf("healthz: %d %q", resp.StatusCode, body)
 	}
 	_, body := get(t, r.base+"/metrics")
-	for _, name := range []string{"parley_store_commit_seconds", "parley_store_batch_size", "go_goroutines", "process_resident_memory_bytes"} {
+	for _, name := range []string{"parley_store_commit_seconds", "parley_store_batch_size", "go_goroutines", "process_resident_memory_bytes",
+		"parley_raft_leader 1", "parley_raft_term", "parley_raft_commit_index", "parley_raft_applied_index", `parley_raft_state{state="Leader"} 1`,
+		"parley_raft_apply_seconds_count", "parley_raft_voters 1"} {
 		if !strings.Contains(body, name) {
 			t.Errorf("metrics lack %s", name)
 		}
@@ -206,6 +208,12 @@ func TestConfigValidation(t *testing.T) {
 		{[]string{"-log-level", "loud"}, false},
 		{[]string{"extra"}, false},
 		{[]string{"-http", "127.0.0.1:9999", "-node", "n7"}, true},
+		{[]string{"-join", "127.0.0.1:8080,127.0.0.2:8080", "-raft-addr", "127.0.0.1:7000", "-region", "eu", "-voter", "no"}, true},
+		{[]string{"-join", "nohostport"}, false},
+		{[]string{"-raft-addr", "7000"}, false},
+		{[]string{"-voter", "maybe"}, false},
+		{[]string{"-region", "EU West"}, false},
+		{[]string{"-lease", "-1s"}, false},
 	}
 	for _, c := range cases {
 		_, err := ParseFlags(c.args)
