@@ -36,6 +36,10 @@ type Meter interface {
 type Agent struct {
 	ID   string
 	Name string
+	// Credential names the credential the agent signed in with (a session
+	// ID, never the token), so that Expel can end its connections when it
+	// is revoked. Zero: none.
+	Credential string
 }
 
 // Secrets are a workspace's keys for verifying visitors.
@@ -64,6 +68,7 @@ type identity struct {
 	Name        string
 	VisitorID   string
 	VisitorSig  string
+	Credential  string
 }
 
 // authenticate turns a validated hello into an identity.
@@ -75,6 +80,7 @@ func authenticate(ctx context.Context, a Authenticator, f inFrame) (identity, *w
 			return id, authError(err, "operator token refused")
 		}
 		id.Participant = "a:" + ag.ID
+		id.Credential = ag.Credential
 		if id.Name == "" {
 			id.Name = ag.Name
 		}

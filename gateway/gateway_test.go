@@ -27,7 +27,7 @@ var (
 
 func (testAuth) Agent(_ context.Context, ws, token string) (Agent, error) {
 	if (ws == "ws1" || ws == "ws2") && token == "agent-token-"+ws {
-		return Agent{ID: "sam", Name: "Sam"}, nil
+		return Agent{ID: "sam", Name: "Sam", Credential: "session-" + ws}, nil
 	}
 	return Agent{}, ErrAuth
 }
@@ -812,4 +812,32 @@ func TestWorkspaceOverPlanIsRefusedOnTheWire(t *testing.T) {
 	if got := limits.counts; got["ws1"] != [2]int64{1, 2} || got["ws2"] != [2]int64{1, 1} {
 		t.Fatalf("metered %v, want ws1 1 conversation 2 messages, ws2 1 and 1", got)
 	}
+}
+
+func TestExpelClosesConnectionsOfRevokedCredentials(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	a1 := e.agent(t, "ws1")
+	a2 := e.agent(t, "ws2")
+	v, _ := e.visitor(t, "ws1", nil)
+	conv := v.start()
+	var asked []string
+	n := e.gw.Expel(func(ws, cred string) bool {
+		asked = append(asked, ws+"/"+cred)
+		return cred == "session-ws1"
+	})
+	if n != 1 {
+		t.Fatalf("expelled %d connections, want 1 (asked about %v)", n, asked)
+	}
+	if got := a1.expect("error", nil); got["code"] != CodeAuthFailed {
+		t.Fatalf("revoked agent got %v", got)
+	}
+	if code := closeCode(t, a1); code != closeAuthFailed {
+		t.Fatalf("revoked agent closed with %d", code)
+	}
+	// The other workspace's agent and the visitor stay connected.
+	v.say(conv, "m-0000001", "still here")
+	r := a2.ref()
+	a2.send(map[string]any{"type": "ping", "ref": r})
+	a2.expect("pong", refIs(r))
 }

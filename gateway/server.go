@@ -202,6 +202,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
+// Expel closes, with auth_failed, the agent connections whose credential
+// revoked reports as no longer valid, and returns how many. The node calls
+// it when the control plane changes, so a revoked session ends its open
+// connections as well as the next sign-in.
+func (s *Server) Expel(revoked func(workspace, credential string) bool) int {
+	n := 0
+	for _, c := range s.hub.conns() {
+		// c.id is set before the connection joins the hub and never
+		// changes after, so reading it here does not race.
+		if c.id.Credential != "" && revoked(c.id.Workspace, c.id.Credential) {
+			c.fail(fatalf(CodeAuthFailed, closeAuthFailed, "credential revoked"))
+			n++
+		}
+	}
+	return n
+}
+
 // admit counts a new connection from ip, or refuses it. An admitted
 // connection counts for Shutdown until release: counting it under the lock
 // that Shutdown sets closing with orders every Add before Shutdown's Wait.

@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,8 +10,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"parley/cluster"
+
+	"github.com/coder/websocket"
 )
 
 // call makes an admin API request and returns the status, the error code
@@ -172,7 +176,33 @@ func TestAdminAPI(t *testing.T) {
 	if st, code, _ := call(t, b, "GET", "/v1/admin/workspaces/acme", key, nil); st != 401 || code != "revoked" {
 		t.Fatalf("revoked key: %d %s", st, code)
 	}
+	// An agent connected with a session loses the connection when the
+	// session ends.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(b, "http")+"/v1/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	hello, _ := json.Marshal(map[string]any{"type": "hello", "v": 1, "workspace": "acme", "role": "agent", "token": agent})
+	ws.Write(ctx, websocket.MessageText, hello)
+	if _, welcome, err := ws.Read(ctx); err != nil || !strings.Contains(string(welcome), `"welcome"`) {
+		t.Fatalf("agent hello with a session: %s %v", welcome, err)
+	}
 	must("POST", "/v1/logout", agent, nil)
+	for {
+		_, f, err := ws.Read(ctx)
+		if err != nil {
+			if websocket.CloseStatus(err) != 4403 {
+				t.Fatalf("connection of an ended session: %v", err)
+			}
+			break
+		}
+		if strings.Contains(string(f), `"error"`) && !strings.Contains(string(f), "auth_failed") {
+			t.Fatalf("connection of an ended session got %s", f)
+		}
+	}
 	if st, _, _ := call(t, b, "GET", "/v1/admin/workspaces/acme", agent, nil); st != 401 {
 		t.Fatalf("session after logout: %d", st)
 	}

@@ -39,7 +39,7 @@ func (a *clusterAuth) Agent(ctx context.Context, workspace, token string) (gatew
 	if err := a.ensureLocal(ctx, workspace); err != nil {
 		return gateway.Agent{}, err
 	}
-	return gateway.Agent{ID: o.ID, Name: o.Name}, nil
+	return gateway.Agent{ID: o.ID, Name: o.Name, Credential: cluster.SessionID(cluster.HashToken(token))}, nil
 }
 
 // Secrets answers from the local state even when it is stale: a visitor's
@@ -87,3 +87,27 @@ func (a *clusterAuth) ensureLocal(ctx context.Context, workspace string) error {
 
 // period is the billing period of t: its UTC month.
 func period(t time.Time) string { return t.UTC().Format("2006-01") }
+
+// revoked says whether a session no longer admits its operator: revoked,
+// expired, gone, or its operator or workspace gone.
+func (a *clusterAuth) revoked(workspace, sessionID string) bool {
+	s, err := a.ctl.c.Session(sessionID)
+	if err != nil || s.Revoked || s.Workspace != workspace || !time.Now().Before(s.Expires) {
+		return true
+	}
+	_, err = a.ctl.c.Operator(workspace, s.Operator)
+	return err != nil
+}
+
+// expelRevoked ends the connections of revoked sessions each time the
+// control plane's state changes, until ctx ends.
+func (a *clusterAuth) expelRevoked(ctx context.Context, expel func(func(string, string) bool) int) error {
+	for {
+		if err := a.ctl.c.WaitApplied(ctx, a.ctl.c.Index()+1); err != nil {
+			return nil
+		}
+		if n := expel(a.revoked); n > 0 {
+			a.ctl.log.Info("connections of revoked sessions closed", "connections", n)
+		}
+	}
+}

@@ -216,6 +216,7 @@ func (n *Node) Run(ctx context.Context) error {
 			return nil
 		})
 	})
+	g.Go(func() error { return n.auth.expelRevoked(gctx, n.gw.Expel) })
 	// Usage reports end after the gateway stopped counting: the last one
 	// carries the final counts.
 	usageCtx, stopUsage := context.WithCancel(context.Background())
