@@ -14,7 +14,7 @@ import (
 
 // errStale is what operators get from a node that has not heard from the
 // Raft leader within its lease: it may have missed a revocation.
-var errStale = errors.New("control plane out of reach: operator sign-in paused on this node")
+var errStale = errors.New("control plane out of reach or catching up: sign-in paused on this node")
 
 // clusterAuth is the gateway's Authenticator and plan check on the Raft
 // control plane: sessions, workspace secrets and usage are read from this
@@ -29,7 +29,7 @@ type clusterAuth struct {
 }
 
 func (a *clusterAuth) Agent(ctx context.Context, workspace, token string) (gateway.Agent, error) {
-	if !a.ctl.fresh() {
+	if !a.ctl.ready.Load() || !a.ctl.fresh() {
 		return gateway.Agent{}, errStale
 	}
 	o, err := a.ctl.c.AuthenticateSession(token)
@@ -46,6 +46,13 @@ func (a *clusterAuth) Agent(ctx context.Context, workspace, token string) (gatew
 // key does not get revoked, and visitors are served through a partition.
 func (a *clusterAuth) Secrets(ctx context.Context, workspace string) (gateway.Secrets, error) {
 	if _, err := a.ctl.c.Workspace(workspace); err != nil {
+		// A node that has not caught up with the control plane (starting,
+		// or cut off) cannot tell a workspace that does not exist from one
+		// it has not heard of yet: the client is asked to retry rather
+		// than told it is refused.
+		if !a.ctl.ready.Load() || !a.ctl.fresh() {
+			return gateway.Secrets{}, errStale
+		}
 		if errors.Is(err, cluster.ErrNotFound) || errors.Is(err, cluster.ErrInvalid) {
 			return gateway.Secrets{}, gateway.ErrAuth
 		}
