@@ -698,11 +698,12 @@ func (c *Cluster) Snapshot(ctx context.Context) error {
 
 // RegisterSelf records this node's region and addresses in the replicated
 // state (see RegisterNode).
-func (c *Cluster) RegisterSelf(ctx context.Context, apiAddr string) (Result, error) {
+func (c *Cluster) RegisterSelf(ctx context.Context, apiAddr, gossipAddr string) (Result, error) {
 	return c.Apply(ctx, RegisterNode{Node: NodeInfo{
-		ID:       c.cfg.NodeID,
-		Region:   c.cfg.Region,
-		RaftAddr: c.Addr(),
-		APIAddr:  apiAddr,
+		ID:         c.cfg.NodeID,
+		Region:     c.cfg.Region,
+		RaftAddr:   c.Addr(),
+		APIAddr:    apiAddr,
+		GossipAddr: gossipAddr,
 	}})
 }

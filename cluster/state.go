@@ -77,6 +77,9 @@ type NodeInfo struct {
 	Region   string `json:"region,omitempty"`
 	RaftAddr string `json:"raft_addr,omitempty"`
 	APIAddr  string `json:"api_addr,omitempty"`
+	// GossipAddr is where the node gossips (package membership): a node
+	// that restarts rejoins gossip through the addresses registered here.
+	GossipAddr string `json:"gossip_addr,omitempty"`
 }
 
 func (n NodeInfo) validate() error {
@@ -85,6 +88,7 @@ func (n NodeInfo) validate() error {
 		checkRegion(n.Region),
 		checkAddr("raft address", n.RaftAddr),
 		checkAddr("api address", n.APIAddr),
+		checkAddr("gossip address", n.GossipAddr),
 	)
 }
 

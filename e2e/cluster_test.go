@@ -437,3 +437,55 @@ func TestPlanLimitReachesTheWire(t *testing.T) {
 	}
 	t.Logf("over_limit on %s at %d messages reported", overOn, u.Usage.Messages)
 }
+
+// alive returns the IDs of the nodes a node's gossip sees alive.
+func (tc *testCluster) alive(nd *nodeProc) []string {
+	var info struct {
+		Alive []struct {
+			ID string `json:"id"`
+		} `json:"alive"`
+	}
+	if st, _ := api(nd, "GET", "/v1/admin/cluster", tc.root, nil, &info); st != 200 {
+		return nil
+	}
+	var ids []string
+	for _, m := range info.Alive {
+		ids = append(ids, m.ID)
+	}
+	return ids
+}
+
+func (tc *testCluster) waitAlive(t *testing.T, nd *nodeProc, n int, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < within {
+		if len(tc.alive(nd)) == n {
+			return time.Since(start)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s sees %v alive after %s, want %d", nd.Addr, tc.alive(nd), within, n)
+	return 0
+}
+
+// TestGossipDetectsAKilledNode kills a node with SIGKILL: the others drop it
+// from their view within the failure-detection time, count a failure, and
+// see it again once it restarts from its data directory.
+func TestGossipDetectsAKilledNode(t *testing.T) {
+	tc := startCluster(t, 3)
+	for _, nd := range tc.nodes {
+		tc.waitAlive(t, nd, 3, 20*time.Second)
+	}
+	victim := tc.nodes[2]
+	victim.Kill9(t)
+	detected := tc.waitAlive(t, tc.nodes[0], 2, 20*time.Second)
+	tc.waitAlive(t, tc.nodes[1], 2, 5*time.Second)
+	if f := metric(t, tc.nodes[0], "parley_gossip_member_failures_total"); f < 1 {
+		t.Errorf("failures counted: %v", f)
+	}
+	victim.Restart(t)
+	for _, nd := range tc.nodes {
+		tc.waitAlive(t, nd, 3, 20*time.Second)
+	}
+	t.Logf("a SIGKILLed node left the others' view after %s", detected.Round(time.Millisecond))
+}

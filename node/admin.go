@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"parley/cluster"
+	"parley/cluster/membership"
 
 	"golang.org/x/time/rate"
 )
@@ -110,6 +111,8 @@ func clusterErr(err error) *apiError {
 // admin serves the admin API of one node.
 type admin struct {
 	ctl *control
+	// members lists the nodes gossip sees alive.
+	members func() []membership.Member
 	// logins limits password attempts per client address.
 	loginsMu sync.Mutex
 	logins   map[string]*rate.Limiter

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"parley/cluster"
+	"parley/cluster/membership"
 )
 
 // routes registers the admin API; docs/api.md documents each route.
@@ -128,13 +129,15 @@ type clusterReply struct {
 	Stats   cluster.Stats      `json:"raft"`
 	Members []cluster.Member   `json:"members"`
 	Nodes   []cluster.NodeInfo `json:"nodes"`
+	// Alive are the nodes gossip sees alive from this node.
+	Alive []membership.Member `json:"alive"`
 }
 
 func (a *admin) clusterInfo(r *http.Request, p principal) (any, error) {
 	if err := root(p); err != nil {
 		return nil, err
 	}
-	return clusterReply{Stats: a.ctl.c.Stats(), Members: a.ctl.c.Members(), Nodes: a.ctl.c.Nodes()}, nil
+	return clusterReply{Stats: a.ctl.c.Stats(), Members: a.ctl.c.Members(), Nodes: a.ctl.c.Nodes(), Alive: a.members()}, nil
 }
 
 func (a *admin) removeMember(r *http.Request, p principal) (any, error) {

@@ -57,6 +57,13 @@ type Config struct {
 	// the address used at the last start (kept in DataDir/raft/addr), or on
 	// first start the HTTP host with a free port. Env PARLEY_RAFT_ADDR.
 	RaftAddr string
+	// Zone is where in its region this node runs; advertised by gossip.
+	// Zero: none. Env PARLEY_ZONE.
+	Zone string
+	// GossipAddr is the UDP and TCP address of gossip (membership). Zero:
+	// the address used at the last start (kept in DataDir/gossip-addr), or
+	// on first start the HTTP host with a free port. Env PARLEY_GOSSIP_ADDR.
+	GossipAddr string
 	// Advertise is the host other nodes reach this one at, when the HTTP or
 	// Raft address binds every interface. Zero: the bound host. Env
 	// PARLEY_ADVERTISE.
@@ -123,6 +130,8 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&c.TLSKey, "tls-key", env("PARLEY_TLS_KEY", ""), "HTTP/3 private key, PEM")
 	fs.StringVar(&c.Region, "region", env("PARLEY_REGION", ""), "region this node runs in (eu, us, ...)")
 	fs.StringVar(&c.RaftAddr, "raft-addr", env("PARLEY_RAFT_ADDR", ""), "control-plane Raft TCP address (default: as last start, or a free port)")
+	fs.StringVar(&c.Zone, "zone", env("PARLEY_ZONE", ""), "zone of the region this node runs in")
+	fs.StringVar(&c.GossipAddr, "gossip-addr", env("PARLEY_GOSSIP_ADDR", ""), "gossip UDP and TCP address (default: as last start, or a free port)")
 	fs.StringVar(&c.Advertise, "advertise", env("PARLEY_ADVERTISE", ""), "host other nodes reach this one at (when binding every interface)")
 	join := fs.String("join", env("PARLEY_JOIN", ""), "HTTP addresses of cluster members to join, comma-separated (none: bootstrap a cluster)")
 	fs.StringVar(&c.Voter, "voter", voterAuto, "join as a voter: yes, no or auto")
@@ -186,6 +195,14 @@ func (c *Config) validate() error {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			errs = append(errs, fmt.Errorf("join: %q is not host:port", a))
 		}
+	}
+	if c.GossipAddr != "" {
+		if _, _, err := net.SplitHostPort(c.GossipAddr); err != nil {
+			errs = append(errs, fmt.Errorf("gossip-addr: %q is not host:port", c.GossipAddr))
+		}
+	}
+	if c.Zone != "" && !reRegion.MatchString(c.Zone) {
+		errs = append(errs, fmt.Errorf("zone: %q is not 1 to 32 of a-z 0-9 -", c.Zone))
 	}
 	if c.RaftAddr != "" {
 		if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {

@@ -27,6 +27,8 @@ type control struct {
 	key     clusterKey
 	peers   *peerClient
 	apiAddr string
+	// gossipAddr is registered with the control plane; set before run.
+	gossipAddr string
 	// ready is set once this node is a registered member with a leader.
 	ready atomic.Bool
 }
@@ -165,7 +167,7 @@ func (ctl *control) start(ctx context.Context) error {
 	if err := ctl.c.WaitLeader(wctx); err != nil {
 		return err
 	}
-	if _, err := ctl.c.RegisterSelf(wctx, ctl.apiAddr); err != nil {
+	if _, err := ctl.c.RegisterSelf(wctx, ctl.apiAddr, ctl.gossipAddr); err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
 	return nil

@@ -33,6 +33,7 @@ type Node struct {
 	ln      net.Listener
 	ready   atomic.Bool
 	ctl     *control
+	gossip  *gossip
 	auth    *clusterAuth
 	usage   *usageReporter
 
@@ -74,6 +75,14 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 		return nil, err
 	}
 	n.metrics.reg.MustRegister(newRaftCollector(n.ctl))
+	n.gossip, err = openGossip(cfg, n.log, n.ctl, n.metrics.reg)
+	if err != nil {
+		n.ctl.close()
+		ln.Close()
+		st.Close()
+		return nil, err
+	}
+	n.ctl.gossipAddr = n.gossip.m.Addr()
 	n.auth = &clusterAuth{ctl: n.ctl, st: st}
 	n.usage = newUsageReporter(cfg.NodeID, n.ctl.c.Apply, n.log, cfg.UsageInterval)
 	n.gw = gateway.New(gateway.Config{
@@ -93,6 +102,7 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 	})
 	if cfg.H3Addr != h3Off {
 		if err := n.listenH3(); err != nil {
+			n.gossip.close()
 			n.ctl.close()
 			ln.Close()
 			st.Close()
@@ -181,6 +191,7 @@ func (n *Node) H3Addr() string {
 func (n *Node) Run(ctx context.Context) error {
 	defer n.store.Close()
 	defer n.ctl.close()
+	defer n.gossip.close()
 	if n.pc != nil {
 		defer n.pc.Close()
 	}
@@ -217,6 +228,7 @@ func (n *Node) Run(ctx context.Context) error {
 		})
 	})
 	g.Go(func() error { return n.auth.expelRevoked(gctx, n.gw.Expel) })
+	g.Go(func() error { return n.gossip.run(gctx) })
 	// Usage reports end after the gateway stopped counting: the last one
 	// carries the final counts.
 	usageCtx, stopUsage := context.WithCancel(context.Background())
@@ -250,7 +262,7 @@ func (n *Node) Run(ctx context.Context) error {
 		return nil
 	})
 	n.ready.Store(true)
-	n.log.Info("serving", "addr", n.Addr(), "h3", n.H3Addr(), "schema", store.SchemaLatest(), "raft", n.ctl.c.Addr(), "region", n.cfg.Region)
+	n.log.Info("serving", "addr", n.Addr(), "h3", n.H3Addr(), "schema", store.SchemaLatest(), "raft", n.ctl.c.Addr(), "gossip", n.gossip.m.Addr(), "region", n.cfg.Region)
 	return g.Wait()
 }
 

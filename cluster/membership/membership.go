@@ -29,7 +29,7 @@ type Member struct {
 	// control plane; GossipAddr this package.
 	HTTPAddr   string `json:"http"`
 	RaftAddr   string `json:"raft,omitempty"`
-	GossipAddr string `json:"-"`
+	GossipAddr string `json:"gossip,omitempty"`
 	// Leaving is set by a member about to leave gracefully, so that its
 	// departure is told apart from a failure (memberlist does not say).
 	Leaving bool `json:"leaving,omitempty"`
