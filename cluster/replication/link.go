@@ -1,0 +1,309 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// Conn is a message-oriented connection between two nodes (a WebSocket on
+// the internal API, authenticated by the node).
+type Conn interface {
+	Read(ctx context.Context) ([]byte, error)
+	Write(ctx context.Context, b []byte) error
+	Close() error
+}
+
+// Config configures New. Self, Dial and Store are required.
+type Config struct {
+	// Self is this node's ID.
+	Self string
+	// Dial opens a link to a peer by node ID.
+	Dial func(ctx context.Context, peer string) (Conn, error)
+	// Store applies events a peer sent; the peer's ack waits for it.
+	Store func(from string, evs []Event) error
+	// Logger. Zero: slog.Default().
+	Logger *slog.Logger
+	// QueueLen bounds the frames waiting on one link. Zero: 1024.
+	QueueLen int
+	// AckTimeout bounds how long Send waits for a peer's ack. Zero: 5s.
+	AckTimeout time.Duration
+}
+
+// ErrLinkDown is what Send returns when the peer cannot be reached or the
+// link broke before the peer acknowledged: the events may or may not be
+// stored there (anti-entropy settles it).
+var ErrLinkDown = errors.New("replication link down")
+
+// Replicator keeps one outgoing link per peer, opened on first use, and
+// serves the links peers open to it.
+type Replicator struct {
+	cfg Config
+	log *slog.Logger
+
+	mu     sync.Mutex
+	ctx    context.Context // Run's; links live under it
+	links  map[string]*link
+	wg     sync.WaitGroup
+	closed bool
+}
+
+// New returns a Replicator; Run starts it.
+func New(cfg Config) *Replicator {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.QueueLen <= 0 {
+		cfg.QueueLen = 1024
+	}
+	if cfg.AckTimeout <= 0 {
+		cfg.AckTimeout = 5 * time.Second
+	}
+	return &Replicator{cfg: cfg, log: cfg.Logger.With("component", "replication"), links: map[string]*link{}}
+}
+
+// Run serves until ctx ends, then closes every link and waits for them.
+func (r *Replicator) Run(ctx context.Context) error {
+	r.mu.Lock()
+	r.ctx = ctx
+	r.mu.Unlock()
+	<-ctx.Done()
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.wg.Wait()
+	return nil
+}
+
+// Send queues events to a peer and waits until the peer has stored them.
+func (r *Replicator) Send(ctx context.Context, peer string, evs []Event) error {
+	l, err := r.link(peer)
+	if err != nil {
+		return err
+	}
+	out := &outFrame{f: frame{Type: frameEvents, Events: evs}, done: make(chan error, 1)}
+	select {
+	case l.queue <- out:
+	default:
+		return fmt.Errorf("%w: %s: queue full", ErrLinkDown, peer)
+	}
+	t := time.NewTimer(r.cfg.AckTimeout)
+	defer t.Stop()
+	select {
+	case err := <-out.done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("%w: %s: no ack in %s", ErrLinkDown, peer, r.cfg.AckTimeout)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Push queues events to a peer without waiting; false if they were dropped
+// (queue full, or the link is down), which anti-entropy repairs.
+func (r *Replicator) Push(peer string, evs []Event) bool {
+	l, err := r.link(peer)
+	if err != nil {
+		return false
+	}
+	select {
+	case l.queue <- &outFrame{f: frame{Type: frameEvents, Events: evs}}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (r *Replicator) link(peer string) (*link, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ctx == nil || r.closed {
+		return nil, fmt.Errorf("%w: replicator not running", ErrLinkDown)
+	}
+	if l := r.links[peer]; l != nil {
+		return l, nil
+	}
+	l := &link{r: r, peer: peer, queue: make(chan *outFrame, r.cfg.QueueLen)}
+	r.links[peer] = l
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		l.run(r.ctx)
+	}()
+	return l, nil
+}
+
+// Serve reads a link a peer opened to this node until it ends: each events
+// frame is stored, in order, then acknowledged when asked.
+func (r *Replicator) Serve(ctx context.Context, from string, c Conn) error {
+	defer c.Close()
+	for {
+		b, err := c.Read(ctx)
+		if err != nil {
+			return nil
+		}
+		f, err := decodeFrame(b)
+		if err != nil {
+			r.log.Warn("replication: bad frame from peer, closing its link", "peer", from, "err", err)
+			return err
+		}
+		if f.Type != frameEvents {
+			return fmt.Errorf("%w: %s on an inbound link", ErrBadFrame, f.Type)
+		}
+		serr := r.cfg.Store(from, f.Events)
+		if serr != nil {
+			r.log.Warn("replication: storing a peer's events failed", "peer", from, "events", len(f.Events), "err", serr)
+		}
+		if f.ID == 0 {
+			continue
+		}
+		ack := frame{Type: frameAck, ID: f.ID}
+		if serr != nil {
+			ack.Error = serr.Error()
+		}
+		b, _ = encodeFrame(ack)
+		if err := c.Write(ctx, b); err != nil {
+			return nil
+		}
+	}
+}
+
+// outFrame is a frame to send; done, when set, receives the ack's outcome.
+type outFrame struct {
+	f    frame
+	done chan error
+}
+
+// link is the outgoing half of a pair of nodes: events go out in order,
+// acks come back.
+type link struct {
+	r     *Replicator
+	peer  string
+	queue chan *outFrame
+}
+
+// run keeps the link connected while there is something to send, until
+// ctx ends.
+func (l *link) run(ctx context.Context) {
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		var first *outFrame
+		select {
+		case first = <-l.queue:
+		case <-ctx.Done():
+			return
+		}
+		c, err := l.r.cfg.Dial(ctx, l.peer)
+		if err != nil {
+			// Fail what waits rather than let it time out: the caller
+			// decides what a missing replica means for its ack.
+			l.fail(first, fmt.Errorf("%w: %s: %v", ErrLinkDown, l.peer, err))
+			l.drain(fmt.Errorf("%w: %s: %v", ErrLinkDown, l.peer, err))
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return
+			}
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		err = l.serve(ctx, c, first)
+		c.Close()
+		if err != nil && ctx.Err() == nil {
+			l.r.log.Info("replication: link to peer broke", "peer", l.peer, "err", err)
+		}
+	}
+}
+
+func (l *link) fail(o *outFrame, err error) {
+	if o != nil && o.done != nil {
+		o.done <- err
+	}
+}
+
+// drain fails every frame queued now.
+func (l *link) drain(err error) {
+	for {
+		select {
+		case o := <-l.queue:
+			l.fail(o, err)
+		default:
+			return
+		}
+	}
+}
+
+// serve runs one connection: a writer that sends queued frames and a reader
+// that matches acks to their waiters, under one errgroup; when one ends,
+// both do, and every frame sent but not acknowledged fails.
+func (l *link) serve(ctx context.Context, c Conn, first *outFrame) error {
+	var mu sync.Mutex
+	pending := map[uint64]*outFrame{}
+	var next uint64
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer c.Close() // unblocks the reader
+		o := first
+		for {
+			if o == nil {
+				select {
+				case o = <-l.queue:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			}
+			if o.done != nil {
+				mu.Lock()
+				next++
+				o.f.ID = next
+				pending[next] = o
+				mu.Unlock()
+			}
+			b, err := encodeFrame(o.f)
+			if err == nil {
+				err = c.Write(gctx, b)
+			}
+			if err != nil {
+				return err // o, if it waits, is pending: failed below
+			}
+			o = nil
+		}
+	})
+	g.Go(func() error {
+		for {
+			b, err := c.Read(gctx)
+			if err != nil {
+				return err
+			}
+			f, err := decodeFrame(b)
+			if err != nil || f.Type != frameAck {
+				return fmt.Errorf("%w: expected an ack: %v", ErrBadFrame, err)
+			}
+			mu.Lock()
+			o := pending[f.ID]
+			delete(pending, f.ID)
+			mu.Unlock()
+			if o == nil {
+				continue
+			}
+			if f.Error != "" {
+				o.done <- fmt.Errorf("%w: %s could not store: %s", ErrLinkDown, l.peer, f.Error)
+			} else {
+				o.done <- nil
+			}
+		}
+	})
+	err := g.Wait()
+	mu.Lock()
+	for _, o := range pending {
+		o.done <- fmt.Errorf("%w: %s: %v", ErrLinkDown, l.peer, err)
+	}
+	mu.Unlock()
+	return err
+}

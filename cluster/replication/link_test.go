@@ -1,0 +1,249 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// wsConn adapts a WebSocket to Conn, as the node does.
+type wsConn struct{ c *websocket.Conn }
+
+func (w wsConn) Read(ctx context.Context) ([]byte, error) {
+	_, b, err := w.c.Read(ctx)
+	return b, err
+}
+func (w wsConn) Write(ctx context.Context, b []byte) error {
+	return w.c.Write(ctx, websocket.MessageText, b)
+}
+func (w wsConn) Close() error { return w.c.CloseNow() }
+
+// peer is a node's receiving side on a real WebSocket server.
+type peer struct {
+	r      *Replicator
+	srv    *httptest.Server
+	mu     sync.Mutex
+	stored []Event
+	fail   atomic.Bool
+	conns  atomic.Int32
+	open   map[*websocket.Conn]bool // guarded by mu
+}
+
+// drop closes every inbound link, as a restarting peer would.
+func (p *peer) drop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.open {
+		c.CloseNow()
+	}
+}
+
+func newPeer(t *testing.T, id string) *peer {
+	p := &peer{open: map[*websocket.Conn]bool{}}
+	p.r = New(Config{Self: id, Dial: func(context.Context, string) (Conn, error) { return nil, errors.New("unused") },
+		Store: func(from string, evs []Event) error {
+			if p.fail.Load() {
+				return errors.New("disk full")
+			}
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			p.stored = append(p.stored, evs...)
+			return nil
+		}})
+	ctx, cancel := context.WithCancel(context.Background())
+	go p.r.Run(ctx)
+	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		c.SetReadLimit(maxFrame)
+		p.conns.Add(1)
+		p.mu.Lock()
+		p.open[c] = true
+		p.mu.Unlock()
+		defer func() {
+			p.mu.Lock()
+			delete(p.open, c)
+			p.mu.Unlock()
+		}()
+		p.r.Serve(r.Context(), r.URL.Query().Get("from"), wsConn{c})
+	}))
+	t.Cleanup(func() { p.srv.Close(); cancel() })
+	return p
+}
+
+func (p *peer) events() []Event {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Event(nil), p.stored...)
+}
+
+func sender(t *testing.T, peers map[string]*peer) *Replicator {
+	r := New(Config{Self: "n1", AckTimeout: 2 * time.Second,
+		Store: func(string, []Event) error { return nil },
+		Dial: func(ctx context.Context, id string) (Conn, error) {
+			p := peers[id]
+			if p == nil {
+				return nil, errors.New("no such peer")
+			}
+			c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(p.srv.URL, "http")+"/?from=n1", nil)
+			if err != nil {
+				return nil, err
+			}
+			c.SetReadLimit(maxFrame)
+			return wsConn{c}, nil
+		}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for {
+		r.mu.Lock()
+		ok := r.ctx != nil
+		r.mu.Unlock()
+		if ok {
+			return r
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func ev(i int) Event {
+	return Event{Workspace: "w", Conversation: "c", Origin: "n1", OSeq: uint64(i), Payload: []byte(fmt.Sprintf(`{"i":%d}`, i))}
+}
+
+func TestSendIsStoredInOrderBeforeTheAck(t *testing.T) {
+	t.Parallel()
+	p := newPeer(t, "n2")
+	r := sender(t, map[string]*peer{"n2": p})
+	ctx := context.Background()
+	for i := 1; i <= 50; i++ {
+		if err := r.Send(ctx, "n2", []Event{ev(i)}); err != nil {
+			t.Fatal(err)
+		}
+		if got := p.events(); len(got) != i || got[i-1].OSeq != uint64(i) {
+			t.Fatalf("after ack %d the peer holds %d events", i, len(got))
+		}
+	}
+	// Pushes and concurrent sends arrive once each, in queue order.
+	var wg sync.WaitGroup
+	for i := 51; i <= 100; i++ {
+		if i%2 == 0 {
+			r.Push("n2", []Event{ev(i)})
+			continue
+		}
+		wg.Go(func() {
+			if err := r.Send(ctx, "n2", []Event{ev(i)}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(p.events()) < 100 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	seen := map[uint64]int{}
+	for _, e := range p.events() {
+		seen[e.OSeq]++
+	}
+	for i := 1; i <= 100; i++ {
+		if seen[uint64(i)] != 1 {
+			t.Fatalf("event %d stored %d times", i, seen[uint64(i)])
+		}
+	}
+	if p.conns.Load() != 1 {
+		t.Errorf("%d connections for one link", p.conns.Load())
+	}
+}
+
+func TestSendFailsWhenThePeerCannot(t *testing.T) {
+	t.Parallel()
+	p := newPeer(t, "n2")
+	r := sender(t, map[string]*peer{"n2": p})
+	ctx := context.Background()
+
+	start := time.Now()
+	if err := r.Send(ctx, "n9", []Event{ev(1)}); !errors.Is(err, ErrLinkDown) {
+		t.Fatalf("send to an unknown peer: %v", err)
+	}
+	if time.Since(start) > time.Second {
+		t.Errorf("an unreachable peer took %s to fail", time.Since(start))
+	}
+	p.fail.Store(true)
+	if err := r.Send(ctx, "n2", []Event{ev(1)}); !errors.Is(err, ErrLinkDown) || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("send to a peer that cannot store: %v", err)
+	}
+	p.fail.Store(false)
+	if err := r.Send(ctx, "n2", []Event{ev(1)}); err != nil {
+		t.Fatal(err)
+	}
+	// The peer drops the link: the next sends reconnect.
+	p.drop()
+	var ok bool
+	for i := 2; i < 50 && !ok; i++ {
+		ok = r.Send(ctx, "n2", []Event{ev(i)}) == nil
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !ok || p.conns.Load() < 2 {
+		t.Fatalf("no reconnect after the link dropped (%d connections)", p.conns.Load())
+	}
+}
+
+func TestServeClosesALinkThatSendsGarbage(t *testing.T) {
+	t.Parallel()
+	r := New(Config{Self: "n2", Store: func(string, []Event) error { t.Error("garbage stored"); return nil }})
+	for _, b := range []string{`{`, `{"t":"ack"}`, `{"t":"events","ev":[]}`, `{"t":"events","ev":[{"ws":"w","conv":"c","origin":"N1","oseq":1,"p":"eA=="}]}`,
+		`{"t":"events","ev":[{"ws":"w","conv":"c","origin":"n1","oseq":0,"p":"eA=="}]}`, `{"t":"hello"}`} {
+		c := &scripted{in: [][]byte{[]byte(b)}}
+		if err := r.Serve(context.Background(), "n1", c); err == nil {
+			t.Errorf("%s: served without error", b)
+		}
+	}
+}
+
+// scripted is a Conn that reads a fixed script.
+type scripted struct {
+	in  [][]byte
+	out [][]byte
+}
+
+func (s *scripted) Read(context.Context) ([]byte, error) {
+	if len(s.in) == 0 {
+		return nil, errors.New("eof")
+	}
+	b := s.in[0]
+	s.in = s.in[1:]
+	return b, nil
+}
+func (s *scripted) Write(_ context.Context, b []byte) error { s.out = append(s.out, b); return nil }
+func (s *scripted) Close() error                            { return nil }
+
+func FuzzDecodeFrame(f *testing.F) {
+	for _, s := range []string{`{"t":"ack","id":3}`, `{"t":"events","id":1,"ev":[{"ws":"w","conv":"c","origin":"n1","oseq":1,"p":"eA=="}]}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fr, err := decodeFrame(b)
+		if err != nil {
+			return
+		}
+		again, err := encodeFrame(fr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := decodeFrame(again); err != nil {
+			t.Fatalf("a frame that decoded does not decode re-encoded: %v", err)
+		}
+	})
+}
