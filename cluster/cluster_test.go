@@ -270,7 +270,7 @@ func TestSingleNodeBootstrapAndRestart(t *testing.T) {
 	if _, err := c.SetIdentitySecret(ctx, "acme", []byte("hmac-secret")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.RegisterSelf(ctx, "127.0.0.1:8080", "127.0.0.1:7946"); err != nil {
+	if _, err := c.RegisterSelf(ctx, NodeInfo{APIAddr: "127.0.0.1:8080", GossipAddr: "127.0.0.1:7946"}); err != nil {
 		t.Fatal(err)
 	}
 	st := c.Stats()

@@ -696,14 +696,10 @@ func (c *Cluster) Snapshot(ctx context.Context) error {
 	return err
 }
 
-// RegisterSelf records this node's region and addresses in the replicated
-// state (see RegisterNode).
-func (c *Cluster) RegisterSelf(ctx context.Context, apiAddr, gossipAddr string) (Result, error) {
-	return c.Apply(ctx, RegisterNode{Node: NodeInfo{
-		ID:         c.cfg.NodeID,
-		Region:     c.cfg.Region,
-		RaftAddr:   c.Addr(),
-		APIAddr:    apiAddr,
-		GossipAddr: gossipAddr,
-	}})
+// RegisterSelf records this node in the replicated state (see
+// RegisterNode): info's addresses and preferences, with this node's ID,
+// region and Raft address filled in.
+func (c *Cluster) RegisterSelf(ctx context.Context, info NodeInfo) (Result, error) {
+	info.ID, info.Region, info.RaftAddr = c.cfg.NodeID, c.cfg.Region, c.Addr()
+	return c.Apply(ctx, RegisterNode{Node: info})
 }

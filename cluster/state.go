@@ -80,6 +80,9 @@ type NodeInfo struct {
 	// GossipAddr is where the node gossips (package membership): a node
 	// that restarts rejoins gossip through the addresses registered here.
 	GossipAddr string `json:"gossip_addr,omitempty"`
+	// NoVote: the node asked to stay a non-voter; the leader never promotes
+	// it.
+	NoVote bool `json:"no_vote,omitempty"`
 }
 
 func (n NodeInfo) validate() error {

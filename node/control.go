@@ -167,7 +167,7 @@ func (ctl *control) start(ctx context.Context) error {
 	if err := ctl.c.WaitLeader(wctx); err != nil {
 		return err
 	}
-	if _, err := ctl.c.RegisterSelf(wctx, ctl.apiAddr, ctl.gossipAddr); err != nil {
+	if _, err := ctl.c.RegisterSelf(wctx, cluster.NodeInfo{APIAddr: ctl.apiAddr, GossipAddr: ctl.gossipAddr, NoVote: ctl.cfg.Voter == voterNo}); err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
 	return nil
@@ -239,7 +239,7 @@ func (ctl *control) handleJoin(ctx context.Context, body []byte) (joinReply, int
 	if err := json.Unmarshal(body, &req); err != nil {
 		return joinReply{Code: "invalid", Error: "join: " + err.Error()}, 400
 	}
-	info := cluster.NodeInfo{ID: req.ID, Region: req.Region, RaftAddr: req.RaftAddr, APIAddr: req.APIAddr}
+	info := cluster.NodeInfo{ID: req.ID, Region: req.Region, RaftAddr: req.RaftAddr, APIAddr: req.APIAddr, NoVote: req.Voter == voterNo}
 	if !ctl.c.IsLeader() {
 		rep := joinReply{Code: "not_leader", Error: "not the leader"}
 		_, leaderRaft := ctl.c.Leader()
@@ -291,7 +291,9 @@ func (ctl *control) wantsVote(req joinRequest) bool {
 	return wantsVoteFrom(regions, req)
 }
 
-// wantsVoteFrom decides given the regions of the other voters.
+// wantsVoteFrom decides given the regions of the other voters: on auto, a
+// vote while there are fewer than 3; the leader's rebalancing raises the
+// voters to 5 in pairs, so that their number stays odd.
 func wantsVoteFrom(voterRegions []string, req joinRequest) bool {
 	switch req.Voter {
 	case voterYes:
@@ -299,8 +301,88 @@ func wantsVoteFrom(voterRegions []string, req joinRequest) bool {
 	case voterNo:
 		return false
 	}
-	n := len(voterRegions)
-	return n < 3 || (n < 5 && !slices.Contains(voterRegions, req.Region))
+	return len(voterRegions) < 3
+}
+
+// rebalanceEvery is how often the leader checks the number of voters.
+const rebalanceEvery = 5 * time.Second
+
+// rebalance runs on every node and acts on the leader: while there are 3
+// voters and at least 2 alive non-voters that did not ask to stay so, it
+// promotes two, preferring regions without a voter, to reach 5. It never
+// demotes or removes: that is an operator's decision (parleyctl).
+func (ctl *control) rebalance(ctx context.Context, alive func(id string) bool) error {
+	t := time.NewTicker(rebalanceEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if !ctl.c.IsLeader() {
+			continue
+		}
+		promote := promotions(ctl.c.Members(), alive, ctl.noVote)
+		for _, m := range promote {
+			if err := ctl.c.AddVoter(ctx, m.ID, m.Addr); err != nil {
+				ctl.log.Warn("control plane: promoting a voter failed", "node", m.ID, "err", err)
+				break
+			}
+			ctl.log.Info("control plane: promoted to voter", "node", m.ID, "region", m.Region)
+		}
+	}
+}
+
+// noVote says whether a node asked to stay a non-voter.
+func (ctl *control) noVote(id string) bool {
+	n, err := ctl.c.Node(id)
+	return err != nil || n.NoVote
+}
+
+// promotions picks the non-voters to promote: none unless there are exactly
+// 3 voters, all alive, and 2 candidates; candidates in regions without a
+// voter first.
+func promotions(members []cluster.Member, alive func(string) bool, stay func(string) bool) []cluster.Member {
+	var voters, cands []cluster.Member
+	for _, m := range members {
+		switch {
+		case m.Voter:
+			voters = append(voters, m)
+		case alive(m.ID) && !stay(m.ID):
+			cands = append(cands, m)
+		}
+	}
+	if len(voters) != 3 || len(cands) < 2 {
+		return nil
+	}
+	for _, v := range voters {
+		if !alive(v.ID) {
+			return nil
+		}
+	}
+	regions := map[string]bool{}
+	for _, v := range voters {
+		regions[v.Region] = true
+	}
+	slices.SortStableFunc(cands, func(a, b cluster.Member) int {
+		ra, rb := regions[a.Region], regions[b.Region]
+		switch {
+		case !ra && rb:
+			return -1
+		case ra && !rb:
+			return 1
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	// Two in different regions if the candidates allow.
+	first := cands[0]
+	for _, c := range cands[1:] {
+		if c.Region != first.Region || c == cands[len(cands)-1] {
+			return []cluster.Member{first, c}
+		}
+	}
+	return cands[:2]
 }
 
 // fresh says whether this node's copy of the control plane may be trusted

@@ -229,6 +229,7 @@ func (n *Node) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { return n.auth.expelRevoked(gctx, n.gw.Expel) })
 	g.Go(func() error { return n.gossip.run(gctx) })
+	g.Go(func() error { return n.ctl.rebalance(gctx, n.gossip.m.Alive) })
 	// Usage reports end after the gateway stopped counting: the last one
 	// carries the final counts.
 	usageCtx, stopUsage := context.WithCancel(context.Background())

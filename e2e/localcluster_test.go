@@ -1,0 +1,111 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"parley/node"
+)
+
+// TestMakeClusterStartsFiveNodesInThreeRegions runs the command behind
+// `make cluster` and checks what it promises: 5 nodes on 127.0.0.1-5 in 3
+// regions, one control plane, every node seeing the others alive, the demo
+// workspace pinned to the first region; and a clean stop.
+func TestMakeClusterStartsFiveNodesInThreeRegions(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "parley-cluster")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/parley-cluster").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	data := t.TempDir()
+	port := 20000 + rand.IntN(20000)
+	cmd := exec.Command(bin, "-bin", parleyBin, "-data", data, "-port", fmt.Sprint(port), "-for", "3m")
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		<-done
+	}()
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var banner []string
+	for waiting := true; waiting; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("parley-cluster ended early: %v\n%s", <-done, strings.Join(banner, "\n"))
+			}
+			banner = append(banner, l)
+			waiting = !strings.Contains(l, "Ctrl-C stops")
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("no banner after 2 minutes: %s", strings.Join(banner, "\n"))
+		}
+	}
+	root, err := node.AdminToken(filepath.Join(data, "cluster.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 5; i++ {
+		url := fmt.Sprintf("http://127.0.0.%d:%d", i, port)
+		if !strings.Contains(strings.Join(banner, "\n"), url+"/agent#token=") {
+			t.Errorf("banner lacks node %d's console: %s", i, strings.Join(banner, "\n"))
+		}
+		nd := &nodeProc{URL: url}
+		var info struct {
+			Raft  struct{ Voters, Nonvoters int } `json:"raft"`
+			Alive []struct{ ID, Region string }   `json:"alive"`
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			st, _ := api(nd, "GET", "/v1/admin/cluster", root, nil, &info)
+			// 3 voters join as such; the leader then promotes two more.
+			if st == 200 && len(info.Alive) == 5 && info.Raft.Voters == 5 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d: %d alive, raft %+v", i, len(info.Alive), info.Raft)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		regions := map[string]int{}
+		for _, m := range info.Alive {
+			regions[m.Region]++
+		}
+		if regions["eu"] != 2 || regions["us"] != 2 || regions["ap"] != 1 || info.Raft.Voters+info.Raft.Nonvoters != 5 {
+			t.Errorf("node %d: regions %v, raft %+v", i, regions, info.Raft)
+		}
+		var ws struct{ Region string }
+		mustAPI(t, nd, "GET", "/v1/admin/workspaces/demo", root, nil, &ws)
+		if ws.Region != "eu" {
+			t.Errorf("node %d: demo workspace in region %q", i, ws.Region)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		done <- err
+		if err != nil {
+			t.Fatalf("parley-cluster after SIGTERM: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("parley-cluster did not stop")
+	}
+}
