@@ -24,6 +24,8 @@ type testCluster struct {
 	nodes   []*nodeProc
 	keyFile string
 	root    string // the cluster admin token
+	// raft and gossip are each node's addresses, by index.
+	raft, gossip []string
 }
 
 // startCluster starts n nodes: the first bootstraps, the others join it as
@@ -43,8 +45,10 @@ func startCluster(t *testing.T, n int, extra ...string) *testCluster {
 	}
 	regions := []string{"eu", "us", "ap"}
 	for i := range n {
-		args := []string{"-node", fmt.Sprintf("n%d", i+1), "-raft-addr", freeAddr(t), "-cluster-key", tc.keyFile,
-			"-region", regions[i%len(regions)], "-h3", "off"}
+		tc.raft = append(tc.raft, freeAddr(t))
+		tc.gossip = append(tc.gossip, freeAddr(t))
+		args := []string{"-node", fmt.Sprintf("n%d", i+1), "-raft-addr", tc.raft[i], "-gossip-addr", tc.gossip[i],
+			"-cluster-key", tc.keyFile, "-region", regions[i%len(regions)], "-h3", "off"}
 		if i > 0 {
 			args = append(args, "-join", tc.nodes[0].Addr, "-voter", "yes")
 		}
