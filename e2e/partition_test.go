@@ -56,7 +56,7 @@ func TestPartitionedNodeRefusesCredentials(t *testing.T) {
 	n1, n3 := tc.nodes[0], tc.nodes[2]
 	mustAPI(t, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, nil)
 	var minted struct {
-		Key  string `json:"key"`
+		Key  string              `json:"key"`
 		Info struct{ ID string } `json:"info"`
 	}
 	mustAPI(t, n1, "POST", "/v1/admin/workspaces/acme/keys", tc.root, map[string]any{"name": "crm"}, &minted)
