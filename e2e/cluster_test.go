@@ -30,7 +30,12 @@ type testCluster struct {
 
 // startCluster starts n nodes: the first bootstraps, the others join it as
 // voters. Every node gets its regions from regions, in turn.
-func startCluster(t *testing.T, n int, extra ...string) *testCluster {
+func startCluster(t testing.TB, n int, extra ...string) *testCluster {
+	return startClusterBin(t, parleyBin, n, extra...)
+}
+
+// startClusterBin is startCluster with another node binary.
+func startClusterBin(t testing.TB, bin string, n int, extra ...string) *testCluster {
 	t.Helper()
 	dir := t.TempDir()
 	key := make([]byte, 32)
@@ -52,14 +57,14 @@ func startCluster(t *testing.T, n int, extra ...string) *testCluster {
 		if i > 0 {
 			args = append(args, "-join", tc.nodes[0].Addr, "-voter", "yes")
 		}
-		tc.nodes = append(tc.nodes, startNode(t, filepath.Join(dir, fmt.Sprintf("n%d", i+1)), append(args, extra...)...))
+		tc.nodes = append(tc.nodes, startNodeBin(t, bin, filepath.Join(dir, fmt.Sprintf("n%d", i+1)), append(args, extra...)...))
 	}
 	tc.waitVoters(t, n)
 	return tc
 }
 
 // waitVoters waits until every node sees n voters and a leader.
-func (tc *testCluster) waitVoters(t *testing.T, n int) {
+func (tc *testCluster) waitVoters(t testing.TB, n int) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for _, nd := range tc.nodes {
@@ -83,7 +88,7 @@ func (tc *testCluster) waitVoters(t *testing.T, n int) {
 }
 
 // leader returns the node process that leads, by the view of any live one.
-func (tc *testCluster) leader(t *testing.T) *nodeProc {
+func (tc *testCluster) leader(t testing.TB) *nodeProc {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		for i, nd := range tc.nodes {
@@ -145,7 +150,7 @@ func apiCtx(ctx context.Context, nd *nodeProc, method, path, token string, body,
 	return resp.StatusCode, ""
 }
 
-func mustAPI(t *testing.T, nd *nodeProc, method, path, token string, body, out any) {
+func mustAPI(t testing.TB, nd *nodeProc, method, path, token string, body, out any) {
 	t.Helper()
 	if st, code := api(nd, method, path, token, body, out); st != 200 {
 		t.Fatalf("%s %s on %s: %d %s", method, path, nd.Addr, st, code)
@@ -215,6 +220,24 @@ func TestClusterRevocationIsImmediate(t *testing.T) {
 		t.Errorf("revoke confirmed by %v, unconfirmed %v; want all 3", conf.Confirmed, conf.Unconfirmed)
 	}
 	t.Logf("%d requests accepted before the revoke, %d refused after, %d accepted after", before, after, acceptedAfter)
+
+	// Read-your-writes across nodes: a write's index, given as min_index,
+	// makes another node's read wait until it has applied that write.
+	for i := range 20 {
+		var rep struct {
+			Result struct{ Index uint64 } `json:"result"`
+		}
+		mustAPI(t, tc.nodes[i%2], "POST", "/v1/admin/workspaces/acme/billing", tc.root,
+			map[string]any{"idempotency_key": fmt.Sprintf("ryw-%d", i), "kind": "charge", "amount": 1}, &rep)
+		var evs []json.RawMessage
+		mustAPI(t, tc.nodes[2], "GET", fmt.Sprintf("/v1/admin/workspaces/acme/billing?min_index=%d", rep.Result.Index), tc.root, nil, &evs)
+		if len(evs) != i+1 {
+			t.Fatalf("read at min_index %d on n3 after write %d: %d events", rep.Result.Index, i, len(evs))
+		}
+	}
+	if st, code := api(tc.nodes[2], "GET", "/v1/admin/workspaces/acme/billing?min_index=x", tc.root, nil, nil); st != 400 || code != "invalid" {
+		t.Fatalf("bad min_index: %d %s", st, code)
+	}
 }
 
 // TestClusterLeaderKillKeepsWritesExactlyOnce writes billing events through

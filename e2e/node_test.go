@@ -41,6 +41,7 @@ type nodeProc struct {
 	DataDir string
 	Token   string // operator token of the demo workspace
 	args    []string
+	bin     string // the node binary; zero: parleyBin
 	cmd     *exec.Cmd
 	done    chan error
 	log     *os.File
@@ -50,23 +51,33 @@ const testAgentToken = "e2e-operator-token-0123456789abcdef"
 
 // startNode starts a node on a free loopback port with its data in dataDir
 // and waits until /readyz answers 200.
-func startNode(t *testing.T, dataDir string, extraArgs ...string) *nodeProc {
+func startNode(t testing.TB, dataDir string, extraArgs ...string) *nodeProc {
+	return startNodeBin(t, parleyBin, dataDir, extraArgs...)
+}
+
+// startNodeBin is startNode with another node binary (benchmarks run one
+// built without the race detector).
+func startNodeBin(t testing.TB, bin, dataDir string, extraArgs ...string) *nodeProc {
 	t.Helper()
 	addr := freeAddr(t)
-	n := &nodeProc{URL: "http://" + addr, Addr: addr, DataDir: dataDir, Token: testAgentToken}
+	n := &nodeProc{URL: "http://" + addr, Addr: addr, DataDir: dataDir, Token: testAgentToken, bin: bin}
 	n.args = append([]string{"-http", addr, "-data", dataDir, "-agent-token", testAgentToken}, extraArgs...)
 	n.start(t)
 	return n
 }
 
-func (n *nodeProc) start(t *testing.T) {
+func (n *nodeProc) start(t testing.TB) {
 	t.Helper()
 	logf, err := os.OpenFile(filepath.Join(t.TempDir(), "node.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.log = logf
-	n.cmd = exec.Command(parleyBin, n.args...)
+	bin := n.bin
+	if bin == "" {
+		bin = parleyBin
+	}
+	n.cmd = exec.Command(bin, n.args...)
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
 	if err := n.cmd.Start(); err != nil {
 		t.Fatalf("start node: %v", err)
@@ -94,7 +105,7 @@ func (n *nodeProc) start(t *testing.T) {
 }
 
 // Kill9 kills the node with SIGKILL and waits for it to be gone.
-func (n *nodeProc) Kill9(t *testing.T) {
+func (n *nodeProc) Kill9(t testing.TB) {
 	t.Helper()
 	_ = n.cmd.Process.Signal(syscall.SIGKILL)
 	<-n.done
@@ -102,7 +113,7 @@ func (n *nodeProc) Kill9(t *testing.T) {
 }
 
 // Restart starts the node again with the same address and data directory.
-func (n *nodeProc) Restart(t *testing.T) {
+func (n *nodeProc) Restart(t testing.TB) {
 	t.Helper()
 	n.start(t)
 }
@@ -126,7 +137,7 @@ func (n *nodeProc) logs() string {
 	return string(b)
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

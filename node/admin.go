@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -131,6 +132,10 @@ func (a *admin) route(mux *http.ServeMux, pattern string, h handlerFunc) {
 			writeAPI(w, nil, err)
 			return
 		}
+		if err := a.catchUp(r); err != nil {
+			writeAPI(w, nil, err)
+			return
+		}
 		v, err := h(r, p)
 		writeAPI(w, v, err)
 	})
@@ -197,6 +202,26 @@ func decode(r *http.Request, v any) error {
 	}
 	if dec.More() {
 		return apiErr(400, "invalid", "body: more than one JSON value")
+	}
+	return nil
+}
+
+// catchUp honours ?min_index=N: the request waits (up to 5s) until this
+// node has applied the control plane's log up to N, the index a write
+// returned, so that a read sees that write whichever node took it.
+func (a *admin) catchUp(r *http.Request) error {
+	v := r.URL.Query().Get("min_index")
+	if v == "" {
+		return nil
+	}
+	idx, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return apiErr(http.StatusBadRequest, "invalid", "min_index %q: want a log index", v)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	if err := a.ctl.c.WaitApplied(ctx, idx); err != nil {
+		return apiErr(http.StatusServiceUnavailable, "unavailable", "this node has not caught up to index %d yet: retry", idx)
 	}
 	return nil
 }

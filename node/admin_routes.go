@@ -537,11 +537,12 @@ func (a *admin) recordBilling(r *http.Request, p principal) (any, error) {
 		e.Period = period(time.Now())
 	}
 	e.At, e.Index = time.Now().UTC(), 0
+	// The reply's result.index is the write's: a read elsewhere with
+	// ?min_index= sees it.
 	res, err := a.ctl.c.Apply(r.Context(), cluster.RecordBillingEvent{Event: e})
 	if err != nil {
 		return nil, err
 	}
-	a.written(r.Context(), res)
 	return billingReply{Result: res}, nil
 }
 
@@ -553,6 +554,12 @@ func (a *admin) assignment(r *http.Request, p principal) (any, error) {
 		return nil, err
 	}
 	return a.ctl.c.Assignment(ws, r.PathValue("conv"))
+}
+
+type assignReply struct {
+	cluster.Assignment
+	// Index is the write's log index, for ?min_index= on a later read.
+	Index uint64 `json:"index"`
 }
 
 type assignRequest struct {
@@ -576,6 +583,5 @@ func (a *admin) assign(r *http.Request, p principal) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.written(r.Context(), res)
-	return cluster.Assignment{Workspace: ws, Conversation: r.PathValue("conv"), Operator: req.Operator, Version: res.Version}, nil
+	return assignReply{Assignment: cluster.Assignment{Workspace: ws, Conversation: r.PathValue("conv"), Operator: req.Operator, Version: res.Version}, Index: res.Index}, nil
 }
