@@ -40,7 +40,8 @@ type Event struct {
 	Kind         EventKind
 	Workspace    string
 	Conversation string
-	Seq          uint64       // EventMessage: position in the conversation log
+	Seq          uint64       // EventMessage: position in this node's log of the conversation
+	Stamp        Stamp        // EventMessage: the event's name on every replica
 	Message      crdt.Message // EventMessage
 	Participant  string       // EventRead: the reader
 	ReadSeq      uint64       // EventRead
@@ -251,6 +252,7 @@ func (s *Store) Events(ws, conv string, after uint64, limit int) ([]Event, bool,
 	err := s.db.View(func(tx *bolt.Tx) error {
 		p := prefix(ws, conv)
 		cur := tx.Bucket(bEvents).Cursor()
+		stamps := tx.Bucket(bStamps)
 		for k, v := cur.Seek(seqKey(ws, conv, after+1)); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
 			if len(out) == limit {
 				more = true
@@ -260,7 +262,8 @@ func (s *Store) Events(ws, conv string, after uint64, limit int) ([]Event, bool,
 			if err := json.Unmarshal(v, &m); err != nil {
 				return fmt.Errorf("decode event: %w", err)
 			}
-			out = append(out, Event{Kind: EventMessage, Workspace: ws, Conversation: conv, Seq: u64(k[len(p):]), Message: m})
+			st, _ := decodeStamp(stamps.Get(k))
+			out = append(out, Event{Kind: EventMessage, Workspace: ws, Conversation: conv, Seq: u64(k[len(p):]), Stamp: st, Message: m})
 		}
 		return nil
 	})

@@ -16,6 +16,9 @@ var (
 	bMsgs       = []byte("msgs")       // ws|conv|msgID -> msgRecord JSON (current state)
 	bReads      = []byte("reads")      // ws|conv|participant -> seq (uint64)
 	bOwners     = []byte("owners")     // ws|owner|conv -> empty (schema 2)
+	bStamps     = []byte("stamps")     // ws|conv|seq -> Stamp of the event (schema 3)
+	bByStamp    = []byte("bystamp")    // ws|conv|origin|oseq -> seq (schema 3)
+	bOrigins    = []byte("origins")    // ws|conv|origin -> highest oseq, contiguous (schema 3)
 )
 
 var schemaKey = []byte("schema")
@@ -27,12 +30,19 @@ var schemaKey = []byte("schema")
 type migration struct {
 	Version int
 	Name    string
-	Up      func(tx *bolt.Tx) error
+	Up      func(tx *bolt.Tx, env migrationEnv) error
+}
+
+// migrationEnv is what a migration may need to know of the store opening
+// the file.
+type migrationEnv struct {
+	// origin names this node in event stamps (Config.Origin).
+	origin string
 }
 
 // migrations in order; numbers are only ever appended.
 var migrations = []migration{
-	{1, "initial buckets", func(tx *bolt.Tx) error {
+	{1, "initial buckets", func(tx *bolt.Tx, _ migrationEnv) error {
 		for _, b := range [][]byte{bMeta, bWorkspaces, bConvs, bEvents, bMsgs, bReads} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
@@ -40,7 +50,7 @@ var migrations = []migration{
 		}
 		return nil
 	}},
-	{2, "index of conversations by owner", func(tx *bolt.Tx) error {
+	{2, "index of conversations by owner", func(tx *bolt.Tx, _ migrationEnv) error {
 		owners, err := tx.CreateBucketIfNotExists(bOwners)
 		if err != nil {
 			return err
@@ -53,6 +63,7 @@ var migrations = []migration{
 			return owners.Put(key(c.Workspace, c.Owner, c.ID), nil)
 		})
 	}},
+	{3, "event stamps: origin and oseq of every event", stampExisting},
 }
 
 // SchemaLatest is the schema version this build writes.
@@ -69,7 +80,7 @@ func schemaVersion(tx *bolt.Tx) int {
 // migrate applies, in order and each in its own transaction, the migrations
 // above the file's version. A file newer than this build is refused rather
 // than guessed at.
-func migrate(db *bolt.DB, ms []migration) error {
+func migrate(db *bolt.DB, ms []migration, env migrationEnv) error {
 	for i, m := range ms {
 		if m.Version != i+1 {
 			return fmt.Errorf("migration %q has version %d, want %d", m.Name, m.Version, i+1)
@@ -84,7 +95,7 @@ func migrate(db *bolt.DB, ms []migration) error {
 	}
 	for _, m := range ms[current:] {
 		err := db.Update(func(tx *bolt.Tx) error {
-			if err := m.Up(tx); err != nil {
+			if err := m.Up(tx, env); err != nil {
 				return err
 			}
 			meta, err := tx.CreateBucketIfNotExists(bMeta)

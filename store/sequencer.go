@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"time"
 
 	"parley/crdt"
 
@@ -17,14 +18,17 @@ import (
 // (the sender's ack does). It keeps the state of a conversation only while
 // writes of it are in flight: otherwise the file is the truth.
 type sequencer struct {
-	mu    sync.Mutex
-	epoch uint64 // see nextSeq; fixed for the life of the Store
-	convs map[string]*convState
+	mu     sync.Mutex
+	epoch  uint64 // see nextSeq; fixed for the life of the Store
+	origin string // see originName; fixed for the life of the Store
+	convs  map[string]*convState
 }
 
 // convState is a conversation with writes in flight.
 type convState struct {
 	head     uint64               // the last seq handed out
+	oseq     uint64               // the last oseq of this store's origin handed out
+	remote   map[string]uint64    // other origins' last oseq in flight (remote.go)
 	msgs     map[string]*msgState // messages with writes in flight
 	inflight int                  // writes not yet committed
 }
@@ -38,6 +42,7 @@ type msgState struct {
 // write is one sequenced message change, for the writer to make durable.
 type write struct {
 	ws, conv string
+	stamp    Stamp
 	rec      msgRecord
 	enc      []byte // the message state at rec.Last, encoded
 	msg      crdt.Message
@@ -55,7 +60,7 @@ func (q *sequencer) state(tx *bolt.Tx, ws, conv string) (*convState, error) {
 	if err != nil {
 		return nil, err
 	}
-	cs := &convState{head: c.Head, msgs: map[string]*msgState{}}
+	cs := &convState{head: c.Head, oseq: originHead(tx, ws, conv, q.origin), msgs: map[string]*msgState{}}
 	q.convs[k] = cs
 	return cs, nil
 }
@@ -144,22 +149,33 @@ func (s *Store) sequence(ch Change, enc []byte) (Result, *op, error) {
 			return Result{}, nil, err
 		}
 	}
+	cs.oseq++
+	o, res := s.appendEvent(cs, ch.Workspace, ch.Conversation, merged, rec, found, enc,
+		Stamp{Origin: q.origin, OSeq: cs.oseq}, ch.Kind == Send, ch.Start)
+	return res, o, nil
+}
+
+// appendEvent gives a message's new state the conversation's next seq,
+// records it as in flight, publishes its event and queues its write. Caller
+// holds q.mu, with room in the queue.
+func (s *Store) appendEvent(cs *convState, ws, conv string, merged crdt.Message, rec msgRecord, found bool, enc []byte, stamp Stamp, send bool, start time.Time) (*op, Result) {
+	q := &s.seq
 	seq := nextSeq(cs.head, q.epoch)
 	cs.head = seq
 	rec.Last = seq
 	if !found {
 		rec.Seq = seq
 	}
-	ms := cs.msgs[ch.Message.ID]
+	ms := cs.msgs[merged.ID]
 	if ms == nil {
 		ms = &msgState{}
-		cs.msgs[ch.Message.ID] = ms
+		cs.msgs[merged.ID] = ms
 	}
 	ms.msg, ms.rec = merged, rec
 	ms.inflight++
 	cs.inflight++
-	w := write{ws: ch.Workspace, conv: ch.Conversation, rec: rec, enc: enc, msg: merged, send: ch.Kind == Send}
-	ev := Event{Kind: EventMessage, Workspace: ch.Workspace, Conversation: ch.Conversation, Seq: seq, Message: merged, Start: ch.Start}
+	w := write{ws: ws, conv: conv, stamp: stamp, rec: rec, enc: enc, msg: merged, send: send}
+	ev := Event{Kind: EventMessage, Workspace: ws, Conversation: conv, Seq: seq, Stamp: stamp, Message: merged, Start: start}
 	s.pending.add([]Event{ev})
 	if s.cfg.OnCommit != nil {
 		s.cfg.OnCommit([]Event{ev})
@@ -167,7 +183,7 @@ func (s *Store) sequence(ch Change, enc []byte) (Result, *op, error) {
 	o := &op{done: make(chan error, 1), fn: func(b *batch) error { return b.write(w) }, after: func() { s.written(w, ev) }}
 	// Queued under mu: the writer sees each conversation's writes in seq order.
 	s.push(o)
-	return Result{Seq: seq, Changed: true, Message: merged}, o, nil
+	return o, Result{Seq: seq, Changed: true, Message: merged}
 }
 
 // release forgets a conversation state that was loaded for nothing.
@@ -233,6 +249,9 @@ func (b *batch) write(w write) error {
 		return err
 	}
 	if err := b.tx.Bucket(bMsgs).Put(key(w.ws, w.conv, w.msg.ID), w.rec.encode()); err != nil {
+		return err
+	}
+	if err := putStamp(b.tx, w.ws, w.conv, w.rec.Last, w.stamp); err != nil {
 		return err
 	}
 	if w.rec.Last > c.Head {

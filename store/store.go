@@ -47,6 +47,9 @@ type Config struct {
 	Observer Observer
 	// Now gives the wall clock for conversation timestamps. Zero: time.Now.
 	Now func() time.Time
+	// Origin names this node in the stamps of the events it originates
+	// (the node ID, [a-z0-9_-]). Zero: "local".
+	Origin string
 }
 
 // Store is a node's bbolt store. Its methods are safe for concurrent use.
@@ -81,6 +84,9 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Origin == "" {
+		cfg.Origin = "local"
+	}
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
 		return nil, fmt.Errorf("store: create directory: %w", err)
 	}
@@ -97,7 +103,7 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", cfg.Path, err)
 	}
-	if err := migrate(db, migrations); err != nil {
+	if err := migrate(db, migrations, migrationEnv{origin: cfg.Origin}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: %w", err)
 	}
@@ -114,6 +120,7 @@ func Open(cfg Config) (*Store, error) {
 		done:   make(chan struct{}),
 	}
 	s.seq.epoch = epoch
+	s.seq.origin = originName(cfg.Origin, epoch)
 	s.seq.convs = map[string]*convState{}
 	s.space = sync.NewCond(&s.seq.mu)
 	go s.writer()
@@ -192,6 +199,9 @@ func startEpoch(db *bolt.DB) (uint64, error) {
 	})
 	return epoch, err
 }
+
+// Origin is the name this store stamps its own events with.
+func (s *Store) Origin() string { return s.seq.origin }
 
 // Epoch returns the current seq epoch.
 func (s *Store) Epoch() uint64 {

@@ -260,7 +260,7 @@ func TestMigrationFromV1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := migrate(db, migrations[:1]); err != nil {
+	if err := migrate(db, migrations[:1], migrationEnv{origin: "n1"}); err != nil {
 		t.Fatal(err)
 	}
 	convs := []Conversation{
@@ -301,6 +301,13 @@ func TestMigrationFromV1(t *testing.T) {
 	evs, _, _ := s.Events("ws1", "c1", 0, 10)
 	if len(evs) != 1 || evs[0].Message.Body != "kept" {
 		t.Fatalf("events lost in migration: %+v", evs)
+	}
+	// Events from before stamps are stamped as this node's, in seq order.
+	if evs[0].Stamp != (Stamp{Origin: "local", OSeq: 1}) {
+		t.Fatalf("migrated event stamped %+v", evs[0].Stamp)
+	}
+	if f, err := s.Frontier("ws1", "c1"); err != nil || f["local"] != 1 || len(f) != 1 {
+		t.Fatalf("frontier after migration: %v %v", f, err)
 	}
 }
 

@@ -1,0 +1,204 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"parley/crdt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Stamp names an event the same way on every replica: the origin, the node
+// (incarnation) that accepted the change, and OSeq, its place among that
+// origin's changes of the conversation, from 1 without gaps. A replica's own
+// seq orders its log; stamps let a client resume on another replica and let
+// replicas tell each other what they lack (docs/replication.md).
+type Stamp struct {
+	Origin string `json:"origin"`
+	OSeq   uint64 `json:"oseq"`
+}
+
+// originName is this store's origin for its life: the node ID, with the seq
+// epoch after a "~" once an unclean stop started a new epoch. A killed node
+// may have published oseqs it never made durable; under a new name its
+// counters start again at 1, and no oseq a client saw is ever given to
+// another event. Node IDs never contain "~".
+func originName(node string, epoch uint64) string {
+	if epoch == 0 {
+		return node
+	}
+	return node + "~" + strconv.FormatUint(epoch, 10)
+}
+
+func (st Stamp) encode() []byte {
+	return append(putU64(st.OSeq), st.Origin...)
+}
+
+func decodeStamp(v []byte) (Stamp, bool) {
+	if len(v) < 9 {
+		return Stamp{}, false
+	}
+	return Stamp{OSeq: binary.BigEndian.Uint64(v[:8]), Origin: string(v[8:])}, true
+}
+
+func byStampKey(ws, conv string, st Stamp) []byte {
+	return binary.BigEndian.AppendUint64(prefix(ws, conv, st.Origin), st.OSeq)
+}
+
+// putStamp records that the event at seq carries st, and advances st's
+// origin: stamps of an origin arrive in oseq order (the sequencer for local
+// changes, the replication gate for remote ones).
+func putStamp(tx *bolt.Tx, ws, conv string, seq uint64, st Stamp) error {
+	if err := tx.Bucket(bStamps).Put(seqKey(ws, conv, seq), st.encode()); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bByStamp).Put(byStampKey(ws, conv, st), putU64(seq)); err != nil {
+		return err
+	}
+	return advanceOrigin(tx, ws, conv, st)
+}
+
+// advanceOrigin moves an origin's frontier to st.OSeq if that is ahead.
+func advanceOrigin(tx *bolt.Tx, ws, conv string, st Stamp) error {
+	k := key(ws, conv, st.Origin)
+	b := tx.Bucket(bOrigins)
+	if u64(b.Get(k)) >= st.OSeq {
+		return nil
+	}
+	return b.Put(k, putU64(st.OSeq))
+}
+
+// stampExisting (migration 3) stamps the events written before stamps
+// existed as this node's, in seq order, and records each conversation's
+// frontier.
+func stampExisting(tx *bolt.Tx, env migrationEnv) error {
+	for _, b := range [][]byte{bStamps, bByStamp, bOrigins} {
+		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+			return err
+		}
+	}
+	var convs []Conversation
+	err := tx.Bucket(bConvs).ForEach(func(_, v []byte) error {
+		var c Conversation
+		if err := json.Unmarshal(v, &c); err != nil {
+			return fmt.Errorf("decode conversation: %w", err)
+		}
+		convs = append(convs, c)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, c := range convs {
+		p := prefix(c.Workspace, c.ID)
+		cur := tx.Bucket(bEvents).Cursor()
+		var seqs []uint64
+		for k, _ := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = cur.Next() {
+			seqs = append(seqs, u64(k[len(p):]))
+		}
+		for i, seq := range seqs {
+			if err := putStamp(tx, c.Workspace, c.ID, seq, Stamp{Origin: env.origin, OSeq: uint64(i + 1)}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// originHead is how far an origin has got in a conversation, durably.
+func originHead(tx *bolt.Tx, ws, conv, origin string) uint64 {
+	return u64(tx.Bucket(bOrigins).Get(key(ws, conv, origin)))
+}
+
+// Frontier returns, for every origin of a conversation, the highest oseq
+// such that all of its events up to it are durable here.
+func (s *Store) Frontier(ws, conv string) (map[string]uint64, error) {
+	out := map[string]uint64{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if _, err := getConversation(tx, ws, conv); err != nil {
+			return err
+		}
+		p := prefix(ws, conv)
+		cur := tx.Bucket(bOrigins).Cursor()
+		for k, v := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
+			out[string(k[len(p):])] = u64(v)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// EventsSince returns up to limit events of a conversation that the vector
+// (origin -> oseq, as a client or a replica has them) does not cover, in
+// this node's seq order, and whether more follow. It is how a client that
+// was served by another replica resumes here: it gets exactly the events it
+// lacks, whatever this node's seqs are.
+func (s *Store) EventsSince(ws, conv string, have map[string]uint64, limit int) ([]Event, bool, error) {
+	covered := func(st Stamp) bool { return st.OSeq <= have[st.Origin] }
+	var out []Event
+	more := false
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if _, err := getConversation(tx, ws, conv); err != nil {
+			return err
+		}
+		// Where to start: the first event, in seq order, of the first
+		// uncovered oseq of each origin.
+		start := uint64(0)
+		p := prefix(ws, conv)
+		oc := tx.Bucket(bOrigins).Cursor()
+		byStamp := tx.Bucket(bByStamp)
+		for k, v := oc.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = oc.Next() {
+			origin := string(k[len(p):])
+			if u64(v) <= have[origin] {
+				continue
+			}
+			op := prefix(ws, conv, origin)
+			sk, sv := byStamp.Cursor().Seek(byStampKey(ws, conv, Stamp{Origin: origin, OSeq: have[origin] + 1}))
+			if sk == nil || !bytes.HasPrefix(sk, op) {
+				continue // its uncovered events changed nothing here
+			}
+			if seq := u64(sv); start == 0 || seq < start {
+				start = seq
+			}
+		}
+		if start == 0 {
+			return nil
+		}
+		stamps := tx.Bucket(bStamps)
+		cur := tx.Bucket(bEvents).Cursor()
+		for k, v := cur.Seek(seqKey(ws, conv, start)); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
+			st, _ := decodeStamp(stamps.Get(k))
+			if covered(st) {
+				continue
+			}
+			if len(out) == limit {
+				more = true
+				return nil
+			}
+			var m crdt.Message
+			if err := json.Unmarshal(v, &m); err != nil {
+				return fmt.Errorf("decode event: %w", err)
+			}
+			out = append(out, Event{Kind: EventMessage, Workspace: ws, Conversation: conv, Seq: u64(k[len(p):]), Stamp: st, Message: m})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	var pending []Event
+	for _, e := range s.pending.after(ws, conv, 0) {
+		if !covered(e.Stamp) {
+			pending = append(pending, e)
+		}
+	}
+	if len(pending) == 0 {
+		return out, more, nil
+	}
+	merged, cut := mergeEvents(out, pending, limit)
+	return merged, more || cut, nil
+}
