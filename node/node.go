@@ -57,6 +57,7 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 		Path:     filepath.Join(cfg.DataDir, "parley.db"),
 		OnCommit: n.publish,
 		Observer: n.metrics,
+		Origin:   cfg.NodeID,
 	})
 	if err != nil {
 		return nil, err
