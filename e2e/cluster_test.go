@@ -60,6 +60,9 @@ func startClusterBin(t testing.TB, bin string, n int, extra ...string) *testClus
 		tc.nodes = append(tc.nodes, startNodeBin(t, bin, filepath.Join(dir, fmt.Sprintf("n%d", i+1)), append(args, extra...)...))
 	}
 	tc.waitVoters(t, n)
+	for _, nd := range tc.nodes {
+		tc.waitAlive(t, nd, n, 30*time.Second)
+	}
 	return tc
 }
 
@@ -482,7 +485,7 @@ func (tc *testCluster) alive(nd *nodeProc) []string {
 	return ids
 }
 
-func (tc *testCluster) waitAlive(t *testing.T, nd *nodeProc, n int, within time.Duration) time.Duration {
+func (tc *testCluster) waitAlive(t testing.TB, nd *nodeProc, n int, within time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for time.Since(start) < within {

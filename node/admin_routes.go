@@ -86,6 +86,10 @@ func (a *admin) login(w http.ResponseWriter, r *http.Request) {
 		writeAPI(w, nil, apiErr(http.StatusTooManyRequests, "rate_limited", "too many sign-in attempts: retry later"))
 		return
 	}
+	if err := a.catchUp(r); err != nil {
+		writeAPI(w, nil, err)
+		return
+	}
 	var req loginRequest
 	if err := decode(r, &req); err != nil {
 		writeAPI(w, nil, err)
@@ -98,6 +102,13 @@ func (a *admin) login(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeAPI(w, nil, err)
 		return
+	}
+	// The token must work on this node as soon as it is returned: wait
+	// until this node has applied the session (at once on the leader).
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+		if _, err := a.ctl.c.Session(s.ID); err == nil {
+			break
+		}
 	}
 	writeAPI(w, loginReply{Token: raw, Session: s}, nil)
 }
@@ -353,6 +364,9 @@ type inviteReply struct {
 	// Password is set when the request gave none: a one-time password to
 	// hand to the operator, shown once.
 	Password string `json:"password,omitempty"`
+	// Index is the write's log index: a sign-in on another node with
+	// ?min_index= waits until that node knows the operator.
+	Index uint64 `json:"index"`
 }
 
 func (a *admin) inviteOperator(r *http.Request, p principal) (any, error) {
@@ -377,7 +391,7 @@ func (a *admin) inviteOperator(r *http.Request, p principal) (any, error) {
 		return nil, err
 	}
 	a.written(r.Context(), res)
-	reply.Operator = o
+	reply.Operator, reply.Index = o, res.Index
 	return reply, nil
 }
 

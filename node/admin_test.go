@@ -55,7 +55,7 @@ func call(t *testing.T, base, method, path, token string, body any) (int, string
 func TestAdminAPI(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	r := runNode(t, Config{DataDir: dir, NoDemo: true, passwordIterations: cluster.MinPasswordIterations})
+	r := runNode(t, Config{DataDir: dir, NoDemo: true, Region: "eu", passwordIterations: cluster.MinPasswordIterations})
 	root, err := AdminToken(filepath.Join(dir, "cluster.key"))
 	if err != nil {
 		t.Fatal(err)

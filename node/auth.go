@@ -82,6 +82,12 @@ func (a *clusterAuth) Allow(workspace string, now time.Time) error {
 }
 
 func (a *clusterAuth) ensureLocal(ctx context.Context, workspace string) error {
+	// A workspace pinned to another region keeps no data here. Relaying its
+	// sessions to a node of its region is not built yet: refuse, saying
+	// where it is served, rather than store it against its pin.
+	if w, err := a.ctl.c.Workspace(workspace); err == nil && w.Region != "" && w.Region != a.ctl.cfg.Region {
+		return fmt.Errorf("workspace %s is served by the nodes of region %s", workspace, w.Region)
+	}
 	if _, ok := a.local.Load(workspace); ok {
 		return nil
 	}

@@ -70,24 +70,32 @@ func openGossip(cfg Config, log *slog.Logger, ctl *control, reg prometheus.Regis
 	return g, nil
 }
 
-// run contacts registered members not seen alive, now and every
-// gossipRetry, until ctx ends.
+// run contacts registered members not seen alive until ctx ends: every
+// 200ms while this node starts (it should see its peers as soon as it is a
+// member), then every gossipRetry.
 func (g *gossip) run(ctx context.Context) error {
-	t := time.NewTicker(gossipRetry)
-	defer t.Stop()
+	var readyAt time.Time
 	for {
+		wait := 200 * time.Millisecond
 		if g.ctl.ready.Load() {
-			g.reconcile()
+			if readyAt.IsZero() {
+				readyAt = time.Now()
+			}
+			if missing := g.reconcile(); !missing || time.Since(readyAt) > 30*time.Second {
+				wait = gossipRetry
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-time.After(wait):
 		}
 	}
 }
 
-func (g *gossip) reconcile() {
+// reconcile joins the registered members not seen alive, and says whether
+// there were any.
+func (g *gossip) reconcile() bool {
 	var addrs []string
 	for _, n := range g.ctl.c.Nodes() {
 		if n.ID != g.ctl.cfg.NodeID && n.GossipAddr != "" && !g.m.Alive(n.ID) {
@@ -95,13 +103,14 @@ func (g *gossip) reconcile() {
 		}
 	}
 	if len(addrs) == 0 {
-		return
+		return false
 	}
 	if n, err := g.m.Join(addrs); err != nil {
 		g.log.Debug("gossip: registered members unreachable", "addrs", addrs, "err", err)
 	} else {
 		g.log.Info("gossip: contacted registered members", "reached", n)
 	}
+	return true
 }
 
 func (g *gossip) close() error { return g.m.Close() }

@@ -45,6 +45,7 @@ func (n *Node) routes() http.Handler {
 		w.Write([]byte("ready\n"))
 	})
 	n.ctl.internalRoutes(mux)
+	mux.HandleFunc("GET "+pathRepl, n.repl.serveRepl)
 	(&admin{ctl: n.ctl, members: n.gossip.m.Members}).routes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {

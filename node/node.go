@@ -34,6 +34,7 @@ type Node struct {
 	ready   atomic.Bool
 	ctl     *control
 	gossip  *gossip
+	repl    *replicator
 	auth    *clusterAuth
 	usage   *usageReporter
 
@@ -84,6 +85,7 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 		return nil, err
 	}
 	n.ctl.gossipAddr = n.gossip.m.Addr()
+	n.repl = newReplicator(cfg, n.log, st, n.ctl, n.gossip.m)
 	n.auth = &clusterAuth{ctl: n.ctl, st: st}
 	n.usage = newUsageReporter(cfg.NodeID, n.ctl.c.Apply, n.log, cfg.UsageInterval)
 	n.gw = gateway.New(gateway.Config{
@@ -173,6 +175,9 @@ func (n *Node) publish(evs []store.Event) {
 	if gw := n.gw; gw != nil {
 		gw.Publish(evs)
 	}
+	if r := n.repl; r != nil {
+		r.publish(evs)
+	}
 }
 
 // Addr is the address the node serves HTTP on.
@@ -230,6 +235,8 @@ func (n *Node) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { return n.auth.expelRevoked(gctx, n.gw.Expel) })
 	g.Go(func() error { return n.gossip.run(gctx) })
+	n.repl.setContext(gctx)
+	g.Go(func() error { return n.repl.run(gctx) })
 	g.Go(func() error { return n.ctl.rebalance(gctx, n.gossip.m.Alive) })
 	// Usage reports end after the gateway stopped counting: the last one
 	// carries the final counts.

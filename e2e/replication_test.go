@@ -1,0 +1,164 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// agentOn signs in an operator of a workspace through a node and opens an
+// agent connection on another (or the same) node.
+func (tc *testCluster) agentOn(t *testing.T, ctx context.Context, via, on *nodeProc, ws, id string) *wsClient {
+	t.Helper()
+	var inv struct{ Index uint64 }
+	mustAPI(t, via, "POST", "/v1/admin/workspaces/"+ws+"/operators", tc.root,
+		map[string]any{"id": id, "email": id + "@" + ws + ".test", "name": strings.ToUpper(id[:1]) + id[1:], "password": "a good long password"}, &inv)
+	var login struct{ Token string }
+	mustAPI(t, on, "POST", fmt.Sprintf("/v1/login?min_index=%d", inv.Index), "", map[string]any{"workspace": ws, "email": id + "@" + ws + ".test", "password": "a good long password"}, &login)
+	cl, err := dialNode(ctx, on)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.close)
+	cl.send(ctx, map[string]any{"type": "hello", "v": 1, "workspace": ws, "role": "agent", "token": login.Token})
+	if _, err := cl.await(ctx, "welcome", nil); err != nil {
+		t.Fatalf("agent hello on %s: %v", on.Addr, err)
+	}
+	return cl
+}
+
+func say(t *testing.T, ctx context.Context, cl *wsClient, conv, id, body string) {
+	t.Helper()
+	ref := "r-" + id
+	cl.send(ctx, map[string]any{"type": "send", "ref": ref, "conversation": conv, "id": id, "body": body})
+	m, err := cl.awaitRef(ctx, ref)
+	if err != nil || m["type"] != "ack" {
+		t.Fatalf("send %s: %v %v", id, m, err)
+	}
+}
+
+// TestCrossNodeChat: a visitor on one node and an agent on another chat
+// live: each message reaches the other node in one hop and is delivered
+// there, and the third replica holds the conversation too.
+func TestCrossNodeChat(t *testing.T) {
+	tc := startCluster(t, 3)
+	n1, n2, n3 := tc.nodes[0], tc.nodes[1], tc.nodes[2]
+	mustAPI(t, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, nil)
+	ctx := testCtx(t, 60*time.Second)
+	agent := tc.agentOn(t, ctx, n1, n2, "acme", "sam")
+
+	visitor, err := dialNode(ctx, n1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer visitor.close()
+	if _, err := visitor.visitorHelloIn(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	visitor.send(ctx, map[string]any{"type": "start", "ref": "s"})
+	st, err := visitor.await(ctx, "started", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := st["conversation"].(string)
+
+	for i := range 20 {
+		id := fmt.Sprintf("m-v-%06d", i)
+		sent := time.Now()
+		say(t, ctx, visitor, conv, id, "from the visitor on n1")
+		d, err := agent.await(ctx, "deliver", func(m map[string]any) bool { return msgID(m) == id })
+		if err != nil {
+			t.Fatalf("agent on n2 never got %s: %v\nn1:\n%s\nn2:\n%s", id, err, grepLog(n1.logs(), "repl"), grepLog(n2.logs(), "repl"))
+		}
+		if d["conversation"] != conv {
+			t.Fatalf("deliver %v", d)
+		}
+		if i == 0 {
+			t.Logf("first cross-node delivery within %s of the send", time.Since(sent).Round(time.Microsecond))
+		}
+	}
+	say(t, ctx, agent, conv, "m-a-000001", "from the agent on n2")
+	if _, err := visitor.await(ctx, "deliver", func(m map[string]any) bool { return msgID(m) == "m-a-000001" }); err != nil {
+		t.Fatalf("visitor on n1 never got the agent's reply: %v", err)
+	}
+	// The third replica has every message, once.
+	watcher := tc.agentOn(t, ctx, n1, n3, "acme", "kim")
+	var hist []map[string]any
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if hist, err = watcher.history(ctx, conv); err == nil && len(hist) >= 21 {
+			break
+		}
+	}
+	seen := map[string]int{}
+	for _, d := range hist {
+		seen[msgID(d)]++
+	}
+	if len(seen) != 21 {
+		t.Fatalf("n3 holds %d messages, want 21: %v", len(seen), seen)
+	}
+}
+
+// TestPinnedWorkspaceStaysInItsRegion: a workspace pinned to eu is served by
+// the eu node; a node of another region refuses its visitors, and after a
+// conversation no file of a node outside eu holds a byte of it.
+func TestPinnedWorkspaceStaysInItsRegion(t *testing.T) {
+	tc := startCluster(t, 3) // regions eu, us, ap
+	n1, n2 := tc.nodes[0], tc.nodes[1]
+	mustAPI(t, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "euonly", "name": "EU only", "region": "eu", "plan": "team"}, nil)
+	ctx := testCtx(t, 60*time.Second)
+
+	outside, err := dialNode(ctx, n2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outside.close()
+	outside.send(ctx, map[string]any{"type": "hello", "v": 1, "workspace": "euonly", "role": "visitor"})
+	if m, err := outside.await(ctx, "error", nil); err != nil || m["code"] != "unavailable" {
+		t.Fatalf("visitor of an eu workspace on a us node: %v %v", m, err)
+	}
+
+	v, err := dialNode(ctx, n1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.close()
+	if _, err := v.visitorHelloIn(ctx, "euonly"); err != nil {
+		t.Fatal(err)
+	}
+	v.send(ctx, map[string]any{"type": "start", "ref": "s"})
+	st, err := v.await(ctx, "started", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		say(t, ctx, v, st["conversation"].(string), fmt.Sprintf("m-eu-%06d", i), "resident data")
+	}
+	time.Sleep(time.Second) // time for any stray replication to land
+	for _, nd := range tc.nodes[1:] {
+		filepath.WalkDir(nd.DataDir, func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || filepath.Base(p) == "raft.db" || strings.Contains(p, "snapshots") {
+				// The control plane's log names every workspace, by design.
+				return err
+			}
+			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte("euonly")) || bytes.Contains(b, []byte("resident data")) {
+				t.Errorf("%s holds data of the eu workspace", p)
+			}
+			return nil
+		})
+	}
+}
+
+func grepLog(log, word string) string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(strings.ToLower(l), word) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
