@@ -162,3 +162,88 @@ func grepLog(log, word string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestReplicaKilledAndBack writes through one node while the other replica
+// is killed with SIGKILL and restarted: while it is down but not yet
+// declared dead, a message is not confirmed (the client resends it, with
+// the same id); once gossip declares it dead the node acknowledges alone;
+// when it is back, the first new message finds it missing the rest, which
+// it is sent; in the end both nodes hold every acknowledged message once.
+func TestReplicaKilledAndBack(t *testing.T) {
+	tc := startCluster(t, 2)
+	n1, n2 := tc.nodes[0], tc.nodes[1]
+	mustAPI(t, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, nil)
+	ctx := testCtx(t, 120*time.Second)
+	v, err := dialNode(ctx, n1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.close()
+	if _, err := v.visitorHelloIn(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	v.send(ctx, map[string]any{"type": "start", "ref": "s"})
+	st, err := v.await(ctx, "started", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := st["conversation"].(string)
+	acked := map[string]bool{}
+	unconfirmed := 0
+	// send resends a message until it is acknowledged, as the widget does.
+	send := func(id string) {
+		for {
+			ref := fmt.Sprintf("r-%s-%d", id, unconfirmed)
+			v.send(ctx, map[string]any{"type": "send", "ref": ref, "conversation": conv, "id": id, "body": "msg " + id})
+			m, err := v.awaitRef(ctx, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m["type"] == "ack" {
+				acked[id] = true
+				return
+			}
+			if m["code"] != "unavailable" {
+				t.Fatalf("send %s: %v", id, m)
+			}
+			unconfirmed++
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	for i := range 10 {
+		send(fmt.Sprintf("m-a-%06d", i))
+	}
+	n2.Kill9(t)
+	for i := range 20 {
+		send(fmt.Sprintf("m-b-%06d", i)) // the first ones wait for n2 to be declared dead
+	}
+	n2.Restart(t)
+	tc.waitAlive(t, n1, 2, 30*time.Second)
+	for i := range 10 {
+		send(fmt.Sprintf("m-c-%06d", i))
+	}
+	if unconfirmed == 0 {
+		t.Error("no message went unconfirmed while the replica was down and not yet declared dead")
+	}
+	// Both nodes hold every acknowledged message, once.
+	for i, nd := range tc.nodes {
+		ag := tc.agentOn(t, ctx, n1, nd, "acme", fmt.Sprintf("agent%d", i+1))
+		hist, err := ag.history(ctx, conv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]int{}
+		for _, d := range hist {
+			seen[msgID(d)]++
+		}
+		for id := range acked {
+			if seen[id] != 1 {
+				t.Errorf("%s holds %s %d times", nd.Addr, id, seen[id])
+			}
+		}
+		if len(seen) != len(acked) {
+			t.Errorf("%s holds %d messages, %d acknowledged", nd.Addr, len(seen), len(acked))
+		}
+	}
+	t.Logf("%d messages acknowledged; %d sends answered unavailable while the replica was down", len(acked), unconfirmed)
+}

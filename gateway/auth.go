@@ -14,6 +14,11 @@ import (
 // ErrAuth is what an Authenticator returns for a credential it refuses.
 var ErrAuth = errors.New("authentication failed")
 
+// ErrUnconfirmed is what a Store's Apply returns for a change it stored
+// but could not have confirmed by a second replica in time: the client gets
+// unavailable and retries with the same id, which is never stored twice.
+var ErrUnconfirmed = errors.New("stored, not yet confirmed by a second replica")
+
 // ErrOverLimit is what Limits returns for a workspace that has used up its
 // plan; the client gets the error's text with the code over_limit.
 var ErrOverLimit = errors.New("over plan limit")

@@ -353,6 +353,8 @@ func (c *conn) storeError(err error) *wireError {
 		return errf(CodeBadRequest, "%v", err)
 	case errors.Is(err, store.ErrClosed), errors.Is(err, context.Canceled):
 		return fatalf(CodeUnavailable, closeRestart, "node shutting down: reconnect")
+	case errors.Is(err, ErrUnconfirmed):
+		return errf(CodeUnavailable, "%v: retry with the same id", err)
 	}
 	c.srv.log.Error("store failure", "err", err, "workspace", c.id.Workspace)
 	return errf(CodeInternal, "internal error")

@@ -89,7 +89,7 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 	n.auth = &clusterAuth{ctl: n.ctl, st: st}
 	n.usage = newUsageReporter(cfg.NodeID, n.ctl.c.Apply, n.log, cfg.UsageInterval)
 	n.gw = gateway.New(gateway.Config{
-		Store:          st,
+		Store:          replicatedStore{Store: st, r: n.repl},
 		Auth:           n.auth,
 		Limits:         n.auth,
 		Meter:          n.usage,

@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"parley/cluster/membership"
 	"parley/cluster/replication"
 	"parley/crdt"
+	"parley/gateway"
 	"parley/store"
 
 	"github.com/coder/websocket"
@@ -33,9 +35,10 @@ const replicationFactor = 3
 // events from peers pass the gate (each origin's once, in order) into the
 // store, which publishes them to this node's clients like its own.
 //
-// Not yet here (docs/replication.md): acknowledgements from a second
-// replica before the sender's ack, anti-entropy after a lost link, relaying
-// for nodes outside the replica set, replicated receipts and presence.
+// A sender's ack waits for a second replica when one is alive
+// (replicatedStore). Not yet here (docs/replication.md): background
+// anti-entropy, relaying for nodes outside the replica set, replicated
+// receipts and presence.
 type replicator struct {
 	node  string
 	log   *slog.Logger
@@ -46,16 +49,33 @@ type replicator struct {
 	gate  *replication.Gate
 	peers *peerClient
 	ctx   context.Context // the node's; inbound links end with it
+
+	mu   sync.Mutex
+	acks map[ackKey]*ackWait // own events' replica answers, until confirmed
 }
 
 func newReplicator(cfg Config, log *slog.Logger, st *store.Store, ctl *control, mem *membership.Membership) *replicator {
-	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, peers: ctl.peers}
+	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, peers: ctl.peers, acks: map[ackKey]*ackWait{}}
 	r.gate = replication.NewGate(r.have, 0)
 	r.repl = replication.New(replication.Config{Self: cfg.NodeID, Dial: r.dial, Store: r.store, Logger: log})
 	return r
 }
 
-func (r *replicator) run(ctx context.Context) error { return r.repl.Run(ctx) }
+func (r *replicator) run(ctx context.Context) error {
+	go func() {
+		t := time.NewTicker(30 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				r.sweep(now)
+			}
+		}
+	}()
+	return r.repl.Run(ctx)
+}
 
 // setContext gives inbound links the node's life; called before serving.
 func (r *replicator) setContext(ctx context.Context) { r.ctx = ctx }
@@ -69,33 +89,207 @@ type payload struct {
 
 // publish sends this node's own message events to the other replicas of
 // their conversations; the store calls it (through the node's OnCommit) as
-// soon as an event is decided.
+// soon as an event is decided, under its sequencer's lock, so each
+// conversation's events are queued to each peer in oseq order. The peers'
+// answers are kept for confirm.
 func (r *replicator) publish(evs []store.Event) {
 	origin := r.st.Origin()
 	for _, e := range evs {
 		if e.Kind != store.EventMessage || e.Stamp.Origin != origin {
 			continue
 		}
-		peers := r.replicas(e.Workspace, e.Conversation)
-		if len(peers) == 0 {
-			continue
-		}
-		c, err := r.st.Conversation(e.Workspace, e.Conversation)
-		if err != nil {
-			continue
-		}
-		c.Last = nil
-		b, err := json.Marshal(payload{Conversation: c, Message: e.Message})
-		if err != nil {
-			continue
-		}
-		ev := replication.Event{Workspace: e.Workspace, Conversation: e.Conversation, Origin: e.Stamp.Origin, OSeq: e.Stamp.OSeq, Payload: b}
-		for _, p := range peers {
-			if !r.repl.Push(p.ID, []replication.Event{ev}) {
-				r.log.Warn("replication: event not queued to a replica", "peer", p.ID, "conversation", e.Conversation)
-			}
+		if w := r.send(e); w != nil {
+			r.mu.Lock()
+			r.acks[ackKey{e.Workspace, e.Conversation, e.Seq}] = w
+			r.mu.Unlock()
 		}
 	}
+}
+
+// send queues one of this node's events to the other replicas of its
+// conversation and returns what to wait on, nil when there are none.
+func (r *replicator) send(e store.Event) *ackWait {
+	peers := r.replicas(e.Workspace, e.Conversation)
+	if len(peers) == 0 {
+		return nil
+	}
+	ev, err := r.encode(e)
+	if err != nil {
+		r.log.Error("replication: event not encodable", "err", err)
+		return nil
+	}
+	w := &ackWait{at: time.Now()}
+	for _, p := range peers {
+		ch, ok := r.repl.Enqueue(p.ID, []replication.Event{ev})
+		if !ok {
+			r.log.Warn("replication: event not queued to a replica", "peer", p.ID, "conversation", e.Conversation)
+			continue
+		}
+		w.peers = append(w.peers, p.ID)
+		w.answers = append(w.answers, ch)
+	}
+	return w
+}
+
+func (r *replicator) encode(e store.Event) (replication.Event, error) {
+	c, err := r.st.Conversation(e.Workspace, e.Conversation)
+	if err != nil {
+		return replication.Event{}, err
+	}
+	c.Last = nil
+	b, err := json.Marshal(payload{Conversation: c, Message: e.Message})
+	if err != nil {
+		return replication.Event{}, err
+	}
+	return replication.Event{Workspace: e.Workspace, Conversation: e.Conversation, Origin: e.Stamp.Origin, OSeq: e.Stamp.OSeq, Payload: b}, nil
+}
+
+type ackKey struct {
+	ws, conv string
+	seq      uint64
+}
+
+// ackWait is what the replicas of one event answer.
+type ackWait struct {
+	at      time.Time
+	peers   []string
+	answers []<-chan error
+}
+
+// confirmTimeout bounds how long a sender's ack waits for a second replica.
+const confirmTimeout = 2 * time.Second
+
+// confirm waits until a second replica has stored the event at seq (this
+// node's own, just applied), when one is alive: that is what the sender's
+// ack promises. A replica that lacks earlier events of this node is sent
+// them first. It returns gateway.ErrUnconfirmed when no replica confirmed
+// in time.
+func (r *replicator) confirm(ctx context.Context, ws, conv string, seq uint64) error {
+	r.mu.Lock()
+	w := r.acks[ackKey{ws, conv, seq}]
+	delete(r.acks, ackKey{ws, conv, seq})
+	r.mu.Unlock()
+	if w == nil {
+		return nil // no other replica alive when it was published
+	}
+	return r.wait(ctx, ws, conv, w)
+}
+
+func (r *replicator) wait(ctx context.Context, ws, conv string, w *ackWait) error {
+	ctx, cancel := context.WithTimeout(ctx, confirmTimeout)
+	defer cancel()
+	results := make(chan error, len(w.answers))
+	for i, ch := range w.answers {
+		go func() {
+			var err error
+			select {
+			case err = <-ch:
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+			var gaps *replication.GapsError
+			if errors.As(err, &gaps) {
+				err = r.repair(ctx, w.peers[i], gaps.Gaps)
+			}
+			results <- err
+		}()
+	}
+	var errs []error
+	for range w.answers {
+		err := <-results
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	r.log.Warn("replication: no second replica confirmed an event", "conversation", conv, "err", errors.Join(errs...))
+	return fmt.Errorf("%w: %v", gateway.ErrUnconfirmed, errors.Join(errs...))
+}
+
+// repair sends a replica the events of this node it lacks, in order, and
+// waits for its answer to the last.
+func (r *replicator) repair(ctx context.Context, peer string, gaps []replication.Gap) error {
+	for _, g := range gaps {
+		if g.Origin != r.st.Origin() {
+			continue // not this node's to send
+		}
+		evs, err := r.st.OriginEvents(g.Workspace, g.Conversation, g.Origin, g.Next, 4096)
+		if err != nil {
+			return err
+		}
+		var batch []replication.Event
+		for _, e := range evs {
+			ev, err := r.encode(e)
+			if err != nil {
+				return err
+			}
+			batch = append(batch, ev)
+		}
+		if len(batch) == 0 {
+			continue
+		}
+		r.log.Info("replication: sending a replica the events it lacks", "peer", peer, "conversation", g.Conversation, "from", g.Next, "events", len(batch))
+		ch, ok := r.repl.Enqueue(peer, batch)
+		if !ok {
+			return fmt.Errorf("%w: %s", replication.ErrLinkDown, peer)
+		}
+		select {
+		case err := <-ch:
+			if err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// confirmExisting is confirm for a message sent again (a retry): its event
+// is queued to the replicas once more, which store it once.
+func (r *replicator) confirmExisting(ctx context.Context, ws, conv string, seq uint64) error {
+	evs, _, err := r.st.Events(ws, conv, seq-1, 1)
+	if err != nil || len(evs) == 0 || evs[0].Seq != seq || evs[0].Stamp.Origin != r.st.Origin() {
+		// Not this node's event: it came from another replica, so two hold
+		// it already.
+		return nil
+	}
+	w := r.send(evs[0])
+	if w == nil {
+		return nil
+	}
+	return r.wait(ctx, ws, conv, w)
+}
+
+// sweep forgets answers nobody waited for (a change whose caller went away).
+func (r *replicator) sweep(now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, w := range r.acks {
+		if now.Sub(w.at) > time.Minute {
+			delete(r.acks, k)
+		}
+	}
+}
+
+// replicatedStore is the gateway's store on a node with peers: a change is
+// acknowledged once it is durable here and on a second replica.
+type replicatedStore struct {
+	*store.Store
+	r *replicator
+}
+
+func (s replicatedStore) Apply(ctx context.Context, ch store.Change) (store.Result, error) {
+	res, err := s.Store.Apply(ctx, ch)
+	if err != nil {
+		return res, err
+	}
+	if res.Changed {
+		err = s.r.confirm(ctx, ch.Workspace, ch.Conversation, res.Seq)
+	} else if res.Dup {
+		err = s.r.confirmExisting(ctx, ch.Workspace, ch.Conversation, res.Seq)
+	}
+	return res, err
 }
 
 // replicas are the other nodes that hold a conversation.

@@ -2,9 +2,11 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"parley/crdt"
@@ -201,4 +203,42 @@ func (s *Store) EventsSince(ws, conv string, have map[string]uint64, limit int) 
 	}
 	merged, cut := mergeEvents(out, pending, limit)
 	return merged, more || cut, nil
+}
+
+// OriginEvents returns up to limit events of one origin in a conversation
+// from oseq from on, in oseq order, published ones not yet durable
+// included: what a replica that lacks them is sent. Only events that
+// changed this store have one here; for the store's own origin that is
+// every event.
+func (s *Store) OriginEvents(ws, conv, origin string, from uint64, limit int) ([]Event, error) {
+	var out []Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		p := prefix(ws, conv, origin)
+		cur := tx.Bucket(bByStamp).Cursor()
+		events := tx.Bucket(bEvents)
+		for k, v := cur.Seek(byStampKey(ws, conv, Stamp{Origin: origin, OSeq: from})); k != nil && bytes.HasPrefix(k, p) && len(out) < limit; k, v = cur.Next() {
+			seq := u64(v)
+			var m crdt.Message
+			if err := json.Unmarshal(events.Get(seqKey(ws, conv, seq)), &m); err != nil {
+				return fmt.Errorf("decode event: %w", err)
+			}
+			out = append(out, Event{Kind: EventMessage, Workspace: ws, Conversation: conv, Seq: seq,
+				Stamp: Stamp{Origin: origin, OSeq: u64(k[len(p):])}, Message: m})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	have := map[uint64]bool{}
+	for _, e := range out {
+		have[e.Stamp.OSeq] = true
+	}
+	for _, e := range s.pending.after(ws, conv, 0) {
+		if e.Stamp.Origin == origin && e.Stamp.OSeq >= from && !have[e.Stamp.OSeq] && len(out) < limit {
+			out = append(out, e)
+		}
+	}
+	slices.SortFunc(out, func(a, b Event) int { return cmp.Compare(a.Stamp.OSeq, b.Stamp.OSeq) })
+	return out, nil
 }

@@ -35,6 +35,10 @@ func TestLocalEventsAreStamped(t *testing.T) {
 	if f, _ := s.Frontier("ws1", "c1"); !maps.Equal(f, map[string]uint64{"n1": 4}) {
 		t.Fatalf("frontier %v", f)
 	}
+	// What a replica missing n1's events from 2 on is sent.
+	if oe, err := s.OriginEvents("ws1", "c1", "n1", 2, 10); err != nil || len(oe) != 3 || oe[0].Stamp.OSeq != 2 || oe[2].Message.ID != "m1" || oe[2].Message.Body != "y" {
+		t.Fatalf("origin events from 2: %+v %v", oe, err)
+	}
 	// After an unclean stop the node stamps under a new name, from 1.
 	close(s.stop)
 	<-s.done

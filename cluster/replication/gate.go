@@ -50,10 +50,24 @@ func NewGate(have func(ws, conv, origin string) (uint64, error), maxWaiting int)
 	return &Gate{have: have, maxWaiting: maxWaiting, keys: map[key]*gateKey{}}
 }
 
+// Gap says that an event is held back: its origin's events from Next on
+// have not arrived. The sender should send them (its ack carries the gap).
+type Gap struct {
+	Workspace    string `json:"ws"`
+	Conversation string `json:"conv"`
+	Origin       string `json:"origin"`
+	Next         uint64 `json:"next"`
+}
+
+func (g Gap) Error() string {
+	return fmt.Sprintf("events of %s in %s/%s missing from %d", g.Origin, g.Workspace, g.Conversation, g.Next)
+}
+
 // Admit offers an event. If it is the next of its origin, apply is called,
 // with the key's lock held, on it and on every waiting event it unblocks,
 // in order; the positions advance only if apply succeeds. It returns how
-// many events were applied.
+// many events were applied; an event held back for missing predecessors
+// gives a *Gap error.
 func (g *Gate) Admit(ev Event, apply func([]Event) error) (int, error) {
 	k := key{ev.Workspace, ev.Conversation, ev.Origin}
 	g.mu.Lock()
@@ -80,7 +94,7 @@ func (g *Gate) Admit(ev Event, apply func([]Event) error) (int, error) {
 		if len(gk.waiting) < g.maxWaiting {
 			gk.waiting[ev.OSeq] = ev
 		}
-		return 0, nil
+		return 0, &Gap{Workspace: ev.Workspace, Conversation: ev.Conversation, Origin: ev.Origin, Next: gk.next}
 	}
 	batch := []Event{ev}
 	for n := ev.OSeq + 1; ; n++ {

@@ -104,6 +104,23 @@ func (r *Replicator) Send(ctx context.Context, peer string, evs []Event) error {
 	}
 }
 
+// Enqueue queues events to a peer at once, in the order of the calls, and
+// returns where the peer's answer will come (nil once stored; a
+// *GapsError; or ErrLinkDown), or false if they could not be queued.
+func (r *Replicator) Enqueue(peer string, evs []Event) (<-chan error, bool) {
+	l, err := r.link(peer)
+	if err != nil {
+		return nil, false
+	}
+	out := &outFrame{f: frame{Type: frameEvents, Events: evs}, done: make(chan error, 1)}
+	select {
+	case l.queue <- out:
+		return out.done, true
+	default:
+		return nil, false
+	}
+}
+
 // Push queues events to a peer without waiting; false if they were dropped
 // (queue full, or the link is down), which anti-entropy repairs.
 func (r *Replicator) Push(peer string, evs []Event) bool {
@@ -156,13 +173,14 @@ func (r *Replicator) Serve(ctx context.Context, from string, c Conn) error {
 			return fmt.Errorf("%w: %s on an inbound link", ErrBadFrame, f.Type)
 		}
 		serr := r.cfg.Store(from, f.Events)
-		if serr != nil {
+		gaps := gapsOf(serr)
+		if serr != nil && len(gaps) == 0 {
 			r.log.Warn("replication: storing a peer's events failed", "peer", from, "events", len(f.Events), "err", serr)
 		}
 		if f.ID == 0 {
 			continue
 		}
-		ack := frame{Type: frameAck, ID: f.ID}
+		ack := frame{Type: frameAck, ID: f.ID, Gaps: gaps}
 		if serr != nil {
 			ack.Error = serr.Error()
 		}
@@ -171,6 +189,34 @@ func (r *Replicator) Serve(ctx context.Context, from string, c Conn) error {
 			return nil
 		}
 	}
+}
+
+// gapsOf collects the gaps an error from Store carries (errors.Join of
+// several, or one).
+func gapsOf(err error) []Gap {
+	if err == nil {
+		return nil
+	}
+	var out []Gap
+	var g *Gap
+	if errors.As(err, &g) {
+		out = append(out, *g)
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		out = out[:0]
+		for _, e := range j.Unwrap() {
+			out = append(out, gapsOf(e)...)
+		}
+	}
+	return out
+}
+
+// GapsError is what Send and Enqueue report when the peer stored nothing
+// of some events because it lacks earlier ones of their origin.
+type GapsError struct{ Gaps []Gap }
+
+func (e *GapsError) Error() string {
+	return fmt.Sprintf("%d gaps: first %s", len(e.Gaps), e.Gaps[0].Error())
 }
 
 // outFrame is a frame to send; done, when set, receives the ack's outcome.
@@ -292,9 +338,12 @@ func (l *link) serve(ctx context.Context, c Conn, first *outFrame) error {
 			if o == nil {
 				continue
 			}
-			if f.Error != "" {
+			switch {
+			case len(f.Gaps) > 0:
+				o.done <- &GapsError{Gaps: f.Gaps}
+			case f.Error != "":
 				o.done <- fmt.Errorf("%w: %s could not store: %s", ErrLinkDown, l.peer, f.Error)
-			} else {
+			default:
 				o.done <- nil
 			}
 		}

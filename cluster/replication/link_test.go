@@ -34,6 +34,7 @@ type peer struct {
 	mu     sync.Mutex
 	stored []Event
 	fail   atomic.Bool
+	gap    atomic.Bool
 	conns  atomic.Int32
 	open   map[*websocket.Conn]bool // guarded by mu
 }
@@ -53,6 +54,9 @@ func newPeer(t *testing.T, id string) *peer {
 		Store: func(from string, evs []Event) error {
 			if p.fail.Load() {
 				return errors.New("disk full")
+			}
+			if p.gap.Load() {
+				return errors.Join(&Gap{Workspace: "w", Conversation: "c", Origin: "n1", Next: 3}, errors.New("other"))
 			}
 			p.mu.Lock()
 			defer p.mu.Unlock()
@@ -185,8 +189,17 @@ func TestSendFailsWhenThePeerCannot(t *testing.T) {
 		t.Fatalf("send to a peer that cannot store: %v", err)
 	}
 	p.fail.Store(false)
-	if err := r.Send(ctx, "n2", []Event{ev(1)}); err != nil {
-		t.Fatal(err)
+	// A peer missing earlier events says which: the sender can send them.
+	p.gap.Store(true)
+	err := r.Send(ctx, "n2", []Event{ev(5)})
+	var gaps *GapsError
+	if !errors.As(err, &gaps) || len(gaps.Gaps) != 1 || gaps.Gaps[0] != (Gap{Workspace: "w", Conversation: "c", Origin: "n1", Next: 3}) {
+		t.Fatalf("send to a peer with a gap: %v", err)
+	}
+	p.gap.Store(false)
+	done, queued := r.Enqueue("n2", []Event{ev(1)})
+	if !queued || <-done != nil {
+		t.Fatal("enqueue to a healthy peer failed")
 	}
 	// The peer drops the link: the next sends reconnect.
 	p.drop()

@@ -23,6 +23,9 @@ type frame struct {
 	ID     uint64  `json:"id,omitempty"`
 	Events []Event `json:"ev,omitempty"`
 	Error  string  `json:"err,omitempty"`
+	// Gaps, in an ack, are events the receiver lacks before some it got:
+	// the sender sends them, and the held-back ones apply.
+	Gaps []Gap `json:"gaps,omitempty"`
 }
 
 // Bounds of what a peer may send in one frame.
@@ -60,8 +63,13 @@ func decodeFrame(b []byte) (frame, error) {
 			}
 		}
 	case frameAck:
-		if f.ID == 0 || len(f.Events) > 0 {
-			return f, fmt.Errorf("%w: ack without an id or with events", ErrBadFrame)
+		if f.ID == 0 || len(f.Events) > 0 || len(f.Gaps) > maxFrameEvents {
+			return f, fmt.Errorf("%w: ack without an id, with events or too many gaps", ErrBadFrame)
+		}
+		for _, g := range f.Gaps {
+			if !validOrigin(g.Origin) || g.Next == 0 || g.Workspace == "" || g.Conversation == "" {
+				return f, fmt.Errorf("%w: gap %+v", ErrBadFrame, g)
+			}
 		}
 	default:
 		return f, fmt.Errorf("%w: type %q", ErrBadFrame, f.Type)
