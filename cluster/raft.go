@@ -529,6 +529,22 @@ func (c *Cluster) ReadIndex(ctx context.Context) (uint64, error) {
 	return c.State.Index(), nil
 }
 
+// LeaderCommitIndex confirms with a quorum that this node is the leader and
+// returns its commit index: every write acknowledged before the call is at
+// or below it. Followers use it to prove they are caught up (node lease).
+// Unlike ReadIndex it writes nothing to the log. Leader only.
+func (c *Cluster) LeaderCommitIndex(ctx context.Context) (uint64, error) {
+	if !c.IsLeader() {
+		return 0, c.notLeader()
+	}
+	ctx, cancel, _ := c.withTimeout(ctx)
+	defer cancel()
+	if err := c.wait(ctx, c.raft.VerifyLeader()); err != nil {
+		return 0, c.raftError(err)
+	}
+	return c.raft.CommitIndex(), nil
+}
+
 // WaitApplied waits until this node's state has applied the log index
 // index, such as a Result.Index.
 //

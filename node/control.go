@@ -31,6 +31,8 @@ type control struct {
 	gossipAddr string
 	// ready is set once this node is a registered member with a leader.
 	ready atomic.Bool
+	// freshAt is when the last completed catch-up round began (unix ns).
+	freshAt atomic.Int64
 }
 
 // openControl opens the Raft member. apiAddr is this node's HTTP address as
@@ -392,11 +394,71 @@ func promotions(members []cluster.Member, alive func(string) bool, stay func(str
 }
 
 // fresh says whether this node's copy of the control plane may be trusted
-// with operator credentials: it heard from the leader within the lease, so
-// it cannot have missed a revocation for longer than that.
+// with operator credentials: within the lease it has proved that it applied
+// everything committed before some moment (keepFresh), so a revocation it
+// has not applied was committed less than a lease ago, and the revoking
+// call waits out the lease for any node it could not confirm. Hearing from
+// the leader is not enough: heartbeats resume after a partition before the
+// entries missed during it are replicated.
 func (ctl *control) fresh() bool {
-	last := ctl.c.LastLeaderContact()
-	return !last.IsZero() && time.Since(last) < ctl.cfg.Lease
+	at := ctl.freshAt.Load()
+	return at != 0 && time.Since(time.Unix(0, at)) < ctl.cfg.Lease
+}
+
+// keepFresh runs catch-up rounds until ctx ends: ask the leader for its
+// commit index (the leader confirms its leadership with a quorum), wait
+// until this node has applied it, then mark the node fresh as of the
+// round's start.
+func (ctl *control) keepFresh(ctx context.Context) error {
+	every := min(ctl.cfg.Lease/4, 250*time.Millisecond)
+	for {
+		start := time.Now()
+		rctx, cancel := context.WithTimeout(ctx, ctl.cfg.Lease)
+		idx, err := ctl.leaderCommitIndex(rctx)
+		if err == nil {
+			err = ctl.c.WaitApplied(rctx, idx)
+		}
+		cancel()
+		if err == nil {
+			ctl.freshAt.Store(start.UnixNano())
+		}
+		wait := every
+		if !ctl.fresh() {
+			wait = 50 * time.Millisecond // starting, or cut off: try harder
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// leaderCommitIndex asks the leader (this node, or over the internal API)
+// for its commit index.
+func (ctl *control) leaderCommitIndex(ctx context.Context) (uint64, error) {
+	if ctl.c.IsLeader() {
+		return ctl.c.LeaderCommitIndex(ctx)
+	}
+	_, leaderRaft := ctl.c.Leader()
+	api := ""
+	for _, n := range ctl.c.Nodes() {
+		if n.RaftAddr == leaderRaft && leaderRaft != "" {
+			api = n.APIAddr
+		}
+	}
+	if api == "" {
+		return 0, errors.New("no leader known")
+	}
+	b, err := ctl.peers.post(ctx, api, pathReadIndex, nil)
+	if err != nil {
+		return 0, err
+	}
+	var rep waitRequest
+	if err := json.Unmarshal(b, &rep); err != nil || rep.Index == 0 {
+		return 0, fmt.Errorf("read index from %s: %q", api, b)
+	}
+	return rep.Index, nil
 }
 
 func (ctl *control) close() error { return ctl.c.Close() }

@@ -38,6 +38,10 @@ func (n *Node) routes() http.Handler {
 			http.Error(w, "not ready: joining the control plane", http.StatusServiceUnavailable)
 			return
 		}
+		if !n.ctl.fresh() {
+			http.Error(w, "not ready: not caught up with the control plane", http.StatusServiceUnavailable)
+			return
+		}
 		if err := n.store.Err(); err != nil {
 			http.Error(w, "store: "+err.Error(), http.StatusServiceUnavailable)
 			return

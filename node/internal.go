@@ -14,9 +14,10 @@ import (
 
 // Internal API paths: node to node, signed (see peer.go).
 const (
-	pathForward = "/internal/v1/forward"
-	pathJoin    = "/internal/v1/join"
-	pathWait    = "/internal/v1/wait"
+	pathForward   = "/internal/v1/forward"
+	pathJoin      = "/internal/v1/join"
+	pathWait      = "/internal/v1/wait"
+	pathReadIndex = "/internal/v1/readindex"
 )
 
 // internalRoutes serves the requests other nodes make.
@@ -34,6 +35,14 @@ func (ctl *control) internalRoutes(mux *http.ServeMux) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
 		json.NewEncoder(w).Encode(rep)
+	}))
+	mux.HandleFunc("POST "+pathReadIndex, ctl.signed(func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		idx, err := ctl.c.LeaderCommitIndex(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		json.NewEncoder(w).Encode(waitRequest{Index: idx})
 	}))
 	mux.HandleFunc("POST "+pathWait, ctl.signed(func(w http.ResponseWriter, r *http.Request, body []byte) {
 		var req waitRequest
@@ -124,6 +133,9 @@ func (ctl *control) confirmEverywhere(ctx context.Context, index uint64) Confirm
 		}(m.ID)
 	}
 	wg.Wait()
+	// start is after the revoking command was applied on the leader, so
+	// after it committed: a node that has not applied it proved itself
+	// fresh last before that, and a lease after start it is stale.
 	if len(conf.Unconfirmed) > 0 {
 		if rest := ctl.cfg.Lease - time.Since(start); rest > 0 {
 			select {

@@ -235,6 +235,7 @@ func (n *Node) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { return n.auth.expelRevoked(gctx, n.gw.Expel) })
 	g.Go(func() error { return n.gossip.run(gctx) })
+	g.Go(func() error { return n.ctl.keepFresh(gctx) })
 	n.repl.setContext(gctx)
 	g.Go(func() error { return n.repl.run(gctx) })
 	g.Go(func() error { return n.ctl.rebalance(gctx, n.gossip.m.Alive) })
