@@ -247,3 +247,70 @@ func TestReplicaKilledAndBack(t *testing.T) {
 	}
 	t.Logf("%d messages acknowledged; %d sends answered unavailable while the replica was down", len(acked), unconfirmed)
 }
+
+// TestResumeOnAnotherNode: an agent reads part of a conversation on one
+// node, goes away, and resumes on another with the vector of what it had:
+// it gets exactly the messages it missed, each once, then live ones.
+func TestResumeOnAnotherNode(t *testing.T) {
+	tc := startCluster(t, 3)
+	n1, n2, n3 := tc.nodes[0], tc.nodes[1], tc.nodes[2]
+	mustAPI(t, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, nil)
+	ctx := testCtx(t, 60*time.Second)
+	v, err := dialNode(ctx, n1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.close()
+	if _, err := v.visitorHelloIn(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	v.send(ctx, map[string]any{"type": "start", "ref": "s"})
+	st, err := v.await(ctx, "started", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := st["conversation"].(string)
+
+	agent := tc.agentOn(t, ctx, n1, n2, "acme", "sam")
+	vec := map[string]int{}
+	for i := range 5 {
+		id := fmt.Sprintf("m-1-%06d", i)
+		say(t, ctx, v, conv, id, "before")
+		d, err := agent.await(ctx, "deliver", func(m map[string]any) bool { return msgID(m) == id })
+		if err != nil {
+			t.Fatal(err)
+		}
+		origin, oseq, _ := strings.Cut(d["at"].(string), ".")
+		var n int
+		fmt.Sscan(oseq, &n)
+		vec[origin] = max(vec[origin], n)
+	}
+	agent.close()
+	for i := range 3 {
+		say(t, ctx, v, conv, fmt.Sprintf("m-2-%06d", i), "while the agent was away")
+	}
+	var since []string
+	for o, n := range vec {
+		since = append(since, fmt.Sprintf("%s.%d", o, n))
+	}
+	back := tc.agentOn(t, ctx, n1, n3, "acme", "sam2")
+	back.send(ctx, map[string]any{"type": "resume", "ref": "r", "conversation": conv, "since": strings.Join(since, ",")})
+	var got []string
+	for {
+		m, err := back.await(ctx, "", func(m map[string]any) bool { return m["type"] == "deliver" || m["ref"] == "r" })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m["type"] != "deliver" {
+			break
+		}
+		got = append(got, msgID(m))
+	}
+	if strings.Join(got, " ") != "m-2-000000 m-2-000001 m-2-000002" {
+		t.Fatalf("resumed on n3 with %v: got %v", since, got)
+	}
+	say(t, ctx, v, conv, "m-3-000000", "live again")
+	if _, err := back.await(ctx, "deliver", func(m map[string]any) bool { return msgID(m) == "m-3-000000" }); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"parley/store"
+
 	"golang.org/x/time/rate"
 )
 
@@ -33,7 +35,9 @@ const (
 type outItem struct {
 	kind   outKind
 	conv   string
-	seq    uint64 // outLive: 0 for events outside the message log (reads, typing)
+	seq    uint64            // outLive: 0 for events outside the message log (reads, typing)
+	at     store.Stamp       // outLive: the event's stamp, the same on every replica
+	since  map[string]uint64 // outReplayStart: what a resume by vector covers
 	data   []byte
 	start  time.Time // when the event reached the node; zero if not a message
 	replay []outItem
@@ -105,6 +109,10 @@ func (c *conn) failWithRef(ref string, e *wireError) {
 // its replay is being read so that none is written out of order.
 func (c *conn) writeLoop(ctx context.Context) error {
 	lastSent := map[string]*seqSet{}
+	// covered holds, per conversation resumed by vector, the events the
+	// client had from another node: a live event it already has is not
+	// written again.
+	covered := map[string]map[string]uint64{}
 	pending := map[string][]*outItem{}
 	draining := map[string]bool{}
 	for {
@@ -122,6 +130,10 @@ func (c *conn) writeLoop(ctx context.Context) error {
 				// connection was sent before: forget those, and hold live
 				// events until the replay has been written.
 				delete(lastSent, it.conv)
+				delete(covered, it.conv)
+				if it.since != nil {
+					covered[it.conv] = it.since
+				}
 				if pending[it.conv] == nil {
 					pending[it.conv] = []*outItem{}
 				}
@@ -133,16 +145,16 @@ func (c *conn) writeLoop(ctx context.Context) error {
 					pending[it.conv] = append(p, it)
 					continue
 				}
-				err = c.writeLive(ctx, it, lastSent)
+				err = c.writeLive(ctx, it, lastSent, covered)
 			case outReplay:
 				for i := range it.replay {
-					if err = c.writeLive(ctx, &it.replay[i], lastSent); err != nil {
+					if err = c.writeLive(ctx, &it.replay[i], lastSent, covered); err != nil {
 						break
 					}
 				}
 				if err == nil && !it.more {
 					for _, p := range pending[it.conv] {
-						if err = c.writeLive(ctx, p, lastSent); err != nil {
+						if err = c.writeLive(ctx, p, lastSent, covered); err != nil {
 							break
 						}
 					}
@@ -167,10 +179,14 @@ func (c *conn) writeLoop(ctx context.Context) error {
 }
 
 // writeLive writes a conversation event unless the event with its seq was
-// written to this connection already. Events without a seq always go.
-func (c *conn) writeLive(ctx context.Context, it *outItem, sent map[string]*seqSet) error {
+// written to this connection already, or the client had it from another
+// node (covered). Events without a seq always go.
+func (c *conn) writeLive(ctx context.Context, it *outItem, sent map[string]*seqSet, covered map[string]map[string]uint64) error {
 	if it.seq == 0 {
 		return c.write(ctx, it)
+	}
+	if v := covered[it.conv]; v != nil && it.at.OSeq != 0 && it.at.OSeq <= v[it.at.Origin] {
+		return nil
 	}
 	s := sent[it.conv]
 	if s == nil {

@@ -841,3 +841,33 @@ func TestExpelClosesConnectionsOfRevokedCredentials(t *testing.T) {
 	a2.send(map[string]any{"type": "ping", "ref": r})
 	a2.expect("pong", refIs(r))
 }
+
+func TestResumeByVector(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	v, _ := e.visitor(t, "ws1", nil)
+	conv := v.start()
+	for i := 1; i <= 3; i++ {
+		v.say(conv, fmt.Sprintf("m-%07d", i), "hello")
+	}
+	ag := e.agent(t, "ws1")
+	r := ag.ref()
+	ag.send(map[string]any{"type": "resume", "ref": r, "conversation": conv, "since": "local.2"})
+	d := ag.expect("deliver", nil)
+	if msgID := d["message"].(map[string]any)["id"]; msgID != "m-0000003" || d["at"] != "local.3" {
+		t.Fatalf("resume since local.2 delivered %v first", d)
+	}
+	ag.expect("resumed", refIs(r))
+	ag.none("deliver", 100*time.Millisecond)
+	for _, c := range []struct{ since, after any }{{"local.0", nil}, {"Local.1", nil}, {"local.1", 3}, {strings.Repeat("n.1,", 600), nil}} {
+		r := ag.ref()
+		f := map[string]any{"type": "resume", "ref": r, "conversation": conv, "since": c.since}
+		if c.after != nil {
+			f["after"] = c.after
+		}
+		ag.send(f)
+		if got := ag.expect("error", refIs(r)); got["code"] != CodeBadRequest {
+			t.Errorf("since %v after %v: %v", c.since, c.after, got)
+		}
+	}
+}

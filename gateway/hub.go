@@ -97,8 +97,8 @@ func (h *hub) publish(events []store.Event) {
 		it := &outItem{kind: outLive, conv: e.Conversation}
 		switch e.Kind {
 		case store.EventMessage:
-			it.seq, it.start = e.Seq, e.Start
-			it.data = encode(deliverFrame{Type: "deliver", Conversation: e.Conversation, Seq: e.Seq, Message: toWire(e.Message)})
+			it.seq, it.start, it.at = e.Seq, e.Start, e.Stamp
+			it.data = encode(deliverFrame{Type: "deliver", Conversation: e.Conversation, Seq: e.Seq, At: stampString(e.Stamp), Message: toWire(e.Message)})
 		case store.EventRead:
 			it.data = encode(readFrame{Type: "read", Conversation: e.Conversation, Participant: e.Participant, Role: roleOf(e.Participant), Seq: e.ReadSeq})
 		default:

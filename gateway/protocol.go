@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"regexp"
+	"strconv"
 	"unicode"
 	"unicode/utf8"
 
+	"parley/cluster/replication"
 	"parley/crdt"
 	"parley/store"
 )
@@ -19,9 +21,11 @@ const MaxFrameBytes = 16 << 10
 
 // Limits on fields, as documented in docs/protocol.md.
 const (
-	maxBody  = 4000
-	maxName  = 80
-	maxRef   = 64
+	maxBody = 4000
+	maxName = 80
+	maxRef  = 64
+	// maxSince bounds a resume's vector: a few origins per conversation.
+	maxSince = 2048
 	maxToken = 256
 	maxUser  = 128
 )
@@ -51,6 +55,7 @@ type inFrame struct {
 	ID           string  `json:"id"`
 	Body         *string `json:"body"`
 	After        uint64  `json:"after"`
+	Since        string  `json:"since"`
 	Seq          uint64  `json:"seq"`
 	Typing       bool    `json:"typing"`
 }
@@ -87,7 +92,21 @@ func (f *inFrame) validate() *wireError {
 	case "start", "list", "ping":
 		return nil
 	case "resume":
-		return checkConv(f.Conversation)
+		if err := checkConv(f.Conversation); err != nil {
+			return err
+		}
+		if f.Since != "" {
+			if f.After != 0 {
+				return errf(CodeBadRequest, "since: give after or since, not both")
+			}
+			if len(f.Since) > maxSince {
+				return errf(CodeBadRequest, "since: at most %d characters", maxSince)
+			}
+			if _, err := replication.ParseVector(f.Since); err != nil {
+				return errf(CodeBadRequest, "since: %v", err)
+			}
+		}
+		return nil
 	case "send", "edit":
 		if err := checkConv(f.Conversation); err != nil {
 			return err
@@ -263,7 +282,17 @@ type deliverFrame struct {
 	Type         string      `json:"type"`
 	Conversation string      `json:"conversation"`
 	Seq          uint64      `json:"seq"`
+	At           string      `json:"at,omitempty"`
 	Message      wireMessage `json:"message"`
+}
+
+// stampString is a stamp as clients see it, "origin.oseq"; a client keeps
+// the highest oseq of each origin as its vector for resume's since.
+func stampString(st store.Stamp) string {
+	if st.Origin == "" {
+		return ""
+	}
+	return st.Origin + "." + strconv.FormatUint(st.OSeq, 10)
 }
 
 type readFrame struct {

@@ -26,6 +26,7 @@ type Store interface {
 	Apply(ctx context.Context, ch store.Change) (store.Result, error)
 	MarkRead(ctx context.Context, ws, conv, participant string, seq uint64, start time.Time) (bool, error)
 	Events(ws, conv string, after uint64, limit int) ([]store.Event, bool, error)
+	EventsSince(ws, conv string, have map[string]uint64, limit int) ([]store.Event, bool, error)
 	Reads(ws, conv string) (map[string]uint64, error)
 	Unread(ws, conv, participant string, after uint64, max int) (int, error)
 }

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"time"
 
+	"parley/cluster/replication"
 	"parley/crdt"
 	"parley/store"
 )
@@ -214,10 +215,23 @@ func (c *conn) resume(f inFrame) *wireError {
 		return werr
 	}
 	ws, conv := c.id.Workspace, f.Conversation
-	c.send(&outItem{kind: outReplayStart, conv: conv})
+	var since replication.Vector
+	if f.Since != "" {
+		since, _ = replication.ParseVector(f.Since) // validated
+	}
+	c.send(&outItem{kind: outReplayStart, conv: conv, since: since})
 	c.srv.hub.subscribe(c, conv)
 	st := c.srv.cfg.Store
-	events, more, err := st.Events(ws, conv, f.After, c.srv.cfg.MaxReplay)
+	var events []store.Event
+	var more bool
+	var err error
+	if since != nil {
+		// Resume by vector: what the client lacks, whichever node it had
+		// the rest from.
+		events, more, err = st.EventsSince(ws, conv, since, c.srv.cfg.MaxReplay)
+	} else {
+		events, more, err = st.Events(ws, conv, f.After, c.srv.cfg.MaxReplay)
+	}
 	var reads map[string]uint64
 	if err == nil {
 		reads, err = st.Reads(ws, conv)
@@ -230,9 +244,9 @@ func (c *conn) resume(f inFrame) *wireError {
 	replay := make([]outItem, 0, len(events)+len(reads)+2)
 	head := f.After
 	for _, e := range events {
-		head = e.Seq
-		replay = append(replay, outItem{kind: outFrame, conv: conv, seq: e.Seq,
-			data: encode(deliverFrame{Type: "deliver", Conversation: conv, Seq: e.Seq, Message: toWire(e.Message)})})
+		head = max(head, e.Seq)
+		replay = append(replay, outItem{kind: outFrame, conv: conv, seq: e.Seq, at: e.Stamp,
+			data: encode(deliverFrame{Type: "deliver", Conversation: conv, Seq: e.Seq, At: stampString(e.Stamp), Message: toWire(e.Message)})})
 	}
 	for p, s := range reads {
 		replay = append(replay, outItem{kind: outFrame, conv: conv,

@@ -88,8 +88,9 @@ func (v Vector) String() string {
 // ErrBadVector is returned for a vector that does not parse.
 var ErrBadVector = errors.New("bad vector")
 
-// ParseVector decodes String's form. Origins are node IDs ([a-z0-9_-],
-// 1 to 64); each appears once; the empty string is the empty vector.
+// ParseVector decodes String's form. Origins are node IDs, with "~" and an
+// incarnation after a crash ([a-z0-9_~-], 1 to 64); each appears once; the
+// empty string is the empty vector.
 func ParseVector(s string) (Vector, error) {
 	v := Vector{}
 	if s == "" {
@@ -122,7 +123,8 @@ func validOrigin(o string) bool {
 	}
 	for i := 0; i < len(o); i++ {
 		c := o[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+		// "~" joins a node ID and its incarnation (store.originName).
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '~') {
 			return false
 		}
 	}
