@@ -1,0 +1,141 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"parley/cluster"
+)
+
+func init() {
+	register(
+		command{"cluster status", "", "members (voter, leader, region), nodes and their addresses, this node's Raft state", clusterStatus},
+		command{"cluster remove-member", "NODE_ID -yes", "remove a node from the Raft configuration (ask the leader)", clusterRemove},
+		command{"cluster snapshot", "", "make the node snapshot its control-plane state now", clusterSnapshot},
+		command{"token", "", "print the cluster admin token derived from the cluster key", token},
+	)
+}
+
+type clusterInfo struct {
+	Raft    cluster.Stats      `json:"raft"`
+	Members []cluster.Member   `json:"members"`
+	Nodes   []cluster.NodeInfo `json:"nodes"`
+	Alive   []struct {
+		ID     string `json:"id"`
+		Region string `json:"region"`
+	} `json:"alive"`
+}
+
+func clusterStatus(e *env, args []string) error {
+	if _, err := e.flags("cluster status").parse(args, 0, 0); err != nil {
+		return err
+	}
+	var ci clusterInfo
+	raw, err := e.call(http.MethodGet, "/v1/admin/cluster", nil, nil, &ci, true)
+	if err != nil {
+		return err
+	}
+	return e.out(raw, func() {
+		s := ci.Raft
+		w := e.stdout
+		fields(w,
+			"node", s.NodeID,
+			"raft state", s.State,
+			"leader", orNone(s.LeaderID, "none known"),
+			"term", fmt.Sprint(s.Term),
+			"indexes", fmt.Sprintf("last log %d, commit %d, applied %d, state %d, last snapshot %d",
+				s.LastLogIndex, s.CommitIndex, s.AppliedIndex, s.StateIndex, s.LastSnapshotIndex),
+			"voters", fmt.Sprintf("%d (and %d non-voters)", s.Voters, s.Nonvoters),
+		)
+		alive := map[string]bool{}
+		for _, a := range ci.Alive {
+			alive[a.ID] = true
+		}
+		nodes := map[string]cluster.NodeInfo{}
+		for _, n := range ci.Nodes {
+			nodes[n.ID] = n
+		}
+		fmt.Fprintln(w)
+		var rows [][]string
+		listed := map[string]bool{}
+		for _, m := range ci.Members {
+			role := "non-voter"
+			if m.Voter {
+				role = "voter"
+			}
+			if m.Leader {
+				role += ", leader"
+			}
+			n := nodes[m.ID]
+			rows = append(rows, []string{m.ID, role, m.Region, yesNo(alive[m.ID]), n.APIAddr, m.Addr, n.GossipAddr})
+			listed[m.ID] = true
+		}
+		for _, n := range ci.Nodes {
+			if !listed[n.ID] {
+				rows = append(rows, []string{n.ID, "not a member", n.Region, yesNo(alive[n.ID]), n.APIAddr, n.RaftAddr, n.GossipAddr})
+			}
+		}
+		table(w, []string{"MEMBER", "ROLE", "REGION", "ALIVE", "API", "RAFT", "GOSSIP"}, rows)
+	})
+}
+
+func clusterRemove(e *env, args []string) error {
+	f := e.flags("cluster remove-member")
+	yes := f.Bool("yes", false, "really remove")
+	pos, err := f.parse(args, 1, 1)
+	if err != nil {
+		return err
+	}
+	if err := checkID("node", pos[0]); err != nil {
+		return err
+	}
+	if !*yes {
+		return usagef("removing %s from the Raft configuration changes the quorum: add -yes", pos[0])
+	}
+	raw, err := e.call(http.MethodDelete, "/v1/admin/cluster/members/"+url.PathEscape(pos[0]), nil, nil, nil, true)
+	if err != nil {
+		if ae, ok := err.(*apiError); ok && ae.Code == "not_leader" && strings.Contains(ae.Message, "ask the leader") {
+			return fmt.Errorf("only the leader changes membership: %s (run again with -node http://ADDRESS)", ae.Message)
+		}
+		return err
+	}
+	return e.out(raw, func() { fmt.Fprintf(e.stdout, "%s removed from the Raft configuration\n", pos[0]) })
+}
+
+func clusterSnapshot(e *env, args []string) error {
+	if _, err := e.flags("cluster snapshot").parse(args, 0, 0); err != nil {
+		return err
+	}
+	var s cluster.Stats
+	raw, err := e.call(http.MethodPost, "/v1/admin/cluster/snapshot", nil, nil, &s, true)
+	if err != nil {
+		return err
+	}
+	return e.out(raw, func() {
+		fmt.Fprintf(e.stdout, "%s snapshotted: last snapshot at log index %d (applied %d)\n", s.NodeID, s.LastSnapshotIndex, s.AppliedIndex)
+	})
+}
+
+func token(e *env, args []string) error {
+	if _, err := e.flags("token").parse(args, 0, 0); err != nil {
+		return err
+	}
+	if e.g.token != "" && e.g.clusterKey == "" {
+		return usagef("token derives the admin token from a cluster key: give -cluster-key FILE, not -token")
+	}
+	saved := e.g.token
+	e.g.token = ""
+	tok, err := e.g.credential()
+	e.g.token = saved
+	if err != nil {
+		return err
+	}
+	if e.g.json {
+		fmt.Fprintf(e.stdout, "{\"token\": %q}\n", tok)
+		return nil
+	}
+	fmt.Fprintln(e.stdout, tok)
+	return nil
+}
