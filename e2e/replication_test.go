@@ -314,3 +314,62 @@ func TestResumeOnAnotherNode(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestAntiEntropyRepairsAReturningReplica: messages written while a replica
+// was dead reach it after it restarts with no further traffic, by
+// anti-entropy alone, each once.
+func TestAntiEntropyRepairsAReturningReplica(t *testing.T) {
+	tc := startCluster(t, 2)
+	n1, n2 := tc.nodes[0], tc.nodes[1]
+	mustAPI(t, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, nil)
+	ctx := testCtx(t, 120*time.Second)
+	v, err := dialNode(ctx, n1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.close()
+	if _, err := v.visitorHelloIn(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	v.send(ctx, map[string]any{"type": "start", "ref": "s"})
+	st, err := v.await(ctx, "started", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := st["conversation"].(string)
+	say(t, ctx, v, conv, "m-before-0001", "before")
+	n2.Kill9(t)
+	tc.waitAlive(t, n1, 1, 30*time.Second) // n2 declared dead: acks need only n1
+	for i := range 10 {
+		say(t, ctx, v, conv, fmt.Sprintf("m-down-%06d", i), "while n2 was down")
+	}
+	n2.Restart(t)
+	ag := tc.agentOn(t, ctx, n1, n2, "acme", "sam")
+	var seen map[string]int
+	start := time.Now()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		hist, err := ag.history(ctx, conv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen = map[string]int{}
+		for _, d := range hist {
+			seen[msgID(d)]++
+		}
+		if len(seen) == 11 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n2 holds %d of 11 messages after 30s: %v", len(seen), seen)
+		}
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("%s %d times on n2", id, n)
+		}
+	}
+	if sent := metric(t, n1, "parley_antientropy_events_sent_total"); sent < 10 {
+		t.Errorf("anti-entropy sent %v events", sent)
+	}
+	t.Logf("n2 caught up %s after its restart", time.Since(start).Round(time.Millisecond))
+}

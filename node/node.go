@@ -85,7 +85,7 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 		return nil, err
 	}
 	n.ctl.gossipAddr = n.gossip.m.Addr()
-	n.repl = newReplicator(cfg, n.log, st, n.ctl, n.gossip.m)
+	n.repl = newReplicator(cfg, n.log, st, n.ctl, n.gossip.m, n.metrics.reg)
 	n.auth = &clusterAuth{ctl: n.ctl, st: st}
 	n.usage = newUsageReporter(cfg.NodeID, n.ctl.c.Apply, n.log, cfg.UsageInterval)
 	n.gw = gateway.New(gateway.Config{
@@ -238,6 +238,7 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { return n.ctl.keepFresh(gctx) })
 	n.repl.setContext(gctx)
 	g.Go(func() error { return n.repl.run(gctx) })
+	g.Go(func() error { return n.repl.antiEntropy(gctx) })
 	g.Go(func() error { return n.ctl.rebalance(gctx, n.gossip.m.Alive) })
 	// Usage reports end after the gateway stopped counting: the last one
 	// carries the final counts.

@@ -19,6 +19,7 @@ import (
 	"parley/store"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // pathRepl is the internal WebSocket a node opens to another to send it
@@ -52,10 +53,12 @@ type replicator struct {
 
 	mu   sync.Mutex
 	acks map[ackKey]*ackWait // own events' replica answers, until confirmed
+
+	ae *aeMetrics
 }
 
-func newReplicator(cfg Config, log *slog.Logger, st *store.Store, ctl *control, mem *membership.Membership) *replicator {
-	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, peers: ctl.peers, acks: map[ackKey]*ackWait{}}
+func newReplicator(cfg Config, log *slog.Logger, st *store.Store, ctl *control, mem *membership.Membership, reg prometheus.Registerer) *replicator {
+	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, peers: ctl.peers, acks: map[ackKey]*ackWait{}, ae: newAEMetrics(reg)}
 	r.gate = replication.NewGate(r.have, 0)
 	r.repl = replication.New(replication.Config{Self: cfg.NodeID, Dial: r.dial, Store: r.store, Logger: log})
 	return r

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -241,4 +242,46 @@ func (s *Store) OriginEvents(ws, conv, origin string, from uint64, limit int) ([
 	}
 	slices.SortFunc(out, func(a, b Event) int { return cmp.Compare(a.Stamp.OSeq, b.Stamp.OSeq) })
 	return out, nil
+}
+
+// Frontiers calls fn with the frontier of every conversation of this store
+// that has one, for anti-entropy digests.
+func (s *Store) Frontiers(fn func(ws, conv string, f map[string]uint64)) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		cur := tx.Bucket(bOrigins).Cursor()
+		var ws, conv string
+		f := map[string]uint64{}
+		flush := func() {
+			if len(f) > 0 {
+				fn(ws, conv, f)
+				f = map[string]uint64{}
+			}
+		}
+		for k, v := cur.First(); k != nil; k, v = cur.Next() {
+			parts := bytes.SplitN(k, []byte{sep}, 3)
+			if len(parts) != 3 {
+				continue
+			}
+			if string(parts[0]) != ws || string(parts[1]) != conv {
+				flush()
+				ws, conv = string(parts[0]), string(parts[1])
+			}
+			f[string(parts[2])] = u64(v)
+		}
+		flush()
+		return nil
+	})
+}
+
+// AdvanceOrigin moves an origin's frontier in a conversation to oseq after
+// a replica sent every event of that origin up to it that changed its
+// state (anti-entropy): the oseqs in between changed nothing there, and the
+// events this store got cover their effect.
+func (s *Store) AdvanceOrigin(ctx context.Context, ws, conv, origin string, oseq uint64) error {
+	return s.submit(ctx, func(b *batch) error {
+		if _, err := b.conv(ws, conv); err != nil {
+			return err
+		}
+		return advanceOrigin(b.tx, ws, conv, Stamp{Origin: origin, OSeq: oseq})
+	})
 }
