@@ -13,6 +13,7 @@ include embedder/assets.mk
 
 build:
 	$(GO) build -o $(BIN) ./cmd/parley
+	$(GO) build -o bin/parleyctl ./cmd/parleyctl
 
 run: build
 	./$(BIN) $(ARGS)

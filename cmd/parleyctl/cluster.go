@@ -96,8 +96,11 @@ func clusterRemove(e *env, args []string) error {
 	}
 	raw, err := e.call(http.MethodDelete, "/v1/admin/cluster/members/"+url.PathEscape(pos[0]), nil, nil, nil, true)
 	if err != nil {
-		if ae, ok := err.(*apiError); ok && ae.Code == "not_leader" && strings.Contains(ae.Message, "ask the leader") {
-			return fmt.Errorf("only the leader changes membership: %s (run again with -node http://ADDRESS)", ae.Message)
+		if ae, ok := err.(*apiError); ok && ae.Code == "not_leader" {
+			// "ask the leader n1 at 127.0.0.1:8081"
+			if _, addr, ok := strings.Cut(ae.Message, " at "); ok && strings.Contains(ae.Message, "ask the leader") {
+				return fmt.Errorf("only the leader changes membership: %s; run again with -node http://%s", ae.Message, addr)
+			}
 		}
 		return err
 	}

@@ -1,0 +1,294 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// ctlBin is parleyctl, built once for the tests that drive it.
+var (
+	ctlOnce sync.Once
+	ctlBin  string
+	ctlErr  error
+)
+
+// buildCtl builds cmd/parleyctl (with -race, like the node, so the
+// packages they share are compiled once) next to the node binary, whose
+// directory TestMain removes at the end: not in the first caller's
+// t.TempDir, as a later test may need the binary too.
+func buildCtl(t *testing.T) string {
+	t.Helper()
+	ctlOnce.Do(func() {
+		dir := filepath.Join(filepath.Dir(parleyBin), "ctl")
+		if ctlErr = os.MkdirAll(dir, 0o755); ctlErr != nil {
+			return
+		}
+		ctlBin = filepath.Join(dir, "parleyctl")
+		out, err := exec.Command("go", "build", "-race", "-o", ctlBin, "../cmd/parleyctl").CombinedOutput()
+		if err != nil {
+			ctlErr = fmt.Errorf("building parleyctl: %v\n%s", err, out)
+		}
+	})
+	if ctlErr != nil {
+		t.Fatal(ctlErr)
+	}
+	return ctlBin
+}
+
+// ctl runs parleyctl in its own working directory, with no PARLEY_*
+// variables from the test's environment.
+type ctl struct {
+	t   *testing.T
+	bin string
+	dir string
+}
+
+type ctlResult struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r ctlResult) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+func newCtl(t *testing.T) *ctl {
+	return &ctl{t: t, bin: buildCtl(t), dir: t.TempDir()}
+}
+
+// run runs parleyctl with args, stdin as its input.
+func (c *ctl) run(stdin string, args ...string) ctlResult {
+	c.t.Helper()
+	cmd := exec.Command(c.bin, args...)
+	cmd.Dir = c.dir
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PARLEY_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(stdin), &out, &errb
+	err := cmd.Run()
+	r := ctlResult{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatalf("parleyctl %v: %v", args, err)
+	}
+	return r
+}
+
+// ok runs parleyctl and fails the test unless it exits 0.
+func (c *ctl) ok(args ...string) ctlResult {
+	c.t.Helper()
+	r := c.run("", args...)
+	if r.code != 0 {
+		c.t.Fatalf("parleyctl %s: %s", strings.Join(args, " "), r)
+	}
+	return r
+}
+
+// fails runs parleyctl and checks its exit status and that stderr holds
+// every one of want.
+func (c *ctl) fails(code int, want []string, args ...string) ctlResult {
+	c.t.Helper()
+	r := c.run("", args...)
+	if r.code != code {
+		c.t.Fatalf("parleyctl %s: exit %d, want %d\n%s", strings.Join(args, " "), r.code, code, r)
+	}
+	for _, w := range want {
+		if !strings.Contains(r.stderr, w) {
+			c.t.Errorf("parleyctl %s: stderr lacks %q\n%s", strings.Join(args, " "), w, r)
+		}
+	}
+	return r
+}
+
+func match(t *testing.T, re, s string) string {
+	t.Helper()
+	m := regexp.MustCompile(re).FindStringSubmatch(s)
+	if m == nil {
+		t.Fatalf("no %s in:\n%s", re, s)
+	}
+	return m[1]
+}
+
+// TestCLICluster drives a three-node cluster (regions eu, us, ap) with
+// parleyctl only, each step through a different node: a workspace pinned to
+// eu, an admin operator who signs in and mints an API key, the key used on
+// every node, revoked, and then refused on every node; usage, billing,
+// cluster status; and the exit statuses of wrong command lines (2, nothing
+// sent) and of refused requests (1).
+func TestCLICluster(t *testing.T) {
+	c := newCtl(t)
+
+	// Wrong command lines: exit 2 before any request (no node runs yet).
+	nowhere := "-node=http://127.0.0.1:1"
+	c.fails(2, []string{`workspace id "Bad!"`, "want 1 to 64 of a-z 0-9 _ -", "usage: parleyctl workspace create"},
+		nowhere, "-token=x", "workspace", "create", "-id", "Bad!", "-name", "Bad")
+	c.fails(2, []string{`period "2026-13"`, "want YYYY-MM"}, nowhere, "-token=x", "usage", "-workspace", "acme", "-period", "2026-13")
+	c.fails(2, []string{"-workspace is required"}, nowhere, "-token=x", "key", "list")
+	c.fails(2, []string{`key id "k_123"`}, nowhere, "-token=x", "key", "revoke", "-workspace", "acme", "k_123")
+	c.fails(2, []string{`unknown command "frobnicate"`}, "frobnicate")
+	c.fails(2, []string{"workspace has: create, list, show"}, "workspace", "frobnicate")
+	c.fails(2, []string{"flag provided but not defined: -colour"}, "workspaces", "-colour")
+	c.fails(2, []string{"no credential", "-cluster-key"}, nowhere, "workspaces")
+	c.fails(2, []string{"password of 3 bytes"}, nowhere, "login", "-workspace", "acme", "-email", "bob@acme.test", "-password", "abc")
+	// A node that is not there is exit 1, not 2.
+	c.fails(1, []string{"cannot reach the node at http://127.0.0.1:1"}, nowhere, "-token=x", "workspaces")
+
+	tc := startCluster(t, 3)
+	n1, n2, n3 := tc.nodes[0], tc.nodes[1], tc.nodes[2]
+	root := func(nd *nodeProc, args ...string) []string {
+		return append([]string{"-node", nd.URL, "-cluster-key", tc.keyFile}, args...)
+	}
+	as := func(nd *nodeProc, token string, args ...string) []string {
+		return append([]string{"-node", nd.URL, "-token", token}, args...)
+	}
+
+	if got := strings.TrimSpace(c.ok("-cluster-key", tc.keyFile, "token").stdout); got != tc.root {
+		t.Fatalf("token: %q, want the admin token derived from the key", got)
+	}
+
+	// A workspace pinned to eu; the identity secret is printed once.
+	r := c.ok(root(n2, "workspace", "create", "-id", "acme", "-name", "Acme Inc", "-region", "eu", "-plan", "team")...)
+	secret := match(t, `identity secret\s+([0-9a-f]{64})`, r.stdout)
+	var sec struct {
+		IdentitySecret string `json:"identity_secret"`
+	}
+	mustAPI(t, n2, "GET", "/v1/admin/workspaces/acme/secrets", tc.root, nil, &sec)
+	if sec.IdentitySecret != secret {
+		t.Fatalf("printed identity secret %s, the API has %s", secret, sec.IdentitySecret)
+	}
+	var ws struct{ Region, Plan string }
+	mustAPI(t, n2, "GET", "/v1/admin/workspaces/acme", tc.root, nil, &ws)
+	if ws.Region != "eu" || ws.Plan != "team" {
+		t.Fatalf("workspace created as %+v, want region eu, plan team", ws)
+	}
+	if out := c.ok(root(n2, "workspaces")...).stdout; !regexp.MustCompile(`(?m)^acme\s+Acme Inc\s+eu\s+team`).MatchString(out) {
+		t.Fatalf("workspace list:\n%s", out)
+	}
+
+	// An admin operator with a one-time password signs in on another node,
+	// which first catches up to the invitation's log index.
+	r = c.ok(root(n2, "-json", "operator", "invite", "-workspace", "acme", "-email", "bob@acme.test", "-name", "Bob", "-role", "admin")...)
+	var inv struct {
+		Operator struct{ ID, Role string } `json:"operator"`
+		Password string                    `json:"password"`
+		Index    uint64                    `json:"index"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &inv); err != nil || inv.Password == "" || inv.Index == 0 || inv.Operator.ID != "bob" {
+		t.Fatalf("invite -json: %v %+v\n%s", err, inv, r)
+	}
+	r = c.run(inv.Password+"\n", "-node", n3.URL, "-min-index", fmt.Sprint(inv.Index),
+		"login", "-workspace", "acme", "-email", "bob@acme.test", "-password-stdin")
+	if r.code != 0 {
+		t.Fatalf("login: %s", r)
+	}
+	session := strings.TrimSpace(r.stdout)
+	sessionID := match(t, `session (s_[0-9a-f]{24}) of bob in acme`, r.stderr)
+	c.fails(1, []string{"wrong workspace, email or password", "HTTP 401"}, "-node", n3.URL, "login", "-workspace", "acme", "-email", "bob@acme.test", "-password", "not-the-password")
+
+	// The operator mints a key; it works on every node at once.
+	r = c.ok(as(n1, session, "key", "mint", "-workspace", "acme", "-name", "integration")...)
+	key := match(t, `(?m)^key\s+(pk_\S+)$`, r.stdout)
+	keyID := match(t, `(?m)^id\s+(k_[0-9a-f]{24})$`, r.stdout)
+	for _, nd := range tc.nodes {
+		if out := c.ok(as(nd, key, "workspace", "show", "acme")...).stdout; !regexp.MustCompile(`(?m)^region\s+eu$`).MatchString(out) {
+			t.Fatalf("workspace show with the key on %s:\n%s", nd.Addr, out)
+		}
+	}
+	// A key may not mint keys, nor act cluster-wide.
+	c.fails(1, []string{"forbidden", "HTTP 403"}, as(n2, key, "key", "mint", "-workspace", "acme", "-name", "second")...)
+	c.fails(1, []string{"forbidden", "HTTP 403"}, as(n2, key, "cluster", "status")...)
+
+	// Revoked through n3: every node confirms, and every node refuses it.
+	r = c.ok(root(n3, "key", "revoke", "-workspace", "acme", keyID)...)
+	confirmed := match(t, `(?m)^confirmed by:\s+(.*)$`, r.stdout)
+	for _, id := range []string{"n1", "n2", "n3"} {
+		if !strings.Contains(confirmed, id) {
+			t.Errorf("revoke confirmed by %q, want every node (%s missing)\n%s", confirmed, id, r)
+		}
+	}
+	for _, nd := range tc.nodes {
+		c.fails(1, []string{"revoked", "HTTP 401"}, as(nd, key, "workspace", "show", "acme")...)
+	}
+	if out := c.ok(root(n1, "key", "list", "-workspace", "acme")...).stdout; !regexp.MustCompile(keyID + `\s+integration\s+.*revoked`).MatchString(out) {
+		t.Fatalf("key list after the revocation:\n%s", out)
+	}
+
+	// The session is revoked the same way.
+	r = c.ok(root(n1, "session", "revoke", "-workspace", "acme", sessionID)...)
+	if !strings.Contains(r.stdout, "every node has applied it") {
+		t.Errorf("session revoke:\n%s", r)
+	}
+	for _, nd := range tc.nodes {
+		c.fails(1, []string{"revoked", "HTTP 401"}, as(nd, session, "operator", "list", "-workspace", "acme")...)
+	}
+
+	// Usage against the plan, this month by default.
+	r = c.ok(root(n3, "usage", "-workspace", "acme")...)
+	for _, re := range []string{`(?m)^period\s+` + time.Now().UTC().Format("2006-01") + `$`, `(?m)^plan\s+team$`, `(?m)^messages\s+\d+ of 250000$`} {
+		if !regexp.MustCompile(re).MatchString(r.stdout) {
+			t.Errorf("usage lacks %s:\n%s", re, r.stdout)
+		}
+	}
+
+	// Billing events apply once per idempotency key, whichever node.
+	if out := c.ok(root(n1, "billing", "record", "-workspace", "acme", "-key", "inv-1", "-kind", "charge", "-amount", "1200", "-currency", "EUR")...).stdout; !strings.HasPrefix(out, "recorded inv-1") {
+		t.Fatalf("billing record: %s", out)
+	}
+	if out := c.ok(root(n2, "billing", "record", "-workspace", "acme", "-key", "inv-1", "-kind", "charge", "-amount", "1200", "-currency", "EUR")...).stdout; !strings.HasPrefix(out, "duplicate") {
+		t.Fatalf("billing record retried: %s", out)
+	}
+
+	// Cluster status names the leader and every member with its region.
+	var info struct {
+		Raft struct {
+			LeaderID string `json:"leader_id"`
+		} `json:"raft"`
+	}
+	mustAPI(t, n1, "GET", "/v1/admin/cluster", tc.root, nil, &info)
+	r = c.ok(root(n1, "cluster", "status")...)
+	if info.Raft.LeaderID == "" || !regexp.MustCompile(`(?m)^leader\s+`+info.Raft.LeaderID+`$`).MatchString(r.stdout) {
+		t.Errorf("cluster status does not name the leader %q:\n%s", info.Raft.LeaderID, r.stdout)
+	}
+	for i, region := range []string{"eu", "us", "ap"} {
+		id := fmt.Sprintf("n%d", i+1)
+		role := `voter`
+		if id == info.Raft.LeaderID {
+			role = `voter, leader`
+		}
+		row := fmt.Sprintf(`(?m)^%s\s+%s\s+%s\s+yes\s+%s\s`, id, role, region, regexp.QuoteMeta(tc.nodes[i].Addr))
+		if !regexp.MustCompile(row).MatchString(r.stdout) {
+			t.Errorf("cluster status lacks member %s (%s, %s):\n%s", id, role, region, r.stdout)
+		}
+	}
+
+	// Refused requests: exit 1 with the API's code and status.
+	c.fails(1, []string{`workspace "acme"`, "exists", "HTTP 409"}, root(n2, "workspace", "create", "-id", "acme", "-name", "Acme")...)
+	c.fails(1, []string{`workspace "nosuch"`, "not_found", "HTTP 404"}, root(n3, "workspace", "show", "nosuch")...)
+	c.fails(1, []string{"unauthorized", "HTTP 401"}, as(n1, "pk_not-a-key", "workspaces")...)
+
+	// Where `make run` keeps the key (./data/cluster.key), no flag is
+	// needed.
+	if err := os.MkdirAll(filepath.Join(c.dir, "data"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(tc.keyFile)
+	if err := os.WriteFile(filepath.Join(c.dir, "data", "cluster.key"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := c.ok("-node", n1.URL, "workspaces").stdout; !strings.Contains(out, "acme") {
+		t.Fatalf("workspaces with ./data/cluster.key:\n%s", out)
+	}
+}
