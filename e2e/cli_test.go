@@ -198,8 +198,10 @@ func TestCLICluster(t *testing.T) {
 	sessionID := match(t, `session (s_[0-9a-f]{24}) of bob in acme`, r.stderr)
 	c.fails(1, []string{"wrong workspace, email or password", "HTTP 401"}, "-node", n3.URL, "login", "-workspace", "acme", "-email", "bob@acme.test", "-password", "not-the-password")
 
-	// The operator mints a key; it works on every node at once.
-	r = c.ok(as(n1, session, "key", "mint", "-workspace", "acme", "-name", "integration")...)
+	// The operator mints a key (on the node that opened the session: the
+	// login reply has no log index to make another node wait for it); the
+	// key works on every node at once.
+	r = c.ok(as(n3, session, "key", "mint", "-workspace", "acme", "-name", "integration")...)
 	key := match(t, `(?m)^key\s+(pk_\S+)$`, r.stdout)
 	keyID := match(t, `(?m)^id\s+(k_[0-9a-f]{24})$`, r.stdout)
 	for _, nd := range tc.nodes {
