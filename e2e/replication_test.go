@@ -13,7 +13,7 @@ import (
 
 // agentOn signs in an operator of a workspace through a node and opens an
 // agent connection on another (or the same) node.
-func (tc *testCluster) agentOn(t *testing.T, ctx context.Context, via, on *nodeProc, ws, id string) *wsClient {
+func (tc *testCluster) agentOn(t testing.TB, ctx context.Context, via, on *nodeProc, ws, id string) *wsClient {
 	t.Helper()
 	var inv struct{ Index uint64 }
 	mustAPI(t, via, "POST", "/v1/admin/workspaces/"+ws+"/operators", tc.root,

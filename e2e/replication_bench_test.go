@@ -1,0 +1,84 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BenchmarkCrossNodeDelivery measures visitor-to-agent delivery on 3 node
+// processes (no race detector) on loopback: a visitor on n1 sends at 200
+// messages a second, open loop, to an agent on n1 (the same-node baseline)
+// and to one on n2 (one replication hop); latency runs from the visitor's
+// write to the agent's read of the deliver.
+//
+//	go test -run '^$' -bench CrossNodeDelivery -benchtime 2000x -count 3 ./e2e/
+func BenchmarkCrossNodeDelivery(b *testing.B) {
+	bin, err := benchBinary()
+	if err != nil {
+		b.Fatal(err)
+	}
+	tc := startClusterBin(b, bin, 3, "-log-level", "warn", "-frame-rate", "100000", "-workspace-rate", "100000")
+	n1, n2 := tc.nodes[0], tc.nodes[1]
+	mustAPI(b, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "business"}, nil)
+	for _, where := range []struct {
+		name string
+		on   *nodeProc
+	}{{"same-node", n1}, {"cross-node", n2}} {
+		b.Run(where.name, func(b *testing.B) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			agent := tc.agentOn(b, ctx, n1, where.on, "acme", fmt.Sprintf("bench%d", time.Now().UnixNano()%1e9))
+			v, err := dialNode(ctx, n1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer v.close()
+			if _, err := v.visitorHelloIn(ctx, "acme"); err != nil {
+				b.Fatal(err)
+			}
+			v.send(ctx, map[string]any{"type": "start", "ref": "s"})
+			st, err := v.await(ctx, "started", nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			conv := st["conversation"].(string)
+			sentAt := make([]time.Time, b.N)
+			lat := make([]time.Duration, 0, b.N)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for len(lat) < b.N {
+					m, err := agent.await(ctx, "deliver", nil)
+					if err != nil {
+						return
+					}
+					var i int
+					if _, err := fmt.Sscanf(strings.TrimPrefix(msgID(m), "m-b-"), "%d", &i); err == nil && i < b.N {
+						lat = append(lat, time.Since(sentAt[i]))
+					}
+				}
+			}()
+			b.ResetTimer()
+			tick := time.NewTicker(5 * time.Millisecond) // 200/s
+			for i := range b.N {
+				<-tick.C
+				sentAt[i] = time.Now()
+				v.send(ctx, map[string]any{"type": "send", "ref": fmt.Sprint(i), "conversation": conv, "id": fmt.Sprintf("m-b-%08d", i), "body": "benchmark message"})
+			}
+			tick.Stop()
+			<-done
+			b.StopTimer()
+			if len(lat) < b.N {
+				b.Fatalf("%d of %d delivered", len(lat), b.N)
+			}
+			slices.Sort(lat)
+			ms := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
+			b.ReportMetric(ms(0.5), "p50-ms")
+			b.ReportMetric(ms(0.99), "p99-ms")
+		})
+	}
+}
