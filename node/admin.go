@@ -51,9 +51,10 @@ func (p principal) can(ws string, need access) bool {
 		return true
 	case accessAdmin:
 		return p.role == cluster.RoleAdmin || p.key != ""
-	case accessKeys:
-		// A key cannot mint keys: a leaked key must not be able to make
-		// itself survive its revocation.
+	case accessKeys, accessOperators:
+		// A key can neither mint keys nor make operators or set their
+		// passwords: a leaked key must not be able to make itself survive
+		// its revocation, directly or through an admin session it made.
 		return p.role == cluster.RoleAdmin
 	}
 	return false
@@ -66,6 +67,7 @@ const (
 	accessAssign               // assign conversations
 	accessAdmin                // manage operators, sessions, secrets
 	accessKeys                 // mint API keys
+	accessOperators            // invite and remove operators, set passwords
 	accessRoot                 // cluster-wide: regions, plans, billing events
 )
 

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"slices"
 	"time"
 
 	"parley/cluster"
@@ -155,7 +156,11 @@ func (a *admin) removeMember(r *http.Request, p principal) (any, error) {
 	if err := root(p); err != nil {
 		return nil, err
 	}
-	if err := a.ctl.c.RemoveServer(r.Context(), r.PathValue("id")); err != nil {
+	id := r.PathValue("id")
+	if !slices.ContainsFunc(a.ctl.c.Members(), func(m cluster.Member) bool { return m.ID == id }) {
+		return nil, apiErr(http.StatusNotFound, "not_found", "no member %q in the Raft configuration", id)
+	}
+	if err := a.ctl.c.RemoveServer(r.Context(), id); err != nil {
 		return nil, a.leaderOnly(err)
 	}
 	return map[string]string{"removed": r.PathValue("id")}, nil
@@ -310,8 +315,16 @@ func (a *admin) updateWorkspace(r *http.Request, p principal) (any, error) {
 	if (req.Region != nil || req.Plan != nil) && !p.root {
 		return nil, apiErr(http.StatusForbidden, "forbidden", "region and plan are set by the cluster administrator")
 	}
-	// Brands revoke the keys scoped to a brand no longer listed.
-	res, conf, err := a.ctl.revoke(r.Context(), cluster.UpdateWorkspace{ID: ws, Name: req.Name, Region: req.Region, Plan: req.Plan, Brands: req.Brands})
+	cmd := cluster.UpdateWorkspace{ID: ws, Name: req.Name, Region: req.Region, Plan: req.Plan, Brands: req.Brands}
+	var res cluster.Result
+	var conf Confirmation
+	if req.Brands != nil {
+		// Brands revoke the keys scoped to a brand no longer listed.
+		res, conf, err = a.ctl.revoke(r.Context(), cmd)
+	} else {
+		res, err = a.ctl.c.Apply(r.Context(), cmd)
+		conf.Index = res.Index
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -370,7 +383,7 @@ type inviteReply struct {
 }
 
 func (a *admin) inviteOperator(r *http.Request, p principal) (any, error) {
-	ws, err := scope(r, p, accessAdmin)
+	ws, err := scope(r, p, accessOperators)
 	if err != nil {
 		return nil, err
 	}
@@ -396,7 +409,7 @@ func (a *admin) inviteOperator(r *http.Request, p principal) (any, error) {
 }
 
 func (a *admin) deleteOperator(r *http.Request, p principal) (any, error) {
-	ws, err := scope(r, p, accessAdmin)
+	ws, err := scope(r, p, accessOperators)
 	if err != nil {
 		return nil, err
 	}
@@ -409,7 +422,7 @@ func (a *admin) setPassword(r *http.Request, p principal) (any, error) {
 	id := r.PathValue("id")
 	// An operator sets their own; an admin anyone's in the workspace.
 	self := p.workspace == ws && p.operator == id
-	if _, err := scope(r, p, accessAdmin); err != nil && !self {
+	if _, err := scope(r, p, accessOperators); err != nil && !self {
 		return nil, err
 	}
 	var req struct {
@@ -418,13 +431,13 @@ func (a *admin) setPassword(r *http.Request, p principal) (any, error) {
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
-	hash, err := cluster.HashPassword(req.Password, 0)
+	// A new password revokes the operator's sessions: confirmed on every
+	// node like any revocation.
+	res, err := a.ctl.c.SetPassword(r.Context(), ws, id, req.Password)
 	if err != nil {
 		return nil, err
 	}
-	// A new password revokes the operator's sessions.
-	_, conf, err := a.ctl.revoke(r.Context(), cluster.UpdateOperator{Workspace: ws, ID: id, PasswordHash: &hash})
-	return conf, err
+	return a.ctl.confirmEverywhere(r.Context(), res.Index), nil
 }
 
 // Keys.

@@ -109,6 +109,11 @@ func TestAdminAPI(t *testing.T) {
 		{"agent mints a key", "POST", "/v1/admin/workspaces/acme/keys", agent, map[string]any{"name": "k"}, 403, "forbidden"},
 		{"key mints a key", "POST", "/v1/admin/workspaces/acme/keys", key, map[string]any{"name": "k"}, 403, "forbidden"},
 		{"agent invites", "POST", "/v1/admin/workspaces/acme/operators", agent, map[string]any{"id": "eve", "email": "e@a.test", "name": "Eve"}, 403, "forbidden"},
+		// A key must not make itself an admin session that outlives it.
+		{"key invites an admin", "POST", "/v1/admin/workspaces/acme/operators", key, map[string]any{"id": "eve", "email": "e@a.test", "name": "Eve", "role": "admin", "password": "chosen by the key"}, 403, "forbidden"},
+		{"key sets a password", "PUT", "/v1/admin/workspaces/acme/operators/ada/password", key, map[string]any{"password": "chosen by the key"}, 403, "forbidden"},
+		{"key removes an operator", "DELETE", "/v1/admin/workspaces/acme/operators/bob", key, nil, 403, "forbidden"},
+		{"remove a non-member", "DELETE", "/v1/admin/cluster/members/n9", root, nil, 404, "not_found"},
 		{"admin moves region", "PATCH", "/v1/admin/workspaces/acme", admin, map[string]any{"region": "us"}, 403, "forbidden"},
 		{"bad email", "POST", "/v1/admin/workspaces/acme/operators", admin, map[string]any{"id": "eve", "email": "nope", "name": "Eve"}, 400, "invalid"},
 		{"short password", "POST", "/v1/admin/workspaces/acme/operators", admin, map[string]any{"id": "eve", "email": "e@a.test", "name": "Eve", "password": "short"}, 400, "invalid"},
