@@ -63,12 +63,12 @@ func (p principal) can(ws string, need access) bool {
 type access int
 
 const (
-	accessRead   access = iota // read the workspace
-	accessAssign               // assign conversations
-	accessAdmin                // manage operators, sessions, secrets
-	accessKeys                 // mint API keys
-	accessOperators            // invite and remove operators, set passwords
-	accessRoot                 // cluster-wide: regions, plans, billing events
+	accessRead      access = iota // read the workspace
+	accessAssign                  // assign conversations
+	accessAdmin                   // manage operators, sessions, secrets
+	accessKeys                    // mint API keys
+	accessOperators               // invite and remove operators, set passwords
+	accessRoot                    // cluster-wide: regions, plans, billing events
 )
 
 // apiError is an error body: {"error": {"code": ..., "message": ...}}.
