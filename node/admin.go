@@ -15,6 +15,7 @@ import (
 
 	"parley/cluster"
 	"parley/cluster/membership"
+	"parley/store"
 
 	"golang.org/x/time/rate"
 )
@@ -114,6 +115,7 @@ func clusterErr(err error) *apiError {
 // admin serves the admin API of one node.
 type admin struct {
 	ctl *control
+	st  *store.Store
 	// members lists the nodes gossip sees alive.
 	members func() []membership.Member
 	// logins limits password attempts per client address.

@@ -40,6 +40,7 @@ func (a *admin) routes(mux *http.ServeMux) {
 	a.route(mux, "DELETE /v1/admin/workspaces/{ws}/keys/{id}", a.revokeKey)
 
 	a.route(mux, "GET /v1/admin/workspaces/{ws}/usage", a.usage)
+	a.route(mux, "GET /v1/admin/workspaces/{ws}/digest", a.digest)
 	a.route(mux, "GET /v1/admin/workspaces/{ws}/billing", a.billing)
 	a.route(mux, "POST /v1/admin/workspaces/{ws}/billing", a.recordBilling)
 
@@ -492,6 +493,43 @@ func (a *admin) revokeKey(r *http.Request, p principal) (any, error) {
 	}
 	_, conf, err := a.ctl.revoke(r.Context(), cluster.RevokeKey{ID: k.ID})
 	return conf, err
+}
+
+// Replicas.
+
+type convDigest struct {
+	// Vector is how far each origin's events are durable on this node.
+	Vector map[string]uint64 `json:"vector"`
+	// State hashes the messages' current states; equal on replicas that
+	// converged.
+	State    string `json:"state"`
+	Messages int    `json:"messages"`
+}
+
+// digest describes, per conversation, what this node holds of a workspace:
+// compare it across nodes to check that replicas converged.
+func (a *admin) digest(r *http.Request, p principal) (any, error) {
+	ws, err := scope(r, p, accessAdmin)
+	if err != nil {
+		return nil, err
+	}
+	convs, err := a.st.Conversations(ws, "")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]convDigest{}
+	for _, c := range convs {
+		f, err := a.st.Frontier(ws, c.ID)
+		if err != nil {
+			return nil, err
+		}
+		st, n, err := a.st.StateDigest(ws, c.ID)
+		if err != nil {
+			return nil, err
+		}
+		out[c.ID] = convDigest{Vector: f, State: st, Messages: n}
+	}
+	return map[string]any{"node": a.ctl.cfg.NodeID, "conversations": out}, nil
 }
 
 // Usage and billing.
