@@ -214,3 +214,10 @@ func (p *Presence) len() int {
 	}
 	return len(p.leases)
 }
+
+// Leases returns every lease held, ended or not, by ID.
+func (p *Presence) Leases() []Lease {
+	out := slices.Collect(maps.Values(p.leases))
+	slices.SortFunc(out, func(a, b Lease) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}

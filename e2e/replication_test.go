@@ -500,3 +500,48 @@ func replicationVectorString(v map[string]uint64) string {
 	slices.Sort(parts)
 	return strings.Join(parts, ",")
 }
+
+// TestPresenceAndTypingAcrossNodes: an agent on one node sees a visitor of
+// another come online and type; when the visitor's node is killed, the
+// visitor goes offline for the agent within the failure-detection time.
+func TestPresenceAndTypingAcrossNodes(t *testing.T) {
+	tc := startCluster(t, 3)
+	n1, n2 := tc.nodes[0], tc.nodes[1]
+	mustAPI(t, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, nil)
+	ctx := testCtx(t, 60*time.Second)
+	agent := tc.agentOn(t, ctx, n1, n2, "acme", "sam")
+	v, err := dialNode(ctx, n1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.close()
+	welcome, err := v.visitorHelloIn(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	who := welcome["participant"]
+	if _, err := agent.await(ctx, "presence", func(m map[string]any) bool { return m["participant"] == who && m["online"] == true }); err != nil {
+		t.Fatalf("agent on n2 never saw the visitor on n1 online: %v", err)
+	}
+	// The visitor sees the agent of the other node online too.
+	if _, err := v.await(ctx, "presence", func(m map[string]any) bool { return m["role"] == "agent" && m["online"] == true }); err != nil {
+		t.Fatalf("visitor on n1 never saw the agent on n2: %v", err)
+	}
+	v.send(ctx, map[string]any{"type": "start", "ref": "s"})
+	st, err := v.await(ctx, "started", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := st["conversation"].(string)
+	say(t, ctx, v, conv, "m-p-000001", "hello") // the conversation reaches n2
+	v.send(ctx, map[string]any{"type": "typing", "conversation": conv, "typing": true})
+	if _, err := agent.await(ctx, "typing", func(m map[string]any) bool { return m["participant"] == who && m["typing"] == true }); err != nil {
+		t.Fatalf("agent on n2 never saw the visitor typing: %v", err)
+	}
+	n1.Kill9(t)
+	killed := time.Now()
+	if _, err := agent.await(ctx, "presence", func(m map[string]any) bool { return m["participant"] == who && m["online"] == false }); err != nil {
+		t.Fatalf("the visitor of a killed node stayed online: %v", err)
+	}
+	t.Logf("the killed node's visitor went offline for the agent %s after the kill", time.Since(killed).Round(time.Millisecond))
+}

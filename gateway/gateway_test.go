@@ -871,3 +871,60 @@ func TestResumeByVector(t *testing.T) {
 		}
 	}
 }
+
+func TestSignalsOfAnotherNode(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var emitted []Signal
+	e := newEnv(t, func(c *Config) {
+		c.OnSignal = func(s Signal) { mu.Lock(); emitted = append(emitted, s); mu.Unlock() }
+	})
+	ag := e.agent(t, "ws1")
+	v, _ := e.visitor(t, "ws1", nil)
+	conv := v.start()
+	ag.expect("presence", func(m map[string]any) bool { return m["online"] == true && m["role"] == "visitor" })
+	// This node's own leases and typing go out as signals.
+	v.send(map[string]any{"type": "typing", "conversation": conv, "typing": true})
+	ag.expect("typing", nil)
+	mu.Lock()
+	kinds := map[string]int{}
+	for _, s := range emitted {
+		kinds[s.Kind]++
+		if s.Kind == SignalLease && !strings.HasPrefix(s.LeaseID, "t1/") {
+			t.Errorf("local lease %q without the node's prefix", s.LeaseID)
+		}
+	}
+	mu.Unlock()
+	if kinds[SignalLease] < 2 || kinds[SignalTyping] != 1 {
+		t.Fatalf("emitted %v", kinds)
+	}
+
+	// Another node's visitor comes online, types, and its node dies.
+	ts := crdt.Timestamp{Wall: time.Now().UnixMilli(), Node: "n9"}
+	exp := time.Now().Add(time.Minute).UnixMilli()
+	e.gw.ApplySignal(Signal{Kind: SignalLease, Workspace: "ws1", Participant: "v:far", Role: "visitor", Name: "Far", LeaseID: "n9/1", TS: ts, Expires: exp})
+	if p := ag.expect("presence", func(m map[string]any) bool { return m["participant"] == "v:far" }); p["online"] != true {
+		t.Fatalf("remote visitor: %v", p)
+	}
+	e.gw.ApplySignal(Signal{Kind: SignalTyping, Workspace: "ws1", Conversation: conv, Participant: "v:far", Role: "visitor", Typing: true, TS: ts, Expires: exp})
+	if ty := ag.expect("typing", func(m map[string]any) bool { return m["participant"] == "v:far" }); ty["typing"] != true {
+		t.Fatalf("remote typing: %v", ty)
+	}
+	// A repeated signal changes nothing and announces nothing.
+	e.gw.ApplySignal(Signal{Kind: SignalLease, Workspace: "ws1", Participant: "v:far", Role: "visitor", Name: "Far", LeaseID: "n9/1", TS: ts, Expires: exp})
+	ag.none("presence", 100*time.Millisecond)
+	// Malformed or own-node signals are dropped.
+	e.gw.ApplySignal(Signal{Kind: SignalLease, Workspace: "ws1", Participant: "v:own", Role: "visitor", LeaseID: "t1/99", TS: ts, Expires: exp})
+	e.gw.ApplySignal(Signal{Kind: SignalLease, Workspace: "ws1", Participant: "v:bad", Role: "admin", LeaseID: "n9/2", TS: ts, Expires: exp})
+	ag.none("presence", 100*time.Millisecond)
+	e.gw.DropNode("n9")
+	if p := ag.expect("presence", func(m map[string]any) bool { return m["participant"] == "v:far" }); p["online"] != false {
+		t.Fatalf("remote visitor after its node died: %v", p)
+	}
+	// A lease that runs out without an end is ended by the sweeper.
+	e.gw.ApplySignal(Signal{Kind: SignalLease, Workspace: "ws1", Participant: "v:short", Role: "visitor", LeaseID: "n8/1", TS: ts, Expires: time.Now().Add(200 * time.Millisecond).UnixMilli()})
+	ag.expect("presence", func(m map[string]any) bool { return m["participant"] == "v:short" && m["online"] == true })
+	if p := ag.expect("presence", func(m map[string]any) bool { return m["participant"] == "v:short" }); p["online"] != false {
+		t.Fatalf("expired remote lease: %v", p)
+	}
+}

@@ -28,13 +28,20 @@ func newPresence(clock *crdt.Clock) *presence {
 }
 
 // lease sets c's lease to expire at expMS (0 ends it) and reports whether
-// c's participant must now be announced as having come or gone: compared
+// c's participant must now be announced as having come or gone, with the
+// lease as applied (for the other nodes).
+func (p *presence) lease(c *conn, nowMS, expMS int64) (flipped bool, l crdt.Lease) {
+	l = crdt.Lease{ID: c.leaseID, Participant: c.id.Participant, TS: p.clock.Now(), Expires: expMS}
+	return p.applyLease(c.id.Workspace, l, peer{role: c.id.Role, name: c.id.Name}, nowMS), l
+}
+
+// applyLease applies a lease of this node or of another and reports whether
+// its participant must now be announced as having come or gone: compared
 // with what was last announced, not with the lease state a moment ago, since
 // a lease may expire before its connection is closed.
-func (p *presence) lease(c *conn, nowMS, expMS int64) (flipped bool) {
+func (p *presence) applyLease(ws string, l crdt.Lease, who peer, nowMS int64) (flipped bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	ws := c.id.Workspace
 	set := p.leases[ws]
 	if set == nil {
 		set = crdt.NewPresence()
@@ -43,27 +50,27 @@ func (p *presence) lease(c *conn, nowMS, expMS int64) (flipped bool) {
 		p.shown[ws] = map[string]bool{}
 		p.agents[ws] = map[string]bool{}
 	}
-	before := p.shown[ws][c.id.Participant]
-	set.Apply(crdt.Lease{ID: c.leaseID, Participant: c.id.Participant, TS: p.clock.Now(), Expires: expMS})
-	p.peers[ws][c.id.Participant] = peer{role: c.id.Role, name: c.id.Name}
-	after := set.IsOnline(c.id.Participant, nowMS)
+	before := p.shown[ws][l.Participant]
+	set.Apply(l)
+	p.peers[ws][l.Participant] = who
+	after := set.IsOnline(l.Participant, nowMS)
 	if after {
-		p.shown[ws][c.id.Participant] = true
-		if c.id.Role == "agent" {
-			p.agents[ws][c.id.Participant] = true
+		p.shown[ws][l.Participant] = true
+		if who.role == "agent" {
+			p.agents[ws][l.Participant] = true
 		}
 	} else {
-		delete(p.shown[ws], c.id.Participant)
-		delete(p.agents[ws], c.id.Participant)
+		delete(p.shown[ws], l.Participant)
+		delete(p.agents[ws], l.Participant)
 	}
-	if expMS == 0 {
-		// Forget an ended lease at once: it can never come back to life on
-		// this node, and a long-running node must not grow with them. Only
-		// this lease: a scan of all would make every disconnect cost as much
-		// as the workspace is large.
-		set.Forget(c.leaseID)
+	if l.Ended() {
+		// Forget an ended lease at once: it can never come back to life,
+		// and a long-running node must not grow with them. Only this
+		// lease: a scan of all would make every disconnect cost as much as
+		// the workspace is large.
+		set.Forget(l.ID)
 		if !after {
-			delete(p.peers[ws], c.id.Participant)
+			delete(p.peers[ws], l.Participant)
 		}
 		if set.Len() == 0 {
 			delete(p.leases, ws)
@@ -73,6 +80,26 @@ func (p *presence) lease(c *conn, nowMS, expMS int64) (flipped bool) {
 		}
 	}
 	return before != after
+}
+
+// remoteLeases lists the leases that match: of one node (to end them when
+// it is declared dead), or of other nodes that ran out without an end (its
+// signal was lost): ws -> lease ID -> lease.
+func (p *presence) remoteLeases(match func(crdt.Lease) bool) map[string]map[string]crdt.Lease {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]map[string]crdt.Lease{}
+	for ws, set := range p.leases {
+		for _, l := range set.Leases() {
+			if match(l) {
+				if out[ws] == nil {
+					out[ws] = map[string]crdt.Lease{}
+				}
+				out[ws][l.ID] = l
+			}
+		}
+	}
+	return out
 }
 
 // online returns the presence frames of everyone online in ws with role.
@@ -100,8 +127,15 @@ func (p *presence) online(ws, role string, nowMS int64) []presenceFrame {
 	return out
 }
 
-// setTyping records a typing state and reports whether it changed anything.
-func (p *presence) setTyping(ws, conv, participant string, on bool, expMS int64) bool {
+// setTyping records this node's participant's typing state and reports
+// whether it changed anything, with the state as applied.
+func (p *presence) setTyping(ws, conv, participant string, on bool, expMS int64) (bool, crdt.TypingState) {
+	st := crdt.TypingState{Participant: participant, Typing: on, TS: p.clock.Now(), Expires: expMS}
+	return p.applyTyping(ws, conv, st), st
+}
+
+// applyTyping records a typing state of this node or another.
+func (p *presence) applyTyping(ws, conv string, st crdt.TypingState) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	k := ws + "\x00" + conv
@@ -110,7 +144,7 @@ func (p *presence) setTyping(ws, conv, participant string, on bool, expMS int64)
 		t = crdt.NewTyping()
 		p.typing[k] = t
 	}
-	return t.Apply(crdt.TypingState{Participant: participant, Typing: on, TS: p.clock.Now(), Expires: expMS})
+	return t.Apply(st)
 }
 
 // typers returns who is typing in a conversation now.
@@ -126,6 +160,12 @@ func (p *presence) typers(ws, conv string, nowMS int64) []string {
 		delete(p.typing, ws+"\x00"+conv)
 	}
 	return active
+}
+
+func (p *presence) peerOf(ws, participant string) peer {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.peers[ws][participant]
 }
 
 func (p *presence) name(ws, participant string) string {

@@ -84,6 +84,9 @@ type Config struct {
 	Limits Limits
 	// Meter counts conversations and messages for billing. Zero: none.
 	Meter Meter
+	// OnSignal receives this node's presence leases and typing states, for
+	// the other nodes (see Signal). It must not block. Zero: none.
+	OnSignal func(Signal)
 }
 
 func (c *Config) defaults() {
@@ -180,6 +183,7 @@ func (s *Server) Run(ctx context.Context) error {
 					c.fail(nil)
 				}
 			}
+			s.endExpiredRemote(now.UnixMilli())
 		}
 	}
 }
@@ -309,7 +313,9 @@ func (s *Server) serve(ctx context.Context, t transport, ip string) {
 	c.opsWG.Wait()
 	if c.authed.Load() {
 		s.hub.leave(c)
-		if s.presence.lease(c, time.Now().UnixMilli(), 0) {
+		flipped, l := s.presence.lease(c, time.Now().UnixMilli(), 0)
+		s.emit(leaseSignal(c, l))
+		if flipped {
 			s.announce(c, false)
 		}
 	}
@@ -319,11 +325,7 @@ func (s *Server) serve(ctx context.Context, t transport, ip string) {
 // announce tells the workspace that c's participant came online or left:
 // visitors are seen by agents, agents by everyone.
 func (s *Server) announce(c *conn, online bool) {
-	it := &outItem{kind: outFrame, data: encode(presenceFrame{Type: "presence", Participant: c.id.Participant, Role: c.id.Role, Name: c.id.Name, Online: online})}
-	s.hub.toRole(c.id.Workspace, "agent", it)
-	if c.id.Role == "agent" {
-		s.hub.toRole(c.id.Workspace, "visitor", it)
-	}
+	s.announceParticipant(c.id.Workspace, c.id.Participant, c.id.Role, c.id.Name, online)
 }
 
 func clientIP(r *http.Request) string {

@@ -129,7 +129,9 @@ func (c *conn) renewLease(now time.Time) {
 		return
 	}
 	c.leaseAt = ms
-	if c.srv.presence.lease(c, ms, ms+3*hb) {
+	flipped, l := c.srv.presence.lease(c, ms, ms+3*hb)
+	c.srv.emit(leaseSignal(c, l))
+	if flipped {
 		c.srv.announce(c, true)
 	}
 }
@@ -313,7 +315,10 @@ func (c *conn) typing(f inFrame, now time.Time) *wireError {
 	if f.Typing {
 		exp = now.Add(ttl).UnixMilli()
 	}
-	if c.srv.presence.setTyping(c.id.Workspace, f.Conversation, c.id.Participant, f.Typing, exp) {
+	changed, st := c.srv.presence.setTyping(c.id.Workspace, f.Conversation, c.id.Participant, f.Typing, exp)
+	if changed {
+		c.srv.emit(Signal{Kind: SignalTyping, Workspace: c.id.Workspace, Conversation: f.Conversation, Participant: c.id.Participant,
+			Role: c.id.Role, Name: c.id.Name, Typing: f.Typing, TS: st.TS, Expires: st.Expires})
 		c.srv.hub.toConv(c.id.Workspace, f.Conversation, &outItem{kind: outLive, conv: f.Conversation,
 			data: encode(typingFrame{Type: "typing", Conversation: f.Conversation, Participant: c.id.Participant, Role: c.id.Role, Name: c.id.Name, Typing: f.Typing, ExpiresMS: ttl.Milliseconds()})})
 	}

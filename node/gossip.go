@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"parley/cluster/membership"
@@ -25,6 +26,9 @@ type gossip struct {
 	ctl    *control
 	log    *slog.Logger
 	events *prometheus.CounterVec
+	// onDown is told of a node that failed or left, so that its clients'
+	// presence ends at once. Gossip may call before it is set.
+	onDown atomic.Pointer[func(node string)]
 }
 
 // gossipRetry is how often registered nodes not seen alive are contacted.
@@ -53,6 +57,9 @@ func openGossip(cfg Config, log *slog.Logger, ctl *control, reg prometheus.Regis
 		Logger: log,
 		OnEvent: func(e membership.Event) {
 			g.events.WithLabelValues(e.Kind.String()).Inc()
+			if f := g.onDown.Load(); f != nil && (e.Kind == membership.Failed || e.Kind == membership.Left) {
+				(*f)(e.Member.ID)
+			}
 		},
 	})
 	if err != nil {

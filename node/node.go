@@ -93,6 +93,7 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 		Auth:           n.auth,
 		Limits:         n.auth,
 		Meter:          n.usage,
+		OnSignal:       n.repl.signal,
 		Clock:          crdt.NewClock(cfg.NodeID, nil),
 		Node:           cfg.NodeID,
 		Logger:         n.log,
@@ -103,6 +104,9 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 		WorkspaceRate:  cfg.WorkspaceRate,
 		WorkspaceBurst: int(cfg.WorkspaceRate * 2),
 	})
+	n.repl.gw = n.gw
+	drop := n.gw.DropNode
+	n.gossip.onDown.Store(&drop)
 	if cfg.H3Addr != h3Off {
 		if err := n.listenH3(); err != nil {
 			n.gossip.close()

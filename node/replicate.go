@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,12 +56,13 @@ type replicator struct {
 	acks map[ackKey]*ackWait // own events' replica answers, until confirmed
 
 	ae *aeMetrics
+	gw *gateway.Server // set once the gateway exists, before serving
 }
 
 func newReplicator(cfg Config, log *slog.Logger, st *store.Store, ctl *control, mem *membership.Membership, reg prometheus.Registerer) *replicator {
 	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, peers: ctl.peers, acks: map[ackKey]*ackWait{}, ae: newAEMetrics(reg)}
 	r.gate = replication.NewGate(r.have, 0)
-	r.repl = replication.New(replication.Config{Self: cfg.NodeID, Dial: r.dial, Store: r.store, Logger: log})
+	r.repl = replication.New(replication.Config{Self: cfg.NodeID, Dial: r.dial, Store: r.store, Logger: log, OnSignal: r.onSignal})
 	return r
 }
 
@@ -293,6 +295,40 @@ func (s replicatedStore) Apply(ctx context.Context, ch store.Change) (store.Resu
 		err = s.r.confirmExisting(ctx, ch.Workspace, ch.Conversation, res.Seq)
 	}
 	return res, err
+}
+
+// signal sends this node's presence and typing to the other nodes that
+// may serve the workspace (its region's, or all for an unpinned one);
+// the gateway calls it.
+func (r *replicator) signal(sig gateway.Signal) {
+	b, err := json.Marshal(sig)
+	if err != nil {
+		return
+	}
+	region := ""
+	if w, err := r.ctl.c.Workspace(sig.Workspace); err == nil {
+		region = w.Region
+	}
+	for _, m := range r.mem.Members() {
+		if m.ID == r.node || (region != "" && m.Region != region) {
+			continue
+		}
+		r.repl.Signal(m.ID, b)
+	}
+}
+
+// onSignal applies a peer's presence or typing in the gateway.
+func (r *replicator) onSignal(from string, b []byte) {
+	var sig gateway.Signal
+	if err := json.Unmarshal(b, &sig); err != nil {
+		return
+	}
+	if sig.Kind == gateway.SignalLease && !strings.HasPrefix(sig.LeaseID, from+"/") {
+		return // a node speaks only for its own connections
+	}
+	if gw := r.gw; gw != nil {
+		gw.ApplySignal(sig)
+	}
 }
 
 // replicas are the other nodes that hold a conversation.

@@ -33,6 +33,8 @@ type Config struct {
 	QueueLen int
 	// AckTimeout bounds how long Send waits for a peer's ack. Zero: 5s.
 	AckTimeout time.Duration
+	// OnSignal receives a peer's signals (see Signal). Zero: dropped.
+	OnSignal func(from string, b []byte)
 }
 
 // ErrLinkDown is what Send returns when the peer cannot be reached or the
@@ -121,6 +123,21 @@ func (r *Replicator) Enqueue(peer string, evs []Event) (<-chan error, bool) {
 	}
 }
 
+// Signal queues an ephemeral signal to a peer (presence, typing): no ack;
+// false if it was dropped.
+func (r *Replicator) Signal(peer string, b []byte) bool {
+	l, err := r.link(peer)
+	if err != nil {
+		return false
+	}
+	select {
+	case l.queue <- &outFrame{f: frame{Type: frameSignal, Signal: b}}:
+		return true
+	default:
+		return false
+	}
+}
+
 // Push queues events to a peer without waiting; false if they were dropped
 // (queue full, or the link is down), which anti-entropy repairs.
 func (r *Replicator) Push(peer string, evs []Event) bool {
@@ -168,6 +185,12 @@ func (r *Replicator) Serve(ctx context.Context, from string, c Conn) error {
 		if err != nil {
 			r.log.Warn("replication: bad frame from peer, closing its link", "peer", from, "err", err)
 			return err
+		}
+		if f.Type == frameSignal {
+			if r.cfg.OnSignal != nil {
+				r.cfg.OnSignal(from, f.Signal)
+			}
+			continue
 		}
 		if f.Type != frameEvents {
 			return fmt.Errorf("%w: %s on an inbound link", ErrBadFrame, f.Type)

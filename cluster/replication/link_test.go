@@ -29,14 +29,15 @@ func (w wsConn) Close() error { return w.c.CloseNow() }
 
 // peer is a node's receiving side on a real WebSocket server.
 type peer struct {
-	r      *Replicator
-	srv    *httptest.Server
-	mu     sync.Mutex
-	stored []Event
-	fail   atomic.Bool
-	gap    atomic.Bool
-	conns  atomic.Int32
-	open   map[*websocket.Conn]bool // guarded by mu
+	r       *Replicator
+	srv     *httptest.Server
+	mu      sync.Mutex
+	stored  []Event
+	fail    atomic.Bool
+	gap     atomic.Bool
+	conns   atomic.Int32
+	open    map[*websocket.Conn]bool // guarded by mu
+	signals []string                 // guarded by mu
 }
 
 // drop closes every inbound link, as a restarting peer would.
@@ -51,6 +52,11 @@ func (p *peer) drop() {
 func newPeer(t *testing.T, id string) *peer {
 	p := &peer{open: map[*websocket.Conn]bool{}}
 	p.r = New(Config{Self: id, Dial: func(context.Context, string) (Conn, error) { return nil, errors.New("unused") },
+		OnSignal: func(from string, b []byte) {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			p.signals = append(p.signals, from+":"+string(b))
+		},
 		Store: func(from string, evs []Event) error {
 			if p.fail.Load() {
 				return errors.New("disk full")
@@ -259,4 +265,25 @@ func FuzzDecodeFrame(f *testing.F) {
 			t.Fatalf("a frame that decoded does not decode re-encoded: %v", err)
 		}
 	})
+}
+
+func TestSignalsReachThePeerInOrder(t *testing.T) {
+	t.Parallel()
+	p := newPeer(t, "n2")
+	r := sender(t, map[string]*peer{"n2": p})
+	for i := range 20 {
+		if !r.Signal("n2", []byte(fmt.Sprintf(`{"i":%d}`, i))) {
+			t.Fatal("signal dropped")
+		}
+	}
+	// An event after the signals: once it is stored, the signals before it
+	// on the same link have been handled.
+	if err := r.Send(context.Background(), "n2", []Event{ev(1)}); err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.signals) != 20 || p.signals[0] != `n1:{"i":0}` || p.signals[19] != `n1:{"i":19}` {
+		t.Fatalf("signals %v", p.signals)
+	}
 }

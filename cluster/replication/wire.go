@@ -16,6 +16,9 @@ const (
 	// the receiver could not store them (the sender then counts the peer
 	// as not having them).
 	frameAck = "ack"
+	// frameSignal carries an ephemeral, opaque signal (presence, typing):
+	// no ack, no order beyond the link's, lost with the link.
+	frameSignal = "signal"
 )
 
 type frame struct {
@@ -26,6 +29,8 @@ type frame struct {
 	// Gaps, in an ack, are events the receiver lacks before some it got:
 	// the sender sends them, and the held-back ones apply.
 	Gaps []Gap `json:"gaps,omitempty"`
+	// Signal is a signal frame's payload.
+	Signal json.RawMessage `json:"sig,omitempty"`
 }
 
 // Bounds of what a peer may send in one frame.
@@ -70,6 +75,10 @@ func decodeFrame(b []byte) (frame, error) {
 			if !validOrigin(g.Origin) || g.Next == 0 || g.Workspace == "" || g.Conversation == "" {
 				return f, fmt.Errorf("%w: gap %+v", ErrBadFrame, g)
 			}
+		}
+	case frameSignal:
+		if len(f.Signal) == 0 || len(f.Signal) > maxPayload || f.ID != 0 || len(f.Events) > 0 {
+			return f, fmt.Errorf("%w: signal of %d bytes", ErrBadFrame, len(f.Signal))
 		}
 	default:
 		return f, fmt.Errorf("%w: type %q", ErrBadFrame, f.Type)

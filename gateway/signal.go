@@ -1,0 +1,110 @@
+package gateway
+
+import (
+	"strings"
+	"time"
+
+	"parley/crdt"
+)
+
+// Signal is an ephemeral change of a participant connected to some node:
+// a presence lease or a typing state. A node's gateway emits its own
+// (Config.OnSignal); the node carries them to the other nodes serving the
+// workspace, whose gateways apply them (ApplySignal) like their own. Both
+// are CRDTs (last writer wins per lease, per participant's typing), so
+// order and repetition do not matter.
+type Signal struct {
+	Kind         string         `json:"k"` // SignalLease or SignalTyping
+	Workspace    string         `json:"ws"`
+	Conversation string         `json:"conv,omitempty"` // typing
+	Participant  string         `json:"p"`
+	Role         string         `json:"r"`
+	Name         string         `json:"n,omitempty"`
+	LeaseID      string         `json:"l,omitempty"` // lease: "<node>/<n>"
+	Typing       bool           `json:"t,omitempty"`
+	TS           crdt.Timestamp `json:"ts"`
+	Expires      int64          `json:"e"` // unix ms; a lease of 0 has ended
+}
+
+// Signal kinds.
+const (
+	SignalLease  = "lease"
+	SignalTyping = "typing"
+)
+
+func (s *Server) emit(sig Signal) {
+	if s.cfg.OnSignal != nil {
+		s.cfg.OnSignal(sig)
+	}
+}
+
+func leaseSignal(c *conn, l crdt.Lease) Signal {
+	return Signal{Kind: SignalLease, Workspace: c.id.Workspace, Participant: c.id.Participant, Role: c.id.Role, Name: c.id.Name,
+		LeaseID: l.ID, TS: l.TS, Expires: l.Expires}
+}
+
+// ApplySignal applies another node's signal: its participants come online
+// or leave, start or stop typing, for this node's clients as for its own.
+// A malformed signal is dropped.
+func (s *Server) ApplySignal(sig Signal) {
+	if sig.Workspace == "" || sig.Participant == "" || (sig.Role != "visitor" && sig.Role != "agent") {
+		return
+	}
+	now := time.Now().UnixMilli()
+	switch sig.Kind {
+	case SignalLease:
+		if !strings.Contains(sig.LeaseID, "/") || strings.HasPrefix(sig.LeaseID, s.cfg.Node+"/") {
+			return // not another node's lease
+		}
+		l := crdt.Lease{ID: sig.LeaseID, Participant: sig.Participant, TS: sig.TS, Expires: sig.Expires}
+		if s.presence.applyLease(sig.Workspace, l, peer{role: sig.Role, name: sig.Name}, now) {
+			s.announceParticipant(sig.Workspace, sig.Participant, sig.Role, sig.Name, !l.Ended() && l.Live(now))
+		}
+	case SignalTyping:
+		if sig.Conversation == "" {
+			return
+		}
+		st := crdt.TypingState{Participant: sig.Participant, Typing: sig.Typing, TS: sig.TS, Expires: sig.Expires}
+		if s.presence.applyTyping(sig.Workspace, sig.Conversation, st) {
+			ttl := max(sig.Expires-now, 0)
+			s.hub.toConv(sig.Workspace, sig.Conversation, &outItem{kind: outLive, conv: sig.Conversation,
+				data: encode(typingFrame{Type: "typing", Conversation: sig.Conversation, Participant: sig.Participant, Role: sig.Role, Name: sig.Name, Typing: sig.Typing, ExpiresMS: ttl})})
+		}
+	}
+}
+
+// DropNode ends every lease another node gave, when it is declared dead:
+// its participants leave at once rather than when their leases run out.
+func (s *Server) DropNode(node string) {
+	s.endLeases(func(l crdt.Lease) bool { return strings.HasPrefix(l.ID, node+"/") })
+}
+
+// endExpiredRemote ends the leases of other nodes that ran out: their end
+// signal was lost, or their node stopped without one.
+func (s *Server) endExpiredRemote(nowMS int64) {
+	local := s.cfg.Node + "/"
+	s.endLeases(func(l crdt.Lease) bool { return !strings.HasPrefix(l.ID, local) && !l.Live(nowMS) })
+}
+
+func (s *Server) endLeases(match func(crdt.Lease) bool) {
+	now := time.Now().UnixMilli()
+	for ws, leases := range s.presence.remoteLeases(match) {
+		for _, l := range leases {
+			who := s.presence.peerOf(ws, l.Participant)
+			end := crdt.Lease{ID: l.ID, Participant: l.Participant, TS: s.cfg.Clock.Now(), Expires: 0}
+			if s.presence.applyLease(ws, end, who, now) {
+				s.announceParticipant(ws, l.Participant, who.role, who.name, false)
+			}
+		}
+	}
+}
+
+// announceParticipant tells the workspace that a participant came online
+// or left: visitors are seen by agents, agents by everyone.
+func (s *Server) announceParticipant(ws, participant, role, name string, online bool) {
+	it := &outItem{kind: outFrame, data: encode(presenceFrame{Type: "presence", Participant: participant, Role: role, Name: name, Online: online})}
+	s.hub.toRole(ws, "agent", it)
+	if role == "agent" {
+		s.hub.toRole(ws, "visitor", it)
+	}
+}
