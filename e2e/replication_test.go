@@ -83,9 +83,20 @@ func TestCrossNodeChat(t *testing.T) {
 			t.Logf("first cross-node delivery within %s of the send", time.Since(sent).Round(time.Microsecond))
 		}
 	}
-	say(t, ctx, agent, conv, "m-a-000001", "from the agent on n2")
-	if _, err := visitor.await(ctx, "deliver", func(m map[string]any) bool { return msgID(m) == "m-a-000001" }); err != nil {
+	agent.send(ctx, map[string]any{"type": "send", "ref": "reply", "conversation": conv, "id": "m-a-000001", "body": "from the agent on n2"})
+	onN2, err := agent.awaitRef(ctx, "reply")
+	if err != nil || onN2["type"] != "ack" {
+		t.Fatalf("reply: %v %v", onN2, err)
+	}
+	onN1, err := visitor.await(ctx, "deliver", func(m map[string]any) bool { return msgID(m) == "m-a-000001" })
+	if err != nil {
 		t.Fatalf("visitor on n1 never got the agent's reply: %v", err)
+	}
+	// The agent marks everything read on n2, in n2's seqs; the visitor on
+	// n1 gets the receipt in n1's.
+	agent.send(ctx, map[string]any{"type": "read", "ref": "rd", "conversation": conv, "seq": onN2["seq"]})
+	if rd, err := visitor.await(ctx, "read", func(m map[string]any) bool { return m["role"] == "agent" }); err != nil || rd["seq"] != onN1["seq"] {
+		t.Fatalf("receipt on n1: %v %v (the reply is seq %v there)", rd, err, onN1["seq"])
 	}
 	// The third replica has every message, once.
 	watcher := tc.agentOn(t, ctx, n1, n3, "acme", "kim")

@@ -341,9 +341,14 @@ func (c *conn) read(ctx context.Context, f inFrame, now time.Time) *wireError {
 		return werr
 	}
 	c.async(func() {
-		if _, err := c.srv.cfg.Store.MarkRead(ctx, c.id.Workspace, f.Conversation, c.id.Participant, f.Seq, now); err != nil {
+		changed, err := c.srv.cfg.Store.MarkRead(ctx, c.id.Workspace, f.Conversation, c.id.Participant, f.Seq, now)
+		if err != nil {
 			c.replyErr(f.Ref, c.storeError(err))
 			return
+		}
+		if changed {
+			c.srv.emit(Signal{Kind: SignalRead, Workspace: c.id.Workspace, Conversation: f.Conversation,
+				Participant: c.id.Participant, Role: c.id.Role, Seq: f.Seq})
 		}
 		c.reply(ackFrame{Type: "ack", Ref: f.Ref, Conversation: f.Conversation, Seq: f.Seq})
 	})

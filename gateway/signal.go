@@ -24,12 +24,20 @@ type Signal struct {
 	Typing       bool           `json:"t,omitempty"`
 	TS           crdt.Timestamp `json:"ts"`
 	Expires      int64          `json:"e"` // unix ms; a lease of 0 has ended
+	// Seq is a read receipt's position in this node's log; the node turns
+	// it into Vector (what the reader had seen) for the others, which turn
+	// it back into positions of their own logs.
+	Seq    uint64 `json:"seq,omitempty"`
+	Vector string `json:"v,omitempty"`
 }
 
 // Signal kinds.
 const (
 	SignalLease  = "lease"
 	SignalTyping = "typing"
+	// SignalRead is a read receipt; the node applies it to its store, not
+	// the gateway (see Signal.Vector).
+	SignalRead = "read"
 )
 
 func (s *Server) emit(sig Signal) {

@@ -301,6 +301,14 @@ func (s replicatedStore) Apply(ctx context.Context, ch store.Change) (store.Resu
 // may serve the workspace (its region's, or all for an unpinned one);
 // the gateway calls it.
 func (r *replicator) signal(sig gateway.Signal) {
+	if sig.Kind == gateway.SignalRead {
+		// Seqs are this node's: say what the reader had seen instead.
+		v, err := r.st.VectorAt(sig.Workspace, sig.Conversation, sig.Seq)
+		if err != nil {
+			return
+		}
+		sig.Vector, sig.Seq = replication.Vector(v).String(), 0
+	}
 	b, err := json.Marshal(sig)
 	if err != nil {
 		return
@@ -326,8 +334,29 @@ func (r *replicator) onSignal(from string, b []byte) {
 	if sig.Kind == gateway.SignalLease && !strings.HasPrefix(sig.LeaseID, from+"/") {
 		return // a node speaks only for its own connections
 	}
+	if sig.Kind == gateway.SignalRead {
+		r.applyRead(sig)
+		return
+	}
 	if gw := r.gw; gw != nil {
 		gw.ApplySignal(sig)
+	}
+}
+
+// applyRead records another node's read receipt in this node's terms: up
+// to the last event of its log the reader's vector covers. A receipt lost
+// with a link is made good by the reader's next one (receipts only grow).
+func (r *replicator) applyRead(sig gateway.Signal) {
+	v, err := replication.ParseVector(sig.Vector)
+	if err != nil || sig.Participant == "" {
+		return
+	}
+	seq, err := r.st.SeqCovered(sig.Workspace, sig.Conversation, v)
+	if err != nil || seq == 0 {
+		return // not held here, or nothing covered yet
+	}
+	if _, err := r.st.MarkRead(context.Background(), sig.Workspace, sig.Conversation, sig.Participant, seq, time.Now()); err != nil {
+		r.log.Warn("replication: a peer's read receipt not stored", "conversation", sig.Conversation, "err", err)
 	}
 }
 

@@ -324,3 +324,46 @@ func (s *Store) StateDigest(ws, conv string) (string, int, error) {
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16]), len(ids), nil
 }
+
+// VectorAt is what a reader who saw this node's log of a conversation up to
+// seq has seen, as a vector: for each origin the highest oseq among the
+// events up to seq (the prefix property of the log makes that enough).
+func (s *Store) VectorAt(ws, conv string, seq uint64) (map[string]uint64, error) {
+	out := map[string]uint64{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if _, err := getConversation(tx, ws, conv); err != nil {
+			return err
+		}
+		p := prefix(ws, conv)
+		cur := tx.Bucket(bStamps).Cursor()
+		for k, v := cur.Seek(p); k != nil && bytes.HasPrefix(k, p) && u64(k[len(p):]) <= seq; k, v = cur.Next() {
+			if st, ok := decodeStamp(v); ok && st.OSeq > out[st.Origin] {
+				out[st.Origin] = st.OSeq
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// SeqCovered is the inverse: the highest seq of this node's log of a
+// conversation such that every event up to it is covered by the vector.
+func (s *Store) SeqCovered(ws, conv string, have map[string]uint64) (uint64, error) {
+	var seq uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if _, err := getConversation(tx, ws, conv); err != nil {
+			return err
+		}
+		p := prefix(ws, conv)
+		cur := tx.Bucket(bStamps).Cursor()
+		for k, v := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
+			st, ok := decodeStamp(v)
+			if !ok || st.OSeq > have[st.Origin] {
+				return nil
+			}
+			seq = u64(k[len(p):])
+		}
+		return nil
+	})
+	return seq, err
+}

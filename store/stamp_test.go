@@ -35,6 +35,16 @@ func TestLocalEventsAreStamped(t *testing.T) {
 	if f, _ := s.Frontier("ws1", "c1"); !maps.Equal(f, map[string]uint64{"n1": 4}) {
 		t.Fatalf("frontier %v", f)
 	}
+	// Receipts travel as vectors: seq -> vector on one node, back on another.
+	if v, err := s.VectorAt("ws1", "c1", evs[1].Seq); err != nil || !maps.Equal(v, map[string]uint64{"n1": 2}) {
+		t.Fatalf("vector at the second event: %v %v", v, err)
+	}
+	if seq, err := s.SeqCovered("ws1", "c1", map[string]uint64{"n1": 3, "n9": 7}); err != nil || seq != evs[2].Seq {
+		t.Fatalf("seq covered by n1.3: %d %v", seq, err)
+	}
+	if seq, _ := s.SeqCovered("ws1", "c1", map[string]uint64{"n9": 7}); seq != 0 {
+		t.Fatalf("seq covered by another origin only: %d", seq)
+	}
 	// What a replica missing n1's events from 2 on is sent.
 	if oe, err := s.OriginEvents("ws1", "c1", "n1", 2, 10); err != nil || len(oe) != 3 || oe[0].Stamp.OSeq != 2 || oe[2].Message.ID != "m1" || oe[2].Message.Body != "y" {
 		t.Fatalf("origin events from 2: %+v %v", oe, err)
