@@ -31,6 +31,10 @@ test-deps:
 		echo "installing chromium (browser tests)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
+	@if ! command -v ip >/dev/null 2>&1 && [ ! -x /usr/sbin/ip ]; then \
+		echo "installing iproute2 (network-namespace partition tests)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null; \
+	fi
 	@if ! command -v iptables >/dev/null 2>&1 && [ ! -x /usr/sbin/iptables ]; then \
 		echo "installing iptables (WebTransport fallback tests)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables >/dev/null; \

@@ -36,7 +36,23 @@ func startCluster(t testing.TB, n int, extra ...string) *testCluster {
 
 // startClusterBin is startCluster with another node binary.
 func startClusterBin(t testing.TB, bin string, n int, extra ...string) *testCluster {
+	return startClusterOn(t, clusterSpec{bin: bin, n: n, extra: extra})
+}
+
+// clusterSpec says how to start a test cluster: by default on 127.0.0.1
+// with free ports; with hosts, node i on hosts[i] (fixed ports) under
+// wrap(i).
+type clusterSpec struct {
+	bin   string
+	n     int
+	extra []string
+	hosts []string
+	wrap  func(i int) []string
+}
+
+func startClusterOn(t testing.TB, spec clusterSpec) *testCluster {
 	t.Helper()
+	bin, n, extra := spec.bin, spec.n, spec.extra
 	dir := t.TempDir()
 	key := make([]byte, 32)
 	rand.Read(key)
@@ -50,14 +66,27 @@ func startClusterBin(t testing.TB, bin string, n int, extra ...string) *testClus
 	}
 	regions := []string{"eu", "us", "ap"}
 	for i := range n {
-		tc.raft = append(tc.raft, freeAddr(t))
-		tc.gossip = append(tc.gossip, freeAddr(t))
+		httpAddr := ""
+		if spec.hosts != nil {
+			h := spec.hosts[i]
+			httpAddr = h + ":18080"
+			tc.raft = append(tc.raft, h+":17000")
+			tc.gossip = append(tc.gossip, h+":17946")
+		} else {
+			httpAddr = freeAddr(t)
+			tc.raft = append(tc.raft, freeAddr(t))
+			tc.gossip = append(tc.gossip, freeAddr(t))
+		}
+		var wrap []string
+		if spec.wrap != nil {
+			wrap = spec.wrap(i)
+		}
 		args := []string{"-node", fmt.Sprintf("n%d", i+1), "-raft-addr", tc.raft[i], "-gossip-addr", tc.gossip[i],
 			"-cluster-key", tc.keyFile, "-region", regions[i%len(regions)], "-h3", "off"}
 		if i > 0 {
 			args = append(args, "-join", tc.nodes[0].Addr, "-voter", "yes")
 		}
-		tc.nodes = append(tc.nodes, startNodeBin(t, bin, filepath.Join(dir, fmt.Sprintf("n%d", i+1)), append(args, extra...)...))
+		tc.nodes = append(tc.nodes, startNodeAt(t, bin, wrap, httpAddr, filepath.Join(dir, fmt.Sprintf("n%d", i+1)), append(args, extra...)...))
 	}
 	tc.waitVoters(t, n)
 	for _, nd := range tc.nodes {

@@ -41,7 +41,8 @@ type nodeProc struct {
 	DataDir string
 	Token   string // operator token of the demo workspace
 	args    []string
-	bin     string // the node binary; zero: parleyBin
+	bin     string   // the node binary; zero: parleyBin
+	wrap    []string // a command the node runs under (ip netns exec NS)
 	cmd     *exec.Cmd
 	done    chan error
 	log     *os.File
@@ -58,9 +59,14 @@ func startNode(t testing.TB, dataDir string, extraArgs ...string) *nodeProc {
 // startNodeBin is startNode with another node binary (benchmarks run one
 // built without the race detector).
 func startNodeBin(t testing.TB, bin, dataDir string, extraArgs ...string) *nodeProc {
+	return startNodeAt(t, bin, nil, freeAddr(t), dataDir, extraArgs...)
+}
+
+// startNodeAt starts a node on a given HTTP address, its command prefixed
+// by wrap (such as ip netns exec NS).
+func startNodeAt(t testing.TB, bin string, wrap []string, addr, dataDir string, extraArgs ...string) *nodeProc {
 	t.Helper()
-	addr := freeAddr(t)
-	n := &nodeProc{URL: "http://" + addr, Addr: addr, DataDir: dataDir, Token: testAgentToken, bin: bin}
+	n := &nodeProc{URL: "http://" + addr, Addr: addr, DataDir: dataDir, Token: testAgentToken, bin: bin, wrap: wrap}
 	n.args = append([]string{"-http", addr, "-data", dataDir, "-agent-token", testAgentToken}, extraArgs...)
 	n.start(t)
 	return n
@@ -77,7 +83,8 @@ func (n *nodeProc) start(t testing.TB) {
 	if bin == "" {
 		bin = parleyBin
 	}
-	n.cmd = exec.Command(bin, n.args...)
+	argv := append(append(append([]string(nil), n.wrap...), bin), n.args...)
+	n.cmd = exec.Command(argv[0], argv[1:]...)
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
 	if err := n.cmd.Start(); err != nil {
 		t.Fatalf("start node: %v", err)
