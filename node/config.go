@@ -97,6 +97,11 @@ type Config struct {
 	RaftSnapshotThreshold uint64
 	RaftTrailingLogs      uint64
 
+	// FaultReplDelay delays every message this node sends on replication
+	// links by this much (a one-way delay between nodes, for benchmarks and
+	// fault tests where the kernel has no netem). Zero: none.
+	FaultReplDelay time.Duration
+
 	// passwordIterations is the PBKDF2 cost of new password hashes; tests
 	// lower it to the minimum. Zero: the cluster package's default.
 	passwordIterations int
@@ -140,6 +145,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.DurationVar(&c.Lease, "lease", 3*time.Second, "how long without the Raft leader operator credentials are still accepted")
 	fs.Uint64Var(&c.RaftSnapshotThreshold, "raft-snapshot-threshold", 0, "Raft log entries between snapshots (0: default)")
 	fs.Uint64Var(&c.RaftTrailingLogs, "raft-trailing-logs", 0, "Raft log entries kept after a snapshot (0: default)")
+	fs.DurationVar(&c.FaultReplDelay, "fault-repl-delay", 0, "fault injection: delay every replication message this node sends (benchmarks)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

@@ -57,10 +57,12 @@ type replicator struct {
 
 	ae *aeMetrics
 	gw *gateway.Server // set once the gateway exists, before serving
+	// delay is Config.FaultReplDelay.
+	delay time.Duration
 }
 
 func newReplicator(cfg Config, log *slog.Logger, st *store.Store, ctl *control, mem *membership.Membership, reg prometheus.Registerer) *replicator {
-	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, peers: ctl.peers, acks: map[ackKey]*ackWait{}, ae: newAEMetrics(reg)}
+	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, peers: ctl.peers, acks: map[ackKey]*ackWait{}, ae: newAEMetrics(reg), delay: cfg.FaultReplDelay}
 	r.gate = replication.NewGate(r.have, 0)
 	r.repl = replication.New(replication.Config{Self: cfg.NodeID, Dial: r.dial, Store: r.store, Logger: log, OnSignal: r.onSignal})
 	return r
@@ -441,7 +443,7 @@ func (r *replicator) dial(ctx context.Context, peer string) (replication.Conn, e
 		return nil, err
 	}
 	c.SetReadLimit(8 << 20)
-	return wsLink{c}, nil
+	return replication.Delayed(wsLink{c}, r.delay), nil
 }
 
 // hdrNodeID names the node opening a replication link; the signature

@@ -287,3 +287,49 @@ func TestSignalsReachThePeerInOrder(t *testing.T) {
 		t.Fatalf("signals %v", p.signals)
 	}
 }
+
+func TestDelayedKeepsOrderAndPipelines(t *testing.T) {
+	t.Parallel()
+	c := &scripted{}
+	var mu sync.Mutex
+	d := Delayed(&lockedConn{c: c, mu: &mu}, time.Second)
+	// Twenty writes return at once, each due a second later, not twenty.
+	for i := range 20 {
+		if err := d.Write(context.Background(), []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	early := len(c.out)
+	mu.Unlock()
+	if early != 0 {
+		t.Fatalf("%d messages left before their delay", early)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		n := len(c.out)
+		mu.Unlock()
+		if n == 20 || time.Now().After(deadline) {
+			break
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(c.out) != 20 || string(c.out[0]) != "0" || string(c.out[19]) != "19" {
+		t.Fatalf("wrote %q", c.out)
+	}
+	d.Close()
+}
+
+type lockedConn struct {
+	c  *scripted
+	mu *sync.Mutex
+}
+
+func (l *lockedConn) Read(ctx context.Context) ([]byte, error) { return l.c.Read(ctx) }
+func (l *lockedConn) Write(ctx context.Context, b []byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.c.Write(ctx, b)
+}
+func (l *lockedConn) Close() error { return nil }
