@@ -386,10 +386,12 @@ func (r *replicator) have(ws, conv, origin string) (uint64, error) {
 	return f[origin], err
 }
 
-// store applies a peer's events, each origin's in order.
-func (r *replicator) store(from string, evs []replication.Event) error {
+// store applies a peer's events, each origin's in order, publishing each at
+// once; the returned function waits until they are durable.
+func (r *replicator) store(from string, evs []replication.Event) (func() error, error) {
 	start := time.Now()
 	var errs []error
+	var waits []<-chan error
 	for _, ev := range evs {
 		if w, err := r.ctl.c.Workspace(ev.Workspace); err == nil && w.Region != "" && w.Region != r.ctl.cfg.Region {
 			errs = append(errs, fmt.Errorf("workspace %s is pinned to %s, this node is in %q: not stored", ev.Workspace, w.Region, r.ctl.cfg.Region))
@@ -404,10 +406,12 @@ func (r *replicator) store(from string, evs []replication.Event) error {
 				if p.Conversation.Workspace != e.Workspace || p.Conversation.ID != e.Conversation || p.Message.ID == "" {
 					return fmt.Errorf("payload of %s.%d names another conversation", e.Origin, e.OSeq)
 				}
-				if _, err := r.st.ApplyRemote(context.Background(), store.Remote{Conversation: p.Conversation,
-					Stamp: store.Stamp{Origin: e.Origin, OSeq: e.OSeq}, Message: p.Message, Start: start}); err != nil {
+				_, durable, err := r.st.ApplyRemoteAsync(context.Background(), store.Remote{Conversation: p.Conversation,
+					Stamp: store.Stamp{Origin: e.Origin, OSeq: e.OSeq}, Message: p.Message, Start: start})
+				if err != nil {
 					return err
 				}
+				waits = append(waits, durable)
 			}
 			return nil
 		})
@@ -415,7 +419,16 @@ func (r *replicator) store(from string, evs []replication.Event) error {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	wait := func() error {
+		var errs []error
+		for _, w := range waits {
+			if err := <-w; err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	}
+	return wait, errors.Join(errs...)
 }
 
 // dial opens the link to a peer: a WebSocket on its internal API, signed

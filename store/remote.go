@@ -40,24 +40,49 @@ func (r Remote) validate() error {
 // published and logged (Changed); otherwise only the origin's frontier
 // moves.
 func (s *Store) ApplyRemote(ctx context.Context, r Remote) (Result, error) {
-	if err := r.validate(); err != nil {
+	res, durable, err := s.ApplyRemoteAsync(ctx, r)
+	if err != nil {
+		return res, err
+	}
+	if err := <-durable; err != nil {
 		return Result{}, err
 	}
+	return res, nil
+}
+
+// ApplyRemoteAsync is ApplyRemote that returns once the event is decided
+// and published, with a channel that receives the outcome of its commit:
+// a replica that stores a peer's stream of events publishes each at once
+// and acknowledges them when they are durable, so one slow fsync does not
+// hold back the events behind it.
+func (s *Store) ApplyRemoteAsync(ctx context.Context, r Remote) (Result, <-chan error, error) {
+	if err := r.validate(); err != nil {
+		return Result{}, nil, err
+	}
 	if err := ctx.Err(); err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	}
 	ws, conv := r.Conversation.Workspace, r.Conversation.ID
 	if err := s.ensureConversation(ctx, r.Conversation); err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	}
 	res, o, err := s.sequenceRemote(r)
-	if err != nil || o == nil {
-		return res, err
+	if err != nil {
+		return res, nil, err
 	}
-	if err := <-o.done; err != nil {
-		return Result{}, fmt.Errorf("remote event %s.%d of %s/%s: %w", r.Stamp.Origin, r.Stamp.OSeq, ws, conv, err)
+	durable := make(chan error, 1)
+	if o == nil {
+		durable <- nil // already held: nothing to commit
+		return res, durable, nil
 	}
-	return res, nil
+	go func() {
+		if err := <-o.done; err != nil {
+			durable <- fmt.Errorf("remote event %s.%d of %s/%s: %w", r.Stamp.Origin, r.Stamp.OSeq, ws, conv, err)
+			return
+		}
+		durable <- nil
+	}()
+	return res, durable, nil
 }
 
 func (s *Store) sequenceRemote(r Remote) (Result, *op, error) {

@@ -25,8 +25,11 @@ type Config struct {
 	Self string
 	// Dial opens a link to a peer by node ID.
 	Dial func(ctx context.Context, peer string) (Conn, error)
-	// Store applies events a peer sent; the peer's ack waits for it.
-	Store func(from string, evs []Event) error
+	// Store applies events a peer sent, in order, and returns once they
+	// are applied, with what reports their durability (nil: already
+	// durable); the peer's ack waits for that, while the next frames are
+	// read and applied.
+	Store func(from string, evs []Event) (durable func() error, err error)
 	// Logger. Zero: slog.Default().
 	Logger *slog.Logger
 	// QueueLen bounds the frames waiting on one link. Zero: 1024.
@@ -173,45 +176,86 @@ func (r *Replicator) link(peer string) (*link, error) {
 }
 
 // Serve reads a link a peer opened to this node until it ends: each events
-// frame is stored, in order, then acknowledged when asked.
+// frame is applied, in order, and acknowledged when asked once durable, by
+// a writer of acks beside the reader, under one errgroup.
 func (r *Replicator) Serve(ctx context.Context, from string, c Conn) error {
 	defer c.Close()
-	for {
-		b, err := c.Read(ctx)
-		if err != nil {
-			return nil
-		}
-		f, err := decodeFrame(b)
-		if err != nil {
-			r.log.Warn("replication: bad frame from peer, closing its link", "peer", from, "err", err)
-			return err
-		}
-		if f.Type == frameSignal {
-			if r.cfg.OnSignal != nil {
-				r.cfg.OnSignal(from, f.Signal)
+	acks := make(chan frame, 1024)
+	g, gctx := errgroup.WithContext(ctx)
+	var pending sync.WaitGroup
+	g.Go(func() error {
+		defer c.Close()
+		for {
+			select {
+			case a := <-acks:
+				b, _ := encodeFrame(a)
+				if err := c.Write(gctx, b); err != nil {
+					return err
+				}
+			case <-gctx.Done():
+				return nil
 			}
-			continue
 		}
-		if f.Type != frameEvents {
-			return fmt.Errorf("%w: %s on an inbound link", ErrBadFrame, f.Type)
+	})
+	g.Go(func() error {
+		defer pending.Wait() // no ack goroutine outlives the link
+		for {
+			b, err := c.Read(gctx)
+			if err != nil {
+				return err
+			}
+			f, err := decodeFrame(b)
+			if err != nil {
+				r.log.Warn("replication: bad frame from peer, closing its link", "peer", from, "err", err)
+				return err
+			}
+			if f.Type == frameSignal {
+				if r.cfg.OnSignal != nil {
+					r.cfg.OnSignal(from, f.Signal)
+				}
+				continue
+			}
+			if f.Type != frameEvents {
+				return fmt.Errorf("%w: %s on an inbound link", ErrBadFrame, f.Type)
+			}
+			durable, serr := r.cfg.Store(from, f.Events)
+			gaps := gapsOf(serr)
+			if serr != nil && len(gaps) == 0 {
+				r.log.Warn("replication: storing a peer's events failed", "peer", from, "events", len(f.Events), "err", serr)
+			}
+			if f.ID == 0 {
+				continue
+			}
+			ack := frame{Type: frameAck, ID: f.ID, Gaps: gaps}
+			if serr != nil {
+				ack.Error = serr.Error()
+			}
+			if serr != nil || durable == nil {
+				select {
+				case acks <- ack:
+				case <-gctx.Done():
+					return nil
+				}
+				continue
+			}
+			pending.Add(1)
+			go func() {
+				defer pending.Done()
+				if err := durable(); err != nil {
+					ack.Error = err.Error()
+				}
+				select {
+				case acks <- ack:
+				case <-gctx.Done():
+				}
+			}()
 		}
-		serr := r.cfg.Store(from, f.Events)
-		gaps := gapsOf(serr)
-		if serr != nil && len(gaps) == 0 {
-			r.log.Warn("replication: storing a peer's events failed", "peer", from, "events", len(f.Events), "err", serr)
-		}
-		if f.ID == 0 {
-			continue
-		}
-		ack := frame{Type: frameAck, ID: f.ID, Gaps: gaps}
-		if serr != nil {
-			ack.Error = serr.Error()
-		}
-		b, _ = encodeFrame(ack)
-		if err := c.Write(ctx, b); err != nil {
-			return nil
-		}
+	})
+	err := g.Wait()
+	if errors.Is(err, ErrBadFrame) {
+		return err
 	}
+	return nil
 }
 
 // gapsOf collects the gaps an error from Store carries (errors.Join of

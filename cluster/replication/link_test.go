@@ -57,17 +57,17 @@ func newPeer(t *testing.T, id string) *peer {
 			defer p.mu.Unlock()
 			p.signals = append(p.signals, from+":"+string(b))
 		},
-		Store: func(from string, evs []Event) error {
+		Store: func(from string, evs []Event) (func() error, error) {
 			if p.fail.Load() {
-				return errors.New("disk full")
+				return nil, errors.New("disk full")
 			}
 			if p.gap.Load() {
-				return errors.Join(&Gap{Workspace: "w", Conversation: "c", Origin: "n1", Next: 3}, errors.New("other"))
+				return nil, errors.Join(&Gap{Workspace: "w", Conversation: "c", Origin: "n1", Next: 3}, errors.New("other"))
 			}
 			p.mu.Lock()
 			defer p.mu.Unlock()
 			p.stored = append(p.stored, evs...)
-			return nil
+			return func() error { return nil }, nil
 		}})
 	ctx, cancel := context.WithCancel(context.Background())
 	go p.r.Run(ctx)
@@ -100,7 +100,7 @@ func (p *peer) events() []Event {
 
 func sender(t *testing.T, peers map[string]*peer) *Replicator {
 	r := New(Config{Self: "n1", AckTimeout: 2 * time.Second,
-		Store: func(string, []Event) error { return nil },
+		Store: func(string, []Event) (func() error, error) { return nil, nil },
 		Dial: func(ctx context.Context, id string) (Conn, error) {
 			p := peers[id]
 			if p == nil {
@@ -221,7 +221,7 @@ func TestSendFailsWhenThePeerCannot(t *testing.T) {
 
 func TestServeClosesALinkThatSendsGarbage(t *testing.T) {
 	t.Parallel()
-	r := New(Config{Self: "n2", Store: func(string, []Event) error { t.Error("garbage stored"); return nil }})
+	r := New(Config{Self: "n2", Store: func(string, []Event) (func() error, error) { t.Error("garbage stored"); return nil, nil }})
 	for _, b := range []string{`{`, `{"t":"ack"}`, `{"t":"events","ev":[]}`, `{"t":"events","ev":[{"ws":"w","conv":"c","origin":"N1","oseq":1,"p":"eA=="}]}`,
 		`{"t":"events","ev":[{"ws":"w","conv":"c","origin":"n1","oseq":0,"p":"eA=="}]}`, `{"t":"hello"}`} {
 		c := &scripted{in: [][]byte{[]byte(b)}}
