@@ -5,6 +5,7 @@
 //	parley-bench validate scenario.yaml        check a scenario file
 //	parley-bench compare a.json b.json         ratios of the main figures of two results
 //	parley-bench report result.json [out.html] render a result's HTML report again
+//	parley-bench peers [flags] peers.yaml      the same fan-out against Parley, NATS and Centrifugo
 package main
 
 import (
@@ -27,6 +28,7 @@ const usage = `usage:
   parley-bench validate scenario.yaml...
   parley-bench compare a.json b.json
   parley-bench report result.json [out.html]
+  parley-bench peers [-only parley,nats,centrifugo] [-runs N] [-peers-dir DIR] [-o out.json] peers.yaml
 
 run flags:
 `
@@ -51,6 +53,8 @@ func main() {
 		err = cmdCompare(os.Args[2:])
 	case "report":
 		err = cmdReport(os.Args[2:])
+	case "peers":
+		code, err = cmdPeers(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Fprint(os.Stdout, usage)
 		runFlags(nil).SetOutput(os.Stdout)
