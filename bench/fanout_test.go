@@ -140,6 +140,20 @@ func TestPeerRatios(t *testing.T) {
 	if err := res.Err(); err == nil || !strings.Contains(err.Error(), "crashed") {
 		t.Fatalf("Err %v", err)
 	}
+	path := filepath.Join(t.TempDir(), "peers.json")
+	if err := res.WriteJSON(path); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadPeersResult(path)
+	if err != nil || len(back.Runs) != len(runs) || back.Ratios[0] != rs[0] {
+		t.Fatalf("read back: %v %+v", err, back)
+	}
+	// A run result is not a peers result.
+	other := filepath.Join(t.TempDir(), "run.json")
+	(&Result{Version: 1, Name: "r", Scenario: &Scenario{Name: "r"}}).WriteJSON(other)
+	if _, err := ReadPeersResult(other); err == nil {
+		t.Fatal("a run result read as a peers result")
+	}
 	h := res.HTML()
 	for _, want := range []string{"Parley ÷ peer", "2.00×", "<svg", "crashed"} {
 		if !strings.Contains(h, want) {

@@ -254,8 +254,7 @@ func RunPeers(ctx context.Context, sc *FanoutScenario, o PeersOptions) (*PeersRe
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	res := &PeersResult{Version: 1, Name: sc.Name, Started: time.Now().UTC(), Scenario: sc, Host: hostInfo()}
-	res.Host.LoadAvg = append(res.Host.LoadAvg, loadAvg())
+	res := &PeersResult{Version: 1, Name: sc.Name, Started: time.Now().UTC(), Scenario: sc, Host: hostInfo()} // load average at start
 	for round := 1; round <= sc.Runs; round++ {
 		for _, peer := range sc.Peers {
 			if ctx.Err() != nil {

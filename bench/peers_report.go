@@ -26,7 +26,7 @@ func ReadPeersResult(path string) (*PeersResult, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if r.Version != 1 || r.Scenario == nil {
+	if r.Version != 1 || r.Scenario == nil || r.Summary == nil {
 		return nil, fmt.Errorf("%s: not a peers result (version %d)", path, r.Version)
 	}
 	return &r, nil
@@ -61,7 +61,7 @@ th{background:#f5f5f5}td:first-child,th:first-child{text-align:left}
 		fmt.Fprintf(&b, `<p class="bad">%s</p>`, esc(err.Error()))
 	}
 
-	b.WriteString(`<h2>Side by side (medians of complete runs)</h2><p class="note">Delivery latency: from each message's due time to its receipt by each subscriber. Receipts per CPU second: messages delivered (summed over subscribers) per second of the server's own CPU (utime + stime from /proc), from the first due time to the last receipt. Memory per connection: (server RSS with every subscriber connected and settled − RSS idle) ÷ subscribers.</p>`)
+	b.WriteString(`<h2 id="summary">Side by side (medians of complete runs)</h2><p class="note">Delivery latency: from each message's due time to its receipt by each subscriber. Receipts per CPU second: messages delivered (summed over subscribers) per second of the server's own CPU (utime + stime from /proc), from the first due time to the last receipt. Memory per connection: (server RSS with every subscriber connected and settled − RSS idle) ÷ subscribers.</p>`)
 	b.WriteString("<table><tr><th>server</th><th>runs</th><th>p50 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th><th>receipts per CPU s</th><th>memory per connection</th><th>RSS idle → connected</th><th>server CPU s</th><th>harness CPU s</th><th>worst delivery</th></tr>")
 	for _, s := range r.Summary {
 		fmt.Fprintf(&b, "<tr><td>%s %s</td><td>%d</td><td>%.3g</td><td>%.3g</td><td>%.3g</td><td>%.3g</td><td>%.0f</td><td>%.1f KiB</td><td>%s → %s</td><td>%.2f</td><td>%.2f</td><td>%.2f%%</td></tr>",
@@ -118,7 +118,7 @@ th{background:#f5f5f5}td:first-child,th:first-child{text-align:left}
 		rss = append(rss, series{Name: peer, Color: col, Pts: mem})
 		curve = append(curve, series{Name: peer, Color: col, Pts: cv})
 	}
-	b.WriteString(`<h2>Over time (first complete run of each server)</h2>`)
+	b.WriteString(`<h2 id="plots">Over time (first complete run of each server)</h2>`)
 	b.WriteString(chart{Title: "Delivery latency p99 per second", XLabel: "seconds since the first message was due", YLabel: "ms (log)", LogY: true, Series: p99}.svg())
 	b.WriteString(chart{Title: "Delivery latency p50 per second", XLabel: "seconds since the first message was due", YLabel: "ms (log)", LogY: true, Series: p50}.svg())
 	b.WriteString(chart{Title: "Receipts per second (summed over subscribers)", XLabel: "seconds since the first message was due", YLabel: "messages/s", Series: thr}.svg())

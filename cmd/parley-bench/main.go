@@ -336,13 +336,21 @@ func cmdReport(args []string) error {
 	if len(args) < 1 || len(args) > 2 {
 		return errors.New("report: want result.json [out.html]")
 	}
-	r, err := bench.ReadResult(args[0])
-	if err != nil {
-		return err
-	}
 	out := strings.TrimSuffix(args[0], ".json") + ".html"
 	if len(args) == 2 {
 		out = args[1]
+	}
+	// A peers result (parley-bench peers) has its own report.
+	if pr, err := bench.ReadPeersResult(args[0]); err == nil {
+		if err := pr.WriteHTML(out); err != nil {
+			return err
+		}
+		fmt.Println(out)
+		return nil
+	}
+	r, err := bench.ReadResult(args[0])
+	if err != nil {
+		return err
 	}
 	if err := r.WriteHTML(out); err != nil {
 		return err
