@@ -309,6 +309,11 @@ func cmdValidate(args []string) error {
 	for _, p := range args {
 		sc, err := bench.LoadScenario(p)
 		if err != nil {
+			// A peers scenario (parley-bench peers) has its own fields.
+			if fs, ferr := bench.LoadFanoutScenario(p); ferr == nil {
+				fmt.Printf("%s: ok (peers %s: %d subscribers, %d messages over %s, %v, %d rounds)\n", p, fs.Name, fs.Subscribers, fs.Messages(), fs.Duration, fs.Peers, fs.Runs)
+				continue
+			}
 			errs = append(errs, err)
 			continue
 		}
