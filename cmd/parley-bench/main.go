@@ -5,6 +5,7 @@
 //	parley-bench validate scenario.yaml        check a scenario file
 //	parley-bench compare a.json b.json         ratios of the main figures of two results
 //	parley-bench report result.json [out.html] render a result's HTML report again
+//	parley-bench peers [flags] peers.yaml      the same fan-out against Parley, NATS and Centrifugo
 package main
 
 import (
@@ -27,6 +28,7 @@ const usage = `usage:
   parley-bench validate scenario.yaml...
   parley-bench compare a.json b.json
   parley-bench report result.json [out.html]
+  parley-bench peers [-only parley,nats,centrifugo] [-runs N] [-peers-dir DIR] [-o out.json] peers.yaml
 
 run flags:
 `
@@ -51,6 +53,8 @@ func main() {
 		err = cmdCompare(os.Args[2:])
 	case "report":
 		err = cmdReport(os.Args[2:])
+	case "peers":
+		code, err = cmdPeers(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Fprint(os.Stdout, usage)
 		runFlags(nil).SetOutput(os.Stdout)
@@ -305,6 +309,11 @@ func cmdValidate(args []string) error {
 	for _, p := range args {
 		sc, err := bench.LoadScenario(p)
 		if err != nil {
+			// A peers scenario (parley-bench peers) has its own fields.
+			if fs, ferr := bench.LoadFanoutScenario(p); ferr == nil {
+				fmt.Printf("%s: ok (peers %s: %d subscribers, %d messages over %s, %v, %d rounds)\n", p, fs.Name, fs.Subscribers, fs.Messages(), fs.Duration, fs.Peers, fs.Runs)
+				continue
+			}
 			errs = append(errs, err)
 			continue
 		}
@@ -332,13 +341,21 @@ func cmdReport(args []string) error {
 	if len(args) < 1 || len(args) > 2 {
 		return errors.New("report: want result.json [out.html]")
 	}
-	r, err := bench.ReadResult(args[0])
-	if err != nil {
-		return err
-	}
 	out := strings.TrimSuffix(args[0], ".json") + ".html"
 	if len(args) == 2 {
 		out = args[1]
+	}
+	// A peers result (parley-bench peers) has its own report.
+	if pr, err := bench.ReadPeersResult(args[0]); err == nil {
+		if err := pr.WriteHTML(out); err != nil {
+			return err
+		}
+		fmt.Println(out)
+		return nil
+	}
+	r, err := bench.ReadResult(args[0])
+	if err != nil {
+		return err
 	}
 	if err := r.WriteHTML(out); err != nil {
 		return err

@@ -1,0 +1,438 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// wsSub is one subscriber connection: a reader goroutine, and for
+// protocols whose clients must speak now and then, a pinger. Close ends
+// both and waits for them.
+type wsSub struct {
+	c      *websocket.Conn
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func (s *wsSub) Close() error {
+	s.cancel()
+	err := s.c.Close(websocket.StatusNormalClosure, "")
+	s.c.CloseNow()
+	s.wg.Wait()
+	return err
+}
+
+// startSub starts read (which returns when the connection or ctx ends)
+// and, when every > 0, ping every that often.
+func startSub(c *websocket.Conn, read func(ctx context.Context) error, every time.Duration, ping func(ctx context.Context) error) *wsSub {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &wsSub{c: c, cancel: cancel}
+	s.wg.Go(func() { _ = read(ctx) })
+	if every > 0 {
+		s.wg.Go(func() {
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					if ping(ctx) != nil {
+						return
+					}
+				}
+			}
+		})
+	}
+	return s
+}
+
+func dialWS(ctx context.Context, url string) (*websocket.Conn, error) {
+	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: wsHTTPClient})
+	if err != nil {
+		return nil, err
+	}
+	c.SetReadLimit(1 << 20)
+	return c, nil
+}
+
+// wsHTTPClient dials each WebSocket on a fresh connection.
+var wsHTTPClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+
+// parleyDriver: the room is a workspace; subscribers are agents (an agent
+// receives every conversation of its workspace); the publisher is a
+// visitor sending into its one conversation.
+type parleyDriver struct {
+	url       string // ws://…/v1/ws
+	token     string // operator token
+	workspace string
+	runID     string
+}
+
+func (d *parleyDriver) hello(ctx context.Context, c *websocket.Conn, role string, i int) error {
+	h := map[string]any{"type": "hello", "v": 1, "workspace": d.workspace, "role": role, "name": "fanout " + role + " " + strconv.Itoa(i)}
+	if role == "agent" {
+		h["token"] = d.token
+	}
+	if err := writeJSON(ctx, c, h); err != nil {
+		return err
+	}
+	_, err := await(ctx, c, "welcome", "", nil)
+	return err
+}
+
+func (d *parleyDriver) subscribe(ctx context.Context, i int, onMessage func([]byte)) (io.Closer, error) {
+	c, err := dialWS(ctx, d.url)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.hello(ctx, c, "agent", i); err != nil {
+		c.CloseNow()
+		return nil, err
+	}
+	deliver := []byte(`{"type":"deliver"`)
+	read := func(ctx context.Context) error {
+		for {
+			_, b, err := c.Read(ctx)
+			if err != nil {
+				return err
+			}
+			if !bytes.HasPrefix(b, deliver) {
+				continue
+			}
+			var f struct {
+				Message struct {
+					Body string `json:"body"`
+				} `json:"message"`
+			}
+			if json.Unmarshal(b, &f) == nil {
+				onMessage([]byte(f.Message.Body))
+			}
+		}
+	}
+	// The node closes a connection silent for three 10 s heartbeats.
+	ping := func(ctx context.Context) error {
+		return c.Write(ctx, websocket.MessageText, []byte(`{"type":"ping"}`))
+	}
+	return startSub(c, read, 8*time.Second, ping), nil
+}
+
+type parleyPublisher struct {
+	d    *parleyDriver
+	sub  *wsSub
+	conv string
+	k    int
+	buf  []byte
+	err  chan error // the first error frame
+}
+
+func (d *parleyDriver) publisher(ctx context.Context) (fanoutPublisher, error) {
+	c, err := dialWS(ctx, d.url)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.hello(ctx, c, "visitor", 0); err != nil {
+		c.CloseNow()
+		return nil, err
+	}
+	if err := writeJSON(ctx, c, map[string]any{"type": "start", "ref": "s"}); err != nil {
+		c.CloseNow()
+		return nil, err
+	}
+	f, err := await(ctx, c, "started", "s", nil)
+	if err != nil {
+		c.CloseNow()
+		return nil, err
+	}
+	p := &parleyPublisher{d: d, conv: f.Conversation, err: make(chan error, 1)}
+	errFrame := []byte(`{"type":"error"`)
+	// Acks and the visitor's own deliveries are read and dropped; an error
+	// frame fails the next publish.
+	read := func(ctx context.Context) error {
+		for {
+			_, b, err := c.Read(ctx)
+			if err != nil {
+				return err
+			}
+			if bytes.HasPrefix(b, errFrame) {
+				select {
+				case p.err <- fmt.Errorf("parley: %.200s", b):
+				default:
+				}
+			}
+		}
+	}
+	ping := func(ctx context.Context) error {
+		return c.Write(ctx, websocket.MessageText, []byte(`{"type":"ping"}`))
+	}
+	p.sub = startSub(c, read, 8*time.Second, ping)
+	return p, nil
+}
+
+func (p *parleyPublisher) publish(ctx context.Context, payload []byte) error {
+	select {
+	case err := <-p.err:
+		return err
+	default:
+	}
+	id := "fo" + p.d.runID + strconv.Itoa(p.k)
+	p.k++
+	p.buf = sendFrame(p.buf, id, p.conv, string(payload))
+	return p.sub.c.Write(ctx, websocket.MessageText, p.buf)
+}
+
+func (p *parleyPublisher) Close() error { return p.sub.Close() }
+
+// natsDriver: the room is a subject; NATS over the server's WebSocket
+// listener (binary messages carrying the text protocol).
+type natsDriver struct {
+	url     string // ws://host:port
+	subject string
+}
+
+// natsHandshake reads INFO, sends CONNECT, then extra, then PING, and
+// waits for the PONG: the server has processed everything before it.
+func natsHandshake(ctx context.Context, c *websocket.Conn, p *natsParser, name string, extra []byte) error {
+	msg := append(natsConnect(name), extra...)
+	msg = append(msg, natsPing...)
+	gotInfo, sent := false, false
+	for {
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			return err
+		}
+		pong := false
+		err = p.feed(b, func(op natsOp) error {
+			switch op.Kind {
+			case "INFO":
+				gotInfo = true
+			case "-ERR":
+				return fmt.Errorf("nats: -ERR %s", op.Arg)
+			case "PONG":
+				pong = sent
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if pong {
+			return nil
+		}
+		if gotInfo && !sent {
+			if err := c.Write(ctx, websocket.MessageBinary, msg); err != nil {
+				return err
+			}
+			sent = true
+		}
+	}
+}
+
+func (d *natsDriver) subscribe(ctx context.Context, i int, onMessage func([]byte)) (io.Closer, error) {
+	c, err := dialWS(ctx, d.url)
+	if err != nil {
+		return nil, err
+	}
+	sub, err := natsSub(d.subject, "1")
+	if err != nil {
+		c.CloseNow()
+		return nil, err
+	}
+	p := &natsParser{}
+	if err := natsHandshake(ctx, c, p, "fanout-sub-"+strconv.Itoa(i), sub); err != nil {
+		c.CloseNow()
+		return nil, err
+	}
+	read := func(ctx context.Context) error {
+		for {
+			_, b, err := c.Read(ctx)
+			if err != nil {
+				return err
+			}
+			err = p.feed(b, func(op natsOp) error {
+				switch op.Kind {
+				case "MSG":
+					onMessage(op.Payload)
+				case "PING":
+					return c.Write(ctx, websocket.MessageBinary, natsPong)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return startSub(c, read, 0, nil), nil
+}
+
+type natsPublisher struct {
+	d   *natsDriver
+	sub *wsSub
+	buf []byte
+	err chan error
+}
+
+func (d *natsDriver) publisher(ctx context.Context) (fanoutPublisher, error) {
+	c, err := dialWS(ctx, d.url)
+	if err != nil {
+		return nil, err
+	}
+	p := &natsParser{}
+	if err := natsHandshake(ctx, c, p, "fanout-pub", nil); err != nil {
+		c.CloseNow()
+		return nil, err
+	}
+	pub := &natsPublisher{d: d, err: make(chan error, 1)}
+	read := func(ctx context.Context) error {
+		for {
+			_, b, err := c.Read(ctx)
+			if err != nil {
+				return err
+			}
+			err = p.feed(b, func(op natsOp) error {
+				switch op.Kind {
+				case "PING":
+					return c.Write(ctx, websocket.MessageBinary, natsPong)
+				case "-ERR":
+					select {
+					case pub.err <- fmt.Errorf("nats: -ERR %s", op.Arg):
+					default:
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+	}
+	pub.sub = startSub(c, read, 0, nil)
+	return pub, nil
+}
+
+func (p *natsPublisher) publish(ctx context.Context, payload []byte) error {
+	select {
+	case err := <-p.err:
+		return err
+	default:
+	}
+	var err error
+	if p.buf, err = natsPub(p.buf[:0], p.d.subject, payload); err != nil {
+		return err
+	}
+	return p.sub.c.Write(ctx, websocket.MessageBinary, p.buf)
+}
+
+func (p *natsPublisher) Close() error { return p.sub.Close() }
+
+// centrifugoDriver: the room is a channel; subscribers speak the JSON
+// client protocol (client_insecure: no token), the publisher is the
+// server HTTP API (api_insecure: no key).
+type centrifugoDriver struct {
+	url     string // ws://host:port/connection/websocket
+	api     string // http://host:port/api
+	channel string
+}
+
+func (d *centrifugoDriver) subscribe(ctx context.Context, i int, onMessage func([]byte)) (io.Closer, error) {
+	c, err := dialWS(ctx, d.url)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (io.Closer, error) { c.CloseNow(); return nil, err }
+	connect, _ := centCommand(1, "connect", map[string]any{"name": "fanout"})
+	subscribe, _ := centCommand(2, "subscribe", map[string]any{"channel": d.channel})
+	if err := c.Write(ctx, websocket.MessageText, append(append(connect, '\n'), subscribe...)); err != nil {
+		return fail(err)
+	}
+	for subscribed := false; !subscribed; {
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			return fail(err)
+		}
+		rs, err := decodeCentReplies(b)
+		if err != nil {
+			return fail(err)
+		}
+		for _, r := range rs {
+			if r.Error != nil {
+				return fail(r.Error)
+			}
+			if r.ID == 2 && r.Subscribe != nil {
+				subscribed = true
+			}
+		}
+	}
+	read := func(ctx context.Context) error {
+		for {
+			_, b, err := c.Read(ctx)
+			if err != nil {
+				return err
+			}
+			rs, err := decodeCentReplies(b)
+			if err != nil {
+				return err
+			}
+			for i := range rs {
+				if data := rs[i].publication(d.channel); data != nil {
+					onMessage(data)
+				} else if rs[i].isPing() {
+					if err := c.Write(ctx, websocket.MessageText, centPong); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	return startSub(c, read, 0, nil), nil
+}
+
+type centPublisher struct {
+	d   *centrifugoDriver
+	hc  *http.Client
+	buf []byte
+}
+
+func (d *centrifugoDriver) publisher(ctx context.Context) (fanoutPublisher, error) {
+	return &centPublisher{d: d, hc: &http.Client{Timeout: 10 * time.Second}}, nil
+}
+
+func (p *centPublisher) publish(ctx context.Context, payload []byte) error {
+	p.buf = centPublishBody(p.buf, p.d.channel, payload)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.d.api+"/publish", bytes.NewReader(p.buf))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := p.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("centrifugo api: HTTP %d: %.200s", resp.StatusCode, b)
+	}
+	var r struct {
+		Error *centError `json:"error"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("centrifugo api: %w", err)
+	}
+	if r.Error != nil {
+		return r.Error
+	}
+	return nil
+}
+
+func (p *centPublisher) Close() error { p.hc.CloseIdleConnections(); return nil }
