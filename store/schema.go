@@ -16,6 +16,8 @@ var (
 	bMsgs       = []byte("msgs")       // ws|conv|msgID -> msgRecord JSON (current state)
 	bReads      = []byte("reads")      // ws|conv|participant -> seq (uint64)
 	bOwners     = []byte("owners")     // ws|owner|conv -> empty (schema 2)
+	bVectors    = []byte("vectors")    // ws|conv -> head (uint64) + embedding (schema 3)
+	bReplies    = []byte("replies")    // ws|reply -> Reply JSON (schema 3)
 )
 
 var schemaKey = []byte("schema")
@@ -52,6 +54,16 @@ var migrations = []migration{
 			}
 			return owners.Put(key(c.Workspace, c.Owner, c.ID), nil)
 		})
+	}},
+	{3, "conversation embeddings and saved replies", func(tx *bolt.Tx) error {
+		// Empty at first: the node's embedding worker fills them in the
+		// background from the conversations already stored.
+		for _, b := range [][]byte{bVectors, bReplies} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
 	}},
 }
 

@@ -20,6 +20,10 @@ type sequencer struct {
 	mu    sync.Mutex
 	epoch uint64 // see nextSeq; fixed for the life of the Store
 	convs map[string]*convState
+	// erasing counts the erasures queued per conversation (pendingKey):
+	// changes of such a conversation are refused until the erasure is
+	// durable, after which the file refuses them.
+	erasing map[string]int
 }
 
 // convState is a conversation with writes in flight.
@@ -48,6 +52,9 @@ type write struct {
 // the file if no write of it is in flight. Caller holds mu.
 func (q *sequencer) state(tx *bolt.Tx, ws, conv string) (*convState, error) {
 	k := pendingKey(ws, conv)
+	if q.erasing[k] > 0 {
+		return nil, fmt.Errorf("conversation %s is being erased: %w", conv, ErrNotFound)
+	}
 	if cs, ok := q.convs[k]; ok {
 		return cs, nil
 	}
@@ -204,6 +211,9 @@ func (s *Store) head(ws, conv string) (uint64, error) {
 	q := &s.seq
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.erasing[pendingKey(ws, conv)] > 0 {
+		return 0, fmt.Errorf("conversation %s is being erased: %w", conv, ErrNotFound)
+	}
 	if cs, ok := q.convs[pendingKey(ws, conv)]; ok {
 		return cs.head, nil
 	}
