@@ -1,6 +1,7 @@
 package embedder
 
 import (
+	"runtime"
 	"syscall"
 	"testing"
 )
@@ -31,11 +32,19 @@ func TestLowerThreadPriority(t *testing.T) {
 	if r.prio != 10 {
 		t.Fatalf("worker thread nice = %d, want 10", r.prio)
 	}
-	p, err := syscall.Getpriority(syscall.PRIO_PROCESS, syscall.Getpid())
-	if err != nil {
-		t.Fatal(err)
+	// Another thread keeps its priority.
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		tid := syscall.Gettid()
+		p, err := syscall.Getpriority(syscall.PRIO_PROCESS, tid)
+		ch <- result{tid, 20 - p, err}
+	}()
+	o := <-ch
+	if o.err != nil {
+		t.Fatal(o.err)
 	}
-	if 20-p == 10 {
-		t.Fatal("the whole process was niced, not one thread")
+	if o.tid == r.tid || o.prio == 10 {
+		t.Fatalf("another thread (%d, worker %d) has nice %d: the niceness leaked", o.tid, r.tid, o.prio)
 	}
 }
