@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 )
 
 // Config is a node's configuration. Every field has a default that runs a
@@ -46,6 +47,22 @@ type Config struct {
 	// publishes at /v1/transport. Env PARLEY_TLS_CERT, PARLEY_TLS_KEY.
 	TLSCert string
 	TLSKey  string
+	// Embedder is "auto" or "off". Auto (also the zero value) loads
+	// all-MiniLM-L6-v2 and ONNX Runtime from ModelDir and ORTLib; when they
+	// are missing, the node logs a warning and serves chat with similar
+	// conversations and suggestions off. Env PARLEY_EMBEDDER.
+	Embedder string
+	// ModelDir and ORTLib locate the model and the ONNX Runtime library.
+	// Empty: $PARLEY_MODEL_DIR and $PARLEY_ORT_LIB, else the cache that
+	// `make embedder-assets` fills (~/.cache/parley/embedder).
+	ModelDir string
+	ORTLib   string
+	// EmbedThreads is ONNX Runtime's thread count for one model run.
+	// Default 1, which leaves the other cores to chat.
+	EmbedThreads int
+	// EmbedDebounce is how long a conversation must be quiet before it is
+	// embedded again. Default 2s.
+	EmbedDebounce time.Duration
 }
 
 // h3Off is the H3Addr that disables HTTP/3.
@@ -67,6 +84,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&c.H3Addr, "h3", env("PARLEY_H3", ""), `HTTP/3 and WebTransport UDP address (default: the HTTP address on UDP; "off" disables)`)
 	fs.StringVar(&c.TLSCert, "tls-cert", env("PARLEY_TLS_CERT", ""), "HTTP/3 certificate chain, PEM (default: self-signed, short-lived)")
 	fs.StringVar(&c.TLSKey, "tls-key", env("PARLEY_TLS_KEY", ""), "HTTP/3 private key, PEM")
+	embedFlags(fs, &c)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -89,6 +107,7 @@ func (c *Config) defaults() {
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
+	c.embedDefaults()
 }
 
 func (c *Config) validate() error {
@@ -104,6 +123,7 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("h3: %q is not host:port or %q", c.H3Addr, h3Off))
 		}
 	}
+	errs = append(errs, c.validateEmbed()...)
 	switch c.LogLevel {
 	case "", "debug", "info", "warn", "error":
 	default:

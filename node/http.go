@@ -40,6 +40,7 @@ func (n *Node) routes() http.Handler {
 		}
 		w.Write([]byte("ready\n"))
 	})
+	n.embedRoutes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/demo", http.StatusFound)

@@ -30,6 +30,8 @@ type Node struct {
 	metrics *metrics
 	store   *store.Store
 	gw      *gateway.Server
+	auth    gateway.Authenticator
+	emb     *embedding // set by Run (embed.go)
 	ln      net.Listener
 	ready   atomic.Bool
 
@@ -58,9 +60,10 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 		return nil, err
 	}
 	n.store = st
+	n.auth = storeAuth{st}
 	n.gw = gateway.New(gateway.Config{
 		Store:          st,
-		Auth:           storeAuth{st},
+		Auth:           n.auth,
 		Clock:          crdt.NewClock(cfg.NodeID, nil),
 		Node:           cfg.NodeID,
 		Logger:         n.log,
@@ -147,6 +150,7 @@ func (n *Node) publish(evs []store.Event) {
 	if gw := n.gw; gw != nil {
 		gw.Publish(evs)
 	}
+	n.emb.notify(evs)
 }
 
 // Addr is the address the node serves HTTP on.
@@ -173,6 +177,9 @@ func (n *Node) Run(ctx context.Context) error {
 		n.ln.Close()
 		return err
 	}
+	n.emb = newEmbedding(n.cfg, n.store, n.log)
+	defer n.emb.close()
+	n.emb.register(n.metrics.reg)
 	handler := n.routes()
 	srv := &http.Server{
 		Handler:           handler,
@@ -193,6 +200,7 @@ func (n *Node) Run(ctx context.Context) error {
 		g.Go(func() error { return n.certs.Run(gctx) })
 	}
 	g.Go(func() error { return n.gw.Run(gctx) })
+	g.Go(func() error { return n.emb.run(gctx) })
 	g.Go(func() error {
 		if err := srv.Serve(n.ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
