@@ -26,8 +26,17 @@ type Source interface {
 	// ok false: nothing to do (k is gone, empty, or its stored vector is
 	// already of this version).
 	Text(k Key) (text string, version uint64, ok bool, err error)
-	// Save stores k's vector computed from the text of version.
-	Save(ctx context.Context, k Key, version uint64, vec []float32) error
+	// Save stores a batch of vectors at once (one durable write for the
+	// batch). It returns how many it stored; an item whose key is gone
+	// meanwhile is not an error.
+	Save(ctx context.Context, vecs []Vector) (saved int, err error)
+}
+
+// Vector is a computed embedding of a key's text at a version.
+type Vector struct {
+	Key     Key
+	Version uint64
+	Vec     []float32
 }
 
 // WorkerConfig configures NewWorker. Encoder and Source are required; every
@@ -268,14 +277,14 @@ func (w *Worker) embed(ctx context.Context, keys []Key) {
 		}
 		return
 	}
+	out := make([]Vector, len(ks))
 	for i, k := range ks {
-		if err := w.cfg.Source.Save(ctx, k, versions[i], vecs[i]); err != nil {
-			if ctx.Err() == nil {
-				failed++
-				w.log.Warn("embedding worker: saving", "workspace", k.Workspace, "id", k.ID, "err", err)
-			}
-			continue
-		}
-		embedded++
+		out[i] = Vector{Key: k, Version: versions[i], Vec: vecs[i]}
+	}
+	saved, err := w.cfg.Source.Save(ctx, out)
+	embedded += uint64(saved)
+	if err != nil && ctx.Err() == nil {
+		failed += uint64(len(out) - saved)
+		w.log.Warn("embedding worker: saving", "vectors", len(out), "err", err)
 	}
 }

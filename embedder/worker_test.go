@@ -75,11 +75,13 @@ func (m *memSource) Text(k Key) (string, uint64, bool, error) {
 	return t, m.vers[k], ok, nil
 }
 
-func (m *memSource) Save(_ context.Context, k Key, v uint64, _ []float32) error {
+func (m *memSource) Save(_ context.Context, vecs []Vector) (int, error) {
 	m.mu.Lock()
-	m.saved[k] = append(m.saved[k], v)
+	for _, v := range vecs {
+		m.saved[v.Key] = append(m.saved[v.Key], v.Version)
+	}
 	m.mu.Unlock()
-	return nil
+	return len(vecs), nil
 }
 
 func (m *memSource) savedOf(k Key) []uint64 {

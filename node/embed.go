@@ -63,6 +63,10 @@ type embedding struct {
 	replies map[string]*embedder.Index // workspace -> its saved replies
 }
 
+// tuneWorker lets a benchmark compare the worker without its niced thread
+// and duty cycle; it changes nothing otherwise.
+var tuneWorker = func(*embedder.WorkerConfig) {}
+
 // newEmbedding loads the model and the stored vectors, and marks every
 // conversation without an up-to-date vector for the worker. Missing assets,
 // or any other failure to load the model, turn the feature off with a
@@ -85,9 +89,11 @@ func newEmbedding(cfg Config, st *store.Store, log *slog.Logger) *embedding {
 		return e
 	}
 	e.enc = enc
-	e.worker, err = embedder.NewWorker(embedder.WorkerConfig{
+	wcfg := embedder.WorkerConfig{
 		Encoder: enc, Source: embedSource{e}, Debounce: cfg.EmbedDebounce, Logger: log, LowPriority: true,
-	})
+	}
+	tuneWorker(&wcfg)
+	e.worker, err = embedder.NewWorker(wcfg)
 	if err != nil { // only without an encoder or a source: a bug
 		panic(err)
 	}
@@ -272,24 +278,37 @@ func (s embedSource) Text(k embedder.Key) (string, uint64, bool, error) {
 	return text, c.Head, true, nil
 }
 
-func (s embedSource) Save(ctx context.Context, k embedder.Key, head uint64, vec []float32) error {
+func (s embedSource) Save(ctx context.Context, vecs []embedder.Vector) (int, error) {
 	e := s.e
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	stored, err := e.st.PutVector(ctx, k.Workspace, k.ID, head, vec)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil // erased while it was being embedded
+	puts := make([]store.VectorPut, len(vecs))
+	for i, v := range vecs {
+		puts[i] = store.VectorPut{Workspace: v.Key.Workspace, Conversation: v.Key.ID, Head: v.Version, Vector: v.Vec}
 	}
-	if err != nil || !stored {
-		return err
+	res, err := e.st.PutVectors(ctx, puts)
+	if err != nil {
+		return 0, err
 	}
-	if err := e.index(k.Workspace).Add(k.ID, vec); err != nil {
-		return err
+	saved := 0
+	for i, v := range vecs {
+		switch {
+		case errors.Is(res[i], store.ErrNotFound):
+			continue // erased while it was being embedded
+		case errors.Is(res[i], store.ErrInvalid):
+			return saved, res[i]
+		case res[i] != nil:
+			continue // a later vector is stored already
+		}
+		if err := e.index(v.Key.Workspace).Add(v.Key.ID, v.Vec); err != nil {
+			return saved, err
+		}
+		e.idxMu.Lock()
+		e.heads[v.Key] = v.Version
+		e.idxMu.Unlock()
+		saved++
 	}
-	e.idxMu.Lock()
-	e.heads[k] = head
-	e.idxMu.Unlock()
-	return nil
+	return saved, nil
 }
 
 // messages returns the current state of a conversation's messages in the

@@ -27,7 +27,7 @@ const testToken = "0123456789abcdef-token"
 
 // needEmbedder fails a test that needs the model when its assets are
 // missing, unless PARLEY_SKIP_EMBEDDER=1, which skips it.
-func needEmbedder(t *testing.T) {
+func needEmbedder(t testing.TB) {
 	t.Helper()
 	if os.Getenv("PARLEY_SKIP_EMBEDDER") == "1" {
 		t.Skip("PARLEY_SKIP_EMBEDDER=1: skipping a test that needs the embedder assets")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 
@@ -49,29 +50,75 @@ func decodeVector(b []byte) (uint64, []float32, error) {
 	return head, vec, nil
 }
 
+// VectorPut is one conversation embedding to store, computed at Head.
+type VectorPut struct {
+	Workspace, Conversation string
+	Head                    uint64
+	Vector                  []float32
+}
+
 // PutVector durably stores the embedding of a conversation computed at head.
 // It stores nothing when the conversation is gone (ErrNotFound: an erasure
 // won the race against the worker) or when the stored embedding is from a
 // later head (stored false).
 func (s *Store) PutVector(ctx context.Context, ws, conv string, head uint64, vec []float32) (stored bool, err error) {
-	if ws == "" || conv == "" || len(vec) == 0 || len(vec) > MaxVectorDim {
-		return false, fmt.Errorf("put vector: workspace, conversation and 1..%d dimensions required: %w", MaxVectorDim, ErrInvalid)
+	res, err := s.PutVectors(ctx, []VectorPut{{ws, conv, head, vec}})
+	if err != nil {
+		return false, err
 	}
-	v := encodeVector(head, vec)
-	err = s.submit(ctx, func(b *batch) error {
-		if _, err := b.conv(ws, conv); err != nil {
-			return err
+	if res[0] == nil {
+		return true, nil
+	}
+	if errors.Is(res[0], errStale) {
+		return false, nil
+	}
+	return false, res[0]
+}
+
+// errStale marks a vector older than the one stored.
+var errStale = errors.New("a later vector is stored")
+
+// PutVectors durably stores a batch of embeddings in one transaction, so a
+// batch costs one fsync. It returns, per item, nil when stored, an error
+// wrapping ErrNotFound when the conversation is gone, or one wrapping
+// ErrInvalid for a malformed item; an older vector than the stored one is
+// skipped (its result says so, without ErrNotFound or ErrInvalid).
+func (s *Store) PutVectors(ctx context.Context, puts []VectorPut) ([]error, error) {
+	res := make([]error, len(puts))
+	enc := make([][]byte, len(puts))
+	for i, p := range puts {
+		if p.Workspace == "" || p.Conversation == "" || len(p.Vector) == 0 || len(p.Vector) > MaxVectorDim {
+			res[i] = fmt.Errorf("put vector: workspace, conversation and 1..%d dimensions required: %w", MaxVectorDim, ErrInvalid)
+			continue
 		}
+		enc[i] = encodeVector(p.Head, p.Vector)
+	}
+	err := s.submit(ctx, func(b *batch) error {
 		bk := b.tx.Bucket(bVectors)
-		k := key(ws, conv)
-		if old := bk.Get(k); len(old) >= 8 && binary.BigEndian.Uint64(old) > head {
-			stored = false
-			return nil
+		for i, p := range puts {
+			if enc[i] == nil {
+				continue
+			}
+			if _, err := b.conv(p.Workspace, p.Conversation); err != nil {
+				res[i] = err
+				continue
+			}
+			k := key(p.Workspace, p.Conversation)
+			if old := bk.Get(k); len(old) >= 8 && binary.BigEndian.Uint64(old) > p.Head {
+				res[i] = errStale
+				continue
+			}
+			if err := bk.Put(k, enc[i]); err != nil {
+				return err
+			}
+			res[i] = nil
 		}
-		stored = true
-		return bk.Put(k, v)
+		return nil
 	})
-	return stored, err
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
 // Vector returns a conversation's stored embedding and the head it was

@@ -347,3 +347,49 @@ func TestMigrationFromV2(t *testing.T) {
 		t.Fatalf("replies bucket: %v", err)
 	}
 }
+
+// TestPutVectorsBatch: one transaction, a result per item; an item that
+// cannot be stored does not stop the others.
+func TestPutVectorsBatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var commits int
+	var mu sync.Mutex
+	s := openTest(t, Config{Observer: observerFunc(func(_ time.Duration, ops int, _ error) { mu.Lock(); commits++; mu.Unlock() })})
+	for _, c := range []string{"a", "b", "c"} {
+		if err := s.CreateConversation(ctx, Conversation{Workspace: "ws1", ID: c, Owner: "v:a"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.PutVector(ctx, "ws1", "c", 10, []float32{1}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	before := commits
+	mu.Unlock()
+	res, err := s.PutVectors(ctx, []VectorPut{
+		{"ws1", "a", 1, []float32{1, 2}},
+		{"ws1", "gone", 1, []float32{1, 2}},
+		{"ws1", "b", 1, nil},
+		{"ws1", "c", 9, []float32{3}},
+		{"ws2", "a", 1, []float32{1}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if commits-before != 1 {
+		t.Errorf("%d commits for one batch", commits-before)
+	}
+	mu.Unlock()
+	if res[0] != nil || !errors.Is(res[1], ErrNotFound) || !errors.Is(res[2], ErrInvalid) ||
+		res[3] == nil || errors.Is(res[3], ErrNotFound) || errors.Is(res[3], ErrInvalid) || !errors.Is(res[4], ErrNotFound) {
+		t.Fatalf("results %v", res)
+	}
+	if _, v, _ := s.Vector("ws1", "a"); len(v) != 2 {
+		t.Fatalf("a: %v", v)
+	}
+	if h, _, _ := s.Vector("ws1", "c"); h != 10 {
+		t.Fatalf("an older vector replaced c's: head %d", h)
+	}
+}
