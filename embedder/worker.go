@@ -205,14 +205,27 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 }
 
+// maxScan bounds the keys take looks at under the lock, so that Notify, on
+// the chat's hot path, never waits behind a scan of a long backlog. Map
+// iteration starts at a random place, so every due key is found in time.
+const maxScan = 4096
+
 // take removes up to MaxBatch keys that are due and says how long until the
 // next one is.
 func (w *Worker) take(now time.Time) ([]Key, time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	next := time.Hour
+	if len(w.pending) > maxScan {
+		// Not all looked at: look again soon.
+		next = min(w.cfg.Debounce, 100*time.Millisecond)
+	}
 	var out []Key
+	scanned := 0
 	for k, d := range w.pending {
+		if scanned++; scanned > maxScan {
+			break
+		}
 		due := d.last.Add(w.cfg.Debounce)
 		if late := d.first.Add(w.cfg.MaxDelay); late.Before(due) {
 			due = late

@@ -296,3 +296,18 @@ func TestNewWorkerNeedsParts(t *testing.T) {
 		t.Fatal("no source accepted")
 	}
 }
+
+// TestWorkerLongBacklog: with more keys waiting than one take looks at,
+// every key is still embedded.
+func TestWorkerLongBacklog(t *testing.T) {
+	t.Parallel()
+	enc, src := &fakeEncoder{}, newMemSource()
+	w, _, _ := startWorker(t, WorkerConfig{Encoder: enc, Source: src, Debounce: time.Millisecond, MaxBatch: 64, Duty: 1})
+	n := maxScan + 500
+	for i := range n {
+		k := Key{"ws", fmt.Sprint(i)}
+		src.set(k, "x")
+		w.Notify(k)
+	}
+	eventually(t, "every key of a long backlog", func() bool { return w.Stats().Embedded == uint64(n) })
+}
