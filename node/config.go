@@ -105,6 +105,22 @@ type Config struct {
 	// passwordIterations is the PBKDF2 cost of new password hashes; tests
 	// lower it to the minimum. Zero: the cluster package's default.
 	passwordIterations int
+	// Embedder is "auto" or "off". Auto (also the zero value) loads
+	// all-MiniLM-L6-v2 and ONNX Runtime from ModelDir and ORTLib; when they
+	// are missing, the node logs a warning and serves chat with similar
+	// conversations and suggestions off. Env PARLEY_EMBEDDER.
+	Embedder string
+	// ModelDir and ORTLib locate the model and the ONNX Runtime library.
+	// Empty: $PARLEY_MODEL_DIR and $PARLEY_ORT_LIB, else the cache that
+	// `make embedder-assets` fills (~/.cache/parley/embedder).
+	ModelDir string
+	ORTLib   string
+	// EmbedThreads is ONNX Runtime's thread count for one model run.
+	// Default 1, which leaves the other cores to chat.
+	EmbedThreads int
+	// EmbedDebounce is how long a conversation must be quiet before it is
+	// embedded again. Default 2s.
+	EmbedDebounce time.Duration
 }
 
 // Voter modes.
@@ -146,6 +162,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.Uint64Var(&c.RaftSnapshotThreshold, "raft-snapshot-threshold", 0, "Raft log entries between snapshots (0: default)")
 	fs.Uint64Var(&c.RaftTrailingLogs, "raft-trailing-logs", 0, "Raft log entries kept after a snapshot (0: default)")
 	fs.DurationVar(&c.FaultReplDelay, "fault-repl-delay", 0, "fault injection: delay every replication message this node sends (benchmarks)")
+	embedFlags(fs, &c)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -182,6 +199,7 @@ func (c *Config) defaults() {
 	if c.Lease == 0 {
 		c.Lease = 3 * time.Second
 	}
+	c.embedDefaults()
 }
 
 func (c *Config) validate() error {
@@ -226,6 +244,7 @@ func (c *Config) validate() error {
 	if c.UsageInterval < 0 || c.Lease < 0 {
 		errs = append(errs, errors.New("usage-interval and lease: not negative"))
 	}
+	errs = append(errs, c.validateEmbed()...)
 	switch c.LogLevel {
 	case "", "debug", "info", "warn", "error":
 	default:

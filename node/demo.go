@@ -72,6 +72,11 @@ func (n *Node) ensureDemo(ctx context.Context) (demoInfo, error) {
 	if err != nil {
 		return demoInfo{}, err
 	}
+	// This node serves the demo: it holds the workspace's data, unless the
+	// demo was pinned to another region.
+	if err := n.auth.ensureLocal(ctx, demoWorkspace); err != nil {
+		n.log.Info("demo workspace not held here", "err", err)
+	}
 	n.log.Info("demo workspace ready", "workspace", demoWorkspace)
 	return demoInfo{workspace: demoWorkspace, token: token}, nil
 }

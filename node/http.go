@@ -52,6 +52,7 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("GET "+pathRepl, n.repl.serveRepl)
 	n.repl.aeRoutes(mux, n.ctl.signed)
 	(&admin{ctl: n.ctl, st: n.store, members: n.gossip.m.Members}).routes(mux)
+	n.embedRoutes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/demo", http.StatusFound)

@@ -30,6 +30,7 @@ type Node struct {
 	metrics *metrics
 	store   *store.Store
 	gw      *gateway.Server
+	emb     *embedding // set by Run (embed.go)
 	ln      net.Listener
 	ready   atomic.Bool
 	ctl     *control
@@ -182,6 +183,7 @@ func (n *Node) publish(evs []store.Event) {
 	if r := n.repl; r != nil {
 		r.publish(evs)
 	}
+	n.emb.notify(evs)
 }
 
 // Addr is the address the node serves HTTP on.
@@ -205,6 +207,9 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.pc != nil {
 		defer n.pc.Close()
 	}
+	n.emb = newEmbedding(n.cfg, n.store, n.log)
+	defer n.emb.close()
+	n.emb.register(n.metrics.reg)
 	handler := n.routes()
 	srv := &http.Server{
 		Handler:           handler,
@@ -256,6 +261,7 @@ func (n *Node) Run(ctx context.Context) error {
 		stopUsage()
 		<-usageDone
 	}()
+	g.Go(func() error { return n.emb.run(gctx) })
 	g.Go(func() error {
 		if err := srv.Serve(n.ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)

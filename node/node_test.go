@@ -46,6 +46,10 @@ type running struct {
 func runNode(t *testing.T, cfg Config) *running {
 	t.Helper()
 	cfg.HTTPAddr = "127.0.0.1:0"
+	if cfg.Embedder == "" {
+		// Only the tests of the embedding feature load the model.
+		cfg.Embedder = embedderOff
+	}
 	logs, out := &syncBuffer{}, &syncBuffer{}
 	n, err := New(cfg, logs, out)
 	if err != nil {

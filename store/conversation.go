@@ -165,6 +165,11 @@ func (s *Store) MarkRead(ctx context.Context, ws, conv, participant string, seq 
 		return false, fmt.Errorf("read seq %d beyond head %d: %w", seq, head, ErrInvalid)
 	}
 	err = s.submit(ctx, func(b *batch) error {
+		// An erasure may have committed since the head was read: no receipt
+		// of a conversation that is gone.
+		if _, err := b.conv(ws, conv); err != nil {
+			return err
+		}
 		reads := b.tx.Bucket(bReads)
 		k := key(ws, conv, participant)
 		if u64(reads.Get(k)) >= seq {

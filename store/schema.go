@@ -19,6 +19,8 @@ var (
 	bStamps     = []byte("stamps")     // ws|conv|seq -> Stamp of the event (schema 3)
 	bByStamp    = []byte("bystamp")    // ws|conv|origin|oseq -> seq (schema 3)
 	bOrigins    = []byte("origins")    // ws|conv|origin -> highest oseq, contiguous (schema 3)
+	bVectors    = []byte("vectors")    // ws|conv -> head (uint64) + embedding (schema 4)
+	bReplies    = []byte("replies")    // ws|reply -> Reply JSON (schema 4)
 )
 
 var schemaKey = []byte("schema")
@@ -64,6 +66,16 @@ var migrations = []migration{
 		})
 	}},
 	{3, "event stamps: origin and oseq of every event", stampExisting},
+	{4, "conversation embeddings and saved replies", func(tx *bolt.Tx, _ migrationEnv) error {
+		// Empty at first: the node's embedding worker fills them in the
+		// background from the conversations already stored.
+		for _, b := range [][]byte{bVectors, bReplies} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}},
 }
 
 // SchemaLatest is the schema version this build writes.

@@ -22,6 +22,10 @@ type sequencer struct {
 	epoch  uint64 // see nextSeq; fixed for the life of the Store
 	origin string // see originName; fixed for the life of the Store
 	convs  map[string]*convState
+	// erasing counts the erasures queued per conversation (pendingKey):
+	// changes of such a conversation are refused until the erasure is
+	// durable, after which the file refuses them.
+	erasing map[string]int
 }
 
 // convState is a conversation with writes in flight.
@@ -53,6 +57,9 @@ type write struct {
 // the file if no write of it is in flight. Caller holds mu.
 func (q *sequencer) state(tx *bolt.Tx, ws, conv string) (*convState, error) {
 	k := pendingKey(ws, conv)
+	if q.erasing[k] > 0 {
+		return nil, fmt.Errorf("conversation %s is being erased: %w", conv, ErrNotFound)
+	}
 	if cs, ok := q.convs[k]; ok {
 		return cs, nil
 	}
@@ -220,6 +227,9 @@ func (s *Store) head(ws, conv string) (uint64, error) {
 	q := &s.seq
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.erasing[pendingKey(ws, conv)] > 0 {
+		return 0, fmt.Errorf("conversation %s is being erased: %w", conv, ErrNotFound)
+	}
 	if cs, ok := q.convs[pendingKey(ws, conv)]; ok {
 		return cs.head, nil
 	}

@@ -382,6 +382,12 @@ func TestEveryKeyStartsWithItsWorkspace(t *testing.T) {
 		if _, err := s.MarkRead(ctx, ws, "c1", "a:s", 1, time.Now()); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := s.PutVector(ctx, ws, "c1", 2, []float32{1, 0, 0}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutReply(ctx, ws, Reply{ID: "r1", Title: "t", Body: "b", Vector: []float32{0, 1, 0}}, 0); err != nil {
+			t.Fatal(err)
+		}
 	}
 	keys := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -407,7 +413,7 @@ func TestEveryKeyStartsWithItsWorkspace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if keys < 12 {
+	if keys < 18 {
 		t.Fatalf("only %d keys walked", keys)
 	}
 }

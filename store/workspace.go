@@ -56,3 +56,10 @@ func getWorkspace(tx *bolt.Tx, id string) (*Workspace, error) {
 	}
 	return &w, nil
 }
+
+// ForEachWorkspace calls fn with the ID of every workspace.
+func (s *Store) ForEachWorkspace(fn func(id string) error) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bWorkspaces).ForEach(func(k, _ []byte) error { return fn(string(k)) })
+	})
+}

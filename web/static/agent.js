@@ -12,6 +12,12 @@
  * (#token=...&workspace=demo), are kept in sessionStorage and removed from the
  * address bar. Plain JavaScript with no dependencies; it runs under a strict
  * Content-Security-Policy, and untrusted text is only written with textContent.
+ *
+ * The Suggestions panel asks the node's HTTP API (with the same operator
+ * token, as Authorization: Bearer) for the conversations most similar to the
+ * open one, the saved replies that fit the visitor's last messages, and a
+ * semantic search; the node computes them itself (GET /v1/embeddings says
+ * whether it can).
  */
 (() => {
   'use strict';
@@ -224,6 +230,19 @@
     onlineList: $('online-list'),
     onlineEmpty: $('online-empty'),
     onlineCount: $('online-count'),
+    assist: $('assist'),
+    assistOff: $('assist-off'),
+    searchForm: $('search-form'),
+    searchInput: $('search-input'),
+    searchResults: $('search-results'),
+    suggestions: $('suggestions'),
+    suggestionsEmpty: $('suggestions-empty'),
+    similar: $('similar'),
+    similarEmpty: $('similar-empty'),
+    replyForm: $('reply-form'),
+    replyTitle: $('reply-title'),
+    replyBody: $('reply-body'),
+    replyNote: $('reply-note'),
   };
 
   const seenEl = h('div', { class: 'seen', 'data-testid': 'seen', text: 'Seen' });
@@ -945,6 +964,7 @@
       c.owner = msg.author;
       if (msg.name) c.ownerName = msg.name;
     }
+    if (f.conversation === A.selected && msg.role === 'visitor') assistSchedule();
     if (msg.author === A.participant) {
       const pending = A.outbox.get(msg.id);
       if (pending && pending.frame.type === 'send') A.outbox.delete(msg.id);
@@ -1097,6 +1117,7 @@
     if (id) storage.set('sessionStorage', KEY_SELECTED, id);
     else storage.del('sessionStorage', KEY_SELECTED);
     A.forceScroll = true;
+    assistRefresh();
     if (id) {
       const c = conv(id);
       if (!c.loaded) resumeConv(c);
@@ -1187,6 +1208,212 @@
     A.typingConv = null;
   }
 
+  // ---------------------------------------------------------------- suggestions
+
+  const ASSIST_DELAY_MS = 600;
+  const MAX_QUERY = 500;
+  const assist = { enabled: null, reason: '', timer: 0, gen: 0 };
+
+  class APIError extends Error {
+    constructor(status, code, message) {
+      super(message || code);
+      this.status = status;
+      this.code = code;
+    }
+  }
+
+  async function api(method, path, body) {
+    const opts = { method, headers: { Authorization: 'Bearer ' + A.token }, cache: 'no-store' };
+    if (body !== undefined) {
+      opts.headers['Content-Type'] = 'application/json';
+      opts.body = JSON.stringify(body);
+    }
+    const resp = await fetch('/v1/workspaces/' + encodeURIComponent(A.workspace) + path, opts);
+    let data = null;
+    try { data = await resp.json(); } catch (e) { /* not JSON */ }
+    if (!resp.ok) {
+      throw new APIError(resp.status, (data && data.code) || 'http_' + resp.status, data && data.message);
+    }
+    return data || {};
+  }
+
+  function assistSetOff(reason) {
+    assist.enabled = false;
+    assist.reason = reason || 'unavailable on this node';
+    el.assist.dataset.state = 'off';
+    el.assistOff.hidden = false;
+    el.assistOff.textContent = 'Suggestions off: ' + assist.reason;
+  }
+
+  async function assistInit() {
+    el.assist.dataset.state = 'loading';
+    try {
+      const resp = await fetch('/v1/embeddings', { cache: 'no-store' });
+      const st = await resp.json();
+      if (!st.enabled) {
+        assistSetOff(st.reason);
+        return;
+      }
+      assist.enabled = true;
+      el.assist.dataset.state = 'on';
+      el.assistOff.hidden = true;
+      assistRefresh();
+    } catch (e) {
+      assistSetOff('the node did not answer (' + e.message + ')');
+    }
+  }
+
+  function assistReset() {
+    assist.gen++;
+    clearTimeout(assist.timer);
+    el.searchResults.replaceChildren();
+    el.searchResults.hidden = true;
+    el.searchInput.value = '';
+    el.suggestions.replaceChildren();
+    el.similar.replaceChildren();
+  }
+
+  // A new visitor message: refresh once they pause.
+  function assistSchedule() {
+    clearTimeout(assist.timer);
+    assist.timer = setTimeout(assistRefresh, ASSIST_DELAY_MS);
+  }
+
+  function assistFailed(e) {
+    if (e && e.code === 'embedder_off') {
+      assistSetOff(String(e.message).replace(/^.*?: /, ''));
+      return true;
+    }
+    if (e && e.code === 'auth_failed') {
+      flash('Suggestions: the operator token was refused.');
+      return true;
+    }
+    return false;
+  }
+
+  function scoreText(s) {
+    return typeof s === 'number' ? Math.round(Math.max(0, s) * 100) + '%' : '';
+  }
+
+  function convHitItem(hit) {
+    const name = hit.owner_name || participantLabel(hit.owner);
+    const button = h('button', {
+      type: 'button', class: 'assist-item', 'data-testid': 'similar-item', 'data-id': hit.conversation,
+      title: 'Open this conversation',
+    }, h('span', { class: 'assist-item-head' }, h('span', { text: name }),
+      h('span', { class: 'assist-score', text: scoreText(hit.score) })),
+    h('span', { class: 'assist-item-text', text: hit.preview || 'No messages' }));
+    button.addEventListener('click', () => select(hit.conversation));
+    return h('li', null, button);
+  }
+
+  function replyItem(r) {
+    const button = h('button', {
+      type: 'button', class: 'assist-item', 'data-testid': 'suggestion-item', 'data-id': r.id,
+      title: 'Put this reply in the composer',
+    }, h('span', { class: 'assist-item-head' }, h('span', { 'data-testid': 'suggestion-title', text: r.title }),
+      h('span', { class: 'assist-score', text: scoreText(r.score) })),
+    h('span', { class: 'assist-item-text', text: r.body }));
+    button.addEventListener('click', () => {
+      el.input.value = r.body;
+      autosize();
+      el.input.focus();
+      onInput();
+    });
+    return h('li', null, button);
+  }
+
+  function showList(list, empty, items, make, emptyText) {
+    list.replaceChildren(...items.map(make));
+    empty.hidden = items.length > 0;
+    empty.textContent = emptyText;
+  }
+
+  // Fetches the similar conversations and suggested replies of the open
+  // conversation; answers for a conversation no longer open are dropped.
+  async function assistRefresh() {
+    clearTimeout(assist.timer);
+    const gen = ++assist.gen;
+    const id = A.selected;
+    if (!assist.enabled || !id || !/^c_[0-9a-f]{24}$/.test(id)) {
+      el.suggestions.replaceChildren();
+      el.similar.replaceChildren();
+      el.suggestionsEmpty.hidden = false;
+      el.similarEmpty.hidden = false;
+      el.suggestionsEmpty.textContent = 'Open a conversation to see suggested replies.';
+      el.similarEmpty.textContent = 'Open a conversation to see similar past ones.';
+      el.assist.dataset.conversation = '';
+      return;
+    }
+    el.assist.dataset.conversation = id;
+    const base = '/conversations/' + id;
+    const [sug, sim] = await Promise.allSettled([api('GET', base + '/suggestions?k=3'), api('GET', base + '/similar?k=5')]);
+    if (gen !== assist.gen) return;
+    if (sug.status === 'fulfilled') {
+      showList(el.suggestions, el.suggestionsEmpty, sug.value.items || [], replyItem,
+        'No saved reply fits yet. Save one below.');
+    } else if (!assistFailed(sug.reason)) {
+      showList(el.suggestions, el.suggestionsEmpty, [], replyItem, 'Suggestions unavailable: ' + sug.reason.message);
+    }
+    if (sim.status === 'fulfilled') {
+      showList(el.similar, el.similarEmpty, sim.value.items || [], convHitItem,
+        'No similar past conversation yet.');
+    } else if (!assistFailed(sim.reason)) {
+      showList(el.similar, el.similarEmpty, [], convHitItem, 'Similar conversations unavailable: ' + sim.reason.message);
+    }
+    el.assist.dataset.loaded = id;
+  }
+
+  async function assistSearch() {
+    const q = el.searchInput.value.trim();
+    if (!assist.enabled) return;
+    if (!q) {
+      el.searchResults.hidden = true;
+      el.searchResults.replaceChildren();
+      return;
+    }
+    if (q.length > MAX_QUERY) {
+      flash('A search can be at most ' + MAX_QUERY + ' characters.');
+      return;
+    }
+    try {
+      const res = await api('GET', '/search?k=5&q=' + encodeURIComponent(q));
+      const items = res.items || [];
+      el.searchResults.replaceChildren(...(items.length ? items.map(convHitItem)
+        : [h('li', { class: 'assist-empty', text: 'Nothing close to “' + q + '”.' })]));
+      el.searchResults.hidden = false;
+    } catch (e) {
+      if (!assistFailed(e)) flash('Search failed: ' + e.message);
+    }
+  }
+
+  async function assistSaveReply() {
+    const title = clean(el.replyTitle.value);
+    const body = clean(el.replyBody.value);
+    if (!title || !body) {
+      el.replyNote.textContent = 'A saved reply needs a title and a text.';
+      return;
+    }
+    try {
+      await api('POST', '/replies', { title, body });
+      el.replyTitle.value = '';
+      el.replyBody.value = '';
+      el.replyNote.textContent = 'Saved “' + title + '”.';
+      assistRefresh();
+    } catch (e) {
+      el.replyNote.textContent = 'Not saved: ' + e.message;
+    }
+  }
+
+  el.searchForm.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    assistSearch();
+  });
+  el.replyForm.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    assistSaveReply();
+  });
+
   // ---------------------------------------------------------------- sign in / out
 
   function showLogin(message) {
@@ -1212,6 +1439,7 @@
     A.attempt = 0;
     render();
     connect();
+    assistInit();
   }
 
   function signOut(message) {
@@ -1227,6 +1455,7 @@
     el.convList.replaceChildren();
     A.selected = null;
     storage.del('sessionStorage', KEY_SELECTED);
+    assistReset();
     render();
     showLogin(message);
   }
