@@ -556,3 +556,53 @@ func TestPresenceAndTypingAcrossNodes(t *testing.T) {
 	}
 	t.Logf("the killed node's visitor went offline for the agent %s after the kill", time.Since(killed).Round(time.Millisecond))
 }
+
+// TestErasureReachesEveryReplica: a conversation erased through one node is
+// gone from every node that held it, and stays gone.
+func TestErasureReachesEveryReplica(t *testing.T) {
+	tc := startCluster(t, 3)
+	n1, n2 := tc.nodes[0], tc.nodes[1]
+	mustAPI(t, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, nil)
+	ctx := testCtx(t, 60*time.Second)
+	v, err := dialNode(ctx, n1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.close()
+	if _, err := v.visitorHelloIn(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	v.send(ctx, map[string]any{"type": "start", "ref": "s"})
+	st, err := v.await(ctx, "started", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := st["conversation"].(string)
+	for i := range 3 {
+		say(t, ctx, v, conv, fmt.Sprintf("m-e-%06d", i), "to be forgotten")
+	}
+	var inv struct{ Index uint64 }
+	mustAPI(t, n1, "POST", "/v1/admin/workspaces/acme/operators", tc.root, map[string]any{"id": "sam", "email": "sam@acme.test", "name": "Sam", "password": "a good long password"}, &inv)
+	var login struct{ Token string }
+	mustAPI(t, n2, "POST", fmt.Sprintf("/v1/login?min_index=%d", inv.Index), "", map[string]any{"workspace": "acme", "email": "sam@acme.test", "password": "a good long password"}, &login)
+	mustAPI(t, n2, "DELETE", "/v1/workspaces/acme/conversations/"+conv, login.Token, nil, nil)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		held := 0
+		for _, d := range tc.digests(t, "acme") {
+			if _, ok := d[conv]; ok {
+				held++
+			}
+		}
+		if held == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d nodes still hold the erased conversation", held)
+		}
+	}
+	// The visitor's next message finds it gone rather than bringing it back.
+	v.send(ctx, map[string]any{"type": "send", "ref": "late", "conversation": conv, "id": "m-e-late01", "body": "again"})
+	if m, err := v.awaitRef(ctx, "late"); err != nil || m["code"] != "not_found" {
+		t.Fatalf("a message to the erased conversation: %v %v", m, err)
+	}
+}

@@ -38,6 +38,9 @@ const (
 	// SignalRead is a read receipt; the node applies it to its store, not
 	// the gateway (see Signal.Vector).
 	SignalRead = "read"
+	// SignalErase asks the other nodes to erase a conversation; the node
+	// handles it.
+	SignalErase = "erase"
 )
 
 func (s *Server) emit(sig Signal) {

@@ -493,6 +493,9 @@ func (n *Node) apiErase(c *apiCall) (any, error) {
 		}
 		return nil, err
 	}
+	// Every other node holding it erases it too; each keeps a tombstone,
+	// so a late event from a replica cannot bring it back.
+	n.repl.eraseEverywhere(c.ws, conv.ID)
 	n.log.Info("conversation erased", "workspace", c.ws, "conversation", conv.ID, "agent", c.agent.ID)
 	return struct {
 		Erased string `json:"erased"`

@@ -208,6 +208,7 @@ func (n *Node) Run(ctx context.Context) error {
 		defer n.pc.Close()
 	}
 	n.emb = newEmbedding(n.cfg, n.store, n.log)
+	n.repl.erase = n.emb.erase
 	defer n.emb.close()
 	n.emb.register(n.metrics.reg)
 	handler := n.routes()

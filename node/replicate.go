@@ -59,6 +59,9 @@ type replicator struct {
 	gw *gateway.Server // set once the gateway exists, before serving
 	// delay is Config.FaultReplDelay.
 	delay time.Duration
+	// erase erases a conversation here (and from the embeddings); set
+	// before serving.
+	erase func(ctx context.Context, ws, conv string) error
 }
 
 func newReplicator(cfg Config, log *slog.Logger, st *store.Store, ctl *control, mem *membership.Membership, reg prometheus.Registerer) *replicator {
@@ -336,13 +339,28 @@ func (r *replicator) onSignal(from string, b []byte) {
 	if sig.Kind == gateway.SignalLease && !strings.HasPrefix(sig.LeaseID, from+"/") {
 		return // a node speaks only for its own connections
 	}
-	if sig.Kind == gateway.SignalRead {
+	switch sig.Kind {
+	case gateway.SignalRead:
 		r.applyRead(sig)
+		return
+	case gateway.SignalErase:
+		if r.erase != nil && sig.Conversation != "" {
+			if err := r.erase(context.Background(), sig.Workspace, sig.Conversation); err != nil && !errors.Is(err, store.ErrNotFound) {
+				r.log.Warn("replication: a peer's erasure failed here", "conversation", sig.Conversation, "err", err)
+			}
+		}
 		return
 	}
 	if gw := r.gw; gw != nil {
 		gw.ApplySignal(sig)
 	}
+}
+
+// eraseEverywhere tells the other nodes that may hold a conversation to
+// erase it. A node that misses it (down, cut off) keeps its copy until an
+// operator erases it again there: noted in docs/replication.md.
+func (r *replicator) eraseEverywhere(ws, conv string) {
+	r.signal(gateway.Signal{Kind: gateway.SignalErase, Workspace: ws, Conversation: conv, Participant: "-", Role: "agent"})
 }
 
 // applyRead records another node's read receipt in this node's terms: up

@@ -110,6 +110,9 @@ func (s *Store) CreateConversation(ctx context.Context, c Conversation) error {
 		if _, err := b.conv(c.Workspace, c.ID); err == nil {
 			return fmt.Errorf("conversation %s: %w", c.ID, ErrExists)
 		}
+		if b.tx.Bucket(bErased).Get(key(c.Workspace, c.ID)) != nil {
+			return fmt.Errorf("conversation %s was erased: %w", c.ID, ErrExists)
+		}
 		if _, err := getWorkspace(b.tx, c.Workspace); err != nil {
 			return err
 		}

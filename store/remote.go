@@ -167,6 +167,9 @@ func (s *Store) ensureConversation(ctx context.Context, c Conversation) error {
 		if _, err := b.conv(c.Workspace, c.ID); err == nil {
 			return nil
 		}
+		if b.tx.Bucket(bErased).Get(key(c.Workspace, c.ID)) != nil {
+			return fmt.Errorf("conversation %s was erased: %w", c.ID, ErrNotFound)
+		}
 		if _, err := getWorkspace(b.tx, c.Workspace); err != nil {
 			v, err := marshal(Workspace{ID: c.Workspace, Created: b.now.UnixMilli()})
 			if err != nil {

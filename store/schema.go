@@ -18,6 +18,7 @@ var (
 	bOwners     = []byte("owners")     // ws|owner|conv -> empty (schema 2)
 	bStamps     = []byte("stamps")     // ws|conv|seq -> Stamp of the event (schema 3)
 	bByStamp    = []byte("bystamp")    // ws|conv|origin|oseq -> seq (schema 3)
+	bErased     = []byte("erased")     // ws|conv -> unix ms of its erasure (schema 5)
 	bOrigins    = []byte("origins")    // ws|conv|origin -> highest oseq, contiguous (schema 3)
 	bVectors    = []byte("vectors")    // ws|conv -> head (uint64) + embedding (schema 4)
 	bReplies    = []byte("replies")    // ws|reply -> Reply JSON (schema 4)
@@ -75,6 +76,10 @@ var migrations = []migration{
 			}
 		}
 		return nil
+	}},
+	{5, "tombstones of erased conversations", func(tx *bolt.Tx, _ migrationEnv) error {
+		_, err := tx.CreateBucketIfNotExists(bErased)
+		return err
 	}},
 }
 

@@ -307,6 +307,11 @@ func (b *batch) erase(ws, conv string) error {
 			return err
 		}
 	}
+	// The tombstone keeps the conversation from coming back with a late
+	// event from another replica.
+	if err := b.tx.Bucket(bErased).Put(key(ws, conv), putU64(uint64(b.now.UnixMilli()))); err != nil {
+		return err
+	}
 	// A write of this batch may have loaded the record: it must not be
 	// written back by flush.
 	k := string(key(ws, conv))

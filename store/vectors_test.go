@@ -175,11 +175,16 @@ func TestReplies(t *testing.T) {
 }
 
 // keysOf lists every key, in every bucket, that mentions conv.
+// keysOf lists the keys naming a conversation, but for tombstones of
+// erasures, which hold nothing of it but its ID (see TestErasedStaysErased).
 func keysOf(t *testing.T, s *Store, conv string) []string {
 	t.Helper()
 	var out []string
 	s.db.View(func(tx *bolt.Tx) error {
 		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			if bytes.Equal(name, bErased) {
+				return nil
+			}
 			return b.ForEach(func(k, _ []byte) error {
 				if bytes.Contains(k, []byte(conv)) {
 					out = append(out, fmt.Sprintf("%s:%q", name, k))
@@ -331,8 +336,8 @@ func TestMigrationFromV2(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if v, _ := s.SchemaVersion(); v != SchemaLatest() || SchemaLatest() != 4 {
-		t.Fatalf("schema %d (latest %d), want 4", v, SchemaLatest())
+	if v, _ := s.SchemaVersion(); v != SchemaLatest() || SchemaLatest() != 5 {
+		t.Fatalf("schema %d (latest %d), want 5", v, SchemaLatest())
 	}
 	if got, err := s.Conversations("ws1", "v:a"); err != nil || len(got) != 1 {
 		t.Fatalf("conversations after migration: %+v %v", got, err)
@@ -392,5 +397,33 @@ func TestPutVectorsBatch(t *testing.T) {
 	}
 	if h, _, _ := s.Vector("ws1", "c"); h != 10 {
 		t.Fatalf("an older vector replaced c's: head %d", h)
+	}
+}
+
+// TestErasedStaysErased: an erased conversation does not come back, neither
+// created again nor through another replica's late event.
+func TestErasedStaysErased(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openTest(t, Config{})
+	conv := Conversation{Workspace: "ws1", ID: "c1", Owner: "v:a", Created: 1}
+	if err := s.CreateConversation(ctx, conv); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(ctx, Change{Kind: Send, Workspace: "ws1", Conversation: "c1", Participant: "v:a", Message: msg("m1", "v:a", "secret", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EraseConversation(ctx, "ws1", "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateConversation(ctx, conv); !errors.Is(err, ErrExists) {
+		t.Fatalf("create an erased conversation again: %v", err)
+	}
+	_, err := s.ApplyRemote(ctx, Remote{Conversation: conv, Stamp: Stamp{Origin: "n2", OSeq: 1}, Message: msg("m1", "v:a", "secret", 1)})
+	if !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a late event of an erased conversation: %v", err)
+	}
+	if left := keysOf(t, s, "c1"); len(left) != 0 {
+		t.Fatalf("keys of the erased conversation: %v", left)
 	}
 }
