@@ -311,3 +311,20 @@ func TestWorkerLongBacklog(t *testing.T) {
 	}
 	eventually(t, "every key of a long backlog", func() bool { return w.Stats().Embedded == uint64(n) })
 }
+
+// BenchmarkWorkerNotify is the cost the store's commit path pays per
+// message event: a short lock and a map write, with a 10,000-key backlog.
+func BenchmarkWorkerNotify(b *testing.B) {
+	w, err := NewWorker(WorkerConfig{Encoder: &fakeEncoder{}, Source: newMemSource()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys := make([]Key, 10_000)
+	for i := range keys {
+		keys[i] = Key{"ws", fmt.Sprint(i)}
+		w.Notify(keys[i])
+	}
+	for i := 0; b.Loop(); i++ {
+		w.Notify(keys[i%len(keys)])
+	}
+}
