@@ -121,76 +121,17 @@ func TestPartitionHealsWithoutLoss(t *testing.T) {
 	tc := startClusterOn(t, clusterSpec{bin: parleyBin, n: 3, hosts: []string{lab.host(1), lab.host(2), lab.host(3)}, wrap: lab.wrap})
 	n1, n3 := tc.nodes[0], tc.nodes[2]
 	mustAPI(t, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, nil)
-	ctx := testCtx(t, 180*time.Second)
-	acked := map[string]bool{}
-	var conv string
-	var vis map[string]any
-	write := func(via *nodeProc, prefix string, n int) {
-		v, err := dialNode(ctx, via)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer v.close()
-		welcome, err := v.hello(ctx, "acme", vis)
-		if err != nil {
-			t.Fatal(err)
-		}
-		vis = map[string]any{"visitor_id": welcome["visitor_id"], "visitor_sig": welcome["visitor_sig"]}
-		if conv == "" {
-			v.send(ctx, map[string]any{"type": "start", "ref": "s"})
-			st, err := v.await(ctx, "started", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			conv = st["conversation"].(string)
-		}
-		for i := range n {
-			id := fmt.Sprintf("%s-%06d", prefix, i)
-			for try := 0; ; try++ {
-				ref := fmt.Sprintf("r-%s-%d", id, try)
-				v.send(ctx, map[string]any{"type": "send", "ref": ref, "conversation": conv, "id": id, "body": "across a partition"})
-				m, err := v.awaitRef(ctx, ref)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if m["type"] == "ack" {
-					acked[id] = true
-					break
-				}
-				if m["code"] != "unavailable" || try > 200 {
-					t.Fatalf("send %s via %s: %v", id, via.Addr, m)
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
-		}
-	}
-	write(n1, "m-before", 5)
+	w := newVisitorWriter(t, testCtx(t, 180*time.Second), "acme", "across a partition")
+	w.write(n1, "m-before", 5)
 	heal := lab.cut(3)
-	write(n1, "m-majority", 10)
-	write(n3, "m-minority", 10)
+	w.write(n1, "m-majority", 10)
+	w.write(n3, "m-minority", 10)
 	heal()
 	healed := time.Now()
 	for _, nd := range tc.nodes {
 		tc.waitAlive(t, nd, 3, 60*time.Second)
 	}
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(300 * time.Millisecond) {
-		ds := tc.digests(t, "acme")
-		same := true
-		for _, d := range ds {
-			if d[conv].State != ds[0][conv].State || d[conv].Messages != len(acked) {
-				same = false
-			}
-		}
-		if same {
-			break
-		}
-		if time.Now().After(deadline) {
-			for i, d := range ds {
-				t.Logf("n%d: %+v", i+1, d[conv])
-			}
-			t.Fatalf("replicas did not converge on %d acknowledged messages after healing", len(acked))
-		}
-	}
+	tc.waitConverged(t, "acme", w.conv, len(w.acked), 60*time.Second)
 	t.Logf("%d messages acknowledged on both sides of a partition; converged %s after healing",
-		len(acked), time.Since(healed).Round(time.Millisecond))
+		len(w.acked), time.Since(healed).Round(time.Millisecond))
 }

@@ -186,57 +186,17 @@ func TestReplicaKilledAndBack(t *testing.T) {
 	n1, n2 := tc.nodes[0], tc.nodes[1]
 	mustAPI(t, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, nil)
 	ctx := testCtx(t, 120*time.Second)
-	v, err := dialNode(ctx, n1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.close()
-	if _, err := v.visitorHelloIn(ctx, "acme"); err != nil {
-		t.Fatal(err)
-	}
-	v.send(ctx, map[string]any{"type": "start", "ref": "s"})
-	st, err := v.await(ctx, "started", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conv := st["conversation"].(string)
-	acked := map[string]bool{}
-	unconfirmed := 0
-	// send resends a message until it is acknowledged, as the widget does.
-	send := func(id string) {
-		for {
-			ref := fmt.Sprintf("r-%s-%d", id, unconfirmed)
-			v.send(ctx, map[string]any{"type": "send", "ref": ref, "conversation": conv, "id": id, "body": "msg " + id})
-			m, err := v.awaitRef(ctx, ref)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if m["type"] == "ack" {
-				acked[id] = true
-				return
-			}
-			if m["code"] != "unavailable" {
-				t.Fatalf("send %s: %v", id, m)
-			}
-			unconfirmed++
-			time.Sleep(200 * time.Millisecond)
-		}
-	}
-	for i := range 10 {
-		send(fmt.Sprintf("m-a-%06d", i))
-	}
+	w := newVisitorWriter(t, ctx, "acme", "msg")
+	w.write(n1, "m-a", 10)
 	n2.Kill9(t)
-	for i := range 20 {
-		send(fmt.Sprintf("m-b-%06d", i)) // the first ones wait for n2 to be declared dead
-	}
+	w.write(n1, "m-b", 20) // the first ones wait for n2 to be declared dead
 	n2.Restart(t)
 	tc.waitAlive(t, n1, 2, 30*time.Second)
-	for i := range 10 {
-		send(fmt.Sprintf("m-c-%06d", i))
-	}
-	if unconfirmed == 0 {
+	w.write(n1, "m-c", 10)
+	if w.unavailable == 0 {
 		t.Error("no message went unconfirmed while the replica was down and not yet declared dead")
 	}
+	conv, acked := w.conv, w.acked
 	// Both nodes hold every acknowledged message, once.
 	for i, nd := range tc.nodes {
 		ag := tc.agentOn(t, ctx, n1, nd, "acme", fmt.Sprintf("agent%d", i+1))
@@ -257,7 +217,7 @@ func TestReplicaKilledAndBack(t *testing.T) {
 			t.Errorf("%s holds %d messages, %d acknowledged", nd.Addr, len(seen), len(acked))
 		}
 	}
-	t.Logf("%d messages acknowledged; %d sends answered unavailable while the replica was down", len(acked), unconfirmed)
+	t.Logf("%d messages acknowledged; %d sends answered unavailable while the replica was down", len(acked), w.unavailable)
 }
 
 // TestResumeOnAnotherNode: an agent reads part of a conversation on one
@@ -386,31 +346,113 @@ func TestAntiEntropyRepairsAReturningReplica(t *testing.T) {
 	t.Logf("n2 caught up %s after its restart", time.Since(start).Round(time.Millisecond))
 }
 
-// digests returns each node's digest of a workspace: conversation ->
-// vector and state.
-func (tc *testCluster) digests(t *testing.T, ws string) []map[string]struct {
+// convDigest is what a node holds of one conversation (GET .../digest).
+type convDigest struct {
 	Vector   map[string]uint64 `json:"vector"`
 	State    string            `json:"state"`
 	Messages int               `json:"messages"`
-} {
+}
+
+// digests returns each node's digest of a workspace: conversation ->
+// vector and state.
+func (tc *testCluster) digests(t testing.TB, ws string) []map[string]convDigest {
 	t.Helper()
-	var out []map[string]struct {
-		Vector   map[string]uint64 `json:"vector"`
-		State    string            `json:"state"`
-		Messages int               `json:"messages"`
-	}
+	var out []map[string]convDigest
 	for _, nd := range tc.nodes {
 		var d struct {
-			Conversations map[string]struct {
-				Vector   map[string]uint64 `json:"vector"`
-				State    string            `json:"state"`
-				Messages int               `json:"messages"`
-			} `json:"conversations"`
+			Conversations map[string]convDigest `json:"conversations"`
 		}
 		mustAPI(t, nd, "GET", "/v1/admin/workspaces/"+ws+"/digest", tc.root, nil, &d)
 		out = append(out, d.Conversations)
 	}
 	return out
+}
+
+// waitConverged waits until every node holds conv with the same state and
+// n messages.
+func (tc *testCluster) waitConverged(t testing.TB, ws, conv string, n int, within time.Duration) []map[string]convDigest {
+	t.Helper()
+	for deadline := time.Now().Add(within); ; time.Sleep(300 * time.Millisecond) {
+		ds := tc.digests(t, ws)
+		same := true
+		for _, d := range ds {
+			if d[conv].State != ds[0][conv].State || d[conv].Messages != n ||
+				replicationVectorString(d[conv].Vector) != replicationVectorString(ds[0][conv].Vector) {
+				same = false
+			}
+		}
+		if same {
+			return ds
+		}
+		if time.Now().After(deadline) {
+			for i, d := range ds {
+				t.Logf("n%d: %+v", i+1, d[conv])
+			}
+			t.Fatalf("replicas did not converge on %d messages", n)
+		}
+	}
+}
+
+// visitorWriter writes as one visitor, through whichever node it is given,
+// resending each message with the same id until it is acknowledged, as the
+// widget does; it keeps the acknowledged ids.
+type visitorWriter struct {
+	t           testing.TB
+	ctx         context.Context
+	ws, conv    string
+	body        string
+	vis         map[string]any // the visitor's identity, kept across nodes
+	acked       map[string]bool
+	unavailable int // sends answered unavailable (not confirmed)
+}
+
+func newVisitorWriter(t testing.TB, ctx context.Context, ws, body string) *visitorWriter {
+	return &visitorWriter{t: t, ctx: ctx, ws: ws, body: body, acked: map[string]bool{}}
+}
+
+// write sends n messages prefix-000000... through via, starting the
+// conversation on the first call.
+func (w *visitorWriter) write(via *nodeProc, prefix string, n int) {
+	t, ctx := w.t, w.ctx
+	t.Helper()
+	v, err := dialNode(ctx, via)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.close()
+	welcome, err := v.hello(ctx, w.ws, w.vis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.vis = map[string]any{"visitor_id": welcome["visitor_id"], "visitor_sig": welcome["visitor_sig"]}
+	if w.conv == "" {
+		v.send(ctx, map[string]any{"type": "start", "ref": "s"})
+		st, err := v.await(ctx, "started", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.conv = st["conversation"].(string)
+	}
+	for i := range n {
+		id := fmt.Sprintf("%s-%06d", prefix, i)
+		for try := 0; ; try++ {
+			ref := fmt.Sprintf("r-%s-%d", id, try)
+			v.send(ctx, map[string]any{"type": "send", "ref": ref, "conversation": w.conv, "id": id, "body": w.body})
+			m, err := v.awaitRef(ctx, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m["type"] == "ack" {
+				w.acked[id] = true
+				break
+			}
+			if m["code"] != "unavailable" || try > 200 {
+				t.Fatalf("send %s via %s: %v", id, via.Addr, m)
+			}
+			w.unavailable++
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 }
 
 // TestRollingRestartConverges restarts every node in turn, each with SIGTERM
@@ -420,50 +462,8 @@ func (tc *testCluster) digests(t *testing.T, ws string) []map[string]struct {
 func TestRollingRestartConverges(t *testing.T) {
 	tc := startCluster(t, 3)
 	mustAPI(t, tc.nodes[0], "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, nil)
-	ctx := testCtx(t, 180*time.Second)
-	acked := map[string]bool{}
-	var conv string
-	var vis map[string]any // the visitor's identity, kept across nodes
-	write := func(via *nodeProc, prefix string, n int) {
-		v, err := dialNode(ctx, via)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer v.close()
-		welcome, err := v.hello(ctx, "acme", vis)
-		if err != nil {
-			t.Fatal(err)
-		}
-		vis = map[string]any{"visitor_id": welcome["visitor_id"], "visitor_sig": welcome["visitor_sig"]}
-		if conv == "" {
-			v.send(ctx, map[string]any{"type": "start", "ref": "s"})
-			st, err := v.await(ctx, "started", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			conv = st["conversation"].(string)
-		}
-		for i := range n {
-			id := fmt.Sprintf("%s-%06d", prefix, i)
-			for try := 0; ; try++ {
-				ref := fmt.Sprintf("r-%s-%d", id, try)
-				v.send(ctx, map[string]any{"type": "send", "ref": ref, "conversation": conv, "id": id, "body": "rolling"})
-				m, err := v.awaitRef(ctx, ref)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if m["type"] == "ack" {
-					acked[id] = true
-					break
-				}
-				if m["code"] != "unavailable" || try > 100 {
-					t.Fatalf("send %s: %v", id, m)
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
-		}
-	}
-	write(tc.nodes[0], "m-start", 5)
+	w := newVisitorWriter(t, testCtx(t, 180*time.Second), "acme", "rolling")
+	w.write(tc.nodes[0], "m-start", 5)
 	for i, nd := range tc.nodes {
 		if i%2 == 0 {
 			nd.Kill9(t)
@@ -471,36 +471,14 @@ func TestRollingRestartConverges(t *testing.T) {
 			nd.stop()
 		}
 		other := tc.nodes[(i+1)%len(tc.nodes)]
-		write(other, fmt.Sprintf("m-during-%d", i), 5)
+		w.write(other, fmt.Sprintf("m-during-%d", i), 5)
 		nd.Restart(t)
 		tc.waitAlive(t, nd, 3, 30*time.Second)
 	}
-	write(tc.nodes[2], "m-end", 5)
+	w.write(tc.nodes[2], "m-end", 5)
 	// Every replica converges on the same digest, with every message.
-	var ds []map[string]struct {
-		Vector   map[string]uint64 `json:"vector"`
-		State    string            `json:"state"`
-		Messages int               `json:"messages"`
-	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(300 * time.Millisecond) {
-		ds = tc.digests(t, "acme")
-		same := true
-		for _, d := range ds {
-			if d[conv].State != ds[0][conv].State || d[conv].Messages != len(acked) || replicationVectorString(d[conv].Vector) != replicationVectorString(ds[0][conv].Vector) {
-				same = false
-			}
-		}
-		if same {
-			break
-		}
-		if time.Now().After(deadline) {
-			for i, d := range ds {
-				t.Logf("n%d: %+v", i+1, d[conv])
-			}
-			t.Fatalf("replicas did not converge on %d acknowledged messages", len(acked))
-		}
-	}
-	t.Logf("%d messages acknowledged through a rolling restart; replicas converged on state %s", len(acked), ds[0][conv].State)
+	ds := tc.waitConverged(t, "acme", w.conv, len(w.acked), 30*time.Second)
+	t.Logf("%d messages acknowledged through a rolling restart; replicas converged on state %s", len(w.acked), ds[0][w.conv].State)
 }
 
 func replicationVectorString(v map[string]uint64) string {
