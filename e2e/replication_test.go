@@ -33,6 +33,28 @@ func (tc *testCluster) agentOn(t testing.TB, ctx context.Context, via, on *nodeP
 	return cl
 }
 
+// startVisitor connects a new anonymous visitor of ws to a node and starts a
+// conversation; it returns the client, its welcome and the conversation.
+func startVisitor(t testing.TB, ctx context.Context, nd *nodeProc, ws string) (*wsClient, map[string]any, string) {
+	t.Helper()
+	v, err := dialNode(ctx, nd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	welcome, err := v.visitorHelloIn(ctx, ws)
+	if err != nil {
+		v.close()
+		t.Fatal(err)
+	}
+	v.send(ctx, map[string]any{"type": "start", "ref": "s"})
+	st, err := v.await(ctx, "started", nil)
+	if err != nil {
+		v.close()
+		t.Fatal(err)
+	}
+	return v, welcome, st["conversation"].(string)
+}
+
 func say(t *testing.T, ctx context.Context, cl *wsClient, conv, id, body string) {
 	t.Helper()
 	ref := "r-" + id
@@ -53,20 +75,8 @@ func TestCrossNodeChat(t *testing.T) {
 	ctx := testCtx(t, 60*time.Second)
 	agent := tc.agentOn(t, ctx, n1, n2, "acme", "sam")
 
-	visitor, err := dialNode(ctx, n1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	visitor, _, conv := startVisitor(t, ctx, n1, "acme")
 	defer visitor.close()
-	if _, err := visitor.visitorHelloIn(ctx, "acme"); err != nil {
-		t.Fatal(err)
-	}
-	visitor.send(ctx, map[string]any{"type": "start", "ref": "s"})
-	st, err := visitor.await(ctx, "started", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conv := st["conversation"].(string)
 
 	for i := range 20 {
 		id := fmt.Sprintf("m-v-%06d", i)
@@ -134,21 +144,10 @@ func TestPinnedWorkspaceStaysInItsRegion(t *testing.T) {
 		t.Fatalf("visitor of an eu workspace on a us node: %v %v", m, err)
 	}
 
-	v, err := dialNode(ctx, n1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, _, conv := startVisitor(t, ctx, n1, "euonly")
 	defer v.close()
-	if _, err := v.visitorHelloIn(ctx, "euonly"); err != nil {
-		t.Fatal(err)
-	}
-	v.send(ctx, map[string]any{"type": "start", "ref": "s"})
-	st, err := v.await(ctx, "started", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for i := range 5 {
-		say(t, ctx, v, st["conversation"].(string), fmt.Sprintf("m-eu-%06d", i), "resident data")
+		say(t, ctx, v, conv, fmt.Sprintf("m-eu-%06d", i), "resident data")
 	}
 	time.Sleep(time.Second) // time for any stray replication to land
 	for _, nd := range tc.nodes[1:] {
@@ -228,20 +227,8 @@ func TestResumeOnAnotherNode(t *testing.T) {
 	n1, n2, n3 := tc.nodes[0], tc.nodes[1], tc.nodes[2]
 	mustAPI(t, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, nil)
 	ctx := testCtx(t, 60*time.Second)
-	v, err := dialNode(ctx, n1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, _, conv := startVisitor(t, ctx, n1, "acme")
 	defer v.close()
-	if _, err := v.visitorHelloIn(ctx, "acme"); err != nil {
-		t.Fatal(err)
-	}
-	v.send(ctx, map[string]any{"type": "start", "ref": "s"})
-	st, err := v.await(ctx, "started", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conv := st["conversation"].(string)
 
 	agent := tc.agentOn(t, ctx, n1, n2, "acme", "sam")
 	vec := map[string]int{}
@@ -295,20 +282,8 @@ func TestAntiEntropyRepairsAReturningReplica(t *testing.T) {
 	n1, n2 := tc.nodes[0], tc.nodes[1]
 	mustAPI(t, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, nil)
 	ctx := testCtx(t, 120*time.Second)
-	v, err := dialNode(ctx, n1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, _, conv := startVisitor(t, ctx, n1, "acme")
 	defer v.close()
-	if _, err := v.visitorHelloIn(ctx, "acme"); err != nil {
-		t.Fatal(err)
-	}
-	v.send(ctx, map[string]any{"type": "start", "ref": "s"})
-	st, err := v.await(ctx, "started", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conv := st["conversation"].(string)
 	say(t, ctx, v, conv, "m-before-0001", "before")
 	n2.Kill9(t)
 	tc.waitAlive(t, n1, 1, 30*time.Second) // n2 declared dead: acks need only n1
@@ -499,6 +474,8 @@ func TestPresenceAndTypingAcrossNodes(t *testing.T) {
 	mustAPI(t, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, nil)
 	ctx := testCtx(t, 60*time.Second)
 	agent := tc.agentOn(t, ctx, n1, n2, "acme", "sam")
+	// Not startVisitor: the agent's presence comes with the welcome, before
+	// any reply to start.
 	v, err := dialNode(ctx, n1)
 	if err != nil {
 		t.Fatal(err)
@@ -542,20 +519,8 @@ func TestErasureReachesEveryReplica(t *testing.T) {
 	n1, n2 := tc.nodes[0], tc.nodes[1]
 	mustAPI(t, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, nil)
 	ctx := testCtx(t, 60*time.Second)
-	v, err := dialNode(ctx, n1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v, _, conv := startVisitor(t, ctx, n1, "acme")
 	defer v.close()
-	if _, err := v.visitorHelloIn(ctx, "acme"); err != nil {
-		t.Fatal(err)
-	}
-	v.send(ctx, map[string]any{"type": "start", "ref": "s"})
-	st, err := v.await(ctx, "started", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conv := st["conversation"].(string)
 	for i := range 3 {
 		say(t, ctx, v, conv, fmt.Sprintf("m-e-%06d", i), "to be forgotten")
 	}
