@@ -233,11 +233,10 @@ func (r *replicator) sendRange(ctx context.Context, peer membership.Member, n ae
 	if to < n.From {
 		return nil
 	}
-	c, err := r.st.Conversation(n.Workspace, n.Conversation)
+	c, err := r.record(n.Workspace, n.Conversation)
 	if err != nil {
 		return err
 	}
-	c.Last = nil
 	evs, err := r.st.OriginEvents(n.Workspace, n.Conversation, n.Origin, n.From, 4096)
 	if err != nil {
 		return err

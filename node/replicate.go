@@ -55,6 +55,9 @@ type replicator struct {
 	mu   sync.Mutex
 	acks map[ackKey]*ackWait // own events' replica answers, until confirmed
 
+	recMu   sync.Mutex
+	records map[string]store.Conversation // see record
+
 	ae *aeMetrics
 	gw *gateway.Server // set once the gateway exists, before serving
 	// delay is Config.FaultReplDelay.
@@ -65,7 +68,7 @@ type replicator struct {
 }
 
 func newReplicator(cfg Config, log *slog.Logger, st *store.Store, ctl *control, mem *membership.Membership, reg prometheus.Registerer) *replicator {
-	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, peers: ctl.peers, acks: map[ackKey]*ackWait{}, ae: newAEMetrics(reg), delay: cfg.FaultReplDelay}
+	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, peers: ctl.peers, acks: map[ackKey]*ackWait{}, records: map[string]store.Conversation{}, ae: newAEMetrics(reg), delay: cfg.FaultReplDelay}
 	r.gate = replication.NewGate(r.have, 0)
 	r.repl = replication.New(replication.Config{Self: cfg.NodeID, Dial: r.dial, Store: r.store, Logger: log, OnSignal: r.onSignal})
 	return r
@@ -142,16 +145,51 @@ func (r *replicator) send(e store.Event) *ackWait {
 }
 
 func (r *replicator) encode(e store.Event) (replication.Event, error) {
-	c, err := r.st.Conversation(e.Workspace, e.Conversation)
+	c, err := r.record(e.Workspace, e.Conversation)
 	if err != nil {
 		return replication.Event{}, err
 	}
-	c.Last = nil
 	b, err := json.Marshal(payload{Conversation: c, Message: e.Message})
 	if err != nil {
 		return replication.Event{}, err
 	}
 	return replication.Event{Workspace: e.Workspace, Conversation: e.Conversation, Origin: e.Stamp.Origin, OSeq: e.Stamp.OSeq, Payload: b}, nil
+}
+
+// maxRecords bounds the cache of conversation records.
+const maxRecords = 100_000
+
+// record is the part of a conversation's record that its events carry
+// (workspace, ID, owner, owner's name, creation: fixed for its life), from
+// a cache: publish runs under the store's sequencer lock, on every message,
+// and must not read the file each time.
+func (r *replicator) record(ws, conv string) (store.Conversation, error) {
+	k := ws + "\x00" + conv
+	r.recMu.Lock()
+	c, ok := r.records[k]
+	r.recMu.Unlock()
+	if ok {
+		return c, nil
+	}
+	c, err := r.st.Conversation(ws, conv)
+	if err != nil {
+		return store.Conversation{}, err
+	}
+	c.Head, c.Updated, c.Last = 0, 0, nil
+	r.recMu.Lock()
+	if len(r.records) >= maxRecords {
+		clear(r.records)
+	}
+	r.records[k] = c
+	r.recMu.Unlock()
+	return c, nil
+}
+
+// forget drops an erased conversation's record from the cache.
+func (r *replicator) forget(ws, conv string) {
+	r.recMu.Lock()
+	delete(r.records, ws+"\x00"+conv)
+	r.recMu.Unlock()
 }
 
 type ackKey struct {
@@ -345,6 +383,7 @@ func (r *replicator) onSignal(from string, b []byte) {
 		return
 	case gateway.SignalErase:
 		if r.erase != nil && sig.Conversation != "" {
+			r.forget(sig.Workspace, sig.Conversation)
 			if err := r.erase(context.Background(), sig.Workspace, sig.Conversation); err != nil && !errors.Is(err, store.ErrNotFound) {
 				r.log.Warn("replication: a peer's erasure failed here", "conversation", sig.Conversation, "err", err)
 			}
@@ -360,6 +399,7 @@ func (r *replicator) onSignal(from string, b []byte) {
 // erase it. A node that misses it (down, cut off) keeps its copy until an
 // operator erases it again there: noted in docs/replication.md.
 func (r *replicator) eraseEverywhere(ws, conv string) {
+	r.forget(ws, conv)
 	r.signal(gateway.Signal{Kind: gateway.SignalErase, Workspace: ws, Conversation: conv, Participant: "-", Role: "agent"})
 }
 
