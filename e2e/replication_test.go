@@ -125,42 +125,139 @@ func TestCrossNodeChat(t *testing.T) {
 	}
 }
 
-// TestPinnedWorkspaceStaysInItsRegion: a workspace pinned to eu is served by
-// the eu node; a node of another region refuses its visitors, and after a
-// conversation no file of a node outside eu holds a byte of it.
+// TestPinnedWorkspaceStaysInItsRegion: a workspace pinned to eu, served by
+// two eu nodes. A visitor lands on a us node and an agent on an ap node:
+// both are relayed to an eu node and chat as if they were there. The
+// visitor's eu node is killed; the visitor reconnects to the same us node,
+// is relayed to the other eu node, and finds every acknowledged message
+// there once. No file of the us and ap nodes, and no line of their logs,
+// holds a byte of the conversation.
 func TestPinnedWorkspaceStaysInItsRegion(t *testing.T) {
-	tc := startCluster(t, 3) // regions eu, us, ap
-	n1, n2 := tc.nodes[0], tc.nodes[1]
-	mustAPI(t, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "euonly", "name": "EU only", "region": "eu", "plan": "team"}, nil)
-	ctx := testCtx(t, 60*time.Second)
+	tc := startCluster(t, 4) // regions eu, us, ap, eu
+	n1, us, ap := tc.nodes[0], tc.nodes[1], tc.nodes[2]
+	var created struct{ Index uint64 }
+	mustAPI(t, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "euonly", "name": "EU only", "region": "eu", "plan": "team"}, &created)
+	for _, nd := range tc.nodes {
+		mustAPI(t, nd, "GET", fmt.Sprintf("/v1/admin/workspaces/euonly?min_index=%d", created.Index), tc.root, nil, nil)
+	}
+	ctx := testCtx(t, 90*time.Second)
+	byID := map[string]*nodeProc{"n1": tc.nodes[0], "n4": tc.nodes[3]}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, nd := range tc.nodes {
+				t.Logf("%s:\n%s", nd.Addr, grepLog(nd.logs(), "refused"))
+			}
+		}
+	})
 
-	outside, err := dialNode(ctx, n2)
+	v, welcome, conv := startVisitor(t, ctx, us, "euonly")
+	defer v.close()
+	upstream := byID[welcome["node"].(string)]
+	if upstream == nil {
+		t.Fatalf("visitor on the us node served by %v, want an eu node", welcome["node"])
+	}
+	agent := tc.agentOn(t, ctx, n1, ap, "euonly", "ana")
+	acked := map[string]bool{}
+	for i := range 5 {
+		id := fmt.Sprintf("m-eu-%06d", i)
+		say(t, ctx, v, conv, id, "resident data "+id)
+		acked[id] = true
+		if _, err := agent.await(ctx, "deliver", func(m map[string]any) bool { return msgID(m) == id }); err != nil {
+			t.Fatalf("agent relayed from ap never got %s: %v", id, err)
+		}
+	}
+	agent.send(ctx, map[string]any{"type": "send", "ref": "reply", "conversation": conv, "id": "m-ag-000001", "body": "resident reply"})
+	if m, err := agent.awaitRef(ctx, "reply"); err != nil || m["type"] != "ack" {
+		t.Fatalf("agent reply through the relay: %v %v", m, err)
+	}
+	acked["m-ag-000001"] = true
+	if _, err := v.await(ctx, "deliver", func(m map[string]any) bool { return msgID(m) == "m-ag-000001" }); err != nil {
+		t.Fatalf("visitor relayed from us never got the reply: %v", err)
+	}
+	// The agents' API of the ap node answers from the eu nodes: a saved
+	// reply made through it is kept in eu, and read back through it.
+	var login struct{ Token string }
+	mustAPI(t, ap, "POST", "/v1/login", "", map[string]any{"workspace": "euonly", "email": "ana@euonly.test", "password": "a good long password"}, &login)
+	mustAPI(t, ap, "POST", "/v1/workspaces/euonly/replies", login.Token, map[string]any{"title": "resident title", "body": "resident saved reply"}, nil)
+	var replies struct{ Items []struct{ Title string } }
+	mustAPI(t, ap, "GET", "/v1/workspaces/euonly/replies", login.Token, nil, &replies)
+	if len(replies.Items) != 1 || replies.Items[0].Title != "resident title" {
+		t.Errorf("saved replies through the ap node: %+v", replies)
+	}
+	if n := metric(t, us, `parley_relays_total{outcome="opened"}`); n < 1 {
+		t.Errorf("us node counted %v relays", n)
+	}
+
+	// The visitor's eu node dies: its relayed connection ends with a
+	// request to reconnect, and the same us node relays it to the other.
+	upstream.Kill9(t)
+	if m, err := v.await(ctx, "error", nil); err != nil || m["code"] != "unavailable" {
+		t.Fatalf("visitor connection after its eu node died: %v %v", m, err)
+	}
+	if _, err := v.await(ctx, "never", nil); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Fatalf("visitor connection after its eu node died: %v", err)
+	}
+	v2, err := dialNode(ctx, us)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer outside.close()
-	outside.send(ctx, map[string]any{"type": "hello", "v": 1, "workspace": "euonly", "role": "visitor"})
-	if m, err := outside.await(ctx, "error", nil); err != nil || m["code"] != "unavailable" {
-		t.Fatalf("visitor of an eu workspace on a us node: %v %v", m, err)
+	defer v2.close()
+	w2, err := v2.visitorHello(ctx, map[string]any{"workspace": "euonly", "visitor_id": welcome["visitor_id"], "visitor_sig": welcome["visitor_sig"]})
+	if err != nil {
+		t.Fatalf("reconnect through the relay: %v", err)
+	}
+	if w2["node"] == welcome["node"] || byID[w2["node"].(string)] == nil {
+		t.Fatalf("reconnected to %v, want the other eu node", w2["node"])
+	}
+	// Until gossip declares the dead node gone, a send waits for it as the
+	// second replica and is answered unavailable: resend with the same id.
+	for try := 0; ; try++ {
+		v2.send(ctx, map[string]any{"type": "send", "ref": "after", "conversation": conv, "id": "m-eu-after", "body": "resident data after the failover"})
+		m, err := v2.awaitRef(ctx, "after")
+		if err == nil && m["type"] == "ack" {
+			break
+		}
+		if err != nil || m["code"] != "unavailable" || try == 20 {
+			t.Fatalf("send after the failover: %v %v", m, err)
+		}
+		if strings.Contains(fmt.Sprint(m["message"]), "127.0.0.1") {
+			t.Errorf("the client is told internal addresses: %v", m["message"])
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	acked["m-eu-after"] = true
+	hist, err := v2.history(ctx, conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, d := range hist {
+		seen[msgID(d)]++
+	}
+	for id := range acked {
+		if seen[id] != 1 {
+			t.Errorf("after the failover the visitor sees %s %d times", id, seen[id])
+		}
+	}
+	if len(seen) != len(acked) {
+		t.Errorf("visitor sees %d messages, %d acknowledged: %v", len(seen), len(acked), seen)
 	}
 
-	v, _, conv := startVisitor(t, ctx, n1, "euonly")
-	defer v.close()
-	for i := range 5 {
-		say(t, ctx, v, conv, fmt.Sprintf("m-eu-%06d", i), "resident data")
-	}
 	time.Sleep(time.Second) // time for any stray replication to land
-	for _, nd := range tc.nodes[1:] {
+	for _, nd := range []*nodeProc{us, ap} {
 		filepath.WalkDir(nd.DataDir, func(p string, d os.DirEntry, err error) error {
 			if err != nil || d.IsDir() || filepath.Base(p) == "raft.db" || strings.Contains(p, "snapshots") {
 				// The control plane's log names every workspace, by design.
 				return err
 			}
-			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte("euonly")) || bytes.Contains(b, []byte("resident data")) {
+			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte("euonly")) || bytes.Contains(b, []byte("resident")) {
 				t.Errorf("%s holds data of the eu workspace", p)
 			}
 			return nil
 		})
+		if strings.Contains(nd.logs(), "resident") || strings.Contains(nd.logs(), conv) {
+			t.Errorf("the log of %s mentions the eu conversation", nd.Addr)
+		}
 	}
 }
 

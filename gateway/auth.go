@@ -121,7 +121,7 @@ func authError(err error, msg string) *wireError {
 	if errors.Is(err, ErrAuth) {
 		return fatalf(CodeAuthFailed, closeAuthFailed, "%s", msg)
 	}
-	return fatalf(CodeUnavailable, closeRestart, "authentication unavailable")
+	return &wireError{Code: CodeUnavailable, Message: "authentication unavailable", close: closeRestart, cause: err}
 }
 
 // UserHash is what a site computes for a verified visitor: the hex HMAC-SHA256

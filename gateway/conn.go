@@ -54,7 +54,13 @@ type conn struct {
 
 	id     identity // set once by hello, before the conn joins the hub
 	authed atomic.Bool
-	convs  map[string]bool // conversations this connection may touch; reader only
+	// relay is set when hello hands the connection to another node (see
+	// relay.go); relaying says so to other goroutines. viaRelay marks a
+	// connection another node relays here.
+	relay    Upstream
+	relaying atomic.Bool
+	viaRelay bool
+	convs    map[string]bool // conversations this connection may touch; reader only
 
 	lastSeen atomic.Int64 // unix ms of the last frame read
 	leaseAt  int64        // unix ms of the last presence renewal; reader only
@@ -224,6 +230,10 @@ func (c *conn) finish() error {
 	e := c.closeErr
 	if e == nil {
 		c.t.Close(1000, "")
+		return nil
+	}
+	if e.relayed {
+		c.t.Close(e.close, e.Code)
 		return nil
 	}
 	wctx, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -45,6 +45,12 @@ type wireError struct {
 	Code    string
 	Message string
 	close   int
+	// relayed: the error frame came from the node a relay serves the
+	// connection through; only the close remains to be sent.
+	relayed bool
+	// cause is the internal error behind an unavailable one, for the log;
+	// the client sees only the message.
+	cause error
 }
 
 func (e *wireError) Error() string { return e.Code + ": " + e.Message }

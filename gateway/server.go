@@ -39,6 +39,8 @@ type Metrics interface {
 	MessageIn(transport string)
 	Delivered(transport string, d time.Duration)
 	Error(code string)
+	// Relay counts connections relayed to another node: "opened", "failed".
+	Relay(outcome string)
 }
 
 // Config configures New. Store, Auth and Clock are required; every other
@@ -87,6 +89,13 @@ type Config struct {
 	// OnSignal receives this node's presence leases and typing states, for
 	// the other nodes (see Signal). It must not block. Zero: none.
 	OnSignal func(Signal)
+	// Relay hands connections of workspaces this node does not serve to a
+	// node that does (relay.go). Zero: every workspace is served here.
+	Relay Relayer
+	// Forwarded says, for a connection relayed here by another node, the
+	// client's own address (per-IP limits apply to it, not to the relay);
+	// ok is false for a direct connection. Zero: none are trusted.
+	Forwarded func(r *http.Request) (ip string, ok bool)
 }
 
 func (c *Config) defaults() {
@@ -148,6 +157,7 @@ type Server struct {
 	mu       sync.Mutex
 	perIP    map[string]int
 	wsLimits map[string]*rate.Limiter
+	relays   map[*conn]struct{}
 	closing  bool
 
 	conns  sync.WaitGroup
@@ -161,6 +171,7 @@ func New(cfg Config) *Server {
 		cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics,
 		hub: newHub(), presence: newPresence(cfg.Clock),
 		perIP: map[string]int{}, wsLimits: map[string]*rate.Limiter{},
+		relays: map[*conn]struct{}{},
 	}
 }
 
@@ -194,7 +205,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
-	for _, c := range s.hub.conns() {
+	for _, c := range append(s.hub.conns(), s.relayed()...) {
 		c.fail(fatalf(CodeUnavailable, closeRestart, "node restarting: reconnect"))
 	}
 	done := make(chan struct{})
@@ -279,9 +290,9 @@ func (s *Server) allowWorkspace(ws string, now time.Time) bool {
 
 // serve runs one connection, admitted already, to its end: a reader loop and
 // a writer under one errgroup; when either ends, both do.
-func (s *Server) serve(ctx context.Context, t transport, ip string) {
+func (s *Server) serve(ctx context.Context, t transport, ip string, viaRelay bool) {
 	c := &conn{
-		srv: s, t: t, ip: ip, stop: make(chan struct{}),
+		srv: s, t: t, ip: ip, viaRelay: viaRelay, stop: make(chan struct{}),
 		out:     make(chan *outItem, s.cfg.SendQueue),
 		limiter: rate.NewLimiter(rate.Limit(s.cfg.FrameRate), s.cfg.FrameBurst),
 		convs:   map[string]bool{},
@@ -296,7 +307,7 @@ func (s *Server) serve(ctx context.Context, t transport, ip string) {
 	// sends the frame and closes the transport, which ends the read.
 	var g errgroup.Group
 	hello := time.AfterFunc(s.cfg.HelloTimeout, func() {
-		if !c.authed.Load() {
+		if !c.authed.Load() && !c.relaying.Load() {
 			c.fail(fatalf(CodeUnauthenticated, closeUnauthentic, "no hello within %s", s.cfg.HelloTimeout))
 		}
 	})
@@ -344,3 +355,4 @@ func (noMetrics) FrameIn(string)                  {}
 func (noMetrics) MessageIn(string)                {}
 func (noMetrics) Delivered(string, time.Duration) {}
 func (noMetrics) Error(string)                    {}
+func (noMetrics) Relay(string)                    {}

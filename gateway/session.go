@@ -52,6 +52,16 @@ func (c *conn) readLoop(ctx context.Context) error {
 			c.replyErr(f.Ref, fatalf(CodeUnauthenticated, closeUnauthentic, "send hello first"))
 			return nil
 		}
+		if f.Type == "hello" && !c.authed.Load() {
+			relayed, werr := c.relayHello(ctx, f, data)
+			if werr != nil {
+				c.replyErr(f.Ref, werr)
+				return nil
+			}
+			if relayed {
+				return c.relayLoop(ctx)
+			}
+		}
 		c.renewLease(now)
 		if werr := c.handle(ctx, f, now); werr != nil {
 			c.replyErr(f.Ref, werr)
@@ -91,6 +101,9 @@ func (c *conn) hello(ctx context.Context, f inFrame) *wireError {
 	}
 	id, werr := authenticate(ctx, c.srv.cfg.Auth, f)
 	if werr != nil {
+		if werr.cause != nil {
+			c.srv.log.Warn("hello refused", "code", werr.Code, "err", werr.cause)
+		}
 		return werr
 	}
 	c.id = id
@@ -378,7 +391,8 @@ func (c *conn) storeError(err error) *wireError {
 	case errors.Is(err, store.ErrClosed), errors.Is(err, context.Canceled):
 		return fatalf(CodeUnavailable, closeRestart, "node shutting down: reconnect")
 	case errors.Is(err, ErrUnconfirmed):
-		return errf(CodeUnavailable, "%v: retry with the same id", err)
+		// The cause names nodes and addresses: for the log, not the client.
+		return errf(CodeUnavailable, "%v: retry with the same id", ErrUnconfirmed)
 	}
 	c.srv.log.Error("store failure", "err", err, "workspace", c.id.Workspace)
 	return errf(CodeInternal, "internal error")

@@ -158,7 +158,7 @@ func (w *WebTransport) serveHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t := newWTTransport(sess, str)
-	s.serve(context.WithoutCancel(r.Context()), t, ip)
+	s.serve(context.WithoutCancel(r.Context()), t, ip, false)
 	s.release(ip)
 	// One session per QUIC connection: once it is over, so is the
 	// connection. The client normally closes it itself; give it a moment to

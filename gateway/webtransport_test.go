@@ -83,6 +83,7 @@ func (m *countMetrics) get(k string) int {
 	defer m.mu.Unlock()
 	return m.n[k]
 }
+func (m *countMetrics) Relay(string)                        {}
 func (m *countMetrics) ConnOpened(t string)                 { m.add("conns/"+t, 1); m.add("opened/"+t, 1) }
 func (m *countMetrics) ConnClosed(t string)                 { m.add("conns/"+t, -1) }
 func (m *countMetrics) FrameIn(t string)                    { m.add("frames/"+t, 1) }

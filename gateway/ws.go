@@ -22,7 +22,12 @@ const hardReadLimit = 4 * MaxFrameBytes
 // credential rides on cookies (tokens and signatures travel in hello), so a
 // cross-site page gains nothing a script could not do by itself.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ip := clientIP(r)
+	ip, viaRelay := clientIP(r), false
+	if s.cfg.Forwarded != nil {
+		if fwd, ok := s.cfg.Forwarded(r); ok {
+			ip, viaRelay = fwd, true
+		}
+	}
 	if !s.admit(ip) {
 		s.metrics.Error(CodeRateLimited)
 		http.Error(w, `{"code":"rate_limited","message":"too many connections from this address"}`, http.StatusTooManyRequests)
@@ -39,7 +44,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.SetReadLimit(hardReadLimit)
 	// The connection outlives the request context's cancellation only
 	// through Shutdown, which closes it deliberately.
-	s.serve(context.WithoutCancel(r.Context()), &wsTransport{c: c}, ip)
+	s.serve(context.WithoutCancel(r.Context()), &wsTransport{c: c}, ip, viaRelay)
 }
 
 type wsTransport struct{ c *websocket.Conn }

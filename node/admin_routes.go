@@ -248,6 +248,8 @@ type secretsReply struct {
 type createWorkspaceReply struct {
 	Workspace cluster.Workspace `json:"workspace"`
 	secretsReply
+	// Index is the log index of the last write, for min_index on other nodes.
+	Index uint64 `json:"index"`
 }
 
 // createWorkspace creates a workspace with fresh secrets. A crash between
@@ -285,7 +287,7 @@ func (a *admin) createWorkspace(r *http.Request, p principal) (any, error) {
 	}
 	a.written(ctx, res)
 	w, err := a.ctl.c.Workspace(req.ID)
-	return createWorkspaceReply{Workspace: w, secretsReply: secretsReply{Workspace: req.ID, IdentitySecret: hex.EncodeToString(id)}}, err
+	return createWorkspaceReply{Workspace: w, secretsReply: secretsReply{Workspace: req.ID, IdentitySecret: hex.EncodeToString(id)}, Index: res.Index}, err
 }
 
 func (a *admin) workspace(r *http.Request, p principal) (any, error) {

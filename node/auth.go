@@ -26,6 +26,8 @@ type clusterAuth struct {
 	// store (the store refuses conversations of a workspace it has no
 	// record of).
 	local sync.Map
+	// catchUps bounds the concurrent catch-ups of Agent (see catchUp).
+	catchUps chan struct{}
 }
 
 func (a *clusterAuth) Agent(ctx context.Context, workspace, token string) (gateway.Agent, error) {
@@ -33,6 +35,12 @@ func (a *clusterAuth) Agent(ctx context.Context, workspace, token string) (gatew
 		return gateway.Agent{}, errStale
 	}
 	o, err := a.ctl.c.AuthenticateSession(token)
+	if err != nil && !errors.Is(err, cluster.ErrRevoked) && a.catchUp(ctx) {
+		// Signed in a moment ago through another node (a relayed console
+		// signs in on its nearest node and is served in its workspace's
+		// region): this node may not have applied the session yet.
+		o, err = a.ctl.c.AuthenticateSession(token)
+	}
 	if err != nil || o.Workspace != workspace {
 		return gateway.Agent{}, gateway.ErrAuth
 	}
@@ -40,6 +48,27 @@ func (a *clusterAuth) Agent(ctx context.Context, workspace, token string) (gatew
 		return gateway.Agent{}, err
 	}
 	return gateway.Agent{ID: o.ID, Name: o.Name, Credential: cluster.SessionID(cluster.HashToken(token))}, nil
+}
+
+// catchUp waits until this node has applied what the leader had committed
+// when asked, and reports whether it applied anything new. At most a few
+// run at once: unknown tokens must not turn into a stream of requests to
+// the leader.
+func (a *clusterAuth) catchUp(ctx context.Context) bool {
+	select {
+	case a.catchUps <- struct{}{}:
+		defer func() { <-a.catchUps }()
+	default:
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	before := a.ctl.c.Index()
+	idx, err := a.ctl.leaderCommitIndex(ctx)
+	if err != nil || idx <= before {
+		return false
+	}
+	return a.ctl.c.WaitApplied(ctx, idx) == nil
 }
 
 // Secrets answers from the local state even when it is stale: a visitor's
@@ -82,9 +111,11 @@ func (a *clusterAuth) Allow(workspace string, now time.Time) error {
 }
 
 func (a *clusterAuth) ensureLocal(ctx context.Context, workspace string) error {
-	// A workspace pinned to another region keeps no data here. Relaying its
-	// sessions to a node of its region is not built yet: refuse, saying
-	// where it is served, rather than store it against its pin.
+	// A workspace pinned to another region keeps no data here. Its sessions
+	// are relayed to a node of its region (relay.go) before they get here;
+	// one that arrives anyway (no node of the region reachable, or relayed
+	// here by a node that disagrees about the region) is refused, saying
+	// where it is served, rather than stored against its pin.
 	if w, err := a.ctl.c.Workspace(workspace); err == nil && w.Region != "" && w.Region != a.ctl.cfg.Region {
 		return fmt.Errorf("workspace %s is served by the nodes of region %s", workspace, w.Region)
 	}

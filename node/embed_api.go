@@ -91,6 +91,9 @@ type apiCall struct {
 // calls h, which answers with a value (200) or an *apiError.
 func (n *Node) agentAPI(h func(*apiCall) (any, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ws := r.PathValue("ws"); reAPIWorkspace.MatchString(ws) && n.relay.proxyAPI(w, r, ws) {
+			return
+		}
 		v, err := n.authorizeAPI(w, r, h)
 		if err != nil {
 			var ae *apiError

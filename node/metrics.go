@@ -18,6 +18,7 @@ type metrics struct {
 	messagesOut *prometheus.CounterVec
 	delivery    *prometheus.HistogramVec
 	errors      *prometheus.CounterVec
+	relays      *prometheus.CounterVec
 	commit      prometheus.Histogram
 	batch       prometheus.Histogram
 	commitErrs  prometheus.Counter
@@ -49,6 +50,10 @@ func newMetrics() *metrics {
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_errors_total", Help: "Error frames sent, by wire code.",
 		}, []string{"code"}),
+		relays: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_relays_total",
+			Help: "Client connections relayed to a node serving their workspace's region, by outcome (opened, failed).",
+		}, []string{"outcome"}),
 		commit: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "parley_store_commit_seconds", Help: "Store group-commit latency, fsync included.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
@@ -62,7 +67,7 @@ func newMetrics() *metrics {
 		}),
 	}
 	m.reg.MustRegister(m.conns, m.connsTotal, m.framesIn, m.messagesIn, m.messagesOut,
-		m.delivery, m.errors, m.commit, m.batch, m.commitErrs,
+		m.delivery, m.errors, m.relays, m.commit, m.batch, m.commitErrs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -71,10 +76,11 @@ func (m *metrics) ConnOpened(t string) {
 	m.conns.WithLabelValues(t).Inc()
 	m.connsTotal.WithLabelValues(t).Inc()
 }
-func (m *metrics) ConnClosed(t string) { m.conns.WithLabelValues(t).Dec() }
-func (m *metrics) FrameIn(t string)    { m.framesIn.WithLabelValues(t).Inc() }
-func (m *metrics) MessageIn(t string)  { m.messagesIn.WithLabelValues(t).Inc() }
-func (m *metrics) Error(code string)   { m.errors.WithLabelValues(code).Inc() }
+func (m *metrics) ConnClosed(t string)  { m.conns.WithLabelValues(t).Dec() }
+func (m *metrics) FrameIn(t string)     { m.framesIn.WithLabelValues(t).Inc() }
+func (m *metrics) MessageIn(t string)   { m.messagesIn.WithLabelValues(t).Inc() }
+func (m *metrics) Error(code string)    { m.errors.WithLabelValues(code).Inc() }
+func (m *metrics) Relay(outcome string) { m.relays.WithLabelValues(outcome).Inc() }
 
 func (m *metrics) Delivered(t string, d time.Duration) {
 	m.messagesOut.WithLabelValues(t).Inc()

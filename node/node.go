@@ -30,6 +30,7 @@ type Node struct {
 	metrics *metrics
 	store   *store.Store
 	gw      *gateway.Server
+	relay   *relayer
 	emb     *embedding // set by Run (embed.go)
 	ln      net.Listener
 	ready   atomic.Bool
@@ -87,14 +88,17 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 	}
 	n.ctl.gossipAddr = n.gossip.m.Addr()
 	n.repl = newReplicator(cfg, n.log, st, n.ctl, n.gossip.m, n.metrics.reg)
-	n.auth = &clusterAuth{ctl: n.ctl, st: st}
+	n.auth = &clusterAuth{ctl: n.ctl, st: st, catchUps: make(chan struct{}, 4)}
 	n.usage = newUsageReporter(cfg.NodeID, n.ctl.c.Apply, n.log, cfg.UsageInterval)
+	n.relay = &relayer{region: cfg.Region, self: cfg.NodeID, key: n.ctl.key.nodeKey(), ctl: n.ctl, mem: n.gossip.m}
 	n.gw = gateway.New(gateway.Config{
 		Store:          replicatedStore{Store: st, r: n.repl},
 		Auth:           n.auth,
 		Limits:         n.auth,
 		Meter:          n.usage,
 		OnSignal:       n.repl.signal,
+		Relay:          n.relay,
+		Forwarded:      forwarded(n.ctl.key.nodeKey()),
 		Clock:          crdt.NewClock(cfg.NodeID, nil),
 		Node:           cfg.NodeID,
 		Logger:         n.log,
