@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -50,6 +51,9 @@ type WebTransport struct {
 	handler http.Handler
 	closed  atomic.Bool
 	active  atomic.Int64 // WebTransport handlers running
+
+	mu sync.Mutex
+	ln *quic.EarlyListener // set by Serve; closed by Close
 }
 
 type quicConnKey struct{}
@@ -89,19 +93,49 @@ func (s *Server) NewWebTransport(cfg WebTransportConfig) *WebTransport {
 	return w
 }
 
-// Serve serves HTTP/3 on pc until Close; it does not close pc.
+// Serve serves HTTP/3 on pc until Close; it does not close pc. It accepts
+// the QUIC connections itself and hands each to webtransport-go: the
+// library's own Serve counts itself on a WaitGroup that its Close waits on,
+// and a Close soon after start raced with that count.
 func (w *WebTransport) Serve(pc net.PacketConn) error {
-	err := w.wt.Serve(pc)
+	ln, err := quic.ListenEarly(pc, w.h3.TLSConfig, w.h3.QUICConfig)
+	if err != nil {
+		return fmt.Errorf("webtransport: listen: %w", err)
+	}
+	w.mu.Lock()
 	if w.closed.Load() {
+		w.mu.Unlock()
+		ln.Close()
 		return nil
 	}
-	return err
+	w.ln = ln
+	w.mu.Unlock()
+	var conns sync.WaitGroup
+	defer conns.Wait()
+	for {
+		qc, err := ln.Accept(context.Background())
+		if err != nil {
+			if w.closed.Load() {
+				return nil
+			}
+			return fmt.Errorf("webtransport: accept: %w", err)
+		}
+		conns.Go(func() { w.wt.ServeQUICConn(qc) })
+	}
 }
 
-// Close closes every QUIC connection at once and waits for their handlers.
+// Close closes every QUIC connection at once (while the socket is open, so
+// that their CONNECTION_CLOSE frames go out), then the listener.
 func (w *WebTransport) Close() error {
+	w.mu.Lock()
 	w.closed.Store(true)
-	return w.wt.Close()
+	ln := w.ln
+	w.mu.Unlock()
+	err := w.wt.Close()
+	if ln != nil {
+		ln.Close()
+	}
+	return err
 }
 
 // Shutdown waits, until ctx ends, for the WebTransport sessions to be over
