@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -43,7 +44,22 @@ type vclient struct {
 	curs []convCursor
 
 	pre []*frame // frames that came before the welcome
+
+	// lastRecv is when the reader last got a frame (unix nanos): the
+	// session's liveness watchdog reads it.
+	lastRecv atomic.Int64
 }
+
+// answerTimeout is how long a client waits for any frame after writing one
+// that expects an answer (a send, a ping) before it takes the connection
+// for broken, as the widget does (docs/protocol.md). A WebTransport
+// session whose node was killed ends with no close at all; without this it
+// would wait for QUIC's idle timeout.
+const answerTimeout = 5 * time.Second
+
+// wtPing is how often WebTransport clients ping, so that a dead session is
+// noticed within answerTimeout of it even on an idle connection (an agent).
+const wtPing = 2 * time.Second
 
 // convCursor is where a client stands in one conversation: the highest
 // seq received, and, while a resume is not complete, the seq the replay
@@ -277,8 +293,23 @@ func (v *vclient) session(ctx context.Context, c conn) time.Duration {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- v.readLoop(sctx, c) }()
-	ping := time.NewTicker(v.hb)
+	every := v.hb
+	if v.transport == "wt" {
+		every = min(every, wtPing)
+	}
+	ping := time.NewTicker(every)
 	defer ping.Stop()
+	watch := time.NewTicker(time.Second)
+	defer watch.Stop()
+	// waiting is when the oldest frame expecting an answer, with nothing
+	// received since, was written (unix nanos; 0: none).
+	var waiting int64
+	v.lastRecv.Store(time.Now().UnixNano())
+	expect := func() {
+		if waiting == 0 || v.lastRecv.Load() >= waiting {
+			waiting = time.Now().UnixNano()
+		}
+	}
 	var buf []byte
 	// end closes the connection and waits for the reader.
 	end := func(graceful bool) {
@@ -306,6 +337,7 @@ func (v *vclient) session(ctx context.Context, c conn) time.Duration {
 					end(false)
 					return 0
 				}
+				expect()
 				if r.ledger.Sent(k) {
 					r.rec.written.Add(1)
 					r.rec.record(mLag, time.Since(r.due(k)))
@@ -331,6 +363,14 @@ func (v *vclient) session(ctx context.Context, c conn) time.Duration {
 		case <-v.wake:
 		case <-ping.C:
 			if err := c.Write(sctx, []byte(`{"type":"ping","ref":"p"}`)); err != nil {
+				end(false)
+				return 0
+			}
+			expect()
+		case now := <-watch.C:
+			if waiting != 0 && v.lastRecv.Load() < waiting && now.UnixNano()-waiting > int64(answerTimeout) {
+				r.rec.drops.Add(1)
+				r.rec.errorOn(v.transport, "no_answer")
 				end(false)
 				return 0
 			}
@@ -372,7 +412,9 @@ func (v *vclient) readLoop(ctx context.Context, c conn) error {
 		if err != nil {
 			return err
 		}
-		if err := v.handle(ctx, c, f, time.Now()); err != nil {
+		now := time.Now()
+		v.lastRecv.Store(now.UnixNano())
+		if err := v.handle(ctx, c, f, now); err != nil {
 			return err
 		}
 	}
