@@ -185,6 +185,13 @@ func TestTestdataScenariosValid(t *testing.T) {
 			t.Errorf("%v", err)
 		}
 	}
+	// Its partition is refused where namespaces cannot be made.
+	saved := partitionsAvailable
+	defer func() { partitionsAvailable = saved }()
+	partitionsAvailable = func() error { return nil }
+	if sc, err := LoadScenario("testdata/cluster-faults.yaml"); err != nil || !sc.HasPartition() || sc.Transports["wt"] != 1 {
+		t.Errorf("cluster-faults.yaml: %v", err)
+	}
 }
 
 func TestPickTransport(t *testing.T) {

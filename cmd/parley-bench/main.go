@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -276,6 +277,18 @@ func printSummary(r *bench.Result) {
 			continue
 		}
 		fmt.Printf("  %-8s n=%-8d p50 %8.3fms  p90 %8.3fms  p99 %8.3fms  p99.9 %8.3fms  max %8.3fms\n", m, p.Count, p.P50, p.P90, p.P99, p.P999, p.Max)
+	}
+	if len(r.Transports) > 1 {
+		names := make([]string, 0, len(r.Transports))
+		for n := range r.Transports {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			t := r.Transports[n]
+			fmt.Printf("  %s: %d clients; connect p50 %.3fms p99 %.3fms; ack p50 %.3fms p99 %.3fms; e2e p50 %.3fms p99 %.3fms; reconnects %d, connect failures %d; errors %v\n",
+				n, t.Clients, t.Connect.P50, t.Connect.P99, t.Ack.P50, t.Ack.P99, t.E2E.P50, t.E2E.P99, t.Reconnects, t.ConnectFailures, t.Errors)
+		}
 	}
 	a := r.Accounting
 	if a.Issued > 0 {
