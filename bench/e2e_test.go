@@ -10,6 +10,49 @@ import (
 	"time"
 )
 
+// buildNode builds the node binary (without the race detector: it is the
+// system under test, not the harness) into the test's temporary directory.
+func buildNode(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "parley")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/parley").CombinedOutput(); err != nil {
+		t.Fatalf("building the node: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// checkAllDelivered fails the test unless every issued message was
+// acknowledged, delivered to every agent once, and stored once on every
+// audited node.
+func checkAllDelivered(t *testing.T, res *Result, minIssued, nodes int) {
+	t.Helper()
+	a := res.Accounting
+	t.Logf("%s %s", res.Verdict, res.AuditError)
+	t.Logf("accounting %+v", a)
+	t.Logf("counts %+v errors %v events %v", res.Counts, res.Errors, res.Events)
+	if a.Issued < minIssued || a.Acked != a.Issued {
+		t.Errorf("issued %d, acked %d: every message should be acknowledged in the end", a.Issued, a.Acked)
+	}
+	if a.Delivered != a.Acked || a.Lost != 0 || a.Duplicated != 0 || !a.Audited || a.AuditedNodes != nodes {
+		t.Errorf("not every acknowledged message delivered exactly once and stored once on each of %d nodes: %+v", nodes, a)
+	}
+	if !strings.HasPrefix(res.Verdict, "OK") {
+		t.Errorf("verdict %q", res.Verdict)
+	}
+	if e2e := res.Latency["e2e"]; e2e.Count != int64(a.Agents*a.Acked) {
+		t.Errorf("e2e latency of %d receipts for %d acked messages and %d agents", e2e.Count, a.Acked, a.Agents)
+	}
+}
+
+// events counts the run's events whose text contains each of what.
+func countEvents(res *Result, what string) int {
+	n := 0
+	for _, e := range res.Events {
+		n += strings.Count(e.What, what)
+	}
+	return n
+}
+
 // TestRunAgainstRealNode builds the node, starts it as a local cluster of
 // one, and runs a short scenario with a reconnect storm and a kill -9 and
 // restart of the node: every acknowledged message must reach both agents
@@ -19,11 +62,7 @@ func TestRunAgainstRealNode(t *testing.T) {
 		t.Skip("builds and runs a node")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "parley")
-	build := exec.Command("go", "build", "-o", bin, "../cmd/parley")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the node: %v\n%s", err, out)
-	}
+	bin := buildNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cl, err := StartLocal(ctx, LocalOptions{Bin: bin, Nodes: 1})
@@ -99,5 +138,131 @@ faults: [{at: 1500ms, action: kill, node: 0, restart_after: 500ms}]
 	}
 	if b, _ := os.ReadFile(hp); !strings.Contains(string(b), "<svg") {
 		t.Error("no plots in the report")
+	}
+}
+
+// TestRunOnClusterWithFaults starts a real 3-node cluster (one key, node 0
+// bootstraps, the others join, regions r0 r1 r2), spreads WebSocket and
+// WebTransport clients over the nodes, kills a node with SIGKILL and
+// restarts it, and, as root, cuts another node off for 3 s and heals:
+// every acknowledged message must reach every agent (on every node) once
+// and be stored once on every node. Without root (or ip), the partition is
+// left out, and said so.
+func TestRunOnClusterWithFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs a 3-node cluster")
+	}
+	bin := buildNode(t)
+	partition := NetLabAvailable() == nil
+	faults := "faults:\n  - {at: 1500ms, action: kill, node: 1, restart_after: 1s}\n"
+	if partition {
+		faults += "  - {at: 6s, action: partition, nodes: [2], heal_after: 3s}\n"
+	} else {
+		t.Logf("no partition fault: %v", NetLabAvailable())
+	}
+	sc, err := ParseScenario([]byte(`
+name: cluster-e2e
+visitors: 9
+agents: 3
+conversations: 9
+rate: 100
+duration: 11s
+ramp_up: 500ms
+message_size: 100
+drain: 15s
+transports: {ws: 1, wt: 1}
+` + faults))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	cl, err := StartLocal(ctx, LocalOptions{Bin: bin, Nodes: 3, Isolate: sc.HasPartition(), Log: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Stop()
+	if partition && (cl.Lab == nil || !strings.HasPrefix(cl.Nodes[2].Addr, "10.77.")) {
+		t.Fatalf("nodes not isolated: %v", cl.URLs())
+	}
+	sc.Target.Nodes, sc.Target.AgentToken = cl.URLs(), cl.Token
+	res, err := Run(ctx, sc, Options{Cluster: cl})
+	if err != nil {
+		t.Fatalf("run: %v\nlogs: %v", err, cl.Logs(2000))
+	}
+	checkAllDelivered(t, res, 900, 3)
+	if countEvents(res, "kill -9 n2") != 1 || countEvents(res, "n2 rejoined") != 1 {
+		t.Errorf("kill and rejoin events: %v", res.Events)
+	}
+	if partition && (countEvents(res, "partition: [n3] cut off") != 1 || countEvents(res, "every node sees every node alive within") != 1) {
+		t.Errorf("partition and heal events: %v", res.Events)
+	}
+	if partition && res.Errors["unavailable"] == 0 {
+		t.Errorf("no unavailable while n3 was cut off: did the partition cut anything? errors %v", res.Errors)
+	}
+	// The killed node's clients (a third of them) reconnected and resumed.
+	if res.Counts.Reconnects < 4 || res.Counts.Resumes < 4 {
+		t.Errorf("reconnects %d resumes %d after the kill", res.Counts.Reconnects, res.Counts.Resumes)
+	}
+	if res.Local == nil || len(res.Local.Regions) != 3 || res.Local.Isolated != partition {
+		t.Errorf("cluster info %+v", res.Local)
+	}
+}
+
+// TestRunMixedTransports runs WebSocket and WebTransport clients side by
+// side on one node through a reconnect storm and a kill -9: both kinds
+// reconnect, resume and resend, nothing is lost or doubled, and connect,
+// ack and e2e latencies and errors are reported per transport.
+func TestRunMixedTransports(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs a node")
+	}
+	bin := buildNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cl, err := StartLocal(ctx, LocalOptions{Bin: bin, Nodes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Stop()
+	sc, err := ParseScenario([]byte(`
+name: mixed
+visitors: 10
+agents: 2
+conversations: 10
+rate: 150
+duration: 6s
+ramp_up: 500ms
+drain: 12s
+transports: {ws: 1, wt: 1}
+reconnect_storms: [{at: 1500ms, fraction: 0.5, over: 300ms}]
+faults: [{at: 3s, action: kill, node: 0, restart_after: 500ms}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Target.Nodes, sc.Target.AgentToken = cl.URLs(), cl.Token
+	res, err := Run(ctx, sc, Options{Cluster: cl})
+	if err != nil {
+		t.Fatalf("run: %v\nnode log: %s", err, cl.Logs(2000)["n1"])
+	}
+	checkAllDelivered(t, res, 700, 1)
+	ws, wt := res.Transports["ws"], res.Transports["wt"]
+	t.Logf("ws %+v\nwt %+v", ws, wt)
+	if ws.Clients+wt.Clients != 12 || ws.Clients < 5 || wt.Clients < 5 {
+		t.Errorf("clients per transport: ws %d wt %d, want 12 spread evenly", ws.Clients, wt.Clients)
+	}
+	for name, tr := range res.Transports {
+		// Every client connected at least twice (the kill); the audit
+		// adds a WebSocket.
+		if tr.Connect.Count < 2*tr.Clients || tr.Connect.P50 <= 0 || tr.Reconnects < tr.Clients {
+			t.Errorf("%s: %d clients, %d connects, %d reconnects", name, tr.Clients, tr.Connect.Count, tr.Reconnects)
+		}
+		if tr.Ack.Count == 0 || tr.E2E.Count == 0 {
+			t.Errorf("%s: ack %+v e2e %+v", name, tr.Ack, tr.E2E)
+		}
+	}
+	if ws.Ack.Count+wt.Ack.Count != int64(res.Accounting.Acked) || ws.E2E.Count+wt.E2E.Count != res.Latency["e2e"].Count {
+		t.Errorf("per-transport counts do not add up: ack %d+%d, e2e %d+%d", ws.Ack.Count, wt.Ack.Count, ws.E2E.Count, wt.E2E.Count)
 	}
 }

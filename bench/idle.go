@@ -190,7 +190,7 @@ func dialIdle(ctx context.Context, d *dialer, url string, i int, hello []byte) (
 	t0 := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	c, err := d.dial(cctx, url, i)
+	c, err := d.dialWS(cctx, url, i)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -199,7 +199,7 @@ func dialIdle(ctx context.Context, d *dialer, url string, i int, hello []byte) (
 		c.CloseNow()
 		return nil, 0, err
 	}
-	if _, err := await(cctx, c, "welcome", "", nil); err != nil {
+	if _, err := await(cctx, wsConn{c}, "welcome", "", nil); err != nil {
 		c.CloseNow()
 		return nil, 0, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -25,15 +26,25 @@ import (
 // different seqs, or the audited history holding it twice. The same seq
 // arriving twice at one agent (a resume overlapping what the connection had
 // received) is a redelivery: the client sees one event.
+//
+// On a cluster, seqs are positions in one node's log: each node numbers
+// the same events its own way. The acknowledged seq is then checked only
+// where it means something, at the agents connected to the node that
+// acknowledged (and in that node's history); an agent on another node must
+// have received the message, and every audited node must hold it exactly
+// once.
 type Ledger struct {
 	mu          sync.Mutex
 	n           int
 	agents      int
 	state       []uint8  // msg* flags
 	ackSeq      []uint64 // seq of the first ack; 0: none
+	ackNode     []int32  // node of the first ack
+	agentNode   []int    // node each agent is connected to
 	seen        [][]uint64
-	stored      []uint8 // audit: times in the history (saturating)
-	storedSeq   []uint64
+	stored      [][]uint8 // audit, by node: times in the history (saturating)
+	storedSeq   [][]uint64
+	auditedOn   []int // nodes whose histories were read completely
 	audited     bool
 	redelivered int64
 	seqChanges  int64
@@ -48,7 +59,8 @@ const (
 
 // NewLedger tracks n messages and agents agents.
 func NewLedger(n, agents int) *Ledger {
-	l := &Ledger{n: n, agents: agents, state: make([]uint8, n), ackSeq: make([]uint64, n), seen: make([][]uint64, agents)}
+	l := &Ledger{n: n, agents: agents, state: make([]uint8, n), ackSeq: make([]uint64, n), ackNode: make([]int32, n),
+		agentNode: make([]int, agents), seen: make([][]uint64, agents)}
 	for a := range l.seen {
 		l.seen[a] = make([]uint64, n)
 	}
@@ -56,6 +68,16 @@ func NewLedger(n, agents int) *Ledger {
 }
 
 func (l *Ledger) ok(k int) bool { return k >= 0 && k < l.n }
+
+// SetAgentNode says agent a is connected to node (default 0).
+func (l *Ledger) SetAgentNode(a, node int) {
+	if a < 0 || a >= l.agents {
+		return
+	}
+	l.mu.Lock()
+	l.agentNode[a] = node
+	l.mu.Unlock()
+}
 
 // Sent records that message k was written to a connection. It reports
 // whether this was the first write of k (later ones are resends).
@@ -70,9 +92,9 @@ func (l *Ledger) Sent(k int) bool {
 	return first
 }
 
-// Acked records an ack of message k at seq. It reports whether this was the
-// first ack of k (the one whose latency counts).
-func (l *Ledger) Acked(k int, seq uint64) bool {
+// Acked records an ack of message k by node at seq. It reports whether
+// this was the first ack of k (the one whose latency counts).
+func (l *Ledger) Acked(k, node int, seq uint64) bool {
 	if !l.ok(k) {
 		return false
 	}
@@ -80,11 +102,10 @@ func (l *Ledger) Acked(k int, seq uint64) bool {
 	defer l.mu.Unlock()
 	first := l.state[k]&msgAcked == 0
 	l.state[k] |= msgAcked
-	s := seq
 	switch {
-	case l.ackSeq[k] == 0:
-		l.ackSeq[k] = s
-	case l.ackSeq[k] != s:
+	case first:
+		l.ackSeq[k], l.ackNode[k] = seq, int32(node)
+	case int(l.ackNode[k]) == node && l.ackSeq[k] != seq:
 		l.state[k] |= msgDupSeq
 	}
 	return first
@@ -123,34 +144,41 @@ func (l *Ledger) Delivered(a, k int, seq uint64) bool {
 	return false
 }
 
-// Stored records, from the audit of a conversation's history, that message
-// k is in the log at seq.
-func (l *Ledger) Stored(k int, seq uint64) {
-	if !l.ok(k) {
+// Stored records, from the audit of a conversation's history on node,
+// that message k is in the log at seq.
+func (l *Ledger) Stored(node, k int, seq uint64) {
+	if !l.ok(k) || node < 0 {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.stored == nil {
-		l.stored = make([]uint8, l.n)
-		l.storedSeq = make([]uint64, l.n)
+	l.growStored(node + 1)
+	if l.stored[node][k] < 255 {
+		l.stored[node][k]++
 	}
-	if l.stored[k] < 255 {
-		l.stored[k]++
-	}
-	if l.storedSeq[k] == 0 {
-		l.storedSeq[k] = seq
+	if l.storedSeq[node][k] == 0 {
+		l.storedSeq[node][k] = seq
 	}
 }
 
-// MarkAudited says every conversation's history was read completely.
-func (l *Ledger) MarkAudited() {
+// growStored makes room for the audits of nodes nodes. Lock held.
+func (l *Ledger) growStored(nodes int) {
+	for len(l.stored) < nodes {
+		l.stored = append(l.stored, make([]uint8, l.n))
+		l.storedSeq = append(l.storedSeq, make([]uint64, l.n))
+	}
+}
+
+// MarkAudited says every conversation's history was read completely on
+// each of nodes (at least one).
+func (l *Ledger) MarkAudited(nodes ...int) {
+	if len(nodes) == 0 {
+		return
+	}
 	l.mu.Lock()
 	l.audited = true
-	if l.stored == nil {
-		l.stored = make([]uint8, l.n)
-		l.storedSeq = make([]uint64, l.n)
-	}
+	l.auditedOn = append([]int(nil), nodes...)
+	l.growStored(slices.Max(nodes) + 1)
 	l.mu.Unlock()
 }
 
@@ -171,12 +199,13 @@ type Accounting struct {
 	Unverified int `json:"unverified"` // neither agents nor an audit to check it
 
 	LostAtAgents      int   `json:"lost_at_agents"`      // (message, agent) pairs never received
-	LostInStore       int   `json:"lost_in_store"`       // acknowledged but not in the history
-	DuplicatedInStore int   `json:"duplicated_in_store"` // in the history more than once
-	Redelivered       int64 `json:"redelivered"`         // same seq again at one agent (resume overlap)
-	SeqChanges        int64 `json:"seq_changes"`         // received again at a new seq after a crash lost the first`
-	StoredUnacked     int   `json:"stored_unacked"`      // in the history though never acknowledged
-	DeliveredUnacked  int   `json:"delivered_unacked"`   // received by an agent though never acknowledged
+	LostInStore       int   `json:"lost_in_store"`       // (message, node) pairs: acknowledged but not in that node's history
+	DuplicatedInStore int   `json:"duplicated_in_store"` // (message, node) pairs: in the history more than once
+	AuditedNodes      int   `json:"audited_nodes,omitempty"`
+	Redelivered       int64 `json:"redelivered"`       // same seq again at one agent (resume overlap)
+	SeqChanges        int64 `json:"seq_changes"`       // received again at a new seq after a crash lost the first`
+	StoredUnacked     int   `json:"stored_unacked"`    // in the history though never acknowledged
+	DeliveredUnacked  int   `json:"delivered_unacked"` // received by an agent though never acknowledged
 
 	LostExamples []int `json:"lost_examples,omitempty"` // message indices, at most 20
 	DupExamples  []int `json:"dup_examples,omitempty"`
@@ -188,16 +217,18 @@ type Accounting struct {
 // it at which seq, and the audit's count. Lock held.
 func (l *Ledger) detail(k int, why string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "message %d %s: acked seq %d; agents:", k, why, l.ackSeq[k])
+	fmt.Fprintf(&b, "message %d %s: acked seq %d by node %d; agents:", k, why, l.ackSeq[k], l.ackNode[k])
 	for ag := 0; ag < l.agents; ag++ {
 		if s := l.seen[ag][k]; s == 0 {
-			fmt.Fprintf(&b, " %d=missing", ag)
+			fmt.Fprintf(&b, " %d@node%d=missing", ag, l.agentNode[ag])
 		} else {
-			fmt.Fprintf(&b, " %d=seq %d", ag, s)
+			fmt.Fprintf(&b, " %d@node%d=seq %d", ag, l.agentNode[ag], s)
 		}
 	}
 	if l.audited {
-		fmt.Fprintf(&b, "; stored %d time(s), first at seq %d", l.stored[k], l.storedSeq[k])
+		for _, nd := range l.auditedOn {
+			fmt.Fprintf(&b, "; node %d stored it %d time(s), first at seq %d", nd, l.stored[nd][k], l.storedSeq[nd][k])
+		}
 	}
 	return b.String()
 }
@@ -210,6 +241,9 @@ func (l *Ledger) Account(issued int) Accounting {
 		issued = l.n
 	}
 	a := Accounting{Issued: issued, Agents: l.agents, Audited: l.audited, Redelivered: l.redelivered, SeqChanges: l.seqChanges}
+	if l.audited {
+		a.AuditedNodes = len(l.auditedOn)
+	}
 	for k := 0; k < issued; k++ {
 		st := l.state[k]
 		if st&msgSent != 0 {
@@ -222,8 +256,13 @@ func (l *Ledger) Account(issued int) Accounting {
 			if st&msgRejected != 0 {
 				a.Rejected++
 			}
-			if l.audited && l.stored[k] > 0 {
-				a.StoredUnacked++
+			if l.audited {
+				for _, nd := range l.auditedOn {
+					if l.stored[nd][k] > 0 {
+						a.StoredUnacked++
+						break
+					}
+				}
 			}
 			for ag := 0; ag < l.agents; ag++ {
 				if l.seen[ag][k] != 0 {
@@ -235,22 +274,28 @@ func (l *Ledger) Account(issued int) Accounting {
 		}
 		a.Acked++
 		lost, dup := false, st&msgDupSeq != 0
+		ackNode := int(l.ackNode[k])
 		for ag := 0; ag < l.agents; ag++ {
-			if l.seen[ag][k] != l.ackSeq[k] { // never, or only at a seq a crash lost
+			seen := l.seen[ag][k]
+			// On the acknowledging node: never, or only at a seq a crash
+			// lost. Elsewhere seqs are that node's own: never.
+			if seen == 0 || (l.agentNode[ag] == ackNode && seen != l.ackSeq[k]) {
 				a.LostAtAgents++
 				lost = true
 			}
 		}
 		if l.audited {
-			switch n := l.stored[k]; {
-			case n == 0:
-				a.LostInStore++
-				lost = true
-			case n > 1:
-				a.DuplicatedInStore++
-				dup = true
-			case l.storedSeq[k] != l.ackSeq[k]:
-				lost = true // acknowledged at a seq the history does not have
+			for _, nd := range l.auditedOn {
+				switch n := l.stored[nd][k]; {
+				case n == 0:
+					a.LostInStore++
+					lost = true
+				case n > 1:
+					a.DuplicatedInStore++
+					dup = true
+				case nd == ackNode && l.storedSeq[nd][k] != l.ackSeq[k]:
+					lost = true // acknowledged at a seq the history does not have
+				}
 			}
 		}
 		switch {
@@ -301,7 +346,9 @@ func (l *Ledger) pending(issued int) bool {
 }
 
 // WriteCSV writes one row per message: index, acked seq, the seq at which
-// each agent first received it (0: never), and the audit's count.
+// each agent first received it (0: never), and the audit's count (and the
+// first seq) on each audited node: stored, stored_seq for the first node,
+// stored_nI, stored_seq_nI for node I (1-based) of a cluster.
 func (l *Ledger) WriteCSV(w io.Writer, issued int, conv func(k int) string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -310,17 +357,25 @@ func (l *Ledger) WriteCSV(w io.Writer, issued int, conv func(k int) string) erro
 	for ag := 0; ag < l.agents; ag++ {
 		fmt.Fprintf(bw, ",agent%d_seq", ag)
 	}
-	fmt.Fprintln(bw, ",stored,stored_seq")
+	nodes := max(len(l.stored), 1)
+	fmt.Fprint(bw, ",stored,stored_seq")
+	for nd := 1; nd < nodes; nd++ {
+		fmt.Fprintf(bw, ",stored_n%d,stored_seq_n%d", nd+1, nd+1)
+	}
+	fmt.Fprintln(bw, ",acked_node")
 	for k := 0; k < issued && k < l.n; k++ {
 		fmt.Fprintf(bw, "%d,%s,%d,%d", k, conv(k), l.state[k], l.ackSeq[k])
 		for ag := 0; ag < l.agents; ag++ {
 			fmt.Fprintf(bw, ",%d", l.seen[ag][k])
 		}
-		st, ss := 0, uint64(0)
-		if l.stored != nil {
-			st, ss = int(l.stored[k]), l.storedSeq[k]
+		for nd := 0; nd < nodes; nd++ {
+			st, ss := 0, uint64(0)
+			if nd < len(l.stored) {
+				st, ss = int(l.stored[nd][k]), l.storedSeq[nd][k]
+			}
+			fmt.Fprintf(bw, ",%d,%d", st, ss)
 		}
-		fmt.Fprintf(bw, ",%d,%d\n", st, ss)
+		fmt.Fprintf(bw, ",%d\n", l.ackNode[k])
 	}
 	return bw.Flush()
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"parley/node"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -17,26 +18,41 @@ import (
 	"time"
 )
 
-// LocalCluster is a set of node processes the harness started on loopback,
-// each with its own data directory, and tears down after the run. Today
-// the nodes are independent; when clustering lands, ExtraArgs carries the
-// join flags and nothing else changes: the scenario sees a list of URLs.
+// LocalCluster is a set of node processes the harness started itself, each
+// with its own data directory, and tears down after the run. One node runs
+// alone, as `parley` does by default. Two or more form a real cluster: one
+// shared cluster key, node 0 bootstraps the control plane and the others
+// join it, regions spread round robin; the demo workspace (created by
+// every node's start, unpinned, so held by every node) and its operator
+// token, the same -agent-token on every node, work cluster-wide.
+//
+// Nodes listen on 127.0.0.1 with free ports, or, with Isolate, each in a
+// network namespace of its own (NetLab) at a fixed port, so that a
+// partition fault can cut some from the others.
 type LocalCluster struct {
 	Bin   string
-	Token string
+	Token string // the demo workspace's operator token, on every node
 	Dir   string // temporary: data directories and logs
 	Nodes []*LocalNode
-	keep  bool
+	// KeyFile and AdminToken: the cluster key shared by the nodes, and the
+	// admin API token derived from it (clusters of 2 or more).
+	KeyFile    string
+	AdminToken string
+	// Lab holds the nodes' network namespaces (Isolate), else nil.
+	Lab  *NetLab
+	keep bool
 }
 
 // LocalNode is one node process.
 type LocalNode struct {
 	ID      string
-	Addr    string // 127.0.0.1:port
-	URL     string // http://127.0.0.1:port
+	Addr    string // host:port of HTTP (and HTTP/3 on UDP)
+	URL     string // http://host:port
+	Region  string // empty for a single node
 	DataDir string
 	LogPath string
 	args    []string
+	wrap    []string // command prefix: ip netns exec NS (Isolate)
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -46,18 +62,27 @@ type LocalNode struct {
 
 // ClusterInfo describes a local cluster in results.
 type ClusterInfo struct {
-	Bin   string   `json:"bin"`
-	Nodes []string `json:"nodes"`
-	Args  []string `json:"args"`
-	Logs  []string `json:"logs"`
+	Bin      string   `json:"bin"`
+	Nodes    []string `json:"nodes"`
+	Regions  []string `json:"regions,omitempty"`
+	Isolated bool     `json:"isolated,omitempty"` // in network namespaces
+	Args     []string `json:"args"`
+	Logs     []string `json:"logs"`
 }
 
 // LocalOptions configure StartLocal.
 type LocalOptions struct {
 	Bin   string // node binary; default bin/parley
 	Nodes int    // how many; default 1
+	// Regions are given to the nodes of a cluster round robin. Default
+	// r0, r1, r2.
+	Regions []string
+	// Isolate starts each node in a network namespace of its own (root
+	// only), which partition faults need.
+	Isolate bool
 	// NodeArgs are added to every node's command line (after the
-	// harness's own: -http, -data, -node, -agent-token and raised limits).
+	// harness's own: -http, -data, -node, -agent-token, raised limits and
+	// the cluster flags).
 	NodeArgs []string
 	// Keep leaves the data directories and logs (their path is printed).
 	Keep bool
@@ -69,7 +94,17 @@ type LocalOptions struct {
 // enough that the bench measures the node, not its abuse protection.
 var LocalLimits = []string{"-frame-rate", "1000000", "-workspace-rate", "10000000", "-max-conns-per-ip", "10000000", "-log-level", "warn"}
 
-// StartLocal starts the nodes and waits until each answers /readyz.
+// Ports of a node in a namespace of its own (each namespace has its own
+// port space).
+const (
+	isolatedHTTPPort   = "18080"
+	isolatedRaftPort   = "17000"
+	isolatedGossipPort = "17946"
+)
+
+// StartLocal starts the nodes and waits until each answers /readyz; a
+// cluster, until every node sees every other alive and a Raft leader, and
+// the demo workspace's operator token is accepted on every node.
 func StartLocal(ctx context.Context, o LocalOptions) (*LocalCluster, error) {
 	if o.Bin == "" {
 		o.Bin = "bin/parley"
@@ -77,42 +112,101 @@ func StartLocal(ctx context.Context, o LocalOptions) (*LocalCluster, error) {
 	if o.Nodes <= 0 {
 		o.Nodes = 1
 	}
+	if len(o.Regions) == 0 {
+		o.Regions = []string{"r0", "r1", "r2"}
+	}
 	bin, err := filepath.Abs(o.Bin)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("node binary: %w", err)
 	}
 	if st, err := os.Stat(bin); err != nil || st.IsDir() {
 		return nil, fmt.Errorf("node binary %s not found: build it first (make build, or go build -o %s ./cmd/parley)", o.Bin, o.Bin)
 	}
 	dir, err := os.MkdirTemp("", "parley-bench-")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	var tb [16]byte
 	rand.Read(tb[:])
 	c := &LocalCluster{Bin: bin, Token: "bench-" + hex.EncodeToString(tb[:]), Dir: dir, keep: o.Keep}
-	for i := 0; i < o.Nodes; i++ {
-		addr, err := freeLoopbackAddr()
-		if err != nil {
+	if o.Isolate {
+		if c.Lab, err = NewNetLab(o.Nodes); err != nil {
 			c.Stop()
-			return nil, err
+			return nil, fmt.Errorf("isolating the nodes: %w", err)
 		}
-		n := &LocalNode{ID: "n" + strconv.Itoa(i+1), Addr: addr, URL: "http://" + addr,
-			DataDir: filepath.Join(dir, "n"+strconv.Itoa(i+1)), LogPath: filepath.Join(dir, "n"+strconv.Itoa(i+1)+".log")}
-		n.args = append([]string{"-http", addr, "-data", n.DataDir, "-node", n.ID, "-agent-token", c.Token}, LocalLimits...)
+	}
+	clustered := o.Nodes > 1
+	if clustered {
+		key := make([]byte, 32)
+		rand.Read(key)
+		c.KeyFile = filepath.Join(dir, "cluster.key")
+		if err := os.WriteFile(c.KeyFile, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+			c.Stop()
+			return nil, fmt.Errorf("cluster key: %w", err)
+		}
+		if c.AdminToken, err = node.AdminToken(c.KeyFile); err != nil {
+			c.Stop()
+			return nil, fmt.Errorf("admin token: %w", err)
+		}
+	}
+	for i := 0; i < o.Nodes; i++ {
+		id := "n" + strconv.Itoa(i+1)
+		var httpAddr, raftAddr, gossipAddr string
+		if c.Lab != nil {
+			h := c.Lab.Host(i)
+			httpAddr, raftAddr, gossipAddr = net.JoinHostPort(h, isolatedHTTPPort), net.JoinHostPort(h, isolatedRaftPort), net.JoinHostPort(h, isolatedGossipPort)
+		} else {
+			for _, a := range []*string{&httpAddr, &raftAddr, &gossipAddr} {
+				if *a, err = freeLoopbackAddr(); err != nil {
+					c.Stop()
+					return nil, err
+				}
+			}
+		}
+		n := &LocalNode{ID: id, Addr: httpAddr, URL: "http://" + httpAddr,
+			DataDir: filepath.Join(dir, id), LogPath: filepath.Join(dir, id+".log")}
+		n.args = append([]string{"-http", httpAddr, "-data", n.DataDir, "-node", id, "-agent-token", c.Token}, LocalLimits...)
+		if clustered {
+			n.Region = o.Regions[i%len(o.Regions)]
+			n.args = append(n.args, "-raft-addr", raftAddr, "-gossip-addr", gossipAddr, "-cluster-key", c.KeyFile,
+				"-region", n.Region, "-zone", n.Region+"-a")
+			if i > 0 {
+				n.args = append(n.args, "-join", c.Nodes[0].Addr)
+			}
+		}
 		n.args = append(n.args, o.NodeArgs...)
+		if c.Lab != nil {
+			n.wrap = c.Lab.Wrap(i)
+		}
 		c.Nodes = append(c.Nodes, n)
 	}
+	// One at a time: a node joins through the first, which must be up.
 	for _, n := range c.Nodes {
 		if err := n.start(ctx, bin); err != nil {
 			c.Stop()
 			return nil, err
 		}
 		if o.Log != nil {
-			o.Log("started node %s at %s (pid %d, log %s)", n.ID, n.URL, n.pid(), n.LogPath)
+			o.Log("started node %s at %s %s(pid %d, log %s)", n.ID, n.URL, n.regionNote(), n.pid(), n.LogPath)
+		}
+	}
+	if clustered {
+		if err := c.waitFormed(ctx, 60*time.Second); err != nil {
+			c.Stop()
+			return nil, err
+		}
+		if o.Log != nil {
+			o.Log("cluster of %d formed: every node sees every other alive, and the demo workspace's token works on each", len(c.Nodes))
 		}
 	}
 	return c, nil
+}
+
+func (n *LocalNode) regionNote() string {
+	if n.Region == "" {
+		return ""
+	}
+	return "region " + n.Region + " "
 }
 
 // URLs are the nodes' base URLs, in order.
@@ -126,10 +220,13 @@ func (c *LocalCluster) URLs() []string {
 
 // Info describes the cluster for the result.
 func (c *LocalCluster) Info() *ClusterInfo {
-	ci := &ClusterInfo{Bin: c.Bin}
+	ci := &ClusterInfo{Bin: c.Bin, Isolated: c.Lab != nil}
 	for _, n := range c.Nodes {
 		ci.Nodes = append(ci.Nodes, n.ID+"="+n.URL)
 		ci.Logs = append(ci.Logs, n.LogPath)
+		if n.Region != "" {
+			ci.Regions = append(ci.Regions, n.Region)
+		}
 	}
 	if len(c.Nodes) > 0 {
 		for _, a := range c.Nodes[0].args {
@@ -156,7 +253,8 @@ func (n *LocalNode) start(ctx context.Context, bin string) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(bin, n.args...)
+	argv := append(append(append([]string(nil), n.wrap...), bin), n.args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = nodeProcAttr()
 	if err := cmd.Start(); err != nil {
@@ -169,7 +267,7 @@ func (n *LocalNode) start(ctx context.Context, bin string) error {
 	n.cmd, n.done, n.log = cmd, done, logf
 	n.mu.Unlock()
 
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	hc := &http.Client{Timeout: time.Second}
 	for time.Now().Before(deadline) {
 		select {
@@ -178,7 +276,10 @@ func (n *LocalNode) start(ctx context.Context, bin string) error {
 			n.done = nil
 			n.mu.Unlock()
 			b, _ := os.ReadFile(n.LogPath)
-			return fmt.Errorf("node %s exited before ready: %v\n%s", n.ID, err, tail(b, 2000))
+			if err == nil {
+				err = errors.New("exit status 0")
+			}
+			return fmt.Errorf("node %s exited before ready: %w\n%s", n.ID, err, tail(b, 2000))
 		case <-ctx.Done():
 			return ctx.Err()
 		default:
@@ -192,7 +293,7 @@ func (n *LocalNode) start(ctx context.Context, bin string) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return fmt.Errorf("node %s not ready after 30s (log %s)", n.ID, n.LogPath)
+	return fmt.Errorf("node %s not ready after 60s (log %s)", n.ID, n.LogPath)
 }
 
 // Kill sends SIGKILL to node i and waits until it is gone.
@@ -255,6 +356,9 @@ func (c *LocalCluster) Stop() {
 		}(n)
 	}
 	wg.Wait()
+	if c.Lab != nil {
+		_ = c.Lab.Close()
+	}
 	if !c.keep && c.Dir != "" {
 		os.RemoveAll(c.Dir)
 	}

@@ -83,10 +83,10 @@ func (d *parleyDriver) hello(ctx context.Context, c *websocket.Conn, role string
 	if role == "agent" {
 		h["token"] = d.token
 	}
-	if err := writeJSON(ctx, c, h); err != nil {
+	if err := writeJSON(ctx, wsConn{c}, h); err != nil {
 		return err
 	}
-	_, err := await(ctx, c, "welcome", "", nil)
+	_, err := await(ctx, wsConn{c}, "welcome", "", nil)
 	return err
 }
 
@@ -144,11 +144,11 @@ func (d *parleyDriver) publisher(ctx context.Context) (fanoutPublisher, error) {
 		c.CloseNow()
 		return nil, err
 	}
-	if err := writeJSON(ctx, c, map[string]any{"type": "start", "ref": "s"}); err != nil {
+	if err := writeJSON(ctx, wsConn{c}, map[string]any{"type": "start", "ref": "s"}); err != nil {
 		c.CloseNow()
 		return nil, err
 	}
-	f, err := await(ctx, c, "started", "s", nil)
+	f, err := await(ctx, wsConn{c}, "started", "s", nil)
 	if err != nil {
 		c.CloseNow()
 		return nil, err

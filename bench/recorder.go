@@ -46,6 +46,109 @@ type recorder struct {
 
 	timeline []Interval
 	last     snapshot
+
+	byTransport map[string]*transportRec // under mu
+}
+
+// transportRec is what the recorder keeps per transport (ws, wt): the
+// latencies of the clients using it (connect and ack by the client's own
+// transport, e2e by the receiving agent's), errors and reconnects.
+type transportRec struct {
+	clients    int64
+	hist       [mE2E + 1]*hdrhistogram.Histogram // connect, ack, e2e
+	errors     map[string]int64
+	reconnects int64
+	connFails  int64
+}
+
+// TransportResult is what one transport's clients measured.
+type TransportResult struct {
+	Clients         int64            `json:"clients"`
+	Connect         Percentiles      `json:"connect"`
+	Ack             Percentiles      `json:"ack"` // visitors on this transport
+	E2E             Percentiles      `json:"e2e"` // receipts by agents on this transport
+	Errors          map[string]int64 `json:"errors,omitempty"`
+	Reconnects      int64            `json:"reconnects"`
+	ConnectFailures int64            `json:"connect_failures"`
+}
+
+// tr returns the record of transport name. Lock held.
+func (r *recorder) tr(name string) *transportRec {
+	t := r.byTransport[name]
+	if t == nil {
+		t = &transportRec{errors: map[string]int64{}}
+		for i := range t.hist {
+			t.hist[i] = newHist()
+		}
+		r.byTransport[name] = t
+	}
+	return t
+}
+
+// client counts a client of transport tr.
+func (r *recorder) client(tr string) {
+	r.mu.Lock()
+	r.tr(tr).clients++
+	r.mu.Unlock()
+}
+
+// recordOn records a latency of a client on transport tr: in the run's
+// histograms and, for connect, ack and e2e, in the transport's.
+func (r *recorder) recordOn(tr string, m metric, d time.Duration) {
+	r.mu.Lock()
+	recordDur(r.total[m], d)
+	recordDur(r.interval[m], d)
+	if m <= mE2E {
+		recordDur(r.tr(tr).hist[m], d)
+	}
+	r.mu.Unlock()
+}
+
+// errorOn counts an error of a client on transport tr.
+func (r *recorder) errorOn(tr, code string) {
+	if code == "" {
+		code = "unknown"
+	}
+	r.error(code)
+	r.mu.Lock()
+	r.tr(tr).errors[code]++
+	r.mu.Unlock()
+}
+
+// reconnectOn counts a reconnect (ok) or a failed connect of a client on
+// transport tr.
+func (r *recorder) reconnectOn(tr string, ok bool) {
+	if ok {
+		r.reconnects.Add(1)
+	} else {
+		r.connFails.Add(1)
+	}
+	r.mu.Lock()
+	if ok {
+		r.tr(tr).reconnects++
+	} else {
+		r.tr(tr).connFails++
+	}
+	r.mu.Unlock()
+}
+
+// transports summarises each transport.
+func (r *recorder) transports() map[string]TransportResult {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]TransportResult{}
+	for name, t := range r.byTransport {
+		tr := TransportResult{Clients: t.clients, Connect: Summarize(t.hist[mConnect]), Ack: Summarize(t.hist[mAck]),
+			E2E: Summarize(t.hist[mE2E]), Reconnects: t.reconnects, ConnectFailures: t.connFails}
+		if len(t.errors) > 0 {
+			tr.Errors = map[string]int64{}
+			for k, v := range t.errors {
+				tr.Errors[k] = v
+			}
+		}
+		out[name] = tr
+	}
+	return out
 }
 
 type snapshot struct {
@@ -70,7 +173,7 @@ type Interval struct {
 }
 
 func newRecorder() *recorder {
-	r := &recorder{errors: map[string]int64{}}
+	r := &recorder{errors: map[string]int64{}, byTransport: map[string]*transportRec{}}
 	for i := range r.total {
 		r.total[i] = newHist()
 		r.interval[i] = newHist()

@@ -68,6 +68,23 @@ pre{background:#f7f7f7;padding:8px;font-size:12px;overflow:auto}
 	}
 	b.WriteString("</table>")
 
+	// Per transport, when there are several.
+	if len(r.Transports) > 1 {
+		b.WriteString(`<h2>By transport</h2><p class="note">connect and ack: the clients on that transport; e2e: receipts by agents on it. Errors and reconnects of its clients.</p>`)
+		b.WriteString("<table><tr><th>transport</th><th>clients</th><th>connect p50 / p99</th><th>ack p50 / p99</th><th>e2e p50 / p99</th><th>reconnects</th><th>connect failures</th><th>errors</th></tr>")
+		names := make([]string, 0, len(r.Transports))
+		for n := range r.Transports {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			t := r.Transports[n]
+			fmt.Fprintf(&b, "<tr><td>%s</td><td>%d</td><td>%.3g / %.3g</td><td>%.3g / %.3g</td><td>%.3g / %.3g</td><td>%d</td><td>%d</td><td>%s</td></tr>",
+				esc(n), t.Clients, t.Connect.P50, t.Connect.P99, t.Ack.P50, t.Ack.P99, t.E2E.P50, t.E2E.P99, t.Reconnects, t.ConnectFailures, esc(fmt.Sprint(t.Errors)))
+		}
+		b.WriteString("</table>")
+	}
+
 	// Plots over time.
 	var e2e50, e2e99, e2eMax, ack99, issued, acked, deliv []([2]float64)
 	agents := 1.0

@@ -95,6 +95,7 @@ func sampleResult(scale float64) *Result {
 		Accounting: Accounting{Issued: 200, Acked: 199, Delivered: 199, Agents: 2, Audited: true},
 		Errors:     map[string]int64{"rate_limited": 2},
 		Idle:       &IdleResult{Requested: 10, Opened: 10, RSSPerConn: 8192 * scale},
+		Transports: map[string]TransportResult{"ws": {Clients: 6, Connect: Percentiles{P50: 1.5}}, "wt": {Clients: 6, Errors: map[string]int64{"no_answer": 3}}},
 	}
 }
 
@@ -141,7 +142,7 @@ func TestHTMLSelfContained(t *testing.T) {
 			t.Errorf("report contains %q", bad)
 		}
 	}
-	for _, want := range []string{"<svg", "Delivery latency per second", "Throughput", "CPU (100% = one core)", "Latency by percentile", "kill -9 n1 &lt;x&gt;", "rate_limited", "Idle connections"} {
+	for _, want := range []string{"<svg", "Delivery latency per second", "Throughput", "CPU (100% = one core)", "Latency by percentile", "kill -9 n1 &lt;x&gt;", "rate_limited", "Idle connections", "By transport", "<td>wt</td><td>6</td>", "no_answer:3"} {
 		if !strings.Contains(h, want) {
 			t.Errorf("report lacks %q", want)
 		}

@@ -38,7 +38,10 @@ type Result struct {
 	Throughput Throughput              `json:"throughput"`
 	Counts     Counts                  `json:"counts"`
 	Errors     map[string]int64        `json:"errors"`
-	Accounting Accounting              `json:"accounting"`
+	// Transports: connect, ack and e2e latencies, errors and reconnects
+	// of each transport's clients.
+	Transports map[string]TransportResult `json:"transports,omitempty"`
+	Accounting Accounting                 `json:"accounting"`
 
 	NodeCPUSeconds    float64      `json:"node_cpu_seconds"`     // all nodes, send phase
 	AckedPerCPUSecond float64      `json:"acked_per_cpu_second"` // messages per node CPU second

@@ -16,8 +16,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
 // Options are how a scenario is run (as opposed to what it runs).
@@ -124,7 +122,7 @@ func (r *run) due(k int) time.Time {
 // (SIGINT), it stops sending, skips the drain and the audit, and returns
 // the partial result with Interrupted set.
 func Run(ctx context.Context, sc *Scenario, opts Options) (*Result, error) {
-	if err := sc.Ready(opts.Cluster != nil); err != nil {
+	if err := sc.Ready(opts.Cluster); err != nil {
 		return nil, err
 	}
 	if opts.Clock == nil {
@@ -141,6 +139,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Result, error) {
 		rec: newRecorder(), convs: make([]string, sc.Conversations), convIdx: map[string]int{},
 	}
 	r.ledger = NewLedger(r.total, sc.Agents)
+	defer r.dialer.close() // last: after every client stopped
 	res := &Result{Version: 1, Name: sc.Name, RunID: runID, Scenario: sc, Nodes: r.nodes,
 		Started: time.Now().UTC(), Host: hostInfo()}
 	if opts.Cluster != nil {
@@ -264,10 +263,10 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Result, error) {
 
 	// Audit the node's history: exactly once for every acked message?
 	if *sc.Audit && runCtx.Err() == nil && r.total > 0 {
-		if err := r.audit(runCtx); err != nil {
+		if nodes, err := r.audit(runCtx); err != nil {
 			res.AuditError = err.Error()
 		} else {
-			r.ledger.MarkAudited()
+			r.ledger.MarkAudited(nodes...)
 		}
 	}
 	res.Stopped = stopped()
@@ -284,11 +283,14 @@ func (r *run) setup(ctx, clientCtx context.Context, wg *sync.WaitGroup) error {
 	sc := r.sc
 	n := 0
 	mk := func(agent bool, idx int) *vclient {
-		v := &vclient{r: r, agent: agent, idx: idx, gidx: n, url: wsURL(r.nodes[n%len(r.nodes)]),
+		node := n % len(r.nodes)
+		v := &vclient{r: r, agent: agent, idx: idx, gidx: n, node: node, base: r.nodes[node],
 			transport: pickTransport(sc.Transports, n), hb: 10 * time.Second, drop: make(chan time.Duration, 1)}
 		n++
+		r.rec.client(v.transport)
 		if agent {
 			v.curs = make([]convCursor, r.nconv)
+			r.ledger.SetAgentNode(idx, node)
 		} else {
 			v.inflight = map[int]struct{}{}
 			v.wake = make(chan struct{}, 1)
@@ -328,7 +330,7 @@ func (r *run) setup(ctx, clientCtx context.Context, wg *sync.WaitGroup) error {
 		go func(v *vclient) {
 			defer setupWG.Done()
 			defer func() { <-sem }()
-			var c *websocket.Conn
+			var c conn
 			var err error
 			for attempt := 0; attempt < 3; attempt++ {
 				if c, err = v.setup(ctx); err == nil || ctx.Err() != nil {
@@ -421,60 +423,142 @@ func (r *run) scheduleStorms(ctx context.Context, start time.Time, wg *sync.Wait
 }
 
 // scheduleFaults runs the scenario's faults against the local cluster.
+// Each fault counts as pending until its node is back (or its partition
+// healed): the drain starts after.
 func (r *run) scheduleFaults(ctx context.Context, start time.Time, wg *sync.WaitGroup) {
 	cl := r.opts.Cluster
 	if cl == nil {
 		return
 	}
-	for _, f := range r.sc.Faults {
+	for i, f := range r.sc.Faults {
 		wg.Add(1)
 		r.faultsPending.Add(1)
-		go func(f Fault) {
+		go func() {
 			defer wg.Done()
 			defer r.faultsPending.Add(-1)
 			if sleepUntil(ctx, start.Add(f.At.D())) != nil {
 				return
 			}
-			node := cl.Nodes[f.Node]
-			if err := cl.Kill(f.Node); err != nil {
-				r.event("kill -9 %s failed: %v", node.ID, err)
-				return
+			switch f.Action {
+			case "kill":
+				r.kill(ctx, cl, f)
+			case "partition":
+				side, err := r.sc.partitionSide(i, cl)
+				if err != nil {
+					r.event("partition failed: %v", err)
+					return
+				}
+				r.partition(ctx, cl, side, f.HealAfter.D())
 			}
-			r.event("kill -9 %s (%s)", node.ID, node.URL)
-			if f.RestartAfter <= 0 {
-				return
-			}
-			// The restart happens even if the send phase ended meanwhile:
-			// the drain waits for it.
-			if sleepCtx(ctx, f.RestartAfter.D()) != nil {
-				return
-			}
-			t0 := time.Now()
-			rctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			if err := cl.Restart(rctx, f.Node); err != nil {
-				r.event("restart %s failed: %v", node.ID, err)
-				return
-			}
-			r.event("restarted %s: ready after %s", node.ID, time.Since(t0).Round(time.Millisecond))
-		}(f)
+		}()
 	}
+}
+
+// kill sends SIGKILL to a node and, after RestartAfter, starts it again
+// with the same data and flags; on a cluster it then waits for the node to
+// be seen alive by every other.
+func (r *run) kill(ctx context.Context, cl *LocalCluster, f Fault) {
+	node := cl.Nodes[f.Node]
+	if err := cl.Kill(f.Node); err != nil {
+		r.event("kill -9 %s failed: %v", node.ID, err)
+		return
+	}
+	r.event("kill -9 %s (%s)", node.ID, node.URL)
+	if f.RestartAfter <= 0 {
+		return
+	}
+	// The restart happens even if the send phase ended meanwhile: the
+	// drain waits for it.
+	if sleepCtx(ctx, f.RestartAfter.D()) != nil {
+		return
+	}
+	t0 := time.Now()
+	rctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := cl.Restart(rctx, f.Node); err != nil {
+		r.event("restart %s failed: %v", node.ID, err)
+		return
+	}
+	r.event("restarted %s: ready after %s", node.ID, time.Since(t0).Round(time.Millisecond))
+	if len(cl.Nodes) > 1 {
+		if err := cl.WaitAlive(rctx, 30*time.Second); err != nil {
+			r.event("after the restart of %s: %v", node.ID, err)
+			return
+		}
+		r.event("%s rejoined: every node sees every node alive %s after the restart", node.ID, time.Since(t0).Round(time.Millisecond))
+	}
+}
+
+// partition cuts the nodes of side off from the others for heal, then
+// heals and waits until every node sees every other alive again.
+func (r *run) partition(ctx context.Context, cl *LocalCluster, side []int, heal time.Duration) {
+	var ids []string
+	for _, i := range side {
+		ids = append(ids, cl.Nodes[i].ID)
+	}
+	healFn, err := cl.Lab.Cut(side)
+	if err != nil {
+		r.event("partition of %v failed: %v", ids, err)
+		return
+	}
+	r.event("partition: %v cut off from the other nodes for %s", ids, heal)
+	// Heal even when the run is interrupted: the namespaces outlive no
+	// run, but a cut left in place would make the audit wait.
+	_ = sleepCtx(ctx, heal)
+	t0 := time.Now()
+	if err := healFn(); err != nil {
+		r.event("healing the partition of %v failed: %v", ids, err)
+		return
+	}
+	r.event("partition of %v healed", ids)
+	wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cl.WaitAlive(wctx, 30*time.Second); err != nil {
+		r.event("after healing %v: %v", ids, err)
+		return
+	}
+	r.event("after healing %v, every node sees every node alive within %s", ids, time.Since(t0).Round(time.Millisecond))
 }
 
 func (r *run) faultsDone() bool { return r.faultsPending.Load() == 0 }
 
 // audit reads every conversation's history from the start on a fresh
-// agent connection and records where each message is stored.
-func (r *run) audit(ctx context.Context) error {
+// agent connection to each node that is up, and records where each
+// message is stored there. It returns the nodes it read.
+func (r *run) audit(ctx context.Context) ([]int, error) {
 	if r.token == "" || len(r.nodes) == 0 {
-		return errors.New("audit needs an agent token")
+		return nil, errors.New("audit needs an agent token")
 	}
 	actx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	a := &vclient{r: r, agent: true, idx: -1, url: wsURL(r.nodes[0]), transport: "ws", hb: 10 * time.Second}
-	c, err := a.connect(actx)
-	if err != nil {
-		return fmt.Errorf("audit connect: %w", err)
+	var nodes []int
+	for nd := range r.nodes {
+		if cl := r.opts.Cluster; cl != nil && !cl.Up(nd) {
+			continue // killed for good by a fault
+		}
+		if err := r.auditNode(actx, nd); err != nil {
+			return nil, fmt.Errorf("node %d: %w", nd, err)
+		}
+		nodes = append(nodes, nd)
+	}
+	if len(nodes) == 0 {
+		return nil, errors.New("no node is up")
+	}
+	return nodes, nil
+}
+
+func (r *run) auditNode(ctx context.Context, nd int) error {
+	a := &vclient{r: r, agent: true, idx: -1, node: nd, base: r.nodes[nd], transport: "ws", hb: 10 * time.Second}
+	var c conn
+	var err error
+	// A node that just came back, or just healed, may refuse a moment.
+	for attempt := 0; ; attempt++ {
+		if c, err = a.connect(ctx); err == nil {
+			break
+		}
+		if attempt == 10 || sleepCtx(ctx, 500*time.Millisecond) != nil {
+			return fmt.Errorf("audit connect: %w", err)
+		}
 	}
 	defer c.CloseNow()
 	defer r.rec.clientConns.Add(-1)
@@ -483,25 +567,25 @@ func (r *run) audit(ctx context.Context) error {
 		after := uint64(0)
 		for {
 			ref := fmt.Sprintf("a%d-%d", ci, after)
-			if err := writeJSON(actx, c, map[string]any{"type": "resume", "ref": ref, "conversation": conv, "after": after}); err != nil {
+			if err := writeJSON(ctx, c, map[string]any{"type": "resume", "ref": ref, "conversation": conv, "after": after}); err != nil {
 				return err
 			}
 			var resumed *frame
 			for resumed == nil {
-				f, err := readFrame(actx, c)
+				f, err := readFrame(ctx, c)
 				if err != nil {
 					return fmt.Errorf("audit of %s: %w", conv, err)
 				}
 				switch {
 				case f.Type == "deliver" && f.Conversation == conv:
 					if k := r.ids.index(f.messageID()); k >= 0 {
-						r.ledger.Stored(k, f.Seq)
+						r.ledger.Stored(nd, k, f.Seq)
 					}
 				case f.Type == "resumed" && f.Ref == ref:
 					resumed = f
 				case f.Type == "error" && f.Ref == ref:
 					if f.Code == "rate_limited" {
-						_ = sleepCtx(actx, 200*time.Millisecond)
+						_ = sleepCtx(ctx, 200*time.Millisecond)
 						resumed = &frame{More: true, Head: after}
 						break
 					}
@@ -639,6 +723,7 @@ func (r *run) finish(res *Result, scr *scraper, sendStart, sendEnd, setupStart t
 		res.Curves[metricNames[m]] = c
 	}
 	res.Errors = r.rec.errorCounts()
+	res.Transports = r.rec.transports()
 	res.Counts = Counts{
 		Issued: r.rec.issued.Load(), Written: r.rec.written.Load(), Resent: r.rec.resent.Load(),
 		Acked: r.rec.acked.Load(), DupAcks: r.rec.dupAcks.Load(), Delivered: r.rec.delivered.Load(),

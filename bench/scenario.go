@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -100,17 +101,42 @@ type Storm struct {
 	Over     Duration `yaml:"over" json:"over"`
 }
 
-// Fault is something done to a node during the send phase.
+// Fault is something done to the local nodes during the send phase.
 type Fault struct {
 	// At is when, from the start of the send phase.
 	At Duration `yaml:"at" json:"at"`
-	// Action: kill (SIGKILL). partition is planned (network namespaces).
+	// Action: kill (SIGKILL, then restart with the same data and flags) or
+	// partition (cut nodes off from the others, then heal; root only: the
+	// nodes run in network namespaces).
 	Action string `yaml:"action" json:"action"`
-	// Node is the index of the node in Target.Nodes (0-based).
+	// Node is the index of the node to kill (0-based, in start order).
 	Node int `yaml:"node" json:"node"`
 	// RestartAfter restarts the node with the same address and data after
 	// this long. Zero: the node stays down.
 	RestartAfter Duration `yaml:"restart_after" json:"restart_after"`
+	// Nodes (indices) or Region (every node of it) are the side a
+	// partition cuts off from the rest; the harness still reaches both
+	// sides, so clients on either keep writing.
+	Nodes  []int  `yaml:"nodes" json:"nodes,omitempty"`
+	Region string `yaml:"region" json:"region,omitempty"`
+	// HealAfter heals the partition after this long (> 0: every partition
+	// heals, so that the run can account for every message).
+	HealAfter Duration `yaml:"heal_after" json:"heal_after,omitempty"`
+}
+
+// partitionsAvailable says whether partitions can be made here (a
+// variable so that tests can pretend either way).
+var partitionsAvailable = NetLabAvailable
+
+// HasPartition reports whether a fault of the scenario is a partition: the
+// local nodes must then run in network namespaces.
+func (s *Scenario) HasPartition() bool {
+	for _, f := range s.Faults {
+		if f.Action == "partition" {
+			return true
+		}
+	}
+	return false
 }
 
 // Idle describes the idle-connection scale test.
@@ -257,7 +283,7 @@ func (s *Scenario) Defaults() {
 		}
 		var faults time.Duration
 		for _, f := range s.Faults {
-			if end := f.At.D() + f.RestartAfter.D(); end > faults {
+			if end := f.At.D() + f.RestartAfter.D() + f.HealAfter.D(); end > faults {
 				faults = end
 			}
 		}
@@ -340,8 +366,6 @@ func (s *Scenario) Validate() error {
 		switch {
 		case w < 0 || math.IsNaN(w) || math.IsInf(w, 0):
 			bad("transports."+name, "weight must be ≥ 0, got %v", w)
-		case name == "wt" && w > 0:
-			bad("transports.wt", "WebTransport is not supported yet: the node has no WebTransport listener (set its weight to 0 or remove it)")
 		case name != "ws" && name != "wt":
 			bad("transports."+name, "unknown transport (known: ws, wt)")
 		}
@@ -370,23 +394,42 @@ func (s *Scenario) Validate() error {
 		f := fmt.Sprintf("faults[%d]", i)
 		switch ft.Action {
 		case "kill":
+			if ft.Node < 0 {
+				bad(f+".node", "must be a node index ≥ 0")
+			} else if len(s.Target.Nodes) > 0 && ft.Node >= len(s.Target.Nodes) {
+				bad(f+".node", "index %d, but target.nodes has %d", ft.Node, len(s.Target.Nodes))
+			}
+			if ft.RestartAfter < 0 {
+				bad(f+".restart_after", "must be ≥ 0")
+			}
+			if len(ft.Nodes) > 0 || ft.Region != "" || ft.HealAfter != 0 {
+				bad(f, "nodes, region and heal_after are for partitions; a kill takes node and restart_after")
+			}
 		case "partition":
-			bad(f+".action", "partition is not implemented yet (it needs network namespaces); only kill is")
+			if err := partitionsAvailable(); err != nil {
+				bad(f+".action", "partition needs the nodes in network namespaces, which this machine cannot make: %v (run as root with iproute2, or drop the fault)", err)
+			}
+			if (len(ft.Nodes) == 0) == (ft.Region == "") {
+				bad(f+".nodes", "a partition cuts off nodes: [indices] or region: name (one of the two)")
+			}
+			for j, nd := range ft.Nodes {
+				if nd < 0 || (len(s.Target.Nodes) > 0 && nd >= len(s.Target.Nodes)) || slices.Contains(ft.Nodes[:j], nd) {
+					bad(fmt.Sprintf("%s.nodes[%d]", f, j), "%d is not a distinct node index in range", nd)
+				}
+			}
+			if ft.HealAfter <= 0 {
+				bad(f+".heal_after", "must be > 0: a partition that never heals cannot be accounted for")
+			}
+			if ft.Node != 0 || ft.RestartAfter != 0 {
+				bad(f, "node and restart_after are for kills; a partition takes nodes (or region) and heal_after")
+			}
 		case "":
-			bad(f+".action", "missing: kill")
+			bad(f+".action", "missing: kill or partition")
 		default:
-			bad(f+".action", "unknown action %q (known: kill)", ft.Action)
+			bad(f+".action", "unknown action %q (known: kill, partition)", ft.Action)
 		}
 		if ft.At < 0 || ft.At >= s.Duration {
 			bad(f+".at", "must be within the send phase [0, %s), got %s", s.Duration, ft.At)
-		}
-		if ft.Node < 0 {
-			bad(f+".node", "must be a node index ≥ 0")
-		} else if len(s.Target.Nodes) > 0 && ft.Node >= len(s.Target.Nodes) {
-			bad(f+".node", "index %d, but target.nodes has %d", ft.Node, len(s.Target.Nodes))
-		}
-		if ft.RestartAfter < 0 {
-			bad(f+".restart_after", "must be ≥ 0")
 		}
 	}
 	// Idle.
@@ -416,8 +459,10 @@ func (s *Scenario) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Ready checks what a run needs beyond a valid file: nodes and a token.
-func (s *Scenario) Ready(local bool) error {
+// Ready checks what a run needs beyond a valid file: nodes, a token, and
+// for faults the local cluster (cl, nil when the nodes are not the
+// harness's own).
+func (s *Scenario) Ready(cl *LocalCluster) error {
 	var errs []error
 	if len(s.Target.Nodes) == 0 {
 		errs = append(errs, errors.New("target.nodes: no node to drive (list URLs, or run with --local N)"))
@@ -429,15 +474,46 @@ func (s *Scenario) Ready(local bool) error {
 			errs = append(errs, errors.New("target.agent_token: agents need the workspace's operator token (or agent_token_env)"))
 		}
 	}
-	if len(s.Faults) > 0 && !local {
-		errs = append(errs, errors.New("faults: need --local: the harness can only kill nodes it started itself"))
+	if len(s.Faults) > 0 && cl == nil {
+		errs = append(errs, errors.New("faults: need --local: the harness can only kill or cut off nodes it started itself"))
 	}
 	for i, f := range s.Faults {
-		if f.Node >= len(s.Target.Nodes) && len(s.Target.Nodes) > 0 {
+		if f.Action == "kill" && f.Node >= len(s.Target.Nodes) && len(s.Target.Nodes) > 0 {
 			errs = append(errs, fmt.Errorf("faults[%d].node: index %d, but there are %d nodes", i, f.Node, len(s.Target.Nodes)))
+		}
+		if f.Action != "partition" || cl == nil {
+			continue
+		}
+		if cl.Lab == nil {
+			errs = append(errs, fmt.Errorf("faults[%d]: a partition needs the local nodes in network namespaces (LocalOptions.Isolate)", i))
+		}
+		side, err := s.partitionSide(i, cl)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case len(side) == len(cl.Nodes):
+			errs = append(errs, fmt.Errorf("faults[%d]: the partition would cut off every node: nothing is left on the other side", i))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// partitionSide resolves the nodes fault i cuts off.
+func (s *Scenario) partitionSide(i int, cl *LocalCluster) ([]int, error) {
+	f := s.Faults[i]
+	if f.Region != "" {
+		side := cl.NodesInRegion(f.Region)
+		if len(side) == 0 {
+			return nil, fmt.Errorf("faults[%d].region: no local node is in region %q", i, f.Region)
+		}
+		return side, nil
+	}
+	for _, nd := range f.Nodes {
+		if nd < 0 || nd >= len(cl.Nodes) {
+			return nil, fmt.Errorf("faults[%d].nodes: index %d, but there are %d nodes", i, nd, len(cl.Nodes))
+		}
+	}
+	return f.Nodes, nil
 }
 
 // AgentToken returns the operator token, from the file or the environment.

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +33,7 @@ ramp_up: 2s
 	if sc.Timeout.D() < sc.Duration.D()+sc.Drain.D() {
 		t.Errorf("timeout %s too short", sc.Timeout)
 	}
-	if err := sc.Ready(false); err != nil {
+	if err := sc.Ready(nil); err != nil {
 		t.Errorf("Ready: %v", err)
 	}
 	sc.Messages = 50
@@ -54,12 +55,17 @@ func TestParseScenarioErrors(t *testing.T) {
 		{"rate without visitors", "agents: 1\nrate: 5\nduration: 1s\n", []string{"rate: messages need conversations"}},
 		{"body too big", base + "message_size: 5000\n", []string{"message_size: must be 1..4000"}},
 		{"ramp longer than run", base + "ramp_up: 6s\n", []string{"ramp_up: must be 0..duration"}},
-		{"webtransport", base + "transports: {ws: 1, wt: 1}\n", []string{"transports.wt: WebTransport is not supported yet"}},
+		{"negative wt", base + "transports: {ws: 1, wt: -1}\n", []string{"transports.wt: weight must be ≥ 0"}},
 		{"unknown transport", base + "transports: {sse: 1}\n", []string{"transports.sse: unknown transport"}},
 		{"no transport weight", base + "transports: {ws: 0}\n", []string{"no transport has a weight"}},
 		{"storm fraction", base + "reconnect_storms: [{at: 1s, fraction: 1.5}]\n", []string{"reconnect_storms[0].fraction"}},
 		{"storm after the end", base + "reconnect_storms: [{at: 9s, fraction: 0.5}]\n", []string{"reconnect_storms[0].at"}},
-		{"partition", base + "faults: [{at: 1s, action: partition}]\n", []string{"partition is not implemented yet"}},
+		{"partition without side", base + "faults: [{at: 1s, action: partition, heal_after: 1s}]\n", []string{"faults[0].nodes: a partition cuts off nodes"}},
+		{"partition without heal", base + "faults: [{at: 1s, action: partition, nodes: [1]}]\n", []string{"faults[0].heal_after: must be > 0"}},
+		{"partition both sides given", base + "faults: [{at: 1s, action: partition, nodes: [1], region: r1, heal_after: 1s}]\n", []string{"one of the two"}},
+		{"partition node twice", base + "faults: [{at: 1s, action: partition, nodes: [1, 1], heal_after: 1s}]\n", []string{"faults[0].nodes[1]"}},
+		{"partition with kill fields", base + "faults: [{at: 1s, action: partition, nodes: [1], heal_after: 1s, restart_after: 1s}]\n", []string{"node and restart_after are for kills"}},
+		{"kill with partition fields", base + "faults: [{at: 1s, action: kill, heal_after: 1s}]\n", []string{"nodes, region and heal_after are for partitions"}},
 		{"fault action missing", base + "faults: [{at: 1s}]\n", []string{"faults[0].action: missing"}},
 		{"fault node index", base + "target: {nodes: [\"http://a:1\"]}\nfaults: [{at: 1s, action: kill, node: 1}]\n", []string{"faults[0].node: index 1"}},
 		{"node url", base + "target: {nodes: [\"ws://a:1/v1/ws\"]}\n", []string{"target.nodes[0]", "http://"}},
@@ -93,7 +99,7 @@ func TestScenarioReady(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = sc.Ready(false)
+	err = sc.Ready(nil)
 	for _, w := range []string{"target.nodes: no node", "$PARLEY_BENCH_TEST_NO_SUCH_VAR is empty", "faults: need --local"} {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("Ready error %v lacks %q", err, w)
@@ -102,11 +108,55 @@ func TestScenarioReady(t *testing.T) {
 	t.Setenv("PARLEY_BENCH_TEST_TOKEN", "tok")
 	sc.Target.AgentTokenEnv = "PARLEY_BENCH_TEST_TOKEN"
 	sc.Target.Nodes = []string{"http://127.0.0.1:1"}
-	if err := sc.Ready(true); err != nil {
+	if err := sc.Ready(&LocalCluster{Nodes: []*LocalNode{{ID: "n1"}}}); err != nil {
 		t.Errorf("Ready: %v", err)
 	}
 	if sc.AgentToken() != "tok" {
 		t.Errorf("token from env = %q", sc.AgentToken())
+	}
+}
+
+// TestPartitionNeedsNamespaces: where network namespaces cannot be made (no
+// root, no ip), a partition fault is refused by validation, saying why;
+// where they can, it is accepted, and a run refuses it unless the local
+// nodes are in namespaces, and refuses a side that holds every node.
+func TestPartitionNeedsNamespaces(t *testing.T) {
+	const yaml = "visitors: 1\nagents: 1\nrate: 1\nduration: 5s\nfaults: [{at: 1s, action: partition, nodes: [1], heal_after: 2s}]\n"
+	saved := partitionsAvailable
+	defer func() { partitionsAvailable = saved }()
+	partitionsAvailable = func() error { return errors.New("network namespaces need root") }
+	_, err := ParseScenario([]byte(yaml))
+	if err == nil || !strings.Contains(err.Error(), "faults[0].action: partition needs the nodes in network namespaces") ||
+		!strings.Contains(err.Error(), "need root") {
+		t.Errorf("without namespaces: %v", err)
+	}
+	partitionsAvailable = func() error { return nil }
+	sc, err := ParseScenario([]byte(yaml))
+	if err != nil {
+		t.Fatalf("with namespaces: %v", err)
+	}
+	if sc.Timeout.D() < sc.Duration.D()+sc.Drain.D()+2*time.Second {
+		t.Errorf("timeout %s does not count the heal", sc.Timeout)
+	}
+	sc.Target.AgentToken = "tok"
+	cl := &LocalCluster{Nodes: []*LocalNode{{ID: "n1", Region: "r0"}, {ID: "n2", Region: "r1"}}}
+	sc.Target.Nodes = []string{"http://127.0.0.1:1", "http://127.0.0.1:2"}
+	if err := sc.Ready(cl); err == nil || !strings.Contains(err.Error(), "needs the local nodes in network namespaces") {
+		t.Errorf("Ready without namespaces: %v", err)
+	}
+	cl.Lab = &NetLab{n: 2}
+	if err := sc.Ready(cl); err != nil {
+		t.Errorf("Ready: %v", err)
+	}
+	sc.Faults[0].Nodes = nil
+	sc.Faults[0].Region = "r9"
+	if err := sc.Ready(cl); err == nil || !strings.Contains(err.Error(), `no local node is in region "r9"`) {
+		t.Errorf("Ready with an empty region: %v", err)
+	}
+	sc.Faults[0].Region = ""
+	sc.Faults[0].Nodes = []int{0, 1}
+	if err := sc.Ready(cl); err == nil || !strings.Contains(err.Error(), "cut off every node") {
+		t.Errorf("Ready cutting off everyone: %v", err)
 	}
 }
 
@@ -134,6 +184,13 @@ func TestTestdataScenariosValid(t *testing.T) {
 		if _, err := LoadScenario(p); err != nil {
 			t.Errorf("%v", err)
 		}
+	}
+	// Its partition is refused where namespaces cannot be made.
+	saved := partitionsAvailable
+	defer func() { partitionsAvailable = saved }()
+	partitionsAvailable = func() error { return nil }
+	if sc, err := LoadScenario("testdata/cluster-faults.yaml"); err != nil || !sc.HasPartition() || sc.Transports["wt"] != 1 {
+		t.Errorf("cluster-faults.yaml: %v", err)
 	}
 }
 

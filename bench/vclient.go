@@ -2,15 +2,14 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
 // vclient is one virtual visitor or agent. Its loop owns one connection at
@@ -25,9 +24,9 @@ type vclient struct {
 	agent bool
 	idx   int // among visitors, or among agents
 	gidx  int // among all clients: picks the node and source address
-	url   string
-	// transport is "ws"; "wt" (WebTransport) is refused by scenario
-	// validation until the harness speaks it.
+	node  int // index of its node in the run's nodes
+	base  string
+	// transport is "ws" (WebSocket) or "wt" (WebTransport).
 	transport string
 	hb        time.Duration
 	drop      chan time.Duration // a storm: drop the connection, reconnect after
@@ -45,7 +44,22 @@ type vclient struct {
 	curs []convCursor
 
 	pre []*frame // frames that came before the welcome
+
+	// lastRecv is when the reader last got a frame (unix nanos): the
+	// session's liveness watchdog reads it.
+	lastRecv atomic.Int64
 }
+
+// answerTimeout is how long a client waits for any frame after writing one
+// that expects an answer (a send, a ping) before it takes the connection
+// for broken, as the widget does (docs/protocol.md). A WebTransport
+// session whose node was killed ends with no close at all; without this it
+// would wait for QUIC's idle timeout.
+const answerTimeout = 5 * time.Second
+
+// wtPing is how often WebTransport clients ping, so that a dead session is
+// noticed within answerTimeout of it even on an idle connection (an agent).
+const wtPing = 2 * time.Second
 
 // convCursor is where a client stands in one conversation: the highest
 // seq received, and, while a resume is not complete, the seq the replay
@@ -86,17 +100,14 @@ func (v *vclient) role() string {
 }
 
 // connect dials and says hello; it returns the connection after welcome.
-func (v *vclient) connect(ctx context.Context) (*websocket.Conn, error) {
+func (v *vclient) connect(ctx context.Context) (conn, error) {
 	r := v.r
 	t0 := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if v.transport != "ws" {
-		return nil, fmt.Errorf("transport %q: not implemented", v.transport)
-	}
-	c, err := r.dialer.dial(cctx, v.url, v.gidx)
+	c, err := r.dialer.dial(cctx, v.base, v.transport, v.gidx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s dial: %w", v.transport, err)
 	}
 	hello := map[string]any{"type": "hello", "v": 1, "workspace": r.sc.Target.Workspace, "role": v.role()}
 	if v.agent {
@@ -120,7 +131,7 @@ func (v *vclient) connect(ctx context.Context) (*websocket.Conn, error) {
 		c.CloseNow()
 		return nil, err
 	}
-	r.rec.record(mConnect, time.Since(t0))
+	r.rec.recordOn(v.transport, mConnect, time.Since(t0))
 	if !v.agent && v.visitorID == "" {
 		v.visitorID, v.visitorSig = w.VisitorID, w.VisitorSig
 	}
@@ -132,11 +143,11 @@ func (v *vclient) connect(ctx context.Context) (*websocket.Conn, error) {
 }
 
 // setup connects for the first time; a visitor starts its conversations.
-func (v *vclient) setup(ctx context.Context) (*websocket.Conn, error) {
+func (v *vclient) setup(ctx context.Context) (conn, error) {
 	c, err := v.connect(ctx)
 	if err != nil {
-		v.r.rec.connFails.Add(1)
-		v.r.rec.error(errCode(err))
+		v.r.rec.reconnectOn(v.transport, false)
+		v.r.rec.errorOn(v.transport, errCode(err))
 		return nil, err
 	}
 	if v.agent {
@@ -153,7 +164,7 @@ func (v *vclient) setup(ctx context.Context) (*websocket.Conn, error) {
 		f, err := await(sctx, c, "started", ref, nil)
 		if err != nil {
 			c.CloseNow()
-			v.r.rec.error(errCode(err))
+			v.r.rec.errorOn(v.transport, errCode(err))
 			return nil, err
 		}
 		v.r.setConv(ci, f.Conversation)
@@ -162,7 +173,7 @@ func (v *vclient) setup(ctx context.Context) (*websocket.Conn, error) {
 }
 
 // loop runs the client until ctx ends, starting with connection c.
-func (v *vclient) loop(ctx context.Context, c *websocket.Conn) {
+func (v *vclient) loop(ctx context.Context, c conn) {
 	r := v.r
 	for {
 		delay := v.session(ctx, c)
@@ -182,23 +193,23 @@ func (v *vclient) loop(ctx context.Context, c *websocket.Conn) {
 			if ctx.Err() != nil {
 				return
 			}
-			r.rec.connFails.Add(1)
-			r.rec.error(errCode(err))
+			r.rec.reconnectOn(v.transport, false)
+			r.rec.errorOn(v.transport, errCode(err))
 			if sleepCtx(ctx, backoff+rand.N(backoff)) != nil {
 				return
 			}
 			backoff = min(2*backoff, time.Second)
 		}
-		r.rec.reconnects.Add(1)
+		r.rec.reconnectOn(v.transport, true)
 		if err := v.resume(ctx, c); err != nil {
-			r.rec.error(errCode(err))
+			r.rec.errorOn(v.transport, errCode(err))
 		}
 	}
 }
 
 // resume, after a reconnect, asks for what the client missed and queues
 // the unacknowledged messages again, oldest first.
-func (v *vclient) resume(ctx context.Context, c *websocket.Conn) error {
+func (v *vclient) resume(ctx context.Context, c conn) error {
 	if v.agent {
 		for ci := range v.curs {
 			conv := v.r.conv(ci)
@@ -231,6 +242,23 @@ func resumeFrame(ci int, conv string, after uint64) map[string]any {
 	return map[string]any{"type": "resume", "ref": "r" + strconv.Itoa(ci), "conversation": conv, "after": after}
 }
 
+// requeue puts message k, written but refused for now, at the head of the
+// queue to be written again.
+func (v *vclient) requeue(k int) {
+	v.mu.Lock()
+	if _, ok := v.inflight[k]; !ok { // already queued again by a resume
+		v.mu.Unlock()
+		return
+	}
+	delete(v.inflight, k)
+	v.queue = append([]int{k}, v.queue...)
+	v.mu.Unlock()
+	select {
+	case v.wake <- struct{}{}:
+	default:
+	}
+}
+
 // enqueue hands message k to the visitor; it never blocks.
 func (v *vclient) enqueue(k int) {
 	v.mu.Lock()
@@ -259,20 +287,35 @@ func (v *vclient) pop() (int, bool) {
 
 // session serves one connection until it ends; it returns how long to wait
 // before reconnecting (a storm's delay).
-func (v *vclient) session(ctx context.Context, c *websocket.Conn) time.Duration {
+func (v *vclient) session(ctx context.Context, c conn) time.Duration {
 	r := v.r
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- v.readLoop(sctx, c) }()
-	ping := time.NewTicker(v.hb)
+	every := v.hb
+	if v.transport == "wt" {
+		every = min(every, wtPing)
+	}
+	ping := time.NewTicker(every)
 	defer ping.Stop()
+	watch := time.NewTicker(time.Second)
+	defer watch.Stop()
+	// waiting is when the oldest frame expecting an answer, with nothing
+	// received since, was written (unix nanos; 0: none).
+	var waiting int64
+	v.lastRecv.Store(time.Now().UnixNano())
+	expect := func() {
+		if waiting == 0 || v.lastRecv.Load() >= waiting {
+			waiting = time.Now().UnixNano()
+		}
+	}
 	var buf []byte
 	// end closes the connection and waits for the reader.
 	end := func(graceful bool) {
 		if graceful {
 			cl := make(chan struct{})
-			go func() { c.Close(websocket.StatusNormalClosure, "bench done"); close(cl) }()
+			go func() { c.Close(); close(cl) }()
 			select {
 			case <-cl:
 			case <-time.After(2 * time.Second):
@@ -286,14 +329,15 @@ func (v *vclient) session(ctx context.Context, c *websocket.Conn) time.Duration 
 		if !v.agent {
 			if k, ok := v.pop(); ok {
 				buf = sendFrame(buf, r.ids.id(k), r.conv(k%r.nconv), r.body)
-				if err := c.Write(sctx, websocket.MessageText, buf); err != nil {
+				if err := c.Write(sctx, buf); err != nil {
 					if ctx.Err() == nil {
 						r.rec.drops.Add(1)
-						r.rec.error(errCode(err))
+						r.rec.errorOn(v.transport, errCode(err))
 					}
 					end(false)
 					return 0
 				}
+				expect()
 				if r.ledger.Sent(k) {
 					r.rec.written.Add(1)
 					r.rec.record(mLag, time.Since(r.due(k)))
@@ -318,7 +362,15 @@ func (v *vclient) session(ctx context.Context, c *websocket.Conn) time.Duration 
 		select {
 		case <-v.wake:
 		case <-ping.C:
-			if err := c.Write(sctx, websocket.MessageText, []byte(`{"type":"ping","ref":"p"}`)); err != nil {
+			if err := c.Write(sctx, []byte(`{"type":"ping","ref":"p"}`)); err != nil {
+				end(false)
+				return 0
+			}
+			expect()
+		case now := <-watch.C:
+			if waiting != 0 && v.lastRecv.Load() < waiting && now.UnixNano()-waiting > int64(answerTimeout) {
+				r.rec.drops.Add(1)
+				r.rec.errorOn(v.transport, "no_answer")
 				end(false)
 				return 0
 			}
@@ -335,21 +387,19 @@ func (v *vclient) session(ctx context.Context, c *websocket.Conn) time.Duration 
 	}
 }
 
-func (v *vclient) readerEnded(ctx context.Context, c *websocket.Conn, err error) {
+func (v *vclient) readerEnded(ctx context.Context, c conn, err error) {
 	c.CloseNow()
 	if ctx.Err() == nil {
 		v.r.rec.drops.Add(1)
-		if err != nil {
-			var ce websocket.CloseError
-			if !errors.As(err, &ce) { // close codes come with an error frame already counted
-				v.r.rec.error(errCode(err))
-			}
+		// Close codes come with an error frame already counted.
+		if code := errCode(err); err != nil && !strings.HasPrefix(code, "close_") {
+			v.r.rec.errorOn(v.transport, code)
 		}
 	}
 }
 
 // readLoop handles the node's frames until the connection ends.
-func (v *vclient) readLoop(ctx context.Context, c *websocket.Conn) error {
+func (v *vclient) readLoop(ctx context.Context, c conn) error {
 	pre := v.pre
 	v.pre = nil
 	for _, f := range pre {
@@ -362,14 +412,16 @@ func (v *vclient) readLoop(ctx context.Context, c *websocket.Conn) error {
 		if err != nil {
 			return err
 		}
-		if err := v.handle(ctx, c, f, time.Now()); err != nil {
+		now := time.Now()
+		v.lastRecv.Store(now.UnixNano())
+		if err := v.handle(ctx, c, f, now); err != nil {
 			return err
 		}
 	}
 }
 
 // handle acts on one frame from the node.
-func (v *vclient) handle(ctx context.Context, c *websocket.Conn, f *frame, now time.Time) error {
+func (v *vclient) handle(ctx context.Context, c conn, f *frame, now time.Time) error {
 	r := v.r
 	switch f.Type {
 	case "deliver":
@@ -385,7 +437,7 @@ func (v *vclient) handle(ctx context.Context, c *websocket.Conn, f *frame, now t
 		}
 		if k := r.ids.index(f.messageID()); k >= 0 && r.ledger.Delivered(v.idx, k, f.Seq) {
 			r.rec.delivered.Add(1)
-			r.rec.record(mE2E, now.Sub(r.due(k)))
+			r.rec.recordOn(v.transport, mE2E, now.Sub(r.due(k)))
 		}
 	case "ack":
 		k := r.ids.index(f.ID)
@@ -398,9 +450,9 @@ func (v *vclient) handle(ctx context.Context, c *websocket.Conn, f *frame, now t
 		if f.Dup {
 			r.rec.dupAcks.Add(1)
 		}
-		if r.ledger.Acked(k, f.Seq) {
+		if r.ledger.Acked(k, v.node, f.Seq) {
 			r.rec.acked.Add(1)
-			r.rec.record(mAck, now.Sub(r.due(k)))
+			r.rec.recordOn(v.transport, mAck, now.Sub(r.due(k)))
 		}
 	case "resumed":
 		r.rec.resumes.Add(1)
@@ -418,8 +470,15 @@ func (v *vclient) handle(ctx context.Context, c *websocket.Conn, f *frame, now t
 			return err
 		}
 	case "error":
-		r.rec.error(f.Code)
+		r.rec.errorOn(v.transport, f.Code)
 		if k := r.ids.index(f.Ref); k >= 0 {
+			if f.Code == "unavailable" {
+				// Stored here but not confirmed by a second replica in
+				// time (or the store is busy): send it again with the
+				// same id, which is never stored twice.
+				v.requeue(k)
+				return nil
+			}
 			v.mu.Lock()
 			delete(v.inflight, k)
 			v.mu.Unlock()

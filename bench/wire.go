@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/quic-go/webtransport-go"
 )
 
 // frame is any frame a node sends, with the fields the harness reads.
@@ -71,10 +72,11 @@ func wsURL(base string) string {
 	return base + "/v1/ws"
 }
 
-// dialer opens WebSocket connections, optionally from given local
-// addresses (one HTTP client per address).
+// dialer opens client connections: WebSockets, optionally from given local
+// addresses (one HTTP client per address), and WebTransport sessions.
 type dialer struct {
 	clients []*http.Client
+	wt      *wtDialer
 }
 
 func newDialer(sources []net.IP) *dialer {
@@ -94,11 +96,31 @@ func newDialer(sources []net.IP) *dialer {
 	for _, ip := range sources {
 		d.clients = append(d.clients, mk(&net.TCPAddr{IP: ip}))
 	}
+	d.wt = newWTDialer(d.clients[0])
 	return d
 }
 
-// dial opens connection number i (which picks the source address).
-func (d *dialer) dial(ctx context.Context, url string, i int) (*websocket.Conn, error) {
+// dial opens connection number i to the node at base (http://host:port)
+// over transport, ws or wt.
+func (d *dialer) dial(ctx context.Context, base, transport string, i int) (conn, error) {
+	switch transport {
+	case "ws":
+		c, err := d.dialWS(ctx, wsURL(base), i)
+		if err != nil {
+			return nil, err
+		}
+		return wsConn{c}, nil
+	case "wt":
+		return d.wt.dial(ctx, base)
+	}
+	return nil, fmt.Errorf("transport %q: not implemented", transport)
+}
+
+// close releases what the WebTransport dialer holds.
+func (d *dialer) close() { d.wt.close() }
+
+// dialWS opens WebSocket number i (which picks the source address).
+func (d *dialer) dialWS(ctx context.Context, url string, i int) (*websocket.Conn, error) {
 	c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: d.clients[i%len(d.clients)]})
 	if err != nil {
 		if resp != nil && resp.StatusCode == http.StatusTooManyRequests {
@@ -115,8 +137,8 @@ func (d *dialer) dial(ctx context.Context, url string, i int) (*websocket.Conn, 
 var skipped = [][]byte{[]byte(`{"type":"typing"`), []byte(`{"type":"presence"`), []byte(`{"type":"pong"`), []byte(`{"type":"read"`)}
 
 // readFrame reads and decodes the next frame.
-func readFrame(ctx context.Context, c *websocket.Conn) (*frame, error) {
-	_, b, err := c.Read(ctx)
+func readFrame(ctx context.Context, c conn) (*frame, error) {
+	b, err := c.Read(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +157,7 @@ func readFrame(ctx context.Context, c *websocket.Conn) (*frame, error) {
 // await reads frames until one of type typ (and ref, when set) arrives. An
 // error frame with that ref (or with none) is returned as a *wireError.
 // Other frames go to other, when not nil.
-func await(ctx context.Context, c *websocket.Conn, typ, ref string, other func(*frame)) (*frame, error) {
+func await(ctx context.Context, c conn, typ, ref string, other func(*frame)) (*frame, error) {
 	for {
 		f, err := readFrame(ctx, c)
 		if err != nil {
@@ -153,12 +175,12 @@ func await(ctx context.Context, c *websocket.Conn, typ, ref string, other func(*
 	}
 }
 
-func writeJSON(ctx context.Context, c *websocket.Conn, v any) error {
+func writeJSON(ctx context.Context, c conn, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return c.Write(ctx, websocket.MessageText, b)
+	return c.Write(ctx, b)
 }
 
 // errCode names an error for the errors-by-code table: the wire code when
@@ -171,6 +193,14 @@ func errCode(err error) string {
 	var ce websocket.CloseError
 	if errors.As(err, &ce) {
 		return "close_" + strconv.Itoa(int(ce.Code))
+	}
+	var se *webtransport.SessionError
+	if errors.As(err, &se) {
+		return "close_" + strconv.Itoa(int(se.ErrorCode))
+	}
+	var ste *webtransport.StreamError
+	if errors.As(err, &ste) {
+		return "stream_reset"
 	}
 	s := err.Error()
 	switch {

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -75,6 +76,7 @@ func main() {
 
 type runOpts struct {
 	local    int
+	regions  string
 	parley   string
 	nodeArgs stringList
 	out      string
@@ -94,8 +96,9 @@ func runFlags(o *runOpts) *flag.FlagSet {
 		o = &runOpts{}
 	}
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.IntVar(&o.local, "local", 0, "start N local parley nodes on loopback (temp data dirs, raised limits), run against them, stop them")
+	fs.IntVar(&o.local, "local", 0, "start N local parley nodes on loopback (temp data dirs, raised limits; N ≥ 2: a real cluster), run against them, stop them")
 	fs.StringVar(&o.parley, "parley", "bin/parley", "node binary for --local")
+	fs.StringVar(&o.regions, "regions", "", "regions of a --local cluster (N ≥ 2), comma-separated, given to the nodes round robin (default r0,r1,r2)")
 	fs.Var(&o.nodeArgs, "node-arg", "extra argument for every local node (repeatable)")
 	fs.StringVar(&o.out, "o", "", "result JSON path (default bench-results/NAME-TIME.json)")
 	fs.StringVar(&o.html, "html", "", "HTML report path (default: the JSON path with .html)")
@@ -163,13 +166,21 @@ func cmdRun(args []string) (int, error) {
 			for i := range cluster.Nodes {
 				_ = cluster.Kill(i)
 			}
+			if cluster.Lab != nil {
+				_ = cluster.Lab.Close()
+			}
 		}
 		os.Exit(130)
 	}()
 
 	if o.local > 0 {
 		sctx, scancel := context.WithTimeout(ctx, 2*time.Minute)
-		cluster, err = bench.StartLocal(sctx, bench.LocalOptions{Bin: o.parley, Nodes: o.local, NodeArgs: o.nodeArgs, Keep: o.keep, Log: logf})
+		lo := bench.LocalOptions{Bin: o.parley, Nodes: o.local, NodeArgs: o.nodeArgs, Keep: o.keep, Log: logf,
+			Isolate: sc.HasPartition()}
+		if o.regions != "" {
+			lo.Regions = strings.Split(o.regions, ",")
+		}
+		cluster, err = bench.StartLocal(sctx, lo)
 		scancel()
 		if err != nil {
 			return 1, err
@@ -185,9 +196,6 @@ func cmdRun(args []string) (int, error) {
 		}
 		sc.Target.Nodes = cluster.URLs()
 		sc.Target.AgentToken, sc.Target.AgentTokenEnv = cluster.Token, ""
-		if o.local > 1 {
-			logf("note: %d local nodes are independent until clustering lands; clients are spread over them round-robin", o.local)
-		}
 	}
 
 	opts := bench.Options{Cluster: cluster}
@@ -269,6 +277,18 @@ func printSummary(r *bench.Result) {
 			continue
 		}
 		fmt.Printf("  %-8s n=%-8d p50 %8.3fms  p90 %8.3fms  p99 %8.3fms  p99.9 %8.3fms  max %8.3fms\n", m, p.Count, p.P50, p.P90, p.P99, p.P999, p.Max)
+	}
+	if len(r.Transports) > 1 {
+		names := make([]string, 0, len(r.Transports))
+		for n := range r.Transports {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			t := r.Transports[n]
+			fmt.Printf("  %s: %d clients; connect p50 %.3fms p99 %.3fms; ack p50 %.3fms p99 %.3fms; e2e p50 %.3fms p99 %.3fms; reconnects %d, connect failures %d; errors %v\n",
+				n, t.Clients, t.Connect.P50, t.Connect.P99, t.Ack.P50, t.Ack.P99, t.E2E.P50, t.E2E.P99, t.Reconnects, t.ConnectFailures, t.Errors)
+		}
 	}
 	a := r.Accounting
 	if a.Issued > 0 {
