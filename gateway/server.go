@@ -144,6 +144,7 @@ type Server struct {
 	metrics  Metrics
 	hub      *hub
 	presence *presence
+	views    *views
 
 	mu       sync.Mutex
 	perIP    map[string]int
@@ -159,7 +160,7 @@ func New(cfg Config) *Server {
 	cfg.defaults()
 	return &Server{
 		cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics,
-		hub: newHub(), presence: newPresence(cfg.Clock),
+		hub: newHub(), presence: newPresence(cfg.Clock), views: newViews(),
 		perIP: map[string]int{}, wsLimits: map[string]*rate.Limiter{},
 	}
 }
@@ -313,6 +314,7 @@ func (s *Server) serve(ctx context.Context, t transport, ip string) {
 	c.opsWG.Wait()
 	if c.authed.Load() {
 		s.hub.leave(c)
+		c.endView()
 		flipped, l := s.presence.lease(c, time.Now().UnixMilli(), 0)
 		s.emit(leaseSignal(c, l))
 		if flipped {
