@@ -208,15 +208,14 @@ func (c *conn) view(f inFrame, now time.Time) *wireError {
 	if werr := c.authorize(f.Conversation); werr != nil {
 		return werr
 	}
-	conv := f.Conversation
-	if !*f.Viewing {
-		cur, ok := c.srv.views.get(c.id.Workspace, c.leaseID)
-		if !ok || cur.Conversation != conv {
-			return nil // not the one open: nothing to leave
-		}
-		conv = ""
+	if *f.Viewing {
+		c.setView(f.Conversation, now.UnixMilli()+3*c.srv.cfg.Heartbeat.Milliseconds())
+	} else if cur, ok := c.srv.views.get(c.id.Workspace, c.leaseID); ok && cur.Conversation == f.Conversation {
+		c.setView("", 0)
+	} // else: not the one open, nothing to leave
+	if f.Ref != "" {
+		c.reply(refFrame{Type: "ack", Ref: f.Ref, Conversation: f.Conversation})
 	}
-	c.setView(conv, now.UnixMilli()+3*c.srv.cfg.Heartbeat.Milliseconds())
 	return nil
 }
 

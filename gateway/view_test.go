@@ -119,8 +119,12 @@ func TestViewersAreSeenByAgentsOnly(t *testing.T) {
 	if left["viewing"] != false || entered["viewing"] != true {
 		t.Fatalf("moving: %v then %v", left, entered)
 	}
-	// Leaving a conversation that is not the open one changes nothing.
-	sam.send(map[string]any{"type": "view", "conversation": conv, "viewing": false})
+	// Leaving a conversation that is not the open one changes nothing; a
+	// frame with a ref is acknowledged.
+	sam.send(map[string]any{"type": "view", "ref": "lv", "conversation": conv, "viewing": false})
+	if got := sam.expect("ack", refIs("lv")); got["conversation"] != conv {
+		t.Fatalf("view ack: %v", got)
+	}
 	ana.none("viewing", 200*time.Millisecond)
 	sam.send(map[string]any{"type": "view", "conversation": conv2, "viewing": false})
 	if got := ana.expect("viewing", nil); got["conversation"] != conv2 || got["viewing"] != false {
