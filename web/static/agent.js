@@ -366,6 +366,20 @@
     return u;
   }
 
+  // An eye, for the list's mark of a conversation another agent has open.
+  function eyeIcon() {
+    const NS = 'http://www.w3.org/2000/svg';
+    const svg = document.createElementNS(NS, 'svg');
+    svg.setAttribute('viewBox', '0 0 24 24');
+    svg.setAttribute('aria-hidden', 'true');
+    svg.setAttribute('focusable', 'false');
+    svg.setAttribute('class', 'conv-viewers-icon');
+    const path = document.createElementNS(NS, 'path');
+    path.setAttribute('d', 'M12 5C6.5 5 2.7 9.1 1.5 12c1.2 2.9 5 7 10.5 7s9.3-4.1 10.5-7C21.3 9.1 17.5 5 12 5zm0 11.5a4.5 4.5 0 1 1 0-9 4.5 4.5 0 0 1 0 9zm0-2.5a2 2 0 1 0 0-4 2 2 0 0 0 0 4z');
+    svg.append(path);
+    return svg;
+  }
+
   function buildConvItem(c) {
     const avatar = h('span', { class: 'avatar', 'aria-hidden': 'true' });
     const dot = h('span', { class: 'presence-dot', 'data-testid': 'conv-online' });
@@ -374,7 +388,8 @@
     const preview = h('span', { class: 'conv-preview' });
     const typing = h('span', { class: 'conv-typing', 'data-testid': 'conv-typing', text: 'typing' + ELLIPSIS });
     const unread = h('span', { class: 'badge', 'data-testid': 'conv-unread' });
-    const viewers = h('span', { class: 'conv-viewers', 'data-testid': 'conv-viewers' });
+    const viewersText = h('span');
+    const viewers = h('span', { class: 'conv-viewers', 'data-testid': 'conv-viewers' }, eyeIcon(), viewersText);
     const button = h('button', {
       type: 'button', class: 'conv', 'data-testid': 'conv-item', 'data-id': c.id,
     }, h('span', { class: 'avatar-wrap' }, avatar, dot),
@@ -382,7 +397,7 @@
       h('span', { class: 'conv-row' }, name, time),
       h('span', { class: 'conv-row' }, preview, typing, viewers, unread)));
     button.addEventListener('click', () => select(c.id));
-    c.el = { li: h('li', null, button), button, avatar, dot, name, time, preview, typing, viewers, unread };
+    c.el = { li: h('li', null, button), button, avatar, dot, name, time, preview, typing, viewers, viewersText, unread };
     return c.el;
   }
 
@@ -415,7 +430,7 @@
       const col = collisionOf(c);
       const others = col.typing.concat(col.viewing);
       e.viewers.hidden = others.length === 0;
-      e.viewers.textContent = others.length ? '\u{1F441} ' + others.map(initials).join(' ') : '';
+      e.viewersText.textContent = others.map(initials).join(' ');
       e.viewers.title = col.text;
       e.button.dataset.collision = String(others.length > 0);
       e.unread.hidden = unread === 0;
