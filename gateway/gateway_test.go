@@ -29,6 +29,9 @@ func (testAuth) Agent(_ context.Context, ws, token string) (Agent, error) {
 	if (ws == "ws1" || ws == "ws2") && token == "agent-token-"+ws {
 		return Agent{ID: "sam", Name: "Sam", Credential: "session-" + ws}, nil
 	}
+	if ws == "ws1" && token == "agent-token-ws1-ana" {
+		return Agent{ID: "ana", Name: "Ana", Credential: "session-ana"}, nil
+	}
 	return Agent{}, ErrAuth
 }
 

@@ -58,6 +58,7 @@ type inFrame struct {
 	Since        string  `json:"since"`
 	Seq          uint64  `json:"seq"`
 	Typing       bool    `json:"typing"`
+	Viewing      *bool   `json:"viewing"`
 }
 
 // decodeFrame parses and validates one client frame. The error, if any, is
@@ -131,6 +132,8 @@ func (f *inFrame) validate() *wireError {
 		return checkMsgID(f.ID)
 	case "typing":
 		return checkConv(f.Conversation)
+	case "view":
+		return f.validateView()
 	case "read":
 		if err := checkConv(f.Conversation); err != nil {
 			return err

@@ -17,6 +17,7 @@ func FuzzDecodeFrame(f *testing.F) {
 		`{"type":"resume","conversation":"c_0123456789abcdef01234567","after":3}`,
 		`{"type":"read","conversation":"c_0123456789abcdef01234567","seq":3}`,
 		`{"type":"typing","conversation":"c_0123456789abcdef01234567","typing":true}`,
+		`{"type":"view","conversation":"c_0123456789abcdef01234567","viewing":true}`,
 		`{"type":"ping"}`, `{"type":"start"}`, `{"type":"list"}`,
 		`{}`, `[]`, `null`, `{"type":1}`, "\xff", `{"type":"send","body":"\u0000"}`,
 	}
@@ -51,6 +52,10 @@ func FuzzDecodeFrame(f *testing.F) {
 		case "hello":
 			if fr.V != ProtocolVersion || !reWorkspace.MatchString(fr.Workspace) {
 				t.Fatalf("accepted a bad hello: %q", data)
+			}
+		case "view":
+			if !reConv.MatchString(fr.Conversation) || fr.Viewing == nil {
+				t.Fatalf("accepted a bad view: %q", data)
 			}
 		case "resume", "read", "typing", "ping", "start", "list":
 		default:

@@ -153,6 +153,7 @@ type Server struct {
 	metrics  Metrics
 	hub      *hub
 	presence *presence
+	views    *views
 
 	mu       sync.Mutex
 	perIP    map[string]int
@@ -169,7 +170,7 @@ func New(cfg Config) *Server {
 	cfg.defaults()
 	return &Server{
 		cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics,
-		hub: newHub(), presence: newPresence(cfg.Clock),
+		hub: newHub(), presence: newPresence(cfg.Clock), views: newViews(),
 		perIP: map[string]int{}, wsLimits: map[string]*rate.Limiter{},
 		relays: map[*conn]struct{}{},
 	}
@@ -324,6 +325,7 @@ func (s *Server) serve(ctx context.Context, t transport, ip string, viaRelay boo
 	c.opsWG.Wait()
 	if c.authed.Load() {
 		s.hub.leave(c)
+		c.endView()
 		flipped, l := s.presence.lease(c, time.Now().UnixMilli(), 0)
 		s.emit(leaseSignal(c, l))
 		if flipped {

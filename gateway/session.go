@@ -75,7 +75,11 @@ func (c *conn) readLoop(ctx context.Context) error {
 func (c *conn) handle(ctx context.Context, f inFrame, now time.Time) *wireError {
 	switch f.Type {
 	case "hello":
-		return c.hello(ctx, f)
+		werr := c.hello(ctx, f)
+		if werr == nil {
+			c.sendViews()
+		}
+		return werr
 	case "ping":
 		c.reply(refFrame{Type: "pong", Ref: f.Ref})
 		return nil
@@ -89,6 +93,8 @@ func (c *conn) handle(ctx context.Context, f inFrame, now time.Time) *wireError 
 		return c.change(ctx, f, now)
 	case "typing":
 		return c.typing(f, now)
+	case "view":
+		return c.view(f, now)
 	case "read":
 		return c.read(ctx, f, now)
 	}
@@ -144,6 +150,7 @@ func (c *conn) renewLease(now time.Time) {
 	c.leaseAt = ms
 	flipped, l := c.srv.presence.lease(c, ms, ms+3*hb)
 	c.srv.emit(leaseSignal(c, l))
+	c.renewView(ms + 3*hb)
 	if flipped {
 		c.srv.announce(c, true)
 	}

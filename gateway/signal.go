@@ -14,13 +14,13 @@ import (
 // are CRDTs (last writer wins per lease, per participant's typing), so
 // order and repetition do not matter.
 type Signal struct {
-	Kind         string         `json:"k"` // SignalLease or SignalTyping
+	Kind         string         `json:"k"` // SignalLease, SignalTyping, SignalView, ...
 	Workspace    string         `json:"ws"`
-	Conversation string         `json:"conv,omitempty"` // typing
+	Conversation string         `json:"conv,omitempty"` // typing, view
 	Participant  string         `json:"p"`
 	Role         string         `json:"r"`
 	Name         string         `json:"n,omitempty"`
-	LeaseID      string         `json:"l,omitempty"` // lease: "<node>/<n>"
+	LeaseID      string         `json:"l,omitempty"` // lease, view: "<node>/<n>"
 	Typing       bool           `json:"t,omitempty"`
 	TS           crdt.Timestamp `json:"ts"`
 	Expires      int64          `json:"e"` // unix ms; a lease of 0 has ended
@@ -71,6 +71,8 @@ func (s *Server) ApplySignal(sig Signal) {
 		if s.presence.applyLease(sig.Workspace, l, peer{role: sig.Role, name: sig.Name}, now) {
 			s.announceParticipant(sig.Workspace, sig.Participant, sig.Role, sig.Name, !l.Ended() && l.Live(now))
 		}
+	case SignalView:
+		s.applyViewSignal(sig)
 	case SignalTyping:
 		if sig.Conversation == "" {
 			return
@@ -88,6 +90,7 @@ func (s *Server) ApplySignal(sig Signal) {
 // its participants leave at once rather than when their leases run out.
 func (s *Server) DropNode(node string) {
 	s.endLeases(func(l crdt.Lease) bool { return strings.HasPrefix(l.ID, node+"/") })
+	s.endViews(func(l viewLease) bool { return strings.HasPrefix(l.ID, node+"/") })
 }
 
 // endExpiredRemote ends the leases of other nodes that ran out: their end
@@ -95,6 +98,7 @@ func (s *Server) DropNode(node string) {
 func (s *Server) endExpiredRemote(nowMS int64) {
 	local := s.cfg.Node + "/"
 	s.endLeases(func(l crdt.Lease) bool { return !strings.HasPrefix(l.ID, local) && !l.Live(nowMS) })
+	s.endViews(func(l viewLease) bool { return !l.live(nowMS) })
 }
 
 func (s *Server) endLeases(match func(crdt.Lease) bool) {

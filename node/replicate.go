@@ -374,7 +374,7 @@ func (r *replicator) onSignal(from string, b []byte) {
 	if err := json.Unmarshal(b, &sig); err != nil {
 		return
 	}
-	if sig.Kind == gateway.SignalLease && !strings.HasPrefix(sig.LeaseID, from+"/") {
+	if (sig.Kind == gateway.SignalLease || sig.Kind == gateway.SignalView) && !strings.HasPrefix(sig.LeaseID, from+"/") {
 		return // a node speaks only for its own connections
 	}
 	switch sig.Kind {

@@ -84,6 +84,65 @@
   const byteLength = (s) => new TextEncoder().encode(s).length;
   const cmp = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
 
+  // ---------------------------------------------------------------- cursors
+  //
+  // Each node numbers a conversation's events with seqs of its own; a
+  // deliver's `at` ("origin.oseq") names its event the same on every node.
+  // The widget keeps the highest oseq of each origin it received (a vector)
+  // and resumes with it (`since`), so a reconnect that lands on another node
+  // brings exactly what it missed; `after` (a seq) only when a node sends no
+  // `at`. Both live as long as the messages they describe: in this page.
+
+  function noteStamp(vec, at) {
+    if (typeof at !== 'string') return false;
+    const i = at.lastIndexOf('.');
+    const origin = at.slice(0, i);
+    const n = Number(at.slice(i + 1));
+    if (i <= 0 || !/^[a-z0-9_~-]+$/.test(origin) || !Number.isSafeInteger(n) || n < 1) return false;
+    if (!(vec.get(origin) >= n)) vec.set(origin, n);
+    return true;
+  }
+
+  const vectorString = (vec) => Array.from(vec, ([origin, n]) => origin + '.' + n).join(',');
+
+  function hlcCompare(a, b) {
+    if (!a || !b) return (a ? 1 : 0) - (b ? 1 : 0);
+    return Math.sign(((a.w || 0) - (b.w || 0)) || ((a.l || 0) - (b.l || 0))) || cmp(a.n || '', b.n || '');
+  }
+
+  // mergeMessage folds a deliver's state of a message into the one entry
+  // kept for its id, in whatever order states arrive (a replay from another
+  // node brings them in that node's order), as the node merges them: the
+  // body of the later edit wins (its `edited` stamp, else its creation; a
+  // tie goes to the larger text) and a deletion is for good.
+  function mergeMessage(m, msg) {
+    const body = typeof msg.body === 'string' ? msg.body : '';
+    const bodyTs = msg.edited || msg.ts || null;
+    if (!m.merged) {
+      m.merged = true;
+      m.author = msg.author;
+      m.role = msg.role;
+      m.name = msg.name;
+      m.ts = msg.ts || m.ts || null;
+      m.body = body;
+      m.bodyTs = bodyTs;
+      m.edited = msg.edited || null;
+      m.deleted = Boolean(msg.deleted);
+    } else {
+      const c = hlcCompare(bodyTs, m.bodyTs);
+      if (!m.deleted && !msg.deleted && (c > 0 || (c === 0 && body > m.body))) {
+        m.body = body;
+        m.bodyTs = bodyTs;
+        m.edited = msg.edited || null;
+      }
+      if (msg.deleted) m.deleted = true;
+    }
+    if (m.deleted) {
+      m.body = '';
+      m.edited = null;
+    }
+  }
+
   // ---------------------------------------------------------------- state
 
   const S = {
@@ -105,7 +164,9 @@
     listRef: null,
 
     messages: new Map(), // id -> message entry
-    maxSeq: 0, // highest deliver seq seen in this page
+    maxSeq: 0, // highest deliver seq seen in this page, on node S.node
+    node: '', // the node of the last welcome: seqs are its own
+    vector: new Map(), // origin -> highest oseq received (deliver.at): resume's since on any node
     localSeq: 0,
     outbox: new Map(), // message id -> {frame, sentAt}: sent but not acked
     refs: new Map(), // ref -> {kind, ...}
@@ -777,6 +838,7 @@
     S.agentsOnline.clear(); // the current presence follows
     renderPresence();
     setStatus('');
+    rebase(typeof f.node === 'string' ? f.node : '');
     if (S.conversation) resume();
     else if (S.wantStart || S.outbox.size) startConversation();
     listConversations();
@@ -789,8 +851,29 @@
 
   function resume() {
     S.subscribed = false;
-    request({ type: 'resume', conversation: S.conversation, after: S.maxSeq },
-      { kind: 'resume', conversation: S.conversation });
+    const frame = { type: 'resume', conversation: S.conversation };
+    if (S.vector.size) frame.since = vectorString(S.vector);
+    else frame.after = S.maxSeq;
+    request(frame, { kind: 'resume', conversation: S.conversation });
+  }
+
+  // rebase forgets the seqs of another node when a connection lands on a new
+  // one: the vector carries the resume; the messages kept get this node's
+  // positions from the next list (see onConversations).
+  function rebase(node) {
+    const moved = Boolean(S.node) && node !== S.node;
+    S.node = node;
+    if (!moved) return;
+    S.maxSeq = 0;
+    S.agentRead = 0;
+    S.myRead = 0;
+    S.readSent = 0;
+    for (const m of S.messages.values()) {
+      if (m.seq) {
+        m.seq = 0;
+        m.seqStale = true;
+      }
+    }
   }
 
   function onResumed(f) {
@@ -832,6 +915,7 @@
   function setConversation(id) {
     if (S.conversation !== id) {
       S.maxSeq = 0;
+      S.vector.clear();
       S.agentRead = 0;
       S.myRead = 0;
     }
@@ -847,6 +931,7 @@
       if (!S.outbox.has(id)) S.messages.delete(id); // keep what is still to be sent
     }
     S.maxSeq = 0;
+    S.vector.clear();
     S.agentRead = 0;
     S.myRead = 0;
     for (const e of S.outbox.values()) e.sentAt = 0;
@@ -869,6 +954,18 @@
     if (S.conversation) {
       const mine = items.find((c) => c && c.id === S.conversation);
       if (mine) applyReads(mine.reads);
+      if (mine && typeof mine.head === 'number' && mine.head > 0) {
+        // Messages kept from another node: at most this node's head here,
+        // so "Seen" never shows early.
+        let stale = false;
+        for (const m of S.messages.values()) {
+          if (!m.seqStale) continue;
+          stale = true;
+          m.seqStale = false;
+          if (!m.seq) m.seq = mine.head;
+        }
+        if (stale && mine.head > S.maxSeq) S.maxSeq = mine.head;
+      }
     } else if (!S.starting && items.length) {
       // A verified visitor on a new device: continue their latest conversation.
       const latest = items.reduce((a, b) => ((b.updated || 0) > (a.updated || 0) ? b : a));
@@ -882,24 +979,16 @@
   function onDeliver(f) {
     if (!f.message || f.conversation !== S.conversation) return;
     if (typeof f.seq === 'number' && f.seq > S.maxSeq) S.maxSeq = f.seq;
+    noteStamp(S.vector, f.at);
     const msg = f.message;
     let m = S.messages.get(msg.id);
-    if (m && m.lastSeq && f.seq < m.lastSeq) return; // an older state of a message we have
     if (!m) {
       m = { id: msg.id, local: ++S.localSeq };
       S.messages.set(msg.id, m);
     }
-    m.author = msg.author;
-    m.role = msg.role;
-    m.name = msg.name;
-    m.body = typeof msg.body === 'string' ? msg.body : '';
-    m.ts = msg.ts || m.ts || null;
-    m.edited = msg.edited || null;
-    m.deleted = Boolean(msg.deleted);
-    if (typeof f.seq === 'number') {
-      if (!m.seq || f.seq < m.seq) m.seq = f.seq;
-      m.lastSeq = Math.max(m.lastSeq || 0, f.seq);
-    }
+    mergeMessage(m, msg);
+    if (typeof f.seq === 'number' && f.seq > 0 && (!m.seq || f.seq < m.seq)) m.seq = f.seq;
+    m.seqStale = false;
     m.state = 'sent';
     if (msg.author === S.participant) {
       const pending = S.outbox.get(msg.id);
@@ -1123,8 +1212,8 @@
     for (const m of S.messages.values()) {
       if (!isMine(m) && m.seq > read) { need = true; break; }
     }
-    if (!need) return;
     const seq = S.maxSeq;
+    if (!need || !seq) return;
     if (request({ type: 'read', conversation: S.conversation, seq }, { kind: 'read', seq })) {
       S.readSent = seq;
       renderBadge();
@@ -1179,6 +1268,7 @@
     S.messages.clear();
     S.outbox.clear();
     S.maxSeq = 0;
+    S.vector.clear();
     S.agentRead = 0;
     S.myRead = 0;
     S.conversation = storage.get('localStorage', convKey());

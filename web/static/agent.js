@@ -93,6 +93,65 @@
     return (words.length > 1 ? words[0][0] + words[1][0] : words[0][0]).toUpperCase();
   }
 
+  // ---------------------------------------------------------------- cursors
+  //
+  // Each node numbers a conversation's events with seqs of its own; a
+  // deliver's `at` ("origin.oseq") names its event the same on every node.
+  // Per conversation the console keeps the highest oseq of each origin it
+  // received (a vector) and resumes with it (`since`) after a reconnect,
+  // which may land on another node; `after` (a seq) only when a node sends
+  // no `at`. Seqs of the previous node are forgotten on a new one (rebase).
+
+  function noteStamp(vec, at) {
+    if (typeof at !== 'string') return false;
+    const i = at.lastIndexOf('.');
+    const origin = at.slice(0, i);
+    const n = Number(at.slice(i + 1));
+    if (i <= 0 || !/^[a-z0-9_~-]+$/.test(origin) || !Number.isSafeInteger(n) || n < 1) return false;
+    if (!(vec.get(origin) >= n)) vec.set(origin, n);
+    return true;
+  }
+
+  const vectorString = (vec) => Array.from(vec, ([origin, n]) => origin + '.' + n).join(',');
+
+  function hlcCompare(a, b) {
+    if (!a || !b) return (a ? 1 : 0) - (b ? 1 : 0);
+    return Math.sign(((a.w || 0) - (b.w || 0)) || ((a.l || 0) - (b.l || 0))) || cmp(a.n || '', b.n || '');
+  }
+
+  // mergeMessage folds a deliver's state of a message into the one entry
+  // kept for its id, in whatever order states arrive (a replay from another
+  // node brings them in that node's order), as the node merges them: the
+  // body of the later edit wins (its `edited` stamp, else its creation; a
+  // tie goes to the larger text) and a deletion is for good.
+  function mergeMessage(m, msg) {
+    const body = typeof msg.body === 'string' ? msg.body : '';
+    const bodyTs = msg.edited || msg.ts || null;
+    if (!m.merged) {
+      m.merged = true;
+      m.author = msg.author;
+      m.role = msg.role;
+      m.name = msg.name;
+      m.ts = msg.ts || m.ts || null;
+      m.body = body;
+      m.bodyTs = bodyTs;
+      m.edited = msg.edited || null;
+      m.deleted = Boolean(msg.deleted);
+    } else {
+      const c = hlcCompare(bodyTs, m.bodyTs);
+      if (!m.deleted && !msg.deleted && (c > 0 || (c === 0 && body > m.body))) {
+        m.body = body;
+        m.bodyTs = bodyTs;
+        m.edited = msg.edited || null;
+      }
+      if (msg.deleted) m.deleted = true;
+    }
+    if (m.deleted) {
+      m.body = '';
+      m.edited = null;
+    }
+  }
+
   function tsCompare(a, b) {
     if (!a.ts || !b.ts) {
       if (a.ts) return -1;
@@ -130,6 +189,8 @@
     attempt: 0,
     lastRecv: 0,
     stopped: true,
+    node: '', // the node of the last welcome: seqs are its own
+    viewing: null, // the conversation the node was told this console has open
 
     convs: new Map(), // id -> conversation state
     selected: storage.get('sessionStorage', KEY_SELECTED),
@@ -159,7 +220,9 @@
         listHead: 0, listUnread: 0, listed: false,
         last: null, reads: {}, myRead: 0, readSent: 0,
         messages: new Map(), seenSeq: 0, loaded: false, resumeRef: null,
+        vector: new Map(), // origin -> highest oseq received: resume's since
         typers: new Map(), el: null,
+        viewers: new Map(), // other agents with it open: participant -> name
       };
       A.convs.set(id, c);
     }
@@ -223,6 +286,7 @@
     threadBody: $('thread-body'),
     messages: $('messages'),
     typing: $('typing'),
+    collision: $('collision'),
     composer: $('composer'),
     input: $('composer-input'),
     send: $('composer-send'),
@@ -302,6 +366,20 @@
     return u;
   }
 
+  // An eye, for the list's mark of a conversation another agent has open.
+  function eyeIcon() {
+    const NS = 'http://www.w3.org/2000/svg';
+    const svg = document.createElementNS(NS, 'svg');
+    svg.setAttribute('viewBox', '0 0 24 24');
+    svg.setAttribute('aria-hidden', 'true');
+    svg.setAttribute('focusable', 'false');
+    svg.setAttribute('class', 'conv-viewers-icon');
+    const path = document.createElementNS(NS, 'path');
+    path.setAttribute('d', 'M12 5C6.5 5 2.7 9.1 1.5 12c1.2 2.9 5 7 10.5 7s9.3-4.1 10.5-7C21.3 9.1 17.5 5 12 5zm0 11.5a4.5 4.5 0 1 1 0-9 4.5 4.5 0 0 1 0 9zm0-2.5a2 2 0 1 0 0-4 2 2 0 0 0 0 4z');
+    svg.append(path);
+    return svg;
+  }
+
   function buildConvItem(c) {
     const avatar = h('span', { class: 'avatar', 'aria-hidden': 'true' });
     const dot = h('span', { class: 'presence-dot', 'data-testid': 'conv-online' });
@@ -310,21 +388,23 @@
     const preview = h('span', { class: 'conv-preview' });
     const typing = h('span', { class: 'conv-typing', 'data-testid': 'conv-typing', text: 'typing' + ELLIPSIS });
     const unread = h('span', { class: 'badge', 'data-testid': 'conv-unread' });
+    const viewersText = h('span');
+    const viewers = h('span', { class: 'conv-viewers', 'data-testid': 'conv-viewers' }, eyeIcon(), viewersText);
     const button = h('button', {
       type: 'button', class: 'conv', 'data-testid': 'conv-item', 'data-id': c.id,
     }, h('span', { class: 'avatar-wrap' }, avatar, dot),
     h('span', { class: 'conv-main' },
       h('span', { class: 'conv-row' }, name, time),
-      h('span', { class: 'conv-row' }, preview, typing, unread)));
+      h('span', { class: 'conv-row' }, preview, typing, viewers, unread)));
     button.addEventListener('click', () => select(c.id));
-    c.el = { li: h('li', null, button), button, avatar, dot, name, time, preview, typing, unread };
+    c.el = { li: h('li', null, button), button, avatar, dot, name, time, preview, typing, viewers, viewersText, unread };
     return c.el;
   }
 
   function renderList() {
     const list = Array.from(A.convs.values())
       // An empty conversation shows while its visitor is around (typing, online).
-      .filter((c) => c.messages.size || c.id === A.selected || c.typers.size ||
+      .filter((c) => c.messages.size || c.id === A.selected || visitorTypers(c).length ||
         (c.listed && (c.listHead > 0 || c.last || convOnline(c))))
       .sort((a, b) => convUpdated(b) - convUpdated(a) || cmp(a.id, b.id));
     list.forEach((c, i) => {
@@ -344,8 +424,15 @@
       if (c.id === A.selected) e.button.setAttribute('aria-current', 'true');
       else e.button.removeAttribute('aria-current');
       e.dot.hidden = !online;
-      e.typing.hidden = c.typers.size === 0;
-      e.preview.hidden = c.typers.size > 0;
+      const visitorTyping = visitorTypers(c).length > 0;
+      e.typing.hidden = !visitorTyping;
+      e.preview.hidden = visitorTyping;
+      const col = collisionOf(c);
+      const others = col.typing.concat(col.viewing);
+      e.viewers.hidden = others.length === 0;
+      e.viewersText.textContent = others.map(initials).join(' ');
+      e.viewers.title = col.text;
+      e.button.dataset.collision = String(others.length > 0);
       e.unread.hidden = unread === 0;
       e.unread.textContent = unread > 99 ? '99+' : String(unread);
       e.button.setAttribute('aria-label', nm + (unread ? ', ' + unread + ' unread' : '') + (online ? ', online' : ''));
@@ -430,9 +517,37 @@
     if (atBottom || A.forceScroll) body.scrollTop = body.scrollHeight;
     A.forceScroll = false;
 
-    const typer = c.typers.values().next().value;
+    const typer = visitorTypers(c)[0];
     el.typing.hidden = !typer;
     el.typing.textContent = typer ? (typer.name || 'The visitor') + ' is typing' + ELLIPSIS : '';
+    const col = collisionOf(c);
+    el.collision.hidden = !col.text;
+    el.collision.textContent = col.text;
+    el.collision.dataset.typing = String(col.typing.length > 0);
+  }
+
+  const visitorTypers = (c) => Array.from(c.typers.values()).filter((t) => t.role !== 'agent');
+
+  const joinNames = (names) => (names.length < 2 ? names.join('')
+    : names.slice(0, -1).join(', ') + ' and ' + names[names.length - 1]);
+
+  // collisionOf says which other agents are typing in or viewing c, for the
+  // warning that keeps two agents from answering the same visitor at once.
+  function collisionOf(c) {
+    const typing = [];
+    const viewing = [];
+    for (const [p, t] of c.typers) {
+      if (t.role === 'agent' && p !== A.participant) typing.push(t.name || participantLabel(p));
+    }
+    for (const [p, name] of c.viewers) {
+      if (p === A.participant) continue;
+      const t = c.typers.get(p);
+      if (!(t && t.role === 'agent')) viewing.push(name || participantLabel(p));
+    }
+    const bits = [];
+    if (typing.length) bits.push(joinNames(typing) + (typing.length > 1 ? ' are' : ' is') + ' typing' + ELLIPSIS);
+    if (viewing.length) bits.push(joinNames(viewing) + (viewing.length > 1 ? ' are' : ' is') + ' also viewing');
+    return { typing, viewing, text: bits.join(' \u00b7 ') };
   }
 
   let onlineShown = '';
@@ -765,6 +880,7 @@
     A.listRef = null;
     A.refs.clear();
     A.typingConv = null;
+    A.viewing = null;
     for (const e of A.outbox.values()) e.sentAt = 0;
     for (const c of A.convs.values()) {
       if (c.resumeRef) c.loaded = false; // a resume that did not finish: load it fully again
@@ -836,9 +952,55 @@
       case 'read': onRead(f); break;
       case 'typing': onTyping(f); break;
       case 'presence': onPresence(f); break;
+      case 'viewing': onViewing(f); break;
       case 'error': onError(f); break;
       default: break; // pong and frames of later versions
     }
+  }
+
+  // rebase forgets the seqs of another node when a connection lands on a new
+  // one: the vectors carry the resumes; the messages kept get this node's
+  // positions from the next list (onConversations).
+  function rebase(node) {
+    const moved = Boolean(A.node) && node !== A.node;
+    A.node = node;
+    if (!moved) return;
+    for (const c of A.convs.values()) {
+      c.seenSeq = 0;
+      c.listHead = 0;
+      c.listUnread = 0;
+      c.reads = {};
+      c.myRead = 0;
+      c.readSent = 0;
+      for (const m of c.messages.values()) {
+        if (m.seq) {
+          m.seq = 0;
+          m.seqStale = true;
+        }
+      }
+    }
+  }
+
+  // sendView tells the node which conversation this console has open, so
+  // that other agents see it (collision warning); one at a time.
+  function sendView() {
+    const want = A.selected || null;
+    if (!A.welcomed || A.viewing === want) return;
+    const prev = A.viewing;
+    if (want) {
+      if (request({ type: 'view', conversation: want, viewing: true }, { kind: 'view', conv: want })) A.viewing = want;
+    } else if (prev && request({ type: 'view', conversation: prev, viewing: false }, { kind: 'view', conv: prev })) {
+      A.viewing = null;
+    }
+  }
+
+  function onViewing(f) {
+    if (typeof f.conversation !== 'string' || !f.participant) return;
+    const c = conv(f.conversation);
+    if (f.viewing) c.viewers.set(f.participant, f.name || '');
+    else c.viewers.delete(f.participant);
+    if (!c.listed) scheduleList();
+    scheduleRender();
   }
 
   function onWelcome(f) {
@@ -850,6 +1012,10 @@
     clearInterval(A.hbTimer);
     A.hbTimer = setInterval(heartbeat, A.heartbeatMs);
     A.online.clear(); // the current presence follows
+    for (const c of A.convs.values()) c.viewers.clear(); // and who views what
+    rebase(typeof f.node === 'string' ? f.node : '');
+    A.viewing = null;
+    sendView();
     setStatus('Connected', 'ok');
     el.me.textContent = A.name ? 'Signed in as ' + A.name : '';
     list();
@@ -890,6 +1056,18 @@
       c.listUnread = item.unread || 0;
       if (item.last) c.last = item.last;
       mergeReads(c, item.reads);
+      if (c.listHead > 0) {
+        // Messages kept from another node: at most this node's head here,
+        // so "Seen" never shows early.
+        let stale = false;
+        for (const m of c.messages.values()) {
+          if (!m.seqStale) continue;
+          stale = true;
+          m.seqStale = false;
+          if (!m.seq) m.seq = c.listHead;
+        }
+        if (stale && c.listHead > c.seenSeq) c.seenSeq = c.listHead;
+      }
     }
     if (A.selected) {
       const c = A.convs.get(A.selected);
@@ -915,8 +1093,18 @@
 
   function resumeConv(c) {
     if (!A.welcomed || c.resumeRef) return;
-    c.resumeRef = request({ type: 'resume', conversation: c.id, after: c.loaded ? c.seenSeq : 0 },
-      { kind: 'resume', conv: c.id });
+    c.resumeRef = request(resumeFrame(c, !c.loaded), { kind: 'resume', conv: c.id });
+  }
+
+  // resumeFrame: a first load replays the whole log (live events seen
+  // before it are in the vector too, and must not skip the rest); a
+  // catch-up or the next page resumes by vector.
+  function resumeFrame(c, first) {
+    const frame = { type: 'resume', conversation: c.id };
+    if (first) frame.after = 0;
+    else if (c.vector.size) frame.since = vectorString(c.vector);
+    else frame.after = c.seenSeq;
+    return frame;
   }
 
   function onResumed(f) {
@@ -926,7 +1114,7 @@
     if (typeof f.head === 'number' && f.head > c.seenSeq) c.seenSeq = f.head;
     if (f.more) {
       // The replay was cut short: continue after what arrived.
-      c.resumeRef = request({ type: 'resume', conversation: c.id, after: c.seenSeq }, { kind: 'resume', conv: c.id });
+      c.resumeRef = request(resumeFrame(c, false), { kind: 'resume', conv: c.id });
       scheduleRender();
       return;
     }
@@ -942,23 +1130,15 @@
     if (!known || !c.listed) scheduleList(); // a new conversation: fetch its details
     const msg = f.message;
     if (typeof f.seq === 'number' && f.seq > c.seenSeq) c.seenSeq = f.seq;
+    noteStamp(c.vector, f.at);
     let m = c.messages.get(msg.id);
-    if (m && m.lastSeq && f.seq < m.lastSeq) return;
     if (!m) {
       m = { id: msg.id, local: ++A.localSeq };
       c.messages.set(msg.id, m);
     }
-    m.author = msg.author;
-    m.role = msg.role;
-    m.name = msg.name;
-    m.body = typeof msg.body === 'string' ? msg.body : '';
-    m.ts = msg.ts || m.ts || null;
-    m.edited = msg.edited || null;
-    m.deleted = Boolean(msg.deleted);
-    if (typeof f.seq === 'number') {
-      if (!m.seq || f.seq < m.seq) m.seq = f.seq;
-      m.lastSeq = Math.max(m.lastSeq || 0, f.seq);
-    }
+    mergeMessage(m, msg);
+    if (typeof f.seq === 'number' && f.seq > 0 && (!m.seq || f.seq < m.seq)) m.seq = f.seq;
+    m.seqStale = false;
     m.state = 'sent';
     if (!c.owner && msg.role === 'visitor') {
       c.owner = msg.author;
@@ -986,6 +1166,7 @@
       if (c) c.myRead = Math.max(c.myRead, ctx.seq);
       return;
     }
+    if (ctx && ctx.kind === 'view') return;
     if (!f.id) return;
     const pending = A.outbox.get(f.id);
     A.outbox.delete(f.id);
@@ -1022,7 +1203,10 @@
     if (old) clearTimeout(old.timer);
     if (f.typing) {
       const ttl = Number(f.expires_ms) > 0 ? Number(f.expires_ms) : 5000;
-      const entry = { name: f.name || (f.role === 'agent' ? 'An agent' : c.ownerName || participantLabel(f.participant)) };
+      const entry = {
+        role: f.role === 'agent' ? 'agent' : 'visitor',
+        name: f.name || (f.role === 'agent' ? 'An agent' : c.ownerName || participantLabel(f.participant)),
+      };
       entry.timer = setTimeout(() => {
         if (c.typers.get(f.participant) === entry) {
           c.typers.delete(f.participant);
@@ -1079,6 +1263,11 @@
         case 'list':
           A.listRef = null;
           break;
+        case 'view':
+          // Not known here yet (a conversation still on its way to this
+          // node): the warning is best effort; the next selection retries.
+          if (A.viewing === ctx.conv) A.viewing = null;
+          return;
         case 'resume': {
           const c = A.convs.get(ctx.conv);
           if (c) c.resumeRef = null;
@@ -1116,6 +1305,7 @@
     A.selected = id;
     if (id) storage.set('sessionStorage', KEY_SELECTED, id);
     else storage.del('sessionStorage', KEY_SELECTED);
+    sendView();
     A.forceScroll = true;
     assistRefresh();
     if (id) {
@@ -1137,8 +1327,8 @@
     for (const m of c.messages.values()) {
       if (!isMine(m) && m.seq > read) { need = true; break; }
     }
-    if (!need) return;
     const seq = c.seenSeq;
+    if (!need || !seq) return;
     if (request({ type: 'read', conversation: c.id, seq }, { kind: 'read', conv: c.id, seq })) {
       c.readSent = seq;
       scheduleRender();
