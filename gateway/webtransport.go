@@ -38,6 +38,12 @@ type WebTransportConfig struct {
 	// from the server would cost a packet each way per connection every few
 	// seconds. Zero: 30s, three heartbeats, as for a silent WebSocket.
 	IdleTimeout time.Duration
+	// StatelessResetKey lets the node, restarted after a crash on the same
+	// port, answer packets of connections it no longer knows with a QUIC
+	// stateless reset, so that their clients reconnect at once instead of
+	// after IdleTimeout. Keep it secret and the same across restarts (the
+	// node derives it from its cluster key). Nil: no resets.
+	StatelessResetKey *quic.StatelessResetKey
 }
 
 // WebTransport serves HTTP/3 and the wire protocol over WebTransport on
@@ -52,8 +58,10 @@ type WebTransport struct {
 	closed  atomic.Bool
 	active  atomic.Int64 // WebTransport handlers running
 
+	resetKey *quic.StatelessResetKey
+
 	mu sync.Mutex
-	ln *quic.EarlyListener // set by Serve; closed by Close
+	tr *quic.Transport // set by Serve; closed by Close
 }
 
 type quicConnKey struct{}
@@ -67,7 +75,7 @@ func (s *Server) NewWebTransport(cfg WebTransportConfig) *WebTransport {
 	if handler == nil {
 		handler = http.NotFoundHandler()
 	}
-	w := &WebTransport{gw: s, handler: handler}
+	w := &WebTransport{gw: s, handler: handler, resetKey: cfg.StatelessResetKey}
 	w.h3 = &http3.Server{
 		TLSConfig: http3.ConfigureTLSConfig(cfg.TLS),
 		QUICConfig: &quic.Config{
@@ -98,17 +106,20 @@ func (s *Server) NewWebTransport(cfg WebTransportConfig) *WebTransport {
 // library's own Serve counts itself on a WaitGroup that its Close waits on,
 // and a Close soon after start raced with that count.
 func (w *WebTransport) Serve(pc net.PacketConn) error {
-	ln, err := quic.ListenEarly(pc, w.h3.TLSConfig, w.h3.QUICConfig)
+	tr := &quic.Transport{Conn: pc, StatelessResetKey: w.resetKey}
+	ln, err := tr.ListenEarly(w.h3.TLSConfig, w.h3.QUICConfig)
 	if err != nil {
+		tr.Close()
 		return fmt.Errorf("webtransport: listen: %w", err)
 	}
 	w.mu.Lock()
 	if w.closed.Load() {
 		w.mu.Unlock()
 		ln.Close()
+		tr.Close()
 		return nil
 	}
-	w.ln = ln
+	w.tr = tr
 	w.mu.Unlock()
 	var conns sync.WaitGroup
 	defer conns.Wait()
@@ -129,11 +140,12 @@ func (w *WebTransport) Serve(pc net.PacketConn) error {
 func (w *WebTransport) Close() error {
 	w.mu.Lock()
 	w.closed.Store(true)
-	ln := w.ln
+	tr := w.tr
 	w.mu.Unlock()
 	err := w.wt.Close()
-	if ln != nil {
-		ln.Close()
+	if tr != nil {
+		// Closes the listener too; pc stays open (it is not the Transport's).
+		tr.Close()
 	}
 	return err
 }

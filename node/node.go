@@ -19,6 +19,7 @@ import (
 	"parley/redact"
 	"parley/store"
 
+	"github.com/quic-go/quic-go"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -225,7 +226,9 @@ func (n *Node) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	var wt *gateway.WebTransport
 	if n.pc != nil {
-		wt = n.gw.NewWebTransport(gateway.WebTransportConfig{TLS: n.certs.TLSConfig(), Handler: handler})
+		var reset quic.StatelessResetKey
+		copy(reset[:], n.ctl.key.derive("quic-stateless-reset/v1/"+n.cfg.NodeID))
+		wt = n.gw.NewWebTransport(gateway.WebTransportConfig{TLS: n.certs.TLSConfig(), Handler: handler, StatelessResetKey: &reset})
 		g.Go(func() error {
 			if err := wt.Serve(n.pc); err != nil {
 				return fmt.Errorf("http/3: %w", err)
