@@ -82,6 +82,13 @@ func (p *presence) applyLease(ws string, l crdt.Lease, who peer, nowMS int64) (f
 	return before != after
 }
 
+// get returns the lease with that ID in ws.
+func (p *presence) get(ws, id string) (crdt.Lease, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.leases[ws].Get(id)
+}
+
 // remoteLeases lists the leases that match: of one node (to end them when
 // it is declared dead), or of other nodes that ran out without an end (its
 // signal was lost): ws -> lease ID -> lease.

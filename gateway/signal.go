@@ -93,6 +93,35 @@ func (s *Server) DropNode(node string) {
 	s.endViews(func(l viewLease) bool { return strings.HasPrefix(l.ID, node+"/") })
 }
 
+// Resync renews this node's presence leases and agents' views and passes
+// them to send, for a node that has just joined or come back: one that was
+// cut off from this node ended them when it declared this node dead, and
+// would otherwise learn of them only at each client's next heartbeat.
+// Renewed, not repeated: the other node's end of a lease carries a later
+// timestamp than the lease it ended, and only a later renewal beats it.
+func (s *Server) Resync(send func(Signal)) int {
+	now := time.Now().UnixMilli()
+	n := 0
+	for _, c := range s.hub.conns() {
+		ws := c.id.Workspace
+		cur, ok := s.presence.get(ws, c.leaseID)
+		if !ok || cur.Ended() || !cur.Live(now) {
+			continue
+		}
+		l := crdt.Lease{ID: cur.ID, Participant: cur.Participant, TS: s.cfg.Clock.Now(), Expires: cur.Expires}
+		s.presence.applyLease(ws, l, peer{role: c.id.Role, name: c.id.Name}, now)
+		send(leaseSignal(c, l))
+		n++
+		if v, ok := s.views.get(ws, c.leaseID); ok && v.live(now) {
+			v.TS = s.cfg.Clock.Now()
+			s.applyView(ws, v)
+			send(Signal{Kind: SignalView, Workspace: ws, Conversation: v.Conversation, Participant: v.Participant, Role: c.id.Role,
+				Name: v.Name, LeaseID: v.ID, TS: v.TS, Expires: v.Expires})
+		}
+	}
+	return n
+}
+
 // endExpiredRemote ends the leases of other nodes that ran out: their end
 // signal was lost, or their node stopped without one.
 func (s *Server) endExpiredRemote(nowMS int64) {

@@ -38,9 +38,8 @@ const replicationFactor = 3
 // store, which publishes them to this node's clients like its own.
 //
 // A sender's ack waits for a second replica when one is alive
-// (replicatedStore). Not yet here (docs/replication.md): background
-// anti-entropy, relaying for nodes outside the replica set, replicated
-// receipts and presence.
+// (replicatedStore). Anti-entropy (antientropy.go) repairs what the links
+// lost; presence, typing, views and receipts travel as signals.
 type replicator struct {
 	node  string
 	log   *slog.Logger
@@ -65,10 +64,26 @@ type replicator struct {
 	// erase erases a conversation here (and from the embeddings); set
 	// before serving.
 	erase func(ctx context.Context, ws, conv string) error
+	// joined carries the nodes to send this node's presence to (resync):
+	// those that joined or came back, and those that asked; gossip's
+	// callback must not block.
+	joined chan resyncReq
 }
 
+// resyncReq asks resync to send this node's presence to a node, and with
+// ask, to ask that node for its own.
+type resyncReq struct {
+	node string
+	ask  bool
+}
+
+// signalResync asks a node for its presence: one that comes back may find
+// that this node did not declare it dead (the two sides of a partition
+// need not agree), so only asking makes both sides resync.
+const signalResync = "resync"
+
 func newReplicator(cfg Config, log *slog.Logger, st *store.Store, ctl *control, mem *membership.Membership, reg prometheus.Registerer) *replicator {
-	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, peers: ctl.peers, acks: map[ackKey]*ackWait{}, records: map[string]store.Conversation{}, ae: newAEMetrics(reg), delay: cfg.FaultReplDelay}
+	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, peers: ctl.peers, acks: map[ackKey]*ackWait{}, records: map[string]store.Conversation{}, ae: newAEMetrics(reg), delay: cfg.FaultReplDelay, joined: make(chan resyncReq, 64)}
 	r.gate = replication.NewGate(r.have, 0)
 	r.repl = replication.New(replication.Config{Self: cfg.NodeID, Dial: r.dial, Store: r.store, Logger: log, OnSignal: r.onSignal})
 	return r
@@ -84,6 +99,8 @@ func (r *replicator) run(ctx context.Context) error {
 				return
 			case now := <-t.C:
 				r.sweep(now)
+			case req := <-r.joined:
+				r.resync(req)
 			}
 		}
 	}()
@@ -368,6 +385,46 @@ func (r *replicator) signal(sig gateway.Signal) {
 	}
 }
 
+// nodeJoined is gossip's callback for a node that joined or came back.
+func (r *replicator) nodeJoined(id string) { r.queueResync(resyncReq{node: id, ask: true}) }
+
+func (r *replicator) queueResync(req resyncReq) {
+	select {
+	case r.joined <- req:
+	default: // the clients' own renewals will tell it, a heartbeat later
+	}
+}
+
+// resync sends a node that joined or came back this node's presence and
+// views, for the workspaces it may serve: after a partition it had ended
+// them, and otherwise would see them again only as each client renews.
+func (r *replicator) resync(req resyncReq) {
+	id := req.node
+	if r.gw == nil {
+		return
+	}
+	if req.ask {
+		if b, err := json.Marshal(gateway.Signal{Kind: signalResync}); err == nil {
+			r.repl.Signal(id, b)
+		}
+	}
+	region := ""
+	for _, m := range r.mem.Members() {
+		if m.ID == id {
+			region = m.Region
+		}
+	}
+	n := r.gw.Resync(func(sig gateway.Signal) {
+		if w, err := r.ctl.c.Workspace(sig.Workspace); err == nil && w.Region != "" && w.Region != region {
+			return
+		}
+		if b, err := json.Marshal(sig); err == nil {
+			r.repl.Signal(id, b)
+		}
+	})
+	r.log.Debug("replication: presence sent to a node that joined", "peer", id, "leases", n)
+}
+
 // onSignal applies a peer's presence or typing in the gateway.
 func (r *replicator) onSignal(from string, b []byte) {
 	var sig gateway.Signal
@@ -378,6 +435,9 @@ func (r *replicator) onSignal(from string, b []byte) {
 		return // a node speaks only for its own connections
 	}
 	switch sig.Kind {
+	case signalResync:
+		r.queueResync(resyncReq{node: from})
+		return
 	case gateway.SignalRead:
 		r.applyRead(sig)
 		return
