@@ -19,12 +19,15 @@ type presence struct {
 	shown  map[string]map[string]bool // workspace -> participants announced online
 	agents map[string]map[string]bool // workspace -> agents announced online
 	typing map[string]*crdt.Typing    // workspace\x00conversation -> typing
+	// servingIdx caches, per workspace, where its participants are
+	// connected (serving.go).
+	servingIdx map[string]*servingIndex
 }
 
 type peer struct{ role, name string }
 
 func newPresence(clock *crdt.Clock) *presence {
-	return &presence{clock: clock, leases: map[string]*crdt.Presence{}, peers: map[string]map[string]peer{}, shown: map[string]map[string]bool{}, agents: map[string]map[string]bool{}, typing: map[string]*crdt.Typing{}}
+	return &presence{clock: clock, leases: map[string]*crdt.Presence{}, peers: map[string]map[string]peer{}, shown: map[string]map[string]bool{}, agents: map[string]map[string]bool{}, typing: map[string]*crdt.Typing{}, servingIdx: map[string]*servingIndex{}}
 }
 
 // lease sets c's lease to expire at expMS (0 ends it) and reports whether

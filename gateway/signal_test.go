@@ -1,9 +1,12 @@
 package gateway
 
 import (
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"parley/crdt"
 )
 
 // TestResyncRenewsEveryLiveLease: for a node that comes back, Resync gives
@@ -60,5 +63,40 @@ func TestResyncRenewsEveryLiveLease(t *testing.T) {
 	}
 	if _, ok := leases["v:"+welcome["visitor_id"].(string)]; !ok || leases["a:sam"].LeaseID == "" || views != 1 {
 		t.Errorf("Resync sent leases %v and %d views", leases, views)
+	}
+}
+
+// TestServingListsWhereParticipantsAre: another node's agents make it a
+// destination of every conversation of their workspace; another node's
+// visitor, of that visitor's own; this node's own connections and other
+// workspaces count for nothing.
+func TestServingListsWhereParticipantsAre(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.agent(t, "ws1") // this node's own
+	exp := time.Now().Add(time.Minute).UnixMilli()
+	clock := crdt.NewClock("peer", nil)
+	for _, s := range []Signal{
+		{Kind: SignalLease, Workspace: "ws1", Participant: "a:kim", Role: "agent", LeaseID: "n2/1", Expires: exp},
+		{Kind: SignalLease, Workspace: "ws1", Participant: "v:ada", Role: "visitor", LeaseID: "n3/7", Expires: exp},
+		{Kind: SignalLease, Workspace: "ws2", Participant: "a:bo", Role: "agent", LeaseID: "n4/1", Expires: exp},
+		{Kind: SignalLease, Workspace: "ws1", Participant: "a:old", Role: "agent", LeaseID: "n5/1", Expires: time.Now().Add(-time.Second).UnixMilli()},
+	} {
+		s.TS = clock.Now()
+		e.gw.ApplySignal(s)
+	}
+	cases := []struct {
+		ws, owner string
+		want      string
+	}{
+		{"ws1", "v:ada", "n2 n3"},
+		{"ws1", "v:bea", "n2"},
+		{"ws2", "v:ada", "n4"},
+		{"ws3", "v:ada", ""},
+	}
+	for _, tc := range cases {
+		if got := strings.Join(e.gw.Serving(tc.ws, tc.owner), " "); got != tc.want {
+			t.Errorf("Serving(%s, %s) = %q, want %q", tc.ws, tc.owner, got, tc.want)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -137,10 +138,12 @@ func (r *replicator) publish(evs []store.Event) {
 }
 
 // send queues one of this node's events to the other replicas of its
-// conversation and returns what to wait on, nil when there are none.
+// conversation and to the nodes where its participants are connected, and
+// returns what to wait on, nil when there are none.
 func (r *replicator) send(e store.Event) *ackWait {
 	peers := r.replicas(e.Workspace, e.Conversation)
-	if len(peers) == 0 {
+	serving := r.serving(e.Workspace, e.Conversation, peers)
+	if len(peers) == 0 && len(serving) == 0 {
 		return nil
 	}
 	ev, err := r.encode(e)
@@ -158,7 +161,35 @@ func (r *replicator) send(e store.Event) *ackWait {
 		w.peers = append(w.peers, p.ID)
 		w.answers = append(w.answers, ch)
 	}
+	for _, id := range serving {
+		if ch, ok := r.repl.Enqueue(id, []replication.Event{ev}); ok {
+			w.serving = append(w.serving, id)
+			w.servingAnswers = append(w.servingAnswers, ch)
+		}
+	}
 	return w
+}
+
+// serving lists the alive nodes, other than this one and the replicas,
+// where participants of a conversation are connected: any agent of the
+// workspace, or the visitor who started it. Pinned workspaces' clients are
+// relayed into their region, so its nodes are the only ones listed.
+func (r *replicator) serving(ws, conv string, replicas []membership.Member) []string {
+	if r.gw == nil {
+		return nil
+	}
+	owner := ""
+	if c, err := r.record(ws, conv); err == nil {
+		owner = c.Owner
+	}
+	var out []string
+	for _, id := range r.gw.Serving(ws, owner) {
+		if id == r.node || !r.mem.Alive(id) || slices.ContainsFunc(replicas, func(m membership.Member) bool { return m.ID == id }) {
+			continue
+		}
+		out = append(out, id)
+	}
+	return out
 }
 
 func (r *replicator) encode(e store.Event) (replication.Event, error) {
@@ -219,6 +250,12 @@ type ackWait struct {
 	at      time.Time
 	peers   []string
 	answers []<-chan error
+	// serving are nodes outside the placement where the conversation's
+	// participants are connected: sent every event, not counted for the
+	// ack (a copy there is not kept in step by anti-entropy), and sent
+	// what they lack when they report a gap.
+	serving        []string
+	servingAnswers []<-chan error
 }
 
 // confirmTimeout bounds how long a sender's ack waits for a second replica.
@@ -241,6 +278,10 @@ func (r *replicator) confirm(ctx context.Context, ws, conv string, seq uint64) e
 }
 
 func (r *replicator) wait(ctx context.Context, ws, conv string, w *ackWait) error {
+	r.repairServing(w)
+	if len(w.answers) == 0 {
+		return nil // only serving nodes: no other replica is alive
+	}
 	ctx, cancel := context.WithTimeout(ctx, confirmTimeout)
 	defer cancel()
 	results := make(chan error, len(w.answers))
@@ -269,6 +310,29 @@ func (r *replicator) wait(ctx context.Context, ws, conv string, w *ackWait) erro
 	}
 	r.log.Warn("replication: no second replica confirmed an event", "conversation", conv, "err", errors.Join(errs...))
 	return fmt.Errorf("%w: %v", gateway.ErrUnconfirmed, errors.Join(errs...))
+}
+
+// repairServing sends each serving node that reports a gap what it lacks,
+// in the background: the sender's ack does not wait for them.
+func (r *replicator) repairServing(w *ackWait) {
+	for i, ch := range w.servingAnswers {
+		go func() {
+			base := r.ctx
+			if base == nil {
+				base = context.Background()
+			}
+			ctx, cancel := context.WithTimeout(base, confirmTimeout)
+			defer cancel()
+			select {
+			case err := <-ch:
+				var gaps *replication.GapsError
+				if errors.As(err, &gaps) {
+					r.repair(ctx, w.serving[i], gaps.Gaps)
+				}
+			case <-ctx.Done():
+			}
+		}()
+	}
 }
 
 // repair sends a replica the events of this node it lacks, in order, and

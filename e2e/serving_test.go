@@ -1,0 +1,91 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestAgentsOutsideThePlacementSeeEverything: four nodes, three replicas
+// per conversation, so at least one node holds none of a conversation by
+// placement. An agent on every node still gets each of the visitor's
+// messages live, once, and the visitor gets every agent's reply: events go
+// to the replicas and to the nodes where the conversation's participants
+// are connected.
+func TestAgentsOutsideThePlacementSeeEverything(t *testing.T) {
+	tc := startCluster(t, 4)
+	var created struct{ Index uint64 }
+	mustAPI(t, tc.nodes[0], "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, &created)
+	for _, nd := range tc.nodes {
+		mustAPI(t, nd, "GET", fmt.Sprintf("/v1/admin/workspaces/acme?min_index=%d", created.Index), tc.root, nil, nil)
+	}
+	ctx := testCtx(t, 90*time.Second)
+	var agents []*wsClient
+	for i, nd := range tc.nodes {
+		agents = append(agents, tc.agentOn(t, ctx, tc.nodes[0], nd, "acme", fmt.Sprintf("agent%d", i+1)))
+	}
+	time.Sleep(1500 * time.Millisecond) // the agents' presence reaches every node
+	v, _, conv := startVisitor(t, ctx, tc.nodes[0], "acme")
+	defer v.close()
+	want := map[string]bool{}
+	for i := range 10 {
+		id := fmt.Sprintf("m-v-%06d", i)
+		say(t, ctx, v, conv, id, "from the visitor")
+		want[id] = true
+	}
+	// Live, the visitor's messages reach every agent, once.
+	for i, ag := range agents {
+		got := map[string]int{}
+		wait, cancel := context.WithTimeout(ctx, 10*time.Second)
+		for len(got) < len(want) {
+			m, err := ag.await(wait, "deliver", func(m map[string]any) bool { return m["conversation"] == conv })
+			if err != nil {
+				t.Errorf("the agent on %s: %v", tc.nodes[i].Addr, err)
+				break
+			}
+			got[msgID(m)]++
+		}
+		cancel()
+		for id := range want {
+			if got[id] != 1 {
+				t.Errorf("the agent on %s got %s %d times live", tc.nodes[i].Addr, id, got[id])
+			}
+		}
+	}
+	// Every agent's reply reaches the visitor and the other agents.
+	for i, ag := range agents {
+		id := fmt.Sprintf("m-a%d-%06d", i+1, 0)
+		ag.send(ctx, map[string]any{"type": "send", "ref": "r" + id, "conversation": conv, "id": id, "body": "from an agent"})
+		if m, err := ag.awaitRef(ctx, "r"+id); err != nil || m["type"] != "ack" {
+			t.Fatalf("agent on %s: reply %v %v", tc.nodes[i].Addr, m, err)
+		}
+		want[id] = true
+		for j, cl := range append(agents, v) {
+			if j == i {
+				continue
+			}
+			wait, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if _, err := cl.await(wait, "deliver", func(m map[string]any) bool { return msgID(m) == id }); err != nil {
+				t.Errorf("the reply from the agent on %s never reached client %d: %v", tc.nodes[i].Addr, j, err)
+			}
+			cancel()
+		}
+	}
+	// History: each node's replay holds every message once.
+	for i, ag := range agents {
+		hist, err := ag.history(ctx, conv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]int{}
+		for _, d := range hist {
+			seen[msgID(d)]++
+		}
+		for id := range want {
+			if seen[id] != 1 {
+				t.Errorf("history on %s holds %s %d times", tc.nodes[i].Addr, id, seen[id])
+			}
+		}
+	}
+}
