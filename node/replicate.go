@@ -58,8 +58,10 @@ type replicator struct {
 	recMu   sync.Mutex
 	records map[string]store.Conversation // see record
 
-	ae *aeMetrics
-	gw *gateway.Server // set once the gateway exists, before serving
+	ae      *aeMetrics
+	aeMu    sync.Mutex
+	aeTrees map[string]*aeCached // by peer: the tree of its current round
+	gw      *gateway.Server      // set once the gateway exists, before serving
 	// delay is Config.FaultReplDelay.
 	delay time.Duration
 	// erase erases a conversation here (and from the embeddings); set
@@ -68,7 +70,7 @@ type replicator struct {
 }
 
 func newReplicator(cfg Config, log *slog.Logger, st *store.Store, ctl *control, mem *membership.Membership, reg prometheus.Registerer) *replicator {
-	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, peers: ctl.peers, acks: map[ackKey]*ackWait{}, records: map[string]store.Conversation{}, ae: newAEMetrics(reg), delay: cfg.FaultReplDelay}
+	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, peers: ctl.peers, acks: map[ackKey]*ackWait{}, records: map[string]store.Conversation{}, ae: newAEMetrics(reg), aeTrees: map[string]*aeCached{}, delay: cfg.FaultReplDelay}
 	r.gate = replication.NewGate(r.have, 0)
 	r.repl = replication.New(replication.Config{Self: cfg.NodeID, Dial: r.dial, Store: r.store, Logger: log, OnSignal: r.onSignal})
 	return r
