@@ -64,13 +64,15 @@ type replicator struct {
 	gw      *gateway.Server      // set once the gateway exists, before serving
 	// delay is Config.FaultReplDelay.
 	delay time.Duration
+	// faults says links are dialled through Config.faults (peers.dial).
+	faults bool
 	// erase erases a conversation here (and from the embeddings); set
 	// before serving.
 	erase func(ctx context.Context, ws, conv string) error
 }
 
 func newReplicator(cfg Config, log *slog.Logger, st *store.Store, ctl *control, mem *membership.Membership, reg prometheus.Registerer) *replicator {
-	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, peers: ctl.peers, acks: map[ackKey]*ackWait{}, records: map[string]store.Conversation{}, ae: newAEMetrics(reg), aeTrees: map[string]*aeCached{}, delay: cfg.FaultReplDelay}
+	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, peers: ctl.peers, acks: map[ackKey]*ackWait{}, records: map[string]store.Conversation{}, ae: newAEMetrics(reg), aeTrees: map[string]*aeCached{}, delay: cfg.FaultReplDelay, faults: cfg.faults != nil}
 	r.gate = replication.NewGate(r.have, 0)
 	r.repl = replication.New(replication.Config{Self: cfg.NodeID, Dial: r.dial, Store: r.store, Logger: log, OnSignal: r.onSignal})
 	return r
@@ -511,7 +513,11 @@ func (r *replicator) dial(ctx context.Context, peer string) (replication.Conn, e
 	h.Set(hdrNodeID, r.node)
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(dctx, "ws://"+addr+path, &websocket.DialOptions{HTTPHeader: h})
+	opts := &websocket.DialOptions{HTTPHeader: h}
+	if r.faults {
+		opts.HTTPClient = &http.Client{Transport: &http.Transport{DialContext: r.peers.dial}}
+	}
+	c, _, err := websocket.Dial(dctx, "ws://"+addr+path, opts)
 	if err != nil {
 		return nil, err
 	}
