@@ -266,8 +266,9 @@ func held(t *testing.T, r *running, ws, conv string) map[string]int {
 // one process with a fault-injecting transport (the in-process half of the
 // partition tests; TestPartitionHealsWithoutLoss cuts real processes with
 // iptables): n3 is cut off from n1 and n2, both sides take writes of one
-// conversation, the partition heals, and anti-entropy brings the three to
-// the same state, with every acknowledged message exactly once.
+// conversation (600 on n3: more than one anti-entropy request holds), the
+// partition heals, and anti-entropy brings the three to the same state,
+// with every acknowledged message exactly once.
 func TestInProcessPartitionHeals(t *testing.T) {
 	f := newFaultNet()
 	nodes, root := inProcessCluster(t, f, 3)
@@ -284,7 +285,9 @@ func TestInProcessPartitionHeals(t *testing.T) {
 	waitMembers(t, n1, 2)
 	waitMembers(t, n2, 2)
 	v.write(n1, "m-majority", 10)
-	v.write(n3, "m-minority", 10)
+	// More than one range request holds (maxInternalBody): anti-entropy
+	// sends them in parts.
+	v.write(n3, "m-minority", 600)
 	// The cut held: neither side has the other's writes.
 	if h := held(t, n1, "acme", v.conv); h["m-minority-000000"] != 0 {
 		t.Fatal("n1 got a message written on n3 during the partition")
@@ -325,8 +328,8 @@ func TestInProcessPartitionHeals(t *testing.T) {
 		if len(h) != len(v.acked) {
 			t.Errorf("%s holds %d messages, %d acknowledged", r.n.cfg.NodeID, len(h), len(v.acked))
 		}
-		if f := mustFrontier(t, r, v.conv); f["n1"] != 15 || f["n3"] != 10 {
-			t.Errorf("%s's frontier %v, want n1.15 and n3.10", r.n.cfg.NodeID, f)
+		if f := mustFrontier(t, r, v.conv); f["n1"] != 15 || f["n3"] != 600 {
+			t.Errorf("%s's frontier %v, want n1.15 and n3.600", r.n.cfg.NodeID, f)
 		}
 	}
 	// Anti-entropy repaired both sides (no writes followed the heal).
