@@ -210,21 +210,34 @@ type aeCached struct {
 	tree  *aeTree
 }
 
-// antiEntropy runs rounds with every alive peer until ctx ends.
+// peerUp runs a round with a node gossip has just seen join or come back
+// (after a partition or a restart) without waiting for the next tick.
+// Gossip calls it; it never blocks.
+func (r *replicator) peerUp(node string) {
+	select {
+	case r.aeKick <- node:
+	default: // the next tick will do
+	}
+}
+
+// antiEntropy runs rounds with every alive peer every aeEvery, and with a
+// peer that has just come up at once, until ctx ends.
 func (r *replicator) antiEntropy(ctx context.Context) error {
 	t := time.NewTicker(aeEvery)
 	defer t.Stop()
 	for {
+		only := ""
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case only = <-r.aeKick:
 		}
 		if !r.ctl.ready.Load() {
 			continue
 		}
 		for _, m := range r.mem.Members() {
-			if m.ID == r.node {
+			if m.ID == r.node || only != "" && m.ID != only {
 				continue
 			}
 			if err := r.aeRound(ctx, m); err != nil && ctx.Err() == nil {

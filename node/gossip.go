@@ -29,6 +29,8 @@ type gossip struct {
 	// onDown is told of a node that failed or left, so that its clients'
 	// presence ends at once. Gossip may call before it is set.
 	onDown atomic.Pointer[func(node string)]
+	// onUp is told of a node that joined or came back.
+	onUp atomic.Pointer[func(node string)]
 }
 
 // gossipRetry is how often registered nodes not seen alive are contacted.
@@ -59,6 +61,9 @@ func openGossip(cfg Config, log *slog.Logger, ctl *control, reg prometheus.Regis
 		OnEvent: func(e membership.Event) {
 			g.events.WithLabelValues(e.Kind.String()).Inc()
 			if f := g.onDown.Load(); f != nil && (e.Kind == membership.Failed || e.Kind == membership.Left) {
+				(*f)(e.Member.ID)
+			}
+			if f := g.onUp.Load(); f != nil && e.Kind == membership.Joined {
 				(*f)(e.Member.ID)
 			}
 		},

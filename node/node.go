@@ -108,6 +108,8 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 	n.repl.gw = n.gw
 	drop := n.gw.DropNode
 	n.gossip.onDown.Store(&drop)
+	up := n.repl.peerUp
+	n.gossip.onUp.Store(&up)
 	if cfg.H3Addr != h3Off {
 		if err := n.listenH3(); err != nil {
 			n.gossip.close()

@@ -61,6 +61,7 @@ type replicator struct {
 	ae      *aeMetrics
 	aeMu    sync.Mutex
 	aeTrees map[string]*aeCached // by peer: the tree of its current round
+	aeKick  chan string          // peers just up: a round with them now
 	gw      *gateway.Server      // set once the gateway exists, before serving
 	// delay is Config.FaultReplDelay.
 	delay time.Duration
@@ -72,7 +73,7 @@ type replicator struct {
 }
 
 func newReplicator(cfg Config, log *slog.Logger, st *store.Store, ctl *control, mem *membership.Membership, reg prometheus.Registerer) *replicator {
-	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, peers: ctl.peers, acks: map[ackKey]*ackWait{}, records: map[string]store.Conversation{}, ae: newAEMetrics(reg), aeTrees: map[string]*aeCached{}, delay: cfg.FaultReplDelay, faults: cfg.faults != nil}
+	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, peers: ctl.peers, acks: map[ackKey]*ackWait{}, records: map[string]store.Conversation{}, ae: newAEMetrics(reg), aeTrees: map[string]*aeCached{}, aeKick: make(chan string, 16), delay: cfg.FaultReplDelay, faults: cfg.faults != nil}
 	r.gate = replication.NewGate(r.have, 0)
 	r.repl = replication.New(replication.Config{Self: cfg.NodeID, Dial: r.dial, Store: r.store, Logger: log, OnSignal: r.onSignal})
 	return r
