@@ -98,9 +98,19 @@ type aeTree struct {
 }
 
 // shared builds the tree of the conversations this node and peer both hold
-// by this node's view of placement.
+// by this node's view of placement, with peer alive: a node that calls for
+// a round is, though gossip here may not have seen it come back yet (a
+// view without it would hold nothing with it, and every frontier would be
+// sent).
 func (r *replicator) shared(peer string) (*aeTree, error) {
 	members := r.mem.Members()
+	if !slices.ContainsFunc(members, func(m membership.Member) bool { return m.ID == peer }) {
+		for _, n := range r.ctl.c.Nodes() {
+			if n.ID == peer {
+				members = append(members, membership.Member{ID: n.ID, Region: n.Region, HTTPAddr: n.APIAddr})
+			}
+		}
+	}
 	regions := map[string]string{}
 	var convs []convVector
 	err := r.st.Frontiers(func(ws, conv string, f map[string]uint64) {
