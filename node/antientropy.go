@@ -3,16 +3,21 @@ package node
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"net/http"
+	"slices"
 	"sort"
+	"strconv"
+	"sync"
 	"time"
 
 	"parley/cluster/membership"
 	"parley/cluster/replication"
+	"parley/crdt"
 	"parley/store"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,19 +25,39 @@ import (
 
 // Anti-entropy is the backstop of replication: every round, this node makes
 // sure each other replica has every event it has of the conversations they
-// share, whatever links broke meanwhile. It compares hashes of buckets of
-// frontiers first, then the frontiers of the buckets that differ, then
-// sends each origin's missing range, so the bytes exchanged grow with the
-// difference, not with the number of conversations.
+// share, whatever links broke meanwhile. The conversations they share are
+// the leaves of a hash tree keyed by a hash of their names (16 children per
+// node, each node the XOR of its leaves' digests of name and frontier): the
+// round compares the root first, then the children of the nodes that
+// differ, level by level, down to nodes of at most aeLeaf conversations,
+// whose frontiers it sends; for each conversation the peer lacks events of,
+// it sends each origin's missing range. Equal states cost one hash; a
+// difference of D conversations costs about D paths of the tree, D
+// frontiers and the missing events, whatever the number of conversations.
 const (
-	pathAEBuckets = "/internal/v1/ae/buckets"
+	pathAETree    = "/internal/v1/ae/tree"
 	pathAEVectors = "/internal/v1/ae/vectors"
 	pathAERange   = "/internal/v1/ae/range"
 
-	aeBuckets = 256
+	// aeBits is how many bits of a conversation's key each level of the
+	// tree consumes: 16 children per node, 8 levels below the root.
+	aeBits  = 4
+	aeDepth = 32 / aeBits
+	// aeLeaf is the most conversations of a differing node whose
+	// frontiers are sent rather than its children's hashes (16 hashes
+	// cost about as much as 5 frontiers).
+	aeLeaf = 8
+	// aeMaxHashes and aeMaxVectors bound one request, and aeMaxRange the
+	// events' bytes of one range request, below maxInternalBody.
+	aeMaxHashes  = 2048
+	aeMaxVectors = 512
+	aeMaxRange   = 64 << 10
 	// aeEvery is the time between rounds; a round with a peer stops early
 	// when nothing differs.
 	aeEvery = 2 * time.Second
+	// aeTreeTTL is how long a node keeps the tree it computed for a
+	// peer's round, for that round's next requests.
+	aeTreeTTL = 5 * time.Second
 )
 
 type aeMetrics struct {
@@ -44,7 +69,7 @@ type aeMetrics struct {
 func newAEMetrics(reg prometheus.Registerer) *aeMetrics {
 	m := &aeMetrics{
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "parley_antientropy_bytes_total", Help: "Bytes of anti-entropy requests sent and replies received, by phase.",
+			Name: "parley_antientropy_bytes_total", Help: "Bytes of anti-entropy requests sent and replies received, by phase (buckets: the hash tree; vectors; range: the events).",
 		}, []string{"phase"}),
 		repaired: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "parley_antientropy_events_sent_total", Help: "Events sent to replicas that lacked them.",
@@ -64,74 +89,165 @@ type convVector struct {
 	Vector       map[string]uint64 `json:"v"`
 }
 
-// shared lists the frontiers of the conversations this node and peer both
-// hold by this node's view of placement, by bucket.
-func (r *replicator) shared(peer string) (map[int][]convVector, error) {
+// aeTree is the hash tree of the conversations this node shares with a
+// peer: their frontiers sorted by key, with each one's digest.
+type aeTree struct {
+	convs []convVector
+	keys  []uint32
+	sums  []uint64
+}
+
+// shared builds the tree of the conversations this node and peer both hold
+// by this node's view of placement, with peer alive: a node that calls for
+// a round is, though gossip here may not have seen it come back yet (a
+// view without it would hold nothing with it, and every frontier would be
+// sent).
+func (r *replicator) shared(peer string) (*aeTree, error) {
 	members := r.mem.Members()
-	out := map[int][]convVector{}
+	if !slices.ContainsFunc(members, func(m membership.Member) bool { return m.ID == peer }) {
+		for _, n := range r.ctl.c.Nodes() {
+			if n.ID == peer {
+				members = append(members, membership.Member{ID: n.ID, Region: n.Region, HTTPAddr: n.APIAddr})
+			}
+		}
+	}
+	regions := map[string]string{}
+	var convs []convVector
 	err := r.st.Frontiers(func(ws, conv string, f map[string]uint64) {
-		if !r.holdsWith(members, ws, conv, peer) {
+		region, ok := regions[ws]
+		if !ok {
+			if w, err := r.ctl.c.Workspace(ws); err == nil {
+				region = w.Region
+			}
+			regions[ws] = region
+		}
+		if !holdsWith(members, region, conv, r.node, peer) {
 			return
 		}
-		b := bucketOf(ws, conv)
-		out[b] = append(out[b], convVector{Workspace: ws, Conversation: conv, Vector: f})
+		convs = append(convs, convVector{Workspace: ws, Conversation: conv, Vector: f})
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	t := &aeTree{keys: make([]uint32, len(convs)), sums: make([]uint64, len(convs))}
+	idx := make([]int, len(convs))
+	for i, cv := range convs {
+		idx[i] = i
+		t.keys[i] = aeKey(cv.Workspace, cv.Conversation)
+	}
+	sort.Slice(idx, func(a, b int) bool { return t.keys[idx[a]] < t.keys[idx[b]] })
+	keys := make([]uint32, len(convs))
+	t.convs = make([]convVector, len(convs))
+	for i, j := range idx {
+		t.convs[i], keys[i] = convs[j], t.keys[j]
+		t.sums[i] = convSum(convs[j])
+	}
+	t.keys = keys
+	return t, nil
 }
 
-// holdsWith says whether placement puts a conversation on both this node
-// and peer.
-func (r *replicator) holdsWith(members []membership.Member, ws, conv, peer string) bool {
-	region := ""
-	if w, err := r.ctl.c.Workspace(ws); err == nil {
-		region = w.Region
-	}
-	me, them := false, false
+// holdsWith says whether placement puts a conversation on both me and
+// peer.
+func holdsWith(members []membership.Member, region, conv, me, peer string) bool {
+	a, b := false, false
 	for _, m := range membership.Replicas(members, conv, region, replicationFactor) {
-		me = me || m.ID == r.node
-		them = them || m.ID == peer
+		a = a || m.ID == me
+		b = b || m.ID == peer
 	}
-	return me && them
+	return a && b
 }
 
-func bucketOf(ws, conv string) int {
+// aeKey places a conversation in the tree.
+func aeKey(ws, conv string) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(ws))
 	h.Write([]byte{0})
 	h.Write([]byte(conv))
-	return int(h.Sum32() % aeBuckets)
+	return h.Sum32()
 }
 
-// bucketHash digests a bucket's frontiers, in a canonical order.
-func bucketHash(cvs []convVector) string {
-	sort.Slice(cvs, func(i, j int) bool {
-		if cvs[i].Workspace != cvs[j].Workspace {
-			return cvs[i].Workspace < cvs[j].Workspace
-		}
-		return cvs[i].Conversation < cvs[j].Conversation
-	})
-	h := sha256.New()
-	for _, cv := range cvs {
-		fmt.Fprintf(h, "%s\x00%s\x00%s\n", cv.Workspace, cv.Conversation, replication.Vector(cv.Vector).String())
+// convSum digests a conversation's name and frontier.
+func convSum(cv convVector) uint64 {
+	sum := sha256.Sum256([]byte(cv.Workspace + "\x00" + cv.Conversation + "\x00" + replication.Vector(cv.Vector).String()))
+	return binary.BigEndian.Uint64(sum[:8])
+}
+
+// span is the range of t's conversations under node idx of level.
+func (t *aeTree) span(level int, idx uint32) (lo, hi int) {
+	shift := uint(32 - aeBits*level)
+	from, to := uint64(idx)<<shift, (uint64(idx)+1)<<shift
+	lo = sort.Search(len(t.keys), func(i int) bool { return uint64(t.keys[i]) >= from })
+	hi = sort.Search(len(t.keys), func(i int) bool { return uint64(t.keys[i]) >= to })
+	return lo, hi
+}
+
+// hash is the hash of node idx of level: empty for a node without
+// conversations.
+func (t *aeTree) hash(level int, idx uint32) string {
+	lo, hi := t.span(level, idx)
+	if lo == hi {
+		return ""
 	}
-	return fmt.Sprintf("%x", h.Sum(nil)[:12])
+	var x uint64
+	for _, s := range t.sums[lo:hi] {
+		x ^= s
+	}
+	return strconv.FormatUint(x, 36)
 }
 
-// antiEntropy runs rounds with every alive peer until ctx ends.
+// treeFor is the tree of the conversations shared with a peer, computed
+// once per round of that peer's.
+func (r *replicator) treeFor(peer, round string) (*aeTree, error) {
+	r.aeMu.Lock()
+	c := r.aeTrees[peer]
+	r.aeMu.Unlock()
+	if c != nil && c.round == round && time.Since(c.at) < aeTreeTTL {
+		return c.tree, nil
+	}
+	t, err := r.shared(peer)
+	if err != nil {
+		return nil, err
+	}
+	r.aeMu.Lock()
+	r.aeTrees[peer] = &aeCached{round: round, at: time.Now(), tree: t}
+	r.aeMu.Unlock()
+	return t, nil
+}
+
+type aeCached struct {
+	round string
+	at    time.Time
+	tree  *aeTree
+}
+
+// peerUp runs a round with a node gossip has just seen join or come back
+// (after a partition or a restart) without waiting for the next tick.
+// Gossip calls it; it never blocks.
+func (r *replicator) peerUp(node string) {
+	select {
+	case r.aeKick <- node:
+	default: // the next tick will do
+	}
+}
+
+// antiEntropy runs rounds with every alive peer every aeEvery, and with a
+// peer that has just come up at once, until ctx ends.
 func (r *replicator) antiEntropy(ctx context.Context) error {
 	t := time.NewTicker(aeEvery)
 	defer t.Stop()
 	for {
+		only := ""
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case only = <-r.aeKick:
 		}
 		if !r.ctl.ready.Load() {
 			continue
 		}
 		for _, m := range r.mem.Members() {
-			if m.ID == r.node {
+			if m.ID == r.node || only != "" && m.ID != only {
 				continue
 			}
 			if err := r.aeRound(ctx, m); err != nil && ctx.Err() == nil {
@@ -145,35 +261,70 @@ func (r *replicator) antiEntropy(ctx context.Context) error {
 // conversations they share.
 func (r *replicator) aeRound(ctx context.Context, peer membership.Member) error {
 	r.ae.rounds.Inc()
-	mine, err := r.shared(peer.ID)
-	if err != nil {
+	t, err := r.shared(peer.ID)
+	if err != nil || len(t.convs) == 0 {
 		return err
 	}
-	hashes := map[int]string{}
-	for b, cvs := range mine {
-		hashes[b] = bucketHash(cvs)
-	}
-	var differ []int
-	if err := r.aeCall(ctx, peer, pathAEBuckets, "buckets", aeBucketsRequest{From: r.node, Hashes: hashes}, &differ); err != nil {
-		return err
-	}
-	for _, b := range differ {
-		var needs []aeNeed
-		if err := r.aeCall(ctx, peer, pathAEVectors, "vectors", aeVectorsRequest{From: r.node, Convs: mine[b]}, &needs); err != nil {
-			return err
-		}
-		for _, n := range needs {
-			if err := r.sendRange(ctx, peer, n); err != nil {
+	round := fmt.Sprintf("%s/%d", r.node, time.Now().UnixNano())
+	// Descend the tree where it differs, one request per level (or per
+	// aeMaxHashes nodes), collecting the conversations of small nodes.
+	var leaves []convVector
+	nodes := []uint32{0}
+	for level := 0; len(nodes) > 0; level++ {
+		var next []uint32
+		for len(nodes) > 0 {
+			batch := nodes[:min(len(nodes), aeMaxHashes)]
+			nodes = nodes[len(batch):]
+			req := aeTreeRequest{From: r.node, Round: round, Level: level, Hashes: make(map[uint32]string, len(batch))}
+			for _, i := range batch {
+				req.Hashes[i] = t.hash(level, i)
+			}
+			var differ []uint32
+			if err := r.aeCall(ctx, peer, pathAETree, "buckets", req, &differ); err != nil {
 				return err
 			}
+			for _, i := range differ {
+				if _, ok := req.Hashes[i]; !ok {
+					continue
+				}
+				lo, hi := t.span(level, i)
+				if hi-lo <= aeLeaf || level == aeDepth {
+					leaves = append(leaves, t.convs[lo:hi]...)
+					continue
+				}
+				for c := range uint32(1 << aeBits) {
+					child := i<<aeBits | c
+					if lo, hi := t.span(level+1, child); lo < hi {
+						next = append(next, child)
+					}
+				}
+			}
+		}
+		nodes = next
+	}
+	// The frontiers of those conversations, and each origin's missing
+	// range of the ones the peer lacks events of.
+	for len(leaves) > 0 {
+		batch := leaves[:min(len(leaves), aeMaxVectors)]
+		leaves = leaves[len(batch):]
+		var needs []aeNeed
+		if err := r.aeCall(ctx, peer, pathAEVectors, "vectors", aeVectorsRequest{From: r.node, Convs: batch}, &needs); err != nil {
+			return err
+		}
+		if err := r.sendRanges(ctx, peer, needs); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-type aeBucketsRequest struct {
-	From   string         `json:"from"`
-	Hashes map[int]string `json:"hashes"`
+// aeTreeRequest carries the hashes of some nodes of one level of the
+// sender's tree; the reply lists those that differ from the receiver's.
+type aeTreeRequest struct {
+	From   string            `json:"from"`
+	Round  string            `json:"round"`
+	Level  int               `json:"level"`
+	Hashes map[uint32]string `json:"h"`
 }
 
 type aeVectorsRequest struct {
@@ -190,17 +341,24 @@ type aeNeed struct {
 	From         uint64 `json:"from"`
 }
 
+// aeRange is one origin's events of a conversation from From to To: the
+// oseqs in between without an event changed nothing at the sender.
 type aeRange struct {
 	Conversation store.Conversation `json:"c"`
 	Origin       string             `json:"origin"`
 	From         uint64             `json:"from"`
 	To           uint64             `json:"to"`
-	Events       []payloadAt        `json:"events"`
+	Events       []eventAt          `json:"events"`
 }
 
-type payloadAt struct {
-	OSeq    uint64  `json:"oseq"`
-	Payload payload `json:"p"`
+type eventAt struct {
+	OSeq    uint64       `json:"oseq"`
+	Message crdt.Message `json:"m"`
+}
+
+// aeRanges is a range request: ranges of several conversations.
+type aeRanges struct {
+	Ranges []aeRange `json:"ranges"`
 }
 
 func (r *replicator) aeCall(ctx context.Context, peer membership.Member, path, phase string, req, reply any) error {
@@ -222,63 +380,97 @@ func (r *replicator) aeCall(ctx context.Context, peer membership.Member, path, p
 	return json.Unmarshal(out, reply)
 }
 
-// sendRange sends peer this node's events of one origin from n.From up to
-// its durable frontier, and that frontier.
-func (r *replicator) sendRange(ctx context.Context, peer membership.Member, n aeNeed) error {
-	f, err := r.st.Frontier(n.Workspace, n.Conversation)
-	if err != nil {
-		return err
-	}
-	to := f[n.Origin]
-	if to < n.From {
-		return nil
-	}
-	c, err := r.record(n.Workspace, n.Conversation)
-	if err != nil {
-		return err
-	}
-	evs, err := r.st.OriginEvents(n.Workspace, n.Conversation, n.Origin, n.From, 4096)
-	if err != nil {
-		return err
-	}
-	rg := aeRange{Conversation: c, Origin: n.Origin, From: n.From, To: to}
-	for _, e := range evs {
-		if e.Stamp.OSeq > to {
-			break // not durable here yet: next round
+// sendRanges sends peer, for each need, this node's events of that origin
+// from need.From up to its durable frontier, and that frontier: ranges of
+// several conversations share a request, up to aeMaxRange bytes of events.
+func (r *replicator) sendRanges(ctx context.Context, peer membership.Member, needs []aeNeed) error {
+	var req aeRanges
+	size := 0
+	flush := func() error {
+		if len(req.Ranges) == 0 {
+			return nil
 		}
-		rg.Events = append(rg.Events, payloadAt{OSeq: e.Stamp.OSeq, Payload: payload{Conversation: c, Message: e.Message}})
+		n := 0
+		for _, rg := range req.Ranges {
+			n += len(rg.Events)
+		}
+		r.ae.repaired.Add(float64(n))
+		r.log.Info("anti-entropy: sending a replica what it lacks", "peer", peer.ID, "conversations", len(req.Ranges), "events", n)
+		err := r.aeCall(ctx, peer, pathAERange, "range", req, nil)
+		req, size = aeRanges{}, 0
+		return err
 	}
-	if len(rg.Events) == 4096 {
-		rg.To = rg.Events[len(rg.Events)-1].OSeq // the rest next round
+	for _, n := range needs {
+		f, err := r.st.Frontier(n.Workspace, n.Conversation)
+		if err != nil {
+			continue // erased meanwhile, or never held
+		}
+		to := f[n.Origin]
+		if to < n.From {
+			continue
+		}
+		c, err := r.record(n.Workspace, n.Conversation)
+		if err != nil {
+			continue
+		}
+		for from := n.From; from <= to; {
+			evs, err := r.st.OriginEvents(n.Workspace, n.Conversation, n.Origin, from, 512)
+			if err != nil {
+				return err
+			}
+			rg := aeRange{Conversation: c, Origin: n.Origin, From: from, To: to}
+			for _, e := range evs {
+				if e.Stamp.OSeq > to {
+					break // not durable here yet: next round
+				}
+				if size >= aeMaxRange {
+					rg.To = e.Stamp.OSeq - 1 // the rest in the next request
+					break
+				}
+				rg.Events = append(rg.Events, eventAt{OSeq: e.Stamp.OSeq, Message: e.Message})
+				size += 160 + len(e.Message.ID) + len(e.Message.Body) + len(e.Message.Author) + len(e.Message.Name)
+			}
+			if len(evs) == 512 && rg.To == to && len(rg.Events) == len(evs) {
+				rg.To = rg.Events[len(rg.Events)-1].OSeq // more events than one read
+			}
+			if rg.To >= rg.From || len(rg.Events) > 0 {
+				req.Ranges = append(req.Ranges, rg)
+				size += 128
+			}
+			from = rg.To + 1
+			if size >= aeMaxRange {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
 	}
-	r.ae.repaired.Add(float64(len(rg.Events)))
-	r.log.Info("anti-entropy: sending a replica what it lacks", "peer", peer.ID, "conversation", n.Conversation, "origin", n.Origin, "from", n.From, "to", rg.To, "events", len(rg.Events))
-	return r.aeCall(ctx, peer, pathAERange, "range", rg, nil)
+	return flush()
 }
 
 // aeRoutes serves the peer side of anti-entropy.
 func (r *replicator) aeRoutes(mux *http.ServeMux, signed func(func(http.ResponseWriter, *http.Request, []byte)) http.HandlerFunc) {
-	mux.HandleFunc("POST "+pathAEBuckets, signed(func(w http.ResponseWriter, req *http.Request, body []byte) {
-		var in aeBucketsRequest
-		if err := json.Unmarshal(body, &in); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+	mux.HandleFunc("POST "+pathAETree, signed(func(w http.ResponseWriter, req *http.Request, body []byte) {
+		var in aeTreeRequest
+		if err := json.Unmarshal(body, &in); err != nil || in.Level < 0 || in.Level > aeDepth {
+			http.Error(w, fmt.Sprintf("bad tree request: %v", err), http.StatusBadRequest)
 			return
 		}
-		mine, err := r.shared(in.From)
+		mine, err := r.treeFor(in.From, in.Round)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		differ := []int{}
-		for b, h := range in.Hashes {
-			if b < 0 || b >= aeBuckets {
+		differ := []uint32{}
+		for i, h := range in.Hashes {
+			if in.Level == 0 && i != 0 || in.Level > 0 && uint64(i) >= 1<<(aeBits*in.Level) {
 				continue
 			}
-			if bucketHash(mine[b]) != h {
-				differ = append(differ, b)
+			if mine.hash(in.Level, i) != h {
+				differ = append(differ, i)
 			}
 		}
-		sort.Ints(differ)
+		slices.Sort(differ)
 		json.NewEncoder(w).Encode(differ)
 	}))
 	mux.HandleFunc("POST "+pathAEVectors, signed(func(w http.ResponseWriter, req *http.Request, body []byte) {
@@ -305,12 +497,12 @@ func (r *replicator) aeRoutes(mux *http.ServeMux, signed func(func(http.Response
 		json.NewEncoder(w).Encode(needs)
 	}))
 	mux.HandleFunc("POST "+pathAERange, signed(func(w http.ResponseWriter, req *http.Request, body []byte) {
-		var rg aeRange
-		if err := json.Unmarshal(body, &rg); err != nil {
+		var in aeRanges
+		if err := json.Unmarshal(body, &in); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		if err := r.applyRange(req.Context(), rg); err != nil {
+		if err := r.applyRanges(req.Context(), in.Ranges); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
@@ -318,42 +510,103 @@ func (r *replicator) aeRoutes(mux *http.ServeMux, signed func(func(http.Response
 	}))
 }
 
+// aeApplyers bounds the conversations whose ranges are applied at once:
+// their commits share fsyncs.
+const aeApplyers = 16
+
+// applyRanges stores the ranges of a request: the ranges of one
+// conversation in order, several conversations at once.
+func (r *replicator) applyRanges(ctx context.Context, rgs []aeRange) error {
+	var order []string
+	by := map[string][]aeRange{}
+	for _, rg := range rgs {
+		k := rg.Conversation.Workspace + "\x00" + rg.Conversation.ID
+		if _, ok := by[k]; !ok {
+			order = append(order, k)
+		}
+		by[k] = append(by[k], rg)
+	}
+	var mu sync.Mutex
+	var errs []error
+	sem := make(chan struct{}, aeApplyers)
+	var wg sync.WaitGroup
+	for _, k := range order {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			for _, rg := range by[k] {
+				if err := r.applyRange(ctx, rg); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
 // applyRange stores an origin's range sent by anti-entropy: its events in
-// order, then the origin's frontier at the range's end.
+// order, each published at once and all committed together, then the
+// origin's frontier at the range's end.
 func (r *replicator) applyRange(ctx context.Context, rg aeRange) error {
 	c := rg.Conversation
 	if w, err := r.ctl.c.Workspace(c.Workspace); err == nil && w.Region != "" && w.Region != r.ctl.cfg.Region {
 		return fmt.Errorf("workspace %s is pinned to %s: not stored here", c.Workspace, w.Region)
 	}
+	// The gate's positions of this conversation are stale afterwards.
+	defer r.gate.Forget(c.Workspace, c.ID)
 	start := time.Now()
-	for _, e := range rg.Events {
-		if e.OSeq < rg.From || e.OSeq > rg.To || e.Payload.Message.ID == "" {
-			return fmt.Errorf("range event %d outside %d..%d", e.OSeq, rg.From, rg.To)
+	have, err := r.have(c.Workspace, c.ID, rg.Origin)
+	if err != nil {
+		return err
+	}
+	var waits []<-chan error
+	wait := func() error {
+		var errs []error
+		for _, d := range waits {
+			if err := <-d; err != nil {
+				errs = append(errs, err)
+			}
 		}
-		have, err := r.have(c.Workspace, c.ID, rg.Origin)
-		if err != nil {
-			return err
+		waits = nil
+		return errors.Join(errs...)
+	}
+	for _, e := range rg.Events {
+		if e.OSeq < rg.From || e.OSeq > rg.To || e.Message.ID == "" {
+			return errors.Join(fmt.Errorf("range event %d outside %d..%d", e.OSeq, rg.From, rg.To), wait())
 		}
 		if e.OSeq <= have {
 			continue
 		}
 		if e.OSeq != have+1 {
 			// The oseqs in between changed nothing at the sender: advance
-			// past them first.
+			// past them first, once what precedes is stored.
+			if err := wait(); err != nil {
+				return err
+			}
 			if err := r.st.AdvanceOrigin(ctx, c.Workspace, c.ID, rg.Origin, e.OSeq-1); err != nil {
 				return err
 			}
 		}
-		if _, err := r.st.ApplyRemote(ctx, store.Remote{Conversation: c, Stamp: store.Stamp{Origin: rg.Origin, OSeq: e.OSeq}, Message: e.Payload.Message, Start: start}); err != nil {
-			return err
+		_, durable, err := r.st.ApplyRemoteAsync(ctx, store.Remote{Conversation: c, Stamp: store.Stamp{Origin: rg.Origin, OSeq: e.OSeq}, Message: e.Message, Start: start})
+		if err != nil {
+			return errors.Join(err, wait())
 		}
+		waits = append(waits, durable)
+		have = e.OSeq
 	}
-	if _, err := r.st.Frontier(c.Workspace, c.ID); err == nil {
-		if err := r.st.AdvanceOrigin(ctx, c.Workspace, c.ID, rg.Origin, rg.To); err != nil {
-			return err
-		}
+	if err := wait(); err != nil {
+		return err
 	}
-	// The gate's positions of this conversation are stale now.
-	r.gate.Forget(c.Workspace, c.ID)
-	return nil
+	if have >= rg.To {
+		return nil
+	}
+	if _, err := r.st.Frontier(c.Workspace, c.ID); err != nil {
+		return nil // nothing of it here: nothing to advance
+	}
+	return r.st.AdvanceOrigin(ctx, c.Workspace, c.ID, rg.Origin, rg.To)
 }

@@ -102,6 +102,10 @@ type Config struct {
 	// fault tests where the kernel has no netem). Zero: none.
 	FaultReplDelay time.Duration
 
+	// faults, in tests, is how this node reaches the others: the dialer
+	// of its internal requests and replication links, and what gossip
+	// loses (a partition in one process). Zero: the network as it is.
+	faults faultHook
 	// passwordIterations is the PBKDF2 cost of new password hashes; tests
 	// lower it to the minimum. Zero: the cluster package's default.
 	passwordIterations int

@@ -52,7 +52,7 @@ func openControl(cfg Config, log *slog.Logger, apiAddr string, obs cluster.Obser
 	if err != nil {
 		return nil, err
 	}
-	ctl := &control{cfg: cfg, log: log, key: key, peers: newPeerClient(key.nodeKey()), apiAddr: apiAddr}
+	ctl := &control{cfg: cfg, log: log, key: key, peers: newPeerClient(key.nodeKey(), faultDial(cfg.faults)), apiAddr: apiAddr}
 	fwd := &httpForwarder{peers: ctl.peers}
 	c, err := cluster.Open(cluster.Config{
 		NodeID:             cfg.NodeID,

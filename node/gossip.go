@@ -57,6 +57,7 @@ func openGossip(cfg Config, log *slog.Logger, ctl *control, reg prometheus.Regis
 		BindAddr: addr, AdvertiseAddr: advertise,
 		Key:    ctl.key.derive("gossip-key/v1"),
 		Logger: log,
+		Drop:   faultDrop(cfg.faults),
 		OnEvent: func(e membership.Event) {
 			g.events.WithLabelValues(e.Kind.String()).Inc()
 			if f := g.onDown.Load(); f != nil && (e.Kind == membership.Failed || e.Kind == membership.Left) {
@@ -148,4 +149,19 @@ func persistedAddr(flag, file, httpAddr string) (string, error) {
 func isUnspecified(host string) bool {
 	ip := net.ParseIP(host)
 	return host == "" || (ip != nil && ip.IsUnspecified())
+}
+
+// faultDial and faultDrop are Config.faults' parts, nil without it.
+func faultDial(f faultHook) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	if f == nil {
+		return nil
+	}
+	return f.DialContext
+}
+
+func faultDrop(f faultHook) func(addr string) bool {
+	if f == nil {
+		return nil
+	}
+	return f.DropGossip
 }

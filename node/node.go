@@ -113,7 +113,10 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 	n.repl.gw = n.gw
 	drop := n.gw.DropNode
 	n.gossip.onDown.Store(&drop)
-	up := n.repl.nodeJoined
+	up := func(id string) {
+		n.repl.peerUp(id)     // an anti-entropy round with it now
+		n.repl.nodeJoined(id) // and this node's presence for it
+	}
 	n.gossip.onUp.Store(&up)
 	if cfg.H3Addr != h3Off {
 		if err := n.listenH3(); err != nil {

@@ -38,12 +38,27 @@ var errNotDelivered = errors.New("not delivered")
 type peerClient struct {
 	key    []byte
 	client *http.Client
+	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
-func newPeerClient(key []byte) *peerClient {
-	return &peerClient{key: key, client: &http.Client{
+// faultHook lets a test stand between this node and the others
+// (Config.faults).
+type faultHook interface {
+	// DialContext opens a connection to another node's HTTP address.
+	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+	// DropGossip says whether gossip to addr is lost.
+	DropGossip(addr string) bool
+}
+
+// newPeerClient returns the client of internal requests; dial, when not
+// nil, opens its connections (Config.faults).
+func newPeerClient(key []byte, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *peerClient {
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 2 * time.Second}).DialContext
+	}
+	return &peerClient{key: key, dial: dial, client: &http.Client{
 		Transport: &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+			DialContext:         dial,
 			MaxIdleConnsPerHost: 8,
 			IdleConnTimeout:     time.Minute,
 		},

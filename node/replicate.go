@@ -58,10 +58,15 @@ type replicator struct {
 	recMu   sync.Mutex
 	records map[string]store.Conversation // see record
 
-	ae *aeMetrics
-	gw *gateway.Server // set once the gateway exists, before serving
+	ae      *aeMetrics
+	aeMu    sync.Mutex
+	aeTrees map[string]*aeCached // by peer: the tree of its current round
+	aeKick  chan string          // peers just up: a round with them now
+	gw      *gateway.Server      // set once the gateway exists, before serving
 	// delay is Config.FaultReplDelay.
 	delay time.Duration
+	// faults says links are dialled through Config.faults (peers.dial).
+	faults bool
 	// erase erases a conversation here (and from the embeddings); set
 	// before serving.
 	erase func(ctx context.Context, ws, conv string) error
@@ -84,7 +89,7 @@ type resyncReq struct {
 const signalResync = "resync"
 
 func newReplicator(cfg Config, log *slog.Logger, st *store.Store, ctl *control, mem *membership.Membership, reg prometheus.Registerer) *replicator {
-	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, peers: ctl.peers, acks: map[ackKey]*ackWait{}, records: map[string]store.Conversation{}, ae: newAEMetrics(reg), delay: cfg.FaultReplDelay, joined: make(chan resyncReq, 64)}
+	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, peers: ctl.peers, acks: map[ackKey]*ackWait{}, records: map[string]store.Conversation{}, ae: newAEMetrics(reg), aeTrees: map[string]*aeCached{}, aeKick: make(chan string, 16), delay: cfg.FaultReplDelay, faults: cfg.faults != nil, joined: make(chan resyncReq, 64)}
 	r.gate = replication.NewGate(r.have, 0)
 	r.repl = replication.New(replication.Config{Self: cfg.NodeID, Dial: r.dial, Store: r.store, Logger: log, OnSignal: r.onSignal})
 	return r
@@ -633,7 +638,11 @@ func (r *replicator) dial(ctx context.Context, peer string) (replication.Conn, e
 	h.Set(hdrNodeID, r.node)
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(dctx, "ws://"+addr+path, &websocket.DialOptions{HTTPHeader: h})
+	opts := &websocket.DialOptions{HTTPHeader: h}
+	if r.faults {
+		opts.HTTPClient = &http.Client{Transport: &http.Transport{DialContext: r.peers.dial}}
+	}
+	c, _, err := websocket.Dial(dctx, "ws://"+addr+path, opts)
 	if err != nil {
 		return nil, err
 	}

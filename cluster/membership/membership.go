@@ -95,6 +95,10 @@ type Config struct {
 	ProbeInterval time.Duration
 	ProbeTimeout  time.Duration
 	SuspicionMult int
+	// Drop, for fault tests, loses gossip to the addresses for which it
+	// returns true: their packets are dropped and streams refused, as a
+	// partition would. Zero: none.
+	Drop func(addr string) bool
 }
 
 // Membership is this node's view of the cluster.
@@ -164,6 +168,19 @@ func Start(cfg Config) (*Membership, error) {
 	mc.Delegate = (*delegate)(m)
 	mc.Events = (*events)(m)
 	mc.Logger = slog.NewLogLogger(cfg.Logger.With("component", "gossip").Handler(), slog.LevelDebug)
+	if cfg.Drop != nil {
+		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{host}, BindPort: port, Logger: mc.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("membership: %w", err)
+		}
+		if port == 0 {
+			mc.BindPort = nt.GetAutoBindPort()
+			if cfg.AdvertiseAddr == "" {
+				mc.AdvertisePort = mc.BindPort
+			}
+		}
+		mc.Transport = &dropTransport{Transport: nt, drop: cfg.Drop}
+	}
 	list, err := memberlist.Create(mc)
 	if err != nil {
 		return nil, fmt.Errorf("membership: %w", err)
@@ -320,4 +337,26 @@ func (e *events) change(kind EventKind, n *memberlist.Node) {
 	if m.cfg.OnEvent != nil {
 		m.cfg.OnEvent(Event{Kind: kind, Member: mb, At: time.Now()})
 	}
+}
+
+// dropTransport is memberlist's transport with Config.Drop applied to
+// what this node sends (only memberlist.Transport's methods: memberlist
+// reaches the others through WriteTo and DialTimeout).
+type dropTransport struct {
+	memberlist.Transport
+	drop func(addr string) bool
+}
+
+func (t *dropTransport) WriteTo(b []byte, addr string) (time.Time, error) {
+	if t.drop(addr) {
+		return time.Now(), nil // lost on the way
+	}
+	return t.Transport.WriteTo(b, addr)
+}
+
+func (t *dropTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	if t.drop(addr) {
+		return nil, fmt.Errorf("dial %s: unreachable (fault injection)", addr)
+	}
+	return t.Transport.DialTimeout(addr, timeout)
 }
