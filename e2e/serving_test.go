@@ -88,4 +88,48 @@ func TestAgentsOutsideThePlacementSeeEverything(t *testing.T) {
 			}
 		}
 	}
+
+	// History written before any agent connected: a visitor of another
+	// workspace writes with no agent anywhere; agents then connect on every
+	// node, and each sees the whole conversation in its replay (anti-entropy
+	// fills the nodes that serve the workspace without holding it by
+	// placement).
+	mustAPI(t, tc.nodes[0], "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "later", "name": "Later", "plan": "team"}, &created)
+	for _, nd := range tc.nodes {
+		mustAPI(t, nd, "GET", fmt.Sprintf("/v1/admin/workspaces/later?min_index=%d", created.Index), tc.root, nil, nil)
+	}
+	v2, _, conv2 := startVisitor(t, ctx, tc.nodes[1], "later")
+	defer v2.close()
+	for i := range 10 {
+		say(t, ctx, v2, conv2, fmt.Sprintf("m-l-%06d", i), "before any agent")
+	}
+	for i, nd := range tc.nodes {
+		ag := tc.agentOn(t, ctx, tc.nodes[0], nd, "later", fmt.Sprintf("late%d", i+1))
+		var seen map[string]int
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+			// not_found until the conversation reaches this node. Live
+			// delivers of what anti-entropy brings meanwhile are dropped, so
+			// that only the replay is counted.
+			for drained := false; !drained; {
+				select {
+				case <-ag.frames:
+				case <-time.After(100 * time.Millisecond):
+					drained = true
+				}
+			}
+			hist, _ := ag.history(ctx, conv2)
+			seen = map[string]int{}
+			for _, d := range hist {
+				seen[msgID(d)]++
+			}
+			if len(seen) == 10 || time.Now().After(deadline) {
+				break
+			}
+		}
+		for j := range 10 {
+			if id := fmt.Sprintf("m-l-%06d", j); seen[id] != 1 {
+				t.Errorf("history on %s, for an agent that connected after it was written, holds %s %d times", nd.Addr, id, seen[id])
+			}
+		}
+	}
 }

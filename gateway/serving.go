@@ -41,6 +41,15 @@ func (s *Server) Serving(ws, participant string) []string {
 	return out
 }
 
+// HasAgents says whether an agent of ws is connected to this node: such a
+// node holds every conversation of ws, not only those placed on it.
+func (s *Server) HasAgents(ws string) bool {
+	s.hub.mu.RLock()
+	defer s.hub.mu.RUnlock()
+	r := s.hub.rooms[ws]
+	return r != nil && len(r.agents) > 0
+}
+
 func (p *presence) serving(ws, self string, now time.Time) *servingIndex {
 	p.mu.Lock()
 	defer p.mu.Unlock()

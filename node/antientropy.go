@@ -111,17 +111,25 @@ func (r *replicator) shared(peer string) (*aeTree, error) {
 			}
 		}
 	}
-	regions := map[string]string{}
+	type wsInfo struct {
+		region               string
+		meServes, peerServes bool
+	}
+	infos := map[string]wsInfo{}
 	var convs []convVector
 	err := r.st.Frontiers(func(ws, conv string, f map[string]uint64) {
-		region, ok := regions[ws]
+		in, ok := infos[ws]
 		if !ok {
 			if w, err := r.ctl.c.Workspace(ws); err == nil {
-				region = w.Region
+				in.region = w.Region
 			}
-			regions[ws] = region
+			if r.gw != nil {
+				in.meServes = r.gw.HasAgents(ws)
+				in.peerServes = slices.Contains(r.gw.Serving(ws, ""), peer)
+			}
+			infos[ws] = in
 		}
-		if !holdsWith(members, region, conv, r.node, peer) {
+		if !holdsWith(members, in.region, conv, r.node, peer, in.meServes, in.peerServes) {
 			return
 		}
 		convs = append(convs, convVector{Workspace: ws, Conversation: conv, Vector: f})
@@ -146,15 +154,19 @@ func (r *replicator) shared(peer string) (*aeTree, error) {
 	return t, nil
 }
 
-// holdsWith says whether placement puts a conversation on both me and
-// peer.
-func holdsWith(members []membership.Member, region, conv, me, peer string) bool {
+// holdsWith says whether me and peer both hold a conversation, one of them
+// at least by placement: a node with an agent of the workspace connected
+// (meServes, peerServes) holds all of its conversations, so that an agent
+// there sees their history, and keeps it in step with the replicas (two
+// such nodes need not compare with each other: each does with the
+// replicas).
+func holdsWith(members []membership.Member, region, conv, me, peer string, meServes, peerServes bool) bool {
 	a, b := false, false
 	for _, m := range membership.Replicas(members, conv, region, replicationFactor) {
 		a = a || m.ID == me
 		b = b || m.ID == peer
 	}
-	return a && b
+	return (a || meServes) && (b || peerServes) && (a || b)
 }
 
 // aeKey places a conversation in the tree.
