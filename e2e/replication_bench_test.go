@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 )
@@ -46,53 +44,7 @@ func benchCrossNode(b *testing.B, extra ...string) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
 			agent := tc.agentOn(b, ctx, n1, where.on, "acme", fmt.Sprintf("bench%d", time.Now().UnixNano()%1e9))
-			v, err := dialNode(ctx, n1)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer v.close()
-			if _, err := v.visitorHelloIn(ctx, "acme"); err != nil {
-				b.Fatal(err)
-			}
-			v.send(ctx, map[string]any{"type": "start", "ref": "s"})
-			st, err := v.await(ctx, "started", nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			conv := st["conversation"].(string)
-			sentAt := make([]time.Time, b.N)
-			lat := make([]time.Duration, 0, b.N)
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				for len(lat) < b.N {
-					m, err := agent.await(ctx, "deliver", nil)
-					if err != nil {
-						return
-					}
-					var i int
-					if _, err := fmt.Sscanf(strings.TrimPrefix(msgID(m), "m-b-"), "%d", &i); err == nil && i < b.N {
-						lat = append(lat, time.Since(sentAt[i]))
-					}
-				}
-			}()
-			b.ResetTimer()
-			tick := time.NewTicker(5 * time.Millisecond) // 200/s
-			for i := range b.N {
-				<-tick.C
-				sentAt[i] = time.Now()
-				v.send(ctx, map[string]any{"type": "send", "ref": fmt.Sprint(i), "conversation": conv, "id": fmt.Sprintf("m-b-%08d", i), "body": "benchmark message"})
-			}
-			tick.Stop()
-			<-done
-			b.StopTimer()
-			if len(lat) < b.N {
-				b.Fatalf("%d of %d delivered", len(lat), b.N)
-			}
-			slices.Sort(lat)
-			ms := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
-			b.ReportMetric(ms(0.5), "p50-ms")
-			b.ReportMetric(ms(0.99), "p99-ms")
+			measureDelivery(b, ctx, n1, agent, "acme")
 		})
 	}
 }
