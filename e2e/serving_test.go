@@ -3,8 +3,11 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
+
+	"parley/cluster/membership"
 )
 
 // TestAgentsOutsideThePlacementSeeEverything: four nodes, three replicas
@@ -105,31 +108,78 @@ func TestAgentsOutsideThePlacementSeeEverything(t *testing.T) {
 	}
 	for i, nd := range tc.nodes {
 		ag := tc.agentOn(t, ctx, tc.nodes[0], nd, "later", fmt.Sprintf("late%d", i+1))
-		var seen map[string]int
-		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(250 * time.Millisecond) {
-			// not_found until the conversation reaches this node. Live
-			// delivers of what anti-entropy brings meanwhile are dropped, so
-			// that only the replay is counted.
-			for drained := false; !drained; {
-				select {
-				case <-ag.frames:
-				case <-time.After(100 * time.Millisecond):
-					drained = true
-				}
-			}
-			hist, _ := ag.history(ctx, conv2)
-			seen = map[string]int{}
-			for _, d := range hist {
-				seen[msgID(d)]++
-			}
-			if len(seen) == 10 || time.Now().After(deadline) {
-				break
-			}
-		}
+		seen := pollHistory(t, ctx, ag, conv2, 10)
 		for j := range 10 {
 			if id := fmt.Sprintf("m-l-%06d", j); seen[id] != 1 {
 				t.Errorf("history on %s, for an agent that connected after it was written, holds %s %d times", nd.Addr, id, seen[id])
 			}
+		}
+	}
+
+	// A visitor, with no agent anywhere, comes back through every node in
+	// turn: each shows the whole conversation (a node serving the visitor
+	// holds the conversations they started).
+	mustAPI(t, tc.nodes[0], "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "solo", "name": "Solo", "plan": "team"}, &created)
+	for _, nd := range tc.nodes {
+		mustAPI(t, nd, "GET", fmt.Sprintf("/v1/admin/workspaces/solo?min_index=%d", created.Index), tc.root, nil, nil)
+	}
+	v3, w3, conv3 := startVisitor(t, ctx, tc.nodes[0], "solo")
+	// A conversation placed on n1, so that the node it is not placed on
+	// is one the visitor comes back through.
+	members := []membership.Member{{ID: "n1"}, {ID: "n2"}, {ID: "n3"}, {ID: "n4"}}
+	for !slices.ContainsFunc(membership.Replicas(members, conv3, "", 3), func(m membership.Member) bool { return m.ID == "n1" }) {
+		v3.send(ctx, map[string]any{"type": "start", "ref": "again"})
+		st, err := v3.await(ctx, "started", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conv3 = st["conversation"].(string)
+	}
+	for i := range 10 {
+		say(t, ctx, v3, conv3, fmt.Sprintf("m-s-%06d", i), "with no agent anywhere")
+	}
+	v3.close()
+	for _, nd := range tc.nodes[1:] {
+		cl, err := dialNode(ctx, nd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cl.visitorHello(ctx, map[string]any{"workspace": "solo", "visitor_id": w3["visitor_id"], "visitor_sig": w3["visitor_sig"]}); err != nil {
+			t.Fatal(err)
+		}
+		seen := pollHistory(t, ctx, cl, conv3, 10)
+		for j := range 10 {
+			if id := fmt.Sprintf("m-s-%06d", j); seen[id] != 1 {
+				t.Errorf("history on %s, for the visitor who came back there, holds %s %d times", nd.Addr, id, seen[id])
+			}
+		}
+		cl.close()
+	}
+}
+
+// pollHistory replays conv until it holds want messages or 15 s pass, and
+// returns how many times the last replay held each: a node that serves a
+// participant without holding the conversation by placement gets it from
+// anti-entropy within seconds. Live delivers of what arrives meanwhile are
+// dropped, so that only the replay is counted.
+func pollHistory(t *testing.T, ctx context.Context, cl *wsClient, conv string, want int) map[string]int {
+	t.Helper()
+	var seen map[string]int
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		for drained := false; !drained; {
+			select {
+			case <-cl.frames:
+			case <-time.After(100 * time.Millisecond):
+				drained = true
+			}
+		}
+		hist, _ := cl.history(ctx, conv) // not_found until it arrives
+		seen = map[string]int{}
+		for _, d := range hist {
+			seen[msgID(d)]++
+		}
+		if len(seen) >= want || time.Now().After(deadline) {
+			return seen
 		}
 	}
 }

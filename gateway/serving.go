@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -48,6 +49,32 @@ func (s *Server) HasAgents(ws string) bool {
 	defer s.hub.mu.RUnlock()
 	r := s.hub.rooms[ws]
 	return r != nil && len(r.agents) > 0
+}
+
+// VisitorsOn lists the visitors of ws with a live connection on node (this
+// node's own, or another's by presence).
+func (s *Server) VisitorsOn(ws, node string) map[string]bool {
+	out := map[string]bool{}
+	if node == s.cfg.Node {
+		s.hub.mu.RLock()
+		defer s.hub.mu.RUnlock()
+		if r := s.hub.rooms[ws]; r != nil {
+			for c := range r.visitors {
+				out[c.id.Participant] = true
+			}
+		}
+		return out
+	}
+	idx := s.presence.serving(ws, s.cfg.Node, time.Now())
+	if idx == nil {
+		return out
+	}
+	for part, nodes := range idx.byPart {
+		if slices.Contains(nodes, node) {
+			out[part] = true
+		}
+	}
+	return out
 }
 
 func (p *presence) serving(ws, self string, now time.Time) *servingIndex {

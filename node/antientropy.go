@@ -114,9 +114,17 @@ func (r *replicator) shared(peer string) (*aeTree, error) {
 	type wsInfo struct {
 		region               string
 		meServes, peerServes bool
+		// Visitors connected here (mine) and at peer (theirs): a node
+		// serving a visitor holds the conversations they started.
+		mine, theirs map[string]bool
 	}
 	infos := map[string]wsInfo{}
 	var convs []convVector
+	type pending struct {
+		cv     convVector
+		region string
+	}
+	var byOwner []pending
 	err := r.st.Frontiers(func(ws, conv string, f map[string]uint64) {
 		in, ok := infos[ws]
 		if !ok {
@@ -126,16 +134,31 @@ func (r *replicator) shared(peer string) (*aeTree, error) {
 			if r.gw != nil {
 				in.meServes = r.gw.HasAgents(ws)
 				in.peerServes = slices.Contains(r.gw.Serving(ws, ""), peer)
+				in.mine, in.theirs = r.gw.VisitorsOn(ws, r.node), r.gw.VisitorsOn(ws, peer)
 			}
 			infos[ws] = in
 		}
-		if !holdsWith(members, in.region, conv, r.node, peer, in.meServes, in.peerServes) {
-			return
+		cv := convVector{Workspace: ws, Conversation: conv, Vector: f}
+		if holdsWith(members, in.region, conv, r.node, peer, in.meServes, in.peerServes) {
+			convs = append(convs, cv)
+		} else if len(in.mine) > 0 || len(in.theirs) > 0 {
+			// Its owner decides; the record is read after the scan, not
+			// in a read transaction inside another.
+			byOwner = append(byOwner, pending{cv, in.region})
 		}
-		convs = append(convs, convVector{Workspace: ws, Conversation: conv, Vector: f})
 	})
 	if err != nil {
 		return nil, err
+	}
+	for _, p := range byOwner {
+		c, err := r.record(p.cv.Workspace, p.cv.Conversation)
+		if err != nil {
+			continue
+		}
+		in := infos[p.cv.Workspace]
+		if holdsWith(members, p.region, p.cv.Conversation, r.node, peer, in.mine[c.Owner], in.theirs[c.Owner]) {
+			convs = append(convs, p.cv)
+		}
 	}
 	t := &aeTree{keys: make([]uint32, len(convs)), sums: make([]uint64, len(convs))}
 	idx := make([]int, len(convs))
@@ -155,11 +178,11 @@ func (r *replicator) shared(peer string) (*aeTree, error) {
 }
 
 // holdsWith says whether me and peer both hold a conversation, one of them
-// at least by placement: a node with an agent of the workspace connected
-// (meServes, peerServes) holds all of its conversations, so that an agent
-// there sees their history, and keeps it in step with the replicas (two
-// such nodes need not compare with each other: each does with the
-// replicas).
+// at least by placement: a node serving the conversation's participants
+// (meServes, peerServes: an agent of the workspace, or the visitor who
+// started it, connected there) holds it too, so that they see its
+// history, and keeps it in step with the replicas (two such nodes need not
+// compare with each other: each does with the replicas).
 func holdsWith(members []membership.Member, region, conv, me, peer string, meServes, peerServes bool) bool {
 	a, b := false, false
 	for _, m := range membership.Replicas(members, conv, region, replicationFactor) {
