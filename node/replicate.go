@@ -535,10 +535,29 @@ func (r *replicator) eraseEverywhere(ws, conv string) {
 // applyRead records another node's read receipt in this node's terms: up
 // to the last event of its log the reader's vector covers. A receipt lost
 // with a link is made good by the reader's next one (receipts only grow).
-func (r *replicator) applyRead(sig gateway.Signal) {
+func (r *replicator) applyRead(sig gateway.Signal) { r.applyReadTry(sig, 0) }
+
+// readWaits bounds how long a receipt waits for the events it covers: a
+// reader elsewhere may have seen an event this node has published to its
+// clients but not committed yet (or not received), and the receipt must
+// not stop short of it.
+const (
+	readWaits     = 20
+	readWaitEvery = 50 * time.Millisecond
+)
+
+func (r *replicator) applyReadTry(sig gateway.Signal, try int) {
 	v, err := replication.ParseVector(sig.Vector)
 	if err != nil || sig.Participant == "" {
 		return
+	}
+	if f, err := r.st.Frontier(sig.Workspace, sig.Conversation); err == nil && try < readWaits {
+		for o, n := range v {
+			if f[o] < n {
+				time.AfterFunc(readWaitEvery, func() { r.applyReadTry(sig, try+1) })
+				return
+			}
+		}
 	}
 	seq, err := r.st.SeqCovered(sig.Workspace, sig.Conversation, v)
 	if err != nil || seq == 0 {
