@@ -289,8 +289,8 @@ func (s *Server) allowWorkspace(ws string, now time.Time) bool {
 	return l.AllowN(now, 1)
 }
 
-// serve runs one connection, admitted already, to its end: a reader loop and
-// a writer under one errgroup; when either ends, both do.
+// serve runs one connection, admitted already, to its end: a reader loop on
+// the calling goroutine and a writer goroutine; when either ends, both do.
 func (s *Server) serve(ctx context.Context, t transport, ip string, viaRelay bool) {
 	c := &conn{
 		srv: s, t: t, ip: ip, viaRelay: viaRelay, stop: make(chan struct{}),
@@ -315,12 +315,15 @@ func (s *Server) serve(ctx context.Context, t transport, ip string, viaRelay boo
 	defer hello.Stop()
 	g.Go(func() error {
 		defer c.fail(nil)
-		return c.readLoop(ctx)
-	})
-	g.Go(func() error {
-		defer c.fail(nil)
 		return c.writeLoop(ctx)
 	})
+	// The reader runs on the goroutine that serves the connection (the
+	// HTTP handler's), which would otherwise only wait: one stack less per
+	// connection, most of them idle.
+	func() {
+		defer c.fail(nil)
+		c.readLoop(ctx)
+	}()
 	g.Wait()
 	c.opsWG.Wait()
 	if c.authed.Load() {
