@@ -29,7 +29,6 @@ func TestPresenceReconcilesAfterPartition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hello := time.Now() // the visitor's last frame: its lease runs 30 s from here
 	who := welcome["participant"]
 	isVisitor := func(online bool) func(map[string]any) bool {
 		return func(m map[string]any) bool { return m["participant"] == who && m["online"] == online }
@@ -38,6 +37,15 @@ func TestPresenceReconcilesAfterPartition(t *testing.T) {
 		t.Fatalf("agent on n1 never saw the visitor on n3 online: %v", err)
 	}
 
+	// A last frame from the visitor, past the node's renewal interval (half
+	// a heartbeat) after its hello, so that its lease runs 30 s from here:
+	// time enough for the cut, the others declaring n3 dead, and the heal.
+	time.Sleep(5500 * time.Millisecond)
+	v.send(ctx, map[string]any{"type": "ping", "ref": "last"})
+	if _, err := v.await(ctx, "pong", nil); err != nil {
+		t.Fatal(err)
+	}
+	last := time.Now()
 	heal := cut(t, lab, 2)
 	cutAt := time.Now()
 	if _, err := agent.await(ctx, "presence", isVisitor(false)); err != nil {
@@ -48,7 +56,7 @@ func TestPresenceReconcilesAfterPartition(t *testing.T) {
 	healed := time.Now()
 	// The visitor's lease outlives the test's wait: what brings it back
 	// can only be n3's resync, not the lease running out or a renewal.
-	back, cancel := context.WithDeadline(ctx, hello.Add(27*time.Second))
+	back, cancel := context.WithDeadline(ctx, last.Add(27*time.Second))
 	defer cancel()
 	if _, err := agent.await(back, "presence", isVisitor(true)); err != nil {
 		t.Fatalf("the visitor did not come back online for the agent after the heal (%s after it): %v", time.Since(healed).Round(time.Millisecond), err)
