@@ -438,7 +438,8 @@ func (n *Node) apiCreateReply(c *apiCall) (any, error) {
 	if err := validText("body", in.Body, maxReplyRunes); err != nil {
 		return nil, err
 	}
-	r := store.Reply{ID: "r_" + fmt.Sprintf("%x", random(8)), Title: in.Title, Body: in.Body, Created: time.Now().UnixMilli()}
+	now := time.Now().UnixMilli()
+	r := store.Reply{ID: "r_" + fmt.Sprintf("%x", random(8)), Title: in.Title, Body: in.Body, Created: now, Updated: now}
 	if n.emb.on() {
 		vecs, err := n.embedNow(c.r.Context(), replyText(r))
 		if err != nil {
@@ -457,7 +458,31 @@ func (n *Node) apiCreateReply(c *apiCall) (any, error) {
 			return nil, err
 		}
 	}
+	n.repl.replyChanged(c.ws, r)
 	return replyOut{r.ID, r.Title, r.Body, r.Created}, nil
+}
+
+// repliesFromPeer keeps the saved-reply index in step with replies another
+// node's signal changed here: tombstones leave it, new versions are
+// embedded and enter it.
+func (n *Node) repliesFromPeer(ws string, applied []store.Reply) {
+	if !n.emb.on() {
+		return
+	}
+	for _, r := range applied {
+		if r.Deleted {
+			if x := n.emb.lookup(n.emb.replies, ws); x != nil {
+				x.Remove(r.ID)
+			}
+			continue
+		}
+		vecs, err := n.embedNow(context.Background(), replyText(r))
+		if err != nil {
+			n.log.Warn("saved reply from a peer not embedded; it is at the next start", "err", err)
+			continue
+		}
+		n.emb.replyIndex(ws).Add(r.ID, vecs[0])
+	}
 }
 
 // apiDeleteReply: DELETE /v1/workspaces/{ws}/replies/{id}.
@@ -466,7 +491,7 @@ func (n *Node) apiDeleteReply(c *apiCall) (any, error) {
 	if !reReplyID.MatchString(id) {
 		return nil, badRequest("id: r_ and 16 lowercase hex digits")
 	}
-	err := n.store.DeleteReply(c.r.Context(), c.ws, id)
+	tomb, err := n.store.DeleteReply(c.r.Context(), c.ws, id, time.Now().UnixMilli())
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, &apiError{http.StatusNotFound, codeNotFound, "saved reply not found in this workspace"}
 	}
@@ -478,6 +503,7 @@ func (n *Node) apiDeleteReply(c *apiCall) (any, error) {
 			x.Remove(id)
 		}
 	}
+	n.repl.replyChanged(c.ws, tomb)
 	return struct {
 		Deleted string `json:"deleted"`
 	}{id}, nil

@@ -113,6 +113,7 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 	n.repl.gw = n.gw
 	drop := n.gw.DropNode
 	n.gossip.onDown.Store(&drop)
+	n.repl.onReplies = n.repliesFromPeer
 	up := func(id string) {
 		n.repl.peerUp(id)     // an anti-entropy round with it now
 		n.repl.nodeJoined(id) // and this node's presence for it

@@ -74,6 +74,9 @@ type replicator struct {
 	// those that joined or came back, and those that asked; gossip's
 	// callback must not block.
 	joined chan resyncReq
+	// onReplies is told of saved replies another node's signal changed
+	// here (the embedding index follows); set before serving.
+	onReplies func(ws string, applied []store.Reply)
 }
 
 // resyncReq asks resync to send this node's presence to a node, and with
@@ -99,6 +102,8 @@ func (r *replicator) run(ctx context.Context) error {
 	go func() {
 		t := time.NewTicker(30 * time.Second)
 		defer t.Stop()
+		rt := time.NewTicker(repliesEvery)
+		defer rt.Stop()
 		for {
 			select {
 			case <-ctx.Done():
@@ -107,6 +112,9 @@ func (r *replicator) run(ctx context.Context) error {
 				r.sweep(now)
 			case req := <-r.joined:
 				r.resync(req)
+				r.sendRepliesDigests(req.node)
+			case <-rt.C:
+				r.sendRepliesDigests("")
 			}
 		}
 	}()
@@ -502,6 +510,10 @@ func (r *replicator) onSignal(from string, b []byte) {
 	}
 	if (sig.Kind == gateway.SignalLease || sig.Kind == gateway.SignalView) && !strings.HasPrefix(sig.LeaseID, from+"/") {
 		return // a node speaks only for its own connections
+	}
+	if isRepliesSignal(sig.Kind) {
+		r.onRepliesSignal(from, b)
+		return
 	}
 	switch sig.Kind {
 	case signalResync:

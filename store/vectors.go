@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -186,6 +187,11 @@ type Reply struct {
 	Title   string `json:"title"`
 	Body    string `json:"body"`
 	Created int64  `json:"created"` // unix ms
+	// Updated orders the versions of a reply on different nodes (last
+	// writer wins); Deleted marks a tombstone, which keeps only the ID, so
+	// that a replica that missed the deletion cannot bring the reply back.
+	Updated int64 `json:"updated,omitempty"`
+	Deleted bool  `json:"deleted,omitempty"`
 	// Vector is the embedding of Title and Body; empty when the node had no
 	// embedder when the reply was saved (computed at the next start).
 	Vector []float32 `json:"vector,omitempty"`
@@ -197,6 +203,9 @@ func (s *Store) PutReply(ctx context.Context, ws string, r Reply, max int) error
 	if ws == "" || r.ID == "" {
 		return fmt.Errorf("put reply: workspace and id required: %w", ErrInvalid)
 	}
+	if r.Updated == 0 {
+		r.Updated = r.Created
+	}
 	v, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -207,11 +216,13 @@ func (s *Store) PutReply(ctx context.Context, ws string, r Reply, max int) error
 		}
 		bk := b.tx.Bucket(bReplies)
 		k := key(ws, r.ID)
-		if max > 0 && bk.Get(k) == nil {
+		if max > 0 && liveReply(bk.Get(k)) == nil {
 			n, p := 0, prefix(ws)
 			cur := bk.Cursor()
-			for k, _ := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = cur.Next() {
-				n++
+			for k, v := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
+				if liveReply(v) != nil {
+					n++
+				}
 			}
 			if n >= max {
 				return fmt.Errorf("workspace %s has %d saved replies, the most allowed: %w", ws, n, ErrInvalid)
@@ -221,8 +232,33 @@ func (s *Store) PutReply(ctx context.Context, ws string, r Reply, max int) error
 	})
 }
 
-// Replies lists the saved replies of ws in ID order.
+// liveReply decodes a stored reply; nil for none or a tombstone.
+func liveReply(v []byte) *Reply {
+	if v == nil {
+		return nil
+	}
+	var r Reply
+	if json.Unmarshal(v, &r) != nil || r.Deleted {
+		return nil
+	}
+	return &r
+}
+
+// Replies lists the saved replies of ws in ID order, tombstones left out.
 func (s *Store) Replies(ws string) ([]Reply, error) {
+	all, err := s.AllReplies(ws)
+	out := all[:0]
+	for _, r := range all {
+		if !r.Deleted {
+			out = append(out, r)
+		}
+	}
+	return out, err
+}
+
+// AllReplies lists the saved replies of ws and their tombstones, in ID
+// order: what another node compares and merges.
+func (s *Store) AllReplies(ws string) ([]Reply, error) {
 	var out []Reply
 	err := s.db.View(func(tx *bolt.Tx) error {
 		p := prefix(ws)
@@ -239,16 +275,89 @@ func (s *Store) Replies(ws string) ([]Reply, error) {
 	return out, err
 }
 
-// DeleteReply durably deletes a saved reply; ErrNotFound if there is none.
-func (s *Store) DeleteReply(ctx context.Context, ws, id string) error {
-	return s.submit(ctx, func(b *batch) error {
+// DeleteReply durably replaces a saved reply by its tombstone, stamped at,
+// and returns the tombstone; ErrNotFound if there is no such reply.
+func (s *Store) DeleteReply(ctx context.Context, ws, id string, at int64) (Reply, error) {
+	tomb := Reply{ID: id, Updated: at, Deleted: true}
+	v, err := json.Marshal(tomb)
+	if err != nil {
+		return Reply{}, err
+	}
+	err = s.submit(ctx, func(b *batch) error {
 		bk := b.tx.Bucket(bReplies)
 		k := key(ws, id)
-		if bk.Get(k) == nil {
+		cur := liveReply(bk.Get(k))
+		if cur == nil {
 			return fmt.Errorf("reply %s: %w", id, ErrNotFound)
 		}
-		return bk.Delete(k)
+		if cur.Updated >= tomb.Updated {
+			tomb.Updated = cur.Updated + 1 // a deletion follows what it deletes
+			if v, err = json.Marshal(tomb); err != nil {
+				return err
+			}
+		}
+		return bk.Put(k, v)
 	})
+	return tomb, err
+}
+
+// MergeReplies applies saved replies (or tombstones) from another node,
+// each where it is newer than what this node has (last writer wins by
+// Updated; on a tie a tombstone wins, then the greater body), and returns
+// those applied. The most-replies limit is not applied: replicas must
+// converge on the same set.
+func (s *Store) MergeReplies(ctx context.Context, ws string, in []Reply) ([]Reply, error) {
+	var applied []Reply
+	err := s.submit(ctx, func(b *batch) error {
+		applied = applied[:0]
+		if _, err := getWorkspace(b.tx, ws); err != nil {
+			return err
+		}
+		bk := b.tx.Bucket(bReplies)
+		for _, r := range in {
+			if r.ID == "" {
+				continue
+			}
+			k := key(ws, r.ID)
+			if v := bk.Get(k); v != nil {
+				var cur Reply
+				if json.Unmarshal(v, &cur) == nil && !replyNewer(r, cur) {
+					continue
+				}
+			}
+			r.Vector = nil // each node computes its own
+			v, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			if err := bk.Put(k, v); err != nil {
+				return err
+			}
+			applied = append(applied, r)
+		}
+		return nil
+	})
+	return applied, err
+}
+
+func replyNewer(a, b Reply) bool {
+	if a.Updated != b.Updated {
+		return a.Updated > b.Updated
+	}
+	if a.Deleted != b.Deleted {
+		return a.Deleted
+	}
+	return a.Title+"\x00"+a.Body > b.Title+"\x00"+b.Body
+}
+
+// RepliesDigest sums a workspace's saved replies and tombstones: two nodes
+// with the same digest hold the same set.
+func RepliesDigest(rs []Reply) string {
+	h := sha256.New()
+	for _, r := range rs {
+		fmt.Fprintf(h, "%s\x00%d\x00%t\x00%s\x00%s\n", r.ID, r.Updated, r.Deleted, r.Title, r.Body)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil)[:12])
 }
 
 // EraseConversation durably erases a conversation and everything derived

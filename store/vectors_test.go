@@ -163,14 +163,63 @@ func TestReplies(t *testing.T) {
 	if other, _ := s.Replies("ws2"); len(other) != 0 {
 		t.Fatalf("ws2 sees %+v", other)
 	}
-	if err := s.DeleteReply(ctx, "ws2", "r1"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.DeleteReply(ctx, "ws2", "r1", 10); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("ws2 deleted ws1's reply: %v", err)
 	}
-	if err := s.DeleteReply(ctx, "ws1", "r1"); err != nil {
-		t.Fatal(err)
+	tomb, err := s.DeleteReply(ctx, "ws1", "r1", 10)
+	if err != nil || !tomb.Deleted || tomb.Title != "" {
+		t.Fatalf("delete: %+v %v", tomb, err)
 	}
 	if got, _ := s.Replies("ws1"); len(got) != 2 {
 		t.Fatalf("after delete: %+v", got)
+	}
+	if _, err := s.DeleteReply(ctx, "ws1", "r1", 11); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleting a deleted reply: %v", err)
+	}
+	// The tombstone frees its place under the limit.
+	if err := s.PutReply(ctx, "ws1", Reply{ID: "r8", Title: "t", Body: "b"}, 3); err != nil {
+		t.Fatalf("a 3rd reply after a deletion: %v", err)
+	}
+}
+
+// TestMergeRepliesConverges: replicas that apply the same versions in any
+// order, with repeats, end with the same set and digest; a tombstone beats
+// the version it deleted, and an older version does not revive it.
+func TestMergeRepliesConverges(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	v1 := Reply{ID: "r1", Title: "hello", Body: "first", Created: 1, Updated: 1}
+	v2 := Reply{ID: "r1", Title: "hello", Body: "second", Created: 1, Updated: 2}
+	gone := Reply{ID: "r1", Updated: 3, Deleted: true}
+	other := Reply{ID: "r2", Title: "x", Body: "y", Created: 2, Updated: 2}
+	orders := [][]Reply{
+		{v1, v2, gone, other},
+		{gone, v1, other, v2},
+		{other, v2, v1, gone, v1},
+		{v2, gone, v2, other, other},
+	}
+	var digests []string
+	for i, order := range orders {
+		s := openTest(t, Config{})
+		for _, r := range order {
+			if _, err := s.MergeReplies(ctx, "ws1", []Reply{r}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		all, err := s.AllReplies("ws1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		live, _ := s.Replies("ws1")
+		if len(live) != 1 || live[0].ID != "r2" {
+			t.Errorf("order %d: live replies %+v", i, live)
+		}
+		digests = append(digests, RepliesDigest(all))
+	}
+	for i, d := range digests {
+		if d != digests[0] {
+			t.Errorf("order %d: digest %s, order 0: %s", i, d, digests[0])
+		}
 	}
 }
 

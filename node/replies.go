@@ -1,0 +1,143 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"parley/store"
+)
+
+// Saved replies are workspace data, like conversations: every node that
+// serves the workspace (its region's, or every node for an unpinned one)
+// keeps a copy, merged last writer wins with tombstones for deletions
+// (store.MergeReplies). A change goes to the other nodes at once, as a
+// signal; every repliesEvery, and when a node comes back, each node sends
+// the others a digest per workspace, and two nodes whose digests differ
+// send each other their whole set, so a node that missed a change catches
+// up. A few hundred replies a workspace at most: no need for more.
+const (
+	signalReplies     = "replies"      // replies or tombstones of a workspace
+	signalRepliesSum  = "replies-sum"  // a workspace's digest
+	signalRepliesWant = "replies-want" // "send me all of this workspace's"
+	repliesEvery      = 30 * time.Second
+	// repliesChunk bounds the replies in one signal (a reply is at most
+	// about 8 KiB; a link frame at most 4 MiB).
+	repliesChunk = 32
+)
+
+type repliesSignal struct {
+	Kind      string        `json:"k"`
+	Workspace string        `json:"ws"`
+	Replies   []store.Reply `json:"replies,omitempty"`
+	Digest    string        `json:"sum,omitempty"`
+}
+
+// repliesTargets lists the other alive nodes that serve ws.
+func (r *replicator) repliesTargets(ws string) []string {
+	region := ""
+	if w, err := r.ctl.c.Workspace(ws); err == nil {
+		region = w.Region
+	}
+	var out []string
+	for _, m := range r.mem.Members() {
+		if m.ID != r.node && (region == "" || m.Region == region) {
+			out = append(out, m.ID)
+		}
+	}
+	return out
+}
+
+// sendReplies sends replies of ws to peers, in chunks.
+func (r *replicator) sendReplies(peers []string, ws string, rs []store.Reply) {
+	for len(rs) > 0 {
+		n := min(len(rs), repliesChunk)
+		for i := range rs[:n] {
+			rs[i].Vector = nil // each node computes its own
+		}
+		r.sendRepliesSignal(peers, repliesSignal{Kind: signalReplies, Workspace: ws, Replies: rs[:n]})
+		rs = rs[n:]
+	}
+}
+
+func (r *replicator) sendRepliesSignal(peers []string, sig repliesSignal) {
+	b, err := json.Marshal(sig)
+	if err != nil {
+		return
+	}
+	for _, p := range peers {
+		r.repl.Signal(p, b)
+	}
+}
+
+// replyChanged sends a reply just saved or deleted here to the other nodes.
+func (r *replicator) replyChanged(ws string, rep store.Reply) {
+	r.sendReplies(r.repliesTargets(ws), ws, []store.Reply{rep})
+}
+
+// sendRepliesDigests sends this node's digest of each workspace it serves
+// to peer, or to every node serving it when peer is empty.
+func (r *replicator) sendRepliesDigests(peer string) {
+	for _, w := range r.ctl.c.Workspaces() {
+		if w.Region != "" && w.Region != r.ctl.cfg.Region {
+			continue
+		}
+		all, err := r.st.AllReplies(w.ID)
+		if err != nil {
+			continue
+		}
+		peers := []string{peer}
+		if peer == "" {
+			peers = r.repliesTargets(w.ID)
+		}
+		r.sendRepliesSignal(peers, repliesSignal{Kind: signalRepliesSum, Workspace: w.ID, Digest: store.RepliesDigest(all)})
+	}
+}
+
+// onRepliesSignal handles another node's saved-replies signal.
+func (r *replicator) onRepliesSignal(from string, b []byte) {
+	var sig repliesSignal
+	if err := json.Unmarshal(b, &sig); err != nil || sig.Workspace == "" {
+		return
+	}
+	if w, err := r.ctl.c.Workspace(sig.Workspace); err != nil || (w.Region != "" && w.Region != r.ctl.cfg.Region) {
+		return // unknown here, or not stored in this region
+	}
+	switch sig.Kind {
+	case signalReplies:
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		applied, err := r.st.MergeReplies(ctx, sig.Workspace, sig.Replies)
+		if errors.Is(err, store.ErrNotFound) {
+			// No session of the workspace has reached this node yet: its
+			// record, which the store keys everything of it under, first.
+			if err = r.st.PutWorkspace(ctx, store.Workspace{ID: sig.Workspace}); err == nil {
+				applied, err = r.st.MergeReplies(ctx, sig.Workspace, sig.Replies)
+			}
+		}
+		if err != nil {
+			r.log.Warn("replication: saved replies from a peer not stored", "peer", from, "err", err)
+			return
+		}
+		if len(applied) > 0 && r.onReplies != nil {
+			r.onReplies(sig.Workspace, applied)
+		}
+	case signalRepliesSum:
+		all, err := r.st.AllReplies(sig.Workspace)
+		if err != nil || store.RepliesDigest(all) == sig.Digest {
+			return
+		}
+		r.sendReplies([]string{from}, sig.Workspace, all)
+		r.sendRepliesSignal([]string{from}, repliesSignal{Kind: signalRepliesWant, Workspace: sig.Workspace})
+	case signalRepliesWant:
+		if all, err := r.st.AllReplies(sig.Workspace); err == nil {
+			r.sendReplies([]string{from}, sig.Workspace, all)
+		}
+	}
+}
+
+// isRepliesSignal says whether a signal is about saved replies.
+func isRepliesSignal(kind string) bool {
+	return kind == signalReplies || kind == signalRepliesSum || kind == signalRepliesWant
+}
