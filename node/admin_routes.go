@@ -9,6 +9,7 @@ import (
 
 	"parley/cluster"
 	"parley/cluster/membership"
+	"parley/store"
 )
 
 // routes registers the admin API; docs/api.md documents each route.
@@ -522,10 +523,16 @@ func (a *admin) digest(r *http.Request, p principal) (any, error) {
 	out := map[string]convDigest{}
 	for _, c := range convs {
 		f, err := a.st.Frontier(ws, c.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // erased since it was listed
+		}
 		if err != nil {
 			return nil, err
 		}
 		st, n, err := a.st.StateDigest(ws, c.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -27,7 +27,9 @@ func start(t *testing.T, id, region string, key []byte, events chan<- Event) *Me
 
 func waitMembers(t *testing.T, m *Membership, n int) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	// Generous: under the race detector on a loaded machine, probes time
+	// out and a node may be suspected, then refute, before all settle.
+	deadline := time.Now().Add(40 * time.Second)
 	for len(m.Members()) != n {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s sees %d members, want %d", m.cfg.NodeID, len(m.Members()), n)
