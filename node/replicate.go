@@ -77,6 +77,15 @@ type replicator struct {
 	// onReplies is told of saved replies another node's signal changed
 	// here (the embedding index follows); set before serving.
 	onReplies func(ws string, applied []store.Reply)
+	// repliesIn carries saved-reply signals from the links' readers to the
+	// run loop: merging them waits for an fsync and embedding them for the
+	// model, which must not hold up the messages behind them on a link.
+	repliesIn chan repliesFrom
+}
+
+type repliesFrom struct {
+	from string
+	b    []byte
 }
 
 // resyncReq asks resync to send this node's presence to a node, and with
@@ -92,7 +101,7 @@ type resyncReq struct {
 const signalResync = "resync"
 
 func newReplicator(cfg Config, log *slog.Logger, st *store.Store, ctl *control, mem *membership.Membership, reg prometheus.Registerer) *replicator {
-	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, peers: ctl.peers, acks: map[ackKey]*ackWait{}, records: map[string]store.Conversation{}, ae: newAEMetrics(reg), aeTrees: map[string]*aeCached{}, aeKick: make(chan string, 16), delay: cfg.FaultReplDelay, faults: cfg.faults != nil, joined: make(chan resyncReq, 64)}
+	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, peers: ctl.peers, acks: map[ackKey]*ackWait{}, records: map[string]store.Conversation{}, ae: newAEMetrics(reg), aeTrees: map[string]*aeCached{}, aeKick: make(chan string, 16), delay: cfg.FaultReplDelay, faults: cfg.faults != nil, joined: make(chan resyncReq, 64), repliesIn: make(chan repliesFrom, 64)}
 	r.gate = replication.NewGate(r.have, 0)
 	r.repl = replication.New(replication.Config{Self: cfg.NodeID, Dial: r.dial, Store: r.store, Logger: log, OnSignal: r.onSignal})
 	return r
@@ -113,6 +122,8 @@ func (r *replicator) run(ctx context.Context) error {
 			case req := <-r.joined:
 				r.resync(req)
 				r.sendRepliesDigests(req.node)
+			case in := <-r.repliesIn:
+				r.onRepliesSignal(in.from, in.b)
 			case <-rt.C:
 				r.sendRepliesDigests("")
 			}
@@ -512,7 +523,10 @@ func (r *replicator) onSignal(from string, b []byte) {
 		return // a node speaks only for its own connections
 	}
 	if isRepliesSignal(sig.Kind) {
-		r.onRepliesSignal(from, b)
+		select {
+		case r.repliesIn <- repliesFrom{from, b}:
+		default: // dropped: the next exchange of digests makes it good
+		}
 		return
 	}
 	switch sig.Kind {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"time"
 
+	"parley/cluster/replication"
 	"parley/store"
 )
 
@@ -22,9 +23,10 @@ const (
 	signalRepliesSum  = "replies-sum"  // a workspace's digest
 	signalRepliesWant = "replies-want" // "send me all of this workspace's"
 	repliesEvery      = 30 * time.Second
-	// repliesChunk bounds the replies in one signal (a reply is at most
-	// about 8 KiB; a link frame at most 4 MiB).
-	repliesChunk = 32
+	// repliesChunk and repliesChunkBytes bound one signal of replies; the
+	// bytes leave room under replication.MaxSignal for the envelope.
+	repliesChunk      = 32
+	repliesChunkBytes = replication.MaxSignal - 1024
 )
 
 type repliesSignal struct {
@@ -49,16 +51,38 @@ func (r *replicator) repliesTargets(ws string) []string {
 	return out
 }
 
-// sendReplies sends replies of ws to peers, in chunks.
+// sendReplies sends replies of ws to peers, in signals that a link carries.
 func (r *replicator) sendReplies(peers []string, ws string, rs []store.Reply) {
-	for len(rs) > 0 {
-		n := min(len(rs), repliesChunk)
-		for i := range rs[:n] {
-			rs[i].Vector = nil // each node computes its own
-		}
-		r.sendRepliesSignal(peers, repliesSignal{Kind: signalReplies, Workspace: ws, Replies: rs[:n]})
-		rs = rs[n:]
+	for _, chunk := range replyChunks(rs) {
+		r.sendRepliesSignal(peers, repliesSignal{Kind: signalReplies, Workspace: ws, Replies: chunk})
 	}
+}
+
+// replyChunks splits replies, their vectors left out (each node computes
+// its own), into groups whose signal stays under replication.MaxSignal: a
+// reply is at most about 12 KiB encoded (2,000 characters, escaped), a
+// signal at most 64 KiB, and a larger one would close the link.
+func replyChunks(rs []store.Reply) [][]store.Reply {
+	var out [][]store.Reply
+	var cur []store.Reply
+	size := 0
+	for _, r := range rs {
+		r.Vector = nil
+		b, err := json.Marshal(r)
+		if err != nil {
+			continue
+		}
+		if len(cur) > 0 && (size+len(b)+1 > repliesChunkBytes || len(cur) == repliesChunk) {
+			out = append(out, cur)
+			cur, size = nil, 0
+		}
+		cur = append(cur, r)
+		size += len(b) + 1
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
 }
 
 func (r *replicator) sendRepliesSignal(peers []string, sig repliesSignal) {
@@ -84,7 +108,8 @@ func (r *replicator) sendRepliesDigests(peer string) {
 			continue
 		}
 		all, err := r.st.AllReplies(w.ID)
-		if err != nil {
+		if err != nil || len(all) == 0 {
+			// Nothing to offer: a node that has some sends its digest here.
 			continue
 		}
 		peers := []string{peer}

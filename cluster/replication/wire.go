@@ -42,6 +42,10 @@ const (
 	maxConversation = 64
 )
 
+// MaxSignal is the largest signal a link carries; a peer that sends a
+// larger one has its link closed.
+const MaxSignal = maxPayload
+
 // ErrBadFrame is returned for a frame that does not decode or breaks the
 // bounds; the link that sent it is closed.
 var ErrBadFrame = errors.New("bad replication frame")
