@@ -84,7 +84,7 @@ func startClusterOn(t testing.TB, spec clusterSpec) *testCluster {
 		args := []string{"-node", fmt.Sprintf("n%d", i+1), "-raft-addr", tc.raft[i], "-gossip-addr", tc.gossip[i],
 			"-cluster-key", tc.keyFile, "-region", regions[i%len(regions)], "-h3", "off"}
 		if i > 0 {
-			args = append(args, "-join", tc.nodes[0].Addr, "-voter", "yes")
+			args = append(args, "-join", tc.raft[0], "-voter", "yes")
 		}
 		tc.nodes = append(tc.nodes, startNodeAt(t, bin, wrap, httpAddr, filepath.Join(dir, fmt.Sprintf("n%d", i+1)), append(args, extra...)...))
 	}

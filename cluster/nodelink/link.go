@@ -219,7 +219,7 @@ func (l *Link) handshake(raw net.Conn) {
 		return
 	}
 	select {
-	case p.ch <- tc:
+	case p.ch <- &Conn{Conn: tc, state: tc.ConnectionState()}:
 	case <-p.done:
 		tc.Close()
 	case <-l.done:
@@ -310,6 +310,18 @@ func (l *Link) HTTPTransport(dial func(ctx context.Context, network, addr string
 		IdleConnTimeout:     time.Minute,
 	}
 }
+
+// Conn is an accepted, verified connection. It is not a *tls.Conn on
+// purpose: net/http serves a *tls.Conn by its ALPN protocol and drops one
+// it does not know, and a link's HTTP is HTTP/1.1 under its own name.
+type Conn struct {
+	net.Conn
+	state tls.ConnectionState
+}
+
+// ConnectionState is the TLS state of the connection: the peer's verified
+// certificate among it.
+func (c *Conn) ConnectionState() tls.ConnectionState { return c.state }
 
 // protoListener is the net.Listener of one protocol's verified connections.
 type protoListener struct {

@@ -92,7 +92,7 @@ func TestLinkCarriesEachProtocol(t *testing.T) {
 		if string(buf[:n]) != "ping "+proto {
 			t.Fatalf("%s: read %q", proto, buf[:n])
 		}
-		if peer, _ := PeerNode(in.(*tls.Conn).ConnectionState()); peer != "n1" {
+		if peer, _ := PeerNode(in.(*Conn).ConnectionState()); peer != "n1" {
 			t.Fatalf("%s: listener sees %q", proto, peer)
 		}
 		c.Close()
