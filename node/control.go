@@ -114,13 +114,18 @@ func raftAddrs(cfg Config, dir string) (bind, advertise string, err error) {
 	if err != nil {
 		return "", "", fmt.Errorf("raft address %q: %w", bind, err)
 	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		if cfg.Advertise == "" || port == "0" {
-			return "", "", fmt.Errorf("raft address %s binds every interface: give -advertise and a fixed port", bind)
+	// With -advertise, other nodes dial that host (a NAT, a proxy), at the
+	// port bound.
+	if cfg.Advertise != "" {
+		if port == "0" {
+			return "", "", fmt.Errorf("raft address %s: -advertise needs a fixed port", bind)
 		}
-		advertise = net.JoinHostPort(cfg.Advertise, port)
+		return bind, net.JoinHostPort(cfg.Advertise, port), nil
 	}
-	return bind, advertise, nil
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return "", "", fmt.Errorf("raft address %s binds every interface: give -advertise and a fixed port", bind)
+	}
+	return bind, "", nil
 }
 
 // advertiseAddr turns a bound address into one other nodes can dial.
