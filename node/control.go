@@ -248,7 +248,7 @@ func (ctl *control) join(ctx context.Context) error {
 		}
 		errs = append(errs, err)
 	}
-	return fmt.Errorf("join: %w", errors.Join(errs...))
+	return fmt.Errorf("join (-join takes members' -raft-addr link addresses): %w", errors.Join(errs...))
 }
 
 // handleJoin adds a node to the Raft configuration, as a voter or not (see
