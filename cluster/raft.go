@@ -31,6 +31,12 @@ type Config struct {
 	// AdvertiseAddr is the address peers dial, needed when RaftAddr binds
 	// all interfaces. Zero: the address bound.
 	AdvertiseAddr string
+	// Stream carries Raft between nodes; when set, RaftAddr and
+	// AdvertiseAddr are ignored and Stream's Addr is this node's Raft
+	// address. Nodes pass their nodelink, mutually authenticated and
+	// encrypted. Zero: plain TCP on RaftAddr, which authenticates nobody:
+	// for this package's own tests only.
+	Stream StreamLayer
 	// DataDir holds raft.db (the bbolt log and stable store), snapshots/ and,
 	// when MasterKey is empty, master.key. Zero: "raft".
 	DataDir string
@@ -238,7 +244,7 @@ func Open(cfg Config) (*Cluster, error) {
 	if err != nil {
 		return fail(err)
 	}
-	c.trans, err = newTransport(cfg.RaftAddr, cfg.AdvertiseAddr, hl)
+	c.trans, err = newTransport(cfg.Stream, cfg.RaftAddr, cfg.AdvertiseAddr, hl)
 	if err != nil {
 		return fail(err)
 	}

@@ -91,7 +91,7 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 	n.repl = newReplicator(cfg, n.log, st, n.ctl, n.gossip.m, n.metrics.reg)
 	n.auth = &clusterAuth{ctl: n.ctl, st: st, catchUps: make(chan struct{}, 4)}
 	n.usage = newUsageReporter(cfg.NodeID, n.ctl.c.Apply, n.log, cfg.UsageInterval)
-	n.relay = &relayer{region: cfg.Region, self: cfg.NodeID, key: n.ctl.key.nodeKey(), ctl: n.ctl, mem: n.gossip.m}
+	n.relay = &relayer{region: cfg.Region, self: cfg.NodeID, key: n.ctl.key.nodeKey(), ctl: n.ctl, mem: n.gossip.m, client: n.ctl.peers.client}
 	n.gw = gateway.New(gateway.Config{
 		Store:          replicatedStore{Store: st, r: n.repl},
 		Auth:           n.auth,
@@ -282,12 +282,27 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		return nil
 	})
+	// Other nodes' requests, over the node link only.
+	linkSrv := &http.Server{
+		Handler:           n.linkRoutes(),
+		ConnContext:       linkConnContext,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+	}
+	g.Go(func() error {
+		if err := linkSrv.Serve(n.linkListener()); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("node link http: %w", err)
+		}
+		return nil
+	})
 	g.Go(func() error {
 		<-gctx.Done()
 		n.ready.Store(false)
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		srv.Shutdown(sctx)
+		linkSrv.Shutdown(sctx)
 		// The gateway tells WebSocket and WebTransport clients alike to
 		// reconnect and closes their sessions; then HTTP/3 closes.
 		n.gw.Shutdown(sctx)
