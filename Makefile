@@ -87,7 +87,7 @@ secrets: $(GITLEAKS)
 	@if [ "$$(git rev-parse --is-shallow-repository)" != false ]; then \
 		echo "secrets: the scan needs the whole git history (shallow clone? git fetch --unshallow)"; exit 1; \
 	fi
-	$(GITLEAKS) git --no-banner --redact --config .gitleaks.toml .
+	$(GITLEAKS) git --no-banner --redact --verbose --config .gitleaks.toml .
 
 # -count=1: the e2e tests build and run the node binary, which Go's test
 # cache cannot see, so a cached result could hide a broken node.
