@@ -4,7 +4,7 @@
 //
 // It downloads the module golang.org/x/vulndb at an exact version through the
 // module proxy (`go mod download -json golang.org/x/vulndb@VERSION`, checked
-// against go.sum's checksum database like any module) and turns the OSV
+// against the Go checksum database like any module) and turns the OSV
 // entries the module carries in data/osv/ into the v1 layout of
 // https://go.dev/security/vuln/database#api:
 //
