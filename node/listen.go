@@ -1,0 +1,209 @@
+package node
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"parley/gateway"
+)
+
+// reserveShare is how many connections an address may hold and still open
+// another while the node is in its descriptor reserve: a health check, an
+// agent's console or a new visitor gets in, an address holding many does
+// not.
+const reserveShare = 4
+
+// guardedListener is the HTTP listener's guard against running out of
+// connections or file descriptors. Every TCP connection it accepts counts
+// against its address's cap (the table the gateway counts its WebSocket and
+// WebTransport sessions in), except those from cluster nodes. And the last
+// descriptors below RLIMIT_NOFILE are a reserve: once the open descriptors
+// reach it, only cluster nodes and addresses holding fewer than
+// reserveShare connections get in, so that accept never fails for want of
+// a descriptor and /healthz, agents and other nodes are still served while
+// clients from many addresses sit at their caps. A refused connection is
+// closed at once.
+type guardedListener struct {
+	net.Listener
+	log   *slog.Logger
+	conns *gateway.IPConns
+	// node reports whether an address is a cluster node's.
+	node func(ip string) bool
+	// nofile is RLIMIT_NOFILE; reserve the descriptors kept below it. Zero
+	// nofile: unknown, no reserve.
+	nofile, reserve int64
+
+	open atomic.Int64 // connections accepted and not closed
+
+	mu      sync.Mutex
+	other   int64     // descriptors not accepted here, at the last count
+	counted time.Time // of the last count
+	logged  time.Time // of the last refusal logged
+	refused uint64    // refusals since
+}
+
+// descriptorReserve picks the reserve for a limit of nofile descriptors
+// when none is configured: an eighth, between 16 and 1024.
+func descriptorReserve(nofile int64) int64 {
+	return min(max(nofile/8, 16), 1024)
+}
+
+func newGuardedListener(ln net.Listener, log *slog.Logger, conns *gateway.IPConns, node func(string) bool, reserve int) *guardedListener {
+	l := &guardedListener{Listener: ln, log: log, conns: conns, node: node}
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && rl.Cur < 1<<40 {
+		l.nofile = int64(rl.Cur)
+		l.reserve = int64(reserve)
+		if reserve <= 0 {
+			l.reserve = descriptorReserve(l.nofile)
+		}
+	}
+	return l
+}
+
+// Accept returns the next connection that gets in. An error of accept
+// itself (EMFILE too, should other descriptors fill the reserve) is
+// returned: http.Server retries after a pause that grows to a second.
+func (l *guardedListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := remoteIP(c.RemoteAddr())
+		if l.node(ip) {
+			l.open.Add(1)
+			return &guardedConn{Conn: c, l: l}, nil
+		}
+		limit, tight := l.conns.Max(), l.inReserve()
+		if tight {
+			limit = reserveShare
+		}
+		if !l.conns.Acquire(ip, limit) {
+			c.Close()
+			l.refuse(ip, tight)
+			continue
+		}
+		l.open.Add(1)
+		return &guardedConn{Conn: c, l: l, ip: ip}, nil
+	}
+}
+
+// inReserve reports whether the open descriptors, the one just accepted
+// included, have reached the reserve. It counts /proc/self/fd at most
+// every second, and every 50 ms near the reserve; in between, the
+// connections accepted and closed here keep the estimate.
+func (l *guardedListener) inReserve() bool {
+	if l.nofile == 0 {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	open := l.open.Load() + 1
+	edge := l.nofile - l.reserve
+	since := time.Since(l.counted)
+	if since > time.Second || (l.other+open >= edge-l.reserve && since > 50*time.Millisecond) {
+		if n, err := openDescriptors(); err == nil {
+			l.other, l.counted = n-open, time.Now()
+		}
+	}
+	return l.other+open >= edge
+}
+
+// refuse logs refusals, at most one line a second.
+func (l *guardedListener) refuse(ip string, tight bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.refused++
+	if time.Since(l.logged) < time.Second {
+		return
+	}
+	l.log.Warn("connections refused", "last_from", ip, "refused", l.refused, "descriptor_reserve", tight,
+		"open", l.open.Load(), "max_conns_per_ip", l.conns.Max())
+	l.logged, l.refused = time.Now(), 0
+}
+
+// openDescriptors counts this process's open file descriptors.
+func openDescriptors() (int64, error) {
+	d, err := os.Open("/proc/self/fd")
+	if err != nil {
+		return 0, err
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	// The directory's own descriptor is in the list.
+	return int64(len(names)) - 1, err
+}
+
+// guardedConn releases its count when closed.
+type guardedConn struct {
+	net.Conn
+	l    *guardedListener
+	ip   string // "": not counted per address (a cluster node)
+	once sync.Once
+}
+
+func (c *guardedConn) Close() error {
+	c.once.Do(func() {
+		c.l.open.Add(-1)
+		if c.ip != "" {
+			c.l.conns.Release(c.ip)
+		}
+	})
+	return c.Conn.Close()
+}
+
+// connContext marks a request's context with the address its connection
+// is counted under, for the gateway (http.Server.ConnContext).
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	if gc, ok := c.(*guardedConn); ok && gc.ip != "" {
+		return gateway.WithCountedConn(ctx, gc.ip)
+	}
+	return ctx
+}
+
+func remoteIP(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
+}
+
+// nodeIPs says whether an address is a cluster node's, by the hosts of the
+// API and Raft addresses registered in the control plane, read again at
+// most every second.
+type nodeIPs struct {
+	ctl *control
+	mu  sync.Mutex
+	at  time.Time
+	set map[string]bool
+}
+
+func (s *nodeIPs) has(ip string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if time.Since(s.at) > time.Second {
+		set := map[string]bool{}
+		for _, n := range s.ctl.c.Nodes() {
+			for _, a := range []string{n.APIAddr, n.RaftAddr} {
+				if host, _, err := net.SplitHostPort(a); err == nil {
+					if ip := net.ParseIP(host); ip != nil {
+						set[ip.String()] = true
+					}
+				}
+			}
+		}
+		s.set, s.at = set, time.Now()
+	}
+	return s.set[ip]
+}
