@@ -35,17 +35,16 @@ type guardedListener struct {
 	conns *gateway.IPConns
 	// node reports whether an address is a cluster node's.
 	node func(ip string) bool
+	open atomic.Int64 // connections accepted and not closed
+
+	mu sync.Mutex
 	// nofile is RLIMIT_NOFILE; reserve the descriptors kept below it. Zero
 	// nofile: unknown, no reserve.
 	nofile, reserve int64
-
-	open atomic.Int64 // connections accepted and not closed
-
-	mu      sync.Mutex
-	other   int64     // descriptors not accepted here, at the last count
-	counted time.Time // of the last count
-	logged  time.Time // of the last refusal logged
-	refused uint64    // refusals since
+	other           int64     // descriptors not accepted here, at the last count
+	counted         time.Time // of the last count
+	logged          time.Time // of the last refusal logged
+	refused         uint64    // refusals since
 }
 
 // descriptorReserve picks the reserve for a limit of nofile descriptors
@@ -100,11 +99,11 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 // every second, and every 50 ms near the reserve; in between, the
 // connections accepted and closed here keep the estimate.
 func (l *guardedListener) inReserve() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.nofile == 0 {
 		return false
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	open := l.open.Load() + 1
 	edge := l.nofile - l.reserve
 	since := time.Since(l.counted)
