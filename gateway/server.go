@@ -179,7 +179,7 @@ func New(cfg Config) *Server {
 		cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics,
 		hub: newHub(), presence: newPresence(cfg.Clock), views: newViews(),
 		wsLimits: map[string]*rate.Limiter{},
-		relays: map[*conn]struct{}{},
+		relays:   map[*conn]struct{}{},
 	}
 }
 
