@@ -17,10 +17,13 @@ type IPConns struct {
 	n   map[string]int
 }
 
-// NewIPConns returns a table capping every address at perIP connections
-// (at least 1).
+// NewIPConns returns a table capping every address at perIP connections;
+// zero or less: 1000, as Config.MaxConnsPerIP.
 func NewIPConns(perIP int) *IPConns {
-	return &IPConns{max: max(perIP, 1), n: map[string]int{}}
+	if perIP <= 0 {
+		perIP = 1000
+	}
+	return &IPConns{max: perIP, n: map[string]int{}}
 }
 
 // Max is the cap per address.

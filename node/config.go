@@ -220,6 +220,9 @@ func (c *Config) defaults() {
 	if c.Lease == 0 {
 		c.Lease = 3 * time.Second
 	}
+	if c.MaxConnsPerIP <= 0 {
+		c.MaxConnsPerIP = 1000
+	}
 	if c.HTTPReadTimeout == 0 {
 		c.HTTPReadTimeout = 30 * time.Second
 	}
