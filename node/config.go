@@ -38,7 +38,8 @@ type Config struct {
 	// for cluster nodes and addresses holding fewer than 4 connections
 	// (health checks, agents, new visitors): once the node's open
 	// descriptors reach the reserve, other new connections are closed at
-	// once. Zero: an eighth of the limit, between 16 and 1024.
+	// once, and in its last quarter every one but cluster nodes'. Zero: an
+	// eighth of the limit, between 16 and 1024.
 	FDReserve int
 	// HTTPReadTimeout bounds reading one request, body included (WebSocket
 	// connections are not bound once upgraded). Default 30s.

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -25,10 +26,10 @@ const reserveShare = 4
 // WebTransport sessions in), except those from cluster nodes. And the last
 // descriptors below RLIMIT_NOFILE are a reserve: once the open descriptors
 // reach it, only cluster nodes and addresses holding fewer than
-// reserveShare connections get in, so that accept never fails for want of
-// a descriptor and /healthz, agents and other nodes are still served while
-// clients from many addresses sit at their caps. A refused connection is
-// closed at once.
+// reserveShare connections get in, and in its last quarter only cluster
+// nodes, so that accept does not fail for want of a descriptor and
+// /healthz, agents and other nodes are still served while clients from
+// many addresses sit at their caps. A refused connection is closed at once.
 type guardedListener struct {
 	net.Listener
 	log   *slog.Logger
@@ -80,8 +81,13 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 			l.open.Add(1)
 			return &guardedConn{Conn: c, l: l}, nil
 		}
-		limit, tight := l.conns.Max(), l.inReserve()
-		if tight {
+		limit := l.conns.Max()
+		free, reserve := l.free()
+		tight := free <= reserve
+		switch {
+		case free <= reserve/4:
+			limit = 0
+		case tight:
 			limit = reserveShare
 		}
 		if !l.conns.Acquire(ip, limit) {
@@ -94,25 +100,25 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 	}
 }
 
-// inReserve reports whether the open descriptors, the one just accepted
-// included, have reached the reserve. It counts /proc/self/fd at most
-// every second, and every 50 ms near the reserve; in between, the
-// connections accepted and closed here keep the estimate.
-func (l *guardedListener) inReserve() bool {
+// free returns how many descriptors are left below RLIMIT_NOFILE, the
+// one just accepted counted as used (the most an int64 holds when the limit
+// is unknown), and the reserve. It counts /proc/self/fd at most every second, and every 50 ms
+// near the reserve; in between, the connections accepted and closed here
+// keep the estimate.
+func (l *guardedListener) free() (free, reserve int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.nofile == 0 {
-		return false
+		return math.MaxInt64, 0
 	}
 	open := l.open.Load() + 1
-	edge := l.nofile - l.reserve
 	since := time.Since(l.counted)
-	if since > time.Second || (l.other+open >= edge-l.reserve && since > 50*time.Millisecond) {
+	if since > time.Second || (l.nofile-l.other-open <= 2*l.reserve && since > 50*time.Millisecond) {
 		if n, err := openDescriptors(); err == nil {
 			l.other, l.counted = n-open, time.Now()
 		}
 	}
-	return l.other+open >= edge
+	return l.nofile - l.other - open, l.reserve
 }
 
 // refuse logs refusals, at most one line a second.

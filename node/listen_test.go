@@ -13,8 +13,8 @@ import (
 // TestGuardedListener accepts real TCP connections from several loopback
 // addresses: an address gets no more than its cap until one of its
 // connections closes; in the descriptor reserve an address holding a few
-// connections still gets in and one holding more does not, while a
-// cluster node's address always does.
+// connections still gets in and one holding more does not, in its last
+// quarter no client does, while a cluster node's address always does.
 func TestGuardedListener(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -112,5 +112,19 @@ func TestGuardedListener(t *testing.T) {
 	}
 	if got := len(count("127.0.0.9", 10)); got != 10 {
 		t.Fatalf("in the reserve, a cluster node: %d of 10 in", got)
+	}
+
+	// In the reserve's last quarter, only cluster nodes.
+	if open, err = openDescriptors(); err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	l.nofile, l.reserve, l.counted = open+20, 100, time.Time{}
+	l.mu.Unlock()
+	if sc := dial("127.0.0.5"); sc != nil {
+		t.Fatal("in the reserve's last quarter, a new address got in")
+	}
+	if sc := dial("127.0.0.9"); sc == nil {
+		t.Fatal("in the reserve's last quarter, a cluster node was refused")
 	}
 }
