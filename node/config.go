@@ -41,8 +41,10 @@ type Config struct {
 	// once, and in its last quarter every one but cluster nodes'. Zero: an
 	// eighth of the limit, between 16 and 1024.
 	FDReserve int
-	// HTTPReadTimeout bounds reading one request, body included (WebSocket
-	// connections are not bound once upgraded). Default 30s.
+	// HTTPReadTimeout bounds reading one request, body included, from its
+	// start; a request still being answered then has its context cancelled
+	// (net/http). WebSocket connections are not bound once upgraded.
+	// Default 30s.
 	HTTPReadTimeout time.Duration
 	// HTTPIdleTimeout is how long a keep-alive connection may wait for its
 	// next request. Default 60s.
