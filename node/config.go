@@ -29,9 +29,27 @@ type Config struct {
 	NoDemo bool
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string
-	// MaxConnsPerIP limits concurrent connections per client address.
-	// Default 1000.
+	// MaxConnsPerIP limits concurrent connections per client address:
+	// every TCP connection to the HTTP listener (plain HTTP and WebSocket
+	// alike) and every WebTransport or relayed session counts. Other nodes
+	// come in over the node link, which it does not cover. Default 1000.
 	MaxConnsPerIP int
+	// FDReserve is how many file descriptors below RLIMIT_NOFILE the HTTP
+	// listener keeps for addresses holding fewer than 4 connections (health
+	// checks, agents, new visitors) and, in its last quarter, for the node
+	// link (other nodes): once the node's open descriptors reach the
+	// reserve, other new connections are closed at once, and in its last
+	// quarter every new one on the HTTP listener. Zero: an eighth of the
+	// limit, between 16 and 1024.
+	FDReserve int
+	// HTTPReadTimeout bounds reading one request, body included, from its
+	// start; a request still being answered then has its context cancelled
+	// (net/http). WebSocket connections are not bound once upgraded.
+	// Default 30s.
+	HTTPReadTimeout time.Duration
+	// HTTPIdleTimeout is how long a keep-alive connection may wait for its
+	// next request. Default 60s.
+	HTTPIdleTimeout time.Duration
 	// FrameRate limits frames per second per connection. Default 20.
 	FrameRate float64
 	// WorkspaceRate limits messages per second per workspace on this node.
@@ -153,7 +171,10 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&c.AgentToken, "agent-token", env("PARLEY_AGENT_TOKEN", ""), "operator token of the demo workspace")
 	fs.BoolVar(&c.NoDemo, "no-demo", false, "do not create the demo workspace")
 	fs.StringVar(&c.LogLevel, "log-level", env("PARLEY_LOG_LEVEL", "info"), "log level")
-	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 1000, "concurrent connections per client address")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 1000, "concurrent connections per client address, of every kind")
+	fs.IntVar(&c.FDReserve, "fd-reserve", 0, "file descriptors kept for addresses with few connections and for the node link (0: an eighth of the limit, 16 to 1024)")
+	fs.DurationVar(&c.HTTPReadTimeout, "http-read-timeout", 30*time.Second, "longest time to read one HTTP request, body included")
+	fs.DurationVar(&c.HTTPIdleTimeout, "http-idle-timeout", 60*time.Second, "how long an idle keep-alive HTTP connection is kept")
 	fs.Float64Var(&c.FrameRate, "frame-rate", 20, "frames per second per connection")
 	fs.Float64Var(&c.WorkspaceRate, "workspace-rate", 2000, "messages per second per workspace")
 	fs.StringVar(&c.H3Addr, "h3", env("PARLEY_H3", ""), `HTTP/3 and WebTransport UDP address (default: the HTTP address on UDP; "off" disables)`)
@@ -209,6 +230,15 @@ func (c *Config) defaults() {
 	if c.Lease == 0 {
 		c.Lease = 3 * time.Second
 	}
+	if c.MaxConnsPerIP <= 0 {
+		c.MaxConnsPerIP = 1000
+	}
+	if c.HTTPReadTimeout == 0 {
+		c.HTTPReadTimeout = 30 * time.Second
+	}
+	if c.HTTPIdleTimeout == 0 {
+		c.HTTPIdleTimeout = 60 * time.Second
+	}
 	c.embedDefaults()
 }
 
@@ -253,6 +283,9 @@ func (c *Config) validate() error {
 	}
 	if c.UsageInterval < 0 || c.Lease < 0 {
 		errs = append(errs, errors.New("usage-interval and lease: not negative"))
+	}
+	if c.HTTPReadTimeout < 0 || c.HTTPIdleTimeout < 0 || c.FDReserve < 0 {
+		errs = append(errs, errors.New("http-read-timeout, http-idle-timeout and fd-reserve: not negative"))
 	}
 	errs = append(errs, c.validateEmbed()...)
 	switch c.LogLevel {

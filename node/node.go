@@ -92,6 +92,7 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 	n.auth = &clusterAuth{ctl: n.ctl, st: st, catchUps: make(chan struct{}, 4)}
 	n.usage = newUsageReporter(cfg.NodeID, n.ctl.c.Apply, n.log, cfg.UsageInterval)
 	n.relay = &relayer{region: cfg.Region, self: cfg.NodeID, key: n.ctl.key.nodeKey(), ctl: n.ctl, mem: n.gossip.m, client: n.ctl.peers.client}
+	conns := gateway.NewIPConns(cfg.MaxConnsPerIP)
 	n.gw = gateway.New(gateway.Config{
 		Store:          replicatedStore{Store: st, r: n.repl},
 		Auth:           n.auth,
@@ -105,12 +106,14 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 		Logger:         n.log,
 		Metrics:        n.metrics,
 		MaxConnsPerIP:  cfg.MaxConnsPerIP,
+		Conns:          conns,
 		FrameRate:      cfg.FrameRate,
 		FrameBurst:     int(cfg.FrameRate * 3),
 		WorkspaceRate:  cfg.WorkspaceRate,
 		WorkspaceBurst: int(cfg.WorkspaceRate * 2),
 	})
 	n.repl.gw = n.gw
+	n.ln = newGuardedListener(ln, n.log, conns, nil, cfg.FDReserve)
 	drop := n.gw.DropNode
 	n.gossip.onDown.Store(&drop)
 	n.repl.onReplies = n.repliesFromPeer
@@ -226,8 +229,12 @@ func (n *Node) Run(ctx context.Context) error {
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+		// Hijacked connections (WebSocket) have their deadlines cleared.
+		ReadTimeout:    n.cfg.HTTPReadTimeout,
+		IdleTimeout:    n.cfg.HTTPIdleTimeout,
+		ConnContext:    connContext,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	var wt *gateway.WebTransport
