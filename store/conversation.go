@@ -81,22 +81,43 @@ type Result struct {
 }
 
 // msgRecord says where a message sits in its conversation's log: the event
-// that created it, and the latest event, whose value is its current state.
-// Kept apart from the state so that the dedup index costs 16 bytes a message.
+// that created it, the latest event, whose value is its current state, and
+// the events in between. Kept apart from the state so that the dedup index
+// costs 16 bytes a message never changed. Every event of a message holds its
+// current state (write rewrites the earlier ones), so that no text it was
+// edited away from, or deleted with, stays in the file or comes back in a
+// replay (docs/protocol.md).
 type msgRecord struct {
-	Seq  uint64 // the send event
-	Last uint64 // the latest event
+	Seq  uint64   // the send event
+	Last uint64   // the latest event
+	Mid  []uint64 // the events between, in seq order (none for records written before they were kept)
 }
 
 func (r msgRecord) encode() []byte {
-	return binary.BigEndian.AppendUint64(putU64(r.Seq), r.Last)
+	b := binary.BigEndian.AppendUint64(putU64(r.Seq), r.Last)
+	for _, s := range r.Mid {
+		b = binary.BigEndian.AppendUint64(b, s)
+	}
+	return b
 }
 
 func decodeMsgRecord(v []byte) (msgRecord, bool) {
-	if len(v) != 16 {
+	if len(v) < 16 || len(v)%8 != 0 {
 		return msgRecord{}, false
 	}
-	return msgRecord{Seq: u64(v[:8]), Last: u64(v[8:])}, true
+	r := msgRecord{Seq: u64(v[:8]), Last: u64(v[8:16])}
+	for i := 16; i < len(v); i += 8 {
+		r.Mid = append(r.Mid, u64(v[i:i+8]))
+	}
+	return r, true
+}
+
+// earlier lists the events of the message before its latest.
+func (r msgRecord) earlier() []uint64 {
+	if r.Seq == r.Last {
+		return nil
+	}
+	return append([]uint64{r.Seq}, r.Mid...)
 }
 
 func marshal(v any) ([]byte, error) { return json.Marshal(v) }

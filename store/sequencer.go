@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -169,6 +170,10 @@ func (s *Store) appendEvent(cs *convState, ws, conv string, merged crdt.Message,
 	q := &s.seq
 	seq := nextSeq(cs.head, q.epoch)
 	cs.head = seq
+	if found && rec.Last != rec.Seq {
+		// A copy: the record in flight may be read by the next change.
+		rec.Mid = append(slices.Clone(rec.Mid), rec.Last)
+	}
 	rec.Last = seq
 	if !found {
 		rec.Seq = seq
@@ -257,6 +262,17 @@ func (b *batch) write(w write) error {
 	events.FillPercent = 0.9
 	if err := events.Put(seqKey(w.ws, w.conv, w.rec.Last), w.enc); err != nil {
 		return err
+	}
+	// The message's earlier events take its new state: the text it had
+	// (an edit's previous body, or any body once deleted) leaves the file.
+	for _, seq := range w.rec.earlier() {
+		k := seqKey(w.ws, w.conv, seq)
+		if events.Get(k) == nil {
+			continue
+		}
+		if err := events.Put(k, w.enc); err != nil {
+			return err
+		}
 	}
 	if err := b.tx.Bucket(bMsgs).Put(key(w.ws, w.conv, w.msg.ID), w.rec.encode()); err != nil {
 		return err
