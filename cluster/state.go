@@ -118,6 +118,9 @@ type workspaceState struct {
 	Usage       map[string]*Usage          `json:"usage"`
 	Events      []BillingEvent             `json:"events"`
 	Assignments map[string]*Assignment     `json:"assignments"`
+	// Erased holds the workspace's erased conversations, each with the log
+	// index that erased it (EraseConversation).
+	Erased map[string]uint64 `json:"erased,omitempty"`
 }
 
 type operatorRecord struct {
@@ -158,6 +161,7 @@ func (ws *workspaceState) fill() {
 	ws.Operators = nonNil(ws.Operators)
 	ws.Usage = nonNil(ws.Usage)
 	ws.Assignments = nonNil(ws.Assignments)
+	ws.Erased = nonNil(ws.Erased)
 }
 
 func nonNil[K comparable, V any](m map[K]V) map[K]V {
