@@ -51,6 +51,7 @@ func (n *Node) routes() http.Handler {
 	n.ctl.internalRoutes(mux)
 	mux.HandleFunc("GET "+pathRepl, n.repl.serveRepl)
 	n.repl.aeRoutes(mux, n.ctl.signed)
+	n.erasures.routes(mux)
 	(&admin{ctl: n.ctl, st: n.store, members: n.gossip.m.Members}).routes(mux)
 	n.embedRoutes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
