@@ -40,8 +40,8 @@ type Node struct {
 	repl    *replicator
 	// erasures applies the control plane's erasures here (erasure.go).
 	erasures *erasures
-	auth    *clusterAuth
-	usage   *usageReporter
+	auth     *clusterAuth
+	usage    *usageReporter
 
 	// HTTP/3 and WebTransport; pc is nil when disabled.
 	pc     net.PacketConn
