@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // poll polls cond until it holds or within has passed; it returns how long
@@ -63,7 +65,7 @@ func scanFiles(t testing.TB, nodes []*nodeProc, canaries []string) []string {
 			}
 			for _, c := range canaries {
 				if bytes.Contains(b, []byte(c)) {
-					hits = append(hits, path+": "+c)
+					hits = append(hits, path+": "+c+liveOrFreed(t, path, b, c))
 				}
 			}
 			return nil
@@ -73,6 +75,37 @@ func scanFiles(t testing.TB, nodes []*nodeProc, canaries []string) []string {
 		}
 	}
 	return hits
+}
+
+// liveOrFreed says, for a canary found in a bbolt file, whether a key or
+// value of the store still holds it (a logical leftover) or only pages
+// the store no longer uses do. It reads a copy: the node has the file open.
+func liveOrFreed(t testing.TB, path string, b []byte, c string) string {
+	if filepath.Base(path) != "parley.db" {
+		return ""
+	}
+	cp := filepath.Join(t.TempDir(), "copy.db")
+	if err := os.WriteFile(cp, b, 0o600); err != nil {
+		return " (copy: " + err.Error() + ")"
+	}
+	db, err := bolt.Open(cp, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return " (open: " + err.Error() + ")"
+	}
+	defer db.Close()
+	live := false
+	db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, bk *bolt.Bucket) error {
+			return bk.ForEach(func(k, v []byte) error {
+				live = live || bytes.Contains(k, []byte(c)) || bytes.Contains(v, []byte(c))
+				return nil
+			})
+		})
+	})
+	if live {
+		return " (LIVE: in a key or value of the store)"
+	}
+	return " (in freed pages only)"
 }
 
 // addNode starts one more node that joins the cluster (a non-voter).
