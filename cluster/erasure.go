@@ -38,6 +38,7 @@ func (s *State) applyEraseConversation(index uint64, c *EraseConversation) (Resu
 		return Result{Index: first, Duplicate: true}, nil
 	}
 	ws.Erased[c.Conversation] = index
+	s.lastErased = max(s.lastErased, index)
 	delete(ws.Assignments, c.Conversation)
 	return Result{}, nil
 }
@@ -60,6 +61,9 @@ func (s *State) Erased(workspace, conversation string) (index uint64, ok bool, e
 func (s *State) ErasedAfter(index uint64) ([]Erasure, uint64) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	if s.lastErased <= index {
+		return nil, s.d.Index
+	}
 	var out []Erasure
 	for id, ws := range s.d.Workspaces {
 		for conv, i := range ws.Erased {

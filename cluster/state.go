@@ -223,6 +223,9 @@ type State struct {
 	// token up by its hash.
 	sessionsByHash map[Hash]*Session
 	keysByHash     map[Hash]*Key
+	// lastErased is the highest index among the erasures of d (ErasedAfter
+	// answers at once when nothing was erased since).
+	lastErased uint64
 	// applied is closed and replaced each time Index moves, waking waiters.
 	applied chan struct{}
 	now     func() time.Time
@@ -248,6 +251,12 @@ func (s *State) reset(d *stateData) {
 	s.keysByHash = make(map[Hash]*Key, len(d.Keys))
 	for _, k := range d.Keys {
 		s.keysByHash[k.Hash] = k
+	}
+	s.lastErased = 0
+	for _, ws := range d.Workspaces {
+		for _, i := range ws.Erased {
+			s.lastErased = max(s.lastErased, i)
+		}
 	}
 }
 
