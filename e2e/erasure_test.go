@@ -207,6 +207,22 @@ func TestErasureAndDeletesReachDownAndLaterNodes(t *testing.T) {
 	if hist, err := agent3.history(ctx, convA); len(hist) != 0 || err != nil && !strings.Contains(err.Error(), "not_found") {
 		t.Fatalf("an agent on n3 reads the erased conversation: %v %v", hist, err)
 	}
+	// Search on n3 does not find it (when the node runs the model).
+	var found struct {
+		Items []struct{ Conversation string } `json:"items"`
+	}
+	switch code, body := api(n3, "GET", "/v1/workspaces/acme/search?q="+erased+"+message&k=50", login.Token, nil, &found); code {
+	case 200:
+		for _, h := range found.Items {
+			if h.Conversation == convA {
+				t.Fatalf("search on n3 finds the erased conversation: %s", body)
+			}
+		}
+	case 503:
+		t.Logf("search on n3 not checked: %s", body)
+	default:
+		t.Fatalf("search on n3: %d %s", code, body)
+	}
 	// Erasing again answers the same, now with n3's confirmation.
 	var again answer
 	eventually(t, 15*time.Second, "a second erasure confirmed by every node", func() (bool, string) {
@@ -235,6 +251,12 @@ func TestErasureAndDeletesReachDownAndLaterNodes(t *testing.T) {
 	})
 	if held, n := tc.holds(t, n4, "acme", convA); held {
 		t.Fatalf("n4 received the erased conversation (%d messages)", n)
+	}
+	// Nor did n3's return bring it back anywhere.
+	for i, nd := range tc.nodes {
+		if held, n := tc.holds(t, nd, "acme", convA); held {
+			t.Errorf("n%d holds the erased conversation again (%d messages)", i+1, n)
+		}
 	}
 	for _, nd := range []*nodeProc{n3, n4} {
 		ag := agent3
