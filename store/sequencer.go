@@ -3,7 +3,6 @@ package store
 import (
 	"encoding/json"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -52,6 +51,7 @@ type write struct {
 	enc      []byte // the message state at rec.Last, encoded
 	msg      crdt.Message
 	send     bool
+	prev     uint64 // the message's latest event before this one; 0 for its first
 }
 
 // state returns the conversation's in-memory state, loading its head from
@@ -170,9 +170,9 @@ func (s *Store) appendEvent(cs *convState, ws, conv string, merged crdt.Message,
 	q := &s.seq
 	seq := nextSeq(cs.head, q.epoch)
 	cs.head = seq
-	if found && rec.Last != rec.Seq {
-		// A copy: the record in flight may be read by the next change.
-		rec.Mid = append(slices.Clone(rec.Mid), rec.Last)
+	prev := uint64(0)
+	if found {
+		prev = rec.Last
 	}
 	rec.Last = seq
 	if !found {
@@ -186,7 +186,7 @@ func (s *Store) appendEvent(cs *convState, ws, conv string, merged crdt.Message,
 	ms.msg, ms.rec = merged, rec
 	ms.inflight++
 	cs.inflight++
-	w := write{ws: ws, conv: conv, stamp: stamp, rec: rec, enc: enc, msg: merged, send: send}
+	w := write{ws: ws, conv: conv, stamp: stamp, rec: rec, enc: enc, msg: merged, send: send, prev: prev}
 	ev := Event{Kind: EventMessage, Workspace: ws, Conversation: conv, Seq: seq, Stamp: stamp, Message: merged, Start: start}
 	s.pending.add([]Event{ev})
 	if s.cfg.OnCommit != nil {
@@ -263,14 +263,10 @@ func (b *batch) write(w write) error {
 	if err := events.Put(seqKey(w.ws, w.conv, w.rec.Last), w.enc); err != nil {
 		return err
 	}
-	// The message's earlier events take its new state: the text it had
-	// (an edit's previous body, or any body once deleted) leaves the file.
-	for _, seq := range w.rec.earlier() {
-		k := seqKey(w.ws, w.conv, seq)
-		if events.Get(k) == nil {
-			continue
-		}
-		if err := events.Put(k, w.enc); err != nil {
+	// The previous latest event's state goes (see eventRef); the ones
+	// before it went with the changes that followed them.
+	if w.prev != 0 && events.Get(seqKey(w.ws, w.conv, w.prev)) != nil {
+		if err := events.Put(seqKey(w.ws, w.conv, w.prev), refValue(w.msg.ID)); err != nil {
 			return err
 		}
 	}
