@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"path/filepath"
 	"testing"
 
 	"parley/crdt"
@@ -140,5 +141,71 @@ func TestRemoteDeleteBeforeItsMessage(t *testing.T) {
 	}
 	if at := valuesContaining(t, s, "canary-remote-replaced"); len(at) > 0 {
 		t.Errorf("an edited remote message's first text stored at %v", at)
+	}
+}
+
+// TestMigrationRefersSupersededEvents: a schema-5 file whose earlier
+// events of an edited and a deleted message hold their old texts keeps none
+// of them once opened by this build, and replays the final states.
+func TestMigrationRefersSupersededEvents(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "v5.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate(db, migrations[:5], migrationEnv{origin: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	send := msg("m1", "v:a", "canary-v5-first", 1)
+	edited := send.Edit("canary-v5-second", crdt.Timestamp{Wall: 2, Node: "n1"})
+	final := edited.Edit("final", crdt.Timestamp{Wall: 3, Node: "n1"})
+	gone := msg("m2", "v:a", "canary-v5-deleted", 4)
+	states := []crdt.Message{send, edited, gone, final, gone.Delete(crdt.Timestamp{Wall: 5, Node: "n1"})}
+	err = db.Update(func(tx *bolt.Tx) error {
+		w, _ := marshal(Workspace{ID: "ws1"})
+		if err := tx.Bucket(bWorkspaces).Put([]byte("ws1"), w); err != nil {
+			return err
+		}
+		c, _ := marshal(Conversation{Workspace: "ws1", ID: "c1", Owner: "v:a", Head: 5})
+		if err := tx.Bucket(bConvs).Put(key("ws1", "c1"), c); err != nil {
+			return err
+		}
+		for i, m := range states {
+			v, _ := marshal(m)
+			if err := tx.Bucket(bEvents).Put(seqKey("ws1", "c1", uint64(i+1)), v); err != nil {
+				return err
+			}
+			if err := putStamp(tx, "ws1", "c1", uint64(i+1), Stamp{Origin: "n1", OSeq: uint64(i + 1)}); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bMsgs).Put(key("ws1", "c1", "m1"), msgRecord{Seq: 1, Last: 4}.encode()); err != nil {
+			return err
+		}
+		return tx.Bucket(bMsgs).Put(key("ws1", "c1", "m2"), msgRecord{Seq: 3, Last: 5}.encode())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s, err := Open(Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, c := range []string{"canary-v5-first", "canary-v5-second", "canary-v5-deleted"} {
+		if at := valuesContaining(t, s, c); len(at) > 0 {
+			t.Errorf("%q still stored at %v", c, at)
+		}
+	}
+	evs, _, err := s.Events("ws1", "c1", 0, 10)
+	if err != nil || len(evs) != 5 {
+		t.Fatalf("events after migration: %+v %v", evs, err)
+	}
+	for _, e := range evs {
+		if want := map[string]string{"m1": "final", "m2": ""}[e.Message.ID]; e.Message.Body != want {
+			t.Errorf("event %d replays %q, want %q", e.Seq, e.Message.Body, want)
+		}
 	}
 }
