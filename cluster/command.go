@@ -35,6 +35,7 @@ const (
 	TypePrune              CommandType = 15
 	TypeAssign             CommandType = 16
 	TypeRegisterNode       CommandType = 17
+	TypeEraseConversation  CommandType = 18
 	// Append new types here, with the next number.
 )
 
@@ -76,6 +77,8 @@ func newCommand(t CommandType) Command {
 		return &Assign{}
 	case TypeRegisterNode:
 		return &RegisterNode{}
+	case TypeEraseConversation:
+		return &EraseConversation{}
 	}
 	return nil
 }

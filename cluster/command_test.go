@@ -17,7 +17,7 @@ func TestCommandTypesAreStable(t *testing.T) {
 		4: &CreateOperator{}, 5: &UpdateOperator{}, 6: &DeleteOperator{},
 		7: &CreateSession{}, 8: &RevokeSession{}, 9: &CreateKey{}, 10: &RevokeKey{},
 		11: &SetSecret{}, 12: &SetPlan{}, 13: &ReportUsage{}, 14: &RecordBillingEvent{},
-		15: &Prune{}, 16: &Assign{}, 17: &RegisterNode{},
+		15: &Prune{}, 16: &Assign{}, 17: &RegisterNode{}, 18: &EraseConversation{},
 	}
 	for n := 0; n < 256; n++ {
 		got := newCommand(CommandType(n))

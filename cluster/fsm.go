@@ -115,6 +115,8 @@ func (f *fsm) apply(l *raft.Log) (res Result, err error) {
 		return s.applyAssign(c)
 	case *RegisterNode:
 		return s.applyRegisterNode(c)
+	case *EraseConversation:
+		return s.applyEraseConversation(l.Index, c)
 	}
 	// newCommand knows a type this switch does not: a bug, caught by the
 	// test that applies every type.

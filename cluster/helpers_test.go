@@ -171,6 +171,7 @@ func validCommands() []Command {
 		Assign{Workspace: "acme", Conversation: "c_0123456789abcdef01234567", Operator: "bob", ExpectVersion: 0},
 		RegisterNode{Node: NodeInfo{ID: "n1", Region: "eu", RaftAddr: "127.0.0.1:7000", APIAddr: "127.0.0.1:8080"}},
 		Prune{Before: "2026-01", Now: t0},
+		EraseConversation{Workspace: "globex", Conversation: "c1"},
 		DeleteOperator{Workspace: "globex", ID: "gina"},
 		DeleteWorkspace{ID: "globex"},
 	}

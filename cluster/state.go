@@ -118,6 +118,9 @@ type workspaceState struct {
 	Usage       map[string]*Usage          `json:"usage"`
 	Events      []BillingEvent             `json:"events"`
 	Assignments map[string]*Assignment     `json:"assignments"`
+	// Erased holds the workspace's erased conversations, each with the log
+	// index that erased it (EraseConversation).
+	Erased map[string]uint64 `json:"erased,omitempty"`
 }
 
 type operatorRecord struct {
@@ -158,6 +161,7 @@ func (ws *workspaceState) fill() {
 	ws.Operators = nonNil(ws.Operators)
 	ws.Usage = nonNil(ws.Usage)
 	ws.Assignments = nonNil(ws.Assignments)
+	ws.Erased = nonNil(ws.Erased)
 }
 
 func nonNil[K comparable, V any](m map[K]V) map[K]V {
@@ -219,6 +223,9 @@ type State struct {
 	// token up by its hash.
 	sessionsByHash map[Hash]*Session
 	keysByHash     map[Hash]*Key
+	// lastErased is the highest index among the erasures of d (ErasedAfter
+	// answers at once when nothing was erased since).
+	lastErased uint64
 	// applied is closed and replaced each time Index moves, waking waiters.
 	applied chan struct{}
 	now     func() time.Time
@@ -244,6 +251,12 @@ func (s *State) reset(d *stateData) {
 	s.keysByHash = make(map[Hash]*Key, len(d.Keys))
 	for _, k := range d.Keys {
 		s.keysByHash[k.Hash] = k
+	}
+	s.lastErased = 0
+	for _, ws := range d.Workspaces {
+		for _, i := range ws.Erased {
+			s.lastErased = max(s.lastErased, i)
+		}
 	}
 }
 

@@ -278,8 +278,8 @@ func (r *replicator) antiEntropy(ctx context.Context) error {
 		case <-t.C:
 		case only = <-r.aeKick:
 		}
-		if !r.ctl.ready.Load() {
-			continue
+		if !r.ctl.ready.Load() || r.caughtUp != nil && !r.caughtUp() {
+			continue // a conversation erased meanwhile may still be here
 		}
 		for _, m := range r.mem.Members() {
 			if m.ID == r.node || only != "" && m.ID != only {
@@ -591,6 +591,9 @@ func (r *replicator) applyRange(ctx context.Context, rg aeRange) error {
 	c := rg.Conversation
 	if w, err := r.ctl.c.Workspace(c.Workspace); err == nil && w.Region != "" && w.Region != r.ctl.cfg.Region {
 		return fmt.Errorf("workspace %s is pinned to %s: not stored here", c.Workspace, w.Region)
+	}
+	if err := r.newBeforeCatchUp(c.Workspace, c.ID); err != nil {
+		return err
 	}
 	// The gate's positions of this conversation are stale afterwards.
 	defer r.gate.Forget(c.Workspace, c.ID)

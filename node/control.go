@@ -35,6 +35,10 @@ type control struct {
 	ready atomic.Bool
 	// freshAt is when the last completed catch-up round began (unix ns).
 	freshAt atomic.Int64
+	// caughtUp, when set, waits until what the node derives from the
+	// state up to an index is done (the erasures of its store): a round
+	// is complete only then. Set before run.
+	caughtUp func(ctx context.Context, index uint64) error
 }
 
 // openControl opens the Raft member. apiAddr is this node's HTTP address as
@@ -423,6 +427,9 @@ func (ctl *control) keepFresh(ctx context.Context) error {
 		idx, err := ctl.leaderCommitIndex(rctx)
 		if err == nil {
 			err = ctl.c.WaitApplied(rctx, idx)
+		}
+		if err == nil && ctl.caughtUp != nil {
+			err = ctl.caughtUp(rctx, idx)
 		}
 		cancel()
 		if err == nil {

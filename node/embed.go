@@ -232,12 +232,17 @@ func (e *embedding) indexedHead(k embedder.Key) (uint64, bool) {
 }
 
 // erase erases a conversation with its vector, from the store and from the
-// index. It works with the feature off too.
+// index, and leaves its tombstone in the store even when it was not held
+// (store.ErrNotFound then). It works with the feature off too.
 func (e *embedding) erase(ctx context.Context, ws, conv string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := e.st.EraseConversation(ctx, ws, conv); err != nil {
+	held, err := e.st.Tombstone(ctx, ws, conv)
+	if err != nil {
 		return err
+	}
+	if !held {
+		return fmt.Errorf("conversation %s: %w", conv, store.ErrNotFound)
 	}
 	if !e.on() {
 		return nil

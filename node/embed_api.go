@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"parley/cluster"
 	"parley/embedder"
 	"parley/gateway"
 	"parley/store"
@@ -510,23 +511,34 @@ func (n *Node) apiDeleteReply(c *apiCall) (any, error) {
 }
 
 // apiErase: DELETE /v1/workspaces/{ws}/conversations/{conv} erases the
-// conversation, its messages, receipts and vector, on this node.
+// conversation, its messages, receipts and vector, on every node: the
+// erasure is a control-plane record (erasure.go) that each node applies,
+// now or when it catches up. The answer says which nodes confirmed they
+// erased it and which did not in time; erasing again answers the same way,
+// with the first erasure's index.
 func (n *Node) apiErase(c *apiCall) (any, error) {
-	conv, err := n.convParam(c)
+	id := c.r.PathValue("conv")
+	if !reAPIConv.MatchString(id) {
+		return nil, badRequest("conversation: c_ and 24 lowercase hex digits")
+	}
+	index, erased, err := n.ctl.c.Erased(c.ws, id)
 	if err != nil {
 		return nil, err
 	}
-	if err := n.emb.erase(c.r.Context(), c.ws, conv.ID); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, &apiError{http.StatusNotFound, codeNotFound, "conversation not found in this workspace"}
+	if !erased {
+		if _, err := n.convParam(c); err != nil {
+			return nil, err
 		}
-		return nil, err
+		res, err := n.ctl.c.Apply(c.r.Context(), cluster.EraseConversation{Workspace: c.ws, Conversation: id})
+		if err != nil {
+			return nil, fmt.Errorf("erase: %w", err)
+		}
+		index = res.Index
+		n.log.Info("conversation erased", "workspace", c.ws, "conversation", id, "agent", c.agent.ID, "index", index)
 	}
-	// Every other node holding it erases it too; each keeps a tombstone,
-	// so a late event from a replica cannot bring it back.
-	n.repl.eraseEverywhere(c.ws, conv.ID)
-	n.log.Info("conversation erased", "workspace", c.ws, "conversation", conv.ID, "agent", c.agent.ID)
+	conf := n.erasures.confirm(c.r.Context(), index)
 	return struct {
 		Erased string `json:"erased"`
-	}{conv.ID}, nil
+		Confirmation
+	}{id, conf}, nil
 }

@@ -232,8 +232,9 @@ func TestSimilarSearchSuggestAndErase(t *testing.T) {
 
 	// Erasure: the conversation and its vector go, and it is never found
 	// again.
-	if code, m := apiDo(t, "DELETE", ws+"/conversations/"+parcel, testToken, nil); code != 200 || m["erased"] != parcel {
-		t.Fatalf("erase: %d %v", code, m)
+	code, erased := apiDo(t, "DELETE", ws+"/conversations/"+parcel, testToken, nil)
+	if code != 200 || erased["erased"] != parcel || fmt.Sprint(erased["confirmed"]) != "["+r.n.cfg.NodeID+"]" {
+		t.Fatalf("erase: %d %v", code, erased)
 	}
 	if _, _, err := st.Vector("demo", parcel); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("vector after erasure: %v", err)
@@ -247,8 +248,12 @@ func TestSimilarSearchSuggestAndErase(t *testing.T) {
 	if code, _ := apiDo(t, "GET", ws+"/conversations/"+parcel+"/similar", testToken, nil); code != 404 {
 		t.Fatalf("similar of an erased conversation: %d", code)
 	}
-	if code, _ := apiDo(t, "DELETE", ws+"/conversations/"+parcel, testToken, nil); code != 404 {
-		t.Fatalf("second erasure: %d", code)
+	// Erasing again says the same: erased, as of the first erasure.
+	if code, m := apiDo(t, "DELETE", ws+"/conversations/"+parcel, testToken, nil); code != 200 || m["index"] != erased["index"] || fmt.Sprint(m["confirmed"]) != fmt.Sprint(erased["confirmed"]) {
+		t.Fatalf("second erasure: %d %v, first %v", code, m, erased)
+	}
+	if code, _ := apiDo(t, "DELETE", ws+"/conversations/c_0123456789abcdef01234567", testToken, nil); code != 404 {
+		t.Fatalf("erasure of a conversation never held: %d", code)
 	}
 
 	// A restart loads the vectors back without embedding again.

@@ -33,6 +33,7 @@ func (n *Node) linkRoutes() http.Handler {
 	n.ctl.internalRoutes(mux)
 	mux.HandleFunc("GET "+pathRepl, n.repl.serveRepl)
 	n.repl.aeRoutes(mux, n.ctl.signed)
+	n.erasures.routes(mux)
 	// Relayed clients and agents' API requests.
 	mux.Handle("GET /v1/ws", n.gw)
 	n.embedRoutes(mux)

@@ -38,8 +38,10 @@ type Node struct {
 	ctl     *control
 	gossip  *gossip
 	repl    *replicator
-	auth    *clusterAuth
-	usage   *usageReporter
+	// erasures applies the control plane's erasures here (erasure.go).
+	erasures *erasures
+	auth     *clusterAuth
+	usage    *usageReporter
 
 	// HTTP/3 and WebTransport; pc is nil when disabled.
 	pc     net.PacketConn
@@ -89,6 +91,9 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 	}
 	n.ctl.gossipAddr = n.gossip.m.Addr()
 	n.repl = newReplicator(cfg, n.log, st, n.ctl, n.gossip.m, n.metrics.reg)
+	n.erasures = newErasures(n.ctl, st, n.log, n.repl.forget)
+	n.repl.caughtUp = n.erasures.caughtUp
+	n.ctl.caughtUp = n.erasures.wait
 	n.auth = &clusterAuth{ctl: n.ctl, st: st, catchUps: make(chan struct{}, 4)}
 	n.usage = newUsageReporter(cfg.NodeID, n.ctl.c.Apply, n.log, cfg.UsageInterval)
 	n.relay = &relayer{region: cfg.Region, self: cfg.NodeID, key: n.ctl.key.nodeKey(), ctl: n.ctl, mem: n.gossip.m, client: n.ctl.peers.client}
@@ -223,6 +228,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	n.emb = newEmbedding(n.cfg, n.store, n.log)
 	n.repl.erase = n.emb.erase
+	n.erasures.erase = n.emb.erase
 	defer n.emb.close()
 	n.emb.register(n.metrics.reg)
 	handler := n.routes()
@@ -266,6 +272,7 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { return n.auth.expelRevoked(gctx, n.gw.Expel) })
 	g.Go(func() error { return n.gossip.run(gctx) })
 	g.Go(func() error { return n.ctl.keepFresh(gctx) })
+	g.Go(func() error { return n.erasures.run(gctx) })
 	n.repl.setContext(gctx)
 	g.Go(func() error { return n.repl.run(gctx) })
 	g.Go(func() error { return n.repl.antiEntropy(gctx) })

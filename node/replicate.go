@@ -68,6 +68,10 @@ type replicator struct {
 	// erase erases a conversation here (and from the embeddings); set
 	// before serving.
 	erase func(ctx context.Context, ws, conv string) error
+	// caughtUp says whether this node has applied the control plane's
+	// erasures since it started (erasures.caughtUp); until then it takes
+	// no conversation it does not hold from a peer. Set before serving.
+	caughtUp func() bool
 	// joined carries the nodes to send this node's presence to (resync):
 	// those that joined or came back, and those that asked; gossip's
 	// callback must not block.
@@ -535,6 +539,8 @@ func (r *replicator) onSignal(from string, b []byte) {
 		r.applyRead(sig)
 		return
 	case gateway.SignalErase:
+		// Sent by nodes of an earlier version; erasures are control-plane
+		// records now (erasure.go).
 		if r.erase != nil && sig.Conversation != "" {
 			r.forget(sig.Workspace, sig.Conversation)
 			if err := r.erase(context.Background(), sig.Workspace, sig.Conversation); err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -546,14 +552,6 @@ func (r *replicator) onSignal(from string, b []byte) {
 	if gw := r.gw; gw != nil {
 		gw.ApplySignal(sig)
 	}
-}
-
-// eraseEverywhere tells the other nodes that may hold a conversation to
-// erase it. A node that misses it (down, cut off) keeps its copy until an
-// operator erases it again there: noted in docs/replication.md.
-func (r *replicator) eraseEverywhere(ws, conv string) {
-	r.forget(ws, conv)
-	r.signal(gateway.Signal{Kind: gateway.SignalErase, Workspace: ws, Conversation: conv, Participant: "-", Role: "agent"})
 }
 
 // applyRead records another node's read receipt in this node's terms: up
@@ -635,6 +633,9 @@ func (r *replicator) store(from string, evs []replication.Event) (func() error, 
 				}
 				if p.Conversation.Workspace != e.Workspace || p.Conversation.ID != e.Conversation || p.Message.ID == "" {
 					return fmt.Errorf("payload of %s.%d names another conversation", e.Origin, e.OSeq)
+				}
+				if err := r.newBeforeCatchUp(e.Workspace, e.Conversation); err != nil {
+					return err
 				}
 				_, durable, err := r.st.ApplyRemoteAsync(context.Background(), store.Remote{Conversation: p.Conversation,
 					Stamp: store.Stamp{Origin: e.Origin, OSeq: e.OSeq}, Message: p.Message, Start: start})

@@ -101,6 +101,37 @@ func decodeMsgRecord(v []byte) (msgRecord, bool) {
 
 func marshal(v any) ([]byte, error) { return json.Marshal(v) }
 
+// Only a message's latest event holds its state: when a message changes,
+// the value of its previous latest event becomes a reference to the
+// message, a byte that no state's JSON starts with followed by the
+// message's ID, and reads of that event return the current state. So the
+// text a message was edited away from, or deleted with, leaves the store's
+// records with the change that replaced it, and no replay, resume or
+// anti-entropy range carries it (docs/protocol.md); an event read that way
+// still covers its own change, which the current state includes. A change
+// costs one extra write whatever the message's number of changes.
+const eventRef = 0
+
+func refValue(id string) []byte { return append([]byte{eventRef}, id...) }
+
+// decodeEvent decodes an event's value, following a reference to its
+// message's latest event.
+func decodeEvent(tx *bolt.Tx, ws, conv string, v []byte) (crdt.Message, error) {
+	if len(v) > 0 && v[0] == eventRef {
+		id := string(v[1:])
+		rec, ok := decodeMsgRecord(tx.Bucket(bMsgs).Get(key(ws, conv, id)))
+		if !ok {
+			return crdt.Message{}, fmt.Errorf("event refers to message %s, which is not stored", id)
+		}
+		v = tx.Bucket(bEvents).Get(seqKey(ws, conv, rec.Last))
+	}
+	var m crdt.Message
+	if err := json.Unmarshal(v, &m); err != nil {
+		return crdt.Message{}, fmt.Errorf("decode event: %w", err)
+	}
+	return m, nil
+}
+
 // CreateConversation durably creates c; ErrExists if its ID is taken.
 func (s *Store) CreateConversation(ctx context.Context, c Conversation) error {
 	if c.Workspace == "" || c.ID == "" || c.Owner == "" {
@@ -266,9 +297,9 @@ func (s *Store) Events(ws, conv string, after uint64, limit int) ([]Event, bool,
 				more = true
 				return nil
 			}
-			var m crdt.Message
-			if err := json.Unmarshal(v, &m); err != nil {
-				return fmt.Errorf("decode event: %w", err)
+			m, err := decodeEvent(tx, ws, conv, v)
+			if err != nil {
+				return err
 			}
 			st, _ := decodeStamp(stamps.Get(k))
 			out = append(out, Event{Kind: EventMessage, Workspace: ws, Conversation: conv, Seq: u64(k[len(p):]), Stamp: st, Message: m})
@@ -306,9 +337,9 @@ func (s *Store) Unread(ws, conv, participant string, after uint64, max int) (int
 		cur := tx.Bucket(bEvents).Cursor()
 		seen := map[string]bool{}
 		for k, v := cur.Seek(seqKey(ws, conv, after+1)); k != nil && bytes.HasPrefix(k, p) && n < max; k, v = cur.Next() {
-			var m crdt.Message
-			if err := json.Unmarshal(v, &m); err != nil {
-				return fmt.Errorf("decode event: %w", err)
+			m, err := decodeEvent(tx, ws, conv, v)
+			if err != nil {
+				return err
 			}
 			if m.Author == participant || m.IsDeleted() || seen[m.ID] {
 				continue

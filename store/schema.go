@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 
@@ -22,6 +23,8 @@ var (
 	bOrigins    = []byte("origins")    // ws|conv|origin -> highest oseq, contiguous (schema 3)
 	bVectors    = []byte("vectors")    // ws|conv -> head (uint64) + embedding (schema 4)
 	bReplies    = []byte("replies")    // ws|reply -> Reply JSON (schema 4)
+	// An event's value is a reference to its message's latest event once
+	// the message changed again (schema 6, eventRef).
 )
 
 var schemaKey = []byte("schema")
@@ -81,6 +84,46 @@ var migrations = []migration{
 		_, err := tx.CreateBucketIfNotExists(bErased)
 		return err
 	}},
+	{6, "earlier events of changed messages refer to the latest", refSuperseded},
+}
+
+// refSuperseded (migration 6) turns the value of every event that is not
+// its message's latest into a reference (eventRef): files written before
+// kept the text of edited and deleted messages in their earlier events.
+func refSuperseded(tx *bolt.Tx, _ migrationEnv) error {
+	events, msgs := tx.Bucket(bEvents), tx.Bucket(bMsgs)
+	type put struct{ k, v []byte }
+	var puts []put
+	err := events.ForEach(func(k, v []byte) error {
+		if len(v) == 0 || v[0] == eventRef || len(k) < 8 {
+			return nil
+		}
+		parts := bytes.SplitN(k[:len(k)-8], []byte{sep}, 3)
+		if len(parts) != 3 {
+			return nil
+		}
+		var m struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(v, &m); err != nil {
+			return fmt.Errorf("decode event: %w", err)
+		}
+		ws, conv := string(parts[0]), string(parts[1])
+		rec, ok := decodeMsgRecord(msgs.Get(key(ws, conv, m.ID)))
+		if ok && rec.Last != u64(k[len(k)-8:]) {
+			puts = append(puts, put{bytes.Clone(k), refValue(m.ID)})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, p := range puts {
+		if err := events.Put(p.k, p.v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // SchemaLatest is the schema version this build writes.

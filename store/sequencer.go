@@ -51,6 +51,7 @@ type write struct {
 	enc      []byte // the message state at rec.Last, encoded
 	msg      crdt.Message
 	send     bool
+	prev     uint64 // the message's latest event before this one; 0 for its first
 }
 
 // state returns the conversation's in-memory state, loading its head from
@@ -169,6 +170,10 @@ func (s *Store) appendEvent(cs *convState, ws, conv string, merged crdt.Message,
 	q := &s.seq
 	seq := nextSeq(cs.head, q.epoch)
 	cs.head = seq
+	prev := uint64(0)
+	if found {
+		prev = rec.Last
+	}
 	rec.Last = seq
 	if !found {
 		rec.Seq = seq
@@ -181,7 +186,7 @@ func (s *Store) appendEvent(cs *convState, ws, conv string, merged crdt.Message,
 	ms.msg, ms.rec = merged, rec
 	ms.inflight++
 	cs.inflight++
-	w := write{ws: ws, conv: conv, stamp: stamp, rec: rec, enc: enc, msg: merged, send: send}
+	w := write{ws: ws, conv: conv, stamp: stamp, rec: rec, enc: enc, msg: merged, send: send, prev: prev}
 	ev := Event{Kind: EventMessage, Workspace: ws, Conversation: conv, Seq: seq, Stamp: stamp, Message: merged, Start: start}
 	s.pending.add([]Event{ev})
 	if s.cfg.OnCommit != nil {
@@ -257,6 +262,13 @@ func (b *batch) write(w write) error {
 	events.FillPercent = 0.9
 	if err := events.Put(seqKey(w.ws, w.conv, w.rec.Last), w.enc); err != nil {
 		return err
+	}
+	// The previous latest event's state goes (see eventRef); the ones
+	// before it went with the changes that followed them.
+	if w.prev != 0 && events.Get(seqKey(w.ws, w.conv, w.prev)) != nil {
+		if err := events.Put(seqKey(w.ws, w.conv, w.prev), refValue(w.msg.ID)); err != nil {
+			return err
+		}
 	}
 	if err := b.tx.Bucket(bMsgs).Put(key(w.ws, w.conv, w.msg.ID), w.rec.encode()); err != nil {
 		return err

@@ -185,9 +185,9 @@ func (s *Store) EventsSince(ws, conv string, have map[string]uint64, limit int) 
 				more = true
 				return nil
 			}
-			var m crdt.Message
-			if err := json.Unmarshal(v, &m); err != nil {
-				return fmt.Errorf("decode event: %w", err)
+			m, err := decodeEvent(tx, ws, conv, v)
+			if err != nil {
+				return err
 			}
 			out = append(out, Event{Kind: EventMessage, Workspace: ws, Conversation: conv, Seq: u64(k[len(p):]), Stamp: st, Message: m})
 		}
@@ -222,9 +222,9 @@ func (s *Store) OriginEvents(ws, conv, origin string, from uint64, limit int) ([
 		events := tx.Bucket(bEvents)
 		for k, v := cur.Seek(byStampKey(ws, conv, Stamp{Origin: origin, OSeq: from})); k != nil && bytes.HasPrefix(k, p) && len(out) < limit; k, v = cur.Next() {
 			seq := u64(v)
-			var m crdt.Message
-			if err := json.Unmarshal(events.Get(seqKey(ws, conv, seq)), &m); err != nil {
-				return fmt.Errorf("decode event: %w", err)
+			m, err := decodeEvent(tx, ws, conv, events.Get(seqKey(ws, conv, seq)))
+			if err != nil {
+				return err
 			}
 			out = append(out, Event{Kind: EventMessage, Workspace: ws, Conversation: conv, Seq: seq,
 				Stamp: Stamp{Origin: origin, OSeq: u64(k[len(p):])}, Message: m})

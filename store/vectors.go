@@ -366,6 +366,37 @@ func RepliesDigest(rs []Reply) string {
 // queued behind them); changes arriving from the moment it is called fail
 // with ErrNotFound, so no write can bring a part of it back.
 func (s *Store) EraseConversation(ctx context.Context, ws, conv string) error {
+	return s.eraseConversation(ctx, ws, conv, false)
+}
+
+// Tombstone is EraseConversation for an erasure decided elsewhere (the
+// control plane's): it erases the conversation if this store holds it, and
+// leaves its tombstone either way, so that no replica's event can bring it
+// here later. It reports whether the conversation was held.
+func (s *Store) Tombstone(ctx context.Context, ws, conv string) (held bool, err error) {
+	err = s.eraseConversation(ctx, ws, conv, true)
+	if errors.Is(err, errNotHeld) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Erased reports whether a conversation's tombstone is in this store.
+func (s *Store) Erased(ws, conv string) (bool, error) {
+	var erased bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		erased = tx.Bucket(bErased).Get(key(ws, conv)) != nil
+		return nil
+	})
+	return erased, err
+}
+
+// errNotHeld is what a tombstone's op returns when the store did not hold
+// the conversation: a clean error (nothing else of it written), wrapping
+// ErrNotFound, after the tombstone itself was put.
+var errNotHeld = fmt.Errorf("conversation not held: %w", ErrNotFound)
+
+func (s *Store) eraseConversation(ctx context.Context, ws, conv string, tombstone bool) error {
 	if ws == "" || conv == "" {
 		return fmt.Errorf("erase: workspace and conversation required: %w", ErrInvalid)
 	}
@@ -374,7 +405,16 @@ func (s *Store) EraseConversation(ctx context.Context, ws, conv string) error {
 	}
 	q := &s.seq
 	k := pendingKey(ws, conv)
-	o := &op{fn: func(b *batch) error { return b.erase(ws, conv) }, done: make(chan error, 1)}
+	o := &op{fn: func(b *batch) error {
+		err := b.erase(ws, conv)
+		if tombstone && errors.Is(err, ErrNotFound) {
+			if err := b.tx.Bucket(bErased).Put(key(ws, conv), putU64(uint64(b.now.UnixMilli()))); err != nil {
+				return err
+			}
+			return errNotHeld
+		}
+		return err
+	}, done: make(chan error, 1)}
 	q.mu.Lock()
 	if err := s.waitSpace(); err != nil {
 		q.mu.Unlock()

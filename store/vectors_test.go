@@ -385,8 +385,8 @@ func TestMigrationFromV2(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if v, _ := s.SchemaVersion(); v != SchemaLatest() || SchemaLatest() != 5 {
-		t.Fatalf("schema %d (latest %d), want 5", v, SchemaLatest())
+	if v, _ := s.SchemaVersion(); v != SchemaLatest() || SchemaLatest() != 6 {
+		t.Fatalf("schema %d (latest %d), want 6", v, SchemaLatest())
 	}
 	if got, err := s.Conversations("ws1", "v:a"); err != nil || len(got) != 1 {
 		t.Fatalf("conversations after migration: %+v %v", got, err)

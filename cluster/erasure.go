@@ -1,0 +1,77 @@
+package cluster
+
+import (
+	"cmp"
+	"slices"
+)
+
+// EraseConversation records that a conversation of a workspace is erased.
+// The record is how every node learns of the erasure, whenever it applies
+// the log: a node down at the time on catching up, a node that joins later
+// from the snapshot; each erases its copy and refuses the conversation's
+// events from then on (docs/replication.md). Applying it again changes
+// nothing: the first erasure's index stays.
+type EraseConversation struct {
+	Workspace    string `json:"workspace"`
+	Conversation string `json:"conversation"`
+}
+
+func (EraseConversation) Type() CommandType { return TypeEraseConversation }
+
+func (c EraseConversation) Validate() error {
+	return firstErr(checkID("workspace id", c.Workspace), checkConversation(c.Conversation))
+}
+
+// Erasure is one erased conversation and the log index that erased it.
+type Erasure struct {
+	Workspace    string `json:"workspace"`
+	Conversation string `json:"conversation"`
+	Index        uint64 `json:"index"`
+}
+
+func (s *State) applyEraseConversation(index uint64, c *EraseConversation) (Result, error) {
+	ws, err := s.d.workspace(c.Workspace)
+	if err != nil {
+		return Result{}, err
+	}
+	if first, ok := ws.Erased[c.Conversation]; ok {
+		return Result{Index: first, Duplicate: true}, nil
+	}
+	ws.Erased[c.Conversation] = index
+	s.lastErased = max(s.lastErased, index)
+	delete(ws.Assignments, c.Conversation)
+	return Result{}, nil
+}
+
+// Erased returns the index that erased a conversation; ok is false when it
+// was not erased.
+func (s *State) Erased(workspace, conversation string) (index uint64, ok bool, err error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ws, err := s.d.workspace(workspace)
+	if err != nil {
+		return 0, false, err
+	}
+	index, ok = ws.Erased[conversation]
+	return index, ok, nil
+}
+
+// ErasedAfter lists the erasures applied after index, in index order, and
+// the index of the state they were read from.
+func (s *State) ErasedAfter(index uint64) ([]Erasure, uint64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.lastErased <= index {
+		return nil, s.d.Index
+	}
+	var out []Erasure
+	for id, ws := range s.d.Workspaces {
+		for conv, i := range ws.Erased {
+			if i > index {
+				out = append(out, Erasure{Workspace: id, Conversation: conv, Index: i})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b Erasure) int { return cmp.Compare(a.Index, b.Index) })
+	return out, s.d.Index
+}
