@@ -869,6 +869,12 @@ func TestNewLeaderReadIndexWithoutWrites(t *testing.T) {
 	tc.waitApplied(res.Index)
 	tc.stop(tc.leader().ID())
 	leader := tc.leader()
+	// The new leader's no-op commits once a follower has it.
+	for deadline := time.Now().Add(10 * time.Second); leader.Stats().CommitIndex <= res.Index; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the new leader never committed its no-op")
+		}
+	}
 	idx, err := leader.LeaderCommitIndex(ctx)
 	if err != nil {
 		t.Fatal(err)
