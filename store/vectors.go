@@ -228,6 +228,9 @@ func (s *Store) PutReply(ctx context.Context, ws string, r Reply, max int) error
 				return fmt.Errorf("workspace %s has %d saved replies, the most allowed: %w", ws, n, ErrInvalid)
 			}
 		}
+		if bk.Get(k) != nil {
+			b.removed() // the old version's text is replaced
+		}
 		return bk.Put(k, v)
 	})
 }
@@ -296,6 +299,7 @@ func (s *Store) DeleteReply(ctx context.Context, ws, id string, at int64) (Reply
 				return err
 			}
 		}
+		b.removed()
 		return bk.Put(k, v)
 	})
 	return tomb, err
@@ -333,6 +337,8 @@ func (s *Store) MergeReplies(ctx context.Context, ws string, in []Reply) ([]Repl
 			if err := bk.Put(k, v); err != nil {
 				return err
 			}
+			// A newer version or a tombstone replaces the text of the old.
+			b.removed()
 			applied = append(applied, r)
 		}
 		return nil
@@ -426,6 +432,7 @@ func (b *batch) erase(ws, conv string) error {
 	k := string(key(ws, conv))
 	delete(b.convs, k)
 	delete(b.dirty, k)
+	b.removed()
 	return nil
 }
 
