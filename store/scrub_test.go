@@ -412,14 +412,22 @@ func scrubChild(path string) {
 type scrubRecorder struct {
 	mu     sync.Mutex
 	n, pgs int
+	pause  time.Duration
 }
 
 func (r *scrubRecorder) ObserveCommit(time.Duration, int, error) {}
-func (r *scrubRecorder) ObserveScrub(_, _ time.Duration, pages int, _ error) {
+func (r *scrubRecorder) ObserveScrub(pause, _ time.Duration, pages int, _ error) {
 	r.mu.Lock()
 	r.n++
 	r.pgs += pages
+	r.pause += pause
 	r.mu.Unlock()
+}
+func (r *scrubRecorder) reset() { r.mu.Lock(); r.n, r.pgs, r.pause = 0, 0, 0; r.mu.Unlock() }
+func (r *scrubRecorder) pauseMillis() float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return float64(r.pause) / 1e6
 }
 func (r *scrubRecorder) scrubs() int { r.mu.Lock(); defer r.mu.Unlock(); return r.n }
 func (r *scrubRecorder) zeroed() int { r.mu.Lock(); defer r.mu.Unlock(); return r.pgs }
