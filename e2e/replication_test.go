@@ -654,4 +654,10 @@ func TestErasureReachesEveryReplica(t *testing.T) {
 	// Nor do its bytes stay in any file of any node: the stores scrub the
 	// pages the erasure freed within -scrub-after (5 s).
 	noFileHoldsWithin(t, tc.nodes, canary, 20*time.Second)
+	// The nodes' logs (outside their data directories) never held it.
+	for _, nd := range tc.nodes {
+		if raw, err := os.ReadFile(nd.log.Name()); err != nil || bytes.Contains(raw, []byte(canary)) {
+			t.Fatalf("log of %s: holds the text, or %v", nd.Addr, err)
+		}
+	}
 }
