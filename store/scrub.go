@@ -67,10 +67,7 @@ func (d *storeDB) read() (*bolt.Tx, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.open == nil {
-		r.open = map[uint64]int{}
-	}
-	r.open[uint64(tx.ID())]++
+	r.add(uint64(tx.ID()))
 	return tx, nil
 }
 
@@ -80,9 +77,7 @@ func (d *storeDB) done(tx *bolt.Tx) {
 	tx.Rollback()
 	r := &d.readers
 	r.mu.Lock()
-	if r.open[id]--; r.open[id] <= 0 {
-		delete(r.open, id)
-	}
+	r.remove(id)
 	if r.gone != nil && id < r.below && !r.anyBelow(r.below) {
 		close(r.gone)
 		r.gone = nil
@@ -93,18 +88,47 @@ func (d *storeDB) done(tx *bolt.Tx) {
 // write begins the writer's transaction.
 func (d *storeDB) write() (*bolt.Tx, error) { return d.DB.Begin(true) }
 
-// readers counts the open read transactions by transaction ID.
+// readers counts the open read transactions by transaction ID. Readers
+// begun between the same two commits share an ID: open holds few entries.
 type readers struct {
 	mu   sync.Mutex
-	open map[uint64]int
+	open []readersOf
 	// gone is closed when the last reader with an ID below below ends.
 	below uint64
 	gone  chan struct{}
 }
 
+type readersOf struct {
+	id uint64
+	n  int
+}
+
+func (r *readers) add(id uint64) {
+	for i := range r.open {
+		if r.open[i].id == id {
+			r.open[i].n++
+			return
+		}
+	}
+	r.open = append(r.open, readersOf{id, 1})
+}
+
+func (r *readers) remove(id uint64) {
+	for i := range r.open {
+		if r.open[i].id == id {
+			if r.open[i].n--; r.open[i].n == 0 {
+				last := len(r.open) - 1
+				r.open[i] = r.open[last]
+				r.open = r.open[:last]
+			}
+			return
+		}
+	}
+}
+
 func (r *readers) anyBelow(id uint64) bool {
-	for k := range r.open {
-		if k < id {
+	for _, o := range r.open {
+		if o.id < id {
 			return true
 		}
 	}
