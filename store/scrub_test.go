@@ -164,6 +164,25 @@ func TestScrubRunsByItself(t *testing.T) {
 	}
 	waitUntil(t, 10*time.Second, "canary gone from the file", func() bool { return canaryCount(t, path, canary) == 0 })
 	waitUntil(t, 10*time.Second, "scrub observed", func() bool { return obs.scrubs() > opened && obs.zeroed() > 0 })
+
+	// A saved reply deleted here, and one deleted on another node (its
+	// tombstone merged), each start a scrub by themselves.
+	for i, remove := range []func(id string) error{
+		func(id string) error { _, err := s.DeleteReply(ctx, "ws1", id, 5); return err },
+		func(id string) error {
+			_, err := s.MergeReplies(ctx, "ws1", []Reply{{ID: id, Updated: 5, Deleted: true}})
+			return err
+		},
+	} {
+		id, text := fmt.Sprintf("r%d", i), fmt.Sprintf("CANARY-REPLY-%d-5d5d", i)
+		if err := s.PutReply(ctx, "ws1", Reply{ID: id, Title: "t", Body: text, Created: 1}, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := remove(id); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, 10*time.Second, text+" gone from the file", func() bool { return canaryCount(t, path, text) == 0 })
+	}
 }
 
 // TestScrubWaitsForOldReaders: a read transaction begun before a removal

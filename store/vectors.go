@@ -323,9 +323,10 @@ func (s *Store) MergeReplies(ctx context.Context, ws string, in []Reply) ([]Repl
 				continue
 			}
 			k := key(ws, r.ID)
-			if v := bk.Get(k); v != nil {
+			old := bk.Get(k)
+			if old != nil {
 				var cur Reply
-				if json.Unmarshal(v, &cur) == nil && !replyNewer(r, cur) {
+				if json.Unmarshal(old, &cur) == nil && !replyNewer(r, cur) {
 					continue
 				}
 			}
@@ -337,8 +338,10 @@ func (s *Store) MergeReplies(ctx context.Context, ws string, in []Reply) ([]Repl
 			if err := bk.Put(k, v); err != nil {
 				return err
 			}
-			// A newer version or a tombstone replaces the text of the old.
-			b.removed()
+			if old != nil {
+				// A newer version or a tombstone replaces the old's text.
+				b.removed()
+			}
 			applied = append(applied, r)
 		}
 		return nil
