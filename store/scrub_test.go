@@ -280,7 +280,7 @@ func TestScrubUnderLoad(t *testing.T) {
 			}
 		}
 	}()
-	for round := range 6 {
+	for round := range 8 {
 		conv := fmt.Sprintf("gone%d", round)
 		fillConversation(t, s, "ws2", conv, "CANARY-LOAD", 30)
 		if err := s.EraseConversation(ctx, "ws2", conv); err != nil {
@@ -327,7 +327,7 @@ func TestScrubKilled(t *testing.T) {
 	}
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "parley.db")
-	for round := range 6 {
+	for round := range 8 {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestScrubKilled$", "-test.count=1")
 		cmd.Env = append(os.Environ(), "PARLEY_SCRUB_CHILD="+path)
 		out, err := cmd.StdoutPipe()
@@ -349,6 +349,9 @@ func TestScrubKilled(t *testing.T) {
 			}
 			seen += bytes.Count(buf[:n], []byte("\n"))
 		}
+		// Kill at a different point of the scrub each round (a scrub of
+		// these pages takes a few milliseconds): not a wait for a condition.
+		time.Sleep(time.Duration(round) * 500 * time.Microsecond)
 		cmd.Process.Kill()
 		cmd.Wait()
 
@@ -358,10 +361,14 @@ func TestScrubKilled(t *testing.T) {
 		}
 		checkFile(t, db)
 		db.Close()
-		s, err := Open(Config{Path: path, ScrubAfter: -1})
+		rec := &scrubRecorder{}
+		s, err := Open(Config{Path: path, ScrubAfter: -1, Observer: rec})
 		if err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
+		// Pages left for Open to zero: the kill came before the child's
+		// scrub was done.
+		t.Logf("round %d: Open zeroed %d pages", round, rec.zeroed())
 		evs, _, err := s.Events("ws1", "kept", 0, 1000)
 		if err != nil || len(evs) != 100 {
 			t.Fatalf("round %d: kept conversation: %d events, %v", round, len(evs), err)
