@@ -265,42 +265,57 @@ func (s *Store) scrubOnce(ctx context.Context) (pause time.Duration, pages int, 
 		if err := ctx.Err(); err != nil {
 			return pause, 0, err
 		}
-		held := time.Now()
 		tx, err := s.db.write()
 		if err != nil {
 			return pause, 0, err
 		}
+		held := time.Now()
 		// A writable transaction's ID is the last commit's plus one;
 		// readers of the last commit see no free page.
 		last := uint64(tx.ID()) - 1
-		if gone := s.db.readers.olderGone(last); gone != nil {
-			t := time.NewTimer(readerGrace)
-			select {
-			case <-gone:
-				t.Stop()
-			case <-t.C:
-				tx.Rollback()
-				pause += time.Since(held)
-				// Wait without holding the writer, then start over: by then
-				// there may be newer commits and newer readers.
-				if gone := s.db.readers.olderGone(last); gone != nil {
-					select {
-					case <-gone:
-					case <-ctx.Done():
-						return pause, 0, ctx.Err()
-					}
-				}
-				continue
-			case <-ctx.Done():
-				t.Stop()
-				tx.Rollback()
-				return pause + time.Since(held), 0, ctx.Err()
-			}
+		err = s.waitReaders(ctx, last, readerGrace)
+		if err == nil {
+			pages, err = zeroFreePages(tx, s.scrub.file)
+			tx.Rollback()
+			return pause + time.Since(held), pages, err
 		}
-		pages, err = zeroFreePages(tx, s.scrub.file)
 		tx.Rollback()
-		return pause + time.Since(held), pages, err
+		pause += time.Since(held)
+		if ctx.Err() != nil {
+			return pause, 0, ctx.Err()
+		}
+		// Older readers are still open: wait for them without holding the
+		// writer, then start over (by then there may be newer commits and
+		// newer readers, most often short ones).
+		if err := s.waitReaders(ctx, last, 0); err != nil {
+			return pause, 0, err
+		}
 	}
+}
+
+// errReadersOpen: readers older than a commit were still open at the end of
+// a wait.
+var errReadersOpen = errors.New("readers older than the last commit are open")
+
+// waitReaders waits until no reader older than id is open, at most d (zero:
+// until ctx ends).
+func (s *Store) waitReaders(ctx context.Context, id uint64, d time.Duration) error {
+	var timeout <-chan time.Time
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		timeout = t.C
+	}
+	for gone := s.db.readers.olderGone(id); gone != nil; gone = s.db.readers.olderGone(id) {
+		select {
+		case <-gone:
+		case <-timeout:
+			return errReadersOpen
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // zeroFreePages writes zeros over every free page of tx's file that is not
