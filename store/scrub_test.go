@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"parley/crdt"
+
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -182,6 +184,18 @@ func TestScrubRunsByItself(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitUntil(t, 10*time.Second, text+" gone from the file", func() bool { return canaryCount(t, path, text) == 0 })
+	}
+
+	// A message deleted or edited starts one too (its earlier versions in
+	// the event log are the event log's business).
+	fillConversation(t, s, "ws1", "del", "text", 1)
+	for _, kind := range []ChangeKind{Edit, Delete} {
+		before := obs.scrubs()
+		if _, err := s.Apply(ctx, Change{Kind: kind, Workspace: "ws1", Conversation: "del", Participant: "v:a",
+			Message: msg("m0000", "v:a", "", 0), Body: "changed", TS: crdt.Timestamp{Wall: int64(kind) + 10, Node: "n1"}}); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, 10*time.Second, fmt.Sprintf("a scrub after a change of kind %d", kind), func() bool { return obs.scrubs() > before })
 	}
 }
 
