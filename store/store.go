@@ -2,7 +2,9 @@
 // conversations with their message CRDTs and event logs, and read receipts.
 // Every key starts with the workspace ID, and every write goes through one
 // group-committing writer, so a change is acknowledged only once it is fsynced
-// while thousands of concurrent changes share each fsync.
+// while thousands of concurrent changes share each fsync. Data removed from it
+// also leaves the file: free pages are overwritten with zeros shortly after a
+// removal (scrub.go).
 package store
 
 import (
