@@ -618,7 +618,8 @@ func TestPresenceAndTypingAcrossNodes(t *testing.T) {
 }
 
 // TestErasureReachesEveryReplica: a conversation erased through one node is
-// gone from every node that held it, and stays gone.
+// gone from every node that held it, and stays gone; its text leaves every
+// file of every node within the scrub delay.
 func TestErasureReachesEveryReplica(t *testing.T) {
 	tc := startCluster(t, 3)
 	n1, n2 := tc.nodes[0], tc.nodes[1]
@@ -626,8 +627,13 @@ func TestErasureReachesEveryReplica(t *testing.T) {
 	ctx := testCtx(t, 60*time.Second)
 	v, _, conv := startVisitor(t, ctx, n1, "acme")
 	defer v.close()
+	canary := fmt.Sprintf("to be forgotten %x", time.Now().UnixNano())
 	for i := range 3 {
-		say(t, ctx, v, conv, fmt.Sprintf("m-e-%06d", i), "to be forgotten")
+		say(t, ctx, v, conv, fmt.Sprintf("m-e-%06d", i), canary)
+	}
+	// The scan below can fail: the text is on disk before the erasure.
+	if len(filesHolding(t, tc.nodes, canary)) == 0 {
+		t.Fatal("the messages' text is in no file of any node before the erasure")
 	}
 	var inv struct{ Index uint64 }
 	mustAPI(t, n1, "POST", "/v1/admin/workspaces/acme/operators", tc.root, map[string]any{"id": "sam", "email": "sam@acme.test", "name": "Sam", "password": "a good long password"}, &inv)
@@ -652,5 +658,14 @@ func TestErasureReachesEveryReplica(t *testing.T) {
 	v.send(ctx, map[string]any{"type": "send", "ref": "late", "conversation": conv, "id": "m-e-late01", "body": "again"})
 	if m, err := v.awaitRef(ctx, "late"); err != nil || m["code"] != "not_found" {
 		t.Fatalf("a message to the erased conversation: %v %v", m, err)
+	}
+	// Nor do its bytes stay in any file of any node: the stores scrub the
+	// pages the erasure freed within -scrub-after (5 s).
+	noFileHoldsWithin(t, tc.nodes, canary, 20*time.Second)
+	// The nodes' logs (outside their data directories) never held it.
+	for _, nd := range tc.nodes {
+		if raw, err := os.ReadFile(nd.log.Name()); err != nil || bytes.Contains(raw, []byte(canary)) {
+			t.Fatalf("log of %s: holds the text, or %v", nd.Addr, err)
+		}
 	}
 }

@@ -111,6 +111,12 @@ type Config struct {
 	// UsageInterval is how often the node reports its usage counts to the
 	// control plane. Zero: 10s.
 	UsageInterval time.Duration
+	// ScrubAfter bounds how long the bytes of removed data (erased
+	// conversations, deleted saved replies, edited or deleted messages) stay
+	// in the free pages of the store's file before they are overwritten with
+	// zeros (store.Config.ScrubAfter). Zero: 5s. Negative: only at start and
+	// stop.
+	ScrubAfter time.Duration
 	// Lease is how long a node may go without hearing from the Raft leader
 	// and still accept operator credentials: past it the node may have
 	// missed a revocation. Zero: 3s.
@@ -189,6 +195,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&c.Voter, "voter", voterAuto, "join as a voter: yes, no or auto")
 	fs.StringVar(&c.ClusterKey, "cluster-key", env("PARLEY_CLUSTER_KEY_FILE", ""), "file with the secret shared by the cluster's nodes (default: DATA/cluster.key)")
 	fs.DurationVar(&c.UsageInterval, "usage-interval", 10*time.Second, "how often usage is reported to the control plane")
+	fs.DurationVar(&c.ScrubAfter, "scrub-after", 5*time.Second, "how long removed data may stay in the store file's free pages before they are zeroed (negative: only at start and stop)")
 	fs.DurationVar(&c.Lease, "lease", 3*time.Second, "how long without the Raft leader operator credentials are still accepted")
 	fs.Uint64Var(&c.RaftSnapshotThreshold, "raft-snapshot-threshold", 0, "Raft log entries between snapshots (0: default)")
 	fs.Uint64Var(&c.RaftTrailingLogs, "raft-trailing-logs", 0, "Raft log entries kept after a snapshot (0: default)")

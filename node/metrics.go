@@ -22,6 +22,10 @@ type metrics struct {
 	commit      prometheus.Histogram
 	batch       prometheus.Histogram
 	commitErrs  prometheus.Counter
+	scrub       prometheus.Histogram
+	scrubTotal  prometheus.Histogram
+	scrubPages  prometheus.Counter
+	scrubErrs   prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -65,9 +69,26 @@ func newMetrics() *metrics {
 		commitErrs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "parley_store_commit_errors_total", Help: "Failed store commits.",
 		}),
+		scrub: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "parley_store_scrub_pause_seconds",
+			Help:    "How long a scrub of the store's free pages held up its writer.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
+		}),
+		scrubTotal: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "parley_store_scrub_seconds",
+			Help:    "Store scrubs, from start to end, waits for older readers included.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
+		}),
+		scrubPages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_store_scrub_pages_total", Help: "Free pages of the store's file overwritten with zeros.",
+		}),
+		scrubErrs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_store_scrub_errors_total", Help: "Store scrubs that failed or were cut short.",
+		}),
 	}
 	m.reg.MustRegister(m.conns, m.connsTotal, m.framesIn, m.messagesIn, m.messagesOut,
 		m.delivery, m.errors, m.relays, m.commit, m.batch, m.commitErrs,
+		m.scrub, m.scrubTotal, m.scrubPages, m.scrubErrs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -93,4 +114,13 @@ func (m *metrics) ObserveCommit(d time.Duration, ops int, err error) {
 	}
 	m.commit.Observe(d.Seconds())
 	m.batch.Observe(float64(ops))
+}
+
+func (m *metrics) ObserveScrub(pause, total time.Duration, pages int, err error) {
+	if err != nil {
+		m.scrubErrs.Inc()
+	}
+	m.scrub.Observe(pause.Seconds())
+	m.scrubTotal.Observe(total.Seconds())
+	m.scrubPages.Add(float64(pages))
 }

@@ -60,10 +60,11 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 	n.log = slog.New(redact.NewHandler(slog.NewJSONHandler(logw, &slog.HandlerOptions{Level: level(cfg.LogLevel)}), redact.Config{})).
 		With("node", cfg.NodeID)
 	st, err := store.Open(store.Config{
-		Path:     filepath.Join(cfg.DataDir, "parley.db"),
-		OnCommit: n.publish,
-		Observer: n.metrics,
-		Origin:   cfg.NodeID,
+		Path:       filepath.Join(cfg.DataDir, "parley.db"),
+		OnCommit:   n.publish,
+		Observer:   n.metrics,
+		Origin:     cfg.NodeID,
+		ScrubAfter: cfg.ScrubAfter,
 	})
 	if err != nil {
 		return nil, err

@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -59,4 +61,128 @@ func BenchmarkApply(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkEvents measures reads of a conversation's events by many
+// concurrent readers (every read registers its transaction for the
+// scrubber).
+func BenchmarkEvents(b *testing.B) {
+	s := openTest(b, Config{})
+	const convs = 64
+	for i := range convs {
+		if err := fill(s, "ws1", fmt.Sprintf("c%02d", i), "body", 20); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var n atomic.Int64
+	b.SetParallelism(64)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			if _, _, err := s.Events("ws1", fmt.Sprintf("c%02d", i%convs), 0, 20); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkScrub measures a scrub after one conversation of a store of
+// many is erased: how long the writer is held (pause-ms), against the size
+// of the file. "idle" scrubs with nothing to zero: the scan alone, as at
+// every Open.
+func BenchmarkScrub(b *testing.B) {
+	for _, convs := range []int{10_000, 100_000} {
+		for _, erase := range []bool{true, false} {
+			name := fmt.Sprintf("convs=%d/erase-one", convs)
+			if !erase {
+				name = fmt.Sprintf("convs=%d/idle", convs)
+			}
+			b.Run(name, func(b *testing.B) {
+				rec := &scrubRecorder{}
+				s := openTest(b, Config{ScrubAfter: -1, Observer: rec})
+				fillMany(b, s, convs)
+				if err := s.Scrub(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				rec.reset()
+				b.ResetTimer()
+				for i := range b.N {
+					if erase {
+						b.StopTimer()
+						if err := s.EraseConversation(context.Background(), "ws1", fmt.Sprintf("c%07d", i%convs)); err != nil {
+							b.Fatal(err)
+						}
+						b.StartTimer()
+					}
+					if err := s.Scrub(context.Background()); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				st, err := os.Stat(s.cfg.Path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(st.Size())/(1<<20), "file-MB")
+				b.ReportMetric(rec.pauseMillis()/float64(b.N), "pause-ms")
+				b.ReportMetric(float64(rec.zeroed())/float64(b.N), "pages/op")
+			})
+		}
+	}
+}
+
+// fillMany creates convs conversations of ws1 with 4 messages each, from
+// 256 concurrent writers.
+func fillMany(b *testing.B, s *Store, convs int) {
+	ctx := context.Background()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errc := make(chan error, 256)
+	for range 256 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(convs) {
+					return
+				}
+				conv := fmt.Sprintf("c%07d", i)
+				if err := s.CreateConversation(ctx, Conversation{Workspace: "ws1", ID: conv, Owner: fmt.Sprintf("v:%d", i)}); err != nil {
+					errc <- err
+					return
+				}
+				for m := range 4 {
+					body := fmt.Sprintf("message %d of %s %s", m, conv, strings.Repeat("y", 80))
+					if _, err := s.Apply(ctx, Change{Kind: Send, Workspace: "ws1", Conversation: conv, Participant: fmt.Sprintf("v:%d", i),
+						Message: msg(fmt.Sprintf("m%d", m), fmt.Sprintf("v:%d", i), body, int64(m+1))}); err != nil {
+						errc <- err
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkSmallRead measures the smallest read (one key of the meta
+// bucket) from concurrent readers: the cost of a read transaction.
+func BenchmarkSmallRead(b *testing.B) {
+	s := openTest(b, Config{})
+	b.SetParallelism(16)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			s.Epoch()
+		}
+	})
 }

@@ -24,7 +24,14 @@ type batch struct {
 	convs  map[string]*Conversation
 	dirty  map[string]bool
 	events []Event
+	// removal: an op of the batch deleted or overwrote data that must not
+	// stay in the file's free pages (see scrub.go); set by removed.
+	removal bool
 }
+
+// removed marks the batch as removing data: once it commits, the store
+// scrubs its free pages within Config.ScrubAfter.
+func (b *batch) removed() { b.removal = true }
 
 // clean reports whether err is one an op returns before writing anything, so
 // the other ops of its transaction may still commit.
@@ -172,7 +179,7 @@ func (s *Store) hasSequenced(ops []*op) bool {
 // commitOnce applies ops in one transaction and commits it. It returns the op
 // whose failure aborted the transaction, if one did.
 func (s *Store) commitOnce(ops []*op) (culprit *op, err error) {
-	tx, err := s.db.Begin(true)
+	tx, err := s.db.write()
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +199,13 @@ func (s *Store) commitOnce(ops []*op) (culprit *op, err error) {
 	if len(b.events) > 0 && s.cfg.OnCommit != nil {
 		s.cfg.OnCommit(b.events)
 	}
-	return nil, tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	if b.removal {
+		s.removed()
+	}
+	return nil, nil
 }
 
 // conv loads a conversation record through the batch's cache.

@@ -93,11 +93,11 @@ func (s *Store) sequenceRemote(r Remote) (Result, *op, error) {
 	if err := s.waitSpace(); err != nil {
 		return Result{}, nil, err
 	}
-	tx, err := s.db.Begin(false)
+	tx, err := s.db.read()
 	if err != nil {
 		return Result{}, nil, err
 	}
-	defer tx.Rollback()
+	defer s.db.done(tx)
 	cs, err := q.state(tx, ws, conv)
 	if err != nil {
 		return Result{}, nil, err

@@ -133,11 +133,11 @@ func (s *Store) sequence(ch Change, enc []byte) (Result, *op, error) {
 	if err := s.waitSpace(); err != nil {
 		return Result{}, nil, err
 	}
-	tx, err := s.db.Begin(false)
+	tx, err := s.db.read()
 	if err != nil {
 		return Result{}, nil, err
 	}
-	defer tx.Rollback()
+	defer s.db.done(tx)
 	cs, err := q.state(tx, ch.Workspace, ch.Conversation)
 	if err != nil {
 		return Result{}, nil, err
@@ -283,6 +283,11 @@ func (b *batch) write(w write) error {
 	if c.Last == nil || c.Last.ID == w.msg.ID || w.send {
 		m := w.msg
 		c.Last = &m
+	}
+	if !w.send {
+		// An edit or a deletion replaces the message's text in the
+		// conversation record: the old record's page is freed.
+		b.removed()
 	}
 	b.touch(c)
 	return nil

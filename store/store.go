@@ -2,7 +2,9 @@
 // conversations with their message CRDTs and event logs, and read receipts.
 // Every key starts with the workspace ID, and every write goes through one
 // group-committing writer, so a change is acknowledged only once it is fsynced
-// while thousands of concurrent changes share each fsync.
+// while thousands of concurrent changes share each fsync. Data removed from it
+// also leaves the file: free pages are overwritten with zeros shortly after a
+// removal (scrub.go).
 package store
 
 import (
@@ -50,11 +52,18 @@ type Config struct {
 	// Origin names this node in the stamps of the events it originates
 	// (the node ID, [a-z0-9_-]). Zero: "local".
 	Origin string
+	// ScrubAfter bounds how long the bytes of removed data (an erased
+	// conversation, a deleted saved reply, an edited or deleted message)
+	// stay in the file's free pages: the store overwrites them with zeros
+	// this long after the first removal not yet scrubbed, removals in
+	// between sharing the pass (scrub.go). Zero: 5s. Negative: only at Open,
+	// at Close and by Scrub.
+	ScrubAfter time.Duration
 }
 
 // Store is a node's bbolt store. Its methods are safe for concurrent use.
 type Store struct {
-	db  *bolt.DB
+	db  *storeDB
 	cfg Config
 	// seq decides and publishes message changes (sequencer.go); its mutex
 	// also guards the queue and the closed and broken states below.
@@ -66,6 +75,7 @@ type Store struct {
 	broken error
 
 	pending pendingEvents
+	scrub   scrubState
 
 	stop     chan struct{}
 	done     chan struct{}
@@ -86,6 +96,9 @@ func Open(cfg Config) (*Store, error) {
 	}
 	if cfg.Origin == "" {
 		cfg.Origin = "local"
+	}
+	if cfg.ScrubAfter == 0 {
+		cfg.ScrubAfter = 5 * time.Second
 	}
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
 		return nil, fmt.Errorf("store: create directory: %w", err)
@@ -112,18 +125,38 @@ func Open(cfg Config) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: %w", err)
 	}
+	file, err := os.OpenFile(cfg.Path, os.O_RDWR, 0)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s for scrubbing: %w", cfg.Path, err)
+	}
 	s := &Store{
-		db:     db,
+		db:     &storeDB{DB: db},
 		cfg:    cfg,
 		notify: make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
+	}
+	s.scrub.file = file
+	s.scrub.kick = make(chan struct{}, 1)
+	s.scrub.done = make(chan struct{})
+	s.scrub.ctx, s.scrub.cancel = context.WithCancel(context.Background())
+	// A node stopped before its last scrub left removed data in free pages.
+	if err := s.Scrub(context.Background()); err != nil {
+		file.Close()
+		db.Close()
+		return nil, err
 	}
 	s.seq.epoch = epoch
 	s.seq.origin = originName(cfg.Origin, epoch)
 	s.seq.convs = map[string]*convState{}
 	s.space = sync.NewCond(&s.seq.mu)
 	go s.writer()
+	if cfg.ScrubAfter > 0 {
+		go s.scrubber()
+	} else {
+		close(s.scrub.done)
+	}
 	return s, nil
 }
 
@@ -138,12 +171,21 @@ func (s *Store) Close() error {
 		s.seq.mu.Unlock()
 		close(s.stop)
 		<-s.done
+		s.scrub.cancel()
+		<-s.scrub.done
 		// Every published event was committed: the next start needs no new
 		// epoch.
 		err = s.db.Update(func(tx *bolt.Tx) error {
 			return tx.Bucket(bMeta).Put(cleanKey, []byte{1})
 		})
-		err = errors.Join(err, s.db.Close())
+		if s.scrubDirty() {
+			// Readers still open may hold it up; the next Open scrubs
+			// anyway.
+			ctx, cancel := context.WithTimeout(context.Background(), closeScrubWait)
+			err = errors.Join(err, s.Scrub(ctx))
+			cancel()
+		}
+		err = errors.Join(err, s.db.Close(), s.scrub.file.Close())
 	})
 	return err
 }
@@ -174,6 +216,9 @@ func (s *Store) submit(ctx context.Context, fn func(*batch) error) error {
 	// so that a caller never reports failure for something stored.
 	return <-o.done
 }
+
+// closeScrubWait bounds how long Close waits for old readers to scrub.
+const closeScrubWait = 5 * time.Second
 
 var (
 	epochKey = []byte("epoch")

@@ -228,6 +228,9 @@ func (s *Store) PutReply(ctx context.Context, ws string, r Reply, max int) error
 				return fmt.Errorf("workspace %s has %d saved replies, the most allowed: %w", ws, n, ErrInvalid)
 			}
 		}
+		if bk.Get(k) != nil {
+			b.removed() // the old version's text is replaced
+		}
 		return bk.Put(k, v)
 	})
 }
@@ -296,6 +299,7 @@ func (s *Store) DeleteReply(ctx context.Context, ws, id string, at int64) (Reply
 				return err
 			}
 		}
+		b.removed()
 		return bk.Put(k, v)
 	})
 	return tomb, err
@@ -319,9 +323,10 @@ func (s *Store) MergeReplies(ctx context.Context, ws string, in []Reply) ([]Repl
 				continue
 			}
 			k := key(ws, r.ID)
-			if v := bk.Get(k); v != nil {
+			old := bk.Get(k)
+			if old != nil {
 				var cur Reply
-				if json.Unmarshal(v, &cur) == nil && !replyNewer(r, cur) {
+				if json.Unmarshal(old, &cur) == nil && !replyNewer(r, cur) {
 					continue
 				}
 			}
@@ -332,6 +337,10 @@ func (s *Store) MergeReplies(ctx context.Context, ws string, in []Reply) ([]Repl
 			}
 			if err := bk.Put(k, v); err != nil {
 				return err
+			}
+			if old != nil {
+				// A newer version or a tombstone replaces the old's text.
+				b.removed()
 			}
 			applied = append(applied, r)
 		}
@@ -466,6 +475,7 @@ func (b *batch) erase(ws, conv string) error {
 	k := string(key(ws, conv))
 	delete(b.convs, k)
 	delete(b.dirty, k)
+	b.removed()
 	return nil
 }
 
