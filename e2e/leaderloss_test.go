@@ -43,7 +43,7 @@ func TestIdleClusterLeaderLossLetsAgentsBackIn(t *testing.T) {
 			if nd.done == nil {
 				continue
 			}
-			err := eventually(time.Until(elected.Add(bound)), 50*time.Millisecond, func() error {
+			err := pollErr(time.Until(elected.Add(bound)), 50*time.Millisecond, func() error {
 				if err := readyz(nd); err != nil {
 					return err
 				}
@@ -97,7 +97,7 @@ func (tc *testCluster) waitNewLeader(t testing.TB, old *nodeProc) time.Time {
 			oldID = fmt.Sprintf("n%d", i+1)
 		}
 	}
-	err := eventually(30*time.Second, 20*time.Millisecond, func() error {
+	err := pollErr(30*time.Second, 20*time.Millisecond, func() error {
 		for _, nd := range tc.nodes {
 			if nd == old || nd.done == nil {
 				continue
@@ -124,7 +124,7 @@ func (tc *testCluster) waitNewLeader(t testing.TB, old *nodeProc) time.Time {
 
 // eventually calls cond every interval until it returns nil, and returns
 // its last error if that does not happen within d.
-func eventually(d, every time.Duration, cond func() error) error {
+func pollErr(d, every time.Duration, cond func() error) error {
 	deadline := time.Now().Add(d)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
