@@ -122,7 +122,7 @@ func (tc *testCluster) waitNewLeader(t testing.TB, old *nodeProc) time.Time {
 	return time.Now()
 }
 
-// eventually calls cond every interval until it returns nil, and returns
+// pollErr calls cond every interval until it returns nil, and returns
 // its last error if that does not happen within d.
 func pollErr(d, every time.Duration, cond func() error) error {
 	deadline := time.Now().Add(d)
