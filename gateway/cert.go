@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -136,7 +137,8 @@ func ACMECerts(cfg ACMEConfig, log *slog.Logger) (*Certs, error) {
 	// A bounded client: Run's first request for a certificate holds up
 	// the node's shutdown until it ends.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	client := &acme.Client{DirectoryURL: cfg.DirectoryURL, UserAgent: "parley", HTTPClient: &http.Client{Transport: tr, Timeout: time.Minute}}
+	client := &acme.Client{DirectoryURL: cfg.DirectoryURL, UserAgent: "parley",
+		HTTPClient: &http.Client{Transport: &orderLocations{next: tr}, Timeout: time.Minute}}
 	if cfg.CAFile != "" {
 		pem, err := os.ReadFile(cfg.CAFile)
 		if err != nil {
@@ -177,16 +179,35 @@ func (c *Certs) ACME() bool { return c.acme != nil }
 // reaching the node by address does), or the current certificate.
 func (c *Certs) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if c.acme != nil {
-		if hello.ServerName == "" {
-			h := *hello
+		h := *hello
+		if h.ServerName == "" {
 			h.ServerName = c.domains[0]
-			hello = &h
 		}
-		return c.acme.GetCertificate(hello)
+		// autocert judges ECDSA support by TLS 1.2 cipher suites, which a
+		// TLS 1.3-only hello (QUIC's) has none of, and would have a second,
+		// RSA certificate issued for it; every TLS 1.3 client takes ECDSA
+		// P-256 when its signature schemes say so.
+		if tls13Only(&h) && slices.Contains(h.SignatureSchemes, tls.ECDSAWithP256AndSHA256) {
+			h.CipherSuites = append(slices.Clone(h.CipherSuites), tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
+		}
+		return c.acme.GetCertificate(&h)
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.cur, nil
+}
+
+// tls13Only tells whether a client offers TLS 1.3 and nothing older.
+func tls13Only(h *tls.ClientHelloInfo) bool {
+	if len(h.SupportedVersions) == 0 {
+		return false
+	}
+	for _, v := range h.SupportedVersions {
+		if v < tls.VersionTLS13 {
+			return false
+		}
+	}
+	return true
 }
 
 // TLSConfig returns the configuration of HTTP/3: TLS 1.3, the current

@@ -315,4 +315,3 @@ func TestTrustedProxyProtocol(t *testing.T) {
 		t.Fatalf("after the refused header: %d", code)
 	}
 }
-
