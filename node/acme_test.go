@@ -28,7 +28,7 @@ import (
 )
 
 // pebbleVersion is the ACME test server the ACME test runs; `make
-// test-deps` installs it into ~/.cache/parley/pebble (PEBBLE_DIR).
+// test-deps` installs it into ~/.cache/parley/pebble/VERSION (PEBBLE_DIR).
 const pebbleVersion = "v2.10.3"
 
 // pebbleBinary finds pebble: $PARLEY_PEBBLE, else the cache `make
@@ -42,7 +42,7 @@ func pebbleBinary(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(home, ".cache", "parley", "pebble")
+	dir := filepath.Join(home, ".cache", "parley", "pebble", pebbleVersion)
 	bin := filepath.Join(dir, "pebble")
 	if _, err := os.Stat(bin); err == nil {
 		return bin

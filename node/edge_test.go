@@ -315,3 +315,29 @@ func TestTrustedProxyProtocol(t *testing.T) {
 		t.Fatalf("after the refused header: %d", code)
 	}
 }
+
+func TestEdgeFlags(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		args []string
+		ok   bool
+	}{
+		{[]string{"-trusted-proxies", "127.0.0.1/32, 10.0.0.0/8,::1"}, true},
+		{[]string{"-trusted-proxies", "10.0.0.0/33"}, false},
+		{[]string{"-trusted-proxies", "proxy.example"}, false},
+		{[]string{"-acme-domains", "chat.example.com,shop.example.com", "-acme-email", "ops@example.com"}, true},
+		{[]string{"-acme-domains", "localhost"}, false},
+		{[]string{"-acme-domains", "127.0.0.1"}, false},
+		{[]string{"-acme-dir", "https://acme.example/dir"}, false},
+		{[]string{"-acme-domains", "chat.example.com", "-tls-cert", "c.pem", "-tls-key", "k.pem"}, false},
+		{[]string{"-tls-reload", "-1s"}, false},
+	} {
+		if _, err := ParseFlags(c.args); (err == nil) != c.ok {
+			t.Errorf("%v: err %v", c.args, err)
+		}
+	}
+	cfg, err := ParseFlags([]string{"-trusted-proxies", " 127.0.0.1/32 ,, ::1 ", "-acme-domains", "a.example.com"})
+	if err != nil || len(cfg.TrustedProxies) != 2 || len(cfg.ACMEDomains) != 1 {
+		t.Errorf("lists: %q %q %v", cfg.TrustedProxies, cfg.ACMEDomains, err)
+	}
+}
