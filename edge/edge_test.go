@@ -252,3 +252,23 @@ func FuzzProxyHeader(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkClientAddr(b *testing.B) {
+	tr, _ := ParseTrusted([]string{"10.0.0.0/8", "127.0.0.1"})
+	peer := netip.MustParseAddr("127.0.0.1")
+	xff := []string{"198.51.100.1, 203.0.113.5, 10.1.2.3"}
+	for b.Loop() {
+		tr.ClientAddr(peer, xff)
+	}
+}
+
+func BenchmarkReadHeaderV2(b *testing.B) {
+	hdr := AppendV2(nil, netip.MustParseAddrPort("203.0.113.5:4000"), netip.MustParseAddrPort("127.0.0.1:443"))
+	r := bufio.NewReader(nil)
+	for b.Loop() {
+		r.Reset(bytes.NewReader(hdr))
+		if _, err := ReadHeader(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
