@@ -60,7 +60,7 @@ test: test-deps vet embedder-assets
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 bench: embedder-assets
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./crdt/ ./store/ ./gateway/ ./embedder/
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./crdt/ ./store/ ./gateway/ ./embedder/ ./edge/
 
 # Short runs of every fuzz target; longer with FUZZTIME=5m.
 FUZZTIME ?= 30s
