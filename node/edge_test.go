@@ -22,6 +22,7 @@ import (
 	"parley/edge"
 
 	"github.com/coder/websocket"
+	"github.com/quic-go/quic-go/http3"
 )
 
 // eventually polls cond until it holds or the deadline passes.
@@ -137,6 +138,17 @@ func TestHTTPSOnTheTCPListener(t *testing.T) {
 	})
 	if _, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool2}}}).Get(r.base + "/healthz"); err != nil {
 		t.Errorf("after reload: %v", err)
+	}
+	// HTTP/3 shares the source: its new handshakes get the new one too.
+	h3 := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: pool2}}
+	defer h3.Close()
+	resp, err := (&http.Client{Transport: h3, Timeout: 10 * time.Second}).Get("https://" + r.n.H3Addr() + "/healthz")
+	if err != nil {
+		t.Fatalf("HTTP/3 after reload: %v", err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("Strict-Transport-Security"); got != hsts {
+		t.Errorf("HTTP/3: HSTS %q", got)
 	}
 }
 
