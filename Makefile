@@ -30,6 +30,11 @@ cluster: build
 	$(GO) build -o bin/parley-cluster ./cmd/parley-cluster
 	./bin/parley-cluster -bin $(BIN) $(ARGS)
 
+# pebble, Let's Encrypt's ACME test server, by exact version, for the ACME
+# test (node/acme_test.go finds it there, or builds it there itself).
+PEBBLE_VERSION := v2.10.3
+PEBBLE_DIR     ?= $(HOME)/.cache/parley/pebble/$(PEBBLE_VERSION)
+
 # Debian's chromium drives the browser tests, and its iptables blocks UDP in
 # the WebTransport fallback tests; installed when missing.
 test-deps:
@@ -44,6 +49,10 @@ test-deps:
 	@if ! command -v iptables >/dev/null 2>&1 && [ ! -x /usr/sbin/iptables ]; then \
 		echo "installing iptables (WebTransport fallback tests)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables >/dev/null; \
+	fi
+	@if [ ! -x $(PEBBLE_DIR)/pebble ]; then \
+		echo "installing pebble $(PEBBLE_VERSION) (ACME test server) into $(PEBBLE_DIR)"; \
+		GOBIN=$(PEBBLE_DIR) $(GO) install github.com/letsencrypt/pebble/v2/cmd/pebble@$(PEBBLE_VERSION); \
 	fi
 	$(GO) mod download
 
@@ -95,7 +104,7 @@ test: test-deps vet vulncheck secrets embedder-assets
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 bench: embedder-assets
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./crdt/ ./store/ ./gateway/ ./embedder/
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./crdt/ ./store/ ./gateway/ ./embedder/ ./edge/
 
 # Short runs of every fuzz target; longer with FUZZTIME=5m.
 FUZZTIME ?= 30s
@@ -104,6 +113,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeFrame -fuzztime $(FUZZTIME) ./gateway/
 	$(GO) test -run '^$$' -fuzz FuzzWTFrames -fuzztime $(FUZZTIME) ./gateway/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeVector -fuzztime $(FUZZTIME) ./store/
+	$(GO) test -run '^$$' -fuzz FuzzProxyHeader -fuzztime $(FUZZTIME) ./edge/
 
 clean:
 	rm -rf bin

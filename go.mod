@@ -54,7 +54,7 @@ require (
 	github.com/quic-go/webtransport-go v0.13.0
 	github.com/yalue/onnxruntime_go v1.27.0
 	go.yaml.in/yaml/v3 v3.0.5
-	golang.org/x/crypto v0.59.0 // indirect
+	golang.org/x/crypto v0.59.0
 	golang.org/x/net v0.63.0 // indirect
 	golang.org/x/sys v0.50.0
 	golang.org/x/text v0.44.0

@@ -55,13 +55,13 @@ type browser struct {
 	problems []string // uncaught exceptions and CSP violations
 }
 
-func newBrowser(t *testing.T, parent context.Context, name string, width, height int) *browser {
+func newBrowser(t *testing.T, parent context.Context, name string, width, height int, extra ...chromedp.ExecAllocatorOption) *browser {
 	t.Helper()
 	profile, err := os.MkdirTemp("", "parley-chromium-"+name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(parent,
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(parent, append([]chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath),
 		chromedp.Flag("headless", true),
 		chromedp.NoSandbox,
@@ -72,7 +72,7 @@ func newBrowser(t *testing.T, parent context.Context, name string, width, height
 		chromedp.Flag("disable-sync", true),
 		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(width, height),
-	)
+	}, extra...)...)
 	ctx, cancelCtx := chromedp.NewContext(allocCtx)
 	b := &browser{name: name, ctx: ctx}
 	done := make(chan struct{})

@@ -15,9 +15,15 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/crypto/acme"
+	"golang.org/x/crypto/acme/autocert"
 )
 
 // Self-signed certificates are what browsers accept through WebTransport's
@@ -37,16 +43,23 @@ const (
 	certReloadEvery = time.Minute
 )
 
-// Certs is the certificate of the HTTP/3 listener: either files given by the
-// operator (reloaded when they change) or a short-lived self-signed one
-// whose SHA-256 hashes the node publishes.
+// Certs is the certificate source of the node's TLS listeners (HTTP/3, and
+// the TCP listener unless self-signed): files given by the operator
+// (reloaded when they change), certificates from an ACME CA (obtained,
+// cached and renewed by autocert), or a short-lived self-signed one whose
+// SHA-256 hashes the node publishes for WebTransport.
 type Certs struct {
 	selfSigned bool
 	hosts      []string
 	certFile   string
 	keyFile    string
+	acme       *autocert.Manager
+	domains    []string // of acme; the first answers a handshake without SNI
 	log        *slog.Logger
 	now        func() time.Time
+	// ReloadEvery is how often files are checked for a change, and ACME
+	// certificates for being due; set before Run. Zero: every minute.
+	ReloadEvery time.Duration
 
 	mu      sync.RWMutex
 	cur     *tls.Certificate
@@ -87,19 +100,138 @@ func FileCerts(certFile, keyFile string, log *slog.Logger) (*Certs, error) {
 	return c, nil
 }
 
+// ACMEConfig configures ACMECerts.
+type ACMEConfig struct {
+	// DirectoryURL is the ACME server's directory. Zero: Let's Encrypt's.
+	DirectoryURL string
+	// Domains are the names certificates are obtained for; a handshake
+	// naming another is refused. Required.
+	Domains []string
+	// Email is the account's contact, for the CA's expiry notices. Zero:
+	// none.
+	Email string
+	// CAFile is a PEM file of roots the ACME server's own HTTPS certificate
+	// may chain to, beside the system's (a private CA, or a test server).
+	// Zero: the system's roots only.
+	CAFile string
+	// CacheDir keeps the account key and the certificates across restarts
+	// (mode 0700). Required.
+	CacheDir string
+	// RenewBefore is how long before expiry a certificate is renewed. Zero:
+	// autocert's default, 30 days.
+	RenewBefore time.Duration
+}
+
+// ACMECerts returns a source that obtains certificates for cfg.Domains from
+// an ACME CA on first need (Run asks at once), with the TLS-ALPN-01
+// challenge answered on the TCP listener (which must be what the CA reaches
+// on port 443 of each domain), keeps them in cfg.CacheDir and renews them
+// before they expire.
+func ACMECerts(cfg ACMEConfig, log *slog.Logger) (*Certs, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if len(cfg.Domains) == 0 || cfg.CacheDir == "" {
+		return nil, errors.New("acme: domains and a cache directory are required")
+	}
+	// A bounded client: Run's first request for a certificate holds up
+	// the node's shutdown until it ends.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	client := &acme.Client{DirectoryURL: cfg.DirectoryURL, UserAgent: "parley",
+		HTTPClient: &http.Client{Transport: &orderLocations{next: tr}, Timeout: time.Minute}}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("acme ca: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("acme ca: no PEM certificate in %s", cfg.CAFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	domains := make([]string, 0, len(cfg.Domains))
+	for _, d := range cfg.Domains {
+		domains = append(domains, strings.ToLower(strings.TrimSuffix(d, ".")))
+	}
+	m := &autocert.Manager{
+		Prompt:      autocert.AcceptTOS,
+		Cache:       autocert.DirCache(cfg.CacheDir),
+		HostPolicy:  autocert.HostWhitelist(domains...),
+		RenewBefore: cfg.RenewBefore,
+		Client:      client,
+		Email:       cfg.Email,
+	}
+	return &Certs{acme: m, domains: domains, log: log, now: time.Now}, nil
+}
+
 // SelfSigned tells whether the certificate is the node's own.
 func (c *Certs) SelfSigned() bool { return c.selfSigned }
 
-// TLSConfig returns a configuration serving the current certificate.
+// ACME tells whether certificates come from an ACME CA.
+func (c *Certs) ACME() bool { return c.acme != nil }
+
+// getCertificate serves a handshake: the ACME certificate of the name the
+// client asked for (the first domain when it named none, as a client
+// reaching the node by address does), or the current certificate.
+func (c *Certs) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if c.acme != nil {
+		h := *hello
+		if h.ServerName == "" {
+			h.ServerName = c.domains[0]
+		}
+		// autocert judges ECDSA support by TLS 1.2 cipher suites, which a
+		// TLS 1.3-only hello (QUIC's) has none of, and would have a second,
+		// RSA certificate issued for it; every TLS 1.3 client takes ECDSA
+		// P-256 when its signature schemes say so.
+		if tls13Only(&h) && slices.Contains(h.SignatureSchemes, tls.ECDSAWithP256AndSHA256) {
+			h.CipherSuites = append(slices.Clone(h.CipherSuites), tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
+		}
+		return c.acme.GetCertificate(&h)
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.cur, nil
+}
+
+// tls13Only tells whether a client offers TLS 1.3 and nothing older.
+func tls13Only(h *tls.ClientHelloInfo) bool {
+	if len(h.SupportedVersions) == 0 {
+		return false
+	}
+	for _, v := range h.SupportedVersions {
+		if v < tls.VersionTLS13 {
+			return false
+		}
+	}
+	return true
+}
+
+// TLSConfig returns the configuration of HTTP/3: TLS 1.3, the current
+// certificate.
 func (c *Certs) TLSConfig() *tls.Config {
 	return &tls.Config{
-		MinVersion: tls.VersionTLS13,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			c.mu.RLock()
-			defer c.mu.RUnlock()
-			return c.cur, nil
-		},
+		MinVersion:     tls.VersionTLS13,
+		GetCertificate: c.getCertificate,
 	}
+}
+
+// TCPTLSConfig returns the configuration of the TCP listener: TLS 1.2 or
+// 1.3 (Go prefers 1.3), HTTP/2 and HTTP/1.1, and the TLS-ALPN-01 challenge
+// protocol when certificates come from ACME.
+func (c *Certs) TCPTLSConfig() *tls.Config {
+	cfg := &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		NextProtos:     []string{"h2", "http/1.1"},
+		GetCertificate: c.getCertificate,
+	}
+	if c.acme != nil {
+		cfg.NextProtos = append(cfg.NextProtos, acme.ALPNProto)
+	}
+	return cfg
 }
 
 // Hashes returns the base64 SHA-256 of the DER certificates a client may
@@ -118,10 +250,18 @@ func (c *Certs) Hashes() []string {
 	return out
 }
 
-// Run rotates a self-signed certificate, or reloads changed files, until
-// ctx ends.
+// Run rotates a self-signed certificate, reloads changed files, or
+// obtains the ACME certificates not held yet (autocert renews those it
+// holds), until ctx ends.
 func (c *Certs) Run(ctx context.Context) error {
-	t := time.NewTicker(certReloadEvery)
+	every := c.ReloadEvery
+	if every <= 0 {
+		every = certReloadEvery
+	}
+	if c.acme != nil {
+		c.obtain(ctx)
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
@@ -139,6 +279,10 @@ func (c *Certs) Run(ctx context.Context) error {
 // it, or reload the files.
 func (c *Certs) tick() error {
 	now := c.now()
+	if c.acme != nil {
+		c.obtain(context.Background())
+		return nil
+	}
 	if !c.selfSigned {
 		mt := c.filesTime()
 		c.mu.RLock()
@@ -177,6 +321,21 @@ func (c *Certs) tick() error {
 		c.log.Info("self-signed certificate rotated")
 	}
 	return nil
+}
+
+// obtain asks for the certificate of every domain, so that the first
+// client need not wait for the CA; a failure is logged and retried at the
+// next tick.
+func (c *Certs) obtain(ctx context.Context) {
+	for _, d := range c.domains {
+		if ctx.Err() != nil {
+			return
+		}
+		hello := &tls.ClientHelloInfo{ServerName: d, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}}
+		if _, err := c.acme.GetCertificate(hello); err != nil {
+			c.log.Error("acme certificate", "domain", d, "err", err)
+		}
+	}
 }
 
 func (c *Certs) filesTime() time.Time {

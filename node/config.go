@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"parley/edge"
 )
 
 // Config is a node's configuration. Every field has a default that runs a
@@ -59,13 +61,43 @@ type Config struct {
 	// HTTP address's host and port, on UDP (if that port is taken on UDP, a
 	// free one). "off" disables HTTP/3. Env PARLEY_H3.
 	H3Addr string
-	// TLSCert and TLSKey are PEM files of the HTTP/3 certificate and key,
-	// reloaded when they change. Empty: a self-signed ECDSA certificate for
-	// 127.0.0.1, ::1 and localhost (and the HTTP host), valid 10 days,
+	// TLSCert and TLSKey are PEM files of the certificate chain and key
+	// the node serves HTTPS with, on the TCP listener and on HTTP/3,
+	// reloaded when they change. Empty (and no ACMEDomains): the TCP
+	// listener serves plain HTTP, and HTTP/3 a self-signed ECDSA certificate
+	// for 127.0.0.1, ::1 and localhost (and the HTTP host), valid 10 days,
 	// made at every start and rotated every 5 days, whose SHA-256 the node
 	// publishes at /v1/transport. Env PARLEY_TLS_CERT, PARLEY_TLS_KEY.
 	TLSCert string
 	TLSKey  string
+	// TLSReload is how often TLSCert and TLSKey are checked for a change
+	// (and ACME certificates not held yet asked for again). Zero: 1m.
+	TLSReload time.Duration
+	// ACMEDomains, when set, has the node obtain its certificate (TCP
+	// listener and HTTP/3) from an ACME CA for these names, answering the
+	// TLS-ALPN-01 challenge on the TCP listener, which the CA must reach on
+	// port 443; certificates and the account key are kept in DataDir/acme
+	// and renewed 30 days before expiry. Not with TLSCert. Env
+	// PARLEY_ACME_DOMAINS, comma-separated.
+	ACMEDomains []string
+	// ACMEDir is the ACME directory URL. Zero: Let's Encrypt's production
+	// directory. Env PARLEY_ACME_DIR.
+	ACMEDir string
+	// ACMEEmail is the ACME account's contact. Zero: none. Env
+	// PARLEY_ACME_EMAIL.
+	ACMEEmail string
+	// ACMECA is a PEM file of roots the ACME server's HTTPS certificate may
+	// chain to beside the system's (a private CA, a test server). Zero: the
+	// system's roots. Env PARLEY_ACME_CA.
+	ACMECA string
+	// TrustedProxies are CIDR prefixes (or addresses) of proxies in front
+	// of the node: on a connection from one of them the client's address
+	// comes from a PROXY protocol header (v1 or v2) on the TCP listener, or
+	// from X-Forwarded-For (the rightmost hop not in the list), and per-IP
+	// limits count that address. From any other address both are ignored
+	// (a PROXY header fails as a malformed request). Zero: none trusted.
+	// Env PARLEY_TRUSTED_PROXIES, comma-separated.
+	TrustedProxies []string
 
 	// Region is where this node runs ("eu", "us", ...): workspaces pinned
 	// to a region keep their data on its nodes only. Zero: none. Env
@@ -184,8 +216,14 @@ func ParseFlags(args []string) (Config, error) {
 	fs.Float64Var(&c.FrameRate, "frame-rate", 20, "frames per second per connection")
 	fs.Float64Var(&c.WorkspaceRate, "workspace-rate", 2000, "messages per second per workspace")
 	fs.StringVar(&c.H3Addr, "h3", env("PARLEY_H3", ""), `HTTP/3 and WebTransport UDP address (default: the HTTP address on UDP; "off" disables)`)
-	fs.StringVar(&c.TLSCert, "tls-cert", env("PARLEY_TLS_CERT", ""), "HTTP/3 certificate chain, PEM (default: self-signed, short-lived)")
-	fs.StringVar(&c.TLSKey, "tls-key", env("PARLEY_TLS_KEY", ""), "HTTP/3 private key, PEM")
+	fs.StringVar(&c.TLSCert, "tls-cert", env("PARLEY_TLS_CERT", ""), "certificate chain, PEM: HTTPS on the HTTP address and HTTP/3, reloaded on change (default: plain HTTP; HTTP/3 self-signed, short-lived)")
+	fs.StringVar(&c.TLSKey, "tls-key", env("PARLEY_TLS_KEY", ""), "private key of -tls-cert, PEM")
+	fs.DurationVar(&c.TLSReload, "tls-reload", time.Minute, "how often -tls-cert and -tls-key are checked for a change")
+	acmeDomains := fs.String("acme-domains", env("PARLEY_ACME_DOMAINS", ""), "obtain the HTTPS certificate from an ACME CA for these names, comma-separated (TLS-ALPN-01 on the HTTP address, reached on port 443)")
+	fs.StringVar(&c.ACMEDir, "acme-dir", env("PARLEY_ACME_DIR", ""), "ACME directory URL (default: Let's Encrypt)")
+	fs.StringVar(&c.ACMEEmail, "acme-email", env("PARLEY_ACME_EMAIL", ""), "contact address of the ACME account")
+	fs.StringVar(&c.ACMECA, "acme-ca", env("PARLEY_ACME_CA", ""), "PEM roots the ACME server's own certificate may chain to, beside the system's")
+	trusted := fs.String("trusted-proxies", env("PARLEY_TRUSTED_PROXIES", ""), "CIDRs of proxies whose PROXY protocol header or X-Forwarded-For gives the client's address, comma-separated")
 	fs.StringVar(&c.Region, "region", env("PARLEY_REGION", ""), "region this node runs in (eu, us, ...)")
 	fs.StringVar(&c.RaftAddr, "raft-addr", env("PARLEY_RAFT_ADDR", ""), "node link TCP address: Raft and node-to-node traffic over mutual TLS (default: as last start, or a free port)")
 	fs.StringVar(&c.Zone, "zone", env("PARLEY_ZONE", ""), "zone of the region this node runs in")
@@ -204,11 +242,9 @@ func ParseFlags(args []string) (Config, error) {
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
-	for _, a := range strings.Split(*join, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			c.Join = append(c.Join, a)
-		}
-	}
+	c.Join = splitList(*join)
+	c.ACMEDomains = splitList(*acmeDomains)
+	c.TrustedProxies = splitList(*trusted)
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
@@ -246,6 +282,9 @@ func (c *Config) defaults() {
 	if c.HTTPIdleTimeout == 0 {
 		c.HTTPIdleTimeout = 60 * time.Second
 	}
+	if c.TLSReload == 0 {
+		c.TLSReload = time.Minute
+	}
 	c.embedDefaults()
 }
 
@@ -256,6 +295,23 @@ func (c *Config) validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("tls-cert and tls-key: give both or neither"))
+	}
+	if c.TLSCert != "" && len(c.ACMEDomains) > 0 {
+		errs = append(errs, errors.New("tls-cert and acme-domains: give one or the other"))
+	}
+	if (c.ACMEDir != "" || c.ACMEEmail != "" || c.ACMECA != "") && len(c.ACMEDomains) == 0 {
+		errs = append(errs, errors.New("acme-dir, acme-email, acme-ca: need acme-domains"))
+	}
+	for _, d := range c.ACMEDomains {
+		if !reDNSName.MatchString(d) || !strings.Contains(strings.Trim(d, "."), ".") || net.ParseIP(d) != nil {
+			errs = append(errs, fmt.Errorf("acme-domains: %q is not a DNS name with a dot", d))
+		}
+	}
+	if c.TLSReload < 0 {
+		errs = append(errs, errors.New("tls-reload: not negative"))
+	}
+	if _, err := edge.ParseTrusted(c.TrustedProxies); err != nil {
+		errs = append(errs, fmt.Errorf("trusted-proxies: %w", err))
 	}
 	if c.H3Addr != "" && c.H3Addr != h3Off {
 		if _, _, err := net.SplitHostPort(c.H3Addr); err != nil {
@@ -304,6 +360,18 @@ func (c *Config) validate() error {
 }
 
 var reRegion = regexp.MustCompile(`^[a-z0-9-]{1,32}$`) // as the cluster package checks
+
+// splitList reads a comma-separated flag: entries trimmed, empty ones
+// dropped.
+func splitList(s string) []string {
+	var out []string
+	for _, a := range strings.Split(s, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
 
 func env(k, def string) string {
 	if v, ok := os.LookupEnv(k); ok {

@@ -59,8 +59,12 @@ func (n *Node) routes() http.Handler {
 	mux.Handle("GET /widget.js", embeddable(assets, "widget.js"))
 	static, _ := fs.Sub(assets, "static")
 	mux.Handle("GET /static/", http.StripPrefix("/static/", embeddableDir(static)))
-	return n.securityHeaders(mux)
+	return n.trusted.Handler(n.securityHeaders(mux))
 }
+
+// hsts is the Strict-Transport-Security of HTTPS responses: two years, this
+// host only (what else runs under the domain is not the node's to say).
+const hsts = "max-age=63072000"
 
 // securityHeaders sets the headers every response carries.
 func (n *Node) securityHeaders(next http.Handler) http.Handler {
@@ -73,6 +77,9 @@ func (n *Node) securityHeaders(next http.Handler) http.Handler {
 		h.Set("Content-Security-Policy", n.csp(r))
 		if altSvc != "" {
 			h.Set("Alt-Svc", altSvc)
+		}
+		if n.https && r.TLS != nil {
+			h.Set("Strict-Transport-Security", hsts)
 		}
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")

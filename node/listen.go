@@ -23,9 +23,10 @@ const reserveShare = 4
 // guardedListener is the public HTTP listener's guard against running out
 // of connections or file descriptors. Every TCP connection it accepts
 // counts against its address's cap (the table the gateway counts its
-// WebSocket and WebTransport sessions in), except those node reports (none
-// on a node: other nodes come in over the node link, which this guard does
-// not cover). And the last descriptors below RLIMIT_NOFILE are a reserve:
+// WebSocket and WebTransport sessions in), except those node reports: on a
+// node, the -trusted-proxies, whose connections carry many clients, each
+// counted by the gateway under the address the proxy gives. (Other nodes
+// come in over the node link, which this guard does not cover.) And the last descriptors below RLIMIT_NOFILE are a reserve:
 // once the open descriptors reach it, only addresses holding fewer than
 // reserveShare connections get in, and in its last quarter none, so that
 // accept does not fail for want of a descriptor, /healthz and agents are
@@ -36,8 +37,8 @@ type guardedListener struct {
 	net.Listener
 	log   *slog.Logger
 	conns *gateway.IPConns
-	// node reports whether an address is exempt from caps and reserve;
-	// nil: none is.
+	// node reports whether an address is exempt from caps and reserve
+	// (trusted proxies); nil: none is.
 	node func(ip string) bool
 	open atomic.Int64 // connections accepted and not closed
 

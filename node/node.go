@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"parley/crdt"
+	"parley/edge"
 	"parley/gateway"
 	"parley/redact"
 	"parley/store"
@@ -45,8 +47,13 @@ type Node struct {
 
 	// HTTP/3 and WebTransport; pc is nil when disabled.
 	pc     net.PacketConn
-	certs  *gateway.Certs
 	h3Port int
+	// certs is the certificate of HTTP/3 and, when https, of the TCP
+	// listener; nil with HTTP/3 off and no certificate configured.
+	certs *gateway.Certs
+	https bool
+	// trusted are the proxies whose word on a client's address is taken.
+	trusted *edge.Trusted
 }
 
 // New opens the node's store and prepares its parts; Run serves. Logs go to
@@ -70,6 +77,11 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 		return nil, err
 	}
 	n.store = st
+	n.trusted, _ = edge.ParseTrusted(cfg.TrustedProxies) // validated above
+	if err := n.openCerts(); err != nil {
+		st.Close()
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		st.Close()
@@ -119,7 +131,9 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 		WorkspaceBurst: int(cfg.WorkspaceRate * 2),
 	})
 	n.repl.gw = n.gw
-	n.ln = newGuardedListener(ln, n.log, conns, nil, cfg.FDReserve)
+	// A trusted proxy's connections carry many clients: the gateway counts
+	// their sessions by the client address the proxy gives.
+	n.ln = newGuardedListener(ln, n.log, conns, n.trustedProxy, cfg.FDReserve)
 	drop := n.gw.DropNode
 	n.gossip.onDown.Store(&drop)
 	n.repl.onReplies = n.repliesFromPeer
@@ -165,15 +179,36 @@ func (n *Node) listenH3() error {
 		n.pc = pc
 	}
 	n.h3Port = n.pc.LocalAddr().(*net.UDPAddr).Port
+	return nil
+}
+
+// openCerts loads or makes the certificate source of the TLS listeners:
+// the operator's files or ACME serve both the TCP listener (HTTPS) and
+// HTTP/3; without them HTTP/3 gets a self-signed certificate and the TCP
+// listener stays plain HTTP.
+func (n *Node) openCerts() error {
 	var err error
-	if n.cfg.TLSCert != "" {
+	switch {
+	case n.cfg.TLSCert != "":
 		n.certs, err = gateway.FileCerts(n.cfg.TLSCert, n.cfg.TLSKey, n.log)
-	} else {
+		n.https = true
+	case len(n.cfg.ACMEDomains) > 0:
+		n.certs, err = gateway.ACMECerts(gateway.ACMEConfig{
+			DirectoryURL: n.cfg.ACMEDir,
+			Domains:      n.cfg.ACMEDomains,
+			Email:        n.cfg.ACMEEmail,
+			CAFile:       n.cfg.ACMECA,
+			CacheDir:     filepath.Join(n.cfg.DataDir, "acme"),
+		}, n.log)
+		n.https = true
+	case n.cfg.H3Addr != h3Off:
 		n.certs, err = gateway.SelfSignedCerts(certHosts(n.cfg.HTTPAddr, n.cfg.H3Addr), n.log)
 	}
 	if err != nil {
-		n.pc.Close()
 		return err
+	}
+	if n.certs != nil {
+		n.certs.ReloadEvery = n.cfg.TLSReload
 	}
 	return nil
 }
@@ -204,6 +239,12 @@ func (n *Node) publish(evs []store.Event) {
 		r.publish(evs)
 	}
 	n.emb.notify(evs)
+}
+
+// trustedProxy says whether ip is one of -trusted-proxies.
+func (n *Node) trustedProxy(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	return err == nil && n.trusted.Contains(a.Unmap())
 }
 
 // Addr is the address the node serves HTTP on.
@@ -255,6 +296,8 @@ func (n *Node) Run(ctx context.Context) error {
 			}
 			return nil
 		})
+	}
+	if n.certs != nil {
 		g.Go(func() error { return n.certs.Run(gctx) })
 	}
 	g.Go(func() error { return n.gw.Run(gctx) })
@@ -291,8 +334,18 @@ func (n *Node) Run(ctx context.Context) error {
 		<-usageDone
 	}()
 	g.Go(func() error { return n.emb.run(gctx) })
+	// PROXY protocol headers are read below TLS: a proxy passing TLS
+	// through sends its header first.
+	ln := edge.NewListener(n.ln, edge.ListenerConfig{Trusted: n.trusted, HeaderTimeout: srv.ReadHeaderTimeout, Logger: n.log})
 	g.Go(func() error {
-		if err := srv.Serve(n.ln); !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if n.https {
+			srv.TLSConfig = n.certs.TCPTLSConfig()
+			err = srv.ServeTLS(ln, "", "")
+		} else {
+			err = srv.Serve(ln)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
 		}
 		return nil
@@ -327,12 +380,42 @@ func (n *Node) Run(ctx context.Context) error {
 		return nil
 	})
 	n.ready.Store(true)
-	n.log.Info("serving", "addr", n.Addr(), "h3", n.H3Addr(), "schema", store.SchemaLatest(), "raft", n.ctl.c.Addr(), "gossip", n.gossip.m.Addr(), "region", n.cfg.Region)
+	n.warnPlaintext()
+	n.log.Info("serving", "addr", n.Addr(), "https", n.https, "h3", n.H3Addr(), "schema", store.SchemaLatest(), "raft", n.ctl.c.Addr(), "gossip", n.gossip.m.Addr(), "region", n.cfg.Region)
 	return g.Wait()
 }
 
+// warnPlaintext warns when the TCP listener serves plain HTTP beyond
+// loopback with no proxy trusted to terminate TLS in front of it: tokens
+// and chats would cross the network in clear.
+func (n *Node) warnPlaintext() {
+	if n.https || !n.trusted.Empty() {
+		return
+	}
+	host, _, _ := net.SplitHostPort(n.Addr())
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return
+	}
+	n.log.Warn("serving plain HTTP beyond loopback: give -tls-cert/-tls-key or -acme-domains, or put a TLS proxy in front and list it in -trusted-proxies", "addr", n.Addr())
+}
+
+// baseURL is the node's own URL for the banner.
+func (n *Node) baseURL() string {
+	if !n.https {
+		return "http://" + n.Addr()
+	}
+	if len(n.cfg.ACMEDomains) > 0 {
+		_, port, _ := net.SplitHostPort(n.Addr())
+		if port == "443" {
+			return "https://" + n.cfg.ACMEDomains[0]
+		}
+		return "https://" + net.JoinHostPort(n.cfg.ACMEDomains[0], port)
+	}
+	return "https://" + n.Addr()
+}
+
 func (n *Node) banner(demo demoInfo) {
-	base := "http://" + n.Addr()
+	base := n.baseURL()
 	fmt.Fprintf(n.out, "Parley node %s serving on %s\n", n.cfg.NodeID, base)
 	if demo.workspace != "" {
 		fmt.Fprintf(n.out, "  demo page:     %s/demo\n", base)
@@ -346,7 +429,10 @@ func (n *Node) banner(demo demoInfo) {
 	if n.pc != nil {
 		host, _, _ := net.SplitHostPort(n.Addr())
 		cert := "self-signed, hash at " + base + "/v1/transport"
-		if !n.certs.SelfSigned() {
+		switch {
+		case n.certs.ACME():
+			cert = "acme"
+		case !n.certs.SelfSigned():
 			cert = n.cfg.TLSCert
 		}
 		fmt.Fprintf(n.out, "  webtransport:  https://%s%s (udp; %s)\n",

@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net/http"
@@ -57,10 +58,16 @@ func runNode(t *testing.T, cfg Config) *running {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{n: n, base: "http://" + n.Addr(), logs: logs, out: out, cancel: cancel, done: make(chan error, 1)}
+	ready := http.DefaultClient
+	if n.https {
+		// Tests that check the certificate make clients of their own.
+		r.base = "https://" + n.Addr()
+		ready = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	}
 	go func() { r.done <- n.Run(ctx) }()
 	t.Cleanup(r.stop)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if resp, err := http.Get(r.base + "/readyz"); err == nil {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if resp, err := ready.Get(r.base + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return r
@@ -111,6 +118,9 @@ func TestNodeServesPagesWithSecurityHeaders(t *testing.T) {
 		}
 		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe") {
 			t.Errorf("%s: CSP %q", c.path, csp)
+		}
+		if hsts := resp.Header.Get("Strict-Transport-Security"); hsts != "" {
+			t.Errorf("%s: HSTS %q over plain HTTP", c.path, hsts)
 		}
 		if resp.Header.Get("X-Content-Type-Options") != "nosniff" || resp.Header.Get("X-Frame-Options") != "DENY" {
 			t.Errorf("%s: missing security headers: %v", c.path, resp.Header)

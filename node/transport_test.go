@@ -40,11 +40,16 @@ type transportDoc struct {
 
 func transportOf(t *testing.T, base, host string) (transportDoc, *http.Response) {
 	t.Helper()
+	return transportWith(t, http.DefaultClient, base, host)
+}
+
+func transportWith(t *testing.T, client *http.Client, base, host string) (transportDoc, *http.Response) {
+	t.Helper()
 	req, _ := http.NewRequest("GET", base+"/v1/transport", nil)
 	if host != "" {
 		req.Host = host
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +246,7 @@ func TestHTTP3WithCertificateFiles(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile, pool := writeTestCert(t, dir)
 	r := runNode(t, Config{DataDir: t.TempDir(), AgentToken: "0123456789abcdef-token", TLSCert: certFile, TLSKey: keyFile})
-	doc, _ := transportOf(t, r.base, "")
+	doc, _ := transportWith(t, &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}, r.base, "")
 	if doc.WebTransport == nil || len(doc.WebTransport.CertHashes) != 0 {
 		t.Fatalf("/v1/transport: %+v", doc.WebTransport)
 	}

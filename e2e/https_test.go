@@ -1,0 +1,136 @@
+package e2e
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// startHTTPSNode starts bin/parley serving HTTPS with a certificate of its
+// own for 127.0.0.1 (no WebTransport: the browser's certificate exception
+// covers TCP only), and returns it with the SHA-256 of the certificate's
+// public key, which Chromium's --ignore-certificate-errors-spki-list takes.
+func startHTTPSNode(t *testing.T, extraArgs ...string) (*nodeProc, string) {
+	t.Helper()
+	dir := t.TempDir()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "parley e2e"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	kb, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	spki := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+
+	addr := freeAddr(t)
+	n := &nodeProc{URL: "https://" + addr, Addr: addr, DataDir: t.TempDir(), Token: testAgentToken, bin: parleyBin}
+	n.args = append([]string{"-http", addr, "-data", n.DataDir, "-agent-token", testAgentToken,
+		"-tls-cert", certFile, "-tls-key", keyFile, "-h3", "off"}, extraArgs...)
+	logf, err := os.OpenFile(filepath.Join(t.TempDir(), "node.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.log = logf
+	n.cmd = exec.Command(parleyBin, n.args...)
+	n.cmd.Stdout, n.cmd.Stderr = logf, logf
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	n.done = make(chan error, 1)
+	go func(cmd *exec.Cmd, done chan<- error) { done <- cmd.Wait() }(n.cmd, n.done)
+	t.Cleanup(n.stop)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 5 * time.Second}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		select {
+		case err := <-n.done:
+			t.Fatalf("node exited before ready: %v\n%s", err, n.logs())
+		default:
+		}
+		if resp, err := client.Get(n.URL + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node not ready after 30s\n%s", n.logs())
+		}
+	}
+	return n, base64.StdEncoding.EncodeToString(spki[:])
+}
+
+// TestBrowserChatOverHTTPS: the real binary with -tls-cert serves the demo
+// page and the console over HTTPS, and the widget and the console chat over
+// wss:// on the same listener (a page loaded over HTTPS may not open ws://).
+func TestBrowserChatOverHTTPS(t *testing.T) {
+	if os.Getenv("PARLEY_SKIP_BROWSER") == "1" {
+		t.Skip("PARLEY_SKIP_BROWSER=1")
+	}
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("headless Chromium is missing (%v): run `make test`, or set PARLEY_SKIP_BROWSER=1", err)
+	}
+	node, spki := startHTTPSNode(t)
+	ctx := testCtx(t, 3*time.Minute)
+	ct := &chatTest{t: t, node: node, dir: t.TempDir()}
+	trust := chromedp.Flag("ignore-certificate-errors-spki-list", spki)
+	agent := newBrowser(t, ctx, "agent", 1280, 820, trust)
+	visitor := newBrowser(t, ctx, "visitor", 1100, 820, trust)
+	ct.all = []*browser{agent, visitor}
+
+	ct.do(agent, "opening the console", chromedp.Navigate(
+		node.URL+"/agent#token="+url.QueryEscape(node.Token)+"&workspace=demo"))
+	waitFor[bool](ct, agent, "the console to connect over wss",
+		`location.protocol === 'https:' && document.querySelector('[data-testid=status]').dataset.state === 'ok'`)
+
+	ct.do(visitor, "opening the demo page",
+		chromedp.Navigate(node.URL+"/demo"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-launcher]`)),
+		chromedp.Click(chromedp.CSS(`[data-testid=parley-launcher]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-panel]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-agent-online][data-online=true]`)),
+		chromedp.SendKeys(chromedp.CSS(`[data-testid=parley-input]`), visitorText),
+		chromedp.Click(chromedp.CSS(`[data-testid=parley-send]`)),
+	)
+	waitFor[[]shownMessage](ct, visitor, "the visitor's message to be sent",
+		messagesJS("parley-message", "parley-message-body", 1))
+	convID := waitFor[string](ct, agent, "the conversation in the console",
+		`(() => { const el = document.querySelector('[data-testid=conv-item]'); return el ? el.dataset.id : ''; })()`)
+	ct.do(agent, "opening the conversation",
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`[data-testid=conv-item][data-id=%q]`, convID))))
+	got := waitFor[[]shownMessage](ct, agent, "the visitor's message in the console",
+		messagesJS("message", "message-body", 1))
+	if got[0].Body != visitorText {
+		ct.fail(agent, "the console shows %+v", got)
+	}
+	ct.checkPage(visitor, "after chatting over HTTPS")
+	ct.checkPage(agent, "after chatting over HTTPS")
+}
