@@ -334,7 +334,21 @@ func (a *admin) updateWorkspace(r *http.Request, p principal) (any, error) {
 	}
 	a.written(r.Context(), res)
 	w, err := a.ctl.c.Workspace(ws)
-	return map[string]any{"workspace": w, "confirmation": conf}, err
+	reply := map[string]any{"workspace": w, "confirmation": conf}
+	if req.Region != nil && a.purge != nil {
+		// The nodes outside the new region hand the workspace over to it
+		// and purge it: the answer says which confirmed.
+		reply["purge"] = a.purge.confirmPurge(r.Context(), ws, res.Index)
+	}
+	return reply, err
+}
+
+// deleteWorkspaceReply is a deletion's reach: the revocation of the
+// workspace's credentials (Confirmation), and the purge of its data from
+// every node's store (Purge). The ID is never reused.
+type deleteWorkspaceReply struct {
+	Confirmation
+	Purge PurgeConfirmation `json:"purge"`
 }
 
 func (a *admin) deleteWorkspace(r *http.Request, p principal) (any, error) {
@@ -342,8 +356,15 @@ func (a *admin) deleteWorkspace(r *http.Request, p principal) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, conf, err := a.ctl.revoke(r.Context(), cluster.DeleteWorkspace{ID: ws})
-	return conf, err
+	res, conf, err := a.ctl.revoke(r.Context(), cluster.DeleteWorkspace{ID: ws})
+	if err != nil {
+		return nil, err
+	}
+	reply := deleteWorkspaceReply{Confirmation: conf}
+	if a.purge != nil {
+		reply.Purge = a.purge.confirmPurge(r.Context(), ws, res.Index)
+	}
+	return reply, nil
 }
 
 func (a *admin) secrets(r *http.Request, p principal) (any, error) {

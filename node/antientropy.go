@@ -516,8 +516,8 @@ func (r *replicator) aeRoutes(mux *http.ServeMux, signed func(func(http.Response
 		}
 		needs := []aeNeed{}
 		for _, cv := range in.Convs {
-			if w, err := r.ctl.c.Workspace(cv.Workspace); err == nil && w.Region != "" && w.Region != r.ctl.cfg.Region {
-				continue // never pull a pinned workspace outside its region
+			if r.ctl.serves(cv.Workspace) != nil {
+				continue // never pull a pinned workspace outside its region, nor one unknown or deleted here
 			}
 			have, err := r.st.Frontier(cv.Workspace, cv.Conversation)
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -589,8 +589,8 @@ func (r *replicator) applyRanges(ctx context.Context, rgs []aeRange) error {
 // origin's frontier at the range's end.
 func (r *replicator) applyRange(ctx context.Context, rg aeRange) error {
 	c := rg.Conversation
-	if w, err := r.ctl.c.Workspace(c.Workspace); err == nil && w.Region != "" && w.Region != r.ctl.cfg.Region {
-		return fmt.Errorf("workspace %s is pinned to %s: not stored here", c.Workspace, w.Region)
+	if err := r.servesCaughtUp(ctx, c.Workspace); err != nil {
+		return fmt.Errorf("not stored here: %w", err)
 	}
 	// The gate's positions of this conversation are stale afterwards.
 	defer r.gate.Forget(c.Workspace, c.ID)

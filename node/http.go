@@ -51,7 +51,8 @@ func (n *Node) routes() http.Handler {
 	n.ctl.internalRoutes(mux)
 	mux.HandleFunc("GET "+pathRepl, n.repl.serveRepl)
 	n.repl.aeRoutes(mux, n.ctl.signed)
-	(&admin{ctl: n.ctl, st: n.store, members: n.gossip.m.Members}).routes(mux)
+	n.purge.purgeRoutes(mux, n.ctl.signed)
+	(&admin{ctl: n.ctl, st: n.store, members: n.gossip.m.Members, purge: n.purge}).routes(mux)
 	n.embedRoutes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {

@@ -39,6 +39,7 @@ type Node struct {
 	gossip  *gossip
 	repl    *replicator
 	auth    *clusterAuth
+	purge   *purger // set by Run (residency.go)
 	usage   *usageReporter
 
 	// HTTP/3 and WebTransport; pc is nil when disabled.
@@ -220,6 +221,8 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	n.emb = newEmbedding(n.cfg, n.store, n.log)
 	n.repl.erase = n.emb.erase
+	n.repl.catchUp = n.auth.catchUp
+	n.purge = &purger{log: n.log, ctl: n.ctl, st: n.store, repl: n.repl, emb: n.emb, auth: n.auth}
 	defer n.emb.close()
 	n.emb.register(n.metrics.reg)
 	handler := n.routes()
@@ -262,6 +265,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.repl.setContext(gctx)
 	g.Go(func() error { return n.repl.run(gctx) })
 	g.Go(func() error { return n.repl.antiEntropy(gctx) })
+	g.Go(func() error { return n.purge.run(gctx) })
 	g.Go(func() error { return n.ctl.rebalance(gctx, n.gossip.m.Alive) })
 	// Usage reports end after the gateway stopped counting: the last one
 	// carries the final counts.
