@@ -48,6 +48,8 @@ type clusterSpec struct {
 	extra []string
 	hosts []string
 	wrap  func(i int) []string
+	// regions gives node i its region, in turn; zero: eu, us, ap.
+	regions []string
 }
 
 func startClusterOn(t testing.TB, spec clusterSpec) *testCluster {
@@ -65,6 +67,9 @@ func startClusterOn(t testing.TB, spec clusterSpec) *testCluster {
 		t.Fatal(err)
 	}
 	regions := []string{"eu", "us", "ap"}
+	if spec.regions != nil {
+		regions = spec.regions
+	}
 	for i := range n {
 		httpAddr := ""
 		if spec.hosts != nil {

@@ -269,13 +269,17 @@ func (a *admin) createWorkspace(r *http.Request, p principal) (any, error) {
 	}
 	ctx := r.Context()
 	cmd := cluster.CreateWorkspace{ID: req.ID, Name: req.Name, Region: req.Region, Plan: req.Plan, Brands: req.Brands, Created: time.Now().UTC()}
-	_, err := a.ctl.c.Apply(ctx, cmd)
+	cres, err := a.ctl.c.Apply(ctx, cmd)
 	if err != nil && !errors.Is(err, cluster.ErrExists) {
 		return nil, err
 	}
 	if errors.Is(err, cluster.ErrExists) {
+		a.written(ctx, cres)
 		if _, serr := a.ctl.c.IdentitySecret(req.ID); serr == nil {
 			return nil, err
+		}
+		if _, werr := a.ctl.c.Workspace(req.ID); werr != nil {
+			return nil, err // a deleted workspace's ID: never reused
 		}
 	}
 	id := random(32)
