@@ -117,6 +117,9 @@ func (r *replicator) shared(peer string) (*aeTree, error) {
 		// Visitors connected here (mine) and at peer (theirs): a node
 		// serving a visitor holds the conversations they started.
 		mine, theirs map[string]bool
+		// off: this node must not hold the workspace (unknown, deleted,
+		// or pinned elsewhere): shared with no one, the purger's.
+		off bool
 	}
 	infos := map[string]wsInfo{}
 	var convs []convVector
@@ -131,12 +134,16 @@ func (r *replicator) shared(peer string) (*aeTree, error) {
 			if w, err := r.ctl.c.Workspace(ws); err == nil {
 				in.region = w.Region
 			}
-			if r.gw != nil {
+			in.off = r.ctl.serves(ws) != nil
+			if r.gw != nil && !in.off {
 				in.meServes = r.gw.HasAgents(ws)
 				in.peerServes = slices.Contains(r.gw.Serving(ws, ""), peer)
 				in.mine, in.theirs = r.gw.VisitorsOn(ws, r.node), r.gw.VisitorsOn(ws, peer)
 			}
 			infos[ws] = in
+		}
+		if in.off {
+			return
 		}
 		cv := convVector{Workspace: ws, Conversation: conv, Vector: f}
 		if holdsWith(members, in.region, conv, r.node, peer, in.meServes, in.peerServes) {

@@ -128,10 +128,14 @@ func (p *purger) reconcile(ctx context.Context, ws string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	err := p.ctl.serves(ws)
-	switch {
-	case err == nil || errors.Is(err, errWorkspaceUnknown):
+	if err == nil || errors.Is(err, errWorkspaceUnknown) {
 		return nil
-	case errors.Is(err, errPinnedElsewhere):
+	}
+	held, herr := p.st.Holds(ws)
+	if herr != nil || !held {
+		return herr
+	}
+	if errors.Is(err, errPinnedElsewhere) {
 		w, werr := p.ctl.c.Workspace(ws)
 		if werr != nil {
 			return werr
@@ -139,10 +143,6 @@ func (p *purger) reconcile(ctx context.Context, ws string) error {
 		if err := p.handover(ctx, ws, w.Region); err != nil {
 			return fmt.Errorf("hand over to region %s: %w", w.Region, err)
 		}
-	}
-	held, herr := p.st.Holds(ws)
-	if herr != nil || !held {
-		return herr
 	}
 	return p.purge(ctx, ws, err)
 }
