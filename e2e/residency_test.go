@@ -234,6 +234,13 @@ func TestDeletedWorkspaceLeavesNoData(t *testing.T) {
 		}
 		return nil
 	})
+	// Nor did it hand its copy back to the others meanwhile (anti-entropy
+	// runs as it comes back): an unknown or deleted workspace is refused.
+	for _, nd := range tc.nodes {
+		if d := digestOf(t, nd, tc.root, "tenantx"); len(d) > 0 {
+			t.Errorf("%s holds %v after the dead node came back", nd.Addr, d)
+		}
+	}
 	// A node that joins later never gets it.
 	late := startNodeAt(t, parleyBin, nil, freeAddr(t), filepath.Join(t.TempDir(), "n6"), "-node", "n6", "-raft-addr", freeAddr(t),
 		"-gossip-addr", freeAddr(t), "-cluster-key", tc.keyFile, "-region", "us", "-h3", "off", "-join", n1.Addr)
