@@ -108,8 +108,8 @@ func (p *purger) run(ctx context.Context) error {
 		if !p.ctl.ready.Load() {
 			continue
 		}
-		var wss []string
-		if err := p.st.ForEachWorkspace(func(id string) error { wss = append(wss, id); return nil }); err != nil {
+		wss, err := p.st.HeldWorkspaces()
+		if err != nil {
 			p.log.Warn("purge: listing workspaces", "err", err)
 			continue
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -118,6 +119,40 @@ func (s *Store) PurgeWorkspace(ctx context.Context, ws string) (int, error) {
 		return nil
 	})
 	return n, err
+}
+
+// HeldWorkspaces lists, sorted, every workspace this node holds anything
+// of: a record, or a key under its prefix in any bucket (a conversation
+// left without its record included). It seeks from one workspace's prefix
+// to the next, so it costs a few reads per workspace, not per key.
+func (s *Store) HeldWorkspaces() ([]string, error) {
+	seen := map[string]bool{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, bk *bolt.Bucket) error {
+			if bytes.Equal(name, bMeta) {
+				return nil
+			}
+			cur := bk.Cursor()
+			for k, _ := cur.First(); k != nil; {
+				ws := k
+				if i := bytes.IndexByte(k, sep); i >= 0 {
+					ws = k[:i]
+				} else if !bytes.Equal(name, bWorkspaces) {
+					k, _ = cur.Next() // not keyed by workspace: none here
+					continue
+				}
+				seen[string(ws)] = true
+				k, _ = cur.Seek(append(bytes.Clone(ws), sep+1))
+			}
+			return nil
+		})
+	})
+	out := make([]string, 0, len(seen))
+	for ws := range seen {
+		out = append(out, ws)
+	}
+	slices.Sort(out)
+	return out, err
 }
 
 // Holds reports whether this node holds anything of a workspace: a key

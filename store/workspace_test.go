@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -43,6 +44,16 @@ func TestPurgeWorkspace(t *testing.T) {
 	if err := s.EraseConversation(ctx, "ws1", "c1"); err != nil {
 		t.Fatal(err)
 	}
+	// A conversation left without its workspace's record is listed too.
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bConvs).Put(key("ws3", "c1"), []byte("{}")) }); err != nil {
+		t.Fatal(err)
+	}
+	if wss, err := s.HeldWorkspaces(); err != nil || !slices.Equal(wss, []string{"ws1", "ws2", "ws3"}) {
+		t.Fatalf("held workspaces %v %v", wss, err)
+	}
+	if n, err := s.PurgeWorkspace(ctx, "ws3"); err != nil || n != 1 {
+		t.Fatalf("purge of a record-less workspace: %d %v", n, err)
+	}
 	n, err := s.PurgeWorkspace(ctx, "ws1")
 	if err != nil || n < 10 {
 		t.Fatalf("purge: %d keys, %v", n, err)
@@ -74,6 +85,9 @@ func TestPurgeWorkspace(t *testing.T) {
 	}
 	if _, err := s.Conversation("ws1", "c2"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("purged conversation: %v", err)
+	}
+	if wss, err := s.HeldWorkspaces(); err != nil || !slices.Equal(wss, []string{"ws2"}) {
+		t.Fatalf("held workspaces after the purges %v %v", wss, err)
 	}
 	// A purge of what is not held is a no-op.
 	if n, err := s.PurgeWorkspace(ctx, "ws1"); err != nil || n != 0 {
