@@ -98,6 +98,10 @@ func (p *purger) run(ctx context.Context) error {
 	}()
 	t := time.NewTicker(purgeEvery)
 	defer t.Stop()
+	// retryAt holds back a workspace whose pass failed (no node of its
+	// region to hand it over to, say) until purgeEvery later, rather than
+	// at every change of the control plane.
+	retryAt := map[string]time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -113,9 +117,15 @@ func (p *purger) run(ctx context.Context) error {
 			p.log.Warn("purge: listing workspaces", "err", err)
 			continue
 		}
+		now := time.Now()
 		for _, ws := range wss {
+			if now.Before(retryAt[ws]) {
+				continue
+			}
+			delete(retryAt, ws)
 			if err := p.reconcile(ctx, ws); err != nil && ctx.Err() == nil {
 				p.log.Warn("purge: workspace not purged yet", "workspace", ws, "err", err)
+				retryAt[ws] = now.Add(purgeEvery - time.Second)
 			}
 		}
 	}
