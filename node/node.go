@@ -222,7 +222,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.emb = newEmbedding(n.cfg, n.store, n.log)
 	n.repl.erase = n.emb.erase
 	n.repl.catchUp = n.auth.catchUp
-	n.purge = &purger{log: n.log, ctl: n.ctl, st: n.store, repl: n.repl, emb: n.emb, auth: n.auth}
+	n.purge = &purger{log: n.log, ctl: n.ctl, st: n.store, repl: n.repl, emb: n.emb, auth: n.auth, expel: n.gw.ExpelWorkspace}
 	defer n.emb.close()
 	n.emb.register(n.metrics.reg)
 	handler := n.routes()

@@ -77,6 +77,9 @@ type purger struct {
 	repl *replicator
 	emb  *embedding
 	auth *clusterAuth
+	// expel closes a deleted workspace's connections (the gateway's
+	// ExpelWorkspace); nil: none.
+	expel func(ws string) int
 	// mu runs one pass or one workspace's reconciliation at a time.
 	mu sync.Mutex
 }
@@ -161,6 +164,11 @@ func (p *purger) reconcile(ctx context.Context, ws string) error {
 // commit first, later ones are refused), then everything else under its
 // prefix, and drops it from the in-memory indexes.
 func (p *purger) purge(ctx context.Context, ws string, why error) error {
+	if errors.Is(why, errWorkspaceDeleted) && p.expel != nil {
+		if n := p.expel(ws); n > 0 {
+			p.log.Info("purge: connections of a deleted workspace closed", "workspace", ws, "connections", n)
+		}
+	}
 	convs, err := p.st.Conversations(ws, "")
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err

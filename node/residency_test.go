@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +19,8 @@ import (
 	"parley/cluster/replication"
 	"parley/crdt"
 	"parley/store"
+
+	"github.com/coder/websocket"
 )
 
 // peerEvent is an event of a conversation of ws as a peer sends it.
@@ -88,6 +91,27 @@ func TestDeletionPurgesTheStore(t *testing.T) {
 	if _, err := c.Apply(ctx, cluster.CreateWorkspace{ID: "tenantx", Name: "X", Plan: "team", Created: time.Now().UTC()}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := c.SetIdentitySecret(ctx, "tenantx", random(32)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SetVisitorKey(ctx, "tenantx", random(32)); err != nil {
+		t.Fatal(err)
+	}
+	// A visitor connected when the workspace is deleted is let go.
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(wctx, "ws"+strings.TrimPrefix(r.base, "http")+"/v1/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	hello, _ := json.Marshal(map[string]any{"type": "hello", "v": 1, "workspace": "tenantx", "role": "visitor"})
+	if err := ws.Write(wctx, websocket.MessageText, hello); err != nil {
+		t.Fatal(err)
+	}
+	if _, b, err := ws.Read(wctx); err != nil || !strings.Contains(string(b), `"welcome"`) {
+		t.Fatalf("visitor hello: %s %v", b, err)
+	}
 	wait, err := r.n.repl.store("n9", []replication.Event{peerEvent(t, "tenantx", "c_1")})
 	if err != nil || wait() != nil {
 		t.Fatalf("event of a known workspace: %v", err)
@@ -108,6 +132,15 @@ func TestDeletionPurgesTheStore(t *testing.T) {
 	}
 	if _, err := c.Apply(ctx, cluster.CreateWorkspace{ID: "tenantx", Name: "Other tenant", Plan: "team", Created: time.Now().UTC()}); !errors.Is(err, cluster.ErrExists) {
 		t.Fatalf("re-creating a deleted workspace: %v", err)
+	}
+	for {
+		_, b, err := ws.Read(wctx)
+		if err != nil {
+			t.Fatalf("the visitor's connection ended without auth_failed: %v", err)
+		}
+		if strings.Contains(string(b), `"auth_failed"`) {
+			break
+		}
 	}
 }
 
