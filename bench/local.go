@@ -47,6 +47,7 @@ type LocalCluster struct {
 type LocalNode struct {
 	ID      string
 	Addr    string // host:port of HTTP (and HTTP/3 on UDP)
+	Link    string // host:port of the node link (Raft and node-to-node), clustered only
 	URL     string // http://host:port
 	Region  string // empty for a single node
 	DataDir string
@@ -168,10 +169,11 @@ func StartLocal(ctx context.Context, o LocalOptions) (*LocalCluster, error) {
 		n.args = append([]string{"-http", httpAddr, "-data", n.DataDir, "-node", id, "-agent-token", c.Token}, LocalLimits...)
 		if clustered {
 			n.Region = o.Regions[i%len(o.Regions)]
+			n.Link = raftAddr
 			n.args = append(n.args, "-raft-addr", raftAddr, "-gossip-addr", gossipAddr, "-cluster-key", c.KeyFile,
 				"-region", n.Region, "-zone", n.Region+"-a")
 			if i > 0 {
-				n.args = append(n.args, "-join", c.Nodes[0].Addr)
+				n.args = append(n.args, "-join", c.Nodes[0].Link)
 			}
 		}
 		n.args = append(n.args, o.NodeArgs...)

@@ -856,3 +856,32 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		t.Fatalf("%d goroutines after Close, %d before:\n%s", n, before, buf.String())
 	}
 }
+
+// TestNewLeaderReadIndexWithoutWrites loses the leader of an idle cluster:
+// the new leader's first entry is a no-op, which no state machine sees, yet
+// the index it gives followers to prove they are caught up is one they have
+// applied already, without waiting for a write.
+func TestNewLeaderReadIndexWithoutWrites(t *testing.T) {
+	t.Parallel()
+	tc := newTestCluster(t, 3, nil)
+	ctx := testContext(t)
+	res := mustApply(t, tc.leader(), CreateWorkspace{ID: "acme", Name: "Acme", Plan: "business", Created: t0})
+	tc.waitApplied(res.Index)
+	tc.stop(tc.leader().ID())
+	leader := tc.leader()
+	idx, err := leader.LeaderCommitIndex(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := leader.Stats(); idx != res.Index || st.CommitIndex <= idx {
+		t.Fatalf("read index %d, commit index %d: want the last write's %d below the new leader's no-op", idx, st.CommitIndex, res.Index)
+	}
+	for _, c := range tc.live() {
+		wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		err := c.WaitApplied(wctx, idx)
+		cancel()
+		if err != nil {
+			t.Fatalf("%s cannot prove it is caught up with no write after the election: %v", c.ID(), err)
+		}
+	}
+}

@@ -31,6 +31,12 @@ type Config struct {
 	// AdvertiseAddr is the address peers dial, needed when RaftAddr binds
 	// all interfaces. Zero: the address bound.
 	AdvertiseAddr string
+	// Stream carries Raft between nodes; when set, RaftAddr and
+	// AdvertiseAddr are ignored and Stream's Addr is this node's Raft
+	// address. Nodes pass their nodelink, mutually authenticated and
+	// encrypted. Zero: plain TCP on RaftAddr, which authenticates nobody:
+	// for this package's own tests only.
+	Stream StreamLayer
 	// DataDir holds raft.db (the bbolt log and stable store), snapshots/ and,
 	// when MasterKey is empty, master.key. Zero: "raft".
 	DataDir string
@@ -174,6 +180,7 @@ type Cluster struct {
 	raft   *raft.Raft
 	fsm    *fsm
 	store  *raftboltdb.BoltStore
+	logs   raft.LogStore
 	trans  *raft.NetworkTransport
 	sealer *sealer
 
@@ -238,7 +245,8 @@ func Open(cfg Config) (*Cluster, error) {
 	if err != nil {
 		return fail(err)
 	}
-	c.trans, err = newTransport(cfg.RaftAddr, cfg.AdvertiseAddr, hl)
+	c.logs = logs
+	c.trans, err = newTransport(cfg.Stream, cfg.RaftAddr, cfg.AdvertiseAddr, hl)
 	if err != nil {
 		return fail(err)
 	}
@@ -530,9 +538,13 @@ func (c *Cluster) ReadIndex(ctx context.Context) (uint64, error) {
 }
 
 // LeaderCommitIndex confirms with a quorum that this node is the leader and
-// returns its commit index: every write acknowledged before the call is at
-// or below it. Followers use it to prove they are caught up (node lease).
-// Unlike ReadIndex it writes nothing to the log. Leader only.
+// returns the index a node's state must reach (WaitApplied) to have seen
+// every write acknowledged before the call: the last command at or below
+// the commit index. Raft's own entries, such as a new leader's no-op or a
+// configuration change, never reach the state, so waiting for the commit
+// index itself after them would wait for the next write. Followers use it to
+// prove they are caught up (node lease). Unlike ReadIndex it writes nothing
+// to the log. Leader only.
 func (c *Cluster) LeaderCommitIndex(ctx context.Context) (uint64, error) {
 	if !c.IsLeader() {
 		return 0, c.notLeader()
@@ -542,7 +554,27 @@ func (c *Cluster) LeaderCommitIndex(ctx context.Context) (uint64, error) {
 	if err := c.wait(ctx, c.raft.VerifyLeader()); err != nil {
 		return 0, c.raftError(err)
 	}
-	return c.raft.CommitIndex(), nil
+	return c.lastCommand(c.raft.CommitIndex()), nil
+}
+
+// lastCommand returns the index of the last command entry at or below index
+// (committed), found by reading the log back from index to what this
+// node's state has applied, itself a command's index.
+func (c *Cluster) lastCommand(index uint64) uint64 {
+	applied := c.State.Index()
+	for i := index; i > applied; i-- {
+		var l raft.Log
+		if err := c.logs.GetLog(i, &l); err != nil {
+			// Compacted into a snapshot since applied was read: the state
+			// has applied the snapshot, so it now holds every command up
+			// to i, and there is none above i (read already).
+			return c.State.Index()
+		}
+		if l.Type == raft.LogCommand {
+			return i
+		}
+	}
+	return applied
 }
 
 // WaitApplied waits until this node's state has applied the log index

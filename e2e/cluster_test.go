@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -48,6 +49,10 @@ type clusterSpec struct {
 	extra []string
 	hosts []string
 	wrap  func(i int) []string
+	// links, when set, are the nodes' link (-raft-addr) addresses;
+	// argsFor(i) adds flags to node i.
+	links   []string
+	argsFor func(i int) []string
 	// regions gives node i its region, in turn; zero: eu, us, ap.
 	regions []string
 }
@@ -77,6 +82,10 @@ func startClusterOn(t testing.TB, spec clusterSpec) *testCluster {
 			httpAddr = h + ":18080"
 			tc.raft = append(tc.raft, h+":17000")
 			tc.gossip = append(tc.gossip, h+":17946")
+		} else if spec.links != nil {
+			httpAddr = freeAddr(t)
+			tc.raft = append(tc.raft, spec.links[i])
+			tc.gossip = append(tc.gossip, freeAddr(t))
 		} else {
 			httpAddr = freeAddr(t)
 			tc.raft = append(tc.raft, freeAddr(t))
@@ -89,7 +98,10 @@ func startClusterOn(t testing.TB, spec clusterSpec) *testCluster {
 		args := []string{"-node", fmt.Sprintf("n%d", i+1), "-raft-addr", tc.raft[i], "-gossip-addr", tc.gossip[i],
 			"-cluster-key", tc.keyFile, "-region", regions[i%len(regions)], "-h3", "off"}
 		if i > 0 {
-			args = append(args, "-join", tc.nodes[0].Addr, "-voter", "yes")
+			args = append(args, "-join", tc.joinAddr(spec, 0), "-voter", "yes")
+		}
+		if spec.argsFor != nil {
+			args = append(args, spec.argsFor(i)...)
 		}
 		tc.nodes = append(tc.nodes, startNodeAt(t, bin, wrap, httpAddr, filepath.Join(dir, fmt.Sprintf("n%d", i+1)), append(args, extra...)...))
 	}
@@ -98,6 +110,21 @@ func startClusterOn(t testing.TB, spec clusterSpec) *testCluster {
 		tc.waitAlive(t, nd, n, 30*time.Second)
 	}
 	return tc
+}
+
+// joinAddr is the link address node i advertises: its -raft-addr, unless
+// it advertises another host.
+func (tc *testCluster) joinAddr(spec clusterSpec, i int) string {
+	if spec.argsFor != nil {
+		args := spec.argsFor(i)
+		for j := 0; j+1 < len(args); j++ {
+			if args[j] == "-advertise" {
+				_, port, _ := net.SplitHostPort(tc.raft[i])
+				return net.JoinHostPort(args[j+1], port)
+			}
+		}
+	}
+	return tc.raft[i]
 }
 
 // waitVoters waits until every node sees n voters and a leader.

@@ -16,21 +16,29 @@ import (
 // agent connection on another (or the same) node.
 func (tc *testCluster) agentOn(t testing.TB, ctx context.Context, via, on *nodeProc, ws, id string) *wsClient {
 	t.Helper()
-	var inv struct{ Index uint64 }
-	mustAPI(t, via, "POST", "/v1/admin/workspaces/"+ws+"/operators", tc.root,
-		map[string]any{"id": id, "email": id + "@" + ws + ".test", "name": strings.ToUpper(id[:1]) + id[1:], "password": "a good long password"}, &inv)
-	var login struct{ Token string }
-	mustAPI(t, on, "POST", fmt.Sprintf("/v1/login?min_index=%d", inv.Index), "", map[string]any{"workspace": ws, "email": id + "@" + ws + ".test", "password": "a good long password"}, &login)
+	token := tc.login(t, via, on, ws, id)
 	cl, err := dialNode(ctx, on)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.close)
-	cl.send(ctx, map[string]any{"type": "hello", "v": 1, "workspace": ws, "role": "agent", "token": login.Token})
+	cl.send(ctx, map[string]any{"type": "hello", "v": 1, "workspace": ws, "role": "agent", "token": token})
 	if _, err := cl.await(ctx, "welcome", nil); err != nil {
 		t.Fatalf("agent hello on %s: %v", on.Addr, err)
 	}
 	return cl
+}
+
+// login invites an operator of a workspace through a node and signs them
+// in on another (or the same); it returns the session token.
+func (tc *testCluster) login(t testing.TB, via, on *nodeProc, ws, id string) string {
+	t.Helper()
+	var inv struct{ Index uint64 }
+	mustAPI(t, via, "POST", "/v1/admin/workspaces/"+ws+"/operators", tc.root,
+		map[string]any{"id": id, "email": id + "@" + ws + ".test", "name": strings.ToUpper(id[:1]) + id[1:], "password": "a good long password"}, &inv)
+	var login struct{ Token string }
+	mustAPI(t, on, "POST", fmt.Sprintf("/v1/login?min_index=%d", inv.Index), "", map[string]any{"workspace": ws, "email": id + "@" + ws + ".test", "password": "a good long password"}, &login)
+	return login.Token
 }
 
 // startVisitor connects a new anonymous visitor of ws to a node and starts a

@@ -243,7 +243,7 @@ func TestDeletedWorkspaceLeavesNoData(t *testing.T) {
 	}
 	// A node that joins later never gets it.
 	late := startNodeAt(t, parleyBin, nil, freeAddr(t), filepath.Join(t.TempDir(), "n6"), "-node", "n6", "-raft-addr", freeAddr(t),
-		"-gossip-addr", freeAddr(t), "-cluster-key", tc.keyFile, "-region", "us", "-h3", "off", "-join", n1.Addr)
+		"-gossip-addr", freeAddr(t), "-cluster-key", tc.keyFile, "-region", "us", "-h3", "off", "-join", tc.raft[0])
 	all := append(slices.Clone(tc.nodes), late)
 	tc.waitAlive(t, late, 6, 30*time.Second)
 

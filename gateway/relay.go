@@ -184,10 +184,10 @@ func (s *Server) relayed() []*conn {
 }
 
 // DialUpstream opens the WebSocket a relaying node uses towards a serving
-// node; header carries what lets the serving node trust the client's
-// address (see Config.Forwarded).
-func DialUpstream(ctx context.Context, url string, header http.Header) (Upstream, error) {
-	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: header, CompressionMode: websocket.CompressionDisabled})
+// node, through client (the node link between them); header carries what
+// lets the serving node trust the client's address (see Config.Forwarded).
+func DialUpstream(ctx context.Context, client *http.Client, url string, header http.Header) (Upstream, error) {
+	ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: client, HTTPHeader: header, CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", url, err)
 	}

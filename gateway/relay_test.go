@@ -29,7 +29,7 @@ func (r *upstreamRelayer) Relay(ctx context.Context, ws, key, ip string) (Upstre
 	}
 	r.dials.Add(1)
 	r.ip.Store(ip)
-	return DialUpstream(ctx, r.url, http.Header{"X-Test-Relay-For": {ip}})
+	return DialUpstream(ctx, nil, r.url, http.Header{"X-Test-Relay-For": {ip}})
 }
 
 // relayPair is a relaying gateway in front of a serving one; the serving

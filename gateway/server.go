@@ -72,6 +72,11 @@ type Config struct {
 	FrameBurst int
 	// MaxConnsPerIP limits concurrent connections from one address. Zero: 1000.
 	MaxConnsPerIP int
+	// Conns is the table of connections per address the gateway counts its
+	// sessions in, shared with a listener that counts every connection it
+	// accepts (see IPConns). Nil: a table of its own, capped at
+	// MaxConnsPerIP.
+	Conns *IPConns
 	// WorkspaceRate and WorkspaceBurst limit messages per workspace on this
 	// node. Zero: 2000/s, 4000.
 	WorkspaceRate  float64
@@ -132,6 +137,9 @@ func (c *Config) defaults() {
 	if c.MaxConnsPerIP <= 0 {
 		c.MaxConnsPerIP = 1000
 	}
+	if c.Conns == nil {
+		c.Conns = NewIPConns(c.MaxConnsPerIP)
+	}
 	if c.WorkspaceRate <= 0 {
 		c.WorkspaceRate = 2000
 	}
@@ -156,7 +164,6 @@ type Server struct {
 	views    *views
 
 	mu       sync.Mutex
-	perIP    map[string]int
 	wsLimits map[string]*rate.Limiter
 	relays   map[*conn]struct{}
 	closing  bool
@@ -171,8 +178,8 @@ func New(cfg Config) *Server {
 	return &Server{
 		cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics,
 		hub: newHub(), presence: newPresence(cfg.Clock), views: newViews(),
-		perIP: map[string]int{}, wsLimits: map[string]*rate.Limiter{},
-		relays: map[*conn]struct{}{},
+		wsLimits: map[string]*rate.Limiter{},
+		relays:   map[*conn]struct{}{},
 	}
 }
 
@@ -250,25 +257,23 @@ func (s *Server) ExpelWorkspace(ws string) int {
 	return n
 }
 
-// admit counts a new connection from ip, or refuses it. An admitted
+// admit counts a new connection from ip, or refuses it; counted says the
+// listener counted it under ip already (WithCountedConn). An admitted
 // connection counts for Shutdown until release: counting it under the lock
 // that Shutdown sets closing with orders every Add before Shutdown's Wait.
-func (s *Server) admit(ip string) bool {
+func (s *Server) admit(ip string, counted bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing || s.perIP[ip] >= s.cfg.MaxConnsPerIP {
+	if s.closing || (!counted && !s.cfg.Conns.Acquire(ip, s.cfg.Conns.Max())) {
 		return false
 	}
-	s.perIP[ip]++
 	s.conns.Add(1)
 	return true
 }
 
-func (s *Server) release(ip string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.perIP[ip]--; s.perIP[ip] <= 0 {
-		delete(s.perIP, ip)
+func (s *Server) release(ip string, counted bool) {
+	if !counted {
+		s.cfg.Conns.Release(ip)
 	}
 	s.conns.Done()
 }

@@ -182,14 +182,14 @@ func (w *WebTransport) serveHTTP(rw http.ResponseWriter, r *http.Request) {
 	defer w.active.Add(-1)
 	s := w.gw
 	ip := clientIP(r)
-	if !s.admit(ip) {
+	if !s.admit(ip, false) {
 		s.metrics.Error(CodeRateLimited)
 		rw.WriteHeader(http.StatusTooManyRequests)
 		return
 	}
 	sess, err := w.wt.Upgrade(rw, r)
 	if err != nil {
-		s.release(ip)
+		s.release(ip, false)
 		s.log.Debug("webtransport upgrade", "err", err)
 		rw.WriteHeader(http.StatusBadRequest)
 		return
@@ -199,13 +199,13 @@ func (w *WebTransport) serveHTTP(rw http.ResponseWriter, r *http.Request) {
 	str, err := sess.AcceptStream(actx)
 	cancel()
 	if err != nil {
-		s.release(ip)
+		s.release(ip, false)
 		sess.CloseWithError(closeUnauthentic, "no stream opened")
 		return
 	}
 	t := newWTTransport(sess, str)
 	s.serve(context.WithoutCancel(r.Context()), t, ip, false)
-	s.release(ip)
+	s.release(ip, false)
 	// One session per QUIC connection: once it is over, so is the
 	// connection. The client normally closes it itself; give it a moment to
 	// read the session's close first.

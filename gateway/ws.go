@@ -28,12 +28,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			ip, viaRelay = fwd, true
 		}
 	}
-	if !s.admit(ip) {
+	cnt := counted(r.Context(), ip)
+	if !s.admit(ip, cnt) {
 		s.metrics.Error(CodeRateLimited)
 		http.Error(w, `{"code":"rate_limited","message":"too many connections from this address"}`, http.StatusTooManyRequests)
 		return
 	}
-	defer s.release(ip)
+	defer s.release(ip, cnt)
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		InsecureSkipVerify: true,
 		CompressionMode:    websocket.CompressionDisabled,

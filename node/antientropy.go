@@ -107,7 +107,7 @@ func (r *replicator) shared(peer string) (*aeTree, error) {
 	if !slices.ContainsFunc(members, func(m membership.Member) bool { return m.ID == peer }) {
 		for _, n := range r.ctl.c.Nodes() {
 			if n.ID == peer {
-				members = append(members, membership.Member{ID: n.ID, Region: n.Region, HTTPAddr: n.APIAddr})
+				members = append(members, membership.Member{ID: n.ID, Region: n.Region, HTTPAddr: n.APIAddr, RaftAddr: n.RaftAddr})
 			}
 		}
 	}
@@ -411,7 +411,7 @@ func (r *replicator) aeCall(ctx context.Context, peer membership.Member, path, p
 	r.ae.bytes.WithLabelValues(phase).Add(float64(len(b)))
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	out, err := r.peers.post(cctx, peer.HTTPAddr, path, b)
+	out, err := r.peers.post(cctx, peer.RaftAddr, path, b)
 	if err != nil {
 		return err
 	}

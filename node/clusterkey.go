@@ -62,6 +62,10 @@ func (k clusterKey) masterKey() []byte { return k.derive("master-key/v1") }
 // nodeKey signs requests between nodes.
 func (k clusterKey) nodeKey() []byte { return k.derive("node-auth/v1") }
 
+// linkSeed derives the key of the cluster's certificate authority, which
+// issues the certificates nodes present to each other (cluster/nodelink).
+func (k clusterKey) linkSeed() []byte { return k.derive("node-link-ca/v1") }
+
 // adminToken is the cluster administrator's bearer token for the admin API:
 // whoever holds the cluster key can compute it (parleyctl does).
 func (k clusterKey) adminToken() string {

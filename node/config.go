@@ -29,9 +29,27 @@ type Config struct {
 	NoDemo bool
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string
-	// MaxConnsPerIP limits concurrent connections per client address.
-	// Default 1000.
+	// MaxConnsPerIP limits concurrent connections per client address:
+	// every TCP connection to the HTTP listener (plain HTTP and WebSocket
+	// alike) and every WebTransport or relayed session counts. Other nodes
+	// come in over the node link, which it does not cover. Default 1000.
 	MaxConnsPerIP int
+	// FDReserve is how many file descriptors below RLIMIT_NOFILE the HTTP
+	// listener keeps for addresses holding fewer than 4 connections (health
+	// checks, agents, new visitors) and, in its last quarter, for the node
+	// link (other nodes): once the node's open descriptors reach the
+	// reserve, other new connections are closed at once, and in its last
+	// quarter every new one on the HTTP listener. Zero: an eighth of the
+	// limit, between 16 and 1024.
+	FDReserve int
+	// HTTPReadTimeout bounds reading one request, body included, from its
+	// start; a request still being answered then has its context cancelled
+	// (net/http). WebSocket connections are not bound once upgraded.
+	// Default 30s.
+	HTTPReadTimeout time.Duration
+	// HTTPIdleTimeout is how long a keep-alive connection may wait for its
+	// next request. Default 60s.
+	HTTPIdleTimeout time.Duration
 	// FrameRate limits frames per second per connection. Default 20.
 	FrameRate float64
 	// WorkspaceRate limits messages per second per workspace on this node.
@@ -53,9 +71,12 @@ type Config struct {
 	// to a region keep their data on its nodes only. Zero: none. Env
 	// PARLEY_REGION.
 	Region string
-	// RaftAddr is the TCP address of the control plane's Raft traffic. Zero:
-	// the address used at the last start (kept in DataDir/raft/addr), or on
-	// first start the HTTP host with a free port. Env PARLEY_RAFT_ADDR.
+	// RaftAddr is the TCP address of the node link: Raft and every request
+	// between nodes (internal API, replication, anti-entropy, relays), over
+	// TLS 1.3 with certificates at both ends under the cluster's CA
+	// (cluster/nodelink). Zero: the address used at the last start (kept in
+	// DataDir/raft/addr), or on first start the HTTP host with a free port.
+	// Env PARLEY_RAFT_ADDR.
 	RaftAddr string
 	// Zone is where in its region this node runs; advertised by gossip.
 	// Zero: none. Env PARLEY_ZONE.
@@ -64,11 +85,13 @@ type Config struct {
 	// the address used at the last start (kept in DataDir/gossip-addr), or
 	// on first start the HTTP host with a free port. Env PARLEY_GOSSIP_ADDR.
 	GossipAddr string
-	// Advertise is the host other nodes reach this one at, when the HTTP or
-	// Raft address binds every interface. Zero: the bound host. Env
-	// PARLEY_ADVERTISE.
+	// Advertise is the host other nodes reach this one's link at (with the
+	// RaftAddr port): needed when RaftAddr binds every interface, or behind
+	// NAT or a TCP proxy; also the HTTP address's host when that binds every
+	// interface. Zero: the bound host. Env PARLEY_ADVERTISE.
 	Advertise string
-	// Join lists HTTP addresses (host:port) of nodes of an existing cluster.
+	// Join lists link addresses (their RaftAddr, host:port) of nodes of an
+	// existing cluster.
 	// A node with no Join and no Raft state bootstraps a new cluster of its
 	// own, so a single node needs no configuration. Env PARLEY_JOIN,
 	// comma-separated.
@@ -79,10 +102,11 @@ type Config struct {
 	// and none in this node's region.
 	Voter string
 	// ClusterKey is the file holding the secret every node of a cluster
-	// shares (at least 32 bytes, hex or raw): it authenticates nodes to each
-	// other, derives the master key that seals workspace secrets and the
-	// cluster admin token. Zero: DataDir/cluster.key, generated on first
-	// start (mode 0600) when the node bootstraps. Env PARLEY_CLUSTER_KEY_FILE.
+	// shares (at least 32 bytes, hex or raw): it derives the node link's CA
+	// (so only its holders can talk to the nodes), the gossip key, the master
+	// key that seals workspace secrets and the cluster admin token. Zero:
+	// DataDir/cluster.key, generated on first start (mode 0600) when the
+	// node bootstraps. Env PARLEY_CLUSTER_KEY_FILE.
 	ClusterKey string
 	// UsageInterval is how often the node reports its usage counts to the
 	// control plane. Zero: 10s.
@@ -147,18 +171,21 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&c.AgentToken, "agent-token", env("PARLEY_AGENT_TOKEN", ""), "operator token of the demo workspace")
 	fs.BoolVar(&c.NoDemo, "no-demo", false, "do not create the demo workspace")
 	fs.StringVar(&c.LogLevel, "log-level", env("PARLEY_LOG_LEVEL", "info"), "log level")
-	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 1000, "concurrent connections per client address")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 1000, "concurrent connections per client address, of every kind")
+	fs.IntVar(&c.FDReserve, "fd-reserve", 0, "file descriptors kept for addresses with few connections and for the node link (0: an eighth of the limit, 16 to 1024)")
+	fs.DurationVar(&c.HTTPReadTimeout, "http-read-timeout", 30*time.Second, "longest time to read one HTTP request, body included")
+	fs.DurationVar(&c.HTTPIdleTimeout, "http-idle-timeout", 60*time.Second, "how long an idle keep-alive HTTP connection is kept")
 	fs.Float64Var(&c.FrameRate, "frame-rate", 20, "frames per second per connection")
 	fs.Float64Var(&c.WorkspaceRate, "workspace-rate", 2000, "messages per second per workspace")
 	fs.StringVar(&c.H3Addr, "h3", env("PARLEY_H3", ""), `HTTP/3 and WebTransport UDP address (default: the HTTP address on UDP; "off" disables)`)
 	fs.StringVar(&c.TLSCert, "tls-cert", env("PARLEY_TLS_CERT", ""), "HTTP/3 certificate chain, PEM (default: self-signed, short-lived)")
 	fs.StringVar(&c.TLSKey, "tls-key", env("PARLEY_TLS_KEY", ""), "HTTP/3 private key, PEM")
 	fs.StringVar(&c.Region, "region", env("PARLEY_REGION", ""), "region this node runs in (eu, us, ...)")
-	fs.StringVar(&c.RaftAddr, "raft-addr", env("PARLEY_RAFT_ADDR", ""), "control-plane Raft TCP address (default: as last start, or a free port)")
+	fs.StringVar(&c.RaftAddr, "raft-addr", env("PARLEY_RAFT_ADDR", ""), "node link TCP address: Raft and node-to-node traffic over mutual TLS (default: as last start, or a free port)")
 	fs.StringVar(&c.Zone, "zone", env("PARLEY_ZONE", ""), "zone of the region this node runs in")
 	fs.StringVar(&c.GossipAddr, "gossip-addr", env("PARLEY_GOSSIP_ADDR", ""), "gossip UDP and TCP address (default: as last start, or a free port)")
-	fs.StringVar(&c.Advertise, "advertise", env("PARLEY_ADVERTISE", ""), "host other nodes reach this one at (when binding every interface)")
-	join := fs.String("join", env("PARLEY_JOIN", ""), "HTTP addresses of cluster members to join, comma-separated (none: bootstrap a cluster)")
+	fs.StringVar(&c.Advertise, "advertise", env("PARLEY_ADVERTISE", ""), "host other nodes reach this one's link at (when binding every interface, or behind NAT)")
+	join := fs.String("join", env("PARLEY_JOIN", ""), "link addresses (-raft-addr) of cluster members to join, comma-separated (none: bootstrap a cluster)")
 	fs.StringVar(&c.Voter, "voter", voterAuto, "join as a voter: yes, no or auto")
 	fs.StringVar(&c.ClusterKey, "cluster-key", env("PARLEY_CLUSTER_KEY_FILE", ""), "file with the secret shared by the cluster's nodes (default: DATA/cluster.key)")
 	fs.DurationVar(&c.UsageInterval, "usage-interval", 10*time.Second, "how often usage is reported to the control plane")
@@ -202,6 +229,15 @@ func (c *Config) defaults() {
 	}
 	if c.Lease == 0 {
 		c.Lease = 3 * time.Second
+	}
+	if c.MaxConnsPerIP <= 0 {
+		c.MaxConnsPerIP = 1000
+	}
+	if c.HTTPReadTimeout == 0 {
+		c.HTTPReadTimeout = 30 * time.Second
+	}
+	if c.HTTPIdleTimeout == 0 {
+		c.HTTPIdleTimeout = 60 * time.Second
 	}
 	c.embedDefaults()
 }
@@ -247,6 +283,9 @@ func (c *Config) validate() error {
 	}
 	if c.UsageInterval < 0 || c.Lease < 0 {
 		errs = append(errs, errors.New("usage-interval and lease: not negative"))
+	}
+	if c.HTTPReadTimeout < 0 || c.HTTPIdleTimeout < 0 || c.FDReserve < 0 {
+		errs = append(errs, errors.New("http-read-timeout, http-idle-timeout and fd-reserve: not negative"))
 	}
 	errs = append(errs, c.validateEmbed()...)
 	switch c.LogLevel {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"parley/cluster"
+	"parley/cluster/nodelink"
 )
 
 // control is the node's member of the Raft control plane: it opens it,
@@ -25,6 +26,7 @@ type control struct {
 	log     *slog.Logger
 	c       *cluster.Cluster
 	key     clusterKey
+	link    *nodelink.Link
 	peers   *peerClient
 	apiAddr string
 	// gossipAddr is registered with the control plane; set before run.
@@ -52,13 +54,18 @@ func openControl(cfg Config, log *slog.Logger, apiAddr string, obs cluster.Obser
 	if err != nil {
 		return nil, err
 	}
-	ctl := &control{cfg: cfg, log: log, key: key, peers: newPeerClient(key.nodeKey(), faultDial(cfg.faults)), apiAddr: apiAddr}
+	// Every byte between nodes but gossip goes through the link: mutual
+	// TLS under the CA only holders of the cluster key can compute.
+	link, err := nodelink.Listen(nodelink.Config{Seed: key.linkSeed(), NodeID: cfg.NodeID, Bind: raftAddr, Advertise: advertise, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("node link on %s: %w", raftAddr, err)
+	}
+	ctl := &control{cfg: cfg, log: log, key: key, link: link, peers: newPeerClient(key.nodeKey(), link, faultDial(cfg.faults)), apiAddr: apiAddr}
 	fwd := &httpForwarder{peers: ctl.peers}
 	c, err := cluster.Open(cluster.Config{
 		NodeID:             cfg.NodeID,
 		Region:             cfg.Region,
-		RaftAddr:           raftAddr,
-		AdvertiseAddr:      advertise,
+		Stream:             link.Stream(nodelink.ProtoRaft),
 		DataDir:            dir,
 		Bootstrap:          bootstrap,
 		Voter:              cfg.Voter != voterNo,
@@ -77,14 +84,14 @@ func openControl(cfg Config, log *slog.Logger, apiAddr string, obs cluster.Obser
 		CommitTimeout: 10 * time.Millisecond,
 	})
 	if err != nil {
+		link.Close()
 		return nil, fmt.Errorf("control plane: %w", err)
 	}
-	fwd.nodes = c.Nodes
 	ctl.c = c
 	// The next start binds the same port, so the address peers know stays
 	// right.
 	if err := os.WriteFile(filepath.Join(dir, "addr"), []byte(c.Addr()+"\n"), 0o600); err != nil {
-		c.Close()
+		ctl.close()
 		return nil, err
 	}
 	return ctl, nil
@@ -107,13 +114,18 @@ func raftAddrs(cfg Config, dir string) (bind, advertise string, err error) {
 	if err != nil {
 		return "", "", fmt.Errorf("raft address %q: %w", bind, err)
 	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		if cfg.Advertise == "" || port == "0" {
-			return "", "", fmt.Errorf("raft address %s binds every interface: give -advertise and a fixed port", bind)
+	// With -advertise, other nodes dial that host (a NAT, a proxy), at the
+	// port bound.
+	if cfg.Advertise != "" {
+		if port == "0" {
+			return "", "", fmt.Errorf("raft address %s: -advertise needs a fixed port", bind)
 		}
-		advertise = net.JoinHostPort(cfg.Advertise, port)
+		return bind, net.JoinHostPort(cfg.Advertise, port), nil
 	}
-	return bind, advertise, nil
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return "", "", fmt.Errorf("raft address %s binds every interface: give -advertise and a fixed port", bind)
+	}
+	return bind, "", nil
 }
 
 // advertiseAddr turns a bound address into one other nodes can dial.
@@ -201,13 +213,13 @@ type joinRequest struct {
 	Voter    string `json:"voter"`
 }
 
-// joinReply answers a joinRequest; LeaderAPI names where to ask instead
-// when the node asked is not the leader.
+// joinReply answers a joinRequest; LeaderAddr names the leader's link
+// address, where to ask instead when the node asked is not the leader.
 type joinReply struct {
-	Voter     bool   `json:"voter"`
-	Code      string `json:"code,omitempty"`
-	Error     string `json:"error,omitempty"`
-	LeaderAPI string `json:"leader_api,omitempty"`
+	Voter      bool   `json:"voter"`
+	Code       string `json:"code,omitempty"`
+	Error      string `json:"error,omitempty"`
+	LeaderAddr string `json:"leader_addr,omitempty"`
 }
 
 // join asks the configured members, and the leader they name, to add this
@@ -217,7 +229,7 @@ func (ctl *control) join(ctx context.Context) error {
 	var errs []error
 	targets := append([]string(nil), ctl.cfg.Join...)
 	for i := 0; i < len(targets) && i < 8; i++ {
-		if targets[i] == ctl.apiAddr {
+		if targets[i] == ctl.c.Addr() {
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -231,17 +243,17 @@ func (ctl *control) join(ctx context.Context) error {
 		case err == nil:
 			ctl.log.Info("control plane: joined", "via", targets[i], "voter", rep.Voter)
 			return nil
-		case rep.LeaderAPI != "":
-			targets = append(targets, rep.LeaderAPI)
+		case rep.LeaderAddr != "":
+			targets = append(targets, rep.LeaderAddr)
 		}
 		errs = append(errs, err)
 	}
-	return fmt.Errorf("join: %w", errors.Join(errs...))
+	return fmt.Errorf("join (-join takes members' -raft-addr link addresses): %w", errors.Join(errs...))
 }
 
 // handleJoin adds a node to the Raft configuration, as a voter or not (see
 // Config.Voter), and registers it. Only the leader can; another node answers
-// with the leader's API address.
+// with the leader's link address.
 func (ctl *control) handleJoin(ctx context.Context, body []byte) (joinReply, int) {
 	var req joinRequest
 	if err := json.Unmarshal(body, &req); err != nil {
@@ -249,14 +261,8 @@ func (ctl *control) handleJoin(ctx context.Context, body []byte) (joinReply, int
 	}
 	info := cluster.NodeInfo{ID: req.ID, Region: req.Region, RaftAddr: req.RaftAddr, APIAddr: req.APIAddr, NoVote: req.Voter == voterNo}
 	if !ctl.c.IsLeader() {
-		rep := joinReply{Code: "not_leader", Error: "not the leader"}
-		_, leaderRaft := ctl.c.Leader()
-		for _, n := range ctl.c.Nodes() {
-			if n.RaftAddr == leaderRaft && leaderRaft != "" {
-				rep.LeaderAPI = n.APIAddr
-			}
-		}
-		return rep, 503
+		_, leaderAddr := ctl.c.Leader()
+		return joinReply{Code: "not_leader", Error: "not the leader", LeaderAddr: leaderAddr}, 503
 	}
 	voter := ctl.wantsVote(req)
 	var err error
@@ -440,25 +446,23 @@ func (ctl *control) leaderCommitIndex(ctx context.Context) (uint64, error) {
 	if ctl.c.IsLeader() {
 		return ctl.c.LeaderCommitIndex(ctx)
 	}
-	_, leaderRaft := ctl.c.Leader()
-	api := ""
-	for _, n := range ctl.c.Nodes() {
-		if n.RaftAddr == leaderRaft && leaderRaft != "" {
-			api = n.APIAddr
-		}
-	}
-	if api == "" {
+	_, leader := ctl.c.Leader()
+	if leader == "" {
 		return 0, errors.New("no leader known")
 	}
-	b, err := ctl.peers.post(ctx, api, pathReadIndex, nil)
+	b, err := ctl.peers.post(ctx, leader, pathReadIndex, nil)
 	if err != nil {
 		return 0, err
 	}
 	var rep waitRequest
 	if err := json.Unmarshal(b, &rep); err != nil || rep.Index == 0 {
-		return 0, fmt.Errorf("read index from %s: %q", api, b)
+		return 0, fmt.Errorf("read index from %s: %q", leader, b)
 	}
 	return rep.Index, nil
 }
 
-func (ctl *control) close() error { return ctl.c.Close() }
+// close stops the Raft member, then the link under it.
+func (ctl *control) close() error {
+	err := ctl.c.Close()
+	return errors.Join(err, ctl.link.Close())
+}

@@ -48,10 +48,6 @@ func (n *Node) routes() http.Handler {
 		}
 		w.Write([]byte("ready\n"))
 	})
-	n.ctl.internalRoutes(mux)
-	mux.HandleFunc("GET "+pathRepl, n.repl.serveRepl)
-	n.repl.aeRoutes(mux, n.ctl.signed)
-	n.purge.purgeRoutes(mux, n.ctl.signed)
 	(&admin{ctl: n.ctl, st: n.store, members: n.gossip.m.Members, purge: n.purge}).routes(mux)
 	n.embedRoutes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))

@@ -12,7 +12,8 @@ import (
 	"parley/cluster"
 )
 
-// Internal API paths: node to node, signed (see peer.go).
+// Internal API paths: node to node, over the node link only, and signed
+// (see peer.go).
 const (
 	pathForward   = "/internal/v1/forward"
 	pathJoin      = "/internal/v1/join"
@@ -103,7 +104,7 @@ func (ctl *control) confirmEverywhere(ctx context.Context, index uint64) Confirm
 	var wg sync.WaitGroup
 	apis := map[string]string{}
 	for _, n := range ctl.c.Nodes() {
-		apis[n.ID] = n.APIAddr
+		apis[n.ID] = n.RaftAddr
 	}
 	body, _ := json.Marshal(waitRequest{Index: index})
 	for _, m := range ctl.c.Members() {
@@ -116,7 +117,7 @@ func (ctl *control) confirmEverywhere(ctx context.Context, index uint64) Confirm
 				err = ctl.c.WaitApplied(wctx, index)
 				cancel()
 			} else if api := apis[id]; api == "" {
-				err = errors.New("no API address registered")
+				err = errors.New("no link address registered")
 			} else {
 				wctx, cancel := context.WithTimeout(ctx, waitTimeout+time.Second)
 				_, err = ctl.peers.post(wctx, api, pathWait, body)

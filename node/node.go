@@ -92,7 +92,8 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 	n.repl = newReplicator(cfg, n.log, st, n.ctl, n.gossip.m, n.metrics.reg)
 	n.auth = &clusterAuth{ctl: n.ctl, st: st, catchUps: make(chan struct{}, 4)}
 	n.usage = newUsageReporter(cfg.NodeID, n.ctl.c.Apply, n.log, cfg.UsageInterval)
-	n.relay = &relayer{region: cfg.Region, self: cfg.NodeID, key: n.ctl.key.nodeKey(), ctl: n.ctl, mem: n.gossip.m}
+	n.relay = &relayer{region: cfg.Region, self: cfg.NodeID, key: n.ctl.key.nodeKey(), ctl: n.ctl, mem: n.gossip.m, client: n.ctl.peers.client}
+	conns := gateway.NewIPConns(cfg.MaxConnsPerIP)
 	n.gw = gateway.New(gateway.Config{
 		Store:          replicatedStore{Store: st, r: n.repl},
 		Auth:           n.auth,
@@ -106,12 +107,14 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 		Logger:         n.log,
 		Metrics:        n.metrics,
 		MaxConnsPerIP:  cfg.MaxConnsPerIP,
+		Conns:          conns,
 		FrameRate:      cfg.FrameRate,
 		FrameBurst:     int(cfg.FrameRate * 3),
 		WorkspaceRate:  cfg.WorkspaceRate,
 		WorkspaceBurst: int(cfg.WorkspaceRate * 2),
 	})
 	n.repl.gw = n.gw
+	n.ln = newGuardedListener(ln, n.log, conns, nil, cfg.FDReserve)
 	drop := n.gw.DropNode
 	n.gossip.onDown.Store(&drop)
 	n.repl.onReplies = n.repliesFromPeer
@@ -229,8 +232,12 @@ func (n *Node) Run(ctx context.Context) error {
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+		// Hijacked connections (WebSocket) have their deadlines cleared.
+		ReadTimeout:    n.cfg.HTTPReadTimeout,
+		IdleTimeout:    n.cfg.HTTPIdleTimeout,
+		ConnContext:    connContext,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	var wt *gateway.WebTransport
@@ -286,12 +293,27 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		return nil
 	})
+	// Other nodes' requests, over the node link only.
+	linkSrv := &http.Server{
+		Handler:           n.linkRoutes(),
+		ConnContext:       linkConnContext,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+	}
+	g.Go(func() error {
+		if err := linkSrv.Serve(n.linkListener()); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("node link http: %w", err)
+		}
+		return nil
+	})
 	g.Go(func() error {
 		<-gctx.Done()
 		n.ready.Store(false)
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		srv.Shutdown(sctx)
+		linkSrv.Shutdown(sctx)
 		// The gateway tells WebSocket and WebTransport clients alike to
 		// reconnect and closes their sessions; then HTTP/3 closes.
 		n.gw.Shutdown(sctx)

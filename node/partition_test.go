@@ -154,11 +154,11 @@ func inProcessCluster(t *testing.T, f *faultNet, n int) ([]*running, string) {
 			LogLevel: "warn", FrameRate: 10000, WorkspaceRate: 10000, passwordIterations: cluster.MinPasswordIterations,
 			faults: faultPort{f, id}}
 		if i > 0 {
-			cfg.Join, cfg.Voter = []string{nodes[0].n.Addr()}, voterYes
+			cfg.Join, cfg.Voter = []string{nodes[0].n.ctl.c.Addr()}, voterYes
 		}
 		r := runNode(t, cfg)
 		f.mu.Lock()
-		f.owner[r.n.Addr()], f.owner[r.n.gossip.m.Addr()] = id, id
+		f.owner[r.n.ctl.c.Addr()], f.owner[r.n.gossip.m.Addr()] = id, id
 		f.mu.Unlock()
 		nodes = append(nodes, r)
 	}

@@ -15,12 +15,14 @@ import (
 	"time"
 
 	"parley/cluster"
+	"parley/cluster/nodelink"
 )
 
-// Requests between nodes go over the nodes' HTTP listeners under
-// /internal/v1/, signed with a key derived from the cluster key: the
-// signature covers the method, the path, a timestamp and the body, so a
-// captured request cannot be altered, and is refused after maxSkew.
+// Requests between nodes go under /internal/v1/ over the node link
+// (cluster/nodelink: mutual TLS under the cluster's CA), never over the
+// public listener, and are also signed with a key derived from the cluster
+// key: the signature covers the method, the path, a timestamp and the body,
+// so a request cannot be altered, and is refused after maxSkew.
 const (
 	hdrNodeTime = "X-Parley-Node-Time"
 	hdrNodeSig  = "X-Parley-Node-Sig"
@@ -34,36 +36,33 @@ const (
 // connection refused), so the command it carried was certainly not applied.
 var errNotDelivered = errors.New("not delivered")
 
-// peerClient sends signed requests to other nodes.
+// peerClient sends signed requests to other nodes, addressed by their link
+// addresses (Raft addresses), over the node link.
 type peerClient struct {
 	key    []byte
 	client *http.Client
-	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // faultHook lets a test stand between this node and the others
 // (Config.faults).
 type faultHook interface {
-	// DialContext opens a connection to another node's HTTP address.
+	// DialContext opens a connection to another node's link address.
 	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 	// DropGossip says whether gossip to addr is lost.
 	DropGossip(addr string) bool
 }
 
-// newPeerClient returns the client of internal requests; dial, when not
-// nil, opens its connections (Config.faults).
-func newPeerClient(key []byte, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *peerClient {
+// newPeerClient returns the client of internal requests, over link; dial,
+// when not nil, opens the TCP connections under it (Config.faults).
+func newPeerClient(key []byte, link *nodelink.Link, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *peerClient {
 	if dial == nil {
 		dial = (&net.Dialer{Timeout: 2 * time.Second}).DialContext
 	}
-	return &peerClient{key: key, dial: dial, client: &http.Client{
-		Transport: &http.Transport{
-			DialContext:         dial,
-			MaxIdleConnsPerHost: 8,
-			IdleConnTimeout:     time.Minute,
-		},
-	}}
+	return &peerClient{key: key, client: &http.Client{Transport: link.HTTPTransport(dial)}}
 }
+
+// url is the address of path on the node whose link listens at addr.
+func peerURL(addr, path string) string { return "https://" + addr + path }
 
 func sign(key []byte, method, path, ts string, body []byte) string {
 	sum := sha256.Sum256(body)
@@ -75,7 +74,7 @@ func sign(key []byte, method, path, ts string, body []byte) string {
 // post sends body to another node's internal path and returns the reply of a
 // 200; any other status is an error carrying the reply's text.
 func (p *peerClient) post(ctx context.Context, apiAddr, path string, body []byte) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+apiAddr+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, peerURL(apiAddr, path), bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
@@ -124,27 +123,13 @@ func verifyPeer(key []byte, r *http.Request, now time.Time) ([]byte, error) {
 }
 
 // httpForwarder carries Raft commands from a follower to the leader's
-// internal API; the leader is found by its Raft address among the nodes
-// registered in the replicated state.
+// internal API, at the leader's Raft address: the link serves both.
 type httpForwarder struct {
 	peers *peerClient
-	// state reads the registered nodes; set once the cluster is open.
-	nodes func() []cluster.NodeInfo
 }
 
 func (f *httpForwarder) Forward(ctx context.Context, leaderAddr string, cmd []byte) ([]byte, error) {
-	api := ""
-	for _, n := range f.nodes() {
-		if n.RaftAddr == leaderAddr {
-			api = n.APIAddr
-		}
-	}
-	if api == "" {
-		// The leader has not registered its API address yet: nothing was
-		// sent, so the command is retried once it has.
-		return nil, fmt.Errorf("leader at %s: %w: %w", leaderAddr, errNotDelivered, cluster.ErrNotLeader)
-	}
-	b, err := f.peers.post(ctx, api, pathForward, cmd)
+	b, err := f.peers.post(ctx, leaderAddr, pathForward, cmd)
 	if errors.Is(err, errNotDelivered) {
 		return nil, fmt.Errorf("%w: %w", err, cluster.ErrNotLeader)
 	}

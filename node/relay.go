@@ -21,9 +21,11 @@ import (
 // lands on the same node as long as it lives; the next ones are tried when
 // it cannot be dialled.
 
+// Relayed connections and requests go over the node link (mutual TLS), to
+// the serving node's link listener: a public listener never takes a relay.
 // The relaying node tells the serving node the client's address, so that
 // per-IP limits apply to the client and not to the relay; the claim is
-// signed with the nodes' key.
+// also signed with the nodes' key.
 const (
 	hdrRelayFor  = "X-Parley-Relay-For"
 	hdrRelayTime = "X-Parley-Relay-Time"
@@ -38,8 +40,9 @@ type relayer struct {
 	key    []byte
 	ctl    *control
 	mem    interface{ Members() []membership.Member }
-	// transport carries proxied API requests; nil: http.DefaultTransport.
-	transport http.RoundTripper
+	// client carries relayed connections and API requests over the node
+	// link to the serving node.
+	client *http.Client
 }
 
 func (r *relayer) Relay(ctx context.Context, workspace, key, ip string) (gateway.Upstream, error) {
@@ -54,7 +57,7 @@ func (r *relayer) Relay(ctx context.Context, workspace, key, ip string) (gateway
 	}
 	var last error
 	for _, m := range cands {
-		up, err := gateway.DialUpstream(ctx, "ws://"+m.HTTPAddr+"/v1/ws", relayHeader(r.key, http.MethodGet, "/v1/ws", ip, time.Now()))
+		up, err := gateway.DialUpstream(ctx, r.client, "wss://"+m.RaftAddr+"/v1/ws", relayHeader(r.key, http.MethodGet, "/v1/ws", ip, time.Now()))
 		if err == nil {
 			return up, nil
 		}
@@ -68,7 +71,7 @@ func (r *relayer) Relay(ctx context.Context, workspace, key, ip string) (gateway
 func (r *relayer) serving(region, key string) []membership.Member {
 	var out []membership.Member
 	for _, m := range membership.Replicas(r.mem.Members(), key, region, relayTries+1) {
-		if m.ID != r.self && !m.Leaving && m.HTTPAddr != "" && len(out) < relayTries {
+		if m.ID != r.self && !m.Leaving && m.RaftAddr != "" && len(out) < relayTries {
 			out = append(out, m)
 		}
 	}
@@ -99,7 +102,7 @@ func relayHeader(key []byte, method, path, ip string, now time.Time) http.Header
 func forwarded(key []byte) func(r *http.Request) (string, bool) {
 	return func(r *http.Request) (string, bool) {
 		ip := r.Header.Get(hdrRelayFor)
-		if ip == "" {
+		if ip == "" || !viaLink(r.Context()) {
 			return "", false
 		}
 		ms, err := strconv.ParseInt(r.Header.Get(hdrRelayTime), 10, 64)
@@ -145,12 +148,12 @@ func (r *relayer) proxyAPI(w http.ResponseWriter, req *http.Request, workspace s
 	target := cands[0]
 	p := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", target.HTTPAddr
+			pr.Out.URL.Scheme, pr.Out.URL.Host = "https", target.RaftAddr
 			for k, v := range relayHeader(r.key, pr.In.Method, pr.In.URL.Path, ip, time.Now()) {
 				pr.Out.Header[k] = v
 			}
 		},
-		Transport: r.transport,
+		Transport: r.client.Transport,
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, _ error) {
 			writeJSON(w, http.StatusBadGateway, &apiError{http.StatusBadGateway, codeUnavailable, "the workspace's region did not answer: retry"})
 		},

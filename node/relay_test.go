@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -15,28 +16,33 @@ func TestForwardedTrustsOnlySignedClaims(t *testing.T) {
 		header func() map[string]string
 		want   string
 		ok     bool
+		public bool // arrived on the public listener, not the node link
 	}{
-		{"signed", func() map[string]string { return flat(relayHeader(key, "GET", "/v1/ws", "203.0.113.7", now)) }, "203.0.113.7", true},
-		{"direct", func() map[string]string { return nil }, "", false},
-		{"other cluster's key", func() map[string]string { return flat(relayHeader(other, "GET", "/v1/ws", "203.0.113.7", now)) }, "", false},
+		{"signed", func() map[string]string { return flat(relayHeader(key, "GET", "/v1/ws", "203.0.113.7", now)) }, "203.0.113.7", true, false},
+		{"direct", func() map[string]string { return nil }, "", false, false},
+		{"signed, on the public listener", func() map[string]string { return flat(relayHeader(key, "GET", "/v1/ws", "203.0.113.7", now)) }, "", false, true},
+		{"other cluster's key", func() map[string]string { return flat(relayHeader(other, "GET", "/v1/ws", "203.0.113.7", now)) }, "", false, false},
 		{"too old", func() map[string]string {
 			return flat(relayHeader(key, "GET", "/v1/ws", "203.0.113.7", now.Add(-time.Minute)))
-		}, "", false},
+		}, "", false, false},
 		{"address changed", func() map[string]string {
 			h := flat(relayHeader(key, "GET", "/v1/ws", "203.0.113.7", now))
 			h[hdrRelayFor] = "198.51.100.1"
 			return h
-		}, "", false},
+		}, "", false, false},
 		{"no time", func() map[string]string {
 			h := flat(relayHeader(key, "GET", "/v1/ws", "203.0.113.7", now))
 			delete(h, hdrRelayTime)
 			return h
-		}, "", false},
+		}, "", false, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			r := httptest.NewRequest("GET", "/v1/ws", nil)
+			if !tc.public {
+				r = r.WithContext(linkConnContext(context.Background(), nil))
+			}
 			for k, v := range tc.header() {
 				r.Header.Set(k, v)
 			}

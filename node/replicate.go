@@ -65,8 +65,6 @@ type replicator struct {
 	gw      *gateway.Server      // set once the gateway exists, before serving
 	// delay is Config.FaultReplDelay.
 	delay time.Duration
-	// faults says links are dialled through Config.faults (peers.dial).
-	faults bool
 	// erase erases a conversation here (and from the embeddings); set
 	// before serving.
 	erase func(ctx context.Context, ws, conv string) error
@@ -105,7 +103,7 @@ type resyncReq struct {
 const signalResync = "resync"
 
 func newReplicator(cfg Config, log *slog.Logger, st *store.Store, ctl *control, mem *membership.Membership, reg prometheus.Registerer) *replicator {
-	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, peers: ctl.peers, acks: map[ackKey]*ackWait{}, records: map[string]store.Conversation{}, ae: newAEMetrics(reg), aeTrees: map[string]*aeCached{}, aeKick: make(chan string, 16), delay: cfg.FaultReplDelay, faults: cfg.faults != nil, joined: make(chan resyncReq, 64), repliesIn: make(chan repliesFrom, 64)}
+	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, peers: ctl.peers, acks: map[ackKey]*ackWait{}, records: map[string]store.Conversation{}, ae: newAEMetrics(reg), aeTrees: map[string]*aeCached{}, aeKick: make(chan string, 16), delay: cfg.FaultReplDelay, joined: make(chan resyncReq, 64), repliesIn: make(chan repliesFrom, 64)}
 	r.gate = replication.NewGate(r.have, 0)
 	r.repl = replication.New(replication.Config{Self: cfg.NodeID, Dial: r.dial, Store: r.store, Logger: log, OnSignal: r.onSignal})
 	return r
@@ -685,7 +683,7 @@ func (r *replicator) dial(ctx context.Context, peer string) (replication.Conn, e
 	addr := ""
 	for _, m := range r.mem.Members() {
 		if m.ID == peer {
-			addr = m.HTTPAddr
+			addr = m.RaftAddr
 		}
 	}
 	if addr == "" {
@@ -699,11 +697,8 @@ func (r *replicator) dial(ctx context.Context, peer string) (replication.Conn, e
 	h.Set(hdrNodeID, r.node)
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	opts := &websocket.DialOptions{HTTPHeader: h}
-	if r.faults {
-		opts.HTTPClient = &http.Client{Transport: &http.Transport{DialContext: r.peers.dial}}
-	}
-	c, _, err := websocket.Dial(dctx, "ws://"+addr+path, opts)
+	opts := &websocket.DialOptions{HTTPHeader: h, HTTPClient: r.peers.client}
+	c, _, err := websocket.Dial(dctx, "wss://"+addr+path, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -261,7 +261,7 @@ func (p *purger) handover(ctx context.Context, ws, region string) error {
 		}
 		for _, m := range inRegion {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_, err := r.peers.post(cctx, m.HTTPAddr, pathRepliesMerge, b)
+			_, err := r.peers.post(cctx, m.RaftAddr, pathRepliesMerge, b)
 			cancel()
 			if err != nil {
 				return fmt.Errorf("saved replies to node %s: %w", m.ID, err)
@@ -367,7 +367,7 @@ func (p *purger) confirmPurge(ctx context.Context, ws string, index uint64) Purg
 	var wg sync.WaitGroup
 	apis := map[string]string{}
 	for _, n := range ctl.c.Nodes() {
-		apis[n.ID] = n.APIAddr
+		apis[n.ID] = n.RaftAddr
 	}
 	body, _ := json.Marshal(purgeRequest{Workspace: ws, Index: index})
 	for _, m := range ctl.c.Members() {
@@ -380,7 +380,7 @@ func (p *purger) confirmPurge(ctx context.Context, ws string, index uint64) Purg
 				err = p.purged(wctx, ws, index)
 				cancel()
 			} else if api := apis[id]; api == "" {
-				err = errors.New("no API address registered")
+				err = errors.New("no link address registered")
 			} else {
 				wctx, cancel := context.WithTimeout(ctx, purgeTimeout+time.Second)
 				_, err = ctl.peers.post(wctx, api, pathPurge, body)

@@ -111,7 +111,7 @@ func run(ctx context.Context, o options) error {
 			}
 		}
 	}()
-	first := fmt.Sprintf("127.0.0.1:%d", o.port)
+	first := "127.0.0.1:7000" // n1's node link (Raft address)
 	for i := range o.nodes {
 		id := fmt.Sprintf("n%d", i+1)
 		host := fmt.Sprintf("127.0.0.%d", i+1)

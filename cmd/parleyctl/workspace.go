@@ -11,7 +11,7 @@ import (
 func init() {
 	register(
 		command{"workspace create", "-id ID -name NAME [-region REGION] [-plan PLAN] [-brand ID=NAME]...",
-			"create a workspace, pinned to a region if given; prints its identity secret once", workspaceCreate},
+			"create a workspace, pinned to a region if given; prints its identity secret (also readable later: workspace secrets)", workspaceCreate},
 		command{"workspace list", "", "list the workspaces (a key or session sees its own)", workspaceList},
 		command{"workspaces", "", "same as workspace list", workspaceList},
 		command{"workspace show", "ID", "show a workspace", workspaceShow},
