@@ -160,7 +160,7 @@ func regionCluster(t *testing.T, regions []string) []*running {
 		cfg := Config{NodeID: id, DataDir: filepath.Join(dir, id), ClusterKey: keyFile, Region: region, NoDemo: true, H3Addr: h3Off,
 			LogLevel: "warn", FrameRate: 10000, WorkspaceRate: 10000, passwordIterations: cluster.MinPasswordIterations}
 		if i > 0 {
-			cfg.Join, cfg.Voter = []string{nodes[0].n.Addr()}, voterYes
+			cfg.Join, cfg.Voter = []string{nodes[0].n.ctl.c.Addr()}, voterYes
 		}
 		nodes = append(nodes, runNode(t, cfg))
 	}
