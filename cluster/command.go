@@ -221,7 +221,9 @@ func (c UpdateWorkspace) Validate() error {
 
 // DeleteWorkspace deletes a workspace with its operators, sessions, keys,
 // secrets, usage, billing events and assignments. Idempotency records stay,
-// so a late retry of a usage report is still answered as a duplicate.
+// so a late retry of a usage report is still answered as a duplicate. The
+// ID stays recorded as deleted: CreateWorkspace refuses it forever, and
+// every node purges the workspace's data and refuses it from peers.
 type DeleteWorkspace struct {
 	ID string `json:"id"`
 }

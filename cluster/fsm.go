@@ -86,7 +86,7 @@ func (f *fsm) apply(l *raft.Log) (res Result, err error) {
 	case *UpdateWorkspace:
 		return s.applyUpdateWorkspace(l.Index, c)
 	case *DeleteWorkspace:
-		return s.applyDeleteWorkspace(c)
+		return s.applyDeleteWorkspace(l.Index, c)
 	case *CreateOperator:
 		return s.applyCreateOperator(c)
 	case *UpdateOperator:

@@ -205,6 +205,17 @@ func TestApplyCommands(t *testing.T) {
 				}
 			}},
 		{"delete missing workspace", DeleteWorkspace{ID: "acme"}, ErrNotFound, nil},
+		// Another tenant must never get the ID of a deleted workspace: a
+		// node may still hold its data.
+		{"recreate deleted workspace", CreateWorkspace{ID: "acme", Name: "Other", Plan: "free", Created: t0}, ErrExists,
+			func(t *testing.T, s *State) {
+				if _, ok := s.Deleted("acme"); !ok {
+					t.Fatal("deletion not recorded")
+				}
+				if _, err := s.Workspace("acme"); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("recreated workspace: %v", err)
+				}
+			}},
 	}
 	for _, st := range steps {
 		before := h.state().Index()
@@ -416,6 +427,8 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	h := richHarness(t)
 	raw, hash := NewAPIKey()
 	h.must(CreateKey{Hash: hash, Workspace: "acme", Name: "k", Created: t0})
+	h.must(CreateWorkspace{ID: "initech", Name: "Initech", Plan: "free", Created: t0})
+	h.must(DeleteWorkspace{ID: "initech"})
 	snap := h.snapshot()
 
 	r := newHarness(t)
@@ -439,6 +452,10 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	// The derived indexes were rebuilt: a key authenticates.
 	if _, err := r.state().AuthenticateKey(raw); err != nil {
 		t.Fatalf("key after restore: %v", err)
+	}
+	// A deleted workspace's ID stays deleted: never reused, its data purged.
+	if _, ok := r.state().Deleted("initech"); !ok {
+		t.Fatal("deleted workspace lost in the snapshot")
 	}
 	// And idempotency survives: the report of validCommands is a duplicate.
 	r.idx = h.idx

@@ -108,6 +108,11 @@ type stateData struct {
 	// Applied holds every idempotency key applied and not yet pruned.
 	Applied map[string]appliedRecord `json:"applied"`
 	Nodes   map[string]NodeInfo      `json:"nodes"`
+	// Deleted holds every workspace ID ever deleted, with the log index of
+	// its deletion: an ID is never handed out again (any node may still
+	// hold, or be about to purge, data under it), and every node purges
+	// and refuses the data of a deleted workspace.
+	Deleted map[string]uint64 `json:"deleted,omitempty"`
 }
 
 type workspaceState struct {
@@ -152,6 +157,7 @@ func (d *stateData) fill() {
 	d.Keys = nonNil(d.Keys)
 	d.Applied = nonNil(d.Applied)
 	d.Nodes = nonNil(d.Nodes)
+	d.Deleted = nonNil(d.Deleted)
 	for _, ws := range d.Workspaces {
 		ws.fill()
 	}

@@ -17,6 +17,9 @@ func (s *State) applyCreateWorkspace(c *CreateWorkspace) (Result, error) {
 	if _, ok := d.Workspaces[c.ID]; ok {
 		return Result{}, fmt.Errorf("workspace %q: %w", c.ID, ErrExists)
 	}
+	if _, ok := d.Deleted[c.ID]; ok {
+		return Result{}, fmt.Errorf("workspace %q was deleted, and a workspace ID is never reused: %w", c.ID, ErrExists)
+	}
 	if _, ok := d.Plans[c.Plan]; !ok {
 		return Result{}, fmt.Errorf("plan %q: %w", c.Plan, ErrNotFound)
 	}
@@ -67,7 +70,7 @@ func hasBrand(bs []Brand, id string) bool {
 	return slices.ContainsFunc(bs, func(b Brand) bool { return b.ID == id })
 }
 
-func (s *State) applyDeleteWorkspace(c *DeleteWorkspace) (Result, error) {
+func (s *State) applyDeleteWorkspace(index uint64, c *DeleteWorkspace) (Result, error) {
 	if _, err := s.d.workspace(c.ID); err != nil {
 		return Result{}, err
 	}
@@ -84,6 +87,7 @@ func (s *State) applyDeleteWorkspace(c *DeleteWorkspace) (Result, error) {
 		}
 	}
 	delete(s.d.Workspaces, c.ID)
+	s.d.Deleted[c.ID] = index
 	return Result{}, nil
 }
 
@@ -200,6 +204,15 @@ func (s *State) Workspace(id string) (Workspace, error) {
 		return Workspace{}, err
 	}
 	return copyWorkspace(ws.Workspace), nil
+}
+
+// Deleted returns the log index at which a workspace was deleted, and
+// whether it ever was: its ID is never reused, and its data is purged.
+func (s *State) Deleted(id string) (uint64, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	i, ok := s.d.Deleted[id]
+	return i, ok
 }
 
 // Workspaces lists every workspace by ID.

@@ -53,6 +53,8 @@ type clusterSpec struct {
 	// argsFor(i) adds flags to node i.
 	links   []string
 	argsFor func(i int) []string
+	// regions gives node i its region, in turn; zero: eu, us, ap.
+	regions []string
 }
 
 func startClusterOn(t testing.TB, spec clusterSpec) *testCluster {
@@ -70,6 +72,9 @@ func startClusterOn(t testing.TB, spec clusterSpec) *testCluster {
 		t.Fatal(err)
 	}
 	regions := []string{"eu", "us", "ap"}
+	if spec.regions != nil {
+		regions = spec.regions
+	}
 	for i := range n {
 		httpAddr := ""
 		if spec.hosts != nil {

@@ -243,6 +243,20 @@ func (s *Server) Expel(revoked func(workspace, credential string) bool) int {
 	return n
 }
 
+// ExpelWorkspace closes, with auth_failed, every connection of a workspace,
+// visitors' and agents', and returns how many. The node calls it when the
+// workspace is deleted: no one may go on writing to it.
+func (s *Server) ExpelWorkspace(ws string) int {
+	n := 0
+	for _, c := range s.hub.conns() {
+		if c.id.Workspace == ws {
+			c.fail(fatalf(CodeAuthFailed, closeAuthFailed, "workspace deleted"))
+			n++
+		}
+	}
+	return n
+}
+
 // admit counts a new connection from ip, or refuses it; counted says the
 // listener counted it under ip already (WithCountedConn). An admitted
 // connection counts for Shutdown until release: counting it under the lock

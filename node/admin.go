@@ -118,6 +118,8 @@ type admin struct {
 	st  *store.Store
 	// members lists the nodes gossip sees alive.
 	members func() []membership.Member
+	// purge confirms a deletion's or a pin's purge on every node.
+	purge *purger
 	// logins limits password attempts per client address.
 	loginsMu sync.Mutex
 	logins   map[string]*rate.Limiter

@@ -269,13 +269,17 @@ func (a *admin) createWorkspace(r *http.Request, p principal) (any, error) {
 	}
 	ctx := r.Context()
 	cmd := cluster.CreateWorkspace{ID: req.ID, Name: req.Name, Region: req.Region, Plan: req.Plan, Brands: req.Brands, Created: time.Now().UTC()}
-	_, err := a.ctl.c.Apply(ctx, cmd)
+	cres, err := a.ctl.c.Apply(ctx, cmd)
 	if err != nil && !errors.Is(err, cluster.ErrExists) {
 		return nil, err
 	}
 	if errors.Is(err, cluster.ErrExists) {
+		a.written(ctx, cres)
 		if _, serr := a.ctl.c.IdentitySecret(req.ID); serr == nil {
 			return nil, err
+		}
+		if _, werr := a.ctl.c.Workspace(req.ID); werr != nil {
+			return nil, err // a deleted workspace's ID: never reused
 		}
 	}
 	id := random(32)
@@ -334,7 +338,21 @@ func (a *admin) updateWorkspace(r *http.Request, p principal) (any, error) {
 	}
 	a.written(r.Context(), res)
 	w, err := a.ctl.c.Workspace(ws)
-	return map[string]any{"workspace": w, "confirmation": conf}, err
+	reply := map[string]any{"workspace": w, "confirmation": conf}
+	if req.Region != nil && a.purge != nil {
+		// The nodes outside the new region hand the workspace over to it
+		// and purge it: the answer says which confirmed.
+		reply["purge"] = a.purge.confirmPurge(r.Context(), ws, res.Index)
+	}
+	return reply, err
+}
+
+// deleteWorkspaceReply is a deletion's reach: the revocation of the
+// workspace's credentials (Confirmation), and the purge of its data from
+// every node's store (Purge). The ID is never reused.
+type deleteWorkspaceReply struct {
+	Confirmation
+	Purge PurgeConfirmation `json:"purge"`
 }
 
 func (a *admin) deleteWorkspace(r *http.Request, p principal) (any, error) {
@@ -342,8 +360,15 @@ func (a *admin) deleteWorkspace(r *http.Request, p principal) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, conf, err := a.ctl.revoke(r.Context(), cluster.DeleteWorkspace{ID: ws})
-	return conf, err
+	res, conf, err := a.ctl.revoke(r.Context(), cluster.DeleteWorkspace{ID: ws})
+	if err != nil {
+		return nil, err
+	}
+	reply := deleteWorkspaceReply{Confirmation: conf}
+	if a.purge != nil {
+		reply.Purge = a.purge.confirmPurge(r.Context(), ws, res.Index)
+	}
+	return reply, nil
 }
 
 func (a *admin) secrets(r *http.Request, p principal) (any, error) {

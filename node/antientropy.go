@@ -117,6 +117,9 @@ func (r *replicator) shared(peer string) (*aeTree, error) {
 		// Visitors connected here (mine) and at peer (theirs): a node
 		// serving a visitor holds the conversations they started.
 		mine, theirs map[string]bool
+		// off: this node must not hold the workspace (unknown, deleted,
+		// or pinned elsewhere): shared with no one, the purger's.
+		off bool
 	}
 	infos := map[string]wsInfo{}
 	var convs []convVector
@@ -131,12 +134,16 @@ func (r *replicator) shared(peer string) (*aeTree, error) {
 			if w, err := r.ctl.c.Workspace(ws); err == nil {
 				in.region = w.Region
 			}
-			if r.gw != nil {
+			in.off = r.ctl.serves(ws) != nil
+			if r.gw != nil && !in.off {
 				in.meServes = r.gw.HasAgents(ws)
 				in.peerServes = slices.Contains(r.gw.Serving(ws, ""), peer)
 				in.mine, in.theirs = r.gw.VisitorsOn(ws, r.node), r.gw.VisitorsOn(ws, peer)
 			}
 			infos[ws] = in
+		}
+		if in.off {
+			return
 		}
 		cv := convVector{Workspace: ws, Conversation: conv, Vector: f}
 		if holdsWith(members, in.region, conv, r.node, peer, in.meServes, in.peerServes) {
@@ -516,8 +523,8 @@ func (r *replicator) aeRoutes(mux *http.ServeMux, signed func(func(http.Response
 		}
 		needs := []aeNeed{}
 		for _, cv := range in.Convs {
-			if w, err := r.ctl.c.Workspace(cv.Workspace); err == nil && w.Region != "" && w.Region != r.ctl.cfg.Region {
-				continue // never pull a pinned workspace outside its region
+			if r.ctl.serves(cv.Workspace) != nil {
+				continue // never pull a pinned workspace outside its region, nor one unknown or deleted here
 			}
 			have, err := r.st.Frontier(cv.Workspace, cv.Conversation)
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -589,8 +596,8 @@ func (r *replicator) applyRanges(ctx context.Context, rgs []aeRange) error {
 // origin's frontier at the range's end.
 func (r *replicator) applyRange(ctx context.Context, rg aeRange) error {
 	c := rg.Conversation
-	if w, err := r.ctl.c.Workspace(c.Workspace); err == nil && w.Region != "" && w.Region != r.ctl.cfg.Region {
-		return fmt.Errorf("workspace %s is pinned to %s: not stored here", c.Workspace, w.Region)
+	if err := r.servesCaughtUp(ctx, c.Workspace); err != nil {
+		return fmt.Errorf("not stored here: %w", err)
 	}
 	if err := r.newBeforeCatchUp(c.Workspace, c.ID); err != nil {
 		return err

@@ -116,8 +116,10 @@ func (a *clusterAuth) ensureLocal(ctx context.Context, workspace string) error {
 	// one that arrives anyway (no node of the region reachable, or relayed
 	// here by a node that disagrees about the region) is refused, saying
 	// where it is served, rather than stored against its pin.
-	if w, err := a.ctl.c.Workspace(workspace); err == nil && w.Region != "" && w.Region != a.ctl.cfg.Region {
-		return fmt.Errorf("workspace %s is served by the nodes of region %s", workspace, w.Region)
+	// A workspace this node does not know (deleted, or not yet applied
+	// here) is refused too, never taken for an unpinned one.
+	if err := a.ctl.serves(workspace); err != nil {
+		return err
 	}
 	if _, ok := a.local.Load(workspace); ok {
 		return nil

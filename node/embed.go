@@ -258,6 +258,26 @@ func (e *embedding) erase(ctx context.Context, ws, conv string) error {
 	return nil
 }
 
+// dropWorkspace forgets a purged workspace's conversations and saved
+// replies in the indexes and the worker's queue.
+func (e *embedding) dropWorkspace(ws string) {
+	if !e.on() {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.idxMu.Lock()
+	defer e.idxMu.Unlock()
+	delete(e.convs, ws)
+	delete(e.replies, ws)
+	for k := range e.heads {
+		if k.Workspace == ws {
+			e.worker.Forget(k)
+			delete(e.heads, k)
+		}
+	}
+}
+
 // embedSource is the worker's view of the store.
 type embedSource struct{ e *embedding }
 

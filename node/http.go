@@ -48,7 +48,7 @@ func (n *Node) routes() http.Handler {
 		}
 		w.Write([]byte("ready\n"))
 	})
-	(&admin{ctl: n.ctl, st: n.store, members: n.gossip.m.Members}).routes(mux)
+	(&admin{ctl: n.ctl, st: n.store, members: n.gossip.m.Members, purge: n.purge}).routes(mux)
 	n.embedRoutes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {

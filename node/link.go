@@ -34,6 +34,7 @@ func (n *Node) linkRoutes() http.Handler {
 	mux.HandleFunc("GET "+pathRepl, n.repl.serveRepl)
 	n.repl.aeRoutes(mux, n.ctl.signed)
 	n.erasures.routes(mux)
+	n.purge.purgeRoutes(mux, n.ctl.signed)
 	// Relayed clients and agents' API requests.
 	mux.Handle("GET /v1/ws", n.gw)
 	n.embedRoutes(mux)

@@ -43,6 +43,7 @@ type Node struct {
 	// erasures applies the control plane's erasures here (erasure.go).
 	erasures *erasures
 	auth     *clusterAuth
+	purge    *purger // set by Run (residency.go)
 	usage    *usageReporter
 
 	// HTTP/3 and WebTransport; pc is nil when disabled.
@@ -271,6 +272,8 @@ func (n *Node) Run(ctx context.Context) error {
 	n.emb = newEmbedding(n.cfg, n.store, n.log)
 	n.repl.erase = n.emb.erase
 	n.erasures.erase = n.emb.erase
+	n.repl.catchUp = n.auth.catchUp
+	n.purge = &purger{log: n.log, ctl: n.ctl, st: n.store, repl: n.repl, emb: n.emb, auth: n.auth, expel: n.gw.ExpelWorkspace}
 	defer n.emb.close()
 	n.emb.register(n.metrics.reg)
 	handler := n.routes()
@@ -320,6 +323,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.repl.setContext(gctx)
 	g.Go(func() error { return n.repl.run(gctx) })
 	g.Go(func() error { return n.repl.antiEntropy(gctx) })
+	g.Go(func() error { return n.purge.run(gctx) })
 	g.Go(func() error { return n.ctl.rebalance(gctx, n.gossip.m.Alive) })
 	// Usage reports end after the gateway stopped counting: the last one
 	// carries the final counts.

@@ -79,6 +79,10 @@ type replicator struct {
 	// onReplies is told of saved replies another node's signal changed
 	// here (the embedding index follows); set before serving.
 	onReplies func(ws string, applied []store.Reply)
+	// catchUp waits until this node applied what the leader had committed
+	// (clusterAuth.catchUp), reporting whether it applied anything new;
+	// set before serving.
+	catchUp func(context.Context) bool
 	// repliesIn carries saved-reply signals from the links' readers to the
 	// run loop: merging them waits for an fsync and embedding them for the
 	// model, which must not hold up the messages behind them on a link.
@@ -620,12 +624,24 @@ func (r *replicator) store(from string, evs []replication.Event) (func() error, 
 	start := time.Now()
 	var errs []error
 	var waits []<-chan error
+	refused := map[string]error{}
+	ctx := r.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	for _, ev := range evs {
-		if w, err := r.ctl.c.Workspace(ev.Workspace); err == nil && w.Region != "" && w.Region != r.ctl.cfg.Region {
-			errs = append(errs, fmt.Errorf("workspace %s is pinned to %s, this node is in %q: not stored", ev.Workspace, w.Region, r.ctl.cfg.Region))
+		// Only a workspace this node knows and serves: an unknown one may
+		// be deleted, and is never taken for an unpinned one.
+		err, ok := refused[ev.Workspace]
+		if !ok {
+			err = r.servesCaughtUp(ctx, ev.Workspace)
+			refused[ev.Workspace] = err
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("not stored: %w", err))
 			continue
 		}
-		_, err := r.gate.Admit(ev, func(batch []replication.Event) error {
+		_, err = r.gate.Admit(ev, func(batch []replication.Event) error {
 			for _, e := range batch {
 				var p payload
 				if err := json.Unmarshal(e.Payload, &p); err != nil {

@@ -126,27 +126,15 @@ func (r *replicator) onRepliesSignal(from string, b []byte) {
 	if err := json.Unmarshal(b, &sig); err != nil || sig.Workspace == "" {
 		return
 	}
-	if w, err := r.ctl.c.Workspace(sig.Workspace); err != nil || (w.Region != "" && w.Region != r.ctl.cfg.Region) {
-		return // unknown here, or not stored in this region
+	if r.ctl.serves(sig.Workspace) != nil {
+		return // unknown or deleted here, or not stored in this region
 	}
 	switch sig.Kind {
 	case signalReplies:
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		applied, err := r.st.MergeReplies(ctx, sig.Workspace, sig.Replies)
-		if errors.Is(err, store.ErrNotFound) {
-			// No session of the workspace has reached this node yet: its
-			// record, which the store keys everything of it under, first.
-			if err = r.st.PutWorkspace(ctx, store.Workspace{ID: sig.Workspace}); err == nil {
-				applied, err = r.st.MergeReplies(ctx, sig.Workspace, sig.Replies)
-			}
-		}
-		if err != nil {
+		if err := r.mergeReplies(ctx, sig.Workspace, sig.Replies); err != nil {
 			r.log.Warn("replication: saved replies from a peer not stored", "peer", from, "err", err)
-			return
-		}
-		if len(applied) > 0 && r.onReplies != nil {
-			r.onReplies(sig.Workspace, applied)
 		}
 	case signalRepliesSum:
 		all, err := r.st.AllReplies(sig.Workspace)
@@ -160,6 +148,26 @@ func (r *replicator) onRepliesSignal(from string, b []byte) {
 			r.sendReplies([]string{from}, sig.Workspace, all)
 		}
 	}
+}
+
+// mergeReplies stores another node's saved replies of ws, durably, and
+// tells the embedding index of those that changed here.
+func (r *replicator) mergeReplies(ctx context.Context, ws string, rs []store.Reply) error {
+	applied, err := r.st.MergeReplies(ctx, ws, rs)
+	if errors.Is(err, store.ErrNotFound) {
+		// No session of the workspace has reached this node yet: its
+		// record, which the store keys everything of it under, first.
+		if err = r.st.PutWorkspace(ctx, store.Workspace{ID: ws}); err == nil {
+			applied, err = r.st.MergeReplies(ctx, ws, rs)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if len(applied) > 0 && r.onReplies != nil {
+		r.onReplies(ws, applied)
+	}
+	return nil
 }
 
 // isRepliesSignal says whether a signal is about saved replies.

@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -62,4 +64,118 @@ func (s *Store) ForEachWorkspace(fn func(id string) error) error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bWorkspaces).ForEach(func(k, _ []byte) error { return fn(string(k)) })
 	})
+}
+
+// PurgeWorkspace durably deletes everything this node holds of a workspace:
+// every key under its prefix in every bucket (conversations, events,
+// messages, receipts, stamps, tombstones, embeddings, saved replies) and its
+// record. Call EraseConversation for each of its conversations first, so no
+// write in flight brings one back; PurgeWorkspace then sweeps the rest. It
+// returns how many keys it deleted. The node refuses the workspace's data
+// from then on (a deleted workspace, or one pinned to another region):
+// nothing here keeps it out by itself.
+func (s *Store) PurgeWorkspace(ctx context.Context, ws string) (int, error) {
+	if ws == "" {
+		return 0, fmt.Errorf("purge: workspace required: %w", ErrInvalid)
+	}
+	n := 0
+	err := s.submit(ctx, func(b *batch) error {
+		n = 0
+		p := prefix(ws)
+		err := b.tx.ForEach(func(name []byte, bk *bolt.Bucket) error {
+			if bytes.Equal(name, bMeta) {
+				return nil
+			}
+			if bytes.Equal(name, bWorkspaces) {
+				if bk.Get([]byte(ws)) != nil {
+					n++
+					return bk.Delete([]byte(ws))
+				}
+				return nil
+			}
+			var keys [][]byte
+			cur := bk.Cursor()
+			for k, _ := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = cur.Next() {
+				keys = append(keys, bytes.Clone(k))
+			}
+			for _, k := range keys {
+				if err := bk.Delete(k); err != nil {
+					return err
+				}
+			}
+			n += len(keys)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		// Records this batch loaded must not be written back by flush.
+		for k := range b.convs {
+			if bytes.HasPrefix([]byte(k), p) {
+				delete(b.convs, k)
+				delete(b.dirty, k)
+			}
+		}
+		if n > 0 {
+			b.removed() // the purged pages are zeroed (scrub.go)
+		}
+		return nil
+	})
+	return n, err
+}
+
+// HeldWorkspaces lists, sorted, every workspace this node holds anything
+// of: a record, or a key under its prefix in any bucket (a conversation
+// left without its record included). It seeks from one workspace's prefix
+// to the next, so it costs a few reads per workspace, not per key.
+func (s *Store) HeldWorkspaces() ([]string, error) {
+	seen := map[string]bool{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, bk *bolt.Bucket) error {
+			if bytes.Equal(name, bMeta) {
+				return nil
+			}
+			cur := bk.Cursor()
+			for k, _ := cur.First(); k != nil; {
+				ws := k
+				if i := bytes.IndexByte(k, sep); i >= 0 {
+					ws = k[:i]
+				} else if !bytes.Equal(name, bWorkspaces) {
+					k, _ = cur.Next() // not keyed by workspace: none here
+					continue
+				}
+				seen[string(ws)] = true
+				k, _ = cur.Seek(append(bytes.Clone(ws), sep+1))
+			}
+			return nil
+		})
+	})
+	out := make([]string, 0, len(seen))
+	for ws := range seen {
+		out = append(out, ws)
+	}
+	slices.Sort(out)
+	return out, err
+}
+
+// Holds reports whether this node holds anything of a workspace: a key
+// under its prefix in any bucket, or its record.
+func (s *Store) Holds(ws string) (bool, error) {
+	held := false
+	err := s.db.View(func(tx *bolt.Tx) error {
+		p := prefix(ws)
+		return tx.ForEach(func(name []byte, bk *bolt.Bucket) error {
+			if held || bytes.Equal(name, bMeta) {
+				return nil
+			}
+			if bytes.Equal(name, bWorkspaces) {
+				held = bk.Get([]byte(ws)) != nil
+				return nil
+			}
+			k, _ := bk.Cursor().Seek(p)
+			held = k != nil && bytes.HasPrefix(k, p)
+			return nil
+		})
+	})
+	return held, err
 }

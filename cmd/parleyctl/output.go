@@ -82,6 +82,21 @@ func (c confirmation) print(w io.Writer, what string) {
 	}
 }
 
+// purgeConfirmation is which nodes confirmed a workspace's data purged
+// from their stores (a deletion, or a pin to another region).
+type purgeConfirmation struct {
+	Confirmed   []string `json:"confirmed"`
+	Unconfirmed []string `json:"unconfirmed"`
+}
+
+// print says which nodes purged the workspace's data.
+func (c purgeConfirmation) print(w io.Writer) {
+	fmt.Fprintf(w, "data purged by: %s\n", orNone(strings.Join(c.Confirmed, ", "), "none"))
+	if len(c.Unconfirmed) > 0 {
+		fmt.Fprintf(w, "not yet purged: %s (unreachable, or no node of the region to hand over to yet; each purges on its own when it can)\n", strings.Join(c.Unconfirmed, ", "))
+	}
+}
+
 func yesNo(b bool) string {
 	if b {
 		return "yes"

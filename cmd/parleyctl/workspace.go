@@ -17,7 +17,7 @@ func init() {
 		command{"workspace show", "ID", "show a workspace", workspaceShow},
 		command{"workspace update", "ID [-name NAME] [-region REGION] [-plan PLAN] [-brand ID=NAME]... [-no-brands]",
 			"change a workspace (-region \"\" unpins it; brands replace the list)", workspaceUpdate},
-		command{"workspace delete", "ID -yes", "delete a workspace and everything in it", workspaceDelete},
+		command{"workspace delete", "ID -yes", "delete a workspace and everything in it, on every node (its ID is never reused)", workspaceDelete},
 		command{"workspace secrets", "ID", "show a workspace's identity secret", workspaceSecrets},
 	)
 }
@@ -172,8 +172,9 @@ func workspaceUpdate(e *env, args []string) error {
 		return err
 	}
 	var rep struct {
-		Workspace    cluster.Workspace `json:"workspace"`
-		Confirmation confirmation      `json:"confirmation"`
+		Workspace    cluster.Workspace  `json:"workspace"`
+		Confirmation confirmation       `json:"confirmation"`
+		Purge        *purgeConfirmation `json:"purge"`
 	}
 	raw, err := e.call(http.MethodPatch, wsPath(pos[0]), nil, body, &rep, true)
 	if err != nil {
@@ -183,6 +184,11 @@ func workspaceUpdate(e *env, args []string) error {
 		printWorkspace(e, rep.Workspace)
 		if _, ok := body["brands"]; ok {
 			rep.Confirmation.print(e.stdout, "keys of removed brands revoked")
+		}
+		if rep.Purge != nil {
+			// A region change: the nodes outside it hand the data over and
+			// purge it.
+			rep.Purge.print(e.stdout)
 		}
 	})
 }
@@ -198,14 +204,20 @@ func workspaceDelete(e *env, args []string) error {
 		return err
 	}
 	if !*yes {
-		return usagef("deleting %s removes its operators, sessions, keys, secrets, usage, billing events and assignments: add -yes", pos[0])
+		return usagef("deleting %s removes its operators, sessions, keys, secrets, usage, billing events, assignments and every node's copy of its conversations and saved replies; its ID can never be used again: add -yes", pos[0])
 	}
-	var c confirmation
+	var c struct {
+		confirmation
+		Purge purgeConfirmation `json:"purge"`
+	}
 	raw, err := e.call(http.MethodDelete, wsPath(pos[0]), nil, nil, &c, true)
 	if err != nil {
 		return err
 	}
-	return e.out(raw, func() { c.print(e.stdout, "workspace "+pos[0]+" deleted") })
+	return e.out(raw, func() {
+		c.confirmation.print(e.stdout, "workspace "+pos[0]+" deleted")
+		c.Purge.print(e.stdout)
+	})
 }
 
 func workspaceSecrets(e *env, args []string) error {
