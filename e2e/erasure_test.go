@@ -114,7 +114,7 @@ func (tc *testCluster) addNode(t testing.TB, name, region string) *nodeProc {
 	dir := filepath.Join(filepath.Dir(tc.nodes[0].DataDir), name)
 	raft, gossip := freeAddr(t), freeAddr(t)
 	nd := startNodeAt(t, parleyBin, nil, freeAddr(t), dir, "-node", name, "-raft-addr", raft, "-gossip-addr", gossip,
-		"-cluster-key", tc.keyFile, "-region", region, "-h3", "off", "-join", tc.nodes[0].Addr, "-voter", "no")
+		"-cluster-key", tc.keyFile, "-region", region, "-h3", "off", "-join", tc.raft[0], "-voter", "no")
 	tc.nodes = append(tc.nodes, nd)
 	tc.raft = append(tc.raft, raft)
 	tc.gossip = append(tc.gossip, gossip)
