@@ -169,10 +169,21 @@ func (c *guardedConn) Close() error {
 }
 
 // connContext marks a request's context with the address its connection
-// is counted under, for the gateway (http.Server.ConnContext).
+// is counted under, for the gateway (http.Server.ConnContext); the
+// connection may be wrapped in TLS.
 func connContext(ctx context.Context, c net.Conn) context.Context {
-	if gc, ok := c.(*guardedConn); ok && gc.ip != "" {
-		return gateway.WithCountedConn(ctx, gc.ip)
+	for range 4 {
+		if gc, ok := c.(*guardedConn); ok {
+			if gc.ip != "" {
+				return gateway.WithCountedConn(ctx, gc.ip)
+			}
+			return ctx
+		}
+		w, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return ctx
+		}
+		c = w.NetConn()
 	}
 	return ctx
 }
