@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
@@ -172,46 +171,14 @@ func (e *erasures) routes(mux *http.ServeMux) {
 // the nodes that confirmed and those that did not in time (down, cut off),
 // which erase their copies when they catch up with the control plane.
 func (e *erasures) confirm(ctx context.Context, index uint64) Confirmation {
-	conf := Confirmation{Index: index, Confirmed: []string{}}
-	apis := map[string]string{}
-	for _, n := range e.ctl.c.Nodes() {
-		apis[n.ID] = n.RaftAddr
-	}
 	body, _ := json.Marshal(waitRequest{Index: index})
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, m := range e.ctl.c.Members() {
-		wg.Add(1)
-		go func(id string) {
-			defer wg.Done()
-			var err error
-			if id == e.ctl.cfg.NodeID {
-				wctx, cancel := context.WithTimeout(ctx, waitTimeout)
-				if err = e.ctl.c.WaitApplied(wctx, index); err == nil {
-					err = e.wait(wctx, index)
-				}
-				cancel()
-			} else if api := apis[id]; api == "" {
-				err = errors.New("no link address registered")
-			} else {
-				wctx, cancel := context.WithTimeout(ctx, waitTimeout+time.Second)
-				_, err = e.ctl.peers.post(wctx, api, pathErased, body)
-				cancel()
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				e.log.Warn("erasure not confirmed by a member", "member", id, "index", index, "err", err)
-				conf.Unconfirmed = append(conf.Unconfirmed, id)
-				return
-			}
-			conf.Confirmed = append(conf.Confirmed, id)
-		}(m.ID)
-	}
-	wg.Wait()
-	slices.Sort(conf.Confirmed)
-	slices.Sort(conf.Unconfirmed)
-	return conf
+	confirmed, unconfirmed := e.ctl.askMembers(ctx, "erasure", waitTimeout, pathErased, body, func(ctx context.Context) error {
+		if err := e.ctl.c.WaitApplied(ctx, index); err != nil {
+			return err
+		}
+		return e.wait(ctx, index)
+	})
+	return Confirmation{Index: index, Confirmed: confirmed, Unconfirmed: unconfirmed}
 }
 
 // errNotCaughtUp refuses a peer's conversation this node may not know to be

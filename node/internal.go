@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -99,41 +100,11 @@ type Confirmation struct {
 // again (and so applies the revocation first).
 func (ctl *control) confirmEverywhere(ctx context.Context, index uint64) Confirmation {
 	start := time.Now()
-	conf := Confirmation{Index: index}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	apis := map[string]string{}
-	for _, n := range ctl.c.Nodes() {
-		apis[n.ID] = n.RaftAddr
-	}
 	body, _ := json.Marshal(waitRequest{Index: index})
-	for _, m := range ctl.c.Members() {
-		wg.Add(1)
-		go func(id string) {
-			defer wg.Done()
-			var err error
-			if id == ctl.cfg.NodeID {
-				wctx, cancel := context.WithTimeout(ctx, waitTimeout)
-				err = ctl.c.WaitApplied(wctx, index)
-				cancel()
-			} else if api := apis[id]; api == "" {
-				err = errors.New("no link address registered")
-			} else {
-				wctx, cancel := context.WithTimeout(ctx, waitTimeout+time.Second)
-				_, err = ctl.peers.post(wctx, api, pathWait, body)
-				cancel()
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				ctl.log.Warn("revocation not confirmed by a member", "member", id, "index", index, "err", err)
-				conf.Unconfirmed = append(conf.Unconfirmed, id)
-				return
-			}
-			conf.Confirmed = append(conf.Confirmed, id)
-		}(m.ID)
-	}
-	wg.Wait()
+	confirmed, unconfirmed := ctl.askMembers(ctx, "revocation", waitTimeout, pathWait, body, func(ctx context.Context) error {
+		return ctl.c.WaitApplied(ctx, index)
+	})
+	conf := Confirmation{Index: index, Confirmed: confirmed, Unconfirmed: unconfirmed}
 	// start is after the revoking command was applied on the leader, so
 	// after it committed: a node that has not applied it proved itself
 	// fresh last before that, and a lease after start it is stale.
@@ -146,6 +117,51 @@ func (ctl *control) confirmEverywhere(ctx context.Context, index uint64) Confirm
 		}
 	}
 	return conf
+}
+
+// askMembers asks every member of the cluster to confirm something: this
+// node by local, the others by a POST of body to path on their link, each
+// within timeout. It returns the IDs that confirmed and those that did not
+// (down, cut off, too slow), sorted; what is confirmed is logged per member
+// that did not.
+func (ctl *control) askMembers(ctx context.Context, what string, timeout time.Duration, path string, body []byte, local func(context.Context) error) (confirmed, unconfirmed []string) {
+	links := map[string]string{}
+	for _, n := range ctl.c.Nodes() {
+		links[n.ID] = n.RaftAddr
+	}
+	confirmed = []string{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, m := range ctl.c.Members() {
+		wg.Add(1)
+		go func(id string) {
+			defer wg.Done()
+			var err error
+			if id == ctl.cfg.NodeID {
+				wctx, cancel := context.WithTimeout(ctx, timeout)
+				err = local(wctx)
+				cancel()
+			} else if addr := links[id]; addr == "" {
+				err = errors.New("no link address registered")
+			} else {
+				wctx, cancel := context.WithTimeout(ctx, timeout+time.Second)
+				_, err = ctl.peers.post(wctx, addr, path, body)
+				cancel()
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				ctl.log.Warn(what+" not confirmed by a member", "member", id, "path", path, "err", err)
+				unconfirmed = append(unconfirmed, id)
+				return
+			}
+			confirmed = append(confirmed, id)
+		}(m.ID)
+	}
+	wg.Wait()
+	slices.Sort(confirmed)
+	slices.Sort(unconfirmed)
+	return confirmed, unconfirmed
 }
 
 // revoke applies a revoking command and returns once no node accepts what it

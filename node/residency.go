@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
@@ -361,43 +360,9 @@ type PurgeConfirmation struct {
 
 // confirmPurge asks every member of the cluster to purge ws as of index.
 func (p *purger) confirmPurge(ctx context.Context, ws string, index uint64) PurgeConfirmation {
-	ctl := p.ctl
-	var conf PurgeConfirmation
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	apis := map[string]string{}
-	for _, n := range ctl.c.Nodes() {
-		apis[n.ID] = n.RaftAddr
-	}
 	body, _ := json.Marshal(purgeRequest{Workspace: ws, Index: index})
-	for _, m := range ctl.c.Members() {
-		wg.Add(1)
-		go func(id string) {
-			defer wg.Done()
-			var err error
-			if id == ctl.cfg.NodeID {
-				wctx, cancel := context.WithTimeout(ctx, purgeTimeout)
-				err = p.purged(wctx, ws, index)
-				cancel()
-			} else if api := apis[id]; api == "" {
-				err = errors.New("no link address registered")
-			} else {
-				wctx, cancel := context.WithTimeout(ctx, purgeTimeout+time.Second)
-				_, err = ctl.peers.post(wctx, api, pathPurge, body)
-				cancel()
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				ctl.log.Warn("purge not confirmed by a member: it purges when it can", "member", id, "workspace", ws, "err", err)
-				conf.Unconfirmed = append(conf.Unconfirmed, id)
-				return
-			}
-			conf.Confirmed = append(conf.Confirmed, id)
-		}(m.ID)
-	}
-	wg.Wait()
-	slices.Sort(conf.Confirmed)
-	slices.Sort(conf.Unconfirmed)
-	return conf
+	confirmed, unconfirmed := p.ctl.askMembers(ctx, "purge of "+ws+" (it purges when it can)", purgeTimeout, pathPurge, body, func(ctx context.Context) error {
+		return p.purged(ctx, ws, index)
+	})
+	return PurgeConfirmation{Confirmed: confirmed, Unconfirmed: unconfirmed}
 }
