@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/coder/websocket"
 )
@@ -16,7 +17,7 @@ type wsClient struct {
 }
 
 func dialNode(ctx context.Context, n *nodeProc) (*wsClient, error) {
-	c, _, err := websocket.Dial(ctx, "ws://"+n.Addr+"/v1/ws", nil)
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(n.URL, "http")+"/v1/ws", nil)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +24,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	parleyBin = filepath.Join(dir, "parley")
+	if err := makeE2ECert(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e certificate:", err)
+		os.Exit(1)
+	}
 	build := exec.Command("go", "build", "-race", "-o", parleyBin, "../cmd/parley")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
@@ -36,7 +41,7 @@ func TestMain(m *testing.M) {
 
 // nodeProc is one running node process.
 type nodeProc struct {
-	URL     string // http://127.0.0.1:PORT
+	URL     string // http://127.0.0.1:PORT, or https:// with tlsArgs
 	Addr    string // 127.0.0.1:PORT
 	DataDir string
 	Token   string // operator token of the demo workspace
@@ -67,6 +72,9 @@ func startNodeBin(t testing.TB, bin, dataDir string, extraArgs ...string) *nodeP
 func startNodeAt(t testing.TB, bin string, wrap []string, addr, dataDir string, extraArgs ...string) *nodeProc {
 	t.Helper()
 	n := &nodeProc{URL: "http://" + addr, Addr: addr, DataDir: dataDir, Token: testAgentToken, bin: bin, wrap: wrap}
+	if slices.Contains(extraArgs, "-tls-cert") {
+		n.URL = "https://" + addr
+	}
 	n.args = append([]string{"-http", addr, "-data", dataDir, "-agent-token", testAgentToken}, extraArgs...)
 	n.start(t)
 	return n
