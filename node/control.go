@@ -60,7 +60,8 @@ func openControl(cfg Config, log *slog.Logger, apiAddr string, obs cluster.Obser
 	}
 	// Every byte between nodes but gossip goes through the link: mutual
 	// TLS under the CA only holders of the cluster key can compute.
-	link, err := nodelink.Listen(nodelink.Config{Seed: key.linkSeed(), NodeID: cfg.NodeID, Bind: raftAddr, Advertise: advertise, Logger: log})
+	members := &memberIPs{}
+	link, err := nodelink.Listen(nodelink.Config{Seed: key.linkSeed(), NodeID: cfg.NodeID, Bind: raftAddr, Advertise: advertise, Logger: log, Member: members.has})
 	if err != nil {
 		return nil, fmt.Errorf("node link on %s: %w", raftAddr, err)
 	}
@@ -92,6 +93,7 @@ func openControl(cfg Config, log *slog.Logger, apiAddr string, obs cluster.Obser
 		return nil, fmt.Errorf("control plane: %w", err)
 	}
 	ctl.c = c
+	members.c.Store(c)
 	// The next start binds the same port, so the address peers know stays
 	// right.
 	if err := os.WriteFile(filepath.Join(dir, "addr"), []byte(c.Addr()+"\n"), 0o600); err != nil {

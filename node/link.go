@@ -4,6 +4,11 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"parley/cluster"
 	"parley/cluster/nodelink"
 )
 
@@ -43,3 +48,35 @@ func (n *Node) linkRoutes() http.Handler {
 
 // linkListener is where the link's HTTP connections arrive.
 func (n *Node) linkListener() net.Listener { return n.ctl.link.Listener(nodelink.ProtoHTTP) }
+
+// memberIPs says whether an address is a registered node's, by the hosts of
+// the link addresses in the control plane, read again at most every
+// second: the node link lets members past its bounds on handshakes
+// (nodelink.Config.Member). Until the control plane is open it knows none.
+type memberIPs struct {
+	c  atomic.Pointer[cluster.Cluster]
+	mu sync.Mutex
+	at time.Time
+	ip map[string]bool
+}
+
+func (m *memberIPs) has(ip string) bool {
+	c := m.c.Load()
+	if c == nil {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if time.Since(m.at) > time.Second {
+		set := map[string]bool{}
+		for _, n := range c.Nodes() {
+			if host, _, err := net.SplitHostPort(n.RaftAddr); err == nil {
+				if a := net.ParseIP(host); a != nil {
+					set[a.String()] = true
+				}
+			}
+		}
+		m.ip, m.at = set, time.Now()
+	}
+	return m.ip[ip]
+}

@@ -35,6 +35,17 @@ var protocols = []string{ProtoRaft, ProtoHTTP}
 // nothing holds no goroutine for long.
 const handshakeTimeout = 10 * time.Second
 
+// Handshakes under way are bounded, in all and per remote address, so that
+// strangers who connect and say nothing cannot hold the node's descriptors
+// or goroutines: a connection over a bound is closed at once. Members open
+// a few connections each and keep them (Raft pools 3, HTTP keeps idle ones),
+// so they are far below either bound, and known members pass them anyway
+// (Config.Member).
+const (
+	maxHandshakes      = 128
+	maxHandshakesPerIP = 16
+)
+
 // ErrClosed is returned by Accept once the link is closed.
 var ErrClosed = net.ErrClosed
 
@@ -59,6 +70,12 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock of certificate validity. Zero: time.Now.
 	Now func() time.Time
+	// Member says whether a remote address is a known member's: its
+	// handshakes are not held to the bounds on handshakes under way, so
+	// strangers flooding the port from many addresses cannot lock members
+	// out. Called with the link's lock held: it must be quick. Zero: no
+	// address is known.
+	Member func(ip string) bool
 }
 
 // Link is a node's end of the links to the other nodes: a listener that
@@ -75,6 +92,7 @@ type Link struct {
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{} // handshaking
+	perIP  map[string]int        // handshaking, by remote address
 	closed bool
 	done   chan struct{}
 	wg     sync.WaitGroup
@@ -99,7 +117,7 @@ func Listen(cfg Config) (*Link, error) {
 		return nil, err
 	}
 	l := &Link{cfg: cfg, ca: a, leaf: &leafSource{ca: a, nodeID: cfg.NodeID, now: cfg.Now},
-		protos: map[string]*protoListener{}, conns: map[net.Conn]struct{}{}, done: make(chan struct{})}
+		protos: map[string]*protoListener{}, conns: map[net.Conn]struct{}{}, perIP: map[string]int{}, done: make(chan struct{})}
 	if _, err := l.leaf.get(); err != nil {
 		return nil, err
 	}
@@ -188,9 +206,15 @@ func (l *Link) accept() {
 			continue
 		}
 		backoff = 5 * time.Millisecond
-		if !l.track(c) {
+		ok, closed := l.track(c)
+		if closed {
 			c.Close()
 			return
+		}
+		if !ok {
+			l.refused.Add(1)
+			c.Close()
+			continue
 		}
 		l.wg.Add(1)
 		go l.handshake(c)
@@ -227,20 +251,48 @@ func (l *Link) handshake(raw net.Conn) {
 	}
 }
 
-func (l *Link) track(c net.Conn) bool {
+// track counts a connection whose handshake starts; ok is false when a
+// bound refuses it.
+func (l *Link) track(c net.Conn) (ok, closed bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
-		return false
+		return false, true
+	}
+	ip := remoteIP(c)
+	if (len(l.conns) >= maxHandshakes || l.perIP[ip] >= maxHandshakesPerIP) && (l.cfg.Member == nil || !l.cfg.Member(ip)) {
+		return false, false
 	}
 	l.conns[c] = struct{}{}
-	return true
+	l.perIP[ip]++
+	return true, false
 }
 
 func (l *Link) untrack(c net.Conn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if _, ok := l.conns[c]; !ok {
+		return
+	}
 	delete(l.conns, c)
+	ip := remoteIP(c)
+	if l.perIP[ip]--; l.perIP[ip] <= 0 {
+		delete(l.perIP, ip)
+	}
+}
+
+// Handshaking returns how many handshakes are under way.
+func (l *Link) Handshaking() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.conns)
+}
+
+func remoteIP(c net.Conn) string {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return c.RemoteAddr().String()
 }
 
 func (l *Link) isClosed() bool {

@@ -9,9 +9,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
+	"os"
 	"testing"
 	"time"
 )
@@ -243,4 +246,69 @@ func selfSignedCert(t *testing.T) tls.Certificate {
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// TestSilentStrangersAreBounded: strangers who connect to the link and say
+// nothing, from one address and from many, hold at most the bounds of
+// handshakes under way (each connection past them is closed at once),
+// while a known member still gets through.
+func TestSilentStrangersAreBounded(t *testing.T) {
+	b, err := Listen(Config{Seed: seed(1), NodeID: "n2", Bind: "127.0.0.1:0",
+		Member: func(ip string) bool { return ip == "127.0.0.1" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	acc := acceptAll(b)
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	silent := func(from string, n int) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		for range n {
+			c, err := d.Dial("tcp", b.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, c)
+		}
+	}
+	// One address: no more than its share.
+	silent("127.0.0.9", 3*maxHandshakesPerIP)
+	eventually(t, "one address's surplus refused", func() bool { return b.Refused() >= 2*maxHandshakesPerIP })
+	if got := b.Handshaking(); got > maxHandshakesPerIP {
+		t.Fatalf("%d handshakes under way from one address, bound %d", got, maxHandshakesPerIP)
+	}
+	// Many addresses: no more than the bound in all.
+	for i := range 2 * maxHandshakes / maxHandshakesPerIP {
+		silent(fmt.Sprintf("127.0.1.%d", i+1), maxHandshakesPerIP)
+	}
+	eventually(t, "the surplus of many addresses refused", func() bool {
+		return b.Refused() >= 2*maxHandshakesPerIP+uint64(maxHandshakes)
+	})
+	if got := b.Handshaking(); got > maxHandshakes {
+		t.Fatalf("%d handshakes under way, bound %d", got, maxHandshakes)
+	}
+	// A stranger from yet another address finds the link full...
+	stranger := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.200")}}
+	if c, err := stranger.Dial("tcp", b.Addr().String()); err == nil {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatal("a stranger's connection was kept while the link is full")
+		}
+		c.Close()
+	}
+	// ...a member does not.
+	a := listen(t, seed(1), "n1")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := a.Dial(ctx, b.Addr().String(), ProtoRaft, nil); err != nil {
+		t.Fatalf("a member while strangers fill the link: %v", err)
+	}
+	if acc.accepted(ProtoRaft, 5*time.Second) == nil {
+		t.Fatal("the member's connection was not accepted")
+	}
 }
