@@ -465,6 +465,8 @@ func TestBadInputIsRefusedAndNothingStored(t *testing.T) {
 		{"empty body", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":""}`, myConv), CodeBadRequest, 0},
 		{"body too long", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":%q}`, myConv, strings.Repeat("é", 4001)), CodeBadRequest, 0},
 		{"control characters", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"a\u0000b"}`, myConv), CodeBadRequest, 0},
+		{"right-to-left override", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"invoice_\u202Efdp.exe"}`, myConv), CodeBadRequest, 0},
+		{"bidi isolate", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"a\u2067b\u2069"}`, myConv), CodeBadRequest, 0},
 		{"bad message id", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"x","body":"hi"}`, myConv), CodeBadRequest, 0},
 		{"bad conversation id", websocket.MessageText, `{"type":"send","conversation":"../../etc","id":"m-00000009","body":"hi"}`, CodeBadRequest, 0},
 		{"other workspace's conversation", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"hi"}`, otherConv), CodeNotFound, 0},

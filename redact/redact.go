@@ -1,7 +1,7 @@
 // Package redact keeps visitors' personal data out of Parley's logs. Chat logs
 // are kept, shipped and read far more widely than the conversations
 // themselves, so they must never hold a visitor's name, e-mail address, phone
-// number or message text; Handler wraps a log/slog.Handler and scrubs every
+// number, card number, IBAN or message text; Handler wraps a log/slog.Handler and scrubs every
 // record before it is written.
 package redact
 
@@ -39,8 +39,10 @@ const (
 	maxFirstGroup = 5
 )
 
-// String returns s with every e-mail address replaced by "[email]" and every
-// phone number replaced by "[phone]":
+// String returns s with every e-mail address replaced by "[email]", every
+// card number by "[card]", every IBAN by "[iban]" (each checked: Luhn for
+// cards, mod 97 for IBANs; see redactPayments) and every phone number by
+// "[phone]":
 //
 //	String("mail ada@example.com or +44 20 7946 0958") == "mail [email] or [phone]"
 //
@@ -104,6 +106,7 @@ func redactOnce(s string) string {
 	if hasAt {
 		s = emailRE.ReplaceAllLiteralString(s, emailMarker)
 	}
+	s = redactPayments(s, digits)
 	if digits < minPhoneDigits {
 		return s
 	}

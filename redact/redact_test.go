@@ -27,6 +27,18 @@ func TestString(t *testing.T) {
 		{"at sign alone", "@ada said hi", "@ada said hi"},
 		{"one-letter tld", "a@b.c", "a@b.c"},
 
+		// Card numbers (Luhn) and IBANs (mod 97).
+		{"card spaced", "my card is 4111 1111 1111 1111 thanks", "my card is [card] thanks"},
+		{"card dashed", "4111-1111-1111-1111", "[card]"},
+		{"card plain", "pay with 5555555555554444.", "pay with [card]."},
+		{"card amex 15", "3782 822463 10005", "[card]"},
+		{"card failing luhn is left to the phone rules", "order 4111 1111 1111 1112", "order [phone] 1112"},
+		{"card glued to a word", "id4111111111111111", "id4111111111111111"},
+		{"iban spaced", "IBAN: DE89 3704 0044 0532 0130 00 ok", "IBAN: [iban] ok"},
+		{"iban plain", "GB82WEST12345698765432", "[iban]"},
+		{"iban bad check is left to the phone rules", "DE00 3704 0044 0532 0130 00", "DE00 [phone] 0130 00"},
+		{"card and email", "4111 1111 1111 1111 ada@example.com", "[card] [email]"},
+
 		// Phone numbers.
 		{"uk international", "+44 20 7946 0958", "[phone]"},
 		{"uk with (0)", "+44 (0)20 7946 0958", "[phone]"},
@@ -113,6 +125,7 @@ func FuzzString(f *testing.F) {
 		"c_9f3a2b41c07e5d1234567890", "a@b.co555-123-4567", "x@a@b.co",
 		"2026-11-24 05:06:35.123456789 +0000 UTC m=+0.000123456",
 		"10.0.0.1 192.168.1.1", "(5551234567", "é555-123-4567",
+		"4111 1111 1111 1111", "DE89 3704 0044 0532 0130 00", "GB82WEST12345698765432x",
 	} {
 		f.Add(s)
 	}
@@ -123,6 +136,12 @@ func FuzzString(f *testing.F) {
 		}
 		if m := emailRE.FindString(got); m != "" {
 			t.Errorf("String(%q) = %q still holds e-mail address %q", s, got, m)
+		}
+		for _, m := range cardCandidateRE.FindAllStringIndex(got, -1) {
+			glued := (m[0] > 0 && isWordByte(got[m[0]-1])) || (m[1] < len(got) && isWordByte(got[m[1]]))
+			if !glued && luhn(got[m[0]:m[1]]) {
+				t.Errorf("String(%q) = %q still holds card number %q", s, got, got[m[0]:m[1]])
+			}
 		}
 		if utf8.ValidString(s) && !utf8.ValidString(got) {
 			t.Errorf("String(%q) = %q is not valid UTF-8", s, got)

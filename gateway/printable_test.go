@@ -1,0 +1,33 @@
+package gateway
+
+import "testing"
+
+func TestPrintable(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name, s   string
+		multiline bool
+		want      bool
+	}{
+		{"plain", "Hello, Ada", false, true},
+		{"right-to-left text with marks", "שלום\u200f Ada", false, true},
+		{"emoji sequence with ZWJ", "family 👨\u200d👩\u200d👧", false, true},
+		{"persian with ZWNJ", "می\u200cخواهم", false, true},
+		{"newline in a body", "line 1\nline 2\ttab", true, true},
+		{"newline in a name", "Ada\nLovelace", false, false},
+		{"NUL", "a\x00b", true, false},
+		{"escape", "a\x1b[31mb", true, false},
+		{"right-to-left override", "invoice_\u202efdp.exe", true, false},
+		{"left-to-right embedding", "a\u202ab", true, false},
+		{"pop directional formatting", "a\u202cb", true, false},
+		{"isolates", "a\u2066b\u2069", true, false},
+		{"zero-width space in a name", "Ad\u200bmin", false, false},
+		{"zero-width space in a body", "Ad\u200bmin", true, true},
+		{"word joiner in a name", "Ad\u2060min", false, false},
+		{"invalid UTF-8", "a\xffb", true, false},
+	} {
+		if got := printable(c.s, c.multiline); got != c.want {
+			t.Errorf("%s: printable(%q, %v) = %v, want %v", c.name, c.s, c.multiline, got, c.want)
+		}
+	}
+}
