@@ -68,7 +68,7 @@ func (tc *testCluster) config(id, dir, addr string, bootstrap bool) Config {
 		RaftAddr:           addr,
 		DataDir:            dir,
 		Bootstrap:          bootstrap,
-		Logger:             tc.log,
+		Logger:             tc.log.With("node", id),
 		MasterKey:          testMasterKey,
 		Forwarder:          tc.fwd,
 		HeartbeatTimeout:   600 * time.Millisecond,

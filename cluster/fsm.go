@@ -171,13 +171,15 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		f.log.Error("cluster: refusing snapshot", "err", err)
 		return err
 	}
+	// Counted before waiters wake: one that saw the index move sees the
+	// restore that moved it.
+	f.restores.Add(1)
 	s := f.state
 	s.mu.Lock()
 	s.reset(d)
 	close(s.applied)
 	s.applied = make(chan struct{})
 	s.mu.Unlock()
-	f.restores.Add(1)
 	f.log.Info("cluster: restored snapshot", "index", d.Index)
 	return nil
 }

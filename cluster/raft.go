@@ -54,7 +54,9 @@ type Config struct {
 	// log and answers reads. Open does not act on it: the node passes it
 	// along when it asks the leader to add it. Bootstrap implies it.
 	Voter bool
-	// Logger receives the package's and Raft's logs. Zero: slog.Default().
+	// Logger receives the package's and Raft's logs, as they are: give it
+	// the node's ID as an attribute if several nodes share an output.
+	// Zero: slog.Default().
 	Logger *slog.Logger
 	// MasterKey (32 bytes) seals workspace secrets; every node of a cluster
 	// must have the same one. Zero: read from DataDir/master.key, generated
@@ -218,7 +220,7 @@ func Open(cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := cfg.Logger.With("node", cfg.NodeID)
+	log := cfg.Logger
 	hl := &hclogAdapter{l: log, name: "raft"}
 
 	c := &Cluster{cfg: cfg, log: log, sealer: sl, closing: make(chan struct{})}

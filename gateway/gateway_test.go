@@ -933,3 +933,20 @@ func TestSignalsOfAnotherNode(t *testing.T) {
 		t.Fatalf("expired remote lease: %v", p)
 	}
 }
+
+// TestRateLimitedFramesNameTheirRef: a frame refused by the per-connection
+// frame limit is answered with its own ref, so the client can tell which
+// one to send again.
+func TestRateLimitedFramesNameTheirRef(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.FrameRate, c.FrameBurst = 0.001, 3 })
+	v, _ := e.visitor(t, "ws1", nil) // the hello takes one of the 3
+	v.send(map[string]any{"type": "ping", "ref": "p-1"})
+	v.send(map[string]any{"type": "ping", "ref": "p-2"})
+	v.send(map[string]any{"type": "ping", "ref": "p-3"})
+	v.expect("pong", refIs("p-1"))
+	v.expect("pong", refIs("p-2"))
+	if got := v.expect("error", nil); got["code"] != CodeRateLimited || got["ref"] != "p-3" {
+		t.Fatalf("third ping: %v, want rate_limited with ref p-3", got)
+	}
+}

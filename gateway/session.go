@@ -29,18 +29,21 @@ func (c *conn) readLoop(ctx context.Context) error {
 		}
 		now := time.Now()
 		c.lastSeen.Store(now.UnixMilli())
+		// Decoded first, so that every refusal names the frame it refuses
+		// (its ref), the rate limit's included: a client resends what it
+		// can tell was dropped.
+		f, werr := decodeFrame(data)
 		if !c.limiter.AllowN(now, 1) {
 			violations++
 			if violations > c.srv.cfg.FrameBurst {
 				c.fail(fatalf(CodeRateLimited, closeRateLimited, "too many frames"))
 				return nil
 			}
-			c.replyErr("", errf(CodeRateLimited, "too many frames: slow down"))
+			c.replyErr(f.Ref, errf(CodeRateLimited, "too many frames: slow down"))
 			continue
 		}
 		violations = 0
 		c.srv.metrics.FrameIn(c.t.Name())
-		f, werr := decodeFrame(data)
 		if werr != nil {
 			c.replyErr(f.Ref, werr)
 			if werr.close != 0 {

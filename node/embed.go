@@ -432,9 +432,14 @@ func (e *embedding) register(reg *prometheus.Registry) {
 			func() float64 { return f(e.worker.Stats()) }))
 	}
 	stat("parley_embeddings_pending", "Conversations waiting to be embedded.", func(s embedder.WorkerStats) float64 { return float64(s.Pending) })
-	stat("parley_embeddings_embedded", "Conversation vectors computed since start.", func(s embedder.WorkerStats) float64 { return float64(s.Embedded) })
-	stat("parley_embeddings_dropped", "Changes not queued because the worker's queue was full.", func(s embedder.WorkerStats) float64 { return float64(s.Dropped) })
-	stat("parley_embeddings_failed", "Conversations whose embedding failed.", func(s embedder.WorkerStats) float64 { return float64(s.Failed) })
+	// Running totals are counters, named _total.
+	total := func(name, help string, f func(embedder.WorkerStats) float64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return f(e.worker.Stats()) }))
+	}
+	total("parley_embeddings_embedded_total", "Conversation vectors computed since start.", func(s embedder.WorkerStats) float64 { return float64(s.Embedded) })
+	total("parley_embeddings_dropped_total", "Changes not queued because the worker's queue was full.", func(s embedder.WorkerStats) float64 { return float64(s.Dropped) })
+	total("parley_embeddings_failed_total", "Conversations whose embedding failed.", func(s embedder.WorkerStats) float64 { return float64(s.Failed) })
 }
 
 // embedFlags declares the embedding flags.

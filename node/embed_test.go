@@ -168,6 +168,11 @@ func TestSimilarSearchSuggestAndErase(t *testing.T) {
 	seedConv(t, st, "other", theirs, "My order has not arrived, where is my package? It is late")
 	waitEmbedded(t, r, "demo", late, parcel, password, refund)
 	waitEmbedded(t, r, "other", theirs)
+	// The worker's running totals are counters.
+	if _, body := get(t, r.base+"/metrics"); !strings.Contains(body, "# TYPE parley_embeddings_embedded_total counter") ||
+		!strings.Contains(body, "# TYPE parley_embeddings_failed_total counter") {
+		t.Fatal("the embedding totals are not counters named _total")
+	}
 
 	ws := r.base + "/v1/workspaces/demo"
 	code, m := apiDo(t, "GET", ws+"/conversations/"+late+"/similar?k=3", testToken, nil)

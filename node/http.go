@@ -150,36 +150,48 @@ func (n *Node) transportInfo(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(info)
 }
 
+// page serves one of the node's own pages; clients revalidate it on every
+// load (304 when unchanged).
 func page(assets fs.FS, name string) http.Handler {
+	f := mustStatic(loadStatic(assets, name))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-cache")
-		http.ServeFileFS(w, r, assets, name)
+		f.serve(w, r, "no-cache")
 	})
 }
 
 // embeddable serves a file that customers' sites load from other origins.
 func embeddable(assets fs.FS, name string) http.Handler {
+	f := mustStatic(loadStatic(assets, name))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		crossOrigin(w)
-		http.ServeFileFS(w, r, assets, name)
+		f.serve(w, r, "no-cache")
 	})
 }
 
 func embeddableDir(dir fs.FS) http.Handler {
-	files := http.FileServerFS(dir)
+	files := mustStatic(loadStaticDir(dir))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "" || strings.HasSuffix(r.URL.Path, "/") {
+		f, ok := files[r.URL.Path]
+		if !ok {
 			http.NotFound(w, r)
 			return
 		}
 		crossOrigin(w)
-		files.ServeHTTP(w, r)
+		f.serve(w, r, "no-cache")
 	})
+}
+
+// mustStatic panics on an embedded file that cannot be read: a broken
+// build, found by every test that starts a node.
+func mustStatic[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
 
 func crossOrigin(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", "*")
 	h.Set("Cross-Origin-Resource-Policy", "cross-origin")
-	h.Set("Cache-Control", "no-cache")
 }
