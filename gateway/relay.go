@@ -9,6 +9,7 @@ import (
 
 	"github.com/coder/websocket"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 )
 
 // A node outside a pinned workspace's region keeps none of its data, yet a
@@ -100,6 +101,10 @@ func (c *conn) relayLoop(ctx context.Context) error {
 	up := c.relay
 	c.srv.trackRelay(c, true)
 	defer c.srv.trackRelay(c, false)
+	// The relay does not read frames, so it cannot tell resumes from the
+	// rest: it allows both limits together, and the serving node applies
+	// each.
+	lim := rate.NewLimiter(rate.Limit(c.srv.cfg.FrameRate+c.srv.cfg.ResumeRate), c.srv.cfg.FrameBurst+c.srv.cfg.ResumeBurst)
 	var g errgroup.Group
 	g.Go(func() error {
 		defer up.Close()
@@ -113,7 +118,7 @@ func (c *conn) relayLoop(ctx context.Context) error {
 			}
 			now := time.Now()
 			c.lastSeen.Store(now.UnixMilli())
-			if !c.limiter.AllowN(now, 1) {
+			if !lim.AllowN(now, 1) {
 				c.fail(fatalf(CodeRateLimited, closeRateLimited, "too many frames"))
 				return nil
 			}
