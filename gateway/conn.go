@@ -51,6 +51,10 @@ type conn struct {
 	ip      string
 	out     chan *outItem
 	limiter *rate.Limiter
+	resumes *rate.Limiter // resume frames' own limit (Config.ResumeRate)
+	// room is signalled by the writer each time it takes an item off out:
+	// a resume waits on it while out is more than half full (waitRoom).
+	room chan struct{}
 
 	id     identity // set once by hello, before the conn joins the hub
 	authed atomic.Bool
@@ -77,6 +81,21 @@ type conn struct {
 // send queues an item without blocking. A client that lets its queue fill is
 // too slow to serve live: it is cut off and resumes after reconnecting,
 // rather than holding memory or blocking the fan-out to everybody else.
+// waitRoom holds a resume until the send queue is at most half full, so
+// that a client resuming many conversations at once neither fills it (and
+// is cut off as slow) nor leaves no room for live events. It reports false
+// when the connection ends meanwhile.
+func (c *conn) waitRoom() bool {
+	for len(c.out) > cap(c.out)/2 {
+		select {
+		case <-c.room:
+		case <-c.stop:
+			return false
+		}
+	}
+	return true
+}
+
 func (c *conn) send(it *outItem) {
 	select {
 	case c.out <- it:
@@ -126,6 +145,10 @@ func (c *conn) writeLoop(ctx context.Context) error {
 		case <-c.stop:
 			return c.finish()
 		case it := <-c.out:
+			select {
+			case c.room <- struct{}{}:
+			default:
+			}
 			var err error
 			switch it.kind {
 			case outFrame:

@@ -15,6 +15,7 @@ import (
 	"parley/store"
 
 	"github.com/coder/websocket"
+	"golang.org/x/sync/errgroup"
 )
 
 // testAuth is an Authenticator with fixed workspaces "ws1" and "ws2".
@@ -949,4 +950,51 @@ func TestRateLimitedFramesNameTheirRef(t *testing.T) {
 	if got := v.expect("error", nil); got["code"] != CodeRateLimited || got["ref"] != "p-3" {
 		t.Fatalf("third ping: %v, want rate_limited with ref p-3", got)
 	}
+}
+
+// TestAgentResumesFiveHundredConversations: an agent that reconnects
+// resumes every conversation it had loaded, 500 frames at once, under the
+// default limits: each is answered, none is refused, the connection stays.
+func TestAgentResumesFiveHundredConversations(t *testing.T) {
+	t.Parallel()
+	for _, queue := range []int{0, 8} { // the default, and one the resumes would overflow
+		t.Run(fmt.Sprintf("queue %d", queue), func(t *testing.T) {
+			t.Parallel()
+			resumeMany(t, newEnv(t, func(c *Config) { c.SendQueue = queue }))
+		})
+	}
+}
+
+func resumeMany(t *testing.T, e *env) {
+	const n = 500
+	var g errgroup.Group
+	convs := make([]string, n)
+	for i := range n {
+		convs[i] = fmt.Sprintf("c_%024x", i+1)
+		g.Go(func() error {
+			return e.st.CreateConversation(context.Background(), store.Conversation{Workspace: "ws1", ID: convs[i], Owner: "v:resume-test"})
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	ag := e.agent(t, "ws1")
+	for i, conv := range convs {
+		ag.send(map[string]any{"type": "resume", "ref": fmt.Sprintf("r-%d", i), "conversation": conv, "after": 0})
+	}
+	got := map[string]bool{}
+	for len(got) < n {
+		m, err := ag.next(10 * time.Second)
+		if err != nil {
+			t.Fatalf("after %d of %d resumes answered: %v", len(got), n, err)
+		}
+		switch m["type"] {
+		case "resumed":
+			got[m["ref"].(string)] = true
+		case "error":
+			t.Fatalf("after %d of %d resumes answered: %v", len(got), n, m)
+		}
+	}
+	ag.send(map[string]any{"type": "ping", "ref": "alive"})
+	ag.expect("pong", refIs("alive"))
 }

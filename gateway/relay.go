@@ -9,6 +9,7 @@ import (
 
 	"github.com/coder/websocket"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 )
 
 // A node outside a pinned workspace's region keeps none of its data, yet a
@@ -16,8 +17,9 @@ import (
 // choice). Such a connection is relayed: after its hello, every frame goes
 // unread to a node of the region and every answer comes back unchanged. The
 // relaying node stores nothing, decodes nothing past the hello and logs
-// nothing of the conversation; it still applies its per-connection frame
-// limit, so it is not an open pipe.
+// nothing of the conversation; it still applies a per-connection frame
+// limit (the frame and resume limits together, since it cannot tell them
+// apart), so it is not an open pipe.
 
 // Relayer decides whether a workspace's connections are relayed from this
 // node, and opens the connection to a node that serves it.
@@ -93,6 +95,11 @@ func (c *conn) relayHello(ctx context.Context, f inFrame, hello []byte) (relayed
 
 const relayDialTimeout = 5 * time.Second
 
+// relayCloseGrace is how long a relay whose write upstream failed waits for
+// the serving node's close code before it ends the client's connection as
+// lost.
+const relayCloseGrace = time.Second
+
 // relayLoop carries the rest of a relayed connection: the client's frames
 // upstream (still under this node's frame limit) and the upstream's frames
 // to the writer, until either side ends.
@@ -100,7 +107,12 @@ func (c *conn) relayLoop(ctx context.Context) error {
 	up := c.relay
 	c.srv.trackRelay(c, true)
 	defer c.srv.trackRelay(c, false)
+	// The relay does not read frames, so it cannot tell resumes from the
+	// rest: it allows both limits together, and the serving node applies
+	// each.
+	lim := rate.NewLimiter(rate.Limit(c.srv.cfg.FrameRate+c.srv.cfg.ResumeRate), c.srv.cfg.FrameBurst+c.srv.cfg.ResumeBurst)
 	var g errgroup.Group
+	upstreamDone := make(chan struct{})
 	g.Go(func() error {
 		defer up.Close()
 		for {
@@ -113,7 +125,7 @@ func (c *conn) relayLoop(ctx context.Context) error {
 			}
 			now := time.Now()
 			c.lastSeen.Store(now.UnixMilli())
-			if !c.limiter.AllowN(now, 1) {
+			if !lim.AllowN(now, 1) {
 				c.fail(fatalf(CodeRateLimited, closeRateLimited, "too many frames"))
 				return nil
 			}
@@ -122,12 +134,20 @@ func (c *conn) relayLoop(ctx context.Context) error {
 			err = up.Write(wctx, data)
 			cancel()
 			if err != nil {
-				c.fail(fatalf(CodeUnavailable, closeRestart, "relay lost: reconnect"))
+				// The serving node may have closed the connection on
+				// purpose (a flood, a revoked session): its close code
+				// comes through the other goroutine, given a moment.
+				select {
+				case <-upstreamDone:
+				case <-time.After(relayCloseGrace):
+					c.fail(fatalf(CodeUnavailable, closeRestart, "relay lost: reconnect"))
+				}
 				return nil
 			}
 		}
 	})
 	g.Go(func() error {
+		defer close(upstreamDone)
 		defer up.Close()
 		for {
 			data, err := up.Read(ctx)

@@ -70,6 +70,11 @@ type Config struct {
 	// FrameRate and FrameBurst limit frames per connection. Zero: 20/s, 60.
 	FrameRate  float64
 	FrameBurst int
+	// ResumeRate and ResumeBurst limit resume frames per connection, apart
+	// from the others: an agent reconnecting resumes every conversation it
+	// had loaded at once. Zero: 100/s, 1000.
+	ResumeRate  float64
+	ResumeBurst int
 	// MaxConnsPerIP limits concurrent connections from one address. Zero: 1000.
 	MaxConnsPerIP int
 	// Conns is the table of connections per address the gateway counts its
@@ -133,6 +138,12 @@ func (c *Config) defaults() {
 	}
 	if c.FrameBurst <= 0 {
 		c.FrameBurst = 60
+	}
+	if c.ResumeRate <= 0 {
+		c.ResumeRate = 100
+	}
+	if c.ResumeBurst <= 0 {
+		c.ResumeBurst = 1000
 	}
 	if c.MaxConnsPerIP <= 0 {
 		c.MaxConnsPerIP = 1000
@@ -315,6 +326,8 @@ func (s *Server) serve(ctx context.Context, t transport, ip string, viaRelay boo
 		srv: s, t: t, ip: ip, viaRelay: viaRelay, stop: make(chan struct{}),
 		out:     make(chan *outItem, s.cfg.SendQueue),
 		limiter: rate.NewLimiter(rate.Limit(s.cfg.FrameRate), s.cfg.FrameBurst),
+		resumes: rate.NewLimiter(rate.Limit(s.cfg.ResumeRate), s.cfg.ResumeBurst),
+		room:    make(chan struct{}, 1),
 		convs:   map[string]bool{},
 		ops:     make(chan struct{}, s.cfg.MaxInFlight),
 		leaseID: s.cfg.Node + "/" + strconv.FormatUint(s.nextID.Add(1), 10),

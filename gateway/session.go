@@ -33,7 +33,11 @@ func (c *conn) readLoop(ctx context.Context) error {
 		// (its ref), the rate limit's included: a client resends what it
 		// can tell was dropped.
 		f, werr := decodeFrame(data)
-		if !c.limiter.AllowN(now, 1) {
+		lim := c.limiter
+		if werr == nil && f.Type == "resume" {
+			lim = c.resumes
+		}
+		if !lim.AllowN(now, 1) {
 			violations++
 			if violations > c.srv.cfg.FrameBurst {
 				c.fail(fatalf(CodeRateLimited, closeRateLimited, "too many frames"))
@@ -238,6 +242,9 @@ func (c *conn) list(f inFrame) *wireError {
 func (c *conn) resume(f inFrame) *wireError {
 	if werr := c.authorize(f.Conversation); werr != nil {
 		return werr
+	}
+	if !c.waitRoom() {
+		return nil
 	}
 	ws, conv := c.id.Workspace, f.Conversation
 	var since replication.Vector
