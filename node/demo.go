@@ -42,6 +42,17 @@ func (n *Node) ensureDemo(ctx context.Context) (demoInfo, error) {
 	if err != nil && !errors.Is(err, cluster.ErrExists) {
 		return demoInfo{}, fmt.Errorf("demo workspace: %w", err)
 	}
+	// What follows reads this node's copy of the control plane: it must
+	// hold what the leader has first. A node that restarts (or joins)
+	// behind it would otherwise find no secrets yet and set new ones,
+	// invalidating every visitor's signature.
+	idx, err := n.ctl.leaderCommitIndex(ctx)
+	if err == nil {
+		err = c.WaitApplied(ctx, idx)
+	}
+	if err != nil {
+		return demoInfo{}, fmt.Errorf("demo workspace: catching up with the leader: %w", err)
+	}
 	// Checked every start: a crash between the workspace and its secrets
 	// must not leave it without them.
 	if _, err := c.IdentitySecret(demoWorkspace); errors.Is(err, cluster.ErrNotFound) {
