@@ -632,7 +632,7 @@ func TestErasureReachesEveryReplica(t *testing.T) {
 		say(t, ctx, v, conv, fmt.Sprintf("m-e-%06d", i), canary)
 	}
 	// The scan below can fail: the text is on disk before the erasure.
-	if len(filesHolding(t, tc.nodes, canary)) == 0 {
+	if len(scanFiles(t, tc.nodes, []string{canary})) == 0 {
 		t.Fatal("the messages' text is in no file of any node before the erasure")
 	}
 	var inv struct{ Index uint64 }

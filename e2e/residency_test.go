@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -126,27 +125,6 @@ func scanLive(t *testing.T, nd *nodeProc) []string {
 	return hits
 }
 
-// scanCanaries lists the files under dir that hold a byte of a canary.
-func scanCanaries(dir string) []string {
-	var hits []string
-	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return nil
-		}
-		for _, c := range canaries {
-			if bytes.Contains(b, []byte(c)) {
-				hits = append(hits, fmt.Sprintf("%s holds %q", p, c))
-			}
-		}
-		return nil
-	})
-	return hits
-}
-
 // TestDeletedWorkspaceLeavesNoData reproduces issue 12, 3a and 3b: a
 // workspace's conversations are written, one node holding them is killed,
 // and the workspace is deleted. The answer says which nodes purged it (not
@@ -253,11 +231,7 @@ func TestDeletedWorkspaceLeavesNoData(t *testing.T) {
 	// Every byte of the visitor's data is gone from every node's files
 	// (freed pages included, which the store scrubs).
 	if err := pollUntil(60*time.Second, func() error {
-		var hits []string
-		for _, nd := range all {
-			hits = append(hits, scanCanaries(nd.DataDir)...)
-		}
-		if len(hits) > 0 {
+		if hits := scanFiles(t, all, canaries); len(hits) > 0 {
 			return fmt.Errorf("%s", strings.Join(hits, "; "))
 		}
 		return nil
@@ -348,8 +322,7 @@ func TestPinningMovesDataToItsRegion(t *testing.T) {
 		}
 	}
 	if err := pollUntil(60*time.Second, func() error {
-		hits := append(scanCanaries(us.DataDir), scanCanaries(ap.DataDir)...)
-		if len(hits) > 0 {
+		if hits := scanFiles(t, []*nodeProc{us, ap}, canaries); len(hits) > 0 {
 			return fmt.Errorf("%s", strings.Join(hits, "; "))
 		}
 		return nil
