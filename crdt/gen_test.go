@@ -24,7 +24,7 @@ func genTS() *rapid.Generator[crdt.Timestamp] {
 }
 
 // genMessage draws a valid message state: a creation, maybe an edit stamped
-// no earlier than the creation, maybe a tombstone. Identity fields are drawn
+// no earlier than the creation, maybe a tombstone no earlier than it either. Identity fields are drawn
 // per state, so two states of one ID may disagree as if forged.
 func genMessage(ids ...string) *rapid.Generator[crdt.Message] {
 	return rapid.Custom(func(t *rapid.T) crdt.Message {
@@ -45,7 +45,12 @@ func genMessage(ids ...string) *rapid.Generator[crdt.Message] {
 			m = m.Edit(rapid.SampledFrom([]string{"hi", "yo", "ed"}).Draw(t, "edit_body"), ts)
 		}
 		if rapid.IntRange(0, 3).Draw(t, "delete") == 0 {
-			m = m.Delete(genTS().Draw(t, "delete_ts"))
+			// A node deletes a message it holds: never before its creation.
+			ts := genTS().Draw(t, "delete_ts")
+			if ts.Compare(created) < 0 {
+				ts = created
+			}
+			m = m.Delete(ts)
 		}
 		return m
 	})
@@ -75,17 +80,28 @@ func split[E any](t *rapid.T, deltas []E, n int) [][]E {
 // modelMessage is the join of a set of states of one ID written as a
 // whole-set reduction straight from the specification, independently of
 // MergeMessage's pairwise code.
+// modelMessage is the specification of MergeMessage: everything said of an
+// ID, joined at once. The identity and, while nothing was edited, the text
+// are the earliest creation's (smallest identity, then largest text); an
+// edit (BodyTS after the state's own Created) beats every creation and the
+// latest edit wins; the tombstone is the latest.
 func modelMessage(states []crdt.Message) crdt.Message {
-	ident := slices.MinFunc(states, func(a, b crdt.Message) int {
+	creation := slices.MinFunc(states, func(a, b crdt.Message) int {
 		return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.Author, b.Author),
-			cmp.Compare(a.Role, b.Role), cmp.Compare(a.Name, b.Name))
+			cmp.Compare(a.Role, b.Role), cmp.Compare(a.Name, b.Name), cmp.Compare(b.Body, a.Body))
 	})
-	body := slices.MaxFunc(states, func(a, b crdt.Message) int {
-		return cmp.Or(a.BodyTS.Compare(b.BodyTS), cmp.Compare(a.Body, b.Body))
-	})
+	out := creation
+	out.BodyTS = creation.Created
+	for _, s := range states {
+		if !s.BodyTS.After(s.Created) {
+			continue
+		}
+		if c := s.BodyTS.Compare(out.BodyTS); !out.BodyTS.After(out.Created) || c > 0 || (c == 0 && s.Body > out.Body) {
+			out.Body, out.BodyTS = s.Body, s.BodyTS
+		}
+	}
 	del := slices.MaxFunc(states, func(a, b crdt.Message) int { return a.Deleted.Compare(b.Deleted) })
-	out := ident
-	out.Body, out.BodyTS, out.Deleted = body.Body, body.BodyTS, del.Deleted
+	out.Deleted = del.Deleted
 	if !out.Deleted.IsZero() {
 		out.Body = ""
 	}

@@ -10,10 +10,17 @@ import (
 
 // Message is the replicated state of one chat message and also its delta.
 //
-// The state is a product of three lattices: the identity fields (Author, Role,
-// Name, Created) under "smallest wins", Body as a last-writer-wins register
-// stamped by BodyTS, and the Deleted tombstone under max. A valid state never
-// has BodyTS before Created and never keeps text once Deleted is set.
+// A message is its ID: the same ID sent twice, through two nodes (a client
+// resending to another node while the first one stalls, a partition, a
+// restart), is one message, however many origins accepted it. The state is
+// a product of three lattices over everything ever said of the ID: the
+// identity fields (Created, Author, Role, Name) of the earliest creation,
+// "smallest wins" in that field order; the body, a last-writer-wins register
+// over the edits, or, while there is no edit, the earliest creation's text;
+// and the Deleted tombstone under max. An edit is a state whose BodyTS is
+// after its Created: a creation that lost to an earlier one never counts as
+// an edit, so a message accepted twice never shows as edited. A valid state
+// never has BodyTS before Created and never keeps text once Deleted is set.
 type Message struct {
 	ID      string    `json:"id"`     // client-generated, unique per conversation
 	Author  string    `json:"author"` // participant, e.g. "v:abc", "a:sam"
@@ -109,6 +116,12 @@ func compareIdentity(a, b Message) int {
 // MergeMessage joins two states of the same message. Callers pass equal IDs;
 // for differing IDs the state with the smaller ID is returned so that the
 // result still does not depend on argument order.
+//
+// Which creation wins does not depend on which node saw which first: the
+// smallest (Created, Author, Role, Name) wins, Created being a hybrid
+// logical clock stamp that names its node, so two origins' creations of one
+// ID never tie. The body is the latest edit's when either state has one,
+// otherwise the winning creation's, with BodyTS equal to its Created.
 func MergeMessage(a, b Message) Message {
 	if a.ID != b.ID {
 		if b.ID < a.ID {
@@ -116,14 +129,29 @@ func MergeMessage(a, b Message) Message {
 		}
 		return a.normalize()
 	}
+	ident := compareIdentity(b, a)
 	out := a
-	if compareIdentity(b, a) < 0 {
+	if ident < 0 {
 		out.Author, out.Role, out.Name, out.Created = b.Author, b.Role, b.Name, b.Created
 	}
-	// The body string breaks BodyTS ties so that equal stamps, which only a
-	// misbehaving writer produces, still resolve the same way everywhere.
-	if c := b.BodyTS.Compare(a.BodyTS); c > 0 || (c == 0 && b.Body > a.Body) {
+	switch ea, eb := a.Edited(), b.Edited(); {
+	case ea && eb:
+		// The body string breaks BodyTS ties so that equal stamps, which
+		// only a misbehaving writer produces, still resolve the same way
+		// everywhere.
+		if c := b.BodyTS.Compare(a.BodyTS); c > 0 || (c == 0 && b.Body > a.Body) {
+			out.Body, out.BodyTS = b.Body, b.BodyTS
+		}
+	case eb:
 		out.Body, out.BodyTS = b.Body, b.BodyTS
+	case ea:
+	default:
+		// Two creations: the winner's text (on identical identities, which
+		// only a misbehaving writer produces, the larger text).
+		if ident < 0 || (ident == 0 && b.Body > a.Body) {
+			out.Body = b.Body
+		}
+		out.BodyTS = out.Created
 	}
 	if b.Deleted.After(a.Deleted) {
 		out.Deleted = b.Deleted

@@ -2,6 +2,7 @@ package crdt_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -515,4 +516,54 @@ func TestLogDeltaSinceCatchesUp(t *testing.T) {
 
 func latest(m crdt.Message) crdt.Timestamp {
 	return slices.MaxFunc([]crdt.Timestamp{m.Created, m.BodyTS, m.Deleted}, crdt.Timestamp.Compare)
+}
+
+// TestSameIDFromManyOrigins is a client resending one message through
+// several nodes (the first stalls, the resend lands elsewhere, both accept
+// it): each node creates the ID with its own clock. Every replica, whatever
+// it receives in whatever order, duplicated or late, holds one message with
+// the earliest creation's stamp and text, not shown as edited; an edit by
+// the author, made on any node, still wins over every creation.
+func TestSameIDFromManyOrigins(t *testing.T) {
+	t.Parallel()
+	rapid.Check(t, func(t *rapid.T) {
+		nodes := []string{"n1", "n2", "n3"}
+		var creations []crdt.Message
+		for i, n := range rapid.Permutation(nodes).Draw(t, "nodes")[:rapid.IntRange(2, 3).Draw(t, "origins")] {
+			ts := crdt.Timestamp{Wall: rapid.Int64Range(1, 3).Draw(t, fmt.Sprintf("wall%d", i)), Node: n}
+			creations = append(creations, crdt.NewMessage("m", "v:a", "visitor", "Ada", "hello", ts))
+		}
+		first := slices.MinFunc(creations, func(a, b crdt.Message) int { return a.Created.Compare(b.Created) })
+		deltas := slices.Clone(creations)
+		var edit *crdt.Message
+		if rapid.Bool().Draw(t, "edited") {
+			// The author edits the copy one node holds, after that copy.
+			base := rapid.SampledFrom(creations).Draw(t, "edit_base")
+			e := base.Edit("hello!", crdt.Timestamp{Wall: base.Created.Wall + rapid.Int64Range(0, 2).Draw(t, "edit_after"), Logical: 1, Node: base.Created.Node})
+			edit = &e
+			deltas = append(deltas, e)
+		}
+		var replicas []*crdt.Log
+		for i := range 3 {
+			replicas = append(replicas, logOf(deliver(t, fmt.Sprintf("to%d", i), deltas)))
+		}
+		for i, r := range replicas {
+			if r.Len() != 1 {
+				t.Fatalf("replica %d holds %d messages", i, r.Len())
+			}
+			got, _ := r.Get("m")
+			if got.Created != first.Created || got.Author != "v:a" {
+				t.Fatalf("replica %d: created %v, want the earliest %v", i, got.Created, first.Created)
+			}
+			switch {
+			case edit == nil && (got.Edited() || got.Body != "hello" || got.BodyTS != first.Created):
+				t.Fatalf("replica %d: a message accepted twice looks edited: %+v", i, got)
+			case edit != nil && (!got.Edited() || got.Body != "hello!"):
+				t.Fatalf("replica %d: the edit lost to a creation: %+v", i, got)
+			}
+			if !r.Equal(replicas[0]) {
+				t.Fatalf("replicas 0 and %d differ", i)
+			}
+		}
+	})
 }
