@@ -42,6 +42,10 @@ type outItem struct {
 	start  time.Time // when the event reached the node; zero if not a message
 	replay []outItem
 	more   bool // outReplay: the replay stopped short; the client resumes again
+	// quiet: a replayed event whose message a later event of the same
+	// replay brings (with this event's stamp in its also): counted as
+	// sent, never written.
+	quiet bool
 }
 
 // conn is one client connection: a reader loop and a writer goroutine.
@@ -225,6 +229,10 @@ func (c *conn) writeLive(ctx context.Context, it *outItem, sent map[string]*seqS
 	if s.has(it.seq) {
 		return nil
 	}
+	if it.quiet {
+		s.add(it.seq)
+		return nil
+	}
 	if err := c.write(ctx, it); err != nil {
 		return err
 	}
@@ -256,6 +264,21 @@ func (c *conn) finish() error {
 		return nil
 	}
 	if e.relayed {
+		// The serving node's last frames, its error frame among them,
+		// were queued before its close arrived, and the writer may have
+		// picked stop first: write them before closing.
+		for {
+			select {
+			case it := <-c.out:
+				if it.kind == outFrame && c.write(context.Background(), it) != nil {
+					c.t.Close(e.close, e.Code)
+					return nil
+				}
+				continue
+			default:
+			}
+			break
+		}
 		c.t.Close(e.close, e.Code)
 		return nil
 	}
