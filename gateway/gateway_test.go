@@ -998,3 +998,59 @@ func resumeMany(t *testing.T, e *env) {
 	ag.send(map[string]any{"type": "ping", "ref": "alive"})
 	ag.expect("pong", refIs("alive"))
 }
+
+// TestReplayBringsEachMessageOnce: a message changed three times has three
+// events, each of which reads as its current state; a replay writes it once,
+// at its last event, naming the others in also, so that a client's vector
+// built from the replay covers all three and a resume elsewhere by that
+// vector brings nothing again.
+func TestReplayBringsEachMessageOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	v, _ := e.visitor(t, "ws1", nil)
+	conv := v.start()
+	v.say(conv, "m-0000001", "helo")
+	v.say(conv, "m-0000002", "anyone?")
+	for _, body := range []string{"hello", "hello!"} {
+		r := v.ref()
+		v.send(map[string]any{"type": "edit", "ref": r, "conversation": conv, "id": "m-0000001", "body": body})
+		v.expect("ack", refIs(r))
+	}
+	ag := e.agent(t, "ws1")
+	r := ag.ref()
+	ag.send(map[string]any{"type": "resume", "ref": r, "conversation": conv, "after": 0})
+	res := ag.expect("resumed", refIs(r))
+	if res["head"].(float64) != 4 {
+		t.Fatalf("resumed: %v", res)
+	}
+	var got []string
+	vec := map[string]bool{}
+	for _, f := range ag.seen {
+		if f["type"] != "deliver" {
+			continue
+		}
+		m := f["message"].(map[string]any)
+		got = append(got, fmt.Sprintf("%v@%v:%v", m["id"], f["seq"], m["body"]))
+		vec[f["at"].(string)] = true
+		if also, ok := f["also"].([]any); ok {
+			for _, a := range also {
+				vec[a.(string)] = true
+			}
+		}
+	}
+	if want := "[m-0000002@2:anyone? m-0000001@4:hello!]"; fmt.Sprint(got) != want {
+		t.Fatalf("replay delivered %v, want %s", got, want)
+	}
+	if len(vec) != 4 {
+		t.Fatalf("the replay's stamps cover %v, want all four events", vec)
+	}
+	// Live events go on after the replay, and none of the quiet ones.
+	v.say(conv, "m-0000003", "still there?")
+	if d := ag.expect("deliver", nil); d["seq"].(float64) != 5 {
+		t.Fatalf("after the replay: %v", d)
+	}
+	r = ag.ref()
+	ag.send(map[string]any{"type": "resume", "ref": r, "conversation": conv, "since": "local.5"})
+	ag.expect("resumed", refIs(r))
+	ag.none("deliver", 100*time.Millisecond)
+}

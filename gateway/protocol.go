@@ -298,11 +298,14 @@ func toWire(m crdt.Message) wireMessage {
 }
 
 type deliverFrame struct {
-	Type         string      `json:"type"`
-	Conversation string      `json:"conversation"`
-	Seq          uint64      `json:"seq"`
-	At           string      `json:"at,omitempty"`
-	Message      wireMessage `json:"message"`
+	Type         string `json:"type"`
+	Conversation string `json:"conversation"`
+	Seq          uint64 `json:"seq"`
+	At           string `json:"at,omitempty"`
+	// Also, in a replay only: the stamps of the message's earlier events
+	// in the same replay, which this frame covers (see appendReplay).
+	Also    []string    `json:"also,omitempty"`
+	Message wireMessage `json:"message"`
 }
 
 // stampString is a stamp as clients see it, "origin.oseq"; a client keeps

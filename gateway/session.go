@@ -275,10 +275,9 @@ func (c *conn) resume(f inFrame) *wireError {
 	}
 	replay := make([]outItem, 0, len(events)+len(reads)+2)
 	head := f.After
+	replay = appendReplay(replay, conv, events)
 	for _, e := range events {
 		head = max(head, e.Seq)
-		replay = append(replay, outItem{kind: outFrame, conv: conv, seq: e.Seq, at: e.Stamp,
-			data: encode(deliverFrame{Type: "deliver", Conversation: conv, Seq: e.Seq, At: stampString(e.Stamp), Message: toWire(e.Message)})})
 	}
 	for p, s := range reads {
 		replay = append(replay, outItem{kind: outFrame, conv: conv,
@@ -292,6 +291,33 @@ func (c *conn) resume(f inFrame) *wireError {
 	c.send(&outItem{kind: outReplay, conv: conv, replay: replay, more: more,
 		data: encode(resumedFrame{Type: "resumed", Ref: f.Ref, Conversation: conv, Head: head, More: more})})
 	return nil
+}
+
+// appendReplay appends a replay's deliver frames: one per message. Every
+// event of a message reads as the message's current state (the store keeps
+// no other), so of the events of one message in the replay only the last
+// is written; the others' stamps travel in its also, for the client's
+// vector, and their seqs count as sent.
+func appendReplay(replay []outItem, conv string, events []store.Event) []outItem {
+	last := make(map[string]int, len(events))
+	for i, e := range events {
+		last[e.Message.ID] = i
+	}
+	also := map[string][]string{}
+	for i, e := range events {
+		it := outItem{kind: outFrame, conv: conv, seq: e.Seq, at: e.Stamp}
+		if last[e.Message.ID] != i {
+			it.quiet = true
+			if at := stampString(e.Stamp); at != "" {
+				also[e.Message.ID] = append(also[e.Message.ID], at)
+			}
+		} else {
+			it.data = encode(deliverFrame{Type: "deliver", Conversation: conv, Seq: e.Seq, At: stampString(e.Stamp),
+				Also: also[e.Message.ID], Message: toWire(e.Message)})
+		}
+		replay = append(replay, it)
+	}
+	return replay
 }
 
 func (c *conn) change(ctx context.Context, f inFrame, now time.Time) *wireError {

@@ -637,10 +637,11 @@ func (r *replicator) applyRange(ctx context.Context, rg aeRange) error {
 				return err
 			}
 		}
-		_, durable, err := r.st.ApplyRemoteAsync(ctx, store.Remote{Conversation: c, Stamp: store.Stamp{Origin: rg.Origin, OSeq: e.OSeq}, Message: e.Message, Start: start})
+		res, durable, err := r.st.ApplyRemoteAsync(ctx, store.Remote{Conversation: c, Stamp: store.Stamp{Origin: rg.Origin, OSeq: e.OSeq}, Message: e.Message, Start: start})
 		if err != nil {
 			return errors.Join(err, wait())
 		}
+		r.uncount(c.Workspace, res)
 		waits = append(waits, durable)
 		have = e.OSeq
 	}

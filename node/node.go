@@ -104,12 +104,12 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 		return nil, err
 	}
 	n.ctl.gossipAddr = n.gossip.m.Addr()
-	n.repl = newReplicator(cfg, n.log, st, n.ctl, n.gossip.m, n.metrics.reg)
+	n.usage = newUsageReporter(cfg.NodeID, n.ctl.c.Apply, n.log, cfg.UsageInterval)
+	n.repl = newReplicator(cfg, n.log, st, n.ctl, n.gossip.m, n.usage, n.metrics.reg)
 	n.erasures = newErasures(n.ctl, st, n.log, n.repl.forget)
 	n.repl.caughtUp = n.erasures.caughtUp
 	n.ctl.caughtUp = n.erasures.wait
 	n.auth = &clusterAuth{ctl: n.ctl, st: st, catchUps: make(chan struct{}, 4)}
-	n.usage = newUsageReporter(cfg.NodeID, n.ctl.c.Apply, n.log, cfg.UsageInterval)
 	n.relay = &relayer{region: cfg.Region, self: cfg.NodeID, key: n.ctl.key.nodeKey(), ctl: n.ctl, mem: n.gossip.m, client: n.ctl.peers.client}
 	conns := gateway.NewIPConns(cfg.MaxConnsPerIP)
 	n.gw = gateway.New(gateway.Config{

@@ -63,6 +63,8 @@ type replicator struct {
 	aeTrees map[string]*aeCached // by peer: the tree of its current round
 	aeKick  chan string          // peers just up: a round with them now
 	gw      *gateway.Server      // set once the gateway exists, before serving
+	// meter counts usage; uncount takes back a message counted twice.
+	meter gateway.Meter
 	// delay is Config.FaultReplDelay.
 	delay time.Duration
 	// erase erases a conversation here (and from the embeddings); set
@@ -106,8 +108,8 @@ type resyncReq struct {
 // need not agree), so only asking makes both sides resync.
 const signalResync = "resync"
 
-func newReplicator(cfg Config, log *slog.Logger, st *store.Store, ctl *control, mem *membership.Membership, reg prometheus.Registerer) *replicator {
-	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, peers: ctl.peers, acks: map[ackKey]*ackWait{}, records: map[string]store.Conversation{}, ae: newAEMetrics(reg), aeTrees: map[string]*aeCached{}, aeKick: make(chan string, 16), delay: cfg.FaultReplDelay, joined: make(chan resyncReq, 64), repliesIn: make(chan repliesFrom, 64)}
+func newReplicator(cfg Config, log *slog.Logger, st *store.Store, ctl *control, mem *membership.Membership, meter gateway.Meter, reg prometheus.Registerer) *replicator {
+	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, meter: meter, peers: ctl.peers, acks: map[ackKey]*ackWait{}, records: map[string]store.Conversation{}, ae: newAEMetrics(reg), aeTrees: map[string]*aeCached{}, aeKick: make(chan string, 16), delay: cfg.FaultReplDelay, joined: make(chan resyncReq, 64), repliesIn: make(chan repliesFrom, 64)}
 	r.gate = replication.NewGate(r.have, 0)
 	r.repl = replication.New(replication.Config{Self: cfg.NodeID, Dial: r.dial, Store: r.store, Logger: log, OnSignal: r.onSignal})
 	return r
@@ -609,6 +611,16 @@ func (r *replicator) replicas(ws, conv string) []membership.Member {
 	return out
 }
 
+// uncount takes back the message this node counted for usage when it
+// accepted a send that another node had accepted earlier (the client
+// resent it there while this node stalled): the cluster holds it once, as
+// the other node's, which counted it too.
+func (r *replicator) uncount(ws string, res store.Result) {
+	if res.Displaced.Node == r.node {
+		r.meter.Count(ws, 0, -1)
+	}
+}
+
 // have is how far an origin is in this node's store: the gate's start.
 func (r *replicator) have(ws, conv, origin string) (uint64, error) {
 	f, err := r.st.Frontier(ws, conv)
@@ -653,11 +665,12 @@ func (r *replicator) store(from string, evs []replication.Event) (func() error, 
 				if err := r.newBeforeCatchUp(e.Workspace, e.Conversation); err != nil {
 					return err
 				}
-				_, durable, err := r.st.ApplyRemoteAsync(context.Background(), store.Remote{Conversation: p.Conversation,
+				res, durable, err := r.st.ApplyRemoteAsync(context.Background(), store.Remote{Conversation: p.Conversation,
 					Stamp: store.Stamp{Origin: e.Origin, OSeq: e.OSeq}, Message: p.Message, Start: start})
 				if err != nil {
 					return err
 				}
+				r.uncount(e.Workspace, res)
 				waits = append(waits, durable)
 			}
 			return nil

@@ -47,7 +47,10 @@ func newUsageReporter(node string, apply func(context.Context, cluster.Command) 
 		now: time.Now, pending: map[usageKey]*usageCount{}}
 }
 
-// Count implements gateway.Meter.
+// Count implements gateway.Meter. A negative count takes back what was
+// counted before (replicator.uncount): it nets against the counts not yet
+// reported, and what it cannot net is kept for the period's next counts,
+// since a report only adds.
 func (u *usageReporter) Count(workspace string, conversations, messages int64) {
 	k := usageKey{workspace, period(u.now())}
 	u.mu.Lock()
@@ -82,15 +85,25 @@ func (u *usageReporter) run(ctx context.Context) error {
 // yet acknowledged.
 func (u *usageReporter) flush(ctx context.Context) {
 	u.mu.Lock()
+	now := period(u.now())
 	for k, c := range u.pending {
+		// What is positive is reported; a debt stays for the period's
+		// next counts, and is forgotten once the period is over.
+		report := usageCount{max(c.conversations, 0), max(c.messages, 0)}
+		*c = usageCount{min(c.conversations, 0), min(c.messages, 0)}
+		if *c == (usageCount{}) || k.period != now {
+			delete(u.pending, k)
+		}
+		if report == (usageCount{}) {
+			continue
+		}
 		u.n++
 		u.inflight = append(u.inflight, cluster.ReportUsage{
 			NodeID: u.node, Workspace: k.workspace, Period: k.period,
-			Conversations: c.conversations, Messages: c.messages,
+			Conversations: report.conversations, Messages: report.messages,
 			IdempotencyKey: fmt.Sprintf("usage-%s-%s-%d", u.node, u.boot, u.n),
 		})
 	}
-	clear(u.pending)
 	reports := u.inflight
 	u.inflight = nil
 	u.mu.Unlock()

@@ -57,3 +57,56 @@ func TestUsageReportsOnceEach(t *testing.T) {
 		t.Fatalf("a refused report was retried: %+v", tried[n:])
 	}
 }
+
+// TestUsageTakesBackAMessageCountedTwice: a message two nodes accepted is
+// taken back by the one whose copy lost (replicator.uncount); reports only
+// add, so what is taken back nets against counts not yet reported, and a
+// debt waits for the period's next counts.
+func TestUsageTakesBackAMessageCountedTwice(t *testing.T) {
+	t.Parallel()
+	var applied []cluster.ReportUsage
+	apply := func(_ context.Context, c cluster.Command) (cluster.Result, error) {
+		applied = append(applied, c.(cluster.ReportUsage))
+		return cluster.Result{}, nil
+	}
+	u := newUsageReporter("n1", apply, slog.New(slog.NewTextHandler(io.Discard, nil)), time.Hour)
+	month := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	u.now = func() time.Time { return month }
+	ctx := context.Background()
+	total := func() (msgs int64) {
+		for _, a := range applied {
+			if a.Conversations < 0 || a.Messages < 0 {
+				t.Fatalf("a report subtracts: %+v", a)
+			}
+			msgs += a.Messages
+		}
+		return msgs
+	}
+
+	u.Count("acme", 0, 3)
+	u.Count("acme", 0, -1) // before the report: nets
+	u.flush(ctx)
+	if got := total(); got != 2 {
+		t.Fatalf("reported %d messages, want 2", got)
+	}
+	u.Count("acme", 0, -2) // after it: a debt, no report
+	u.flush(ctx)
+	if got := total(); got != 2 || len(applied) != 1 {
+		t.Fatalf("a debt was reported: %+v", applied)
+	}
+	u.Count("acme", 0, 5)
+	u.flush(ctx)
+	if got := total(); got != 5 {
+		t.Fatalf("reported %d messages in all, want 5 (2 + 5 - 2)", got)
+	}
+	// A debt does not outlive its month.
+	u.Count("acme", 0, -4)
+	u.flush(ctx)
+	month = month.AddDate(0, 1, 0)
+	u.flush(ctx)
+	u.Count("acme", 0, 1)
+	u.flush(ctx)
+	if last := applied[len(applied)-1]; last.Messages != 1 || last.Period != "2026-12" {
+		t.Fatalf("next month's report %+v", last)
+	}
+}

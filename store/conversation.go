@@ -78,6 +78,12 @@ type Result struct {
 	Dup     bool         // a send whose message ID was already stored
 	Changed bool         // false: the change was already contained in the state
 	Message crdt.Message // the message's state after the change
+	// Displaced, for another replica's event (ApplyRemote): the creation
+	// stamp of the message as this store held it, when the event's earlier
+	// creation of the same ID replaced it (two nodes accepted one send);
+	// zero otherwise. The node that accepted the displaced creation
+	// counted a message that the cluster holds once.
+	Displaced crdt.Timestamp
 }
 
 // msgRecord says where a message sits in its conversation's log: the event

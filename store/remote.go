@@ -136,6 +136,9 @@ func (s *Store) sequenceRemote(r Remote) (Result, *op, error) {
 		return Result{}, nil, err
 	}
 	o, res := s.appendEvent(cs, ws, conv, merged, rec, found, enc, r.Stamp, !found, r.Start)
+	if found && merged.Created != cur.Created {
+		res.Displaced = cur.Created
+	}
 	return res, o, nil
 }
 

@@ -226,3 +226,63 @@ func messages(rt *rapid.T, s *Store) map[string]crdt.Message {
 	}
 	return out
 }
+
+// TestSameIDFromTwoOrigins: a visitor's send reaches node a, which stalls;
+// the resend with the same ID is accepted by node b with an earlier stamp;
+// a resumes and accepts the frame still in its socket. Each then applies
+// the other's event: both hold one message with b's stamp, not edited; b
+// logs nothing for a's losing copy (no event, no deliver), a logs the
+// merged state and reports its own creation as displaced.
+func TestSameIDFromTwoOrigins(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a := openTest(t, Config{Origin: "na"})
+	b := openTest(t, Config{Origin: "nb"})
+	conv := Conversation{Workspace: "ws1", ID: "c1", Owner: "v:a"}
+	for _, s := range []*Store{a, b} {
+		if err := s.CreateConversation(ctx, conv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send := func(s *Store, node string, wall int64) Event {
+		m := crdt.NewMessage("x", "v:a", "visitor", "", "hi", crdt.Timestamp{Wall: wall, Node: node})
+		if _, err := s.Apply(ctx, Change{Kind: Send, Workspace: "ws1", Conversation: "c1", Participant: "v:a", Message: m}); err != nil {
+			t.Fatal(err)
+		}
+		evs, _, _ := s.Events("ws1", "c1", 0, 10)
+		return evs[len(evs)-1]
+	}
+	ea := send(a, "na", 200)
+	eb := send(b, "nb", 100)
+	ra, err := a.ApplyRemote(ctx, Remote{Conversation: conv, Stamp: eb.Stamp, Message: eb.Message})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := b.ApplyRemote(ctx, Remote{Conversation: conv, Stamp: ea.Stamp, Message: ea.Message})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ra.Displaced != ea.Message.Created || !rb.Displaced.IsZero() || rb.Changed {
+		t.Fatalf("a: displaced %v; b: displaced %v changed %v", ra.Displaced, rb.Displaced, rb.Changed)
+	}
+	want := eb.Message
+	for name, s := range map[string]*Store{"a": a, "b": b} {
+		evs, _, _ := s.Events("ws1", "c1", 0, 10)
+		for _, e := range evs {
+			if e.Message != want {
+				t.Fatalf("%s: event %d holds %+v, want %+v", name, e.Seq, e.Message, want)
+			}
+		}
+		if f, _ := s.Frontier("ws1", "c1"); !maps.Equal(f, map[string]uint64{"na": 1, "nb": 1}) {
+			t.Fatalf("%s: frontier %v", name, f)
+		}
+	}
+	if evs, _, _ := b.Events("ws1", "c1", 0, 10); len(evs) != 1 {
+		t.Fatalf("b logged the losing copy: %+v", evs)
+	}
+	da, _, _ := a.StateDigest("ws1", "c1")
+	db, _, _ := b.StateDigest("ws1", "c1")
+	if da != db {
+		t.Fatal("digests differ")
+	}
+}

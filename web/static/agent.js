@@ -121,28 +121,43 @@
 
   // mergeMessage folds a deliver's state of a message into the one entry
   // kept for its id, in whatever order states arrive (a replay from another
-  // node brings them in that node's order), as the node merges them: the
-  // body of the later edit wins (its `edited` stamp, else its creation; a
-  // tie goes to the larger text) and a deletion is for good.
+  // node brings them in that node's order), as the nodes merge them
+  // (docs/protocol.md): the earliest creation (`ts`) gives the author fields
+  // and, until an edit, the text, so an id that two nodes accepted shows
+  // once, where the nodes put it; the later edit wins (a tie goes to the
+  // larger text); a deletion is for good.
   function mergeMessage(m, msg) {
     const body = typeof msg.body === 'string' ? msg.body : '';
-    const bodyTs = msg.edited || msg.ts || null;
+    const ts = msg.ts || null;
+    const edited = msg.edited || null;
     if (!m.merged) {
       m.merged = true;
       m.author = msg.author;
       m.role = msg.role;
       m.name = msg.name;
-      m.ts = msg.ts || m.ts || null;
+      m.ts = ts;
       m.body = body;
-      m.bodyTs = bodyTs;
-      m.edited = msg.edited || null;
+      m.edited = edited;
       m.deleted = Boolean(msg.deleted);
     } else {
-      const c = hlcCompare(bodyTs, m.bodyTs);
-      if (!m.deleted && !msg.deleted && (c > 0 || (c === 0 && body > m.body))) {
+      const earlier = ts && (!m.ts || hlcCompare(ts, m.ts) < 0);
+      if (earlier) {
+        m.author = msg.author;
+        m.role = msg.role;
+        m.name = msg.name;
+        m.ts = ts;
+      }
+      if (edited && m.edited) {
+        const c = hlcCompare(edited, m.edited);
+        if (c > 0 || (c === 0 && body > m.body)) {
+          m.body = body;
+          m.edited = edited;
+        }
+      } else if (edited) {
         m.body = body;
-        m.bodyTs = bodyTs;
-        m.edited = msg.edited || null;
+        m.edited = edited;
+      } else if (!m.edited && earlier) {
+        m.body = body;
       }
       if (msg.deleted) m.deleted = true;
     }
@@ -1131,6 +1146,7 @@
     const msg = f.message;
     if (typeof f.seq === 'number' && f.seq > c.seenSeq) c.seenSeq = f.seq;
     noteStamp(c.vector, f.at);
+    if (Array.isArray(f.also)) for (const at of f.also) noteStamp(c.vector, at);
     let m = c.messages.get(msg.id);
     if (!m) {
       m = { id: msg.id, local: ++A.localSeq };
