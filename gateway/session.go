@@ -349,12 +349,14 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) *wireError 
 	}
 	c.async(func() {
 		res, err := c.srv.cfg.Store.Apply(ctx, ch)
+		if ch.Kind == store.Send && res.Changed {
+			// Stored here, counted here, even when the answer is an error
+			// (no replica confirmed it yet): the resend finds it stored.
+			c.srv.cfg.Meter.Count(ch.Workspace, 0, 1)
+		}
 		if err != nil {
 			c.replyErr(f.Ref, c.storeError(err))
 			return
-		}
-		if ch.Kind == store.Send && !res.Dup {
-			c.srv.cfg.Meter.Count(ch.Workspace, 0, 1)
 		}
 		created := res.Message.Created
 		c.reply(ackFrame{Type: "ack", Ref: f.Ref, Conversation: f.Conversation, ID: f.ID, Seq: res.Seq, TS: &created, Dup: res.Dup})
