@@ -481,3 +481,69 @@ func TestStalledNodeKeepsOneCopy(t *testing.T) {
 		return nil
 	})
 }
+
+// sendUntilAcked sends one message through cl until it is acknowledged,
+// waiting out unavailable answers (a node that cannot reach a replica yet).
+func sendUntilAcked(t *testing.T, ctx context.Context, cl *wsClient, conv, id string) {
+	t.Helper()
+	for try := 0; ; try++ {
+		ref := fmt.Sprintf("%s#%d", id, try)
+		cl.send(ctx, map[string]any{"type": "send", "ref": ref, "conversation": conv, "id": id, "body": "order " + id})
+		m, err := cl.awaitRef(ctx, ref)
+		if err != nil {
+			t.Fatalf("send %s: %v", id, err)
+		}
+		if m["type"] == "ack" {
+			return
+		}
+		if m["code"] != "unavailable" {
+			t.Fatalf("send %s: %v", id, m)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestPartitionSidesAcceptOneID: a node is cut off from the other two, and
+// one visitor's message is accepted on both sides with the same id (sent
+// to each), among others sent on one side only. After the partition heals
+// every node holds it once, with one ts, in the same order, not edited.
+func TestPartitionSidesAcceptOneID(t *testing.T) {
+	lab := newNetLab(t, 3)
+	tc := startClusterOn(t, clusterSpec{bin: parleyBin, n: 3, hosts: []string{lab.Host(0), lab.Host(1), lab.Host(2)}, wrap: lab.Wrap})
+	n1, n3 := tc.nodes[0], tc.nodes[2]
+	mustAPI(t, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, nil)
+	ctx := testCtx(t, 150*time.Second)
+	v1, welcome, conv := startVisitor(t, ctx, n1, "acme")
+	defer v1.close()
+	sendUntilAcked(t, ctx, v1, conv, "m-before")
+	tc.waitConverged(t, "acme", conv, 1, 30*time.Second)
+
+	heal := cut(t, lab, 2)
+	v3, err := dialNode(ctx, n3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v3.close()
+	if _, err := v3.hello(ctx, "acme", map[string]any{"visitor_id": welcome["visitor_id"], "visitor_sig": welcome["visitor_sig"]}); err != nil {
+		t.Fatal(err)
+	}
+	acked := []string{"m-before"}
+	for i := range 3 {
+		a, b := fmt.Sprintf("m-majority-%d", i), fmt.Sprintf("m-cut-off-%d", i)
+		sendUntilAcked(t, ctx, v1, conv, a)
+		sendUntilAcked(t, ctx, v3, conv, b)
+		acked = append(acked, a, b)
+	}
+	// The same message on both sides, the cut-off side first.
+	sendUntilAcked(t, ctx, v3, conv, "m-both-sides")
+	sendUntilAcked(t, ctx, v1, conv, "m-both-sides")
+	acked = append(acked, "m-both-sides")
+	heal()
+	for _, nd := range tc.nodes {
+		tc.waitAlive(t, nd, 3, 60*time.Second)
+	}
+	tc.waitConverged(t, "acme", conv, len(acked), 60*time.Second)
+	if twice := checkReplicas(t, ctx, tc, "acme", map[string][]string{conv: acked}); twice == 0 {
+		t.Error("m-both was not accepted on both sides: the test did not exercise the merge")
+	}
+}
