@@ -10,7 +10,9 @@ import (
 func TestForwardedTrustsOnlySignedClaims(t *testing.T) {
 	t.Parallel()
 	key, other := []byte("node key"), []byte("another cluster")
-	now := time.Now()
+	// Read when each case runs: parallel cases start once the package's
+	// serial tests are done, which can be longer than the allowed skew.
+	now := time.Now
 	cases := []struct {
 		name   string
 		header func() map[string]string
@@ -18,20 +20,20 @@ func TestForwardedTrustsOnlySignedClaims(t *testing.T) {
 		ok     bool
 		public bool // arrived on the public listener, not the node link
 	}{
-		{"signed", func() map[string]string { return flat(relayHeader(key, "GET", "/v1/ws", "203.0.113.7", now)) }, "203.0.113.7", true, false},
+		{"signed", func() map[string]string { return flat(relayHeader(key, "GET", "/v1/ws", "203.0.113.7", now())) }, "203.0.113.7", true, false},
 		{"direct", func() map[string]string { return nil }, "", false, false},
-		{"signed, on the public listener", func() map[string]string { return flat(relayHeader(key, "GET", "/v1/ws", "203.0.113.7", now)) }, "", false, true},
-		{"other cluster's key", func() map[string]string { return flat(relayHeader(other, "GET", "/v1/ws", "203.0.113.7", now)) }, "", false, false},
+		{"signed, on the public listener", func() map[string]string { return flat(relayHeader(key, "GET", "/v1/ws", "203.0.113.7", now())) }, "", false, true},
+		{"other cluster's key", func() map[string]string { return flat(relayHeader(other, "GET", "/v1/ws", "203.0.113.7", now())) }, "", false, false},
 		{"too old", func() map[string]string {
-			return flat(relayHeader(key, "GET", "/v1/ws", "203.0.113.7", now.Add(-time.Minute)))
+			return flat(relayHeader(key, "GET", "/v1/ws", "203.0.113.7", now().Add(-time.Minute)))
 		}, "", false, false},
 		{"address changed", func() map[string]string {
-			h := flat(relayHeader(key, "GET", "/v1/ws", "203.0.113.7", now))
+			h := flat(relayHeader(key, "GET", "/v1/ws", "203.0.113.7", now()))
 			h[hdrRelayFor] = "198.51.100.1"
 			return h
 		}, "", false, false},
 		{"no time", func() map[string]string {
-			h := flat(relayHeader(key, "GET", "/v1/ws", "203.0.113.7", now))
+			h := flat(relayHeader(key, "GET", "/v1/ws", "203.0.113.7", now()))
 			delete(h, hdrRelayTime)
 			return h
 		}, "", false, false},
