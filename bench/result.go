@@ -93,7 +93,13 @@ func verdict(r *Result) string {
 	case r.Error != "":
 		return "FAILED: " + r.Error
 	case a.Lost > 0 || a.Duplicated > 0:
-		return fmt.Sprintf("LOSS: of %d acknowledged messages, %d lost and %d duplicated", a.Acked, a.Lost, a.Duplicated)
+		s := fmt.Sprintf("LOSS: of %d acknowledged messages, %d lost and %d duplicated", a.Acked, a.Lost, a.Duplicated)
+		if a.NodesDisagree() {
+			s += "; " + disagreement(a)
+		}
+		return s
+	case a.NodesDisagree():
+		return fmt.Sprintf("DIVERGED: of %d acknowledged messages, %d have another ts on some node; %s", a.Acked, a.Diverged, disagreement(a))
 	case r.AuditError != "":
 		return fmt.Sprintf("UNVERIFIED: the audit of the node's history failed (%s); %d of %d acknowledged messages delivered to every agent", r.AuditError, a.Delivered, a.Acked)
 	case r.Stopped != "":
@@ -116,11 +122,20 @@ func verdict(r *Result) string {
 	if a.Audited {
 		how += " and stored exactly once"
 	}
+	if a.Audited && a.AuditedNodes > 1 {
+		how += ", with one ts and one order on every node"
+	}
 	s := fmt.Sprintf("OK: %d of %d acknowledged messages %s; none lost, none duplicated", a.Delivered, a.Acked, how)
 	if a.Unacked > 0 {
 		s += fmt.Sprintf(" (%d sent but never acknowledged)", a.Unacked)
 	}
 	return s
+}
+
+// disagreement says how the audited nodes disagree.
+func disagreement(a Accounting) string {
+	return fmt.Sprintf("the nodes disagree: %d (message, node) pairs with another ts than the first node's, %d of %d conversations × nodes in another order",
+		a.TSMismatches, a.OrderMismatches, a.ConversationsCompared*max(a.AuditedNodes-1, 0))
 }
 
 // WriteJSON writes the result to path.

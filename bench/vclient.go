@@ -435,7 +435,8 @@ func (v *vclient) handle(ctx context.Context, c conn, f *frame, now time.Time) e
 		if !v.agent {
 			return nil
 		}
-		if k := r.ids.index(f.messageID()); k >= 0 && r.ledger.Delivered(v.idx, k, f.Seq) {
+		id, st := f.message()
+		if k := r.ids.index(id); k >= 0 && r.ledger.Delivered(v.idx, k, f.Seq, st) {
 			r.rec.delivered.Add(1)
 			r.rec.recordOn(v.transport, mE2E, now.Sub(r.due(k)))
 		}
