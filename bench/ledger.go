@@ -43,20 +43,23 @@ import (
 // event of a message is replayed in its final state); they are one entry
 // when they show the same state (ts, body, edited, deleted), and that
 // count of frames is reported. Frames of one id in different states on
-// one node are two entries: duplicated. Across nodes, every node must give
-// a message the same ts, and so every conversation the same order of
-// messages by (ts, id): a node that disagrees has diverged. Agents that
-// receive a message more than once are counted apart by whether the
-// repeats showed the same state or another ts.
+// one node are two entries: duplicated. The harness never edits: a message
+// shown edited or deleted was altered by a node (two creations of one id
+// merged as an edit). Across nodes, every node must give a message the
+// same ts, and so every conversation the same order of messages by
+// (ts, id): a node that disagrees has diverged. Agents that receive a
+// message more than once are counted apart by whether the repeats showed
+// the same state or another ts.
 type Ledger struct {
 	mu          sync.Mutex
 	n           int
 	agents      int
-	state       []uint8  // msg* flags
-	ackSeq      []uint64 // seq of the first ack; 0: none
-	ackNode     []int32  // node of the first ack
-	agentNode   []int    // node each agent is connected to
-	seen        [][]uint64
+	state       []uint8    // msg* flags
+	ackSeq      []uint64   // seq of the first ack; 0: none
+	ackNode     []int32    // node of the first ack
+	agentNode   []int      // node each agent is connected to
+	seen        [][]uint64 // the highest seq each agent received each message at
+	seenFirst   [][]uint64 // the first
 	seenState   [][]uint64 // hashes of the first state received: ts (high 32 bits), the rest (low 32)
 	seenRepeat  [][]uint8  // agentRepeat* flags
 	stored      [][]uint8  // audit, by node: deliver frames in the history (saturating)
@@ -64,6 +67,7 @@ type Ledger struct {
 	storedTS    [][]tsKey  // audit, by node: the message's ts there (the latest of its frames)
 	storedRest  [][]uint64 // audit, by node: the rest of the first frame's state
 	storedMixed [][]bool   // audit, by node: frames of the id in different states
+	storedAlt   [][]bool   // audit, by node: a frame shows it edited or deleted
 	conv        []int32    // conversation of each message, from the audit; -1 unknown
 	nodeNames   map[string]uint32
 	names       []string // by interned id - 1
@@ -100,10 +104,11 @@ const (
 // NewLedger tracks n messages and agents agents.
 func NewLedger(n, agents int) *Ledger {
 	l := &Ledger{n: n, agents: agents, state: make([]uint8, n), ackSeq: make([]uint64, n), ackNode: make([]int32, n),
-		agentNode: make([]int, agents), seen: make([][]uint64, agents), seenState: make([][]uint64, agents),
+		agentNode: make([]int, agents), seen: make([][]uint64, agents), seenFirst: make([][]uint64, agents), seenState: make([][]uint64, agents),
 		seenRepeat: make([][]uint8, agents), conv: make([]int32, n), nodeNames: map[string]uint32{}}
 	for a := range l.seen {
 		l.seen[a] = make([]uint64, n)
+		l.seenFirst[a] = make([]uint64, n)
 		l.seenState[a] = make([]uint64, n)
 		l.seenRepeat[a] = make([]uint8, n)
 	}
@@ -223,7 +228,7 @@ func (l *Ledger) Delivered(a, k int, seq uint64, st MsgState) bool {
 	s := seq
 	prev := l.seen[a][k]
 	if prev == 0 {
-		l.seen[a][k] = s
+		l.seen[a][k], l.seenFirst[a][k] = s, s
 		l.seenState[a][k] = stateHash(st)
 		return true
 	}
@@ -268,6 +273,9 @@ func (l *Ledger) Stored(node, k, conv int, seq uint64, st MsgState) {
 			l.storedTS[node][k] = ts // the later stamp wins, as a client merges
 		}
 	}
+	if st.Altered {
+		l.storedAlt[node][k] = true
+	}
 	if l.stored[node][k] < 255 {
 		l.stored[node][k]++
 	}
@@ -281,6 +289,7 @@ func (l *Ledger) growStored(nodes int) {
 		l.storedTS = append(l.storedTS, make([]tsKey, l.n))
 		l.storedRest = append(l.storedRest, make([]uint64, l.n))
 		l.storedMixed = append(l.storedMixed, make([]bool, l.n))
+		l.storedAlt = append(l.storedAlt, make([]bool, l.n))
 	}
 }
 
@@ -314,6 +323,7 @@ type Accounting struct {
 	Unverified int `json:"unverified"` // neither agents nor an audit to check it
 
 	Diverged int `json:"diverged"` // the nodes give it different ts (and it is neither lost nor duplicated)
+	Altered  int `json:"altered"`  // some node shows it edited or deleted, which nobody did (and none of the above)
 
 	LostAtAgents      int `json:"lost_at_agents"`      // (message, agent) pairs never received
 	LostInStore       int `json:"lost_in_store"`       // (message, node) pairs: acknowledged but not in that node's history
@@ -333,6 +343,10 @@ type Accounting struct {
 	// (conversation, node) pairs where the node's order of the messages
 	// every node holds, by (ts, id), differs from the first audited node's;
 	// and how many conversations were compared.
+	// (message, node) pairs where the node shows the message edited or
+	// deleted: the harness never edits or deletes, so a node merged
+	// something (a second creation of the id) as a change.
+	HistoryAltered        int `json:"history_altered"`
 	TSMismatches          int `json:"ts_mismatches"`
 	OrderMismatches       int `json:"order_mismatches"`
 	ConversationsCompared int `json:"conversations_compared"`
@@ -350,6 +364,7 @@ type Accounting struct {
 	LostExamples     []int `json:"lost_examples,omitempty"` // message indices, at most 20
 	DupExamples      []int `json:"dup_examples,omitempty"`
 	DivergedExamples []int `json:"diverged_examples,omitempty"`
+	AlteredExamples  []int `json:"altered_examples,omitempty"`
 	// OrderExamples name conversations in another order on some node, at
 	// most 20: "conversation 3 on node 1".
 	OrderExamples []string `json:"order_examples,omitempty"`
@@ -376,6 +391,9 @@ func (l *Ledger) detail(k int, why string) string {
 				fmt.Fprintf(&b, ", ts %s", l.hlc(l.storedTS[nd][k]))
 				if l.storedMixed[nd][k] {
 					b.WriteString(" (its frames in different states)")
+				}
+				if l.storedAlt[nd][k] {
+					b.WriteString(" (shown edited or deleted)")
 				}
 			}
 		}
@@ -428,13 +446,15 @@ func (l *Ledger) Account(issued int) Accounting {
 			continue
 		}
 		a.Acked++
-		lost, dup, diverged := false, st&msgDupSeq != 0, false
+		lost, dup, diverged, altered := false, st&msgDupSeq != 0, false, false
 		ackNode := int(l.ackNode[k])
 		for ag := 0; ag < l.agents; ag++ {
 			seen := l.seen[ag][k]
 			// On the acknowledging node: never, or only at a seq a crash
-			// lost. Elsewhere seqs are that node's own: never.
-			if seen == 0 || (l.agentNode[ag] == ackNode && seen != l.ackSeq[k]) {
+			// lost (the acknowledged seq is then above it, the highest
+			// received; after a second creation of the id elsewhere, it
+			// is the first). Elsewhere seqs are that node's own: never.
+			if seen == 0 || (l.agentNode[ag] == ackNode && seen != l.ackSeq[k] && l.seenFirst[ag][k] != l.ackSeq[k]) {
 				a.LostAtAgents++
 				lost = true
 			}
@@ -460,6 +480,9 @@ func (l *Ledger) Account(issued int) Accounting {
 					dup = true
 				case nd == ackNode && l.storedSeq[nd][k] != l.ackSeq[k]:
 					lost = true // acknowledged at a seq the history does not have
+				}
+				if l.storedAlt[nd][k] {
+					altered = true
 				}
 				if ref < 0 {
 					ref = nd
@@ -489,6 +512,12 @@ func (l *Ledger) Account(issued int) Accounting {
 			if len(a.DivergedExamples) < 20 {
 				a.DivergedExamples = append(a.DivergedExamples, k)
 				a.Details = append(a.Details, l.detail(k, "diverged (another ts on some node)"))
+			}
+		case altered:
+			a.Altered++
+			if len(a.AlteredExamples) < 20 {
+				a.AlteredExamples = append(a.AlteredExamples, k)
+				a.Details = append(a.Details, l.detail(k, "altered (shown edited or deleted on some node)"))
 			}
 		case l.agents == 0 && !l.audited:
 			a.Unverified++
@@ -520,6 +549,9 @@ func (l *Ledger) auditFrames(issued int, a *Accounting) {
 			a.HistoryMaxFrames = max(a.HistoryMaxFrames, n)
 			if n > 1 && !l.storedMixed[nd][k] {
 				a.HistoryRepeatedIDs++
+			}
+			if l.storedAlt[nd][k] {
+				a.HistoryAltered++
 			}
 			if ref < 0 {
 				ref = nd

@@ -271,8 +271,12 @@ func TestLedgerHistoryAgreement(t *testing.T) {
 	// agent 1 again with another ts.
 	l.Delivered(0, 7, 8, sk(7))
 	l.Delivered(1, 7, 200, at(1007, 3, "n2"))
-	// 8: agent 1 receives it again with the same ts and another body.
+	// 8: agent 1 receives it again with the same ts and another body;
+	// agent 0, on the acknowledging node, again at a higher seq with
+	// another ts (a second creation of the id on another node, replicated
+	// here): it did receive the acknowledged seq first, delivered.
 	l.Delivered(1, 8, 201, MsgState{TS: sk(8).TS, Rest: 8})
+	l.Delivered(0, 8, 50, at(1008, 4, "n3"))
 	for nd := range 3 {
 		for k := range 9 {
 			for _, st := range store[nd][k] {
@@ -306,7 +310,7 @@ func TestLedgerHistoryAgreement(t *testing.T) {
 		{"history repeated ids, one state (6 on node 0)", a.HistoryRepeatedIDs, 1},
 		{"history max frames", a.HistoryMaxFrames, 2},
 		{"agent repeats, same state (7 at agent 0)", a.AgentRepeatsSameState, 1},
-		{"agent repeats, other ts (7 at agent 1)", a.AgentRepeatsOtherTS, 1},
+		{"agent repeats, other ts (7 at agent 1, 8 at agent 0)", a.AgentRepeatsOtherTS, 2},
 		{"agent repeats, other body (8 at agent 1)", a.AgentRepeatsOtherBody, 1},
 		{"lost at agents", a.LostAtAgents, 0},
 	} {
@@ -346,6 +350,29 @@ func TestLedgerHistoryAgreement(t *testing.T) {
 		t.Errorf("disagreement alone: %+v", a2)
 	}
 	if v := verdict(&Result{Accounting: a2}); !strings.HasPrefix(v, "DIVERGED: of 2 acknowledged messages, 1 have another ts on some node") {
+		t.Errorf("verdict %q", v)
+	}
+	// A message every node holds in one state, one ts, but shown edited
+	// (the harness never edits): a second creation merged as an edit.
+	l4 := NewLedger(2, 1)
+	for k := range 2 {
+		l4.Sent(k)
+		l4.Acked(k, 0, uint64(k+1))
+		l4.Delivered(0, k, uint64(k+1), sk(k))
+		for nd := range 2 {
+			st := sk(k)
+			if k == 1 {
+				st.Altered, st.Rest = true, 9
+			}
+			l4.Stored(nd, k, 0, uint64(k+1), st)
+		}
+	}
+	l4.MarkAudited(0, 1)
+	a4 := l4.Account(2)
+	if a4.Delivered != 1 || a4.Altered != 1 || a4.HistoryAltered != 2 || a4.NodesDisagree() || a4.Lost+a4.Duplicated+a4.Diverged != 0 || !eqInts(a4.AlteredExamples, []int{1}) {
+		t.Errorf("altered: %+v", a4)
+	}
+	if v := verdict(&Result{Accounting: a4}); !strings.HasPrefix(v, "ALTERED: of 2 acknowledged messages, 1 are shown edited or deleted") {
 		t.Errorf("verdict %q", v)
 	}
 	// And in agreement: OK, saying so.

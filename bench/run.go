@@ -768,7 +768,7 @@ func (r *run) finish(res *Result, scr *scraper, sendStart, sendEnd, setupStart t
 		Issued: r.rec.issued.Load(), Written: r.rec.written.Load(), Resent: r.rec.resent.Load(),
 		Acked: r.rec.acked.Load(), DupAcks: r.rec.dupAcks.Load(), Delivered: r.rec.delivered.Load(),
 		Errors: r.rec.errorsN.Load(), Reconnects: r.rec.reconnects.Load(), ConnectFailures: r.rec.connFails.Load(),
-		Resumes: r.rec.resumes.Load(), Drops: r.rec.drops.Load(), StormDrops: r.rec.stormDrops.Load(),
+		Resumes: r.rec.resumes.Load(), Drops: r.rec.drops.Load(), StormDrops: r.rec.stormDrops.Load(), Failovers: r.rec.failovers.Load(),
 	}
 	if sec > 0 {
 		res.Throughput = Throughput{

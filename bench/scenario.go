@@ -71,6 +71,13 @@ type Scenario struct {
 	ReconnectStorms []Storm `yaml:"reconnect_storms" json:"reconnect_storms,omitempty"`
 	// Faults act on nodes the harness started itself (--local).
 	Faults []Fault `yaml:"faults" json:"faults,omitempty"`
+	// Failover sends a visitor whose node stops answering (a send or ping
+	// unanswered for 5 s, or a reconnect that fails) to the next node of
+	// target.nodes, as a load balancer would: it resends there what its
+	// node never acknowledged. Agents stay on their node (they resume by
+	// seq, which is one node's numbering). Zero: every client reconnects
+	// to its own node. Needs two nodes or more.
+	Failover bool `yaml:"failover" json:"failover,omitempty"`
 
 	// Idle opens many connections that only say hello and ping, to measure
 	// what an idle connection costs a node.
@@ -492,6 +499,9 @@ func (s *Scenario) Ready(cl *LocalCluster) error {
 		} else {
 			errs = append(errs, errors.New("target.agent_token: agents need the workspace's operator token (or agent_token_env)"))
 		}
+	}
+	if s.Failover && len(s.Target.Nodes) < 2 {
+		errs = append(errs, fmt.Errorf("failover: needs two nodes or more, there are %d", len(s.Target.Nodes)))
 	}
 	if len(s.Faults) > 0 && cl == nil {
 		errs = append(errs, errors.New("faults: need --local: the harness can only kill, stop or cut off nodes it started itself"))

@@ -136,6 +136,14 @@ func TestScenarioReady(t *testing.T) {
 	if stop.Timeout.D() < stop.Duration.D()+stop.Drain.D()+time.Second {
 		t.Errorf("timeout %s leaves no time for the stop", stop.Timeout)
 	}
+	// Failover needs somewhere to go.
+	stop.Failover = true
+	if err := stop.Ready(nil); err == nil || !strings.Contains(err.Error(), "failover: needs two nodes or more, there are 1") {
+		t.Errorf("Ready of failover with one node: %v", err)
+	}
+	if sc, err := LoadScenario("testdata/cluster-stop.yaml"); err != nil || !sc.Failover || len(sc.Faults) != 1 || sc.Faults[0].ResumeAfter.D() != 8*time.Second {
+		t.Errorf("cluster-stop.yaml: %v", err)
+	}
 }
 
 // TestPartitionNeedsNamespaces: where network namespaces cannot be made (no

@@ -48,6 +48,24 @@ type vclient struct {
 	// lastRecv is when the reader last got a frame (unix nanos): the
 	// session's liveness watchdog reads it.
 	lastRecv atomic.Int64
+	// stalled: the last session ended because the node did not answer.
+	stalled bool
+}
+
+// failover moves a visitor to the next node (Scenario.Failover) after its
+// node stalled or refused it; it reports whether it moved. Its cursors are
+// of the old node's seqs: it resumes from the start there. Called by the
+// loop between sessions (no reader runs).
+func (v *vclient) failover() bool {
+	r := v.r
+	if v.agent || !r.sc.Failover || len(r.nodes) < 2 {
+		return false
+	}
+	v.node = (v.node + 1) % len(r.nodes)
+	v.base = r.nodes[v.node]
+	clear(v.vcurs)
+	r.rec.failovers.Add(1)
+	return true
 }
 
 // answerTimeout is how long a client waits for any frame after writing one
@@ -176,6 +194,7 @@ func (v *vclient) setup(ctx context.Context) (conn, error) {
 func (v *vclient) loop(ctx context.Context, c conn) {
 	r := v.r
 	for {
+		v.stalled = false
 		delay := v.session(ctx, c)
 		r.rec.clientConns.Add(-1)
 		if ctx.Err() != nil {
@@ -183,6 +202,9 @@ func (v *vclient) loop(ctx context.Context, c conn) {
 		}
 		if delay > 0 && sleepCtx(ctx, delay) != nil {
 			return
+		}
+		if v.stalled {
+			v.failover()
 		}
 		backoff := 50 * time.Millisecond
 		for {
@@ -195,6 +217,7 @@ func (v *vclient) loop(ctx context.Context, c conn) {
 			}
 			r.rec.reconnectOn(v.transport, false)
 			r.rec.errorOn(v.transport, errCode(err))
+			v.failover()
 			if sleepCtx(ctx, backoff+rand.N(backoff)) != nil {
 				return
 			}
@@ -371,6 +394,7 @@ func (v *vclient) session(ctx context.Context, c conn) time.Duration {
 			if waiting != 0 && v.lastRecv.Load() < waiting && now.UnixNano()-waiting > int64(answerTimeout) {
 				r.rec.drops.Add(1)
 				r.rec.errorOn(v.transport, "no_answer")
+				v.stalled = true
 				end(false)
 				return 0
 			}

@@ -65,10 +65,12 @@ func (a HLC) String() string { return fmt.Sprintf("%d.%d@%s", a.W, a.L, a.N) }
 
 // MsgState is a message as one deliver frame shows it: its ts, and a hash
 // of the rest of its state (body, edited, deleted). Two frames of one id
-// with equal MsgStates show the client the same message.
+// with equal MsgStates show the client the same message. Altered says it
+// is shown edited or deleted, which the harness never does.
 type MsgState struct {
-	TS   HLC
-	Rest uint64
+	TS      HLC
+	Rest    uint64
+	Altered bool
 }
 
 // message returns the id and the state of a deliver frame's message.
@@ -87,13 +89,15 @@ func (f *frame) message() (string, MsgState) {
 	h := fnv.New64a()
 	h.Write([]byte(m.Body))
 	h.Write([]byte{0})
+	edited := false
 	if e := bytes.TrimSpace(m.Edited); len(e) > 0 && !bytes.Equal(e, []byte("null")) {
 		h.Write(e)
+		edited = true
 	}
 	if m.Deleted {
 		h.Write([]byte{0, 1})
 	}
-	return m.ID, MsgState{TS: m.TS, Rest: h.Sum64()}
+	return m.ID, MsgState{TS: m.TS, Rest: h.Sum64(), Altered: edited || m.Deleted}
 }
 
 // errorText returns an error frame's message.
