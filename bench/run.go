@@ -500,7 +500,8 @@ func (r *run) kill(ctx context.Context, cl *LocalCluster, f Fault) {
 // run is interrupted), SIGCONT; on a cluster it then waits for the node to
 // be seen alive by every other. The node keeps its sockets: its clients'
 // frames go unanswered until they give up on the connection (no_answer)
-// and reconnect, to the same node, which answers once it continues.
+// and reconnect, to the same node, which answers once it continues (or,
+// with Scenario.Failover, visitors to the next node).
 func (r *run) stop(ctx context.Context, cl *LocalCluster, f Fault) {
 	node := cl.Nodes[f.Node]
 	if err := cl.Suspend(f.Node); err != nil {

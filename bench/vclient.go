@@ -53,19 +53,18 @@ type vclient struct {
 }
 
 // failover moves a visitor to the next node (Scenario.Failover) after its
-// node stalled or refused it; it reports whether it moved. Its cursors are
-// of the old node's seqs: it resumes from the start there. Called by the
-// loop between sessions (no reader runs).
-func (v *vclient) failover() bool {
+// node stalled or refused it. Its cursors are of the old node's seqs: it
+// resumes from the start there. Called by the loop between sessions (no
+// reader runs).
+func (v *vclient) failover() {
 	r := v.r
 	if v.agent || !r.sc.Failover || len(r.nodes) < 2 {
-		return false
+		return
 	}
 	v.node = (v.node + 1) % len(r.nodes)
 	v.base = r.nodes[v.node]
 	clear(v.vcurs)
 	r.rec.failovers.Add(1)
-	return true
 }
 
 // answerTimeout is how long a client waits for any frame after writing one

@@ -36,12 +36,6 @@ type frame struct {
 	Node         string          `json:"node"`
 }
 
-// messageID returns the id of a deliver frame's message.
-func (f *frame) messageID() string {
-	id, _ := f.message()
-	return id
-}
-
 // HLC is a message's ts as a node gives it (docs/protocol.md): hybrid
 // logical clock, compared by W, then L, then N.
 type HLC struct {
