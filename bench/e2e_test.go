@@ -12,8 +12,14 @@ import (
 
 // buildNode builds the node binary (without the race detector: it is the
 // system under test, not the harness) into the test's temporary directory.
+// PARLEY_BENCH_NODE names a binary to test instead (another build of the
+// node), which is not built.
 func buildNode(t *testing.T) string {
 	t.Helper()
+	if bin := os.Getenv("PARLEY_BENCH_NODE"); bin != "" {
+		t.Logf("node binary from PARLEY_BENCH_NODE: %s", bin)
+		return bin
+	}
 	bin := filepath.Join(t.TempDir(), "parley")
 	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/parley").CombinedOutput(); err != nil {
 		t.Fatalf("building the node: %v\n%s", err, out)
@@ -35,6 +41,10 @@ func checkAllDelivered(t *testing.T, res *Result, minIssued, nodes int) {
 	}
 	if a.Delivered != a.Acked || a.Lost != 0 || a.Duplicated != 0 || !a.Audited || a.AuditedNodes != nodes {
 		t.Errorf("not every acknowledged message delivered exactly once and stored once on each of %d nodes: %+v", nodes, a)
+	}
+	if a.Diverged != 0 || a.TSMismatches != 0 || a.OrderMismatches != 0 || (nodes > 1 && a.ConversationsCompared == 0) {
+		t.Errorf("the nodes disagree: %d messages diverged, %d (message, node) pairs with another ts, %d of %d conversations × nodes in another order",
+			a.Diverged, a.TSMismatches, a.OrderMismatches, a.ConversationsCompared*(nodes-1))
 	}
 	if !strings.HasPrefix(res.Verdict, "OK") {
 		t.Errorf("verdict %q", res.Verdict)
@@ -206,6 +216,77 @@ transports: {ws: 1, wt: 1}
 	}
 	if res.Local == nil || len(res.Local.Regions) != 3 || res.Local.Isolated != partition {
 		t.Errorf("cluster info %+v", res.Local)
+	}
+}
+
+// TestRunOnClusterWithStop starts a real 3-node cluster, spreads WebSocket
+// and WebTransport clients over the nodes and stops one node (SIGSTOP) for
+// 6 s, longer than a client waits for an answer (5 s), then continues it.
+// Its visitors fail over to the next node and resend there what it never
+// acknowledged, while it still holds those frames in its sockets and
+// takes them in when it continues: the same ids are created on two nodes.
+// Every acknowledged message must reach every agent and be stored once on
+// every node, not shown edited, with one ts on every node and every
+// conversation in one order; and no node process is left stopped.
+func TestRunOnClusterWithStop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs a 3-node cluster")
+	}
+	bin := buildNode(t)
+	sc, err := ParseScenario([]byte(`
+name: cluster-stop
+visitors: 9
+agents: 3
+conversations: 9
+rate: 60
+duration: 12s
+ramp_up: 500ms
+message_size: 100
+drain: 15s
+transports: {ws: 1, wt: 1}
+faults: [{at: 2s, action: stop, node: 1, resume_after: 6s}]
+failover: true
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	cl, err := StartLocal(ctx, LocalOptions{Bin: bin, Nodes: 3, Log: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Stop()
+	sc.Target.Nodes, sc.Target.AgentToken = cl.URLs(), cl.Token
+	res, err := Run(ctx, sc, Options{Cluster: cl})
+	if err != nil {
+		t.Fatalf("run: %v\nlogs: %v", err, cl.Logs(2000))
+	}
+	a := res.Accounting
+	checkAllDelivered(t, res, 600, 3)
+	if a.DuplicatedInStore != 0 || a.ConversationsCompared != 9 {
+		t.Errorf("after the stop: %d (message, node) pairs in two states, %d conversations compared", a.DuplicatedInStore, a.ConversationsCompared)
+	}
+	if a.HistoryFrames < 3*a.Acked {
+		t.Errorf("the audit read %d deliver frames for %d acknowledged messages on 3 nodes", a.HistoryFrames, a.Acked)
+	}
+	if countEvents(res, "SIGSTOP n2") != 1 || countEvents(res, "SIGCONT n2 after 6s") != 1 || countEvents(res, "n2 back") != 1 {
+		t.Errorf("stop and continue events: %v", res.Events)
+	}
+	// The stopped node's visitors (3 of the 9, each sending ~7 messages a
+	// second) gave up on their connections and moved to the next node,
+	// resending there what the stopped node had not acknowledged; its
+	// agent may not have noticed (it writes nothing but a ping every
+	// heartbeat).
+	if res.Errors["no_answer"] < 3 || res.Counts.Failovers < 3 || res.Counts.Resent == 0 {
+		t.Errorf("the stop's visitors did not fail over: errors %v, failovers %d, resent %d", res.Errors, res.Counts.Failovers, res.Counts.Resent)
+	}
+	t.Logf("ids an agent received again with another ts (a second creation on the stopped node): %d (message × agent); history: %d ids in two frames of one state, %d shown edited",
+		a.AgentRepeatsOtherTS, a.HistoryRepeatedIDs, a.HistoryAltered)
+	for i, n := range cl.Nodes {
+		if st, err := procState(n.pid()); err != nil || st == 'T' || cl.Stopped(i) {
+			t.Errorf("node %s after the run: state %c (%v), stopped %v", n.ID, st, err, cl.Stopped(i))
+		}
 	}
 }
 

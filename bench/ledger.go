@@ -2,9 +2,13 @@ package bench
 
 import (
 	"bufio"
+	"cmp"
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -33,22 +37,62 @@ import (
 // acknowledged (and in that node's history); an agent on another node must
 // have received the message, and every audited node must hold it exactly
 // once.
+//
+// Exactly once is judged by id after merging the states of one message:
+// a node's history may bring one id in several deliver frames (every
+// event of a message is replayed in its final state); they are one entry
+// when they show the same state (ts, body, edited, deleted), and that
+// count of frames is reported. Frames of one id in different states on
+// one node are two entries: duplicated. The harness never edits: a message
+// shown edited or deleted was altered by a node (two creations of one id
+// merged as an edit). Across nodes, every node must give a message the
+// same ts, and so every conversation the same order of messages by
+// (ts, id): a node that disagrees has diverged. Agents that receive a
+// message more than once are counted apart by whether the repeats showed
+// the same state or another ts.
 type Ledger struct {
 	mu          sync.Mutex
 	n           int
 	agents      int
-	state       []uint8  // msg* flags
-	ackSeq      []uint64 // seq of the first ack; 0: none
-	ackNode     []int32  // node of the first ack
-	agentNode   []int    // node each agent is connected to
-	seen        [][]uint64
-	stored      [][]uint8 // audit, by node: times in the history (saturating)
+	state       []uint8    // msg* flags
+	ackSeq      []uint64   // seq of the first ack; 0: none
+	ackNode     []int32    // node of the first ack
+	agentNode   []int      // node each agent is connected to
+	seen        [][]uint64 // the highest seq each agent received each message at
+	seenFirst   [][]uint64 // the first
+	seenState   [][]uint64 // hashes of the first state received: ts (high 32 bits), the rest (low 32)
+	seenRepeat  [][]uint8  // agentRepeat* flags
+	stored      [][]uint8  // audit, by node: deliver frames in the history (saturating)
 	storedSeq   [][]uint64
-	auditedOn   []int // nodes whose histories were read completely
+	storedTS    [][]tsKey  // audit, by node: the message's ts there (the latest of its frames)
+	storedRest  [][]uint64 // audit, by node: the rest of the first frame's state
+	storedMixed [][]bool   // audit, by node: frames of the id in different states
+	storedAlt   [][]bool   // audit, by node: a frame shows it edited or deleted
+	conv        []int32    // conversation of each message, from the audit; -1 unknown
+	nodeNames   map[string]uint32
+	names       []string // by interned id - 1
+	auditedOn   []int    // nodes whose histories were read completely
 	audited     bool
 	redelivered int64
 	seqChanges  int64
 }
+
+// tsKey is an HLC with its node name interned (Ledger.nodeNames, from 1):
+// comparable, and small enough to keep one per message and node.
+type tsKey struct {
+	w int64
+	l uint32
+	n uint32
+}
+
+// Flags of seenRepeat: an agent received the message again, with the same
+// state, or with another ts, or with the same ts and another body, edited
+// stamp or deletion.
+const (
+	agentRepeat uint8 = 1 << iota
+	agentRepeatTS
+	agentRepeatRest
+)
 
 const (
 	msgSent uint8 = 1 << iota
@@ -60,11 +104,63 @@ const (
 // NewLedger tracks n messages and agents agents.
 func NewLedger(n, agents int) *Ledger {
 	l := &Ledger{n: n, agents: agents, state: make([]uint8, n), ackSeq: make([]uint64, n), ackNode: make([]int32, n),
-		agentNode: make([]int, agents), seen: make([][]uint64, agents)}
+		agentNode: make([]int, agents), seen: make([][]uint64, agents), seenFirst: make([][]uint64, agents), seenState: make([][]uint64, agents),
+		seenRepeat: make([][]uint8, agents), conv: make([]int32, n), nodeNames: map[string]uint32{}}
 	for a := range l.seen {
 		l.seen[a] = make([]uint64, n)
+		l.seenFirst[a] = make([]uint64, n)
+		l.seenState[a] = make([]uint64, n)
+		l.seenRepeat[a] = make([]uint8, n)
+	}
+	for k := range l.conv {
+		l.conv[k] = -1
 	}
 	return l
+}
+
+// key interns ts's node name. Lock held.
+func (l *Ledger) key(ts HLC) tsKey {
+	id, ok := l.nodeNames[ts.N]
+	if !ok {
+		id = uint32(len(l.nodeNames) + 1)
+		l.nodeNames[ts.N] = id
+		l.names = append(l.names, ts.N)
+	}
+	return tsKey{w: ts.W, l: ts.L, n: id}
+}
+
+// hlc turns a key back into the stamp. Lock held.
+func (l *Ledger) hlc(k tsKey) HLC {
+	if k.n == 0 || int(k.n) > len(l.names) {
+		return HLC{W: k.w, L: k.l}
+	}
+	return HLC{W: k.w, L: k.l, N: l.names[k.n-1]}
+}
+
+// compareKeys orders two interned stamps as HLC.Compare does. Lock held.
+func (l *Ledger) compareKeys(a, b tsKey) int {
+	if c := cmp.Compare(a.w, b.w); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.l, b.l); c != 0 {
+		return c
+	}
+	if a.n == b.n {
+		return 0
+	}
+	return strings.Compare(l.hlc(a).N, l.hlc(b).N)
+}
+
+// stateHash packs a hash of a state's ts (high 32 bits) and of the rest
+// (low 32 bits) for an agent's receipts.
+func stateHash(st MsgState) uint64 {
+	h := fnv.New32a()
+	var b [12]byte
+	binary.LittleEndian.PutUint64(b[:8], uint64(st.TS.W))
+	binary.LittleEndian.PutUint32(b[8:], st.TS.L)
+	h.Write(b[:])
+	h.Write([]byte(st.TS.N))
+	return uint64(h.Sum32())<<32 | uint64(uint32(st.Rest)^uint32(st.Rest>>32))
 }
 
 func (l *Ledger) ok(k int) bool { return k >= 0 && k < l.n }
@@ -121,22 +217,33 @@ func (l *Ledger) Rejected(k int) {
 	l.mu.Unlock()
 }
 
-// Delivered records that agent a received message k at seq. It reports
-// whether this was the agent's first receipt of k.
-func (l *Ledger) Delivered(a, k int, seq uint64) bool {
+// Delivered records that agent a received message k at seq, in state st.
+// It reports whether this was the agent's first receipt of k.
+func (l *Ledger) Delivered(a, k int, seq uint64, st MsgState) bool {
 	if !l.ok(k) || a < 0 || a >= l.agents {
 		return false
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := seq
-	switch prev := l.seen[a][k]; {
-	case prev == 0:
-		l.seen[a][k] = s
+	prev := l.seen[a][k]
+	if prev == 0 {
+		l.seen[a][k], l.seenFirst[a][k] = s, s
+		l.seenState[a][k] = stateHash(st)
 		return true
-	case prev == s:
+	}
+	// Received again: the same state, or another?
+	h, first := stateHash(st), l.seenState[a][k]
+	l.seenRepeat[a][k] |= agentRepeat
+	switch {
+	case h>>32 != first>>32:
+		l.seenRepeat[a][k] |= agentRepeatTS
+	case h != first:
+		l.seenRepeat[a][k] |= agentRepeatRest
+	}
+	if prev == s {
 		l.redelivered++
-	default:
+	} else {
 		// Seen before at another seq: keep the higher (later epoch).
 		l.seqChanges++
 		l.seen[a][k] = max(prev, s)
@@ -145,19 +252,32 @@ func (l *Ledger) Delivered(a, k int, seq uint64) bool {
 }
 
 // Stored records, from the audit of a conversation's history on node,
-// that message k is in the log at seq.
-func (l *Ledger) Stored(node, k int, seq uint64) {
+// that message k of conversation conv is in the log at seq, in state st
+// (one deliver frame of the replay).
+func (l *Ledger) Stored(node, k, conv int, seq uint64, st MsgState) {
 	if !l.ok(k) || node < 0 {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.growStored(node + 1)
+	l.conv[k] = int32(conv)
+	ts := l.key(st.TS)
+	if l.stored[node][k] == 0 {
+		l.storedSeq[node][k], l.storedTS[node][k], l.storedRest[node][k] = seq, ts, st.Rest
+	} else {
+		if ts != l.storedTS[node][k] || st.Rest != l.storedRest[node][k] {
+			l.storedMixed[node][k] = true
+		}
+		if l.compareKeys(ts, l.storedTS[node][k]) > 0 {
+			l.storedTS[node][k] = ts // the later stamp wins, as a client merges
+		}
+	}
+	if st.Altered {
+		l.storedAlt[node][k] = true
+	}
 	if l.stored[node][k] < 255 {
 		l.stored[node][k]++
-	}
-	if l.storedSeq[node][k] == 0 {
-		l.storedSeq[node][k] = seq
 	}
 }
 
@@ -166,6 +286,10 @@ func (l *Ledger) growStored(nodes int) {
 	for len(l.stored) < nodes {
 		l.stored = append(l.stored, make([]uint8, l.n))
 		l.storedSeq = append(l.storedSeq, make([]uint64, l.n))
+		l.storedTS = append(l.storedTS, make([]tsKey, l.n))
+		l.storedRest = append(l.storedRest, make([]uint64, l.n))
+		l.storedMixed = append(l.storedMixed, make([]bool, l.n))
+		l.storedAlt = append(l.storedAlt, make([]bool, l.n))
 	}
 }
 
@@ -198,17 +322,52 @@ type Accounting struct {
 	Duplicated int `json:"duplicated"` // at two seqs somewhere
 	Unverified int `json:"unverified"` // neither agents nor an audit to check it
 
-	LostAtAgents      int   `json:"lost_at_agents"`      // (message, agent) pairs never received
-	LostInStore       int   `json:"lost_in_store"`       // (message, node) pairs: acknowledged but not in that node's history
-	DuplicatedInStore int   `json:"duplicated_in_store"` // (message, node) pairs: in the history more than once
-	AuditedNodes      int   `json:"audited_nodes,omitempty"`
-	Redelivered       int64 `json:"redelivered"`       // same seq again at one agent (resume overlap)
-	SeqChanges        int64 `json:"seq_changes"`       // received again at a new seq after a crash lost the first`
-	StoredUnacked     int   `json:"stored_unacked"`    // in the history though never acknowledged
-	DeliveredUnacked  int   `json:"delivered_unacked"` // received by an agent though never acknowledged
+	Diverged int `json:"diverged"` // the nodes give it different ts (and it is neither lost nor duplicated)
+	Altered  int `json:"altered"`  // some node shows it edited or deleted, which nobody did (and none of the above)
 
-	LostExamples []int `json:"lost_examples,omitempty"` // message indices, at most 20
-	DupExamples  []int `json:"dup_examples,omitempty"`
+	LostAtAgents      int `json:"lost_at_agents"`      // (message, agent) pairs never received
+	LostInStore       int `json:"lost_in_store"`       // (message, node) pairs: acknowledged but not in that node's history
+	DuplicatedInStore int `json:"duplicated_in_store"` // (message, node) pairs: in the history as more than one entry (frames of the id in different states)
+	AuditedNodes      int `json:"audited_nodes,omitempty"`
+
+	// The audit's replay of every conversation from seq 0 on every node:
+	// deliver frames of the run's messages, summed over nodes; (message,
+	// node) pairs that came in more than one frame, all in one state (not
+	// a duplicate: one entry after merging by id); the most frames one
+	// message had on one node.
+	HistoryFrames      int `json:"history_frames"`
+	HistoryRepeatedIDs int `json:"history_repeated_ids"`
+	HistoryMaxFrames   int `json:"history_max_frames"`
+	// Agreement between the nodes: (message, node) pairs where the node
+	// gives the message another ts than the first audited node holding it;
+	// (conversation, node) pairs where the node's order of the messages
+	// every node holds, by (ts, id), differs from the first audited node's;
+	// and how many conversations were compared.
+	// (message, node) pairs where the node shows the message edited or
+	// deleted: the harness never edits or deletes, so a node merged
+	// something (a second creation of the id) as a change.
+	HistoryAltered        int `json:"history_altered"`
+	TSMismatches          int `json:"ts_mismatches"`
+	OrderMismatches       int `json:"order_mismatches"`
+	ConversationsCompared int `json:"conversations_compared"`
+	// Agents that received an acknowledged message more than once
+	// ((message, agent) pairs): every time in the same state; at least once
+	// with another ts; with the same ts but another body, edit or deletion.
+	AgentRepeatsSameState int   `json:"agent_repeats_same_state"`
+	AgentRepeatsOtherTS   int   `json:"agent_repeats_other_ts"`
+	AgentRepeatsOtherBody int   `json:"agent_repeats_other_body"`
+	Redelivered           int64 `json:"redelivered"`       // same seq again at one agent (resume overlap)
+	SeqChanges            int64 `json:"seq_changes"`       // received again at a new seq after a crash lost the first`
+	StoredUnacked         int   `json:"stored_unacked"`    // in the history though never acknowledged
+	DeliveredUnacked      int   `json:"delivered_unacked"` // received by an agent though never acknowledged
+
+	LostExamples     []int `json:"lost_examples,omitempty"` // message indices, at most 20
+	DupExamples      []int `json:"dup_examples,omitempty"`
+	DivergedExamples []int `json:"diverged_examples,omitempty"`
+	AlteredExamples  []int `json:"altered_examples,omitempty"`
+	// OrderExamples name conversations in another order on some node, at
+	// most 20: "conversation 3 on node 1".
+	OrderExamples []string `json:"order_examples,omitempty"`
 	// Details of the examples: where each was acked, seen and stored.
 	Details []string `json:"details,omitempty"`
 }
@@ -228,10 +387,23 @@ func (l *Ledger) detail(k int, why string) string {
 	if l.audited {
 		for _, nd := range l.auditedOn {
 			fmt.Fprintf(&b, "; node %d stored it %d time(s), first at seq %d", nd, l.stored[nd][k], l.storedSeq[nd][k])
+			if l.stored[nd][k] > 0 {
+				fmt.Fprintf(&b, ", ts %s", l.hlc(l.storedTS[nd][k]))
+				if l.storedMixed[nd][k] {
+					b.WriteString(" (its frames in different states)")
+				}
+				if l.storedAlt[nd][k] {
+					b.WriteString(" (shown edited or deleted)")
+				}
+			}
 		}
 	}
 	return b.String()
 }
+
+// NodesDisagree reports whether the audited nodes disagree on a message's
+// ts or on a conversation's order.
+func (a Accounting) NodesDisagree() bool { return a.TSMismatches > 0 || a.OrderMismatches > 0 }
 
 // Account judges every message issued (indices 0..issued-1).
 func (l *Ledger) Account(issued int) Accounting {
@@ -243,6 +415,7 @@ func (l *Ledger) Account(issued int) Accounting {
 	a := Accounting{Issued: issued, Agents: l.agents, Audited: l.audited, Redelivered: l.redelivered, SeqChanges: l.seqChanges}
 	if l.audited {
 		a.AuditedNodes = len(l.auditedOn)
+		l.auditFrames(issued, &a)
 	}
 	for k := 0; k < issued; k++ {
 		st := l.state[k]
@@ -273,28 +446,48 @@ func (l *Ledger) Account(issued int) Accounting {
 			continue
 		}
 		a.Acked++
-		lost, dup := false, st&msgDupSeq != 0
+		lost, dup, diverged, altered := false, st&msgDupSeq != 0, false, false
 		ackNode := int(l.ackNode[k])
 		for ag := 0; ag < l.agents; ag++ {
 			seen := l.seen[ag][k]
 			// On the acknowledging node: never, or only at a seq a crash
-			// lost. Elsewhere seqs are that node's own: never.
-			if seen == 0 || (l.agentNode[ag] == ackNode && seen != l.ackSeq[k]) {
+			// lost (the acknowledged seq is then above it, the highest
+			// received; after a second creation of the id elsewhere, it
+			// is the first). Elsewhere seqs are that node's own: never.
+			if seen == 0 || (l.agentNode[ag] == ackNode && seen != l.ackSeq[k] && l.seenFirst[ag][k] != l.ackSeq[k]) {
 				a.LostAtAgents++
 				lost = true
 			}
+			switch r := l.seenRepeat[ag][k]; {
+			case r&agentRepeatTS != 0:
+				a.AgentRepeatsOtherTS++
+			case r&agentRepeatRest != 0:
+				a.AgentRepeatsOtherBody++
+			case r != 0:
+				a.AgentRepeatsSameState++
+			}
 		}
 		if l.audited {
+			ref := -1 // the first audited node holding it: its ts is the reference
 			for _, nd := range l.auditedOn {
 				switch n := l.stored[nd][k]; {
 				case n == 0:
 					a.LostInStore++
 					lost = true
-				case n > 1:
+					continue
+				case l.storedMixed[nd][k]:
 					a.DuplicatedInStore++
 					dup = true
 				case nd == ackNode && l.storedSeq[nd][k] != l.ackSeq[k]:
 					lost = true // acknowledged at a seq the history does not have
+				}
+				if l.storedAlt[nd][k] {
+					altered = true
+				}
+				if ref < 0 {
+					ref = nd
+				} else if l.storedTS[nd][k] != l.storedTS[ref][k] {
+					diverged = true
 				}
 			}
 		}
@@ -314,6 +507,18 @@ func (l *Ledger) Account(issued int) Accounting {
 					a.Details = append(a.Details, l.detail(k, "duplicated"))
 				}
 			}
+		case diverged:
+			a.Diverged++
+			if len(a.DivergedExamples) < 20 {
+				a.DivergedExamples = append(a.DivergedExamples, k)
+				a.Details = append(a.Details, l.detail(k, "diverged (another ts on some node)"))
+			}
+		case altered:
+			a.Altered++
+			if len(a.AlteredExamples) < 20 {
+				a.AlteredExamples = append(a.AlteredExamples, k)
+				a.Details = append(a.Details, l.detail(k, "altered (shown edited or deleted on some node)"))
+			}
 		case l.agents == 0 && !l.audited:
 			a.Unverified++
 		default:
@@ -321,6 +526,81 @@ func (l *Ledger) Account(issued int) Accounting {
 		}
 	}
 	return a
+}
+
+// auditFrames fills what the audit alone tells: the deliver frames per
+// message, whether every node gives every message it holds the same ts,
+// and whether every conversation has the same order on every node. Every
+// message the run issued counts, acknowledged or not: what the nodes hold
+// must agree. Lock held.
+func (l *Ledger) auditFrames(issued int, a *Accounting) {
+	nodes := l.auditedOn
+	everywhere := make([]bool, issued) // held by every audited node
+	nconv := 0
+	for k := 0; k < issued; k++ {
+		ref, all := -1, true
+		for _, nd := range nodes {
+			n := int(l.stored[nd][k])
+			if n == 0 {
+				all = false
+				continue
+			}
+			a.HistoryFrames += n
+			a.HistoryMaxFrames = max(a.HistoryMaxFrames, n)
+			if n > 1 && !l.storedMixed[nd][k] {
+				a.HistoryRepeatedIDs++
+			}
+			if l.storedAlt[nd][k] {
+				a.HistoryAltered++
+			}
+			if ref < 0 {
+				ref = nd
+			} else if l.storedTS[nd][k] != l.storedTS[ref][k] {
+				a.TSMismatches++
+			}
+		}
+		everywhere[k] = all && l.conv[k] >= 0
+		if everywhere[k] {
+			nconv = max(nconv, int(l.conv[k])+1)
+		}
+	}
+	if len(nodes) < 2 || nconv == 0 {
+		return
+	}
+	// Per conversation, the messages every node holds, in each node's
+	// order: (ts, id). Ids are the run's prefix and the decimal index
+	// (msgIDs), so their order is that of the decimal strings.
+	byConv := make([][]int, nconv)
+	for k := 0; k < issued; k++ {
+		if everywhere[k] {
+			byConv[l.conv[k]] = append(byConv[l.conv[k]], k)
+		}
+	}
+	order := func(nd int, ks []int) []int {
+		out := slices.Clone(ks)
+		slices.SortFunc(out, func(x, y int) int {
+			if c := l.compareKeys(l.storedTS[nd][x], l.storedTS[nd][y]); c != 0 {
+				return c
+			}
+			return strings.Compare(strconv.Itoa(x), strconv.Itoa(y))
+		})
+		return out
+	}
+	for ci, ks := range byConv {
+		if len(ks) == 0 {
+			continue
+		}
+		a.ConversationsCompared++
+		want := order(nodes[0], ks)
+		for _, nd := range nodes[1:] {
+			if !slices.Equal(order(nd, ks), want) {
+				a.OrderMismatches++
+				if len(a.OrderExamples) < 20 {
+					a.OrderExamples = append(a.OrderExamples, fmt.Sprintf("conversation %d on node %d", ci, nd))
+				}
+			}
+		}
+	}
 }
 
 // pending reports whether any issued message still waits for its ack or

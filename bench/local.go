@@ -59,6 +59,8 @@ type LocalNode struct {
 	cmd  *exec.Cmd
 	done chan error
 	log  *os.File
+	// stopped: sent SIGSTOP and not yet SIGCONT.
+	stopped bool
 }
 
 // ClusterInfo describes a local cluster in results.
@@ -307,13 +309,97 @@ func (c *LocalCluster) Kill(i int) error {
 	n.mu.Lock()
 	cmd, done := n.cmd, n.done
 	n.done = nil
+	n.stopped = false // SIGKILL ends a stopped process as well
 	n.mu.Unlock()
 	if done == nil {
-		return errors.New("not running")
+		return ErrNotRunning
 	}
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	<-done
 	return nil
+}
+
+// ErrNotRunning is returned for a fault on a node whose process is not
+// running (killed and not restarted).
+var ErrNotRunning = errors.New("not running")
+
+// Suspend sends SIGSTOP to node i: the process freezes with its sockets
+// open (connections are accepted by the kernel and go unanswered), as a
+// node stalled by its machine would. It returns once the kernel reports
+// the process stopped. Continue undoes it; Stop and Kill continue a
+// stopped node first, so none is left behind.
+func (c *LocalCluster) Suspend(i int) error {
+	if i < 0 || i >= len(c.Nodes) {
+		return fmt.Errorf("no node %d", i)
+	}
+	n := c.Nodes[i]
+	n.mu.Lock()
+	if n.done == nil {
+		n.mu.Unlock()
+		return ErrNotRunning
+	}
+	p := n.cmd.Process
+	err := p.Signal(syscall.SIGSTOP)
+	if err == nil {
+		n.stopped = true
+	}
+	n.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("SIGSTOP %s: %w", n.ID, err)
+	}
+	// The signal is delivered asynchronously: wait (briefly) until /proc
+	// says the process is stopped, so that the fault's time is right.
+	for range 200 {
+		if st, err := procState(p.Pid); err != nil || st == 'T' {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return nil
+}
+
+// Continue sends SIGCONT to node i if it is stopped. It reports whether
+// the node was stopped.
+func (c *LocalCluster) Continue(i int) (bool, error) {
+	if i < 0 || i >= len(c.Nodes) {
+		return false, fmt.Errorf("no node %d", i)
+	}
+	return c.Nodes[i].cont()
+}
+
+// ContinueAll continues every stopped node (the end of a run, whatever
+// ended it).
+func (c *LocalCluster) ContinueAll() {
+	for _, n := range c.Nodes {
+		_, _ = n.cont()
+	}
+}
+
+// Stopped reports whether node i was sent SIGSTOP and not yet SIGCONT.
+func (c *LocalCluster) Stopped(i int) bool {
+	if i < 0 || i >= len(c.Nodes) {
+		return false
+	}
+	n := c.Nodes[i]
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.stopped
+}
+
+func (n *LocalNode) cont() (bool, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.stopped {
+		return false, nil
+	}
+	n.stopped = false
+	if n.done == nil {
+		return true, nil // gone meanwhile (killed): nothing left to continue
+	}
+	if err := n.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		return true, fmt.Errorf("SIGCONT %s: %w", n.ID, err)
+	}
+	return true, nil
 }
 
 // Restart starts node i again, with the same address and data directory.
@@ -334,13 +420,15 @@ func (c *LocalCluster) Restart(ctx context.Context, i int) error {
 }
 
 // Stop ends every node (SIGTERM, then SIGKILL after 10 s) and removes the
-// temporary directory unless asked to keep it.
+// temporary directory unless asked to keep it. A stopped node (Suspend) is
+// continued first: a stopped process would hold SIGTERM pending.
 func (c *LocalCluster) Stop() {
 	var wg sync.WaitGroup
 	for _, n := range c.Nodes {
 		wg.Add(1)
 		go func(n *LocalNode) {
 			defer wg.Done()
+			_, _ = n.cont()
 			n.mu.Lock()
 			cmd, done := n.cmd, n.done
 			n.done = nil

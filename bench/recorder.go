@@ -42,6 +42,7 @@ type recorder struct {
 	resumes     atomic.Int64 // resumed frames received
 	drops       atomic.Int64 // connections ended under a client (not by the harness)
 	stormDrops  atomic.Int64 // connections dropped by reconnect storms
+	failovers   atomic.Int64 // visitors moved to another node (Scenario.Failover)
 	clientConns atomic.Int64 // client connections open now
 
 	timeline []Interval

@@ -150,11 +150,20 @@ pre{background:#f7f7f7;padding:8px;font-size:12px;overflow:auto}
 
 	// Accounting.
 	a := r.Accounting
-	b.WriteString(`<h2>Every acknowledged message</h2><p class="note">By message id across reconnects and restarts. Lost: an agent never received it, or (audit) the node's history lacks it. Duplicated: it exists at two seqs. Redelivered: the same seq again after a resume (one event to the client).</p><table><tr><th>messages</th><th>count</th></tr>`)
+	b.WriteString(`<h2>Every acknowledged message</h2><p class="note">By message id across reconnects and restarts. Lost: an agent never received it, or (audit) the node's history lacks it. Duplicated: it exists at two seqs, or a node's history holds it in two states (after merging its frames by id). Diverged: the nodes give it different ts. Redelivered: the same seq again after a resume (one event to the client).</p><table><tr><th>messages</th><th>count</th></tr>`)
 	for _, kv := range [][2]any{{"issued", a.Issued}, {"sent", a.Sent}, {"acknowledged", a.Acked}, {"sent, never acknowledged", a.Unacked},
 		{"rejected with an error", a.Rejected}, {"delivered (every agent, once)", a.Delivered}, {"lost", a.Lost}, {"duplicated", a.Duplicated},
+		{"diverged (another ts on some node)", a.Diverged}, {"altered (shown edited or deleted on some node)", a.Altered},
 		{"lost at agents (message × agent)", a.LostAtAgents}, {"lost in store (audit)", a.LostInStore}, {"duplicated in store (audit)", a.DuplicatedInStore},
-		{"stored though never acknowledged", a.StoredUnacked}, {"redelivered (same seq)", a.Redelivered}, {"history audited", a.Audited}} {
+		{"stored though never acknowledged", a.StoredUnacked}, {"redelivered (same seq)", a.Redelivered}, {"history audited", a.Audited},
+		{"history: deliver frames (all nodes)", a.HistoryFrames}, {"history: ids in several frames, one state (message × node)", a.HistoryRepeatedIDs},
+		{"history: most frames of one id on one node", a.HistoryMaxFrames},
+		{"history: shown edited or deleted, never done (message × node)", a.HistoryAltered},
+		{"ts differs from the first node's (message × node)", a.TSMismatches},
+		{"order by (ts, id) differs (conversation × node)", a.OrderMismatches}, {"conversations compared across nodes", a.ConversationsCompared},
+		{"received again by an agent, same state (message × agent)", a.AgentRepeatsSameState},
+		{"received again by an agent, another ts (message × agent)", a.AgentRepeatsOtherTS},
+		{"received again by an agent, same ts, another body (message × agent)", a.AgentRepeatsOtherBody}} {
 		fmt.Fprintf(&b, "<tr><td>%s</td><td>%v</td></tr>", esc(fmt.Sprint(kv[0])), kv[1])
 	}
 	b.WriteString("</table>")
@@ -163,7 +172,7 @@ pre{background:#f7f7f7;padding:8px;font-size:12px;overflow:auto}
 	c := r.Counts
 	b.WriteString("<h2>Connections and errors</h2><table><tr><th>event</th><th>count</th></tr>")
 	for _, kv := range [][2]any{{"reconnects", c.Reconnects}, {"connect failures", c.ConnectFailures}, {"resumes answered", c.Resumes},
-		{"connections dropped under a client", c.Drops}, {"dropped by reconnect storms", c.StormDrops}, {"frames resent after reconnect", c.Resent}, {"dup acks (resends already stored)", c.DupAcks}} {
+		{"connections dropped under a client", c.Drops}, {"dropped by reconnect storms", c.StormDrops}, {"visitors moved to another node (failover)", c.Failovers}, {"frames resent after reconnect", c.Resent}, {"dup acks (resends already stored)", c.DupAcks}} {
 		fmt.Fprintf(&b, "<tr><td>%s</td><td>%v</td></tr>", esc(fmt.Sprint(kv[0])), kv[1])
 	}
 	b.WriteString("</table>")

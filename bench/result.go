@@ -75,8 +75,9 @@ type Counts struct {
 	Reconnects      int64 `json:"reconnects"`
 	ConnectFailures int64 `json:"connect_failures"`
 	Resumes         int64 `json:"resumes"`
-	Drops           int64 `json:"drops"`       // connections that ended under a client
-	StormDrops      int64 `json:"storm_drops"` // connections dropped by storms
+	Drops           int64 `json:"drops"`               // connections that ended under a client
+	StormDrops      int64 `json:"storm_drops"`         // connections dropped by storms
+	Failovers       int64 `json:"failovers,omitempty"` // visitors moved to another node (failover: true)
 }
 
 // Throughput is per second of the send phase.
@@ -93,7 +94,18 @@ func verdict(r *Result) string {
 	case r.Error != "":
 		return "FAILED: " + r.Error
 	case a.Lost > 0 || a.Duplicated > 0:
-		return fmt.Sprintf("LOSS: of %d acknowledged messages, %d lost and %d duplicated", a.Acked, a.Lost, a.Duplicated)
+		s := fmt.Sprintf("LOSS: of %d acknowledged messages, %d lost and %d duplicated", a.Acked, a.Lost, a.Duplicated)
+		if a.NodesDisagree() {
+			s += "; " + disagreement(a)
+		}
+		if a.HistoryAltered > 0 {
+			s += fmt.Sprintf("; %d (message, node) pairs shown edited or deleted, which nobody did", a.HistoryAltered)
+		}
+		return s
+	case a.NodesDisagree():
+		return fmt.Sprintf("DIVERGED: of %d acknowledged messages, %d have another ts on some node; %s", a.Acked, a.Diverged, disagreement(a))
+	case a.HistoryAltered > 0:
+		return fmt.Sprintf("ALTERED: of %d acknowledged messages, %d are shown edited or deleted, which nobody did (%d message × node pairs): a node merged a second creation of an id as an edit", a.Acked, a.Altered, a.HistoryAltered)
 	case r.AuditError != "":
 		return fmt.Sprintf("UNVERIFIED: the audit of the node's history failed (%s); %d of %d acknowledged messages delivered to every agent", r.AuditError, a.Delivered, a.Acked)
 	case r.Stopped != "":
@@ -116,11 +128,20 @@ func verdict(r *Result) string {
 	if a.Audited {
 		how += " and stored exactly once"
 	}
+	if a.Audited && a.AuditedNodes > 1 {
+		how += ", with one ts and one order on every node"
+	}
 	s := fmt.Sprintf("OK: %d of %d acknowledged messages %s; none lost, none duplicated", a.Delivered, a.Acked, how)
 	if a.Unacked > 0 {
 		s += fmt.Sprintf(" (%d sent but never acknowledged)", a.Unacked)
 	}
 	return s
+}
+
+// disagreement says how the audited nodes disagree.
+func disagreement(a Accounting) string {
+	return fmt.Sprintf("the nodes disagree: %d (message, node) pairs with another ts than the first node's, %d of %d conversations × nodes in another order",
+		a.TSMismatches, a.OrderMismatches, a.ConversationsCompared*max(a.AuditedNodes-1, 0))
 }
 
 // WriteJSON writes the result to path.

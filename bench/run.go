@@ -140,6 +140,11 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Result, error) {
 	}
 	r.ledger = NewLedger(r.total, sc.Agents)
 	defer r.dialer.close() // last: after every client stopped
+	if opts.Cluster != nil {
+		// Whatever ends the run, no node stays stopped by a stop fault
+		// (the fault continues it itself; this is the safety net).
+		defer opts.Cluster.ContinueAll()
+	}
 	res := &Result{Version: 1, Name: sc.Name, RunID: runID, Scenario: sc, Nodes: r.nodes,
 		Started: time.Now().UTC(), Host: hostInfo()}
 	if opts.Cluster != nil {
@@ -423,8 +428,8 @@ func (r *run) scheduleStorms(ctx context.Context, start time.Time, wg *sync.Wait
 }
 
 // scheduleFaults runs the scenario's faults against the local cluster.
-// Each fault counts as pending until its node is back (or its partition
-// healed): the drain starts after.
+// Each fault counts as pending until its node is back (restarted or
+// continued, or its partition healed): the drain starts after.
 func (r *run) scheduleFaults(ctx context.Context, start time.Time, wg *sync.WaitGroup) {
 	cl := r.opts.Cluster
 	if cl == nil {
@@ -442,6 +447,8 @@ func (r *run) scheduleFaults(ctx context.Context, start time.Time, wg *sync.Wait
 			switch f.Action {
 			case "kill":
 				r.kill(ctx, cl, f)
+			case "stop":
+				r.stop(ctx, cl, f)
 			case "partition":
 				side, err := r.sc.partitionSide(i, cl)
 				if err != nil {
@@ -486,6 +493,40 @@ func (r *run) kill(ctx context.Context, cl *LocalCluster, f Fault) {
 			return
 		}
 		r.event("%s rejoined: every node sees every node alive %s after the restart", node.ID, time.Since(t0).Round(time.Millisecond))
+	}
+}
+
+// stop sends SIGSTOP to a node and, after ResumeAfter (or at once when the
+// run is interrupted), SIGCONT; on a cluster it then waits for the node to
+// be seen alive by every other. The node keeps its sockets: its clients'
+// frames go unanswered until they give up on the connection (no_answer)
+// and reconnect, to the same node, which answers once it continues (or,
+// with Scenario.Failover, visitors to the next node).
+func (r *run) stop(ctx context.Context, cl *LocalCluster, f Fault) {
+	node := cl.Nodes[f.Node]
+	if err := cl.Suspend(f.Node); err != nil {
+		r.event("SIGSTOP %s failed: %v", node.ID, err)
+		return
+	}
+	t0 := time.Now()
+	r.event("SIGSTOP %s (%s) for %s", node.ID, node.URL, f.ResumeAfter)
+	// Continue even when the run is interrupted: no stopped process is
+	// left behind (Run and LocalCluster.Stop make sure of it too).
+	_ = sleepCtx(ctx, f.ResumeAfter.D())
+	if _, err := cl.Continue(f.Node); err != nil {
+		r.event("SIGCONT %s failed: %v", node.ID, err)
+		return
+	}
+	t1 := time.Now()
+	r.event("SIGCONT %s after %s", node.ID, t1.Sub(t0).Round(100*time.Millisecond))
+	if len(cl.Nodes) > 1 && ctx.Err() == nil {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := cl.WaitAlive(wctx, 30*time.Second); err != nil {
+			r.event("after SIGCONT %s: %v", node.ID, err)
+			return
+		}
+		r.event("%s back: every node sees every node alive %s after SIGCONT", node.ID, time.Since(t1).Round(time.Millisecond))
 	}
 }
 
@@ -578,8 +619,8 @@ func (r *run) auditNode(ctx context.Context, nd int) error {
 				}
 				switch {
 				case f.Type == "deliver" && f.Conversation == conv:
-					if k := r.ids.index(f.messageID()); k >= 0 {
-						r.ledger.Stored(nd, k, f.Seq)
+					if id, st := f.message(); r.ids.index(id) >= 0 {
+						r.ledger.Stored(nd, r.ids.index(id), ci, f.Seq, st)
 					}
 				case f.Type == "resumed" && f.Ref == ref:
 					resumed = f
@@ -728,7 +769,7 @@ func (r *run) finish(res *Result, scr *scraper, sendStart, sendEnd, setupStart t
 		Issued: r.rec.issued.Load(), Written: r.rec.written.Load(), Resent: r.rec.resent.Load(),
 		Acked: r.rec.acked.Load(), DupAcks: r.rec.dupAcks.Load(), Delivered: r.rec.delivered.Load(),
 		Errors: r.rec.errorsN.Load(), Reconnects: r.rec.reconnects.Load(), ConnectFailures: r.rec.connFails.Load(),
-		Resumes: r.rec.resumes.Load(), Drops: r.rec.drops.Load(), StormDrops: r.rec.stormDrops.Load(),
+		Resumes: r.rec.resumes.Load(), Drops: r.rec.drops.Load(), StormDrops: r.rec.stormDrops.Load(), Failovers: r.rec.failovers.Load(),
 	}
 	if sec > 0 {
 		res.Throughput = Throughput{

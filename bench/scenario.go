@@ -71,6 +71,13 @@ type Scenario struct {
 	ReconnectStorms []Storm `yaml:"reconnect_storms" json:"reconnect_storms,omitempty"`
 	// Faults act on nodes the harness started itself (--local).
 	Faults []Fault `yaml:"faults" json:"faults,omitempty"`
+	// Failover sends a visitor whose node stops answering (a send or ping
+	// unanswered for 5 s, or a reconnect that fails) to the next node of
+	// target.nodes, as a load balancer would: it resends there what its
+	// node never acknowledged. Agents stay on their node (they resume by
+	// seq, which is one node's numbering). Zero: every client reconnects
+	// to its own node. Needs two nodes or more.
+	Failover bool `yaml:"failover" json:"failover,omitempty"`
 
 	// Idle opens many connections that only say hello and ping, to measure
 	// what an idle connection costs a node.
@@ -105,15 +112,21 @@ type Storm struct {
 type Fault struct {
 	// At is when, from the start of the send phase.
 	At Duration `yaml:"at" json:"at"`
-	// Action: kill (SIGKILL, then restart with the same data and flags) or
-	// partition (cut nodes off from the others, then heal; root only: the
-	// nodes run in network namespaces).
+	// Action: kill (SIGKILL, then restart with the same data and flags),
+	// stop (SIGSTOP, then SIGCONT: the process freezes with its sockets
+	// open) or partition (cut nodes off from the others, then heal; root
+	// only: the nodes run in network namespaces).
 	Action string `yaml:"action" json:"action"`
-	// Node is the index of the node to kill (0-based, in start order).
+	// Node is the index of the node to kill or stop (0-based, in start
+	// order).
 	Node int `yaml:"node" json:"node"`
-	// RestartAfter restarts the node with the same address and data after
-	// this long. Zero: the node stays down.
+	// RestartAfter restarts a killed node with the same address and data
+	// after this long. Zero: the node stays down.
 	RestartAfter Duration `yaml:"restart_after" json:"restart_after"`
+	// ResumeAfter continues a stopped node (SIGCONT) after this long (> 0:
+	// every stopped node continues, so that the run can account for every
+	// message).
+	ResumeAfter Duration `yaml:"resume_after" json:"resume_after,omitempty"`
 	// Nodes (indices) or Region (every node of it) are the side a
 	// partition cuts off from the rest; the harness still reaches both
 	// sides, so clients on either keep writing.
@@ -283,7 +296,7 @@ func (s *Scenario) Defaults() {
 		}
 		var faults time.Duration
 		for _, f := range s.Faults {
-			if end := f.At.D() + f.RestartAfter.D() + f.HealAfter.D(); end > faults {
+			if end := f.At.D() + f.RestartAfter.D() + f.ResumeAfter.D() + f.HealAfter.D(); end > faults {
 				faults = end
 			}
 		}
@@ -394,16 +407,20 @@ func (s *Scenario) Validate() error {
 		f := fmt.Sprintf("faults[%d]", i)
 		switch ft.Action {
 		case "kill":
-			if ft.Node < 0 {
-				bad(f+".node", "must be a node index ≥ 0")
-			} else if len(s.Target.Nodes) > 0 && ft.Node >= len(s.Target.Nodes) {
-				bad(f+".node", "index %d, but target.nodes has %d", ft.Node, len(s.Target.Nodes))
-			}
+			s.checkFaultNode(f, ft, bad)
 			if ft.RestartAfter < 0 {
 				bad(f+".restart_after", "must be ≥ 0")
 			}
-			if len(ft.Nodes) > 0 || ft.Region != "" || ft.HealAfter != 0 {
-				bad(f, "nodes, region and heal_after are for partitions; a kill takes node and restart_after")
+			if len(ft.Nodes) > 0 || ft.Region != "" || ft.HealAfter != 0 || ft.ResumeAfter != 0 {
+				bad(f, "nodes, region and heal_after are for partitions, resume_after for stops; a kill takes node and restart_after")
+			}
+		case "stop":
+			s.checkFaultNode(f, ft, bad)
+			if ft.ResumeAfter <= 0 {
+				bad(f+".resume_after", "must be > 0: a node stopped for good cannot be accounted for (kill it instead)")
+			}
+			if len(ft.Nodes) > 0 || ft.Region != "" || ft.HealAfter != 0 || ft.RestartAfter != 0 {
+				bad(f, "nodes, region and heal_after are for partitions, restart_after for kills; a stop takes node and resume_after")
 			}
 		case "partition":
 			if err := partitionsAvailable(); err != nil {
@@ -420,13 +437,13 @@ func (s *Scenario) Validate() error {
 			if ft.HealAfter <= 0 {
 				bad(f+".heal_after", "must be > 0: a partition that never heals cannot be accounted for")
 			}
-			if ft.Node != 0 || ft.RestartAfter != 0 {
-				bad(f, "node and restart_after are for kills; a partition takes nodes (or region) and heal_after")
+			if ft.Node != 0 || ft.RestartAfter != 0 || ft.ResumeAfter != 0 {
+				bad(f, "node and restart_after are for kills, node and resume_after for stops; a partition takes nodes (or region) and heal_after")
 			}
 		case "":
-			bad(f+".action", "missing: kill or partition")
+			bad(f+".action", "missing: kill, stop or partition")
 		default:
-			bad(f+".action", "unknown action %q (known: kill, partition)", ft.Action)
+			bad(f+".action", "unknown action %q (known: kill, stop, partition)", ft.Action)
 		}
 		if ft.At < 0 || ft.At >= s.Duration {
 			bad(f+".at", "must be within the send phase [0, %s), got %s", s.Duration, ft.At)
@@ -459,6 +476,15 @@ func (s *Scenario) Validate() error {
 	return errors.Join(errs...)
 }
 
+// checkFaultNode checks the node index of a kill or a stop.
+func (s *Scenario) checkFaultNode(f string, ft Fault, bad func(field, format string, a ...any)) {
+	if ft.Node < 0 {
+		bad(f+".node", "must be a node index ≥ 0")
+	} else if len(s.Target.Nodes) > 0 && ft.Node >= len(s.Target.Nodes) {
+		bad(f+".node", "index %d, but target.nodes has %d", ft.Node, len(s.Target.Nodes))
+	}
+}
+
 // Ready checks what a run needs beyond a valid file: nodes, a token, and
 // for faults the local cluster (cl, nil when the nodes are not the
 // harness's own).
@@ -474,11 +500,14 @@ func (s *Scenario) Ready(cl *LocalCluster) error {
 			errs = append(errs, errors.New("target.agent_token: agents need the workspace's operator token (or agent_token_env)"))
 		}
 	}
+	if s.Failover && len(s.Target.Nodes) < 2 {
+		errs = append(errs, fmt.Errorf("failover: needs two nodes or more, there are %d", len(s.Target.Nodes)))
+	}
 	if len(s.Faults) > 0 && cl == nil {
-		errs = append(errs, errors.New("faults: need --local: the harness can only kill or cut off nodes it started itself"))
+		errs = append(errs, errors.New("faults: need --local: the harness can only kill, stop or cut off nodes it started itself"))
 	}
 	for i, f := range s.Faults {
-		if f.Action == "kill" && f.Node >= len(s.Target.Nodes) && len(s.Target.Nodes) > 0 {
+		if (f.Action == "kill" || f.Action == "stop") && f.Node >= len(s.Target.Nodes) && len(s.Target.Nodes) > 0 {
 			errs = append(errs, fmt.Errorf("faults[%d].node: index %d, but there are %d nodes", i, f.Node, len(s.Target.Nodes)))
 		}
 		if f.Action != "partition" || cl == nil {

@@ -66,7 +66,14 @@ func TestParseScenarioErrors(t *testing.T) {
 		{"partition node twice", base + "faults: [{at: 1s, action: partition, nodes: [1, 1], heal_after: 1s}]\n", []string{"faults[0].nodes[1]"}},
 		{"partition with kill fields", base + "faults: [{at: 1s, action: partition, nodes: [1], heal_after: 1s, restart_after: 1s}]\n", []string{"node and restart_after are for kills"}},
 		{"kill with partition fields", base + "faults: [{at: 1s, action: kill, heal_after: 1s}]\n", []string{"nodes, region and heal_after are for partitions"}},
-		{"fault action missing", base + "faults: [{at: 1s}]\n", []string{"faults[0].action: missing"}},
+		{"fault action missing", base + "faults: [{at: 1s}]\n", []string{"faults[0].action: missing: kill, stop or partition"}},
+		{"fault action unknown", base + "faults: [{at: 1s, action: pause}]\n", []string{"unknown action \"pause\" (known: kill, stop, partition)"}},
+		{"stop without resume", base + "faults: [{at: 1s, action: stop, node: 0}]\n", []string{"faults[0].resume_after: must be > 0"}},
+		{"stop with kill and partition fields", base + "faults: [{at: 1s, action: stop, resume_after: 1s, restart_after: 1s, nodes: [1]}]\n", []string{"a stop takes node and resume_after"}},
+		{"stop node index", base + "target: {nodes: [\"http://a:1\"]}\nfaults: [{at: 1s, action: stop, node: 1, resume_after: 1s}]\n", []string{"faults[0].node: index 1"}},
+		{"stop negative node", base + "faults: [{at: 1s, action: stop, node: -1, resume_after: 1s}]\n", []string{"faults[0].node: must be a node index ≥ 0"}},
+		{"kill with resume_after", base + "faults: [{at: 1s, action: kill, resume_after: 1s}]\n", []string{"resume_after for stops"}},
+		{"partition with resume_after", base + "faults: [{at: 1s, action: partition, nodes: [1], heal_after: 1s, resume_after: 1s}]\n", []string{"node and resume_after for stops"}},
 		{"fault node index", base + "target: {nodes: [\"http://a:1\"]}\nfaults: [{at: 1s, action: kill, node: 1}]\n", []string{"faults[0].node: index 1"}},
 		{"node url", base + "target: {nodes: [\"ws://a:1/v1/ws\"]}\n", []string{"target.nodes[0]", "http://"}},
 		{"node path", base + "target: {nodes: [\"http://a:1/v1/ws\"]}\n", []string{"without a path"}},
@@ -113,6 +120,29 @@ func TestScenarioReady(t *testing.T) {
 	}
 	if sc.AgentToken() != "tok" {
 		t.Errorf("token from env = %q", sc.AgentToken())
+	}
+	// A stop needs the harness's own nodes as well, and a node that exists.
+	stop, err := ParseScenario([]byte("visitors: 1\nagents: 1\nrate: 1\nduration: 2s\nfaults: [{at: 1s, action: stop, node: 1, resume_after: 1s}]\ntarget: {agent_token: tok}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stop.Ready(nil); err == nil || !strings.Contains(err.Error(), "faults: need --local") {
+		t.Errorf("Ready of a stop without --local: %v", err)
+	}
+	stop.Target.Nodes = []string{"http://127.0.0.1:1"}
+	if err := stop.Ready(&LocalCluster{Nodes: []*LocalNode{{ID: "n1"}}}); err == nil || !strings.Contains(err.Error(), "faults[0].node: index 1, but there are 1 nodes") {
+		t.Errorf("Ready of a stop of a node that is not there: %v", err)
+	}
+	if stop.Timeout.D() < stop.Duration.D()+stop.Drain.D()+time.Second {
+		t.Errorf("timeout %s leaves no time for the stop", stop.Timeout)
+	}
+	// Failover needs somewhere to go.
+	stop.Failover = true
+	if err := stop.Ready(nil); err == nil || !strings.Contains(err.Error(), "failover: needs two nodes or more, there are 1") {
+		t.Errorf("Ready of failover with one node: %v", err)
+	}
+	if sc, err := LoadScenario("testdata/cluster-stop.yaml"); err != nil || !sc.Failover || len(sc.Faults) != 1 || sc.Faults[0].ResumeAfter.D() != 8*time.Second {
+		t.Errorf("cluster-stop.yaml: %v", err)
 	}
 }
 

@@ -48,6 +48,23 @@ type vclient struct {
 	// lastRecv is when the reader last got a frame (unix nanos): the
 	// session's liveness watchdog reads it.
 	lastRecv atomic.Int64
+	// stalled: the last session ended because the node did not answer.
+	stalled bool
+}
+
+// failover moves a visitor to the next node (Scenario.Failover) after its
+// node stalled or refused it. Its cursors are of the old node's seqs: it
+// resumes from the start there. Called by the loop between sessions (no
+// reader runs).
+func (v *vclient) failover() {
+	r := v.r
+	if v.agent || !r.sc.Failover || len(r.nodes) < 2 {
+		return
+	}
+	v.node = (v.node + 1) % len(r.nodes)
+	v.base = r.nodes[v.node]
+	clear(v.vcurs)
+	r.rec.failovers.Add(1)
 }
 
 // answerTimeout is how long a client waits for any frame after writing one
@@ -176,6 +193,7 @@ func (v *vclient) setup(ctx context.Context) (conn, error) {
 func (v *vclient) loop(ctx context.Context, c conn) {
 	r := v.r
 	for {
+		v.stalled = false
 		delay := v.session(ctx, c)
 		r.rec.clientConns.Add(-1)
 		if ctx.Err() != nil {
@@ -183,6 +201,9 @@ func (v *vclient) loop(ctx context.Context, c conn) {
 		}
 		if delay > 0 && sleepCtx(ctx, delay) != nil {
 			return
+		}
+		if v.stalled {
+			v.failover()
 		}
 		backoff := 50 * time.Millisecond
 		for {
@@ -195,6 +216,7 @@ func (v *vclient) loop(ctx context.Context, c conn) {
 			}
 			r.rec.reconnectOn(v.transport, false)
 			r.rec.errorOn(v.transport, errCode(err))
+			v.failover()
 			if sleepCtx(ctx, backoff+rand.N(backoff)) != nil {
 				return
 			}
@@ -371,6 +393,7 @@ func (v *vclient) session(ctx context.Context, c conn) time.Duration {
 			if waiting != 0 && v.lastRecv.Load() < waiting && now.UnixNano()-waiting > int64(answerTimeout) {
 				r.rec.drops.Add(1)
 				r.rec.errorOn(v.transport, "no_answer")
+				v.stalled = true
 				end(false)
 				return 0
 			}
@@ -435,7 +458,8 @@ func (v *vclient) handle(ctx context.Context, c conn, f *frame, now time.Time) e
 		if !v.agent {
 			return nil
 		}
-		if k := r.ids.index(f.messageID()); k >= 0 && r.ledger.Delivered(v.idx, k, f.Seq) {
+		id, st := f.message()
+		if k := r.ids.index(id); k >= 0 && r.ledger.Delivered(v.idx, k, f.Seq, st) {
 			r.rec.delivered.Add(1)
 			r.rec.recordOn(v.transport, mE2E, now.Sub(r.due(k)))
 		}

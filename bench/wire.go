@@ -2,10 +2,12 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/http"
 	"strconv"
@@ -34,16 +36,62 @@ type frame struct {
 	Node         string          `json:"node"`
 }
 
-// messageID returns the id of a deliver frame's message.
-func (f *frame) messageID() string {
+// HLC is a message's ts as a node gives it (docs/protocol.md): hybrid
+// logical clock, compared by W, then L, then N.
+type HLC struct {
+	W int64  `json:"w"` // unix ms
+	L uint32 `json:"l"` // logical
+	N string `json:"n"` // node
+}
+
+// Compare orders stamps as the nodes do: -1, 0 or 1.
+func (a HLC) Compare(b HLC) int {
+	switch {
+	case a.W != b.W:
+		return cmp.Compare(a.W, b.W)
+	case a.L != b.L:
+		return cmp.Compare(a.L, b.L)
+	}
+	return strings.Compare(a.N, b.N)
+}
+
+func (a HLC) String() string { return fmt.Sprintf("%d.%d@%s", a.W, a.L, a.N) }
+
+// MsgState is a message as one deliver frame shows it: its ts, and a hash
+// of the rest of its state (body, edited, deleted). Two frames of one id
+// with equal MsgStates show the client the same message. Altered says it
+// is shown edited or deleted, which the harness never does.
+type MsgState struct {
+	TS      HLC
+	Rest    uint64
+	Altered bool
+}
+
+// message returns the id and the state of a deliver frame's message.
+func (f *frame) message() (string, MsgState) {
 	var m struct {
-		ID string `json:"id"`
+		ID      string          `json:"id"`
+		TS      HLC             `json:"ts"`
+		Body    string          `json:"body"`
+		Edited  json.RawMessage `json:"edited"`
+		Deleted bool            `json:"deleted"`
 	}
 	if len(f.Message) == 0 || f.Message[0] != '{' {
-		return ""
+		return "", MsgState{}
 	}
 	_ = json.Unmarshal(f.Message, &m)
-	return m.ID
+	h := fnv.New64a()
+	h.Write([]byte(m.Body))
+	h.Write([]byte{0})
+	edited := false
+	if e := bytes.TrimSpace(m.Edited); len(e) > 0 && !bytes.Equal(e, []byte("null")) {
+		h.Write(e)
+		edited = true
+	}
+	if m.Deleted {
+		h.Write([]byte{0, 1})
+	}
+	return m.ID, MsgState{TS: m.TS, Rest: h.Sum64(), Altered: edited || m.Deleted}
 }
 
 // errorText returns an error frame's message.

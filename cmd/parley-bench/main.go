@@ -292,11 +292,30 @@ func printSummary(r *bench.Result) {
 	}
 	a := r.Accounting
 	if a.Issued > 0 {
-		fmt.Printf("  messages: issued %d, acked %d, delivered %d, lost %d, duplicated %d, unacked %d, redelivered %d, audited %v\n",
-			a.Issued, a.Acked, a.Delivered, a.Lost, a.Duplicated, a.Unacked, a.Redelivered, a.Audited)
+		fmt.Printf("  messages: issued %d, acked %d, delivered %d, lost %d, duplicated %d, diverged %d, altered %d, unacked %d, redelivered %d, audited %v\n",
+			a.Issued, a.Acked, a.Delivered, a.Lost, a.Duplicated, a.Diverged, a.Altered, a.Unacked, a.Redelivered, a.Audited)
+	}
+	if a.Audited {
+		fmt.Printf("  audit of %d node(s): %d deliver frames, %d ids in several frames of one state, at most %d frames of one id; missing %d, in two states %d, shown edited %d (message × node); ts differs %d (message × node), order differs %d of %d conversations × nodes\n",
+			a.AuditedNodes, a.HistoryFrames, a.HistoryRepeatedIDs, a.HistoryMaxFrames, a.LostInStore, a.DuplicatedInStore, a.HistoryAltered,
+			a.TSMismatches, a.OrderMismatches, a.ConversationsCompared*max(a.AuditedNodes-1, 0))
+	}
+	if a.Agents > 0 && a.Acked > 0 {
+		fmt.Printf("  agents: missing %d (message × agent); received again in the same state %d, with another ts %d, with the same ts and another body %d\n",
+			a.LostAtAgents, a.AgentRepeatsSameState, a.AgentRepeatsOtherTS, a.AgentRepeatsOtherBody)
+	}
+	for i, d := range a.Details {
+		if i == 5 {
+			fmt.Printf("  … %d more examples in the result\n", len(a.Details)-i)
+			break
+		}
+		fmt.Printf("  %s\n", d)
+	}
+	if len(a.OrderExamples) > 0 {
+		fmt.Printf("  order differs: %s\n", strings.Join(a.OrderExamples, "; "))
 	}
 	c := r.Counts
-	fmt.Printf("  connections: reconnects %d, connect failures %d, resumes %d, drops %d; errors %d %v\n", c.Reconnects, c.ConnectFailures, c.Resumes, c.Drops, c.Errors, r.Errors)
+	fmt.Printf("  connections: reconnects %d, connect failures %d, resumes %d, drops %d, failovers %d; errors %d %v\n", c.Reconnects, c.ConnectFailures, c.Resumes, c.Drops, c.Failovers, c.Errors, r.Errors)
 	for _, n := range r.NodeMetrics {
 		fmt.Printf("  node %s: CPU %.1fs in the send phase, peak RSS %.1f MiB, peak connections %.0f\n", n.Node, n.CPUSecondsSend, n.PeakRSS/(1<<20), n.PeakConns)
 	}
