@@ -484,11 +484,11 @@ func TestStalledNodeKeepsOneCopy(t *testing.T) {
 
 // sendUntilAcked sends one message through cl until it is acknowledged,
 // waiting out unavailable answers (a node that cannot reach a replica yet).
-func sendUntilAcked(t *testing.T, ctx context.Context, cl *wsClient, conv, id string) {
+func sendUntilAcked(t *testing.T, ctx context.Context, cl *wsClient, conv, id, body string) {
 	t.Helper()
 	for try := 0; ; try++ {
 		ref := fmt.Sprintf("%s#%d", id, try)
-		cl.send(ctx, map[string]any{"type": "send", "ref": ref, "conversation": conv, "id": id, "body": "order " + id})
+		cl.send(ctx, map[string]any{"type": "send", "ref": ref, "conversation": conv, "id": id, "body": body})
 		m, err := cl.awaitRef(ctx, ref)
 		if err != nil {
 			t.Fatalf("send %s: %v", id, err)
@@ -515,7 +515,7 @@ func TestPartitionSidesAcceptOneID(t *testing.T) {
 	ctx := testCtx(t, 150*time.Second)
 	v1, welcome, conv := startVisitor(t, ctx, n1, "acme")
 	defer v1.close()
-	sendUntilAcked(t, ctx, v1, conv, "m-before")
+	sendUntilAcked(t, ctx, v1, conv, "m-before", "order")
 	tc.waitConverged(t, "acme", conv, 1, 30*time.Second)
 
 	heal := cut(t, lab, 2)
@@ -530,13 +530,13 @@ func TestPartitionSidesAcceptOneID(t *testing.T) {
 	acked := []string{"m-before"}
 	for i := range 3 {
 		a, b := fmt.Sprintf("m-majority-%d", i), fmt.Sprintf("m-cut-off-%d", i)
-		sendUntilAcked(t, ctx, v1, conv, a)
-		sendUntilAcked(t, ctx, v3, conv, b)
+		sendUntilAcked(t, ctx, v1, conv, a, "order")
+		sendUntilAcked(t, ctx, v3, conv, b, "order")
 		acked = append(acked, a, b)
 	}
 	// The same message on both sides, the cut-off side first.
-	sendUntilAcked(t, ctx, v3, conv, "m-both-sides")
-	sendUntilAcked(t, ctx, v1, conv, "m-both-sides")
+	sendUntilAcked(t, ctx, v3, conv, "m-both-sides", "order")
+	sendUntilAcked(t, ctx, v1, conv, "m-both-sides", "order")
 	acked = append(acked, "m-both-sides")
 	heal()
 	for _, nd := range tc.nodes {
