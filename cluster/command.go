@@ -36,6 +36,9 @@ const (
 	TypeAssign             CommandType = 16
 	TypeRegisterNode       CommandType = 17
 	TypeEraseConversation  CommandType = 18
+	// TypeRequest is the envelope of a command with its request ID
+	// (Request); Apply writes every command in one.
+	TypeRequest CommandType = 19
 	// Append new types here, with the next number.
 )
 
@@ -79,6 +82,8 @@ func newCommand(t CommandType) Command {
 		return &RegisterNode{}
 	case TypeEraseConversation:
 		return &EraseConversation{}
+	case TypeRequest:
+		return &Request{}
 	}
 	return nil
 }
@@ -94,6 +99,15 @@ type Command interface {
 // maxCommandSize bounds an encoded command: the control plane's commands are
 // small, and a huge entry would stall replication for everyone.
 const maxCommandSize = 64 << 10
+
+// maxEntrySize bounds an encoded entry of type t: a Request may be a little
+// larger than the command it carries.
+func maxEntrySize(t CommandType) int {
+	if t == TypeRequest {
+		return maxCommandSize + 256
+	}
+	return maxCommandSize
+}
 
 // EncodeCommand validates cmd and encodes it as a log entry: its type byte,
 // then its JSON.
@@ -112,8 +126,8 @@ func EncodeCommand(cmd Command) ([]byte, error) {
 	if err := json.NewEncoder(&buf).Encode(cmd); err != nil {
 		return nil, fmt.Errorf("encode command %d: %w", cmd.Type(), err)
 	}
-	if buf.Len() > maxCommandSize {
-		return nil, invalidf("command %d is %d bytes, more than %d", cmd.Type(), buf.Len(), maxCommandSize)
+	if buf.Len() > maxEntrySize(cmd.Type()) {
+		return nil, invalidf("command %d is %d bytes, more than %d", cmd.Type(), buf.Len(), maxEntrySize(cmd.Type()))
 	}
 	return buf.Bytes(), nil
 }
@@ -125,10 +139,10 @@ func DecodeCommand(data []byte) (Command, error) {
 	if len(data) == 0 {
 		return nil, invalidf("empty command")
 	}
-	if len(data) > maxCommandSize {
-		return nil, invalidf("command of %d bytes, more than %d", len(data), maxCommandSize)
-	}
 	t := CommandType(data[0])
+	if len(data) > maxEntrySize(t) {
+		return nil, invalidf("command of %d bytes, more than %d", len(data), maxEntrySize(t))
+	}
 	cmd := newCommand(t)
 	if cmd == nil {
 		return nil, invalidf("unknown command type %d (written by a newer version?)", t)
@@ -150,8 +164,9 @@ func DecodeCommand(data []byte) (Command, error) {
 // Result is what applying a command produced.
 type Result struct {
 	// Index is the log index at which the command was applied; for a
-	// duplicate, the index at which the original was. Wait for it with
-	// WaitApplied before reading the change on another node.
+	// duplicate (of an idempotency key, or a second copy of a Request), the
+	// index at which the original was. Wait for it with WaitApplied before
+	// reading the change on another node.
 	Index uint64 `json:"index"`
 	// Version is an assignment's version: after a successful Assign the new
 	// one, after a conflict the current one.

@@ -18,6 +18,7 @@ func TestCommandTypesAreStable(t *testing.T) {
 		7: &CreateSession{}, 8: &RevokeSession{}, 9: &CreateKey{}, 10: &RevokeKey{},
 		11: &SetSecret{}, 12: &SetPlan{}, 13: &ReportUsage{}, 14: &RecordBillingEvent{},
 		15: &Prune{}, 16: &Assign{}, 17: &RegisterNode{}, 18: &EraseConversation{},
+		19: &Request{},
 	}
 	for n := 0; n < 256; n++ {
 		got := newCommand(CommandType(n))
@@ -112,6 +113,11 @@ func TestValidationRefuses(t *testing.T) {
 		{"assign conversation", Assign{Workspace: "a", Conversation: "c/1"}},
 		{"assign operator", Assign{Workspace: "a", Conversation: "c1", Operator: "Bob"}},
 		{"node addr", RegisterNode{Node: NodeInfo{ID: "n1", RaftAddr: "nohost"}}},
+		{"request id short", Request{ID: "abc", Cmd: DeleteWorkspace{ID: "a"}}},
+		{"request id chars", Request{ID: "0123456789abcdef0123456789abcde!", Cmd: DeleteWorkspace{ID: "a"}}},
+		{"request of nothing", Request{ID: "0123456789abcdef"}},
+		{"request of request", Request{ID: "0123456789abcdef", Cmd: Request{ID: "fedcba9876543210", Cmd: DeleteWorkspace{ID: "a"}}}},
+		{"request of invalid", Request{ID: "0123456789abcdef", Cmd: DeleteWorkspace{ID: "A"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -138,6 +144,13 @@ func TestDecodeRefuses(t *testing.T) {
 		{"trailing data", []byte("\x03" + `{"id":"a"}{"id":"b"}`)},
 		{"invalid after decode", []byte("\x03" + `{"id":"A"}`)},
 		{"too large", append([]byte("\x03"), make([]byte, maxCommandSize)...)},
+		{"request unknown field", []byte("\x13" + `{"id":"0123456789abcdef","base":1,"type":3,"command":{"id":"a"},"x":1}`)},
+		{"request unknown type", []byte("\x13" + `{"id":"0123456789abcdef","base":1,"type":200,"command":{}}`)},
+		{"request nested", []byte("\x13" + `{"id":"0123456789abcdef","base":1,"type":19,"command":{"id":"fedcba9876543210","base":1,"type":3,"command":{"id":"a"}}}`)},
+		{"request inner unknown field", []byte("\x13" + `{"id":"0123456789abcdef","base":1,"type":3,"command":{"id":"a","x":1}}`)},
+		{"request inner invalid", []byte("\x13" + `{"id":"0123456789abcdef","base":1,"type":3,"command":{"id":"A"}}`)},
+		{"request inner trailing", []byte("\x13" + `{"id":"0123456789abcdef","base":1,"type":3,"command":{"id":"a"}{}}`)},
+		{"request bad id", []byte("\x13" + `{"id":"short","base":1,"type":3,"command":{"id":"a"}}`)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

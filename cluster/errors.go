@@ -12,10 +12,14 @@ var (
 	// error is a *NotLeaderError naming the leader when one is known. The
 	// command was not applied, so retrying elsewhere is safe.
 	ErrNotLeader = errors.New("not the leader")
-	// ErrUncertain: the command was handed to Raft or to a forwarder and then
-	// the leader was lost, the connection failed or the context ended; it may
-	// or may not have been applied. Retry only commands that carry an
-	// idempotency key or that fail harmlessly when repeated.
+	// ErrUncertain: the command may or may not have been applied. Apply
+	// returns it when a copy was handed to a leader and no answer came
+	// before the context ended (it sends the same request to each new
+	// leader until then), or when the state machine refused a copy that
+	// came too long after the request was made to tell (Request). Retry
+	// only commands that carry an idempotency key or that fail harmlessly
+	// when repeated. HandleForward also answers it when the leader lost
+	// its leadership mid-apply; the origin then sends the request again.
 	ErrUncertain = errors.New("outcome unknown")
 	ErrNotFound  = errors.New("not found")
 	// ErrConflict: an optimistic check failed (assignment version,

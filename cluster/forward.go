@@ -13,9 +13,11 @@ import (
 // it to its HandleForward, and returns that reply. The node implements it
 // over its internal HTTP API; LocalForwarder does it in-process for tests.
 // An error means the reply was not received, so the command may or may not
-// have been applied (Apply reports ErrUncertain), unless it wraps
-// ErrNotLeader: then the command was certainly not sent (no route to the
-// leader, connection refused) and Apply retries it like a lost leader.
+// have been applied, unless it wraps ErrNotLeader: then the command was
+// certainly not sent (no route to the leader, connection refused). Either
+// way Apply sends it again (the same Request: see there) until the context
+// ends. Forward must return soon after ctx is cancelled: Apply cancels it
+// when this node learns of another leader.
 type Forwarder interface {
 	Forward(ctx context.Context, leaderAddr string, cmd []byte) ([]byte, error)
 }
@@ -52,13 +54,77 @@ func decodeReply(b []byte) (Result, error) {
 	return r.Result, nil
 }
 
+// forward sends data to the leader this node knows, through fwd, and
+// decodes its reply. If this node learns of another leader (or of none)
+// before the reply comes, because the one asked stalled, crashed or was
+// deposed, it cancels the forward and returns an ErrUncertain at once,
+// so that Apply sends the request to the next leader instead of waiting
+// for this one. delivered says whether the command may have reached a
+// leader's log.
+func (c *Cluster) forward(ctx context.Context, fwd Forwarder, data []byte) (res Result, delivered bool, err error) {
+	moved := c.leaderChanged()
+	id, addr := c.Leader()
+	if addr == "" || addr == c.Addr() {
+		// No leader known, or raft still names this node, which just lost
+		// the lead: wait for the next one.
+		return Result{}, false, c.notLeader()
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type answer struct {
+		b   []byte
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		b, err := fwd.Forward(fctx, addr, data)
+		done <- answer{b, err}
+	}()
+	var a answer
+	abandoned := func() error {
+		for {
+			select {
+			case a = <-done:
+				return nil
+			case <-c.closing:
+				return ErrClosed
+			case <-moved:
+				moved = c.leaderChanged()
+				if _, now := c.Leader(); now != addr {
+					return fmt.Errorf("leader %s at %s replaced before it answered", id, addr)
+				}
+			}
+		}
+	}()
+	if abandoned != nil {
+		// The goroutine returns once Forward sees fctx end. An answer that
+		// came meanwhile is still the answer.
+		cancel()
+		a = <-done
+	}
+	switch {
+	case a.err == nil:
+		res, err = decodeReply(a.b)
+		// not_leader: the leader refused it before its log.
+		return res, !errors.Is(err, ErrNotLeader), err
+	case errors.Is(a.err, ErrNotLeader):
+		return Result{}, false, a.err // never sent
+	case abandoned != nil:
+		return Result{}, true, fmt.Errorf("%w: forward to leader %s at %s: %w", ErrUncertain, id, addr, abandoned)
+	}
+	return Result{}, true, fmt.Errorf("%w: forward to leader %s at %s: %w", ErrUncertain, id, addr, a.err)
+}
+
 // HandleForward applies a command forwarded by another node's Forwarder and
 // returns the reply to send back. The command is applied here only: a node
 // that is not (or no longer) the leader answers ErrNotLeader rather than
-// forwarding again, so a command makes at most one hop and the origin
-// retries with the leader it learns next. Errors of the command travel in
-// the reply; the error result is for a request that could not be answered
-// at all, which does not happen today.
+// forwarding again, and one that loses its leadership while applying
+// answers ErrUncertain, so a command makes at most one hop and the origin
+// sends it again to the leader it learns next (a Request, applied once
+// however many copies arrive; a bare command from an older node is applied
+// as it comes). Errors of the command travel in the reply; the error result
+// is for a request that could not be answered at all, which does not
+// happen today.
 func (c *Cluster) HandleForward(ctx context.Context, cmd []byte) ([]byte, error) {
 	if _, err := DecodeCommand(cmd); err != nil {
 		return encodeReply(Result{}, err), nil

@@ -50,7 +50,9 @@ func (f *fsm) Apply(l *raft.Log) any {
 		return nil
 	}
 	res, err := f.apply(l)
-	if !res.Duplicate {
+	if res.Index == 0 {
+		// An entry refused whole (undecodable, a panic) still answers
+		// with its index.
 		res.Index = l.Index
 	}
 	return &applyResult{Result: res, Err: err}
@@ -80,13 +82,38 @@ func (f *fsm) apply(l *raft.Log) (res Result, err error) {
 		f.log.Error("cluster: refusing log entry", "index", l.Index, "type", cmdType(l.Data), "err", decodeErr)
 		return Result{}, decodeErr
 	}
+	if r, ok := cmd.(*Request); ok {
+		res, copyOf, err := s.applyRequest(l.Index, r, func() (Result, error) { return f.applyCommand(l.Index, r.Cmd) })
+		if copyOf != 0 {
+			// A node sent the request again (its leader was replaced
+			// before it answered) and the first copy had been applied.
+			f.log.Info("cluster: request applied before, answered as then", "request", r.ID, "index", l.Index, "first", copyOf, "type", r.Cmd.Type())
+		}
+		return res, err
+	}
+	return f.applyCommand(l.Index, cmd)
+}
+
+// applyCommand applies one command at index: its Result carries index,
+// unless it is a duplicate of an idempotency key's (then the original's).
+// Callers hold the state's lock.
+func (f *fsm) applyCommand(index uint64, cmd Command) (Result, error) {
+	res, err := f.dispatch(index, cmd)
+	if !res.Duplicate {
+		res.Index = index
+	}
+	return res, err
+}
+
+func (f *fsm) dispatch(index uint64, cmd Command) (Result, error) {
+	s := f.state
 	switch c := cmd.(type) {
 	case *CreateWorkspace:
 		return s.applyCreateWorkspace(c)
 	case *UpdateWorkspace:
-		return s.applyUpdateWorkspace(l.Index, c)
+		return s.applyUpdateWorkspace(index, c)
 	case *DeleteWorkspace:
-		return s.applyDeleteWorkspace(l.Index, c)
+		return s.applyDeleteWorkspace(index, c)
 	case *CreateOperator:
 		return s.applyCreateOperator(c)
 	case *UpdateOperator:
@@ -100,15 +127,15 @@ func (f *fsm) apply(l *raft.Log) (res Result, err error) {
 	case *CreateKey:
 		return s.applyCreateKey(c)
 	case *RevokeKey:
-		return s.applyRevokeKey(l.Index, c)
+		return s.applyRevokeKey(index, c)
 	case *SetSecret:
 		return s.applySetSecret(c)
 	case *SetPlan:
 		return s.applySetPlan(c)
 	case *ReportUsage:
-		return s.applyReportUsage(l.Index, c)
+		return s.applyReportUsage(index, c)
 	case *RecordBillingEvent:
-		return s.applyRecordBillingEvent(l.Index, c)
+		return s.applyRecordBillingEvent(index, c)
 	case *Prune:
 		return s.applyPrune(c)
 	case *Assign:
@@ -116,11 +143,11 @@ func (f *fsm) apply(l *raft.Log) (res Result, err error) {
 	case *RegisterNode:
 		return s.applyRegisterNode(c)
 	case *EraseConversation:
-		return s.applyEraseConversation(l.Index, c)
+		return s.applyEraseConversation(index, c)
 	}
 	// newCommand knows a type this switch does not: a bug, caught by the
 	// test that applies every type.
-	f.log.Error("cluster: BUG: no apply for command", "index", l.Index, "type", cmd.Type())
+	f.log.Error("cluster: BUG: no apply for command", "index", index, "type", cmd.Type())
 	return Result{}, fmt.Errorf("%w: no apply for command type %d", ErrInternal, cmd.Type())
 }
 

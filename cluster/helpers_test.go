@@ -170,6 +170,8 @@ func validCommands() []Command {
 		RecordBillingEvent{Event: BillingEvent{IdempotencyKey: "ev-1", Workspace: "acme", Period: "2026-11", Kind: "charge", Amount: 4900, Currency: "EUR", At: t0}},
 		Assign{Workspace: "acme", Conversation: "c_0123456789abcdef01234567", Operator: "bob", ExpectVersion: 0},
 		RegisterNode{Node: NodeInfo{ID: "n1", Region: "eu", RaftAddr: "127.0.0.1:7000", APIAddr: "127.0.0.1:8080"}},
+		// Decoded, a request carries its command by pointer.
+		Request{ID: "0123456789abcdef0123456789abcdef", Base: 1, Cmd: &SetPlan{Plan: Plan{Name: "silver", Seats: 5}}},
 		Prune{Before: "2026-01", Now: t0},
 		EraseConversation{Workspace: "globex", Conversation: "c1"},
 		DeleteOperator{Workspace: "globex", ID: "gina"},

@@ -197,6 +197,13 @@ type Cluster struct {
 
 	dummyOnce sync.Once
 	dummy     string
+
+	// leaderMu guards leaderCh, closed and replaced whenever the leader
+	// this node knows changes (watchLeader), so a forward can give up on a
+	// leader that was replaced while it waited for its answer.
+	leaderMu sync.Mutex
+	leaderCh chan struct{}
+	observer *raft.Observer
 }
 
 // Open starts this node's Raft member from cfg.DataDir, bootstrapping a new
@@ -223,7 +230,7 @@ func Open(cfg Config) (*Cluster, error) {
 	log := cfg.Logger
 	hl := &hclogAdapter{l: log, name: "raft"}
 
-	c := &Cluster{cfg: cfg, log: log, sealer: sl, closing: make(chan struct{})}
+	c := &Cluster{cfg: cfg, log: log, sealer: sl, closing: make(chan struct{}), leaderCh: make(chan struct{})}
 	var undo []func() error
 	fail := func(err error) (*Cluster, error) {
 		for i := len(undo) - 1; i >= 0; i-- {
@@ -292,8 +299,42 @@ func Open(cfg Config) (*Cluster, error) {
 	if err != nil {
 		return fail(fmt.Errorf("start raft: %w", err))
 	}
+	obs := make(chan raft.Observation, 16)
+	c.observer = raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	c.raft.RegisterObserver(c.observer)
+	c.waits.Add(1)
+	go c.watchLeader(obs)
 	log.Info("cluster: raft started", "addr", c.Addr(), "dir", cfg.DataDir)
 	return c, nil
+}
+
+// watchLeader wakes the waiters of leaderChanged at each change of leader
+// raft reports, until Close. Raft drops an observation when obs is full,
+// but only while one is pending there, which wakes them anyway.
+func (c *Cluster) watchLeader(obs <-chan raft.Observation) {
+	defer c.waits.Done()
+	for {
+		select {
+		case <-obs:
+			c.leaderMu.Lock()
+			close(c.leaderCh)
+			c.leaderCh = make(chan struct{})
+			c.leaderMu.Unlock()
+		case <-c.closing:
+			return
+		}
+	}
+}
+
+// leaderChanged returns a channel closed at the next change of the leader
+// this node knows: get it before reading Leader, so no change is missed.
+func (c *Cluster) leaderChanged() <-chan struct{} {
+	c.leaderMu.Lock()
+	defer c.leaderMu.Unlock()
+	return c.leaderCh
 }
 
 // Close shuts Raft down (a leader stops leading; peers elect another), then
@@ -305,6 +346,7 @@ func (c *Cluster) Close() error {
 		c.closed = true
 		close(c.closing)
 		c.mu.Unlock()
+		c.raft.DeregisterObserver(c.observer)
 		errs := []error{c.raft.Shutdown().Error()}
 		// Shutdown answers every pending future, so the waiters return.
 		c.waits.Wait()
@@ -433,64 +475,120 @@ func (c *Cluster) isClosed() bool {
 // leader it goes straight into the log; on a follower it goes through
 // cfg.Forwarder to the leader (ErrNotLeader, with the leader's address, if
 // there is no Forwarder). Without a leader it waits for one until the
-// context ends. The error is the command's own (ErrExists, ErrConflict, ...)
-// or says whether it may have been applied: ErrNotLeader and ErrInvalid
-// mean not, ErrUncertain means perhaps.
+// context ends.
+//
+// The command travels in a Request with an ID of its own, so Apply can send
+// it again without applying it twice: when the leader it forwarded to is
+// replaced (or this node's own leadership is lost) before the answer came,
+// when the forward fails, or when the leader answers that it lost its
+// leadership, Apply sends the same request to the leader it learns next,
+// and hears the first copy's answer if that one was applied after all. It
+// stops when the context ends (ApplyTimeout when it has no deadline).
+//
+// The error is the command's own (ErrExists, ErrConflict, ...) or says
+// whether it may have been applied: ErrNotLeader and ErrInvalid mean not,
+// ErrUncertain means perhaps (a copy was handed to a leader and no answer
+// came before the context ended).
 func (c *Cluster) Apply(ctx context.Context, cmd Command) (Result, error) {
-	data, err := EncodeCommand(cmd)
-	if err != nil {
-		return Result{}, err
+	start := time.Now()
+	ctx, cancel, _ := c.withTimeout(ctx)
+	defer cancel()
+	base := c.raft.CommitIndex()
+	for {
+		data, err := EncodeCommand(Request{ID: newRequestID(), Base: base, Cmd: cmd})
+		if err != nil {
+			return Result{}, err
+		}
+		res, delivered, err := c.propose(ctx, data, c.cfg.Forwarder)
+		if delivered == 1 && errors.Is(err, ErrUncertain) && res.Index > base {
+			// The state machine answered (an index) that the request was
+			// made too long before (this node was far behind the leader,
+			// as after a restart): the only copy sent was refused, so
+			// nothing was applied. Make it anew from that index.
+			base = res.Index
+			continue
+		}
+		c.observe(start, err)
+		return res, err
 	}
-	return c.apply(ctx, data, c.cfg.Forwarder)
 }
 
+// apply is Apply of an encoded command, once: HandleForward's.
 func (c *Cluster) apply(ctx context.Context, data []byte, fwd Forwarder) (Result, error) {
 	start := time.Now()
-	res, err := c.propose(ctx, data, fwd)
-	if c.cfg.Observer != nil {
-		c.cfg.Observer.ObserveApply(time.Since(start), err)
-	}
+	res, _, err := c.propose(ctx, data, fwd)
+	c.observe(start, err)
 	return res, err
 }
 
-func (c *Cluster) propose(ctx context.Context, data []byte, fwd Forwarder) (Result, error) {
+func (c *Cluster) observe(start time.Time, err error) {
+	if c.cfg.Observer != nil {
+		c.cfg.Observer.ObserveApply(time.Since(start), err)
+	}
+}
+
+// propose applies data on this node if it leads, else forwards it with fwd,
+// and tries again as long as no answer came from the state machine. Without
+// fwd (on the leader, for HandleForward) it tries once: a forwarded command
+// makes one hop, and its origin tries again. delivered counts the copies
+// that may have entered a leader's log.
+func (c *Cluster) propose(ctx context.Context, data []byte, fwd Forwarder) (res Result, delivered int, err error) {
 	ctx, cancel, _ := c.withTimeout(ctx)
 	defer cancel()
 	backoff := 10 * time.Millisecond
 	for {
 		if c.isClosed() {
-			return Result{}, ErrClosed
+			if delivered > 0 {
+				return Result{}, delivered, fmt.Errorf("%w: %w", ErrUncertain, ErrClosed)
+			}
+			return Result{}, 0, ErrClosed
 		}
-		res, err := c.applyLocal(ctx, data)
-		if !errors.Is(err, ErrNotLeader) || fwd == nil {
-			return res, err
-		}
-		var nl *NotLeaderError
-		if errors.As(err, &nl) && nl.LeaderAddr != "" && nl.LeaderAddr != c.Addr() {
-			reply, ferr := fwd.Forward(ctx, nl.LeaderAddr, data)
-			switch {
-			case errors.Is(ferr, ErrNotLeader):
-				err = ferr // never sent: retry like a lost leader
-			case ferr != nil:
-				return Result{}, fmt.Errorf("%w: forward to leader %s at %s: %w", ErrUncertain, nl.LeaderID, nl.LeaderAddr, ferr)
-			default:
-				res, err = decodeReply(reply)
-				if !errors.Is(err, ErrNotLeader) {
-					return res, err
-				}
+		moved := c.leaderChanged()
+		if c.IsLeader() {
+			res, err = c.applyLocal(ctx, data)
+			if !errors.Is(err, ErrNotLeader) {
+				delivered++
+			}
+			if fwd == nil {
+				return res, delivered, err
+			}
+		} else if fwd == nil {
+			return Result{}, 0, c.notLeader()
+		} else {
+			var maybe bool
+			res, maybe, err = c.forward(ctx, fwd, data)
+			if maybe {
+				delivered++
 			}
 		}
-		// No leader known, or the one we knew lost it: nothing was applied,
-		// so wait for the election and try again.
+		if !retryable(res, err) {
+			return res, delivered, err
+		}
+		// No leader, one that lost it, or no answer: wait for the election
+		// (or a moment) and send the same request again.
 		select {
 		case <-ctx.Done():
-			return Result{}, fmt.Errorf("%w: %w", err, ctx.Err())
+			if delivered > 0 {
+				return Result{}, delivered, fmt.Errorf("%w: no answer before the deadline (last: %v): %w", ErrUncertain, err, ctx.Err())
+			}
+			return Result{}, 0, fmt.Errorf("%w: %w", err, ctx.Err())
 		case <-c.closing:
-			return Result{}, ErrClosed
+			continue // answered at the top
+		case <-moved:
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 200*time.Millisecond)
 	}
+}
+
+// retryable says whether an attempt's outcome calls for sending the request
+// again: not when the state machine answered (a Result with an index, or no
+// error), nor for an error of the command's own.
+func retryable(res Result, err error) bool {
+	if err == nil || res.Index != 0 {
+		return false
+	}
+	return errors.Is(err, ErrNotLeader) || errors.Is(err, ErrUncertain)
 }
 
 // applyLocal applies on this node if it is the leader.

@@ -113,6 +113,11 @@ type stateData struct {
 	// hold, or be about to purge, data under it), and every node purges
 	// and refuses the data of a deleted workspace.
 	Deleted map[string]uint64 `json:"deleted,omitempty"`
+	// Requests holds the requests (Request) applied in the last
+	// requestWindow entries, by ID, with the answer each gave. A snapshot
+	// written before requests existed has none, which is exact: no entry
+	// up to it was a request.
+	Requests map[string]requestRecord `json:"requests,omitempty"`
 }
 
 type workspaceState struct {
@@ -158,6 +163,7 @@ func (d *stateData) fill() {
 	d.Applied = nonNil(d.Applied)
 	d.Nodes = nonNil(d.Nodes)
 	d.Deleted = nonNil(d.Deleted)
+	d.Requests = nonNil(d.Requests)
 	for _, ws := range d.Workspaces {
 		ws.fill()
 	}
@@ -215,6 +221,13 @@ func (d *stateData) check() error {
 			return fmt.Errorf("key stored under %q is missing or misnamed", id)
 		}
 	}
+	seen := make(map[uint64]bool, len(d.Requests))
+	for id, rec := range d.Requests {
+		if checkRequestID(id) != nil || rec.Index == 0 || rec.Index > d.Index || seen[rec.Index] {
+			return fmt.Errorf("request %q recorded at index %d (state at %d) is misnamed or misplaced", id, rec.Index, d.Index)
+		}
+		seen[rec.Index] = true
+	}
 	return nil
 }
 
@@ -232,6 +245,8 @@ type State struct {
 	// lastErased is the highest index among the erasures of d (ErasedAfter
 	// answers at once when nothing was erased since).
 	lastErased uint64
+	// requestOrder lists d.Requests oldest first, for expiry.
+	requestOrder []requestRef
 	// applied is closed and replaced each time Index moves, waking waiters.
 	applied chan struct{}
 	now     func() time.Time
@@ -264,6 +279,7 @@ func (s *State) reset(d *stateData) {
 			s.lastErased = max(s.lastErased, i)
 		}
 	}
+	s.rebuildRequestOrder()
 }
 
 // Index is the log index of the last command applied to this copy.
