@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"parley/cluster/schema"
 )
 
 // The numbers are a wire and disk format: this test fails if one is
@@ -20,7 +22,7 @@ func TestCommandTypesAreStable(t *testing.T) {
 		15: &Prune{}, 16: &Assign{}, 17: &RegisterNode{}, 18: &EraseConversation{},
 	}
 	for n := 0; n < 256; n++ {
-		got := newCommand(CommandType(n))
+		got := schema.NewCommand(CommandType(n))
 		w, ok := want[CommandType(n)]
 		switch {
 		case !ok && got != nil:
@@ -56,7 +58,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		seen[cmd.Type()] = true
 	}
 	for n := 1; n < 256; n++ {
-		if newCommand(CommandType(n)) != nil && !seen[CommandType(n)] {
+		if schema.NewCommand(CommandType(n)) != nil && !seen[CommandType(n)] {
 			t.Errorf("validCommands has no command of type %d", n)
 		}
 	}
@@ -80,7 +82,7 @@ func TestValidationRefuses(t *testing.T) {
 		{"workspace name padded", CreateWorkspace{ID: "a", Name: " A", Plan: "free", Created: t0}},
 		{"workspace region", CreateWorkspace{ID: "a", Name: "A", Region: "EU", Plan: "free", Created: t0}},
 		{"workspace no created", CreateWorkspace{ID: "a", Name: "A", Plan: "free"}},
-		{"workspace duplicate brand", CreateWorkspace{ID: "a", Name: "A", Plan: "free", Created: t0, Brands: []Brand{{"b", "B"}, {"b", "C"}}}},
+		{"workspace duplicate brand", CreateWorkspace{ID: "a", Name: "A", Plan: "free", Created: t0, Brands: []Brand{{ID: "b", Name: "B"}, {ID: "b", Name: "C"}}}},
 		{"update nothing", UpdateWorkspace{ID: "a"}},
 		{"update bad plan", UpdateWorkspace{ID: "a", Plan: ptr("Gold!")}},
 		{"delete bad id", DeleteWorkspace{ID: ""}},
@@ -137,7 +139,7 @@ func TestDecodeRefuses(t *testing.T) {
 		{"unknown field", []byte(`` + "\x03" + `{"id":"a","extra":1}`)},
 		{"trailing data", []byte("\x03" + `{"id":"a"}{"id":"b"}`)},
 		{"invalid after decode", []byte("\x03" + `{"id":"A"}`)},
-		{"too large", append([]byte("\x03"), make([]byte, maxCommandSize)...)},
+		{"too large", append([]byte("\x03"), make([]byte, schema.MaxCommandSize)...)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -118,7 +118,7 @@ func (f *fsm) apply(l *raft.Log) (res Result, err error) {
 	case *EraseConversation:
 		return s.applyEraseConversation(l.Index, c)
 	}
-	// newCommand knows a type this switch does not: a bug, caught by the
+	// schema.NewCommand knows a type this switch does not: a bug, caught by the
 	// test that applies every type.
 	f.log.Error("cluster: BUG: no apply for command", "index", l.Index, "type", cmd.Type())
 	return Result{}, fmt.Errorf("%w: no apply for command type %d", ErrInternal, cmd.Type())
