@@ -2,15 +2,6 @@ package cluster
 
 import "fmt"
 
-// Assignment is who handles a conversation. Version counts the changes; 0
-// means never assigned.
-type Assignment struct {
-	Workspace    string `json:"workspace"`
-	Conversation string `json:"conversation"`
-	Operator     string `json:"operator,omitempty"`
-	Version      uint64 `json:"version"`
-}
-
 // applyAssign is an optimistic compare-and-set. The log serialises every
 // Assign, so of two that expect the same version the first applied wins and
 // moves the version; the second no longer matches and gets ErrConflict with

@@ -3,25 +3,7 @@ package cluster
 import (
 	"fmt"
 	"slices"
-	"time"
 )
-
-// Plan is a billing plan's limits. A zero limit is unlimited.
-type Plan struct {
-	Name                  string `json:"name"`
-	Seats                 int64  `json:"seats"`
-	ConversationsPerMonth int64  `json:"conversations_per_month"`
-	MessagesPerMonth      int64  `json:"messages_per_month"`
-}
-
-func (p Plan) validate() error {
-	return firstErr(
-		checkPlanName(p.Name),
-		checkCount("seats", p.Seats),
-		checkCount("conversations per month", p.ConversationsPerMonth),
-		checkCount("messages per month", p.MessagesPerMonth),
-	)
-}
 
 // DefaultPlans are the plans every new state starts with. They are part of
 // the state's starting point, which every node replaying the log from index
@@ -32,63 +14,6 @@ func DefaultPlans() []Plan {
 		{Name: "team", Seats: 10, ConversationsPerMonth: 5_000, MessagesPerMonth: 250_000},
 		{Name: "business", Seats: 100, ConversationsPerMonth: 100_000, MessagesPerMonth: 5_000_000},
 	}
-}
-
-// Usage is a workspace's usage in one period, the sum of the nodes' reports.
-type Usage struct {
-	Workspace     string `json:"workspace"`
-	Period        string `json:"period"`
-	Conversations int64  `json:"conversations"`
-	Messages      int64  `json:"messages"`
-	// Reports counts the reports applied (duplicates excluded).
-	Reports int64 `json:"reports"`
-}
-
-// BillingEvent is something a workspace is billed or credited for.
-type BillingEvent struct {
-	IdempotencyKey string `json:"idempotency_key"`
-	Workspace      string `json:"workspace"`
-	Period         string `json:"period"`
-	// Kind is what happened: "charge", "credit", "plan_change", ...
-	Kind string `json:"kind"`
-	// Amount in the currency's minor unit (cents); negative for a credit.
-	Amount   int64  `json:"amount"`
-	Currency string `json:"currency,omitempty"`
-	Note     string `json:"note,omitempty"`
-	// At is when the proposer recorded it. It is not part of the event's
-	// identity: a retry stamped later on another node is the same event.
-	At time.Time `json:"at"`
-	// Index is the log index at which the event was applied (set by the
-	// FSM; ignored in a command).
-	Index uint64 `json:"index,omitempty"`
-}
-
-const maxAmount = 1 << 50
-
-func (e BillingEvent) validate() error {
-	errs := []error{
-		checkIdempotencyKey(e.IdempotencyKey),
-		checkID("workspace id", e.Workspace),
-		checkPeriod(e.Period),
-		checkTime("at", e.At),
-	}
-	if !reEventKind.MatchString(e.Kind) {
-		errs = append(errs, invalidf("billing event kind %q: want 1 to 32 of a-z _", e.Kind))
-	}
-	if e.Amount < -maxAmount || e.Amount > maxAmount {
-		errs = append(errs, invalidf("billing amount %d out of range", e.Amount))
-	}
-	if e.Currency != "" && !reCurrency.MatchString(e.Currency) {
-		errs = append(errs, invalidf("currency %q: want ISO 4217, like EUR", e.Currency))
-	}
-	if e.Note != "" {
-		errs = append(errs, checkName("billing note", e.Note))
-	}
-	return firstErr(errs...)
-}
-
-func (e BillingEvent) fingerprint() string {
-	return fingerprint("billing", e.Workspace, e.Period, e.Kind, e.Amount, e.Currency, e.Note)
 }
 
 // appliedRecord remembers an applied idempotency key: its period (for
@@ -128,7 +53,7 @@ func (s *State) applySetPlan(c *SetPlan) (Result, error) {
 }
 
 func (s *State) applyReportUsage(index uint64, c *ReportUsage) (Result, error) {
-	return s.once(index, c.IdempotencyKey, c.Period, c.fingerprint(), func() error {
+	return s.once(index, c.IdempotencyKey, c.Period, c.Fingerprint(), func() error {
 		ws, err := s.d.workspace(c.Workspace)
 		if err != nil {
 			return err
@@ -147,7 +72,7 @@ func (s *State) applyReportUsage(index uint64, c *ReportUsage) (Result, error) {
 
 func (s *State) applyRecordBillingEvent(index uint64, c *RecordBillingEvent) (Result, error) {
 	e := c.Event
-	return s.once(index, e.IdempotencyKey, e.Period, e.fingerprint(), func() error {
+	return s.once(index, e.IdempotencyKey, e.Period, e.Fingerprint(), func() error {
 		ws, err := s.d.workspace(e.Workspace)
 		if err != nil {
 			return err

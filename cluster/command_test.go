@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"parley/cluster/schema"
 )
 
 // The numbers are a wire and disk format: this test fails if one is
@@ -21,7 +23,7 @@ func TestCommandTypesAreStable(t *testing.T) {
 		19: &Request{},
 	}
 	for n := 0; n < 256; n++ {
-		got := newCommand(CommandType(n))
+		got := schema.NewCommand(CommandType(n))
 		w, ok := want[CommandType(n)]
 		switch {
 		case !ok && got != nil:
@@ -57,7 +59,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		seen[cmd.Type()] = true
 	}
 	for n := 1; n < 256; n++ {
-		if newCommand(CommandType(n)) != nil && !seen[CommandType(n)] {
+		if schema.NewCommand(CommandType(n)) != nil && !seen[CommandType(n)] {
 			t.Errorf("validCommands has no command of type %d", n)
 		}
 	}
@@ -81,7 +83,7 @@ func TestValidationRefuses(t *testing.T) {
 		{"workspace name padded", CreateWorkspace{ID: "a", Name: " A", Plan: "free", Created: t0}},
 		{"workspace region", CreateWorkspace{ID: "a", Name: "A", Region: "EU", Plan: "free", Created: t0}},
 		{"workspace no created", CreateWorkspace{ID: "a", Name: "A", Plan: "free"}},
-		{"workspace duplicate brand", CreateWorkspace{ID: "a", Name: "A", Plan: "free", Created: t0, Brands: []Brand{{"b", "B"}, {"b", "C"}}}},
+		{"workspace duplicate brand", CreateWorkspace{ID: "a", Name: "A", Plan: "free", Created: t0, Brands: []Brand{{ID: "b", Name: "B"}, {ID: "b", Name: "C"}}}},
 		{"update nothing", UpdateWorkspace{ID: "a"}},
 		{"update bad plan", UpdateWorkspace{ID: "a", Plan: ptr("Gold!")}},
 		{"delete bad id", DeleteWorkspace{ID: ""}},
@@ -143,7 +145,7 @@ func TestDecodeRefuses(t *testing.T) {
 		{"unknown field", []byte(`` + "\x03" + `{"id":"a","extra":1}`)},
 		{"trailing data", []byte("\x03" + `{"id":"a"}{"id":"b"}`)},
 		{"invalid after decode", []byte("\x03" + `{"id":"A"}`)},
-		{"too large", append([]byte("\x03"), make([]byte, maxCommandSize)...)},
+		{"too large", append([]byte("\x03"), make([]byte, schema.MaxCommandSize)...)},
 		{"request unknown field", []byte("\x13" + `{"id":"0123456789abcdef","base":1,"type":3,"command":{"id":"a"},"x":1}`)},
 		{"request unknown type", []byte("\x13" + `{"id":"0123456789abcdef","base":1,"type":200,"command":{}}`)},
 		{"request nested", []byte("\x13" + `{"id":"0123456789abcdef","base":1,"type":19,"command":{"id":"fedcba9876543210","base":1,"type":3,"command":{"id":"a"}}}`)},

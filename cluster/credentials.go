@@ -3,10 +3,8 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"strings"
 	"time"
@@ -18,60 +16,11 @@ import (
 // nothing to brute-force) and an ID derived from that hash for listing and
 // revoking.
 const (
-	tokenBytes    = 32
-	sessionPrefix = "s_"
-	keyPrefix     = "k_"
+	tokenBytes = 32
 	// APIKeyPrefix starts every raw API key, so a leaked one is recognisable
 	// (and greppable by secret scanners).
 	APIKeyPrefix = "pk_"
-	derivedIDLen = 12 // bytes of the hash in an ID
 )
-
-// Session is an operator's login.
-type Session struct {
-	ID        string    `json:"id"`
-	Hash      Hash      `json:"hash"`
-	Workspace string    `json:"workspace"`
-	Operator  string    `json:"operator"`
-	Created   time.Time `json:"created"`
-	Expires   time.Time `json:"expires"`
-	Revoked   bool      `json:"revoked,omitempty"`
-}
-
-// Key is an API key, scoped to a workspace or, when Brand is set, to one of
-// its brands.
-type Key struct {
-	ID        string    `json:"id"`
-	Hash      Hash      `json:"hash"`
-	Workspace string    `json:"workspace"`
-	Brand     string    `json:"brand,omitempty"`
-	Name      string    `json:"name"`
-	Created   time.Time `json:"created"`
-	Revoked   bool      `json:"revoked,omitempty"`
-	// RevokedIndex is the log index of the revocation: a node has applied it
-	// once its WaitApplied(RevokedIndex) returns.
-	RevokedIndex uint64 `json:"revoked_index,omitempty"`
-}
-
-// HashToken is the SHA-256 of a raw session token or API key.
-func HashToken(raw string) Hash { return sha256.Sum256([]byte(raw)) }
-
-// SessionID is the ID of the session whose token hashes to h.
-func SessionID(h Hash) string { return sessionPrefix + hex.EncodeToString(h[:derivedIDLen]) }
-
-// KeyID is the ID of the API key that hashes to h.
-func KeyID(h Hash) string { return keyPrefix + hex.EncodeToString(h[:derivedIDLen]) }
-
-func checkDerivedID(what, prefix, id string) error {
-	hexPart, ok := strings.CutPrefix(id, prefix)
-	if !ok || len(hexPart) != 2*derivedIDLen || strings.ToLower(hexPart) != hexPart {
-		return invalidf("%s %q: want %s and %d hex digits", what, id, prefix, 2*derivedIDLen)
-	}
-	if _, err := hex.DecodeString(hexPart); err != nil {
-		return invalidf("%s %q: want %s and %d hex digits", what, id, prefix, 2*derivedIDLen)
-	}
-	return nil
-}
 
 func randomToken() string {
 	b := make([]byte, tokenBytes)

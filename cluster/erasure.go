@@ -5,30 +5,6 @@ import (
 	"slices"
 )
 
-// EraseConversation records that a conversation of a workspace is erased.
-// The record is how every node learns of the erasure, whenever it applies
-// the log: a node down at the time on catching up, a node that joins later
-// from the snapshot; each erases its copy and refuses the conversation's
-// events from then on (docs/replication.md). Applying it again changes
-// nothing: the first erasure's index stays.
-type EraseConversation struct {
-	Workspace    string `json:"workspace"`
-	Conversation string `json:"conversation"`
-}
-
-func (EraseConversation) Type() CommandType { return TypeEraseConversation }
-
-func (c EraseConversation) Validate() error {
-	return firstErr(checkID("workspace id", c.Workspace), checkConversation(c.Conversation))
-}
-
-// Erasure is one erased conversation and the log index that erased it.
-type Erasure struct {
-	Workspace    string `json:"workspace"`
-	Conversation string `json:"conversation"`
-	Index        uint64 `json:"index"`
-}
-
 func (s *State) applyEraseConversation(index uint64, c *EraseConversation) (Result, error) {
 	ws, err := s.d.workspace(c.Workspace)
 	if err != nil {

@@ -3,6 +3,8 @@ package cluster
 import (
 	"errors"
 	"fmt"
+
+	"parley/cluster/schema"
 )
 
 // Sentinel errors callers branch on with errors.Is. Every error the package
@@ -28,8 +30,8 @@ var (
 	ErrExists   = errors.New("already exists")
 	// ErrInvalid: a command or argument failed validation, or a command type
 	// is unknown to this binary.
-	ErrInvalid      = errors.New("invalid")
-	ErrUnauthorized = errors.New("unauthorized")
+	ErrInvalid      = schema.ErrInvalid
+	ErrUnauthorized = schema.ErrUnauthorized
 	ErrRevoked      = errors.New("revoked")
 	// ErrOverLimit: the workspace's plan does not allow the change (seats).
 	ErrOverLimit = errors.New("over plan limit")

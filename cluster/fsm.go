@@ -145,7 +145,7 @@ func (f *fsm) dispatch(index uint64, cmd Command) (Result, error) {
 	case *EraseConversation:
 		return s.applyEraseConversation(index, c)
 	}
-	// newCommand knows a type this switch does not: a bug, caught by the
+	// schema.NewCommand knows a type this switch does not: a bug, caught by the
 	// test that applies every type.
 	f.log.Error("cluster: BUG: no apply for command", "index", index, "type", cmd.Type())
 	return Result{}, fmt.Errorf("%w: no apply for command type %d", ErrInternal, cmd.Type())

@@ -28,7 +28,7 @@ func TestApplyCommands(t *testing.T) {
 		want  error
 		check func(t *testing.T, s *State)
 	}{
-		{"create workspace", CreateWorkspace{ID: "acme", Name: "Acme", Region: "eu", Plan: "team", Brands: []Brand{{"shop", "Shop"}, {"blog", "Blog"}}, Created: t0}, nil,
+		{"create workspace", CreateWorkspace{ID: "acme", Name: "Acme", Region: "eu", Plan: "team", Brands: []Brand{{ID: "shop", Name: "Shop"}, {ID: "blog", Name: "Blog"}}, Created: t0}, nil,
 			func(t *testing.T, s *State) {
 				w, err := s.Workspace("acme")
 				if err != nil || w.Name != "Acme" || w.Region != "eu" || w.Plan != "team" || len(w.Brands) != 2 || !w.Created.Equal(t0) {
@@ -108,7 +108,7 @@ func TestApplyCommands(t *testing.T) {
 				}
 			}},
 		{"revoke missing key", RevokeKey{ID: KeyID(HashToken("none"))}, ErrNotFound, nil},
-		{"remove brand revokes its keys", UpdateWorkspace{ID: "acme", Brands: &[]Brand{{"shop", "Shop"}}}, nil,
+		{"remove brand revokes its keys", UpdateWorkspace{ID: "acme", Brands: &[]Brand{{ID: "shop", Name: "Shop"}}}, nil,
 			func(t *testing.T, s *State) {
 				if _, err := s.AuthenticateKey(brandKeyRaw); !errors.Is(err, ErrRevoked) {
 					t.Fatalf("key of removed brand: %v", err)

@@ -747,15 +747,6 @@ func (c *Cluster) changeMembership(ctx context.Context, id, addr string, change 
 	return nil
 }
 
-// Member is a server of the Raft configuration.
-type Member struct {
-	ID     string `json:"id"`
-	Addr   string `json:"addr"`
-	Region string `json:"region,omitempty"` // as registered (RegisterSelf)
-	Voter  bool   `json:"voter"`
-	Leader bool   `json:"leader"`
-}
-
 // Members lists the servers of the latest Raft configuration this node
 // knows, by ID (nil once closed).
 func (c *Cluster) Members() []Member {
@@ -782,28 +773,6 @@ func (c *Cluster) Members() []Member {
 	}
 	sortBy(out, func(m Member) string { return m.ID })
 	return out
-}
-
-// Stats is this node's view of Raft, for metrics and the CLI.
-type Stats struct {
-	NodeID     string `json:"node_id"`
-	State      string `json:"state"` // Leader, Follower, Candidate, Shutdown
-	LeaderID   string `json:"leader_id"`
-	LeaderAddr string `json:"leader_addr"`
-	Term       uint64 `json:"term"`
-	// LastLogIndex is the last entry in the local log; CommitIndex the last
-	// this node knows committed; AppliedIndex the last raft handed to the
-	// FSM; StateIndex the last command the state has applied.
-	LastLogIndex      uint64 `json:"last_log_index"`
-	CommitIndex       uint64 `json:"commit_index"`
-	AppliedIndex      uint64 `json:"applied_index"`
-	StateIndex        uint64 `json:"state_index"`
-	LastSnapshotIndex uint64 `json:"last_snapshot_index"`
-	// SnapshotsRestored counts snapshots loaded into the state: at start-up
-	// and when the leader sent one because this node was far behind.
-	SnapshotsRestored uint64 `json:"snapshots_restored"`
-	Voters            int    `json:"voters"`
-	Nonvoters         int    `json:"nonvoters"`
 }
 
 // Stats returns this node's Raft statistics.

@@ -13,6 +13,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"parley/cluster/schema"
 )
 
 // Workspace secrets (the identity-verification HMAC key a site uses to sign
@@ -28,51 +30,14 @@ import (
 // store and pass it to every node: a node with another key replicates the
 // state fine but cannot decrypt (its reads fail naming the key mismatch).
 
-// SecretKind names a workspace secret.
-type SecretKind string
-
-const (
-	SecretIdentity SecretKind = "identity"
-	SecretVisitor  SecretKind = "visitor"
-)
-
-func (k SecretKind) validate() error {
-	if k != SecretIdentity && k != SecretVisitor {
-		return invalidf("secret kind %q: want identity or visitor", k)
-	}
-	return nil
-}
-
 const (
 	masterKeyLen  = 32
-	gcmNonceLen   = 12
-	gcmTagLen     = 16
-	maxSecretLen  = 1024
-	keyIDLen      = 8 // bytes of the key's fingerprint
+	gcmNonceLen   = schema.SealedNonceLen
+	gcmTagLen     = schema.SealedTagLen
+	maxSecretLen  = schema.MaxSecretLen
+	keyIDLen      = schema.SealedKeyIDLen // bytes of the key's fingerprint
 	masterKeyFile = "master.key"
 )
-
-// Sealed is a secret encrypted under the master key.
-type Sealed struct {
-	// KeyID fingerprints the master key that sealed it, so a node with a
-	// different key says so instead of failing with a bare "auth failed".
-	KeyID string `json:"key_id"`
-	Nonce []byte `json:"nonce"`
-	Data  []byte `json:"data"` // ciphertext and GCM tag
-}
-
-func (s Sealed) validate() error {
-	if len(s.KeyID) != 2*keyIDLen {
-		return invalidf("sealed secret: key id %q", s.KeyID)
-	}
-	if len(s.Nonce) != gcmNonceLen {
-		return invalidf("sealed secret: nonce of %d bytes", len(s.Nonce))
-	}
-	if len(s.Data) <= gcmTagLen || len(s.Data) > maxSecretLen+gcmTagLen {
-		return invalidf("sealed secret: %d bytes of ciphertext", len(s.Data))
-	}
-	return nil
-}
 
 // sealer encrypts and decrypts workspace secrets under the master key.
 type sealer struct {

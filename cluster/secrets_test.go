@@ -20,7 +20,7 @@ func TestSealOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sl.validate(); err != nil {
+	if err := (SetSecret{Workspace: "acme", Kind: SecretIdentity, Sealed: sl}).Validate(); err != nil {
 		t.Fatal(err)
 	}
 	if bytes.Contains(sl.Data, secret) {

@@ -2,98 +2,11 @@ package cluster
 
 import (
 	"cmp"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"sync"
 	"time"
 )
-
-// Hash is a SHA-256 digest: all the state keeps of a session token or an API
-// key. It encodes as hex, so it can key a JSON object.
-type Hash [32]byte
-
-func (h Hash) String() string { return hex.EncodeToString(h[:]) }
-
-func (h Hash) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
-
-func (h *Hash) UnmarshalText(b []byte) error {
-	if len(b) != 2*len(h) {
-		return invalidf("hash of %d hex digits, want %d", len(b), 2*len(h))
-	}
-	_, err := hex.Decode(h[:], b)
-	if err != nil {
-		return invalidf("hash: %v", err)
-	}
-	return nil
-}
-
-// Brand is one of a workspace's brands; API keys can be scoped to it.
-type Brand struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
-}
-
-// Workspace is a customer of Parley.
-type Workspace struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
-	// Region pins where the workspace's data may live; "" is unpinned.
-	Region  string    `json:"region,omitempty"`
-	Plan    string    `json:"plan"`
-	Brands  []Brand   `json:"brands,omitempty"`
-	Created time.Time `json:"created"`
-}
-
-// Role is what an operator may do.
-type Role string
-
-const (
-	RoleAgent Role = "agent"
-	RoleAdmin Role = "admin"
-)
-
-func (r Role) validate() error {
-	if r != RoleAgent && r != RoleAdmin {
-		return invalidf("role %q: want agent or admin", r)
-	}
-	return nil
-}
-
-// Operator is an agent or admin of a workspace. Reads never return the
-// password hash.
-type Operator struct {
-	ID        string    `json:"id"`
-	Workspace string    `json:"workspace"`
-	Email     string    `json:"email"`
-	Name      string    `json:"name"`
-	Role      Role      `json:"role"`
-	Created   time.Time `json:"created"`
-}
-
-// NodeInfo is what a node registered about itself with RegisterNode.
-type NodeInfo struct {
-	ID       string `json:"id"`
-	Region   string `json:"region,omitempty"`
-	RaftAddr string `json:"raft_addr,omitempty"`
-	APIAddr  string `json:"api_addr,omitempty"`
-	// GossipAddr is where the node gossips (package membership): a node
-	// that restarts rejoins gossip through the addresses registered here.
-	GossipAddr string `json:"gossip_addr,omitempty"`
-	// NoVote: the node asked to stay a non-voter; the leader never promotes
-	// it.
-	NoVote bool `json:"no_vote,omitempty"`
-}
-
-func (n NodeInfo) validate() error {
-	return firstErr(
-		checkID("node id", n.ID),
-		checkRegion(n.Region),
-		checkAddr("raft address", n.RaftAddr),
-		checkAddr("api address", n.APIAddr),
-		checkAddr("gossip address", n.GossipAddr),
-	)
-}
 
 // stateData is the replicated state, exactly as snapshots carry it. Maps are
 // keyed by ID; encoding/json sorts map keys, so equal states encode to equal

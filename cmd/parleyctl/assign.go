@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"regexp"
 
-	"parley/cluster"
+	"parley/cluster/schema"
 )
 
 func init() {
@@ -19,7 +19,7 @@ func init() {
 var reConversation = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 type assignment struct {
-	cluster.Assignment
+	schema.Assignment
 	Index uint64 `json:"index"`
 }
 
@@ -45,11 +45,11 @@ func assign(e *env, args []string) error {
 		return usagef("give the operator to assign to, or -unassign")
 	}
 	conv := pos[0]
-	if err := valid(cluster.Assign{Workspace: *ws, Conversation: conv, Operator: op}); err != nil {
+	if err := valid(schema.Assign{Workspace: *ws, Conversation: conv, Operator: op}); err != nil {
 		return err
 	}
 	if !f.given("expect-version") {
-		var cur cluster.Assignment
+		var cur schema.Assignment
 		if _, err := e.call(http.MethodGet, wsPath(*ws, "assignments", conv), nil, nil, &cur, true); err != nil {
 			return err
 		}
@@ -74,7 +74,7 @@ func assignShow(e *env, args []string) error {
 	if !reConversation.MatchString(conv) {
 		return usagef("conversation %q: want 1 to 64 of A-Z a-z 0-9 _ -", conv)
 	}
-	var a cluster.Assignment
+	var a schema.Assignment
 	raw, err := e.call(http.MethodGet, wsPath(ws, "assignments", conv), nil, nil, &a, true)
 	if err != nil {
 		return err

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"parley/cluster"
+	"parley/cluster/schema"
 )
 
 func init() {
@@ -40,9 +40,9 @@ func usageCmd(e *env, args []string) error {
 		q.Set("period", *period)
 	}
 	var rep struct {
-		Usage     cluster.Usage `json:"usage"`
-		Plan      cluster.Plan  `json:"plan"`
-		OverLimit string        `json:"over_limit"`
+		Usage     schema.Usage `json:"usage"`
+		Plan      schema.Plan  `json:"plan"`
+		OverLimit string       `json:"over_limit"`
 	}
 	raw, err := e.call(http.MethodGet, wsPath(*ws, "usage"), q, nil, &rep, true)
 	if err != nil {
@@ -79,7 +79,7 @@ func billingList(e *env, args []string) error {
 	if err := needWorkspace(*ws); err != nil {
 		return err
 	}
-	var evs []cluster.BillingEvent
+	var evs []schema.BillingEvent
 	raw, err := e.call(http.MethodGet, wsPath(*ws, "billing"), nil, nil, &evs, true)
 	if err != nil {
 		return err
@@ -111,11 +111,11 @@ func billingRecord(e *env, args []string) error {
 	if *key == "" || *kind == "" || !f.given("amount") {
 		return usagef("-key, -kind and -amount are required")
 	}
-	ev := cluster.BillingEvent{IdempotencyKey: *key, Workspace: *ws, Period: *period, Kind: *kind, Amount: *amount, Currency: *currency, Note: *note, At: time.Now()}
+	ev := schema.BillingEvent{IdempotencyKey: *key, Workspace: *ws, Period: *period, Kind: *kind, Amount: *amount, Currency: *currency, Note: *note, At: time.Now()}
 	if ev.Period == "" {
 		ev.Period = time.Now().UTC().Format("2006-01")
 	}
-	if err := valid(cluster.RecordBillingEvent{Event: ev}); err != nil {
+	if err := valid(schema.RecordBillingEvent{Event: ev}); err != nil {
 		return err
 	}
 	body := map[string]any{"idempotency_key": *key, "kind": *kind, "amount": *amount}
@@ -125,7 +125,7 @@ func billingRecord(e *env, args []string) error {
 		}
 	}
 	var rep struct {
-		Result cluster.Result `json:"result"`
+		Result schema.Result `json:"result"`
 	}
 	raw, err := e.call(http.MethodPost, wsPath(*ws, "billing"), nil, body, &rep, true)
 	if err != nil {
@@ -144,7 +144,7 @@ func plansList(e *env, args []string) error {
 	if _, err := e.flags("plans list").parse(args, 0, 0); err != nil {
 		return err
 	}
-	var plans []cluster.Plan
+	var plans []schema.Plan
 	raw, err := e.call(http.MethodGet, "/v1/admin/plans", nil, nil, &plans, true)
 	if err != nil {
 		return err
@@ -167,12 +167,12 @@ func plansSet(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	p := cluster.Plan{Name: pos[0]}
-	if err := valid(cluster.SetPlan{Plan: p}); err != nil {
+	p := schema.Plan{Name: pos[0]}
+	if err := valid(schema.SetPlan{Plan: p}); err != nil {
 		return err
 	}
 	// An existing plan keeps the limits not given: PUT replaces the plan.
-	var plans []cluster.Plan
+	var plans []schema.Plan
 	if _, err := e.call(http.MethodGet, "/v1/admin/plans", nil, nil, &plans, true); err != nil {
 		return err
 	}
@@ -194,10 +194,10 @@ func plansSet(e *env, args []string) error {
 	if f.given("messages") {
 		p.MessagesPerMonth = *msgs
 	}
-	if err := valid(cluster.SetPlan{Plan: p}); err != nil {
+	if err := valid(schema.SetPlan{Plan: p}); err != nil {
 		return err
 	}
-	var got cluster.Plan
+	var got schema.Plan
 	raw, err := e.call(http.MethodPut, "/v1/admin/plans/"+url.PathEscape(p.Name), nil, p, &got, true)
 	if err != nil {
 		return err

@@ -13,7 +13,7 @@ import (
 	"strconv"
 	"strings"
 
-	"parley/node"
+	"parley/cluster/clusterkey"
 )
 
 // defaultKeyFile is where `make run` keeps the single node's cluster key.
@@ -74,14 +74,14 @@ func (g *globals) credential() (string, error) {
 		return g.token, nil
 	}
 	if g.clusterKey != "" {
-		tok, err := node.AdminToken(g.clusterKey)
+		tok, err := clusterkey.AdminToken(g.clusterKey)
 		if err != nil {
 			return "", err
 		}
 		return tok, nil
 	}
 	if _, err := os.Stat(defaultKeyFile); err == nil {
-		return node.AdminToken(defaultKeyFile)
+		return clusterkey.AdminToken(defaultKeyFile)
 	}
 	return "", usagef("no credential: give -token (env PARLEY_TOKEN), or -cluster-key FILE for the cluster admin token (%s is not here)", defaultKeyFile)
 }

@@ -6,7 +6,7 @@ import (
 	"net/url"
 	"strings"
 
-	"parley/cluster"
+	"parley/cluster/schema"
 )
 
 func init() {
@@ -19,9 +19,9 @@ func init() {
 }
 
 type clusterInfo struct {
-	Raft    cluster.Stats      `json:"raft"`
-	Members []cluster.Member   `json:"members"`
-	Nodes   []cluster.NodeInfo `json:"nodes"`
+	Raft    schema.Stats      `json:"raft"`
+	Members []schema.Member   `json:"members"`
+	Nodes   []schema.NodeInfo `json:"nodes"`
 	Alive   []struct {
 		ID     string `json:"id"`
 		Region string `json:"region"`
@@ -53,7 +53,7 @@ func clusterStatus(e *env, args []string) error {
 		for _, a := range ci.Alive {
 			alive[a.ID] = true
 		}
-		nodes := map[string]cluster.NodeInfo{}
+		nodes := map[string]schema.NodeInfo{}
 		for _, n := range ci.Nodes {
 			nodes[n.ID] = n
 		}
@@ -111,7 +111,7 @@ func clusterSnapshot(e *env, args []string) error {
 	if _, err := e.flags("cluster snapshot").parse(args, 0, 0); err != nil {
 		return err
 	}
-	var s cluster.Stats
+	var s schema.Stats
 	raw, err := e.call(http.MethodPost, "/v1/admin/cluster/snapshot", nil, nil, &s, true)
 	if err != nil {
 		return err

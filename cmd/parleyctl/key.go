@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"time"
 
-	"parley/cluster"
+	"parley/cluster/schema"
 )
 
 func init() {
@@ -32,12 +32,12 @@ func keyMint(e *env, args []string) error {
 	if *name == "" {
 		return usagef("-name is required (what the key is for)")
 	}
-	if err := valid(cluster.CreateKey{Hash: cluster.HashToken("x"), Workspace: *ws, Brand: *brand, Name: *name, Created: time.Now()}); err != nil {
+	if err := valid(schema.CreateKey{Hash: schema.HashToken("x"), Workspace: *ws, Brand: *brand, Name: *name, Created: time.Now()}); err != nil {
 		return err
 	}
 	var rep struct {
-		Key  string      `json:"key"`
-		Info cluster.Key `json:"info"`
+		Key  string     `json:"key"`
+		Info schema.Key `json:"info"`
 	}
 	raw, err := e.call(http.MethodPost, wsPath(*ws, "keys"), nil, map[string]string{"name": *name, "brand": *brand}, &rep, true)
 	if err != nil {
@@ -58,7 +58,7 @@ func keyList(e *env, args []string) error {
 	if err := needWorkspace(*ws); err != nil {
 		return err
 	}
-	var keys []cluster.Key
+	var keys []schema.Key
 	raw, err := e.call(http.MethodGet, wsPath(*ws, "keys"), nil, nil, &keys, true)
 	if err != nil {
 		return err
@@ -81,7 +81,7 @@ func keyRevoke(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := valid(cluster.RevokeKey{ID: id}); err != nil {
+	if err := valid(schema.RevokeKey{ID: id}); err != nil {
 		return err
 	}
 	var c confirmation

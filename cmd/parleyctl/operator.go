@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"strings"
 
-	"parley/cluster"
+	"parley/cluster/schema"
 )
 
 func init() {
@@ -98,8 +98,8 @@ func operatorInvite(e *env, args []string) error {
 	if err := checkID("operator", *id); err != nil {
 		return err
 	}
-	r := cluster.Role(*role)
-	if err := valid(cluster.UpdateOperator{Workspace: *ws, ID: *id, Name: name, Role: &r}); err != nil {
+	r := schema.Role(*role)
+	if err := valid(schema.UpdateOperator{Workspace: *ws, ID: *id, Name: name, Role: &r}); err != nil {
 		return err
 	}
 	pw, err := e.readPassword(*pwFlag, *pwStdin, false)
@@ -107,9 +107,9 @@ func operatorInvite(e *env, args []string) error {
 		return err
 	}
 	var rep struct {
-		Operator cluster.Operator `json:"operator"`
-		Password string           `json:"password"`
-		Index    uint64           `json:"index"`
+		Operator schema.Operator `json:"operator"`
+		Password string          `json:"password"`
+		Index    uint64          `json:"index"`
 	}
 	raw, err := e.call(http.MethodPost, wsPath(*ws, "operators"), nil,
 		map[string]any{"id": *id, "email": *email, "name": *name, "role": r, "password": pw}, &rep, true)
@@ -136,7 +136,7 @@ func operatorList(e *env, args []string) error {
 	if err := needWorkspace(*ws); err != nil {
 		return err
 	}
-	var ops []cluster.Operator
+	var ops []schema.Operator
 	raw, err := e.call(http.MethodGet, wsPath(*ws, "operators"), nil, nil, &ops, true)
 	if err != nil {
 		return err
@@ -225,8 +225,8 @@ func login(e *env, args []string) error {
 		return err
 	}
 	var rep struct {
-		Token   string          `json:"token"`
-		Session cluster.Session `json:"session"`
+		Token   string         `json:"token"`
+		Session schema.Session `json:"session"`
 	}
 	raw, err := e.call(http.MethodPost, "/v1/login", nil, map[string]string{"workspace": *ws, "email": *email, "password": pw}, &rep, false)
 	if err != nil {
@@ -259,7 +259,7 @@ func sessionRevoke(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := valid(cluster.RevokeSession{ID: id}); err != nil {
+	if err := valid(schema.RevokeSession{ID: id}); err != nil {
 		return err
 	}
 	var c confirmation

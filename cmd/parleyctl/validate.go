@@ -5,7 +5,7 @@ import (
 	"regexp"
 	"strings"
 
-	"parley/cluster"
+	"parley/cluster/schema"
 )
 
 // Arguments are checked here before anything is sent, with the control
@@ -47,22 +47,22 @@ func checkPassword(p string) error {
 }
 
 // valid runs a control-plane command's Validate as a usage check.
-func valid(cmd cluster.Command) error {
+func valid(cmd schema.Command) error {
 	if err := cmd.Validate(); err != nil {
-		return usagef("%s", strings.TrimPrefix(err.Error(), cluster.ErrInvalid.Error()+": "))
+		return usagef("%s", strings.TrimPrefix(err.Error(), schema.ErrInvalid.Error()+": "))
 	}
 	return nil
 }
 
 // parseBrands reads -brand id=Name values.
-func parseBrands(vals []string) ([]cluster.Brand, error) {
-	var out []cluster.Brand
+func parseBrands(vals []string) ([]schema.Brand, error) {
+	var out []schema.Brand
 	for _, v := range vals {
 		id, name, ok := strings.Cut(v, "=")
 		if !ok || id == "" || name == "" {
 			return nil, usagef("brand %q: want ID=Name, like shoes=\"Acme Shoes\"", v)
 		}
-		out = append(out, cluster.Brand{ID: id, Name: name})
+		out = append(out, schema.Brand{ID: id, Name: name})
 	}
 	return out, nil
 }

@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"time"
 
-	"parley/cluster"
+	"parley/cluster/schema"
 )
 
 func init() {
@@ -49,12 +49,12 @@ func workspaceCreate(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := valid(cluster.CreateWorkspace{ID: *id, Name: *name, Region: *region, Plan: *plan, Brands: bs, Created: time.Now()}); err != nil {
+	if err := valid(schema.CreateWorkspace{ID: *id, Name: *name, Region: *region, Plan: *plan, Brands: bs, Created: time.Now()}); err != nil {
 		return err
 	}
 	var rep struct {
-		Workspace      cluster.Workspace `json:"workspace"`
-		IdentitySecret string            `json:"identity_secret"`
+		Workspace      schema.Workspace `json:"workspace"`
+		IdentitySecret string           `json:"identity_secret"`
 	}
 	raw, err := e.call(http.MethodPost, "/v1/admin/workspaces", nil,
 		map[string]any{"id": *id, "name": *name, "region": *region, "plan": *plan, "brands": bs}, &rep, true)
@@ -68,7 +68,7 @@ func workspaceCreate(e *env, args []string) error {
 	})
 }
 
-func printWorkspace(e *env, w cluster.Workspace) {
+func printWorkspace(e *env, w schema.Workspace) {
 	brands := ""
 	for i, b := range w.Brands {
 		if i > 0 {
@@ -90,7 +90,7 @@ func workspaceList(e *env, args []string) error {
 	if _, err := e.flags("workspace list").parse(args, 0, 0); err != nil {
 		return err
 	}
-	var ws []cluster.Workspace
+	var ws []schema.Workspace
 	raw, err := e.call(http.MethodGet, "/v1/admin/workspaces", nil, nil, &ws, true)
 	if err != nil {
 		return err
@@ -118,7 +118,7 @@ func workspaceShow(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var w cluster.Workspace
+	var w schema.Workspace
 	raw, err := e.call(http.MethodGet, wsPath(id), nil, nil, &w, true)
 	if err != nil {
 		return err
@@ -141,7 +141,7 @@ func workspaceUpdate(e *env, args []string) error {
 	if err := checkID("workspace", pos[0]); err != nil {
 		return err
 	}
-	cmd := cluster.UpdateWorkspace{ID: pos[0]}
+	cmd := schema.UpdateWorkspace{ID: pos[0]}
 	body := map[string]any{}
 	if f.given("name") {
 		cmd.Name, body["name"] = name, *name
@@ -161,7 +161,7 @@ func workspaceUpdate(e *env, args []string) error {
 			return err
 		}
 		if bs == nil {
-			bs = []cluster.Brand{}
+			bs = []schema.Brand{}
 		}
 		cmd.Brands, body["brands"] = &bs, bs
 	}
@@ -172,7 +172,7 @@ func workspaceUpdate(e *env, args []string) error {
 		return err
 	}
 	var rep struct {
-		Workspace    cluster.Workspace  `json:"workspace"`
+		Workspace    schema.Workspace   `json:"workspace"`
 		Confirmation confirmation       `json:"confirmation"`
 		Purge        *purgeConfirmation `json:"purge"`
 	}

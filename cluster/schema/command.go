@@ -1,4 +1,4 @@
-package cluster
+package schema
 
 import (
 	"bytes"
@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// CommandType is the first byte of every log entry this package writes; the
+// CommandType is the first byte of every log entry package cluster writes; the
 // JSON payload after it is decoded by the type. As in Consul, the numbers are
 // a wire format shared by nodes of different versions and by every log and
 // snapshot on disk: a type is only ever appended, never renumbered, reused or
@@ -42,9 +42,9 @@ const (
 	// Append new types here, with the next number.
 )
 
-// newCommand returns an empty command of type t to decode into, or nil when
+// NewCommand returns an empty command of type t to decode into, or nil when
 // this binary does not know t.
-func newCommand(t CommandType) Command {
+func NewCommand(t CommandType) Command {
 	switch t {
 	case TypeCreateWorkspace:
 		return &CreateWorkspace{}
@@ -96,17 +96,17 @@ type Command interface {
 	Validate() error
 }
 
-// maxCommandSize bounds an encoded command: the control plane's commands are
+// MaxCommandSize bounds an encoded command: the control plane's commands are
 // small, and a huge entry would stall replication for everyone.
-const maxCommandSize = 64 << 10
+const MaxCommandSize = 64 << 10
 
 // maxEntrySize bounds an encoded entry of type t: a Request may be a little
 // larger than the command it carries.
 func maxEntrySize(t CommandType) int {
 	if t == TypeRequest {
-		return maxCommandSize + 256
+		return MaxCommandSize + 256
 	}
-	return maxCommandSize
+	return MaxCommandSize
 }
 
 // EncodeCommand validates cmd and encodes it as a log entry: its type byte,
@@ -118,7 +118,7 @@ func EncodeCommand(cmd Command) ([]byte, error) {
 	if err := cmd.Validate(); err != nil {
 		return nil, err
 	}
-	if newCommand(cmd.Type()) == nil {
+	if NewCommand(cmd.Type()) == nil {
 		return nil, invalidf("unknown command type %d", cmd.Type())
 	}
 	var buf bytes.Buffer
@@ -143,7 +143,7 @@ func DecodeCommand(data []byte) (Command, error) {
 	if len(data) > maxEntrySize(t) {
 		return nil, invalidf("command of %d bytes, more than %d", len(data), maxEntrySize(t))
 	}
-	cmd := newCommand(t)
+	cmd := NewCommand(t)
 	if cmd == nil {
 		return nil, invalidf("unknown command type %d (written by a newer version?)", t)
 	}
@@ -192,9 +192,9 @@ func (CreateWorkspace) Type() CommandType { return TypeCreateWorkspace }
 
 func (c CreateWorkspace) Validate() error {
 	return firstErr(
-		checkID("workspace id", c.ID),
+		CheckID("workspace id", c.ID),
 		checkName("workspace name", c.Name),
-		checkRegion(c.Region),
+		CheckRegion(c.Region),
 		checkPlanName(c.Plan),
 		checkBrands(c.Brands),
 		checkTime("created", c.Created),
@@ -215,7 +215,7 @@ type UpdateWorkspace struct {
 func (UpdateWorkspace) Type() CommandType { return TypeUpdateWorkspace }
 
 func (c UpdateWorkspace) Validate() error {
-	errs := []error{checkID("workspace id", c.ID)}
+	errs := []error{CheckID("workspace id", c.ID)}
 	if c.Name == nil && c.Region == nil && c.Plan == nil && c.Brands == nil {
 		errs = append(errs, invalidf("update of workspace %q changes nothing", c.ID))
 	}
@@ -223,7 +223,7 @@ func (c UpdateWorkspace) Validate() error {
 		errs = append(errs, checkName("workspace name", *c.Name))
 	}
 	if c.Region != nil {
-		errs = append(errs, checkRegion(*c.Region))
+		errs = append(errs, CheckRegion(*c.Region))
 	}
 	if c.Plan != nil {
 		errs = append(errs, checkPlanName(*c.Plan))
@@ -244,7 +244,7 @@ type DeleteWorkspace struct {
 }
 
 func (DeleteWorkspace) Type() CommandType { return TypeDeleteWorkspace }
-func (c DeleteWorkspace) Validate() error { return checkID("workspace id", c.ID) }
+func (c DeleteWorkspace) Validate() error { return CheckID("workspace id", c.ID) }
 
 // Operator commands. Passwords never enter the log: PasswordHash must be a
 // hash made by HashPassword, which Validate checks by its format.
@@ -265,8 +265,8 @@ func (CreateOperator) Type() CommandType { return TypeCreateOperator }
 
 func (c CreateOperator) Validate() error {
 	return firstErr(
-		checkID("workspace id", c.Workspace),
-		checkID("operator id", c.ID),
+		CheckID("workspace id", c.Workspace),
+		CheckID("operator id", c.ID),
 		checkEmail(c.Email),
 		checkName("operator name", c.Name),
 		c.Role.validate(),
@@ -288,7 +288,7 @@ type UpdateOperator struct {
 func (UpdateOperator) Type() CommandType { return TypeUpdateOperator }
 
 func (c UpdateOperator) Validate() error {
-	errs := []error{checkID("workspace id", c.Workspace), checkID("operator id", c.ID)}
+	errs := []error{CheckID("workspace id", c.Workspace), CheckID("operator id", c.ID)}
 	if c.Name == nil && c.Role == nil && c.PasswordHash == nil {
 		errs = append(errs, invalidf("update of operator %q changes nothing", c.ID))
 	}
@@ -314,7 +314,7 @@ type DeleteOperator struct {
 func (DeleteOperator) Type() CommandType { return TypeDeleteOperator }
 
 func (c DeleteOperator) Validate() error {
-	return firstErr(checkID("workspace id", c.Workspace), checkID("operator id", c.ID))
+	return firstErr(CheckID("workspace id", c.Workspace), CheckID("operator id", c.ID))
 }
 
 // Session commands. Only the SHA-256 of the session token is in the log; the
@@ -335,8 +335,8 @@ func (CreateSession) Type() CommandType { return TypeCreateSession }
 func (c CreateSession) Validate() error {
 	errs := []error{
 		checkHash("session hash", c.Hash),
-		checkID("workspace id", c.Workspace),
-		checkID("operator id", c.Operator),
+		CheckID("workspace id", c.Workspace),
+		CheckID("operator id", c.Operator),
 		checkTime("created", c.Created),
 		checkTime("expires", c.Expires),
 	}
@@ -373,12 +373,12 @@ func (CreateKey) Type() CommandType { return TypeCreateKey }
 func (c CreateKey) Validate() error {
 	errs := []error{
 		checkHash("key hash", c.Hash),
-		checkID("workspace id", c.Workspace),
+		CheckID("workspace id", c.Workspace),
 		checkName("key name", c.Name),
 		checkTime("created", c.Created),
 	}
 	if c.Brand != "" {
-		errs = append(errs, checkID("brand id", c.Brand))
+		errs = append(errs, CheckID("brand id", c.Brand))
 	}
 	return firstErr(errs...)
 }
@@ -402,7 +402,7 @@ type SetSecret struct {
 func (SetSecret) Type() CommandType { return TypeSetSecret }
 
 func (c SetSecret) Validate() error {
-	return firstErr(checkID("workspace id", c.Workspace), c.Kind.validate(), c.Sealed.validate())
+	return firstErr(CheckID("workspace id", c.Workspace), c.Kind.validate(), c.Sealed.validate())
 }
 
 // Billing commands.
@@ -432,8 +432,8 @@ func (ReportUsage) Type() CommandType { return TypeReportUsage }
 
 func (c ReportUsage) Validate() error {
 	return firstErr(
-		checkID("node id", c.NodeID),
-		checkID("workspace id", c.Workspace),
+		CheckID("node id", c.NodeID),
+		CheckID("workspace id", c.Workspace),
 		checkPeriod(c.Period),
 		checkCount("conversations", c.Conversations),
 		checkCount("messages", c.Messages),
@@ -441,9 +441,9 @@ func (c ReportUsage) Validate() error {
 	)
 }
 
-// fingerprint identifies the report's effect, without the reporting node:
+// Fingerprint identifies the report's effect, without the reporting node:
 // a retry through another node is the same report.
-func (c ReportUsage) fingerprint() string {
+func (c ReportUsage) Fingerprint() string {
 	return fingerprint("usage", c.Workspace, c.Period, c.Conversations, c.Messages)
 }
 
@@ -491,9 +491,9 @@ type Assign struct {
 func (Assign) Type() CommandType { return TypeAssign }
 
 func (c Assign) Validate() error {
-	errs := []error{checkID("workspace id", c.Workspace), checkConversation(c.Conversation)}
+	errs := []error{CheckID("workspace id", c.Workspace), checkConversation(c.Conversation)}
 	if c.Operator != "" {
-		errs = append(errs, checkID("operator id", c.Operator))
+		errs = append(errs, CheckID("operator id", c.Operator))
 	}
 	return firstErr(errs...)
 }

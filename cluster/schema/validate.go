@@ -1,4 +1,4 @@
-package cluster
+package schema
 
 import (
 	"crypto/sha256"
@@ -39,14 +39,17 @@ func firstErr(errs ...error) error {
 	return nil
 }
 
-func checkID(what, id string) error {
+// CheckID checks an identifier (of a workspace, operator, node...): 1 to 64
+// of a-z 0-9 _ -.
+func CheckID(what, id string) error {
 	if !reID.MatchString(id) {
 		return invalidf("%s %q: want 1 to 64 of a-z 0-9 _ -", what, id)
 	}
 	return nil
 }
 
-func checkRegion(r string) error {
+// CheckRegion checks a region name; "" (unpinned) passes.
+func CheckRegion(r string) error {
 	if r != "" && !reRegion.MatchString(r) {
 		return invalidf("region %q: want 1 to 32 of a-z 0-9 -, or empty for unpinned", r)
 	}
@@ -133,7 +136,7 @@ func checkBrands(bs []Brand) error {
 	}
 	seen := make(map[string]bool, len(bs))
 	for _, b := range bs {
-		if err := firstErr(checkID("brand id", b.ID), checkName("brand name", b.Name)); err != nil {
+		if err := firstErr(CheckID("brand id", b.ID), checkName("brand name", b.Name)); err != nil {
 			return err
 		}
 		if seen[b.ID] {
@@ -144,7 +147,8 @@ func checkBrands(bs []Brand) error {
 	return nil
 }
 
-func checkAddr(what, a string) error {
+// CheckAddr checks a host:port address; "" passes.
+func CheckAddr(what, a string) error {
 	if a == "" {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package cluster
+package schema
 
 import (
 	"crypto/pbkdf2"

@@ -1,0 +1,105 @@
+package cluster
+
+import "parley/cluster/schema"
+
+// The control plane's vocabulary lives in package schema, which does not
+// import Raft (so parleyctl can build on it alone); these aliases keep
+// its names this package's own.
+
+// Records and commands.
+type (
+	Assign             = schema.Assign
+	Assignment         = schema.Assignment
+	BillingEvent       = schema.BillingEvent
+	Brand              = schema.Brand
+	Command            = schema.Command
+	CommandType        = schema.CommandType
+	CreateKey          = schema.CreateKey
+	CreateOperator     = schema.CreateOperator
+	CreateSession      = schema.CreateSession
+	CreateWorkspace    = schema.CreateWorkspace
+	DeleteOperator     = schema.DeleteOperator
+	DeleteWorkspace    = schema.DeleteWorkspace
+	EraseConversation  = schema.EraseConversation
+	Erasure            = schema.Erasure
+	Hash               = schema.Hash
+	Key                = schema.Key
+	Member             = schema.Member
+	NodeInfo           = schema.NodeInfo
+	Operator           = schema.Operator
+	Plan               = schema.Plan
+	Prune              = schema.Prune
+	RecordBillingEvent = schema.RecordBillingEvent
+	RegisterNode       = schema.RegisterNode
+	ReportUsage        = schema.ReportUsage
+	Request            = schema.Request
+	Result             = schema.Result
+	RevokeKey          = schema.RevokeKey
+	RevokeSession      = schema.RevokeSession
+	Role               = schema.Role
+	Sealed             = schema.Sealed
+	SecretKind         = schema.SecretKind
+	Session            = schema.Session
+	SetPlan            = schema.SetPlan
+	SetSecret          = schema.SetSecret
+	Stats              = schema.Stats
+	UpdateOperator     = schema.UpdateOperator
+	UpdateWorkspace    = schema.UpdateWorkspace
+	Usage              = schema.Usage
+	Workspace          = schema.Workspace
+)
+
+const (
+	DefaultPasswordIterations = schema.DefaultPasswordIterations
+	MinPasswordIterations     = schema.MinPasswordIterations
+	RoleAdmin                 = schema.RoleAdmin
+	RoleAgent                 = schema.RoleAgent
+	SecretIdentity            = schema.SecretIdentity
+	SecretVisitor             = schema.SecretVisitor
+	TypeCreateWorkspace       = schema.TypeCreateWorkspace
+	TypeUpdateWorkspace       = schema.TypeUpdateWorkspace
+	TypeDeleteWorkspace       = schema.TypeDeleteWorkspace
+	TypeCreateOperator        = schema.TypeCreateOperator
+	TypeUpdateOperator        = schema.TypeUpdateOperator
+	TypeDeleteOperator        = schema.TypeDeleteOperator
+	TypeCreateSession         = schema.TypeCreateSession
+	TypeRevokeSession         = schema.TypeRevokeSession
+	TypeCreateKey             = schema.TypeCreateKey
+	TypeRevokeKey             = schema.TypeRevokeKey
+	TypeSetSecret             = schema.TypeSetSecret
+	TypeSetPlan               = schema.TypeSetPlan
+	TypeReportUsage           = schema.TypeReportUsage
+	TypeRecordBillingEvent    = schema.TypeRecordBillingEvent
+	TypePrune                 = schema.TypePrune
+	TypeAssign                = schema.TypeAssign
+	TypeRegisterNode          = schema.TypeRegisterNode
+	TypeEraseConversation     = schema.TypeEraseConversation
+	TypeRequest               = schema.TypeRequest
+)
+
+var (
+	DecodeCommand  = schema.DecodeCommand
+	EncodeCommand  = schema.EncodeCommand
+	HashPassword   = schema.HashPassword
+	HashToken      = schema.HashToken
+	KeyID          = schema.KeyID
+	SessionID      = schema.SessionID
+	VerifyPassword = schema.VerifyPassword
+)
+
+// Rules this package also applies to its own arguments.
+var (
+	checkID        = schema.CheckID
+	checkRegion    = schema.CheckRegion
+	checkAddr      = schema.CheckAddr
+	checkRequestID = schema.CheckRequestID
+)
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
