@@ -20,6 +20,51 @@ import (
 // that has a file already revalidates it with If-None-Match and receives
 // 304 and no body; a URL with ?v= and the file's ETag (a content-hashed URL)
 // may be cached for a year.
+//
+// The widget and the console share their client code (the connection with
+// its transport fallback, resume cursors, message merging) in one module,
+// web/static/client.js, which defines one name, ParleyClient. The console
+// loads it as its own script, /static/client.js, before agent.js. The widget
+// stays one script tag on customers' pages with no build step: /widget.js is
+// a bundle joined here at start, client.js then widget.js, inside one block
+// ({ ... }), so that ParleyClient, a top-level const, is the widget's alone
+// and never a name on a customer's page (nor redeclared when a page loads the
+// widget twice). The bundle is then served like any file: gzip, ETag and the
+// ?v= hash are those of the bytes served, so a new client.js is a new
+// widget.js. It is plain script from the node's origin, no inline code, so
+// the Content-Security-Policy (script-src 'self') is unchanged.
+
+// bundles are the files served as others joined (see above), by their path
+// in the asset tree, each with its parts in order.
+var bundles = map[string][]string{
+	"widget.js": {"static/client.js", "widget.js"},
+}
+
+// bundleHead opens every bundle; a comment for whoever reads the file.
+const bundleHead = "/* Parley: %s, joined in one block by the node (node/assets.go) */\n{\n"
+
+// readStatic is a file's bytes as served: the file, or a bundle's parts
+// joined.
+func readStatic(fsys fs.FS, name string) ([]byte, error) {
+	parts, ok := bundles[name]
+	if !ok {
+		return fs.ReadFile(fsys, name)
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, bundleHead, strings.Join(parts, " + "))
+	for _, p := range parts {
+		raw, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return nil, err
+		}
+		b.Write(raw)
+		if !bytes.HasSuffix(raw, []byte("\n")) {
+			b.WriteByte('\n')
+		}
+	}
+	b.WriteString("}\n")
+	return b.Bytes(), nil
+}
 
 // staticFile is one embedded file ready to serve.
 type staticFile struct {
@@ -31,7 +76,7 @@ type staticFile struct {
 }
 
 func loadStatic(fsys fs.FS, name string) (*staticFile, error) {
-	raw, err := fs.ReadFile(fsys, name)
+	raw, err := readStatic(fsys, name)
 	if err != nil {
 		return nil, fmt.Errorf("static %s: %w", name, err)
 	}

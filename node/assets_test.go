@@ -36,11 +36,12 @@ func TestStaticFilesCompressedAndRevalidated(t *testing.T) {
 	}
 	for _, c := range []struct{ path, file string }{
 		{"/widget.js", "widget.js"},
+		{"/static/client.js", "static/client.js"},
 		{"/static/agent.js", "static/agent.js"},
 		{"/static/widget.css", "static/widget.css"},
 		{"/demo", "demo.html"},
 	} {
-		raw, err := fs.ReadFile(web.FS(), c.file)
+		raw, err := readStatic(web.FS(), c.file)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,5 +83,84 @@ func TestStaticFilesCompressedAndRevalidated(t *testing.T) {
 		if resp, _ := do(c.path+"?v=0123", nil); resp.Header.Get("Cache-Control") != "no-cache" {
 			t.Fatalf("%s?v=other: Cache-Control %q", c.path, resp.Header.Get("Cache-Control"))
 		}
+	}
+}
+
+// TestClientModuleSharedOnce: the code the widget and the console share is
+// in static/client.js only. The node serves /widget.js as that module and
+// the widget's own code, each once, in one block, so that customers keep one
+// script tag and the module's name stays off their pages; the console's
+// page loads /static/client.js once, before agent.js; neither widget.js nor
+// agent.js on disk holds the shared code again.
+func TestClientModuleSharedOnce(t *testing.T) {
+	t.Parallel()
+	read := func(name string) string {
+		t.Helper()
+		b, err := fs.ReadFile(web.FS(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	client, widget, agent := read("static/client.js"), read("widget.js"), read("static/agent.js")
+
+	// The shared code: its declarations and the transports it alone opens.
+	shared := []string{
+		"const ParleyClient = ",
+		"function mergeMessage(", "function hlcCompare(", "function noteStamp(", "const vectorString = ",
+		"function tsCompare(", "function transport(", "new WebTransport(", "new WebSocket(", "'/v1/transport'",
+		"const storage = {", "function newId(", "function h(tag",
+	}
+	for _, s := range shared {
+		if n := strings.Count(client, s); n != 1 {
+			t.Errorf("client.js has %q %d times, want once", s, n)
+		}
+		for name, src := range map[string]string{"widget.js": widget, "static/agent.js": agent} {
+			if strings.Contains(src, s) {
+				t.Errorf("%s has %q: shared code is in client.js only", name, s)
+			}
+		}
+	}
+	for name, src := range map[string]string{"widget.js": widget, "static/agent.js": agent} {
+		if !strings.Contains(src, "const C = ParleyClient;") {
+			t.Errorf("%s does not use ParleyClient", name)
+		}
+	}
+
+	r := runNode(t, Config{DataDir: t.TempDir(), AgentToken: "0123456789abcdef-token"})
+	resp, served := get(t, r.base+"/widget.js")
+	if resp.StatusCode != 200 {
+		t.Fatalf("/widget.js: %d", resp.StatusCode)
+	}
+	for _, part := range []struct{ name, src string }{{"client.js", client}, {"widget.js", widget}} {
+		if n := strings.Count(served, part.src); n != 1 {
+			t.Errorf("/widget.js holds %s %d times, want once", part.name, n)
+		}
+	}
+	if n := strings.Count(served, "const ParleyClient = "); n != 1 {
+		t.Errorf("/widget.js declares ParleyClient %d times", n)
+	}
+	// One block around both, client.js first: the widget's code sees the
+	// module; the page does not.
+	i, j := strings.Index(served, client), strings.Index(served, widget)
+	open := strings.Index(served, "\n{\n")
+	if open < 0 || !(open < i && i < j) || !strings.HasSuffix(served, widget+"}\n") {
+		t.Errorf("/widget.js is not client.js then widget.js in one block (block at %d, client.js at %d, widget.js at %d)", open, i, j)
+	}
+
+	resp, page := get(t, r.base+"/agent")
+	if resp.StatusCode != 200 {
+		t.Fatalf("/agent: %d", resp.StatusCode)
+	}
+	const clientTag, agentTag = `<script src="/static/client.js" defer></script>`, `<script src="/static/agent.js" defer></script>`
+	if n := strings.Count(page, "client.js"); n != 1 || !strings.Contains(page, clientTag) {
+		t.Errorf("the console's page names client.js %d times, want once as %s", n, clientTag)
+	}
+	if ci, ai := strings.Index(page, clientTag), strings.Index(page, agentTag); ci < 0 || ai < 0 || ci > ai {
+		t.Errorf("the console's page loads client.js at %d, agent.js at %d: client.js must come first", ci, ai)
+	}
+	if resp, body := get(t, r.base+"/static/client.js"); resp.StatusCode != 200 || body != client ||
+		!strings.Contains(resp.Header.Get("Content-Type"), "javascript") {
+		t.Errorf("/static/client.js: %d %s, is the file: %v", resp.StatusCode, resp.Header.Get("Content-Type"), body == client)
 	}
 }

@@ -9,10 +9,14 @@
  * allow it, else over a WebSocket at /v1/ws (see docs/protocol.md). The
  * panel's data-transport attribute says which ("wt" or "ws") is in use.
  *
- * It is one self-contained file on purpose, because it runs on third-party
+ * It is one file for the page on purpose, because it runs on third-party
  * sites: no dependencies, no build step, no inline styles, no eval, so it works
  * under a strict Content-Security-Policy. Untrusted text (message bodies,
- * names) is only ever written with textContent.
+ * names) is only ever written with textContent. What it shares with the
+ * agent console (the connection, resume cursors, message merging) is in
+ * static/client.js: the node serves /widget.js as that file followed by this
+ * one, in one block (node/assets.go), so this code sees ParleyClient and the
+ * page does not.
  *
  * Optional verified identity: data-user-id, data-user-hash and data-name on
  * the script tag, or window.Parley.init({userId, userHash, name}).
@@ -23,15 +27,9 @@
   if (window.__parleyWidgetLoaded) return;
   window.__parleyWidgetLoaded = true;
 
-  const PROTOCOL_VERSION = 1;
-  const MAX_BODY = 4000;
-  const MAX_FRAME_BYTES = 16 * 1024;
-  const TYPING_THROTTLE_MS = 2000;
-  const TYPING_IDLE_MS = 5000;
-  const ACK_TIMEOUT_MS = 10000;
-  const BACKOFF_MIN_MS = 500;
-  const BACKOFF_MAX_MS = 10000;
-  const ELLIPSIS = '\u2026';
+  const C = ParleyClient;
+  const { PROTOCOL_VERSION, MAX_BODY, TYPING_THROTTLE_MS, TYPING_IDLE_MS, ACK_TIMEOUT_MS, ELLIPSIS } = C;
+  const { storage, newId, clean, h, icon } = C;
 
   // ---------------------------------------------------------------- setup
 
@@ -61,102 +59,6 @@
   const verified = () => Boolean(identity.userId && identity.userHash);
   const convKey = () =>
     'parley:' + WORKSPACE + ':conversation:' + (verified() ? 'u:' + identity.userId : 'anon');
-
-  // Storage can be unavailable (privacy modes, sandboxed frames): never throw.
-  const storage = {
-    get(area, key) {
-      try { return window[area].getItem(key); } catch (e) { return null; }
-    },
-    set(area, key, value) {
-      try { window[area].setItem(key, value); } catch (e) { /* ignore */ }
-    },
-    del(area, key) {
-      try { window[area].removeItem(key); } catch (e) { /* ignore */ }
-    },
-  };
-
-  function newId() {
-    if (window.crypto && typeof crypto.randomUUID === 'function') return crypto.randomUUID();
-    const bytes = crypto.getRandomValues(new Uint8Array(16));
-    return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
-  }
-
-  const byteLength = (s) => new TextEncoder().encode(s).length;
-  const cmp = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
-
-  // ---------------------------------------------------------------- cursors
-  //
-  // Each node numbers a conversation's events with seqs of its own; a
-  // deliver's `at` ("origin.oseq") names its event the same on every node.
-  // The widget keeps the highest oseq of each origin it received (a vector)
-  // and resumes with it (`since`), so a reconnect that lands on another node
-  // brings exactly what it missed; `after` (a seq) only when a node sends no
-  // `at`. Both live as long as the messages they describe: in this page.
-
-  function noteStamp(vec, at) {
-    if (typeof at !== 'string') return false;
-    const i = at.lastIndexOf('.');
-    const origin = at.slice(0, i);
-    const n = Number(at.slice(i + 1));
-    if (i <= 0 || !/^[a-z0-9_~-]+$/.test(origin) || !Number.isSafeInteger(n) || n < 1) return false;
-    if (!(vec.get(origin) >= n)) vec.set(origin, n);
-    return true;
-  }
-
-  const vectorString = (vec) => Array.from(vec, ([origin, n]) => origin + '.' + n).join(',');
-
-  function hlcCompare(a, b) {
-    if (!a || !b) return (a ? 1 : 0) - (b ? 1 : 0);
-    return Math.sign(((a.w || 0) - (b.w || 0)) || ((a.l || 0) - (b.l || 0))) || cmp(a.n || '', b.n || '');
-  }
-
-  // mergeMessage folds a deliver's state of a message into the one entry
-  // kept for its id, in whatever order states arrive (a replay from another
-  // node brings them in that node's order), as the nodes merge them
-  // (docs/protocol.md): the earliest creation (`ts`) gives the author fields
-  // and, until an edit, the text, so an id that two nodes accepted shows
-  // once, where the nodes put it; the later edit wins (a tie goes to the
-  // larger text); a deletion is for good.
-  function mergeMessage(m, msg) {
-    const body = typeof msg.body === 'string' ? msg.body : '';
-    const ts = msg.ts || null;
-    const edited = msg.edited || null;
-    if (!m.merged) {
-      m.merged = true;
-      m.author = msg.author;
-      m.role = msg.role;
-      m.name = msg.name;
-      m.ts = ts;
-      m.body = body;
-      m.edited = edited;
-      m.deleted = Boolean(msg.deleted);
-    } else {
-      const earlier = ts && (!m.ts || hlcCompare(ts, m.ts) < 0);
-      if (earlier) {
-        m.author = msg.author;
-        m.role = msg.role;
-        m.name = msg.name;
-        m.ts = ts;
-      }
-      if (edited && m.edited) {
-        const c = hlcCompare(edited, m.edited);
-        if (c > 0 || (c === 0 && body > m.body)) {
-          m.body = body;
-          m.edited = edited;
-        }
-      } else if (edited) {
-        m.body = body;
-        m.edited = edited;
-      } else if (!m.edited && earlier) {
-        m.body = body;
-      }
-      if (msg.deleted) m.deleted = true;
-    }
-    if (m.deleted) {
-      m.body = '';
-      m.edited = null;
-    }
-  }
 
   // ---------------------------------------------------------------- state
 
@@ -204,32 +106,6 @@
   };
 
   // ---------------------------------------------------------------- DOM
-
-  function h(tag, attrs, ...kids) {
-    const el = document.createElement(tag);
-    if (attrs) {
-      for (const [k, v] of Object.entries(attrs)) {
-        if (v == null || v === false) continue;
-        if (k === 'class') el.className = v;
-        else if (k === 'text') el.textContent = v;
-        else el.setAttribute(k, v === true ? '' : String(v));
-      }
-    }
-    for (const kid of kids) if (kid != null) el.append(kid);
-    return el;
-  }
-
-  function icon(d) {
-    const NS = 'http://www.w3.org/2000/svg';
-    const svg = document.createElementNS(NS, 'svg');
-    svg.setAttribute('viewBox', '0 0 24 24');
-    svg.setAttribute('aria-hidden', 'true');
-    svg.setAttribute('focusable', 'false');
-    const path = document.createElementNS(NS, 'path');
-    path.setAttribute('d', d);
-    svg.append(path);
-    return svg;
-  }
 
   const ICON_CHAT = 'M20 2H4a2 2 0 0 0-2 2v18l4-4h14a2 2 0 0 0 2-2V4a2 2 0 0 0-2-2zM6 9h12v2H6V9zm8 5H6v-2h8v2zm4-6H6V6h12v2z';
   const ICON_CLOSE = 'M19 6.41 17.59 5 12 10.59 6.41 5 5 6.41 10.59 12 5 17.59 6.41 19 12 13.41 17.59 19 19 17.59 13.41 12z';
@@ -315,16 +191,6 @@
     return Boolean(m.localOnly);
   }
 
-  function tsCompare(a, b) {
-    if (!a.ts || !b.ts) {
-      if (a.ts) return -1;
-      if (b.ts) return 1;
-      return a.local - b.local; // pending messages: in the order they were written
-    }
-    return ((a.ts.w || 0) - (b.ts.w || 0)) || ((a.ts.l || 0) - (b.ts.l || 0)) ||
-      cmp(a.ts.n, b.ts.n) || cmp(a.id, b.id);
-  }
-
   function formatTime(ts) {
     if (!ts || !ts.w) return '';
     try {
@@ -344,23 +210,19 @@
     const mine = isMine(m);
     m.el.classList.toggle('parley-msg--mine', mine);
     m.el.classList.toggle('parley-msg--deleted', Boolean(m.deleted));
-    m.el.dataset.state = m.state === 'sent' ? 'sent' : m.state === 'failed' ? 'failed' : 'pending';
+    m.el.dataset.state = C.stateName(m);
     m.el.dataset.authorRole = m.role || 'visitor';
     m.elAuthor.hidden = mine;
     m.elAuthor.textContent = m.name || (m.role === 'agent' ? 'Support' : 'Visitor');
     m.elBody.textContent = m.deleted ? 'This message was deleted' : m.body;
     m.elTime.textContent = formatTime(m.ts);
-    let st = '';
-    if (m.state === 'pending') st = 'Sending' + ELLIPSIS;
-    else if (m.state === 'failed') st = 'Not sent' + (m.error ? ': ' + m.error : '');
-    else if (m.edited && !m.deleted) st = 'edited';
-    m.elState.textContent = st;
+    m.elState.textContent = C.stateText(m);
   }
 
   function render() {
     S.renderPending = false;
     const atBottom = bodyEl.scrollHeight - bodyEl.scrollTop - bodyEl.clientHeight < 48;
-    const list = Array.from(S.messages.values()).sort(tsCompare);
+    const list = Array.from(S.messages.values()).sort(C.tsCompare);
     let lastMine = null;
     list.forEach((m, i) => {
       renderMessage(m);
@@ -448,238 +310,13 @@
   }
 
   function autosize() {
-    // CSSOM (element.style) is allowed under the CSP; style attributes are not.
-    input.style.height = 'auto';
-    const border = input.offsetHeight - input.clientHeight;
-    const height = input.scrollHeight + border;
-    input.style.height = Math.min(height, 120) + 'px';
-    input.style.overflowY = height > 120 ? 'auto' : 'hidden';
+    C.autosize(input, 120);
   }
 
   // ---------------------------------------------------------------- connection
 
-  // ---------------------------------------------------------------- transports
-  //
-  // One connection to the node, over WebTransport or WebSocket: the rest of
-  // this file sees only openConnection. WebTransport is preferred when the
-  // browser has it and the node offers it (GET /v1/transport); WebSocket is
-  // used when it is missing, when it cannot connect (UDP blocked: ready
-  // fails or times out; remembered for WT_FAILED_TTL_MS, so that a visitor on
-  // such a network does not wait every time), and for the next connection
-  // after a WebTransport session broke mid-way (it ended without a close
-  // code, or a ping got no answer within WT_REPLY_TIMEOUT_MS: the node sends
-  // no QUIC keep-alives, so this is how a silently dropped path shows). Over
-  // WebTransport the frames are the same JSON objects, one per line, on one
-  // bidirectional stream; the session's close code means what the WebSocket
-  // close code does.
-
-  const WT_READY_TIMEOUT_MS = 3000;
-  const WT_FAILED_TTL_MS = 5 * 60 * 1000;
-  const WT_CLOSE_WAIT_MS = 2000;
-  const WT_REPLY_TIMEOUT_MS = 5000;
-  const MAX_LINE_CHARS = 4 * 1024 * 1024;
-  const KEY_WT_FAILED = 'parley:wt-failed:' + ORIGIN;
-  let wtBroke = false; // the last WebTransport session broke: use WebSocket once
-
-  function wtFailedRecently() {
-    const at = Number(storage.get('sessionStorage', KEY_WT_FAILED));
-    return Boolean(at) && Date.now() - at < WT_FAILED_TTL_MS;
-  }
-
-  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-  function base64Bytes(s) {
-    const bin = atob(s);
-    const out = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-    return out;
-  }
-
-  // What the node offers besides WebSocket, or null.
-  async function transportInfo() {
-    const ctl = new AbortController();
-    const timer = setTimeout(() => ctl.abort(), WT_READY_TIMEOUT_MS);
-    try {
-      const res = await fetch(ORIGIN + '/v1/transport', { cache: 'no-store', credentials: 'omit', signal: ctl.signal });
-      if (!res.ok) return null;
-      const info = await res.json();
-      const wt = info && info.webtransport;
-      return wt && typeof wt.url === 'string' ? wt : null;
-    } catch (e) {
-      return null;
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  /*
-   * openConnection connects and calls h.open() once the connection carries
-   * frames, h.line(text) for each frame, and h.close(code) once when it ends
-   * by itself (not after conn.close()). conn.transport is 'wt' or 'ws' once
-   * open; conn.send(text) returns false when the frame could not be sent.
-   * conn.expectReply() says that an answer is due (a frame with a ref was
-   * sent): over WebTransport, nothing at all received within
-   * WT_REPLY_TIMEOUT_MS ends the connection.
-   */
-  function openConnection(h) {
-    const conn = {
-      transport: '', closed: false,
-      send: () => false, expectReply: () => {}, close: () => { conn.closed = true; },
-    };
-    let ended = false;
-    const end = (code) => {
-      conn.send = () => false;
-      if (ended || conn.closed) return;
-      ended = true;
-      h.close(code || 0);
-    };
-    const useWS = () => {
-      if (conn.closed) return;
-      let ws;
-      try {
-        ws = new WebSocket(WS_URL);
-      } catch (e) {
-        setTimeout(() => end(0), 0);
-        return;
-      }
-      conn.close = () => {
-        conn.closed = true;
-        try { ws.close(); } catch (e) { /* ignore */ }
-      };
-      ws.addEventListener('open', () => {
-        if (conn.closed) return;
-        conn.transport = 'ws';
-        conn.send = (text) => {
-          if (ws.readyState !== WebSocket.OPEN) return false;
-          ws.send(text);
-          return true;
-        };
-        h.open();
-      });
-      ws.addEventListener('message', (ev) => {
-        if (!conn.closed && typeof ev.data === 'string') h.line(ev.data);
-      });
-      ws.addEventListener('close', (ev) => end(ev.code));
-    };
-    const tryWT = typeof WebTransport === 'function' && !wtBroke && !wtFailedRecently();
-    wtBroke = false;
-    if (!tryWT) {
-      useWS();
-      return conn;
-    }
-    (async () => {
-      const info = await transportInfo();
-      if (conn.closed) return;
-      if (!info) {
-        useWS(); // no WebTransport on this node, or the node is unreachable
-        return;
-      }
-      const failed = () => {
-        storage.set('sessionStorage', KEY_WT_FAILED, String(Date.now()));
-        useWS();
-      };
-      let wt;
-      try {
-        const opts = {};
-        if (Array.isArray(info.cert_hashes) && info.cert_hashes.length) {
-          opts.serverCertificateHashes = info.cert_hashes.map((b) => ({ algorithm: 'sha-256', value: base64Bytes(b) }));
-        }
-        wt = new WebTransport(info.url, opts);
-      } catch (e) {
-        failed();
-        return;
-      }
-      conn.close = () => {
-        conn.closed = true;
-        try { wt.close({ closeCode: 1000, reason: '' }); } catch (e) { /* ignore */ }
-      };
-      const closed = wt.closed.then((info) => ({ code: Number(info && info.closeCode) || 0 }), () => null);
-      const ready = await Promise.race([wt.ready.then(() => true, () => false), sleep(WT_READY_TIMEOUT_MS).then(() => false)]);
-      if (conn.closed) return;
-      let stream;
-      if (ready) {
-        try { stream = await wt.createBidirectionalStream(); } catch (e) { stream = null; }
-      }
-      if (conn.closed) return;
-      if (!stream) {
-        try { wt.close(); } catch (e) { /* ignore */ }
-        failed();
-        return;
-      }
-      const writer = stream.writable.getWriter();
-      const reader = stream.readable.getReader();
-      const enc = new TextEncoder();
-      let recvAt = Date.now();
-      let replyTimer = 0;
-      let broken = false;
-      conn.transport = 'wt';
-      conn.send = (text) => {
-        writer.write(enc.encode(text + '\n')).catch(() => { /* the reader sees the end */ });
-        return true;
-      };
-      let pendingSince = 0; // the oldest request sent after the last data received
-      const checkReply = () => {
-        replyTimer = 0;
-        if (conn.closed || ended || pendingSince <= recvAt) return;
-        const due = pendingSince + WT_REPLY_TIMEOUT_MS - Date.now();
-        if (due > 0) {
-          replyTimer = setTimeout(checkReply, due);
-          return;
-        }
-        broken = true; // the path went silent: WebSocket next
-        wtBroke = true;
-        try { wt.close(); } catch (e) { /* ignore */ }
-        end(0);
-      };
-      conn.expectReply = () => {
-        if (pendingSince <= recvAt) pendingSince = Date.now();
-        if (!replyTimer) replyTimer = setTimeout(checkReply, WT_REPLY_TIMEOUT_MS);
-      };
-      const closeConn = conn.close;
-      conn.close = () => {
-        clearTimeout(replyTimer);
-        closeConn();
-      };
-      h.open();
-      // Frames are lines; the server ends the stream, then closes the
-      // session with a code (read from `closed`) once we end ours.
-      const dec = new TextDecoder();
-      let buf = '';
-      let clean = false;
-      try {
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) {
-            clean = true;
-            break;
-          }
-          recvAt = Date.now();
-          buf += dec.decode(value, { stream: true });
-          let i;
-          while (!conn.closed && (i = buf.indexOf('\n')) >= 0) {
-            const line = buf.slice(0, i);
-            buf = buf.slice(i + 1);
-            if (line.trim()) h.line(line);
-          }
-          if (conn.closed) return;
-          if (buf.length > MAX_LINE_CHARS) throw new Error('frame too long');
-        }
-      } catch (e) { /* the stream broke */ }
-      clearTimeout(replyTimer);
-      conn.send = () => false;
-      if (conn.closed || broken) return;
-      writer.close().catch(() => { /* ignore */ });
-      const how = await Promise.race([closed, sleep(WT_CLOSE_WAIT_MS).then(() => undefined)]);
-      try { wt.close(); } catch (e) { /* ignore */ }
-      if (!clean || how === null) wtBroke = true; // broke mid-session: WebSocket next
-      end(how ? how.code : 0);
-    })().catch((e) => {
-      console.warn('Parley: WebTransport:', e);
-      if (conn.transport) end(0);
-      else useWS();
-    });
-    return conn;
-  }
+  // One connection to the node, over WebTransport or WebSocket (client.js).
+  const openConnection = C.transport(ORIGIN, WS_URL).open;
 
   function connect() {
     if (S.conn || S.fatal) return;
@@ -697,9 +334,8 @@
       line(text) {
         if (S.conn !== conn) return;
         S.lastRecv = Date.now();
-        let f;
-        try { f = JSON.parse(text); } catch (e) { return; }
-        if (!f || typeof f !== 'object') return;
+        const f = C.parseFrame(text);
+        if (!f) return;
         try {
           onFrame(f);
         } catch (err) {
@@ -775,8 +411,7 @@
 
   function scheduleReconnect() {
     if (S.reconnectTimer || S.fatal) return;
-    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** S.attempt);
-    const delay = Math.round(base / 2 + (Math.random() * base) / 2);
+    const delay = C.backoff(S.attempt);
     S.attempt++;
     if (S.attempt > 1 || navigator.onLine === false) {
       setStatus(navigator.onLine === false ? 'You are offline. Reconnecting' + ELLIPSIS
@@ -796,26 +431,20 @@
   });
 
   function sendRaw(frame) {
-    return Boolean(S.conn) && S.conn.send(JSON.stringify(frame));
+    return C.sendRaw(S, frame);
   }
 
   // Sends a frame with a fresh ref and remembers what it was for.
   function request(frame, ctx) {
-    const ref = 'r' + (++S.refN);
-    frame.ref = ref;
-    if (!sendRaw(frame)) return null;
-    S.conn.expectReply();
-    S.refs.set(ref, ctx || { kind: frame.type });
-    return ref;
+    return C.request(S, frame, ctx);
   }
 
   function heartbeat() {
     if (!S.conn) return;
-    if (Date.now() - S.lastRecv > 3 * S.heartbeatMs) {
+    if (!C.beat(S)) {
       onClosed(); // the connection is dead without a close frame
       return;
     }
-    if (sendRaw({ type: 'ping', ref: 'ping' })) S.conn.expectReply();
     flushOutbox(); // resends what timed out
   }
 
@@ -846,8 +475,7 @@
       storage.set('localStorage', KEY_VISITOR,
         JSON.stringify({ visitor_id: f.visitor_id, visitor_sig: f.visitor_sig }));
     }
-    const hb = Number(f.heartbeat_ms);
-    S.heartbeatMs = hb >= 1000 ? Math.min(hb, 120000) : 10000;
+    S.heartbeatMs = C.heartbeatMs(f);
     clearInterval(S.hbTimer);
     S.hbTimer = setInterval(heartbeat, S.heartbeatMs);
     S.agentsOnline.clear(); // the current presence follows
@@ -866,9 +494,7 @@
 
   function resume() {
     S.subscribed = false;
-    const frame = { type: 'resume', conversation: S.conversation };
-    if (S.vector.size) frame.since = vectorString(S.vector);
-    else frame.after = S.maxSeq;
+    const frame = C.resumeFrom({ type: 'resume', conversation: S.conversation }, S.vector, S.maxSeq);
     request(frame, { kind: 'resume', conversation: S.conversation });
   }
 
@@ -883,12 +509,7 @@
     S.agentRead = 0;
     S.myRead = 0;
     S.readSent = 0;
-    for (const m of S.messages.values()) {
-      if (m.seq) {
-        m.seq = 0;
-        m.seqStale = true;
-      }
-    }
+    C.forgetSeqs(S.messages);
   }
 
   function onResumed(f) {
@@ -970,15 +591,8 @@
       const mine = items.find((c) => c && c.id === S.conversation);
       if (mine) applyReads(mine.reads);
       if (mine && typeof mine.head === 'number' && mine.head > 0) {
-        // Messages kept from another node: at most this node's head here,
-        // so "Seen" never shows early.
-        let stale = false;
-        for (const m of S.messages.values()) {
-          if (!m.seqStale) continue;
-          stale = true;
-          m.seqStale = false;
-          if (!m.seq) m.seq = mine.head;
-        }
+        // Messages kept from another node: at most this node's head here.
+        const stale = C.settleSeqs(S.messages, mine.head);
         if (stale && mine.head > S.maxSeq) S.maxSeq = mine.head;
       }
     } else if (!S.starting && items.length) {
@@ -994,18 +608,8 @@
   function onDeliver(f) {
     if (!f.message || f.conversation !== S.conversation) return;
     if (typeof f.seq === 'number' && f.seq > S.maxSeq) S.maxSeq = f.seq;
-    noteStamp(S.vector, f.at);
-    if (Array.isArray(f.also)) for (const at of f.also) noteStamp(S.vector, at);
     const msg = f.message;
-    let m = S.messages.get(msg.id);
-    if (!m) {
-      m = { id: msg.id, local: ++S.localSeq };
-      S.messages.set(msg.id, m);
-    }
-    mergeMessage(m, msg);
-    if (typeof f.seq === 'number' && f.seq > 0 && (!m.seq || f.seq < m.seq)) m.seq = f.seq;
-    m.seqStale = false;
-    m.state = 'sent';
+    C.deliver(f, S.messages, S.vector, () => ++S.localSeq);
     if (msg.author === S.participant) {
       const pending = S.outbox.get(msg.id);
       if (pending && pending.frame.type === 'send') S.outbox.delete(msg.id); // durable already
@@ -1020,8 +624,7 @@
   }
 
   function onAck(f) {
-    const ctx = f.ref ? S.refs.get(f.ref) : null;
-    if (f.ref) S.refs.delete(f.ref);
+    const ctx = C.takeRef(S, f);
     if (ctx && ctx.kind === 'read') {
       S.myRead = Math.max(S.myRead, ctx.seq);
       return;
@@ -1030,9 +633,7 @@
     S.outbox.delete(f.id);
     const m = S.messages.get(f.id);
     if (!m) return;
-    m.state = 'sent';
-    if (typeof f.seq === 'number' && (!m.seq || f.seq < m.seq)) m.seq = f.seq;
-    if (!m.ts && f.ts) m.ts = f.ts;
+    C.acked(m, f);
     scheduleRender();
   }
 
@@ -1071,8 +672,7 @@
   }
 
   function onError(f) {
-    const ctx = f.ref ? S.refs.get(f.ref) : null;
-    if (f.ref) S.refs.delete(f.ref);
+    const ctx = C.takeRef(S, f);
     switch (f.code) {
       case 'auth_failed':
         S.closeExplained = true;
@@ -1159,26 +759,17 @@
     }
   }
 
-  // Control characters (other than newline and tab) are refused by the node.
-  const clean = (text) => text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, '').trim();
-
   function submit() {
     const body = clean(input.value);
     if (!body) return;
-    if (body.length > MAX_BODY) {
-      setStatus('Messages can be at most ' + MAX_BODY + ' characters.', 'warn', 5000);
-      return;
-    }
-    if (byteLength(JSON.stringify({ body })) > MAX_FRAME_BYTES - 512) {
-      setStatus('This message is too long.', 'warn', 5000);
+    const why = C.bodyError(body);
+    if (why) {
+      setStatus(why === 'long' ? 'Messages can be at most ' + MAX_BODY + ' characters.' : 'This message is too long.', 'warn', 5000);
       return;
     }
     stopTyping();
     const id = newId();
-    S.messages.set(id, {
-      id, author: S.participant, localOnly: true, role: 'visitor', name: identity.name,
-      body, ts: null, seq: 0, state: 'pending', local: ++S.localSeq,
-    });
+    S.messages.set(id, C.pending(id, S.participant, 'visitor', identity.name, body, ++S.localSeq));
     S.outbox.set(id, { frame: { type: 'send', id, body }, sentAt: 0 });
     input.value = '';
     autosize();

@@ -12,6 +12,9 @@
  * (#token=...&workspace=demo), are kept in sessionStorage and removed from the
  * address bar. Plain JavaScript with no dependencies; it runs under a strict
  * Content-Security-Policy, and untrusted text is only written with textContent.
+ * What it shares with the widget (the connection, resume cursors, message
+ * merging) is ParleyClient, from static/client.js, which agent.html loads
+ * first.
  *
  * The Suggestions panel asks the node's HTTP API (with the same operator
  * token, as Authorization: Bearer) for the conversations most similar to the
@@ -22,15 +25,9 @@
 (() => {
   'use strict';
 
-  const PROTOCOL_VERSION = 1;
-  const MAX_BODY = 4000;
-  const MAX_FRAME_BYTES = 16 * 1024;
-  const TYPING_THROTTLE_MS = 2000;
-  const TYPING_IDLE_MS = 5000;
-  const ACK_TIMEOUT_MS = 10000;
-  const BACKOFF_MIN_MS = 500;
-  const BACKOFF_MAX_MS = 10000;
-  const ELLIPSIS = '\u2026';
+  const C = ParleyClient;
+  const { PROTOCOL_VERSION, MAX_BODY, TYPING_THROTTLE_MS, TYPING_IDLE_MS, ACK_TIMEOUT_MS, ELLIPSIS } = C;
+  const { storage, newId, cmp, clean, h } = C;
   const ORIGIN = location.origin;
   const WS_URL = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/v1/ws';
 
@@ -41,42 +38,8 @@
 
   // ---------------------------------------------------------------- helpers
 
-  const storage = {
-    get(area, key) {
-      try { return window[area].getItem(key); } catch (e) { return null; }
-    },
-    set(area, key, value) {
-      try { window[area].setItem(key, value); } catch (e) { /* ignore */ }
-    },
-    del(area, key) {
-      try { window[area].removeItem(key); } catch (e) { /* ignore */ }
-    },
-  };
-
   const $ = (id) => document.getElementById(id);
-  const cmp = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
-  const byteLength = (s) => new TextEncoder().encode(s).length;
   const validWorkspace = (w) => /^[a-z0-9_-]{1,64}$/.test(w);
-
-  function newId() {
-    if (window.crypto && typeof crypto.randomUUID === 'function') return crypto.randomUUID();
-    const bytes = crypto.getRandomValues(new Uint8Array(16));
-    return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
-  }
-
-  function h(tag, attrs, ...kids) {
-    const el = document.createElement(tag);
-    if (attrs) {
-      for (const [k, v] of Object.entries(attrs)) {
-        if (v == null || v === false) continue;
-        if (k === 'class') el.className = v;
-        else if (k === 'text') el.textContent = v;
-        else el.setAttribute(k, v === true ? '' : String(v));
-      }
-    }
-    for (const kid of kids) if (kid != null) el.append(kid);
-    return el;
-  }
 
   function participantLabel(p) {
     if (!p) return 'Visitor';
@@ -91,90 +54,6 @@
       .filter((w) => /^\p{L}/u.test(w));
     if (words.length === 0) return '?';
     return (words.length > 1 ? words[0][0] + words[1][0] : words[0][0]).toUpperCase();
-  }
-
-  // ---------------------------------------------------------------- cursors
-  //
-  // Each node numbers a conversation's events with seqs of its own; a
-  // deliver's `at` ("origin.oseq") names its event the same on every node.
-  // Per conversation the console keeps the highest oseq of each origin it
-  // received (a vector) and resumes with it (`since`) after a reconnect,
-  // which may land on another node; `after` (a seq) only when a node sends
-  // no `at`. Seqs of the previous node are forgotten on a new one (rebase).
-
-  function noteStamp(vec, at) {
-    if (typeof at !== 'string') return false;
-    const i = at.lastIndexOf('.');
-    const origin = at.slice(0, i);
-    const n = Number(at.slice(i + 1));
-    if (i <= 0 || !/^[a-z0-9_~-]+$/.test(origin) || !Number.isSafeInteger(n) || n < 1) return false;
-    if (!(vec.get(origin) >= n)) vec.set(origin, n);
-    return true;
-  }
-
-  const vectorString = (vec) => Array.from(vec, ([origin, n]) => origin + '.' + n).join(',');
-
-  function hlcCompare(a, b) {
-    if (!a || !b) return (a ? 1 : 0) - (b ? 1 : 0);
-    return Math.sign(((a.w || 0) - (b.w || 0)) || ((a.l || 0) - (b.l || 0))) || cmp(a.n || '', b.n || '');
-  }
-
-  // mergeMessage folds a deliver's state of a message into the one entry
-  // kept for its id, in whatever order states arrive (a replay from another
-  // node brings them in that node's order), as the nodes merge them
-  // (docs/protocol.md): the earliest creation (`ts`) gives the author fields
-  // and, until an edit, the text, so an id that two nodes accepted shows
-  // once, where the nodes put it; the later edit wins (a tie goes to the
-  // larger text); a deletion is for good.
-  function mergeMessage(m, msg) {
-    const body = typeof msg.body === 'string' ? msg.body : '';
-    const ts = msg.ts || null;
-    const edited = msg.edited || null;
-    if (!m.merged) {
-      m.merged = true;
-      m.author = msg.author;
-      m.role = msg.role;
-      m.name = msg.name;
-      m.ts = ts;
-      m.body = body;
-      m.edited = edited;
-      m.deleted = Boolean(msg.deleted);
-    } else {
-      const earlier = ts && (!m.ts || hlcCompare(ts, m.ts) < 0);
-      if (earlier) {
-        m.author = msg.author;
-        m.role = msg.role;
-        m.name = msg.name;
-        m.ts = ts;
-      }
-      if (edited && m.edited) {
-        const c = hlcCompare(edited, m.edited);
-        if (c > 0 || (c === 0 && body > m.body)) {
-          m.body = body;
-          m.edited = edited;
-        }
-      } else if (edited) {
-        m.body = body;
-        m.edited = edited;
-      } else if (!m.edited && earlier) {
-        m.body = body;
-      }
-      if (msg.deleted) m.deleted = true;
-    }
-    if (m.deleted) {
-      m.body = '';
-      m.edited = null;
-    }
-  }
-
-  function tsCompare(a, b) {
-    if (!a.ts || !b.ts) {
-      if (a.ts) return -1;
-      if (b.ts) return 1;
-      return a.local - b.local;
-    }
-    return ((a.ts.w || 0) - (b.ts.w || 0)) || ((a.ts.l || 0) - (b.ts.l || 0)) ||
-      cmp(a.ts.n, b.ts.n) || cmp(a.id, b.id);
   }
 
   function formatTime(ms, withDate) {
@@ -367,7 +246,7 @@
 
   function previewOf(c) {
     let last = null;
-    for (const m of c.messages.values()) if (!last || tsCompare(last, m) < 0) last = m;
+    for (const m of c.messages.values()) if (!last || C.tsCompare(last, m) < 0) last = m;
     if (!last && c.last) last = c.last;
     if (!last) return { text: 'No messages yet', ms: c.updated };
     let text = last.deleted ? 'Message deleted' : last.body || '';
@@ -383,16 +262,8 @@
 
   // An eye, for the list's mark of a conversation another agent has open.
   function eyeIcon() {
-    const NS = 'http://www.w3.org/2000/svg';
-    const svg = document.createElementNS(NS, 'svg');
-    svg.setAttribute('viewBox', '0 0 24 24');
-    svg.setAttribute('aria-hidden', 'true');
-    svg.setAttribute('focusable', 'false');
-    svg.setAttribute('class', 'conv-viewers-icon');
-    const path = document.createElementNS(NS, 'path');
-    path.setAttribute('d', 'M12 5C6.5 5 2.7 9.1 1.5 12c1.2 2.9 5 7 10.5 7s9.3-4.1 10.5-7C21.3 9.1 17.5 5 12 5zm0 11.5a4.5 4.5 0 1 1 0-9 4.5 4.5 0 0 1 0 9zm0-2.5a2 2 0 1 0 0-4 2 2 0 0 0 0 4z');
-    svg.append(path);
-    return svg;
+    return C.icon('M12 5C6.5 5 2.7 9.1 1.5 12c1.2 2.9 5 7 10.5 7s9.3-4.1 10.5-7C21.3 9.1 17.5 5 12 5zm0 11.5a4.5 4.5 0 1 1 0-9 4.5 4.5 0 0 1 0 9zm0-2.5a2 2 0 1 0 0-4 2 2 0 0 0 0 4z',
+      'conv-viewers-icon');
   }
 
   function buildConvItem(c) {
@@ -472,16 +343,12 @@
     m.el.classList.toggle('msg--team', team);
     m.el.classList.toggle('msg--mine', mine);
     m.el.classList.toggle('msg--deleted', Boolean(m.deleted));
-    m.el.dataset.state = m.state === 'sent' ? 'sent' : m.state === 'failed' ? 'failed' : 'pending';
+    m.el.dataset.state = C.stateName(m);
     m.el.dataset.authorRole = m.role || 'agent';
     m.elAuthor.textContent = mine ? 'You' : m.name || participantLabel(m.author);
     m.elBody.textContent = m.deleted ? 'This message was deleted' : m.body;
     m.elTime.textContent = formatTime(m.ts && m.ts.w, true);
-    let st = '';
-    if (m.state === 'pending') st = 'Sending' + ELLIPSIS;
-    else if (m.state === 'failed') st = 'Not sent' + (m.error ? ': ' + m.error : '');
-    else if (m.edited && !m.deleted) st = 'edited';
-    m.elState.textContent = st;
+    m.elState.textContent = C.stateText(m);
   }
 
   function renderThread() {
@@ -509,7 +376,7 @@
 
     const body = el.threadBody;
     const atBottom = body.scrollHeight - body.scrollTop - body.clientHeight < 60;
-    const list = Array.from(c.messages.values()).sort(tsCompare);
+    const list = Array.from(c.messages.values()).sort(C.tsCompare);
     let lastTeam = null;
     list.forEach((m, i) => {
       renderMessage(m);
@@ -613,239 +480,13 @@
   }
 
   function autosize() {
-    // CSSOM (element.style) is allowed under the CSP; style attributes are not.
-    const input = el.input;
-    input.style.height = 'auto';
-    const border = input.offsetHeight - input.clientHeight;
-    const height = input.scrollHeight + border;
-    input.style.height = Math.min(height, 160) + 'px';
-    input.style.overflowY = height > 160 ? 'auto' : 'hidden';
+    C.autosize(el.input, 160);
   }
 
   // ---------------------------------------------------------------- connection
 
-  // ---------------------------------------------------------------- transports
-  //
-  // One connection to the node, over WebTransport or WebSocket: the rest of
-  // this file sees only openConnection. WebTransport is preferred when the
-  // browser has it and the node offers it (GET /v1/transport); WebSocket is
-  // used when it is missing, when it cannot connect (UDP blocked: ready
-  // fails or times out; remembered for WT_FAILED_TTL_MS, so that a visitor on
-  // such a network does not wait every time), and for the next connection
-  // after a WebTransport session broke mid-way (it ended without a close
-  // code, or a ping got no answer within WT_REPLY_TIMEOUT_MS: the node sends
-  // no QUIC keep-alives, so this is how a silently dropped path shows). Over
-  // WebTransport the frames are the same JSON objects, one per line, on one
-  // bidirectional stream; the session's close code means what the WebSocket
-  // close code does.
-
-  const WT_READY_TIMEOUT_MS = 3000;
-  const WT_FAILED_TTL_MS = 5 * 60 * 1000;
-  const WT_CLOSE_WAIT_MS = 2000;
-  const WT_REPLY_TIMEOUT_MS = 5000;
-  const MAX_LINE_CHARS = 4 * 1024 * 1024;
-  const KEY_WT_FAILED = 'parley:wt-failed:' + ORIGIN;
-  let wtBroke = false; // the last WebTransport session broke: use WebSocket once
-
-  function wtFailedRecently() {
-    const at = Number(storage.get('sessionStorage', KEY_WT_FAILED));
-    return Boolean(at) && Date.now() - at < WT_FAILED_TTL_MS;
-  }
-
-  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-  function base64Bytes(s) {
-    const bin = atob(s);
-    const out = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-    return out;
-  }
-
-  // What the node offers besides WebSocket, or null.
-  async function transportInfo() {
-    const ctl = new AbortController();
-    const timer = setTimeout(() => ctl.abort(), WT_READY_TIMEOUT_MS);
-    try {
-      const res = await fetch(ORIGIN + '/v1/transport', { cache: 'no-store', credentials: 'omit', signal: ctl.signal });
-      if (!res.ok) return null;
-      const info = await res.json();
-      const wt = info && info.webtransport;
-      return wt && typeof wt.url === 'string' ? wt : null;
-    } catch (e) {
-      return null;
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  /*
-   * openConnection connects and calls h.open() once the connection carries
-   * frames, h.line(text) for each frame, and h.close(code) once when it ends
-   * by itself (not after conn.close()). conn.transport is 'wt' or 'ws' once
-   * open; conn.send(text) returns false when the frame could not be sent.
-   * conn.expectReply() says that an answer is due (a frame with a ref was
-   * sent): over WebTransport, nothing at all received within
-   * WT_REPLY_TIMEOUT_MS ends the connection.
-   */
-  function openConnection(h) {
-    const conn = {
-      transport: '', closed: false,
-      send: () => false, expectReply: () => {}, close: () => { conn.closed = true; },
-    };
-    let ended = false;
-    const end = (code) => {
-      conn.send = () => false;
-      if (ended || conn.closed) return;
-      ended = true;
-      h.close(code || 0);
-    };
-    const useWS = () => {
-      if (conn.closed) return;
-      let ws;
-      try {
-        ws = new WebSocket(WS_URL);
-      } catch (e) {
-        setTimeout(() => end(0), 0);
-        return;
-      }
-      conn.close = () => {
-        conn.closed = true;
-        try { ws.close(); } catch (e) { /* ignore */ }
-      };
-      ws.addEventListener('open', () => {
-        if (conn.closed) return;
-        conn.transport = 'ws';
-        conn.send = (text) => {
-          if (ws.readyState !== WebSocket.OPEN) return false;
-          ws.send(text);
-          return true;
-        };
-        h.open();
-      });
-      ws.addEventListener('message', (ev) => {
-        if (!conn.closed && typeof ev.data === 'string') h.line(ev.data);
-      });
-      ws.addEventListener('close', (ev) => end(ev.code));
-    };
-    const tryWT = typeof WebTransport === 'function' && !wtBroke && !wtFailedRecently();
-    wtBroke = false;
-    if (!tryWT) {
-      useWS();
-      return conn;
-    }
-    (async () => {
-      const info = await transportInfo();
-      if (conn.closed) return;
-      if (!info) {
-        useWS(); // no WebTransport on this node, or the node is unreachable
-        return;
-      }
-      const failed = () => {
-        storage.set('sessionStorage', KEY_WT_FAILED, String(Date.now()));
-        useWS();
-      };
-      let wt;
-      try {
-        const opts = {};
-        if (Array.isArray(info.cert_hashes) && info.cert_hashes.length) {
-          opts.serverCertificateHashes = info.cert_hashes.map((b) => ({ algorithm: 'sha-256', value: base64Bytes(b) }));
-        }
-        wt = new WebTransport(info.url, opts);
-      } catch (e) {
-        failed();
-        return;
-      }
-      conn.close = () => {
-        conn.closed = true;
-        try { wt.close({ closeCode: 1000, reason: '' }); } catch (e) { /* ignore */ }
-      };
-      const closed = wt.closed.then((info) => ({ code: Number(info && info.closeCode) || 0 }), () => null);
-      const ready = await Promise.race([wt.ready.then(() => true, () => false), sleep(WT_READY_TIMEOUT_MS).then(() => false)]);
-      if (conn.closed) return;
-      let stream;
-      if (ready) {
-        try { stream = await wt.createBidirectionalStream(); } catch (e) { stream = null; }
-      }
-      if (conn.closed) return;
-      if (!stream) {
-        try { wt.close(); } catch (e) { /* ignore */ }
-        failed();
-        return;
-      }
-      const writer = stream.writable.getWriter();
-      const reader = stream.readable.getReader();
-      const enc = new TextEncoder();
-      let recvAt = Date.now();
-      let replyTimer = 0;
-      let broken = false;
-      conn.transport = 'wt';
-      conn.send = (text) => {
-        writer.write(enc.encode(text + '\n')).catch(() => { /* the reader sees the end */ });
-        return true;
-      };
-      let pendingSince = 0; // the oldest request sent after the last data received
-      const checkReply = () => {
-        replyTimer = 0;
-        if (conn.closed || ended || pendingSince <= recvAt) return;
-        const due = pendingSince + WT_REPLY_TIMEOUT_MS - Date.now();
-        if (due > 0) {
-          replyTimer = setTimeout(checkReply, due);
-          return;
-        }
-        broken = true; // the path went silent: WebSocket next
-        wtBroke = true;
-        try { wt.close(); } catch (e) { /* ignore */ }
-        end(0);
-      };
-      conn.expectReply = () => {
-        if (pendingSince <= recvAt) pendingSince = Date.now();
-        if (!replyTimer) replyTimer = setTimeout(checkReply, WT_REPLY_TIMEOUT_MS);
-      };
-      const closeConn = conn.close;
-      conn.close = () => {
-        clearTimeout(replyTimer);
-        closeConn();
-      };
-      h.open();
-      // Frames are lines; the server ends the stream, then closes the
-      // session with a code (read from `closed`) once we end ours.
-      const dec = new TextDecoder();
-      let buf = '';
-      let clean = false;
-      try {
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) {
-            clean = true;
-            break;
-          }
-          recvAt = Date.now();
-          buf += dec.decode(value, { stream: true });
-          let i;
-          while (!conn.closed && (i = buf.indexOf('\n')) >= 0) {
-            const line = buf.slice(0, i);
-            buf = buf.slice(i + 1);
-            if (line.trim()) h.line(line);
-          }
-          if (conn.closed) return;
-          if (buf.length > MAX_LINE_CHARS) throw new Error('frame too long');
-        }
-      } catch (e) { /* the stream broke */ }
-      clearTimeout(replyTimer);
-      conn.send = () => false;
-      if (conn.closed || broken) return;
-      writer.close().catch(() => { /* ignore */ });
-      const how = await Promise.race([closed, sleep(WT_CLOSE_WAIT_MS).then(() => undefined)]);
-      try { wt.close(); } catch (e) { /* ignore */ }
-      if (!clean || how === null) wtBroke = true; // broke mid-session: WebSocket next
-      end(how ? how.code : 0);
-    })().catch((e) => {
-      console.warn('Parley: WebTransport:', e);
-      if (conn.transport) end(0);
-      else useWS();
-    });
-    return conn;
-  }
+  // One connection to the node, over WebTransport or WebSocket (client.js).
+  const openConnection = C.transport(ORIGIN, WS_URL).open;
 
   function connect() {
     if (A.conn || A.stopped) return;
@@ -863,9 +504,8 @@
       line(text) {
         if (A.conn !== conn) return;
         A.lastRecv = Date.now();
-        let f;
-        try { f = JSON.parse(text); } catch (e) { return; }
-        if (!f || typeof f !== 'object') return;
+        const f = C.parseFrame(text);
+        if (!f) return;
         try {
           onFrame(f);
         } catch (err) {
@@ -914,8 +554,7 @@
 
   function scheduleReconnect() {
     if (A.reconnectTimer || A.stopped) return;
-    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** A.attempt);
-    const delay = Math.round(base / 2 + (Math.random() * base) / 2);
+    const delay = C.backoff(A.attempt);
     A.attempt++;
     setStatus((navigator.onLine === false ? 'Offline' : 'Disconnected') + ', reconnecting in ' +
       Math.max(1, Math.round(delay / 1000)) + ' s' + ELLIPSIS, 'warn');
@@ -933,25 +572,19 @@
   });
 
   function sendRaw(frame) {
-    return Boolean(A.conn) && A.conn.send(JSON.stringify(frame));
+    return C.sendRaw(A, frame);
   }
 
   function request(frame, ctx) {
-    const ref = 'r' + (++A.refN);
-    frame.ref = ref;
-    if (!sendRaw(frame)) return null;
-    A.conn.expectReply();
-    A.refs.set(ref, ctx || { kind: frame.type });
-    return ref;
+    return C.request(A, frame, ctx);
   }
 
   function heartbeat() {
     if (!A.conn) return;
-    if (Date.now() - A.lastRecv > 3 * A.heartbeatMs) {
+    if (!C.beat(A)) {
       onClosed(); // dead connection without a close frame
       return;
     }
-    if (sendRaw({ type: 'ping', ref: 'ping' })) A.conn.expectReply();
     flushOutbox();
   }
 
@@ -987,12 +620,7 @@
       c.reads = {};
       c.myRead = 0;
       c.readSent = 0;
-      for (const m of c.messages.values()) {
-        if (m.seq) {
-          m.seq = 0;
-          m.seqStale = true;
-        }
-      }
+      C.forgetSeqs(c.messages);
     }
   }
 
@@ -1022,8 +650,7 @@
     A.welcomed = true;
     A.attempt = 0;
     A.participant = f.participant || null;
-    const hb = Number(f.heartbeat_ms);
-    A.heartbeatMs = hb >= 1000 ? Math.min(hb, 120000) : 10000;
+    A.heartbeatMs = C.heartbeatMs(f);
     clearInterval(A.hbTimer);
     A.hbTimer = setInterval(heartbeat, A.heartbeatMs);
     A.online.clear(); // the current presence follows
@@ -1072,15 +699,8 @@
       if (item.last) c.last = item.last;
       mergeReads(c, item.reads);
       if (c.listHead > 0) {
-        // Messages kept from another node: at most this node's head here,
-        // so "Seen" never shows early.
-        let stale = false;
-        for (const m of c.messages.values()) {
-          if (!m.seqStale) continue;
-          stale = true;
-          m.seqStale = false;
-          if (!m.seq) m.seq = c.listHead;
-        }
+        // Messages kept from another node: at most this node's head here.
+        const stale = C.settleSeqs(c.messages, c.listHead);
         if (stale && c.listHead > c.seenSeq) c.seenSeq = c.listHead;
       }
     }
@@ -1117,8 +737,7 @@
   function resumeFrame(c, first) {
     const frame = { type: 'resume', conversation: c.id };
     if (first) frame.after = 0;
-    else if (c.vector.size) frame.since = vectorString(c.vector);
-    else frame.after = c.seenSeq;
+    else C.resumeFrom(frame, c.vector, c.seenSeq);
     return frame;
   }
 
@@ -1145,17 +764,7 @@
     if (!known || !c.listed) scheduleList(); // a new conversation: fetch its details
     const msg = f.message;
     if (typeof f.seq === 'number' && f.seq > c.seenSeq) c.seenSeq = f.seq;
-    noteStamp(c.vector, f.at);
-    if (Array.isArray(f.also)) for (const at of f.also) noteStamp(c.vector, at);
-    let m = c.messages.get(msg.id);
-    if (!m) {
-      m = { id: msg.id, local: ++A.localSeq };
-      c.messages.set(msg.id, m);
-    }
-    mergeMessage(m, msg);
-    if (typeof f.seq === 'number' && f.seq > 0 && (!m.seq || f.seq < m.seq)) m.seq = f.seq;
-    m.seqStale = false;
-    m.state = 'sent';
+    C.deliver(f, c.messages, c.vector, () => ++A.localSeq);
     if (!c.owner && msg.role === 'visitor') {
       c.owner = msg.author;
       if (msg.name) c.ownerName = msg.name;
@@ -1175,8 +784,7 @@
   }
 
   function onAck(f) {
-    const ctx = f.ref ? A.refs.get(f.ref) : null;
-    if (f.ref) A.refs.delete(f.ref);
+    const ctx = C.takeRef(A, f);
     if (ctx && ctx.kind === 'read') {
       const c = A.convs.get(ctx.conv);
       if (c) c.myRead = Math.max(c.myRead, ctx.seq);
@@ -1189,9 +797,7 @@
     const c = A.convs.get(f.conversation || (pending && pending.conv) || (ctx && ctx.conv));
     const m = c && c.messages.get(f.id);
     if (!m) return;
-    m.state = 'sent';
-    if (typeof f.seq === 'number' && (!m.seq || f.seq < m.seq)) m.seq = f.seq;
-    if (!m.ts && f.ts) m.ts = f.ts;
+    C.acked(m, f);
     scheduleRender();
   }
 
@@ -1253,8 +859,7 @@
   }
 
   function onError(f) {
-    const ctx = f.ref ? A.refs.get(f.ref) : null;
-    if (f.ref) A.refs.delete(f.ref);
+    const ctx = C.takeRef(A, f);
     switch (f.code) {
       case 'auth_failed':
         if (A.stopped) return;
@@ -1360,27 +965,18 @@
     }
   }
 
-  // Control characters (other than newline and tab) are refused by the node.
-  const clean = (text) => text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, '').trim();
-
   function submit() {
     const c = A.selected && A.convs.get(A.selected);
     const body = clean(el.input.value);
     if (!c || !body) return;
-    if (body.length > MAX_BODY) {
-      flash('A message can be at most ' + MAX_BODY + ' characters.');
-      return;
-    }
-    if (byteLength(JSON.stringify({ body })) > MAX_FRAME_BYTES - 512) {
-      flash('This message is too long.');
+    const why = C.bodyError(body);
+    if (why) {
+      flash(why === 'long' ? 'A message can be at most ' + MAX_BODY + ' characters.' : 'This message is too long.');
       return;
     }
     stopTyping();
     const id = newId();
-    c.messages.set(id, {
-      id, author: A.participant, localOnly: true, role: 'agent', name: A.name,
-      body, ts: null, seq: 0, state: 'pending', local: ++A.localSeq,
-    });
+    c.messages.set(id, C.pending(id, A.participant, 'agent', A.name, body, ++A.localSeq));
     A.outbox.set(id, { conv: c.id, frame: { type: 'send', conversation: c.id, id, body }, sentAt: 0 });
     el.input.value = '';
     autosize();
