@@ -64,7 +64,7 @@ func (s *State) applyReportUsage(index uint64, c *ReportUsage) (Result, error) {
 			ws.Usage[c.Period] = u
 		}
 		u.Conversations += c.Conversations
-		u.Messages += c.Messages
+		u.Messages = max(u.Messages+c.Messages, 0)
 		u.Reports++
 		return nil
 	})

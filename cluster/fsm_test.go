@@ -282,6 +282,20 @@ func TestIdempotency(t *testing.T) {
 	if u.Messages != 10 || u.Conversations != 1 || u.Reports != 1 {
 		t.Fatalf("usage %+v, want one report applied", u)
 	}
+	// A node takes back messages it counted twice: a negative count, the
+	// total never below zero; conversations are never negative.
+	h.must(ReportUsage{NodeID: "n2", Workspace: "acme", Period: "2026-11", Messages: -3, IdempotencyKey: "n2:1"})
+	if u, _ := h.state().Usage("acme", "2026-11"); u.Messages != 7 {
+		t.Fatalf("after taking back 3: %+v", u)
+	}
+	h.must(ReportUsage{NodeID: "n2", Workspace: "acme", Period: "2026-11", Messages: -30, IdempotencyKey: "n2:2"})
+	if u, _ := h.state().Usage("acme", "2026-11"); u.Messages != 0 {
+		t.Fatalf("after taking back more than counted: %+v", u)
+	}
+	if err := (ReportUsage{NodeID: "n2", Workspace: "acme", Period: "2026-11", Conversations: -1, IdempotencyKey: "n2:3"}).Validate(); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("negative conversations: %v", err)
+	}
+	h.must(ReportUsage{NodeID: "n2", Workspace: "acme", Period: "2026-11", Messages: 10, IdempotencyKey: "n2:4"})
 	// A key reused for another payload is a bug of the caller: refused.
 	changed := report
 	changed.Messages = 11

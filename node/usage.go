@@ -47,10 +47,9 @@ func newUsageReporter(node string, apply func(context.Context, cluster.Command) 
 		now: time.Now, pending: map[usageKey]*usageCount{}}
 }
 
-// Count implements gateway.Meter. A negative count takes back what was
-// counted before (replicator.uncount): it nets against the counts not yet
-// reported, and what it cannot net is kept for the period's next counts,
-// since a report only adds.
+// Count implements gateway.Meter. A negative count of messages takes back
+// what was counted before (replicator.uncount): it nets against the counts
+// not yet reported, and goes in the next report otherwise.
 func (u *usageReporter) Count(workspace string, conversations, messages int64) {
 	k := usageKey{workspace, period(u.now())}
 	u.mu.Lock()
@@ -87,10 +86,11 @@ func (u *usageReporter) flush(ctx context.Context) {
 	u.mu.Lock()
 	now := period(u.now())
 	for k, c := range u.pending {
-		// What is positive is reported; a debt stays for the period's
-		// next counts, and is forgotten once the period is over.
-		report := usageCount{max(c.conversations, 0), max(c.messages, 0)}
-		*c = usageCount{min(c.conversations, 0), min(c.messages, 0)}
+		// Messages may be taken back (negative); conversations are only
+		// added, and a negative count of them, which nothing makes, waits
+		// for the period's next ones.
+		report := usageCount{max(c.conversations, 0), c.messages}
+		*c = usageCount{min(c.conversations, 0), 0}
 		if *c == (usageCount{}) || k.period != now {
 			delete(u.pending, k)
 		}

@@ -420,10 +420,14 @@ func (c SetPlan) Validate() error { return c.Plan.validate() }
 // on any node and across leader changes, gets the original Result back with
 // Duplicate set. The same key with different counts is ErrConflict.
 type ReportUsage struct {
-	NodeID         string `json:"node"`
-	Workspace      string `json:"workspace"`
-	Period         string `json:"period"` // "2026-11"
-	Conversations  int64  `json:"conversations"`
+	NodeID        string `json:"node"`
+	Workspace     string `json:"workspace"`
+	Period        string `json:"period"` // "2026-11"
+	Conversations int64  `json:"conversations"`
+	// Messages may be negative: a node takes back messages it counted
+	// that the cluster holds as another node's (two nodes accepted one
+	// message id; the earlier copy won). The period's total never goes
+	// below zero.
 	Messages       int64  `json:"messages"`
 	IdempotencyKey string `json:"idempotency_key"`
 }
@@ -436,7 +440,7 @@ func (c ReportUsage) Validate() error {
 		CheckID("workspace id", c.Workspace),
 		checkPeriod(c.Period),
 		checkCount("conversations", c.Conversations),
-		checkCount("messages", c.Messages),
+		checkCount("messages", max(c.Messages, -c.Messages)),
 		checkIdempotencyKey(c.IdempotencyKey),
 	)
 }
