@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -42,9 +43,11 @@ type applyResult struct {
 	Err    error
 }
 
-// Apply implements raft.FSM. It never panics: a command that is malformed,
-// of an unknown type or refused by the state gives an error result, and the
-// entry still counts as applied, identically on every node.
+// Apply implements raft.FSM. A command that is malformed, refused by the
+// state, or of an unknown type marked skippable gives an error result, and
+// the entry still counts as applied, identically on every node. A command
+// of an unknown type not marked skippable panics: the node stops applying
+// the log there (see CommandType) instead of diverging.
 func (f *fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
@@ -60,6 +63,16 @@ func (f *fsm) Apply(l *raft.Log) any {
 
 func (f *fsm) apply(l *raft.Log) (res Result, err error) {
 	cmd, decodeErr := DecodeCommand(l.Data)
+	var unknown *UnknownCommandError
+	if errors.As(decodeErr, &unknown) && !unknown.Skippable {
+		// A newer version wrote a command this node does not know and
+		// that it may not skip: applying the rest of the log without it
+		// would make this node's state quietly differ from the others'.
+		// Stop here, loudly, every time, until the node is upgraded.
+		f.log.Error("cluster: unknown command type in the log: this node must be upgraded; stopping its state machine",
+			"index", l.Index, "type", uint8(unknown.Type))
+		panic(fmt.Sprintf("cluster: log entry %d has command type %d, unknown to this version: upgrade this node", l.Index, uint8(unknown.Type)))
+	}
 	s := f.state
 	s.mu.Lock()
 	defer func() {
@@ -75,9 +88,14 @@ func (f *fsm) apply(l *raft.Log) (res Result, err error) {
 		s.applied = make(chan struct{})
 		s.mu.Unlock()
 	}()
+	if unknown != nil {
+		// Marked skippable by the newer version that wrote it.
+		f.log.Warn("cluster: skipping a log entry of a newer version", "index", l.Index, "type", uint8(unknown.Type))
+		return Result{}, decodeErr
+	}
 	if decodeErr != nil {
 		// Validation before proposing keeps invalid commands out of the log,
-		// so this is a version skew (a newer leader wrote a type this binary
+		// so this is a version skew (a newer leader wrote fields this binary
 		// does not know) or a bug: upgrade this node.
 		f.log.Error("cluster: refusing log entry", "index", l.Index, "type", cmdType(l.Data), "err", decodeErr)
 		return Result{}, decodeErr

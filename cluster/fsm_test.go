@@ -536,3 +536,46 @@ func FuzzApply(f *testing.F) {
 		}
 	})
 }
+
+// TestUnknownCommandStopsTheStateMachine: an entry of a type this version
+// does not know, written by a newer one, stops the state machine unless
+// the writer marked it as one an older node may skip (SkippableFlag, the
+// type byte's high bit); a skipped entry still counts as applied.
+func TestUnknownCommandStopsTheStateMachine(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name  string
+		data  []byte
+		stops bool
+	}{
+		{"unknown, not skippable", []byte("\x64{}"), true},
+		{"unknown, skippable", []byte("\xe4{}"), false},
+		{"unknown inside a request", []byte("\x13" + `{"id":"0123456789abcdef","base":0,"type":100,"command":{}}`), true},
+		{"unknown skippable inside a request", []byte("\x13" + `{"id":"0123456789abcdef","base":0,"type":228,"command":{}}`), false},
+		{"known type with the skippable flag", []byte("\x83" + `{"id":"acme"}`), false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			h.must(CreateWorkspace{ID: "acme", Name: "Acme", Plan: "free", Created: t0})
+			var stopped any
+			func() {
+				defer func() { stopped = recover() }()
+				h.applyRaw(c.data)
+			}()
+			if (stopped != nil) != c.stops {
+				t.Fatalf("stopped = %v, want a stop: %v", stopped, c.stops)
+			}
+			if c.stops && !strings.Contains(fmt.Sprint(stopped), "upgrade this node") {
+				t.Fatalf("the stop does not say what to do: %v", stopped)
+			}
+			if _, err := h.state().Workspace("acme"); err != nil {
+				t.Fatalf("the entry changed the state: %v", err)
+			}
+		})
+	}
+	if CommandType(13).String() != "report_usage" || CommandType(100).String() != "unknown(100)" {
+		t.Fatalf("names: %v %v", CommandType(13), CommandType(100))
+	}
+}

@@ -3,6 +3,7 @@ package schema
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -11,10 +12,21 @@ import (
 // JSON payload after it is decoded by the type. As in Consul, the numbers are
 // a wire format shared by nodes of different versions and by every log and
 // snapshot on disk: a type is only ever appended, never renumbered, reused or
-// removed, and a type a binary does not know makes the FSM return an error
-// result (logged at ERROR) instead of guessing. A change to a command's
-// meaning gets a new type; its old number keeps its old meaning forever.
+// removed. A change to a command's meaning gets a new type; its old number
+// keeps its old meaning forever.
+//
+// The high bit of the byte (SkippableFlag) says whether a node that does
+// not know the type may skip the entry: set for commands whose effect no
+// other state depends on, so that a node of an older version applying the
+// log stays right without it. An unknown type without the flag stops the
+// node's state machine (fsm.Apply panics, and the node stops at that entry
+// every time it replays it) until the node is upgraded: applying the rest
+// of the log without it would make this node's state diverge quietly.
 type CommandType uint8
+
+// SkippableFlag marks, in an entry's type byte, a command an older node may
+// skip (see CommandType). The table says which types carry it.
+const SkippableFlag CommandType = 0x80
 
 // Command types. 0 is never valid, so a zeroed entry cannot pass for a command.
 const (
@@ -39,54 +51,75 @@ const (
 	// TypeRequest is the envelope of a command with its request ID
 	// (Request); Apply writes every command in one.
 	TypeRequest CommandType = 19
-	// Append new types here, with the next number.
+	// Append new types here, with the next number, and a row in commands.
 )
+
+// commandInfo is a row of the command table.
+type commandInfo struct {
+	name string
+	new  func() Command
+	// skippable: an older node may skip the entry (SkippableFlag). None of
+	// today's commands may be skipped: each changes state others read.
+	skippable bool
+}
+
+// commands is the table of every command type this binary knows: its name
+// (for logs), its decoder and whether an older node may skip it.
+var commands = map[CommandType]commandInfo{
+	TypeCreateWorkspace:    {"create_workspace", func() Command { return &CreateWorkspace{} }, false},
+	TypeUpdateWorkspace:    {"update_workspace", func() Command { return &UpdateWorkspace{} }, false},
+	TypeDeleteWorkspace:    {"delete_workspace", func() Command { return &DeleteWorkspace{} }, false},
+	TypeCreateOperator:     {"create_operator", func() Command { return &CreateOperator{} }, false},
+	TypeUpdateOperator:     {"update_operator", func() Command { return &UpdateOperator{} }, false},
+	TypeDeleteOperator:     {"delete_operator", func() Command { return &DeleteOperator{} }, false},
+	TypeCreateSession:      {"create_session", func() Command { return &CreateSession{} }, false},
+	TypeRevokeSession:      {"revoke_session", func() Command { return &RevokeSession{} }, false},
+	TypeCreateKey:          {"create_key", func() Command { return &CreateKey{} }, false},
+	TypeRevokeKey:          {"revoke_key", func() Command { return &RevokeKey{} }, false},
+	TypeSetSecret:          {"set_secret", func() Command { return &SetSecret{} }, false},
+	TypeSetPlan:            {"set_plan", func() Command { return &SetPlan{} }, false},
+	TypeReportUsage:        {"report_usage", func() Command { return &ReportUsage{} }, false},
+	TypeRecordBillingEvent: {"record_billing_event", func() Command { return &RecordBillingEvent{} }, false},
+	TypePrune:              {"prune", func() Command { return &Prune{} }, false},
+	TypeAssign:             {"assign", func() Command { return &Assign{} }, false},
+	TypeRegisterNode:       {"register_node", func() Command { return &RegisterNode{} }, false},
+	TypeEraseConversation:  {"erase_conversation", func() Command { return &EraseConversation{} }, false},
+	TypeRequest:            {"request", func() Command { return &Request{} }, false},
+}
 
 // NewCommand returns an empty command of type t to decode into, or nil when
 // this binary does not know t.
 func NewCommand(t CommandType) Command {
-	switch t {
-	case TypeCreateWorkspace:
-		return &CreateWorkspace{}
-	case TypeUpdateWorkspace:
-		return &UpdateWorkspace{}
-	case TypeDeleteWorkspace:
-		return &DeleteWorkspace{}
-	case TypeCreateOperator:
-		return &CreateOperator{}
-	case TypeUpdateOperator:
-		return &UpdateOperator{}
-	case TypeDeleteOperator:
-		return &DeleteOperator{}
-	case TypeCreateSession:
-		return &CreateSession{}
-	case TypeRevokeSession:
-		return &RevokeSession{}
-	case TypeCreateKey:
-		return &CreateKey{}
-	case TypeRevokeKey:
-		return &RevokeKey{}
-	case TypeSetSecret:
-		return &SetSecret{}
-	case TypeSetPlan:
-		return &SetPlan{}
-	case TypeReportUsage:
-		return &ReportUsage{}
-	case TypeRecordBillingEvent:
-		return &RecordBillingEvent{}
-	case TypePrune:
-		return &Prune{}
-	case TypeAssign:
-		return &Assign{}
-	case TypeRegisterNode:
-		return &RegisterNode{}
-	case TypeEraseConversation:
-		return &EraseConversation{}
-	case TypeRequest:
-		return &Request{}
+	if c, ok := commands[t]; ok {
+		return c.new()
 	}
 	return nil
 }
+
+// String is the command's name, or "unknown(n)".
+func (t CommandType) String() string {
+	if c, ok := commands[t]; ok {
+		return c.name
+	}
+	return fmt.Sprintf("unknown(%d)", uint8(t))
+}
+
+// UnknownCommandError is DecodeCommand's error for a type this binary does
+// not know (an entry written by a newer version). It is ErrInvalid.
+type UnknownCommandError struct {
+	Type CommandType // without SkippableFlag
+	// Skippable: the writer marked the entry as one an older node may skip.
+	Skippable bool
+}
+
+func (e *UnknownCommandError) Error() string {
+	if e.Skippable {
+		return fmt.Sprintf("unknown command type %d, marked skippable (written by a newer version)", uint8(e.Type))
+	}
+	return fmt.Sprintf("unknown command type %d (written by a newer version?): upgrade this node", uint8(e.Type))
+}
+
+func (e *UnknownCommandError) Is(target error) bool { return target == ErrInvalid }
 
 // Command is a change to the replicated state. Validate is called before a
 // command is proposed, so nothing invalid enters the log, and again by the
@@ -122,7 +155,11 @@ func EncodeCommand(cmd Command) ([]byte, error) {
 		return nil, invalidf("unknown command type %d", cmd.Type())
 	}
 	var buf bytes.Buffer
-	buf.WriteByte(byte(cmd.Type()))
+	tb := cmd.Type()
+	if commands[tb].skippable {
+		tb |= SkippableFlag
+	}
+	buf.WriteByte(byte(tb))
 	if err := json.NewEncoder(&buf).Encode(cmd); err != nil {
 		return nil, fmt.Errorf("encode command %d: %w", cmd.Type(), err)
 	}
@@ -133,23 +170,32 @@ func EncodeCommand(cmd Command) ([]byte, error) {
 }
 
 // DecodeCommand decodes and validates a log entry written by EncodeCommand.
-// Unknown types and unknown fields are refused: applying a command only
-// partly understood would let nodes of different versions diverge quietly.
+// Unknown types (*UnknownCommandError) and unknown fields are refused:
+// applying a command only partly understood would let nodes of different
+// versions diverge quietly.
 func DecodeCommand(data []byte) (Command, error) {
 	if len(data) == 0 {
 		return nil, invalidf("empty command")
 	}
-	t := CommandType(data[0])
+	t := CommandType(data[0]) &^ SkippableFlag
+	skippable := CommandType(data[0])&SkippableFlag != 0
 	if len(data) > maxEntrySize(t) {
 		return nil, invalidf("command of %d bytes, more than %d", len(data), maxEntrySize(t))
 	}
 	cmd := NewCommand(t)
 	if cmd == nil {
-		return nil, invalidf("unknown command type %d (written by a newer version?)", t)
+		return nil, &UnknownCommandError{Type: t, Skippable: skippable}
+	}
+	if skippable != commands[t].skippable {
+		return nil, invalidf("command type %d: skippable flag %v, the table says %v", t, skippable, commands[t].skippable)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data[1:]))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(cmd); err != nil {
+		var unknown *UnknownCommandError
+		if errors.As(err, &unknown) { // inside a Request
+			return nil, unknown
+		}
 		return nil, invalidf("command type %d: %v", t, err)
 	}
 	if dec.More() {

@@ -86,7 +86,11 @@ func (r Request) MarshalJSON() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(requestJSON{ID: r.ID, Base: r.Base, Type: r.Cmd.Type(), Command: cmd})
+	t := r.Cmd.Type()
+	if commands[t].skippable {
+		t |= SkippableFlag
+	}
+	return json.Marshal(requestJSON{ID: r.ID, Base: r.Base, Type: t, Command: cmd})
 }
 
 // UnmarshalJSON decodes as strictly as DecodeCommand: unknown fields and
@@ -98,9 +102,16 @@ func (r *Request) UnmarshalJSON(b []byte) error {
 	if err := dec.Decode(&j); err != nil {
 		return invalidf("request: %v", err)
 	}
-	cmd := NewCommand(j.Type)
-	if cmd == nil || j.Type == TypeRequest {
+	t := j.Type &^ SkippableFlag
+	if t == TypeRequest {
 		return invalidf("request %s: command type %d", j.ID, j.Type)
+	}
+	cmd := NewCommand(t)
+	if cmd == nil {
+		return &UnknownCommandError{Type: t, Skippable: j.Type&SkippableFlag != 0}
+	}
+	if (j.Type&SkippableFlag != 0) != commands[t].skippable {
+		return invalidf("request %s: command type %d: skippable flag does not match the table", j.ID, t)
 	}
 	dec = json.NewDecoder(bytes.NewReader(j.Command))
 	dec.DisallowUnknownFields()
