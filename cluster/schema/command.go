@@ -182,6 +182,9 @@ func DecodeCommand(data []byte) (Command, error) {
 	if len(data) > maxEntrySize(t) {
 		return nil, invalidf("command of %d bytes, more than %d", len(data), maxEntrySize(t))
 	}
+	if t == 0 {
+		return nil, invalidf("command type 0: a zeroed entry")
+	}
 	cmd := NewCommand(t)
 	if cmd == nil {
 		return nil, &UnknownCommandError{Type: t, Skippable: skippable}
