@@ -450,11 +450,12 @@ func (l *Ledger) Account(issued int) Accounting {
 		ackNode := int(l.ackNode[k])
 		for ag := 0; ag < l.agents; ag++ {
 			seen := l.seen[ag][k]
-			// On the acknowledging node: never, or only at a seq a crash
-			// lost (the acknowledged seq is then above it, the highest
-			// received; after a second creation of the id elsewhere, it
-			// is the first). Elsewhere seqs are that node's own: never.
-			if seen == 0 || (l.agentNode[ag] == ackNode && seen != l.ackSeq[k] && l.seenFirst[ag][k] != l.ackSeq[k]) {
+			// On the acknowledging node: never, or only at a seq before
+			// the acknowledged one (a crash lost that event). A later seq
+			// is the message's later event (a second creation of the id
+			// elsewhere merged in): a replay writes a message once, at its
+			// last event. Elsewhere seqs are that node's own: never.
+			if seen == 0 || (l.agentNode[ag] == ackNode && seen < l.ackSeq[k] && l.seenFirst[ag][k] != l.ackSeq[k]) {
 				a.LostAtAgents++
 				lost = true
 			}
@@ -478,8 +479,11 @@ func (l *Ledger) Account(issued int) Accounting {
 				case l.storedMixed[nd][k]:
 					a.DuplicatedInStore++
 					dup = true
-				case nd == ackNode && l.storedSeq[nd][k] != l.ackSeq[k]:
-					lost = true // acknowledged at a seq the history does not have
+				case nd == ackNode && l.storedSeq[nd][k] < l.ackSeq[k]:
+					// Acknowledged at a seq after the history's: the
+					// acknowledged event is not there. (At a later seq the
+					// history gives the message's last event.)
+					lost = true
 				}
 				if l.storedAlt[nd][k] {
 					altered = true

@@ -386,3 +386,27 @@ func TestLedgerHistoryAgreement(t *testing.T) {
 		t.Errorf("verdict %q", v)
 	}
 }
+
+// TestLedgerLaterEventOnTheAckingNode: a message acknowledged at seq 12 by
+// node 0 whose copy another node's earlier creation then displaced has a
+// later event there (seq 15); a replay writes it once, at 15, and an agent
+// that resumed gets only that. Not lost. Seen or held only before the
+// acknowledged seq: lost.
+func TestLedgerLaterEventOnTheAckingNode(t *testing.T) {
+	l := NewLedger(2, 1)
+	l.SetAgentNode(0, 0)
+	for k := range 2 {
+		l.Sent(k)
+	}
+	l.Acked(0, 0, 12)
+	l.Delivered(0, 0, 15, sk(0))
+	l.Stored(0, 0, 0, 15, sk(0))
+	l.Acked(1, 0, 20)
+	l.Delivered(0, 1, 19, sk(1))
+	l.Stored(0, 1, 0, 19, sk(1))
+	l.MarkAudited(0)
+	a := l.Account(2)
+	if a.Lost != 1 || !eqInts(a.LostExamples, []int{1}) || a.LostAtAgents != 1 {
+		t.Errorf("accounting %+v", a)
+	}
+}
