@@ -10,6 +10,7 @@ import (
 
 	"parley/cluster/replication"
 	"parley/crdt"
+	"parley/ident"
 	"parley/store"
 )
 
@@ -31,8 +32,6 @@ const (
 )
 
 var (
-	reWorkspace = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
-	reConv      = regexp.MustCompile(`^c_[0-9a-f]{24}$`)
 	reMsgID     = regexp.MustCompile(`^[A-Za-z0-9_-]{8,64}$`)
 	reHex64     = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	reVisitorID = regexp.MustCompile(`^[0-9a-f]{32}$`)
@@ -157,7 +156,7 @@ func (f *inFrame) validateHello() *wireError {
 	if f.V != ProtocolVersion {
 		return fatalf(CodeVersionUnsupported, closeBadVersion, "v: this node speaks version %d, got %d", ProtocolVersion, f.V)
 	}
-	if !reWorkspace.MatchString(f.Workspace) {
+	if !ident.ValidID(f.Workspace) {
 		return errf(CodeBadRequest, "workspace: must match [a-z0-9_-]{1,64}")
 	}
 	if utf8.RuneCountInString(f.Name) > maxName || !printable(f.Name, false) {
@@ -188,7 +187,7 @@ func (f *inFrame) validateHello() *wireError {
 }
 
 func checkConv(id string) *wireError {
-	if !reConv.MatchString(id) {
+	if !ident.ValidConversation(id) {
 		return errf(CodeBadRequest, "conversation: must be c_ and 24 hex digits")
 	}
 	return nil

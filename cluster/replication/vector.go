@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"parley/ident"
 )
 
 // Vector is how far each origin's events of one conversation have got: for
@@ -89,7 +91,7 @@ func (v Vector) String() string {
 var ErrBadVector = errors.New("bad vector")
 
 // ParseVector decodes String's form. Origins are node IDs, with "~" and an
-// incarnation after a crash ([a-z0-9_~-], 1 to 64); each appears once; the
+// incarnation after a crash (ident.ValidOrigin); each appears once; the
 // empty string is the empty vector.
 func ParseVector(s string) (Vector, error) {
 	v := Vector{}
@@ -102,7 +104,7 @@ func ParseVector(s string) (Vector, error) {
 	}
 	for _, p := range parts {
 		o, n, ok := strings.Cut(p, ".")
-		if !ok || !validOrigin(o) {
+		if !ok || !ident.ValidOrigin(o) {
 			return nil, fmt.Errorf("%w: %q", ErrBadVector, p)
 		}
 		x, err := strconv.ParseUint(n, 10, 64)
@@ -115,18 +117,4 @@ func ParseVector(s string) (Vector, error) {
 		v[o] = x
 	}
 	return v, nil
-}
-
-func validOrigin(o string) bool {
-	if len(o) == 0 || len(o) > 64 {
-		return false
-	}
-	for i := 0; i < len(o); i++ {
-		c := o[i]
-		// "~" joins a node ID and its incarnation (store.originName).
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '~') {
-			return false
-		}
-	}
-	return true
 }
