@@ -8,7 +8,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"parley/cluster/replication"
 	"parley/crdt"
 	"parley/ident"
 	"parley/store"
@@ -102,7 +101,7 @@ func (f *inFrame) validate() *wireError {
 			if len(f.Since) > maxSince {
 				return errf(CodeBadRequest, "since: at most %d characters", maxSince)
 			}
-			if _, err := replication.ParseVector(f.Since); err != nil {
+			if _, err := crdt.ParseVector(f.Since); err != nil {
 				return errf(CodeBadRequest, "since: %v", err)
 			}
 		}

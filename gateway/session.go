@@ -8,7 +8,6 @@ import (
 	"sort"
 	"time"
 
-	"parley/cluster/replication"
 	"parley/crdt"
 	"parley/store"
 )
@@ -247,9 +246,9 @@ func (c *conn) resume(f inFrame) *wireError {
 		return nil
 	}
 	ws, conv := c.id.Workspace, f.Conversation
-	var since replication.Vector
+	var since crdt.Vector
 	if f.Since != "" {
-		since, _ = replication.ParseVector(f.Since) // validated
+		since, _ = crdt.ParseVector(f.Since) // validated
 	}
 	c.send(&outItem{kind: outReplayStart, conv: conv, since: since})
 	c.srv.hub.subscribe(c, conv)

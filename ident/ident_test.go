@@ -1,6 +1,7 @@
 package ident
 
 import (
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -72,4 +73,19 @@ func FuzzGrammars(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestImportsNothingOfParley keeps ident at the bottom: every layer may
+// import it.
+func TestImportsNothingOfParley(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if strings.HasPrefix(p, "parley/") && p != "parley/ident" {
+			t.Errorf("ident depends on %s", p)
+		}
+	}
 }

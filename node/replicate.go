@@ -463,7 +463,7 @@ func (r *replicator) signal(sig gateway.Signal) {
 		if err != nil {
 			return
 		}
-		sig.Vector, sig.Seq = replication.Vector(v).String(), 0
+		sig.Vector, sig.Seq = crdt.Vector(v).String(), 0
 	}
 	b, err := json.Marshal(sig)
 	if err != nil {
@@ -575,7 +575,7 @@ const (
 )
 
 func (r *replicator) applyReadTry(sig gateway.Signal, try int) {
-	v, err := replication.ParseVector(sig.Vector)
+	v, err := crdt.ParseVector(sig.Vector)
 	if err != nil || sig.Participant == "" {
 		return
 	}

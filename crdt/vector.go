@@ -1,10 +1,4 @@
-// Package replication carries conversation events between the nodes that
-// hold or serve them: one-hop deltas on an ordered stream per pair of nodes,
-// acknowledgements that make a write durable on several replicas, and
-// anti-entropy that repairs whatever a stream lost. It knows events only as
-// origin-stamped, opaque payloads; the node stores and applies them
-// (docs/replication.md).
-package replication
+package crdt
 
 import (
 	"errors"
@@ -19,7 +13,9 @@ import (
 
 // Vector is how far each origin's events of one conversation have got: for
 // every origin node, the highest oseq such that all of its events up to it
-// are present. Zero for an origin means none.
+// are present. Zero for an origin means none. It is a version vector:
+// Merge is its join. Nodes compare and repair replicas by it, and clients
+// carry its String form to resume where they were (docs/protocol.md).
 type Vector map[string]uint64
 
 // Covers says whether the event (origin, oseq) is within v.
