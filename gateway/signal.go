@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"parley/crdt"
+	"parley/ident"
 )
 
 // Signal is an ephemeral change of a participant connected to some node:
@@ -18,7 +19,7 @@ type Signal struct {
 	Workspace    string         `json:"ws"`
 	Conversation string         `json:"conv,omitempty"` // typing, view
 	Participant  string         `json:"p"`
-	Role         string         `json:"r"`
+	Role         ident.Role     `json:"r"`
 	Name         string         `json:"n,omitempty"`
 	LeaseID      string         `json:"l,omitempty"` // lease, view: "<node>/<n>"
 	Typing       bool           `json:"t,omitempty"`
@@ -58,7 +59,7 @@ func leaseSignal(c *conn, l crdt.Lease) Signal {
 // or leave, start or stop typing, for this node's clients as for its own.
 // A malformed signal is dropped.
 func (s *Server) ApplySignal(sig Signal) {
-	if sig.Workspace == "" || sig.Participant == "" || (sig.Role != "visitor" && sig.Role != "agent") {
+	if sig.Workspace == "" || sig.Participant == "" || !sig.Role.Valid() {
 		return
 	}
 	now := time.Now().UnixMilli()
@@ -145,10 +146,10 @@ func (s *Server) endLeases(match func(crdt.Lease) bool) {
 
 // announceParticipant tells the workspace that a participant came online
 // or left: visitors are seen by agents, agents by everyone.
-func (s *Server) announceParticipant(ws, participant, role, name string, online bool) {
+func (s *Server) announceParticipant(ws, participant string, role ident.Role, name string, online bool) {
 	it := &outItem{kind: outFrame, data: encode(presenceFrame{Type: "presence", Participant: participant, Role: role, Name: name, Online: online})}
-	s.hub.toRole(ws, "agent", it)
-	if role == "agent" {
-		s.hub.toRole(ws, "visitor", it)
+	s.hub.toRole(ws, ident.Agent, it)
+	if role == ident.Agent {
+		s.hub.toRole(ws, ident.Visitor, it)
 	}
 }

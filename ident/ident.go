@@ -54,3 +54,17 @@ func all(s string, ok func(byte) bool) bool {
 	}
 	return true
 }
+
+// Role is what a participant of a conversation is. On the wire (a client's
+// hello, messages, presence, typing, signals between nodes) it is the
+// string itself.
+type Role string
+
+// The roles.
+const (
+	Visitor Role = "visitor" // a customer, through the widget
+	Agent   Role = "agent"   // an operator, through the console
+)
+
+// Valid says whether r is one of the roles.
+func (r Role) Valid() bool { return r == Visitor || r == Agent }
