@@ -19,7 +19,7 @@ import (
 
 // SignalView is an agent connection's open conversation (Signal.LeaseID,
 // Signal.Conversation; Expires 0 or an empty Conversation: none).
-const SignalView = "view"
+const SignalView SignalKind = "view"
 
 // viewLease is one agent connection's view, and also its delta: last
 // writer wins per lease ID, by TS.
