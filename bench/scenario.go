@@ -8,11 +8,12 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"parley/ident"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -304,8 +305,6 @@ func (s *Scenario) Defaults() {
 	}
 }
 
-var reWorkspace = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
-
 // Validate returns every problem of the scenario at once, each naming its
 // field.
 func (s *Scenario) Validate() error {
@@ -319,7 +318,7 @@ func (s *Scenario) Validate() error {
 			bad(fmt.Sprintf("target.nodes[%d]", i), "%v", err)
 		}
 	}
-	if !reWorkspace.MatchString(s.Target.Workspace) {
+	if !ident.ValidID(s.Target.Workspace) {
 		bad("target.workspace", "%q is not [a-z0-9_-]{1,64}", s.Target.Workspace)
 	}
 	if s.Target.AgentToken != "" && s.Target.AgentTokenEnv != "" {

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"parley/crdt"
+	"parley/ident"
 
 	"pgregory.net/rapid"
 )
@@ -32,7 +33,7 @@ func genMessage(ids ...string) *rapid.Generator[crdt.Message] {
 		m := crdt.NewMessage(
 			rapid.SampledFrom(ids).Draw(t, "id"),
 			rapid.SampledFrom([]string{"v:a", "a:s"}).Draw(t, "author"),
-			rapid.SampledFrom([]string{"visitor", "agent"}).Draw(t, "role"),
+			rapid.SampledFrom([]ident.Role{ident.Visitor, ident.Agent}).Draw(t, "role"),
 			rapid.SampledFrom([]string{"", "Ada"}).Draw(t, "name"),
 			rapid.SampledFrom([]string{"hi", "yo", ""}).Draw(t, "body"),
 			created,

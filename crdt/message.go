@@ -6,6 +6,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"parley/ident"
 )
 
 // Message is the replicated state of one chat message and also its delta.
@@ -22,19 +24,19 @@ import (
 // an edit, so a message accepted twice never shows as edited. A valid state
 // never has BodyTS before Created and never keeps text once Deleted is set.
 type Message struct {
-	ID      string    `json:"id"`     // client-generated, unique per conversation
-	Author  string    `json:"author"` // participant, e.g. "v:abc", "a:sam"
-	Role    string    `json:"role"`   // "visitor" or "agent"
-	Name    string    `json:"name,omitempty"`
-	Created Timestamp `json:"ts"`      // immutable; the total order is (Created, ID)
-	Body    string    `json:"body"`    // "" once deleted
-	BodyTS  Timestamp `json:"body_ts"` // LWW timestamp of Body; equals Created until edited
-	Deleted Timestamp `json:"del"`     // zero = live; otherwise the tombstone's timestamp
+	ID      string     `json:"id"`     // client-generated, unique per conversation
+	Author  string     `json:"author"` // participant, e.g. "v:abc", "a:sam"
+	Role    ident.Role `json:"role"`
+	Name    string     `json:"name,omitempty"`
+	Created Timestamp  `json:"ts"`      // immutable; the total order is (Created, ID)
+	Body    string     `json:"body"`    // "" once deleted
+	BodyTS  Timestamp  `json:"body_ts"` // LWW timestamp of Body; equals Created until edited
+	Deleted Timestamp  `json:"del"`     // zero = live; otherwise the tombstone's timestamp
 }
 
 // NewMessage returns the first state of a message, which is also the delta
 // announcing it.
-func NewMessage(id, author, role, name, body string, ts Timestamp) Message {
+func NewMessage(id, author string, role ident.Role, name, body string, ts Timestamp) Message {
 	return Message{ID: id, Author: author, Role: role, Name: name, Created: ts, Body: body, BodyTS: ts}
 }
 
@@ -107,7 +109,7 @@ func compareIdentity(a, b Message) int {
 	if c := strings.Compare(a.Author, b.Author); c != 0 {
 		return c
 	}
-	if c := strings.Compare(a.Role, b.Role); c != 0 {
+	if c := strings.Compare(string(a.Role), string(b.Role)); c != 0 {
 		return c
 	}
 	return strings.Compare(a.Name, b.Name)
@@ -281,7 +283,7 @@ func (l *Log) Digest() [32]byte {
 		buf = buf[:0]
 		buf = appendString(buf, m.ID)
 		buf = appendString(buf, m.Author)
-		buf = appendString(buf, m.Role)
+		buf = appendString(buf, string(m.Role))
 		buf = appendString(buf, m.Name)
 		buf = appendTimestamp(buf, m.Created)
 		buf = appendString(buf, m.Body)

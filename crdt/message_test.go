@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"parley/crdt"
+	"parley/ident"
 
 	"pgregory.net/rapid"
 )
@@ -99,7 +100,7 @@ func TestMergeMessageForgedIdentity(t *testing.T) {
 		name       string
 		x, y       crdt.Message
 		wantAuthor string
-		wantRole   string
+		wantRole   ident.Role
 		wantName   string
 		wantTS     crdt.Timestamp
 	}{

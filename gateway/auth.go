@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"parley/ident"
 )
 
 // ErrAuth is what an Authenticator returns for a credential it refuses.
@@ -69,7 +71,7 @@ type Authenticator interface {
 type identity struct {
 	Workspace   string
 	Participant string
-	Role        string
+	Role        ident.Role
 	Name        string
 	VisitorID   string
 	VisitorSig  string
@@ -79,7 +81,7 @@ type identity struct {
 // authenticate turns a validated hello into an identity.
 func authenticate(ctx context.Context, a Authenticator, f inFrame) (identity, *wireError) {
 	id := identity{Workspace: f.Workspace, Role: f.Role, Name: f.Name}
-	if f.Role == "agent" {
+	if f.Role == ident.Agent {
 		ag, err := a.Agent(ctx, f.Workspace, f.Token)
 		if err != nil {
 			return id, authError(err, "operator token refused")

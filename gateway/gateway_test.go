@@ -893,7 +893,7 @@ func TestSignalsOfAnotherNode(t *testing.T) {
 	v.send(map[string]any{"type": "typing", "conversation": conv, "typing": true})
 	ag.expect("typing", nil)
 	mu.Lock()
-	kinds := map[string]int{}
+	kinds := map[SignalKind]int{}
 	for _, s := range emitted {
 		kinds[s.Kind]++
 		if s.Kind == SignalLease && !strings.HasPrefix(s.LeaseID, "t1/") {

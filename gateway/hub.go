@@ -3,6 +3,7 @@ package gateway
 import (
 	"sync"
 
+	"parley/ident"
 	"parley/store"
 )
 
@@ -31,7 +32,7 @@ func (h *hub) join(c *conn) {
 		r = &room{agents: map[*conn]struct{}{}, visitors: map[*conn]struct{}{}, subs: map[string]map[*conn]struct{}{}, convsOf: map[*conn][]string{}}
 		h.rooms[c.id.Workspace] = r
 	}
-	if c.id.Role == "agent" {
+	if c.id.Role == ident.Agent {
 		r.agents[c] = struct{}{}
 	} else {
 		r.visitors[c] = struct{}{}
@@ -64,7 +65,7 @@ func (h *hub) leave(c *conn) {
 // subscribe adds a visitor connection to a conversation's events; agents
 // have them all already.
 func (h *hub) subscribe(c *conn, conv string) {
-	if c.id.Role == "agent" {
+	if c.id.Role == ident.Agent {
 		return
 	}
 	h.mu.Lock()
@@ -127,7 +128,7 @@ func (h *hub) toConv(ws, conv string, it *outItem) {
 }
 
 // toRole sends to every connection of one role in a workspace.
-func (h *hub) toRole(ws, role string, it *outItem) {
+func (h *hub) toRole(ws string, role ident.Role, it *outItem) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	r := h.rooms[ws]
@@ -135,7 +136,7 @@ func (h *hub) toRole(ws, role string, it *outItem) {
 		return
 	}
 	set := r.visitors
-	if role == "agent" {
+	if role == ident.Agent {
 		set = r.agents
 	}
 	for c := range set {

@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"parley/crdt"
+	"parley/ident"
 )
 
 // presence holds this node's view of who is online and who is typing, as
@@ -24,7 +25,10 @@ type presence struct {
 	servingIdx map[string]*servingIndex
 }
 
-type peer struct{ role, name string }
+type peer struct {
+	role ident.Role
+	name string
+}
 
 func newPresence(clock *crdt.Clock) *presence {
 	return &presence{clock: clock, leases: map[string]*crdt.Presence{}, peers: map[string]map[string]peer{}, shown: map[string]map[string]bool{}, agents: map[string]map[string]bool{}, typing: map[string]*crdt.Typing{}, servingIdx: map[string]*servingIndex{}}
@@ -59,7 +63,7 @@ func (p *presence) applyLease(ws string, l crdt.Lease, who peer, nowMS int64) (f
 	after := set.IsOnline(l.Participant, nowMS)
 	if after {
 		p.shown[ws][l.Participant] = true
-		if who.role == "agent" {
+		if who.role == ident.Agent {
 			p.agents[ws][l.Participant] = true
 		}
 	} else {
@@ -113,7 +117,7 @@ func (p *presence) remoteLeases(match func(crdt.Lease) bool) map[string]map[stri
 }
 
 // online returns the presence frames of everyone online in ws with role.
-func (p *presence) online(ws, role string, nowMS int64) []presenceFrame {
+func (p *presence) online(ws string, role ident.Role, nowMS int64) []presenceFrame {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	set := p.leases[ws]
@@ -123,7 +127,7 @@ func (p *presence) online(ws, role string, nowMS int64) []presenceFrame {
 	// A visitor's hello asks for the agents only: walk that small set, not
 	// every connection of the workspace.
 	candidates := p.shown[ws]
-	if role == "agent" {
+	if role == ident.Agent {
 		candidates = p.agents[ws]
 	}
 	var out []presenceFrame

@@ -8,8 +8,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"parley/cluster/replication"
 	"parley/crdt"
+	"parley/ident"
 	"parley/store"
 )
 
@@ -31,8 +31,6 @@ const (
 )
 
 var (
-	reWorkspace = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
-	reConv      = regexp.MustCompile(`^c_[0-9a-f]{24}$`)
 	reMsgID     = regexp.MustCompile(`^[A-Za-z0-9_-]{8,64}$`)
 	reHex64     = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	reVisitorID = regexp.MustCompile(`^[0-9a-f]{32}$`)
@@ -40,25 +38,25 @@ var (
 
 // inFrame is any frame a client sends; which fields count depends on Type.
 type inFrame struct {
-	Type         string  `json:"type"`
-	Ref          string  `json:"ref"`
-	V            int     `json:"v"`
-	Workspace    string  `json:"workspace"`
-	Role         string  `json:"role"`
-	VisitorID    string  `json:"visitor_id"`
-	VisitorSig   string  `json:"visitor_sig"`
-	UserID       string  `json:"user_id"`
-	UserHash     string  `json:"user_hash"`
-	Name         string  `json:"name"`
-	Token        string  `json:"token"`
-	Conversation string  `json:"conversation"`
-	ID           string  `json:"id"`
-	Body         *string `json:"body"`
-	After        uint64  `json:"after"`
-	Since        string  `json:"since"`
-	Seq          uint64  `json:"seq"`
-	Typing       bool    `json:"typing"`
-	Viewing      *bool   `json:"viewing"`
+	Type         string     `json:"type"`
+	Ref          string     `json:"ref"`
+	V            int        `json:"v"`
+	Workspace    string     `json:"workspace"`
+	Role         ident.Role `json:"role"`
+	VisitorID    string     `json:"visitor_id"`
+	VisitorSig   string     `json:"visitor_sig"`
+	UserID       string     `json:"user_id"`
+	UserHash     string     `json:"user_hash"`
+	Name         string     `json:"name"`
+	Token        string     `json:"token"`
+	Conversation string     `json:"conversation"`
+	ID           string     `json:"id"`
+	Body         *string    `json:"body"`
+	After        uint64     `json:"after"`
+	Since        string     `json:"since"`
+	Seq          uint64     `json:"seq"`
+	Typing       bool       `json:"typing"`
+	Viewing      *bool      `json:"viewing"`
 }
 
 // decodeFrame parses and validates one client frame. The error, if any, is
@@ -103,7 +101,7 @@ func (f *inFrame) validate() *wireError {
 			if len(f.Since) > maxSince {
 				return errf(CodeBadRequest, "since: at most %d characters", maxSince)
 			}
-			if _, err := replication.ParseVector(f.Since); err != nil {
+			if _, err := crdt.ParseVector(f.Since); err != nil {
 				return errf(CodeBadRequest, "since: %v", err)
 			}
 		}
@@ -157,18 +155,18 @@ func (f *inFrame) validateHello() *wireError {
 	if f.V != ProtocolVersion {
 		return fatalf(CodeVersionUnsupported, closeBadVersion, "v: this node speaks version %d, got %d", ProtocolVersion, f.V)
 	}
-	if !reWorkspace.MatchString(f.Workspace) {
+	if !ident.ValidID(f.Workspace) {
 		return errf(CodeBadRequest, "workspace: must match [a-z0-9_-]{1,64}")
 	}
 	if utf8.RuneCountInString(f.Name) > maxName || !printable(f.Name, false) {
 		return errf(CodeBadRequest, "name: at most %d printable characters, no invisible format characters", maxName)
 	}
 	switch f.Role {
-	case "agent":
+	case ident.Agent:
 		if f.Token == "" || len(f.Token) > maxToken {
 			return errf(CodeBadRequest, "token: required, at most %d characters", maxToken)
 		}
-	case "visitor":
+	case ident.Visitor:
 		if (f.VisitorID == "") != (f.VisitorSig == "") {
 			return errf(CodeBadRequest, "visitor_id and visitor_sig go together")
 		}
@@ -188,7 +186,7 @@ func (f *inFrame) validateHello() *wireError {
 }
 
 func checkConv(id string) *wireError {
-	if !reConv.MatchString(id) {
+	if !ident.ValidConversation(id) {
 		return errf(CodeBadRequest, "conversation: must be c_ and 24 hex digits")
 	}
 	return nil
@@ -241,15 +239,15 @@ type errorFrame struct {
 }
 
 type welcomeFrame struct {
-	Type        string `json:"type"`
-	V           int    `json:"v"`
-	Workspace   string `json:"workspace"`
-	Role        string `json:"role"`
-	Participant string `json:"participant"`
-	VisitorID   string `json:"visitor_id,omitempty"`
-	VisitorSig  string `json:"visitor_sig,omitempty"`
-	Node        string `json:"node"`
-	HeartbeatMS int64  `json:"heartbeat_ms"`
+	Type        string     `json:"type"`
+	V           int        `json:"v"`
+	Workspace   string     `json:"workspace"`
+	Role        ident.Role `json:"role"`
+	Participant string     `json:"participant"`
+	VisitorID   string     `json:"visitor_id,omitempty"`
+	VisitorSig  string     `json:"visitor_sig,omitempty"`
+	Node        string     `json:"node"`
+	HeartbeatMS int64      `json:"heartbeat_ms"`
 }
 
 type refFrame struct {
@@ -280,7 +278,7 @@ type ackFrame struct {
 type wireMessage struct {
 	ID      string          `json:"id"`
 	Author  string          `json:"author"`
-	Role    string          `json:"role"`
+	Role    ident.Role      `json:"role"`
 	Name    string          `json:"name,omitempty"`
 	Body    string          `json:"body"`
 	TS      crdt.Timestamp  `json:"ts"`
@@ -318,30 +316,30 @@ func stampString(st store.Stamp) string {
 }
 
 type readFrame struct {
-	Type         string `json:"type"`
-	Conversation string `json:"conversation"`
-	Participant  string `json:"participant"`
-	Role         string `json:"role"`
-	Seq          uint64 `json:"seq"`
+	Type         string     `json:"type"`
+	Conversation string     `json:"conversation"`
+	Participant  string     `json:"participant"`
+	Role         ident.Role `json:"role"`
+	Seq          uint64     `json:"seq"`
 }
 
 type typingFrame struct {
-	Type         string `json:"type"`
-	Conversation string `json:"conversation"`
-	Participant  string `json:"participant"`
-	Role         string `json:"role"`
-	Name         string `json:"name,omitempty"`
-	Typing       bool   `json:"typing"`
-	ExpiresMS    int64  `json:"expires_ms"`
+	Type         string     `json:"type"`
+	Conversation string     `json:"conversation"`
+	Participant  string     `json:"participant"`
+	Role         ident.Role `json:"role"`
+	Name         string     `json:"name,omitempty"`
+	Typing       bool       `json:"typing"`
+	ExpiresMS    int64      `json:"expires_ms"`
 }
 
 type presenceFrame struct {
-	Type          string   `json:"type"`
-	Participant   string   `json:"participant"`
-	Role          string   `json:"role"`
-	Name          string   `json:"name,omitempty"`
-	Online        bool     `json:"online"`
-	Conversations []string `json:"conversations,omitempty"`
+	Type          string     `json:"type"`
+	Participant   string     `json:"participant"`
+	Role          ident.Role `json:"role"`
+	Name          string     `json:"name,omitempty"`
+	Online        bool       `json:"online"`
+	Conversations []string   `json:"conversations,omitempty"`
 }
 
 type wireConversation struct {
@@ -371,11 +369,11 @@ func toWireConversation(c store.Conversation, reads map[string]uint64, unread in
 	return w
 }
 
-func roleOf(participant string) string {
+func roleOf(participant string) ident.Role {
 	if len(participant) > 1 && participant[0] == 'a' {
-		return "agent"
+		return ident.Agent
 	}
-	return "visitor"
+	return ident.Visitor
 }
 
 func encode(v any) []byte {

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"parley/ident"
 )
 
 func FuzzDecodeFrame(f *testing.F) {
@@ -46,15 +48,15 @@ func FuzzDecodeFrame(f *testing.F) {
 			}
 			fallthrough
 		case "delete":
-			if !reMsgID.MatchString(fr.ID) || !reConv.MatchString(fr.Conversation) {
+			if !reMsgID.MatchString(fr.ID) || !ident.ValidConversation(fr.Conversation) {
 				t.Fatalf("accepted bad ids: %q", data)
 			}
 		case "hello":
-			if fr.V != ProtocolVersion || !reWorkspace.MatchString(fr.Workspace) {
+			if fr.V != ProtocolVersion || !ident.ValidID(fr.Workspace) {
 				t.Fatalf("accepted a bad hello: %q", data)
 			}
 		case "view":
-			if !reConv.MatchString(fr.Conversation) || fr.Viewing == nil {
+			if !ident.ValidConversation(fr.Conversation) || fr.Viewing == nil {
 				t.Fatalf("accepted a bad view: %q", data)
 			}
 		case "resume", "read", "typing", "ping", "start", "list":

@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"parley/ident"
 )
 
 // Where a conversation's participants are connected: replication sends a
@@ -96,7 +98,7 @@ func (p *presence) serving(ws, self string, now time.Time) *servingIndex {
 		if !ok || node == self || !l.Live(nowMS) {
 			continue
 		}
-		if p.peers[ws][l.Participant].role == "agent" {
+		if p.peers[ws][l.Participant].role == ident.Agent {
 			agents[node] = true
 			continue
 		}

@@ -8,8 +8,8 @@ import (
 	"sort"
 	"time"
 
-	"parley/cluster/replication"
 	"parley/crdt"
+	"parley/ident"
 	"parley/store"
 )
 
@@ -128,10 +128,10 @@ func (c *conn) hello(ctx context.Context, f inFrame) *wireError {
 		Node: c.srv.cfg.Node, HeartbeatMS: c.srv.cfg.Heartbeat.Milliseconds(),
 	})
 	now := time.Now()
-	visible := "agent"
-	if id.Role == "agent" {
-		visible = "visitor"
-		for _, p := range c.srv.presence.online(id.Workspace, "agent", now.UnixMilli()) {
+	visible := ident.Agent
+	if id.Role == ident.Agent {
+		visible = ident.Visitor
+		for _, p := range c.srv.presence.online(id.Workspace, ident.Agent, now.UnixMilli()) {
 			c.reply(p)
 		}
 	}
@@ -164,7 +164,7 @@ func (c *conn) renewLease(now time.Time) {
 }
 
 func (c *conn) start(ctx context.Context, f inFrame) *wireError {
-	if c.id.Role != "visitor" {
+	if c.id.Role != ident.Visitor {
 		return errf(CodeForbidden, "start: only visitors start conversations")
 	}
 	if werr := c.srv.overLimit(c.id.Workspace, time.Now()); werr != nil {
@@ -198,7 +198,7 @@ func (c *conn) authorize(conv string) *wireError {
 	if err != nil {
 		return c.storeError(err)
 	}
-	if c.id.Role != "agent" && rec.Owner != c.id.Participant {
+	if c.id.Role != ident.Agent && rec.Owner != c.id.Participant {
 		return errf(CodeNotFound, "conversation %s not found", conv)
 	}
 	c.convs[conv] = true
@@ -209,7 +209,7 @@ const maxListed = 200
 
 func (c *conn) list(f inFrame) *wireError {
 	owner := c.id.Participant
-	if c.id.Role == "agent" {
+	if c.id.Role == ident.Agent {
 		owner = ""
 	}
 	st := c.srv.cfg.Store
@@ -247,9 +247,9 @@ func (c *conn) resume(f inFrame) *wireError {
 		return nil
 	}
 	ws, conv := c.id.Workspace, f.Conversation
-	var since replication.Vector
+	var since crdt.Vector
 	if f.Since != "" {
-		since, _ = replication.ParseVector(f.Since) // validated
+		since, _ = crdt.ParseVector(f.Since) // validated
 	}
 	c.send(&outItem{kind: outReplayStart, conv: conv, since: since})
 	c.srv.hub.subscribe(c, conv)

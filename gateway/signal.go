@@ -5,43 +5,63 @@ import (
 	"time"
 
 	"parley/crdt"
+	"parley/ident"
 )
 
 // Signal is an ephemeral change of a participant connected to some node:
-// a presence lease or a typing state. A node's gateway emits its own
-// (Config.OnSignal); the node carries them to the other nodes serving the
-// workspace, whose gateways apply them (ApplySignal) like their own. Both
-// are CRDTs (last writer wins per lease, per participant's typing), so
-// order and repetition do not matter.
+// a presence lease, an agent's view, a typing state or a read receipt. A
+// node's gateway emits its own (Config.OnSignal); the node carries them to
+// the other nodes serving the workspace, whose gateways apply them
+// (ApplySignal) like their own. Leases, views and typing are CRDTs (last
+// writer wins per lease, per participant's typing), so order and
+// repetition do not matter.
+//
+// Every signal is of one participant (Participant, Role); the fields after
+// those are each of the kinds named beside them, and absent (zero) in the
+// others. The node's own signals between nodes are not Signals: they carry
+// no participant (node/replicate.go lists every kind). The JSON names are
+// the wire's, shared with nodes of earlier versions.
 type Signal struct {
-	Kind         string         `json:"k"` // SignalLease, SignalTyping, SignalView, ...
+	Kind         SignalKind     `json:"k"`
 	Workspace    string         `json:"ws"`
-	Conversation string         `json:"conv,omitempty"` // typing, view
+	Conversation string         `json:"conv,omitempty"` // typing, view, read
 	Participant  string         `json:"p"`
-	Role         string         `json:"r"`
-	Name         string         `json:"n,omitempty"`
+	Role         ident.Role     `json:"r"`
+	Name         string         `json:"n,omitempty"` // lease, view, typing
 	LeaseID      string         `json:"l,omitempty"` // lease, view: "<node>/<n>"
-	Typing       bool           `json:"t,omitempty"`
-	TS           crdt.Timestamp `json:"ts"`
-	Expires      int64          `json:"e"` // unix ms; a lease of 0 has ended
+	Typing       bool           `json:"t,omitempty"` // typing
+	TS           crdt.Timestamp `json:"ts"`          // lease, view, typing
+	Expires      int64          `json:"e"`           // lease, view, typing: unix ms; a lease of 0 has ended
 	// Seq is a read receipt's position in this node's log; the node turns
 	// it into Vector (what the reader had seen) for the others, which turn
 	// it back into positions of their own logs.
-	Seq    uint64 `json:"seq,omitempty"`
-	Vector string `json:"v,omitempty"`
+	Seq    uint64 `json:"seq,omitempty"` // read, as the gateway emits it
+	Vector string `json:"v,omitempty"`   // read, between nodes
 }
 
-// Signal kinds.
+// SignalKind says what a signal between nodes is about; on the wire, the
+// string itself ("k").
+type SignalKind string
+
+// The kinds of Signal.
 const (
-	SignalLease  = "lease"
-	SignalTyping = "typing"
+	SignalLease  SignalKind = "lease"
+	SignalTyping SignalKind = "typing"
 	// SignalRead is a read receipt; the node applies it to its store, not
 	// the gateway (see Signal.Vector).
-	SignalRead = "read"
-	// SignalErase asks the other nodes to erase a conversation; the node
-	// handles it.
-	SignalErase = "erase"
+	SignalRead SignalKind = "read"
+	// SignalView is in view.go.
 )
+
+// OfParticipant says whether k is a kind of Signal: a signal of one
+// participant, which the gateway emits.
+func (k SignalKind) OfParticipant() bool {
+	switch k {
+	case SignalLease, SignalTyping, SignalView, SignalRead:
+		return true
+	}
+	return false
+}
 
 func (s *Server) emit(sig Signal) {
 	if s.cfg.OnSignal != nil {
@@ -58,7 +78,7 @@ func leaseSignal(c *conn, l crdt.Lease) Signal {
 // or leave, start or stop typing, for this node's clients as for its own.
 // A malformed signal is dropped.
 func (s *Server) ApplySignal(sig Signal) {
-	if sig.Workspace == "" || sig.Participant == "" || (sig.Role != "visitor" && sig.Role != "agent") {
+	if sig.Workspace == "" || sig.Participant == "" || !sig.Role.Valid() {
 		return
 	}
 	now := time.Now().UnixMilli()
@@ -145,10 +165,10 @@ func (s *Server) endLeases(match func(crdt.Lease) bool) {
 
 // announceParticipant tells the workspace that a participant came online
 // or left: visitors are seen by agents, agents by everyone.
-func (s *Server) announceParticipant(ws, participant, role, name string, online bool) {
+func (s *Server) announceParticipant(ws, participant string, role ident.Role, name string, online bool) {
 	it := &outItem{kind: outFrame, data: encode(presenceFrame{Type: "presence", Participant: participant, Role: role, Name: name, Online: online})}
-	s.hub.toRole(ws, "agent", it)
-	if role == "agent" {
-		s.hub.toRole(ws, "visitor", it)
+	s.hub.toRole(ws, ident.Agent, it)
+	if role == ident.Agent {
+		s.hub.toRole(ws, ident.Visitor, it)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"parley/crdt"
+	"parley/ident"
 )
 
 // Viewing: which conversation each agent connection has open, so that the
@@ -18,7 +19,7 @@ import (
 
 // SignalView is an agent connection's open conversation (Signal.LeaseID,
 // Signal.Conversation; Expires 0 or an empty Conversation: none).
-const SignalView = "view"
+const SignalView SignalKind = "view"
 
 // viewLease is one agent connection's view, and also its delta: last
 // writer wins per lease ID, by TS.
@@ -52,12 +53,12 @@ func newViews() *views {
 // viewingFrame tells agents that an agent started or stopped viewing a
 // conversation.
 type viewingFrame struct {
-	Type         string `json:"type"`
-	Conversation string `json:"conversation"`
-	Participant  string `json:"participant"`
-	Role         string `json:"role"`
-	Name         string `json:"name,omitempty"`
-	Viewing      bool   `json:"viewing"`
+	Type         string     `json:"type"`
+	Conversation string     `json:"conversation"`
+	Participant  string     `json:"participant"`
+	Role         ident.Role `json:"role"`
+	Name         string     `json:"name,omitempty"`
+	Viewing      bool       `json:"viewing"`
 }
 
 // apply joins a lease and returns the announcements it causes: for the
@@ -141,7 +142,7 @@ func (v *views) reconcile(ws, conv, participant string, nowMS int64) (viewingFra
 			delete(v.shown, ws)
 		}
 	}
-	return viewingFrame{Type: "viewing", Conversation: conv, Participant: participant, Role: "agent", Name: name, Viewing: now}, true
+	return viewingFrame{Type: "viewing", Conversation: conv, Participant: participant, Role: ident.Agent, Name: name, Viewing: now}, true
 }
 
 // get returns a lease by ID.
@@ -160,7 +161,7 @@ func (v *views) current(ws string) []viewingFrame {
 	var out []viewingFrame
 	for conv, ps := range v.shown[ws] {
 		for p, name := range ps {
-			out = append(out, viewingFrame{Type: "viewing", Conversation: conv, Participant: p, Role: "agent", Name: name, Viewing: true})
+			out = append(out, viewingFrame{Type: "viewing", Conversation: conv, Participant: p, Role: ident.Agent, Name: name, Viewing: true})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -202,7 +203,7 @@ func (f *inFrame) validateView() *wireError {
 // view handles an agent's view frame: it opens a conversation (leaving the
 // one this connection had open) or leaves one.
 func (c *conn) view(f inFrame, now time.Time) *wireError {
-	if c.id.Role != "agent" {
+	if c.id.Role != ident.Agent {
 		return errf(CodeForbidden, "view: only agents say which conversation they view")
 	}
 	if werr := c.authorize(f.Conversation); werr != nil {
@@ -234,7 +235,7 @@ func (c *conn) setView(conv string, expMS int64) {
 
 // renewView extends the connection's view lease with its presence lease.
 func (c *conn) renewView(expMS int64) {
-	if c.id.Role != "agent" {
+	if c.id.Role != ident.Agent {
 		return
 	}
 	if cur, ok := c.srv.views.get(c.id.Workspace, c.leaseID); ok && cur.Conversation != "" {
@@ -244,7 +245,7 @@ func (c *conn) renewView(expMS int64) {
 
 // endView ends the connection's view lease when it closes.
 func (c *conn) endView() {
-	if c.id.Role != "agent" {
+	if c.id.Role != ident.Agent {
 		return
 	}
 	if _, ok := c.srv.views.get(c.id.Workspace, c.leaseID); ok {
@@ -254,7 +255,7 @@ func (c *conn) endView() {
 
 // sendViews tells a newly welcomed agent who views which conversation.
 func (c *conn) sendViews() {
-	if c.id.Role != "agent" {
+	if c.id.Role != ident.Agent {
 		return
 	}
 	for _, f := range c.srv.views.current(c.id.Workspace) {
@@ -266,13 +267,13 @@ func (c *conn) sendViews() {
 // workspace's agents (never its visitors) what changed.
 func (s *Server) applyView(ws string, l viewLease) {
 	for _, f := range s.views.apply(ws, l, time.Now().UnixMilli()) {
-		s.hub.toRole(ws, "agent", &outItem{kind: outFrame, data: encode(f)})
+		s.hub.toRole(ws, ident.Agent, &outItem{kind: outFrame, data: encode(f)})
 	}
 }
 
 // applyViewSignal applies another node's view signal.
 func (s *Server) applyViewSignal(sig Signal) {
-	if sig.Role != "agent" || !strings.Contains(sig.LeaseID, "/") || strings.HasPrefix(sig.LeaseID, s.cfg.Node+"/") {
+	if sig.Role != ident.Agent || !strings.Contains(sig.LeaseID, "/") || strings.HasPrefix(sig.LeaseID, s.cfg.Node+"/") {
 		return
 	}
 	if sig.Conversation != "" && checkConv(sig.Conversation) != nil {

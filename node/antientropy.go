@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"parley/cluster/membership"
-	"parley/cluster/replication"
 	"parley/crdt"
 	"parley/store"
 
@@ -210,7 +209,7 @@ func aeKey(ws, conv string) uint32 {
 
 // convSum digests a conversation's name and frontier.
 func convSum(cv convVector) uint64 {
-	sum := sha256.Sum256([]byte(cv.Workspace + "\x00" + cv.Conversation + "\x00" + replication.Vector(cv.Vector).String()))
+	sum := sha256.Sum256([]byte(cv.Workspace + "\x00" + cv.Conversation + "\x00" + crdt.Vector(cv.Vector).String()))
 	return binary.BigEndian.Uint64(sum[:8])
 }
 

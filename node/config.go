@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"regexp"
 	"strings"
 	"time"
 
 	"parley/edge"
+	"parley/ident"
 )
 
 // Config is a node's configuration. Every field has a default that runs a
@@ -328,7 +328,7 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("gossip-addr: %q is not host:port", c.GossipAddr))
 		}
 	}
-	if c.Zone != "" && !reRegion.MatchString(c.Zone) {
+	if c.Zone != "" && !ident.ValidRegion(c.Zone) {
 		errs = append(errs, fmt.Errorf("zone: %q is not 1 to 32 of a-z 0-9 -", c.Zone))
 	}
 	if c.RaftAddr != "" {
@@ -341,7 +341,7 @@ func (c *Config) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("voter: %q is not yes, no or auto", c.Voter))
 	}
-	if c.Region != "" && !reRegion.MatchString(c.Region) {
+	if c.Region != "" && !ident.ValidRegion(c.Region) {
 		errs = append(errs, fmt.Errorf("region: %q is not 1 to 32 of a-z 0-9 -", c.Region))
 	}
 	if c.UsageInterval < 0 || c.Lease < 0 {
@@ -358,8 +358,6 @@ func (c *Config) validate() error {
 	}
 	return errors.Join(errs...)
 }
-
-var reRegion = regexp.MustCompile(`^[a-z0-9-]{1,32}$`) // as the cluster package checks
 
 // splitList reads a comma-separated flag: entries trimmed, empty ones
 // dropped.

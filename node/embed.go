@@ -14,6 +14,7 @@ import (
 
 	"parley/crdt"
 	"parley/embedder"
+	"parley/ident"
 	"parley/store"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -375,7 +376,7 @@ func conversationText(msgs []crdt.Message) string {
 	var b strings.Builder
 	for _, visitor := range []bool{true, false} {
 		for _, m := range msgs {
-			if (m.Role == "visitor") != visitor {
+			if (m.Role == ident.Visitor) != visitor {
 				continue
 			}
 			if b.Len() > 0 {
@@ -394,7 +395,7 @@ func conversationText(msgs []crdt.Message) string {
 func visitorTail(msgs []crdt.Message, n int) string {
 	var tail []string
 	for i := len(msgs) - 1; i >= 0 && len(tail) < n; i-- {
-		if msgs[i].Role == "visitor" {
+		if msgs[i].Role == ident.Visitor {
 			tail = append(tail, msgs[i].Body)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"parley/cluster"
 	"parley/embedder"
 	"parley/gateway"
+	"parley/ident"
 	"parley/store"
 )
 
@@ -50,9 +51,7 @@ const (
 )
 
 var (
-	reAPIWorkspace = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
-	reAPIConv      = regexp.MustCompile(`^c_[0-9a-f]{24}$`)
-	reReplyID      = regexp.MustCompile(`^r_[0-9a-f]{16}$`)
+	reReplyID = regexp.MustCompile(`^r_[0-9a-f]{16}$`)
 )
 
 func (n *Node) embedRoutes(mux *http.ServeMux) {
@@ -92,7 +91,7 @@ type apiCall struct {
 // calls h, which answers with a value (200) or an *apiError.
 func (n *Node) agentAPI(h func(*apiCall) (any, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if ws := r.PathValue("ws"); reAPIWorkspace.MatchString(ws) && n.relay.proxyAPI(w, r, ws) {
+		if ws := r.PathValue("ws"); ident.ValidID(ws) && n.relay.proxyAPI(w, r, ws) {
 			return
 		}
 		v, err := n.authorizeAPI(w, r, h)
@@ -114,7 +113,7 @@ func (n *Node) agentAPI(h func(*apiCall) (any, error)) http.Handler {
 
 func (n *Node) authorizeAPI(w http.ResponseWriter, r *http.Request, h func(*apiCall) (any, error)) (any, error) {
 	ws := r.PathValue("ws")
-	if !reAPIWorkspace.MatchString(ws) {
+	if !ident.ValidID(ws) {
 		return nil, badRequest("workspace: 1 to 64 characters of a-z, 0-9, _ and -")
 	}
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -184,7 +183,7 @@ func kParam(r *http.Request) (int, error) {
 // workspace.
 func (n *Node) convParam(c *apiCall) (store.Conversation, error) {
 	id := c.r.PathValue("conv")
-	if !reAPIConv.MatchString(id) {
+	if !ident.ValidConversation(id) {
 		return store.Conversation{}, badRequest("conversation: c_ and 24 lowercase hex digits")
 	}
 	conv, err := n.store.Conversation(c.ws, id)
@@ -518,7 +517,7 @@ func (n *Node) apiDeleteReply(c *apiCall) (any, error) {
 // with the first erasure's index.
 func (n *Node) apiErase(c *apiCall) (any, error) {
 	id := c.r.PathValue("conv")
-	if !reAPIConv.MatchString(id) {
+	if !ident.ValidConversation(id) {
 		return nil, badRequest("conversation: c_ and 24 lowercase hex digits")
 	}
 	index, erased, err := n.ctl.c.Erased(c.ws, id)

@@ -18,6 +18,7 @@ import (
 	"parley/cluster"
 	"parley/crdt"
 	"parley/embedder"
+	"parley/ident"
 	"parley/store"
 
 	"github.com/coder/websocket"
@@ -110,9 +111,9 @@ func seedConv(t testing.TB, st *store.Store, ws, id string, msgs ...string) {
 		t.Fatal(err)
 	}
 	for i, body := range msgs {
-		author, role := "v:"+id, "visitor"
+		author, role := "v:"+id, ident.Visitor
 		if strings.HasPrefix(body, "A:") {
-			author, role, body = "a:sam", "agent", strings.TrimPrefix(body, "A:")
+			author, role, body = "a:sam", ident.Agent, strings.TrimPrefix(body, "A:")
 		}
 		m := crdt.NewMessage(fmt.Sprintf("m%02d", i), author, role, "", body, crdt.Timestamp{Wall: int64(i + 1), Node: "n1"})
 		if _, err := st.Apply(ctx, store.Change{Kind: store.Send, Workspace: ws, Conversation: id, Participant: author, Message: m}); err != nil {
@@ -493,21 +494,21 @@ func TestEmbedConfigValidation(t *testing.T) {
 
 func TestConversationText(t *testing.T) {
 	t.Parallel()
-	m := func(role, body string, deleted bool) crdt.Message {
+	m := func(role ident.Role, body string, deleted bool) crdt.Message {
 		x := crdt.Message{Role: role, Body: body}
 		if deleted {
 			x.Deleted = crdt.Timestamp{Wall: 1}
 		}
 		return x
 	}
-	msgs := []crdt.Message{m("visitor", "first", false), m("agent", "reply", false), m("visitor", "second", false), m("visitor", "third", false)}
+	msgs := []crdt.Message{m(ident.Visitor, "first", false), m(ident.Agent, "reply", false), m(ident.Visitor, "second", false), m(ident.Visitor, "third", false)}
 	if got := conversationText(msgs); got != "first\nsecond\nthird\nreply" {
 		t.Fatalf("conversationText = %q", got)
 	}
 	if got := visitorTail(msgs, 2); got != "second\nthird" {
 		t.Fatalf("visitorTail = %q", got)
 	}
-	long := []crdt.Message{m("visitor", strings.Repeat("é", maxEmbedChars), false)}
+	long := []crdt.Message{m(ident.Visitor, strings.Repeat("é", maxEmbedChars), false)}
 	if got := conversationText(long); len(got) > maxEmbedChars || !strings.HasPrefix(got, "é") || strings.ContainsRune(got, '\uFFFD') {
 		t.Fatalf("long text cut to %d bytes, valid UTF-8: %v", len(got), !strings.ContainsRune(got, '\uFFFD'))
 	}

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"parley/certs"
 	"parley/crdt"
 	"parley/edge"
 	"parley/gateway"
@@ -51,7 +52,7 @@ type Node struct {
 	h3Port int
 	// certs is the certificate of HTTP/3 and, when https, of the TCP
 	// listener; nil with HTTP/3 off and no certificate configured.
-	certs *gateway.Certs
+	certs *certs.Source
 	https bool
 	// trusted are the proxies whose word on a client's address is taken.
 	trusted *edge.Trusted
@@ -191,10 +192,10 @@ func (n *Node) openCerts() error {
 	var err error
 	switch {
 	case n.cfg.TLSCert != "":
-		n.certs, err = gateway.FileCerts(n.cfg.TLSCert, n.cfg.TLSKey, n.log)
+		n.certs, err = certs.Files(n.cfg.TLSCert, n.cfg.TLSKey, n.log)
 		n.https = true
 	case len(n.cfg.ACMEDomains) > 0:
-		n.certs, err = gateway.ACMECerts(gateway.ACMEConfig{
+		n.certs, err = certs.ACME(certs.ACMEConfig{
 			DirectoryURL: n.cfg.ACMEDir,
 			Domains:      n.cfg.ACMEDomains,
 			Email:        n.cfg.ACMEEmail,
@@ -203,7 +204,7 @@ func (n *Node) openCerts() error {
 		}, n.log)
 		n.https = true
 	case n.cfg.H3Addr != h3Off:
-		n.certs, err = gateway.SelfSignedCerts(certHosts(n.cfg.HTTPAddr, n.cfg.H3Addr), n.log)
+		n.certs, err = certs.SelfSigned(certHosts(n.cfg.HTTPAddr, n.cfg.H3Addr), n.log)
 	}
 	if err != nil {
 		return err

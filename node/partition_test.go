@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"parley/cluster"
-	"parley/cluster/replication"
+	"parley/crdt"
 
 	"github.com/coder/websocket"
 	dto "github.com/prometheus/client_model/go"
@@ -308,7 +308,7 @@ func TestInProcessPartitionHeals(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			states = append(states, fmt.Sprintf("%v %s/%d", replication.Vector(mustFrontier(t, r, v.conv)), st, n))
+			states = append(states, fmt.Sprintf("%v %s/%d", crdt.Vector(mustFrontier(t, r, v.conv)), st, n))
 		}
 		if states[0] == states[1] && states[1] == states[2] && strings.HasSuffix(states[0], fmt.Sprintf("/%d", len(v.acked))) {
 			break

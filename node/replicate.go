@@ -103,10 +103,33 @@ type resyncReq struct {
 	ask  bool
 }
 
-// signalResync asks a node for its presence: one that comes back may find
-// that this node did not declare it dead (the two sides of a partition
-// need not agree), so only asking makes both sides resync.
-const signalResync = "resync"
+// Signals between nodes are JSON objects whose "k" is their kind. The
+// gateway's are of one participant each (gateway.Signal: SignalLease,
+// SignalView, SignalTyping, SignalRead); the node's own are these, and the
+// saved replies' (replies.go). A kind this node does not know is dropped.
+const (
+	// signalResync asks a node for its presence: one that comes back may
+	// find that this node did not declare it dead (the two sides of a
+	// partition need not agree), so only asking makes both sides resync.
+	// Nothing but the kind (signalHead).
+	signalResync gateway.SignalKind = "resync"
+	// signalErase asked the other nodes to erase a conversation
+	// (eraseSignal). Only nodes of an earlier version send it: erasures are
+	// control-plane records now (erasure.go).
+	signalErase gateway.SignalKind = "erase"
+)
+
+// signalHead is what every signal between nodes has: its kind.
+type signalHead struct {
+	Kind gateway.SignalKind `json:"k"`
+}
+
+// eraseSignal is a signalErase.
+type eraseSignal struct {
+	Kind         gateway.SignalKind `json:"k"`
+	Workspace    string             `json:"ws"`
+	Conversation string             `json:"conv"`
+}
 
 func newReplicator(cfg Config, log *slog.Logger, st *store.Store, ctl *control, mem *membership.Membership, meter gateway.Meter, reg prometheus.Registerer) *replicator {
 	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, meter: meter, peers: ctl.peers, acks: map[ackKey]*ackWait{}, records: map[string]store.Conversation{}, ae: newAEMetrics(reg), aeTrees: map[string]*aeCached{}, aeKick: make(chan string, 16), delay: cfg.FaultReplDelay, joined: make(chan resyncReq, 64), repliesIn: make(chan repliesFrom, 64)}
@@ -463,7 +486,7 @@ func (r *replicator) signal(sig gateway.Signal) {
 		if err != nil {
 			return
 		}
-		sig.Vector, sig.Seq = replication.Vector(v).String(), 0
+		sig.Vector, sig.Seq = crdt.Vector(v).String(), 0
 	}
 	b, err := json.Marshal(sig)
 	if err != nil {
@@ -500,7 +523,7 @@ func (r *replicator) resync(req resyncReq) {
 		return
 	}
 	if req.ask {
-		if b, err := json.Marshal(gateway.Signal{Kind: signalResync}); err == nil {
+		if b, err := json.Marshal(signalHead{Kind: signalResync}); err == nil {
 			r.repl.Signal(id, b)
 		}
 	}
@@ -521,42 +544,43 @@ func (r *replicator) resync(req resyncReq) {
 	r.log.Debug("replication: presence sent to a node that joined", "peer", id, "leases", n)
 }
 
-// onSignal applies a peer's presence or typing in the gateway.
+// onSignal handles a peer's signal: the node's own, or a participant's
+// presence, view, typing or read receipt, applied in the gateway or, for a
+// receipt, the store.
 func (r *replicator) onSignal(from string, b []byte) {
-	var sig gateway.Signal
-	if err := json.Unmarshal(b, &sig); err != nil {
+	var head signalHead
+	if err := json.Unmarshal(b, &head); err != nil {
 		return
 	}
-	if (sig.Kind == gateway.SignalLease || sig.Kind == gateway.SignalView) && !strings.HasPrefix(sig.LeaseID, from+"/") {
-		return // a node speaks only for its own connections
-	}
-	if isRepliesSignal(sig.Kind) {
-		select {
-		case r.repliesIn <- repliesFrom{from, b}:
-		default: // dropped: the next exchange of digests makes it good
-		}
-		return
-	}
-	switch sig.Kind {
-	case signalResync:
+	switch {
+	case head.Kind == signalResync:
 		r.queueResync(resyncReq{node: from})
-		return
-	case gateway.SignalRead:
-		r.applyRead(sig)
-		return
-	case gateway.SignalErase:
-		// Sent by nodes of an earlier version; erasures are control-plane
-		// records now (erasure.go).
-		if r.erase != nil && sig.Conversation != "" {
+	case head.Kind == signalErase:
+		var sig eraseSignal
+		if err := json.Unmarshal(b, &sig); err == nil && r.erase != nil && sig.Conversation != "" {
 			r.forget(sig.Workspace, sig.Conversation)
 			if err := r.erase(context.Background(), sig.Workspace, sig.Conversation); err != nil && !errors.Is(err, store.ErrNotFound) {
 				r.log.Warn("replication: a peer's erasure failed here", "conversation", sig.Conversation, "err", err)
 			}
 		}
-		return
-	}
-	if gw := r.gw; gw != nil {
-		gw.ApplySignal(sig)
+	case isRepliesSignal(head.Kind):
+		select {
+		case r.repliesIn <- repliesFrom{from, b}:
+		default: // dropped: the next exchange of digests makes it good
+		}
+	case head.Kind.OfParticipant():
+		var sig gateway.Signal
+		if err := json.Unmarshal(b, &sig); err != nil {
+			return
+		}
+		if (sig.Kind == gateway.SignalLease || sig.Kind == gateway.SignalView) && !strings.HasPrefix(sig.LeaseID, from+"/") {
+			return // a node speaks only for its own connections
+		}
+		if sig.Kind == gateway.SignalRead {
+			r.applyRead(sig)
+		} else if gw := r.gw; gw != nil {
+			gw.ApplySignal(sig)
+		}
 	}
 }
 
@@ -575,7 +599,7 @@ const (
 )
 
 func (r *replicator) applyReadTry(sig gateway.Signal, try int) {
-	v, err := replication.ParseVector(sig.Vector)
+	v, err := crdt.ParseVector(sig.Vector)
 	if err != nil || sig.Participant == "" {
 		return
 	}

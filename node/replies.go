@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"parley/cluster/replication"
+	"parley/gateway"
 	"parley/store"
 )
 
@@ -19,10 +20,10 @@ import (
 // send each other their whole set, so a node that missed a change catches
 // up. A few hundred replies a workspace at most: no need for more.
 const (
-	signalReplies     = "replies"      // replies or tombstones of a workspace
-	signalRepliesSum  = "replies-sum"  // a workspace's digest
-	signalRepliesWant = "replies-want" // "send me all of this workspace's"
-	repliesEvery      = 30 * time.Second
+	signalReplies     gateway.SignalKind = "replies"      // replies or tombstones of a workspace
+	signalRepliesSum  gateway.SignalKind = "replies-sum"  // a workspace's digest
+	signalRepliesWant gateway.SignalKind = "replies-want" // "send me all of this workspace's"
+	repliesEvery                         = 30 * time.Second
 	// repliesChunk and repliesChunkBytes bound one signal of replies; the
 	// bytes leave room under replication.MaxSignal for the envelope.
 	repliesChunk      = 32
@@ -30,10 +31,10 @@ const (
 )
 
 type repliesSignal struct {
-	Kind      string        `json:"k"`
-	Workspace string        `json:"ws"`
-	Replies   []store.Reply `json:"replies,omitempty"`
-	Digest    string        `json:"sum,omitempty"`
+	Kind      gateway.SignalKind `json:"k"`
+	Workspace string             `json:"ws"`
+	Replies   []store.Reply      `json:"replies,omitempty"`
+	Digest    string             `json:"sum,omitempty"`
 }
 
 // repliesTargets lists the other alive nodes that serve ws.
@@ -171,6 +172,6 @@ func (r *replicator) mergeReplies(ctx context.Context, ws string, rs []store.Rep
 }
 
 // isRepliesSignal says whether a signal is about saved replies.
-func isRepliesSignal(kind string) bool {
+func isRepliesSignal(kind gateway.SignalKind) bool {
 	return kind == signalReplies || kind == signalRepliesSum || kind == signalRepliesWant
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"parley/ident"
 )
 
 // Frames on a link, one per WebSocket message, JSON: a link carries events
@@ -76,7 +78,7 @@ func decodeFrame(b []byte) (frame, error) {
 			return f, fmt.Errorf("%w: ack without an id, with events or too many gaps", ErrBadFrame)
 		}
 		for _, g := range f.Gaps {
-			if !validOrigin(g.Origin) || g.Next == 0 || g.Workspace == "" || g.Conversation == "" {
+			if !ident.ValidOrigin(g.Origin) || g.Next == 0 || g.Workspace == "" || g.Conversation == "" {
 				return f, fmt.Errorf("%w: gap %+v", ErrBadFrame, g)
 			}
 		}
@@ -96,7 +98,7 @@ func (e Event) check() error {
 		return fmt.Errorf("%w: workspace %q", ErrBadFrame, e.Workspace)
 	case e.Conversation == "" || len(e.Conversation) > maxConversation:
 		return fmt.Errorf("%w: conversation %q", ErrBadFrame, e.Conversation)
-	case !validOrigin(e.Origin):
+	case !ident.ValidOrigin(e.Origin):
 		return fmt.Errorf("%w: origin %q", ErrBadFrame, e.Origin)
 	case e.OSeq == 0:
 		return fmt.Errorf("%w: oseq 0", ErrBadFrame)

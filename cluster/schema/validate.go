@@ -12,18 +12,18 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"parley/ident"
 )
 
-// Formats of identifiers. Compiled once; they are never mutated.
+// Formats of identifiers of the control plane's own; those shared with the
+// other layers are package ident's. Compiled once; they are never mutated.
 var (
-	reID           = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
-	reRegion       = regexp.MustCompile(`^[a-z0-9-]{1,32}$`)
-	rePlan         = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
-	rePeriod       = regexp.MustCompile(`^[0-9]{4}-(0[1-9]|1[0-2])$`)
-	reIdempotency  = regexp.MustCompile(`^[A-Za-z0-9._:/-]{1,128}$`)
-	reConversation = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-	reEventKind    = regexp.MustCompile(`^[a-z_]{1,32}$`)
-	reCurrency     = regexp.MustCompile(`^[A-Z]{3}$`)
+	rePlan        = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
+	rePeriod      = regexp.MustCompile(`^[0-9]{4}-(0[1-9]|1[0-2])$`)
+	reIdempotency = regexp.MustCompile(`^[A-Za-z0-9._:/-]{1,128}$`)
+	reEventKind   = regexp.MustCompile(`^[a-z_]{1,32}$`)
+	reCurrency    = regexp.MustCompile(`^[A-Z]{3}$`)
 )
 
 // maxCount bounds one usage increment, so that no sequence of valid reports
@@ -42,7 +42,7 @@ func firstErr(errs ...error) error {
 // CheckID checks an identifier (of a workspace, operator, node...): 1 to 64
 // of a-z 0-9 _ -.
 func CheckID(what, id string) error {
-	if !reID.MatchString(id) {
+	if !ident.ValidID(id) {
 		return invalidf("%s %q: want 1 to 64 of a-z 0-9 _ -", what, id)
 	}
 	return nil
@@ -50,7 +50,7 @@ func CheckID(what, id string) error {
 
 // CheckRegion checks a region name; "" (unpinned) passes.
 func CheckRegion(r string) error {
-	if r != "" && !reRegion.MatchString(r) {
+	if r != "" && !ident.ValidRegion(r) {
 		return invalidf("region %q: want 1 to 32 of a-z 0-9 -, or empty for unpinned", r)
 	}
 	return nil
@@ -71,7 +71,7 @@ func checkPeriod(p string) error {
 }
 
 func checkConversation(c string) error {
-	if !reConversation.MatchString(c) {
+	if !ident.ValidConversationRef(c) {
 		return invalidf("conversation %q: want 1 to 64 of A-Z a-z 0-9 _ -", c)
 	}
 	return nil

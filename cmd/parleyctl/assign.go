@@ -3,9 +3,9 @@ package main
 import (
 	"fmt"
 	"net/http"
-	"regexp"
 
 	"parley/cluster/schema"
+	"parley/ident"
 )
 
 func init() {
@@ -15,8 +15,6 @@ func init() {
 		command{"assign show", "-workspace WS CONVERSATION", "show who a conversation is assigned to, and its version", assignShow},
 	)
 }
-
-var reConversation = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 type assignment struct {
 	schema.Assignment
@@ -71,7 +69,7 @@ func assignShow(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if !reConversation.MatchString(conv) {
+	if !ident.ValidConversationRef(conv) {
 		return usagef("conversation %q: want 1 to 64 of A-Z a-z 0-9 _ -", conv)
 	}
 	var a schema.Assignment

@@ -6,19 +6,17 @@ import (
 	"strings"
 
 	"parley/cluster/schema"
+	"parley/ident"
 )
 
 // Arguments are checked here before anything is sent, with the control
 // plane's own rules where it exports them (the commands' Validate methods),
 // so a typo is a usage error (exit 2) with the rule in the message.
 
-var (
-	reID     = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
-	rePeriod = regexp.MustCompile(`^[0-9]{4}-(0[1-9]|1[0-2])$`)
-)
+var rePeriod = regexp.MustCompile(`^[0-9]{4}-(0[1-9]|1[0-2])$`)
 
 func checkID(what, id string) error {
-	if !reID.MatchString(id) {
+	if !ident.ValidID(id) {
 		return usagef("%s ID %q: want 1 to 64 of a-z 0-9 _ -", what, id)
 	}
 	return nil

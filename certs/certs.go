@@ -1,4 +1,11 @@
-package gateway
+// Package certs is the certificate source of the node's TLS listeners:
+// HTTP/3 (WebTransport) always, and the TCP listener when it serves HTTPS.
+// The operator's files, reloaded when they change; certificates from an
+// ACME CA, obtained, cached and renewed; or, for HTTP/3 alone, short-lived
+// self-signed ones whose hashes browsers pin (serverCertificateHashes),
+// rotated while the node runs. It knows nothing of the gateway or the node:
+// they take a tls.Config from it.
+package certs
 
 import (
 	"context"
@@ -43,12 +50,12 @@ const (
 	certReloadEvery = time.Minute
 )
 
-// Certs is the certificate source of the node's TLS listeners (HTTP/3, and
+// Source is the certificate source of the node's TLS listeners (HTTP/3, and
 // the TCP listener unless self-signed): files given by the operator
 // (reloaded when they change), certificates from an ACME CA (obtained,
 // cached and renewed by autocert), or a short-lived self-signed one whose
 // SHA-256 hashes the node publishes for WebTransport.
-type Certs struct {
+type Source struct {
 	selfSigned bool
 	hosts      []string
 	certFile   string
@@ -70,13 +77,13 @@ type Certs struct {
 	nextSum [32]byte
 }
 
-// SelfSignedCerts makes an ECDSA P-256 certificate for hosts (DNS names or
+// SelfSigned makes an ECDSA P-256 certificate for hosts (DNS names or
 // IP addresses), valid for SelfSignedValidity from now.
-func SelfSignedCerts(hosts []string, log *slog.Logger) (*Certs, error) {
+func SelfSigned(hosts []string, log *slog.Logger) (*Source, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	c := &Certs{selfSigned: true, hosts: hosts, log: log, now: time.Now}
+	c := &Source{selfSigned: true, hosts: hosts, log: log, now: time.Now}
 	cert, sum, err := selfSigned(hosts, c.now())
 	if err != nil {
 		return nil, err
@@ -85,13 +92,13 @@ func SelfSignedCerts(hosts []string, log *slog.Logger) (*Certs, error) {
 	return c, nil
 }
 
-// FileCerts loads a certificate chain and key in PEM; Run reloads them when
+// Files loads a certificate chain and key in PEM; Run reloads them when
 // either file changes (as after a renewal).
-func FileCerts(certFile, keyFile string, log *slog.Logger) (*Certs, error) {
+func Files(certFile, keyFile string, log *slog.Logger) (*Source, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	c := &Certs{certFile: certFile, keyFile: keyFile, log: log, now: time.Now}
+	c := &Source{certFile: certFile, keyFile: keyFile, log: log, now: time.Now}
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("tls certificate: %w", err)
@@ -100,7 +107,7 @@ func FileCerts(certFile, keyFile string, log *slog.Logger) (*Certs, error) {
 	return c, nil
 }
 
-// ACMEConfig configures ACMECerts.
+// ACMEConfig configures ACME.
 type ACMEConfig struct {
 	// DirectoryURL is the ACME server's directory. Zero: Let's Encrypt's.
 	DirectoryURL string
@@ -122,12 +129,12 @@ type ACMEConfig struct {
 	RenewBefore time.Duration
 }
 
-// ACMECerts returns a source that obtains certificates for cfg.Domains from
+// ACME returns a source that obtains certificates for cfg.Domains from
 // an ACME CA on first need (Run asks at once), with the TLS-ALPN-01
 // challenge answered on the TCP listener (which must be what the CA reaches
 // on port 443 of each domain), keeps them in cfg.CacheDir and renews them
 // before they expire.
-func ACMECerts(cfg ACMEConfig, log *slog.Logger) (*Certs, error) {
+func ACME(cfg ACMEConfig, log *slog.Logger) (*Source, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -165,19 +172,19 @@ func ACMECerts(cfg ACMEConfig, log *slog.Logger) (*Certs, error) {
 		Client:      client,
 		Email:       cfg.Email,
 	}
-	return &Certs{acme: m, domains: domains, log: log, now: time.Now}, nil
+	return &Source{acme: m, domains: domains, log: log, now: time.Now}, nil
 }
 
 // SelfSigned tells whether the certificate is the node's own.
-func (c *Certs) SelfSigned() bool { return c.selfSigned }
+func (c *Source) SelfSigned() bool { return c.selfSigned }
 
 // ACME tells whether certificates come from an ACME CA.
-func (c *Certs) ACME() bool { return c.acme != nil }
+func (c *Source) ACME() bool { return c.acme != nil }
 
 // getCertificate serves a handshake: the ACME certificate of the name the
 // client asked for (the first domain when it named none, as a client
 // reaching the node by address does), or the current certificate.
-func (c *Certs) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+func (c *Source) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if c.acme != nil {
 		h := *hello
 		if h.ServerName == "" {
@@ -212,7 +219,7 @@ func tls13Only(h *tls.ClientHelloInfo) bool {
 
 // TLSConfig returns the configuration of HTTP/3: TLS 1.3, the current
 // certificate.
-func (c *Certs) TLSConfig() *tls.Config {
+func (c *Source) TLSConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS13,
 		GetCertificate: c.getCertificate,
@@ -222,7 +229,7 @@ func (c *Certs) TLSConfig() *tls.Config {
 // TCPTLSConfig returns the configuration of the TCP listener: TLS 1.2 or
 // 1.3 (Go prefers 1.3), HTTP/2 and HTTP/1.1, and the TLS-ALPN-01 challenge
 // protocol when certificates come from ACME.
-func (c *Certs) TCPTLSConfig() *tls.Config {
+func (c *Source) TCPTLSConfig() *tls.Config {
 	cfg := &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		NextProtos:     []string{"h2", "http/1.1"},
@@ -237,7 +244,7 @@ func (c *Certs) TCPTLSConfig() *tls.Config {
 // Hashes returns the base64 SHA-256 of the DER certificates a client may
 // be served, for serverCertificateHashes; none when the certificate is the
 // operator's (browsers verify it the usual way).
-func (c *Certs) Hashes() []string {
+func (c *Source) Hashes() []string {
 	if !c.selfSigned {
 		return nil
 	}
@@ -253,7 +260,7 @@ func (c *Certs) Hashes() []string {
 // Run rotates a self-signed certificate, reloads changed files, or
 // obtains the ACME certificates not held yet (autocert renews those it
 // holds), until ctx ends.
-func (c *Certs) Run(ctx context.Context) error {
+func (c *Source) Run(ctx context.Context) error {
 	every := c.ReloadEvery
 	if every <= 0 {
 		every = certReloadEvery
@@ -277,7 +284,7 @@ func (c *Certs) Run(ctx context.Context) error {
 
 // tick does what is due: make the next self-signed certificate, switch to
 // it, or reload the files.
-func (c *Certs) tick() error {
+func (c *Source) tick() error {
 	now := c.now()
 	if c.acme != nil {
 		c.obtain(context.Background())
@@ -326,7 +333,7 @@ func (c *Certs) tick() error {
 // obtain asks for the certificate of every domain, so that the first
 // client need not wait for the CA; a failure is logged and retried at the
 // next tick.
-func (c *Certs) obtain(ctx context.Context) {
+func (c *Source) obtain(ctx context.Context) {
 	for _, d := range c.domains {
 		if ctx.Err() != nil {
 			return
@@ -338,7 +345,7 @@ func (c *Certs) obtain(ctx context.Context) {
 	}
 }
 
-func (c *Certs) filesTime() time.Time {
+func (c *Source) filesTime() time.Time {
 	var t time.Time
 	for _, f := range []string{c.certFile, c.keyFile} {
 		if st, err := os.Stat(f); err == nil && st.ModTime().After(t) {

@@ -1,10 +1,4 @@
-// Package replication carries conversation events between the nodes that
-// hold or serve them: one-hop deltas on an ordered stream per pair of nodes,
-// acknowledgements that make a write durable on several replicas, and
-// anti-entropy that repairs whatever a stream lost. It knows events only as
-// origin-stamped, opaque payloads; the node stores and applies them
-// (docs/replication.md).
-package replication
+package crdt
 
 import (
 	"errors"
@@ -13,11 +7,15 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"parley/ident"
 )
 
 // Vector is how far each origin's events of one conversation have got: for
 // every origin node, the highest oseq such that all of its events up to it
-// are present. Zero for an origin means none.
+// are present. Zero for an origin means none. It is a version vector:
+// Merge is its join. Nodes compare and repair replicas by it, and clients
+// carry its String form to resume where they were (docs/protocol.md).
 type Vector map[string]uint64
 
 // Covers says whether the event (origin, oseq) is within v.
@@ -89,7 +87,7 @@ func (v Vector) String() string {
 var ErrBadVector = errors.New("bad vector")
 
 // ParseVector decodes String's form. Origins are node IDs, with "~" and an
-// incarnation after a crash ([a-z0-9_~-], 1 to 64); each appears once; the
+// incarnation after a crash (ident.ValidOrigin); each appears once; the
 // empty string is the empty vector.
 func ParseVector(s string) (Vector, error) {
 	v := Vector{}
@@ -102,7 +100,7 @@ func ParseVector(s string) (Vector, error) {
 	}
 	for _, p := range parts {
 		o, n, ok := strings.Cut(p, ".")
-		if !ok || !validOrigin(o) {
+		if !ok || !ident.ValidOrigin(o) {
 			return nil, fmt.Errorf("%w: %q", ErrBadVector, p)
 		}
 		x, err := strconv.ParseUint(n, 10, 64)
@@ -115,18 +113,4 @@ func ParseVector(s string) (Vector, error) {
 		v[o] = x
 	}
 	return v, nil
-}
-
-func validOrigin(o string) bool {
-	if len(o) == 0 || len(o) > 64 {
-		return false
-	}
-	for i := 0; i < len(o); i++ {
-		c := o[i]
-		// "~" joins a node ID and its incarnation (store.originName).
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '~') {
-			return false
-		}
-	}
-	return true
 }
