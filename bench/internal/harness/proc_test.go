@@ -1,4 +1,4 @@
-package bench
+package harness
 
 import (
 	"os"
@@ -77,22 +77,22 @@ func TestReadProcStatSelf(t *testing.T) {
 
 func TestProcSampler(t *testing.T) {
 	var cpu float64
-	p := &procSampler{Read: func() (ProcStat, error) { cpu += 0.5; return ProcStat{CPUSeconds: cpu, RSS: cpu * 100}, nil }}
+	p := &ProcSampler{Read: func() (ProcStat, error) { cpu += 0.5; return ProcStat{CPUSeconds: cpu, RSS: cpu * 100}, nil }}
 	t0 := time.Unix(1000, 0)
 	for i := range 3 {
-		if _, err := p.sample(t0.Add(time.Duration(i) * time.Second)); err != nil {
+		if _, err := p.Sample(t0.Add(time.Duration(i) * time.Second)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	p.setRef(t0.Add(2 * time.Second))
-	s := p.series()
+	p.SetRef(t0.Add(2 * time.Second))
+	s := p.Series()
 	if len(s) != 3 || s[0].T != -2 || s[2].T != 0 {
 		t.Fatalf("times %+v", s)
 	}
 	if s[0].CPUPercent != 0 || s[1].CPUPercent != 50 || s[2].CPUPercent != 50 {
 		t.Fatalf("cpu %+v", s)
 	}
-	if p.peakRSS() != 150 {
-		t.Fatalf("peak %g", p.peakRSS())
+	if p.PeakRSS() != 150 {
+		t.Fatalf("peak %g", p.PeakRSS())
 	}
 }
