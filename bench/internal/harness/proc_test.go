@@ -3,6 +3,7 @@ package harness
 import (
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"testing"
@@ -49,6 +50,9 @@ func TestReadProcStatSelf(t *testing.T) {
 		t.Skip("/proc")
 	}
 	pid := os.Getpid()
+	// Memory freed by an earlier run of the test (-count) would otherwise
+	// still be resident, and reused.
+	debug.FreeOSMemory()
 	a, err := ReadProcStat(pid)
 	if err != nil {
 		t.Fatal(err)
