@@ -146,7 +146,7 @@ bench-peers-deps:
 	PEERS_DIR=$(PEERS_DIR) GO=$(GO) sh bench/peers/fetch.sh
 
 bench-peers: bench-build bench-peers-deps
-	PARLEY_PEER_TESTS=$(PEERS_DIR) $(GO) test -count=1 -run '^TestFanoutPeers$$' ./bench/
+	PARLEY_PEER_TESTS=$(PEERS_DIR) $(GO) test -count=1 -run '^TestFanoutPeers$$' ./bench/peers/
 	./bin/parley-bench peers -peers-dir $(PEERS_DIR) bench/testdata/peers-1k.yaml
 	./bin/parley-bench peers -peers-dir $(PEERS_DIR) bench/testdata/peers-5k.yaml
 
@@ -156,5 +156,5 @@ bench-k6: bench-build bench-peers-deps
 	./bin/parley-bench peers bench/testdata/peers-k6.yaml
 
 bench-fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzNATSParser -fuzztime $(FUZZTIME) ./bench/
-	$(GO) test -run '^$$' -fuzz FuzzDecodeCentReplies -fuzztime $(FUZZTIME) ./bench/
+	$(GO) test -run '^$$' -fuzz FuzzNATSParser -fuzztime $(FUZZTIME) ./bench/peers/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeCentReplies -fuzztime $(FUZZTIME) ./bench/peers/

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"parley/bench/internal/harness"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -139,7 +140,7 @@ faults: [{at: 1500ms, action: kill, node: 0, restart_after: 500ms}]
 	if err := res.WriteJSON(jp); err != nil {
 		t.Fatal(err)
 	}
-	if err := res.WriteHTML(hp); err != nil {
+	if err := WriteHTMLHook(hp, res); err != nil {
 		t.Fatal(err)
 	}
 	back, err := ReadResult(jp)
@@ -284,7 +285,7 @@ failover: true
 	t.Logf("ids an agent received again with another ts (a second creation on the stopped node): %d (message × agent); history: %d ids in two frames of one state, %d shown edited",
 		a.AgentRepeatsOtherTS, a.HistoryRepeatedIDs, a.HistoryAltered)
 	for i, n := range cl.Nodes {
-		if st, err := procState(n.pid()); err != nil || st == 'T' || cl.Stopped(i) {
+		if st, err := harness.ProcState(n.PID()); err != nil || st == 'T' || cl.Stopped(i) {
 			t.Errorf("node %s after the run: state %c (%v), stopped %v", n.ID, st, err, cl.Stopped(i))
 		}
 	}

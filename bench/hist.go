@@ -15,10 +15,11 @@ const (
 	histDigits = 3
 )
 
-func newHist() *hdrhistogram.Histogram { return hdrhistogram.New(histMin, histMax, histDigits) }
+// NewHist is an empty histogram of that range and precision.
+func NewHist() *hdrhistogram.Histogram { return hdrhistogram.New(histMin, histMax, histDigits) }
 
-// recordDur records d in microseconds, clamped into the histogram's range.
-func recordDur(h *hdrhistogram.Histogram, d time.Duration) {
+// RecordDur records d in microseconds, clamped into the histogram's range.
+func RecordDur(h *hdrhistogram.Histogram, d time.Duration) {
 	us := d.Microseconds()
 	if us < histMin {
 		us = histMin

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sort"
+	"parley/bench/internal/harness"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,7 +70,7 @@ func openIdle(ctx, clientCtx context.Context, r *run, scr *scraper, before []Nod
 	if lim, err := RaiseNoFile(uint64(cfg.Connections) + 4096); err != nil && lim < uint64(cfg.Connections)+256 {
 		return nil, fmt.Errorf("raising the open-files limit: %w", err)
 	}
-	s := &idleSet{hist: newHist()}
+	s := &idleSet{hist: NewHist()}
 	s.res.Requested = cfg.Connections
 	s.res.SourceAddrs = len(srcs)
 	s.res.Errors = map[string]int64{}
@@ -91,7 +91,7 @@ func openIdle(ctx, clientCtx context.Context, r *run, scr *scraper, before []Nod
 	var failures atomic.Int64
 	lastReport := time.Now()
 	for i := 0; i < cfg.Connections && ctx.Err() == nil; i++ {
-		if err := sleepUntil(ctx, t0.Add(time.Duration(i)*interval)); err != nil {
+		if err := harness.SleepUntil(ctx, t0.Add(time.Duration(i)*interval)); err != nil {
 			break
 		}
 		sem <- struct{}{}
@@ -99,7 +99,7 @@ func openIdle(ctx, clientCtx context.Context, r *run, scr *scraper, before []Nod
 		go func(i int) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			c, dt, err := dialIdle(ctx, d, wsURL(r.nodes[i%len(r.nodes)]), i, hello)
+			c, dt, err := dialIdle(ctx, d, WSURL(r.nodes[i%len(r.nodes)]), i, hello)
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			if err != nil {
@@ -108,7 +108,7 @@ func openIdle(ctx, clientCtx context.Context, r *run, scr *scraper, before []Nod
 				s.res.Errors[errCode(err)]++
 				return
 			}
-			recordDur(s.hist, dt)
+			RecordDur(s.hist, dt)
 			s.conns = append(s.conns, c)
 			s.res.Opened++
 			s.readers.Add(1)
@@ -133,7 +133,7 @@ func openIdle(ctx, clientCtx context.Context, r *run, scr *scraper, before []Nod
 				if rss > lim*(1<<20) {
 					s.res.StoppedAtRSS = true
 					if r.opts.Progress != nil {
-						fmt.Fprintf(r.opts.Progress, "\nidle: node RSS %s passed max_node_rss_mib %.0f: no more connections\n", fmtBytes(rss), lim)
+						fmt.Fprintf(r.opts.Progress, "\nidle: node RSS %s passed max_node_rss_mib %.0f: no more connections\n", harness.FmtBytes(rss), lim)
 					}
 					break
 				}
@@ -153,7 +153,7 @@ func openIdle(ctx, clientCtx context.Context, r *run, scr *scraper, before []Nod
 	if r.opts.Progress != nil {
 		fmt.Fprintf(r.opts.Progress, "\ridle: %d open, %d failed in %.1fs; settling %s\n", s.res.Opened, s.res.Failed, s.res.OpenSeconds, cfg.Settle)
 	}
-	_ = sleepCtx(ctx, cfg.Settle.D())
+	_ = harness.SleepCtx(ctx, cfg.Settle.D())
 	// Five scrapes a second apart: the median RSS, and the lowest heap in
 	// use (the node's garbage comes and goes with its GC cycles).
 	var rss, heap, gor, conns []float64
@@ -167,11 +167,11 @@ func openIdle(ctx, clientCtx context.Context, r *run, scr *scraper, before []Nod
 		}
 		rss, heap, gor, conns = append(rss, a), append(heap, b), append(gor, c), append(conns, e)
 		if i < 4 {
-			_ = sleepCtx(ctx, time.Second)
+			_ = harness.SleepCtx(ctx, time.Second)
 		}
 	}
-	s.res.RSSAfter, s.res.HeapAfter = median(rss), minOf(heap)
-	s.res.GoroutinesAfter, s.res.NodeConnsAfter = median(gor), median(conns)
+	s.res.RSSAfter, s.res.HeapAfter = harness.Median(rss), minOf(heap)
+	s.res.GoroutinesAfter, s.res.NodeConnsAfter = harness.Median(gor), harness.Median(conns)
 	if s.res.Opened > 0 {
 		s.res.RSSPerConn = round3((s.res.RSSAfter - s.res.RSSBefore) / float64(s.res.Opened))
 		s.res.HeapPerConn = round3((s.res.HeapAfter - s.res.HeapBefore) / float64(s.res.Opened))
@@ -233,7 +233,7 @@ func (s *idleSet) ping(ctx context.Context, period time.Duration) {
 		step := period / time.Duration(len(conns))
 		for i, c := range conns {
 			if i%256 == 0 {
-				if sleepUntil(ctx, t0.Add(time.Duration(i)*step)) != nil {
+				if harness.SleepUntil(ctx, t0.Add(time.Duration(i)*step)) != nil {
 					return
 				}
 			}
@@ -241,7 +241,7 @@ func (s *idleSet) ping(ctx context.Context, period time.Duration) {
 			_ = c.Write(wctx, websocket.MessageText, ping)
 			cancel()
 		}
-		_ = sleepUntil(ctx, t0.Add(period))
+		_ = harness.SleepUntil(ctx, t0.Add(period))
 	}
 }
 
@@ -294,15 +294,6 @@ func minOf(v []float64) float64 {
 	return m
 }
 
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	w := append([]float64(nil), v...)
-	sort.Float64s(w)
-	return w[len(w)/2]
-}
-
 // selfRSS is this process's resident memory, from /proc (0 elsewhere).
 func selfRSS() float64 {
 	b, err := os.ReadFile("/proc/self/statm")
@@ -315,28 +306,6 @@ func selfRSS() float64 {
 	}
 	pages, _ := strconv.ParseFloat(f[1], 64)
 	return pages * float64(os.Getpagesize())
-}
-
-// selfCPUSeconds is this process's user + system CPU time, from /proc
-// (clock ticks of 1/100 s, the Linux default).
-func selfCPUSeconds() float64 {
-	b, err := os.ReadFile("/proc/self/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	// Fields after the command (which may hold spaces) in parentheses.
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100
 }
 
 // RaiseNoFile raises this process's open-files limit to at least n (and

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"parley/bench/internal/harness"
 	"parley/node"
 	"path/filepath"
 	"strconv"
@@ -160,7 +161,7 @@ func StartLocal(ctx context.Context, o LocalOptions) (*LocalCluster, error) {
 			httpAddr, raftAddr, gossipAddr = net.JoinHostPort(h, isolatedHTTPPort), net.JoinHostPort(h, isolatedRaftPort), net.JoinHostPort(h, isolatedGossipPort)
 		} else {
 			for _, a := range []*string{&httpAddr, &raftAddr, &gossipAddr} {
-				if *a, err = freeLoopbackAddr(); err != nil {
+				if *a, err = harness.FreeLoopbackAddr(); err != nil {
 					c.Stop()
 					return nil, err
 				}
@@ -191,7 +192,7 @@ func StartLocal(ctx context.Context, o LocalOptions) (*LocalCluster, error) {
 			return nil, err
 		}
 		if o.Log != nil {
-			o.Log("started node %s at %s %s(pid %d, log %s)", n.ID, n.URL, n.regionNote(), n.pid(), n.LogPath)
+			o.Log("started node %s at %s %s(pid %d, log %s)", n.ID, n.URL, n.regionNote(), n.PID(), n.LogPath)
 		}
 	}
 	if clustered {
@@ -243,7 +244,8 @@ func (c *LocalCluster) Info() *ClusterInfo {
 	return ci
 }
 
-func (n *LocalNode) pid() int {
+// PID is the node's process id, 0 when it is not running.
+func (n *LocalNode) PID() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.cmd == nil || n.cmd.Process == nil {
@@ -260,7 +262,7 @@ func (n *LocalNode) start(ctx context.Context, bin string) error {
 	argv := append(append(append([]string(nil), n.wrap...), bin), n.args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = nodeProcAttr()
+	cmd.SysProcAttr = harness.ProcAttr()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("start node %s: %w", n.ID, err)
@@ -283,7 +285,7 @@ func (n *LocalNode) start(ctx context.Context, bin string) error {
 			if err == nil {
 				err = errors.New("exit status 0")
 			}
-			return fmt.Errorf("node %s exited before ready: %w\n%s", n.ID, err, tail(b, 2000))
+			return fmt.Errorf("node %s exited before ready: %w\n%s", n.ID, err, harness.Tail(b, 2000))
 		case <-ctx.Done():
 			return ctx.Err()
 		default:
@@ -350,7 +352,7 @@ func (c *LocalCluster) Suspend(i int) error {
 	// The signal is delivered asynchronously: wait (briefly) until /proc
 	// says the process is stopped, so that the fault's time is right.
 	for range 200 {
-		if st, err := procState(p.Pid); err != nil || st == 'T' {
+		if st, err := harness.ProcState(p.Pid); err != nil || st == 'T' {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -459,23 +461,7 @@ func (c *LocalCluster) Logs(max int) map[string]string {
 	out := map[string]string{}
 	for _, n := range c.Nodes {
 		b, _ := os.ReadFile(n.LogPath)
-		out[n.ID] = tail(b, max)
+		out[n.ID] = harness.Tail(b, max)
 	}
 	return out
-}
-
-func tail(b []byte, n int) string {
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
-}
-
-func freeLoopbackAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }

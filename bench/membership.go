@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"parley/bench/internal/harness"
 	"slices"
 	"time"
 )
@@ -109,7 +110,7 @@ func (c *LocalCluster) WaitAlive(ctx context.Context, within time.Duration) erro
 				break
 			}
 			last = err
-			if sleepCtx(ctx, 100*time.Millisecond) != nil {
+			if harness.SleepCtx(ctx, 100*time.Millisecond) != nil {
 				return fmt.Errorf("cluster not formed after %s: %w", within, last)
 			}
 		}
@@ -133,7 +134,7 @@ func (c *LocalCluster) waitFormed(ctx context.Context, within time.Duration) err
 			if err = probeAgent(ctx, d, n.URL, "demo", c.Token); err == nil {
 				break
 			}
-			if time.Since(start) > within || sleepCtx(ctx, 200*time.Millisecond) != nil {
+			if time.Since(start) > within || harness.SleepCtx(ctx, 200*time.Millisecond) != nil {
 				return fmt.Errorf("node %d (%s): the demo workspace's operator token is not accepted: %w", i, n.ID, err)
 			}
 		}

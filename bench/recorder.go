@@ -79,7 +79,7 @@ func (r *recorder) tr(name string) *transportRec {
 	if t == nil {
 		t = &transportRec{errors: map[string]int64{}}
 		for i := range t.hist {
-			t.hist[i] = newHist()
+			t.hist[i] = NewHist()
 		}
 		r.byTransport[name] = t
 	}
@@ -97,10 +97,10 @@ func (r *recorder) client(tr string) {
 // histograms and, for connect, ack and e2e, in the transport's.
 func (r *recorder) recordOn(tr string, m metric, d time.Duration) {
 	r.mu.Lock()
-	recordDur(r.total[m], d)
-	recordDur(r.interval[m], d)
+	RecordDur(r.total[m], d)
+	RecordDur(r.interval[m], d)
 	if m <= mE2E {
-		recordDur(r.tr(tr).hist[m], d)
+		RecordDur(r.tr(tr).hist[m], d)
 	}
 	r.mu.Unlock()
 }
@@ -176,16 +176,16 @@ type Interval struct {
 func newRecorder() *recorder {
 	r := &recorder{errors: map[string]int64{}, byTransport: map[string]*transportRec{}}
 	for i := range r.total {
-		r.total[i] = newHist()
-		r.interval[i] = newHist()
+		r.total[i] = NewHist()
+		r.interval[i] = NewHist()
 	}
 	return r
 }
 
 func (r *recorder) record(m metric, d time.Duration) {
 	r.mu.Lock()
-	recordDur(r.total[m], d)
-	recordDur(r.interval[m], d)
+	RecordDur(r.total[m], d)
+	RecordDur(r.interval[m], d)
 	r.mu.Unlock()
 }
 

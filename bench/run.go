@@ -10,6 +10,7 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"os"
+	"parley/bench/internal/harness"
 	"runtime"
 	"sort"
 	"strings"
@@ -146,7 +147,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Result, error) {
 		defer opts.Cluster.ContinueAll()
 	}
 	res := &Result{Version: 1, Name: sc.Name, RunID: runID, Scenario: sc, Nodes: r.nodes,
-		Started: time.Now().UTC(), Host: hostInfo()}
+		Started: time.Now().UTC(), Host: HostInfo()}
 	if opts.Cluster != nil {
 		res.Local = opts.Cluster.Info()
 	}
@@ -261,7 +262,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Result, error) {
 		} else if !r.ledger.pending(issued) || !time.Now().Before(deadline) {
 			break
 		}
-		_ = sleepCtx(runCtx, 100*time.Millisecond)
+		_ = harness.SleepCtx(runCtx, 100*time.Millisecond)
 	}
 	bg.Wait()
 	res.DrainSeconds = round3(time.Since(sendEnd).Seconds())
@@ -327,7 +328,7 @@ func (r *run) setup(ctx, clientCtx context.Context, wg *sync.WaitGroup) error {
 		if i == len(r.agents) && i > 0 {
 			setupWG.Wait() // agents online before the first conversation
 		}
-		if err := sleepUntil(ctx, t0.Add(time.Duration(i)*interval)); err != nil {
+		if err := harness.SleepUntil(ctx, t0.Add(time.Duration(i)*interval)); err != nil {
 			return err
 		}
 		sem <- struct{}{}
@@ -341,7 +342,7 @@ func (r *run) setup(ctx, clientCtx context.Context, wg *sync.WaitGroup) error {
 				if c, err = v.setup(ctx); err == nil || ctx.Err() != nil {
 					break
 				}
-				_ = sleepCtx(ctx, time.Duration(attempt+1)*200*time.Millisecond)
+				_ = harness.SleepCtx(ctx, time.Duration(attempt+1)*200*time.Millisecond)
 			}
 			if err != nil {
 				mu.Lock()
@@ -388,13 +389,6 @@ func pickTransport(weights map[string]float64, i int) string {
 	return names[len(names)-1]
 }
 
-func sleepUntil(ctx context.Context, t time.Time) error {
-	if d := time.Until(t); d > 0 {
-		return sleepCtx(ctx, d)
-	}
-	return ctx.Err()
-}
-
 // scheduleStorms drops the chosen fraction of clients at each storm's time.
 func (r *run) scheduleStorms(ctx context.Context, start time.Time, wg *sync.WaitGroup) {
 	rng := mrand.New(mrand.NewPCG(uint64(r.sc.Seed), 7))
@@ -412,7 +406,7 @@ func (r *run) scheduleStorms(ctx context.Context, start time.Time, wg *sync.Wait
 		wg.Add(1)
 		go func(st Storm) {
 			defer wg.Done()
-			if sleepUntil(ctx, start.Add(st.At.D())) != nil {
+			if harness.SleepUntil(ctx, start.Add(st.At.D())) != nil {
 				return
 			}
 			r.event("reconnect storm: dropping %d of %d connections, reconnecting over %s", n, len(all), st.Over)
@@ -441,7 +435,7 @@ func (r *run) scheduleFaults(ctx context.Context, start time.Time, wg *sync.Wait
 		go func() {
 			defer wg.Done()
 			defer r.faultsPending.Add(-1)
-			if sleepUntil(ctx, start.Add(f.At.D())) != nil {
+			if harness.SleepUntil(ctx, start.Add(f.At.D())) != nil {
 				return
 			}
 			switch f.Action {
@@ -476,7 +470,7 @@ func (r *run) kill(ctx context.Context, cl *LocalCluster, f Fault) {
 	}
 	// The restart happens even if the send phase ended meanwhile: the
 	// drain waits for it.
-	if sleepCtx(ctx, f.RestartAfter.D()) != nil {
+	if harness.SleepCtx(ctx, f.RestartAfter.D()) != nil {
 		return
 	}
 	t0 := time.Now()
@@ -512,7 +506,7 @@ func (r *run) stop(ctx context.Context, cl *LocalCluster, f Fault) {
 	r.event("SIGSTOP %s (%s) for %s", node.ID, node.URL, f.ResumeAfter)
 	// Continue even when the run is interrupted: no stopped process is
 	// left behind (Run and LocalCluster.Stop make sure of it too).
-	_ = sleepCtx(ctx, f.ResumeAfter.D())
+	_ = harness.SleepCtx(ctx, f.ResumeAfter.D())
 	if _, err := cl.Continue(f.Node); err != nil {
 		r.event("SIGCONT %s failed: %v", node.ID, err)
 		return
@@ -545,7 +539,7 @@ func (r *run) partition(ctx context.Context, cl *LocalCluster, side []int, heal 
 	r.event("partition: %v cut off from the other nodes for %s", ids, heal)
 	// Heal even when the run is interrupted: the namespaces outlive no
 	// run, but a cut left in place would make the audit wait.
-	_ = sleepCtx(ctx, heal)
+	_ = harness.SleepCtx(ctx, heal)
 	t0 := time.Now()
 	if err := healFn(); err != nil {
 		r.event("healing the partition of %v failed: %v", ids, err)
@@ -597,7 +591,7 @@ func (r *run) auditNode(ctx context.Context, nd int) error {
 		if c, err = a.connect(ctx); err == nil {
 			break
 		}
-		if attempt == 10 || sleepCtx(ctx, 500*time.Millisecond) != nil {
+		if attempt == 10 || harness.SleepCtx(ctx, 500*time.Millisecond) != nil {
 			return fmt.Errorf("audit connect: %w", err)
 		}
 	}
@@ -626,7 +620,7 @@ func (r *run) auditNode(ctx context.Context, nd int) error {
 					resumed = f
 				case f.Type == "error" && f.Ref == ref:
 					if f.Code == "rate_limited" {
-						_ = sleepCtx(ctx, 200*time.Millisecond)
+						_ = harness.SleepCtx(ctx, 200*time.Millisecond)
 						resumed = &frame{More: true, Head: after}
 						break
 					}
@@ -679,7 +673,7 @@ func (r *run) progress(ctx context.Context) {
 // sampleHarness records this process's CPU and memory: on a machine the
 // harness shares with the node, its own load is part of the result.
 func (r *run) sampleHarness(now time.Time) {
-	cpu := selfCPUSeconds()
+	cpu := harness.SelfCPUSeconds()
 	r.harnessMu.Lock()
 	defer r.harnessMu.Unlock()
 	smp := NodeSample{OK: true, CPUSeconds: cpu, RSS: selfRSS()}
@@ -717,7 +711,7 @@ func (r *run) nodeLine() string {
 			fmt.Fprintf(&b, " | node%d down", i)
 			continue
 		}
-		fmt.Fprintf(&b, " | node%d cpu %3.0f%% rss %s conns %.0f", i, s.CPUPercent, fmtBytes(s.RSS), s.Conns)
+		fmt.Fprintf(&b, " | node%d cpu %3.0f%% rss %s conns %.0f", i, s.CPUPercent, harness.FmtBytes(s.RSS), s.Conns)
 	}
 	return b.String()
 }
@@ -734,22 +728,10 @@ func fmtMs(ms float64) string {
 	return fmt.Sprintf("%.2fs", ms/1000)
 }
 
-func fmtBytes(b float64) string {
-	switch {
-	case b >= 1<<30:
-		return fmt.Sprintf("%.2fGiB", b/(1<<30))
-	case b >= 1<<20:
-		return fmt.Sprintf("%.0fMiB", b/(1<<20))
-	case b >= 1<<10:
-		return fmt.Sprintf("%.0fKiB", b/(1<<10))
-	}
-	return fmt.Sprintf("%.0fB", b)
-}
-
 // finish assembles the result.
 func (r *run) finish(res *Result, scr *scraper, sendStart, sendEnd, setupStart time.Time) *Result {
 	res.Finished = time.Now().UTC()
-	res.Host.LoadAvg = append(res.Host.LoadAvg, loadAvg())
+	res.Host.LoadAvg = append(res.Host.LoadAvg, LoadAvg())
 	if r.opts.LedgerCSV != nil {
 		_ = r.ledger.WriteCSV(r.opts.LedgerCSV, res.Issued, func(k int) string { return r.conv(k % r.nconv) })
 	}
@@ -811,12 +793,14 @@ func (r *run) finish(res *Result, scr *scraper, sendStart, sendEnd, setupStart t
 	return res
 }
 
-func hostInfo() Host {
+// HostInfo describes this machine, with its load average now.
+func HostInfo() Host {
 	h, _ := os.Hostname()
-	return Host{Hostname: h, CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH, LoadAvg: []string{loadAvg()}}
+	return Host{Hostname: h, CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH, LoadAvg: []string{LoadAvg()}}
 }
 
-func loadAvg() string {
+// LoadAvg is /proc/loadavg now (empty elsewhere).
+func LoadAvg() string {
 	b, _ := os.ReadFile("/proc/loadavg")
 	return strings.TrimSpace(string(b))
 }

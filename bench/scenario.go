@@ -216,7 +216,7 @@ const (
 	MaxClients     = 200_000
 	MaxAgents      = 1000
 	MaxIdle        = 1_000_000
-	maxBodyBytes   = 4000
+	MaxBodyBytes   = 4000
 	maxTotalLedger = 100_000_000 // messages × (agents + 1) tracked by the ledger
 )
 
@@ -347,8 +347,8 @@ func (s *Scenario) Validate() error {
 	if s.Messages < 0 || s.Messages > MaxMessages {
 		bad("messages", "must be 0..%d, got %d", MaxMessages, s.Messages)
 	}
-	if s.MessageSize < 1 || s.MessageSize > maxBodyBytes {
-		bad("message_size", "must be 1..%d bytes (the protocol's body limit), got %d", maxBodyBytes, s.MessageSize)
+	if s.MessageSize < 1 || s.MessageSize > MaxBodyBytes {
+		bad("message_size", "must be 1..%d bytes (the protocol's body limit), got %d", MaxBodyBytes, s.MessageSize)
 	}
 	if s.Duration <= 0 {
 		bad("duration", "must be > 0: every run is bounded in time")

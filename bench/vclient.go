@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"parley/bench/internal/harness"
 	"slices"
 	"strconv"
 	"strings"
@@ -199,7 +200,7 @@ func (v *vclient) loop(ctx context.Context, c conn) {
 		if ctx.Err() != nil {
 			return
 		}
-		if delay > 0 && sleepCtx(ctx, delay) != nil {
+		if delay > 0 && harness.SleepCtx(ctx, delay) != nil {
 			return
 		}
 		if v.stalled {
@@ -217,7 +218,7 @@ func (v *vclient) loop(ctx context.Context, c conn) {
 			r.rec.reconnectOn(v.transport, false)
 			r.rec.errorOn(v.transport, errCode(err))
 			v.failover()
-			if sleepCtx(ctx, backoff+rand.N(backoff)) != nil {
+			if harness.SleepCtx(ctx, backoff+rand.N(backoff)) != nil {
 				return
 			}
 			backoff = min(2*backoff, time.Second)
@@ -516,15 +517,4 @@ func (v *vclient) handle(ctx context.Context, c conn, f *frame, now time.Time) e
 		}
 	}
 	return nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -108,8 +108,8 @@ type wireError struct {
 
 func (e *wireError) Error() string { return e.Code + ": " + e.Message }
 
-// wsURL turns a node's base URL into its WebSocket endpoint.
-func wsURL(base string) string {
+// WSURL turns a node's base URL into its WebSocket endpoint.
+func WSURL(base string) string {
 	base = strings.TrimRight(base, "/")
 	switch {
 	case strings.HasPrefix(base, "https://"):
@@ -153,7 +153,7 @@ func newDialer(sources []net.IP) *dialer {
 func (d *dialer) dial(ctx context.Context, base, transport string, i int) (conn, error) {
 	switch transport {
 	case "ws":
-		c, err := d.dialWS(ctx, wsURL(base), i)
+		c, err := d.dialWS(ctx, WSURL(base), i)
 		if err != nil {
 			return nil, err
 		}
@@ -307,4 +307,37 @@ func bodyOf(n int) string {
 		b[i] = alpha[i%len(alpha)]
 	}
 	return string(b)
+}
+
+// The Parley client protocol over a plain WebSocket, for drivers outside
+// this package (the peers comparison's Parley driver): the same frames and
+// the same waits as the virtual clients.
+
+// HelloWS writes the hello frame h on c and waits for the welcome; an
+// error frame instead is returned as an error.
+func HelloWS(ctx context.Context, c *websocket.Conn, h map[string]any) error {
+	if err := writeJSON(ctx, wsConn{c}, h); err != nil {
+		return err
+	}
+	_, err := await(ctx, wsConn{c}, "welcome", "", nil)
+	return err
+}
+
+// StartWS starts a conversation as the visitor of c (a start frame with
+// ref) and returns its id once the node answers started.
+func StartWS(ctx context.Context, c *websocket.Conn, ref string) (string, error) {
+	if err := writeJSON(ctx, wsConn{c}, map[string]any{"type": "start", "ref": ref}); err != nil {
+		return "", err
+	}
+	f, err := await(ctx, wsConn{c}, "started", ref, nil)
+	if err != nil {
+		return "", err
+	}
+	return f.Conversation, nil
+}
+
+// AppendSendFrame builds into buf a send frame of message id into
+// conversation conv; id, conv and body must need no JSON escaping.
+func AppendSendFrame(buf []byte, id, conv, body string) []byte {
+	return sendFrame(buf, id, conv, body)
 }

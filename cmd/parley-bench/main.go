@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"parley/bench"
+	"parley/bench/peers"
+	"parley/bench/report"
 )
 
 const usage = `usage:
@@ -231,7 +233,7 @@ func cmdRun(args []string) (int, error) {
 	if err := os.MkdirAll(filepath.Dir(htmlPath), 0o755); err != nil {
 		return 1, err
 	}
-	if err := res.WriteHTML(htmlPath); err != nil {
+	if err := report.WriteRunFile(htmlPath, res); err != nil {
 		return 1, err
 	}
 	printSummary(res)
@@ -349,7 +351,7 @@ func cmdValidate(args []string) error {
 		sc, err := bench.LoadScenario(p)
 		if err != nil {
 			// A peers scenario (parley-bench peers) has its own fields.
-			if fs, ferr := bench.LoadFanoutScenario(p); ferr == nil {
+			if fs, ferr := peers.LoadFanoutScenario(p); ferr == nil {
 				fmt.Printf("%s: ok (peers %s: %d subscribers, %d messages over %s, %v, %d rounds)\n", p, fs.Name, fs.Subscribers, fs.Messages(), fs.Duration, fs.Peers, fs.Runs)
 				continue
 			}
@@ -373,7 +375,7 @@ func cmdCompare(args []string) error {
 	if err != nil {
 		return err
 	}
-	return bench.WriteComparison(os.Stdout, a, b, args[0], args[1])
+	return report.WriteComparison(os.Stdout, a, b, args[0], args[1])
 }
 
 func cmdReport(args []string) error {
@@ -385,8 +387,8 @@ func cmdReport(args []string) error {
 		out = args[1]
 	}
 	// A peers result (parley-bench peers) has its own report.
-	if pr, err := bench.ReadPeersResult(args[0]); err == nil {
-		if err := pr.WriteHTML(out); err != nil {
+	if pr, err := peers.ReadResult(args[0]); err == nil {
+		if err := report.WritePeersFile(out, pr); err != nil {
 			return err
 		}
 		fmt.Println(out)
@@ -396,7 +398,7 @@ func cmdReport(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := r.WriteHTML(out); err != nil {
+	if err := report.WriteRunFile(out, r); err != nil {
 		return err
 	}
 	fmt.Println(out)

@@ -12,7 +12,8 @@ import (
 	"syscall"
 	"time"
 
-	"parley/bench"
+	"parley/bench/peers"
+	"parley/bench/report"
 )
 
 type peersOpts struct {
@@ -27,7 +28,7 @@ type peersOpts struct {
 func peersFlags(o *peersOpts) *flag.FlagSet {
 	fs := flag.NewFlagSet("peers", flag.ContinueOnError)
 	fs.StringVar(&o.parley, "parley", "bin/parley", "Parley node binary")
-	fs.StringVar(&o.peersDir, "peers-dir", bench.DefaultPeersDir(), "directory with nats-server and centrifugo (make bench-peers builds them; $PEERS_DIR)")
+	fs.StringVar(&o.peersDir, "peers-dir", peers.DefaultPeersDir(), "directory with nats-server and centrifugo (make bench-peers builds them; $PEERS_DIR)")
 	fs.StringVar(&o.out, "o", "", "result JSON path (default bench-results/NAME-TIME.json)")
 	fs.StringVar(&o.html, "html", "", "HTML report path (default: the JSON path with .html)")
 	fs.StringVar(&o.only, "only", "", "comma-separated peers to run instead of the scenario's (parley,nats,centrifugo)")
@@ -47,7 +48,7 @@ func cmdPeers(args []string) (int, error) {
 	if len(pos) != 1 {
 		return 2, errors.New("peers: want one scenario file (bench/testdata/peers-1k.yaml)")
 	}
-	sc, err := bench.LoadFanoutScenario(pos[0])
+	sc, err := peers.LoadFanoutScenario(pos[0])
 	if err != nil {
 		return 1, err
 	}
@@ -65,7 +66,7 @@ func cmdPeers(args []string) (int, error) {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	res, runErr := bench.RunPeers(ctx, sc, bench.PeersOptions{Parley: o.parley, PeersDir: o.peersDir, Log: logf})
+	res, runErr := peers.Run(ctx, sc, peers.Options{Parley: o.parley, PeersDir: o.peersDir, Log: logf})
 	if res == nil {
 		return 1, runErr
 	}
@@ -78,7 +79,7 @@ func cmdPeers(args []string) (int, error) {
 	if err := res.WriteJSON(jsonPath); err != nil {
 		return 1, err
 	}
-	if err := res.WriteHTML(htmlPath); err != nil {
+	if err := report.WritePeersFile(htmlPath, res); err != nil {
 		return 1, err
 	}
 	for _, s := range res.Summary {

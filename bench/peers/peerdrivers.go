@@ -1,4 +1,4 @@
-package bench
+package peers
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"parley/bench"
 	"strconv"
 	"sync"
 	"time"
@@ -83,11 +84,7 @@ func (d *parleyDriver) hello(ctx context.Context, c *websocket.Conn, role string
 	if role == "agent" {
 		h["token"] = d.token
 	}
-	if err := writeJSON(ctx, wsConn{c}, h); err != nil {
-		return err
-	}
-	_, err := await(ctx, wsConn{c}, "welcome", "", nil)
-	return err
+	return bench.HelloWS(ctx, c, h)
 }
 
 func (d *parleyDriver) subscribe(ctx context.Context, i int, onMessage func([]byte)) (io.Closer, error) {
@@ -144,16 +141,12 @@ func (d *parleyDriver) publisher(ctx context.Context) (fanoutPublisher, error) {
 		c.CloseNow()
 		return nil, err
 	}
-	if err := writeJSON(ctx, wsConn{c}, map[string]any{"type": "start", "ref": "s"}); err != nil {
-		c.CloseNow()
-		return nil, err
-	}
-	f, err := await(ctx, wsConn{c}, "started", "s", nil)
+	conv, err := bench.StartWS(ctx, c, "s")
 	if err != nil {
 		c.CloseNow()
 		return nil, err
 	}
-	p := &parleyPublisher{d: d, conv: f.Conversation, err: make(chan error, 1)}
+	p := &parleyPublisher{d: d, conv: conv, err: make(chan error, 1)}
 	errFrame := []byte(`{"type":"error"`)
 	// Acks and the visitor's own deliveries are read and dropped; an error
 	// frame fails the next publish.
@@ -186,7 +179,7 @@ func (p *parleyPublisher) publish(ctx context.Context, payload []byte) error {
 	}
 	id := "fo" + p.d.runID + strconv.Itoa(p.k)
 	p.k++
-	p.buf = sendFrame(p.buf, id, p.conv, string(payload))
+	p.buf = bench.AppendSendFrame(p.buf, id, p.conv, string(payload))
 	return p.sub.c.Write(ctx, websocket.MessageText, p.buf)
 }
 

@@ -1,9 +1,10 @@
-package bench
+package peers
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -11,6 +12,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"parley/bench"
+	"parley/bench/internal/harness"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -38,8 +41,8 @@ func DefaultPeersDir() string {
 	return filepath.Join(home, ".cache", "parley", "peers")
 }
 
-// PeersOptions configure RunPeers.
-type PeersOptions struct {
+// Options configure Run.
+type Options struct {
 	// Parley is the node binary. Zero: bin/parley.
 	Parley string
 	// PeersDir holds nats-server and centrifugo. Zero: DefaultPeersDir().
@@ -57,24 +60,24 @@ type peerServer struct {
 }
 
 // startPeer starts a fresh server for peer and returns its driver.
-func startPeer(ctx context.Context, peer string, o PeersOptions, dir string) (*peerServer, error) {
+func startPeer(ctx context.Context, peer string, o Options, dir string) (*peerServer, error) {
 	switch peer {
 	case PeerParley:
-		lc, err := StartLocal(ctx, LocalOptions{Bin: o.Parley, Nodes: 1})
+		lc, err := bench.StartLocal(ctx, bench.LocalOptions{Bin: o.Parley, Nodes: 1})
 		if err != nil {
 			return nil, err
 		}
 		var id [6]byte
 		rand.Read(id[:])
 		n := lc.Nodes[0]
-		return &peerServer{name: peer, version: "this tree", pid: n.pid(), stop: lc.Stop,
-			drv: &parleyDriver{url: wsURL(n.URL), token: lc.Token, workspace: "demo", runID: hex.EncodeToString(id[:])}}, nil
+		return &peerServer{name: peer, version: "this tree", pid: n.PID(), stop: lc.Stop,
+			drv: &parleyDriver{url: bench.WSURL(n.URL), token: lc.Token, workspace: "demo", runID: hex.EncodeToString(id[:])}}, nil
 	case PeerNATS:
-		addr, err := freeLoopbackAddr()
+		addr, err := harness.FreeLoopbackAddr()
 		if err != nil {
 			return nil, err
 		}
-		ws, err := freeLoopbackAddr()
+		ws, err := harness.FreeLoopbackAddr()
 		if err != nil {
 			return nil, err
 		}
@@ -88,7 +91,7 @@ func startPeer(ctx context.Context, peer string, o PeersOptions, dir string) (*p
 		ps.drv = &natsDriver{url: "ws://" + ws, subject: "room"}
 		return ps, nil
 	case PeerCentrifugo:
-		addr, err := freeLoopbackAddr()
+		addr, err := harness.FreeLoopbackAddr()
 		if err != nil {
 			return nil, err
 		}
@@ -146,7 +149,7 @@ func startProc(ctx context.Context, bin, dir, confName, conf string, args func(s
 	cmd := exec.Command(bin, args(cf)...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = nodeProcAttr()
+	cmd.SysProcAttr = harness.ProcAttr()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", bin, err)
@@ -167,7 +170,7 @@ func startProc(ctx context.Context, bin, dir, confName, conf string, args func(s
 		select {
 		case err := <-done:
 			b, _ := os.ReadFile(logPath)
-			return nil, fmt.Errorf("%s exited before ready: %v\n%s", filepath.Base(bin), err, tail(b, 2000))
+			return nil, fmt.Errorf("%s exited before ready: %v\n%s", filepath.Base(bin), err, harness.Tail(b, 2000))
 		case <-ctx.Done():
 			stop()
 			return nil, ctx.Err()
@@ -184,13 +187,13 @@ func startProc(ctx context.Context, bin, dir, confName, conf string, args func(s
 	}
 }
 
-// PeersResult is a side-by-side run: every peer, every round.
-type PeersResult struct {
+// Result is a side-by-side run: every peer, every round.
+type Result struct {
 	Version  int             `json:"version"`
 	Name     string          `json:"name"`
 	Started  time.Time       `json:"started"`
 	Finished time.Time       `json:"finished"`
-	Host     Host            `json:"host"`
+	Host     bench.Host      `json:"host"`
 	Scenario *FanoutScenario `json:"scenario"`
 	Runs     []FanoutResult  `json:"runs"`
 	Summary  []PeerSummary   `json:"summary"`
@@ -231,9 +234,9 @@ type PeerRatio struct {
 	Rounds int     `json:"rounds"` // rounds in which both runs completed
 }
 
-// RunPeers runs sc against every peer in every round, each run against a
+// Run runs sc against every peer in every round, each run against a
 // freshly started server that is stopped after it.
-func RunPeers(ctx context.Context, sc *FanoutScenario, o PeersOptions) (*PeersResult, error) {
+func Run(ctx context.Context, sc *FanoutScenario, o Options) (*Result, error) {
 	if o.Parley == "" {
 		o.Parley = "bin/parley"
 	}
@@ -246,7 +249,7 @@ func RunPeers(ctx context.Context, sc *FanoutScenario, o PeersOptions) (*PeersRe
 	}
 	// The harness holds every subscriber; each server is a child and
 	// inherits the limit.
-	if _, err := RaiseNoFile(uint64(2*sc.Subscribers + 1024)); err != nil {
+	if _, err := bench.RaiseNoFile(uint64(2*sc.Subscribers + 1024)); err != nil {
 		logf("%v", err)
 	}
 	dir, err := os.MkdirTemp("", "parley-peers-")
@@ -254,7 +257,7 @@ func RunPeers(ctx context.Context, sc *FanoutScenario, o PeersOptions) (*PeersRe
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	res := &PeersResult{Version: 1, Name: sc.Name, Started: time.Now().UTC(), Scenario: sc, Host: hostInfo()} // load average at start
+	res := &Result{Version: 1, Name: sc.Name, Started: time.Now().UTC(), Scenario: sc, Host: bench.HostInfo()} // load average at start
 	for round := 1; round <= sc.Runs; round++ {
 		for _, peer := range sc.Peers {
 			if ctx.Err() != nil {
@@ -272,7 +275,7 @@ func RunPeers(ctx context.Context, sc *FanoutScenario, o PeersOptions) (*PeersRe
 			res.Runs = append(res.Runs, fr)
 		}
 	}
-	res.Host.LoadAvg = append(res.Host.LoadAvg, loadAvg())
+	res.Host.LoadAvg = append(res.Host.LoadAvg, bench.LoadAvg())
 	res.Finished = time.Now().UTC()
 	res.Summary = summarize(res.Runs, sc.Peers)
 	res.Ratios = peerRatios(res.Runs, sc.Peers)
@@ -282,7 +285,7 @@ func RunPeers(ctx context.Context, sc *FanoutScenario, o PeersOptions) (*PeersRe
 	return res, nil
 }
 
-func runPeerOnce(ctx context.Context, sc *FanoutScenario, o PeersOptions, dir string, fr *FanoutResult, logf func(string, ...any)) error {
+func runPeerOnce(ctx context.Context, sc *FanoutScenario, o Options, dir string, fr *FanoutResult, logf func(string, ...any)) error {
 	rdir := filepath.Join(dir, fr.Peer+"-"+strconv.Itoa(fr.Round))
 	if err := os.MkdirAll(rdir, 0o700); err != nil {
 		return err
@@ -294,7 +297,7 @@ func runPeerOnce(ctx context.Context, sc *FanoutScenario, o PeersOptions, dir st
 	defer ps.stop()
 	fr.Version = ps.version
 	pid := ps.pid
-	run := &fanoutRun{sc: sc, drv: ps.drv, log: logf, server: &procSampler{Read: func() (ProcStat, error) { return ReadProcStat(pid) }}}
+	run := &fanoutRun{sc: sc, drv: ps.drv, log: logf, server: &harness.ProcSampler{Read: func() (harness.ProcStat, error) { return harness.ReadProcStat(pid) }}}
 	// Bound the run: setup at the connect rate, the send phase, the drain.
 	bound := time.Duration(float64(sc.Subscribers)/sc.ConnectRate*float64(time.Second)) + sc.Duration.D() + sc.Drain.D() + sc.Settle.D() + 60*time.Second
 	rctx, cancel := context.WithTimeout(ctx, bound)
@@ -401,14 +404,34 @@ func medianOf(v []float64) float64 {
 }
 
 // WriteJSON writes the result.
-func (r *PeersResult) WriteJSON(path string) error {
-	return writeJSONFile(path, r)
+func (r *Result) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", " ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// ReadResult reads a result written by Result.WriteJSON.
+func ReadResult(path string) (*Result, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if r.Version != 1 || r.Scenario == nil || r.Summary == nil {
+		return nil, fmt.Errorf("%s: not a peers result (version %d)", path, r.Version)
+	}
+	return &r, nil
 }
 
 var errNoRuns = errors.New("no run completed")
 
 // Err is nil when every run completed with every receipt.
-func (r *PeersResult) Err() error {
+func (r *Result) Err() error {
 	var errs []error
 	for _, f := range r.Runs {
 		if f.Error != "" {

@@ -1,4 +1,4 @@
-package bench
+package peers
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"parley/bench"
+	"parley/bench/internal/harness"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -32,16 +34,16 @@ type FanoutScenario struct {
 	// Rate is publishes per second (open loop).
 	Rate float64 `yaml:"rate" json:"rate"`
 	// Duration of the send phase (at most 10m).
-	Duration Duration `yaml:"duration" json:"duration"`
+	Duration bench.Duration `yaml:"duration" json:"duration"`
 	// MessageSize is the payload in bytes (32..4000). Zero: 128.
 	MessageSize int `yaml:"message_size" json:"message_size"`
 	// ConnectRate paces opening the subscribers, per second. Zero: 1000.
 	ConnectRate float64 `yaml:"connect_rate" json:"connect_rate"`
 	// Settle is the wait with every subscriber connected before the
 	// server's memory is read. Zero: 2s.
-	Settle Duration `yaml:"settle" json:"settle"`
+	Settle bench.Duration `yaml:"settle" json:"settle"`
 	// Drain bounds the wait for deliveries after the send phase. Zero: 5s.
-	Drain Duration `yaml:"drain" json:"drain"`
+	Drain bench.Duration `yaml:"drain" json:"drain"`
 	// Peers run, in this order in each round: parley, nats, centrifugo.
 	// Zero: all three.
 	Peers []string `yaml:"peers" json:"peers"`
@@ -90,10 +92,10 @@ func (s *FanoutScenario) Defaults() {
 		s.ConnectRate = 1000
 	}
 	if s.Settle == 0 {
-		s.Settle = Duration(2 * time.Second)
+		s.Settle = bench.Duration(2 * time.Second)
 	}
 	if s.Drain == 0 {
-		s.Drain = Duration(5 * time.Second)
+		s.Drain = bench.Duration(5 * time.Second)
 	}
 	if len(s.Peers) == 0 {
 		s.Peers = slices.Clone(allPeers)
@@ -116,8 +118,8 @@ func (s *FanoutScenario) Validate() error {
 	if s.Duration <= 0 || s.Duration.D() > 10*time.Minute {
 		bad("duration: %s, want 0 < duration <= 10m", s.Duration)
 	}
-	if s.MessageSize < fanoutHeader || s.MessageSize > maxBodyBytes {
-		bad("message_size: %d, want %d..%d", s.MessageSize, fanoutHeader, maxBodyBytes)
+	if s.MessageSize < fanoutHeader || s.MessageSize > bench.MaxBodyBytes {
+		bad("message_size: %d, want %d..%d", s.MessageSize, fanoutHeader, bench.MaxBodyBytes)
 	}
 	if s.ConnectRate < 0 {
 		bad("connect_rate: %g, want > 0", s.ConnectRate)
@@ -223,7 +225,7 @@ type fanoutRecorder struct {
 
 func newFanoutRecorder(start time.Time, rate float64, messages, seconds int) *fanoutRecorder {
 	r := &fanoutRecorder{start: start, interval: time.Duration(float64(time.Second) / rate),
-		counts: make([]atomic.Int32, messages), hist: newHist(), perSec: make([]*hdrhistogram.Histogram, seconds)}
+		counts: make([]atomic.Int32, messages), hist: bench.NewHist(), perSec: make([]*hdrhistogram.Histogram, seconds)}
 	return r
 }
 
@@ -242,12 +244,12 @@ func (r *fanoutRecorder) receive(b []byte) {
 	d := now.Sub(r.due(int(k)))
 	sec := int(now.Sub(r.start) / time.Second)
 	r.mu.Lock()
-	recordDur(r.hist, d)
+	bench.RecordDur(r.hist, d)
 	if sec >= 0 && sec < len(r.perSec) {
 		if r.perSec[sec] == nil {
-			r.perSec[sec] = newHist()
+			r.perSec[sec] = bench.NewHist()
 		}
-		recordDur(r.perSec[sec], d)
+		bench.RecordDur(r.perSec[sec], d)
 	}
 	if now.After(r.lastRcv) {
 		r.lastRcv = now
@@ -271,7 +273,7 @@ func (r *fanoutRecorder) timeline() []FanoutInterval {
 	for i, h := range r.perSec {
 		iv := FanoutInterval{T: float64(i)}
 		if h != nil {
-			p := Summarize(h)
+			p := bench.Summarize(h)
 			iv.Receipts, iv.P50, iv.P99, iv.Max = p.Count, p.P50, p.P99, p.Max
 		}
 		out = append(out, iv)
@@ -315,10 +317,10 @@ type FanoutResult struct {
 	Complete      int `json:"complete"`
 	Overdelivered int `json:"overdelivered"`
 
-	ConnectSeconds float64          `json:"connect_seconds"`
-	Latency        Percentiles      `json:"latency"` // due → receipt, every subscriber
-	Curve          []CurvePoint     `json:"curve"`
-	Timeline       []FanoutInterval `json:"timeline"`
+	ConnectSeconds float64            `json:"connect_seconds"`
+	Latency        bench.Percentiles  `json:"latency"` // due → receipt, every subscriber
+	Curve          []bench.CurvePoint `json:"curve"`
+	Timeline       []FanoutInterval   `json:"timeline"`
 
 	// Window is the measured span: from the first message's due time to
 	// the last receipt (or the end of the drain). Server CPU is counted
@@ -334,7 +336,7 @@ type FanoutResult struct {
 	RSSPeak      float64 `json:"rss_peak"`
 	MemPerConn   float64 `json:"mem_per_conn"` // (connected − idle) / subscribers, bytes
 
-	Server []ProcSample `json:"server"` // T from the first due time
+	Server []harness.ProcSample `json:"server"` // T from the first due time
 }
 
 // Delivered is the fraction of expected receipts that arrived.
@@ -349,7 +351,7 @@ func (f *FanoutResult) Delivered() float64 {
 type fanoutRun struct {
 	sc     *FanoutScenario
 	drv    fanoutDriver
-	server *procSampler
+	server *harness.ProcSampler
 	log    func(format string, a ...any)
 }
 
@@ -365,20 +367,20 @@ func (fr *fanoutRun) run(ctx context.Context, res *FanoutResult) error {
 	// Idle memory: a moment after start, the median of three reads.
 	var idle []float64
 	for range 3 {
-		st, err := fr.server.sample(time.Now())
+		st, err := fr.server.Sample(time.Now())
 		if err != nil {
 			return fmt.Errorf("server stats: %w", err)
 		}
 		idle = append(idle, st.RSS)
-		if err := sleepCtx(ctx, 300*time.Millisecond); err != nil {
+		if err := harness.SleepCtx(ctx, 300*time.Millisecond); err != nil {
 			return err
 		}
 	}
-	res.RSSIdle = median(idle)
+	res.RSSIdle = harness.Median(idle)
 
 	sctx, stopSampler := context.WithCancel(ctx)
 	var swg sync.WaitGroup
-	swg.Go(func() { fr.server.run(sctx) })
+	swg.Go(func() { fr.server.Run(sctx) })
 	defer func() { stopSampler(); swg.Wait() }()
 
 	// Receipts before the recorder exists (none expected) are dropped.
@@ -402,7 +404,7 @@ func (fr *fanoutRun) run(ctx context.Context, res *FanoutResult) error {
 	g.SetLimit(64)
 	every := time.Duration(float64(time.Second) / sc.ConnectRate)
 	for i := 0; i < sc.Subscribers; i++ {
-		if err := sleepUntil(gctx, t0.Add(time.Duration(i)*every)); err != nil {
+		if err := harness.SleepUntil(gctx, t0.Add(time.Duration(i)*every)); err != nil {
 			break
 		}
 		g.Go(func() error {
@@ -432,10 +434,10 @@ func (fr *fanoutRun) run(ctx context.Context, res *FanoutResult) error {
 		return fmt.Errorf("publisher: %w", err)
 	}
 	defer pub.Close()
-	if err := sleepCtx(ctx, sc.Settle.D()); err != nil {
+	if err := harness.SleepCtx(ctx, sc.Settle.D()); err != nil {
 		return err
 	}
-	st, err := fr.server.sample(time.Now())
+	st, err := fr.server.Sample(time.Now())
 	if err != nil {
 		return fmt.Errorf("server stats: %w", err)
 	}
@@ -449,19 +451,19 @@ func (fr *fanoutRun) run(ctx context.Context, res *FanoutResult) error {
 	seconds := int((sc.Duration.D()+sc.Drain.D())/time.Second) + 3
 	r := newFanoutRecorder(start, sc.Rate, n, seconds)
 	rec.Store(r)
-	fr.server.setRef(start)
-	if err := sleepUntil(ctx, start); err != nil {
+	fr.server.SetRef(start)
+	if err := harness.SleepUntil(ctx, start); err != nil {
 		return err
 	}
-	cpu0, err := fr.server.sample(time.Now())
+	cpu0, err := fr.server.Sample(time.Now())
 	if err != nil {
 		return fmt.Errorf("server stats: %w", err)
 	}
-	self0 := selfCPUSeconds()
+	self0 := harness.SelfCPUSeconds()
 	buf := make([]byte, 0, sc.MessageSize)
 	var pubErr error
 	for k := 0; k < n; k++ {
-		if err := sleepUntil(ctx, r.due(k)); err != nil {
+		if err := harness.SleepUntil(ctx, r.due(k)); err != nil {
 			return err
 		}
 		buf = fanoutPayload(buf, uint64(k), sc.MessageSize)
@@ -478,7 +480,7 @@ func (fr *fanoutRun) run(ctx context.Context, res *FanoutResult) error {
 	// Drain: until every receipt is in, or the drain ends.
 	deadline := time.Now().Add(sc.Drain.D())
 	for r.total.Load() < res.Expected && time.Now().Before(deadline) {
-		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+		if err := harness.SleepCtx(ctx, 10*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -488,11 +490,11 @@ func (fr *fanoutRun) run(ctx context.Context, res *FanoutResult) error {
 		end = r.lastRcv
 	}
 	r.mu.Unlock()
-	cpu1, err := fr.server.sample(time.Now())
+	cpu1, err := fr.server.Sample(time.Now())
 	if err != nil {
 		return fmt.Errorf("server stats: %w", err)
 	}
-	res.HarnessCPUSeconds = selfCPUSeconds() - self0
+	res.HarnessCPUSeconds = harness.SelfCPUSeconds() - self0
 	res.WindowSeconds = end.Sub(start).Seconds()
 	res.ServerCPUSeconds = cpu1.CPUSeconds - cpu0.CPUSeconds
 	res.Receipts = r.total.Load()
@@ -503,14 +505,14 @@ func (fr *fanoutRun) run(ctx context.Context, res *FanoutResult) error {
 		res.ReceiptsPerSecond = float64(res.Receipts) / res.WindowSeconds
 	}
 	r.mu.Lock()
-	res.Latency, res.Curve = Summarize(r.hist), Curve(r.hist)
+	res.Latency, res.Curve = bench.Summarize(r.hist), bench.Curve(r.hist)
 	r.mu.Unlock()
 	res.Timeline = r.timeline()
 	res.Complete, res.Overdelivered = r.complete(sc.Subscribers)
 	stopSampler()
 	swg.Wait()
-	res.Server = fr.server.series()
-	res.RSSPeak = fr.server.peakRSS()
+	res.Server = fr.server.Series()
+	res.RSSPeak = fr.server.PeakRSS()
 	if res.Published == 0 && pubErr != nil {
 		return fmt.Errorf("every publish failed: %w", pubErr)
 	}

@@ -1,10 +1,12 @@
-package bench
+package report
 
 import (
 	"fmt"
 	"io"
 	"math"
 	"text/tabwriter"
+
+	"parley/bench"
 )
 
 // Ratio is one figure of two runs and B's value divided by A's.
@@ -18,7 +20,7 @@ type Ratio struct {
 }
 
 // Compare lists the main figures of a and b.
-func Compare(a, b *Result) []Ratio {
+func Compare(a, b *bench.Result) []Ratio {
 	var out []Ratio
 	add := func(name, better string, fa, fb float64) {
 		r := math.NaN()
@@ -44,7 +46,7 @@ func Compare(a, b *Result) []Ratio {
 	add("acked msg per node CPU s", "higher", a.AckedPerCPUSecond, b.AckedPerCPUSecond)
 	add("node peak RSS MiB", "lower", peakRSS(a)/(1<<20), peakRSS(b)/(1<<20))
 	if a.Idle != nil || b.Idle != nil {
-		var ia, ib IdleResult
+		var ia, ib bench.IdleResult
 		if a.Idle != nil {
 			ia = *a.Idle
 		}
@@ -61,7 +63,7 @@ func Compare(a, b *Result) []Ratio {
 	return out
 }
 
-func peakRSS(r *Result) float64 {
+func peakRSS(r *bench.Result) float64 {
 	var s float64
 	for _, n := range r.NodeMetrics {
 		s += n.PeakRSS
@@ -70,7 +72,7 @@ func peakRSS(r *Result) float64 {
 }
 
 // WriteComparison prints the ratios as a table.
-func WriteComparison(w io.Writer, a, b *Result, nameA, nameB string) error {
+func WriteComparison(w io.Writer, a, b *bench.Result, nameA, nameB string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "figure\tA\tB\tB/A\t\n")
 	for _, r := range Compare(a, b) {

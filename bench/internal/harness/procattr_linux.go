@@ -1,10 +1,10 @@
-package bench
+package harness
 
 import "syscall"
 
-// nodeProcAttr puts a local node in its own process group (a Ctrl-C at the
+// ProcAttr puts a local node in its own process group (a Ctrl-C at the
 // terminal reaches the harness, which stops the node in order) and has the
 // kernel kill it should the harness die without stopping it.
-func nodeProcAttr() *syscall.SysProcAttr {
+func ProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }

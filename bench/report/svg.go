@@ -1,10 +1,11 @@
-package bench
+package report
 
 import (
 	"fmt"
-	"html"
 	"math"
 	"strings"
+
+	"parley/bench"
 )
 
 // series is one line of a chart.
@@ -19,7 +20,7 @@ type chart struct {
 	Title, XLabel, YLabel string
 	Series                []series
 	LogY                  bool
-	Events                []Event // vertical markers at x = T
+	Events                []bench.Event // vertical markers at x = T
 	W, H                  int
 	// XTicks, when set, label the x axis at these values with these names
 	// (the percentile plot's "nines").
@@ -30,7 +31,46 @@ type chart struct {
 
 var palette = []string{"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"}
 
-func (c chart) svg() string {
+// chartView is a chart laid out for the "chart" template: every
+// coordinate computed and formatted here, every string (titles, labels,
+// series names, event texts) left to the template to escape.
+type chartView struct {
+	W, H, ML, MT     int
+	Title            string
+	NoData           bool
+	NoDataX, NoDataY int
+	YTicks           []yTick
+	XTicks           []xTick
+	XTickStroke      string
+	PlotW, PlotH     string // the frame
+	PlotB            string // y of the plot's bottom
+	XLabelX          string
+	XLabelY          int
+	YLabelY          string
+	XLabel, YLabel   string
+	Events           []eventMark
+	Lines            []lineView
+}
+
+type yTick struct{ X2, Y, LabelX, LabelY, Label string }
+
+type xTick struct{ X, LabelY, Label string }
+
+type eventMark struct{ X, Title string }
+
+type lineView struct {
+	Path, Color, Name string
+	Dots              []dot
+	LegendX, LegendY  int // the legend's swatch
+	NameX, NameY      int
+}
+
+type dot struct{ CX, CY string }
+
+func f1(v float64) string { return fmt.Sprintf("%.1f", v) }
+
+// view lays the chart out.
+func (c chart) view() chartView {
 	if c.W == 0 {
 		c.W = 880
 	}
@@ -42,6 +82,7 @@ func (c chart) svg() string {
 	}
 	const ml, mr, mt, mb = 70, 20, 30, 45
 	pw, ph := float64(c.W-ml-mr), float64(c.H-mt-mb)
+	v := chartView{W: c.W, H: c.H, ML: ml, MT: mt, Title: c.Title}
 	xmin, xmax := math.Inf(1), math.Inf(-1)
 	ymin, ymax := math.Inf(1), math.Inf(-1)
 	for _, s := range c.Series {
@@ -53,12 +94,9 @@ func (c chart) svg() string {
 			ymin, ymax = math.Min(ymin, p[1]), math.Max(ymax, p[1])
 		}
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="11">`, c.W, c.H, c.W, c.H)
-	fmt.Fprintf(&b, `<text x="%d" y="18" font-size="13" font-weight="bold">%s</text>`, ml, html.EscapeString(c.Title))
 	if math.IsInf(xmin, 0) {
-		fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#888">no data</text></svg>`, ml+10, mt+int(ph/2))
-		return b.String()
+		v.NoData, v.NoDataX, v.NoDataY = true, ml+10, mt+int(ph/2)
+		return v
 	}
 	if xmax == xmin {
 		xmax = xmin + 1
@@ -95,39 +133,35 @@ func (c chart) svg() string {
 			yt = append(yt, v)
 		}
 	}
-	for _, v := range yt {
-		y := Y(v)
-		fmt.Fprintf(&b, `<line x1="%d" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#e5e5e5"/>`, ml, float64(ml)+pw, y, y)
-		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`, ml-5, y+4, html.EscapeString(c.YFormat(v)))
+	for _, t := range yt {
+		y := Y(t)
+		v.YTicks = append(v.YTicks, yTick{X2: f1(float64(ml) + pw), Y: f1(y), LabelX: fmt.Sprint(ml - 5), LabelY: f1(y + 4), Label: c.YFormat(t)})
 	}
 	// X ticks.
 	if c.XTicks != nil {
-		for i, v := range c.XTicks {
-			if v < xmin || v > xmax {
+		v.XTickStroke = "#e5e5e5"
+		for i, t := range c.XTicks {
+			if t < xmin || t > xmax {
 				continue
 			}
-			x := X(v)
-			fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%.1f" stroke="#e5e5e5"/>`, x, x, mt, float64(mt)+ph)
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, x, float64(mt)+ph+15, html.EscapeString(c.XNames[i]))
+			v.XTicks = append(v.XTicks, xTick{X: f1(X(t)), LabelY: f1(float64(mt) + ph + 15), Label: c.XNames[i]})
 		}
 	} else {
+		v.XTickStroke = "#f0f0f0"
 		step := niceCeil((xmax - xmin) / 8)
-		for v := math.Ceil(xmin/step) * step; v <= xmax+step/1e6; v += step {
-			x := X(v)
-			fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%.1f" stroke="#f0f0f0"/>`, x, x, mt, float64(mt)+ph)
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, x, float64(mt)+ph+15, fmtNum(v))
+		for t := math.Ceil(xmin/step) * step; t <= xmax+step/1e6; t += step {
+			v.XTicks = append(v.XTicks, xTick{X: f1(X(t)), LabelY: f1(float64(mt) + ph + 15), Label: fmtNum(t)})
 		}
 	}
-	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.1f" height="%.1f" fill="none" stroke="#999"/>`, ml, mt, pw, ph)
-	fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`, float64(ml)+pw/2, c.H-8, html.EscapeString(c.XLabel))
-	fmt.Fprintf(&b, `<text transform="translate(14 %.1f) rotate(-90)" text-anchor="middle">%s</text>`, float64(mt)+ph/2, html.EscapeString(c.YLabel))
+	v.PlotW, v.PlotH, v.PlotB = f1(pw), f1(ph), f1(float64(mt)+ph)
+	v.XLabelX, v.XLabelY, v.XLabel = f1(float64(ml)+pw/2), c.H-8, c.XLabel
+	v.YLabelY, v.YLabel = f1(float64(mt)+ph/2), c.YLabel
 	// Events.
 	for _, e := range c.Events {
 		if e.T < xmin || e.T > xmax {
 			continue
 		}
-		x := X(e.T)
-		fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%.1f" stroke="#b00" stroke-dasharray="4 3"><title>%s</title></line>`, x, x, mt, float64(mt)+ph, html.EscapeString(fmt.Sprintf("%.1fs %s", e.T, e.What)))
+		v.Events = append(v.Events, eventMark{X: f1(X(e.T)), Title: fmt.Sprintf("%.1fs %s", e.T, e.What)})
 	}
 	// Lines.
 	for i, s := range c.Series {
@@ -149,21 +183,21 @@ func (c chart) svg() string {
 			fmt.Fprintf(&path, "%s%.1f %.1f ", cmd, X(p[0]), Y(p[1]))
 			pen = true
 		}
-		fmt.Fprintf(&b, `<path d="%s" fill="none" stroke="%s" stroke-width="1.6"/>`, path.String(), col)
+		l := lineView{Path: path.String(), Color: col, Name: s.Name}
 		if len(s.Pts) <= 20 {
 			for _, p := range s.Pts {
 				if math.IsNaN(p[1]) || (c.LogY && p[1] <= 0) {
 					continue
 				}
-				fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="2.5" fill="%s"/>`, X(p[0]), Y(p[1]), col)
+				l.Dots = append(l.Dots, dot{CX: f1(X(p[0])), CY: f1(Y(p[1]))})
 			}
 		}
 		// Legend.
 		lx := ml + 10 + i*150
-		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="3" fill="%s"/><text x="%d" y="%d">%s</text>`, lx, mt+8, col, lx+16, mt+12, html.EscapeString(s.Name))
+		l.LegendX, l.LegendY, l.NameX, l.NameY = lx, mt+8, lx+16, mt+12
+		v.Lines = append(v.Lines, l)
 	}
-	b.WriteString(`</svg>`)
-	return b.String()
+	return v
 }
 
 // niceCeil rounds up to 1, 2 or 5 times a power of ten.

@@ -1,4 +1,4 @@
-package bench
+package harness
 
 import (
 	"context"
@@ -53,9 +53,9 @@ func ReadProcStat(pid int) (ProcStat, error) {
 	return ParseProcStat(b, os.Getpagesize())
 }
 
-// procState returns the state letter of a process from /proc/<pid>/stat:
+// ProcState returns the state letter of a process from /proc/<pid>/stat:
 // R running, S sleeping, T stopped, Z zombie, …
-func procState(pid int) (byte, error) {
+func ProcState(pid int) (byte, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, err
@@ -77,9 +77,9 @@ type ProcSample struct {
 	RSS        float64 `json:"rss"`
 }
 
-// procSampler reads a process's CPU and memory every Interval into a
-// series. Its goroutine is owned by run, which returns when ctx ends.
-type procSampler struct {
+// ProcSampler reads a process's CPU and memory every Interval into a
+// series. Its goroutine is owned by Run, which returns when ctx ends.
+type ProcSampler struct {
 	// Read returns the process's figures; ReadProcStat of a pid in use.
 	Read func() (ProcStat, error)
 	// Interval between samples. Zero: one second.
@@ -92,8 +92,8 @@ type procSampler struct {
 	lastAt  time.Time
 }
 
-// setRef sets the time samples are measured from.
-func (p *procSampler) setRef(t time.Time) {
+// SetRef sets the time samples are measured from.
+func (p *ProcSampler) SetRef(t time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	shift := t.Sub(p.ref).Seconds()
@@ -106,8 +106,8 @@ func (p *procSampler) setRef(t time.Time) {
 	p.ref = t
 }
 
-// sample takes one sample now and returns it.
-func (p *procSampler) sample(now time.Time) (ProcStat, error) {
+// Sample takes one sample now and returns it.
+func (p *ProcSampler) Sample(now time.Time) (ProcStat, error) {
 	st, err := p.Read()
 	if err != nil {
 		return st, err
@@ -128,8 +128,8 @@ func (p *procSampler) sample(now time.Time) (ProcStat, error) {
 	return st, nil
 }
 
-// run samples until ctx ends.
-func (p *procSampler) run(ctx context.Context) {
+// Run samples until ctx ends.
+func (p *ProcSampler) Run(ctx context.Context) {
 	iv := p.Interval
 	if iv <= 0 {
 		iv = time.Second
@@ -141,20 +141,20 @@ func (p *procSampler) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			_, _ = p.sample(now)
+			_, _ = p.Sample(now)
 		}
 	}
 }
 
-// series returns a copy of the samples so far.
-func (p *procSampler) series() []ProcSample {
+// Series returns a copy of the samples so far.
+func (p *ProcSampler) Series() []ProcSample {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]ProcSample(nil), p.samples...)
 }
 
-// peakRSS is the highest RSS sampled.
-func (p *procSampler) peakRSS() float64 {
+// PeakRSS is the highest RSS sampled.
+func (p *ProcSampler) PeakRSS() float64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	m := 0.0

@@ -1,0 +1,8 @@
+//go:build !linux
+
+package harness
+
+import "syscall"
+
+// ProcAttr puts a local node in its own process group.
+func ProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
