@@ -11,8 +11,8 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// transport moves whole frames for one connection; ws.go implements it for
-// WebSocket.
+// transport moves whole frames for one connection: ws.go implements it for
+// WebSocket, webtransport.go for a WebTransport stream.
 type transport interface {
 	// Read returns the next text frame. A binary frame returns errBinary.
 	Read(ctx context.Context) ([]byte, error)
