@@ -191,6 +191,29 @@ func requireChromium(t *testing.T) {
 	}
 }
 
+// startChat opens the console (with an operator token of the demo
+// workspace) and the widget at base, writes first in the widget, and
+// returns the conversation's ID once the console lists it.
+func (ct *chatTest) startChat(agent, visitor *browser, base, token, first string) string {
+	ct.t.Helper()
+	ct.do(agent, "opening the console", chromedp.Navigate(base+"/agent#token="+url.QueryEscape(token)+"&workspace=demo"))
+	waitFor[bool](ct, agent, "the console to connect",
+		`document.querySelector('[data-testid=status]').dataset.state === 'ok'`)
+	ct.do(visitor, "opening the widget and writing",
+		chromedp.Navigate(base+"/demo"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-launcher]`)),
+		chromedp.Click(chromedp.CSS(`[data-testid=parley-launcher]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-panel]`)),
+		chromedp.SendKeys(chromedp.CSS(`[data-testid=parley-input]`), first),
+		pressEnter,
+	)
+	waitFor[[]shownMessage](ct, visitor, "the first message to be sent", messagesJS("parley-message", "parley-message-body", 1))
+	return waitFor[string](ct, agent, "the conversation in the console", fmt.Sprintf(`(() => {
+  const el = Array.from(document.querySelectorAll('[data-testid=conv-item]')).find((e) => e.textContent.includes(%q));
+  return el ? el.dataset.id : '';
+})()`, first))
+}
+
 // TestBrowserCrossNode: the widget and the console sit behind a balancer
 // of two nodes. The console warns its agent that another agent, on the
 // other node, views the open conversation and types in it, and marks it in
@@ -218,24 +241,8 @@ func TestBrowserCrossNode(t *testing.T) {
 	visitorResumes, agentResumes := resumesSent(t, visitor), resumesSent(t, agent)
 
 	// Both pages reach n2 through the balancer.
-	ct.do(agent, "opening the console", chromedp.Navigate(
-		px.URL+"/agent#token="+url.QueryEscape(n2.Token)+"&workspace=demo"))
-	waitFor[bool](ct, agent, "the console to connect",
-		`document.querySelector('[data-testid=status]').dataset.state === 'ok'`)
 	const first = "Hello, is the parcel on its way?"
-	ct.do(visitor, "opening the widget and writing",
-		chromedp.Navigate(px.URL+"/demo"),
-		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-launcher]`)),
-		chromedp.Click(chromedp.CSS(`[data-testid=parley-launcher]`)),
-		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-panel]`)),
-		chromedp.SendKeys(chromedp.CSS(`[data-testid=parley-input]`), first),
-		pressEnter,
-	)
-	waitFor[[]shownMessage](ct, visitor, "the first message to be sent", messagesJS("parley-message", "parley-message-body", 1))
-	convID := waitFor[string](ct, agent, "the conversation in the console", fmt.Sprintf(`(() => {
-  const el = Array.from(document.querySelectorAll('[data-testid=conv-item]')).find((e) => e.textContent.includes(%q));
-  return el ? el.dataset.id : '';
-})()`, first))
+	convID := ct.startChat(agent, visitor, px.URL, n2.Token, first)
 	item := fmt.Sprintf(`[data-testid=conv-item][data-id=%q]`, convID)
 
 	// The agent opens it: the console tells n2, and Ben on n1 is told.

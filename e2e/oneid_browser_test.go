@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net/url"
 	"testing"
 	"time"
 
@@ -27,26 +26,12 @@ func TestBrowserShowsOneIDOnce(t *testing.T) {
 	visitor := newBrowser(t, ctx, "visitor", 1100, 820)
 	ct.all = []*browser{agent, visitor}
 
-	ct.do(agent, "opening the console", chromedp.Navigate(n1.URL+"/agent#token="+url.QueryEscape(n1.Token)+"&workspace=demo"))
-	waitFor[bool](ct, agent, "the console to connect", `document.querySelector('[data-testid=status]').dataset.state === 'ok'`)
 	const (
 		first  = "Where is my parcel?"
 		reply  = "It left the warehouse this morning."
 		second = "The tracking number follows."
 	)
-	ct.do(visitor, "opening the widget and writing",
-		chromedp.Navigate(n1.URL+"/demo"),
-		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-launcher]`)),
-		chromedp.Click(chromedp.CSS(`[data-testid=parley-launcher]`)),
-		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-panel]`)),
-		chromedp.SendKeys(chromedp.CSS(`[data-testid=parley-input]`), first),
-		pressEnter,
-	)
-	waitFor[[]shownMessage](ct, visitor, "the first message to be sent", messagesJS("parley-message", "parley-message-body", 1))
-	convID := waitFor[string](ct, agent, "the conversation in the console", fmt.Sprintf(`(() => {
-  const el = Array.from(document.querySelectorAll('[data-testid=conv-item]')).find((e) => e.textContent.includes(%q));
-  return el ? el.dataset.id : '';
-})()`, first))
+	convID := ct.startChat(agent, visitor, n1.URL, n1.Token, first)
 	ct.do(agent, "opening the conversation", chromedp.Click(chromedp.CSS(fmt.Sprintf(`[data-testid=conv-item][data-id=%q]`, convID))))
 	tc.waitConverged(t, "demo", convID, 1, 30*time.Second)
 
