@@ -16,6 +16,7 @@ import (
 	"parley/embedder"
 	"parley/gateway"
 	"parley/ident"
+	"parley/node/httpapi"
 	"parley/store"
 )
 
@@ -65,18 +66,10 @@ func (n *Node) embedRoutes(mux *http.ServeMux) {
 	mux.Handle("DELETE /v1/workspaces/{ws}/replies/{id}", n.agentAPI(n.apiDeleteReply))
 }
 
-// Errors are admin.go's apiError: the same body on every JSON route.
+// Errors are httpapi.Error: the same body on every JSON route.
 
-func badRequest(format string, args ...any) *apiError {
-	return &apiError{http.StatusBadRequest, codeBadRequest, fmt.Sprintf(format, args...)}
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+func badRequest(format string, args ...any) *httpapi.Error {
+	return &httpapi.Error{Status: http.StatusBadRequest, Code: codeBadRequest, Message: fmt.Sprintf(format, args...)}
 }
 
 // apiCall is an authenticated request to one workspace.
@@ -88,7 +81,7 @@ type apiCall struct {
 }
 
 // agentAPI authenticates the agent for the workspace of the path, then
-// calls h, which answers with a value (200) or an *apiError.
+// calls h, which answers with a value (200) or an *httpapi.Error.
 func (n *Node) agentAPI(h func(*apiCall) (any, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if ws := r.PathValue("ws"); ident.ValidID(ws) && n.relay.proxyAPI(w, r, ws) {
@@ -96,18 +89,15 @@ func (n *Node) agentAPI(h func(*apiCall) (any, error)) http.Handler {
 		}
 		v, err := n.authorizeAPI(w, r, h)
 		if err != nil {
-			var ae *apiError
+			var ae *httpapi.Error
 			if !errors.As(err, &ae) {
 				n.log.Error("api", "path", r.URL.Path, "err", err)
-				ae = &apiError{http.StatusInternalServerError, codeInternal, "internal error"}
+				ae = &httpapi.Error{Status: http.StatusInternalServerError, Code: codeInternal, Message: "internal error"}
 			}
-			if ae.Status == http.StatusUnauthorized {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
-			}
-			writeJSON(w, ae.Status, ae)
+			httpapi.WriteJSON(w, ae.Status, ae)
 			return
 		}
-		writeJSON(w, http.StatusOK, v)
+		httpapi.WriteJSON(w, http.StatusOK, v)
 	})
 }
 
@@ -118,16 +108,16 @@ func (n *Node) authorizeAPI(w http.ResponseWriter, r *http.Request, h func(*apiC
 	}
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || token == "" || len(token) > maxTokenBytes {
-		return nil, &apiError{http.StatusUnauthorized, codeUnauthenticated, "send the operator token as Authorization: Bearer <token>"}
+		return nil, &httpapi.Error{Status: http.StatusUnauthorized, Code: codeUnauthenticated, Message: "send the operator token as Authorization: Bearer <token>"}
 	}
 	ag, err := n.auth.Agent(r.Context(), ws, token)
 	if errors.Is(err, gateway.ErrAuth) {
 		// The same answer for an unknown workspace and a wrong token.
-		return nil, &apiError{http.StatusUnauthorized, codeAuthFailed, "operator token refused for this workspace"}
+		return nil, &httpapi.Error{Status: http.StatusUnauthorized, Code: codeAuthFailed, Message: "operator token refused for this workspace"}
 	}
 	if err != nil {
 		n.log.Warn("api: authentication unavailable", "err", err)
-		return nil, &apiError{http.StatusServiceUnavailable, codeUnavailable, "authentication unavailable: retry later"}
+		return nil, &httpapi.Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable, Message: "authentication unavailable: retry later"}
 	}
 	return h(&apiCall{w: w, r: r, ws: ws, agent: ag})
 }
@@ -141,7 +131,7 @@ func (n *Node) embedOn() error {
 	if n.emb != nil {
 		reason = n.emb.off
 	}
-	return &apiError{http.StatusServiceUnavailable, codeEmbedderOff, "similar conversations and suggestions are off on this node: " + reason}
+	return &httpapi.Error{Status: http.StatusServiceUnavailable, Code: codeEmbedderOff, Message: "similar conversations and suggestions are off on this node: " + reason}
 }
 
 // embedStatus tells the console whether the feature works here:
@@ -163,7 +153,7 @@ func (n *Node) embedStatus(w http.ResponseWriter, r *http.Request) {
 	default:
 		s.Reason = "not started"
 	}
-	writeJSON(w, http.StatusOK, s)
+	httpapi.WriteJSON(w, http.StatusOK, s)
 }
 
 // kParam reads ?k=, 1..maxK, default defaultK.
@@ -188,7 +178,7 @@ func (n *Node) convParam(c *apiCall) (store.Conversation, error) {
 	}
 	conv, err := n.store.Conversation(c.ws, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return conv, &apiError{http.StatusNotFound, codeNotFound, "conversation not found in this workspace"}
+		return conv, &httpapi.Error{Status: http.StatusNotFound, Code: codeNotFound, Message: "conversation not found in this workspace"}
 	}
 	return conv, err
 }
@@ -241,7 +231,7 @@ func (n *Node) embedNow(ctx context.Context, texts ...string) ([][]float32, erro
 	defer cancel()
 	vecs, err := n.emb.enc.Embed(ctx, texts)
 	if err != nil {
-		return nil, &apiError{http.StatusServiceUnavailable, codeUnavailable, "the model is busy: retry later"}
+		return nil, &httpapi.Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable, Message: "the model is busy: retry later"}
 	}
 	return vecs, nil
 }
@@ -493,7 +483,7 @@ func (n *Node) apiDeleteReply(c *apiCall) (any, error) {
 	}
 	tomb, err := n.store.DeleteReply(c.r.Context(), c.ws, id, time.Now().UnixMilli())
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, &apiError{http.StatusNotFound, codeNotFound, "saved reply not found in this workspace"}
+		return nil, &httpapi.Error{Status: http.StatusNotFound, Code: codeNotFound, Message: "saved reply not found in this workspace"}
 	}
 	if err != nil {
 		return nil, err
