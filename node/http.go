@@ -14,6 +14,8 @@ import (
 	"parley/cluster"
 	"parley/gateway"
 	"parley/node/adminapi"
+	"parley/node/agentapi"
+	"parley/store"
 	"parley/web"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -52,7 +54,7 @@ func (n *Node) routes() http.Handler {
 		w.Write([]byte("ready\n"))
 	})
 	n.adminAPI().Register(mux)
-	n.embedRoutes(mux)
+	n.agentAPI().Register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/demo", http.StatusFound)
@@ -106,6 +108,40 @@ type adminPurger struct{ p *purger }
 func (a adminPurger) ConfirmPurge(ctx context.Context, ws string, index uint64) PurgeConfirmation {
 	return a.p.confirmPurge(ctx, ws, index)
 }
+
+// agentAPI is the agents' HTTP API of this node (package agentapi).
+func (n *Node) agentAPI() *agentapi.API {
+	return agentapi.New(agentapi.Config{
+		Auth:       n.auth,
+		Relay:      agentRelay{n.relay},
+		Store:      n.store,
+		Cluster:    n.ctl.c,
+		Erasures:   agentErasures{n.erasures},
+		Replies:    agentReplies{n.repl},
+		Embeddings: agentEmbeddings{n.emb},
+		Logger:     n.log,
+	})
+}
+
+// agentRelay relays the agents' API of workspaces pinned elsewhere.
+type agentRelay struct{ r *relayer }
+
+func (a agentRelay) ProxyAPI(w http.ResponseWriter, r *http.Request, ws string) bool {
+	return a.r.proxyAPI(w, r, ws)
+}
+
+// agentErasures confirms erasures for the agents' API.
+type agentErasures struct{ e *erasures }
+
+func (a agentErasures) Confirm(ctx context.Context, index uint64) Confirmation {
+	return a.e.confirm(ctx, index)
+}
+
+// agentReplies sends saved replies the agents' API changed to the other
+// nodes.
+type agentReplies struct{ r *replicator }
+
+func (a agentReplies) ReplyChanged(ws string, r store.Reply) { a.r.replyChanged(ws, r) }
 
 // hsts is the Strict-Transport-Security of HTTPS responses: two years, this
 // host only (what else runs under the domain is not the node's to say).

@@ -12,6 +12,7 @@ import (
 
 	"parley/cluster/membership"
 	"parley/gateway"
+	"parley/node/agentapi"
 	"parley/node/httpapi"
 )
 
@@ -134,12 +135,12 @@ func (r *relayer) proxyAPI(w http.ResponseWriter, req *http.Request, workspace s
 		// Another node believes this one serves the region: one of the two
 		// has a stale view. Refuse rather than serve it from a store
 		// that must not hold it, or send it on in a loop.
-		httpapi.WriteJSON(w, http.StatusServiceUnavailable, &httpapi.Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable, Message: "relayed to a node outside the workspace's region: retry"})
+		httpapi.WriteJSON(w, http.StatusServiceUnavailable, &httpapi.Error{Status: http.StatusServiceUnavailable, Code: agentapi.CodeUnavailable, Message: "relayed to a node outside the workspace's region: retry"})
 		return true
 	}
 	cands := r.serving(region, workspace)
 	if len(cands) == 0 {
-		httpapi.WriteJSON(w, http.StatusServiceUnavailable, &httpapi.Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable, Message: "no node of the workspace's region is reachable: retry later"})
+		httpapi.WriteJSON(w, http.StatusServiceUnavailable, &httpapi.Error{Status: http.StatusServiceUnavailable, Code: agentapi.CodeUnavailable, Message: "no node of the workspace's region is reachable: retry later"})
 		return true
 	}
 	ip, _, err := net.SplitHostPort(req.RemoteAddr)
@@ -156,7 +157,7 @@ func (r *relayer) proxyAPI(w http.ResponseWriter, req *http.Request, workspace s
 		},
 		Transport: r.client.Transport,
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, _ error) {
-			httpapi.WriteJSON(w, http.StatusBadGateway, &httpapi.Error{Status: http.StatusBadGateway, Code: codeUnavailable, Message: "the workspace's region did not answer: retry"})
+			httpapi.WriteJSON(w, http.StatusBadGateway, &httpapi.Error{Status: http.StatusBadGateway, Code: agentapi.CodeUnavailable, Message: "the workspace's region did not answer: retry"})
 		},
 	}
 	p.ServeHTTP(w, req)
