@@ -15,6 +15,7 @@ import (
 	"parley/crdt"
 	"parley/embedder"
 	"parley/ident"
+	"parley/node/agentapi"
 	"parley/store"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,11 +39,6 @@ const (
 	maxEmbedEvents = 2000
 	// maxEmbedChars caps the composed text before tokenising.
 	maxEmbedChars = 4000
-	// suggestFrom is how many of the visitor's last messages a suggestion
-	// is ranked against.
-	suggestFrom = 3
-	// maxReplies is the most saved replies a workspace may have.
-	maxReplies = 500
 )
 
 // embedding is the node's embedding feature: on when enc is set, else off
@@ -478,4 +474,85 @@ func (c *Config) validateEmbed() []error {
 		errs = append(errs, fmt.Errorf("embed-debounce: %v is not 0..1h", c.EmbedDebounce))
 	}
 	return errs
+}
+
+// repliesFromPeer keeps the saved-reply index in step with replies another
+// node's signal changed here: tombstones leave it, new versions are
+// embedded and enter it.
+func (n *Node) repliesFromPeer(ws string, applied []store.Reply) {
+	if !n.emb.on() {
+		return
+	}
+	for _, r := range applied {
+		if r.Deleted {
+			if x := n.emb.lookup(n.emb.replies, ws); x != nil {
+				x.Remove(r.ID)
+			}
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), agentapi.EmbedTimeout)
+		vecs, err := n.emb.enc.Embed(ctx, []string{replyText(r)})
+		cancel()
+		if err != nil {
+			n.log.Warn("saved reply from a peer not embedded; it is at the next start", "err", err)
+			continue
+		}
+		n.emb.replyIndex(ws).Add(r.ID, vecs[0])
+	}
+}
+
+// agentEmbeddings is the embedding feature as the agents' API sees it.
+type agentEmbeddings struct{ e *embedding }
+
+func (a agentEmbeddings) Off() (string, bool) {
+	switch {
+	case a.e.on():
+		return "", false
+	case a.e != nil:
+		return a.e.off, true
+	}
+	return "not started", true
+}
+
+func (a agentEmbeddings) Dim() int     { return a.e.enc.Dim() }
+func (a agentEmbeddings) Pending() int { return a.e.worker.Stats().Pending }
+
+func (a agentEmbeddings) Embed(ctx context.Context, texts []string) ([][]float32, error) {
+	return a.e.enc.Embed(ctx, texts)
+}
+
+func (a agentEmbeddings) Conversations(ws string) agentapi.Index {
+	return orNil(a.e.lookup(a.e.convs, ws))
+}
+
+func (a agentEmbeddings) Replies(ws string) agentapi.Index {
+	return orNil(a.e.lookup(a.e.replies, ws))
+}
+
+func (a agentEmbeddings) ReplyIndex(ws string) agentapi.Index { return a.e.replyIndex(ws) }
+
+func (a agentEmbeddings) ConversationText(ws, conv string) (string, error) {
+	msgs, err := a.e.messages(ws, conv)
+	if err != nil {
+		return "", err
+	}
+	return conversationText(msgs), nil
+}
+
+func (a agentEmbeddings) VisitorTail(ws, conv string, n int) (string, error) {
+	msgs, err := a.e.messages(ws, conv)
+	if err != nil {
+		return "", err
+	}
+	return visitorTail(msgs, n), nil
+}
+
+func (a agentEmbeddings) ReplyText(r store.Reply) string { return replyText(r) }
+
+// orNil is an index as an agentapi.Index: nil when there is none.
+func orNil(x *embedder.Index) agentapi.Index {
+	if x == nil {
+		return nil
+	}
+	return x
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"parley/node/agentapi"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -314,7 +315,7 @@ func TestEmbedAPIValidation(t *testing.T) {
 	conv := cid(7)
 	seedConv(t, r.n.store, "demo", conv, "hello there")
 	ws := r.base + "/v1/workspaces/demo"
-	long := strings.Repeat("x", maxQueryRunes+1)
+	long := strings.Repeat("x", agentapi.MaxQueryRunes+1)
 	cases := []struct {
 		name, method, url, token string
 		body                     any
@@ -325,7 +326,7 @@ func TestEmbedAPIValidation(t *testing.T) {
 		{"wrong token", "GET", ws + "/search?q=a", "wrong-token", nil, 401, "auth_failed"},
 		{"unknown workspace", "GET", r.base + "/v1/workspaces/nope/search?q=a", testToken, nil, 401, "auth_failed"},
 		{"bad workspace", "GET", r.base + "/v1/workspaces/No%20pe/search?q=a", testToken, nil, 400, "bad_request"},
-		{"token too long", "GET", ws + "/search?q=a", strings.Repeat("t", maxTokenBytes+1), nil, 401, "unauthenticated"},
+		{"token too long", "GET", ws + "/search?q=a", strings.Repeat("t", agentapi.MaxTokenBytes+1), nil, 401, "unauthenticated"},
 		{"empty query", "GET", ws + "/search?q=%20", testToken, nil, 400, "bad_request"},
 		{"query too long", "GET", ws + "/search?q=" + long, testToken, nil, 400, "bad_request"},
 		{"query not UTF-8", "GET", ws + "/search?q=%ff%fe", testToken, nil, 400, "bad_request"},
@@ -339,11 +340,11 @@ func TestEmbedAPIValidation(t *testing.T) {
 		{"reply not JSON", "POST", ws + "/replies", testToken, "title=x", 400, "bad_request"},
 		{"reply unknown field", "POST", ws + "/replies", testToken, map[string]string{"title": "t", "body": "b", "x": "y"}, 400, "bad_request"},
 		{"reply without title", "POST", ws + "/replies", testToken, map[string]string{"body": "b"}, 400, "bad_request"},
-		{"reply title too long", "POST", ws + "/replies", testToken, map[string]string{"title": strings.Repeat("t", maxTitleRunes+1), "body": "b"}, 400, "bad_request"},
-		{"reply body too long", "POST", ws + "/replies", testToken, map[string]string{"title": "t", "body": strings.Repeat("b", maxReplyRunes+1)}, 400, "bad_request"},
+		{"reply title too long", "POST", ws + "/replies", testToken, map[string]string{"title": strings.Repeat("t", agentapi.MaxTitleRunes+1), "body": "b"}, 400, "bad_request"},
+		{"reply body too long", "POST", ws + "/replies", testToken, map[string]string{"title": "t", "body": strings.Repeat("b", agentapi.MaxReplyRunes+1)}, 400, "bad_request"},
 		{"reply control character", "POST", ws + "/replies", testToken, map[string]string{"title": "t", "body": "a\x00b"}, 400, "bad_request"},
 		{"reply two objects", "POST", ws + "/replies", testToken, `{"title":"t","body":"b"}{}`, 400, "bad_request"},
-		{"reply over the size limit", "POST", ws + "/replies", testToken, `{"title":"t","body":"` + strings.Repeat("b", maxReplyBody) + `"}`, 400, "bad_request"},
+		{"reply over the size limit", "POST", ws + "/replies", testToken, `{"title":"t","body":"` + strings.Repeat("b", agentapi.MaxReplyBody) + `"}`, 400, "bad_request"},
 		{"delete bad reply id", "DELETE", ws + "/replies/r_1", testToken, nil, 400, "bad_request"},
 		{"delete unknown reply", "DELETE", ws + "/replies/r_0123456789abcdef", testToken, nil, 404, "not_found"},
 	}

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -10,7 +11,11 @@ import (
 	"strconv"
 	"strings"
 
+	"parley/cluster"
 	"parley/gateway"
+	"parley/node/adminapi"
+	"parley/node/agentapi"
+	"parley/store"
 	"parley/web"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -48,8 +53,8 @@ func (n *Node) routes() http.Handler {
 		}
 		w.Write([]byte("ready\n"))
 	})
-	(&admin{ctl: n.ctl, st: n.store, members: n.gossip.m.Members, purge: n.purge}).routes(mux)
-	n.embedRoutes(mux)
+	n.adminAPI().Register(mux)
+	n.agentAPI().Register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/demo", http.StatusFound)
@@ -61,6 +66,82 @@ func (n *Node) routes() http.Handler {
 	mux.Handle("GET /static/", http.StripPrefix("/static/", embeddableDir(static)))
 	return n.trusted.Handler(n.securityHeaders(mux))
 }
+
+// adminAPI is the admin REST API of this node (package adminapi).
+func (n *Node) adminAPI() *adminapi.API {
+	cfg := adminapi.Config{
+		NodeID:     n.cfg.NodeID,
+		AdminToken: n.ctl.key.adminToken(),
+		Cluster:    n.ctl.c,
+		Confirmer:  adminControl{n.ctl},
+		Store:      n.store,
+		Gossip:     n.gossip.m,
+		Logger:     n.ctl.log,
+	}
+	if n.purge != nil {
+		cfg.Purger = adminPurger{n.purge}
+	}
+	return adminapi.New(cfg)
+}
+
+// adminControl is the control plane's member as the admin API sees it.
+type adminControl struct{ ctl *control }
+
+func (a adminControl) Revoke(ctx context.Context, cmd cluster.Command) (cluster.Result, Confirmation, error) {
+	return a.ctl.revoke(ctx, cmd)
+}
+
+func (a adminControl) ConfirmEverywhere(ctx context.Context, index uint64) Confirmation {
+	return a.ctl.confirmEverywhere(ctx, index)
+}
+
+func (a adminControl) Fresh() error {
+	if !a.ctl.fresh() {
+		return errStale
+	}
+	return nil
+}
+
+// adminPurger confirms purges for the admin API.
+type adminPurger struct{ p *purger }
+
+func (a adminPurger) ConfirmPurge(ctx context.Context, ws string, index uint64) PurgeConfirmation {
+	return a.p.confirmPurge(ctx, ws, index)
+}
+
+// agentAPI is the agents' HTTP API of this node (package agentapi).
+func (n *Node) agentAPI() *agentapi.API {
+	return agentapi.New(agentapi.Config{
+		Auth:       n.auth,
+		Relay:      agentRelay{n.relay},
+		Store:      n.store,
+		Cluster:    n.ctl.c,
+		Erasures:   agentErasures{n.erasures},
+		Replies:    agentReplies{n.repl},
+		Embeddings: agentEmbeddings{n.emb},
+		Logger:     n.log,
+	})
+}
+
+// agentRelay relays the agents' API of workspaces pinned elsewhere.
+type agentRelay struct{ r *relayer }
+
+func (a agentRelay) ProxyAPI(w http.ResponseWriter, r *http.Request, ws string) bool {
+	return a.r.proxyAPI(w, r, ws)
+}
+
+// agentErasures confirms erasures for the agents' API.
+type agentErasures struct{ e *erasures }
+
+func (a agentErasures) Confirm(ctx context.Context, index uint64) Confirmation {
+	return a.e.confirm(ctx, index)
+}
+
+// agentReplies sends saved replies the agents' API changed to the other
+// nodes.
+type agentReplies struct{ r *replicator }
+
+func (a agentReplies) ReplyChanged(ws string, r store.Reply) { a.r.replyChanged(ws, r) }
 
 // hsts is the Strict-Transport-Security of HTTPS responses: two years, this
 // host only (what else runs under the domain is not the node's to say).

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"parley/cluster"
+	"parley/node/httpapi"
 )
 
 // Internal API paths: node to node, over the node link only, and signed
@@ -83,14 +84,8 @@ type waitRequest struct {
 // waitTimeout bounds how long a revocation waits for one node to confirm.
 const waitTimeout = 2 * time.Second
 
-// Confirmation is a revocation's reach: which members confirmed they
-// applied it, and which could not be asked (they stop accepting operator
-// credentials once their lease runs out, which the revocation waited for).
-type Confirmation struct {
-	Index       uint64   `json:"index"`
-	Confirmed   []string `json:"confirmed"`
-	Unconfirmed []string `json:"unconfirmed,omitempty"`
-}
+// Confirmation is a revocation's reach (httpapi.Confirmation).
+type Confirmation = httpapi.Confirmation
 
 // confirmEverywhere returns once every member of the cluster has applied
 // index, so that no node accepts what the command at index revoked: each

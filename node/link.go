@@ -42,7 +42,7 @@ func (n *Node) linkRoutes() http.Handler {
 	n.purge.purgeRoutes(mux, n.ctl.signed)
 	// Relayed clients and agents' API requests.
 	mux.Handle("GET /v1/ws", n.gw)
-	n.embedRoutes(mux)
+	n.agentAPI().Register(mux)
 	return mux
 }
 

@@ -12,6 +12,8 @@ import (
 
 	"parley/cluster/membership"
 	"parley/gateway"
+	"parley/node/agentapi"
+	"parley/node/httpapi"
 )
 
 // A node outside a pinned workspace's region relays that workspace's
@@ -133,12 +135,12 @@ func (r *relayer) proxyAPI(w http.ResponseWriter, req *http.Request, workspace s
 		// Another node believes this one serves the region: one of the two
 		// has a stale view. Refuse rather than serve it from a store
 		// that must not hold it, or send it on in a loop.
-		writeJSON(w, http.StatusServiceUnavailable, &apiError{http.StatusServiceUnavailable, codeUnavailable, "relayed to a node outside the workspace's region: retry"})
+		httpapi.WriteJSON(w, http.StatusServiceUnavailable, &httpapi.Error{Status: http.StatusServiceUnavailable, Code: agentapi.CodeUnavailable, Message: "relayed to a node outside the workspace's region: retry"})
 		return true
 	}
 	cands := r.serving(region, workspace)
 	if len(cands) == 0 {
-		writeJSON(w, http.StatusServiceUnavailable, &apiError{http.StatusServiceUnavailable, codeUnavailable, "no node of the workspace's region is reachable: retry later"})
+		httpapi.WriteJSON(w, http.StatusServiceUnavailable, &httpapi.Error{Status: http.StatusServiceUnavailable, Code: agentapi.CodeUnavailable, Message: "no node of the workspace's region is reachable: retry later"})
 		return true
 	}
 	ip, _, err := net.SplitHostPort(req.RemoteAddr)
@@ -155,7 +157,7 @@ func (r *relayer) proxyAPI(w http.ResponseWriter, req *http.Request, workspace s
 		},
 		Transport: r.client.Transport,
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, _ error) {
-			writeJSON(w, http.StatusBadGateway, &apiError{http.StatusBadGateway, codeUnavailable, "the workspace's region did not answer: retry"})
+			httpapi.WriteJSON(w, http.StatusBadGateway, &httpapi.Error{Status: http.StatusBadGateway, Code: agentapi.CodeUnavailable, Message: "the workspace's region did not answer: retry"})
 		},
 	}
 	p.ServeHTTP(w, req)

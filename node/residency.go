@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"parley/cluster/membership"
+	"parley/node/httpapi"
 	"parley/store"
 )
 
@@ -349,14 +350,9 @@ func (p *purger) purged(ctx context.Context, ws string, index uint64) error {
 	return nil
 }
 
-// PurgeConfirmation is a deletion's or a pin's reach over the stores:
-// which members of the cluster confirmed they hold nothing of the
-// workspace they must not, and which did not (down, cut off, or unable to
-// hand it over yet: each purges when it can, on its own).
-type PurgeConfirmation struct {
-	Confirmed   []string `json:"confirmed"`
-	Unconfirmed []string `json:"unconfirmed,omitempty"`
-}
+// PurgeConfirmation is a deletion's or a pin's reach over the stores
+// (httpapi.PurgeConfirmation).
+type PurgeConfirmation = httpapi.PurgeConfirmation
 
 // confirmPurge asks every member of the cluster to purge ws as of index.
 func (p *purger) confirmPurge(ctx context.Context, ws string, index uint64) PurgeConfirmation {

@@ -10,20 +10,20 @@ import (
 )
 
 // TestAPIDocCoversTheCode keeps docs/api.md and the node's admin API from
-// drifting: every route registered in node/admin_routes.go is documented
+// drifting: every route registered in node/adminapi/routes.go is documented
 // (as `METHOD /path`, in the route table and under its own heading), and
-// every error code the admin API sends (node/admin.go's statusOf and the
+// every error code the admin API sends (node/adminapi/adminapi.go's statusOf and the
 // codes its handlers build with apiErr) is in the error table with the
 // status the code gives it.
 func TestAPIDocCoversTheCode(t *testing.T) {
 	doc := read(t, "../../docs/api.md")
-	routes := read(t, "../../node/admin_routes.go")
-	admin := read(t, "../../node/admin.go")
+	routes := read(t, "../../node/adminapi/routes.go")
+	admin := read(t, "../../node/adminapi/adminapi.go")
 
 	reRoute := regexp.MustCompile(`(?:a\.route\(mux, |mux\.HandleFunc\()"([A-Z]+) (/[^"]*)"`)
 	found := reRoute.FindAllStringSubmatch(routes, -1)
 	if len(found) < 20 {
-		t.Fatalf("found %d routes in node/admin_routes.go: has the registration changed form?", len(found))
+		t.Fatalf("found %d routes in node/adminapi/routes.go: has the registration changed form?", len(found))
 	}
 	for _, m := range found {
 		route := "`" + m[1] + " " + m[2] + "`"
@@ -41,7 +41,7 @@ func TestAPIDocCoversTheCode(t *testing.T) {
 	}
 	for _, m := range regexp.MustCompile("(?m)^#### `([A-Z]+ /[^`]*)`$").FindAllStringSubmatch(doc, -1) {
 		if !registered[m[1]] {
-			t.Errorf("docs/api.md documents %s, which node/admin_routes.go does not register", m[1])
+			t.Errorf("docs/api.md documents %s, which node/adminapi/routes.go does not register", m[1])
 		}
 	}
 

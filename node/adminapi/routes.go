@@ -1,4 +1,4 @@
-package node
+package adminapi
 
 import (
 	"encoding/hex"
@@ -9,11 +9,12 @@ import (
 
 	"parley/cluster"
 	"parley/cluster/membership"
+	"parley/node/httpapi"
 	"parley/store"
 )
 
-// routes registers the admin API; docs/api.md documents each route.
-func (a *admin) routes(mux *http.ServeMux) {
+// Register mounts the admin API on mux; docs/api.md documents each route.
+func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/login", a.login)
 	a.route(mux, "POST /v1/logout", a.logout)
 
@@ -84,56 +85,56 @@ type loginReply struct {
 	Session cluster.Session `json:"session"`
 }
 
-func (a *admin) login(w http.ResponseWriter, r *http.Request) {
+func (a *API) login(w http.ResponseWriter, r *http.Request) {
 	if !a.allowLogin(r) {
-		writeAPI(w, nil, apiErr(http.StatusTooManyRequests, "rate_limited", "too many sign-in attempts: retry later"))
+		write(w, nil, apiErr(http.StatusTooManyRequests, "rate_limited", "too many sign-in attempts: retry later"))
 		return
 	}
 	if err := a.catchUp(r); err != nil {
-		writeAPI(w, nil, err)
+		write(w, nil, err)
 		return
 	}
 	var req loginRequest
 	if err := decode(r, &req); err != nil {
-		writeAPI(w, nil, err)
+		write(w, nil, err)
 		return
 	}
-	raw, s, err := a.ctl.c.Login(r.Context(), req.Workspace, req.Email, req.Password)
+	raw, s, err := a.cfg.Cluster.Login(r.Context(), req.Workspace, req.Email, req.Password)
 	if errors.Is(err, cluster.ErrUnauthorized) {
 		err = apiErr(http.StatusUnauthorized, "unauthorized", "wrong workspace, email or password")
 	}
 	if err != nil {
-		writeAPI(w, nil, err)
+		write(w, nil, err)
 		return
 	}
 	// The token must work on this node as soon as it is returned: wait
 	// until this node has applied the session (at once on the leader).
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
-		if _, err := a.ctl.c.Session(s.ID); err == nil {
+		if _, err := a.cfg.Cluster.Session(s.ID); err == nil {
 			break
 		}
 	}
-	writeAPI(w, loginReply{Token: raw, Session: s}, nil)
+	write(w, loginReply{Token: raw, Session: s}, nil)
 }
 
-func (a *admin) logout(r *http.Request, p principal) (any, error) {
+func (a *API) logout(r *http.Request, p principal) (any, error) {
 	if p.session == "" {
 		return nil, apiErr(http.StatusBadRequest, "invalid", "logout needs a session token")
 	}
-	_, conf, err := a.ctl.revoke(r.Context(), cluster.RevokeSession{ID: p.session})
+	_, conf, err := a.cfg.Confirmer.Revoke(r.Context(), cluster.RevokeSession{ID: p.session})
 	return conf, err
 }
 
-func (a *admin) revokeSession(r *http.Request, p principal) (any, error) {
+func (a *API) revokeSession(r *http.Request, p principal) (any, error) {
 	ws, err := scope(r, p, accessAdmin)
 	if err != nil {
 		return nil, err
 	}
-	s, err := a.ctl.c.Session(r.PathValue("id"))
+	s, err := a.cfg.Cluster.Session(r.PathValue("id"))
 	if err != nil || s.Workspace != ws {
 		return nil, apiErr(http.StatusNotFound, "not_found", "no session %q in workspace %s", r.PathValue("id"), ws)
 	}
-	_, conf, err := a.ctl.revoke(r.Context(), cluster.RevokeSession{ID: s.ID})
+	_, conf, err := a.cfg.Confirmer.Revoke(r.Context(), cluster.RevokeSession{ID: s.ID})
 	return conf, err
 }
 
@@ -147,22 +148,22 @@ type clusterReply struct {
 	Alive []membership.Member `json:"alive"`
 }
 
-func (a *admin) clusterInfo(r *http.Request, p principal) (any, error) {
+func (a *API) clusterInfo(r *http.Request, p principal) (any, error) {
 	if err := root(p); err != nil {
 		return nil, err
 	}
-	return clusterReply{Stats: a.ctl.c.Stats(), Members: a.ctl.c.Members(), Nodes: a.ctl.c.Nodes(), Alive: a.members()}, nil
+	return clusterReply{Stats: a.cfg.Cluster.Stats(), Members: a.cfg.Cluster.Members(), Nodes: a.cfg.Cluster.Nodes(), Alive: a.cfg.Gossip.Members()}, nil
 }
 
-func (a *admin) removeMember(r *http.Request, p principal) (any, error) {
+func (a *API) removeMember(r *http.Request, p principal) (any, error) {
 	if err := root(p); err != nil {
 		return nil, err
 	}
 	id := r.PathValue("id")
-	if !slices.ContainsFunc(a.ctl.c.Members(), func(m cluster.Member) bool { return m.ID == id }) {
+	if !slices.ContainsFunc(a.cfg.Cluster.Members(), func(m cluster.Member) bool { return m.ID == id }) {
 		return nil, apiErr(http.StatusNotFound, "not_found", "no member %q in the Raft configuration", id)
 	}
-	if err := a.ctl.c.RemoveServer(r.Context(), id); err != nil {
+	if err := a.cfg.Cluster.RemoveServer(r.Context(), id); err != nil {
 		return nil, a.leaderOnly(err)
 	}
 	return map[string]string{"removed": r.PathValue("id")}, nil
@@ -170,24 +171,24 @@ func (a *admin) removeMember(r *http.Request, p principal) (any, error) {
 
 // snapshot makes this node snapshot its state now (before maintenance,
 // or to compact the log).
-func (a *admin) snapshot(r *http.Request, p principal) (any, error) {
+func (a *API) snapshot(r *http.Request, p principal) (any, error) {
 	if err := root(p); err != nil {
 		return nil, err
 	}
-	if err := a.ctl.c.Snapshot(r.Context()); err != nil {
+	if err := a.cfg.Cluster.Snapshot(r.Context()); err != nil {
 		return nil, err
 	}
-	return a.ctl.c.Stats(), nil
+	return a.cfg.Cluster.Stats(), nil
 }
 
 // leaderOnly names the leader's API address in a not_leader error, for
 // membership changes that only the leader makes.
-func (a *admin) leaderOnly(err error) error {
+func (a *API) leaderOnly(err error) error {
 	var nl *cluster.NotLeaderError
 	if !errors.As(err, &nl) {
 		return err
 	}
-	for _, n := range a.ctl.c.Nodes() {
+	for _, n := range a.cfg.Cluster.Nodes() {
 		if n.RaftAddr == nl.LeaderAddr && n.RaftAddr != "" {
 			return apiErr(http.StatusServiceUnavailable, "not_leader", "ask the leader %s at %s", n.ID, n.APIAddr)
 		}
@@ -195,11 +196,11 @@ func (a *admin) leaderOnly(err error) error {
 	return err
 }
 
-func (a *admin) plans(r *http.Request, p principal) (any, error) {
-	return a.ctl.c.Plans(), nil
+func (a *API) plans(r *http.Request, p principal) (any, error) {
+	return a.cfg.Cluster.Plans(), nil
 }
 
-func (a *admin) setPlan(r *http.Request, p principal) (any, error) {
+func (a *API) setPlan(r *http.Request, p principal) (any, error) {
 	if err := root(p); err != nil {
 		return nil, err
 	}
@@ -213,7 +214,7 @@ func (a *admin) setPlan(r *http.Request, p principal) (any, error) {
 	if plan.Name != r.PathValue("name") {
 		return nil, apiErr(http.StatusBadRequest, "invalid", "plan name %q differs from the path's", plan.Name)
 	}
-	res, err := a.ctl.c.Apply(r.Context(), cluster.SetPlan{Plan: plan})
+	res, err := a.cfg.Cluster.Apply(r.Context(), cluster.SetPlan{Plan: plan})
 	if err != nil {
 		return nil, err
 	}
@@ -223,12 +224,12 @@ func (a *admin) setPlan(r *http.Request, p principal) (any, error) {
 
 // Workspaces.
 
-func (a *admin) workspaces(r *http.Request, p principal) (any, error) {
+func (a *API) workspaces(r *http.Request, p principal) (any, error) {
 	if !p.root {
-		w, err := a.ctl.c.Workspace(p.workspace)
+		w, err := a.cfg.Cluster.Workspace(p.workspace)
 		return []cluster.Workspace{w}, err
 	}
-	return a.ctl.c.Workspaces(), nil
+	return a.cfg.Cluster.Workspaces(), nil
 }
 
 type createWorkspaceRequest struct {
@@ -256,7 +257,7 @@ type createWorkspaceReply struct {
 // createWorkspace creates a workspace with fresh secrets. A crash between
 // the commands leaves a workspace without secrets: GET .../secrets then
 // answers not_found, and creating it again (exists) sets the missing ones.
-func (a *admin) createWorkspace(r *http.Request, p principal) (any, error) {
+func (a *API) createWorkspace(r *http.Request, p principal) (any, error) {
 	if err := root(p); err != nil {
 		return nil, err
 	}
@@ -269,38 +270,38 @@ func (a *admin) createWorkspace(r *http.Request, p principal) (any, error) {
 	}
 	ctx := r.Context()
 	cmd := cluster.CreateWorkspace{ID: req.ID, Name: req.Name, Region: req.Region, Plan: req.Plan, Brands: req.Brands, Created: time.Now().UTC()}
-	cres, err := a.ctl.c.Apply(ctx, cmd)
+	cres, err := a.cfg.Cluster.Apply(ctx, cmd)
 	if err != nil && !errors.Is(err, cluster.ErrExists) {
 		return nil, err
 	}
 	if errors.Is(err, cluster.ErrExists) {
 		a.written(ctx, cres)
-		if _, serr := a.ctl.c.IdentitySecret(req.ID); serr == nil {
+		if _, serr := a.cfg.Cluster.IdentitySecret(req.ID); serr == nil {
 			return nil, err
 		}
-		if _, werr := a.ctl.c.Workspace(req.ID); werr != nil {
+		if _, werr := a.cfg.Cluster.Workspace(req.ID); werr != nil {
 			return nil, err // a deleted workspace's ID: never reused
 		}
 	}
 	id := random(32)
-	if _, err := a.ctl.c.SetIdentitySecret(ctx, req.ID, id); err != nil {
+	if _, err := a.cfg.Cluster.SetIdentitySecret(ctx, req.ID, id); err != nil {
 		return nil, err
 	}
-	res, err := a.ctl.c.SetVisitorKey(ctx, req.ID, random(32))
+	res, err := a.cfg.Cluster.SetVisitorKey(ctx, req.ID, random(32))
 	if err != nil {
 		return nil, err
 	}
 	a.written(ctx, res)
-	w, err := a.ctl.c.Workspace(req.ID)
+	w, err := a.cfg.Cluster.Workspace(req.ID)
 	return createWorkspaceReply{Workspace: w, secretsReply: secretsReply{Workspace: req.ID, IdentitySecret: hex.EncodeToString(id)}, Index: res.Index}, err
 }
 
-func (a *admin) workspace(r *http.Request, p principal) (any, error) {
+func (a *API) workspace(r *http.Request, p principal) (any, error) {
 	ws, err := scope(r, p, accessRead)
 	if err != nil {
 		return nil, err
 	}
-	return a.ctl.c.Workspace(ws)
+	return a.cfg.Cluster.Workspace(ws)
 }
 
 type updateWorkspaceRequest struct {
@@ -310,7 +311,7 @@ type updateWorkspaceRequest struct {
 	Brands *[]cluster.Brand `json:"brands"`
 }
 
-func (a *admin) updateWorkspace(r *http.Request, p principal) (any, error) {
+func (a *API) updateWorkspace(r *http.Request, p principal) (any, error) {
 	ws, err := scope(r, p, accessAdmin)
 	if err != nil {
 		return nil, err
@@ -325,24 +326,24 @@ func (a *admin) updateWorkspace(r *http.Request, p principal) (any, error) {
 	}
 	cmd := cluster.UpdateWorkspace{ID: ws, Name: req.Name, Region: req.Region, Plan: req.Plan, Brands: req.Brands}
 	var res cluster.Result
-	var conf Confirmation
+	var conf httpapi.Confirmation
 	if req.Brands != nil {
 		// Brands revoke the keys scoped to a brand no longer listed.
-		res, conf, err = a.ctl.revoke(r.Context(), cmd)
+		res, conf, err = a.cfg.Confirmer.Revoke(r.Context(), cmd)
 	} else {
-		res, err = a.ctl.c.Apply(r.Context(), cmd)
+		res, err = a.cfg.Cluster.Apply(r.Context(), cmd)
 		conf.Index = res.Index
 	}
 	if err != nil {
 		return nil, err
 	}
 	a.written(r.Context(), res)
-	w, err := a.ctl.c.Workspace(ws)
+	w, err := a.cfg.Cluster.Workspace(ws)
 	reply := map[string]any{"workspace": w, "confirmation": conf}
-	if req.Region != nil && a.purge != nil {
+	if req.Region != nil && a.cfg.Purger != nil {
 		// The nodes outside the new region hand the workspace over to it
 		// and purge it: the answer says which confirmed.
-		reply["purge"] = a.purge.confirmPurge(r.Context(), ws, res.Index)
+		reply["purge"] = a.cfg.Purger.ConfirmPurge(r.Context(), ws, res.Index)
 	}
 	return reply, err
 }
@@ -351,32 +352,32 @@ func (a *admin) updateWorkspace(r *http.Request, p principal) (any, error) {
 // workspace's credentials (Confirmation), and the purge of its data from
 // every node's store (Purge). The ID is never reused.
 type deleteWorkspaceReply struct {
-	Confirmation
-	Purge PurgeConfirmation `json:"purge"`
+	httpapi.Confirmation
+	Purge httpapi.PurgeConfirmation `json:"purge"`
 }
 
-func (a *admin) deleteWorkspace(r *http.Request, p principal) (any, error) {
+func (a *API) deleteWorkspace(r *http.Request, p principal) (any, error) {
 	ws, err := scope(r, p, accessRoot)
 	if err != nil {
 		return nil, err
 	}
-	res, conf, err := a.ctl.revoke(r.Context(), cluster.DeleteWorkspace{ID: ws})
+	res, conf, err := a.cfg.Confirmer.Revoke(r.Context(), cluster.DeleteWorkspace{ID: ws})
 	if err != nil {
 		return nil, err
 	}
 	reply := deleteWorkspaceReply{Confirmation: conf}
-	if a.purge != nil {
-		reply.Purge = a.purge.confirmPurge(r.Context(), ws, res.Index)
+	if a.cfg.Purger != nil {
+		reply.Purge = a.cfg.Purger.ConfirmPurge(r.Context(), ws, res.Index)
 	}
 	return reply, nil
 }
 
-func (a *admin) secrets(r *http.Request, p principal) (any, error) {
+func (a *API) secrets(r *http.Request, p principal) (any, error) {
 	ws, err := scope(r, p, accessAdmin)
 	if err != nil {
 		return nil, err
 	}
-	id, err := a.ctl.c.IdentitySecret(ws)
+	id, err := a.cfg.Cluster.IdentitySecret(ws)
 	if err != nil {
 		return nil, err
 	}
@@ -385,12 +386,12 @@ func (a *admin) secrets(r *http.Request, p principal) (any, error) {
 
 // Operators.
 
-func (a *admin) operators(r *http.Request, p principal) (any, error) {
+func (a *API) operators(r *http.Request, p principal) (any, error) {
 	ws, err := scope(r, p, accessRead)
 	if err != nil {
 		return nil, err
 	}
-	return a.ctl.c.Operators(ws)
+	return a.cfg.Cluster.Operators(ws)
 }
 
 type inviteRequest struct {
@@ -411,7 +412,7 @@ type inviteReply struct {
 	Index uint64 `json:"index"`
 }
 
-func (a *admin) inviteOperator(r *http.Request, p principal) (any, error) {
+func (a *API) inviteOperator(r *http.Request, p principal) (any, error) {
 	ws, err := scope(r, p, accessOperators)
 	if err != nil {
 		return nil, err
@@ -428,7 +429,7 @@ func (a *admin) inviteOperator(r *http.Request, p principal) (any, error) {
 		req.Password = hex.EncodeToString(random(12))
 		reply.Password = req.Password
 	}
-	o, res, err := a.ctl.c.AddOperator(r.Context(), cluster.NewOperator{Workspace: ws, ID: req.ID, Email: req.Email, Name: req.Name, Role: req.Role, Password: req.Password})
+	o, res, err := a.cfg.Cluster.AddOperator(r.Context(), cluster.NewOperator{Workspace: ws, ID: req.ID, Email: req.Email, Name: req.Name, Role: req.Role, Password: req.Password})
 	if err != nil {
 		return nil, err
 	}
@@ -437,16 +438,16 @@ func (a *admin) inviteOperator(r *http.Request, p principal) (any, error) {
 	return reply, nil
 }
 
-func (a *admin) deleteOperator(r *http.Request, p principal) (any, error) {
+func (a *API) deleteOperator(r *http.Request, p principal) (any, error) {
 	ws, err := scope(r, p, accessOperators)
 	if err != nil {
 		return nil, err
 	}
-	_, conf, err := a.ctl.revoke(r.Context(), cluster.DeleteOperator{Workspace: ws, ID: r.PathValue("id")})
+	_, conf, err := a.cfg.Confirmer.Revoke(r.Context(), cluster.DeleteOperator{Workspace: ws, ID: r.PathValue("id")})
 	return conf, err
 }
 
-func (a *admin) setPassword(r *http.Request, p principal) (any, error) {
+func (a *API) setPassword(r *http.Request, p principal) (any, error) {
 	ws := r.PathValue("ws")
 	id := r.PathValue("id")
 	// An operator sets their own; an admin anyone's in the workspace.
@@ -462,21 +463,21 @@ func (a *admin) setPassword(r *http.Request, p principal) (any, error) {
 	}
 	// A new password revokes the operator's sessions: confirmed on every
 	// node like any revocation.
-	res, err := a.ctl.c.SetPassword(r.Context(), ws, id, req.Password)
+	res, err := a.cfg.Cluster.SetPassword(r.Context(), ws, id, req.Password)
 	if err != nil {
 		return nil, err
 	}
-	return a.ctl.confirmEverywhere(r.Context(), res.Index), nil
+	return a.cfg.Confirmer.ConfirmEverywhere(r.Context(), res.Index), nil
 }
 
 // Keys.
 
-func (a *admin) keys(r *http.Request, p principal) (any, error) {
+func (a *API) keys(r *http.Request, p principal) (any, error) {
 	ws, err := scope(r, p, accessAdmin)
 	if err != nil {
 		return nil, err
 	}
-	return a.ctl.c.Keys(ws)
+	return a.cfg.Cluster.Keys(ws)
 }
 
 type mintReply struct {
@@ -485,7 +486,7 @@ type mintReply struct {
 	Info cluster.Key `json:"info"`
 }
 
-func (a *admin) mintKey(r *http.Request, p principal) (any, error) {
+func (a *API) mintKey(r *http.Request, p principal) (any, error) {
 	ws, err := scope(r, p, accessKeys)
 	if err != nil {
 		return nil, err
@@ -497,29 +498,29 @@ func (a *admin) mintKey(r *http.Request, p principal) (any, error) {
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
-	raw, k, res, err := a.ctl.c.MintKey(r.Context(), ws, req.Brand, req.Name)
+	raw, k, res, err := a.cfg.Cluster.MintKey(r.Context(), ws, req.Brand, req.Name)
 	if err != nil {
 		return nil, err
 	}
 	// Every node accepts the key once it has applied it: wait for all, so
 	// the caller can use it anywhere at once.
-	conf := a.ctl.confirmEverywhere(r.Context(), res.Index)
+	conf := a.cfg.Confirmer.ConfirmEverywhere(r.Context(), res.Index)
 	if len(conf.Unconfirmed) > 0 {
-		a.ctl.log.Warn("new API key not yet known on every node", "unconfirmed", conf.Unconfirmed)
+		a.cfg.Logger.Warn("new API key not yet known on every node", "unconfirmed", conf.Unconfirmed)
 	}
 	return mintReply{Key: raw, Info: k}, nil
 }
 
-func (a *admin) revokeKey(r *http.Request, p principal) (any, error) {
+func (a *API) revokeKey(r *http.Request, p principal) (any, error) {
 	ws, err := scope(r, p, accessAdmin)
 	if err != nil {
 		return nil, err
 	}
-	k, err := a.ctl.c.Key(r.PathValue("id"))
+	k, err := a.cfg.Cluster.Key(r.PathValue("id"))
 	if err != nil || k.Workspace != ws {
 		return nil, apiErr(http.StatusNotFound, "not_found", "no key %q in workspace %s", r.PathValue("id"), ws)
 	}
-	_, conf, err := a.ctl.revoke(r.Context(), cluster.RevokeKey{ID: k.ID})
+	_, conf, err := a.cfg.Confirmer.Revoke(r.Context(), cluster.RevokeKey{ID: k.ID})
 	return conf, err
 }
 
@@ -536,25 +537,25 @@ type convDigest struct {
 
 // digest describes, per conversation, what this node holds of a workspace:
 // compare it across nodes to check that replicas converged.
-func (a *admin) digest(r *http.Request, p principal) (any, error) {
+func (a *API) digest(r *http.Request, p principal) (any, error) {
 	ws, err := scope(r, p, accessAdmin)
 	if err != nil {
 		return nil, err
 	}
-	convs, err := a.st.Conversations(ws, "")
+	convs, err := a.cfg.Store.Conversations(ws, "")
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]convDigest{}
 	for _, c := range convs {
-		f, err := a.st.Frontier(ws, c.ID)
+		f, err := a.cfg.Store.Frontier(ws, c.ID)
 		if errors.Is(err, store.ErrNotFound) {
 			continue // erased since it was listed
 		}
 		if err != nil {
 			return nil, err
 		}
-		st, n, err := a.st.StateDigest(ws, c.ID)
+		st, n, err := a.cfg.Store.StateDigest(ws, c.ID)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}
@@ -563,7 +564,7 @@ func (a *admin) digest(r *http.Request, p principal) (any, error) {
 		}
 		out[c.ID] = convDigest{Vector: f, State: st, Messages: n}
 	}
-	return map[string]any{"node": a.ctl.cfg.NodeID, "conversations": out}, nil
+	return map[string]any{"node": a.cfg.NodeID, "conversations": out}, nil
 }
 
 // Usage and billing.
@@ -574,7 +575,7 @@ type usageReply struct {
 	OverLimit string        `json:"over_limit,omitempty"`
 }
 
-func (a *admin) usage(r *http.Request, p principal) (any, error) {
+func (a *API) usage(r *http.Request, p principal) (any, error) {
 	ws, err := scope(r, p, accessRead)
 	if err != nil {
 		return nil, err
@@ -586,28 +587,28 @@ func (a *admin) usage(r *http.Request, p principal) (any, error) {
 	if _, err := time.Parse("2006-01", per); err != nil {
 		return nil, apiErr(http.StatusBadRequest, "invalid", "period %q: want YYYY-MM", per)
 	}
-	u, err := a.ctl.c.Usage(ws, per)
+	u, err := a.cfg.Cluster.Usage(ws, per)
 	if err != nil {
 		return nil, err
 	}
-	w, err := a.ctl.c.Workspace(ws)
+	w, err := a.cfg.Cluster.Workspace(ws)
 	if err != nil {
 		return nil, err
 	}
-	plan, err := a.ctl.c.Plan(w.Plan)
+	plan, err := a.cfg.Cluster.Plan(w.Plan)
 	if err != nil {
 		return nil, err
 	}
-	reason, _ := a.ctl.c.OverLimit(ws, per)
+	reason, _ := a.cfg.Cluster.OverLimit(ws, per)
 	return usageReply{Usage: u, Plan: plan, OverLimit: reason}, nil
 }
 
-func (a *admin) billing(r *http.Request, p principal) (any, error) {
+func (a *API) billing(r *http.Request, p principal) (any, error) {
 	ws, err := scope(r, p, accessAdmin)
 	if err != nil {
 		return nil, err
 	}
-	return a.ctl.c.BillingEvents(ws)
+	return a.cfg.Cluster.BillingEvents(ws)
 }
 
 type billingReply struct {
@@ -617,7 +618,7 @@ type billingReply struct {
 // recordBilling applies a billing event exactly once by its idempotency
 // key: a retry (on any node) answers with the original's result and
 // "duplicate": true.
-func (a *admin) recordBilling(r *http.Request, p principal) (any, error) {
+func (a *API) recordBilling(r *http.Request, p principal) (any, error) {
 	ws, err := scope(r, p, accessRoot)
 	if err != nil {
 		return nil, err
@@ -638,7 +639,7 @@ func (a *admin) recordBilling(r *http.Request, p principal) (any, error) {
 	e.At, e.Index = time.Now().UTC(), 0
 	// The reply's result.index is the write's: a read elsewhere with
 	// ?min_index= sees it.
-	res, err := a.ctl.c.Apply(r.Context(), cluster.RecordBillingEvent{Event: e})
+	res, err := a.cfg.Cluster.Apply(r.Context(), cluster.RecordBillingEvent{Event: e})
 	if err != nil {
 		return nil, err
 	}
@@ -647,12 +648,12 @@ func (a *admin) recordBilling(r *http.Request, p principal) (any, error) {
 
 // Assignments.
 
-func (a *admin) assignment(r *http.Request, p principal) (any, error) {
+func (a *API) assignment(r *http.Request, p principal) (any, error) {
 	ws, err := scope(r, p, accessRead)
 	if err != nil {
 		return nil, err
 	}
-	return a.ctl.c.Assignment(ws, r.PathValue("conv"))
+	return a.cfg.Cluster.Assignment(ws, r.PathValue("conv"))
 }
 
 type assignReply struct {
@@ -666,7 +667,7 @@ type assignRequest struct {
 	ExpectVersion uint64 `json:"expect_version"`
 }
 
-func (a *admin) assign(r *http.Request, p principal) (any, error) {
+func (a *API) assign(r *http.Request, p principal) (any, error) {
 	ws, err := scope(r, p, accessAssign)
 	if err != nil {
 		return nil, err
@@ -675,7 +676,7 @@ func (a *admin) assign(r *http.Request, p principal) (any, error) {
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
-	res, err := a.ctl.c.Apply(r.Context(), cluster.Assign{Workspace: ws, Conversation: r.PathValue("conv"), Operator: req.Operator, ExpectVersion: req.ExpectVersion})
+	res, err := a.cfg.Cluster.Apply(r.Context(), cluster.Assign{Workspace: ws, Conversation: r.PathValue("conv"), Operator: req.Operator, ExpectVersion: req.ExpectVersion})
 	if errors.Is(err, cluster.ErrConflict) {
 		return nil, apiErr(http.StatusConflict, "conflict", "%v (current version %d)", err, res.Version)
 	}

@@ -1,0 +1,56 @@
+// Package httpapi is what the node's JSON APIs share: the error body, the
+// writing of a JSON answer, and the confirmations that answers carry.
+package httpapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+)
+
+// Error is an API error: the HTTP status it answers with, and the body
+// {"code": ..., "message": ...}.
+type Error struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Errorf makes an Error with a formatted message.
+func Errorf(status int, code, format string, args ...any) *Error {
+	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// WriteJSON answers with status and v as JSON, never cached. An error
+// status of 401 also carries the Bearer challenge.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	if status == http.StatusUnauthorized {
+		h.Set("WWW-Authenticate", `Bearer realm="parley"`)
+	}
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// Confirmation is a revocation's (or an erasure's) reach: which members
+// confirmed they applied it, and which could not be asked (they stop
+// accepting operator credentials once their lease runs out, which the
+// revocation waited for).
+type Confirmation struct {
+	Index       uint64   `json:"index"`
+	Confirmed   []string `json:"confirmed"`
+	Unconfirmed []string `json:"unconfirmed,omitempty"`
+}
+
+// PurgeConfirmation is a deletion's or a pin's reach over the stores:
+// which members of the cluster confirmed they hold nothing of the
+// workspace they must not, and which did not (down, cut off, or unable to
+// hand it over yet: each purges when it can, on its own).
+type PurgeConfirmation struct {
+	Confirmed   []string `json:"confirmed"`
+	Unconfirmed []string `json:"unconfirmed,omitempty"`
+}
