@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"parley/internal/eventually"
 )
 
 // The clusters below are real: hashicorp/raft over TCP on 127.0.0.1 with
@@ -157,33 +159,29 @@ func (tc *testCluster) live() []*Cluster {
 // its configuration to know it.
 func (tc *testCluster) leader() *Cluster {
 	tc.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		var leader *Cluster
+	var leader *Cluster
+	eventually.Holds(tc.t, 20*time.Second, "a leader every member knows", func() error {
+		leader = nil
 		for _, c := range tc.live() {
 			if c.IsLeader() {
 				leader = c
 			}
 		}
-		if leader != nil {
-			members := map[string]bool{}
-			for _, m := range leader.Members() {
-				members[m.ID] = true
-			}
-			agreed := true
-			for _, c := range tc.live() {
-				if id, _ := c.Leader(); members[c.ID()] && id != leader.ID() {
-					agreed = false
-				}
-			}
-			if agreed {
-				return leader
+		if leader == nil {
+			return errors.New("no node leads")
+		}
+		members := map[string]bool{}
+		for _, m := range leader.Members() {
+			members[m.ID] = true
+		}
+		for _, c := range tc.live() {
+			if id, _ := c.Leader(); members[c.ID()] && id != leader.ID() {
+				return fmt.Errorf("%s leads, %s knows %q", leader.ID(), c.ID(), id)
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	tc.t.Fatalf("no leader within 20s")
-	return nil
+		return nil
+	})
+	return leader
 }
 
 func (tc *testCluster) followers() []*Cluster {
@@ -522,19 +520,16 @@ func TestLaggingNodeCatchesUpFromSnapshot(t *testing.T) {
 		return
 	}
 	// Wait for the leader to snapshot and drop the entries the lagger lacks.
-	for {
+	eventually.Holds(t, 30*time.Second, "the leader truncates its log past the lagger", func() error {
 		first, err := leader.store.FirstIndex()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if first > laggerLast+1 && leader.Stats().LastSnapshotIndex > laggerLast {
-			break
+		if snap := leader.Stats().LastSnapshotIndex; first <= laggerLast+1 || snap <= laggerLast {
+			return fmt.Errorf("first index %d, snapshot at %d, lagger at %d", first, snap, laggerLast)
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("leader never truncated its log: first index %d, lagger at %d", first, laggerLast)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	idx, err := leader.ReadIndex(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -549,12 +544,12 @@ func TestLaggingNodeCatchesUpFromSnapshot(t *testing.T) {
 		t.Fatalf("caught up without installing a snapshot (restores %d)", got)
 	}
 	// Raft updates its own counters just after the FSM restored.
-	for st := c.Stats(); st.LastSnapshotIndex <= laggerLast || st.SnapshotsRestored == 0; st = c.Stats() {
-		if ctx.Err() != nil {
-			t.Fatalf("stats after catching up: %+v", st)
+	eventually.Holds(t, 10*time.Second, "stats count the restored snapshot", func() error {
+		if st := c.Stats(); st.LastSnapshotIndex <= laggerLast || st.SnapshotsRestored == 0 {
+			return fmt.Errorf("stats after catching up: %+v", st)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	if u, _ := c.Usage("acme", "2026-11"); u.Messages != writes {
 		t.Fatalf("lagger usage %+v, want %d messages", u, writes)
 	}
@@ -846,10 +841,12 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		}
 	}
 	tc.closeAll()
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	eventually.Poll(10*time.Second, func() error { // the check below says what is left
+		if n := runtime.NumGoroutine(); n > before {
+			return fmt.Errorf("%d goroutines", n)
+		}
+		return nil
+	})
 	if n := runtime.NumGoroutine(); n > before {
 		var buf bytes.Buffer
 		pprof.Lookup("goroutine").WriteTo(&buf, 1)
@@ -870,11 +867,12 @@ func TestNewLeaderReadIndexWithoutWrites(t *testing.T) {
 	tc.stop(tc.leader().ID())
 	leader := tc.leader()
 	// The new leader's no-op commits once a follower has it.
-	for deadline := time.Now().Add(10 * time.Second); leader.Stats().CommitIndex <= res.Index; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the new leader never committed its no-op")
+	eventually.Holds(t, 10*time.Second, "the new leader commits its no-op", func() error {
+		if ci := leader.Stats().CommitIndex; ci <= res.Index {
+			return fmt.Errorf("commit index %d, last write at %d", ci, res.Index)
 		}
-	}
+		return nil
+	})
 	idx, err := leader.LeaderCommitIndex(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -390,7 +391,10 @@ func TestRequestKnownAfterSnapshotRestart(t *testing.T) {
 func TestLaggingNodeWriteMadeAnew(t *testing.T) {
 	t.Parallel()
 	tc := newTestCluster(t, 3, nil)
-	ctx := testContext(t)
+	// Over 8,000 barriers on a loaded machine: more than testContext's
+	// 30 s at times.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
 	leader := tc.leader()
 	mustApply(t, leader, CreateWorkspace{ID: "acme", Name: "Acme", Plan: "team", Created: t0})
 	lag := tc.followers()[0]
@@ -413,6 +417,9 @@ func TestLaggingNodeWriteMadeAnew(t *testing.T) {
 	wg.Wait()
 	if t.Failed() {
 		return
+	}
+	if leader.raft.LastIndex() < target {
+		t.Fatalf("the log grew to %d of %d entries: %v", leader.raft.LastIndex(), target, ctx.Err())
 	}
 	c := tc.start(id, false)
 	_, kh := NewAPIKey()

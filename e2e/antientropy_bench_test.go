@@ -10,8 +10,11 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"parley/internal/eventually"
 )
 
 // The anti-entropy benchmarks of issue 4 (docs/benchmarks.md):
@@ -151,6 +154,21 @@ func (tc *testCluster) frontiers(t testing.TB, nodes []*nodeProc, ws string) []m
 	return out
 }
 
+// frontiersAgree holds once every node holds the same frontier of ws.
+func (tc *testCluster) frontiersAgree(t testing.TB, ws string) func() error {
+	return func() error {
+		fs := tc.frontiers(t, tc.nodes, ws)
+		if !sameFrontiers(fs) {
+			var held []string
+			for i, f := range fs {
+				held = append(held, fmt.Sprintf("n%d: %d conversations", i+1, len(f)))
+			}
+			return fmt.Errorf("frontiers differ (%s)", strings.Join(held, ", "))
+		}
+		return nil
+	}
+}
+
 func sameFrontiers(fs []map[string]string) bool {
 	for _, f := range fs[1:] {
 		if len(f) != len(fs[0]) {
@@ -224,11 +242,7 @@ func BenchmarkAntiEntropyBytes(b *testing.B) {
 	}
 	bv.send(b, ctx, n1, msgs)
 	b.Logf("state: %d conversations, %d messages, written in %s", convs, len(msgs), time.Since(start).Round(time.Millisecond))
-	for deadline := time.Now().Add(2 * time.Minute); !sameFrontiers(tc.frontiers(b, tc.nodes, "acme")); time.Sleep(500 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			b.Fatal("the replicas did not converge on the initial state")
-		}
-	}
+	eventually.Holds(b, 2*time.Minute, "the replicas converge on the initial state", tc.frontiersAgree(b, "acme"))
 	written := 0
 	for _, d := range []int{0, 1, 10, 100, 1000} {
 		b.Run(fmt.Sprintf("missed=%d", d), func(b *testing.B) {
@@ -253,19 +267,21 @@ func BenchmarkAntiEntropyBytes(b *testing.B) {
 				restarted := time.Now()
 				n2.Restart(b)
 				var conv time.Duration
-				for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
-					if conv == 0 && sameFrontiers(tc.frontiers(b, tc.nodes, "acme")) {
+				agree := tc.frontiersAgree(b, "acme")
+				eventually.Holds(b, 2*time.Minute, fmt.Sprintf("n2 catches up on %d missed messages", d), func() error {
+					if conv == 0 {
+						if err := agree(); err != nil {
+							return err
+						}
 						conv = time.Since(restarted)
 					}
 					_, ra := aeBytes(b, n1)
 					_, rb := aeBytes(b, n2)
-					if conv != 0 && ra > r1 && rb > 0 {
-						break
+					if ra <= r1 || rb == 0 {
+						return fmt.Errorf("anti-entropy rounds: n1 %v (%v before), n2 %v", ra, r1, rb)
 					}
-					if time.Now().After(deadline) {
-						b.Fatalf("n2 did not catch up on %d missed messages in 2 minutes", d)
-					}
-				}
+					return nil
+				})
 				b.StopTimer()
 				after, ra := aeBytes(b, n1)
 				other, rb := aeBytes(b, n2)
@@ -319,11 +335,7 @@ func BenchmarkPartitionConvergence(b *testing.B) {
 		msgs = append(msgs, bulkMsg{c, "m-base-" + c})
 	}
 	bv.send(b, ctx, n1, msgs)
-	for deadline := time.Now().Add(2 * time.Minute); !sameFrontiers(tc.frontiers(b, tc.nodes, "acme")); time.Sleep(500 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			b.Fatal("the replicas did not converge on the initial state")
-		}
-	}
+	eventually.Holds(b, 2*time.Minute, "the replicas converge on the initial state", tc.frontiersAgree(b, "acme"))
 	written := 0
 	for _, k := range []int{1, 10, 100, 1000} {
 		b.Run(fmt.Sprintf("conversations=%d", k), func(b *testing.B) {
@@ -350,11 +362,7 @@ func BenchmarkPartitionConvergence(b *testing.B) {
 				b.StartTimer()
 				heal()
 				healed := time.Now()
-				for deadline := time.Now().Add(3 * time.Minute); !sameFrontiers(tc.frontiers(b, tc.nodes, "acme")); time.Sleep(100 * time.Millisecond) {
-					if time.Now().After(deadline) {
-						b.Fatalf("replicas did not agree 3 minutes after healing (%d conversations written on the cut-off side)", k)
-					}
-				}
+				eventually.Holds(b, 3*time.Minute, fmt.Sprintf("replicas agree after healing (%d conversations written on the cut-off side)", k), tc.frontiersAgree(b, "acme"))
 				secs = append(secs, time.Since(healed).Seconds())
 				b.StopTimer()
 				for _, nd := range tc.nodes {

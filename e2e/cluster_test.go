@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"parley/internal/eventually"
 	"parley/node"
 )
 
@@ -130,9 +132,8 @@ func (tc *testCluster) joinAddr(spec clusterSpec, i int) string {
 // waitVoters waits until every node sees n voters and a leader.
 func (tc *testCluster) waitVoters(t testing.TB, n int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for _, nd := range tc.nodes {
-		for {
+	eventually.Holds(t, 30*time.Second, fmt.Sprintf("every node sees %d voters and a leader", n), func() error {
+		for _, nd := range tc.nodes {
 			var info struct {
 				Raft struct {
 					Voters   int    `json:"voters"`
@@ -140,22 +141,20 @@ func (tc *testCluster) waitVoters(t testing.TB, n int) {
 				} `json:"raft"`
 			}
 			st, _ := api(nd, "GET", "/v1/admin/cluster", tc.root, nil, &info)
-			if st == 200 && info.Raft.Voters == n && info.Raft.LeaderID != "" {
-				break
+			if st != 200 || info.Raft.Voters != n || info.Raft.LeaderID == "" {
+				return fmt.Errorf("%s: status %d, %d voters, leader %q", nd.Addr, st, info.Raft.Voters, info.Raft.LeaderID)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: %d voters, leader %q, want %d voters", nd.Addr, info.Raft.Voters, info.Raft.LeaderID, n)
-			}
-			time.Sleep(50 * time.Millisecond)
 		}
-	}
+		return nil
+	})
 }
 
 // leader returns the node process that leads, by the view of any live one.
 func (tc *testCluster) leader(t testing.TB) *nodeProc {
 	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		for i, nd := range tc.nodes {
+	var leader *nodeProc
+	eventually.Holds(t, 20*time.Second, "a live node names a leader", func() error {
+		for _, nd := range tc.nodes {
 			if nd.done == nil {
 				continue
 			}
@@ -167,15 +166,15 @@ func (tc *testCluster) leader(t testing.TB) *nodeProc {
 			if st, _ := api(nd, "GET", "/v1/admin/cluster", tc.root, nil, &info); st == 200 && info.Raft.LeaderID != "" {
 				for j := range tc.nodes {
 					if info.Raft.LeaderID == fmt.Sprintf("n%d", j+1) {
-						return tc.nodes[j]
+						leader = tc.nodes[j]
+						return nil
 					}
 				}
 			}
-			_ = i
 		}
-	}
-	t.Fatal("no leader")
-	return nil
+		return errors.New("none does")
+	})
+	return leader
 }
 
 // api calls the admin API of a node and decodes the reply into out (when
@@ -397,18 +396,13 @@ func TestClusterLeaderKillKeepsWritesExactlyOnce(t *testing.T) {
 		var evs []struct {
 			Key string `json:"idempotency_key"`
 		}
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		eventually.Holds(t, 30*time.Second, nd.Addr+" holds every acknowledged event", func() error {
 			evs = nil
-			st, _ := api(nd, "GET", "/v1/admin/workspaces/acme/billing", tc.root, nil, &evs)
-			if st == 200 && len(evs) >= nAcked {
-				break
+			if st, _ := api(nd, "GET", "/v1/admin/workspaces/acme/billing", tc.root, nil, &evs); st != 200 || len(evs) < nAcked {
+				return fmt.Errorf("status %d, %d events, want %d", st, len(evs), nAcked)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s holds %d events, want %d", nd.Addr, len(evs), nAcked)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return nil
+		})
 		seen := map[string]int{}
 		for _, e := range evs {
 			seen[e.Key]++
@@ -451,15 +445,13 @@ func TestClusterFollowerCatchesUpFromSnapshot(t *testing.T) {
 		t.Fatalf("leader snapshot at %v, lagging node at %v: no snapshot past the lag", snap, lagIndex)
 	}
 	lag.Restart(t)
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	eventually.Holds(t, 30*time.Second, "the restarted node catches up", func() error {
 		var evs []json.RawMessage
-		if st, _ := api(lag, "GET", "/v1/admin/workspaces/acme/billing", tc.root, nil, &evs); st == 200 && len(evs) == writes {
-			break
+		if st, _ := api(lag, "GET", "/v1/admin/workspaces/acme/billing", tc.root, nil, &evs); st != 200 || len(evs) != writes {
+			return fmt.Errorf("status %d, %d events, want %d", st, len(evs), writes)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("restarted node did not catch up")
-		}
-	}
+		return nil
+	})
 	if got := metric(t, lag, "parley_raft_snapshots_restored_total"); got < 1 {
 		t.Fatalf("restarted node restored %v snapshots, want at least 1", got)
 	}
@@ -549,14 +541,13 @@ func (tc *testCluster) alive(nd *nodeProc) []string {
 func (tc *testCluster) waitAlive(t testing.TB, nd *nodeProc, n int, within time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	for time.Since(start) < within {
-		if len(tc.alive(nd)) == n {
-			return time.Since(start)
+	eventually.Holds(t, within, fmt.Sprintf("%s sees %d nodes alive", nd.Addr, n), func() error {
+		if alive := tc.alive(nd); len(alive) != n {
+			return fmt.Errorf("alive: %v", alive)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s sees %v alive after %s, want %d", nd.Addr, tc.alive(nd), within, n)
-	return 0
+		return nil
+	})
+	return time.Since(start)
 }
 
 // TestGossipDetectsAKilledNode kills a node with SIGKILL: the others drop it

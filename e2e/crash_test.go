@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
+
+	"parley/internal/eventually"
 )
 
 // loadClient is one visitor writing into its own conversation without
@@ -119,16 +122,19 @@ func TestKillNineKeepsEveryAckedMessageOnce(t *testing.T) {
 		}()
 	}
 	// Kill once the load is well under way.
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	if err := eventually.Poll(30*time.Second, func() error {
 		total := 0
 		for _, lc := range lcs {
 			lc.mu.Lock()
 			total += len(lc.acked)
 			lc.mu.Unlock()
 		}
-		if total >= 3000 {
-			break
+		if total < 3000 {
+			return fmt.Errorf("%d of 3000 messages acknowledged", total)
 		}
+		return nil
+	}); err != nil {
+		t.Logf("killing with the load not well under way: %v", err)
 	}
 	n.Kill9(t)
 	close(stop)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"parley/internal/eventually"
+
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 )
@@ -134,23 +136,22 @@ func historyDiff(got, want []shownMessage) string {
 func (ct *chatTest) waitHistory(b *browser, testid, bodyTestid string, want []shownMessage) []shownMessage {
 	ct.t.Helper()
 	expr := shownJS(testid, bodyTestid)
-	deadline := time.Now().Add(25 * time.Second)
-	for {
-		got := eval[[]shownMessage](ct, b, "reading the messages", expr)
-		diff := historyDiff(got, want)
-		if diff == "" {
-			time.Sleep(700 * time.Millisecond)
-			got = eval[[]shownMessage](ct, b, "reading the messages again", expr)
-			if diff := historyDiff(got, want); diff != "" {
-				ct.fail(b, "the history changed after it was right: %s: %+v", diff, got)
-			}
-			return got
+	var got []shownMessage
+	if err := eventually.Poll(25*time.Second, func() error {
+		got = eval[[]shownMessage](ct, b, "reading the messages", expr)
+		if diff := historyDiff(got, want); diff != "" {
+			return fmt.Errorf("%s: %+v", diff, got)
 		}
-		if time.Now().After(deadline) {
-			ct.fail(b, "%s: %+v", diff, got)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return nil
+	}); err != nil {
+		ct.fail(b, "%v", err)
 	}
+	time.Sleep(700 * time.Millisecond) // a moment for a late duplicate
+	got = eval[[]shownMessage](ct, b, "reading the messages again", expr)
+	if diff := historyDiff(got, want); diff != "" {
+		ct.fail(b, "the history changed after it was right: %s: %+v", diff, got)
+	}
+	return got
 }
 
 // resumesSent records the resume frames a page sends over WebSocket.

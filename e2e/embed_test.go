@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"parley/internal/eventually"
+
 	"github.com/chromedp/chromedp"
 )
 
@@ -128,14 +130,14 @@ func TestBrowserSuggestionsAndSimilarConversations(t *testing.T) {
 	}
 	// The worker embeds them in the background: wait until search finds
 	// all three.
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	if err := eventually.Poll(60*time.Second, func() error {
 		_, m := apiJSON(t, node, "GET", "/search?k=50&q="+url.QueryEscape("help"), nil)
-		if items, _ := m["items"].([]any); len(items) == 3 {
-			break
+		if items, _ := m["items"].([]any); len(items) != 3 {
+			return fmt.Errorf("search finds %d of 3", len(items))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the past conversations were not embedded in 60s\n%s", node.logs())
-		}
+		return nil
+	}); err != nil {
+		t.Fatalf("the past conversations were not embedded: %v\n%s", err, node.logs())
 	}
 
 	ct := &chatTest{t: t, node: node, dir: t.TempDir()}

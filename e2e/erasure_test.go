@@ -15,33 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"parley/internal/eventually"
+
 	bolt "go.etcd.io/bbolt"
 )
-
-// poll polls cond until it holds or within has passed; it returns how long
-// that took, whether it held, and cond's last word on what is missing.
-func poll(within time.Duration, cond func() (bool, string)) (time.Duration, bool, string) {
-	start := time.Now()
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok, why := cond()
-		if ok || time.Since(start) > within {
-			return time.Since(start), ok, why
-		}
-		<-tick.C
-	}
-}
-
-// eventually is poll that fails the test when cond never holds.
-func eventually(t testing.TB, within time.Duration, what string, cond func() (bool, string)) time.Duration {
-	t.Helper()
-	took, ok, why := poll(within, cond)
-	if !ok {
-		t.Fatalf("%s: not after %s: %s", what, within, why)
-	}
-	return took
-}
 
 // canary is a string no node would write by itself.
 func canary(what string) string {
@@ -207,11 +184,13 @@ func TestErasureAndDeletesReachDownAndLaterNodes(t *testing.T) {
 	// n3 comes back: within 15 s it holds nothing of the conversation.
 	n3.Restart(t)
 	back := time.Now()
-	took := eventually(t, 15*time.Second, "n3 erases its copy", func() (bool, string) {
-		held, n := tc.holds(t, n3, "acme", convA)
-		return !held, fmt.Sprintf("n3 holds it with %d messages", n)
+	eventually.Holds(t, 15*time.Second, "n3 erases its copy", func() error {
+		if held, n := tc.holds(t, n3, "acme", convA); held {
+			return fmt.Errorf("n3 holds it with %d messages", n)
+		}
+		return nil
 	})
-	t.Logf("n3 erased its copy %s after it was ready again", took.Round(time.Millisecond))
+	t.Logf("n3 erased its copy %s after it was ready again", time.Since(back).Round(time.Millisecond))
 	agent3 := tc.agentOn(t, ctx, n1, n3, "acme", "ann")
 	if hist, err := agent3.history(ctx, convA); len(hist) != 0 || err != nil && !strings.Contains(err.Error(), "not_found") {
 		t.Fatalf("an agent on n3 reads the erased conversation: %v %v", hist, err)
@@ -234,10 +213,13 @@ func TestErasureAndDeletesReachDownAndLaterNodes(t *testing.T) {
 	}
 	// Erasing again answers the same, now with n3's confirmation.
 	var again answer
-	eventually(t, 15*time.Second, "a second erasure confirmed by every node", func() (bool, string) {
+	eventually.Holds(t, 15*time.Second, "a second erasure confirmed by every node", func() error {
 		again = answer{}
 		mustAPI(t, n1, "DELETE", "/v1/workspaces/acme/conversations/"+convA, login.Token, nil, &again)
-		return len(again.Unconfirmed) == 0, fmt.Sprintf("%+v", again)
+		if len(again.Unconfirmed) != 0 {
+			return fmt.Errorf("answered %+v", again)
+		}
+		return nil
 	})
 	if again.Erased != convA || again.Index != first.Index || strings.Join(again.Confirmed, ",") != "n1,n2,n3" {
 		t.Fatalf("second erasure answered %+v, first %+v", again, first)
@@ -254,9 +236,11 @@ func TestErasureAndDeletesReachDownAndLaterNodes(t *testing.T) {
 	n4 := tc.addNode(t, "n4", "eu")
 	tc.waitAlive(t, n1, 4, 30*time.Second)
 	agent4 := tc.agentOn(t, ctx, n1, n4, "acme", "bob")
-	eventually(t, 30*time.Second, "n4 receives the other conversation", func() (bool, string) {
-		held, n := tc.holds(t, n4, "acme", convB)
-		return held && n == 2, fmt.Sprintf("held %v with %d messages", held, n)
+	eventually.Holds(t, 30*time.Second, "n4 receives the other conversation", func() error {
+		if held, n := tc.holds(t, n4, "acme", convB); !held || n != 2 {
+			return fmt.Errorf("held %v with %d messages", held, n)
+		}
+		return nil
 	})
 	if held, n := tc.holds(t, n4, "acme", convA); held {
 		t.Fatalf("n4 received the erased conversation (%d messages)", n)
@@ -291,10 +275,14 @@ func TestErasureAndDeletesReachDownAndLaterNodes(t *testing.T) {
 	// No file of any node holds any of the texts (freed pages of the
 	// store included: they take a commit or two to be overwritten).
 	var hits []string
-	took, clean, _ := poll(60*time.Second, func() (bool, string) {
-		hits = scanFiles(t, tc.nodes, canaries)
-		return len(hits) == 0, ""
-	})
+	scanned := time.Now()
+	clean := eventually.Poll(60*time.Second, func() error {
+		if hits = scanFiles(t, tc.nodes, canaries); len(hits) > 0 {
+			return fmt.Errorf("%d hits", len(hits))
+		}
+		return nil
+	}) == nil
+	took := time.Since(scanned)
 	slices.Sort(hits)
 	if len(hits) > 0 {
 		t.Errorf("erased or replaced text still in files after %s:\n%s", took.Round(time.Second), strings.Join(hits, "\n"))

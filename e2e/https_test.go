@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"parley/internal/eventually"
+
 	"github.com/chromedp/chromedp"
 )
 
@@ -69,21 +71,23 @@ func startHTTPSNode(t *testing.T, extraArgs ...string) (*nodeProc, string) {
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 5 * time.Second}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	if err := eventually.Poll(30*time.Second, func() error {
 		select {
 		case err := <-n.done:
 			t.Fatalf("node exited before ready: %v\n%s", err, n.logs())
 		default:
 		}
-		if resp, err := client.Get(n.URL + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
+		resp, err := client.Get(n.URL + "/readyz")
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node not ready after 30s\n%s", n.logs())
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("readyz: %s", resp.Status)
 		}
+		return nil
+	}); err != nil {
+		t.Fatalf("node not ready: %v\n%s", err, n.logs())
 	}
 	return n, base64.StdEncoding.EncodeToString(spki[:])
 }

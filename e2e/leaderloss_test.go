@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"parley/internal/eventually"
 )
 
 // TestIdleClusterLeaderLossLetsAgentsBackIn takes the leader of an idle
@@ -43,7 +45,7 @@ func TestIdleClusterLeaderLossLetsAgentsBackIn(t *testing.T) {
 			if nd.done == nil {
 				continue
 			}
-			err := pollErr(time.Until(elected.Add(bound)), 50*time.Millisecond, func() error {
+			err := eventually.Poll(time.Until(elected.Add(bound)), func() error {
 				if err := readyz(nd); err != nil {
 					return err
 				}
@@ -97,7 +99,7 @@ func (tc *testCluster) waitNewLeader(t testing.TB, old *nodeProc) time.Time {
 			oldID = fmt.Sprintf("n%d", i+1)
 		}
 	}
-	err := pollErr(30*time.Second, 20*time.Millisecond, func() error {
+	err := eventually.Poll(30*time.Second, func() error {
 		for _, nd := range tc.nodes {
 			if nd == old || nd.done == nil {
 				continue
@@ -120,24 +122,6 @@ func (tc *testCluster) waitNewLeader(t testing.TB, old *nodeProc) time.Time {
 		t.Fatal(err)
 	}
 	return time.Now()
-}
-
-// pollErr calls cond every interval until it returns nil, and returns
-// its last error if that does not happen within d.
-func pollErr(d, every time.Duration, cond func() error) error {
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("after %s: %w", d, err)
-		}
-		<-tick.C
-	}
 }
 
 // agentHello opens an agent connection to nd with an operator's session

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"parley/internal/eventually"
 	"parley/node"
 )
 
@@ -73,18 +74,14 @@ func TestMakeClusterStartsFiveNodesInThreeRegions(t *testing.T) {
 			Raft  struct{ Voters, Nonvoters int } `json:"raft"`
 			Alive []struct{ ID, Region string }   `json:"alive"`
 		}
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		eventually.Holds(t, 30*time.Second, fmt.Sprintf("node %d sees 5 nodes alive and 5 voters", i), func() error {
 			st, _ := api(nd, "GET", "/v1/admin/cluster", root, nil, &info)
 			// 3 voters join as such; the leader then promotes two more.
-			if st == 200 && len(info.Alive) == 5 && info.Raft.Voters == 5 {
-				break
+			if st != 200 || len(info.Alive) != 5 || info.Raft.Voters != 5 {
+				return fmt.Errorf("status %d, %d alive, raft %+v", st, len(info.Alive), info.Raft)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("node %d: %d alive, raft %+v", i, len(info.Alive), info.Raft)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return nil
+		})
 		regions := map[string]int{}
 		for _, m := range info.Alive {
 			regions[m.Region]++

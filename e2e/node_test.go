@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"parley/internal/eventually"
 )
 
 // parleyBin is the node binary built once by TestMain for every test here.
@@ -100,23 +102,24 @@ func (n *nodeProc) start(t testing.TB) {
 	n.done = make(chan error, 1)
 	go func(cmd *exec.Cmd, done chan<- error) { done <- cmd.Wait() }(n.cmd, n.done)
 	t.Cleanup(func() { n.stop() })
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	if err := eventually.Poll(30*time.Second, func() error {
 		select {
 		case err := <-n.done:
 			t.Fatalf("node exited before ready: %v\n%s", err, n.logs())
 		default:
 		}
 		resp, err := http.Get(n.URL + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		if err != nil {
+			return err
 		}
-		time.Sleep(50 * time.Millisecond)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("readyz: %s", resp.Status)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("node not ready: %v\n%s", err, n.logs())
 	}
-	t.Fatalf("node not ready after 30s\n%s", n.logs())
 }
 
 // Kill9 kills the node with SIGKILL and waits for it to be gone.

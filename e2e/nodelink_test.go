@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"parley/cluster"
+	"parley/internal/eventually"
 
 	"github.com/hashicorp/raft"
 )
@@ -222,18 +223,16 @@ func TestNodeTrafficIsEncrypted(t *testing.T) {
 	}
 	// Both eu nodes hold the conversation: it crossed a replication link.
 	for _, nd := range []*nodeProc{tc.nodes[0], tc.nodes[3]} {
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		eventually.Holds(t, 20*time.Second, nd.Addr+" holds both messages", func() error {
 			var d struct {
 				Conversations map[string]convDigest `json:"conversations"`
 			}
 			mustAPI(t, nd, "GET", "/v1/admin/workspaces/acme/digest", tc.root, nil, &d)
-			if d.Conversations[conv].Messages == 2 {
-				break
+			if d.Conversations[conv].Messages != 2 {
+				return fmt.Errorf("holds %+v", d.Conversations[conv])
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s never held both messages: %+v", nd.Addr, d.Conversations[conv])
-			}
-		}
+			return nil
+		})
 	}
 
 	// The public listener serves none of what nodes ask each other.

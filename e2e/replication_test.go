@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"parley/internal/eventually"
 )
 
 // agentOn signs in an operator of a workspace through a node and opens an
@@ -119,11 +122,13 @@ func TestCrossNodeChat(t *testing.T) {
 	// The third replica has every message, once.
 	watcher := tc.agentOn(t, ctx, n1, n3, "acme", "kim")
 	var hist []map[string]any
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if hist, err = watcher.history(ctx, conv); err == nil && len(hist) >= 21 {
-			break
+	eventually.Poll(10*time.Second, func() error { // the count below says what is missing
+		var err error
+		if hist, err = watcher.history(ctx, conv); err == nil && len(hist) < 21 {
+			err = fmt.Errorf("%d of 21 messages", len(hist))
 		}
-	}
+		return err
+	})
 	seen := map[string]int{}
 	for _, d := range hist {
 		seen[msgID(d)]++
@@ -399,7 +404,7 @@ func TestAntiEntropyRepairsAReturningReplica(t *testing.T) {
 	ag := tc.agentOn(t, ctx, n1, n2, "acme", "sam")
 	var seen map[string]int
 	start := time.Now()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+	eventually.Holds(t, 30*time.Second, "n2 holds every message", func() error {
 		hist, err := ag.history(ctx, conv)
 		if err != nil {
 			t.Fatal(err)
@@ -408,13 +413,11 @@ func TestAntiEntropyRepairsAReturningReplica(t *testing.T) {
 		for _, d := range hist {
 			seen[msgID(d)]++
 		}
-		if len(seen) == 11 {
-			break
+		if len(seen) != 11 {
+			return fmt.Errorf("%d of 11 messages: %v", len(seen), seen)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("n2 holds %d of 11 messages after 30s: %v", len(seen), seen)
-		}
-	}
+		return nil
+	})
 	for id, n := range seen {
 		if n != 1 {
 			t.Errorf("%s %d times on n2", id, n)
@@ -452,25 +455,22 @@ func (tc *testCluster) digests(t testing.TB, ws string) []map[string]convDigest 
 // n messages.
 func (tc *testCluster) waitConverged(t testing.TB, ws, conv string, n int, within time.Duration) []map[string]convDigest {
 	t.Helper()
-	for deadline := time.Now().Add(within); ; time.Sleep(300 * time.Millisecond) {
-		ds := tc.digests(t, ws)
-		same := true
+	var ds []map[string]convDigest
+	eventually.Holds(t, within, fmt.Sprintf("replicas converge on %d messages", n), func() error {
+		ds = tc.digests(t, ws)
 		for _, d := range ds {
 			if d[conv].State != ds[0][conv].State || d[conv].Messages != n ||
 				replicationVectorString(d[conv].Vector) != replicationVectorString(ds[0][conv].Vector) {
-				same = false
+				var held []string
+				for i, d := range ds {
+					held = append(held, fmt.Sprintf("n%d: %+v", i+1, d[conv]))
+				}
+				return errors.New(strings.Join(held, "; "))
 			}
 		}
-		if same {
-			return ds
-		}
-		if time.Now().After(deadline) {
-			for i, d := range ds {
-				t.Logf("n%d: %+v", i+1, d[conv])
-			}
-			t.Fatalf("replicas did not converge on %d messages", n)
-		}
-	}
+		return nil
+	})
+	return ds
 }
 
 // visitorWriter writes as one visitor, through whichever node it is given,
@@ -640,20 +640,18 @@ func TestErasureReachesEveryReplica(t *testing.T) {
 	var login struct{ Token string }
 	mustAPI(t, n2, "POST", fmt.Sprintf("/v1/login?min_index=%d", inv.Index), "", map[string]any{"workspace": "acme", "email": "sam@acme.test", "password": "a good long password"}, &login)
 	mustAPI(t, n2, "DELETE", "/v1/workspaces/acme/conversations/"+conv, login.Token, nil, nil)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	eventually.Holds(t, 10*time.Second, "every node drops the erased conversation", func() error {
 		held := 0
 		for _, d := range tc.digests(t, "acme") {
 			if _, ok := d[conv]; ok {
 				held++
 			}
 		}
-		if held == 0 {
-			break
+		if held > 0 {
+			return fmt.Errorf("%d nodes still hold it", held)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d nodes still hold the erased conversation", held)
-		}
-	}
+		return nil
+	})
 	// The visitor's next message finds it gone rather than bringing it back.
 	v.send(ctx, map[string]any{"type": "send", "ref": "late", "conversation": conv, "id": "m-e-late01", "body": "again"})
 	if m, err := v.awaitRef(ctx, "late"); err != nil || m["code"] != "not_found" {
@@ -661,7 +659,12 @@ func TestErasureReachesEveryReplica(t *testing.T) {
 	}
 	// Nor do its bytes stay in any file of any node: the stores scrub the
 	// pages the erasure freed within -scrub-after (5 s).
-	noFileHoldsWithin(t, tc.nodes, canary, 20*time.Second)
+	eventually.Holds(t, 20*time.Second, "no file holds the erased text", func() error {
+		if found := scanFiles(t, tc.nodes, []string{canary}); len(found) > 0 {
+			return fmt.Errorf("still in %v", found)
+		}
+		return nil
+	})
 	// The nodes' logs (outside their data directories) never held it.
 	for _, nd := range tc.nodes {
 		if raw, err := os.ReadFile(nd.log.Name()); err != nil || bytes.Contains(raw, []byte(canary)) {

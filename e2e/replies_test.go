@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"parley/internal/eventually"
 )
 
 // TestSavedRepliesReachEveryNode: a saved reply made through one node is
@@ -28,23 +30,22 @@ func TestSavedRepliesReachEveryNode(t *testing.T) {
 		}
 		return m
 	}
-	eventually := func(what string, ok func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(20 * time.Second); !ok(); time.Sleep(200 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("not within 20 s: %s", what)
-			}
+	// listed says whether titles(nd) lists title as want.
+	listed := func(nd *nodeProc, title string, want bool) error {
+		if got := titles(nd); got[title] != want {
+			return fmt.Errorf("%s: %q listed %v, titles %v", nd.Addr, title, !want, got)
 		}
+		return nil
 	}
 
 	var first struct{ ID string }
 	mustAPI(t, n1, "POST", "/v1/workspaces/acme/replies", login.Token, map[string]any{"title": "Refunds", "body": "Refunds take five days."}, &first)
 	for _, nd := range []*nodeProc{n2, n3} {
-		eventually(fmt.Sprintf("the reply saved on n1 listed on %s", nd.Addr), func() bool { return titles(nd)["Refunds"] })
+		eventually.Holds(t, 20*time.Second, "the reply saved on n1 listed", func() error { return listed(nd, "Refunds", true) })
 	}
 	mustAPI(t, n2, "DELETE", "/v1/workspaces/acme/replies/"+first.ID, login.Token, nil, nil)
 	for _, nd := range tc.nodes {
-		eventually(fmt.Sprintf("the reply deleted on n2 gone from %s", nd.Addr), func() bool { return !titles(nd)["Refunds"] })
+		eventually.Holds(t, 20*time.Second, "the reply deleted on n2 gone", func() error { return listed(nd, "Refunds", false) })
 	}
 
 	n3.Kill9(t)
@@ -52,6 +53,11 @@ func TestSavedRepliesReachEveryNode(t *testing.T) {
 	n3.Restart(t)
 	tc.waitAlive(t, n3, 3, 30*time.Second)
 	start := time.Now()
-	eventually("the reply saved while n3 was down listed on n3", func() bool { return titles(n3)["Shipping"] && !titles(n3)["Refunds"] })
+	eventually.Holds(t, 20*time.Second, "the reply saved while n3 was down listed on n3", func() error {
+		if err := listed(n3, "Shipping", true); err != nil {
+			return err
+		}
+		return listed(n3, "Refunds", false)
+	})
 	t.Logf("n3 had the reply saved while it was down %s after it was back", time.Since(start).Round(time.Millisecond))
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"parley/internal/eventually"
+
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -73,28 +75,6 @@ func digestOf(t *testing.T, nd *nodeProc, root, ws string) map[string]int {
 	return out
 }
 
-// eventuallyHolds polls cond until it returns nil or within passes, and fails
-// with its last error.
-func eventuallyHolds(t *testing.T, within time.Duration, what string, cond func() error) {
-	t.Helper()
-	if err := pollUntil(within, cond); err != nil {
-		t.Fatalf("%s: not within %v: %v", what, within, err)
-	}
-}
-
-// pollUntil polls cond until it returns nil or within passes, and returns
-// its last error.
-func pollUntil(within time.Duration, cond func() error) error {
-	deadline := time.Now().Add(within)
-	for {
-		err := cond()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 // scanLive stops a node and lists the canaries found in the keys and
 // values of its store's buckets: what it holds, as opposed to bytes left
 // in pages bbolt freed (which the byte scan of its files also finds).
@@ -146,7 +126,7 @@ func TestDeletedWorkspaceLeavesNoData(t *testing.T) {
 	// Wait for the replicas to hold them, and pick a holder to kill that
 	// is not the node the test talks to.
 	holders := map[int]bool{}
-	eventuallyHolds(t, 30*time.Second, "replicas hold the conversations", func() error {
+	eventually.Holds(t, 30*time.Second, "replicas hold the conversations", func() error {
 		per := map[string]int{}
 		for i, nd := range tc.nodes {
 			for c := range digestOf(t, nd, tc.root, "tenantx") {
@@ -206,7 +186,7 @@ func TestDeletedWorkspaceLeavesNoData(t *testing.T) {
 
 	// The node down at the time purges when it comes back.
 	dead.Restart(t)
-	eventuallyHolds(t, 60*time.Second, "the node down during the deletion purges", func() error {
+	eventually.Holds(t, 60*time.Second, "the node down during the deletion purges", func() error {
 		if d := digestOf(t, dead, tc.root, "tenantx"); len(d) > 0 {
 			return fmt.Errorf("%s holds %v", deadID, d)
 		}
@@ -230,7 +210,7 @@ func TestDeletedWorkspaceLeavesNoData(t *testing.T) {
 	}
 	// Every byte of the visitor's data is gone from every node's files
 	// (freed pages included, which the store scrubs).
-	if err := pollUntil(60*time.Second, func() error {
+	if err := eventually.Poll(60*time.Second, func() error {
 		if hits := scanFiles(t, all, canaries); len(hits) > 0 {
 			return fmt.Errorf("%s", strings.Join(hits, "; "))
 		}
@@ -263,7 +243,7 @@ func TestPinningMovesDataToItsRegion(t *testing.T) {
 		mustAPI(t, nd, "GET", fmt.Sprintf("/v1/admin/workspaces/open?min_index=%d", created.Index), tc.root, nil, nil)
 	}
 	convs := writeCanaries(t, ctx, us, "open", 6)
-	eventuallyHolds(t, 30*time.Second, "replicas hold the conversations", func() error {
+	eventually.Holds(t, 30*time.Second, "replicas hold the conversations", func() error {
 		per := map[string]int{}
 		for _, nd := range tc.nodes {
 			for c := range digestOf(t, nd, tc.root, "open") {
@@ -292,7 +272,7 @@ func TestPinningMovesDataToItsRegion(t *testing.T) {
 		t.Errorf("purge answer %+v, want the 4 live nodes confirmed and n4 not", pin.Purge)
 	}
 	// Nothing lost: every eu node holds every conversation, whole.
-	eventuallyHolds(t, 60*time.Second, "every eu node holds every conversation", func() error {
+	eventually.Holds(t, 60*time.Second, "every eu node holds every conversation", func() error {
 		for _, nd := range eu {
 			d := digestOf(t, nd, tc.root, "open")
 			for _, c := range convs {
@@ -307,7 +287,7 @@ func TestPinningMovesDataToItsRegion(t *testing.T) {
 		t.Errorf("the us node still holds %v after the pin", d)
 	}
 	ap.Restart(t)
-	eventuallyHolds(t, 60*time.Second, "the ap node down during the pin purges", func() error {
+	eventually.Holds(t, 60*time.Second, "the ap node down during the pin purges", func() error {
 		if d := digestOf(t, ap, tc.root, "open"); len(d) > 0 {
 			return fmt.Errorf("ap holds %v", d)
 		}
@@ -321,7 +301,7 @@ func TestPinningMovesDataToItsRegion(t *testing.T) {
 			t.Fatalf("agent through the us node reads %d messages of %s: %v", len(hist), c, err)
 		}
 	}
-	if err := pollUntil(60*time.Second, func() error {
+	if err := eventually.Poll(60*time.Second, func() error {
 		if hits := scanFiles(t, []*nodeProc{us, ap}, canaries); len(hits) > 0 {
 			return fmt.Errorf("%s", strings.Join(hits, "; "))
 		}

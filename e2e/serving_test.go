@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"parley/cluster/membership"
+	"parley/internal/eventually"
 )
 
 // TestAgentsOutsideThePlacementSeeEverything: four nodes, three replicas
@@ -165,7 +166,7 @@ func TestAgentsOutsideThePlacementSeeEverything(t *testing.T) {
 func pollHistory(t *testing.T, ctx context.Context, cl *wsClient, conv string, want int) map[string]int {
 	t.Helper()
 	var seen map[string]int
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+	eventually.Poll(15*time.Second, func() error {
 		for drained := false; !drained; {
 			select {
 			case <-cl.frames:
@@ -173,13 +174,15 @@ func pollHistory(t *testing.T, ctx context.Context, cl *wsClient, conv string, w
 				drained = true
 			}
 		}
-		hist, _ := cl.history(ctx, conv) // not_found until it arrives
+		hist, err := cl.history(ctx, conv) // not_found until it arrives
 		seen = map[string]int{}
 		for _, d := range hist {
 			seen[msgID(d)]++
 		}
-		if len(seen) >= want || time.Now().After(deadline) {
-			return seen
+		if len(seen) < want {
+			return fmt.Errorf("%d of %d messages (%v)", len(seen), want, err)
 		}
-	}
+		return nil
+	}) // the caller says which messages the last replay lacks
+	return seen
 }

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"parley/internal/eventually"
 )
 
 // stall stops a node's process (SIGSTOP: a long GC pause, a frozen VM, a
@@ -452,7 +454,7 @@ func TestStalledNodeKeepsOneCopy(t *testing.T) {
 			ts[r.id] = r.ts
 		}
 	}
-	eventuallyHolds(t, 20*time.Second, "every agent has every message", func() error {
+	eventually.Holds(t, 20*time.Second, "every agent has every message", func() error {
 		for _, lv := range views {
 			lv.mu.Lock()
 			n := len(lv.states)
@@ -468,7 +470,7 @@ func TestStalledNodeKeepsOneCopy(t *testing.T) {
 	checkLiveViews(t, views, acked, ts)
 
 	// Usage counts each message once, whichever nodes accepted it.
-	eventuallyHolds(t, 30*time.Second, "usage", func() error {
+	eventually.Holds(t, 30*time.Second, "usage", func() error {
 		var u struct {
 			Usage struct{ Messages int } `json:"usage"`
 		}

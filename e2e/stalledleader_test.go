@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"parley/internal/eventually"
 )
 
 // TestClusterWritesThroughFollowersOutliveStalledLeader writes through both
@@ -84,7 +86,7 @@ func TestClusterWritesThroughFollowersOutliveStalledLeader(t *testing.T) {
 	}
 	stopWriters := sync.OnceFunc(func() { close(stop); wg.Wait() })
 	t.Cleanup(stopWriters)
-	if err := pollErr(30*time.Second, 10*time.Millisecond, func() error {
+	if err := eventually.Poll(30*time.Second, func() error {
 		if n, _ := acked(time.Time{}); n < 8 {
 			return fmt.Errorf("%d writes acknowledged", n)
 		}
@@ -111,7 +113,7 @@ func TestClusterWritesThroughFollowersOutliveStalledLeader(t *testing.T) {
 	// Writes go on through the new leader: each writer gets one more
 	// through after the election (a write that waited out the old leader
 	// would hold its writer up for the apply timeout, 10s).
-	if err := pollErr(60*time.Second, 20*time.Millisecond, func() error {
+	if err := eventually.Poll(60*time.Second, func() error {
 		if _, by := acked(elected); len(by) < writers || minValue(by) < 1 {
 			return fmt.Errorf("writes acknowledged since the election, by writer: %v", by)
 		}
@@ -181,7 +183,7 @@ func TestClusterWritesThroughFollowersOutliveStalledLeader(t *testing.T) {
 	for _, nd := range tc.nodes {
 		var ws []struct{ ID string }
 		var keys []struct{ Name string }
-		err := pollErr(30*time.Second, 100*time.Millisecond, func() error {
+		err := eventually.Poll(30*time.Second, func() error {
 			ws, keys = nil, nil
 			if st, code := api(nd, "GET", "/v1/admin/workspaces", tc.root, nil, &ws); st != 200 {
 				return fmt.Errorf("workspaces: %d %s", st, code)

@@ -27,6 +27,8 @@ import (
 	"testing"
 	"time"
 
+	"parley/internal/eventually"
+
 	"github.com/coder/websocket"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/webtransport-go"
@@ -155,18 +157,17 @@ func startBenchNode(b *testing.B, bin string) *benchNode {
 			<-done
 		}
 	})
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			b.Fatal("bench node not ready")
-		}
+	eventually.Holds(b, 30*time.Second, "bench node ready", func() error {
 		resp, err := http.Get(n.url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
+		if err != nil {
+			return err
 		}
-	}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("readyz: %s", resp.Status)
+		}
+		return nil
+	})
 	resp, err := http.Get(n.url + "/v1/transport")
 	if err != nil {
 		b.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"parley/internal/eventually"
 )
 
 // fakeEncoder records its batches; block, when set, holds every call until
@@ -103,15 +105,14 @@ func startWorker(t *testing.T, cfg WorkerConfig) (*Worker, context.CancelFunc, c
 	return w, cancel, done
 }
 
-// eventually polls cond for up to 10s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if cond() {
-			return
+// embedded holds once w has embedded n conversations.
+func embedded(w *Worker, n uint64) func() error {
+	return func() error {
+		if s := w.Stats(); s.Embedded != n {
+			return fmt.Errorf("stats %+v, want %d embedded", s, n)
 		}
+		return nil
 	}
-	t.Fatalf("timed out waiting for %s", what)
 }
 
 func TestWorkerBatches(t *testing.T) {
@@ -125,7 +126,7 @@ func TestWorkerBatches(t *testing.T) {
 			t.Fatal("Notify refused under the bound")
 		}
 	}
-	eventually(t, "20 vectors", func() bool { return w.Stats().Embedded == 20 })
+	eventually.Holds(t, 10*time.Second, "20 vectors", embedded(w, 20))
 	total := 0
 	for _, n := range enc.sizes() {
 		if n > 8 {
@@ -156,7 +157,12 @@ func TestWorkerDebounces(t *testing.T) {
 	if got := src.savedOf(k); len(got) != 0 {
 		t.Fatalf("embedded while the conversation was still changing: %v", got)
 	}
-	eventually(t, "the vector after the pause", func() bool { return len(src.savedOf(k)) == 1 })
+	eventually.Holds(t, 10*time.Second, "the vector after the pause", func() error {
+		if got := src.savedOf(k); len(got) != 1 {
+			return fmt.Errorf("saved versions %v", got)
+		}
+		return nil
+	})
 	time.Sleep(200 * time.Millisecond)
 	if got := src.savedOf(k); len(got) != 1 || got[0] != 20 {
 		t.Fatalf("saved versions %v, want exactly [20]", got)
@@ -250,7 +256,12 @@ func TestWorkerSkipsAndForgets(t *testing.T) {
 	w.Notify(gone)
 	w.Notify(erased)
 	w.Forget(erased)
-	eventually(t, "the skip", func() bool { return w.Stats().Skipped == 1 })
+	eventually.Holds(t, 10*time.Second, "the skip", func() error {
+		if s := w.Stats(); s.Skipped != 1 {
+			return fmt.Errorf("stats %+v", s)
+		}
+		return nil
+	})
 	time.Sleep(100 * time.Millisecond)
 	if s := w.Stats(); s.Embedded != 0 || s.Batches != 0 || len(enc.sizes()) != 0 {
 		t.Fatalf("stats %+v, batches %v: want no model run", s, enc.sizes())
@@ -268,7 +279,7 @@ func TestWorkerDutyCycle(t *testing.T) {
 		w.Notify(k)
 	}
 	start := time.Now()
-	eventually(t, "6 vectors", func() bool { return w.Stats().Embedded == 6 })
+	eventually.Holds(t, 10*time.Second, "6 vectors", embedded(w, 6))
 	// 6 batches of 20ms at a duty of 1/4 rest 60ms after each: at least 5
 	// rests (the last one may still be running) of 60ms.
 	if d := time.Since(start); d < 5*60*time.Millisecond+6*20*time.Millisecond {
@@ -309,7 +320,7 @@ func TestWorkerLongBacklog(t *testing.T) {
 		src.set(k, "x")
 		w.Notify(k)
 	}
-	eventually(t, "every key of a long backlog", func() bool { return w.Stats().Embedded == uint64(n) })
+	eventually.Holds(t, 10*time.Second, "every key of a long backlog", embedded(w, uint64(n)))
 }
 
 // BenchmarkWorkerNotify is the cost the store's commit path pays per

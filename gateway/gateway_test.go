@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"parley/crdt"
+	"parley/internal/eventually"
 	"parley/store"
 
 	"github.com/coder/websocket"
@@ -641,18 +642,13 @@ func TestConnectionsPerIPAreLimited(t *testing.T) {
 	}
 	// A slot frees when a connection ends.
 	a.c.Close(websocket.StatusNormalClosure, "")
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	eventually.Holds(t, 5*time.Second, "a slot frees", func() error {
 		c, _, err := websocket.Dial(ctx, e.url, nil)
 		if err == nil {
 			c.CloseNow()
-			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("slot never freed: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	})
 }
 
 // TestPagedResumeWithLiveEventsBetween: a replay cut short by MaxReplay must

@@ -1,12 +1,14 @@
 package gateway
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"parley/crdt"
+	"parley/internal/eventually"
 )
 
 // TestResyncRenewsEveryLiveLease: for a node that comes back, Resync gives
@@ -33,11 +35,12 @@ func TestResyncRenewsEveryLiveLease(t *testing.T) {
 	sam.expect("ack", refIs("vw"))
 	gone, _ := e.visitor(t, "ws2", nil)
 	gone.c.CloseNow()
-	for deadline := time.Now().Add(5 * time.Second); len(e.gw.hub.conns()) != 2; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections in the hub, want 2", len(e.gw.hub.conns()))
+	eventually.Holds(t, 5*time.Second, "the hub drops the closed connection", func() error {
+		if n := len(e.gw.hub.conns()); n != 2 {
+			return fmt.Errorf("%d connections in the hub, want 2", n)
 		}
-	}
+		return nil
+	})
 
 	var got []Signal
 	if n := e.gw.Resync(func(s Signal) { got = append(got, s) }); n != 2 {

@@ -21,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	"parley/certs"
+	"parley/internal/eventually"
 
 	"github.com/quic-go/webtransport-go"
 )
@@ -272,7 +273,12 @@ func TestWTChatWithWSAgent(t *testing.T) {
 	// Leaving ends the visitor's presence.
 	v.sess.CloseWithError(0, "")
 	ag.expect("presence", func(m map[string]any) bool { return m["participant"] == w["participant"] && m["online"] == false })
-	waitFor(t, func() bool { return e.met.get("conns/wt") == 0 })
+	eventually.Holds(t, 5*time.Second, "no WebTransport connection counted", func() error {
+		if n := e.met.get("conns/wt"); n != 0 {
+			return fmt.Errorf("conns/wt %d", n)
+		}
+		return nil
+	})
 }
 
 // TestWTAgentWithWSVisitor is the other way round.
@@ -483,12 +489,12 @@ func TestWTConnectionsPerIPAreLimited(t *testing.T) {
 		t.Fatalf("second connection: %v %v", rsp, err)
 	}
 	v.sess.CloseWithError(0, "")
-	waitFor(t, func() bool {
+	eventually.Holds(t, 5*time.Second, "the address's slot frees once its session closes", func() error {
 		_, s, err := d.Dial(ctx, e.wtURL, nil)
 		if err == nil {
 			s.CloseWithError(0, "")
 		}
-		return err == nil
+		return err
 	})
 }
 
@@ -524,15 +530,6 @@ func TestWTWrongCertificateIsRefused(t *testing.T) {
 	d := &webtransport.Transport{TLSClientConfig: pinnedTLS(make([]byte, 32))}
 	if _, _, err := d.Dial(ctx, e.wtURL, nil); err == nil {
 		t.Fatal("connected with a wrong certificate hash")
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"parley/crdt"
+	"parley/internal/eventually"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -29,17 +30,23 @@ func canaryCount(t testing.TB, path, canary string) int {
 	return bytes.Count(raw, []byte(canary))
 }
 
-// waitUntil polls cond until it holds or the deadline passes.
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", d, what)
+// notInFile holds once no byte of the file at path spells text.
+func notInFile(t *testing.T, path, text string) func() error {
+	return func() error {
+		if n := canaryCount(t, path, text); n > 0 {
+			return fmt.Errorf("%d copies left", n)
 		}
-		<-tick.C
+		return nil
+	}
+}
+
+// scrubsAbove holds once obs has seen more than n scrubs.
+func scrubsAbove(obs *scrubRecorder, n int) func() error {
+	return func() error {
+		if got := obs.scrubs(); got <= n {
+			return fmt.Errorf("%d scrubs, want more than %d", got, n)
+		}
+		return nil
 	}
 }
 
@@ -164,8 +171,16 @@ func TestScrubRunsByItself(t *testing.T) {
 	if err := s.EraseConversation(ctx, "ws1", "gone"); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, "canary gone from the file", func() bool { return canaryCount(t, path, canary) == 0 })
-	waitUntil(t, 10*time.Second, "scrub observed", func() bool { return obs.scrubs() > opened && obs.zeroed() > 0 })
+	eventually.Holds(t, 10*time.Second, "canary gone from the file", notInFile(t, path, canary))
+	eventually.Holds(t, 10*time.Second, "scrub observed", func() error {
+		if err := scrubsAbove(obs, opened)(); err != nil {
+			return err
+		}
+		if obs.zeroed() == 0 {
+			return errors.New("no page zeroed")
+		}
+		return nil
+	})
 
 	// A saved reply deleted here, and one deleted on another node (its
 	// tombstone merged), each start a scrub by themselves.
@@ -183,7 +198,7 @@ func TestScrubRunsByItself(t *testing.T) {
 		if err := remove(id); err != nil {
 			t.Fatal(err)
 		}
-		waitUntil(t, 10*time.Second, text+" gone from the file", func() bool { return canaryCount(t, path, text) == 0 })
+		eventually.Holds(t, 10*time.Second, text+" gone from the file", notInFile(t, path, text))
 	}
 
 	// A message deleted or edited starts one too (its earlier versions in
@@ -195,7 +210,7 @@ func TestScrubRunsByItself(t *testing.T) {
 			Message: msg("m0000", "v:a", "", 0), Body: "changed", TS: crdt.Timestamp{Wall: int64(kind) + 10, Node: "n1"}}); err != nil {
 			t.Fatal(err)
 		}
-		waitUntil(t, 10*time.Second, fmt.Sprintf("a scrub after a change of kind %d", kind), func() bool { return obs.scrubs() > before })
+		eventually.Holds(t, 10*time.Second, fmt.Sprintf("a scrub after a change of kind %d", kind), scrubsAbove(obs, before))
 	}
 }
 

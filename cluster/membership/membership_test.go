@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"parley/internal/eventually"
 )
 
 func start(t *testing.T, id, region string, key []byte, events chan<- Event) *Membership {
@@ -29,13 +31,12 @@ func waitMembers(t *testing.T, m *Membership, n int) {
 	t.Helper()
 	// Generous: under the race detector on a loaded machine, probes time
 	// out and a node may be suspected, then refute, before all settle.
-	deadline := time.Now().Add(40 * time.Second)
-	for len(m.Members()) != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s sees %d members, want %d", m.cfg.NodeID, len(m.Members()), n)
+	eventually.Holds(t, 40*time.Second, fmt.Sprintf("%s sees %d members", m.cfg.NodeID, n), func() error {
+		if got := len(m.Members()); got != n {
+			return fmt.Errorf("%d members", got)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestMembershipJoinLeaveFail(t *testing.T) {

@@ -17,6 +17,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"parley/internal/eventually"
 )
 
 func seed(b byte) []byte { return bytes.Repeat([]byte{b}, MinSeed) }
@@ -65,12 +67,13 @@ func (a acceptor) accepted(proto string, d time.Duration) net.Conn {
 	}
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+// refusedAtLeast holds once l has refused n connections.
+func refusedAtLeast(l *Link, n uint64) func() error {
+	return func() error {
+		if got := l.Refused(); got < n {
+			return fmt.Errorf("%d refused, want %d", got, n)
 		}
+		return nil
 	}
 }
 
@@ -153,7 +156,7 @@ func TestLinkRefusesOutsiders(t *testing.T) {
 				}
 				c.Close()
 			}
-			eventually(t, "the refusal to be counted", func() bool { return b.Refused() >= uint64(i+1) })
+			eventually.Holds(t, 10*time.Second, "the refusal counted", refusedAtLeast(b, uint64(i+1)))
 			for _, p := range protocols {
 				if in := acc.accepted(p, 100*time.Millisecond); in != nil {
 					t.Fatalf("%s accepted a connection", p)
@@ -278,7 +281,7 @@ func TestSilentStrangersAreBounded(t *testing.T) {
 	}
 	// One address: no more than its share.
 	silent("127.0.0.9", 3*maxHandshakesPerIP)
-	eventually(t, "one address's surplus refused", func() bool { return b.Refused() >= 2*maxHandshakesPerIP })
+	eventually.Holds(t, 10*time.Second, "one address's surplus refused", refusedAtLeast(b, 2*maxHandshakesPerIP))
 	if got := b.Handshaking(); got > maxHandshakesPerIP {
 		t.Fatalf("%d handshakes under way from one address, bound %d", got, maxHandshakesPerIP)
 	}
@@ -286,9 +289,7 @@ func TestSilentStrangersAreBounded(t *testing.T) {
 	for i := range 2 * maxHandshakes / maxHandshakesPerIP {
 		silent(fmt.Sprintf("127.0.1.%d", i+1), maxHandshakesPerIP)
 	}
-	eventually(t, "the surplus of many addresses refused", func() bool {
-		return b.Refused() >= 2*maxHandshakesPerIP+uint64(maxHandshakes)
-	})
+	eventually.Holds(t, 10*time.Second, "the surplus of many addresses refused", refusedAtLeast(b, 2*maxHandshakesPerIP+uint64(maxHandshakes)))
 	if got := b.Handshaking(); got > maxHandshakes {
 		t.Fatalf("%d handshakes under way, bound %d", got, maxHandshakes)
 	}

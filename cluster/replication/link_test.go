@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"parley/internal/eventually"
+
 	"github.com/coder/websocket"
 )
 
@@ -117,15 +119,15 @@ func sender(t *testing.T, peers map[string]*peer) *Replicator {
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	for {
+	eventually.Holds(t, 10*time.Second, "the replicator runs", func() error {
 		r.mu.Lock()
-		ok := r.ctx != nil
-		r.mu.Unlock()
-		if ok {
-			return r
+		defer r.mu.Unlock()
+		if r.ctx == nil {
+			return errors.New("not yet")
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
+	return r
 }
 
 func ev(i int) Event {
@@ -159,10 +161,12 @@ func TestSendIsStoredInOrderBeforeTheAck(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(p.events()) < 100 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	eventually.Poll(5*time.Second, func() error { // the check below says which are missing
+		if n := len(p.events()); n < 100 {
+			return fmt.Errorf("%d of 100 events stored", n)
+		}
+		return nil
+	})
 	seen := map[uint64]int{}
 	for _, e := range p.events() {
 		seen[e.OSeq]++
@@ -305,14 +309,14 @@ func TestDelayedKeepsOrderAndPipelines(t *testing.T) {
 	if early != 0 {
 		t.Fatalf("%d messages left before their delay", early)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	eventually.Poll(10*time.Second, func() error { // the check below says what was written
 		mu.Lock()
-		n := len(c.out)
-		mu.Unlock()
-		if n == 20 || time.Now().After(deadline) {
-			break
+		defer mu.Unlock()
+		if n := len(c.out); n != 20 {
+			return fmt.Errorf("%d of 20 written", n)
 		}
-	}
+		return nil
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	if len(c.out) != 20 || string(c.out[0]) != "0" || string(c.out[19]) != "19" {
