@@ -84,23 +84,15 @@ func (u *usageReporter) run(ctx context.Context) error {
 // yet acknowledged.
 func (u *usageReporter) flush(ctx context.Context) {
 	u.mu.Lock()
-	now := period(u.now())
 	for k, c := range u.pending {
-		// Messages may be taken back (negative); conversations are only
-		// added, and a negative count of them, which nothing makes, waits
-		// for the period's next ones.
-		report := usageCount{max(c.conversations, 0), c.messages}
-		*c = usageCount{min(c.conversations, 0), 0}
-		if *c == (usageCount{}) || k.period != now {
-			delete(u.pending, k)
-		}
-		if report == (usageCount{}) {
-			continue
+		delete(u.pending, k)
+		if *c == (usageCount{}) {
+			continue // what was counted was taken back
 		}
 		u.n++
 		u.inflight = append(u.inflight, cluster.ReportUsage{
 			NodeID: u.node, Workspace: k.workspace, Period: k.period,
-			Conversations: report.conversations, Messages: report.messages,
+			Conversations: c.conversations, Messages: c.messages,
 			IdempotencyKey: fmt.Sprintf("usage-%s-%s-%d", u.node, u.boot, u.n),
 		})
 	}
