@@ -208,33 +208,6 @@ func (s *State) Keys(workspace string) ([]Key, error) {
 	return out, nil
 }
 
-// Login checks an operator's email and password against this node's state
-// and opens a session: the raw token is returned once, only its hash is
-// stored. Any mismatch is ErrUnauthorized, in about the same time whether
-// or not the email exists.
-func (c *Cluster) Login(ctx context.Context, workspace, email, password string) (raw string, s Session, err error) {
-	o, err := c.State.operatorByEmail(workspace, email)
-	if err != nil {
-		// Spend the time a real check takes, so the answer does not tell
-		// which emails exist.
-		VerifyPassword(c.dummyHash(), password)
-		return "", Session{}, fmt.Errorf("login: %w", ErrUnauthorized)
-	}
-	if err := VerifyPassword(o.PasswordHash, password); err != nil {
-		return "", Session{}, fmt.Errorf("login: %w", ErrUnauthorized)
-	}
-	return c.NewSession(ctx, workspace, o.ID)
-}
-
-// dummyHash is a well-formed hash at this node's cost for Login to check
-// against when the email is unknown.
-func (c *Cluster) dummyHash() string {
-	c.dummyOnce.Do(func() {
-		c.dummy, _ = HashPassword("parley-no-such-operator", c.cfg.PasswordIterations)
-	})
-	return c.dummy
-}
-
 // NewSession opens a session for an operator, lasting Config.SessionTTL.
 // The raw token is returned once; only its hash is proposed.
 func (c *Cluster) NewSession(ctx context.Context, workspace, operator string) (raw string, s Session, err error) {

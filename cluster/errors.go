@@ -36,6 +36,10 @@ var (
 	// ErrOverLimit: the workspace's plan does not allow the change (seats).
 	ErrOverLimit = errors.New("over plan limit")
 	ErrClosed    = errors.New("cluster closed")
+	// ErrBusy: this node is already checking as many passwords as it
+	// allows, with a full queue behind (Config.PasswordChecks); retry
+	// shortly. Nothing was checked or applied.
+	ErrBusy = errors.New("busy")
 	// ErrInternal: a bug; the FSM turned a panic into an error result.
 	ErrInternal = errors.New("internal error")
 )
@@ -74,6 +78,7 @@ var errorCodes = []struct {
 	{"over_limit", ErrOverLimit},
 	{"closed", ErrClosed},
 	{"internal", ErrInternal},
+	{"busy", ErrBusy},
 }
 
 // ErrorCode is the stable wire name of the sentinel err wraps ("internal"

@@ -136,6 +136,8 @@ func (f *fsm) dispatch(index uint64, cmd Command) (Result, error) {
 		return s.applyCreateOperator(c)
 	case *UpdateOperator:
 		return s.applyUpdateOperator(c)
+	case *RehashPassword:
+		return s.applyRehashPassword(c)
 	case *DeleteOperator:
 		return s.applyDeleteOperator(c)
 	case *CreateSession:

@@ -172,6 +172,7 @@ func validCommands() []Command {
 		RegisterNode{Node: NodeInfo{ID: "n1", Region: "eu", RaftAddr: "127.0.0.1:7000", APIAddr: "127.0.0.1:8080"}},
 		// Decoded, a request carries its command by pointer.
 		Request{ID: "0123456789abcdef0123456789abcdef", Base: 1, Cmd: &SetPlan{Plan: Plan{Name: "silver", Seats: 5}}},
+		RehashPassword{Workspace: "globex", ID: "gina", Old: testPasswordHash(), New: testPasswordHash()},
 		Prune{Before: "2026-01", Now: t0},
 		EraseConversation{Workspace: "globex", Conversation: "c1"},
 		DeleteOperator{Workspace: "globex", ID: "gina"},

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -94,6 +95,13 @@ type Config struct {
 	// PasswordIterations is the PBKDF2 cost of new password hashes. Zero:
 	// DefaultPasswordIterations; at least MinPasswordIterations.
 	PasswordIterations int
+	// PasswordChecks bounds the password hashings and checks (PBKDF2) that
+	// run at once on this node, so that a storm of sign-ins cannot take
+	// every core from chat. Zero: half the CPUs Go may use, at least one.
+	PasswordChecks int
+	// PasswordQueue bounds the sign-ins waiting for a check; beyond it
+	// Login answers ErrBusy at once. Zero: 8 per check.
+	PasswordQueue int
 	// SessionTTL is how long a new session lasts. Zero: 12h.
 	SessionTTL time.Duration
 	// Now is the wall clock, for timestamps set before proposing and for
@@ -162,6 +170,12 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.PasswordIterations < MinPasswordIterations {
 		return cfg, invalidf("password iterations %d, fewer than %d", cfg.PasswordIterations, MinPasswordIterations)
 	}
+	if cfg.PasswordChecks <= 0 {
+		cfg.PasswordChecks = max(1, runtime.GOMAXPROCS(0)/2)
+	}
+	if cfg.PasswordQueue <= 0 {
+		cfg.PasswordQueue = 8 * cfg.PasswordChecks
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -197,6 +211,8 @@ type Cluster struct {
 
 	dummyOnce sync.Once
 	dummy     string
+	// hashing bounds the PBKDF2 work running at once (login.go).
+	hashing *hashSlots
 
 	// leaderMu guards leaderCh, closed and replaced whenever the leader
 	// this node knows changes (watchLeader), so a forward can give up on a
@@ -230,7 +246,7 @@ func Open(cfg Config) (*Cluster, error) {
 	log := cfg.Logger
 	hl := &hclogAdapter{l: log, name: "raft"}
 
-	c := &Cluster{cfg: cfg, log: log, sealer: sl, closing: make(chan struct{}), leaderCh: make(chan struct{})}
+	c := &Cluster{cfg: cfg, log: log, sealer: sl, closing: make(chan struct{}), leaderCh: make(chan struct{}), hashing: newHashSlots(cfg.PasswordChecks, cfg.PasswordQueue)}
 	var undo []func() error
 	fail := func(err error) (*Cluster, error) {
 		for i := len(undo) - 1; i >= 0; i-- {

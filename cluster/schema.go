@@ -45,6 +45,7 @@ type (
 	SetSecret           = schema.SetSecret
 	Stats               = schema.Stats
 	UpdateOperator      = schema.UpdateOperator
+	RehashPassword      = schema.RehashPassword
 	UpdateWorkspace     = schema.UpdateWorkspace
 	Usage               = schema.Usage
 	Workspace           = schema.Workspace
@@ -76,16 +77,19 @@ const (
 	TypeRegisterNode          = schema.TypeRegisterNode
 	TypeEraseConversation     = schema.TypeEraseConversation
 	TypeRequest               = schema.TypeRequest
+	TypeRehashPassword        = schema.TypeRehashPassword
 )
 
 var (
-	DecodeCommand  = schema.DecodeCommand
-	EncodeCommand  = schema.EncodeCommand
-	HashPassword   = schema.HashPassword
-	HashToken      = schema.HashToken
-	KeyID          = schema.KeyID
-	SessionID      = schema.SessionID
-	VerifyPassword = schema.VerifyPassword
+	DecodeCommand        = schema.DecodeCommand
+	EncodeCommand        = schema.EncodeCommand
+	HashPassword         = schema.HashPassword
+	HashToken            = schema.HashToken
+	KeyID                = schema.KeyID
+	SessionID            = schema.SessionID
+	VerifyPassword       = schema.VerifyPassword
+	VerifyPasswordAtCost = schema.VerifyPasswordAtCost
+	PasswordCost         = schema.PasswordCost
 )
 
 // Rules this package also applies to its own arguments.

@@ -301,7 +301,7 @@ type NewOperator struct {
 // AddOperator hashes the operator's password on this node and applies
 // CreateOperator: the password itself never reaches the log.
 func (c *Cluster) AddOperator(ctx context.Context, o NewOperator) (Operator, Result, error) {
-	hash, err := HashPassword(o.Password, c.cfg.PasswordIterations)
+	hash, err := c.hashPassword(ctx, o.Password)
 	if err != nil {
 		return Operator{}, Result{}, err
 	}
@@ -324,7 +324,7 @@ func (c *Cluster) AddOperator(ctx context.Context, o NewOperator) (Operator, Res
 // SetPassword hashes a new password on this node and applies it, which
 // revokes the operator's sessions.
 func (c *Cluster) SetPassword(ctx context.Context, workspace, operator, password string) (Result, error) {
-	hash, err := HashPassword(password, c.cfg.PasswordIterations)
+	hash, err := c.hashPassword(ctx, password)
 	if err != nil {
 		return Result{}, err
 	}

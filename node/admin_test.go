@@ -234,3 +234,58 @@ func TestAdminAPI(t *testing.T) {
 		t.Fatal("20 wrong passwords at once were never rate limited")
 	}
 }
+
+// Guessing one account's password from many addresses, each under its
+// own limit, meets the account's back-off: after 5 failures every address
+// is refused, the right password too, without a check; other accounts and
+// unknown emails are treated alike (the limit tells nothing of which exist).
+func TestSignInBackoffAcrossAddresses(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := runNode(t, Config{DataDir: dir, NoDemo: true, Region: "eu", passwordIterations: cluster.MinPasswordIterations})
+	root, err := AdminToken(filepath.Join(dir, "cluster.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range []struct {
+		path string
+		body map[string]any
+	}{
+		{"/v1/admin/workspaces", map[string]any{"id": "acme", "name": "Acme", "region": "eu", "plan": "team"}},
+		{"/v1/admin/workspaces/acme/operators", map[string]any{"id": "ada", "email": "ada@acme.test", "name": "Ada", "role": "admin", "password": "correct horse battery"}},
+		{"/v1/admin/workspaces/acme/operators", map[string]any{"id": "bob", "email": "bob@acme.test", "name": "Bob", "password": "another good password"}},
+	} {
+		if st, code, m := call(t, r.base, "POST", req.path, root, req.body); st != 200 {
+			t.Fatalf("%s: %d %s %v", req.path, st, code, m)
+		}
+	}
+	login := func(ip, email, password string) (int, string, string) {
+		b, _ := json.Marshal(map[string]any{"workspace": "acme", "email": email, "password": password})
+		resp, err := clientFrom(ip, nil).Post(r.base+"/v1/login", "application/json", bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct{ Error struct{ Code string } }
+		json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body.Error.Code, resp.Header.Get("Retry-After")
+	}
+	for _, email := range []string{"ada@acme.test", "nobody@acme.test"} {
+		for i := range 8 {
+			ip := fmt.Sprintf("127.0.%d.%d", 20+len(email)%2, i+1)
+			st, code, retry := login(ip, email, "a wrong guess")
+			if i < 5 && (st != 401 || code != "unauthorized") {
+				t.Fatalf("%s: guess %d from %s: %d %s", email, i+1, ip, st, code)
+			}
+			if i >= 5 && (st != 429 || code != "rate_limited" || retry == "") {
+				t.Fatalf("%s: guess %d from %s after 5 failures: %d %s Retry-After %q", email, i+1, ip, st, code, retry)
+			}
+		}
+	}
+	if st, code, _ := login("127.0.30.1", "ada@acme.test", "correct horse battery"); st != 429 || code != "rate_limited" {
+		t.Fatalf("the right password during the back-off: %d %s", st, code)
+	}
+	if st, code, _ := login("127.0.20.1", "bob@acme.test", "another good password"); st != 200 {
+		t.Fatalf("another account from a guessing address: %d %s", st, code)
+	}
+}

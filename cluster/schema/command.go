@@ -51,6 +51,10 @@ const (
 	// TypeRequest is the envelope of a command with its request ID
 	// (Request); Apply writes every command in one.
 	TypeRequest CommandType = 19
+	// TypeRehashPassword replaces an operator's password hash by the same
+	// password at another cost (made when the operator signed in), only
+	// if the hash is still the one it was made from.
+	TypeRehashPassword CommandType = 20
 	// Append new types here, with the next number, and a row in commands.
 )
 
@@ -85,6 +89,7 @@ var commands = map[CommandType]commandInfo{
 	TypeRegisterNode:       {"register_node", func() Command { return &RegisterNode{} }, false},
 	TypeEraseConversation:  {"erase_conversation", func() Command { return &EraseConversation{} }, false},
 	TypeRequest:            {"request", func() Command { return &Request{} }, false},
+	TypeRehashPassword:     {"rehash_password", func() Command { return &RehashPassword{} }, false},
 }
 
 // NewCommand returns an empty command of type t to decode into, or nil when
@@ -335,6 +340,25 @@ type UpdateOperator struct {
 }
 
 func (UpdateOperator) Type() CommandType { return TypeUpdateOperator }
+
+// RehashPassword replaces an operator's password hash Old by New, the same
+// password hashed at the node's current cost; made on a successful sign-in
+// with a hash of another cost. Unlike a new password (UpdateOperator), it
+// keeps the operator's sessions. If the hash is no longer Old (the password
+// was changed meanwhile) it is refused with ErrConflict and changes nothing.
+type RehashPassword struct {
+	Workspace string `json:"workspace"`
+	ID        string `json:"id"`
+	Old       string `json:"old"`
+	New       string `json:"new"`
+}
+
+func (RehashPassword) Type() CommandType { return TypeRehashPassword }
+
+func (c RehashPassword) Validate() error {
+	return firstErr(CheckID("workspace id", c.Workspace), CheckID("operator id", c.ID),
+		checkPasswordHash(c.Old), checkPasswordHash(c.New))
+}
 
 func (c UpdateOperator) Validate() error {
 	errs := []error{CheckID("workspace id", c.Workspace), CheckID("operator id", c.ID)}

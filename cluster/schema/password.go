@@ -101,19 +101,49 @@ func checkPasswordHash(s string) error {
 // it matches, ErrUnauthorized if not, ErrInvalid if the hash is malformed.
 // The comparison takes constant time.
 func VerifyPassword(hash, password string) error {
+	_, err := VerifyPasswordAtCost(hash, password, 0)
+	return err
+}
+
+// VerifyPasswordAtCost is VerifyPassword spending at least cost PBKDF2
+// iterations whatever the hash: when the stored hash is cheaper, the
+// difference is spent on a throw-away derivation, so that a wrong password
+// for an account hashed at an older, lower cost answers in the time of one
+// at the current cost (and of an unknown account). work is the iterations
+// spent; a malformed hash spends cost too.
+func VerifyPasswordAtCost(hash, password string, cost int) (work int, err error) {
 	h, err := parsePasswordHash(hash)
 	if err != nil {
-		return err
+		return pad(0, cost), err
 	}
 	if len(password) > maxPasswordLen {
-		return fmt.Errorf("password: %w", ErrUnauthorized)
+		return pad(0, max(cost, h.iterations)), fmt.Errorf("password: %w", ErrUnauthorized)
 	}
 	key, err := pbkdf2.Key(sha256.New, password, h.salt, h.iterations, len(h.key))
 	if err != nil {
-		return fmt.Errorf("pbkdf2: %w", err)
+		return h.iterations, fmt.Errorf("pbkdf2: %w", err)
 	}
+	work = pad(h.iterations, cost)
 	if subtle.ConstantTimeCompare(key, h.key) != 1 {
-		return fmt.Errorf("password: %w", ErrUnauthorized)
+		return work, fmt.Errorf("password: %w", ErrUnauthorized)
 	}
-	return nil
+	return work, nil
+}
+
+// pad spends cost-done further PBKDF2 iterations when done is short of
+// cost, and returns the iterations spent in all.
+func pad(done, cost int) int {
+	if done >= cost {
+		return done
+	}
+	pbkdf2.Key(sha256.New, "parley-padding", padSalt[:], cost-done, passwordKeyLen)
+	return cost
+}
+
+var padSalt [passwordSaltLen]byte
+
+// PasswordCost is the PBKDF2 iteration count of a stored hash.
+func PasswordCost(hash string) (int, error) {
+	h, err := parsePasswordHash(hash)
+	return h.iterations, err
 }

@@ -12,19 +12,15 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"parley/cluster"
 	"parley/cluster/membership"
 	"parley/node/httpapi"
 	"parley/store"
-
-	"golang.org/x/time/rate"
 )
 
 // principal is who a request speaks for.
@@ -87,6 +83,7 @@ var statusOf = map[string]int{
 	"conflict":     http.StatusConflict,
 	"exists":       http.StatusConflict,
 	"over_limit":   http.StatusForbidden,
+	"busy":         http.StatusServiceUnavailable,
 	"not_leader":   http.StatusServiceUnavailable,
 	"uncertain":    http.StatusServiceUnavailable,
 	"closed":       http.StatusServiceUnavailable,
@@ -193,19 +190,24 @@ type Config struct {
 	// leaves the purge out of the answers.
 	Purger Purger
 	Logger *slog.Logger
+	// Now is the clock of the sign-in back-off. Zero: time.Now.
+	Now func() time.Time
 }
 
 // API serves the admin API of one node.
 type API struct {
 	cfg Config
-	// logins limits password attempts per client address.
-	loginsMu sync.Mutex
-	logins   map[string]*rate.Limiter
+	// Sign-in limits (signin.go).
+	addresses addressLimits
+	accounts  accountBackoff
 }
 
 // New makes the admin API of cfg; Register mounts it.
 func New(cfg Config) *API {
-	return &API{cfg: cfg}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &API{cfg: cfg, accounts: accountBackoff{now: cfg.Now}}
 }
 
 // maxAdminBody bounds a request body.
@@ -315,26 +317,6 @@ func (a *API) written(ctx context.Context, res cluster.Result) {
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	a.cfg.Cluster.WaitApplied(wctx, res.Index)
-}
-
-// allowLogin limits password attempts: 5 per second, bursts of 10, per
-// client address.
-func (a *API) allowLogin(r *http.Request) bool {
-	ip, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		ip = r.RemoteAddr
-	}
-	a.loginsMu.Lock()
-	defer a.loginsMu.Unlock()
-	if a.logins == nil || len(a.logins) > 10_000 {
-		a.logins = map[string]*rate.Limiter{}
-	}
-	l := a.logins[ip]
-	if l == nil {
-		l = rate.NewLimiter(5, 10)
-		a.logins[ip] = l
-	}
-	return l.Allow()
 }
 
 // random returns n random bytes.

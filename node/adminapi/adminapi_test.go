@@ -1,11 +1,15 @@
 package adminapi_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
 	"parley/cluster"
 	"parley/node/adminapi"
@@ -61,5 +65,52 @@ func TestStaleNodeRefusesSessionsNotTheRoot(t *testing.T) {
 	w, _ = get("")
 	if w.Code != 401 || w.Header().Get("WWW-Authenticate") != `Bearer realm="parley"` {
 		t.Fatalf("no token: %d %q", w.Code, w.Header().Get("WWW-Authenticate"))
+	}
+}
+
+// loginCluster answers sign-ins with err.
+type loginCluster struct {
+	adminapi.Cluster
+	err    error
+	logins int
+}
+
+func (f *loginCluster) Login(context.Context, string, string, string) (string, cluster.Session, error) {
+	f.logins++
+	return "", cluster.Session{}, f.err
+}
+
+// A node checking as many passwords as it allows answers 503 busy with a
+// Retry-After; an account in its back-off is refused 429 with the seconds
+// to wait, before its password is checked at all.
+func TestSignInRefusals(t *testing.T) {
+	now := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	c := &loginCluster{err: fmt.Errorf("login: %w", cluster.ErrBusy)}
+	mux := http.NewServeMux()
+	adminapi.New(adminapi.Config{Cluster: c, Now: func() time.Time { return now }}).Register(mux)
+	login := func(ip, email string) (*httptest.ResponseRecorder, string) {
+		r := httptest.NewRequest("POST", "/v1/login", strings.NewReader(`{"workspace":"acme","email":"`+email+`","password":"guess guess"}`))
+		r.RemoteAddr = ip + ":5000"
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, r)
+		var body struct{ Error struct{ Code string } }
+		json.Unmarshal(w.Body.Bytes(), &body)
+		return w, body.Error.Code
+	}
+	if w, code := login("127.0.0.2", "ada@acme.test"); w.Code != 503 || code != "busy" || w.Header().Get("Retry-After") != "1" {
+		t.Fatalf("busy: %d %q Retry-After %q", w.Code, code, w.Header().Get("Retry-After"))
+	}
+	c.err = fmt.Errorf("login: %w", cluster.ErrUnauthorized)
+	for i := range 7 { // from as many addresses, under each one's limit
+		w, code := login(fmt.Sprintf("127.0.1.%d", i+1), "ada@acme.test")
+		switch {
+		case i < 5 && (w.Code != 401 || code != "unauthorized"):
+			t.Fatalf("failure %d: %d %q", i+1, w.Code, code)
+		case i >= 5 && (w.Code != 429 || code != "rate_limited" || w.Header().Get("Retry-After") != "1"):
+			t.Fatalf("attempt %d after 5 failures: %d %q Retry-After %q", i+1, w.Code, code, w.Header().Get("Retry-After"))
+		}
+	}
+	if c.logins != 6 {
+		t.Fatalf("%d passwords checked, want 6: refused attempts must not cost a check", c.logins)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
 	"parley/cluster"
@@ -86,8 +87,9 @@ type loginReply struct {
 }
 
 func (a *API) login(w http.ResponseWriter, r *http.Request) {
-	if !a.allowLogin(r) {
-		write(w, nil, apiErr(http.StatusTooManyRequests, "rate_limited", "too many sign-in attempts: retry later"))
+	if !a.addresses.allow(r) {
+		w.Header().Set("Retry-After", "1")
+		write(w, nil, apiErr(http.StatusTooManyRequests, "rate_limited", "too many sign-in attempts from this address: retry later"))
 		return
 	}
 	if err := a.catchUp(r); err != nil {
@@ -99,9 +101,21 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 		write(w, nil, err)
 		return
 	}
+	if d := a.accounts.wait(req.Workspace, req.Email); d > 0 {
+		secs := int((d + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		write(w, nil, apiErr(http.StatusTooManyRequests, "rate_limited", "too many failed sign-ins to this account: retry in %d s", secs))
+		return
+	}
 	raw, s, err := a.cfg.Cluster.Login(r.Context(), req.Workspace, req.Email, req.Password)
-	if errors.Is(err, cluster.ErrUnauthorized) {
+	switch {
+	case errors.Is(err, cluster.ErrUnauthorized):
+		a.accounts.failed(req.Workspace, req.Email)
 		err = apiErr(http.StatusUnauthorized, "unauthorized", "wrong workspace, email or password")
+	case errors.Is(err, cluster.ErrBusy):
+		w.Header().Set("Retry-After", "1")
+	case err == nil:
+		a.accounts.succeeded(req.Workspace, req.Email)
 	}
 	if err != nil {
 		write(w, nil, err)
