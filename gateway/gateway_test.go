@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"parley/crdt"
+	"parley/gateway/wire"
 	"parley/internal/eventually"
 	"parley/store"
 
@@ -271,7 +272,7 @@ func TestChatRoundTrip(t *testing.T) {
 	// Edit and delete one's own message; not someone else's.
 	r := v.ref()
 	v.send(map[string]any{"type": "edit", "ref": r, "conversation": conv, "id": "m-00000002", "body": "hijack"})
-	if got := v.expect("error", refIs(r)); got["code"] != CodeForbidden {
+	if got := v.expect("error", refIs(r)); got["code"] != wire.CodeForbidden {
 		t.Fatalf("editing another's message: %v", got)
 	}
 	r = v.ref()
@@ -432,10 +433,10 @@ func TestIdentity(t *testing.T) {
 		}
 		cl.send(h)
 		got := cl.expect("error", nil)
-		if got["code"] != CodeAuthFailed {
+		if got["code"] != wire.CodeAuthFailed {
 			t.Fatalf("%s: %v", b.name, got)
 		}
-		if code := closeCode(t, cl); code != closeAuthFailed {
+		if code := closeCode(t, cl); code != wire.CloseAuthFailed {
 			t.Fatalf("%s: close code %d", b.name, code)
 		}
 	}
@@ -458,23 +459,23 @@ func TestBadInputIsRefusedAndNothingStored(t *testing.T) {
 		code  string
 		close websocket.StatusCode
 	}{
-		{"invalid JSON", websocket.MessageText, `{"type":"send",`, CodeBadFrame, 0},
-		{"invalid UTF-8", websocket.MessageText, "{\"type\":\"send\",\"body\":\"\xff\xfe\"}", CodeBadFrame, 0},
-		{"not an object", websocket.MessageText, `[1,2]`, CodeBadFrame, 0},
-		{"binary", websocket.MessageBinary, `{"type":"ping"}`, CodeBadFrame, 0},
-		{"unknown type", websocket.MessageText, `{"type":"launch"}`, CodeUnknownType, 0},
-		{"missing type", websocket.MessageText, `{}`, CodeUnknownType, 0},
-		{"empty body", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":""}`, myConv), CodeBadRequest, 0},
-		{"body too long", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":%q}`, myConv, strings.Repeat("é", 4001)), CodeBadRequest, 0},
-		{"control characters", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"a\u0000b"}`, myConv), CodeBadRequest, 0},
-		{"right-to-left override", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"invoice_\u202Efdp.exe"}`, myConv), CodeBadRequest, 0},
-		{"bidi isolate", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"a\u2067b\u2069"}`, myConv), CodeBadRequest, 0},
-		{"bad message id", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"x","body":"hi"}`, myConv), CodeBadRequest, 0},
-		{"bad conversation id", websocket.MessageText, `{"type":"send","conversation":"../../etc","id":"m-00000009","body":"hi"}`, CodeBadRequest, 0},
-		{"other workspace's conversation", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"hi"}`, otherConv), CodeNotFound, 0},
-		{"resume other workspace's conversation", websocket.MessageText, fmt.Sprintf(`{"type":"resume","conversation":%q}`, otherConv), CodeNotFound, 0},
-		{"second hello", websocket.MessageText, `{"type":"hello","v":1,"workspace":"ws1","role":"visitor"}`, CodeBadRequest, 0},
-		{"too large", websocket.MessageText, `{"type":"ping","pad":"` + strings.Repeat("a", MaxFrameBytes) + `"}`, CodeTooLarge, closeTooLarge},
+		{"invalid JSON", websocket.MessageText, `{"type":"send",`, wire.CodeBadFrame, 0},
+		{"invalid UTF-8", websocket.MessageText, "{\"type\":\"send\",\"body\":\"\xff\xfe\"}", wire.CodeBadFrame, 0},
+		{"not an object", websocket.MessageText, `[1,2]`, wire.CodeBadFrame, 0},
+		{"binary", websocket.MessageBinary, `{"type":"ping"}`, wire.CodeBadFrame, 0},
+		{"unknown type", websocket.MessageText, `{"type":"launch"}`, wire.CodeUnknownType, 0},
+		{"missing type", websocket.MessageText, `{}`, wire.CodeUnknownType, 0},
+		{"empty body", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":""}`, myConv), wire.CodeBadRequest, 0},
+		{"body too long", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":%q}`, myConv, strings.Repeat("é", 4001)), wire.CodeBadRequest, 0},
+		{"control characters", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"a\u0000b"}`, myConv), wire.CodeBadRequest, 0},
+		{"right-to-left override", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"invoice_\u202Efdp.exe"}`, myConv), wire.CodeBadRequest, 0},
+		{"bidi isolate", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"a\u2067b\u2069"}`, myConv), wire.CodeBadRequest, 0},
+		{"bad message id", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"x","body":"hi"}`, myConv), wire.CodeBadRequest, 0},
+		{"bad conversation id", websocket.MessageText, `{"type":"send","conversation":"../../etc","id":"m-00000009","body":"hi"}`, wire.CodeBadRequest, 0},
+		{"other workspace's conversation", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"hi"}`, otherConv), wire.CodeNotFound, 0},
+		{"resume other workspace's conversation", websocket.MessageText, fmt.Sprintf(`{"type":"resume","conversation":%q}`, otherConv), wire.CodeNotFound, 0},
+		{"second hello", websocket.MessageText, `{"type":"hello","v":1,"workspace":"ws1","role":"visitor"}`, wire.CodeBadRequest, 0},
+		{"too large", websocket.MessageText, `{"type":"ping","pad":"` + strings.Repeat("a", wire.MaxFrameBytes) + `"}`, wire.CodeTooLarge, wire.CloseTooLarge},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -505,17 +506,17 @@ func TestBadInputIsRefusedAndNothingStored(t *testing.T) {
 	t.Run("frame before hello", func(t *testing.T) {
 		cl := e.dial(t)
 		cl.send(map[string]any{"type": "list"})
-		if got := cl.expect("error", nil); got["code"] != CodeUnauthenticated {
+		if got := cl.expect("error", nil); got["code"] != wire.CodeUnauthenticated {
 			t.Fatalf("got %v", got)
 		}
-		if code := closeCode(t, cl); code != closeUnauthentic {
+		if code := closeCode(t, cl); code != wire.CloseUnauthentic {
 			t.Fatalf("close %d", code)
 		}
 	})
 	t.Run("unsupported version", func(t *testing.T) {
 		cl := e.dial(t)
 		cl.send(map[string]any{"type": "hello", "v": 2, "workspace": "ws1", "role": "visitor"})
-		if got := cl.expect("error", nil); got["code"] != CodeVersionUnsupported {
+		if got := cl.expect("error", nil); got["code"] != wire.CodeVersionUnsupported {
 			t.Fatalf("got %v", got)
 		}
 	})
@@ -525,10 +526,10 @@ func TestBadInputIsRefusedAndNothingStored(t *testing.T) {
 			// The node may cut the flood off before it ends.
 			v.c.Write(context.Background(), websocket.MessageText, []byte(`{"type":"ping"}`))
 		}
-		if got := v.expect("error", nil); got["code"] != CodeRateLimited {
+		if got := v.expect("error", nil); got["code"] != wire.CodeRateLimited {
 			t.Fatalf("got %v", got)
 		}
-		if code := closeCode(t, v); code != closeRateLimited {
+		if code := closeCode(t, v); code != wire.CloseRateLimited {
 			t.Fatalf("flood not cut off: close %d", code)
 		}
 	})
@@ -606,7 +607,7 @@ func TestSilentConnectionIsClosed(t *testing.T) {
 func TestProtocolDocListsEveryCode(t *testing.T) {
 	t.Parallel()
 	doc := readDoc(t)
-	for _, c := range Codes {
+	for _, c := range wire.Codes {
 		if !strings.Contains(doc, "`"+c+"`") {
 			t.Errorf("docs/protocol.md does not document %s", c)
 		}
@@ -621,11 +622,11 @@ func TestClosedStoreMeansUnavailable(t *testing.T) {
 	e.st.Close()
 	v.send(map[string]any{"type": "send", "ref": "x", "conversation": conv, "id": "m-00000001", "body": "hi"})
 	got := v.expect("error", nil)
-	if got["code"] != CodeUnavailable {
+	if got["code"] != wire.CodeUnavailable {
 		t.Fatalf("got %v", got)
 	}
-	if code := closeCode(t, v); code != closeRestart {
-		t.Fatalf("close code %d, want %d", code, closeRestart)
+	if code := closeCode(t, v); code != wire.CloseRestart {
+		t.Fatalf("close code %d, want %d", code, wire.CloseRestart)
 	}
 }
 
@@ -738,7 +739,7 @@ func TestWorkspaceMessageRateIsLimited(t *testing.T) {
 	}
 	r := v.ref()
 	v.send(map[string]any{"type": "send", "ref": r, "conversation": conv, "id": "m-0000004", "body": "over"})
-	if got := v.expect("error", refIs(r)); got["code"] != CodeRateLimited {
+	if got := v.expect("error", refIs(r)); got["code"] != wire.CodeRateLimited {
 		t.Fatalf("fourth message: %v", got)
 	}
 	evs, _, _ := e.st.Events("ws1", conv, 0, 10)
@@ -787,12 +788,12 @@ func TestWorkspaceOverPlanIsRefusedOnTheWire(t *testing.T) {
 	r := v.ref()
 	v.send(map[string]any{"type": "send", "ref": r, "conversation": conv, "id": "m-0000002", "body": "over"})
 	got := v.expect("error", refIs(r))
-	if got["code"] != CodeOverLimit || !strings.Contains(got["message"].(string), "messages: 5000 of 5000") {
+	if got["code"] != wire.CodeOverLimit || !strings.Contains(got["message"].(string), "messages: 5000 of 5000") {
 		t.Fatalf("send over the plan: %v", got)
 	}
 	r = v.ref()
 	v.send(map[string]any{"type": "start", "ref": r})
-	if got := v.expect("error", refIs(r)); got["code"] != CodeOverLimit {
+	if got := v.expect("error", refIs(r)); got["code"] != wire.CodeOverLimit {
 		t.Fatalf("start over the plan: %v", got)
 	}
 	// Reading and marking read still work; nothing over the plan was stored.
@@ -831,10 +832,10 @@ func TestExpelClosesConnectionsOfRevokedCredentials(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("expelled %d connections, want 1 (asked about %v)", n, asked)
 	}
-	if got := a1.expect("error", nil); got["code"] != CodeAuthFailed {
+	if got := a1.expect("error", nil); got["code"] != wire.CodeAuthFailed {
 		t.Fatalf("revoked agent got %v", got)
 	}
-	if code := closeCode(t, a1); code != closeAuthFailed {
+	if code := closeCode(t, a1); code != wire.CloseAuthFailed {
 		t.Fatalf("revoked agent closed with %d", code)
 	}
 	// The other workspace's agent and the visitor stay connected.
@@ -868,7 +869,7 @@ func TestResumeByVector(t *testing.T) {
 			f["after"] = c.after
 		}
 		ag.send(f)
-		if got := ag.expect("error", refIs(r)); got["code"] != CodeBadRequest {
+		if got := ag.expect("error", refIs(r)); got["code"] != wire.CodeBadRequest {
 			t.Errorf("since %v after %v: %v", c.since, c.after, got)
 		}
 	}
@@ -943,7 +944,7 @@ func TestRateLimitedFramesNameTheirRef(t *testing.T) {
 	v.send(map[string]any{"type": "ping", "ref": "p-3"})
 	v.expect("pong", refIs("p-1"))
 	v.expect("pong", refIs("p-2"))
-	if got := v.expect("error", nil); got["code"] != CodeRateLimited || got["ref"] != "p-3" {
+	if got := v.expect("error", nil); got["code"] != wire.CodeRateLimited || got["ref"] != "p-3" {
 		t.Fatalf("third ping: %v, want rate_limited with ref p-3", got)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"parley/gateway/wire"
+
 	"github.com/coder/websocket"
 )
 
@@ -94,18 +96,18 @@ func TestRelayCarriesTheWholeSession(t *testing.T) {
 	// Errors come back as the serving node sends them, and a fatal one
 	// closes the client's connection with the serving node's code.
 	v.send(map[string]any{"type": "send", "ref": "bad", "conversation": conv, "id": "x", "body": "too short an id"})
-	if e := v.expect("error", refIs("bad")); e["code"] != CodeBadRequest {
+	if e := v.expect("error", refIs("bad")); e["code"] != wire.CodeBadRequest {
 		t.Errorf("bad send through the relay: %v", e)
 	}
 	v.send(map[string]any{"type": "hello", "v": 1, "workspace": "ws2", "role": "visitor"})
-	v.expect("error", func(m map[string]any) bool { return m["code"] == CodeBadRequest })
+	v.expect("error", func(m map[string]any) bool { return m["code"] == wire.CodeBadRequest })
 
 	v.send(map[string]any{"type": "resume", "ref": "r", "conversation": conv, "after": 0})
 	v.expect("resumed", refIs("r"))
 	bad := edge.dial(t)
 	bad.send(map[string]any{"type": "hello", "v": 1, "workspace": "ws2", "role": "agent", "token": "wrong"})
-	if code := closeCode(t, bad); code != closeAuthFailed {
-		t.Errorf("refused agent through the relay closed with %d, want %d", code, closeAuthFailed)
+	if code := closeCode(t, bad); code != wire.CloseAuthFailed {
+		t.Errorf("refused agent through the relay closed with %d, want %d", code, wire.CloseAuthFailed)
 	}
 }
 
@@ -117,11 +119,11 @@ func TestRelayEnds(t *testing.T) {
 		r.down.Store(true)
 		cl := edge.dial(t)
 		cl.send(map[string]any{"type": "hello", "ref": "h", "v": 1, "workspace": "ws2", "role": "visitor"})
-		if e := cl.expect("error", refIs("h")); e["code"] != CodeUnavailable {
+		if e := cl.expect("error", refIs("h")); e["code"] != wire.CodeUnavailable {
 			t.Errorf("error %v", e)
 		}
-		if code := closeCode(t, cl); code != closeRestart {
-			t.Errorf("closed with %d, want %d (reconnect)", code, closeRestart)
+		if code := closeCode(t, cl); code != wire.CloseRestart {
+			t.Errorf("closed with %d, want %d (reconnect)", code, wire.CloseRestart)
 		}
 	})
 	t.Run("serving node shuts down", func(t *testing.T) {
@@ -131,11 +133,11 @@ func TestRelayEnds(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		serving.gw.Shutdown(ctx)
-		if e := v.expect("error", nil); e["code"] != CodeUnavailable {
+		if e := v.expect("error", nil); e["code"] != wire.CodeUnavailable {
 			t.Errorf("error %v", e)
 		}
-		if code := closeCode(t, v); code != closeRestart {
-			t.Errorf("closed with %d, want %d", code, closeRestart)
+		if code := closeCode(t, v); code != wire.CloseRestart {
+			t.Errorf("closed with %d, want %d", code, wire.CloseRestart)
 		}
 	})
 	t.Run("edge shuts down", func(t *testing.T) {
@@ -147,8 +149,8 @@ func TestRelayEnds(t *testing.T) {
 		if err := edge.gw.Shutdown(ctx); err != nil {
 			t.Errorf("shutdown with a relayed connection: %v", err)
 		}
-		if code := closeCode(t, v); code != closeRestart {
-			t.Errorf("closed with %d, want %d", code, closeRestart)
+		if code := closeCode(t, v); code != wire.CloseRestart {
+			t.Errorf("closed with %d, want %d", code, wire.CloseRestart)
 		}
 	})
 	t.Run("client floods", func(t *testing.T) {
@@ -160,8 +162,8 @@ func TestRelayEnds(t *testing.T) {
 				break
 			}
 		}
-		if code := closeCode(t, v); code != closeRateLimited {
-			t.Errorf("closed with %d, want %d", code, closeRateLimited)
+		if code := closeCode(t, v); code != wire.CloseRateLimited {
+			t.Errorf("closed with %d, want %d", code, wire.CloseRateLimited)
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"parley/crdt"
+	"parley/gateway/wire"
 
 	"github.com/coder/websocket"
 )
@@ -20,14 +21,14 @@ func TestViewFrameValidation(t *testing.T) {
 	}{
 		{`{"type":"view","conversation":"` + conv + `","viewing":true}`, ""},
 		{`{"type":"view","ref":"r1","conversation":"` + conv + `","viewing":false}`, ""},
-		{`{"type":"view","conversation":"` + conv + `"}`, CodeBadRequest},
-		{`{"type":"view","conversation":"` + conv + `","viewing":null}`, CodeBadRequest},
-		{`{"type":"view","conversation":"` + conv + `","viewing":"yes"}`, CodeBadFrame},
-		{`{"type":"view","conversation":"` + conv + `","viewing":1}`, CodeBadFrame},
-		{`{"type":"view","viewing":true}`, CodeBadRequest},
-		{`{"type":"view","conversation":"c_0123","viewing":true}`, CodeBadRequest},
-		{`{"type":"view","conversation":"C_0123456789ABCDEF01234567","viewing":true}`, CodeBadRequest},
-		{`{"type":"viewing","conversation":"` + conv + `","viewing":true}`, CodeUnknownType},
+		{`{"type":"view","conversation":"` + conv + `"}`, wire.CodeBadRequest},
+		{`{"type":"view","conversation":"` + conv + `","viewing":null}`, wire.CodeBadRequest},
+		{`{"type":"view","conversation":"` + conv + `","viewing":"yes"}`, wire.CodeBadFrame},
+		{`{"type":"view","conversation":"` + conv + `","viewing":1}`, wire.CodeBadFrame},
+		{`{"type":"view","viewing":true}`, wire.CodeBadRequest},
+		{`{"type":"view","conversation":"c_0123","viewing":true}`, wire.CodeBadRequest},
+		{`{"type":"view","conversation":"C_0123456789ABCDEF01234567","viewing":true}`, wire.CodeBadRequest},
+		{`{"type":"viewing","conversation":"` + conv + `","viewing":true}`, wire.CodeUnknownType},
 	}
 	for _, c := range cases {
 		_, werr := decodeFrame([]byte(c.frame))
@@ -52,18 +53,18 @@ func TestViewRefusals(t *testing.T) {
 	conv := v.start()
 	r := v.ref()
 	v.send(map[string]any{"type": "view", "ref": r, "conversation": conv, "viewing": true})
-	if got := v.expect("error", refIs(r)); got["code"] != CodeForbidden {
+	if got := v.expect("error", refIs(r)); got["code"] != wire.CodeForbidden {
 		t.Fatalf("visitor view: %v", got)
 	}
 	other := e.agent(t, "ws2")
 	r = other.ref()
 	other.send(map[string]any{"type": "view", "ref": r, "conversation": conv, "viewing": true})
-	if got := other.expect("error", refIs(r)); got["code"] != CodeNotFound {
+	if got := other.expect("error", refIs(r)); got["code"] != wire.CodeNotFound {
 		t.Fatalf("view of another workspace's conversation: %v", got)
 	}
 	r = other.ref()
 	other.send(map[string]any{"type": "view", "ref": r, "conversation": "c_0123456789abcdef01234567", "viewing": true})
-	if got := other.expect("error", refIs(r)); got["code"] != CodeNotFound {
+	if got := other.expect("error", refIs(r)); got["code"] != wire.CodeNotFound {
 		t.Fatalf("view of an unknown conversation: %v", got)
 	}
 	ana.none("viewing", 200*time.Millisecond)

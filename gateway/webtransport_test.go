@@ -21,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	"parley/certs"
+	"parley/gateway/wire"
 	"parley/internal/eventually"
 
 	"github.com/quic-go/webtransport-go"
@@ -371,17 +372,17 @@ func TestWTBadInput(t *testing.T) {
 		name, line, code string
 		close            int
 	}{
-		{"invalid JSON", `{"type":"send",`, CodeBadFrame, 0},
-		{"invalid UTF-8", "{\"type\":\"send\",\"body\":\"\xff\xfe\"}", CodeBadFrame, 0},
-		{"not an object", `[1,2]`, CodeBadFrame, 0},
-		{"unknown type", `{"type":"launch"}`, CodeUnknownType, 0},
-		{"missing type", `{}`, CodeUnknownType, 0},
-		{"empty body", fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":""}`, myConv), CodeBadRequest, 0},
-		{"bad conversation id", `{"type":"send","conversation":"../../etc","id":"m-00000009","body":"hi"}`, CodeBadRequest, 0},
-		{"someone else's conversation", fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"hi"}`, myConv), CodeNotFound, 0},
-		{"second hello", `{"type":"hello","v":1,"workspace":"ws1","role":"visitor"}`, CodeBadRequest, 0},
-		{"too large", `{"type":"ping","pad":"` + strings.Repeat("a", MaxFrameBytes) + `"}`, CodeTooLarge, closeTooLarge},
-		{"too large, no newline in sight", strings.Repeat("a", 4*MaxFrameBytes), CodeTooLarge, closeTooLarge},
+		{"invalid JSON", `{"type":"send",`, wire.CodeBadFrame, 0},
+		{"invalid UTF-8", "{\"type\":\"send\",\"body\":\"\xff\xfe\"}", wire.CodeBadFrame, 0},
+		{"not an object", `[1,2]`, wire.CodeBadFrame, 0},
+		{"unknown type", `{"type":"launch"}`, wire.CodeUnknownType, 0},
+		{"missing type", `{}`, wire.CodeUnknownType, 0},
+		{"empty body", fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":""}`, myConv), wire.CodeBadRequest, 0},
+		{"bad conversation id", `{"type":"send","conversation":"../../etc","id":"m-00000009","body":"hi"}`, wire.CodeBadRequest, 0},
+		{"someone else's conversation", fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"hi"}`, myConv), wire.CodeNotFound, 0},
+		{"second hello", `{"type":"hello","v":1,"workspace":"ws1","role":"visitor"}`, wire.CodeBadRequest, 0},
+		{"too large", `{"type":"ping","pad":"` + strings.Repeat("a", wire.MaxFrameBytes) + `"}`, wire.CodeTooLarge, wire.CloseTooLarge},
+		{"too large, no newline in sight", strings.Repeat("a", 4*wire.MaxFrameBytes), wire.CodeTooLarge, wire.CloseTooLarge},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -414,38 +415,38 @@ func TestWTBadInput(t *testing.T) {
 		v.expect("pong", refIs("b"))
 		v.writeRaw([]byte("ng\",\"ref\":\"c\"}\n"))
 		v.expect("pong", refIs("c"))
-		// A frame of exactly MaxFrameBytes is not too large.
-		pad := MaxFrameBytes - len(`{"type":"ping","ref":"d","pad":""}`)
+		// A frame of exactly wire.MaxFrameBytes is not too large.
+		pad := wire.MaxFrameBytes - len(`{"type":"ping","ref":"d","pad":""}`)
 		v.writeRaw([]byte(`{"type":"ping","ref":"d","pad":"` + strings.Repeat("x", pad) + "\"}\r\n"))
 		v.expect("pong", refIs("d"))
 	})
 	t.Run("frame before hello", func(t *testing.T) {
 		cl := e.dialWT(t)
 		cl.send(map[string]any{"type": "list"})
-		if got := cl.expect("error", nil); got["code"] != CodeUnauthenticated {
+		if got := cl.expect("error", nil); got["code"] != wire.CodeUnauthenticated {
 			t.Fatalf("got %v", got)
 		}
-		if code := cl.closeCode(); code != closeUnauthentic {
+		if code := cl.closeCode(); code != wire.CloseUnauthentic {
 			t.Fatalf("close %d", code)
 		}
 	})
 	t.Run("auth failed", func(t *testing.T) {
 		cl := e.dialWT(t)
 		cl.send(map[string]any{"type": "hello", "v": 1, "workspace": "ws1", "role": "agent", "token": "nope"})
-		if got := cl.expect("error", nil); got["code"] != CodeAuthFailed {
+		if got := cl.expect("error", nil); got["code"] != wire.CodeAuthFailed {
 			t.Fatalf("got %v", got)
 		}
-		if code := cl.closeCode(); code != closeAuthFailed {
+		if code := cl.closeCode(); code != wire.CloseAuthFailed {
 			t.Fatalf("close %d", code)
 		}
 	})
 	t.Run("flood", func(t *testing.T) {
 		v, _ := e.visitorWT(t, "ws1", nil)
 		v.writeRaw([]byte(strings.Repeat("{\"type\":\"ping\"}\n", 200)))
-		if got := v.expect("error", nil); got["code"] != CodeRateLimited {
+		if got := v.expect("error", nil); got["code"] != wire.CodeRateLimited {
 			t.Fatalf("got %v", got)
 		}
-		if code := v.closeCode(); code != closeRateLimited {
+		if code := v.closeCode(); code != wire.CloseRateLimited {
 			t.Fatalf("flood not cut off: close %d", code)
 		}
 	})
@@ -466,10 +467,10 @@ func TestWTShutdownTellsClientsToReconnect(t *testing.T) {
 		defer cancel()
 		done <- e.gw.Shutdown(ctx)
 	}()
-	if got := v.expect("error", nil); got["code"] != CodeUnavailable {
+	if got := v.expect("error", nil); got["code"] != wire.CodeUnavailable {
 		t.Fatalf("got %v", got)
 	}
-	if code := v.closeCode(); code != closeRestart {
+	if code := v.closeCode(); code != wire.CloseRestart {
 		t.Fatalf("close %d", code)
 	}
 	if err := <-done; err != nil {
@@ -517,7 +518,7 @@ func TestWTNoStreamIsClosed(t *testing.T) {
 		t.Fatal("a session without a stream stays open")
 	}
 	var se *webtransport.SessionError
-	if _, err := sess.OpenStream(); !errors.As(err, &se) || se.ErrorCode != closeUnauthentic {
+	if _, err := sess.OpenStream(); !errors.As(err, &se) || se.ErrorCode != wire.CloseUnauthentic {
 		t.Fatalf("closed with %v", err)
 	}
 }
@@ -559,23 +560,23 @@ func TestLineReader(t *testing.T) {
 // FuzzWTFrames feeds arbitrary bytes to the WebTransport line framing: every
 // line within the limit comes out whole, as it went in, and passes through
 // decodeFrame without panicking; an over-long line comes out cut to
-// MaxFrameBytes+1 bytes (too_large) and nothing after it does. Encoded
+// wire.MaxFrameBytes+1 bytes (too_large) and nothing after it does. Encoded
 // frames, whatever the text in them, never contain a raw newline.
 func FuzzWTFrames(f *testing.F) {
 	f.Add([]byte("{\"type\":\"ping\"}\n"), "hi")
 	f.Add([]byte("{\"type\":\"hello\",\"v\":1,\"workspace\":\"demo\",\"role\":\"visitor\"}\r\n\n\n{\"type\":\"ping\"}"), "line\nbreak")
 	f.Add([]byte("\xff\xfe\n[1]\n{}\n"), "\u2028\u2029\r\n\x00")
-	f.Add(bytes.Repeat([]byte("a"), MaxFrameBytes+1), "")
-	f.Add(append(bytes.Repeat([]byte("a"), MaxFrameBytes), '\r', '\n'), "")
+	f.Add(bytes.Repeat([]byte("a"), wire.MaxFrameBytes+1), "")
+	f.Add(append(bytes.Repeat([]byte("a"), wire.MaxFrameBytes), '\r', '\n'), "")
 	f.Fuzz(func(t *testing.T, data []byte, body string) {
 		var want [][]byte
 		tooLong := false
 		lines := bytes.Split(data, []byte("\n"))
 		for _, l := range lines[:len(lines)-1] { // the last piece is unterminated
 			l = bytes.TrimSuffix(l, []byte("\r"))
-			if len(l) > MaxFrameBytes {
+			if len(l) > wire.MaxFrameBytes {
 				tooLong = true
-				want = append(want, l[:MaxFrameBytes+1])
+				want = append(want, l[:wire.MaxFrameBytes+1])
 				break
 			}
 			if len(l) > 0 {
@@ -585,7 +586,7 @@ func FuzzWTFrames(f *testing.F) {
 		// An unterminated last piece is no frame, unless it is too long to
 		// be one whatever follows: then the reader may cut it off early.
 		last := lines[len(lines)-1]
-		mayCut := !tooLong && len(last) > MaxFrameBytes+1
+		mayCut := !tooLong && len(last) > wire.MaxFrameBytes+1
 		lr := newLineReader(iotest.HalfReader(bytes.NewReader(data)))
 		var got [][]byte
 		var end error
@@ -595,17 +596,17 @@ func FuzzWTFrames(f *testing.F) {
 				end = err
 				break
 			}
-			if bytes.IndexByte(l, '\n') >= 0 || len(l) > MaxFrameBytes+1 || len(l) == 0 {
+			if bytes.IndexByte(l, '\n') >= 0 || len(l) > wire.MaxFrameBytes+1 || len(l) == 0 {
 				t.Fatalf("bad frame %q", l)
 			}
-			if _, werr := decodeFrame(l); (len(l) > MaxFrameBytes) != (werr != nil && werr.Code == CodeTooLarge) {
+			if _, werr := decodeFrame(l); (len(l) > wire.MaxFrameBytes) != (werr != nil && werr.Code == wire.CodeTooLarge) {
 				t.Fatalf("frame of %d bytes decoded as %v", len(l), werr)
 			}
 			got = append(got, l)
 		}
 		if mayCut && len(got) == len(want)+1 {
 			tooLong = true
-			want = append(want, last[:MaxFrameBytes+1])
+			want = append(want, last[:wire.MaxFrameBytes+1])
 		}
 		if tooLong != errors.Is(end, errLineTooLong) || (!tooLong && end != io.EOF) {
 			t.Fatalf("ended with %v, too long %v", end, tooLong)
@@ -622,7 +623,7 @@ func FuzzWTFrames(f *testing.F) {
 		if !utf8.ValidString(body) {
 			body = strings.ToValidUTF8(body, "?")
 		}
-		enc := encode(deliverFrame{Type: "deliver", Conversation: "c_x", Seq: 1, Message: wireMessage{ID: "m", Body: body, Name: body}})
+		enc := encode(wire.Deliver{Type: "deliver", Conversation: "c_x", Seq: 1, Message: wire.Message{ID: "m", Body: body, Name: body}})
 		if bytes.IndexByte(enc, '\n') >= 0 || bytes.IndexByte(enc, '\r') >= 0 {
 			t.Fatalf("encoded frame contains a raw line break: %q", enc)
 		}
