@@ -122,7 +122,9 @@ func (f Frame) AsError() *Error {
 	return &Error{Ref: f.Ref, Code: f.Code, Message: e.Message}
 }
 
-func parseFrame(b []byte) Frame {
+// ParseFrame parses b, a frame from the node, as Next returns it: for
+// drivers that read a connection of their own.
+func ParseFrame(b []byte) Frame {
 	var f Frame
 	if json.Unmarshal(b, &f) != nil {
 		f = Frame{}
@@ -182,7 +184,7 @@ func (c *Conn) readLoop() {
 			continue
 		}
 		select {
-		case c.frames <- parseFrame(b):
+		case c.frames <- ParseFrame(b):
 		case <-c.quit:
 			c.err = ErrClosed
 			return
@@ -203,6 +205,11 @@ func (c *Conn) Next(ctx context.Context) (Frame, error) {
 		return Frame{}, ctx.Err()
 	}
 }
+
+// Frames is the queue Next reads, for callers that select on it with
+// other channels; it is closed once the connection ended and its frames
+// were taken.
+func (c *Conn) Frames() <-chan Frame { return c.frames }
 
 // Await reads frames until match accepts one and returns it; frames passed
 // over go to skip, when not nil.
@@ -424,4 +431,19 @@ func WSURL(base string) string {
 		return "ws://" + strings.TrimPrefix(base, "http://") + "/v1/ws"
 	}
 	return base + "/v1/ws"
+}
+
+// AppendSend builds into buf a send frame of message id into conversation
+// conv, with id as its ref, without reflection: for load generators. id,
+// conv and body must need no JSON escaping.
+func AppendSend(buf []byte, id, conv, body string) []byte {
+	buf = append(buf[:0], `{"type":"send","ref":"`...)
+	buf = append(buf, id...)
+	buf = append(buf, `","conversation":"`...)
+	buf = append(buf, conv...)
+	buf = append(buf, `","id":"`...)
+	buf = append(buf, id...)
+	buf = append(buf, `","body":"`...)
+	buf = append(buf, body...)
+	return append(buf, `"}`...)
 }
