@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	protoclient "parley/gateway/client"
 
 	"parley/crdt"
 	"parley/gateway/wire"
@@ -87,75 +90,66 @@ func newEnvWith(t testing.TB, obs store.Observer, mod func(*Config)) *env {
 	return e
 }
 
-// client is a test WebSocket client speaking the protocol.
+// client is a test's connection of parley/gateway/client, over WebSocket
+// (env.dial) or WebTransport (wtEnv.dialWT): frames as maps, failures
+// fatal.
 type client struct {
-	t      testing.TB
-	c      *websocket.Conn
-	frames chan []byte // raw frames, for benchmarks that skip decoding
-	rerr   chan error
-	seen   []map[string]any
-	n      int
+	t    testing.TB
+	c    *protoclient.Conn
+	seen []map[string]any
+	n    int
 }
+
+// testQueue is how many frames a test's connection holds unread.
+const testQueue = 4096
 
 func (e *env) dial(t testing.TB) *client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, e.url, nil)
+	c, err := protoclient.DialWS(ctx, e.url, protoclient.Options{Queue: testQueue})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.SetReadLimit(1 << 20)
-	// One reader for the connection's life: a Read with a deadline would
-	// close the connection when the deadline passes.
-	cl := &client{t: t, c: c, frames: make(chan []byte, 4096), rerr: make(chan error, 1)}
-	go func() {
-		for {
-			_, b, err := c.Read(context.Background())
-			if err != nil {
-				cl.rerr <- err
-				close(cl.frames)
-				return
-			}
-			cl.frames <- b
-		}
-	}()
-	t.Cleanup(func() { c.CloseNow() })
-	return cl
+	t.Cleanup(c.CloseNow)
+	return &client{t: t, c: c}
 }
 
+// sendRaw writes b as it is: over WebSocket one message of type typ, over
+// WebTransport bytes on the stream.
 func (cl *client) sendRaw(typ websocket.MessageType, b []byte) {
 	cl.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := cl.c.Write(ctx, typ, b); err != nil {
+	write := cl.c.WriteRaw
+	if typ == websocket.MessageBinary {
+		write = cl.c.WriteBinary
+	}
+	if err := write(ctx, b); err != nil {
 		cl.t.Fatalf("write: %v", err)
 	}
 }
 
 func (cl *client) send(v map[string]any) {
 	cl.t.Helper()
-	b, _ := json.Marshal(v)
-	cl.sendRaw(websocket.MessageText, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := cl.c.Send(ctx, v); err != nil {
+		cl.t.Fatalf("write: %v", err)
+	}
 }
 
 // next reads the next frame, or returns nil and the error.
 func (cl *client) next(d time.Duration) (map[string]any, error) {
-	var b []byte
-	select {
-	case got, ok := <-cl.frames:
-		if !ok {
-			err := <-cl.rerr
-			cl.rerr <- err
-			return nil, err
-		}
-		b = got
-	case <-time.After(d):
-		return nil, context.DeadlineExceeded
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	f, err := cl.c.Next(ctx)
+	if err != nil {
+		return nil, err
 	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		cl.t.Fatalf("server sent invalid JSON %q", b)
+	m, err := f.Map()
+	if err != nil {
+		cl.t.Fatalf("server sent invalid JSON %q", f.Raw)
 	}
 	cl.seen = append(cl.seen, m)
 	return m, nil
@@ -236,13 +230,17 @@ func msgIs(id string) func(map[string]any) bool {
 	return func(m map[string]any) bool { return m["message"].(map[string]any)["id"] == id }
 }
 
-func closeCode(t testing.TB, cl *client) websocket.StatusCode {
+// closeCode reads to the end of the connection and returns the code the
+// server closed it with.
+func closeCode(t testing.TB, cl *client) int {
 	t.Helper()
-	for {
-		if _, err := cl.next(5 * time.Second); err != nil {
-			return websocket.CloseStatus(err)
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	code, err := cl.c.CloseCode(ctx)
+	if err != nil {
+		t.Fatalf("close code: %v", err)
 	}
+	return code
 }
 
 func TestChatRoundTrip(t *testing.T) {
@@ -315,7 +313,7 @@ func TestResumeReplaysExactlyWhatWasMissed(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		v.say(conv, fmt.Sprintf("m-v%07d", i), fmt.Sprintf("v%d", i))
 	}
-	v.c.Close(websocket.StatusNormalClosure, "")
+	v.c.Close()
 
 	ag := e.agent(t, "ws1")
 	for i := 1; i <= 3; i++ {
@@ -360,7 +358,7 @@ func TestResumeUnderConcurrentWrites(t *testing.T) {
 		defer close(done)
 		for i := 1; i <= total; i++ {
 			b, _ := json.Marshal(map[string]any{"type": "send", "conversation": conv, "id": fmt.Sprintf("m-%07d", i), "body": "x"})
-			if ag.c.Write(context.Background(), websocket.MessageText, b) != nil {
+			if ag.c.Write(context.Background(), b) != nil {
 				return
 			}
 		}
@@ -457,7 +455,7 @@ func TestBadInputIsRefusedAndNothingStored(t *testing.T) {
 		typ   websocket.MessageType
 		frame string
 		code  string
-		close websocket.StatusCode
+		close int
 	}{
 		{"invalid JSON", websocket.MessageText, `{"type":"send",`, wire.CodeBadFrame, 0},
 		{"invalid UTF-8", websocket.MessageText, "{\"type\":\"send\",\"body\":\"\xff\xfe\"}", wire.CodeBadFrame, 0},
@@ -524,7 +522,7 @@ func TestBadInputIsRefusedAndNothingStored(t *testing.T) {
 		v, _ := e.visitor(t, "ws1", nil)
 		for range 20 {
 			// The node may cut the flood off before it ends.
-			v.c.Write(context.Background(), websocket.MessageText, []byte(`{"type":"ping"}`))
+			v.c.Write(context.Background(), []byte(`{"type":"ping"}`))
 		}
 		if got := v.expect("error", nil); got["code"] != wire.CodeRateLimited {
 			t.Fatalf("got %v", got)
@@ -559,9 +557,9 @@ func TestTypingAndPresence(t *testing.T) {
 	}
 	// Two connections of the same agent: one leaving keeps them online.
 	ag2 := e.agent(t, "ws1")
-	ag2.c.Close(websocket.StatusNormalClosure, "")
+	ag2.c.Close()
 	v.none("presence", 300*time.Millisecond)
-	ag.c.Close(websocket.StatusNormalClosure, "")
+	ag.c.Close()
 	v.expect("presence", func(m map[string]any) bool { return m["role"] == "agent" && m["online"] == false })
 	// Another workspace's agent sees none of it.
 	ag3 := e.agent(t, "ws2")
@@ -597,7 +595,7 @@ func TestSilentConnectionIsClosed(t *testing.T) {
 				return
 			case <-t.C:
 				b, _ := json.Marshal(map[string]any{"type": "ping"})
-				ag.c.Write(context.Background(), websocket.MessageText, b)
+				ag.c.Write(context.Background(), b)
 			}
 		}
 	}()
@@ -637,14 +635,14 @@ func TestConnectionsPerIPAreLimited(t *testing.T) {
 	e.dial(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, resp, err := websocket.Dial(ctx, e.url, nil)
-	if err == nil || resp == nil || resp.StatusCode != 429 {
-		t.Fatalf("third connection: err %v, resp %v", err, resp)
+	var he *protoclient.HandshakeError
+	if _, err := protoclient.DialWS(ctx, e.url, protoclient.Options{}); !errors.As(err, &he) || he.Status != 429 {
+		t.Fatalf("third connection: err %v", err)
 	}
 	// A slot frees when a connection ends.
-	a.c.Close(websocket.StatusNormalClosure, "")
+	a.c.Close()
 	eventually.Holds(t, 5*time.Second, "a slot frees", func() error {
-		c, _, err := websocket.Dial(ctx, e.url, nil)
+		c, err := protoclient.DialWS(ctx, e.url, protoclient.Options{})
 		if err == nil {
 			c.CloseNow()
 		}

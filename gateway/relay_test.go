@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"parley/gateway/wire"
+	protoclient "parley/gateway/client"
 
-	"github.com/coder/websocket"
+	"parley/gateway/wire"
 )
 
 // upstreamRelayer relays workspace ws2 to another gateway and serves ws1 here.
@@ -158,7 +158,7 @@ func TestRelayEnds(t *testing.T) {
 		edge, _, _ := relayPair(t)
 		v, _ := edge.visitor(t, "ws2", nil)
 		for range 200 {
-			if err := v.c.Write(context.Background(), websocket.MessageText, []byte(`{"type":"ping"}`)); err != nil {
+			if err := v.c.Write(context.Background(), []byte(`{"type":"ping"}`)); err != nil {
 				break
 			}
 		}
@@ -183,17 +183,17 @@ func TestRelayedConnectionIsNotRelayedAgain(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, mid.url, &websocket.DialOptions{HTTPHeader: http.Header{"X-Test-Relay-For": {"10.0.0.9"}}})
+	c, err := protoclient.DialWS(ctx, mid.url, protoclient.Options{Header: http.Header{"X-Test-Relay-For": {"10.0.0.9"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.CloseNow()
-	c.Write(ctx, websocket.MessageText, []byte(`{"type":"hello","v":1,"workspace":"ws2","role":"visitor"}`))
-	_, b, err := c.Read(ctx)
+	c.Write(ctx, []byte(`{"type":"hello","v":1,"workspace":"ws2","role":"visitor"}`))
+	f, err := c.Next(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := string(b); !strings.Contains(got, `"welcome"`) || !strings.Contains(got, `"node":"mid"`) {
+	if got := string(f.Raw); !strings.Contains(got, `"welcome"`) || !strings.Contains(got, `"node":"mid"`) {
 		t.Fatalf("relayed connection got %s, want mid's own welcome", got)
 	}
 }

@@ -8,8 +8,6 @@ import (
 
 	"parley/crdt"
 	"parley/gateway/wire"
-
-	"github.com/coder/websocket"
 )
 
 func TestViewFrameValidation(t *testing.T) {
@@ -104,7 +102,7 @@ func TestViewersAreSeenByAgentsOnly(t *testing.T) {
 	sam2 := e.agent(t, "ws1")
 	sam2.send(map[string]any{"type": "view", "conversation": conv, "viewing": true})
 	ana.none("viewing", 200*time.Millisecond)
-	sam2.c.Close(websocket.StatusNormalClosure, "")
+	sam2.c.Close()
 	ana.none("viewing", 200*time.Millisecond)
 
 	// An agent that connects later is told at its welcome.
@@ -134,7 +132,7 @@ func TestViewersAreSeenByAgentsOnly(t *testing.T) {
 	// Closing the connection leaves too.
 	sam.send(map[string]any{"type": "view", "conversation": conv, "viewing": true})
 	ana.expect("viewing", func(m map[string]any) bool { return m["conversation"] == conv && m["viewing"] == true })
-	sam.c.Close(websocket.StatusNormalClosure, "")
+	sam.c.Close()
 	ana.expect("viewing", func(m map[string]any) bool { return m["conversation"] == conv && m["viewing"] == false })
 
 	mu.Lock()
