@@ -35,6 +35,9 @@ type WTConfig struct {
 	CertHashes [][]byte
 	// LocalAddr is the source address of the UDP sockets (nil: any).
 	LocalAddr net.IP
+	// QUIC configures the QUIC connections (nil: webtransport-go's
+	// defaults).
+	QUIC *quic.Config
 	// Sockets is how many UDP sockets the sessions share, round robin
 	// (0: 8), as browsers behind one NAT would: one each would take a
 	// file descriptor per connection.
@@ -82,6 +85,7 @@ func NewWTDialer(cfg WTConfig) *WTDialer {
 	}
 	d.t = &webtransport.Transport{
 		TLSClientConfig: tc,
+		QUICConfig:      cfg.QUIC,
 		DialAddr: func(ctx context.Context, addr string, tc *tls.Config, qc *quic.Config) (*quic.Conn, error) {
 			qt, err := d.quic()
 			if err != nil {
