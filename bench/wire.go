@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"parley/crdt"
+
 	"parley/gateway/client"
 	"parley/gateway/wire"
 
@@ -20,33 +21,12 @@ import (
 	"github.com/quic-go/webtransport-go"
 )
 
-// HLC is a message's ts as a node gives it (docs/protocol.md): hybrid
-// logical clock, compared by W, then L, then N.
-type HLC struct {
-	W int64  `json:"w"` // unix ms
-	L uint32 `json:"l"` // logical
-	N string `json:"n"` // node
-}
-
-// Compare orders stamps as the nodes do: -1, 0 or 1.
-func (a HLC) Compare(b HLC) int {
-	switch {
-	case a.W != b.W:
-		return cmp.Compare(a.W, b.W)
-	case a.L != b.L:
-		return cmp.Compare(a.L, b.L)
-	}
-	return strings.Compare(a.N, b.N)
-}
-
-func (a HLC) String() string { return fmt.Sprintf("%d.%d@%s", a.W, a.L, a.N) }
-
 // MsgState is a message as one deliver frame shows it: its ts, and a hash
 // of the rest of its state (body, edited, deleted). Two frames of one id
 // with equal MsgStates show the client the same message. Altered says it
 // is shown edited or deleted, which the harness never does.
 type MsgState struct {
-	TS      HLC
+	TS      crdt.Timestamp
 	Rest    uint64
 	Altered bool
 }
@@ -69,8 +49,7 @@ func message(f client.Frame) (string, uint64, MsgState) {
 	if m.Deleted {
 		h.Write([]byte{0, 1})
 	}
-	ts := HLC{W: m.TS.Wall, L: m.TS.Logical, N: m.TS.Node}
-	return m.ID, d.Seq, MsgState{TS: ts, Rest: h.Sum64(), Altered: m.Edited != nil || m.Deleted}
+	return m.ID, d.Seq, MsgState{TS: m.TS, Rest: h.Sum64(), Altered: m.Edited != nil || m.Deleted}
 }
 
 // WSURL turns a node's base URL into its WebSocket endpoint.
