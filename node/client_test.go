@@ -28,6 +28,16 @@ func dialTest(t testing.TB, ctx context.Context, base string, o client.Options) 
 	return &testConn{t: t, ctx: ctx, c: c}
 }
 
+// helloTest dials the node at base, says hello and awaits the frame
+// welcome accepts.
+func helloTest(t testing.TB, ctx context.Context, base string, hello map[string]any, welcome func(map[string]any) bool) *testConn {
+	t.Helper()
+	c := dialTest(t, ctx, base, client.Options{})
+	c.send(hello)
+	c.await(welcome)
+	return c
+}
+
 func (tc *testConn) send(v map[string]any) {
 	tc.t.Helper()
 	if err := tc.c.Send(tc.ctx, v); err != nil {

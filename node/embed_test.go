@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"parley/gateway/client"
 	"parley/node/agentapi"
 
 	"parley/cluster"
@@ -434,14 +433,8 @@ func chatOnce(t *testing.T, r *running) string {
 			return m["type"] == typ
 		}
 	}
-	dial := func(hello map[string]any) *testConn {
-		c := dialTest(t, ctx, r.base, client.Options{})
-		c.send(hello)
-		c.await(noError("welcome"))
-		return c
-	}
-	agent := dial(map[string]any{"type": "hello", "v": 1, "workspace": "demo", "role": "agent", "token": testToken})
-	visitor := dial(map[string]any{"type": "hello", "v": 1, "workspace": "demo", "role": "visitor"})
+	agent := helloTest(t, ctx, r.base, map[string]any{"type": "hello", "v": 1, "workspace": "demo", "role": "agent", "token": testToken}, noError("welcome"))
+	visitor := helloTest(t, ctx, r.base, map[string]any{"type": "hello", "v": 1, "workspace": "demo", "role": "visitor"}, noError("welcome"))
 	visitor.send(map[string]any{"type": "start", "ref": "s"})
 	conv := visitor.await(noError("started"))["conversation"].(string)
 	visitor.send(map[string]any{"type": "send", "ref": "m", "conversation": conv, "id": "m_0000000001", "body": "is anyone there?"})

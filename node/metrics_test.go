@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"testing"
 	"time"
-
-	"parley/gateway/client"
 )
 
 // TestMetricsFollowTraffic chats through a real node and checks that the
@@ -18,14 +16,8 @@ func TestMetricsFollowTraffic(t *testing.T) {
 	r := runNode(t, Config{DataDir: t.TempDir(), AgentToken: token})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	dial := func(hello map[string]any) *testConn {
-		c := dialTest(t, ctx, r.base, client.Options{})
-		c.send(hello)
-		c.await(typeIs("welcome"))
-		return c
-	}
-	ag := dial(map[string]any{"type": "hello", "v": 1, "workspace": "demo", "role": "agent", "token": token})
-	v := dial(map[string]any{"type": "hello", "v": 1, "workspace": "demo", "role": "visitor"})
+	ag := helloTest(t, ctx, r.base, map[string]any{"type": "hello", "v": 1, "workspace": "demo", "role": "agent", "token": token}, typeIs("welcome"))
+	v := helloTest(t, ctx, r.base, map[string]any{"type": "hello", "v": 1, "workspace": "demo", "role": "visitor"}, typeIs("welcome"))
 	v.send(map[string]any{"type": "start"})
 	conv := v.await(typeIs("started"))["conversation"]
 	for i := range 3 {
