@@ -17,6 +17,7 @@
 // The package renders nothing: parley/bench/report turns a Result into
 // the HTML report and compares two of them. parley/bench/peers runs the
 // fan-out comparison with NATS and Centrifugo, starting Parley through
-// StartLocal and speaking its protocol through HelloWS, StartWS and
-// AppendSendFrame. e2e uses NetLab for its partition tests.
+// StartLocal. Clients speak the wire protocol through parley/gateway/client
+// (its dialers, Conn and Cursor), the one Go client. e2e uses NetLab for
+// its partition tests.
 package bench

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"parley/bench/internal/harness"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,8 +11,11 @@ import (
 	"syscall"
 	"time"
 
+	"parley/bench/internal/harness"
+	"parley/gateway/client"
+	"parley/gateway/wire"
+
 	"github.com/HdrHistogram/hdrhistogram-go"
-	"github.com/coder/websocket"
 )
 
 // IdleResult is what the idle-connection test measured.
@@ -48,15 +50,12 @@ type IdleResult struct {
 // idleSet holds the idle connections: each says hello as a new visitor,
 // then only pings every heartbeat.
 type idleSet struct {
-	mu      sync.Mutex
-	conns   []*websocket.Conn
-	res     IdleResult
-	hist    *hdrhistogram.Histogram
-	lost    atomic.Int64
-	closing atomic.Bool
-	readers sync.WaitGroup
-	stop    context.CancelFunc
-	pinger  sync.WaitGroup
+	mu     sync.Mutex
+	conns  []*client.Conn
+	res    IdleResult
+	hist   *hdrhistogram.Histogram
+	stop   context.CancelFunc
+	pinger sync.WaitGroup
 }
 
 func openIdle(ctx, clientCtx context.Context, r *run, scr *scraper, before []NodeSample) (*idleSet, error) {
@@ -81,8 +80,6 @@ func openIdle(ctx, clientCtx context.Context, r *run, scr *scraper, before []Nod
 	}
 	d := newDialer(srcs)
 	hello := []byte(fmt.Sprintf(`{"type":"hello","v":1,"workspace":%q,"role":"visitor"}`, r.sc.Target.Workspace))
-	readCtx, stopReaders := context.WithCancel(clientCtx)
-	s.stop = stopReaders
 
 	t0 := time.Now()
 	interval := time.Duration(float64(time.Second) / cfg.ConnectRate)
@@ -99,7 +96,7 @@ func openIdle(ctx, clientCtx context.Context, r *run, scr *scraper, before []Nod
 		go func(i int) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			c, dt, err := dialIdle(ctx, d, WSURL(r.nodes[i%len(r.nodes)]), i, hello)
+			c, dt, err := dialIdle(ctx, d, r.nodes[i%len(r.nodes)], i, hello)
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			if err != nil {
@@ -111,8 +108,6 @@ func openIdle(ctx, clientCtx context.Context, r *run, scr *scraper, before []Nod
 			RecordDur(s.hist, dt)
 			s.conns = append(s.conns, c)
 			s.res.Opened++
-			s.readers.Add(1)
-			go s.read(readCtx, c)
 		}(i)
 		if r.opts.Progress != nil && time.Since(lastReport) >= time.Second {
 			lastReport = time.Now()
@@ -145,8 +140,8 @@ func openIdle(ctx, clientCtx context.Context, r *run, scr *scraper, before []Nod
 	s.res.Connect = Summarize(s.hist)
 
 	// Keep them alive: a ping per connection per heartbeat (10 s), spread.
-	pctx, stopPing := context.WithCancel(readCtx)
-	s.stop = func() { stopPing(); stopReaders() }
+	pctx, stopPing := context.WithCancel(clientCtx)
+	s.stop = stopPing
 	s.pinger.Add(1)
 	go func() { defer s.pinger.Done(); s.ping(pctx, 8*time.Second) }()
 
@@ -186,37 +181,26 @@ func openIdle(ctx, clientCtx context.Context, r *run, scr *scraper, before []Nod
 	return s, nil
 }
 
-func dialIdle(ctx context.Context, d *dialer, url string, i int, hello []byte) (*websocket.Conn, time.Duration, error) {
+// dialIdle opens connection i to the node at base and says hello; the
+// connection then drops what the node sends (pongs).
+func dialIdle(ctx context.Context, d *dialer, base string, i int, hello []byte) (*client.Conn, time.Duration, error) {
 	t0 := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	c, err := d.dialWS(cctx, url, i)
+	c, err := client.DialWS(cctx, client.WSURL(base), client.Options{HTTPClient: d.clients[i%len(d.clients)], ReadLimit: 64 << 10, Queue: 4})
 	if err != nil {
 		return nil, 0, err
 	}
-	c.SetReadLimit(64 << 10)
-	if err := c.Write(cctx, websocket.MessageText, hello); err != nil {
+	if err := c.Write(cctx, hello); err != nil {
 		c.CloseNow()
 		return nil, 0, err
 	}
-	if _, err := await(cctx, wsConn{c}, "welcome", "", nil); err != nil {
+	if _, err := c.Answer(cctx, wire.TypeWelcome, "", nil); err != nil {
 		c.CloseNow()
 		return nil, 0, err
 	}
+	c.Discard()
 	return c, time.Since(t0), nil
-}
-
-// read discards what the node sends (pongs) until the connection ends.
-func (s *idleSet) read(ctx context.Context, c *websocket.Conn) {
-	defer s.readers.Done()
-	for {
-		if _, _, err := c.Read(ctx); err != nil {
-			if !s.closing.Load() && ctx.Err() == nil {
-				s.lost.Add(1)
-			}
-			return
-		}
-	}
 }
 
 // ping writes a ping on every connection once per period, spread evenly.
@@ -224,7 +208,7 @@ func (s *idleSet) ping(ctx context.Context, period time.Duration) {
 	ping := []byte(`{"type":"ping"}`)
 	for ctx.Err() == nil {
 		s.mu.Lock()
-		conns := append([]*websocket.Conn(nil), s.conns...)
+		conns := append([]*client.Conn(nil), s.conns...)
 		s.mu.Unlock()
 		if len(conns) == 0 {
 			return
@@ -238,7 +222,7 @@ func (s *idleSet) ping(ctx context.Context, period time.Duration) {
 				}
 			}
 			wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			_ = c.Write(wctx, websocket.MessageText, ping)
+			_ = c.Write(wctx, ping)
 			cancel()
 		}
 		_ = harness.SleepUntil(ctx, t0.Add(period))
@@ -249,7 +233,6 @@ func (s *idleSet) close() {
 	if s == nil {
 		return
 	}
-	s.closing.Store(true)
 	if s.stop != nil {
 		s.stop()
 	}
@@ -269,7 +252,6 @@ func (s *idleSet) close() {
 		}(w)
 	}
 	wg.Wait()
-	s.readers.Wait()
 }
 
 func (s *idleSet) result() *IdleResult {
@@ -279,7 +261,13 @@ func (s *idleSet) result() *IdleResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	res := s.res
-	res.LostBeforeEnd = s.lost.Load()
+	for _, c := range s.conns {
+		select {
+		case <-c.Done():
+			res.LostBeforeEnd++
+		default:
+		}
+	}
 	return &res
 }
 

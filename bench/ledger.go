@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"parley/crdt"
 )
 
 // Ledger accounts for every message of a run by its index k, across
@@ -77,7 +79,7 @@ type Ledger struct {
 	seqChanges  int64
 }
 
-// tsKey is an HLC with its node name interned (Ledger.nodeNames, from 1):
+// tsKey is a message stamp (crdt.Timestamp) with its node name interned (Ledger.nodeNames, from 1):
 // comparable, and small enough to keep one per message and node.
 type tsKey struct {
 	w int64
@@ -119,25 +121,25 @@ func NewLedger(n, agents int) *Ledger {
 }
 
 // key interns ts's node name. Lock held.
-func (l *Ledger) key(ts HLC) tsKey {
-	id, ok := l.nodeNames[ts.N]
+func (l *Ledger) key(ts crdt.Timestamp) tsKey {
+	id, ok := l.nodeNames[ts.Node]
 	if !ok {
 		id = uint32(len(l.nodeNames) + 1)
-		l.nodeNames[ts.N] = id
-		l.names = append(l.names, ts.N)
+		l.nodeNames[ts.Node] = id
+		l.names = append(l.names, ts.Node)
 	}
-	return tsKey{w: ts.W, l: ts.L, n: id}
+	return tsKey{w: ts.Wall, l: ts.Logical, n: id}
 }
 
 // hlc turns a key back into the stamp. Lock held.
-func (l *Ledger) hlc(k tsKey) HLC {
+func (l *Ledger) hlc(k tsKey) crdt.Timestamp {
 	if k.n == 0 || int(k.n) > len(l.names) {
-		return HLC{W: k.w, L: k.l}
+		return crdt.Timestamp{Wall: k.w, Logical: k.l}
 	}
-	return HLC{W: k.w, L: k.l, N: l.names[k.n-1]}
+	return crdt.Timestamp{Wall: k.w, Logical: k.l, Node: l.names[k.n-1]}
 }
 
-// compareKeys orders two interned stamps as HLC.Compare does. Lock held.
+// compareKeys orders two interned stamps as crdt.Timestamp.Compare does. Lock held.
 func (l *Ledger) compareKeys(a, b tsKey) int {
 	if c := cmp.Compare(a.w, b.w); c != 0 {
 		return c
@@ -148,7 +150,7 @@ func (l *Ledger) compareKeys(a, b tsKey) int {
 	if a.n == b.n {
 		return 0
 	}
-	return strings.Compare(l.hlc(a).N, l.hlc(b).N)
+	return strings.Compare(l.hlc(a).Node, l.hlc(b).Node)
 }
 
 // stateHash packs a hash of a state's ts (high 32 bits) and of the rest
@@ -156,10 +158,10 @@ func (l *Ledger) compareKeys(a, b tsKey) int {
 func stateHash(st MsgState) uint64 {
 	h := fnv.New32a()
 	var b [12]byte
-	binary.LittleEndian.PutUint64(b[:8], uint64(st.TS.W))
-	binary.LittleEndian.PutUint32(b[8:], st.TS.L)
+	binary.LittleEndian.PutUint64(b[:8], uint64(st.TS.Wall))
+	binary.LittleEndian.PutUint32(b[8:], st.TS.Logical)
 	h.Write(b[:])
-	h.Write([]byte(st.TS.N))
+	h.Write([]byte(st.TS.Node))
 	return uint64(h.Sum32())<<32 | uint64(uint32(st.Rest)^uint32(st.Rest>>32))
 }
 

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"parley/crdt"
 )
 
 // TestLedgerAccounting feeds synthetic events, as the virtual clients and
@@ -133,8 +135,12 @@ func TestLedgerWithoutAuditOrAgents(t *testing.T) {
 
 // sk is message k's state as every node gives it; sk2 another state of it,
 // as a second creation of the same id would have: another ts.
-func sk(k int) MsgState  { return MsgState{TS: HLC{W: 1000 + int64(k), N: "n1"}, Rest: 7} }
-func sk2(k int) MsgState { return MsgState{TS: HLC{W: 5000 + int64(k), N: "n2"}, Rest: 7} }
+func sk(k int) MsgState {
+	return MsgState{TS: crdt.Timestamp{Wall: 1000 + int64(k), Node: "n1"}, Rest: 7}
+}
+func sk2(k int) MsgState {
+	return MsgState{TS: crdt.Timestamp{Wall: 5000 + int64(k), Node: "n2"}, Rest: 7}
+}
 
 func eqInts(a, b []int) bool {
 	if len(a) != len(b) {
@@ -239,7 +245,9 @@ func TestLedgerHistoryAgreement(t *testing.T) {
 		}
 		return 0
 	}
-	at := func(w int64, lg uint32, n string) MsgState { return MsgState{TS: HLC{W: w, L: lg, N: n}, Rest: 7} }
+	at := func(w int64, lg uint32, n string) MsgState {
+		return MsgState{TS: crdt.Timestamp{Wall: w, Logical: lg, Node: n}, Rest: 7}
+	}
 	// Every message acknowledged by node 0 at seq k+1, received by agent 0
 	// (node 0) there and by agent 1 (node 1) at seq 100+k, and held by the
 	// three nodes in state sk(k), but where said otherwise.

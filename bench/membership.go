@@ -6,9 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"parley/bench/internal/harness"
 	"slices"
 	"time"
+
+	"parley/bench/internal/harness"
+	"parley/gateway/client"
+	"parley/gateway/wire"
+	"parley/ident"
 )
 
 // clusterView is what one node's admin API says of the cluster
@@ -147,16 +151,13 @@ func (c *LocalCluster) waitFormed(ctx context.Context, within time.Duration) err
 func probeAgent(ctx context.Context, d *dialer, base, workspace, token string) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	c, err := d.dial(ctx, base, "ws", 0)
+	c, err := d.dial(ctx, base, "ws", 0, 0)
 	if err != nil {
 		return err
 	}
 	defer c.CloseNow()
-	if err := writeJSON(ctx, c, map[string]any{"type": "hello", "v": 1, "workspace": workspace, "role": "agent", "token": token, "name": "bench probe"}); err != nil {
-		return err
-	}
-	if _, err := await(ctx, c, "welcome", "", nil); err != nil {
-		var we *wireError
+	if _, err := c.Hello(ctx, wire.Hello{Workspace: workspace, Role: ident.Agent, Token: token, Name: "bench probe"}, nil); err != nil {
+		var we *client.Error
 		if errors.As(err, &we) {
 			return fmt.Errorf("hello refused: %w", err)
 		}

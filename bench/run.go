@@ -10,13 +10,16 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"os"
-	"parley/bench/internal/harness"
 	"runtime"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"parley/bench/internal/harness"
+	"parley/gateway/client"
+	"parley/gateway/wire"
 )
 
 // Options are how a scenario is run (as opposed to what it runs).
@@ -295,12 +298,12 @@ func (r *run) setup(ctx, clientCtx context.Context, wg *sync.WaitGroup) error {
 		n++
 		r.rec.client(v.transport)
 		if agent {
-			v.curs = make([]convCursor, r.nconv)
+			v.curs = make([]client.Cursor, r.nconv)
 			r.ledger.SetAgentNode(idx, node)
 		} else {
 			v.inflight = map[int]struct{}{}
 			v.wake = make(chan struct{}, 1)
-			v.vcurs = map[int]*convCursor{}
+			v.vcurs = map[int]*client.Cursor{}
 		}
 		return v
 	}
@@ -336,7 +339,7 @@ func (r *run) setup(ctx, clientCtx context.Context, wg *sync.WaitGroup) error {
 		go func(v *vclient) {
 			defer setupWG.Done()
 			defer func() { <-sem }()
-			var c conn
+			var c *client.Conn
 			var err error
 			for attempt := 0; attempt < 3; attempt++ {
 				if c, err = v.setup(ctx); err == nil || ctx.Err() != nil {
@@ -584,7 +587,7 @@ func (r *run) audit(ctx context.Context) ([]int, error) {
 
 func (r *run) auditNode(ctx context.Context, nd int) error {
 	a := &vclient{r: r, agent: true, idx: -1, node: nd, base: r.nodes[nd], transport: "ws", hb: 10 * time.Second}
-	var c conn
+	var c *client.Conn
 	var err error
 	// A node that just came back, or just healed, may refuse a moment.
 	for attempt := 0; ; attempt++ {
@@ -602,29 +605,32 @@ func (r *run) auditNode(ctx context.Context, nd int) error {
 		after := uint64(0)
 		for {
 			ref := fmt.Sprintf("a%d-%d", ci, after)
-			if err := writeJSON(ctx, c, map[string]any{"type": "resume", "ref": ref, "conversation": conv, "after": after}); err != nil {
+			if err := c.Resume(ctx, ref, conv, after); err != nil {
 				return err
 			}
-			var resumed *frame
+			var resumed *wire.Resumed
 			for resumed == nil {
-				f, err := readFrame(ctx, c)
+				f, err := c.Next(ctx)
 				if err != nil {
 					return fmt.Errorf("audit of %s: %w", conv, err)
 				}
 				switch {
-				case f.Type == "deliver" && f.Conversation == conv:
-					if id, st := f.message(); r.ids.index(id) >= 0 {
-						r.ledger.Stored(nd, r.ids.index(id), ci, f.Seq, st)
+				case f.Type == wire.TypeDeliver && f.Conversation == conv:
+					if id, seq, st := message(f); r.ids.index(id) >= 0 {
+						r.ledger.Stored(nd, r.ids.index(id), ci, seq, st)
 					}
-				case f.Type == "resumed" && f.Ref == ref:
-					resumed = f
-				case f.Type == "error" && f.Ref == ref:
-					if f.Code == "rate_limited" {
+				case f.Type == wire.TypeResumed && f.Ref == ref:
+					resumed = &wire.Resumed{}
+					if err := f.Decode(resumed); err != nil {
+						return fmt.Errorf("audit of %s: %w", conv, err)
+					}
+				case f.Type == wire.TypeError && f.Ref == ref:
+					if f.Code == wire.CodeRateLimited {
 						_ = harness.SleepCtx(ctx, 200*time.Millisecond)
-						resumed = &frame{More: true, Head: after}
+						resumed = &wire.Resumed{More: true, Head: after}
 						break
 					}
-					return fmt.Errorf("audit of %s: %s: %s", conv, f.Code, f.errorText())
+					return fmt.Errorf("audit of %s: %w", conv, f.AsError())
 				}
 			}
 			if !resumed.More {

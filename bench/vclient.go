@@ -4,13 +4,17 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"parley/bench/internal/harness"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"parley/bench/internal/harness"
+	"parley/gateway/client"
+	"parley/gateway/wire"
+	"parley/ident"
 )
 
 // vclient is one virtual visitor or agent. Its loop owns one connection at
@@ -39,12 +43,12 @@ type vclient struct {
 	queue                 []int            // due messages not yet written
 	inflight              map[int]struct{} // written, not acknowledged
 	wake                  chan struct{}
-	vcurs                 map[int]*convCursor // per owned conversation
+	vcurs                 map[int]*client.Cursor // per owned conversation
 
 	// Agent state: a cursor per conversation index.
-	curs []convCursor
+	curs []client.Cursor
 
-	pre []*frame // frames that came before the welcome
+	pre []client.Frame // frames that came before the welcome
 
 	// lastRecv is when the reader last got a frame (unix nanos): the
 	// session's liveness watchdog reads it.
@@ -79,72 +83,47 @@ const answerTimeout = 5 * time.Second
 // noticed within answerTimeout of it even on an idle connection (an agent).
 const wtPing = 2 * time.Second
 
-// convCursor is where a client stands in one conversation: the highest
-// seq received, and, while a resume is not complete, the seq the replay
-// started after. A replay paged with "more", or one cut short by a lost
-// connection, leaves a gap below live events already received: the next
-// resume must start below it, not at the highest seq.
-type convCursor struct {
-	max, safe uint64
-	resuming  bool
-}
-
-// resumeFrom returns where to resume and marks the resume begun.
-func (c *convCursor) resumeFrom() uint64 {
-	if !c.resuming {
-		c.safe = c.max
-	}
-	c.resuming = true
-	return c.safe
-}
-
-func (v *vclient) cursor(ci int) *convCursor {
+func (v *vclient) cursor(ci int) *client.Cursor {
 	if v.agent {
 		return &v.curs[ci]
 	}
 	c := v.vcurs[ci]
 	if c == nil {
-		c = &convCursor{}
+		c = &client.Cursor{}
 		v.vcurs[ci] = c
 	}
 	return c
 }
 
-func (v *vclient) role() string {
+func (v *vclient) role() ident.Role {
 	if v.agent {
-		return "agent"
+		return ident.Agent
 	}
-	return "visitor"
+	return ident.Visitor
 }
 
 // connect dials and says hello; it returns the connection after welcome.
-func (v *vclient) connect(ctx context.Context) (conn, error) {
+func (v *vclient) connect(ctx context.Context) (*client.Conn, error) {
 	r := v.r
 	t0 := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c, err := r.dialer.dial(cctx, v.base, v.transport, v.gidx)
+	c, err := r.dialer.dial(cctx, v.base, v.transport, v.gidx, vclientQueue)
 	if err != nil {
 		return nil, fmt.Errorf("%s dial: %w", v.transport, err)
 	}
-	hello := map[string]any{"type": "hello", "v": 1, "workspace": r.sc.Target.Workspace, "role": v.role()}
+	hello := wire.Hello{Workspace: r.sc.Target.Workspace, Role: v.role()}
 	if v.agent {
-		hello["token"] = r.token
-		hello["name"] = "bench agent " + strconv.Itoa(v.idx)
+		hello.Token = r.token
+		hello.Name = "bench agent " + strconv.Itoa(v.idx)
 	} else {
-		hello["name"] = "bench visitor " + strconv.Itoa(v.idx)
-		if v.visitorID != "" {
-			hello["visitor_id"], hello["visitor_sig"] = v.visitorID, v.visitorSig
-		}
-	}
-	if err := writeJSON(cctx, c, hello); err != nil {
-		c.CloseNow()
-		return nil, err
+		hello.Name = "bench visitor " + strconv.Itoa(v.idx)
+		hello.VisitorID, hello.VisitorSig = v.visitorID, v.visitorSig
 	}
 	// The node may send events before the welcome (the connection joins
 	// its workspace first): keep them for the reader.
 	v.pre = v.pre[:0]
-	w, err := await(cctx, c, "welcome", "", func(f *frame) { v.pre = append(v.pre, f) })
+	w, err := c.Hello(cctx, hello, func(f client.Frame) { v.pre = append(v.pre, f) })
 	if err != nil {
 		c.CloseNow()
 		return nil, err
@@ -160,8 +139,12 @@ func (v *vclient) connect(ctx context.Context) (conn, error) {
 	return c, nil
 }
 
+// vclientQueue is how many frames a client's connection holds for its
+// read loop.
+const vclientQueue = 1024
+
 // setup connects for the first time; a visitor starts its conversations.
-func (v *vclient) setup(ctx context.Context) (conn, error) {
+func (v *vclient) setup(ctx context.Context) (*client.Conn, error) {
 	c, err := v.connect(ctx)
 	if err != nil {
 		v.r.rec.reconnectOn(v.transport, false)
@@ -175,11 +158,11 @@ func (v *vclient) setup(ctx context.Context) (conn, error) {
 	defer cancel()
 	for i, ci := range v.convs {
 		ref := "s" + strconv.Itoa(i)
-		if err := writeJSON(sctx, c, map[string]any{"type": "start", "ref": ref}); err != nil {
+		if err := c.Send(sctx, wire.Ref{Type: wire.TypeStart, Ref: ref}); err != nil {
 			c.CloseNow()
 			return nil, err
 		}
-		f, err := await(sctx, c, "started", ref, nil)
+		f, err := c.Answer(sctx, wire.TypeStarted, ref, nil)
 		if err != nil {
 			c.CloseNow()
 			v.r.rec.errorOn(v.transport, errCode(err))
@@ -191,7 +174,7 @@ func (v *vclient) setup(ctx context.Context) (conn, error) {
 }
 
 // loop runs the client until ctx ends, starting with connection c.
-func (v *vclient) loop(ctx context.Context, c conn) {
+func (v *vclient) loop(ctx context.Context, c *client.Conn) {
 	r := v.r
 	for {
 		v.stalled = false
@@ -232,14 +215,14 @@ func (v *vclient) loop(ctx context.Context, c conn) {
 
 // resume, after a reconnect, asks for what the client missed and queues
 // the unacknowledged messages again, oldest first.
-func (v *vclient) resume(ctx context.Context, c conn) error {
+func (v *vclient) resume(ctx context.Context, c *client.Conn) error {
 	if v.agent {
 		for ci := range v.curs {
 			conv := v.r.conv(ci)
 			if conv == "" {
 				continue
 			}
-			if err := writeJSON(ctx, c, resumeFrame(ci, conv, v.curs[ci].resumeFrom())); err != nil {
+			if err := c.Resume(ctx, resumeRef(ci), conv, v.curs[ci].ResumeFrom()); err != nil {
 				return err
 			}
 		}
@@ -254,16 +237,15 @@ func (v *vclient) resume(ctx context.Context, c conn) error {
 	v.queue = append(again, v.queue...)
 	v.mu.Unlock()
 	for _, ci := range v.convs {
-		if err := writeJSON(ctx, c, resumeFrame(ci, v.r.conv(ci), v.cursor(ci).resumeFrom())); err != nil {
+		if err := c.Resume(ctx, resumeRef(ci), v.r.conv(ci), v.cursor(ci).ResumeFrom()); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func resumeFrame(ci int, conv string, after uint64) map[string]any {
-	return map[string]any{"type": "resume", "ref": "r" + strconv.Itoa(ci), "conversation": conv, "after": after}
-}
+// resumeRef is the ref of conversation ci's resumes.
+func resumeRef(ci int) string { return "r" + strconv.Itoa(ci) }
 
 // requeue puts message k, written but refused for now, at the head of the
 // queue to be written again.
@@ -310,7 +292,7 @@ func (v *vclient) pop() (int, bool) {
 
 // session serves one connection until it ends; it returns how long to wait
 // before reconnecting (a storm's delay).
-func (v *vclient) session(ctx context.Context, c conn) time.Duration {
+func (v *vclient) session(ctx context.Context, c *client.Conn) time.Duration {
 	r := v.r
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -351,7 +333,7 @@ func (v *vclient) session(ctx context.Context, c conn) time.Duration {
 	for {
 		if !v.agent {
 			if k, ok := v.pop(); ok {
-				buf = sendFrame(buf, r.ids.id(k), r.conv(k%r.nconv), r.body)
+				buf = client.AppendSend(buf, r.ids.id(k), r.conv(k%r.nconv), r.body)
 				if err := c.Write(sctx, buf); err != nil {
 					if ctx.Err() == nil {
 						r.rec.drops.Add(1)
@@ -411,7 +393,7 @@ func (v *vclient) session(ctx context.Context, c conn) time.Duration {
 	}
 }
 
-func (v *vclient) readerEnded(ctx context.Context, c conn, err error) {
+func (v *vclient) readerEnded(ctx context.Context, c *client.Conn, err error) {
 	c.CloseNow()
 	if ctx.Err() == nil {
 		v.r.rec.drops.Add(1)
@@ -423,7 +405,7 @@ func (v *vclient) readerEnded(ctx context.Context, c conn, err error) {
 }
 
 // readLoop handles the node's frames until the connection ends.
-func (v *vclient) readLoop(ctx context.Context, c conn) error {
+func (v *vclient) readLoop(ctx context.Context, c *client.Conn) error {
 	pre := v.pre
 	v.pre = nil
 	for _, f := range pre {
@@ -432,7 +414,7 @@ func (v *vclient) readLoop(ctx context.Context, c conn) error {
 		}
 	}
 	for {
-		f, err := readFrame(ctx, c)
+		f, err := c.Next(ctx)
 		if err != nil {
 			return err
 		}
@@ -445,59 +427,63 @@ func (v *vclient) readLoop(ctx context.Context, c conn) error {
 }
 
 // handle acts on one frame from the node.
-func (v *vclient) handle(ctx context.Context, c conn, f *frame, now time.Time) error {
+func (v *vclient) handle(ctx context.Context, c *client.Conn, f client.Frame, now time.Time) error {
 	r := v.r
 	switch f.Type {
-	case "deliver":
+	case wire.TypeDeliver:
 		ci, ok := r.convIndex(f.Conversation)
 		if !ok {
 			return nil
 		}
-		if cur := v.cursor(ci); f.Seq > cur.max {
-			cur.max = f.Seq
-		}
+		id, seq, st := message(f)
+		v.cursor(ci).Saw(seq)
 		if !v.agent {
 			return nil
 		}
-		id, st := f.message()
-		if k := r.ids.index(id); k >= 0 && r.ledger.Delivered(v.idx, k, f.Seq, st) {
+		if k := r.ids.index(id); k >= 0 && r.ledger.Delivered(v.idx, k, seq, st) {
 			r.rec.delivered.Add(1)
 			r.rec.recordOn(v.transport, mE2E, now.Sub(r.due(k)))
 		}
-	case "ack":
-		k := r.ids.index(f.ID)
+	case wire.TypeAck:
+		var a wire.Ack
+		if f.Decode(&a) != nil {
+			return nil
+		}
+		k := r.ids.index(a.ID)
 		if k < 0 {
 			return nil
 		}
 		v.mu.Lock()
 		delete(v.inflight, k)
 		v.mu.Unlock()
-		if f.Dup {
+		if a.Dup {
 			r.rec.dupAcks.Add(1)
 		}
-		if r.ledger.Acked(k, v.node, f.Seq) {
+		if r.ledger.Acked(k, v.node, a.Seq) {
 			r.rec.acked.Add(1)
 			r.rec.recordOn(v.transport, mAck, now.Sub(r.due(k)))
 		}
-	case "resumed":
+	case wire.TypeResumed:
 		r.rec.resumes.Add(1)
 		ci, ok := r.convIndex(f.Conversation)
 		if !ok {
 			return nil
 		}
-		cur := v.cursor(ci)
-		if !f.More {
-			cur.resuming = false
+		var res wire.Resumed
+		if f.Decode(&res) != nil {
 			return nil
 		}
-		cur.safe = f.Head
-		if err := writeJSON(ctx, c, resumeFrame(ci, f.Conversation, f.Head)); err != nil {
+		v.cursor(ci).Resumed(res.More, res.Head)
+		if !res.More {
+			return nil
+		}
+		if err := c.Resume(ctx, resumeRef(ci), f.Conversation, res.Head); err != nil {
 			return err
 		}
-	case "error":
+	case wire.TypeError:
 		r.rec.errorOn(v.transport, f.Code)
 		if k := r.ids.index(f.Ref); k >= 0 {
-			if f.Code == "unavailable" {
+			if f.Code == wire.CodeUnavailable {
 				// Stored here but not confirmed by a second replica in
 				// time (or the store is busy): send it again with the
 				// same id, which is never stored twice.
@@ -511,8 +497,8 @@ func (v *vclient) handle(ctx context.Context, c conn, f *frame, now time.Time) e
 		} else if len(f.Ref) > 1 && f.Ref[0] == 'r' {
 			// A resume refused (rate_limited, unavailable): ask again soon.
 			if ci, err := strconv.Atoi(f.Ref[1:]); err == nil && ci >= 0 && ci < r.nconv {
-				fr := resumeFrame(ci, r.conv(ci), v.cursor(ci).resumeFrom())
-				time.AfterFunc(200*time.Millisecond, func() { _ = writeJSON(ctx, c, fr) })
+				conv, after := r.conv(ci), v.cursor(ci).ResumeFrom()
+				time.AfterFunc(200*time.Millisecond, func() { _ = c.Resume(ctx, resumeRef(ci), conv, after) })
 			}
 		}
 	}

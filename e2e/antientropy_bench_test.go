@@ -90,11 +90,11 @@ func (bv *bulkVisitor) send(t testing.TB, ctx context.Context, nd *nodeProc, msg
 		}
 		var m map[string]any
 		select {
-		case f, ok := <-cl.frames:
+		case f, ok := <-cl.c.Frames():
 			if !ok {
 				t.Fatalf("connection to %s closed with %d sends unanswered", nd.Addr, len(byRef))
 			}
-			m = f
+			m = frameMap(f)
 		case <-ctx.Done():
 			t.Fatal(ctx.Err())
 		}

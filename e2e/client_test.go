@@ -2,87 +2,72 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"strings"
 
-	"github.com/coder/websocket"
+	"parley/gateway/client"
+	"parley/gateway/wire"
 )
 
-// wsClient is a minimal protocol client for end-to-end tests: one reader
-// goroutine feeding a channel, so that waiting never closes the connection.
+// wsClient is a connection of parley/gateway/client as the end-to-end
+// tests use it: frames as maps.
 type wsClient struct {
-	c      *websocket.Conn
-	frames chan map[string]any
+	c *client.Conn
 }
 
+// dialQueue is how many frames a test's connection holds unread: tests
+// read in bursts.
+const dialQueue = 8192
+
 func dialNode(ctx context.Context, n *nodeProc) (*wsClient, error) {
-	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(n.URL, "http")+"/v1/ws", nil)
+	c, err := client.DialWS(ctx, client.WSURL(n.URL), client.Options{Queue: dialQueue})
 	if err != nil {
 		return nil, err
 	}
-	c.SetReadLimit(1 << 20)
-	cl := &wsClient{c: c, frames: make(chan map[string]any, 8192)}
-	go func() {
-		defer close(cl.frames)
-		for {
-			_, b, err := c.Read(context.Background())
-			if err != nil {
-				return
-			}
-			var m map[string]any
-			if json.Unmarshal(b, &m) == nil {
-				cl.frames <- m
-			}
-		}
-	}()
-	return cl, nil
+	return &wsClient{c: c}, nil
 }
 
 func (cl *wsClient) send(ctx context.Context, v map[string]any) error {
-	b, _ := json.Marshal(v)
-	return cl.c.Write(ctx, websocket.MessageText, b)
+	return cl.c.Send(ctx, v)
+}
+
+// frameMap is a frame as a map; nil for one that is not a JSON object.
+func frameMap(f client.Frame) map[string]any {
+	m, _ := f.Map()
+	return m
 }
 
 // await returns the next frame of type typ matching pred, or an error when
-// the connection ends or ctx does.
+// an error frame comes first (unless typ is "error"), or when the
+// connection ends or ctx does.
 func (cl *wsClient) await(ctx context.Context, typ string, pred func(map[string]any) bool) (map[string]any, error) {
-	for {
-		select {
-		case m, ok := <-cl.frames:
-			if !ok {
-				return nil, fmt.Errorf("connection closed waiting for %s", typ)
-			}
-			if m["type"] == "error" && typ != "error" {
-				return nil, fmt.Errorf("error frame: %v", m)
-			}
-			if (typ == "" || m["type"] == typ) && (pred == nil || pred(m)) {
-				return m, nil
-			}
-		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for %s: %w", typ, ctx.Err())
+	var m map[string]any
+	_, err := cl.c.Await(ctx, func(f client.Frame) bool {
+		m = frameMap(f)
+		if m == nil {
+			return false
 		}
+		return f.Type == wire.TypeError && typ != wire.TypeError ||
+			(typ == "" || f.Type == typ) && (pred == nil || pred(m))
+	}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("waiting for %s: %w", typ, err)
 	}
+	if m["type"] == wire.TypeError && typ != wire.TypeError {
+		return nil, fmt.Errorf("error frame: %v", m)
+	}
+	return m, nil
 }
 
 // awaitRef returns the next frame answering ref, an error frame included.
 func (cl *wsClient) awaitRef(ctx context.Context, ref string) (map[string]any, error) {
-	for {
-		select {
-		case m, ok := <-cl.frames:
-			if !ok {
-				return nil, fmt.Errorf("connection closed waiting for %s", ref)
-			}
-			if m["ref"] == ref {
-				return m, nil
-			}
-		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for %s: %w", ref, ctx.Err())
-		}
+	f, err := cl.c.Await(ctx, func(f client.Frame) bool { return f.Ref == ref }, nil)
+	if err != nil {
+		return nil, fmt.Errorf("waiting for %s: %w", ref, err)
 	}
+	return frameMap(f), nil
 }
 
-func (cl *wsClient) close() { cl.c.Close(websocket.StatusNormalClosure, "") }
+func (cl *wsClient) close() { cl.c.Close() }
 
 // visitorHello says hello as a visitor (with a stored identity when id is
 // non-nil) and returns the welcome.

@@ -15,7 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
+	"parley/gateway/client"
+	"parley/gateway/wire"
+	"parley/ident"
 )
 
 // from returns a dialer whose connections come from the loopback address
@@ -101,25 +103,15 @@ func TestDescriptorsLastUnderIdleConnections(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		ws, _, err := websocket.Dial(ctx, "ws://"+nd.Addr+"/v1/ws", &websocket.DialOptions{
+		ws, err := client.DialWS(ctx, "ws://"+nd.Addr+"/v1/ws", client.Options{
 			HTTPClient: &http.Client{Transport: &http.Transport{DialContext: from("127.0.0.4").DialContext}},
 		})
 		if err != nil {
 			t.Fatalf("%s: agent's WebSocket from another address: %v", what, err)
 		}
-		defer ws.Close(websocket.StatusNormalClosure, "")
-		ws.Write(ctx, websocket.MessageText, []byte(`{"type":"hello","v":1,"workspace":"demo","role":"agent","token":"`+nd.Token+`"}`))
-		for {
-			_, b, err := ws.Read(ctx)
-			if err != nil {
-				t.Fatalf("%s: agent's hello: %v", what, err)
-			}
-			if strings.Contains(string(b), `"type":"welcome"`) {
-				break
-			}
-			if strings.Contains(string(b), `"type":"error"`) {
-				t.Fatalf("%s: agent's hello: %s", what, b)
-			}
+		defer ws.Close()
+		if _, err := ws.Hello(ctx, wire.Hello{Workspace: "demo", Role: ident.Agent, Token: nd.Token}, nil); err != nil {
+			t.Fatalf("%s: agent's hello: %v", what, err)
 		}
 	}
 

@@ -169,7 +169,7 @@ func pollHistory(t *testing.T, ctx context.Context, cl *wsClient, conv string, w
 	eventually.Poll(15*time.Second, func() error {
 		for drained := false; !drained; {
 			select {
-			case <-cl.frames:
+			case <-cl.c.Frames():
 			case <-time.After(100 * time.Millisecond):
 				drained = true
 			}

@@ -128,7 +128,8 @@ func (v *movingVisitor) run(ctx context.Context, stop <-chan struct{}) error {
 		// Answers first.
 		for more := true; more; {
 			select {
-			case m, ok := <-cl.frames:
+			case f, ok := <-cl.c.Frames():
+				m := frameMap(f)
 				if !ok {
 					move()
 					more = false

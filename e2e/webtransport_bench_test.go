@@ -1,15 +1,10 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -27,11 +22,10 @@ import (
 	"testing"
 	"time"
 
+	"parley/gateway/client"
+
 	"parley/internal/eventually"
 
-	"github.com/coder/websocket"
-	"github.com/quic-go/quic-go"
-	"github.com/quic-go/webtransport-go"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -229,8 +223,7 @@ type benchPool struct {
 	conns []*benchConn // set once set up, before run
 	live  []atomic.Pointer[benchConn]
 	lat   latencies
-	pcs   []net.PacketConn
-	qts   []*quic.Transport
+	wt    *client.WTDialer
 	stop  chan struct{}
 	done  chan struct{}
 	gor   float64 // goroutines added
@@ -288,18 +281,10 @@ func newBenchPool(node *benchNode, tr string, n int) (*benchPool, error) {
 	p := &benchPool{node: node, tr: tr, conns: make([]*benchConn, n), live: make([]atomic.Pointer[benchConn], n),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	gor0 := node.metric("go_goroutines")
-	if tr == "wt" {
-		// Clients share a few UDP sockets (as many browsers behind one NAT
-		// would): one per connection would take 10,000 descriptors.
-		for range 8 {
-			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-			if err != nil {
-				return nil, err
-			}
-			p.pcs = append(p.pcs, pc)
-			p.qts = append(p.qts, &quic.Transport{Conn: pc})
-		}
-	}
+	// WebTransport clients share a few UDP sockets (as many browsers
+	// behind one NAT would): one per connection would take 10,000
+	// descriptors.
+	p.wt = client.NewWTDialer(client.WTConfig{CertHashes: [][]byte{node.hash}, LocalAddr: net.IPv4(127, 0, 0, 1), Sockets: 8})
 	// Connections ping from the moment they are up: setting up 10,000 takes
 	// longer than the node lets a connection stay silent.
 	go p.ping()
@@ -348,85 +333,28 @@ func (p *benchPool) ping() {
 	}
 }
 
-func pinned(hash []byte) *tls.Config {
-	return &tls.Config{
-		InsecureSkipVerify: true, // replaced by the pin, as serverCertificateHashes does
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if len(raw) == 0 {
-				return errors.New("no certificate")
-			}
-			if sum := sha256.Sum256(raw[0]); !bytes.Equal(sum[:], hash) {
-				return errors.New("certificate hash mismatch")
-			}
-			return nil
-		},
-	}
-}
-
 func (p *benchPool) dial(i int) (*benchConn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c := &benchConn{setup: make(chan []byte, 16)}
+	var conn *client.Conn
+	var err error
 	switch p.tr {
 	case "ws":
-		ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(p.node.url, "http")+"/v1/ws", nil)
-		if err != nil {
-			return nil, err
-		}
-		ws.SetReadLimit(1 << 20)
-		c.write = func(b []byte) error { return ws.Write(context.Background(), websocket.MessageText, b) }
-		c.close = func() { ws.CloseNow() }
-		go func() {
-			for {
-				_, b, err := ws.Read(context.Background())
-				if err != nil {
-					return
-				}
-				p.record(c, b)
-			}
-		}()
+		conn, err = client.DialWS(ctx, client.WSURL(p.node.url), client.Options{})
 	case "wt":
-		qt := p.qts[i%len(p.qts)]
-		d := &webtransport.Transport{
-			TLSClientConfig: pinned(p.node.hash),
-			DialAddr: func(ctx context.Context, addr string, tc *tls.Config, qc *quic.Config) (*quic.Conn, error) {
-				ua, err := net.ResolveUDPAddr("udp", addr)
-				if err != nil {
-					return nil, err
-				}
-				return qt.DialEarly(ctx, ua, tc, qc)
-			},
-		}
-		_, sess, err := d.Dial(ctx, p.node.wt, nil)
-		if err != nil {
-			return nil, err
-		}
-		str, err := sess.OpenStreamSync(ctx)
-		if err != nil {
-			sess.CloseWithError(0, "")
-			return nil, err
-		}
-		var mu sync.Mutex
-		buf := make([]byte, 0, 512)
-		c.write = func(b []byte) error {
-			mu.Lock()
-			defer mu.Unlock()
-			buf = append(append(buf[:0], b...), '\n')
-			_, err := str.Write(buf)
-			return err
-		}
-		c.close = func() { sess.CloseWithError(0, "") }
-		go func() {
-			br := bufio.NewReaderSize(str, 64<<10)
-			for {
-				line, err := br.ReadSlice('\n')
-				if err != nil {
-					return
-				}
-				p.record(c, line[:len(line)-1])
-			}
-		}()
+		conn, err = p.wt.Dial(ctx, p.node.wt, client.Options{})
 	}
+	if err != nil {
+		return nil, err
+	}
+	c.write = func(b []byte) error { return conn.Write(context.Background(), b) }
+	c.close = conn.CloseNow
+	go func() {
+		for f := range conn.Frames() {
+			p.record(c, f.Raw)
+		}
+	}()
 	await := func(typ string) (map[string]any, error) {
 		for {
 			select {
@@ -473,12 +401,7 @@ func (p *benchPool) close() {
 			c.close()
 		}
 	}
-	for _, qt := range p.qts {
-		qt.Close()
-	}
-	for _, pc := range p.pcs {
-		pc.Close()
-	}
+	p.wt.Close()
 }
 
 var benchSeq atomic.Uint64

@@ -1,19 +1,18 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/url"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
+	"parley/gateway/client"
+
 	"github.com/quic-go/quic-go"
-	"github.com/quic-go/webtransport-go"
 )
 
 // TestWebTransportSessionEndsWhenItsNodeRestarts: a node killed with
@@ -28,39 +27,22 @@ func TestWebTransportSessionEndsWhenItsNodeRestarts(t *testing.T) {
 	wtURL, hash := transportInfo(t, n)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	d := &webtransport.Transport{
-		TLSClientConfig: pinned(hash),
-		QUICConfig:      &quic.Config{MaxIdleTimeout: 60 * time.Second, EnableDatagrams: true, EnableStreamResetPartialDelivery: true},
-	}
-	_, sess, err := d.Dial(ctx, wtURL, nil)
+	d := client.NewWTDialer(client.WTConfig{
+		CertHashes: [][]byte{hash},
+		QUIC:       &quic.Config{MaxIdleTimeout: 60 * time.Second, EnableDatagrams: true, EnableStreamResetPartialDelivery: true},
+		Sockets:    1,
+	})
+	defer d.Close()
+	c, err := d.Dial(ctx, wtURL, client.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sess.CloseWithError(0, "")
-	str, err := sess.OpenStreamSync(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 16)
-	go func() {
-		defer close(lines)
-		br := bufio.NewReader(str)
-		for {
-			l, err := br.ReadString('\n')
-			if err != nil {
-				return
-			}
-			lines <- l
-		}
-	}()
-	str.Write([]byte(`{"type":"hello","v":1,"workspace":"demo","role":"visitor"}` + "\n"))
-	select {
-	case l := <-lines:
-		if !strings.Contains(l, `"welcome"`) {
-			t.Fatalf("first frame %s", l)
-		}
-	case <-ctx.Done():
-		t.Fatal("no welcome")
+	defer c.CloseNow()
+	c.Write(ctx, []byte(`{"type":"hello","v":1,"workspace":"demo","role":"visitor"}`))
+	if f, err := c.Next(ctx); err != nil {
+		t.Fatalf("no welcome: %v", err)
+	} else if f.Type != "welcome" {
+		t.Fatalf("first frame %s", f.Raw)
 	}
 
 	n.Kill9(t)
@@ -69,14 +51,10 @@ func TestWebTransportSessionEndsWhenItsNodeRestarts(t *testing.T) {
 		t.Skipf("the restarted node took another UDP port (%s, was %s): nothing to reset", again, wtURL)
 	}
 	start := time.Now()
-	str.Write([]byte(`{"type":"ping","ref":"p"}` + "\n"))
-	select {
-	case l, ok := <-lines:
-		if ok {
-			t.Fatalf("the old session answered after a restart: %s", l)
-		}
-	case <-sess.Context().Done():
-	case <-ctx.Done():
+	c.Write(ctx, []byte(`{"type":"ping","ref":"p"}`))
+	if f, err := c.Next(ctx); err == nil {
+		t.Fatalf("the old session answered after a restart: %s", f.Raw)
+	} else if ctx.Err() != nil {
 		t.Fatal("the old session never ended")
 	}
 	took := time.Since(start)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"time"
 
+	"parley/gateway/wire"
 	"parley/ident"
 )
 
@@ -99,14 +100,14 @@ func authenticate(ctx context.Context, a Authenticator, f inFrame) (identity, *w
 	}
 	if f.UserID != "" {
 		if !hmac.Equal(sign(sec.Identity, f.UserID), mustHex(f.UserHash)) {
-			return id, fatalf(CodeAuthFailed, closeAuthFailed, "user_hash does not match user_id")
+			return id, fatalf(wire.CodeAuthFailed, wire.CloseAuthFailed, "user_hash does not match user_id")
 		}
 		id.Participant = "u:" + f.UserID
 		return id, nil
 	}
 	if f.VisitorID != "" {
 		if !hmac.Equal(visitorSig(sec.Visitor, f.Workspace, f.VisitorID), mustHex(f.VisitorSig)) {
-			return id, fatalf(CodeAuthFailed, closeAuthFailed, "visitor_sig does not match visitor_id")
+			return id, fatalf(wire.CodeAuthFailed, wire.CloseAuthFailed, "visitor_sig does not match visitor_id")
 		}
 		id.VisitorID, id.VisitorSig = f.VisitorID, f.VisitorSig
 	} else {
@@ -121,9 +122,9 @@ func authenticate(ctx context.Context, a Authenticator, f inFrame) (identity, *w
 
 func authError(err error, msg string) *wireError {
 	if errors.Is(err, ErrAuth) {
-		return fatalf(CodeAuthFailed, closeAuthFailed, "%s", msg)
+		return fatalf(wire.CodeAuthFailed, wire.CloseAuthFailed, "%s", msg)
 	}
-	return &wireError{Code: CodeUnavailable, Message: "authentication unavailable", close: closeRestart, cause: err}
+	return &wireError{Code: wire.CodeUnavailable, Message: "authentication unavailable", close: wire.CloseRestart, cause: err}
 }
 
 // UserHash is what a site computes for a verified visitor: the hex HMAC-SHA256

@@ -10,8 +10,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
 // BenchmarkDelivery measures visitor-to-agent delivery through one node over
@@ -46,7 +44,7 @@ func benchDelivery(b *testing.B, rate, visitors int) {
 	// Drain visitors' own frames (acks, delivers) so that they never block.
 	for _, v := range vs {
 		go func() {
-			for range v.frames {
+			for range v.c.Frames() {
 			}
 		}()
 	}
@@ -55,10 +53,11 @@ func benchDelivery(b *testing.B, rate, visitors int) {
 	go func() {
 		defer close(done)
 		for len(lat) < b.N {
-			raw, ok := <-ag.frames
+			f, ok := <-ag.c.Frames()
 			if !ok {
 				return
 			}
+			raw := f.Raw
 			if !strings.Contains(string(raw), `"deliver"`) {
 				continue
 			}
@@ -82,7 +81,7 @@ func benchDelivery(b *testing.B, rate, visitors int) {
 		v := vs[i%visitors]
 		body := "t=" + strconv.FormatInt(time.Now().UnixNano(), 10)
 		frame, _ := json.Marshal(map[string]any{"type": "send", "conversation": convs[i%visitors], "id": fmt.Sprintf("m-%010d", i), "body": body})
-		if err := v.c.Write(context.Background(), websocket.MessageText, frame); err != nil {
+		if err := v.c.Write(context.Background(), frame); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"parley/gateway/wire"
 	"parley/store"
 
 	"golang.org/x/time/rate"
@@ -104,7 +105,7 @@ func (c *conn) send(it *outItem) {
 	select {
 	case c.out <- it:
 	default:
-		c.fail(fatalf(CodeSlowConsumer, closeSlowConsumer, "send queue full: reconnect and resume"))
+		c.fail(fatalf(wire.CodeSlowConsumer, wire.CloseSlowConsumer, "send queue full: reconnect and resume"))
 	}
 }
 
@@ -121,7 +122,7 @@ func (c *conn) replyErr(ref string, e *wireError) {
 		c.failWithRef(ref, e)
 		return
 	}
-	c.reply(errorFrame{Type: "error", Ref: ref, Code: e.Code, Message: e.Message})
+	c.reply(wire.Error{Type: wire.TypeError, Ref: ref, Code: e.Code, Message: e.Message})
 }
 
 func (c *conn) failWithRef(ref string, e *wireError) {
@@ -284,7 +285,7 @@ func (c *conn) finish() error {
 	}
 	wctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	c.t.Write(wctx, encode(errorFrame{Type: "error", Ref: c.closeRef, Code: e.Code, Message: e.Message}))
+	c.t.Write(wctx, encode(wire.Error{Type: wire.TypeError, Ref: c.closeRef, Code: e.Code, Message: e.Message}))
 	c.t.Close(e.close, e.Code)
 	return nil
 }

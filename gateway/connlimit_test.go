@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http/httptest"
 	"path/filepath"
@@ -9,10 +10,10 @@ import (
 	"testing"
 	"time"
 
+	protoclient "parley/gateway/client"
+
 	"parley/crdt"
 	"parley/store"
-
-	"github.com/coder/websocket"
 )
 
 // TestCountedConnectionIsNotCountedTwice serves WebSocket behind a server
@@ -44,12 +45,13 @@ func TestCountedConnectionIsNotCountedTwice(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	url := "ws" + strings.TrimPrefix(srv.URL, "http")
-	c, _, err := websocket.Dial(ctx, url, nil)
+	c, err := protoclient.DialWS(ctx, url, protoclient.Options{})
 	if err != nil {
 		t.Fatalf("the connection counted by the listener was refused: %v", err)
 	}
 	defer c.CloseNow()
-	if _, resp, err := websocket.Dial(ctx, url, nil); err == nil || resp == nil || resp.StatusCode != 429 {
-		t.Fatalf("second connection over a cap of 1: err %v, resp %v", err, resp)
+	var he *protoclient.HandshakeError
+	if _, err := protoclient.DialWS(ctx, url, protoclient.Options{}); !errors.As(err, &he) || he.Status != 429 {
+		t.Fatalf("second connection over a cap of 1: err %v", err)
 	}
 }

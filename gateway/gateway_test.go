@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"path/filepath"
@@ -11,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	protoclient "parley/gateway/client"
+
 	"parley/crdt"
+	"parley/gateway/wire"
 	"parley/internal/eventually"
 	"parley/store"
 
@@ -86,75 +90,66 @@ func newEnvWith(t testing.TB, obs store.Observer, mod func(*Config)) *env {
 	return e
 }
 
-// client is a test WebSocket client speaking the protocol.
+// client is a test's connection of parley/gateway/client, over WebSocket
+// (env.dial) or WebTransport (wtEnv.dialWT): frames as maps, failures
+// fatal.
 type client struct {
-	t      testing.TB
-	c      *websocket.Conn
-	frames chan []byte // raw frames, for benchmarks that skip decoding
-	rerr   chan error
-	seen   []map[string]any
-	n      int
+	t    testing.TB
+	c    *protoclient.Conn
+	seen []map[string]any
+	n    int
 }
+
+// testQueue is how many frames a test's connection holds unread.
+const testQueue = 4096
 
 func (e *env) dial(t testing.TB) *client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, e.url, nil)
+	c, err := protoclient.DialWS(ctx, e.url, protoclient.Options{Queue: testQueue})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.SetReadLimit(1 << 20)
-	// One reader for the connection's life: a Read with a deadline would
-	// close the connection when the deadline passes.
-	cl := &client{t: t, c: c, frames: make(chan []byte, 4096), rerr: make(chan error, 1)}
-	go func() {
-		for {
-			_, b, err := c.Read(context.Background())
-			if err != nil {
-				cl.rerr <- err
-				close(cl.frames)
-				return
-			}
-			cl.frames <- b
-		}
-	}()
-	t.Cleanup(func() { c.CloseNow() })
-	return cl
+	t.Cleanup(c.CloseNow)
+	return &client{t: t, c: c}
 }
 
+// sendRaw writes b as it is: over WebSocket one message of type typ, over
+// WebTransport bytes on the stream.
 func (cl *client) sendRaw(typ websocket.MessageType, b []byte) {
 	cl.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := cl.c.Write(ctx, typ, b); err != nil {
+	write := cl.c.WriteRaw
+	if typ == websocket.MessageBinary {
+		write = cl.c.WriteBinary
+	}
+	if err := write(ctx, b); err != nil {
 		cl.t.Fatalf("write: %v", err)
 	}
 }
 
 func (cl *client) send(v map[string]any) {
 	cl.t.Helper()
-	b, _ := json.Marshal(v)
-	cl.sendRaw(websocket.MessageText, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := cl.c.Send(ctx, v); err != nil {
+		cl.t.Fatalf("write: %v", err)
+	}
 }
 
 // next reads the next frame, or returns nil and the error.
 func (cl *client) next(d time.Duration) (map[string]any, error) {
-	var b []byte
-	select {
-	case got, ok := <-cl.frames:
-		if !ok {
-			err := <-cl.rerr
-			cl.rerr <- err
-			return nil, err
-		}
-		b = got
-	case <-time.After(d):
-		return nil, context.DeadlineExceeded
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	f, err := cl.c.Next(ctx)
+	if err != nil {
+		return nil, err
 	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		cl.t.Fatalf("server sent invalid JSON %q", b)
+	m, err := f.Map()
+	if err != nil {
+		cl.t.Fatalf("server sent invalid JSON %q", f.Raw)
 	}
 	cl.seen = append(cl.seen, m)
 	return m, nil
@@ -235,13 +230,17 @@ func msgIs(id string) func(map[string]any) bool {
 	return func(m map[string]any) bool { return m["message"].(map[string]any)["id"] == id }
 }
 
-func closeCode(t testing.TB, cl *client) websocket.StatusCode {
+// closeCode reads to the end of the connection and returns the code the
+// server closed it with.
+func closeCode(t testing.TB, cl *client) int {
 	t.Helper()
-	for {
-		if _, err := cl.next(5 * time.Second); err != nil {
-			return websocket.CloseStatus(err)
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	code, err := cl.c.CloseCode(ctx)
+	if err != nil {
+		t.Fatalf("close code: %v", err)
 	}
+	return code
 }
 
 func TestChatRoundTrip(t *testing.T) {
@@ -271,7 +270,7 @@ func TestChatRoundTrip(t *testing.T) {
 	// Edit and delete one's own message; not someone else's.
 	r := v.ref()
 	v.send(map[string]any{"type": "edit", "ref": r, "conversation": conv, "id": "m-00000002", "body": "hijack"})
-	if got := v.expect("error", refIs(r)); got["code"] != CodeForbidden {
+	if got := v.expect("error", refIs(r)); got["code"] != wire.CodeForbidden {
 		t.Fatalf("editing another's message: %v", got)
 	}
 	r = v.ref()
@@ -314,7 +313,7 @@ func TestResumeReplaysExactlyWhatWasMissed(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		v.say(conv, fmt.Sprintf("m-v%07d", i), fmt.Sprintf("v%d", i))
 	}
-	v.c.Close(websocket.StatusNormalClosure, "")
+	v.c.Close()
 
 	ag := e.agent(t, "ws1")
 	for i := 1; i <= 3; i++ {
@@ -359,7 +358,7 @@ func TestResumeUnderConcurrentWrites(t *testing.T) {
 		defer close(done)
 		for i := 1; i <= total; i++ {
 			b, _ := json.Marshal(map[string]any{"type": "send", "conversation": conv, "id": fmt.Sprintf("m-%07d", i), "body": "x"})
-			if ag.c.Write(context.Background(), websocket.MessageText, b) != nil {
+			if ag.c.Write(context.Background(), b) != nil {
 				return
 			}
 		}
@@ -432,10 +431,10 @@ func TestIdentity(t *testing.T) {
 		}
 		cl.send(h)
 		got := cl.expect("error", nil)
-		if got["code"] != CodeAuthFailed {
+		if got["code"] != wire.CodeAuthFailed {
 			t.Fatalf("%s: %v", b.name, got)
 		}
-		if code := closeCode(t, cl); code != closeAuthFailed {
+		if code := closeCode(t, cl); code != wire.CloseAuthFailed {
 			t.Fatalf("%s: close code %d", b.name, code)
 		}
 	}
@@ -456,25 +455,25 @@ func TestBadInputIsRefusedAndNothingStored(t *testing.T) {
 		typ   websocket.MessageType
 		frame string
 		code  string
-		close websocket.StatusCode
+		close int
 	}{
-		{"invalid JSON", websocket.MessageText, `{"type":"send",`, CodeBadFrame, 0},
-		{"invalid UTF-8", websocket.MessageText, "{\"type\":\"send\",\"body\":\"\xff\xfe\"}", CodeBadFrame, 0},
-		{"not an object", websocket.MessageText, `[1,2]`, CodeBadFrame, 0},
-		{"binary", websocket.MessageBinary, `{"type":"ping"}`, CodeBadFrame, 0},
-		{"unknown type", websocket.MessageText, `{"type":"launch"}`, CodeUnknownType, 0},
-		{"missing type", websocket.MessageText, `{}`, CodeUnknownType, 0},
-		{"empty body", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":""}`, myConv), CodeBadRequest, 0},
-		{"body too long", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":%q}`, myConv, strings.Repeat("é", 4001)), CodeBadRequest, 0},
-		{"control characters", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"a\u0000b"}`, myConv), CodeBadRequest, 0},
-		{"right-to-left override", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"invoice_\u202Efdp.exe"}`, myConv), CodeBadRequest, 0},
-		{"bidi isolate", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"a\u2067b\u2069"}`, myConv), CodeBadRequest, 0},
-		{"bad message id", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"x","body":"hi"}`, myConv), CodeBadRequest, 0},
-		{"bad conversation id", websocket.MessageText, `{"type":"send","conversation":"../../etc","id":"m-00000009","body":"hi"}`, CodeBadRequest, 0},
-		{"other workspace's conversation", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"hi"}`, otherConv), CodeNotFound, 0},
-		{"resume other workspace's conversation", websocket.MessageText, fmt.Sprintf(`{"type":"resume","conversation":%q}`, otherConv), CodeNotFound, 0},
-		{"second hello", websocket.MessageText, `{"type":"hello","v":1,"workspace":"ws1","role":"visitor"}`, CodeBadRequest, 0},
-		{"too large", websocket.MessageText, `{"type":"ping","pad":"` + strings.Repeat("a", MaxFrameBytes) + `"}`, CodeTooLarge, closeTooLarge},
+		{"invalid JSON", websocket.MessageText, `{"type":"send",`, wire.CodeBadFrame, 0},
+		{"invalid UTF-8", websocket.MessageText, "{\"type\":\"send\",\"body\":\"\xff\xfe\"}", wire.CodeBadFrame, 0},
+		{"not an object", websocket.MessageText, `[1,2]`, wire.CodeBadFrame, 0},
+		{"binary", websocket.MessageBinary, `{"type":"ping"}`, wire.CodeBadFrame, 0},
+		{"unknown type", websocket.MessageText, `{"type":"launch"}`, wire.CodeUnknownType, 0},
+		{"missing type", websocket.MessageText, `{}`, wire.CodeUnknownType, 0},
+		{"empty body", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":""}`, myConv), wire.CodeBadRequest, 0},
+		{"body too long", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":%q}`, myConv, strings.Repeat("é", 4001)), wire.CodeBadRequest, 0},
+		{"control characters", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"a\u0000b"}`, myConv), wire.CodeBadRequest, 0},
+		{"right-to-left override", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"invoice_\u202Efdp.exe"}`, myConv), wire.CodeBadRequest, 0},
+		{"bidi isolate", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"a\u2067b\u2069"}`, myConv), wire.CodeBadRequest, 0},
+		{"bad message id", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"x","body":"hi"}`, myConv), wire.CodeBadRequest, 0},
+		{"bad conversation id", websocket.MessageText, `{"type":"send","conversation":"../../etc","id":"m-00000009","body":"hi"}`, wire.CodeBadRequest, 0},
+		{"other workspace's conversation", websocket.MessageText, fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"hi"}`, otherConv), wire.CodeNotFound, 0},
+		{"resume other workspace's conversation", websocket.MessageText, fmt.Sprintf(`{"type":"resume","conversation":%q}`, otherConv), wire.CodeNotFound, 0},
+		{"second hello", websocket.MessageText, `{"type":"hello","v":1,"workspace":"ws1","role":"visitor"}`, wire.CodeBadRequest, 0},
+		{"too large", websocket.MessageText, `{"type":"ping","pad":"` + strings.Repeat("a", wire.MaxFrameBytes) + `"}`, wire.CodeTooLarge, wire.CloseTooLarge},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -505,17 +504,17 @@ func TestBadInputIsRefusedAndNothingStored(t *testing.T) {
 	t.Run("frame before hello", func(t *testing.T) {
 		cl := e.dial(t)
 		cl.send(map[string]any{"type": "list"})
-		if got := cl.expect("error", nil); got["code"] != CodeUnauthenticated {
+		if got := cl.expect("error", nil); got["code"] != wire.CodeUnauthenticated {
 			t.Fatalf("got %v", got)
 		}
-		if code := closeCode(t, cl); code != closeUnauthentic {
+		if code := closeCode(t, cl); code != wire.CloseUnauthentic {
 			t.Fatalf("close %d", code)
 		}
 	})
 	t.Run("unsupported version", func(t *testing.T) {
 		cl := e.dial(t)
 		cl.send(map[string]any{"type": "hello", "v": 2, "workspace": "ws1", "role": "visitor"})
-		if got := cl.expect("error", nil); got["code"] != CodeVersionUnsupported {
+		if got := cl.expect("error", nil); got["code"] != wire.CodeVersionUnsupported {
 			t.Fatalf("got %v", got)
 		}
 	})
@@ -523,12 +522,12 @@ func TestBadInputIsRefusedAndNothingStored(t *testing.T) {
 		v, _ := e.visitor(t, "ws1", nil)
 		for range 20 {
 			// The node may cut the flood off before it ends.
-			v.c.Write(context.Background(), websocket.MessageText, []byte(`{"type":"ping"}`))
+			v.c.Write(context.Background(), []byte(`{"type":"ping"}`))
 		}
-		if got := v.expect("error", nil); got["code"] != CodeRateLimited {
+		if got := v.expect("error", nil); got["code"] != wire.CodeRateLimited {
 			t.Fatalf("got %v", got)
 		}
-		if code := closeCode(t, v); code != closeRateLimited {
+		if code := closeCode(t, v); code != wire.CloseRateLimited {
 			t.Fatalf("flood not cut off: close %d", code)
 		}
 	})
@@ -558,9 +557,9 @@ func TestTypingAndPresence(t *testing.T) {
 	}
 	// Two connections of the same agent: one leaving keeps them online.
 	ag2 := e.agent(t, "ws1")
-	ag2.c.Close(websocket.StatusNormalClosure, "")
+	ag2.c.Close()
 	v.none("presence", 300*time.Millisecond)
-	ag.c.Close(websocket.StatusNormalClosure, "")
+	ag.c.Close()
 	v.expect("presence", func(m map[string]any) bool { return m["role"] == "agent" && m["online"] == false })
 	// Another workspace's agent sees none of it.
 	ag3 := e.agent(t, "ws2")
@@ -596,7 +595,7 @@ func TestSilentConnectionIsClosed(t *testing.T) {
 				return
 			case <-t.C:
 				b, _ := json.Marshal(map[string]any{"type": "ping"})
-				ag.c.Write(context.Background(), websocket.MessageText, b)
+				ag.c.Write(context.Background(), b)
 			}
 		}
 	}()
@@ -606,7 +605,7 @@ func TestSilentConnectionIsClosed(t *testing.T) {
 func TestProtocolDocListsEveryCode(t *testing.T) {
 	t.Parallel()
 	doc := readDoc(t)
-	for _, c := range Codes {
+	for _, c := range wire.Codes {
 		if !strings.Contains(doc, "`"+c+"`") {
 			t.Errorf("docs/protocol.md does not document %s", c)
 		}
@@ -621,11 +620,11 @@ func TestClosedStoreMeansUnavailable(t *testing.T) {
 	e.st.Close()
 	v.send(map[string]any{"type": "send", "ref": "x", "conversation": conv, "id": "m-00000001", "body": "hi"})
 	got := v.expect("error", nil)
-	if got["code"] != CodeUnavailable {
+	if got["code"] != wire.CodeUnavailable {
 		t.Fatalf("got %v", got)
 	}
-	if code := closeCode(t, v); code != closeRestart {
-		t.Fatalf("close code %d, want %d", code, closeRestart)
+	if code := closeCode(t, v); code != wire.CloseRestart {
+		t.Fatalf("close code %d, want %d", code, wire.CloseRestart)
 	}
 }
 
@@ -636,14 +635,14 @@ func TestConnectionsPerIPAreLimited(t *testing.T) {
 	e.dial(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, resp, err := websocket.Dial(ctx, e.url, nil)
-	if err == nil || resp == nil || resp.StatusCode != 429 {
-		t.Fatalf("third connection: err %v, resp %v", err, resp)
+	var he *protoclient.HandshakeError
+	if _, err := protoclient.DialWS(ctx, e.url, protoclient.Options{}); !errors.As(err, &he) || he.Status != 429 {
+		t.Fatalf("third connection: err %v", err)
 	}
 	// A slot frees when a connection ends.
-	a.c.Close(websocket.StatusNormalClosure, "")
+	a.c.Close()
 	eventually.Holds(t, 5*time.Second, "a slot frees", func() error {
-		c, _, err := websocket.Dial(ctx, e.url, nil)
+		c, err := protoclient.DialWS(ctx, e.url, protoclient.Options{})
 		if err == nil {
 			c.CloseNow()
 		}
@@ -738,7 +737,7 @@ func TestWorkspaceMessageRateIsLimited(t *testing.T) {
 	}
 	r := v.ref()
 	v.send(map[string]any{"type": "send", "ref": r, "conversation": conv, "id": "m-0000004", "body": "over"})
-	if got := v.expect("error", refIs(r)); got["code"] != CodeRateLimited {
+	if got := v.expect("error", refIs(r)); got["code"] != wire.CodeRateLimited {
 		t.Fatalf("fourth message: %v", got)
 	}
 	evs, _, _ := e.st.Events("ws1", conv, 0, 10)
@@ -787,12 +786,12 @@ func TestWorkspaceOverPlanIsRefusedOnTheWire(t *testing.T) {
 	r := v.ref()
 	v.send(map[string]any{"type": "send", "ref": r, "conversation": conv, "id": "m-0000002", "body": "over"})
 	got := v.expect("error", refIs(r))
-	if got["code"] != CodeOverLimit || !strings.Contains(got["message"].(string), "messages: 5000 of 5000") {
+	if got["code"] != wire.CodeOverLimit || !strings.Contains(got["message"].(string), "messages: 5000 of 5000") {
 		t.Fatalf("send over the plan: %v", got)
 	}
 	r = v.ref()
 	v.send(map[string]any{"type": "start", "ref": r})
-	if got := v.expect("error", refIs(r)); got["code"] != CodeOverLimit {
+	if got := v.expect("error", refIs(r)); got["code"] != wire.CodeOverLimit {
 		t.Fatalf("start over the plan: %v", got)
 	}
 	// Reading and marking read still work; nothing over the plan was stored.
@@ -831,10 +830,10 @@ func TestExpelClosesConnectionsOfRevokedCredentials(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("expelled %d connections, want 1 (asked about %v)", n, asked)
 	}
-	if got := a1.expect("error", nil); got["code"] != CodeAuthFailed {
+	if got := a1.expect("error", nil); got["code"] != wire.CodeAuthFailed {
 		t.Fatalf("revoked agent got %v", got)
 	}
-	if code := closeCode(t, a1); code != closeAuthFailed {
+	if code := closeCode(t, a1); code != wire.CloseAuthFailed {
 		t.Fatalf("revoked agent closed with %d", code)
 	}
 	// The other workspace's agent and the visitor stay connected.
@@ -868,7 +867,7 @@ func TestResumeByVector(t *testing.T) {
 			f["after"] = c.after
 		}
 		ag.send(f)
-		if got := ag.expect("error", refIs(r)); got["code"] != CodeBadRequest {
+		if got := ag.expect("error", refIs(r)); got["code"] != wire.CodeBadRequest {
 			t.Errorf("since %v after %v: %v", c.since, c.after, got)
 		}
 	}
@@ -943,7 +942,7 @@ func TestRateLimitedFramesNameTheirRef(t *testing.T) {
 	v.send(map[string]any{"type": "ping", "ref": "p-3"})
 	v.expect("pong", refIs("p-1"))
 	v.expect("pong", refIs("p-2"))
-	if got := v.expect("error", nil); got["code"] != CodeRateLimited || got["ref"] != "p-3" {
+	if got := v.expect("error", nil); got["code"] != wire.CodeRateLimited || got["ref"] != "p-3" {
 		t.Fatalf("third ping: %v, want rate_limited with ref p-3", got)
 	}
 }

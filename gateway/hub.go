@@ -3,6 +3,7 @@ package gateway
 import (
 	"sync"
 
+	"parley/gateway/wire"
 	"parley/ident"
 	"parley/store"
 )
@@ -99,9 +100,9 @@ func (h *hub) publish(events []store.Event) {
 		switch e.Kind {
 		case store.EventMessage:
 			it.seq, it.start, it.at = e.Seq, e.Start, e.Stamp
-			it.data = encode(deliverFrame{Type: "deliver", Conversation: e.Conversation, Seq: e.Seq, At: stampString(e.Stamp), Message: toWire(e.Message)})
+			it.data = encode(wire.Deliver{Type: wire.TypeDeliver, Conversation: e.Conversation, Seq: e.Seq, At: stampString(e.Stamp), Message: toWire(e.Message)})
 		case store.EventRead:
-			it.data = encode(readFrame{Type: "read", Conversation: e.Conversation, Participant: e.Participant, Role: roleOf(e.Participant), Seq: e.ReadSeq})
+			it.data = encode(wire.Read{Type: wire.TypeRead, Conversation: e.Conversation, Participant: e.Participant, Role: roleOf(e.Participant), Seq: e.ReadSeq})
 		default:
 			continue
 		}

@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"parley/crdt"
+	"parley/gateway/wire"
 	"parley/ident"
 )
 
@@ -117,7 +118,7 @@ func (p *presence) remoteLeases(match func(crdt.Lease) bool) map[string]map[stri
 }
 
 // online returns the presence frames of everyone online in ws with role.
-func (p *presence) online(ws string, role ident.Role, nowMS int64) []presenceFrame {
+func (p *presence) online(ws string, role ident.Role, nowMS int64) []wire.Presence {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	set := p.leases[ws]
@@ -130,11 +131,11 @@ func (p *presence) online(ws string, role ident.Role, nowMS int64) []presenceFra
 	if role == ident.Agent {
 		candidates = p.agents[ws]
 	}
-	var out []presenceFrame
+	var out []wire.Presence
 	for part := range candidates {
 		pr := p.peers[ws][part]
 		if pr.role == role && set.IsOnline(part, nowMS) {
-			out = append(out, presenceFrame{Type: "presence", Participant: part, Role: pr.role, Name: pr.name, Online: true})
+			out = append(out, wire.Presence{Type: wire.TypePresence, Participant: part, Role: pr.role, Name: pr.name, Online: true})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Participant < out[j].Participant })

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"parley/gateway/wire"
 	"parley/ident"
 )
 
@@ -38,7 +39,7 @@ func FuzzDecodeFrame(f *testing.F) {
 			return
 		}
 		// Whatever passes validation must satisfy the documented limits.
-		if len(data) > MaxFrameBytes || !utf8.Valid(data) || len(fr.Ref) > maxRef {
+		if len(data) > wire.MaxFrameBytes || !utf8.Valid(data) || len(fr.Ref) > maxRef {
 			t.Fatalf("accepted an invalid frame: %q", data)
 		}
 		switch fr.Type {
@@ -52,7 +53,7 @@ func FuzzDecodeFrame(f *testing.F) {
 				t.Fatalf("accepted bad ids: %q", data)
 			}
 		case "hello":
-			if fr.V != ProtocolVersion || !ident.ValidID(fr.Workspace) {
+			if fr.V != wire.ProtocolVersion || !ident.ValidID(fr.Workspace) {
 				t.Fatalf("accepted a bad hello: %q", data)
 			}
 		case "view":
@@ -74,17 +75,17 @@ func TestDecodeFrameTable(t *testing.T) {
 		code  string
 	}{
 		{`{"type":"ping"}`, ""},
-		{`{"type":"hello","v":1,"workspace":"Demo","role":"visitor"}`, CodeBadRequest},
-		{`{"type":"hello","v":1,"workspace":"demo","role":"admin"}`, CodeBadRequest},
-		{`{"type":"hello","v":1,"workspace":"demo","role":"agent"}`, CodeBadRequest},
-		{`{"type":"hello","v":1,"workspace":"demo","role":"visitor","user_id":"1"}`, CodeBadRequest},
-		{`{"type":"hello","v":1,"workspace":"demo","role":"visitor","name":"a\u0007b"}`, CodeBadRequest},
-		{`{"type":"hello","v":0,"workspace":"demo","role":"visitor"}`, CodeVersionUnsupported},
-		{`{"type":"read","conversation":"` + conv + `","seq":0}`, CodeBadRequest},
-		{`{"type":"send","conversation":"` + conv + `","id":"m-00000001"}`, CodeBadRequest},
+		{`{"type":"hello","v":1,"workspace":"Demo","role":"visitor"}`, wire.CodeBadRequest},
+		{`{"type":"hello","v":1,"workspace":"demo","role":"admin"}`, wire.CodeBadRequest},
+		{`{"type":"hello","v":1,"workspace":"demo","role":"agent"}`, wire.CodeBadRequest},
+		{`{"type":"hello","v":1,"workspace":"demo","role":"visitor","user_id":"1"}`, wire.CodeBadRequest},
+		{`{"type":"hello","v":1,"workspace":"demo","role":"visitor","name":"a\u0007b"}`, wire.CodeBadRequest},
+		{`{"type":"hello","v":0,"workspace":"demo","role":"visitor"}`, wire.CodeVersionUnsupported},
+		{`{"type":"read","conversation":"` + conv + `","seq":0}`, wire.CodeBadRequest},
+		{`{"type":"send","conversation":"` + conv + `","id":"m-00000001"}`, wire.CodeBadRequest},
 		{`{"type":"send","conversation":"` + conv + `","id":"m-00000001","body":"line\nbreak"}`, ""},
-		{`{"type":"ping","ref":"` + strings.Repeat("r", 65) + `"}`, CodeBadRequest},
-		{`{"type":"send","body":12}`, CodeBadFrame},
+		{`{"type":"ping","ref":"` + strings.Repeat("r", 65) + `"}`, wire.CodeBadRequest},
+		{`{"type":"send","body":12}`, wire.CodeBadFrame},
 	}
 	for _, c := range cases {
 		_, werr := decodeFrame([]byte(c.frame))

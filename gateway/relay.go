@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"time"
 
+	"parley/gateway/wire"
+
 	"github.com/coder/websocket"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
@@ -78,14 +80,14 @@ func (c *conn) relayHello(ctx context.Context, f inFrame, hello []byte) (relayed
 	case err != nil:
 		c.srv.metrics.Relay("failed")
 		c.srv.log.Warn("relay unavailable", "err", err)
-		return true, fatalf(CodeUnavailable, closeRestart, "no node serving this workspace is reachable: reconnect later")
+		return true, fatalf(wire.CodeUnavailable, wire.CloseRestart, "no node serving this workspace is reachable: reconnect later")
 	}
 	wctx, cancel2 := context.WithTimeout(ctx, c.srv.cfg.WriteTimeout)
 	defer cancel2()
 	if err := up.Write(wctx, hello); err != nil {
 		up.Close()
 		c.srv.metrics.Relay("failed")
-		return true, fatalf(CodeUnavailable, closeRestart, "relay failed: reconnect")
+		return true, fatalf(wire.CodeUnavailable, wire.CloseRestart, "relay failed: reconnect")
 	}
 	c.relay = up
 	c.relaying.Store(true)
@@ -126,7 +128,7 @@ func (c *conn) relayLoop(ctx context.Context) error {
 			now := time.Now()
 			c.lastSeen.Store(now.UnixMilli())
 			if !lim.AllowN(now, 1) {
-				c.fail(fatalf(CodeRateLimited, closeRateLimited, "too many frames"))
+				c.fail(fatalf(wire.CodeRateLimited, wire.CloseRateLimited, "too many frames"))
 				return nil
 			}
 			c.srv.metrics.FrameIn(c.t.Name())
@@ -140,7 +142,7 @@ func (c *conn) relayLoop(ctx context.Context) error {
 				select {
 				case <-upstreamDone:
 				case <-time.After(relayCloseGrace):
-					c.fail(fatalf(CodeUnavailable, closeRestart, "relay lost: reconnect"))
+					c.fail(fatalf(wire.CodeUnavailable, wire.CloseRestart, "relay lost: reconnect"))
 				}
 				return nil
 			}
@@ -178,7 +180,7 @@ func upstreamEnd(err error) *wireError {
 		}
 		return &wireError{Code: uc.Reason, close: uc.Code, relayed: true}
 	}
-	return fatalf(CodeUnavailable, closeRestart, "relay lost: reconnect")
+	return fatalf(wire.CodeUnavailable, wire.CloseRestart, "relay lost: reconnect")
 }
 
 // trackRelay keeps the relayed connections for Shutdown, which finds the

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
+	protoclient "parley/gateway/client"
+
+	"parley/gateway/wire"
 )
 
 // upstreamRelayer relays workspace ws2 to another gateway and serves ws1 here.
@@ -94,18 +96,18 @@ func TestRelayCarriesTheWholeSession(t *testing.T) {
 	// Errors come back as the serving node sends them, and a fatal one
 	// closes the client's connection with the serving node's code.
 	v.send(map[string]any{"type": "send", "ref": "bad", "conversation": conv, "id": "x", "body": "too short an id"})
-	if e := v.expect("error", refIs("bad")); e["code"] != CodeBadRequest {
+	if e := v.expect("error", refIs("bad")); e["code"] != wire.CodeBadRequest {
 		t.Errorf("bad send through the relay: %v", e)
 	}
 	v.send(map[string]any{"type": "hello", "v": 1, "workspace": "ws2", "role": "visitor"})
-	v.expect("error", func(m map[string]any) bool { return m["code"] == CodeBadRequest })
+	v.expect("error", func(m map[string]any) bool { return m["code"] == wire.CodeBadRequest })
 
 	v.send(map[string]any{"type": "resume", "ref": "r", "conversation": conv, "after": 0})
 	v.expect("resumed", refIs("r"))
 	bad := edge.dial(t)
 	bad.send(map[string]any{"type": "hello", "v": 1, "workspace": "ws2", "role": "agent", "token": "wrong"})
-	if code := closeCode(t, bad); code != closeAuthFailed {
-		t.Errorf("refused agent through the relay closed with %d, want %d", code, closeAuthFailed)
+	if code := closeCode(t, bad); code != wire.CloseAuthFailed {
+		t.Errorf("refused agent through the relay closed with %d, want %d", code, wire.CloseAuthFailed)
 	}
 }
 
@@ -117,11 +119,11 @@ func TestRelayEnds(t *testing.T) {
 		r.down.Store(true)
 		cl := edge.dial(t)
 		cl.send(map[string]any{"type": "hello", "ref": "h", "v": 1, "workspace": "ws2", "role": "visitor"})
-		if e := cl.expect("error", refIs("h")); e["code"] != CodeUnavailable {
+		if e := cl.expect("error", refIs("h")); e["code"] != wire.CodeUnavailable {
 			t.Errorf("error %v", e)
 		}
-		if code := closeCode(t, cl); code != closeRestart {
-			t.Errorf("closed with %d, want %d (reconnect)", code, closeRestart)
+		if code := closeCode(t, cl); code != wire.CloseRestart {
+			t.Errorf("closed with %d, want %d (reconnect)", code, wire.CloseRestart)
 		}
 	})
 	t.Run("serving node shuts down", func(t *testing.T) {
@@ -131,11 +133,11 @@ func TestRelayEnds(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		serving.gw.Shutdown(ctx)
-		if e := v.expect("error", nil); e["code"] != CodeUnavailable {
+		if e := v.expect("error", nil); e["code"] != wire.CodeUnavailable {
 			t.Errorf("error %v", e)
 		}
-		if code := closeCode(t, v); code != closeRestart {
-			t.Errorf("closed with %d, want %d", code, closeRestart)
+		if code := closeCode(t, v); code != wire.CloseRestart {
+			t.Errorf("closed with %d, want %d", code, wire.CloseRestart)
 		}
 	})
 	t.Run("edge shuts down", func(t *testing.T) {
@@ -147,8 +149,8 @@ func TestRelayEnds(t *testing.T) {
 		if err := edge.gw.Shutdown(ctx); err != nil {
 			t.Errorf("shutdown with a relayed connection: %v", err)
 		}
-		if code := closeCode(t, v); code != closeRestart {
-			t.Errorf("closed with %d, want %d", code, closeRestart)
+		if code := closeCode(t, v); code != wire.CloseRestart {
+			t.Errorf("closed with %d, want %d", code, wire.CloseRestart)
 		}
 	})
 	t.Run("client floods", func(t *testing.T) {
@@ -156,12 +158,12 @@ func TestRelayEnds(t *testing.T) {
 		edge, _, _ := relayPair(t)
 		v, _ := edge.visitor(t, "ws2", nil)
 		for range 200 {
-			if err := v.c.Write(context.Background(), websocket.MessageText, []byte(`{"type":"ping"}`)); err != nil {
+			if err := v.c.Write(context.Background(), []byte(`{"type":"ping"}`)); err != nil {
 				break
 			}
 		}
-		if code := closeCode(t, v); code != closeRateLimited {
-			t.Errorf("closed with %d, want %d", code, closeRateLimited)
+		if code := closeCode(t, v); code != wire.CloseRateLimited {
+			t.Errorf("closed with %d, want %d", code, wire.CloseRateLimited)
 		}
 	})
 }
@@ -181,17 +183,17 @@ func TestRelayedConnectionIsNotRelayedAgain(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, mid.url, &websocket.DialOptions{HTTPHeader: http.Header{"X-Test-Relay-For": {"10.0.0.9"}}})
+	c, err := protoclient.DialWS(ctx, mid.url, protoclient.Options{Header: http.Header{"X-Test-Relay-For": {"10.0.0.9"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.CloseNow()
-	c.Write(ctx, websocket.MessageText, []byte(`{"type":"hello","v":1,"workspace":"ws2","role":"visitor"}`))
-	_, b, err := c.Read(ctx)
+	c.Write(ctx, []byte(`{"type":"hello","v":1,"workspace":"ws2","role":"visitor"}`))
+	f, err := c.Next(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := string(b); !strings.Contains(got, `"welcome"`) || !strings.Contains(got, `"node":"mid"`) {
+	if got := string(f.Raw); !strings.Contains(got, `"welcome"`) || !strings.Contains(got, `"node":"mid"`) {
 		t.Fatalf("relayed connection got %s, want mid's own welcome", got)
 	}
 }

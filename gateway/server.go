@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"parley/crdt"
+	"parley/gateway/wire"
 	"parley/store"
 
 	"golang.org/x/sync/errgroup"
@@ -225,7 +226,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing = true
 	s.mu.Unlock()
 	for _, c := range append(s.hub.conns(), s.relayed()...) {
-		c.fail(fatalf(CodeUnavailable, closeRestart, "node restarting: reconnect"))
+		c.fail(fatalf(wire.CodeUnavailable, wire.CloseRestart, "node restarting: reconnect"))
 	}
 	done := make(chan struct{})
 	go func() { s.conns.Wait(); close(done) }()
@@ -247,7 +248,7 @@ func (s *Server) Expel(revoked func(workspace, credential string) bool) int {
 		// c.id is set before the connection joins the hub and never
 		// changes after, so reading it here does not race.
 		if c.id.Credential != "" && revoked(c.id.Workspace, c.id.Credential) {
-			c.fail(fatalf(CodeAuthFailed, closeAuthFailed, "credential revoked"))
+			c.fail(fatalf(wire.CodeAuthFailed, wire.CloseAuthFailed, "credential revoked"))
 			n++
 		}
 	}
@@ -261,7 +262,7 @@ func (s *Server) ExpelWorkspace(ws string) int {
 	n := 0
 	for _, c := range s.hub.conns() {
 		if c.id.Workspace == ws {
-			c.fail(fatalf(CodeAuthFailed, closeAuthFailed, "workspace deleted"))
+			c.fail(fatalf(wire.CodeAuthFailed, wire.CloseAuthFailed, "workspace deleted"))
 			n++
 		}
 	}
@@ -301,9 +302,9 @@ func (s *Server) overLimit(ws string, now time.Time) *wireError {
 	}
 	if err := s.cfg.Limits.Allow(ws, now); err != nil {
 		if errors.Is(err, ErrOverLimit) {
-			return errf(CodeOverLimit, "%s", err.Error())
+			return errf(wire.CodeOverLimit, "%s", err.Error())
 		}
-		return errf(CodeUnavailable, "plan check unavailable: retry later")
+		return errf(wire.CodeUnavailable, "plan check unavailable: retry later")
 	}
 	return nil
 }
@@ -341,7 +342,7 @@ func (s *Server) serve(ctx context.Context, t transport, ip string, viaRelay boo
 	var g errgroup.Group
 	hello := time.AfterFunc(s.cfg.HelloTimeout, func() {
 		if !c.authed.Load() && !c.relaying.Load() {
-			c.fail(fatalf(CodeUnauthenticated, closeUnauthentic, "no hello within %s", s.cfg.HelloTimeout))
+			c.fail(fatalf(wire.CodeUnauthenticated, wire.CloseUnauthentic, "no hello within %s", s.cfg.HelloTimeout))
 		}
 	})
 	defer hello.Stop()

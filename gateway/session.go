@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"parley/crdt"
+	"parley/gateway/wire"
 	"parley/ident"
 	"parley/store"
 )
@@ -22,7 +23,7 @@ func (c *conn) readLoop(ctx context.Context) error {
 		data, err := c.t.Read(ctx)
 		if err != nil {
 			if errors.Is(err, errBinary) {
-				c.replyErr("", errf(CodeBadFrame, "binary frames are not part of the protocol"))
+				c.replyErr("", errf(wire.CodeBadFrame, "binary frames are not part of the protocol"))
 				continue
 			}
 			return nil
@@ -40,10 +41,10 @@ func (c *conn) readLoop(ctx context.Context) error {
 		if !lim.AllowN(now, 1) {
 			violations++
 			if violations > c.srv.cfg.FrameBurst {
-				c.fail(fatalf(CodeRateLimited, closeRateLimited, "too many frames"))
+				c.fail(fatalf(wire.CodeRateLimited, wire.CloseRateLimited, "too many frames"))
 				return nil
 			}
-			c.replyErr(f.Ref, errf(CodeRateLimited, "too many frames: slow down"))
+			c.replyErr(f.Ref, errf(wire.CodeRateLimited, "too many frames: slow down"))
 			continue
 		}
 		violations = 0
@@ -55,11 +56,11 @@ func (c *conn) readLoop(ctx context.Context) error {
 			}
 			continue
 		}
-		if !c.authed.Load() && f.Type != "hello" {
-			c.replyErr(f.Ref, fatalf(CodeUnauthenticated, closeUnauthentic, "send hello first"))
+		if !c.authed.Load() && f.Type != wire.TypeHello {
+			c.replyErr(f.Ref, fatalf(wire.CodeUnauthenticated, wire.CloseUnauthentic, "send hello first"))
 			return nil
 		}
-		if f.Type == "hello" && !c.authed.Load() {
+		if f.Type == wire.TypeHello && !c.authed.Load() {
 			relayed, werr := c.relayHello(ctx, f, data)
 			if werr != nil {
 				c.replyErr(f.Ref, werr)
@@ -81,36 +82,36 @@ func (c *conn) readLoop(ctx context.Context) error {
 
 func (c *conn) handle(ctx context.Context, f inFrame, now time.Time) *wireError {
 	switch f.Type {
-	case "hello":
+	case wire.TypeHello:
 		werr := c.hello(ctx, f)
 		if werr == nil {
 			c.sendViews()
 		}
 		return werr
-	case "ping":
-		c.reply(refFrame{Type: "pong", Ref: f.Ref})
+	case wire.TypePing:
+		c.reply(wire.Ref{Type: wire.TypePong, Ref: f.Ref})
 		return nil
-	case "start":
+	case wire.TypeStart:
 		return c.start(ctx, f)
-	case "list":
+	case wire.TypeList:
 		return c.list(f)
-	case "resume":
+	case wire.TypeResume:
 		return c.resume(f)
-	case "send", "edit", "delete":
+	case wire.TypeSend, wire.TypeEdit, wire.TypeDelete:
 		return c.change(ctx, f, now)
-	case "typing":
+	case wire.TypeTyping:
 		return c.typing(f, now)
-	case "view":
+	case wire.TypeView:
 		return c.view(f, now)
-	case "read":
+	case wire.TypeRead:
 		return c.read(ctx, f, now)
 	}
-	return errf(CodeUnknownType, "type %q", f.Type)
+	return errf(wire.CodeUnknownType, "type %q", f.Type)
 }
 
 func (c *conn) hello(ctx context.Context, f inFrame) *wireError {
 	if c.authed.Load() {
-		return errf(CodeBadRequest, "hello: already said")
+		return errf(wire.CodeBadRequest, "hello: already said")
 	}
 	id, werr := authenticate(ctx, c.srv.cfg.Auth, f)
 	if werr != nil {
@@ -122,8 +123,8 @@ func (c *conn) hello(ctx context.Context, f inFrame) *wireError {
 	c.id = id
 	c.authed.Store(true)
 	c.srv.hub.join(c)
-	c.reply(welcomeFrame{
-		Type: "welcome", V: ProtocolVersion, Workspace: id.Workspace, Role: id.Role,
+	c.reply(wire.Welcome{
+		Type: wire.TypeWelcome, V: wire.ProtocolVersion, Workspace: id.Workspace, Role: id.Role,
 		Participant: id.Participant, VisitorID: id.VisitorID, VisitorSig: id.VisitorSig,
 		Node: c.srv.cfg.Node, HeartbeatMS: c.srv.cfg.Heartbeat.Milliseconds(),
 	})
@@ -165,7 +166,7 @@ func (c *conn) renewLease(now time.Time) {
 
 func (c *conn) start(ctx context.Context, f inFrame) *wireError {
 	if c.id.Role != ident.Visitor {
-		return errf(CodeForbidden, "start: only visitors start conversations")
+		return errf(wire.CodeForbidden, "start: only visitors start conversations")
 	}
 	if werr := c.srv.overLimit(c.id.Workspace, time.Now()); werr != nil {
 		return werr
@@ -180,7 +181,7 @@ func (c *conn) start(ctx context.Context, f inFrame) *wireError {
 		}
 		c.srv.cfg.Meter.Count(conv.Workspace, 1, 0)
 		c.srv.hub.subscribe(c, conv.ID)
-		c.reply(refFrame{Type: "started", Ref: f.Ref, Conversation: conv.ID})
+		c.reply(wire.Ref{Type: wire.TypeStarted, Ref: f.Ref, Conversation: conv.ID})
 	})
 	// The reader may not use conv.ID until "started" is sent, but the
 	// visitor owns it from now: record it for the frames that follow.
@@ -199,7 +200,7 @@ func (c *conn) authorize(conv string) *wireError {
 		return c.storeError(err)
 	}
 	if c.id.Role != ident.Agent && rec.Owner != c.id.Participant {
-		return errf(CodeNotFound, "conversation %s not found", conv)
+		return errf(wire.CodeNotFound, "conversation %s not found", conv)
 	}
 	c.convs[conv] = true
 	return nil
@@ -221,7 +222,7 @@ func (c *conn) list(f inFrame) *wireError {
 	if len(convs) > maxListed {
 		convs = convs[:maxListed]
 	}
-	items := make([]wireConversation, 0, len(convs))
+	items := make([]wire.Conversation, 0, len(convs))
 	for _, cv := range convs {
 		reads, err := st.Reads(c.id.Workspace, cv.ID)
 		if err != nil {
@@ -233,7 +234,7 @@ func (c *conn) list(f inFrame) *wireError {
 		}
 		items = append(items, toWireConversation(cv, reads, unread))
 	}
-	c.reply(conversationsFrame{Type: "conversations", Ref: f.Ref, Items: items})
+	c.reply(wire.Conversations{Type: wire.TypeConversations, Ref: f.Ref, Items: items})
 	return nil
 }
 
@@ -270,7 +271,7 @@ func (c *conn) resume(f inFrame) *wireError {
 	}
 	if err != nil {
 		// Release the held live events; the client retries the resume.
-		c.send(&outItem{kind: outReplay, conv: conv, data: encode(errorFrame{Type: "error", Ref: f.Ref, Code: CodeUnavailable, Message: "resume failed: retry"})})
+		c.send(&outItem{kind: outReplay, conv: conv, data: encode(wire.Error{Type: wire.TypeError, Ref: f.Ref, Code: wire.CodeUnavailable, Message: "resume failed: retry"})})
 		return nil
 	}
 	replay := make([]outItem, 0, len(events)+len(reads)+2)
@@ -281,15 +282,15 @@ func (c *conn) resume(f inFrame) *wireError {
 	}
 	for p, s := range reads {
 		replay = append(replay, outItem{kind: outFrame, conv: conv,
-			data: encode(readFrame{Type: "read", Conversation: conv, Participant: p, Role: roleOf(p), Seq: s})})
+			data: encode(wire.Read{Type: wire.TypeRead, Conversation: conv, Participant: p, Role: roleOf(p), Seq: s})})
 	}
 	nowMS := time.Now().UnixMilli()
 	for _, p := range c.srv.presence.typers(ws, conv, nowMS) {
 		replay = append(replay, outItem{kind: outFrame, conv: conv,
-			data: encode(typingFrame{Type: "typing", Conversation: conv, Participant: p, Role: roleOf(p), Name: c.srv.presence.name(ws, p), Typing: true, ExpiresMS: c.srv.cfg.TypingTTL.Milliseconds()})})
+			data: encode(wire.Typing{Type: wire.TypeTyping, Conversation: conv, Participant: p, Role: roleOf(p), Name: c.srv.presence.name(ws, p), Typing: true, ExpiresMS: c.srv.cfg.TypingTTL.Milliseconds()})})
 	}
 	c.send(&outItem{kind: outReplay, conv: conv, replay: replay, more: more,
-		data: encode(resumedFrame{Type: "resumed", Ref: f.Ref, Conversation: conv, Head: head, More: more})})
+		data: encode(wire.Resumed{Type: wire.TypeResumed, Ref: f.Ref, Conversation: conv, Head: head, More: more})})
 	return nil
 }
 
@@ -312,7 +313,7 @@ func appendReplay(replay []outItem, conv string, events []store.Event) []outItem
 				also[e.Message.ID] = append(also[e.Message.ID], at)
 			}
 		} else {
-			it.data = encode(deliverFrame{Type: "deliver", Conversation: conv, Seq: e.Seq, At: stampString(e.Stamp),
+			it.data = encode(wire.Deliver{Type: wire.TypeDeliver, Conversation: conv, Seq: e.Seq, At: stampString(e.Stamp),
 				Also: also[e.Message.ID], Message: toWire(e.Message)})
 		}
 		replay = append(replay, it)
@@ -325,7 +326,7 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) *wireError 
 		return werr
 	}
 	if !c.srv.allowWorkspace(c.id.Workspace, now) {
-		return errf(CodeRateLimited, "workspace message rate exceeded: retry later")
+		return errf(wire.CodeRateLimited, "workspace message rate exceeded: retry later")
 	}
 	if f.Type == "send" {
 		if werr := c.srv.overLimit(c.id.Workspace, now); werr != nil {
@@ -335,13 +336,13 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) *wireError 
 	ts := c.srv.cfg.Clock.Now()
 	ch := store.Change{Workspace: c.id.Workspace, Conversation: f.Conversation, Participant: c.id.Participant, TS: ts, Start: now}
 	switch f.Type {
-	case "send":
+	case wire.TypeSend:
 		ch.Kind = store.Send
 		ch.Message = crdt.NewMessage(f.ID, c.id.Participant, c.id.Role, c.id.Name, *f.Body, ts)
 		c.srv.metrics.MessageIn(c.t.Name())
-	case "edit":
+	case wire.TypeEdit:
 		ch.Kind, ch.Message.ID, ch.Body = store.Edit, f.ID, *f.Body
-	case "delete":
+	case wire.TypeDelete:
 		ch.Kind, ch.Message.ID = store.Delete, f.ID
 	}
 	if f.Type != "delete" {
@@ -359,7 +360,7 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) *wireError 
 			return
 		}
 		created := res.Message.Created
-		c.reply(ackFrame{Type: "ack", Ref: f.Ref, Conversation: f.Conversation, ID: f.ID, Seq: res.Seq, TS: &created, Dup: res.Dup})
+		c.reply(wire.Ack{Type: wire.TypeAck, Ref: f.Ref, Conversation: f.Conversation, ID: f.ID, Seq: res.Seq, TS: &created, Dup: res.Dup})
 	})
 	return nil
 }
@@ -378,7 +379,7 @@ func (c *conn) typing(f inFrame, now time.Time) *wireError {
 		c.srv.emit(Signal{Kind: SignalTyping, Workspace: c.id.Workspace, Conversation: f.Conversation, Participant: c.id.Participant,
 			Role: c.id.Role, Name: c.id.Name, Typing: f.Typing, TS: st.TS, Expires: st.Expires})
 		c.srv.hub.toConv(c.id.Workspace, f.Conversation, &outItem{kind: outLive, conv: f.Conversation,
-			data: encode(typingFrame{Type: "typing", Conversation: f.Conversation, Participant: c.id.Participant, Role: c.id.Role, Name: c.id.Name, Typing: f.Typing, ExpiresMS: ttl.Milliseconds()})})
+			data: encode(wire.Typing{Type: wire.TypeTyping, Conversation: f.Conversation, Participant: c.id.Participant, Role: c.id.Role, Name: c.id.Name, Typing: f.Typing, ExpiresMS: ttl.Milliseconds()})})
 	}
 	return nil
 }
@@ -408,7 +409,7 @@ func (c *conn) read(ctx context.Context, f inFrame, now time.Time) *wireError {
 			c.srv.emit(Signal{Kind: SignalRead, Workspace: c.id.Workspace, Conversation: f.Conversation,
 				Participant: c.id.Participant, Role: c.id.Role, Seq: f.Seq})
 		}
-		c.reply(ackFrame{Type: "ack", Ref: f.Ref, Conversation: f.Conversation, Seq: f.Seq})
+		c.reply(wire.Ack{Type: wire.TypeAck, Ref: f.Ref, Conversation: f.Conversation, Seq: f.Seq})
 	})
 	return nil
 }
@@ -428,17 +429,17 @@ func (c *conn) async(fn func()) {
 func (c *conn) storeError(err error) *wireError {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return errf(CodeNotFound, "%v", err)
+		return errf(wire.CodeNotFound, "%v", err)
 	case errors.Is(err, store.ErrForbidden):
-		return errf(CodeForbidden, "%v", err)
+		return errf(wire.CodeForbidden, "%v", err)
 	case errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrExists):
-		return errf(CodeBadRequest, "%v", err)
+		return errf(wire.CodeBadRequest, "%v", err)
 	case errors.Is(err, store.ErrClosed), errors.Is(err, context.Canceled):
-		return fatalf(CodeUnavailable, closeRestart, "node shutting down: reconnect")
+		return fatalf(wire.CodeUnavailable, wire.CloseRestart, "node shutting down: reconnect")
 	case errors.Is(err, ErrUnconfirmed):
 		// The cause names nodes and addresses: for the log, not the client.
-		return errf(CodeUnavailable, "%v: retry with the same id", ErrUnconfirmed)
+		return errf(wire.CodeUnavailable, "%v: retry with the same id", ErrUnconfirmed)
 	}
 	c.srv.log.Error("store failure", "err", err, "workspace", c.id.Workspace)
-	return errf(CodeInternal, "internal error")
+	return errf(wire.CodeInternal, "internal error")
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"parley/crdt"
+	"parley/gateway/wire"
 	"parley/ident"
 )
 
@@ -101,7 +102,7 @@ func (s *Server) ApplySignal(sig Signal) {
 		if s.presence.applyTyping(sig.Workspace, sig.Conversation, st) {
 			ttl := max(sig.Expires-now, 0)
 			s.hub.toConv(sig.Workspace, sig.Conversation, &outItem{kind: outLive, conv: sig.Conversation,
-				data: encode(typingFrame{Type: "typing", Conversation: sig.Conversation, Participant: sig.Participant, Role: sig.Role, Name: sig.Name, Typing: sig.Typing, ExpiresMS: ttl})})
+				data: encode(wire.Typing{Type: wire.TypeTyping, Conversation: sig.Conversation, Participant: sig.Participant, Role: sig.Role, Name: sig.Name, Typing: sig.Typing, ExpiresMS: ttl})})
 		}
 	}
 }
@@ -166,7 +167,7 @@ func (s *Server) endLeases(match func(crdt.Lease) bool) {
 // announceParticipant tells the workspace that a participant came online
 // or left: visitors are seen by agents, agents by everyone.
 func (s *Server) announceParticipant(ws, participant string, role ident.Role, name string, online bool) {
-	it := &outItem{kind: outFrame, data: encode(presenceFrame{Type: "presence", Participant: participant, Role: role, Name: name, Online: online})}
+	it := &outItem{kind: outFrame, data: encode(wire.Presence{Type: wire.TypePresence, Participant: participant, Role: role, Name: name, Online: online})}
 	s.hub.toRole(ws, ident.Agent, it)
 	if role == ident.Agent {
 		s.hub.toRole(ws, ident.Visitor, it)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"parley/crdt"
+	"parley/gateway/wire"
 	"parley/ident"
 )
 
@@ -50,21 +51,10 @@ func newViews() *views {
 	return &views{leases: map[string]map[string]viewLease{}, shown: map[string]map[string]map[string]string{}}
 }
 
-// viewingFrame tells agents that an agent started or stopped viewing a
-// conversation.
-type viewingFrame struct {
-	Type         string     `json:"type"`
-	Conversation string     `json:"conversation"`
-	Participant  string     `json:"participant"`
-	Role         ident.Role `json:"role"`
-	Name         string     `json:"name,omitempty"`
-	Viewing      bool       `json:"viewing"`
-}
-
 // apply joins a lease and returns the announcements it causes: for the
 // conversation the lease left and the one it entered, whether its
 // participant's viewing flipped compared with what was last shown.
-func (v *views) apply(ws string, l viewLease, nowMS int64) []viewingFrame {
+func (v *views) apply(ws string, l viewLease, nowMS int64) []wire.Viewing {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	set := v.leases[ws]
@@ -88,7 +78,7 @@ func (v *views) apply(ws string, l viewLease, nowMS int64) []viewingFrame {
 	if cur.Conversation != l.Conversation {
 		convs = []string{cur.Conversation, l.Conversation} // left, then entered
 	}
-	var out []viewingFrame
+	var out []wire.Viewing
 	for _, conv := range convs {
 		if conv == "" {
 			continue
@@ -110,7 +100,7 @@ func newerView(a, b viewLease) bool {
 
 // reconcile compares whether participant views conv now with what agents
 // were last told, records the new state and returns the frame to send.
-func (v *views) reconcile(ws, conv, participant string, nowMS int64) (viewingFrame, bool) {
+func (v *views) reconcile(ws, conv, participant string, nowMS int64) (wire.Viewing, bool) {
 	name, now := "", false
 	for _, l := range v.leases[ws] {
 		if l.Participant == participant && l.Conversation == conv && l.live(nowMS) {
@@ -121,7 +111,7 @@ func (v *views) reconcile(ws, conv, participant string, nowMS int64) (viewingFra
 	byConv := v.shown[ws]
 	shownName, before := byConv[conv][participant]
 	if before == now {
-		return viewingFrame{}, false
+		return wire.Viewing{}, false
 	}
 	if now {
 		if byConv == nil {
@@ -142,7 +132,7 @@ func (v *views) reconcile(ws, conv, participant string, nowMS int64) (viewingFra
 			delete(v.shown, ws)
 		}
 	}
-	return viewingFrame{Type: "viewing", Conversation: conv, Participant: participant, Role: ident.Agent, Name: name, Viewing: now}, true
+	return wire.Viewing{Type: wire.TypeViewing, Conversation: conv, Participant: participant, Role: ident.Agent, Name: name, Viewing: now}, true
 }
 
 // get returns a lease by ID.
@@ -155,13 +145,13 @@ func (v *views) get(ws, id string) (viewLease, bool) {
 
 // current returns the frames that describe who views what in ws now, for
 // an agent that just connected.
-func (v *views) current(ws string) []viewingFrame {
+func (v *views) current(ws string) []wire.Viewing {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	var out []viewingFrame
+	var out []wire.Viewing
 	for conv, ps := range v.shown[ws] {
 		for p, name := range ps {
-			out = append(out, viewingFrame{Type: "viewing", Conversation: conv, Participant: p, Role: ident.Agent, Name: name, Viewing: true})
+			out = append(out, wire.Viewing{Type: wire.TypeViewing, Conversation: conv, Participant: p, Role: ident.Agent, Name: name, Viewing: true})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -195,7 +185,7 @@ func (f *inFrame) validateView() *wireError {
 		return err
 	}
 	if f.Viewing == nil {
-		return errf(CodeBadRequest, "viewing: required, true or false")
+		return errf(wire.CodeBadRequest, "viewing: required, true or false")
 	}
 	return nil
 }
@@ -204,7 +194,7 @@ func (f *inFrame) validateView() *wireError {
 // one this connection had open) or leaves one.
 func (c *conn) view(f inFrame, now time.Time) *wireError {
 	if c.id.Role != ident.Agent {
-		return errf(CodeForbidden, "view: only agents say which conversation they view")
+		return errf(wire.CodeForbidden, "view: only agents say which conversation they view")
 	}
 	if werr := c.authorize(f.Conversation); werr != nil {
 		return werr
@@ -215,7 +205,7 @@ func (c *conn) view(f inFrame, now time.Time) *wireError {
 		c.setView("", 0)
 	} // else: not the one open, nothing to leave
 	if f.Ref != "" {
-		c.reply(refFrame{Type: "ack", Ref: f.Ref, Conversation: f.Conversation})
+		c.reply(wire.Ref{Type: wire.TypeAck, Ref: f.Ref, Conversation: f.Conversation})
 	}
 	return nil
 }

@@ -7,8 +7,7 @@ import (
 	"time"
 
 	"parley/crdt"
-
-	"github.com/coder/websocket"
+	"parley/gateway/wire"
 )
 
 func TestViewFrameValidation(t *testing.T) {
@@ -20,14 +19,14 @@ func TestViewFrameValidation(t *testing.T) {
 	}{
 		{`{"type":"view","conversation":"` + conv + `","viewing":true}`, ""},
 		{`{"type":"view","ref":"r1","conversation":"` + conv + `","viewing":false}`, ""},
-		{`{"type":"view","conversation":"` + conv + `"}`, CodeBadRequest},
-		{`{"type":"view","conversation":"` + conv + `","viewing":null}`, CodeBadRequest},
-		{`{"type":"view","conversation":"` + conv + `","viewing":"yes"}`, CodeBadFrame},
-		{`{"type":"view","conversation":"` + conv + `","viewing":1}`, CodeBadFrame},
-		{`{"type":"view","viewing":true}`, CodeBadRequest},
-		{`{"type":"view","conversation":"c_0123","viewing":true}`, CodeBadRequest},
-		{`{"type":"view","conversation":"C_0123456789ABCDEF01234567","viewing":true}`, CodeBadRequest},
-		{`{"type":"viewing","conversation":"` + conv + `","viewing":true}`, CodeUnknownType},
+		{`{"type":"view","conversation":"` + conv + `"}`, wire.CodeBadRequest},
+		{`{"type":"view","conversation":"` + conv + `","viewing":null}`, wire.CodeBadRequest},
+		{`{"type":"view","conversation":"` + conv + `","viewing":"yes"}`, wire.CodeBadFrame},
+		{`{"type":"view","conversation":"` + conv + `","viewing":1}`, wire.CodeBadFrame},
+		{`{"type":"view","viewing":true}`, wire.CodeBadRequest},
+		{`{"type":"view","conversation":"c_0123","viewing":true}`, wire.CodeBadRequest},
+		{`{"type":"view","conversation":"C_0123456789ABCDEF01234567","viewing":true}`, wire.CodeBadRequest},
+		{`{"type":"viewing","conversation":"` + conv + `","viewing":true}`, wire.CodeUnknownType},
 	}
 	for _, c := range cases {
 		_, werr := decodeFrame([]byte(c.frame))
@@ -52,18 +51,18 @@ func TestViewRefusals(t *testing.T) {
 	conv := v.start()
 	r := v.ref()
 	v.send(map[string]any{"type": "view", "ref": r, "conversation": conv, "viewing": true})
-	if got := v.expect("error", refIs(r)); got["code"] != CodeForbidden {
+	if got := v.expect("error", refIs(r)); got["code"] != wire.CodeForbidden {
 		t.Fatalf("visitor view: %v", got)
 	}
 	other := e.agent(t, "ws2")
 	r = other.ref()
 	other.send(map[string]any{"type": "view", "ref": r, "conversation": conv, "viewing": true})
-	if got := other.expect("error", refIs(r)); got["code"] != CodeNotFound {
+	if got := other.expect("error", refIs(r)); got["code"] != wire.CodeNotFound {
 		t.Fatalf("view of another workspace's conversation: %v", got)
 	}
 	r = other.ref()
 	other.send(map[string]any{"type": "view", "ref": r, "conversation": "c_0123456789abcdef01234567", "viewing": true})
-	if got := other.expect("error", refIs(r)); got["code"] != CodeNotFound {
+	if got := other.expect("error", refIs(r)); got["code"] != wire.CodeNotFound {
 		t.Fatalf("view of an unknown conversation: %v", got)
 	}
 	ana.none("viewing", 200*time.Millisecond)
@@ -103,7 +102,7 @@ func TestViewersAreSeenByAgentsOnly(t *testing.T) {
 	sam2 := e.agent(t, "ws1")
 	sam2.send(map[string]any{"type": "view", "conversation": conv, "viewing": true})
 	ana.none("viewing", 200*time.Millisecond)
-	sam2.c.Close(websocket.StatusNormalClosure, "")
+	sam2.c.Close()
 	ana.none("viewing", 200*time.Millisecond)
 
 	// An agent that connects later is told at its welcome.
@@ -133,7 +132,7 @@ func TestViewersAreSeenByAgentsOnly(t *testing.T) {
 	// Closing the connection leaves too.
 	sam.send(map[string]any{"type": "view", "conversation": conv, "viewing": true})
 	ana.expect("viewing", func(m map[string]any) bool { return m["conversation"] == conv && m["viewing"] == true })
-	sam.c.Close(websocket.StatusNormalClosure, "")
+	sam.c.Close()
 	ana.expect("viewing", func(m map[string]any) bool { return m["conversation"] == conv && m["viewing"] == false })
 
 	mu.Lock()

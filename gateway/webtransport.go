@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"parley/gateway/wire"
+
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 	"github.com/quic-go/webtransport-go"
@@ -183,7 +185,7 @@ func (w *WebTransport) serveHTTP(rw http.ResponseWriter, r *http.Request) {
 	s := w.gw
 	ip := clientIP(r)
 	if !s.admit(ip, false) {
-		s.metrics.Error(CodeRateLimited)
+		s.metrics.Error(wire.CodeRateLimited)
 		rw.WriteHeader(http.StatusTooManyRequests)
 		return
 	}
@@ -200,7 +202,7 @@ func (w *WebTransport) serveHTTP(rw http.ResponseWriter, r *http.Request) {
 	cancel()
 	if err != nil {
 		s.release(ip, false)
-		sess.CloseWithError(closeUnauthentic, "no stream opened")
+		sess.CloseWithError(wire.CloseUnauthentic, "no stream opened")
 		return
 	}
 	t := newWTTransport(sess, str)
@@ -243,8 +245,8 @@ func newWTTransport(sess *webtransport.Session, str *webtransport.Stream) *wtTra
 
 func (t *wtTransport) Name() string { return "wt" }
 
-// Read returns the next line. A line over MaxFrameBytes comes back as its
-// first MaxFrameBytes+1 bytes, which decodeFrame refuses with too_large
+// Read returns the next line. A line over wire.MaxFrameBytes comes back as its
+// first wire.MaxFrameBytes+1 bytes, which decodeFrame refuses with too_large
 // (and the connection closes), without the rest ever being buffered.
 func (t *wtTransport) Read(ctx context.Context) ([]byte, error) {
 	t.rmu.Lock()
@@ -297,7 +299,7 @@ func (t *wtTransport) Close(code int, reason string) error {
 			// and drop what the client still sends, up to its end.
 			t.draining = true
 			t.str.SetReadDeadline(deadline)
-			io.Copy(io.Discard, io.LimitReader(t.str, 4*MaxFrameBytes))
+			io.Copy(io.Discard, io.LimitReader(t.str, 4*wire.MaxFrameBytes))
 			t.rmu.Unlock()
 		} else {
 			// The reader is in Read: it sees the client's end.
@@ -316,7 +318,7 @@ func (t *wtTransport) Close(code int, reason string) error {
 
 // lineReader splits a byte stream into frames at "\n" (a "\r" before the
 // "\n" is dropped, and empty lines are skipped). It buffers 4 KiB per
-// connection, and at most MaxFrameBytes+2 more for one long line.
+// connection, and at most wire.MaxFrameBytes+2 more for one long line.
 type lineReader struct {
 	br      *bufio.Reader
 	tooLong bool
@@ -329,8 +331,8 @@ func newLineReader(r io.Reader) *lineReader {
 // errLineTooLong ends the reader after it returned an oversized line.
 var errLineTooLong = errors.New("line too long")
 
-// next returns a fresh copy of the next line. A line over MaxFrameBytes is
-// returned cut to MaxFrameBytes+1 bytes, and every later call returns
+// next returns a fresh copy of the next line. A line over wire.MaxFrameBytes is
+// returned cut to wire.MaxFrameBytes+1 bytes, and every later call returns
 // errLineTooLong: the rest of it is never read.
 func (l *lineReader) next() ([]byte, error) {
 	if l.tooLong {
@@ -342,9 +344,9 @@ func (l *lineReader) next() ([]byte, error) {
 		if errors.Is(err, bufio.ErrBufferFull) {
 			long = append(long, chunk...)
 			// Even if "\r\n" came next, the line would be too long.
-			if len(long) > MaxFrameBytes+1 {
+			if len(long) > wire.MaxFrameBytes+1 {
 				l.tooLong = true
-				return long[:MaxFrameBytes+1], nil
+				return long[:wire.MaxFrameBytes+1], nil
 			}
 			continue
 		}
@@ -363,9 +365,9 @@ func (l *lineReader) next() ([]byte, error) {
 		if n := len(line); n > 0 && line[n-1] == '\r' {
 			line = line[:n-1]
 		}
-		if len(line) > MaxFrameBytes {
+		if len(line) > wire.MaxFrameBytes {
 			l.tooLong = true
-			return line[:MaxFrameBytes+1], nil
+			return line[:wire.MaxFrameBytes+1], nil
 		}
 		if len(line) == 0 {
 			continue

@@ -1,14 +1,12 @@
 package gateway
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,9 +18,13 @@ import (
 	"time"
 	"unicode/utf8"
 
+	protoclient "parley/gateway/client"
+
 	"parley/certs"
+	"parley/gateway/wire"
 	"parley/internal/eventually"
 
+	"github.com/coder/websocket"
 	"github.com/quic-go/webtransport-go"
 )
 
@@ -34,6 +36,7 @@ type wtEnv struct {
 	wtURL string
 	hash  []byte // SHA-256 of the served certificate, as a browser pins it
 	met   *countMetrics
+	d     *protoclient.WTDialer // accepts the certificate by its hash
 }
 
 func newWTEnv(t testing.TB, mod func(*Config)) *wtEnv {
@@ -64,7 +67,9 @@ func newWTEnv(t testing.TB, mod func(*Config)) *wtEnv {
 		}
 		pc.Close()
 	})
-	return &wtEnv{env: e, wt: w, wtURL: "https://" + pc.LocalAddr().String() + WebTransportPath, hash: hash, met: met}
+	d := protoclient.NewWTDialer(protoclient.WTConfig{CertHashes: [][]byte{hash}, Sockets: 1})
+	t.Cleanup(d.Close)
+	return &wtEnv{env: e, wt: w, wtURL: "https://" + pc.LocalAddr().String() + WebTransportPath, hash: hash, met: met, d: d}
 }
 
 // countMetrics counts the gateway's measurements by name and transport.
@@ -109,102 +114,23 @@ func pinnedTLS(hash []byte) *tls.Config {
 	}
 }
 
-// wtClient is a protocol client over WebTransport; it embeds the WebSocket
-// test client for its frame queue and expectations.
-type wtClient struct {
-	*client
-	sess *webtransport.Session
-	str  *webtransport.Stream
-}
-
-func (e *wtEnv) dialWT(t testing.TB) *wtClient {
+func (e *wtEnv) dialWT(t testing.TB) *client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	d := &webtransport.Transport{TLSClientConfig: pinnedTLS(e.hash)}
-	_, sess, err := d.Dial(ctx, e.wtURL, nil)
+	c, err := e.d.Dial(ctx, e.wtURL, protoclient.Options{Queue: testQueue})
 	if err != nil {
 		t.Fatalf("webtransport dial: %v", err)
 	}
-	str, err := sess.OpenStreamSync(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl := &wtClient{client: &client{t: t, frames: make(chan []byte, 4096), rerr: make(chan error, 1)}, sess: sess, str: str}
-	go func() {
-		sc := bufio.NewScanner(str)
-		sc.Buffer(make([]byte, 64<<10), 4<<20)
-		for sc.Scan() {
-			cl.frames <- bytes.Clone(sc.Bytes())
-		}
-		err := sc.Err()
-		if err == nil {
-			err = io.EOF
-			// The server ended the stream: end ours, so that it closes
-			// the session at once, with its code.
-			str.Close()
-		}
-		cl.rerr <- err
-		close(cl.frames)
-	}()
-	t.Cleanup(func() { sess.CloseWithError(0, "") })
-	return cl
+	t.Cleanup(c.CloseNow)
+	return &client{t: t, c: c}
 }
 
-func (cl *wtClient) writeRaw(b []byte) {
-	cl.t.Helper()
-	cl.str.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if _, err := cl.str.Write(b); err != nil {
-		cl.t.Fatalf("write: %v", err)
-	}
-}
+// writeRaw writes b as it is: over WebTransport, bytes on the stream with
+// no line ending added.
+func (cl *client) writeRaw(b []byte) { cl.sendRaw(websocket.MessageText, b) }
 
-func (cl *wtClient) send(v map[string]any) {
-	cl.t.Helper()
-	b, _ := json.Marshal(v)
-	cl.writeRaw(append(b, '\n'))
-}
-
-func (cl *wtClient) start() string {
-	cl.t.Helper()
-	r := cl.ref()
-	cl.send(map[string]any{"type": "start", "ref": r})
-	return cl.expect("started", refIs(r))["conversation"].(string)
-}
-
-func (cl *wtClient) say(conv, id, body string) map[string]any {
-	cl.t.Helper()
-	r := cl.ref()
-	cl.send(map[string]any{"type": "send", "ref": r, "conversation": conv, "id": id, "body": body})
-	return cl.expect("ack", refIs(r))
-}
-
-// closeCode reads to the end of the stream and returns the code the server
-// closed the session with.
-func (cl *wtClient) closeCode() int {
-	cl.t.Helper()
-	for {
-		if _, err := cl.next(5 * time.Second); err != nil {
-			if errors.Is(err, context.DeadlineExceeded) {
-				cl.t.Fatal("the server did not close the stream")
-			}
-			break
-		}
-	}
-	select {
-	case <-cl.sess.Context().Done():
-	case <-time.After(5 * time.Second):
-		cl.t.Fatal("the server did not close the session")
-	}
-	_, err := cl.sess.OpenStream() // returns why the session closed
-	var se *webtransport.SessionError
-	if !errors.As(err, &se) {
-		cl.t.Fatalf("session closed with %v, not a session error", err)
-	}
-	return int(se.ErrorCode)
-}
-
-func (e *wtEnv) visitorWT(t testing.TB, ws string, extra map[string]any) (*wtClient, map[string]any) {
+func (e *wtEnv) visitorWT(t testing.TB, ws string, extra map[string]any) (*client, map[string]any) {
 	t.Helper()
 	cl := e.dialWT(t)
 	h := map[string]any{"type": "hello", "v": 1, "workspace": ws, "role": "visitor", "name": "Ada"}
@@ -215,7 +141,7 @@ func (e *wtEnv) visitorWT(t testing.TB, ws string, extra map[string]any) (*wtCli
 	return cl, cl.expect("welcome", nil)
 }
 
-func (e *wtEnv) agentWT(t testing.TB, ws string) *wtClient {
+func (e *wtEnv) agentWT(t testing.TB, ws string) *client {
 	t.Helper()
 	cl := e.dialWT(t)
 	cl.send(map[string]any{"type": "hello", "v": 1, "workspace": ws, "role": "agent", "token": "agent-token-" + ws})
@@ -246,7 +172,7 @@ func TestWTChatWithWSAgent(t *testing.T) {
 	if d["message"].(map[string]any)["body"] != "Hello over QUIC" {
 		t.Fatalf("agent got %v", d)
 	}
-	if !seenFrame(v.client, "deliver", msgIs("m-00000001")) { // the sender's own copy, before or after the ack
+	if !seenFrame(v, "deliver", msgIs("m-00000001")) { // the sender's own copy, before or after the ack
 		v.expect("deliver", msgIs("m-00000001"))
 	}
 	// A retry is stored once.
@@ -271,7 +197,7 @@ func TestWTChatWithWSAgent(t *testing.T) {
 		t.Errorf("wt messages in = %d, want 2", got)
 	}
 	// Leaving ends the visitor's presence.
-	v.sess.CloseWithError(0, "")
+	v.c.CloseNow()
 	ag.expect("presence", func(m map[string]any) bool { return m["participant"] == w["participant"] && m["online"] == false })
 	eventually.Holds(t, 5*time.Second, "no WebTransport connection counted", func() error {
 		if n := e.met.get("conns/wt"); n != 0 {
@@ -314,7 +240,7 @@ func TestWTResumeAfterReconnect(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		v.say(conv, fmt.Sprintf("m-v%07d", i), fmt.Sprintf("v%d", i))
 	}
-	v.sess.CloseWithError(0, "gone") // as a broken path would
+	v.c.CloseNow() // as a broken path would
 	ag := e.agent(t, "ws1")
 	for i := 1; i <= 2; i++ {
 		ag.say(conv, fmt.Sprintf("m-a%07d", i), fmt.Sprintf("a%d", i))
@@ -337,7 +263,7 @@ func TestWTResumeAfterReconnect(t *testing.T) {
 		t.Fatalf("live after resume: %v", d)
 	}
 	// Fallback: the next connection is a WebSocket; it resumes after 6.
-	v2.sess.CloseWithError(0, "")
+	v2.c.CloseNow()
 	ag.say(conv, "m-a0000004", "a4")
 	v3, _ := e.visitor(t, "ws1", same)
 	r = v3.ref()
@@ -371,17 +297,17 @@ func TestWTBadInput(t *testing.T) {
 		name, line, code string
 		close            int
 	}{
-		{"invalid JSON", `{"type":"send",`, CodeBadFrame, 0},
-		{"invalid UTF-8", "{\"type\":\"send\",\"body\":\"\xff\xfe\"}", CodeBadFrame, 0},
-		{"not an object", `[1,2]`, CodeBadFrame, 0},
-		{"unknown type", `{"type":"launch"}`, CodeUnknownType, 0},
-		{"missing type", `{}`, CodeUnknownType, 0},
-		{"empty body", fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":""}`, myConv), CodeBadRequest, 0},
-		{"bad conversation id", `{"type":"send","conversation":"../../etc","id":"m-00000009","body":"hi"}`, CodeBadRequest, 0},
-		{"someone else's conversation", fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"hi"}`, myConv), CodeNotFound, 0},
-		{"second hello", `{"type":"hello","v":1,"workspace":"ws1","role":"visitor"}`, CodeBadRequest, 0},
-		{"too large", `{"type":"ping","pad":"` + strings.Repeat("a", MaxFrameBytes) + `"}`, CodeTooLarge, closeTooLarge},
-		{"too large, no newline in sight", strings.Repeat("a", 4*MaxFrameBytes), CodeTooLarge, closeTooLarge},
+		{"invalid JSON", `{"type":"send",`, wire.CodeBadFrame, 0},
+		{"invalid UTF-8", "{\"type\":\"send\",\"body\":\"\xff\xfe\"}", wire.CodeBadFrame, 0},
+		{"not an object", `[1,2]`, wire.CodeBadFrame, 0},
+		{"unknown type", `{"type":"launch"}`, wire.CodeUnknownType, 0},
+		{"missing type", `{}`, wire.CodeUnknownType, 0},
+		{"empty body", fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":""}`, myConv), wire.CodeBadRequest, 0},
+		{"bad conversation id", `{"type":"send","conversation":"../../etc","id":"m-00000009","body":"hi"}`, wire.CodeBadRequest, 0},
+		{"someone else's conversation", fmt.Sprintf(`{"type":"send","conversation":%q,"id":"m-00000009","body":"hi"}`, myConv), wire.CodeNotFound, 0},
+		{"second hello", `{"type":"hello","v":1,"workspace":"ws1","role":"visitor"}`, wire.CodeBadRequest, 0},
+		{"too large", `{"type":"ping","pad":"` + strings.Repeat("a", wire.MaxFrameBytes) + `"}`, wire.CodeTooLarge, wire.CloseTooLarge},
+		{"too large, no newline in sight", strings.Repeat("a", 4*wire.MaxFrameBytes), wire.CodeTooLarge, wire.CloseTooLarge},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -392,7 +318,7 @@ func TestWTBadInput(t *testing.T) {
 				t.Fatalf("code %v, want %s (%v)", got["code"], c.code, got)
 			}
 			if c.close != 0 {
-				if code := v.closeCode(); code != c.close {
+				if code := closeCode(t, v); code != c.close {
 					t.Fatalf("close code %d, want %d", code, c.close)
 				}
 				return
@@ -414,38 +340,38 @@ func TestWTBadInput(t *testing.T) {
 		v.expect("pong", refIs("b"))
 		v.writeRaw([]byte("ng\",\"ref\":\"c\"}\n"))
 		v.expect("pong", refIs("c"))
-		// A frame of exactly MaxFrameBytes is not too large.
-		pad := MaxFrameBytes - len(`{"type":"ping","ref":"d","pad":""}`)
+		// A frame of exactly wire.MaxFrameBytes is not too large.
+		pad := wire.MaxFrameBytes - len(`{"type":"ping","ref":"d","pad":""}`)
 		v.writeRaw([]byte(`{"type":"ping","ref":"d","pad":"` + strings.Repeat("x", pad) + "\"}\r\n"))
 		v.expect("pong", refIs("d"))
 	})
 	t.Run("frame before hello", func(t *testing.T) {
 		cl := e.dialWT(t)
 		cl.send(map[string]any{"type": "list"})
-		if got := cl.expect("error", nil); got["code"] != CodeUnauthenticated {
+		if got := cl.expect("error", nil); got["code"] != wire.CodeUnauthenticated {
 			t.Fatalf("got %v", got)
 		}
-		if code := cl.closeCode(); code != closeUnauthentic {
+		if code := closeCode(t, cl); code != wire.CloseUnauthentic {
 			t.Fatalf("close %d", code)
 		}
 	})
 	t.Run("auth failed", func(t *testing.T) {
 		cl := e.dialWT(t)
 		cl.send(map[string]any{"type": "hello", "v": 1, "workspace": "ws1", "role": "agent", "token": "nope"})
-		if got := cl.expect("error", nil); got["code"] != CodeAuthFailed {
+		if got := cl.expect("error", nil); got["code"] != wire.CodeAuthFailed {
 			t.Fatalf("got %v", got)
 		}
-		if code := cl.closeCode(); code != closeAuthFailed {
+		if code := closeCode(t, cl); code != wire.CloseAuthFailed {
 			t.Fatalf("close %d", code)
 		}
 	})
 	t.Run("flood", func(t *testing.T) {
 		v, _ := e.visitorWT(t, "ws1", nil)
 		v.writeRaw([]byte(strings.Repeat("{\"type\":\"ping\"}\n", 200)))
-		if got := v.expect("error", nil); got["code"] != CodeRateLimited {
+		if got := v.expect("error", nil); got["code"] != wire.CodeRateLimited {
 			t.Fatalf("got %v", got)
 		}
-		if code := v.closeCode(); code != closeRateLimited {
+		if code := closeCode(t, v); code != wire.CloseRateLimited {
 			t.Fatalf("flood not cut off: close %d", code)
 		}
 	})
@@ -466,10 +392,10 @@ func TestWTShutdownTellsClientsToReconnect(t *testing.T) {
 		defer cancel()
 		done <- e.gw.Shutdown(ctx)
 	}()
-	if got := v.expect("error", nil); got["code"] != CodeUnavailable {
+	if got := v.expect("error", nil); got["code"] != wire.CodeUnavailable {
 		t.Fatalf("got %v", got)
 	}
-	if code := v.closeCode(); code != closeRestart {
+	if code := closeCode(t, v); code != wire.CloseRestart {
 		t.Fatalf("close %d", code)
 	}
 	if err := <-done; err != nil {
@@ -483,16 +409,15 @@ func TestWTConnectionsPerIPAreLimited(t *testing.T) {
 	v, _ := e.visitorWT(t, "ws1", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	d := &webtransport.Transport{TLSClientConfig: pinnedTLS(e.hash)}
-	rsp, _, err := d.Dial(ctx, e.wtURL, nil)
-	if err == nil || rsp == nil || rsp.StatusCode != 429 {
-		t.Fatalf("second connection: %v %v", rsp, err)
+	var he *protoclient.HandshakeError
+	if _, err := e.d.Dial(ctx, e.wtURL, protoclient.Options{}); !errors.As(err, &he) || he.Status != 429 {
+		t.Fatalf("second connection: %v", err)
 	}
-	v.sess.CloseWithError(0, "")
+	v.c.CloseNow()
 	eventually.Holds(t, 5*time.Second, "the address's slot frees once its session closes", func() error {
-		_, s, err := d.Dial(ctx, e.wtURL, nil)
+		c, err := e.d.Dial(ctx, e.wtURL, protoclient.Options{})
 		if err == nil {
-			s.CloseWithError(0, "")
+			c.CloseNow()
 		}
 		return err
 	})
@@ -517,7 +442,7 @@ func TestWTNoStreamIsClosed(t *testing.T) {
 		t.Fatal("a session without a stream stays open")
 	}
 	var se *webtransport.SessionError
-	if _, err := sess.OpenStream(); !errors.As(err, &se) || se.ErrorCode != closeUnauthentic {
+	if _, err := sess.OpenStream(); !errors.As(err, &se) || se.ErrorCode != wire.CloseUnauthentic {
 		t.Fatalf("closed with %v", err)
 	}
 }
@@ -527,8 +452,10 @@ func TestWTWrongCertificateIsRefused(t *testing.T) {
 	e := newWTEnv(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	d := &webtransport.Transport{TLSClientConfig: pinnedTLS(make([]byte, 32))}
-	if _, _, err := d.Dial(ctx, e.wtURL, nil); err == nil {
+	d := protoclient.NewWTDialer(protoclient.WTConfig{CertHashes: [][]byte{make([]byte, 32)}, Sockets: 1})
+	defer d.Close()
+	if c, err := d.Dial(ctx, e.wtURL, protoclient.Options{}); err == nil {
+		c.CloseNow()
 		t.Fatal("connected with a wrong certificate hash")
 	}
 }
@@ -559,23 +486,23 @@ func TestLineReader(t *testing.T) {
 // FuzzWTFrames feeds arbitrary bytes to the WebTransport line framing: every
 // line within the limit comes out whole, as it went in, and passes through
 // decodeFrame without panicking; an over-long line comes out cut to
-// MaxFrameBytes+1 bytes (too_large) and nothing after it does. Encoded
+// wire.MaxFrameBytes+1 bytes (too_large) and nothing after it does. Encoded
 // frames, whatever the text in them, never contain a raw newline.
 func FuzzWTFrames(f *testing.F) {
 	f.Add([]byte("{\"type\":\"ping\"}\n"), "hi")
 	f.Add([]byte("{\"type\":\"hello\",\"v\":1,\"workspace\":\"demo\",\"role\":\"visitor\"}\r\n\n\n{\"type\":\"ping\"}"), "line\nbreak")
 	f.Add([]byte("\xff\xfe\n[1]\n{}\n"), "\u2028\u2029\r\n\x00")
-	f.Add(bytes.Repeat([]byte("a"), MaxFrameBytes+1), "")
-	f.Add(append(bytes.Repeat([]byte("a"), MaxFrameBytes), '\r', '\n'), "")
+	f.Add(bytes.Repeat([]byte("a"), wire.MaxFrameBytes+1), "")
+	f.Add(append(bytes.Repeat([]byte("a"), wire.MaxFrameBytes), '\r', '\n'), "")
 	f.Fuzz(func(t *testing.T, data []byte, body string) {
 		var want [][]byte
 		tooLong := false
 		lines := bytes.Split(data, []byte("\n"))
 		for _, l := range lines[:len(lines)-1] { // the last piece is unterminated
 			l = bytes.TrimSuffix(l, []byte("\r"))
-			if len(l) > MaxFrameBytes {
+			if len(l) > wire.MaxFrameBytes {
 				tooLong = true
-				want = append(want, l[:MaxFrameBytes+1])
+				want = append(want, l[:wire.MaxFrameBytes+1])
 				break
 			}
 			if len(l) > 0 {
@@ -585,7 +512,7 @@ func FuzzWTFrames(f *testing.F) {
 		// An unterminated last piece is no frame, unless it is too long to
 		// be one whatever follows: then the reader may cut it off early.
 		last := lines[len(lines)-1]
-		mayCut := !tooLong && len(last) > MaxFrameBytes+1
+		mayCut := !tooLong && len(last) > wire.MaxFrameBytes+1
 		lr := newLineReader(iotest.HalfReader(bytes.NewReader(data)))
 		var got [][]byte
 		var end error
@@ -595,17 +522,17 @@ func FuzzWTFrames(f *testing.F) {
 				end = err
 				break
 			}
-			if bytes.IndexByte(l, '\n') >= 0 || len(l) > MaxFrameBytes+1 || len(l) == 0 {
+			if bytes.IndexByte(l, '\n') >= 0 || len(l) > wire.MaxFrameBytes+1 || len(l) == 0 {
 				t.Fatalf("bad frame %q", l)
 			}
-			if _, werr := decodeFrame(l); (len(l) > MaxFrameBytes) != (werr != nil && werr.Code == CodeTooLarge) {
+			if _, werr := decodeFrame(l); (len(l) > wire.MaxFrameBytes) != (werr != nil && werr.Code == wire.CodeTooLarge) {
 				t.Fatalf("frame of %d bytes decoded as %v", len(l), werr)
 			}
 			got = append(got, l)
 		}
 		if mayCut && len(got) == len(want)+1 {
 			tooLong = true
-			want = append(want, last[:MaxFrameBytes+1])
+			want = append(want, last[:wire.MaxFrameBytes+1])
 		}
 		if tooLong != errors.Is(end, errLineTooLong) || (!tooLong && end != io.EOF) {
 			t.Fatalf("ended with %v, too long %v", end, tooLong)
@@ -622,7 +549,7 @@ func FuzzWTFrames(f *testing.F) {
 		if !utf8.ValidString(body) {
 			body = strings.ToValidUTF8(body, "?")
 		}
-		enc := encode(deliverFrame{Type: "deliver", Conversation: "c_x", Seq: 1, Message: wireMessage{ID: "m", Body: body, Name: body}})
+		enc := encode(wire.Deliver{Type: "deliver", Conversation: "c_x", Seq: 1, Message: wire.Message{ID: "m", Body: body, Name: body}})
 		if bytes.IndexByte(enc, '\n') >= 0 || bytes.IndexByte(enc, '\r') >= 0 {
 			t.Fatalf("encoded frame contains a raw line break: %q", enc)
 		}

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"time"
 
+	"parley/gateway/wire"
+
 	"github.com/coder/websocket"
 )
 
@@ -13,9 +15,9 @@ import (
 var errBinary = errors.New("binary frame")
 
 // hardReadLimit is where the WebSocket library itself cuts a connection
-// (close 1009). Frames between MaxFrameBytes and it get a too_large error
+// (close 1009). Frames between wire.MaxFrameBytes and it get a too_large error
 // frame first, so that a client learns why.
-const hardReadLimit = 4 * MaxFrameBytes
+const hardReadLimit = 4 * wire.MaxFrameBytes
 
 // ServeHTTP upgrades a request to a WebSocket connection and serves it.
 // Any origin may connect: the widget runs on customers' sites, and no
@@ -30,7 +32,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	cnt := counted(r.Context(), ip)
 	if !s.admit(ip, cnt) {
-		s.metrics.Error(CodeRateLimited)
+		s.metrics.Error(wire.CodeRateLimited)
 		http.Error(w, `{"code":"rate_limited","message":"too many connections from this address"}`, http.StatusTooManyRequests)
 		return
 	}

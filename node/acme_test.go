@@ -24,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"parley/internal/eventually"
+
 	"github.com/quic-go/quic-go/http3"
 )
 
@@ -247,7 +249,7 @@ func TestACMECertificateFromPebble(t *testing.T) {
 	// failed order is retried only a minute later).
 	mgmt := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: caPool}}, Timeout: 5 * time.Second}
 	var rootPEM []byte
-	eventually(t, "pebble's root", 30*time.Second, func() bool {
+	eventually.Holds(t, 30*time.Second, "pebble's root", holds(func() bool {
 		resp, err := mgmt.Get(fmt.Sprintf("https://127.0.0.1:%d/roots/0", mgmtPort))
 		if err != nil {
 			return false
@@ -255,15 +257,15 @@ func TestACMECertificateFromPebble(t *testing.T) {
 		defer resp.Body.Close()
 		rootPEM, _ = io.ReadAll(resp.Body)
 		return resp.StatusCode == 200
-	})
-	eventually(t, "pebble's directory", 30*time.Second, func() bool {
+	}))
+	eventually.Holds(t, 30*time.Second, "pebble's directory", holds(func() bool {
 		resp, err := mgmt.Get(cfg.ACMEDir)
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == 200
-	})
+	}))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()
@@ -275,10 +277,10 @@ func TestACMECertificateFromPebble(t *testing.T) {
 	tlsCfg := &tls.Config{RootCAs: roots, ServerName: domain}
 
 	// The node obtains its certificate by itself (no client asked yet).
-	eventually(t, "certificate in the data directory", 60*time.Second, func() bool {
+	eventually.Holds(t, 60*time.Second, "certificate in the data directory", holds(func() bool {
 		_, err := os.Stat(filepath.Join(dataDir, "acme", domain))
 		return err == nil
-	})
+	}))
 	c, err := tls.Dial("tcp", n.Addr(), tlsCfg)
 	if err != nil {
 		t.Fatalf("TLS handshake verified against pebble's root: %v", err)
@@ -300,14 +302,14 @@ func TestACMECertificateFromPebble(t *testing.T) {
 
 	base := "https://" + n.Addr()
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}, Timeout: 10 * time.Second}
-	eventually(t, "ready", 30*time.Second, func() bool {
+	eventually.Holds(t, 30*time.Second, "ready", holds(func() bool {
 		resp, err := hc.Get(base + "/readyz")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == 200
-	})
+	}))
 	if _, code := dialWS(t, hc, base, nil); code != http.StatusSwitchingProtocols {
 		t.Fatalf("wss with the ACME certificate: %d", code)
 	}

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"parley/cluster"
+	"parley/gateway/client"
 
-	"github.com/coder/websocket"
+	"parley/cluster"
 )
 
 // call makes an admin API request and returns the status, the error code
@@ -185,27 +185,22 @@ func TestAdminAPI(t *testing.T) {
 	// session ends.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(b, "http")+"/v1/ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
-	hello, _ := json.Marshal(map[string]any{"type": "hello", "v": 1, "workspace": "acme", "role": "agent", "token": agent})
-	ws.Write(ctx, websocket.MessageText, hello)
-	if _, welcome, err := ws.Read(ctx); err != nil || !strings.Contains(string(welcome), `"welcome"`) {
-		t.Fatalf("agent hello with a session: %s %v", welcome, err)
+	ws := dialTest(t, ctx, b, client.Options{})
+	ws.send(map[string]any{"type": "hello", "v": 1, "workspace": "acme", "role": "agent", "token": agent})
+	if welcome, err := ws.c.Next(ctx); err != nil || welcome.Type != "welcome" {
+		t.Fatalf("agent hello with a session: %s %v", welcome.Raw, err)
 	}
 	must("POST", "/v1/logout", agent, nil)
 	for {
-		_, f, err := ws.Read(ctx)
+		f, err := ws.c.Next(ctx)
 		if err != nil {
-			if websocket.CloseStatus(err) != 4403 {
-				t.Fatalf("connection of an ended session: %v", err)
+			if code, err := ws.c.CloseCode(ctx); code != 4403 {
+				t.Fatalf("connection of an ended session: close %d: %v", code, err)
 			}
 			break
 		}
-		if strings.Contains(string(f), `"error"`) && !strings.Contains(string(f), "auth_failed") {
-			t.Fatalf("connection of an ended session got %s", f)
+		if f.Type == "error" && f.Code != "auth_failed" {
+			t.Fatalf("connection of an ended session got %s", f.Raw)
 		}
 	}
 	if st, _, _ := call(t, b, "GET", "/v1/admin/workspaces/acme", agent, nil); st != 401 {

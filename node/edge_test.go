@@ -18,24 +18,14 @@ import (
 	"testing"
 	"time"
 
+	"parley/gateway/client"
+	"parley/internal/eventually"
+
 	"parley/cluster"
 	"parley/edge"
 
-	"github.com/coder/websocket"
 	"github.com/quic-go/quic-go/http3"
 )
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // clientFrom is an HTTP client whose connections leave from ip, trusting
 // roots for HTTPS (nil: the system's). HTTP/1.1 only, as WebSocket needs.
@@ -47,36 +37,35 @@ func clientFrom(ip string, roots *x509.CertPool) *http.Client {
 	}, Timeout: 10 * time.Second}
 }
 
-// dialWS opens a WebSocket to base (http or https) with client; it returns
+// dialWS opens a WebSocket to base (http or https) with hc; it returns
 // the HTTP status of a refusal.
-func dialWS(t *testing.T, client *http.Client, base string, hdr http.Header) (*websocket.Conn, int) {
+func dialWS(t *testing.T, hc *http.Client, base string, hdr http.Header) (*client.Conn, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	u := "ws" + strings.TrimPrefix(base, "http") + "/v1/ws"
-	c, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: client, HTTPHeader: hdr})
+	c, err := client.DialWS(ctx, client.WSURL(base), client.Options{HTTPClient: hc, Header: hdr})
 	if err != nil {
-		if resp != nil {
-			return nil, resp.StatusCode
+		if st := handshakeStatus(err); st != 0 {
+			return nil, st
 		}
-		t.Fatalf("dial %s: %v", u, err)
+		t.Fatalf("dial %s: %v", base, err)
 	}
-	t.Cleanup(func() { c.CloseNow() })
+	t.Cleanup(c.CloseNow)
 	return c, http.StatusSwitchingProtocols
 }
 
 // refusedWS tries a WebSocket and reports whether the node refused it: a
 // 429, or the connection closed before any answer.
-func refusedWS(client *http.Client, base string, hdr http.Header) (bool, int) {
+func refusedWS(hc *http.Client, base string, hdr http.Header) (bool, int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/v1/ws", &websocket.DialOptions{HTTPClient: client, HTTPHeader: hdr})
+	c, err := client.DialWS(ctx, client.WSURL(base), client.Options{HTTPClient: hc, Header: hdr})
 	if err == nil {
 		c.CloseNow()
 		return false, http.StatusSwitchingProtocols
 	}
-	if resp != nil {
-		return resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode
+	if st := handshakeStatus(err); st != 0 {
+		return st == http.StatusTooManyRequests, st
 	}
 	return true, 0
 }
@@ -149,9 +138,9 @@ func TestHTTPSOnTheTCPListener(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, "new certificate served", 10*time.Second, func() bool {
+	eventually.Holds(t, 10*time.Second, "new certificate served", holds(func() bool {
 		return !bytes.Equal(leafOf(t, r.n.Addr(), &tls.Config{InsecureSkipVerify: true}), old)
-	})
+	}))
 	if _, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool2}}}).Get(r.base + "/healthz"); err != nil {
 		t.Errorf("after reload: %v", err)
 	}

@@ -7,14 +7,13 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"parley/embedder"
+	"parley/gateway/client"
 
-	"github.com/coder/websocket"
+	"parley/embedder"
 )
 
 // BenchmarkChatLatencyWhileEmbedding measures visitor-to-agent delivery
@@ -70,35 +69,13 @@ func benchChatWhileEmbedding(b *testing.B) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	wsURL := "ws" + strings.TrimPrefix(r.base, "http") + "/v1/ws"
-	dial := func(hello map[string]any) *websocket.Conn {
-		c, _, err := websocket.Dial(ctx, wsURL, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		c.SetReadLimit(1 << 20)
-		raw, _ := json.Marshal(hello)
-		if err := c.Write(ctx, websocket.MessageText, raw); err != nil {
-			b.Fatal(err)
-		}
+	dial := func(hello map[string]any) *testConn {
+		c := dialTest(b, ctx, r.base, client.Options{})
+		c.send(hello)
 		return c
 	}
-	readUntil := func(c *websocket.Conn, typ string) map[string]any {
-		for {
-			_, raw, err := c.Read(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
-			var m map[string]any
-			json.Unmarshal(raw, &m)
-			if m["type"] == typ {
-				return m
-			}
-		}
-	}
 	agent := dial(map[string]any{"type": "hello", "v": 1, "workspace": "demo", "role": "agent", "token": testToken})
-	defer agent.CloseNow()
-	readUntil(agent, "welcome")
+	agent.await(typeIs("welcome"))
 
 	// The agent's reader records when each message's deliver arrives.
 	var mu sync.Mutex
@@ -106,12 +83,8 @@ func benchChatWhileEmbedding(b *testing.B) {
 	var lat []time.Duration
 	var errFrames []string
 	go func() {
-		for {
-			_, raw, err := agent.Read(ctx)
-			if err != nil {
-				return
-			}
-			now := time.Now()
+		for fr := range agent.c.Frames() {
+			raw, now := fr.Raw, time.Now()
 			var f struct {
 				Type    string `json:"type"`
 				Message struct {
@@ -131,27 +104,21 @@ func benchChatWhileEmbedding(b *testing.B) {
 	}()
 
 	type visitor struct {
-		c    *websocket.Conn
+		c    *client.Conn
 		conv string
 	}
 	vs := make([]visitor, visitors)
 	for i := range vs {
 		c := dial(map[string]any{"type": "hello", "v": 1, "workspace": "demo", "role": "visitor"})
-		defer c.CloseNow()
-		readUntil(c, "welcome")
-		raw, _ := json.Marshal(map[string]any{"type": "start", "ref": "s"})
-		c.Write(ctx, websocket.MessageText, raw)
-		vs[i] = visitor{c, readUntil(c, "started")["conversation"].(string)}
+		c.await(typeIs("welcome"))
+		c.send(map[string]any{"type": "start", "ref": "s"})
+		vs[i] = visitor{c.c, c.await(typeIs("started"))["conversation"].(string)}
 		// Acks and delivers to the visitor are read and dropped.
 		go func() {
-			for {
-				_, raw, err := c.Read(ctx)
-				if err != nil {
-					return
-				}
-				if strings.Contains(string(raw), `"type":"error"`) {
+			for f := range c.c.Frames() {
+				if f.Type == "error" {
 					mu.Lock()
-					errFrames = append(errFrames, string(raw))
+					errFrames = append(errFrames, string(f.Raw))
 					mu.Unlock()
 				}
 			}
@@ -169,9 +136,9 @@ func benchChatWhileEmbedding(b *testing.B) {
 				return
 			case <-t.C:
 			}
-			agent.Write(ctx, websocket.MessageText, ping)
+			agent.c.Write(ctx, ping)
 			for _, v := range vs {
-				v.c.Write(ctx, websocket.MessageText, ping)
+				v.c.Write(ctx, ping)
 			}
 		}
 	}()
@@ -197,7 +164,7 @@ func benchChatWhileEmbedding(b *testing.B) {
 			mu.Lock()
 			sent[id] = time.Now()
 			mu.Unlock()
-			if err := v.c.Write(ctx, websocket.MessageText, raw); err != nil {
+			if err := v.c.Write(ctx, raw); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -10,19 +10,18 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"parley/node/agentapi"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"parley/node/agentapi"
 
 	"parley/cluster"
 	"parley/crdt"
 	"parley/embedder"
 	"parley/ident"
 	"parley/store"
-
-	"github.com/coder/websocket"
 )
 
 const testToken = "0123456789abcdef-token"
@@ -425,51 +424,25 @@ func chatOnce(t *testing.T, r *running) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	dial := func(hello map[string]any) (*websocket.Conn, func(string) map[string]any) {
-		c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(r.base, "http")+"/v1/ws", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.CloseNow() })
-		await := func(typ string) map[string]any {
-			for {
-				_, raw, err := c.Read(ctx)
-				if err != nil {
-					t.Fatalf("waiting for %s: %v", typ, err)
-				}
-				var m map[string]any
-				json.Unmarshal(raw, &m)
-				if m["type"] == "error" {
-					t.Fatalf("error frame: %v", m)
-				}
-				if m["type"] == typ {
-					return m
-				}
+	// noError fails on an error frame and matches frames of type typ.
+	noError := func(typ string) func(map[string]any) bool {
+		return func(m map[string]any) bool {
+			if m["type"] == "error" {
+				t.Fatalf("error frame: %v", m)
 			}
+			return m["type"] == typ
 		}
-		write(t, ctx, c, hello)
-		await("welcome")
-		return c, await
 	}
-	agent, agentAwait := dial(map[string]any{"type": "hello", "v": 1, "workspace": "demo", "role": "agent", "token": testToken})
-	_ = agent
-	visitor, visitorAwait := dial(map[string]any{"type": "hello", "v": 1, "workspace": "demo", "role": "visitor"})
-	write(t, ctx, visitor, map[string]any{"type": "start", "ref": "s"})
-	conv := visitorAwait("started")["conversation"].(string)
-	write(t, ctx, visitor, map[string]any{"type": "send", "ref": "m", "conversation": conv, "id": "m_0000000001", "body": "is anyone there?"})
-	visitorAwait("ack")
-	if d := agentAwait("deliver"); d["conversation"] != conv {
+	agent := helloTest(t, ctx, r.base, map[string]any{"type": "hello", "v": 1, "workspace": "demo", "role": "agent", "token": testToken}, noError("welcome"))
+	visitor := helloTest(t, ctx, r.base, map[string]any{"type": "hello", "v": 1, "workspace": "demo", "role": "visitor"}, noError("welcome"))
+	visitor.send(map[string]any{"type": "start", "ref": "s"})
+	conv := visitor.await(noError("started"))["conversation"].(string)
+	visitor.send(map[string]any{"type": "send", "ref": "m", "conversation": conv, "id": "m_0000000001", "body": "is anyone there?"})
+	visitor.await(noError("ack"))
+	if d := agent.await(noError("deliver")); d["conversation"] != conv {
 		t.Fatalf("agent got %v", d)
 	}
 	return conv
-}
-
-func write(t *testing.T, ctx context.Context, c *websocket.Conn, v map[string]any) {
-	t.Helper()
-	raw, _ := json.Marshal(v)
-	if err := c.Write(ctx, websocket.MessageText, raw); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func TestEmbedConfigValidation(t *testing.T) {

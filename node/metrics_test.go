@@ -2,13 +2,10 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"regexp"
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
 // TestMetricsFollowTraffic chats through a real node and checks that the
@@ -19,57 +16,17 @@ func TestMetricsFollowTraffic(t *testing.T) {
 	r := runNode(t, Config{DataDir: t.TempDir(), AgentToken: token})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	url := "ws" + r.base[len("http"):] + "/v1/ws"
-	dial := func(hello map[string]any) (*websocket.Conn, func(string) map[string]any) {
-		c, _, err := websocket.Dial(ctx, url, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.CloseNow() })
-		frames := make(chan map[string]any, 100)
-		go func() {
-			for {
-				_, b, err := c.Read(context.Background())
-				if err != nil {
-					close(frames)
-					return
-				}
-				var m map[string]any
-				json.Unmarshal(b, &m)
-				frames <- m
-			}
-		}()
-		b, _ := json.Marshal(hello)
-		c.Write(ctx, websocket.MessageText, b)
-		await := func(typ string) map[string]any {
-			for m := range frames {
-				if m["type"] == typ {
-					return m
-				}
-			}
-			t.Fatalf("connection closed waiting for %s", typ)
-			return nil
-		}
-		await("welcome")
-		return c, await
-	}
-	send := func(c *websocket.Conn, v map[string]any) {
-		b, _ := json.Marshal(v)
-		if err := c.Write(ctx, websocket.MessageText, b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	_, agentAwait := dial(map[string]any{"type": "hello", "v": 1, "workspace": "demo", "role": "agent", "token": token})
-	v, visitorAwait := dial(map[string]any{"type": "hello", "v": 1, "workspace": "demo", "role": "visitor"})
-	send(v, map[string]any{"type": "start"})
-	conv := visitorAwait("started")["conversation"]
+	ag := helloTest(t, ctx, r.base, map[string]any{"type": "hello", "v": 1, "workspace": "demo", "role": "agent", "token": token}, typeIs("welcome"))
+	v := helloTest(t, ctx, r.base, map[string]any{"type": "hello", "v": 1, "workspace": "demo", "role": "visitor"}, typeIs("welcome"))
+	v.send(map[string]any{"type": "start"})
+	conv := v.await(typeIs("started"))["conversation"]
 	for i := range 3 {
-		send(v, map[string]any{"type": "send", "conversation": conv, "id": "m-0000000" + strconv.Itoa(i), "body": "hi"})
-		visitorAwait("ack")
-		agentAwait("deliver")
+		v.send(map[string]any{"type": "send", "conversation": conv, "id": "m-0000000" + strconv.Itoa(i), "body": "hi"})
+		v.await(typeIs("ack"))
+		ag.await(typeIs("deliver"))
 	}
-	send(v, map[string]any{"type": "nonsense"})
-	visitorAwait("error")
+	v.send(map[string]any{"type": "nonsense"})
+	v.await(typeIs("error"))
 
 	_, body := get(t, r.base+"/metrics")
 	want := []struct {

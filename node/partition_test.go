@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -15,10 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"parley/gateway/client"
+
 	"parley/cluster"
 	"parley/crdt"
 
-	"github.com/coder/websocket"
 	dto "github.com/prometheus/client_model/go"
 )
 
@@ -193,29 +193,9 @@ func (v *inProcVisitor) write(r *running, prefix string, n int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(r.base, "http")+"/v1/ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
-	send := func(m map[string]any) {
-		b, _ := json.Marshal(m)
-		if err := c.Write(ctx, websocket.MessageText, b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	await := func(match func(map[string]any) bool) map[string]any {
-		for {
-			_, b, err := c.Read(ctx)
-			if err != nil {
-				t.Fatalf("visitor on %s: %v", r.n.cfg.NodeID, err)
-			}
-			var m map[string]any
-			if json.Unmarshal(b, &m) == nil && match(m) {
-				return m
-			}
-		}
-	}
+	c := dialTest(t, ctx, r.base, client.Options{})
+	defer c.c.CloseNow()
+	send, await := c.send, c.await
 	hello := map[string]any{"type": "hello", "v": 1, "workspace": v.ws, "role": "visitor"}
 	for k, x := range v.vis {
 		hello[k] = x

@@ -14,13 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"parley/gateway/client"
+
 	"parley/cluster"
 	"parley/cluster/membership"
 	"parley/cluster/replication"
 	"parley/crdt"
 	"parley/store"
-
-	"github.com/coder/websocket"
 )
 
 // peerEvent is an event of a conversation of ws as a peer sends it.
@@ -100,17 +100,10 @@ func TestDeletionPurgesTheStore(t *testing.T) {
 	// A visitor connected when the workspace is deleted is let go.
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(wctx, "ws"+strings.TrimPrefix(r.base, "http")+"/v1/ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
-	hello, _ := json.Marshal(map[string]any{"type": "hello", "v": 1, "workspace": "tenantx", "role": "visitor"})
-	if err := ws.Write(wctx, websocket.MessageText, hello); err != nil {
-		t.Fatal(err)
-	}
-	if _, b, err := ws.Read(wctx); err != nil || !strings.Contains(string(b), `"welcome"`) {
-		t.Fatalf("visitor hello: %s %v", b, err)
+	ws := dialTest(t, wctx, r.base, client.Options{})
+	ws.send(map[string]any{"type": "hello", "v": 1, "workspace": "tenantx", "role": "visitor"})
+	if f, err := ws.c.Next(wctx); err != nil || f.Type != "welcome" {
+		t.Fatalf("visitor hello: %s %v", f.Raw, err)
 	}
 	wait, err := r.n.repl.store("n9", []replication.Event{peerEvent(t, "tenantx", "c_1")})
 	if err != nil || wait() != nil {
@@ -134,11 +127,11 @@ func TestDeletionPurgesTheStore(t *testing.T) {
 		t.Fatalf("re-creating a deleted workspace: %v", err)
 	}
 	for {
-		_, b, err := ws.Read(wctx)
+		f, err := ws.c.Next(wctx)
 		if err != nil {
 			t.Fatalf("the visitor's connection ended without auth_failed: %v", err)
 		}
-		if strings.Contains(string(b), `"auth_failed"`) {
+		if strings.Contains(string(f.Raw), `"auth_failed"`) {
 			break
 		}
 	}

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -27,8 +26,9 @@ import (
 	"testing"
 	"time"
 
+	"parley/gateway/client"
+
 	"github.com/quic-go/quic-go/http3"
-	"github.com/quic-go/webtransport-go"
 )
 
 type transportDoc struct {
@@ -138,44 +138,37 @@ func TestWebTransportThroughTheNode(t *testing.T) {
 		t.Fatalf("HTTP/3 healthz: %d %q %v", hresp.StatusCode, body, hresp.Header)
 	}
 
-	d := &webtransport.Transport{TLSClientConfig: pinTLS(doc.WebTransport.CertHashes)}
-	_, sess, err := d.Dial(ctx, doc.WebTransport.URL, nil)
+	// The client pins the hashes the node published.
+	var pins [][]byte
+	for _, h := range doc.WebTransport.CertHashes {
+		b, _ := base64.StdEncoding.DecodeString(h)
+		pins = append(pins, b)
+	}
+	d := client.NewWTDialer(client.WTConfig{CertHashes: pins, Sockets: 1})
+	defer d.Close()
+	c, err := d.Dial(ctx, doc.WebTransport.URL, client.Options{})
 	if err != nil {
 		t.Fatalf("webtransport: %v", err)
 	}
-	defer sess.CloseWithError(0, "")
-	str, err := sess.OpenStreamSync(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// One reader, as in a browser: a client that stops reading loses
-	// what it has not read when the session closes.
-	frames := make(chan map[string]any, 100)
-	go func() {
-		defer close(frames)
-		lines := bufio.NewScanner(str)
-		for lines.Scan() {
-			var m map[string]any
-			json.Unmarshal(lines.Bytes(), &m)
-			frames <- m
-		}
-		str.Close()
-	}()
+	defer c.CloseNow()
 	await := func(typ string) map[string]any {
 		t.Helper()
-		for m := range frames {
-			if m["type"] == typ {
-				return m
-			}
+		f, err := c.Await(ctx, func(f client.Frame) bool { return f.Type == typ }, nil)
+		if err != nil {
+			t.Fatalf("stream ended waiting for %s: %v", typ, err)
 		}
-		t.Fatalf("stream ended waiting for %s", typ)
-		return nil
+		m, _ := f.Map()
+		return m
 	}
-	str.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	str.Write([]byte(`{"type":"hello","v":1,"workspace":"demo","role":"visitor","name":"Ada"}` + "\n" + `{"type":"start","ref":"s"}` + "\n"))
+	// Two frames in one write, as lines.
+	if err := c.WriteRaw(ctx, []byte(`{"type":"hello","v":1,"workspace":"demo","role":"visitor","name":"Ada"}`+"\n"+`{"type":"start","ref":"s"}`+"\n")); err != nil {
+		t.Fatal(err)
+	}
 	await("welcome")
 	conv := await("started")["conversation"].(string)
-	str.Write([]byte(`{"type":"send","ref":"m","conversation":"` + conv + `","id":"m-00000001","body":"hi over QUIC"}` + "\n"))
+	if err := c.Write(ctx, []byte(`{"type":"send","ref":"m","conversation":"`+conv+`","id":"m-00000001","body":"hi over QUIC"}`)); err != nil {
+		t.Fatal(err)
+	}
 	await("ack")
 
 	_, metrics := get(t, r.base+"/metrics")
@@ -203,10 +196,8 @@ func TestWebTransportThroughTheNode(t *testing.T) {
 	if e := await("error"); e["code"] != "unavailable" {
 		t.Fatalf("got %v", e)
 	}
-	<-sess.Context().Done()
-	var se *webtransport.SessionError
-	if _, err := sess.OpenStream(); !errors.As(err, &se) || se.ErrorCode != 1012 {
-		t.Fatalf("session closed with %v, want 1012", err)
+	if code, err := c.CloseCode(ctx); code != 1012 {
+		t.Fatalf("session closed with %d (%v), want 1012", code, err)
 	}
 }
 
@@ -252,12 +243,13 @@ func TestHTTP3WithCertificateFiles(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	d := &webtransport.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
-	_, sess, err := d.Dial(ctx, doc.WebTransport.URL, nil)
+	d := client.NewWTDialer(client.WTConfig{TLS: &tls.Config{RootCAs: pool}, Sockets: 1})
+	defer d.Close()
+	wc, err := d.Dial(ctx, doc.WebTransport.URL, client.Options{})
 	if err != nil {
 		t.Fatalf("webtransport with a CA-verified certificate: %v", err)
 	}
-	sess.CloseWithError(0, "")
+	wc.CloseNow()
 	u, _ := url.Parse(doc.WebTransport.URL)
 	if u.Hostname() != "127.0.0.1" {
 		t.Errorf("URL %s", doc.WebTransport.URL)

@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"parley/bench"
 	"strconv"
 	"sync"
 	"time"
+
+	"parley/gateway/client"
+	"parley/gateway/wire"
+	"parley/ident"
 
 	"github.com/coder/websocket"
 )
@@ -79,12 +82,44 @@ type parleyDriver struct {
 	runID     string
 }
 
-func (d *parleyDriver) hello(ctx context.Context, c *websocket.Conn, role string, i int) error {
-	h := map[string]any{"type": "hello", "v": 1, "workspace": d.workspace, "role": role, "name": "fanout " + role + " " + strconv.Itoa(i)}
-	if role == "agent" {
-		h["token"] = d.token
+// The Parley driver reads its WebSocket itself, as the other peers'
+// drivers do theirs (no reader goroutine of parley/gateway/client between
+// the socket and the measurement); it parses frames with the client's
+// ParseFrame.
+
+func (d *parleyDriver) hello(ctx context.Context, c *websocket.Conn, role ident.Role, i int) error {
+	h := wire.Hello{Type: wire.TypeHello, V: wire.ProtocolVersion, Workspace: d.workspace, Role: role, Name: "fanout " + string(role) + " " + strconv.Itoa(i)}
+	if role == ident.Agent {
+		h.Token = d.token
 	}
-	return bench.HelloWS(ctx, c, h)
+	_, err := parleyCall(ctx, c, h, wire.TypeWelcome, "")
+	return err
+}
+
+// parleyCall writes frame v and reads until the frame of type typ
+// answering ref (with ref "", any of type typ); an error frame answering
+// ref, or one with no ref, is returned as a *client.Error.
+func parleyCall(ctx context.Context, c *websocket.Conn, v any, typ, ref string) (client.Frame, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return client.Frame{}, err
+	}
+	if err := c.Write(ctx, websocket.MessageText, b); err != nil {
+		return client.Frame{}, err
+	}
+	for {
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			return client.Frame{}, err
+		}
+		f := client.ParseFrame(b)
+		if f.Type == typ && (ref == "" || f.Ref == ref) {
+			return f, nil
+		}
+		if f.Type == wire.TypeError && (f.Ref == ref || f.Ref == "") {
+			return client.Frame{}, f.AsError()
+		}
+	}
 }
 
 func (d *parleyDriver) subscribe(ctx context.Context, i int, onMessage func([]byte)) (io.Closer, error) {
@@ -92,7 +127,7 @@ func (d *parleyDriver) subscribe(ctx context.Context, i int, onMessage func([]by
 	if err != nil {
 		return nil, err
 	}
-	if err := d.hello(ctx, c, "agent", i); err != nil {
+	if err := d.hello(ctx, c, ident.Agent, i); err != nil {
 		c.CloseNow()
 		return nil, err
 	}
@@ -137,11 +172,12 @@ func (d *parleyDriver) publisher(ctx context.Context) (fanoutPublisher, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := d.hello(ctx, c, "visitor", 0); err != nil {
+	if err := d.hello(ctx, c, ident.Visitor, 0); err != nil {
 		c.CloseNow()
 		return nil, err
 	}
-	conv, err := bench.StartWS(ctx, c, "s")
+	f, err := parleyCall(ctx, c, wire.Ref{Type: wire.TypeStart, Ref: "s"}, wire.TypeStarted, "s")
+	conv := f.Conversation
 	if err != nil {
 		c.CloseNow()
 		return nil, err
@@ -179,7 +215,7 @@ func (p *parleyPublisher) publish(ctx context.Context, payload []byte) error {
 	}
 	id := "fo" + p.d.runID + strconv.Itoa(p.k)
 	p.k++
-	p.buf = bench.AppendSendFrame(p.buf, id, p.conv, string(payload))
+	p.buf = client.AppendSend(p.buf, id, p.conv, string(payload))
 	return p.sub.c.Write(ctx, websocket.MessageText, p.buf)
 }
 

@@ -1,0 +1,258 @@
+// Package wire is Parley's client wire protocol (docs/protocol.md) as Go
+// values: the frame type names, the frames as structs, the error codes and
+// the close codes. It is the one place they are defined: the gateway
+// encodes and decodes with it, and the Go client (parley/gateway/client)
+// and the bench speak it. It imports only the shared words below it
+// (ident, crdt), never a server package.
+package wire
+
+import (
+	"parley/crdt"
+	"parley/ident"
+)
+
+// ProtocolVersion is the wire protocol version, the v of hello and welcome.
+const ProtocolVersion = 1
+
+// MaxFrameBytes is the largest frame a client may send.
+const MaxFrameBytes = 16 << 10
+
+// Frame types a client sends.
+const (
+	TypeHello  = "hello"
+	TypePing   = "ping"
+	TypeStart  = "start"
+	TypeList   = "list"
+	TypeResume = "resume"
+	TypeSend   = "send"
+	TypeEdit   = "edit"
+	TypeDelete = "delete"
+	TypeTyping = "typing" // also sent by the node
+	TypeView   = "view"
+	TypeRead   = "read" // also sent by the node
+)
+
+// Frame types the node sends.
+const (
+	TypeWelcome       = "welcome"
+	TypePong          = "pong"
+	TypeStarted       = "started"
+	TypeConversations = "conversations"
+	TypeResumed       = "resumed"
+	TypeAck           = "ack"
+	TypeDeliver       = "deliver"
+	TypePresence      = "presence"
+	TypeViewing       = "viewing"
+	TypeError         = "error"
+)
+
+// Error codes of error frames. docs/protocol.md documents each; a test
+// checks that the two agree.
+const (
+	CodeBadFrame           = "bad_frame"
+	CodeTooLarge           = "too_large"
+	CodeUnknownType        = "unknown_type"
+	CodeVersionUnsupported = "version_unsupported"
+	CodeBadRequest         = "bad_request"
+	CodeUnauthenticated    = "unauthenticated"
+	CodeAuthFailed         = "auth_failed"
+	CodeForbidden          = "forbidden"
+	CodeNotFound           = "not_found"
+	CodeRateLimited        = "rate_limited"
+	CodeOverLimit          = "over_limit"
+	CodeSlowConsumer       = "slow_consumer"
+	CodeUnavailable        = "unavailable"
+	CodeInternal           = "internal"
+)
+
+// Codes lists every error code.
+var Codes = []string{
+	CodeBadFrame, CodeTooLarge, CodeUnknownType, CodeVersionUnsupported,
+	CodeBadRequest, CodeUnauthenticated, CodeAuthFailed, CodeForbidden,
+	CodeNotFound, CodeRateLimited, CodeOverLimit, CodeSlowConsumer, CodeUnavailable, CodeInternal,
+}
+
+// Close codes: the WebSocket close status (or WebTransport session error
+// code) a connection ends with.
+const (
+	CloseNormal       = 1000
+	CloseTooLarge     = 1009
+	CloseRestart      = 1012
+	CloseBadVersion   = 4400
+	CloseUnauthentic  = 4401
+	CloseAuthFailed   = 4403
+	CloseSlowConsumer = 4408
+	CloseRateLimited  = 4429
+)
+
+// In is any frame a client sends; which fields count depends on Type.
+type In struct {
+	Type         string     `json:"type"`
+	Ref          string     `json:"ref"`
+	V            int        `json:"v"`
+	Workspace    string     `json:"workspace"`
+	Role         ident.Role `json:"role"`
+	VisitorID    string     `json:"visitor_id"`
+	VisitorSig   string     `json:"visitor_sig"`
+	UserID       string     `json:"user_id"`
+	UserHash     string     `json:"user_hash"`
+	Name         string     `json:"name"`
+	Token        string     `json:"token"`
+	Conversation string     `json:"conversation"`
+	ID           string     `json:"id"`
+	Body         *string    `json:"body"`
+	After        uint64     `json:"after"`
+	Since        string     `json:"since"`
+	Seq          uint64     `json:"seq"`
+	Typing       bool       `json:"typing"`
+	Viewing      *bool      `json:"viewing"`
+}
+
+// Hello is the first frame of a connection, as a client writes it.
+type Hello struct {
+	Type       string     `json:"type"`
+	V          int        `json:"v"`
+	Workspace  string     `json:"workspace"`
+	Role       ident.Role `json:"role"`
+	Name       string     `json:"name,omitempty"`
+	Token      string     `json:"token,omitempty"`
+	VisitorID  string     `json:"visitor_id,omitempty"`
+	VisitorSig string     `json:"visitor_sig,omitempty"`
+	UserID     string     `json:"user_id,omitempty"`
+	UserHash   string     `json:"user_hash,omitempty"`
+}
+
+// Error is an error frame.
+type Error struct {
+	Type    string `json:"type"`
+	Ref     string `json:"ref,omitempty"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Welcome answers hello.
+type Welcome struct {
+	Type        string     `json:"type"`
+	V           int        `json:"v"`
+	Workspace   string     `json:"workspace"`
+	Role        ident.Role `json:"role"`
+	Participant string     `json:"participant"`
+	VisitorID   string     `json:"visitor_id,omitempty"`
+	VisitorSig  string     `json:"visitor_sig,omitempty"`
+	Node        string     `json:"node"`
+	HeartbeatMS int64      `json:"heartbeat_ms"`
+}
+
+// Ref is a frame that answers a ref: pong, started, and the ack of a view.
+type Ref struct {
+	Type         string `json:"type"`
+	Ref          string `json:"ref,omitempty"`
+	Conversation string `json:"conversation,omitempty"`
+}
+
+// Resumed ends a resume's replay (or one page of it, when More).
+type Resumed struct {
+	Type         string `json:"type"`
+	Ref          string `json:"ref,omitempty"`
+	Conversation string `json:"conversation"`
+	Head         uint64 `json:"head"`
+	More         bool   `json:"more,omitempty"`
+}
+
+// Ack acknowledges a send, edit, delete or read.
+type Ack struct {
+	Type         string          `json:"type"`
+	Ref          string          `json:"ref,omitempty"`
+	Conversation string          `json:"conversation"`
+	ID           string          `json:"id,omitempty"`
+	Seq          uint64          `json:"seq"`
+	TS           *crdt.Timestamp `json:"ts,omitempty"`
+	Dup          bool            `json:"dup"`
+}
+
+// Message is a message as clients see it.
+type Message struct {
+	ID      string          `json:"id"`
+	Author  string          `json:"author"`
+	Role    ident.Role      `json:"role"`
+	Name    string          `json:"name,omitempty"`
+	Body    string          `json:"body"`
+	TS      crdt.Timestamp  `json:"ts"`
+	Edited  *crdt.Timestamp `json:"edited"`
+	Deleted bool            `json:"deleted"`
+}
+
+// Deliver carries a message's current state.
+type Deliver struct {
+	Type         string `json:"type"`
+	Conversation string `json:"conversation"`
+	Seq          uint64 `json:"seq"`
+	// At is the event's stamp, "origin.oseq"; a client keeps the highest
+	// oseq of each origin as its vector for resume's since.
+	At string `json:"at,omitempty"`
+	// Also, in a replay only: the stamps of the message's earlier events
+	// in the same replay, which this frame covers.
+	Also    []string `json:"also,omitempty"`
+	Message Message  `json:"message"`
+}
+
+// Read is a read receipt.
+type Read struct {
+	Type         string     `json:"type"`
+	Conversation string     `json:"conversation"`
+	Participant  string     `json:"participant"`
+	Role         ident.Role `json:"role"`
+	Seq          uint64     `json:"seq"`
+}
+
+// Typing says a participant is typing, or stopped.
+type Typing struct {
+	Type         string     `json:"type"`
+	Conversation string     `json:"conversation"`
+	Participant  string     `json:"participant"`
+	Role         ident.Role `json:"role"`
+	Name         string     `json:"name,omitempty"`
+	Typing       bool       `json:"typing"`
+	ExpiresMS    int64      `json:"expires_ms"`
+}
+
+// Presence says a participant came online or left.
+type Presence struct {
+	Type          string     `json:"type"`
+	Participant   string     `json:"participant"`
+	Role          ident.Role `json:"role"`
+	Name          string     `json:"name,omitempty"`
+	Online        bool       `json:"online"`
+	Conversations []string   `json:"conversations,omitempty"`
+}
+
+// Viewing tells agents that an agent started or stopped viewing a
+// conversation.
+type Viewing struct {
+	Type         string     `json:"type"`
+	Conversation string     `json:"conversation"`
+	Participant  string     `json:"participant"`
+	Role         ident.Role `json:"role"`
+	Name         string     `json:"name,omitempty"`
+	Viewing      bool       `json:"viewing"`
+}
+
+// Conversation is one item of a conversations frame.
+type Conversation struct {
+	ID        string            `json:"id"`
+	Owner     string            `json:"owner"`
+	OwnerName string            `json:"owner_name,omitempty"`
+	Created   int64             `json:"created"`
+	Updated   int64             `json:"updated"`
+	Head      uint64            `json:"head"`
+	Last      *Message          `json:"last"`
+	Reads     map[string]uint64 `json:"reads"`
+	Unread    int               `json:"unread"`
+}
+
+// Conversations answers list.
+type Conversations struct {
+	Type  string         `json:"type"`
+	Ref   string         `json:"ref,omitempty"`
+	Items []Conversation `json:"items"`
+}
