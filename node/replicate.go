@@ -47,7 +47,7 @@ type replicator struct {
 	st    *store.Store
 	ctl   *control
 	mem   *membership.Membership
-	repl  *replication.Replicator
+	repl  *replication.Links
 	gate  *replication.Gate
 	peers *peerClient
 	ctx   context.Context // the node's; inbound links end with it
@@ -134,7 +134,7 @@ type eraseSignal struct {
 func newReplicator(cfg Config, log *slog.Logger, st *store.Store, ctl *control, mem *membership.Membership, meter gateway.Meter, reg prometheus.Registerer) *replicator {
 	r := &replicator{node: cfg.NodeID, log: log, st: st, ctl: ctl, mem: mem, meter: meter, peers: ctl.peers, acks: map[ackKey]*ackWait{}, records: map[string]store.Conversation{}, ae: newAEMetrics(reg), aeTrees: map[string]*aeCached{}, aeKick: make(chan string, 16), delay: cfg.FaultReplDelay, joined: make(chan resyncReq, 64), repliesIn: make(chan repliesFrom, 64)}
 	r.gate = replication.NewGate(r.have, 0)
-	r.repl = replication.New(replication.Config{Self: cfg.NodeID, Dial: r.dial, Store: r.store, Logger: log, OnSignal: r.onSignal})
+	r.repl = replication.NewLinks(replication.LinksConfig{Self: cfg.NodeID, Dial: r.dial, Store: r.store, Logger: log, OnSignal: r.onSignal})
 	return r
 }
 
@@ -656,15 +656,11 @@ func (r *replicator) have(ws, conv, origin string) (uint64, error) {
 
 // store applies a peer's events, each origin's in order, publishing each at
 // once; the returned function waits until they are durable.
-func (r *replicator) store(from string, evs []replication.Event) (func() error, error) {
+func (r *replicator) store(ctx context.Context, from string, evs []replication.Event) (func() error, error) {
 	start := time.Now()
 	var errs []error
 	var waits []<-chan error
 	refused := map[string]error{}
-	ctx := r.ctx
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	for _, ev := range evs {
 		// Only a workspace this node knows and serves: an unknown one may
 		// be deleted, and is never taken for an unpinned one.

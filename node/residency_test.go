@@ -60,7 +60,7 @@ func TestUnknownWorkspaceIsRefused(t *testing.T) {
 		if err := r.n.ctl.serves(ws); !errors.Is(err, want) {
 			t.Errorf("serves(%s): %v, want %v", ws, err, want)
 		}
-		wait, err := r.n.repl.store("n9", []replication.Event{peerEvent(t, ws, "c_"+ws)})
+		wait, err := r.n.repl.store(ctx, "n9", []replication.Event{peerEvent(t, ws, "c_"+ws)})
 		if werr := wait(); werr != nil && err == nil {
 			err = werr
 		}
@@ -112,7 +112,7 @@ func TestDeletionPurgesTheStore(t *testing.T) {
 	if _, b, err := ws.Read(wctx); err != nil || !strings.Contains(string(b), `"welcome"`) {
 		t.Fatalf("visitor hello: %s %v", b, err)
 	}
-	wait, err := r.n.repl.store("n9", []replication.Event{peerEvent(t, "tenantx", "c_1")})
+	wait, err := r.n.repl.store(ctx, "n9", []replication.Event{peerEvent(t, "tenantx", "c_1")})
 	if err != nil || wait() != nil {
 		t.Fatalf("event of a known workspace: %v", err)
 	}
