@@ -33,7 +33,7 @@ type erasures struct {
 	st  *store.Store
 	log *slog.Logger
 	// erase erases a conversation here, if held, leaving its tombstone
-	// (the embeddings follow); set before run.
+	// (the embeddings follow).
 	erase func(ctx context.Context, ws, conv string) error
 	// forget drops a conversation's cached record (replicator.forget).
 	forget func(ws, conv string)
@@ -43,8 +43,8 @@ type erasures struct {
 	moved chan struct{} // closed and replaced when done moves
 }
 
-func newErasures(ctl *control, st *store.Store, log *slog.Logger, forget func(ws, conv string)) *erasures {
-	return &erasures{ctl: ctl, st: st, log: log, forget: forget, moved: make(chan struct{})}
+func newErasures(ctl *control, st *store.Store, log *slog.Logger, forget func(ws, conv string), erase func(ctx context.Context, ws, conv string) error) *erasures {
+	return &erasures{ctl: ctl, st: st, log: log, forget: forget, erase: erase, moved: make(chan struct{})}
 }
 
 // eraseRetry is how long run waits after a failed erasure before it tries

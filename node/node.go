@@ -35,7 +35,7 @@ type Node struct {
 	store   *store.Store
 	gw      *gateway.Server
 	relay   *relayer
-	emb     *embedding // set by Run (embed.go)
+	emb     *embedding // embed.go
 	ln      net.Listener
 	ready   atomic.Bool
 	ctl     *control
@@ -44,7 +44,7 @@ type Node struct {
 	// erasures applies the control plane's erasures here (erasure.go).
 	erasures *erasures
 	auth     *clusterAuth
-	purge    *purger // set by Run (residency.go)
+	purge    *purger // residency.go
 	usage    *usageReporter
 
 	// HTTP/3 and WebTransport; pc is nil when disabled.
@@ -106,8 +106,11 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 	}
 	n.ctl.gossipAddr = n.gossip.m.Addr()
 	n.usage = newUsageReporter(cfg.NodeID, n.ctl.c.Apply, n.log, cfg.UsageInterval)
+	n.emb = newEmbedding(cfg, st, n.log)
+	n.emb.register(n.metrics.reg)
 	n.repl = newReplicator(cfg, n.log, st, n.ctl, n.gossip.m, n.usage, n.metrics.reg)
-	n.erasures = newErasures(n.ctl, st, n.log, n.repl.forget)
+	n.repl.erase = n.emb.erase
+	n.erasures = newErasures(n.ctl, st, n.log, n.repl.forget, n.emb.erase)
 	n.repl.caughtUp = n.erasures.caughtUp
 	n.ctl.caughtUp = n.erasures.wait
 	n.auth = &clusterAuth{ctl: n.ctl, st: st, catchUps: make(chan struct{}, 4)}
@@ -138,14 +141,16 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 	n.ln = newGuardedListener(ln, n.log, conns, n.trustedProxy, cfg.FDReserve)
 	drop := n.gw.DropNode
 	n.gossip.onDown.Store(&drop)
-	n.repl.onReplies = n.repliesFromPeer
+	n.repl.onReplies = n.emb.repliesFromPeer
 	up := func(id string) {
 		n.repl.peerUp(id)     // an anti-entropy round with it now
 		n.repl.nodeJoined(id) // and this node's presence for it
 	}
 	n.gossip.onUp.Store(&up)
+	n.purge = &purger{log: n.log, ctl: n.ctl, st: st, repl: n.repl, emb: n.emb, auth: n.auth, expel: n.gw.ExpelWorkspace}
 	if cfg.H3Addr != h3Off {
 		if err := n.listenH3(); err != nil {
+			n.emb.close()
 			n.gossip.close()
 			n.ctl.close()
 			ln.Close()
@@ -270,13 +275,8 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.pc != nil {
 		defer n.pc.Close()
 	}
-	n.emb = newEmbedding(n.cfg, n.store, n.log)
-	n.repl.erase = n.emb.erase
-	n.erasures.erase = n.emb.erase
-	n.repl.catchUp = n.auth.catchUp
-	n.purge = &purger{log: n.log, ctl: n.ctl, st: n.store, repl: n.repl, emb: n.emb, auth: n.auth, expel: n.gw.ExpelWorkspace}
 	defer n.emb.close()
-	n.emb.register(n.metrics.reg)
+	n.repl.catchUp = n.auth.catchUp
 	handler := n.routes()
 	srv := &http.Server{
 		Handler:           handler,
