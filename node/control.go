@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"parley/cluster"
+	"parley/cluster/membership"
 	"parley/cluster/nodelink"
 )
 
@@ -65,7 +66,7 @@ func openControl(cfg Config, log *slog.Logger, apiAddr string, obs cluster.Obser
 	if err != nil {
 		return nil, fmt.Errorf("node link on %s: %w", raftAddr, err)
 	}
-	ctl := &control{cfg: cfg, log: log, key: key, link: link, peers: newPeerClient(key.nodeKey(), link, faultDial(cfg.faults)), apiAddr: apiAddr}
+	ctl := &control{cfg: cfg, log: log, key: key, link: link, peers: newPeerClient(cfg.NodeID, key.nodeKey(), link, faultDial(cfg.faults)), apiAddr: apiAddr}
 	fwd := &httpForwarder{peers: ctl.peers}
 	c, err := cluster.Open(cluster.Config{
 		NodeID:             cfg.NodeID,
@@ -239,7 +240,7 @@ func (ctl *control) join(ctx context.Context) error {
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		b, err := ctl.peers.post(rctx, targets[i], pathJoin, req)
+		b, err := ctl.peers.Post(rctx, targets[i], pathJoin, req)
 		cancel()
 		var rep joinReply
 		if b != nil {
@@ -459,7 +460,7 @@ func (ctl *control) leaderCommitIndex(ctx context.Context) (uint64, error) {
 	if leader == "" {
 		return 0, errors.New("no leader known")
 	}
-	b, err := ctl.peers.post(ctx, leader, pathReadIndex, nil)
+	b, err := ctl.peers.Post(ctx, leader, pathReadIndex, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -475,3 +476,44 @@ func (ctl *control) close() error {
 	err := ctl.c.Close()
 	return errors.Join(err, ctl.link.Close())
 }
+
+// Region is the region ws is pinned to: "" when unpinned or unknown here
+// (replication.Control).
+func (ctl *control) Region(ws string) string {
+	w, err := ctl.c.Workspace(ws)
+	if err != nil {
+		return ""
+	}
+	return w.Region
+}
+
+// Workspaces are the IDs of the workspaces the control plane holds
+// (replication.Control).
+func (ctl *control) Workspaces() []string {
+	var out []string
+	for _, w := range ctl.c.Workspaces() {
+		out = append(out, w.ID)
+	}
+	return out
+}
+
+// Registered are the nodes registered in the control plane
+// (replication.Control).
+func (ctl *control) Registered() []membership.Member {
+	var out []membership.Member
+	for _, n := range ctl.c.Nodes() {
+		out = append(out, membership.Member{ID: n.ID, Region: n.Region, HTTPAddr: n.APIAddr, RaftAddr: n.RaftAddr})
+	}
+	return out
+}
+
+// Ready says whether this node is a registered member with a leader
+// (replication.Control).
+func (ctl *control) Ready() bool { return ctl.ready.Load() }
+
+// caughtUpSinceStart says whether this node has applied, since it started,
+// every erasure committed before some moment (a catch-up round completes
+// only once the erasures up to its index are applied here): until then it
+// may not know of an erasure, and takes no conversation it does not hold
+// from a peer.
+func (ctl *control) caughtUpSinceStart() bool { return ctl.freshAt.Load() != 0 }

@@ -35,7 +35,7 @@ type erasures struct {
 	// erase erases a conversation here, if held, leaving its tombstone
 	// (the embeddings follow).
 	erase func(ctx context.Context, ws, conv string) error
-	// forget drops a conversation's cached record (replicator.forget).
+	// forget drops a conversation's cached record (replication.Replicator.Forget).
 	forget func(ws, conv string)
 
 	mu    sync.Mutex
@@ -139,11 +139,6 @@ func (e *erasures) wait(ctx context.Context, index uint64) error {
 	}
 }
 
-// caughtUp says whether this node has applied, since it started, every
-// erasure committed before some moment: until then it may not know of an
-// erasure, and takes no conversation it does not hold from a peer.
-func (e *erasures) caughtUp() bool { return e.ctl.freshAt.Load() != 0 }
-
 // routes serves the confirmation other nodes ask for.
 func (e *erasures) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+pathErased, e.ctl.signed(func(w http.ResponseWriter, r *http.Request, body []byte) {
@@ -179,22 +174,4 @@ func (e *erasures) confirm(ctx context.Context, index uint64) Confirmation {
 		return e.wait(ctx, index)
 	})
 	return Confirmation{Index: index, Confirmed: confirmed, Unconfirmed: unconfirmed}
-}
-
-// errNotCaughtUp refuses a peer's conversation this node may not know to be
-// erased yet; the peer sends it again in a later round.
-var errNotCaughtUp = errors.New("this node has not caught up with the control plane's erasures yet")
-
-// newBeforeCatchUp refuses, until this node has caught up with the control
-// plane's erasures, a conversation it does not hold: a node that joins, or
-// comes back after missing an erasure, must not take the conversation from
-// a peer that still has it before it knows.
-func (r *replicator) newBeforeCatchUp(ws, conv string) error {
-	if r.caughtUp == nil || r.caughtUp() {
-		return nil
-	}
-	if _, err := r.st.Conversation(ws, conv); err == nil {
-		return nil
-	}
-	return fmt.Errorf("conversation %s/%s: %w", ws, conv, errNotCaughtUp)
 }

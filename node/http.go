@@ -15,7 +15,6 @@ import (
 	"parley/gateway"
 	"parley/node/adminapi"
 	"parley/node/agentapi"
-	"parley/store"
 	"parley/web"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -117,7 +116,7 @@ func (n *Node) agentAPI() *agentapi.API {
 		Store:      n.store,
 		Cluster:    n.ctl.c,
 		Erasures:   agentErasures{n.erasures},
-		Replies:    agentReplies{n.repl},
+		Replies:    n.repl,
 		Embeddings: agentEmbeddings{n.emb},
 		Logger:     n.log,
 	})
@@ -136,12 +135,6 @@ type agentErasures struct{ e *erasures }
 func (a agentErasures) Confirm(ctx context.Context, index uint64) Confirmation {
 	return a.e.confirm(ctx, index)
 }
-
-// agentReplies sends saved replies the agents' API changed to the other
-// nodes.
-type agentReplies struct{ r *replicator }
-
-func (a agentReplies) ReplyChanged(ws string, r store.Reply) { a.r.replyChanged(ws, r) }
 
 // hsts is the Strict-Transport-Security of HTTPS responses: two years, this
 // host only (what else runs under the domain is not the node's to say).

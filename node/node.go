@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"parley/certs"
+	"parley/cluster/replication"
 	"parley/crdt"
 	"parley/edge"
 	"parley/gateway"
@@ -40,7 +41,7 @@ type Node struct {
 	ready   atomic.Bool
 	ctl     *control
 	gossip  *gossip
-	repl    *replicator
+	repl    *replication.Replicator
 	// erasures applies the control plane's erasures here (erasure.go).
 	erasures *erasures
 	auth     *clusterAuth
@@ -108,20 +109,33 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 	n.usage = newUsageReporter(cfg.NodeID, n.ctl.c.Apply, n.log, cfg.UsageInterval)
 	n.emb = newEmbedding(cfg, st, n.log)
 	n.emb.register(n.metrics.reg)
-	n.repl = newReplicator(cfg, n.log, st, n.ctl, n.gossip.m, n.usage, n.metrics.reg)
-	n.repl.erase = n.emb.erase
-	n.erasures = newErasures(n.ctl, st, n.log, n.repl.forget, n.emb.erase)
-	n.repl.caughtUp = n.erasures.caughtUp
-	n.ctl.caughtUp = n.erasures.wait
 	n.auth = &clusterAuth{ctl: n.ctl, st: st, catchUps: make(chan struct{}, 4)}
+	n.repl = replication.New(replication.Config{
+		Self:       cfg.NodeID,
+		Region:     cfg.Region,
+		Store:      st,
+		Control:    n.ctl,
+		Members:    n.gossip.m,
+		Peers:      n.ctl.peers,
+		Meter:      n.usage,
+		Erase:      n.emb.erase,
+		CaughtUp:   n.ctl.caughtUpSinceStart,
+		CatchUp:    n.auth.catchUp,
+		OnReplies:  n.emb.repliesFromPeer,
+		Logger:     n.log,
+		Registerer: n.metrics.reg,
+		LinkDelay:  cfg.FaultReplDelay,
+	})
+	n.erasures = newErasures(n.ctl, st, n.log, n.repl.Forget, n.emb.erase)
+	n.ctl.caughtUp = n.erasures.wait
 	n.relay = &relayer{region: cfg.Region, self: cfg.NodeID, key: n.ctl.key.nodeKey(), ctl: n.ctl, mem: n.gossip.m, client: n.ctl.peers.client}
 	conns := gateway.NewIPConns(cfg.MaxConnsPerIP)
 	n.gw = gateway.New(gateway.Config{
-		Store:          replicatedStore{Store: st, r: n.repl},
+		Store:          replication.AckedStore{Store: st, Replicator: n.repl},
 		Auth:           n.auth,
 		Limits:         n.auth,
 		Meter:          n.usage,
-		OnSignal:       n.repl.signal,
+		OnSignal:       n.repl.Signal,
 		Relay:          n.relay,
 		Forwarded:      forwarded(n.ctl.key.nodeKey()),
 		Clock:          crdt.NewClock(cfg.NodeID, nil),
@@ -135,17 +149,12 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 		WorkspaceRate:  cfg.WorkspaceRate,
 		WorkspaceBurst: int(cfg.WorkspaceRate * 2),
 	})
-	n.repl.gw = n.gw
 	// A trusted proxy's connections carry many clients: the gateway counts
 	// their sessions by the client address the proxy gives.
 	n.ln = newGuardedListener(ln, n.log, conns, n.trustedProxy, cfg.FDReserve)
 	drop := n.gw.DropNode
 	n.gossip.onDown.Store(&drop)
-	n.repl.onReplies = n.emb.repliesFromPeer
-	up := func(id string) {
-		n.repl.peerUp(id)     // an anti-entropy round with it now
-		n.repl.nodeJoined(id) // and this node's presence for it
-	}
+	up := n.repl.PeerUp
 	n.gossip.onUp.Store(&up)
 	n.purge = &purger{log: n.log, ctl: n.ctl, st: st, repl: n.repl, emb: n.emb, auth: n.auth, expel: n.gw.ExpelWorkspace}
 	if cfg.H3Addr != h3Off {
@@ -243,7 +252,7 @@ func (n *Node) publish(evs []store.Event) {
 		gw.Publish(evs)
 	}
 	if r := n.repl; r != nil {
-		r.publish(evs)
+		r.Publish(evs)
 	}
 	n.emb.notify(evs)
 }
@@ -276,7 +285,6 @@ func (n *Node) Run(ctx context.Context) error {
 		defer n.pc.Close()
 	}
 	defer n.emb.close()
-	n.repl.catchUp = n.auth.catchUp
 	handler := n.routes()
 	srv := &http.Server{
 		Handler:           handler,
@@ -321,9 +329,7 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { return n.gossip.run(gctx) })
 	g.Go(func() error { return n.ctl.keepFresh(gctx) })
 	g.Go(func() error { return n.erasures.run(gctx) })
-	n.repl.setContext(gctx)
-	g.Go(func() error { return n.repl.run(gctx) })
-	g.Go(func() error { return n.repl.antiEntropy(gctx) })
+	g.Go(func() error { return n.repl.Run(gctx, n.gw) })
 	g.Go(func() error { return n.purge.run(gctx) })
 	g.Go(func() error { return n.ctl.rebalance(gctx, n.gossip.m.Alive) })
 	// Usage reports end after the gateway stopped counting: the last one

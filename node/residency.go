@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"parley/cluster/membership"
+	"parley/cluster/replication"
 	"parley/node/httpapi"
 	"parley/store"
 )
@@ -33,35 +33,24 @@ import (
 
 // Residency errors callers branch on.
 var (
-	errWorkspaceUnknown = errors.New("workspace unknown to this node (not created, or not yet applied here: retry)")
 	errWorkspaceDeleted = errors.New("workspace deleted")
 	errPinnedElsewhere  = errors.New("workspace pinned to another region")
 )
 
-// serves says whether this node may hold ws's data, and why not.
-func (ctl *control) serves(ws string) error {
+// Serves says whether this node may hold ws's data, and why not
+// (replication.Control).
+func (ctl *control) Serves(ws string) error {
 	if _, ok := ctl.c.Deleted(ws); ok {
 		return fmt.Errorf("workspace %s: %w", ws, errWorkspaceDeleted)
 	}
 	w, err := ctl.c.Workspace(ws)
 	if err != nil {
-		return fmt.Errorf("workspace %s: %w", ws, errWorkspaceUnknown)
+		return fmt.Errorf("workspace %s: %w", ws, replication.ErrWorkspaceUnknown)
 	}
 	if w.Region != "" && w.Region != ctl.cfg.Region {
 		return fmt.Errorf("workspace %s is served by the nodes of region %s, this node is in %q: %w", ws, w.Region, ctl.cfg.Region, errPinnedElsewhere)
 	}
 	return nil
-}
-
-// servesCaughtUp is serves, after catching up with the leader when the
-// workspace is unknown here: a peer's events of a workspace created a
-// moment ago may arrive before this node applied its creation.
-func (r *replicator) servesCaughtUp(ctx context.Context, ws string) error {
-	err := r.ctl.serves(ws)
-	if errors.Is(err, errWorkspaceUnknown) && r.catchUp != nil && r.catchUp(ctx) {
-		err = r.ctl.serves(ws)
-	}
-	return err
 }
 
 // purgeEvery is the period of the purger's passes besides those the
@@ -74,7 +63,7 @@ type purger struct {
 	log  *slog.Logger
 	ctl  *control
 	st   *store.Store
-	repl *replicator
+	repl *replication.Replicator
 	emb  *embedding
 	auth *clusterAuth
 	// expel closes a deleted workspace's connections (the gateway's
@@ -140,8 +129,8 @@ func (p *purger) run(ctx context.Context) error {
 func (p *purger) reconcile(ctx context.Context, ws string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	err := p.ctl.serves(ws)
-	if err == nil || errors.Is(err, errWorkspaceUnknown) {
+	err := p.ctl.Serves(ws)
+	if err == nil || errors.Is(err, replication.ErrWorkspaceUnknown) {
 		return nil
 	}
 	held, herr := p.st.Holds(ws)
@@ -174,7 +163,7 @@ func (p *purger) purge(ctx context.Context, ws string, why error) error {
 		return err
 	}
 	for _, c := range convs {
-		p.repl.forget(ws, c.ID)
+		p.repl.Forget(ws, c.ID)
 		erase := p.st.EraseConversation
 		if p.emb != nil {
 			erase = p.emb.erase
@@ -194,96 +183,23 @@ func (p *purger) purge(ctx context.Context, ws string, why error) error {
 }
 
 // handover makes sure the nodes of region hold everything this node holds
-// of ws: each conversation's events on each of its replicas in the region
-// (the anti-entropy exchange, pushed from here, then checked), and the
-// saved replies on every alive node of the region. An error leaves the
-// data here, for the next pass.
+// of ws (replication.Replicator.Handover). An error leaves the data here,
+// for the next pass.
 func (p *purger) handover(ctx context.Context, ws, region string) error {
-	r := p.repl
-	members := r.mem.Members()
-	var inRegion []membership.Member
-	for _, m := range members {
-		if m.Region == region && m.ID != r.node {
-			inRegion = append(inRegion, m)
-		}
-	}
-	if len(inRegion) == 0 {
-		return fmt.Errorf("no node of region %s is alive: the data stays here until one is", region)
-	}
-	convs, err := p.st.Conversations(ws, "")
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	convs, replies, err := p.repl.Handover(ctx, ws, region)
+	if err != nil {
 		return err
 	}
-	byPeer := map[string][]convVector{}
-	for _, c := range convs {
-		f, err := p.st.Frontier(ws, c.ID)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		for _, m := range membership.Replicas(members, c.ID, region, replicationFactor) {
-			if m.ID != r.node {
-				byPeer[m.ID] = append(byPeer[m.ID], convVector{Workspace: ws, Conversation: c.ID, Vector: f})
-			}
-		}
-	}
-	for _, m := range inRegion {
-		cvs := byPeer[m.ID]
-		for len(cvs) > 0 {
-			batch := cvs[:min(len(cvs), aeMaxVectors)]
-			cvs = cvs[len(batch):]
-			var needs []aeNeed
-			if err := r.aeCall(ctx, m, pathAEVectors, "vectors", aeVectorsRequest{From: r.node, Convs: batch}, &needs); err != nil {
-				return fmt.Errorf("node %s: %w", m.ID, err)
-			}
-			if err := r.sendRanges(ctx, m, needs); err != nil {
-				return fmt.Errorf("node %s: %w", m.ID, err)
-			}
-			needs = nil
-			if err := r.aeCall(ctx, m, pathAEVectors, "vectors", aeVectorsRequest{From: r.node, Convs: batch}, &needs); err != nil {
-				return fmt.Errorf("node %s: %w", m.ID, err)
-			}
-			if len(needs) > 0 {
-				return fmt.Errorf("node %s still lacks events of %d conversations", m.ID, len(needs))
-			}
-		}
-	}
-	all, err := p.st.AllReplies(ws)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
-	for _, chunk := range replyChunks(all) {
-		b, err := json.Marshal(repliesSignal{Kind: signalReplies, Workspace: ws, Replies: chunk})
-		if err != nil {
-			return err
-		}
-		for _, m := range inRegion {
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_, err := r.peers.post(cctx, m.RaftAddr, pathRepliesMerge, b)
-			cancel()
-			if err != nil {
-				return fmt.Errorf("saved replies to node %s: %w", m.ID, err)
-			}
-		}
-	}
-	if len(convs) > 0 || len(all) > 0 {
-		p.log.Info("purge: workspace handed over to its region", "workspace", ws, "region", region, "conversations", len(convs), "replies", len(all))
+	if convs > 0 || replies > 0 {
+		p.log.Info("purge: workspace handed over to its region", "workspace", ws, "region", region, "conversations", convs, "replies", replies)
 	}
 	return nil
 }
 
-// Internal paths of residency.
-const (
-	// pathRepliesMerge merges saved replies handed over by a node outside
-	// the workspace's region, answering once they are durable.
-	pathRepliesMerge = "/internal/v1/replies/merge"
-	// pathPurge asks a node to apply a deletion or a pin and purge what it
-	// must not hold, answering once it holds nothing of the workspace (or
-	// serves it).
-	pathPurge = "/internal/v1/purge"
-)
+// pathPurge asks a node to apply a deletion or a pin and purge what it
+// must not hold, answering once it holds nothing of the workspace (or
+// serves it).
+const pathPurge = "/internal/v1/purge"
 
 type purgeRequest struct {
 	Workspace string `json:"ws"`
@@ -296,22 +212,6 @@ const purgeTimeout = 20 * time.Second
 
 // purgeRoutes serves the peer side of residency.
 func (p *purger) purgeRoutes(mux *http.ServeMux, signed func(func(http.ResponseWriter, *http.Request, []byte)) http.HandlerFunc) {
-	mux.HandleFunc("POST "+pathRepliesMerge, signed(func(w http.ResponseWriter, req *http.Request, body []byte) {
-		var sig repliesSignal
-		if err := json.Unmarshal(body, &sig); err != nil || sig.Workspace == "" {
-			http.Error(w, "replies: want a workspace and replies", http.StatusBadRequest)
-			return
-		}
-		if err := p.repl.servesCaughtUp(req.Context(), sig.Workspace); err != nil {
-			http.Error(w, err.Error(), http.StatusConflict)
-			return
-		}
-		if err := p.repl.mergeReplies(req.Context(), sig.Workspace, sig.Replies); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		w.Write([]byte("{}"))
-	}))
 	mux.HandleFunc("POST "+pathPurge, signed(func(w http.ResponseWriter, req *http.Request, body []byte) {
 		var in purgeRequest
 		if err := json.Unmarshal(body, &in); err != nil || in.Workspace == "" || in.Index == 0 {
@@ -337,7 +237,7 @@ func (p *purger) purged(ctx context.Context, ws string, index uint64) error {
 	if err := p.reconcile(ctx, ws); err != nil {
 		return err
 	}
-	if p.ctl.serves(ws) == nil {
+	if p.ctl.Serves(ws) == nil {
 		return nil // its data belongs here
 	}
 	held, err := p.st.Holds(ws)

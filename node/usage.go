@@ -48,7 +48,7 @@ func newUsageReporter(node string, apply func(context.Context, cluster.Command) 
 }
 
 // Count implements gateway.Meter. A negative count of messages takes back
-// what was counted before (replicator.uncount): it nets against the counts
+// what was counted before (replication.Replicator.uncount): it nets against the counts
 // not yet reported, and goes in the next report otherwise.
 func (u *usageReporter) Count(workspace string, conversations, messages int64) {
 	k := usageKey{workspace, period(u.now())}

@@ -59,7 +59,7 @@ func TestUsageReportsOnceEach(t *testing.T) {
 }
 
 // TestUsageTakesBackAMessageCountedTwice: a message two nodes accepted is
-// taken back by the one whose copy lost (replicator.uncount): netted
+// taken back by the one whose copy lost (replication.Replicator.uncount): netted
 // against counts not yet reported, or reported as a negative count.
 func TestUsageTakesBackAMessageCountedTwice(t *testing.T) {
 	t.Parallel()

@@ -225,7 +225,10 @@ func TestSendFailsWhenThePeerCannot(t *testing.T) {
 
 func TestServeClosesALinkThatSendsGarbage(t *testing.T) {
 	t.Parallel()
-	r := NewLinks(LinksConfig{Self: "n2", Store: func(context.Context, string, []Event) (func() error, error) { t.Error("garbage stored"); return nil, nil }})
+	r := NewLinks(LinksConfig{Self: "n2", Store: func(context.Context, string, []Event) (func() error, error) {
+		t.Error("garbage stored")
+		return nil, nil
+	}})
 	for _, b := range []string{`{`, `{"t":"ack"}`, `{"t":"events","ev":[]}`, `{"t":"events","ev":[{"ws":"w","conv":"c","origin":"N1","oseq":1,"p":"eA=="}]}`,
 		`{"t":"events","ev":[{"ws":"w","conv":"c","origin":"n1","oseq":0,"p":"eA=="}]}`, `{"t":"hello"}`} {
 		c := &scripted{in: [][]byte{[]byte(b)}}
