@@ -30,16 +30,10 @@ type control struct {
 	link    *nodelink.Link
 	peers   *peerClient
 	apiAddr string
-	// gossipAddr is registered with the control plane; set before run.
-	gossipAddr string
 	// ready is set once this node is a registered member with a leader.
 	ready atomic.Bool
 	// freshAt is when the last completed catch-up round began (unix ns).
 	freshAt atomic.Int64
-	// caughtUp, when set, waits until what the node derives from the
-	// state up to an index is done (the erasures of its store): a round
-	// is complete only then. Set before run.
-	caughtUp func(ctx context.Context, index uint64) error
 }
 
 // openControl opens the Raft member. apiAddr is this node's HTTP address as
@@ -150,12 +144,12 @@ func advertiseAddr(bound, advertise string) string {
 	return bound
 }
 
-// run joins (when told to), registers this node, then calls onReady once;
-// it returns when ctx ends.
-func (ctl *control) run(ctx context.Context, onReady func(context.Context) error) error {
+// run joins (when told to), registers this node with its gossip address,
+// then calls onReady once; it returns when ctx ends.
+func (ctl *control) run(ctx context.Context, gossipAddr string, onReady func(context.Context) error) error {
 	backoff := 100 * time.Millisecond
 	for {
-		err := ctl.start(ctx)
+		err := ctl.start(ctx, gossipAddr)
 		if err == nil {
 			break
 		}
@@ -183,7 +177,7 @@ func (ctl *control) run(ctx context.Context, onReady func(context.Context) error
 // start makes this node a registered member: it asks a member to add it
 // (every start, so a changed address is corrected), waits for a leader and
 // records its addresses in the replicated state.
-func (ctl *control) start(ctx context.Context) error {
+func (ctl *control) start(ctx context.Context, gossipAddr string) error {
 	if len(ctl.cfg.Join) > 0 && !ctl.member() {
 		if err := ctl.join(ctx); err != nil {
 			return err
@@ -194,7 +188,7 @@ func (ctl *control) start(ctx context.Context) error {
 	if err := ctl.c.WaitLeader(wctx); err != nil {
 		return err
 	}
-	if _, err := ctl.c.RegisterSelf(wctx, cluster.NodeInfo{APIAddr: ctl.apiAddr, GossipAddr: ctl.gossipAddr, NoVote: ctl.cfg.Voter == voterNo}); err != nil {
+	if _, err := ctl.c.RegisterSelf(wctx, cluster.NodeInfo{APIAddr: ctl.apiAddr, GossipAddr: gossipAddr, NoVote: ctl.cfg.Voter == voterNo}); err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
 	return nil
@@ -420,9 +414,10 @@ func (ctl *control) fresh() bool {
 
 // keepFresh runs catch-up rounds until ctx ends: ask the leader for its
 // commit index (the leader confirms its leadership with a quorum), wait
-// until this node has applied it, then mark the node fresh as of the
-// round's start.
-func (ctl *control) keepFresh(ctx context.Context) error {
+// until this node has applied it and, when derived is given, until what
+// the node derives from the state up to it is done (the erasures of its
+// store), then mark the node fresh as of the round's start.
+func (ctl *control) keepFresh(ctx context.Context, derived func(ctx context.Context, index uint64) error) error {
 	every := min(ctl.cfg.Lease/4, 250*time.Millisecond)
 	for {
 		start := time.Now()
@@ -431,8 +426,8 @@ func (ctl *control) keepFresh(ctx context.Context) error {
 		if err == nil {
 			err = ctl.c.WaitApplied(rctx, idx)
 		}
-		if err == nil && ctl.caughtUp != nil {
-			err = ctl.caughtUp(rctx, idx)
+		if err == nil && derived != nil {
+			err = derived(rctx, idx)
 		}
 		cancel()
 		if err == nil {

@@ -105,7 +105,6 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 		st.Close()
 		return nil, err
 	}
-	n.ctl.gossipAddr = n.gossip.m.Addr()
 	n.usage = newUsageReporter(cfg.NodeID, n.ctl.c.Apply, n.log, cfg.UsageInterval)
 	n.emb = newEmbedding(cfg, st, n.log)
 	n.emb.register(n.metrics.reg)
@@ -127,7 +126,6 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 		LinkDelay:  cfg.FaultReplDelay,
 	})
 	n.erasures = newErasures(n.ctl, st, n.log, n.repl.Forget, n.emb.erase)
-	n.ctl.caughtUp = n.erasures.wait
 	n.relay = &relayer{region: cfg.Region, self: cfg.NodeID, key: n.ctl.key.nodeKey(), ctl: n.ctl, mem: n.gossip.m, client: n.ctl.peers.client}
 	conns := gateway.NewIPConns(cfg.MaxConnsPerIP)
 	n.gw = gateway.New(gateway.Config{
@@ -152,10 +150,6 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 	// A trusted proxy's connections carry many clients: the gateway counts
 	// their sessions by the client address the proxy gives.
 	n.ln = newGuardedListener(ln, n.log, conns, n.trustedProxy, cfg.FDReserve)
-	drop := n.gw.DropNode
-	n.gossip.onDown.Store(&drop)
-	up := n.repl.PeerUp
-	n.gossip.onUp.Store(&up)
 	n.purge = &purger{log: n.log, ctl: n.ctl, st: st, repl: n.repl, emb: n.emb, auth: n.auth, expel: n.gw.ExpelWorkspace}
 	if cfg.H3Addr != h3Off {
 		if err := n.listenH3(); err != nil {
@@ -316,7 +310,7 @@ func (n *Node) Run(ctx context.Context) error {
 	// The control plane: join or bootstrap, then the demo workspace; the
 	// node is ready once both are done.
 	g.Go(func() error {
-		return n.ctl.run(gctx, func(ctx context.Context) error {
+		return n.ctl.run(gctx, n.gossip.m.Addr(), func(ctx context.Context) error {
 			demo, err := n.ensureDemo(ctx)
 			if err != nil {
 				return err
@@ -326,8 +320,8 @@ func (n *Node) Run(ctx context.Context) error {
 		})
 	})
 	g.Go(func() error { return n.auth.expelRevoked(gctx, n.gw.Expel) })
-	g.Go(func() error { return n.gossip.run(gctx) })
-	g.Go(func() error { return n.ctl.keepFresh(gctx) })
+	g.Go(func() error { return n.gossip.run(gctx, n.repl.PeerUp, n.gw.DropNode) })
+	g.Go(func() error { return n.ctl.keepFresh(gctx, n.erasures.wait) })
 	g.Go(func() error { return n.erasures.run(gctx) })
 	g.Go(func() error { return n.repl.Run(gctx, n.gw) })
 	g.Go(func() error { return n.purge.run(gctx) })
