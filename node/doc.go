@@ -5,6 +5,6 @@
 // reverse. It also holds what is node-wide: metrics, the redacting logger,
 // health checks, the demo workspace, the route table of the admin and
 // agents' HTTP APIs, the node link's signed requests, and the policies
-// not yet moved to their engines (erasure, residency, usage reports).
+// not yet moved to their engines (erasure, residency).
 // docs/architecture.md maps it.
 package node

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"parley/certs"
+	"parley/cluster"
 	"parley/cluster/replication"
 	"parley/crdt"
 	"parley/edge"
@@ -46,7 +47,7 @@ type Node struct {
 	erasures *erasures
 	auth     *clusterAuth
 	purge    *purger // residency.go
-	usage    *usageReporter
+	usage    *cluster.UsageReporter
 
 	// HTTP/3 and WebTransport; pc is nil when disabled.
 	pc     net.PacketConn
@@ -105,7 +106,7 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 		st.Close()
 		return nil, err
 	}
-	n.usage = newUsageReporter(cfg.NodeID, n.ctl.c.Apply, n.log, cfg.UsageInterval)
+	n.usage = cluster.NewUsageReporter(cluster.UsageConfig{Node: cfg.NodeID, Apply: n.ctl.c.Apply, Interval: cfg.UsageInterval, Logger: n.log})
 	n.emb = newEmbedding(cfg, st, n.log)
 	n.emb.register(n.metrics.reg)
 	n.auth = &clusterAuth{ctl: n.ctl, st: st, catchUps: make(chan struct{}, 4)}
@@ -332,7 +333,7 @@ func (n *Node) Run(ctx context.Context) error {
 	usageDone := make(chan struct{})
 	go func() {
 		defer close(usageDone)
-		n.usage.run(usageCtx)
+		n.usage.Run(usageCtx)
 	}()
 	defer func() {
 		stopUsage()
