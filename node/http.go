@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"parley/cluster"
+	"parley/cluster/residency"
 	"parley/gateway"
 	"parley/node/adminapi"
 	"parley/node/agentapi"
@@ -78,7 +79,7 @@ func (n *Node) adminAPI() *adminapi.API {
 		Logger:     n.ctl.log,
 	}
 	if n.purge != nil {
-		cfg.Purger = adminPurger{n.purge}
+		cfg.Purger = adminPurger{n.ctl, n.purge}
 	}
 	return adminapi.New(cfg)
 }
@@ -102,10 +103,13 @@ func (a adminControl) Fresh() error {
 }
 
 // adminPurger confirms purges for the admin API.
-type adminPurger struct{ p *purger }
+type adminPurger struct {
+	ctl *control
+	p   *residency.Purger
+}
 
 func (a adminPurger) ConfirmPurge(ctx context.Context, ws string, index uint64) PurgeConfirmation {
-	return a.p.confirmPurge(ctx, ws, index)
+	return a.ctl.confirmPurge(ctx, a.p, ws, index)
 }
 
 // agentAPI is the agents' HTTP API of this node (package agentapi).
@@ -115,7 +119,7 @@ func (n *Node) agentAPI() *agentapi.API {
 		Relay:      agentRelay{n.relay},
 		Store:      n.store,
 		Cluster:    n.ctl.c,
-		Erasures:   agentErasures{n.erasures},
+		Erasures:   agentErasures{n.ctl, n.erasures},
 		Replies:    n.repl,
 		Embeddings: agentEmbeddings{n.emb},
 		Logger:     n.log,
@@ -130,10 +134,13 @@ func (a agentRelay) ProxyAPI(w http.ResponseWriter, r *http.Request, ws string) 
 }
 
 // agentErasures confirms erasures for the agents' API.
-type agentErasures struct{ e *erasures }
+type agentErasures struct {
+	ctl *control
+	e   *residency.Erasures
+}
 
 func (a agentErasures) Confirm(ctx context.Context, index uint64) Confirmation {
-	return a.e.confirm(ctx, index)
+	return a.ctl.confirmErasures(ctx, a.e, index)
 }
 
 // hsts is the Strict-Transport-Security of HTTPS responses: two years, this

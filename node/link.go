@@ -43,8 +43,8 @@ func (n *Node) linkRoutes() http.Handler {
 	n.ctl.internalRoutes(mux)
 	mux.HandleFunc("GET "+pathRepl, n.serveRepl)
 	n.repl.Routes(mux, n.ctl.signed)
-	n.erasures.routes(mux)
-	n.purge.purgeRoutes(mux, n.ctl.signed)
+	n.ctl.erasureRoutes(mux, n.erasures)
+	purgeRoutes(mux, n.ctl.signed, n.purge)
 	// Relayed clients and agents' API requests.
 	mux.Handle("GET /v1/ws", n.gw)
 	n.agentAPI().Register(mux)

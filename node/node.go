@@ -18,6 +18,7 @@ import (
 	"parley/certs"
 	"parley/cluster"
 	"parley/cluster/replication"
+	"parley/cluster/residency"
 	"parley/crdt"
 	"parley/edge"
 	"parley/gateway"
@@ -43,10 +44,10 @@ type Node struct {
 	ctl     *control
 	gossip  *gossip
 	repl    *replication.Replicator
-	// erasures applies the control plane's erasures here (erasure.go).
-	erasures *erasures
+	// erasures applies the control plane's erasures here.
+	erasures *residency.Erasures
 	auth     *clusterAuth
-	purge    *purger // residency.go
+	purge    *residency.Purger
 	usage    *cluster.UsageReporter
 
 	// HTTP/3 and WebTransport; pc is nil when disabled.
@@ -126,7 +127,7 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 		Registerer: n.metrics.reg,
 		LinkDelay:  cfg.FaultReplDelay,
 	})
-	n.erasures = newErasures(n.ctl, st, n.log, n.repl.Forget, n.emb.erase)
+	n.erasures = residency.NewErasures(residency.ErasureConfig{Log: n.ctl.c, Store: st, Erase: n.emb.erase, Forget: n.repl.Forget, Logger: n.log})
 	n.relay = &relayer{region: cfg.Region, self: cfg.NodeID, key: n.ctl.key.nodeKey(), ctl: n.ctl, mem: n.gossip.m, client: n.ctl.peers.client}
 	conns := gateway.NewIPConns(cfg.MaxConnsPerIP)
 	n.gw = gateway.New(gateway.Config{
@@ -151,7 +152,18 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 	// A trusted proxy's connections carry many clients: the gateway counts
 	// their sessions by the client address the proxy gives.
 	n.ln = newGuardedListener(ln, n.log, conns, n.trustedProxy, cfg.FDReserve)
-	n.purge = &purger{log: n.log, ctl: n.ctl, st: st, repl: n.repl, emb: n.emb, auth: n.auth, expel: n.gw.ExpelWorkspace}
+	n.purge = residency.NewPurger(residency.PurgeConfig{
+		Control: purgeControl{n.ctl},
+		Store:   st,
+		Data:    n.repl,
+		Erase:   n.emb.erase,
+		DropWorkspace: func(ws string) {
+			n.emb.dropWorkspace(ws)
+			n.auth.local.Delete(ws)
+		},
+		Expel:  n.gw.ExpelWorkspace,
+		Logger: n.log,
+	})
 	if cfg.H3Addr != h3Off {
 		if err := n.listenH3(); err != nil {
 			n.emb.close()
@@ -322,10 +334,10 @@ func (n *Node) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { return n.auth.expelRevoked(gctx, n.gw.Expel) })
 	g.Go(func() error { return n.gossip.run(gctx, n.repl.PeerUp, n.gw.DropNode) })
-	g.Go(func() error { return n.ctl.keepFresh(gctx, n.erasures.wait) })
-	g.Go(func() error { return n.erasures.run(gctx) })
+	g.Go(func() error { return n.ctl.keepFresh(gctx, n.erasures.Wait) })
+	g.Go(func() error { return n.erasures.Run(gctx) })
 	g.Go(func() error { return n.repl.Run(gctx, n.gw) })
-	g.Go(func() error { return n.purge.run(gctx) })
+	g.Go(func() error { return n.purge.Run(gctx) })
 	g.Go(func() error { return n.ctl.rebalance(gctx, n.gossip.m.Alive) })
 	// Usage reports end after the gateway stopped counting: the last one
 	// carries the final counts.

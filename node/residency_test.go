@@ -60,7 +60,7 @@ func TestUnknownWorkspaceIsRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for ws, want := range map[string]error{"nowhere": replication.ErrWorkspaceUnknown, "gone": errWorkspaceDeleted, "usonly": errPinnedElsewhere, "here": nil} {
+	for ws, want := range map[string]error{"nowhere": replication.ErrWorkspaceUnknown, "gone": replication.ErrWorkspaceDeleted, "usonly": replication.ErrPinnedElsewhere, "here": nil} {
 		if err := r.n.ctl.Serves(ws); !errors.Is(err, want) {
 			t.Errorf("serves(%s): %v, want %v", ws, err, want)
 		}
@@ -127,7 +127,7 @@ func TestDeletionPurgesTheStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := r.n.purge.confirmPurge(ctx, "tenantx", res.Index)
+	conf := r.n.ctl.confirmPurge(ctx, r.n.purge, "tenantx", res.Index)
 	if len(conf.Confirmed) != 1 || len(conf.Unconfirmed) != 0 {
 		t.Fatalf("purge confirmation %+v", conf)
 	}
@@ -223,7 +223,7 @@ func TestPinHandsOverBeforePurging(t *testing.T) {
 		t.Fatal(err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	conf := n1.n.purge.confirmPurge(cctx, "open", res.Index)
+	conf := n1.n.ctl.confirmPurge(cctx, n1.n.purge, "open", res.Index)
 	cancel()
 	if len(conf.Confirmed) != 0 || len(conf.Unconfirmed) != 4 {
 		t.Errorf("purge with the region's only node down: %+v, want none confirmed", conf)

@@ -80,10 +80,16 @@ type Store interface {
 	PutWorkspace(ctx context.Context, w store.Workspace) error
 }
 
-// ErrWorkspaceUnknown is what Control.Serves wraps for a workspace the
-// control plane here does not know: not created, or not yet applied here
-// (catching up may change that).
-var ErrWorkspaceUnknown = errors.New("workspace unknown to this node (not created, or not yet applied here: retry)")
+// Why Control.Serves refuses a workspace: what callers branch on.
+var (
+	// ErrWorkspaceUnknown: the control plane here does not know it: not
+	// created, or not yet applied here (catching up may change that).
+	ErrWorkspaceUnknown = errors.New("workspace unknown to this node (not created, or not yet applied here: retry)")
+	// ErrWorkspaceDeleted: it was deleted (its ID is never used again).
+	ErrWorkspaceDeleted = errors.New("workspace deleted")
+	// ErrPinnedElsewhere: it is pinned to another region than this node's.
+	ErrPinnedElsewhere = errors.New("workspace pinned to another region")
+)
 
 // Control is what the data plane reads of the control plane.
 type Control interface {
@@ -91,7 +97,8 @@ type Control interface {
 	// unknown.
 	Region(ws string) string
 	// Serves is nil when this node may hold ws's data, and otherwise says
-	// why not (wrapping ErrWorkspaceUnknown when ws is unknown here).
+	// why not, wrapping ErrWorkspaceUnknown, ErrWorkspaceDeleted or
+	// ErrPinnedElsewhere.
 	Serves(ws string) error
 	// Workspaces are the IDs of the workspaces the control plane holds.
 	Workspaces() []string
