@@ -5,4 +5,6 @@
 // Every change is a command (one type byte, then a JSON payload) proposed on
 // the leader, and every node answers reads from its own copy of the applied
 // state, which a caller can make linearizable with Consistent or WaitApplied.
+// A node counts its traffic with a UsageReporter, which reports it to the
+// control plane.
 package cluster

@@ -20,7 +20,7 @@ import (
 // Every signal is of one participant (Participant, Role); the fields after
 // those are each of the kinds named beside them, and absent (zero) in the
 // others. The node's own signals between nodes are not Signals: they carry
-// no participant (node/replicate.go lists every kind). The JSON names are
+// no participant (cluster/replication/signal.go lists every kind). The JSON names are
 // the wire's, shared with nodes of earlier versions.
 type Signal struct {
 	Kind         SignalKind     `json:"k"`

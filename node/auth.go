@@ -118,7 +118,7 @@ func (a *clusterAuth) ensureLocal(ctx context.Context, workspace string) error {
 	// where it is served, rather than stored against its pin.
 	// A workspace this node does not know (deleted, or not yet applied
 	// here) is refused too, never taken for an unpinned one.
-	if err := a.ctl.serves(workspace); err != nil {
+	if err := a.ctl.Serves(workspace); err != nil {
 		return err
 	}
 	if _, ok := a.local.Load(workspace); ok {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"parley/cluster"
+	"parley/cluster/membership"
 	"parley/cluster/nodelink"
 )
 
@@ -29,16 +30,10 @@ type control struct {
 	link    *nodelink.Link
 	peers   *peerClient
 	apiAddr string
-	// gossipAddr is registered with the control plane; set before run.
-	gossipAddr string
 	// ready is set once this node is a registered member with a leader.
 	ready atomic.Bool
 	// freshAt is when the last completed catch-up round began (unix ns).
 	freshAt atomic.Int64
-	// caughtUp, when set, waits until what the node derives from the
-	// state up to an index is done (the erasures of its store): a round
-	// is complete only then. Set before run.
-	caughtUp func(ctx context.Context, index uint64) error
 }
 
 // openControl opens the Raft member. apiAddr is this node's HTTP address as
@@ -65,7 +60,7 @@ func openControl(cfg Config, log *slog.Logger, apiAddr string, obs cluster.Obser
 	if err != nil {
 		return nil, fmt.Errorf("node link on %s: %w", raftAddr, err)
 	}
-	ctl := &control{cfg: cfg, log: log, key: key, link: link, peers: newPeerClient(key.nodeKey(), link, faultDial(cfg.faults)), apiAddr: apiAddr}
+	ctl := &control{cfg: cfg, log: log, key: key, link: link, peers: newPeerClient(cfg.NodeID, key.nodeKey(), link, faultDial(cfg.faults)), apiAddr: apiAddr}
 	fwd := &httpForwarder{peers: ctl.peers}
 	c, err := cluster.Open(cluster.Config{
 		NodeID:             cfg.NodeID,
@@ -149,12 +144,12 @@ func advertiseAddr(bound, advertise string) string {
 	return bound
 }
 
-// run joins (when told to), registers this node, then calls onReady once;
-// it returns when ctx ends.
-func (ctl *control) run(ctx context.Context, onReady func(context.Context) error) error {
+// run joins (when told to), registers this node with its gossip address,
+// then calls onReady once; it returns when ctx ends.
+func (ctl *control) run(ctx context.Context, gossipAddr string, onReady func(context.Context) error) error {
 	backoff := 100 * time.Millisecond
 	for {
-		err := ctl.start(ctx)
+		err := ctl.start(ctx, gossipAddr)
 		if err == nil {
 			break
 		}
@@ -182,7 +177,7 @@ func (ctl *control) run(ctx context.Context, onReady func(context.Context) error
 // start makes this node a registered member: it asks a member to add it
 // (every start, so a changed address is corrected), waits for a leader and
 // records its addresses in the replicated state.
-func (ctl *control) start(ctx context.Context) error {
+func (ctl *control) start(ctx context.Context, gossipAddr string) error {
 	if len(ctl.cfg.Join) > 0 && !ctl.member() {
 		if err := ctl.join(ctx); err != nil {
 			return err
@@ -193,7 +188,7 @@ func (ctl *control) start(ctx context.Context) error {
 	if err := ctl.c.WaitLeader(wctx); err != nil {
 		return err
 	}
-	if _, err := ctl.c.RegisterSelf(wctx, cluster.NodeInfo{APIAddr: ctl.apiAddr, GossipAddr: ctl.gossipAddr, NoVote: ctl.cfg.Voter == voterNo}); err != nil {
+	if _, err := ctl.c.RegisterSelf(wctx, cluster.NodeInfo{APIAddr: ctl.apiAddr, GossipAddr: gossipAddr, NoVote: ctl.cfg.Voter == voterNo}); err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
 	return nil
@@ -239,7 +234,7 @@ func (ctl *control) join(ctx context.Context) error {
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		b, err := ctl.peers.post(rctx, targets[i], pathJoin, req)
+		b, err := ctl.peers.Post(rctx, targets[i], pathJoin, req)
 		cancel()
 		var rep joinReply
 		if b != nil {
@@ -419,9 +414,10 @@ func (ctl *control) fresh() bool {
 
 // keepFresh runs catch-up rounds until ctx ends: ask the leader for its
 // commit index (the leader confirms its leadership with a quorum), wait
-// until this node has applied it, then mark the node fresh as of the
-// round's start.
-func (ctl *control) keepFresh(ctx context.Context) error {
+// until this node has applied it and, when derived is given, until what
+// the node derives from the state up to it is done (the erasures of its
+// store), then mark the node fresh as of the round's start.
+func (ctl *control) keepFresh(ctx context.Context, derived func(ctx context.Context, index uint64) error) error {
 	every := min(ctl.cfg.Lease/4, 250*time.Millisecond)
 	for {
 		start := time.Now()
@@ -430,8 +426,8 @@ func (ctl *control) keepFresh(ctx context.Context) error {
 		if err == nil {
 			err = ctl.c.WaitApplied(rctx, idx)
 		}
-		if err == nil && ctl.caughtUp != nil {
-			err = ctl.caughtUp(rctx, idx)
+		if err == nil && derived != nil {
+			err = derived(rctx, idx)
 		}
 		cancel()
 		if err == nil {
@@ -459,7 +455,7 @@ func (ctl *control) leaderCommitIndex(ctx context.Context) (uint64, error) {
 	if leader == "" {
 		return 0, errors.New("no leader known")
 	}
-	b, err := ctl.peers.post(ctx, leader, pathReadIndex, nil)
+	b, err := ctl.peers.Post(ctx, leader, pathReadIndex, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -475,3 +471,44 @@ func (ctl *control) close() error {
 	err := ctl.c.Close()
 	return errors.Join(err, ctl.link.Close())
 }
+
+// Region is the region ws is pinned to: "" when unpinned or unknown here
+// (replication.Control).
+func (ctl *control) Region(ws string) string {
+	w, err := ctl.c.Workspace(ws)
+	if err != nil {
+		return ""
+	}
+	return w.Region
+}
+
+// Workspaces are the IDs of the workspaces the control plane holds
+// (replication.Control).
+func (ctl *control) Workspaces() []string {
+	var out []string
+	for _, w := range ctl.c.Workspaces() {
+		out = append(out, w.ID)
+	}
+	return out
+}
+
+// Registered are the nodes registered in the control plane
+// (replication.Control).
+func (ctl *control) Registered() []membership.Member {
+	var out []membership.Member
+	for _, n := range ctl.c.Nodes() {
+		out = append(out, membership.Member{ID: n.ID, Region: n.Region, HTTPAddr: n.APIAddr, RaftAddr: n.RaftAddr})
+	}
+	return out
+}
+
+// Ready says whether this node is a registered member with a leader
+// (replication.Control).
+func (ctl *control) Ready() bool { return ctl.ready.Load() }
+
+// caughtUpSinceStart says whether this node has applied, since it started,
+// every erasure committed before some moment (a catch-up round completes
+// only once the erasures up to its index are applied here): until then it
+// may not know of an erasure, and takes no conversation it does not hold
+// from a peer.
+func (ctl *control) caughtUpSinceStart() bool { return ctl.freshAt.Load() != 0 }

@@ -479,25 +479,25 @@ func (c *Config) validateEmbed() []error {
 // repliesFromPeer keeps the saved-reply index in step with replies another
 // node's signal changed here: tombstones leave it, new versions are
 // embedded and enter it.
-func (n *Node) repliesFromPeer(ws string, applied []store.Reply) {
-	if !n.emb.on() {
+func (e *embedding) repliesFromPeer(ws string, applied []store.Reply) {
+	if !e.on() {
 		return
 	}
 	for _, r := range applied {
 		if r.Deleted {
-			if x := n.emb.lookup(n.emb.replies, ws); x != nil {
+			if x := e.lookup(e.replies, ws); x != nil {
 				x.Remove(r.ID)
 			}
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), agentapi.EmbedTimeout)
-		vecs, err := n.emb.enc.Embed(ctx, []string{replyText(r)})
+		vecs, err := e.enc.Embed(ctx, []string{replyText(r)})
 		cancel()
 		if err != nil {
-			n.log.Warn("saved reply from a peer not embedded; it is at the next start", "err", err)
+			e.log.Warn("saved reply from a peer not embedded; it is at the next start", "err", err)
 			continue
 		}
-		n.emb.replyIndex(ws).Add(r.ID, vecs[0])
+		e.replyIndex(ws).Add(r.ID, vecs[0])
 	}
 }
 

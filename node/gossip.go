@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"parley/cluster/membership"
@@ -26,11 +25,10 @@ type gossip struct {
 	ctl    *control
 	log    *slog.Logger
 	events *prometheus.CounterVec
-	// onDown is told of a node that failed or left, so that its clients'
-	// presence ends at once. Gossip may call before it is set.
-	onDown atomic.Pointer[func(node string)]
-	// onUp is told of a node that joined or came back (not this one).
-	onUp atomic.Pointer[func(node string)]
+	// changes carries the nodes that joined, came back, failed or left,
+	// from memberlist's callback (which must not block) to run, which
+	// tells run's callbacks; a change beyond its room is dropped.
+	changes chan membership.Event
 }
 
 // gossipRetry is how often registered nodes not seen alive are contacted.
@@ -41,7 +39,7 @@ func openGossip(cfg Config, log *slog.Logger, ctl *control, reg prometheus.Regis
 	if err != nil {
 		return nil, err
 	}
-	g := &gossip{ctl: ctl, log: log, events: prometheus.NewCounterVec(prometheus.CounterOpts{
+	g := &gossip{ctl: ctl, log: log, changes: make(chan membership.Event, 1024), events: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "parley_gossip_events_total", Help: "Membership changes seen by this node: joined, updated, left, failed.",
 	}, []string{"kind"})}
 	advertise := ""
@@ -60,11 +58,11 @@ func openGossip(cfg Config, log *slog.Logger, ctl *control, reg prometheus.Regis
 		Drop:   faultDrop(cfg.faults),
 		OnEvent: func(e membership.Event) {
 			g.events.WithLabelValues(e.Kind.String()).Inc()
-			if f := g.onDown.Load(); f != nil && (e.Kind == membership.Failed || e.Kind == membership.Left) {
-				(*f)(e.Member.ID)
-			}
-			if f := g.onUp.Load(); f != nil && e.Kind == membership.Joined && e.Member.ID != cfg.NodeID {
-				(*f)(e.Member.ID)
+			if e.Kind == membership.Failed || e.Kind == membership.Left || e.Kind == membership.Joined && e.Member.ID != cfg.NodeID {
+				select {
+				case g.changes <- e:
+				default:
+				}
 			}
 		},
 	})
@@ -83,10 +81,12 @@ func openGossip(cfg Config, log *slog.Logger, ctl *control, reg prometheus.Regis
 	return g, nil
 }
 
-// run contacts registered members not seen alive until ctx ends: every
-// 200ms while this node starts (it should see its peers as soon as it is a
-// member), then every gossipRetry.
-func (g *gossip) run(ctx context.Context) error {
+// run tells onUp of each node that joined or came back (not this one) and
+// onDown of each that failed or left, so that its clients' presence ends
+// at once; and contacts registered members not seen alive: every 200ms
+// while this node starts (it should see its peers as soon as it is a
+// member), then every gossipRetry. It returns when ctx ends.
+func (g *gossip) run(ctx context.Context, onUp, onDown func(node string)) error {
 	var readyAt time.Time
 	for {
 		wait := 200 * time.Millisecond
@@ -98,10 +98,21 @@ func (g *gossip) run(ctx context.Context) error {
 				wait = gossipRetry
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait):
+		t := time.NewTimer(wait)
+		for waiting := true; waiting; {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case e := <-g.changes:
+				if e.Kind == membership.Joined {
+					onUp(e.Member.ID)
+				} else {
+					onDown(e.Member.ID)
+				}
+			case <-t.C:
+				waiting = false
+			}
 		}
 	}
 }

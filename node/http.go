@@ -12,10 +12,10 @@ import (
 	"strings"
 
 	"parley/cluster"
+	"parley/cluster/residency"
 	"parley/gateway"
 	"parley/node/adminapi"
 	"parley/node/agentapi"
-	"parley/store"
 	"parley/web"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -79,7 +79,7 @@ func (n *Node) adminAPI() *adminapi.API {
 		Logger:     n.ctl.log,
 	}
 	if n.purge != nil {
-		cfg.Purger = adminPurger{n.purge}
+		cfg.Purger = adminPurger{n.ctl, n.purge}
 	}
 	return adminapi.New(cfg)
 }
@@ -103,10 +103,13 @@ func (a adminControl) Fresh() error {
 }
 
 // adminPurger confirms purges for the admin API.
-type adminPurger struct{ p *purger }
+type adminPurger struct {
+	ctl *control
+	p   *residency.Purger
+}
 
 func (a adminPurger) ConfirmPurge(ctx context.Context, ws string, index uint64) PurgeConfirmation {
-	return a.p.confirmPurge(ctx, ws, index)
+	return a.ctl.confirmPurge(ctx, a.p, ws, index)
 }
 
 // agentAPI is the agents' HTTP API of this node (package agentapi).
@@ -116,8 +119,8 @@ func (n *Node) agentAPI() *agentapi.API {
 		Relay:      agentRelay{n.relay},
 		Store:      n.store,
 		Cluster:    n.ctl.c,
-		Erasures:   agentErasures{n.erasures},
-		Replies:    agentReplies{n.repl},
+		Erasures:   agentErasures{n.ctl, n.erasures},
+		Replies:    n.repl,
 		Embeddings: agentEmbeddings{n.emb},
 		Logger:     n.log,
 	})
@@ -131,17 +134,14 @@ func (a agentRelay) ProxyAPI(w http.ResponseWriter, r *http.Request, ws string) 
 }
 
 // agentErasures confirms erasures for the agents' API.
-type agentErasures struct{ e *erasures }
-
-func (a agentErasures) Confirm(ctx context.Context, index uint64) Confirmation {
-	return a.e.confirm(ctx, index)
+type agentErasures struct {
+	ctl *control
+	e   *residency.Erasures
 }
 
-// agentReplies sends saved replies the agents' API changed to the other
-// nodes.
-type agentReplies struct{ r *replicator }
-
-func (a agentReplies) ReplyChanged(ws string, r store.Reply) { a.r.replyChanged(ws, r) }
+func (a agentErasures) Confirm(ctx context.Context, index uint64) Confirmation {
+	return a.ctl.confirmErasures(ctx, a.e, index)
+}
 
 // hsts is the Strict-Transport-Security of HTTPS responses: two years, this
 // host only (what else runs under the domain is not the node's to say).

@@ -140,7 +140,7 @@ func (ctl *control) askMembers(ctx context.Context, what string, timeout time.Du
 				err = errors.New("no link address registered")
 			} else {
 				wctx, cancel := context.WithTimeout(ctx, timeout+time.Second)
-				_, err = ctl.peers.post(wctx, addr, path, body)
+				_, err = ctl.peers.Post(wctx, addr, path, body)
 				cancel()
 			}
 			mu.Lock()

@@ -2,14 +2,19 @@ package node
 
 import (
 	"context"
+	"crypto/hmac"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"parley/cluster"
 	"parley/cluster/nodelink"
+	"parley/cluster/replication"
+
+	"github.com/coder/websocket"
 )
 
 // The node link (cluster/nodelink, on the Raft address) carries every
@@ -36,10 +41,10 @@ func linkConnContext(ctx context.Context, _ net.Conn) context.Context {
 func (n *Node) linkRoutes() http.Handler {
 	mux := http.NewServeMux()
 	n.ctl.internalRoutes(mux)
-	mux.HandleFunc("GET "+pathRepl, n.repl.serveRepl)
-	n.repl.aeRoutes(mux, n.ctl.signed)
-	n.erasures.routes(mux)
-	n.purge.purgeRoutes(mux, n.ctl.signed)
+	mux.HandleFunc("GET "+pathRepl, n.serveRepl)
+	n.repl.Routes(mux, n.ctl.signed)
+	n.ctl.erasureRoutes(mux, n.erasures)
+	purgeRoutes(mux, n.ctl.signed, n.purge)
 	// Relayed clients and agents' API requests.
 	mux.Handle("GET /v1/ws", n.gw)
 	n.agentAPI().Register(mux)
@@ -80,3 +85,63 @@ func (m *memberIPs) has(ip string) bool {
 	}
 	return m.ip[ip]
 }
+
+// pathRepl is the internal WebSocket a node opens to another to send it
+// events: one per ordered pair of nodes (package replication).
+const pathRepl = "/internal/v1/repl"
+
+// hdrNodeID names the node opening a replication link; the signature
+// covers it.
+const hdrNodeID = "X-Parley-Node-ID"
+
+// Dial opens a replication link to the node whose link listens at addr: a
+// WebSocket on its internal API, signed like every internal request
+// (replication.Peers).
+func (p *peerClient) Dial(ctx context.Context, addr string) (replication.Conn, error) {
+	ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	h := http.Header{}
+	h.Set(hdrNodeTime, ts)
+	h.Set(hdrNodeSig, sign(p.key, http.MethodGet, pathRepl, ts, []byte(p.self)))
+	h.Set(hdrNodeID, p.self)
+	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(dctx, "wss://"+addr+pathRepl, &websocket.DialOptions{HTTPHeader: h, HTTPClient: p.client})
+	if err != nil {
+		return nil, err
+	}
+	c.SetReadLimit(8 << 20)
+	return wsLink{c}, nil
+}
+
+// serveRepl accepts a peer's replication link.
+func (n *Node) serveRepl(w http.ResponseWriter, req *http.Request) {
+	from := req.Header.Get(hdrNodeID)
+	ts := req.Header.Get(hdrNodeTime)
+	ms, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || from == "" || time.Since(time.UnixMilli(ms)).Abs() > maxSkew ||
+		!hmac.Equal([]byte(sign(n.ctl.peers.key, http.MethodGet, req.URL.Path, ts, []byte(from))), []byte(req.Header.Get(hdrNodeSig))) {
+		n.log.Warn("replication link refused", "remote", req.RemoteAddr, "from", from)
+		http.Error(w, "forbidden", http.StatusForbidden)
+		return
+	}
+	c, err := websocket.Accept(w, req, nil)
+	if err != nil {
+		return
+	}
+	c.SetReadLimit(8 << 20)
+	n.repl.Serve(req.Context(), from, wsLink{c})
+}
+
+// wsLink adapts a WebSocket to replication.Conn.
+type wsLink struct{ c *websocket.Conn }
+
+func (l wsLink) Read(ctx context.Context) ([]byte, error) {
+	_, b, err := l.c.Read(ctx)
+	return b, err
+}
+
+func (l wsLink) Write(ctx context.Context, b []byte) error {
+	return l.c.Write(ctx, websocket.MessageText, b)
+}
+
+func (l wsLink) Close() error { return l.c.CloseNow() }

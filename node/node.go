@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"parley/certs"
+	"parley/cluster"
+	"parley/cluster/replication"
+	"parley/cluster/residency"
 	"parley/crdt"
 	"parley/edge"
 	"parley/gateway"
@@ -35,17 +38,17 @@ type Node struct {
 	store   *store.Store
 	gw      *gateway.Server
 	relay   *relayer
-	emb     *embedding // set by Run (embed.go)
+	emb     *embedding // embed.go
 	ln      net.Listener
 	ready   atomic.Bool
 	ctl     *control
 	gossip  *gossip
-	repl    *replicator
-	// erasures applies the control plane's erasures here (erasure.go).
-	erasures *erasures
+	repl    *replication.Replicator
+	// erasures applies the control plane's erasures here.
+	erasures *residency.Erasures
 	auth     *clusterAuth
-	purge    *purger // set by Run (residency.go)
-	usage    *usageReporter
+	purge    *residency.Purger
+	usage    *cluster.UsageReporter
 
 	// HTTP/3 and WebTransport; pc is nil when disabled.
 	pc     net.PacketConn
@@ -104,21 +107,35 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 		st.Close()
 		return nil, err
 	}
-	n.ctl.gossipAddr = n.gossip.m.Addr()
-	n.usage = newUsageReporter(cfg.NodeID, n.ctl.c.Apply, n.log, cfg.UsageInterval)
-	n.repl = newReplicator(cfg, n.log, st, n.ctl, n.gossip.m, n.usage, n.metrics.reg)
-	n.erasures = newErasures(n.ctl, st, n.log, n.repl.forget)
-	n.repl.caughtUp = n.erasures.caughtUp
-	n.ctl.caughtUp = n.erasures.wait
+	n.usage = cluster.NewUsageReporter(cluster.UsageConfig{Node: cfg.NodeID, Apply: n.ctl.c.Apply, Interval: cfg.UsageInterval, Logger: n.log})
+	n.emb = newEmbedding(cfg, st, n.log)
+	n.emb.register(n.metrics.reg)
 	n.auth = &clusterAuth{ctl: n.ctl, st: st, catchUps: make(chan struct{}, 4)}
+	n.repl = replication.New(replication.Config{
+		Self:       cfg.NodeID,
+		Region:     cfg.Region,
+		Store:      st,
+		Control:    n.ctl,
+		Members:    n.gossip.m,
+		Peers:      n.ctl.peers,
+		Meter:      n.usage,
+		Erase:      n.emb.erase,
+		CaughtUp:   n.ctl.caughtUpSinceStart,
+		CatchUp:    n.auth.catchUp,
+		OnReplies:  n.emb.repliesFromPeer,
+		Logger:     n.log,
+		Registerer: n.metrics.reg,
+		LinkDelay:  cfg.FaultReplDelay,
+	})
+	n.erasures = residency.NewErasures(residency.ErasureConfig{Log: n.ctl.c, Store: st, Erase: n.emb.erase, Forget: n.repl.Forget, Logger: n.log})
 	n.relay = &relayer{region: cfg.Region, self: cfg.NodeID, key: n.ctl.key.nodeKey(), ctl: n.ctl, mem: n.gossip.m, client: n.ctl.peers.client}
 	conns := gateway.NewIPConns(cfg.MaxConnsPerIP)
 	n.gw = gateway.New(gateway.Config{
-		Store:          replicatedStore{Store: st, r: n.repl},
+		Store:          replication.AckedStore{Store: st, Replicator: n.repl},
 		Auth:           n.auth,
 		Limits:         n.auth,
 		Meter:          n.usage,
-		OnSignal:       n.repl.signal,
+		OnSignal:       n.repl.Signal,
 		Relay:          n.relay,
 		Forwarded:      forwarded(n.ctl.key.nodeKey()),
 		Clock:          crdt.NewClock(cfg.NodeID, nil),
@@ -132,20 +149,24 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 		WorkspaceRate:  cfg.WorkspaceRate,
 		WorkspaceBurst: int(cfg.WorkspaceRate * 2),
 	})
-	n.repl.gw = n.gw
 	// A trusted proxy's connections carry many clients: the gateway counts
 	// their sessions by the client address the proxy gives.
 	n.ln = newGuardedListener(ln, n.log, conns, n.trustedProxy, cfg.FDReserve)
-	drop := n.gw.DropNode
-	n.gossip.onDown.Store(&drop)
-	n.repl.onReplies = n.repliesFromPeer
-	up := func(id string) {
-		n.repl.peerUp(id)     // an anti-entropy round with it now
-		n.repl.nodeJoined(id) // and this node's presence for it
-	}
-	n.gossip.onUp.Store(&up)
+	n.purge = residency.NewPurger(residency.PurgeConfig{
+		Control: purgeControl{n.ctl},
+		Store:   st,
+		Data:    n.repl,
+		Erase:   n.emb.erase,
+		DropWorkspace: func(ws string) {
+			n.emb.dropWorkspace(ws)
+			n.auth.local.Delete(ws)
+		},
+		Expel:  n.gw.ExpelWorkspace,
+		Logger: n.log,
+	})
 	if cfg.H3Addr != h3Off {
 		if err := n.listenH3(); err != nil {
+			n.emb.close()
 			n.gossip.close()
 			n.ctl.close()
 			ln.Close()
@@ -238,7 +259,7 @@ func (n *Node) publish(evs []store.Event) {
 		gw.Publish(evs)
 	}
 	if r := n.repl; r != nil {
-		r.publish(evs)
+		r.Publish(evs)
 	}
 	n.emb.notify(evs)
 }
@@ -270,13 +291,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.pc != nil {
 		defer n.pc.Close()
 	}
-	n.emb = newEmbedding(n.cfg, n.store, n.log)
-	n.repl.erase = n.emb.erase
-	n.erasures.erase = n.emb.erase
-	n.repl.catchUp = n.auth.catchUp
-	n.purge = &purger{log: n.log, ctl: n.ctl, st: n.store, repl: n.repl, emb: n.emb, auth: n.auth, expel: n.gw.ExpelWorkspace}
 	defer n.emb.close()
-	n.emb.register(n.metrics.reg)
 	handler := n.routes()
 	srv := &http.Server{
 		Handler:           handler,
@@ -308,7 +323,7 @@ func (n *Node) Run(ctx context.Context) error {
 	// The control plane: join or bootstrap, then the demo workspace; the
 	// node is ready once both are done.
 	g.Go(func() error {
-		return n.ctl.run(gctx, func(ctx context.Context) error {
+		return n.ctl.run(gctx, n.gossip.m.Addr(), func(ctx context.Context) error {
 			demo, err := n.ensureDemo(ctx)
 			if err != nil {
 				return err
@@ -318,13 +333,11 @@ func (n *Node) Run(ctx context.Context) error {
 		})
 	})
 	g.Go(func() error { return n.auth.expelRevoked(gctx, n.gw.Expel) })
-	g.Go(func() error { return n.gossip.run(gctx) })
-	g.Go(func() error { return n.ctl.keepFresh(gctx) })
-	g.Go(func() error { return n.erasures.run(gctx) })
-	n.repl.setContext(gctx)
-	g.Go(func() error { return n.repl.run(gctx) })
-	g.Go(func() error { return n.repl.antiEntropy(gctx) })
-	g.Go(func() error { return n.purge.run(gctx) })
+	g.Go(func() error { return n.gossip.run(gctx, n.repl.PeerUp, n.gw.DropNode) })
+	g.Go(func() error { return n.ctl.keepFresh(gctx, n.erasures.Wait) })
+	g.Go(func() error { return n.erasures.Run(gctx) })
+	g.Go(func() error { return n.repl.Run(gctx, n.gw) })
+	g.Go(func() error { return n.purge.Run(gctx) })
 	g.Go(func() error { return n.ctl.rebalance(gctx, n.gossip.m.Alive) })
 	// Usage reports end after the gateway stopped counting: the last one
 	// carries the final counts.
@@ -332,7 +345,7 @@ func (n *Node) Run(ctx context.Context) error {
 	usageDone := make(chan struct{})
 	go func() {
 		defer close(usageDone)
-		n.usage.run(usageCtx)
+		n.usage.Run(usageCtx)
 	}()
 	defer func() {
 		stopUsage()

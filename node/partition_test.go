@@ -19,7 +19,6 @@ import (
 	"parley/cluster"
 	"parley/crdt"
 
-	dto "github.com/prometheus/client_model/go"
 )
 
 // faultNet stands between nodes running in one process: each dials the
@@ -314,9 +313,17 @@ func TestInProcessPartitionHeals(t *testing.T) {
 	}
 	// Anti-entropy repaired both sides (no writes followed the heal).
 	sent := func(r *running) float64 {
-		var m dto.Metric
-		r.n.repl.ae.repaired.Write(&m)
-		return m.GetCounter().GetValue()
+		mfs, err := r.n.metrics.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "parley_antientropy_events_sent_total" {
+				return mf.GetMetric()[0].GetCounter().GetValue()
+			}
+		}
+		t.Fatal("no parley_antientropy_events_sent_total")
+		return 0
 	}
 	if sent(n3) == 0 || sent(n1)+sent(n2) == 0 {
 		t.Errorf("events sent by anti-entropy: n1 %v, n2 %v, n3 %v", sent(n1), sent(n2), sent(n3))

@@ -37,8 +37,10 @@ const (
 var errNotDelivered = errors.New("not delivered")
 
 // peerClient sends signed requests to other nodes, addressed by their link
-// addresses (Raft addresses), over the node link.
+// addresses (Raft addresses), over the node link, and opens replication
+// links to them (replication.Peers).
 type peerClient struct {
+	self   string // this node's ID, which a replication link names
 	key    []byte
 	client *http.Client
 }
@@ -52,13 +54,14 @@ type faultHook interface {
 	DropGossip(addr string) bool
 }
 
-// newPeerClient returns the client of internal requests, over link; dial,
-// when not nil, opens the TCP connections under it (Config.faults).
-func newPeerClient(key []byte, link *nodelink.Link, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *peerClient {
+// newPeerClient returns the client of internal requests of node self, over
+// link; dial, when not nil, opens the TCP connections under it
+// (Config.faults).
+func newPeerClient(self string, key []byte, link *nodelink.Link, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *peerClient {
 	if dial == nil {
 		dial = (&net.Dialer{Timeout: 2 * time.Second}).DialContext
 	}
-	return &peerClient{key: key, client: &http.Client{Transport: link.HTTPTransport(dial)}}
+	return &peerClient{self: self, key: key, client: &http.Client{Transport: link.HTTPTransport(dial)}}
 }
 
 // url is the address of path on the node whose link listens at addr.
@@ -71,9 +74,9 @@ func sign(key []byte, method, path, ts string, body []byte) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// post sends body to another node's internal path and returns the reply of a
+// Post sends body to another node's internal path and returns the reply of a
 // 200; any other status is an error carrying the reply's text.
-func (p *peerClient) post(ctx context.Context, apiAddr, path string, body []byte) ([]byte, error) {
+func (p *peerClient) Post(ctx context.Context, apiAddr, path string, body []byte) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, peerURL(apiAddr, path), bytes.NewReader(body))
 	if err != nil {
 		return nil, err
@@ -129,7 +132,7 @@ type httpForwarder struct {
 }
 
 func (f *httpForwarder) Forward(ctx context.Context, leaderAddr string, cmd []byte) ([]byte, error) {
-	b, err := f.peers.post(ctx, leaderAddr, pathForward, cmd)
+	b, err := f.peers.Post(ctx, leaderAddr, pathForward, cmd)
 	if errors.Is(err, errNotDelivered) {
 		return nil, fmt.Errorf("%w: %w", err, cluster.ErrNotLeader)
 	}

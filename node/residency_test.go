@@ -23,10 +23,14 @@ import (
 	"parley/store"
 )
 
-// peerEvent is an event of a conversation of ws as a peer sends it.
+// peerEvent is an event of a conversation of ws as a peer sends it: its
+// payload is the conversation's record and the message.
 func peerEvent(t *testing.T, ws, conv string) replication.Event {
 	t.Helper()
-	b, err := json.Marshal(payload{
+	b, err := json.Marshal(struct {
+		Conversation store.Conversation `json:"c"`
+		Message      crdt.Message       `json:"m"`
+	}{
 		Conversation: store.Conversation{Workspace: ws, ID: conv, Owner: "v:zelda"},
 		Message:      crdt.NewMessage("m1", "v:zelda", "visitor", "Zelda", "card 4111222233334444", crdt.Timestamp{Wall: 1, Node: "n9"}),
 	})
@@ -56,11 +60,11 @@ func TestUnknownWorkspaceIsRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for ws, want := range map[string]error{"nowhere": errWorkspaceUnknown, "gone": errWorkspaceDeleted, "usonly": errPinnedElsewhere, "here": nil} {
-		if err := r.n.ctl.serves(ws); !errors.Is(err, want) {
+	for ws, want := range map[string]error{"nowhere": replication.ErrWorkspaceUnknown, "gone": replication.ErrWorkspaceDeleted, "usonly": replication.ErrPinnedElsewhere, "here": nil} {
+		if err := r.n.ctl.Serves(ws); !errors.Is(err, want) {
 			t.Errorf("serves(%s): %v, want %v", ws, err, want)
 		}
-		wait, err := r.n.repl.store("n9", []replication.Event{peerEvent(t, ws, "c_"+ws)})
+		wait, err := r.n.repl.Apply(ctx, "n9", []replication.Event{peerEvent(t, ws, "c_"+ws)})
 		if werr := wait(); werr != nil && err == nil {
 			err = werr
 		}
@@ -75,7 +79,7 @@ func TestUnknownWorkspaceIsRefused(t *testing.T) {
 			t.Errorf("after a peer's event of %s the store holds it: %v (%v)", ws, held, herr)
 		}
 	}
-	if err := r.n.auth.ensureLocal(ctx, "nowhere"); !errors.Is(err, errWorkspaceUnknown) {
+	if err := r.n.auth.ensureLocal(ctx, "nowhere"); !errors.Is(err, replication.ErrWorkspaceUnknown) {
 		t.Errorf("a session of an unknown workspace: %v", err)
 	}
 }
@@ -105,7 +109,7 @@ func TestDeletionPurgesTheStore(t *testing.T) {
 	if f, err := ws.c.Next(wctx); err != nil || f.Type != "welcome" {
 		t.Fatalf("visitor hello: %s %v", f.Raw, err)
 	}
-	wait, err := r.n.repl.store("n9", []replication.Event{peerEvent(t, "tenantx", "c_1")})
+	wait, err := r.n.repl.Apply(ctx, "n9", []replication.Event{peerEvent(t, "tenantx", "c_1")})
 	if err != nil || wait() != nil {
 		t.Fatalf("event of a known workspace: %v", err)
 	}
@@ -116,7 +120,7 @@ func TestDeletionPurgesTheStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := r.n.purge.confirmPurge(ctx, "tenantx", res.Index)
+	conf := r.n.ctl.confirmPurge(ctx, r.n.purge, "tenantx", res.Index)
 	if len(conf.Confirmed) != 1 || len(conf.Unconfirmed) != 0 {
 		t.Fatalf("purge confirmation %+v", conf)
 	}
@@ -194,7 +198,7 @@ func TestPinHandsOverBeforePurging(t *testing.T) {
 	for {
 		v = &inProcVisitor{t: t, ws: "open", acked: map[string]bool{}}
 		v.write(n1, "m", 3)
-		rs := membership.Replicas(n1.n.gossip.m.Members(), v.conv, "", replicationFactor)
+		rs := membership.Replicas(n1.n.gossip.m.Members(), v.conv, "", replication.ReplicationFactor)
 		if !slices.ContainsFunc(rs, func(m membership.Member) bool { return m.ID == "n4" }) {
 			break
 		}
@@ -212,7 +216,7 @@ func TestPinHandsOverBeforePurging(t *testing.T) {
 		t.Fatal(err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	conf := n1.n.purge.confirmPurge(cctx, "open", res.Index)
+	conf := n1.n.ctl.confirmPurge(cctx, n1.n.purge, "open", res.Index)
 	cancel()
 	if len(conf.Confirmed) != 0 || len(conf.Unconfirmed) != 4 {
 		t.Errorf("purge with the region's only node down: %+v, want none confirmed", conf)

@@ -19,8 +19,8 @@ type Conn interface {
 	Close() error
 }
 
-// Config configures New. Self, Dial and Store are required.
-type Config struct {
+// LinksConfig configures NewLinks. Self, Dial and Store are required.
+type LinksConfig struct {
 	// Self is this node's ID.
 	Self string
 	// Dial opens a link to a peer by node ID.
@@ -28,8 +28,8 @@ type Config struct {
 	// Store applies events a peer sent, in order, and returns once they
 	// are applied, with what reports their durability (nil: already
 	// durable); the peer's ack waits for that, while the next frames are
-	// read and applied.
-	Store func(from string, evs []Event) (durable func() error, err error)
+	// read and applied. ctx ends with the inbound link.
+	Store func(ctx context.Context, from string, evs []Event) (durable func() error, err error)
 	// Logger. Zero: slog.Default().
 	Logger *slog.Logger
 	// QueueLen bounds the frames waiting on one link. Zero: 1024.
@@ -45,10 +45,10 @@ type Config struct {
 // stored there (anti-entropy settles it).
 var ErrLinkDown = errors.New("replication link down")
 
-// Replicator keeps one outgoing link per peer, opened on first use, and
+// Links keeps one outgoing link per peer, opened on first use, and
 // serves the links peers open to it.
-type Replicator struct {
-	cfg Config
+type Links struct {
+	cfg LinksConfig
 	log *slog.Logger
 
 	mu     sync.Mutex
@@ -58,8 +58,8 @@ type Replicator struct {
 	closed bool
 }
 
-// New returns a Replicator; Run starts it.
-func New(cfg Config) *Replicator {
+// NewLinks returns Links; Run starts them.
+func NewLinks(cfg LinksConfig) *Links {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -69,11 +69,11 @@ func New(cfg Config) *Replicator {
 	if cfg.AckTimeout <= 0 {
 		cfg.AckTimeout = 5 * time.Second
 	}
-	return &Replicator{cfg: cfg, log: cfg.Logger.With("component", "replication"), links: map[string]*link{}}
+	return &Links{cfg: cfg, log: cfg.Logger.With("component", "replication"), links: map[string]*link{}}
 }
 
 // Run serves until ctx ends, then closes every link and waits for them.
-func (r *Replicator) Run(ctx context.Context) error {
+func (r *Links) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.ctx = ctx
 	r.mu.Unlock()
@@ -86,7 +86,7 @@ func (r *Replicator) Run(ctx context.Context) error {
 }
 
 // Send queues events to a peer and waits until the peer has stored them.
-func (r *Replicator) Send(ctx context.Context, peer string, evs []Event) error {
+func (r *Links) Send(ctx context.Context, peer string, evs []Event) error {
 	l, err := r.link(peer)
 	if err != nil {
 		return err
@@ -112,7 +112,7 @@ func (r *Replicator) Send(ctx context.Context, peer string, evs []Event) error {
 // Enqueue queues events to a peer at once, in the order of the calls, and
 // returns where the peer's answer will come (nil once stored; a
 // *GapsError; or ErrLinkDown), or false if they could not be queued.
-func (r *Replicator) Enqueue(peer string, evs []Event) (<-chan error, bool) {
+func (r *Links) Enqueue(peer string, evs []Event) (<-chan error, bool) {
 	l, err := r.link(peer)
 	if err != nil {
 		return nil, false
@@ -128,7 +128,7 @@ func (r *Replicator) Enqueue(peer string, evs []Event) (<-chan error, bool) {
 
 // Signal queues an ephemeral signal to a peer (presence, typing): no ack;
 // false if it was dropped.
-func (r *Replicator) Signal(peer string, b []byte) bool {
+func (r *Links) Signal(peer string, b []byte) bool {
 	l, err := r.link(peer)
 	if err != nil {
 		return false
@@ -143,7 +143,7 @@ func (r *Replicator) Signal(peer string, b []byte) bool {
 
 // Push queues events to a peer without waiting; false if they were dropped
 // (queue full, or the link is down), which anti-entropy repairs.
-func (r *Replicator) Push(peer string, evs []Event) bool {
+func (r *Links) Push(peer string, evs []Event) bool {
 	l, err := r.link(peer)
 	if err != nil {
 		return false
@@ -156,7 +156,7 @@ func (r *Replicator) Push(peer string, evs []Event) bool {
 	}
 }
 
-func (r *Replicator) link(peer string) (*link, error) {
+func (r *Links) link(peer string) (*link, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.ctx == nil || r.closed {
@@ -178,7 +178,7 @@ func (r *Replicator) link(peer string) (*link, error) {
 // Serve reads a link a peer opened to this node until it ends: each events
 // frame is applied, in order, and acknowledged when asked once durable, by
 // a writer of acks beside the reader, under one errgroup.
-func (r *Replicator) Serve(ctx context.Context, from string, c Conn) error {
+func (r *Links) Serve(ctx context.Context, from string, c Conn) error {
 	defer c.Close()
 	acks := make(chan frame, 1024)
 	g, gctx := errgroup.WithContext(ctx)
@@ -218,7 +218,7 @@ func (r *Replicator) Serve(ctx context.Context, from string, c Conn) error {
 			if f.Type != frameEvents {
 				return fmt.Errorf("%w: %s on an inbound link", ErrBadFrame, f.Type)
 			}
-			durable, serr := r.cfg.Store(from, f.Events)
+			durable, serr := r.cfg.Store(gctx, from, f.Events)
 			gaps := gapsOf(serr)
 			if serr != nil && len(gaps) == 0 {
 				r.log.Warn("replication: storing a peer's events failed", "peer", from, "events", len(f.Events), "err", serr)
@@ -295,7 +295,7 @@ type outFrame struct {
 // link is the outgoing half of a pair of nodes: events go out in order,
 // acks come back.
 type link struct {
-	r     *Replicator
+	r     *Links
 	peer  string
 	queue chan *outFrame
 }

@@ -31,7 +31,7 @@ func (w wsConn) Close() error { return w.c.CloseNow() }
 
 // peer is a node's receiving side on a real WebSocket server.
 type peer struct {
-	r       *Replicator
+	r       *Links
 	srv     *httptest.Server
 	mu      sync.Mutex
 	stored  []Event
@@ -53,13 +53,13 @@ func (p *peer) drop() {
 
 func newPeer(t *testing.T, id string) *peer {
 	p := &peer{open: map[*websocket.Conn]bool{}}
-	p.r = New(Config{Self: id, Dial: func(context.Context, string) (Conn, error) { return nil, errors.New("unused") },
+	p.r = NewLinks(LinksConfig{Self: id, Dial: func(context.Context, string) (Conn, error) { return nil, errors.New("unused") },
 		OnSignal: func(from string, b []byte) {
 			p.mu.Lock()
 			defer p.mu.Unlock()
 			p.signals = append(p.signals, from+":"+string(b))
 		},
-		Store: func(from string, evs []Event) (func() error, error) {
+		Store: func(_ context.Context, from string, evs []Event) (func() error, error) {
 			if p.fail.Load() {
 				return nil, errors.New("disk full")
 			}
@@ -100,9 +100,9 @@ func (p *peer) events() []Event {
 	return append([]Event(nil), p.stored...)
 }
 
-func sender(t *testing.T, peers map[string]*peer) *Replicator {
-	r := New(Config{Self: "n1", AckTimeout: 2 * time.Second,
-		Store: func(string, []Event) (func() error, error) { return nil, nil },
+func sender(t *testing.T, peers map[string]*peer) *Links {
+	r := NewLinks(LinksConfig{Self: "n1", AckTimeout: 2 * time.Second,
+		Store: func(context.Context, string, []Event) (func() error, error) { return nil, nil },
 		Dial: func(ctx context.Context, id string) (Conn, error) {
 			p := peers[id]
 			if p == nil {
@@ -225,7 +225,10 @@ func TestSendFailsWhenThePeerCannot(t *testing.T) {
 
 func TestServeClosesALinkThatSendsGarbage(t *testing.T) {
 	t.Parallel()
-	r := New(Config{Self: "n2", Store: func(string, []Event) (func() error, error) { t.Error("garbage stored"); return nil, nil }})
+	r := NewLinks(LinksConfig{Self: "n2", Store: func(context.Context, string, []Event) (func() error, error) {
+		t.Error("garbage stored")
+		return nil, nil
+	}})
 	for _, b := range []string{`{`, `{"t":"ack"}`, `{"t":"events","ev":[]}`, `{"t":"events","ev":[{"ws":"w","conv":"c","origin":"N1","oseq":1,"p":"eA=="}]}`,
 		`{"t":"events","ev":[{"ws":"w","conv":"c","origin":"n1","oseq":0,"p":"eA=="}]}`, `{"t":"hello"}`} {
 		c := &scripted{in: [][]byte{[]byte(b)}}

@@ -1,4 +1,4 @@
-package node
+package cluster
 
 import (
 	"context"
@@ -7,30 +7,28 @@ import (
 	"log/slog"
 	"testing"
 	"time"
-
-	"parley/cluster"
 )
 
 func TestUsageReportsOnceEach(t *testing.T) {
 	t.Parallel()
-	var tried, applied []cluster.ReportUsage
+	var tried, applied []ReportUsage
 	var fail error
-	apply := func(_ context.Context, c cluster.Command) (cluster.Result, error) {
-		r := c.(cluster.ReportUsage)
+	apply := func(_ context.Context, c Command) (Result, error) {
+		r := c.(ReportUsage)
 		tried = append(tried, r)
 		if fail != nil {
-			return cluster.Result{}, fail
+			return Result{}, fail
 		}
 		applied = append(applied, r)
-		return cluster.Result{}, nil
+		return Result{}, nil
 	}
-	u := newUsageReporter("n1", apply, slog.New(slog.NewTextHandler(io.Discard, nil)), time.Hour)
-	u.now = func() time.Time { return time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC) }
+	u := NewUsageReporter(UsageConfig{Node: "n1", Apply: apply, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Interval: time.Hour,
+		Now: func() time.Time { return time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC) }})
 	ctx := context.Background()
 
 	u.Count("acme", 1, 0)
 	u.Count("acme", 0, 3)
-	fail = fmt.Errorf("%w: leader lost", cluster.ErrUncertain)
+	fail = fmt.Errorf("%w: leader lost", ErrUncertain)
 	u.flush(ctx)
 	fail = nil
 	u.Count("acme", 0, 1)
@@ -48,7 +46,7 @@ func TestUsageReportsOnceEach(t *testing.T) {
 	}
 	// A report refused for good (the workspace is gone) is not retried.
 	u.Count("globex", 0, 1)
-	fail = fmt.Errorf("workspace: %w", cluster.ErrNotFound)
+	fail = fmt.Errorf("workspace: %w", ErrNotFound)
 	u.flush(ctx)
 	fail = nil
 	n := len(tried)
@@ -59,20 +57,20 @@ func TestUsageReportsOnceEach(t *testing.T) {
 }
 
 // TestUsageTakesBackAMessageCountedTwice: a message two nodes accepted is
-// taken back by the one whose copy lost (replicator.uncount): netted
+// taken back by the one whose copy lost (replication.Replicator.uncount): netted
 // against counts not yet reported, or reported as a negative count.
 func TestUsageTakesBackAMessageCountedTwice(t *testing.T) {
 	t.Parallel()
-	var applied []cluster.ReportUsage
-	apply := func(_ context.Context, c cluster.Command) (cluster.Result, error) {
+	var applied []ReportUsage
+	apply := func(_ context.Context, c Command) (Result, error) {
 		if err := c.Validate(); err != nil {
-			return cluster.Result{}, err
+			return Result{}, err
 		}
-		applied = append(applied, c.(cluster.ReportUsage))
-		return cluster.Result{}, nil
+		applied = append(applied, c.(ReportUsage))
+		return Result{}, nil
 	}
-	u := newUsageReporter("n1", apply, slog.New(slog.NewTextHandler(io.Discard, nil)), time.Hour)
-	u.now = func() time.Time { return time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC) }
+	u := NewUsageReporter(UsageConfig{Node: "n1", Apply: apply, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Interval: time.Hour,
+		Now: func() time.Time { return time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC) }})
 	ctx := context.Background()
 	total := func() (msgs int64) {
 		for _, a := range applied {

@@ -1,4 +1,4 @@
-package node
+package replication
 
 import (
 	"context"
@@ -30,7 +30,7 @@ func TestNoNewConversationBeforeCatchUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	caught := false
-	r := &replicator{st: st, caughtUp: func() bool { return caught }}
+	r := &Replicator{st: st, cfg: Config{CaughtUp: func() bool { return caught }}}
 	if err := r.newBeforeCatchUp("acme", "c_held"); err != nil {
 		t.Fatalf("held conversation refused: %v", err)
 	}

@@ -1,4 +1,4 @@
-package node
+package replication
 
 import (
 	"encoding/json"
@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"parley/cluster/replication"
 	"parley/store"
 )
 
@@ -38,8 +37,8 @@ func TestReplyChunksFitASignal(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if len(b) > replication.MaxSignal {
-					t.Errorf("a signal of %d bytes, more than a link carries (%d)", len(b), replication.MaxSignal)
+				if len(b) > MaxSignal {
+					t.Errorf("a signal of %d bytes, more than a link carries (%d)", len(b), MaxSignal)
 				}
 				got = append(got, chunk...)
 			}

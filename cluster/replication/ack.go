@@ -1,0 +1,197 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"parley/gateway"
+	"parley/store"
+)
+
+type ackKey struct {
+	ws, conv string
+	seq      uint64
+}
+
+// ackWait is what the replicas of one event answer.
+type ackWait struct {
+	at      time.Time
+	peers   []string
+	answers []<-chan error
+	// serving are nodes outside the placement where the conversation's
+	// participants are connected: sent every event, not counted for the
+	// ack (a copy there is not kept in step by anti-entropy), and sent
+	// what they lack when they report a gap.
+	serving        []string
+	servingAnswers []<-chan error
+}
+
+// confirmTimeout bounds how long a sender's ack waits for a second replica.
+const confirmTimeout = 2 * time.Second
+
+// AckedStore is the gateway's store on a node with peers: a change is
+// acknowledged once it is durable here and on a second replica.
+type AckedStore struct {
+	*store.Store
+	Replicator *Replicator
+}
+
+// Apply applies a change and confirms it (Replicator.Confirm).
+func (s AckedStore) Apply(ctx context.Context, ch store.Change) (store.Result, error) {
+	res, err := s.Store.Apply(ctx, ch)
+	if err != nil {
+		return res, err
+	}
+	return res, s.Replicator.Confirm(ctx, ch, res)
+}
+
+// Confirm waits until a second replica has stored the change this node
+// just applied (res), when one is alive: that is what the sender's ack
+// promises. A change sent again (a duplicate) is queued to the replicas
+// once more, which store it once. It returns gateway.ErrUnconfirmed when
+// no replica confirmed in time.
+func (r *Replicator) Confirm(ctx context.Context, ch store.Change, res store.Result) error {
+	switch {
+	case res.Changed:
+		return r.confirm(ctx, ch.Workspace, ch.Conversation, res.Seq)
+	case res.Dup:
+		return r.confirmExisting(ctx, ch.Workspace, ch.Conversation, res.Seq)
+	}
+	return nil
+}
+
+// confirm waits until a second replica has stored the event at seq (this
+// node's own, just applied), when one is alive. A replica that lacks
+// earlier events of this node is sent them first.
+func (r *Replicator) confirm(ctx context.Context, ws, conv string, seq uint64) error {
+	r.mu.Lock()
+	w := r.acks[ackKey{ws, conv, seq}]
+	delete(r.acks, ackKey{ws, conv, seq})
+	r.mu.Unlock()
+	if w == nil {
+		return nil // no other replica alive when it was published
+	}
+	return r.wait(ctx, conv, w)
+}
+
+func (r *Replicator) wait(ctx context.Context, conv string, w *ackWait) error {
+	r.repairServing(w)
+	if len(w.answers) == 0 {
+		return nil // only serving nodes: no other replica is alive
+	}
+	ctx, cancel := context.WithTimeout(ctx, confirmTimeout)
+	defer cancel()
+	results := make(chan error, len(w.answers))
+	for i, ch := range w.answers {
+		go func() {
+			var err error
+			select {
+			case err = <-ch:
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+			var gaps *GapsError
+			if errors.As(err, &gaps) {
+				err = r.repair(ctx, w.peers[i], gaps.Gaps)
+			}
+			results <- err
+		}()
+	}
+	var errs []error
+	for range w.answers {
+		err := <-results
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	r.log.Warn("replication: no second replica confirmed an event", "conversation", conv, "err", errors.Join(errs...))
+	return fmt.Errorf("%w: %v", gateway.ErrUnconfirmed, errors.Join(errs...))
+}
+
+// repairServing sends each serving node that reports a gap what it lacks,
+// in the background: the sender's ack does not wait for them.
+func (r *Replicator) repairServing(w *ackWait) {
+	for i, ch := range w.servingAnswers {
+		go func() {
+			ctx, cancel := context.WithTimeout(r.life, confirmTimeout)
+			defer cancel()
+			select {
+			case err := <-ch:
+				var gaps *GapsError
+				if errors.As(err, &gaps) {
+					r.repair(ctx, w.serving[i], gaps.Gaps)
+				}
+			case <-ctx.Done():
+			}
+		}()
+	}
+}
+
+// repair sends a replica the events of this node it lacks, in order, and
+// waits for its answer to the last.
+func (r *Replicator) repair(ctx context.Context, peer string, gaps []Gap) error {
+	for _, g := range gaps {
+		if g.Origin != r.st.Origin() {
+			continue // not this node's to send
+		}
+		evs, err := r.st.OriginEvents(g.Workspace, g.Conversation, g.Origin, g.Next, 4096)
+		if err != nil {
+			return err
+		}
+		var batch []Event
+		for _, e := range evs {
+			ev, err := r.encode(e)
+			if err != nil {
+				return err
+			}
+			batch = append(batch, ev)
+		}
+		if len(batch) == 0 {
+			continue
+		}
+		r.log.Info("replication: sending a replica the events it lacks", "peer", peer, "conversation", g.Conversation, "from", g.Next, "events", len(batch))
+		ch, ok := r.links.Enqueue(peer, batch)
+		if !ok {
+			return fmt.Errorf("%w: %s", ErrLinkDown, peer)
+		}
+		select {
+		case err := <-ch:
+			if err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// confirmExisting is confirm for a message sent again (a retry): its event
+// is queued to the replicas once more, which store it once.
+func (r *Replicator) confirmExisting(ctx context.Context, ws, conv string, seq uint64) error {
+	evs, _, err := r.st.Events(ws, conv, seq-1, 1)
+	if err != nil || len(evs) == 0 || evs[0].Seq != seq || evs[0].Stamp.Origin != r.st.Origin() {
+		// Not this node's event: it came from another replica, so two hold
+		// it already.
+		return nil
+	}
+	w := r.send(evs[0])
+	if w == nil {
+		return nil
+	}
+	return r.wait(ctx, conv, w)
+}
+
+// sweep forgets answers nobody waited for (a change whose caller went away).
+func (r *Replicator) sweep(now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, w := range r.acks {
+		if now.Sub(w.at) > time.Minute {
+			delete(r.acks, k)
+		}
+	}
+}
