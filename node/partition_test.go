@@ -18,7 +18,6 @@ import (
 
 	"parley/cluster"
 	"parley/crdt"
-
 )
 
 // faultNet stands between nodes running in one process: each dials the
