@@ -59,11 +59,13 @@ type Node struct {
 	https bool
 	// trusted are the proxies whose word on a client's address is taken.
 	trusted *edge.Trusted
+	// opened closes what New opened, in reverse order (startup.go).
+	opened closers
 }
 
 // New opens the node's store and prepares its parts; Run serves. Logs go to
 // logw through the redacting handler; the start-up banner goes to out.
-func New(cfg Config, logw, out io.Writer) (*Node, error) {
+func New(cfg Config, logw, out io.Writer) (_ *Node, err error) {
 	cfg.defaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -81,34 +83,39 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	// From here each step that opens something adds what closes it; an
+	// error closes what the steps before opened.
+	defer func() {
+		if err != nil {
+			n.opened.close()
+		}
+	}()
+	n.opened.add("store", st.Close)
 	n.store = st
 	n.trusted, _ = edge.ParseTrusted(cfg.TrustedProxies) // validated above
 	if err := n.openCerts(); err != nil {
-		st.Close()
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		st.Close()
 		return nil, fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
+	n.opened.add("http listener", ln.Close)
 	n.ln = ln
 	n.ctl, err = openControl(cfg, n.log, advertiseAddr(ln.Addr().String(), cfg.Advertise), newRaftApplyMetrics(n.metrics.reg))
 	if err != nil {
-		ln.Close()
-		st.Close()
 		return nil, err
 	}
+	n.opened.add("control plane", n.ctl.close)
 	n.metrics.reg.MustRegister(newRaftCollector(n.ctl))
 	n.gossip, err = openGossip(cfg, n.log, n.ctl, n.metrics.reg)
 	if err != nil {
-		n.ctl.close()
-		ln.Close()
-		st.Close()
 		return nil, err
 	}
+	n.opened.add("gossip", n.gossip.close)
 	n.usage = cluster.NewUsageReporter(cluster.UsageConfig{Node: cfg.NodeID, Apply: n.ctl.c.Apply, Interval: cfg.UsageInterval, Logger: n.log})
 	n.emb = newEmbedding(cfg, st, n.log)
+	n.opened.add("embedder", func() error { n.emb.close(); return nil })
 	n.emb.register(n.metrics.reg)
 	n.auth = &clusterAuth{ctl: n.ctl, st: st, catchUps: make(chan struct{}, 4)}
 	n.repl = replication.New(replication.Config{
@@ -166,13 +173,9 @@ func New(cfg Config, logw, out io.Writer) (*Node, error) {
 	})
 	if cfg.H3Addr != h3Off {
 		if err := n.listenH3(); err != nil {
-			n.emb.close()
-			n.gossip.close()
-			n.ctl.close()
-			ln.Close()
-			st.Close()
 			return nil, err
 		}
+		n.opened.add("http/3 socket", n.pc.Close)
 	}
 	return n, nil
 }
@@ -283,15 +286,15 @@ func (n *Node) H3Addr() string {
 }
 
 // Run serves until ctx ends, then stops in reverse order of start: stop
-// accepting, tell clients to reconnect, drain the store, close it.
-func (n *Node) Run(ctx context.Context) error {
-	defer n.store.Close()
-	defer n.ctl.close()
-	defer n.gossip.close()
-	if n.pc != nil {
-		defer n.pc.Close()
-	}
-	defer n.emb.close()
+// accepting, tell clients to reconnect, make the last usage report, then
+// close what New opened in reverse order (the HTTP/3 socket, the
+// embedder, gossip, the control plane, the store).
+func (n *Node) Run(ctx context.Context) (err error) {
+	defer func() {
+		if cerr := n.opened.close(); cerr != nil {
+			n.log.Warn("closing the node", "err", cerr)
+		}
+	}()
 	handler := n.routes()
 	srv := &http.Server{
 		Handler:           handler,

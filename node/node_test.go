@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"parley/cluster"
 	"parley/gateway"
 )
 
@@ -245,5 +247,30 @@ func TestNotReadyWhenTheStoreFails(t *testing.T) {
 	resp, body := get(t, r.base+"/readyz")
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "store") {
 		t.Fatalf("readyz with a dead store: %d %q", resp.StatusCode, body)
+	}
+}
+
+// A step of New that fails closes what the steps before it opened: the
+// same data directory opens again at once (bbolt's file locks of the
+// store and the Raft log are free, the listeners' ports too).
+func TestNewClosesWhatItOpenedOnError(t *testing.T) {
+	t.Parallel()
+	busy, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dir := t.TempDir()
+	cfg := Config{DataDir: dir, NoDemo: true, Region: "eu", HTTPAddr: "127.0.0.1:0", H3Addr: busy.LocalAddr().String(), Embedder: embedderOff, passwordIterations: cluster.MinPasswordIterations}
+	if _, err := New(cfg, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "listen udp") {
+		t.Fatalf("New with its HTTP/3 port taken: %v", err)
+	}
+	cfg.H3Addr = h3Off
+	n, err := New(cfg, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatalf("New again on the same directory: %v", err)
+	}
+	if err := n.opened.close(); err != nil {
+		t.Fatal(err)
 	}
 }
