@@ -18,5 +18,5 @@
 // the HTML report and compares two of them. parley/bench/peers runs the
 // fan-out comparison with NATS and Centrifugo, starting Parley through
 // StartLocal and speaking its protocol through HelloWS, StartWS and
-// AppendSendFrame. e2e uses NetLab for its partition tests.
+// AppendSendFrame.
 package bench

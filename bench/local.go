@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"parley/bench/internal/harness"
+	"parley/internal/localcluster"
 	"parley/node"
 	"path/filepath"
 	"strconv"
@@ -40,7 +41,7 @@ type LocalCluster struct {
 	KeyFile    string
 	AdminToken string
 	// Lab holds the nodes' network namespaces (Isolate), else nil.
-	Lab  *NetLab
+	Lab  *localcluster.NetLab
 	keep bool
 }
 
@@ -134,7 +135,7 @@ func StartLocal(ctx context.Context, o LocalOptions) (*LocalCluster, error) {
 	rand.Read(tb[:])
 	c := &LocalCluster{Bin: bin, Token: "bench-" + hex.EncodeToString(tb[:]), Dir: dir, keep: o.Keep}
 	if o.Isolate {
-		if c.Lab, err = NewNetLab(o.Nodes); err != nil {
+		if c.Lab, err = localcluster.NewNetLab(o.Nodes); err != nil {
 			c.Stop()
 			return nil, fmt.Errorf("isolating the nodes: %w", err)
 		}
@@ -262,7 +263,7 @@ func (n *LocalNode) start(ctx context.Context, bin string) error {
 	argv := append(append(append([]string(nil), n.wrap...), bin), n.args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = harness.ProcAttr()
+	cmd.SysProcAttr = localcluster.ProcAttr()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("start node %s: %w", n.ID, err)
@@ -352,7 +353,7 @@ func (c *LocalCluster) Suspend(i int) error {
 	// The signal is delivered asynchronously: wait (briefly) until /proc
 	// says the process is stopped, so that the fault's time is right.
 	for range 200 {
-		if st, err := harness.ProcState(p.Pid); err != nil || st == 'T' {
+		if st, err := localcluster.ProcState(p.Pid); err != nil || st == 'T' {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"parley/internal/localcluster"
 	"slices"
 	"strconv"
 	"strings"
@@ -140,7 +141,7 @@ type Fault struct {
 
 // partitionsAvailable says whether partitions can be made here (a
 // variable so that tests can pretend either way).
-var partitionsAvailable = NetLabAvailable
+var partitionsAvailable = localcluster.NetLabAvailable
 
 // HasPartition reports whether a fault of the scenario is a partition: the
 // local nodes must then run in network namespaces.

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"errors"
+	"parley/internal/localcluster"
 	"strings"
 	"testing"
 	"time"
@@ -174,7 +175,7 @@ func TestPartitionNeedsNamespaces(t *testing.T) {
 	if err := sc.Ready(cl); err == nil || !strings.Contains(err.Error(), "needs the local nodes in network namespaces") {
 		t.Errorf("Ready without namespaces: %v", err)
 	}
-	cl.Lab = &NetLab{n: 2}
+	cl.Lab = new(localcluster.NetLab)
 	if err := sc.Ready(cl); err != nil {
 		t.Errorf("Ready: %v", err)
 	}

@@ -3,7 +3,7 @@ package bench
 import (
 	"context"
 	"os/exec"
-	"parley/bench/internal/harness"
+	"parley/internal/localcluster"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,7 +17,7 @@ func standIn(t *testing.T, n int) *LocalCluster {
 	cl := &LocalCluster{}
 	for i := range n {
 		cmd := exec.Command("sleep", "60")
-		cmd.SysProcAttr = harness.ProcAttr()
+		cmd.SysProcAttr = localcluster.ProcAttr()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -31,7 +31,7 @@ func standIn(t *testing.T, n int) *LocalCluster {
 
 func state(t *testing.T, n *LocalNode) byte {
 	t.Helper()
-	st, err := harness.ProcState(n.cmd.Process.Pid)
+	st, err := localcluster.ProcState(n.cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestStopFaultAlwaysContinues(t *testing.T) {
 		defer cancel()
 		// The kernel stops the process soon after the signal.
 		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-			if st, err := harness.ProcState(cl.Nodes[0].cmd.Process.Pid); err == nil && st == 'T' && cl.Stopped(0) {
+			if st, err := localcluster.ProcState(cl.Nodes[0].cmd.Process.Pid); err == nil && st == 'T' && cl.Stopped(0) {
 				return
 			}
 		}

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"parley/bench"
 	"parley/bench/internal/harness"
+	"parley/internal/localcluster"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -149,7 +150,7 @@ func startProc(ctx context.Context, bin, dir, confName, conf string, args func(s
 	cmd := exec.Command(bin, args(cf)...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = harness.ProcAttr()
+	cmd.SysProcAttr = localcluster.ProcAttr()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", bin, err)
