@@ -3,12 +3,12 @@ package bench
 import (
 	"context"
 	"os"
-	"os/exec"
-	"parley/internal/localcluster"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"parley/internal/localcluster"
 )
 
 // buildNode builds the node binary (without the race detector: it is the
@@ -22,8 +22,8 @@ func buildNode(t *testing.T) string {
 		return bin
 	}
 	bin := filepath.Join(t.TempDir(), "parley")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/parley").CombinedOutput(); err != nil {
-		t.Fatalf("building the node: %v\n%s", err, out)
+	if err := localcluster.Build(context.Background(), bin); err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

@@ -56,8 +56,8 @@ type Node struct {
 	LogPath string
 	Token   string // the demo workspace's operator token (-agent-token)
 	Bin     string
-	// Argv is the whole command line, Wrap included.
-	Argv []string
+	// Args are the flags it runs with; Wrap, the command it runs under.
+	Args, Wrap []string
 
 	mu      sync.Mutex
 	cur     *proc // the last process started; nil before the first
@@ -94,8 +94,7 @@ func StartNode(ctx context.Context, c NodeConfig) (*Node, error) {
 	}
 	args = append(args, c.Args...)
 	n := &Node{ID: c.ID, Addr: c.Addr, URL: "http://" + c.Addr, Link: c.Link, Region: c.Region,
-		DataDir: c.DataDir, LogPath: c.LogPath, Token: c.Token, Bin: c.Bin,
-		Argv: append(append(slices.Clone(c.Wrap), c.Bin), args...)}
+		DataDir: c.DataDir, LogPath: c.LogPath, Token: c.Token, Bin: c.Bin, Args: args, Wrap: c.Wrap}
 	if slices.Contains(c.Args, "-tls-cert") {
 		n.URL = "https://" + c.Addr
 	}
@@ -109,7 +108,7 @@ func StartNode(ctx context.Context, c NodeConfig) (*Node, error) {
 // end in tests of faults, without a parley binary. It serves nothing and
 // is not waited for.
 func StandIn(id string, argv ...string) (*Node, error) {
-	n := &Node{ID: id, URL: "http://stand-in", LogPath: os.DevNull, Argv: argv}
+	n := &Node{ID: id, URL: "http://stand-in", LogPath: os.DevNull, Bin: argv[0], Args: argv[1:]}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.SysProcAttr = ProcAttr()
 	if err := cmd.Start(); err != nil {
@@ -137,7 +136,8 @@ func (n *Node) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("node %s: log: %w", n.name(), err)
 	}
-	cmd := exec.Command(n.Argv[0], n.Argv[1:]...)
+	argv := append(append(slices.Clone(n.Wrap), n.Bin), n.Args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = ProcAttr()
 	if err := cmd.Start(); err != nil {
