@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"parley/internal/eventually"
+	"parley/internal/localcluster"
 	"parley/node"
 )
 
@@ -69,7 +70,7 @@ func TestMakeClusterStartsFiveNodesInThreeRegions(t *testing.T) {
 		if !strings.Contains(strings.Join(banner, "\n"), url+"/agent#token=") {
 			t.Errorf("banner lacks node %d's console: %s", i, strings.Join(banner, "\n"))
 		}
-		nd := &nodeProc{URL: url}
+		nd := &nodeProc{&localcluster.Node{URL: url}}
 		var info struct {
 			Raft  struct{ Voters, Nonvoters int } `json:"raft"`
 			Alive []struct{ ID, Region string }   `json:"alive"`

@@ -55,7 +55,7 @@ func cut(t testing.TB, l *localcluster.NetLab, i int) (heal func()) {
 // the same digest, with every acknowledged message once.
 func TestPartitionHealsWithoutLoss(t *testing.T) {
 	lab := newNetLab(t, 3)
-	tc := startClusterOn(t, clusterSpec{bin: parleyBin, n: 3, hosts: []string{lab.Host(0), lab.Host(1), lab.Host(2)}, wrap: lab.Wrap})
+	tc := startClusterOn(t, clusterSpec{bin: parleyBin, n: 3, lab: lab})
 	n1, n3 := tc.nodes[0], tc.nodes[2]
 	mustAPI(t, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, nil)
 	w := newVisitorWriter(t, testCtx(t, 180*time.Second), "acme", "across a partition")

@@ -42,6 +42,9 @@ type NodeConfig struct {
 	Wrap []string
 	// Link and Region are only recorded (they are in Args when set).
 	Link, Region string
+	// Client asks /readyz (a test's client that trusts the node's own
+	// certificate); nil: http.DefaultTransport, one second a request.
+	Client *http.Client
 }
 
 // Node is one node process: started by StartNode or a Cluster, run again by
@@ -59,6 +62,7 @@ type Node struct {
 	// Args are the flags it runs with; Wrap, the command it runs under.
 	Args, Wrap []string
 
+	client  *http.Client // for /readyz
 	mu      sync.Mutex
 	cur     *proc // the last process started; nil before the first
 	stopped bool  // sent SIGSTOP and not yet SIGCONT
@@ -94,7 +98,7 @@ func StartNode(ctx context.Context, c NodeConfig) (*Node, error) {
 	}
 	args = append(args, c.Args...)
 	n := &Node{ID: c.ID, Addr: c.Addr, URL: "http://" + c.Addr, Link: c.Link, Region: c.Region,
-		DataDir: c.DataDir, LogPath: c.LogPath, Token: c.Token, Bin: c.Bin, Args: args, Wrap: c.Wrap}
+		DataDir: c.DataDir, LogPath: c.LogPath, Token: c.Token, Bin: c.Bin, Args: args, Wrap: c.Wrap, client: c.Client}
 	if slices.Contains(c.Args, "-tls-cert") {
 		n.URL = "https://" + c.Addr
 	}
@@ -156,7 +160,10 @@ func (n *Node) start(ctx context.Context) error {
 
 	wctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	hc := &http.Client{Timeout: time.Second} // http.DefaultTransport: a test may make it trust its certificate
+	hc := n.client
+	if hc == nil {
+		hc = &http.Client{Timeout: time.Second}
+	}
 	err = eventually.PollContext(wctx, ReadyTimeout, func() error {
 		if !p.running() {
 			cancel(fmt.Errorf("%w: %v", errExited, p.err))
