@@ -112,7 +112,10 @@ type Cluster struct {
 // Start starts the nodes one after the other, each once the one before
 // answers /readyz (a node joins through the first, which must be up), then
 // for a control plane waits until every node sees every node alive and a
-// leader (WaitAlive). On an error it stops what it started.
+// leader (WaitAlive). A node that resumes from the data of an earlier run
+// (its data directory is there) cannot be ready before a quorum of them
+// runs: it is waited for until it serves (/healthz), and for /readyz once
+// every node is started. On an error it stops what it started.
 func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	c, err := start(ctx, cfg)
 	if err != nil && c != nil {
@@ -170,7 +173,11 @@ func start(ctx context.Context, cfg Config) (*Cluster, error) {
 		if err != nil {
 			return c, err
 		}
-		nd, err := StartNode(ctx, nc)
+		path := "/readyz"
+		if _, err := os.Stat(nc.DataDir); err == nil {
+			path = "/healthz"
+		}
+		nd, err := startNode(ctx, nc, path)
 		if nd != nil {
 			c.Nodes = append(c.Nodes, nd)
 		}
@@ -179,6 +186,13 @@ func start(ctx context.Context, cfg Config) (*Cluster, error) {
 		}
 		if cfg.Log != nil {
 			cfg.Log("started node %s at %s %s(pid %d, log %s)", nd.ID, nd.URL, regionNote(nd), nd.PID(), nd.LogPath)
+		}
+	}
+	for _, nd := range c.Nodes {
+		if p := nd.running(); p != nil {
+			if err := nd.wait(ctx, p, "/readyz"); err != nil {
+				return c, err
+			}
 		}
 	}
 	if !cfg.Standalone {

@@ -86,6 +86,11 @@ func (p *proc) running() bool {
 
 // StartNode starts a node process and waits until it answers /readyz.
 func StartNode(ctx context.Context, c NodeConfig) (*Node, error) {
+	return startNode(ctx, c, "/readyz")
+}
+
+// startNode starts a node process and waits until path answers 200.
+func startNode(ctx context.Context, c NodeConfig, path string) (*Node, error) {
 	if c.Bin == "" || c.Addr == "" || c.DataDir == "" || c.LogPath == "" {
 		return nil, errors.New("localcluster: a node needs Bin, Addr, DataDir and LogPath")
 	}
@@ -102,7 +107,7 @@ func StartNode(ctx context.Context, c NodeConfig) (*Node, error) {
 	if slices.Contains(c.Args, "-tls-cert") {
 		n.URL = "https://" + c.Addr
 	}
-	if err := n.start(ctx); err != nil {
+	if err := n.start(ctx, path); err != nil {
 		return n, err
 	}
 	return n, nil
@@ -134,8 +139,9 @@ func (n *Node) name() string {
 	return n.Addr
 }
 
-// start runs the node's command and waits for /readyz.
-func (n *Node) start(ctx context.Context) error {
+// start runs the node's command and waits until path answers 200:
+// /readyz, or /healthz (serving) for a node that cannot be ready alone.
+func (n *Node) start(ctx context.Context, path string) error {
 	logf, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("node %s: log: %w", n.name(), err)
@@ -158,31 +164,39 @@ func (n *Node) start(ctx context.Context) error {
 	n.cur, n.stopped = p, false
 	n.mu.Unlock()
 
+	if err := n.wait(ctx, p, path); err != nil {
+		if p.running() {
+			n.signal(p, syscall.SIGKILL)
+		}
+		return err
+	}
+	return nil
+}
+
+// wait waits until path answers 200 on p, which must keep running.
+func (n *Node) wait(ctx context.Context, p *proc, path string) error {
 	wctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	hc := n.client
 	if hc == nil {
 		hc = &http.Client{Timeout: time.Second}
 	}
-	err = eventually.PollContext(wctx, ReadyTimeout, func() error {
+	err := eventually.PollContext(wctx, ReadyTimeout, func() error {
 		if !p.running() {
 			cancel(fmt.Errorf("%w: %v", errExited, p.err))
 			return errExited
 		}
-		resp, err := hc.Get(n.URL + "/readyz")
+		resp, err := hc.Get(n.URL + path)
 		if err != nil {
 			return err
 		}
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("readyz: %s", resp.Status)
+			return fmt.Errorf("%s: %s", path, resp.Status)
 		}
 		return nil
 	})
 	if err != nil {
-		if p.running() {
-			n.signal(p, syscall.SIGKILL)
-		}
 		return fmt.Errorf("node %s not ready: %w\n%s", n.name(), err, n.Tail(2000))
 	}
 	return nil
@@ -318,7 +332,7 @@ func (n *Node) Restart(ctx context.Context) error {
 	}
 	var err error
 	for range 5 {
-		if err = n.start(ctx); err == nil || ctx.Err() != nil {
+		if err = n.start(ctx, "/readyz"); err == nil || ctx.Err() != nil {
 			return err
 		}
 		select {
