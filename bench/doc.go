@@ -6,9 +6,9 @@
 // connect, over WebSocket or WebTransport, the open-loop message rate
 // (Schedule), reconnect storms, faults (kill, stop, partition) and an
 // idle-connection scale test. Run drives it against the nodes it names,
-// or against a LocalCluster of bin/parley processes that StartLocal
-// starts on loopback (in network namespaces, NetLab, when a fault
-// partitions them), accounts for every acknowledged message across
+// or against a local cluster of bin/parley processes that StartLocal
+// starts on loopback through parley/internal/localcluster (in network
+// namespaces when a fault partitions them), accounts for every acknowledged message across
 // reconnects, restarts and nodes (Ledger, Accounting, the audit of every
 // node's history), scrapes the nodes' /metrics, and returns a Result:
 // HDR latency percentiles, throughput, counts, per-node series, events

@@ -3,12 +3,12 @@ package bench
 import (
 	"context"
 	"os"
-	"os/exec"
-	"parley/bench/internal/harness"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"parley/internal/localcluster"
 )
 
 // buildNode builds the node binary (without the race detector: it is the
@@ -22,8 +22,8 @@ func buildNode(t *testing.T) string {
 		return bin
 	}
 	bin := filepath.Join(t.TempDir(), "parley")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/parley").CombinedOutput(); err != nil {
-		t.Fatalf("building the node: %v\n%s", err, out)
+	if err := localcluster.Build(context.Background(), bin); err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }
@@ -164,12 +164,12 @@ func TestRunOnClusterWithFaults(t *testing.T) {
 		t.Skip("builds and runs a 3-node cluster")
 	}
 	bin := buildNode(t)
-	partition := NetLabAvailable() == nil
+	partition := localcluster.NetLabAvailable() == nil
 	faults := "faults:\n  - {at: 1500ms, action: kill, node: 1, restart_after: 1s}\n"
 	if partition {
 		faults += "  - {at: 6s, action: partition, nodes: [2], heal_after: 3s}\n"
 	} else {
-		t.Logf("no partition fault: %v", NetLabAvailable())
+		t.Logf("no partition fault: %v", localcluster.NetLabAvailable())
 	}
 	sc, err := ParseScenario([]byte(`
 name: cluster-e2e
@@ -285,7 +285,7 @@ failover: true
 	t.Logf("ids an agent received again with another ts (a second creation on the stopped node): %d (message × agent); history: %d ids in two frames of one state, %d shown edited",
 		a.AgentRepeatsOtherTS, a.HistoryRepeatedIDs, a.HistoryAltered)
 	for i, n := range cl.Nodes {
-		if st, err := harness.ProcState(n.PID()); err != nil || st == 'T' || cl.Stopped(i) {
+		if st, err := localcluster.ProcState(n.PID()); err != nil || st == 'T' || cl.Stopped(i) {
 			t.Errorf("node %s after the run: state %c (%v), stopped %v", n.ID, st, err, cl.Stopped(i))
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"parley/bench/internal/harness"
 	"parley/gateway/client"
 	"parley/gateway/wire"
+	"parley/internal/localcluster"
 )
 
 // Options are how a scenario is run (as opposed to what it runs).
@@ -29,7 +30,7 @@ type Options struct {
 	Progress io.Writer
 	// Cluster is set when the harness started the nodes itself (--local):
 	// faults need it.
-	Cluster *LocalCluster
+	Cluster *localcluster.Cluster
 	// Clock of the scheduler. Nil: the wall clock.
 	Clock Clock
 	// LedgerCSV, when set, receives one row per message (its fate in
@@ -152,7 +153,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Result, error) {
 	res := &Result{Version: 1, Name: sc.Name, RunID: runID, Scenario: sc, Nodes: r.nodes,
 		Started: time.Now().UTC(), Host: HostInfo()}
 	if opts.Cluster != nil {
-		res.Local = opts.Cluster.Info()
+		res.Local = localInfo(opts.Cluster)
 	}
 
 	// Every run is bounded by its timeout; ctx (SIGINT) interrupts it.
@@ -461,7 +462,7 @@ func (r *run) scheduleFaults(ctx context.Context, start time.Time, wg *sync.Wait
 // kill sends SIGKILL to a node and, after RestartAfter, starts it again
 // with the same data and flags; on a cluster it then waits for the node to
 // be seen alive by every other.
-func (r *run) kill(ctx context.Context, cl *LocalCluster, f Fault) {
+func (r *run) kill(ctx context.Context, cl *localcluster.Cluster, f Fault) {
 	node := cl.Nodes[f.Node]
 	if err := cl.Kill(f.Node); err != nil {
 		r.event("kill -9 %s failed: %v", node.ID, err)
@@ -499,7 +500,7 @@ func (r *run) kill(ctx context.Context, cl *LocalCluster, f Fault) {
 // frames go unanswered until they give up on the connection (no_answer)
 // and reconnect, to the same node, which answers once it continues (or,
 // with Scenario.Failover, visitors to the next node).
-func (r *run) stop(ctx context.Context, cl *LocalCluster, f Fault) {
+func (r *run) stop(ctx context.Context, cl *localcluster.Cluster, f Fault) {
 	node := cl.Nodes[f.Node]
 	if err := cl.Suspend(f.Node); err != nil {
 		r.event("SIGSTOP %s failed: %v", node.ID, err)
@@ -508,7 +509,7 @@ func (r *run) stop(ctx context.Context, cl *LocalCluster, f Fault) {
 	t0 := time.Now()
 	r.event("SIGSTOP %s (%s) for %s", node.ID, node.URL, f.ResumeAfter)
 	// Continue even when the run is interrupted: no stopped process is
-	// left behind (Run and LocalCluster.Stop make sure of it too).
+	// left behind (Run and the cluster's Stop make sure of it too).
 	_ = harness.SleepCtx(ctx, f.ResumeAfter.D())
 	if _, err := cl.Continue(f.Node); err != nil {
 		r.event("SIGCONT %s failed: %v", node.ID, err)
@@ -529,7 +530,7 @@ func (r *run) stop(ctx context.Context, cl *LocalCluster, f Fault) {
 
 // partition cuts the nodes of side off from the others for heal, then
 // heals and waits until every node sees every other alive again.
-func (r *run) partition(ctx context.Context, cl *LocalCluster, side []int, heal time.Duration) {
+func (r *run) partition(ctx context.Context, cl *localcluster.Cluster, side []int, heal time.Duration) {
 	var ids []string
 	for _, i := range side {
 		ids = append(ids, cl.Nodes[i].ID)

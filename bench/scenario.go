@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"parley/ident"
+	"parley/internal/localcluster"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -140,7 +141,7 @@ type Fault struct {
 
 // partitionsAvailable says whether partitions can be made here (a
 // variable so that tests can pretend either way).
-var partitionsAvailable = NetLabAvailable
+var partitionsAvailable = localcluster.NetLabAvailable
 
 // HasPartition reports whether a fault of the scenario is a partition: the
 // local nodes must then run in network namespaces.
@@ -487,7 +488,7 @@ func (s *Scenario) checkFaultNode(f string, ft Fault, bad func(field, format str
 // Ready checks what a run needs beyond a valid file: nodes, a token, and
 // for faults the local cluster (cl, nil when the nodes are not the
 // harness's own).
-func (s *Scenario) Ready(cl *LocalCluster) error {
+func (s *Scenario) Ready(cl *localcluster.Cluster) error {
 	var errs []error
 	if len(s.Target.Nodes) == 0 {
 		errs = append(errs, errors.New("target.nodes: no node to drive (list URLs, or run with --local N)"))
@@ -527,7 +528,7 @@ func (s *Scenario) Ready(cl *LocalCluster) error {
 }
 
 // partitionSide resolves the nodes fault i cuts off.
-func (s *Scenario) partitionSide(i int, cl *LocalCluster) ([]int, error) {
+func (s *Scenario) partitionSide(i int, cl *localcluster.Cluster) ([]int, error) {
 	f := s.Faults[i]
 	if f.Region != "" {
 		side := cl.NodesInRegion(f.Region)

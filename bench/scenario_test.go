@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"parley/internal/localcluster"
 )
 
 func TestParseScenarioDefaults(t *testing.T) {
@@ -115,7 +117,7 @@ func TestScenarioReady(t *testing.T) {
 	t.Setenv("PARLEY_BENCH_TEST_TOKEN", "tok")
 	sc.Target.AgentTokenEnv = "PARLEY_BENCH_TEST_TOKEN"
 	sc.Target.Nodes = []string{"http://127.0.0.1:1"}
-	if err := sc.Ready(&LocalCluster{Nodes: []*LocalNode{{ID: "n1"}}}); err != nil {
+	if err := sc.Ready(&localcluster.Cluster{Nodes: []*localcluster.Node{{ID: "n1"}}}); err != nil {
 		t.Errorf("Ready: %v", err)
 	}
 	if sc.AgentToken() != "tok" {
@@ -130,7 +132,7 @@ func TestScenarioReady(t *testing.T) {
 		t.Errorf("Ready of a stop without --local: %v", err)
 	}
 	stop.Target.Nodes = []string{"http://127.0.0.1:1"}
-	if err := stop.Ready(&LocalCluster{Nodes: []*LocalNode{{ID: "n1"}}}); err == nil || !strings.Contains(err.Error(), "faults[0].node: index 1, but there are 1 nodes") {
+	if err := stop.Ready(&localcluster.Cluster{Nodes: []*localcluster.Node{{ID: "n1"}}}); err == nil || !strings.Contains(err.Error(), "faults[0].node: index 1, but there are 1 nodes") {
 		t.Errorf("Ready of a stop of a node that is not there: %v", err)
 	}
 	if stop.Timeout.D() < stop.Duration.D()+stop.Drain.D()+time.Second {
@@ -169,12 +171,12 @@ func TestPartitionNeedsNamespaces(t *testing.T) {
 		t.Errorf("timeout %s does not count the heal", sc.Timeout)
 	}
 	sc.Target.AgentToken = "tok"
-	cl := &LocalCluster{Nodes: []*LocalNode{{ID: "n1", Region: "r0"}, {ID: "n2", Region: "r1"}}}
+	cl := &localcluster.Cluster{Nodes: []*localcluster.Node{{ID: "n1", Region: "r0"}, {ID: "n2", Region: "r1"}}}
 	sc.Target.Nodes = []string{"http://127.0.0.1:1", "http://127.0.0.1:2"}
 	if err := sc.Ready(cl); err == nil || !strings.Contains(err.Error(), "needs the local nodes in network namespaces") {
 		t.Errorf("Ready without namespaces: %v", err)
 	}
-	cl.Lab = &NetLab{n: 2}
+	cl.Lab = new(localcluster.NetLab)
 	if err := sc.Ready(cl); err != nil {
 		t.Errorf("Ready: %v", err)
 	}

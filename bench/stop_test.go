@@ -2,36 +2,32 @@ package bench
 
 import (
 	"context"
-	"os/exec"
-	"parley/bench/internal/harness"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"parley/internal/localcluster"
 )
 
-// standIn starts `sleep` as node i of a cluster of stand-ins: a process to
-// stop, continue and end, without building a node.
-func standIn(t *testing.T, n int) *LocalCluster {
+// standIn starts `sleep` as each node of a cluster of stand-ins: processes
+// to stop, continue and end, without building a node.
+func standIn(t *testing.T, n int) *localcluster.Cluster {
 	t.Helper()
-	cl := &LocalCluster{}
+	cl := &localcluster.Cluster{}
 	for i := range n {
-		cmd := exec.Command("sleep", "60")
-		cmd.SysProcAttr = harness.ProcAttr()
-		if err := cmd.Start(); err != nil {
+		nd, err := localcluster.StandIn("n"+string(rune('1'+i)), "sleep", "60")
+		if err != nil {
 			t.Fatal(err)
 		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		cl.Nodes = append(cl.Nodes, &LocalNode{ID: "n" + string(rune('1'+i)), URL: "http://stand-in", cmd: cmd, done: done})
-		t.Cleanup(func() { _ = cmd.Process.Kill() })
+		cl.Nodes = append(cl.Nodes, nd)
+		t.Cleanup(func() { _ = nd.Kill() })
 	}
 	return cl
 }
 
-func state(t *testing.T, n *LocalNode) byte {
+func state(t *testing.T, n *localcluster.Node) byte {
 	t.Helper()
-	st, err := harness.ProcState(n.cmd.Process.Pid)
+	st, err := localcluster.ProcState(n.PID())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,8 +36,8 @@ func state(t *testing.T, n *LocalNode) byte {
 
 // TestStopFaultAlwaysContinues: a stop fault freezes the process (state T)
 // and continues it after resume_after, or at once when the run is
-// interrupted; and LocalCluster.Stop, ContinueAll and Kill leave no
-// stopped process behind.
+// interrupted. (That the cluster's Stop, ContinueAll and Kill leave no
+// stopped process behind is internal/localcluster's test.)
 func TestStopFaultAlwaysContinues(t *testing.T) {
 	cl := standIn(t, 3)
 
@@ -52,7 +48,7 @@ func TestStopFaultAlwaysContinues(t *testing.T) {
 		defer cancel()
 		// The kernel stops the process soon after the signal.
 		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-			if st, err := harness.ProcState(cl.Nodes[0].cmd.Process.Pid); err == nil && st == 'T' && cl.Stopped(0) {
+			if st, err := localcluster.ProcState(cl.Nodes[0].PID()); err == nil && st == 'T' && cl.Stopped(0) {
 				return
 			}
 		}
@@ -78,34 +74,4 @@ func TestStopFaultAlwaysContinues(t *testing.T) {
 		t.Errorf("events %+v", r.events)
 	}
 	one.Stop()
-
-	// The safety nets: ContinueAll (Run's end), Kill, Stop.
-	if err := cl.Suspend(2); err != nil {
-		t.Fatal(err)
-	}
-	cl.ContinueAll()
-	if cl.Stopped(2) || state(t, cl.Nodes[2]) == 'T' {
-		t.Error("ContinueAll left node 2 stopped")
-	}
-	if err := cl.Suspend(0); err != nil {
-		t.Fatal(err)
-	}
-	if err := cl.Kill(0); err != nil || cl.Stopped(0) || cl.Up(0) {
-		t.Errorf("kill of a stopped node: %v, stopped %v, up %v", err, cl.Stopped(0), cl.Up(0))
-	}
-	if err := cl.Suspend(0); err != ErrNotRunning {
-		t.Errorf("stop of a killed node: %v, want ErrNotRunning", err)
-	}
-	if err := cl.Suspend(1); err != nil {
-		t.Fatal(err)
-	}
-	cl.Stop()
-	// A stopped process holds SIGTERM pending: only if Stop continued it
-	// did SIGTERM end it (else SIGKILL, 10 s later).
-	for _, i := range []int{1, 2} {
-		ws, _ := cl.Nodes[i].cmd.ProcessState.Sys().(syscall.WaitStatus)
-		if !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
-			t.Errorf("node %d ended by %v, want SIGTERM", i, cl.Nodes[i].cmd.ProcessState)
-		}
-	}
 }

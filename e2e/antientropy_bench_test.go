@@ -250,7 +250,7 @@ func BenchmarkAntiEntropyBytes(b *testing.B) {
 			phases := map[string][]float64{}
 			var totals, secs, rounds []float64
 			for range b.N {
-				n2.stop()
+				n2.Stop()
 				tc.waitAlive(b, n1, 1, 30*time.Second)
 				var miss []bulkMsg
 				for _, c := range rand.Perm(len(ids))[:min(d, len(ids))] {
@@ -322,7 +322,7 @@ func BenchmarkPartitionConvergence(b *testing.B) {
 		b.Fatal(err)
 	}
 	lab := newNetLab(b, 3)
-	tc := startClusterOn(b, clusterSpec{bin: bin, n: 3, hosts: []string{lab.Host(0), lab.Host(1), lab.Host(2)}, wrap: lab.Wrap,
+	tc := startClusterOn(b, clusterSpec{bin: bin, n: 3, lab: lab,
 		extra: []string{"-log-level", "warn", "-frame-rate", "100000", "-workspace-rate", "100000"}})
 	n1, n3 := tc.nodes[0], tc.nodes[2]
 	mustAPI(b, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "business"}, nil)

@@ -129,7 +129,7 @@ func (ct *chatTest) fail(b *browser, format string, args ...any) {
 		t.Logf("%s console:\n  %s", x.name, strings.Join(x.console, "\n  "))
 		x.mu.Unlock()
 	}
-	logs := ct.node.logs()
+	logs := ct.node.Logs()
 	if len(logs) > 8000 {
 		logs = "…" + logs[len(logs)-8000:]
 	}

@@ -3,27 +3,24 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"parley/internal/eventually"
-	"parley/node"
+	"parley/internal/localcluster"
 )
 
-// testCluster is a control-plane cluster of node processes on loopback.
+// testCluster is a control-plane cluster of node processes on loopback,
+// started by the launcher (internal/localcluster).
 type testCluster struct {
+	cl      *localcluster.Cluster
 	nodes   []*nodeProc
 	keyFile string
 	root    string // the cluster admin token
@@ -43,14 +40,12 @@ func startClusterBin(t testing.TB, bin string, n int, extra ...string) *testClus
 }
 
 // clusterSpec says how to start a test cluster: by default on 127.0.0.1
-// with free ports; with hosts, node i on hosts[i] (fixed ports) under
-// wrap(i).
+// with free ports; with lab, node i in the lab's namespace i (fixed ports).
 type clusterSpec struct {
 	bin   string
 	n     int
 	extra []string
-	hosts []string
-	wrap  func(i int) []string
+	lab   *localcluster.NetLab
 	// links, when set, are the nodes' link (-raft-addr) addresses;
 	// argsFor(i) adds flags to node i.
 	links   []string
@@ -61,120 +56,57 @@ type clusterSpec struct {
 
 func startClusterOn(t testing.TB, spec clusterSpec) *testCluster {
 	t.Helper()
-	bin, n, extra := spec.bin, spec.n, spec.extra
-	dir := t.TempDir()
-	key := make([]byte, 32)
-	rand.Read(key)
-	tc := &testCluster{keyFile: filepath.Join(dir, "cluster.key")}
-	if err := os.WriteFile(tc.keyFile, []byte(hex.EncodeToString(key)), 0o600); err != nil {
+	cl, err := localcluster.Start(context.Background(), localcluster.Config{Bin: spec.bin, Nodes: spec.n, Dir: t.TempDir(),
+		Lab: spec.lab, Links: spec.links, Regions: spec.regions, Voters: true, Token: testAgentToken,
+		Args: append([]string{"-h3", "off"}, spec.extra...), ArgsFor: spec.argsFor})
+	if cl != nil {
+		t.Cleanup(cl.Stop)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
-	var err error
-	if tc.root, err = node.AdminToken(tc.keyFile); err != nil {
-		t.Fatal(err)
+	tc := &testCluster{cl: cl, keyFile: cl.KeyFile, root: cl.AdminToken}
+	for _, nd := range cl.Nodes {
+		tc.nodes = append(tc.nodes, &nodeProc{nd})
+		tc.raft = append(tc.raft, nd.Link)
+		tc.gossip = append(tc.gossip, flagValue(nd.Args, "-gossip-addr"))
 	}
-	regions := []string{"eu", "us", "ap"}
-	if spec.regions != nil {
-		regions = spec.regions
-	}
-	for i := range n {
-		httpAddr := ""
-		if spec.hosts != nil {
-			h := spec.hosts[i]
-			httpAddr = h + ":18080"
-			tc.raft = append(tc.raft, h+":17000")
-			tc.gossip = append(tc.gossip, h+":17946")
-		} else if spec.links != nil {
-			httpAddr = freeAddr(t)
-			tc.raft = append(tc.raft, spec.links[i])
-			tc.gossip = append(tc.gossip, freeAddr(t))
-		} else {
-			httpAddr = freeAddr(t)
-			tc.raft = append(tc.raft, freeAddr(t))
-			tc.gossip = append(tc.gossip, freeAddr(t))
-		}
-		var wrap []string
-		if spec.wrap != nil {
-			wrap = spec.wrap(i)
-		}
-		args := []string{"-node", fmt.Sprintf("n%d", i+1), "-raft-addr", tc.raft[i], "-gossip-addr", tc.gossip[i],
-			"-cluster-key", tc.keyFile, "-region", regions[i%len(regions)], "-h3", "off"}
-		if i > 0 {
-			args = append(args, "-join", tc.joinAddr(spec, 0), "-voter", "yes")
-		}
-		if spec.argsFor != nil {
-			args = append(args, spec.argsFor(i)...)
-		}
-		tc.nodes = append(tc.nodes, startNodeAt(t, bin, wrap, httpAddr, filepath.Join(dir, fmt.Sprintf("n%d", i+1)), append(args, extra...)...))
-	}
-	tc.waitVoters(t, n)
-	for _, nd := range tc.nodes {
-		tc.waitAlive(t, nd, n, 30*time.Second)
-	}
+	tc.waitVoters(t, spec.n)
 	return tc
 }
 
-// joinAddr is the link address node i advertises: its -raft-addr, unless
-// it advertises another host.
-func (tc *testCluster) joinAddr(spec clusterSpec, i int) string {
-	if spec.argsFor != nil {
-		args := spec.argsFor(i)
-		for j := 0; j+1 < len(args); j++ {
-			if args[j] == "-advertise" {
-				_, port, _ := net.SplitHostPort(tc.raft[i])
-				return net.JoinHostPort(args[j+1], port)
-			}
+// flagValue is the value of flag in args, or "".
+func flagValue(args []string, flag string) string {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == flag {
+			return args[i+1]
 		}
 	}
-	return tc.raft[i]
+	return ""
 }
 
 // waitVoters waits until every node sees n voters and a leader.
 func (tc *testCluster) waitVoters(t testing.TB, n int) {
 	t.Helper()
-	eventually.Holds(t, 30*time.Second, fmt.Sprintf("every node sees %d voters and a leader", n), func() error {
-		for _, nd := range tc.nodes {
-			var info struct {
-				Raft struct {
-					Voters   int    `json:"voters"`
-					LeaderID string `json:"leader_id"`
-				} `json:"raft"`
-			}
-			st, _ := api(nd, "GET", "/v1/admin/cluster", tc.root, nil, &info)
-			if st != 200 || info.Raft.Voters != n || info.Raft.LeaderID == "" {
-				return fmt.Errorf("%s: status %d, %d voters, leader %q", nd.Addr, st, info.Raft.Voters, info.Raft.LeaderID)
-			}
-		}
-		return nil
-	})
+	if err := tc.cl.WaitVoters(context.Background(), n, 30*time.Second); err != nil {
+		t.Fatalf("every node sees %d voters and a leader: %v", n, err)
+	}
 }
 
 // leader returns the node process that leads, by the view of any live one.
 func (tc *testCluster) leader(t testing.TB) *nodeProc {
 	t.Helper()
-	var leader *nodeProc
-	eventually.Holds(t, 20*time.Second, "a live node names a leader", func() error {
-		for _, nd := range tc.nodes {
-			if nd.done == nil {
-				continue
-			}
-			var info struct {
-				Raft struct {
-					LeaderID string `json:"leader_id"`
-				} `json:"raft"`
-			}
-			if st, _ := api(nd, "GET", "/v1/admin/cluster", tc.root, nil, &info); st == 200 && info.Raft.LeaderID != "" {
-				for j := range tc.nodes {
-					if info.Raft.LeaderID == fmt.Sprintf("n%d", j+1) {
-						leader = tc.nodes[j]
-						return nil
-					}
-				}
-			}
+	ld, err := tc.cl.Leader(context.Background(), 20*time.Second)
+	if err != nil {
+		t.Fatalf("a live node names a leader: %v", err)
+	}
+	for _, nd := range tc.nodes {
+		if nd.Node == ld {
+			return nd
 		}
-		return errors.New("none does")
-	})
-	return leader
+	}
+	t.Fatalf("the leader %s is not one of the cluster's nodes", ld.ID)
+	return nil
 }
 
 // api calls the admin API of a node and decodes the reply into out (when
@@ -240,26 +172,48 @@ func TestClusterRevocationIsImmediate(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	results := make(chan []attempt, len(tc.nodes))
-	for _, nd := range tc.nodes {
-		go func(nd *nodeProc) {
+	// Per node: requests accepted, and requests started after the revoke
+	// returned (revokedAt, UnixNano, once set).
+	accepted, startedAfter := make([]atomic.Int64, len(tc.nodes)), make([]atomic.Int64, len(tc.nodes))
+	var revokedAt atomic.Int64
+	for i, nd := range tc.nodes {
+		go func(i int, nd *nodeProc) {
 			var out []attempt
 			for ctx.Err() == nil {
+				r := revokedAt.Load()
 				a := attempt{start: time.Now()}
 				a.status, _ = api(nd, "GET", "/v1/admin/workspaces/acme", minted.Key, nil, nil)
 				a.end = time.Now()
 				out = append(out, a)
+				if a.status == 200 {
+					accepted[i].Add(1)
+				}
+				if r != 0 {
+					startedAfter[i].Add(1)
+				}
 			}
 			results <- out
-		}(nd)
+		}(i, nd)
 	}
-	time.Sleep(500 * time.Millisecond)
+	everyNode := func(what string, n int64, count []atomic.Int64) {
+		eventually.Holds(t, 20*time.Second, fmt.Sprintf("every node has %d requests %s", n, what), func() error {
+			for i := range count {
+				if got := count[i].Load(); got < n {
+					return fmt.Errorf("%s: %d", tc.nodes[i].Addr, got)
+				}
+			}
+			return nil
+		})
+	}
+	everyNode("accepted", 5, accepted)
 	var conf struct {
 		Confirmed   []string `json:"confirmed"`
 		Unconfirmed []string `json:"unconfirmed"`
 	}
 	mustAPI(t, tc.nodes[2], "DELETE", "/v1/admin/workspaces/acme/keys/"+minted.Info.ID, tc.root, nil, &conf)
 	revoked := time.Now()
-	time.Sleep(500 * time.Millisecond)
+	revokedAt.Store(revoked.UnixNano())
+	everyNode("started after the revoke", 20, startedAfter)
 	cancel()
 	var before, after, acceptedAfter int
 	for range tc.nodes {
@@ -320,6 +274,7 @@ func TestClusterLeaderKillKeepsWritesExactlyOnce(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	results := make(chan map[string]outcome, len(tc.nodes))
+	var nAckedSoFar atomic.Int64
 	for w, nd := range tc.nodes {
 		go func(w int, nd *nodeProc) {
 			got := map[string]outcome{}
@@ -330,6 +285,7 @@ func TestClusterLeaderKillKeepsWritesExactlyOnce(t *testing.T) {
 				switch {
 				case st == 200:
 					got[key] = acked
+					nAckedSoFar.Add(1)
 				case st >= 400 && st < 500, code == "not_leader" || code == "closed":
 					got[key] = refused
 				default: // connection lost, uncertain: may or may not be applied
@@ -342,11 +298,20 @@ func TestClusterLeaderKillKeepsWritesExactlyOnce(t *testing.T) {
 			results <- got
 		}(w, nd)
 	}
-	time.Sleep(time.Second)
+	ackedAtLeast := func(n int64, what string) {
+		eventually.Holds(t, 30*time.Second, what, func() error {
+			if got := nAckedSoFar.Load(); got < n {
+				return fmt.Errorf("%d writes acknowledged, want %d", got, n)
+			}
+			return nil
+		})
+	}
+	ackedAtLeast(60, "writes are acknowledged before the kill")
 	victim := tc.leader(t)
 	victim.Kill9(t)
 	killedAt := time.Now()
-	time.Sleep(2 * time.Second)
+	// Writes go on through the nodes left, under a new leader.
+	ackedAtLeast(nAckedSoFar.Load()+60, "writes are acknowledged again after the leader's kill")
 	cancel()
 	all := map[string]outcome{}
 	for range tc.nodes {
@@ -489,21 +454,29 @@ func TestPlanLimitReachesTheWire(t *testing.T) {
 			break
 		}
 		conv := st["conversation"].(string)
-		for j := 0; j < 200 && overOn == ""; j++ {
+		if overOn != "" {
+			continue
+		}
+		// Sends until the node refuses one, once the usage reports have
+		// reached the control plane; else on to the next node.
+		j := 0
+		_ = eventually.Poll(20*time.Second, func() error {
+			j++
 			ref := fmt.Sprintf("r%d-%d", i, j)
 			cl.send(ctx, map[string]any{"type": "send", "ref": ref, "conversation": conv, "id": fmt.Sprintf("m-%03d-%06d", i, j), "body": "hello"})
 			m, err := cl.awaitRef(ctx, ref)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if m["type"] == "error" {
-				if m["code"] != "over_limit" || !strings.Contains(fmt.Sprint(m["message"]), "messages") {
-					t.Fatalf("send: %v", m)
-				}
-				overOn = nd.Addr
+			if m["type"] != "error" {
+				return fmt.Errorf("%d messages accepted", j)
 			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			if m["code"] != "over_limit" || !strings.Contains(fmt.Sprint(m["message"]), "messages") {
+				t.Fatalf("send: %v", m)
+			}
+			overOn = nd.Addr
+			return nil
+		})
 	}
 	if overOn == "" {
 		t.Fatal("no over_limit after 3 messages of a 3-message plan")

@@ -368,7 +368,7 @@ func TestBrowserCrossNode(t *testing.T) {
 	ct.checkPage(visitor, "at the end")
 	ct.screenshot(agent, "moved")
 	ct.screenshot(visitor, "moved")
-	if logs := n1.logs(); strings.Contains(logs, "panic") {
+	if logs := n1.Logs(); strings.Contains(logs, "panic") {
 		t.Fatalf("n1 panicked:\n%s", logs)
 	}
 }

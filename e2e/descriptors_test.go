@@ -128,7 +128,7 @@ func TestDescriptorsLastUnderIdleConnections(t *testing.T) {
 	if one > perIP {
 		t.Errorf("one address holds %d connections, over the cap of %d", one, perIP)
 	}
-	if log := nd.logs(); strings.Contains(log, "too many open files") {
+	if log := nd.Logs(); strings.Contains(log, "too many open files") {
 		t.Errorf("the node ran out of descriptors:\n%s", log)
 	}
 }

@@ -137,7 +137,7 @@ func TestBrowserSuggestionsAndSimilarConversations(t *testing.T) {
 		}
 		return nil
 	}); err != nil {
-		t.Fatalf("the past conversations were not embedded: %v\n%s", err, node.logs())
+		t.Fatalf("the past conversations were not embedded: %v\n%s", err, node.Logs())
 	}
 
 	ct := &chatTest{t: t, node: node, dir: t.TempDir()}

@@ -163,7 +163,7 @@ func TestErasureAndDeletesReachDownAndLaterNodes(t *testing.T) {
 	tc.waitConverged(t, "acme", convB, 2, 30*time.Second)
 
 	// n3 goes down; the erasure is made through n2.
-	n3.stop()
+	n3.Stop()
 	tc.waitAlive(t, n1, 2, 30*time.Second)
 	var inv struct{ Index uint64 }
 	mustAPI(t, n1, "POST", "/v1/admin/workspaces/acme/operators", tc.root, map[string]any{"id": "sam", "email": "sam@acme.test", "name": "Sam", "password": "a good long password"}, &inv)

@@ -16,12 +16,11 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"parley/internal/eventually"
+	"parley/internal/localcluster"
 
 	"github.com/chromedp/chromedp"
 )
@@ -51,44 +50,11 @@ func startHTTPSNode(t *testing.T, extraArgs ...string) (*nodeProc, string) {
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 	spki := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
 
-	addr := freeAddr(t)
-	n := &nodeProc{URL: "https://" + addr, Addr: addr, DataDir: t.TempDir(), Token: testAgentToken, bin: parleyBin}
-	n.args = append([]string{"-http", addr, "-data", n.DataDir, "-agent-token", testAgentToken,
-		"-tls-cert", certFile, "-tls-key", keyFile, "-h3", "off"}, extraArgs...)
-	logf, err := os.OpenFile(filepath.Join(t.TempDir(), "node.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.log = logf
-	n.cmd = exec.Command(parleyBin, n.args...)
-	n.cmd.Stdout, n.cmd.Stderr = logf, logf
-	if err := n.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	n.done = make(chan error, 1)
-	go func(cmd *exec.Cmd, done chan<- error) { done <- cmd.Wait() }(n.cmd, n.done)
-	t.Cleanup(n.stop)
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 5 * time.Second}
-	if err := eventually.Poll(30*time.Second, func() error {
-		select {
-		case err := <-n.done:
-			t.Fatalf("node exited before ready: %v\n%s", err, n.logs())
-		default:
-		}
-		resp, err := client.Get(n.URL + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("readyz: %s", resp.Status)
-		}
-		return nil
-	}); err != nil {
-		t.Fatalf("node not ready: %v\n%s", err, n.logs())
-	}
+	n := startNodeWith(t, localcluster.NodeConfig{Bin: parleyBin, Addr: freeAddr(t), DataDir: t.TempDir(), Client: client,
+		Args: append([]string{"-tls-cert", certFile, "-tls-key", keyFile, "-h3", "off"}, extraArgs...)})
 	return n, base64.StdEncoding.EncodeToString(spki[:])
 }
 

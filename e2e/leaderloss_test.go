@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"syscall"
 	"testing"
 	"time"
 
@@ -42,7 +41,7 @@ func TestIdleClusterLeaderLossLetsAgentsBackIn(t *testing.T) {
 	backIn := func(what string, old *nodeProc, elected time.Time) time.Duration {
 		t.Helper()
 		for _, nd := range tc.nodes {
-			if nd.done == nil {
+			if !nd.Running() {
 				continue
 			}
 			err := eventually.Poll(time.Until(elected.Add(bound)), func() error {
@@ -61,14 +60,14 @@ func TestIdleClusterLeaderLossLetsAgentsBackIn(t *testing.T) {
 
 	// Frozen leader.
 	old := tc.leader(t)
-	if err := old.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := old.Suspend(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { old.cmd.Process.Signal(syscall.SIGCONT) })
+	t.Cleanup(func() { old.Continue() })
 	stopped := time.Now()
 	elected := tc.waitNewLeader(t, old)
 	time.Sleep(time.Until(stopped.Add(4 * time.Second)))
-	if err := old.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+	if _, err := old.Continue(); err != nil {
 		t.Fatal(err)
 	}
 	resumed := time.Now()
@@ -101,7 +100,7 @@ func (tc *testCluster) waitNewLeader(t testing.TB, old *nodeProc) time.Time {
 	}
 	err := eventually.Poll(30*time.Second, func() error {
 		for _, nd := range tc.nodes {
-			if nd == old || nd.done == nil {
+			if nd == old || !nd.Running() {
 				continue
 			}
 			var info struct {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"parley/internal/eventually"
+	"parley/internal/localcluster"
 	"parley/node"
 )
 
@@ -69,7 +71,7 @@ func TestMakeClusterStartsFiveNodesInThreeRegions(t *testing.T) {
 		if !strings.Contains(strings.Join(banner, "\n"), url+"/agent#token=") {
 			t.Errorf("banner lacks node %d's console: %s", i, strings.Join(banner, "\n"))
 		}
-		nd := &nodeProc{URL: url}
+		nd := &nodeProc{&localcluster.Node{URL: url}}
 		var info struct {
 			Raft  struct{ Voters, Nonvoters int } `json:"raft"`
 			Alive []struct{ ID, Region string }   `json:"alive"`
@@ -104,5 +106,34 @@ func TestMakeClusterStartsFiveNodesInThreeRegions(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("parley-cluster did not stop")
+	}
+}
+
+// TestClusterResumesFromItsData stops a whole cluster and starts it again
+// on the same data, as a second `make cluster` does: no node can be ready
+// before a quorum runs, so the launcher must start them all before it
+// waits for readiness; the cluster forms again, with its workspaces.
+func TestClusterResumesFromItsData(t *testing.T) {
+	dir := t.TempDir()
+	cfg := localcluster.Config{Bin: parleyBin, Nodes: 3, Dir: dir, Hosts: []string{"127.0.0.71", "127.0.0.72", "127.0.0.73"},
+		HTTPPort: 20000 + rand.IntN(20000), Voters: true, Token: testAgentToken, Args: []string{"-h3", "off"}}
+	cl, err := localcluster.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAPI(t, &nodeProc{cl.Nodes[0]}, "POST", "/v1/admin/workspaces", cl.AdminToken, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, nil)
+	cl.Stop()
+
+	cl, err = localcluster.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("the cluster does not start again on its data: %v", err)
+	}
+	defer cl.Stop()
+	for _, nd := range cl.Nodes {
+		var ws struct{ Name string }
+		mustAPI(t, &nodeProc{nd}, "GET", "/v1/admin/workspaces/acme", cl.AdminToken, nil, &ws)
+		if ws.Name != "Acme" {
+			t.Errorf("%s: workspace %+v after the restart", nd.ID, ws)
+		}
 	}
 }

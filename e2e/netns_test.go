@@ -4,20 +4,20 @@ import (
 	"testing"
 	"time"
 
-	"parley/bench"
+	"parley/internal/localcluster"
 )
 
 // newNetLab puts each of n nodes in a network namespace of its own
-// (bench.NetLab: a bridge, a veth pair per node, node i at Host(i), the test
+// (localcluster.NetLab: a bridge, a veth pair per node, node i at Host(i), the test
 // on the bridge); Cut drops, inside the namespaces, every packet between
 // the cut nodes and the others, while the test still reaches every node.
 // It skips the test where namespaces cannot be made (no root, no ip).
-func newNetLab(t testing.TB, n int) *bench.NetLab {
+func newNetLab(t testing.TB, n int) *localcluster.NetLab {
 	t.Helper()
-	if err := bench.NetLabAvailable(); err != nil {
+	if err := localcluster.NetLabAvailable(); err != nil {
 		t.Skip(err)
 	}
-	l, err := bench.NewNetLab(n)
+	l, err := localcluster.NewNetLab(n)
 	if err != nil {
 		t.Skipf("network namespaces unavailable here: %v", err)
 	}
@@ -33,7 +33,7 @@ func newNetLab(t testing.TB, n int) *bench.NetLab {
 
 // cut isolates node i (0-based) from the other nodes until heal, which the
 // test's end also calls.
-func cut(t testing.TB, l *bench.NetLab, i int) (heal func()) {
+func cut(t testing.TB, l *localcluster.NetLab, i int) (heal func()) {
 	t.Helper()
 	h, err := l.Cut([]int{i})
 	if err != nil {
@@ -55,7 +55,7 @@ func cut(t testing.TB, l *bench.NetLab, i int) (heal func()) {
 // the same digest, with every acknowledged message once.
 func TestPartitionHealsWithoutLoss(t *testing.T) {
 	lab := newNetLab(t, 3)
-	tc := startClusterOn(t, clusterSpec{bin: parleyBin, n: 3, hosts: []string{lab.Host(0), lab.Host(1), lab.Host(2)}, wrap: lab.Wrap})
+	tc := startClusterOn(t, clusterSpec{bin: parleyBin, n: 3, lab: lab})
 	n1, n3 := tc.nodes[0], tc.nodes[2]
 	mustAPI(t, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, nil)
 	w := newVisitorWriter(t, testCtx(t, 180*time.Second), "acme", "across a partition")

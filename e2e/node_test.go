@@ -3,17 +3,12 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
-	"syscall"
 	"testing"
 	"time"
 
-	"parley/internal/eventually"
+	"parley/internal/localcluster"
 )
 
 // parleyBin is the node binary built once by TestMain for every test here.
@@ -30,10 +25,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "e2e certificate:", err)
 		os.Exit(1)
 	}
-	build := exec.Command("go", "build", "-race", "-o", parleyBin, "../cmd/parley")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the node:", err)
+	if err := localcluster.Build(context.Background(), parleyBin, "-race"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -41,18 +34,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// nodeProc is one running node process.
+// nodeProc is one node process of the launcher (internal/localcluster),
+// with the helpers the tests use.
 type nodeProc struct {
-	URL     string // http://127.0.0.1:PORT, or https:// with tlsArgs
-	Addr    string // 127.0.0.1:PORT
-	DataDir string
-	Token   string // operator token of the demo workspace
-	args    []string
-	bin     string   // the node binary; zero: parleyBin
-	wrap    []string // a command the node runs under (ip netns exec NS)
-	cmd     *exec.Cmd
-	done    chan error
-	log     *os.File
+	*localcluster.Node
 }
 
 const testAgentToken = "e2e-operator-token-0123456789abcdef"
@@ -70,99 +55,50 @@ func startNodeBin(t testing.TB, bin, dataDir string, extraArgs ...string) *nodeP
 }
 
 // startNodeAt starts a node on a given HTTP address, its command prefixed
-// by wrap (such as ip netns exec NS).
+// by wrap (such as prlimit).
 func startNodeAt(t testing.TB, bin string, wrap []string, addr, dataDir string, extraArgs ...string) *nodeProc {
 	t.Helper()
-	n := &nodeProc{URL: "http://" + addr, Addr: addr, DataDir: dataDir, Token: testAgentToken, bin: bin, wrap: wrap}
-	if slices.Contains(extraArgs, "-tls-cert") {
-		n.URL = "https://" + addr
-	}
-	n.args = append([]string{"-http", addr, "-data", dataDir, "-agent-token", testAgentToken}, extraArgs...)
-	n.start(t)
-	return n
+	return startNodeWith(t, localcluster.NodeConfig{Bin: bin, Wrap: wrap, Addr: addr, DataDir: dataDir, Args: extraArgs})
 }
 
-func (n *nodeProc) start(t testing.TB) {
+// startNodeWith starts a node as c says, with the test's operator token
+// and a log of its own; the test's end stops it.
+func startNodeWith(t testing.TB, c localcluster.NodeConfig) *nodeProc {
 	t.Helper()
-	logf, err := os.OpenFile(filepath.Join(t.TempDir(), "node.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	c.Token, c.LogPath = testAgentToken, filepath.Join(t.TempDir(), "node.log")
+	nd, err := localcluster.StartNode(context.Background(), c)
+	if nd != nil {
+		t.Cleanup(nd.Stop)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.log = logf
-	bin := n.bin
-	if bin == "" {
-		bin = parleyBin
-	}
-	argv := append(append(append([]string(nil), n.wrap...), bin), n.args...)
-	n.cmd = exec.Command(argv[0], argv[1:]...)
-	n.cmd.Stdout, n.cmd.Stderr = logf, logf
-	if err := n.cmd.Start(); err != nil {
-		t.Fatalf("start node: %v", err)
-	}
-	n.done = make(chan error, 1)
-	go func(cmd *exec.Cmd, done chan<- error) { done <- cmd.Wait() }(n.cmd, n.done)
-	t.Cleanup(func() { n.stop() })
-	if err := eventually.Poll(30*time.Second, func() error {
-		select {
-		case err := <-n.done:
-			t.Fatalf("node exited before ready: %v\n%s", err, n.logs())
-		default:
-		}
-		resp, err := http.Get(n.URL + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("readyz: %s", resp.Status)
-		}
-		return nil
-	}); err != nil {
-		t.Fatalf("node not ready: %v\n%s", err, n.logs())
-	}
+	return &nodeProc{nd}
 }
 
 // Kill9 kills the node with SIGKILL and waits for it to be gone.
 func (n *nodeProc) Kill9(t testing.TB) {
 	t.Helper()
-	_ = n.cmd.Process.Signal(syscall.SIGKILL)
-	<-n.done
-	n.done = nil
+	if err := n.Kill(); err != nil {
+		t.Fatalf("kill -9 %s: %v", n.Addr, err)
+	}
 }
 
 // Restart starts the node again with the same address and data directory.
 func (n *nodeProc) Restart(t testing.TB) {
 	t.Helper()
-	n.start(t)
-}
-
-func (n *nodeProc) stop() {
-	if n.done == nil {
-		return
+	if err := n.Node.Restart(context.Background()); err != nil {
+		t.Fatal(err)
 	}
-	_ = n.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-n.done:
-	case <-time.After(10 * time.Second):
-		_ = n.cmd.Process.Kill()
-		<-n.done
-	}
-	n.done = nil
-}
-
-func (n *nodeProc) logs() string {
-	b, _ := os.ReadFile(n.log.Name())
-	return string(b)
 }
 
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := localcluster.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return a
 }
 
 // testCtx returns a context bounded by d and cancelled with the test.

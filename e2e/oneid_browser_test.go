@@ -18,7 +18,7 @@ import (
 func TestBrowserShowsOneIDOnce(t *testing.T) {
 	requireChromium(t)
 	lab := newNetLab(t, 2)
-	tc := startClusterOn(t, clusterSpec{bin: parleyBin, n: 2, hosts: []string{lab.Host(0), lab.Host(1)}, wrap: lab.Wrap})
+	tc := startClusterOn(t, clusterSpec{bin: parleyBin, n: 2, lab: lab})
 	n1 := tc.nodes[0]
 	ctx := testCtx(t, 4*time.Minute)
 	ct := &chatTest{t: t, node: n1, dir: t.TempDir()}

@@ -14,7 +14,7 @@ import (
 // waiting for each client's next heartbeat.
 func TestPresenceReconcilesAfterPartition(t *testing.T) {
 	lab := newNetLab(t, 3)
-	tc := startClusterOn(t, clusterSpec{bin: parleyBin, n: 3, hosts: []string{lab.Host(0), lab.Host(1), lab.Host(2)}, wrap: lab.Wrap})
+	tc := startClusterOn(t, clusterSpec{bin: parleyBin, n: 3, lab: lab})
 	n1, n3 := tc.nodes[0], tc.nodes[2]
 	mustAPI(t, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, nil)
 	ctx := testCtx(t, 60*time.Second)

@@ -95,7 +95,7 @@ func TestCrossNodeChat(t *testing.T) {
 		say(t, ctx, visitor, conv, id, "from the visitor on n1")
 		d, err := agent.await(ctx, "deliver", func(m map[string]any) bool { return msgID(m) == id })
 		if err != nil {
-			t.Fatalf("agent on n2 never got %s: %v\nn1:\n%s\nn2:\n%s", id, err, grepLog(n1.logs(), "repl"), grepLog(n2.logs(), "repl"))
+			t.Fatalf("agent on n2 never got %s: %v\nn1:\n%s\nn2:\n%s", id, err, grepLog(n1.Logs(), "repl"), grepLog(n2.Logs(), "repl"))
 		}
 		if d["conversation"] != conv {
 			t.Fatalf("deliver %v", d)
@@ -158,7 +158,7 @@ func TestPinnedWorkspaceStaysInItsRegion(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, nd := range tc.nodes {
-				t.Logf("%s:\n%s", nd.Addr, grepLog(nd.logs(), "refused"))
+				t.Logf("%s:\n%s", nd.Addr, grepLog(nd.Logs(), "refused"))
 			}
 		}
 	})
@@ -268,7 +268,7 @@ func TestPinnedWorkspaceStaysInItsRegion(t *testing.T) {
 			}
 			return nil
 		})
-		if strings.Contains(nd.logs(), "resident") || strings.Contains(nd.logs(), conv) {
+		if strings.Contains(nd.Logs(), "resident") || strings.Contains(nd.Logs(), conv) {
 			t.Errorf("the log of %s mentions the eu conversation", nd.Addr)
 		}
 	}
@@ -548,7 +548,7 @@ func TestRollingRestartConverges(t *testing.T) {
 		if i%2 == 0 {
 			nd.Kill9(t)
 		} else {
-			nd.stop()
+			nd.Stop()
 		}
 		other := tc.nodes[(i+1)%len(tc.nodes)]
 		w.write(other, fmt.Sprintf("m-during-%d", i), 5)
@@ -667,7 +667,7 @@ func TestErasureReachesEveryReplica(t *testing.T) {
 	})
 	// The nodes' logs (outside their data directories) never held it.
 	for _, nd := range tc.nodes {
-		if raw, err := os.ReadFile(nd.log.Name()); err != nil || bytes.Contains(raw, []byte(canary)) {
+		if raw, err := os.ReadFile(nd.LogPath); err != nil || bytes.Contains(raw, []byte(canary)) {
 			t.Fatalf("log of %s: holds the text, or %v", nd.Addr, err)
 		}
 	}

@@ -80,7 +80,7 @@ func digestOf(t *testing.T, nd *nodeProc, root, ws string) map[string]int {
 // in pages bbolt freed (which the byte scan of its files also finds).
 func scanLive(t *testing.T, nd *nodeProc) []string {
 	t.Helper()
-	nd.stop()
+	nd.Stop()
 	db, err := bolt.Open(filepath.Join(nd.DataDir, "parley.db"), 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)

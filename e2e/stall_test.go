@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,13 +18,12 @@ import (
 // it go on whatever happens.
 func (n *nodeProc) stall(t testing.TB, d time.Duration) {
 	t.Helper()
-	pid := n.cmd.Process.Pid
-	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGCONT) })
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+	t.Cleanup(func() { n.Continue() })
+	if err := n.Suspend(); err != nil {
 		t.Fatalf("SIGSTOP %s: %v", n.Addr, err)
 	}
-	time.Sleep(d)
-	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+	time.Sleep(d) // the stall itself
+	if _, err := n.Continue(); err != nil {
 		t.Fatalf("SIGCONT %s: %v", n.Addr, err)
 	}
 }
@@ -512,7 +510,7 @@ func sendUntilAcked(t *testing.T, ctx context.Context, cl *wsClient, conv, id, b
 // every node holds it once, with one ts, in the same order, not edited.
 func TestPartitionSidesAcceptOneID(t *testing.T) {
 	lab := newNetLab(t, 3)
-	tc := startClusterOn(t, clusterSpec{bin: parleyBin, n: 3, hosts: []string{lab.Host(0), lab.Host(1), lab.Host(2)}, wrap: lab.Wrap})
+	tc := startClusterOn(t, clusterSpec{bin: parleyBin, n: 3, lab: lab})
 	n1, n3 := tc.nodes[0], tc.nodes[2]
 	mustAPI(t, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, nil)
 	ctx := testCtx(t, 150*time.Second)

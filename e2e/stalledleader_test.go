@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -102,11 +101,11 @@ func TestClusterWritesThroughFollowersOutliveStalledLeader(t *testing.T) {
 		st, code := api(old, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "on-old-leader", "name": "On the old leader", "plan": "free"}, nil)
 		onOld <- [2]any{st, code}
 	}()
-	if err := old.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := old.Suspend(); err != nil {
 		t.Fatal(err)
 	}
 	stopped := time.Now()
-	t.Cleanup(func() { old.cmd.Process.Signal(syscall.SIGCONT) })
+	t.Cleanup(func() { old.Continue() })
 	elected := tc.waitNewLeader(t, old)
 	t.Logf("new leader %s after the stop", elected.Sub(stopped).Round(time.Millisecond))
 
@@ -122,7 +121,7 @@ func TestClusterWritesThroughFollowersOutliveStalledLeader(t *testing.T) {
 		t.Error(err)
 	}
 	stopWriters()
-	if err := old.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+	if _, err := old.Continue(); err != nil {
 		t.Fatal(err)
 	}
 	resumed := time.Now()
@@ -176,7 +175,7 @@ func TestClusterWritesThroughFollowersOutliveStalledLeader(t *testing.T) {
 	// had taken in and replicated): logged by every node that applies one.
 	for _, nd := range tc.nodes {
 		t.Logf("%s (old leader: %v): %d request copies answered as their first", nd.Addr, nd == old,
-			strings.Count(nd.logs(), "request applied before, answered as then"))
+			strings.Count(nd.Logs(), "request applied before, answered as then"))
 	}
 
 	// Every node, the old leader included, converges on each write once.

@@ -18,13 +18,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"parley/gateway/client"
-
-	"parley/internal/eventually"
 
 	"golang.org/x/sync/errgroup"
 )
@@ -115,53 +112,17 @@ func benchBinary() (string, error) {
 }
 
 type benchNode struct {
+	*nodeProc
 	url  string
-	cmd  *exec.Cmd
 	wt   string // WebTransport URL
 	hash []byte // SHA-256 of its certificate
 }
 
 func startBenchNode(b *testing.B, bin string) *benchNode {
 	b.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	n := &benchNode{url: "http://" + addr}
-	n.cmd = exec.Command(bin, "-http", addr, "-data", b.TempDir(), "-agent-token", testAgentToken,
+	nd := startNodeBin(b, bin, b.TempDir(),
 		"-log-level", "warn", "-frame-rate", "100000", "-workspace-rate", "10000000", "-max-conns-per-ip", "1000000")
-	logf, err := os.Create(filepath.Join(b.TempDir(), "node.log"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	n.cmd.Stdout, n.cmd.Stderr = logf, logf
-	if err := n.cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		n.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { n.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			n.cmd.Process.Kill()
-			<-done
-		}
-	})
-	eventually.Holds(b, 30*time.Second, "bench node ready", func() error {
-		resp, err := http.Get(n.url + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("readyz: %s", resp.Status)
-		}
-		return nil
-	})
+	n := &benchNode{nodeProc: nd, url: nd.URL}
 	resp, err := http.Get(n.url + "/v1/transport")
 	if err != nil {
 		b.Fatal(err)
@@ -183,7 +144,7 @@ func startBenchNode(b *testing.B, bin string) *benchNode {
 
 // cpu returns the node process's user+system CPU time so far.
 func (n *benchNode) cpu() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n.cmd.Process.Pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n.PID()))
 	if err != nil {
 		return 0
 	}

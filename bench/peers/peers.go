@@ -12,13 +12,15 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"parley/bench"
-	"parley/bench/internal/harness"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"syscall"
 	"time"
+
+	"parley/bench"
+	"parley/bench/internal/harness"
+	"parley/internal/localcluster"
 )
 
 // Peer versions the comparison is pinned to; `make bench-peers` builds
@@ -73,11 +75,11 @@ func startPeer(ctx context.Context, peer string, o Options, dir string) (*peerSe
 		return &peerServer{name: peer, version: "this tree", pid: n.PID(), stop: lc.Stop,
 			drv: &parleyDriver{url: bench.WSURL(n.URL), token: lc.Token, workspace: "demo", runID: hex.EncodeToString(id[:])}}, nil
 	case PeerNATS:
-		addr, err := harness.FreeLoopbackAddr()
+		addr, err := localcluster.FreeAddr()
 		if err != nil {
 			return nil, err
 		}
-		ws, err := harness.FreeLoopbackAddr()
+		ws, err := localcluster.FreeAddr()
 		if err != nil {
 			return nil, err
 		}
@@ -91,7 +93,7 @@ func startPeer(ctx context.Context, peer string, o Options, dir string) (*peerSe
 		ps.drv = &natsDriver{url: "ws://" + ws, subject: "room"}
 		return ps, nil
 	case PeerCentrifugo:
-		addr, err := harness.FreeLoopbackAddr()
+		addr, err := localcluster.FreeAddr()
 		if err != nil {
 			return nil, err
 		}
@@ -149,7 +151,7 @@ func startProc(ctx context.Context, bin, dir, confName, conf string, args func(s
 	cmd := exec.Command(bin, args(cf)...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = harness.ProcAttr()
+	cmd.SysProcAttr = localcluster.ProcAttr()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", bin, err)

@@ -24,6 +24,7 @@ import (
 	"parley/bench"
 	"parley/bench/peers"
 	"parley/bench/report"
+	"parley/internal/localcluster"
 )
 
 const usage = `usage:
@@ -158,7 +159,7 @@ func cmdRun(args []string) (int, error) {
 	defer cancel()
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	var cluster *bench.LocalCluster
+	var cluster *localcluster.Cluster
 	go func() {
 		<-sigs
 		logf("\nstopping: finishing with a partial report (interrupt again to abort)")

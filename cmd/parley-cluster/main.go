@@ -3,26 +3,27 @@
 // 127.0.0.i, the first bootstrapping the control plane and the others
 // joining it, with the demo workspace pinned to the first region. It prints
 // each node's URLs and runs until interrupted (or for -for), then stops the
-// nodes. Data stays in -data, so the next run resumes the same cluster.
+// nodes. Data stays in -data, so the next run resumes the same cluster. The
+// nodes are started by the launcher the e2e tests and the bench harness use
+// too (internal/localcluster).
 package main
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
-	"parley/node"
+	"parley/internal/localcluster"
 )
 
 type options struct {
@@ -69,88 +70,47 @@ func regionOf(i, nodes int, regions []string) string {
 	return regions[min(i/per, len(regions)-1)]
 }
 
-type proc struct {
-	id, url string
-	cmd     *exec.Cmd
-	done    chan error
-}
-
 func run(ctx context.Context, o options) error {
-	bin, err := filepath.Abs(o.bin)
-	if err != nil {
-		return err
-	}
-	if _, err := os.Stat(bin); err != nil {
-		return fmt.Errorf("node binary: %w (make build)", err)
-	}
 	if err := os.MkdirAll(o.data, 0o700); err != nil {
 		return err
 	}
-	keyFile := filepath.Join(o.data, "cluster.key")
 	token, err := secretFile(filepath.Join(o.data, "agent-token"), 24)
 	if err != nil {
 		return err
 	}
-	if _, err := secretFile(keyFile, 32); err != nil {
-		return err
+	hosts, regions := make([]string, o.nodes), make([]string, o.nodes)
+	for i := range o.nodes {
+		hosts[i], regions[i] = fmt.Sprintf("127.0.0.%d", i+1), regionOf(i, o.nodes, o.regions)
 	}
-	root, err := node.AdminToken(keyFile)
+	// The launcher keeps the cluster key in o.data/cluster.key, each node's
+	// data in o.data/nI and its log in o.data/nI.log.
+	cl, err := localcluster.Start(ctx, localcluster.Config{Bin: o.bin, Nodes: o.nodes, Dir: o.data,
+		Hosts: hosts, HTTPPort: o.port, LinkPort: 7000, GossipPort: 7946, Regions: regions, Zones: true, Token: token})
 	if err != nil {
 		return err
 	}
-	var procs []*proc
-	defer func() {
-		for _, p := range procs {
-			p.cmd.Process.Signal(syscall.SIGTERM)
-		}
-		for _, p := range procs {
-			select {
-			case <-p.done:
-			case <-time.After(15 * time.Second):
-				p.cmd.Process.Kill()
-			}
-		}
-	}()
-	first := "127.0.0.1:7000" // n1's node link (Raft address)
-	for i := range o.nodes {
-		id := fmt.Sprintf("n%d", i+1)
-		host := fmt.Sprintf("127.0.0.%d", i+1)
-		region := regionOf(i, o.nodes, o.regions)
-		args := []string{"-node", id, "-http", fmt.Sprintf("%s:%d", host, o.port), "-data", filepath.Join(o.data, id),
-			"-raft-addr", host + ":7000", "-gossip-addr", host + ":7946", "-region", region, "-zone", region + "-a",
-			"-cluster-key", keyFile, "-agent-token", token}
-		if i > 0 {
-			args = append(args, "-join", first)
-		}
-		p, err := start(ctx, bin, id, filepath.Join(o.data, id+".log"), args)
-		if err != nil {
-			return err
-		}
-		procs = append(procs, p)
-		if err := ready(ctx, p); err != nil {
-			return err
-		}
-	}
+	defer cl.Stop()
 	// The demo workspace lives in the first region only.
-	if err := pin(ctx, procs[0].url, root, o.regions[0]); err != nil {
+	if err := pin(ctx, cl.Nodes[0].URL, cl.AdminToken, o.regions[0]); err != nil {
 		return err
 	}
 	fmt.Printf("Parley cluster: %d nodes in regions %s; data and logs in %s\n", o.nodes, strings.Join(o.regions, ", "), o.data)
-	fmt.Printf("  demo workspace pinned to %s\n  admin token: parleyctl -node %s -cluster-key %s ...\n", o.regions[0], procs[0].url, keyFile)
-	for i, p := range procs {
+	fmt.Printf("  demo workspace pinned to %s\n  admin token: parleyctl -node %s -cluster-key %s ...\n", o.regions[0], cl.Nodes[0].URL, cl.KeyFile)
+	for _, n := range cl.Nodes {
 		fmt.Printf("  %s (%s): demo %s/demo  console %s/agent#token=%s&workspace=demo  metrics %s/metrics\n",
-			p.id, regionOf(i, o.nodes, o.regions), p.url, p.url, token, p.url)
+			n.ID, n.Region, n.URL, n.URL, token, n.URL)
 	}
 	fmt.Println("Ctrl-C stops the cluster.")
-	for _, p := range procs {
-		go func(p *proc) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, n := range cl.Nodes {
+		wg.Go(func() {
 			select {
-			case err := <-p.done:
-				fmt.Fprintf(os.Stderr, "parley-cluster: node %s exited: %v\n", p.id, err)
-				p.done <- err // for the deferred stop
+			case <-n.Exited():
+				fmt.Fprintf(os.Stderr, "parley-cluster: node %s exited: %v\n", n.ID, n.ExitErr())
 			case <-ctx.Done():
 			}
-		}(p)
+		})
 	}
 	<-ctx.Done()
 	fmt.Println("stopping the cluster")
@@ -166,44 +126,6 @@ func secretFile(path string, n int) (string, error) {
 	rand.Read(raw)
 	s := hex.EncodeToString(raw)
 	return s, os.WriteFile(path, []byte(s+"\n"), 0o600)
-}
-
-func start(ctx context.Context, bin, id, logPath string, args []string) (*proc, error) {
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", id, err)
-	}
-	p := &proc{id: id, url: "http://" + args[3], cmd: cmd, done: make(chan error, 1)}
-	go func() { p.done <- cmd.Wait(); logf.Close() }()
-	return p, nil
-}
-
-func ready(ctx context.Context, p *proc) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-p.done:
-			p.done <- err
-			return fmt.Errorf("node %s exited before ready: %v (see its log)", p.id, err)
-		case <-ctx.Done():
-			return ctx.Err()
-		default:
-		}
-		if resp, err := http.Get(p.url + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return errors.New("node " + p.id + " not ready after 60s (see its log)")
 }
 
 func pin(ctx context.Context, url, token, region string) error {

@@ -1,10 +1,12 @@
 // Package eventually waits in tests for a condition to hold: the one poll
 // helper of the tests, in place of hand-made sleep loops. A condition says
 // why it does not hold yet by its error, so that a test that gives up says
-// what was still missing. Imported only by tests.
+// what was still missing. Imported by tests and by the launcher of local
+// clusters they use (internal/localcluster).
 package eventually
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -25,6 +27,14 @@ const (
 // zero or less it is checked once. For callers that must not fail the test
 // (or fail it their own way); see Holds.
 func Poll(within time.Duration, cond func() error) error {
+	return PollContext(context.Background(), within, cond)
+}
+
+// PollContext is Poll that also gives up when ctx ends: it then returns
+// ctx's cause and cond's last error, without waiting for within. A caller
+// that knows the condition can no longer come about (a process it waits
+// for has exited) cancels ctx with that as the cause.
+func PollContext(ctx context.Context, within time.Duration, cond func() error) error {
 	deadline := time.Now().Add(within)
 	pause := firstPause
 	for {
@@ -32,11 +42,20 @@ func Poll(within time.Duration, cond func() error) error {
 		if err == nil {
 			return nil
 		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w (last: %w)", context.Cause(ctx), err)
+		}
 		left := time.Until(deadline)
 		if left <= 0 {
 			return fmt.Errorf("not within %v: %w", within, err)
 		}
-		time.Sleep(min(pause, left))
+		t := time.NewTimer(min(pause, left))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (last: %w)", context.Cause(ctx), err)
+		case <-t.C:
+		}
 		pause = min(2*pause, maxPause)
 	}
 }

@@ -1,6 +1,7 @@
 package eventually
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -57,6 +58,21 @@ func TestPollWithinZeroChecksOnce(t *testing.T) {
 	n := 0
 	if err := Poll(0, func() error { n++; return errors.New("no") }); err == nil || n != 1 {
 		t.Fatalf("Poll(0) = %v after %d checks, want an error after 1", err, n)
+	}
+}
+
+func TestPollContextEndsWithItsContext(t *testing.T) {
+	errGone := errors.New("the process exited")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	n := 0
+	err := PollContext(ctx, time.Hour, func() error {
+		if n++; n == 3 {
+			cancel(errGone)
+		}
+		return fmt.Errorf("check %d", n)
+	})
+	if !errors.Is(err, errGone) || !strings.Contains(err.Error(), "check 3") || n != 3 {
+		t.Fatalf("PollContext = %v after %d checks, want the cause and the last error after 3", err, n)
 	}
 }
 

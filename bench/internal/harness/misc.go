@@ -3,7 +3,6 @@ package harness
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"sort"
 	"strconv"
@@ -69,17 +68,6 @@ func Tail(b []byte, n int) string {
 		b = b[len(b)-n:]
 	}
 	return string(b)
-}
-
-// FreeLoopbackAddr is a TCP address on 127.0.0.1 that was free a moment
-// ago.
-func FreeLoopbackAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // FmtBytes prints a size in B, KiB, MiB or GiB.
