@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"regexp"
 	"strconv"
-	"unicode"
 	"unicode/utf8"
 
 	"parley/crdt"
@@ -94,7 +93,7 @@ func (f *inFrame) validate() *wireError {
 		if n := utf8.RuneCountInString(*f.Body); n < 1 || n > maxBody {
 			return errf(wire.CodeBadRequest, "body: must be 1..%d characters, got %d", maxBody, n)
 		}
-		if !printable(*f.Body, true) {
+		if !ident.PrintableBody(*f.Body) {
 			return errf(wire.CodeBadRequest, "body: control and bidirectional override characters are not allowed")
 		}
 		return nil
@@ -133,7 +132,7 @@ func (f *inFrame) validateHello() *wireError {
 	if !ident.ValidID(f.Workspace) {
 		return errf(wire.CodeBadRequest, "workspace: must match [a-z0-9_-]{1,64}")
 	}
-	if utf8.RuneCountInString(f.Name) > maxName || !printable(f.Name, false) {
+	if utf8.RuneCountInString(f.Name) > maxName || !ident.PrintableName(f.Name) {
 		return errf(wire.CodeBadRequest, "name: at most %d printable characters, no invisible format characters", maxName)
 	}
 	switch f.Role {
@@ -151,7 +150,7 @@ func (f *inFrame) validateHello() *wireError {
 		if (f.UserID == "") != (f.UserHash == "") {
 			return errf(wire.CodeBadRequest, "user_id and user_hash go together")
 		}
-		if f.UserID != "" && (len(f.UserID) > maxUser || !printable(f.UserID, false) || !reHex64.MatchString(f.UserHash)) {
+		if f.UserID != "" && (len(f.UserID) > maxUser || !ident.PrintableName(f.UserID) || !reHex64.MatchString(f.UserHash)) {
 			return errf(wire.CodeBadRequest, "user_id: 1..%d printable characters; user_hash: 64 hex digits", maxUser)
 		}
 	default:
@@ -174,35 +173,6 @@ func checkMsgID(id string) *wireError {
 	return nil
 }
 
-// printable rejects control characters, which have no place in chat text
-// and can forge log lines (newlines and tabs are allowed in bodies), and
-// the bidirectional embeddings, overrides and isolates (U+202A..U+202E,
-// U+2066..U+2069), which reorder the text around them as it is shown: a
-// U+202E makes "exe.txt" read "txt.exe". Names, which identify a person to
-// an agent, also refuse every other invisible format character (zero-width
-// spaces, word joiners) but the zero-width joiner and non-joiner that
-// emoji sequences and some scripts need. Marks that only hint a direction
-// (U+200E, U+200F, U+061C) stay: right-to-left writers use them.
-func printable(s string, multiline bool) bool {
-	for _, r := range s {
-		if multiline && (r == '\n' || r == '\t') {
-			continue
-		}
-		if unicode.IsControl(r) || r == utf8.RuneError || bidiControl(r) {
-			return false
-		}
-		if !multiline && unicode.Is(unicode.Cf, r) && !directionMark(r) && r != '\u200c' && r != '\u200d' {
-			return false
-		}
-	}
-	return true
-}
-
-func bidiControl(r rune) bool {
-	return (r >= '\u202a' && r <= '\u202e') || (r >= '\u2066' && r <= '\u2069')
-}
-
-func directionMark(r rune) bool { return r == '\u200e' || r == '\u200f' || r == '\u061c' }
 
 // Outgoing frames: the structs of parley/gateway/wire.
 

@@ -342,6 +342,7 @@ func TestEmbedAPIValidation(t *testing.T) {
 		{"reply title too long", "POST", ws + "/replies", testToken, map[string]string{"title": strings.Repeat("t", agentapi.MaxTitleRunes+1), "body": "b"}, 400, "bad_request"},
 		{"reply body too long", "POST", ws + "/replies", testToken, map[string]string{"title": "t", "body": strings.Repeat("b", agentapi.MaxReplyRunes+1)}, 400, "bad_request"},
 		{"reply control character", "POST", ws + "/replies", testToken, map[string]string{"title": "t", "body": "a\x00b"}, 400, "bad_request"},
+		{"reply title reversed", "POST", ws + "/replies", testToken, map[string]string{"title": "\u202eevil", "body": "b"}, 400, "bad_request"},
 		{"reply two objects", "POST", ws + "/replies", testToken, `{"title":"t","body":"b"}{}`, 400, "bad_request"},
 		{"reply over the size limit", "POST", ws + "/replies", testToken, `{"title":"t","body":"` + strings.Repeat("b", agentapi.MaxReplyBody) + `"}`, 400, "bad_request"},
 		{"delete bad reply id", "DELETE", ws + "/replies/r_1", testToken, nil, 400, "bad_request"},

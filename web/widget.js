@@ -200,8 +200,8 @@
 
   function renderMessage(m) {
     if (!m.el) {
-      m.elAuthor = h('div', { class: 'parley-msg-author' });
-      m.elBody = h('div', { class: 'parley-bubble', 'data-testid': 'parley-message-body' });
+      m.elAuthor = h('div', { class: 'parley-msg-author', dir: 'auto' });
+      m.elBody = h('div', { class: 'parley-bubble', 'data-testid': 'parley-message-body', dir: 'auto' });
       m.elTime = h('span', { class: 'parley-msg-time' });
       m.elState = h('span', { class: 'parley-msg-state' });
       m.el = h('div', { class: 'parley-msg', 'data-testid': 'parley-message', 'data-id': m.id },

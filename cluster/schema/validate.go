@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"parley/ident"
@@ -97,10 +96,8 @@ func checkName(what, s string) error {
 	if s == "" || utf8.RuneCountInString(s) > 128 || !utf8.ValidString(s) || strings.TrimSpace(s) != s {
 		return invalidf("%s %q: want 1 to 128 characters without surrounding space", what, s)
 	}
-	for _, r := range s {
-		if unicode.IsControl(r) {
-			return invalidf("%s %q: control character", what, s)
-		}
+	if !ident.PrintableName(s) {
+		return invalidf("%s %q: control, bidirectional override or invisible format character", what, s)
 	}
 	return nil
 }

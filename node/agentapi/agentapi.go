@@ -499,10 +499,8 @@ func validText(field, s string, maxRunes int) error {
 	if strings.TrimSpace(s) == "" || !utf8.ValidString(s) || utf8.RuneCountInString(s) > maxRunes {
 		return badRequest("%s: 1..%d characters of valid UTF-8", field, maxRunes)
 	}
-	for _, r := range s {
-		if r != '\n' && r != '\t' && (r < 0x20 || (r >= 0x7f && r < 0xa0)) {
-			return badRequest("%s: control characters are not allowed", field)
-		}
+	if !ident.PrintableBody(s) {
+		return badRequest("%s: control and bidirectional override characters are not allowed", field)
 	}
 	return nil
 }

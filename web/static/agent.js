@@ -269,9 +269,9 @@
   function buildConvItem(c) {
     const avatar = h('span', { class: 'avatar', 'aria-hidden': 'true' });
     const dot = h('span', { class: 'presence-dot', 'data-testid': 'conv-online' });
-    const name = h('span', { class: 'conv-name' });
+    const name = h('span', { class: 'conv-name', dir: 'auto' });
     const time = h('span', { class: 'conv-time' });
-    const preview = h('span', { class: 'conv-preview' });
+    const preview = h('span', { class: 'conv-preview', dir: 'auto' });
     const typing = h('span', { class: 'conv-typing', 'data-testid': 'conv-typing', text: 'typing' + ELLIPSIS });
     const unread = h('span', { class: 'badge', 'data-testid': 'conv-unread' });
     const viewersText = h('span');
@@ -331,8 +331,8 @@
 
   function renderMessage(m) {
     if (!m.el) {
-      m.elAuthor = h('div', { class: 'msg-author' });
-      m.elBody = h('div', { class: 'bubble', 'data-testid': 'message-body' });
+      m.elAuthor = h('div', { class: 'msg-author', dir: 'auto' });
+      m.elBody = h('div', { class: 'bubble', 'data-testid': 'message-body', dir: 'auto' });
       m.elTime = h('span', { class: 'msg-time' });
       m.elState = h('span', { class: 'msg-state' });
       m.el = h('div', { class: 'msg', 'data-testid': 'message', 'data-id': m.id },
@@ -1032,7 +1032,7 @@
     }
     const resp = await fetch('/v1/workspaces/' + encodeURIComponent(A.workspace) + path, opts);
     let data = null;
-    try { data = await resp.json(); } catch (e) { /* not JSON */ }
+    try { data = C.neutralise(await resp.json()); } catch (e) { /* not JSON */ }
     if (!resp.ok) {
       throw new APIError(resp.status, (data && data.code) || 'http_' + resp.status, data && data.message);
     }

@@ -50,8 +50,10 @@ const ParleyClient = (() => {
   const byteLength = (s) => new TextEncoder().encode(s).length;
   const cmp = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
 
-  // Control characters (other than newline and tab) are refused by the node.
-  const clean = (text) => text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, '').trim();
+  // clean is what a person typed, as the node takes it: control characters
+  // (but newline and tab) and bidirectional controls, which the node
+  // refuses, removed (plain), and the ends trimmed.
+  const clean = (text) => plain(text, true).trim();
 
   // h builds an element; untrusted text goes in only as {text: ...}
   // (textContent).
@@ -269,11 +271,52 @@ const ParleyClient = (() => {
   // A session state st is the caller's: {conn, refs (Map), refN, lastRecv,
   // heartbeatMs}. These helpers read and write those fields only.
 
-  // parseFrame is the frame object of a line of text, or null.
+  // plain neutralises what would reorder or hide text as it is shown, by
+  // the node's rule (ident/text.go): bidirectional embeddings, overrides and
+  // isolates (U+202E makes "exe.txt" read "txt.exe") and control characters
+  // go (but newline and tab in a multi-line text); a single-line text (a
+  // name) also loses every other invisible format character but ZWJ, ZWNJ
+  // and the direction marks. The node refuses these characters; text it
+  // stored before it did, or an older node's, is shown through this.
+  const BIDI_CONTROLS = /[\u202a-\u202e\u2066-\u2069]/g;
+  const CONTROLS = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+  const LINE_BREAKS = /[\n\t]/g;
+  const INVISIBLE = /(?![\u200c-\u200f\u061c])\p{Cf}/gu;
+  function plain(s, multiline) {
+    if (typeof s !== 'string') return s;
+    s = s.replace(BIDI_CONTROLS, '').replace(CONTROLS, '');
+    return multiline ? s : s.replace(LINE_BREAKS, ' ').replace(INVISIBLE, '');
+  }
+
+  // Fields of what the node sends that people read: multi-line, or names.
+  const TEXT_FIELDS = { body: true, text: true };
+  const NAME_FIELDS = { name: true, title: true };
+
+  // neutralise passes every text a person reads in a frame or an API
+  // answer (at any depth) through plain, in place, and returns it.
+  function neutralise(v) {
+    if (Array.isArray(v)) {
+      v.forEach(neutralise);
+    } else if (v && typeof v === 'object') {
+      for (const k of Object.keys(v)) {
+        const x = v[k];
+        if (typeof x === 'string') {
+          if (TEXT_FIELDS[k]) v[k] = plain(x, true);
+          else if (NAME_FIELDS[k]) v[k] = plain(x, false);
+        } else if (x && typeof x === 'object') {
+          neutralise(x);
+        }
+      }
+    }
+    return v;
+  }
+
+  // parseFrame is the frame object of a line of text, its texts neutralised,
+  // or null.
   function parseFrame(text) {
     let f;
     try { f = JSON.parse(text); } catch (e) { return null; }
-    return f && typeof f === 'object' ? f : null;
+    return f && typeof f === 'object' ? neutralise(f) : null;
   }
 
   function sendRaw(st, frame) {
@@ -554,7 +597,7 @@ const ParleyClient = (() => {
     storage, newId, byteLength, cmp, clean, h, icon, autosize,
     noteStamp, vectorString, resumeFrom, forgetSeqs, settleSeqs,
     hlcCompare, mergeMessage, deliver, acked, pending, tsCompare, bodyError, stateName, stateText,
-    parseFrame, sendRaw, request, takeRef, heartbeatMs, beat, backoff,
+    plain, neutralise, parseFrame, sendRaw, request, takeRef, heartbeatMs, beat, backoff,
     transport,
   });
 })();

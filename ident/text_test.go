@@ -1,4 +1,4 @@
-package gateway
+package ident
 
 import "testing"
 
@@ -26,8 +26,12 @@ func TestPrintable(t *testing.T) {
 		{"word joiner in a name", "Ad\u2060min", false, false},
 		{"invalid UTF-8", "a\xffb", true, false},
 	} {
-		if got := printable(c.s, c.multiline); got != c.want {
-			t.Errorf("%s: printable(%q, %v) = %v, want %v", c.name, c.s, c.multiline, got, c.want)
+		got := PrintableName(c.s)
+		if c.multiline {
+			got = PrintableBody(c.s)
+		}
+		if got != c.want {
+			t.Errorf("%s: %q (multi-line %v): printable %v, want %v", c.name, c.s, c.multiline, got, c.want)
 		}
 	}
 }
