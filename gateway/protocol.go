@@ -173,7 +173,6 @@ func checkMsgID(id string) *wireError {
 	return nil
 }
 
-
 // Outgoing frames: the structs of parley/gateway/wire.
 
 func toWire(m crdt.Message) wire.Message {
