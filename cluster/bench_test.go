@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // BenchmarkApply measures control-plane writes through a 3-node cluster on
@@ -65,6 +67,121 @@ func BenchmarkApply(b *testing.B) {
 			b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "writes/s")
 			b.ReportMetric(pct(0.50), "p50-ms")
 			b.ReportMetric(pct(0.99), "p99-ms")
+		})
+	}
+}
+
+// usageEntry is the log entry of a ReportUsage with key i, in a Request
+// made at base when request is set, bare otherwise.
+func usageEntry(b *testing.B, i int, request bool, base uint64) []byte {
+	var cmd Command = ReportUsage{NodeID: "n1", Workspace: "acme", Period: "2026-11", Messages: 1, IdempotencyKey: fmt.Sprintf("k%d", i)}
+	if request {
+		cmd = Request{ID: fmt.Sprintf("%032x", i), Base: base, Cmd: cmd}
+	}
+	data, err := EncodeCommand(cmd)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return data
+}
+
+// fullFSM returns an FSM with workspace acme and, when full, requestWindow
+// requests applied (SetPlan, which leaves no other record behind): a
+// request table as full as it gets. It returns the last index applied.
+func fullFSM(b *testing.B, full bool) (*fsm, uint64) {
+	f := newFSM(newState(func() time.Time { return t0 }), discardLogger())
+	idx := uint64(0)
+	apply := func(cmd Command) {
+		data, err := EncodeCommand(cmd)
+		if err != nil {
+			b.Fatal(err)
+		}
+		idx++
+		if r := f.Apply(&raft.Log{Index: idx, Term: 1, Type: raft.LogCommand, Data: data}).(*applyResult); r.Err != nil {
+			b.Fatal(r.Err)
+		}
+	}
+	apply(CreateWorkspace{ID: "acme", Name: "Acme", Plan: "business", Created: t0})
+	if full {
+		for i := range requestWindow {
+			// Made at the index before its own.
+			apply(Request{ID: fmt.Sprintf("fill%028d", i), Base: idx, Cmd: SetPlan{Plan: Plan{Name: "gold", Seats: 5}}})
+		}
+	}
+	return f, idx
+}
+
+// BenchmarkFSMApply measures the state machine alone applying ReportUsage
+// entries, as every node does for every write: bare (as before requests)
+// and in a Request, with an empty request table and a full one (where each
+// apply also forgets the oldest record).
+func BenchmarkFSMApply(b *testing.B) {
+	for _, bc := range []struct {
+		name          string
+		request, full bool
+	}{{"bare", false, false}, {"request/table=empty", true, false}, {"request/table=full", true, true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			f, idx := fullFSM(b, bc.full)
+			// The empty table starts again every requestWindow-1 entries,
+			// before the first record would be forgotten.
+			restart := b.N
+			if !bc.full {
+				restart = requestWindow - 1
+			}
+			entries := make([][]byte, b.N)
+			for i := range entries {
+				// Made at the index before its own.
+				entries[i] = usageEntry(b, i, bc.request, idx+uint64(i%restart))
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i, data := range entries {
+				if i > 0 && i%restart == 0 {
+					b.StopTimer()
+					f, idx = fullFSM(b, false)
+					b.StartTimer()
+				}
+				idx++
+				if r := f.Apply(&raft.Log{Index: idx, Term: 1, Type: raft.LogCommand, Data: data}).(*applyResult); r.Err != nil {
+					b.Fatal(r.Err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSnapshot measures a snapshot of a state of a few records and
+// an empty or full request table, in its two parts: Snapshot, which raft
+// calls on the goroutine that applies entries (they wait for it), and
+// Persist, which it calls on another while they go on.
+func BenchmarkSnapshot(b *testing.B) {
+	for _, full := range []bool{false, true} {
+		f, _ := fullFSM(b, full)
+		table := map[bool]string{false: "empty", true: "full"}[full]
+		b.Run("table="+table+"/part=snapshot", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				s, err := f.Snapshot()
+				if err != nil {
+					b.Fatal(err)
+				}
+				s.Release()
+			}
+		})
+		b.Run("table="+table+"/part=persist", func(b *testing.B) {
+			s, err := f.Snapshot()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Release()
+			var sink memSink
+			b.ReportAllocs()
+			for b.Loop() {
+				sink.Reset()
+				if err := s.Persist(&sink); err != nil {
+					b.Fatal(err)
+				}
+			}
 		})
 	}
 }
