@@ -87,6 +87,12 @@ var commands = map[CommandType]commandInfo{
 	TypeRequest:            {"request", func() Command { return &Request{} }, false},
 }
 
+// known says whether this binary knows type t.
+func known(t CommandType) bool {
+	_, ok := commands[t]
+	return ok
+}
+
 // NewCommand returns an empty command of type t to decode into, or nil when
 // this binary does not know t.
 func NewCommand(t CommandType) Command {
@@ -151,7 +157,7 @@ func EncodeCommand(cmd Command) ([]byte, error) {
 	if err := cmd.Validate(); err != nil {
 		return nil, err
 	}
-	if NewCommand(cmd.Type()) == nil {
+	if !known(cmd.Type()) {
 		return nil, invalidf("unknown command type %d", cmd.Type())
 	}
 	var buf bytes.Buffer
@@ -192,22 +198,37 @@ func DecodeCommand(data []byte) (Command, error) {
 	if skippable != commands[t].skippable {
 		return nil, invalidf("command type %d: skippable flag %v, the table says %v", t, skippable, commands[t].skippable)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data[1:]))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(cmd); err != nil {
+	var err error
+	if r, ok := cmd.(*Request); ok {
+		err = r.decode(data[1:])
+	} else {
+		err = decodeStrict(data[1:], cmd)
+	}
+	if err != nil {
 		var unknown *UnknownCommandError
 		if errors.As(err, &unknown) { // inside a Request
 			return nil, unknown
 		}
 		return nil, invalidf("command type %d: %v", t, err)
 	}
-	if dec.More() {
-		return nil, invalidf("command type %d: trailing data", t)
-	}
 	if err := cmd.Validate(); err != nil {
 		return nil, err
 	}
 	return cmd, nil
+}
+
+// decodeStrict decodes the one JSON value b holds into v, refusing unknown
+// fields and anything after the value.
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data")
+	}
+	return nil
 }
 
 // Result is what applying a command produced.

@@ -1,9 +1,9 @@
 package schema
 
 import (
-	"bytes"
 	"encoding/json"
-	"regexp"
+
+	"parley/ident"
 )
 
 // Request is the envelope Apply puts around every command it proposes, so
@@ -44,11 +44,11 @@ type Request struct {
 	Cmd Command
 }
 
-var reRequestID = regexp.MustCompile(`^[A-Za-z0-9_-]{16,64}$`)
-
-// CheckRequestID checks a request ID's grammar.
+// CheckRequestID checks a request ID's grammar: 16 to 64 of A-Z a-z 0-9 _ -
+// ([A-Za-z0-9_-]{16,64}), the alphabet and the longest of a conversation
+// reference. Every node checks it at every entry it applies.
 func CheckRequestID(id string) error {
-	if !reRequestID.MatchString(id) {
+	if len(id) < 16 || !ident.ValidConversationRef(id) {
 		return invalidf("request id %q: want 16 to 64 of A-Z a-z 0-9 _ -", id)
 	}
 	return nil
@@ -63,7 +63,7 @@ func (r Request) Validate() error {
 	if r.Cmd == nil {
 		return invalidf("request %s carries no command", r.ID)
 	}
-	if t := r.Cmd.Type(); t == TypeRequest || NewCommand(t) == nil {
+	if t := r.Cmd.Type(); t == TypeRequest || !known(t) {
 		return invalidf("request %s carries a command of type %d", r.ID, t)
 	}
 	return r.Cmd.Validate()
@@ -95,11 +95,13 @@ func (r Request) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON decodes as strictly as DecodeCommand: unknown fields and
 // unknown or nested types are refused.
-func (r *Request) UnmarshalJSON(b []byte) error {
+func (r *Request) UnmarshalJSON(b []byte) error { return r.decode(b) }
+
+// decode is UnmarshalJSON, which DecodeCommand calls directly: through
+// encoding/json, the whole entry would be read twice more before it.
+func (r *Request) decode(b []byte) error {
 	var j requestJSON
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&j); err != nil {
+	if err := decodeStrict(b, &j); err != nil {
 		return invalidf("request: %v", err)
 	}
 	t := j.Type &^ SkippableFlag
@@ -113,13 +115,8 @@ func (r *Request) UnmarshalJSON(b []byte) error {
 	if (j.Type&SkippableFlag != 0) != commands[t].skippable {
 		return invalidf("request %s: command type %d: skippable flag does not match the table", j.ID, t)
 	}
-	dec = json.NewDecoder(bytes.NewReader(j.Command))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(cmd); err != nil {
+	if err := decodeStrict(j.Command, cmd); err != nil {
 		return invalidf("request %s: command type %d: %v", j.ID, j.Type, err)
-	}
-	if dec.More() {
-		return invalidf("request %s: command type %d: trailing data", j.ID, j.Type)
 	}
 	r.ID, r.Base, r.Cmd = j.ID, j.Base, cmd
 	return nil
