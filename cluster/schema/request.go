@@ -1,7 +1,9 @@
 package schema
 
 import (
+	"bytes"
 	"encoding/json"
+	"strconv"
 
 	"parley/ident"
 )
@@ -98,11 +100,15 @@ func (r Request) MarshalJSON() ([]byte, error) {
 func (r *Request) UnmarshalJSON(b []byte) error { return r.decode(b) }
 
 // decode is UnmarshalJSON, which DecodeCommand calls directly: through
-// encoding/json, the whole entry would be read twice more before it.
+// encoding/json, the whole entry would be read twice more before it. Every
+// node decodes every entry, so the envelope as MarshalJSON writes it is read
+// by readEnvelope, and only any other spelling by encoding/json.
 func (r *Request) decode(b []byte) error {
-	var j requestJSON
-	if err := decodeStrict(b, &j); err != nil {
-		return invalidf("request: %v", err)
+	j, ok := readEnvelope(b)
+	if !ok {
+		if err := decodeStrict(b, &j); err != nil {
+			return invalidf("request: %v", err)
+		}
 	}
 	t := j.Type &^ SkippableFlag
 	if t == TypeRequest {
@@ -120,4 +126,57 @@ func (r *Request) decode(b []byte) error {
 	}
 	r.ID, r.Base, r.Cmd = j.ID, j.Base, cmd
 	return nil
+}
+
+// readEnvelope reads b if it is spelt exactly as MarshalJSON (then
+// EncodeCommand) writes an envelope, ok false otherwise:
+//
+//	{"id":"<A-Za-z0-9_->","base":<digits>,"type":<digits>,"command":<JSON value>}
+//
+// then only JSON whitespace. What it reads, encoding/json reads the same
+// (the command as one valid JSON value, as a json.RawMessage holds it), so
+// falling back to encoding/json for anything else keeps the decoding as
+// strict as it was (TestReadEnvelopeAsEncodingJSON). It saves reading the
+// whole entry twice with encoding/json before its command is read again.
+func readEnvelope(b []byte) (j requestJSON, ok bool) {
+	b = bytes.TrimRight(b, " \t\r\n")
+	field := func(name string) bool {
+		if !bytes.HasPrefix(b, []byte(name)) {
+			return false
+		}
+		b = b[len(name):]
+		return true
+	}
+	number := func(bits int) (uint64, bool) {
+		n := 0
+		for n < len(b) && b[n] >= '0' && b[n] <= '9' {
+			n++
+		}
+		if n == 0 || n > 1 && b[0] == '0' {
+			return 0, false
+		}
+		v, err := strconv.ParseUint(string(b[:n]), 10, bits)
+		b = b[n:]
+		return v, err == nil
+	}
+	if !field(`{"id":"`) {
+		return j, false
+	}
+	n := 0
+	for n < len(b) && (b[n] >= 'a' && b[n] <= 'z' || b[n] >= 'A' && b[n] <= 'Z' || b[n] >= '0' && b[n] <= '9' || b[n] == '_' || b[n] == '-') {
+		n++
+	}
+	j.ID, b = string(b[:n]), b[n:]
+	if !field(`","base":`) {
+		return j, false
+	}
+	if j.Base, ok = number(64); !ok || !field(`,"type":`) {
+		return j, false
+	}
+	t, ok := number(8)
+	if !ok || !field(`,"command":`) || len(b) == 0 || b[len(b)-1] != '}' {
+		return j, false
+	}
+	j.Type, j.Command = CommandType(t), b[:len(b)-1]
+	return j, json.Valid(j.Command)
 }
