@@ -166,13 +166,34 @@ func EncodeCommand(cmd Command) ([]byte, error) {
 		tb |= SkippableFlag
 	}
 	buf.WriteByte(byte(tb))
-	if err := json.NewEncoder(&buf).Encode(cmd); err != nil {
+	if err := encodeJSON(&buf, cmd); err != nil {
 		return nil, fmt.Errorf("encode command %d: %w", cmd.Type(), err)
 	}
 	if buf.Len() > maxEntrySize(cmd.Type()) {
 		return nil, invalidf("command %d is %d bytes, more than %d", cmd.Type(), buf.Len(), maxEntrySize(cmd.Type()))
 	}
 	return buf.Bytes(), nil
+}
+
+// encodeJSON writes cmd's JSON and a newline to buf, as a json.Encoder
+// does. A Request's own MarshalJSON writes compact JSON, which the Encoder
+// would only read through once more.
+func encodeJSON(buf *bytes.Buffer, cmd Command) error {
+	var r *Request
+	switch c := cmd.(type) {
+	case Request:
+		r = &c
+	case *Request:
+		r = c
+	default:
+		return json.NewEncoder(buf).Encode(cmd)
+	}
+	b, err := r.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	buf.Write(b)
+	return buf.WriteByte('\n')
 }
 
 // DecodeCommand decodes and validates a log entry written by EncodeCommand.

@@ -80,6 +80,9 @@ type requestJSON struct {
 	Command json.RawMessage `json:"command"`
 }
 
+// MarshalJSON writes the envelope; with an ID of the request ID alphabet
+// (as every valid one is) without encoding/json, into the bytes it would
+// write (TestRequestEncodingAsEncodingJSON).
 func (r Request) MarshalJSON() ([]byte, error) {
 	if r.Cmd == nil {
 		return nil, invalidf("request %s carries no command", r.ID)
@@ -92,7 +95,29 @@ func (r Request) MarshalJSON() ([]byte, error) {
 	if commands[t].skippable {
 		t |= SkippableFlag
 	}
-	return json.Marshal(requestJSON{ID: r.ID, Base: r.Base, Type: t, Command: cmd})
+	if !allIDBytes(r.ID) {
+		return json.Marshal(requestJSON{ID: r.ID, Base: r.Base, Type: t, Command: cmd})
+	}
+	b := make([]byte, 0, len(r.ID)+len(cmd)+64)
+	b = append(append(append(b, `{"id":"`...), r.ID...), `","base":`...)
+	b = append(strconv.AppendUint(b, r.Base, 10), `,"type":`...)
+	b = append(strconv.AppendUint(b, uint64(t), 10), `,"command":`...)
+	return append(append(b, cmd...), '}'), nil
+}
+
+// idByte says whether c is of the request ID alphabet, A-Z a-z 0-9 _ -,
+// none of which JSON escapes.
+func idByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+}
+
+func allIDBytes(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !idByte(s[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // UnmarshalJSON decodes as strictly as DecodeCommand: unknown fields and
@@ -163,7 +188,7 @@ func readEnvelope(b []byte) (j requestJSON, ok bool) {
 		return j, false
 	}
 	n := 0
-	for n < len(b) && (b[n] >= 'a' && b[n] <= 'z' || b[n] >= 'A' && b[n] <= 'Z' || b[n] >= '0' && b[n] <= '9' || b[n] == '_' || b[n] == '-') {
+	for n < len(b) && idByte(b[n]) {
 		n++
 	}
 	j.ID, b = string(b[:n]), b[n:]

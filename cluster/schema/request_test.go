@@ -2,6 +2,7 @@ package schema
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"testing"
 
@@ -92,4 +93,46 @@ func TestReadEnvelopeAsEncodingJSON(t *testing.T) {
 	if fast == 0 || mutated == 0 {
 		t.Fatalf("%d envelopes read, %d mutations: nothing compared", fast, mutated)
 	}
+}
+
+// MarshalJSON and EncodeCommand write a Request into the bytes encoding/json
+// wrote for it (a json.Encoder over the envelope, the command marshalled
+// inside): the log's entries are spelt as they always were.
+func TestRequestEncodingAsEncodingJSON(t *testing.T) {
+	t.Parallel()
+	rapid.Check(t, func(t *rapid.T) {
+		id := rapid.OneOf(rapid.StringMatching(`[A-Za-z0-9_-]{16,64}`), rapid.StringMatching(`[A-Za-z0-9_<>&"\\é -]{0,20}`)).Draw(t, "id")
+		var cmd Command = DeleteWorkspace{ID: rapid.StringMatching(`[a-z<>&"\\é]{0,8}`).Draw(t, "ws")}
+		if rapid.Bool().Draw(t, "usage") {
+			cmd = ReportUsage{NodeID: "n1", Workspace: "acme", Period: "2026-11", Messages: rapid.Int64().Draw(t, "messages"), IdempotencyKey: "k"}
+		}
+		r := Request{ID: id, Base: rapid.Uint64().Draw(t, "base"), Cmd: cmd}
+		inner, err := json.Marshal(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want bytes.Buffer
+		if err := json.NewEncoder(&want).Encode(requestJSON{ID: r.ID, Base: r.Base, Type: cmd.Type(), Command: inner}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got = append(got, '\n'); !bytes.Equal(got, want.Bytes()) {
+			t.Fatalf("MarshalJSON:\n got %s\nwant %s", got, want.Bytes())
+		}
+		if r.Validate() != nil {
+			return
+		}
+		for _, c := range []Command{r, &r} {
+			data, err := EncodeCommand(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(data[1:], want.Bytes()) || data[0] != byte(TypeRequest) {
+				t.Fatalf("EncodeCommand(%T):\n got %q\nwant %q", c, data, want.Bytes())
+			}
+		}
+	})
 }
