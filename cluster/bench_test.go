@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sync"
@@ -15,22 +16,52 @@ import (
 // loopback TCP with bbolt (fsync on every batch): ReportUsage commands with
 // unique idempotency keys, applied on the leader or forwarded from a
 // follower, by one writer or 64 concurrent ones. It reports writes per
-// second and the apply latency seen by the caller.
+// second and the apply latency seen by the caller. The last case comes
+// after requestWindow more writes, untimed: with the request table full, as
+// it is on a cluster that has made that many writes, each apply also
+// forgets the oldest record.
 func BenchmarkApply(b *testing.B) {
 	tc := newTestCluster(b, 3, nil)
 	leader := tc.leader()
 	mustApply(b, leader, CreateWorkspace{ID: "acme", Name: "Acme", Plan: "business", Created: t0})
 	var seq atomic.Int64
+	write := func(ctx context.Context, target *Cluster) error {
+		cmd := ReportUsage{NodeID: "n1", Workspace: "acme", Period: "2026-11", Messages: 1, IdempotencyKey: fmt.Sprintf("b%d", seq.Add(1))}
+		_, err := target.Apply(ctx, cmd)
+		return err
+	}
+	filled := false
 	for _, bc := range []struct {
 		via     string
 		writers int
-	}{{"leader", 1}, {"leader", 64}, {"follower", 64}} {
-		b.Run(fmt.Sprintf("via=%s/writers=%d", bc.via, bc.writers), func(b *testing.B) {
+		full    bool
+	}{{"leader", 1, false}, {"leader", 64, false}, {"follower", 64, false}, {"leader", 64, true}} {
+		name := fmt.Sprintf("via=%s/writers=%d", bc.via, bc.writers)
+		if bc.full {
+			name += "/table=full"
+		}
+		b.Run(name, func(b *testing.B) {
 			target := tc.leader()
 			if bc.via == "follower" {
 				target = tc.followers()[0]
 			}
 			ctx := testContext(b)
+			if bc.full && !filled {
+				var fill atomic.Int64
+				var wg sync.WaitGroup
+				for range 64 {
+					wg.Go(func() {
+						for fill.Add(1) <= requestWindow {
+							if err := write(ctx, target); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					})
+				}
+				wg.Wait()
+				filled = true
+			}
 			var next atomic.Int64
 			var mu sync.Mutex
 			lat := make([]time.Duration, 0, b.N)
@@ -41,9 +72,8 @@ func BenchmarkApply(b *testing.B) {
 				wg.Go(func() {
 					var mine []time.Duration
 					for next.Add(1) <= int64(b.N) {
-						cmd := ReportUsage{NodeID: "n1", Workspace: "acme", Period: "2026-11", Messages: 1, IdempotencyKey: fmt.Sprintf("b%d", seq.Add(1))}
 						t := time.Now()
-						if _, err := target.Apply(ctx, cmd); err != nil {
+						if err := write(ctx, target); err != nil {
 							b.Error(err)
 							return
 						}
