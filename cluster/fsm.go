@@ -182,11 +182,10 @@ func cmdType(data []byte) int {
 // is small (control-plane records, not conversations), so it is encoded
 // right here under the read lock, into bytes Persist can write while the
 // state moves on. The request table is the exception: up to requestWindow
-// records, most of the work at a snapshot when it is full, and all of it
-// the same in every snapshot but for a few records at either end. Its
-// entries are taken without a copy (requestsSnapshot: they are never
-// written again) and Persist encodes them, so the applies do not wait for
-// that.
+// records, most of the work when it is full (milliseconds, see
+// BenchmarkSnapshot). Its entries are taken without a copy
+// (requestsSnapshot: they are never written again) and Persist encodes
+// them, so the applies do not wait for that.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	s := f.state
 	s.mu.RLock()
