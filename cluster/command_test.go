@@ -3,9 +3,12 @@ package cluster
 import (
 	"errors"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"pgregory.net/rapid"
 
 	"parley/cluster/schema"
 )
@@ -158,6 +161,7 @@ func TestDecodeRefuses(t *testing.T) {
 		{"request inner invalid", []byte("\x13" + `{"id":"0123456789abcdef","base":1,"type":3,"command":{"id":"A"}}`)},
 		{"request inner trailing", []byte("\x13" + `{"id":"0123456789abcdef","base":1,"type":3,"command":{"id":"a"}{}}`)},
 		{"request bad id", []byte("\x13" + `{"id":"short","base":1,"type":3,"command":{"id":"a"}}`)},
+		{"request trailing data", []byte("\x13" + `{"id":"0123456789abcdef","base":1,"type":3,"command":{"id":"a"}}{}`)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -167,6 +171,26 @@ func TestDecodeRefuses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The request ID's grammar is checked without the regular expression it
+// was first written as (every node checks it at every entry it applies):
+// it must say exactly what the expression said.
+func TestRequestIDGrammar(t *testing.T) {
+	t.Parallel()
+	re := regexp.MustCompile(`^[A-Za-z0-9_-]{16,64}$`)
+	check := func(t interface{ Fatalf(string, ...any) }, s string) {
+		if got, want := checkRequestID(s) == nil, re.MatchString(s); got != want {
+			t.Fatalf("checkRequestID(%q) accepts: %v, the expression: %v", s, got, want)
+		}
+	}
+	for _, n := range []int{0, 1, 15, 16, 17, 32, 63, 64, 65} {
+		check(t, strings.Repeat("a", n))
+		check(t, strings.Repeat("Z", n-min(n, 1))+"~")
+	}
+	rapid.Check(t, func(t *rapid.T) {
+		check(t, rapid.StringOfN(rapid.SampledFrom([]rune("azAZ09_-~./:`{@[\n\x00 é")), 0, 70, -1).Draw(t, "id"))
+	})
 }
 
 func TestErrorCodesRoundTrip(t *testing.T) {

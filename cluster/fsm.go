@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
@@ -178,35 +179,81 @@ func cmdType(data []byte) int {
 	return int(data[0])
 }
 
-// Snapshot implements raft.FSM. The state is small (control-plane records,
-// not conversations), so it is encoded right here under the read lock, which
-// gives Persist an immutable copy while Apply carries on.
+// Snapshot implements raft.FSM. Raft calls it on the goroutine that
+// applies entries, then Persist on another while applies go on. The state
+// is small (control-plane records, not conversations), so it is encoded
+// right here under the read lock, into bytes Persist can write while the
+// state moves on. The request table is the exception: up to requestWindow
+// records, most of the work when it is full (milliseconds, see
+// BenchmarkSnapshot). Its entries are taken without a copy
+// (requestsSnapshot: they are never written again) and Persist encodes
+// them, so the applies do not wait for that.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	s := f.state
 	s.mu.RLock()
-	state, err := json.Marshal(s.d)
+	d := *s.d
+	d.Requests = nil
+	state, err := json.Marshal(&d)
+	requests := s.requestsSnapshot()
 	s.mu.RUnlock()
 	if err != nil {
 		return nil, fmt.Errorf("encode state: %w", err)
+	}
+	return &fsmSnapshot{state: state, requests: requests}, nil
+}
+
+// fsmSnapshot is a snapshot taken, to be encoded and written by Persist.
+type fsmSnapshot struct {
+	// state is the JSON of the state without its request records.
+	state []byte
+	// requests are the state's request records, oldest first.
+	requests []requestEntry
+}
+
+// encode returns the snapshot document: the state with its request records
+// in the bytes json.Marshal writes for a whole stateData (Requests is its
+// last field, a map whose keys it sorts, left out when empty), so the
+// format is the one it was when all of it was encoded at once.
+// TestSnapshotEncodesStateWhole holds it to that.
+func (sn *fsmSnapshot) encode() ([]byte, error) {
+	state := sn.state
+	if len(sn.requests) > 0 {
+		m := make(map[string]requestRecord, len(sn.requests))
+		for _, e := range sn.requests {
+			m[e.id] = e.rec
+		}
+		b, err := json.Marshal(m)
+		if err != nil {
+			return nil, fmt.Errorf("encode requests: %w", err)
+		}
+		if len(state) < 2 || state[len(state)-1] != '}' {
+			return nil, fmt.Errorf("%w: state encoded as %.20q", ErrInternal, state)
+		}
+		state = slices.Concat(state[:len(state)-1], []byte(`,"requests":`), b, []byte("}"))
 	}
 	doc, err := json.Marshal(snapshotDoc{Format: snapshotFormat, State: state})
 	if err != nil {
 		return nil, fmt.Errorf("encode snapshot: %w", err)
 	}
-	return fsmSnapshot(doc), nil
+	return doc, nil
 }
 
-type fsmSnapshot []byte
-
-func (b fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := sink.Write(b); err != nil {
+func (sn *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	doc, err := sn.encode()
+	if err == nil {
+		_, err = sink.Write(doc)
+		if err != nil {
+			err = fmt.Errorf("write snapshot: %w", err)
+		}
+	}
+	if err != nil {
 		sink.Cancel()
-		return fmt.Errorf("write snapshot: %w", err)
+		return err
 	}
 	return sink.Close()
 }
 
-func (fsmSnapshot) Release() {}
+func (*fsmSnapshot) Release() {}
 
 // Restore implements raft.FSM: it replaces the state with a snapshot's,
 // refusing one that is corrupt or of a newer format, in which case the

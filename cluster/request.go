@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -37,43 +38,44 @@ func (rec requestRecord) err() error {
 	return errorFromCode(rec.Code, rec.Error)
 }
 
-// requestRef orders the records by the index they were applied at, oldest
-// first, for expiry.
-type requestRef struct {
-	index uint64
-	id    string
+// requestEntry is a record in the expiry queue, under its ID.
+type requestEntry struct {
+	id  string
+	rec requestRecord
 }
 
-// rebuildRequestOrder derives the expiry order from the records. Callers
+// rebuildRequestOrder derives the expiry queue from the records. Callers
 // hold mu or own s exclusively.
 func (s *State) rebuildRequestOrder() {
-	s.requestOrder = make([]requestRef, 0, len(s.d.Requests))
+	s.requestOrder = make([]requestEntry, 0, len(s.d.Requests))
 	for id, rec := range s.d.Requests {
-		s.requestOrder = append(s.requestOrder, requestRef{index: rec.Index, id: id})
+		s.requestOrder = append(s.requestOrder, requestEntry{id: id, rec: rec})
 	}
 	// Each entry applies at most one request, so indexes are distinct.
-	slices.SortFunc(s.requestOrder, func(a, b requestRef) int {
-		switch {
-		case a.index < b.index:
-			return -1
-		case a.index > b.index:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(s.requestOrder, func(a, b requestEntry) int { return cmp.Compare(a.rec.Index, b.rec.Index) })
 }
 
 // expireRequests forgets the records applied requestWindow or more entries
-// before index.
+// before index. The queue only moves its start: O(1) per record forgotten,
+// where shifting the queue down cost a copy of the whole table at every
+// apply once it was full. The slots before the start are left as they are
+// (requestsSnapshot relies on it) until append moves the queue to a new
+// array, which happens once every few thousand records.
 func (s *State) expireRequests(index uint64) {
 	n := 0
-	for n < len(s.requestOrder) && s.requestOrder[n].index+requestWindow <= index {
+	for n < len(s.requestOrder) && s.requestOrder[n].rec.Index+requestWindow <= index {
 		delete(s.d.Requests, s.requestOrder[n].id)
 		n++
 	}
-	if n > 0 {
-		s.requestOrder = slices.Delete(s.requestOrder, 0, n)
-	}
+	s.requestOrder = s.requestOrder[n:]
+}
+
+// requestsSnapshot returns the records oldest first, for a snapshot to
+// encode after mu is released: an entry of the queue is never written once
+// appended (expiry moves the start, append writes past the end, a restore
+// makes a new queue), so the slice stays as it is. Callers hold mu.
+func (s *State) requestsSnapshot() []requestEntry {
+	return slices.Clip(s.requestOrder)
 }
 
 // applyRequest applies the request at index through apply, once per ID.
@@ -100,6 +102,6 @@ func (s *State) applyRequest(index uint64, r *Request, apply func() (Result, err
 		rec.Code, rec.Error = ErrorCode(err), err.Error()
 	}
 	s.d.Requests[r.ID] = rec
-	s.requestOrder = append(s.requestOrder, requestRef{index: index, id: r.ID})
+	s.requestOrder = append(s.requestOrder, requestEntry{id: r.ID, rec: rec})
 	return res, 0, err
 }

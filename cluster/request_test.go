@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -431,5 +432,94 @@ func TestLaggingNodeWriteMadeAnew(t *testing.T) {
 		if n != 1 {
 			t.Errorf("%s holds the key %d times", node, n)
 		}
+	}
+}
+
+// wholeSnapshot is the snapshot of st as it was written when the whole
+// state was encoded at once, request table included, under the lock.
+func wholeSnapshot(t testing.TB, st *State) []byte {
+	t.Helper()
+	st.mu.RLock()
+	state, err := json.Marshal(st.d)
+	st.mu.RUnlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := json.Marshal(snapshotDoc{Format: snapshotFormat, State: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
+
+// A snapshot encodes the request table after the state's lock is released
+// (Persist, beside the applies), into the bytes the whole state encoded at
+// once made: the format is unchanged, with or without records, and while
+// the table forgets its oldest. A snapshot taken keeps the table as it was
+// then however far the applies go on meanwhile, past the window, until
+// every record it holds is forgotten and the queue has moved to new arrays.
+func TestSnapshotEncodesStateWhole(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.seed()
+	check := func(when string) {
+		t.Helper()
+		if got, want := h.snapshot(), wholeSnapshot(t, h.state()); !bytes.Equal(got, want) {
+			t.Fatalf("%s: snapshot differs from the whole state encoded at once:\n got %.300s\nwant %.300s", when, got, want)
+		}
+	}
+	check("no requests")
+	next := 0
+	request := func() {
+		next++
+		var cmd Command = SetPlan{Plan: Plan{Name: "p", Seats: int64(next)}}
+		if next%5 == 0 {
+			cmd = DeleteWorkspace{ID: "nosuch"} // an error recorded
+		}
+		h.applyEntry(requestData(t, fmt.Sprintf("r%031d", next), h.idx, cmd))
+	}
+	for range 3 {
+		request()
+	}
+	check("three requests")
+	for range requestWindow + 100 {
+		request()
+	}
+	check("full table")
+
+	// A snapshot taken now, persisted while the log goes on.
+	want := wholeSnapshot(t, h.state())
+	snap, err := h.f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 2*requestWindow + 10 {
+			request()
+		}
+	}()
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if !bytes.Equal(sink.Bytes(), want) {
+		t.Fatal("the snapshot persisted differs from the state when it was taken")
+	}
+	sink.Reset()
+	if err := snap.Persist(sink); err != nil || !bytes.Equal(sink.Bytes(), want) {
+		t.Fatalf("persisted again after the table moved on: %v, same bytes: %v", err, bytes.Equal(sink.Bytes(), want))
+	}
+	check("after the window went by twice")
+
+	// And it restores to the state it was taken from.
+	st := newState(nil)
+	if err := newFSM(st, discardLogger()).Restore(io.NopCloser(bytes.NewReader(want))); err != nil {
+		t.Fatal(err)
+	}
+	if got := wholeSnapshot(t, st); !bytes.Equal(got, want) {
+		t.Fatal("restored state differs")
 	}
 }

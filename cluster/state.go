@@ -158,8 +158,9 @@ type State struct {
 	// lastErased is the highest index among the erasures of d (ErasedAfter
 	// answers at once when nothing was erased since).
 	lastErased uint64
-	// requestOrder lists d.Requests oldest first, for expiry.
-	requestOrder []requestRef
+	// requestOrder lists d.Requests oldest first, for expiry (see
+	// expireRequests and requestsSnapshot).
+	requestOrder []requestEntry
 	// applied is closed and replaced each time Index moves, waking waiters.
 	applied chan struct{}
 	now     func() time.Time

@@ -92,6 +92,12 @@ var commands = map[CommandType]commandInfo{
 	TypeRehashPassword:     {"rehash_password", func() Command { return &RehashPassword{} }, false},
 }
 
+// known says whether this binary knows type t.
+func known(t CommandType) bool {
+	_, ok := commands[t]
+	return ok
+}
+
 // NewCommand returns an empty command of type t to decode into, or nil when
 // this binary does not know t.
 func NewCommand(t CommandType) Command {
@@ -156,7 +162,7 @@ func EncodeCommand(cmd Command) ([]byte, error) {
 	if err := cmd.Validate(); err != nil {
 		return nil, err
 	}
-	if NewCommand(cmd.Type()) == nil {
+	if !known(cmd.Type()) {
 		return nil, invalidf("unknown command type %d", cmd.Type())
 	}
 	var buf bytes.Buffer
@@ -165,13 +171,34 @@ func EncodeCommand(cmd Command) ([]byte, error) {
 		tb |= SkippableFlag
 	}
 	buf.WriteByte(byte(tb))
-	if err := json.NewEncoder(&buf).Encode(cmd); err != nil {
+	if err := encodeJSON(&buf, cmd); err != nil {
 		return nil, fmt.Errorf("encode command %d: %w", cmd.Type(), err)
 	}
 	if buf.Len() > maxEntrySize(cmd.Type()) {
 		return nil, invalidf("command %d is %d bytes, more than %d", cmd.Type(), buf.Len(), maxEntrySize(cmd.Type()))
 	}
 	return buf.Bytes(), nil
+}
+
+// encodeJSON writes cmd's JSON and a newline to buf, as a json.Encoder
+// does. A Request's own MarshalJSON writes compact JSON, which the Encoder
+// would only read through once more.
+func encodeJSON(buf *bytes.Buffer, cmd Command) error {
+	var r *Request
+	switch c := cmd.(type) {
+	case Request:
+		r = &c
+	case *Request:
+		r = c
+	default:
+		return json.NewEncoder(buf).Encode(cmd)
+	}
+	b, err := r.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	buf.Write(b)
+	return buf.WriteByte('\n')
 }
 
 // DecodeCommand decodes and validates a log entry written by EncodeCommand.
@@ -197,22 +224,37 @@ func DecodeCommand(data []byte) (Command, error) {
 	if skippable != commands[t].skippable {
 		return nil, invalidf("command type %d: skippable flag %v, the table says %v", t, skippable, commands[t].skippable)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data[1:]))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(cmd); err != nil {
+	var err error
+	if r, ok := cmd.(*Request); ok {
+		err = r.decode(data[1:])
+	} else {
+		err = decodeStrict(data[1:], cmd)
+	}
+	if err != nil {
 		var unknown *UnknownCommandError
 		if errors.As(err, &unknown) { // inside a Request
 			return nil, unknown
 		}
 		return nil, invalidf("command type %d: %v", t, err)
 	}
-	if dec.More() {
-		return nil, invalidf("command type %d: trailing data", t)
-	}
 	if err := cmd.Validate(); err != nil {
 		return nil, err
 	}
 	return cmd, nil
+}
+
+// decodeStrict decodes the one JSON value b holds into v, refusing unknown
+// fields and anything after the value.
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data")
+	}
+	return nil
 }
 
 // Result is what applying a command produced.

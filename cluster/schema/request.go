@@ -3,7 +3,9 @@ package schema
 import (
 	"bytes"
 	"encoding/json"
-	"regexp"
+	"strconv"
+
+	"parley/ident"
 )
 
 // Request is the envelope Apply puts around every command it proposes, so
@@ -44,11 +46,11 @@ type Request struct {
 	Cmd Command
 }
 
-var reRequestID = regexp.MustCompile(`^[A-Za-z0-9_-]{16,64}$`)
-
-// CheckRequestID checks a request ID's grammar.
+// CheckRequestID checks a request ID's grammar: 16 to 64 of A-Z a-z 0-9 _ -
+// ([A-Za-z0-9_-]{16,64}), the alphabet and the longest of a conversation
+// reference. Every node checks it at every entry it applies.
 func CheckRequestID(id string) error {
-	if !reRequestID.MatchString(id) {
+	if len(id) < 16 || !ident.ValidConversationRef(id) {
 		return invalidf("request id %q: want 16 to 64 of A-Z a-z 0-9 _ -", id)
 	}
 	return nil
@@ -63,7 +65,7 @@ func (r Request) Validate() error {
 	if r.Cmd == nil {
 		return invalidf("request %s carries no command", r.ID)
 	}
-	if t := r.Cmd.Type(); t == TypeRequest || NewCommand(t) == nil {
+	if t := r.Cmd.Type(); t == TypeRequest || !known(t) {
 		return invalidf("request %s carries a command of type %d", r.ID, t)
 	}
 	return r.Cmd.Validate()
@@ -78,6 +80,9 @@ type requestJSON struct {
 	Command json.RawMessage `json:"command"`
 }
 
+// MarshalJSON writes the envelope; with an ID of the request ID alphabet
+// (as every valid one is) without encoding/json, into the bytes it would
+// write (TestRequestEncodingAsEncodingJSON).
 func (r Request) MarshalJSON() ([]byte, error) {
 	if r.Cmd == nil {
 		return nil, invalidf("request %s carries no command", r.ID)
@@ -90,17 +95,45 @@ func (r Request) MarshalJSON() ([]byte, error) {
 	if commands[t].skippable {
 		t |= SkippableFlag
 	}
-	return json.Marshal(requestJSON{ID: r.ID, Base: r.Base, Type: t, Command: cmd})
+	if !allIDBytes(r.ID) {
+		return json.Marshal(requestJSON{ID: r.ID, Base: r.Base, Type: t, Command: cmd})
+	}
+	b := make([]byte, 0, len(r.ID)+len(cmd)+64)
+	b = append(append(append(b, `{"id":"`...), r.ID...), `","base":`...)
+	b = append(strconv.AppendUint(b, r.Base, 10), `,"type":`...)
+	b = append(strconv.AppendUint(b, uint64(t), 10), `,"command":`...)
+	return append(append(b, cmd...), '}'), nil
+}
+
+// idByte says whether c is of the request ID alphabet, A-Z a-z 0-9 _ -,
+// none of which JSON escapes.
+func idByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+}
+
+func allIDBytes(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !idByte(s[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // UnmarshalJSON decodes as strictly as DecodeCommand: unknown fields and
 // unknown or nested types are refused.
-func (r *Request) UnmarshalJSON(b []byte) error {
-	var j requestJSON
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&j); err != nil {
-		return invalidf("request: %v", err)
+func (r *Request) UnmarshalJSON(b []byte) error { return r.decode(b) }
+
+// decode is UnmarshalJSON, which DecodeCommand calls directly: through
+// encoding/json, the whole entry would be read twice more before it. Every
+// node decodes every entry, so the envelope as MarshalJSON writes it is read
+// by readEnvelope, and only any other spelling by encoding/json.
+func (r *Request) decode(b []byte) error {
+	j, ok := readEnvelope(b)
+	if !ok {
+		if err := decodeStrict(b, &j); err != nil {
+			return invalidf("request: %v", err)
+		}
 	}
 	t := j.Type &^ SkippableFlag
 	if t == TypeRequest {
@@ -113,14 +146,62 @@ func (r *Request) UnmarshalJSON(b []byte) error {
 	if (j.Type&SkippableFlag != 0) != commands[t].skippable {
 		return invalidf("request %s: command type %d: skippable flag does not match the table", j.ID, t)
 	}
-	dec = json.NewDecoder(bytes.NewReader(j.Command))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(cmd); err != nil {
+	if err := decodeStrict(j.Command, cmd); err != nil {
 		return invalidf("request %s: command type %d: %v", j.ID, j.Type, err)
-	}
-	if dec.More() {
-		return invalidf("request %s: command type %d: trailing data", j.ID, j.Type)
 	}
 	r.ID, r.Base, r.Cmd = j.ID, j.Base, cmd
 	return nil
+}
+
+// readEnvelope reads b if it is spelt exactly as MarshalJSON (then
+// EncodeCommand) writes an envelope, ok false otherwise:
+//
+//	{"id":"<A-Za-z0-9_->","base":<digits>,"type":<digits>,"command":<JSON value>}
+//
+// then only JSON whitespace. What it reads, encoding/json reads the same
+// (the command as one valid JSON value, as a json.RawMessage holds it), so
+// falling back to encoding/json for anything else keeps the decoding as
+// strict as it was (TestReadEnvelopeAsEncodingJSON). It saves reading the
+// whole entry twice with encoding/json before its command is read again.
+func readEnvelope(b []byte) (j requestJSON, ok bool) {
+	b = bytes.TrimRight(b, " \t\r\n")
+	field := func(name string) bool {
+		if !bytes.HasPrefix(b, []byte(name)) {
+			return false
+		}
+		b = b[len(name):]
+		return true
+	}
+	number := func(bits int) (uint64, bool) {
+		n := 0
+		for n < len(b) && b[n] >= '0' && b[n] <= '9' {
+			n++
+		}
+		if n == 0 || n > 1 && b[0] == '0' {
+			return 0, false
+		}
+		v, err := strconv.ParseUint(string(b[:n]), 10, bits)
+		b = b[n:]
+		return v, err == nil
+	}
+	if !field(`{"id":"`) {
+		return j, false
+	}
+	n := 0
+	for n < len(b) && idByte(b[n]) {
+		n++
+	}
+	j.ID, b = string(b[:n]), b[n:]
+	if !field(`","base":`) {
+		return j, false
+	}
+	if j.Base, ok = number(64); !ok || !field(`,"type":`) {
+		return j, false
+	}
+	t, ok := number(8)
+	if !ok || !field(`,"command":`) || len(b) == 0 || b[len(b)-1] != '}' {
+		return j, false
+	}
+	j.Type, j.Command = CommandType(t), b[:len(b)-1]
+	return j, json.Valid(j.Command)
 }
