@@ -87,7 +87,7 @@ func (a *clusterAuth) Secrets(ctx context.Context, workspace string) (gateway.Se
 		}
 		return gateway.Secrets{}, err
 	}
-	id, err := a.ctl.c.IdentitySecret(workspace)
+	id, err := a.ctl.c.IdentityKeys(workspace)
 	if err != nil {
 		return gateway.Secrets{}, fmt.Errorf("workspace %s identity secret: %w", workspace, err)
 	}
@@ -98,7 +98,7 @@ func (a *clusterAuth) Secrets(ctx context.Context, workspace string) (gateway.Se
 	if err := a.ensureLocal(ctx, workspace); err != nil {
 		return gateway.Secrets{}, err
 	}
-	return gateway.Secrets{Identity: id, Visitor: vk}, nil
+	return gateway.Secrets{Identity: id.Current, PreviousIdentity: id.Previous, PreviousUntil: id.PreviousUntil, Visitor: vk}, nil
 }
 
 // Allow refuses a change of a workspace that has used up its plan this
