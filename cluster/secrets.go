@@ -268,6 +268,21 @@ func (c *Cluster) IdentityKeys(workspace string) (IdentityKeys, error) {
 	return k, nil
 }
 
+// NextOverlapEnd returns the earliest end, after now, of a rotated identity
+// secret's overlap in any workspace; false if none is ahead.
+func (c *Cluster) NextOverlapEnd(now time.Time) (time.Time, bool) {
+	s := c.State
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var next time.Time
+	for _, ws := range s.d.Workspaces {
+		if p := ws.PreviousIdentity; p != nil && p.Until.After(now) && (next.IsZero() || p.Until.Before(next)) {
+			next = p.Until
+		}
+	}
+	return next, !next.IsZero()
+}
+
 // SecretInfo describes a workspace's identity secret without revealing it.
 type SecretInfo struct {
 	Workspace string `json:"workspace"`

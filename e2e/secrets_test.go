@@ -137,8 +137,8 @@ func verifiedHello(t *testing.T, ctx context.Context, nd *nodeProc, ws string, i
 // and reconnects with it on every node during the overlap, as does a
 // visitor with an identity token signed with it; the new secret works at
 // once everywhere. Once the overlap the operator chose has ended, the old
-// secret's hash is refused with auth_failed on every node, and the new
-// one's is accepted.
+// secret's hash is refused with auth_failed on every node, the connections
+// it verified are closed with auth_failed, and the new one's is accepted.
 func TestIdentitySecretRotation(t *testing.T) {
 	tc := startCluster(t, 3)
 	ctx := testCtx(t, 3*time.Minute)
@@ -264,10 +264,17 @@ func TestIdentitySecretRotation(t *testing.T) {
 		}
 	}
 
+	// A visitor connected with the first rotation's secret.
+	liveS2, w2, e2 := verifiedHello(t, ctx, n3, "acme", map[string]any{"user_id": "44", "user_hash": userHash(t, s2, "44")})
+	if w2 == nil {
+		t.Fatalf("the new secret's hash: %v", e2)
+	}
+
 	// A second rotation, with 3 s of overlap: the creation's secret is
-	// dropped at once (a rotation keeps only the secret it replaces), the
-	// first rotation's verifies until the overlap ends, then is refused
-	// everywhere; the new one verifies.
+	// dropped at once (a rotation keeps only the secret it replaces), and
+	// the connection it verified is closed with auth_failed; the first
+	// rotation's verifies until the overlap ends, then is refused
+	// everywhere, and its connection closed; the new one verifies.
 	var r3 rotation
 	st3, raw := b.call(n1, "POST", "/v1/admin/workspaces/acme/secrets/identity/rotate", tc.root, map[string]any{"overlap": "3s"})
 	if st3 != 200 || json.Unmarshal(raw, &r3) != nil || len(r3.IdentitySecret) != 64 || len(r3.Confirmation.Confirmed) != 3 {
@@ -276,6 +283,9 @@ func TestIdentitySecretRotation(t *testing.T) {
 	s3 := r3.IdentitySecret
 	shown[s3] = "the second rotation"
 	b.seen = b.seen[:len(b.seen)-1]
+	if e, err := live.await(ctx, "error", nil); err != nil || e["code"] != "auth_failed" {
+		t.Fatalf("the connection verified by a dropped secret: %v %v", e, err)
+	}
 	for _, nd := range tc.nodes {
 		if _, w, e := verifiedHello(t, ctx, nd, "acme", map[string]any{"user_id": "42", "user_hash": userHash(t, s1, "42")}); w != nil || e["code"] != "auth_failed" {
 			t.Fatalf("the creation's secret after two rotations on %s: %v %v", nd.ID, w, e)
@@ -298,6 +308,13 @@ func TestIdentitySecretRotation(t *testing.T) {
 		if time.Now().Before(r3.PreviousUntil) {
 			t.Fatalf("%s refused the old secret before the overlap ended (%v)", nd.ID, r3.PreviousUntil)
 		}
+		if nd == n3 {
+			// The connection it verified was closed when the overlap ended.
+			e, err := liveS2.await(ctx, "error", nil)
+			if err != nil || e["code"] != "auth_failed" {
+				t.Fatalf("the connection verified by the first rotation's secret after the overlap: %v %v", e, err)
+			}
+		}
 		if _, w, e := verifiedHello(t, ctx, nd, "acme", map[string]any{"identity_token": identityToken(t, s2, "42", time.Now().Add(time.Hour))}); w != nil || e["code"] != "auth_failed" {
 			t.Fatalf("the old secret's token after the overlap on %s: %v %v", nd.ID, w, e)
 		}
@@ -305,9 +322,16 @@ func TestIdentitySecretRotation(t *testing.T) {
 			t.Fatalf("the new secret's hash after the overlap on %s: %v", nd.ID, e)
 		}
 	}
-	// The connection opened with the creation's secret is still open: a
-	// hello is checked once.
-	say(t, ctx, live, conv, "after-rotation-2", "still here")
+	// A connection verified by the current secret stays: it chats.
+	live3, w3, e3 := verifiedHello(t, ctx, n1, "acme", map[string]any{"identity_token": identityToken(t, s3, "42", time.Now().Add(time.Hour))})
+	if w3 == nil {
+		t.Fatalf("the current secret's token: %v", e3)
+	}
+	live3.send(ctx, map[string]any{"type": "list", "ref": "l3"})
+	if l, err := live3.await(ctx, "conversations", nil); err != nil || !strings.Contains(fmt.Sprint(l["items"]), conv) {
+		t.Fatalf("the verified visitor's conversations with the new secret: %v %v", l, err)
+	}
+	say(t, ctx, live3, conv, "after-rotation-2", "still here")
 
 	b.call(n2, "GET", "/v1/admin/workspaces/acme/secrets", session, nil)
 	b.call(n2, "GET", "/v1/admin/workspaces/acme", tc.root, nil)

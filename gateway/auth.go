@@ -51,7 +51,8 @@ type Agent struct {
 	Name string
 	// Credential names the credential the agent signed in with (a session
 	// ID, never the token), so that Expel can end its connections when it
-	// is revoked. Zero: none.
+	// is revoked. Zero: none. (A verified visitor's is the fingerprint of
+	// the identity secret that verified it: IdentityCredential.)
 	Credential string
 }
 
@@ -111,21 +112,24 @@ func authenticate(ctx context.Context, a Authenticator, f inFrame) (identity, *w
 	}
 	keys := sec.identityKeys(time.Now())
 	if f.IdentityToken != "" {
-		c, err := verifyIdentityToken(f.IdentityToken, keys, time.Now())
+		c, key, err := verifyIdentityToken(f.IdentityToken, keys, time.Now())
 		if err != nil {
 			return id, fatalf(wire.CodeAuthFailed, wire.CloseAuthFailed, "identity_token: %v", err)
 		}
 		id.Participant = "u:" + c.Sub
+		id.Credential = IdentityCredential(key)
 		if c.Name != "" {
 			id.Name = c.Name
 		}
 		return id, nil
 	}
 	if f.UserID != "" {
-		if !macMatches(keys, f.UserID, mustHex(f.UserHash)) {
+		key := matchingKey(keys, f.UserID, mustHex(f.UserHash))
+		if key == nil {
 			return id, fatalf(wire.CodeAuthFailed, wire.CloseAuthFailed, "user_hash does not match user_id")
 		}
 		id.Participant = "u:" + f.UserID
+		id.Credential = IdentityCredential(key)
 		return id, nil
 	}
 	if f.VisitorID != "" {
@@ -153,16 +157,28 @@ func (s Secrets) identityKeys(now time.Time) [][]byte {
 	return keys
 }
 
-// macMatches says whether mac is the HMAC-SHA256 of msg under one of keys,
-// each compared in constant time.
-func macMatches(keys [][]byte, msg string, mac []byte) bool {
-	ok := false
+// matchingKey returns the key of keys under which mac is the HMAC-SHA256
+// of msg, each compared in constant time; nil if none.
+func matchingKey(keys [][]byte, msg string, mac []byte) []byte {
+	var match []byte
 	for _, k := range keys {
 		if len(k) > 0 && hmac.Equal(sign(k, msg), mac) {
-			ok = true
+			match = k
 		}
 	}
-	return ok
+	return match
+}
+
+// IdentityCredentialPrefix starts every IdentityCredential.
+const IdentityCredentialPrefix = "i:"
+
+// IdentityCredential names the identity secret that verified a visitor,
+// as the connection's credential: when the secret stops verifying (its
+// rotation's overlap ended), Expel ends the connections it verified. A
+// fingerprint, which tells nothing of the secret.
+func IdentityCredential(secret []byte) string {
+	sum := sha256.Sum256(append([]byte("parley identity credential\x00"), secret...))
+	return IdentityCredentialPrefix + hex.EncodeToString(sum[:12])
 }
 
 // Identity tokens: a JWT (RFC 7519) a site signs with HS256 under the
@@ -193,20 +209,20 @@ var (
 
 // verifyIdentityToken checks an identity token's form, its HS256 signature
 // under one of keys (in constant time) and its times against now, and
-// returns its claims.
-func verifyIdentityToken(token string, keys [][]byte, now time.Time) (identityClaims, error) {
+// returns its claims and the key that signed it.
+func verifyIdentityToken(token string, keys [][]byte, now time.Time) (identityClaims, []byte, error) {
 	if len(token) > MaxIdentityToken {
-		return identityClaims{}, fmt.Errorf("%d characters, at most %d", len(token), MaxIdentityToken)
+		return identityClaims{}, nil, fmt.Errorf("%d characters, at most %d", len(token), MaxIdentityToken)
 	}
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
-		return identityClaims{}, errTokenMalformed
+		return identityClaims{}, nil, errTokenMalformed
 	}
 	var raw [3][]byte
 	for i, p := range parts {
 		b, err := base64.RawURLEncoding.Strict().DecodeString(p)
 		if err != nil || (i < 2 && len(b) == 0) {
-			return identityClaims{}, errTokenMalformed
+			return identityClaims{}, nil, errTokenMalformed
 		}
 		raw[i] = b
 	}
@@ -216,21 +232,22 @@ func verifyIdentityToken(token string, keys [][]byte, now time.Time) (identityCl
 		Crit []string `json:"crit"`
 	}
 	if err := json.Unmarshal(raw[0], &h); err != nil {
-		return identityClaims{}, fmt.Errorf("header: %w", errTokenMalformed)
+		return identityClaims{}, nil, fmt.Errorf("header: %w", errTokenMalformed)
 	}
 	// Only the algorithm the secret is for: never "none", never another
 	// one an attacker picks.
 	if h.Alg != "HS256" {
-		return identityClaims{}, errTokenAlg
+		return identityClaims{}, nil, errTokenAlg
 	}
 	if h.Typ != "" && !strings.EqualFold(h.Typ, "JWT") {
-		return identityClaims{}, fmt.Errorf("typ %q: want JWT", h.Typ)
+		return identityClaims{}, nil, fmt.Errorf("typ %q: want JWT", h.Typ)
 	}
 	if h.Crit != nil {
-		return identityClaims{}, errors.New("crit: no extension is understood")
+		return identityClaims{}, nil, errors.New("crit: no extension is understood")
 	}
-	if !macMatches(keys, parts[0]+"."+parts[1], raw[2]) {
-		return identityClaims{}, errTokenSignature
+	key := matchingKey(keys, parts[0]+"."+parts[1], raw[2])
+	if key == nil {
+		return identityClaims{}, nil, errTokenSignature
 	}
 	var c struct {
 		Sub  *string  `json:"sub"`
@@ -239,38 +256,38 @@ func verifyIdentityToken(token string, keys [][]byte, now time.Time) (identityCl
 		Name *string  `json:"name"`
 	}
 	if err := json.Unmarshal(raw[1], &c); err != nil {
-		return identityClaims{}, fmt.Errorf("claims: %w", errTokenMalformed)
+		return identityClaims{}, nil, fmt.Errorf("claims: %w", errTokenMalformed)
 	}
 	if c.Exp == nil {
-		return identityClaims{}, errors.New("exp is required")
+		return identityClaims{}, nil, errors.New("exp is required")
 	}
 	exp, err := numericDate(*c.Exp)
 	if err != nil {
-		return identityClaims{}, fmt.Errorf("exp: %w", err)
+		return identityClaims{}, nil, fmt.Errorf("exp: %w", err)
 	}
 	if !now.Before(exp.Add(identityLeeway)) {
-		return identityClaims{}, errTokenExpired
+		return identityClaims{}, nil, errTokenExpired
 	}
 	if c.Nbf != nil {
 		nbf, err := numericDate(*c.Nbf)
 		if err != nil {
-			return identityClaims{}, fmt.Errorf("nbf: %w", err)
+			return identityClaims{}, nil, fmt.Errorf("nbf: %w", err)
 		}
 		if now.Add(identityLeeway).Before(nbf) {
-			return identityClaims{}, errors.New("not valid yet (nbf)")
+			return identityClaims{}, nil, errors.New("not valid yet (nbf)")
 		}
 	}
 	if c.Sub == nil || *c.Sub == "" || len(*c.Sub) > maxUser || !ident.PrintableName(*c.Sub) {
-		return identityClaims{}, fmt.Errorf("sub: 1..%d printable characters required", maxUser)
+		return identityClaims{}, nil, fmt.Errorf("sub: 1..%d printable characters required", maxUser)
 	}
 	out := identityClaims{Sub: *c.Sub}
 	if c.Name != nil {
 		if utf8.RuneCountInString(*c.Name) > maxName || !ident.PrintableName(*c.Name) {
-			return identityClaims{}, fmt.Errorf("name: at most %d printable characters, no invisible format characters", maxName)
+			return identityClaims{}, nil, fmt.Errorf("name: at most %d printable characters, no invisible format characters", maxName)
 		}
 		out.Name = *c.Name
 	}
-	return out, nil
+	return out, key, nil
 }
 
 // numericDate reads a JWT NumericDate: seconds since the epoch, perhaps

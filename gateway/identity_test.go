@@ -93,7 +93,7 @@ func TestVerifyIdentityToken(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := verifyIdentityToken(tt.token, tt.secrets.identityKeys(now), now)
+			c, _, err := verifyIdentityToken(tt.token, tt.secrets.identityKeys(now), now)
 			accept := tt.want == nil && tt.wantMsg == ""
 			switch {
 			case accept && err != nil:
@@ -109,8 +109,8 @@ func TestVerifyIdentityToken(t *testing.T) {
 			}
 		})
 	}
-	if c, err := verifyIdentityToken(jwt(t, hs256, claims("name", "Ada"), sha256.New, current), [][]byte{current}, now); err != nil || c.Name != "Ada" {
-		t.Fatalf("name claim: %+v, %v", c, err)
+	if c, key, err := verifyIdentityToken(jwt(t, hs256, claims("name", "Ada"), sha256.New, old), [][]byte{current, old}, now); err != nil || c.Name != "Ada" || string(key) != string(old) {
+		t.Fatalf("name claim, signing key: %+v %q, %v", c, key, err)
 	}
 }
 
