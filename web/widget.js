@@ -919,11 +919,11 @@
     close: () => setOpen(false),
     toggle: () => setOpen(!S.open),
   };
-  // Settings a page set before this async script ran: window.Parley = {userId, ...}
+  // Settings a page set before this async script ran: window.Parley = {identityToken, userId, ...}
   // or a queue of calls: window.Parley = {q: [[opts], ...]}.
   if (previous && typeof previous === 'object') {
     if (Array.isArray(previous.q)) previous.q.forEach((args) => init(...[].concat(args)));
-    else if (previous.userId || previous.name) init(previous);
+    else if (previous.userId || previous.identityToken || previous.name) init(previous);
   }
 
   if (document.body) mount();
