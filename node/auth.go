@@ -73,8 +73,10 @@ func (a *clusterAuth) catchUp(ctx context.Context) bool {
 	return a.ctl.c.WaitApplied(ctx, idx) == nil
 }
 
-// Secrets answers from the local state even when it is stale: a visitor's
-// key does not get revoked, and visitors are served through a partition.
+// Secrets answers from the local state even when it is stale: visitors
+// are served through a partition, so a node cut off when an identity
+// secret is rotated verifies the secrets it knew until it catches up (the
+// rotation's confirmation lists it unconfirmed).
 func (a *clusterAuth) Secrets(ctx context.Context, workspace string) (gateway.Secrets, error) {
 	if _, err := a.ctl.c.Workspace(workspace); err != nil {
 		// A node that has not caught up with the control plane (starting,
