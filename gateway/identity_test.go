@@ -174,3 +174,27 @@ func TestHelloIdentityToken(t *testing.T) {
 		t.Fatalf("token and user_hash: %v", got)
 	}
 }
+
+// The cost of a hello's identity check: an identity token against a user
+// hash, with two secrets (in a rotation's overlap).
+func BenchmarkIdentityCheck(b *testing.B) {
+	now := time.Now()
+	keys := [][]byte{[]byte("current-identity-secret-32-bytes"), []byte("old-identity-secret-of-32-bytes.")}
+	token := jwt(&testing.T{}, map[string]any{"alg": "HS256", "typ": "JWT"},
+		map[string]any{"sub": "user-4242", "name": "Ada", "exp": now.Add(time.Hour).Unix()}, sha256.New, keys[1])
+	b.Run("token", func(b *testing.B) {
+		for b.Loop() {
+			if _, _, err := verifyIdentityToken(token, keys, now); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	mac := sign(keys[1], "user-4242")
+	b.Run("hash", func(b *testing.B) {
+		for b.Loop() {
+			if matchingKey(keys, "user-4242", mac) == nil {
+				b.Fatal("no match")
+			}
+		}
+	})
+}
