@@ -151,6 +151,8 @@ func (f *fsm) dispatch(index uint64, cmd Command) (Result, error) {
 		return s.applyRevokeKey(index, c)
 	case *SetSecret:
 		return s.applySetSecret(c)
+	case *RotateSecret:
+		return s.applyRotateSecret(c)
 	case *SetPlan:
 		return s.applySetPlan(c)
 	case *ReportUsage:

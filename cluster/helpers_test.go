@@ -173,6 +173,7 @@ func validCommands() []Command {
 		// Decoded, a request carries its command by pointer.
 		Request{ID: "0123456789abcdef0123456789abcdef", Base: 1, Cmd: &SetPlan{Plan: Plan{Name: "silver", Seats: 5}}},
 		RehashPassword{Workspace: "globex", ID: "gina", Old: testPasswordHash(), New: testPasswordHash()},
+		RotateSecret{Workspace: "acme", Kind: SecretIdentity, Sealed: Sealed{KeyID: "0123456789abcdef", Nonce: make([]byte, 12), Data: make([]byte, 48)}, Rotated: t0, OverlapUntil: t0.Add(time.Hour)},
 		Prune{Before: "2026-01", Now: t0},
 		EraseConversation{Workspace: "globex", Conversation: "c1"},
 		DeleteOperator{Workspace: "globex", ID: "gina"},

@@ -46,6 +46,7 @@ type (
 	Stats               = schema.Stats
 	UpdateOperator      = schema.UpdateOperator
 	RehashPassword      = schema.RehashPassword
+	RotateSecret        = schema.RotateSecret
 	UpdateWorkspace     = schema.UpdateWorkspace
 	Usage               = schema.Usage
 	Workspace           = schema.Workspace
@@ -78,6 +79,8 @@ const (
 	TypeEraseConversation     = schema.TypeEraseConversation
 	TypeRequest               = schema.TypeRequest
 	TypeRehashPassword        = schema.TypeRehashPassword
+	TypeRotateSecret          = schema.TypeRotateSecret
+	MaxSecretOverlap          = schema.MaxSecretOverlap
 )
 
 var (

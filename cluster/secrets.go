@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"parley/cluster/schema"
 )
@@ -144,6 +145,27 @@ func (s *State) applySetSecret(c *SetSecret) (Result, error) {
 	return Result{}, nil
 }
 
+// previousSecret is an identity secret replaced by a rotation, with the end
+// of its overlap.
+type previousSecret struct {
+	Sealed Sealed    `json:"sealed"`
+	Until  time.Time `json:"until"`
+}
+
+func (s *State) applyRotateSecret(c *RotateSecret) (Result, error) {
+	ws, err := s.d.workspace(c.Workspace)
+	if err != nil {
+		return Result{}, err
+	}
+	if ws.Identity != nil {
+		ws.PreviousIdentity = &previousSecret{Sealed: *ws.Identity, Until: c.OverlapUntil}
+	}
+	sl := c.Sealed
+	ws.Identity = &sl
+	ws.IdentityRotated = c.Rotated
+	return Result{}, nil
+}
+
 // sealed returns a workspace's sealed secret; ErrNotFound if the workspace
 // or the secret does not exist.
 func (s *State) sealed(workspace string, kind SecretKind) (Sealed, error) {
@@ -186,6 +208,115 @@ func (c *Cluster) setSecret(ctx context.Context, workspace string, kind SecretKi
 		return Result{}, err
 	}
 	return c.Apply(ctx, SetSecret{Workspace: workspace, Kind: kind, Sealed: sl})
+}
+
+// RotateIdentitySecret seals secret on this node and makes it the
+// workspace's identity secret; the secret it replaces stays valid for
+// overlap (0 to MaxSecretOverlap) by this node's clock. It returns when the
+// overlap ends.
+func (c *Cluster) RotateIdentitySecret(ctx context.Context, workspace string, secret []byte, overlap time.Duration) (Result, time.Time, error) {
+	if err := checkID("workspace id", workspace); err != nil {
+		return Result{}, time.Time{}, err
+	}
+	sl, err := c.sealer.seal(workspace, SecretIdentity, secret)
+	if err != nil {
+		return Result{}, time.Time{}, err
+	}
+	now := time.Now().UTC()
+	until := now.Add(overlap)
+	res, err := c.Apply(ctx, RotateSecret{Workspace: workspace, Kind: SecretIdentity, Sealed: sl, Rotated: now, OverlapUntil: until})
+	return res, until, err
+}
+
+// IdentityKeys are a workspace's identity secrets in plaintext: the
+// current one and the one its last rotation replaced.
+type IdentityKeys struct {
+	Current []byte
+	// Previous is nil when the secret was never rotated; it verifies
+	// until PreviousUntil by the verifier's clock.
+	Previous      []byte
+	PreviousUntil time.Time
+}
+
+// IdentityKeys decrypts a workspace's identity secrets from this node's
+// state; ErrNotFound if it has none.
+func (c *Cluster) IdentityKeys(workspace string) (IdentityKeys, error) {
+	c.State.mu.RLock()
+	ws, err := c.State.d.workspace(workspace)
+	var cur *Sealed
+	var prev *previousSecret
+	if err == nil {
+		cur, prev = ws.Identity, ws.PreviousIdentity
+	}
+	c.State.mu.RUnlock()
+	if err != nil {
+		return IdentityKeys{}, err
+	}
+	if cur == nil {
+		return IdentityKeys{}, fmt.Errorf("%s secret of %s: %w", SecretIdentity, workspace, ErrNotFound)
+	}
+	var k IdentityKeys
+	if k.Current, err = c.sealer.open(workspace, SecretIdentity, *cur); err != nil {
+		return IdentityKeys{}, err
+	}
+	if prev != nil {
+		if k.Previous, err = c.sealer.open(workspace, SecretIdentity, prev.Sealed); err != nil {
+			return IdentityKeys{}, err
+		}
+		k.PreviousUntil = prev.Until
+	}
+	return k, nil
+}
+
+// NextOverlapEnd returns the earliest end, after now, of a rotated identity
+// secret's overlap in any workspace; false if none is ahead.
+func (c *Cluster) NextOverlapEnd(now time.Time) (time.Time, bool) {
+	s := c.State
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var next time.Time
+	for _, ws := range s.d.Workspaces {
+		if p := ws.PreviousIdentity; p != nil && p.Until.After(now) && (next.IsZero() || p.Until.Before(next)) {
+			next = p.Until
+		}
+	}
+	return next, !next.IsZero()
+}
+
+// SecretInfo describes a workspace's identity secret without revealing it.
+type SecretInfo struct {
+	Workspace string `json:"workspace"`
+	// Rotated is when the secret was last rotated; absent: never since the
+	// workspace was created.
+	Rotated *time.Time `json:"rotated,omitempty"`
+	// PreviousUntil is when the secret the last rotation replaced stops
+	// verifying (it may be past); absent: never rotated.
+	PreviousUntil *time.Time `json:"previous_valid_until,omitempty"`
+}
+
+// IdentitySecretInfo describes a workspace's identity secret; ErrNotFound
+// if the workspace or its secret does not exist.
+func (c *Cluster) IdentitySecretInfo(workspace string) (SecretInfo, error) {
+	s := c.State
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ws, err := s.d.workspace(workspace)
+	if err != nil {
+		return SecretInfo{}, err
+	}
+	if ws.Identity == nil {
+		return SecretInfo{}, fmt.Errorf("%s secret of %s: %w", SecretIdentity, workspace, ErrNotFound)
+	}
+	info := SecretInfo{Workspace: workspace}
+	if !ws.IdentityRotated.IsZero() {
+		t := ws.IdentityRotated
+		info.Rotated = &t
+	}
+	if ws.PreviousIdentity != nil {
+		t := ws.PreviousIdentity.Until
+		info.PreviousUntil = &t
+	}
+	return info, nil
 }
 
 // IdentitySecret decrypts a workspace's identity-verification secret from

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestSealOpen(t *testing.T) {
@@ -135,5 +136,63 @@ func TestSecretsEncryptedAtRest(t *testing.T) {
 	}
 	if !bytes.Contains(snap, []byte(`"identity":{"key_id"`)) {
 		t.Fatalf("snapshot has no sealed identity secret: %s", snap)
+	}
+}
+
+// A rotation makes the new secret current on every node and keeps the one
+// it replaced, sealed, until the overlap end the proposer chose; a second
+// rotation drops the first's old secret. The info describes it without it.
+func TestRotateIdentitySecret(t *testing.T) {
+	t.Parallel()
+	tc := newTestCluster(t, 1, nil)
+	c := tc.node("n1")
+	ctx := testContext(t)
+	mustApply(t, c, CreateWorkspace{ID: "acme", Name: "Acme", Plan: "team", Created: t0})
+	first, second, third := []byte("FIRST-SECRET-91ac"), []byte("SECOND-SECRET-5e2d"), []byte("THIRD-SECRET-77f0")
+	if _, err := c.SetIdentitySecret(ctx, "acme", first); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := c.IdentitySecretInfo("acme"); err != nil || info.Rotated != nil || info.PreviousUntil != nil {
+		t.Fatalf("info before any rotation: %+v, %v", info, err)
+	}
+	before := time.Now()
+	_, until, err := c.RotateIdentitySecret(ctx, "acme", second, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := until.Sub(before); d < time.Hour || d > time.Hour+time.Minute {
+		t.Fatalf("overlap ends %v after the call, want an hour", d)
+	}
+	k, err := c.IdentityKeys("acme")
+	if err != nil || !bytes.Equal(k.Current, second) || !bytes.Equal(k.Previous, first) || !k.PreviousUntil.Equal(until) {
+		t.Fatalf("after a rotation: %q %q %v, %v", k.Current, k.Previous, k.PreviousUntil, err)
+	}
+	info, err := c.IdentitySecretInfo("acme")
+	if err != nil || info.Rotated == nil || info.PreviousUntil == nil || !info.PreviousUntil.Equal(until) {
+		t.Fatalf("info after a rotation: %+v, %v", info, err)
+	}
+	if _, _, err := c.RotateIdentitySecret(ctx, "acme", third, 0); err != nil {
+		t.Fatal(err)
+	}
+	if k, err = c.IdentityKeys("acme"); err != nil || !bytes.Equal(k.Current, third) || !bytes.Equal(k.Previous, second) {
+		t.Fatalf("after a second rotation: %q %q, %v", k.Current, k.Previous, err)
+	}
+	snap := snapshotBytes(t, c.fsm)
+	for _, s := range [][]byte{first, second, third} {
+		if bytes.Contains(snap, s) {
+			t.Errorf("snapshot holds the plaintext %q", s)
+		}
+	}
+	for _, tt := range []struct {
+		name    string
+		overlap time.Duration
+		ws      string
+	}{{"negative overlap", -time.Second, "acme"}, {"overlap too long", MaxSecretOverlap + time.Second, "acme"}} {
+		if _, _, err := c.RotateIdentitySecret(ctx, tt.ws, []byte("x"), tt.overlap); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v", tt.name, err)
+		}
+	}
+	if _, _, err := c.RotateIdentitySecret(ctx, "nope", []byte("x"), time.Second); !errors.Is(err, ErrNotFound) {
+		t.Errorf("rotation of a missing workspace: %v", err)
 	}
 }

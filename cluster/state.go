@@ -34,13 +34,20 @@ type stateData struct {
 }
 
 type workspaceState struct {
-	Workspace   Workspace                  `json:"workspace"`
-	Operators   map[string]*operatorRecord `json:"operators"`
-	Identity    *Sealed                    `json:"identity,omitempty"`
-	Visitor     *Sealed                    `json:"visitor,omitempty"`
-	Usage       map[string]*Usage          `json:"usage"`
-	Events      []BillingEvent             `json:"events"`
-	Assignments map[string]*Assignment     `json:"assignments"`
+	Workspace Workspace                  `json:"workspace"`
+	Operators map[string]*operatorRecord `json:"operators"`
+	Identity  *Sealed                    `json:"identity,omitempty"`
+	// PreviousIdentity is the identity secret the last rotation replaced
+	// (RotateSecret), valid until its Until by each verifier's clock; kept
+	// after that until the next rotation replaces it.
+	PreviousIdentity *previousSecret `json:"previous_identity,omitempty"`
+	// IdentityRotated is when the identity secret was last rotated; zero:
+	// never.
+	IdentityRotated time.Time              `json:"identity_rotated,omitzero"`
+	Visitor         *Sealed                `json:"visitor,omitempty"`
+	Usage           map[string]*Usage      `json:"usage"`
+	Events          []BillingEvent         `json:"events"`
+	Assignments     map[string]*Assignment `json:"assignments"`
 	// Erased holds the workspace's erased conversations, each with the log
 	// index that erased it (EraseConversation).
 	Erased map[string]uint64 `json:"erased,omitempty"`

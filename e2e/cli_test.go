@@ -162,12 +162,12 @@ func TestCLICluster(t *testing.T) {
 	// A workspace pinned to eu; the identity secret is printed once.
 	r := c.ok(root(n2, "workspace", "create", "-id", "acme", "-name", "Acme Inc", "-region", "eu", "-plan", "team")...)
 	secret := match(t, `identity secret\s+([0-9a-f]{64})`, r.stdout)
-	var sec struct {
-		IdentitySecret string `json:"identity_secret"`
+	// Once: no command shows it again.
+	if out := c.ok(root(n3, "workspace", "secrets", "acme")...).stdout; strings.Contains(out, secret) || !strings.Contains(out, "rotated") {
+		t.Fatalf("workspace secrets:\n%s", out)
 	}
-	mustAPI(t, n2, "GET", "/v1/admin/workspaces/acme/secrets", tc.root, nil, &sec)
-	if sec.IdentitySecret != secret {
-		t.Fatalf("printed identity secret %s, the API has %s", secret, sec.IdentitySecret)
+	if out := c.ok(root(n3, "-json", "workspace", "secrets", "acme")...).stdout; strings.Contains(out, secret) {
+		t.Fatalf("workspace secrets -json shows the secret:\n%s", out)
 	}
 	var ws struct{ Region, Plan string }
 	mustAPI(t, n2, "GET", "/v1/admin/workspaces/acme", tc.root, nil, &ws)
@@ -212,6 +212,14 @@ func TestCLICluster(t *testing.T) {
 	// A key may not mint keys, nor act cluster-wide.
 	c.fails(1, []string{"forbidden", "HTTP 403"}, as(n2, key, "key", "mint", "-workspace", "acme", "-name", "second")...)
 	c.fails(1, []string{"forbidden", "HTTP 403"}, as(n2, key, "cluster", "status")...)
+	// Nor rotate the identity secret; the admin's session does, and the
+	// new secret is printed once.
+	c.fails(1, []string{"forbidden", "HTTP 403"}, as(n2, key, "workspace", "rotate-secret", "acme", "-overlap", "1h")...)
+	c.fails(2, []string{"-overlap is required"}, as(n2, session, "workspace", "rotate-secret", "acme")...)
+	r = c.ok(as(n3, session, "workspace", "rotate-secret", "acme", "-overlap", "1h")...)
+	if rotated := match(t, `identity secret\s+([0-9a-f]{64})`, r.stdout); rotated == secret || !strings.Contains(r.stdout, "old secret until") {
+		t.Fatalf("workspace rotate-secret:\n%s", r)
+	}
 
 	// Revoked through n3: every node confirms, and every node refuses it.
 	r = c.ok(root(n3, "key", "revoke", "-workspace", "acme", keyID)...)

@@ -5,10 +5,15 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"parley/gateway/wire"
 	"parley/ident"
@@ -46,14 +51,21 @@ type Agent struct {
 	Name string
 	// Credential names the credential the agent signed in with (a session
 	// ID, never the token), so that Expel can end its connections when it
-	// is revoked. Zero: none.
+	// is revoked. Zero: none. (A verified visitor's is the fingerprint of
+	// the identity secret that verified it: IdentityCredential.)
 	Credential string
 }
 
 // Secrets are a workspace's keys for verifying visitors.
 type Secrets struct {
-	// Identity keys the HMAC-SHA256 a site computes over a user ID.
+	// Identity keys the HMAC-SHA256 a site computes over a user ID, and
+	// the HS256 signature of its identity tokens.
 	Identity []byte
+	// PreviousIdentity is the identity secret a rotation replaced: it
+	// verifies as well until PreviousUntil, by this node's clock. Nil:
+	// none.
+	PreviousIdentity []byte
+	PreviousUntil    time.Time
 	// Visitor keys the HMAC that makes anonymous visitor IDs unforgeable.
 	Visitor []byte
 }
@@ -98,11 +110,26 @@ func authenticate(ctx context.Context, a Authenticator, f inFrame) (identity, *w
 	if err != nil {
 		return id, authError(err, "unknown workspace")
 	}
+	keys := sec.identityKeys(time.Now())
+	if f.IdentityToken != "" {
+		c, key, err := verifyIdentityToken(f.IdentityToken, keys, time.Now())
+		if err != nil {
+			return id, fatalf(wire.CodeAuthFailed, wire.CloseAuthFailed, "identity_token: %v", err)
+		}
+		id.Participant = "u:" + c.Sub
+		id.Credential = IdentityCredential(key)
+		if c.Name != "" {
+			id.Name = c.Name
+		}
+		return id, nil
+	}
 	if f.UserID != "" {
-		if !hmac.Equal(sign(sec.Identity, f.UserID), mustHex(f.UserHash)) {
+		key := matchingKey(keys, f.UserID, mustHex(f.UserHash))
+		if key == nil {
 			return id, fatalf(wire.CodeAuthFailed, wire.CloseAuthFailed, "user_hash does not match user_id")
 		}
 		id.Participant = "u:" + f.UserID
+		id.Credential = IdentityCredential(key)
 		return id, nil
 	}
 	if f.VisitorID != "" {
@@ -118,6 +145,159 @@ func authenticate(ctx context.Context, a Authenticator, f inFrame) (identity, *w
 	}
 	id.Participant = "v:" + id.VisitorID
 	return id, nil
+}
+
+// identityKeys are the identity secrets that verify at now: the current
+// one, and the one a rotation replaced until its overlap ends.
+func (s Secrets) identityKeys(now time.Time) [][]byte {
+	keys := [][]byte{s.Identity}
+	if len(s.PreviousIdentity) > 0 && now.Before(s.PreviousUntil) {
+		keys = append(keys, s.PreviousIdentity)
+	}
+	return keys
+}
+
+// matchingKey returns the key of keys under which mac is the HMAC-SHA256
+// of msg, each compared in constant time; nil if none.
+func matchingKey(keys [][]byte, msg string, mac []byte) []byte {
+	var match []byte
+	for _, k := range keys {
+		if len(k) > 0 && hmac.Equal(sign(k, msg), mac) {
+			match = k
+		}
+	}
+	return match
+}
+
+// IdentityCredentialPrefix starts every IdentityCredential.
+const IdentityCredentialPrefix = "i:"
+
+// IdentityCredential names the identity secret that verified a visitor,
+// as the connection's credential: when the secret stops verifying (its
+// rotation's overlap ended), Expel ends the connections it verified. A
+// fingerprint, which tells nothing of the secret.
+func IdentityCredential(secret []byte) string {
+	sum := sha256.Sum256(append([]byte("parley identity credential\x00"), secret...))
+	return IdentityCredentialPrefix + hex.EncodeToString(sum[:12])
+}
+
+// Identity tokens: a JWT (RFC 7519) a site signs with HS256 under the
+// workspace's identity secret, saying who its visitor is until when.
+const (
+	// MaxIdentityToken bounds an identity token's length.
+	MaxIdentityToken = 2048
+	// identityLeeway is how far an identity token's exp (and nbf) may be
+	// off this node's clock.
+	identityLeeway = 30 * time.Second
+)
+
+// identityClaims are the claims of an identity token Parley reads; others
+// (email, iat, iss, aud…) are ignored.
+type identityClaims struct {
+	// Sub is the user ID: the visitor is participant u:<sub>.
+	Sub string
+	// Name, optional, is the visitor's display name.
+	Name string
+}
+
+var (
+	errTokenMalformed = errors.New("malformed: want a JWT of three base64url parts")
+	errTokenAlg       = errors.New("alg must be HS256")
+	errTokenSignature = errors.New("signature does not match")
+	errTokenExpired   = errors.New("expired")
+)
+
+// verifyIdentityToken checks an identity token's form, its HS256 signature
+// under one of keys (in constant time) and its times against now, and
+// returns its claims and the key that signed it.
+func verifyIdentityToken(token string, keys [][]byte, now time.Time) (identityClaims, []byte, error) {
+	if len(token) > MaxIdentityToken {
+		return identityClaims{}, nil, fmt.Errorf("%d characters, at most %d", len(token), MaxIdentityToken)
+	}
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return identityClaims{}, nil, errTokenMalformed
+	}
+	var raw [3][]byte
+	for i, p := range parts {
+		b, err := base64.RawURLEncoding.Strict().DecodeString(p)
+		if err != nil || (i < 2 && len(b) == 0) {
+			return identityClaims{}, nil, errTokenMalformed
+		}
+		raw[i] = b
+	}
+	var h struct {
+		Alg  string   `json:"alg"`
+		Typ  string   `json:"typ"`
+		Crit []string `json:"crit"`
+	}
+	if err := json.Unmarshal(raw[0], &h); err != nil {
+		return identityClaims{}, nil, fmt.Errorf("header: %w", errTokenMalformed)
+	}
+	// Only the algorithm the secret is for: never "none", never another
+	// one an attacker picks.
+	if h.Alg != "HS256" {
+		return identityClaims{}, nil, errTokenAlg
+	}
+	if h.Typ != "" && !strings.EqualFold(h.Typ, "JWT") {
+		return identityClaims{}, nil, fmt.Errorf("typ %q: want JWT", h.Typ)
+	}
+	if h.Crit != nil {
+		return identityClaims{}, nil, errors.New("crit: no extension is understood")
+	}
+	key := matchingKey(keys, parts[0]+"."+parts[1], raw[2])
+	if key == nil {
+		return identityClaims{}, nil, errTokenSignature
+	}
+	var c struct {
+		Sub  *string  `json:"sub"`
+		Exp  *float64 `json:"exp"`
+		Nbf  *float64 `json:"nbf"`
+		Name *string  `json:"name"`
+	}
+	if err := json.Unmarshal(raw[1], &c); err != nil {
+		return identityClaims{}, nil, fmt.Errorf("claims: %w", errTokenMalformed)
+	}
+	if c.Exp == nil {
+		return identityClaims{}, nil, errors.New("exp is required")
+	}
+	exp, err := numericDate(*c.Exp)
+	if err != nil {
+		return identityClaims{}, nil, fmt.Errorf("exp: %w", err)
+	}
+	if !now.Before(exp.Add(identityLeeway)) {
+		return identityClaims{}, nil, errTokenExpired
+	}
+	if c.Nbf != nil {
+		nbf, err := numericDate(*c.Nbf)
+		if err != nil {
+			return identityClaims{}, nil, fmt.Errorf("nbf: %w", err)
+		}
+		if now.Add(identityLeeway).Before(nbf) {
+			return identityClaims{}, nil, errors.New("not valid yet (nbf)")
+		}
+	}
+	if c.Sub == nil || *c.Sub == "" || len(*c.Sub) > maxUser || !ident.PrintableName(*c.Sub) {
+		return identityClaims{}, nil, fmt.Errorf("sub: 1..%d printable characters required", maxUser)
+	}
+	out := identityClaims{Sub: *c.Sub}
+	if c.Name != nil {
+		if utf8.RuneCountInString(*c.Name) > maxName || !ident.PrintableName(*c.Name) {
+			return identityClaims{}, nil, fmt.Errorf("name: at most %d printable characters, no invisible format characters", maxName)
+		}
+		out.Name = *c.Name
+	}
+	return out, key, nil
+}
+
+// numericDate reads a JWT NumericDate: seconds since the epoch, perhaps
+// fractional.
+func numericDate(f float64) (time.Time, error) {
+	if math.IsNaN(f) || f <= 0 || f > 1e11 {
+		return time.Time{}, errors.New("not a time in seconds since 1970")
+	}
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(frac*1e9)), nil
 }
 
 func authError(err error, msg string) *wireError {

@@ -150,6 +150,9 @@ func (f *inFrame) validateHello() *wireError {
 		if (f.UserID == "") != (f.UserHash == "") {
 			return errf(wire.CodeBadRequest, "user_id and user_hash go together")
 		}
+		if f.IdentityToken != "" && (f.UserID != "" || len(f.IdentityToken) > MaxIdentityToken) {
+			return errf(wire.CodeBadRequest, "identity_token: at most %d characters, without user_id and user_hash", MaxIdentityToken)
+		}
 		if f.UserID != "" && (len(f.UserID) > maxUser || !ident.PrintableName(f.UserID) || !reHex64.MatchString(f.UserHash)) {
 			return errf(wire.CodeBadRequest, "user_id: 1..%d printable characters; user_hash: 64 hex digits", maxUser)
 		}

@@ -69,7 +69,7 @@ func (c *conn) relayHello(ctx context.Context, f inFrame, hello []byte) (relayed
 	}
 	key := f.VisitorID
 	if key == "" {
-		key = f.UserID + "\x00" + f.Token
+		key = f.UserID + "\x00" + f.Token + "\x00" + f.IdentityToken
 	}
 	dctx, cancel := context.WithTimeout(ctx, relayDialTimeout)
 	defer cancel()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -71,8 +73,10 @@ func (a *clusterAuth) catchUp(ctx context.Context) bool {
 	return a.ctl.c.WaitApplied(ctx, idx) == nil
 }
 
-// Secrets answers from the local state even when it is stale: a visitor's
-// key does not get revoked, and visitors are served through a partition.
+// Secrets answers from the local state even when it is stale: visitors
+// are served through a partition, so a node cut off when an identity
+// secret is rotated verifies the secrets it knew until it catches up (the
+// rotation's confirmation lists it unconfirmed).
 func (a *clusterAuth) Secrets(ctx context.Context, workspace string) (gateway.Secrets, error) {
 	if _, err := a.ctl.c.Workspace(workspace); err != nil {
 		// A node that has not caught up with the control plane (starting,
@@ -87,7 +91,7 @@ func (a *clusterAuth) Secrets(ctx context.Context, workspace string) (gateway.Se
 		}
 		return gateway.Secrets{}, err
 	}
-	id, err := a.ctl.c.IdentitySecret(workspace)
+	id, err := a.ctl.c.IdentityKeys(workspace)
 	if err != nil {
 		return gateway.Secrets{}, fmt.Errorf("workspace %s identity secret: %w", workspace, err)
 	}
@@ -98,7 +102,7 @@ func (a *clusterAuth) Secrets(ctx context.Context, workspace string) (gateway.Se
 	if err := a.ensureLocal(ctx, workspace); err != nil {
 		return gateway.Secrets{}, err
 	}
-	return gateway.Secrets{Identity: id, Visitor: vk}, nil
+	return gateway.Secrets{Identity: id.Current, PreviousIdentity: id.Previous, PreviousUntil: id.PreviousUntil, Visitor: vk}, nil
 }
 
 // Allow refuses a change of a workspace that has used up its plan this
@@ -134,6 +138,42 @@ func (a *clusterAuth) ensureLocal(ctx context.Context, workspace string) error {
 // period is the billing period of t: its UTC month.
 func period(t time.Time) string { return t.UTC().Format("2006-01") }
 
+// revokedNow returns what Expel asks of each connection's credential, for
+// one pass at now: whether it no longer admits its holder.
+func (a *clusterAuth) revokedNow(now time.Time) func(workspace, credential string) bool {
+	valid := map[string][]string{} // by workspace: credentials of its identity secrets that verify at now
+	return func(workspace, credential string) bool {
+		if !strings.HasPrefix(credential, gateway.IdentityCredentialPrefix) {
+			return a.revoked(workspace, credential)
+		}
+		creds, ok := valid[workspace]
+		if !ok {
+			creds = a.identityCredentials(workspace, now)
+			valid[workspace] = creds
+		}
+		return creds != nil && !slices.Contains(creds, credential)
+	}
+}
+
+// identityCredentials are the credentials (gateway.IdentityCredential) of
+// a workspace's identity secrets that verify at now: the current one, and
+// the one its last rotation replaced until the overlap ends. Nil when they
+// cannot be read (this node cannot open them): nothing is expelled then.
+func (a *clusterAuth) identityCredentials(workspace string, now time.Time) []string {
+	k, err := a.ctl.c.IdentityKeys(workspace)
+	if errors.Is(err, cluster.ErrNotFound) {
+		return []string{}
+	}
+	if err != nil {
+		return nil
+	}
+	creds := []string{gateway.IdentityCredential(k.Current)}
+	if k.Previous != nil && now.Before(k.PreviousUntil) {
+		creds = append(creds, gateway.IdentityCredential(k.Previous))
+	}
+	return creds
+}
+
 // revoked says whether a session no longer admits its operator: revoked,
 // expired, gone, or its operator or workspace gone.
 func (a *clusterAuth) revoked(workspace, sessionID string) bool {
@@ -145,15 +185,24 @@ func (a *clusterAuth) revoked(workspace, sessionID string) bool {
 	return err != nil
 }
 
-// expelRevoked ends the connections of revoked sessions each time the
-// control plane's state changes, until ctx ends.
+// expelRevoked ends the connections of revoked sessions, and of visitors
+// verified by an identity secret that no longer verifies, each time the
+// control plane's state changes and when a rotated secret's overlap ends,
+// until ctx ends.
 func (a *clusterAuth) expelRevoked(ctx context.Context, expel func(func(string, string) bool) int) error {
 	for {
-		if err := a.ctl.c.WaitApplied(ctx, a.ctl.c.Index()+1); err != nil {
+		wctx, cancel := ctx, context.CancelFunc(func() {})
+		if end, ok := a.ctl.c.NextOverlapEnd(time.Now()); ok {
+			// Just after it: the check is "now before the end".
+			wctx, cancel = context.WithDeadline(ctx, end.Add(time.Millisecond))
+		}
+		err := a.ctl.c.WaitApplied(wctx, a.ctl.c.Index()+1)
+		cancel()
+		if ctx.Err() != nil || (err != nil && !errors.Is(err, context.DeadlineExceeded)) {
 			return nil
 		}
-		if n := expel(a.revoked); n > 0 {
-			a.ctl.log.Info("connections of revoked sessions closed", "connections", n)
+		if n := expel(a.revokedNow(time.Now())); n > 0 {
+			a.ctl.log.Info("connections of revoked credentials closed", "connections", n)
 		}
 	}
 }

@@ -28,7 +28,7 @@ type Config struct {
 	//	contact:     email, email_address, phone, phone_number, mobile
 	//	chat text:   body, text, message, content
 	//	identities:  user_id, visitor_id, participant, author, owner,
-	//	             user_hash, visitor_sig
+	//	             user_hash, identity_token, visitor_sig, identity_secret
 	//	network:     ip, ip_address, client_ip, remote_ip, remote_addr,
 	//	             x_forwarded_for, user_agent
 	//
@@ -59,7 +59,7 @@ func DefaultSensitiveKeys() []string {
 		// (participant, author and owner are "v:<visitor_id>",
 		// "u:<user_id>" or "a:<agent_id>" in the protocol).
 		"user_id", "visitor_id", "participant", "author", "owner",
-		"user_hash", "visitor_sig",
+		"user_hash", "identity_token", "visitor_sig", "identity_secret",
 		// Network identifiers of a visitor's device.
 		"ip", "ip_address", "client_ip", "remote_ip", "remote_addr",
 		"x_forwarded_for", "user_agent",

@@ -18,8 +18,9 @@
  * one, in one block (node/assets.go), so this code sees ParleyClient and the
  * page does not.
  *
- * Optional verified identity: data-user-id, data-user-hash and data-name on
- * the script tag, or window.Parley.init({userId, userHash, name}).
+ * Optional verified identity: data-identity-token (a signed, expiring JWT),
+ * or data-user-id and data-user-hash, and data-name on the script tag, or
+ * window.Parley.init({identityToken, userId, userHash, name}).
  */
 (() => {
   'use strict';
@@ -54,11 +55,26 @@
   const identity = {
     userId: script.dataset.userId || '',
     userHash: script.dataset.userHash || '',
+    identityToken: script.dataset.identityToken || '',
     name: script.dataset.name || '',
   };
-  const verified = () => Boolean(identity.userId && identity.userHash);
+  // tokenSubject reads the user ID of an identity token, unverified (the
+  // node verifies it): it only names where this browser keeps the
+  // conversation.
+  const tokenSubject = (token) => {
+    try {
+      const p = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+      const sub = JSON.parse(atob(p)).sub;
+      return typeof sub === 'string' ? sub : '';
+    } catch (e) {
+      return '';
+    }
+  };
+  const verifiedUser = () =>
+    identity.identityToken ? tokenSubject(identity.identityToken) : identity.userId && identity.userHash ? identity.userId : '';
+  const verified = () => Boolean(identity.identityToken || (identity.userId && identity.userHash));
   const convKey = () =>
-    'parley:' + WORKSPACE + ':conversation:' + (verified() ? 'u:' + identity.userId : 'anon');
+    'parley:' + WORKSPACE + ':conversation:' + (verified() ? 'u:' + verifiedUser() : 'anon');
 
   // ---------------------------------------------------------------- state
 
@@ -359,8 +375,10 @@
   function sendHello() {
     const hello = { type: 'hello', v: PROTOCOL_VERSION, workspace: WORKSPACE, role: 'visitor' };
     S.helloHadVisitor = false;
-    if (verified()) {
+    if (identity.identityToken) {
       // A verified identity replaces the anonymous one, so it travels alone.
+      hello.identity_token = identity.identityToken;
+    } else if (verified()) {
       hello.user_id = identity.userId;
       hello.user_hash = identity.userHash;
     } else {
@@ -864,10 +882,20 @@
     opts = opts || {};
     const before = convKey();
     const oldName = identity.name;
+    const oldToken = identity.identityToken;
     identity.userId = opts.userId != null ? String(opts.userId) : identity.userId;
     identity.userHash = opts.userHash != null ? String(opts.userHash) : identity.userHash;
+    identity.identityToken = opts.identityToken != null ? String(opts.identityToken) : identity.identityToken;
     identity.name = opts.name != null ? String(opts.name) : identity.name;
-    if (convKey() === before && identity.name === oldName) return;
+    if (convKey() === before && identity.name === oldName) {
+      // A fresh token for the same visitor (before the last one expires)
+      // is used by the next hello; after one refused, it connects again.
+      if (identity.identityToken !== oldToken && S.fatal) {
+        S.fatal = false;
+        connect();
+      }
+      return;
+    }
     // A new identity: a new hello, and that identity's own conversation.
     S.fatal = false;
     const hadSocket = Boolean(S.conn);
@@ -891,11 +919,11 @@
     close: () => setOpen(false),
     toggle: () => setOpen(!S.open),
   };
-  // Settings a page set before this async script ran: window.Parley = {userId, ...}
+  // Settings a page set before this async script ran: window.Parley = {identityToken, userId, ...}
   // or a queue of calls: window.Parley = {q: [[opts], ...]}.
   if (previous && typeof previous === 'object') {
     if (Array.isArray(previous.q)) previous.q.forEach((args) => init(...[].concat(args)));
-    else if (previous.userId || previous.name) init(previous);
+    else if (previous.userId || previous.identityToken || previous.name) init(previous);
   }
 
   if (document.body) mount();

@@ -55,6 +55,9 @@ const (
 	// password at another cost (made when the operator signed in), only
 	// if the hash is still the one it was made from.
 	TypeRehashPassword CommandType = 20
+	// TypeRotateSecret replaces a workspace's identity secret by a new one
+	// and keeps the one it replaces valid until a time the proposer set.
+	TypeRotateSecret CommandType = 21
 	// Append new types here, with the next number, and a row in commands.
 )
 
@@ -90,6 +93,7 @@ var commands = map[CommandType]commandInfo{
 	TypeEraseConversation:  {"erase_conversation", func() Command { return &EraseConversation{} }, false},
 	TypeRequest:            {"request", func() Command { return &Request{} }, false},
 	TypeRehashPassword:     {"rehash_password", func() Command { return &RehashPassword{} }, false},
+	TypeRotateSecret:       {"rotate_secret", func() Command { return &RotateSecret{} }, false},
 }
 
 // known says whether this binary knows type t.
@@ -518,6 +522,38 @@ func (SetSecret) Type() CommandType { return TypeSetSecret }
 
 func (c SetSecret) Validate() error {
 	return firstErr(CheckID("workspace id", c.Workspace), c.Kind.validate(), c.Sealed.validate())
+}
+
+// MaxSecretOverlap bounds how long a rotated identity secret stays valid
+// beside its successor.
+const MaxSecretOverlap = 30 * 24 * time.Hour
+
+// RotateSecret replaces a workspace's identity secret by Sealed (a new one
+// sealed by the proposer) and keeps the secret it replaces valid until
+// OverlapUntil; a secret kept from an earlier rotation is dropped. Both
+// times are the proposer's clock: the state machine never reads one, and
+// each verifier compares OverlapUntil with its own. A workspace without an
+// identity secret just gets Sealed.
+type RotateSecret struct {
+	Workspace    string     `json:"workspace"`
+	Kind         SecretKind `json:"kind"`
+	Sealed       Sealed     `json:"sealed"`
+	Rotated      time.Time  `json:"rotated"`
+	OverlapUntil time.Time  `json:"overlap_until"`
+}
+
+func (RotateSecret) Type() CommandType { return TypeRotateSecret }
+
+func (c RotateSecret) Validate() error {
+	errs := []error{CheckID("workspace id", c.Workspace), c.Sealed.validate(),
+		checkTime("rotated", c.Rotated), checkTime("overlap end", c.OverlapUntil)}
+	if c.Kind != SecretIdentity {
+		errs = append(errs, invalidf("secret kind %q: only the identity secret rotates", c.Kind))
+	}
+	if d := c.OverlapUntil.Sub(c.Rotated); d < 0 || d > MaxSecretOverlap {
+		errs = append(errs, invalidf("overlap of %v: want 0 to %v", d, MaxSecretOverlap))
+	}
+	return firstErr(errs...)
 }
 
 // Billing commands.

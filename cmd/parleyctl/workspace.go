@@ -11,14 +11,16 @@ import (
 func init() {
 	register(
 		command{"workspace create", "-id ID -name NAME [-region REGION] [-plan PLAN] [-brand ID=NAME]...",
-			"create a workspace, pinned to a region if given; prints its identity secret (also readable later: workspace secrets)", workspaceCreate},
+			"create a workspace, pinned to a region if given; prints its identity secret, once: no command shows it again (a new one: workspace rotate-secret)", workspaceCreate},
 		command{"workspace list", "", "list the workspaces (a key or session sees its own)", workspaceList},
 		command{"workspaces", "", "same as workspace list", workspaceList},
 		command{"workspace show", "ID", "show a workspace", workspaceShow},
 		command{"workspace update", "ID [-name NAME] [-region REGION] [-plan PLAN] [-brand ID=NAME]... [-no-brands]",
 			"change a workspace (-region \"\" unpins it; brands replace the list)", workspaceUpdate},
 		command{"workspace delete", "ID -yes", "delete a workspace and everything in it, on every node (its ID is never reused)", workspaceDelete},
-		command{"workspace secrets", "ID", "show a workspace's identity secret", workspaceSecrets},
+		command{"workspace secrets", "ID", "when the identity secret was rotated and until when the one it replaced verifies (never the secret)", workspaceSecrets},
+		command{"workspace rotate-secret", "ID -overlap DURATION",
+			"give the workspace a new identity secret, printed once; the old one verifies for DURATION more (\"24h\", \"0s\"); a session of an admin or the cluster administrator, not an API key", workspaceRotateSecret},
 	)
 }
 
@@ -64,7 +66,7 @@ func workspaceCreate(e *env, args []string) error {
 	return e.out(raw, func() {
 		printWorkspace(e, rep.Workspace)
 		fmt.Fprintf(e.stdout, "identity secret  %s\n", rep.IdentitySecret)
-		fmt.Fprintln(e.stdout, "Keep the identity secret on the site's server: it signs verified visitors' user_hash (docs/protocol.md).")
+		fmt.Fprintln(e.stdout, "Shown once: no command shows it again. Keep it on the site's server: it signs verified visitors' identity tokens and user_hash (docs/protocol.md).")
 	})
 }
 
@@ -218,19 +220,4 @@ func workspaceDelete(e *env, args []string) error {
 		c.confirmation.print(e.stdout, "workspace "+pos[0]+" deleted")
 		c.Purge.print(e.stdout)
 	})
-}
-
-func workspaceSecrets(e *env, args []string) error {
-	id, err := oneID(e, "workspace secrets", "workspace", args)
-	if err != nil {
-		return err
-	}
-	var rep struct {
-		IdentitySecret string `json:"identity_secret"`
-	}
-	raw, err := e.call(http.MethodGet, wsPath(id, "secrets"), nil, nil, &rep, true)
-	if err != nil {
-		return err
-	}
-	return e.out(raw, func() { fields(e.stdout, "workspace", id, "identity secret", rep.IdentitySecret) })
 }

@@ -87,25 +87,28 @@ const (
 
 // In is any frame a client sends; which fields count depends on Type.
 type In struct {
-	Type         string     `json:"type"`
-	Ref          string     `json:"ref"`
-	V            int        `json:"v"`
-	Workspace    string     `json:"workspace"`
-	Role         ident.Role `json:"role"`
-	VisitorID    string     `json:"visitor_id"`
-	VisitorSig   string     `json:"visitor_sig"`
-	UserID       string     `json:"user_id"`
-	UserHash     string     `json:"user_hash"`
-	Name         string     `json:"name"`
-	Token        string     `json:"token"`
-	Conversation string     `json:"conversation"`
-	ID           string     `json:"id"`
-	Body         *string    `json:"body"`
-	After        uint64     `json:"after"`
-	Since        string     `json:"since"`
-	Seq          uint64     `json:"seq"`
-	Typing       bool       `json:"typing"`
-	Viewing      *bool      `json:"viewing"`
+	Type       string     `json:"type"`
+	Ref        string     `json:"ref"`
+	V          int        `json:"v"`
+	Workspace  string     `json:"workspace"`
+	Role       ident.Role `json:"role"`
+	VisitorID  string     `json:"visitor_id"`
+	VisitorSig string     `json:"visitor_sig"`
+	UserID     string     `json:"user_id"`
+	UserHash   string     `json:"user_hash"`
+	// IdentityToken is a verified visitor's signed, expiring identity
+	// (a JWT, HS256), instead of user_id and user_hash.
+	IdentityToken string  `json:"identity_token"`
+	Name          string  `json:"name"`
+	Token         string  `json:"token"`
+	Conversation  string  `json:"conversation"`
+	ID            string  `json:"id"`
+	Body          *string `json:"body"`
+	After         uint64  `json:"after"`
+	Since         string  `json:"since"`
+	Seq           uint64  `json:"seq"`
+	Typing        bool    `json:"typing"`
+	Viewing       *bool   `json:"viewing"`
 }
 
 // Hello is the first frame of a connection, as a client writes it.
@@ -120,6 +123,8 @@ type Hello struct {
 	VisitorSig string     `json:"visitor_sig,omitempty"`
 	UserID     string     `json:"user_id,omitempty"`
 	UserHash   string     `json:"user_hash,omitempty"`
+	// IdentityToken: see In.
+	IdentityToken string `json:"identity_token,omitempty"`
 }
 
 // Error is an error frame.

@@ -49,10 +49,12 @@ func (p principal) can(ws string, need access) bool {
 		return true
 	case accessAdmin:
 		return p.role == cluster.RoleAdmin || p.key != ""
-	case accessKeys, accessOperators:
+	case accessKeys, accessOperators, accessSecrets:
 		// A key can neither mint keys nor make operators or set their
 		// passwords: a leaked key must not be able to make itself survive
 		// its revocation, directly or through an admin session it made.
+		// Nor can it rotate the identity secret, which would show it one
+		// that forges any verified visitor.
 		return p.role == cluster.RoleAdmin
 	}
 	return false
@@ -63,10 +65,11 @@ type access int
 const (
 	accessRead      access = iota // read the workspace
 	accessAssign                  // assign conversations
-	accessAdmin                   // manage operators, sessions, secrets
+	accessAdmin                   // manage sessions and keys, see secrets' dates
 	accessKeys                    // mint API keys
 	accessOperators               // invite and remove operators, set passwords
 	accessRoot                    // cluster-wide: regions, plans, billing events
+	accessSecrets                 // rotate the identity secret
 )
 
 // apiErr makes an API error (httpapi.Error).
@@ -114,6 +117,7 @@ type Cluster interface {
 	SetPassword(ctx context.Context, workspace, operator, password string) (cluster.Result, error)
 	SetIdentitySecret(ctx context.Context, workspace string, secret []byte) (cluster.Result, error)
 	SetVisitorKey(ctx context.Context, workspace string, key []byte) (cluster.Result, error)
+	RotateIdentitySecret(ctx context.Context, workspace string, secret []byte, overlap time.Duration) (cluster.Result, time.Time, error)
 
 	// Credentials.
 	AuthenticateKey(raw string) (cluster.Key, error)
@@ -126,6 +130,7 @@ type Cluster interface {
 	Workspace(id string) (cluster.Workspace, error)
 	Workspaces() []cluster.Workspace
 	IdentitySecret(workspace string) ([]byte, error)
+	IdentitySecretInfo(workspace string) (cluster.SecretInfo, error)
 	Operators(workspace string) ([]cluster.Operator, error)
 	Plans() []cluster.Plan
 	Plan(name string) (cluster.Plan, error)

@@ -30,7 +30,8 @@ func (a *API) Register(mux *http.ServeMux) {
 	a.route(mux, "GET /v1/admin/workspaces/{ws}", a.workspace)
 	a.route(mux, "PATCH /v1/admin/workspaces/{ws}", a.updateWorkspace)
 	a.route(mux, "DELETE /v1/admin/workspaces/{ws}", a.deleteWorkspace)
-	a.route(mux, "GET /v1/admin/workspaces/{ws}/secrets", a.secrets)
+	a.route(mux, "GET /v1/admin/workspaces/{ws}/secrets", a.secretInfo)
+	a.route(mux, "POST /v1/admin/workspaces/{ws}/secrets/identity/rotate", a.rotateIdentitySecret)
 
 	a.route(mux, "GET /v1/admin/workspaces/{ws}/operators", a.operators)
 	a.route(mux, "POST /v1/admin/workspaces/{ws}/operators", a.inviteOperator)
@@ -254,13 +255,6 @@ type createWorkspaceRequest struct {
 	Brands []cluster.Brand `json:"brands"`
 }
 
-type secretsReply struct {
-	Workspace string `json:"workspace"`
-	// IdentitySecret keys the user_hash a site computes for verified
-	// visitors (docs/protocol.md); keep it on the site's server.
-	IdentitySecret string `json:"identity_secret"`
-}
-
 type createWorkspaceReply struct {
 	Workspace cluster.Workspace `json:"workspace"`
 	secretsReply
@@ -268,9 +262,11 @@ type createWorkspaceReply struct {
 	Index uint64 `json:"index"`
 }
 
-// createWorkspace creates a workspace with fresh secrets. A crash between
-// the commands leaves a workspace without secrets: GET .../secrets then
-// answers not_found, and creating it again (exists) sets the missing ones.
+// createWorkspace creates a workspace with fresh secrets, and shows the
+// identity secret in its reply, the only time but a rotation's. A crash
+// between the commands leaves a workspace without secrets: GET .../secrets
+// then answers not_found, and creating it again (exists) sets the missing
+// ones.
 func (a *API) createWorkspace(r *http.Request, p principal) (any, error) {
 	if err := root(p); err != nil {
 		return nil, err
@@ -384,18 +380,6 @@ func (a *API) deleteWorkspace(r *http.Request, p principal) (any, error) {
 		reply.Purge = a.cfg.Purger.ConfirmPurge(r.Context(), ws, res.Index)
 	}
 	return reply, nil
-}
-
-func (a *API) secrets(r *http.Request, p principal) (any, error) {
-	ws, err := scope(r, p, accessAdmin)
-	if err != nil {
-		return nil, err
-	}
-	id, err := a.cfg.Cluster.IdentitySecret(ws)
-	if err != nil {
-		return nil, err
-	}
-	return secretsReply{Workspace: ws, IdentitySecret: hex.EncodeToString(id)}, nil
 }
 
 // Operators.
