@@ -55,6 +55,13 @@ const (
 	// password at another cost (made when the operator signed in), only
 	// if the hash is still the one it was made from.
 	TypeRehashPassword CommandType = 20
+	// TypeAudited is a command made on behalf of an actor (Audited): the
+	// state machine applies it and records an audit entry of it.
+	TypeAudited CommandType = 21
+	// TypeRecordAudit records audit entries of actions that applied no
+	// command; TypePruneAudit forgets those older than the retention.
+	TypeRecordAudit CommandType = 22
+	TypePruneAudit  CommandType = 23
 	// Append new types here, with the next number, and a row in commands.
 )
 
@@ -90,6 +97,9 @@ var commands = map[CommandType]commandInfo{
 	TypeEraseConversation:  {"erase_conversation", func() Command { return &EraseConversation{} }, false},
 	TypeRequest:            {"request", func() Command { return &Request{} }, false},
 	TypeRehashPassword:     {"rehash_password", func() Command { return &RehashPassword{} }, false},
+	TypeAudited:            {"audited", func() Command { return &Audited{} }, false},
+	TypeRecordAudit:        {"record_audit", func() Command { return &RecordAudit{} }, false},
+	TypePruneAudit:         {"prune_audit", func() Command { return &PruneAudit{} }, false},
 }
 
 // NewCommand returns an empty command of type t to decode into, or nil when
@@ -138,11 +148,14 @@ type Command interface {
 // small, and a huge entry would stall replication for everyone.
 const MaxCommandSize = 64 << 10
 
-// maxEntrySize bounds an encoded entry of type t: a Request may be a little
-// larger than the command it carries.
+// maxEntrySize bounds an encoded entry of type t: a Request, and an
+// Audited inside it, may be a little larger than the command they carry.
 func maxEntrySize(t CommandType) int {
-	if t == TypeRequest {
-		return MaxCommandSize + 256
+	switch t {
+	case TypeRequest:
+		return MaxCommandSize + 2048
+	case TypeAudited:
+		return MaxCommandSize + 1536
 	}
 	return MaxCommandSize
 }
