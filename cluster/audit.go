@@ -379,3 +379,33 @@ func (c *Cluster) audited(ctx context.Context, cmd Command) (Command, *AuditCall
 	}
 	return Audited{Audit: call.Audit(c.cfg.Now()), Cmd: cmd}, call
 }
+
+// RunAuditRetention keeps the audit log to retention: while this node
+// leads, whenever the oldest entry is older than retention, it applies a
+// PruneAudit of what is (every node drops the same entries, the command
+// carrying the time). It checks every retention/4, at most every hour and
+// at least every second, and returns nil when ctx ends. The node runs it.
+func (c *Cluster) RunAuditRetention(ctx context.Context, retention time.Duration) error {
+	if retention <= 0 {
+		return nil
+	}
+	t := time.NewTicker(min(max(retention/4, time.Second), time.Hour))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if !c.IsLeader() {
+			continue
+		}
+		before := c.cfg.Now().Add(-retention)
+		if oldest := c.OldestAudit(); oldest.IsZero() || !oldest.Before(before) {
+			continue
+		}
+		if _, err := c.Apply(ctx, PruneAudit{Before: before}); err != nil && ctx.Err() == nil {
+			c.log.Warn("audit: pruning entries past the retention failed; next check tries again", "before", before, "err", err)
+		}
+	}
+}

@@ -97,6 +97,7 @@ const (
 )
 
 var (
+	CheckEmail           = schema.CheckEmail
 	DecodeCommand        = schema.DecodeCommand
 	EncodeCommand        = schema.EncodeCommand
 	HashPassword         = schema.HashPassword

@@ -270,3 +270,7 @@ type PruneAudit struct {
 
 func (PruneAudit) Type() CommandType { return TypePruneAudit }
 func (c PruneAudit) Validate() error { return checkTime("prune audit before", c.Before) }
+
+// CheckEmail checks an email address as an operator's (a bare address):
+// what an audit entry's actor may carry.
+func CheckEmail(e string) error { return checkEmail(e) }
