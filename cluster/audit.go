@@ -76,8 +76,11 @@ func (s *State) recordAudit(index uint64, e AuditEntry) {
 		list, bound = &l.Anonymous, maxAnonymousAuditEntries
 	}
 	if len(*list) >= bound {
+		// Move the start rather than shift the whole list at every entry
+		// once it is full: append moves the live entries to a new array
+		// once in a while, amortised.
 		n := len(*list) - bound + 1
-		*list = slices.Delete(*list, 0, n)
+		*list = (*list)[n:]
 		l.Dropped += uint64(n)
 	}
 	*list = append(*list, e)
@@ -377,7 +380,15 @@ func (c *Cluster) audited(ctx context.Context, cmd Command) (Command, *AuditCall
 	case TypeRecordAudit, TypePruneAudit, TypeAudited, TypeRequest:
 		return cmd, nil
 	}
-	return Audited{Audit: call.Audit(c.cfg.Now()), Cmd: cmd}, call
+	a := Audited{Audit: call.Audit(c.cfg.Now()), Cmd: cmd}
+	if err := a.Validate(); err != nil && cmd.Validate() == nil {
+		// The audit context is at fault, not the command: the action must
+		// not fail for it. A bug of the caller's; the action goes
+		// unrecorded, loudly.
+		c.log.Error("cluster: BUG: audit context refused; applying the command unaudited", "type", cmd.Type(), "err", err)
+		return cmd, nil
+	}
+	return a, call
 }
 
 // RunAuditRetention keeps the audit log to retention: while this node

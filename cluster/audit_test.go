@@ -285,3 +285,25 @@ func secretSpellings(s []byte) [][]byte {
 
 // h0snapshot is the snapshot the node's FSM would write now.
 func h0snapshot(t *testing.T, c *Cluster) []byte { return snapshotBytes(t, c.fsm) }
+
+// A faulty audit context never fails the action: the command applies,
+// unaudited (and the node logs the bug).
+func TestBadAuditContextDoesNotFailTheAction(t *testing.T) {
+	t.Parallel()
+	tc := newTestCluster(t, 1, nil)
+	c := tc.node("n1")
+	ctx := WithAudit(testContext(t), NewAuditCall(rootActor, "not an address", "PUT /v1/admin/plans/{name}"))
+	if _, err := c.Apply(ctx, SetPlan{Plan: Plan{Name: "gold", Seats: 1}}); err != nil {
+		t.Fatalf("apply with a bad audit context: %v", err)
+	}
+	if _, err := c.Plan("gold"); err != nil {
+		t.Fatal(err)
+	}
+	if p := c.AuditLog(AuditQuery{All: true}); len(p.Entries) != 0 {
+		t.Fatalf("entries %+v", p.Entries)
+	}
+	// And an invalid command is still refused as such.
+	if _, err := c.Apply(ctx, SetPlan{Plan: Plan{Name: "Gold!"}}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("invalid command: %v", err)
+	}
+}
