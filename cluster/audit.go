@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"slices"
@@ -258,15 +259,7 @@ func (s *State) AuditLog(q AuditQuery) AuditPage {
 			}
 		}
 	}
-	slices.SortFunc(hits, func(a, b AuditEntry) int {
-		switch {
-		case a.Seq > b.Seq:
-			return -1
-		case a.Seq < b.Seq:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(hits, func(a, b AuditEntry) int { return cmp.Compare(b.Seq, a.Seq) })
 	if len(hits) > q.Limit {
 		hits = hits[:q.Limit]
 		page.Next = hits[len(hits)-1].Seq

@@ -3,6 +3,7 @@ package schema
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"regexp"
 )
 
@@ -116,6 +117,9 @@ func (r *Request) UnmarshalJSON(b []byte) error {
 	dec = json.NewDecoder(bytes.NewReader(j.Command))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(cmd); err != nil {
+		if unknown := (*UnknownCommandError)(nil); errors.As(err, &unknown) {
+			return unknown // inside an Audited: stops the node as at the top
+		}
 		return invalidf("request %s: command type %d: %v", j.ID, j.Type, err)
 	}
 	if dec.More() {
