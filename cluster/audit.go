@@ -241,8 +241,7 @@ func (s *State) AuditLog(q AuditQuery) AuditPage {
 	}
 	var hits []AuditEntry
 	match := func(e AuditEntry) bool {
-		return (q.Before == 0 || e.Seq < q.Before) &&
-			(q.Since.IsZero() || !e.At.Before(q.Since)) &&
+		return (q.Since.IsZero() || !e.At.Before(q.Since)) &&
 			(q.Actor == "" || q.Actor == e.Actor.ID || q.Actor == e.Actor.Kind || strings.EqualFold(q.Actor, e.Actor.Email)) &&
 			(q.Action == "" || q.Action == e.Action || q.Action == e.Route)
 	}
@@ -252,9 +251,16 @@ func (s *State) AuditLog(q AuditQuery) AuditPage {
 		}
 		page.Dropped += l.Dropped
 		for _, list := range [][]AuditEntry{l.Entries, l.Anonymous} {
-			for _, e := range list {
-				if match(e) {
+			// Each list is in Seq order: from the cursor down, the first
+			// Limit+1 that match are all it can give the page.
+			i := len(list)
+			if q.Before != 0 {
+				i, _ = slices.BinarySearchFunc(list, q.Before, func(e AuditEntry, seq uint64) int { return cmp.Compare(e.Seq, seq) })
+			}
+			for n := 0; i > 0 && n <= q.Limit; i-- {
+				if e := list[i-1]; match(e) {
 					hits = append(hits, e)
+					n++
 				}
 			}
 		}

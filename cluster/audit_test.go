@@ -307,3 +307,61 @@ func TestBadAuditContextDoesNotFailTheAction(t *testing.T) {
 		t.Fatalf("invalid command: %v", err)
 	}
 }
+
+// BenchmarkAuditedApply: what the audit adds to an apply in the state
+// machine (decode and apply of a SetPlan bare, and in an Audited envelope
+// with its workspace's log full, so that each entry drops the oldest).
+func BenchmarkAuditedApply(b *testing.B) {
+	for _, wrap := range []bool{false, true} {
+		name := map[bool]string{false: "bare", true: "audited-full-log"}[wrap]
+		b.Run(name, func(b *testing.B) {
+			h := newHarness(b)
+			h.seed()
+			var cmd Command = UpdateWorkspace{ID: "acme", Name: ptr("Acme")}
+			if wrap {
+				fill := make([]AuditEntry, MaxAuditBatch)
+				for i := range fill {
+					fill[i] = AuditEntry{Audit: Audit{Actor: annActor, Address: "127.0.0.2", Route: "PATCH /v1/admin/workspaces/{ws}", At: t0}, Action: "update_workspace", Workspace: "acme", Outcome: "ok"}
+				}
+				for range maxAuditEntries / MaxAuditBatch {
+					h.must(RecordAudit{Entries: fill})
+				}
+				cmd = audited(annActor, "127.0.0.2", "PATCH /v1/admin/workspaces/{ws}", cmd)
+			}
+			data, err := EncodeCommand(cmd)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := h.applyRaw(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkAuditLogPage: a page of 100 from a full workspace log, and the
+// snapshot's size with it.
+func BenchmarkAuditLogPage(b *testing.B) {
+	h := newHarness(b)
+	h.seed()
+	base := len(h.snapshot())
+	keyHash := HashToken(APIKeyPrefix + "k")
+	fill := make([]AuditEntry, MaxAuditBatch)
+	for i := range fill {
+		fill[i] = AuditEntry{Audit: Audit{Actor: annActor, Address: "203.0.113.77", Route: "POST /v1/admin/workspaces/{ws}/keys", At: t0.Add(time.Duration(i) * time.Second)}, Action: "create_key", Workspace: "acme", Target: KeyID(keyHash), Outcome: "ok"}
+	}
+	for range maxAuditEntries / MaxAuditBatch {
+		h.must(RecordAudit{Entries: fill})
+	}
+	perEntry := float64(len(h.snapshot())-base) / maxAuditEntries
+	b.ReportAllocs()
+	for b.Loop() {
+		if p := h.state().AuditLog(AuditQuery{Workspace: "acme", Before: 5000}); len(p.Entries) != 100 {
+			b.Fatal(len(p.Entries))
+		}
+	}
+	b.ReportMetric(perEntry, "snapshot-bytes/entry")
+}
