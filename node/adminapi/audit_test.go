@@ -2,7 +2,8 @@ package adminapi_test
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -116,7 +117,7 @@ func TestRefusalsAreAudited(t *testing.T) {
 func TestAuditFloodIsBounded(t *testing.T) {
 	c := &auditCluster{}
 	mux := http.NewServeMux()
-	adminapi.New(adminapi.Config{AdminToken: "root-token", Cluster: c, Confirmer: freshConfirmer{}}).Register(mux)
+	adminapi.New(adminapi.Config{AdminToken: "root-token", Cluster: c, Confirmer: freshConfirmer{}, Logger: slog.New(slog.DiscardHandler)}).Register(mux)
 	attempt := func() {
 		r := httptest.NewRequest("DELETE", "/v1/admin/workspaces/acme", nil)
 		r.RemoteAddr = "127.0.0.8:4000"
@@ -129,27 +130,27 @@ func TestAuditFloodIsBounded(t *testing.T) {
 		attempt()
 	}
 	limit := 50 + int(10*time.Since(start).Seconds()) + 1 // burst + rate × time
-	if n := len(c.entries()); n > limit || n < 50 {
-		t.Fatalf("%d attempts made %d entries, want the burst of 50 to %d", flood, n, limit)
+	c.mu.Lock()
+	writes := len(c.applied)
+	c.mu.Unlock()
+	if writes > limit || writes < 50 {
+		t.Fatalf("%d attempts made %d writes, want the burst of 50 to %d", flood, writes, limit)
 	}
-	eventually.Holds(t, 5*time.Second, "an audit_dropped entry", func() error {
+	// Nothing is lost: every attempt is recorded or counted in a later
+	// audit_dropped entry, which the next attempt recorded brings.
+	eventually.Holds(t, 10*time.Second, "every attempt accounted for", func() error {
 		attempt()
+		recorded, dropped := 0, 0
 		for _, e := range c.entries() {
-			if e.Action == "audit_dropped" && e.Count > 0 {
-				return nil
+			if e.Action == "audit_dropped" {
+				dropped += e.Count
+			} else {
+				recorded++
 			}
 		}
-		return errors.New("none yet")
-	})
-	recorded, dropped := 0, 0
-	for _, e := range c.entries() {
-		if e.Action == "audit_dropped" {
-			dropped += e.Count
-		} else {
-			recorded++
+		if recorded+dropped < flood {
+			return fmt.Errorf("recorded %d + dropped %d of %d+ attempts", recorded, dropped, flood)
 		}
-	}
-	if recorded+dropped > flood+1000 || recorded+dropped < flood {
-		t.Fatalf("recorded %d + dropped %d do not account for the %d+ attempts", recorded, dropped, flood)
-	}
+		return nil
+	})
 }
