@@ -24,6 +24,7 @@ func TestCommandTypesAreStable(t *testing.T) {
 		11: &SetSecret{}, 12: &SetPlan{}, 13: &ReportUsage{}, 14: &RecordBillingEvent{},
 		15: &Prune{}, 16: &Assign{}, 17: &RegisterNode{}, 18: &EraseConversation{},
 		19: &Request{}, 20: &RehashPassword{}, 21: &RotateSecret{},
+		22: &Audited{}, 23: &RecordAudit{}, 24: &PruneAudit{},
 	}
 	for n := 0; n < 256; n++ {
 		got := schema.NewCommand(CommandType(n))
@@ -128,6 +129,18 @@ func TestValidationRefuses(t *testing.T) {
 		{"request of nothing", Request{ID: "0123456789abcdef"}},
 		{"request of request", Request{ID: "0123456789abcdef", Cmd: Request{ID: "fedcba9876543210", Cmd: DeleteWorkspace{ID: "a"}}}},
 		{"request of invalid", Request{ID: "0123456789abcdef", Cmd: DeleteWorkspace{ID: "A"}}},
+		{"audited of nothing", Audited{Audit: Audit{Actor: Actor{Kind: ActorRoot}, At: t0}}},
+		{"audited of audited", Audited{Audit: Audit{Actor: Actor{Kind: ActorRoot}, At: t0}, Cmd: Audited{Audit: Audit{Actor: Actor{Kind: ActorRoot}, At: t0}, Cmd: DeleteWorkspace{ID: "a"}}}},
+		{"audited of request", Audited{Audit: Audit{Actor: Actor{Kind: ActorRoot}, At: t0}, Cmd: Request{ID: "0123456789abcdef", Cmd: DeleteWorkspace{ID: "a"}}}},
+		{"audited of invalid", Audited{Audit: Audit{Actor: Actor{Kind: ActorRoot}, At: t0}, Cmd: DeleteWorkspace{ID: "A"}}},
+		{"audited actor kind", Audited{Audit: Audit{Actor: Actor{Kind: "god"}, At: t0}, Cmd: DeleteWorkspace{ID: "a"}}},
+		{"audited address", Audited{Audit: Audit{Actor: Actor{Kind: ActorRoot}, Address: "10.0.0.1:80", At: t0}, Cmd: DeleteWorkspace{ID: "a"}}},
+		{"audited no time", Audited{Audit: Audit{Actor: Actor{Kind: ActorRoot}}, Cmd: DeleteWorkspace{ID: "a"}}},
+		{"audited email", Audited{Audit: Audit{Actor: Actor{Kind: ActorAnonymous, Email: "not an email"}, At: t0}, Cmd: DeleteWorkspace{ID: "a"}}},
+		{"record audit of nothing", RecordAudit{}},
+		{"record audit no outcome", RecordAudit{Entries: []AuditEntry{{Audit: Audit{Actor: Actor{Kind: ActorRoot}, At: t0}, Action: "request"}}}},
+		{"record audit control char", RecordAudit{Entries: []AuditEntry{{Audit: Audit{Actor: Actor{Kind: ActorRoot}, At: t0}, Action: "request", Outcome: "ok", Target: "a\nb"}}}},
+		{"prune audit zero", PruneAudit{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

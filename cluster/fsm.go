@@ -167,6 +167,12 @@ func (f *fsm) dispatch(index uint64, cmd Command) (Result, error) {
 		return s.applyRegisterNode(c)
 	case *EraseConversation:
 		return s.applyEraseConversation(index, c)
+	case *Audited:
+		return f.applyAudited(index, c)
+	case *RecordAudit:
+		return s.applyRecordAudit(index, c)
+	case *PruneAudit:
+		return s.applyPruneAudit(c)
 	}
 	// schema.NewCommand knows a type this switch does not: a bug, caught by the
 	// test that applies every type.

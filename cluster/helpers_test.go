@@ -176,6 +176,10 @@ func validCommands() []Command {
 		RotateSecret{Workspace: "acme", Kind: SecretIdentity, Sealed: Sealed{KeyID: "0123456789abcdef", Nonce: make([]byte, 12), Data: make([]byte, 48)}, Rotated: t0, OverlapUntil: t0.Add(time.Hour)},
 		Prune{Before: "2026-01", Now: t0},
 		EraseConversation{Workspace: "globex", Conversation: "c1"},
+		// Decoded, an audited command carries its command by pointer.
+		Audited{Audit: Audit{Actor: Actor{Kind: ActorOperator, Workspace: "globex", ID: "gina"}, Address: "127.0.0.2", Route: "PATCH /v1/admin/workspaces/{ws}", At: t0}, Cmd: &UpdateWorkspace{ID: "globex", Name: ptr("Globex Inc")}},
+		RecordAudit{Entries: []AuditEntry{{Audit: Audit{Actor: Actor{Kind: ActorAnonymous, Workspace: "globex", Email: "gina@globex.test"}, Address: "::1", Route: "POST /v1/login", At: t0}, Action: "create_session", Workspace: "globex", Outcome: "unauthorized", Count: 3}}},
+		PruneAudit{Before: t0},
 		DeleteOperator{Workspace: "globex", ID: "gina"},
 		DeleteWorkspace{ID: "globex"},
 	}

@@ -55,6 +55,11 @@ func (c *Cluster) checkLogin(ctx context.Context, workspace, email, password str
 		release()
 		return Operator{}, work, fmt.Errorf("login: %w", ErrUnauthorized)
 	}
+	if call := AuditFrom(ctx); call != nil {
+		// The password proved who signs in: the session (and a rehash) is
+		// the operator's own action in the audit log.
+		call.SetActor(Actor{Kind: ActorOperator, Workspace: workspace, ID: o.ID})
+	}
 	var rehashed string
 	if have, _ := PasswordCost(o.PasswordHash); have != cost {
 		rehashed, err = HashPassword(password, cost)

@@ -505,7 +505,19 @@ func (c *Cluster) isClosed() bool {
 // whether it may have been applied: ErrNotLeader and ErrInvalid mean not,
 // ErrUncertain means perhaps (a copy was handed to a leader and no answer
 // came before the context ended).
+//
+// When ctx carries an audit context (WithAudit), cmd is proposed as an
+// Audited command, which the state machine records in the audit log.
 func (c *Cluster) Apply(ctx context.Context, cmd Command) (Result, error) {
+	cmd, call := c.audited(ctx, cmd)
+	res, err := c.applyCommand(ctx, cmd)
+	if call != nil {
+		call.applied(res, err)
+	}
+	return res, err
+}
+
+func (c *Cluster) applyCommand(ctx context.Context, cmd Command) (Result, error) {
 	start := time.Now()
 	ctx, cancel, _ := c.withTimeout(ctx)
 	defer cancel()

@@ -8,7 +8,11 @@ import "parley/cluster/schema"
 
 // Records and commands.
 type (
+	Actor               = schema.Actor
 	Assign              = schema.Assign
+	Audit               = schema.Audit
+	AuditEntry          = schema.AuditEntry
+	Audited             = schema.Audited
 	Assignment          = schema.Assignment
 	BillingEvent        = schema.BillingEvent
 	Brand               = schema.Brand
@@ -29,6 +33,8 @@ type (
 	Operator            = schema.Operator
 	Plan                = schema.Plan
 	Prune               = schema.Prune
+	PruneAudit          = schema.PruneAudit
+	RecordAudit         = schema.RecordAudit
 	RecordBillingEvent  = schema.RecordBillingEvent
 	RegisterNode        = schema.RegisterNode
 	ReportUsage         = schema.ReportUsage
@@ -81,9 +87,20 @@ const (
 	TypeRehashPassword        = schema.TypeRehashPassword
 	TypeRotateSecret          = schema.TypeRotateSecret
 	MaxSecretOverlap          = schema.MaxSecretOverlap
+	TypeAudited               = schema.TypeAudited
+	TypeRecordAudit           = schema.TypeRecordAudit
+	TypePruneAudit            = schema.TypePruneAudit
+	ActorRoot                 = schema.ActorRoot
+	ActorOperator             = schema.ActorOperator
+	ActorKey                  = schema.ActorKey
+	ActorAnonymous            = schema.ActorAnonymous
+	OutcomeOK                 = schema.OutcomeOK
+	ActionRequest             = schema.ActionRequest
+	MaxAuditBatch             = schema.MaxAuditBatch
 )
 
 var (
+	CheckEmail           = schema.CheckEmail
 	DecodeCommand        = schema.DecodeCommand
 	EncodeCommand        = schema.EncodeCommand
 	HashPassword         = schema.HashPassword

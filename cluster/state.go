@@ -26,6 +26,10 @@ type stateData struct {
 	// hold, or be about to purge, data under it), and every node purges
 	// and refuses the data of a deleted workspace.
 	Deleted map[string]uint64 `json:"deleted,omitempty"`
+	// Audit is the audit log (audit.go); nil until its first entry, so a
+	// state without one encodes as it did before the log existed. It comes
+	// before Requests, which the snapshot's encoding wants last.
+	Audit *auditState `json:"audit,omitempty"`
 	// Requests holds the requests (Request) applied in the last
 	// requestWindow entries, by ID, with the answer each gave. A snapshot
 	// written before requests existed has none, which is exact: no entry

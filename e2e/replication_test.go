@@ -640,6 +640,17 @@ func TestErasureReachesEveryReplica(t *testing.T) {
 	var login struct{ Token string }
 	mustAPI(t, n2, "POST", fmt.Sprintf("/v1/login?min_index=%d", inv.Index), "", map[string]any{"workspace": "acme", "email": "sam@acme.test", "password": "a good long password"}, &login)
 	mustAPI(t, n2, "DELETE", "/v1/workspaces/acme/conversations/"+conv, login.Token, nil, nil)
+	// The erasure is in the audit log, the agent's, read on another node.
+	eventually.Holds(t, 10*time.Second, "the erasure in the audit log on n1", func() error {
+		var p auditPage
+		if st, code := api(n1, "GET", "/v1/admin/audit?workspace=acme&action=erase_conversation", tc.root, nil, &p); st != 200 {
+			return fmt.Errorf("%d %s", st, code)
+		}
+		if len(p.Entries) != 1 || p.Entries[0].String() != "erase_conversation operator:sam@127.0.0.1 DELETE /v1/workspaces/{ws}/conversations/{conv} ok" || p.Entries[0].Target != conv {
+			return fmt.Errorf("entries %v", p.Entries)
+		}
+		return nil
+	})
 	eventually.Holds(t, 10*time.Second, "every node drops the erased conversation", func() error {
 		held := 0
 		for _, d := range tc.digests(t, "acme") {

@@ -149,6 +149,10 @@ type Config struct {
 	// zeros (store.Config.ScrubAfter). Zero: 5s. Negative: only at start and
 	// stop.
 	ScrubAfter time.Duration
+	// AuditRetention is how long the audit log keeps an entry; the leader
+	// prunes older ones (docs/api.md, "Audit log"). Set it alike on every
+	// node: the leader's applies. Zero: 400 days.
+	AuditRetention time.Duration
 	// Lease is how long a node may go without hearing from the Raft leader
 	// and still accept operator credentials: past it the node may have
 	// missed a revocation. Zero: 3s.
@@ -196,6 +200,10 @@ const (
 	voterNo   = "no"
 )
 
+// DefaultAuditRetention is how long the audit log keeps an entry unless
+// -audit-retention says otherwise: 400 days, a year and a margin.
+const DefaultAuditRetention = 400 * 24 * time.Hour
+
 // h3Off is the H3Addr that disables HTTP/3.
 const h3Off = "off"
 
@@ -234,6 +242,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&c.ClusterKey, "cluster-key", env("PARLEY_CLUSTER_KEY_FILE", ""), "file with the secret shared by the cluster's nodes (default: DATA/cluster.key)")
 	fs.DurationVar(&c.UsageInterval, "usage-interval", 10*time.Second, "how often usage is reported to the control plane")
 	fs.DurationVar(&c.ScrubAfter, "scrub-after", 5*time.Second, "how long removed data may stay in the store file's free pages before they are zeroed (negative: only at start and stop)")
+	fs.DurationVar(&c.AuditRetention, "audit-retention", DefaultAuditRetention, "how long the audit log keeps an entry (the leader prunes older ones)")
 	fs.DurationVar(&c.Lease, "lease", 3*time.Second, "how long without the Raft leader operator credentials are still accepted")
 	fs.Uint64Var(&c.RaftSnapshotThreshold, "raft-snapshot-threshold", 0, "Raft log entries between snapshots (0: default)")
 	fs.Uint64Var(&c.RaftTrailingLogs, "raft-trailing-logs", 0, "Raft log entries kept after a snapshot (0: default)")
@@ -272,6 +281,9 @@ func (c *Config) defaults() {
 	}
 	if c.Lease == 0 {
 		c.Lease = 3 * time.Second
+	}
+	if c.AuditRetention == 0 {
+		c.AuditRetention = DefaultAuditRetention
 	}
 	if c.MaxConnsPerIP <= 0 {
 		c.MaxConnsPerIP = 1000
@@ -344,8 +356,8 @@ func (c *Config) validate() error {
 	if c.Region != "" && !ident.ValidRegion(c.Region) {
 		errs = append(errs, fmt.Errorf("region: %q is not 1 to 32 of a-z 0-9 -", c.Region))
 	}
-	if c.UsageInterval < 0 || c.Lease < 0 {
-		errs = append(errs, errors.New("usage-interval and lease: not negative"))
+	if c.UsageInterval < 0 || c.Lease < 0 || c.AuditRetention < 0 {
+		errs = append(errs, errors.New("usage-interval, lease and audit-retention: not negative"))
 	}
 	if c.HTTPReadTimeout < 0 || c.HTTPIdleTimeout < 0 || c.FDReserve < 0 {
 		errs = append(errs, errors.New("http-read-timeout, http-idle-timeout and fd-reserve: not negative"))

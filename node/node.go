@@ -342,6 +342,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	g.Go(func() error { return n.repl.Run(gctx, n.gw) })
 	g.Go(func() error { return n.purge.Run(gctx) })
 	g.Go(func() error { return n.ctl.rebalance(gctx, n.gossip.m.Alive) })
+	g.Go(func() error { return n.ctl.c.RunAuditRetention(gctx, n.cfg.AuditRetention) })
 	// Usage reports end after the gateway stopped counting: the last one
 	// carries the final counts.
 	usageCtx, stopUsage := context.WithCancel(context.Background())

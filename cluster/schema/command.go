@@ -58,6 +58,13 @@ const (
 	// TypeRotateSecret replaces a workspace's identity secret by a new one
 	// and keeps the one it replaces valid until a time the proposer set.
 	TypeRotateSecret CommandType = 21
+	// TypeAudited is a command made on behalf of an actor (Audited): the
+	// state machine applies it and records an audit entry of it.
+	TypeAudited CommandType = 22
+	// TypeRecordAudit records audit entries of actions that applied no
+	// command; TypePruneAudit forgets those older than the retention.
+	TypeRecordAudit CommandType = 23
+	TypePruneAudit  CommandType = 24
 	// Append new types here, with the next number, and a row in commands.
 )
 
@@ -94,6 +101,9 @@ var commands = map[CommandType]commandInfo{
 	TypeRequest:            {"request", func() Command { return &Request{} }, false},
 	TypeRehashPassword:     {"rehash_password", func() Command { return &RehashPassword{} }, false},
 	TypeRotateSecret:       {"rotate_secret", func() Command { return &RotateSecret{} }, false},
+	TypeAudited:            {"audited", func() Command { return &Audited{} }, false},
+	TypeRecordAudit:        {"record_audit", func() Command { return &RecordAudit{} }, false},
+	TypePruneAudit:         {"prune_audit", func() Command { return &PruneAudit{} }, false},
 }
 
 // known says whether this binary knows type t.
@@ -148,11 +158,14 @@ type Command interface {
 // small, and a huge entry would stall replication for everyone.
 const MaxCommandSize = 64 << 10
 
-// maxEntrySize bounds an encoded entry of type t: a Request may be a little
-// larger than the command it carries.
+// maxEntrySize bounds an encoded entry of type t: a Request, and an
+// Audited inside it, may be a little larger than the command they carry.
 func maxEntrySize(t CommandType) int {
-	if t == TypeRequest {
-		return MaxCommandSize + 256
+	switch t {
+	case TypeRequest:
+		return MaxCommandSize + 2048
+	case TypeAudited:
+		return MaxCommandSize + 1536
 	}
 	return MaxCommandSize
 }

@@ -3,6 +3,7 @@ package schema
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"strconv"
 
 	"parley/ident"
@@ -147,6 +148,9 @@ func (r *Request) decode(b []byte) error {
 		return invalidf("request %s: command type %d: skippable flag does not match the table", j.ID, t)
 	}
 	if err := decodeStrict(j.Command, cmd); err != nil {
+		if unknown := (*UnknownCommandError)(nil); errors.As(err, &unknown) {
+			return unknown // inside an Audited: stops the node as at the top
+		}
 		return invalidf("request %s: command type %d: %v", j.ID, j.Type, err)
 	}
 	r.ID, r.Base, r.Cmd = j.ID, j.Base, cmd

@@ -138,6 +138,7 @@ type Cluster interface {
 	OverLimit(workspace, period string) (reason string, over bool)
 	BillingEvents(workspace string) ([]cluster.BillingEvent, error)
 	Assignment(workspace, conversation string) (cluster.Assignment, error)
+	AuditLog(q cluster.AuditQuery) cluster.AuditPage
 
 	// The Raft member and the nodes.
 	Stats() cluster.Stats
@@ -181,7 +182,7 @@ type Gossip interface {
 }
 
 // Config is what an admin API is made of. Every field is required but
-// Purger.
+// Purger, Logger and Now.
 type Config struct {
 	// NodeID names this node in digests.
 	NodeID string
@@ -194,6 +195,7 @@ type Config struct {
 	// Purger confirms the purge of a deleted or moved workspace; nil
 	// leaves the purge out of the answers.
 	Purger Purger
+	// Logger. Zero: slog.Default().
 	Logger *slog.Logger
 	// Now is the clock of the sign-in back-off. Zero: time.Now.
 	Now func() time.Time
@@ -205,6 +207,8 @@ type API struct {
 	// Sign-in limits (signin.go).
 	addresses addressLimits
 	accounts  accountBackoff
+	// The audit log's own writes (audit.go).
+	audits *auditLimits
 }
 
 // New makes the admin API of cfg; Register mounts it.
@@ -212,7 +216,10 @@ func New(cfg Config) *API {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &API{cfg: cfg, accounts: accountBackoff{now: cfg.Now}}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &API{cfg: cfg, accounts: accountBackoff{now: cfg.Now}, audits: newAuditLimits()}
 }
 
 // maxAdminBody bounds a request body.
@@ -220,21 +227,32 @@ const maxAdminBody = 64 << 10
 
 type handlerFunc func(r *http.Request, p principal) (any, error)
 
-// route registers a handler that needs a credential.
+// route registers a handler that needs a credential, audited (audit.go):
+// the commands it applies are recorded by the state machine, the rest of
+// what it did here, once it has answered.
 func (a *API) route(mux *http.ServeMux, pattern string, h handlerFunc) {
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		p, err := a.authenticate(r)
-		if err != nil {
-			write(w, nil, err)
-			return
-		}
-		if err := a.catchUp(r); err != nil {
-			write(w, nil, err)
-			return
-		}
-		v, err := h(r, p)
+		call := cluster.NewAuditCall(cluster.Actor{Kind: cluster.ActorAnonymous}, httpapi.ClientAddr(r), pattern)
+		r = r.WithContext(cluster.WithAudit(r.Context(), call))
+		v, authed, err := a.serve(r, call, h)
 		write(w, v, err)
+		a.auditRequest(w, r, pattern, call, authed, err)
 	})
+}
+
+// serve authenticates the request and calls h; authed says whether the
+// credential was accepted.
+func (a *API) serve(r *http.Request, call *cluster.AuditCall, h handlerFunc) (v any, authed bool, err error) {
+	p, err := a.authenticate(r)
+	if err != nil {
+		return nil, false, err
+	}
+	call.SetActor(p.actor())
+	if err := a.catchUp(r); err != nil {
+		return nil, true, err
+	}
+	v, err = h(r, p)
+	return v, true, err
 }
 
 // write answers with v, or with err as {"error": {...}}.

@@ -71,13 +71,19 @@ func TestStaleNodeRefusesSessionsNotTheRoot(t *testing.T) {
 // loginCluster answers sign-ins with err.
 type loginCluster struct {
 	adminapi.Cluster
-	err    error
-	logins int
+	err     error
+	logins  int
+	applied []cluster.Command
 }
 
 func (f *loginCluster) Login(context.Context, string, string, string) (string, cluster.Session, error) {
 	f.logins++
 	return "", cluster.Session{}, f.err
+}
+
+func (f *loginCluster) Apply(_ context.Context, cmd cluster.Command) (cluster.Result, error) {
+	f.applied = append(f.applied, cmd)
+	return cluster.Result{Index: uint64(len(f.applied))}, nil
 }
 
 // A node checking as many passwords as it allows answers 503 busy with a
@@ -112,5 +118,28 @@ func TestSignInRefusals(t *testing.T) {
 	}
 	if c.logins != 6 {
 		t.Fatalf("%d passwords checked, want 6: refused attempts must not cost a check", c.logins)
+	}
+	// Every failed check is in the audit log, with the email and address
+	// it came with and never the password; the limits' refusals are not.
+	var outcomes []string
+	for i, cmd := range c.applied {
+		rec, ok := cmd.(cluster.RecordAudit)
+		if !ok || len(rec.Entries) != 1 {
+			t.Fatalf("write %d: %#v, want a RecordAudit of one entry", i, cmd)
+		}
+		e := rec.Entries[0]
+		if b, _ := json.Marshal(e); strings.Contains(string(b), "guess") {
+			t.Fatalf("entry holds the password: %s", b)
+		}
+		if e.Action != "create_session" || e.Route != "POST /v1/login" || e.Workspace != "acme" || e.Actor != (cluster.Actor{Kind: "anonymous", Workspace: "acme", Email: "ada@acme.test"}) || !e.At.Equal(now) {
+			t.Fatalf("entry %d: %+v", i, e)
+		}
+		if want := fmt.Sprintf("127.0.1.%d", i); i > 0 && e.Address != want {
+			t.Fatalf("entry %d from %q, want %q", i, e.Address, want)
+		}
+		outcomes = append(outcomes, e.Outcome)
+	}
+	if strings.Join(outcomes, " ") != "busy unauthorized unauthorized unauthorized unauthorized unauthorized" {
+		t.Fatalf("audited outcomes %v", outcomes)
 	}
 }

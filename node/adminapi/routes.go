@@ -10,6 +10,7 @@ import (
 
 	"parley/cluster"
 	"parley/cluster/membership"
+	"parley/ident"
 	"parley/node/httpapi"
 	"parley/store"
 )
@@ -50,6 +51,9 @@ func (a *API) Register(mux *http.ServeMux) {
 
 	a.route(mux, "GET /v1/admin/workspaces/{ws}/assignments/{conv}", a.assignment)
 	a.route(mux, "PUT /v1/admin/workspaces/{ws}/assignments/{conv}", a.assign)
+
+	a.route(mux, "GET /v1/admin/audit", a.auditLog)
+	a.route(mux, "GET /v1/admin/workspaces/{ws}/audit", a.workspaceAuditLog)
 }
 
 var errForbidden = apiErr(http.StatusForbidden, "forbidden", "this credential may not do that")
@@ -88,6 +92,11 @@ type loginReply struct {
 }
 
 func (a *API) login(w http.ResponseWriter, r *http.Request) {
+	// Audited like route's requests (audit.go): the session is recorded by
+	// the state machine, as the operator's once the password matched; a
+	// failure is recorded here, but for the refusals of the limits.
+	call := cluster.NewAuditCall(cluster.Actor{Kind: cluster.ActorAnonymous}, httpapi.ClientAddr(r), signInRoute)
+	r = r.WithContext(cluster.WithAudit(r.Context(), call))
 	if !a.addresses.allow(r) {
 		w.Header().Set("Retry-After", "1")
 		write(w, nil, apiErr(http.StatusTooManyRequests, "rate_limited", "too many sign-in attempts from this address: retry later"))
@@ -100,8 +109,10 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 	var req loginRequest
 	if err := decode(r, &req); err != nil {
 		write(w, nil, err)
+		a.auditSignIn(w, r, call, "", err)
 		return
 	}
+	call.SetActor(signInActor(req.Workspace, req.Email))
 	if d := a.accounts.wait(req.Workspace, req.Email); d > 0 {
 		secs := int((d + time.Second - 1) / time.Second)
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
@@ -120,6 +131,7 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		write(w, nil, err)
+		a.auditSignIn(w, r, call, req.Workspace, err)
 		return
 	}
 	// The token must work on this node as soon as it is returned: wait
@@ -130,6 +142,23 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	write(w, loginReply{Token: raw, Session: s}, nil)
+}
+
+// signInRoute is the sign-in's route, as audit entries name it.
+const signInRoute = "POST /v1/login"
+
+// auditSignIn records a failed sign-in, unless the state machine did,
+// once its answer (written to w) is sent.
+func (a *API) auditSignIn(w http.ResponseWriter, r *http.Request, call *cluster.AuditCall, workspace string, err error) {
+	if !call.Unrecorded(err) {
+		return
+	}
+	e := cluster.AuditEntry{Audit: call.Audit(a.cfg.Now()), Action: cluster.TypeCreateSession.String(), Outcome: outcome(err)}
+	if ident.ValidID(workspace) {
+		e.Workspace = workspace
+	}
+	flush(w)
+	a.recordAudit(r.Context(), e)
 }
 
 func (a *API) logout(r *http.Request, p principal) (any, error) {

@@ -227,6 +227,9 @@ func (a *API) authorizeAPI(w http.ResponseWriter, r *http.Request, h func(*apiCa
 		a.cfg.Logger.Warn("api: authentication unavailable", "err", err)
 		return nil, &httpapi.Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable, Message: "authentication unavailable: retry later"}
 	}
+	// Commands applied for the agent are audited (docs/api.md, "Audit log").
+	call := cluster.NewAuditCall(cluster.Actor{Kind: cluster.ActorOperator, Workspace: ws, ID: ag.ID}, httpapi.ClientAddr(r), r.Pattern)
+	r = r.WithContext(cluster.WithAudit(r.Context(), call))
 	return h(&apiCall{w: w, r: r, ws: ws, agent: ag})
 }
 

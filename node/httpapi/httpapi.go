@@ -5,7 +5,9 @@ package httpapi
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 )
 
 // Error is an API error: the HTTP status it answers with, and the body
@@ -53,4 +55,19 @@ type Confirmation struct {
 type PurgeConfirmation struct {
 	Confirmed   []string `json:"confirmed"`
 	Unconfirmed []string `json:"unconfirmed,omitempty"`
+}
+
+// ClientAddr is the client's IP address, as audit entries record it (the
+// node made it RemoteAddr's from a trusted proxy's PROXY protocol header or
+// X-Forwarded-For, edge.Trusted); "" if RemoteAddr holds none.
+func ClientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return ""
+	}
+	return a.WithZone("").Unmap().String()
 }
