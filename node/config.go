@@ -175,6 +175,10 @@ type Config struct {
 	// passwordIterations is the PBKDF2 cost of new password hashes; tests
 	// lower it to the minimum. Zero: the cluster package's default.
 	passwordIterations int
+	// signInClock, in tests, is the clock of the sign-in back-off: frozen,
+	// a back-off does not end while a slow machine runs the test. Zero:
+	// time.Now.
+	signInClock func() time.Time
 	// Embedder is "auto" or "off". Auto (also the zero value) loads
 	// all-MiniLM-L6-v2 and ONNX Runtime from ModelDir and ORTLib; when they
 	// are missing, the node logs a warning and serves chat with similar

@@ -77,6 +77,7 @@ func (n *Node) adminAPI() *adminapi.API {
 		Store:      n.store,
 		Gossip:     n.gossip.m,
 		Logger:     n.ctl.log,
+		Now:        n.cfg.signInClock,
 	}
 	if n.purge != nil {
 		cfg.Purger = adminPurger{n.ctl, n.purge}
