@@ -251,7 +251,7 @@ func TestAuditLogAcrossNodes(t *testing.T) {
 	}
 	seen := false
 	for _, nd := range tc.nodes {
-		files := map[string][]byte{"log": []byte(nd.logs())}
+		files := map[string][]byte{"log": []byte(nd.Logs())}
 		filepath.WalkDir(nd.DataDir, func(p string, d fs.DirEntry, err error) error {
 			if err == nil && !d.IsDir() {
 				b, _ := os.ReadFile(p)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 
 	"parley/gateway/client"
 	"parley/gateway/wire"
@@ -19,7 +20,9 @@ type wsClient struct {
 const dialQueue = 8192
 
 func dialNode(ctx context.Context, n *nodeProc) (*wsClient, error) {
-	c, err := client.DialWS(ctx, client.WSURL(n.URL), client.Options{Queue: dialQueue})
+	// http.DefaultClient: its transport trusts the package's test
+	// certificate (tls_test.go), for nodes that serve HTTPS.
+	c, err := client.DialWS(ctx, client.WSURL(n.URL), client.Options{Queue: dialQueue, HTTPClient: http.DefaultClient})
 	if err != nil {
 		return nil, err
 	}
