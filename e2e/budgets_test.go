@@ -49,6 +49,8 @@ func visitorFrom(t testing.TB, ctx context.Context, nd *nodeProc, ip, ws string,
 // tally counts the answers to a connection's sends.
 type tally struct {
 	sent, acked, limited, other atomic.Int64
+	// noRetry counts rate_limited answers without a retry hint.
+	noRetry atomic.Int64
 }
 
 // taken is what passed the budgets: acknowledged, or stored and not yet
@@ -72,8 +74,11 @@ func flood(ctx context.Context, wg *sync.WaitGroup, c *client.Conn, conv, prefix
 			case wire.TypeAck:
 				tl.acked.Add(1)
 			case wire.TypeError:
-				if f.AsError().Code == wire.CodeRateLimited {
+				if e := f.AsError(); e.Code == wire.CodeRateLimited {
 					tl.limited.Add(1)
+					if e.Retry <= 0 {
+						tl.noRetry.Add(1)
+					}
 				} else {
 					tl.other.Add(1)
 				}
@@ -170,17 +175,24 @@ func TestFloodFromOneAddressLeavesTheWorkspaceToOthers(t *testing.T) {
 	for time.Now().Before(until) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	floodTime := time.Since(begin).Seconds()
+	sendTime := time.Since(begin).Seconds()
 	waitAnswered(t, tallies...)
+	// Every frame was taken or refused between begin and its answer: the
+	// budgets refilled over that window, longer than the sending when the
+	// node lags behind on a busy machine.
+	floodTime := time.Since(begin).Seconds()
 	stop()
 	wg.Wait()
-	var sent, taken, limited int64
+	var sent, taken, limited, noRetry, other int64
 	for _, tl := range tallies {
+		other += tl.other.Load()
 		sent += tl.sent.Load()
 		taken += tl.taken()
 		limited += tl.limited.Load()
+		noRetry += tl.noRetry.Load()
 	}
-	t.Logf("flood from one address: %d sent in %.1fs, %d taken, %d rate_limited; the visitor: %d of 16 refused", sent, floodTime, taken, limited, refused)
+	t.Logf("sent for %.1fs", sendTime)
+	t.Logf("flood from one address: %d sent in %.1fs, %d taken (%d of them not acknowledged), %d rate_limited; the visitor: %d of 16 refused", sent, floodTime, taken, other, limited, refused)
 	if refused > 0 {
 		t.Errorf("%d of the visitor's 16 messages refused during the flood", refused)
 	}
@@ -191,8 +203,8 @@ func TestFloodFromOneAddressLeavesTheWorkspaceToOthers(t *testing.T) {
 	if limit := int64(160 + 30*floodTime); taken > limit {
 		t.Errorf("the flooding address had %d messages taken in %.1fs, want at most %d", taken, floodTime, limit)
 	}
-	if limited == 0 {
-		t.Error("nothing of the flood was refused")
+	if limited == 0 || noRetry > 0 {
+		t.Errorf("%d of the flood refused rate_limited, %d of them without retry_ms", limited, noRetry)
 	}
 }
 
@@ -353,8 +365,12 @@ func TestWorkspaceBudgetHoldsAcrossTheCluster(t *testing.T) {
 	for time.Now().Before(until) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	floodTime := time.Since(begin).Seconds()
+	sendTime := time.Since(begin).Seconds()
 	waitAnswered(t, tallies...)
+	// Every frame was taken or refused between begin and its answer: the
+	// budgets refilled over that window, longer than the sending when the
+	// node lags behind on a busy machine.
+	floodTime := time.Since(begin).Seconds()
 	stop()
 	wg.Wait()
 	var sent, taken int64
@@ -365,12 +381,13 @@ func TestWorkspaceBudgetHoldsAcrossTheCluster(t *testing.T) {
 		perNode[i/3] += tl.taken()
 	}
 	budget := 30 * floodTime
+	t.Logf("sent for %.1fs", sendTime)
 	t.Logf("%d sent in %.1fs through 3 nodes, %d taken (per node %v): %.1f a second against a budget of 30", sent, floodTime, taken, perNode, float64(taken)/floodTime)
 	// The bursts: 60 in all, 20 a node. The three starts took 3 more.
 	if hi := int64(1.4*budget) + 63; taken > hi {
 		t.Errorf("the cluster took %d messages in %.1fs, want at most %d (budget 30/s, bursts 60, 40 %% over)", taken, floodTime, hi)
 	}
-	if lo := int64(0.6 * budget); taken < lo {
+	if lo := int64(0.6 * 30 * sendTime); taken < lo {
 		t.Errorf("the cluster took %d messages in %.1fs, want at least %d", taken, floodTime, lo)
 	}
 }
