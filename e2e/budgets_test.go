@@ -104,9 +104,17 @@ func flood(ctx context.Context, wg *sync.WaitGroup, c *client.Conn, conv, prefix
 	}()
 }
 
-// waitAnswered waits until every send of the tallies was answered.
-func waitAnswered(t *testing.T, tallies ...*tally) {
+// endFlood waits for the flood to end at until and for every frame of it
+// to be answered, then stops the readers. It returns how long the sending
+// lasted and the window in which every frame was taken or refused: from
+// begin to the last answer, longer than the sending when the node lags
+// behind on a busy machine (the budgets refill meanwhile), in seconds.
+func endFlood(t *testing.T, begin, until time.Time, stop context.CancelFunc, wg *sync.WaitGroup, tallies ...*tally) (sending, window float64) {
 	t.Helper()
+	for time.Now().Before(until) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	sending = time.Since(begin).Seconds()
 	eventually.Holds(t, 30*time.Second, "every flooded frame answered", func() error {
 		for i, tl := range tallies {
 			if a, s := tl.answered(), tl.sent.Load(); a < s {
@@ -115,6 +123,10 @@ func waitAnswered(t *testing.T, tallies ...*tally) {
 		}
 		return nil
 	})
+	window = time.Since(begin).Seconds()
+	stop()
+	wg.Wait()
+	return sending, window
 }
 
 // TestFloodFromOneAddressLeavesTheWorkspaceToOthers: 40 connections from
@@ -172,17 +184,7 @@ func TestFloodFromOneAddressLeavesTheWorkspaceToOthers(t *testing.T) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	for time.Now().Before(until) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	sendTime := time.Since(begin).Seconds()
-	waitAnswered(t, tallies...)
-	// Every frame was taken or refused between begin and its answer: the
-	// budgets refilled over that window, longer than the sending when the
-	// node lags behind on a busy machine.
-	floodTime := time.Since(begin).Seconds()
-	stop()
-	wg.Wait()
+	sendTime, floodTime := endFlood(t, begin, until, stop, &wg, tallies...)
 	var sent, taken, limited, noRetry, other int64
 	for _, tl := range tallies {
 		other += tl.other.Load()
@@ -362,17 +364,7 @@ func TestWorkspaceBudgetHoldsAcrossTheCluster(t *testing.T) {
 		tallies = append(tallies, tl)
 		flood(fctx, &wg, cn.c, cn.conv, cn.name, time.Second/15, until, tl)
 	}
-	for time.Now().Before(until) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	sendTime := time.Since(begin).Seconds()
-	waitAnswered(t, tallies...)
-	// Every frame was taken or refused between begin and its answer: the
-	// budgets refilled over that window, longer than the sending when the
-	// node lags behind on a busy machine.
-	floodTime := time.Since(begin).Seconds()
-	stop()
-	wg.Wait()
+	sendTime, floodTime := endFlood(t, begin, until, stop, &wg, tallies...)
 	var sent, taken int64
 	perNode := make([]int64, len(tc.nodes))
 	for i, tl := range tallies {

@@ -53,10 +53,11 @@ type addrShare struct {
 }
 
 type budgets struct {
-	cfg *Config
-	mu  sync.Mutex
-	ips map[string]*ipBudget
-	ws  map[string]*wsBudget
+	cfg  *Config
+	mu   sync.Mutex
+	last time.Time // the latest time take was given
+	ips  map[string]*ipBudget
+	ws   map[string]*wsBudget
 }
 
 func newBudgets(cfg *Config) *budgets {
@@ -77,6 +78,13 @@ const (
 func (b *budgets) take(ws, ip string, visitor bool, act action, now time.Time) *wireError {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	// Connections read the clock before they queue for the lock, so their
+	// times arrive out of order; a bucket handed an earlier time than its
+	// last refills that stretch again. Never go back.
+	if now.Before(b.last) {
+		now = b.last
+	}
+	b.last = now
 	w := b.workspace(ws, now)
 	type bucket struct {
 		lim  *rate.Limiter
@@ -144,7 +152,7 @@ func (b *budgets) workspace(ws string, now time.Time) *wsBudget {
 	if w == nil {
 		share := b.share(ws)
 		w = &wsBudget{
-			all:   rate.NewLimiter(rate.Limit(b.cfg.WorkspaceRate*share), scaledBurst(b.cfg.WorkspaceBurst, share)),
+			all:   b.fraction(share),
 			addrs: map[string]*addrShare{}, share: share, checked: now,
 		}
 		b.ws[ws] = w
@@ -154,12 +162,9 @@ func (b *budgets) workspace(ws string, now time.Time) *wsBudget {
 		w.checked = now
 		if share := b.share(ws); share != w.share {
 			w.share = share
-			w.all.SetLimitAt(now, rate.Limit(b.cfg.WorkspaceRate*share))
-			w.all.SetBurstAt(now, scaledBurst(b.cfg.WorkspaceBurst, share))
+			b.resize(w.all, share, now)
 			for _, a := range w.addrs {
-				f := share * b.cfg.AddressShare
-				a.lim.SetLimitAt(now, rate.Limit(b.cfg.WorkspaceRate*f))
-				a.lim.SetBurstAt(now, scaledBurst(b.cfg.WorkspaceBurst, f))
+				b.resize(a.lim, share*b.cfg.AddressShare, now)
 			}
 		}
 	}
@@ -177,12 +182,22 @@ func (b *budgets) share(ws string) float64 {
 func (b *budgets) addrShare(w *wsBudget, ip string, now time.Time) *rate.Limiter {
 	a := w.addrs[ip]
 	if a == nil {
-		f := w.share * b.cfg.AddressShare
-		a = &addrShare{lim: rate.NewLimiter(rate.Limit(b.cfg.WorkspaceRate*f), scaledBurst(b.cfg.WorkspaceBurst, f))}
+		a = &addrShare{lim: b.fraction(w.share * b.cfg.AddressShare)}
 		w.addrs[ip] = a
 	}
 	a.used = now
 	return a.lim
+}
+
+// fraction is a new, full bucket of a fraction f of the workspace's
+// budget; resize makes an existing one that fraction, keeping its tokens.
+func (b *budgets) fraction(f float64) *rate.Limiter {
+	return rate.NewLimiter(rate.Limit(b.cfg.WorkspaceRate*f), scaledBurst(b.cfg.WorkspaceBurst, f))
+}
+
+func (b *budgets) resize(l *rate.Limiter, f float64, now time.Time) {
+	l.SetLimitAt(now, rate.Limit(b.cfg.WorkspaceRate*f))
+	l.SetBurstAt(now, scaledBurst(b.cfg.WorkspaceBurst, f))
 }
 
 // scaledBurst is a fraction of a burst, at least 1.

@@ -121,3 +121,28 @@ func TestConversationCountsWithItsFirstMessage(t *testing.T) {
 		t.Fatalf("metered %v, want 2 conversations (6 started by one, 1 by another, 2 with a message), 3 messages", got)
 	}
 }
+
+// TestClockNeverGoesBack: connections hand in times read before they
+// waited for the lock, out of order; a bucket handed an earlier time must
+// not refill the same stretch twice.
+func TestClockNeverGoesBack(t *testing.T) {
+	b := budgetsFor(func(c *Config) {
+		c.WorkspaceRate, c.WorkspaceBurst, c.AddressShare = 1e6, 1e6, 1
+		c.IPMessageRate, c.IPMessageBurst = 10, 10
+	})
+	start := time.Now()
+	taken := 0
+	// Ten seconds of frames, every other one stamped a second late.
+	for i := 0; i < 1000; i++ {
+		now := start.Add(time.Duration(i) * 10 * time.Millisecond)
+		if i%2 == 1 {
+			now = now.Add(-time.Second)
+		}
+		if b.take("ws", "10.0.0.1", true, actChange, now) == nil {
+			taken++
+		}
+	}
+	if taken > 10+10*10+1 {
+		t.Fatalf("took %d in 10 s at 10 a second, bursts of 10", taken)
+	}
+}
