@@ -146,3 +146,23 @@ func TestClockNeverGoesBack(t *testing.T) {
 		t.Fatalf("took %d in 10 s at 10 a second, bursts of 10", taken)
 	}
 }
+
+// TestIdleBudgetsAreForgotten: the buckets of an address and a workspace
+// unused for budgetIdle are dropped; those in use stay.
+func TestIdleBudgetsAreForgotten(t *testing.T) {
+	b := budgetsFor(nil)
+	now := time.Now()
+	b.take("old", "10.0.0.1", true, actChange, now)
+	b.take("new", "10.0.0.2", true, actChange, now.Add(budgetIdle/2))
+	b.take("new", "10.0.0.1", false, actChange, now.Add(budgetIdle/2))
+	b.prune(now.Add(budgetIdle + time.Second))
+	if _, ok := b.ips["10.0.0.1"]; ok {
+		t.Error("an address idle since budgetIdle kept (agents' frames do not use it)")
+	}
+	if _, ok := b.ws["old"]; ok {
+		t.Error("a workspace idle since budgetIdle kept")
+	}
+	if _, ok := b.ips["10.0.0.2"]; !ok || b.ws["new"] == nil || b.ws["new"].addrs["10.0.0.2"] == nil {
+		t.Error("buckets in use dropped")
+	}
+}

@@ -240,6 +240,7 @@ func (s *Server) Publish(events []store.Event) { s.hub.publish(events) }
 func (s *Server) Run(ctx context.Context) error {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	pruned := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -252,7 +253,8 @@ func (s *Server) Run(ctx context.Context) error {
 				}
 			}
 			s.endExpiredRemote(now.UnixMilli())
-			if now.Second()%30 == 0 {
+			if now.Sub(pruned) >= 30*time.Second {
+				pruned = now
 				s.budgets.prune(now)
 			}
 		}
