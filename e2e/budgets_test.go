@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -434,5 +435,66 @@ func TestWorkspaceBudgetAfterANodeDies(t *testing.T) {
 	// 20 without; the bound lies between.
 	if rate := r.steadyRate(); rate < 25 {
 		t.Errorf("two nodes took %.1f messages a second past the bursts, want about 30 (the dead node's third taken over)", rate)
+	}
+}
+
+// TestAddressBudgetsBehindATrustedProxy: behind a proxy listed in
+// -trusted-proxies each visitor's budget is their own address's, from
+// X-Forwarded-For: one who spends theirs leaves another's whole, though
+// both come through the proxy's address. Visitors behind one address
+// without such a proxy (an office's NAT) share its budget.
+func TestAddressBudgetsBehindATrustedProxy(t *testing.T) {
+	tc := startCluster(t, 1, "-trusted-proxies", "127.0.0.5/32", "-ip-message-rate", "0.5", "-ip-message-burst", "10")
+	nd := tc.nodes[0]
+	mustAPI(t, nd, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "business"}, nil)
+	ctx := testCtx(t, 60*time.Second)
+	visitor := func(ip, forwardedFor string) (*client.Conn, string) {
+		h := http.Header{}
+		if forwardedFor != "" {
+			h.Set("X-Forwarded-For", forwardedFor)
+		}
+		c, err := client.DialWS(ctx, client.WSURL(nd.URL), client.Options{Queue: dialQueue, LocalAddr: net.ParseIP(ip), Header: h})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.CloseNow() })
+		if _, err := c.Hello(ctx, wire.Hello{Workspace: "acme", Role: ident.Visitor}, nil); err != nil {
+			t.Fatal(err)
+		}
+		conv, err := c.Start(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, conv
+	}
+	// says sends n messages one after the other and counts those taken.
+	says := func(c *client.Conn, conv, prefix string, n int) (taken int) {
+		for i := range n {
+			_, err := c.Say(ctx, conv, fmt.Sprintf("msg-%s-%04d", prefix, i), "hello")
+			var ce *client.Error
+			switch {
+			case err == nil:
+				taken++
+			case errors.As(err, &ce) && ce.Code == wire.CodeRateLimited:
+			default:
+				t.Fatalf("%s %d: %v", prefix, i, err)
+			}
+		}
+		return taken
+	}
+	a, aconv := visitor("127.0.0.5", "203.0.113.1")
+	b, bconv := visitor("127.0.0.5", "203.0.113.2")
+	if got := says(a, aconv, "a", 20); got < 10 || got > 12 {
+		t.Errorf("a visitor behind the proxy had %d of 20 taken, want their address's burst of 10 (and a refill or two)", got)
+	}
+	if got := says(b, bconv, "b", 10); got != 10 {
+		t.Errorf("another visitor behind the proxy had %d of 10 taken, want all: their address's budget is their own", got)
+	}
+	// Behind an office's address, with no trusted proxy: one budget.
+	c, cconv := visitor("127.0.0.7", "")
+	d, dconv := visitor("127.0.0.7", "")
+	taken := says(c, cconv, "c", 10) + says(d, dconv, "d", 10)
+	if taken < 10 || taken > 12 {
+		t.Errorf("two visitors behind one address had %d of 20 taken, want the address's burst of 10 (and a refill or two)", taken)
 	}
 }
