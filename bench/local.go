@@ -48,7 +48,9 @@ type LocalOptions struct {
 
 // LocalLimits are the rate limits the harness gives local nodes: high
 // enough that the bench measures the node, not its abuse protection.
-var LocalLimits = []string{"-frame-rate", "1000000", "-workspace-rate", "10000000", "-max-conns-per-ip", "10000000", "-log-level", "warn"}
+var LocalLimits = []string{"-frame-rate", "1000000", "-workspace-rate", "10000000", "-max-conns-per-ip", "10000000",
+	"-ip-message-rate", "1e7", "-ip-message-burst", "10000000", "-ip-start-rate", "1e7", "-ip-start-burst", "10000000", "-address-share", "1",
+	"-log-level", "warn"}
 
 // StartLocal starts the nodes through the launcher (parley/internal/
 // localcluster): one node runs alone, as `parley` does by default; two or

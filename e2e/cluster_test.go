@@ -58,7 +58,7 @@ func startClusterOn(t testing.TB, spec clusterSpec) *testCluster {
 	t.Helper()
 	cl, err := localcluster.Start(context.Background(), localcluster.Config{Bin: spec.bin, Nodes: spec.n, Dir: t.TempDir(),
 		Lab: spec.lab, Links: spec.links, Regions: spec.regions, Voters: true, Token: testAgentToken,
-		Args: append([]string{"-h3", "off"}, spec.extra...), ArgsFor: spec.argsFor})
+		Args: append(append([]string{"-h3", "off"}, loosePerIP...), spec.extra...), ArgsFor: spec.argsFor})
 	if cl != nil {
 		t.Cleanup(cl.Stop)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -61,10 +62,18 @@ func startNodeAt(t testing.TB, bin string, wrap []string, addr, dataDir string, 
 	return startNodeWith(t, localcluster.NodeConfig{Bin: bin, Wrap: wrap, Addr: addr, DataDir: dataDir, Args: extraArgs})
 }
 
+// loosePerIP lifts the per-address budgets of visitors for the tests that
+// are not about them: every test client comes from 127.0.0.1, like
+// hundreds of visitors behind one office address. A test of the budgets
+// gives its own values after these (the last flag wins).
+var loosePerIP = []string{"-ip-message-rate", "1e6", "-ip-message-burst", "1000000",
+	"-ip-start-rate", "1e6", "-ip-start-burst", "1000000", "-address-share", "1"}
+
 // startNodeWith starts a node as c says, with the test's operator token
 // and a log of its own; the test's end stops it.
 func startNodeWith(t testing.TB, c localcluster.NodeConfig) *nodeProc {
 	t.Helper()
+	c.Args = append(slices.Clone(loosePerIP), c.Args...)
 	c.Token, c.LogPath = testAgentToken, filepath.Join(t.TempDir(), "node.log")
 	nd, err := localcluster.StartNode(context.Background(), c)
 	if nd != nil {

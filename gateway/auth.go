@@ -39,7 +39,8 @@ type Limits interface {
 	Allow(workspace string, now time.Time) error
 }
 
-// Meter counts what a workspace is billed for: conversations started and
+// Meter counts what a workspace is billed for: conversations, each with
+// its first message stored (one started and left empty never counts), and
 // messages stored (a retried message counts once).
 type Meter interface {
 	Count(workspace string, conversations, messages int64)

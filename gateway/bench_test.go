@@ -31,6 +31,8 @@ func benchDelivery(b *testing.B, rate, visitors int) {
 	e := newEnvWith(b, commits, func(c *Config) {
 		c.FrameRate, c.FrameBurst = 1e6, 1e6
 		c.WorkspaceRate, c.WorkspaceBurst = 1e7, 1e7
+		c.IPMessageRate, c.IPMessageBurst, c.AddressShare = 1e7, 1e7, 1
+		c.IPStartRate, c.IPStartBurst = 1e7, 1e7
 		c.SendQueue = 1 << 16
 		c.Metrics = srvLat
 	})

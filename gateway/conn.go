@@ -70,6 +70,10 @@ type conn struct {
 	relaying atomic.Bool
 	viaRelay bool
 	convs    map[string]bool // conversations this connection may touch; reader only
+	// counted holds the conversations whose first message this connection
+	// has sent or found already there (firstMessage); under countMu.
+	countMu sync.Mutex
+	counted map[string]bool
 
 	lastSeen atomic.Int64 // unix ms of the last frame read
 	leaseAt  int64        // unix ms of the last presence renewal; reader only
@@ -122,7 +126,7 @@ func (c *conn) replyErr(ref string, e *wireError) {
 		c.failWithRef(ref, e)
 		return
 	}
-	c.reply(wire.Error{Type: wire.TypeError, Ref: ref, Code: e.Code, Message: e.Message})
+	c.reply(wire.Error{Type: wire.TypeError, Ref: ref, Code: e.Code, Message: e.Message, RetryMS: e.retry})
 }
 
 func (c *conn) failWithRef(ref string, e *wireError) {

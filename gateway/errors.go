@@ -14,6 +14,9 @@ type wireError struct {
 	// cause is the internal error behind an unavailable one, for the log;
 	// the client sees only the message.
 	cause error
+	// retry is, for rate_limited, the milliseconds until the refused frame
+	// would be taken (the error frame's retry_ms); 0: not said.
+	retry int64
 }
 
 func (e *wireError) Error() string { return e.Code + ": " + e.Message }

@@ -726,10 +726,11 @@ func TestSendClearsTypingOnlyWhenTyping(t *testing.T) {
 
 // TestWorkspaceMessageRateIsLimited: one workspace flooding messages gets
 // rate_limited and nothing of the refused messages is stored, while another
-// workspace on the same node goes on unhindered.
+// workspace on the same node goes on unhindered. The start takes from the
+// same budget as the messages.
 func TestWorkspaceMessageRateIsLimited(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(c *Config) { c.WorkspaceRate, c.WorkspaceBurst = 0.001, 3 })
+	e := newEnv(t, func(c *Config) { c.WorkspaceRate, c.WorkspaceBurst, c.AddressShare = 0.001, 4, 1 })
 	v, _ := e.visitor(t, "ws1", nil)
 	conv := v.start()
 	for i := 1; i <= 3; i++ {

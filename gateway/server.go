@@ -83,10 +83,30 @@ type Config struct {
 	// accepts (see IPConns). Nil: a table of its own, capped at
 	// MaxConnsPerIP.
 	Conns *IPConns
-	// WorkspaceRate and WorkspaceBurst limit messages per workspace on this
-	// node. Zero: 2000/s, 4000.
+	// WorkspaceRate and WorkspaceBurst are a workspace's budget of changes
+	// (send, edit, delete) and conversation starts, cluster-wide: this node
+	// takes WorkspaceShare's fraction of both (budget.go). Zero: 2000/s,
+	// 4000.
 	WorkspaceRate  float64
 	WorkspaceBurst int
+	// WorkspaceShare says which fraction (0..1] of a workspace's budget is
+	// this node's; it is asked again at most once a second per workspace.
+	// Nil: 1, the whole budget (a single node).
+	WorkspaceShare func(workspace string) float64
+	// AddressShare is the fraction of a workspace's budget (of this
+	// node's part) that the visitors of one client address may take, so
+	// that one address cannot take it all while others want some. Zero:
+	// 0.25.
+	AddressShare float64
+	// IPMessageRate and IPMessageBurst limit the changes (send, edit,
+	// delete) of visitors per client address on this node, over all its
+	// connections and workspaces. Zero: 20/s, 100.
+	IPMessageRate  float64
+	IPMessageBurst int
+	// IPStartRate and IPStartBurst limit the conversations visitors start
+	// per client address on this node. Zero: 0.2/s (12 a minute), 20.
+	IPStartRate  float64
+	IPStartBurst int
 	// MaxReplay bounds the events of one resume; "more" tells the client to
 	// resume again. Zero: 1000.
 	MaxReplay int
@@ -158,6 +178,21 @@ func (c *Config) defaults() {
 	if c.WorkspaceBurst <= 0 {
 		c.WorkspaceBurst = 4000
 	}
+	if c.AddressShare <= 0 || c.AddressShare > 1 {
+		c.AddressShare = 0.25
+	}
+	if c.IPMessageRate <= 0 {
+		c.IPMessageRate = 20
+	}
+	if c.IPMessageBurst <= 0 {
+		c.IPMessageBurst = 100
+	}
+	if c.IPStartRate <= 0 {
+		c.IPStartRate = 0.2
+	}
+	if c.IPStartBurst <= 0 {
+		c.IPStartBurst = 20
+	}
 	if c.MaxReplay <= 0 {
 		c.MaxReplay = 1000
 	}
@@ -175,10 +210,11 @@ type Server struct {
 	presence *presence
 	views    *views
 
-	mu       sync.Mutex
-	wsLimits map[string]*rate.Limiter
-	relays   map[*conn]struct{}
-	closing  bool
+	budgets *budgets
+
+	mu      sync.Mutex
+	relays  map[*conn]struct{}
+	closing bool
 
 	conns  sync.WaitGroup
 	nextID atomic.Uint64
@@ -187,12 +223,13 @@ type Server struct {
 // New returns a gateway; Run must be running for presence to expire.
 func New(cfg Config) *Server {
 	cfg.defaults()
-	return &Server{
+	s := &Server{
 		cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics,
 		hub: newHub(), presence: newPresence(cfg.Clock), views: newViews(),
-		wsLimits: map[string]*rate.Limiter{},
-		relays:   map[*conn]struct{}{},
+		relays: map[*conn]struct{}{},
 	}
+	s.budgets = newBudgets(&s.cfg)
+	return s
 }
 
 // Publish fans committed store events out to the connections that want
@@ -203,6 +240,7 @@ func (s *Server) Publish(events []store.Event) { s.hub.publish(events) }
 func (s *Server) Run(ctx context.Context) error {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	pruned := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -215,6 +253,10 @@ func (s *Server) Run(ctx context.Context) error {
 				}
 			}
 			s.endExpiredRemote(now.UnixMilli())
+			if now.Sub(pruned) >= 30*time.Second {
+				pruned = now
+				s.budgets.prune(now)
+			}
 		}
 	}
 }
@@ -309,17 +351,6 @@ func (s *Server) overLimit(ws string, now time.Time) *wireError {
 	return nil
 }
 
-func (s *Server) allowWorkspace(ws string, now time.Time) bool {
-	s.mu.Lock()
-	l := s.wsLimits[ws]
-	if l == nil {
-		l = rate.NewLimiter(rate.Limit(s.cfg.WorkspaceRate), s.cfg.WorkspaceBurst)
-		s.wsLimits[ws] = l
-	}
-	s.mu.Unlock()
-	return l.AllowN(now, 1)
-}
-
 // serve runs one connection, admitted already, to its end: a reader loop on
 // the calling goroutine and a writer goroutine; when either ends, both do.
 func (s *Server) serve(ctx context.Context, t transport, ip string, viaRelay bool) {
@@ -330,6 +361,7 @@ func (s *Server) serve(ctx context.Context, t transport, ip string, viaRelay boo
 		resumes: rate.NewLimiter(rate.Limit(s.cfg.ResumeRate), s.cfg.ResumeBurst),
 		room:    make(chan struct{}, 1),
 		convs:   map[string]bool{},
+		counted: map[string]bool{},
 		ops:     make(chan struct{}, s.cfg.MaxInFlight),
 		leaseID: s.cfg.Node + "/" + strconv.FormatUint(s.nextID.Add(1), 10),
 	}

@@ -168,7 +168,11 @@ func (c *conn) start(ctx context.Context, f inFrame) *wireError {
 	if c.id.Role != ident.Visitor {
 		return errf(wire.CodeForbidden, "start: only visitors start conversations")
 	}
-	if werr := c.srv.overLimit(c.id.Workspace, time.Now()); werr != nil {
+	now := time.Now()
+	if werr := c.srv.overLimit(c.id.Workspace, now); werr != nil {
+		return werr
+	}
+	if werr := c.srv.budgets.take(c.id.Workspace, c.ip, true, actStart, now); werr != nil {
 		return werr
 	}
 	var raw [12]byte
@@ -179,7 +183,7 @@ func (c *conn) start(ctx context.Context, f inFrame) *wireError {
 			c.replyErr(f.Ref, c.storeError(err))
 			return
 		}
-		c.srv.cfg.Meter.Count(conv.Workspace, 1, 0)
+		// Not counted for the plan yet: see change.
 		c.srv.hub.subscribe(c, conv.ID)
 		c.reply(wire.Ref{Type: wire.TypeStarted, Ref: f.Ref, Conversation: conv.ID})
 	})
@@ -325,14 +329,15 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) *wireError 
 	if werr := c.authorize(f.Conversation); werr != nil {
 		return werr
 	}
-	if !c.srv.allowWorkspace(c.id.Workspace, now) {
-		return errf(wire.CodeRateLimited, "workspace message rate exceeded: retry later")
-	}
 	if f.Type == "send" {
 		if werr := c.srv.overLimit(c.id.Workspace, now); werr != nil {
 			return werr
 		}
 	}
+	if werr := c.srv.budgets.take(c.id.Workspace, c.ip, c.id.Role == ident.Visitor, actChange, now); werr != nil {
+		return werr
+	}
+	first := f.Type == wire.TypeSend && c.firstMessage(f.Conversation)
 	ts := c.srv.cfg.Clock.Now()
 	ch := store.Change{Workspace: c.id.Workspace, Conversation: f.Conversation, Participant: c.id.Participant, TS: ts, Start: now}
 	switch f.Type {
@@ -350,10 +355,20 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) *wireError 
 	}
 	c.async(func() {
 		res, err := c.srv.cfg.Store.Apply(ctx, ch)
-		if ch.Kind == store.Send && res.Changed {
+		stored := ch.Kind == store.Send && res.Changed
+		if stored {
 			// Stored here, counted here, even when the answer is an error
 			// (no replica confirmed it yet): the resend finds it stored.
-			c.srv.cfg.Meter.Count(ch.Workspace, 0, 1)
+			// The conversation counts with its first message: one started
+			// and left empty never does, so a flood of starts costs the
+			// plan nothing.
+			var convs int64
+			if first {
+				convs = 1
+			}
+			c.srv.cfg.Meter.Count(ch.Workspace, convs, 1)
+		} else if first {
+			c.uncountable(ch.Conversation)
 		}
 		if err != nil {
 			c.replyErr(f.Ref, c.storeError(err))
@@ -363,6 +378,28 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) *wireError 
 		c.reply(wire.Ack{Type: wire.TypeAck, Ref: f.Ref, Conversation: f.Conversation, ID: f.ID, Seq: res.Seq, TS: &created, Dup: res.Dup})
 	})
 	return nil
+}
+
+// firstMessage says whether a send to conv would be the first message of
+// the conversation, which then counts for the plan: the conversation holds
+// no message in the store yet and no send of this connection to it is
+// pending. A send that turns out not to store anything gives the claim
+// back (uncountable), for the next one.
+func (c *conn) firstMessage(conv string) bool {
+	c.countMu.Lock()
+	defer c.countMu.Unlock()
+	if c.counted[conv] {
+		return false
+	}
+	c.counted[conv] = true
+	rec, err := c.srv.cfg.Store.Conversation(c.id.Workspace, conv)
+	return err == nil && rec.Last == nil
+}
+
+func (c *conn) uncountable(conv string) {
+	c.countMu.Lock()
+	delete(c.counted, conv)
+	c.countMu.Unlock()
 }
 
 func (c *conn) typing(f inFrame, now time.Time) *wireError {

@@ -54,9 +54,23 @@ type Config struct {
 	HTTPIdleTimeout time.Duration
 	// FrameRate limits frames per second per connection. Default 20.
 	FrameRate float64
-	// WorkspaceRate limits messages per second per workspace on this node.
-	// Default 2000.
+	// WorkspaceRate is a workspace's budget of changes (messages, edits,
+	// deletions) and conversation starts per second, cluster-wide, with
+	// bursts of twice as many: each node takes its part, the budget over
+	// the alive nodes that serve the workspace (node/budget.go). Default
+	// 2000.
 	WorkspaceRate float64
+	// AddressShare is the fraction of a workspace's budget the visitors of
+	// one client address may take. Default 0.25.
+	AddressShare float64
+	// IPMessageRate and IPMessageBurst limit visitors' changes per client
+	// address on each node, over all its connections. Default 20/s, 100.
+	IPMessageRate  float64
+	IPMessageBurst int
+	// IPStartRate and IPStartBurst limit the conversations visitors start
+	// per client address on each node. Default 0.2/s, 20.
+	IPStartRate  float64
+	IPStartBurst int
 	// H3Addr is the UDP address of HTTP/3 and WebTransport. Empty: the
 	// HTTP address's host and port, on UDP (if that port is taken on UDP, a
 	// free one). "off" disables HTTP/3. Env PARLEY_H3.
@@ -226,7 +240,12 @@ func ParseFlags(args []string) (Config, error) {
 	fs.DurationVar(&c.HTTPReadTimeout, "http-read-timeout", 30*time.Second, "longest time to read one HTTP request, body included")
 	fs.DurationVar(&c.HTTPIdleTimeout, "http-idle-timeout", 60*time.Second, "how long an idle keep-alive HTTP connection is kept")
 	fs.Float64Var(&c.FrameRate, "frame-rate", 20, "frames per second per connection")
-	fs.Float64Var(&c.WorkspaceRate, "workspace-rate", 2000, "messages per second per workspace")
+	fs.Float64Var(&c.WorkspaceRate, "workspace-rate", 2000, "messages and conversation starts per second per workspace, cluster-wide (bursts of twice as many)")
+	fs.Float64Var(&c.AddressShare, "address-share", 0.25, "fraction of a workspace's -workspace-rate the visitors of one client address may take")
+	fs.Float64Var(&c.IPMessageRate, "ip-message-rate", 20, "visitors' messages per second per client address, over all its connections")
+	fs.IntVar(&c.IPMessageBurst, "ip-message-burst", 100, "burst of -ip-message-rate")
+	fs.Float64Var(&c.IPStartRate, "ip-start-rate", 0.2, "conversations visitors start per second per client address")
+	fs.IntVar(&c.IPStartBurst, "ip-start-burst", 20, "burst of -ip-start-rate")
 	fs.StringVar(&c.H3Addr, "h3", env("PARLEY_H3", ""), `HTTP/3 and WebTransport UDP address (default: the HTTP address on UDP; "off" disables)`)
 	fs.StringVar(&c.TLSCert, "tls-cert", env("PARLEY_TLS_CERT", ""), "certificate chain, PEM: HTTPS on the HTTP address and HTTP/3, reloaded on change (default: plain HTTP; HTTP/3 self-signed, short-lived)")
 	fs.StringVar(&c.TLSKey, "tls-key", env("PARLEY_TLS_KEY", ""), "private key of -tls-cert, PEM")
@@ -325,6 +344,9 @@ func (c *Config) validate() error {
 	}
 	if c.TLSReload < 0 {
 		errs = append(errs, errors.New("tls-reload: not negative"))
+	}
+	if c.AddressShare < 0 || c.AddressShare > 1 {
+		errs = append(errs, errors.New("address-share: between 0 and 1"))
 	}
 	if _, err := edge.ParseTrusted(c.TrustedProxies); err != nil {
 		errs = append(errs, fmt.Errorf("trusted-proxies: %w", err))

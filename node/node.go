@@ -155,6 +155,12 @@ func New(cfg Config, logw, out io.Writer) (_ *Node, err error) {
 		FrameBurst:     int(cfg.FrameRate * 3),
 		WorkspaceRate:  cfg.WorkspaceRate,
 		WorkspaceBurst: int(cfg.WorkspaceRate * 2),
+		WorkspaceShare: n.workspaceShare,
+		AddressShare:   cfg.AddressShare,
+		IPMessageRate:  cfg.IPMessageRate,
+		IPMessageBurst: cfg.IPMessageBurst,
+		IPStartRate:    cfg.IPStartRate,
+		IPStartBurst:   cfg.IPStartBurst,
 	})
 	// A trusted proxy's connections carry many clients: the gateway counts
 	// their sessions by the client address the proxy gives.

@@ -149,8 +149,9 @@ func inProcessCluster(t *testing.T, f *faultNet, n int) ([]*running, string) {
 	for i := range n {
 		id := fmt.Sprintf("n%d", i+1)
 		cfg := Config{NodeID: id, DataDir: filepath.Join(dir, id), ClusterKey: keyFile, Region: "eu", NoDemo: true, H3Addr: h3Off,
-			LogLevel: "warn", FrameRate: 10000, WorkspaceRate: 10000, passwordIterations: cluster.MinPasswordIterations,
-			faults: faultPort{f, id}}
+			LogLevel: "warn", FrameRate: 10000, WorkspaceRate: 10000, IPMessageRate: 1e6, IPMessageBurst: 1e6, IPStartRate: 1e6, IPStartBurst: 1e6, AddressShare: 1,
+			passwordIterations: cluster.MinPasswordIterations,
+			faults:             faultPort{f, id}}
 		if i > 0 {
 			cfg.Join, cfg.Voter = []string{nodes[0].n.ctl.c.Addr()}, voterYes
 		}

@@ -85,6 +85,9 @@ func (e *HandshakeError) Unwrap() error { return e.Err }
 // Error is an error frame received where an answer was due.
 type Error struct {
 	Ref, Code, Message string
+	// Retry, for some rate_limited errors, is how long until the same
+	// frame would be taken (the frame's retry_ms); 0: not said.
+	Retry time.Duration
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -119,7 +122,7 @@ func (f Frame) Map() (map[string]any, error) {
 func (f Frame) AsError() *Error {
 	var e wire.Error
 	_ = f.Decode(&e)
-	return &Error{Ref: f.Ref, Code: f.Code, Message: e.Message}
+	return &Error{Ref: f.Ref, Code: f.Code, Message: e.Message, Retry: time.Duration(e.RetryMS) * time.Millisecond}
 }
 
 // ParseFrame parses b, a frame from the node, as Next returns it: for

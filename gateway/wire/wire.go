@@ -133,6 +133,9 @@ type Error struct {
 	Ref     string `json:"ref,omitempty"`
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// RetryMS, on some rate_limited errors, is how many milliseconds
+	// until the same frame would be taken; 0: not said.
+	RetryMS int64 `json:"retry_ms,omitempty"`
 }
 
 // Welcome answers hello.

@@ -1,0 +1,168 @@
+package gateway
+
+import (
+	"testing"
+	"time"
+
+	"parley/gateway/wire"
+)
+
+func budgetsFor(mod func(*Config)) *budgets {
+	cfg := Config{}
+	if mod != nil {
+		mod(&cfg)
+	}
+	cfg.defaults()
+	return newBudgets(&cfg)
+}
+
+// count takes from the budget until it refuses, and returns how many it took.
+func count(b *budgets, ws, ip string, visitor bool, act action, now time.Time, max int) int {
+	for i := 0; i < max; i++ {
+		if b.take(ws, ip, visitor, act, now) != nil {
+			return i
+		}
+	}
+	return max
+}
+
+// TestOneAddressTakesItsShareOnly: the visitors of one address get at most
+// AddressShare of a workspace's budget; another address then still gets
+// the rest, and the refusal says rate_limited with a retry hint.
+func TestOneAddressTakesItsShareOnly(t *testing.T) {
+	b := budgetsFor(func(c *Config) {
+		c.WorkspaceRate, c.WorkspaceBurst, c.AddressShare = 100, 100, 0.25
+		c.IPMessageRate, c.IPMessageBurst = 1000, 1000
+	})
+	now := time.Now()
+	if got := count(b, "ws", "10.0.0.1", true, actChange, now, 1000); got != 25 {
+		t.Fatalf("one address took %d of 100, want 25", got)
+	}
+	e := b.take("ws", "10.0.0.1", true, actChange, now)
+	if e == nil || e.Code != wire.CodeRateLimited || e.retry < 1 || e.retry > 1000 {
+		t.Fatalf("refusal %+v, want rate_limited with a retry hint", e)
+	}
+	if got := count(b, "ws", "10.0.0.2", true, actChange, now, 1000); got != 25 {
+		t.Fatalf("another address took %d, want its 25", got)
+	}
+	// Agents are not held to an address's share: they take what is left.
+	if got := count(b, "ws", "10.0.0.1", false, actChange, now, 1000); got != 50 {
+		t.Fatalf("agents took %d, want the 50 left", got)
+	}
+}
+
+// TestRefusalCostsNothing: a frame the workspace's budget refuses gives
+// back its address's token; a start takes from the start bucket and the
+// workspace's budget, not from the message bucket.
+func TestRefusalCostsNothing(t *testing.T) {
+	b := budgetsFor(func(c *Config) {
+		c.WorkspaceRate, c.WorkspaceBurst, c.AddressShare = 0.001, 2, 1
+		c.IPMessageRate, c.IPMessageBurst = 0.001, 3
+		c.IPStartRate, c.IPStartBurst = 0.001, 1
+	})
+	now := time.Now()
+	if got := count(b, "ws", "10.0.0.1", true, actStart, now, 10); got != 1 {
+		t.Fatalf("%d starts, want 1", got)
+	}
+	if got := count(b, "ws", "10.0.0.1", true, actChange, now, 10); got != 1 {
+		t.Fatalf("%d messages after a start, want the workspace's 1 left", got)
+	}
+	// ws is spent; the address's 2 message tokens left are still there
+	// for another workspace.
+	if got := count(b, "other", "10.0.0.1", true, actChange, now, 10); got != 2 {
+		t.Fatalf("%d messages in another workspace, want 2", got)
+	}
+}
+
+// TestNodeTakesItsShareOfTheBudget: with WorkspaceShare a third, the node
+// takes a third of the budget, and the whole again when it is alone.
+func TestNodeTakesItsShareOfTheBudget(t *testing.T) {
+	share := 1.0 / 3
+	b := budgetsFor(func(c *Config) {
+		c.WorkspaceRate, c.WorkspaceBurst, c.AddressShare = 300, 300, 1
+		c.IPMessageRate, c.IPMessageBurst = 1e6, 1e6
+		c.WorkspaceShare = func(string) float64 { return share }
+	})
+	now := time.Now()
+	if got := count(b, "ws", "10.0.0.1", true, actChange, now, 1000); got != 100 {
+		t.Fatalf("took %d of 300 with a third, want 100", got)
+	}
+	share = 1
+	later := now.Add(budgetRefresh)
+	// The second refilled a third of 300 (SetLimitAt keeps what was
+	// earned at the old rate); the next second refills at 300/s.
+	if got := count(b, "ws", "10.0.0.1", true, actChange, later, 1000); got != 100 {
+		t.Fatalf("took %d when the share changed, want 100", got)
+	}
+	if got := count(b, "ws", "10.0.0.1", true, actChange, later.Add(time.Second), 1000); got != 300 {
+		t.Fatalf("took %d a second later alone, want 300", got)
+	}
+}
+
+// TestConversationCountsWithItsFirstMessage: a started conversation costs
+// the plan nothing until its first message is stored; then it counts once.
+func TestConversationCountsWithItsFirstMessage(t *testing.T) {
+	t.Parallel()
+	limits := &planLimits{counts: map[string][2]int64{}}
+	e := newEnv(t, func(c *Config) { c.Limits, c.Meter = limits, limits })
+	v, _ := e.visitor(t, "ws1", nil)
+	for i := 0; i < 5; i++ {
+		v.start()
+	}
+	conv := v.start()
+	v.say(conv, "m-0000001", "first")
+	v.say(conv, "m-0000001", "first") // a retry
+	v.say(conv, "m-0000002", "second")
+	w, _ := e.visitor(t, "ws1", nil)
+	w.say(w.start(), "m-0000001", "another visitor")
+	limits.mu.Lock()
+	defer limits.mu.Unlock()
+	if got := limits.counts["ws1"]; got != [2]int64{2, 3} {
+		t.Fatalf("metered %v, want 2 conversations (6 started by one, 1 by another, 2 with a message), 3 messages", got)
+	}
+}
+
+// TestClockNeverGoesBack: connections hand in times read before they
+// waited for the lock, out of order; a bucket handed an earlier time must
+// not refill the same stretch twice.
+func TestClockNeverGoesBack(t *testing.T) {
+	b := budgetsFor(func(c *Config) {
+		c.WorkspaceRate, c.WorkspaceBurst, c.AddressShare = 1e6, 1e6, 1
+		c.IPMessageRate, c.IPMessageBurst = 10, 10
+	})
+	start := time.Now()
+	taken := 0
+	// Ten seconds of frames, every other one stamped a second late.
+	for i := 0; i < 1000; i++ {
+		now := start.Add(time.Duration(i) * 10 * time.Millisecond)
+		if i%2 == 1 {
+			now = now.Add(-time.Second)
+		}
+		if b.take("ws", "10.0.0.1", true, actChange, now) == nil {
+			taken++
+		}
+	}
+	if taken > 10+10*10+1 {
+		t.Fatalf("took %d in 10 s at 10 a second, bursts of 10", taken)
+	}
+}
+
+// TestIdleBudgetsAreForgotten: the buckets of an address and a workspace
+// unused for budgetIdle are dropped; those in use stay.
+func TestIdleBudgetsAreForgotten(t *testing.T) {
+	b := budgetsFor(nil)
+	now := time.Now()
+	b.take("old", "10.0.0.1", true, actChange, now)
+	b.take("new", "10.0.0.2", true, actChange, now.Add(budgetIdle/2))
+	b.take("new", "10.0.0.1", false, actChange, now.Add(budgetIdle/2))
+	b.prune(now.Add(budgetIdle + time.Second))
+	if _, ok := b.ips["10.0.0.1"]; ok {
+		t.Error("an address idle since budgetIdle kept (agents' frames do not use it)")
+	}
+	if _, ok := b.ws["old"]; ok {
+		t.Error("a workspace idle since budgetIdle kept")
+	}
+	if _, ok := b.ips["10.0.0.2"]; !ok || b.ws["new"] == nil || b.ws["new"].addrs["10.0.0.2"] == nil {
+		t.Error("buckets in use dropped")
+	}
+}
