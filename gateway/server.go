@@ -23,7 +23,7 @@ import (
 type Store interface {
 	CreateConversation(ctx context.Context, c store.Conversation) error
 	Conversation(ws, id string) (store.Conversation, error)
-	Conversations(ws, owner string) ([]store.Conversation, error)
+	ConversationsPage(ws, owner string, after store.Cursor, limit int) ([]store.Conversation, store.Cursor, error)
 	Apply(ctx context.Context, ch store.Change) (store.Result, error)
 	MarkRead(ctx context.Context, ws, conv, participant string, seq uint64, start time.Time) (bool, error)
 	Events(ws, conv string, after uint64, limit int) ([]store.Event, bool, error)

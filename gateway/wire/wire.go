@@ -106,6 +106,7 @@ type In struct {
 	Seq          uint64     `json:"seq"`
 	Typing       bool       `json:"typing"`
 	Viewing      *bool      `json:"viewing"`
+	Cursor       string     `json:"cursor"`
 }
 
 // Hello is the first frame of a connection, as a client writes it.
@@ -255,4 +256,7 @@ type Conversations struct {
 	Type  string         `json:"type"`
 	Ref   string         `json:"ref,omitempty"`
 	Items []Conversation `json:"items"`
+	// Next is the cursor of the next page (list with "cursor"); left out
+	// on the last page.
+	Next string `json:"next,omitempty"`
 }
