@@ -19,6 +19,18 @@ func (s *State) applyEraseConversation(index uint64, c *EraseConversation) (Resu
 	return Result{}, nil
 }
 
+// applyEraseVisitor records a visitor's erasure at index; the nodes turn it
+// into the erasure of each conversation of the visitor they hold.
+func (s *State) applyEraseVisitor(index uint64, c *EraseVisitor) (Result, error) {
+	ws, err := s.d.workspace(c.Workspace)
+	if err != nil {
+		return Result{}, err
+	}
+	ws.ErasedVisitors[c.Visitor] = index
+	s.lastErased = max(s.lastErased, index)
+	return Result{}, nil
+}
+
 // Erased returns the index that erased a conversation; ok is false when it
 // was not erased.
 func (s *State) Erased(workspace, conversation string) (index uint64, ok bool, err error) {
@@ -45,6 +57,11 @@ func (s *State) ErasedAfter(index uint64) ([]Erasure, uint64) {
 		for conv, i := range ws.Erased {
 			if i > index {
 				out = append(out, Erasure{Workspace: id, Conversation: conv, Index: i})
+			}
+		}
+		for v, i := range ws.ErasedVisitors {
+			if i > index {
+				out = append(out, Erasure{Workspace: id, Visitor: v, Index: i})
 			}
 		}
 	}

@@ -43,3 +43,38 @@ func TestEraseConversationOnceAndInSnapshots(t *testing.T) {
 		}
 	}
 }
+
+// TestEraseVisitorEachTimeAndInSnapshots: each erasure of a visitor is a
+// new record (the visitor may have started conversations since), listed
+// by ErasedAfter after the conversations' erasures before it, and known
+// to a node restored from a snapshot; a visitor that is not one is refused.
+func TestEraseVisitorEachTimeAndInSnapshots(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.seed()
+	const v = "v:0123456789abcdef0123456789abcdef"
+	conv := h.must(EraseConversation{Workspace: "acme", Conversation: "c1"})
+	first := h.must(EraseVisitor{Workspace: "acme", Visitor: v})
+	again := h.must(EraseVisitor{Workspace: "acme", Visitor: v})
+	if again.Duplicate || again.Index <= first.Index {
+		t.Fatalf("second erasure of the visitor: %+v, first %+v", again, first)
+	}
+	for _, bad := range []string{"", "a:sam", "v:0123", "v:0123456789ABCDEF0123456789ABCDEF", "u:", "u:a\nb", "u:" + string(make([]byte, 129))} {
+		if err := (EraseVisitor{Workspace: "acme", Visitor: bad}).Validate(); !errors.Is(err, ErrInvalid) {
+			t.Errorf("visitor %q: %v", bad, err)
+		}
+	}
+	r := newHarness(t)
+	if err := r.f.Restore(io.NopCloser(bytes.NewReader(h.snapshot()))); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*State{h.state(), r.state()} {
+		all, _ := s.ErasedAfter(0)
+		if len(all) != 2 || all[0].Conversation != "c1" || all[0].Index != conv.Index || all[1].Visitor != v || all[1].Index != again.Index {
+			t.Fatalf("ErasedAfter(0) = %+v", all)
+		}
+		if later, _ := s.ErasedAfter(first.Index); len(later) != 1 || later[0].Visitor != v {
+			t.Fatalf("ErasedAfter(%d) = %+v", first.Index, later)
+		}
+	}
+}

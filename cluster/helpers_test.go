@@ -175,6 +175,8 @@ func validCommands() []Command {
 		RehashPassword{Workspace: "globex", ID: "gina", Old: testPasswordHash(), New: testPasswordHash()},
 		Prune{Before: "2026-01", Now: t0},
 		EraseConversation{Workspace: "globex", Conversation: "c1"},
+		EraseVisitor{Workspace: "globex", Visitor: "v:0123456789abcdef0123456789abcdef"},
+		EraseVisitor{Workspace: "globex", Visitor: "u:user 42"},
 		DeleteOperator{Workspace: "globex", ID: "gina"},
 		DeleteWorkspace{ID: "globex"},
 	}

@@ -21,6 +21,7 @@ type (
 	DeleteOperator      = schema.DeleteOperator
 	DeleteWorkspace     = schema.DeleteWorkspace
 	EraseConversation   = schema.EraseConversation
+	EraseVisitor        = schema.EraseVisitor
 	Erasure             = schema.Erasure
 	Hash                = schema.Hash
 	Key                 = schema.Key
@@ -76,6 +77,7 @@ const (
 	TypeAssign                = schema.TypeAssign
 	TypeRegisterNode          = schema.TypeRegisterNode
 	TypeEraseConversation     = schema.TypeEraseConversation
+	TypeEraseVisitor          = schema.TypeEraseVisitor
 	TypeRequest               = schema.TypeRequest
 	TypeRehashPassword        = schema.TypeRehashPassword
 )

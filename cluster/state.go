@@ -44,6 +44,9 @@ type workspaceState struct {
 	// Erased holds the workspace's erased conversations, each with the log
 	// index that erased it (EraseConversation).
 	Erased map[string]uint64 `json:"erased,omitempty"`
+	// ErasedVisitors holds the workspace's erased visitors (participants),
+	// each with the log index of its last erasure (EraseVisitor).
+	ErasedVisitors map[string]uint64 `json:"erased_visitors,omitempty"`
 }
 
 type operatorRecord struct {
@@ -87,6 +90,7 @@ func (ws *workspaceState) fill() {
 	ws.Usage = nonNil(ws.Usage)
 	ws.Assignments = nonNil(ws.Assignments)
 	ws.Erased = nonNil(ws.Erased)
+	ws.ErasedVisitors = nonNil(ws.ErasedVisitors)
 }
 
 func nonNil[K comparable, V any](m map[K]V) map[K]V {
@@ -189,6 +193,9 @@ func (s *State) reset(d *stateData) {
 	s.lastErased = 0
 	for _, ws := range d.Workspaces {
 		for _, i := range ws.Erased {
+			s.lastErased = max(s.lastErased, i)
+		}
+		for _, i := range ws.ErasedVisitors {
 			s.lastErased = max(s.lastErased, i)
 		}
 	}

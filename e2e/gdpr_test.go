@@ -1,10 +1,17 @@
 package e2e
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
+
+	"parley/internal/eventually"
 )
 
 // TestAgentsListPagesPast200: a node holding 230 conversations of a
@@ -102,4 +109,198 @@ func TestAgentsListPagesPast200(t *testing.T) {
 		cursor = next
 	}
 	check("wire", pages)
+}
+
+// TestVisitorErasureReachesEveryReplica: one anonymous visitor has
+// conversations started through each of three nodes, a verified visitor
+// has one, and another visitor one. With n3 stopped, the workspace's API
+// key erases the anonymous visitor through parleyctl on n2: n1 and n2
+// confirm, n3 does not; an agent's session may not. n3 comes back and
+// erases its copies; erasing again is confirmed by all three. The
+// verified visitor is erased by user ID. In the end no file of any node
+// holds any text of the erased visitors, while the other visitor's text is
+// still there and their conversation held everywhere.
+func TestVisitorErasureReachesEveryReplica(t *testing.T) {
+	tc := startCluster(t, 3)
+	n1, n2, n3 := tc.nodes[0], tc.nodes[1], tc.nodes[2]
+	var created struct {
+		IdentitySecret string `json:"identity_secret"`
+	}
+	mustAPI(t, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, &created)
+	ctx := testCtx(t, 240*time.Second)
+
+	erasedText, userText, keptText := canary("visitor"), canary("user"), canary("kept")
+	// The anonymous visitor: one conversation through each node, the same
+	// identity.
+	var ident map[string]any
+	var convs []string
+	for i, nd := range tc.nodes {
+		cl, err := dialNode(ctx, nd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.close()
+		welcome, err := cl.hello(ctx, "acme", ident)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ident == nil {
+			ident = map[string]any{"visitor_id": welcome["visitor_id"], "visitor_sig": welcome["visitor_sig"]}
+		}
+		cl.send(ctx, map[string]any{"type": "start", "ref": "s"})
+		st, err := cl.await(ctx, "started", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conv := st["conversation"].(string)
+		convs = append(convs, conv)
+		for j := range 2 {
+			say(t, ctx, cl, conv, fmt.Sprintf("m-v%d-%06d", i, j), erasedText+" on "+nd.Addr)
+		}
+	}
+	visitorID := ident["visitor_id"].(string)
+	// The verified visitor.
+	secret, err := hex.DecodeString(created.IdentitySecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte("user 42"))
+	cu, err := dialNode(ctx, n2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cu.close()
+	if _, err := cu.hello(ctx, "acme", map[string]any{"user_id": "user 42", "user_hash": hex.EncodeToString(mac.Sum(nil))}); err != nil {
+		t.Fatal(err)
+	}
+	cu.send(ctx, map[string]any{"type": "start", "ref": "s"})
+	st, err := cu.await(ctx, "started", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	userConv := st["conversation"].(string)
+	say(t, ctx, cu, userConv, "m-u-000001", userText)
+	// Another visitor, not erased.
+	vk, _, keptConv := startVisitor(t, ctx, n1, "acme")
+	defer vk.close()
+	say(t, ctx, vk, keptConv, "m-k-000001", keptText)
+	for _, c := range convs {
+		tc.waitConverged(t, "acme", c, 2, 30*time.Second)
+	}
+	tc.waitConverged(t, "acme", userConv, 1, 30*time.Second)
+	tc.waitConverged(t, "acme", keptConv, 1, 30*time.Second)
+	if len(scanFiles(t, tc.nodes, []string{erasedText, userText, keptText})) == 0 {
+		t.Fatal("the texts are in no file before the erasure: the scan would prove nothing")
+	}
+
+	// An agent may not erase a visitor.
+	agent := tc.login(t, n1, n2, "acme", "ann")
+	if code, body := api(n2, "POST", "/v1/admin/workspaces/acme/erasures", agent, map[string]any{"visitor_id": visitorID}, nil); code != 403 {
+		t.Fatalf("an agent's erasure answered %d %s", code, body)
+	}
+	var key struct{ Key string }
+	mustAPI(t, n1, "POST", "/v1/admin/workspaces/acme/keys", tc.root, map[string]any{"name": "privacy"}, &key)
+
+	// n3 goes down; the workspace's key erases the visitor through n2.
+	n3.stop()
+	tc.waitAlive(t, n1, 2, 30*time.Second)
+	c := newCtl(t)
+	r := c.ok("-node", n2.URL, "-token", key.Key, "-json", "visitor", "erase", "-workspace", "acme", "-visitor-id", visitorID)
+	type answer struct {
+		Visitor     string   `json:"visitor"`
+		Index       uint64   `json:"index"`
+		Confirmed   []string `json:"confirmed"`
+		Unconfirmed []string `json:"unconfirmed"`
+	}
+	var first answer
+	if err := json.Unmarshal([]byte(r.stdout), &first); err != nil {
+		t.Fatalf("%v: %s", err, r)
+	}
+	if first.Visitor != "v:"+visitorID || first.Index == 0 || strings.Join(first.Confirmed, ",") != "n1,n2" || strings.Join(first.Unconfirmed, ",") != "n3" {
+		t.Fatalf("erasure with n3 down answered %+v", first)
+	}
+	// The nodes that confirmed hold none of the visitor's conversations.
+	for _, nd := range []*nodeProc{n1, n2} {
+		for _, conv := range convs {
+			if held, n := tc.holds(t, nd, "acme", conv); held {
+				t.Errorf("%s confirmed, yet holds %s with %d messages", nd.Addr, conv, n)
+			}
+		}
+	}
+
+	// n3 comes back: it erases its copies.
+	n3.Restart(t)
+	eventually.Holds(t, 30*time.Second, "n3 erases the visitor's conversations", func() error {
+		for _, conv := range convs {
+			if held, n := tc.holds(t, n3, "acme", conv); held {
+				return fmt.Errorf("n3 holds %s with %d messages", conv, n)
+			}
+		}
+		return nil
+	})
+	var again answer
+	eventually.Holds(t, 30*time.Second, "a second erasure confirmed by every node", func() error {
+		again = answer{}
+		mustAPI(t, n3, "POST", "/v1/admin/workspaces/acme/erasures", key.Key, map[string]any{"visitor_id": visitorID}, &again)
+		if len(again.Unconfirmed) != 0 {
+			return fmt.Errorf("answered %+v", again)
+		}
+		return nil
+	})
+	if again.Index <= first.Index || strings.Join(again.Confirmed, ",") != "n1,n2,n3" {
+		t.Fatalf("second erasure answered %+v, first %+v", again, first)
+	}
+	// The visitor's next message to one of them finds it gone.
+	v, err := dialNode(ctx, n1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.close()
+	if _, err := v.hello(ctx, "acme", ident); err != nil {
+		t.Fatal(err)
+	}
+	v.send(ctx, map[string]any{"type": "send", "ref": "late", "conversation": convs[2], "id": "m-v-late01", "body": "again"})
+	if m, err := v.awaitRef(ctx, "late"); err != nil || m["code"] != "not_found" {
+		t.Fatalf("a message to an erased conversation: %v %v", m, err)
+	}
+
+	// The verified visitor, by user ID, through the root token.
+	var byUser answer
+	mustAPI(t, n1, "POST", "/v1/admin/workspaces/acme/erasures", tc.root, map[string]any{"user_id": "user 42"}, &byUser)
+	if byUser.Visitor != "u:user 42" || strings.Join(byUser.Confirmed, ",") != "n1,n2,n3" {
+		t.Fatalf("erasure by user ID answered %+v", byUser)
+	}
+	for _, bad := range []map[string]any{{}, {"visitor_id": visitorID, "user_id": "user 42"}, {"visitor_id": "nope"}} {
+		if code, body := api(n1, "POST", "/v1/admin/workspaces/acme/erasures", tc.root, bad, nil); code != 400 {
+			t.Errorf("erasure with %v answered %d %s", bad, code, body)
+		}
+	}
+
+	// Every node still holds the other visitor's conversation; no file of
+	// any node holds the erased visitors' texts (freed pages included:
+	// the stores scrub them within -scrub-after).
+	for i, nd := range tc.nodes {
+		if held, n := tc.holds(t, nd, "acme", keptConv); !held || n != 1 {
+			t.Errorf("n%d: the other visitor's conversation held %v with %d messages", i+1, held, n)
+		}
+		for _, conv := range append(convs, userConv) {
+			if held, _ := tc.holds(t, nd, "acme", conv); held {
+				t.Errorf("n%d holds %s again", i+1, conv)
+			}
+		}
+	}
+	var hits []string
+	eventually.Poll(60*time.Second, func() error {
+		if hits = scanFiles(t, tc.nodes, []string{erasedText, userText}); len(hits) > 0 {
+			return fmt.Errorf("%d hits", len(hits))
+		}
+		return nil
+	})
+	if len(hits) > 0 {
+		t.Errorf("the erased visitors' text is still in files:\n%s", strings.Join(hits, "\n"))
+	}
+	if len(scanFiles(t, tc.nodes, []string{keptText})) == 0 {
+		t.Error("the other visitor's text is in no file: the scan reads nothing")
+	}
 }

@@ -134,7 +134,7 @@ func New(cfg Config, logw, out io.Writer) (_ *Node, err error) {
 		Registerer: n.metrics.reg,
 		LinkDelay:  cfg.FaultReplDelay,
 	})
-	n.erasures = residency.NewErasures(residency.ErasureConfig{Log: n.ctl.c, Store: st, Erase: n.emb.erase, Forget: n.repl.Forget, Logger: n.log})
+	n.erasures = residency.NewErasures(residency.ErasureConfig{Log: n.ctl.c, Store: st, Erase: n.emb.erase, Record: n.ctl.recordErasure, Forget: n.repl.Forget, Logger: n.log})
 	n.relay = &relayer{region: cfg.Region, self: cfg.NodeID, key: n.ctl.key.nodeKey(), ctl: n.ctl, mem: n.gossip.m, client: n.ctl.peers.client}
 	conns := gateway.NewIPConns(cfg.MaxConnsPerIP)
 	n.gw = gateway.New(gateway.Config{

@@ -55,6 +55,8 @@ const (
 	// password at another cost (made when the operator signed in), only
 	// if the hash is still the one it was made from.
 	TypeRehashPassword CommandType = 20
+	// TypeEraseVisitor erases every conversation of one visitor.
+	TypeEraseVisitor CommandType = 21
 	// Append new types here, with the next number, and a row in commands.
 )
 
@@ -90,6 +92,7 @@ var commands = map[CommandType]commandInfo{
 	TypeEraseConversation:  {"erase_conversation", func() Command { return &EraseConversation{} }, false},
 	TypeRequest:            {"request", func() Command { return &Request{} }, false},
 	TypeRehashPassword:     {"rehash_password", func() Command { return &RehashPassword{} }, false},
+	TypeEraseVisitor:       {"erase_visitor", func() Command { return &EraseVisitor{} }, false},
 }
 
 // NewCommand returns an empty command of type t to decode into, or nil when

@@ -295,10 +295,31 @@ func (c EraseConversation) Validate() error {
 	return firstErr(CheckID("workspace id", c.Workspace), checkConversation(c.Conversation))
 }
 
-// Erasure is one erased conversation and the log index that erased it.
+// EraseVisitor records that every conversation one visitor started in a
+// workspace is erased: Visitor is the participant, "v:<visitor_id>" (an
+// anonymous visitor) or "u:<user_id>" (a verified one). Each node erases
+// the visitor's conversations it holds when it applies the record, as for
+// EraseConversation, and records an EraseConversation of each, so that
+// every node keeps their tombstones. Erasing the same visitor again is a
+// new record with its own index: it erases what the visitor started since.
+type EraseVisitor struct {
+	Workspace string `json:"workspace"`
+	Visitor   string `json:"visitor"`
+}
+
+func (EraseVisitor) Type() CommandType { return TypeEraseVisitor }
+
+func (c EraseVisitor) Validate() error {
+	return firstErr(CheckID("workspace id", c.Workspace), CheckVisitor(c.Visitor))
+}
+
+// Erasure is one erasure and the log index that made it: of one
+// conversation, or of every conversation of one visitor (Visitor set,
+// Conversation empty).
 type Erasure struct {
 	Workspace    string `json:"workspace"`
-	Conversation string `json:"conversation"`
+	Conversation string `json:"conversation,omitempty"`
+	Visitor      string `json:"visitor,omitempty"`
 	Index        uint64 `json:"index"`
 }
 

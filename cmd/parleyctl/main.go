@@ -1,6 +1,7 @@
 // Command parleyctl operates a Parley cluster over the admin REST API
 // (docs/api.md): workspaces and their regions, operators, sessions, API
-// keys, plans, usage, billing, assignments and the cluster's membership.
+// keys, plans, usage, billing, assignments, erasure of a visitor's data and
+// the cluster's membership.
 //
 //	parleyctl [global flags] COMMAND [SUBCOMMAND] [flags] [args]
 //

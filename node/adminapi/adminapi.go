@@ -170,6 +170,13 @@ type Purger interface {
 	ConfirmPurge(ctx context.Context, ws string, index uint64) httpapi.PurgeConfirmation
 }
 
+// Erasures confirms an erasure on every node.
+type Erasures interface {
+	// Confirm asks every member to confirm it applied the erasures up to
+	// index.
+	Confirm(ctx context.Context, index uint64) httpapi.Confirmation
+}
+
 // Gossip lists the nodes gossip sees alive.
 type Gossip interface {
 	Members() []membership.Member
@@ -185,6 +192,7 @@ type Config struct {
 	Cluster    Cluster
 	Confirmer  Confirmer
 	Store      Store
+	Erasures   Erasures
 	Gossip     Gossip
 	// Purger confirms the purge of a deleted or moved workspace; nil
 	// leaves the purge out of the answers.
