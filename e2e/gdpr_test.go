@@ -304,3 +304,194 @@ func TestVisitorErasureReachesEveryReplica(t *testing.T) {
 		t.Error("the other visitor's text is in no file: the scan reads nothing")
 	}
 }
+
+// exportPage is one page of an export.
+type exportPage struct {
+	Node      string `json:"node"`
+	Visitor   string `json:"visitor"`
+	Workspace *struct {
+		ID string `json:"id"`
+	} `json:"workspace"`
+	Operators []struct {
+		ID, Email, Role string
+	} `json:"operators"`
+	Replies []struct {
+		ID, Title, Body string
+	} `json:"replies"`
+	Conversations []struct {
+		ID       string `json:"id"`
+		Owner    string `json:"owner"`
+		Messages []struct {
+			ID      string `json:"id"`
+			Author  string `json:"author"`
+			Body    string `json:"body"`
+			Edited  int64  `json:"edited"`
+			Deleted bool   `json:"deleted"`
+		} `json:"messages"`
+	} `json:"conversations"`
+	Next string `json:"next"`
+}
+
+// TestExportIsWhatWasWrittenAndNoSecret: a visitor's export and the
+// workspace's, a page at a time, hold exactly the conversations and the
+// messages' current texts that were written (edited ones as edited,
+// deleted ones empty), through an admin's session, an API key and
+// parleyctl; an agent's session is refused; no byte of any export is a
+// secret: identity secret, key, key hash, session tokens, password or its
+// hash.
+func TestExportIsWhatWasWrittenAndNoSecret(t *testing.T) {
+	tc := startCluster(t, 1)
+	n1 := tc.nodes[0]
+	var created struct {
+		IdentitySecret string `json:"identity_secret"`
+	}
+	mustAPI(t, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, &created)
+	ctx := testCtx(t, 120*time.Second)
+
+	var inv struct{ Index uint64 }
+	mustAPI(t, n1, "POST", "/v1/admin/workspaces/acme/operators", tc.root, map[string]any{"id": "ada", "email": "ada@acme.test", "name": "Ada", "role": "admin", "password": "a good long password"}, &inv)
+	var adminLogin struct{ Token string }
+	mustAPI(t, n1, "POST", fmt.Sprintf("/v1/login?min_index=%d", inv.Index), "", map[string]any{"workspace": "acme", "email": "ada@acme.test", "password": "a good long password"}, &adminLogin)
+	agent := tc.login(t, n1, n1, "acme", "ann")
+	var key struct{ Key string }
+	mustAPI(t, n1, "POST", "/v1/admin/workspaces/acme/keys", tc.root, map[string]any{"name": "export"}, &key)
+	keyHash := sha256.Sum256([]byte(key.Key))
+	mustAPI(t, n1, "POST", "/v1/workspaces/acme/replies", agent, map[string]any{"title": "Refunds", "body": "Refunds take five days."}, nil)
+
+	// Visitor A: two conversations, one message edited, one deleted, an
+	// agent's answer; visitor B: one.
+	va, welcome, a1 := startVisitor(t, ctx, n1, "acme")
+	defer va.close()
+	say(t, ctx, va, a1, "m-a1-00001", "first draft")
+	change(t, ctx, va, map[string]any{"type": "edit", "conversation": a1, "id": "m-a1-00001", "body": "my parcel is late"})
+	say(t, ctx, va, a1, "m-a1-00002", "my address is 1 Main St")
+	change(t, ctx, va, map[string]any{"type": "delete", "conversation": a1, "id": "m-a1-00002"})
+	ag := tc.agentOn(t, ctx, n1, n1, "acme", "bob")
+	ag.send(ctx, map[string]any{"type": "resume", "ref": "r", "conversation": a1, "after": 0})
+	if _, err := ag.await(ctx, "resumed", nil); err != nil {
+		t.Fatal(err)
+	}
+	say(t, ctx, ag, a1, "m-b-000001", "sorry, we look into it")
+	va.send(ctx, map[string]any{"type": "start", "ref": "s2"})
+	st, err := va.awaitRef(ctx, "s2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2 := st["conversation"].(string)
+	say(t, ctx, va, a2, "m-a2-00001", "another question")
+	vb, _, b1 := startVisitor(t, ctx, n1, "acme")
+	defer vb.close()
+	say(t, ctx, vb, b1, "m-b1-00001", "hello from b")
+	visitorA := "v:" + welcome["visitor_id"].(string)
+
+	pages := func(token, query string) ([]exportPage, []string) {
+		t.Helper()
+		var out []exportPage
+		var raws []string
+		cursor := ""
+		for range 10 {
+			var p exportPage
+			code, body := api(n1, "GET", "/v1/admin/workspaces/acme/export?limit=1"+query+"&cursor="+url.QueryEscape(cursor), token, nil, &p)
+			if code != 200 {
+				t.Fatalf("export%s: %d %s", query, code, body)
+			}
+			out, raws = append(out, p), append(raws, body)
+			if p.Next == "" {
+				return out, raws
+			}
+			cursor = p.Next
+		}
+		t.Fatal("export: more than 10 pages")
+		return nil, nil
+	}
+	texts := func(ps []exportPage) map[string]string {
+		got := map[string]string{}
+		for _, p := range ps {
+			for _, c := range p.Conversations {
+				for _, m := range c.Messages {
+					v := c.ID + " " + c.Owner + " " + m.Author + " " + m.Body
+					if m.Deleted {
+						v += " (deleted)"
+					}
+					if m.Edited != 0 {
+						v += " (edited)"
+					}
+					got[m.ID] = v
+				}
+			}
+		}
+		return got
+	}
+	wantA := map[string]string{
+		"m-a1-00001": a1 + " " + visitorA + " " + visitorA + " my parcel is late (edited)",
+		"m-a1-00002": a1 + " " + visitorA + " " + visitorA + "  (deleted)",
+		"m-b-000001": a1 + " " + visitorA + " a:bob sorry, we look into it",
+		"m-a2-00001": a2 + " " + visitorA + " " + visitorA + " another question",
+	}
+
+	// The visitor's export, through the key: two pages of one.
+	vp, vraw := pages(key.Key, "&visitor_id="+strings.TrimPrefix(visitorA, "v:"))
+	if got := texts(vp); fmt.Sprint(got) != fmt.Sprint(wantA) {
+		t.Fatalf("visitor export:\n got %v\nwant %v", got, wantA)
+	}
+	if len(vp) != 2 || vp[0].Visitor != visitorA || vp[0].Workspace != nil || vp[0].Operators != nil {
+		t.Fatalf("visitor export: %d pages, first %+v", len(vp), vp[0])
+	}
+	// The workspace's, through the admin's session: three conversations,
+	// the workspace, its operators and replies on the first page.
+	wp, wraw := pages(adminLogin.Token, "")
+	visitorB := ownerOf(t, vb)
+	wantAll := map[string]string{"m-b1-00001": b1 + " " + visitorB + " " + visitorB + " hello from b"}
+	for k, v := range wantA {
+		wantAll[k] = v
+	}
+	if got := texts(wp); fmt.Sprint(got) != fmt.Sprint(wantAll) {
+		t.Fatalf("workspace export:\n got %v\nwant %v", got, wantAll)
+	}
+	if len(wp) != 3 || wp[0].Workspace == nil || wp[0].Workspace.ID != "acme" || len(wp[0].Operators) != 3 || len(wp[0].Replies) != 1 || wp[0].Replies[0].Body != "Refunds take five days." || wp[1].Workspace != nil {
+		t.Fatalf("workspace export: %d pages, first %+v", len(wp), wp[0])
+	}
+	// parleyctl prints the same conversations, a line a page.
+	c := newCtl(t)
+	r := c.ok("-node", n1.URL, "-token", key.Key, "export", "-workspace", "acme", "-limit", "2")
+	var cp []exportPage
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		var p exportPage
+		if err := json.Unmarshal([]byte(line), &p); err != nil {
+			t.Fatalf("parleyctl export line %q: %v", line, err)
+		}
+		cp = append(cp, p)
+	}
+	if got := texts(cp); len(cp) != 2 || fmt.Sprint(got) != fmt.Sprint(wantAll) {
+		t.Fatalf("parleyctl export: %d pages\n got %v\nwant %v", len(cp), got, wantAll)
+	}
+
+	// An agent may not export.
+	if code, body := api(n1, "GET", "/v1/admin/workspaces/acme/export", agent, nil, nil); code != 403 {
+		t.Fatalf("an agent's export answered %d %s", code, body)
+	}
+	// No secret in any of it.
+	all := strings.Join(append(append(vraw, wraw...), r.stdout), "\n")
+	for what, secret := range map[string]string{
+		"identity secret": created.IdentitySecret, "API key": key.Key, "API key hash": hex.EncodeToString(keyHash[:]),
+		"admin session": adminLogin.Token, "agent session": agent, "password": "a good long password",
+		"password hash": "pbkdf2", "hash field": "hash", "secret field": "secret",
+	} {
+		if strings.Contains(all, secret) {
+			t.Errorf("the export holds the %s", what)
+		}
+	}
+}
+
+// ownerOf is the participant of a visitor's connection, the owner of the
+// first conversation its list shows.
+func ownerOf(t *testing.T, v *wsClient) string {
+	t.Helper()
+	ctx := testCtx(t, 10*time.Second)
+	v.send(ctx, map[string]any{"type": "list", "ref": "owner"})
+	m, err := v.awaitRef(ctx, "owner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m["items"].([]any)[0].(map[string]any)["owner"].(string)
+}

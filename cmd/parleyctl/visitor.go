@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 
 	"parley/cluster/schema"
@@ -12,6 +14,8 @@ func init() {
 	register(
 		command{"visitor erase", "-workspace WS (-visitor-id ID | -user-id ID)",
 			"erase every conversation of one visitor on every node, naming the nodes that confirmed", visitorErase},
+		command{"export", "-workspace WS [-visitor-id ID | -user-id ID] [-limit N]",
+			"print a workspace's data, or one visitor's, as JSON: one line a page of conversations, every page; never a secret", export},
 	)
 }
 
@@ -56,4 +60,54 @@ func visitorErase(e *env, args []string) error {
 			fmt.Fprintln(e.stdout, "every node has erased its copies")
 		}
 	})
+}
+
+// export prints every page of an export, one line of JSON each, following
+// the pages' next cursors.
+func export(e *env, args []string) error {
+	f := e.flags("export")
+	ws := f.workspaceFlag()
+	visitorID := f.String("visitor-id", "", "only this anonymous visitor's conversations")
+	userID := f.String("user-id", "", "only this verified visitor's conversations")
+	limit := f.Int("limit", 50, "conversations a page, 1..200")
+	if _, err := f.parse(args, 0, 0); err != nil {
+		return err
+	}
+	if err := needWorkspace(*ws); err != nil {
+		return err
+	}
+	if *limit < 1 || *limit > 200 {
+		return usagef("-limit: 1..200")
+	}
+	q := url.Values{"limit": {strconv.Itoa(*limit)}}
+	switch {
+	case *visitorID != "" && *userID != "":
+		return usagef("-visitor-id and -user-id: give one")
+	case *visitorID != "":
+		q.Set("visitor_id", *visitorID)
+		if err := valid(schema.EraseVisitor{Workspace: *ws, Visitor: "v:" + *visitorID}); err != nil {
+			return err
+		}
+	case *userID != "":
+		q.Set("user_id", *userID)
+		if err := valid(schema.EraseVisitor{Workspace: *ws, Visitor: "u:" + *userID}); err != nil {
+			return err
+		}
+	}
+	for {
+		var page struct {
+			Next string `json:"next"`
+		}
+		raw, err := e.call(http.MethodGet, wsPath(*ws, "export"), q, nil, &page, true)
+		if err != nil {
+			return err
+		}
+		if _, err := e.stdout.Write(raw); err != nil {
+			return err
+		}
+		if page.Next == "" {
+			return nil
+		}
+		q.Set("cursor", page.Next)
+	}
 }

@@ -48,6 +48,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	a.route(mux, "POST /v1/admin/workspaces/{ws}/billing", a.recordBilling)
 
 	a.route(mux, "POST /v1/admin/workspaces/{ws}/erasures", a.eraseVisitor)
+	a.route(mux, "GET /v1/admin/workspaces/{ws}/export", a.export)
 
 	a.route(mux, "GET /v1/admin/workspaces/{ws}/assignments/{conv}", a.assignment)
 	a.route(mux, "PUT /v1/admin/workspaces/{ws}/assignments/{conv}", a.assign)
