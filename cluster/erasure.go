@@ -31,6 +31,16 @@ func (s *State) applyEraseVisitor(index uint64, c *EraseVisitor) (Result, error)
 	return Result{}, nil
 }
 
+// applySetRetention sets a workspace's retention.
+func (s *State) applySetRetention(c *SetRetention) (Result, error) {
+	ws, err := s.d.workspace(c.Workspace)
+	if err != nil {
+		return Result{}, err
+	}
+	ws.Workspace.RetentionDays = c.Days
+	return Result{}, nil
+}
+
 // Erased returns the index that erased a conversation; ok is false when it
 // was not erased.
 func (s *State) Erased(workspace, conversation string) (index uint64, ok bool, err error) {

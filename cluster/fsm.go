@@ -166,6 +166,8 @@ func (f *fsm) dispatch(index uint64, cmd Command) (Result, error) {
 		return s.applyEraseConversation(index, c)
 	case *EraseVisitor:
 		return s.applyEraseVisitor(index, c)
+	case *SetRetention:
+		return s.applySetRetention(c)
 	}
 	// schema.NewCommand knows a type this switch does not: a bug, caught by the
 	// test that applies every type.

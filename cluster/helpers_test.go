@@ -177,6 +177,7 @@ func validCommands() []Command {
 		EraseConversation{Workspace: "globex", Conversation: "c1"},
 		EraseVisitor{Workspace: "globex", Visitor: "v:0123456789abcdef0123456789abcdef"},
 		EraseVisitor{Workspace: "globex", Visitor: "u:user 42"},
+		SetRetention{Workspace: "globex", Days: 30},
 		DeleteOperator{Workspace: "globex", ID: "gina"},
 		DeleteWorkspace{ID: "globex"},
 	}

@@ -22,6 +22,7 @@ type (
 	DeleteWorkspace     = schema.DeleteWorkspace
 	EraseConversation   = schema.EraseConversation
 	EraseVisitor        = schema.EraseVisitor
+	SetRetention        = schema.SetRetention
 	Erasure             = schema.Erasure
 	Hash                = schema.Hash
 	Key                 = schema.Key
@@ -54,6 +55,7 @@ type (
 
 const (
 	DefaultPasswordIterations = schema.DefaultPasswordIterations
+	MaxRetentionDays          = schema.MaxRetentionDays
 	MinPasswordIterations     = schema.MinPasswordIterations
 	RoleAdmin                 = schema.RoleAdmin
 	RoleAgent                 = schema.RoleAgent
@@ -78,6 +80,7 @@ const (
 	TypeRegisterNode          = schema.TypeRegisterNode
 	TypeEraseConversation     = schema.TypeEraseConversation
 	TypeEraseVisitor          = schema.TypeEraseVisitor
+	TypeSetRetention          = schema.TypeSetRetention
 	TypeRequest               = schema.TypeRequest
 	TypeRehashPassword        = schema.TypeRehashPassword
 )

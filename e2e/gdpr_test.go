@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -494,4 +495,68 @@ func ownerOf(t *testing.T, v *wsClient) string {
 		t.Fatal(err)
 	}
 	return m["items"].([]any)[0].(map[string]any)["owner"].(string)
+}
+
+// TestRetentionErasesOnEveryNode: with days of one second (-retention-day
+// 1s), a workspace's retention of 3 days erases its conversations 3 s
+// after their last message on every node, n3 too, which was stopped
+// before and comes back after; no file of any node keeps their text. The
+// workspace shows its retention; an agent may not set it.
+func TestRetentionErasesOnEveryNode(t *testing.T) {
+	tc := startCluster(t, 3, "-retention-day", "1s")
+	n1, n2, n3 := tc.nodes[0], tc.nodes[1], tc.nodes[2]
+	mustAPI(t, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, nil)
+	ctx := testCtx(t, 180*time.Second)
+	text := canary("retained")
+	v, _, conv := startVisitor(t, ctx, n1, "acme")
+	defer v.close()
+	say(t, ctx, v, conv, "m-r-000001", text)
+	tc.waitConverged(t, "acme", conv, 1, 30*time.Second)
+	if len(scanFiles(t, tc.nodes, []string{text})) == 0 {
+		t.Fatal("the text is in no file before the retention: the scan would prove nothing")
+	}
+
+	agent := tc.login(t, n1, n2, "acme", "ann")
+	if code, body := api(n2, "PUT", "/v1/admin/workspaces/acme/retention", agent, map[string]any{"days": 3}, nil); code != 403 {
+		t.Fatalf("an agent set the retention: %d %s", code, body)
+	}
+	n3.stop()
+	tc.waitAlive(t, n1, 2, 30*time.Second)
+	var set struct {
+		RetentionDays int    `json:"retention_days"`
+		Index         uint64 `json:"index"`
+	}
+	mustAPI(t, n2, "PUT", "/v1/admin/workspaces/acme/retention", tc.root, map[string]any{"days": 3}, &set)
+	var w struct {
+		RetentionDays int `json:"retention_days"`
+	}
+	mustAPI(t, n1, "GET", fmt.Sprintf("/v1/admin/workspaces/acme?min_index=%d", set.Index), tc.root, nil, &w)
+	if set.RetentionDays != 3 || w.RetentionDays != 3 {
+		t.Fatalf("retention set as %+v, the workspace shows %+v", set, w)
+	}
+	eventually.Holds(t, 30*time.Second, "n1 and n2 erase the conversation past its retention", func() error {
+		for _, nd := range []*nodeProc{n1, n2} {
+			if held, _ := tc.holds(t, nd, "acme", conv); held {
+				return fmt.Errorf("%s holds it", nd.Addr)
+			}
+		}
+		return nil
+	})
+	n3.Restart(t)
+	eventually.Holds(t, 30*time.Second, "n3 erases it once back", func() error {
+		if held, _ := tc.holds(t, n3, "acme", conv); held {
+			return errors.New("n3 holds it")
+		}
+		return nil
+	})
+	var hits []string
+	eventually.Poll(60*time.Second, func() error {
+		if hits = scanFiles(t, tc.nodes, []string{text}); len(hits) > 0 {
+			return fmt.Errorf("%d hits", len(hits))
+		}
+		return nil
+	})
+	if len(hits) > 0 {
+		t.Errorf("the text is still in files:\n%s", strings.Join(hits, "\n"))
+	}
 }

@@ -149,6 +149,10 @@ type Config struct {
 	// zeros (store.Config.ScrubAfter). Zero: 5s. Negative: only at start and
 	// stop.
 	ScrubAfter time.Duration
+	// RetentionDay is the length of a day of a workspace's retention
+	// (cluster.Workspace.RetentionDays); shorter only to try retention out.
+	// Zero: 24h.
+	RetentionDay time.Duration
 	// Lease is how long a node may go without hearing from the Raft leader
 	// and still accept operator credentials: past it the node may have
 	// missed a revocation. Zero: 3s.
@@ -233,6 +237,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&c.Voter, "voter", voterAuto, "join as a voter: yes, no or auto")
 	fs.StringVar(&c.ClusterKey, "cluster-key", env("PARLEY_CLUSTER_KEY_FILE", ""), "file with the secret shared by the cluster's nodes (default: DATA/cluster.key)")
 	fs.DurationVar(&c.UsageInterval, "usage-interval", 10*time.Second, "how often usage is reported to the control plane")
+	fs.DurationVar(&c.RetentionDay, "retention-day", 24*time.Hour, "the length of a day of workspaces' retention (shorter only to try retention out)")
 	fs.DurationVar(&c.ScrubAfter, "scrub-after", 5*time.Second, "how long removed data may stay in the store file's free pages before they are zeroed (negative: only at start and stop)")
 	fs.DurationVar(&c.Lease, "lease", 3*time.Second, "how long without the Raft leader operator credentials are still accepted")
 	fs.Uint64Var(&c.RaftSnapshotThreshold, "raft-snapshot-threshold", 0, "Raft log entries between snapshots (0: default)")

@@ -57,6 +57,9 @@ const (
 	TypeRehashPassword CommandType = 20
 	// TypeEraseVisitor erases every conversation of one visitor.
 	TypeEraseVisitor CommandType = 21
+	// TypeSetRetention sets how long a workspace keeps a conversation
+	// after its last message.
+	TypeSetRetention CommandType = 22
 	// Append new types here, with the next number, and a row in commands.
 )
 
@@ -93,6 +96,7 @@ var commands = map[CommandType]commandInfo{
 	TypeRequest:            {"request", func() Command { return &Request{} }, false},
 	TypeRehashPassword:     {"rehash_password", func() Command { return &RehashPassword{} }, false},
 	TypeEraseVisitor:       {"erase_visitor", func() Command { return &EraseVisitor{} }, false},
+	TypeSetRetention:       {"set_retention", func() Command { return &SetRetention{} }, false},
 }
 
 // NewCommand returns an empty command of type t to decode into, or nil when

@@ -43,6 +43,10 @@ type Workspace struct {
 	Plan    string    `json:"plan"`
 	Brands  []Brand   `json:"brands,omitempty"`
 	Created time.Time `json:"created"`
+	// RetentionDays: each node erases a conversation of the workspace
+	// this many days after its last message (SetRetention). Zero: kept
+	// until erased.
+	RetentionDays int `json:"retention_days,omitempty"`
 }
 
 // Role is what an operator may do.
@@ -311,6 +315,26 @@ func (EraseVisitor) Type() CommandType { return TypeEraseVisitor }
 
 func (c EraseVisitor) Validate() error {
 	return firstErr(CheckID("workspace id", c.Workspace), CheckVisitor(c.Visitor))
+}
+
+// MaxRetentionDays bounds a workspace's retention: 100 years.
+const MaxRetentionDays = 36500
+
+// SetRetention sets a workspace's retention: every node erases each
+// conversation of the workspace Days days after its last message, through
+// an EraseConversation record. Days 0 turns it off.
+type SetRetention struct {
+	Workspace string `json:"workspace"`
+	Days      int    `json:"days"`
+}
+
+func (SetRetention) Type() CommandType { return TypeSetRetention }
+
+func (c SetRetention) Validate() error {
+	if c.Days < 0 || c.Days > MaxRetentionDays {
+		return invalidf("retention of %d days: want 0 (off) to %d", c.Days, MaxRetentionDays)
+	}
+	return CheckID("workspace id", c.Workspace)
 }
 
 // Erasure is one erasure and the log index that made it: of one
