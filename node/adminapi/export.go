@@ -190,4 +190,3 @@ func (a *API) exportConversation(ws string, c store.Conversation) (exportConvers
 	ec.Reads = reads
 	return ec, nil
 }
-
