@@ -208,13 +208,7 @@ func TestVisitorErasureReachesEveryReplica(t *testing.T) {
 	tc.waitAlive(t, n1, 2, 30*time.Second)
 	c := newCtl(t)
 	r := c.ok("-node", n2.URL, "-token", key.Key, "-json", "visitor", "erase", "-workspace", "acme", "-visitor-id", visitorID)
-	type answer struct {
-		Visitor     string   `json:"visitor"`
-		Index       uint64   `json:"index"`
-		Confirmed   []string `json:"confirmed"`
-		Unconfirmed []string `json:"unconfirmed"`
-	}
-	var first answer
+	var first erasureAnswer
 	if err := json.Unmarshal([]byte(r.stdout), &first); err != nil {
 		t.Fatalf("%v: %s", err, r)
 	}
@@ -240,9 +234,9 @@ func TestVisitorErasureReachesEveryReplica(t *testing.T) {
 		}
 		return nil
 	})
-	var again answer
+	var again erasureAnswer
 	eventually.Holds(t, 30*time.Second, "a second erasure confirmed by every node", func() error {
-		again = answer{}
+		again = erasureAnswer{}
 		mustAPI(t, n3, "POST", "/v1/admin/workspaces/acme/erasures", key.Key, map[string]any{"visitor_id": visitorID}, &again)
 		if len(again.Unconfirmed) != 0 {
 			return fmt.Errorf("answered %+v", again)
@@ -267,7 +261,7 @@ func TestVisitorErasureReachesEveryReplica(t *testing.T) {
 	}
 
 	// The verified visitor, by user ID, through the root token.
-	var byUser answer
+	var byUser erasureAnswer
 	mustAPI(t, n1, "POST", "/v1/admin/workspaces/acme/erasures", tc.root, map[string]any{"user_id": "user 42"}, &byUser)
 	if byUser.Visitor != "u:user 42" || strings.Join(byUser.Confirmed, ",") != "n1,n2,n3" {
 		t.Fatalf("erasure by user ID answered %+v", byUser)

@@ -64,6 +64,20 @@ func (l *fakeLog) WaitApplied(ctx context.Context, index uint64) error {
 	}
 }
 
+// runErasures runs e until the test ends, and returns its context.
+func runErasures(t *testing.T, e *Erasures) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return ctx
+}
+
 type erasedSet map[string]bool
 
 func (s erasedSet) Erased(ws, conv string) (bool, error) { return s[ws+"/"+conv], nil }
@@ -104,15 +118,7 @@ func TestErasuresApplyInOrderAndRetry(t *testing.T) {
 		},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	ctx := runErasures(t, e)
 
 	log.add(cluster.Erasure{Workspace: "acme", Conversation: "c_1", Index: 3})
 	log.add(cluster.Erasure{Workspace: "acme", Conversation: "c_elsewhere", Index: 4})
@@ -216,15 +222,7 @@ func TestVisitorErasureErasesTheirConversationsHere(t *testing.T) {
 		},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	ctx := runErasures(t, e)
 	log.add(cluster.Erasure{Workspace: "acme", Visitor: "v:a", Index: 3})
 	log.add(cluster.Erasure{Workspace: "acme", Visitor: "u:42", Index: 4})
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
