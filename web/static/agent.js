@@ -708,7 +708,10 @@
       const c = A.convs.get(A.selected);
       if (c && !c.loaded && !c.resumeRef) resumeConv(c);
     }
-    if (A.listAgain) {
+    if (typeof f.next === 'string' && f.next && !A.listRef) {
+      // A list answers 200 at a time: ask for the next page until the last.
+      A.listRef = request({ type: 'list', cursor: f.next }, { kind: 'list' });
+    } else if (A.listAgain) {
       A.listAgain = false;
       list();
     }
