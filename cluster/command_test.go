@@ -21,6 +21,7 @@ func TestCommandTypesAreStable(t *testing.T) {
 		11: &SetSecret{}, 12: &SetPlan{}, 13: &ReportUsage{}, 14: &RecordBillingEvent{},
 		15: &Prune{}, 16: &Assign{}, 17: &RegisterNode{}, 18: &EraseConversation{},
 		19: &Request{}, 20: &RehashPassword{}, 21: &EraseVisitor{}, 22: &SetRetention{},
+		23: &SetVisitorDeletion{}, 24: &RequestDeletion{},
 	}
 	for n := 0; n < 256; n++ {
 		got := schema.NewCommand(CommandType(n))

@@ -27,6 +27,7 @@ func (s *State) applyEraseVisitor(index uint64, c *EraseVisitor) (Result, error)
 		return Result{}, err
 	}
 	ws.ErasedVisitors[c.Visitor] = index
+	delete(ws.DeletionRequests, c.Visitor)
 	s.lastErased = max(s.lastErased, index)
 	return Result{}, nil
 }
@@ -39,6 +40,52 @@ func (s *State) applySetRetention(c *SetRetention) (Result, error) {
 	}
 	ws.Workspace.RetentionDays = c.Days
 	return Result{}, nil
+}
+
+// applySetVisitorDeletion sets what a visitor's request to be forgotten
+// does in a workspace.
+func (s *State) applySetVisitorDeletion(c *SetVisitorDeletion) (Result, error) {
+	ws, err := s.d.workspace(c.Workspace)
+	if err != nil {
+		return Result{}, err
+	}
+	ws.Workspace.VisitorDeletion = c.Mode
+	return Result{}, nil
+}
+
+// applyRequestDeletion records a visitor's request to be forgotten; a
+// second one keeps the first's time.
+func (s *State) applyRequestDeletion(c *RequestDeletion) (Result, error) {
+	ws, err := s.d.workspace(c.Workspace)
+	if err != nil {
+		return Result{}, err
+	}
+	if _, ok := ws.DeletionRequests[c.Visitor]; !ok {
+		ws.DeletionRequests[c.Visitor] = c.At
+	}
+	return Result{}, nil
+}
+
+// DeletionRequests lists a workspace's visitors who asked to be forgotten
+// and await an agent's confirmation, oldest first.
+func (s *State) DeletionRequests(workspace string) ([]DeletionRequest, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ws, err := s.d.workspace(workspace)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]DeletionRequest, 0, len(ws.DeletionRequests))
+	for v, at := range ws.DeletionRequests {
+		out = append(out, DeletionRequest{Visitor: v, At: at})
+	}
+	slices.SortFunc(out, func(a, b DeletionRequest) int {
+		if c := a.At.Compare(b.At); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Visitor, b.Visitor)
+	})
+	return out, nil
 }
 
 // Erased returns the index that erased a conversation; ok is false when it

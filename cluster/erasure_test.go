@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"testing"
+	"time"
 )
 
 // TestEraseConversationOnceAndInSnapshots: the first erasure's index stays,
@@ -75,6 +76,41 @@ func TestEraseVisitorEachTimeAndInSnapshots(t *testing.T) {
 		}
 		if later, _ := s.ErasedAfter(first.Index); len(later) != 1 || later[0].Visitor != v {
 			t.Fatalf("ErasedAfter(%d) = %+v", first.Index, later)
+		}
+	}
+}
+
+// TestDeletionRequestsEndWithTheErasure: a visitor's request to be
+// forgotten is listed (a second keeps the first's time) until the
+// visitor's erasure ends it, also after a snapshot; the workspace keeps
+// its deletion mode.
+func TestDeletionRequestsEndWithTheErasure(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.seed()
+	const a, b = "v:0123456789abcdef0123456789abcdef", "u:42"
+	h.must(SetVisitorDeletion{Workspace: "acme", Mode: DeletionConfirm})
+	h.must(RequestDeletion{Workspace: "acme", Visitor: a, At: t0})
+	h.must(RequestDeletion{Workspace: "acme", Visitor: b, At: t0.Add(time.Minute)})
+	h.must(RequestDeletion{Workspace: "acme", Visitor: a, At: t0.Add(time.Hour)})
+	if err := (SetVisitorDeletion{Workspace: "acme", Mode: "later"}).Validate(); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("mode later: %v", err)
+	}
+	reqs, err := h.state().DeletionRequests("acme")
+	if err != nil || len(reqs) != 2 || reqs[0].Visitor != a || !reqs[0].At.Equal(t0) || reqs[1].Visitor != b {
+		t.Fatalf("requests %+v %v", reqs, err)
+	}
+	h.must(EraseVisitor{Workspace: "acme", Visitor: a})
+	r := newHarness(t)
+	if err := r.f.Restore(io.NopCloser(bytes.NewReader(h.snapshot()))); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*State{h.state(), r.state()} {
+		if reqs, err := s.DeletionRequests("acme"); err != nil || len(reqs) != 1 || reqs[0].Visitor != b {
+			t.Fatalf("after the erasure: %+v %v", reqs, err)
+		}
+		if w, err := s.Workspace("acme"); err != nil || w.VisitorDeletion != DeletionConfirm {
+			t.Fatalf("workspace %+v %v", w, err)
 		}
 	}
 }

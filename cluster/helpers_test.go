@@ -178,6 +178,8 @@ func validCommands() []Command {
 		EraseVisitor{Workspace: "globex", Visitor: "v:0123456789abcdef0123456789abcdef"},
 		EraseVisitor{Workspace: "globex", Visitor: "u:user 42"},
 		SetRetention{Workspace: "globex", Days: 30},
+		SetVisitorDeletion{Workspace: "globex", Mode: DeletionImmediate},
+		RequestDeletion{Workspace: "globex", Visitor: "v:0123456789abcdef0123456789abcdef", At: t0},
 		DeleteOperator{Workspace: "globex", ID: "gina"},
 		DeleteWorkspace{ID: "globex"},
 	}

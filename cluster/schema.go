@@ -23,6 +23,9 @@ type (
 	EraseConversation   = schema.EraseConversation
 	EraseVisitor        = schema.EraseVisitor
 	SetRetention        = schema.SetRetention
+	SetVisitorDeletion  = schema.SetVisitorDeletion
+	RequestDeletion     = schema.RequestDeletion
+	DeletionRequest     = schema.DeletionRequest
 	Erasure             = schema.Erasure
 	Hash                = schema.Hash
 	Key                 = schema.Key
@@ -81,6 +84,10 @@ const (
 	TypeEraseConversation     = schema.TypeEraseConversation
 	TypeEraseVisitor          = schema.TypeEraseVisitor
 	TypeSetRetention          = schema.TypeSetRetention
+	TypeSetVisitorDeletion    = schema.TypeSetVisitorDeletion
+	TypeRequestDeletion       = schema.TypeRequestDeletion
+	DeletionConfirm           = schema.DeletionConfirm
+	DeletionImmediate         = schema.DeletionImmediate
 	TypeRequest               = schema.TypeRequest
 	TypeRehashPassword        = schema.TypeRehashPassword
 )

@@ -47,6 +47,9 @@ type workspaceState struct {
 	// ErasedVisitors holds the workspace's erased visitors (participants),
 	// each with the log index of its last erasure (EraseVisitor).
 	ErasedVisitors map[string]uint64 `json:"erased_visitors,omitempty"`
+	// DeletionRequests holds the visitors who asked to be forgotten and
+	// await an agent's confirmation, with when (RequestDeletion).
+	DeletionRequests map[string]time.Time `json:"deletion_requests,omitempty"`
 }
 
 type operatorRecord struct {
@@ -91,6 +94,7 @@ func (ws *workspaceState) fill() {
 	ws.Assignments = nonNil(ws.Assignments)
 	ws.Erased = nonNil(ws.Erased)
 	ws.ErasedVisitors = nonNil(ws.ErasedVisitors)
+	ws.DeletionRequests = nonNil(ws.DeletionRequests)
 }
 
 func nonNil[K comparable, V any](m map[K]V) map[K]V {

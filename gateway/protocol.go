@@ -63,7 +63,7 @@ func (f *inFrame) validate() *wireError {
 	switch f.Type {
 	case wire.TypeHello:
 		return f.validateHello()
-	case wire.TypeStart, wire.TypePing:
+	case wire.TypeStart, wire.TypePing, wire.TypeForget:
 		return nil
 	case wire.TypeList:
 		if _, err := store.ParseCursor(f.Cursor); err != nil {

@@ -32,6 +32,14 @@ type Store interface {
 	Unread(ws, conv, participant string, after uint64, max int) (int, error)
 }
 
+// Privacy carries a visitor's request to be forgotten (a forget frame).
+type Privacy interface {
+	// Forget erases every conversation of the visitor at once, or records
+	// the request for an agent to confirm, as the workspace chose; erased
+	// says which.
+	Forget(ctx context.Context, workspace, visitor string) (erased bool, err error)
+}
+
 // Metrics receives the gateway's measurements; the node feeds Prometheus.
 type Metrics interface {
 	ConnOpened(transport string)
@@ -50,6 +58,9 @@ type Config struct {
 	Store Store
 	Auth  Authenticator
 	Clock *crdt.Clock
+	// Privacy takes visitors' requests to be forgotten. Zero: a forget
+	// frame is answered forbidden.
+	Privacy Privacy
 	// Node names this node in welcome frames. Zero: "node".
 	Node string
 	// Logger for connection-level events. Zero: slog.Default().

@@ -104,6 +104,8 @@ func (c *conn) handle(ctx context.Context, f inFrame, now time.Time) *wireError 
 		return c.view(f, now)
 	case wire.TypeRead:
 		return c.read(ctx, f, now)
+	case wire.TypeForget:
+		return c.forget(ctx, f)
 	}
 	return errf(wire.CodeUnknownType, "type %q", f.Type)
 }

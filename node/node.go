@@ -147,6 +147,7 @@ func New(cfg Config, logw, out io.Writer) (_ *Node, err error) {
 		Meter:          n.usage,
 		OnSignal:       n.repl.Signal,
 		Relay:          n.relay,
+		Privacy:        visitorPrivacy{n.ctl},
 		Forwarded:      forwarded(n.ctl.key.nodeKey()),
 		Clock:          crdt.NewClock(cfg.NodeID, nil),
 		Node:           cfg.NodeID,

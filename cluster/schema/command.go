@@ -60,6 +60,12 @@ const (
 	// TypeSetRetention sets how long a workspace keeps a conversation
 	// after its last message.
 	TypeSetRetention CommandType = 22
+	// TypeSetVisitorDeletion sets what a visitor's request to be
+	// forgotten does in a workspace.
+	TypeSetVisitorDeletion CommandType = 23
+	// TypeRequestDeletion records a visitor's request to be forgotten, for
+	// an agent to confirm.
+	TypeRequestDeletion CommandType = 24
 	// Append new types here, with the next number, and a row in commands.
 )
 
@@ -97,6 +103,8 @@ var commands = map[CommandType]commandInfo{
 	TypeRehashPassword:     {"rehash_password", func() Command { return &RehashPassword{} }, false},
 	TypeEraseVisitor:       {"erase_visitor", func() Command { return &EraseVisitor{} }, false},
 	TypeSetRetention:       {"set_retention", func() Command { return &SetRetention{} }, false},
+	TypeSetVisitorDeletion: {"set_visitor_deletion", func() Command { return &SetVisitorDeletion{} }, false},
+	TypeRequestDeletion:    {"request_deletion", func() Command { return &RequestDeletion{} }, false},
 }
 
 // NewCommand returns an empty command of type t to decode into, or nil when

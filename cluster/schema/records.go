@@ -47,7 +47,17 @@ type Workspace struct {
 	// this many days after its last message (SetRetention). Zero: kept
 	// until erased.
 	RetentionDays int `json:"retention_days,omitempty"`
+	// VisitorDeletion is what a visitor's request to be forgotten (from
+	// the widget) does: DeletionImmediate erases them at once,
+	// DeletionConfirm (or "") waits for an agent's confirmation.
+	VisitorDeletion string `json:"visitor_deletion,omitempty"`
 }
+
+// What a visitor's request to be forgotten does (Workspace.VisitorDeletion).
+const (
+	DeletionConfirm   = "confirm"
+	DeletionImmediate = "immediate"
+)
 
 // Role is what an operator may do.
 type Role string
@@ -335,6 +345,44 @@ func (c SetRetention) Validate() error {
 		return invalidf("retention of %d days: want 0 (off) to %d", c.Days, MaxRetentionDays)
 	}
 	return CheckID("workspace id", c.Workspace)
+}
+
+// SetVisitorDeletion sets what a visitor's request to be forgotten does in
+// a workspace: DeletionImmediate or DeletionConfirm.
+type SetVisitorDeletion struct {
+	Workspace string `json:"workspace"`
+	Mode      string `json:"mode"`
+}
+
+func (SetVisitorDeletion) Type() CommandType { return TypeSetVisitorDeletion }
+
+func (c SetVisitorDeletion) Validate() error {
+	if c.Mode != DeletionConfirm && c.Mode != DeletionImmediate {
+		return invalidf("visitor deletion %q: want %s or %s", c.Mode, DeletionConfirm, DeletionImmediate)
+	}
+	return CheckID("workspace id", c.Workspace)
+}
+
+// RequestDeletion records that a visitor asked to be forgotten, in a
+// workspace where an agent confirms it; the visitor's erasure
+// (EraseVisitor) ends the request.
+type RequestDeletion struct {
+	Workspace string    `json:"workspace"`
+	Visitor   string    `json:"visitor"`
+	At        time.Time `json:"at"`
+}
+
+func (RequestDeletion) Type() CommandType { return TypeRequestDeletion }
+
+func (c RequestDeletion) Validate() error {
+	return firstErr(CheckID("workspace id", c.Workspace), CheckVisitor(c.Visitor))
+}
+
+// DeletionRequest is a visitor's request to be forgotten, awaiting an
+// agent's confirmation.
+type DeletionRequest struct {
+	Visitor string    `json:"visitor"`
+	At      time.Time `json:"at"`
 }
 
 // Erasure is one erasure and the log index that made it: of one

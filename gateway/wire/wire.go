@@ -30,6 +30,7 @@ const (
 	TypeTyping = "typing" // also sent by the node
 	TypeView   = "view"
 	TypeRead   = "read" // also sent by the node
+	TypeForget = "forget"
 )
 
 // Frame types the node sends.
@@ -44,6 +45,7 @@ const (
 	TypePresence      = "presence"
 	TypeViewing       = "viewing"
 	TypeError         = "error"
+	TypeForgotten     = "forgotten"
 )
 
 // Error codes of error frames. docs/protocol.md documents each; a test
@@ -249,6 +251,15 @@ type Conversation struct {
 	Last      *Message          `json:"last"`
 	Reads     map[string]uint64 `json:"reads"`
 	Unread    int               `json:"unread"`
+}
+
+// Forgotten answers forget: Erased true when every conversation of the
+// visitor was erased at once, false when the request awaits an agent's
+// confirmation.
+type Forgotten struct {
+	Type   string `json:"type"`
+	Ref    string `json:"ref,omitempty"`
+	Erased bool   `json:"erased"`
 }
 
 // Conversations answers list.
