@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"net/url"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -22,12 +21,7 @@ import (
 // conversation before the answer and the widget shows it empty. No file
 // of the node keeps either text.
 func TestBrowserVisitorAsksToBeForgotten(t *testing.T) {
-	if os.Getenv("PARLEY_SKIP_BROWSER") == "1" {
-		t.Skip("PARLEY_SKIP_BROWSER=1")
-	}
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("headless Chromium is missing (%v): run `make test`, or set PARLEY_SKIP_BROWSER=1", err)
-	}
+	needChromium(t)
 	nd := startNode(t, t.TempDir())
 	root, err := node.AdminToken(filepath.Join(nd.DataDir, "cluster.key"))
 	if err != nil {

@@ -14,12 +14,7 @@ import (
 // workspace, the console pages through the list and shows every one, the
 // first started (the last of the order) included.
 func TestBrowserConsoleListsPast200(t *testing.T) {
-	if os.Getenv("PARLEY_SKIP_BROWSER") == "1" {
-		t.Skip("PARLEY_SKIP_BROWSER=1")
-	}
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("headless Chromium is missing (%v): run `make test`, or set PARLEY_SKIP_BROWSER=1", err)
-	}
+	needChromium(t)
 	node := startNode(t, t.TempDir(), "-frame-rate", "1000")
 	ctx := testCtx(t, 3*time.Minute)
 	v, err := dialNode(ctx, node)
@@ -55,4 +50,16 @@ func TestBrowserConsoleListsPast200(t *testing.T) {
 		ct.fail(agent, "the first conversation started is not in the list")
 	}
 	ct.checkPage(agent, "after listing")
+}
+
+// needChromium skips the test with PARLEY_SKIP_BROWSER=1 and fails it
+// when headless Chromium is missing.
+func needChromium(t *testing.T) {
+	t.Helper()
+	if os.Getenv("PARLEY_SKIP_BROWSER") == "1" {
+		t.Skip("PARLEY_SKIP_BROWSER=1")
+	}
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("headless Chromium is missing (%v): run `make test`, or set PARLEY_SKIP_BROWSER=1", err)
+	}
 }
