@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"parley/cluster"
@@ -25,6 +26,14 @@ func (p visitorPrivacy) Forget(ctx context.Context, ws, visitor string) (bool, e
 		}
 		p.ctl.log.Info("visitor forgotten at their request", "workspace", ws)
 		return true, nil
+	}
+	// A request already pending needs no second record.
+	pending, err := p.ctl.c.DeletionRequests(ws)
+	if err != nil {
+		return false, fmt.Errorf("forget: %w", err)
+	}
+	if slices.ContainsFunc(pending, func(r cluster.DeletionRequest) bool { return r.Visitor == visitor }) {
+		return false, nil
 	}
 	if _, err := p.ctl.c.Apply(ctx, cluster.RequestDeletion{Workspace: ws, Visitor: visitor, At: time.Now().UTC()}); err != nil {
 		return false, fmt.Errorf("forget: %w", err)
