@@ -25,6 +25,7 @@ func TestCommandTypesAreStable(t *testing.T) {
 		15: &Prune{}, 16: &Assign{}, 17: &RegisterNode{}, 18: &EraseConversation{},
 		19: &Request{}, 20: &RehashPassword{}, 21: &RotateSecret{},
 		22: &Audited{}, 23: &RecordAudit{}, 24: &PruneAudit{},
+		25: &EraseVisitor{}, 26: &SetRetention{}, 27: &SetVisitorDeletion{}, 28: &RequestDeletion{},
 	}
 	for n := 0; n < 256; n++ {
 		got := schema.NewCommand(CommandType(n))

@@ -173,6 +173,14 @@ func (f *fsm) dispatch(index uint64, cmd Command) (Result, error) {
 		return s.applyRecordAudit(index, c)
 	case *PruneAudit:
 		return s.applyPruneAudit(c)
+	case *EraseVisitor:
+		return s.applyEraseVisitor(index, c)
+	case *SetRetention:
+		return s.applySetRetention(c)
+	case *SetVisitorDeletion:
+		return s.applySetVisitorDeletion(c)
+	case *RequestDeletion:
+		return s.applyRequestDeletion(c)
 	}
 	// schema.NewCommand knows a type this switch does not: a bug, caught by the
 	// test that applies every type.

@@ -180,6 +180,11 @@ func validCommands() []Command {
 		Audited{Audit: Audit{Actor: Actor{Kind: ActorOperator, Workspace: "globex", ID: "gina"}, Address: "127.0.0.2", Route: "PATCH /v1/admin/workspaces/{ws}", At: t0}, Cmd: &UpdateWorkspace{ID: "globex", Name: ptr("Globex Inc")}},
 		RecordAudit{Entries: []AuditEntry{{Audit: Audit{Actor: Actor{Kind: ActorAnonymous, Workspace: "globex", Email: "gina@globex.test"}, Address: "::1", Route: "POST /v1/login", At: t0}, Action: "create_session", Workspace: "globex", Outcome: "unauthorized", Count: 3}}},
 		PruneAudit{Before: t0},
+		EraseVisitor{Workspace: "globex", Visitor: "v:0123456789abcdef0123456789abcdef"},
+		EraseVisitor{Workspace: "globex", Visitor: "u:user 42"},
+		SetRetention{Workspace: "globex", Days: 30},
+		SetVisitorDeletion{Workspace: "globex", Mode: DeletionImmediate},
+		RequestDeletion{Workspace: "globex", Visitor: "v:0123456789abcdef0123456789abcdef", At: t0},
 		DeleteOperator{Workspace: "globex", ID: "gina"},
 		DeleteWorkspace{ID: "globex"},
 	}

@@ -25,6 +25,11 @@ type (
 	DeleteOperator      = schema.DeleteOperator
 	DeleteWorkspace     = schema.DeleteWorkspace
 	EraseConversation   = schema.EraseConversation
+	EraseVisitor        = schema.EraseVisitor
+	SetRetention        = schema.SetRetention
+	SetVisitorDeletion  = schema.SetVisitorDeletion
+	RequestDeletion     = schema.RequestDeletion
+	DeletionRequest     = schema.DeletionRequest
 	Erasure             = schema.Erasure
 	Hash                = schema.Hash
 	Key                 = schema.Key
@@ -60,6 +65,7 @@ type (
 
 const (
 	DefaultPasswordIterations = schema.DefaultPasswordIterations
+	MaxRetentionDays          = schema.MaxRetentionDays
 	MinPasswordIterations     = schema.MinPasswordIterations
 	RoleAdmin                 = schema.RoleAdmin
 	RoleAgent                 = schema.RoleAgent
@@ -83,6 +89,12 @@ const (
 	TypeAssign                = schema.TypeAssign
 	TypeRegisterNode          = schema.TypeRegisterNode
 	TypeEraseConversation     = schema.TypeEraseConversation
+	TypeEraseVisitor          = schema.TypeEraseVisitor
+	TypeSetRetention          = schema.TypeSetRetention
+	TypeSetVisitorDeletion    = schema.TypeSetVisitorDeletion
+	TypeRequestDeletion       = schema.TypeRequestDeletion
+	DeletionConfirm           = schema.DeletionConfirm
+	DeletionImmediate         = schema.DeletionImmediate
 	TypeRequest               = schema.TypeRequest
 	TypeRehashPassword        = schema.TypeRehashPassword
 	TypeRotateSecret          = schema.TypeRotateSecret

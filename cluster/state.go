@@ -55,6 +55,12 @@ type workspaceState struct {
 	// Erased holds the workspace's erased conversations, each with the log
 	// index that erased it (EraseConversation).
 	Erased map[string]uint64 `json:"erased,omitempty"`
+	// ErasedVisitors holds the workspace's erased visitors (participants),
+	// each with the log index of its last erasure (EraseVisitor).
+	ErasedVisitors map[string]uint64 `json:"erased_visitors,omitempty"`
+	// DeletionRequests holds the visitors who asked to be forgotten and
+	// await an agent's confirmation, with when (RequestDeletion).
+	DeletionRequests map[string]time.Time `json:"deletion_requests,omitempty"`
 }
 
 type operatorRecord struct {
@@ -98,6 +104,8 @@ func (ws *workspaceState) fill() {
 	ws.Usage = nonNil(ws.Usage)
 	ws.Assignments = nonNil(ws.Assignments)
 	ws.Erased = nonNil(ws.Erased)
+	ws.ErasedVisitors = nonNil(ws.ErasedVisitors)
+	ws.DeletionRequests = nonNil(ws.DeletionRequests)
 }
 
 func nonNil[K comparable, V any](m map[K]V) map[K]V {
@@ -201,6 +209,9 @@ func (s *State) reset(d *stateData) {
 	s.lastErased = 0
 	for _, ws := range d.Workspaces {
 		for _, i := range ws.Erased {
+			s.lastErased = max(s.lastErased, i)
+		}
+		for _, i := range ws.ErasedVisitors {
 			s.lastErased = max(s.lastErased, i)
 		}
 	}

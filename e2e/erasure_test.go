@@ -107,6 +107,16 @@ func (tc *testCluster) addNode(t testing.TB, name, region string) *nodeProc {
 	return nd
 }
 
+// erasureAnswer is the answer of an erasure: of a conversation (Erased)
+// or of a visitor (Visitor).
+type erasureAnswer struct {
+	Erased      string   `json:"erased"`
+	Visitor     string   `json:"visitor"`
+	Index       uint64   `json:"index"`
+	Confirmed   []string `json:"confirmed"`
+	Unconfirmed []string `json:"unconfirmed"`
+}
+
 // edit sends an edit or delete of one's own message and waits for its ack.
 func change(t *testing.T, ctx context.Context, cl *wsClient, frame map[string]any) {
 	t.Helper()
@@ -169,13 +179,7 @@ func TestErasureAndDeletesReachDownAndLaterNodes(t *testing.T) {
 	mustAPI(t, n1, "POST", "/v1/admin/workspaces/acme/operators", tc.root, map[string]any{"id": "sam", "email": "sam@acme.test", "name": "Sam", "password": "a good long password"}, &inv)
 	var login struct{ Token string }
 	mustAPI(t, n2, "POST", fmt.Sprintf("/v1/login?min_index=%d", inv.Index), "", map[string]any{"workspace": "acme", "email": "sam@acme.test", "password": "a good long password"}, &login)
-	type answer struct {
-		Erased      string   `json:"erased"`
-		Index       uint64   `json:"index"`
-		Confirmed   []string `json:"confirmed"`
-		Unconfirmed []string `json:"unconfirmed"`
-	}
-	var first answer
+	var first erasureAnswer
 	mustAPI(t, n2, "DELETE", "/v1/workspaces/acme/conversations/"+convA, login.Token, nil, &first)
 	if first.Erased != convA || first.Index == 0 || strings.Join(first.Confirmed, ",") != "n1,n2" || strings.Join(first.Unconfirmed, ",") != "n3" {
 		t.Fatalf("erasure with n3 down answered %+v", first)
@@ -212,9 +216,9 @@ func TestErasureAndDeletesReachDownAndLaterNodes(t *testing.T) {
 		t.Fatalf("search on n3: %d %s", code, body)
 	}
 	// Erasing again answers the same, now with n3's confirmation.
-	var again answer
+	var again erasureAnswer
 	eventually.Holds(t, 15*time.Second, "a second erasure confirmed by every node", func() error {
-		again = answer{}
+		again = erasureAnswer{}
 		mustAPI(t, n1, "DELETE", "/v1/workspaces/acme/conversations/"+convA, login.Token, nil, &again)
 		if len(again.Unconfirmed) != 0 {
 			return fmt.Errorf("answered %+v", again)

@@ -62,7 +62,12 @@ func (f *inFrame) validate() *wireError {
 	switch f.Type {
 	case wire.TypeHello:
 		return f.validateHello()
-	case wire.TypeStart, wire.TypeList, wire.TypePing:
+	case wire.TypeStart, wire.TypePing, wire.TypeForget:
+		return nil
+	case wire.TypeList:
+		if _, err := store.ParseCursor(f.Cursor); err != nil {
+			return errf(wire.CodeBadRequest, "cursor: give back the next of a conversations frame")
+		}
 		return nil
 	case wire.TypeResume:
 		if err := checkConv(f.Conversation); err != nil {

@@ -23,13 +23,21 @@ import (
 type Store interface {
 	CreateConversation(ctx context.Context, c store.Conversation) error
 	Conversation(ws, id string) (store.Conversation, error)
-	Conversations(ws, owner string) ([]store.Conversation, error)
+	ConversationsPage(ws, owner string, after store.Cursor, limit int) ([]store.Conversation, store.Cursor, error)
 	Apply(ctx context.Context, ch store.Change) (store.Result, error)
 	MarkRead(ctx context.Context, ws, conv, participant string, seq uint64, start time.Time) (bool, error)
 	Events(ws, conv string, after uint64, limit int) ([]store.Event, bool, error)
 	EventsSince(ws, conv string, have map[string]uint64, limit int) ([]store.Event, bool, error)
 	Reads(ws, conv string) (map[string]uint64, error)
 	Unread(ws, conv, participant string, after uint64, max int) (int, error)
+}
+
+// Privacy carries a visitor's request to be forgotten (a forget frame).
+type Privacy interface {
+	// Forget erases every conversation of the visitor at once, or records
+	// the request for an agent to confirm, as the workspace chose; erased
+	// says which.
+	Forget(ctx context.Context, workspace, visitor string) (erased bool, err error)
 }
 
 // Metrics receives the gateway's measurements; the node feeds Prometheus.
@@ -50,6 +58,9 @@ type Config struct {
 	Store Store
 	Auth  Authenticator
 	Clock *crdt.Clock
+	// Privacy takes visitors' requests to be forgotten. Zero: a forget
+	// frame is answered forbidden.
+	Privacy Privacy
 	// Node names this node in welcome frames. Zero: "node".
 	Node string
 	// Logger for connection-level events. Zero: slog.Default().

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"sort"
 	"time"
 
 	"parley/crdt"
@@ -105,6 +104,8 @@ func (c *conn) handle(ctx context.Context, f inFrame, now time.Time) *wireError 
 		return c.view(f, now)
 	case wire.TypeRead:
 		return c.read(ctx, f, now)
+	case wire.TypeForget:
+		return c.forget(ctx, f)
 	}
 	return errf(wire.CodeUnknownType, "type %q", f.Type)
 }
@@ -210,6 +211,8 @@ func (c *conn) authorize(conv string) *wireError {
 	return nil
 }
 
+// maxListed is the most conversations one list answers with; next pages
+// the rest.
 const maxListed = 200
 
 func (c *conn) list(f inFrame) *wireError {
@@ -217,14 +220,11 @@ func (c *conn) list(f inFrame) *wireError {
 	if c.id.Role == ident.Agent {
 		owner = ""
 	}
+	after, _ := store.ParseCursor(f.Cursor) // validated
 	st := c.srv.cfg.Store
-	convs, err := st.Conversations(c.id.Workspace, owner)
+	convs, next, err := st.ConversationsPage(c.id.Workspace, owner, after, maxListed)
 	if err != nil {
 		return c.storeError(err)
-	}
-	sort.Slice(convs, func(i, j int) bool { return convs[i].Updated > convs[j].Updated })
-	if len(convs) > maxListed {
-		convs = convs[:maxListed]
 	}
 	items := make([]wire.Conversation, 0, len(convs))
 	for _, cv := range convs {
@@ -238,7 +238,7 @@ func (c *conn) list(f inFrame) *wireError {
 		}
 		items = append(items, toWireConversation(cv, reads, unread))
 	}
-	c.reply(wire.Conversations{Type: wire.TypeConversations, Ref: f.Ref, Items: items})
+	c.reply(wire.Conversations{Type: wire.TypeConversations, Ref: f.Ref, Items: items, Next: next.String()})
 	return nil
 }
 

@@ -167,6 +167,10 @@ type Config struct {
 	// prunes older ones (docs/api.md, "Audit log"). Set it alike on every
 	// node: the leader's applies. Zero: 400 days.
 	AuditRetention time.Duration
+	// RetentionDay is the length of a day of a workspace's retention
+	// (cluster.Workspace.RetentionDays); shorter only to try retention out.
+	// Zero: 24h.
+	RetentionDay time.Duration
 	// Lease is how long a node may go without hearing from the Raft leader
 	// and still accept operator credentials: past it the node may have
 	// missed a revocation. Zero: 3s.
@@ -264,6 +268,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.StringVar(&c.Voter, "voter", voterAuto, "join as a voter: yes, no or auto")
 	fs.StringVar(&c.ClusterKey, "cluster-key", env("PARLEY_CLUSTER_KEY_FILE", ""), "file with the secret shared by the cluster's nodes (default: DATA/cluster.key)")
 	fs.DurationVar(&c.UsageInterval, "usage-interval", 10*time.Second, "how often usage is reported to the control plane")
+	fs.DurationVar(&c.RetentionDay, "retention-day", 24*time.Hour, "the length of a day of workspaces' retention (shorter only to try retention out)")
 	fs.DurationVar(&c.ScrubAfter, "scrub-after", 5*time.Second, "how long removed data may stay in the store file's free pages before they are zeroed (negative: only at start and stop)")
 	fs.DurationVar(&c.AuditRetention, "audit-retention", DefaultAuditRetention, "how long the audit log keeps an entry (the leader prunes older ones)")
 	fs.DurationVar(&c.Lease, "lease", 3*time.Second, "how long without the Raft leader operator credentials are still accepted")

@@ -3,8 +3,12 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"time"
 
+	"parley/cluster"
 	"parley/cluster/residency"
 )
 
@@ -56,4 +60,25 @@ func (ctl *control) confirmErasures(ctx context.Context, e *residency.Erasures, 
 		return e.Wait(ctx, index)
 	})
 	return Confirmation{Index: index, Confirmed: confirmed, Unconfirmed: unconfirmed}
+}
+
+// recordTimeout bounds the recording of one conversation's erasure; the
+// erasures' applier tries again after it.
+const recordTimeout = 10 * time.Second
+
+// recordErasure records the erasure of one conversation of an erased
+// visitor (residency.ErasureConfig.Record): every node then keeps its
+// tombstone.
+// A workspace deleted meanwhile needs no record: its purge erases the rest.
+func (ctl *control) recordErasure(ctx context.Context, ws, conv string) error {
+	ctx, cancel := context.WithTimeout(ctx, recordTimeout)
+	defer cancel()
+	_, err := ctl.c.Apply(ctx, cluster.EraseConversation{Workspace: ws, Conversation: conv})
+	if errors.Is(err, cluster.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("erase conversation: %w", err)
+	}
+	return nil
 }

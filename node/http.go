@@ -75,6 +75,7 @@ func (n *Node) adminAPI() *adminapi.API {
 		Cluster:    n.ctl.c,
 		Confirmer:  adminControl{n.ctl},
 		Store:      n.store,
+		Erasures:   erasureConfirmer{n.ctl, n.erasures},
 		Gossip:     n.gossip.m,
 		Logger:     n.ctl.log,
 		Now:        n.cfg.signInClock,
@@ -120,7 +121,7 @@ func (n *Node) agentAPI() *agentapi.API {
 		Relay:      agentRelay{n.relay},
 		Store:      n.store,
 		Cluster:    n.ctl.c,
-		Erasures:   agentErasures{n.ctl, n.erasures},
+		Erasures:   erasureConfirmer{n.ctl, n.erasures},
 		Replies:    n.repl,
 		Embeddings: agentEmbeddings{n.emb},
 		Logger:     n.log,
@@ -134,13 +135,13 @@ func (a agentRelay) ProxyAPI(w http.ResponseWriter, r *http.Request, ws string) 
 	return a.r.proxyAPI(w, r, ws)
 }
 
-// agentErasures confirms erasures for the agents' API.
-type agentErasures struct {
+// erasureConfirmer confirms erasures for the agents' and the admin API.
+type erasureConfirmer struct {
 	ctl *control
 	e   *residency.Erasures
 }
 
-func (a agentErasures) Confirm(ctx context.Context, index uint64) Confirmation {
+func (a erasureConfirmer) Confirm(ctx context.Context, index uint64) Confirmation {
 	return a.ctl.confirmErasures(ctx, a.e, index)
 }
 

@@ -46,9 +46,11 @@ type Node struct {
 	repl    *replication.Replicator
 	// erasures applies the control plane's erasures here.
 	erasures *residency.Erasures
-	auth     *clusterAuth
-	purge    *residency.Purger
-	usage    *cluster.UsageReporter
+	// retention erases conversations past their workspace's retention.
+	retention *residency.Retention
+	auth      *clusterAuth
+	purge     *residency.Purger
+	usage     *cluster.UsageReporter
 
 	// HTTP/3 and WebTransport; pc is nil when disabled.
 	pc     net.PacketConn
@@ -134,7 +136,8 @@ func New(cfg Config, logw, out io.Writer) (_ *Node, err error) {
 		Registerer: n.metrics.reg,
 		LinkDelay:  cfg.FaultReplDelay,
 	})
-	n.erasures = residency.NewErasures(residency.ErasureConfig{Log: n.ctl.c, Store: st, Erase: n.emb.erase, Forget: n.repl.Forget, Logger: n.log})
+	n.erasures = residency.NewErasures(residency.ErasureConfig{Log: n.ctl.c, Store: st, Erase: n.emb.erase, Record: n.ctl.recordErasure, Forget: n.repl.Forget, Logger: n.log})
+	n.retention = residency.NewRetention(residency.RetentionConfig{Workspaces: n.ctl.c.Workspaces, Store: st, Record: n.ctl.recordErasure, Day: cfg.RetentionDay, Logger: n.log})
 	n.relay = &relayer{region: cfg.Region, self: cfg.NodeID, key: n.ctl.key.nodeKey(), ctl: n.ctl, mem: n.gossip.m, client: n.ctl.peers.client}
 	conns := gateway.NewIPConns(cfg.MaxConnsPerIP)
 	n.gw = gateway.New(gateway.Config{
@@ -144,6 +147,7 @@ func New(cfg Config, logw, out io.Writer) (_ *Node, err error) {
 		Meter:          n.usage,
 		OnSignal:       n.repl.Signal,
 		Relay:          n.relay,
+		Privacy:        visitorPrivacy{n.ctl},
 		Forwarded:      forwarded(n.ctl.key.nodeKey()),
 		Clock:          crdt.NewClock(cfg.NodeID, nil),
 		Node:           cfg.NodeID,
@@ -345,6 +349,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	g.Go(func() error { return n.gossip.run(gctx, n.repl.PeerUp, n.gw.DropNode) })
 	g.Go(func() error { return n.ctl.keepFresh(gctx, n.erasures.Wait) })
 	g.Go(func() error { return n.erasures.Run(gctx) })
+	g.Go(func() error { return n.retention.Run(gctx) })
 	g.Go(func() error { return n.repl.Run(gctx, n.gw) })
 	g.Go(func() error { return n.purge.Run(gctx) })
 	g.Go(func() error { return n.ctl.rebalance(gctx, n.gossip.m.Alive) })

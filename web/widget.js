@@ -168,6 +168,11 @@
   const seenEl = h('span', { class: 'parley-seen', 'data-testid': 'parley-seen', text: 'Seen' });
   seenEl.hidden = true;
 
+  // Asking to be forgotten takes two clicks: the first asks to confirm.
+  const forgetBtn = h('button', {
+    type: 'button', class: 'parley-forget', 'data-testid': 'parley-forget', text: 'Delete my data',
+  });
+
   const panel = h('section', {
     class: 'parley-panel', id: 'parley-panel', 'data-testid': 'parley-panel',
     role: 'dialog', 'aria-label': title,
@@ -177,7 +182,7 @@
     closeBtn),
   bodyEl, typingEl, statusEl,
   h('div', { class: 'parley-composer' }, input, sendBtn),
-  h('div', { class: 'parley-footer', text: 'Powered by Parley' }));
+  h('div', { class: 'parley-footer' }, 'Powered by Parley', ' · ', forgetBtn));
   panel.hidden = true;
 
   root.append(panel, launcher);
@@ -479,6 +484,7 @@
       case 'read': onRead(f); break;
       case 'typing': onTyping(f); break;
       case 'presence': onPresence(f); break;
+      case 'forgotten': onForgotten(f); break;
       case 'error': onError(f); break;
       default: break; // pong and frames of later versions
     }
@@ -682,6 +688,38 @@
     renderTyping();
   }
 
+  // A request to be forgotten: sent with the second click of the button;
+  // answered by the erasure (the widget then forgets the conversation and
+  // the anonymous identity) or by the wait for an agent's confirmation.
+  function forget() {
+    if (forgetBtn.dataset.armed !== 'true') {
+      forgetBtn.dataset.armed = 'true';
+      forgetBtn.textContent = 'Click again to delete your chats';
+      return;
+    }
+    forgetBtn.dataset.armed = 'false';
+    forgetBtn.textContent = 'Delete my data';
+    if (!S.welcomed) {
+      setStatus('Not connected: try again in a moment.', 'error', 6000);
+      return;
+    }
+    request({ type: 'forget' }, { kind: 'forget' });
+  }
+
+  function onForgotten(f) {
+    C.takeRef(S, f);
+    if (!f.erased) {
+      setStatus('Your request was sent: an agent will delete your chats.', 'info');
+      return;
+    }
+    S.outbox.clear();
+    forgetConversation();
+    S.messages.clear();
+    if (!verified()) storage.del('localStorage', KEY_VISITOR);
+    scheduleRender();
+    setStatus('Your chats were deleted.', 'info');
+  }
+
   function onPresence(f) {
     if (f.role !== 'agent' || !f.participant) return;
     if (f.online) S.agentsOnline.set(f.participant, f.name || '');
@@ -734,6 +772,9 @@
           S.listRef = null;
           return; // best effort only
         case 'read':
+          return;
+        case 'forget':
+          setStatus('Your request could not be sent: ' + (f.message || f.code), 'error', 8000);
           return;
         case 'resume':
           if (f.code === 'not_found' && ctx.conversation === S.conversation) {
@@ -848,6 +889,7 @@
   // ---------------------------------------------------------------- events
 
   launcher.addEventListener('click', () => setOpen(!S.open));
+  forgetBtn.addEventListener('click', forget);
   closeBtn.addEventListener('click', () => {
     setOpen(false);
     launcher.focus();

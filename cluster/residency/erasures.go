@@ -20,10 +20,18 @@ type ErasureConfig struct {
 	// tombstone of (*store.Store).
 	Store interface {
 		Erased(ws, conv string) (bool, error)
+		// Conversations lists the conversations held here of one owner.
+		Conversations(ws, owner string) ([]store.Conversation, error)
 	}
 	// Erase erases a conversation here, if held, leaving its tombstone
 	// (the embeddings follow).
 	Erase func(ctx context.Context, ws, conv string) error
+	// Record records the erasure of one conversation of an erased visitor
+	// in the control plane (an EraseConversation), so that every node keeps
+	// its tombstone, also one that gets a copy later. Zero: not recorded;
+	// only the nodes that hold a copy when they apply the visitor's erasure
+	// erase it.
+	Record func(ctx context.Context, ws, conv string) error
 	// Forget drops what is cached of a conversation about to be erased
 	// (replication.Replicator.Forget). Zero: nothing is cached.
 	Forget func(ws, conv string)
@@ -110,8 +118,12 @@ func (e *Erasures) Run(ctx context.Context) error {
 }
 
 // apply erases one conversation here unless its tombstone is already in
-// the store.
+// the store; a visitor's erasure, each of the visitor's conversations held
+// here.
 func (e *Erasures) apply(ctx context.Context, x cluster.Erasure) error {
+	if x.Visitor != "" {
+		return e.applyVisitor(ctx, x)
+	}
 	if done, err := e.cfg.Store.Erased(x.Workspace, x.Conversation); err != nil || done {
 		return err
 	}
@@ -124,6 +136,29 @@ func (e *Erasures) apply(ctx context.Context, x cluster.Erasure) error {
 		e.cfg.Logger.Info("conversation erased here", "workspace", x.Workspace, "conversation", x.Conversation, "index", x.Index)
 	}
 	return err
+}
+
+// applyVisitor erases every conversation of a visitor held here, each
+// recorded in the control plane first, so that a failure to record leaves
+// it held here and tried again.
+func (e *Erasures) applyVisitor(ctx context.Context, x cluster.Erasure) error {
+	convs, err := e.cfg.Store.Conversations(x.Workspace, x.Visitor)
+	if err != nil {
+		return fmt.Errorf("conversations of the erased visitor: %w", err)
+	}
+	for _, c := range convs {
+		if e.cfg.Record != nil {
+			if err := e.cfg.Record(ctx, x.Workspace, c.ID); err != nil {
+				return fmt.Errorf("record the erasure of %s: %w", c.ID, err)
+			}
+		}
+		e.cfg.Forget(x.Workspace, c.ID)
+		if err := e.cfg.Erase(ctx, x.Workspace, c.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	e.cfg.Logger.Info("visitor erased here", "workspace", x.Workspace, "conversations", len(convs), "index", x.Index)
+	return nil
 }
 
 func (e *Erasures) advance(idx uint64) {

@@ -64,9 +64,25 @@ func (l *fakeLog) WaitApplied(ctx context.Context, index uint64) error {
 	}
 }
 
+// runErasures runs e until the test ends, and returns its context.
+func runErasures(t *testing.T, e *Erasures) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return ctx
+}
+
 type erasedSet map[string]bool
 
 func (s erasedSet) Erased(ws, conv string) (bool, error) { return s[ws+"/"+conv], nil }
+
+func (s erasedSet) Conversations(ws, owner string) ([]store.Conversation, error) { return nil, nil }
 
 // TestErasuresApplyInOrderAndRetry: records are applied in index order,
 // each forgotten before it is erased; one not held here counts as applied;
@@ -102,15 +118,7 @@ func TestErasuresApplyInOrderAndRetry(t *testing.T) {
 		},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	ctx := runErasures(t, e)
 
 	log.add(cluster.Erasure{Workspace: "acme", Conversation: "c_1", Index: 3})
 	log.add(cluster.Erasure{Workspace: "acme", Conversation: "c_elsewhere", Index: 4})
@@ -148,5 +156,89 @@ func TestErasuresWaitEndsWithItsContext(t *testing.T) {
 	defer cancel()
 	if err := e.Wait(ctx, 1); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Wait: %v, want the deadline", err)
+	}
+}
+
+// visitorStore holds conversations by owner; an erased one leaves it.
+type visitorStore struct {
+	mu    sync.Mutex
+	convs map[string]string // conversation → owner
+}
+
+func (s *visitorStore) Erased(ws, conv string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, held := s.convs[conv]
+	return !held, nil
+}
+
+func (s *visitorStore) Conversations(ws, owner string) ([]store.Conversation, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []store.Conversation
+	for id, o := range s.convs {
+		if o == owner {
+			out = append(out, store.Conversation{Workspace: ws, ID: id, Owner: o})
+		}
+	}
+	return out, nil
+}
+
+// TestVisitorErasureErasesTheirConversationsHere: a visitor's erasure
+// erases each of the visitor's conversations held here, and no one
+// else's, after recording each in the control plane; when recording fails
+// nothing of that conversation is erased and Wait is held back until a
+// retry records it.
+func TestVisitorErasureErasesTheirConversationsHere(t *testing.T) {
+	t.Parallel()
+	log := &fakeLog{moved: make(chan struct{})}
+	st := &visitorStore{convs: map[string]string{"c_a1": "v:a", "c_a2": "v:a", "c_b1": "v:b", "c_u1": "u:42"}}
+	var mu sync.Mutex
+	recorded := map[string]bool{}
+	failRecord := 1
+	e := NewErasures(ErasureConfig{
+		Log:   log,
+		Store: st,
+		Erase: func(_ context.Context, ws, conv string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if !recorded[conv] {
+				t.Errorf("%s erased before its erasure was recorded", conv)
+			}
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			delete(st.convs, conv)
+			return nil
+		},
+		Record: func(_ context.Context, ws, conv string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if failRecord > 0 {
+				failRecord--
+				return errors.New("no leader")
+			}
+			recorded[conv] = true
+			return nil
+		},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	ctx := runErasures(t, e)
+	log.add(cluster.Erasure{Workspace: "acme", Visitor: "v:a", Index: 3})
+	log.add(cluster.Erasure{Workspace: "acme", Visitor: "u:42", Index: 4})
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if err := e.Wait(wctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	st.mu.Lock()
+	left := fmt.Sprint(st.convs)
+	st.mu.Unlock()
+	if left != "map[c_b1:v:b]" {
+		t.Fatalf("left %s, want only the other visitor's conversation", left)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(recorded) != 3 || failRecord != 0 {
+		t.Fatalf("recorded %v (failures left %d)", recorded, failRecord)
 	}
 }

@@ -65,6 +65,17 @@ const (
 	// command; TypePruneAudit forgets those older than the retention.
 	TypeRecordAudit CommandType = 23
 	TypePruneAudit  CommandType = 24
+	// TypeEraseVisitor erases every conversation of one visitor.
+	TypeEraseVisitor CommandType = 25
+	// TypeSetRetention sets how long a workspace keeps a conversation
+	// after its last message.
+	TypeSetRetention CommandType = 26
+	// TypeSetVisitorDeletion sets what a visitor's request to be
+	// forgotten does in a workspace.
+	TypeSetVisitorDeletion CommandType = 27
+	// TypeRequestDeletion records a visitor's request to be forgotten, for
+	// an agent to confirm.
+	TypeRequestDeletion CommandType = 28
 	// Append new types here, with the next number, and a row in commands.
 )
 
@@ -104,6 +115,10 @@ var commands = map[CommandType]commandInfo{
 	TypeAudited:            {"audited", func() Command { return &Audited{} }, false},
 	TypeRecordAudit:        {"record_audit", func() Command { return &RecordAudit{} }, false},
 	TypePruneAudit:         {"prune_audit", func() Command { return &PruneAudit{} }, false},
+	TypeEraseVisitor:       {"erase_visitor", func() Command { return &EraseVisitor{} }, false},
+	TypeSetRetention:       {"set_retention", func() Command { return &SetRetention{} }, false},
+	TypeSetVisitorDeletion: {"set_visitor_deletion", func() Command { return &SetVisitorDeletion{} }, false},
+	TypeRequestDeletion:    {"request_deletion", func() Command { return &RequestDeletion{} }, false},
 }
 
 // known says whether this binary knows type t.

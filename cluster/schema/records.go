@@ -43,7 +43,21 @@ type Workspace struct {
 	Plan    string    `json:"plan"`
 	Brands  []Brand   `json:"brands,omitempty"`
 	Created time.Time `json:"created"`
+	// RetentionDays: each node erases a conversation of the workspace
+	// this many days after its last message (SetRetention). Zero: kept
+	// until erased.
+	RetentionDays int `json:"retention_days,omitempty"`
+	// VisitorDeletion is what a visitor's request to be forgotten (from
+	// the widget) does: DeletionImmediate erases them at once,
+	// DeletionConfirm (or "") waits for an agent's confirmation.
+	VisitorDeletion string `json:"visitor_deletion,omitempty"`
 }
+
+// What a visitor's request to be forgotten does (Workspace.VisitorDeletion).
+const (
+	DeletionConfirm   = "confirm"
+	DeletionImmediate = "immediate"
+)
 
 // Role is what an operator may do.
 type Role string
@@ -295,10 +309,89 @@ func (c EraseConversation) Validate() error {
 	return firstErr(CheckID("workspace id", c.Workspace), checkConversation(c.Conversation))
 }
 
-// Erasure is one erased conversation and the log index that erased it.
+// EraseVisitor records that every conversation one visitor started in a
+// workspace is erased: Visitor is the participant, "v:<visitor_id>" (an
+// anonymous visitor) or "u:<user_id>" (a verified one). Each node erases
+// the visitor's conversations it holds when it applies the record, as for
+// EraseConversation, and records an EraseConversation of each, so that
+// every node keeps their tombstones. Erasing the same visitor again is a
+// new record with its own index: it erases what the visitor started since.
+type EraseVisitor struct {
+	Workspace string `json:"workspace"`
+	Visitor   string `json:"visitor"`
+}
+
+func (EraseVisitor) Type() CommandType { return TypeEraseVisitor }
+
+func (c EraseVisitor) Validate() error {
+	return firstErr(CheckID("workspace id", c.Workspace), CheckVisitor(c.Visitor))
+}
+
+// MaxRetentionDays bounds a workspace's retention: 100 years.
+const MaxRetentionDays = 36500
+
+// SetRetention sets a workspace's retention: every node erases each
+// conversation of the workspace Days days after its last message, through
+// an EraseConversation record. Days 0 turns it off.
+type SetRetention struct {
+	Workspace string `json:"workspace"`
+	Days      int    `json:"days"`
+}
+
+func (SetRetention) Type() CommandType { return TypeSetRetention }
+
+func (c SetRetention) Validate() error {
+	if c.Days < 0 || c.Days > MaxRetentionDays {
+		return invalidf("retention of %d days: want 0 (off) to %d", c.Days, MaxRetentionDays)
+	}
+	return CheckID("workspace id", c.Workspace)
+}
+
+// SetVisitorDeletion sets what a visitor's request to be forgotten does in
+// a workspace: DeletionImmediate or DeletionConfirm.
+type SetVisitorDeletion struct {
+	Workspace string `json:"workspace"`
+	Mode      string `json:"mode"`
+}
+
+func (SetVisitorDeletion) Type() CommandType { return TypeSetVisitorDeletion }
+
+func (c SetVisitorDeletion) Validate() error {
+	if c.Mode != DeletionConfirm && c.Mode != DeletionImmediate {
+		return invalidf("visitor deletion %q: want %s or %s", c.Mode, DeletionConfirm, DeletionImmediate)
+	}
+	return CheckID("workspace id", c.Workspace)
+}
+
+// RequestDeletion records that a visitor asked to be forgotten, in a
+// workspace where an agent confirms it; the visitor's erasure
+// (EraseVisitor) ends the request.
+type RequestDeletion struct {
+	Workspace string    `json:"workspace"`
+	Visitor   string    `json:"visitor"`
+	At        time.Time `json:"at"`
+}
+
+func (RequestDeletion) Type() CommandType { return TypeRequestDeletion }
+
+func (c RequestDeletion) Validate() error {
+	return firstErr(CheckID("workspace id", c.Workspace), CheckVisitor(c.Visitor))
+}
+
+// DeletionRequest is a visitor's request to be forgotten, awaiting an
+// agent's confirmation.
+type DeletionRequest struct {
+	Visitor string    `json:"visitor"`
+	At      time.Time `json:"at"`
+}
+
+// Erasure is one erasure and the log index that made it: of one
+// conversation, or of every conversation of one visitor (Visitor set,
+// Conversation empty).
 type Erasure struct {
 	Workspace    string `json:"workspace"`
-	Conversation string `json:"conversation"`
+	Conversation string `json:"conversation,omitempty"`
+	Visitor      string `json:"visitor,omitempty"`
 	Index        uint64 `json:"index"`
 }
 

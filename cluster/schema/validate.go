@@ -69,6 +69,29 @@ func checkPeriod(p string) error {
 	return nil
 }
 
+// MaxUserID is the longest verified visitor's user ID, in bytes (the
+// gateway's limit on a hello's user_id).
+const MaxUserID = 128
+
+// CheckVisitor checks a visitor participant: "v:" and 32 lowercase hex
+// digits (an anonymous visitor), or "u:" and a user ID of 1..MaxUserID
+// bytes of UTF-8 without control characters (a verified one).
+func CheckVisitor(p string) error {
+	if id, ok := strings.CutPrefix(p, "v:"); ok {
+		if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+			return invalidf("visitor %q: v: and 32 lowercase hex digits", p)
+		}
+		return nil
+	}
+	if id, ok := strings.CutPrefix(p, "u:"); ok {
+		if id == "" || len(id) > MaxUserID || !utf8.ValidString(id) || !ident.PrintableName(id) {
+			return invalidf("visitor %q: u: and a user ID of 1..%d printable characters", p, MaxUserID)
+		}
+		return nil
+	}
+	return invalidf("visitor %q: v:<visitor_id> or u:<user_id>", p)
+}
+
 func checkConversation(c string) error {
 	if !ident.ValidConversationRef(c) {
 		return invalidf("conversation %q: want 1 to 64 of A-Z a-z 0-9 _ -", c)

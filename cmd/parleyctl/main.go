@@ -1,7 +1,7 @@
 // Command parleyctl operates a Parley cluster over the admin REST API
 // (docs/api.md): workspaces and their regions, operators, sessions, API
-// keys, plans, usage, billing, assignments, the cluster's membership and
-// the audit log.
+// keys, plans, usage, billing, assignments, erasure of a visitor's data,
+// the cluster's membership and the audit log.
 //
 //	parleyctl [global flags] COMMAND [SUBCOMMAND] [flags] [args]
 //

@@ -30,6 +30,7 @@ const (
 	TypeTyping = "typing" // also sent by the node
 	TypeView   = "view"
 	TypeRead   = "read" // also sent by the node
+	TypeForget = "forget"
 )
 
 // Frame types the node sends.
@@ -44,6 +45,7 @@ const (
 	TypePresence      = "presence"
 	TypeViewing       = "viewing"
 	TypeError         = "error"
+	TypeForgotten     = "forgotten"
 )
 
 // Error codes of error frames. docs/protocol.md documents each; a test
@@ -109,6 +111,8 @@ type In struct {
 	Seq           uint64  `json:"seq"`
 	Typing        bool    `json:"typing"`
 	Viewing       *bool   `json:"viewing"`
+	// Cursor pages a list (where the previous page's next left off).
+	Cursor string `json:"cursor"`
 }
 
 // Hello is the first frame of a connection, as a client writes it.
@@ -258,9 +262,21 @@ type Conversation struct {
 	Unread    int               `json:"unread"`
 }
 
+// Forgotten answers forget: Erased true when every conversation of the
+// visitor was erased at once, false when the request awaits an agent's
+// confirmation.
+type Forgotten struct {
+	Type   string `json:"type"`
+	Ref    string `json:"ref,omitempty"`
+	Erased bool   `json:"erased"`
+}
+
 // Conversations answers list.
 type Conversations struct {
 	Type  string         `json:"type"`
 	Ref   string         `json:"ref,omitempty"`
 	Items []Conversation `json:"items"`
+	// Next is the cursor of the next page (list with "cursor"); left out
+	// on the last page.
+	Next string `json:"next,omitempty"`
 }

@@ -164,9 +164,13 @@ type Confirmer interface {
 }
 
 // Store is what the admin API reads of the node's store: the digests of
-// a workspace's replicas (a *store.Store).
+// a workspace's replicas and what an export holds (a *store.Store).
 type Store interface {
 	Conversations(ws, owner string) ([]store.Conversation, error)
+	ConversationsPage(ws, owner string, after store.Cursor, limit int) ([]store.Conversation, store.Cursor, error)
+	Events(ws, conv string, after uint64, limit int) ([]store.Event, bool, error)
+	Reads(ws, conv string) (map[string]uint64, error)
+	Replies(ws string) ([]store.Reply, error)
 	Frontier(ws, conv string) (map[string]uint64, error)
 	StateDigest(ws, conv string) (string, int, error)
 }
@@ -174,6 +178,13 @@ type Store interface {
 // Purger confirms a workspace's purge on every node.
 type Purger interface {
 	ConfirmPurge(ctx context.Context, ws string, index uint64) httpapi.PurgeConfirmation
+}
+
+// Erasures confirms an erasure on every node.
+type Erasures interface {
+	// Confirm asks every member to confirm it applied the erasures up to
+	// index.
+	Confirm(ctx context.Context, index uint64) httpapi.Confirmation
 }
 
 // Gossip lists the nodes gossip sees alive.
@@ -191,6 +202,7 @@ type Config struct {
 	Cluster    Cluster
 	Confirmer  Confirmer
 	Store      Store
+	Erasures   Erasures
 	Gossip     Gossip
 	// Purger confirms the purge of a deleted or moved workspace; nil
 	// leaves the purge out of the answers.
@@ -263,6 +275,15 @@ func write(w http.ResponseWriter, v any, err error) {
 			ae.Status = http.StatusInternalServerError
 		}
 		httpapi.WriteJSON(w, ae.Status, map[string]any{"error": ae})
+		return
+	}
+	if s, ok := v.(stream); ok {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+		if err := s(w); err != nil {
+			slog.Default().Warn("admin API: a streamed reply cut short", "err", err)
+		}
 		return
 	}
 	if v == nil {

@@ -49,6 +49,11 @@ func (a *API) Register(mux *http.ServeMux) {
 	a.route(mux, "GET /v1/admin/workspaces/{ws}/billing", a.billing)
 	a.route(mux, "POST /v1/admin/workspaces/{ws}/billing", a.recordBilling)
 
+	a.route(mux, "POST /v1/admin/workspaces/{ws}/erasures", a.eraseVisitor)
+	a.route(mux, "GET /v1/admin/workspaces/{ws}/export", a.export)
+	a.route(mux, "PUT /v1/admin/workspaces/{ws}/retention", a.setRetention)
+	a.route(mux, "PUT /v1/admin/workspaces/{ws}/visitor-deletion", a.setVisitorDeletion)
+
 	a.route(mux, "GET /v1/admin/workspaces/{ws}/assignments/{conv}", a.assignment)
 	a.route(mux, "PUT /v1/admin/workspaces/{ws}/assignments/{conv}", a.assign)
 

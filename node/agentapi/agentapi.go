@@ -76,6 +76,7 @@ type Relay interface {
 // *store.Store).
 type Store interface {
 	Conversation(ws, id string) (store.Conversation, error)
+	ConversationsPage(ws, owner string, after store.Cursor, limit int) ([]store.Conversation, store.Cursor, error)
 	Replies(ws string) ([]store.Reply, error)
 	PutReply(ctx context.Context, ws string, r store.Reply, max int) error
 	DeleteReply(ctx context.Context, ws, id string, at int64) (store.Reply, error)
@@ -85,6 +86,7 @@ type Store interface {
 // erasures are records of it.
 type Cluster interface {
 	Erased(workspace, conversation string) (index uint64, ok bool, err error)
+	DeletionRequests(workspace string) ([]cluster.DeletionRequest, error)
 	Apply(ctx context.Context, cmd cluster.Command) (cluster.Result, error)
 }
 
@@ -168,6 +170,9 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("GET /v1/workspaces/{ws}/conversations/{conv}/similar", a.handle(a.apiSimilar))
 	mux.Handle("GET /v1/workspaces/{ws}/conversations/{conv}/suggestions", a.handle(a.apiSuggestions))
 	mux.Handle("DELETE /v1/workspaces/{ws}/conversations/{conv}", a.handle(a.apiErase))
+	mux.Handle("GET /v1/workspaces/{ws}/conversations", a.handle(a.apiList))
+	mux.Handle("GET /v1/workspaces/{ws}/deletion-requests", a.handle(a.apiDeletionRequests))
+	mux.Handle("POST /v1/workspaces/{ws}/deletion-requests/confirm", a.handle(a.apiConfirmDeletion))
 	mux.Handle("GET /v1/workspaces/{ws}/search", a.handle(a.apiSearch))
 	mux.Handle("GET /v1/workspaces/{ws}/replies", a.handle(a.apiReplies))
 	mux.Handle("POST /v1/workspaces/{ws}/replies", a.handle(a.apiCreateReply))

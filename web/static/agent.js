@@ -79,6 +79,7 @@
     participant: null,
     heartbeatMs: 10000,
     hbTimer: 0,
+    deletionTimer: 0,
     reconnectTimer: 0,
     attempt: 0,
     lastRecv: 0,
@@ -188,6 +189,8 @@
     onlineList: $('online-list'),
     onlineEmpty: $('online-empty'),
     onlineCount: $('online-count'),
+    deletionList: $('deletion-list'),
+    deletionCount: $('deletion-count'),
     assist: $('assist'),
     assistOff: $('assist-off'),
     searchForm: $('search-form'),
@@ -531,6 +534,8 @@
     delete el.status.dataset.transport;
     clearInterval(A.hbTimer);
     A.hbTimer = 0;
+    clearInterval(A.deletionTimer);
+    A.deletionTimer = 0;
     A.welcomed = false;
     A.listRef = null;
     A.refs.clear();
@@ -659,6 +664,9 @@
     A.viewing = null;
     sendView();
     setStatus('Connected', 'ok');
+    loadDeletions();
+    clearInterval(A.deletionTimer);
+    A.deletionTimer = setInterval(loadDeletions, DELETIONS_EVERY_MS);
     el.me.textContent = A.name ? 'Signed in as ' + A.name : '';
     list();
     // Catch up on what was missed while disconnected: no gap, no duplicate.
@@ -708,7 +716,10 @@
       const c = A.convs.get(A.selected);
       if (c && !c.loaded && !c.resumeRef) resumeConv(c);
     }
-    if (A.listAgain) {
+    if (typeof f.next === 'string' && f.next && !A.listRef) {
+      // A list answers 200 at a time: ask for the next page until the last.
+      A.listRef = request({ type: 'list', cursor: f.next }, { kind: 'list' });
+    } else if (A.listAgain) {
       A.listAgain = false;
       list();
     }
@@ -1037,6 +1048,49 @@
       throw new APIError(resp.status, (data && data.code) || 'http_' + resp.status, data && data.message);
     }
     return data || {};
+  }
+
+  // -------------------------------------------------- deletion requests
+
+  // Visitors who asked from the widget to be forgotten, in a workspace
+  // where an agent confirms it: listed on welcome and every 10 s; a click
+  // erases the visitor on every node.
+  const DELETIONS_EVERY_MS = 10000;
+
+  async function loadDeletions() {
+    let data;
+    try {
+      data = await api('GET', '/deletion-requests');
+    } catch (e) {
+      return; // best effort: the next round tries again
+    }
+    const items = Array.isArray(data.items) ? data.items : [];
+    el.deletionCount.textContent = String(items.length);
+    el.deletionList.replaceChildren(...items.map((r) => {
+      const btn = h('button', { type: 'button', class: 'btn-link', 'data-testid': 'deletion-confirm', text: 'Delete' });
+      btn.addEventListener('click', () => confirmDeletion(r.visitor, btn));
+      return h('li', { class: 'online-item', 'data-testid': 'deletion-item', 'data-visitor': r.visitor },
+        h('span', { class: 'online-name', text: r.visitor.length > 26 ? r.visitor.slice(0, 25) + ELLIPSIS : r.visitor }), btn);
+    }));
+  }
+
+  async function confirmDeletion(visitor, btn) {
+    btn.disabled = true;
+    try {
+      await api('POST', '/deletion-requests/confirm', { visitor });
+    } catch (e) {
+      btn.disabled = false;
+      flash('Could not delete: ' + (e.message || e.code));
+      return;
+    }
+    for (const [id, c] of A.convs) {
+      if (c.owner === visitor) {
+        A.convs.delete(id);
+        if (A.selected === id) A.selected = null;
+      }
+    }
+    scheduleRender();
+    loadDeletions();
   }
 
   function assistSetOff(reason) {
