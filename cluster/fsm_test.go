@@ -553,8 +553,8 @@ func TestUnknownCommandStopsTheStateMachine(t *testing.T) {
 		{"unknown inside a request", []byte("\x13" + `{"id":"0123456789abcdef","base":0,"type":100,"command":{}}`), true},
 		{"unknown skippable inside a request", []byte("\x13" + `{"id":"0123456789abcdef","base":0,"type":228,"command":{}}`), false},
 		{"known type with the skippable flag", []byte("\x83" + `{"id":"acme"}`), false},
-		{"unknown inside an audited command", []byte("\x15" + `{"actor":{"kind":"root"},"at":"2026-11-22T10:00:00Z","type":100,"command":{}}`), true},
-		{"unknown inside an audited request", []byte("\x13" + `{"id":"0123456789abcdef","base":0,"type":21,"command":{"actor":{"kind":"root"},"at":"2026-11-22T10:00:00Z","type":100,"command":{}}}`), true},
+		{"unknown inside an audited command", append([]byte{byte(TypeAudited)}, `{"actor":{"kind":"root"},"at":"2026-11-22T10:00:00Z","type":100,"command":{}}`...), true},
+		{"unknown inside an audited request", []byte("\x13" + fmt.Sprintf(`{"id":"0123456789abcdef","base":0,"type":%d,"command":{"actor":{"kind":"root"},"at":"2026-11-22T10:00:00Z","type":100,"command":{}}}`, TypeAudited)), true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
