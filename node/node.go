@@ -73,12 +73,17 @@ func New(cfg Config, logw, out io.Writer) (_ *Node, err error) {
 	n := &Node{cfg: cfg, out: out, metrics: newMetrics()}
 	n.log = slog.New(redact.NewHandler(slog.NewJSONHandler(logw, &slog.HandlerOptions{Level: level(cfg.LogLevel)}), redact.Config{})).
 		With("node", cfg.NodeID)
+	key, err := nodeClusterKey(cfg)
+	if err != nil {
+		return nil, err
+	}
 	st, err := store.Open(store.Config{
 		Path:       filepath.Join(cfg.DataDir, "parley.db"),
 		OnCommit:   n.publish,
 		Observer:   n.metrics,
 		Origin:     cfg.NodeID,
 		ScrubAfter: cfg.ScrubAfter,
+		KEK:        key.storeKEK(),
 	})
 	if err != nil {
 		return nil, err
@@ -102,7 +107,7 @@ func New(cfg Config, logw, out io.Writer) (_ *Node, err error) {
 	}
 	n.opened.add("http listener", ln.Close)
 	n.ln = ln
-	n.ctl, err = openControl(cfg, n.log, advertiseAddr(ln.Addr().String(), cfg.Advertise), newRaftApplyMetrics(n.metrics.reg))
+	n.ctl, err = openControl(cfg, n.log, key, advertiseAddr(ln.Addr().String(), cfg.Advertise), newRaftApplyMetrics(n.metrics.reg))
 	if err != nil {
 		return nil, err
 	}

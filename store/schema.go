@@ -23,6 +23,9 @@ var (
 	bOrigins    = []byte("origins")    // ws|conv|origin -> highest oseq, contiguous (schema 3)
 	bVectors    = []byte("vectors")    // ws|conv -> head (uint64) + embedding (schema 4)
 	bReplies    = []byte("replies")    // ws|reply -> Reply JSON (schema 4)
+	// bKeys (schema 7, seal.go): ws|conv -> the conversation's key, sealed.
+	// From schema 7 the values of convs, events and vectors are sealed
+	// under their conversation's key.
 	// An event's value is a reference to its message's latest event once
 	// the message changed again (schema 6, eventRef).
 )
@@ -31,8 +34,9 @@ var schemaKey = []byte("schema")
 
 // migration moves the schema from Version-1 to Version. It runs inside one
 // transaction with the version bump, so a crash leaves the old or the new
-// schema, never a mix. Migrations only add: a bucket or a derived index,
-// never dropping or rewriting data in place.
+// schema, never a mix. Migrations add a bucket or a derived index, or
+// rewrite values in place (6 and 7), never dropping data; what a rewrite
+// replaces is scrubbed from the file by Open, right after.
 type migration struct {
 	Version int
 	Name    string
@@ -44,6 +48,8 @@ type migration struct {
 type migrationEnv struct {
 	// origin names this node in event stamps (Config.Origin).
 	origin string
+	// keys seals conversations (Config.KEK).
+	keys *sealer
 }
 
 // migrations in order; numbers are only ever appended.
@@ -85,6 +91,7 @@ var migrations = []migration{
 		return err
 	}},
 	{6, "earlier events of changed messages refer to the latest", refSuperseded},
+	{7, "conversations sealed under keys of their own", sealExisting},
 }
 
 // refSuperseded (migration 6) turns the value of every event that is not
