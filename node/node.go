@@ -77,13 +77,22 @@ func New(cfg Config, logw, out io.Writer) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	var previousKEKs [][]byte
+	if cfg.PreviousClusterKey != "" {
+		prev, err := loadClusterKey(cfg.PreviousClusterKey, false)
+		if err != nil {
+			return nil, fmt.Errorf("previous cluster key: %w", err)
+		}
+		previousKEKs = append(previousKEKs, prev.storeKEK())
+	}
 	st, err := store.Open(store.Config{
-		Path:       filepath.Join(cfg.DataDir, "parley.db"),
-		OnCommit:   n.publish,
-		Observer:   n.metrics,
-		Origin:     cfg.NodeID,
-		ScrubAfter: cfg.ScrubAfter,
-		KEK:        key.storeKEK(),
+		Path:         filepath.Join(cfg.DataDir, "parley.db"),
+		OnCommit:     n.publish,
+		Observer:     n.metrics,
+		Origin:       cfg.NodeID,
+		ScrubAfter:   cfg.ScrubAfter,
+		KEK:          key.storeKEK(),
+		PreviousKEKs: previousKEKs,
 	})
 	if err != nil {
 		return nil, err

@@ -128,23 +128,60 @@ func newSealer(kek []byte) (*sealer, error) {
 	return &sealer{kek: a, open: map[string]cipher.AEAD{}, gone: map[string]bool{}}, nil
 }
 
-// checkKEK makes sure the file's keys were sealed under this KEK: a file
-// sealed under another one (another cluster key) is refused at Open rather
-// than found unreadable record by record. A file without a check value gets
-// this KEK's.
-func (k *sealer) checkKEK(db *bolt.DB) error {
+// checkKEK makes sure the file's keys are sealed under this KEK: a file
+// sealed under one of previous (the cluster key was rotated) has every
+// conversation key sealed again under this one, in one transaction (the
+// pages of the old sealed keys are freed, and zeroed by Open's scrub); a
+// file sealed under another KEK is refused rather than found unreadable
+// record by record. A file without a check value gets this KEK's.
+func (k *sealer) checkKEK(db *bolt.DB, previous [][]byte) error {
 	return db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bMeta)
 		v := meta.Get(kekCheckKey)
 		if v == nil {
 			return meta.Put(kekCheckKey, sealWith(k.kek, kekCheckKey, kekCheckPlain))
 		}
-		got, err := openWith(k.kek, kekCheckKey, v)
-		if err != nil || !bytes.Equal(got, kekCheckPlain) {
-			return fmt.Errorf("the file's conversation keys are sealed under another key-encryption key (was the cluster key changed?): %w", ErrInvalid)
+		if got, err := openWith(k.kek, kekCheckKey, v); err == nil && bytes.Equal(got, kekCheckPlain) {
+			return nil
 		}
+		for _, p := range previous {
+			old, err := newAEAD(p)
+			if err != nil {
+				return fmt.Errorf("previous KEK: %w", err)
+			}
+			if got, err := openWith(old, kekCheckKey, v); err != nil || !bytes.Equal(got, kekCheckPlain) {
+				continue
+			}
+			return k.reseal(tx, old)
+		}
+		return fmt.Errorf("the file's conversation keys are sealed under another key-encryption key (was the cluster key changed? give the node the previous one too): %w", ErrInvalid)
+	})
+}
+
+// reseal seals every conversation key, and the check value, again under
+// this KEK instead of old.
+func (k *sealer) reseal(tx *bolt.Tx, old cipher.AEAD) error {
+	bk := tx.Bucket(bKeys)
+	type put struct{ k, v []byte }
+	var puts []put
+	err := bk.ForEach(func(kk, v []byte) error {
+		raw, err := openWith(old, aad(bKeys, kk), v)
+		if err != nil {
+			return fmt.Errorf("unseal key %q under the previous KEK: %w", kk, err)
+		}
+		puts = append(puts, put{bytes.Clone(kk), sealWith(k.kek, aad(bKeys, kk), raw)})
+		clear(raw)
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	for _, p := range puts {
+		if err := bk.Put(p.k, p.v); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bMeta).Put(kekCheckKey, sealWith(k.kek, kekCheckKey, kekCheckPlain))
 }
 
 // sealWith encrypts plain under a with the record's key k as additional data.

@@ -155,8 +155,30 @@ func TestSealedAtRest(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(Config{Path: path, KEK: bytes.Repeat([]byte{8}, KEKSize)}); !errors.Is(err, ErrInvalid) {
+	kek2 := bytes.Repeat([]byte{8}, KEKSize)
+	if _, err := Open(Config{Path: path, KEK: kek2}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("open under another KEK: %v, want ErrInvalid", err)
+	}
+	// A rotated KEK: the keys are sealed again under the new one, and the
+	// old one alone no longer opens the file.
+	s, err = Open(Config{Path: path, KEK: kek2, PreviousKEKs: [][]byte{bytes.Repeat([]byte{9}, KEKSize), kek}, ScrubAfter: -1})
+	if err != nil {
+		t.Fatalf("open under a rotated KEK: %v", err)
+	}
+	check(s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(Config{Path: path, KEK: kek2, ScrubAfter: -1})
+	if err != nil {
+		t.Fatalf("reopen under the new KEK alone: %v", err)
+	}
+	check(s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(Config{Path: path, KEK: kek}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("open under the KEK before the rotation: %v, want ErrInvalid", err)
 	}
 	if _, err := os.Stat(path + ".kek"); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a KEK file was written beside a store given its KEK: %v", err)

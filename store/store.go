@@ -66,6 +66,11 @@ type Config struct {
 	// in the file Path+".kek", created at the first Open: for tests and
 	// tools, since whoever has that file and the store can read it.
 	KEK []byte
+	// PreviousKEKs are KEKs the file may still be sealed under (the cluster
+	// key was rotated): Open then seals every conversation key again under
+	// KEK, and the old sealed keys leave the file with Open's scrub. Zero:
+	// none.
+	PreviousKEKs [][]byte
 }
 
 // Store is a node's bbolt store. Its methods are safe for concurrent use.
@@ -136,7 +141,7 @@ func Open(cfg Config) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	if err := keys.checkKEK(db); err != nil {
+	if err := keys.checkKEK(db, cfg.PreviousKEKs); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: %s: %w", cfg.Path, err)
 	}
