@@ -69,12 +69,11 @@ type sealer struct {
 	kek cipher.AEAD
 	mu  sync.Mutex
 	// open caches conversation keys by pendingKey(ws, conv). Only the
-	// writer adds keys it created or read in its transaction, and readers
-	// those they read while no erasure of the conversation was decided
-	// since the store opened (gone), so a reader of an older snapshot
-	// cannot bring a destroyed key back into memory.
+	// writer adds to it, keys it created or read in its transaction, and
+	// it removes them as it destroys them: a reader of a snapshot older
+	// than an erasure unseals the key from its snapshot but cannot bring
+	// it back into the cache.
 	open map[string]cipher.AEAD
-	gone map[string]bool
 }
 
 // maxOpenKeys bounds the cache: past it, the cache is emptied (the keys are
@@ -125,7 +124,7 @@ func newSealer(kek []byte) (*sealer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sealer{kek: a, open: map[string]cipher.AEAD{}, gone: map[string]bool{}}, nil
+	return &sealer{kek: a, open: map[string]cipher.AEAD{}}, nil
 }
 
 // checkKEK makes sure the file's keys are sealed under this KEK: a file
@@ -224,7 +223,7 @@ func unseal(a cipher.AEAD, bucket, k, v []byte) ([]byte, error) {
 
 // key returns the key of a conversation, from the cache or unsealed from
 // tx. A conversation without one is ErrKeyDestroyed (also ErrNotFound).
-// writer says tx is the writer's, whose view is the latest.
+// writer says tx is the writer's: only its keys are cached.
 func (k *sealer) key(tx *bolt.Tx, ws, conv string, writer bool) (cipher.AEAD, error) {
 	ck := pendingKey(ws, conv)
 	k.mu.Lock()
@@ -246,11 +245,11 @@ func (k *sealer) key(tx *bolt.Tx, ws, conv string, writer bool) (cipher.AEAD, er
 	if err != nil {
 		return nil, err
 	}
-	k.mu.Lock()
-	if writer || !k.gone[ck] {
+	if writer {
+		k.mu.Lock()
 		k.remember(ck, a)
+		k.mu.Unlock()
 	}
-	k.mu.Unlock()
 	return a, nil
 }
 
@@ -277,10 +276,8 @@ func (k *sealer) create(tx *bolt.Tx, ws, conv string) (cipher.AEAD, error) {
 	if err := tx.Bucket(bKeys).Put(kk, sealWith(k.kek, aad(bKeys, kk), raw)); err != nil {
 		return nil, err
 	}
-	ck := pendingKey(ws, conv)
 	k.mu.Lock()
-	delete(k.gone, ck)
-	k.remember(ck, a)
+	k.remember(pendingKey(ws, conv), a)
 	k.mu.Unlock()
 	return a, nil
 }
@@ -289,10 +286,8 @@ func (k *sealer) create(tx *bolt.Tx, ws, conv string) (cipher.AEAD, error) {
 // forgets it. If the transaction rolls back, the key is read again from
 // the file when next needed.
 func (k *sealer) destroy(tx *bolt.Tx, ws, conv string) error {
-	ck := pendingKey(ws, conv)
 	k.mu.Lock()
-	delete(k.open, ck)
-	k.gone[ck] = true
+	delete(k.open, pendingKey(ws, conv))
 	k.mu.Unlock()
 	return tx.Bucket(bKeys).Delete(key(ws, conv))
 }
@@ -305,7 +300,6 @@ func (k *sealer) forgetWorkspace(ws string) {
 	for ck := range k.open {
 		if strings.HasPrefix(ck, p) {
 			delete(k.open, ck)
-			k.gone[ck] = true
 		}
 	}
 }
