@@ -68,16 +68,13 @@ func TestErasureShredsEveryReplica(t *testing.T) {
 		t.Fatalf("text in plaintext in the files before the erasure:\n%s", strings.Join(hits, "\n"))
 	}
 
-	var inv struct{ Index uint64 }
-	mustAPI(t, n1, "POST", "/v1/admin/workspaces/acme/operators", tc.root, map[string]any{"id": "sam", "email": "sam@acme.test", "name": "Sam", "password": "a good long password"}, &inv)
-	var login struct{ Token string }
-	mustAPI(t, n2, "POST", fmt.Sprintf("/v1/login?min_index=%d", inv.Index), "", map[string]any{"workspace": "acme", "email": "sam@acme.test", "password": "a good long password"}, &login)
+	token := tc.login(t, n1, n2, "acme", "sam")
 	var ans struct {
 		Erased      string   `json:"erased"`
 		Confirmed   []string `json:"confirmed"`
 		Unconfirmed []string `json:"unconfirmed"`
 	}
-	mustAPI(t, n2, "DELETE", "/v1/workspaces/acme/conversations/"+conv, login.Token, nil, &ans)
+	mustAPI(t, n2, "DELETE", "/v1/workspaces/acme/conversations/"+conv, token, nil, &ans)
 	// The moment it is confirmed: no file of any node holds the text.
 	hits := scanFiles(t, tc.nodes, canaries)
 	if ans.Erased != conv || len(ans.Unconfirmed) != 0 || len(ans.Confirmed) != 3 {

@@ -98,39 +98,28 @@ var migrations = []migration{
 // its message's latest into a reference (eventRef): files written before
 // kept the text of edited and deleted messages in their earlier events.
 func refSuperseded(tx *bolt.Tx, _ migrationEnv) error {
-	events, msgs := tx.Bucket(bEvents), tx.Bucket(bMsgs)
-	type put struct{ k, v []byte }
-	var puts []put
-	err := events.ForEach(func(k, v []byte) error {
+	msgs := tx.Bucket(bMsgs)
+	return rewrite(tx.Bucket(bEvents), func(k, v []byte) ([]byte, error) {
 		if len(v) == 0 || v[0] == eventRef || len(k) < 8 {
-			return nil
+			return nil, nil
 		}
 		parts := bytes.SplitN(k[:len(k)-8], []byte{sep}, 3)
 		if len(parts) != 3 {
-			return nil
+			return nil, nil
 		}
 		var m struct {
 			ID string `json:"id"`
 		}
 		if err := json.Unmarshal(v, &m); err != nil {
-			return fmt.Errorf("decode event: %w", err)
+			return nil, fmt.Errorf("decode event: %w", err)
 		}
 		ws, conv := string(parts[0]), string(parts[1])
 		rec, ok := decodeMsgRecord(msgs.Get(key(ws, conv, m.ID)))
 		if ok && rec.Last != u64(k[len(k)-8:]) {
-			puts = append(puts, put{bytes.Clone(k), refValue(m.ID)})
+			return refValue(m.ID), nil
 		}
-		return nil
+		return nil, nil
 	})
-	if err != nil {
-		return err
-	}
-	for _, p := range puts {
-		if err := events.Put(p.k, p.v); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // SchemaLatest is the schema version this build writes.

@@ -160,16 +160,31 @@ func (k *sealer) checkKEK(db *bolt.DB, previous [][]byte) error {
 // reseal seals every conversation key, and the check value, again under
 // this KEK instead of old.
 func (k *sealer) reseal(tx *bolt.Tx, old cipher.AEAD) error {
-	bk := tx.Bucket(bKeys)
-	type put struct{ k, v []byte }
-	var puts []put
-	err := bk.ForEach(func(kk, v []byte) error {
+	err := rewrite(tx.Bucket(bKeys), func(kk, v []byte) ([]byte, error) {
 		raw, err := openWith(old, aad(bKeys, kk), v)
 		if err != nil {
-			return fmt.Errorf("unseal key %q under the previous KEK: %w", kk, err)
+			return nil, fmt.Errorf("unseal key %q under the previous KEK: %w", kk, err)
 		}
-		puts = append(puts, put{bytes.Clone(kk), sealWith(k.kek, aad(bKeys, kk), raw)})
-		clear(raw)
+		defer clear(raw)
+		return sealWith(k.kek, aad(bKeys, kk), raw), nil
+	})
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bMeta).Put(kekCheckKey, sealWith(k.kek, kekCheckKey, kekCheckPlain))
+}
+
+// rewrite replaces each value of bk by fn's result for it (nil: kept), in
+// a pass after the iteration, which a bucket's cursor does not survive.
+func rewrite(bk *bolt.Bucket, fn func(k, v []byte) ([]byte, error)) error {
+	type put struct{ k, v []byte }
+	var puts []put
+	err := bk.ForEach(func(k, v []byte) error {
+		nv, err := fn(k, v)
+		if err != nil || nv == nil {
+			return err
+		}
+		puts = append(puts, put{bytes.Clone(k), nv})
 		return nil
 	})
 	if err != nil {
@@ -180,7 +195,7 @@ func (k *sealer) reseal(tx *bolt.Tx, old cipher.AEAD) error {
 			return err
 		}
 	}
-	return tx.Bucket(bMeta).Put(kekCheckKey, sealWith(k.kek, kekCheckKey, kekCheckPlain))
+	return nil
 }
 
 // sealWith encrypts plain under a with the record's key k as additional data.
@@ -314,8 +329,6 @@ func sealExisting(tx *bolt.Tx, env migrationEnv) error {
 		return err
 	}
 	k := env.keys
-	type put struct{ k, v []byte }
-	var puts []put
 	aeads := map[string]cipher.AEAD{}
 	keyOf := func(ws, conv string) (cipher.AEAD, error) {
 		ck := pendingKey(ws, conv)
@@ -329,54 +342,33 @@ func sealExisting(tx *bolt.Tx, env migrationEnv) error {
 		aeads[ck] = a
 		return a, nil
 	}
-	// Conversation records and embeddings: keyed ws|conv.
-	for _, name := range [][]byte{bConvs, bVectors} {
-		puts = puts[:0]
-		bk := tx.Bucket(name)
-		err := bk.ForEach(func(kk, v []byte) error {
-			ws, conv, ok := splitPair(kk)
-			if !ok || len(v) == 0 || v[0] == sealedV1 {
-				return nil
+	// Conversation records and embeddings are keyed ws|conv, events
+	// ws|conv|seq; references carry no text. No plaintext value starts
+	// with sealedV1: a record's JSON starts with '{', an embedding with
+	// its head's high byte, 0 (seqs stay below 2^53).
+	for _, name := range [][]byte{bConvs, bVectors, bEvents} {
+		err := rewrite(tx.Bucket(name), func(kk, v []byte) ([]byte, error) {
+			if len(v) == 0 || v[0] == sealedV1 {
+				return nil, nil
+			}
+			pair := kk
+			if bytes.Equal(name, bEvents) {
+				if v[0] == eventRef || len(kk) < 9 {
+					return nil, nil
+				}
+				pair = kk[:len(kk)-9]
+			}
+			ws, conv, ok := splitPair(pair)
+			if !ok {
+				return nil, nil
 			}
 			a, err := keyOf(ws, conv)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			puts = append(puts, put{bytes.Clone(kk), seal(a, name, kk, v)})
-			return nil
+			return seal(a, name, kk, v), nil
 		})
 		if err != nil {
-			return err
-		}
-		for _, p := range puts {
-			if err := bk.Put(p.k, p.v); err != nil {
-				return err
-			}
-		}
-	}
-	// Events: keyed ws|conv|seq; references carry no text.
-	puts = puts[:0]
-	events := tx.Bucket(bEvents)
-	err := events.ForEach(func(kk, v []byte) error {
-		if len(v) == 0 || v[0] == eventRef || v[0] == sealedV1 || len(kk) < 9 {
-			return nil
-		}
-		ws, conv, ok := splitPair(kk[:len(kk)-9])
-		if !ok {
-			return nil
-		}
-		a, err := keyOf(ws, conv)
-		if err != nil {
-			return err
-		}
-		puts = append(puts, put{bytes.Clone(kk), seal(a, bEvents, kk, v)})
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for _, p := range puts {
-		if err := events.Put(p.k, p.v); err != nil {
 			return err
 		}
 	}
