@@ -1,11 +1,19 @@
 package e2e
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"parley/cluster/clusterkey"
 )
 
 // TestErasureShredsEveryReplica: a visitor whose name is a canary writes
@@ -90,4 +98,72 @@ func TestErasureShredsEveryReplica(t *testing.T) {
 		}
 	}
 	t.Logf("held by %v; no plaintext before the erasure nor when it was confirmed by %v", holders, ans.Confirmed)
+}
+
+// TestRotatedClusterKeyKeepsConversations: a node's store is sealed under a
+// key derived from the cluster key. Started with a new cluster key alone it
+// refuses to open its store (rather than serve conversations it cannot
+// read); given the old one too (-previous-cluster-key) it seals its
+// conversations' keys again under the new one and serves them as before,
+// and from then on starts with the new key alone.
+func TestRotatedClusterKeyKeepsConversations(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := func(name string) (string, clusterkey.Key) {
+		raw := make([]byte, 32)
+		rand.Read(raw)
+		path := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(path, []byte(hex.EncodeToString(raw)+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path, raw
+	}
+	oldFile, oldKey := keyFile("old.key")
+	newFile, newKey := keyFile("new.key")
+	nd := startNode(t, dir, "-cluster-key", oldFile)
+	ctx := testCtx(t, 90*time.Second)
+	body := canary("rotated")
+	v, _, conv := startVisitor(t, ctx, nd, "demo")
+	for i := range 3 {
+		say(t, ctx, v, conv, fmt.Sprintf("m-%06d", i), body)
+	}
+	v.close()
+	digest := func(token string) convDigest {
+		t.Helper()
+		var d struct {
+			Conversations map[string]convDigest `json:"conversations"`
+		}
+		mustAPI(t, nd, "GET", "/v1/admin/workspaces/demo/digest", token, nil, &d)
+		return d.Conversations[conv]
+	}
+	before := digest(oldKey.AdminToken())
+	if before.Messages != 3 {
+		t.Fatalf("digest before the rotation: %+v", before)
+	}
+	nd.stop()
+
+	// The new key alone: the node does not start.
+	args := slices.Clone(nd.args)
+	args[slices.Index(args, oldFile)] = newFile
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	out, err := exec.CommandContext(cctx, parleyBin, args...).CombinedOutput()
+	cancel()
+	if err == nil || !strings.Contains(string(out), "previous") {
+		t.Fatalf("a node given another cluster key alone: %v\n%s", err, out)
+	}
+
+	// With the old one too, it serves the conversation as it was.
+	nd.args = append(args, "-previous-cluster-key", oldFile)
+	nd.Restart(t)
+	if after := digest(newKey.AdminToken()); after.State != before.State || after.Messages != 3 {
+		t.Fatalf("digest after the rotation %+v, before %+v", after, before)
+	}
+	nd.stop()
+	nd.args = args
+	nd.Restart(t)
+	if after := digest(newKey.AdminToken()); after.State != before.State || after.Messages != 3 {
+		t.Fatalf("digest with the new key alone %+v, before %+v", after, before)
+	}
+	if hits := scanFiles(t, []*nodeProc{nd}, []string{body}); len(hits) > 0 {
+		t.Fatalf("text in plaintext on disk: %v", hits)
+	}
 }
