@@ -618,8 +618,9 @@ func TestPresenceAndTypingAcrossNodes(t *testing.T) {
 }
 
 // TestErasureReachesEveryReplica: a conversation erased through one node is
-// gone from every node that held it, and stays gone; its text leaves every
-// file of every node within the scrub delay.
+// gone from every node that held it, and stays gone; its text is in no file
+// of any node, before or after (it is sealed at rest: see
+// TestErasureShredsEveryReplica for the moment of the erasure).
 func TestErasureReachesEveryReplica(t *testing.T) {
 	tc := startCluster(t, 3)
 	n1, n2 := tc.nodes[0], tc.nodes[1]
@@ -631,9 +632,9 @@ func TestErasureReachesEveryReplica(t *testing.T) {
 	for i := range 3 {
 		say(t, ctx, v, conv, fmt.Sprintf("m-e-%06d", i), canary)
 	}
-	// The scan below can fail: the text is on disk before the erasure.
-	if len(scanFiles(t, tc.nodes, []string{canary})) == 0 {
-		t.Fatal("the messages' text is in no file of any node before the erasure")
+	// Sealed at rest: not in plaintext on disk even before the erasure.
+	if found := scanFiles(t, tc.nodes, []string{canary}); len(found) > 0 {
+		t.Fatalf("the messages' text is in plaintext on disk: %v", found)
 	}
 	var inv struct{ Index uint64 }
 	mustAPI(t, n1, "POST", "/v1/admin/workspaces/acme/operators", tc.root, map[string]any{"id": "sam", "email": "sam@acme.test", "name": "Sam", "password": "a good long password"}, &inv)
@@ -668,8 +669,8 @@ func TestErasureReachesEveryReplica(t *testing.T) {
 	if m, err := v.awaitRef(ctx, "late"); err != nil || m["code"] != "not_found" {
 		t.Fatalf("a message to the erased conversation: %v %v", m, err)
 	}
-	// Nor do its bytes stay in any file of any node: the stores scrub the
-	// pages the erasure freed within -scrub-after (5 s).
+	// Nor is it in any file of any node afterwards (the stores also scrub
+	// the pages the erasure freed, sealed, within -scrub-after).
 	eventually.Holds(t, 20*time.Second, "no file holds the erased text", func() error {
 		if found := scanFiles(t, tc.nodes, []string{canary}); len(found) > 0 {
 			return fmt.Errorf("still in %v", found)

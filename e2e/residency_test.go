@@ -3,14 +3,18 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"parley/cluster/clusterkey"
 	"parley/internal/eventually"
+	"parley/store"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -76,16 +80,25 @@ func digestOf(t *testing.T, nd *nodeProc, root, ws string) map[string]int {
 }
 
 // scanLive stops a node and lists the canaries found in the keys and
-// values of its store's buckets: what it holds, as opposed to bytes left
-// in pages bbolt freed (which the byte scan of its files also finds).
-func scanLive(t *testing.T, nd *nodeProc) []string {
+// values of its store's buckets, sealed values opened with the node's keys
+// (a copy of its store opened under the KEK the node derives from the
+// cluster key): what it holds, as opposed to bytes left in pages bbolt
+// freed (which the byte scan of its files also finds).
+func scanLive(t *testing.T, tc *testCluster, nd *nodeProc) []string {
 	t.Helper()
 	nd.Stop()
-	db, err := bolt.Open(filepath.Join(nd.DataDir, "parley.db"), 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	raw, err := os.ReadFile(filepath.Join(nd.DataDir, "parley.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	cp := filepath.Join(t.TempDir(), "parley.db")
+	if err := os.WriteFile(cp, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(cp, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var hits []string
 	err = db.View(func(tx *bolt.Tx) error {
 		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
@@ -98,6 +111,36 @@ func scanLive(t *testing.T, nd *nodeProc) []string {
 				return nil
 			})
 		})
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := clusterkey.Load(tc.keyFile, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(store.Config{Path: cp, KEK: key.StoreKEK(), ScrubAfter: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	err = st.ForEachConversation(func(c store.Conversation) error {
+		text, _ := json.Marshal(c)
+		evs, _, err := st.Events(c.Workspace, c.ID, 0, 100000)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			m, _ := json.Marshal(e.Message)
+			text = append(text, m...)
+		}
+		for _, cn := range canaries {
+			if bytes.Contains(text, []byte(cn)) {
+				hits = append(hits, fmt.Sprintf("%s: conversation %s/%s holds %q", nd.DataDir, c.Workspace, c.ID, cn))
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -220,7 +263,7 @@ func TestDeletedWorkspaceLeavesNoData(t *testing.T) {
 	}
 	// And no key or value of any store.
 	for _, nd := range all {
-		for _, h := range scanLive(t, nd) {
+		for _, h := range scanLive(t, tc, nd) {
 			t.Error(h)
 		}
 	}
@@ -310,7 +353,7 @@ func TestPinningMovesDataToItsRegion(t *testing.T) {
 		t.Errorf("files of the us and ap nodes still hold the canaries after 60s: %v", err)
 	}
 	for _, nd := range []*nodeProc{us, ap} {
-		for _, h := range scanLive(t, nd) {
+		for _, h := range scanLive(t, tc, nd) {
 			t.Error(h)
 		}
 	}

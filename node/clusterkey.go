@@ -1,6 +1,10 @@
 package node
 
-import "parley/cluster/clusterkey"
+import (
+	"path/filepath"
+
+	"parley/cluster/clusterkey"
+)
 
 // clusterKey is the secret every node of a cluster shares. Everything the
 // nodes must agree on without talking is derived from it, each under its own
@@ -15,10 +19,24 @@ func loadClusterKey(path string, generate bool) (clusterKey, error) {
 	return clusterKey(k), err
 }
 
+// nodeClusterKey reads the node's cluster key: cfg.ClusterKey, or
+// DATA/cluster.key, generated there by a node that bootstraps.
+func nodeClusterKey(cfg Config) (clusterKey, error) {
+	path := cfg.ClusterKey
+	if path == "" {
+		path = filepath.Join(cfg.DataDir, "cluster.key")
+	}
+	return loadClusterKey(path, len(cfg.Join) == 0 && cfg.ClusterKey == "")
+}
+
 func (k clusterKey) derive(label string) []byte { return clusterkey.Key(k).Derive(label) }
 
 // masterKey seals workspace secrets in the Raft log (AES-256-GCM).
 func (k clusterKey) masterKey() []byte { return k.derive("master-key/v1") }
+
+// storeKEK seals the keys of the conversations in the node's store
+// (store.Config.KEK): it is in no file of the store.
+func (k clusterKey) storeKEK() []byte { return clusterkey.Key(k).StoreKEK() }
 
 // nodeKey signs requests between nodes.
 func (k clusterKey) nodeKey() []byte { return k.derive("node-auth/v1") }

@@ -154,6 +154,11 @@ type Config struct {
 	// DataDir/cluster.key, generated on first start (mode 0600) when the
 	// node bootstraps. Env PARLEY_CLUSTER_KEY_FILE.
 	ClusterKey string
+	// PreviousClusterKey is the file of the cluster key before a rotation:
+	// the store's conversation keys, sealed under a key derived from the
+	// cluster key, are sealed again under the new one at start (store
+	// PreviousKEKs). Zero: none. Env PARLEY_PREVIOUS_CLUSTER_KEY_FILE.
+	PreviousClusterKey string
 	// UsageInterval is how often the node reports its usage counts to the
 	// control plane. Zero: 10s.
 	UsageInterval time.Duration
@@ -267,6 +272,7 @@ func ParseFlags(args []string) (Config, error) {
 	join := fs.String("join", env("PARLEY_JOIN", ""), "link addresses (-raft-addr) of cluster members to join, comma-separated (none: bootstrap a cluster)")
 	fs.StringVar(&c.Voter, "voter", voterAuto, "join as a voter: yes, no or auto")
 	fs.StringVar(&c.ClusterKey, "cluster-key", env("PARLEY_CLUSTER_KEY_FILE", ""), "file with the secret shared by the cluster's nodes (default: DATA/cluster.key)")
+	fs.StringVar(&c.PreviousClusterKey, "previous-cluster-key", env("PARLEY_PREVIOUS_CLUSTER_KEY_FILE", ""), "file with the cluster key before a rotation: the store's conversation keys are sealed again under the new one at start")
 	fs.DurationVar(&c.UsageInterval, "usage-interval", 10*time.Second, "how often usage is reported to the control plane")
 	fs.DurationVar(&c.RetentionDay, "retention-day", 24*time.Hour, "the length of a day of workspaces' retention (shorter only to try retention out)")
 	fs.DurationVar(&c.ScrubAfter, "scrub-after", 5*time.Second, "how long removed data may stay in the store file's free pages before they are zeroed (negative: only at start and stop)")

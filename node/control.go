@@ -37,18 +37,10 @@ type control struct {
 }
 
 // openControl opens the Raft member. apiAddr is this node's HTTP address as
-// other nodes reach it.
-func openControl(cfg Config, log *slog.Logger, apiAddr string, obs cluster.Observer) (*control, error) {
+// other nodes reach it; key is the cluster key (nodeClusterKey).
+func openControl(cfg Config, log *slog.Logger, key clusterKey, apiAddr string, obs cluster.Observer) (*control, error) {
 	dir := filepath.Join(cfg.DataDir, "raft")
 	bootstrap := len(cfg.Join) == 0
-	keyPath := cfg.ClusterKey
-	if keyPath == "" {
-		keyPath = filepath.Join(cfg.DataDir, "cluster.key")
-	}
-	key, err := loadClusterKey(keyPath, bootstrap && cfg.ClusterKey == "")
-	if err != nil {
-		return nil, err
-	}
 	raftAddr, advertise, err := raftAddrs(cfg, dir)
 	if err != nil {
 		return nil, err

@@ -75,12 +75,26 @@ func New(cfg Config, logw, out io.Writer) (_ *Node, err error) {
 	n := &Node{cfg: cfg, out: out, metrics: newMetrics()}
 	n.log = slog.New(redact.NewHandler(slog.NewJSONHandler(logw, &slog.HandlerOptions{Level: level(cfg.LogLevel)}), redact.Config{})).
 		With("node", cfg.NodeID)
+	key, err := nodeClusterKey(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var previousKEKs [][]byte
+	if cfg.PreviousClusterKey != "" {
+		prev, err := loadClusterKey(cfg.PreviousClusterKey, false)
+		if err != nil {
+			return nil, fmt.Errorf("previous cluster key: %w", err)
+		}
+		previousKEKs = append(previousKEKs, prev.storeKEK())
+	}
 	st, err := store.Open(store.Config{
-		Path:       filepath.Join(cfg.DataDir, "parley.db"),
-		OnCommit:   n.publish,
-		Observer:   n.metrics,
-		Origin:     cfg.NodeID,
-		ScrubAfter: cfg.ScrubAfter,
+		Path:         filepath.Join(cfg.DataDir, "parley.db"),
+		OnCommit:     n.publish,
+		Observer:     n.metrics,
+		Origin:       cfg.NodeID,
+		ScrubAfter:   cfg.ScrubAfter,
+		KEK:          key.storeKEK(),
+		PreviousKEKs: previousKEKs,
 	})
 	if err != nil {
 		return nil, err
@@ -104,7 +118,7 @@ func New(cfg Config, logw, out io.Writer) (_ *Node, err error) {
 	}
 	n.opened.add("http listener", ln.Close)
 	n.ln = ln
-	n.ctl, err = openControl(cfg, n.log, advertiseAddr(ln.Addr().String(), cfg.Advertise), newRaftApplyMetrics(n.metrics.reg))
+	n.ctl, err = openControl(cfg, n.log, key, advertiseAddr(ln.Addr().String(), cfg.Advertise), newRaftApplyMetrics(n.metrics.reg))
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ type op struct {
 // conversation records they touched, written back once per commit.
 type batch struct {
 	tx     *bolt.Tx
+	keys   *sealer
 	now    time.Time
 	convs  map[string]*Conversation
 	dirty  map[string]bool
@@ -183,7 +184,7 @@ func (s *Store) commitOnce(ops []*op) (culprit *op, err error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &batch{tx: tx, now: s.cfg.Now(), convs: map[string]*Conversation{}, dirty: map[string]bool{}}
+	b := &batch{tx: tx, keys: s.keys, now: s.cfg.Now(), convs: map[string]*Conversation{}, dirty: map[string]bool{}}
 	for _, o := range ops {
 		o.err = o.fn(b)
 		if o.err != nil && (o.after != nil || !clean(o.err)) {
@@ -214,7 +215,7 @@ func (b *batch) conv(ws, id string) (*Conversation, error) {
 	if c, ok := b.convs[k]; ok {
 		return c, nil
 	}
-	c, err := getConversation(b.tx, ws, id)
+	c, err := getConversation(b.tx, b.keys, ws, id, true)
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +238,11 @@ func (b *batch) flush() error {
 		if err != nil {
 			return err
 		}
-		if err := bk.Put([]byte(k), v); err != nil {
+		a, err := b.keys.key(b.tx, c.Workspace, c.ID, true)
+		if err != nil {
+			return err
+		}
+		if err := bk.Put([]byte(k), seal(a, bConvs, []byte(k), v)); err != nil {
 			return err
 		}
 	}

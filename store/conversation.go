@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/cipher"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -120,19 +121,24 @@ const eventRef = 0
 
 func refValue(id string) []byte { return append([]byte{eventRef}, id...) }
 
-// decodeEvent decodes an event's value, following a reference to its
-// message's latest event.
-func decodeEvent(tx *bolt.Tx, ws, conv string, v []byte) (crdt.Message, error) {
+// decodeEvent decodes the value v of the event at k, sealed under a, following
+// a reference to its message's latest event.
+func decodeEvent(tx *bolt.Tx, a cipher.AEAD, ws, conv string, k, v []byte) (crdt.Message, error) {
 	if len(v) > 0 && v[0] == eventRef {
 		id := string(v[1:])
 		rec, ok := decodeMsgRecord(tx.Bucket(bMsgs).Get(key(ws, conv, id)))
 		if !ok {
 			return crdt.Message{}, fmt.Errorf("event refers to message %s, which is not stored", id)
 		}
-		v = tx.Bucket(bEvents).Get(seqKey(ws, conv, rec.Last))
+		k = seqKey(ws, conv, rec.Last)
+		v = tx.Bucket(bEvents).Get(k)
+	}
+	plain, err := unseal(a, bEvents, k, v)
+	if err != nil {
+		return crdt.Message{}, err
 	}
 	var m crdt.Message
-	if err := json.Unmarshal(v, &m); err != nil {
+	if err := json.Unmarshal(plain, &m); err != nil {
 		return crdt.Message{}, fmt.Errorf("decode event: %w", err)
 	}
 	return m, nil
@@ -157,6 +163,9 @@ func (s *Store) CreateConversation(ctx context.Context, c Conversation) error {
 		c.Created = b.now.UnixMilli()
 		c.Updated = c.Created
 		c.Head, c.Last = 0, nil
+		if _, err := b.keys.create(b.tx, c.Workspace, c.ID); err != nil {
+			return err
+		}
 		if err := b.tx.Bucket(bOwners).Put(key(c.Workspace, c.Owner, c.ID), nil); err != nil {
 			return err
 		}
@@ -229,16 +238,40 @@ func (s *Store) MarkRead(ctx context.Context, ws, conv, participant string, seq 
 	return changed, err
 }
 
-func getConversation(tx *bolt.Tx, ws, id string) (*Conversation, error) {
-	v := tx.Bucket(bConvs).Get(key(ws, id))
+// getConversation reads and unseals a conversation record; writer says tx
+// is the writer's (see sealer.key).
+func getConversation(tx *bolt.Tx, keys *sealer, ws, id string, writer bool) (*Conversation, error) {
+	k := key(ws, id)
+	v := tx.Bucket(bConvs).Get(k)
 	if v == nil {
 		return nil, fmt.Errorf("conversation %s: %w", id, ErrNotFound)
 	}
+	return decodeConversation(tx, keys, ws, id, k, v, writer)
+}
+
+func decodeConversation(tx *bolt.Tx, keys *sealer, ws, id string, k, v []byte, writer bool) (*Conversation, error) {
+	a, err := keys.key(tx, ws, id, writer)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := unseal(a, bConvs, k, v)
+	if err != nil {
+		return nil, fmt.Errorf("conversation %s: %w", id, err)
+	}
 	var c Conversation
-	if err := json.Unmarshal(v, &c); err != nil {
+	if err := json.Unmarshal(plain, &c); err != nil {
 		return nil, fmt.Errorf("decode conversation %s: %w", id, err)
 	}
 	return &c, nil
+}
+
+// hasConversation reports whether a conversation's record is stored,
+// without unsealing it.
+func hasConversation(tx *bolt.Tx, ws, id string) error {
+	if tx.Bucket(bConvs).Get(key(ws, id)) == nil {
+		return fmt.Errorf("conversation %s: %w", id, ErrNotFound)
+	}
+	return nil
 }
 
 // Conversation returns one conversation of workspace ws.
@@ -246,7 +279,7 @@ func (s *Store) Conversation(ws, id string) (Conversation, error) {
 	var c *Conversation
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
-		c, err = getConversation(tx, ws, id)
+		c, err = getConversation(tx, s.keys, ws, id, false)
 		return err
 	})
 	if err != nil {
@@ -264,7 +297,7 @@ func (s *Store) Conversations(ws, owner string) ([]Conversation, error) {
 			p := prefix(ws, owner)
 			cur := tx.Bucket(bOwners).Cursor()
 			for k, _ := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = cur.Next() {
-				c, err := getConversation(tx, ws, string(k[len(p):]))
+				c, err := getConversation(tx, s.keys, ws, string(k[len(p):]), false)
 				if err != nil {
 					return err
 				}
@@ -275,11 +308,11 @@ func (s *Store) Conversations(ws, owner string) ([]Conversation, error) {
 		p := prefix(ws)
 		cur := tx.Bucket(bConvs).Cursor()
 		for k, v := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
-			var c Conversation
-			if err := json.Unmarshal(v, &c); err != nil {
-				return fmt.Errorf("decode conversation: %w", err)
+			c, err := decodeConversation(tx, s.keys, ws, string(k[len(p):]), k, v, false)
+			if err != nil {
+				return err
 			}
-			out = append(out, c)
+			out = append(out, *c)
 		}
 		return nil
 	})
@@ -298,12 +331,19 @@ func (s *Store) Events(ws, conv string, after uint64, limit int) ([]Event, bool,
 		p := prefix(ws, conv)
 		cur := tx.Bucket(bEvents).Cursor()
 		stamps := tx.Bucket(bStamps)
+		var a cipher.AEAD
 		for k, v := cur.Seek(seqKey(ws, conv, after+1)); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
 			if len(out) == limit {
 				more = true
 				return nil
 			}
-			m, err := decodeEvent(tx, ws, conv, v)
+			if a == nil {
+				var err error
+				if a, err = s.keys.key(tx, ws, conv, false); err != nil {
+					return err
+				}
+			}
+			m, err := decodeEvent(tx, a, ws, conv, k, v)
 			if err != nil {
 				return err
 			}
@@ -342,8 +382,15 @@ func (s *Store) Unread(ws, conv, participant string, after uint64, max int) (int
 		msgs := tx.Bucket(bMsgs)
 		cur := tx.Bucket(bEvents).Cursor()
 		seen := map[string]bool{}
+		var a cipher.AEAD
 		for k, v := cur.Seek(seqKey(ws, conv, after+1)); k != nil && bytes.HasPrefix(k, p) && n < max; k, v = cur.Next() {
-			m, err := decodeEvent(tx, ws, conv, v)
+			if a == nil {
+				var err error
+				if a, err = s.keys.key(tx, ws, conv, false); err != nil {
+					return err
+				}
+			}
+			m, err := decodeEvent(tx, a, ws, conv, k, v)
 			if err != nil {
 				return err
 			}

@@ -98,7 +98,7 @@ func (s *Store) sequenceRemote(r Remote) (Result, *op, error) {
 		return Result{}, nil, err
 	}
 	defer s.db.done(tx)
-	cs, err := q.state(tx, ws, conv)
+	cs, err := q.state(tx, s.keys, ws, conv)
 	if err != nil {
 		return Result{}, nil, err
 	}
@@ -118,7 +118,7 @@ func (s *Store) sequenceRemote(r Remote) (Result, *op, error) {
 		return Result{}, nil, fmt.Errorf("remote event %s.%d of %s/%s: next is %d: %w", r.Stamp.Origin, r.Stamp.OSeq, ws, conv, head+1, ErrInvalid)
 	}
 	cs.remote[r.Stamp.Origin] = r.Stamp.OSeq
-	cur, rec, found, err := q.current(tx, cs, ws, conv, r.Message.ID)
+	cur, rec, found, err := q.current(tx, s.keys, cs, ws, conv, r.Message.ID)
 	if err != nil {
 		q.release(ws, conv, cs)
 		return Result{}, nil, err
@@ -184,6 +184,9 @@ func (s *Store) ensureConversation(ctx context.Context, c Conversation) error {
 		}
 		c := c
 		c.Head, c.Last, c.Updated = 0, nil, c.Created
+		if _, err := b.keys.create(b.tx, c.Workspace, c.ID); err != nil {
+			return err
+		}
 		if err := b.tx.Bucket(bOwners).Put(key(c.Workspace, c.Owner, c.ID), nil); err != nil {
 			return err
 		}

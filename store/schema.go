@@ -23,6 +23,9 @@ var (
 	bOrigins    = []byte("origins")    // ws|conv|origin -> highest oseq, contiguous (schema 3)
 	bVectors    = []byte("vectors")    // ws|conv -> head (uint64) + embedding (schema 4)
 	bReplies    = []byte("replies")    // ws|reply -> Reply JSON (schema 4)
+	// bKeys (schema 7, seal.go): ws|conv -> the conversation's key, sealed.
+	// From schema 7 the values of convs, events and vectors are sealed
+	// under their conversation's key.
 	// An event's value is a reference to its message's latest event once
 	// the message changed again (schema 6, eventRef).
 )
@@ -31,8 +34,9 @@ var schemaKey = []byte("schema")
 
 // migration moves the schema from Version-1 to Version. It runs inside one
 // transaction with the version bump, so a crash leaves the old or the new
-// schema, never a mix. Migrations only add: a bucket or a derived index,
-// never dropping or rewriting data in place.
+// schema, never a mix. Migrations add a bucket or a derived index, or
+// rewrite values in place (6 and 7), never dropping data; what a rewrite
+// replaces is scrubbed from the file by Open, right after.
 type migration struct {
 	Version int
 	Name    string
@@ -44,6 +48,8 @@ type migration struct {
 type migrationEnv struct {
 	// origin names this node in event stamps (Config.Origin).
 	origin string
+	// keys seals conversations (Config.KEK).
+	keys *sealer
 }
 
 // migrations in order; numbers are only ever appended.
@@ -85,45 +91,35 @@ var migrations = []migration{
 		return err
 	}},
 	{6, "earlier events of changed messages refer to the latest", refSuperseded},
+	{7, "conversations sealed under keys of their own", sealExisting},
 }
 
 // refSuperseded (migration 6) turns the value of every event that is not
 // its message's latest into a reference (eventRef): files written before
 // kept the text of edited and deleted messages in their earlier events.
 func refSuperseded(tx *bolt.Tx, _ migrationEnv) error {
-	events, msgs := tx.Bucket(bEvents), tx.Bucket(bMsgs)
-	type put struct{ k, v []byte }
-	var puts []put
-	err := events.ForEach(func(k, v []byte) error {
+	msgs := tx.Bucket(bMsgs)
+	return rewrite(tx.Bucket(bEvents), func(k, v []byte) ([]byte, error) {
 		if len(v) == 0 || v[0] == eventRef || len(k) < 8 {
-			return nil
+			return nil, nil
 		}
 		parts := bytes.SplitN(k[:len(k)-8], []byte{sep}, 3)
 		if len(parts) != 3 {
-			return nil
+			return nil, nil
 		}
 		var m struct {
 			ID string `json:"id"`
 		}
 		if err := json.Unmarshal(v, &m); err != nil {
-			return fmt.Errorf("decode event: %w", err)
+			return nil, fmt.Errorf("decode event: %w", err)
 		}
 		ws, conv := string(parts[0]), string(parts[1])
 		rec, ok := decodeMsgRecord(msgs.Get(key(ws, conv, m.ID)))
 		if ok && rec.Last != u64(k[len(k)-8:]) {
-			puts = append(puts, put{bytes.Clone(k), refValue(m.ID)})
+			return refValue(m.ID), nil
 		}
-		return nil
+		return nil, nil
 	})
-	if err != nil {
-		return err
-	}
-	for _, p := range puts {
-		if err := events.Put(p.k, p.v); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // SchemaLatest is the schema version this build writes.

@@ -1,14 +1,15 @@
 package store
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -108,26 +109,34 @@ func TestRemovedTextLeavesTheFile(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A conversation's text is sealed (seal.go): the scrub is followed by
+	// its ciphertext and its sealed key.
+	if n := canaryCount(t, path, erased); n != 0 {
+		t.Fatalf("%s in the file %d times in plaintext", erased, n)
+	}
+	erasedMarks, keptMarks := sealedMarks(t, s, "ws1", "gone"), sealedMarks(t, s, "ws1", "kept")
 	if err := s.EraseConversation(ctx, "ws1", "gone"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.DeleteReply(ctx, "ws1", "r1", 2); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []string{erased, reply} {
-		if n := canaryCount(t, path, c); n == 0 {
-			t.Fatalf("%s not in the file right after its removal: the test cannot tell a scrub from none", c)
-		}
+	if n := canaryCount(t, path, reply); n == 0 {
+		t.Fatalf("%s not in the file right after its removal: the test cannot tell a scrub from none", reply)
+	}
+	if n := marksInFile(t, path, erasedMarks); n == 0 {
+		t.Fatal("no sealed record of the erased conversation in the file right after its removal: the test cannot tell a scrub from none")
 	}
 	if err := s.Scrub(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []string{erased, reply} {
-		if n := canaryCount(t, path, c); n != 0 {
-			t.Fatalf("%s is in the file %d times after the scrub", c, n)
-		}
+	if n := canaryCount(t, path, reply); n != 0 {
+		t.Fatalf("%s is in the file %d times after the scrub", reply, n)
 	}
-	if canaryCount(t, path, kept+" 299") == 0 || canaryCount(t, path, keptRep) == 0 {
+	if n := marksInFile(t, path, erasedMarks); n != 0 {
+		t.Fatalf("%d sealed records of the erased conversation in the file after the scrub", n)
+	}
+	if marksInFile(t, path, keptMarks) != len(keptMarks) || canaryCount(t, path, keptRep) == 0 {
 		t.Fatal("the scrub removed kept text")
 	}
 	evs, _, err := s.Events("ws1", "kept", 0, 1000)
@@ -145,10 +154,11 @@ func TestRemovedTextLeavesTheFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s2.Close()
-	for _, c := range []string{erased, reply} {
-		if n := canaryCount(t, path, c); n != 0 {
-			t.Fatalf("%s is in the file %d times after a reopen", c, n)
-		}
+	if n := canaryCount(t, path, reply); n != 0 {
+		t.Fatalf("%s is in the file %d times after a reopen", reply, n)
+	}
+	if n := marksInFile(t, path, erasedMarks); n != 0 {
+		t.Fatalf("%d sealed records of the erased conversation in the file after a reopen", n)
 	}
 	if evs, _, err := s2.Events("ws1", "kept", 0, 1000); err != nil || len(evs) != 300 {
 		t.Fatalf("kept conversation after the reopen: %d events, %v", len(evs), err)
@@ -167,11 +177,12 @@ func TestScrubRunsByItself(t *testing.T) {
 	s := openTest(t, Config{Path: path, ScrubAfter: 100 * time.Millisecond, Observer: obs})
 	const canary = "CANARY-AUTO-3c3c"
 	fillConversation(t, s, "ws1", "gone", canary, 200)
+	marks := sealedMarks(t, s, "ws1", "gone")
 	opened := obs.scrubs()
 	if err := s.EraseConversation(ctx, "ws1", "gone"); err != nil {
 		t.Fatal(err)
 	}
-	eventually.Holds(t, 10*time.Second, "canary gone from the file", notInFile(t, path, canary))
+	eventually.Holds(t, 10*time.Second, "sealed records gone from the file", marksNotInFile(t, path, marks))
 	eventually.Holds(t, 10*time.Second, "scrub observed", func() error {
 		if err := scrubsAbove(obs, opened)(); err != nil {
 			return err
@@ -224,6 +235,7 @@ func TestScrubWaitsForOldReaders(t *testing.T) {
 	s := openTest(t, Config{Path: path, ScrubAfter: -1})
 	const canary = "CANARY-READER-1e1e"
 	fillConversation(t, s, "ws1", "gone", canary, 100)
+	marks := sealedMarks(t, s, "ws1", "gone")
 	tx, err := s.db.read()
 	if err != nil {
 		t.Fatal(err)
@@ -237,13 +249,17 @@ func TestScrubWaitsForOldReaders(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("scrub with a reader older than the erasure open: %v, want it to wait", err)
 	}
-	// The old reader still sees every event, byte for byte.
+	// The old reader still reads every event, its key included.
 	n := 0
 	p := prefix("ws1", "gone")
+	a, err := s.keys.key(tx, "ws1", "gone", false)
+	if err != nil {
+		t.Fatalf("the old reader cannot read the conversation's key: %v", err)
+	}
 	cur := tx.Bucket(bEvents).Cursor()
 	for k, v := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
-		if !bytes.Contains(v, []byte(canary)) {
-			t.Fatalf("event %x as the old reader sees it: %q", k, v)
+		if m, err := decodeEvent(tx, a, "ws1", "gone", k, v); err != nil || !strings.HasPrefix(m.Body, canary) {
+			t.Fatalf("event %x as the old reader sees it: %+v %v", k, m, err)
 		}
 		n++
 	}
@@ -256,8 +272,8 @@ func TestScrubWaitsForOldReaders(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if c := canaryCount(t, path, canary); c != 0 {
-		t.Fatalf("canary in the file %d times after the scrub", c)
+	if c := marksInFile(t, path, marks); c != 0 {
+		t.Fatalf("%d sealed records in the file after the scrub", c)
 	}
 }
 
@@ -309,9 +325,11 @@ func TestScrubUnderLoad(t *testing.T) {
 			}
 		}
 	}()
+	var marks []string
 	for round := range 8 {
 		conv := fmt.Sprintf("gone%d", round)
 		fillConversation(t, s, "ws2", conv, "CANARY-LOAD", 30)
+		marks = append(marks, sealedMarks(t, s, "ws2", conv)...)
 		if err := s.EraseConversation(ctx, "ws2", conv); err != nil {
 			t.Fatal(err)
 		}
@@ -325,8 +343,8 @@ func TestScrubUnderLoad(t *testing.T) {
 	if err := s.Scrub(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if n := canaryCount(t, s.cfg.Path, "CANARY-LOAD"); n != 0 {
-		t.Fatalf("canary in the file %d times after the last scrub", n)
+	if n := marksInFile(t, s.cfg.Path, marks); n != 0 {
+		t.Fatalf("%d sealed records of erased conversations in the file after the last scrub", n)
 	}
 	checkFile(t, s.db.DB)
 }
@@ -356,6 +374,7 @@ func TestScrubKilled(t *testing.T) {
 	}
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "parley.db")
+	marks := map[string][]string{} // conversation -> its sealed marks
 	for round := range 8 {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestScrubKilled$", "-test.count=1")
 		cmd.Env = append(os.Environ(), "PARLEY_SCRUB_CHILD="+path)
@@ -368,20 +387,30 @@ func TestScrubKilled(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The child prints a line as it starts a scrub: kill it then, most
-		// often while it writes and syncs the zeroed pages.
-		buf := make([]byte, 64)
+		// often while it writes and syncs the zeroed pages. Before each
+		// erasure it prints the sealed marks of the conversation.
+		lines := bufio.NewReader(out)
 		seen := 0
 		for seen < 1+round%3 {
-			n, err := out.Read(buf)
+			line, err := lines.ReadString('\n')
 			if err != nil {
 				t.Fatalf("child: %v", err)
 			}
-			seen += bytes.Count(buf[:n], []byte("\n"))
+			if line == "scrub\n" {
+				seen++
+			} else {
+				readMarks(t, line, marks)
+			}
 		}
 		// Kill at a different point of the scrub each round (a scrub of
 		// these pages takes a few milliseconds): not a wait for a condition.
 		time.Sleep(time.Duration(round) * 500 * time.Microsecond)
 		cmd.Process.Kill()
+		for line, err := lines.ReadString('\n'); err == nil; line, err = lines.ReadString('\n') {
+			if line != "scrub\n" {
+				readMarks(t, line, marks)
+			}
+		}
 		cmd.Wait()
 
 		db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
@@ -407,24 +436,40 @@ func TestScrubKilled(t *testing.T) {
 				t.Fatalf("round %d: event %d reads %q", round, i, ev.Message.Body)
 			}
 		}
-		// The child may have been killed after its scrub, while it filled
-		// the next conversation: only a conversation still stored may have
-		// its canary in the file.
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
+		// Text is sealed: no canary in plaintext, ever. The child may have
+		// been killed after it printed a conversation's marks and before
+		// it erased it: only a conversation still stored may have its
+		// sealed records in the file.
+		if n := canaryCount(t, path, "CANARY-KILL-"); n != 0 {
+			t.Fatalf("round %d: canary in plaintext %d times", round, n)
 		}
-		for _, m := range killCanary.FindAllSubmatch(raw, -1) {
-			if _, err := s.Conversation("ws2", "gone"+string(m[1])); err == nil {
+		for conv, ms := range marks {
+			if _, err := s.Conversation("ws2", conv); err == nil {
 				continue
 			}
-			t.Fatalf("round %d: canary of erased conversation gone%s in the file after Open's scrub", round, m[1])
+			if n := marksInFile(t, path, ms); n != 0 {
+				t.Fatalf("round %d: %d sealed records of erased conversation %s in the file after Open's scrub", round, n, conv)
+			}
 		}
 		s.Close()
 	}
 }
 
-var killCanary = regexp.MustCompile(`CANARY-KILL-([0-9]+)-`)
+// readMarks reads a line "marks CONV HEX,HEX,..." of the child.
+func readMarks(t *testing.T, line string, into map[string][]string) {
+	t.Helper()
+	f := strings.Fields(line)
+	if len(f) != 3 || f[0] != "marks" {
+		t.Fatalf("child printed %q", line)
+	}
+	for _, h := range strings.Split(f[2], ",") {
+		b, err := hex.DecodeString(h)
+		if err != nil {
+			t.Fatalf("child printed %q: %v", line, err)
+		}
+		into[f[1]] = append(into[f[1]], string(b))
+	}
+}
 
 // scrubChild fills and erases conversations and scrubs after each, until
 // killed. It prints a line as each scrub starts.
@@ -454,6 +499,11 @@ func scrubChild(path string) {
 		if err := fill(s, "ws2", conv, fmt.Sprintf("CANARY-KILL-%d-", i), 200); err != nil {
 			fail(err)
 		}
+		var hexes []string
+		for _, m := range sealedMarks(failer{fail}, s, "ws2", conv) {
+			hexes = append(hexes, hex.EncodeToString([]byte(m)))
+		}
+		fmt.Printf("marks %s %s\n", conv, strings.Join(hexes, ","))
 		if err := s.EraseConversation(ctx, "ws2", conv); err != nil {
 			fail(err)
 		}
@@ -486,3 +536,9 @@ func (r *scrubRecorder) pauseMillis() float64 {
 }
 func (r *scrubRecorder) scrubs() int { r.mu.Lock(); defer r.mu.Unlock(); return r.n }
 func (r *scrubRecorder) zeroed() int { r.mu.Lock(); defer r.mu.Unlock(); return r.pgs }
+
+// failer is the testing.TB of the scrub child: a failure ends the process.
+type failer struct{ fail func(error) }
+
+func (failer) Helper()                             {}
+func (f failer) Fatalf(format string, args ...any) { f.fail(fmt.Errorf(format, args...)) }

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
@@ -56,7 +55,7 @@ type write struct {
 
 // state returns the conversation's in-memory state, loading its head from
 // the file if no write of it is in flight. Caller holds mu.
-func (q *sequencer) state(tx *bolt.Tx, ws, conv string) (*convState, error) {
+func (q *sequencer) state(tx *bolt.Tx, keys *sealer, ws, conv string) (*convState, error) {
 	k := pendingKey(ws, conv)
 	if q.erasing[k] > 0 {
 		return nil, fmt.Errorf("conversation %s is being erased: %w", conv, ErrNotFound)
@@ -64,7 +63,7 @@ func (q *sequencer) state(tx *bolt.Tx, ws, conv string) (*convState, error) {
 	if cs, ok := q.convs[k]; ok {
 		return cs, nil
 	}
-	c, err := getConversation(tx, ws, conv)
+	c, err := getConversation(tx, keys, ws, conv, false)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +73,7 @@ func (q *sequencer) state(tx *bolt.Tx, ws, conv string) (*convState, error) {
 }
 
 // current returns a message's latest state: in flight, or in the file.
-func (q *sequencer) current(tx *bolt.Tx, cs *convState, ws, conv, id string) (crdt.Message, msgRecord, bool, error) {
+func (q *sequencer) current(tx *bolt.Tx, keys *sealer, cs *convState, ws, conv, id string) (crdt.Message, msgRecord, bool, error) {
 	if ms, ok := cs.msgs[id]; ok {
 		return ms.msg, ms.rec, true, nil
 	}
@@ -82,8 +81,13 @@ func (q *sequencer) current(tx *bolt.Tx, cs *convState, ws, conv, id string) (cr
 	if !found {
 		return crdt.Message{}, msgRecord{}, false, nil
 	}
-	var m crdt.Message
-	if err := json.Unmarshal(tx.Bucket(bEvents).Get(seqKey(ws, conv, rec.Last)), &m); err != nil {
+	a, err := keys.key(tx, ws, conv, false)
+	if err != nil {
+		return crdt.Message{}, msgRecord{}, false, err
+	}
+	k := seqKey(ws, conv, rec.Last)
+	m, err := decodeEvent(tx, a, ws, conv, k, tx.Bucket(bEvents).Get(k))
+	if err != nil {
 		return crdt.Message{}, msgRecord{}, false, fmt.Errorf("decode message %s: %w", id, err)
 	}
 	return m, rec, true, nil
@@ -138,11 +142,11 @@ func (s *Store) sequence(ch Change, enc []byte) (Result, *op, error) {
 		return Result{}, nil, err
 	}
 	defer s.db.done(tx)
-	cs, err := q.state(tx, ch.Workspace, ch.Conversation)
+	cs, err := q.state(tx, s.keys, ch.Workspace, ch.Conversation)
 	if err != nil {
 		return Result{}, nil, err
 	}
-	cur, rec, found, err := q.current(tx, cs, ch.Workspace, ch.Conversation, ch.Message.ID)
+	cur, rec, found, err := q.current(tx, s.keys, cs, ch.Workspace, ch.Conversation, ch.Message.ID)
 	if err != nil {
 		return Result{}, nil, err
 	}
@@ -240,7 +244,7 @@ func (s *Store) head(ws, conv string) (uint64, error) {
 	}
 	var h uint64
 	err := s.db.View(func(tx *bolt.Tx) error {
-		c, err := getConversation(tx, ws, conv)
+		c, err := getConversation(tx, s.keys, ws, conv, false)
 		if err == nil {
 			h = c.Head
 		}
@@ -256,11 +260,16 @@ func (b *batch) write(w write) error {
 	if err != nil {
 		return err
 	}
+	a, err := b.keys.key(b.tx, w.ws, w.conv, true)
+	if err != nil {
+		return err
+	}
 	events := b.tx.Bucket(bEvents)
 	// Events are appended in seq order within each conversation: full pages
 	// mean fewer pages to write per commit.
 	events.FillPercent = 0.9
-	if err := events.Put(seqKey(w.ws, w.conv, w.rec.Last), w.enc); err != nil {
+	k := seqKey(w.ws, w.conv, w.rec.Last)
+	if err := events.Put(k, seal(a, bEvents, k, w.enc)); err != nil {
 		return err
 	}
 	// The previous latest event's state goes (see eventRef); the ones

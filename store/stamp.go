@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/cipher"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -125,7 +126,7 @@ func originHead(tx *bolt.Tx, ws, conv, origin string) uint64 {
 func (s *Store) Frontier(ws, conv string) (map[string]uint64, error) {
 	out := map[string]uint64{}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		if _, err := getConversation(tx, ws, conv); err != nil {
+		if err := hasConversation(tx, ws, conv); err != nil {
 			return err
 		}
 		p := prefix(ws, conv)
@@ -148,7 +149,7 @@ func (s *Store) EventsSince(ws, conv string, have map[string]uint64, limit int) 
 	var out []Event
 	more := false
 	err := s.db.View(func(tx *bolt.Tx) error {
-		if _, err := getConversation(tx, ws, conv); err != nil {
+		if err := hasConversation(tx, ws, conv); err != nil {
 			return err
 		}
 		// Where to start: the first event, in seq order, of the first
@@ -174,6 +175,10 @@ func (s *Store) EventsSince(ws, conv string, have map[string]uint64, limit int) 
 		if start == 0 {
 			return nil
 		}
+		a, err := s.keys.key(tx, ws, conv, false)
+		if err != nil {
+			return err
+		}
 		stamps := tx.Bucket(bStamps)
 		cur := tx.Bucket(bEvents).Cursor()
 		for k, v := cur.Seek(seqKey(ws, conv, start)); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
@@ -185,7 +190,7 @@ func (s *Store) EventsSince(ws, conv string, have map[string]uint64, limit int) 
 				more = true
 				return nil
 			}
-			m, err := decodeEvent(tx, ws, conv, v)
+			m, err := decodeEvent(tx, a, ws, conv, k, v)
 			if err != nil {
 				return err
 			}
@@ -220,9 +225,17 @@ func (s *Store) OriginEvents(ws, conv, origin string, from uint64, limit int) ([
 		p := prefix(ws, conv, origin)
 		cur := tx.Bucket(bByStamp).Cursor()
 		events := tx.Bucket(bEvents)
+		var a cipher.AEAD
 		for k, v := cur.Seek(byStampKey(ws, conv, Stamp{Origin: origin, OSeq: from})); k != nil && bytes.HasPrefix(k, p) && len(out) < limit; k, v = cur.Next() {
 			seq := u64(v)
-			m, err := decodeEvent(tx, ws, conv, events.Get(seqKey(ws, conv, seq)))
+			if a == nil {
+				var err error
+				if a, err = s.keys.key(tx, ws, conv, false); err != nil {
+					return err
+				}
+			}
+			ek := seqKey(ws, conv, seq)
+			m, err := decodeEvent(tx, a, ws, conv, ek, events.Get(ek))
 			if err != nil {
 				return err
 			}
@@ -331,7 +344,7 @@ func (s *Store) StateDigest(ws, conv string) (string, int, error) {
 func (s *Store) VectorAt(ws, conv string, seq uint64) (map[string]uint64, error) {
 	out := map[string]uint64{}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		if _, err := getConversation(tx, ws, conv); err != nil {
+		if err := hasConversation(tx, ws, conv); err != nil {
 			return err
 		}
 		p := prefix(ws, conv)
@@ -351,7 +364,7 @@ func (s *Store) VectorAt(ws, conv string, seq uint64) (map[string]uint64, error)
 func (s *Store) SeqCovered(ws, conv string, have map[string]uint64) (uint64, error) {
 	var seq uint64
 	err := s.db.View(func(tx *bolt.Tx) error {
-		if _, err := getConversation(tx, ws, conv); err != nil {
+		if err := hasConversation(tx, ws, conv); err != nil {
 			return err
 		}
 		p := prefix(ws, conv)

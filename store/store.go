@@ -59,6 +59,18 @@ type Config struct {
 	// between sharing the pass (scrub.go). Zero: 5s. Negative: only at Open,
 	// at Close and by Scrub.
 	ScrubAfter time.Duration
+	// KEK is the key-encryption key, KEKSize bytes, that seals the
+	// conversations' own keys in the file (seal.go); the node derives it
+	// from the cluster key, so that it is in no file of the store. A file
+	// sealed under another KEK is refused at Open. Zero: a random key kept
+	// in the file Path+".kek", created at the first Open: for tests and
+	// tools, since whoever has that file and the store can read it.
+	KEK []byte
+	// PreviousKEKs are KEKs the file may still be sealed under (the cluster
+	// key was rotated): Open then seals every conversation key again under
+	// KEK, and the old sealed keys leave the file with Open's scrub. Zero:
+	// none.
+	PreviousKEKs [][]byte
 }
 
 // Store is a node's bbolt store. Its methods are safe for concurrent use.
@@ -76,6 +88,7 @@ type Store struct {
 
 	pending pendingEvents
 	scrub   scrubState
+	keys    *sealer
 
 	stop     chan struct{}
 	done     chan struct{}
@@ -103,6 +116,14 @@ func Open(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
 		return nil, fmt.Errorf("store: create directory: %w", err)
 	}
+	kek, err := loadKEK(cfg)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := newSealer(kek)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
 	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{
 		Timeout: 2 * time.Second,
 		// The freelist is rebuilt on open instead of written on every commit:
@@ -116,9 +137,13 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", cfg.Path, err)
 	}
-	if err := migrate(db, migrations, migrationEnv{origin: cfg.Origin}); err != nil {
+	if err := migrate(db, migrations, migrationEnv{origin: cfg.Origin, keys: keys}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: %w", err)
+	}
+	if err := keys.checkKEK(db, cfg.PreviousKEKs); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: %s: %w", cfg.Path, err)
 	}
 	epoch, err := startEpoch(db)
 	if err != nil {
@@ -133,6 +158,7 @@ func Open(cfg Config) (*Store, error) {
 	s := &Store{
 		db:     &storeDB{DB: db},
 		cfg:    cfg,
+		keys:   keys,
 		notify: make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),

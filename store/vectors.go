@@ -104,12 +104,18 @@ func (s *Store) PutVectors(ctx context.Context, puts []VectorPut) ([]error, erro
 				res[i] = err
 				continue
 			}
-			k := key(p.Workspace, p.Conversation)
-			if old := bk.Get(k); len(old) >= 8 && binary.BigEndian.Uint64(old) > p.Head {
-				res[i] = errStale
-				continue
+			a, err := b.keys.key(b.tx, p.Workspace, p.Conversation, true)
+			if err != nil {
+				return err
 			}
-			if err := bk.Put(k, enc[i]); err != nil {
+			k := key(p.Workspace, p.Conversation)
+			if old := bk.Get(k); old != nil {
+				if plain, err := unseal(a, bVectors, k, old); err == nil && len(plain) >= 8 && binary.BigEndian.Uint64(plain) > p.Head {
+					res[i] = errStale
+					continue
+				}
+			}
+			if err := bk.Put(k, seal(a, bVectors, k, enc[i])); err != nil {
 				return err
 			}
 			res[i] = nil
@@ -126,11 +132,12 @@ func (s *Store) PutVectors(ctx context.Context, puts []VectorPut) ([]error, erro
 // computed at.
 func (s *Store) Vector(ws, conv string) (head uint64, vec []float32, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
-		raw := tx.Bucket(bVectors).Get(key(ws, conv))
+		k := key(ws, conv)
+		raw := tx.Bucket(bVectors).Get(k)
 		if raw == nil {
 			return fmt.Errorf("vector of %s: %w", conv, ErrNotFound)
 		}
-		head, vec, err = decodeVector(raw)
+		head, vec, err = s.decodeVector(tx, ws, conv, k, raw)
 		return err
 	})
 	return head, vec, err
@@ -146,7 +153,7 @@ func (s *Store) ForEachVector(fn func(ws, conv string, head uint64, vec []float3
 			if !ok {
 				return nil
 			}
-			head, vec, err := decodeVector(v)
+			head, vec, err := s.decodeVector(tx, ws, conv, k, v)
 			if err != nil {
 				if bad != nil {
 					bad(ws, conv, err)
@@ -158,15 +165,32 @@ func (s *Store) ForEachVector(fn func(ws, conv string, head uint64, vec []float3
 	})
 }
 
+// decodeVector unseals and decodes a stored embedding.
+func (s *Store) decodeVector(tx *bolt.Tx, ws, conv string, k, v []byte) (uint64, []float32, error) {
+	a, err := s.keys.key(tx, ws, conv, false)
+	if err != nil {
+		return 0, nil, err
+	}
+	plain, err := unseal(a, bVectors, k, v)
+	if err != nil {
+		return 0, nil, err
+	}
+	return decodeVector(plain)
+}
+
 // ForEachConversation calls fn with every conversation of every workspace.
 func (s *Store) ForEachConversation(fn func(Conversation) error) error {
 	return s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bConvs).ForEach(func(_, v []byte) error {
-			var c Conversation
-			if err := json.Unmarshal(v, &c); err != nil {
-				return fmt.Errorf("decode conversation: %w", err)
+		return tx.Bucket(bConvs).ForEach(func(k, v []byte) error {
+			ws, id, ok := splitPair(k)
+			if !ok {
+				return nil
 			}
-			return fn(c)
+			c, err := decodeConversation(tx, s.keys, ws, id, k, v, false)
+			if err != nil {
+				return err
+			}
+			return fn(*c)
 		})
 	})
 }
@@ -464,6 +488,11 @@ func (b *batch) erase(ws, conv string) error {
 		if err := b.tx.Bucket(d.bucket).Delete(d.key); err != nil {
 			return err
 		}
+	}
+	// Without its key, whatever copy of its records outlives this
+	// transaction is ciphertext nobody can open (seal.go).
+	if err := b.keys.destroy(b.tx, ws, conv); err != nil {
+		return err
 	}
 	// The tombstone keeps the conversation from coming back with a late
 	// event from another replica.

@@ -116,6 +116,7 @@ func (s *Store) PurgeWorkspace(ctx context.Context, ws string) (int, error) {
 				delete(b.dirty, k)
 			}
 		}
+		b.keys.forgetWorkspace(ws)
 		if n > 0 {
 			b.removed() // the purged pages are zeroed (scrub.go)
 		}

@@ -63,6 +63,11 @@ func (k Key) Derive(label string) []byte {
 	return m.Sum(nil)
 }
 
+// StoreKEK is the key-encryption key that seals the keys of the
+// conversations in every node's store (store.Config.KEK): it is in no file
+// of the store, so a copy of a store without the cluster key opens nothing.
+func (k Key) StoreKEK() []byte { return k.Derive("store-kek/v1") }
+
 // AdminToken is the cluster administrator's bearer token for the admin API:
 // whoever holds the cluster key can compute it (parleyctl does).
 func (k Key) AdminToken() string {

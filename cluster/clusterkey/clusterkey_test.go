@@ -1,6 +1,8 @@
 package clusterkey
 
 import (
+	"bytes"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"testing"
@@ -52,5 +54,15 @@ func TestLoad(t *testing.T) {
 	}
 	if fi, err := os.Stat(missing); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("generated key file: %v %v", fi.Mode(), err)
+	}
+}
+
+// The store's KEK seals every conversation key on disk: a change of the
+// derivation or its label would leave every node's store unopenable.
+func TestStoreKEKIsStable(t *testing.T) {
+	t.Parallel()
+	k := Key(bytes.Repeat([]byte{0x11}, MinLen))
+	if got := hex.EncodeToString(k.StoreKEK()); got != "ed768b2c024e14836604253c005b3302741a77db7e7532e9205b5e0510554c8a" {
+		t.Errorf("StoreKEK = %s", got)
 	}
 }
