@@ -10,7 +10,8 @@ import (
 // own the same way; a cursor no answer gave is bad_request.
 func TestListPagesPastTheFirstPage(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(c *Config) { c.FrameRate, c.FrameBurst = 1e6, 1e6 })
+	// 231 starts from one address: past its start budget's burst.
+	e := newEnv(t, func(c *Config) { c.FrameRate, c.FrameBurst, c.IPStartRate, c.IPStartBurst = 1e6, 1e6, 1e6, 1e6 })
 	v, _ := e.visitor(t, "ws1", nil)
 	const n = maxListed + 31
 	started := map[string]bool{}
