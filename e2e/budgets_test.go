@@ -285,42 +285,7 @@ func TestStartFloodDoesNotUseUpThePlan(t *testing.T) {
 		t.Errorf("%d of 110 starts from one address taken, want at most the burst of 20 and a few more", len(started))
 	}
 
-	var u struct {
-		Usage struct {
-			Conversations int64 `json:"conversations"`
-			Messages      int64 `json:"messages"`
-		} `json:"usage"`
-		OverLimit string `json:"over_limit"`
-	}
-	// The flood's counts reach the control plane before the visitor comes.
-	eventually.Holds(t, 20*time.Second, "the flood's usage reported", func() error {
-		mustAPI(t, nd, "GET", "/v1/admin/workspaces/acme/usage", tc.root, nil, &u)
-		if u.Usage.Messages != int64(withMessage) {
-			return fmt.Errorf("usage %+v", u.Usage)
-		}
-		return nil
-	})
-	t.Logf("usage after the flood: %+v", u.Usage)
-	v, _ := visitorFrom(t, ctx, nd, "127.0.0.3", "acme", wire.Welcome{})
-	vconv, err := v.Start(ctx)
-	if err != nil {
-		t.Fatalf("the visitor's start after the flood: %v", err)
-	}
-	for i := range 15 {
-		if _, err := v.Say(ctx, vconv, fmt.Sprintf("visitor-%04d", i), "hello, anyone?"); err != nil {
-			t.Fatalf("the visitor's message %d after the flood: %v", i, err)
-		}
-	}
-	eventually.Holds(t, 20*time.Second, "usage reported", func() error {
-		mustAPI(t, nd, "GET", "/v1/admin/workspaces/acme/usage", tc.root, nil, &u)
-		if u.Usage.Messages != int64(withMessage)+15 {
-			return fmt.Errorf("usage %+v", u.Usage)
-		}
-		return nil
-	})
-	if u.Usage.Conversations != int64(withMessage)+1 || u.OverLimit != "" {
-		t.Fatalf("usage %+v, over_limit %q: want %d conversations (those with a message)", u.Usage, u.OverLimit, withMessage+1)
-	}
+	anotherVisitorChats(t, ctx, tc, nd, int64(withMessage), int64(withMessage))
 }
 
 // clusterFlood is what a flood through several nodes got.
@@ -496,5 +461,150 @@ func TestAddressBudgetsBehindATrustedProxy(t *testing.T) {
 	taken := says(c, cconv, "c", 10) + says(d, dconv, "d", 10)
 	if taken < 10 || taken > 12 {
 		t.Errorf("two visitors behind one address had %d of 20 taken, want the address's burst of 10 (and a refill or two)", taken)
+	}
+}
+
+// TestSteadyFloodCannotExhaustThePlan: one address, its rate limits raised
+// so that nothing slows it down, writes 110 conversations with a message
+// each and 600 more messages into a workspace on the free plan (100
+// conversations, 5,000 messages a month). Its part of the plan is a tenth
+// of the month a day (below the defaults of -ip-plan-conversations and
+// -ip-plan-messages): 10 conversations and 500 messages are counted, the
+// rest refused rate_limited with retry_ms until the day ends, and a
+// visitor of another address then starts a conversation and chats, every
+// message acknowledged. Before, every one of the flood's conversations
+// counted, the plan was used up at the 100th, and the visitor was refused
+// over_limit.
+func TestSteadyFloodCannotExhaustThePlan(t *testing.T) {
+	tc := startCluster(t, 1, "-usage-interval", "200ms",
+		"-ip-start-rate", "100", "-ip-start-burst", "200", "-ip-message-rate", "1000", "-ip-message-burst", "1000",
+		"-ip-plan-conversations", "50", "-ip-plan-messages", "1000", "-ip-plan-fraction", "0.1") // the defaults
+	nd := tc.nodes[0]
+	mustAPI(t, nd, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "free"}, nil)
+	ctx := testCtx(t, 120*time.Second)
+
+	// outcome sorts a send's answer: acknowledged, refused rate_limited
+	// (with retry_ms, until the day ends), or anything else.
+	var mu sync.Mutex
+	var acked, limited, other int
+	var minRetry time.Duration
+	outcome := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		var ce *client.Error
+		switch {
+		case err == nil:
+			acked++
+		case errors.As(err, &ce) && ce.Code == wire.CodeRateLimited && ce.Retry > 0:
+			limited++
+			if minRetry == 0 || ce.Retry < minRetry {
+				minRetry = ce.Retry
+			}
+		default:
+			other++
+			t.Logf("flood: %v", err)
+		}
+	}
+	// 110 conversations with a message each, from 11 visitors (each
+	// connection's frames within its frame limit's burst).
+	var wg sync.WaitGroup
+	var me wire.Welcome // a visitor of the flood with a conversation counted: conv
+	var conv string
+	for i := range 11 {
+		c, w := visitorFrom(t, ctx, nd, "127.0.0.2", "acme", wire.Welcome{})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 10 {
+				cv, err := c.Start(ctx)
+				if err != nil {
+					outcome(err)
+					continue
+				}
+				_, err = c.Say(ctx, cv, fmt.Sprintf("conv-%02d-%02d", i, j), "spam")
+				outcome(err)
+				if err == nil {
+					mu.Lock()
+					me, conv = w, cv
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	convAcked, convLimited := acked, limited
+	t.Logf("110 conversations from one address: %d with a message taken, %d refused rate_limited, %d otherwise", acked, limited, other)
+	if conv == "" {
+		t.Fatal("no conversation of the flood counted")
+	}
+	// 600 more messages, into a conversation counted already, over 12
+	// connections.
+	for i := range 12 {
+		c, _ := visitorFrom(t, ctx, nd, "127.0.0.2", "acme", me)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 50 {
+				_, err := c.Say(ctx, conv, fmt.Sprintf("msg-%02d-%02d", i, j), "spam")
+				outcome(err)
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("600 messages more: %d taken, %d refused rate_limited (retry_ms at least %s), %d otherwise", acked-convAcked, limited-convLimited, minRetry, other)
+	if convAcked != 10 {
+		t.Errorf("the flooding address had %d conversations counted, want its part of the free plan, 10", convAcked)
+	}
+	if acked != 500 || other != 0 {
+		t.Errorf("the flooding address had %d messages taken and %d otherwise answered, want its part of the free plan, 500, and the rest rate_limited", acked, other)
+	}
+	if minRetry < time.Minute && time.Until(time.Now().UTC().Truncate(24*time.Hour).Add(24*time.Hour)) > 2*time.Minute {
+		t.Errorf("retry_ms %s, want until the day ends", minRetry)
+	}
+
+	anotherVisitorChats(t, ctx, tc, nd, int64(convAcked), int64(acked))
+}
+
+// anotherVisitorChats waits for a flood's counts (convs conversations,
+// msgs messages) to reach the control plane, then has a visitor of another
+// address start a conversation on nd and write 15 messages: every one is
+// acknowledged, and counted, and the workspace is not over its plan.
+func anotherVisitorChats(t *testing.T, ctx context.Context, tc *testCluster, nd *nodeProc, convs, msgs int64) {
+	t.Helper()
+	var u struct {
+		Usage struct {
+			Conversations int64 `json:"conversations"`
+			Messages      int64 `json:"messages"`
+		} `json:"usage"`
+		OverLimit string `json:"over_limit"`
+	}
+	// The flood's counts reach the control plane before the visitor comes.
+	eventually.Holds(t, 20*time.Second, "the flood's usage reported", func() error {
+		mustAPI(t, nd, "GET", "/v1/admin/workspaces/acme/usage", tc.root, nil, &u)
+		if u.Usage.Messages != msgs {
+			return fmt.Errorf("usage %+v", u.Usage)
+		}
+		return nil
+	})
+	t.Logf("usage after the flood: %+v", u.Usage)
+	v, _ := visitorFrom(t, ctx, nd, "127.0.0.3", "acme", wire.Welcome{})
+	vconv, err := v.Start(ctx)
+	if err != nil {
+		t.Fatalf("the visitor's start after the flood: %v", err)
+	}
+	for i := range 15 {
+		if _, err := v.Say(ctx, vconv, fmt.Sprintf("visitor-%04d", i), "hello, anyone?"); err != nil {
+			t.Fatalf("the visitor's message %d after the flood: %v", i, err)
+		}
+	}
+	eventually.Holds(t, 20*time.Second, "usage reported", func() error {
+		mustAPI(t, nd, "GET", "/v1/admin/workspaces/acme/usage", tc.root, nil, &u)
+		if u.Usage.Messages != msgs+15 {
+			return fmt.Errorf("usage %+v", u.Usage)
+		}
+		return nil
+	})
+	if u.Usage.Conversations != convs+1 || u.OverLimit != "" {
+		t.Fatalf("usage %+v, over_limit %q: want %d conversations (the flood's counted and the visitor's)", u.Usage, u.OverLimit, convs+1)
 	}
 }

@@ -471,6 +471,12 @@ func TestPlanLimitReachesTheWire(t *testing.T) {
 			if m["type"] != "error" {
 				return fmt.Errorf("%d messages accepted", j)
 			}
+			// The address's part of a plan this small is the whole plan
+			// (-ip-plan-fraction 1): once it has sent 3 messages here, it is
+			// refused rate_limited until the reports make it over_limit.
+			if m["code"] == "rate_limited" {
+				return fmt.Errorf("%d sends, the last refused rate_limited", j)
+			}
 			if m["code"] != "over_limit" || !strings.Contains(fmt.Sprint(m["message"]), "messages") {
 				t.Fatalf("send: %v", m)
 			}

@@ -67,7 +67,8 @@ func startNodeAt(t testing.TB, bin string, wrap []string, addr, dataDir string, 
 // hundreds of visitors behind one office address. A test of the budgets
 // gives its own values after these (the last flag wins).
 var loosePerIP = []string{"-ip-message-rate", "1e6", "-ip-message-burst", "1000000",
-	"-ip-start-rate", "1e6", "-ip-start-burst", "1000000", "-address-share", "1"}
+	"-ip-start-rate", "1e6", "-ip-start-burst", "1000000", "-address-share", "1",
+	"-ip-plan-conversations", "1000000000", "-ip-plan-messages", "1000000000", "-ip-plan-fraction", "1"}
 
 // startNodeWith starts a node as c says, with the test's operator token
 // and a log of its own; the test's end stops it.

@@ -33,6 +33,7 @@ func benchDelivery(b *testing.B, rate, visitors int) {
 		c.WorkspaceRate, c.WorkspaceBurst = 1e7, 1e7
 		c.IPMessageRate, c.IPMessageBurst, c.AddressShare = 1e7, 1e7, 1
 		c.IPStartRate, c.IPStartBurst = 1e7, 1e7
+		c.IPPlanConversations, c.IPPlanMessages = 1e12, 1e12
 		c.SendQueue = 1 << 16
 		c.Metrics = srvLat
 	})

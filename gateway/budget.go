@@ -23,6 +23,16 @@ import (
 // The workspace's budget (WorkspaceRate, WorkspaceBurst) is cluster-wide:
 // this node's part is WorkspaceShare's fraction of it, asked again at most
 // every budgetRefresh.
+//
+// A visitor's send also draws on its address's part of the workspace's
+// plan (IPPlanConversations, IPPlanMessages per IPPlanWindow): a message
+// stored counts for the plan, and the first of a conversation counts the
+// conversation too, so that an address writing steadily under the rates
+// above still cannot use up the month's plan and lock out the workspace's
+// other visitors. Past its part, the address's sends are refused until
+// the window ends: served and not counted would make the plan's count a
+// lie, and the address has had its share. A send that stores nothing (a
+// resend of a stored one) gives back what it took (giveBack).
 
 // budgetRefresh is how often a workspace's share of the budget is asked
 // again.
@@ -52,30 +62,59 @@ type addrShare struct {
 	used time.Time
 }
 
+// planPart is what the visitors of one address added to a workspace's
+// plan counts on this node in the window beginning at from.
+type planPart struct {
+	from        time.Time
+	convs, msgs int64
+}
+
+// planKey names the part of one address in one workspace.
+type planKey struct{ ws, ip string }
+
 type budgets struct {
-	cfg  *Config
-	mu   sync.Mutex
-	last time.Time // the latest time take was given
-	ips  map[string]*ipBudget
-	ws   map[string]*wsBudget
+	cfg   *Config
+	mu    sync.Mutex
+	last  time.Time // the latest time take was given
+	ips   map[string]*ipBudget
+	ws    map[string]*wsBudget
+	plans map[planKey]*planPart
 }
 
 func newBudgets(cfg *Config) *budgets {
-	return &budgets{cfg: cfg, ips: map[string]*ipBudget{}, ws: map[string]*wsBudget{}}
+	return &budgets{cfg: cfg, ips: map[string]*ipBudget{}, ws: map[string]*wsBudget{}, plans: map[planKey]*planPart{}}
 }
 
 // action is what a frame spends.
 type action uint8
 
 const (
-	actChange action = iota // send, edit, delete
+	actChange action = iota // edit, delete, an agent's send
 	actStart
+	actSend      // a visitor's send: a message for the plan
+	actFirstSend // a visitor's first send to a conversation: a conversation and a message
 )
 
-// take spends one token of every bucket the frame draws on, or none: it
-// returns nil, or the rate_limited error naming the first bucket that is
-// empty, with how long until it has a token again.
+// planCost is what an action adds to the plan's counts.
+func (a action) planCost() (convs, msgs int64) {
+	switch a {
+	case actSend:
+		return 0, 1
+	case actFirstSend:
+		return 1, 1
+	}
+	return 0, 0
+}
+
+// take spends one token of every bucket the frame draws on, and for a
+// visitor's send its place in the address's part of the plan, or none:
+// it returns nil, or the rate_limited error naming the first bucket that
+// is empty, with how long until it has a token again.
 func (b *budgets) take(ws, ip string, visitor bool, act action, now time.Time) *wireError {
+	var capConvs, capMsgs int64
+	if visitor && act >= actSend {
+		capConvs, capMsgs = b.planCaps(ws)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	// Connections read the clock before they queue for the lock, so their
@@ -116,7 +155,77 @@ func (b *budgets) take(ws, ip string, visitor bool, act action, now time.Time) *
 		}
 		taken = append(taken, r)
 	}
+	if convs, msgs := act.planCost(); visitor && msgs > 0 {
+		p := b.planPart(ws, ip, now)
+		what := ""
+		switch {
+		case p.convs+convs > capConvs:
+			what = "conversations counted for the plan from your address in this window"
+		case p.msgs+msgs > capMsgs:
+			what = "messages counted for the plan from your address in this window"
+		}
+		if what != "" {
+			for _, t := range taken {
+				t.CancelAt(now)
+			}
+			return rateLimited(what, p.from.Add(b.cfg.IPPlanWindow).Sub(now))
+		}
+		p.convs += convs
+		p.msgs += msgs
+	}
 	return nil
+}
+
+// giveBack returns what a visitor's send taken at took of its address's
+// part of the plan, when it stored nothing. The rate buckets keep their
+// tokens: the frame was served.
+func (b *budgets) giveBack(ws, ip string, act action, took time.Time) {
+	convs, msgs := act.planCost()
+	if msgs == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := b.plans[planKey{ws, ip}]
+	if p == nil || !p.from.Equal(b.window(took)) {
+		return // a window gone by: the new one owes nothing
+	}
+	p.convs = max(p.convs-convs, 0)
+	p.msgs = max(p.msgs-msgs, 0)
+}
+
+// planCaps is what one address may add to ws's plan counts in a window:
+// the configured caps, lowered to IPPlanFraction of the plan's monthly
+// counts.
+func (b *budgets) planCaps(ws string) (convs, msgs int64) {
+	convs, msgs = b.cfg.IPPlanConversations, b.cfg.IPPlanMessages
+	if b.cfg.Plan == nil {
+		return convs, msgs
+	}
+	pc, pm := b.cfg.Plan(ws)
+	if pc > 0 {
+		convs = min(convs, max(1, int64(float64(pc)*b.cfg.IPPlanFraction)))
+	}
+	if pm > 0 {
+		msgs = min(msgs, max(1, int64(float64(pm)*b.cfg.IPPlanFraction)))
+	}
+	return convs, msgs
+}
+
+// window is the beginning of the plan window holding now.
+func (b *budgets) window(now time.Time) time.Time {
+	return now.Truncate(b.cfg.IPPlanWindow)
+}
+
+func (b *budgets) planPart(ws, ip string, now time.Time) *planPart {
+	k := planKey{ws, ip}
+	from := b.window(now)
+	p := b.plans[k]
+	if p == nil || !p.from.Equal(from) {
+		p = &planPart{from: from}
+		b.plans[k] = p
+	}
+	return p
 }
 
 // rateLimited is the refusal of a frame over a budget: retry_ms says when
@@ -214,6 +323,11 @@ func (b *budgets) prune(now time.Time) {
 	for ip, a := range b.ips {
 		if a.used.Before(old) {
 			delete(b.ips, ip)
+		}
+	}
+	for k, p := range b.plans {
+		if !p.from.Add(b.cfg.IPPlanWindow).After(now) {
+			delete(b.plans, k)
 		}
 	}
 	for ws, w := range b.ws {

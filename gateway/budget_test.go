@@ -166,3 +166,66 @@ func TestIdleBudgetsAreForgotten(t *testing.T) {
 		t.Error("buckets in use dropped")
 	}
 }
+
+// TestAddressPlanPart: the visitors of one address add at most
+// IPPlanConversations conversations and IPPlanMessages messages to a
+// workspace's plan counts in a window, each lowered to a tenth of the
+// plan's monthly counts; past them their sends are refused rate_limited
+// until the window ends, when the address has its part again. Another
+// address, and agents, are not held to it; a send that stored nothing
+// gives its place back.
+func TestAddressPlanPart(t *testing.T) {
+	b := budgetsFor(func(c *Config) {
+		c.WorkspaceRate, c.WorkspaceBurst, c.AddressShare = 1e6, 1e6, 1
+		c.IPMessageRate, c.IPMessageBurst = 1e6, 1e6
+		c.IPPlanConversations, c.IPPlanMessages, c.IPPlanWindow = 50, 1000, time.Hour
+		c.Plan = func(ws string) (int64, int64) {
+			if ws == "free" {
+				return 100, 5000
+			}
+			return 0, 0
+		}
+	})
+	now := time.Date(2026, 12, 6, 11, 30, 0, 0, time.UTC)
+	if got := count(b, "big", "10.0.0.1", true, actFirstSend, now, 1000); got != 50 {
+		t.Fatalf("one address counted %d conversations, want its 50", got)
+	}
+	e := b.take("big", "10.0.0.1", true, actFirstSend, now)
+	if e == nil || e.Code != wire.CodeRateLimited || e.retry != (30*time.Minute).Milliseconds() {
+		t.Fatalf("refusal %+v, want rate_limited until the window ends (30 min)", e)
+	}
+	// Messages in conversations counted already: up to 1000 in all.
+	if got := count(b, "big", "10.0.0.1", true, actSend, now, 2000); got != 950 {
+		t.Fatalf("one address sent %d more messages, want 950", got)
+	}
+	// Edits, deletions and agents' sends add nothing to the plan.
+	if got := count(b, "big", "10.0.0.1", true, actChange, now, 10); got != 10 {
+		t.Fatalf("%d edits after the part is spent, want all 10", got)
+	}
+	if got := count(b, "big", "10.0.0.1", false, actChange, now, 10); got != 10 {
+		t.Fatalf("%d agents' sends, want all 10", got)
+	}
+	if got := count(b, "big", "10.0.0.2", true, actFirstSend, now, 1000); got != 50 {
+		t.Fatalf("another address counted %d conversations, want its 50", got)
+	}
+	// The free plan's 100 a month: a tenth a window.
+	if got := count(b, "free", "10.0.0.1", true, actFirstSend, now, 1000); got != 10 {
+		t.Fatalf("one address counted %d conversations of the free plan, want 10", got)
+	}
+	// A send that stored nothing gives back its place.
+	b.giveBack("free", "10.0.0.1", actFirstSend, now)
+	if got := count(b, "free", "10.0.0.1", true, actFirstSend, now, 10); got != 1 {
+		t.Fatalf("%d conversations after a give-back, want 1", got)
+	}
+	// The next window: the part again, and a give-back of the last
+	// window's changes nothing.
+	next := now.Add(30 * time.Minute)
+	b.giveBack("free", "10.0.0.1", actFirstSend, now)
+	if got := count(b, "free", "10.0.0.1", true, actFirstSend, next, 1000); got != 10 {
+		t.Fatalf("one address counted %d conversations in the next window, want 10", got)
+	}
+	b.prune(next)
+	if _, ok := b.plans[planKey{"big", "10.0.0.1"}]; ok {
+		t.Fatal("the last window's part kept after prune")
+	}
+}

@@ -118,6 +118,27 @@ type Config struct {
 	// per client address on this node. Zero: 0.2/s (12 a minute), 20.
 	IPStartRate  float64
 	IPStartBurst int
+	// IPPlanConversations and IPPlanMessages are the most that the visitors
+	// of one client address may add to a workspace's plan counts on this
+	// node in one IPPlanWindow: conversations counted (each with its first
+	// message) and messages sent. A visitor's send past them is refused
+	// rate_limited until the window ends (budget.go). Each is lowered to
+	// IPPlanFraction of the plan's monthly count (at least 1) where Plan
+	// says it is smaller. Zero: 50 and 1000.
+	IPPlanConversations int64
+	IPPlanMessages      int64
+	// IPPlanFraction is the most of a plan's monthly counts one address
+	// may add in one IPPlanWindow, when less than the caps above; 1 leaves
+	// the caps alone but for plans smaller than them. Zero: 0.1.
+	IPPlanFraction float64
+	// IPPlanWindow is the window of IPPlanConversations and
+	// IPPlanMessages; windows are aligned to the Unix epoch, so that a
+	// day's are UTC days. Zero: 24h.
+	IPPlanWindow time.Duration
+	// Plan returns a workspace's plan: the conversations and messages it
+	// allows a month (zero: unlimited). Nil: no plan bounds the address
+	// caps.
+	Plan func(workspace string) (conversations, messages int64)
 	// MaxReplay bounds the events of one resume; "more" tells the client to
 	// resume again. Zero: 1000.
 	MaxReplay int
@@ -203,6 +224,18 @@ func (c *Config) defaults() {
 	}
 	if c.IPStartBurst <= 0 {
 		c.IPStartBurst = 20
+	}
+	if c.IPPlanConversations <= 0 {
+		c.IPPlanConversations = 50
+	}
+	if c.IPPlanMessages <= 0 {
+		c.IPPlanMessages = 1000
+	}
+	if c.IPPlanFraction <= 0 || c.IPPlanFraction > 1 {
+		c.IPPlanFraction = 0.1
+	}
+	if c.IPPlanWindow <= 0 {
+		c.IPPlanWindow = 24 * time.Hour
 	}
 	if c.MaxReplay <= 0 {
 		c.MaxReplay = 1000

@@ -334,10 +334,21 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) *wireError 
 			return werr
 		}
 	}
-	if werr := c.srv.budgets.take(c.id.Workspace, c.ip, c.id.Role == ident.Visitor, actChange, now); werr != nil {
+	visitor := c.id.Role == ident.Visitor
+	first := f.Type == wire.TypeSend && c.firstMessage(f.Conversation)
+	act := actChange
+	switch {
+	case visitor && first:
+		act = actFirstSend
+	case visitor && f.Type == wire.TypeSend:
+		act = actSend
+	}
+	if werr := c.srv.budgets.take(c.id.Workspace, c.ip, visitor, act, now); werr != nil {
+		if first {
+			c.uncountable(f.Conversation)
+		}
 		return werr
 	}
-	first := f.Type == wire.TypeSend && c.firstMessage(f.Conversation)
 	ts := c.srv.cfg.Clock.Now()
 	ch := store.Change{Workspace: c.id.Workspace, Conversation: f.Conversation, Participant: c.id.Participant, TS: ts, Start: now}
 	switch f.Type {
@@ -367,8 +378,11 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) *wireError 
 				convs = 1
 			}
 			c.srv.cfg.Meter.Count(ch.Workspace, convs, 1)
-		} else if first {
-			c.uncountable(ch.Conversation)
+		} else {
+			c.srv.budgets.giveBack(ch.Workspace, c.ip, act, now)
+			if first {
+				c.uncountable(ch.Conversation)
+			}
 		}
 		if err != nil {
 			c.replyErr(f.Ref, c.storeError(err))

@@ -38,3 +38,18 @@ func (n *Node) workspaceShare(ws string) float64 {
 	}
 	return 1 / float64(alive)
 }
+
+// plan is the conversations and messages a month a workspace's plan
+// allows (gateway.Config.Plan), zero when unknown: the gateway's address
+// caps then stay as configured, and Allow refuses the workspace anyway.
+func (n *Node) plan(ws string) (conversations, messages int64) {
+	w, err := n.ctl.c.Workspace(ws)
+	if err != nil {
+		return 0, 0
+	}
+	p, err := n.ctl.c.Plan(w.Plan)
+	if err != nil {
+		return 0, 0
+	}
+	return p.ConversationsPerMonth, p.MessagesPerMonth
+}

@@ -71,6 +71,14 @@ type Config struct {
 	// per client address on each node. Default 0.2/s, 20.
 	IPStartRate  float64
 	IPStartBurst int
+	// IPPlanConversations and IPPlanMessages are the most that visitors of
+	// one client address may add to a workspace's plan counts on each node
+	// per IPPlanWindow, each lowered to IPPlanFraction of the plan's
+	// monthly count. Default 50, 1000, 24h, 0.1.
+	IPPlanConversations int64
+	IPPlanMessages      int64
+	IPPlanWindow        time.Duration
+	IPPlanFraction      float64
 	// H3Addr is the UDP address of HTTP/3 and WebTransport. Empty: the
 	// HTTP address's host and port, on UDP (if that port is taken on UDP, a
 	// free one). "off" disables HTTP/3. Env PARLEY_H3.
@@ -255,6 +263,10 @@ func ParseFlags(args []string) (Config, error) {
 	fs.IntVar(&c.IPMessageBurst, "ip-message-burst", 100, "burst of -ip-message-rate")
 	fs.Float64Var(&c.IPStartRate, "ip-start-rate", 0.2, "conversations visitors start per second per client address")
 	fs.IntVar(&c.IPStartBurst, "ip-start-burst", 20, "burst of -ip-start-rate")
+	fs.Int64Var(&c.IPPlanConversations, "ip-plan-conversations", 50, "conversations visitors of one client address may add to a workspace's plan count per -ip-plan-window on a node (at most -ip-plan-fraction of the plan's monthly)")
+	fs.Int64Var(&c.IPPlanMessages, "ip-plan-messages", 1000, "messages visitors of one client address may add to a workspace's plan count per -ip-plan-window on a node (at most -ip-plan-fraction of the plan's monthly)")
+	fs.Float64Var(&c.IPPlanFraction, "ip-plan-fraction", 0.1, "most of a plan's monthly conversations and messages one client address may add per -ip-plan-window on a node, when less than -ip-plan-conversations, -ip-plan-messages")
+	fs.DurationVar(&c.IPPlanWindow, "ip-plan-window", 24*time.Hour, "window of -ip-plan-conversations and -ip-plan-messages, aligned to UTC midnight")
 	fs.StringVar(&c.H3Addr, "h3", env("PARLEY_H3", ""), `HTTP/3 and WebTransport UDP address (default: the HTTP address on UDP; "off" disables)`)
 	fs.StringVar(&c.TLSCert, "tls-cert", env("PARLEY_TLS_CERT", ""), "certificate chain, PEM: HTTPS on the HTTP address and HTTP/3, reloaded on change (default: plain HTTP; HTTP/3 self-signed, short-lived)")
 	fs.StringVar(&c.TLSKey, "tls-key", env("PARLEY_TLS_KEY", ""), "private key of -tls-cert, PEM")
@@ -355,6 +367,12 @@ func (c *Config) validate() error {
 	}
 	if c.TLSReload < 0 {
 		errs = append(errs, errors.New("tls-reload: not negative"))
+	}
+	if c.IPPlanConversations < 0 || c.IPPlanMessages < 0 || c.IPPlanWindow < 0 {
+		errs = append(errs, errors.New("ip-plan-conversations, ip-plan-messages, ip-plan-window: not negative"))
+	}
+	if c.IPPlanFraction < 0 || c.IPPlanFraction > 1 {
+		errs = append(errs, errors.New("ip-plan-fraction: between 0 and 1"))
 	}
 	if c.AddressShare < 0 || c.AddressShare > 1 {
 		errs = append(errs, errors.New("address-share: between 0 and 1"))
