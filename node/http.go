@@ -77,6 +77,7 @@ func (n *Node) adminAPI() *adminapi.API {
 		Store:      n.store,
 		Erasures:   erasureConfirmer{n.ctl, n.erasures},
 		Gossip:     n.gossip.m,
+		Peers:      n.ctl.peers,
 		Logger:     n.ctl.log,
 		Now:        n.cfg.signInClock,
 	}

@@ -77,6 +77,21 @@ func sign(key []byte, method, path, ts string, body []byte) string {
 // Post sends body to another node's internal path and returns the reply of a
 // 200; any other status is an error carrying the reply's text.
 func (p *peerClient) Post(ctx context.Context, apiAddr, path string, body []byte) ([]byte, error) {
+	return p.post(ctx, apiAddr, path, body, maxInternalBody)
+}
+
+// PostUpTo is Post of a request whose reply may be up to limit bytes
+// (an export's conversation); a longer one is an error.
+func (p *peerClient) PostUpTo(ctx context.Context, apiAddr, path string, body []byte, limit int64) ([]byte, error) {
+	b, err := p.post(ctx, apiAddr, path, body, limit+1)
+	if err == nil && int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s%s: reply longer than %d bytes", apiAddr, path, limit)
+	}
+	return b, err
+}
+
+// post is Post reading at most limit bytes of the reply.
+func (p *peerClient) post(ctx context.Context, apiAddr, path string, body []byte, limit int64) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, peerURL(apiAddr, path), bytes.NewReader(body))
 	if err != nil {
 		return nil, err
@@ -94,7 +109,7 @@ func (p *peerClient) Post(ctx context.Context, apiAddr, path string, body []byte
 		return nil, fmt.Errorf("%s: %w", apiAddr, err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxInternalBody))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", apiAddr, err)
 	}

@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -15,7 +17,7 @@ func init() {
 		command{"visitor erase", "-workspace WS (-visitor-id ID | -user-id ID)",
 			"erase every conversation of one visitor on every node, naming the nodes that confirmed", visitorErase},
 		command{"export", "-workspace WS [-visitor-id ID | -user-id ID] [-limit N]",
-			"print a workspace's data, or one visitor's, as JSON: one line a page of conversations, every page; never a secret", export},
+			"print a workspace's data, or one visitor's, as JSON, one line a page, gathered from every node of the region; never a secret; fails naming the nodes it could not reach", export},
 	)
 }
 
@@ -94,9 +96,12 @@ func export(e *env, args []string) error {
 			return err
 		}
 	}
+	unreachable, missing := map[string]bool{}, 0
 	for {
 		var page struct {
-			Next string `json:"next"`
+			Next        string   `json:"next"`
+			Unreachable []string `json:"unreachable"`
+			Missing     []string `json:"missing"`
 		}
 		raw, err := e.call(http.MethodGet, wsPath(*ws, "export"), q, nil, &page, true)
 		if err != nil {
@@ -105,9 +110,17 @@ func export(e *env, args []string) error {
 		if _, err := e.stdout.Write(raw); err != nil {
 			return err
 		}
+		for _, n := range page.Unreachable {
+			unreachable[n] = true
+		}
+		missing += len(page.Missing)
 		if page.Next == "" {
-			return nil
+			break
 		}
 		q.Set("cursor", page.Next)
 	}
+	if len(unreachable) > 0 {
+		return fmt.Errorf("export: nodes of the region unreachable: %s (%d conversations missing): export again when they are back", strings.Join(slices.Sorted(maps.Keys(unreachable)), ", "), missing)
+	}
+	return nil
 }

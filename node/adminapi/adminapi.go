@@ -166,6 +166,7 @@ type Confirmer interface {
 // Store is what the admin API reads of the node's store: the digests of
 // a workspace's replicas and what an export holds (a *store.Store).
 type Store interface {
+	Conversation(ws, id string) (store.Conversation, error)
 	Conversations(ws, owner string) ([]store.Conversation, error)
 	ConversationsPage(ws, owner string, after store.Cursor, limit int) ([]store.Conversation, store.Cursor, error)
 	Events(ws, conv string, after uint64, limit int) ([]store.Event, bool, error)
@@ -193,7 +194,7 @@ type Gossip interface {
 }
 
 // Config is what an admin API is made of. Every field is required but
-// Purger, Logger and Now.
+// Purger, Peers, Logger and Now.
 type Config struct {
 	// NodeID names this node in digests.
 	NodeID string
@@ -207,6 +208,10 @@ type Config struct {
 	// Purger confirms the purge of a deleted or moved workspace; nil
 	// leaves the purge out of the answers.
 	Purger Purger
+	// Peers reaches the other nodes of a workspace's region, whose
+	// conversations an export gathers (exportfanout.go); nil exports only
+	// what this node holds.
+	Peers Peers
 	// Logger. Zero: slog.Default().
 	Logger *slog.Logger
 	// Now is the clock of the sign-in back-off. Zero: time.Now.

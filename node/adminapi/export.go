@@ -1,11 +1,13 @@
 package adminapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"parley/cluster"
@@ -88,9 +90,9 @@ func (a *API) export(r *http.Request, p principal) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	convs, next, err := a.cfg.Store.ConversationsPage(ws, owner, after, limit)
+	plan, err := a.planExport(r.Context(), ws, w.Region, owner, after.ID, limit)
 	if err != nil {
-		return nil, fmt.Errorf("export: %w", err)
+		return nil, err
 	}
 	head := map[string]any{"node": a.cfg.NodeID, "exported_at": a.cfg.Now().UTC()}
 	if owner != "" {
@@ -113,15 +115,17 @@ func (a *API) export(r *http.Request, p principal) (any, error) {
 		}
 		head["workspace"], head["operators"], head["replies"] = w, ops, live
 	}
-	a.cfg.Logger.Info("export", "workspace", ws, "visitor", owner != "", "conversations", len(convs))
+	a.cfg.Logger.Info("export", "workspace", ws, "visitor", owner != "", "conversations", len(plan.ids), "unreachable", plan.unreachable)
+	ctx := r.Context()
 	return stream(func(out io.Writer) error {
-		return a.writeExport(out, ws, head, convs, next)
+		return a.writeExport(ctx, out, ws, head, plan)
 	}), nil
 }
 
 // writeExport writes an export's page: head's fields, then the
-// conversations one by one, then next.
-func (a *API) writeExport(out io.Writer, ws string, head map[string]any, convs []store.Conversation, next store.Cursor) error {
+// conversations one by one, each as it is read here or received from a
+// node that holds it, then next and the nodes that answered or not.
+func (a *API) writeExport(ctx context.Context, out io.Writer, ws string, head map[string]any, plan exportPlan) error {
 	b, err := json.Marshal(head)
 	if err != nil {
 		return err
@@ -130,24 +134,44 @@ func (a *API) writeExport(out io.Writer, ws string, head map[string]any, convs [
 	if _, err := out.Write(append(b[:len(b)-1], `,"conversations":[`...)); err != nil {
 		return err
 	}
-	for i, c := range convs {
-		ec, err := a.exportConversation(ws, c)
+	unreachable, missing := plan.unreachable, []string{}
+	written := 0
+	for _, id := range plan.ids {
+		b, failed, err := a.conversationJSON(ctx, ws, id, plan)
 		if err != nil {
 			return err
 		}
-		b, err := json.Marshal(ec)
-		if err != nil {
-			return err
+		for _, node := range failed {
+			if !slices.Contains(unreachable, node) {
+				unreachable = append(unreachable, node)
+			}
 		}
-		if i > 0 {
+		if b == nil {
+			if len(failed) > 0 {
+				missing = append(missing, id)
+			}
+			continue // erased meanwhile, or none of its holders gave it
+		}
+		if written > 0 {
 			b = append([]byte{','}, b...)
 		}
+		written++
 		if _, err := out.Write(b); err != nil {
 			return err
 		}
 	}
-	tail, _ := json.Marshal(next.String())
-	_, err = fmt.Fprintf(out, `],"next":%s}`+"\n", tail)
+	slices.Sort(unreachable)
+	answered := slices.DeleteFunc(slices.Clone(plan.answered), func(n string) bool { return slices.Contains(unreachable, n) })
+	next := ""
+	if plan.next != "" {
+		next = store.Cursor{ID: plan.next}.String()
+	}
+	tail, err := json.Marshal(map[string]any{"next": next, "nodes": answered, "unreachable": unreachable, "missing": missing})
+	if err != nil {
+		return err
+	}
+	// the tail's fields after the conversations.
+	_, err = fmt.Fprintf(out, "],%s\n", tail[1:])
 	return err
 }
 
