@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"parley/cluster/clusterkey"
 	"parley/crdt"
 	"parley/store"
 
@@ -55,7 +56,11 @@ func TestBrowserNeutralisesBidi(t *testing.T) {
 	// A message stored by an older version, with overrides in the author's
 	// name and in the body.
 	node.Kill9(t)
-	st, err := store.Open(store.Config{Path: filepath.Join(node.DataDir, "parley.db"), Origin: "legacy"})
+	key, err := clusterkey.Load(filepath.Join(node.DataDir, "cluster.key"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(store.Config{Path: filepath.Join(node.DataDir, "parley.db"), Origin: "legacy", KEK: key.StoreKEK()})
 	if err != nil {
 		t.Fatal(err)
 	}

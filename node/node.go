@@ -161,7 +161,7 @@ func New(cfg Config, logw, out io.Writer) (_ *Node, err error) {
 		Meter:               n.usage,
 		OnSignal:            n.repl.Signal,
 		Relay:               n.relay,
-		Privacy:             visitorPrivacy{n.ctl},
+		Privacy:             visitorPrivacy{ctl: n.ctl, erasures: n.erasures},
 		Forwarded:           forwarded(n.ctl.key.nodeKey()),
 		Clock:               crdt.NewClock(cfg.NodeID, nil),
 		Node:                cfg.NodeID,

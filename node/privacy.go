@@ -7,13 +7,19 @@ import (
 	"time"
 
 	"parley/cluster"
+	"parley/cluster/residency"
 )
 
 // visitorPrivacy takes a visitor's request to be forgotten from the
 // gateway (gateway.Privacy): by the workspace's choice it erases the
 // visitor at once (EraseVisitor) or records the request for an agent to
-// confirm (RequestDeletion).
-type visitorPrivacy struct{ ctl *control }
+// confirm (RequestDeletion). An immediate erasure is answered once this
+// node has erased the visitor's conversations it holds, so the widget's
+// "deleted" is true of the node that says it.
+type visitorPrivacy struct {
+	ctl      *control
+	erasures *residency.Erasures
+}
 
 func (p visitorPrivacy) Forget(ctx context.Context, ws, visitor string) (bool, error) {
 	w, err := p.ctl.c.Workspace(ws)
@@ -21,8 +27,12 @@ func (p visitorPrivacy) Forget(ctx context.Context, ws, visitor string) (bool, e
 		return false, fmt.Errorf("forget: %w", err)
 	}
 	if w.VisitorDeletion == cluster.DeletionImmediate {
-		if _, err := p.ctl.c.Apply(ctx, cluster.EraseVisitor{Workspace: ws, Visitor: visitor}); err != nil {
+		res, err := p.ctl.c.Apply(ctx, cluster.EraseVisitor{Workspace: ws, Visitor: visitor})
+		if err != nil {
 			return false, fmt.Errorf("forget: %w", err)
+		}
+		if err := p.erasures.Wait(ctx, res.Index); err != nil {
+			return false, fmt.Errorf("forget: erasing here: %w", err)
 		}
 		p.ctl.log.Info("visitor forgotten at their request", "workspace", ws)
 		return true, nil
