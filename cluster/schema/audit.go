@@ -1,7 +1,6 @@
 package schema
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/netip"
 	"time"
@@ -210,29 +209,12 @@ func (a Audited) MarshalJSON() ([]byte, error) {
 // UnmarshalJSON decodes as strictly as DecodeCommand.
 func (a *Audited) UnmarshalJSON(b []byte) error {
 	var j auditedJSON
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&j); err != nil {
+	if err := decodeStrict(b, &j); err != nil {
 		return invalidf("audited: %v", err)
 	}
-	t := j.Type &^ SkippableFlag
-	if t == TypeRequest || t == TypeAudited {
-		return invalidf("audited command of type %d", j.Type)
-	}
-	cmd := NewCommand(t)
-	if cmd == nil {
-		return &UnknownCommandError{Type: t, Skippable: j.Type&SkippableFlag != 0}
-	}
-	if (j.Type&SkippableFlag != 0) != commands[t].skippable {
-		return invalidf("audited command type %d: skippable flag does not match the table", t)
-	}
-	dec = json.NewDecoder(bytes.NewReader(j.Command))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(cmd); err != nil {
-		return invalidf("audited command type %d: %v", j.Type, err)
-	}
-	if dec.More() {
-		return invalidf("audited command type %d: trailing data", j.Type)
+	cmd, err := decodeWrapped("audited", j.Type, j.Command, TypeRequest, TypeAudited)
+	if err != nil {
+		return err
 	}
 	a.Audit, a.Cmd = j.Audit, cmd
 	return nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -271,6 +272,32 @@ func DecodeCommand(data []byte) (Command, error) {
 	}
 	if err := cmd.Validate(); err != nil {
 		return nil, err
+	}
+	return cmd, nil
+}
+
+// decodeWrapped decodes the command an envelope (Request, Audited) carries:
+// typ and its JSON raw. A type of the table's nested kinds is refused, an
+// unknown one (here or in an envelope inside) is an UnknownCommandError, so
+// that it stops the state machine as at the top; what names the envelope
+// in errors.
+func decodeWrapped(what string, typ CommandType, raw []byte, nested ...CommandType) (Command, error) {
+	t := typ &^ SkippableFlag
+	if slices.Contains(nested, t) {
+		return nil, invalidf("%s: command type %d", what, typ)
+	}
+	cmd := NewCommand(t)
+	if cmd == nil {
+		return nil, &UnknownCommandError{Type: t, Skippable: typ&SkippableFlag != 0}
+	}
+	if (typ&SkippableFlag != 0) != commands[t].skippable {
+		return nil, invalidf("%s: command type %d: skippable flag does not match the table", what, t)
+	}
+	if err := decodeStrict(raw, cmd); err != nil {
+		if unknown := (*UnknownCommandError)(nil); errors.As(err, &unknown) {
+			return nil, unknown
+		}
+		return nil, invalidf("%s: command type %d: %v", what, typ, err)
 	}
 	return cmd, nil
 }

@@ -3,7 +3,6 @@ package schema
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"strconv"
 
 	"parley/ident"
@@ -136,22 +135,9 @@ func (r *Request) decode(b []byte) error {
 			return invalidf("request: %v", err)
 		}
 	}
-	t := j.Type &^ SkippableFlag
-	if t == TypeRequest {
-		return invalidf("request %s: command type %d", j.ID, j.Type)
-	}
-	cmd := NewCommand(t)
-	if cmd == nil {
-		return &UnknownCommandError{Type: t, Skippable: j.Type&SkippableFlag != 0}
-	}
-	if (j.Type&SkippableFlag != 0) != commands[t].skippable {
-		return invalidf("request %s: command type %d: skippable flag does not match the table", j.ID, t)
-	}
-	if err := decodeStrict(j.Command, cmd); err != nil {
-		if unknown := (*UnknownCommandError)(nil); errors.As(err, &unknown) {
-			return unknown // inside an Audited: stops the node as at the top
-		}
-		return invalidf("request %s: command type %d: %v", j.ID, j.Type, err)
+	cmd, err := decodeWrapped("request "+j.ID, j.Type, j.Command, TypeRequest)
+	if err != nil {
+		return err
 	}
 	r.ID, r.Base, r.Cmd = j.ID, j.Base, cmd
 	return nil
