@@ -66,6 +66,15 @@ func startClusterOn(t testing.TB, spec clusterSpec) *testCluster {
 		t.Fatal(err)
 	}
 	tc := &testCluster{cl: cl, keyFile: cl.KeyFile, root: cl.AdminToken}
+	// A failed test shows what the nodes warned of: in CI that is all
+	// there is to read of them afterwards.
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, nd := range tc.nodes {
+				t.Logf("%s warned:\n%s", nd.ID, lastWarnings(nd.Logs(), 40))
+			}
+		}
+	})
 	for _, nd := range cl.Nodes {
 		tc.nodes = append(tc.nodes, &nodeProc{nd})
 		tc.raft = append(tc.raft, nd.Link)
@@ -73,6 +82,17 @@ func startClusterOn(t testing.TB, spec clusterSpec) *testCluster {
 	}
 	tc.waitVoters(t, spec.n)
 	return tc
+}
+
+// lastWarnings is the last n lines of a node's log at level WARN or ERROR.
+func lastWarnings(log string, n int) string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, `"level":"WARN"`) || strings.Contains(l, `"level":"ERROR"`) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out[max(0, len(out)-n):], "\n")
 }
 
 // flagValue is the value of flag in args, or "".
