@@ -84,6 +84,22 @@ func startClusterOn(t testing.TB, spec clusterSpec) *testCluster {
 	return tc
 }
 
+// createWorkspace creates a workspace through the first node and waits
+// until every node has applied its creation, secrets included (three Raft
+// entries: a node may know the workspace a moment before its secrets). A
+// test that cuts a node off right after must wait so: a node cut off
+// before it has the secrets answers its visitors unavailable until healed.
+func (tc *testCluster) createWorkspace(t testing.TB, body map[string]any) {
+	t.Helper()
+	var created struct {
+		Index uint64 `json:"index"`
+	}
+	mustAPI(t, tc.nodes[0], "POST", "/v1/admin/workspaces", tc.root, body, &created)
+	for _, nd := range tc.nodes {
+		mustAPI(t, nd, "GET", fmt.Sprintf("/v1/admin/workspaces/%s?min_index=%d", body["id"], created.Index), tc.root, nil, nil)
+	}
+}
+
 // lastWarnings is the last n lines of a node's log at level WARN or ERROR.
 func lastWarnings(log string, n int) string {
 	var out []string

@@ -57,7 +57,7 @@ func TestPartitionHealsWithoutLoss(t *testing.T) {
 	lab := newNetLab(t, 3)
 	tc := startClusterOn(t, clusterSpec{bin: parleyBin, n: 3, lab: lab})
 	n1, n3 := tc.nodes[0], tc.nodes[2]
-	mustAPI(t, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, nil)
+	tc.createWorkspace(t, map[string]any{"id": "acme", "name": "Acme", "plan": "team"})
 	w := newVisitorWriter(t, testCtx(t, 180*time.Second), "acme", "across a partition")
 	w.write(n1, "m-before", 5)
 	heal := cut(t, lab, 2)

@@ -512,7 +512,7 @@ func TestPartitionSidesAcceptOneID(t *testing.T) {
 	lab := newNetLab(t, 3)
 	tc := startClusterOn(t, clusterSpec{bin: parleyBin, n: 3, lab: lab})
 	n1, n3 := tc.nodes[0], tc.nodes[2]
-	mustAPI(t, n1, "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, nil)
+	tc.createWorkspace(t, map[string]any{"id": "acme", "name": "Acme", "plan": "team"})
 	ctx := testCtx(t, 150*time.Second)
 	v1, welcome, conv := startVisitor(t, ctx, n1, "acme")
 	defer v1.close()
