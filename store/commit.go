@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -10,10 +11,32 @@ import (
 
 // op is one change waiting for a group commit.
 type op struct {
-	fn    func(*batch) error
-	after func() // for sequenced writes: called once the commit is over
-	done  chan error
-	err   error
+	fn  func(*batch) error
+	seq *write // a sequenced write (sequencer.go), instead of fn
+	err error  // fn's or the write's own error
+	// res is the op's outcome, set by the writer before wg.Done.
+	res error
+	wg  sync.WaitGroup
+}
+
+// newOp is an op running fn, for wait.
+func newOp(fn func(*batch) error) *op {
+	o := &op{fn: fn}
+	o.wg.Add(1)
+	return o
+}
+
+// wait waits for the op's commit and returns its outcome.
+func (o *op) wait() error {
+	o.wg.Wait()
+	return o.res
+}
+
+func (o *op) run(b *batch) error {
+	if o.seq != nil {
+		return b.write(o.seq)
+	}
+	return o.fn(b)
 }
 
 // batch is what the ops of one transaction share: the transaction, and the
@@ -41,54 +64,96 @@ func clean(err error) bool {
 		errors.Is(err, ErrExists) || errors.Is(err, ErrInvalid)
 }
 
+// opQueue is the writer's queue of ops, with the store's closed and broken
+// states. Its mutex is held only to append or take ops: never across I/O,
+// and never while a conversation's lock is waited for (the lock order is a
+// conversation's lock, then the queue's).
+type opQueue struct {
+	mu  sync.Mutex
+	ops []*op
+	// reserved counts the places promised to sequencers that have not
+	// pushed yet (reserve): a sequencer takes its place before its
+	// conversation's lock, so it never waits for room while holding it.
+	reserved int
+	limit    int
+	space    sync.Cond // signalled when the queue shrinks or the store stops
+	notify   chan struct{}
+	closed   bool
+	broken   error
+}
+
 // enqueue queues o for the writer, waiting while the queue is full. It
-// fails once the store is closed or broken. Caller holds s.seq.mu.
+// fails once the store is closed or broken.
 func (s *Store) enqueue(o *op) error {
-	if err := s.waitSpace(); err != nil {
+	if err := s.reserve(); err != nil {
 		return err
 	}
 	s.push(o)
 	return nil
 }
 
-// waitSpace waits until the queue has room. The wait releases s.seq.mu, so
-// the writer is never blocked behind a full queue. Caller holds s.seq.mu.
-func (s *Store) waitSpace() error {
-	for len(s.queue) >= s.cfg.MaxBatch*4 && s.usable() == nil {
-		s.space.Wait()
+// reserve waits until the queue has room and takes a place in it, for a
+// push (which uses it) or an unreserve (which gives it back). It fails
+// once the store is closed or broken.
+func (s *Store) reserve() error {
+	q := &s.queue
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.ops)+q.reserved >= q.limit && q.usable() == nil {
+		q.space.Wait()
 	}
-	return s.usable()
+	if err := q.usable(); err != nil {
+		return err
+	}
+	q.reserved++
+	return nil
 }
 
-// push queues o and wakes the writer. Caller holds s.seq.mu.
+// unreserve gives back a place taken by reserve and not used.
+func (s *Store) unreserve() {
+	q := &s.queue
+	q.mu.Lock()
+	q.reserved--
+	q.space.Signal()
+	q.mu.Unlock()
+}
+
+// push queues o in a place taken by reserve and wakes the writer.
 func (s *Store) push(o *op) {
-	s.queue = append(s.queue, o)
+	q := &s.queue
+	q.mu.Lock()
+	q.reserved--
+	q.ops = append(q.ops, o)
+	q.mu.Unlock()
 	select {
-	case s.notify <- struct{}{}:
+	case q.notify <- struct{}{}:
 	default:
 	}
 }
 
-// take removes up to n queued ops.
-func (s *Store) take(n int) []*op {
-	s.seq.mu.Lock()
-	defer s.seq.mu.Unlock()
-	if len(s.queue) < n {
-		n = len(s.queue)
+// take moves up to n queued ops to buf[:0] and returns them.
+func (s *Store) take(buf []*op, n int) []*op {
+	q := &s.queue
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.ops) < n {
+		n = len(q.ops)
 	}
-	ops := append([]*op(nil), s.queue[:n]...)
-	s.queue = append(s.queue[:0], s.queue[n:]...)
-	s.space.Broadcast()
+	ops := append(buf[:0], q.ops[:n]...)
+	rest := copy(q.ops, q.ops[n:])
+	clear(q.ops[rest:])
+	q.ops = q.ops[:rest]
+	q.space.Broadcast()
 	return ops
 }
 
 // usable says why the store takes no more changes, if it does not. Caller
-// holds s.seq.mu.
-func (s *Store) usable() error {
+// holds q.mu.
+func (q *opQueue) usable() error {
 	switch {
-	case s.broken != nil:
-		return fmt.Errorf("%w: a commit failed: %v", ErrClosed, s.broken)
-	case s.closed:
+	case q.broken != nil:
+		return fmt.Errorf("%w: a commit failed: %v", ErrClosed, q.broken)
+	case q.closed:
 		return ErrClosed
 	}
 	return nil
@@ -101,17 +166,18 @@ func (s *Store) usable() error {
 // latency when the load is light.
 func (s *Store) writer() {
 	defer close(s.done)
+	var ops []*op
 	for {
 		select {
-		case <-s.notify:
+		case <-s.queue.notify:
 		case <-s.stop:
 			// Close refuses new changes first; commit what was queued before.
-			for ops := s.take(s.cfg.MaxBatch); len(ops) > 0; ops = s.take(s.cfg.MaxBatch) {
+			for ops = s.take(ops, s.cfg.MaxBatch); len(ops) > 0; ops = s.take(ops, s.cfg.MaxBatch) {
 				s.commit(ops)
 			}
 			return
 		}
-		for ops := s.take(s.cfg.MaxBatch); len(ops) > 0; ops = s.take(s.cfg.MaxBatch) {
+		for ops = s.take(ops, s.cfg.MaxBatch); len(ops) > 0; ops = s.take(ops, s.cfg.MaxBatch) {
 			s.commit(ops)
 		}
 	}
@@ -133,7 +199,7 @@ func (s *Store) commit(ops []*op) {
 	for len(live) > 0 {
 		var culprit *op
 		culprit, err = s.commitOnce(live)
-		if culprit == nil || culprit.after != nil {
+		if culprit == nil || culprit.seq != nil {
 			break
 		}
 		next := live[:0:0]
@@ -145,32 +211,34 @@ func (s *Store) commit(ops []*op) {
 		live = next
 	}
 	if err != nil && s.hasSequenced(ops) {
-		s.seq.mu.Lock()
-		s.broken = err
-		s.space.Broadcast()
-		s.seq.mu.Unlock()
+		s.queue.mu.Lock()
+		s.queue.broken = err
+		s.queue.space.Broadcast()
+		s.queue.mu.Unlock()
 	}
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.ObserveCommit(time.Since(start), len(ops), err)
 	}
+	s.pending.remove(ops)
 	for _, o := range ops {
-		if o.after != nil {
-			o.after()
+		if o.seq != nil {
+			s.written(o.seq)
 		}
 		switch {
 		case o.err != nil:
-			o.done <- o.err
+			o.res = o.err
 		case err != nil:
-			o.done <- err
+			o.res = err
 		default:
-			o.done <- nil
+			o.res = nil
 		}
+		o.wg.Done()
 	}
 }
 
 func (s *Store) hasSequenced(ops []*op) bool {
 	for _, o := range ops {
-		if o.after != nil {
+		if o.seq != nil {
 			return true
 		}
 	}
@@ -186,8 +254,8 @@ func (s *Store) commitOnce(ops []*op) (culprit *op, err error) {
 	}
 	b := &batch{tx: tx, keys: s.keys, now: s.cfg.Now(), convs: map[string]*Conversation{}, dirty: map[string]bool{}}
 	for _, o := range ops {
-		o.err = o.fn(b)
-		if o.err != nil && (o.after != nil || !clean(o.err)) {
+		o.err = o.run(b)
+		if o.err != nil && (o.seq != nil || !clean(o.err)) {
 			tx.Rollback()
 			return o, o.err
 		}

@@ -188,13 +188,13 @@ func (s *Store) Apply(ctx context.Context, ch Change) (Result, error) {
 			return Result{}, err
 		}
 	}
-	res, o, err := s.sequence(ch, enc)
-	if err != nil || o == nil {
+	res, w, err := s.sequence(ch, enc)
+	if err != nil || w == nil {
 		return res, err
 	}
 	// Once queued, the change may commit: wait for its fate even if ctx
 	// ends, so that no caller reports failure for something stored.
-	if err := <-o.done; err != nil {
+	if err := w.wait(); err != nil {
 		return Result{}, err
 	}
 	return res, nil

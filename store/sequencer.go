@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"time"
 
@@ -16,19 +17,54 @@ import (
 // making that decision durable, so that recipients never wait for an fsync
 // (the sender's ack does). It keeps the state of a conversation only while
 // writes of it are in flight: otherwise the file is the truth.
+//
+// Changes are ordered per conversation, not store-wide: each conversation
+// has its own lock (convState.mu), held while one change of it is decided,
+// published and queued, so changes of different conversations are decided
+// and published in parallel. The shards' mutexes guard only the map from
+// conversation to state, and are never held across I/O or a publication.
 type sequencer struct {
-	mu     sync.Mutex
 	epoch  uint64 // see nextSeq; fixed for the life of the Store
 	origin string // see originName; fixed for the life of the Store
-	convs  map[string]*convState
-	// erasing counts the erasures queued per conversation (pendingKey):
-	// changes of such a conversation are refused until the erasure is
-	// durable, after which the file refuses them.
-	erasing map[string]int
+	shards [seqShards]seqShard
 }
 
-// convState is a conversation with writes in flight.
+// seqShards spreads the conversations' states over maps with their own
+// mutexes, so that looking one up does not contend with the others.
+const seqShards = 64
+
+type seqShard struct {
+	mu    sync.Mutex
+	convs map[convKey]*convState
+	_     [40]byte // keeps two shards' mutexes off one cache line
+}
+
+// convKey names a conversation in maps, without building a string.
+type convKey struct{ ws, conv string }
+
+func (q *sequencer) init() {
+	for i := range q.shards {
+		q.shards[i].convs = map[convKey]*convState{}
+	}
+}
+
+func (q *sequencer) shard(k convKey) *seqShard {
+	h := maphash.Comparable(shardSeed, k)
+	return &q.shards[h%seqShards]
+}
+
+var shardSeed = maphash.MakeSeed()
+
+// convState is a conversation being changed, or with writes in flight.
 type convState struct {
+	key convKey
+	// refs counts, under the shard's mutex, the callers holding or waiting
+	// for mu, the writes in flight and the erasures under way: the state
+	// leaves the shard's map when none is left.
+	refs int
+	// mu orders the conversation's changes; it guards the fields below.
+	mu       sync.Mutex
+	erasing  int                  // erasures queued and not yet over
 	head     uint64               // the last seq handed out
 	oseq     uint64               // the last oseq of this store's origin handed out
 	remote   map[string]uint64    // other origins' last oseq in flight (remote.go)
@@ -42,34 +78,75 @@ type msgState struct {
 	inflight int
 }
 
-// write is one sequenced message change, for the writer to make durable.
+// write is one sequenced change, for the writer to make durable: a message
+// event, or (advance) only the move of a remote origin's frontier. It is
+// its own op, so that a change costs one allocation for both.
 type write struct {
-	ws, conv string
-	stamp    Stamp
-	rec      msgRecord
-	enc      []byte // the message state at rec.Last, encoded
-	msg      crdt.Message
-	send     bool
-	prev     uint64 // the message's latest event before this one; 0 for its first
+	op
+	cs      *convState
+	ws      string
+	conv    string
+	stamp   Stamp
+	rec     msgRecord
+	enc     []byte // the message state at rec.Last, encoded
+	msg     crdt.Message
+	send    bool
+	advance bool   // no event: only stamp's origin frontier moves
+	prev    uint64 // the message's latest event before this one; 0 for its first
+	ev      [1]Event
 }
 
-// state returns the conversation's in-memory state, loading its head from
-// the file if no write of it is in flight. Caller holds mu.
-func (q *sequencer) state(tx *bolt.Tx, keys *sealer, ws, conv string) (*convState, error) {
-	k := pendingKey(ws, conv)
-	if q.erasing[k] > 0 {
-		return nil, fmt.Errorf("conversation %s is being erased: %w", conv, ErrNotFound)
+// acquire returns the state of a conversation with its lock held, for
+// release (or for a write in flight, which keeps the reference until
+// written).
+func (q *sequencer) acquire(ws, conv string) *convState {
+	k := convKey{ws, conv}
+	sh := q.shard(k)
+	sh.mu.Lock()
+	cs := sh.convs[k]
+	if cs == nil {
+		cs = &convState{key: k}
+		sh.convs[k] = cs
 	}
-	if cs, ok := q.convs[k]; ok {
-		return cs, nil
+	cs.refs++
+	sh.mu.Unlock()
+	cs.mu.Lock()
+	return cs
+}
+
+// release unlocks a state from acquire and drops its reference.
+func (q *sequencer) release(cs *convState) {
+	cs.mu.Unlock()
+	q.unref(cs)
+}
+
+// unref drops one reference to cs; the last one removes it from the map.
+func (q *sequencer) unref(cs *convState) {
+	sh := q.shard(cs.key)
+	sh.mu.Lock()
+	if cs.refs--; cs.refs == 0 {
+		delete(sh.convs, cs.key)
 	}
-	c, err := getConversation(tx, keys, ws, conv, false)
+	sh.mu.Unlock()
+}
+
+// load makes cs the conversation's current state: with no write of it in
+// flight, its head is read from the file. Caller holds cs.mu.
+func (q *sequencer) load(tx *bolt.Tx, keys *sealer, cs *convState) error {
+	if cs.erasing > 0 {
+		return fmt.Errorf("conversation %s is being erased: %w", cs.key.conv, ErrNotFound)
+	}
+	if cs.inflight > 0 {
+		return nil
+	}
+	cs.remote = nil
+	clear(cs.msgs)
+	c, err := getConversation(tx, keys, cs.key.ws, cs.key.conv, false)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	cs := &convState{head: c.Head, oseq: originHead(tx, ws, conv, q.origin), msgs: map[string]*msgState{}}
-	q.convs[k] = cs
-	return cs, nil
+	cs.head, cs.oseq = c.Head, originHead(tx, cs.key.ws, cs.key.conv, q.origin)
+	return nil
 }
 
 // current returns a message's latest state: in flight, or in the file.
@@ -127,23 +204,37 @@ func decide(ch Change, cur crdt.Message, rec msgRecord, found bool) (merged crdt
 }
 
 // sequence decides ch, and for a change that writes, takes its seq, records
-// it as in flight, publishes its event and queues its write, all under mu so
-// that each conversation's events are published and queued in seq order.
-func (s *Store) sequence(ch Change, enc []byte) (Result, *op, error) {
+// it as in flight, publishes its event and queues its write, all under the
+// conversation's lock so that each conversation's events are published and
+// queued in seq order.
+func (s *Store) sequence(ch Change, enc []byte) (Result, *write, error) {
 	q := &s.seq
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	// Room first: once its event is published, a write must be queued.
-	if err := s.waitSpace(); err != nil {
+	// Room first, before the conversation's lock: once its event is
+	// published, a write must be queued.
+	if err := s.reserve(); err != nil {
 		return Result{}, nil, err
 	}
+	cs := q.acquire(ch.Workspace, ch.Conversation)
+	res, w, err := s.decideLocked(cs, ch, enc)
+	if w == nil {
+		q.release(cs)
+		s.unreserve()
+		return res, nil, err
+	}
+	// The reference stays with the write in flight, until written.
+	cs.mu.Unlock()
+	return res, w, nil
+}
+
+// decideLocked is sequence with the conversation's lock held.
+func (s *Store) decideLocked(cs *convState, ch Change, enc []byte) (Result, *write, error) {
+	q := &s.seq
 	tx, err := s.db.read()
 	if err != nil {
 		return Result{}, nil, err
 	}
 	defer s.db.done(tx)
-	cs, err := q.state(tx, s.keys, ch.Workspace, ch.Conversation)
-	if err != nil {
+	if err := q.load(tx, s.keys, cs); err != nil {
 		return Result{}, nil, err
 	}
 	cur, rec, found, err := q.current(tx, s.keys, cs, ch.Workspace, ch.Conversation, ch.Message.ID)
@@ -152,25 +243,23 @@ func (s *Store) sequence(ch Change, enc []byte) (Result, *op, error) {
 	}
 	merged, res, writes, err := decide(ch, cur, rec, found)
 	if err != nil || !writes {
-		q.release(ch.Workspace, ch.Conversation, cs)
 		return res, nil, err
 	}
 	if ch.Kind != Send {
 		if enc, err = marshal(merged); err != nil {
-			q.release(ch.Workspace, ch.Conversation, cs)
 			return Result{}, nil, err
 		}
 	}
 	cs.oseq++
-	o, res := s.appendEvent(cs, ch.Workspace, ch.Conversation, merged, rec, found, enc,
+	w, res := s.appendEvent(cs, merged, rec, found, enc,
 		Stamp{Origin: q.origin, OSeq: cs.oseq}, ch.Kind == Send, ch.Start)
-	return res, o, nil
+	return res, w, nil
 }
 
 // appendEvent gives a message's new state the conversation's next seq,
 // records it as in flight, publishes its event and queues its write. Caller
-// holds q.mu, with room in the queue.
-func (s *Store) appendEvent(cs *convState, ws, conv string, merged crdt.Message, rec msgRecord, found bool, enc []byte, stamp Stamp, send bool, start time.Time) (*op, Result) {
+// holds cs.mu and a place in the queue (reserve).
+func (s *Store) appendEvent(cs *convState, merged crdt.Message, rec msgRecord, found bool, enc []byte, stamp Stamp, send bool, start time.Time) (*write, Result) {
 	q := &s.seq
 	seq := nextSeq(cs.head, q.epoch)
 	cs.head = seq
@@ -182,6 +271,9 @@ func (s *Store) appendEvent(cs *convState, ws, conv string, merged crdt.Message,
 	if !found {
 		rec.Seq = seq
 	}
+	if cs.msgs == nil {
+		cs.msgs = map[string]*msgState{}
+	}
 	ms := cs.msgs[merged.ID]
 	if ms == nil {
 		ms = &msgState{}
@@ -190,56 +282,50 @@ func (s *Store) appendEvent(cs *convState, ws, conv string, merged crdt.Message,
 	ms.msg, ms.rec = merged, rec
 	ms.inflight++
 	cs.inflight++
-	w := write{ws: ws, conv: conv, stamp: stamp, rec: rec, enc: enc, msg: merged, send: send, prev: prev}
-	ev := Event{Kind: EventMessage, Workspace: ws, Conversation: conv, Seq: seq, Stamp: stamp, Message: merged, Start: start}
-	s.pending.add([]Event{ev})
+	w := &write{cs: cs, ws: cs.key.ws, conv: cs.key.conv, stamp: stamp, rec: rec, enc: enc, msg: merged, send: send, prev: prev}
+	w.op.seq = w
+	w.op.wg.Add(1)
+	w.ev[0] = Event{Kind: EventMessage, Workspace: w.ws, Conversation: w.conv, Seq: seq, Stamp: stamp, Message: merged, Start: start}
+	s.pending.add(w.ev[:])
 	if s.cfg.OnCommit != nil {
-		s.cfg.OnCommit([]Event{ev})
+		s.cfg.OnCommit(w.ev[:])
 	}
-	o := &op{done: make(chan error, 1), fn: func(b *batch) error { return b.write(w) }, after: func() { s.written(w, ev) }}
-	// Queued under mu: the writer sees each conversation's writes in seq order.
-	s.push(o)
-	return o, Result{Seq: seq, Changed: true, Message: merged}
-}
-
-// release forgets a conversation state that was loaded for nothing.
-func (q *sequencer) release(ws, conv string, cs *convState) {
-	if cs.inflight == 0 {
-		delete(q.convs, pendingKey(ws, conv))
-	}
+	// Queued under cs.mu: the writer sees each conversation's writes in
+	// seq order.
+	s.push(&w.op)
+	return w, Result{Seq: seq, Changed: true, Message: merged}
 }
 
 // written is called by the writer once w's commit is durable (or failed:
 // then the store is broken and the state is dropped all the same).
-func (s *Store) written(w write, ev Event) {
-	q := &s.seq
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	s.pending.remove([]Event{ev})
-	k := pendingKey(w.ws, w.conv)
-	cs := q.convs[k]
-	if cs == nil {
-		return
-	}
-	if ms := cs.msgs[w.msg.ID]; ms != nil {
-		if ms.inflight--; ms.inflight == 0 {
-			delete(cs.msgs, w.msg.ID)
+func (s *Store) written(w *write) {
+	cs := w.cs
+	cs.mu.Lock()
+	if !w.advance {
+		if ms := cs.msgs[w.msg.ID]; ms != nil {
+			if ms.inflight--; ms.inflight == 0 {
+				delete(cs.msgs, w.msg.ID)
+			}
 		}
 	}
 	if cs.inflight--; cs.inflight == 0 {
-		delete(q.convs, k)
+		// The file is the truth again.
+		cs.remote = nil
+		clear(cs.msgs)
 	}
+	cs.mu.Unlock()
+	s.seq.unref(cs)
 }
 
 // head returns the last seq handed out in a conversation.
 func (s *Store) head(ws, conv string) (uint64, error) {
 	q := &s.seq
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.erasing[pendingKey(ws, conv)] > 0 {
+	cs := q.acquire(ws, conv)
+	defer q.release(cs)
+	if cs.erasing > 0 {
 		return 0, fmt.Errorf("conversation %s is being erased: %w", conv, ErrNotFound)
 	}
-	if cs, ok := q.convs[pendingKey(ws, conv)]; ok {
+	if cs.inflight > 0 {
 		return cs.head, nil
 	}
 	var h uint64
@@ -255,7 +341,10 @@ func (s *Store) head(ws, conv string) (uint64, error) {
 
 // write makes a sequenced change durable: the event, the message's record
 // and the conversation's head, last message and time.
-func (b *batch) write(w write) error {
+func (b *batch) write(w *write) error {
+	if w.advance {
+		return advanceOrigin(b.tx, w.ws, w.conv, w.stamp)
+	}
 	c, err := b.conv(w.ws, w.conv)
 	if err != nil {
 		return err
