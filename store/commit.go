@@ -1,6 +1,8 @@
 package store
 
 import (
+	"crypto/cipher"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -39,18 +41,105 @@ func (o *op) run(b *batch) error {
 	return o.fn(b)
 }
 
-// batch is what the ops of one transaction share: the transaction, and the
-// conversation records they touched, written back once per commit.
+// batch is what the ops of one transaction share: the transaction, the
+// conversation records they touched, written back once per commit, and the
+// origin frontiers they moved, also put once per commit.
 type batch struct {
-	tx     *bolt.Tx
-	keys   *sealer
-	now    time.Time
-	convs  map[string]*Conversation
-	dirty  map[string]bool
-	events []Event
+	tx    *bolt.Tx
+	keys  *sealer
+	now   time.Time
+	convs map[convKey]*batchConv
+	// cache is the writer's decoded conversation records as last
+	// committed (Store.convCache): the batch reads through it and changes
+	// copies, which replace the cached ones once the commit succeeds.
+	cache   map[convKey]*Conversation
+	origins map[originKey]uint64
+	events  []Event
 	// removal: an op of the batch deleted or overwrote data that must not
 	// stay in the file's free pages (see scrub.go); set by removed.
 	removal bool
+	// kbuf holds the key being put (bbolt copies keys); arena the values,
+	// which bbolt keeps until the commit.
+	kbuf, abuf []byte
+	arena      []byte
+	bEvents    *bolt.Bucket
+	bMsgs      *bolt.Bucket
+	bStamps    *bolt.Bucket
+	bByStamp   *bolt.Bucket
+}
+
+type batchConv struct {
+	c     *Conversation
+	dirty bool
+}
+
+// originKey names an origin of a conversation.
+type originKey struct {
+	convKey
+	origin string
+}
+
+// maxConvCache bounds the writer's cache of conversation records: past it,
+// the cache is emptied (records are read from the file again as used).
+const maxConvCache = 1 << 14
+
+func (s *Store) newBatch(tx *bolt.Tx) *batch {
+	return &batch{tx: tx, keys: s.keys, now: s.cfg.Now(), convs: map[convKey]*batchConv{}, cache: s.convCache,
+		bEvents: tx.Bucket(bEvents), bMsgs: tx.Bucket(bMsgs), bStamps: tx.Bucket(bStamps), bByStamp: tx.Bucket(bByStamp)}
+}
+
+// alloc returns n bytes of the batch's arena, for a value to put.
+func (b *batch) alloc(n int) []byte {
+	if cap(b.arena)-len(b.arena) < n {
+		b.arena = make([]byte, 0, max(32<<10, n))
+	}
+	l := len(b.arena)
+	b.arena = b.arena[:l+n]
+	return b.arena[l : l+n : l+n]
+}
+
+// advance moves an origin's frontier in a conversation to st.OSeq if that
+// is ahead, durably with the batch (flush).
+func (b *batch) advance(ws, conv string, st Stamp) {
+	if b.origins == nil {
+		b.origins = map[originKey]uint64{}
+	}
+	k := originKey{convKey{ws, conv}, st.Origin}
+	if b.origins[k] < st.OSeq {
+		b.origins[k] = st.OSeq
+	}
+}
+
+// forgetConv drops what the batch and the writer's cache hold of a
+// conversation erased in the batch.
+func (b *batch) forgetConv(k convKey) {
+	delete(b.convs, k)
+	delete(b.cache, k)
+	for ok := range b.origins {
+		if ok.convKey == k {
+			delete(b.origins, ok)
+		}
+	}
+}
+
+// forget drops what the batch and the writer's cache hold of the
+// conversations that keep reports true for: they were purged in it.
+func (b *batch) forget(keep func(convKey) bool) {
+	for k := range b.convs {
+		if keep(k) {
+			delete(b.convs, k)
+		}
+	}
+	for k := range b.cache {
+		if keep(k) {
+			delete(b.cache, k)
+		}
+	}
+	for k := range b.origins {
+		if keep(k.convKey) {
+			delete(b.origins, k)
+		}
+	}
 }
 
 // removed marks the batch as removing data: once it commits, the store
@@ -252,7 +341,7 @@ func (s *Store) commitOnce(ops []*op) (culprit *op, err error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &batch{tx: tx, keys: s.keys, now: s.cfg.Now(), convs: map[string]*Conversation{}, dirty: map[string]bool{}}
+	b := s.newBatch(tx)
 	for _, o := range ops {
 		o.err = o.run(b)
 		if o.err != nil && (o.seq != nil || !clean(o.err)) {
@@ -271,48 +360,92 @@ func (s *Store) commitOnce(ops []*op) (culprit *op, err error) {
 	if err := tx.Commit(); err != nil {
 		return nil, err
 	}
+	b.committed()
 	if b.removal {
 		s.removed()
 	}
 	return nil, nil
 }
 
-// conv loads a conversation record through the batch's cache.
+// conv loads a conversation record through the batch, and the writer's
+// cache: what it returns is the batch's own copy, which touch marks to be
+// written back.
 func (b *batch) conv(ws, id string) (*Conversation, error) {
-	k := string(key(ws, id))
-	if c, ok := b.convs[k]; ok {
-		return c, nil
+	k := convKey{ws, id}
+	if e, ok := b.convs[k]; ok {
+		return e.c, nil
+	}
+	if c, ok := b.cache[k]; ok {
+		cp := *c
+		b.convs[k] = &batchConv{c: &cp}
+		return &cp, nil
 	}
 	c, err := getConversation(b.tx, b.keys, ws, id, true)
 	if err != nil {
 		return nil, err
 	}
-	b.convs[k] = c
+	b.convs[k] = &batchConv{c: c}
 	return c, nil
 }
 
 func (b *batch) touch(c *Conversation) {
-	k := string(key(c.Workspace, c.ID))
-	b.convs[k] = c
-	b.dirty[k] = true
+	k := convKey{c.Workspace, c.ID}
+	e := b.convs[k]
+	if e == nil {
+		e = &batchConv{}
+		b.convs[k] = e
+	}
+	e.c, e.dirty = c, true
 }
 
-// flush writes back every conversation record the batch changed.
+// flush writes back every conversation record the batch changed, once
+// each, and the origin frontiers it moved.
 func (b *batch) flush() error {
 	bk := b.tx.Bucket(bConvs)
-	for k := range b.dirty {
-		c := b.convs[k]
-		v, err := marshal(c)
+	for k, e := range b.convs {
+		if !e.dirty {
+			continue
+		}
+		v, err := marshal(e.c)
 		if err != nil {
 			return err
 		}
-		a, err := b.keys.key(b.tx, c.Workspace, c.ID, true)
+		a, err := b.keys.key(b.tx, k.ws, k.conv, true)
 		if err != nil {
 			return err
 		}
-		if err := bk.Put([]byte(k), seal(a, bConvs, []byte(k), v)); err != nil {
+		kk := appendKey(b.kbuf[:0], k.ws, k.conv)
+		b.kbuf = kk
+		if err := bk.Put(kk, b.seal(a, bConvs, kk, v)); err != nil {
+			return err
+		}
+	}
+	origins := b.tx.Bucket(bOrigins)
+	for k, oseq := range b.origins {
+		kk := appendKey(b.kbuf[:0], k.ws, k.conv, k.origin)
+		b.kbuf = kk
+		if u64(origins.Get(kk)) >= oseq {
+			continue
+		}
+		if err := origins.Put(kk, binary.BigEndian.AppendUint64(b.alloc(8)[:0], oseq)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// committed makes the batch's conversation records the writer's cache.
+func (b *batch) committed() {
+	if len(b.cache)+len(b.convs) > maxConvCache {
+		clear(b.cache)
+	}
+	for k, e := range b.convs {
+		b.cache[k] = e.c
+	}
+}
+
+// seal seals a record's value under a into the batch's arena.
+func (b *batch) seal(a cipher.AEAD, bucket, k, plain []byte) []byte {
+	b.abuf = append(append(append(b.abuf[:0], bucket...), '/'), k...)
+	return sealTo(b.alloc(1 + nonceLen + len(plain) + a.Overhead())[:0], a, b.abuf, plain)
 }

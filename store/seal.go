@@ -200,7 +200,12 @@ func rewrite(bk *bolt.Bucket, fn func(k, v []byte) ([]byte, error)) error {
 
 // sealWith encrypts plain under a with the record's key k as additional data.
 func sealWith(a cipher.AEAD, k, plain []byte) []byte {
-	out := make([]byte, 1+nonceLen, 1+nonceLen+len(plain)+a.Overhead())
+	return sealTo(make([]byte, 0, 1+nonceLen+len(plain)+a.Overhead()), a, k, plain)
+}
+
+// sealTo is sealWith into buf, empty with room for the result.
+func sealTo(buf []byte, a cipher.AEAD, k, plain []byte) []byte {
+	out := buf[:1+nonceLen]
 	out[0] = sealedV1
 	if _, err := rand.Read(out[1 : 1+nonceLen]); err != nil {
 		panic(fmt.Sprintf("store: random nonce: %v", err)) // crypto/rand does not fail on Linux

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"fmt"
 	"hash/maphash"
 	"sync"
@@ -339,11 +340,13 @@ func (s *Store) head(ws, conv string) (uint64, error) {
 	return h, err
 }
 
-// write makes a sequenced change durable: the event, the message's record
-// and the conversation's head, last message and time.
+// write makes a sequenced change durable: the event, its stamp, the
+// message's record, the origin's frontier and the conversation's head, last
+// message and time (the last two written back once per commit, by flush).
 func (b *batch) write(w *write) error {
 	if w.advance {
-		return advanceOrigin(b.tx, w.ws, w.conv, w.stamp)
+		b.advance(w.ws, w.conv, w.stamp)
+		return nil
 	}
 	c, err := b.conv(w.ws, w.conv)
 	if err != nil {
@@ -353,25 +356,46 @@ func (b *batch) write(w *write) error {
 	if err != nil {
 		return err
 	}
-	events := b.tx.Bucket(bEvents)
 	// Events are appended in seq order within each conversation: full pages
 	// mean fewer pages to write per commit.
-	events.FillPercent = 0.9
-	k := seqKey(w.ws, w.conv, w.rec.Last)
-	if err := events.Put(k, seal(a, bEvents, k, w.enc)); err != nil {
+	b.bEvents.FillPercent = 0.9
+	k := appendSeqKey(b.kbuf[:0], w.ws, w.conv, w.rec.Last)
+	b.kbuf = k
+	if err := b.bEvents.Put(k, b.seal(a, bEvents, k, w.enc)); err != nil {
 		return err
 	}
+	// The stamp under the same key.
+	st := b.alloc(8 + len(w.stamp.Origin))
+	binary.BigEndian.PutUint64(st, w.stamp.OSeq)
+	copy(st[8:], w.stamp.Origin)
+	if err := b.bStamps.Put(k, st); err != nil {
+		return err
+	}
+	// And the other way round: the event of the stamp.
+	k = binary.BigEndian.AppendUint64(append(appendKey(b.kbuf[:0], w.ws, w.conv, w.stamp.Origin), sep), w.stamp.OSeq)
+	b.kbuf = k
+	if err := b.bByStamp.Put(k, binary.BigEndian.AppendUint64(b.alloc(8)[:0], w.rec.Last)); err != nil {
+		return err
+	}
+	b.advance(w.ws, w.conv, w.stamp)
 	// The previous latest event's state goes (see eventRef); the ones
 	// before it went with the changes that followed them.
-	if w.prev != 0 && events.Get(seqKey(w.ws, w.conv, w.prev)) != nil {
-		if err := events.Put(seqKey(w.ws, w.conv, w.prev), refValue(w.msg.ID)); err != nil {
-			return err
+	if w.prev != 0 {
+		k = appendSeqKey(b.kbuf[:0], w.ws, w.conv, w.prev)
+		b.kbuf = k
+		if b.bEvents.Get(k) != nil {
+			ref := append(append(b.alloc(1 + len(w.msg.ID))[:0], eventRef), w.msg.ID...)
+			if err := b.bEvents.Put(k, ref); err != nil {
+				return err
+			}
 		}
 	}
-	if err := b.tx.Bucket(bMsgs).Put(key(w.ws, w.conv, w.msg.ID), w.rec.encode()); err != nil {
-		return err
-	}
-	if err := putStamp(b.tx, w.ws, w.conv, w.rec.Last, w.stamp); err != nil {
+	k = appendKey(b.kbuf[:0], w.ws, w.conv, w.msg.ID)
+	b.kbuf = k
+	rec := b.alloc(16)
+	binary.BigEndian.PutUint64(rec, w.rec.Seq)
+	binary.BigEndian.PutUint64(rec[8:], w.rec.Last)
+	if err := b.bMsgs.Put(k, rec); err != nil {
 		return err
 	}
 	if w.rec.Last > c.Head {

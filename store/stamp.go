@@ -298,7 +298,8 @@ func (s *Store) AdvanceOrigin(ctx context.Context, ws, conv, origin string, oseq
 		if _, err := b.conv(ws, conv); err != nil {
 			return err
 		}
-		return advanceOrigin(b.tx, ws, conv, Stamp{Origin: origin, OSeq: oseq})
+		b.advance(ws, conv, Stamp{Origin: origin, OSeq: oseq})
+		return nil
 	})
 }
 

@@ -83,8 +83,11 @@ type Store struct {
 	queue opQueue
 
 	pending pendingEvents
-	scrub   scrubState
-	keys    *sealer
+	// convCache holds conversation records as last committed, decoded:
+	// the writer's alone (commit.go).
+	convCache map[convKey]*Conversation
+	scrub     scrubState
+	keys      *sealer
 
 	stop     chan struct{}
 	done     chan struct{}
@@ -152,11 +155,12 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s for scrubbing: %w", cfg.Path, err)
 	}
 	s := &Store{
-		db:   &storeDB{DB: db},
-		cfg:  cfg,
-		keys: keys,
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
+		db:        &storeDB{DB: db},
+		cfg:       cfg,
+		keys:      keys,
+		convCache: map[convKey]*Conversation{},
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 	s.queue.notify = make(chan struct{}, 1)
 	s.queue.limit = cfg.MaxBatch * 4

@@ -495,11 +495,9 @@ func (b *batch) erase(ws, conv string) error {
 	if err := b.tx.Bucket(bErased).Put(key(ws, conv), putU64(uint64(b.now.UnixMilli()))); err != nil {
 		return err
 	}
-	// A write of this batch may have loaded the record: it must not be
-	// written back by flush.
-	k := string(key(ws, conv))
-	delete(b.convs, k)
-	delete(b.dirty, k)
+	// A write of this batch may have loaded the record or moved a
+	// frontier: neither must be written back by flush.
+	b.forgetConv(convKey{ws, conv})
 	b.removed()
 	return nil
 }
