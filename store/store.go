@@ -43,7 +43,11 @@ type Config struct {
 	// OnCommit receives every event as soon as it is decided, before it is
 	// durable: message events in seq order per conversation, read receipts
 	// before their commit's fsync. No change's caller is answered before
-	// the fsync. It must not block. Zero: events are dropped.
+	// the fsync. It is called from many goroutines at once: a message
+	// event under its conversation's lock only (the next change of that
+	// conversation waits for it to return; other conversations' changes
+	// and read receipts do not), so it must be safe for concurrent use and
+	// should not block. Zero: events are dropped.
 	OnCommit func([]Event)
 	// Observer receives commit timings. Zero: none.
 	Observer Observer
