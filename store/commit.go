@@ -64,7 +64,6 @@ type batch struct {
 	arena      []byte
 	bEvents    *bolt.Bucket
 	bMsgs      *bolt.Bucket
-	bStamps    *bolt.Bucket
 	bByStamp   *bolt.Bucket
 }
 
@@ -85,7 +84,7 @@ const maxConvCache = 1 << 14
 
 func (s *Store) newBatch(tx *bolt.Tx) *batch {
 	return &batch{tx: tx, keys: s.keys, now: s.cfg.Now(), convs: map[convKey]*batchConv{}, cache: s.convCache,
-		bEvents: tx.Bucket(bEvents), bMsgs: tx.Bucket(bMsgs), bStamps: tx.Bucket(bStamps), bByStamp: tx.Bucket(bByStamp)}
+		bEvents: tx.Bucket(bEvents), bMsgs: tx.Bucket(bMsgs), bByStamp: tx.Bucket(bByStamp)}
 }
 
 // alloc returns n bytes of the batch's arena, for a value to put.
@@ -442,6 +441,15 @@ func (b *batch) committed() {
 	for k, e := range b.convs {
 		b.cache[k] = e.c
 	}
+}
+
+// sealStamped is the value of an event at k: its stamp, then its state
+// sealed under a, in the batch's arena.
+func (b *batch) sealStamped(a cipher.AEAD, k []byte, st Stamp, plain []byte) []byte {
+	b.abuf = append(append(append(b.abuf[:0], bEvents...), '/'), k...)
+	n := stampedLen(st)
+	v := appendStamped(b.alloc(n + 1 + nonceLen + len(plain) + a.Overhead())[:0], st)
+	return v[:n+len(sealTo(v[n:n], a, b.abuf, plain))]
 }
 
 // seal seals a record's value under a into the batch's arena.

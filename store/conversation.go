@@ -124,6 +124,10 @@ func refValue(id string) []byte { return append([]byte{eventRef}, id...) }
 // decodeEvent decodes the value v of the event at k, sealed under a, following
 // a reference to its message's latest event.
 func decodeEvent(tx *bolt.Tx, a cipher.AEAD, ws, conv string, k, v []byte) (crdt.Message, error) {
+	_, v, err := splitStamped(v)
+	if err != nil {
+		return crdt.Message{}, err
+	}
 	if len(v) > 0 && v[0] == eventRef {
 		id := string(v[1:])
 		rec, ok := decodeMsgRecord(tx.Bucket(bMsgs).Get(key(ws, conv, id)))
@@ -131,7 +135,9 @@ func decodeEvent(tx *bolt.Tx, a cipher.AEAD, ws, conv string, k, v []byte) (crdt
 			return crdt.Message{}, fmt.Errorf("event refers to message %s, which is not stored", id)
 		}
 		k = seqKey(ws, conv, rec.Last)
-		v = tx.Bucket(bEvents).Get(k)
+		if _, v, err = splitStamped(tx.Bucket(bEvents).Get(k)); err != nil {
+			return crdt.Message{}, err
+		}
 	}
 	plain, err := unseal(a, bEvents, k, v)
 	if err != nil {
@@ -330,7 +336,6 @@ func (s *Store) Events(ws, conv string, after uint64, limit int) ([]Event, bool,
 	err := s.db.View(func(tx *bolt.Tx) error {
 		p := prefix(ws, conv)
 		cur := tx.Bucket(bEvents).Cursor()
-		stamps := tx.Bucket(bStamps)
 		var a cipher.AEAD
 		for k, v := cur.Seek(seqKey(ws, conv, after+1)); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
 			if len(out) == limit {
@@ -347,7 +352,7 @@ func (s *Store) Events(ws, conv string, after uint64, limit int) ([]Event, bool,
 			if err != nil {
 				return err
 			}
-			st, _ := decodeStamp(stamps.Get(k))
+			st := eventStamp(v)
 			out = append(out, Event{Kind: EventMessage, Workspace: ws, Conversation: conv, Seq: u64(k[len(p):]), Stamp: st, Message: m})
 		}
 		return nil

@@ -359,19 +359,13 @@ func (b *batch) write(w *write) error {
 	// Events are appended in seq order within each conversation: full pages
 	// mean fewer pages to write per commit.
 	b.bEvents.FillPercent = 0.9
+	// The event's value: its stamp, then its state sealed.
 	k := appendSeqKey(b.kbuf[:0], w.ws, w.conv, w.rec.Last)
 	b.kbuf = k
-	if err := b.bEvents.Put(k, b.seal(a, bEvents, k, w.enc)); err != nil {
+	if err := b.bEvents.Put(k, b.sealStamped(a, k, w.stamp, w.enc)); err != nil {
 		return err
 	}
-	// The stamp under the same key.
-	st := b.alloc(8 + len(w.stamp.Origin))
-	binary.BigEndian.PutUint64(st, w.stamp.OSeq)
-	copy(st[8:], w.stamp.Origin)
-	if err := b.bStamps.Put(k, st); err != nil {
-		return err
-	}
-	// And the other way round: the event of the stamp.
+	// The event of the stamp.
 	k = binary.BigEndian.AppendUint64(append(appendKey(b.kbuf[:0], w.ws, w.conv, w.stamp.Origin), sep), w.stamp.OSeq)
 	b.kbuf = k
 	if err := b.bByStamp.Put(k, binary.BigEndian.AppendUint64(b.alloc(8)[:0], w.rec.Last)); err != nil {
@@ -383,8 +377,13 @@ func (b *batch) write(w *write) error {
 	if w.prev != 0 {
 		k = appendSeqKey(b.kbuf[:0], w.ws, w.conv, w.prev)
 		b.kbuf = k
-		if b.bEvents.Get(k) != nil {
-			ref := append(append(b.alloc(1 + len(w.msg.ID))[:0], eventRef), w.msg.ID...)
+		if old := b.bEvents.Get(k); old != nil {
+			st, _, err := splitStamped(old)
+			if err != nil {
+				return err
+			}
+			ref := b.alloc(stampedLen(st) + 1 + len(w.msg.ID))[:0]
+			ref = append(append(appendStamped(ref, st), eventRef), w.msg.ID...)
 			if err := b.bEvents.Put(k, ref); err != nil {
 				return err
 			}

@@ -52,13 +52,77 @@ func decodeStamp(v []byte) (Stamp, bool) {
 	return Stamp{OSeq: binary.BigEndian.Uint64(v[:8]), Origin: string(v[8:])}, true
 }
 
+// stampedV1 starts an event's value from schema 8: the event's stamp
+// (uvarint oseq, uvarint length of the origin, the origin), then the rest
+// of the value: the state at the event sealed (sealedV1), or a reference
+// to the message's latest event (eventRef). Before, stamps had an index of
+// their own, one more entry to write per event.
+const stampedV1 = 0x02
+
+// appendStamped appends the head of an event's value that carries st.
+func appendStamped(dst []byte, st Stamp) []byte {
+	dst = append(dst, stampedV1)
+	dst = binary.AppendUvarint(dst, st.OSeq)
+	dst = binary.AppendUvarint(dst, uint64(len(st.Origin)))
+	return append(dst, st.Origin...)
+}
+
+// stampedLen is the length of appendStamped's output for st.
+func stampedLen(st Stamp) int {
+	var b [binary.MaxVarintLen64]byte
+	return 1 + len(binary.AppendUvarint(b[:0], st.OSeq)) + len(binary.AppendUvarint(b[:0], uint64(len(st.Origin)))) + len(st.Origin)
+}
+
+// splitStamped splits an event's value into its stamp and the rest.
+func splitStamped(v []byte) (Stamp, []byte, error) {
+	if len(v) == 0 || v[0] != stampedV1 {
+		return Stamp{}, nil, fmt.Errorf("event value without its stamp: %w", ErrInvalid)
+	}
+	oseq, n := binary.Uvarint(v[1:])
+	if n <= 0 {
+		return Stamp{}, nil, fmt.Errorf("event stamp: bad oseq: %w", ErrInvalid)
+	}
+	rest := v[1+n:]
+	l, n := binary.Uvarint(rest)
+	if n <= 0 || uint64(len(rest)-n) < l {
+		return Stamp{}, nil, fmt.Errorf("event stamp: bad origin: %w", ErrInvalid)
+	}
+	return Stamp{OSeq: oseq, Origin: string(rest[n : n+int(l)])}, rest[n+int(l):], nil
+}
+
+// eventStamp is the stamp of an event's value, zero for a damaged one.
+func eventStamp(v []byte) Stamp {
+	st, _, _ := splitStamped(v)
+	return st
+}
+
+// stampsIntoEvents (migration 8) moves every event's stamp from the stamps
+// index into the event's value (stampedV1) and drops the index.
+func stampsIntoEvents(tx *bolt.Tx, _ migrationEnv) error {
+	stamps := tx.Bucket(bStamps)
+	if stamps == nil {
+		return nil
+	}
+	err := rewrite(tx.Bucket(bEvents), func(k, v []byte) ([]byte, error) {
+		if len(v) > 0 && v[0] == stampedV1 {
+			return nil, nil
+		}
+		st, _ := decodeStamp(stamps.Get(k))
+		return append(appendStamped(nil, st), v...), nil
+	})
+	if err != nil {
+		return err
+	}
+	return tx.DeleteBucket(bStamps)
+}
+
 func byStampKey(ws, conv string, st Stamp) []byte {
 	return binary.BigEndian.AppendUint64(prefix(ws, conv, st.Origin), st.OSeq)
 }
 
 // putStamp records that the event at seq carries st, and advances st's
-// origin: stamps of an origin arrive in oseq order (the sequencer for local
-// changes, the replication gate for remote ones).
+// origin, as schema 3 to 7 kept stamps (migration 3; the writer keeps the
+// stamp in the event's value from schema 8, batch.write).
 func putStamp(tx *bolt.Tx, ws, conv string, seq uint64, st Stamp) error {
 	if err := tx.Bucket(bStamps).Put(seqKey(ws, conv, seq), st.encode()); err != nil {
 		return err
@@ -179,10 +243,9 @@ func (s *Store) EventsSince(ws, conv string, have map[string]uint64, limit int) 
 		if err != nil {
 			return err
 		}
-		stamps := tx.Bucket(bStamps)
 		cur := tx.Bucket(bEvents).Cursor()
 		for k, v := cur.Seek(seqKey(ws, conv, start)); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
-			st, _ := decodeStamp(stamps.Get(k))
+			st := eventStamp(v)
 			if covered(st) {
 				continue
 			}
@@ -349,9 +412,9 @@ func (s *Store) VectorAt(ws, conv string, seq uint64) (map[string]uint64, error)
 			return err
 		}
 		p := prefix(ws, conv)
-		cur := tx.Bucket(bStamps).Cursor()
+		cur := tx.Bucket(bEvents).Cursor()
 		for k, v := cur.Seek(p); k != nil && bytes.HasPrefix(k, p) && u64(k[len(p):]) <= seq; k, v = cur.Next() {
-			if st, ok := decodeStamp(v); ok && st.OSeq > out[st.Origin] {
+			if st, _, err := splitStamped(v); err == nil && st.OSeq > out[st.Origin] {
 				out[st.Origin] = st.OSeq
 			}
 		}
@@ -369,10 +432,10 @@ func (s *Store) SeqCovered(ws, conv string, have map[string]uint64) (uint64, err
 			return err
 		}
 		p := prefix(ws, conv)
-		cur := tx.Bucket(bStamps).Cursor()
+		cur := tx.Bucket(bEvents).Cursor()
 		for k, v := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
-			st, ok := decodeStamp(v)
-			if !ok || st.OSeq > have[st.Origin] {
+			st, _, err := splitStamped(v)
+			if err != nil || st.OSeq == 0 || st.OSeq > have[st.Origin] {
 				return nil
 			}
 			seq = u64(k[len(p):])

@@ -472,7 +472,7 @@ func (b *batch) erase(ws, conv string) error {
 	if err != nil {
 		return err
 	}
-	for _, bk := range [][]byte{bEvents, bMsgs, bReads, bStamps, bByStamp, bOrigins} {
+	for _, bk := range [][]byte{bEvents, bMsgs, bReads, bByStamp, bOrigins} {
 		if err := deletePrefix(b.tx.Bucket(bk), prefix(ws, conv)); err != nil {
 			return err
 		}
