@@ -143,8 +143,8 @@ func decodeEvent(tx *bolt.Tx, a cipher.AEAD, ws, conv string, k, v []byte) (crdt
 	if err != nil {
 		return crdt.Message{}, err
 	}
-	var m crdt.Message
-	if err := json.Unmarshal(plain, &m); err != nil {
+	m, err := decodeMessage(plain)
+	if err != nil {
 		return crdt.Message{}, fmt.Errorf("decode event: %w", err)
 	}
 	return m, nil
@@ -189,10 +189,7 @@ func (s *Store) Apply(ctx context.Context, ch Change) (Result, error) {
 	// outside every lock.
 	var enc []byte
 	if ch.Kind == Send {
-		var err error
-		if enc, err = marshal(ch.Message); err != nil {
-			return Result{}, err
-		}
+		enc = encodeMessage(&ch.Message)
 	}
 	res, w, err := s.sequence(ch, enc)
 	if err != nil || w == nil {

@@ -139,10 +139,7 @@ func (s *Store) decideRemoteLocked(cs *convState, r Remote) (Result, *write, err
 			return Result{Seq: rec.Last, Message: cur}, s.advanceOnly(cs, r.Stamp), nil
 		}
 	}
-	enc, err := marshal(merged)
-	if err != nil {
-		return Result{}, nil, err
-	}
+	enc := encodeMessage(&merged)
 	cs.remote[r.Stamp.Origin] = r.Stamp.OSeq
 	w, res := s.appendEvent(cs, merged, rec, found, enc, r.Stamp, !found, r.Start)
 	if found && merged.Created != cur.Created {

@@ -13,7 +13,7 @@ var (
 	bMeta       = []byte("meta")       // "schema" -> version (uint64)
 	bWorkspaces = []byte("workspaces") // ws -> Workspace JSON
 	bConvs      = []byte("convs")      // ws|conv -> Conversation JSON
-	bEvents     = []byte("events")     // ws|conv|seq -> stamp, then crdt.Message JSON at that event (stampedV1, schema 8)
+	bEvents     = []byte("events")     // ws|conv|seq -> crdt.Message at that event; from schema 8 its stamp (stampedV1), then the message (messageV1)
 	bMsgs       = []byte("msgs")       // ws|conv|msgID -> msgRecord JSON (current state)
 	bReads      = []byte("reads")      // ws|conv|participant -> seq (uint64)
 	bOwners     = []byte("owners")     // ws|owner|conv -> empty (schema 2)
@@ -93,7 +93,7 @@ var migrations = []migration{
 	}},
 	{6, "earlier events of changed messages refer to the latest", refSuperseded},
 	{7, "conversations sealed under keys of their own", sealExisting},
-	{8, "event stamps in the events' values, not an index of their own", stampsIntoEvents},
+	{8, "event stamps in the events' values, not an index of their own; message states in a binary form", compactEvents},
 }
 
 // refSuperseded (migration 6) turns the value of every event that is not

@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -234,8 +233,7 @@ func TestErasedIsUnreadable(t *testing.T) {
 					return err
 				}
 				if bytes.Equal(r.bucket, bEvents) {
-					var m struct{ Body string }
-					if json.Unmarshal(p, &m) != nil || !strings.HasPrefix(m.Body, "CANARY-SHRED") {
+					if m, err := decodeMessage(p); err != nil || !strings.HasPrefix(m.Body, "CANARY-SHRED") {
 						return fmt.Errorf("event opens to %q", p)
 					}
 				}

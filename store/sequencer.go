@@ -247,9 +247,7 @@ func (s *Store) decideLocked(cs *convState, ch Change, enc []byte) (Result, *wri
 		return res, nil, err
 	}
 	if ch.Kind != Send {
-		if enc, err = marshal(merged); err != nil {
-			return Result{}, nil, err
-		}
+		enc = encodeMessage(&merged)
 	}
 	cs.oseq++
 	w, res := s.appendEvent(cs, merged, rec, found, enc,

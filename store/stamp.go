@@ -96,9 +96,11 @@ func eventStamp(v []byte) Stamp {
 	return st
 }
 
-// stampsIntoEvents (migration 8) moves every event's stamp from the stamps
-// index into the event's value (stampedV1) and drops the index.
-func stampsIntoEvents(tx *bolt.Tx, _ migrationEnv) error {
+// compactEvents (migration 8) moves every event's stamp from the stamps
+// index into the event's value (stampedV1), drops the index, and encodes
+// every message state in the binary form (messageV1) instead of JSON,
+// sealed again under its conversation's key.
+func compactEvents(tx *bolt.Tx, env migrationEnv) error {
 	stamps := tx.Bucket(bStamps)
 	if stamps == nil {
 		return nil
@@ -108,7 +110,27 @@ func stampsIntoEvents(tx *bolt.Tx, _ migrationEnv) error {
 			return nil, nil
 		}
 		st, _ := decodeStamp(stamps.Get(k))
-		return append(appendStamped(nil, st), v...), nil
+		out := appendStamped(nil, st)
+		if len(v) == 0 || v[0] != sealedV1 || len(k) < 9 {
+			return append(out, v...), nil // a reference (eventRef)
+		}
+		ws, conv, ok := splitPair(k[:len(k)-9])
+		if !ok {
+			return nil, fmt.Errorf("event key %q: %w", k, ErrInvalid)
+		}
+		a, err := env.keys.key(tx, ws, conv, true)
+		if err != nil {
+			return nil, err
+		}
+		plain, err := unseal(a, bEvents, k, v)
+		if err != nil {
+			return nil, err
+		}
+		var m crdt.Message
+		if err := json.Unmarshal(plain, &m); err != nil {
+			return nil, fmt.Errorf("decode event %q: %w", k, err)
+		}
+		return append(out, seal(a, bEvents, k, encodeMessage(&m))...), nil
 	})
 	if err != nil {
 		return err
