@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -53,6 +54,7 @@ func BenchmarkApply(b *testing.B) {
 			nanos.Store(0)
 			b.SetParallelism(bc.par) // GOMAXPROCS × par goroutines
 			b.ReportAllocs()
+			cpu0 := cpuTime()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				var id [24]byte
@@ -69,6 +71,7 @@ func BenchmarkApply(b *testing.B) {
 				}
 			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			b.ReportMetric(float64(cpuTime()-cpu0)/1e3/float64(b.N), "cpu-µs/msg")
 			if c := commits.Load(); c > 0 {
 				b.ReportMetric(float64(ops.Load())/float64(c), "ops/commit")
 				b.ReportMetric(float64(nanos.Load())/float64(c)/1e6, "ms/commit")
@@ -76,6 +79,17 @@ func BenchmarkApply(b *testing.B) {
 			}
 		})
 	}
+}
+
+// cpuTime is the CPU time (user and system) the process has used: per
+// message, a measure of the work that the machine's other load does not
+// change as much as it changes the wall clock.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkEvents measures reads of a conversation's events by many

@@ -191,7 +191,8 @@ func (s *Store) Apply(ctx context.Context, ch Change) (Result, error) {
 	if ch.Kind == Send {
 		enc = encodeMessage(&ch.Message)
 	}
-	res, w, err := s.sequence(ch, enc)
+	var res Result
+	w, err := s.sequence(&ch, enc, &res)
 	if err != nil || w == nil {
 		return res, err
 	}

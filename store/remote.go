@@ -124,7 +124,8 @@ func (s *Store) decideRemoteLocked(cs *convState, r Remote) (Result, *write, err
 	case r.Stamp.OSeq != head+1:
 		return Result{}, nil, fmt.Errorf("remote event %s.%d of %s/%s: next is %d: %w", r.Stamp.Origin, r.Stamp.OSeq, ws, conv, head+1, ErrInvalid)
 	}
-	cur, rec, found, err := q.current(tx, s.keys, cs, ws, conv, r.Message.ID)
+	var cur crdt.Message
+	rec, found, err := q.current(tx, s.keys, cs, ws, conv, r.Message.ID, &cur)
 	if err != nil {
 		return Result{}, nil, err
 	}

@@ -151,24 +151,41 @@ func (q *sequencer) load(tx *bolt.Tx, keys *sealer, cs *convState) error {
 }
 
 // current returns a message's latest state: in flight, or in the file.
-func (q *sequencer) current(tx *bolt.Tx, keys *sealer, cs *convState, ws, conv, id string) (crdt.Message, msgRecord, bool, error) {
+// It keeps its frames small: it runs on the caller's goroutine, down into
+// bbolt, and a deep stack there is a stack to grow for every change.
+func (q *sequencer) current(tx *bolt.Tx, keys *sealer, cs *convState, ws, conv, id string, cur *crdt.Message) (msgRecord, bool, error) {
 	if ms, ok := cs.msgs[id]; ok {
-		return ms.msg, ms.rec, true, nil
+		*cur = ms.msg
+		return ms.rec, true, nil
 	}
-	rec, found := decodeMsgRecord(tx.Bucket(bMsgs).Get(key(ws, conv, id)))
+	rec, found := msgRecordOf(tx, ws, conv, id)
 	if !found {
-		return crdt.Message{}, msgRecord{}, false, nil
+		return msgRecord{}, false, nil
 	}
+	return rec, true, storedMessage(tx, keys, ws, conv, id, rec, cur)
+}
+
+// msgRecordOf reads a message's record from the file.
+//
+//go:noinline
+func msgRecordOf(tx *bolt.Tx, ws, conv, id string) (msgRecord, bool) {
+	var kb [128]byte
+	return decodeMsgRecord(tx.Bucket(bMsgs).Get(appendKey(kb[:0], ws, conv, id)))
+}
+
+// storedMessage reads a message's state at rec.Last from the file into m.
+//
+//go:noinline
+func storedMessage(tx *bolt.Tx, keys *sealer, ws, conv, id string, rec msgRecord, m *crdt.Message) error {
 	a, err := keys.key(tx, ws, conv, false)
 	if err != nil {
-		return crdt.Message{}, msgRecord{}, false, err
+		return err
 	}
 	k := seqKey(ws, conv, rec.Last)
-	m, err := decodeEvent(tx, a, ws, conv, k, tx.Bucket(bEvents).Get(k))
-	if err != nil {
-		return crdt.Message{}, msgRecord{}, false, fmt.Errorf("decode message %s: %w", id, err)
+	if *m, err = decodeEvent(tx, a, ws, conv, k, tx.Bucket(bEvents).Get(k)); err != nil {
+		return fmt.Errorf("decode message %s: %w", id, err)
 	}
-	return m, rec, true, nil
+	return nil
 }
 
 // decide is what a change does to a message's current state: a result
@@ -208,51 +225,59 @@ func decide(ch Change, cur crdt.Message, rec msgRecord, found bool) (merged crdt
 // it as in flight, publishes its event and queues its write, all under the
 // conversation's lock so that each conversation's events are published and
 // queued in seq order.
-func (s *Store) sequence(ch Change, enc []byte) (Result, *write, error) {
+func (s *Store) sequence(ch *Change, enc []byte, res *Result) (*write, error) {
 	q := &s.seq
 	// Room first, before the conversation's lock: once its event is
 	// published, a write must be queued.
 	if err := s.reserve(); err != nil {
-		return Result{}, nil, err
+		return nil, err
 	}
 	cs := q.acquire(ch.Workspace, ch.Conversation)
-	res, w, err := s.decideLocked(cs, ch, enc)
+	w, err := s.decideLocked(cs, ch, enc, res)
 	if w == nil {
 		q.release(cs)
 		s.unreserve()
-		return res, nil, err
+		return nil, err
 	}
 	// The reference stays with the write in flight, until written.
 	cs.mu.Unlock()
-	return res, w, nil
+	return w, nil
 }
 
 // decideLocked is sequence with the conversation's lock held.
-func (s *Store) decideLocked(cs *convState, ch Change, enc []byte) (Result, *write, error) {
+func (s *Store) decideLocked(cs *convState, ch *Change, enc []byte, res *Result) (*write, error) {
 	q := &s.seq
 	tx, err := s.db.read()
 	if err != nil {
-		return Result{}, nil, err
+		return nil, err
 	}
 	defer s.db.done(tx)
 	if err := q.load(tx, s.keys, cs); err != nil {
-		return Result{}, nil, err
+		return nil, err
 	}
-	cur, rec, found, err := q.current(tx, s.keys, cs, ch.Workspace, ch.Conversation, ch.Message.ID)
+	var cur crdt.Message
+	rec, found, err := q.current(tx, s.keys, cs, ch.Workspace, ch.Conversation, ch.Message.ID, &cur)
 	if err != nil {
-		return Result{}, nil, err
+		return nil, err
 	}
-	merged, res, writes, err := decide(ch, cur, rec, found)
+	return s.decideWrite(cs, ch, enc, &cur, rec, found, res)
+}
+
+// decideWrite is decideLocked once the message's current state is known.
+func (s *Store) decideWrite(cs *convState, ch *Change, enc []byte, cur *crdt.Message, rec msgRecord, found bool, res *Result) (*write, error) {
+	merged, r, writes, err := decide(*ch, *cur, rec, found)
 	if err != nil || !writes {
-		return res, nil, err
+		*res = r
+		return nil, err
 	}
 	if ch.Kind != Send {
 		enc = encodeMessage(&merged)
 	}
 	cs.oseq++
-	w, res := s.appendEvent(cs, merged, rec, found, enc,
-		Stamp{Origin: q.origin, OSeq: cs.oseq}, ch.Kind == Send, ch.Start)
-	return res, w, nil
+	w, r := s.appendEvent(cs, merged, rec, found, enc,
+		Stamp{Origin: s.seq.origin, OSeq: cs.oseq}, ch.Kind == Send, ch.Start)
+	*res = r
+	return w, nil
 }
 
 // appendEvent gives a message's new state the conversation's next seq,
