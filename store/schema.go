@@ -18,7 +18,7 @@ var (
 	bReads      = []byte("reads")      // ws|conv|participant -> seq (uint64)
 	bOwners     = []byte("owners")     // ws|owner|conv -> empty (schema 2)
 	bStamps     = []byte("stamps")     // ws|conv|seq -> Stamp of the event (schema 3 to 7; in the event's value from 8)
-	bByStamp    = []byte("bystamp")    // ws|conv|origin|oseq -> seq (schema 3)
+	bByStamp    = []byte("bystamp")    // ws|conv|origin|oseq -> seq (schema 3; from 8 every stampEvery-th oseq only)
 	bErased     = []byte("erased")     // ws|conv -> unix ms of its erasure (schema 5)
 	bOrigins    = []byte("origins")    // ws|conv|origin -> highest oseq, contiguous (schema 3)
 	bVectors    = []byte("vectors")    // ws|conv -> head (uint64) + embedding (schema 4)

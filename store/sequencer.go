@@ -388,11 +388,13 @@ func (b *batch) write(w *write) error {
 	if err := b.bEvents.Put(k, b.sealStamped(a, k, w.stamp, w.enc)); err != nil {
 		return err
 	}
-	// The event of the stamp.
-	k = binary.BigEndian.AppendUint64(append(appendKey(b.kbuf[:0], w.ws, w.conv, w.stamp.Origin), sep), w.stamp.OSeq)
-	b.kbuf = k
-	if err := b.bByStamp.Put(k, binary.BigEndian.AppendUint64(b.alloc(8)[:0], w.rec.Last)); err != nil {
-		return err
+	// Every stampEvery-th oseq, the event of the stamp.
+	if w.stamp.OSeq%stampEvery == 1 {
+		k = binary.BigEndian.AppendUint64(append(appendKey(b.kbuf[:0], w.ws, w.conv, w.stamp.Origin), sep), w.stamp.OSeq)
+		b.kbuf = k
+		if err := b.bByStamp.Put(k, binary.BigEndian.AppendUint64(b.alloc(8)[:0], w.rec.Last)); err != nil {
+			return err
+		}
 	}
 	b.advance(w.ws, w.conv, w.stamp)
 	// The previous latest event's state goes (see eventRef); the ones

@@ -138,6 +138,36 @@ func compactEvents(tx *bolt.Tx, env migrationEnv) error {
 	return tx.DeleteBucket(bStamps)
 }
 
+// stampEvery spaces the entries of the stamps' index (bByStamp): from
+// schema 8 the writer puts one for an origin's oseq 1, 1+stampEvery,
+// 1+2*stampEvery..., where the oseq's event changed this store (no entry
+// otherwise), rather than one per event. An origin's events are in oseq
+// order in a log, so an entry is a place to start reading the log from
+// (stampFloor), and the stamp in each event's value says the rest.
+const stampEvery = 16
+
+// stampFloor is a seq at or before that of every event of origin with an
+// oseq from oseq on in a conversation's log: the event of the latest entry
+// of the stamps' index at or before oseq, or 0 (the log's start).
+func stampFloor(tx *bolt.Tx, ws, conv, origin string, oseq uint64) uint64 {
+	k := byStampKey(ws, conv, Stamp{Origin: origin, OSeq: oseq})
+	p := k[:len(k)-8]
+	cur := tx.Bucket(bByStamp).Cursor()
+	sk, sv := cur.Seek(k)
+	if sk != nil && bytes.Equal(sk, k) {
+		return u64(sv)
+	}
+	if sk == nil {
+		sk, sv = cur.Last()
+	} else {
+		sk, sv = cur.Prev()
+	}
+	if sk != nil && bytes.HasPrefix(sk, p) && len(sk) == len(k) {
+		return u64(sv)
+	}
+	return 0
+}
+
 func byStampKey(ws, conv string, st Stamp) []byte {
 	return binary.BigEndian.AppendUint64(prefix(ws, conv, st.Origin), st.OSeq)
 }
@@ -238,27 +268,21 @@ func (s *Store) EventsSince(ws, conv string, have map[string]uint64, limit int) 
 		if err := hasConversation(tx, ws, conv); err != nil {
 			return err
 		}
-		// Where to start: the first event, in seq order, of the first
-		// uncovered oseq of each origin.
-		start := uint64(0)
+		// Where to start: at or before the first event, in seq order, of
+		// the first uncovered oseq of each origin.
+		start, any := uint64(0), false
 		p := prefix(ws, conv)
 		oc := tx.Bucket(bOrigins).Cursor()
-		byStamp := tx.Bucket(bByStamp)
 		for k, v := oc.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = oc.Next() {
 			origin := string(k[len(p):])
 			if u64(v) <= have[origin] {
 				continue
 			}
-			op := prefix(ws, conv, origin)
-			sk, sv := byStamp.Cursor().Seek(byStampKey(ws, conv, Stamp{Origin: origin, OSeq: have[origin] + 1}))
-			if sk == nil || !bytes.HasPrefix(sk, op) {
-				continue // its uncovered events changed nothing here
-			}
-			if seq := u64(sv); start == 0 || seq < start {
-				start = seq
+			if seq := stampFloor(tx, ws, conv, origin, have[origin]+1); !any || seq < start {
+				start, any = seq, true
 			}
 		}
-		if start == 0 {
+		if !any {
 			return nil
 		}
 		a, err := s.keys.key(tx, ws, conv, false)
@@ -307,25 +331,27 @@ func (s *Store) EventsSince(ws, conv string, have map[string]uint64, limit int) 
 func (s *Store) OriginEvents(ws, conv, origin string, from uint64, limit int) ([]Event, error) {
 	var out []Event
 	err := s.db.View(func(tx *bolt.Tx) error {
-		p := prefix(ws, conv, origin)
-		cur := tx.Bucket(bByStamp).Cursor()
-		events := tx.Bucket(bEvents)
+		p := prefix(ws, conv)
+		cur := tx.Bucket(bEvents).Cursor()
 		var a cipher.AEAD
-		for k, v := cur.Seek(byStampKey(ws, conv, Stamp{Origin: origin, OSeq: from})); k != nil && bytes.HasPrefix(k, p) && len(out) < limit; k, v = cur.Next() {
-			seq := u64(v)
+		// An origin's events are in oseq order in the log: from the
+		// lower bound on, they are those of its stamps.
+		for k, v := cur.Seek(seqKey(ws, conv, stampFloor(tx, ws, conv, origin, from))); k != nil && bytes.HasPrefix(k, p) && len(out) < limit; k, v = cur.Next() {
+			st := eventStamp(v)
+			if st.Origin != origin || st.OSeq < from {
+				continue
+			}
 			if a == nil {
 				var err error
 				if a, err = s.keys.key(tx, ws, conv, false); err != nil {
 					return err
 				}
 			}
-			ek := seqKey(ws, conv, seq)
-			m, err := decodeEvent(tx, a, ws, conv, ek, events.Get(ek))
+			m, err := decodeEvent(tx, a, ws, conv, k, v)
 			if err != nil {
 				return err
 			}
-			out = append(out, Event{Kind: EventMessage, Workspace: ws, Conversation: conv, Seq: seq,
-				Stamp: Stamp{Origin: origin, OSeq: u64(k[len(p):])}, Message: m})
+			out = append(out, Event{Kind: EventMessage, Workspace: ws, Conversation: conv, Seq: u64(k[len(p):]), Stamp: st, Message: m})
 		}
 		return nil
 	})
