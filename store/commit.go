@@ -58,9 +58,10 @@ type batch struct {
 	// removal: an op of the batch deleted or overwrote data that must not
 	// stay in the file's free pages (see scrub.go); set by removed.
 	removal bool
-	// kbuf holds the key being put (bbolt copies keys); arena the values,
-	// which bbolt keeps until the commit.
-	kbuf, abuf []byte
+	// kbuf holds the key being put (bbolt copies keys), abuf a record's
+	// additional data and pbuf its plaintext; arena the values, which
+	// bbolt keeps until the commit.
+	kbuf, abuf, pbuf []byte
 	arena      []byte
 	bEvents    *bolt.Bucket
 	bMsgs      *bolt.Bucket

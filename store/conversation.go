@@ -185,14 +185,8 @@ func (s *Store) Apply(ctx context.Context, ch Change) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
-	// A new message's encoding is known before it is sequenced: do it here,
-	// outside every lock.
-	var enc []byte
-	if ch.Kind == Send {
-		enc = encodeMessage(&ch.Message)
-	}
 	var res Result
-	w, err := s.sequence(&ch, enc, &res)
+	w, err := s.sequence(&ch, &res)
 	if err != nil || w == nil {
 		return res, err
 	}

@@ -140,9 +140,8 @@ func (s *Store) decideRemoteLocked(cs *convState, r Remote) (Result, *write, err
 			return Result{Seq: rec.Last, Message: cur}, s.advanceOnly(cs, r.Stamp), nil
 		}
 	}
-	enc := encodeMessage(&merged)
 	cs.remote[r.Stamp.Origin] = r.Stamp.OSeq
-	w, res := s.appendEvent(cs, merged, rec, found, enc, r.Stamp, !found, r.Start)
+	w, res := s.appendEvent(cs, merged, rec, found, r.Stamp, !found, r.Start)
 	if found && merged.Created != cur.Created {
 		res.Displaced = cur.Created
 	}

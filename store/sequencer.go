@@ -89,12 +89,14 @@ type write struct {
 	conv    string
 	stamp   Stamp
 	rec     msgRecord
-	enc     []byte // the message state at rec.Last, encoded
-	msg     crdt.Message
+	msg     crdt.Message // the message's state at rec.Last
 	send    bool
 	advance bool   // no event: only stamp's origin frontier moves
 	prev    uint64 // the message's latest event before this one; 0 for its first
 	ev      [1]Event
+	// ms is the message's state in flight when this write is its first
+	// (convState.msgs points to it): no allocation of its own.
+	ms msgState
 }
 
 // acquire returns the state of a conversation with its lock held, for
@@ -225,7 +227,7 @@ func decide(ch Change, cur crdt.Message, rec msgRecord, found bool) (merged crdt
 // it as in flight, publishes its event and queues its write, all under the
 // conversation's lock so that each conversation's events are published and
 // queued in seq order.
-func (s *Store) sequence(ch *Change, enc []byte, res *Result) (*write, error) {
+func (s *Store) sequence(ch *Change, res *Result) (*write, error) {
 	q := &s.seq
 	// Room first, before the conversation's lock: once its event is
 	// published, a write must be queued.
@@ -233,7 +235,7 @@ func (s *Store) sequence(ch *Change, enc []byte, res *Result) (*write, error) {
 		return nil, err
 	}
 	cs := q.acquire(ch.Workspace, ch.Conversation)
-	w, err := s.decideLocked(cs, ch, enc, res)
+	w, err := s.decideLocked(cs, ch, res)
 	if w == nil {
 		q.release(cs)
 		s.unreserve()
@@ -245,7 +247,7 @@ func (s *Store) sequence(ch *Change, enc []byte, res *Result) (*write, error) {
 }
 
 // decideLocked is sequence with the conversation's lock held.
-func (s *Store) decideLocked(cs *convState, ch *Change, enc []byte, res *Result) (*write, error) {
+func (s *Store) decideLocked(cs *convState, ch *Change, res *Result) (*write, error) {
 	q := &s.seq
 	tx, err := s.db.read()
 	if err != nil {
@@ -260,21 +262,18 @@ func (s *Store) decideLocked(cs *convState, ch *Change, enc []byte, res *Result)
 	if err != nil {
 		return nil, err
 	}
-	return s.decideWrite(cs, ch, enc, &cur, rec, found, res)
+	return s.decideWrite(cs, ch, &cur, rec, found, res)
 }
 
 // decideWrite is decideLocked once the message's current state is known.
-func (s *Store) decideWrite(cs *convState, ch *Change, enc []byte, cur *crdt.Message, rec msgRecord, found bool, res *Result) (*write, error) {
+func (s *Store) decideWrite(cs *convState, ch *Change, cur *crdt.Message, rec msgRecord, found bool, res *Result) (*write, error) {
 	merged, r, writes, err := decide(*ch, *cur, rec, found)
 	if err != nil || !writes {
 		*res = r
 		return nil, err
 	}
-	if ch.Kind != Send {
-		enc = encodeMessage(&merged)
-	}
 	cs.oseq++
-	w, r := s.appendEvent(cs, merged, rec, found, enc,
+	w, r := s.appendEvent(cs, merged, rec, found,
 		Stamp{Origin: s.seq.origin, OSeq: cs.oseq}, ch.Kind == Send, ch.Start)
 	*res = r
 	return w, nil
@@ -283,7 +282,7 @@ func (s *Store) decideWrite(cs *convState, ch *Change, enc []byte, cur *crdt.Mes
 // appendEvent gives a message's new state the conversation's next seq,
 // records it as in flight, publishes its event and queues its write. Caller
 // holds cs.mu and a place in the queue (reserve).
-func (s *Store) appendEvent(cs *convState, merged crdt.Message, rec msgRecord, found bool, enc []byte, stamp Stamp, send bool, start time.Time) (*write, Result) {
+func (s *Store) appendEvent(cs *convState, merged crdt.Message, rec msgRecord, found bool, stamp Stamp, send bool, start time.Time) (*write, Result) {
 	q := &s.seq
 	seq := nextSeq(cs.head, q.epoch)
 	cs.head = seq
@@ -295,18 +294,18 @@ func (s *Store) appendEvent(cs *convState, merged crdt.Message, rec msgRecord, f
 	if !found {
 		rec.Seq = seq
 	}
+	w := &write{cs: cs, ws: cs.key.ws, conv: cs.key.conv, stamp: stamp, rec: rec, msg: merged, send: send, prev: prev}
 	if cs.msgs == nil {
 		cs.msgs = map[string]*msgState{}
 	}
 	ms := cs.msgs[merged.ID]
 	if ms == nil {
-		ms = &msgState{}
+		ms = &w.ms
 		cs.msgs[merged.ID] = ms
 	}
 	ms.msg, ms.rec = merged, rec
 	ms.inflight++
 	cs.inflight++
-	w := &write{cs: cs, ws: cs.key.ws, conv: cs.key.conv, stamp: stamp, rec: rec, enc: enc, msg: merged, send: send, prev: prev}
 	w.op.seq = w
 	w.op.wg.Add(1)
 	w.ev[0] = Event{Kind: EventMessage, Workspace: w.ws, Conversation: w.conv, Seq: seq, Stamp: stamp, Message: merged, Start: start}
@@ -385,7 +384,8 @@ func (b *batch) write(w *write) error {
 	// The event's value: its stamp, then its state sealed.
 	k := appendSeqKey(b.kbuf[:0], w.ws, w.conv, w.rec.Last)
 	b.kbuf = k
-	if err := b.bEvents.Put(k, b.sealStamped(a, k, w.stamp, w.enc)); err != nil {
+	b.pbuf = appendMessage(b.pbuf[:0], &w.msg)
+	if err := b.bEvents.Put(k, b.sealStamped(a, k, w.stamp, b.pbuf)); err != nil {
 		return err
 	}
 	// Every stampEvery-th oseq, the event of the stamp.
