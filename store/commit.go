@@ -62,10 +62,10 @@ type batch struct {
 	// additional data and pbuf its plaintext; arena the values, which
 	// bbolt keeps until the commit.
 	kbuf, abuf, pbuf []byte
-	arena      []byte
-	bEvents    *bolt.Bucket
-	bMsgs      *bolt.Bucket
-	bByStamp   *bolt.Bucket
+	arena            []byte
+	bEvents          *bolt.Bucket
+	bMsgs            *bolt.Bucket
+	bByStamp         *bolt.Bucket
 }
 
 type batchConv struct {
