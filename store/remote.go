@@ -104,29 +104,10 @@ func (s *Store) sequenceRemote(r Remote) (Result, *write, error) {
 
 // decideRemoteLocked is sequenceRemote with the conversation's lock held.
 func (s *Store) decideRemoteLocked(cs *convState, r Remote) (Result, *write, error) {
-	ws, conv := r.Conversation.Workspace, r.Conversation.ID
-	q := &s.seq
-	tx, err := s.db.read()
-	if err != nil {
-		return Result{}, nil, err
-	}
-	defer s.db.done(tx)
-	if err := q.load(tx, s.keys, cs); err != nil {
-		return Result{}, nil, err
-	}
-	head, ok := cs.remote[r.Stamp.Origin]
-	if !ok {
-		head = originHead(tx, ws, conv, r.Stamp.Origin)
-	}
-	switch {
-	case r.Stamp.OSeq <= head:
-		return Result{}, nil, nil
-	case r.Stamp.OSeq != head+1:
-		return Result{}, nil, fmt.Errorf("remote event %s.%d of %s/%s: next is %d: %w", r.Stamp.Origin, r.Stamp.OSeq, ws, conv, head+1, ErrInvalid)
-	}
+
 	var cur crdt.Message
-	rec, found, err := q.current(tx, s.keys, cs, ws, conv, r.Message.ID, &cur)
-	if err != nil {
+	rec, found, skip, err := s.remoteCurrent(cs, r, &cur)
+	if err != nil || skip {
 		return Result{}, nil, err
 	}
 	if cs.remote == nil {
@@ -146,6 +127,35 @@ func (s *Store) decideRemoteLocked(cs *convState, r Remote) (Result, *write, err
 		res.Displaced = cur.Created
 	}
 	return res, w, nil
+}
+
+// remoteCurrent reads, for a remote event, what deciding it needs from the
+// file, in a transaction that ends before the event is published: whether
+// it is the origin's next (skip: covered already), and its message's
+// current state. Caller holds cs.mu.
+func (s *Store) remoteCurrent(cs *convState, r Remote, cur *crdt.Message) (rec msgRecord, found, skip bool, err error) {
+	ws, conv := r.Conversation.Workspace, r.Conversation.ID
+	q := &s.seq
+	tx, err := s.db.read()
+	if err != nil {
+		return msgRecord{}, false, false, err
+	}
+	defer s.db.done(tx)
+	if err := q.load(tx, s.keys, cs); err != nil {
+		return msgRecord{}, false, false, err
+	}
+	head, ok := cs.remote[r.Stamp.Origin]
+	if !ok {
+		head = originHead(tx, ws, conv, r.Stamp.Origin)
+	}
+	switch {
+	case r.Stamp.OSeq <= head:
+		return msgRecord{}, false, true, nil
+	case r.Stamp.OSeq != head+1:
+		return msgRecord{}, false, false, fmt.Errorf("remote event %s.%d of %s/%s: next is %d: %w", r.Stamp.Origin, r.Stamp.OSeq, ws, conv, head+1, ErrInvalid)
+	}
+	rec, found, err = q.current(tx, s.keys, cs, ws, conv, r.Message.ID, cur)
+	return rec, found, false, err
 }
 
 // advanceOnly queues the durable move of an origin's frontier for an event

@@ -253,12 +253,16 @@ func (s *Store) decideLocked(cs *convState, ch *Change, res *Result) (*write, er
 	if err != nil {
 		return nil, err
 	}
-	defer s.db.done(tx)
-	if err := q.load(tx, s.keys, cs); err != nil {
-		return nil, err
-	}
+	err = q.load(tx, s.keys, cs)
 	var cur crdt.Message
-	rec, found, err := q.current(tx, s.keys, cs, ch.Workspace, ch.Conversation, ch.Message.ID, &cur)
+	var rec msgRecord
+	var found bool
+	if err == nil {
+		rec, found, err = q.current(tx, s.keys, cs, ch.Workspace, ch.Conversation, ch.Message.ID, &cur)
+	}
+	// The file is read: the transaction ends before the event is
+	// published.
+	s.db.done(tx)
 	if err != nil {
 		return nil, err
 	}
