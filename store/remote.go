@@ -104,7 +104,6 @@ func (s *Store) sequenceRemote(r Remote) (Result, *write, error) {
 
 // decideRemoteLocked is sequenceRemote with the conversation's lock held.
 func (s *Store) decideRemoteLocked(cs *convState, r Remote) (Result, *write, error) {
-
 	var cur crdt.Message
 	rec, found, skip, err := s.remoteCurrent(cs, r, &cur)
 	if err != nil || skip {
