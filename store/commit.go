@@ -203,7 +203,7 @@ func (s *Store) unreserve() {
 	q := &s.queue
 	q.mu.Lock()
 	q.reserved--
-	q.space.Signal()
+	q.space.Broadcast() // a place for reserve, or the last one for waitReserved
 	q.mu.Unlock()
 }
 
@@ -213,11 +213,26 @@ func (s *Store) push(o *op) {
 	q.mu.Lock()
 	q.reserved--
 	q.ops = append(q.ops, o)
+	if q.closed {
+		q.space.Broadcast() // for waitReserved
+	}
 	q.mu.Unlock()
 	select {
 	case q.notify <- struct{}{}:
 	default:
 	}
+}
+
+// waitReserved waits, once the store is closed, until the queue is not
+// empty or no place is reserved any more, and says whether ops are queued.
+func (s *Store) waitReserved() bool {
+	q := &s.queue
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.ops) == 0 && q.reserved > 0 {
+		q.space.Wait()
+	}
+	return len(q.ops) > 0
 }
 
 // take moves up to n queued ops to buf[:0] and returns them.
@@ -260,11 +275,16 @@ func (s *Store) writer() {
 		select {
 		case <-s.queue.notify:
 		case <-s.stop:
-			// Close refuses new changes first; commit what was queued before.
-			for ops = s.take(ops, s.cfg.MaxBatch); len(ops) > 0; ops = s.take(ops, s.cfg.MaxBatch) {
-				s.commit(ops)
+			// Close refuses new changes first; commit what was queued
+			// before, and what the places reserved before bring.
+			for {
+				for ops = s.take(ops, s.cfg.MaxBatch); len(ops) > 0; ops = s.take(ops, s.cfg.MaxBatch) {
+					s.commit(ops)
+				}
+				if !s.waitReserved() {
+					return
+				}
 			}
-			return
 		}
 		for ops = s.take(ops, s.cfg.MaxBatch); len(ops) > 0; ops = s.take(ops, s.cfg.MaxBatch) {
 			s.commit(ops)

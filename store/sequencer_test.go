@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -92,5 +93,59 @@ func TestSequencingIsPerConversation(t *testing.T) {
 	evs, _, err := s.Events("ws1", "busy", 0, 10)
 	if err != nil || len(evs) != 2 || evs[0].Message.ID != "m1" || evs[1].Message.ID != "m2" || evs[0].Seq >= evs[1].Seq {
 		t.Fatalf("busy log %+v, %v: want m1 then m2", evs, err)
+	}
+}
+
+// TestCloseAnswersAChangeUnderWay: a change decided before Close and
+// queued after it (its subscriber was slow) is still committed and
+// answered: the writer does not stop while a change holds a place in its
+// queue.
+func TestCloseAnswersAChangeUnderWay(t *testing.T) {
+	inside := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	s := openTest(t, Config{OnCommit: func(evs []Event) {
+		for _, e := range evs {
+			if e.Kind == EventMessage && e.Conversation == "slow" {
+				once.Do(func() { close(inside) })
+				<-release
+			}
+		}
+	}})
+	var released sync.Once
+	t.Cleanup(func() { released.Do(func() { close(release) }) })
+	ctx := context.Background()
+	if err := s.CreateConversation(ctx, Conversation{Workspace: "ws1", ID: "slow", Owner: "v:a"}); err != nil {
+		t.Fatal(err)
+	}
+	applied := make(chan error, 1)
+	go func() {
+		_, err := s.Apply(ctx, Change{Kind: Send, Workspace: "ws1", Conversation: "slow", Participant: "v:a", Message: msg("m1", "v:a", "hi", 1)})
+		applied <- err
+	}()
+	<-inside
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	eventually.Holds(t, 10*time.Second, "the store refuses changes", func() error {
+		if err := s.Err(); !errors.Is(err, ErrClosed) {
+			return fmt.Errorf("Err() = %v", err)
+		}
+		return nil
+	})
+	released.Do(func() { close(release) })
+	var applyErr error
+	eventually.Holds(t, 10*time.Second, "the change under way answered", func() error {
+		select {
+		case applyErr = <-applied:
+			return nil
+		default:
+			return errors.New("Apply has not returned")
+		}
+	})
+	if applyErr != nil {
+		t.Fatalf("the change decided before Close: %v", applyErr)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
 	}
 }
