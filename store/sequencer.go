@@ -431,8 +431,7 @@ func (b *batch) write(w *write) error {
 	}
 	c.Updated = b.now.UnixMilli()
 	if c.Last == nil || c.Last.ID == w.msg.ID || w.send {
-		m := w.msg
-		c.Last = &m
+		c.Last = &w.msg // never changed once sequenced
 	}
 	if !w.send {
 		// An edit or a deletion replaces the message's text in the
