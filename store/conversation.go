@@ -95,8 +95,9 @@ type msgRecord struct {
 	Last uint64 // the latest event
 }
 
-func (r msgRecord) encode() []byte {
-	return binary.BigEndian.AppendUint64(putU64(r.Seq), r.Last)
+// appendTo appends the record's value to b.
+func (r msgRecord) appendTo(b []byte) []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(b, r.Seq), r.Last)
 }
 
 func decodeMsgRecord(v []byte) (msgRecord, bool) {

@@ -320,7 +320,7 @@ func TestMigrationSealsPlaintext(t *testing.T) {
 			if err := tx.Bucket(bEvents).Put(seqKey("ws1", id, 2), ev); err != nil {
 				return err
 			}
-			if err := tx.Bucket(bMsgs).Put(key("ws1", id, "m1"), msgRecord{Seq: 1, Last: 2}.encode()); err != nil {
+			if err := tx.Bucket(bMsgs).Put(key("ws1", id, "m1"), msgRecord{Seq: 1, Last: 2}.appendTo(nil)); err != nil {
 				return err
 			}
 			if err := putStamp(tx, "ws1", id, 1, Stamp{Origin: "n1", OSeq: 1}); err != nil {

@@ -420,10 +420,7 @@ func (b *batch) write(w *write) error {
 	}
 	k = appendKey(b.kbuf[:0], w.ws, w.conv, w.msg.ID)
 	b.kbuf = k
-	rec := b.alloc(16)
-	binary.BigEndian.PutUint64(rec, w.rec.Seq)
-	binary.BigEndian.PutUint64(rec[8:], w.rec.Last)
-	if err := b.bMsgs.Put(k, rec); err != nil {
+	if err := b.bMsgs.Put(k, w.rec.appendTo(b.alloc(16)[:0])); err != nil {
 		return err
 	}
 	if w.rec.Last > c.Head {
