@@ -1,8 +1,11 @@
 package store
 
 import (
+	"crypto/cipher"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -10,24 +13,133 @@ import (
 
 // op is one change waiting for a group commit.
 type op struct {
-	fn    func(*batch) error
-	after func() // for sequenced writes: called once the commit is over
-	done  chan error
-	err   error
+	fn  func(*batch) error
+	seq *write // a sequenced write (sequencer.go), instead of fn
+	err error  // fn's or the write's own error
+	// res is the op's outcome, set by the writer before wg.Done.
+	res error
+	wg  sync.WaitGroup
 }
 
-// batch is what the ops of one transaction share: the transaction, and the
-// conversation records they touched, written back once per commit.
+// newOp is an op running fn, for wait.
+func newOp(fn func(*batch) error) *op {
+	o := &op{fn: fn}
+	o.wg.Add(1)
+	return o
+}
+
+// wait waits for the op's commit and returns its outcome.
+func (o *op) wait() error {
+	o.wg.Wait()
+	return o.res
+}
+
+func (o *op) run(b *batch) error {
+	if o.seq != nil {
+		return b.write(o.seq)
+	}
+	return o.fn(b)
+}
+
+// batch is what the ops of one transaction share: the transaction, the
+// conversation records they touched, written back once per commit, and the
+// origin frontiers they moved, also put once per commit.
 type batch struct {
-	tx     *bolt.Tx
-	keys   *sealer
-	now    time.Time
-	convs  map[string]*Conversation
-	dirty  map[string]bool
-	events []Event
+	tx    *bolt.Tx
+	keys  *sealer
+	now   time.Time
+	convs map[convKey]*batchConv
+	// cache is the writer's decoded conversation records as last
+	// committed (Store.convCache): the batch reads through it and changes
+	// copies, which replace the cached ones once the commit succeeds.
+	cache   map[convKey]*Conversation
+	origins map[originKey]uint64
+	events  []Event
 	// removal: an op of the batch deleted or overwrote data that must not
 	// stay in the file's free pages (see scrub.go); set by removed.
 	removal bool
+	// kbuf holds the key being put (bbolt copies keys), abuf a record's
+	// additional data and pbuf its plaintext; arena the values, which
+	// bbolt keeps until the commit.
+	kbuf, abuf, pbuf []byte
+	arena            []byte
+	bEvents          *bolt.Bucket
+	bMsgs            *bolt.Bucket
+	bByStamp         *bolt.Bucket
+}
+
+type batchConv struct {
+	c     *Conversation
+	dirty bool
+}
+
+// originKey names an origin of a conversation.
+type originKey struct {
+	convKey
+	origin string
+}
+
+// maxConvCache bounds the writer's cache of conversation records: past it,
+// the cache is emptied (records are read from the file again as used).
+const maxConvCache = 1 << 14
+
+func (s *Store) newBatch(tx *bolt.Tx) *batch {
+	return &batch{tx: tx, keys: s.keys, now: s.cfg.Now(), convs: map[convKey]*batchConv{}, cache: s.convCache,
+		bEvents: tx.Bucket(bEvents), bMsgs: tx.Bucket(bMsgs), bByStamp: tx.Bucket(bByStamp)}
+}
+
+// alloc returns n bytes of the batch's arena, for a value to put.
+func (b *batch) alloc(n int) []byte {
+	if cap(b.arena)-len(b.arena) < n {
+		b.arena = make([]byte, 0, max(32<<10, n))
+	}
+	l := len(b.arena)
+	b.arena = b.arena[:l+n]
+	return b.arena[l : l+n : l+n]
+}
+
+// advance moves an origin's frontier in a conversation to st.OSeq if that
+// is ahead, durably with the batch (flush).
+func (b *batch) advance(ws, conv string, st Stamp) {
+	if b.origins == nil {
+		b.origins = map[originKey]uint64{}
+	}
+	k := originKey{convKey{ws, conv}, st.Origin}
+	if b.origins[k] < st.OSeq {
+		b.origins[k] = st.OSeq
+	}
+}
+
+// forgetConv drops what the batch and the writer's cache hold of a
+// conversation erased in the batch.
+func (b *batch) forgetConv(k convKey) {
+	delete(b.convs, k)
+	delete(b.cache, k)
+	for ok := range b.origins {
+		if ok.convKey == k {
+			delete(b.origins, ok)
+		}
+	}
+}
+
+// forget drops what the batch and the writer's cache hold of the
+// conversations that keep reports true for: they were purged in it.
+func (b *batch) forget(keep func(convKey) bool) {
+	for k := range b.convs {
+		if keep(k) {
+			delete(b.convs, k)
+		}
+	}
+	for k := range b.cache {
+		if keep(k) {
+			delete(b.cache, k)
+		}
+	}
+	for k := range b.origins {
+		if keep(k.convKey) {
+			delete(b.origins, k)
+		}
+	}
 }
 
 // removed marks the batch as removing data: once it commits, the store
@@ -41,54 +153,111 @@ func clean(err error) bool {
 		errors.Is(err, ErrExists) || errors.Is(err, ErrInvalid)
 }
 
+// opQueue is the writer's queue of ops, with the store's closed and broken
+// states. Its mutex is held only to append or take ops: never across I/O,
+// and never while a conversation's lock is waited for (the lock order is a
+// conversation's lock, then the queue's).
+type opQueue struct {
+	mu  sync.Mutex
+	ops []*op
+	// reserved counts the places promised to sequencers that have not
+	// pushed yet (reserve): a sequencer takes its place before its
+	// conversation's lock, so it never waits for room while holding it.
+	reserved int
+	limit    int
+	space    sync.Cond // signalled when the queue shrinks or the store stops
+	notify   chan struct{}
+	closed   bool
+	broken   error
+}
+
 // enqueue queues o for the writer, waiting while the queue is full. It
-// fails once the store is closed or broken. Caller holds s.seq.mu.
+// fails once the store is closed or broken.
 func (s *Store) enqueue(o *op) error {
-	if err := s.waitSpace(); err != nil {
+	if err := s.reserve(); err != nil {
 		return err
 	}
 	s.push(o)
 	return nil
 }
 
-// waitSpace waits until the queue has room. The wait releases s.seq.mu, so
-// the writer is never blocked behind a full queue. Caller holds s.seq.mu.
-func (s *Store) waitSpace() error {
-	for len(s.queue) >= s.cfg.MaxBatch*4 && s.usable() == nil {
-		s.space.Wait()
+// reserve waits until the queue has room and takes a place in it, for a
+// push (which uses it) or an unreserve (which gives it back). It fails
+// once the store is closed or broken.
+func (s *Store) reserve() error {
+	q := &s.queue
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.ops)+q.reserved >= q.limit && q.usable() == nil {
+		q.space.Wait()
 	}
-	return s.usable()
+	if err := q.usable(); err != nil {
+		return err
+	}
+	q.reserved++
+	return nil
 }
 
-// push queues o and wakes the writer. Caller holds s.seq.mu.
+// unreserve gives back a place taken by reserve and not used.
+func (s *Store) unreserve() {
+	q := &s.queue
+	q.mu.Lock()
+	q.reserved--
+	q.space.Broadcast() // a place for reserve, or the last one for waitReserved
+	q.mu.Unlock()
+}
+
+// push queues o in a place taken by reserve and wakes the writer.
 func (s *Store) push(o *op) {
-	s.queue = append(s.queue, o)
+	q := &s.queue
+	q.mu.Lock()
+	q.reserved--
+	q.ops = append(q.ops, o)
+	if q.closed {
+		q.space.Broadcast() // for waitReserved
+	}
+	q.mu.Unlock()
 	select {
-	case s.notify <- struct{}{}:
+	case q.notify <- struct{}{}:
 	default:
 	}
 }
 
-// take removes up to n queued ops.
-func (s *Store) take(n int) []*op {
-	s.seq.mu.Lock()
-	defer s.seq.mu.Unlock()
-	if len(s.queue) < n {
-		n = len(s.queue)
+// waitReserved waits, once the store is closed, until the queue is not
+// empty or no place is reserved any more, and says whether ops are queued.
+func (s *Store) waitReserved() bool {
+	q := &s.queue
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.ops) == 0 && q.reserved > 0 {
+		q.space.Wait()
 	}
-	ops := append([]*op(nil), s.queue[:n]...)
-	s.queue = append(s.queue[:0], s.queue[n:]...)
-	s.space.Broadcast()
+	return len(q.ops) > 0
+}
+
+// take moves up to n queued ops to buf[:0] and returns them.
+func (s *Store) take(buf []*op, n int) []*op {
+	q := &s.queue
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.ops) < n {
+		n = len(q.ops)
+	}
+	ops := append(buf[:0], q.ops[:n]...)
+	rest := copy(q.ops, q.ops[n:])
+	clear(q.ops[rest:])
+	q.ops = q.ops[:rest]
+	q.space.Broadcast()
 	return ops
 }
 
 // usable says why the store takes no more changes, if it does not. Caller
-// holds s.seq.mu.
-func (s *Store) usable() error {
+// holds q.mu.
+func (q *opQueue) usable() error {
 	switch {
-	case s.broken != nil:
-		return fmt.Errorf("%w: a commit failed: %v", ErrClosed, s.broken)
-	case s.closed:
+	case q.broken != nil:
+		return fmt.Errorf("%w: a commit failed: %v", ErrClosed, q.broken)
+	case q.closed:
 		return ErrClosed
 	}
 	return nil
@@ -101,17 +270,23 @@ func (s *Store) usable() error {
 // latency when the load is light.
 func (s *Store) writer() {
 	defer close(s.done)
+	var ops []*op
 	for {
 		select {
-		case <-s.notify:
+		case <-s.queue.notify:
 		case <-s.stop:
-			// Close refuses new changes first; commit what was queued before.
-			for ops := s.take(s.cfg.MaxBatch); len(ops) > 0; ops = s.take(s.cfg.MaxBatch) {
-				s.commit(ops)
+			// Close refuses new changes first; commit what was queued
+			// before, and what the places reserved before bring.
+			for {
+				for ops = s.take(ops, s.cfg.MaxBatch); len(ops) > 0; ops = s.take(ops, s.cfg.MaxBatch) {
+					s.commit(ops)
+				}
+				if !s.waitReserved() {
+					return
+				}
 			}
-			return
 		}
-		for ops := s.take(s.cfg.MaxBatch); len(ops) > 0; ops = s.take(s.cfg.MaxBatch) {
+		for ops = s.take(ops, s.cfg.MaxBatch); len(ops) > 0; ops = s.take(ops, s.cfg.MaxBatch) {
 			s.commit(ops)
 		}
 	}
@@ -133,7 +308,7 @@ func (s *Store) commit(ops []*op) {
 	for len(live) > 0 {
 		var culprit *op
 		culprit, err = s.commitOnce(live)
-		if culprit == nil || culprit.after != nil {
+		if culprit == nil || culprit.seq != nil {
 			break
 		}
 		next := live[:0:0]
@@ -145,32 +320,34 @@ func (s *Store) commit(ops []*op) {
 		live = next
 	}
 	if err != nil && s.hasSequenced(ops) {
-		s.seq.mu.Lock()
-		s.broken = err
-		s.space.Broadcast()
-		s.seq.mu.Unlock()
+		s.queue.mu.Lock()
+		s.queue.broken = err
+		s.queue.space.Broadcast()
+		s.queue.mu.Unlock()
 	}
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.ObserveCommit(time.Since(start), len(ops), err)
 	}
+	s.pending.remove(ops)
 	for _, o := range ops {
-		if o.after != nil {
-			o.after()
+		if o.seq != nil {
+			s.written(o.seq)
 		}
 		switch {
 		case o.err != nil:
-			o.done <- o.err
+			o.res = o.err
 		case err != nil:
-			o.done <- err
+			o.res = err
 		default:
-			o.done <- nil
+			o.res = nil
 		}
+		o.wg.Done()
 	}
 }
 
 func (s *Store) hasSequenced(ops []*op) bool {
 	for _, o := range ops {
-		if o.after != nil {
+		if o.seq != nil {
 			return true
 		}
 	}
@@ -184,10 +361,10 @@ func (s *Store) commitOnce(ops []*op) (culprit *op, err error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &batch{tx: tx, keys: s.keys, now: s.cfg.Now(), convs: map[string]*Conversation{}, dirty: map[string]bool{}}
+	b := s.newBatch(tx)
 	for _, o := range ops {
-		o.err = o.fn(b)
-		if o.err != nil && (o.after != nil || !clean(o.err)) {
+		o.err = o.run(b)
+		if o.err != nil && (o.seq != nil || !clean(o.err)) {
 			tx.Rollback()
 			return o, o.err
 		}
@@ -203,48 +380,101 @@ func (s *Store) commitOnce(ops []*op) (culprit *op, err error) {
 	if err := tx.Commit(); err != nil {
 		return nil, err
 	}
+	b.committed()
 	if b.removal {
 		s.removed()
 	}
 	return nil, nil
 }
 
-// conv loads a conversation record through the batch's cache.
+// conv loads a conversation record through the batch, and the writer's
+// cache: what it returns is the batch's own copy, which touch marks to be
+// written back.
 func (b *batch) conv(ws, id string) (*Conversation, error) {
-	k := string(key(ws, id))
-	if c, ok := b.convs[k]; ok {
-		return c, nil
+	k := convKey{ws, id}
+	if e, ok := b.convs[k]; ok {
+		return e.c, nil
+	}
+	if c, ok := b.cache[k]; ok {
+		cp := *c
+		b.convs[k] = &batchConv{c: &cp}
+		return &cp, nil
 	}
 	c, err := getConversation(b.tx, b.keys, ws, id, true)
 	if err != nil {
 		return nil, err
 	}
-	b.convs[k] = c
+	b.convs[k] = &batchConv{c: c}
 	return c, nil
 }
 
 func (b *batch) touch(c *Conversation) {
-	k := string(key(c.Workspace, c.ID))
-	b.convs[k] = c
-	b.dirty[k] = true
+	k := convKey{c.Workspace, c.ID}
+	e := b.convs[k]
+	if e == nil {
+		e = &batchConv{}
+		b.convs[k] = e
+	}
+	e.c, e.dirty = c, true
 }
 
-// flush writes back every conversation record the batch changed.
+// flush writes back every conversation record the batch changed, once
+// each, and the origin frontiers it moved.
 func (b *batch) flush() error {
 	bk := b.tx.Bucket(bConvs)
-	for k := range b.dirty {
-		c := b.convs[k]
-		v, err := marshal(c)
+	for k, e := range b.convs {
+		if !e.dirty {
+			continue
+		}
+		v, err := marshal(e.c)
 		if err != nil {
 			return err
 		}
-		a, err := b.keys.key(b.tx, c.Workspace, c.ID, true)
+		a, err := b.keys.key(b.tx, k.ws, k.conv, true)
 		if err != nil {
 			return err
 		}
-		if err := bk.Put([]byte(k), seal(a, bConvs, []byte(k), v)); err != nil {
+		kk := appendKey(b.kbuf[:0], k.ws, k.conv)
+		b.kbuf = kk
+		if err := bk.Put(kk, b.seal(a, bConvs, kk, v)); err != nil {
+			return err
+		}
+	}
+	origins := b.tx.Bucket(bOrigins)
+	for k, oseq := range b.origins {
+		kk := appendKey(b.kbuf[:0], k.ws, k.conv, k.origin)
+		b.kbuf = kk
+		if u64(origins.Get(kk)) >= oseq {
+			continue
+		}
+		if err := origins.Put(kk, binary.BigEndian.AppendUint64(b.alloc(8)[:0], oseq)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// committed makes the batch's conversation records the writer's cache.
+func (b *batch) committed() {
+	if len(b.cache)+len(b.convs) > maxConvCache {
+		clear(b.cache)
+	}
+	for k, e := range b.convs {
+		b.cache[k] = e.c
+	}
+}
+
+// sealStamped is the value of an event at k: its stamp, then its state
+// sealed under a, in the batch's arena.
+func (b *batch) sealStamped(a cipher.AEAD, k []byte, st Stamp, plain []byte) []byte {
+	b.abuf = append(append(append(b.abuf[:0], bEvents...), '/'), k...)
+	n := stampedLen(st)
+	v := appendStamped(b.alloc(n + 1 + nonceLen + len(plain) + a.Overhead())[:0], st)
+	return v[:n+len(sealTo(v[n:n], a, b.abuf, plain))]
+}
+
+// seal seals a record's value under a into the batch's arena.
+func (b *batch) seal(a cipher.AEAD, bucket, k, plain []byte) []byte {
+	b.abuf = append(append(append(b.abuf[:0], bucket...), '/'), k...)
+	return sealTo(b.alloc(1 + nonceLen + len(plain) + a.Overhead())[:0], a, b.abuf, plain)
 }

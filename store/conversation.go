@@ -95,8 +95,9 @@ type msgRecord struct {
 	Last uint64 // the latest event
 }
 
-func (r msgRecord) encode() []byte {
-	return binary.BigEndian.AppendUint64(putU64(r.Seq), r.Last)
+// appendTo appends the record's value to b.
+func (r msgRecord) appendTo(b []byte) []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(b, r.Seq), r.Last)
 }
 
 func decodeMsgRecord(v []byte) (msgRecord, bool) {
@@ -124,6 +125,10 @@ func refValue(id string) []byte { return append([]byte{eventRef}, id...) }
 // decodeEvent decodes the value v of the event at k, sealed under a, following
 // a reference to its message's latest event.
 func decodeEvent(tx *bolt.Tx, a cipher.AEAD, ws, conv string, k, v []byte) (crdt.Message, error) {
+	_, v, err := splitStamped(v)
+	if err != nil {
+		return crdt.Message{}, err
+	}
 	if len(v) > 0 && v[0] == eventRef {
 		id := string(v[1:])
 		rec, ok := decodeMsgRecord(tx.Bucket(bMsgs).Get(key(ws, conv, id)))
@@ -131,14 +136,16 @@ func decodeEvent(tx *bolt.Tx, a cipher.AEAD, ws, conv string, k, v []byte) (crdt
 			return crdt.Message{}, fmt.Errorf("event refers to message %s, which is not stored", id)
 		}
 		k = seqKey(ws, conv, rec.Last)
-		v = tx.Bucket(bEvents).Get(k)
+		if _, v, err = splitStamped(tx.Bucket(bEvents).Get(k)); err != nil {
+			return crdt.Message{}, err
+		}
 	}
 	plain, err := unseal(a, bEvents, k, v)
 	if err != nil {
 		return crdt.Message{}, err
 	}
-	var m crdt.Message
-	if err := json.Unmarshal(plain, &m); err != nil {
+	m, err := decodeMessage(plain)
+	if err != nil {
 		return crdt.Message{}, fmt.Errorf("decode event: %w", err)
 	}
 	return m, nil
@@ -179,22 +186,14 @@ func (s *Store) Apply(ctx context.Context, ch Change) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
-	// A new message's encoding is known before it is sequenced: do it here,
-	// outside every lock.
-	var enc []byte
-	if ch.Kind == Send {
-		var err error
-		if enc, err = marshal(ch.Message); err != nil {
-			return Result{}, err
-		}
-	}
-	res, o, err := s.sequence(ch, enc)
-	if err != nil || o == nil {
+	var res Result
+	w, err := s.sequence(&ch, &res)
+	if err != nil || w == nil {
 		return res, err
 	}
 	// Once queued, the change may commit: wait for its fate even if ctx
 	// ends, so that no caller reports failure for something stored.
-	if err := <-o.done; err != nil {
+	if err := w.wait(); err != nil {
 		return Result{}, err
 	}
 	return res, nil
@@ -330,7 +329,6 @@ func (s *Store) Events(ws, conv string, after uint64, limit int) ([]Event, bool,
 	err := s.db.View(func(tx *bolt.Tx) error {
 		p := prefix(ws, conv)
 		cur := tx.Bucket(bEvents).Cursor()
-		stamps := tx.Bucket(bStamps)
 		var a cipher.AEAD
 		for k, v := cur.Seek(seqKey(ws, conv, after+1)); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
 			if len(out) == limit {
@@ -347,7 +345,7 @@ func (s *Store) Events(ws, conv string, after uint64, limit int) ([]Event, bool,
 			if err != nil {
 				return err
 			}
-			st, _ := decodeStamp(stamps.Get(k))
+			st := eventStamp(v)
 			out = append(out, Event{Kind: EventMessage, Workspace: ws, Conversation: conv, Seq: u64(k[len(p):]), Stamp: st, Message: m})
 		}
 		return nil

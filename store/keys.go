@@ -21,6 +21,22 @@ func key(parts ...string) []byte {
 	return b
 }
 
+// appendKey appends key(parts...) to dst.
+func appendKey(dst []byte, parts ...string) []byte {
+	for i, p := range parts {
+		if i > 0 {
+			dst = append(dst, sep)
+		}
+		dst = append(dst, p...)
+	}
+	return dst
+}
+
+// appendSeqKey appends seqKey(ws, conv, seq) to dst.
+func appendSeqKey(dst []byte, ws, conv string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(appendKey(dst, ws, conv), sep), seq)
+}
+
 // prefix is key(parts...) followed by sep, for prefix scans.
 func prefix(parts ...string) []byte { return append(key(parts...), sep) }
 

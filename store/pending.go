@@ -11,10 +11,8 @@ import (
 // would be in neither, so Events reads this set too.
 type pendingEvents struct {
 	mu sync.Mutex
-	m  map[string][]Event // workspace\x00conversation -> events in seq order
+	m  map[convKey][]Event // events in seq order per conversation
 }
-
-func pendingKey(ws, conv string) string { return ws + "\x00" + conv }
 
 func (p *pendingEvents) add(evs []Event) {
 	p.mu.Lock()
@@ -24,24 +22,31 @@ func (p *pendingEvents) add(evs []Event) {
 			continue
 		}
 		if p.m == nil {
-			p.m = map[string][]Event{}
+			p.m = map[convKey][]Event{}
 		}
-		k := pendingKey(e.Workspace, e.Conversation)
+		k := convKey{e.Workspace, e.Conversation}
 		p.m[k] = append(p.m[k], e)
 	}
 }
 
-// remove forgets evs once committed (or once their commit failed, when they
-// will never be readable: seq epochs keep them from being reused).
-func (p *pendingEvents) remove(evs []Event) {
+// remove forgets the events of the sequenced writes among ops once
+// committed (or once their commit failed, when they will never be readable:
+// seq epochs keep them from being reused).
+func (p *pendingEvents) remove(ops []*op) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, e := range evs {
-		k := pendingKey(e.Workspace, e.Conversation)
+	for _, o := range ops {
+		w := o.seq
+		if w == nil || w.advance {
+			continue
+		}
+		k := convKey{w.ws, w.conv}
 		list := p.m[k]
 		for i := range list {
-			if list[i].Seq == e.Seq {
-				list = append(list[:i], list[i+1:]...)
+			if list[i].Seq == w.ev[0].Seq {
+				copy(list[i:], list[i+1:])
+				list[len(list)-1] = Event{}
+				list = list[:len(list)-1]
 				break
 			}
 		}
@@ -58,7 +63,7 @@ func (p *pendingEvents) after(ws, conv string, seq uint64) []Event {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []Event
-	for _, e := range p.m[pendingKey(ws, conv)] {
+	for _, e := range p.m[convKey{ws, conv}] {
 		if e.Seq > seq {
 			out = append(out, e)
 		}

@@ -66,17 +66,17 @@ func (s *Store) ApplyRemoteAsync(ctx context.Context, r Remote) (Result, <-chan 
 	if err := s.ensureConversation(ctx, r.Conversation); err != nil {
 		return Result{}, nil, err
 	}
-	res, o, err := s.sequenceRemote(r)
+	res, w, err := s.sequenceRemote(r)
 	if err != nil {
 		return res, nil, err
 	}
 	durable := make(chan error, 1)
-	if o == nil {
+	if w == nil {
 		durable <- nil // already held: nothing to commit
 		return res, durable, nil
 	}
 	go func() {
-		if err := <-o.done; err != nil {
+		if err := w.wait(); err != nil {
 			durable <- fmt.Errorf("remote event %s.%d of %s/%s: %w", r.Stamp.Origin, r.Stamp.OSeq, ws, conv, err)
 			return
 		}
@@ -85,25 +85,63 @@ func (s *Store) ApplyRemoteAsync(ctx context.Context, r Remote) (Result, <-chan 
 	return res, durable, nil
 }
 
-func (s *Store) sequenceRemote(r Remote) (Result, *op, error) {
-	ws, conv := r.Conversation.Workspace, r.Conversation.ID
+func (s *Store) sequenceRemote(r Remote) (Result, *write, error) {
 	q := &s.seq
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if err := s.waitSpace(); err != nil {
+	if err := s.reserve(); err != nil {
 		return Result{}, nil, err
 	}
-	tx, err := s.db.read()
-	if err != nil {
-		return Result{}, nil, err
+	cs := q.acquire(r.Conversation.Workspace, r.Conversation.ID)
+	res, w, err := s.decideRemoteLocked(cs, r)
+	if w == nil {
+		q.release(cs)
+		s.unreserve()
+		return res, nil, err
 	}
-	defer s.db.done(tx)
-	cs, err := q.state(tx, s.keys, ws, conv)
-	if err != nil {
+	// The reference stays with the write in flight, until written.
+	cs.mu.Unlock()
+	return res, w, nil
+}
+
+// decideRemoteLocked is sequenceRemote with the conversation's lock held.
+func (s *Store) decideRemoteLocked(cs *convState, r Remote) (Result, *write, error) {
+	var cur crdt.Message
+	rec, found, skip, err := s.remoteCurrent(cs, r, &cur)
+	if err != nil || skip {
 		return Result{}, nil, err
 	}
 	if cs.remote == nil {
 		cs.remote = map[string]uint64{}
+	}
+	merged := r.Message
+	if found {
+		merged = crdt.MergeMessage(cur, r.Message)
+		if merged.Equal(cur) {
+			cs.remote[r.Stamp.Origin] = r.Stamp.OSeq
+			return Result{Seq: rec.Last, Message: cur}, s.advanceOnly(cs, r.Stamp), nil
+		}
+	}
+	cs.remote[r.Stamp.Origin] = r.Stamp.OSeq
+	w, res := s.appendEvent(cs, merged, rec, found, r.Stamp, !found, r.Start)
+	if found && merged.Created != cur.Created {
+		res.Displaced = cur.Created
+	}
+	return res, w, nil
+}
+
+// remoteCurrent reads, for a remote event, what deciding it needs from the
+// file, in a transaction that ends before the event is published: whether
+// it is the origin's next (skip: covered already), and its message's
+// current state. Caller holds cs.mu.
+func (s *Store) remoteCurrent(cs *convState, r Remote, cur *crdt.Message) (rec msgRecord, found, skip bool, err error) {
+	ws, conv := r.Conversation.Workspace, r.Conversation.ID
+	q := &s.seq
+	tx, err := s.db.read()
+	if err != nil {
+		return msgRecord{}, false, false, err
+	}
+	defer s.db.done(tx)
+	if err := q.load(tx, s.keys, cs); err != nil {
+		return msgRecord{}, false, false, err
 	}
 	head, ok := cs.remote[r.Stamp.Origin]
 	if !ok {
@@ -111,53 +149,23 @@ func (s *Store) sequenceRemote(r Remote) (Result, *op, error) {
 	}
 	switch {
 	case r.Stamp.OSeq <= head:
-		q.release(ws, conv, cs)
-		return Result{}, nil, nil
+		return msgRecord{}, false, true, nil
 	case r.Stamp.OSeq != head+1:
-		q.release(ws, conv, cs)
-		return Result{}, nil, fmt.Errorf("remote event %s.%d of %s/%s: next is %d: %w", r.Stamp.Origin, r.Stamp.OSeq, ws, conv, head+1, ErrInvalid)
+		return msgRecord{}, false, false, fmt.Errorf("remote event %s.%d of %s/%s: next is %d: %w", r.Stamp.Origin, r.Stamp.OSeq, ws, conv, head+1, ErrInvalid)
 	}
-	cs.remote[r.Stamp.Origin] = r.Stamp.OSeq
-	cur, rec, found, err := q.current(tx, s.keys, cs, ws, conv, r.Message.ID)
-	if err != nil {
-		q.release(ws, conv, cs)
-		return Result{}, nil, err
-	}
-	merged := r.Message
-	if found {
-		merged = crdt.MergeMessage(cur, r.Message)
-		if merged.Equal(cur) {
-			return Result{Seq: rec.Last, Message: cur}, s.advanceOnly(cs, ws, conv, r.Stamp), nil
-		}
-	}
-	enc, err := marshal(merged)
-	if err != nil {
-		q.release(ws, conv, cs)
-		return Result{}, nil, err
-	}
-	o, res := s.appendEvent(cs, ws, conv, merged, rec, found, enc, r.Stamp, !found, r.Start)
-	if found && merged.Created != cur.Created {
-		res.Displaced = cur.Created
-	}
-	return res, o, nil
+	rec, found, err = q.current(tx, s.keys, cs, ws, conv, r.Message.ID, cur)
+	return rec, found, false, err
 }
 
 // advanceOnly queues the durable move of an origin's frontier for an event
-// that changed nothing here. Caller holds q.mu, with room in the queue.
-func (s *Store) advanceOnly(cs *convState, ws, conv string, st Stamp) *op {
+// that changed nothing here. Caller holds cs.mu and a place in the queue.
+func (s *Store) advanceOnly(cs *convState, st Stamp) *write {
 	cs.inflight++
-	o := &op{done: make(chan error, 1),
-		fn: func(b *batch) error { return advanceOrigin(b.tx, ws, conv, st) },
-		after: func() {
-			q := &s.seq
-			q.mu.Lock()
-			defer q.mu.Unlock()
-			if cs.inflight--; cs.inflight == 0 {
-				delete(q.convs, pendingKey(ws, conv))
-			}
-		}}
-	s.push(o)
-	return o
+	w := &write{cs: cs, ws: cs.key.ws, conv: cs.key.conv, stamp: st, advance: true}
+	w.op.seq = w
+	w.op.wg.Add(1)
+	s.push(&w.op)
+	return w
 }
 
 // ensureConversation creates, durably, the record of a conversation first

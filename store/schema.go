@@ -13,12 +13,12 @@ var (
 	bMeta       = []byte("meta")       // "schema" -> version (uint64)
 	bWorkspaces = []byte("workspaces") // ws -> Workspace JSON
 	bConvs      = []byte("convs")      // ws|conv -> Conversation JSON
-	bEvents     = []byte("events")     // ws|conv|seq -> crdt.Message JSON at that event
+	bEvents     = []byte("events")     // ws|conv|seq -> crdt.Message at that event; from schema 8 its stamp (stampedV1), then the message (messageV1)
 	bMsgs       = []byte("msgs")       // ws|conv|msgID -> msgRecord JSON (current state)
 	bReads      = []byte("reads")      // ws|conv|participant -> seq (uint64)
 	bOwners     = []byte("owners")     // ws|owner|conv -> empty (schema 2)
-	bStamps     = []byte("stamps")     // ws|conv|seq -> Stamp of the event (schema 3)
-	bByStamp    = []byte("bystamp")    // ws|conv|origin|oseq -> seq (schema 3)
+	bStamps     = []byte("stamps")     // ws|conv|seq -> Stamp of the event (schema 3 to 7; in the event's value from 8)
+	bByStamp    = []byte("bystamp")    // ws|conv|origin|oseq -> seq (schema 3; from 8 every stampEvery-th oseq only)
 	bErased     = []byte("erased")     // ws|conv -> unix ms of its erasure (schema 5)
 	bOrigins    = []byte("origins")    // ws|conv|origin -> highest oseq, contiguous (schema 3)
 	bVectors    = []byte("vectors")    // ws|conv -> head (uint64) + embedding (schema 4)
@@ -35,8 +35,9 @@ var schemaKey = []byte("schema")
 // migration moves the schema from Version-1 to Version. It runs inside one
 // transaction with the version bump, so a crash leaves the old or the new
 // schema, never a mix. Migrations add a bucket or a derived index, or
-// rewrite values in place (6 and 7), never dropping data; what a rewrite
-// replaces is scrubbed from the file by Open, right after.
+// rewrite values in place (6, 7 and 8: 8 moves an index into the values it
+// indexes, and drops it), never dropping data; what a rewrite replaces is
+// scrubbed from the file by Open, right after.
 type migration struct {
 	Version int
 	Name    string
@@ -92,6 +93,7 @@ var migrations = []migration{
 	}},
 	{6, "earlier events of changed messages refer to the latest", refSuperseded},
 	{7, "conversations sealed under keys of their own", sealExisting},
+	{8, "event stamps in the events' values, not an index of their own; message states in a binary form", compactEvents},
 }
 
 // refSuperseded (migration 6) turns the value of every event that is not

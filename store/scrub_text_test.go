@@ -180,10 +180,10 @@ func TestMigrationRefersSupersededEvents(t *testing.T) {
 				return err
 			}
 		}
-		if err := tx.Bucket(bMsgs).Put(key("ws1", "c1", "m1"), msgRecord{Seq: 1, Last: 4}.encode()); err != nil {
+		if err := tx.Bucket(bMsgs).Put(key("ws1", "c1", "m1"), msgRecord{Seq: 1, Last: 4}.appendTo(nil)); err != nil {
 			return err
 		}
-		return tx.Bucket(bMsgs).Put(key("ws1", "c1", "m2"), msgRecord{Seq: 3, Last: 5}.encode())
+		return tx.Bucket(bMsgs).Put(key("ws1", "c1", "m2"), msgRecord{Seq: 3, Last: 5}.appendTo(nil))
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -68,12 +68,12 @@ var (
 type sealer struct {
 	kek cipher.AEAD
 	mu  sync.Mutex
-	// open caches conversation keys by pendingKey(ws, conv). Only the
+	// open caches conversation keys by conversation. Only the
 	// writer adds to it, keys it created or read in its transaction, and
 	// it removes them as it destroys them: a reader of a snapshot older
 	// than an erasure unseals the key from its snapshot but cannot bring
 	// it back into the cache.
-	open map[string]cipher.AEAD
+	open map[convKey]cipher.AEAD
 }
 
 // maxOpenKeys bounds the cache: past it, the cache is emptied (the keys are
@@ -124,7 +124,7 @@ func newSealer(kek []byte) (*sealer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sealer{kek: a, open: map[string]cipher.AEAD{}}, nil
+	return &sealer{kek: a, open: map[convKey]cipher.AEAD{}}, nil
 }
 
 // checkKEK makes sure the file's keys are sealed under this KEK: a file
@@ -200,7 +200,12 @@ func rewrite(bk *bolt.Bucket, fn func(k, v []byte) ([]byte, error)) error {
 
 // sealWith encrypts plain under a with the record's key k as additional data.
 func sealWith(a cipher.AEAD, k, plain []byte) []byte {
-	out := make([]byte, 1+nonceLen, 1+nonceLen+len(plain)+a.Overhead())
+	return sealTo(make([]byte, 0, 1+nonceLen+len(plain)+a.Overhead()), a, k, plain)
+}
+
+// sealTo is sealWith into buf, empty with room for the result.
+func sealTo(buf []byte, a cipher.AEAD, k, plain []byte) []byte {
+	out := buf[:1+nonceLen]
 	out[0] = sealedV1
 	if _, err := rand.Read(out[1 : 1+nonceLen]); err != nil {
 		panic(fmt.Sprintf("store: random nonce: %v", err)) // crypto/rand does not fail on Linux
@@ -240,7 +245,7 @@ func unseal(a cipher.AEAD, bucket, k, v []byte) ([]byte, error) {
 // tx. A conversation without one is ErrKeyDestroyed (also ErrNotFound).
 // writer says tx is the writer's: only its keys are cached.
 func (k *sealer) key(tx *bolt.Tx, ws, conv string, writer bool) (cipher.AEAD, error) {
-	ck := pendingKey(ws, conv)
+	ck := convKey{ws, conv}
 	k.mu.Lock()
 	a, ok := k.open[ck]
 	k.mu.Unlock()
@@ -269,7 +274,7 @@ func (k *sealer) key(tx *bolt.Tx, ws, conv string, writer bool) (cipher.AEAD, er
 }
 
 // remember caches a key. Caller holds mu.
-func (k *sealer) remember(ck string, a cipher.AEAD) {
+func (k *sealer) remember(ck convKey, a cipher.AEAD) {
 	if len(k.open) >= maxOpenKeys {
 		clear(k.open)
 	}
@@ -292,7 +297,7 @@ func (k *sealer) create(tx *bolt.Tx, ws, conv string) (cipher.AEAD, error) {
 		return nil, err
 	}
 	k.mu.Lock()
-	k.remember(pendingKey(ws, conv), a)
+	k.remember(convKey{ws, conv}, a)
 	k.mu.Unlock()
 	return a, nil
 }
@@ -302,18 +307,17 @@ func (k *sealer) create(tx *bolt.Tx, ws, conv string) (cipher.AEAD, error) {
 // the file when next needed.
 func (k *sealer) destroy(tx *bolt.Tx, ws, conv string) error {
 	k.mu.Lock()
-	delete(k.open, pendingKey(ws, conv))
+	delete(k.open, convKey{ws, conv})
 	k.mu.Unlock()
 	return tx.Bucket(bKeys).Delete(key(ws, conv))
 }
 
 // forgetWorkspace forgets the keys of a purged workspace.
 func (k *sealer) forgetWorkspace(ws string) {
-	p := ws + "\x00"
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for ck := range k.open {
-		if strings.HasPrefix(ck, p) {
+		if ck.ws == ws {
 			delete(k.open, ck)
 		}
 	}
@@ -329,9 +333,9 @@ func sealExisting(tx *bolt.Tx, env migrationEnv) error {
 		return err
 	}
 	k := env.keys
-	aeads := map[string]cipher.AEAD{}
+	aeads := map[convKey]cipher.AEAD{}
 	keyOf := func(ws, conv string) (cipher.AEAD, error) {
-		ck := pendingKey(ws, conv)
+		ck := convKey{ws, conv}
 		if a, ok := aeads[ck]; ok {
 			return a, nil
 		}

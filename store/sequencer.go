@@ -1,7 +1,9 @@
 package store
 
 import (
+	"encoding/binary"
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"time"
 
@@ -16,19 +18,54 @@ import (
 // making that decision durable, so that recipients never wait for an fsync
 // (the sender's ack does). It keeps the state of a conversation only while
 // writes of it are in flight: otherwise the file is the truth.
+//
+// Changes are ordered per conversation, not store-wide: each conversation
+// has its own lock (convState.mu), held while one change of it is decided,
+// published and queued, so changes of different conversations are decided
+// and published in parallel. The shards' mutexes guard only the map from
+// conversation to state, and are never held across I/O or a publication.
 type sequencer struct {
-	mu     sync.Mutex
 	epoch  uint64 // see nextSeq; fixed for the life of the Store
 	origin string // see originName; fixed for the life of the Store
-	convs  map[string]*convState
-	// erasing counts the erasures queued per conversation (pendingKey):
-	// changes of such a conversation are refused until the erasure is
-	// durable, after which the file refuses them.
-	erasing map[string]int
+	shards [seqShards]seqShard
 }
 
-// convState is a conversation with writes in flight.
+// seqShards spreads the conversations' states over maps with their own
+// mutexes, so that looking one up does not contend with the others.
+const seqShards = 64
+
+type seqShard struct {
+	mu    sync.Mutex
+	convs map[convKey]*convState
+	_     [40]byte // keeps two shards' mutexes off one cache line
+}
+
+// convKey names a conversation in maps, without building a string.
+type convKey struct{ ws, conv string }
+
+func (q *sequencer) init() {
+	for i := range q.shards {
+		q.shards[i].convs = map[convKey]*convState{}
+	}
+}
+
+func (q *sequencer) shard(k convKey) *seqShard {
+	h := maphash.Comparable(shardSeed, k)
+	return &q.shards[h%seqShards]
+}
+
+var shardSeed = maphash.MakeSeed()
+
+// convState is a conversation being changed, or with writes in flight.
 type convState struct {
+	key convKey
+	// refs counts, under the shard's mutex, the callers holding or waiting
+	// for mu, the writes in flight and the erasures under way: the state
+	// leaves the shard's map when none is left.
+	refs int
+	// mu orders the conversation's changes; it guards the fields below.
+	mu       sync.Mutex
+	erasing  int                  // erasures queued and not yet over
 	head     uint64               // the last seq handed out
 	oseq     uint64               // the last oseq of this store's origin handed out
 	remote   map[string]uint64    // other origins' last oseq in flight (remote.go)
@@ -42,55 +79,115 @@ type msgState struct {
 	inflight int
 }
 
-// write is one sequenced message change, for the writer to make durable.
+// write is one sequenced change, for the writer to make durable: a message
+// event, or (advance) only the move of a remote origin's frontier. It is
+// its own op, so that a change costs one allocation for both.
 type write struct {
-	ws, conv string
-	stamp    Stamp
-	rec      msgRecord
-	enc      []byte // the message state at rec.Last, encoded
-	msg      crdt.Message
-	send     bool
-	prev     uint64 // the message's latest event before this one; 0 for its first
+	op
+	cs      *convState
+	ws      string
+	conv    string
+	stamp   Stamp
+	rec     msgRecord
+	msg     crdt.Message // the message's state at rec.Last
+	send    bool
+	advance bool   // no event: only stamp's origin frontier moves
+	prev    uint64 // the message's latest event before this one; 0 for its first
+	ev      [1]Event
+	// ms is the message's state in flight when this write is its first
+	// (convState.msgs points to it): no allocation of its own.
+	ms msgState
 }
 
-// state returns the conversation's in-memory state, loading its head from
-// the file if no write of it is in flight. Caller holds mu.
-func (q *sequencer) state(tx *bolt.Tx, keys *sealer, ws, conv string) (*convState, error) {
-	k := pendingKey(ws, conv)
-	if q.erasing[k] > 0 {
-		return nil, fmt.Errorf("conversation %s is being erased: %w", conv, ErrNotFound)
+// acquire returns the state of a conversation with its lock held, for
+// release (or for a write in flight, which keeps the reference until
+// written).
+func (q *sequencer) acquire(ws, conv string) *convState {
+	k := convKey{ws, conv}
+	sh := q.shard(k)
+	sh.mu.Lock()
+	cs := sh.convs[k]
+	if cs == nil {
+		cs = &convState{key: k}
+		sh.convs[k] = cs
 	}
-	if cs, ok := q.convs[k]; ok {
-		return cs, nil
+	cs.refs++
+	sh.mu.Unlock()
+	cs.mu.Lock()
+	return cs
+}
+
+// release unlocks a state from acquire and drops its reference.
+func (q *sequencer) release(cs *convState) {
+	cs.mu.Unlock()
+	q.unref(cs)
+}
+
+// unref drops one reference to cs; the last one removes it from the map.
+func (q *sequencer) unref(cs *convState) {
+	sh := q.shard(cs.key)
+	sh.mu.Lock()
+	if cs.refs--; cs.refs == 0 {
+		delete(sh.convs, cs.key)
 	}
-	c, err := getConversation(tx, keys, ws, conv, false)
+	sh.mu.Unlock()
+}
+
+// load makes cs the conversation's current state: with no write of it in
+// flight, its head is read from the file. Caller holds cs.mu.
+func (q *sequencer) load(tx *bolt.Tx, keys *sealer, cs *convState) error {
+	if cs.erasing > 0 {
+		return fmt.Errorf("conversation %s is being erased: %w", cs.key.conv, ErrNotFound)
+	}
+	if cs.inflight > 0 {
+		return nil
+	}
+	cs.remote = nil
+	clear(cs.msgs)
+	c, err := getConversation(tx, keys, cs.key.ws, cs.key.conv, false)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	cs := &convState{head: c.Head, oseq: originHead(tx, ws, conv, q.origin), msgs: map[string]*msgState{}}
-	q.convs[k] = cs
-	return cs, nil
+	cs.head, cs.oseq = c.Head, originHead(tx, cs.key.ws, cs.key.conv, q.origin)
+	return nil
 }
 
 // current returns a message's latest state: in flight, or in the file.
-func (q *sequencer) current(tx *bolt.Tx, keys *sealer, cs *convState, ws, conv, id string) (crdt.Message, msgRecord, bool, error) {
+// It keeps its frames small: it runs on the caller's goroutine, down into
+// bbolt, and a deep stack there is a stack to grow for every change.
+func (q *sequencer) current(tx *bolt.Tx, keys *sealer, cs *convState, ws, conv, id string, cur *crdt.Message) (msgRecord, bool, error) {
 	if ms, ok := cs.msgs[id]; ok {
-		return ms.msg, ms.rec, true, nil
+		*cur = ms.msg
+		return ms.rec, true, nil
 	}
-	rec, found := decodeMsgRecord(tx.Bucket(bMsgs).Get(key(ws, conv, id)))
+	rec, found := msgRecordOf(tx, ws, conv, id)
 	if !found {
-		return crdt.Message{}, msgRecord{}, false, nil
+		return msgRecord{}, false, nil
 	}
+	return rec, true, storedMessage(tx, keys, ws, conv, id, rec, cur)
+}
+
+// msgRecordOf reads a message's record from the file.
+//
+//go:noinline
+func msgRecordOf(tx *bolt.Tx, ws, conv, id string) (msgRecord, bool) {
+	var kb [128]byte
+	return decodeMsgRecord(tx.Bucket(bMsgs).Get(appendKey(kb[:0], ws, conv, id)))
+}
+
+// storedMessage reads a message's state at rec.Last from the file into m.
+//
+//go:noinline
+func storedMessage(tx *bolt.Tx, keys *sealer, ws, conv, id string, rec msgRecord, m *crdt.Message) error {
 	a, err := keys.key(tx, ws, conv, false)
 	if err != nil {
-		return crdt.Message{}, msgRecord{}, false, err
+		return err
 	}
 	k := seqKey(ws, conv, rec.Last)
-	m, err := decodeEvent(tx, a, ws, conv, k, tx.Bucket(bEvents).Get(k))
-	if err != nil {
-		return crdt.Message{}, msgRecord{}, false, fmt.Errorf("decode message %s: %w", id, err)
+	if *m, err = decodeEvent(tx, a, ws, conv, k, tx.Bucket(bEvents).Get(k)); err != nil {
+		return fmt.Errorf("decode message %s: %w", id, err)
 	}
-	return m, rec, true, nil
+	return nil
 }
 
 // decide is what a change does to a message's current state: a result
@@ -127,50 +224,69 @@ func decide(ch Change, cur crdt.Message, rec msgRecord, found bool) (merged crdt
 }
 
 // sequence decides ch, and for a change that writes, takes its seq, records
-// it as in flight, publishes its event and queues its write, all under mu so
-// that each conversation's events are published and queued in seq order.
-func (s *Store) sequence(ch Change, enc []byte) (Result, *op, error) {
+// it as in flight, publishes its event and queues its write, all under the
+// conversation's lock so that each conversation's events are published and
+// queued in seq order.
+func (s *Store) sequence(ch *Change, res *Result) (*write, error) {
 	q := &s.seq
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	// Room first: once its event is published, a write must be queued.
-	if err := s.waitSpace(); err != nil {
-		return Result{}, nil, err
+	// Room first, before the conversation's lock: once its event is
+	// published, a write must be queued.
+	if err := s.reserve(); err != nil {
+		return nil, err
 	}
+	cs := q.acquire(ch.Workspace, ch.Conversation)
+	w, err := s.decideLocked(cs, ch, res)
+	if w == nil {
+		q.release(cs)
+		s.unreserve()
+		return nil, err
+	}
+	// The reference stays with the write in flight, until written.
+	cs.mu.Unlock()
+	return w, nil
+}
+
+// decideLocked is sequence with the conversation's lock held.
+func (s *Store) decideLocked(cs *convState, ch *Change, res *Result) (*write, error) {
+	q := &s.seq
 	tx, err := s.db.read()
 	if err != nil {
-		return Result{}, nil, err
+		return nil, err
 	}
-	defer s.db.done(tx)
-	cs, err := q.state(tx, s.keys, ch.Workspace, ch.Conversation)
+	err = q.load(tx, s.keys, cs)
+	var cur crdt.Message
+	var rec msgRecord
+	var found bool
+	if err == nil {
+		rec, found, err = q.current(tx, s.keys, cs, ch.Workspace, ch.Conversation, ch.Message.ID, &cur)
+	}
+	// The file is read: the transaction ends before the event is
+	// published.
+	s.db.done(tx)
 	if err != nil {
-		return Result{}, nil, err
+		return nil, err
 	}
-	cur, rec, found, err := q.current(tx, s.keys, cs, ch.Workspace, ch.Conversation, ch.Message.ID)
-	if err != nil {
-		return Result{}, nil, err
-	}
-	merged, res, writes, err := decide(ch, cur, rec, found)
+	return s.decideWrite(cs, ch, &cur, rec, found, res)
+}
+
+// decideWrite is decideLocked once the message's current state is known.
+func (s *Store) decideWrite(cs *convState, ch *Change, cur *crdt.Message, rec msgRecord, found bool, res *Result) (*write, error) {
+	merged, r, writes, err := decide(*ch, *cur, rec, found)
 	if err != nil || !writes {
-		q.release(ch.Workspace, ch.Conversation, cs)
-		return res, nil, err
-	}
-	if ch.Kind != Send {
-		if enc, err = marshal(merged); err != nil {
-			q.release(ch.Workspace, ch.Conversation, cs)
-			return Result{}, nil, err
-		}
+		*res = r
+		return nil, err
 	}
 	cs.oseq++
-	o, res := s.appendEvent(cs, ch.Workspace, ch.Conversation, merged, rec, found, enc,
-		Stamp{Origin: q.origin, OSeq: cs.oseq}, ch.Kind == Send, ch.Start)
-	return res, o, nil
+	w, r := s.appendEvent(cs, merged, rec, found,
+		Stamp{Origin: s.seq.origin, OSeq: cs.oseq}, ch.Kind == Send, ch.Start)
+	*res = r
+	return w, nil
 }
 
 // appendEvent gives a message's new state the conversation's next seq,
 // records it as in flight, publishes its event and queues its write. Caller
-// holds q.mu, with room in the queue.
-func (s *Store) appendEvent(cs *convState, ws, conv string, merged crdt.Message, rec msgRecord, found bool, enc []byte, stamp Stamp, send bool, start time.Time) (*op, Result) {
+// holds cs.mu and a place in the queue (reserve).
+func (s *Store) appendEvent(cs *convState, merged crdt.Message, rec msgRecord, found bool, stamp Stamp, send bool, start time.Time) (*write, Result) {
 	q := &s.seq
 	seq := nextSeq(cs.head, q.epoch)
 	cs.head = seq
@@ -182,64 +298,61 @@ func (s *Store) appendEvent(cs *convState, ws, conv string, merged crdt.Message,
 	if !found {
 		rec.Seq = seq
 	}
+	w := &write{cs: cs, ws: cs.key.ws, conv: cs.key.conv, stamp: stamp, rec: rec, msg: merged, send: send, prev: prev}
+	if cs.msgs == nil {
+		cs.msgs = map[string]*msgState{}
+	}
 	ms := cs.msgs[merged.ID]
 	if ms == nil {
-		ms = &msgState{}
+		ms = &w.ms
 		cs.msgs[merged.ID] = ms
 	}
 	ms.msg, ms.rec = merged, rec
 	ms.inflight++
 	cs.inflight++
-	w := write{ws: ws, conv: conv, stamp: stamp, rec: rec, enc: enc, msg: merged, send: send, prev: prev}
-	ev := Event{Kind: EventMessage, Workspace: ws, Conversation: conv, Seq: seq, Stamp: stamp, Message: merged, Start: start}
-	s.pending.add([]Event{ev})
+	w.op.seq = w
+	w.op.wg.Add(1)
+	w.ev[0] = Event{Kind: EventMessage, Workspace: w.ws, Conversation: w.conv, Seq: seq, Stamp: stamp, Message: merged, Start: start}
+	s.pending.add(w.ev[:])
 	if s.cfg.OnCommit != nil {
-		s.cfg.OnCommit([]Event{ev})
+		s.cfg.OnCommit(w.ev[:])
 	}
-	o := &op{done: make(chan error, 1), fn: func(b *batch) error { return b.write(w) }, after: func() { s.written(w, ev) }}
-	// Queued under mu: the writer sees each conversation's writes in seq order.
-	s.push(o)
-	return o, Result{Seq: seq, Changed: true, Message: merged}
-}
-
-// release forgets a conversation state that was loaded for nothing.
-func (q *sequencer) release(ws, conv string, cs *convState) {
-	if cs.inflight == 0 {
-		delete(q.convs, pendingKey(ws, conv))
-	}
+	// Queued under cs.mu: the writer sees each conversation's writes in
+	// seq order.
+	s.push(&w.op)
+	return w, Result{Seq: seq, Changed: true, Message: merged}
 }
 
 // written is called by the writer once w's commit is durable (or failed:
 // then the store is broken and the state is dropped all the same).
-func (s *Store) written(w write, ev Event) {
-	q := &s.seq
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	s.pending.remove([]Event{ev})
-	k := pendingKey(w.ws, w.conv)
-	cs := q.convs[k]
-	if cs == nil {
-		return
-	}
-	if ms := cs.msgs[w.msg.ID]; ms != nil {
-		if ms.inflight--; ms.inflight == 0 {
-			delete(cs.msgs, w.msg.ID)
+func (s *Store) written(w *write) {
+	cs := w.cs
+	cs.mu.Lock()
+	if !w.advance {
+		if ms := cs.msgs[w.msg.ID]; ms != nil {
+			if ms.inflight--; ms.inflight == 0 {
+				delete(cs.msgs, w.msg.ID)
+			}
 		}
 	}
 	if cs.inflight--; cs.inflight == 0 {
-		delete(q.convs, k)
+		// The file is the truth again.
+		cs.remote = nil
+		clear(cs.msgs)
 	}
+	cs.mu.Unlock()
+	s.seq.unref(cs)
 }
 
 // head returns the last seq handed out in a conversation.
 func (s *Store) head(ws, conv string) (uint64, error) {
 	q := &s.seq
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.erasing[pendingKey(ws, conv)] > 0 {
+	cs := q.acquire(ws, conv)
+	defer q.release(cs)
+	if cs.erasing > 0 {
 		return 0, fmt.Errorf("conversation %s is being erased: %w", conv, ErrNotFound)
 	}
-	if cs, ok := q.convs[pendingKey(ws, conv)]; ok {
+	if cs.inflight > 0 {
 		return cs.head, nil
 	}
 	var h uint64
@@ -253,9 +366,14 @@ func (s *Store) head(ws, conv string) (uint64, error) {
 	return h, err
 }
 
-// write makes a sequenced change durable: the event, the message's record
-// and the conversation's head, last message and time.
-func (b *batch) write(w write) error {
+// write makes a sequenced change durable: the event, its stamp, the
+// message's record, the origin's frontier and the conversation's head, last
+// message and time (the last two written back once per commit, by flush).
+func (b *batch) write(w *write) error {
+	if w.advance {
+		b.advance(w.ws, w.conv, w.stamp)
+		return nil
+	}
 	c, err := b.conv(w.ws, w.conv)
 	if err != nil {
 		return err
@@ -264,25 +382,45 @@ func (b *batch) write(w write) error {
 	if err != nil {
 		return err
 	}
-	events := b.tx.Bucket(bEvents)
 	// Events are appended in seq order within each conversation: full pages
 	// mean fewer pages to write per commit.
-	events.FillPercent = 0.9
-	k := seqKey(w.ws, w.conv, w.rec.Last)
-	if err := events.Put(k, seal(a, bEvents, k, w.enc)); err != nil {
+	b.bEvents.FillPercent = 0.9
+	// The event's value: its stamp, then its state sealed.
+	k := appendSeqKey(b.kbuf[:0], w.ws, w.conv, w.rec.Last)
+	b.kbuf = k
+	b.pbuf = appendMessage(b.pbuf[:0], &w.msg)
+	if err := b.bEvents.Put(k, b.sealStamped(a, k, w.stamp, b.pbuf)); err != nil {
 		return err
 	}
-	// The previous latest event's state goes (see eventRef); the ones
-	// before it went with the changes that followed them.
-	if w.prev != 0 && events.Get(seqKey(w.ws, w.conv, w.prev)) != nil {
-		if err := events.Put(seqKey(w.ws, w.conv, w.prev), refValue(w.msg.ID)); err != nil {
+	// Every stampEvery-th oseq, the event of the stamp.
+	if w.stamp.OSeq%stampEvery == 1 {
+		k = binary.BigEndian.AppendUint64(append(appendKey(b.kbuf[:0], w.ws, w.conv, w.stamp.Origin), sep), w.stamp.OSeq)
+		b.kbuf = k
+		if err := b.bByStamp.Put(k, binary.BigEndian.AppendUint64(b.alloc(8)[:0], w.rec.Last)); err != nil {
 			return err
 		}
 	}
-	if err := b.tx.Bucket(bMsgs).Put(key(w.ws, w.conv, w.msg.ID), w.rec.encode()); err != nil {
-		return err
+	b.advance(w.ws, w.conv, w.stamp)
+	// The previous latest event's state goes (see eventRef); the ones
+	// before it went with the changes that followed them.
+	if w.prev != 0 {
+		k = appendSeqKey(b.kbuf[:0], w.ws, w.conv, w.prev)
+		b.kbuf = k
+		if old := b.bEvents.Get(k); old != nil {
+			st, _, err := splitStamped(old)
+			if err != nil {
+				return err
+			}
+			ref := b.alloc(stampedLen(st) + 1 + len(w.msg.ID))[:0]
+			ref = append(append(appendStamped(ref, st), eventRef), w.msg.ID...)
+			if err := b.bEvents.Put(k, ref); err != nil {
+				return err
+			}
+		}
 	}
-	if err := putStamp(b.tx, w.ws, w.conv, w.rec.Last, w.stamp); err != nil {
+	k = appendKey(b.kbuf[:0], w.ws, w.conv, w.msg.ID)
+	b.kbuf = k
+	if err := b.bMsgs.Put(k, w.rec.appendTo(b.alloc(16)[:0])); err != nil {
 		return err
 	}
 	if w.rec.Last > c.Head {
@@ -290,8 +428,7 @@ func (b *batch) write(w write) error {
 	}
 	c.Updated = b.now.UnixMilli()
 	if c.Last == nil || c.Last.ID == w.msg.ID || w.send {
-		m := w.msg
-		c.Last = &m
+		c.Last = &w.msg // never changed once sequenced
 	}
 	if !w.send {
 		// An edit or a deletion replaces the message's text in the

@@ -52,13 +52,129 @@ func decodeStamp(v []byte) (Stamp, bool) {
 	return Stamp{OSeq: binary.BigEndian.Uint64(v[:8]), Origin: string(v[8:])}, true
 }
 
+// stampedV1 starts an event's value from schema 8: the event's stamp
+// (uvarint oseq, uvarint length of the origin, the origin), then the rest
+// of the value: the state at the event sealed (sealedV1), or a reference
+// to the message's latest event (eventRef). Before, stamps had an index of
+// their own, one more entry to write per event.
+const stampedV1 = 0x02
+
+// appendStamped appends the head of an event's value that carries st.
+func appendStamped(dst []byte, st Stamp) []byte {
+	dst = append(dst, stampedV1)
+	dst = binary.AppendUvarint(dst, st.OSeq)
+	dst = binary.AppendUvarint(dst, uint64(len(st.Origin)))
+	return append(dst, st.Origin...)
+}
+
+// stampedLen is the length of appendStamped's output for st.
+func stampedLen(st Stamp) int {
+	var b [binary.MaxVarintLen64]byte
+	return 1 + len(binary.AppendUvarint(b[:0], st.OSeq)) + len(binary.AppendUvarint(b[:0], uint64(len(st.Origin)))) + len(st.Origin)
+}
+
+// splitStamped splits an event's value into its stamp and the rest.
+func splitStamped(v []byte) (Stamp, []byte, error) {
+	if len(v) == 0 || v[0] != stampedV1 {
+		return Stamp{}, nil, fmt.Errorf("event value without its stamp: %w", ErrInvalid)
+	}
+	oseq, n := binary.Uvarint(v[1:])
+	if n <= 0 {
+		return Stamp{}, nil, fmt.Errorf("event stamp: bad oseq: %w", ErrInvalid)
+	}
+	rest := v[1+n:]
+	l, n := binary.Uvarint(rest)
+	if n <= 0 || uint64(len(rest)-n) < l {
+		return Stamp{}, nil, fmt.Errorf("event stamp: bad origin: %w", ErrInvalid)
+	}
+	return Stamp{OSeq: oseq, Origin: string(rest[n : n+int(l)])}, rest[n+int(l):], nil
+}
+
+// eventStamp is the stamp of an event's value, zero for a damaged one.
+func eventStamp(v []byte) Stamp {
+	st, _, _ := splitStamped(v)
+	return st
+}
+
+// compactEvents (migration 8) moves every event's stamp from the stamps
+// index into the event's value (stampedV1), drops the index, and encodes
+// every message state in the binary form (messageV1) instead of JSON,
+// sealed again under its conversation's key.
+func compactEvents(tx *bolt.Tx, env migrationEnv) error {
+	stamps := tx.Bucket(bStamps)
+	if stamps == nil {
+		return nil
+	}
+	err := rewrite(tx.Bucket(bEvents), func(k, v []byte) ([]byte, error) {
+		if len(v) > 0 && v[0] == stampedV1 {
+			return nil, nil
+		}
+		st, _ := decodeStamp(stamps.Get(k))
+		out := appendStamped(nil, st)
+		if len(v) == 0 || v[0] != sealedV1 || len(k) < 9 {
+			return append(out, v...), nil // a reference (eventRef)
+		}
+		ws, conv, ok := splitPair(k[:len(k)-9])
+		if !ok {
+			return nil, fmt.Errorf("event key %q: %w", k, ErrInvalid)
+		}
+		a, err := env.keys.key(tx, ws, conv, true)
+		if err != nil {
+			return nil, err
+		}
+		plain, err := unseal(a, bEvents, k, v)
+		if err != nil {
+			return nil, err
+		}
+		var m crdt.Message
+		if err := json.Unmarshal(plain, &m); err != nil {
+			return nil, fmt.Errorf("decode event %q: %w", k, err)
+		}
+		return append(out, seal(a, bEvents, k, encodeMessage(&m))...), nil
+	})
+	if err != nil {
+		return err
+	}
+	return tx.DeleteBucket(bStamps)
+}
+
+// stampEvery spaces the entries of the stamps' index (bByStamp): from
+// schema 8 the writer puts one for an origin's oseq 1, 1+stampEvery,
+// 1+2*stampEvery..., where the oseq's event changed this store (no entry
+// otherwise), rather than one per event. An origin's events are in oseq
+// order in a log, so an entry is a place to start reading the log from
+// (stampFloor), and the stamp in each event's value says the rest.
+const stampEvery = 16
+
+// stampFloor is a seq at or before that of every event of origin with an
+// oseq from oseq on in a conversation's log: the event of the latest entry
+// of the stamps' index at or before oseq, or 0 (the log's start).
+func stampFloor(tx *bolt.Tx, ws, conv, origin string, oseq uint64) uint64 {
+	k := byStampKey(ws, conv, Stamp{Origin: origin, OSeq: oseq})
+	p := k[:len(k)-8]
+	cur := tx.Bucket(bByStamp).Cursor()
+	sk, sv := cur.Seek(k)
+	if sk != nil && bytes.Equal(sk, k) {
+		return u64(sv)
+	}
+	if sk == nil {
+		sk, sv = cur.Last()
+	} else {
+		sk, sv = cur.Prev()
+	}
+	if sk != nil && bytes.HasPrefix(sk, p) && len(sk) == len(k) {
+		return u64(sv)
+	}
+	return 0
+}
+
 func byStampKey(ws, conv string, st Stamp) []byte {
 	return binary.BigEndian.AppendUint64(prefix(ws, conv, st.Origin), st.OSeq)
 }
 
 // putStamp records that the event at seq carries st, and advances st's
-// origin: stamps of an origin arrive in oseq order (the sequencer for local
-// changes, the replication gate for remote ones).
+// origin, as schema 3 to 7 kept stamps (migration 3; the writer keeps the
+// stamp in the event's value from schema 8, batch.write).
 func putStamp(tx *bolt.Tx, ws, conv string, seq uint64, st Stamp) error {
 	if err := tx.Bucket(bStamps).Put(seqKey(ws, conv, seq), st.encode()); err != nil {
 		return err
@@ -152,37 +268,30 @@ func (s *Store) EventsSince(ws, conv string, have map[string]uint64, limit int) 
 		if err := hasConversation(tx, ws, conv); err != nil {
 			return err
 		}
-		// Where to start: the first event, in seq order, of the first
-		// uncovered oseq of each origin.
-		start := uint64(0)
+		// Where to start: at or before the first event, in seq order, of
+		// the first uncovered oseq of each origin.
+		start, any := uint64(0), false
 		p := prefix(ws, conv)
 		oc := tx.Bucket(bOrigins).Cursor()
-		byStamp := tx.Bucket(bByStamp)
 		for k, v := oc.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = oc.Next() {
 			origin := string(k[len(p):])
 			if u64(v) <= have[origin] {
 				continue
 			}
-			op := prefix(ws, conv, origin)
-			sk, sv := byStamp.Cursor().Seek(byStampKey(ws, conv, Stamp{Origin: origin, OSeq: have[origin] + 1}))
-			if sk == nil || !bytes.HasPrefix(sk, op) {
-				continue // its uncovered events changed nothing here
-			}
-			if seq := u64(sv); start == 0 || seq < start {
-				start = seq
+			if seq := stampFloor(tx, ws, conv, origin, have[origin]+1); !any || seq < start {
+				start, any = seq, true
 			}
 		}
-		if start == 0 {
+		if !any {
 			return nil
 		}
 		a, err := s.keys.key(tx, ws, conv, false)
 		if err != nil {
 			return err
 		}
-		stamps := tx.Bucket(bStamps)
 		cur := tx.Bucket(bEvents).Cursor()
 		for k, v := cur.Seek(seqKey(ws, conv, start)); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
-			st, _ := decodeStamp(stamps.Get(k))
+			st := eventStamp(v)
 			if covered(st) {
 				continue
 			}
@@ -222,25 +331,27 @@ func (s *Store) EventsSince(ws, conv string, have map[string]uint64, limit int) 
 func (s *Store) OriginEvents(ws, conv, origin string, from uint64, limit int) ([]Event, error) {
 	var out []Event
 	err := s.db.View(func(tx *bolt.Tx) error {
-		p := prefix(ws, conv, origin)
-		cur := tx.Bucket(bByStamp).Cursor()
-		events := tx.Bucket(bEvents)
+		p := prefix(ws, conv)
+		cur := tx.Bucket(bEvents).Cursor()
 		var a cipher.AEAD
-		for k, v := cur.Seek(byStampKey(ws, conv, Stamp{Origin: origin, OSeq: from})); k != nil && bytes.HasPrefix(k, p) && len(out) < limit; k, v = cur.Next() {
-			seq := u64(v)
+		// An origin's events are in oseq order in the log: from the
+		// lower bound on, they are those of its stamps.
+		for k, v := cur.Seek(seqKey(ws, conv, stampFloor(tx, ws, conv, origin, from))); k != nil && bytes.HasPrefix(k, p) && len(out) < limit; k, v = cur.Next() {
+			st := eventStamp(v)
+			if st.Origin != origin || st.OSeq < from {
+				continue
+			}
 			if a == nil {
 				var err error
 				if a, err = s.keys.key(tx, ws, conv, false); err != nil {
 					return err
 				}
 			}
-			ek := seqKey(ws, conv, seq)
-			m, err := decodeEvent(tx, a, ws, conv, ek, events.Get(ek))
+			m, err := decodeEvent(tx, a, ws, conv, k, v)
 			if err != nil {
 				return err
 			}
-			out = append(out, Event{Kind: EventMessage, Workspace: ws, Conversation: conv, Seq: seq,
-				Stamp: Stamp{Origin: origin, OSeq: u64(k[len(p):])}, Message: m})
+			out = append(out, Event{Kind: EventMessage, Workspace: ws, Conversation: conv, Seq: u64(k[len(p):]), Stamp: st, Message: m})
 		}
 		return nil
 	})
@@ -298,7 +409,8 @@ func (s *Store) AdvanceOrigin(ctx context.Context, ws, conv, origin string, oseq
 		if _, err := b.conv(ws, conv); err != nil {
 			return err
 		}
-		return advanceOrigin(b.tx, ws, conv, Stamp{Origin: origin, OSeq: oseq})
+		b.advance(ws, conv, Stamp{Origin: origin, OSeq: oseq})
+		return nil
 	})
 }
 
@@ -348,9 +460,9 @@ func (s *Store) VectorAt(ws, conv string, seq uint64) (map[string]uint64, error)
 			return err
 		}
 		p := prefix(ws, conv)
-		cur := tx.Bucket(bStamps).Cursor()
+		cur := tx.Bucket(bEvents).Cursor()
 		for k, v := cur.Seek(p); k != nil && bytes.HasPrefix(k, p) && u64(k[len(p):]) <= seq; k, v = cur.Next() {
-			if st, ok := decodeStamp(v); ok && st.OSeq > out[st.Origin] {
+			if st, _, err := splitStamped(v); err == nil && st.OSeq > out[st.Origin] {
 				out[st.Origin] = st.OSeq
 			}
 		}
@@ -368,10 +480,10 @@ func (s *Store) SeqCovered(ws, conv string, have map[string]uint64) (uint64, err
 			return err
 		}
 		p := prefix(ws, conv)
-		cur := tx.Bucket(bStamps).Cursor()
+		cur := tx.Bucket(bEvents).Cursor()
 		for k, v := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
-			st, ok := decodeStamp(v)
-			if !ok || st.OSeq > have[st.Origin] {
+			st, _, err := splitStamped(v)
+			if err != nil || st.OSeq == 0 || st.OSeq > have[st.Origin] {
 				return nil
 			}
 			seq = u64(k[len(p):])

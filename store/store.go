@@ -43,7 +43,11 @@ type Config struct {
 	// OnCommit receives every event as soon as it is decided, before it is
 	// durable: message events in seq order per conversation, read receipts
 	// before their commit's fsync. No change's caller is answered before
-	// the fsync. It must not block. Zero: events are dropped.
+	// the fsync. It is called from many goroutines at once: a message
+	// event under its conversation's lock only (the next change of that
+	// conversation waits for it to return; other conversations' changes
+	// and read receipts do not), so it must be safe for concurrent use and
+	// should not block. Zero: events are dropped.
 	OnCommit func([]Event)
 	// Observer receives commit timings. Zero: none.
 	Observer Observer
@@ -77,18 +81,17 @@ type Config struct {
 type Store struct {
 	db  *storeDB
 	cfg Config
-	// seq decides and publishes message changes (sequencer.go); its mutex
-	// also guards the queue and the closed and broken states below.
-	seq    sequencer
-	queue  []*op
-	space  *sync.Cond // signalled when the queue shrinks or the store stops
-	notify chan struct{}
-	closed bool
-	broken error
+	// seq decides and publishes message changes (sequencer.go).
+	seq sequencer
+	// queue is what the writer commits next (commit.go).
+	queue opQueue
 
 	pending pendingEvents
-	scrub   scrubState
-	keys    *sealer
+	// convCache holds conversation records as last committed, decoded:
+	// the writer's alone (commit.go).
+	convCache map[convKey]*Conversation
+	scrub     scrubState
+	keys      *sealer
 
 	stop     chan struct{}
 	done     chan struct{}
@@ -156,13 +159,16 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s for scrubbing: %w", cfg.Path, err)
 	}
 	s := &Store{
-		db:     &storeDB{DB: db},
-		cfg:    cfg,
-		keys:   keys,
-		notify: make(chan struct{}, 1),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
+		db:        &storeDB{DB: db},
+		cfg:       cfg,
+		keys:      keys,
+		convCache: map[convKey]*Conversation{},
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
 	}
+	s.queue.notify = make(chan struct{}, 1)
+	s.queue.limit = cfg.MaxBatch * 4
+	s.queue.space.L = &s.queue.mu
 	s.scrub.file = file
 	s.scrub.kick = make(chan struct{}, 1)
 	s.scrub.done = make(chan struct{})
@@ -175,8 +181,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s.seq.epoch = epoch
 	s.seq.origin = originName(cfg.Origin, epoch)
-	s.seq.convs = map[string]*convState{}
-	s.space = sync.NewCond(&s.seq.mu)
+	s.seq.init()
 	go s.writer()
 	if cfg.ScrubAfter > 0 {
 		go s.scrubber()
@@ -191,10 +196,10 @@ func Open(cfg Config) (*Store, error) {
 func (s *Store) Close() error {
 	var err error
 	s.closeOne.Do(func() {
-		s.seq.mu.Lock()
-		s.closed = true
-		s.space.Broadcast()
-		s.seq.mu.Unlock()
+		s.queue.mu.Lock()
+		s.queue.closed = true
+		s.queue.space.Broadcast()
+		s.queue.mu.Unlock()
 		close(s.stop)
 		<-s.done
 		s.scrub.cancel()
@@ -231,16 +236,13 @@ func (s *Store) submit(ctx context.Context, fn func(*batch) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	o := &op{fn: fn, done: make(chan error, 1)}
-	s.seq.mu.Lock()
-	err := s.enqueue(o)
-	s.seq.mu.Unlock()
-	if err != nil {
+	o := newOp(fn)
+	if err := s.enqueue(o); err != nil {
 		return err
 	}
 	// Once queued, the change may commit; wait for its fate even if ctx ends,
 	// so that a caller never reports failure for something stored.
-	return <-o.done
+	return o.wait()
 }
 
 // closeScrubWait bounds how long Close waits for old readers to scrub.
@@ -294,7 +296,7 @@ func nextSeq(head, epoch uint64) uint64 {
 // Err says why the store takes no more changes (closed, or broken by a failed
 // commit), or nil while it does; readiness checks use it.
 func (s *Store) Err() error {
-	s.seq.mu.Lock()
-	defer s.seq.mu.Unlock()
-	return s.usable()
+	s.queue.mu.Lock()
+	defer s.queue.mu.Unlock()
+	return s.queue.usable()
 }

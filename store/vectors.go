@@ -437,8 +437,7 @@ func (s *Store) eraseConversation(ctx context.Context, ws, conv string, tombston
 		return err
 	}
 	q := &s.seq
-	k := pendingKey(ws, conv)
-	o := &op{fn: func(b *batch) error {
+	o := newOp(func(b *batch) error {
 		err := b.erase(ws, conv)
 		if tombstone && errors.Is(err, ErrNotFound) {
 			if err := b.tx.Bucket(bErased).Put(key(ws, conv), putU64(uint64(b.now.UnixMilli()))); err != nil {
@@ -447,26 +446,23 @@ func (s *Store) eraseConversation(ctx context.Context, ws, conv string, tombston
 			return errNotHeld
 		}
 		return err
-	}, done: make(chan error, 1)}
-	q.mu.Lock()
-	if err := s.waitSpace(); err != nil {
-		q.mu.Unlock()
+	})
+	if err := s.reserve(); err != nil {
 		return err
 	}
-	if q.erasing == nil {
-		q.erasing = map[string]int{}
-	}
-	q.erasing[k]++
+	// Queued under the conversation's lock, behind the writes of it
+	// already sequenced; the reference keeps erasing counted until the
+	// erasure is over.
+	cs := q.acquire(ws, conv)
+	cs.erasing++
 	s.push(o)
-	q.mu.Unlock()
-	err := <-o.done
-	q.mu.Lock()
+	cs.mu.Unlock()
+	err := o.wait()
 	// Once committed the file has no trace of it, which refuses later
 	// changes by itself; after a failure, the conversation is usable again.
-	if q.erasing[k]--; q.erasing[k] == 0 {
-		delete(q.erasing, k)
-	}
-	q.mu.Unlock()
+	cs.mu.Lock()
+	cs.erasing--
+	q.release(cs)
 	return err
 }
 
@@ -476,7 +472,7 @@ func (b *batch) erase(ws, conv string) error {
 	if err != nil {
 		return err
 	}
-	for _, bk := range [][]byte{bEvents, bMsgs, bReads, bStamps, bByStamp, bOrigins} {
+	for _, bk := range [][]byte{bEvents, bMsgs, bReads, bByStamp, bOrigins} {
 		if err := deletePrefix(b.tx.Bucket(bk), prefix(ws, conv)); err != nil {
 			return err
 		}
@@ -499,11 +495,9 @@ func (b *batch) erase(ws, conv string) error {
 	if err := b.tx.Bucket(bErased).Put(key(ws, conv), putU64(uint64(b.now.UnixMilli()))); err != nil {
 		return err
 	}
-	// A write of this batch may have loaded the record: it must not be
-	// written back by flush.
-	k := string(key(ws, conv))
-	delete(b.convs, k)
-	delete(b.dirty, k)
+	// A write of this batch may have loaded the record or moved a
+	// frontier: neither must be written back by flush.
+	b.forgetConv(convKey{ws, conv})
 	b.removed()
 	return nil
 }

@@ -110,12 +110,7 @@ func (s *Store) PurgeWorkspace(ctx context.Context, ws string) (int, error) {
 			return err
 		}
 		// Records this batch loaded must not be written back by flush.
-		for k := range b.convs {
-			if bytes.HasPrefix([]byte(k), p) {
-				delete(b.convs, k)
-				delete(b.dirty, k)
-			}
-		}
+		b.forget(func(k convKey) bool { return k.ws == ws })
 		b.keys.forgetWorkspace(ws)
 		if n > 0 {
 			b.removed() // the purged pages are zeroed (scrub.go)

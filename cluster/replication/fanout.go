@@ -11,8 +11,9 @@ import (
 // Publish sends this node's own message events to the other replicas of
 // their conversations and to the nodes serving their participants; the
 // store calls it (through the node's OnCommit) as soon as an event is
-// decided, under its sequencer's lock, so each conversation's events are
-// queued to each peer in oseq order. The peers' answers are kept for the
+// decided, under the lock of the event's conversation in its sequencer, so
+// each conversation's events are queued to each peer in oseq order (events
+// of different conversations may come concurrently). The peers' answers are kept for the
 // sender's ack (ack.go).
 func (r *Replicator) Publish(evs []store.Event) {
 	origin := r.st.Origin()

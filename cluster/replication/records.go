@@ -11,8 +11,8 @@ const maxRecords = 100_000
 
 // records caches the part of a conversation's record that its events carry
 // (workspace, ID, owner, owner's name, creation: fixed for its life):
-// publishing runs under the store's sequencer lock, on every message, and
-// must not read the file each time.
+// publishing runs under the lock of the conversation in the store's
+// sequencer, on every message, and must not read the file each time.
 type records struct {
 	st Store
 
