@@ -1,0 +1,26 @@
+//go:build !linux
+
+package gateway
+
+import (
+	"errors"
+	"syscall"
+)
+
+// Without epoll, every WebSocket connection is read by a goroutine of its
+// own (wsConn.Read).
+
+const canPoll = false
+
+var errNoPoller = errors.New("no poller on this platform")
+
+type poller struct{}
+
+type pollable interface{ readable(buf []byte) bool }
+
+func pickPoller() (*poller, error)                              { return nil, errNoPoller }
+func (p *poller) add(syscall.RawConn, pollable) (uint64, error) { return 0, errNoPoller }
+func (p *poller) arm(syscall.RawConn, uint64) error             { return errNoPoller }
+func (p *poller) remove(uint64)                                 {}
+func readNonblock(syscall.RawConn, []byte) (int, error)         { return 0, errNoPoller }
+func writevAll(syscall.RawConn, [][]byte, func()) error         { return errNoPoller }
