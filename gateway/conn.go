@@ -122,9 +122,9 @@ type conn struct {
 	mu sync.Mutex // guards what follows
 	// The send queue, by items and bytes not yet written. It is allocated
 	// when something is queued and let go when the writer is idle again.
-	queue       []*outItem
+	queue       *itemQueue
 	queuedBytes int
-	spare       []*outItem // the writer's emptied batch, reused while it runs
+	spare       *itemQueue // the writer's emptied batch, reused while it runs
 	writing     bool       // a writeRun goroutine is running
 	closing     bool       // fail was called: the writer finishes
 	// room is signalled by the writer each time it takes the queue: a
@@ -140,6 +140,7 @@ type conn struct {
 	readDone  bool // no frame will be handled any more
 	writeDone bool // the writer finished and the transport is closed
 	onDone    func()
+	writer    func() // writeRun, as a value made once: a go statement of it allocates nothing
 
 	// The writer's own, across its runs (writeRun).
 	lastSent map[string]*seqSet
@@ -149,8 +150,6 @@ type conn struct {
 	covered  map[string]map[string]uint64
 	pending  map[string][]*outItem
 	draining map[string]bool
-	frames   []wframe
-	started  []time.Time
 }
 
 // inboxMax is how many read messages a polled connection holds before its
@@ -170,7 +169,7 @@ func (c *conn) send(it *outItem) {
 		if c.closeErr != nil && c.closeErr.relayed && it.kind == outFrame {
 			// The serving node's last frames before its close: finish
 			// writes them.
-			c.queue = append(c.queue, it)
+			c.queue = c.queue.push(it)
 		}
 		c.mu.Unlock()
 		return
@@ -180,13 +179,13 @@ func (c *conn) send(it *outItem) {
 		c.fail(fatalf(wire.CodeSlowConsumer, wire.CloseSlowConsumer, "send queue full: reconnect and resume"))
 		return
 	}
-	c.queue = append(c.queue, it)
+	c.queue = c.queue.push(it)
 	c.queuedBytes += n
 	start := !c.writing
 	c.writing = true
 	c.mu.Unlock()
 	if start {
-		go c.writeRun()
+		go c.writer()
 	}
 }
 
@@ -206,7 +205,7 @@ func (it *outItem) size() int {
 func (c *conn) waitRoom() bool {
 	for {
 		c.mu.Lock()
-		if len(c.queue) <= c.srv.cfg.SendQueue/2 {
+		if c.queue.len() <= c.srv.cfg.SendQueue/2 {
 			c.mu.Unlock()
 			return true
 		}
@@ -254,7 +253,7 @@ func (c *conn) failWithRef(ref string, e *wireError) {
 		c.writing = true
 		c.mu.Unlock()
 		if start {
-			go c.writeRun()
+			go c.writer()
 		}
 	})
 }
@@ -276,11 +275,12 @@ func (c *conn) writeRun() {
 			c.ended()
 			return
 		}
-		if len(c.queue) == 0 {
+		if c.queue.len() == 0 {
 			c.writing = false
-			// Idle: hold no queue and no per-burst buffers.
+			// Idle: hold no queue.
+			c.queue.release()
+			c.spare.release()
 			c.queue, c.spare = nil, nil
-			c.frames, c.started = nil, nil
 			c.mu.Unlock()
 			return
 		}
@@ -296,15 +296,18 @@ func (c *conn) writeRun() {
 			}
 		}
 		n := 0
-		for _, it := range batch {
+		for _, it := range batch.items {
 			n += it.size()
 		}
-		err := c.writeBatch(batch)
-		clear(batch)
+		err := c.writeBatch(batch.items)
+		clear(batch.items)
+		batch.items = batch.items[:0]
 		c.mu.Lock()
 		c.queuedBytes -= n
-		if c.spare == nil && c.queue != nil && cap(batch) <= 1024 {
-			c.spare = batch[:0]
+		if c.spare == nil {
+			c.spare = batch
+		} else {
+			batch.release()
 		}
 		c.mu.Unlock()
 		if err != nil {
@@ -327,11 +330,18 @@ func (c *conn) writeRun() {
 // conversation's live events while its replay is being read so that none
 // is written out of order.
 func (c *conn) writeBatch(batch []*outItem) error {
-	c.frames, c.started = c.frames[:0], c.started[:0]
+	bu := bursts.Get().(*burst)
+	defer func() {
+		clear(bu.frames)
+		if cap(bu.frames) <= 4096 {
+			bu.frames, bu.started = bu.frames[:0], bu.started[:0]
+			bursts.Put(bu)
+		}
+	}()
 	for _, it := range batch {
 		switch it.kind {
 		case outFrame:
-			c.add(it)
+			bu.add(it)
 		case outReplayStart:
 			delete(c.draining, it.conv)
 			// A resume asks for everything after its seq, even what this
@@ -359,14 +369,14 @@ func (c *conn) writeBatch(batch []*outItem) error {
 				c.pending[it.conv] = append(p, it)
 				continue
 			}
-			c.addLive(it)
+			c.addLive(bu, it)
 		case outReplay:
 			for i := range it.replay {
-				c.addLive(&it.replay[i])
+				c.addLive(bu, &it.replay[i])
 			}
 			if !it.more {
 				for _, p := range c.pending[it.conv] {
-					c.addLive(p)
+					c.addLive(bu, p)
 				}
 			}
 			delete(c.pending, it.conv)
@@ -379,29 +389,77 @@ func (c *conn) writeBatch(batch []*outItem) error {
 				}
 				c.draining[it.conv] = true
 			}
-			c.add(it)
+			bu.add(it)
 		}
 	}
-	if len(c.frames) == 0 {
+	if len(bu.frames) == 0 {
 		return nil
 	}
-	if err := c.t.WriteFrames(c.frames, c.srv.cfg.WriteTimeout); err != nil {
+	if err := c.t.WriteFrames(bu.frames, c.srv.cfg.WriteTimeout); err != nil {
 		return err
 	}
-	for _, st := range c.started {
+	for _, st := range bu.started {
 		c.srv.metrics.Delivered(c.t.Name(), time.Since(st))
 	}
-	clear(c.frames)
 	return nil
+}
+
+// burst is the frames of one writeBatch, pooled: a connection holds them
+// only while it writes.
+type burst struct {
+	frames  []wframe
+	started []time.Time
+}
+
+var bursts = sync.Pool{New: func() any { return new(burst) }}
+
+// itemQueue is a send queue; queues are pooled: an idle connection holds
+// none. A nil *itemQueue is an empty one.
+type itemQueue struct{ items []*outItem }
+
+var itemQueues = sync.Pool{New: func() any { return new(itemQueue) }}
+
+func (q *itemQueue) push(it *outItem) *itemQueue {
+	if q == nil {
+		q = itemQueues.Get().(*itemQueue)
+	}
+	q.items = append(q.items, it)
+	return q
+}
+
+func (q *itemQueue) len() int {
+	if q == nil {
+		return 0
+	}
+	return len(q.items)
+}
+
+func (q *itemQueue) all() []*outItem {
+	if q == nil {
+		return nil
+	}
+	return q.items
+}
+
+func (q *itemQueue) release() {
+	if q == nil {
+		return
+	}
+	clear(q.items)
+	if cap(q.items) > 4096 {
+		return // a rare big burst: do not keep it
+	}
+	q.items = q.items[:0]
+	itemQueues.Put(q)
 }
 
 // addLive adds a conversation event unless the event with its seq was
 // written to this connection already, or the client had it from another
 // node (covered). Events without a seq always go. A seq counts as written
 // once it is in the burst: a burst that fails ends the connection.
-func (c *conn) addLive(it *outItem) {
+func (c *conn) addLive(bu *burst, it *outItem) {
 	if it.seq == 0 {
-		c.add(it)
+		bu.add(it)
 		return
 	}
 	if v := c.covered[it.conv]; v != nil && it.at.OSeq != 0 && it.at.OSeq <= v[it.at.Origin] {
@@ -420,15 +478,15 @@ func (c *conn) addLive(it *outItem) {
 	}
 	s.add(it.seq)
 	if !it.quiet {
-		c.add(it)
+		bu.add(it)
 	}
 }
 
 // add adds one frame to the burst.
-func (c *conn) add(it *outItem) {
-	c.frames = append(c.frames, wframe{op: it.op, data: it.data})
+func (bu *burst) add(it *outItem) {
+	bu.frames = append(bu.frames, wframe{op: it.op, data: it.data})
 	if !it.start.IsZero() {
-		c.started = append(c.started, it.start)
+		bu.started = append(bu.started, it.start)
 	}
 }
 
@@ -442,7 +500,7 @@ func (c *conn) finish() {
 		// The serving node's last frames, its error frame among them,
 		// were queued before its close arrived: write them before
 		// closing.
-		for _, it := range c.queue {
+		for _, it := range c.queue.all() {
 			if it.kind == outFrame {
 				rest = append(rest, it)
 			}

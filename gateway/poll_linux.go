@@ -3,9 +3,11 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"net"
 	"runtime"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -167,44 +169,55 @@ func readNonblock(rc syscall.RawConn, buf []byte) (int, error) {
 	return n, nil
 }
 
-// writevAll writes bufs with writev, as many at a time as the kernel takes
-// (IOV_MAX); it waits for the socket to drain through the runtime's poller
-// (and its write deadline). progress is called after each write that moved
-// bytes.
-func writevAll(rc syscall.RawConn, bufs [][]byte, progress func()) error {
-	for len(bufs) > 0 {
-		var n int
-		var werr error
-		err := rc.Write(func(fd uintptr) bool {
-			iov := bufs
-			if len(iov) > 1024 {
-				iov = iov[:1024]
-			}
-			n, werr = unix.Writev(int(fd), iov)
-			return !errors.Is(werr, unix.EAGAIN)
-		})
-		if err != nil {
+// writevAll writes b.iov with writev, as many at a time as the kernel
+// takes (IOV_MAX); it waits for the socket to drain through the runtime's
+// poller and nc's write deadline, which it moves on by timeout each time
+// bytes moved: it fails only when none could be written for timeout.
+func (b *wsWriteBuf) writevAll(rc syscall.RawConn, nc net.Conn, timeout time.Duration) error {
+	if b.fn == nil {
+		b.fn = b.writev
+	}
+	b.rest = b.iov
+	defer func() { b.rest = nil }()
+	last := time.Now()
+	for len(b.rest) > 0 {
+		b.n, b.werr = 0, nil
+		if err := rc.Write(b.fn); err != nil {
 			return err
 		}
-		if werr != nil && !errors.Is(werr, unix.EINTR) {
-			return werr
+		if b.werr != nil && !errors.Is(b.werr, unix.EINTR) {
+			return b.werr
 		}
-		if n > 0 {
-			progress()
+		n := b.n
+		if n > 0 && timeout > 0 {
+			if now := time.Now(); now.Sub(last) > timeout/8 {
+				last = now
+				nc.SetWriteDeadline(now.Add(timeout))
+			}
 		}
 		for n > 0 {
-			if n < len(bufs[0]) {
-				bufs[0] = bufs[0][n:]
+			if n < len(b.rest[0]) {
+				b.rest[0] = b.rest[0][n:]
 				break
 			}
-			n -= len(bufs[0])
-			bufs = bufs[1:]
+			n -= len(b.rest[0])
+			b.rest = b.rest[1:]
 		}
-		for len(bufs) > 0 && len(bufs[0]) == 0 {
-			bufs = bufs[1:]
+		for len(b.rest) > 0 && len(b.rest[0]) == 0 {
+			b.rest = b.rest[1:]
 		}
 	}
 	return nil
+}
+
+// writev is rc.Write's: one writev of what is left.
+func (b *wsWriteBuf) writev(fd uintptr) bool {
+	iov := b.rest
+	if len(iov) > 1024 {
+		iov = iov[:1024]
+	}
+	b.n, b.werr = unix.Writev(int(fd), iov)
+	return !errors.Is(b.werr, unix.EAGAIN)
 }
 
 const canPoll = true

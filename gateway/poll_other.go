@@ -4,11 +4,13 @@ package gateway
 
 import (
 	"errors"
+	"net"
 	"syscall"
+	"time"
 )
 
 // Without epoll, every WebSocket connection is read by a goroutine of its
-// own (wsConn.Read).
+// own (wsConn.Read), and a burst is written joined (WriteFrames).
 
 const canPoll = false
 
@@ -18,9 +20,16 @@ type poller struct{}
 
 type pollable interface{ readable(buf []byte) bool }
 
-func pickPoller() (*poller, error)                              { return nil, errNoPoller }
+func pickPoller() (*poller, error) { return nil, errNoPoller }
+
 func (p *poller) add(syscall.RawConn, pollable) (uint64, error) { return 0, errNoPoller }
-func (p *poller) arm(syscall.RawConn, uint64) error             { return errNoPoller }
-func (p *poller) remove(uint64)                                 {}
-func readNonblock(syscall.RawConn, []byte) (int, error)         { return 0, errNoPoller }
-func writevAll(syscall.RawConn, [][]byte, func()) error         { return errNoPoller }
+
+func (p *poller) arm(syscall.RawConn, uint64) error { return errNoPoller }
+
+func (p *poller) remove(uint64) {}
+
+func readNonblock(syscall.RawConn, []byte) (int, error) { return 0, errNoPoller }
+
+func (b *wsWriteBuf) writevAll(syscall.RawConn, net.Conn, time.Duration) error {
+	return errNoPoller
+}

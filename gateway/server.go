@@ -419,6 +419,7 @@ func (s *Server) serve(ctx context.Context, t transport, ip string, viaRelay boo
 		ops:     make(chan struct{}, s.cfg.MaxInFlight),
 		leaseID: s.cfg.Node + "/" + strconv.FormatUint(s.nextID.Add(1), 10),
 	}
+	c.writer = c.writeRun
 	c.lastSeen.Store(time.Now().UnixMilli())
 	s.metrics.ConnOpened(t.Name())
 	// Nothing ends the connection by cancelling a context: cancelling a

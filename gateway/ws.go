@@ -136,6 +136,11 @@ type wsWriteBuf struct {
 	hdrs []byte
 	iov  [][]byte
 	join []byte
+	// writevAll's
+	rest [][]byte
+	n    int
+	werr error
+	fn   func(fd uintptr) bool
 }
 
 var wsWriteBufs = sync.Pool{New: func() any { return new(wsWriteBuf) }}
@@ -381,15 +386,9 @@ func (t *wsConn) WriteFrames(frames []wframe, timeout time.Duration) error {
 			}
 			off += n
 		}
-		last := time.Now()
-		return writevAll(t.rc, b.iov, func() {
-			// The deadline is on progress: a client that reads, however
-			// slowly, is not cut off in the middle of a burst.
-			if now := time.Now(); now.Sub(last) > timeout/8 {
-				last = now
-				t.nc.SetWriteDeadline(now.Add(timeout))
-			}
-		})
+		// The deadline is on progress: a client that reads, however
+		// slowly, is not cut off in the middle of a burst.
+		return b.writevAll(t.rc, t.nc, timeout)
 	}
 	off := 0
 	for _, f := range frames {
