@@ -19,8 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"parley/internal/eventually"
-
 	"github.com/coder/websocket"
 )
 
@@ -68,15 +66,7 @@ func benchBurst(b *testing.B, path string, n int) {
 	if err := cl.writeText([]byte(`{"type":"hello","v":1,"workspace":"ws1","role":"agent","token":"agent-token-ws1"}`)); err != nil {
 		b.Fatal(err)
 	}
-	var c *conn
-	eventually.Holds(b, 5*time.Second, "the agent joined", func() error {
-		conns := e.gw.hub.conns()
-		if len(conns) != 1 {
-			return fmt.Errorf("%d connections", len(conns))
-		}
-		c = conns[0]
-		return nil
-	})
+	c := onlyConn(b, e)
 	// The welcome and presence frames, then nothing.
 	for {
 		cl.nc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
