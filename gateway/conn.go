@@ -16,10 +16,36 @@ import (
 // WebSocket, webtransport.go for a WebTransport stream.
 type transport interface {
 	// Read returns the next text frame. A binary frame returns errBinary.
+	// A transport that polls (polledTransport) is not read this way.
 	Read(ctx context.Context) ([]byte, error)
-	Write(ctx context.Context, frame []byte) error
+	// WriteFrames writes frames, in order, in as few writes as it can; it
+	// fails when no byte could be written for timeout.
+	WriteFrames(frames []wframe, timeout time.Duration) error
 	Close(code int, reason string) error
 	Name() string
+}
+
+// polledTransport is a transport whose reads a poller may drive: poll
+// hands them to sink and reports true, or reports false when this
+// connection cannot be polled (Read it then).
+type polledTransport interface {
+	transport
+	poll(sink frameSink) bool
+	// resumeReading reads again after sink.deliver asked for a pause.
+	resumeReading()
+}
+
+// wframe is one frame to write: op is a WebSocket opcode, 0 for text.
+type wframe struct {
+	op   byte
+	data []byte
+}
+
+func (f wframe) wsOp() byte {
+	if f.op == 0 {
+		return wsOpText
+	}
+	return f.op
 }
 
 type outKind uint8
@@ -35,6 +61,7 @@ const (
 // queues them, and shared between the connections they go to.
 type outItem struct {
 	kind   outKind
+	op     byte // the WebSocket opcode: 0 for text (every frame but a pong)
 	conv   string
 	seq    uint64            // outLive: 0 for events outside the message log (reads, typing)
 	at     store.Stamp       // outLive: the event's stamp, the same on every replica
@@ -49,17 +76,18 @@ type outItem struct {
 	quiet bool
 }
 
-// conn is one client connection: a reader loop and a writer goroutine.
+// conn is one client connection. Nothing runs for it while it is idle:
+// its frames are handled on a goroutine started when they arrive (drain)
+// and its writes on one started when something is queued (writeRun); each
+// ends when it has nothing left to do. (A transport that cannot be polled
+// keeps a reader goroutine; see serve.)
 type conn struct {
 	srv     *Server
 	t       transport
+	ctx     context.Context
 	ip      string
-	out     chan *outItem
 	limiter *rate.Limiter
 	resumes *rate.Limiter // resume frames' own limit (Config.ResumeRate)
-	// room is signalled by the writer each time it takes an item off out:
-	// a resume waits on it while out is more than half full (waitRoom).
-	room chan struct{}
 
 	id     identity // set once by hello, before the conn joins the hub
 	authed atomic.Bool
@@ -69,47 +97,128 @@ type conn struct {
 	relay    Upstream
 	relaying atomic.Bool
 	viaRelay bool
-	convs    map[string]bool // conversations this connection may touch; reader only
+	relayLim *rate.Limiter // the frame limit of a relayed connection
+	// relayDone is closed when the upstream's reader ended.
+	relayDone chan struct{}
+	convs     map[string]bool // conversations this connection may touch; reader only
 	// counted holds the conversations whose first message this connection
 	// has sent or found already there (firstMessage); under countMu.
 	countMu sync.Mutex
 	counted map[string]bool
 
-	lastSeen atomic.Int64 // unix ms of the last frame read
-	leaseAt  int64        // unix ms of the last presence renewal; reader only
-	leaseID  string
+	lastSeen   atomic.Int64 // unix ms of the last frame read
+	leaseAt    int64        // unix ms of the last presence renewal; reader only
+	leaseID    string
+	violations int // frames over the rate limit in a row; reader only
 
-	stop      chan struct{} // closed by fail: the writer finishes
+	stop      chan struct{} // closed by fail
 	closeOnce sync.Once
-	closeErr  *wireError // why the server ends it; read by the writer after cancel
+	closeErr  *wireError // why the server ends it; read by the writer after stop
 	closeRef  string
 	ops       chan struct{}
 	opsWG     sync.WaitGroup
+	bg        sync.WaitGroup // the relay's upstream reader
+
+	mu sync.Mutex // guards what follows
+	// The send queue, by items and bytes not yet written. It is allocated
+	// when something is queued and let go when the writer is idle again.
+	queue       *itemQueue
+	queuedBytes int
+	spare       *itemQueue // the writer's emptied batch, reused while it runs
+	writing     bool       // a writeRun goroutine is running
+	closing     bool       // fail was called: the writer finishes
+	// room is signalled by the writer each time it takes the queue: a
+	// resume waits on it while the queue is more than half of
+	// Config.SendQueue (waitRoom). Made on first use.
+	room chan struct{}
+	// The inbox of a polled connection: messages read, not yet handled.
+	inbox     [][]byte
+	handling  bool // a drain goroutine is running
+	paused    bool // the transport reads no more until the inbox drains
+	readEOF   bool // the transport delivers nothing more
+	readStop  bool // the connection is ending: drop what is read
+	readDone  bool // no frame will be handled any more
+	writeDone bool // the writer finished and the transport is closed
+	onDone    func()
+	writer    func() // writeRun, as a value made once: a go statement of it allocates nothing
+
+	// The writer's own, across its runs (writeRun).
+	lastSent map[string]*seqSet
+	// covered holds, per conversation resumed by vector, the events the
+	// client had from another node: a live event it already has is not
+	// written again.
+	covered  map[string]map[string]uint64
+	pending  map[string][]*outItem
+	draining map[string]bool
 }
 
-// send queues an item without blocking. A client that lets its queue fill is
-// too slow to serve live: it is cut off and resumes after reconnecting,
-// rather than holding memory or blocking the fan-out to everybody else.
-// waitRoom holds a resume until the send queue is at most half full, so
-// that a client resuming many conversations at once neither fills it (and
-// is cut off as slow) nor leaves no room for live events. It reports false
-// when the connection ends meanwhile.
+// inboxMax is how many read messages a polled connection holds before its
+// transport stops reading: the rate limits answer a flood long before.
+const inboxMax = 256
+
+// send queues an item without blocking, and starts the writer if it is
+// not running. A client is too slow to serve live only when what is
+// queued for it, not yet written, passes Config.SendQueueBytes, or when
+// the writer could not write a byte to it for Config.WriteTimeout (the
+// write fails): it is then cut off and resumes after reconnecting, rather
+// than holding memory or blocking the fan-out to everybody else.
+func (c *conn) send(it *outItem) {
+	n := it.size()
+	c.mu.Lock()
+	if c.closing {
+		if c.closeErr != nil && c.closeErr.relayed && it.kind == outFrame {
+			// The serving node's last frames before its close: finish
+			// writes them.
+			c.queue = c.queue.push(it)
+		}
+		c.mu.Unlock()
+		return
+	}
+	if c.queuedBytes+n > c.srv.cfg.SendQueueBytes && c.queuedBytes > 0 {
+		c.mu.Unlock()
+		c.fail(fatalf(wire.CodeSlowConsumer, wire.CloseSlowConsumer, "send queue full: reconnect and resume"))
+		return
+	}
+	c.queue = c.queue.push(it)
+	c.queuedBytes += n
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		go c.writer()
+	}
+}
+
+// size is what an item counts for in the send queue's bytes.
+func (it *outItem) size() int {
+	n := len(it.data)
+	for i := range it.replay {
+		n += len(it.replay[i].data)
+	}
+	return n
+}
+
+// waitRoom holds a resume until the send queue is at most half of
+// Config.SendQueue items, so that a client resuming many conversations at
+// once neither fills it (and is cut off as slow) nor leaves no room for
+// live events. It reports false when the connection ends meanwhile.
 func (c *conn) waitRoom() bool {
-	for len(c.out) > cap(c.out)/2 {
+	for {
+		c.mu.Lock()
+		if c.queue.len() <= c.srv.cfg.SendQueue/2 {
+			c.mu.Unlock()
+			return true
+		}
+		if c.room == nil {
+			c.room = make(chan struct{}, 1)
+		}
+		room := c.room
+		c.mu.Unlock()
 		select {
-		case <-c.room:
+		case <-room:
 		case <-c.stop:
 			return false
 		}
-	}
-	return true
-}
-
-func (c *conn) send(it *outItem) {
-	select {
-	case c.out <- it:
-	default:
-		c.fail(fatalf(wire.CodeSlowConsumer, wire.CloseSlowConsumer, "send queue full: reconnect and resume"))
 	}
 }
 
@@ -118,6 +227,9 @@ func (c *conn) fail(e *wireError) { c.failWithRef("", e) }
 
 // reply queues a direct answer.
 func (c *conn) reply(v any) { c.send(&outItem{kind: outFrame, data: encode(v)}) }
+
+// pong answers a client's WebSocket ping.
+func (c *conn) pong(data []byte) { c.send(&outItem{kind: outFrame, op: wsOpPong, data: data}) }
 
 // replyErr sends an error frame, and ends the connection if the error does.
 func (c *conn) replyErr(ref string, e *wireError) {
@@ -131,165 +243,284 @@ func (c *conn) replyErr(ref string, e *wireError) {
 
 func (c *conn) failWithRef(ref string, e *wireError) {
 	c.closeOnce.Do(func() {
+		c.mu.Lock()
 		c.closeErr = e
 		c.closeRef = ref
+		c.closing = true
+		c.readStop = true
 		close(c.stop)
+		start := !c.writing
+		c.writing = true
+		c.mu.Unlock()
+		if start {
+			go c.writer()
+		}
 	})
 }
 
-// writeLoop is the only goroutine writing to the transport. It keeps, per
-// conversation, the seqs written, so that an event arriving both live and in
-// a replay is written once, and it holds a conversation's live events while
-// its replay is being read so that none is written out of order.
-func (c *conn) writeLoop(ctx context.Context) error {
-	lastSent := map[string]*seqSet{}
-	// covered holds, per conversation resumed by vector, the events the
-	// client had from another node: a live event it already has is not
-	// written again.
-	covered := map[string]map[string]uint64{}
-	pending := map[string][]*outItem{}
-	draining := map[string]bool{}
+// writeRun is the connection's writer while it has something to write: the
+// only goroutine writing to the transport. It takes everything queued at
+// once and writes it in one burst (WriteFrames), and ends when the queue is
+// empty, letting go of it; once the connection fails it finishes it.
+func (c *conn) writeRun() {
 	for {
-		select {
-		case <-c.stop:
-			return c.finish()
-		case it := <-c.out:
+		c.mu.Lock()
+		if c.closing {
+			c.mu.Unlock()
+			c.finish()
+			c.mu.Lock()
+			c.queue, c.spare, c.queuedBytes = nil, nil, 0
+			c.writeDone = true
+			c.mu.Unlock()
+			c.ended()
+			return
+		}
+		if c.queue.len() == 0 {
+			c.writing = false
+			// Idle: hold no queue.
+			c.queue.release()
+			c.spare.release()
+			c.queue, c.spare = nil, nil
+			c.mu.Unlock()
+			return
+		}
+		batch := c.queue
+		c.queue = c.spare
+		c.spare = nil
+		room := c.room
+		c.mu.Unlock()
+		if room != nil {
 			select {
-			case c.room <- struct{}{}:
+			case room <- struct{}{}:
 			default:
 			}
-			var err error
-			switch it.kind {
-			case outFrame:
-				err = c.write(ctx, it)
-			case outReplayStart:
-				delete(draining, it.conv)
-				// A resume asks for everything after its seq, even what this
-				// connection was sent before: forget those, and hold live
-				// events until the replay has been written.
-				delete(lastSent, it.conv)
-				delete(covered, it.conv)
-				if it.since != nil {
-					covered[it.conv] = it.since
-				}
-				if pending[it.conv] == nil {
-					pending[it.conv] = []*outItem{}
-				}
-			case outLive:
-				if draining[it.conv] {
-					continue
-				}
-				if p, held := pending[it.conv]; held {
-					pending[it.conv] = append(p, it)
-					continue
-				}
-				err = c.writeLive(ctx, it, lastSent, covered)
-			case outReplay:
-				for i := range it.replay {
-					if err = c.writeLive(ctx, &it.replay[i], lastSent, covered); err != nil {
-						break
-					}
-				}
-				if err == nil && !it.more {
-					for _, p := range pending[it.conv] {
-						if err = c.writeLive(ctx, p, lastSent, covered); err != nil {
-							break
-						}
-					}
-				}
-				delete(pending, it.conv)
-				if it.more {
-					// The client resumes again for the rest; a live event now
-					// would jump over what it has not read yet. Drop them: the
-					// next replay reads them from the log.
-					draining[it.conv] = true
-				}
-				if err == nil {
-					err = c.write(ctx, it)
-				}
-			}
-			if err != nil {
-				c.t.Close(1011, "write failed")
-				return err
-			}
+		}
+		n := 0
+		for _, it := range batch.items {
+			n += it.size()
+		}
+		err := c.writeBatch(batch.items)
+		clear(batch.items)
+		batch.items = batch.items[:0]
+		c.mu.Lock()
+		c.queuedBytes -= n
+		if c.spare == nil {
+			c.spare = batch
+		} else {
+			batch.release()
+		}
+		c.mu.Unlock()
+		if err != nil {
+			c.t.Close(wsCloseInternal, "write failed")
+			c.mu.Lock()
+			c.closing, c.readStop = true, true
+			c.queue, c.spare, c.queuedBytes = nil, nil, 0
+			c.writeDone = true
+			c.mu.Unlock()
+			c.closeOnce.Do(func() { close(c.stop) })
+			c.ended()
+			return
 		}
 	}
 }
 
-// writeLive writes a conversation event unless the event with its seq was
-// written to this connection already, or the client had it from another
-// node (covered). Events without a seq always go.
-func (c *conn) writeLive(ctx context.Context, it *outItem, sent map[string]*seqSet, covered map[string]map[string]uint64) error {
-	if it.seq == 0 {
-		return c.write(ctx, it)
+// writeBatch writes what a batch of queued items holds for the client, in
+// one WriteFrames. It keeps, per conversation, the seqs written, so that an
+// event arriving both live and in a replay is written once, and it holds a
+// conversation's live events while its replay is being read so that none
+// is written out of order.
+func (c *conn) writeBatch(batch []*outItem) error {
+	bu := bursts.Get().(*burst)
+	defer func() {
+		clear(bu.frames)
+		if cap(bu.frames) <= 4096 {
+			bu.frames, bu.started = bu.frames[:0], bu.started[:0]
+			bursts.Put(bu)
+		}
+	}()
+	for _, it := range batch {
+		switch it.kind {
+		case outFrame:
+			bu.add(it)
+		case outReplayStart:
+			delete(c.draining, it.conv)
+			// A resume asks for everything after its seq, even what this
+			// connection was sent before: forget those, and hold live
+			// events until the replay has been written.
+			delete(c.lastSent, it.conv)
+			delete(c.covered, it.conv)
+			if it.since != nil {
+				if c.covered == nil {
+					c.covered = map[string]map[string]uint64{}
+				}
+				c.covered[it.conv] = it.since
+			}
+			if c.pending == nil {
+				c.pending = map[string][]*outItem{}
+			}
+			if c.pending[it.conv] == nil {
+				c.pending[it.conv] = []*outItem{}
+			}
+		case outLive:
+			if c.draining[it.conv] {
+				continue
+			}
+			if p, held := c.pending[it.conv]; held {
+				c.pending[it.conv] = append(p, it)
+				continue
+			}
+			c.addLive(bu, it)
+		case outReplay:
+			for i := range it.replay {
+				c.addLive(bu, &it.replay[i])
+			}
+			if !it.more {
+				for _, p := range c.pending[it.conv] {
+					c.addLive(bu, p)
+				}
+			}
+			delete(c.pending, it.conv)
+			if it.more {
+				// The client resumes again for the rest; a live event now
+				// would jump over what it has not read yet. Drop them: the
+				// next replay reads them from the log.
+				if c.draining == nil {
+					c.draining = map[string]bool{}
+				}
+				c.draining[it.conv] = true
+			}
+			bu.add(it)
+		}
 	}
-	if v := covered[it.conv]; v != nil && it.at.OSeq != 0 && it.at.OSeq <= v[it.at.Origin] {
+	if len(bu.frames) == 0 {
 		return nil
 	}
-	s := sent[it.conv]
-	if s == nil {
-		s = &seqSet{}
-		sent[it.conv] = s
-	}
-	if s.has(it.seq) {
-		return nil
-	}
-	if it.quiet {
-		s.add(it.seq)
-		return nil
-	}
-	if err := c.write(ctx, it); err != nil {
+	if err := c.t.WriteFrames(bu.frames, c.srv.cfg.WriteTimeout); err != nil {
 		return err
 	}
-	s.add(it.seq)
+	for _, st := range bu.started {
+		c.srv.metrics.Delivered(c.t.Name(), time.Since(st))
+	}
 	return nil
 }
 
-// write writes one frame. Its context is not the connection's: cancelling a
-// write makes the library drop the connection, and the writer still has a
-// closing frame to send after fail.
-func (c *conn) write(_ context.Context, it *outItem) error {
-	wctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.WriteTimeout)
-	defer cancel()
-	if err := c.t.Write(wctx, it.data); err != nil {
-		return err
+// burst is the frames of one writeBatch, pooled: a connection holds them
+// only while it writes.
+type burst struct {
+	frames  []wframe
+	started []time.Time
+}
+
+var bursts = sync.Pool{New: func() any { return new(burst) }}
+
+// itemQueue is a send queue; queues are pooled: an idle connection holds
+// none. A nil *itemQueue is an empty one.
+type itemQueue struct{ items []*outItem }
+
+var itemQueues = sync.Pool{New: func() any { return new(itemQueue) }}
+
+func (q *itemQueue) push(it *outItem) *itemQueue {
+	if q == nil {
+		q = itemQueues.Get().(*itemQueue)
 	}
+	q.items = append(q.items, it)
+	return q
+}
+
+func (q *itemQueue) len() int {
+	if q == nil {
+		return 0
+	}
+	return len(q.items)
+}
+
+func (q *itemQueue) all() []*outItem {
+	if q == nil {
+		return nil
+	}
+	return q.items
+}
+
+func (q *itemQueue) release() {
+	if q == nil {
+		return
+	}
+	clear(q.items)
+	if cap(q.items) > 4096 {
+		return // a rare big burst: do not keep it
+	}
+	q.items = q.items[:0]
+	itemQueues.Put(q)
+}
+
+// addLive adds a conversation event unless the event with its seq was
+// written to this connection already, or the client had it from another
+// node (covered). Events without a seq always go. A seq counts as written
+// once it is in the burst: a burst that fails ends the connection.
+func (c *conn) addLive(bu *burst, it *outItem) {
+	if it.seq == 0 {
+		bu.add(it)
+		return
+	}
+	if v := c.covered[it.conv]; v != nil && it.at.OSeq != 0 && it.at.OSeq <= v[it.at.Origin] {
+		return
+	}
+	s := c.lastSent[it.conv]
+	if s == nil {
+		s = &seqSet{}
+		if c.lastSent == nil {
+			c.lastSent = map[string]*seqSet{}
+		}
+		c.lastSent[it.conv] = s
+	}
+	if s.has(it.seq) {
+		return
+	}
+	s.add(it.seq)
+	if !it.quiet {
+		bu.add(it)
+	}
+}
+
+// add adds one frame to the burst.
+func (bu *burst) add(it *outItem) {
+	bu.frames = append(bu.frames, wframe{op: it.op, data: it.data})
 	if !it.start.IsZero() {
-		c.srv.metrics.Delivered(c.t.Name(), time.Since(it.start))
+		bu.started = append(bu.started, it.start)
 	}
-	return nil
 }
 
 // finish writes the closing error frame, if any, and closes the transport
 // with its code.
-func (c *conn) finish() error {
+func (c *conn) finish() {
+	c.mu.Lock()
 	e := c.closeErr
-	if e == nil {
-		c.t.Close(1000, "")
-		return nil
-	}
-	if e.relayed {
+	var rest []*outItem
+	if e != nil && e.relayed {
 		// The serving node's last frames, its error frame among them,
-		// were queued before its close arrived, and the writer may have
-		// picked stop first: write them before closing.
-		for {
-			select {
-			case it := <-c.out:
-				if it.kind == outFrame && c.write(context.Background(), it) != nil {
-					c.t.Close(e.close, e.Code)
-					return nil
-				}
-				continue
-			default:
+		// were queued before its close arrived: write them before
+		// closing.
+		for _, it := range c.queue.all() {
+			if it.kind == outFrame {
+				rest = append(rest, it)
 			}
-			break
+		}
+	}
+	c.mu.Unlock()
+	switch {
+	case e == nil:
+		c.t.Close(wsCloseNormal, "")
+	case e.relayed:
+		if len(rest) > 0 {
+			frames := make([]wframe, len(rest))
+			for i, it := range rest {
+				frames[i] = wframe{op: it.op, data: it.data}
+			}
+			c.t.WriteFrames(frames, c.srv.cfg.WriteTimeout)
 		}
 		c.t.Close(e.close, e.Code)
-		return nil
+	default:
+		c.t.WriteFrames([]wframe{{data: encode(wire.Error{Type: wire.TypeError, Ref: c.closeRef, Code: e.Code, Message: e.Message})}}, time.Second)
+		c.t.Close(e.close, e.Code)
 	}
-	wctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	c.t.Write(wctx, encode(wire.Error{Type: wire.TypeError, Ref: c.closeRef, Code: e.Code, Message: e.Message}))
-	c.t.Close(e.close, e.Code)
-	return nil
 }

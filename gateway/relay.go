@@ -10,7 +10,6 @@ import (
 	"parley/gateway/wire"
 
 	"github.com/coder/websocket"
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 )
 
@@ -102,71 +101,78 @@ const relayDialTimeout = 5 * time.Second
 // lost.
 const relayCloseGrace = time.Second
 
-// relayLoop carries the rest of a relayed connection: the client's frames
-// upstream (still under this node's frame limit) and the upstream's frames
-// to the writer, until either side ends.
-func (c *conn) relayLoop(ctx context.Context) error {
+// startRelay carries the rest of a relayed connection: the client's frames
+// go upstream through relayFrame (still under this node's frame limit), the
+// upstream's frames come back to the writer through a goroutine of the
+// connection's, until either side ends. A relayed connection holds that
+// goroutine while it lasts.
+func (c *conn) startRelay(ctx context.Context) {
 	up := c.relay
 	c.srv.trackRelay(c, true)
-	defer c.srv.trackRelay(c, false)
 	// The relay does not read frames, so it cannot tell resumes from the
 	// rest: it allows both limits together, and the serving node applies
 	// each.
-	lim := rate.NewLimiter(rate.Limit(c.srv.cfg.FrameRate+c.srv.cfg.ResumeRate), c.srv.cfg.FrameBurst+c.srv.cfg.ResumeBurst)
-	var g errgroup.Group
-	upstreamDone := make(chan struct{})
-	g.Go(func() error {
-		defer up.Close()
-		for {
-			data, err := c.t.Read(ctx)
-			if errors.Is(err, errBinary) {
-				continue
-			}
-			if err != nil {
-				return nil
-			}
-			now := time.Now()
-			c.lastSeen.Store(now.UnixMilli())
-			if !lim.AllowN(now, 1) {
-				c.fail(fatalf(wire.CodeRateLimited, wire.CloseRateLimited, "too many frames"))
-				return nil
-			}
-			c.srv.metrics.FrameIn(c.t.Name())
-			wctx, cancel := context.WithTimeout(ctx, c.srv.cfg.WriteTimeout)
-			err = up.Write(wctx, data)
-			cancel()
-			if err != nil {
-				// The serving node may have closed the connection on
-				// purpose (a flood, a revoked session): its close code
-				// comes through the other goroutine, given a moment.
-				select {
-				case <-upstreamDone:
-				case <-time.After(relayCloseGrace):
-					c.fail(fatalf(wire.CodeUnavailable, wire.CloseRestart, "relay lost: reconnect"))
-				}
-				return nil
-			}
-		}
-	})
-	g.Go(func() error {
-		defer close(upstreamDone)
+	c.relayLim = rate.NewLimiter(rate.Limit(c.srv.cfg.FrameRate+c.srv.cfg.ResumeRate), c.srv.cfg.FrameBurst+c.srv.cfg.ResumeBurst)
+	c.relayDone = make(chan struct{})
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		defer c.srv.trackRelay(c, false)
+		defer close(c.relayDone)
 		defer up.Close()
 		for {
 			data, err := up.Read(ctx)
 			if err != nil {
 				c.fail(upstreamEnd(err))
-				return nil
+				return
 			}
-			// Blocking, unlike send: a slow client slows the upstream, which
-			// applies its own slow-consumer rule to the connection.
-			select {
-			case c.out <- &outItem{kind: outFrame, data: data}:
-			case <-c.stop:
-				return nil
+			// Waiting, unlike send: a slow client slows the upstream,
+			// which applies its own slow-consumer rule to the connection.
+			if !c.waitRoom() {
+				return
 			}
+			c.send(&outItem{kind: outFrame, data: data})
 		}
-	})
-	return g.Wait()
+	}()
+}
+
+// relayFrame carries one client frame upstream; false when the connection
+// ends with it.
+func (c *conn) relayFrame(ctx context.Context, data []byte) bool {
+	if data == nil {
+		return true // binary: not part of the protocol, not carried
+	}
+	now := time.Now()
+	c.lastSeen.Store(now.UnixMilli())
+	if !c.relayLim.AllowN(now, 1) {
+		c.fail(fatalf(wire.CodeRateLimited, wire.CloseRateLimited, "too many frames"))
+		return false
+	}
+	c.srv.metrics.FrameIn(c.t.Name())
+	wctx, cancel := context.WithTimeout(ctx, c.srv.cfg.WriteTimeout)
+	err := c.relay.Write(wctx, data)
+	cancel()
+	if err != nil {
+		// The serving node may have closed the connection on purpose (a
+		// flood, a revoked session): its close code comes through the
+		// upstream's reader, given a moment.
+		timer := time.NewTimer(relayCloseGrace)
+		select {
+		case <-c.relayDone:
+		case <-timer.C:
+			c.fail(fatalf(wire.CodeUnavailable, wire.CloseRestart, "relay lost: reconnect"))
+		}
+		timer.Stop()
+		return false
+	}
+	return true
+}
+
+// endRelay closes the upstream once the client's side ended.
+func (c *conn) endRelay() {
+	if c.relaying.Load() {
+		c.relay.Close()
+	}
 }
 
 // upstreamEnd is how the client's connection ends when the upstream's does:

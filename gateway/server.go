@@ -15,7 +15,6 @@ import (
 	"parley/gateway/wire"
 	"parley/store"
 
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 )
 
@@ -74,11 +73,19 @@ type Config struct {
 	TypingTTL time.Duration
 	// HelloTimeout is how long a new connection may take to say hello. Zero: 10s.
 	HelloTimeout time.Duration
-	// WriteTimeout bounds one frame write. Zero: 10s.
+	// WriteTimeout is the longest a connection's writer waits without
+	// writing a byte before it gives the connection up. Zero: 10s.
 	WriteTimeout time.Duration
-	// SendQueue is the per-connection queue of frames; a client that lets it
-	// fill is disconnected as slow. Zero: 512.
+	// SendQueue is how many items a connection's send queue may hold before
+	// a resume waits for the writer (at half of it), so that a client
+	// resuming many conversations at once takes its replays in turn. Zero:
+	// 512.
 	SendQueue int
+	// SendQueueBytes is how many bytes of frames may wait in a
+	// connection's send queue, not yet written; a client that lets more
+	// pile up is disconnected as slow (slow_consumer). A client that reads
+	// nothing for WriteTimeout is disconnected too. Zero: 8 MiB.
+	SendQueueBytes int
 	// FrameRate and FrameBurst limit frames per connection. Zero: 20/s, 60.
 	FrameRate  float64
 	FrameBurst int
@@ -185,6 +192,9 @@ func (c *Config) defaults() {
 	}
 	if c.SendQueue <= 0 {
 		c.SendQueue = 512
+	}
+	if c.SendQueueBytes <= 0 {
+		c.SendQueueBytes = 8 << 20
 	}
 	if c.FrameRate <= 0 {
 		c.FrameRate = 20
@@ -395,46 +405,68 @@ func (s *Server) overLimit(ws string, now time.Time) *wireError {
 	return nil
 }
 
-// serve runs one connection, admitted already, to its end: a reader loop on
-// the calling goroutine and a writer goroutine; when either ends, both do.
-func (s *Server) serve(ctx context.Context, t transport, ip string, viaRelay bool) {
+// serve runs one connection, admitted already; done is called once it is
+// over. A transport that a poller reads (polledTransport) returns at once:
+// the connection's frames are handled on a goroutine started when they
+// arrive. Any other is read on the calling goroutine (WebTransport's
+// handler, or a TLS WebSocket's), and serve returns when the connection is
+// over.
+func (s *Server) serve(ctx context.Context, t transport, ip string, viaRelay bool, done func()) {
 	c := &conn{
-		srv: s, t: t, ip: ip, viaRelay: viaRelay, stop: make(chan struct{}),
-		out:     make(chan *outItem, s.cfg.SendQueue),
+		srv: s, t: t, ctx: ctx, ip: ip, viaRelay: viaRelay, stop: make(chan struct{}),
 		limiter: rate.NewLimiter(rate.Limit(s.cfg.FrameRate), s.cfg.FrameBurst),
 		resumes: rate.NewLimiter(rate.Limit(s.cfg.ResumeRate), s.cfg.ResumeBurst),
-		room:    make(chan struct{}, 1),
-		convs:   map[string]bool{},
-		counted: map[string]bool{},
 		ops:     make(chan struct{}, s.cfg.MaxInFlight),
 		leaseID: s.cfg.Node + "/" + strconv.FormatUint(s.nextID.Add(1), 10),
 	}
+	c.writer = c.writeRun
 	c.lastSeen.Store(time.Now().UnixMilli())
 	s.metrics.ConnOpened(t.Name())
-	// Neither loop is ended by cancelling a context: cancelling a read or a
-	// write makes the library drop the connection before the writer sends
-	// its closing error frame. Either loop ending calls fail; the writer then
-	// sends the frame and closes the transport, which ends the read.
-	var g errgroup.Group
+	// Nothing ends the connection by cancelling a context: cancelling a
+	// read or a write would drop it before the writer sends its closing
+	// error frame. Whatever ends it calls fail; the writer then sends the
+	// frame and closes the transport, which ends the reading.
 	hello := time.AfterFunc(s.cfg.HelloTimeout, func() {
 		if !c.authed.Load() && !c.relaying.Load() {
 			c.fail(fatalf(wire.CodeUnauthenticated, wire.CloseUnauthentic, "no hello within %s", s.cfg.HelloTimeout))
 		}
 	})
-	defer hello.Stop()
-	g.Go(func() error {
-		defer c.fail(nil)
-		return c.writeLoop(ctx)
-	})
-	// The reader runs on the goroutine that serves the connection (the
-	// HTTP handler's), which would otherwise only wait: one stack less per
-	// connection, most of them idle.
-	func() {
-		defer c.fail(nil)
-		c.readLoop(ctx)
-	}()
-	g.Wait()
+	over := make(chan struct{})
+	c.onDone = func() {
+		hello.Stop()
+		if done != nil {
+			done()
+		}
+		close(over)
+	}
+	if pt, ok := t.(polledTransport); ok && pt.poll(c) {
+		return
+	}
+	c.readLoop(ctx)
+	c.mu.Lock()
+	c.readDone = true
+	c.mu.Unlock()
+	c.fail(nil)
+	c.ended()
+	<-over
+}
+
+// ended finishes the connection once both its reading and its writer are
+// over: it leaves the hub and presence, after its last ops.
+func (c *conn) ended() {
+	c.mu.Lock()
+	last := c.readDone && c.writeDone && c.onDone != nil
+	done := c.onDone
+	if last {
+		c.onDone = nil
+	}
+	c.mu.Unlock()
+	if !last {
+		return
+	}
+	c.bg.Wait()
 	c.opsWG.Wait()
+	s := c.srv
 	if c.authed.Load() {
 		s.hub.leave(c)
 		c.endView()
@@ -444,7 +476,8 @@ func (s *Server) serve(ctx context.Context, t transport, ip string, viaRelay boo
 			s.announce(c, false)
 		}
 	}
-	s.metrics.ConnClosed(t.Name())
+	s.metrics.ConnClosed(c.t.Name())
+	done()
 }
 
 // announce tells the workspace that c's participant came online or left:

@@ -13,70 +13,172 @@ import (
 	"parley/store"
 )
 
-// readLoop reads, validates and dispatches the client's frames. Slow work
-// (anything waiting for the store's fsync) runs in op goroutines bounded per
-// connection, so that one client's acks never hold up its pings or reads.
-func (c *conn) readLoop(ctx context.Context) error {
-	violations := 0
+// readLoop reads a transport that is not polled and handles its frames,
+// until reading fails or a frame ends the connection.
+func (c *conn) readLoop(ctx context.Context) {
 	for {
 		data, err := c.t.Read(ctx)
+		if errors.Is(err, errBinary) {
+			data, err = nil, nil
+		}
 		if err != nil {
-			if errors.Is(err, errBinary) {
-				c.replyErr("", errf(wire.CodeBadFrame, "binary frames are not part of the protocol"))
-				continue
-			}
-			return nil
+			break
 		}
-		now := time.Now()
-		c.lastSeen.Store(now.UnixMilli())
-		// Decoded first, so that every refusal names the frame it refuses
-		// (its ref), the rate limit's included: a client resends what it
-		// can tell was dropped.
-		f, werr := decodeFrame(data)
-		lim := c.limiter
-		if werr == nil && f.Type == "resume" {
-			lim = c.resumes
-		}
-		if !lim.AllowN(now, 1) {
-			violations++
-			if violations > c.srv.cfg.FrameBurst {
-				c.fail(fatalf(wire.CodeRateLimited, wire.CloseRateLimited, "too many frames"))
-				return nil
-			}
-			c.replyErr(f.Ref, errf(wire.CodeRateLimited, "too many frames: slow down"))
+		c.mu.Lock()
+		stopped := c.readStop
+		c.mu.Unlock()
+		if stopped {
+			// The connection is ending: read on only for the client's
+			// close.
 			continue
 		}
-		violations = 0
-		c.srv.metrics.FrameIn(c.t.Name())
-		if werr != nil {
-			c.replyErr(f.Ref, werr)
-			if werr.close != 0 {
-				return nil
-			}
-			continue
-		}
-		if !c.authed.Load() && f.Type != wire.TypeHello {
-			c.replyErr(f.Ref, fatalf(wire.CodeUnauthenticated, wire.CloseUnauthentic, "send hello first"))
-			return nil
-		}
-		if f.Type == wire.TypeHello && !c.authed.Load() {
-			relayed, werr := c.relayHello(ctx, f, data)
-			if werr != nil {
-				c.replyErr(f.Ref, werr)
-				return nil
-			}
-			if relayed {
-				return c.relayLoop(ctx)
-			}
-		}
-		c.renewLease(now)
-		if werr := c.handle(ctx, f, now); werr != nil {
-			c.replyErr(f.Ref, werr)
-			if werr.close != 0 {
-				return nil
-			}
+		if !c.handleFrame(ctx, data) {
+			c.mu.Lock()
+			c.readStop = true
+			c.mu.Unlock()
+			c.fail(nil)
 		}
 	}
+	c.endRelay()
+}
+
+// deliver is a poller's: it queues a message for drain, which it starts
+// if none runs.
+func (c *conn) deliver(data []byte) bool {
+	c.mu.Lock()
+	if c.readStop {
+		c.mu.Unlock()
+		return true
+	}
+	c.inbox = append(c.inbox, data)
+	start := !c.handling
+	c.handling = true
+	more := len(c.inbox) < inboxMax
+	if !more {
+		c.paused = true
+	}
+	c.mu.Unlock()
+	if start {
+		go c.drain()
+	}
+	return more
+}
+
+// readEnd is a poller's: nothing more comes from the client.
+func (c *conn) readEnd() {
+	c.mu.Lock()
+	c.readEOF = true
+	start := !c.handling
+	c.handling = true
+	c.mu.Unlock()
+	if start {
+		go c.drain()
+	}
+}
+
+// drain handles the frames of a polled connection while there are any,
+// on a goroutine of the connection's that ends when the inbox is empty:
+// a frame may block (a send waits for a free op slot, a resume for room in
+// the send queue), the poller must not.
+func (c *conn) drain() {
+	for {
+		c.mu.Lock()
+		if c.readStop {
+			c.inbox = nil
+		}
+		if len(c.inbox) == 0 {
+			c.inbox = nil
+			c.handling = false
+			resume := c.paused
+			c.paused = false
+			eof := c.readEOF && !c.readDone
+			if eof {
+				c.readDone = true
+			}
+			c.mu.Unlock()
+			if eof {
+				c.endRelay()
+				c.fail(nil)
+				c.ended()
+				return
+			}
+			if resume {
+				c.t.(polledTransport).resumeReading()
+			}
+			return
+		}
+		data := c.inbox[0]
+		c.inbox[0] = nil
+		c.inbox = c.inbox[1:]
+		c.mu.Unlock()
+		if !c.handleFrame(c.ctx, data) {
+			c.mu.Lock()
+			c.readStop = true
+			c.mu.Unlock()
+			c.fail(nil)
+		}
+	}
+}
+
+// handleFrame reads, validates and dispatches one frame of the client's (nil
+// for a binary frame); false when the connection ends with it. Slow work
+// (anything waiting for the store's fsync) runs in op goroutines bounded
+// per connection, so that one client's acks never hold up its pings or
+// reads.
+func (c *conn) handleFrame(ctx context.Context, data []byte) bool {
+	if c.relaying.Load() {
+		return c.relayFrame(ctx, data)
+	}
+	if data == nil {
+		c.replyErr("", errf(wire.CodeBadFrame, "binary frames are not part of the protocol"))
+		return true
+	}
+	now := time.Now()
+	c.lastSeen.Store(now.UnixMilli())
+	// Decoded first, so that every refusal names the frame it refuses
+	// (its ref), the rate limit's included: a client resends what it
+	// can tell was dropped.
+	f, werr := decodeFrame(data)
+	lim := c.limiter
+	if werr == nil && f.Type == "resume" {
+		lim = c.resumes
+	}
+	if !lim.AllowN(now, 1) {
+		c.violations++
+		if c.violations > c.srv.cfg.FrameBurst {
+			c.fail(fatalf(wire.CodeRateLimited, wire.CloseRateLimited, "too many frames"))
+			return false
+		}
+		c.replyErr(f.Ref, errf(wire.CodeRateLimited, "too many frames: slow down"))
+		return true
+	}
+	c.violations = 0
+	c.srv.metrics.FrameIn(c.t.Name())
+	if werr != nil {
+		c.replyErr(f.Ref, werr)
+		return werr.close == 0
+	}
+	if !c.authed.Load() && f.Type != wire.TypeHello {
+		c.replyErr(f.Ref, fatalf(wire.CodeUnauthenticated, wire.CloseUnauthentic, "send hello first"))
+		return false
+	}
+	if f.Type == wire.TypeHello && !c.authed.Load() {
+		relayed, werr := c.relayHello(ctx, f, data)
+		if werr != nil {
+			c.replyErr(f.Ref, werr)
+			return false
+		}
+		if relayed {
+			c.startRelay(ctx)
+			return true
+		}
+	}
+	c.renewLease(now)
+	if werr := c.handle(ctx, f, now); werr != nil {
+		c.replyErr(f.Ref, werr)
+		return werr.close == 0
+	}
+	return true
 }
 
 func (c *conn) handle(ctx context.Context, f inFrame, now time.Time) *wireError {
@@ -190,7 +292,7 @@ func (c *conn) start(ctx context.Context, f inFrame) *wireError {
 	})
 	// The reader may not use conv.ID until "started" is sent, but the
 	// visitor owns it from now: record it for the frames that follow.
-	c.convs[conv.ID] = true
+	c.allow(conv.ID)
 	return nil
 }
 
@@ -207,8 +309,17 @@ func (c *conn) authorize(conv string) *wireError {
 	if c.id.Role != ident.Agent && rec.Owner != c.id.Participant {
 		return errf(wire.CodeNotFound, "conversation %s not found", conv)
 	}
-	c.convs[conv] = true
+	c.allow(conv)
 	return nil
+}
+
+// allow records that the connection may touch conv; the map is made on
+// first use (an idle connection holds none).
+func (c *conn) allow(conv string) {
+	if c.convs == nil {
+		c.convs = map[string]bool{}
+	}
+	c.convs[conv] = true
 }
 
 // maxListed is the most conversations one list answers with; next pages
@@ -404,6 +515,9 @@ func (c *conn) firstMessage(conv string) bool {
 	defer c.countMu.Unlock()
 	if c.counted[conv] {
 		return false
+	}
+	if c.counted == nil {
+		c.counted = map[string]bool{}
 	}
 	c.counted[conv] = true
 	rec, err := c.srv.cfg.Store.Conversation(c.id.Workspace, conv)

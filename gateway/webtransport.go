@@ -206,8 +206,7 @@ func (w *WebTransport) serveHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t := newWTTransport(sess, str)
-	s.serve(context.WithoutCancel(r.Context()), t, ip, false)
-	s.release(ip, false)
+	s.serve(context.WithoutCancel(r.Context()), t, ip, false, func() { s.release(ip, false) })
 	// One session per QUIC connection: once it is over, so is the
 	// connection. The client normally closes it itself; give it a moment to
 	// read the session's close first.
@@ -266,16 +265,25 @@ func (t *wtTransport) Read(ctx context.Context) ([]byte, error) {
 	return line, nil
 }
 
-func (t *wtTransport) Write(ctx context.Context, frame []byte) error {
-	if d, ok := ctx.Deadline(); ok {
-		t.str.SetWriteDeadline(d)
+// WriteFrames writes a burst of frames as one write of their lines. The
+// deadline is on the whole burst.
+func (t *wtTransport) WriteFrames(frames []wframe, timeout time.Duration) error {
+	t.str.SetWriteDeadline(time.Now().Add(timeout))
+	// Frames are shared between connections and must not be appended to
+	// in place.
+	t.wbuf = t.wbuf[:0]
+	for _, f := range frames {
+		if f.op != 0 {
+			continue // WebSocket control frames have no counterpart here
+		}
+		t.wbuf = append(append(t.wbuf, f.data...), '\n')
 	}
-	// One write per frame: frames are shared between connections and must
-	// not be appended to in place.
-	t.wbuf = append(append(t.wbuf[:0], frame...), '\n')
+	if len(t.wbuf) == 0 {
+		return nil
+	}
 	_, err := t.str.Write(t.wbuf)
 	if cap(t.wbuf) > 64<<10 {
-		t.wbuf = nil // a rare big frame: do not keep its buffer
+		t.wbuf = nil // a rare big burst: do not keep its buffer
 	}
 	return err
 }

@@ -3,18 +3,26 @@ package gateway
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"net/http"
+	"sync"
+	"syscall"
 	"time"
 
 	"parley/gateway/wire"
-
-	"github.com/coder/websocket"
 )
 
 // errBinary is returned by a transport's Read for a frame that is not text.
 var errBinary = errors.New("binary frame")
 
-// hardReadLimit is where the WebSocket library itself cuts a connection
+// errEOF ends a polled connection's reading: the client closed its side.
+var errEOF = io.EOF
+
+// errPeerClosed ends reading once the client sent its close frame.
+var errPeerClosed = errors.New("websocket: client closed")
+
+// hardReadLimit is where the WebSocket transport itself cuts a connection
 // (close 1009). Frames between wire.MaxFrameBytes and it get a too_large error
 // frame first, so that a client learns why.
 const hardReadLimit = 4 * wire.MaxFrameBytes
@@ -23,6 +31,10 @@ const hardReadLimit = 4 * wire.MaxFrameBytes
 // Any origin may connect: the widget runs on customers' sites, and no
 // credential rides on cookies (tokens and signatures travel in hello), so a
 // cross-site page gains nothing a script could not do by itself.
+//
+// A plain TCP connection is then read by a poller (poll_linux.go) and
+// returns its handler goroutine at once; a TLS one (the node's own HTTPS
+// listener) is read by the handler goroutine, which lasts as long as it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ip, viaRelay := clientIP(r), false
 	if s.cfg.Forwarded != nil {
@@ -36,51 +48,401 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"code":"rate_limited","message":"too many connections from this address"}`, http.StatusTooManyRequests)
 		return
 	}
-	defer s.release(ip, cnt)
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
-		InsecureSkipVerify: true,
-		CompressionMode:    websocket.CompressionDisabled,
-	})
+	release := func() { s.release(ip, cnt) }
+	t, err := acceptWS(w, r)
 	if err != nil {
+		release()
 		return
 	}
-	c.SetReadLimit(hardReadLimit)
-	// The connection outlives the request context's cancellation only
-	// through Shutdown, which closes it deliberately.
-	s.serve(context.WithoutCancel(r.Context()), &wsTransport{c: c}, ip, viaRelay)
+	// The connection outlives the request: nothing of the request's context
+	// is kept, which would keep net/http's buffers of the connection.
+	s.serve(context.Background(), t, ip, viaRelay, release)
 }
 
-type wsTransport struct{ c *websocket.Conn }
-
-func (t *wsTransport) Name() string { return "ws" }
-
-func (t *wsTransport) Read(ctx context.Context) ([]byte, error) {
-	typ, data, err := t.c.Read(ctx)
+// acceptWS completes the handshake and takes the connection from net/http.
+func acceptWS(w http.ResponseWriter, r *http.Request) (*wsConn, error) {
+	key, err := wsCheckUpgrade(w, r)
 	if err != nil {
 		return nil, err
 	}
-	if typ != websocket.MessageText {
-		return nil, errBinary
+	h := w.Header()
+	h.Set("Upgrade", "websocket")
+	h.Set("Connection", "Upgrade")
+	h.Set("Sec-WebSocket-Accept", wsAcceptKey(key))
+	w.WriteHeader(http.StatusSwitchingProtocols)
+	nc, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return nil, err
 	}
-	return data, nil
+	t := &wsConn{nc: nc}
+	if n := brw.Reader.Buffered(); n > 0 {
+		// The client's first frames came with the request.
+		b, _ := brw.Reader.Peek(n)
+		t.early = append([]byte(nil), b...)
+	}
+	if sc, ok := nc.(syscall.Conn); ok && canPoll {
+		if rc, err := sc.SyscallConn(); err == nil {
+			t.rc = rc
+		}
+	}
+	t.parser.limit = hardReadLimit
+	return t, nil
 }
 
-func (t *wsTransport) Write(ctx context.Context, frame []byte) error {
-	return t.c.Write(ctx, websocket.MessageText, frame)
+// frameSink receives what a connection's client sends.
+type frameSink interface {
+	// deliver hands over a text message, or nil for a binary one; false
+	// asks the transport to read no more until resumeReading.
+	deliver(data []byte) bool
+	// readEnd says no message follows.
+	readEnd()
+	// pong queues the answer to a client's ping.
+	pong(data []byte)
+}
+
+// wsConn is a server WebSocket connection on a hijacked net/http
+// connection. Its reads are driven by a poller when the connection is plain
+// TCP (poll); otherwise by the goroutine calling Read. Only the
+// connection's writer writes (WriteFrames, Close).
+type wsConn struct {
+	nc    net.Conn
+	rc    syscall.RawConn // nil: not pollable
+	early []byte          // bytes read with the handshake, parsed first
+	sink  frameSink
+
+	// Reader side: the poller's goroutine or Read's caller.
+	parser wsParser
+	rq     []wsMessage // Read: parsed, not yet returned
+	rerr   error       // Read: why reading ended
+
+	p  *poller
+	id uint64
+
+	mu         sync.Mutex
+	paused     bool // polled: the sink asked for no more
+	ended      bool // readEnd was called
+	peerClosed bool
+	peerCode   int
+	protoErr   *wsProtocolError
+	closedCh   chan struct{} // made by Close while it waits for the client's close
+	closeOnce  sync.Once
+
+	polled bool
+}
+
+// wsWriteBuf is a burst's frame headers and iovecs (or joined bytes),
+// pooled: a connection holds them only while it writes.
+type wsWriteBuf struct {
+	hdrs []byte
+	iov  [][]byte
+	join []byte
+	// writevAll's
+	rest [][]byte
+	n    int
+	werr error
+	fn   func(fd uintptr) bool
+}
+
+var wsWriteBufs = sync.Pool{New: func() any { return new(wsWriteBuf) }}
+
+type wsMessage struct {
+	data   []byte
+	binary bool
+}
+
+func (t *wsConn) Name() string { return "ws" }
+
+// poll hands the connection's reading to a poller, delivering to sink;
+// false when it cannot be polled (TLS, or no poller here), and Read must
+// be called instead.
+func (t *wsConn) poll(sink frameSink) bool {
+	t.sink = sink
+	if t.rc == nil {
+		return false
+	}
+	p, err := pickPoller()
+	if err != nil {
+		return false
+	}
+	t.p, t.polled = p, true
+	if len(t.early) > 0 {
+		early := t.early
+		t.early = nil
+		if err := t.parser.feed(early, t.emit); err != nil {
+			t.readFailed(err)
+			return true
+		}
+	}
+	t.mu.Lock()
+	if t.ended {
+		t.mu.Unlock()
+		return true
+	}
+	id, err := p.add(t.rc, t)
+	t.id = id
+	t.mu.Unlock()
+	if err != nil {
+		t.readFailed(err)
+	}
+	return true
+}
+
+// readable is the poller's: read what arrived and hand it on.
+func (t *wsConn) readable(buf []byte) bool {
+	for range 4 {
+		n, err := readNonblock(t.rc, buf)
+		if err != nil {
+			t.readFailed(err)
+			return false
+		}
+		if n == 0 {
+			break
+		}
+		if err := t.parser.feed(buf[:n], t.emit); err != nil {
+			t.readFailed(err)
+			return false
+		}
+		if n < len(buf) {
+			break
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.paused || t.ended {
+		return false
+	}
+	if err := t.p.arm(t.rc, t.id); err != nil {
+		t.endLocked(err)
+		return false
+	}
+	return true
+}
+
+// resumeReading watches the socket again after deliver asked for a pause.
+func (t *wsConn) resumeReading() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.paused || t.ended {
+		return
+	}
+	t.paused = false
+	if err := t.p.arm(t.rc, t.id); err != nil {
+		t.endLocked(err)
+	}
+}
+
+// emit handles a parsed message or control frame of a polled connection.
+func (t *wsConn) emit(op byte, data []byte) {
+	switch op {
+	case wsOpText, wsOpBinary:
+		t.mu.Lock()
+		ended := t.ended || t.peerClosed
+		t.mu.Unlock()
+		if ended {
+			return
+		}
+		if op == wsOpBinary {
+			data = nil
+		}
+		if !t.sink.deliver(data) {
+			t.mu.Lock()
+			t.paused = true
+			t.mu.Unlock()
+		}
+	case wsOpPing:
+		t.sink.pong(data)
+	case wsOpClose:
+		t.peerClose(data)
+		t.mu.Lock()
+		t.endLocked(errPeerClosed)
+		t.mu.Unlock()
+	}
+}
+
+func (t *wsConn) peerClose(data []byte) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.peerClosed {
+		return
+	}
+	t.peerClosed = true
+	t.peerCode = wsCloseNoStatus
+	if len(data) >= 2 {
+		t.peerCode = int(data[0])<<8 | int(data[1])
+	}
+	if t.closedCh != nil {
+		close(t.closedCh)
+	}
+}
+
+func (t *wsConn) readFailed(err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.endLocked(err)
+}
+
+// endLocked ends reading, once: the sink hears of it.
+func (t *wsConn) endLocked(err error) {
+	if t.ended {
+		return
+	}
+	t.ended = true
+	var pe *wsProtocolError
+	if errors.As(err, &pe) {
+		t.protoErr = pe
+	}
+	if t.p != nil {
+		t.p.remove(t.id)
+	}
+	if t.closedCh != nil && !t.peerClosed {
+		close(t.closedCh)
+		t.closedCh = nil
+	}
+	if t.polled {
+		// The sink takes its own locks; it may call back into t.
+		go t.sink.readEnd()
+	}
+}
+
+// Read returns the next message of a connection that is not polled.
+func (t *wsConn) Read(context.Context) ([]byte, error) {
+	for {
+		if len(t.rq) > 0 {
+			m := t.rq[0]
+			t.rq[0] = wsMessage{}
+			t.rq = t.rq[1:]
+			if len(t.rq) == 0 {
+				t.rq = nil
+			}
+			if m.binary {
+				return nil, errBinary
+			}
+			return m.data, nil
+		}
+		if t.rerr != nil {
+			return nil, t.rerr
+		}
+		var b []byte
+		if len(t.early) > 0 {
+			b, t.early = t.early, nil
+		} else {
+			var buf [4 << 10]byte
+			n, err := t.nc.Read(buf[:])
+			if err != nil {
+				t.rerr = err
+				t.readFailed(err)
+				continue
+			}
+			b = buf[:n]
+		}
+		if err := t.parser.feed(b, t.emitQueued); err != nil {
+			t.rerr = err
+			t.readFailed(err)
+		}
+	}
+}
+
+func (t *wsConn) emitQueued(op byte, data []byte) {
+	switch op {
+	case wsOpText, wsOpBinary:
+		if t.rerr == nil {
+			t.rq = append(t.rq, wsMessage{data: data, binary: op == wsOpBinary})
+		}
+	case wsOpPing:
+		t.sink.pong(data)
+	case wsOpClose:
+		t.peerClose(data)
+		if t.rerr == nil {
+			t.rerr = errPeerClosed
+		}
+		t.readFailed(errPeerClosed)
+	}
+}
+
+// WriteFrames writes frames in as few system calls as it can: one writev
+// for a burst on a plain TCP connection, one write otherwise. It fails
+// when no byte could be written for timeout.
+func (t *wsConn) WriteFrames(frames []wframe, timeout time.Duration) error {
+	t.nc.SetWriteDeadline(time.Now().Add(timeout))
+	b := wsWriteBufs.Get().(*wsWriteBuf)
+	defer func() {
+		clear(b.iov)
+		if cap(b.join) > 64<<10 || cap(b.iov) > 4096 {
+			return // a rare big burst: do not keep its buffers
+		}
+		b.hdrs, b.iov, b.join = b.hdrs[:0], b.iov[:0], b.join[:0]
+		wsWriteBufs.Put(b)
+	}()
+	for _, f := range frames {
+		b.hdrs = appendWSHeader(b.hdrs, f.wsOp(), len(f.data))
+	}
+	if t.rc != nil {
+		off := 0
+		for _, f := range frames {
+			n := wsHeaderLen(len(f.data))
+			b.iov = append(b.iov, b.hdrs[off:off+n])
+			if len(f.data) > 0 {
+				b.iov = append(b.iov, f.data)
+			}
+			off += n
+		}
+		// The deadline is on progress: a client that reads, however
+		// slowly, is not cut off in the middle of a burst.
+		return b.writevAll(t.rc, t.nc, timeout)
+	}
+	off := 0
+	for _, f := range frames {
+		n := wsHeaderLen(len(f.data))
+		b.join = append(append(b.join, b.hdrs[off:off+n]...), f.data...)
+		off += n
+	}
+	_, err := t.nc.Write(b.join)
+	return err
+}
+
+func wsHeaderLen(n int) int {
+	switch {
+	case n < 126:
+		return 2
+	case n <= 0xFFFF:
+		return 4
+	}
+	return 10
 }
 
 // Close sends a close frame and waits briefly for the client's answer: a
-// client that stopped reading must not hold the connection for the library's
-// full close-handshake timeout.
-func (t *wsTransport) Close(code int, reason string) error {
-	done := make(chan error, 1)
-	go func() { done <- t.c.Close(websocket.StatusCode(code), reason) }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(closeGrace):
-		return t.c.CloseNow()
-	}
+// client that stopped reading must not hold the connection for long. A
+// client that broke the protocol gets the protocol's close code instead
+// of code, one that closed first gets its own code back.
+func (t *wsConn) Close(code int, reason string) error {
+	t.closeOnce.Do(func() {
+		t.mu.Lock()
+		switch {
+		case t.protoErr != nil:
+			code, reason = t.protoErr.code, t.protoErr.reason
+		case t.peerClosed:
+			code, reason = t.peerCode, ""
+		}
+		wait := !t.peerClosed && !t.ended
+		var ch chan struct{}
+		if wait {
+			ch = make(chan struct{})
+			t.closedCh = ch
+		}
+		t.mu.Unlock()
+		err := t.WriteFrames([]wframe{{op: wsOpClose, data: wsClosePayload(code, reason)}}, closeGrace)
+		if wait && err == nil {
+			timer := time.NewTimer(closeGrace)
+			select {
+			case <-ch:
+			case <-timer.C:
+			}
+			timer.Stop()
+		}
+		t.nc.Close()
+		t.readFailed(net.ErrClosed)
+	})
+	return nil
 }
 
 const closeGrace = 500 * time.Millisecond

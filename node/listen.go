@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math"
 	"net"
@@ -157,6 +158,18 @@ type guardedConn struct {
 	ip   string // "": not counted per address (a cluster node)
 	once sync.Once
 }
+
+// SyscallConn gives the gateway's poller the socket of a WebSocket
+// connection (gateway.ServeHTTP reads idle connections without a goroutine).
+func (c *guardedConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errNoSyscallConn
+	}
+	return sc.SyscallConn()
+}
+
+var errNoSyscallConn = errors.New("connection has no socket of its own")
 
 func (c *guardedConn) Close() error {
 	c.once.Do(func() {

@@ -1,0 +1,223 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// A poller watches the sockets of idle WebSocket connections with an epoll
+// instance of its own, next to the runtime's (which keeps handling their
+// writes and deadlines): a connection costs no goroutine and no read buffer
+// until bytes arrive. The poller's goroutine reads what arrived into its
+// own buffer, parses it and hands whole messages to the connection, whose
+// frames then run on a goroutine of the connection started for them.
+//
+// The pollers live as long as the process, like the runtime's own
+// netpoller: they are started on first use, hold nothing of a connection
+// once it is closed, and a process holds at most pollerCount of them.
+type poller struct {
+	epfd int
+	mu   sync.Mutex
+	next uint64
+	regs map[uint64]pollable
+	buf  []byte // the read buffer, the poller goroutine's alone
+}
+
+// pollable is a connection a poller watches.
+type pollable interface {
+	// readable reads and handles what arrived, without blocking, and says
+	// whether to keep watching (false: paused, or ended).
+	readable(buf []byte) bool
+}
+
+// pollReadBuffer is a poller's read buffer: what one read may take.
+const pollReadBuffer = 64 << 10
+
+var (
+	pollersOnce sync.Once
+	pollers     []*poller
+	pollersErr  error
+	pollerNext  uint64
+	pollerMu    sync.Mutex
+)
+
+// pickPoller returns a poller, round robin, starting them on first use.
+func pickPoller() (*poller, error) {
+	pollersOnce.Do(func() {
+		n := max(1, runtime.GOMAXPROCS(0)/4)
+		for range n {
+			p, err := newPoller()
+			if err != nil {
+				pollersErr = err
+				return
+			}
+			pollers = append(pollers, p)
+			go p.loop()
+		}
+	})
+	if pollersErr != nil {
+		return nil, pollersErr
+	}
+	pollerMu.Lock()
+	defer pollerMu.Unlock()
+	pollerNext++
+	return pollers[pollerNext%uint64(len(pollers))], nil
+}
+
+func newPoller() (*poller, error) {
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	return &poller{epfd: fd, regs: map[uint64]pollable{}, buf: make([]byte, pollReadBuffer)}, nil
+}
+
+const pollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+
+// add starts watching rc's socket for c; it returns the registration's id.
+// Watching is one-shot: after each readiness, arm enables it again.
+func (p *poller) add(rc syscall.RawConn, c pollable) (uint64, error) {
+	p.mu.Lock()
+	p.next++
+	id := p.next
+	p.regs[id] = c
+	p.mu.Unlock()
+	if err := p.ctl(rc, unix.EPOLL_CTL_ADD, id); err != nil {
+		p.remove(id)
+		return 0, err
+	}
+	return id, nil
+}
+
+// arm watches the socket again after a readiness was handled.
+func (p *poller) arm(rc syscall.RawConn, id uint64) error {
+	return p.ctl(rc, unix.EPOLL_CTL_MOD, id)
+}
+
+func (p *poller) ctl(rc syscall.RawConn, op int, id uint64) error {
+	ev := unix.EpollEvent{Events: pollEvents, Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
+	var cerr error
+	err := rc.Control(func(fd uintptr) {
+		cerr = unix.EpollCtl(p.epfd, op, int(fd), &ev)
+	})
+	if err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("epoll_ctl: %w", err)
+	}
+	return nil
+}
+
+// remove forgets a registration: an event still pending for it finds
+// nothing. The kernel drops the socket from the epoll set when it closes.
+func (p *poller) remove(id uint64) {
+	p.mu.Lock()
+	delete(p.regs, id)
+	p.mu.Unlock()
+}
+
+func (p *poller) loop() {
+	events := make([]unix.EpollEvent, 256)
+	for {
+		n, err := unix.EpollWait(p.epfd, events, -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			// Nothing but a bad epfd fails here; the process is broken.
+			panic(fmt.Sprintf("gateway: epoll_wait: %v", err))
+		}
+		for i := range n {
+			id := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
+			p.mu.Lock()
+			c := p.regs[id]
+			p.mu.Unlock()
+			if c != nil {
+				c.readable(p.buf)
+			}
+		}
+	}
+}
+
+// readNonblock reads what is there without waiting: 0, nil when nothing
+// is; io.EOF-like (0, errEOF) at the end of the stream.
+func readNonblock(rc syscall.RawConn, buf []byte) (int, error) {
+	var n int
+	var rerr error
+	err := rc.Read(func(fd uintptr) bool {
+		n, rerr = unix.Read(int(fd), buf)
+		return true
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case errors.Is(rerr, unix.EAGAIN), errors.Is(rerr, unix.EINTR):
+		return 0, nil
+	case rerr != nil:
+		return 0, rerr
+	case n == 0:
+		return 0, errEOF
+	}
+	return n, nil
+}
+
+// writevAll writes b.iov with writev, as many at a time as the kernel
+// takes (IOV_MAX); it waits for the socket to drain through the runtime's
+// poller and nc's write deadline, which it moves on by timeout each time
+// bytes moved: it fails only when none could be written for timeout.
+func (b *wsWriteBuf) writevAll(rc syscall.RawConn, nc net.Conn, timeout time.Duration) error {
+	if b.fn == nil {
+		b.fn = b.writev
+	}
+	b.rest = b.iov
+	defer func() { b.rest = nil }()
+	last := time.Now()
+	for len(b.rest) > 0 {
+		b.n, b.werr = 0, nil
+		if err := rc.Write(b.fn); err != nil {
+			return err
+		}
+		if b.werr != nil && !errors.Is(b.werr, unix.EINTR) {
+			return b.werr
+		}
+		n := b.n
+		if n > 0 && timeout > 0 {
+			if now := time.Now(); now.Sub(last) > timeout/8 {
+				last = now
+				nc.SetWriteDeadline(now.Add(timeout))
+			}
+		}
+		for n > 0 {
+			if n < len(b.rest[0]) {
+				b.rest[0] = b.rest[0][n:]
+				break
+			}
+			n -= len(b.rest[0])
+			b.rest = b.rest[1:]
+		}
+		for len(b.rest) > 0 && len(b.rest[0]) == 0 {
+			b.rest = b.rest[1:]
+		}
+	}
+	return nil
+}
+
+// writev is rc.Write's: one writev of what is left.
+func (b *wsWriteBuf) writev(fd uintptr) bool {
+	iov := b.rest
+	if len(iov) > 1024 {
+		iov = iov[:1024]
+	}
+	b.n, b.werr = unix.Writev(int(fd), iov)
+	return !errors.Is(b.werr, unix.EAGAIN)
+}
+
+const canPoll = true
