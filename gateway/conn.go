@@ -26,11 +26,11 @@ type transport interface {
 }
 
 // polledTransport is a transport whose reads a poller may drive: poll
-// hands them to sink and reports true, or reports false when this
-// connection cannot be polled (Read it then).
+// hands them to sink, on one of ps, and reports true, or reports false
+// when this connection cannot be polled (Read it then).
 type polledTransport interface {
 	transport
-	poll(sink frameSink) bool
+	poll(sink frameSink, ps *pollers) bool
 	// resumeReading reads again after sink.deliver asked for a pause.
 	resumeReading()
 }

@@ -19,11 +19,11 @@ import (
 // own buffer, parses it and hands whole messages to the connection, whose
 // frames then run on a goroutine of the connection started for them.
 //
-// The pollers live as long as the process, like the runtime's own
-// netpoller: they are started on first use, hold nothing of a connection
-// once it is closed, and a process holds at most pollerCount of them.
+// A Server owns its pollers (pollers): started on its first WebSocket,
+// stopped by Shutdown.
 type poller struct {
 	epfd int
+	wake int // an eventfd, registration 0: written to stop the loop
 	mu   sync.Mutex
 	next uint64
 	regs map[uint64]pollable
@@ -40,35 +40,67 @@ type pollable interface {
 // pollReadBuffer is a poller's read buffer: what one read may take.
 const pollReadBuffer = 64 << 10
 
-var (
-	pollersOnce sync.Once
-	pollers     []*poller
-	pollersErr  error
-	pollerNext  uint64
-	pollerMu    sync.Mutex
-)
+// errPollersClosed: the server is shutting down; the connection is read
+// by its own goroutine, like a TLS one, until it ends.
+var errPollersClosed = errors.New("pollers stopped")
 
-// pickPoller returns a poller, round robin, starting them on first use.
-func pickPoller() (*poller, error) {
-	pollersOnce.Do(func() {
+// pollers are a server's pollers: at most pollerCount, started on first
+// use, stopped by close.
+type pollers struct {
+	mu     sync.Mutex
+	ps     []*poller
+	next   uint64
+	closed bool
+	wg     sync.WaitGroup // the pollers' loops
+}
+
+// pick returns a poller, round robin, starting them on first use.
+func (g *pollers) pick() (*poller, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return nil, errPollersClosed
+	}
+	if g.ps == nil {
 		n := max(1, runtime.GOMAXPROCS(0)/4)
 		for range n {
 			p, err := newPoller()
 			if err != nil {
-				pollersErr = err
-				return
+				for _, p := range g.ps {
+					p.stop()
+				}
+				g.wg.Wait()
+				g.ps = nil
+				return nil, err
 			}
-			pollers = append(pollers, p)
-			go p.loop()
+			g.ps = append(g.ps, p)
+			g.wg.Add(1)
+			go func() {
+				defer g.wg.Done()
+				p.loop()
+			}()
 		}
-	})
-	if pollersErr != nil {
-		return nil, pollersErr
 	}
-	pollerMu.Lock()
-	defer pollerMu.Unlock()
-	pollerNext++
-	return pollers[pollerNext%uint64(len(pollers))], nil
+	g.next++
+	return g.ps[g.next%uint64(len(g.ps))], nil
+}
+
+// close stops the pollers and waits for their loops to end: connections
+// still registered are read no more (Shutdown has asked them to end).
+func (g *pollers) close() {
+	g.mu.Lock()
+	g.closed = true
+	ps := g.ps
+	g.ps = nil
+	g.mu.Unlock()
+	for _, p := range ps {
+		p.stop()
+	}
+	g.wg.Wait()
+	for _, p := range ps {
+		unix.Close(p.epfd)
+		unix.Close(p.wake)
+	}
 }
 
 func newPoller() (*poller, error) {
@@ -76,7 +108,26 @@ func newPoller() (*poller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
-	return &poller{epfd: fd, regs: map[uint64]pollable{}, buf: make([]byte, pollReadBuffer)}, nil
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	// Registration 0 is the wake-up; connections' start at 1.
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	if err := unix.EpollCtl(fd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
+		unix.Close(fd)
+		unix.Close(wake)
+		return nil, fmt.Errorf("epoll_ctl eventfd: %w", err)
+	}
+	return &poller{epfd: fd, wake: wake, regs: map[uint64]pollable{}, buf: make([]byte, pollReadBuffer)}, nil
+}
+
+// stop ends the poller's loop.
+func (p *poller) stop() {
+	var one [8]byte
+	one[0] = 1
+	unix.Write(p.wake, one[:])
 }
 
 const pollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
@@ -137,6 +188,9 @@ func (p *poller) loop() {
 		}
 		for i := range n {
 			id := uint64(uint32(events[i].Fd)) | uint64(uint32(events[i].Pad))<<32
+			if id == 0 {
+				return
+			}
 			p.mu.Lock()
 			c := p.regs[id]
 			p.mu.Unlock()

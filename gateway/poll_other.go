@@ -20,7 +20,11 @@ type poller struct{}
 
 type pollable interface{ readable(buf []byte) bool }
 
-func pickPoller() (*poller, error) { return nil, errNoPoller }
+type pollers struct{}
+
+func (*pollers) pick() (*poller, error) { return nil, errNoPoller }
+
+func (*pollers) close() {}
 
 func (p *poller) add(syscall.RawConn, pollable) (uint64, error) { return 0, errNoPoller }
 

@@ -272,6 +272,9 @@ type Server struct {
 
 	conns  sync.WaitGroup
 	nextID atomic.Uint64
+	// pollers read the WebSocket connections (poll_linux.go); Shutdown
+	// stops them.
+	pollers pollers
 }
 
 // New returns a gateway; Run must be running for presence to expire.
@@ -326,6 +329,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	done := make(chan struct{})
 	go func() { s.conns.Wait(); close(done) }()
+	// Connections still open when ctx ends were told to go: their reading
+	// stops with the pollers.
+	defer s.pollers.close()
 	select {
 	case <-done:
 		return nil
@@ -439,7 +445,7 @@ func (s *Server) serve(ctx context.Context, t transport, ip string, viaRelay boo
 		}
 		close(over)
 	}
-	if pt, ok := t.(polledTransport); ok && pt.poll(c) {
+	if pt, ok := t.(polledTransport); ok && pt.poll(c, &s.pollers) {
 		return
 	}
 	c.readLoop(ctx)

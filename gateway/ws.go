@@ -155,12 +155,12 @@ func (t *wsConn) Name() string { return "ws" }
 // poll hands the connection's reading to a poller, delivering to sink;
 // false when it cannot be polled (TLS, or no poller here), and Read must
 // be called instead.
-func (t *wsConn) poll(sink frameSink) bool {
+func (t *wsConn) poll(sink frameSink, ps *pollers) bool {
 	t.sink = sink
 	if t.rc == nil {
 		return false
 	}
-	p, err := pickPoller()
+	p, err := ps.pick()
 	if err != nil {
 		return false
 	}

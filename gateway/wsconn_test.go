@@ -366,3 +366,40 @@ func TestTLSWebSocket(t *testing.T) {
 		return nil
 	})
 }
+
+// TestShutdownStopsThePollers: the pollers a server started for its
+// WebSocket connections end with its Shutdown; none is left behind.
+func TestShutdownStopsThePollers(t *testing.T) {
+	e := newEnv(t, nil)
+	cl, err := dialRawWS(e.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.nc.Close()
+	if err := cl.writeText([]byte(`{"type":"hello","v":1,"workspace":"ws1","role":"visitor","name":"Ada"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if op, err := cl.next(); err != nil || op != wsOpText {
+		t.Fatalf("welcome: op %d, %v", op, err)
+	}
+	// Other tests' servers may have pollers too: count this one's.
+	before := pollerLoops()
+	if before == 0 {
+		t.Fatal("no poller reads the connection")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.gw.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if after := pollerLoops(); after != before-max(1, runtime.GOMAXPROCS(0)/4) {
+		t.Fatalf("%d poller loops before Shutdown, %d after", before, after)
+	}
+}
+
+// pollerLoops counts the goroutines running a poller's loop.
+func pollerLoops() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return bytes.Count(buf, []byte("(*poller).loop"))
+}
