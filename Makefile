@@ -112,6 +112,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzString -fuzztime $(FUZZTIME) ./redact/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeFrame -fuzztime $(FUZZTIME) ./gateway/
 	$(GO) test -run '^$$' -fuzz FuzzWTFrames -fuzztime $(FUZZTIME) ./gateway/
+	$(GO) test -run '^$$' -fuzz FuzzWSParser -fuzztime $(FUZZTIME) ./gateway/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeVector -fuzztime $(FUZZTIME) ./store/
 	$(GO) test -run '^$$' -fuzz FuzzProxyHeader -fuzztime $(FUZZTIME) ./edge/
 

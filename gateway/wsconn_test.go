@@ -403,3 +403,42 @@ func pollerLoops() int {
 	buf = buf[:runtime.Stack(buf, true)]
 	return bytes.Count(buf, []byte("(*poller).loop"))
 }
+
+// FuzzWSParser: any bytes, fed whole or cut in two anywhere, give the same
+// messages and the same verdict; no message is over the limit, and the
+// parser never panics.
+func FuzzWSParser(f *testing.F) {
+	f.Add(append(maskedFrame(wsOpText, false, "hel"), maskedFrame(wsOpContinuation, true, "lo")...), uint16(3))
+	f.Add(maskedFrame(wsOpPing, true, "p"), uint16(1))
+	f.Add(maskedFrame(wsOpText, true, strings.Repeat("x", 300)), uint16(2))
+	f.Add([]byte{0x81, 0x01, 'x'}, uint16(0))
+	f.Add([]byte{0x81, 0xff, 0, 0, 0, 0, 0, 0, 0x10, 0}, uint16(5))
+	const limit = 1024
+	run := func(parts ...[]byte) (string, bool) {
+		p := wsParser{limit: limit}
+		var got []string
+		for _, b := range parts {
+			err := p.feed(b, func(op byte, data []byte) {
+				if len(data) > limit {
+					panic(fmt.Sprintf("a message of %d bytes past the limit of %d", len(data), limit))
+				}
+				got = append(got, fmt.Sprintf("%d:%q", op, data))
+			})
+			if err != nil {
+				return strings.Join(got, ","), true
+			}
+		}
+		return strings.Join(got, ","), false
+	}
+	f.Fuzz(func(t *testing.T, b []byte, cut uint16) {
+		at := 0
+		if len(b) > 0 {
+			at = int(cut) % (len(b) + 1)
+		}
+		whole, wholeErr := run(append([]byte(nil), b...))
+		split, splitErr := run(append([]byte(nil), b[:at]...), append([]byte(nil), b[at:]...))
+		if whole != split || wholeErr != splitErr {
+			t.Fatalf("cut at %d: whole %s (error %v), split %s (error %v)", at, whole, wholeErr, split, splitErr)
+		}
+	})
+}
