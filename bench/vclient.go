@@ -490,6 +490,16 @@ func (v *vclient) handle(ctx context.Context, c *client.Conn, f client.Frame, no
 				v.requeue(k)
 				return nil
 			}
+			if f.Code == wire.CodeOverloaded {
+				// Shed at the edge, nothing stored: send it again after
+				// retry_ms, as the widget does.
+				retry := f.AsError().Retry
+				if retry <= 0 {
+					retry = 250 * time.Millisecond
+				}
+				time.AfterFunc(retry, func() { v.requeue(k) })
+				return nil
+			}
 			v.mu.Lock()
 			delete(v.inflight, k)
 			v.mu.Unlock()

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"parley/gateway/wire"
 	"parley/ident"
@@ -14,6 +16,9 @@ import (
 type hub struct {
 	mu    sync.RWMutex
 	rooms map[string]*room
+	// hold is how long a room's changes are refused once most of its
+	// agents are behind (Config.ShedHold; shed.go).
+	hold time.Duration
 }
 
 type room struct {
@@ -21,9 +26,20 @@ type room struct {
 	visitors map[*conn]struct{}
 	subs     map[string]map[*conn]struct{} // conversation -> visitor conns
 	convsOf  map[*conn][]string            // for leave
+	// behindUntil (unix ns): until then the workspace's changes are
+	// refused overloaded, most of its agents being behind (shed.go).
+	behindUntil atomic.Int64
 }
 
-func newHub() *hub { return &hub{rooms: map[string]*room{}} }
+func newHub(hold time.Duration) *hub { return &hub{rooms: map[string]*room{}, hold: hold} }
+
+// room returns a workspace's room, nil when none of its connections is
+// here.
+func (h *hub) room(ws string) *room {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.rooms[ws]
+}
 
 func (h *hub) join(c *conn) {
 	h.mu.Lock()
@@ -87,7 +103,10 @@ func (h *hub) subscribe(c *conn, conv string) {
 }
 
 // publish fans committed events out; it runs on the store's writer and must
-// not block, which conn.send guarantees.
+// not block, which conn.send guarantees. Each event is encoded once, into
+// one item that every recipient's queue shares: nothing is allocated per
+// recipient. When most of a room's agents are behind after an event was
+// queued on them, the room's changes are refused for a while (shed.go).
 func (h *hub) publish(events []store.Event) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
@@ -106,18 +125,25 @@ func (h *hub) publish(events []store.Event) {
 		default:
 			continue
 		}
-		r.toConv(e.Conversation, it)
+		if behind := r.toConv(e.Conversation, it); behind > 0 && behind*2 > len(r.agents) {
+			r.behindUntil.Store(time.Now().Add(h.hold).UnixNano())
+		}
 	}
 }
 
-// toConv sends to the agents of the room and the conversation's subscribers.
-func (r *room) toConv(conv string, it *outItem) {
+// toConv sends to the agents of the room and the conversation's
+// subscribers, and returns how many of the agents are behind (shed.go).
+func (r *room) toConv(conv string, it *outItem) (behind int) {
 	for c := range r.agents {
 		c.send(it)
+		if c.behind() {
+			behind++
+		}
 	}
 	for c := range r.subs[conv] {
 		c.send(it)
 	}
+	return behind
 }
 
 func (h *hub) toConv(ws, conv string, it *outItem) {

@@ -144,6 +144,16 @@ type Config struct {
 	MaxReplay int
 	// MaxInFlight bounds a connection's changes waiting for the store. Zero: 64.
 	MaxInFlight int
+	// ShedPending is how many changes (send, edit, delete, start) of all
+	// connections may wait for the store before new ones are refused
+	// overloaded, with retry_ms (shed.go). Zero: 4096. Negative: never
+	// for this reason.
+	ShedPending int
+	// ShedHold is how long a workspace's changes are refused overloaded
+	// once most of its agent connections are behind (their send queues
+	// half full); a refusal's retry_ms is between one and two of it.
+	// Zero: 250ms.
+	ShedHold time.Duration
 	// Limits refuses new conversations and messages of a workspace over its
 	// plan. Zero: no limits.
 	Limits Limits
@@ -243,6 +253,10 @@ func (c *Config) defaults() {
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 64
 	}
+	if c.ShedPending == 0 {
+		c.ShedPending = 4096
+	}
+	def(&c.ShedHold, 250*time.Millisecond)
 }
 
 // Server is the gateway of one node.
@@ -255,6 +269,7 @@ type Server struct {
 	views    *views
 
 	budgets *budgets
+	shed    *shedder
 
 	mu      sync.Mutex
 	relays  map[*conn]struct{}
@@ -269,10 +284,11 @@ func New(cfg Config) *Server {
 	cfg.defaults()
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics,
-		hub: newHub(), presence: newPresence(cfg.Clock), views: newViews(),
+		hub: newHub(cfg.ShedHold), presence: newPresence(cfg.Clock), views: newViews(),
 		relays: map[*conn]struct{}{},
 	}
 	s.budgets = newBudgets(&s.cfg)
+	s.shed = newShedder(&s.cfg)
 	return s
 }
 

@@ -170,6 +170,9 @@ func (c *conn) start(ctx context.Context, f inFrame) *wireError {
 		return errf(wire.CodeForbidden, "start: only visitors start conversations")
 	}
 	now := time.Now()
+	if werr := c.overloaded(now); werr != nil {
+		return werr
+	}
 	if werr := c.srv.overLimit(c.id.Workspace, now); werr != nil {
 		return werr
 	}
@@ -179,8 +182,11 @@ func (c *conn) start(ctx context.Context, f inFrame) *wireError {
 	var raw [12]byte
 	rand.Read(raw[:])
 	conv := store.Conversation{Workspace: c.id.Workspace, ID: "c_" + hex.EncodeToString(raw[:]), Owner: c.id.Participant, OwnerName: c.id.Name}
+	c.srv.shed.begin()
 	c.async(func() {
-		if err := c.srv.cfg.Store.CreateConversation(ctx, conv); err != nil {
+		err := c.srv.cfg.Store.CreateConversation(ctx, conv)
+		c.srv.shed.done()
+		if err != nil {
 			c.replyErr(f.Ref, c.storeError(err))
 			return
 		}
@@ -326,6 +332,9 @@ func appendReplay(replay []outItem, conv string, events []store.Event) []outItem
 }
 
 func (c *conn) change(ctx context.Context, f inFrame, now time.Time) *wireError {
+	if werr := c.overloaded(now); werr != nil {
+		return werr
+	}
 	if werr := c.authorize(f.Conversation); werr != nil {
 		return werr
 	}
@@ -364,8 +373,10 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) *wireError 
 	if f.Type != "delete" {
 		c.clearTyping(f.Conversation, now)
 	}
+	c.srv.shed.begin()
 	c.async(func() {
 		res, err := c.srv.cfg.Store.Apply(ctx, ch)
+		c.srv.shed.done()
 		stored := ch.Kind == store.Send && res.Changed
 		if stored {
 			// Stored here, counted here, even when the answer is an error
@@ -392,6 +403,12 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) *wireError 
 		c.reply(wire.Ack{Type: wire.TypeAck, Ref: f.Ref, Conversation: f.Conversation, ID: f.ID, Seq: res.Seq, TS: &created, Dup: res.Dup})
 	})
 	return nil
+}
+
+// overloaded refuses a change when the node is past what it can carry
+// (shed.go): before any work is done for it.
+func (c *conn) overloaded(now time.Time) *wireError {
+	return c.srv.shed.overloaded(c.srv.hub.room(c.id.Workspace), now)
 }
 
 // firstMessage says whether a send to conv would be the first message of

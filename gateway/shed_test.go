@@ -1,0 +1,156 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"parley/gateway/wire"
+	"parley/ident"
+	"parley/internal/eventually"
+	"parley/store"
+)
+
+// heldStore holds every Apply until release is closed: a store whose
+// writer does not keep up.
+type heldStore struct {
+	Store
+	release chan struct{}
+	applies atomic.Int32
+}
+
+func (h *heldStore) Apply(ctx context.Context, ch store.Change) (store.Result, error) {
+	h.applies.Add(1)
+	<-h.release
+	return h.Store.Apply(ctx, ch)
+}
+
+// shedCount counts the overloaded error frames, as the node's
+// parley_errors_total does.
+type shedCount struct {
+	noMetrics
+	n atomic.Int32
+}
+
+func (s *shedCount) Error(code string) {
+	if code == wire.CodeOverloaded {
+		s.n.Add(1)
+	}
+}
+
+// With more changes waiting for the store than ShedPending, a send is
+// refused overloaded with retry_ms before it reaches the store; the
+// connection goes on being served, and the same message resent once the
+// store caught up is stored once.
+func TestSendShedWhileTheStoreIsBehind(t *testing.T) {
+	t.Parallel()
+	held := &heldStore{release: make(chan struct{})}
+	count := &shedCount{}
+	e := newEnv(t, func(c *Config) {
+		held.Store = c.Store
+		c.Store, c.ShedPending, c.Metrics = held, 2, count
+	})
+	v, _ := e.visitor(t, "ws1", nil)
+	conv := v.start()
+	for i := 1; i <= 2; i++ {
+		v.send(map[string]any{"type": "send", "ref": fmt.Sprintf("s%d", i), "conversation": conv, "id": fmt.Sprintf("m-%07d", i), "body": "held"})
+	}
+	eventually.Holds(t, 5*time.Second, "both sends in the store", func() error {
+		if n := held.applies.Load(); n != 2 {
+			return fmt.Errorf("%d applies", n)
+		}
+		return nil
+	})
+	send3 := map[string]any{"type": "send", "ref": "s3", "conversation": conv, "id": "m-0000003", "body": "shed"}
+	v.send(send3)
+	got := v.expect("error", refIs("s3"))
+	if got["code"] != wire.CodeOverloaded || got["retry_ms"] == nil || got["retry_ms"].(float64) <= 0 {
+		t.Fatalf("third send: %v", got)
+	}
+	if n := held.applies.Load(); n != 2 {
+		t.Fatalf("the shed send reached the store: %d applies", n)
+	}
+	if count.n.Load() != 1 {
+		t.Fatalf("%d shed frames counted, want 1", count.n.Load())
+	}
+	// Reads are served meanwhile.
+	v.send(map[string]any{"type": "ping", "ref": "p1"})
+	v.expect("pong", refIs("p1"))
+	v.send(map[string]any{"type": "list", "ref": "l1"})
+	v.expect("conversations", refIs("l1"))
+
+	close(held.release)
+	v.expect("ack", refIs("s1"))
+	v.expect("ack", refIs("s2"))
+	send3["ref"] = "s3b"
+	v.send(send3)
+	if ack := v.expect("ack", refIs("s3b")); ack["dup"] == true {
+		t.Fatalf("the shed message was stored before its resend: %v", ack)
+	}
+	evs, _, _ := e.st.Events("ws1", conv, 0, 10)
+	if len(evs) != 3 {
+		t.Fatalf("%d events stored, want 3", len(evs))
+	}
+}
+
+// stuckAgent joins an agent connection of ws to the hub whose queue of
+// size frames nobody writes out: an agent whose writer does not keep up.
+func stuckAgent(e *env, ws string, size int) *conn {
+	c := &conn{srv: e.gw, out: make(chan *outItem, size), stop: make(chan struct{}),
+		id: identity{Workspace: ws, Role: ident.Agent, Participant: "a:stuck"}}
+	c.lastSeen.Store(time.Now().Add(time.Hour).UnixMilli())
+	e.gw.hub.join(c)
+	return c
+}
+
+// When most of a workspace's agents are behind (their send queues half
+// full), its changes are refused overloaded before they reach the store,
+// while another workspace's are taken; one agent behind among several is
+// not an overload.
+func TestChangesShedWhileMostAgentsAreBehind(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.ShedHold = time.Hour })
+	v, _ := e.visitor(t, "ws1", nil)
+	conv := v.start()
+	stuck := []*conn{stuckAgent(e, "ws1", 8), stuckAgent(e, "ws1", 8)}
+	for i := 1; i <= 4; i++ { // 4 of 8: half full
+		v.say(conv, fmt.Sprintf("m-%07d", i), "fills the agents' queues")
+	}
+	queued := []int{len(stuck[0].out), len(stuck[1].out)}
+	r := v.ref()
+	v.send(map[string]any{"type": "send", "ref": r, "conversation": conv, "id": "m-0000005", "body": "shed"})
+	got := v.expect("error", refIs(r))
+	if got["code"] != wire.CodeOverloaded || got["retry_ms"] == nil {
+		t.Fatalf("send with the agents behind: %v", got)
+	}
+	r = v.ref()
+	v.send(map[string]any{"type": "start", "ref": r})
+	if got := v.expect("error", refIs(r)); got["code"] != wire.CodeOverloaded {
+		t.Fatalf("start with the agents behind: %v", got)
+	}
+	evs, _, _ := e.st.Events("ws1", conv, 0, 10)
+	if len(evs) != 4 {
+		t.Fatalf("%d events stored, want 4", len(evs))
+	}
+	for i, c := range stuck {
+		if len(c.out) != queued[i] {
+			t.Fatalf("a stuck agent got %d frames after the shed ones, want %d", len(c.out), queued[i])
+		}
+	}
+	// The node still serves the workspace's reads, and other workspaces.
+	v.send(map[string]any{"type": "ping", "ref": "p1"})
+	v.expect("pong", refIs("p1"))
+	other, _ := e.visitor(t, "ws2", nil)
+	other.say(other.start(), "m-0000001", "another workspace")
+
+	// One stuck agent among three in ws2: not an overload.
+	stuckAgent(e, "ws2", 8)
+	e.agent(t, "ws2")
+	e.agent(t, "ws2")
+	oc := other.start()
+	for i := 1; i <= 6; i++ {
+		other.say(oc, fmt.Sprintf("m-%07d", i), "taken")
+	}
+}
