@@ -29,6 +29,9 @@ type room struct {
 	// behindUntil (unix ns): until then the workspace's changes are
 	// refused overloaded, most of its agents being behind (shed.go).
 	behindUntil atomic.Int64
+	// undecided counts the workspace's message changes taken on this node
+	// and not yet published (shed.go).
+	undecided undecided
 }
 
 func newHub(hold time.Duration) *hub { return &hub{rooms: map[string]*room{}, hold: hold} }
@@ -118,6 +121,7 @@ func (h *hub) publish(events []store.Event) {
 		it := &outItem{kind: outLive, conv: e.Conversation}
 		switch e.Kind {
 		case store.EventMessage:
+			r.undecided.remove(e.Message.ID)
 			it.seq, it.start, it.at = e.Seq, e.Start, e.Stamp
 			it.data = encode(wire.Deliver{Type: wire.TypeDeliver, Conversation: e.Conversation, Seq: e.Seq, At: stampString(e.Stamp), Message: toWire(e.Message)})
 		case store.EventRead:
@@ -132,11 +136,13 @@ func (h *hub) publish(events []store.Event) {
 }
 
 // toConv sends to the agents of the room and the conversation's
-// subscribers, and returns how many of the agents are behind (shed.go).
+// subscribers, and returns how many of the agents are behind, reckoning
+// with the room's undecided changes (shed.go).
 func (r *room) toConv(conv string, it *outItem) (behind int) {
+	more := r.undecided.n.Load()
 	for c := range r.agents {
 		c.send(it)
-		if c.behind() {
+		if c.behind(more) {
 			behind++
 		}
 	}

@@ -152,7 +152,7 @@ type Config struct {
 	// ShedHold is how long a workspace's changes are refused overloaded
 	// once most of its agent connections are behind (their send queues
 	// half full); a refusal's retry_ms is between one and two of it.
-	// Zero: 250ms.
+	// Zero: 100ms.
 	ShedHold time.Duration
 	// Limits refuses new conversations and messages of a workspace over its
 	// plan. Zero: no limits.
@@ -256,7 +256,7 @@ func (c *Config) defaults() {
 	if c.ShedPending == 0 {
 		c.ShedPending = 4096
 	}
-	def(&c.ShedHold, 250*time.Millisecond)
+	def(&c.ShedHold, 100*time.Millisecond)
 }
 
 // Server is the gateway of one node.

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -12,31 +13,39 @@ import (
 // what it can carry refuses new changes (send, edit, delete, start) with
 // overloaded and a retry_ms, before it does any work for them: nothing is
 // stored, no budget is drawn on, and the reads, acks, resumes and
-// heartbeats of every connection go on being served. Two signs say the
+// heartbeats of every connection go on being served. Three signs say the
 // node is past it:
 //
 //   - its store: more changes of all connections wait for the store than
 //     Config.ShedPending (the store's writer cannot keep up, and every
 //     ack would wait longer still);
-//   - its fan-out: most of a workspace's agent connections are behind,
-//     their send queues at least half full when an event of the workspace
-//     was queued on them (hub.publish). Their writers cannot keep up, and
-//     more events would fill the queues and close them as slow consumers,
-//     to reconnect and replay. The workspace's changes are then refused
-//     for Config.ShedHold, after which the next event tells again.
+//   - its fan-out: most of a workspace's agent connections are behind
+//     when an event of the workspace is queued on them (hub.publish):
+//     their send queues would be at least half full if the workspace's
+//     changes taken but not yet decided (queued) were queued on them too.
+//     Their writers cannot keep up, and more events would fill the queues
+//     and close them as slow consumers, to reconnect and replay. The
+//     workspace's changes are then refused for Config.ShedHold, after
+//     which the next event tells again;
+//   - its CPU: a workspace has half a send queue of changes taken but not
+//     yet decided. A change is decided (and queued for its recipients) by
+//     the store's sequencer microseconds after it is taken, unless the
+//     node has no CPU to spare; those would all land on the agents'
+//     queues at once.
 //
 // A single agent behind among several is not the node's overload: it is
 // closed as a slow consumer when its queue fills, as before.
 type shedder struct {
 	maxPending int64 // < 0: the store's sign is off
 	hold       time.Duration
+	half       int64 // half a connection's send queue
 	// pending counts the changes handed to the store and not yet
 	// answered, over every connection.
 	pending atomic.Int64
 }
 
 func newShedder(cfg *Config) *shedder {
-	return &shedder{maxPending: int64(cfg.ShedPending), hold: cfg.ShedHold}
+	return &shedder{maxPending: int64(cfg.ShedPending), hold: cfg.ShedHold, half: int64(cfg.SendQueue / 2)}
 }
 
 // overloaded is the wire error refusing a change of r's workspace, nil
@@ -49,6 +58,8 @@ func (s *shedder) overloaded(r *room, now time.Time) *wireError {
 		why = "too many changes waiting for the store"
 	case r != nil && r.behindUntil.Load() > now.UnixNano():
 		why = "the workspace's agents are behind"
+	case r != nil && r.undecided.n.Load() >= s.half:
+		why = "too many of the workspace's changes not yet decided"
 	default:
 		return nil
 	}
@@ -60,10 +71,58 @@ func (s *shedder) overloaded(r *room, now time.Time) *wireError {
 	return e
 }
 
-// begin counts a change handed to the store; done, once its answer is in.
-func (s *shedder) begin() { s.pending.Add(1) }
-func (s *shedder) done()  { s.pending.Add(-1) }
+// taken counts a change of r's workspace (r may be nil) handed to the
+// store: a message change (id not empty) is undecided until its event is
+// published (hub.publish) or the store answered; answered ends it.
+func (s *shedder) taken(r *room, id string) {
+	s.pending.Add(1)
+	if r != nil && id != "" {
+		r.undecided.add(id)
+	}
+}
 
-// behind is whether a connection's send queue is at least half full: its
-// writer is behind by that much.
-func (c *conn) behind() bool { return len(c.out)*2 >= cap(c.out) }
+func (s *shedder) answered(r *room, id string) {
+	s.pending.Add(-1)
+	if r != nil && id != "" {
+		r.undecided.remove(id) // the change published nothing (a resend, an error)
+	}
+}
+
+// undecided counts, by message id, a room's message changes taken and not
+// yet published.
+type undecided struct {
+	n   atomic.Int64
+	mu  sync.Mutex
+	ids map[string]int
+}
+
+func (u *undecided) add(id string) {
+	u.mu.Lock()
+	if u.ids == nil {
+		u.ids = map[string]int{}
+	}
+	u.ids[id]++
+	u.n.Add(1)
+	u.mu.Unlock()
+}
+
+// remove ends one undecided change of message id, if there is one.
+func (u *undecided) remove(id string) {
+	if u.n.Load() == 0 {
+		return
+	}
+	u.mu.Lock()
+	if k := u.ids[id]; k > 0 {
+		if k == 1 {
+			delete(u.ids, id)
+		} else {
+			u.ids[id] = k - 1
+		}
+		u.n.Add(-1)
+	}
+	u.mu.Unlock()
+}
+
+// behind is whether a connection's send queue would be at least half full
+// with more items on it: its writer is behind by that much.
+func (c *conn) behind(more int64) bool { return (int64(len(c.out))+more)*2 >= int64(cap(c.out)) }
