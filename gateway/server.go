@@ -150,8 +150,8 @@ type Config struct {
 	// for this reason.
 	ShedPending int
 	// ShedHold is how long a workspace's changes are refused overloaded
-	// once most of its agent connections are behind (their send queues
-	// half full); a refusal's retry_ms is between one and two of it.
+	// once one of its agent connections is behind (its send queue half
+	// full; shed.go); a refusal's retry_ms is between one and two of it.
 	// Zero: 100ms.
 	ShedHold time.Duration
 	// Limits refuses new conversations and messages of a workspace over its

@@ -19,22 +19,21 @@ import (
 //   - its store: more changes of all connections wait for the store than
 //     Config.ShedPending (the store's writer cannot keep up, and every
 //     ack would wait longer still);
-//   - its fan-out: most of a workspace's agent connections are behind
-//     when an event of the workspace is queued on them (hub.publish):
-//     their send queues would be at least half full if the workspace's
-//     changes taken but not yet decided (queued) were queued on them too.
-//     Their writers cannot keep up, and more events would fill the queues
-//     and close them as slow consumers, to reconnect and replay. The
-//     workspace's changes are then refused for Config.ShedHold, after
-//     which the next event tells again;
+//   - its fan-out: one of a workspace's agent connections is behind when
+//     an event of the workspace is queued on it (hub.publish): its send
+//     queue would be at least half full if the workspace's changes taken
+//     but not yet decided were queued on it too. Its writer cannot keep
+//     up, and more events would fill the queue and close it as a slow
+//     consumer, to reconnect and replay. The workspace's changes are then
+//     refused for Config.ShedHold, after which the next event tells
+//     again. A connection behind for slowAfterHolds holds in a row is
+//     too slow to wait for even with nothing new for it: it no longer
+//     counts, and is closed as a slow consumer when its queue fills;
 //   - its CPU: a workspace has half a send queue of changes taken but not
 //     yet decided. A change is decided (and queued for its recipients) by
 //     the store's sequencer microseconds after it is taken, unless the
 //     node has no CPU to spare; those would all land on the agents'
 //     queues at once.
-//
-// A single agent behind among several is not the node's overload: it is
-// closed as a slow consumer when its queue fills, as before.
 type shedder struct {
 	maxPending int64 // < 0: the store's sign is off
 	hold       time.Duration
@@ -43,6 +42,10 @@ type shedder struct {
 	// answered, over every connection.
 	pending atomic.Int64
 }
+
+// slowAfterHolds is how many holds an agent connection may stay behind
+// and still hold its workspace's changes back (hub.lagging).
+const slowAfterHolds = 20
 
 func newShedder(cfg *Config) *shedder {
 	return &shedder{maxPending: int64(cfg.ShedPending), hold: cfg.ShedHold, half: int64(cfg.SendQueue / 2)}

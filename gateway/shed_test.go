@@ -147,13 +147,54 @@ func TestChangesShedWhileMostAgentsAreBehind(t *testing.T) {
 	other, _ := e.visitor(t, "ws2", nil)
 	other.say(other.start(), "m-0000001", "another workspace")
 
-	// One stuck agent among three in ws2: not an overload.
-	stuckAgent(e, "ws2", 8)
-	e.agent(t, "ws2")
-	e.agent(t, "ws2")
-	oc := other.start()
-	for i := 1; i <= 6; i++ {
-		other.say(oc, fmt.Sprintf("m-%07d", i), "taken")
+}
+
+// An agent connection that stays behind though its workspace's changes
+// are refused is too slow to wait for: after slowAfterHolds holds it no
+// longer holds the workspace back (it is closed as a slow consumer when
+// its queue fills, as before), and the others' sends are taken again.
+func TestAnAgentTooSlowStopsHoldingBack(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.ShedHold = 10 * time.Millisecond })
+	e.agent(t, "ws1")
+	v, _ := e.visitor(t, "ws1", nil)
+	conv := v.start()
+	stuck := stuckAgent(e, "ws1", 8)
+	for i := 1; i <= 4; i++ {
+		v.say(conv, fmt.Sprintf("m-%07d", i), "fills the stuck agent's queue")
+	}
+	queued := len(stuck.out)
+	answer := func(ref string) map[string]any {
+		for {
+			m, err := v.next(5 * time.Second)
+			if err != nil {
+				t.Fatalf("waiting for the answer to %s: %v", ref, err)
+			}
+			if m["ref"] == ref && (m["type"] == "ack" || m["type"] == "error") {
+				return m
+			}
+		}
+	}
+	shed, i := 0, 5
+	eventually.Holds(t, 10*time.Second, "a send taken again", func() error {
+		r := v.ref()
+		v.send(map[string]any{"type": "send", "ref": r, "conversation": conv, "id": fmt.Sprintf("m-%07d", i), "body": "again"})
+		m := answer(r)
+		if m["type"] == "error" {
+			if m["code"] != wire.CodeOverloaded {
+				t.Fatalf("send %d: %v", i, m)
+			}
+			shed++
+			return fmt.Errorf("send %d shed", i)
+		}
+		i++
+		return nil
+	})
+	if shed == 0 {
+		t.Fatal("the stuck agent never held the workspace back")
+	}
+	if len(stuck.out) != queued+1 {
+		t.Fatalf("the stuck agent holds %d frames, want %d", len(stuck.out), queued+1)
 	}
 }
 
