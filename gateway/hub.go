@@ -28,7 +28,7 @@ type room struct {
 	subs     map[string]map[*conn]struct{} // conversation -> visitor conns
 	convsOf  map[*conn][]string            // for leave
 	// behindUntil (unix ns): until then the workspace's changes are
-	// refused overloaded, most of its agents being behind (shed.go).
+	// refused overloaded, one of its agents being behind (shed.go).
 	behindUntil atomic.Int64
 	// undecided counts the workspace's message changes taken on this node
 	// and not yet published (shed.go).
