@@ -30,20 +30,10 @@ func (a *API) RegisterDebug(mux *http.ServeMux) {
 	for _, name := range []string{"heap", "allocs", "goroutine", "threadcreate"} {
 		a.rootOnly(mux, "GET "+debugPrefix+name, pprof.Handler(name))
 	}
-	a.rootOnly(mux, "GET "+debugPrefix+"mutex", sampled(&mutexSampling, func(on bool) {
-		if on {
-			runtime.SetMutexProfileFraction(mutexFraction)
-		} else {
-			runtime.SetMutexProfileFraction(0)
-		}
-	}, pprof.Handler("mutex")))
-	a.rootOnly(mux, "GET "+debugPrefix+"block", sampled(&blockSampling, func(on bool) {
-		if on {
-			runtime.SetBlockProfileRate(blockRate)
-		} else {
-			runtime.SetBlockProfileRate(0)
-		}
-	}, pprof.Handler("block")))
+	a.rootOnly(mux, "GET "+debugPrefix+"mutex", sampled(&mutexSampling,
+		func(rate int) { runtime.SetMutexProfileFraction(rate) }, mutexFraction, pprof.Handler("mutex")))
+	a.rootOnly(mux, "GET "+debugPrefix+"block", sampled(&blockSampling,
+		runtime.SetBlockProfileRate, blockRate, pprof.Handler("block")))
 }
 
 // While a mutex or block profile is being taken: one contention event in
@@ -69,10 +59,10 @@ type sampling struct {
 
 var mutexSampling, blockSampling sampling
 
-// sampled serves h with its sampling on: a mutex or block profile only
-// holds what happened while the runtime sampled it, so the answer is
-// always a delta over ?seconds= (default 10).
-func sampled(s *sampling, set func(on bool), h http.Handler) http.Handler {
+// sampled serves h with its sampling on (set(rate), then set(0)): a
+// mutex or block profile only holds what happened while the runtime
+// sampled it, so the answer is always a delta over ?seconds= (default 10).
+func sampled(s *sampling, set func(rate int), rate int, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		if q.Get("seconds") == "" {
@@ -81,7 +71,7 @@ func sampled(s *sampling, set func(on bool), h http.Handler) http.Handler {
 		}
 		s.mu.Lock()
 		if s.n == 0 {
-			set(true)
+			set(rate)
 		}
 		s.n++
 		s.mu.Unlock()
@@ -89,7 +79,7 @@ func sampled(s *sampling, set func(on bool), h http.Handler) http.Handler {
 			s.mu.Lock()
 			s.n--
 			if s.n == 0 {
-				set(false)
+				set(0)
 			}
 			s.mu.Unlock()
 		}()
