@@ -50,6 +50,7 @@ type LocalOptions struct {
 // enough that the bench measures the node, not its abuse protection.
 var LocalLimits = []string{"-frame-rate", "1000000", "-workspace-rate", "10000000", "-max-conns-per-ip", "10000000",
 	"-ip-message-rate", "1e7", "-ip-message-burst", "10000000", "-ip-start-rate", "1e7", "-ip-start-burst", "10000000", "-address-share", "1",
+	"-ip-plan-conversations", "1000000000", "-ip-plan-messages", "1000000000", "-ip-plan-fraction", "1",
 	"-log-level", "warn"}
 
 // StartLocal starts the nodes through the launcher (parley/internal/

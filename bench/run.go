@@ -20,6 +20,7 @@ import (
 	"parley/bench/internal/harness"
 	"parley/gateway/client"
 	"parley/gateway/wire"
+	"parley/internal/eventually"
 	"parley/internal/localcluster"
 )
 
@@ -40,6 +41,9 @@ type Options struct {
 
 // run is the state of one scenario run.
 type run struct {
+	// quiet: the drain is over; visitors write nothing more, so that the
+	// audit reads histories no send changes while it reads them.
+	quiet  atomic.Bool
 	sc     *Scenario
 	opts   Options
 	nodes  []string
@@ -270,6 +274,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Result, error) {
 	}
 	bg.Wait()
 	res.DrainSeconds = round3(time.Since(sendEnd).Seconds())
+	r.quieten(runCtx)
 
 	// Audit the node's history: exactly once for every acked message?
 	if *sc.Audit && runCtx.Err() == nil && r.total > 0 {
@@ -564,6 +569,24 @@ func (r *run) faultsDone() bool { return r.faultsPending.Load() == 0 }
 // audit reads every conversation's history from the start on a fresh
 // agent connection to each node that is up, and records where each
 // message is stored there. It returns the nodes it read.
+// quieten stops the visitors' writes (messages still queued stay unacked)
+// and waits, up to 5 s, for the answers to those written: a message acked
+// while the audit reads its conversation would count as lost.
+func (r *run) quieten(ctx context.Context) {
+	r.quiet.Store(true)
+	_ = eventually.PollContext(ctx, 5*time.Second, func() error {
+		for _, v := range r.visitors {
+			v.mu.Lock()
+			n := len(v.inflight)
+			v.mu.Unlock()
+			if n > 0 {
+				return fmt.Errorf("%d messages of a visitor unanswered", n)
+			}
+		}
+		return nil
+	})
+}
+
 func (r *run) audit(ctx context.Context) ([]int, error) {
 	if r.token == "" || len(r.nodes) == 0 {
 		return nil, errors.New("audit needs an agent token")

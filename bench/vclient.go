@@ -55,6 +55,26 @@ type vclient struct {
 	lastRecv atomic.Int64
 	// stalled: the last session ended because the node did not answer.
 	stalled bool
+	// backoffUntil (unix nanos): the node shed one of this visitor's
+	// sends (overloaded); it writes none before then.
+	backoffUntil atomic.Int64
+}
+
+// backoff is how long the visitor still holds its sends, 0 when it does not.
+func (v *vclient) backoff() time.Duration {
+	return time.Duration(v.backoffUntil.Load() - time.Now().UnixNano())
+}
+
+// holdSends makes the visitor write nothing for d, as a client told to
+// back off does.
+func (v *vclient) holdSends(d time.Duration) {
+	until := time.Now().Add(d).UnixNano()
+	for {
+		cur := v.backoffUntil.Load()
+		if cur >= until || v.backoffUntil.CompareAndSwap(cur, until) {
+			return
+		}
+	}
 }
 
 // failover moves a visitor to the next node (Scenario.Failover) after its
@@ -234,6 +254,7 @@ func (v *vclient) resume(ctx context.Context, c *client.Conn) error {
 		again = append(again, k)
 	}
 	slices.Sort(again)
+	clear(v.inflight) // written again from the queue, within the window
 	v.queue = append(again, v.queue...)
 	v.mu.Unlock()
 	for _, ci := range v.convs {
@@ -264,6 +285,17 @@ func (v *vclient) requeue(k int) {
 	}
 }
 
+// answered takes message k out of the window, and wakes the writer.
+func (v *vclient) answered(k int) {
+	v.mu.Lock()
+	delete(v.inflight, k)
+	v.mu.Unlock()
+	select {
+	case v.wake <- struct{}{}:
+	default:
+	}
+}
+
 // enqueue hands message k to the visitor; it never blocks.
 func (v *vclient) enqueue(k int) {
 	v.mu.Lock()
@@ -275,10 +307,18 @@ func (v *vclient) enqueue(k int) {
 	}
 }
 
+// maxInflight is the most messages a visitor has written and not yet
+// seen answered: the node's own bound on a connection's changes waiting
+// for its store (gateway.Config.MaxInFlight), past which it reads no more
+// of the connection's frames anyway. A visitor told to back off
+// (overloaded) so writes at most this many before it hears again.
+const maxInflight = 64
+
+// pop takes the next message to write, if the window has room for it.
 func (v *vclient) pop() (int, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if len(v.queue) == 0 {
+	if len(v.queue) == 0 || len(v.inflight) >= maxInflight || v.r.quiet.Load() {
 		return 0, false
 	}
 	k := v.queue[0]
@@ -331,8 +371,11 @@ func (v *vclient) session(ctx context.Context, c *client.Conn) time.Duration {
 		<-done
 	}
 	for {
+		var held <-chan time.Time
 		if !v.agent {
-			if k, ok := v.pop(); ok {
+			if d := v.backoff(); d > 0 {
+				held = time.After(d)
+			} else if k, ok := v.pop(); ok {
 				buf = client.AppendSend(buf, r.ids.id(k), r.conv(k%r.nconv), r.body)
 				if err := c.Write(sctx, buf); err != nil {
 					if ctx.Err() == nil {
@@ -365,6 +408,7 @@ func (v *vclient) session(ctx context.Context, c *client.Conn) time.Duration {
 			}
 		}
 		select {
+		case <-held:
 		case <-v.wake:
 		case <-ping.C:
 			if err := c.Write(sctx, []byte(`{"type":"ping","ref":"p"}`)); err != nil {
@@ -453,9 +497,7 @@ func (v *vclient) handle(ctx context.Context, c *client.Conn, f client.Frame, no
 		if k < 0 {
 			return nil
 		}
-		v.mu.Lock()
-		delete(v.inflight, k)
-		v.mu.Unlock()
+		v.answered(k)
 		if a.Dup {
 			r.rec.dupAcks.Add(1)
 		}
@@ -490,9 +532,18 @@ func (v *vclient) handle(ctx context.Context, c *client.Conn, f client.Frame, no
 				v.requeue(k)
 				return nil
 			}
-			v.mu.Lock()
-			delete(v.inflight, k)
-			v.mu.Unlock()
+			if f.Code == wire.CodeOverloaded {
+				// Shed at the edge, nothing stored: the visitor writes
+				// nothing for retry_ms, then this message again first.
+				retry := f.AsError().Retry
+				if retry <= 0 {
+					retry = 250 * time.Millisecond
+				}
+				v.holdSends(retry)
+				v.requeue(k)
+				return nil
+			}
+			v.answered(k)
 			r.ledger.Rejected(k)
 		} else if len(f.Ref) > 1 && f.Ref[0] == 'r' {
 			// A resume refused (rate_limited, unavailable): ask again soon.

@@ -124,6 +124,7 @@ type conn struct {
 	// when something is queued and let go when the writer is idle again.
 	queue       *itemQueue
 	queuedBytes int
+	queuedItems int // items queued or in the batch being written: behind
 	spare       *itemQueue // the writer's emptied batch, reused while it runs
 	writing     bool       // a writeRun goroutine is running
 	closing     bool       // fail was called: the writer finishes
@@ -181,6 +182,7 @@ func (c *conn) send(it *outItem) {
 	}
 	c.queue = c.queue.push(it)
 	c.queuedBytes += n
+	c.queuedItems++
 	start := !c.writing
 	c.writing = true
 	c.mu.Unlock()
@@ -269,7 +271,7 @@ func (c *conn) writeRun() {
 			c.mu.Unlock()
 			c.finish()
 			c.mu.Lock()
-			c.queue, c.spare, c.queuedBytes = nil, nil, 0
+			c.queue, c.spare, c.queuedBytes, c.queuedItems = nil, nil, 0, 0
 			c.writeDone = true
 			c.mu.Unlock()
 			c.ended()
@@ -295,7 +297,7 @@ func (c *conn) writeRun() {
 			default:
 			}
 		}
-		n := 0
+		n, k := 0, len(batch.items)
 		for _, it := range batch.items {
 			n += it.size()
 		}
@@ -304,6 +306,7 @@ func (c *conn) writeRun() {
 		batch.items = batch.items[:0]
 		c.mu.Lock()
 		c.queuedBytes -= n
+		c.queuedItems -= k
 		if c.spare == nil {
 			c.spare = batch
 		} else {
@@ -314,7 +317,7 @@ func (c *conn) writeRun() {
 			c.t.Close(wsCloseInternal, "write failed")
 			c.mu.Lock()
 			c.closing, c.readStop = true, true
-			c.queue, c.spare, c.queuedBytes = nil, nil, 0
+			c.queue, c.spare, c.queuedBytes, c.queuedItems = nil, nil, 0, 0
 			c.writeDone = true
 			c.mu.Unlock()
 			c.closeOnce.Do(func() { close(c.stop) })

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"parley/gateway/wire"
 	"parley/ident"
@@ -14,6 +16,10 @@ import (
 type hub struct {
 	mu    sync.RWMutex
 	rooms map[string]*room
+	// hold is how long a room's changes are refused once one of its
+	// agents is behind (Config.ShedHold; shed.go); an agent behind for
+	// slowAfter is too slow to wait for, and no longer counts.
+	hold, slowAfter time.Duration
 }
 
 type room struct {
@@ -21,9 +27,30 @@ type room struct {
 	visitors map[*conn]struct{}
 	subs     map[string]map[*conn]struct{} // conversation -> visitor conns
 	convsOf  map[*conn][]string            // for leave
+	// behindUntil (unix ns): until then the workspace's changes are
+	// refused overloaded, one of its agents being behind (shed.go).
+	behindUntil atomic.Int64
+	// undecided counts the workspace's message changes taken on this node
+	// and not yet published (shed.go).
+	undecided undecided
+	// behind holds the agent connections behind, since when (unix ns);
+	// nBehind counts them (lagging).
+	behindMu sync.Mutex
+	behind   map[*conn]int64
+	nBehind  atomic.Int32
 }
 
-func newHub() *hub { return &hub{rooms: map[string]*room{}} }
+func newHub(hold time.Duration) *hub {
+	return &hub{rooms: map[string]*room{}, hold: hold, slowAfter: slowAfterHolds * hold}
+}
+
+// room returns a workspace's room, nil when none of its connections is
+// here.
+func (h *hub) room(ws string) *room {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.rooms[ws]
+}
 
 func (h *hub) join(c *conn) {
 	h.mu.Lock()
@@ -58,6 +85,7 @@ func (h *hub) leave(c *conn) {
 		}
 	}
 	delete(r.convsOf, c)
+	r.caughtUp(c)
 	if len(r.agents) == 0 && len(r.visitors) == 0 {
 		delete(h.rooms, c.id.Workspace)
 	}
@@ -87,7 +115,11 @@ func (h *hub) subscribe(c *conn, conv string) {
 }
 
 // publish fans committed events out; it runs on the store's writer and must
-// not block, which conn.send guarantees.
+// not block, which conn.send guarantees. Each event is encoded once, into
+// one item that every recipient's queue shares: nothing is allocated per
+// recipient. When one of a room's agents is behind after an event was
+// queued on it (and has not been for long), the room's changes are
+// refused for a while (shed.go).
 func (h *hub) publish(events []store.Event) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
@@ -99,6 +131,7 @@ func (h *hub) publish(events []store.Event) {
 		it := &outItem{kind: outLive, conv: e.Conversation}
 		switch e.Kind {
 		case store.EventMessage:
+			r.undecided.remove(e.Message.ID)
 			it.seq, it.start, it.at = e.Seq, e.Start, e.Stamp
 			it.data = encode(wire.Deliver{Type: wire.TypeDeliver, Conversation: e.Conversation, Seq: e.Seq, At: stampString(e.Stamp), Message: toWire(e.Message)})
 		case store.EventRead:
@@ -107,16 +140,70 @@ func (h *hub) publish(events []store.Event) {
 			continue
 		}
 		r.toConv(e.Conversation, it)
+		if r.lagging(h.slowAfter) {
+			r.behindUntil.Store(time.Now().Add(h.hold).UnixNano())
+		}
 	}
 }
 
-// toConv sends to the agents of the room and the conversation's subscribers.
+// toConv sends to the agents of the room and the conversation's
+// subscribers.
 func (r *room) toConv(conv string, it *outItem) {
 	for c := range r.agents {
 		c.send(it)
 	}
 	for c := range r.subs[conv] {
 		c.send(it)
+	}
+}
+
+// lagging says whether one of the room's agent connections is behind,
+// reckoning with the room's undecided changes, and has been for less than
+// slowAfter: its writer, not the connection, falls behind what the node
+// takes in (shed.go). It keeps when each fell behind. Caller holds h.mu
+// (read).
+func (r *room) lagging(slowAfter time.Duration) bool {
+	more := r.undecided.n.Load()
+	var now int64
+	lag := false
+	for c := range r.agents {
+		if !c.behind(more) {
+			if r.nBehind.Load() > 0 {
+				r.caughtUp(c)
+			}
+			continue
+		}
+		if now == 0 {
+			now = time.Now().UnixNano()
+		}
+		if now-r.fellBehind(c, now) < int64(slowAfter) {
+			lag = true
+		}
+	}
+	return lag
+}
+
+// fellBehind returns when c fell behind, now if it just did.
+func (r *room) fellBehind(c *conn, now int64) int64 {
+	r.behindMu.Lock()
+	defer r.behindMu.Unlock()
+	if since, ok := r.behind[c]; ok {
+		return since
+	}
+	if r.behind == nil {
+		r.behind = map[*conn]int64{}
+	}
+	r.behind[c] = now
+	r.nBehind.Add(1)
+	return now
+}
+
+func (r *room) caughtUp(c *conn) {
+	r.behindMu.Lock()
+	defer r.behindMu.Unlock()
+	if _, ok := r.behind[c]; ok {
+		delete(r.behind, c)
+		r.nBehind.Add(-1)
 	}
 }
 

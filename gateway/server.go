@@ -78,8 +78,9 @@ type Config struct {
 	WriteTimeout time.Duration
 	// SendQueue is how many items a connection's send queue may hold before
 	// a resume waits for the writer (at half of it), so that a client
-	// resuming many conversations at once takes its replays in turn. Zero:
-	// 512.
+	// resuming many conversations at once takes its replays in turn; an
+	// agent connection with half of it not yet written is behind, and its
+	// workspace's changes are shed (shed.go). Zero: 512.
 	SendQueue int
 	// SendQueueBytes is how many bytes of frames may wait in a
 	// connection's send queue, not yet written; a client that lets more
@@ -151,6 +152,16 @@ type Config struct {
 	MaxReplay int
 	// MaxInFlight bounds a connection's changes waiting for the store. Zero: 64.
 	MaxInFlight int
+	// ShedPending is how many changes (send, edit, delete, start) of all
+	// connections may wait for the store before new ones are refused
+	// overloaded, with retry_ms (shed.go). Zero: 4096. Negative: never
+	// for this reason.
+	ShedPending int
+	// ShedHold is how long a workspace's changes are refused overloaded
+	// once one of its agent connections is behind (its send queue half
+	// full; shed.go); a refusal's retry_ms is between one and two of it.
+	// Zero: 100ms.
+	ShedHold time.Duration
 	// Limits refuses new conversations and messages of a workspace over its
 	// plan. Zero: no limits.
 	Limits Limits
@@ -253,6 +264,10 @@ func (c *Config) defaults() {
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 64
 	}
+	if c.ShedPending == 0 {
+		c.ShedPending = 4096
+	}
+	def(&c.ShedHold, 100*time.Millisecond)
 }
 
 // Server is the gateway of one node.
@@ -265,6 +280,7 @@ type Server struct {
 	views    *views
 
 	budgets *budgets
+	shed    *shedder
 
 	mu      sync.Mutex
 	relays  map[*conn]struct{}
@@ -282,10 +298,11 @@ func New(cfg Config) *Server {
 	cfg.defaults()
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, metrics: cfg.Metrics,
-		hub: newHub(), presence: newPresence(cfg.Clock), views: newViews(),
+		hub: newHub(cfg.ShedHold), presence: newPresence(cfg.Clock), views: newViews(),
 		relays: map[*conn]struct{}{},
 	}
 	s.budgets = newBudgets(&s.cfg)
+	s.shed = newShedder(&s.cfg)
 	return s
 }
 

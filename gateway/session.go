@@ -272,6 +272,10 @@ func (c *conn) start(ctx context.Context, f inFrame) *wireError {
 		return errf(wire.CodeForbidden, "start: only visitors start conversations")
 	}
 	now := time.Now()
+	r, werr := c.overloaded(now)
+	if werr != nil {
+		return werr
+	}
 	if werr := c.srv.overLimit(c.id.Workspace, now); werr != nil {
 		return werr
 	}
@@ -281,8 +285,11 @@ func (c *conn) start(ctx context.Context, f inFrame) *wireError {
 	var raw [12]byte
 	rand.Read(raw[:])
 	conv := store.Conversation{Workspace: c.id.Workspace, ID: "c_" + hex.EncodeToString(raw[:]), Owner: c.id.Participant, OwnerName: c.id.Name}
+	c.srv.shed.taken(r, "")
 	c.async(func() {
-		if err := c.srv.cfg.Store.CreateConversation(ctx, conv); err != nil {
+		err := c.srv.cfg.Store.CreateConversation(ctx, conv)
+		c.srv.shed.answered(r, "")
+		if err != nil {
 			c.replyErr(f.Ref, c.storeError(err))
 			return
 		}
@@ -437,6 +444,10 @@ func appendReplay(replay []outItem, conv string, events []store.Event) []outItem
 }
 
 func (c *conn) change(ctx context.Context, f inFrame, now time.Time) *wireError {
+	r, werr := c.overloaded(now)
+	if werr != nil {
+		return werr
+	}
 	if werr := c.authorize(f.Conversation); werr != nil {
 		return werr
 	}
@@ -475,8 +486,10 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) *wireError 
 	if f.Type != "delete" {
 		c.clearTyping(f.Conversation, now)
 	}
+	c.srv.shed.taken(r, ch.Message.ID)
 	c.async(func() {
 		res, err := c.srv.cfg.Store.Apply(ctx, ch)
+		c.srv.shed.answered(r, ch.Message.ID)
 		stored := ch.Kind == store.Send && res.Changed
 		if stored {
 			// Stored here, counted here, even when the answer is an error
@@ -503,6 +516,14 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) *wireError 
 		c.reply(wire.Ack{Type: wire.TypeAck, Ref: f.Ref, Conversation: f.Conversation, ID: f.ID, Seq: res.Seq, TS: &created, Dup: res.Dup})
 	})
 	return nil
+}
+
+// overloaded refuses a change when the node is past what it can carry
+// (shed.go), before any work is done for it; else it returns the room the
+// change counts in while the store has it.
+func (c *conn) overloaded(now time.Time) (*room, *wireError) {
+	r := c.srv.hub.room(c.id.Workspace)
+	return r, c.srv.shed.overloaded(r, now)
 }
 
 // firstMessage says whether a send to conv would be the first message of

@@ -125,6 +125,11 @@ func TestAdminAPI(t *testing.T) {
 		{"session of another workspace", "DELETE", "/v1/admin/workspaces/globex/sessions/s_000000000000000000000000", root, nil, 404, "not_found"},
 		{"key not found", "DELETE", "/v1/admin/workspaces/acme/keys/k_000000000000000000000000", admin, nil, 404, "not_found"},
 		{"unknown workspace", "GET", "/v1/admin/workspaces/nope", root, nil, 404, "not_found"},
+		// The runtime's profiles, on the same listener: the root's only.
+		{"profile without a token", "GET", "/debug/pprof/heap", "", nil, 401, "unauthorized"},
+		{"admin takes a profile", "GET", "/debug/pprof/heap", admin, nil, 403, "forbidden"},
+		{"key takes a profile", "GET", "/debug/pprof/goroutine", key, nil, 403, "forbidden"},
+		{"root takes a profile", "GET", "/debug/pprof/goroutine?debug=1", root, nil, 200, ""},
 		{"wrong password", "POST", "/v1/login", "", map[string]any{"workspace": "acme", "email": "ada@acme.test", "password": "wrong password"}, 401, "unauthorized"},
 		{"unknown email", "POST", "/v1/login", "", map[string]any{"workspace": "acme", "email": "who@acme.test", "password": "wrong password"}, 401, "unauthorized"},
 	}

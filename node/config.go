@@ -63,6 +63,13 @@ type Config struct {
 	// AddressShare is the fraction of a workspace's budget the visitors of
 	// one client address may take. Default 0.25.
 	AddressShare float64
+	// ShedPending is how many changes of all connections may wait for the
+	// store before new ones are refused overloaded; negative: never for
+	// that reason. ShedHold is how long a workspace's changes are refused
+	// once one of its agent connections is behind (gateway/shed.go).
+	// Default 4096 and 100ms.
+	ShedPending int
+	ShedHold    time.Duration
 	// IPMessageRate and IPMessageBurst limit visitors' changes per client
 	// address on each node, over all its connections. Default 20/s, 100.
 	IPMessageRate  float64
@@ -259,6 +266,8 @@ func ParseFlags(args []string) (Config, error) {
 	fs.Float64Var(&c.FrameRate, "frame-rate", 20, "frames per second per connection")
 	fs.Float64Var(&c.WorkspaceRate, "workspace-rate", 2000, "messages and conversation starts per second per workspace, cluster-wide (bursts of twice as many)")
 	fs.Float64Var(&c.AddressShare, "address-share", 0.25, "fraction of a workspace's -workspace-rate the visitors of one client address may take")
+	fs.IntVar(&c.ShedPending, "shed-pending", 4096, "changes of all connections waiting for the store before new ones are refused overloaded (negative: never)")
+	fs.DurationVar(&c.ShedHold, "shed-hold", 100*time.Millisecond, "how long a workspace's changes are refused overloaded once one of its agents' connections is behind")
 	fs.Float64Var(&c.IPMessageRate, "ip-message-rate", 20, "visitors' messages per second per client address, over all its connections")
 	fs.IntVar(&c.IPMessageBurst, "ip-message-burst", 100, "burst of -ip-message-rate")
 	fs.Float64Var(&c.IPStartRate, "ip-start-rate", 0.2, "conversations visitors start per second per client address")

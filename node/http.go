@@ -53,7 +53,9 @@ func (n *Node) routes() http.Handler {
 		}
 		w.Write([]byte("ready\n"))
 	})
-	n.adminAPI().Register(mux)
+	admin := n.adminAPI()
+	admin.Register(mux)
+	admin.RegisterDebug(mux) // /debug/pprof/, the cluster admin token only
 	n.agentAPI().Register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {

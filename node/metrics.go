@@ -26,6 +26,15 @@ type metrics struct {
 	scrubTotal  prometheus.Histogram
 	scrubPages  prometheus.Counter
 	scrubErrs   prometheus.Counter
+	// delivered holds the children of messagesOut and delivery for each
+	// transport, looked up once: Delivered runs for every frame written
+	// to every recipient.
+	delivered map[string]deliveredBy
+}
+
+type deliveredBy struct {
+	out      prometheus.Counter
+	delivery prometheus.Observer
 }
 
 func newMetrics() *metrics {
@@ -90,6 +99,10 @@ func newMetrics() *metrics {
 		m.delivery, m.errors, m.relays, m.commit, m.batch, m.commitErrs,
 		m.scrub, m.scrubTotal, m.scrubPages, m.scrubErrs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.delivered = map[string]deliveredBy{}
+	for _, t := range []string{"ws", "wt"} { // the gateway's transports' names
+		m.delivered[t] = deliveredBy{m.messagesOut.WithLabelValues(t), m.delivery.WithLabelValues(t)}
+	}
 	return m
 }
 
@@ -104,6 +117,11 @@ func (m *metrics) Error(code string)    { m.errors.WithLabelValues(code).Inc() }
 func (m *metrics) Relay(outcome string) { m.relays.WithLabelValues(outcome).Inc() }
 
 func (m *metrics) Delivered(t string, d time.Duration) {
+	if by, ok := m.delivered[t]; ok {
+		by.out.Inc()
+		by.delivery.Observe(d.Seconds())
+		return
+	}
 	m.messagesOut.WithLabelValues(t).Inc()
 	m.delivery.WithLabelValues(t).Observe(d.Seconds())
 }

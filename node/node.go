@@ -175,6 +175,8 @@ func New(cfg Config, logw, out io.Writer) (_ *Node, err error) {
 		WorkspaceBurst:      int(cfg.WorkspaceRate * 2),
 		WorkspaceShare:      n.workspaceShare,
 		AddressShare:        cfg.AddressShare,
+		ShedPending:         cfg.ShedPending,
+		ShedHold:            cfg.ShedHold,
 		IPMessageRate:       cfg.IPMessageRate,
 		IPMessageBurst:      cfg.IPMessageBurst,
 		IPStartRate:         cfg.IPStartRate,

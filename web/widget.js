@@ -784,11 +784,16 @@
           return;
         case 'start':
           S.starting = false;
-          if (f.code === 'rate_limited') setTimeout(startConversation, 2000);
+          if (f.code === 'rate_limited' || f.code === 'overloaded') setTimeout(startConversation, C.retryMs(f) || 2000);
           else setStatus('Could not start the chat: ' + (f.message || f.code), 'error', 8000);
           return;
         case 'send': {
-          if (f.code === 'rate_limited' || f.code === 'internal') return; // resent after the timeout
+          if (f.code === 'rate_limited' || f.code === 'overloaded' || f.code === 'internal') {
+            // Resent after retry_ms when the error says it, else after the ack timeout.
+            const ms = C.retryAfter(S.outbox.get(ctx.id), f);
+            if (ms) setTimeout(flushOutbox, ms);
+            return;
+          }
           const m = S.messages.get(ctx.id);
           S.outbox.delete(ctx.id);
           if (m) {

@@ -85,8 +85,9 @@ func (e *HandshakeError) Unwrap() error { return e.Err }
 // Error is an error frame received where an answer was due.
 type Error struct {
 	Ref, Code, Message string
-	// Retry, for some rate_limited errors, is how long until the same
-	// frame would be taken (the frame's retry_ms); 0: not said.
+	// Retry, for overloaded and some rate_limited errors, is how long to
+	// wait before sending the same frame again (the frame's retry_ms); 0:
+	// not said.
 	Retry time.Duration
 }
 

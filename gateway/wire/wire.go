@@ -63,6 +63,7 @@ const (
 	CodeRateLimited        = "rate_limited"
 	CodeOverLimit          = "over_limit"
 	CodeSlowConsumer       = "slow_consumer"
+	CodeOverloaded         = "overloaded" // a change refused at the edge; carries retry_ms
 	CodeUnavailable        = "unavailable"
 	CodeInternal           = "internal"
 )
@@ -71,7 +72,7 @@ const (
 var Codes = []string{
 	CodeBadFrame, CodeTooLarge, CodeUnknownType, CodeVersionUnsupported,
 	CodeBadRequest, CodeUnauthenticated, CodeAuthFailed, CodeForbidden,
-	CodeNotFound, CodeRateLimited, CodeOverLimit, CodeSlowConsumer, CodeUnavailable, CodeInternal,
+	CodeNotFound, CodeRateLimited, CodeOverLimit, CodeSlowConsumer, CodeOverloaded, CodeUnavailable, CodeInternal,
 }
 
 // Close codes: the WebSocket close status (or WebTransport session error
@@ -137,8 +138,9 @@ type Error struct {
 	Ref     string `json:"ref,omitempty"`
 	Code    string `json:"code"`
 	Message string `json:"message"`
-	// RetryMS, on some rate_limited errors, is how many milliseconds
-	// until the same frame would be taken; 0: not said.
+	// RetryMS, on overloaded and some rate_limited errors, is how many
+	// milliseconds to wait before sending the same frame again; 0: not
+	// said.
 	RetryMS int64 `json:"retry_ms,omitempty"`
 }
 

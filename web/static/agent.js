@@ -911,7 +911,13 @@
           break;
         }
         case 'send': {
-          if (f.code === 'rate_limited' || f.code === 'internal') break; // resent after the timeout
+          if (f.code === 'rate_limited' || f.code === 'overloaded' || f.code === 'internal') {
+            // Resent after retry_ms when the error says it, else after the ack timeout.
+            const ms = C.retryAfter(A.outbox.get(ctx.id), f);
+            if (ms) setTimeout(flushOutbox, ms);
+            if (f.code === 'overloaded') return; // the node is busy: no flash per refused message
+            break;
+          }
           const pending = A.outbox.get(ctx.id);
           A.outbox.delete(ctx.id);
           const c = pending && A.convs.get(pending.conv);

@@ -340,6 +340,26 @@ const ParleyClient = (() => {
     return ctx;
   }
 
+  // retryMs is how long an error frame asks to wait before sending the
+  // same frame again (retry_ms: overloaded, some rate_limited), capped at
+  // a minute; 0 when it does not say.
+  function retryMs(f) {
+    const ms = Number(f.retry_ms);
+    return ms > 0 ? Math.min(ms, 60000) : 0;
+  }
+
+  // retryAfter honours an error's retry_ms for an outbox entry ({sentAt}):
+  // it dates the entry's last send so that the next flush of the outbox
+  // once retry_ms has passed sends it again (with its id: never stored
+  // twice), and returns that delay, 0 when the error says none (the ack
+  // timeout resends it then).
+  function retryAfter(entry, f) {
+    const ms = retryMs(f);
+    if (!entry || !ms) return 0;
+    entry.sentAt = Date.now() - ACK_TIMEOUT_MS + ms;
+    return ms;
+  }
+
   // heartbeatMs is the interval a welcome asks for, within 1 s..120 s.
   function heartbeatMs(welcome) {
     const hb = Number(welcome.heartbeat_ms);
@@ -597,7 +617,7 @@ const ParleyClient = (() => {
     storage, newId, byteLength, cmp, clean, h, icon, autosize,
     noteStamp, vectorString, resumeFrom, forgetSeqs, settleSeqs,
     hlcCompare, mergeMessage, deliver, acked, pending, tsCompare, bodyError, stateName, stateText,
-    plain, neutralise, parseFrame, sendRaw, request, takeRef, heartbeatMs, beat, backoff,
+    plain, neutralise, parseFrame, sendRaw, request, takeRef, retryMs, retryAfter, heartbeatMs, beat, backoff,
     transport,
   });
 })();

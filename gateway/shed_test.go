@@ -1,0 +1,237 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"parley/gateway/wire"
+	"parley/ident"
+	"parley/internal/eventually"
+	"parley/store"
+)
+
+// heldStore holds every Apply until release is closed: a store whose
+// writer does not keep up.
+type heldStore struct {
+	Store
+	release chan struct{}
+	applies atomic.Int32
+}
+
+func (h *heldStore) Apply(ctx context.Context, ch store.Change) (store.Result, error) {
+	h.applies.Add(1)
+	<-h.release
+	return h.Store.Apply(ctx, ch)
+}
+
+// shedCount counts the overloaded error frames, as the node's
+// parley_errors_total does.
+type shedCount struct {
+	noMetrics
+	n atomic.Int32
+}
+
+func (s *shedCount) Error(code string) {
+	if code == wire.CodeOverloaded {
+		s.n.Add(1)
+	}
+}
+
+// With more changes waiting for the store than ShedPending, a send is
+// refused overloaded with retry_ms before it reaches the store; the
+// connection goes on being served, and the same message resent once the
+// store caught up is stored once.
+func TestSendShedWhileTheStoreIsBehind(t *testing.T) {
+	t.Parallel()
+	held := &heldStore{release: make(chan struct{})}
+	count := &shedCount{}
+	e := newEnv(t, func(c *Config) {
+		held.Store = c.Store
+		c.Store, c.ShedPending, c.Metrics = held, 2, count
+	})
+	v, _ := e.visitor(t, "ws1", nil)
+	conv := v.start()
+	for i := 1; i <= 2; i++ {
+		v.send(map[string]any{"type": "send", "ref": fmt.Sprintf("s%d", i), "conversation": conv, "id": fmt.Sprintf("m-%07d", i), "body": "held"})
+	}
+	eventually.Holds(t, 5*time.Second, "both sends in the store", func() error {
+		if n := held.applies.Load(); n != 2 {
+			return fmt.Errorf("%d applies", n)
+		}
+		return nil
+	})
+	send3 := map[string]any{"type": "send", "ref": "s3", "conversation": conv, "id": "m-0000003", "body": "shed"}
+	v.send(send3)
+	got := v.expect("error", refIs("s3"))
+	if got["code"] != wire.CodeOverloaded || got["retry_ms"] == nil || got["retry_ms"].(float64) <= 0 {
+		t.Fatalf("third send: %v", got)
+	}
+	if n := held.applies.Load(); n != 2 {
+		t.Fatalf("the shed send reached the store: %d applies", n)
+	}
+	if count.n.Load() != 1 {
+		t.Fatalf("%d shed frames counted, want 1", count.n.Load())
+	}
+	// Reads are served meanwhile.
+	v.send(map[string]any{"type": "ping", "ref": "p1"})
+	v.expect("pong", refIs("p1"))
+	v.send(map[string]any{"type": "list", "ref": "l1"})
+	v.expect("conversations", refIs("l1"))
+
+	close(held.release)
+	acked := map[any]bool{}
+	for len(acked) < 2 { // in either order
+		acked[v.expect("ack", func(m map[string]any) bool { return m["ref"] == "s1" || m["ref"] == "s2" })["ref"]] = true
+	}
+	send3["ref"] = "s3b"
+	v.send(send3)
+	if ack := v.expect("ack", refIs("s3b")); ack["dup"] == true {
+		t.Fatalf("the shed message was stored before its resend: %v", ack)
+	}
+	evs, _, _ := e.st.Events("ws1", conv, 0, 10)
+	if len(evs) != 3 {
+		t.Fatalf("%d events stored, want 3", len(evs))
+	}
+}
+
+// stuckAgent joins an agent connection of ws to the hub whose writer is
+// stuck in its first write: an agent whose writer does not keep up. The
+// env's Config.SendQueue says when it is behind (at half).
+func stuckAgent(t *testing.T, e *env, ws string) *conn {
+	gate := &gateTransport{release: make(chan struct{})}
+	t.Cleanup(func() { close(gate.release) })
+	c := &conn{srv: e.gw, t: gate, stop: make(chan struct{}),
+		id: identity{Workspace: ws, Role: ident.Agent, Participant: "a:stuck"}}
+	c.writer = c.writeRun
+	c.lastSeen.Store(time.Now().Add(time.Hour).UnixMilli())
+	e.gw.hub.join(c)
+	return c
+}
+
+// queued is how many items c holds not yet written.
+func queued(c *conn) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queuedItems
+}
+
+// When a workspace's agents are behind (their send queues half full), its
+// changes are refused overloaded before they reach the store, while
+// another workspace's are taken.
+func TestChangesShedWhileAgentsAreBehind(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.ShedHold, c.SendQueue = time.Hour, 8 })
+	v, _ := e.visitor(t, "ws1", nil)
+	conv := v.start()
+	stuck := []*conn{stuckAgent(t, e, "ws1"), stuckAgent(t, e, "ws1")}
+	for i := 1; i <= 4; i++ { // 4 of 8 queued: half full
+		v.say(conv, fmt.Sprintf("m-%07d", i), "fills the agents' queues")
+	}
+	held := []int{queued(stuck[0]), queued(stuck[1])}
+	r := v.ref()
+	v.send(map[string]any{"type": "send", "ref": r, "conversation": conv, "id": "m-0000005", "body": "shed"})
+	got := v.expect("error", refIs(r))
+	if got["code"] != wire.CodeOverloaded || got["retry_ms"] == nil {
+		t.Fatalf("send with the agents behind: %v", got)
+	}
+	r = v.ref()
+	v.send(map[string]any{"type": "start", "ref": r})
+	if got := v.expect("error", refIs(r)); got["code"] != wire.CodeOverloaded {
+		t.Fatalf("start with the agents behind: %v", got)
+	}
+	evs, _, _ := e.st.Events("ws1", conv, 0, 10)
+	if len(evs) != 4 {
+		t.Fatalf("%d events stored, want 4", len(evs))
+	}
+	for i, c := range stuck {
+		if queued(c) != held[i] {
+			t.Fatalf("a stuck agent got %d frames after the shed ones, want %d", queued(c), held[i])
+		}
+	}
+	// The node still serves the workspace's reads, and other workspaces.
+	v.send(map[string]any{"type": "ping", "ref": "p1"})
+	v.expect("pong", refIs("p1"))
+	other, _ := e.visitor(t, "ws2", nil)
+	other.say(other.start(), "m-0000001", "another workspace")
+
+}
+
+// An agent connection that stays behind though its workspace's changes
+// are refused is too slow to wait for: after slowAfterHolds holds it no
+// longer holds the workspace back (it is closed as a slow consumer when
+// its queue fills, as before), and the others' sends are taken again.
+func TestAnAgentTooSlowStopsHoldingBack(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.ShedHold, c.SendQueue = 10*time.Millisecond, 8 })
+	e.agent(t, "ws1")
+	v, _ := e.visitor(t, "ws1", nil)
+	conv := v.start()
+	stuck := stuckAgent(t, e, "ws1")
+	for i := 1; i <= 4; i++ {
+		v.say(conv, fmt.Sprintf("m-%07d", i), "fills the stuck agent's queue")
+	}
+	held := queued(stuck)
+	answer := func(ref string) map[string]any {
+		for {
+			m, err := v.next(5 * time.Second)
+			if err != nil {
+				t.Fatalf("waiting for the answer to %s: %v", ref, err)
+			}
+			if m["ref"] == ref && (m["type"] == "ack" || m["type"] == "error") {
+				return m
+			}
+		}
+	}
+	shed, i := 0, 5
+	eventually.Holds(t, 10*time.Second, "a send taken again", func() error {
+		r := v.ref()
+		v.send(map[string]any{"type": "send", "ref": r, "conversation": conv, "id": fmt.Sprintf("m-%07d", i), "body": "again"})
+		m := answer(r)
+		if m["type"] == "error" {
+			if m["code"] != wire.CodeOverloaded {
+				t.Fatalf("send %d: %v", i, m)
+			}
+			shed++
+			return fmt.Errorf("send %d shed", i)
+		}
+		i++
+		return nil
+	})
+	if shed == 0 {
+		t.Fatal("the stuck agent never held the workspace back")
+	}
+	if queued(stuck) != held+1 {
+		t.Fatalf("the stuck agent holds %d frames, want %d", queued(stuck), held+1)
+	}
+}
+
+// A workspace with half a send queue of message changes taken and not yet
+// decided is refused; each change stops counting once its event is
+// published or the store answered, whichever comes first, and only once.
+func TestUndecidedChangesAreCountedOnce(t *testing.T) {
+	s := &shedder{maxPending: -1, hold: time.Millisecond, half: 2}
+	r := &room{}
+	now := time.Now()
+	s.taken(r, "m1")
+	if werr := s.overloaded(r, now); werr != nil {
+		t.Fatalf("one undecided: %v", werr)
+	}
+	s.taken(r, "m2")
+	if werr := s.overloaded(r, now); werr == nil || werr.Code != wire.CodeOverloaded || werr.retry <= 0 {
+		t.Fatalf("two undecided: %v", werr)
+	}
+	r.undecided.remove("m1") // its event published
+	if werr := s.overloaded(r, now); werr != nil {
+		t.Fatalf("m1 published: %v", werr)
+	}
+	s.answered(r, "m1") // then acked: counted already
+	s.taken(r, "m2")    // a resend while the first is in the store
+	s.answered(r, "m2") // the first answered
+	s.answered(r, "m2") // the resend answered: a duplicate, published nothing
+	if n, p := r.undecided.n.Load(), s.pending.Load(); n != 0 || p != 0 {
+		t.Fatalf("left counted: %d undecided, %d pending", n, p)
+	}
+}
