@@ -124,7 +124,7 @@ type conn struct {
 	// when something is queued and let go when the writer is idle again.
 	queue       *itemQueue
 	queuedBytes int
-	queuedItems int // items queued or in the batch being written: behind
+	queuedItems int        // items queued or in the batch being written: behind
 	spare       *itemQueue // the writer's emptied batch, reused while it runs
 	writing     bool       // a writeRun goroutine is running
 	closing     bool       // fail was called: the writer finishes
