@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"parley/gateway/client"
+	"parley/gateway/wire"
 	"sync"
 	"testing"
 	"time"
@@ -89,12 +91,24 @@ func TestKillNineKeepsEveryAckedMessageOnce(t *testing.T) {
 	for i, lc := range lcs {
 		cl := conns[i]
 		wg.Add(2)
+		// Sends the node sheds (overloaded) are sent again, as the
+		// widget does, after the next tick: they were never taken.
+		shed := make(chan string, perClient)
 		go func() { // acks
 			defer wg.Done()
 			for {
-				m, err := cl.await(ctx, "ack", nil)
+				f, err := cl.c.Await(ctx, func(f client.Frame) bool { return f.Type == "ack" || f.Type == "error" }, nil)
 				if err != nil {
 					return
+				}
+				m := frameMap(f)
+				if m["type"] == "error" {
+					if m["code"] != wire.CodeOverloaded {
+						t.Errorf("send refused: %v", m)
+						return
+					}
+					shed <- m["ref"].(string)
+					continue
 				}
 				lc.mu.Lock()
 				lc.acked[m["id"].(string)] = m["seq"].(float64)
@@ -105,17 +119,26 @@ func TestKillNineKeepsEveryAckedMessageOnce(t *testing.T) {
 			defer wg.Done()
 			tick := time.NewTicker(time.Millisecond)
 			defer tick.Stop()
-			for j := 0; j < perClient; j++ {
+			for j := 0; ; {
 				select {
 				case <-stop:
 					return
 				case <-tick.C:
 				}
-				id := idOf(i, j)
-				lc.mu.Lock()
-				lc.sent = append(lc.sent, id)
-				lc.mu.Unlock()
-				if cl.send(ctx, map[string]any{"type": "send", "conversation": lc.conv, "id": id, "body": "load " + id}) != nil {
+				var id string
+				select {
+				case id = <-shed:
+				default:
+					if j == perClient {
+						continue
+					}
+					id = idOf(i, j)
+					j++
+					lc.mu.Lock()
+					lc.sent = append(lc.sent, id)
+					lc.mu.Unlock()
+				}
+				if cl.send(ctx, map[string]any{"type": "send", "ref": id, "conversation": lc.conv, "id": id, "body": "load " + id}) != nil {
 					return
 				}
 			}

@@ -64,6 +64,14 @@ func (c *conn) deliver(data []byte) bool {
 	return more
 }
 
+// full is a poller's: whether deliver asked for a pause that drain has
+// not lifted yet.
+func (c *conn) full() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.paused
+}
+
 // readEnd is a poller's: nothing more comes from the client.
 func (c *conn) readEnd() {
 	c.mu.Lock()

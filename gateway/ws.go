@@ -92,8 +92,12 @@ func acceptWS(w http.ResponseWriter, r *http.Request) (*wsConn, error) {
 // frameSink receives what a connection's client sends.
 type frameSink interface {
 	// deliver hands over a text message, or nil for a binary one; false
-	// asks the transport to read no more until resumeReading.
+	// says the sink is full: the transport reads no more until
+	// resumeReading (it may have read a little more meanwhile).
 	deliver(data []byte) bool
+	// full says whether the sink asked for a pause it has not lifted
+	// (with resumeReading) since.
+	full() bool
 	// readEnd says no message follows.
 	readEnd()
 	// pong queues the answer to a client's ping.
@@ -119,7 +123,6 @@ type wsConn struct {
 	id uint64
 
 	mu         sync.Mutex
-	paused     bool // polled: the sink asked for no more
 	ended      bool // readEnd was called
 	peerClosed bool
 	peerCode   int
@@ -206,9 +209,17 @@ func (t *wsConn) readable(buf []byte) bool {
 			break
 		}
 	}
+	// The sink is asked, not told: it lifts a pause (resumeReading) from
+	// its own goroutine, maybe before this one learnt of the pause. A
+	// pause it lifted before this check finds it not full (watch again);
+	// one lifted after, resumeReading watches again. Both may: arming
+	// twice is harmless.
+	if t.sink.full() {
+		return false
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.paused || t.ended {
+	if t.ended {
 		return false
 	}
 	if err := t.p.arm(t.rc, t.id); err != nil {
@@ -222,10 +233,9 @@ func (t *wsConn) readable(buf []byte) bool {
 func (t *wsConn) resumeReading() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.paused || t.ended {
+	if t.ended {
 		return
 	}
-	t.paused = false
 	if err := t.p.arm(t.rc, t.id); err != nil {
 		t.endLocked(err)
 	}
@@ -244,11 +254,7 @@ func (t *wsConn) emit(op byte, data []byte) {
 		if op == wsOpBinary {
 			data = nil
 		}
-		if !t.sink.deliver(data) {
-			t.mu.Lock()
-			t.paused = true
-			t.mu.Unlock()
-		}
+		t.sink.deliver(data) // full: readable does not watch again
 	case wsOpPing:
 		t.sink.pong(data)
 	case wsOpClose:
