@@ -529,10 +529,15 @@ func TestPlanLimitReachesTheWire(t *testing.T) {
 		} `json:"usage"`
 		OverLimit string `json:"over_limit"`
 	}
-	mustAPI(t, tc.nodes[1], "GET", "/v1/admin/workspaces/acme/usage", tc.root, nil, &u)
-	if u.Usage.Messages < 3 || u.OverLimit == "" {
-		t.Fatalf("usage %+v", u)
-	}
+	// The node that said over_limit had the reports applied; another node
+	// applies them a moment later.
+	eventually.Holds(t, 10*time.Second, "usage over the plan on another node", func() error {
+		mustAPI(t, tc.nodes[1], "GET", "/v1/admin/workspaces/acme/usage", tc.root, nil, &u)
+		if u.Usage.Messages < 3 || u.OverLimit == "" {
+			return fmt.Errorf("usage %+v", u)
+		}
+		return nil
+	})
 	t.Logf("over_limit on %s at %d messages reported", overOn, u.Usage.Messages)
 }
 

@@ -20,15 +20,17 @@ import (
 //     Config.ShedPending (the store's writer cannot keep up, and every
 //     ack would wait longer still);
 //   - its fan-out: one of a workspace's agent connections is behind when
-//     an event of the workspace is queued on it (hub.publish): its send
-//     queue would be at least half full if the workspace's changes taken
-//     but not yet decided were queued on it too. Its writer cannot keep
-//     up, and more events would fill the queue and close it as a slow
-//     consumer, to reconnect and replay. The workspace's changes are then
+//     an event of the workspace is queued on it (hub.publish): half of
+//     Config.SendQueue would wait for it, not yet written, if the
+//     workspace's changes taken but not yet decided were queued on it
+//     too (conn.behind). Its writer cannot keep up, and more events would
+//     pile up past Config.SendQueueBytes and close it as a slow consumer,
+//     to reconnect and replay. The workspace's changes are then
 //     refused for Config.ShedHold, after which the next event tells
 //     again. A connection behind for slowAfterHolds holds in a row is
 //     too slow to wait for even with nothing new for it: it no longer
-//     counts, and is closed as a slow consumer when its queue fills;
+//     counts, and is closed as a slow consumer when its bytes pass
+//     Config.SendQueueBytes;
 //   - its CPU: a workspace has half a send queue of changes taken but not
 //     yet decided. A change is decided (and queued for its recipients) by
 //     the store's sequencer microseconds after it is taken, unless the

@@ -84,12 +84,6 @@ func wsCheckUpgrade(w http.ResponseWriter, r *http.Request) (string, error) {
 	return key, nil
 }
 
-// wsHandshakeResponse is the 101 answer to a client's key.
-func wsHandshakeResponse(key string) []byte {
-	return []byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
-		wsAcceptKey(key) + "\r\n\r\n")
-}
-
 // appendWSHeader appends the header of an unmasked, final server frame.
 func appendWSHeader(b []byte, op byte, n int) []byte {
 	b = append(b, 0x80|op)
