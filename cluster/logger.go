@@ -32,6 +32,12 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	all = append(all, a.args...)
 	all = append(all, args...)
 	for i, v := range all {
+		// The node's logger already carries "node" (its ID); raft's own
+		// "node" ("Node at 127.0.0.1:7000 [Candidate]") would repeat the
+		// key in the same JSON object, so it is logged as "raft_node".
+		if i%2 == 0 && v == "node" {
+			all[i] = "raft_node"
+		}
 		// hclog.Fmt("%+v", x): a format and its arguments, which slog
 		// would print as a list ("%+v", …); hclog formats it.
 		if f, ok := v.(hclog.Format); ok && len(f) > 0 {
