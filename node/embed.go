@@ -44,9 +44,12 @@ const (
 // embedding is the node's embedding feature: on when enc is set, else off
 // for the reason in off, and chat goes on either way.
 type embedding struct {
-	log    *slog.Logger
-	st     *store.Store
-	enc    *embedder.Embedder
+	log *slog.Logger
+	st  *store.Store
+	enc *embedder.Embedder
+	// off says why the feature is off, in words for the agents who see it
+	// (GET /v1/embeddings is public): no file path, no library error; the
+	// log has those.
 	off    string
 	worker *embedder.Worker
 
@@ -78,11 +81,11 @@ func newEmbedding(cfg Config, st *store.Store, log *slog.Logger) *embedding {
 	start := time.Now()
 	enc, err := embedder.New(embedder.Config{LibraryPath: cfg.ORTLib, ModelDir: cfg.ModelDir, Threads: cfg.EmbedThreads})
 	if err != nil {
-		e.off = err.Error()
-		if !errors.Is(err, embedder.ErrUnavailable) {
-			e.off = "the model failed to load: " + e.off
+		e.off = "the model failed to load on this node (its log says why)"
+		if errors.Is(err, embedder.ErrUnavailable) {
+			e.off = "the model is not installed on this node (make embedder-assets installs it)"
 		}
-		log.Warn("embeddings off: similar conversations and suggested replies are unavailable on this node; chat is not affected", "reason", e.off)
+		log.Warn("embeddings off: similar conversations and suggested replies are unavailable on this node; chat is not affected", "reason", err.Error())
 		return e
 	}
 	e.enc = enc

@@ -224,9 +224,15 @@ func TestSimilarSearchSuggestAndErase(t *testing.T) {
 			t.Fatalf("create reply: %d %v", code, m)
 		}
 	}
+	// The replies on other subjects score below MinSuggestionScore and are
+	// left out, unless the agent asks for every score.
 	_, m = apiDo(t, "GET", ws+"/conversations/"+parcel+"/suggestions?k=3", testToken, nil)
-	if s := items(m); len(s) != 3 || s[0]["title"] != "Shipping delay" {
-		t.Fatalf("suggestions for the parcel: %v", s)
+	if s := items(m); len(s) != 1 || s[0]["title"] != "Shipping delay" || m["min_score"] != agentapi.MinSuggestionScore {
+		t.Fatalf("suggestions for the parcel: %v", m)
+	}
+	_, m = apiDo(t, "GET", ws+"/conversations/"+parcel+"/suggestions?k=3&min_score=0", testToken, nil)
+	if s := items(m); len(s) != 3 || s[0]["title"] != "Shipping delay" || s[2]["score"].(float64) >= agentapi.MinSuggestionScore {
+		t.Fatalf("every suggestion for the parcel: %v", s)
 	}
 	_, m = apiDo(t, "GET", ws+"/conversations/"+password+"/suggestions?k=1", testToken, nil)
 	if s := items(m); len(s) != 1 || s[0]["title"] != "Password reset" {
@@ -334,6 +340,8 @@ func TestEmbedAPIValidation(t *testing.T) {
 		{"k not a number", "GET", ws + "/search?q=a&k=ten", testToken, nil, 400, "bad_request"},
 		{"bad conversation id", "GET", ws + "/conversations/c_123/similar", testToken, nil, 400, "bad_request"},
 		{"unknown conversation", "GET", ws + "/conversations/" + cid(8) + "/similar", testToken, nil, 404, "not_found"},
+		{"min_score out of range", "GET", ws + "/conversations/" + conv + "/suggestions?min_score=1.5", testToken, nil, 400, "bad_request"},
+		{"min_score not a number", "GET", ws + "/conversations/" + conv + "/suggestions?min_score=high", testToken, nil, 400, "bad_request"},
 		{"unknown conversation suggestions", "GET", ws + "/conversations/" + cid(8) + "/suggestions", testToken, nil, 404, "not_found"},
 		{"erase unknown", "DELETE", ws + "/conversations/" + cid(8), testToken, nil, 404, "not_found"},
 		{"reply not JSON", "POST", ws + "/replies", testToken, "title=x", 400, "bad_request"},
@@ -393,6 +401,9 @@ func TestEmbedderOffStillServesChat(t *testing.T) {
 			}
 			if err := json.Unmarshal([]byte(body), &st); err != nil || resp.StatusCode != 200 || st.Enabled || !strings.Contains(st.Reason, c.wantReason) {
 				t.Fatalf("status: %d %s", resp.StatusCode, body)
+			}
+			if strings.Contains(body, "/nonexistent") {
+				t.Fatalf("the public status names a file: %s", body)
 			}
 			if !strings.Contains(r.logs.String(), "embeddings off") {
 				t.Fatalf("no warning in the log: %s", r.logs.String())

@@ -430,9 +430,17 @@ type replyHit struct {
 	Score float32 `json:"score"`
 }
 
+// MinSuggestionScore is the least cosine similarity at which a saved reply
+// is suggested unless the request asks for another (min_score). Below it,
+// all-MiniLM-L6-v2's scores are noise: a reply about invoices scored 0.02–0.25
+// against visitors writing about parcels, or in French (the model knows
+// English only), while a reply on the visitor's subject scores 0.4 and up.
+const MinSuggestionScore = 0.3
+
 // apiSuggestions: GET /v1/workspaces/{ws}/conversations/{conv}/suggestions?k=3,
 // the saved replies of the workspace ranked by similarity to the visitor's
-// last messages in the conversation.
+// last messages in the conversation, those scoring below min_score
+// (MinSuggestionScore unless given, 0..1) left out.
 func (a *API) apiSuggestions(c *apiCall) (any, error) {
 	if err := a.embedOn(); err != nil {
 		return nil, err
@@ -441,14 +449,23 @@ func (a *API) apiSuggestions(c *apiCall) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	minScore := float32(MinSuggestionScore)
+	if raw := c.r.URL.Query().Get("min_score"); raw != "" {
+		f, err := strconv.ParseFloat(raw, 32)
+		if err != nil || !(f >= 0 && f <= 1) {
+			return nil, badRequest("min_score: must be a number 0..1")
+		}
+		minScore = float32(f)
+	}
 	conv, err := a.convParam(c)
 	if err != nil {
 		return nil, err
 	}
 	ans := struct {
 		Conversation string     `json:"conversation"`
+		MinScore     float32    `json:"min_score"`
 		Items        []replyHit `json:"items"`
-	}{Conversation: conv.ID, Items: []replyHit{}}
+	}{Conversation: conv.ID, MinScore: minScore, Items: []replyHit{}}
 	x := a.cfg.Embeddings.Replies(c.ws)
 	if x == nil || x.Len() == 0 {
 		return ans, nil
@@ -473,7 +490,7 @@ func (a *API) apiSuggestions(c *apiCall) (any, error) {
 		byID[r.ID] = r
 	}
 	for _, h := range x.Search(vecs[0], k) {
-		if r, ok := byID[h.ID]; ok {
+		if r, ok := byID[h.ID]; ok && h.Score >= minScore {
 			ans.Items = append(ans.Items, replyHit{ID: r.ID, Title: r.Title, Body: r.Body, Score: h.Score})
 		}
 	}

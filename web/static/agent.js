@@ -668,6 +668,9 @@
     clearInterval(A.deletionTimer);
     A.deletionTimer = setInterval(loadDeletions, DELETIONS_EVERY_MS);
     el.me.textContent = A.name ? 'Signed in as ' + A.name : '';
+    // Asked again at each connection: the node may have restarted with the
+    // model since it said suggestions were off (or this is another node).
+    if (!assist.enabled) assistInit();
     list();
     // Catch up on what was missed while disconnected: no gap, no duplicate.
     for (const c of A.convs.values()) if (c.loaded || c.id === A.selected) resumeConv(c);
@@ -1301,7 +1304,6 @@
     A.attempt = 0;
     render();
     connect();
-    assistInit();
   }
 
   function signOut(message) {
