@@ -235,7 +235,12 @@
     m.el.dataset.authorRole = m.role || 'visitor';
     m.elAuthor.hidden = mine;
     m.elAuthor.textContent = m.name || (m.role === 'agent' ? 'Support' : 'Visitor');
-    m.elBody.textContent = m.deleted ? 'This message was deleted' : m.body;
+    const shown = m.deleted ? null : m.body; // rebuilt only when it changes (links keep focus)
+    if (m.elShown !== shown) {
+      m.elShown = shown;
+      if (m.deleted) m.elBody.textContent = 'This message was deleted';
+      else C.linkify(m.elBody, m.body);
+    }
     m.elTime.textContent = formatTime(m.ts);
     m.elState.textContent = C.stateText(m);
   }
@@ -921,6 +926,22 @@
   document.addEventListener('visibilitychange', () => {
     if (document.visibilityState === 'visible') maybeSendRead();
     else stopTyping();
+  });
+  // Leaving the page ends the session at once (a navigation, or the
+  // back/forward cache keeping the page frozen), so the agent sees the
+  // visitor go offline within a moment rather than when the node's
+  // heartbeat gives up; a page the cache brings back connects again.
+  window.addEventListener('pagehide', () => {
+    stopTyping();
+    S.left = true;
+    clearTimeout(S.reconnectTimer);
+    S.reconnectTimer = 0;
+    teardown();
+  });
+  window.addEventListener('pageshow', (ev) => {
+    if (!S.left) return;
+    S.left = false;
+    if (ev.persisted && (S.open || S.conversation)) connect();
   });
 
   // ---------------------------------------------------------------- public API

@@ -49,9 +49,13 @@
     return p.slice(0, 24);
   }
 
+  // initials are an avatar's letters: the first letters of the first two
+  // words of a name, leaving out what is in brackets and words with digits,
+  // so a name made up from an ID ("Visitor 4f3a9c", "Visitor b31e07") gives
+  // one letter whatever its digits.
   function initials(name) {
     const words = String(name || '').replace(/\(.*?\)/g, ' ').split(/[^\p{L}\p{N}]+/u)
-      .filter((w) => /^\p{L}/u.test(w));
+      .filter((w) => /^\p{L}+$/u.test(w) && !/^[0-9a-f]{6}$/.test(w));
     if (words.length === 0) return '?';
     return (words.length > 1 ? words[0][0] + words[1][0] : words[0][0]).toUpperCase();
   }
@@ -349,7 +353,12 @@
     m.el.dataset.state = C.stateName(m);
     m.el.dataset.authorRole = m.role || 'agent';
     m.elAuthor.textContent = mine ? 'You' : m.name || participantLabel(m.author);
-    m.elBody.textContent = m.deleted ? 'This message was deleted' : m.body;
+    const shown = m.deleted ? null : m.body; // rebuilt only when it changes (links keep focus)
+    if (m.elShown !== shown) {
+      m.elShown = shown;
+      if (m.deleted) m.elBody.textContent = 'This message was deleted';
+      else C.linkify(m.elBody, m.body);
+    }
     m.elTime.textContent = formatTime(m.ts && m.ts.w, true);
     m.elState.textContent = C.stateText(m);
   }
@@ -372,7 +381,6 @@
     el.threadAvatar.dataset.online = String(online);
     el.threadTitle.textContent = nm;
     const bits = [online ? 'Online' : 'Offline'];
-    if (c.owner) bits.push(c.owner.length > 26 ? c.owner.slice(0, 25) + ELLIPSIS : c.owner);
     if (c.created) bits.push('started ' + formatTime(c.created, true));
     el.threadSub.textContent = bits.join(' \u00b7 ');
     el.threadSub.dataset.online = String(online);

@@ -71,6 +71,42 @@ const ParleyClient = (() => {
     return el;
   }
 
+  // URL_RE finds web addresses in a message: http and https only, up to a
+  // space or a character no address holds unescaped.
+  const URL_RE = /\bhttps?:\/\/[^\s<>"'`]+/gi;
+
+  // linkify writes text into el with its web addresses as links: only http
+  // and https (no other scheme is ever a link), opened in a new tab with no
+  // opener and no referrer. The punctuation that ends a sentence after an
+  // address is not part of it, nor a closing bracket it does not open. The
+  // text shown is the text sent, character for character.
+  function linkify(el, text) {
+    el.replaceChildren();
+    let at = 0;
+    for (const m of String(text).matchAll(URL_RE)) {
+      let url = m[0];
+      for (;;) {
+        const last = url[url.length - 1];
+        if ('.,;:!?'.includes(last)) url = url.slice(0, -1);
+        else if (last === ')' && url.split('(').length < url.split(')').length) url = url.slice(0, -1);
+        else if (last === ']' && url.split('[').length < url.split(']').length) url = url.slice(0, -1);
+        else break;
+      }
+      let href;
+      try {
+        const u = new URL(url);
+        if (u.protocol !== 'http:' && u.protocol !== 'https:') continue;
+        href = u.href;
+      } catch (e) {
+        continue;
+      }
+      if (m.index > at) el.append(text.slice(at, m.index));
+      el.append(h('a', { href, target: '_blank', rel: 'noopener noreferrer nofollow ugc', text: url }));
+      at = m.index + url.length;
+    }
+    if (at < text.length) el.append(text.slice(at));
+  }
+
   // icon is an inline SVG of one path (24x24), hidden from screen readers.
   function icon(d, cls) {
     const NS = 'http://www.w3.org/2000/svg';
@@ -614,7 +650,7 @@ const ParleyClient = (() => {
   return Object.freeze({
     PROTOCOL_VERSION, MAX_BODY, MAX_FRAME_BYTES, TYPING_THROTTLE_MS, TYPING_IDLE_MS,
     ACK_TIMEOUT_MS, ELLIPSIS,
-    storage, newId, byteLength, cmp, clean, h, icon, autosize,
+    storage, newId, byteLength, cmp, clean, h, linkify, icon, autosize,
     noteStamp, vectorString, resumeFrom, forgetSeqs, settleSeqs,
     hlcCompare, mergeMessage, deliver, acked, pending, tsCompare, bodyError, stateName, stateText,
     plain, neutralise, parseFrame, sendRaw, request, takeRef, retryMs, retryAfter, heartbeatMs, beat, backoff,
