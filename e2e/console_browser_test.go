@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -110,4 +111,47 @@ func TestBrowserConsoleAt1024(t *testing.T) {
 	ct.checkPage(visitor, "with links")
 	ct.screenshot(agent, "1024")
 	ct.screenshot(visitor, "links")
+}
+
+// TestBrowserVisitorLeavesGoesOffline: a visitor who navigates away goes
+// offline for the agent at once, over either transport, though Chromium's
+// back/forward cache may keep the page alive; coming back connects again.
+// The issue asks for 2 s; the test allows 5 so that a loaded machine does
+// not fail it (the old widget stayed online about 27 s over WebSocket).
+func TestBrowserVisitorLeavesGoesOffline(t *testing.T) {
+	requireChromium(t)
+	for _, tr := range []struct {
+		name string
+		args []string
+	}{{"ws", []string{"-h3", "off"}}, {"wt", nil}} {
+		t.Run(tr.name, func(t *testing.T) {
+			node := startNode(t, t.TempDir(), tr.args...)
+			ctx := testCtx(t, 2*time.Minute)
+			ct := &chatTest{t: t, node: node, dir: t.TempDir()}
+			agent := newBrowser(t, ctx, "agent-"+tr.name, 1280, 820)
+			visitor := newBrowser(t, ctx, "visitor-"+tr.name, 420, 760)
+			ct.all = []*browser{agent, visitor}
+			ct.startChat(agent, visitor, node.URL, node.Token, "Just looking around")
+			if got := eval[string](ct, visitor, "the widget's transport", widgetTransport); got != tr.name {
+				ct.fail(visitor, "the widget connected over %q, want %q", got, tr.name)
+			}
+			const visitorOnline = `Boolean(document.querySelector('[data-testid=online-item][data-role=visitor]'))`
+			waitFor[bool](ct, agent, "the visitor online", visitorOnline)
+
+			left := time.Now()
+			ct.do(visitor, "leaving for another page", chromedp.Navigate(node.URL+"/healthz"))
+			wctx, cancel := context.WithTimeout(agent.ctx, 5*time.Second)
+			_, err := chromedp.Run(wctx, chromedp.Poll[bool]("!"+visitorOnline, chromedp.WithPollingInterval(50*time.Millisecond)))
+			cancel()
+			if err != nil {
+				ct.fail(agent, "the visitor still online %s after leaving the page: %v", time.Since(left).Round(time.Millisecond), err)
+			}
+			t.Logf("%s: offline for the agent %s after the visitor left", tr.name, time.Since(left).Round(time.Millisecond))
+
+			// Back (from the cache or loaded again): online again.
+			eval[any](ct, visitor, "coming back", `history.back(), null`)
+			waitFor[bool](ct, agent, "the visitor online again", visitorOnline)
+			ct.checkPage(agent, "after the visitor came back")
+		})
+	}
 }
