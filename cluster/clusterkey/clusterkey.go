@@ -68,10 +68,14 @@ func (k Key) Derive(label string) []byte {
 // of the store, so a copy of a store without the cluster key opens nothing.
 func (k Key) StoreKEK() []byte { return k.Derive("store-kek/v1") }
 
+// AdminTokenPrefix begins every cluster admin token, so that a node can
+// tell an admin token of another cluster from a session.
+const AdminTokenPrefix = "pa_"
+
 // AdminToken is the cluster administrator's bearer token for the admin API:
 // whoever holds the cluster key can compute it (parleyctl does).
 func (k Key) AdminToken() string {
-	return "pa_" + base64.RawURLEncoding.EncodeToString(k.Derive("admin-token/v1"))
+	return AdminTokenPrefix + base64.RawURLEncoding.EncodeToString(k.Derive("admin-token/v1"))
 }
 
 // AdminToken is the admin token derived from the cluster key in keyFile.

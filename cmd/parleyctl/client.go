@@ -24,6 +24,8 @@ type apiError struct {
 	Status  int
 	Code    string
 	Message string
+	// Hint, when set, says what to do instead of hints[Code].
+	Hint string
 }
 
 // hints say what an operator should do about an API error code; codes
@@ -47,7 +49,11 @@ func (e *apiError) Error() string {
 		msg = "refused"
 	}
 	s := fmt.Sprintf("%s (%s, HTTP %d)", msg, e.Code, e.Status)
-	if h := hints[e.Code]; h != "" {
+	h := e.Hint
+	if h == "" {
+		h = hints[e.Code]
+	}
+	if h != "" {
 		s += "\n  " + h
 	}
 	return s
@@ -68,22 +74,21 @@ func (g *globals) baseURL() (string, error) {
 }
 
 // credential is the bearer token: -token, else the admin token derived from
-// -cluster-key, else from ./data/cluster.key when it exists.
-func (g *globals) credential() (string, error) {
+// -cluster-key, else from ./data/cluster.key when it exists. keyFile is the
+// file a derived token came from ("" for -token).
+func (g *globals) credential() (tok, keyFile string, err error) {
 	if g.token != "" {
-		return g.token, nil
+		return g.token, "", nil
 	}
 	if g.clusterKey != "" {
 		tok, err := clusterkey.AdminToken(g.clusterKey)
-		if err != nil {
-			return "", err
-		}
-		return tok, nil
+		return tok, g.clusterKey, err
 	}
 	if _, err := os.Stat(defaultKeyFile); err == nil {
-		return clusterkey.AdminToken(defaultKeyFile)
+		tok, err := clusterkey.AdminToken(defaultKeyFile)
+		return tok, defaultKeyFile, err
 	}
-	return "", usagef("no credential: give -token (env PARLEY_TOKEN), or -cluster-key FILE for the cluster admin token (%s is not here)", defaultKeyFile)
+	return "", "", usagef("no credential: give -token (env PARLEY_TOKEN), or -cluster-key FILE for the cluster admin token (%s is not here)", defaultKeyFile)
 }
 
 // call sends one request to the admin API and decodes a 200 reply into out
@@ -94,9 +99,9 @@ func (e *env) call(method, path string, query url.Values, body, out any, auth bo
 	if err != nil {
 		return nil, err
 	}
-	tok := ""
+	tok, keyFile := "", ""
 	if auth {
-		if tok, err = e.g.credential(); err != nil {
+		if tok, keyFile, err = e.g.credential(); err != nil {
 			return nil, err
 		}
 	}
@@ -154,7 +159,13 @@ func (e *env) call(method, path string, query url.Values, body, out any, auth bo
 			// this node does not have.
 			return nil, fmt.Errorf("%s %s: HTTP %d: %s (is -node a Parley node of this version?)", method, path, resp.StatusCode, strings.TrimSpace(string(raw)))
 		}
-		return nil, &apiError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+		ae := &apiError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+		if resp.StatusCode == http.StatusUnauthorized && keyFile != "" {
+			ae.Hint = fmt.Sprintf("the admin token was derived from %s, which is not the key of the cluster at %s "+
+				"(make run's node keeps its key in data/cluster.key, make cluster's nodes share cluster-data/cluster.key): "+
+				"give the cluster's key file with -cluster-key (or PARLEY_CLUSTER_KEY_FILE)", keyFile, base)
+		}
+		return nil, ae
 	}
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {

@@ -130,7 +130,7 @@ func token(e *env, args []string) error {
 	}
 	saved := e.g.token
 	e.g.token = ""
-	tok, err := e.g.credential()
+	tok, _, err := e.g.credential()
 	e.g.token = saved
 	if err != nil {
 		return err

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"parley/cluster"
+	"parley/cluster/clusterkey"
 	"parley/cluster/membership"
 	"parley/node/httpapi"
 	"parley/store"
@@ -321,6 +322,11 @@ func (a *API) authenticate(r *http.Request) (principal, error) {
 	}
 	o, err := a.cfg.Cluster.AuthenticateSession(tok)
 	if err != nil {
+		if strings.HasPrefix(tok, clusterkey.AdminTokenPrefix) {
+			// Most likely an admin token derived from another cluster's
+			// key (a session token starts so once in 64³).
+			return principal{}, apiErr(401, cluster.ErrorCode(err), "token refused: not this cluster's admin token (derived from another cluster key?), nor a session")
+		}
 		return principal{}, apiErr(401, cluster.ErrorCode(err), "session refused")
 	}
 	return principal{workspace: o.Workspace, operator: o.ID, role: o.Role, session: cluster.SessionID(cluster.HashToken(tok))}, nil
