@@ -170,6 +170,10 @@
     login: $('login'),
     loginForm: $('login-form'),
     loginToken: $('login-token'),
+    loginEmail: $('login-email'),
+    loginPassword: $('login-password'),
+    loginAlt: $('login-alt'),
+    loginSubmit: $('login-submit'),
     loginWorkspace: $('login-workspace'),
     loginName: $('login-name'),
     loginError: $('login-error'),
@@ -871,6 +875,9 @@
         role: f.role || '', name: f.name || '',
         conversations: Array.isArray(f.conversations) ? f.conversations : [],
       });
+      // Signed in with a password: the name is the operator's, as the node
+      // knows it.
+      if (f.participant === A.participant && !A.name && f.name) el.me.textContent = 'Signed in as ' + f.name;
       for (const id of Array.isArray(f.conversations) ? f.conversations : []) {
         if (!A.convs.has(id)) scheduleList();
       }
@@ -1299,8 +1306,10 @@
     el.loginName.value = A.name || '';
     el.loginError.hidden = !message;
     el.loginError.textContent = message || '';
+    el.loginPassword.value = '';
+    el.loginSubmit.disabled = false;
     setStatus('', 'idle');
-    el.loginToken.focus();
+    (el.loginAlt.open ? el.loginToken : el.loginEmail.value ? el.loginPassword : el.loginEmail).focus();
   }
 
   function start() {
@@ -1314,7 +1323,11 @@
     connect();
   }
 
-  function signOut(message) {
+  // signOut leaves the console. revoke: the agent asked, so the session
+  // ends on the node too (POST /v1/logout), not only in this tab; a token
+  // the node refused is only forgotten.
+  async function signOut(message, revoke) {
+    const token = A.token;
     A.stopped = true;
     clearTimeout(A.reconnectTimer);
     A.reconnectTimer = 0;
@@ -1330,6 +1343,55 @@
     assistReset();
     render();
     showLogin(message);
+    if (!revoke || !token) return;
+    el.login.dataset.revoked = 'pending';
+    try {
+      const resp = await fetch('/v1/logout', { method: 'POST', headers: { Authorization: 'Bearer ' + token } });
+      if (!resp.ok && resp.status !== 401) throw new Error('HTTP ' + resp.status);
+      el.login.dataset.revoked = 'yes';
+    } catch (e) {
+      el.login.dataset.revoked = 'failed';
+      showLogin('Signed out here, but the node did not confirm that the session ended (' + e.message +
+        '): sign in and out again, or ask an admin to revoke it.');
+    }
+  }
+
+  // signIn trades an email and password for a session token
+  // (POST /v1/login, docs/api.md).
+  async function signIn(workspace, email, password) {
+    el.loginSubmit.disabled = true;
+    el.loginError.hidden = true;
+    let resp;
+    let body = {};
+    try {
+      resp = await fetch('/v1/login', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ workspace, email, password }),
+      });
+      body = await resp.json().catch(() => ({}));
+    } catch (e) {
+      showLogin('The node did not answer (' + e.message + '). Try again.');
+      return;
+    }
+    if (resp.ok && typeof body.token === 'string') {
+      A.token = body.token;
+      A.workspace = workspace;
+      A.name = '';
+      storage.set('sessionStorage', KEY_TOKEN, A.token);
+      storage.set('sessionStorage', KEY_WORKSPACE, workspace);
+      storage.del('localStorage', KEY_NAME);
+      el.loginPassword.value = '';
+      el.loginSubmit.disabled = false;
+      start();
+      return;
+    }
+    const code = body && body.error && body.error.code;
+    const wait = Number(resp.headers.get('Retry-After')) || 1;
+    if (resp.status === 401) showLogin('The workspace, email or password is wrong.');
+    else if (code === 'rate_limited') showLogin('Too many attempts: try again in ' + wait + ' s.');
+    else if (code === 'busy') showLogin('The node is busy: try again in a moment.');
+    else showLogin('Signing in failed: ' + ((body.error && body.error.message) || 'HTTP ' + resp.status));
   }
 
   // ---------------------------------------------------------------- events
@@ -1338,12 +1400,18 @@
     ev.preventDefault();
     const token = el.loginToken.value.trim();
     const workspace = el.loginWorkspace.value.trim() || 'demo';
-    if (!token) {
-      showLogin('Paste the operator token.');
-      return;
-    }
+    const email = el.loginEmail.value.trim();
+    const password = el.loginPassword.value;
     if (!validWorkspace(workspace)) {
       showLogin('A workspace name has 1 to 64 characters: a-z, 0-9, "_" and "-".');
+      return;
+    }
+    if (!token) {
+      if (!email || !password) {
+        showLogin('Give your email and password (or open "Use an operator token instead").');
+        return;
+      }
+      signIn(workspace, email, password);
       return;
     }
     A.token = token;
@@ -1356,7 +1424,7 @@
     else storage.del('localStorage', KEY_NAME);
     start();
   });
-  el.signout.addEventListener('click', () => signOut(''));
+  el.signout.addEventListener('click', () => signOut('', true));
   el.back.addEventListener('click', () => select(null));
   el.input.addEventListener('input', onInput);
   el.input.addEventListener('blur', stopTyping);
