@@ -29,7 +29,7 @@
   window.__parleyWidgetLoaded = true;
 
   const C = ParleyClient;
-  const { PROTOCOL_VERSION, MAX_BODY, TYPING_THROTTLE_MS, TYPING_IDLE_MS, ACK_TIMEOUT_MS, ELLIPSIS } = C;
+  const { PROTOCOL_VERSION, MAX_BODY, TYPING_THROTTLE_MS, TYPING_IDLE_MS, ACK_TIMEOUT_MS } = C;
   const { storage, newId, clean, h, icon } = C;
 
   // ---------------------------------------------------------------- setup
@@ -121,6 +121,237 @@
     forceScroll: false,
   };
 
+  // ---------------------------------------------------------------- words
+
+  // LOCALES holds every string the widget shows, per language: English,
+  // German, French, Spanish and Arabic (right to left). The page chooses
+  // with data-locale on the script tag, else the browser's languages pick
+  // the first one here, else English. One key a line (web/locales_test.go
+  // checks that every language has every key); {name}-style fields are
+  // filled in by t().
+  const LOCALES = {
+    en: {
+      title: 'Chat with us',
+      greeting: 'Hi there! Ask us anything, we usually reply within a few minutes.',
+      openChat: 'Open chat',
+      openChatUnread: 'Open chat, {n} unread',
+      closeChat: 'Close chat',
+      message: 'Message',
+      placeholder: 'Write a message…',
+      send: 'Send message',
+      seen: 'Seen',
+      forget: 'Delete my data',
+      forgetConfirm: 'Click again to delete your chats',
+      poweredBy: 'Powered by Parley',
+      support: 'Support',
+      visitor: 'Visitor',
+      someone: 'Someone',
+      deleted: 'This message was deleted',
+      typing: '{name} is typing…',
+      oneOnline: '{name} is online',
+      weOnline: 'We are online',
+      offline: 'We will reply as soon as we can',
+      errChat: 'Something went wrong in the chat.',
+      youOffline: 'You are offline. Reconnecting…',
+      lost: 'Connection lost. Reconnecting…',
+      notConnected: 'Not connected: try again in a moment.',
+      forgetSent: 'Your request was sent: an agent will delete your chats.',
+      forgotten: 'Your chats were deleted.',
+      notVerified: 'We could not verify your identity.',
+      unavailable: 'Chat is not available right now.',
+      update: 'This chat needs an update. Please reload the page.',
+      forgetFailed: 'Your request could not be sent: {why}',
+      startFailed: 'Could not start the chat: {why}',
+      slowDown: 'Slow down a little…',
+      wrong: 'Something went wrong.',
+      tooLongMax: 'Messages can be at most {max} characters.',
+      tooLong: 'This message is too long.',
+      sending: 'Sending…',
+      notSent: 'Not sent',
+      edited: 'edited',
+    },
+    de: {
+      title: 'Schreiben Sie uns',
+      greeting: 'Hallo! Fragen Sie uns alles, wir antworten meist innerhalb weniger Minuten.',
+      openChat: 'Chat öffnen',
+      openChatUnread: 'Chat öffnen, {n} ungelesen',
+      closeChat: 'Chat schließen',
+      message: 'Nachricht',
+      placeholder: 'Nachricht schreiben…',
+      send: 'Nachricht senden',
+      seen: 'Gelesen',
+      forget: 'Meine Daten löschen',
+      forgetConfirm: 'Nochmals klicken, um Ihre Chats zu löschen',
+      poweredBy: 'Bereitgestellt von Parley',
+      support: 'Support',
+      visitor: 'Besucher',
+      someone: 'Jemand',
+      deleted: 'Diese Nachricht wurde gelöscht',
+      typing: '{name} schreibt…',
+      oneOnline: '{name} ist online',
+      weOnline: 'Wir sind online',
+      offline: 'Wir antworten so bald wie möglich',
+      errChat: 'Im Chat ist ein Fehler aufgetreten.',
+      youOffline: 'Sie sind offline. Neue Verbindung wird aufgebaut…',
+      lost: 'Verbindung verloren. Neue Verbindung wird aufgebaut…',
+      notConnected: 'Nicht verbunden: Bitte versuchen Sie es gleich noch einmal.',
+      forgetSent: 'Ihre Anfrage wurde gesendet: Ein Mitarbeiter wird Ihre Chats löschen.',
+      forgotten: 'Ihre Chats wurden gelöscht.',
+      notVerified: 'Wir konnten Ihre Identität nicht bestätigen.',
+      unavailable: 'Der Chat ist gerade nicht verfügbar.',
+      update: 'Dieser Chat braucht ein Update. Bitte laden Sie die Seite neu.',
+      forgetFailed: 'Ihre Anfrage konnte nicht gesendet werden: {why}',
+      startFailed: 'Der Chat konnte nicht gestartet werden: {why}',
+      slowDown: 'Bitte etwas langsamer…',
+      wrong: 'Etwas ist schiefgelaufen.',
+      tooLongMax: 'Nachrichten haben höchstens {max} Zeichen.',
+      tooLong: 'Diese Nachricht ist zu lang.',
+      sending: 'Wird gesendet…',
+      notSent: 'Nicht gesendet',
+      edited: 'bearbeitet',
+    },
+    fr: {
+      title: 'Discutons',
+      greeting: 'Bonjour ! Posez-nous vos questions, nous répondons en général en quelques minutes.',
+      openChat: 'Ouvrir le chat',
+      openChatUnread: 'Ouvrir le chat, {n} non lus',
+      closeChat: 'Fermer le chat',
+      message: 'Message',
+      placeholder: 'Écrivez un message…',
+      send: 'Envoyer le message',
+      seen: 'Vu',
+      forget: 'Supprimer mes données',
+      forgetConfirm: 'Cliquez à nouveau pour supprimer vos conversations',
+      poweredBy: 'Propulsé par Parley',
+      support: 'Support',
+      visitor: 'Visiteur',
+      someone: 'Quelqu’un',
+      deleted: 'Ce message a été supprimé',
+      typing: '{name} écrit…',
+      oneOnline: '{name} est en ligne',
+      weOnline: 'Nous sommes en ligne',
+      offline: 'Nous vous répondrons dès que possible',
+      errChat: 'Une erreur est survenue dans le chat.',
+      youOffline: 'Vous êtes hors ligne. Reconnexion…',
+      lost: 'Connexion perdue. Reconnexion…',
+      notConnected: 'Non connecté : réessayez dans un instant.',
+      forgetSent: 'Votre demande a été envoyée : un agent supprimera vos conversations.',
+      forgotten: 'Vos conversations ont été supprimées.',
+      notVerified: 'Nous n’avons pas pu vérifier votre identité.',
+      unavailable: 'Le chat n’est pas disponible pour le moment.',
+      update: 'Ce chat doit être mis à jour. Veuillez recharger la page.',
+      forgetFailed: 'Votre demande n’a pas pu être envoyée : {why}',
+      startFailed: 'Impossible de démarrer le chat : {why}',
+      slowDown: 'Doucement…',
+      wrong: 'Une erreur est survenue.',
+      tooLongMax: 'Un message compte au plus {max} caractères.',
+      tooLong: 'Ce message est trop long.',
+      sending: 'Envoi…',
+      notSent: 'Non envoyé',
+      edited: 'modifié',
+    },
+    es: {
+      title: 'Chatea con nosotros',
+      greeting: '¡Hola! Pregúntanos lo que quieras, solemos responder en pocos minutos.',
+      openChat: 'Abrir el chat',
+      openChatUnread: 'Abrir el chat, {n} sin leer',
+      closeChat: 'Cerrar el chat',
+      message: 'Mensaje',
+      placeholder: 'Escribe un mensaje…',
+      send: 'Enviar mensaje',
+      seen: 'Visto',
+      forget: 'Borrar mis datos',
+      forgetConfirm: 'Haz clic otra vez para borrar tus chats',
+      poweredBy: 'Con la tecnología de Parley',
+      support: 'Soporte',
+      visitor: 'Visitante',
+      someone: 'Alguien',
+      deleted: 'Este mensaje se eliminó',
+      typing: '{name} está escribiendo…',
+      oneOnline: '{name} está en línea',
+      weOnline: 'Estamos en línea',
+      offline: 'Te responderemos lo antes posible',
+      errChat: 'Algo falló en el chat.',
+      youOffline: 'Estás sin conexión. Reconectando…',
+      lost: 'Se perdió la conexión. Reconectando…',
+      notConnected: 'Sin conexión: inténtalo de nuevo en un momento.',
+      forgetSent: 'Tu solicitud se envió: un agente borrará tus chats.',
+      forgotten: 'Tus chats se borraron.',
+      notVerified: 'No pudimos verificar tu identidad.',
+      unavailable: 'El chat no está disponible ahora.',
+      update: 'Este chat necesita una actualización. Vuelve a cargar la página.',
+      forgetFailed: 'No se pudo enviar tu solicitud: {why}',
+      startFailed: 'No se pudo iniciar el chat: {why}',
+      slowDown: 'Más despacio…',
+      wrong: 'Algo salió mal.',
+      tooLongMax: 'Los mensajes tienen como máximo {max} caracteres.',
+      tooLong: 'Este mensaje es demasiado largo.',
+      sending: 'Enviando…',
+      notSent: 'No enviado',
+      edited: 'editado',
+    },
+    ar: {
+      title: 'تحدّث معنا',
+      greeting: 'مرحبًا! اسألنا عن أي شيء، نردّ عادةً خلال دقائق.',
+      openChat: 'افتح المحادثة',
+      openChatUnread: 'افتح المحادثة، {n} غير مقروءة',
+      closeChat: 'أغلق المحادثة',
+      message: 'رسالة',
+      placeholder: 'اكتب رسالة…',
+      send: 'أرسل الرسالة',
+      seen: 'تمت القراءة',
+      forget: 'احذف بياناتي',
+      forgetConfirm: 'انقر مرة أخرى لحذف محادثاتك',
+      poweredBy: 'بدعم من Parley',
+      support: 'الدعم',
+      visitor: 'زائر',
+      someone: 'شخص ما',
+      deleted: 'حُذفت هذه الرسالة',
+      typing: '{name} يكتب…',
+      oneOnline: '{name} متصل الآن',
+      weOnline: 'نحن متصلون الآن',
+      offline: 'سنردّ في أقرب وقت ممكن',
+      errChat: 'حدث خطأ في المحادثة.',
+      youOffline: 'أنت غير متصل. جارٍ إعادة الاتصال…',
+      lost: 'انقطع الاتصال. جارٍ إعادة الاتصال…',
+      notConnected: 'غير متصل: حاول مرة أخرى بعد لحظة.',
+      forgetSent: 'أُرسل طلبك: سيحذف أحد الموظفين محادثاتك.',
+      forgotten: 'حُذفت محادثاتك.',
+      notVerified: 'تعذّر التحقق من هويتك.',
+      unavailable: 'المحادثة غير متاحة الآن.',
+      update: 'تحتاج هذه المحادثة إلى تحديث. يُرجى إعادة تحميل الصفحة.',
+      forgetFailed: 'تعذّر إرسال طلبك: {why}',
+      startFailed: 'تعذّر بدء المحادثة: {why}',
+      slowDown: 'على مهلك قليلًا…',
+      wrong: 'حدث خطأ ما.',
+      tooLongMax: 'لا تتجاوز الرسالة {max} حرف.',
+      tooLong: 'هذه الرسالة طويلة جدًا.',
+      sending: 'جارٍ الإرسال…',
+      notSent: 'لم تُرسل',
+      edited: 'معدّلة',
+    },
+  };
+  const RTL = new Set(['ar']);
+
+  // chooseLocale: data-locale ("de", "de-AT"), else the browser's
+  // preferences in order, else English.
+  function chooseLocale(asked) {
+    const wants = [asked].concat(Array.from(navigator.languages || [navigator.language || '']));
+    for (const w of wants) {
+      const base = String(w || '').toLowerCase().split(/[-_]/)[0];
+      if (Object.prototype.hasOwnProperty.call(LOCALES, base)) return base;
+    }
+    return 'en';
+  }
+  const LOCALE = chooseLocale(script.dataset.locale);
+  const WORDS = LOCALES[LOCALE];
+
+  // t is the string key in the page's language ({field}s from args).
+  function t(key, args) {
+    const s = WORDS[key] || LOCALES.en[key] || key;
+    return args ? s.replace(/\{(\w+)\}/g, (all, k) => (k in args ? String(args[k]) : all)) : s;
+  }
+
   // ---------------------------------------------------------------- DOM
 
   const ICON_CHAT = 'M20 2H4a2 2 0 0 0-2 2v18l4-4h14a2 2 0 0 0 2-2V4a2 2 0 0 0-2-2zM6 9h12v2H6V9zm8 5H6v-2h8v2zm4-6H6V6h12v2z';
@@ -128,18 +359,19 @@
   const ICON_SEND = 'M2.01 21 23 12 2.01 3 2 10l15 2-15 2z';
   const ICON_DOWN = 'M7.41 8.59 12 13.17l4.59-4.58L18 10l-6 6-6-6z';
 
-  const title = script.dataset.title || 'Chat with us';
-  const greeting = script.dataset.greeting ||
-    'Hi there! Ask us anything, we usually reply within a few minutes.';
+  const title = script.dataset.title || t('title');
+  const greeting = script.dataset.greeting || t('greeting');
 
-  const root = h('div', { class: 'parley-root', id: 'parley-root' });
+  // The panel is laid out in the language's direction (right to left for
+  // Arabic) whatever the host page's.
+  const root = h('div', { class: 'parley-root', id: 'parley-root', lang: LOCALE, dir: RTL.has(LOCALE) ? 'rtl' : 'ltr' });
   root.hidden = true; // shown once widget.css has loaded
 
   const badge = h('span', { class: 'parley-badge', 'aria-hidden': 'true' });
   badge.hidden = true;
   const launcher = h('button', {
     type: 'button', class: 'parley-launcher', 'data-testid': 'parley-launcher',
-    'aria-label': 'Open chat', 'aria-expanded': 'false', 'aria-controls': 'parley-panel',
+    'aria-label': t('openChat'), 'aria-expanded': 'false', 'aria-controls': 'parley-panel',
   }, h('span', { class: 'parley-icon parley-icon-open' }, icon(ICON_CHAT)),
   h('span', { class: 'parley-icon parley-icon-close' }, icon(ICON_DOWN)), badge);
 
@@ -148,7 +380,7 @@
     class: 'parley-presence', 'data-testid': 'parley-agent-online', 'data-online': 'false',
   }, h('span', { class: 'parley-dot', 'aria-hidden': 'true' }), presenceText);
   const closeBtn = h('button', {
-    type: 'button', class: 'parley-close', 'aria-label': 'Close chat',
+    type: 'button', class: 'parley-close', 'aria-label': t('closeChat'),
   }, icon(ICON_CLOSE));
 
   const messagesEl = h('div', { class: 'parley-messages', role: 'log', 'aria-live': 'polite' });
@@ -160,17 +392,17 @@
   statusEl.hidden = true;
   const input = h('textarea', {
     class: 'parley-input', 'data-testid': 'parley-input', rows: '1', maxlength: String(MAX_BODY),
-    placeholder: 'Write a message' + ELLIPSIS, 'aria-label': 'Message', autocomplete: 'off',
+    placeholder: t('placeholder'), 'aria-label': t('message'), autocomplete: 'off',
   });
   const sendBtn = h('button', {
-    type: 'button', class: 'parley-send', 'data-testid': 'parley-send', 'aria-label': 'Send message',
+    type: 'button', class: 'parley-send', 'data-testid': 'parley-send', 'aria-label': t('send'),
   }, icon(ICON_SEND));
-  const seenEl = h('span', { class: 'parley-seen', 'data-testid': 'parley-seen', text: 'Seen' });
+  const seenEl = h('span', { class: 'parley-seen', 'data-testid': 'parley-seen', text: t('seen') });
   seenEl.hidden = true;
 
   // Asking to be forgotten takes two clicks: the first asks to confirm.
   const forgetBtn = h('button', {
-    type: 'button', class: 'parley-forget', 'data-testid': 'parley-forget', text: 'Delete my data',
+    type: 'button', class: 'parley-forget', 'data-testid': 'parley-forget', text: t('forget'),
   });
 
   const panel = h('section', {
@@ -182,7 +414,7 @@
     closeBtn),
   bodyEl, typingEl, statusEl,
   h('div', { class: 'parley-composer' }, input, sendBtn),
-  h('div', { class: 'parley-footer' }, 'Powered by Parley', ' · ', forgetBtn));
+  h('div', { class: 'parley-footer' }, t('poweredBy'), ' · ', forgetBtn));
   panel.hidden = true;
 
   root.append(panel, launcher);
@@ -240,15 +472,15 @@
     m.el.dataset.state = C.stateName(m);
     m.el.dataset.authorRole = m.role || 'visitor';
     m.elAuthor.hidden = mine;
-    m.elAuthor.textContent = m.name || (m.role === 'agent' ? 'Support' : 'Visitor');
+    m.elAuthor.textContent = m.name || (m.role === 'agent' ? t('support') : t('visitor'));
     const shown = m.deleted ? null : m.body; // rebuilt only when it changes (links keep focus)
     if (m.elShown !== shown) {
       m.elShown = shown;
-      if (m.deleted) m.elBody.textContent = 'This message was deleted';
+      if (m.deleted) m.elBody.textContent = t('deleted');
       else C.linkify(m.elBody, m.body);
     }
     m.elTime.textContent = formatTime(m.ts);
-    m.elState.textContent = C.stateText(m);
+    m.elState.textContent = C.stateText(m, { sending: t('sending'), notSent: t('notSent'), edited: t('edited') });
   }
 
   function render() {
@@ -286,7 +518,7 @@
   function renderTyping() {
     const first = S.typers.values().next().value;
     typingEl.hidden = !first;
-    typingEl.textContent = first ? (first.name || 'Support') + ' is typing' + ELLIPSIS : '';
+    typingEl.textContent = first ? t('typing', { name: first.name || t('support') }) : '';
   }
 
   function renderPresence() {
@@ -294,8 +526,8 @@
     const online = S.agentsOnline.size > 0;
     presence.dataset.online = String(online);
     presenceText.textContent = online
-      ? (names.length === 1 ? names[0] + ' is online' : 'We are online')
-      : 'We will reply as soon as we can';
+      ? (names.length === 1 ? t('oneOnline', { name: names[0] }) : t('weOnline'))
+      : t('offline');
   }
 
   function unreadCount() {
@@ -309,7 +541,7 @@
     const n = S.open ? 0 : unreadCount();
     badge.hidden = n === 0;
     badge.textContent = n > 9 ? '9+' : String(n);
-    launcher.setAttribute('aria-label', n ? 'Open chat, ' + n + ' unread' : S.open ? 'Close chat' : 'Open chat');
+    launcher.setAttribute('aria-label', n ? t('openChatUnread', { n }) : S.open ? t('closeChat') : t('openChat'));
   }
 
   let statusTimer = 0;
@@ -371,7 +603,7 @@
         try {
           onFrame(f);
         } catch (err) {
-          setStatus('Something went wrong in the chat.', 'error', 6000);
+          setStatus(t('errChat'), 'error', 6000);
           console.warn('Parley:', err);
         }
       },
@@ -448,8 +680,7 @@
     const delay = C.backoff(S.attempt);
     S.attempt++;
     if (S.attempt > 1 || navigator.onLine === false) {
-      setStatus(navigator.onLine === false ? 'You are offline. Reconnecting' + ELLIPSIS
-        : 'Connection lost. Reconnecting' + ELLIPSIS, 'warn');
+      setStatus(navigator.onLine === false ? t('youOffline') : t('lost'), 'warn');
     }
     S.reconnectTimer = setTimeout(() => {
       S.reconnectTimer = 0;
@@ -685,7 +916,7 @@
     if (old) clearTimeout(old.timer);
     if (f.typing) {
       const ttl = Number(f.expires_ms) > 0 ? Number(f.expires_ms) : 5000;
-      const entry = { name: f.name || (f.role === 'agent' ? 'Support' : 'Someone') };
+      const entry = { name: f.name || (f.role === 'agent' ? t('support') : t('someone')) };
       entry.timer = setTimeout(() => {
         if (S.typers.get(f.participant) === entry) {
           S.typers.delete(f.participant);
@@ -705,13 +936,13 @@
   function forget() {
     if (forgetBtn.dataset.armed !== 'true') {
       forgetBtn.dataset.armed = 'true';
-      forgetBtn.textContent = 'Click again to delete your chats';
+      forgetBtn.textContent = t('forgetConfirm');
       return;
     }
     forgetBtn.dataset.armed = 'false';
-    forgetBtn.textContent = 'Delete my data';
+    forgetBtn.textContent = t('forget');
     if (!S.welcomed) {
-      setStatus('Not connected: try again in a moment.', 'error', 6000);
+      setStatus(t('notConnected'), 'error', 6000);
       return;
     }
     request({ type: 'forget' }, { kind: 'forget' });
@@ -720,7 +951,7 @@
   function onForgotten(f) {
     C.takeRef(S, f);
     if (!f.erased) {
-      setStatus('Your request was sent: an agent will delete your chats.', 'info');
+      setStatus(t('forgetSent'), 'info');
       return;
     }
     S.outbox.clear();
@@ -728,7 +959,7 @@
     S.messages.clear();
     if (!verified()) storage.del('localStorage', KEY_VISITOR);
     scheduleRender();
-    setStatus('Your chats were deleted.', 'info');
+    setStatus(t('forgotten'), 'info');
   }
 
   function onPresence(f) {
@@ -751,13 +982,13 @@
           S.attempt = 0;
         } else {
           S.fatal = true;
-          setStatus(verified() ? 'We could not verify your identity.' : 'Chat is not available right now.', 'error');
+          setStatus(verified() ? t('notVerified') : t('unavailable'), 'error');
         }
         return;
       case 'version_unsupported':
         S.closeExplained = true;
         S.fatal = true;
-        setStatus('This chat needs an update. Please reload the page.', 'error');
+        setStatus(t('update'), 'error');
         return;
       case 'unavailable':
       case 'slow_consumer':
@@ -775,7 +1006,7 @@
           } else {
             S.fatal = true;
             teardown();
-            setStatus('Chat is not available right now.', 'error');
+            setStatus(t('unavailable'), 'error');
             console.warn('Parley: hello refused:', f.code, f.message);
           }
           return;
@@ -785,7 +1016,7 @@
         case 'read':
           return;
         case 'forget':
-          setStatus('Your request could not be sent: ' + (f.message || f.code), 'error', 8000);
+          setStatus(t('forgetFailed', { why: f.message || f.code }), 'error', 8000);
           return;
         case 'resume':
           if (f.code === 'not_found' && ctx.conversation === S.conversation) {
@@ -796,7 +1027,7 @@
         case 'start':
           S.starting = false;
           if (f.code === 'rate_limited' || f.code === 'overloaded') setTimeout(startConversation, C.retryMs(f) || 2000);
-          else setStatus('Could not start the chat: ' + (f.message || f.code), 'error', 8000);
+          else setStatus(t('startFailed', { why: f.message || f.code }), 'error', 8000);
           return;
         case 'send': {
           if (f.code === 'rate_limited' || f.code === 'overloaded' || f.code === 'internal') {
@@ -818,8 +1049,8 @@
           break;
       }
     }
-    if (f.code === 'rate_limited') setStatus('Slow down a little' + ELLIPSIS, 'warn', 4000);
-    else setStatus(f.message || 'Something went wrong.', 'error', 6000);
+    if (f.code === 'rate_limited') setStatus(t('slowDown'), 'warn', 4000);
+    else setStatus(f.message || t('wrong'), 'error', 6000);
   }
 
   // ---------------------------------------------------------------- sending
@@ -839,7 +1070,7 @@
     if (!body) return;
     const why = C.bodyError(body);
     if (why) {
-      setStatus(why === 'long' ? 'Messages can be at most ' + MAX_BODY + ' characters.' : 'This message is too long.', 'warn', 5000);
+      setStatus(why === 'long' ? t('tooLongMax', { max: MAX_BODY }) : t('tooLong'), 'warn', 5000);
       return;
     }
     stopTyping();

@@ -295,10 +295,13 @@ const ParleyClient = (() => {
   // The state a message shows: data-state, and the text under it.
   const stateName = (m) => (m.state === 'sent' ? 'sent' : m.state === 'failed' ? 'failed' : 'pending');
 
-  function stateText(m) {
-    if (m.state === 'pending') return 'Sending' + ELLIPSIS;
-    if (m.state === 'failed') return 'Not sent' + (m.error ? ': ' + m.error : '');
-    if (m.edited && !m.deleted) return 'edited';
+  // stateText's words are English unless words ({sending, notSent, edited})
+  // gives the page's.
+  function stateText(m, words) {
+    const w = words || {};
+    if (m.state === 'pending') return w.sending || 'Sending' + ELLIPSIS;
+    if (m.state === 'failed') return (w.notSent || 'Not sent') + (m.error ? ': ' + m.error : '');
+    if (m.edited && !m.deleted) return w.edited || 'edited';
     return '';
   }
 
