@@ -13,6 +13,9 @@ type Lease struct {
 	Participant string    `json:"p"`
 	TS          Timestamp `json:"ts"`  // LWW per lease ID: a renewal or an end carries a later TS
 	Expires     int64     `json:"exp"` // unix ms; an ended lease has Expires 0
+	// Away: the connection's participant (an agent) said they are away;
+	// they are online but not available (IsAvailable).
+	Away bool `json:"away,omitempty"`
 }
 
 // Ended reports whether l was ended explicitly rather than left to expire.
@@ -49,6 +52,12 @@ func compareLease(a, b Lease) int {
 			return -1
 		}
 		return 1
+	}
+	if a.Away != b.Away {
+		if a.Away {
+			return 1
+		}
+		return -1
 	}
 	return strings.Compare(a.Participant, b.Participant)
 }
@@ -145,6 +154,20 @@ func (p *Presence) IsOnline(participant string, nowMS int64) bool {
 	}
 	for id := range p.byParticipant[participant] {
 		if p.leases[id].Live(nowMS) {
+			return true
+		}
+	}
+	return false
+}
+
+// IsAvailable reports whether participant holds a live lease at nowMS
+// that is not away: online and not away on every connection.
+func (p *Presence) IsAvailable(participant string, nowMS int64) bool {
+	if p == nil {
+		return false
+	}
+	for id := range p.byParticipant[participant] {
+		if l := p.leases[id]; l.Live(nowMS) && !l.Away {
 			return true
 		}
 	}

@@ -157,12 +157,14 @@ func TestPresenceCloneIndependent(t *testing.T) {
 
 func genLease() *rapid.Generator[crdt.Lease] {
 	return rapid.Custom(func(t *rapid.T) crdt.Lease {
-		return lease(
+		l := lease(
 			rapid.SampledFrom([]string{"c1", "c2", "c3"}).Draw(t, "id"),
 			rapid.SampledFrom([]string{"v:a", "a:s"}).Draw(t, "p"),
 			genTS().Draw(t, "ts"),
 			rapid.Int64Range(0, 6).Draw(t, "exp"),
 		)
+		l.Away = rapid.Bool().Draw(t, "away")
+		return l
 	})
 }
 
@@ -175,7 +177,8 @@ func presenceOf(ls []crdt.Lease) *crdt.Presence {
 }
 
 // modelPresence picks each lease's winner from the whole set at once: latest
-// TS, and among equal TS an end, then the later expiry, then participant.
+// TS, and among equal TS an end, then the later expiry, then away, then
+// participant.
 func modelPresence(ls []crdt.Lease) map[string]crdt.Lease {
 	byID := map[string][]crdt.Lease{}
 	for _, l := range ls {
@@ -191,8 +194,14 @@ func modelPresence(ls []crdt.Lease) map[string]crdt.Lease {
 				}
 				return 0
 			}
+			awayRank := func(l crdt.Lease) int {
+				if l.Away {
+					return 1
+				}
+				return 0
+			}
 			return cmp.Or(a.TS.Compare(b.TS), cmp.Compare(endRank(a), endRank(b)),
-				cmp.Compare(a.Expires, b.Expires), cmp.Compare(a.Participant, b.Participant))
+				cmp.Compare(a.Expires, b.Expires), cmp.Compare(awayRank(a), awayRank(b)), cmp.Compare(a.Participant, b.Participant))
 		})
 	}
 	return out
@@ -219,9 +228,13 @@ func TestPresenceDeltasConverge(t *testing.T) {
 		want := modelPresence(ls)
 		now := rapid.Int64Range(0, 7).Draw(t, "now")
 		var wantOnline []string
+		wantAvailable := map[string]bool{}
 		for _, l := range want {
 			if now < l.Expires && !slices.Contains(wantOnline, l.Participant) {
 				wantOnline = append(wantOnline, l.Participant)
+			}
+			if now < l.Expires && !l.Away {
+				wantAvailable[l.Participant] = true
 			}
 		}
 		slices.Sort(wantOnline)
@@ -236,6 +249,11 @@ func TestPresenceDeltasConverge(t *testing.T) {
 			}
 			if got := r.Online(now); !slices.Equal(got, wantOnline) {
 				t.Fatalf("replica %s: Online(%d) = %v, want %v", name, now, got, wantOnline)
+			}
+			for _, part := range []string{"v:a", "a:s"} {
+				if got := r.IsAvailable(part, now); got != wantAvailable[part] {
+					t.Fatalf("replica %s: IsAvailable(%s, %d) = %v, want %v", name, part, now, got, wantAvailable[part])
+				}
 			}
 		}
 	})

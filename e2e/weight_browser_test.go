@@ -28,7 +28,7 @@ func TestBrowserWidgetWeight(t *testing.T) {
 	ct.all = []*browser{visitor}
 
 	type res struct {
-		Name                                       string
+		Name                                      string
 		Transfer, Encoded, Decoded, FCP, Launcher float64
 	}
 	const read = `(() => {

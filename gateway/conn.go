@@ -109,7 +109,8 @@ type conn struct {
 	lastSeen   atomic.Int64 // unix ms of the last frame read
 	leaseAt    int64        // unix ms of the last presence renewal; reader only
 	leaseID    string
-	violations int // frames over the rate limit in a row; reader only
+	away       atomic.Bool // the agent said they are away (status frame)
+	violations int         // frames over the rate limit in a row; reader only
 
 	stop      chan struct{} // closed by fail
 	closeOnce sync.Once

@@ -1050,3 +1050,57 @@ func TestReplayBringsEachMessageOnce(t *testing.T) {
 	ag.expect("resumed", refIs(r))
 	ag.none("deliver", 100*time.Millisecond)
 }
+
+// TestAgentAway: an agent who says they are away stays online, marked away,
+// for visitors and agents alike, at once (not at the next heartbeat); a
+// second connection of the same agent that is not away makes them available
+// again; back, they are announced back; a visitor cannot say it.
+func TestAgentAway(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	ag := e.agent(t, "ws1")
+	v, _ := e.visitor(t, "ws1", nil)
+	isAgent := func(away bool) func(m map[string]any) bool {
+		return func(m map[string]any) bool {
+			return m["role"] == "agent" && m["online"] == true && (m["away"] == true) == away
+		}
+	}
+	ag.send(map[string]any{"type": "status", "ref": "s1", "away": true})
+	ag.expect("ack", func(m map[string]any) bool { return m["ref"] == "s1" })
+	v.expect("presence", isAgent(true))
+	// A visitor connecting now learns it from its welcome's presence.
+	v2, _ := e.visitor(t, "ws1", nil)
+	if !seenFrame(v2, "presence", isAgent(true)) {
+		v2.expect("presence", isAgent(true))
+	}
+	// Another connection of the same agent, not away: available again.
+	ag2 := e.agent(t, "ws1")
+	v.expect("presence", isAgent(false))
+	ag2.c.Close()
+	v.expect("presence", isAgent(true))
+	ag.send(map[string]any{"type": "status", "ref": "s2", "away": false})
+	v.expect("presence", isAgent(false))
+	// Another node's agent, away: announced away; a later renewal without
+	// it, back.
+	ts := crdt.Timestamp{Wall: time.Now().UnixMilli(), Node: "n9"}
+	exp := time.Now().Add(time.Minute).UnixMilli()
+	far := func(m map[string]any) bool { return m["participant"] == "a:far" }
+	e.gw.ApplySignal(Signal{Kind: SignalLease, Workspace: "ws1", Participant: "a:far", Role: "agent", Name: "Far", LeaseID: "n9/1", TS: ts, Expires: exp, Away: true})
+	if p := v.expect("presence", far); p["online"] != true || p["away"] != true {
+		t.Fatalf("a remote agent away: %v", p)
+	}
+	ts.Wall++
+	e.gw.ApplySignal(Signal{Kind: SignalLease, Workspace: "ws1", Participant: "a:far", Role: "agent", Name: "Far", LeaseID: "n9/1", TS: ts, Expires: exp})
+	if p := v.expect("presence", far); p["online"] != true || p["away"] == true {
+		t.Fatalf("a remote agent back: %v", p)
+	}
+	// Only agents; and away is required.
+	v.send(map[string]any{"type": "status", "ref": "s3", "away": true})
+	if got := v.expect("error", nil); got["code"] != wire.CodeForbidden {
+		t.Fatalf("a visitor's status: %v", got)
+	}
+	ag.send(map[string]any{"type": "status", "ref": "s4"})
+	if got := ag.expect("error", nil); got["code"] != wire.CodeBadRequest {
+		t.Fatalf("a status without away: %v", got)
+	}
+}

@@ -19,6 +19,7 @@ type presence struct {
 	leases map[string]*crdt.Presence // workspace -> leases
 	peers  map[string]map[string]peer
 	shown  map[string]map[string]bool // workspace -> participants announced online
+	away   map[string]map[string]bool // workspace -> participants announced away (and online)
 	agents map[string]map[string]bool // workspace -> agents announced online
 	typing map[string]*crdt.Typing    // workspace\x00conversation -> typing
 	// servingIdx caches, per workspace, where its participants are
@@ -32,22 +33,27 @@ type peer struct {
 }
 
 func newPresence(clock *crdt.Clock) *presence {
-	return &presence{clock: clock, leases: map[string]*crdt.Presence{}, peers: map[string]map[string]peer{}, shown: map[string]map[string]bool{}, agents: map[string]map[string]bool{}, typing: map[string]*crdt.Typing{}, servingIdx: map[string]*servingIndex{}}
+	return &presence{clock: clock, leases: map[string]*crdt.Presence{}, peers: map[string]map[string]peer{}, shown: map[string]map[string]bool{}, away: map[string]map[string]bool{}, agents: map[string]map[string]bool{}, typing: map[string]*crdt.Typing{}, servingIdx: map[string]*servingIndex{}}
 }
 
-// lease sets c's lease to expire at expMS (0 ends it) and reports whether
-// c's participant must now be announced as having come or gone, with the
-// lease as applied (for the other nodes).
-func (p *presence) lease(c *conn, nowMS, expMS int64) (flipped bool, l crdt.Lease) {
-	l = crdt.Lease{ID: c.leaseID, Participant: c.id.Participant, TS: p.clock.Now(), Expires: expMS}
+// presenceChange is what a lease did to its participant as last announced:
+// whether to announce again (changed) and what (online, away).
+type presenceChange struct{ changed, online, away bool }
+
+// lease sets c's lease to expire at expMS (0 ends it), away as c says, and
+// reports what to announce of c's participant, with the lease as applied
+// (for the other nodes).
+func (p *presence) lease(c *conn, nowMS, expMS int64) (presenceChange, crdt.Lease) {
+	l := crdt.Lease{ID: c.leaseID, Participant: c.id.Participant, TS: p.clock.Now(), Expires: expMS, Away: c.away.Load()}
 	return p.applyLease(c.id.Workspace, l, peer{role: c.id.Role, name: c.id.Name}, nowMS), l
 }
 
 // applyLease applies a lease of this node or of another and reports whether
-// its participant must now be announced as having come or gone: compared
-// with what was last announced, not with the lease state a moment ago, since
-// a lease may expire before its connection is closed.
-func (p *presence) applyLease(ws string, l crdt.Lease, who peer, nowMS int64) (flipped bool) {
+// its participant must now be announced as having come, gone, gone away or
+// come back: compared with what was last announced, not with the lease
+// state a moment ago, since a lease may expire before its connection is
+// closed.
+func (p *presence) applyLease(ws string, l crdt.Lease, who peer, nowMS int64) presenceChange {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	set := p.leases[ws]
@@ -56,12 +62,19 @@ func (p *presence) applyLease(ws string, l crdt.Lease, who peer, nowMS int64) (f
 		p.leases[ws] = set
 		p.peers[ws] = map[string]peer{}
 		p.shown[ws] = map[string]bool{}
+		p.away[ws] = map[string]bool{}
 		p.agents[ws] = map[string]bool{}
 	}
-	before := p.shown[ws][l.Participant]
+	before, beforeAway := p.shown[ws][l.Participant], p.away[ws][l.Participant]
 	set.Apply(l)
 	p.peers[ws][l.Participant] = who
 	after := set.IsOnline(l.Participant, nowMS)
+	afterAway := after && !set.IsAvailable(l.Participant, nowMS)
+	if afterAway {
+		p.away[ws][l.Participant] = true
+	} else {
+		delete(p.away[ws], l.Participant)
+	}
 	if after {
 		p.shown[ws][l.Participant] = true
 		if who.role == ident.Agent {
@@ -84,10 +97,11 @@ func (p *presence) applyLease(ws string, l crdt.Lease, who peer, nowMS int64) (f
 			delete(p.leases, ws)
 			delete(p.peers, ws)
 			delete(p.shown, ws)
+			delete(p.away, ws)
 			delete(p.agents, ws)
 		}
 	}
-	return before != after
+	return presenceChange{changed: before != after || beforeAway != afterAway, online: after, away: afterAway}
 }
 
 // get returns the lease with that ID in ws.
@@ -135,7 +149,7 @@ func (p *presence) online(ws string, role ident.Role, nowMS int64) []wire.Presen
 	for part := range candidates {
 		pr := p.peers[ws][part]
 		if pr.role == role && set.IsOnline(part, nowMS) {
-			out = append(out, wire.Presence{Type: wire.TypePresence, Participant: part, Role: pr.role, Name: pr.name, Online: true})
+			out = append(out, wire.Presence{Type: wire.TypePresence, Participant: part, Role: pr.role, Name: pr.name, Online: true, Away: !set.IsAvailable(part, nowMS)})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Participant < out[j].Participant })

@@ -111,6 +111,11 @@ func (f *inFrame) validate() *wireError {
 		return checkConv(f.Conversation)
 	case wire.TypeView:
 		return f.validateView()
+	case wire.TypeStatus:
+		if f.Away == nil {
+			return errf(wire.CodeBadRequest, "away: required, true or false")
+		}
+		return nil
 	case wire.TypeRead:
 		if err := checkConv(f.Conversation); err != nil {
 			return err

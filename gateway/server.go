@@ -493,20 +493,20 @@ func (c *conn) ended() {
 	if c.authed.Load() {
 		s.hub.leave(c)
 		c.endView()
-		flipped, l := s.presence.lease(c, time.Now().UnixMilli(), 0)
+		ch, l := s.presence.lease(c, time.Now().UnixMilli(), 0)
 		s.emit(leaseSignal(c, l))
-		if flipped {
-			s.announce(c, false)
+		if ch.changed {
+			s.announce(c, ch)
 		}
 	}
 	s.metrics.ConnClosed(c.t.Name())
 	done()
 }
 
-// announce tells the workspace that c's participant came online or left:
-// visitors are seen by agents, agents by everyone.
-func (s *Server) announce(c *conn, online bool) {
-	s.announceParticipant(c.id.Workspace, c.id.Participant, c.id.Role, c.id.Name, online)
+// announce tells the workspace that c's participant came online, left or
+// went away or back: visitors are seen by agents, agents by everyone.
+func (s *Server) announce(c *conn, ch presenceChange) {
+	s.announceParticipant(c.id.Workspace, c.id.Participant, c.id.Role, c.id.Name, ch)
 }
 
 func clientIP(r *http.Request) string {

@@ -212,6 +212,8 @@ func (c *conn) handle(ctx context.Context, f inFrame, now time.Time) *wireError 
 		return c.typing(f, now)
 	case wire.TypeView:
 		return c.view(f, now)
+	case wire.TypeStatus:
+		return c.status(f, now)
 	case wire.TypeRead:
 		return c.read(ctx, f, now)
 	case wire.TypeForget:
@@ -267,12 +269,28 @@ func (c *conn) renewLease(now time.Time) {
 		return
 	}
 	c.leaseAt = ms
-	flipped, l := c.srv.presence.lease(c, ms, ms+3*hb)
+	ch, l := c.srv.presence.lease(c, ms, ms+3*hb)
 	c.srv.emit(leaseSignal(c, l))
 	c.renewView(ms + 3*hb)
-	if flipped {
-		c.srv.announce(c, true)
+	if ch.changed {
+		c.srv.announce(c, ch)
 	}
+}
+
+// status handles an agent's status frame: away, or back. The connection's
+// lease is renewed at once with it, so the workspace (visitors included)
+// learns now rather than at the next heartbeat.
+func (c *conn) status(f inFrame, now time.Time) *wireError {
+	if c.id.Role != ident.Agent {
+		return errf(wire.CodeForbidden, "status: only agents say they are away")
+	}
+	c.away.Store(*f.Away)
+	c.leaseAt = 0
+	c.renewLease(now)
+	if f.Ref != "" {
+		c.reply(wire.Ref{Type: wire.TypeAck, Ref: f.Ref})
+	}
+	return nil
 }
 
 func (c *conn) start(ctx context.Context, f inFrame) *wireError {

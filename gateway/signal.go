@@ -31,6 +31,7 @@ type Signal struct {
 	Name         string         `json:"n,omitempty"` // lease, view, typing
 	LeaseID      string         `json:"l,omitempty"` // lease, view: "<node>/<n>"
 	Typing       bool           `json:"t,omitempty"` // typing
+	Away         bool           `json:"a,omitempty"` // lease: the agent is away
 	TS           crdt.Timestamp `json:"ts"`          // lease, view, typing
 	Expires      int64          `json:"e"`           // lease, view, typing: unix ms; a lease of 0 has ended
 	// Seq is a read receipt's position in this node's log; the node turns
@@ -72,7 +73,7 @@ func (s *Server) emit(sig Signal) {
 
 func leaseSignal(c *conn, l crdt.Lease) Signal {
 	return Signal{Kind: SignalLease, Workspace: c.id.Workspace, Participant: c.id.Participant, Role: c.id.Role, Name: c.id.Name,
-		LeaseID: l.ID, TS: l.TS, Expires: l.Expires}
+		LeaseID: l.ID, TS: l.TS, Expires: l.Expires, Away: l.Away}
 }
 
 // ApplySignal applies another node's signal: its participants come online
@@ -88,9 +89,9 @@ func (s *Server) ApplySignal(sig Signal) {
 		if !strings.Contains(sig.LeaseID, "/") || strings.HasPrefix(sig.LeaseID, s.cfg.Node+"/") {
 			return // not another node's lease
 		}
-		l := crdt.Lease{ID: sig.LeaseID, Participant: sig.Participant, TS: sig.TS, Expires: sig.Expires}
-		if s.presence.applyLease(sig.Workspace, l, peer{role: sig.Role, name: sig.Name}, now) {
-			s.announceParticipant(sig.Workspace, sig.Participant, sig.Role, sig.Name, !l.Ended() && l.Live(now))
+		l := crdt.Lease{ID: sig.LeaseID, Participant: sig.Participant, TS: sig.TS, Expires: sig.Expires, Away: sig.Away}
+		if ch := s.presence.applyLease(sig.Workspace, l, peer{role: sig.Role, name: sig.Name}, now); ch.changed {
+			s.announceParticipant(sig.Workspace, sig.Participant, sig.Role, sig.Name, ch)
 		}
 	case SignalView:
 		s.applyViewSignal(sig)
@@ -129,7 +130,7 @@ func (s *Server) Resync(send func(Signal)) int {
 		if !ok || cur.Ended() || !cur.Live(now) {
 			continue
 		}
-		l := crdt.Lease{ID: cur.ID, Participant: cur.Participant, TS: s.cfg.Clock.Now(), Expires: cur.Expires}
+		l := crdt.Lease{ID: cur.ID, Participant: cur.Participant, TS: s.cfg.Clock.Now(), Expires: cur.Expires, Away: cur.Away}
 		s.presence.applyLease(ws, l, peer{role: c.id.Role, name: c.id.Name}, now)
 		send(leaseSignal(c, l))
 		n++
@@ -157,17 +158,18 @@ func (s *Server) endLeases(match func(crdt.Lease) bool) {
 		for _, l := range leases {
 			who := s.presence.peerOf(ws, l.Participant)
 			end := crdt.Lease{ID: l.ID, Participant: l.Participant, TS: s.cfg.Clock.Now(), Expires: 0}
-			if s.presence.applyLease(ws, end, who, now) {
-				s.announceParticipant(ws, l.Participant, who.role, who.name, false)
+			if ch := s.presence.applyLease(ws, end, who, now); ch.changed {
+				s.announceParticipant(ws, l.Participant, who.role, who.name, ch)
 			}
 		}
 	}
 }
 
-// announceParticipant tells the workspace that a participant came online
-// or left: visitors are seen by agents, agents by everyone.
-func (s *Server) announceParticipant(ws, participant string, role ident.Role, name string, online bool) {
-	it := &outItem{kind: outFrame, data: encode(wire.Presence{Type: wire.TypePresence, Participant: participant, Role: role, Name: name, Online: online})}
+// announceParticipant tells the workspace that a participant came online,
+// left, or went away or back: visitors are seen by agents, agents by
+// everyone.
+func (s *Server) announceParticipant(ws, participant string, role ident.Role, name string, ch presenceChange) {
+	it := &outItem{kind: outFrame, data: encode(wire.Presence{Type: wire.TypePresence, Participant: participant, Role: role, Name: name, Online: ch.online, Away: ch.away})}
 	s.hub.toRole(ws, ident.Agent, it)
 	if role == ident.Agent {
 		s.hub.toRole(ws, ident.Visitor, it)

@@ -105,7 +105,8 @@
     refs: new Map(), // ref -> {kind, ...}
     refN: 0,
 
-    agentsOnline: new Map(), // participant -> name
+    agentsOnline: new Map(), // participant -> name, of the agents online and not away
+    agentsAway: new Set(), // agents online but away
     agentRead: 0, // highest read seq of any agent
     myRead: 0, // highest read seq of this visitor the server confirmed
     readSent: 0,
@@ -151,6 +152,7 @@
       oneOnline: '{name} is online',
       weOnline: 'We are online',
       offline: 'We will reply as soon as we can',
+      away: 'We are away for a moment: write, and we will reply when we are back',
       errChat: 'Something went wrong in the chat.',
       youOffline: 'You are offline. Reconnecting…',
       lost: 'Connection lost. Reconnecting…',
@@ -191,6 +193,7 @@
       oneOnline: '{name} ist online',
       weOnline: 'Wir sind online',
       offline: 'Wir antworten so bald wie möglich',
+      away: 'Wir sind kurz nicht da: Schreiben Sie uns, wir antworten, sobald wir zurück sind',
       errChat: 'Im Chat ist ein Fehler aufgetreten.',
       youOffline: 'Sie sind offline. Neue Verbindung wird aufgebaut…',
       lost: 'Verbindung verloren. Neue Verbindung wird aufgebaut…',
@@ -231,6 +234,7 @@
       oneOnline: '{name} est en ligne',
       weOnline: 'Nous sommes en ligne',
       offline: 'Nous vous répondrons dès que possible',
+      away: 'Nous sommes absents un instant : écrivez-nous, nous répondrons à notre retour',
       errChat: 'Une erreur est survenue dans le chat.',
       youOffline: 'Vous êtes hors ligne. Reconnexion…',
       lost: 'Connexion perdue. Reconnexion…',
@@ -271,6 +275,7 @@
       oneOnline: '{name} está en línea',
       weOnline: 'Estamos en línea',
       offline: 'Te responderemos lo antes posible',
+      away: 'Estamos ausentes un momento: escríbenos y te responderemos al volver',
       errChat: 'Algo falló en el chat.',
       youOffline: 'Estás sin conexión. Reconectando…',
       lost: 'Se perdió la conexión. Reconectando…',
@@ -311,6 +316,7 @@
       oneOnline: '{name} متصل الآن',
       weOnline: 'نحن متصلون الآن',
       offline: 'سنردّ في أقرب وقت ممكن',
+      away: 'نحن غائبون لحظة: اكتب لنا وسنردّ عند عودتنا',
       errChat: 'حدث خطأ في المحادثة.',
       youOffline: 'أنت غير متصل. جارٍ إعادة الاتصال…',
       lost: 'انقطع الاتصال. جارٍ إعادة الاتصال…',
@@ -524,10 +530,12 @@
   function renderPresence() {
     const names = Array.from(S.agentsOnline.values()).filter(Boolean);
     const online = S.agentsOnline.size > 0;
+    const away = !online && S.agentsAway.size > 0;
     presence.dataset.online = String(online);
+    presence.dataset.away = String(away);
     presenceText.textContent = online
       ? (names.length === 1 ? t('oneOnline', { name: names[0] }) : t('weOnline'))
-      : t('offline');
+      : away ? t('away') : t('offline');
   }
 
   function unreadCount() {
@@ -745,6 +753,7 @@
     clearInterval(S.hbTimer);
     S.hbTimer = setInterval(heartbeat, S.heartbeatMs);
     S.agentsOnline.clear(); // the current presence follows
+    S.agentsAway.clear();
     renderPresence();
     setStatus('');
     rebase(typeof f.node === 'string' ? f.node : '');
@@ -964,8 +973,10 @@
 
   function onPresence(f) {
     if (f.role !== 'agent' || !f.participant) return;
-    if (f.online) S.agentsOnline.set(f.participant, f.name || '');
-    else S.agentsOnline.delete(f.participant);
+    S.agentsOnline.delete(f.participant);
+    S.agentsAway.delete(f.participant);
+    if (f.online && f.away) S.agentsAway.add(f.participant);
+    else if (f.online) S.agentsOnline.set(f.participant, f.name || '');
     renderPresence();
   }
 

@@ -31,6 +31,7 @@ const (
 	TypeView   = "view"
 	TypeRead   = "read" // also sent by the node
 	TypeForget = "forget"
+	TypeStatus = "status" // an agent's away or back
 )
 
 // Frame types the node sends.
@@ -112,6 +113,8 @@ type In struct {
 	Seq           uint64  `json:"seq"`
 	Typing        bool    `json:"typing"`
 	Viewing       *bool   `json:"viewing"`
+	// Away is a status frame's: the agent is away (true) or back (false).
+	Away *bool `json:"away"`
 	// Cursor pages a list (where the previous page's next left off).
 	Cursor string `json:"cursor"`
 }
@@ -232,12 +235,15 @@ type Typing struct {
 
 // Presence says a participant came online or left.
 type Presence struct {
-	Type          string     `json:"type"`
-	Participant   string     `json:"participant"`
-	Role          ident.Role `json:"role"`
-	Name          string     `json:"name,omitempty"`
-	Online        bool       `json:"online"`
-	Conversations []string   `json:"conversations,omitempty"`
+	Type        string     `json:"type"`
+	Participant string     `json:"participant"`
+	Role        ident.Role `json:"role"`
+	Name        string     `json:"name,omitempty"`
+	Online      bool       `json:"online"`
+	// Away: online, but the agent said they are away (on every
+	// connection): visitors should not expect a reply soon.
+	Away          bool     `json:"away,omitempty"`
+	Conversations []string `json:"conversations,omitempty"`
 }
 
 // Viewing tells agents that an agent started or stopped viewing a

@@ -35,6 +35,8 @@
   const KEY_WORKSPACE = 'parley:agent:workspace';
   const KEY_NAME = 'parley:agent:name';
   const KEY_SELECTED = 'parley:agent:selected';
+  const KEY_AWAY = 'parley:agent:away';
+  const KEY_ALERTS = 'parley:agent:alerts';
 
   // ---------------------------------------------------------------- helpers
 
@@ -77,6 +79,7 @@
     token: '',
     workspace: 'demo',
     name: '',
+    away: false, // this agent said they are away (setAway)
 
     conn: null, // openConnection()
     welcomed: false,
@@ -169,6 +172,8 @@
     signout: $('signout'),
     login: $('login'),
     loginForm: $('login-form'),
+    away: $('away'),
+    notify: $('notify'),
     loginToken: $('login-token'),
     loginEmail: $('login-email'),
     loginPassword: $('login-password'),
@@ -455,7 +460,7 @@
       return [p, info, convs, onlineName(p, info)];
     }).sort((a, b) => cmp(a[1].role, b[1].role) || cmp(a[3], b[3]));
     // Rebuild only when something changed, so keyboard focus survives renders.
-    const shown = JSON.stringify([A.participant, people.map(([p, info, convs, name]) => [p, info.role, convs, name])]);
+    const shown = JSON.stringify([A.participant, people.map(([p, info, convs, name]) => [p, info.role, info.away, convs, name])]);
     if (shown === onlineShown) return;
     onlineShown = shown;
     el.onlineList.replaceChildren(...people.map(([p, info, convs]) => {
@@ -466,7 +471,7 @@
       h('span', { class: 'avatar avatar--small', 'aria-hidden': 'true', text: initials(onlineName(p, info)) }),
       h('span', { class: 'online-main' },
         h('span', { class: 'online-name', text: onlineName(p, info) }),
-        h('span', { class: 'online-sub', text: info.role === 'agent' ? (you ? 'Agent \u00b7 you' : 'Agent')
+        h('span', { class: 'online-sub', text: info.role === 'agent' ? (you ? 'Agent \u00b7 you' : 'Agent') + (info.away ? ' \u00b7 away' : '')
           : 'Visitor' + (convs.length ? ' \u00b7 ' + convs.length + ' conversation' + (convs.length > 1 ? 's' : '') : '') })),
       h('span', { class: 'presence-dot presence-dot--inline', 'aria-hidden': 'true' }));
       if (info.role !== 'agent' && convs.length) {
@@ -680,6 +685,7 @@
     clearInterval(A.deletionTimer);
     A.deletionTimer = setInterval(loadDeletions, DELETIONS_EVERY_MS);
     el.me.textContent = A.name ? 'Signed in as ' + A.name : '';
+    if (A.away) request({ type: 'status', away: true }, { kind: 'status' });
     // Asked again at each connection: the node may have restarted with the
     // model since it said suggestions were off (or this is another node).
     if (!assist.enabled) assistInit();
@@ -787,6 +793,7 @@
     if (!f.message || typeof f.conversation !== 'string') return;
     const known = A.convs.has(f.conversation);
     const c = conv(f.conversation);
+    const fresh = !c.messages.has(f.message.id);
     if (!known || !c.listed) scheduleList(); // a new conversation: fetch its details
     const msg = f.message;
     if (typeof f.seq === 'number' && f.seq > c.seenSeq) c.seenSeq = f.seq;
@@ -796,6 +803,7 @@
       if (msg.name) c.ownerName = msg.name;
     }
     if (f.conversation === A.selected && msg.role === 'visitor') assistSchedule();
+    if (fresh && msg.role === 'visitor' && !msg.deleted) alertAgent(c, msg, !known || c.messages.size === 1);
     if (msg.author === A.participant) {
       const pending = A.outbox.get(msg.id);
       if (pending && pending.frame.type === 'send') A.outbox.delete(msg.id);
@@ -816,7 +824,7 @@
       if (c) c.myRead = Math.max(c.myRead, ctx.seq);
       return;
     }
-    if (ctx && ctx.kind === 'view') return;
+    if (ctx && (ctx.kind === 'view' || ctx.kind === 'status')) return;
     if (!f.id) return;
     const pending = A.outbox.get(f.id);
     A.outbox.delete(f.id);
@@ -872,7 +880,7 @@
     if (!f.participant) return;
     if (f.online) {
       A.online.set(f.participant, {
-        role: f.role || '', name: f.name || '',
+        role: f.role || '', name: f.name || '', away: Boolean(f.away),
         conversations: Array.isArray(f.conversations) ? f.conversations : [],
       });
       // Signed in with a password: the name is the operator's, as the node
@@ -1297,6 +1305,8 @@
   // ---------------------------------------------------------------- sign in / out
 
   function showLogin(message) {
+    el.notify.hidden = true;
+    el.away.hidden = true;
     el.console.hidden = true;
     el.login.hidden = false;
     el.signout.hidden = true;
@@ -1312,7 +1322,88 @@
     (el.loginAlt.open ? el.loginToken : el.loginEmail.value ? el.loginPassword : el.loginEmail).focus();
   }
 
+  // setAway says this agent is away (true) or back, to every node: visitors
+  // see that nobody is available while every agent of the workspace is
+  // away. Kept in this browser across reloads and reconnects.
+  function setAway(away) {
+    A.away = away;
+    if (away) storage.set('localStorage', KEY_AWAY, '1');
+    else storage.del('localStorage', KEY_AWAY);
+    el.away.setAttribute('aria-pressed', String(away));
+    el.away.textContent = away ? 'Away: set available' : 'Set away';
+    el.away.dataset.away = String(away);
+    if (A.welcomed) request({ type: 'status', away }, { kind: 'status' });
+  }
+
+  // ---------------------------------------------------------------- alerts
+  //
+  // A desktop notification and a short sound for a visitor's new message or
+  // conversation, when the agent is looking elsewhere (another tab or window,
+  // or another conversation). Asked for on a click (browsers allow the
+  // permission prompt and sound only then), kept in this browser.
+  const alerts = { on: false, audio: null, count: 0 };
+
+  function setAlerts(on) {
+    alerts.on = on;
+    if (on) storage.set('localStorage', KEY_ALERTS, '1');
+    else storage.del('localStorage', KEY_ALERTS);
+    el.notify.setAttribute('aria-pressed', String(on));
+    el.notify.textContent = on ? 'Alerts on' : 'Alerts off';
+  }
+
+  async function toggleAlerts() {
+    if (alerts.on) {
+      setAlerts(false);
+      return;
+    }
+    if (!alerts.audio && window.AudioContext) alerts.audio = new AudioContext();
+    if (alerts.audio && alerts.audio.state === 'suspended') alerts.audio.resume().catch(() => {});
+    if (window.Notification && Notification.permission === 'default') {
+      try { await Notification.requestPermission(); } catch (e) { /* refused */ }
+    }
+    setAlerts(true);
+  }
+
+  function beep() {
+    const ctx = alerts.audio;
+    if (!ctx || ctx.state !== 'running') return false;
+    const osc = ctx.createOscillator();
+    const gain = ctx.createGain();
+    osc.frequency.value = 880;
+    gain.gain.setValueAtTime(0.08, ctx.currentTime);
+    gain.gain.exponentialRampToValueAtTime(0.0001, ctx.currentTime + 0.25);
+    osc.connect(gain).connect(ctx.destination);
+    osc.start();
+    osc.stop(ctx.currentTime + 0.25);
+    return true;
+  }
+
+  function alertAgent(c, msg, isNew) {
+    if (!alerts.on) return;
+    const elsewhere = document.hidden || !document.hasFocus() || c.id !== A.selected;
+    if (!elsewhere) return;
+    const who = msg.name || c.ownerName || participantLabel(c.owner);
+    let shown = false;
+    if (window.Notification && Notification.permission === 'granted') {
+      try {
+        const n = new Notification(isNew ? 'New conversation: ' + who : who, { body: C.plain(msg.body || ''), tag: c.id });
+        n.onclick = () => {
+          window.focus();
+          select(c.id);
+          n.close();
+        };
+        shown = true;
+      } catch (e) { /* not allowed here */ }
+    }
+    const rang = beep();
+    alerts.count++;
+    el.notify.dataset.alerts = String(alerts.count);
+    el.notify.dataset.last = (shown ? 'notification' : '') + (rang ? '+sound' : '');
+  }
+
   function start() {
+    el.notify.hidden = false;
+    el.away.hidden = false;
     el.login.hidden = true;
     el.console.hidden = false;
     el.signout.hidden = false;
@@ -1425,6 +1516,15 @@
     start();
   });
   el.signout.addEventListener('click', () => signOut('', true));
+  el.away.addEventListener('click', () => setAway(!A.away));
+  el.notify.addEventListener('click', toggleAlerts);
+  // After a reload with alerts on, the first click anywhere lets the sound
+  // play again (browsers start audio only on a gesture).
+  document.addEventListener('pointerdown', () => {
+    if (!alerts.on || !window.AudioContext) return;
+    if (!alerts.audio) alerts.audio = new AudioContext();
+    if (alerts.audio.state === 'suspended') alerts.audio.resume().catch(() => {});
+  });
   el.back.addEventListener('click', () => select(null));
   el.input.addEventListener('input', onInput);
   el.input.addEventListener('blur', stopTyping);
@@ -1467,6 +1567,9 @@
     A.token = storage.get('sessionStorage', KEY_TOKEN) || '';
     A.workspace = storage.get('sessionStorage', KEY_WORKSPACE) || 'demo';
     A.name = storage.get('localStorage', KEY_NAME) || '';
+    setAway(storage.get('localStorage', KEY_AWAY) === '1');
+    // Alerts stay on across reloads; the sound waits for the next click.
+    setAlerts(storage.get('localStorage', KEY_ALERTS) === '1');
     if (!validWorkspace(A.workspace)) A.workspace = 'demo';
     if (A.token) start();
     else showLogin('');
