@@ -271,6 +271,18 @@ func TestBrowserSuggestionsOff(t *testing.T) {
 	}); err != nil {
 		ct.fail(agent, "the visitor did not get the answer: %v", err)
 	}
+	// Search still works, by keywords.
+	ct.do(agent, "searching by keywords",
+		chromedp.SendKeys(chromedp.CSS(`[data-testid=search-input]`), "ANYONE there"),
+		chromedp.Click(chromedp.CSS(`[data-testid=search-submit]`)))
+	found := waitFor[string](ct, agent, "a keyword result", `(() => {
+  const r = document.querySelector('[data-testid=search-results]');
+  const b = r.querySelector('[data-testid=similar-item]');
+  return b && !r.hidden && r.dataset.mode === 'keyword' ? b.dataset.id : '';
+})()`)
+	if found != conv {
+		ct.fail(agent, "keyword search found %s, want %s", found, conv)
+	}
 	ct.checkPage(agent, "with suggestions off")
 	ct.screenshot(agent, "suggestions-off")
 

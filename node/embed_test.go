@@ -340,6 +340,8 @@ func TestEmbedAPIValidation(t *testing.T) {
 		{"k not a number", "GET", ws + "/search?q=a&k=ten", testToken, nil, 400, "bad_request"},
 		{"bad conversation id", "GET", ws + "/conversations/c_123/similar", testToken, nil, 400, "bad_request"},
 		{"unknown conversation", "GET", ws + "/conversations/" + cid(8) + "/similar", testToken, nil, 404, "not_found"},
+		{"mode unknown", "GET", ws + "/search?q=a&mode=fuzzy", testToken, nil, 400, "bad_request"},
+		{"keyword search without a word", "GET", ws + "/search?q=%21%21&mode=keyword", testToken, nil, 400, "bad_request"},
 		{"min_score out of range", "GET", ws + "/conversations/" + conv + "/suggestions?min_score=1.5", testToken, nil, 400, "bad_request"},
 		{"min_score not a number", "GET", ws + "/conversations/" + conv + "/suggestions?min_score=high", testToken, nil, 400, "bad_request"},
 		{"unknown conversation suggestions", "GET", ws + "/conversations/" + cid(8) + "/suggestions", testToken, nil, 404, "not_found"},
@@ -410,10 +412,18 @@ func TestEmbedderOffStillServesChat(t *testing.T) {
 			}
 			conv := chatOnce(t, r)
 			ws := r.base + "/v1/workspaces/demo"
-			for _, u := range []string{ws + "/search?q=hello", ws + "/conversations/" + conv + "/similar", ws + "/conversations/" + conv + "/suggestions"} {
+			for _, u := range []string{ws + "/search?q=hello&mode=semantic", ws + "/conversations/" + conv + "/similar", ws + "/conversations/" + conv + "/suggestions"} {
 				code, m := apiDo(t, "GET", u, testToken, nil)
 				if code != 503 || m["code"] != "embedder_off" || !strings.Contains(m["message"].(string), c.wantReason) {
 					t.Fatalf("%s: %d %v", u, code, m)
+				}
+			}
+			// Search works without the model: by keywords, every word
+			// in the conversation whatever the case.
+			for q, want := range map[string]int{"ANYONE%20there": 1, "anyone%20elsewhere": 0} {
+				code, m := apiDo(t, "GET", ws+"/search?q="+q, testToken, nil)
+				if code != 200 || m["mode"] != "keyword" || m["complete"] != true || len(convIDs(m)) != want || (want == 1 && convIDs(m)[0] != conv) {
+					t.Fatalf("keyword search %q without the model: %d %v", q, code, m)
 				}
 			}
 			if code, m := apiDo(t, "POST", ws+"/replies", testToken, map[string]string{"title": "Hi", "body": "Hello!"}); code != 200 {

@@ -394,12 +394,11 @@ func (a *API) apiSimilar(c *apiCall) (any, error) {
 	return ans, nil
 }
 
-// apiSearch: GET /v1/workspaces/{ws}/search?q=...&k=10, the workspace's
-// conversations closest in meaning to q.
+// apiSearch: GET /v1/workspaces/{ws}/search?q=...&k=10&mode=..., the
+// workspace's conversations closest in meaning to q (mode=semantic, the
+// default where the model is on) or holding each of its words
+// (mode=keyword, the default where it is off).
 func (a *API) apiSearch(c *apiCall) (any, error) {
-	if err := a.embedOn(); err != nil {
-		return nil, err
-	}
 	k, err := kParam(c.r)
 	if err != nil {
 		return nil, err
@@ -408,9 +407,39 @@ func (a *API) apiSearch(c *apiCall) (any, error) {
 	if q == "" || !utf8.ValidString(q) || utf8.RuneCountInString(q) > MaxQueryRunes {
 		return nil, badRequest("q: 1..%d characters of valid UTF-8", MaxQueryRunes)
 	}
+	mode := c.r.URL.Query().Get("mode")
+	switch mode {
+	case "":
+		mode = "semantic"
+		if _, off := a.cfg.Embeddings.Off(); off {
+			mode = "keyword"
+		}
+	case "semantic", "keyword":
+	default:
+		return nil, badRequest("mode: semantic or keyword")
+	}
+	if mode == "keyword" {
+		terms := keywordTerms(q)
+		if len(terms) == 0 {
+			return nil, badRequest("q: no word to look for")
+		}
+		hits, complete, err := a.keywordSearch(c.ws, terms, k)
+		if err != nil {
+			return nil, err
+		}
+		return struct {
+			Mode     string    `json:"mode"`
+			Items    []convHit `json:"items"`
+			Complete bool      `json:"complete"`
+		}{mode, hits, complete}, nil
+	}
+	if err := a.embedOn(); err != nil {
+		return nil, err
+	}
 	ans := struct {
+		Mode  string    `json:"mode"`
 		Items []convHit `json:"items"`
-	}{Items: []convHit{}}
+	}{Mode: mode, Items: []convHit{}}
 	x := a.cfg.Embeddings.Conversations(c.ws)
 	if x == nil || x.Len() == 0 {
 		return ans, nil

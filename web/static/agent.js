@@ -1254,7 +1254,6 @@
 
   async function assistSearch() {
     const q = el.searchInput.value.trim();
-    if (!assist.enabled) return;
     if (!q) {
       el.searchResults.hidden = true;
       el.searchResults.replaceChildren();
@@ -1267,8 +1266,11 @@
     try {
       const res = await api('GET', '/search?k=5&q=' + encodeURIComponent(q));
       const items = res.items || [];
-      el.searchResults.replaceChildren(...(items.length ? items.map(convHitItem)
-        : [h('li', { class: 'assist-empty', text: 'Nothing close to “' + q + '”.' })]));
+      const none = res.mode === 'keyword' ? 'No conversation holds every word of “' + q + '”.' : 'Nothing close to “' + q + '”.';
+      el.searchResults.dataset.mode = res.mode || '';
+      const shown = res.mode === 'keyword' ? items.map((it) => Object.assign({}, it, { score: undefined })) : items;
+      el.searchResults.replaceChildren(...(shown.length ? shown.map(convHitItem)
+        : [h('li', { class: 'assist-empty', text: none })]));
       el.searchResults.hidden = false;
     } catch (e) {
       if (!assistFailed(e)) flash('Search failed: ' + e.message);
