@@ -234,7 +234,10 @@
     m.el.dataset.state = C.stateName(m);
     m.el.dataset.authorRole = m.role || 'visitor';
     m.elAuthor.hidden = mine;
-    m.elAuthor.textContent = m.name || (m.role === 'agent' ? 'Support' : 'Visitor');
+    // A bot (a program posting through the conversations API) is named
+    // as it chose, and said to be a bot.
+    if (m.role === 'bot') m.elAuthor.textContent = (m.name || 'Support') + ' \u00b7 Bot';
+    else m.elAuthor.textContent = m.name || (m.role === 'agent' ? 'Support' : 'Visitor');
     m.elBody.textContent = m.deleted ? 'This message was deleted' : m.body;
     m.elTime.textContent = formatTime(m.ts);
     m.elState.textContent = C.stateText(m);
