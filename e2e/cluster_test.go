@@ -153,21 +153,10 @@ func api(nd *nodeProc, method, path, token string, body, out any) (int, string) 
 }
 
 func apiCtx(ctx context.Context, nd *nodeProc, method, path, token string, body, out any) (int, string) {
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, method, nd.URL+path, rd)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, b, err := request(ctx, nd, method, path, token, body)
 	if err != nil {
 		return 0, err.Error()
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
 	var e struct {
 		Error struct{ Code, Message string } `json:"error"`
 	}
@@ -179,6 +168,27 @@ func apiCtx(ctx context.Context, nd *nodeProc, method, path, token string, body,
 		json.Unmarshal(b, out)
 	}
 	return resp.StatusCode, ""
+}
+
+// request sends a JSON request with a bearer token to a node and reads
+// the whole reply (its body closed).
+func request(ctx context.Context, nd *nodeProc, method, path, token string, body any) (*http.Response, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, method, nd.URL+path, rd)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp, b, err
 }
 
 func mustAPI(t testing.TB, nd *nodeProc, method, path, token string, body, out any) {

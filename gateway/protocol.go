@@ -188,6 +188,10 @@ func checkMsgID(id string) *wireError {
 
 // Outgoing frames: the structs of parley/gateway/wire.
 
+// WireMessage is a message's state as the wire shows it (docs/protocol.md,
+// Message).
+func WireMessage(m crdt.Message) wire.Message { return toWire(m) }
+
 func toWire(m crdt.Message) wire.Message {
 	w := wire.Message{ID: m.ID, Author: m.Author, Role: m.Role, Name: m.Name, Body: m.Body, TS: m.Created, Deleted: m.IsDeleted()}
 	if m.Edited() && !w.Deleted {
@@ -218,6 +222,9 @@ func toWireConversation(c store.Conversation, reads map[string]uint64, unread in
 func roleOf(participant string) ident.Role {
 	if len(participant) > 1 && participant[0] == 'a' {
 		return ident.Agent
+	}
+	if len(participant) > 1 && participant[0] == 'b' {
+		return ident.Bot
 	}
 	return ident.Visitor
 }

@@ -477,62 +477,25 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) *wireError 
 	if werr := c.authorize(f.Conversation); werr != nil {
 		return werr
 	}
-	if f.Type == "send" {
-		if werr := c.srv.overLimit(c.id.Workspace, now); werr != nil {
-			return werr
-		}
-	}
 	visitor := c.id.Role == ident.Visitor
 	first := f.Type == wire.TypeSend && c.firstMessage(f.Conversation)
-	act := actChange
-	switch {
-	case visitor && first:
-		act = actFirstSend
-	case visitor && f.Type == wire.TypeSend:
-		act = actSend
-	}
-	if werr := c.srv.budgets.take(c.id.Workspace, c.ip, visitor, act, now); werr != nil {
+	ch := changeOf(f, c.id.Workspace, c.id.Participant, c.id.Role, c.id.Name)
+	act, werr := c.srv.admitChange(ch, c.ip, visitor, first, now)
+	if werr != nil {
 		if first {
 			c.uncountable(f.Conversation)
 		}
 		return werr
 	}
-	ts := c.srv.cfg.Clock.Now()
-	ch := store.Change{Workspace: c.id.Workspace, Conversation: f.Conversation, Participant: c.id.Participant, TS: ts, Start: now}
-	switch f.Type {
-	case wire.TypeSend:
-		ch.Kind = store.Send
-		ch.Message = crdt.NewMessage(f.ID, c.id.Participant, c.id.Role, c.id.Name, *f.Body, ts)
-		c.srv.metrics.MessageIn(c.t.Name())
-	case wire.TypeEdit:
-		ch.Kind, ch.Message.ID, ch.Body = store.Edit, f.ID, *f.Body
-	case wire.TypeDelete:
-		ch.Kind, ch.Message.ID = store.Delete, f.ID
-	}
-	if f.Type != "delete" {
+	if f.Type != wire.TypeDelete {
 		c.clearTyping(f.Conversation, now)
 	}
+	c.srv.stampChange(&ch, now, c.t.Name())
 	c.srv.shed.taken(r, ch.Message.ID)
 	c.async(func() {
-		res, err := c.srv.cfg.Store.Apply(ctx, ch)
-		c.srv.shed.answered(r, ch.Message.ID)
-		stored := ch.Kind == store.Send && res.Changed
-		if stored {
-			// Stored here, counted here, even when the answer is an error
-			// (no replica confirmed it yet): the resend finds it stored.
-			// The conversation counts with its first message: one started
-			// and left empty never does, so a flood of starts costs the
-			// plan nothing.
-			var convs int64
-			if first {
-				convs = 1
-			}
-			c.srv.cfg.Meter.Count(ch.Workspace, convs, 1)
-		} else {
-			c.srv.budgets.giveBack(ch.Workspace, c.ip, act, now)
-			if first {
-				c.uncountable(ch.Conversation)
-			}
+		res, err := c.srv.applyChange(ctx, r, ch, c.ip, act, first, now)
+		if !(ch.Kind == store.Send && res.Changed) && first {
+			c.uncountable(ch.Conversation)
 		}
 		if err != nil {
 			c.replyErr(f.Ref, c.storeError(err))
@@ -542,6 +505,85 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) *wireError 
 		c.reply(wire.Ack{Type: wire.TypeAck, Ref: f.Ref, Conversation: f.Conversation, ID: f.ID, Seq: res.Seq, TS: &created, Dup: res.Dup})
 	})
 	return nil
+}
+
+// changeOf is the store change a validated send, edit or delete frame
+// asks for, made by participant; stampChange gives it its time.
+func changeOf(f inFrame, ws, participant string, role ident.Role, name string) store.Change {
+	ch := store.Change{Workspace: ws, Conversation: f.Conversation, Participant: participant}
+	switch f.Type {
+	case wire.TypeSend:
+		ch.Kind = store.Send
+		ch.Message = crdt.Message{ID: f.ID, Author: participant, Role: role, Name: name, Body: *f.Body}
+	case wire.TypeEdit:
+		ch.Kind, ch.Message.ID, ch.Body = store.Edit, f.ID, *f.Body
+	case wire.TypeDelete:
+		ch.Kind, ch.Message.ID = store.Delete, f.ID
+	}
+	return ch
+}
+
+// admitChange is what every message change goes through before the
+// store, from a connection or from the conversations API (Post): the
+// workspace's plan for a send, then the budgets it draws on (a visitor's
+// address's and the workspace's; anyone else's, the workspace's only).
+// first says the send would be the conversation's first message. It
+// returns the action taken from the budgets, or the refusal.
+func (s *Server) admitChange(ch store.Change, ip string, visitor, first bool, now time.Time) (action, *wireError) {
+	if ch.Kind == store.Send {
+		if werr := s.overLimit(ch.Workspace, now); werr != nil {
+			return 0, werr
+		}
+	}
+	act := actChange
+	switch {
+	case visitor && first:
+		act = actFirstSend
+	case visitor && ch.Kind == store.Send:
+		act = actSend
+	}
+	if werr := s.budgets.take(ch.Workspace, ip, visitor, act, now); werr != nil {
+		return 0, werr
+	}
+	return act, nil
+}
+
+// stampChange gives an admitted change the node's hybrid logical clock
+// and counts a send in transport's messages.
+func (s *Server) stampChange(ch *store.Change, now time.Time, transport string) {
+	ts := s.cfg.Clock.Now()
+	ch.TS, ch.Start = ts, now
+	if ch.Kind == store.Send {
+		m := ch.Message
+		ch.Message = crdt.NewMessage(m.ID, m.Author, m.Role, m.Name, m.Body, ts)
+		s.metrics.MessageIn(transport)
+	}
+}
+
+// applyChange hands an admitted, stamped change to the store (on a node
+// with peers, acknowledged once a second replica has it too) after the
+// shedder counted it taken (shed.taken), and counts what it stored for the
+// plan; a send that stored nothing gives back its place in the address's
+// part of the plan. Its event reaches subscribers and peers through the
+// store's OnCommit, as every change's does.
+func (s *Server) applyChange(ctx context.Context, r *room, ch store.Change, ip string, act action, first bool, now time.Time) (store.Result, error) {
+	res, err := s.cfg.Store.Apply(ctx, ch)
+	s.shed.answered(r, ch.Message.ID)
+	if ch.Kind == store.Send && res.Changed {
+		// Stored here, counted here, even when the answer is an error
+		// (no replica confirmed it yet): the resend finds it stored.
+		// The conversation counts with its first message: one started
+		// and left empty never does, so a flood of starts costs the
+		// plan nothing.
+		var convs int64
+		if first {
+			convs = 1
+		}
+		s.cfg.Meter.Count(ch.Workspace, convs, 1)
+	} else {
+		s.budgets.giveBack(ch.Workspace, ip, act, now)
+	}
+	return res, err
 }
 
 // overloaded refuses a change when the node is past what it can carry
@@ -639,6 +681,16 @@ func (c *conn) async(fn func()) {
 
 // storeError maps store errors to wire errors.
 func (c *conn) storeError(err error) *wireError {
+	if e := storeWireError(err); e != nil {
+		return e
+	}
+	c.srv.log.Error("store failure", "err", err, "workspace", c.id.Workspace)
+	return errf(wire.CodeInternal, "internal error")
+}
+
+// storeWireError is the wire error of a store error a client is told
+// about; nil for a failure, which is internal.
+func storeWireError(err error) *wireError {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return errf(wire.CodeNotFound, "%v", err)
@@ -652,6 +704,5 @@ func (c *conn) storeError(err error) *wireError {
 		// The cause names nodes and addresses: for the log, not the client.
 		return errf(wire.CodeUnavailable, "%v: retry with the same id", ErrUnconfirmed)
 	}
-	c.srv.log.Error("store failure", "err", err, "workspace", c.id.Workspace)
-	return errf(wire.CodeInternal, "internal error")
+	return nil
 }

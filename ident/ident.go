@@ -64,7 +64,12 @@ type Role string
 const (
 	Visitor Role = "visitor" // a customer, through the widget
 	Agent   Role = "agent"   // an operator, through the console
+	// Bot is a program posting through the conversations API with an API
+	// key (docs/api.md): its participant is "b:<key ID>", its name the one
+	// the program chose. It never connects, so it has no presence.
+	Bot Role = "bot"
 )
 
-// Valid says whether r is one of the roles.
+// Valid says whether r is one of the roles a connection takes (a bot
+// never connects).
 func (r Role) Valid() bool { return r == Visitor || r == Agent }

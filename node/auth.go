@@ -11,6 +11,7 @@ import (
 
 	"parley/cluster"
 	"parley/gateway"
+	"parley/node/agentapi"
 	"parley/store"
 )
 
@@ -50,6 +51,24 @@ func (a *clusterAuth) Agent(ctx context.Context, workspace, token string) (gatew
 		return gateway.Agent{}, err
 	}
 	return gateway.Agent{ID: o.ID, Name: o.Name, Credential: cluster.SessionID(cluster.HashToken(token))}, nil
+}
+
+// Key checks an API key for a workspace, for the conversations API: as
+// the admin API does, refused while this node is out of touch with the
+// leader (it may have missed the key's revocation). A key is applied on
+// every node before its minting answers, so no catch-up is tried.
+func (a *clusterAuth) Key(ctx context.Context, workspace, raw string) (agentapi.Key, error) {
+	if !a.ctl.ready.Load() || !a.ctl.fresh() {
+		return agentapi.Key{}, errStale
+	}
+	k, err := a.ctl.c.AuthenticateKey(raw)
+	if err != nil || k.Workspace != workspace {
+		return agentapi.Key{}, gateway.ErrAuth
+	}
+	if err := a.ensureLocal(ctx, workspace); err != nil {
+		return agentapi.Key{}, err
+	}
+	return agentapi.Key{ID: k.ID, Name: k.Name}, nil
 }
 
 // catchUp waits until this node has applied what the leader had committed

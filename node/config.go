@@ -63,6 +63,10 @@ type Config struct {
 	// AddressShare is the fraction of a workspace's budget the visitors of
 	// one client address may take. Default 0.25.
 	AddressShare float64
+	// APIRate is how many requests a second one credential (an API key, an
+	// operator's session) may make of the conversations API on this node,
+	// with bursts of twice as many. Default 20.
+	APIRate float64
 	// ShedPending is how many changes of all connections may wait for the
 	// store before new ones are refused overloaded; negative: never for
 	// that reason. ShedHold is how long a workspace's changes are refused
@@ -265,6 +269,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.DurationVar(&c.HTTPIdleTimeout, "http-idle-timeout", 60*time.Second, "how long an idle keep-alive HTTP connection is kept")
 	fs.Float64Var(&c.FrameRate, "frame-rate", 20, "frames per second per connection")
 	fs.Float64Var(&c.WorkspaceRate, "workspace-rate", 2000, "messages and conversation starts per second per workspace, cluster-wide (bursts of twice as many)")
+	fs.Float64Var(&c.APIRate, "api-rate", 20, "requests per second per API key or operator session to the conversations API, on each node (bursts of twice as many)")
 	fs.Float64Var(&c.AddressShare, "address-share", 0.25, "fraction of a workspace's -workspace-rate the visitors of one client address may take")
 	fs.IntVar(&c.ShedPending, "shed-pending", 4096, "changes of all connections waiting for the store before new ones are refused overloaded (negative: never)")
 	fs.DurationVar(&c.ShedHold, "shed-hold", 100*time.Millisecond, "how long a workspace's changes are refused overloaded once one of its agents' connections is behind")

@@ -16,6 +16,7 @@ import (
 	"parley/gateway"
 	"parley/node/adminapi"
 	"parley/node/agentapi"
+	"parley/node/httpapi"
 	"parley/web"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -27,7 +28,15 @@ const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 
 	"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 func (n *Node) routes() http.Handler {
-	mux := http.NewServeMux()
+	return n.trusted.Handler(n.securityHeaders(n.publicMux()))
+}
+
+// publicMux is the route table of the node's public listener (HTTP and
+// HTTP/3); docs/openapi.yaml describes every route of it, which
+// TestOpenAPIDescribesEveryRoute checks. The node link's routes are on a
+// mux of their own (link.go).
+func (n *Node) publicMux() *httpapi.Routes {
+	mux := httpapi.NewRoutes()
 	assets := web.FS()
 	mux.Handle("GET /v1/ws", n.gw)
 	mux.HandleFunc("GET /v1/transport", n.transportInfo)
@@ -66,7 +75,7 @@ func (n *Node) routes() http.Handler {
 	mux.Handle("GET /widget.js", embeddable(assets, "widget.js"))
 	static, _ := fs.Sub(assets, "static")
 	mux.Handle("GET /static/", http.StripPrefix("/static/", embeddableDir(static)))
-	return n.trusted.Handler(n.securityHeaders(mux))
+	return mux
 }
 
 // adminAPI is the admin REST API of this node (package adminapi).
@@ -127,6 +136,9 @@ func (n *Node) agentAPI() *agentapi.API {
 		Erasures:   erasureConfirmer{n.ctl, n.erasures},
 		Replies:    n.repl,
 		Embeddings: agentEmbeddings{n.emb},
+		Keys:       n.auth,
+		Poster:     n.gw,
+		Rate:       n.cfg.APIRate,
 		Logger:     n.log,
 	})
 }

@@ -76,7 +76,7 @@ type Change struct {
 // Result is what a durable Change did.
 type Result struct {
 	Seq     uint64       // the event's seq; for a duplicate send, the original's
-	Dup     bool         // a send whose message ID was already stored
+	Dup     bool         // a send whose message ID was already stored, or an edit or delete made already (the text unchanged, the message deleted)
 	Changed bool         // false: the change was already contained in the state
 	Message crdt.Message // the message's state after the change
 	// Displaced, for another replica's event (ApplyRemote): the creation

@@ -62,9 +62,20 @@ func newer(a, b Conversation) int {
 // last). It reads every conversation of the workspace (or owner) to sort
 // them: a page costs as much as the whole list.
 func (s *Store) ConversationsPage(ws, owner string, after Cursor, limit int) ([]Conversation, Cursor, error) {
+	return s.ConversationsPageFunc(ws, owner, after, limit, nil)
+}
+
+// ConversationsPageFunc is ConversationsPage of the conversations keep
+// keeps (every one when keep is nil): a filtered list pages in the same
+// order, and its cursor is the last kept conversation's, so that a page
+// asked with the same filter starts right after it.
+func (s *Store) ConversationsPageFunc(ws, owner string, after Cursor, limit int, keep func(Conversation) bool) ([]Conversation, Cursor, error) {
 	all, err := s.Conversations(ws, owner)
 	if err != nil {
 		return nil, Cursor{}, err
+	}
+	if keep != nil {
+		all = slices.DeleteFunc(all, func(c Conversation) bool { return !keep(c) })
 	}
 	slices.SortFunc(all, newer)
 	if after.ID != "" {

@@ -207,6 +207,13 @@ func decide(ch Change, cur crdt.Message, rec msgRecord, found bool) (merged crdt
 		if cur.Author != ch.Participant {
 			return cur, Result{}, false, fmt.Errorf("message %s belongs to another participant: %w", ch.Message.ID, ErrForbidden)
 		}
+		// A change made already (a resend of a delete, or an edit to the
+		// text the message has) changes nothing: it answers like a resent
+		// send, with the message's latest event, so that a client retrying
+		// after a lost answer never stores it twice.
+		if (ch.Kind == Delete && cur.IsDeleted()) || (ch.Kind == Edit && !cur.IsDeleted() && cur.Body == ch.Body) {
+			return cur, Result{Seq: rec.Last, Dup: true, Message: cur}, false, nil
+		}
 		if cur.IsDeleted() {
 			return cur, Result{}, false, fmt.Errorf("message %s is deleted: %w", ch.Message.ID, ErrInvalid)
 		}

@@ -73,6 +73,10 @@ func TestApplyMessageLifecycle(t *testing.T) {
 		{"edit", Change{Kind: Edit, Participant: "v:a", Message: crdt.Message{ID: "m1"}, Body: "hello!", TS: crdt.Timestamp{Wall: 14}}, nil, 3, false},
 		{"delete", Change{Kind: Delete, Participant: "a:s", Message: crdt.Message{ID: "m2"}, TS: crdt.Timestamp{Wall: 15}}, nil, 4, false},
 		{"edit deleted", Change{Kind: Edit, Participant: "a:s", Message: crdt.Message{ID: "m2"}, Body: "again", TS: crdt.Timestamp{Wall: 16}}, ErrInvalid, 0, false},
+		// Made already: answered with the message's latest event, nothing stored.
+		{"delete again", Change{Kind: Delete, Participant: "a:s", Message: crdt.Message{ID: "m2"}, TS: crdt.Timestamp{Wall: 17}}, nil, 4, true},
+		{"same edit again", Change{Kind: Edit, Participant: "v:a", Message: crdt.Message{ID: "m1"}, Body: "hello!", TS: crdt.Timestamp{Wall: 18}}, nil, 3, true},
+		{"delete again by another", Change{Kind: Delete, Participant: "v:a", Message: crdt.Message{ID: "m2"}, TS: crdt.Timestamp{Wall: 19}}, ErrForbidden, 0, false},
 	}
 	for _, st := range steps {
 		st.ch.Workspace, st.ch.Conversation = "ws1", "c1"

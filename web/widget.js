@@ -145,6 +145,7 @@
       forgetConfirm: 'Click again to delete your chats',
       poweredBy: 'Powered by Parley',
       support: 'Support',
+      bot: '{name} · Bot',
       visitor: 'Visitor',
       someone: 'Someone',
       deleted: 'This message was deleted',
@@ -186,6 +187,7 @@
       forgetConfirm: 'Nochmals klicken, um Ihre Chats zu löschen',
       poweredBy: 'Bereitgestellt von Parley',
       support: 'Support',
+      bot: '{name} · Bot',
       visitor: 'Besucher',
       someone: 'Jemand',
       deleted: 'Diese Nachricht wurde gelöscht',
@@ -227,6 +229,7 @@
       forgetConfirm: 'Cliquez à nouveau pour supprimer vos conversations',
       poweredBy: 'Propulsé par Parley',
       support: 'Support',
+      bot: '{name} · Bot',
       visitor: 'Visiteur',
       someone: 'Quelqu’un',
       deleted: 'Ce message a été supprimé',
@@ -268,6 +271,7 @@
       forgetConfirm: 'Haz clic otra vez para borrar tus chats',
       poweredBy: 'Con la tecnología de Parley',
       support: 'Soporte',
+      bot: '{name} · Bot',
       visitor: 'Visitante',
       someone: 'Alguien',
       deleted: 'Este mensaje se eliminó',
@@ -309,6 +313,7 @@
       forgetConfirm: 'انقر مرة أخرى لحذف محادثاتك',
       poweredBy: 'بدعم من Parley',
       support: 'الدعم',
+      bot: '{name} · روبوت',
       visitor: 'زائر',
       someone: 'شخص ما',
       deleted: 'حُذفت هذه الرسالة',
@@ -478,7 +483,10 @@
     m.el.dataset.state = C.stateName(m);
     m.el.dataset.authorRole = m.role || 'visitor';
     m.elAuthor.hidden = mine;
-    m.elAuthor.textContent = m.name || (m.role === 'agent' ? t('support') : t('visitor'));
+    // A bot (a program posting through the conversations API) is named
+    // as it chose, and said to be a bot.
+    if (m.role === 'bot') m.elAuthor.textContent = t('bot', { name: m.name || t('support') });
+    else m.elAuthor.textContent = m.name || (m.role === 'agent' ? t('support') : t('visitor'));
     const shown = m.deleted ? null : m.body; // rebuilt only when it changes (links keep focus)
     if (m.elShown !== shown) {
       m.elShown = shown;

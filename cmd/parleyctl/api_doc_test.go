@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"regexp"
@@ -25,6 +26,13 @@ func TestAPIDocCoversTheCode(t *testing.T) {
 	if len(found) < 20 {
 		t.Fatalf("found %d routes in node/adminapi/routes.go: has the registration changed form?", len(found))
 	}
+	// The conversations API (node/agentapi, the routes handleConv serves)
+	// is documented here too.
+	conv := regexp.MustCompile(`mux\.Handle\("([A-Z]+) (/[^"]*)", a\.handleConv\(`).FindAllStringSubmatch(read(t, "../../node/agentapi/agentapi.go"), -1)
+	if len(conv) < 6 {
+		t.Fatalf("found %d routes of the conversations API in node/agentapi/agentapi.go: has the registration changed form?", len(conv))
+	}
+	found = append(found, conv...)
 	for _, m := range found {
 		route := "`" + m[1] + " " + m[2] + "`"
 		if !strings.Contains(doc, "| "+route+" |") {
@@ -41,7 +49,7 @@ func TestAPIDocCoversTheCode(t *testing.T) {
 	}
 	for _, m := range regexp.MustCompile("(?m)^#### `([A-Z]+ /[^`]*)`$").FindAllStringSubmatch(doc, -1) {
 		if !registered[m[1]] {
-			t.Errorf("docs/api.md documents %s, which node/adminapi/routes.go does not register", m[1])
+			t.Errorf("docs/api.md documents %s, which neither node/adminapi/routes.go nor the conversations API registers", m[1])
 		}
 	}
 
@@ -78,6 +86,36 @@ func TestAPIDocCoversTheCode(t *testing.T) {
 		}
 		if m[1] != strconv.Itoa(st) {
 			t.Errorf("docs/api.md: error code %s documented as HTTP %s, the node sends %d", code, m[1], st)
+		}
+	}
+}
+
+// TestAPIDocHasTheConversationsAPIsCodes: every code the conversations
+// API answers a write with (node/agentapi's postStatus, the wire's codes)
+// is in its error table, with the status it sends.
+func TestAPIDocHasTheConversationsAPIsCodes(t *testing.T) {
+	doc := read(t, "../../docs/api.md")
+	i := strings.Index(doc, "### Errors of the conversations API")
+	if i < 0 {
+		t.Fatal("docs/api.md has no section: ### Errors of the conversations API")
+	}
+	table := doc[i:]
+	table = table[:strings.Index(table, "\n\n## ")]
+	wireCodes := map[string]string{}
+	for _, m := range regexp.MustCompile(`(Code\w+)\s+= "([a-z_]+)"`).FindAllStringSubmatch(read(t, "../../gateway/wire/wire.go"), -1) {
+		wireCodes[m[1]] = m[2]
+	}
+	src := read(t, "../../node/agentapi/conversations.go")
+	block := src[strings.Index(src, "var postStatus = map[string]int{"):]
+	block = block[:strings.Index(block, "\n}")]
+	found := regexp.MustCompile(`wire\.(Code\w+):\s+http\.(Status\w+)`).FindAllStringSubmatch(block, -1)
+	if len(found) < 6 {
+		t.Fatalf("found %d codes in postStatus: has it changed form?", len(found))
+	}
+	for _, m := range found {
+		code, st := wireCodes[m[1]], status(t, m[2])
+		if !strings.Contains(table, fmt.Sprintf("| `%s` | %d |", code, st)) {
+			t.Errorf("docs/api.md: the conversations API's code %s (HTTP %d) is missing from its error table", code, st)
 		}
 	}
 }

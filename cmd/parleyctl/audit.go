@@ -49,15 +49,11 @@ func auditCmd(e *env, args []string) error {
 	}
 	q := url.Values{"limit": {strconv.Itoa(*limit)}}
 	if *since != "" {
-		t, err := time.Parse(time.RFC3339, *since)
+		t, err := sinceTime(*since)
 		if err != nil {
-			d, derr := time.ParseDuration(*since)
-			if derr != nil || d < 0 {
-				return usagef("-since %q: want an RFC 3339 time or a duration like 24h", *since)
-			}
-			t = time.Now().Add(-d)
+			return err
 		}
-		q.Set("since", t.UTC().Format(time.RFC3339))
+		q.Set("since", t)
 	}
 	if *actor != "" {
 		q.Set("actor", *actor)
@@ -116,4 +112,18 @@ func printAudit(e *env, page auditPage, first bool) {
 		rows = append(rows, []string{strconv.FormatUint(x.Seq, 10), x.At.UTC().Format(time.RFC3339), who, x.Address, x.Action, x.Workspace, x.Target, strings.Join(x.Fields, ","), out, x.Route})
 	}
 	table(e.stdout, []string{"SEQ", "AT", "ACTOR", "ADDRESS", "ACTION", "WORKSPACE", "TARGET", "FIELDS", "OUTCOME", "ROUTE"}, rows)
+}
+
+// sinceTime reads a -since flag: an RFC 3339 time, or a duration ago
+// (like 24h); it returns the time in RFC 3339, UTC.
+func sinceTime(v string) (string, error) {
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		d, derr := time.ParseDuration(v)
+		if derr != nil || d < 0 {
+			return "", usagef("-since %q: want an RFC 3339 time or a duration like 24h", v)
+		}
+		t = time.Now().Add(-d)
+	}
+	return t.UTC().Format(time.RFC3339), nil
 }

@@ -19,7 +19,8 @@ import (
 // defaultKeyFile is where `make run` keeps the single node's cluster key.
 const defaultKeyFile = "data/cluster.key"
 
-// apiError is an error reply of the admin API.
+// apiError is an error reply of the admin API (or of the conversations
+// API, whose body is {"code","message"}).
 type apiError struct {
 	Status  int
 	Code    string
@@ -33,7 +34,7 @@ type apiError struct {
 var hints = map[string]string{
 	"unauthorized": "the token was refused: give a valid -token (or PARLEY_TOKEN), or -cluster-key for the cluster admin token",
 	"revoked":      "this credential has been revoked",
-	"forbidden":    "cluster-wide changes need the cluster admin token (-cluster-key); sessions and keys act on their own workspace only, and keys cannot mint keys",
+	"forbidden":    "cluster-wide changes need the cluster admin token (-cluster-key); sessions and keys act on their own workspace only, and keys cannot mint keys; a message may be changed only by whoever posted it",
 	"conflict":     "someone changed it first: read it again and retry",
 	"not_leader":   "the node could not reach a leader: retry shortly, or ask the leader",
 	"uncertain":    "the outcome is unknown: the change may or may not have been applied; check before retrying",
@@ -41,6 +42,9 @@ var hints = map[string]string{
 	"closed":       "the node is shutting down: ask another node",
 	"rate_limited": "too many attempts: wait a few seconds and retry",
 	"internal":     "the node failed: see its log",
+	"auth_failed":  "the token is not a live session or API key of this workspace",
+	"overloaded":   "the node sheds load for a moment: retry shortly with the same message id",
+	"bad_request":  "the request was malformed; the message says which field",
 }
 
 func (e *apiError) Error() string {
@@ -154,7 +158,11 @@ func (e *env) call(method, path string, query url.Values, body, out any, auth bo
 				Message string `json:"message"`
 			} `json:"error"`
 		}
-		if json.Unmarshal(raw, &eb) != nil || eb.Error.Code == "" {
+		if json.Unmarshal(raw, &eb) == nil && eb.Error.Code == "" {
+			// The conversations API's (and the agents' API's) error body.
+			json.Unmarshal(raw, &eb.Error)
+		}
+		if eb.Error.Code == "" {
 			// Not the admin API's error body: a wrong -node, or a route
 			// this node does not have.
 			return nil, fmt.Errorf("%s %s: HTTP %d: %s (is -node a Parley node of this version?)", method, path, resp.StatusCode, strings.TrimSpace(string(raw)))

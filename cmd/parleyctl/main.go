@@ -1,7 +1,9 @@
 // Command parleyctl operates a Parley cluster over the admin REST API
 // (docs/api.md): workspaces and their regions, operators, sessions, API
 // keys, plans, usage, billing, assignments, erasure of a visitor's data,
-// the cluster's membership and the audit log.
+// the cluster's membership and the audit log; and over the conversations
+// API, a workspace's conversations and messages (conversation list, show,
+// post, edit, delete) with a session's or an API key's token.
 //
 //	parleyctl [global flags] COMMAND [SUBCOMMAND] [flags] [args]
 //

@@ -248,7 +248,7 @@ type handlerFunc func(r *http.Request, p principal) (any, error)
 // route registers a handler that needs a credential, audited (audit.go):
 // the commands it applies are recorded by the state machine, the rest of
 // what it did here, once it has answered.
-func (a *API) route(mux *http.ServeMux, pattern string, h handlerFunc) {
+func (a *API) route(mux httpapi.Mux, pattern string, h handlerFunc) {
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		call := cluster.NewAuditCall(cluster.Actor{Kind: cluster.ActorAnonymous}, httpapi.ClientAddr(r), pattern)
 		r = r.WithContext(cluster.WithAudit(r.Context(), call))

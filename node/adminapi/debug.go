@@ -21,7 +21,7 @@ const debugPrefix = "/debug/pprof/"
 // goroutine, mutex, block, threadcreate. Each needs the cluster admin
 // token (401 without a token, 403 with any other credential) and is
 // audited like the admin API's routes.
-func (a *API) RegisterDebug(mux *http.ServeMux) {
+func (a *API) RegisterDebug(mux httpapi.Mux) {
 	a.rootOnly(mux, "GET "+debugPrefix+"{$}", http.HandlerFunc(pprof.Index))
 	a.rootOnly(mux, "GET "+debugPrefix+"profile", http.HandlerFunc(pprof.Profile))
 	a.rootOnly(mux, "GET "+debugPrefix+"trace", http.HandlerFunc(pprof.Trace))
@@ -89,7 +89,7 @@ func sampled(s *sampling, set func(rate int), rate int, h http.Handler) http.Han
 
 // rootOnly registers h, which writes its own answer, for the cluster admin
 // token only; audited like route's requests.
-func (a *API) rootOnly(mux *http.ServeMux, pattern string, h http.Handler) {
+func (a *API) rootOnly(mux httpapi.Mux, pattern string, h http.Handler) {
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		call := cluster.NewAuditCall(cluster.Actor{Kind: cluster.ActorAnonymous}, httpapi.ClientAddr(r), pattern)
 		r = r.WithContext(cluster.WithAudit(r.Context(), call))

@@ -16,7 +16,7 @@ import (
 )
 
 // Register mounts the admin API on mux; docs/api.md documents each route.
-func (a *API) Register(mux *http.ServeMux) {
+func (a *API) Register(mux httpapi.Mux) {
 	mux.HandleFunc("POST /v1/login", a.login)
 	a.route(mux, "POST /v1/logout", a.logout)
 

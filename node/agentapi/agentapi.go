@@ -34,6 +34,8 @@ const (
 	codeUnauthenticated = "unauthenticated"
 	codeAuthFailed      = "auth_failed"
 	codeNotFound        = "not_found"
+	codeForbidden       = "forbidden"
+	codeRateLimited     = "rate_limited"
 	codeEmbedderOff     = "embedder_off"
 	codeUnavailable     = CodeUnavailable
 	codeInternal        = "internal"
@@ -76,7 +78,8 @@ type Relay interface {
 // *store.Store).
 type Store interface {
 	Conversation(ws, id string) (store.Conversation, error)
-	ConversationsPage(ws, owner string, after store.Cursor, limit int) ([]store.Conversation, store.Cursor, error)
+	ConversationsPageFunc(ws, owner string, after store.Cursor, limit int, keep func(store.Conversation) bool) ([]store.Conversation, store.Cursor, error)
+	Events(ws, conv string, after uint64, limit int) ([]store.Event, bool, error)
 	Replies(ws string) ([]store.Reply, error)
 	PutReply(ctx context.Context, ws string, r store.Reply, max int) error
 	DeleteReply(ctx context.Context, ws, id string, at int64) (store.Reply, error)
@@ -87,6 +90,7 @@ type Store interface {
 type Cluster interface {
 	Erased(workspace, conversation string) (index uint64, ok bool, err error)
 	DeletionRequests(workspace string) ([]cluster.DeletionRequest, error)
+	Assignment(workspace, conversation string) (cluster.Assignment, error)
 	Apply(ctx context.Context, cmd cluster.Command) (cluster.Result, error)
 }
 
@@ -134,7 +138,8 @@ type Embeddings interface {
 	ReplyText(r store.Reply) string
 }
 
-// Config is what an agents' API is made of; every field is required.
+// Config is what an agents' API is made of; every field is required but
+// those that say what their zero value is.
 type Config struct {
 	Auth       Auth
 	Relay      Relay
@@ -143,16 +148,39 @@ type Config struct {
 	Erasures   Erasures
 	Replies    Replies
 	Embeddings Embeddings
-	Logger     *slog.Logger
+	// Keys authenticates the API keys the conversations API
+	// (conversations.go) accepts besides operator tokens. Nil: keys are
+	// refused.
+	Keys Keys
+	// Poster makes the messages the conversations API posts, edits and
+	// deletes (the node's gateway.Server). Nil: those routes answer
+	// unavailable.
+	Poster Poster
+	// Rate and Burst limit the conversations API's requests per
+	// credential (an API key, an operator's session) on this node:
+	// beyond, 429 rate_limited with Retry-After. Zero: 20 a second,
+	// bursts of twice the rate.
+	Rate   float64
+	Burst  int
+	Logger *slog.Logger
 }
 
 // API serves the agents' API of one node.
 type API struct {
-	cfg Config
+	cfg     Config
+	limiter *credentialLimits
 }
 
 // New makes the agents' API of cfg; Register mounts it.
-func New(cfg Config) *API { return &API{cfg: cfg} }
+func New(cfg Config) *API {
+	if cfg.Rate <= 0 {
+		cfg.Rate = defaultRate
+	}
+	if cfg.Burst <= 0 {
+		cfg.Burst = max(1, int(2*cfg.Rate))
+	}
+	return &API{cfg: cfg, limiter: newCredentialLimits(cfg.Rate, cfg.Burst)}
+}
 
 // on says whether the embedding feature works on this node.
 func (a *API) on() bool {
@@ -165,12 +193,17 @@ var (
 )
 
 // Register mounts the agents' API on mux; docs/protocol.md documents it.
-func (a *API) Register(mux *http.ServeMux) {
+func (a *API) Register(mux httpapi.Mux) {
 	mux.HandleFunc("GET /v1/embeddings", a.embedStatus)
 	mux.Handle("GET /v1/workspaces/{ws}/conversations/{conv}/similar", a.handle(a.apiSimilar))
 	mux.Handle("GET /v1/workspaces/{ws}/conversations/{conv}/suggestions", a.handle(a.apiSuggestions))
 	mux.Handle("DELETE /v1/workspaces/{ws}/conversations/{conv}", a.handle(a.apiErase))
-	mux.Handle("GET /v1/workspaces/{ws}/conversations", a.handle(a.apiList))
+	mux.Handle("GET /v1/workspaces/{ws}/conversations", a.handleConv(a.apiList))
+	mux.Handle("GET /v1/workspaces/{ws}/conversations/{conv}", a.handleConv(a.apiConversation))
+	mux.Handle("GET /v1/workspaces/{ws}/conversations/{conv}/messages", a.handleConv(a.apiMessages))
+	mux.Handle("POST /v1/workspaces/{ws}/conversations/{conv}/messages", a.handleConv(a.apiPost))
+	mux.Handle("PATCH /v1/workspaces/{ws}/conversations/{conv}/messages/{id}", a.handleConv(a.apiEdit))
+	mux.Handle("DELETE /v1/workspaces/{ws}/conversations/{conv}/messages/{id}", a.handleConv(a.apiDelete))
 	mux.Handle("GET /v1/workspaces/{ws}/deletion-requests", a.handle(a.apiDeletionRequests))
 	mux.Handle("POST /v1/workspaces/{ws}/deletion-requests/confirm", a.handle(a.apiConfirmDeletion))
 	mux.Handle("GET /v1/workspaces/{ws}/search", a.handle(a.apiSearch))
@@ -185,27 +218,43 @@ func badRequest(format string, args ...any) *httpapi.Error {
 	return &httpapi.Error{Status: http.StatusBadRequest, Code: codeBadRequest, Message: fmt.Sprintf(format, args...)}
 }
 
-// apiCall is an authenticated request to one workspace.
+// apiCall is an authenticated request to one workspace: an agent's (an
+// operator token), or, on the conversations API, an API key's.
 type apiCall struct {
 	w     http.ResponseWriter
 	r     *http.Request
 	ws    string
 	agent gateway.Agent
+	key   Key // an API key's call: key.ID set, agent zero
 }
 
 // handle authenticates the agent for the workspace of the path, then
 // calls h, which answers with a value (200) or an *httpapi.Error.
 func (a *API) handle(h func(*apiCall) (any, error)) http.Handler {
+	return a.serve(h, false)
+}
+
+// handleConv is handle for the conversations API: an API key of the
+// workspace is accepted besides an operator token, and each credential's
+// requests are rate limited.
+func (a *API) handleConv(h func(*apiCall) (any, error)) http.Handler {
+	return a.serve(h, true)
+}
+
+func (a *API) serve(h func(*apiCall) (any, error), conv bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if ws := r.PathValue("ws"); ident.ValidID(ws) && a.cfg.Relay.ProxyAPI(w, r, ws) {
 			return
 		}
-		v, err := a.authorizeAPI(w, r, h)
+		v, err := a.authorizeAPI(w, r, h, conv)
 		if err != nil {
 			var ae *httpapi.Error
 			if !errors.As(err, &ae) {
 				a.cfg.Logger.Error("api", "path", r.URL.Path, "err", err)
 				ae = &httpapi.Error{Status: http.StatusInternalServerError, Code: codeInternal, Message: "internal error"}
+			}
+			if ae.RetryAfter > 0 {
+				w.Header().Set("Retry-After", strconv.FormatInt(int64((ae.RetryAfter+time.Second-1)/time.Second), 10))
 			}
 			httpapi.WriteJSON(w, ae.Status, ae)
 			return
@@ -214,7 +263,7 @@ func (a *API) handle(h func(*apiCall) (any, error)) http.Handler {
 	})
 }
 
-func (a *API) authorizeAPI(w http.ResponseWriter, r *http.Request, h func(*apiCall) (any, error)) (any, error) {
+func (a *API) authorizeAPI(w http.ResponseWriter, r *http.Request, h func(*apiCall) (any, error), conv bool) (any, error) {
 	ws := r.PathValue("ws")
 	if !ident.ValidID(ws) {
 		return nil, badRequest("workspace: 1 to 64 characters of a-z, 0-9, _ and -")
@@ -223,19 +272,34 @@ func (a *API) authorizeAPI(w http.ResponseWriter, r *http.Request, h func(*apiCa
 	if !ok || token == "" || len(token) > MaxTokenBytes {
 		return nil, &httpapi.Error{Status: http.StatusUnauthorized, Code: codeUnauthenticated, Message: "send the operator token as Authorization: Bearer <token>"}
 	}
-	ag, err := a.cfg.Auth.Agent(r.Context(), ws, token)
+	c := &apiCall{w: w, ws: ws}
+	var err error
+	actor := cluster.Actor{Workspace: ws}
+	if conv && a.cfg.Keys != nil && strings.HasPrefix(token, cluster.APIKeyPrefix) {
+		c.key, err = a.cfg.Keys.Key(r.Context(), ws, token)
+		actor.Kind, actor.ID = cluster.ActorKey, c.key.ID
+	} else {
+		c.agent, err = a.cfg.Auth.Agent(r.Context(), ws, token)
+		actor.Kind, actor.ID = cluster.ActorOperator, c.agent.ID
+	}
 	if errors.Is(err, gateway.ErrAuth) {
 		// The same answer for an unknown workspace and a wrong token.
-		return nil, &httpapi.Error{Status: http.StatusUnauthorized, Code: codeAuthFailed, Message: "operator token refused for this workspace"}
+		return nil, &httpapi.Error{Status: http.StatusUnauthorized, Code: codeAuthFailed, Message: "token refused for this workspace"}
 	}
 	if err != nil {
 		a.cfg.Logger.Warn("api: authentication unavailable", "err", err)
 		return nil, &httpapi.Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable, Message: "authentication unavailable: retry later"}
 	}
-	// Commands applied for the agent are audited (docs/api.md, "Audit log").
-	call := cluster.NewAuditCall(cluster.Actor{Kind: cluster.ActorOperator, Workspace: ws, ID: ag.ID}, httpapi.ClientAddr(r), r.Pattern)
-	r = r.WithContext(cluster.WithAudit(r.Context(), call))
-	return h(&apiCall{w: w, r: r, ws: ws, agent: ag})
+	if conv {
+		if wait := a.limiter.wait(c.credential(), time.Now()); wait > 0 {
+			return nil, &httpapi.Error{Status: http.StatusTooManyRequests, Code: codeRateLimited, RetryAfter: wait,
+				Message: fmt.Sprintf("too many requests with this credential: retry in %d ms", wait.Milliseconds())}
+		}
+	}
+	// Commands applied for the caller are audited (docs/api.md, "Audit log").
+	call := cluster.NewAuditCall(actor, httpapi.ClientAddr(r), r.Pattern)
+	c.r = r.WithContext(cluster.WithAudit(r.Context(), call))
+	return h(c)
 }
 
 // embedOn refuses a request that needs the model when the feature is off.
@@ -267,16 +331,20 @@ func (a *API) embedStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 // kParam reads ?k=, 1..maxK, default defaultK.
-func kParam(r *http.Request) (int, error) {
-	raw := r.URL.Query().Get("k")
+func kParam(r *http.Request) (int, error) { return intParam(r, "k", defaultK, maxK) }
+
+// intParam reads the query parameter name, an integer 1..most, def when
+// absent.
+func intParam(r *http.Request, name string, def, most int) (int, error) {
+	raw := r.URL.Query().Get(name)
 	if raw == "" {
-		return defaultK, nil
+		return def, nil
 	}
-	k, err := strconv.Atoi(raw)
-	if err != nil || k < 1 || k > maxK {
-		return 0, badRequest("k: must be an integer 1..%d", maxK)
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < 1 || n > most {
+		return 0, badRequest("%s: must be an integer 1..%d", name, most)
 	}
-	return k, nil
+	return n, nil
 }
 
 // convParam reads the conversation of the path; it must exist in the

@@ -2,15 +2,8 @@ package agentapi
 
 import (
 	"errors"
-	"strconv"
 
 	"parley/store"
-)
-
-// Paging of the conversation list.
-const (
-	defaultListLimit = 50
-	maxListLimit     = 200
 )
 
 // listItem is a conversation in a page of the list.
@@ -22,37 +15,39 @@ type listItem struct {
 	Updated   int64  `json:"updated"`
 	Head      uint64 `json:"head"`
 	Preview   string `json:"preview"`
+	Assignee  string `json:"assignee,omitempty"`
 }
 
 // apiList: GET /v1/workspaces/{ws}/conversations?limit=50&cursor=… lists
 // the workspace's conversations this node holds, newest first (by last
 // change, then ID), a page at a time: "next" is the cursor of the next
-// page, left out on the last one.
+// page, left out on the last one. Filters (visitor, assignee,
+// updated_since; listFilter) narrow it; a page asked with a cursor takes
+// the same filters as the page that gave it.
 func (a *API) apiList(c *apiCall) (any, error) {
 	q := c.r.URL.Query()
-	limit := defaultListLimit
-	if raw := q.Get("limit"); raw != "" {
-		n, err := strconv.Atoi(raw)
-		if err != nil || n < 1 || n > maxListLimit {
-			return nil, badRequest("limit: must be an integer 1..%d", maxListLimit)
-		}
-		limit = n
+	f, err := parseListFilter(q)
+	if err != nil {
+		return nil, err
+	}
+	limit, err := pageLimit(c.r)
+	if err != nil {
+		return nil, err
 	}
 	after, err := store.ParseCursor(q.Get("cursor"))
 	if errors.Is(err, store.ErrBadCursor) {
 		return nil, badRequest("cursor: give back the next of a page")
 	}
-	convs, next, err := a.cfg.Store.ConversationsPage(c.ws, "", after, limit)
+	keep := func(cv store.Conversation) bool {
+		return f.keep(cv, func(id string) string { return a.assignee(c.ws, id) })
+	}
+	convs, next, err := a.cfg.Store.ConversationsPageFunc(c.ws, f.visitor, after, limit, keep)
 	if err != nil {
 		return nil, err
 	}
 	items := make([]listItem, 0, len(convs))
 	for _, cv := range convs {
-		it := listItem{ID: cv.ID, Owner: cv.Owner, OwnerName: cv.OwnerName, Created: cv.Created, Updated: cv.Updated, Head: cv.Head}
-		if cv.Last != nil && !cv.Last.IsDeleted() {
-			it.Preview = truncateRunes(cv.Last.Body, previewRunes)
-		}
-		items = append(items, it)
+		items = append(items, a.item(c.ws, cv))
 	}
 	return struct {
 		Items []listItem `json:"items"`

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"time"
 )
 
 // Error is an API error: the HTTP status it answers with, and the body
@@ -16,6 +17,9 @@ type Error struct {
 	Status  int    `json:"-"`
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// RetryAfter, when set, goes out as the Retry-After header (whole
+	// seconds, rounded up): when a refused request may be tried again.
+	RetryAfter time.Duration `json:"-"`
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -71,3 +75,36 @@ func ClientAddr(r *http.Request) string {
 	}
 	return a.WithZone("").Unmap().String()
 }
+
+// Mux is what an API registers its routes on: an *http.ServeMux, or
+// Routes, which records them.
+type Mux interface {
+	Handle(pattern string, handler http.Handler)
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}
+
+// Routes is an http.ServeMux that keeps the patterns registered on it, in
+// order: the node's public route table, which a test compares with
+// docs/openapi.yaml.
+type Routes struct {
+	*http.ServeMux
+	patterns []string
+}
+
+// NewRoutes makes an empty route table.
+func NewRoutes() *Routes { return &Routes{ServeMux: http.NewServeMux()} }
+
+// Handle registers handler for pattern, as http.ServeMux.Handle does.
+func (m *Routes) Handle(pattern string, handler http.Handler) {
+	m.patterns = append(m.patterns, pattern)
+	m.ServeMux.Handle(pattern, handler)
+}
+
+// HandleFunc registers handler for pattern, as http.ServeMux.HandleFunc
+// does.
+func (m *Routes) HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request)) {
+	m.Handle(pattern, http.HandlerFunc(handler))
+}
+
+// Patterns are the patterns registered, in order ("GET /v1/ws", …).
+func (m *Routes) Patterns() []string { return append([]string(nil), m.patterns...) }

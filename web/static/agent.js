@@ -47,6 +47,7 @@
     if (!p) return 'Visitor';
     if (p.startsWith('u:')) return 'User ' + p.slice(2, 26);
     if (p.startsWith('a:')) return 'Agent ' + p.slice(2, 10);
+    if (p.startsWith('b:')) return 'Bot';
     if (p.startsWith('v:')) return 'Visitor ' + p.slice(2, 8);
     return p.slice(0, 24);
   }
@@ -266,7 +267,7 @@
     if (!last && c.last) last = c.last;
     if (!last) return { text: 'No messages yet', ms: c.updated };
     let text = last.deleted ? 'Message deleted' : last.body || '';
-    if (last.role === 'agent' || isMine(last)) text = (isMine(last) ? 'You: ' : (last.name || 'Agent') + ': ') + text;
+    if (last.role === 'agent' || last.role === 'bot' || isMine(last)) text = (isMine(last) ? 'You: ' : (last.name || 'Agent') + ': ') + text;
     return { text, ms: (last.ts && last.ts.w) || c.updated };
   }
 
@@ -355,13 +356,14 @@
         m.elAuthor, m.elBody, h('div', { class: 'msg-meta' }, m.elTime, m.elState));
     }
     const mine = isMine(m);
-    const team = m.role === 'agent' || mine;
+    const team = m.role === 'agent' || m.role === 'bot' || mine;
     m.el.classList.toggle('msg--team', team);
     m.el.classList.toggle('msg--mine', mine);
     m.el.classList.toggle('msg--deleted', Boolean(m.deleted));
     m.el.dataset.state = C.stateName(m);
     m.el.dataset.authorRole = m.role || 'agent';
-    m.elAuthor.textContent = mine ? 'You' : m.name || participantLabel(m.author);
+    m.elAuthor.textContent = mine ? 'You'
+      : (m.name || participantLabel(m.author)) + (m.role === 'bot' ? ' \u00b7 Bot' : '');
     const shown = m.deleted ? null : m.body; // rebuilt only when it changes (links keep focus)
     if (m.elShown !== shown) {
       m.elShown = shown;
@@ -403,7 +405,7 @@
       const prev = list[i - 1];
       m.elAuthor.hidden = Boolean(prev && prev.author === m.author && m.author);
       if (el.messages.children[i] !== m.el) el.messages.insertBefore(m.el, el.messages.children[i] || null);
-      if (m.role === 'agent' || isMine(m)) lastTeam = m;
+      if (m.role === 'agent' || m.role === 'bot' || isMine(m)) lastTeam = m;
     });
     while (el.messages.children.length > list.length) el.messages.lastElementChild.remove();
     if (!c.loaded && list.length === 0) {
