@@ -31,7 +31,7 @@ func keywordTerms(q string) []string {
 // read them all.
 func (a *API) keywordSearch(ws string, terms []string, k int) (hits []convHit, complete bool, err error) {
 	// One page: a page reads the whole list anyway (ConversationsPage).
-	page, next, err := a.cfg.Store.ConversationsPage(ws, "", store.Cursor{}, maxKeywordScan)
+	page, next, err := a.cfg.Store.ConversationsPageFunc(ws, "", store.Cursor{}, maxKeywordScan, nil)
 	if err != nil {
 		return nil, false, err
 	}
