@@ -74,6 +74,10 @@ type Config struct {
 	// Default 4096 and 100ms.
 	ShedPending int
 	ShedHold    time.Duration
+	// SendQueueBytes is how many bytes of frames may wait, not yet written,
+	// for one client connection before it is closed as slow_consumer
+	// (gateway.Config.SendQueueBytes). Default 8 MiB; 64 KiB to 1 GiB.
+	SendQueueBytes int
 	// IPMessageRate and IPMessageBurst limit visitors' changes per client
 	// address on each node, over all its connections. Default 20/s, 100.
 	IPMessageRate  float64
@@ -271,6 +275,7 @@ func ParseFlags(args []string) (Config, error) {
 	fs.Float64Var(&c.WorkspaceRate, "workspace-rate", 2000, "messages and conversation starts per second per workspace, cluster-wide (bursts of twice as many)")
 	fs.Float64Var(&c.APIRate, "api-rate", 20, "requests per second per API key or operator session to the conversations API, on each node (bursts of twice as many)")
 	fs.Float64Var(&c.AddressShare, "address-share", 0.25, "fraction of a workspace's -workspace-rate the visitors of one client address may take")
+	fs.IntVar(&c.SendQueueBytes, "send-queue-bytes", 8<<20, "bytes of frames that may wait, not yet written, for one connection before it is closed slow_consumer")
 	fs.IntVar(&c.ShedPending, "shed-pending", 4096, "changes of all connections waiting for the store before new ones are refused overloaded (negative: never)")
 	fs.DurationVar(&c.ShedHold, "shed-hold", 100*time.Millisecond, "how long a workspace's changes are refused overloaded once one of its agents' connections is behind")
 	fs.Float64Var(&c.IPMessageRate, "ip-message-rate", 20, "visitors' messages per second per client address, over all its connections")
@@ -387,6 +392,9 @@ func (c *Config) validate() error {
 	}
 	if c.IPPlanFraction < 0 || c.IPPlanFraction > 1 {
 		errs = append(errs, errors.New("ip-plan-fraction: between 0 and 1"))
+	}
+	if c.SendQueueBytes != 0 && (c.SendQueueBytes < 64<<10 || c.SendQueueBytes > 1<<30) {
+		errs = append(errs, errors.New("send-queue-bytes: 65536 to 1073741824"))
 	}
 	if c.AddressShare < 0 || c.AddressShare > 1 {
 		errs = append(errs, errors.New("address-share: between 0 and 1"))

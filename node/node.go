@@ -176,6 +176,7 @@ func New(cfg Config, logw, out io.Writer) (_ *Node, err error) {
 		WorkspaceShare:      n.workspaceShare,
 		AddressShare:        cfg.AddressShare,
 		ShedPending:         cfg.ShedPending,
+		SendQueueBytes:      cfg.SendQueueBytes,
 		ShedHold:            cfg.ShedHold,
 		IPMessageRate:       cfg.IPMessageRate,
 		IPMessageBurst:      cfg.IPMessageBurst,

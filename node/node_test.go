@@ -233,6 +233,8 @@ func TestConfigValidation(t *testing.T) {
 		{[]string{"-lease", "-1s"}, false},
 		{[]string{"-ip-message-rate", "5", "-ip-message-burst", "20", "-ip-start-rate", "0.1", "-ip-start-burst", "5", "-address-share", "0.5"}, true},
 		{[]string{"-address-share", "1.5"}, false},
+		{[]string{"-send-queue-bytes", "1048576"}, true},
+		{[]string{"-send-queue-bytes", "1000"}, false},
 	}
 	for _, c := range cases {
 		_, err := ParseFlags(c.args)
