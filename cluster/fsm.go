@@ -181,6 +181,18 @@ func (f *fsm) dispatch(index uint64, cmd Command) (Result, error) {
 		return s.applySetVisitorDeletion(c)
 	case *RequestDeletion:
 		return s.applyRequestDeletion(c)
+	case *CreateWebhook:
+		return s.applyCreateWebhook(c)
+	case *RotateWebhookSecret:
+		return s.applyRotateWebhookSecret(c)
+	case *DeleteWebhook:
+		return s.applyDeleteWebhook(c)
+	case *AddDeadLetters:
+		return s.applyAddDeadLetters(c)
+	case *RedeliverWebhook:
+		return s.applyRedeliverWebhook(c)
+	case *ResolveDeadLetters:
+		return s.applyResolveDeadLetters(c)
 	}
 	// schema.NewCommand knows a type this switch does not: a bug, caught by the
 	// test that applies every type.
