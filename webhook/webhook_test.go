@@ -1,0 +1,306 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"parley/cluster/membership"
+	"parley/cluster/schema"
+	"parley/crdt"
+	"parley/internal/eventually"
+	"parley/store"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+func TestSignatureVerifies(t *testing.T) {
+	t.Parallel()
+	body := []byte(`{"version":1}`)
+	old, cur := []byte("whsec_old"), []byte("whsec_new")
+	now := time.Unix(1_800_000_000, 0)
+	h := Signature(now, body, [][]byte{cur, old})
+	for _, s := range [][]byte{cur, old} {
+		if err := Verify(h, body, s, now.Add(time.Minute)); err != nil {
+			t.Fatalf("secret %s: %v", s, err)
+		}
+	}
+	if err := Verify(h, body, []byte("whsec_other"), now); !errors.Is(err, ErrNoSignature) {
+		t.Fatalf("another secret: %v", err)
+	}
+	if err := Verify(h, []byte(`{"version":2}`), cur, now); !errors.Is(err, ErrNoSignature) {
+		t.Fatalf("another body: %v", err)
+	}
+	if err := Verify(h, body, cur, now.Add(Tolerance+time.Second)); !errors.Is(err, ErrTimestamp) {
+		t.Fatalf("late: %v", err)
+	}
+	if err := Verify(h, body, cur, now.Add(-Tolerance-time.Second)); !errors.Is(err, ErrTimestamp) {
+		t.Fatalf("early: %v", err)
+	}
+	if a, b := EventID("ws", "c1", "n1", 3), EventID("ws", "c1", "n1", 3); a != b || a == EventID("ws", "c1", "n1", 4) || len(a) != 36 {
+		t.Fatalf("event ids %s %s", a, b)
+	}
+}
+
+// The address is checked when the connection is made, after resolution:
+// a name that resolves to loopback is refused like the literal address.
+func TestDialRefusesPrivateAddresses(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	_, port, _ := netSplit(srv.URL)
+	for _, u := range []string{srv.URL, "http://localhost:" + port + "/"} {
+		_, err := newClient(2*time.Second, false).Post(u, "application/json", nil)
+		if !errors.Is(err, ErrForbiddenAddress) {
+			t.Errorf("%s: %v, want ErrForbiddenAddress", u, err)
+		}
+	}
+	resp, err := newClient(2*time.Second, true).Post(srv.URL, "application/json", nil)
+	if err != nil {
+		t.Fatalf("allowed: %v", err)
+	}
+	resp.Body.Close()
+	for _, a := range []string{"10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "127.0.0.1", "::1", "fe80::1", "fc00::1", "100.64.0.1", "0.0.0.0", "::ffff:127.0.0.1"} {
+		if !Forbidden(netip.MustParseAddr(a)) {
+			t.Errorf("%s is not forbidden", a)
+		}
+	}
+	for _, a := range []string{"93.184.216.34", "2606:2800:220:1::1"} {
+		if Forbidden(netip.MustParseAddr(a)) {
+			t.Errorf("%s is forbidden", a)
+		}
+	}
+}
+
+func netSplit(u string) (string, string, error) {
+	var host, port string
+	_, err := fmt.Sscanf(u, "http://%s", &host)
+	for i := len(host) - 1; i >= 0; i-- {
+		if host[i] == ':' {
+			return host[:i], host[i+1:], err
+		}
+	}
+	return host, port, err
+}
+
+// fakeControl is one workspace's endpoint, in memory.
+type fakeControl struct {
+	mu    sync.Mutex
+	hook  schema.Webhook
+	dead  []schema.DeadLetter
+	fails int // Apply calls
+}
+
+func (c *fakeControl) WebhookWorkspaces() []string { return []string{"ws1"} }
+func (c *fakeControl) Webhooks(ws string) ([]schema.Webhook, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return []schema.Webhook{c.hook}, nil
+}
+func (c *fakeControl) Secrets(ws, id string, now time.Time) ([][]byte, error) {
+	return [][]byte{[]byte("whsec_test")}, nil
+}
+func (c *fakeControl) DeadLetters(ws, id string) ([]schema.DeadLetter, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.dead), nil
+}
+func (c *fakeControl) Region(string) string { return "" }
+func (c *fakeControl) Apply(ctx context.Context, cmd schema.Command) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch x := cmd.(type) {
+	case schema.AddDeadLetters:
+		c.dead = append(c.dead, x.Letters...)
+	case schema.ResolveDeadLetters:
+		c.dead = slices.DeleteFunc(c.dead, func(d schema.DeadLetter) bool { return slices.Contains(x.Delivered, d.EventID) })
+	}
+	return nil
+}
+func (c *fakeControl) redeliverAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range c.dead {
+		c.dead[i].Redeliver = true
+	}
+}
+
+type oneMember struct{}
+
+func (oneMember) Members() []membership.Member { return []membership.Member{{ID: "n1"}} }
+
+type noPeers struct{}
+
+func (noPeers) Post(context.Context, string, string, []byte) ([]byte, error) { return nil, nil }
+
+// receiver records verified deliveries; while down it answers 503.
+type receiver struct {
+	mu   sync.Mutex
+	down bool
+	got  []Payload
+	ids  map[string]int
+}
+
+func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.down {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	if err := Verify(req.Header.Get(HeaderSignature), body, []byte("whsec_test"), time.Now()); err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	var p Payload
+	if err := json.Unmarshal(body, &p); err != nil || p.ID != req.Header.Get(HeaderEventID) || p.Version != Version {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	r.ids[p.ID]++
+	if r.ids[p.ID] == 1 {
+		r.got = append(r.got, p)
+	}
+}
+
+func (r *receiver) types() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, p := range r.got {
+		s := p.Type
+		if p.Data.Message != nil {
+			s += " " + p.Data.Message.ID + " " + p.Data.Message.Body
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func (r *receiver) setDown(v bool) {
+	r.mu.Lock()
+	r.down = v
+	r.mu.Unlock()
+}
+
+// Events of a conversation arrive signed, in order, once each; while the
+// endpoint fails they are retried; past the retry period they are dead
+// letters, and redelivered when marked.
+func TestDispatcherDeliversInOrderAndDeadLetters(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := t.TempDir()
+	var d *Dispatcher
+	st, err := store.Open(store.Config{Path: filepath.Join(dir, "parley.db"), Origin: "n1", OnCommit: func(evs []store.Event) {
+		if d != nil {
+			d.Notify(evs)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.PutWorkspace(ctx, store.Workspace{ID: "ws1"}); err != nil {
+		t.Fatal(err)
+	}
+	rcv := &receiver{ids: map[string]int{}}
+	srv := httptest.NewServer(rcv)
+	defer srv.Close()
+	ctl := &fakeControl{hook: schema.Webhook{ID: "wh_1", Workspace: "ws1", URL: srv.URL, Created: time.Now().Add(-time.Minute),
+		Events: []string{schema.EventConversationCreated, schema.EventMessageCreated, schema.EventMessageEdited, schema.EventMessageDeleted}}}
+	retryFor := 3 * time.Second
+	d, err = New(Config{Self: "n1", Store: st, Control: ctl, Members: oneMember{}, Peers: noPeers{}, Path: filepath.Join(dir, "webhooks.db"),
+		AllowPrivate: true, RetryFor: retryFor, BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond, Rescan: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() { done <- d.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+		d.Close()
+	}()
+
+	now := time.Now().UnixMilli()
+	if err := st.CreateConversation(ctx, store.Conversation{Workspace: "ws1", ID: "c1", Owner: "v:a", Created: now}); err != nil {
+		t.Fatal(err)
+	}
+	ts := func(i int64) crdt.Timestamp { return crdt.Timestamp{Wall: now + i, Node: "n1"} }
+	apply := func(ch store.Change) {
+		t.Helper()
+		ch.Workspace, ch.Conversation = "ws1", "c1"
+		if _, err := st.Apply(ctx, ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(store.Change{Kind: store.Send, Participant: "v:a", Message: crdt.NewMessage("m1", "v:a", "visitor", "", "hello", ts(1))})
+	apply(store.Change{Kind: store.Send, Participant: "a:s", Message: crdt.NewMessage("m2", "a:s", "agent", "Sam", "hi", ts(2))})
+	want := []string{"conversation.created", "message.created m1 hello", "message.created m2 hi"}
+	eventually.Holds(t, 10*time.Second, "the first events", func() error {
+		if got := rcv.types(); !slices.Equal(got, want) {
+			return fmt.Errorf("got %q", got)
+		}
+		return nil
+	})
+	// Down: retried, then delivered in order when it is back.
+	rcv.setDown(true)
+	apply(store.Change{Kind: store.Send, Participant: "v:a", Message: crdt.NewMessage("m3", "v:a", "visitor", "", "third", ts(3))})
+	apply(store.Change{Kind: store.Delete, Participant: "v:a", Message: crdt.Message{ID: "m1"}, TS: ts(4)})
+	eventually.Holds(t, 10*time.Second, "a failed attempt", func() error {
+		if testutilCount(d.m.failed) == 0 {
+			return errors.New("no failure yet")
+		}
+		return nil
+	})
+	rcv.setDown(false)
+	want = append(want, "message.created m3 third", "message.deleted m1 ")
+	eventually.Holds(t, 10*time.Second, "the events sent while it was down", func() error {
+		if got := rcv.types(); !slices.Equal(got, want) {
+			return fmt.Errorf("got %q", got)
+		}
+		return nil
+	})
+	// Down past the retry period: a dead letter, then redelivered.
+	rcv.setDown(true)
+	apply(store.Change{Kind: store.Send, Participant: "v:a", Message: crdt.NewMessage("m4", "v:a", "visitor", "", "late", ts(5))})
+	eventually.Holds(t, retryFor+10*time.Second, "a dead letter", func() error {
+		if l, _ := ctl.DeadLetters("ws1", "wh_1"); len(l) != 1 || l[0].Type != "message.created" {
+			return fmt.Errorf("dead letters %+v", l)
+		}
+		return nil
+	})
+	rcv.setDown(false)
+	ctl.redeliverAll()
+	want = append(want, "message.created m4 late")
+	eventually.Holds(t, 10*time.Second, "the redelivery", func() error {
+		if got := rcv.types(); !slices.Equal(got, want) {
+			return fmt.Errorf("got %q", got)
+		}
+		if l, _ := ctl.DeadLetters("ws1", "wh_1"); len(l) != 0 {
+			return fmt.Errorf("dead letters left %+v", l)
+		}
+		return nil
+	})
+}
+
+func testutilCount(v *prometheus.CounterVec) float64 {
+	var m dto.Metric
+	if err := v.WithLabelValues("wh_1").Write(&m); err != nil {
+		return 0
+	}
+	return m.GetCounter().GetValue()
+}
