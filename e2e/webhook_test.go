@@ -182,7 +182,7 @@ func TestWebhooksSurviveReceiverAndSenderFailures(t *testing.T) {
 	tc.createWorkspace(t, map[string]any{"id": "acme", "name": "Acme", "plan": "team"})
 	var made struct {
 		Webhook struct{ ID string } `json:"webhook"`
-		Secret  string             `json:"secret"`
+		Secret  string              `json:"secret"`
 	}
 	mustAPI(t, tc.nodes[0], "POST", "/v1/admin/workspaces/acme/webhooks", tc.root, map[string]any{
 		"url": "http://127.0.0.1:" + port + "/hook", "events": []string{"conversation.created", "message.created"},
