@@ -28,6 +28,7 @@ func TestCommandTypesAreStable(t *testing.T) {
 		25: &EraseVisitor{}, 26: &SetRetention{}, 27: &SetVisitorDeletion{}, 28: &RequestDeletion{},
 		29: &CreateWebhook{}, 30: &RotateWebhookSecret{}, 31: &DeleteWebhook{},
 		32: &AddDeadLetters{}, 33: &RedeliverWebhook{}, 34: &ResolveDeadLetters{},
+		35: &AckWebhookOutbox{},
 	}
 	for n := 0; n < 256; n++ {
 		got := schema.NewCommand(CommandType(n))
@@ -156,6 +157,8 @@ func TestValidationRefuses(t *testing.T) {
 		{"dead letter event id", AddDeadLetters{Workspace: "a", Webhook: "wh_1", Letters: []DeadLetter{{EventID: "evt_x", Type: "message.created", Conversation: "c1", Dead: t0}}}},
 		{"redeliver event id", RedeliverWebhook{Workspace: "a", Webhook: "wh_1", EventIDs: []string{"evt_X"}}},
 		{"resolve nothing", ResolveDeadLetters{Workspace: "a", Webhook: "wh_1"}},
+		{"ack through 0", AckWebhookOutbox{Workspace: "a", Webhook: "wh_1"}},
+		{"dead visitor.erased without its visitor", AddDeadLetters{Workspace: "a", Webhook: "wh_1", Letters: []DeadLetter{{EventID: testEventID, Type: "visitor.erased", Dead: t0}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

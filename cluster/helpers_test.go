@@ -190,6 +190,7 @@ func validCommands() []Command {
 		AddDeadLetters{Workspace: "acme", Webhook: "wh_crm", Letters: []DeadLetter{{EventID: testEventID, Type: "message.created", Conversation: "c_0123456789abcdef01234567", Origin: "n1", OSeq: 4, Attempts: 30, LastError: "503", Dead: t0}}},
 		RedeliverWebhook{Workspace: "acme", Webhook: "wh_crm"},
 		ResolveDeadLetters{Workspace: "acme", Webhook: "wh_crm", Failed: []string{testEventID}, Error: "connection refused"},
+		AckWebhookOutbox{Workspace: "acme", Webhook: "wh_crm", Through: 7},
 		CreateWebhook{Workspace: "globex", ID: "wh_gone", URL: "http://hooks.globex.test/", Events: []string{"message.deleted"}, Sealed: testSealed, Created: t0},
 		DeleteWebhook{Workspace: "globex", ID: "wh_gone"},
 		DeleteOperator{Workspace: "globex", ID: "gina"},

@@ -69,6 +69,8 @@ type (
 	AddDeadLetters      = schema.AddDeadLetters
 	RedeliverWebhook    = schema.RedeliverWebhook
 	ResolveDeadLetters  = schema.ResolveDeadLetters
+	AckWebhookOutbox    = schema.AckWebhookOutbox
+	OutboxEntry         = schema.OutboxEntry
 )
 
 const (

@@ -250,6 +250,23 @@ func TestWebhookSecretsAndDeadLetters(t *testing.T) {
 	if d, _ := h.state().DeadLetters("acme", "wh_a"); len(d) != 0 {
 		t.Fatalf("dead letters after delivery: %+v", d)
 	}
+	// The control plane's events wait in the outbox of the endpoints that
+	// want them, in log order, until acknowledged.
+	h.must(CreateWebhook{Workspace: "acme", ID: "wh_c", URL: "https://x.test/h", Events: []string{"conversation.assigned", "visitor.erased"}, Sealed: sl1, Created: t0})
+	assigned := h.must(Assign{Workspace: "acme", Conversation: "c1", Operator: "bob"})
+	erased := h.must(EraseVisitor{Workspace: "acme", Visitor: "v:0123456789abcdef0123456789abcdef"})
+	box, _ := h.state().WebhookOutbox("acme", "wh_c")
+	if len(box) != 2 || box[0].Index != assigned.Index || box[0].Type != "conversation.assigned" || box[0].Operator != "bob" || box[0].Version != 1 ||
+		box[1].Index != erased.Index || box[1].Visitor != "v:0123456789abcdef0123456789abcdef" {
+		t.Fatalf("outbox: %+v", box)
+	}
+	if box, _ := h.state().WebhookOutbox("acme", "wh_a"); len(box) != 0 {
+		t.Fatalf("an endpoint that did not ask has an outbox: %+v", box)
+	}
+	h.must(AckWebhookOutbox{Workspace: "acme", Webhook: "wh_c", Through: assigned.Index})
+	if box, _ := h.state().WebhookOutbox("acme", "wh_c"); len(box) != 1 || box[0].Index != erased.Index {
+		t.Fatalf("outbox after the ack: %+v", box)
+	}
 	h.must(DeleteWebhook{Workspace: "acme", ID: "wh_a"})
 	if _, err := h.state().Webhook("acme", "wh_a"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("after delete: %v", err)

@@ -188,6 +188,9 @@ type State struct {
 	// requestOrder lists d.Requests oldest first, for expiry (see
 	// expireRequests and requestsSnapshot).
 	requestOrder []requestEntry
+	// entryTime is when the leader appended the entry being applied
+	// (raft.Log.AppendedAt; zero in entries written before it was kept).
+	entryTime time.Time
 	// applied is closed and replaced each time Index moves, waking waiters.
 	applied chan struct{}
 	now     func() time.Time

@@ -23,6 +23,41 @@ type webhookRecord struct {
 	Sealed   Sealed          `json:"sealed"`
 	Previous *previousSecret `json:"previous,omitempty"`
 	Dead     []DeadLetter    `json:"dead_letters,omitempty"`
+	// Outbox holds the control plane's events for the endpoint not yet
+	// delivered, in log order.
+	Outbox []OutboxEntry `json:"outbox,omitempty"`
+}
+
+// outbox records a control-plane event for every endpoint of ws that
+// wants its type; past MaxOutbox an endpoint's oldest entry becomes a
+// dead letter. Callers hold mu (the FSM).
+func (s *State) outbox(ws *workspaceState, e OutboxEntry) {
+	for _, w := range sortedValues(ws.Webhooks) {
+		if !w.Webhook.Wants(e.Type) {
+			continue
+		}
+		w.Outbox = append(w.Outbox, e)
+		if len(w.Outbox) > schema.MaxOutbox {
+			old := w.Outbox[0]
+			w.Outbox = slices.Delete(w.Outbox, 0, 1)
+			s.addDead(w, []DeadLetter{outboxLetter(ws.Workspace.ID, old, 0, "the outbox was full", old.At)})
+		}
+	}
+}
+
+// outboxLetter is the dead letter of an outbox entry.
+func outboxLetter(ws string, e OutboxEntry, attempts int, lastErr string, dead time.Time) DeadLetter {
+	if dead.IsZero() {
+		dead = time.Unix(0, 0).UTC().AddDate(30, 0, 0) // a time checkTime takes, for entries without one
+	}
+	return DeadLetter{EventID: OutboxEventID(ws, e), Type: e.Type, Conversation: e.Conversation, Visitor: e.Visitor,
+		Origin: schema.OutboxOrigin, OSeq: e.Index, Attempts: attempts, LastError: lastErr, Dead: dead}
+}
+
+// OutboxEventID is a control-plane event's ID: the same on every node,
+// from the log index of its change.
+func OutboxEventID(ws string, e OutboxEntry) string {
+	return schema.EventID(ws, e.Conversation+e.Visitor, schema.OutboxOrigin, e.Index)
 }
 
 // webhookKind is the sealing slot of an endpoint's secret: a sealed secret
@@ -85,7 +120,12 @@ func (s *State) applyAddDeadLetters(c *AddDeadLetters) (Result, error) {
 	if err != nil {
 		return Result{}, nil // deleted meanwhile: nothing to keep
 	}
-	for _, l := range c.Letters {
+	s.addDead(w, c.Letters)
+	return Result{}, nil
+}
+
+func (s *State) addDead(w *webhookRecord, letters []DeadLetter) {
+	for _, l := range letters {
 		w.Dead = slices.DeleteFunc(w.Dead, func(d DeadLetter) bool { return d.EventID == l.EventID })
 		w.Dead = append(w.Dead, l)
 	}
@@ -93,7 +133,27 @@ func (s *State) applyAddDeadLetters(c *AddDeadLetters) (Result, error) {
 		w.Dead = slices.Delete(w.Dead, 0, n)
 		w.Webhook.DeadDropped += uint64(n)
 	}
+}
+
+func (s *State) applyAckWebhookOutbox(c *AckWebhookOutbox) (Result, error) {
+	_, w, err := s.webhook(c.Workspace, c.Webhook)
+	if err != nil {
+		return Result{}, nil // deleted meanwhile
+	}
+	w.Outbox = slices.DeleteFunc(w.Outbox, func(e OutboxEntry) bool { return e.Index <= c.Through })
 	return Result{}, nil
+}
+
+// WebhookOutbox returns an endpoint's control-plane events not yet
+// delivered, in log order.
+func (s *State) WebhookOutbox(workspace, id string) ([]OutboxEntry, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, w, err := s.webhook(workspace, id)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Clone(w.Outbox), nil
 }
 
 func (s *State) applyRedeliverWebhook(c *RedeliverWebhook) (Result, error) {
@@ -161,6 +221,7 @@ func (w *webhookRecord) info() Webhook {
 	x := w.Webhook
 	x.Events = slices.Clone(x.Events)
 	x.Dead = len(w.Dead)
+	x.Pending = len(w.Outbox)
 	return x
 }
 

@@ -92,7 +92,29 @@ type payload struct {
 			ID   string `json:"id"`
 			Body string `json:"body"`
 		} `json:"message"`
+		Assignment *struct {
+			Operator string `json:"operator"`
+			Version  int    `json:"version"`
+		} `json:"assignment"`
+		Visitor *struct {
+			ID string `json:"id"`
+		} `json:"visitor"`
 	} `json:"data"`
+}
+
+// key names the event a payload carries, the same in every copy.
+func (p payload) key() string {
+	k := p.Type + " " + p.Conversation
+	if m := p.Data.Message; m != nil {
+		k += " " + m.ID
+	}
+	if a := p.Data.Assignment; a != nil {
+		k += fmt.Sprintf(" %s %d", a.Operator, a.Version)
+	}
+	if v := p.Data.Visitor; v != nil {
+		k += " " + v.ID
+	}
+	return k
 }
 
 func readDeliveries(t testing.TB, path string) []delivery {
@@ -185,7 +207,7 @@ func TestWebhooksSurviveReceiverAndSenderFailures(t *testing.T) {
 		Secret  string              `json:"secret"`
 	}
 	mustAPI(t, tc.nodes[0], "POST", "/v1/admin/workspaces/acme/webhooks", tc.root, map[string]any{
-		"url": "http://127.0.0.1:" + port + "/hook", "events": []string{"conversation.created", "message.created"},
+		"url": "http://127.0.0.1:" + port + "/hook", "events": []string{"conversation.created", "message.created", "conversation.assigned", "visitor.erased"},
 	}, &made)
 	for _, nd := range tc.nodes {
 		eventually.Holds(t, 10*time.Second, "every node knows the endpoint", func() error {
@@ -255,10 +277,15 @@ func TestWebhooksSurviveReceiverAndSenderFailures(t *testing.T) {
 		}
 	}
 	write("c", alive, 6)
+	// The control plane's events: an assignment, then (once the
+	// conversations' events are in) an erasure.
+	mustAPI(t, alive[0], "POST", "/v1/admin/workspaces/acme/operators", tc.root,
+		map[string]any{"id": "bob", "email": "bob@acme.test", "name": "Bob", "password": "a good long password"}, nil)
+	mustAPI(t, alive[0], "PUT", "/v1/admin/workspaces/acme/assignments/"+writers[1].conv, tc.root, map[string]any{"operator": "bob", "expect_version": 0}, nil)
 
 	// Every event arrives: each conversation's creation and each acked
 	// message.
-	want := map[string]bool{}
+	want := map[string]bool{"conversation.assigned " + writers[1].conv + " bob 1": true}
 	for _, w := range writers {
 		want["conversation.created "+w.conv] = true
 		for id := range w.acked {
@@ -266,17 +293,13 @@ func TestWebhooksSurviveReceiverAndSenderFailures(t *testing.T) {
 		}
 	}
 	var ds []delivery
-	eventually.Holds(t, 3*time.Minute, "every event delivered", func() error {
+	allDelivered := func() error {
 		ds = readDeliveries(t, rcv.out)
 		got := map[string]bool{}
 		for _, d := range ds {
 			var p payload
 			if d.OK && json.Unmarshal(d.Body, &p) == nil {
-				k := p.Type + " " + p.Conversation
-				if p.Data.Message != nil {
-					k += " " + p.Data.Message.ID
-				}
-				got[k] = true
+				got[p.key()] = true
 			}
 		}
 		var missing []string
@@ -290,7 +313,11 @@ func TestWebhooksSurviveReceiverAndSenderFailures(t *testing.T) {
 			return fmt.Errorf("%d of %d events missing, e.g. %q", len(missing), len(want), missing[:min(3, len(missing))])
 		}
 		return nil
-	})
+	}
+	eventually.Holds(t, 3*time.Minute, "every event delivered", allDelivered)
+	mustAPI(t, alive[0], "POST", "/v1/admin/workspaces/acme/erasures", tc.root, map[string]any{"visitor_id": writers[0].vis["visitor_id"]}, nil)
+	want[fmt.Sprintf("visitor.erased  v:%s", writers[0].vis["visitor_id"])] = true
+	eventually.Holds(t, time.Minute, "the erasure delivered", allDelivered)
 
 	// Every delivery verified; a duplicate has the same event ID; first
 	// arrivals in order per conversation and origin.
@@ -306,10 +333,7 @@ func TestWebhooksSurviveReceiverAndSenderFailures(t *testing.T) {
 		if err := json.Unmarshal(d.Body, &p); err != nil || p.Version != 1 || p.ID != d.EventID {
 			t.Fatalf("payload %s (event id header %s): %v", d.Body, d.EventID, err)
 		}
-		k := p.Type + " " + p.Conversation
-		if p.Data.Message != nil {
-			k += " " + p.Data.Message.ID
-		}
+		k := p.key()
 		if id, ok := idOf[k]; ok && id != p.ID {
 			t.Errorf("%s came as %s and as %s", k, id, p.ID)
 		}

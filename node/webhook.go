@@ -50,6 +50,15 @@ func (w webhookControl) DeadLetters(ws, id string) ([]schema.DeadLetter, error) 
 	return w.ctl.c.DeadLetters(ws, id)
 }
 
+func (w webhookControl) Outbox(ws, id string) ([]schema.OutboxEntry, error) {
+	return w.ctl.c.WebhookOutbox(ws, id)
+}
+
+func (w webhookControl) Assignment(ws, conv string) (string, uint64, error) {
+	a, err := w.ctl.c.Assignment(ws, conv)
+	return a.Operator, a.Version, err
+}
+
 func (w webhookControl) Region(ws string) string { return w.ctl.Region(ws) }
 
 func (w webhookControl) Apply(ctx context.Context, cmd schema.Command) error {

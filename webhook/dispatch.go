@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +55,12 @@ type Control interface {
 	// one first.
 	Secrets(ws, id string, now time.Time) ([][]byte, error)
 	DeadLetters(ws, id string) ([]schema.DeadLetter, error)
+	// Outbox is an endpoint's control-plane events not yet delivered, in
+	// log order.
+	Outbox(ws, id string) ([]schema.OutboxEntry, error)
+	// Assignment is a conversation's assignment now: its operator ("":
+	// none) and version.
+	Assignment(ws, conv string) (string, uint64, error)
 	// Region is the region ws is pinned to, "" when unpinned.
 	Region(ws string) string
 	Apply(ctx context.Context, cmd schema.Command) error
@@ -105,6 +112,9 @@ type Config struct {
 	// ShareEvery is how often progress is shared with the other replicas.
 	// Zero: 1s.
 	ShareEvery time.Duration
+	// OutboxEvery is how often the control plane's outboxes are checked
+	// for events to send. Zero: 500ms.
+	OutboxEvery time.Duration
 	// Registerer takes the delivery metrics. Zero: a registry of their
 	// own, which nothing exports.
 	Registerer prometheus.Registerer
@@ -139,6 +149,9 @@ func (c *Config) defaults() {
 	}
 	if c.ShareEvery <= 0 {
 		c.ShareEvery = time.Second
+	}
+	if c.OutboxEvery <= 0 {
+		c.OutboxEvery = 500 * time.Millisecond
 	}
 	if c.Registerer == nil {
 		c.Registerer = prometheus.NewRegistry()
@@ -249,6 +262,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer rescan.Stop()
 	share := time.NewTicker(d.cfg.ShareEvery)
 	defer share.Stop()
+	outbox := time.NewTicker(d.cfg.OutboxEvery)
+	defer outbox.Stop()
 	d.rescan(ctx)
 	for {
 		select {
@@ -267,6 +282,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			d.async(ctx, &d.redelivering, d.redeliver)
 		case <-share.C:
 			d.async(ctx, &d.sharing, d.shareProgress)
+		case <-outbox.C:
+			d.kickOutboxes(ctx)
 		}
 	}
 }
@@ -302,6 +319,63 @@ func (d *Dispatcher) replicas(ws, conv string) []membership.Member {
 		}
 	}
 	return out
+}
+
+// outboxSender says whether this node sends a workspace's control-plane
+// events: the first alive member by rendezvous on the workspace, in its
+// region when it is pinned.
+func (d *Dispatcher) outboxSender(ws string) bool {
+	reps := membership.Replicas(d.cfg.Members.Members(), "webhook-outbox/"+ws, d.cfg.Control.Region(ws), 1)
+	return len(reps) > 0 && reps[0].ID == d.cfg.Self
+}
+
+// sends says whether this node sends a stream's events.
+func (d *Dispatcher) sends(k streamKey) bool {
+	if k.conv == "" {
+		return d.outboxSender(k.ws)
+	}
+	return d.sender(k.ws, k.conv)
+}
+
+// kickOutboxes starts the outbox streams with events this node sends.
+// An outbox stream is a streamKey without conversation.
+func (d *Dispatcher) kickOutboxes(ctx context.Context) {
+	for _, ws := range d.cfg.Control.WebhookWorkspaces() {
+		hooks, err := d.cfg.Control.Webhooks(ws)
+		if err != nil || !d.outboxSender(ws) {
+			continue
+		}
+		for _, h := range hooks {
+			if h.Pending > 0 {
+				d.kick(ctx, streamKey{ws, "", h.ID}, 0)
+			}
+		}
+	}
+}
+
+// drainOutbox delivers an endpoint's control-plane events in log order,
+// acknowledging each in the control plane once delivered (or dead).
+func (d *Dispatcher) drainOutbox(ctx context.Context, k streamKey) error {
+	if _, err := d.hook(k); err != nil {
+		return err
+	}
+	box, err := d.cfg.Control.Outbox(k.ws, k.hook)
+	if err != nil {
+		return errStop
+	}
+	for _, e := range box {
+		ev, err := outboxEvent(k.ws, e)
+		if err != nil {
+			return err
+		}
+		if err := d.deliver(ctx, k, ev); err != nil {
+			return err
+		}
+		if err := d.cfg.Control.Apply(ctx, schema.AckWebhookOutbox{Workspace: k.ws, Webhook: k.hook, Through: e.Index}); err != nil {
+			return fmt.Errorf("acknowledging the outbox: %w", err)
+		}
+	}
+	return nil
 }
 
 func (d *Dispatcher) kickConversation(ctx context.Context, k convKey, seq uint64) {
@@ -408,6 +482,9 @@ const pageSize = 64
 // drain delivers a stream's events from its cursor to the end of the
 // durable log, in order.
 func (d *Dispatcher) drain(ctx context.Context, k streamKey, st *stream) error {
+	if k.conv == "" {
+		return d.drainOutbox(ctx, k)
+	}
 	h, err := d.hook(k)
 	if err != nil {
 		return err
@@ -436,6 +513,15 @@ func (d *Dispatcher) drain(ctx context.Context, k streamKey, st *stream) error {
 	if !cur.Created {
 		if h.Wants(schema.EventConversationCreated) && conv.Created >= created {
 			ev, err := conversationEvent(conv)
+			if err != nil {
+				return err
+			}
+			if err := d.deliver(ctx, k, ev); err != nil {
+				return err
+			}
+		}
+		if h.Wants(schema.EventVisitorIdentified) && strings.HasPrefix(conv.Owner, "u:") && conv.Created >= created {
+			ev, err := identifiedEvent(conv)
 			if err != nil {
 				return err
 			}
@@ -515,12 +601,15 @@ func (d *Dispatcher) save(k streamKey, cur cursor) error {
 // deliver sends one event until it is delivered or, retried for RetryFor
 // after its change, recorded as a dead letter.
 func (d *Dispatcher) deliver(ctx context.Context, k streamKey, ev event) error {
+	if ev.at.IsZero() {
+		ev.at = d.cfg.Now() // a change of a log entry without its time
+	}
 	for attempt := 1; ; attempt++ {
 		h, err := d.hook(k)
 		if err != nil {
 			return err
 		}
-		if !d.sender(k.ws, k.conv) {
+		if !d.sends(k) {
 			return errStop
 		}
 		err = d.attempt(ctx, h, ev)
@@ -531,7 +620,7 @@ func (d *Dispatcher) deliver(ctx context.Context, k streamKey, ev event) error {
 			return ctx.Err()
 		}
 		if d.cfg.Now().Sub(ev.at) >= d.cfg.RetryFor {
-			letter := schema.DeadLetter{EventID: ev.id, Type: ev.typ, Conversation: k.conv, Origin: ev.origin, OSeq: ev.oseq,
+			letter := schema.DeadLetter{EventID: ev.id, Type: ev.typ, Conversation: ev.conv, Visitor: ev.visitor, Origin: ev.origin, OSeq: ev.oseq,
 				Attempts: attempt, LastError: truncate(err.Error(), 512), Dead: d.cfg.Now().UTC()}
 			aerr := d.cfg.Control.Apply(ctx, schema.AddDeadLetters{Workspace: k.ws, Webhook: k.hook, Letters: []schema.DeadLetter{letter}})
 			if aerr == nil {
@@ -684,7 +773,11 @@ func (d *Dispatcher) redeliver(ctx context.Context) {
 			var delivered, failed []string
 			var lastErr string
 			for _, l := range letters {
-				if !l.Redeliver || !d.sender(ws, l.Conversation) || len(delivered)+len(failed) == schema.MaxDeadLetterBatch {
+				k := streamKey{ws, l.Conversation, h.ID}
+				if l.Origin == schema.OutboxOrigin {
+					k.conv = ""
+				}
+				if !l.Redeliver || !d.sends(k) || len(delivered)+len(failed) == schema.MaxDeadLetterBatch {
 					continue
 				}
 				ev, err := d.letterEvent(ws, l)
@@ -718,10 +811,23 @@ func (d *Dispatcher) redeliver(ctx context.Context) {
 // letterEvent reads a dead letter's event again from the store, as it is
 // now.
 func (d *Dispatcher) letterEvent(ws string, l schema.DeadLetter) (event, error) {
-	if l.Type == schema.EventConversationCreated {
+	switch {
+	case l.Origin == schema.OutboxOrigin:
+		e := schema.OutboxEntry{Index: l.OSeq, Type: l.Type, Conversation: l.Conversation, Visitor: l.Visitor}
+		if l.Type == schema.EventConversationAssigned {
+			var err error
+			if e.Operator, e.Version, err = d.cfg.Control.Assignment(ws, l.Conversation); err != nil {
+				return event{}, err
+			}
+		}
+		return outboxEvent(ws, e)
+	case l.Type == schema.EventConversationCreated || l.Type == schema.EventVisitorIdentified:
 		c, err := d.cfg.Store.Conversation(ws, l.Conversation)
 		if err != nil {
 			return event{}, err
+		}
+		if l.Type == schema.EventVisitorIdentified {
+			return identifiedEvent(c)
 		}
 		return conversationEvent(c)
 	}

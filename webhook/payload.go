@@ -20,7 +20,7 @@ type Payload struct {
 	Type         string    `json:"type"`
 	Created      time.Time `json:"created"`
 	Workspace    string    `json:"workspace"`
-	Conversation string    `json:"conversation"`
+	Conversation string    `json:"conversation,omitempty"`
 	Data         Data      `json:"data"`
 }
 
@@ -29,6 +29,21 @@ type Payload struct {
 type Data struct {
 	Conversation *Conversation `json:"conversation,omitempty"`
 	Message      *Message      `json:"message,omitempty"`
+	Visitor      *Visitor      `json:"visitor,omitempty"`
+	Assignment   *Assignment   `json:"assignment,omitempty"`
+}
+
+// Visitor is visitor.identified's and visitor.erased's data: the
+// participant ("u:<user_id>" verified, "v:<visitor_id>" anonymous).
+type Visitor struct {
+	ID string `json:"id"`
+}
+
+// Assignment is conversation.assigned's data: the operator ("" when the
+// conversation was unassigned) and the assignment's version.
+type Assignment struct {
+	Operator string `json:"operator"`
+	Version  uint64 `json:"version"`
 }
 
 // Conversation is a conversation.created's data.
@@ -71,6 +86,8 @@ func message(m crdt.Message) *Message {
 // once, and its place in the log.
 type event struct {
 	id, typ string
+	// conv is the event's conversation, visitor visitor.erased's.
+	conv, visitor string
 	// seq is the event's place in this node's log; 0 for
 	// conversation.created, which comes before the log's first event.
 	seq    uint64
@@ -107,7 +124,7 @@ func changeTime(e store.LoggedEvent) time.Time {
 func messageEvent(e store.LoggedEvent, typ string) (event, error) {
 	ev := event{
 		id:  EventID(e.Workspace, e.Conversation, e.Stamp.Origin, e.Stamp.OSeq),
-		typ: typ, seq: e.Seq, origin: e.Stamp.Origin, oseq: e.Stamp.OSeq, at: changeTime(e),
+		typ: typ, conv: e.Conversation, seq: e.Seq, origin: e.Stamp.Origin, oseq: e.Stamp.OSeq, at: changeTime(e),
 	}
 	var err error
 	ev.body, err = json.Marshal(Payload{Version: Version, ID: ev.id, Type: typ, Created: ev.at,
@@ -116,10 +133,36 @@ func messageEvent(e store.LoggedEvent, typ string) (event, error) {
 }
 
 func conversationEvent(c store.Conversation) (event, error) {
-	ev := event{id: EventID(c.Workspace, c.ID, "", 0), typ: schema.EventConversationCreated, at: time.UnixMilli(c.Created).UTC()}
+	ev := event{id: EventID(c.Workspace, c.ID, "", 0), typ: schema.EventConversationCreated, conv: c.ID, at: time.UnixMilli(c.Created).UTC()}
 	var err error
 	ev.body, err = json.Marshal(Payload{Version: Version, ID: ev.id, Type: ev.typ, Created: ev.at,
 		Workspace: c.Workspace, Conversation: c.ID,
 		Data: Data{Conversation: &Conversation{ID: c.ID, Visitor: c.Owner, Created: ev.at}}})
+	return ev, err
+}
+
+// identifiedEvent is visitor.identified of a conversation started by a
+// verified visitor.
+func identifiedEvent(c store.Conversation) (event, error) {
+	ev := event{id: EventID(c.Workspace, c.ID, schema.EventVisitorIdentified, 0), typ: schema.EventVisitorIdentified, conv: c.ID, at: time.UnixMilli(c.Created).UTC()}
+	var err error
+	ev.body, err = json.Marshal(Payload{Version: Version, ID: ev.id, Type: ev.typ, Created: ev.at,
+		Workspace: c.Workspace, Conversation: c.ID, Data: Data{Visitor: &Visitor{ID: c.Owner}}})
+	return ev, err
+}
+
+// outboxEvent is a control-plane event of an endpoint's outbox.
+func outboxEvent(ws string, e schema.OutboxEntry) (event, error) {
+	ev := event{id: schema.EventID(ws, e.Conversation+e.Visitor, schema.OutboxOrigin, e.Index), typ: e.Type,
+		conv: e.Conversation, visitor: e.Visitor, origin: schema.OutboxOrigin, oseq: e.Index, at: e.At}
+	p := Payload{Version: Version, ID: ev.id, Type: ev.typ, Created: ev.at, Workspace: ws, Conversation: e.Conversation}
+	switch e.Type {
+	case schema.EventConversationAssigned:
+		p.Data.Assignment = &Assignment{Operator: e.Operator, Version: e.Version}
+	case schema.EventVisitorErased:
+		p.Data.Visitor = &Visitor{ID: e.Visitor}
+	}
+	var err error
+	ev.body, err = json.Marshal(p)
 	return ev, err
 }

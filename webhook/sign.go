@@ -20,6 +20,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"parley/cluster/schema"
 )
 
 // Headers of a delivery.
@@ -96,14 +98,7 @@ func Verify(header string, body []byte, secret []byte, now time.Time) error {
 }
 
 // EventID is an event's ID: the same on every node and every retry, so a
-// receiver drops a second copy by it. A conversation's message events are
-// named by their stamp (origin and oseq, the same on every replica);
-// conversation.created by the conversation.
+// receiver drops a second copy by it (schema.EventID).
 func EventID(workspace, conversation, origin string, oseq uint64) string {
-	h := sha256.New()
-	for _, s := range []string{"parley webhook event/v1", workspace, conversation, origin, strconv.FormatUint(oseq, 10)} {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
-	}
-	return "evt_" + hex.EncodeToString(h.Sum(nil)[:16])
+	return schema.EventID(workspace, conversation, origin, oseq)
 }

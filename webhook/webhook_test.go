@@ -96,10 +96,10 @@ func netSplit(u string) (string, string, error) {
 
 // fakeControl is one workspace's endpoint, in memory.
 type fakeControl struct {
-	mu    sync.Mutex
-	hook  schema.Webhook
-	dead  []schema.DeadLetter
-	fails int // Apply calls
+	mu     sync.Mutex
+	hook   schema.Webhook
+	dead   []schema.DeadLetter
+	outbox []schema.OutboxEntry
 }
 
 func (c *fakeControl) WebhookWorkspaces() []string { return []string{"ws1"} }
@@ -117,6 +117,12 @@ func (c *fakeControl) DeadLetters(ws, id string) ([]schema.DeadLetter, error) {
 	return slices.Clone(c.dead), nil
 }
 func (c *fakeControl) Region(string) string { return "" }
+func (c *fakeControl) Outbox(ws, id string) ([]schema.OutboxEntry, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.outbox), nil
+}
+func (c *fakeControl) Assignment(ws, conv string) (string, uint64, error) { return "bob", 9, nil }
 func (c *fakeControl) Apply(ctx context.Context, cmd schema.Command) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -125,9 +131,19 @@ func (c *fakeControl) Apply(ctx context.Context, cmd schema.Command) error {
 		c.dead = append(c.dead, x.Letters...)
 	case schema.ResolveDeadLetters:
 		c.dead = slices.DeleteFunc(c.dead, func(d schema.DeadLetter) bool { return slices.Contains(x.Delivered, d.EventID) })
+	case schema.AckWebhookOutbox:
+		c.outbox = slices.DeleteFunc(c.outbox, func(e schema.OutboxEntry) bool { return e.Index <= x.Through })
 	}
+	c.hook.Pending = len(c.outbox)
 	return nil
 }
+func (c *fakeControl) addOutbox(e ...schema.OutboxEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.outbox = append(c.outbox, e...)
+	c.hook.Pending = len(c.outbox)
+}
+
 func (c *fakeControl) redeliverAll() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -184,6 +200,12 @@ func (r *receiver) types() []string {
 		if p.Data.Message != nil {
 			s += " " + p.Data.Message.ID + " " + p.Data.Message.Body
 		}
+		if p.Data.Assignment != nil {
+			s += fmt.Sprintf(" %s %s %d", p.Conversation, p.Data.Assignment.Operator, p.Data.Assignment.Version)
+		}
+		if p.Data.Visitor != nil {
+			s += " " + p.Data.Visitor.ID
+		}
 		out = append(out, s)
 	}
 	return out
@@ -220,7 +242,7 @@ func TestDispatcherDeliversInOrderAndDeadLetters(t *testing.T) {
 	srv := httptest.NewServer(rcv)
 	defer srv.Close()
 	ctl := &fakeControl{hook: schema.Webhook{ID: "wh_1", Workspace: "ws1", URL: srv.URL, Created: time.Now().Add(-time.Minute),
-		Events: []string{schema.EventConversationCreated, schema.EventMessageCreated, schema.EventMessageEdited, schema.EventMessageDeleted}}}
+		Events: schema.WebhookEventTypes}}
 	retryFor := 3 * time.Second
 	d, err = New(Config{Self: "n1", Store: st, Control: ctl, Members: oneMember{}, Peers: noPeers{}, Path: filepath.Join(dir, "webhooks.db"),
 		AllowPrivate: true, RetryFor: retryFor, BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond, Rescan: 100 * time.Millisecond})
@@ -236,7 +258,7 @@ func TestDispatcherDeliversInOrderAndDeadLetters(t *testing.T) {
 	}()
 
 	now := time.Now().UnixMilli()
-	if err := st.CreateConversation(ctx, store.Conversation{Workspace: "ws1", ID: "c1", Owner: "v:a", Created: now}); err != nil {
+	if err := st.CreateConversation(ctx, store.Conversation{Workspace: "ws1", ID: "c1", Owner: "u:42", Created: now}); err != nil {
 		t.Fatal(err)
 	}
 	ts := func(i int64) crdt.Timestamp { return crdt.Timestamp{Wall: now + i, Node: "n1"} }
@@ -249,7 +271,7 @@ func TestDispatcherDeliversInOrderAndDeadLetters(t *testing.T) {
 	}
 	apply(store.Change{Kind: store.Send, Participant: "v:a", Message: crdt.NewMessage("m1", "v:a", "visitor", "", "hello", ts(1))})
 	apply(store.Change{Kind: store.Send, Participant: "a:s", Message: crdt.NewMessage("m2", "a:s", "agent", "Sam", "hi", ts(2))})
-	want := []string{"conversation.created", "message.created m1 hello", "message.created m2 hi"}
+	want := []string{"conversation.created", "visitor.identified u:42", "message.created m1 hello", "message.created m2 hi"}
 	eventually.Holds(t, 10*time.Second, "the first events", func() error {
 		if got := rcv.types(); !slices.Equal(got, want) {
 			return fmt.Errorf("got %q", got)
@@ -271,6 +293,19 @@ func TestDispatcherDeliversInOrderAndDeadLetters(t *testing.T) {
 	eventually.Holds(t, 10*time.Second, "the events sent while it was down", func() error {
 		if got := rcv.types(); !slices.Equal(got, want) {
 			return fmt.Errorf("got %q", got)
+		}
+		return nil
+	})
+	// The control plane's events, from the outbox, in log order, acked.
+	ctl.addOutbox(schema.OutboxEntry{Index: 7, Type: schema.EventConversationAssigned, At: time.Now(), Conversation: "c1", Operator: "ann", Version: 1},
+		schema.OutboxEntry{Index: 9, Type: schema.EventVisitorErased, At: time.Now(), Visitor: "v:0123456789abcdef0123456789abcdef"})
+	want = append(want, "conversation.assigned c1 ann 1", "visitor.erased v:0123456789abcdef0123456789abcdef")
+	eventually.Holds(t, 10*time.Second, "the outbox's events", func() error {
+		if got := rcv.types(); !slices.Equal(got, want) {
+			return fmt.Errorf("got %q", got)
+		}
+		if box, _ := ctl.Outbox("ws1", "wh_1"); len(box) != 0 {
+			return fmt.Errorf("outbox left %+v", box)
 		}
 		return nil
 	})

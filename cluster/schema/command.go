@@ -86,6 +86,9 @@ const (
 	TypeAddDeadLetters      CommandType = 32
 	TypeRedeliverWebhook    CommandType = 33
 	TypeResolveDeadLetters  CommandType = 34
+	// TypeAckWebhookOutbox removes the control-plane events a node
+	// delivered from an endpoint's outbox.
+	TypeAckWebhookOutbox CommandType = 35
 	// Append new types here, with the next number, and a row in commands.
 )
 
@@ -135,6 +138,7 @@ var commands = map[CommandType]commandInfo{
 	TypeAddDeadLetters:      {"add_dead_letters", func() Command { return &AddDeadLetters{} }, false},
 	TypeRedeliverWebhook:    {"redeliver_webhook", func() Command { return &RedeliverWebhook{} }, false},
 	TypeResolveDeadLetters:  {"resolve_dead_letters", func() Command { return &ResolveDeadLetters{} }, false},
+	TypeAckWebhookOutbox:    {"ack_webhook_outbox", func() Command { return &AckWebhookOutbox{} }, false},
 }
 
 // known says whether this binary knows type t.

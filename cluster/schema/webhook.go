@@ -1,8 +1,11 @@
 package schema
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -19,11 +22,38 @@ const (
 	EventMessageCreated      = "message.created"
 	EventMessageEdited       = "message.edited"
 	EventMessageDeleted      = "message.deleted"
+	EventVisitorIdentified   = "visitor.identified"
+	// Events of the control plane: kept in an endpoint's outbox in the
+	// state (OutboxEntry) until delivered.
+	EventConversationAssigned = "conversation.assigned"
+	EventVisitorErased        = "visitor.erased"
 )
 
 // WebhookEventTypes are the event types Parley sends, in the order
 // docs/api.md lists them.
-var WebhookEventTypes = []string{EventConversationCreated, EventMessageCreated, EventMessageEdited, EventMessageDeleted}
+var WebhookEventTypes = []string{EventConversationCreated, EventMessageCreated, EventMessageEdited, EventMessageDeleted,
+	EventVisitorIdentified, EventConversationAssigned, EventVisitorErased}
+
+// OutboxOrigin is the origin of a control-plane event in a dead letter
+// (its OSeq is the log index of the change).
+const OutboxOrigin = "control"
+
+// OutboxEntry is an event of the control plane waiting in an endpoint's
+// outbox: recorded by the state machine with the change that made it, in
+// log order, and removed once a node delivered it (AckWebhookOutbox).
+type OutboxEntry struct {
+	// Index is the log index of the change: the event's identity.
+	Index uint64 `json:"index"`
+	Type  string `json:"type"`
+	// At is when the leader appended the change to the log.
+	At           time.Time `json:"at,omitzero"`
+	Conversation string    `json:"conversation,omitempty"`
+	// Operator and Version: an assignment's ("" unassigned).
+	Operator string `json:"operator,omitempty"`
+	Version  uint64 `json:"version,omitempty"`
+	// Visitor: an erased visitor's participant.
+	Visitor string `json:"visitor,omitempty"`
+}
 
 // Limits of webhooks.
 const (
@@ -34,7 +64,10 @@ const (
 	MaxDeadLetters = 1000
 	// MaxDeadLetterBatch bounds the letters one command carries.
 	MaxDeadLetterBatch = 100
-	webhookPrefix      = "wh_"
+	// MaxOutbox bounds an endpoint's control-plane events waiting to be
+	// delivered; past it the oldest become dead letters.
+	MaxOutbox     = 1000
+	webhookPrefix = "wh_"
 )
 
 // Webhook is an endpoint as the API shows it: never its secret.
@@ -53,6 +86,8 @@ type Webhook struct {
 	// forgotten past MaxDeadLetters.
 	Dead        int    `json:"dead"`
 	DeadDropped uint64 `json:"dead_dropped,omitempty"`
+	// Pending counts the control plane's events waiting in its outbox.
+	Pending int `json:"pending,omitempty"`
 }
 
 // Wants says whether the endpoint asked for events of type t.
@@ -67,9 +102,12 @@ type DeadLetter struct {
 	Type         string `json:"type"`
 	Conversation string `json:"conversation"`
 	// Origin and OSeq name the conversation's event (its stamp); both
-	// empty for conversation.created.
-	Origin    string    `json:"origin,omitempty"`
-	OSeq      uint64    `json:"oseq,omitempty"`
+	// empty for conversation.created and visitor.identified; OutboxOrigin
+	// and the log index for a control-plane event.
+	Origin string `json:"origin,omitempty"`
+	OSeq   uint64 `json:"oseq,omitempty"`
+	// Visitor is visitor.erased's visitor (its Conversation is empty).
+	Visitor   string    `json:"visitor,omitempty"`
 	Attempts  int       `json:"attempts"`
 	LastError string    `json:"last_error,omitempty"`
 	Dead      time.Time `json:"dead"`
@@ -79,7 +117,12 @@ type DeadLetter struct {
 }
 
 func (d DeadLetter) validate() error {
-	errs := []error{checkEventID(d.EventID), checkConversation(d.Conversation), checkTime("dead", d.Dead)}
+	errs := []error{checkEventID(d.EventID), checkTime("dead", d.Dead)}
+	if d.Type == EventVisitorErased {
+		errs = append(errs, CheckVisitor(d.Visitor))
+	} else {
+		errs = append(errs, checkConversation(d.Conversation))
+	}
 	if !slices.Contains(WebhookEventTypes, d.Type) {
 		errs = append(errs, invalidf("event type %q", d.Type))
 	}
@@ -259,4 +302,36 @@ func (c ResolveDeadLetters) Validate() error {
 		errs = append(errs, checkEventID(id))
 	}
 	return firstErr(errs...)
+}
+
+// AckWebhookOutbox removes an endpoint's outbox entries up to the log
+// index Through: a node delivered them (or recorded them as dead letters).
+type AckWebhookOutbox struct {
+	Workspace string `json:"workspace"`
+	Webhook   string `json:"webhook"`
+	Through   uint64 `json:"through"`
+}
+
+func (AckWebhookOutbox) Type() CommandType { return TypeAckWebhookOutbox }
+
+func (c AckWebhookOutbox) Validate() error {
+	errs := []error{CheckID("workspace id", c.Workspace), CheckWebhookID(c.Webhook)}
+	if c.Through == 0 {
+		errs = append(errs, invalidf("outbox acknowledged through index 0"))
+	}
+	return firstErr(errs...)
+}
+
+// EventID is a webhook event's ID: the same on every node and every retry,
+// so a receiver drops a second copy by it. A conversation's message events
+// are named by their stamp (origin and oseq, the same on every replica),
+// conversation.created by the conversation, a control-plane event by its
+// log index (OutboxOrigin).
+func EventID(workspace, subject, origin string, oseq uint64) string {
+	h := sha256.New()
+	for _, s := range []string{"parley webhook event/v1", workspace, subject, origin, strconv.FormatUint(oseq, 10)} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return "evt_" + hex.EncodeToString(h.Sum(nil)[:16])
 }
