@@ -365,6 +365,13 @@ func TestWebhooksSurviveReceiverAndSenderFailures(t *testing.T) {
 		}
 	}
 	t.Logf("%d deliveries of %d events, %d duplicates (same event ID)", len(ds), len(seen), dups)
+	sent := 0.0
+	for _, nd := range alive {
+		sent += webhookDelivered(nd)
+	}
+	if sent <= 0 {
+		t.Errorf("the surviving nodes count %v deliveries in parley_webhook_delivered_total", sent)
+	}
 
 	// docs/api.md's Go and Node verifiers accept every delivery the
 	// sender made, and refuse one tampered with.

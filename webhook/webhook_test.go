@@ -94,10 +94,12 @@ func netSplit(u string) (string, string, error) {
 	return host, port, err
 }
 
-// fakeControl is one workspace's endpoint, in memory.
+// fakeControl is one workspace's endpoints, in memory.
 type fakeControl struct {
-	mu     sync.Mutex
-	hook   schema.Webhook
+	mu   sync.Mutex
+	hook schema.Webhook
+	// others are more endpoints, without an outbox or dead letters.
+	others []schema.Webhook
 	dead   []schema.DeadLetter
 	outbox []schema.OutboxEntry
 }
@@ -106,7 +108,7 @@ func (c *fakeControl) WebhookWorkspaces() []string { return []string{"ws1"} }
 func (c *fakeControl) Webhooks(ws string) ([]schema.Webhook, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return []schema.Webhook{c.hook}, nil
+	return append([]schema.Webhook{c.hook}, c.others...), nil
 }
 func (c *fakeControl) Secrets(ws, id string, now time.Time) ([][]byte, error) {
 	return [][]byte{[]byte("whsec_test")}, nil
@@ -338,4 +340,88 @@ func testutilCount(v *prometheus.CounterVec) float64 {
 		return 0
 	}
 	return m.GetCounter().GetValue()
+}
+
+// openDispatcher runs a dispatcher on a store of its own for ctl's
+// workspace ws1 until the test ends.
+func openDispatcher(t *testing.T, ctl *fakeControl, cfg Config) *store.Store {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	dir := t.TempDir()
+	var d *Dispatcher
+	st, err := store.Open(store.Config{Path: filepath.Join(dir, "parley.db"), Origin: "n1", OnCommit: func(evs []store.Event) {
+		if d != nil {
+			d.Notify(evs)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutWorkspace(ctx, store.Workspace{ID: "ws1"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Self, cfg.Store, cfg.Control, cfg.Members, cfg.Peers, cfg.Path = "n1", st, ctl, oneMember{}, noPeers{}, filepath.Join(dir, "webhooks.db")
+	cfg.AllowPrivate = true
+	d, err = New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		d.Close()
+		st.Close()
+	})
+	return st
+}
+
+// An endpoint that never answers holds up its own deliveries only:
+// another endpoint gets every event at once.
+func TestSlowEndpointDelaysNoOther(t *testing.T) {
+	t.Parallel()
+	hang := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+	defer close(hang)
+	rcv := &receiver{ids: map[string]int{}}
+	fast := httptest.NewServer(rcv)
+	defer fast.Close()
+	created := time.Now().Add(-time.Minute)
+	ctl := &fakeControl{
+		hook:   schema.Webhook{ID: "wh_1", Workspace: "ws1", URL: slow.URL, Created: created, Events: []string{schema.EventMessageCreated}},
+		others: []schema.Webhook{{ID: "wh_2", Workspace: "ws1", URL: fast.URL, Created: created, Events: []string{schema.EventMessageCreated}}},
+	}
+	st := openDispatcher(t, ctl, Config{Timeout: time.Minute, Concurrency: 1})
+	ctx := context.Background()
+	now := time.Now().UnixMilli()
+	var want []string
+	for c := range 5 {
+		conv := fmt.Sprintf("c%d", c)
+		if err := st.CreateConversation(ctx, store.Conversation{Workspace: "ws1", ID: conv, Owner: "v:a", Created: now}); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			id := fmt.Sprintf("m%d-%d", c, i)
+			m := crdt.NewMessage(id, "v:a", "visitor", "", "x", crdt.Timestamp{Wall: now + int64(i), Node: "n1"})
+			if _, err := st.Apply(ctx, store.Change{Kind: store.Send, Workspace: "ws1", Conversation: conv, Participant: "v:a", Message: m}); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, "message.created "+id+" x")
+		}
+	}
+	eventually.Holds(t, 10*time.Second, "every event at the fast endpoint", func() error {
+		got := rcv.types()
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("got %d of %d: %q", len(got), len(want), got)
+		}
+		return nil
+	})
 }
