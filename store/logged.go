@@ -28,41 +28,59 @@ func (s *Store) Logged(ws, conv string, after uint64, limit int) ([]LoggedEvent,
 		if err := hasConversation(tx, ws, conv); err != nil {
 			return err
 		}
-		p := prefix(ws, conv)
+		r := s.eventReader(tx, ws, conv)
 		cur := tx.Bucket(bEvents).Cursor()
 		msgs := tx.Bucket(bMsgs)
-		var a cipher.AEAD
-		for k, v := cur.Seek(seqKey(ws, conv, after+1)); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
+		for k, v := cur.Seek(seqKey(ws, conv, after+1)); k != nil && bytes.HasPrefix(k, r.p); k, v = cur.Next() {
 			if len(out) == limit {
 				more = true
 				return nil
 			}
-			if a == nil {
-				var err error
-				if a, err = s.keys.key(tx, ws, conv, false); err != nil {
-					return err
-				}
-			}
-			m, err := decodeEvent(tx, a, ws, conv, k, v)
+			e, err := r.event(k, v)
 			if err != nil {
 				return err
 			}
-			seq := u64(k[len(p):])
 			change := Edit
-			if rec, ok := decodeMsgRecord(msgs.Get(key(ws, conv, m.ID))); ok {
+			if rec, ok := decodeMsgRecord(msgs.Get(key(ws, conv, e.Message.ID))); ok {
 				switch {
-				case rec.Seq == seq:
+				case rec.Seq == e.Seq:
 					change = Send
-				case rec.Last == seq && m.IsDeleted():
+				case rec.Last == e.Seq && e.Message.IsDeleted():
 					change = Delete
 				}
 			}
-			out = append(out, LoggedEvent{
-				Event:  Event{Kind: EventMessage, Workspace: ws, Conversation: conv, Seq: seq, Stamp: eventStamp(v), Message: m},
-				Change: change,
-			})
+			out = append(out, LoggedEvent{Event: e, Change: change})
 		}
 		return nil
 	})
 	return out, more, err
+}
+
+// eventReader decodes the events of one conversation in a read
+// transaction, opening the conversation's key at the first.
+type eventReader struct {
+	s        *Store
+	tx       *bolt.Tx
+	ws, conv string
+	p        []byte // the conversation's key prefix
+	a        cipher.AEAD
+}
+
+func (s *Store) eventReader(tx *bolt.Tx, ws, conv string) *eventReader {
+	return &eventReader{s: s, tx: tx, ws: ws, conv: conv, p: prefix(ws, conv)}
+}
+
+// event decodes the event stored at k with value v.
+func (r *eventReader) event(k, v []byte) (Event, error) {
+	if r.a == nil {
+		var err error
+		if r.a, err = r.s.keys.key(r.tx, r.ws, r.conv, false); err != nil {
+			return Event{}, err
+		}
+	}
+	m, err := decodeEvent(r.tx, r.a, r.ws, r.conv, k, v)
+	if err != nil {
+		return Event{}, err
+	}
+	return Event{Kind: EventMessage, Workspace: r.ws, Conversation: r.conv, Seq: u64(k[len(r.p):]), Stamp: eventStamp(v), Message: m}, nil
 }

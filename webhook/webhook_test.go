@@ -224,40 +224,14 @@ func (r *receiver) setDown(v bool) {
 // letters, and redelivered when marked.
 func TestDispatcherDeliversInOrderAndDeadLetters(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	dir := t.TempDir()
-	var d *Dispatcher
-	st, err := store.Open(store.Config{Path: filepath.Join(dir, "parley.db"), Origin: "n1", OnCommit: func(evs []store.Event) {
-		if d != nil {
-			d.Notify(evs)
-		}
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.PutWorkspace(ctx, store.Workspace{ID: "ws1"}); err != nil {
-		t.Fatal(err)
-	}
+	ctx := context.Background()
 	rcv := &receiver{ids: map[string]int{}}
 	srv := httptest.NewServer(rcv)
 	defer srv.Close()
 	ctl := &fakeControl{hook: schema.Webhook{ID: "wh_1", Workspace: "ws1", URL: srv.URL, Created: time.Now().Add(-time.Minute),
 		Events: schema.WebhookEventTypes}}
 	retryFor := 3 * time.Second
-	d, err = New(Config{Self: "n1", Store: st, Control: ctl, Members: oneMember{}, Peers: noPeers{}, Path: filepath.Join(dir, "webhooks.db"),
-		AllowPrivate: true, RetryFor: retryFor, BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond, Rescan: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error)
-	go func() { done <- d.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-		d.Close()
-	}()
+	st, d := openDispatcher(t, ctl, Config{RetryFor: retryFor, BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond, Rescan: 100 * time.Millisecond})
 
 	now := time.Now().UnixMilli()
 	if err := st.CreateConversation(ctx, store.Conversation{Workspace: "ws1", ID: "c1", Owner: "u:42", Created: now}); err != nil {
@@ -344,7 +318,7 @@ func testutilCount(v *prometheus.CounterVec) float64 {
 
 // openDispatcher runs a dispatcher on a store of its own for ctl's
 // workspace ws1 until the test ends.
-func openDispatcher(t *testing.T, ctl *fakeControl, cfg Config) *store.Store {
+func openDispatcher(t *testing.T, ctl *fakeControl, cfg Config) (*store.Store, *Dispatcher) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	dir := t.TempDir()
@@ -374,7 +348,7 @@ func openDispatcher(t *testing.T, ctl *fakeControl, cfg Config) *store.Store {
 		d.Close()
 		st.Close()
 	})
-	return st
+	return st, d
 }
 
 // An endpoint that never answers holds up its own deliveries only:
@@ -398,7 +372,7 @@ func TestSlowEndpointDelaysNoOther(t *testing.T) {
 		hook:   schema.Webhook{ID: "wh_1", Workspace: "ws1", URL: slow.URL, Created: created, Events: []string{schema.EventMessageCreated}},
 		others: []schema.Webhook{{ID: "wh_2", Workspace: "ws1", URL: fast.URL, Created: created, Events: []string{schema.EventMessageCreated}}},
 	}
-	st := openDispatcher(t, ctl, Config{Timeout: time.Minute, Concurrency: 1})
+	st, _ := openDispatcher(t, ctl, Config{Timeout: time.Minute, Concurrency: 1})
 	ctx := context.Background()
 	now := time.Now().UnixMilli()
 	var want []string

@@ -619,15 +619,20 @@ type RotateSecret struct {
 func (RotateSecret) Type() CommandType { return TypeRotateSecret }
 
 func (c RotateSecret) Validate() error {
-	errs := []error{CheckID("workspace id", c.Workspace), c.Sealed.validate(),
-		checkTime("rotated", c.Rotated), checkTime("overlap end", c.OverlapUntil)}
+	errs := []error{CheckID("workspace id", c.Workspace), c.Sealed.validate(), checkOverlap(c.Rotated, c.OverlapUntil)}
 	if c.Kind != SecretIdentity {
 		errs = append(errs, invalidf("secret kind %q: only the identity secret rotates", c.Kind))
 	}
-	if d := c.OverlapUntil.Sub(c.Rotated); d < 0 || d > MaxSecretOverlap {
-		errs = append(errs, invalidf("overlap of %v: want 0 to %v", d, MaxSecretOverlap))
-	}
 	return firstErr(errs...)
+}
+
+// checkOverlap checks a rotation's times: both set, the overlap from 0 to
+// MaxSecretOverlap.
+func checkOverlap(rotated, until time.Time) error {
+	if d := until.Sub(rotated); d < 0 || d > MaxSecretOverlap {
+		return invalidf("overlap of %v: want 0 to %v", d, MaxSecretOverlap)
+	}
+	return firstErr(checkTime("rotated", rotated), checkTime("overlap end", until))
 }
 
 // Billing commands.

@@ -214,12 +214,7 @@ type RotateWebhookSecret struct {
 func (RotateWebhookSecret) Type() CommandType { return TypeRotateWebhookSecret }
 
 func (c RotateWebhookSecret) Validate() error {
-	errs := []error{CheckID("workspace id", c.Workspace), CheckWebhookID(c.ID), c.Sealed.validate(),
-		checkTime("rotated", c.Rotated), checkTime("overlap end", c.OverlapUntil)}
-	if d := c.OverlapUntil.Sub(c.Rotated); d < 0 || d > MaxSecretOverlap {
-		errs = append(errs, invalidf("overlap of %v: want 0 to %v", d, MaxSecretOverlap))
-	}
-	return firstErr(errs...)
+	return firstErr(CheckID("workspace id", c.Workspace), CheckWebhookID(c.ID), c.Sealed.validate(), checkOverlap(c.Rotated, c.OverlapUntil))
 }
 
 // DeleteWebhook removes an endpoint with its secrets and dead letters.

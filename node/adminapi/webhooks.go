@@ -105,16 +105,9 @@ func (a *API) rotateWebhookSecret(r *http.Request, p principal) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	var req rotateRequest
-	if err := decode(r, &req); err != nil {
+	overlap, err := decodeOverlap(r, "signing beside the new one")
+	if err != nil {
 		return nil, err
-	}
-	if req.Overlap == nil {
-		return nil, apiErr(http.StatusBadRequest, "invalid", `overlap is required: how long the old secret keeps signing beside the new one ("24h", "0s")`)
-	}
-	overlap, err := time.ParseDuration(*req.Overlap)
-	if err != nil || overlap < 0 || overlap > cluster.MaxSecretOverlap {
-		return nil, apiErr(http.StatusBadRequest, "invalid", "overlap %q: want a duration from 0s to %v", *req.Overlap, cluster.MaxSecretOverlap)
 	}
 	id := r.PathValue("id")
 	secret, until, res, err := a.cfg.Cluster.RotateWebhookSecret(r.Context(), ws, id, overlap)
