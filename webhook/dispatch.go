@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -384,8 +385,18 @@ func (d *Dispatcher) kickConversation(ctx context.Context, k convKey, seq uint64
 		return
 	}
 	for _, h := range hooks {
-		d.kick(ctx, streamKey{k.ws, k.conv, h.ID}, seq)
+		if conversational(h) {
+			d.kick(ctx, streamKey{k.ws, k.conv, h.ID}, seq)
+		}
 	}
+}
+
+// conversational says whether an endpoint wants any of the events a
+// conversation's log makes.
+func conversational(h schema.Webhook) bool {
+	return slices.ContainsFunc(h.Events, func(t string) bool {
+		return t != schema.EventConversationAssigned && t != schema.EventVisitorErased
+	})
 }
 
 // kick makes sure a stream is being delivered.
@@ -448,6 +459,9 @@ func (d *Dispatcher) rescan(ctx context.Context) {
 				continue
 			}
 			for _, h := range hooks {
+				if !conversational(h) {
+					continue
+				}
 				k := streamKey{ws, c.ID, h.ID}
 				cur, err := d.cur.get(k)
 				if err == nil && cur.Created && cur.Seq >= c.Head {
