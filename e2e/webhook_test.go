@@ -469,3 +469,76 @@ func runVerifiers(t *testing.T, dir, secret, records string, n int) {
 	}
 	wg.Wait()
 }
+
+// TestWebhookDeadLettersRedeliver: with the retry period shortened
+// (-webhook-retry-for), events the receiver refused become dead letters
+// in the control plane, listed by every node, without their content; once
+// the receiver is back, a redelivery sends each and empties the list.
+func TestWebhookDeadLettersRedeliver(t *testing.T) {
+	dir := t.TempDir()
+	port := strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
+	tc := startCluster(t, 2, "-webhook-allow-private", "-webhook-retry-for", "2s", "-webhook-backoff-max", "200ms")
+	tc.createWorkspace(t, map[string]any{"id": "acme", "name": "Acme", "plan": "team"})
+	var made struct {
+		Webhook struct{ ID string } `json:"webhook"`
+		Secret  string              `json:"secret"`
+	}
+	mustAPI(t, tc.nodes[0], "POST", "/v1/admin/workspaces/acme/webhooks", tc.root, map[string]any{
+		"url": "http://127.0.0.1:" + port + "/hook", "events": []string{"message.created"},
+	}, &made)
+	w := newVisitorWriter(t, testCtx(t, 2*time.Minute), "acme", "a secret the dead letter must not hold")
+	w.write(tc.nodes[1], "d", 3)
+	path := "/v1/admin/workspaces/acme/webhooks/" + made.Webhook.ID + "/dead-letters"
+	var dead struct {
+		Dead []struct {
+			EventID   string `json:"event_id"`
+			Type      string `json:"type"`
+			Redeliver bool   `json:"redeliver"`
+		} `json:"dead_letters"`
+	}
+	for _, nd := range tc.nodes {
+		eventually.Holds(t, time.Minute, "three dead letters on "+nd.ID, func() error {
+			dead.Dead = nil
+			if st, code := api(nd, "GET", path, tc.root, nil, &dead); st != 200 {
+				return fmt.Errorf("%d %s", st, code)
+			}
+			if len(dead.Dead) != 3 {
+				return fmt.Errorf("%d dead letters", len(dead.Dead))
+			}
+			return nil
+		})
+	}
+	var raw json.RawMessage
+	mustAPI(t, tc.nodes[0], "GET", path, tc.root, nil, &raw)
+	if strings.Contains(string(raw), "a secret the dead letter") {
+		t.Fatalf("a dead letter holds the message: %s", raw)
+	}
+	script := filepath.Join(dir, "receiver.py")
+	if err := os.WriteFile(script, []byte(docCode(t, "python")+receiverPy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rcv := &receiverProc{script: script, port: port, out: filepath.Join(dir, "deliveries.jsonl"), secr: made.Secret}
+	rcv.start(t)
+	defer rcv.kill()
+	mustAPI(t, tc.nodes[1], "POST", "/v1/admin/workspaces/acme/webhooks/"+made.Webhook.ID+"/redeliver", tc.root, map[string]any{}, nil)
+	eventually.Holds(t, time.Minute, "every dead letter redelivered", func() error {
+		dead.Dead = nil
+		if st, code := api(tc.nodes[0], "GET", path, tc.root, nil, &dead); st != 200 || len(dead.Dead) != 0 {
+			return fmt.Errorf("%d %s: %d dead letters left", st, code, len(dead.Dead))
+		}
+		return nil
+	})
+	got := map[string]bool{}
+	for _, d := range readDeliveries(t, rcv.out) {
+		var p payload
+		if !d.OK || json.Unmarshal(d.Body, &p) != nil {
+			t.Fatalf("a redelivery failed verification: %+v", d)
+		}
+		got[p.Data.Message.ID] = true
+	}
+	for id := range w.acked {
+		if !got[id] {
+			t.Errorf("message %s was not redelivered (got %v)", id, got)
+		}
+	}
+}
