@@ -325,7 +325,7 @@ func TestCLIWebhooks(t *testing.T) {
 	secret := match(t, `(?m)^secret\s+(whsec_[0-9a-f]{64})$`, r.stdout)
 	id := match(t, `(?m)^id\s+(wh_[0-9a-f]+)$`, r.stdout)
 	out := c.ok(root("webhook", "list", "-workspace", "acme")...).stdout
-	if !regexp.MustCompile(id + `\s+https://crm.example/hook\s+message.created,conversation.assigned\s+never\s+0`).MatchString(out) || strings.Contains(out, secret) {
+	if !regexp.MustCompile(id+`\s+https://crm.example/hook\s+message.created,conversation.assigned\s+never\s+0`).MatchString(out) || strings.Contains(out, secret) {
 		t.Fatalf("webhook list:\n%s", out)
 	}
 	if out := c.ok(root("-json", "webhook", "list", "-workspace", "acme")...).stdout; strings.Contains(out, secret) {
