@@ -399,3 +399,140 @@ func TestSlowEndpointDelaysNoOther(t *testing.T) {
 		return nil
 	})
 }
+
+// members is a view of the live nodes that a test changes.
+type members struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (m *members) Members() []membership.Member {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []membership.Member
+	for _, id := range m.ids {
+		out = append(out, membership.Member{ID: id, RaftAddr: id})
+	}
+	return out
+}
+
+func (m *members) set(ids ...string) {
+	m.mu.Lock()
+	m.ids = ids
+	m.mu.Unlock()
+}
+
+// peers hands a progress share to the dispatcher of the node addressed.
+type peers struct {
+	mu sync.Mutex
+	to map[string]*Dispatcher
+}
+
+func (p *peers) Post(_ context.Context, addr, path string, body []byte) ([]byte, error) {
+	p.mu.Lock()
+	d := p.to[addr]
+	p.mu.Unlock()
+	if d == nil || path != PathProgress {
+		return nil, fmt.Errorf("no node at %s", addr)
+	}
+	return nil, d.HandleProgress(body)
+}
+
+// When the sender goes, the next replica takes over after the progress
+// the sender shared: it sends the new events, none it knows delivered.
+func TestTakeoverStartsAfterSharedProgress(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := t.TempDir()
+	var ds [2]*Dispatcher
+	var dmu sync.Mutex
+	st, err := store.Open(store.Config{Path: filepath.Join(dir, "parley.db"), Origin: "n1", OnCommit: func(evs []store.Event) {
+		dmu.Lock()
+		defer dmu.Unlock()
+		for _, d := range ds {
+			if d != nil {
+				d.Notify(evs)
+			}
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.PutWorkspace(ctx, store.Workspace{ID: "ws1"}); err != nil {
+		t.Fatal(err)
+	}
+	rcv := &receiver{ids: map[string]int{}}
+	srv := httptest.NewServer(rcv)
+	defer srv.Close()
+	ctl := &fakeControl{hook: schema.Webhook{ID: "wh_1", Workspace: "ws1", URL: srv.URL, Created: time.Now().Add(-time.Minute), Events: []string{schema.EventMessageCreated}}}
+	mem := &members{}
+	// The conversation's first replica by rendezvous is its sender.
+	order := membership.Replicas([]membership.Member{{ID: "n1"}, {ID: "n2"}}, "c1", "", 2)
+	first, second := order[0].ID, order[1].ID
+	mem.set(first, second)
+	ps := &peers{to: map[string]*Dispatcher{}}
+	var done []chan error
+	for i, self := range []string{first, second} {
+		d, err := New(Config{Self: self, Store: st, Control: ctl, Members: mem, Peers: ps, Path: filepath.Join(dir, self+".db"),
+			AllowPrivate: true, Rescan: 100 * time.Millisecond, ShareEvery: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dmu.Lock()
+		ds[i] = d
+		dmu.Unlock()
+		ps.mu.Lock()
+		ps.to[self] = d
+		ps.mu.Unlock()
+		c := make(chan error)
+		done = append(done, c)
+		go func() { c <- d.Run(ctx) }()
+	}
+	defer func() {
+		cancel()
+		for i, c := range done {
+			<-c
+			ds[i].Close()
+		}
+	}()
+	now := time.Now().UnixMilli()
+	if err := st.CreateConversation(ctx, store.Conversation{Workspace: "ws1", ID: "c1", Owner: "v:a", Created: now}); err != nil {
+		t.Fatal(err)
+	}
+	send := func(from, to int) {
+		for i := from; i < to; i++ {
+			m := crdt.NewMessage(fmt.Sprintf("m%d", i), "v:a", "visitor", "", "x", crdt.Timestamp{Wall: now + int64(i), Node: "n1"})
+			if _, err := st.Apply(ctx, store.Change{Kind: store.Send, Workspace: "ws1", Conversation: "c1", Participant: "v:a", Message: m}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	send(0, 5)
+	eventually.Holds(t, 10*time.Second, "the first sender's deliveries, shared", func() error {
+		if n := len(rcv.types()); n != 5 {
+			return fmt.Errorf("%d delivered", n)
+		}
+		cur, err := ds[1].cur.get(streamKey{"ws1", "c1", "wh_1"})
+		if err != nil || cur.Vec["n1"] != 5 {
+			return fmt.Errorf("the next replica's cursor %+v, %v", cur, err)
+		}
+		return nil
+	})
+	mem.set(second) // the sender is gone
+	send(5, 8)
+	eventually.Holds(t, 10*time.Second, "the takeover's deliveries", func() error {
+		if n := len(rcv.types()); n != 8 {
+			return fmt.Errorf("%d delivered", n)
+		}
+		return nil
+	})
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	for id, n := range rcv.ids {
+		if n != 1 {
+			t.Errorf("event %s delivered %d times: the takeover resent what was shared as delivered", id, n)
+		}
+	}
+}
