@@ -73,6 +73,39 @@ func docCode(t testing.TB, lang string) string {
 	return m[1]
 }
 
+// createdWebhook is the answer to an endpoint's creation.
+type createdWebhook struct {
+	Webhook struct{ ID string } `json:"webhook"`
+	Secret  string              `json:"secret"`
+}
+
+// webhookRig starts n nodes (allowed to reach loopback, with flags) and
+// workspace acme with an endpoint for events at a free port, known to
+// every node, and returns the receiver for that port, not started.
+func webhookRig(t *testing.T, n int, events []string, flags ...string) (*testCluster, createdWebhook, *receiverProc) {
+	t.Helper()
+	dir := t.TempDir()
+	port := strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
+	tc := startCluster(t, n, append([]string{"-webhook-allow-private"}, flags...)...)
+	tc.createWorkspace(t, map[string]any{"id": "acme", "name": "Acme", "plan": "team"})
+	var made createdWebhook
+	mustAPI(t, tc.nodes[0], "POST", "/v1/admin/workspaces/acme/webhooks", tc.root,
+		map[string]any{"url": "http://127.0.0.1:" + port + "/hook", "events": events}, &made)
+	for _, nd := range tc.nodes {
+		eventually.Holds(t, 10*time.Second, "every node knows the endpoint", func() error {
+			if st, _ := api(nd, "GET", "/v1/admin/workspaces/acme/webhooks/"+made.Webhook.ID, tc.root, nil, nil); st != 200 {
+				return fmt.Errorf("%s: %d", nd.ID, st)
+			}
+			return nil
+		})
+	}
+	script := filepath.Join(dir, "receiver.py")
+	if err := os.WriteFile(script, []byte(docCode(t, "python")+receiverPy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return tc, made, &receiverProc{script: script, port: port, out: filepath.Join(dir, "deliveries.jsonl"), secr: made.Secret}
+}
+
 // delivery is one POST the receiver recorded.
 type delivery struct {
 	EventID string  `json:"event_id"`
@@ -198,30 +231,9 @@ func webhookDelivered(nd *nodeProc) float64 {
 // order per conversation and origin; every duplicate carried the same
 // event ID.
 func TestWebhooksSurviveReceiverAndSenderFailures(t *testing.T) {
-	dir := t.TempDir()
-	port := strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
-	tc := startCluster(t, 3, "-webhook-allow-private", "-webhook-backoff-max", "300ms", "-webhook-timeout", "3s")
-	tc.createWorkspace(t, map[string]any{"id": "acme", "name": "Acme", "plan": "team"})
-	var made struct {
-		Webhook struct{ ID string } `json:"webhook"`
-		Secret  string              `json:"secret"`
-	}
-	mustAPI(t, tc.nodes[0], "POST", "/v1/admin/workspaces/acme/webhooks", tc.root, map[string]any{
-		"url": "http://127.0.0.1:" + port + "/hook", "events": []string{"conversation.created", "message.created", "conversation.assigned", "visitor.erased"},
-	}, &made)
-	for _, nd := range tc.nodes {
-		eventually.Holds(t, 10*time.Second, "every node knows the endpoint", func() error {
-			if st, _ := api(nd, "GET", "/v1/admin/workspaces/acme/webhooks/"+made.Webhook.ID, tc.root, nil, nil); st != 200 {
-				return fmt.Errorf("%s: %d", nd.ID, st)
-			}
-			return nil
-		})
-	}
-	script := filepath.Join(dir, "receiver.py")
-	if err := os.WriteFile(script, []byte(docCode(t, "python")+receiverPy), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	rcv := &receiverProc{script: script, port: port, out: filepath.Join(dir, "deliveries.jsonl"), secr: made.Secret}
+	tc, made, rcv := webhookRig(t, 3, []string{"conversation.created", "message.created", "conversation.assigned", "visitor.erased"},
+		"-webhook-backoff-max", "300ms", "-webhook-timeout", "3s")
+	dir := filepath.Dir(rcv.out)
 	rcv.start(t)
 	defer rcv.kill()
 
@@ -475,17 +487,7 @@ func runVerifiers(t *testing.T, dir, secret, records string, n int) {
 // in the control plane, listed by every node, without their content; once
 // the receiver is back, a redelivery sends each and empties the list.
 func TestWebhookDeadLettersRedeliver(t *testing.T) {
-	dir := t.TempDir()
-	port := strings.TrimPrefix(freeAddr(t), "127.0.0.1:")
-	tc := startCluster(t, 2, "-webhook-allow-private", "-webhook-retry-for", "2s", "-webhook-backoff-max", "200ms")
-	tc.createWorkspace(t, map[string]any{"id": "acme", "name": "Acme", "plan": "team"})
-	var made struct {
-		Webhook struct{ ID string } `json:"webhook"`
-		Secret  string              `json:"secret"`
-	}
-	mustAPI(t, tc.nodes[0], "POST", "/v1/admin/workspaces/acme/webhooks", tc.root, map[string]any{
-		"url": "http://127.0.0.1:" + port + "/hook", "events": []string{"message.created"},
-	}, &made)
+	tc, made, rcv := webhookRig(t, 2, []string{"message.created"}, "-webhook-retry-for", "2s", "-webhook-backoff-max", "200ms")
 	w := newVisitorWriter(t, testCtx(t, 2*time.Minute), "acme", "a secret the dead letter must not hold")
 	w.write(tc.nodes[1], "d", 3)
 	path := "/v1/admin/workspaces/acme/webhooks/" + made.Webhook.ID + "/dead-letters"
@@ -513,11 +515,6 @@ func TestWebhookDeadLettersRedeliver(t *testing.T) {
 	if strings.Contains(string(raw), "a secret the dead letter") {
 		t.Fatalf("a dead letter holds the message: %s", raw)
 	}
-	script := filepath.Join(dir, "receiver.py")
-	if err := os.WriteFile(script, []byte(docCode(t, "python")+receiverPy), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	rcv := &receiverProc{script: script, port: port, out: filepath.Join(dir, "deliveries.jsonl"), secr: made.Secret}
 	rcv.start(t)
 	defer rcv.kill()
 	mustAPI(t, tc.nodes[1], "POST", "/v1/admin/workspaces/acme/webhooks/"+made.Webhook.ID+"/redeliver", tc.root, map[string]any{}, nil)
