@@ -106,10 +106,14 @@ type Config struct {
 	// doubles from BackoffMin at each failure up to BackoffMax, and a
 	// random part of it (jitter) spreads retries. Zero: 1s and 1h.
 	BackoffMin, BackoffMax time.Duration
-	// Rescan is how often every conversation of a workspace with an
-	// endpoint is checked for events to send (a takeover, a restart, a
-	// change missed) and dead letters for redelivery. Zero: 5s.
+	// Rescan is how often the dispatcher looks whether the live members
+	// changed, and then checks every conversation of a workspace with an
+	// endpoint for events to send (a takeover), and dead letters for
+	// redelivery. Zero: 5s.
 	Rescan time.Duration
+	// FullRescan is how often every conversation is checked even when the
+	// members did not change (a change missed). Zero: 1m.
+	FullRescan time.Duration
 	// ShareEvery is how often progress is shared with the other replicas.
 	// Zero: 1s.
 	ShareEvery time.Duration
@@ -147,6 +151,9 @@ func (c *Config) defaults() {
 	c.BackoffMax = max(c.BackoffMax, c.BackoffMin)
 	if c.Rescan <= 0 {
 		c.Rescan = 5 * time.Second
+	}
+	if c.FullRescan <= 0 {
+		c.FullRescan = time.Minute
 	}
 	if c.ShareEvery <= 0 {
 		c.ShareEvery = time.Second
@@ -266,6 +273,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	outbox := time.NewTicker(d.cfg.OutboxEvery)
 	defer outbox.Stop()
 	d.rescan(ctx)
+	view, last := d.view(), time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -279,7 +287,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				d.kickConversation(ctx, k, seq)
 			}
 		case <-rescan.C:
-			d.rescan(ctx)
+			// Reading every conversation costs: only when a takeover may
+			// be due, or after FullRescan.
+			if v := d.view(); v != view || time.Since(last) >= d.cfg.FullRescan {
+				d.rescan(ctx)
+				view, last = v, time.Now()
+			}
 			d.async(ctx, &d.redelivering, d.redeliver)
 		case <-share.C:
 			d.async(ctx, &d.sharing, d.shareProgress)
@@ -287,6 +300,16 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			d.kickOutboxes(ctx)
 		}
 	}
+}
+
+// view names the live members, to tell when they change.
+func (d *Dispatcher) view() string {
+	var ids []string
+	for _, m := range d.cfg.Members.Members() {
+		ids = append(ids, m.ID)
+	}
+	slices.Sort(ids)
+	return strings.Join(ids, ",")
 }
 
 // async runs fn in a goroutine of the dispatcher's unless the last one
