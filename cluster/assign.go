@@ -1,12 +1,16 @@
 package cluster
 
-import "fmt"
+import (
+	"fmt"
+
+	"parley/cluster/schema"
+)
 
 // applyAssign is an optimistic compare-and-set. The log serialises every
 // Assign, so of two that expect the same version the first applied wins and
 // moves the version; the second no longer matches and gets ErrConflict with
 // the current version in Result.Version, to re-read and decide again.
-func (s *State) applyAssign(c *Assign) (Result, error) {
+func (s *State) applyAssign(index uint64, c *Assign) (Result, error) {
 	ws, err := s.d.workspace(c.Workspace)
 	if err != nil {
 		return Result{}, err
@@ -31,6 +35,7 @@ func (s *State) applyAssign(c *Assign) (Result, error) {
 	}
 	a.Operator = c.Operator
 	a.Version++
+	s.outbox(ws, OutboxEntry{Index: index, Type: schema.EventConversationAssigned, At: s.entryTime, Conversation: c.Conversation, Operator: c.Operator, Version: a.Version})
 	return Result{Version: a.Version}, nil
 }
 

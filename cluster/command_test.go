@@ -26,6 +26,9 @@ func TestCommandTypesAreStable(t *testing.T) {
 		19: &Request{}, 20: &RehashPassword{}, 21: &RotateSecret{},
 		22: &Audited{}, 23: &RecordAudit{}, 24: &PruneAudit{},
 		25: &EraseVisitor{}, 26: &SetRetention{}, 27: &SetVisitorDeletion{}, 28: &RequestDeletion{},
+		29: &CreateWebhook{}, 30: &RotateWebhookSecret{}, 31: &DeleteWebhook{},
+		32: &AddDeadLetters{}, 33: &RedeliverWebhook{}, 34: &ResolveDeadLetters{},
+		35: &AckWebhookOutbox{},
 	}
 	for n := 0; n < 256; n++ {
 		got := schema.NewCommand(CommandType(n))
@@ -142,6 +145,20 @@ func TestValidationRefuses(t *testing.T) {
 		{"record audit no outcome", RecordAudit{Entries: []AuditEntry{{Audit: Audit{Actor: Actor{Kind: ActorRoot}, At: t0}, Action: "request"}}}},
 		{"record audit control char", RecordAudit{Entries: []AuditEntry{{Audit: Audit{Actor: Actor{Kind: ActorRoot}, At: t0}, Action: "request", Outcome: "ok", Target: "a\nb"}}}},
 		{"prune audit zero", PruneAudit{}},
+		{"webhook id without prefix", CreateWebhook{Workspace: "a", ID: "hook", URL: "https://x.test/h", Events: []string{"message.created"}, Sealed: testSealed, Created: t0}},
+		{"webhook url scheme", CreateWebhook{Workspace: "a", ID: "wh_1", URL: "ftp://x.test/h", Events: []string{"message.created"}, Sealed: testSealed, Created: t0}},
+		{"webhook url user", CreateWebhook{Workspace: "a", ID: "wh_1", URL: "https://u:p@x.test/h", Events: []string{"message.created"}, Sealed: testSealed, Created: t0}},
+		{"webhook url relative", CreateWebhook{Workspace: "a", ID: "wh_1", URL: "/h", Events: []string{"message.created"}, Sealed: testSealed, Created: t0}},
+		{"webhook no events", CreateWebhook{Workspace: "a", ID: "wh_1", URL: "https://x.test/h", Sealed: testSealed, Created: t0}},
+		{"webhook unknown event", CreateWebhook{Workspace: "a", ID: "wh_1", URL: "https://x.test/h", Events: []string{"message.sent"}, Sealed: testSealed, Created: t0}},
+		{"webhook event twice", CreateWebhook{Workspace: "a", ID: "wh_1", URL: "https://x.test/h", Events: []string{"message.created", "message.created"}, Sealed: testSealed, Created: t0}},
+		{"webhook rotate overlap", RotateWebhookSecret{Workspace: "a", ID: "wh_1", Sealed: testSealed, Rotated: t0, OverlapUntil: t0.Add(-time.Second)}},
+		{"dead letters none", AddDeadLetters{Workspace: "a", Webhook: "wh_1"}},
+		{"dead letter event id", AddDeadLetters{Workspace: "a", Webhook: "wh_1", Letters: []DeadLetter{{EventID: "evt_x", Type: "message.created", Conversation: "c1", Dead: t0}}}},
+		{"redeliver event id", RedeliverWebhook{Workspace: "a", Webhook: "wh_1", EventIDs: []string{"evt_X"}}},
+		{"resolve nothing", ResolveDeadLetters{Workspace: "a", Webhook: "wh_1"}},
+		{"ack through 0", AckWebhookOutbox{Workspace: "a", Webhook: "wh_1"}},
+		{"dead visitor.erased without its visitor", AddDeadLetters{Workspace: "a", Webhook: "wh_1", Letters: []DeadLetter{{EventID: testEventID, Type: "visitor.erased", Dead: t0}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"cmp"
+	"parley/cluster/schema"
 	"slices"
 )
 
@@ -29,6 +30,7 @@ func (s *State) applyEraseVisitor(index uint64, c *EraseVisitor) (Result, error)
 	ws.ErasedVisitors[c.Visitor] = index
 	delete(ws.DeletionRequests, c.Visitor)
 	s.lastErased = max(s.lastErased, index)
+	s.outbox(ws, OutboxEntry{Index: index, Type: schema.EventVisitorErased, At: s.entryTime, Visitor: c.Visitor})
 	return Result{}, nil
 }
 

@@ -89,6 +89,9 @@ func (f *fsm) apply(l *raft.Log) (res Result, err error) {
 		s.applied = make(chan struct{})
 		s.mu.Unlock()
 	}()
+	// The leader's time of the entry, the same on every node: the time
+	// of the control plane's webhook events.
+	s.entryTime = l.AppendedAt.UTC()
 	if unknown != nil {
 		// Marked skippable by the newer version that wrote it.
 		f.log.Warn("cluster: skipping a log entry of a newer version", "index", l.Index, "type", uint8(unknown.Type))
@@ -162,7 +165,7 @@ func (f *fsm) dispatch(index uint64, cmd Command) (Result, error) {
 	case *Prune:
 		return s.applyPrune(c)
 	case *Assign:
-		return s.applyAssign(c)
+		return s.applyAssign(index, c)
 	case *RegisterNode:
 		return s.applyRegisterNode(c)
 	case *EraseConversation:
@@ -181,6 +184,20 @@ func (f *fsm) dispatch(index uint64, cmd Command) (Result, error) {
 		return s.applySetVisitorDeletion(c)
 	case *RequestDeletion:
 		return s.applyRequestDeletion(c)
+	case *CreateWebhook:
+		return s.applyCreateWebhook(c)
+	case *RotateWebhookSecret:
+		return s.applyRotateWebhookSecret(c)
+	case *DeleteWebhook:
+		return s.applyDeleteWebhook(c)
+	case *AddDeadLetters:
+		return s.applyAddDeadLetters(c)
+	case *RedeliverWebhook:
+		return s.applyRedeliverWebhook(c)
+	case *ResolveDeadLetters:
+		return s.applyResolveDeadLetters(c)
+	case *AckWebhookOutbox:
+		return s.applyAckWebhookOutbox(c)
 	}
 	// schema.NewCommand knows a type this switch does not: a bug, caught by the
 	// test that applies every type.

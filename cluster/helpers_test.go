@@ -185,7 +185,21 @@ func validCommands() []Command {
 		SetRetention{Workspace: "globex", Days: 30},
 		SetVisitorDeletion{Workspace: "globex", Mode: DeletionImmediate},
 		RequestDeletion{Workspace: "globex", Visitor: "v:0123456789abcdef0123456789abcdef", At: t0},
+		CreateWebhook{Workspace: "acme", ID: "wh_crm", URL: "https://crm.acme.test/parley", Events: []string{"message.created", "conversation.created"}, Sealed: testSealed, Created: t0},
+		RotateWebhookSecret{Workspace: "acme", ID: "wh_crm", Sealed: testSealed, Rotated: t0, OverlapUntil: t0.Add(time.Hour)},
+		AddDeadLetters{Workspace: "acme", Webhook: "wh_crm", Letters: []DeadLetter{{EventID: testEventID, Type: "message.created", Conversation: "c_0123456789abcdef01234567", Origin: "n1", OSeq: 4, Attempts: 30, LastError: "503", Dead: t0}}},
+		RedeliverWebhook{Workspace: "acme", Webhook: "wh_crm"},
+		ResolveDeadLetters{Workspace: "acme", Webhook: "wh_crm", Failed: []string{testEventID}, Error: "connection refused"},
+		AckWebhookOutbox{Workspace: "acme", Webhook: "wh_crm", Through: 7},
+		CreateWebhook{Workspace: "globex", ID: "wh_gone", URL: "http://hooks.globex.test/", Events: []string{"message.deleted"}, Sealed: testSealed, Created: t0},
+		DeleteWebhook{Workspace: "globex", ID: "wh_gone"},
 		DeleteOperator{Workspace: "globex", ID: "gina"},
 		DeleteWorkspace{ID: "globex"},
 	}
 }
+
+// testSealed is a well-formed sealed secret; testEventID a webhook event ID.
+var (
+	testSealed  = Sealed{KeyID: "0123456789abcdef", Nonce: make([]byte, 12), Data: make([]byte, 48)}
+	testEventID = "evt_0123456789abcdef0123456789abcdef"
+)

@@ -61,6 +61,16 @@ type (
 	UpdateWorkspace     = schema.UpdateWorkspace
 	Usage               = schema.Usage
 	Workspace           = schema.Workspace
+	Webhook             = schema.Webhook
+	DeadLetter          = schema.DeadLetter
+	CreateWebhook       = schema.CreateWebhook
+	RotateWebhookSecret = schema.RotateWebhookSecret
+	DeleteWebhook       = schema.DeleteWebhook
+	AddDeadLetters      = schema.AddDeadLetters
+	RedeliverWebhook    = schema.RedeliverWebhook
+	ResolveDeadLetters  = schema.ResolveDeadLetters
+	AckWebhookOutbox    = schema.AckWebhookOutbox
+	OutboxEntry         = schema.OutboxEntry
 )
 
 const (

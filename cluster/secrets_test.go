@@ -196,3 +196,79 @@ func TestRotateIdentitySecret(t *testing.T) {
 		t.Errorf("rotation of a missing workspace: %v", err)
 	}
 }
+
+// An endpoint's signing secret is sealed in the state, opens only under
+// its own endpoint, and a rotation signs with both secrets until the
+// overlap ends; dead letters are kept, marked, resolved.
+func TestWebhookSecretsAndDeadLetters(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.seed()
+	s, err := newSealer(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, second := []byte(NewWebhookSecret()), []byte(NewWebhookSecret())
+	sl1, _ := s.seal("acme", webhookKind("wh_a"), first)
+	sl2, _ := s.seal("acme", webhookKind("wh_a"), second)
+	h.must(CreateWebhook{Workspace: "acme", ID: "wh_a", URL: "https://x.test/h", Events: []string{"message.created"}, Sealed: sl1, Created: t0})
+	if _, err := h.apply(CreateWebhook{Workspace: "acme", ID: "wh_a", URL: "https://x.test/h", Events: []string{"message.created"}, Sealed: sl1, Created: t0}); !errors.Is(err, ErrExists) {
+		t.Fatalf("second create: %v, want ErrExists", err)
+	}
+	snap := string(h.snapshot())
+	if bytes.Contains([]byte(snap), first) {
+		t.Fatal("the snapshot holds the secret in plaintext")
+	}
+	c := &Cluster{State: h.state(), sealer: s}
+	k, err := c.WebhookSecrets("acme", "wh_a")
+	if err != nil || !bytes.Equal(k.Current, first) || len(k.Signing(t0)) != 1 {
+		t.Fatalf("secrets: %+v, %v", k, err)
+	}
+	// Copied to another endpoint, the sealed secret does not open.
+	h.must(CreateWebhook{Workspace: "acme", ID: "wh_b", URL: "https://x.test/h", Events: []string{"message.created"}, Sealed: sl1, Created: t0})
+	if _, err := c.WebhookSecrets("acme", "wh_b"); err == nil {
+		t.Fatal("a secret sealed for wh_a opened as wh_b's")
+	}
+	h.must(RotateWebhookSecret{Workspace: "acme", ID: "wh_a", Sealed: sl2, Rotated: t0, OverlapUntil: t0.Add(time.Hour)})
+	k, err = c.WebhookSecrets("acme", "wh_a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := k.Signing(t0.Add(time.Minute)); len(got) != 2 || !bytes.Equal(got[0], second) || !bytes.Equal(got[1], first) {
+		t.Fatalf("during the overlap: %q", got)
+	}
+	if got := k.Signing(t0.Add(time.Hour)); len(got) != 1 || !bytes.Equal(got[0], second) {
+		t.Fatalf("after the overlap: %q", got)
+	}
+	letter := DeadLetter{EventID: testEventID, Type: "message.created", Conversation: "c1", Origin: "n1", OSeq: 3, Dead: t0}
+	h.must(AddDeadLetters{Workspace: "acme", Webhook: "wh_a", Letters: []DeadLetter{letter}})
+	h.must(RedeliverWebhook{Workspace: "acme", Webhook: "wh_a"})
+	if d, _ := h.state().DeadLetters("acme", "wh_a"); len(d) != 1 || !d[0].Redeliver {
+		t.Fatalf("dead letters after redeliver: %+v", d)
+	}
+	h.must(ResolveDeadLetters{Workspace: "acme", Webhook: "wh_a", Delivered: []string{testEventID}})
+	if d, _ := h.state().DeadLetters("acme", "wh_a"); len(d) != 0 {
+		t.Fatalf("dead letters after delivery: %+v", d)
+	}
+	// The control plane's events wait in the outbox of the endpoints that
+	// want them, in log order, until acknowledged.
+	h.must(CreateWebhook{Workspace: "acme", ID: "wh_c", URL: "https://x.test/h", Events: []string{"conversation.assigned", "visitor.erased"}, Sealed: sl1, Created: t0})
+	assigned := h.must(Assign{Workspace: "acme", Conversation: "c1", Operator: "bob"})
+	erased := h.must(EraseVisitor{Workspace: "acme", Visitor: "v:0123456789abcdef0123456789abcdef"})
+	box, _ := h.state().WebhookOutbox("acme", "wh_c")
+	if len(box) != 2 || box[0].Index != assigned.Index || box[0].Type != "conversation.assigned" || box[0].Operator != "bob" || box[0].Version != 1 ||
+		box[1].Index != erased.Index || box[1].Visitor != "v:0123456789abcdef0123456789abcdef" {
+		t.Fatalf("outbox: %+v", box)
+	}
+	if box, _ := h.state().WebhookOutbox("acme", "wh_a"); len(box) != 0 {
+		t.Fatalf("an endpoint that did not ask has an outbox: %+v", box)
+	}
+	h.must(AckWebhookOutbox{Workspace: "acme", Webhook: "wh_c", Through: assigned.Index})
+	if box, _ := h.state().WebhookOutbox("acme", "wh_c"); len(box) != 1 || box[0].Index != erased.Index {
+		t.Fatalf("outbox after the ack: %+v", box)
+	}
+	h.must(DeleteWebhook{Workspace: "acme", ID: "wh_a"})
+	if _, err := h.state().Webhook("acme", "wh_a"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after delete: %v", err)
+	}
+}

@@ -61,6 +61,8 @@ type workspaceState struct {
 	// DeletionRequests holds the visitors who asked to be forgotten and
 	// await an agent's confirmation, with when (RequestDeletion).
 	DeletionRequests map[string]time.Time `json:"deletion_requests,omitempty"`
+	// Webhooks holds the workspace's webhook endpoints by ID (webhook.go).
+	Webhooks map[string]*webhookRecord `json:"webhooks,omitempty"`
 }
 
 type operatorRecord struct {
@@ -106,6 +108,7 @@ func (ws *workspaceState) fill() {
 	ws.Erased = nonNil(ws.Erased)
 	ws.ErasedVisitors = nonNil(ws.ErasedVisitors)
 	ws.DeletionRequests = nonNil(ws.DeletionRequests)
+	ws.Webhooks = nonNil(ws.Webhooks)
 }
 
 func nonNil[K comparable, V any](m map[K]V) map[K]V {
@@ -135,6 +138,11 @@ func (d *stateData) check() error {
 		for p, u := range ws.Usage {
 			if u == nil || u.Period != p || u.Workspace != id {
 				return fmt.Errorf("usage stored under %s/%s is missing or misnamed", id, p)
+			}
+		}
+		for wid, w := range ws.Webhooks {
+			if w == nil || w.Webhook.ID != wid || w.Webhook.Workspace != id {
+				return fmt.Errorf("webhook stored under %s/%s is missing or misnamed", id, wid)
 			}
 		}
 		for c, a := range ws.Assignments {
@@ -180,6 +188,9 @@ type State struct {
 	// requestOrder lists d.Requests oldest first, for expiry (see
 	// expireRequests and requestsSnapshot).
 	requestOrder []requestEntry
+	// entryTime is when the leader appended the entry being applied
+	// (raft.Log.AppendedAt; zero in entries written before it was kept).
+	entryTime time.Time
 	// applied is closed and replaced each time Index moves, waking waiters.
 	applied chan struct{}
 	now     func() time.Time

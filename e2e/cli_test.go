@@ -302,3 +302,47 @@ func TestCLICluster(t *testing.T) {
 		t.Fatalf("workspaces with ./data/cluster.key:\n%s", out)
 	}
 }
+
+// TestCLIWebhooks: parleyctl manages a workspace's webhook endpoints; the
+// signing secret is printed by create and rotate only.
+func TestCLIWebhooks(t *testing.T) {
+	c := newCtl(t)
+	nowhere := "-node=http://127.0.0.1:1"
+	c.fails(2, []string{"webhook url", "usage: parleyctl webhook create"}, nowhere, "-token=x", "webhook", "create", "-workspace", "acme", "-url", "ftp://crm.example/", "-events", "message.created")
+	c.fails(2, []string{`webhook event "message.sent"`}, nowhere, "-token=x", "webhook", "create", "-workspace", "acme", "-url", "https://crm.example/", "-events", "message.sent")
+	c.fails(2, []string{`event id "evt_1"`}, nowhere, "-token=x", "webhook", "redeliver", "-workspace", "acme", "-event", "evt_1", "wh_1")
+
+	tc := startCluster(t, 1)
+	nd := tc.nodes[0]
+	root := func(args ...string) []string {
+		return append([]string{"-node", nd.URL, "-cluster-key", tc.keyFile}, args...)
+	}
+	c.ok(root("workspace", "create", "-id", "acme", "-name", "Acme")...)
+	// A literal loopback address is refused by the node (it runs without
+	// -webhook-allow-private).
+	c.fails(1, []string{"invalid", "HTTP 400"}, root("webhook", "create", "-workspace", "acme", "-url", "http://127.0.0.1:9/", "-events", "message.created")...)
+	r := c.ok(root("webhook", "create", "-workspace", "acme", "-url", "https://crm.example/hook", "-events", "message.created,conversation.assigned")...)
+	secret := match(t, `(?m)^secret\s+(whsec_[0-9a-f]{64})$`, r.stdout)
+	id := match(t, `(?m)^id\s+(wh_[0-9a-f]+)$`, r.stdout)
+	out := c.ok(root("webhook", "list", "-workspace", "acme")...).stdout
+	if !regexp.MustCompile(id+`\s+https://crm.example/hook\s+message.created,conversation.assigned\s+never\s+0`).MatchString(out) || strings.Contains(out, secret) {
+		t.Fatalf("webhook list:\n%s", out)
+	}
+	if out := c.ok(root("-json", "webhook", "list", "-workspace", "acme")...).stdout; strings.Contains(out, secret) {
+		t.Fatalf("webhook list -json shows the secret:\n%s", out)
+	}
+	c.fails(2, []string{"-overlap is required"}, root("webhook", "rotate", "-workspace", "acme", id)...)
+	r = c.ok(root("webhook", "rotate", "-workspace", "acme", "-overlap", "1h", id)...)
+	if s2 := match(t, `(?m)^secret\s+(whsec_[0-9a-f]{64})$`, r.stdout); s2 == secret {
+		t.Fatal("rotate printed the old secret")
+	}
+	if out := c.ok(root("webhook", "dead-letters", "-workspace", "acme", id)...).stdout; !strings.HasPrefix(out, "EVENT") {
+		t.Fatalf("webhook dead-letters:\n%s", out)
+	}
+	c.ok(root("webhook", "redeliver", "-workspace", "acme", id)...)
+	c.ok(root("webhook", "delete", "-workspace", "acme", id)...)
+	if out := c.ok(root("webhook", "list", "-workspace", "acme")...).stdout; strings.Contains(out, id) {
+		t.Fatalf("webhook list after delete:\n%s", out)
+	}
+	c.fails(1, []string{"not_found", "HTTP 404"}, root("webhook", "dead-letters", "-workspace", "acme", id)...)
+}

@@ -204,6 +204,19 @@ type Config struct {
 	// missed a revocation. Zero: 3s.
 	Lease time.Duration
 
+	// Webhooks (package webhook, docs/api.md): WebhookAllowPrivate lets
+	// deliveries reach private, loopback and link-local addresses (zero:
+	// refused); WebhookRetryFor is how long an event is retried before it
+	// is a dead letter (zero: 24h); WebhookBackoffMax bounds the wait
+	// between two attempts (zero: 1h); WebhookTimeout bounds one attempt
+	// (zero: 10s); WebhookConcurrency bounds the attempts in flight to one
+	// endpoint from this node (zero: 4).
+	WebhookAllowPrivate bool
+	WebhookRetryFor     time.Duration
+	WebhookBackoffMax   time.Duration
+	WebhookTimeout      time.Duration
+	WebhookConcurrency  int
+
 	// Raft tuning for tests of snapshots and elections; zero: the cluster
 	// package's defaults.
 	RaftSnapshotThreshold uint64
@@ -309,6 +322,11 @@ func ParseFlags(args []string) (Config, error) {
 	fs.DurationVar(&c.ScrubAfter, "scrub-after", 5*time.Second, "how long removed data may stay in the store file's free pages before they are zeroed (negative: only at start and stop)")
 	fs.DurationVar(&c.AuditRetention, "audit-retention", DefaultAuditRetention, "how long the audit log keeps an entry (the leader prunes older ones)")
 	fs.DurationVar(&c.Lease, "lease", 3*time.Second, "how long without the Raft leader operator credentials are still accepted")
+	fs.BoolVar(&c.WebhookAllowPrivate, "webhook-allow-private", false, "let webhook deliveries reach private, loopback and link-local addresses (refused by default)")
+	fs.DurationVar(&c.WebhookRetryFor, "webhook-retry-for", 24*time.Hour, "how long a webhook event is retried before it becomes a dead letter")
+	fs.DurationVar(&c.WebhookBackoffMax, "webhook-backoff-max", time.Hour, "the longest wait between two attempts of a webhook event")
+	fs.DurationVar(&c.WebhookTimeout, "webhook-timeout", 10*time.Second, "how long one webhook delivery attempt may take")
+	fs.IntVar(&c.WebhookConcurrency, "webhook-concurrency", 4, "webhook deliveries in flight to one endpoint from this node")
 	fs.Uint64Var(&c.RaftSnapshotThreshold, "raft-snapshot-threshold", 0, "Raft log entries between snapshots (0: default)")
 	fs.Uint64Var(&c.RaftTrailingLogs, "raft-trailing-logs", 0, "Raft log entries kept after a snapshot (0: default)")
 	fs.DurationVar(&c.FaultReplDelay, "fault-repl-delay", 0, "fault injection: delay every replication message this node sends (benchmarks)")

@@ -91,6 +91,8 @@ func (n *Node) adminAPI() *adminapi.API {
 		Peers:      n.ctl.peers,
 		Logger:     n.ctl.log,
 		Now:        n.cfg.signInClock,
+
+		WebhookAllowPrivate: n.cfg.WebhookAllowPrivate,
 	}
 	if n.purge != nil {
 		cfg.Purger = adminPurger{n.ctl, n.purge}

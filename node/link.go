@@ -45,6 +45,7 @@ func (n *Node) linkRoutes() http.Handler {
 	n.repl.Routes(mux, n.ctl.signed)
 	n.ctl.erasureRoutes(mux, n.erasures)
 	purgeRoutes(mux, n.ctl.signed, n.purge)
+	n.webhookRoutes(mux)
 	n.adminAPI().ExportRoutes(mux, n.ctl.signed)
 	// Relayed clients and agents' API requests.
 	mux.Handle("GET /v1/ws", n.gw)

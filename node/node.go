@@ -24,6 +24,7 @@ import (
 	"parley/gateway"
 	"parley/redact"
 	"parley/store"
+	"parley/webhook"
 
 	"github.com/quic-go/quic-go"
 	"golang.org/x/sync/errgroup"
@@ -51,6 +52,9 @@ type Node struct {
 	auth      *clusterAuth
 	purge     *residency.Purger
 	usage     *cluster.UsageReporter
+	// hooks delivers the webhook events of the conversations this node
+	// sends (webhook.go).
+	hooks *webhook.Dispatcher
 
 	// HTTP/3 and WebTransport; pc is nil when disabled.
 	pc     net.PacketConn
@@ -150,6 +154,10 @@ func New(cfg Config, logw, out io.Writer) (_ *Node, err error) {
 		Registerer: n.metrics.reg,
 		LinkDelay:  cfg.FaultReplDelay,
 	})
+	if n.hooks, err = n.openWebhooks(); err != nil {
+		return nil, err
+	}
+	n.opened.add("webhooks", n.hooks.Close)
 	n.erasures = residency.NewErasures(residency.ErasureConfig{Log: n.ctl.c, Store: st, Erase: n.emb.erase, Record: n.ctl.recordErasure, Forget: n.repl.Forget, Logger: n.log})
 	n.retention = residency.NewRetention(residency.RetentionConfig{Workspaces: n.ctl.c.Workspaces, Store: st, Record: n.ctl.recordErasure, Day: cfg.RetentionDay, Logger: n.log})
 	n.relay = &relayer{region: cfg.Region, self: cfg.NodeID, key: n.ctl.key.nodeKey(), ctl: n.ctl, mem: n.gossip.m, client: n.ctl.peers.client}
@@ -297,6 +305,9 @@ func (n *Node) publish(evs []store.Event) {
 		r.Publish(evs)
 	}
 	n.emb.notify(evs)
+	if h := n.hooks; h != nil {
+		h.Notify(evs)
+	}
 }
 
 // trustedProxy says whether ip is one of -trusted-proxies.
@@ -374,6 +385,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	g.Go(func() error { return n.retention.Run(gctx) })
 	g.Go(func() error { return n.repl.Run(gctx, n.gw) })
 	g.Go(func() error { return n.purge.Run(gctx) })
+	g.Go(func() error { return n.hooks.Run(gctx) })
 	g.Go(func() error { return n.ctl.rebalance(gctx, n.gossip.m.Alive) })
 	g.Go(func() error { return n.ctl.c.RunAuditRetention(gctx, n.cfg.AuditRetention) })
 	// Usage reports end after the gateway stopped counting: the last one

@@ -28,7 +28,8 @@ type Config struct {
 	//	contact:     email, email_address, phone, phone_number, mobile
 	//	chat text:   body, text, message, content
 	//	identities:  user_id, visitor_id, participant, author, owner,
-	//	             user_hash, identity_token, visitor_sig, identity_secret
+	//	             user_hash, identity_token, visitor_sig, identity_secret,
+	//	             secret (a webhook's signing secret)
 	//	network:     ip, ip_address, client_ip, remote_ip, remote_addr,
 	//	             x_forwarded_for, user_agent
 	//
@@ -60,6 +61,7 @@ func DefaultSensitiveKeys() []string {
 		// "u:<user_id>" or "a:<agent_id>" in the protocol).
 		"user_id", "visitor_id", "participant", "author", "owner",
 		"user_hash", "identity_token", "visitor_sig", "identity_secret",
+		"secret",
 		// Network identifiers of a visitor's device.
 		"ip", "ip_address", "client_ip", "remote_ip", "remote_addr",
 		"x_forwarded_for", "user_agent",

@@ -327,26 +327,18 @@ func (s *Store) Events(ws, conv string, after uint64, limit int) ([]Event, bool,
 	var out []Event
 	more := false
 	err := s.db.View(func(tx *bolt.Tx) error {
-		p := prefix(ws, conv)
+		r := s.eventReader(tx, ws, conv)
 		cur := tx.Bucket(bEvents).Cursor()
-		var a cipher.AEAD
-		for k, v := cur.Seek(seqKey(ws, conv, after+1)); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
+		for k, v := cur.Seek(seqKey(ws, conv, after+1)); k != nil && bytes.HasPrefix(k, r.p); k, v = cur.Next() {
 			if len(out) == limit {
 				more = true
 				return nil
 			}
-			if a == nil {
-				var err error
-				if a, err = s.keys.key(tx, ws, conv, false); err != nil {
-					return err
-				}
-			}
-			m, err := decodeEvent(tx, a, ws, conv, k, v)
+			e, err := r.event(k, v)
 			if err != nil {
 				return err
 			}
-			st := eventStamp(v)
-			out = append(out, Event{Kind: EventMessage, Workspace: ws, Conversation: conv, Seq: u64(k[len(p):]), Stamp: st, Message: m})
+			out = append(out, e)
 		}
 		return nil
 	})

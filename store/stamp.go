@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/cipher"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -331,27 +330,19 @@ func (s *Store) EventsSince(ws, conv string, have map[string]uint64, limit int) 
 func (s *Store) OriginEvents(ws, conv, origin string, from uint64, limit int) ([]Event, error) {
 	var out []Event
 	err := s.db.View(func(tx *bolt.Tx) error {
-		p := prefix(ws, conv)
+		r := s.eventReader(tx, ws, conv)
 		cur := tx.Bucket(bEvents).Cursor()
-		var a cipher.AEAD
 		// An origin's events are in oseq order in the log: from the
 		// lower bound on, they are those of its stamps.
-		for k, v := cur.Seek(seqKey(ws, conv, stampFloor(tx, ws, conv, origin, from))); k != nil && bytes.HasPrefix(k, p) && len(out) < limit; k, v = cur.Next() {
-			st := eventStamp(v)
-			if st.Origin != origin || st.OSeq < from {
+		for k, v := cur.Seek(seqKey(ws, conv, stampFloor(tx, ws, conv, origin, from))); k != nil && bytes.HasPrefix(k, r.p) && len(out) < limit; k, v = cur.Next() {
+			if st := eventStamp(v); st.Origin != origin || st.OSeq < from {
 				continue
 			}
-			if a == nil {
-				var err error
-				if a, err = s.keys.key(tx, ws, conv, false); err != nil {
-					return err
-				}
-			}
-			m, err := decodeEvent(tx, a, ws, conv, k, v)
+			e, err := r.event(k, v)
 			if err != nil {
 				return err
 			}
-			out = append(out, Event{Kind: EventMessage, Workspace: ws, Conversation: conv, Seq: u64(k[len(p):]), Stamp: st, Message: m})
+			out = append(out, e)
 		}
 		return nil
 	})

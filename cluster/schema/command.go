@@ -77,6 +77,18 @@ const (
 	// TypeRequestDeletion records a visitor's request to be forgotten, for
 	// an agent to confirm.
 	TypeRequestDeletion CommandType = 28
+	// Webhook endpoints (webhook.go): created with a sealed signing
+	// secret, rotated with an overlap, deleted; the events a node gave
+	// up delivering (dead letters), marked for redelivery and resolved.
+	TypeCreateWebhook       CommandType = 29
+	TypeRotateWebhookSecret CommandType = 30
+	TypeDeleteWebhook       CommandType = 31
+	TypeAddDeadLetters      CommandType = 32
+	TypeRedeliverWebhook    CommandType = 33
+	TypeResolveDeadLetters  CommandType = 34
+	// TypeAckWebhookOutbox removes the control-plane events a node
+	// delivered from an endpoint's outbox.
+	TypeAckWebhookOutbox CommandType = 35
 	// Append new types here, with the next number, and a row in commands.
 )
 
@@ -92,34 +104,41 @@ type commandInfo struct {
 // commands is the table of every command type this binary knows: its name
 // (for logs), its decoder and whether an older node may skip it.
 var commands = map[CommandType]commandInfo{
-	TypeCreateWorkspace:    {"create_workspace", func() Command { return &CreateWorkspace{} }, false},
-	TypeUpdateWorkspace:    {"update_workspace", func() Command { return &UpdateWorkspace{} }, false},
-	TypeDeleteWorkspace:    {"delete_workspace", func() Command { return &DeleteWorkspace{} }, false},
-	TypeCreateOperator:     {"create_operator", func() Command { return &CreateOperator{} }, false},
-	TypeUpdateOperator:     {"update_operator", func() Command { return &UpdateOperator{} }, false},
-	TypeDeleteOperator:     {"delete_operator", func() Command { return &DeleteOperator{} }, false},
-	TypeCreateSession:      {"create_session", func() Command { return &CreateSession{} }, false},
-	TypeRevokeSession:      {"revoke_session", func() Command { return &RevokeSession{} }, false},
-	TypeCreateKey:          {"create_key", func() Command { return &CreateKey{} }, false},
-	TypeRevokeKey:          {"revoke_key", func() Command { return &RevokeKey{} }, false},
-	TypeSetSecret:          {"set_secret", func() Command { return &SetSecret{} }, false},
-	TypeSetPlan:            {"set_plan", func() Command { return &SetPlan{} }, false},
-	TypeReportUsage:        {"report_usage", func() Command { return &ReportUsage{} }, false},
-	TypeRecordBillingEvent: {"record_billing_event", func() Command { return &RecordBillingEvent{} }, false},
-	TypePrune:              {"prune", func() Command { return &Prune{} }, false},
-	TypeAssign:             {"assign", func() Command { return &Assign{} }, false},
-	TypeRegisterNode:       {"register_node", func() Command { return &RegisterNode{} }, false},
-	TypeEraseConversation:  {"erase_conversation", func() Command { return &EraseConversation{} }, false},
-	TypeRequest:            {"request", func() Command { return &Request{} }, false},
-	TypeRehashPassword:     {"rehash_password", func() Command { return &RehashPassword{} }, false},
-	TypeRotateSecret:       {"rotate_secret", func() Command { return &RotateSecret{} }, false},
-	TypeAudited:            {"audited", func() Command { return &Audited{} }, false},
-	TypeRecordAudit:        {"record_audit", func() Command { return &RecordAudit{} }, false},
-	TypePruneAudit:         {"prune_audit", func() Command { return &PruneAudit{} }, false},
-	TypeEraseVisitor:       {"erase_visitor", func() Command { return &EraseVisitor{} }, false},
-	TypeSetRetention:       {"set_retention", func() Command { return &SetRetention{} }, false},
-	TypeSetVisitorDeletion: {"set_visitor_deletion", func() Command { return &SetVisitorDeletion{} }, false},
-	TypeRequestDeletion:    {"request_deletion", func() Command { return &RequestDeletion{} }, false},
+	TypeCreateWorkspace:     {"create_workspace", func() Command { return &CreateWorkspace{} }, false},
+	TypeUpdateWorkspace:     {"update_workspace", func() Command { return &UpdateWorkspace{} }, false},
+	TypeDeleteWorkspace:     {"delete_workspace", func() Command { return &DeleteWorkspace{} }, false},
+	TypeCreateOperator:      {"create_operator", func() Command { return &CreateOperator{} }, false},
+	TypeUpdateOperator:      {"update_operator", func() Command { return &UpdateOperator{} }, false},
+	TypeDeleteOperator:      {"delete_operator", func() Command { return &DeleteOperator{} }, false},
+	TypeCreateSession:       {"create_session", func() Command { return &CreateSession{} }, false},
+	TypeRevokeSession:       {"revoke_session", func() Command { return &RevokeSession{} }, false},
+	TypeCreateKey:           {"create_key", func() Command { return &CreateKey{} }, false},
+	TypeRevokeKey:           {"revoke_key", func() Command { return &RevokeKey{} }, false},
+	TypeSetSecret:           {"set_secret", func() Command { return &SetSecret{} }, false},
+	TypeSetPlan:             {"set_plan", func() Command { return &SetPlan{} }, false},
+	TypeReportUsage:         {"report_usage", func() Command { return &ReportUsage{} }, false},
+	TypeRecordBillingEvent:  {"record_billing_event", func() Command { return &RecordBillingEvent{} }, false},
+	TypePrune:               {"prune", func() Command { return &Prune{} }, false},
+	TypeAssign:              {"assign", func() Command { return &Assign{} }, false},
+	TypeRegisterNode:        {"register_node", func() Command { return &RegisterNode{} }, false},
+	TypeEraseConversation:   {"erase_conversation", func() Command { return &EraseConversation{} }, false},
+	TypeRequest:             {"request", func() Command { return &Request{} }, false},
+	TypeRehashPassword:      {"rehash_password", func() Command { return &RehashPassword{} }, false},
+	TypeRotateSecret:        {"rotate_secret", func() Command { return &RotateSecret{} }, false},
+	TypeAudited:             {"audited", func() Command { return &Audited{} }, false},
+	TypeRecordAudit:         {"record_audit", func() Command { return &RecordAudit{} }, false},
+	TypePruneAudit:          {"prune_audit", func() Command { return &PruneAudit{} }, false},
+	TypeEraseVisitor:        {"erase_visitor", func() Command { return &EraseVisitor{} }, false},
+	TypeSetRetention:        {"set_retention", func() Command { return &SetRetention{} }, false},
+	TypeSetVisitorDeletion:  {"set_visitor_deletion", func() Command { return &SetVisitorDeletion{} }, false},
+	TypeRequestDeletion:     {"request_deletion", func() Command { return &RequestDeletion{} }, false},
+	TypeCreateWebhook:       {"create_webhook", func() Command { return &CreateWebhook{} }, false},
+	TypeRotateWebhookSecret: {"rotate_webhook_secret", func() Command { return &RotateWebhookSecret{} }, false},
+	TypeDeleteWebhook:       {"delete_webhook", func() Command { return &DeleteWebhook{} }, false},
+	TypeAddDeadLetters:      {"add_dead_letters", func() Command { return &AddDeadLetters{} }, false},
+	TypeRedeliverWebhook:    {"redeliver_webhook", func() Command { return &RedeliverWebhook{} }, false},
+	TypeResolveDeadLetters:  {"resolve_dead_letters", func() Command { return &ResolveDeadLetters{} }, false},
+	TypeAckWebhookOutbox:    {"ack_webhook_outbox", func() Command { return &AckWebhookOutbox{} }, false},
 }
 
 // known says whether this binary knows type t.
@@ -600,15 +619,20 @@ type RotateSecret struct {
 func (RotateSecret) Type() CommandType { return TypeRotateSecret }
 
 func (c RotateSecret) Validate() error {
-	errs := []error{CheckID("workspace id", c.Workspace), c.Sealed.validate(),
-		checkTime("rotated", c.Rotated), checkTime("overlap end", c.OverlapUntil)}
+	errs := []error{CheckID("workspace id", c.Workspace), c.Sealed.validate(), checkOverlap(c.Rotated, c.OverlapUntil)}
 	if c.Kind != SecretIdentity {
 		errs = append(errs, invalidf("secret kind %q: only the identity secret rotates", c.Kind))
 	}
-	if d := c.OverlapUntil.Sub(c.Rotated); d < 0 || d > MaxSecretOverlap {
-		errs = append(errs, invalidf("overlap of %v: want 0 to %v", d, MaxSecretOverlap))
-	}
 	return firstErr(errs...)
+}
+
+// checkOverlap checks a rotation's times: both set, the overlap from 0 to
+// MaxSecretOverlap.
+func checkOverlap(rotated, until time.Time) error {
+	if d := until.Sub(rotated); d < 0 || d > MaxSecretOverlap {
+		return invalidf("overlap of %v: want 0 to %v", d, MaxSecretOverlap)
+	}
+	return firstErr(checkTime("rotated", rotated), checkTime("overlap end", until))
 }
 
 // Billing commands.

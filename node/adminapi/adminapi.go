@@ -70,7 +70,7 @@ const (
 	accessKeys                    // mint API keys
 	accessOperators               // invite and remove operators, set passwords
 	accessRoot                    // cluster-wide: regions, plans, billing events
-	accessSecrets                 // rotate the identity secret
+	accessSecrets                 // rotate the identity secret, make or rotate a webhook's secret
 )
 
 // apiErr makes an API error (httpapi.Error).
@@ -119,6 +119,8 @@ type Cluster interface {
 	SetIdentitySecret(ctx context.Context, workspace string, secret []byte) (cluster.Result, error)
 	SetVisitorKey(ctx context.Context, workspace string, key []byte) (cluster.Result, error)
 	RotateIdentitySecret(ctx context.Context, workspace string, secret []byte, overlap time.Duration) (cluster.Result, time.Time, error)
+	CreateWebhook(ctx context.Context, workspace, url string, events []string) (cluster.Webhook, string, cluster.Result, error)
+	RotateWebhookSecret(ctx context.Context, workspace, id string, overlap time.Duration) (string, time.Time, cluster.Result, error)
 
 	// Credentials.
 	AuthenticateKey(raw string) (cluster.Key, error)
@@ -140,6 +142,9 @@ type Cluster interface {
 	BillingEvents(workspace string) ([]cluster.BillingEvent, error)
 	Assignment(workspace, conversation string) (cluster.Assignment, error)
 	AuditLog(q cluster.AuditQuery) cluster.AuditPage
+	Webhooks(workspace string) ([]cluster.Webhook, error)
+	Webhook(workspace, id string) (cluster.Webhook, error)
+	DeadLetters(workspace, id string) ([]cluster.DeadLetter, error)
 
 	// The Raft member and the nodes.
 	Stats() cluster.Stats
@@ -213,6 +218,10 @@ type Config struct {
 	// conversations an export gathers (exportfanout.go); nil exports only
 	// what this node holds.
 	Peers Peers
+	// WebhookAllowPrivate: webhook URLs may name private, loopback and
+	// link-local addresses (the node's -webhook-allow-private). Zero: a
+	// URL with such a literal address is refused.
+	WebhookAllowPrivate bool
 	// Logger. Zero: slog.Default().
 	Logger *slog.Logger
 	// Now is the clock of the sign-in back-off. Zero: time.Now.

@@ -57,6 +57,14 @@ func (a *API) Register(mux httpapi.Mux) {
 	a.route(mux, "GET /v1/admin/workspaces/{ws}/assignments/{conv}", a.assignment)
 	a.route(mux, "PUT /v1/admin/workspaces/{ws}/assignments/{conv}", a.assign)
 
+	a.route(mux, "GET /v1/admin/workspaces/{ws}/webhooks", a.webhooks)
+	a.route(mux, "POST /v1/admin/workspaces/{ws}/webhooks", a.createWebhook)
+	a.route(mux, "GET /v1/admin/workspaces/{ws}/webhooks/{id}", a.webhook)
+	a.route(mux, "DELETE /v1/admin/workspaces/{ws}/webhooks/{id}", a.deleteWebhook)
+	a.route(mux, "POST /v1/admin/workspaces/{ws}/webhooks/{id}/rotate", a.rotateWebhookSecret)
+	a.route(mux, "GET /v1/admin/workspaces/{ws}/webhooks/{id}/dead-letters", a.deadLetters)
+	a.route(mux, "POST /v1/admin/workspaces/{ws}/webhooks/{id}/redeliver", a.redeliverWebhook)
+
 	a.route(mux, "GET /v1/admin/audit", a.auditLog)
 	a.route(mux, "GET /v1/admin/workspaces/{ws}/audit", a.workspaceAuditLog)
 }

@@ -46,6 +46,23 @@ type rotateReply struct {
 	Confirmation httpapi.Confirmation `json:"confirmation"`
 }
 
+// decodeOverlap reads a rotation's body: how long the old secret keeps
+// what (verifying, signing).
+func decodeOverlap(r *http.Request, what string) (time.Duration, error) {
+	var req rotateRequest
+	if err := decode(r, &req); err != nil {
+		return 0, err
+	}
+	if req.Overlap == nil {
+		return 0, apiErr(http.StatusBadRequest, "invalid", `overlap is required: how long the old secret keeps %s ("24h", "0s")`, what)
+	}
+	overlap, err := time.ParseDuration(*req.Overlap)
+	if err != nil || overlap < 0 || overlap > cluster.MaxSecretOverlap {
+		return 0, apiErr(http.StatusBadRequest, "invalid", "overlap %q: want a duration from 0s to %v", *req.Overlap, cluster.MaxSecretOverlap)
+	}
+	return overlap, nil
+}
+
 // rotateIdentitySecret gives the workspace a new identity secret, shown in
 // the reply only, and keeps the old one valid for the overlap asked. An
 // API key may not: a leaked one must not be able to obtain a secret.
@@ -54,16 +71,9 @@ func (a *API) rotateIdentitySecret(r *http.Request, p principal) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	var req rotateRequest
-	if err := decode(r, &req); err != nil {
+	overlap, err := decodeOverlap(r, "verifying")
+	if err != nil {
 		return nil, err
-	}
-	if req.Overlap == nil {
-		return nil, apiErr(http.StatusBadRequest, "invalid", `overlap is required: how long the old secret keeps verifying ("24h", "0s")`)
-	}
-	overlap, err := time.ParseDuration(*req.Overlap)
-	if err != nil || overlap < 0 || overlap > cluster.MaxSecretOverlap {
-		return nil, apiErr(http.StatusBadRequest, "invalid", "overlap %q: want a duration from 0s to %v", *req.Overlap, cluster.MaxSecretOverlap)
 	}
 	if _, err := a.cfg.Cluster.IdentitySecretInfo(ws); err != nil {
 		return nil, err
