@@ -42,13 +42,12 @@ func (p *pendingEvents) remove(ops []*op) {
 		}
 		k := convKey{w.ws, w.conv}
 		list := p.m[k]
-		for i := range list {
-			if list[i].Seq == w.ev[0].Seq {
-				copy(list[i:], list[i+1:])
-				list[len(list)-1] = Event{}
-				list = list[:len(list)-1]
-				break
-			}
+		if len(list) > 0 && list[0].Seq == w.ev[0].Seq {
+			// Commits come in seq order: the oldest goes, without a copy.
+			list[0] = Event{}
+			list = list[1:]
+		} else {
+			list = removeSeq(list, w.ev[0].Seq)
 		}
 		if len(list) == 0 {
 			delete(p.m, k)
@@ -56,6 +55,18 @@ func (p *pendingEvents) remove(ops []*op) {
 			p.m[k] = list
 		}
 	}
+}
+
+// removeSeq removes the event of seq from list, keeping the order.
+func removeSeq(list []Event, seq uint64) []Event {
+	for i := range list {
+		if list[i].Seq == seq {
+			copy(list[i:], list[i+1:])
+			list[len(list)-1] = Event{}
+			return list[:len(list)-1]
+		}
+	}
+	return list
 }
 
 // after returns a copy of the pending events of a conversation above seq.

@@ -367,8 +367,9 @@ func (s *Store) head(ws, conv string) (uint64, error) {
 }
 
 // write makes a sequenced change durable: the event, its stamp, the
-// message's record, the origin's frontier and the conversation's head, last
-// message and time (the last two written back once per commit, by flush).
+// message's record (put with the rest of its run, in key order: putMsgs),
+// the origin's frontier and the conversation's head, last message and time
+// (the last two written back once per commit, by flush).
 func (b *batch) write(w *write) error {
 	if w.advance {
 		b.advance(w.ws, w.conv, w.stamp)
@@ -420,9 +421,7 @@ func (b *batch) write(w *write) error {
 	}
 	k = appendKey(b.kbuf[:0], w.ws, w.conv, w.msg.ID)
 	b.kbuf = k
-	if err := b.bMsgs.Put(k, w.rec.appendTo(b.alloc(16)[:0])); err != nil {
-		return err
-	}
+	b.putMsg(k, w.rec.appendTo(b.alloc(16)[:0]))
 	if w.rec.Last > c.Head {
 		c.Head = w.rec.Last
 	}
