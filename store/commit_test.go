@@ -143,3 +143,204 @@ func TestOneCommitOfInterleavedConversations(t *testing.T) {
 	cfg.Observer, cfg.OnCommit = nil, nil
 	check(openTest(t, cfg), "after the restart")
 }
+
+// writerHold holds the store's writer after a commit, with that commit's
+// writes still in flight (the observer runs before they are retired).
+type writerHold struct {
+	arm  atomic.Bool
+	held chan struct{}
+	gate chan struct{}
+}
+
+func newWriterHold() *writerHold {
+	return &writerHold{held: make(chan struct{}, 1)}
+}
+
+func (h *writerHold) observe(time.Duration, int, error) {
+	if h.arm.CompareAndSwap(true, false) {
+		h.held <- struct{}{}
+		<-h.gate
+	}
+}
+
+// holdAfter arms the hold, runs apply (which commits) in a goroutine and
+// returns once the writer is held, with a release that lets it go on and
+// waits for apply.
+func (h *writerHold) holdAfter(t *testing.T, apply func() error) (release func()) {
+	t.Helper()
+	h.gate = make(chan struct{})
+	h.arm.Store(true)
+	done := make(chan error, 1)
+	go func() { done <- apply() }()
+	<-h.held
+	return func() {
+		t.Helper()
+		close(h.gate)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestDuplicateSendWhileConversationIsBusy: a send of a message already
+// stored is a duplicate when its conversation has other writes in flight,
+// where the sequencer decides new sends without reading the file
+// (idFilter): the conversation's filter holds every ID written since it
+// was built, and, built while a write was queued, that write's ID too.
+func TestDuplicateSendWhileConversationIsBusy(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	h := newWriterHold()
+	var published sync.Map // message IDs
+	s := openTest(t, Config{Observer: observerFunc(h.observe), OnCommit: func(evs []Event) {
+		for _, e := range evs {
+			published.Store(e.Message.ID, true)
+		}
+	}})
+	if err := s.CreateConversation(ctx, Conversation{Workspace: "ws1", ID: "c", Owner: "v:a"}); err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int64
+	send := func(id string) (Result, error) {
+		wall := n.Add(1)
+		return s.Apply(ctx, Change{Kind: Send, Workspace: "ws1", Conversation: "c", Participant: "v:a", Message: msg(id, "v:a", "body of "+id, wall)})
+	}
+	sendNew := func(id string) func() error {
+		return func() error {
+			if res, err := send(id); err != nil || res.Dup {
+				return fmt.Errorf("send %s: %+v, %v", id, res, err)
+			}
+			return nil
+		}
+	}
+	// decided starts a send and waits until it is decided: answered (a
+	// duplicate) or queued (published, its commit to come).
+	type sent struct {
+		res  Result
+		err  error
+		done chan struct{}
+	}
+	decided := func(id string) *sent {
+		t.Helper()
+		published.Delete(id)
+		r := &sent{done: make(chan struct{})}
+		go func() { defer close(r.done); r.res, r.err = send(id) }()
+		eventually.Holds(t, 10*time.Second, "send of "+id+" decided", func() error {
+			select {
+			case <-r.done:
+				return nil
+			default:
+			}
+			if _, ok := published.Load(id); ok {
+				return nil
+			}
+			return errors.New("not yet")
+		})
+		return r
+	}
+	// sendWhileBusy sends id while the conversation has a write in flight
+	// (busy's, held in the writer) and returns what it got.
+	sendWhileBusy := func(busy, id string) Result {
+		t.Helper()
+		release := h.holdAfter(t, sendNew(busy))
+		r := decided(id)
+		release()
+		<-r.done
+		if r.err != nil {
+			t.Fatalf("send %s: %v", id, r.err)
+		}
+		return r.res
+	}
+	if err := sendNew("m0")(); err != nil { // builds the filter
+		t.Fatal(err)
+	}
+	if res := sendWhileBusy("b1", "m1"); res.Dup {
+		t.Fatalf("m1 is new: %+v", res)
+	}
+	// m1 is in the file, not in flight: the filter must hold it.
+	if res := sendWhileBusy("b2", "m1"); !res.Dup {
+		t.Fatalf("m1 sent again while c was busy: %+v, want a duplicate", res)
+	}
+	// m2 is queued behind the held writer, not in the file, when m3's
+	// send builds the conversation's filter again: it must hold m2.
+	release := h.holdAfter(t, sendNew("b3"))
+	m2 := decided("m2")
+	s.seq.dropFilters()
+	m3 := decided("m3")
+	release()
+	for _, r := range []*sent{m2, m3} {
+		<-r.done
+		if r.err != nil || r.res.Dup {
+			t.Fatalf("send: %+v, %v", r.res, r.err)
+		}
+	}
+	if res := sendWhileBusy("b4", "m2"); !res.Dup {
+		t.Fatalf("m2 sent again while c was busy: %+v, want a duplicate", res)
+	}
+	evs, _, err := s.Events("ws1", "c", 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, e := range evs {
+		ids = append(ids, e.Message.ID)
+	}
+	if want := "[m0 b1 m1 b2 b3 m2 m3 b4]"; fmt.Sprint(ids) != want {
+		t.Fatalf("events %v, want %s", ids, want)
+	}
+}
+
+// TestFilterGrowsWithItsConversation: a conversation's filter, sized for
+// few messages, is rebuilt larger as they come, and never loses one.
+func TestFilterGrowsWithItsConversation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	h := newWriterHold()
+	s := openTest(t, Config{Observer: observerFunc(h.observe)})
+	if err := s.CreateConversation(ctx, Conversation{Workspace: "ws1", ID: "c", Owner: "v:a"}); err != nil {
+		t.Fatal(err)
+	}
+	send := func(id string, wall int64) (Result, error) {
+		return s.Apply(ctx, Change{Kind: Send, Workspace: "ws1", Conversation: "c", Participant: "v:a", Message: msg(id, "v:a", "x", wall)})
+	}
+	const n = 3 * filterMinIDs
+	for i := range n {
+		if _, err := send(fmt.Sprintf("m%d", i), int64(i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each again while the conversation is busy: every one a duplicate.
+	release := h.holdAfter(t, func() error { _, err := send("busy", n+1); return err })
+	defer release()
+	for i := range n {
+		res, err := send(fmt.Sprintf("m%d", i), 1)
+		if err != nil || !res.Dup {
+			t.Fatalf("m%d again: %+v, %v; want a duplicate", i, res, err)
+		}
+	}
+	cs := s.seq.acquire("ws1", "c")
+	f := s.seq.filter(cs)
+	s.seq.release(cs)
+	if f == nil || f.max < n {
+		t.Errorf("filter %+v, want one sized for %d", f, n)
+	}
+}
+
+func TestIDFilterHasNoFalseAbsent(t *testing.T) {
+	f := newIDFilter(10000)
+	for i := range 10000 {
+		f.add(idHash(fmt.Sprint("id-", i)))
+	}
+	fp := 0
+	for i := range 10000 {
+		if !f.mayHave(idHash(fmt.Sprint("id-", i))) {
+			t.Fatalf("id-%d absent", i)
+		}
+		if f.mayHave(idHash(fmt.Sprint("other-", i))) {
+			fp++
+		}
+	}
+	if fp > 1000 {
+		t.Errorf("%d of 10000 other IDs present", fp)
+	}
+}

@@ -37,7 +37,11 @@ const seqShards = 64
 type seqShard struct {
 	mu    sync.Mutex
 	convs map[convKey]*convState
-	_     [40]byte // keeps two shards' mutexes off one cache line
+	// filters caches conversations' message IDs (idfilter.go), and
+	// filterBytes counts their memory.
+	filters     map[convKey]*idFilter
+	filterBytes int
+	_           [24]byte // keeps two shards' mutexes off one cache line
 }
 
 // convKey names a conversation in maps, without building a string.
@@ -46,6 +50,7 @@ type convKey struct{ ws, conv string }
 func (q *sequencer) init() {
 	for i := range q.shards {
 		q.shards[i].convs = map[convKey]*convState{}
+		q.shards[i].filters = map[convKey]*idFilter{}
 	}
 }
 
@@ -160,6 +165,9 @@ func (q *sequencer) current(tx *bolt.Tx, keys *sealer, cs *convState, ws, conv, 
 		*cur = ms.msg
 		return ms.rec, true, nil
 	}
+	if f := q.filterFor(tx, cs); !f.mayHave(idHash(id)) {
+		return msgRecord{}, false, nil
+	}
 	rec, found := msgRecordOf(tx, ws, conv, id)
 	if !found {
 		return msgRecord{}, false, nil
@@ -249,6 +257,10 @@ func (s *Store) sequence(ch *Change, res *Result) (*write, error) {
 // decideLocked is sequence with the conversation's lock held.
 func (s *Store) decideLocked(cs *convState, ch *Change, res *Result) (*write, error) {
 	q := &s.seq
+	if q.hotSend(cs, ch) {
+		// A new message: nothing to read.
+		return s.decideWrite(cs, ch, &crdt.Message{}, msgRecord{}, false, res)
+	}
 	tx, err := s.db.read()
 	if err != nil {
 		return nil, err
@@ -310,6 +322,9 @@ func (s *Store) appendEvent(cs *convState, merged crdt.Message, rec msgRecord, f
 	ms.msg, ms.rec = merged, rec
 	ms.inflight++
 	cs.inflight++
+	if !found {
+		q.added(cs, merged.ID)
+	}
 	w.op.seq = w
 	w.op.wg.Add(1)
 	w.ev[0] = Event{Kind: EventMessage, Workspace: w.ws, Conversation: w.conv, Seq: seq, Stamp: stamp, Message: merged, Start: start}
