@@ -11,22 +11,20 @@ import (
 // would be in neither, so Events reads this set too.
 type pendingEvents struct {
 	mu sync.Mutex
-	m  map[convKey][]Event // events in seq order per conversation
+	// m holds the events in seq order per conversation: each is its
+	// sequenced write's (write.ev), which outlives its place here.
+	m map[convKey][]*Event
 }
 
-func (p *pendingEvents) add(evs []Event) {
+// add adds the event of a sequenced write.
+func (p *pendingEvents) add(e *Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, e := range evs {
-		if e.Kind != EventMessage {
-			continue
-		}
-		if p.m == nil {
-			p.m = map[convKey][]Event{}
-		}
-		k := convKey{e.Workspace, e.Conversation}
-		p.m[k] = append(p.m[k], e)
+	if p.m == nil {
+		p.m = map[convKey][]*Event{}
 	}
+	k := convKey{e.Workspace, e.Conversation}
+	p.m[k] = append(p.m[k], e)
 }
 
 // remove forgets the events of the sequenced writes among ops once
@@ -44,7 +42,7 @@ func (p *pendingEvents) remove(ops []*op) {
 		list := p.m[k]
 		if len(list) > 0 && list[0].Seq == w.ev[0].Seq {
 			// Commits come in seq order: the oldest goes, without a copy.
-			list[0] = Event{}
+			list[0] = nil
 			list = list[1:]
 		} else {
 			list = removeSeq(list, w.ev[0].Seq)
@@ -58,11 +56,11 @@ func (p *pendingEvents) remove(ops []*op) {
 }
 
 // removeSeq removes the event of seq from list, keeping the order.
-func removeSeq(list []Event, seq uint64) []Event {
+func removeSeq(list []*Event, seq uint64) []*Event {
 	for i := range list {
 		if list[i].Seq == seq {
 			copy(list[i:], list[i+1:])
-			list[len(list)-1] = Event{}
+			list[len(list)-1] = nil
 			return list[:len(list)-1]
 		}
 	}
@@ -76,7 +74,7 @@ func (p *pendingEvents) after(ws, conv string, seq uint64) []Event {
 	var out []Event
 	for _, e := range p.m[convKey{ws, conv}] {
 		if e.Seq > seq {
-			out = append(out, e)
+			out = append(out, *e)
 		}
 	}
 	return out
