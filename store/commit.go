@@ -1,10 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"crypto/cipher"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,10 +66,17 @@ type batch struct {
 	// bbolt keeps until the commit.
 	kbuf, abuf, pbuf []byte
 	arena            []byte
-	bEvents          *bolt.Bucket
-	bMsgs            *bolt.Bucket
-	bByStamp         *bolt.Bucket
+	// msgPuts are the message records of a run of sequenced writes, put
+	// in key order once the run is over (putMsgs): their keys hold the
+	// messages' IDs, in no order of their own.
+	msgPuts  []kv
+	bEvents  *bolt.Bucket
+	bMsgs    *bolt.Bucket
+	bByStamp *bolt.Bucket
 }
+
+// kv is a key and value to put, both in the batch's arena.
+type kv struct{ k, v []byte }
 
 type batchConv struct {
 	c     *Conversation
@@ -362,12 +372,25 @@ func (s *Store) commitOnce(ops []*op) (culprit *op, err error) {
 		return nil, err
 	}
 	b := s.newBatch(tx)
+	sortSequenced(ops)
 	for _, o := range ops {
+		if o.seq == nil {
+			// The run of sequenced writes before it is over: its
+			// message records go in before fn reads the file.
+			if err := b.putMsgs(); err != nil {
+				tx.Rollback()
+				return nil, err
+			}
+		}
 		o.err = o.run(b)
 		if o.err != nil && (o.seq != nil || !clean(o.err)) {
 			tx.Rollback()
 			return o, o.err
 		}
+	}
+	if err := b.putMsgs(); err != nil {
+		tx.Rollback()
+		return nil, err
 	}
 	if err := b.flush(); err != nil {
 		tx.Rollback()
@@ -385,6 +408,55 @@ func (s *Store) commitOnce(ops []*op) (culprit *op, err error) {
 		s.removed()
 	}
 	return nil, nil
+}
+
+// sortSequenced orders each run of sequenced writes in ops by conversation,
+// keeping each conversation's writes in the order they were queued (their
+// seq order): a batch's events then go into the B-tree in key order, each
+// conversation's after the last, instead of hopping between conversations.
+// Writes of different conversations touch different keys, so their order
+// within a run does not matter; other ops keep their places.
+func sortSequenced(ops []*op) {
+	for i := 0; i < len(ops); {
+		if ops[i].seq == nil {
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(ops) && ops[j].seq != nil {
+			j++
+		}
+		slices.SortStableFunc(ops[i:j], func(x, y *op) int {
+			if c := strings.Compare(x.seq.ws, y.seq.ws); c != 0 {
+				return c
+			}
+			return strings.Compare(x.seq.conv, y.seq.conv)
+		})
+		i = j
+	}
+}
+
+// putMsg queues a message record for putMsgs; k is copied into the arena.
+func (b *batch) putMsg(k, v []byte) {
+	kk := append(b.alloc(len(k))[:0], k...)
+	b.msgPuts = append(b.msgPuts, kv{kk, v})
+}
+
+// putMsgs puts the queued message records in key order. The sort is
+// stable: of two records of one message, the later is put last and stays.
+func (b *batch) putMsgs() error {
+	if len(b.msgPuts) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(b.msgPuts, func(x, y kv) int { return bytes.Compare(x.k, y.k) })
+	for _, p := range b.msgPuts {
+		if err := b.bMsgs.Put(p.k, p.v); err != nil {
+			return err
+		}
+	}
+	clear(b.msgPuts)
+	b.msgPuts = b.msgPuts[:0]
+	return nil
 }
 
 // conv loads a conversation record through the batch, and the writer's

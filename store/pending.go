@@ -11,22 +11,20 @@ import (
 // would be in neither, so Events reads this set too.
 type pendingEvents struct {
 	mu sync.Mutex
-	m  map[convKey][]Event // events in seq order per conversation
+	// m holds the events in seq order per conversation: each is its
+	// sequenced write's (write.ev), which outlives its place here.
+	m map[convKey][]*Event
 }
 
-func (p *pendingEvents) add(evs []Event) {
+// add adds the event of a sequenced write.
+func (p *pendingEvents) add(e *Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, e := range evs {
-		if e.Kind != EventMessage {
-			continue
-		}
-		if p.m == nil {
-			p.m = map[convKey][]Event{}
-		}
-		k := convKey{e.Workspace, e.Conversation}
-		p.m[k] = append(p.m[k], e)
+	if p.m == nil {
+		p.m = map[convKey][]*Event{}
 	}
+	k := convKey{e.Workspace, e.Conversation}
+	p.m[k] = append(p.m[k], e)
 }
 
 // remove forgets the events of the sequenced writes among ops once
@@ -42,13 +40,12 @@ func (p *pendingEvents) remove(ops []*op) {
 		}
 		k := convKey{w.ws, w.conv}
 		list := p.m[k]
-		for i := range list {
-			if list[i].Seq == w.ev[0].Seq {
-				copy(list[i:], list[i+1:])
-				list[len(list)-1] = Event{}
-				list = list[:len(list)-1]
-				break
-			}
+		if len(list) > 0 && list[0].Seq == w.ev[0].Seq {
+			// Commits come in seq order: the oldest goes, without a copy.
+			list[0] = nil
+			list = list[1:]
+		} else {
+			list = removeSeq(list, w.ev[0].Seq)
 		}
 		if len(list) == 0 {
 			delete(p.m, k)
@@ -58,6 +55,18 @@ func (p *pendingEvents) remove(ops []*op) {
 	}
 }
 
+// removeSeq removes the event of seq from list, keeping the order.
+func removeSeq(list []*Event, seq uint64) []*Event {
+	for i := range list {
+		if list[i].Seq == seq {
+			copy(list[i:], list[i+1:])
+			list[len(list)-1] = nil
+			return list[:len(list)-1]
+		}
+	}
+	return list
+}
+
 // after returns a copy of the pending events of a conversation above seq.
 func (p *pendingEvents) after(ws, conv string, seq uint64) []Event {
 	p.mu.Lock()
@@ -65,7 +74,7 @@ func (p *pendingEvents) after(ws, conv string, seq uint64) []Event {
 	var out []Event
 	for _, e := range p.m[convKey{ws, conv}] {
 		if e.Seq > seq {
-			out = append(out, e)
+			out = append(out, *e)
 		}
 	}
 	return out

@@ -37,7 +37,11 @@ const seqShards = 64
 type seqShard struct {
 	mu    sync.Mutex
 	convs map[convKey]*convState
-	_     [40]byte // keeps two shards' mutexes off one cache line
+	// filters caches conversations' message IDs (idfilter.go), and
+	// filterBytes counts their memory.
+	filters     map[convKey]*idFilter
+	filterBytes int
+	_           [24]byte // keeps two shards' mutexes off one cache line
 }
 
 // convKey names a conversation in maps, without building a string.
@@ -46,6 +50,7 @@ type convKey struct{ ws, conv string }
 func (q *sequencer) init() {
 	for i := range q.shards {
 		q.shards[i].convs = map[convKey]*convState{}
+		q.shards[i].filters = map[convKey]*idFilter{}
 	}
 }
 
@@ -74,7 +79,7 @@ type convState struct {
 }
 
 type msgState struct {
-	msg      crdt.Message
+	msg      *crdt.Message // the state of its latest write (write.ev)
 	rec      msgRecord
 	inflight int
 }
@@ -89,11 +94,11 @@ type write struct {
 	conv    string
 	stamp   Stamp
 	rec     msgRecord
-	msg     crdt.Message // the message's state at rec.Last
 	send    bool
 	advance bool   // no event: only stamp's origin frontier moves
 	prev    uint64 // the message's latest event before this one; 0 for its first
-	ev      [1]Event
+	// ev is the event, with the message's state at rec.Last (msg).
+	ev [1]Event
 	// ms is the message's state in flight when this write is its first
 	// (convState.msgs points to it): no allocation of its own.
 	ms msgState
@@ -157,8 +162,11 @@ func (q *sequencer) load(tx *bolt.Tx, keys *sealer, cs *convState) error {
 // bbolt, and a deep stack there is a stack to grow for every change.
 func (q *sequencer) current(tx *bolt.Tx, keys *sealer, cs *convState, ws, conv, id string, cur *crdt.Message) (msgRecord, bool, error) {
 	if ms, ok := cs.msgs[id]; ok {
-		*cur = ms.msg
+		*cur = *ms.msg
 		return ms.rec, true, nil
+	}
+	if f := q.filterFor(tx, cs); !f.mayHave(idHash(id)) {
+		return msgRecord{}, false, nil
 	}
 	rec, found := msgRecordOf(tx, ws, conv, id)
 	if !found {
@@ -256,6 +264,10 @@ func (s *Store) sequence(ch *Change, res *Result) (*write, error) {
 // decideLocked is sequence with the conversation's lock held.
 func (s *Store) decideLocked(cs *convState, ch *Change, res *Result) (*write, error) {
 	q := &s.seq
+	if q.hotSend(cs, ch) {
+		// A new message: nothing to read.
+		return s.decideWrite(cs, ch, &crdt.Message{}, msgRecord{}, false, res)
+	}
 	tx, err := s.db.read()
 	if err != nil {
 		return nil, err
@@ -305,7 +317,8 @@ func (s *Store) appendEvent(cs *convState, merged crdt.Message, rec msgRecord, f
 	if !found {
 		rec.Seq = seq
 	}
-	w := &write{cs: cs, ws: cs.key.ws, conv: cs.key.conv, stamp: stamp, rec: rec, msg: merged, send: send, prev: prev}
+	w := &write{cs: cs, ws: cs.key.ws, conv: cs.key.conv, stamp: stamp, rec: rec, send: send, prev: prev}
+	w.ev[0] = Event{Kind: EventMessage, Workspace: w.ws, Conversation: w.conv, Seq: seq, Stamp: stamp, Message: merged, Start: start}
 	if cs.msgs == nil {
 		cs.msgs = map[string]*msgState{}
 	}
@@ -314,13 +327,15 @@ func (s *Store) appendEvent(cs *convState, merged crdt.Message, rec msgRecord, f
 		ms = &w.ms
 		cs.msgs[merged.ID] = ms
 	}
-	ms.msg, ms.rec = merged, rec
+	ms.msg, ms.rec = w.msg(), rec
 	ms.inflight++
 	cs.inflight++
+	if !found {
+		q.added(cs, merged.ID)
+	}
 	w.op.seq = w
 	w.op.wg.Add(1)
-	w.ev[0] = Event{Kind: EventMessage, Workspace: w.ws, Conversation: w.conv, Seq: seq, Stamp: stamp, Message: merged, Start: start}
-	s.pending.add(w.ev[:])
+	s.pending.add(&w.ev[0])
 	if s.cfg.OnCommit != nil {
 		s.cfg.OnCommit(w.ev[:])
 	}
@@ -330,15 +345,18 @@ func (s *Store) appendEvent(cs *convState, merged crdt.Message, rec msgRecord, f
 	return w, Result{Seq: seq, Changed: true, Message: merged}
 }
 
+// msg is the message's state at the write's event.
+func (w *write) msg() *crdt.Message { return &w.ev[0].Message }
+
 // written is called by the writer once w's commit is durable (or failed:
 // then the store is broken and the state is dropped all the same).
 func (s *Store) written(w *write) {
 	cs := w.cs
 	cs.mu.Lock()
 	if !w.advance {
-		if ms := cs.msgs[w.msg.ID]; ms != nil {
+		if ms := cs.msgs[w.msg().ID]; ms != nil {
 			if ms.inflight--; ms.inflight == 0 {
-				delete(cs.msgs, w.msg.ID)
+				delete(cs.msgs, w.msg().ID)
 			}
 		}
 	}
@@ -374,8 +392,9 @@ func (s *Store) head(ws, conv string) (uint64, error) {
 }
 
 // write makes a sequenced change durable: the event, its stamp, the
-// message's record, the origin's frontier and the conversation's head, last
-// message and time (the last two written back once per commit, by flush).
+// message's record (put with the rest of its run, in key order: putMsgs),
+// the origin's frontier and the conversation's head, last message and time
+// (the last two written back once per commit, by flush).
 func (b *batch) write(w *write) error {
 	if w.advance {
 		b.advance(w.ws, w.conv, w.stamp)
@@ -395,7 +414,7 @@ func (b *batch) write(w *write) error {
 	// The event's value: its stamp, then its state sealed.
 	k := appendSeqKey(b.kbuf[:0], w.ws, w.conv, w.rec.Last)
 	b.kbuf = k
-	b.pbuf = appendMessage(b.pbuf[:0], &w.msg)
+	b.pbuf = appendMessage(b.pbuf[:0], w.msg())
 	if err := b.bEvents.Put(k, b.sealStamped(a, k, w.stamp, b.pbuf)); err != nil {
 		return err
 	}
@@ -418,24 +437,22 @@ func (b *batch) write(w *write) error {
 			if err != nil {
 				return err
 			}
-			ref := b.alloc(stampedLen(st) + 1 + len(w.msg.ID))[:0]
-			ref = append(append(appendStamped(ref, st), eventRef), w.msg.ID...)
+			ref := b.alloc(stampedLen(st) + 1 + len(w.msg().ID))[:0]
+			ref = append(append(appendStamped(ref, st), eventRef), w.msg().ID...)
 			if err := b.bEvents.Put(k, ref); err != nil {
 				return err
 			}
 		}
 	}
-	k = appendKey(b.kbuf[:0], w.ws, w.conv, w.msg.ID)
+	k = appendKey(b.kbuf[:0], w.ws, w.conv, w.msg().ID)
 	b.kbuf = k
-	if err := b.bMsgs.Put(k, w.rec.appendTo(b.alloc(16)[:0])); err != nil {
-		return err
-	}
+	b.putMsg(k, w.rec.appendTo(b.alloc(16)[:0]))
 	if w.rec.Last > c.Head {
 		c.Head = w.rec.Last
 	}
 	c.Updated = b.now.UnixMilli()
-	if c.Last == nil || c.Last.ID == w.msg.ID || w.send {
-		c.Last = &w.msg // never changed once sequenced
+	if c.Last == nil || c.Last.ID == w.msg().ID || w.send {
+		c.Last = w.msg() // never changed once sequenced
 	}
 	if !w.send {
 		// An edit or a deletion replaces the message's text in the
