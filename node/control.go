@@ -40,11 +40,19 @@ type control struct {
 // other nodes reach it; key is the cluster key (nodeClusterKey).
 func openControl(cfg Config, log *slog.Logger, key clusterKey, apiAddr string, obs cluster.Observer) (*control, error) {
 	dir := filepath.Join(cfg.DataDir, "raft")
-	bootstrap := len(cfg.Join) == 0
 	raftAddr, advertise, err := raftAddrs(cfg, dir)
 	if err != nil {
 		return nil, err
 	}
+	// A -join list may name this node itself (every node of a deployment
+	// given one list, deploy/helm): that entry is skipped, so the node it
+	// names bootstraps when the list names no other.
+	self := advertise
+	if self == "" {
+		self = raftAddr
+	}
+	cfg.Join = slices.DeleteFunc(slices.Clone(cfg.Join), func(a string) bool { return a == self })
+	bootstrap := len(cfg.Join) == 0
 	// Every byte between nodes but gossip goes through the link: mutual
 	// TLS under the CA only holders of the cluster key can compute.
 	members := &memberIPs{}
