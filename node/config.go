@@ -153,8 +153,9 @@ type Config struct {
 	// Join lists link addresses (their RaftAddr, host:port) of nodes of an
 	// existing cluster.
 	// A node with no Join and no Raft state bootstraps a new cluster of its
-	// own, so a single node needs no configuration. An entry equal to this
-	// node's own link address is skipped (one list for every node). Env
+	// own, so a single node needs no configuration. An entry naming this
+	// node's own link address, or a name resolving to it, is skipped (one
+	// list for every node). Env
 	// PARLEY_JOIN, comma-separated.
 	Join []string
 	// Voter is how this node asks to join: "yes" as a voter, "no" as a

@@ -147,14 +147,25 @@ func TestREADMEFlagsTable(t *testing.T) {
 }
 
 // TestJoinListNamingItselfBootstraps: a node given a -join list that names
-// only its own link address (as the Helm chart gives every node one list)
-// bootstraps a cluster instead of asking itself to be added.
+// only its own link address, by a name that resolves to it (as the Helm
+// chart gives every node one list of DNS names), bootstraps a cluster
+// instead of asking itself to be added.
 func TestJoinListNamingItselfBootstraps(t *testing.T) {
 	t.Parallel()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	key := writeConfig(t, strings.Repeat("5a", 32)+"\n") // the cluster key, from a Secret in the chart
-	r := runNode(t, Config{DataDir: t.TempDir(), NoDemo: true, RaftAddr: addr, Join: []string{addr}, ClusterKey: key})
+	r := runNode(t, Config{DataDir: t.TempDir(), NoDemo: true, RaftAddr: addr, Join: []string{strings.Replace(addr, "127.0.0.1", "localhost", 1)}, ClusterKey: key})
 	if s := r.n.ctl.c.Stats(); s.State != "Leader" || s.Voters != 1 {
 		t.Fatalf("raft state %s with %d voters, want the leader of a cluster of one", s.State, s.Voters)
+	}
+}
+
+func TestDropSelf(t *testing.T) {
+	join := []string{"127.0.0.1:7000", "localhost:7000", "127.0.0.1:7001", "127.0.0.2:7000", "no-such-host.invalid:7000"}
+	if got, want := dropSelf(join, "127.0.0.1:7000"), []string{"127.0.0.1:7001", "127.0.0.2:7000", "no-such-host.invalid:7000"}; !slices.Equal(got, want) {
+		t.Errorf("dropSelf = %q, want %q", got, want)
+	}
+	if got, want := dropSelf(join, "localhost:7001"), []string{"127.0.0.1:7000", "localhost:7000", "127.0.0.2:7000", "no-such-host.invalid:7000"}; !slices.Equal(got, want) {
+		t.Errorf("dropSelf by name = %q, want %q", got, want)
 	}
 }
