@@ -169,3 +169,15 @@ func TestDropSelf(t *testing.T) {
 		t.Errorf("dropSelf by name = %q, want %q", got, want)
 	}
 }
+
+// TestExampleConfigFileParses: deploy/parley.yaml, the file the systemd
+// unit reads, is a valid config of the node.
+func TestExampleConfigFileParses(t *testing.T) {
+	c, err := ParseFlags([]string{"-config", "../deploy/parley.yaml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Region != "eu" || c.DataDir != "/var/lib/parley" || len(c.Join) != 1 || !c.NoDemo || c.RaftAddr != "0.0.0.0:7000" {
+		t.Errorf("config %+v", c)
+	}
+}
