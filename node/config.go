@@ -155,8 +155,7 @@ type Config struct {
 	// A node with no Join and no Raft state bootstraps a new cluster of its
 	// own, so a single node needs no configuration. An entry naming this
 	// node's own link address, or a name resolving to it, is skipped (one
-	// list for every node). Env
-	// PARLEY_JOIN, comma-separated.
+	// list for every node). Env PARLEY_JOIN, comma-separated.
 	Join []string
 	// Voter is how this node asks to join: "yes" as a voter, "no" as a
 	// non-voter that replicates the control plane and answers reads, "auto"
