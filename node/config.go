@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"time"
 
@@ -162,8 +161,9 @@ type Config struct {
 	// Join lists link addresses (their RaftAddr, host:port) of nodes of an
 	// existing cluster.
 	// A node with no Join and no Raft state bootstraps a new cluster of its
-	// own, so a single node needs no configuration. Env PARLEY_JOIN,
-	// comma-separated.
+	// own, so a single node needs no configuration. An entry naming this
+	// node's own link address, or a name resolving to it, is skipped (one
+	// list for every node). Env PARLEY_JOIN, comma-separated.
 	Join []string
 	// Voter is how this node asks to join: "yes" as a voter, "no" as a
 	// non-voter that replicates the control plane and answers reads, "auto"
@@ -270,16 +270,48 @@ const DefaultAuditRetention = 400 * 24 * time.Hour
 // h3Off is the H3Addr that disables HTTP/3.
 const h3Off = "off"
 
-// ParseFlags reads a Config from command-line arguments and environment.
+// ParseFlags reads a Config from command-line arguments, the environment
+// and the config file that -config (or PARLEY_CONFIG) names, in that order
+// of precedence (configfile.go).
 func ParseFlags(args []string) (Config, error) {
 	var c Config
+	f := newFlagSet(&c)
+	fs := f.fs
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if *f.config != "" {
+		if err := applyConfigFile(fs, *f.config); err != nil {
+			return c, err
+		}
+	}
+	c.Join = splitList(*f.join)
+	c.ACMEDomains = splitList(*f.acmeDomains)
+	c.TrustedProxies = splitList(*f.trusted)
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	return c, c.validate()
+}
+
+// flagSet is the node's flags over a Config, with the text of those that
+// ParseFlags turns into lists or reads before the others.
+type flagSet struct {
+	fs                                 *flag.FlagSet
+	config, join, acmeDomains, trusted *string
+}
+
+// newFlagSet declares every flag of the node over c; the README's table
+// lists them (TestREADMEFlagsTable).
+func newFlagSet(c *Config) flagSet {
 	fs := flag.NewFlagSet("parley", flag.ContinueOnError)
-	fs.StringVar(&c.HTTPAddr, "http", env("PARLEY_HTTP", "127.0.0.1:8080"), "HTTP listen address")
-	fs.StringVar(&c.DataDir, "data", env("PARLEY_DATA", "data"), "data directory")
-	fs.StringVar(&c.NodeID, "node", env("PARLEY_NODE", "n1"), "node ID")
-	fs.StringVar(&c.AgentToken, "agent-token", env("PARLEY_AGENT_TOKEN", ""), "operator token of the demo workspace")
+	configFile := fs.String("config", envFor("config", ""), "YAML file of settings, keyed by these flags' names; the command line and the environment override it")
+	fs.StringVar(&c.HTTPAddr, "http", envFor("http", "127.0.0.1:8080"), "HTTP listen address")
+	fs.StringVar(&c.DataDir, "data", envFor("data", "data"), "data directory")
+	fs.StringVar(&c.NodeID, "node", envFor("node", "n1"), "node ID")
+	fs.StringVar(&c.AgentToken, "agent-token", envFor("agent-token", ""), "operator token of the demo workspace")
 	fs.BoolVar(&c.NoDemo, "no-demo", false, "do not create the demo workspace")
-	fs.StringVar(&c.LogLevel, "log-level", env("PARLEY_LOG_LEVEL", "info"), "log level")
+	fs.StringVar(&c.LogLevel, "log-level", envFor("log-level", "info"), "log level")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 1000, "concurrent connections per client address, of every kind")
 	fs.IntVar(&c.FDReserve, "fd-reserve", 0, "file descriptors kept for addresses with few connections and for the node link (0: an eighth of the limit, 16 to 1024)")
 	fs.DurationVar(&c.HTTPReadTimeout, "http-read-timeout", 30*time.Second, "longest time to read one HTTP request, body included")
@@ -299,24 +331,24 @@ func ParseFlags(args []string) (Config, error) {
 	fs.Int64Var(&c.IPPlanMessages, "ip-plan-messages", 1000, "messages visitors of one client address may add to a workspace's plan count per -ip-plan-window on a node (at most -ip-plan-fraction of the plan's monthly)")
 	fs.Float64Var(&c.IPPlanFraction, "ip-plan-fraction", 0.1, "most of a plan's monthly conversations and messages one client address may add per -ip-plan-window on a node, when less than -ip-plan-conversations, -ip-plan-messages")
 	fs.DurationVar(&c.IPPlanWindow, "ip-plan-window", 24*time.Hour, "window of -ip-plan-conversations and -ip-plan-messages, aligned to UTC midnight")
-	fs.StringVar(&c.H3Addr, "h3", env("PARLEY_H3", ""), `HTTP/3 and WebTransport UDP address (default: the HTTP address on UDP; "off" disables)`)
-	fs.StringVar(&c.TLSCert, "tls-cert", env("PARLEY_TLS_CERT", ""), "certificate chain, PEM: HTTPS on the HTTP address and HTTP/3, reloaded on change (default: plain HTTP; HTTP/3 self-signed, short-lived)")
-	fs.StringVar(&c.TLSKey, "tls-key", env("PARLEY_TLS_KEY", ""), "private key of -tls-cert, PEM")
+	fs.StringVar(&c.H3Addr, "h3", envFor("h3", ""), `HTTP/3 and WebTransport UDP address (default: the HTTP address on UDP; "off" disables)`)
+	fs.StringVar(&c.TLSCert, "tls-cert", envFor("tls-cert", ""), "certificate chain, PEM: HTTPS on the HTTP address and HTTP/3, reloaded on change (default: plain HTTP; HTTP/3 self-signed, short-lived)")
+	fs.StringVar(&c.TLSKey, "tls-key", envFor("tls-key", ""), "private key of -tls-cert, PEM")
 	fs.DurationVar(&c.TLSReload, "tls-reload", time.Minute, "how often -tls-cert and -tls-key are checked for a change")
-	acmeDomains := fs.String("acme-domains", env("PARLEY_ACME_DOMAINS", ""), "obtain the HTTPS certificate from an ACME CA for these names, comma-separated (TLS-ALPN-01 on the HTTP address, reached on port 443)")
-	fs.StringVar(&c.ACMEDir, "acme-dir", env("PARLEY_ACME_DIR", ""), "ACME directory URL (default: Let's Encrypt)")
-	fs.StringVar(&c.ACMEEmail, "acme-email", env("PARLEY_ACME_EMAIL", ""), "contact address of the ACME account")
-	fs.StringVar(&c.ACMECA, "acme-ca", env("PARLEY_ACME_CA", ""), "PEM roots the ACME server's own certificate may chain to, beside the system's")
-	trusted := fs.String("trusted-proxies", env("PARLEY_TRUSTED_PROXIES", ""), "CIDRs of proxies whose PROXY protocol header or X-Forwarded-For gives the client's address, comma-separated")
-	fs.StringVar(&c.Region, "region", env("PARLEY_REGION", ""), "region this node runs in (eu, us, ...)")
-	fs.StringVar(&c.RaftAddr, "raft-addr", env("PARLEY_RAFT_ADDR", ""), "node link TCP address: Raft and node-to-node traffic over mutual TLS (default: as last start, or a free port)")
-	fs.StringVar(&c.Zone, "zone", env("PARLEY_ZONE", ""), "zone of the region this node runs in")
-	fs.StringVar(&c.GossipAddr, "gossip-addr", env("PARLEY_GOSSIP_ADDR", ""), "gossip UDP and TCP address (default: as last start, or a free port)")
-	fs.StringVar(&c.Advertise, "advertise", env("PARLEY_ADVERTISE", ""), "host other nodes reach this one's link at (when binding every interface, or behind NAT)")
-	join := fs.String("join", env("PARLEY_JOIN", ""), "link addresses (-raft-addr) of cluster members to join, comma-separated (none: bootstrap a cluster)")
+	acmeDomains := fs.String("acme-domains", envFor("acme-domains", ""), "obtain the HTTPS certificate from an ACME CA for these names, comma-separated (TLS-ALPN-01 on the HTTP address, reached on port 443)")
+	fs.StringVar(&c.ACMEDir, "acme-dir", envFor("acme-dir", ""), "ACME directory URL (default: Let's Encrypt)")
+	fs.StringVar(&c.ACMEEmail, "acme-email", envFor("acme-email", ""), "contact address of the ACME account")
+	fs.StringVar(&c.ACMECA, "acme-ca", envFor("acme-ca", ""), "PEM roots the ACME server's own certificate may chain to, beside the system's")
+	trusted := fs.String("trusted-proxies", envFor("trusted-proxies", ""), "CIDRs of proxies whose PROXY protocol header or X-Forwarded-For gives the client's address, comma-separated")
+	fs.StringVar(&c.Region, "region", envFor("region", ""), "region this node runs in (eu, us, ...)")
+	fs.StringVar(&c.RaftAddr, "raft-addr", envFor("raft-addr", ""), "node link TCP address: Raft and node-to-node traffic over mutual TLS (default: as last start, or a free port)")
+	fs.StringVar(&c.Zone, "zone", envFor("zone", ""), "zone of the region this node runs in")
+	fs.StringVar(&c.GossipAddr, "gossip-addr", envFor("gossip-addr", ""), "gossip UDP and TCP address (default: as last start, or a free port)")
+	fs.StringVar(&c.Advertise, "advertise", envFor("advertise", ""), "host other nodes reach this one's link at (when binding every interface, or behind NAT)")
+	join := fs.String("join", envFor("join", ""), "link addresses (-raft-addr) of cluster members to join, comma-separated (none: bootstrap a cluster)")
 	fs.StringVar(&c.Voter, "voter", voterAuto, "join as a voter: yes, no or auto")
-	fs.StringVar(&c.ClusterKey, "cluster-key", env("PARLEY_CLUSTER_KEY_FILE", ""), "file with the secret shared by the cluster's nodes (default: DATA/cluster.key)")
-	fs.StringVar(&c.PreviousClusterKey, "previous-cluster-key", env("PARLEY_PREVIOUS_CLUSTER_KEY_FILE", ""), "file with the cluster key before a rotation: the store's conversation keys are sealed again under the new one at start")
+	fs.StringVar(&c.ClusterKey, "cluster-key", envFor("cluster-key", ""), "file with the secret shared by the cluster's nodes (default: DATA/cluster.key)")
+	fs.StringVar(&c.PreviousClusterKey, "previous-cluster-key", envFor("previous-cluster-key", ""), "file with the cluster key before a rotation: the store's conversation keys are sealed again under the new one at start")
 	fs.DurationVar(&c.UsageInterval, "usage-interval", 10*time.Second, "how often usage is reported to the control plane")
 	fs.DurationVar(&c.RetentionDay, "retention-day", 24*time.Hour, "the length of a day of workspaces' retention (shorter only to try retention out)")
 	fs.DurationVar(&c.ScrubAfter, "scrub-after", 5*time.Second, "how long removed data may stay in the store file's free pages before they are zeroed (negative: only at start and stop)")
@@ -330,17 +362,8 @@ func ParseFlags(args []string) (Config, error) {
 	fs.Uint64Var(&c.RaftSnapshotThreshold, "raft-snapshot-threshold", 0, "Raft log entries between snapshots (0: default)")
 	fs.Uint64Var(&c.RaftTrailingLogs, "raft-trailing-logs", 0, "Raft log entries kept after a snapshot (0: default)")
 	fs.DurationVar(&c.FaultReplDelay, "fault-repl-delay", 0, "fault injection: delay every replication message this node sends (benchmarks)")
-	embedFlags(fs, &c)
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
-	c.Join = splitList(*join)
-	c.ACMEDomains = splitList(*acmeDomains)
-	c.TrustedProxies = splitList(*trusted)
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
-	}
-	return c, c.validate()
+	embedFlags(fs, c)
+	return flagSet{fs: fs, config: configFile, join: join, acmeDomains: acmeDomains, trusted: trusted}
 }
 
 func (c *Config) defaults() {
@@ -476,11 +499,4 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-func env(k, def string) string {
-	if v, ok := os.LookupEnv(k); ok {
-		return v
-	}
-	return def
 }

@@ -40,11 +40,19 @@ type control struct {
 // other nodes reach it; key is the cluster key (nodeClusterKey).
 func openControl(cfg Config, log *slog.Logger, key clusterKey, apiAddr string, obs cluster.Observer) (*control, error) {
 	dir := filepath.Join(cfg.DataDir, "raft")
-	bootstrap := len(cfg.Join) == 0
 	raftAddr, advertise, err := raftAddrs(cfg, dir)
 	if err != nil {
 		return nil, err
 	}
+	// A -join list may name this node itself (every node of a deployment
+	// given one list, deploy/helm): that entry is skipped, so the node it
+	// names bootstraps when the list names no other.
+	self := advertise
+	if self == "" {
+		self = raftAddr
+	}
+	cfg.Join = dropSelf(cfg.Join, self)
+	bootstrap := len(cfg.Join) == 0
 	// Every byte between nodes but gossip goes through the link: mutual
 	// TLS under the CA only holders of the cluster key can compute.
 	members := &memberIPs{}
@@ -88,6 +96,44 @@ func openControl(cfg Config, log *slog.Logger, key clusterKey, apiAddr string, o
 		return nil, err
 	}
 	return ctl, nil
+}
+
+// dropSelf removes from join the entries that name self (host:port): the
+// same text, or the same port on a host that resolves to self's host or its
+// addresses (a StatefulSet's pod named by DNS, advertising its IP). A name
+// that does not resolve within 5s is kept.
+func dropSelf(join []string, self string) []string {
+	sh, sp, err := net.SplitHostPort(self)
+	if err != nil {
+		return join
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	own := map[string]bool{sh: true}
+	if net.ParseIP(sh) == nil {
+		if addrs, err := net.DefaultResolver.LookupHost(ctx, sh); err == nil {
+			for _, a := range addrs {
+				own[a] = true
+			}
+		}
+	}
+	var out []string
+	for _, a := range join {
+		h, p, err := net.SplitHostPort(a)
+		if err == nil && p == sp {
+			if own[h] {
+				continue
+			}
+			if net.ParseIP(h) == nil {
+				addrs, err := net.DefaultResolver.LookupHost(ctx, h)
+				if err == nil && slices.ContainsFunc(addrs, func(x string) bool { return own[x] }) {
+					continue
+				}
+			}
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // raftAddrs picks the Raft bind and advertise addresses: the flag, else the

@@ -444,7 +444,7 @@ func (e *embedding) register(reg *prometheus.Registry) {
 
 // embedFlags declares the embedding flags.
 func embedFlags(fs *flag.FlagSet, c *Config) {
-	fs.StringVar(&c.Embedder, "embedder", env("PARLEY_EMBEDDER", "auto"), `similar conversations and suggested replies: "auto" (on when the model is installed) or "off"`)
+	fs.StringVar(&c.Embedder, "embedder", envFor("embedder", "auto"), `similar conversations and suggested replies: "auto" (on when the model is installed) or "off"`)
 	fs.StringVar(&c.ModelDir, "model-dir", "", "all-MiniLM-L6-v2 directory (default: $PARLEY_MODEL_DIR, else the `make embedder-assets` cache)")
 	fs.StringVar(&c.ORTLib, "ort-lib", "", "ONNX Runtime shared library (default: $PARLEY_ORT_LIB, else the `make embedder-assets` cache)")
 	fs.IntVar(&c.EmbedThreads, "embed-threads", 1, "ONNX Runtime threads per model run")

@@ -99,6 +99,9 @@ func newMetrics() *metrics {
 		m.delivery, m.errors, m.relays, m.commit, m.batch, m.commitErrs,
 		m.scrub, m.scrubTotal, m.scrubPages, m.scrubErrs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, outcome := range []string{"opened", "failed"} { // gateway/relay.go's
+		m.relays.WithLabelValues(outcome) // exported from the start, at 0
+	}
 	m.delivered = map[string]deliveredBy{}
 	for _, t := range []string{"ws", "wt"} { // the gateway's transports' names
 		m.delivered[t] = deliveredBy{m.messagesOut.WithLabelValues(t), m.delivery.WithLabelValues(t)}

@@ -73,6 +73,9 @@ func newAntiEntropy(r *Replicator, reg prometheus.Registerer) *antiEntropy {
 			Name: "parley_antientropy_rounds_total", Help: "Anti-entropy rounds with a peer.",
 		}),
 	}
+	for _, phase := range []string{"buckets", "vectors", "range"} {
+		m.bytes.WithLabelValues(phase) // exported from the start, at 0
+	}
 	reg.MustRegister(m.bytes, m.repaired, m.rounds)
 	return &antiEntropy{r: r, metrics: m, trees: map[string]*cachedTree{}, kick: make(chan string, 16)}
 }

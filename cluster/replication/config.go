@@ -52,8 +52,9 @@ type Config struct {
 	OnReplies func(ws string, applied []store.Reply)
 	// Logger. Zero: slog.Default().
 	Logger *slog.Logger
-	// Registerer takes the anti-entropy metrics. Zero: a registry of
-	// their own, which nothing exports.
+	// Registerer takes the anti-entropy metrics and the links' backlog
+	// and lag per peer. Zero: a registry of their own, which nothing
+	// exports.
 	Registerer prometheus.Registerer
 	// LinkDelay holds back every frame this node sends on a link (a fault
 	// for tests; see Delayed). Zero: none.

@@ -92,9 +92,7 @@ func (r *Links) Send(ctx context.Context, peer string, evs []Event) error {
 		return err
 	}
 	out := &outFrame{f: frame{Type: frameEvents, Events: evs}, done: make(chan error, 1)}
-	select {
-	case l.queue <- out:
-	default:
+	if !l.enqueue(out) {
 		return fmt.Errorf("%w: %s: queue full", ErrLinkDown, peer)
 	}
 	t := time.NewTimer(r.cfg.AckTimeout)
@@ -118,12 +116,10 @@ func (r *Links) Enqueue(peer string, evs []Event) (<-chan error, bool) {
 		return nil, false
 	}
 	out := &outFrame{f: frame{Type: frameEvents, Events: evs}, done: make(chan error, 1)}
-	select {
-	case l.queue <- out:
-		return out.done, true
-	default:
+	if !l.enqueue(out) {
 		return nil, false
 	}
+	return out.done, true
 }
 
 // Signal queues an ephemeral signal to a peer (presence, typing): no ack;
@@ -133,12 +129,7 @@ func (r *Links) Signal(peer string, b []byte) bool {
 	if err != nil {
 		return false
 	}
-	select {
-	case l.queue <- &outFrame{f: frame{Type: frameSignal, Signal: b}}:
-		return true
-	default:
-		return false
-	}
+	return l.enqueue(&outFrame{f: frame{Type: frameSignal, Signal: b}})
 }
 
 // Push queues events to a peer without waiting; false if they were dropped
@@ -148,12 +139,7 @@ func (r *Links) Push(peer string, evs []Event) bool {
 	if err != nil {
 		return false
 	}
-	select {
-	case l.queue <- &outFrame{f: frame{Type: frameEvents, Events: evs}}:
-		return true
-	default:
-		return false
-	}
+	return l.enqueue(&outFrame{f: frame{Type: frameEvents, Events: evs}})
 }
 
 func (r *Links) link(peer string) (*link, error) {
@@ -165,7 +151,7 @@ func (r *Links) link(peer string) (*link, error) {
 	if l := r.links[peer]; l != nil {
 		return l, nil
 	}
-	l := &link{r: r, peer: peer, queue: make(chan *outFrame, r.cfg.QueueLen)}
+	l := &link{r: r, peer: peer, queue: make(chan *outFrame, r.cfg.QueueLen), outstanding: map[*outFrame]struct{}{}}
 	r.links[peer] = l
 	r.wg.Add(1)
 	go func() {
@@ -287,9 +273,11 @@ func (e *GapsError) Error() string {
 }
 
 // outFrame is a frame to send; done, when set, receives the ack's outcome.
+// at is when it was queued.
 type outFrame struct {
 	f    frame
 	done chan error
+	at   time.Time
 }
 
 // link is the outgoing half of a pair of nodes: events go out in order,
@@ -298,6 +286,52 @@ type link struct {
 	r     *Links
 	peer  string
 	queue chan *outFrame
+
+	// outstanding holds the frames queued and not yet ended: not yet
+	// written, or written and waiting for the peer's ack (end). Guarded by
+	// mu, which enqueue holds across the send to queue so that a frame is
+	// in outstanding before the writer can end it.
+	mu          sync.Mutex
+	outstanding map[*outFrame]struct{}
+}
+
+// enqueue queues o at once; false when the queue is full.
+func (l *link) enqueue(o *outFrame) bool {
+	o.at = time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case l.queue <- o:
+		l.outstanding[o] = struct{}{}
+		return true
+	default:
+		return false
+	}
+}
+
+// end takes o out of the backlog and gives its waiter, if any, the
+// outcome.
+func (l *link) end(o *outFrame, err error) {
+	if o == nil {
+		return
+	}
+	l.mu.Lock()
+	delete(l.outstanding, o)
+	l.mu.Unlock()
+	if o.done != nil {
+		o.done <- err
+	}
+}
+
+// backlog is how many frames are outstanding and how long the oldest of
+// them has been (zero when none).
+func (l *link) backlog(now time.Time) (n int, oldest time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for o := range l.outstanding {
+		oldest = max(oldest, now.Sub(o.at))
+	}
+	return len(l.outstanding), oldest
 }
 
 // run keeps the link connected while there is something to send, until
@@ -315,7 +349,7 @@ func (l *link) run(ctx context.Context) {
 		if err != nil {
 			// Fail what waits rather than let it time out: the caller
 			// decides what a missing replica means for its ack.
-			l.fail(first, fmt.Errorf("%w: %s: %v", ErrLinkDown, l.peer, err))
+			l.end(first, fmt.Errorf("%w: %s: %v", ErrLinkDown, l.peer, err))
 			l.drain(fmt.Errorf("%w: %s: %v", ErrLinkDown, l.peer, err))
 			select {
 			case <-time.After(backoff):
@@ -334,18 +368,12 @@ func (l *link) run(ctx context.Context) {
 	}
 }
 
-func (l *link) fail(o *outFrame, err error) {
-	if o != nil && o.done != nil {
-		o.done <- err
-	}
-}
-
 // drain fails every frame queued now.
 func (l *link) drain(err error) {
 	for {
 		select {
 		case o := <-l.queue:
-			l.fail(o, err)
+			l.end(o, err)
 		default:
 			return
 		}
@@ -382,6 +410,9 @@ func (l *link) serve(ctx context.Context, c Conn, first *outFrame) error {
 			if err == nil {
 				err = c.Write(gctx, b)
 			}
+			if o.done == nil { // nothing waits for an ack: written or lost
+				l.end(o, nil)
+			}
 			if err != nil {
 				return err // o, if it waits, is pending: failed below
 			}
@@ -407,18 +438,18 @@ func (l *link) serve(ctx context.Context, c Conn, first *outFrame) error {
 			}
 			switch {
 			case len(f.Gaps) > 0:
-				o.done <- &GapsError{Gaps: f.Gaps}
+				l.end(o, &GapsError{Gaps: f.Gaps})
 			case f.Error != "":
-				o.done <- fmt.Errorf("%w: %s could not store: %s", ErrLinkDown, l.peer, f.Error)
+				l.end(o, fmt.Errorf("%w: %s could not store: %s", ErrLinkDown, l.peer, f.Error))
 			default:
-				o.done <- nil
+				l.end(o, nil)
 			}
 		}
 	})
 	err := g.Wait()
 	mu.Lock()
 	for _, o := range pending {
-		o.done <- fmt.Errorf("%w: %s: %v", ErrLinkDown, l.peer, err)
+		l.end(o, fmt.Errorf("%w: %s: %v", ErrLinkDown, l.peer, err))
 	}
 	mu.Unlock()
 	return err

@@ -37,6 +37,7 @@ type peer struct {
 	stored  []Event
 	fail    atomic.Bool
 	gap     atomic.Bool
+	hold    atomic.Pointer[chan struct{}] // while set, storing waits for it to close
 	conns   atomic.Int32
 	open    map[*websocket.Conn]bool // guarded by mu
 	signals []string                 // guarded by mu
@@ -62,6 +63,9 @@ func newPeer(t *testing.T, id string) *peer {
 		Store: func(_ context.Context, from string, evs []Event) (func() error, error) {
 			if p.fail.Load() {
 				return nil, errors.New("disk full")
+			}
+			if h := p.hold.Load(); h != nil {
+				<-*h
 			}
 			if p.gap.Load() {
 				return nil, errors.Join(&Gap{Workspace: "w", Conversation: "c", Origin: "n1", Next: 3}, errors.New("other"))

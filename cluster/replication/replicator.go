@@ -75,6 +75,7 @@ func New(cfg Config) *Replicator {
 		resyncs: make(chan resyncReq, 64)}
 	r.gate = NewGate(r.have, 0)
 	r.links = NewLinks(LinksConfig{Self: cfg.Self, Dial: r.dial, Store: r.Apply, Logger: cfg.Logger, OnSignal: r.onSignal})
+	cfg.Registerer.MustRegister(r.links.Collector())
 	r.ae = newAntiEntropy(r, cfg.Registerer)
 	r.replies = &savedReplies{self: cfg.Self, region: cfg.Region, st: cfg.Store, ctl: cfg.Control, mem: cfg.Members,
 		signal: r.links.Signal, onReplies: cfg.OnReplies, log: cfg.Logger, in: make(chan repliesFrom, 64)}
