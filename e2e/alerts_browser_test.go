@@ -17,7 +17,7 @@ import (
 // the page's Notification is replaced by a recorder after it loads (the
 // console looks it up at each alert), permission granted.
 func TestBrowserConsoleAlerts(t *testing.T) {
-	requireChromium(t)
+	needBrowser(t)
 	node := startNode(t, t.TempDir(), "-h3", "off")
 	ctx := testCtx(t, 2*time.Minute)
 	ct := &chatTest{t: t, node: node, dir: t.TempDir()}

@@ -12,7 +12,7 @@ import (
 // available for now, and says the agent is online again once they are back;
 // a reload of the console keeps them away.
 func TestBrowserAgentAway(t *testing.T) {
-	requireChromium(t)
+	needBrowser(t)
 	tc := startCluster(t, 2)
 	n1, n2 := tc.nodes[0], tc.nodes[1]
 	ctx := testCtx(t, 3*time.Minute)

@@ -23,7 +23,7 @@ import (
 // node's store while it is down, as an older version kept them) shows in
 // the console and in the widget in logical order, without the override.
 func TestBrowserNeutralisesBidi(t *testing.T) {
-	requireChromium(t)
+	needBrowser(t)
 	node := startNode(t, t.TempDir())
 	ctx := testCtx(t, 4*time.Minute)
 	ct := &chatTest{t: t, node: node, dir: t.TempDir()}

@@ -12,7 +12,7 @@ import (
 // conversations API with an API key appears live in the visitor's widget
 // and in the agent's console, named as the bot chose and marked a bot.
 func TestBrowserShowsABotsMessage(t *testing.T) {
-	requireChromium(t)
+	needBrowser(t)
 	tc := startCluster(t, 1)
 	nd := tc.nodes[0]
 	ctx := testCtx(t, 3*time.Minute)

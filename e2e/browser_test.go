@@ -23,6 +23,19 @@ import (
 // chromiumPath is Debian's Chromium, which `make test` installs.
 const chromiumPath = "/usr/bin/chromium"
 
+// needBrowser is every browser test's first line: it skips the test with
+// PARLEY_SKIP_BROWSER=1 and fails it when headless Chromium is missing.
+func needBrowser(t *testing.T) {
+	t.Helper()
+	if os.Getenv("PARLEY_SKIP_BROWSER") == "1" {
+		t.Skip("PARLEY_SKIP_BROWSER=1")
+	}
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("headless Chromium is missing (%v): run `make test`, which installs it, "+
+			"or set PARLEY_SKIP_BROWSER=1 to skip the browser tests", err)
+	}
+}
+
 const (
 	visitorText = "Hello, my order #1234 has not arrived"
 	agentText   = "Sorry to hear that! Let me check."
@@ -270,13 +283,7 @@ func (ct *chatTest) checkHistory(b *browser, got []shownMessage) {
 }
 
 func TestBrowserChat(t *testing.T) {
-	if os.Getenv("PARLEY_SKIP_BROWSER") == "1" {
-		t.Skip("PARLEY_SKIP_BROWSER=1")
-	}
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("headless Chromium is missing (%v): run `make test`, which installs it, "+
-			"or set PARLEY_SKIP_BROWSER=1 to skip the browser test", err)
-	}
+	needBrowser(t)
 	node := startNode(t, t.TempDir())
 	ctx := testCtx(t, 4*time.Minute)
 	ct := &chatTest{t: t, node: node, dir: t.TempDir()}

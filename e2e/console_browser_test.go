@@ -17,7 +17,7 @@ import (
 // in the list, the header and "Who is online"; the search box shows its
 // whole placeholder; the online panel keeps room for a name.
 func TestBrowserConsoleAt1024(t *testing.T) {
-	requireChromium(t)
+	needBrowser(t)
 	node := startNode(t, t.TempDir(), "-h3", "off")
 	ctx := testCtx(t, 3*time.Minute)
 	ct := &chatTest{t: t, node: node, dir: t.TempDir()}
@@ -119,7 +119,7 @@ func TestBrowserConsoleAt1024(t *testing.T) {
 // The issue asks for 2 s; the test allows 5 so that a loaded machine does
 // not fail it (the old widget stayed online about 27 s over WebSocket).
 func TestBrowserVisitorLeavesGoesOffline(t *testing.T) {
-	requireChromium(t)
+	needBrowser(t)
 	for _, tr := range []struct {
 		name string
 		args []string

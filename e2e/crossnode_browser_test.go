@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -181,17 +180,6 @@ func resumesSent(t *testing.T, b *browser) func() []map[string]any {
 	}
 }
 
-func requireChromium(t *testing.T) {
-	t.Helper()
-	if os.Getenv("PARLEY_SKIP_BROWSER") == "1" {
-		t.Skip("PARLEY_SKIP_BROWSER=1")
-	}
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("headless Chromium is missing (%v): run `make test`, which installs it, "+
-			"or set PARLEY_SKIP_BROWSER=1 to skip the browser test", err)
-	}
-}
-
 // startChat opens the console (with an operator token of the demo
 // workspace) and the widget at base, writes first in the widget, and
 // returns the conversation's ID once the console lists it.
@@ -225,7 +213,7 @@ func (ct *chatTest) startChat(agent, visitor *browser, base, token, first string
 // seqs (2^32+1, ...) are nothing like the first's (1, 2, ...): a page that
 // resumed by seq on the other node would miss what it did not see.
 func TestBrowserCrossNode(t *testing.T) {
-	requireChromium(t)
+	needBrowser(t)
 	tc := startCluster(t, 2)
 	n1, n2 := tc.nodes[0], tc.nodes[1]
 	n2.Kill9(t)

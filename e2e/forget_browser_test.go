@@ -21,7 +21,7 @@ import (
 // conversation before the answer and the widget shows it empty. No file
 // of the node keeps either text.
 func TestBrowserVisitorAsksToBeForgotten(t *testing.T) {
-	needChromium(t)
+	needBrowser(t)
 	nd := startNode(t, t.TempDir())
 	root, err := node.AdminToken(filepath.Join(nd.DataDir, "cluster.key"))
 	if err != nil {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"net/url"
-	"os"
 	"testing"
 	"time"
 
@@ -14,7 +13,7 @@ import (
 // workspace, the console pages through the list and shows every one, the
 // first started (the last of the order) included.
 func TestBrowserConsoleListsPast200(t *testing.T) {
-	needChromium(t)
+	needBrowser(t)
 	node := startNode(t, t.TempDir(), "-frame-rate", "1000")
 	ctx := testCtx(t, 3*time.Minute)
 	v, err := dialNode(ctx, node)
@@ -50,16 +49,4 @@ func TestBrowserConsoleListsPast200(t *testing.T) {
 		ct.fail(agent, "the first conversation started is not in the list")
 	}
 	ct.checkPage(agent, "after listing")
-}
-
-// needChromium skips the test with PARLEY_SKIP_BROWSER=1 and fails it
-// when headless Chromium is missing.
-func needChromium(t *testing.T) {
-	t.Helper()
-	if os.Getenv("PARLEY_SKIP_BROWSER") == "1" {
-		t.Skip("PARLEY_SKIP_BROWSER=1")
-	}
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("headless Chromium is missing (%v): run `make test`, or set PARLEY_SKIP_BROWSER=1", err)
-	}
 }

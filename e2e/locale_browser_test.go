@@ -12,7 +12,7 @@ import (
 // does not have), lays itself out right to left for Arabic whatever the
 // page's direction, and shows an Arabic message right to left.
 func TestBrowserWidgetSpeaksTheVisitorsLanguage(t *testing.T) {
-	requireChromium(t)
+	needBrowser(t)
 	node := startNode(t, t.TempDir(), "-h3", "off")
 	ctx := testCtx(t, 3*time.Minute)
 	for _, c := range []struct {

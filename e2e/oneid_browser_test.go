@@ -16,7 +16,7 @@ import (
 // one, with the earlier ts, and both pages show it once, before the second
 // reply: where every node puts it, not where it was first seen.
 func TestBrowserShowsOneIDOnce(t *testing.T) {
-	requireChromium(t)
+	needBrowser(t)
 	lab := newNetLab(t, 2)
 	tc := startClusterOn(t, clusterSpec{bin: parleyBin, n: 2, lab: lab})
 	n1 := tc.nodes[0]

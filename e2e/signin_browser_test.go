@@ -17,7 +17,7 @@ import (
 // the node, not only in the tab: the same token is refused afterwards, by
 // the admin API and by the wire.
 func TestBrowserConsoleSignInAndOut(t *testing.T) {
-	requireChromium(t)
+	needBrowser(t)
 	nd := startNode(t, t.TempDir(), "-h3", "off")
 	root, err := node.AdminToken(filepath.Join(nd.DataDir, "cluster.key"))
 	if err != nil {

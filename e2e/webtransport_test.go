@@ -24,17 +24,6 @@ import (
 // Blocking UDP takes iptables, as root: `make test-deps` installs Debian's
 // iptables package.
 
-func needBrowser(t *testing.T) {
-	t.Helper()
-	if os.Getenv("PARLEY_SKIP_BROWSER") == "1" {
-		t.Skip("PARLEY_SKIP_BROWSER=1")
-	}
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("headless Chromium is missing (%v): run `make test`, which installs it, "+
-			"or set PARLEY_SKIP_BROWSER=1 to skip the browser tests", err)
-	}
-}
-
 // wtPort returns the node's WebTransport UDP port from /v1/transport.
 func wtPort(t *testing.T, n *nodeProc) int {
 	t.Helper()

@@ -20,7 +20,7 @@ const (
 // browser's copy is revalidated: headers only). It logs the first
 // contentful paint and when the launcher shows, for docs/benchmarks.md.
 func TestBrowserWidgetWeight(t *testing.T) {
-	requireChromium(t)
+	needBrowser(t)
 	node := startNode(t, t.TempDir(), "-h3", "off")
 	ctx := testCtx(t, 2*time.Minute)
 	ct := &chatTest{t: t, node: node, dir: t.TempDir()}
