@@ -10,9 +10,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"parley/internal/eventually"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -159,11 +162,157 @@ func TestNodeRestoredFromBackupCatchesUp(t *testing.T) {
 	if len(w.acked) != 75 {
 		t.Fatalf("%d messages acknowledged, want 75", len(w.acked))
 	}
+	// What the restored node wrote is under an origin name of its own,
+	// past every epoch it may have used before (store.RestoredEpoch).
 	var origins []string
+	restored := false
 	for o := range ds[2][w.conv].Vector {
 		origins = append(origins, o)
+		var epoch uint64
+		if _, err := fmt.Sscanf(o, "n3~%d", &epoch); err == nil && epoch > 50000 {
+			restored = true
+		}
 	}
-	t.Logf("origins after the restore: %v", origins)
+	if !restored {
+		t.Fatalf("no origin of the restored node's new epoch among %v", origins)
+	}
+}
+
+// heldAlike waits until each node of want holds conv with n messages, all
+// with the same state and vector.
+func (tc *testCluster) heldAlike(t testing.TB, ws, conv string, want []int, n int, within time.Duration) {
+	t.Helper()
+	eventually.Holds(t, within, fmt.Sprintf("%s held alike with %d messages on %v", conv, n, want), func() error {
+		ds := tc.digests(t, ws)
+		first := ds[want[0]][conv]
+		for _, i := range want {
+			d, ok := ds[i][conv]
+			if !ok || d.Messages != n || d.State != first.State || replicationVectorString(d.Vector) != replicationVectorString(first.Vector) {
+				return fmt.Errorf("n%d: %+v (held %v); n%d: %+v", i+1, d, ok, want[0]+1, first)
+			}
+		}
+		return nil
+	})
+}
+
+// TestLostRegionRebuiltFromBackups loses both nodes of region eu of a
+// 5-node cluster (eu, us, ap, eu, us) at once, disks and all, and rebuilds
+// them from their backups, the first of them the node that bootstrapped
+// the cluster: conversations with replicas in other regions come back
+// whole, messages written after the backups included; a workspace pinned
+// to eu comes back as its backups held it (what was acknowledged after
+// them lived only in eu, and is lost with it), and takes messages again.
+func TestLostRegionRebuiltFromBackups(t *testing.T) {
+	tc := startCluster(t, 5)
+	c := newCtl(t)
+	eu := []int{0, 3}
+	var created struct{ Index uint64 }
+	mustAPI(t, tc.nodes[0], "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "global", "name": "Global", "plan": "team"}, nil)
+	mustAPI(t, tc.nodes[0], "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "euonly", "name": "EU only", "region": "eu", "plan": "team"}, &created)
+	for _, nd := range tc.nodes {
+		mustAPI(t, nd, "GET", fmt.Sprintf("/v1/admin/workspaces/euonly?min_index=%d", created.Index), tc.root, nil, nil)
+	}
+	ctx := testCtx(t, 300*time.Second)
+	pinned := newVisitorWriter(t, ctx, "euonly", "resident")
+	pinned.write(tc.nodes[0], "m-eu", 10)
+	// Global conversations, written through an eu node: replicas by
+	// rendezvous, three of five nodes each; at least one held in eu.
+	var globals []*visitorWriter
+	for i := range 4 {
+		w := newVisitorWriter(t, ctx, "global", "everywhere")
+		w.write(tc.nodes[eu[i%2]], "m-g", 10)
+		globals = append(globals, w)
+	}
+	tc.heldAlike(t, "euonly", pinned.conv, eu, 10, 60*time.Second)
+	// Held whole (10) outside eu: a replica there to write through after
+	// the backups (the eu nodes also keep what they served, a copy that
+	// stops growing once the visitor has gone).
+	outside := map[string]int{}
+	eventually.Holds(t, 60*time.Second, "global conversations replicated outside eu", func() error {
+		ds := tc.digests(t, "global")
+		for _, w := range globals {
+			for _, i := range []int{1, 2, 4} {
+				if ds[i][w.conv].Messages == 10 {
+					outside[w.conv] = i
+				}
+			}
+			if _, ok := outside[w.conv]; !ok {
+				return fmt.Errorf("%s held whole on no node outside eu", w.conv)
+			}
+		}
+		return nil
+	})
+
+	backups := map[int]string{}
+	for _, i := range eu {
+		backups[i] = tc.backupNode(t, c, tc.nodes[i], tc.nodes[i].ID+".tar")
+	}
+	// After the backups: acknowledged in eu only (lost with it), and in
+	// every region (kept).
+	pinned.write(tc.nodes[3], "m-eu-lost", 5)
+	for _, w := range globals {
+		w.write(tc.nodes[outside[w.conv]], "m-g-after", 5)
+	}
+	// The replicas of each (three nodes by rendezvous) hold all 15; at
+	// least one conversation has a replica in eu.
+	replicas := map[string][]int{}
+	eventually.Holds(t, 60*time.Second, "global conversations on their replicas", func() error {
+		ds := tc.digests(t, "global")
+		for _, w := range globals {
+			replicas[w.conv] = nil
+			for i, d := range ds {
+				if d[w.conv].Messages == 15 {
+					replicas[w.conv] = append(replicas[w.conv], i)
+				}
+			}
+			if len(replicas[w.conv]) < 3 {
+				return fmt.Errorf("%s held whole on %v", w.conv, replicas[w.conv])
+			}
+		}
+		return nil
+	})
+	inEU := 0
+	for _, w := range globals {
+		if slices.Contains(replicas[w.conv], 0) || slices.Contains(replicas[w.conv], 3) {
+			inEU++
+		}
+	}
+	if inEU == 0 {
+		t.Fatalf("no global conversation has a replica in eu: %v", replicas)
+	}
+	for _, w := range globals {
+		tc.heldAlike(t, "global", w.conv, replicas[w.conv], 15, 60*time.Second)
+	}
+
+	// The region is lost: both nodes at once.
+	for _, i := range eu {
+		tc.nodes[i].Kill9(t)
+		if err := os.RemoveAll(tc.nodes[i].DataDir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, i := range eu {
+		out, err := exec.Command(parleyBin, "restore", "-data", tc.nodes[i].DataDir, "-node", tc.nodes[i].ID, backups[i]).CombinedOutput()
+		if err != nil {
+			t.Fatalf("parley restore: %v\n%s", err, out)
+		}
+	}
+	for _, i := range eu {
+		tc.nodes[i].Restart(t)
+	}
+	tc.waitVoters(t, 5)
+	for _, w := range globals {
+		tc.heldAlike(t, "global", w.conv, replicas[w.conv], 15, 90*time.Second)
+	}
+	tc.heldAlike(t, "euonly", pinned.conv, eu, 10, 60*time.Second)
+	pinned.write(tc.nodes[0], "m-eu-again", 3)
+	tc.heldAlike(t, "euonly", pinned.conv, eu, 13, 60*time.Second)
+	// Nothing of the pinned workspace outside eu.
+	for i, d := range tc.digests(t, "euonly") {
+		if i != 0 && i != 3 && len(d) > 0 {
+			t.Errorf("n%d holds conversations of the eu-pinned workspace: %v", i+1, d)
+		}
+	}
 }
 
 // TestErasureAfterBackupSurvivesRestore erases a conversation after a
