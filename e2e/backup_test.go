@@ -301,6 +301,12 @@ func TestLostRegionRebuiltFromBackups(t *testing.T) {
 		tc.nodes[i].Restart(t)
 	}
 	tc.waitVoters(t, 5)
+	// n1, started without -join, bootstrapped the cluster once, at its
+	// first start: restored, it starts from the backup's snapshot instead
+	// of founding a cluster of its own.
+	if n := strings.Count(tc.nodes[0].Logs(), "cluster: bootstrapped"); n != 1 {
+		t.Fatalf("n1 bootstrapped a cluster %d times", n)
+	}
 	for _, w := range globals {
 		tc.heldAlike(t, "global", w.conv, replicas[w.conv], 15, 90*time.Second)
 	}
