@@ -1,7 +1,7 @@
 // Command parleyctl operates a Parley cluster over the admin REST API
 // (docs/api.md): workspaces and their regions, operators, sessions, API
 // keys, plans, usage, billing, assignments, erasure of a visitor's data,
-// the cluster's membership and the audit log.
+// the cluster's membership, the audit log and backups of a node.
 //
 //	parleyctl [global flags] COMMAND [SUBCOMMAND] [flags] [args]
 //
