@@ -197,6 +197,7 @@ type Cluster struct {
 	fsm    *fsm
 	store  *raftboltdb.BoltStore
 	logs   raft.LogStore
+	snaps  *raft.FileSnapshotStore
 	trans  *raft.NetworkTransport
 	sealer *sealer
 
@@ -265,6 +266,7 @@ func Open(cfg Config) (*Cluster, error) {
 	if err != nil {
 		return fail(fmt.Errorf("snapshot store: %w", err))
 	}
+	c.snaps = snaps
 	// Recent entries are served from memory to followers and the FSM.
 	logs, err := raft.NewLogCache(512, c.store)
 	if err != nil {

@@ -89,6 +89,7 @@ func (n *Node) adminAPI() *adminapi.API {
 		Erasures:   erasureConfirmer{n.ctl, n.erasures},
 		Gossip:     n.gossip.m,
 		Peers:      n.ctl.peers,
+		Backup:     n.backup,
 		Logger:     n.ctl.log,
 		Now:        n.cfg.signInClock,
 

@@ -99,6 +99,29 @@ func (g *globals) credential() (tok, keyFile string, err error) {
 // (when not nil); raw is the reply body, for -json. auth: send the
 // credential.
 func (e *env) call(method, path string, query url.Values, body, out any, auth bool) (raw []byte, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.g.timeout)
+	defer cancel()
+	resp, err := e.send(ctx, method, path, query, body, auth)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	raw, err = io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("reading the reply from %s: %v", resp.Request.URL.Host, err)
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return nil, fmt.Errorf("%s %s: undecodable reply: %v", method, path, err)
+		}
+	}
+	return raw, nil
+}
+
+// send sends one request to the admin API and returns its 200 reply, whose
+// body the caller reads and closes within ctx; any other status is
+// returned as an error (an *apiError when the body is the API's).
+func (e *env) send(ctx context.Context, method, path string, query url.Values, body any, auth bool) (*http.Response, error) {
 	base, err := e.g.baseURL()
 	if err != nil {
 		return nil, err
@@ -127,8 +150,6 @@ func (e *env) call(method, path string, query url.Values, body, out any, auth bo
 		}
 		rd = bytes.NewReader(b)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), e.g.timeout)
-	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
 		return nil, usagef("%v", err)
@@ -146,41 +167,36 @@ func (e *env) call(method, path string, query url.Values, body, out any, auth bo
 		}
 		return nil, fmt.Errorf("cannot reach the node at %s: %v", base, err)
 	}
+	if resp.StatusCode == http.StatusOK {
+		return resp, nil
+	}
 	defer resp.Body.Close()
-	raw, err = io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
 		return nil, fmt.Errorf("reading the reply from %s: %v", base, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		var eb struct {
-			Error struct {
-				Code    string `json:"code"`
-				Message string `json:"message"`
-			} `json:"error"`
-		}
-		if json.Unmarshal(raw, &eb) == nil && eb.Error.Code == "" {
-			// The conversations API's (and the agents' API's) error body.
-			json.Unmarshal(raw, &eb.Error)
-		}
-		if eb.Error.Code == "" {
-			// Not the admin API's error body: a wrong -node, or a route
-			// this node does not have.
-			return nil, fmt.Errorf("%s %s: HTTP %d: %s (is -node a Parley node of this version?)", method, path, resp.StatusCode, strings.TrimSpace(string(raw)))
-		}
-		ae := &apiError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
-		if resp.StatusCode == http.StatusUnauthorized && keyFile != "" {
-			ae.Hint = fmt.Sprintf("the admin token was derived from %s, which is not the key of the cluster at %s "+
-				"(make run's node keeps its key in data/cluster.key, make cluster's nodes share cluster-data/cluster.key): "+
-				"give the cluster's key file with -cluster-key (or PARLEY_CLUSTER_KEY_FILE)", keyFile, base)
-		}
-		return nil, ae
+	var eb struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
 	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return nil, fmt.Errorf("%s %s: undecodable reply: %v", method, path, err)
-		}
+	if json.Unmarshal(raw, &eb) == nil && eb.Error.Code == "" {
+		// The conversations API's (and the agents' API's) error body.
+		json.Unmarshal(raw, &eb.Error)
 	}
-	return raw, nil
+	if eb.Error.Code == "" {
+		// Not the admin API's error body: a wrong -node, or a route
+		// this node does not have.
+		return nil, fmt.Errorf("%s %s: HTTP %d: %s (is -node a Parley node of this version?)", method, path, resp.StatusCode, strings.TrimSpace(string(raw)))
+	}
+	ae := &apiError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+	if resp.StatusCode == http.StatusUnauthorized && keyFile != "" {
+		ae.Hint = fmt.Sprintf("the admin token was derived from %s, which is not the key of the cluster at %s "+
+			"(make run's node keeps its key in data/cluster.key, make cluster's nodes share cluster-data/cluster.key): "+
+			"give the cluster's key file with -cluster-key (or PARLEY_CLUSTER_KEY_FILE)", keyFile, base)
+	}
+	return nil, ae
 }
 
 // wsPath is /v1/admin/workspaces/{ws} and more path segments, escaped.

@@ -1,9 +1,10 @@
 // Command parleyctl operates a Parley cluster over the admin REST API
 // (docs/api.md): workspaces and their regions, operators, sessions, API
 // keys, plans, usage, billing, assignments, erasure of a visitor's data,
-// the cluster's membership and the audit log; and over the conversations
-// API, a workspace's conversations and messages (conversation list, show,
-// post, edit, delete) with a session's or an API key's token.
+// the cluster's membership, the audit log and backups of a node; and over
+// the conversations API, a workspace's conversations and messages
+// (conversation list, show, post, edit, delete) with a session's or an API
+// key's token.
 //
 //	parleyctl [global flags] COMMAND [SUBCOMMAND] [flags] [args]
 //

@@ -11,6 +11,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -222,6 +223,10 @@ type Config struct {
 	// link-local addresses (the node's -webhook-allow-private). Zero: a
 	// URL with such a literal address is refused.
 	WebhookAllowPrivate bool
+	// Backup writes this node's backup to w (GET
+	// /v1/admin/cluster/backup: a tar stream, node/backup.go); nil: the
+	// route answers internal.
+	Backup func(ctx context.Context, w io.Writer) error
 	// Logger. Zero: slog.Default().
 	Logger *slog.Logger
 	// Now is the clock of the sign-in back-off. Zero: time.Now.
@@ -290,6 +295,10 @@ func write(w http.ResponseWriter, v any, err error) {
 			ae.Status = http.StatusInternalServerError
 		}
 		httpapi.WriteJSON(w, ae.Status, map[string]any{"error": ae})
+		return
+	}
+	if d, ok := v.(download); ok {
+		serveDownload(w, d)
 		return
 	}
 	if s, ok := v.(stream); ok {

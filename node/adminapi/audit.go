@@ -82,9 +82,9 @@ func signInActor(workspace, email string) cluster.Actor {
 }
 
 // sensitiveRead says whether a GET route hands out secrets or bulk
-// personal data, and is audited like a write.
+// personal data (an export, a backup), and is audited like a write.
 func sensitiveRead(pattern string) bool {
-	return strings.Contains(pattern, "/secrets") || strings.Contains(pattern, "export")
+	return strings.Contains(pattern, "/secrets") || strings.Contains(pattern, "export") || strings.HasSuffix(pattern, "/backup")
 }
 
 // outcome is the audit outcome of a request's error: its API code.

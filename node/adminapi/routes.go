@@ -23,6 +23,7 @@ func (a *API) Register(mux httpapi.Mux) {
 	a.route(mux, "GET /v1/admin/cluster", a.clusterInfo)
 	a.route(mux, "DELETE /v1/admin/cluster/members/{id}", a.removeMember)
 	a.route(mux, "POST /v1/admin/cluster/snapshot", a.snapshot)
+	a.route(mux, "GET /v1/admin/cluster/backup", a.backup)
 	a.route(mux, "GET /v1/admin/plans", a.plans)
 	a.route(mux, "PUT /v1/admin/plans/{name}", a.setPlan)
 
