@@ -9,7 +9,7 @@ GO        ?= go
 export GOTOOLCHAIN ?= auto
 BIN       := bin/parley
 CHROMIUM  := /usr/bin/chromium
-TEST_TIMEOUT ?= 25m
+TEST_TIMEOUT ?= 40m
 
 .PHONY: prereqs-run prereqs-test run cluster build test test-deps unit e2e bench fuzz vet vulncheck secrets deploy-check clean bench-build bench-smoke bench-load bench-faults bench-idle bench-peers-deps bench-peers bench-k6 bench-fuzz
 
