@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,9 +27,24 @@ type switchProxy struct {
 	URL string
 	l   net.Listener
 
+	deaf atomic.Bool // drop what the node sends to the page
+
 	mu     sync.Mutex
 	target string
 	conns  map[net.Conn]struct{}
+}
+
+// deafWriter passes bytes on to the page unless the proxy is deaf.
+type deafWriter struct {
+	p *switchProxy
+	c net.Conn
+}
+
+func (w deafWriter) Write(b []byte) (int, error) {
+	if w.p.deaf.Load() {
+		return len(b), nil
+	}
+	return w.c.Write(b)
 }
 
 func newSwitchProxy(t *testing.T, target string) *switchProxy {
@@ -78,7 +94,7 @@ func (p *switchProxy) pipe(c net.Conn) {
 	p.mu.Unlock()
 	done := make(chan struct{}, 2)
 	go func() { io.Copy(up, c); done <- struct{}{} }()
-	go func() { io.Copy(c, up); done <- struct{}{} }()
+	go func() { io.Copy(deafWriter{p, c}, up); done <- struct{}{} }()
 	<-done
 	c.Close()
 	up.Close()
@@ -88,11 +104,13 @@ func (p *switchProxy) pipe(c net.Conn) {
 	p.mu.Unlock()
 }
 
-// route cuts every connection and sends new ones to target ("": none).
+// route cuts every connection and sends new ones to target ("": none),
+// hearing again.
 func (p *switchProxy) route(target string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.target = target
+	p.deaf.Store(false)
 	for c := range p.conns {
 		c.Close()
 	}
