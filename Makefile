@@ -139,10 +139,13 @@ deploy-check: $(HELM) $(PROMTOOL) embedder-assets
 	$(GO) test -count=1 -run '^(TestDeployMetricsExist|TestREADMEFlagsTable|TestConfigFile.*|TestExampleConfigFileParses|TestJoinListNamingItselfBootstraps|TestDropSelf)$$' ./node/
 	$(GO) test -count=1 -run '^TestLinkBacklogAndLag$$' ./cluster/replication/
 
-# -count=1: the e2e tests build and run the node binary, which Go's test
-# cache cannot see, so a cached result could hide a broken node.
+# Every test with -race (tools/test.sh: the e2e package split into
+# E2E_SHARDS processes beside the other packages). -count=1: the e2e tests
+# build and run the node binary, which Go's test cache cannot see, so a
+# cached result could hide a broken node.
+E2E_SHARDS ?= 2
 test: prereqs-test test-deps vet vulncheck secrets embedder-assets deploy-check
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	GO=$(GO) TEST_TIMEOUT=$(TEST_TIMEOUT) E2E_SHARDS=$(E2E_SHARDS) bash tools/test.sh
 
 bench: embedder-assets
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./crdt/ ./store/ ./gateway/ ./embedder/ ./edge/
