@@ -1,0 +1,149 @@
+package gateway
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// pausingSink is a frameSink that asks for a pause after every message and
+// lifts it when the test (or deliver itself, with liftEarly) says: the
+// interleavings of a connection's drain and the poller, one at a time.
+type pausingSink struct {
+	t         *wsConn
+	liftEarly bool // the drain lifts the pause before deliver returns
+
+	mu     sync.Mutex
+	paused bool
+	early  int // messages delivered while paused
+	got    chan string
+	asked  chan struct{} // full was called (dropped when nobody waits)
+}
+
+// deliver pauses; with liftEarly the drain it started catches up and
+// lifts the pause before deliver returns, as conn's drain goroutine may.
+func (s *pausingSink) deliver(data []byte) bool {
+	s.mu.Lock()
+	if s.paused {
+		s.early++
+	}
+	s.paused = true
+	s.mu.Unlock()
+	s.got <- string(data)
+	if s.liftEarly {
+		s.lift()
+	}
+	return false
+}
+
+func (s *pausingSink) full() bool {
+	s.mu.Lock()
+	paused := s.paused
+	s.mu.Unlock()
+	select {
+	case s.asked <- struct{}{}:
+	default:
+	}
+	return paused
+}
+
+// lift is the drain catching up: the pause ends and the transport is told.
+func (s *pausingSink) lift() {
+	s.mu.Lock()
+	s.paused = false
+	s.mu.Unlock()
+	s.t.resumeReading()
+}
+
+func (s *pausingSink) readEnd()    {}
+func (s *pausingSink) pong([]byte) {}
+
+// TestPollerPauseRace: a connection's sink asks for a pause and lifts it
+// from its own goroutine, before or after the poller learns of the pause.
+// Either way the socket is watched again: every message the client sends
+// next is delivered, and none while the pause lasts. (A poller that remembered the pause from deliver's
+// answer, instead of asking the sink at the end of its read, stopped
+// watching for ever when the lift came first — found by the kill -9 load
+// test, with frames waiting in the socket.)
+func TestPollerPauseRace(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		liftEarly bool
+	}{
+		{"lifted before the poller asks", true},
+		{"lifted after the poller asked", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			client, err := net.Dial("tcp", l.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			nc, err := l.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			rc, err := nc.(syscall.Conn).SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ws := &wsConn{nc: nc, rc: rc}
+			ws.parser.limit = hardReadLimit
+			sink := &pausingSink{t: ws, liftEarly: tc.liftEarly, got: make(chan string, 1), asked: make(chan struct{}, 1)}
+			var ps pollers
+			defer ps.close()
+			if !ws.poll(sink, &ps) {
+				t.Fatal("the connection is not polled")
+			}
+			const n = 5
+			msg := func(i int) string { return fmt.Sprintf(`{"n":%d}`, i) }
+			write := func(i int) {
+				if _, err := client.Write(maskedFrame(wsOpText, true, msg(i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			write(0)
+			for i := range n {
+				select {
+				case got := <-sink.got:
+					if got != msg(i) {
+						t.Fatalf("delivered %q, want %q", got, msg(i))
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatalf("message %d never delivered: the socket is no longer watched", i)
+				}
+				if i+1 == n {
+					break
+				}
+				if tc.liftEarly {
+					write(i + 1)
+					continue
+				}
+				// The drain catches up after the poller asked (or, if it
+				// never asks, a while later). The next message is already
+				// in the socket: it must wait for the lift.
+				select {
+				case <-sink.asked:
+				case <-time.After(time.Second):
+				}
+				write(i + 1)
+				time.Sleep(50 * time.Millisecond) // a chance to read it early
+				sink.lift()
+			}
+			sink.mu.Lock()
+			defer sink.mu.Unlock()
+			if sink.early > 0 {
+				t.Fatalf("%d messages delivered while the sink was paused", sink.early)
+			}
+		})
+	}
+}
