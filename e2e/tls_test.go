@@ -19,7 +19,8 @@ import (
 
 // The e2e certificate for 127.0.0.1, made once by TestMain: nodes started
 // with tlsArgs serve HTTPS with it, and every HTTP and WebSocket client of
-// this package trusts it (http.DefaultTransport).
+// this package trusts it and the lab's CA (lab_test.go) through
+// http.DefaultTransport.
 var e2eCertFile, e2eKeyFile string
 
 // tlsArgs are the flags of a node serving HTTPS on -http.
@@ -60,6 +61,9 @@ func makeE2ECert(dir string) error {
 		pool = x509.NewCertPool()
 	}
 	pool.AddCert(cert)
+	if err := addLabCA(pool); err != nil {
+		return err
+	}
 	http.DefaultTransport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: pool}
 	return nil
 }
