@@ -45,15 +45,8 @@ func makeE2ECert(dir string) error {
 	if err != nil {
 		return err
 	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return err
-	}
 	e2eCertFile, e2eKeyFile = filepath.Join(dir, "e2e-cert.pem"), filepath.Join(dir, "e2e-key.pem")
-	if err := os.WriteFile(e2eCertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		return err
-	}
-	if err := os.WriteFile(e2eKeyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+	if err := writeCert(e2eCertFile, e2eKeyFile, der, key); err != nil {
 		return err
 	}
 	pool, err := x509.SystemCertPool()
@@ -66,6 +59,18 @@ func makeE2ECert(dir string) error {
 	}
 	http.DefaultTransport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: pool}
 	return nil
+}
+
+// writeCert writes a certificate (DER) and its key as PEM files.
+func writeCert(certFile, keyFile string, der []byte, key *ecdsa.PrivateKey) error {
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		return err
+	}
+	return os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 }
 
 // TestClusterServesHTTPS: every node of a cluster serves HTTPS (and wss://)
