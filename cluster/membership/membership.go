@@ -7,6 +7,7 @@
 package membership
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -78,7 +79,9 @@ type Config struct {
 	// BindAddr is the UDP and TCP address of gossip. Zero: 127.0.0.1:0.
 	BindAddr string
 	// AdvertiseAddr is the gossip address peers dial, needed when BindAddr
-	// binds every interface. Zero: the address bound.
+	// binds every interface. A host name is resolved once, by Start, to its
+	// first address (IPv4 first): gossip tells peers addresses, not names.
+	// Zero: the address bound.
 	AdvertiseAddr string
 	// Key (16, 24 or 32 bytes) encrypts and authenticates gossip; every node
 	// must have the same. Zero: gossip in clear, for tests only.
@@ -157,6 +160,9 @@ func Start(cfg Config) (*Membership, error) {
 		if err != nil {
 			return nil, fmt.Errorf("membership: advertise address: %w", err)
 		}
+		if ah, err = resolveHost(ah); err != nil {
+			return nil, fmt.Errorf("membership: advertise address: %w", err)
+		}
 		mc.AdvertiseAddr, mc.AdvertisePort = ah, ap
 	}
 	mc.ProbeInterval = cfg.ProbeInterval
@@ -201,6 +207,29 @@ func splitHostPort(addr string) (string, int, error) {
 		return "", 0, fmt.Errorf("port %q", p)
 	}
 	return host, port, nil
+}
+
+// resolveHost returns host if it is an IP address, else the first address
+// it resolves to, IPv4 first.
+func resolveHost(host string) (string, error) {
+	if net.ParseIP(host) != nil {
+		return host, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupIP(ctx, "ip", host)
+	if err != nil {
+		return "", err
+	}
+	if len(ips) == 0 {
+		return "", fmt.Errorf("%s: no address", host)
+	}
+	for _, ip := range ips {
+		if ip.To4() != nil {
+			return ip.String(), nil
+		}
+	}
+	return ips[0].String(), nil
 }
 
 // Join contacts gossip addresses of existing members and returns how many

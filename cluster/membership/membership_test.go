@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -141,5 +143,27 @@ func TestEventsComeInOrderPerMember(t *testing.T) {
 	defer mu.Unlock()
 	if len(seen) < 2 || seen[0] != Joined || seen[len(seen)-1] != Left {
 		t.Fatalf("events of n2: %v", seen)
+	}
+}
+
+// TestAdvertiseByName: an advertise address given as a host name (as
+// deploy/parley.yaml does, eu-1.parley.internal) is resolved at start;
+// memberlist alone refuses anything but an IP address.
+func TestAdvertiseByName(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	m, err := Start(Config{NodeID: "n1", HTTPAddr: "127.0.0.1:1", BindAddr: "0.0.0.0:" + port, AdvertiseAddr: "localhost:" + port,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.list.Shutdown() })
+	if got := m.Addr(); got != "127.0.0.1:"+port {
+		t.Errorf("advertised %s, want 127.0.0.1:%s", got, port)
 	}
 }

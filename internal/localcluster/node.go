@@ -42,6 +42,15 @@ type NodeConfig struct {
 	Wrap []string
 	// Link and Region are only recorded (they are in Args when set).
 	Link, Region string
+	// Command, when set, is the node's whole command line, the binary
+	// first, as a unit file's ExecStart runs it: the launcher adds no flag
+	// of its own (Bin and Args are not used; ID and Token are only
+	// recorded), and Addr and DataDir only say where the node serves and
+	// keeps its data, as its config file does.
+	Command []string
+	// URL is the node's base URL. Empty: http://Addr, or https:// when
+	// Args has -tls-cert.
+	URL string
 	// Client asks /readyz (a test's client that trusts the node's own
 	// certificate); nil: http.DefaultTransport, one second a request.
 	Client *http.Client
@@ -91,21 +100,33 @@ func StartNode(ctx context.Context, c NodeConfig) (*Node, error) {
 
 // startNode starts a node process and waits until path answers 200.
 func startNode(ctx context.Context, c NodeConfig, path string) (*Node, error) {
+	if len(c.Command) > 0 {
+		c.Bin = c.Command[0]
+	}
 	if c.Bin == "" || c.Addr == "" || c.DataDir == "" || c.LogPath == "" {
-		return nil, errors.New("localcluster: a node needs Bin, Addr, DataDir and LogPath")
+		return nil, errors.New("localcluster: a node needs Bin (or Command), Addr, DataDir and LogPath")
 	}
-	args := []string{"-http", c.Addr, "-data", c.DataDir}
-	if c.ID != "" {
-		args = append(args, "-node", c.ID)
+	var args []string
+	if len(c.Command) > 0 {
+		args = slices.Clone(c.Command[1:])
+	} else {
+		args = []string{"-http", c.Addr, "-data", c.DataDir}
+		if c.ID != "" {
+			args = append(args, "-node", c.ID)
+		}
+		if c.Token != "" {
+			args = append(args, "-agent-token", c.Token)
+		}
+		args = append(args, c.Args...)
 	}
-	if c.Token != "" {
-		args = append(args, "-agent-token", c.Token)
-	}
-	args = append(args, c.Args...)
-	n := &Node{ID: c.ID, Addr: c.Addr, URL: "http://" + c.Addr, Link: c.Link, Region: c.Region,
+	n := &Node{ID: c.ID, Addr: c.Addr, URL: c.URL, Link: c.Link, Region: c.Region,
 		DataDir: c.DataDir, LogPath: c.LogPath, Token: c.Token, Bin: c.Bin, Args: args, Wrap: c.Wrap, client: c.Client}
-	if slices.Contains(c.Args, "-tls-cert") {
+	switch {
+	case n.URL != "":
+	case slices.Contains(args, "-tls-cert"):
 		n.URL = "https://" + c.Addr
+	default:
+		n.URL = "http://" + c.Addr
 	}
 	if err := n.start(ctx, path); err != nil {
 		return n, err
