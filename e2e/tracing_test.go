@@ -63,7 +63,10 @@ func startJaeger(t *testing.T) *jaeger {
 		args = append(args, "--"+flag+"="+a)
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "SPAN_STORAGE_TYPE=memory")
+	// Jaeger traces itself to an OTLP gRPC endpoint, 127.0.0.1:4317 unless
+	// told: its own receiver here, and nothing sampled.
+	cmd.Env = append(os.Environ(), "SPAN_STORAGE_TYPE=memory", "OTEL_TRACES_SAMPLER=always_off",
+		"OTEL_EXPORTER_OTLP_ENDPOINT=http://"+ports["collector.otlp.grpc.host-port"])
 	logPath := filepath.Join(t.TempDir(), "jaeger.log")
 	log, err := os.Create(logPath)
 	if err != nil {

@@ -34,7 +34,7 @@ func (c *Config) validateTracing() []error {
 
 // openTracing starts the node's tracer (nil when off) and adds the flush of
 // its exporter to what closes the node: the spans of the last moments are
-// sent, for at most 5 s, after everything else closed.
+// sent, for at most 5 s, after everything but the store closed.
 func (n *Node) openTracing() error {
 	if n.cfg.tracerProvider != nil {
 		n.tracer = tracing.New(n.cfg.tracerProvider)
@@ -45,6 +45,7 @@ func (n *Node) openTracing() error {
 		SampleRatio: n.cfg.OTLPSampleRatio,
 		Node:        n.cfg.NodeID,
 		Region:      n.cfg.Region,
+		Logger:      n.log,
 	})
 	if err != nil {
 		return err

@@ -17,9 +17,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
+	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -51,6 +54,10 @@ type Config struct {
 	// BatchTimeout is how long a finished span may wait before it is
 	// exported. Zero: 1s.
 	BatchTimeout time.Duration
+	// Logger is told when exporting fails, at most once a minute (the
+	// collector's address and the failure; no span's content). Zero:
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 // ErrEndpoint is what Start and CheckEndpoint return for an endpoint that
@@ -88,6 +95,18 @@ func Start(cfg Config) (*Tracer, func(context.Context) error, error) {
 	if cfg.BatchTimeout <= 0 {
 		cfg.BatchTimeout = time.Second
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	// The SDK reports failures to a handler of the process's; the last
+	// node started in a process has them (one, outside tests).
+	var last atomic.Int64
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		now := time.Now().UnixNano()
+		if prev := last.Load(); now-prev >= int64(time.Minute) && last.CompareAndSwap(prev, now) {
+			cfg.Logger.Warn("tracing: exporting spans failed (reported once a minute)", "endpoint", u, "err", err)
+		}
+	}))
 	tp := NewProvider(cfg, sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(cfg.BatchTimeout)))
 	return New(tp), tp.Shutdown, nil
 }
