@@ -16,7 +16,7 @@ import (
 
 func tracingFlags(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", envFor("otlp-endpoint", ""), "OTLP/HTTP collector URL to export traces to, http:// or https:// (no path: /v1/traces); empty: tracing off")
-	fs.Float64Var(&c.OTLPSampleRatio, "otlp-sample-ratio", 1, "fraction of the traces this node starts that are recorded, above 0 and at most 1 (a trace a peer recorded is recorded here too)")
+	fs.Float64Var(&c.OTLPSampleRatio, "otlp-sample-ratio", 1, "fraction of the traces this node starts that are recorded, at most 1; 0 counts as 1 (a trace a peer recorded is recorded here too)")
 }
 
 func (c *Config) validateTracing() []error {
@@ -27,7 +27,7 @@ func (c *Config) validateTracing() []error {
 		}
 	}
 	if c.OTLPSampleRatio < 0 || c.OTLPSampleRatio > 1 {
-		errs = append(errs, errors.New("otlp-sample-ratio: above 0 and at most 1"))
+		errs = append(errs, errors.New("otlp-sample-ratio: between 0 and 1"))
 	}
 	return errs
 }
