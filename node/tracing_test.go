@@ -187,3 +187,26 @@ func leaks(s tracetest.SpanStub, canaries []string) string {
 	}
 	return ""
 }
+
+// -otlp-endpoint takes an http:// or https:// URL; -otlp-sample-ratio a
+// fraction; a node with neither traces nothing.
+func TestTracingFlags(t *testing.T) {
+	for _, bad := range [][]string{
+		{"-otlp-endpoint", "127.0.0.1:4318"},
+		{"-otlp-endpoint", "grpc://127.0.0.1:4317"},
+		{"-otlp-sample-ratio", "1.5"},
+		{"-otlp-sample-ratio", "-0.1"},
+	} {
+		if _, err := ParseFlags(bad); err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(bad[0], "-")) {
+			t.Errorf("%v: %v", bad, err)
+		}
+	}
+	c, err := ParseFlags([]string{"-otlp-endpoint", "https://collector.example:4318", "-otlp-sample-ratio", "0.25"})
+	if err != nil || c.OTLPEndpoint != "https://collector.example:4318" || c.OTLPSampleRatio != 0.25 {
+		t.Fatalf("%+v, %v", c, err)
+	}
+	r := runNode(t, Config{DataDir: t.TempDir()})
+	if r.n.tracer.On() {
+		t.Fatal("a node without -otlp-endpoint traces")
+	}
+}
