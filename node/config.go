@@ -10,6 +10,8 @@ import (
 
 	"parley/edge"
 	"parley/ident"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config is a node's configuration. Every field has a default that runs a
@@ -227,6 +229,16 @@ type Config struct {
 	// fault tests where the kernel has no netem). Zero: none.
 	FaultReplDelay time.Duration
 
+	// OTLPEndpoint is the OTLP/HTTP collector this node exports its
+	// traces to (node/tracing.go, docs/operations.md); OTLPSampleRatio the
+	// fraction of the traces it starts that are recorded. Zero: tracing
+	// off; 1 (every trace). Env PARLEY_OTLP_ENDPOINT.
+	OTLPEndpoint    string
+	OTLPSampleRatio float64
+	// tracerProvider, in tests, replaces the OTLP exporter (an in-memory
+	// one). Zero: OTLPEndpoint's.
+	tracerProvider trace.TracerProvider
+
 	// faults, in tests, is how this node reaches the others: the dialer
 	// of its internal requests and replication links, and what gossip
 	// loses (a partition in one process). Zero: the network as it is.
@@ -363,6 +375,7 @@ func newFlagSet(c *Config) flagSet {
 	fs.Uint64Var(&c.RaftTrailingLogs, "raft-trailing-logs", 0, "Raft log entries kept after a snapshot (0: default)")
 	fs.DurationVar(&c.FaultReplDelay, "fault-repl-delay", 0, "fault injection: delay every replication message this node sends (benchmarks)")
 	embedFlags(fs, c)
+	tracingFlags(fs, c)
 	return flagSet{fs: fs, config: configFile, join: join, acmeDomains: acmeDomains, trusted: trusted}
 }
 
@@ -481,6 +494,7 @@ func (c *Config) validate() error {
 		errs = append(errs, errors.New("http-read-timeout, http-idle-timeout and fd-reserve: not negative"))
 	}
 	errs = append(errs, c.validateEmbed()...)
+	errs = append(errs, c.validateTracing()...)
 	switch c.LogLevel {
 	case "", "debug", "info", "warn", "error":
 	default:

@@ -43,6 +43,7 @@ var flagEnv = map[string]string{
 	"embedder":             "PARLEY_EMBEDDER",
 	"model-dir":            "PARLEY_MODEL_DIR",
 	"ort-lib":              "PARLEY_ORT_LIB",
+	"otlp-endpoint":        "PARLEY_OTLP_ENDPOINT",
 }
 
 // listFlags take a YAML list in the file (or a comma-separated string).

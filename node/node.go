@@ -24,6 +24,7 @@ import (
 	"parley/gateway"
 	"parley/redact"
 	"parley/store"
+	"parley/tracing"
 	"parley/webhook"
 
 	"github.com/quic-go/quic-go"
@@ -67,6 +68,8 @@ type Node struct {
 	trusted *edge.Trusted
 	// opened closes what New opened, in reverse order (startup.go).
 	opened closers
+	// tracer records spans (tracing.go); nil when tracing is off.
+	tracer *tracing.Tracer
 }
 
 // New opens the node's store and prepares its parts; Run serves. Logs go to
@@ -112,6 +115,9 @@ func New(cfg Config, logw, out io.Writer) (_ *Node, err error) {
 	}()
 	n.opened.add("store", st.Close)
 	n.store = st
+	if err := n.openTracing(); err != nil {
+		return nil, err
+	}
 	n.trusted, _ = edge.ParseTrusted(cfg.TrustedProxies) // validated above
 	if err := n.openCerts(); err != nil {
 		return nil, err
@@ -153,6 +159,7 @@ func New(cfg Config, logw, out io.Writer) (_ *Node, err error) {
 		Logger:     n.log,
 		Registerer: n.metrics.reg,
 		LinkDelay:  cfg.FaultReplDelay,
+		Tracer:     n.tracer,
 	})
 	if n.hooks, err = n.openWebhooks(); err != nil {
 		return nil, err
@@ -195,6 +202,7 @@ func New(cfg Config, logw, out io.Writer) (_ *Node, err error) {
 		IPPlanWindow:        cfg.IPPlanWindow,
 		IPPlanFraction:      cfg.IPPlanFraction,
 		Plan:                n.plan,
+		Tracer:              n.tracer,
 	})
 	// A trusted proxy's connections carry many clients: the gateway counts
 	// their sessions by the client address the proxy gives.
@@ -298,11 +306,15 @@ func certHosts(addrs ...string) []string {
 
 // publish hands committed events to the gateway; the store calls it.
 func (n *Node) publish(evs []store.Event) {
+	trace, end := n.publishSpan(evs)
 	if gw := n.gw; gw != nil {
 		gw.Publish(evs)
 	}
 	if r := n.repl; r != nil {
-		r.Publish(evs)
+		r.Publish(trace, evs)
+	}
+	if end != nil {
+		end()
 	}
 	n.emb.notify(evs)
 	if h := n.hooks; h != nil {

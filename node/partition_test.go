@@ -134,6 +134,13 @@ func (f *faultNet) dropped(from, to string) uint64 {
 // reaching the others through f; it returns them and the admin token.
 func inProcessCluster(t *testing.T, f *faultNet, n int) ([]*running, string) {
 	t.Helper()
+	return inProcessClusterWith(t, f, n, nil)
+}
+
+// inProcessClusterWith is inProcessCluster with each node's Config changed
+// by with (when not nil) before it starts.
+func inProcessClusterWith(t *testing.T, f *faultNet, n int, with func(*Config)) ([]*running, string) {
+	t.Helper()
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "cluster.key")
 	key := make([]byte, 32)
@@ -154,6 +161,9 @@ func inProcessCluster(t *testing.T, f *faultNet, n int) ([]*running, string) {
 			faults:             faultPort{f, id}}
 		if i > 0 {
 			cfg.Join, cfg.Voter = []string{nodes[0].n.ctl.c.Addr()}, voterYes
+		}
+		if with != nil {
+			with(&cfg)
 		}
 		r := runNode(t, cfg)
 		f.mu.Lock()

@@ -47,6 +47,10 @@ type Event struct {
 	Participant  string       // EventRead: the reader
 	ReadSeq      uint64       // EventRead
 	Start        time.Time    // when the change reached the node, for latency
+	// Trace is the context of the span its change was made under (its
+	// Change's or Remote's Trace), for the spans of its fan-out and
+	// replication (package tracing); nil when not traced.
+	Trace context.Context `json:"-"`
 }
 
 // ChangeKind is a kind of message change.
@@ -71,6 +75,10 @@ type Change struct {
 	Body    string         // Edit: the new text
 	TS      crdt.Timestamp // Edit, Delete: when the change was made
 	Start   time.Time
+	// Trace is the context of the span the change is made under (package
+	// tracing), handed on in its Event; nil when not traced. The store
+	// only carries it.
+	Trace context.Context `json:"-"`
 }
 
 // Result is what a durable Change did.

@@ -16,6 +16,10 @@ type Remote struct {
 	Stamp        Stamp
 	Message      crdt.Message
 	Start        time.Time // when it reached this node, for latency
+	// Trace is the context of the span the event is applied under (a
+	// traced peer's, package tracing), handed on in its Event; nil when
+	// not traced. The store only carries it.
+	Trace context.Context `json:"-"`
 }
 
 func (r Remote) validate() error {
@@ -121,7 +125,7 @@ func (s *Store) decideRemoteLocked(cs *convState, r Remote) (Result, *write, err
 		}
 	}
 	cs.remote[r.Stamp.Origin] = r.Stamp.OSeq
-	w, res := s.appendEvent(cs, merged, rec, found, r.Stamp, !found, r.Start)
+	w, res := s.appendEvent(cs, merged, rec, found, r.Stamp, !found, r.Start, r.Trace)
 	if found && merged.Created != cur.Created {
 		res.Displaced = cur.Created
 	}

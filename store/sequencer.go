@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"hash/maphash"
@@ -297,7 +298,7 @@ func (s *Store) decideWrite(cs *convState, ch *Change, cur *crdt.Message, rec ms
 	}
 	cs.oseq++
 	w, r := s.appendEvent(cs, merged, rec, found,
-		Stamp{Origin: s.seq.origin, OSeq: cs.oseq}, ch.Kind == Send, ch.Start)
+		Stamp{Origin: s.seq.origin, OSeq: cs.oseq}, ch.Kind == Send, ch.Start, ch.Trace)
 	*res = r
 	return w, nil
 }
@@ -305,7 +306,7 @@ func (s *Store) decideWrite(cs *convState, ch *Change, cur *crdt.Message, rec ms
 // appendEvent gives a message's new state the conversation's next seq,
 // records it as in flight, publishes its event and queues its write. Caller
 // holds cs.mu and a place in the queue (reserve).
-func (s *Store) appendEvent(cs *convState, merged crdt.Message, rec msgRecord, found bool, stamp Stamp, send bool, start time.Time) (*write, Result) {
+func (s *Store) appendEvent(cs *convState, merged crdt.Message, rec msgRecord, found bool, stamp Stamp, send bool, start time.Time, trace context.Context) (*write, Result) {
 	q := &s.seq
 	seq := nextSeq(cs.head, q.epoch)
 	cs.head = seq
@@ -318,7 +319,7 @@ func (s *Store) appendEvent(cs *convState, merged crdt.Message, rec msgRecord, f
 		rec.Seq = seq
 	}
 	w := &write{cs: cs, ws: cs.key.ws, conv: cs.key.conv, stamp: stamp, rec: rec, send: send, prev: prev}
-	w.ev[0] = Event{Kind: EventMessage, Workspace: w.ws, Conversation: w.conv, Seq: seq, Stamp: stamp, Message: merged, Start: start}
+	w.ev[0] = Event{Kind: EventMessage, Workspace: w.ws, Conversation: w.conv, Seq: seq, Stamp: stamp, Message: merged, Start: start, Trace: trace}
 	if cs.msgs == nil {
 		cs.msgs = map[string]*msgState{}
 	}

@@ -8,6 +8,7 @@ import (
 
 	"parley/gateway"
 	"parley/store"
+	"parley/tracing"
 )
 
 type ackKey struct {
@@ -38,13 +39,35 @@ type AckedStore struct {
 	Replicator *Replicator
 }
 
-// Apply applies a change and confirms it (Replicator.Confirm).
+// Apply applies a change and confirms it (Replicator.Confirm). When ctx
+// carries a recorded span (the client's change), the store's part is the
+// span parley.commit, decided, published and durable here, under which
+// the event is fanned out and replicated (its Trace), and the wait for a
+// second replica the span parley.confirm.
 func (s AckedStore) Apply(ctx context.Context, ch store.Change) (store.Result, error) {
+	tr := s.Replicator.cfg.Tracer
+	cctx, span := tr.Child(ctx, "parley.commit")
+	if span.IsRecording() {
+		ch.Trace = cctx
+	}
 	res, err := s.Store.Apply(ctx, ch)
+	if span.IsRecording() {
+		span.SetAttributes(tracing.Seq(res.Seq), tracing.Dup(res.Dup))
+		if err != nil {
+			tracing.Fail(span, "not stored")
+		}
+	}
+	span.End()
 	if err != nil {
 		return res, err
 	}
-	return res, s.Replicator.Confirm(ctx, ch, res)
+	_, span = tr.Child(ctx, "parley.confirm")
+	err = s.Replicator.Confirm(ctx, ch, res)
+	if err != nil {
+		tracing.Fail(span, "unconfirmed")
+	}
+	span.End()
+	return res, err
 }
 
 // Confirm waits until a second replica has stored the change this node
@@ -153,7 +176,7 @@ func (r *Replicator) repair(ctx context.Context, peer string, gaps []Gap) error 
 			continue
 		}
 		r.log.Info("replication: sending a replica the events it lacks", "peer", peer, "conversation", g.Conversation, "from", g.Next, "events", len(batch))
-		ch, ok := r.links.Enqueue(peer, batch)
+		ch, ok := r.links.Enqueue(nil, peer, batch)
 		if !ok {
 			return fmt.Errorf("%w: %s", ErrLinkDown, peer)
 		}
@@ -178,7 +201,7 @@ func (r *Replicator) confirmExisting(ctx context.Context, ws, conv string, seq u
 		// it already.
 		return nil
 	}
-	w := r.send(evs[0])
+	w := r.send(nil, evs[0])
 	if w == nil {
 		return nil
 	}

@@ -9,6 +9,7 @@ import (
 	"parley/cluster/membership"
 	"parley/gateway"
 	"parley/store"
+	"parley/tracing"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -56,6 +57,9 @@ type Config struct {
 	// and lag per peer. Zero: a registry of their own, which nothing
 	// exports.
 	Registerer prometheus.Registerer
+	// Tracer records the spans of replication to each peer and of what a
+	// peer sent (package tracing). Zero: off.
+	Tracer *tracing.Tracer
 	// LinkDelay holds back every frame this node sends on a link (a fault
 	// for tests; see Delayed). Zero: none.
 	LinkDelay time.Duration

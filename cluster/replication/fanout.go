@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"context"
 	"slices"
 	"time"
 
@@ -15,13 +16,16 @@ import (
 // each conversation's events are queued to each peer in oseq order (events
 // of different conversations may come concurrently). The peers' answers are kept for the
 // sender's ack (ack.go).
-func (r *Replicator) Publish(evs []store.Event) {
+//
+// trace is the context of the span of their fan-out (nil when not
+// traced): each peer's frame is sent under a span of its own beneath it.
+func (r *Replicator) Publish(trace context.Context, evs []store.Event) {
 	origin := r.st.Origin()
 	for _, e := range evs {
 		if e.Kind != store.EventMessage || e.Stamp.Origin != origin {
 			continue
 		}
-		if w := r.send(e); w != nil {
+		if w := r.send(trace, e); w != nil {
 			r.mu.Lock()
 			r.acks[ackKey{e.Workspace, e.Conversation, e.Seq}] = w
 			r.mu.Unlock()
@@ -32,7 +36,7 @@ func (r *Replicator) Publish(evs []store.Event) {
 // send queues one of this node's events to the other replicas of its
 // conversation and to the nodes where its participants are connected, and
 // returns what to wait on, nil when there are none.
-func (r *Replicator) send(e store.Event) *ackWait {
+func (r *Replicator) send(trace context.Context, e store.Event) *ackWait {
 	peers := r.replicas(e.Workspace, e.Conversation)
 	serving := r.serving(e.Workspace, e.Conversation, peers)
 	if len(peers) == 0 && len(serving) == 0 {
@@ -45,7 +49,7 @@ func (r *Replicator) send(e store.Event) *ackWait {
 	}
 	w := &ackWait{at: time.Now()}
 	for _, p := range peers {
-		ch, ok := r.links.Enqueue(p.ID, []Event{ev})
+		ch, ok := r.links.Enqueue(trace, p.ID, []Event{ev})
 		if !ok {
 			r.log.Warn("replication: event not queued to a replica", "peer", p.ID, "conversation", e.Conversation)
 			continue
@@ -54,7 +58,7 @@ func (r *Replicator) send(e store.Event) *ackWait {
 		w.answers = append(w.answers, ch)
 	}
 	for _, id := range serving {
-		if ch, ok := r.links.Enqueue(id, []Event{ev}); ok {
+		if ch, ok := r.links.Enqueue(trace, id, []Event{ev}); ok {
 			w.serving = append(w.serving, id)
 			w.servingAnswers = append(w.servingAnswers, ch)
 		}

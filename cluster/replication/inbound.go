@@ -24,6 +24,7 @@ func (r *Replicator) have(ws, conv, origin string) (uint64, error) {
 // link does with each frame of events.
 func (r *Replicator) Apply(ctx context.Context, from string, evs []Event) (func() error, error) {
 	start := time.Now()
+	trace := r.cfg.Tracer.Traced(ctx)
 	var errs []error
 	var waits []<-chan error
 	refused := map[string]error{}
@@ -52,7 +53,7 @@ func (r *Replicator) Apply(ctx context.Context, from string, evs []Event) (func(
 					return err
 				}
 				res, durable, err := r.st.ApplyRemoteAsync(context.Background(), store.Remote{Conversation: p.Conversation,
-					Stamp: store.Stamp{Origin: e.Origin, OSeq: e.OSeq}, Message: p.Message, Start: start})
+					Stamp: store.Stamp{Origin: e.Origin, OSeq: e.OSeq}, Message: p.Message, Start: start, Trace: trace})
 				if err != nil {
 					return err
 				}

@@ -8,6 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"parley/tracing"
+
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -38,6 +41,10 @@ type LinksConfig struct {
 	AckTimeout time.Duration
 	// OnSignal receives a peer's signals (see Signal). Zero: dropped.
 	OnSignal func(from string, b []byte)
+	// Tracer records a span per traced events frame, sent (until the
+	// peer's ack) and received (until durable and acknowledged). Zero:
+	// off.
+	Tracer *tracing.Tracer
 }
 
 // ErrLinkDown is what Send returns when the peer cannot be reached or the
@@ -110,13 +117,24 @@ func (r *Links) Send(ctx context.Context, peer string, evs []Event) error {
 // Enqueue queues events to a peer at once, in the order of the calls, and
 // returns where the peer's answer will come (nil once stored; a
 // *GapsError; or ErrLinkDown), or false if they could not be queued.
-func (r *Links) Enqueue(peer string, evs []Event) (<-chan error, bool) {
+// parent is the context of the span they are sent under (their Event's
+// Trace), nil when not traced: the frame's span, a child of it, lasts
+// until the peer's answer, and the peer's span continues its trace.
+func (r *Links) Enqueue(parent context.Context, peer string, evs []Event) (<-chan error, bool) {
+	span, tp := r.cfg.Tracer.Send(parent, "parley.replicate")
+	if span.IsRecording() {
+		span.SetAttributes(tracing.Peer(peer), tracing.Events(len(evs)))
+	}
 	l, err := r.link(peer)
 	if err != nil {
+		tracing.Fail(span, "link down")
+		span.End()
 		return nil, false
 	}
-	out := &outFrame{f: frame{Type: frameEvents, Events: evs}, done: make(chan error, 1)}
+	out := &outFrame{f: frame{Type: frameEvents, Events: evs, Trace: tp}, done: make(chan error, 1), span: span}
 	if !l.enqueue(out) {
+		tracing.Fail(span, "queue full")
+		span.End()
 		return nil, false
 	}
 	return out.done, true
@@ -204,12 +222,20 @@ func (r *Links) Serve(ctx context.Context, from string, c Conn) error {
 			if f.Type != frameEvents {
 				return fmt.Errorf("%w: %s on an inbound link", ErrBadFrame, f.Type)
 			}
-			durable, serr := r.cfg.Store(gctx, from, f.Events)
+			sctx, span := r.cfg.Tracer.Receive(gctx, f.Trace, "parley.replication.receive")
+			if span.IsRecording() {
+				span.SetAttributes(tracing.Peer(from), tracing.Events(len(f.Events)), tracing.Bytes(len(b)))
+			}
+			durable, serr := r.cfg.Store(sctx, from, f.Events)
 			gaps := gapsOf(serr)
 			if serr != nil && len(gaps) == 0 {
 				r.log.Warn("replication: storing a peer's events failed", "peer", from, "events", len(f.Events), "err", serr)
 			}
+			if serr != nil {
+				tracing.Fail(span, "not stored")
+			}
 			if f.ID == 0 {
+				span.End()
 				continue
 			}
 			ack := frame{Type: frameAck, ID: f.ID, Gaps: gaps}
@@ -217,6 +243,7 @@ func (r *Links) Serve(ctx context.Context, from string, c Conn) error {
 				ack.Error = serr.Error()
 			}
 			if serr != nil || durable == nil {
+				span.End()
 				select {
 				case acks <- ack:
 				case <-gctx.Done():
@@ -227,8 +254,10 @@ func (r *Links) Serve(ctx context.Context, from string, c Conn) error {
 			pending.Add(1)
 			go func() {
 				defer pending.Done()
+				defer span.End()
 				if err := durable(); err != nil {
 					ack.Error = err.Error()
+					tracing.Fail(span, "not durable")
 				}
 				select {
 				case acks <- ack:
@@ -278,6 +307,8 @@ type outFrame struct {
 	f    frame
 	done chan error
 	at   time.Time
+	// span is the frame's span, ended with it (end); nil when untraced.
+	span trace.Span
 }
 
 // link is the outgoing half of a pair of nodes: events go out in order,
@@ -318,6 +349,12 @@ func (l *link) end(o *outFrame, err error) {
 	l.mu.Lock()
 	delete(l.outstanding, o)
 	l.mu.Unlock()
+	if o.span != nil {
+		if err != nil {
+			tracing.Fail(o.span, "not stored")
+		}
+		o.span.End()
+	}
 	if o.done != nil {
 		o.done <- err
 	}

@@ -52,7 +52,7 @@ func TestLinkBacklogAndLag(t *testing.T) {
 	start := time.Now()
 	var dones []<-chan error
 	for i := 1; i <= 5; i++ {
-		done, ok := r.Enqueue("n2", []Event{ev(i)})
+		done, ok := r.Enqueue(nil, "n2", []Event{ev(i)})
 		if !ok {
 			t.Fatal("queue full")
 		}
@@ -84,7 +84,7 @@ func TestLinkBacklogAndLag(t *testing.T) {
 
 	// A peer that cannot be dialled: its frames fail and leave the backlog;
 	// so do pushes and signals written to a reachable one.
-	done, ok := r.Enqueue("n9", []Event{ev(1)})
+	done, ok := r.Enqueue(nil, "n9", []Event{ev(1)})
 	if !ok {
 		t.Fatal("queue full")
 	}

@@ -211,7 +211,7 @@ func TestSendFailsWhenThePeerCannot(t *testing.T) {
 		t.Fatalf("send to a peer with a gap: %v", err)
 	}
 	p.gap.Store(false)
-	done, queued := r.Enqueue("n2", []Event{ev(1)})
+	done, queued := r.Enqueue(nil, "n2", []Event{ev(1)})
 	if !queued || <-done != nil {
 		t.Fatal("enqueue to a healthy peer failed")
 	}

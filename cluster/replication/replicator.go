@@ -74,7 +74,7 @@ func New(cfg Config) *Replicator {
 		acks: map[ackKey]*ackWait{}, records: records{st: cfg.Store, byKey: map[string]store.Conversation{}},
 		resyncs: make(chan resyncReq, 64)}
 	r.gate = NewGate(r.have, 0)
-	r.links = NewLinks(LinksConfig{Self: cfg.Self, Dial: r.dial, Store: r.Apply, Logger: cfg.Logger, OnSignal: r.onSignal})
+	r.links = NewLinks(LinksConfig{Self: cfg.Self, Dial: r.dial, Store: r.Apply, Logger: cfg.Logger, OnSignal: r.onSignal, Tracer: cfg.Tracer})
 	cfg.Registerer.MustRegister(r.links.Collector())
 	r.ae = newAntiEntropy(r, cfg.Registerer)
 	r.replies = &savedReplies{self: cfg.Self, region: cfg.Region, st: cfg.Store, ctl: cfg.Control, mem: cfg.Members,

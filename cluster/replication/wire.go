@@ -33,6 +33,13 @@ type frame struct {
 	Gaps []Gap `json:"gaps,omitempty"`
 	// Signal is a signal frame's payload.
 	Signal json.RawMessage `json:"sig,omitempty"`
+	// Trace, in an events frame, is the W3C traceparent of the sender's
+	// span of it (package tracing), when traced: the receiver's span of
+	// the frame continues that trace. Optional: a node that does not
+	// trace, or of an older version, sends none, and one of an older
+	// version ignores it (an unknown JSON field). One longer than
+	// maxTraceparent is dropped, not refused.
+	Trace string `json:"tp,omitempty"`
 }
 
 // Bounds of what a peer may send in one frame.
@@ -42,6 +49,7 @@ const (
 	maxPayload      = 64 << 10
 	maxNameLen      = 64
 	maxConversation = 64
+	maxTraceparent  = 128
 )
 
 // MaxSignal is the largest signal a link carries; a peer that sends a
@@ -62,6 +70,9 @@ func decodeFrame(b []byte) (frame, error) {
 	}
 	if err := json.Unmarshal(b, &f); err != nil {
 		return f, fmt.Errorf("%w: %v", ErrBadFrame, err)
+	}
+	if len(f.Trace) > maxTraceparent || f.Type != frameEvents {
+		f.Trace = ""
 	}
 	switch f.Type {
 	case frameEvents:
