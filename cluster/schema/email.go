@@ -2,10 +2,11 @@ package schema
 
 import (
 	"net"
-	"net/mail"
 	"regexp"
 	"strings"
 	"time"
+
+	"parley/ident"
 )
 
 // E-mail (package email, docs/api.md): each workspace sends through its
@@ -100,12 +101,7 @@ func CheckSiteURL(s string) error {
 // CheckEmailAddress checks an e-mail address: a bare address (no display
 // name), at most 254 bytes, a dot in its domain or a bracketed literal.
 func CheckEmailAddress(e string) error {
-	a, err := mail.ParseAddress(e)
-	if err != nil || a.Address != e || a.Name != "" || len(e) > 254 {
-		return invalidf("e-mail address %q: want a bare address such as name@example.com", e)
-	}
-	at := strings.LastIndexByte(e, '@')
-	if at < 1 || at == len(e)-1 {
+	if !ident.EmailAddress(e) {
 		return invalidf("e-mail address %q: want a bare address such as name@example.com", e)
 	}
 	return nil
