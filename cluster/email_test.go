@@ -86,9 +86,6 @@ func TestRecordMail(t *testing.T) {
 	if _, err := EncodeCommand(RecordMail{Workspace: "acme", Conversation: conv, Kind: schema.MailReplies, Status: schema.MailFailed, Error: "550 <bob@x.test>: no such user", At: t0}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("an error with an address: %v, want ErrInvalid", err)
 	}
-	if got := schema.RedactAddresses("550 <bob@x.test>: no such user"); got != "550 <<address>>: no such user" {
-		t.Fatalf("redacted: %q", got)
-	}
 	h.must(EraseConversation{Workspace: "acme", Conversation: conv})
 	if m, _ := h.state().MailState("acme", conv); len(m.Mailed) != 0 || m.Status != "" {
 		t.Fatalf("after the erasure: %+v", m)

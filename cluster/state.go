@@ -65,7 +65,7 @@ type workspaceState struct {
 	Webhooks map[string]*webhookRecord `json:"webhooks,omitempty"`
 	// Email holds the workspace's SMTP settings with their sealed secret,
 	// Mail each conversation's mail cursor and outcome (email.go).
-	Email *emailRecord           `json:"email,omitempty"`
+	Email *emailRecord          `json:"email,omitempty"`
 	Mail  map[string]*MailState `json:"mail,omitempty"`
 }
 

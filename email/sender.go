@@ -21,6 +21,7 @@ import (
 	"parley/cluster/schema"
 	"parley/crdt"
 	"parley/ident"
+	"parley/redact"
 	"parley/store"
 	"parley/webhook"
 
@@ -465,7 +466,7 @@ func (s *Sender) deliver(ctx context.Context, k convKey, pd *pending, st schema.
 		*pd = pending{}
 		return time.Time{}, true
 	}
-	msg := truncate(schema.RedactAddresses(err.Error()), schema.MaxMailError)
+	msg := truncate(redactError(err), schema.MaxMailError)
 	pd.attempts++
 	if pd.failing.IsZero() {
 		pd.failing = now
@@ -510,6 +511,12 @@ func idOf(k convKey, kind string, through map[string]uint64) string {
 	}
 	slices.Sort(keys)
 	return strings.Join(append([]string{k.ws, k.conv, kind}, keys...), "\x00")
+}
+
+// redactError is err's text without the addresses an SMTP answer may
+// quote: what is recorded in the control plane and logged holds none.
+func redactError(err error) string {
+	return strings.ReplaceAll(redact.String(err.Error()), "@", "[at]")
 }
 
 func truncate(s string, n int) string {
