@@ -15,7 +15,8 @@ import (
 // for the visitor's e-mail; a bad address is refused in the page, a good
 // one is kept (and shown as where replies go); the visitor leaves, an agent
 // replies, and the reply arrives in mailpit with the link back to the
-// conversation; the transcript button sends the transcript.
+// conversation, which the link opens; the transcript button sends the
+// transcript; a mail refused for good (550) shows in the agent's console.
 func TestBrowserEmailWhenNobodyIsOnline(t *testing.T) {
 	needBrowser(t)
 	mp := startMailpit(t, emailPassword)
@@ -95,4 +96,24 @@ func TestBrowserEmailWhenNobodyIsOnline(t *testing.T) {
 	waitFor[bool](ct, visitor, "the widget open with the reply", `!document.querySelector('[data-testid=parley-panel]').hidden &&
   Array.from(document.querySelectorAll('[data-testid=parley-message-body]')).some((b) => b.textContent === 'We found your parcel')`)
 	ct.checkPage(visitor, "after following the link")
+
+	// A permanent SMTP error is shown to the agent in the console, above
+	// the conversation.
+	ct.do(visitor, "leaving again", chromedp.Navigate("about:blank"))
+	mp.chaos(t, 550)
+	say(t, ctx, agent, conv, "agent-reply-02", "Your refund is on its way")
+	session := tc.login(t, n1, n1, "demo", "ann")
+	console := newBrowser(t, ctx, "agent", 1280, 820)
+	ct.all = append(ct.all, console)
+	ct.do(console, "opening the console", chromedp.Navigate(n1.URL+"/agent#token="+session+"&workspace=demo"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid=conv-item][data-id="`+conv+`"]`)),
+		chromedp.Click(chromedp.CSS(`[data-testid=conv-item][data-id="`+conv+`"]`)))
+	got := waitFor[string](ct, console, "the failed mail shown", `(() => {
+  const s = document.querySelector('[data-testid=mail-status]');
+  return !s.hidden && s.dataset.status === 'failed' ? s.textContent : '';
+})()`)
+	if !strings.HasPrefix(got, "The e-mail to the visitor failed: ") || !strings.Contains(got, "550") || strings.Contains(got, "browser@example.com") {
+		ct.fail(console, "the console says %q", got)
+	}
+	ct.checkPage(console, "with the failed mail")
 }
