@@ -18,6 +18,7 @@ import (
 
 	"parley/cluster/membership"
 	"parley/internal/eventually"
+	"parley/internal/gotool"
 )
 
 // mailpitVersion is the SMTP server the e-mail tests send to; `make
@@ -29,23 +30,13 @@ const mailpitVersion = "v1.33.1"
 // cache, else it is built there now from the module proxy.
 func mailpitBinary(t testing.TB) string {
 	t.Helper()
-	if p := os.Getenv("PARLEY_MAILPIT"); p != "" {
-		return p
-	}
-	home, err := os.UserHomeDir()
+	dir, err := gotool.CacheDir("tools", "mailpit-"+mailpitVersion)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(home, ".cache", "parley", "tools", "mailpit-"+mailpitVersion)
-	bin := filepath.Join(dir, "mailpit")
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	t.Logf("building mailpit %s into %s", mailpitVersion, dir)
-	cmd := exec.Command("go", "install", "github.com/axllent/mailpit@"+mailpitVersion)
-	cmd.Env = append(os.Environ(), "GOBIN="+dir)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go install mailpit: %v\n%s", err, out)
+	bin, err := gotool.Binary("PARLEY_MAILPIT", dir, "mailpit", "github.com/axllent/mailpit@"+mailpitVersion, t.Logf)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

@@ -78,17 +78,23 @@ func showEmail(e *env, st schema.EmailSettings) {
 		"site url", st.SiteURL, "password set", strconv.FormatBool(st.PasswordSet), "updated", st.Updated.UTC().Format(time.RFC3339))
 }
 
-func emailShow(e *env, args []string) error {
-	f := e.flags("email show")
+// onlyWorkspace parses a command that takes -workspace alone.
+func onlyWorkspace(e *env, name string, args []string) (string, error) {
+	f := e.flags(name)
 	ws := f.workspaceFlag()
 	if _, err := f.parse(args, 0, 0); err != nil {
-		return err
+		return "", err
 	}
-	if err := needWorkspace(*ws); err != nil {
+	return *ws, needWorkspace(*ws)
+}
+
+func emailShow(e *env, args []string) error {
+	ws, err := onlyWorkspace(e, "email show", args)
+	if err != nil {
 		return err
 	}
 	var st schema.EmailSettings
-	raw, err := e.call(http.MethodGet, wsPath(*ws, "email"), nil, nil, &st, true)
+	raw, err := e.call(http.MethodGet, wsPath(ws, "email"), nil, nil, &st, true)
 	if err != nil {
 		return err
 	}
@@ -96,19 +102,15 @@ func emailShow(e *env, args []string) error {
 }
 
 func emailDelete(e *env, args []string) error {
-	f := e.flags("email delete")
-	ws := f.workspaceFlag()
-	if _, err := f.parse(args, 0, 0); err != nil {
-		return err
-	}
-	if err := needWorkspace(*ws); err != nil {
-		return err
-	}
-	raw, err := e.call(http.MethodDelete, wsPath(*ws, "email"), nil, nil, nil, true)
+	ws, err := onlyWorkspace(e, "email delete", args)
 	if err != nil {
 		return err
 	}
-	return e.out(raw, func() { fmt.Fprintf(e.stdout, "e-mail settings of %s deleted\n", *ws) })
+	raw, err := e.call(http.MethodDelete, wsPath(ws, "email"), nil, nil, nil, true)
+	if err != nil {
+		return err
+	}
+	return e.out(raw, func() { fmt.Fprintf(e.stdout, "e-mail settings of %s deleted\n", ws) })
 }
 
 func emailDeliveries(e *env, args []string) error {
