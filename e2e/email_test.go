@@ -194,7 +194,8 @@ func emailRig(t *testing.T, ctx context.Context, n int, batch string) (tc *testC
 		})
 	}
 	agent = tc.agentOn(t, ctx, tc.nodes[0], tc.nodes[n-1], "acme", "ann")
-	vis, _, conv = startVisitor(t, ctx, tc.nodes[0], "acme")
+	var welcome map[string]any
+	vis, welcome, conv = startVisitor(t, ctx, tc.nodes[0], "acme")
 	say(t, ctx, vis, conv, "v-hello-01", "hello, is anyone there?")
 	// A bad address is refused with bad_email; a good one taken.
 	vis.send(ctx, map[string]any{"type": "send", "ref": "bad", "conversation": conv, "id": "email-bad-0001", "body": "not an address"})
@@ -202,6 +203,14 @@ func emailRig(t *testing.T, ctx context.Context, n int, batch string) (tc *testC
 		t.Fatalf("a bad address: %v %v", f, err)
 	}
 	say(t, ctx, vis, conv, "email-good-001", "visitor@example.com")
+	// The address is in the visitor's export.
+	eventually.Holds(t, 10*time.Second, "the address in the visitor's export", func() error {
+		resp, b, err := request(ctx, tc.nodes[1], "GET", "/v1/admin/workspaces/acme/export?visitor_id="+welcome["visitor_id"].(string), tc.root, nil)
+		if err != nil || resp.StatusCode != 200 || !strings.Contains(string(b), `"visitor@example.com"`) {
+			return fmt.Errorf("export: %v %s", err, b)
+		}
+		return nil
+	})
 	return tc, mp, agent, vis, conv
 }
 

@@ -249,12 +249,17 @@ func (s *Sender) look(k convKey) {
 // workspaces with settings.
 func (s *Sender) rescan() {
 	for _, ws := range s.cfg.Control.EmailWorkspaces() {
+		st, err := s.cfg.Control.EmailSettings(ws)
+		if err != nil {
+			continue
+		}
 		convs, err := s.cfg.Store.Conversations(ws, "")
 		if err != nil {
 			continue
 		}
 		for _, c := range convs {
-			if s.place.Sender(ws, c.ID) {
+			// Nothing written since the settings came: nothing to mail.
+			if c.Updated >= st.Created.UnixMilli() && s.place.Sender(ws, c.ID) {
 				s.look(convKey{ws, c.ID})
 			}
 		}
