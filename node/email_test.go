@@ -1,11 +1,8 @@
 package node
 
 import (
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"parley/cluster"
 )
 
 // TestEmailAdminRoutes: an API key may read the SMTP settings but not set
@@ -13,22 +10,7 @@ import (
 // read shows the password, and a change without one keeps it.
 func TestEmailAdminRoutes(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	r := runNode(t, Config{DataDir: dir, NoDemo: true, passwordIterations: cluster.MinPasswordIterations})
-	root, err := AdminToken(filepath.Join(dir, "cluster.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	must := func(method, path, token string, body any) map[string]any {
-		t.Helper()
-		st, code, m := call(t, r.base, method, path, token, body)
-		if st != 200 {
-			t.Fatalf("%s %s: %d %s %v", method, path, st, code, m)
-		}
-		return m
-	}
-	must("POST", "/v1/admin/workspaces", root, map[string]any{"id": "acme", "name": "Acme"})
-	key := must("POST", "/v1/admin/workspaces/acme/keys", root, map[string]any{"name": "crm"})["key"].(string)
+	r, root, key, must := acmeWithKey(t)
 	const secret = "smtp-secret-0123456789"
 	good := map[string]any{"host": "smtp.acme.test", "port": 587, "tls": "starttls", "user": "apikey", "password": secret, "from": "help@acme.test"}
 	with := func(k string, v any) map[string]any {
