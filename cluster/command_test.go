@@ -28,7 +28,7 @@ func TestCommandTypesAreStable(t *testing.T) {
 		25: &EraseVisitor{}, 26: &SetRetention{}, 27: &SetVisitorDeletion{}, 28: &RequestDeletion{},
 		29: &CreateWebhook{}, 30: &RotateWebhookSecret{}, 31: &DeleteWebhook{},
 		32: &AddDeadLetters{}, 33: &RedeliverWebhook{}, 34: &ResolveDeadLetters{},
-		35: &AckWebhookOutbox{},
+		35: &AckWebhookOutbox{}, 36: &SetEmailSettings{}, 37: &DeleteEmailSettings{}, 38: &RecordMail{},
 	}
 	for n := 0; n < 256; n++ {
 		got := schema.NewCommand(CommandType(n))

@@ -17,6 +17,7 @@ func (s *State) applyEraseConversation(index uint64, c *EraseConversation) (Resu
 	ws.Erased[c.Conversation] = index
 	s.lastErased = max(s.lastErased, index)
 	delete(ws.Assignments, c.Conversation)
+	delete(ws.Mail, c.Conversation)
 	return Result{}, nil
 }
 

@@ -198,6 +198,12 @@ func (f *fsm) dispatch(index uint64, cmd Command) (Result, error) {
 		return s.applyResolveDeadLetters(c)
 	case *AckWebhookOutbox:
 		return s.applyAckWebhookOutbox(c)
+	case *SetEmailSettings:
+		return s.applySetEmailSettings(c)
+	case *DeleteEmailSettings:
+		return s.applyDeleteEmailSettings(c)
+	case *RecordMail:
+		return s.applyRecordMail(c)
 	}
 	// schema.NewCommand knows a type this switch does not: a bug, caught by the
 	// test that applies every type.

@@ -71,6 +71,11 @@ type (
 	ResolveDeadLetters  = schema.ResolveDeadLetters
 	AckWebhookOutbox    = schema.AckWebhookOutbox
 	OutboxEntry         = schema.OutboxEntry
+	EmailSettings       = schema.EmailSettings
+	SetEmailSettings    = schema.SetEmailSettings
+	DeleteEmailSettings = schema.DeleteEmailSettings
+	RecordMail          = schema.RecordMail
+	MailState           = schema.MailState
 )
 
 const (

@@ -63,6 +63,10 @@ type workspaceState struct {
 	DeletionRequests map[string]time.Time `json:"deletion_requests,omitempty"`
 	// Webhooks holds the workspace's webhook endpoints by ID (webhook.go).
 	Webhooks map[string]*webhookRecord `json:"webhooks,omitempty"`
+	// Email holds the workspace's SMTP settings with their sealed secret,
+	// Mail each conversation's mail cursor and outcome (email.go).
+	Email *emailRecord          `json:"email,omitempty"`
+	Mail  map[string]*MailState `json:"mail,omitempty"`
 }
 
 type operatorRecord struct {
@@ -109,6 +113,7 @@ func (ws *workspaceState) fill() {
 	ws.ErasedVisitors = nonNil(ws.ErasedVisitors)
 	ws.DeletionRequests = nonNil(ws.DeletionRequests)
 	ws.Webhooks = nonNil(ws.Webhooks)
+	ws.Mail = nonNil(ws.Mail)
 }
 
 func nonNil[K comparable, V any](m map[K]V) map[K]V {

@@ -24,14 +24,15 @@ import (
 // an edit, so a message accepted twice never shows as edited. A valid state
 // never has BodyTS before Created and never keeps text once Deleted is set.
 type Message struct {
-	ID      string     `json:"id"`     // client-generated, unique per conversation
-	Author  string     `json:"author"` // participant, e.g. "v:abc", "a:sam"
-	Role    ident.Role `json:"role"`
-	Name    string     `json:"name,omitempty"`
-	Created Timestamp  `json:"ts"`      // immutable; the total order is (Created, ID)
-	Body    string     `json:"body"`    // "" once deleted
-	BodyTS  Timestamp  `json:"body_ts"` // LWW timestamp of Body; equals Created until edited
-	Deleted Timestamp  `json:"del"`     // zero = live; otherwise the tombstone's timestamp
+	ID       string     `json:"id"`     // client-generated, unique per conversation
+	Author   string     `json:"author"` // participant, e.g. "v:abc", "a:sam"
+	Role     ident.Role `json:"role"`
+	Name     string     `json:"name,omitempty"`
+	Created  Timestamp  `json:"ts"`      // immutable; the total order is (Created, ID)
+	Body     string     `json:"body"`    // "" once deleted
+	BodyTS   Timestamp  `json:"body_ts"` // LWW timestamp of Body; equals Created until edited
+	Deleted  Timestamp  `json:"del"`     // zero = live; otherwise the tombstone's timestamp
+	Internal bool       `json:"internal,omitempty"`
 }
 
 // NewMessage returns the first state of a message, which is also the delta

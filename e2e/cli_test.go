@@ -346,3 +346,43 @@ func TestCLIWebhooks(t *testing.T) {
 	}
 	c.fails(1, []string{"not_found", "HTTP 404"}, root("webhook", "dead-letters", "-workspace", "acme", id)...)
 }
+
+// TestCLIEmail: parleyctl sets a workspace's SMTP settings with the
+// password from stdin, shows them without it, rotates it, lists the
+// deliveries and deletes the settings.
+func TestCLIEmail(t *testing.T) {
+	c := newCtl(t)
+	nowhere := "-node=http://127.0.0.1:1"
+	c.fails(2, []string{"tls", "usage: parleyctl email set"}, nowhere, "-token=x", "email", "set", "-workspace", "acme", "-host", "smtp.example", "-port", "587", "-tls", "ssl", "-from", "a@acme.test")
+	tc := startCluster(t, 1)
+	nd := tc.nodes[0]
+	root := func(args ...string) []string {
+		return append([]string{"-node", nd.URL, "-cluster-key", tc.keyFile}, args...)
+	}
+	c.ok(root("workspace", "create", "-id", "acme", "-name", "Acme")...)
+	// tls none is refused by a node without -email-allow-plaintext.
+	c.fails(1, []string{"invalid", "HTTP 400"}, root("email", "set", "-workspace", "acme", "-host", "127.0.0.1", "-port", "25", "-tls", "none", "-from", "help@acme.test")...)
+	const secret = "SG.cli-secret-0123456789"
+	r := c.run(secret+"\n", root("email", "set", "-workspace", "acme", "-host", "smtp.example", "-port", "587", "-tls", "starttls", "-user", "apikey", "-from", "help@acme.test", "-password-stdin")...)
+	if r.code != 0 || !regexp.MustCompile(`(?m)^password set\s+true$`).MatchString(r.stdout) || strings.Contains(r.stdout, secret) {
+		t.Fatalf("email set:\n%s", r)
+	}
+	for _, args := range [][]string{{"email", "show", "-workspace", "acme"}, {"-json", "email", "show", "-workspace", "acme"}} {
+		if out := c.ok(root(args...)...).stdout; strings.Contains(out, secret) || !strings.Contains(out, "smtp.example") {
+			t.Fatalf("%v:\n%s", args, out)
+		}
+	}
+	// A change without -password-stdin keeps the password; a new one
+	// replaces it.
+	if out := c.ok(root("email", "set", "-workspace", "acme", "-host", "smtp2.example", "-port", "465", "-tls", "implicit", "-user", "apikey", "-from", "help@acme.test")...).stdout; !regexp.MustCompile(`(?m)^password set\s+true$`).MatchString(out) {
+		t.Fatalf("a change without a password:\n%s", out)
+	}
+	if r := c.run("another-secret\n", root("email", "set", "-workspace", "acme", "-host", "smtp2.example", "-port", "465", "-tls", "implicit", "-from", "help@acme.test", "-password-stdin")...); r.code != 0 {
+		t.Fatalf("rotating:\n%s", r)
+	}
+	if out := c.ok(root("email", "deliveries", "-workspace", "acme")...).stdout; !strings.HasPrefix(out, "CONVERSATION") {
+		t.Fatalf("email deliveries:\n%s", out)
+	}
+	c.ok(root("email", "delete", "-workspace", "acme")...)
+	c.fails(1, []string{"not_found", "HTTP 404"}, root("email", "show", "-workspace", "acme")...)
+}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -203,23 +202,7 @@ func (r *receiverProc) kill() {
 }
 
 // webhookDelivered is a node's parley_webhook_delivered_total, summed.
-func webhookDelivered(nd *nodeProc) float64 {
-	resp, err := http.Get(nd.URL + "/metrics")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	sum := 0.0
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "parley_webhook_delivered_total{") {
-			f := strings.Fields(l)
-			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-			sum += v
-		}
-	}
-	return sum
-}
+func webhookDelivered(nd *nodeProc) float64 { return metricSum(nd, "parley_webhook_delivered_total{") }
 
 // TestWebhooksSurviveReceiverAndSenderFailures: a 3-node cluster sends a
 // workspace's events to a receiver in a separate process that verifies

@@ -3,6 +3,7 @@ package gateway
 import (
 	"sort"
 	"sync"
+	"time"
 
 	"parley/crdt"
 	"parley/gateway/wire"
@@ -201,4 +202,15 @@ func (p *presence) name(ws, participant string) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.peers[ws][participant].name
+}
+
+// Online says whether participant holds a live lease in ws, on this node
+// or, as presence is shared, on any node: a visitor with no connection
+// anywhere is not (package email mails such a visitor the replies).
+func (s *Server) Online(ws, participant string) bool {
+	p := s.presence
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	set := p.leases[ws]
+	return set != nil && set.IsOnline(participant, time.Now().UnixMilli())
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"regexp"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"parley/crdt"
@@ -100,6 +101,9 @@ func (f *inFrame) validate() *wireError {
 		}
 		if !ident.PrintableBody(*f.Body) {
 			return errf(wire.CodeBadRequest, "body: control and bidirectional override characters are not allowed")
+		}
+		if strings.HasPrefix(f.ID, ident.EmailMessagePrefix) && !ident.EmailAddress(*f.Body) {
+			return errf(wire.CodeBadEmail, "body: an email- message's body is one e-mail address, such as name@example.com")
 		}
 		return nil
 	case wire.TypeDelete:

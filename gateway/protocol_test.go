@@ -84,6 +84,10 @@ func TestDecodeFrameTable(t *testing.T) {
 		{`{"type":"read","conversation":"` + conv + `","seq":0}`, wire.CodeBadRequest},
 		{`{"type":"send","conversation":"` + conv + `","id":"m-00000001"}`, wire.CodeBadRequest},
 		{`{"type":"send","conversation":"` + conv + `","id":"m-00000001","body":"line\nbreak"}`, ""},
+		{`{"type":"send","conversation":"` + conv + `","id":"email-0000001","body":"ann@example.com"}`, ""},
+		{`{"type":"send","conversation":"` + conv + `","id":"email-0000001","body":"not an address"}`, wire.CodeBadEmail},
+		{`{"type":"send","conversation":"` + conv + `","id":"email-0000001","body":"Ann <ann@example.com>"}`, wire.CodeBadEmail},
+		{`{"type":"edit","conversation":"` + conv + `","id":"email-0000001","body":"ann@"}`, wire.CodeBadEmail},
 		{`{"type":"ping","ref":"` + strings.Repeat("r", 65) + `"}`, wire.CodeBadRequest},
 		{`{"type":"send","body":12}`, wire.CodeBadFrame},
 	}

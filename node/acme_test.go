@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"parley/internal/eventually"
+	"parley/internal/gotool"
 
 	"github.com/quic-go/quic-go/http3"
 )
@@ -37,23 +38,13 @@ const pebbleVersion = "v2.10.3"
 // test-deps` fills, else it is built there now from the module proxy.
 func pebbleBinary(t *testing.T) string {
 	t.Helper()
-	if p := os.Getenv("PARLEY_PEBBLE"); p != "" {
-		return p
-	}
-	home, err := os.UserHomeDir()
+	dir, err := gotool.CacheDir("pebble", pebbleVersion)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(home, ".cache", "parley", "pebble", pebbleVersion)
-	bin := filepath.Join(dir, "pebble")
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	t.Logf("building pebble %s into %s", pebbleVersion, dir)
-	cmd := exec.Command("go", "install", "github.com/letsencrypt/pebble/v2/cmd/pebble@"+pebbleVersion)
-	cmd.Env = append(os.Environ(), "GOBIN="+dir)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go install pebble: %v\n%s", err, out)
+	bin, err := gotool.Binary("PARLEY_PEBBLE", dir, "pebble", "github.com/letsencrypt/pebble/v2/cmd/pebble@"+pebbleVersion, t.Logf)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

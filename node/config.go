@@ -219,6 +219,17 @@ type Config struct {
 	WebhookTimeout      time.Duration
 	WebhookConcurrency  int
 
+	// E-mail (package email, docs/operations.md): EmailAllowPlaintext lets
+	// a workspace's SMTP settings say tls none (zero: refused; loopback
+	// tests); EmailBatch is how long after a visitor's first unseen reply
+	// the replies are mailed together (zero: 2m); EmailBackoffMax bounds
+	// the wait between two attempts after a temporary SMTP error (zero:
+	// 30m); EmailTimeout bounds one SMTP session (zero: 30s).
+	EmailAllowPlaintext bool
+	EmailBatch          time.Duration
+	EmailBackoffMax     time.Duration
+	EmailTimeout        time.Duration
+
 	// Raft tuning for tests of snapshots and elections; zero: the cluster
 	// package's defaults.
 	RaftSnapshotThreshold uint64
@@ -371,6 +382,10 @@ func newFlagSet(c *Config) flagSet {
 	fs.DurationVar(&c.WebhookBackoffMax, "webhook-backoff-max", time.Hour, "the longest wait between two attempts of a webhook event")
 	fs.DurationVar(&c.WebhookTimeout, "webhook-timeout", 10*time.Second, "how long one webhook delivery attempt may take")
 	fs.IntVar(&c.WebhookConcurrency, "webhook-concurrency", 4, "webhook deliveries in flight to one endpoint from this node")
+	fs.BoolVar(&c.EmailAllowPlaintext, "email-allow-plaintext", false, "let workspaces' SMTP settings say tls none (refused by default; loopback tests)")
+	fs.DurationVar(&c.EmailBatch, "email-batch", 2*time.Minute, "how long after a visitor's first unseen reply the unseen replies are mailed together")
+	fs.DurationVar(&c.EmailBackoffMax, "email-backoff-max", 30*time.Minute, "the longest wait between two attempts of a mail after a temporary SMTP error")
+	fs.DurationVar(&c.EmailTimeout, "email-timeout", 30*time.Second, "how long one SMTP session may take")
 	fs.Uint64Var(&c.RaftSnapshotThreshold, "raft-snapshot-threshold", 0, "Raft log entries between snapshots (0: default)")
 	fs.Uint64Var(&c.RaftTrailingLogs, "raft-trailing-logs", 0, "Raft log entries kept after a snapshot (0: default)")
 	fs.DurationVar(&c.FaultReplDelay, "fault-repl-delay", 0, "fault injection: delay every replication message this node sends (benchmarks)")

@@ -94,6 +94,7 @@ func (n *Node) adminAPI() *adminapi.API {
 		Now:        n.cfg.signInClock,
 
 		WebhookAllowPrivate: n.cfg.WebhookAllowPrivate,
+		EmailAllowPlaintext: n.cfg.EmailAllowPlaintext,
 	}
 	if n.purge != nil {
 		cfg.Purger = adminPurger{n.ctl, n.purge}

@@ -21,6 +21,7 @@ import (
 	"parley/cluster/residency"
 	"parley/crdt"
 	"parley/edge"
+	"parley/email"
 	"parley/gateway"
 	"parley/redact"
 	"parley/store"
@@ -56,6 +57,9 @@ type Node struct {
 	// hooks delivers the webhook events of the conversations this node
 	// sends (webhook.go).
 	hooks *webhook.Dispatcher
+	// mailer mails the visitors of the conversations this node sends
+	// (email.go).
+	mailer *email.Sender
 
 	// HTTP/3 and WebTransport; pc is nil when disabled.
 	pc     net.PacketConn
@@ -204,6 +208,7 @@ func New(cfg Config, logw, out io.Writer) (_ *Node, err error) {
 		Plan:                n.plan,
 		Tracer:              n.tracer,
 	})
+	n.mailer = n.newMailer()
 	// A trusted proxy's connections carry many clients: the gateway counts
 	// their sessions by the client address the proxy gives.
 	n.ln = newGuardedListener(ln, n.log, conns, n.trustedProxy, cfg.FDReserve)
@@ -320,6 +325,9 @@ func (n *Node) publish(evs []store.Event) {
 	if h := n.hooks; h != nil {
 		h.Notify(evs)
 	}
+	if m := n.mailer; m != nil {
+		m.Notify(evs)
+	}
 }
 
 // trustedProxy says whether ip is one of -trusted-proxies.
@@ -398,6 +406,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	g.Go(func() error { return n.repl.Run(gctx, n.gw) })
 	g.Go(func() error { return n.purge.Run(gctx) })
 	g.Go(func() error { return n.hooks.Run(gctx) })
+	g.Go(func() error { return n.mailer.Run(gctx) })
 	g.Go(func() error { return n.ctl.rebalance(gctx, n.gossip.m.Alive) })
 	g.Go(func() error { return n.ctl.c.RunAuditRetention(gctx, n.cfg.AuditRetention) })
 	// Usage reports end after the gateway stopped counting: the last one

@@ -14,22 +14,7 @@ import (
 // address is refused unless the node allows them.
 func TestWebhookAdminRoutes(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	r := runNode(t, Config{DataDir: dir, NoDemo: true, passwordIterations: cluster.MinPasswordIterations})
-	root, err := AdminToken(filepath.Join(dir, "cluster.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	must := func(method, path, token string, body any) map[string]any {
-		t.Helper()
-		st, code, m := call(t, r.base, method, path, token, body)
-		if st != 200 {
-			t.Fatalf("%s %s: %d %s %v", method, path, st, code, m)
-		}
-		return m
-	}
-	must("POST", "/v1/admin/workspaces", root, map[string]any{"id": "acme", "name": "Acme"})
-	key := must("POST", "/v1/admin/workspaces/acme/keys", root, map[string]any{"name": "crm"})["key"].(string)
+	r, root, key, must := acmeWithKey(t)
 	events := []string{"conversation.created", "message.created"}
 	for _, c := range []struct {
 		name, token string
@@ -85,4 +70,27 @@ func TestWebhookAdminRoutes(t *testing.T) {
 func jsonString(v any) (string, error) {
 	b, err := json.Marshal(v)
 	return string(b), err
+}
+
+// acmeWithKey runs a node with workspace acme and an API key of it; must
+// calls the admin API and fails the test unless it answers 200.
+func acmeWithKey(t *testing.T) (r *running, root, key string, must func(method, path, token string, body any) map[string]any) {
+	t.Helper()
+	dir := t.TempDir()
+	r = runNode(t, Config{DataDir: dir, NoDemo: true, passwordIterations: cluster.MinPasswordIterations})
+	root, err := AdminToken(filepath.Join(dir, "cluster.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	must = func(method, path, token string, body any) map[string]any {
+		t.Helper()
+		st, code, m := call(t, r.base, method, path, token, body)
+		if st != 200 {
+			t.Fatalf("%s %s: %d %s %v", method, path, st, code, m)
+		}
+		return m
+	}
+	must("POST", "/v1/admin/workspaces", root, map[string]any{"id": "acme", "name": "Acme"})
+	key = must("POST", "/v1/admin/workspaces/acme/keys", root, map[string]any{"name": "crm"})["key"].(string)
+	return r, root, key, must
 }

@@ -51,6 +51,7 @@
 
   const KEY_VISITOR = 'parley:' + WORKSPACE + ':visitor';
   const KEY_OPEN = 'parley:' + WORKSPACE + ':open';
+  const KEY_TRANSCRIPT = 'parley:' + WORKSPACE + ':transcript';
 
   const identity = {
     userId: script.dataset.userId || '',
@@ -172,6 +173,14 @@
       sending: 'Sending…',
       notSent: 'Not sent',
       edited: 'edited',
+      emailAsk: 'Nobody is here right now. Leave your e-mail and we will write to you there:',
+      emailPlaceholder: 'you@example.com',
+      emailSave: 'Save e-mail',
+      emailInvalid: 'Please enter a valid e-mail address, such as name@example.com.',
+      emailNote: 'Replies will also be e-mailed to {email}',
+      transcript: 'E-mail me the transcript',
+      transcriptAsk: 'Please e-mail me the transcript of this conversation.',
+      transcriptWait: 'A transcript was just requested: try again in a few minutes.',
     },
     de: {
       title: 'Schreiben Sie uns',
@@ -214,6 +223,14 @@
       sending: 'Wird gesendet…',
       notSent: 'Nicht gesendet',
       edited: 'bearbeitet',
+      emailAsk: 'Gerade ist niemand da. Hinterlassen Sie Ihre E-Mail-Adresse, wir schreiben Ihnen dorthin:',
+      emailPlaceholder: 'sie@beispiel.de',
+      emailSave: 'E-Mail speichern',
+      emailInvalid: 'Bitte geben Sie eine gültige E-Mail-Adresse ein, etwa name@beispiel.de.',
+      emailNote: 'Antworten werden auch an {email} gesendet',
+      transcript: 'Verlauf per E-Mail senden',
+      transcriptAsk: 'Bitte senden Sie mir den Verlauf dieses Gesprächs per E-Mail.',
+      transcriptWait: 'Der Verlauf wurde gerade angefordert: Versuchen Sie es in ein paar Minuten erneut.',
     },
     fr: {
       title: 'Discutons',
@@ -256,6 +273,14 @@
       sending: 'Envoi…',
       notSent: 'Non envoyé',
       edited: 'modifié',
+      emailAsk: 'Personne n\u2019est là pour le moment. Laissez votre e-mail, nous vous écrirons :',
+      emailPlaceholder: 'vous@exemple.fr',
+      emailSave: 'Enregistrer l\u2019e-mail',
+      emailInvalid: 'Saisissez une adresse e-mail valide, par exemple nom@exemple.fr.',
+      emailNote: 'Les réponses seront aussi envoyées à {email}',
+      transcript: 'M\u2019envoyer la transcription',
+      transcriptAsk: 'Merci de m\u2019envoyer la transcription de cette conversation par e-mail.',
+      transcriptWait: 'Une transcription vient d\u2019être demandée : réessayez dans quelques minutes.',
     },
     es: {
       title: 'Chatea con nosotros',
@@ -298,6 +323,14 @@
       sending: 'Enviando…',
       notSent: 'No enviado',
       edited: 'editado',
+      emailAsk: 'Ahora no hay nadie. Déjanos tu correo y te escribiremos allí:',
+      emailPlaceholder: 'tu@ejemplo.com',
+      emailSave: 'Guardar correo',
+      emailInvalid: 'Introduce un correo válido, como nombre@ejemplo.com.',
+      emailNote: 'Las respuestas también se enviarán a {email}',
+      transcript: 'Enviarme la transcripción',
+      transcriptAsk: 'Envíame por correo la transcripción de esta conversación.',
+      transcriptWait: 'Acabas de pedir una transcripción: inténtalo de nuevo en unos minutos.',
     },
     ar: {
       title: 'تحدّث معنا',
@@ -340,6 +373,14 @@
       sending: 'جارٍ الإرسال…',
       notSent: 'لم تُرسل',
       edited: 'معدّلة',
+      emailAsk: 'لا يوجد أحد الآن. اترك بريدك الإلكتروني وسنراسلك عليه:',
+      emailPlaceholder: 'you@example.com',
+      emailSave: 'حفظ البريد الإلكتروني',
+      emailInvalid: 'أدخل بريدًا إلكترونيًا صالحًا مثل name@example.com.',
+      emailNote: 'ستُرسل الردود أيضًا إلى {email}',
+      transcript: 'أرسل لي نص المحادثة',
+      transcriptAsk: 'أرجو أن ترسلوا لي نص هذه المحادثة بالبريد الإلكتروني.',
+      transcriptWait: 'طُلب نص المحادثة للتو: حاول مرة أخرى بعد بضع دقائق.',
     },
   };
   const RTL = new Set(['ar']);
@@ -411,6 +452,23 @@
   const seenEl = h('span', { class: 'parley-seen', 'data-testid': 'parley-seen', text: t('seen') });
   seenEl.hidden = true;
 
+  // With no agent online (or all away) the widget asks for an e-mail
+  // address, optional: sent as a message whose id starts with email-
+  // (docs/protocol.md, E-mail), the replies the visitor does not see are
+  // mailed there. The transcript button asks for the conversation by mail.
+  const emailInput = h('input', {
+    type: 'email', class: 'parley-email-input', 'data-testid': 'parley-email-input', maxlength: '254',
+    placeholder: t('emailPlaceholder'), 'aria-label': t('emailAsk'), autocomplete: 'email',
+  });
+  const emailSave = h('button', { type: 'submit', class: 'parley-email-save', 'data-testid': 'parley-email-save', text: t('emailSave') });
+  const emailForm = h('form', { class: 'parley-email', 'data-testid': 'parley-email-form', novalidate: '' },
+    h('div', { class: 'parley-email-ask', text: t('emailAsk') }), h('div', { class: 'parley-email-row' }, emailInput, emailSave));
+  emailForm.hidden = true;
+  const transcriptBtn = h('button', {
+    type: 'button', class: 'parley-forget', 'data-testid': 'parley-transcript', text: t('transcript'),
+  });
+  transcriptBtn.hidden = true;
+
   // Asking to be forgotten takes two clicks: the first asks to confirm.
   const forgetBtn = h('button', {
     type: 'button', class: 'parley-forget', 'data-testid': 'parley-forget', text: t('forget'),
@@ -423,9 +481,9 @@
   h('header', { class: 'parley-header' },
     h('div', { class: 'parley-header-text' }, h('div', { class: 'parley-title', text: title }), presence),
     closeBtn),
-  bodyEl, typingEl, statusEl,
+  bodyEl, typingEl, statusEl, emailForm,
   h('div', { class: 'parley-composer' }, input, sendBtn),
-  h('div', { class: 'parley-footer' }, t('poweredBy'), ' · ', forgetBtn));
+  h('div', { class: 'parley-footer' }, t('poweredBy'), ' · ', forgetBtn, transcriptBtn));
   panel.hidden = true;
 
   root.append(panel, launcher);
@@ -449,7 +507,8 @@
 
   function mount() {
     document.body.append(root);
-    if (storage.get('sessionStorage', KEY_OPEN) === '1') setOpen(true);
+    // A mail's link back (#parley-open=<conversation>) opens the chat.
+    if (storage.get('sessionStorage', KEY_OPEN) === '1' || /(^#|&)parley-open=/.test(location.hash)) setOpen(true);
     else if (S.conversation) connect(); // a returning visitor: show replies on the launcher
     renderPresence();
   }
@@ -491,6 +550,7 @@
     if (m.elShown !== shown) {
       m.elShown = shown;
       if (m.deleted) m.elBody.textContent = t('deleted');
+      else if (isEmailMessage(m)) m.elBody.textContent = t('emailNote', { email: m.body });
       else C.linkify(m.elBody, m.body);
     }
     m.elTime.textContent = formatTime(m.ts);
@@ -521,6 +581,7 @@
     S.forceScroll = false;
     renderTyping();
     renderBadge();
+    renderEmail();
   }
 
   function scheduleRender() {
@@ -544,7 +605,68 @@
     presenceText.textContent = online
       ? (names.length === 1 ? t('oneOnline', { name: names[0] }) : t('weOnline'))
       : away ? t('away') : t('offline');
+    renderEmail();
   }
+
+  // ---------------------------------------------------------------- e-mail
+
+  const EMAIL_RE = /^[^\s@<>()[\],;:"]+@[^\s@<>()[\],;:"]+\.[^\s@<>()[\],;:"]+$/;
+
+  function isEmailMessage(m) {
+    return typeof m.id === 'string' && m.id.startsWith('email-') && isMine(m);
+  }
+
+  // myEmail is the latest address this visitor left in the conversation.
+  function myEmail() {
+    let best = null;
+    for (const m of S.messages.values()) {
+      if (isEmailMessage(m) && !m.deleted && m.state !== 'failed' && (!best || C.tsCompare(best, m) < 0)) best = m;
+    }
+    return best ? best.body : '';
+  }
+
+  // The form shows while no agent is online and no address was left;
+  // the transcript button once one was.
+  function renderEmail() {
+    const known = Boolean(myEmail());
+    emailForm.hidden = known || S.agentsOnline.size > 0 || !S.welcomed;
+    transcriptBtn.hidden = !known;
+  }
+
+  function sendSpecial(id, body) {
+    S.messages.set(id, C.pending(id, S.participant, 'visitor', identity.name, body, ++S.localSeq));
+    S.outbox.set(id, { frame: { type: 'send', id, body }, sentAt: 0 });
+    S.forceScroll = true;
+    render();
+    renderEmail();
+    if (S.conversation) flushOutbox();
+    else ensureConversation();
+  }
+
+  emailForm.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const addr = emailInput.value.trim();
+    if (addr.length > 254 || !EMAIL_RE.test(addr)) {
+      emailInput.setAttribute('aria-invalid', 'true');
+      setStatus(t('emailInvalid'), 'warn', 6000);
+      return;
+    }
+    emailInput.removeAttribute('aria-invalid');
+    emailInput.value = '';
+    sendSpecial('email-' + newId(), addr);
+  });
+
+  // One transcript every 10 minutes (the server answers no more often).
+  const TRANSCRIPT_EVERY_MS = 10 * 60 * 1000;
+  transcriptBtn.addEventListener('click', () => {
+    const last = Number(storage.get('localStorage', KEY_TRANSCRIPT) || 0);
+    if (Date.now() - last < TRANSCRIPT_EVERY_MS) {
+      setStatus(t('transcriptWait'), 'warn', 6000);
+      return;
+    }
+    storage.set('localStorage', KEY_TRANSCRIPT, String(Date.now()));
+    sendSpecial('transcript-' + newId(), t('transcriptAsk'));
+  });
 
   function unreadCount() {
     const read = Math.max(S.myRead, S.readSent);
@@ -1057,6 +1179,14 @@
           }
           const m = S.messages.get(ctx.id);
           S.outbox.delete(ctx.id);
+          if (f.code === 'bad_email') {
+            // The server refused the address: ask again.
+            S.messages.delete(ctx.id);
+            setStatus(t('emailInvalid'), 'warn', 6000);
+            scheduleRender();
+            renderEmail();
+            return;
+          }
           if (m) {
             m.state = 'failed';
             m.error = f.code === 'bad_request' ? 'message not accepted' : f.code;

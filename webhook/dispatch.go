@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strings"
@@ -177,6 +176,7 @@ func (c *Config) defaults() {
 // blocking; Run delivers; Close closes its file after Run returned.
 type Dispatcher struct {
 	cfg    Config
+	place  Placement
 	cur    *cursors
 	client *http.Client
 	m      *metrics
@@ -216,6 +216,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	}
 	return &Dispatcher{
 		cfg:     cfg,
+		place:   Placement{Self: cfg.Self, Members: cfg.Members, Region: cfg.Control.Region, Replicas: cfg.Replicas},
 		cur:     cur,
 		client:  newClient(cfg.Timeout, cfg.AllowPrivate),
 		m:       newMetrics(cfg.Registerer),
@@ -303,14 +304,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 }
 
 // view names the live members, to tell when they change.
-func (d *Dispatcher) view() string {
-	var ids []string
-	for _, m := range d.cfg.Members.Members() {
-		ids = append(ids, m.ID)
-	}
-	slices.Sort(ids)
-	return strings.Join(ids, ",")
-}
+func (d *Dispatcher) view() string { return d.place.View() }
 
 // async runs fn in a goroutine of the dispatcher's unless the last one
 // flagged by busy still runs.
@@ -326,31 +320,18 @@ func (d *Dispatcher) async(ctx context.Context, busy *atomic.Bool, fn func(conte
 	}()
 }
 
-// sender says whether this node sends a conversation's events: the first
-// alive of its replicas (rendezvous over the live members, as the data
-// plane places it). When the sender dies the next replica is first.
-func (d *Dispatcher) sender(ws, conv string) bool {
-	reps := membership.Replicas(d.cfg.Members.Members(), conv, d.cfg.Control.Region(ws), d.cfg.Replicas)
-	return len(reps) > 0 && reps[0].ID == d.cfg.Self
-}
+// sender says whether this node sends a conversation's events
+// (Placement.Sender).
+func (d *Dispatcher) sender(ws, conv string) bool { return d.place.Sender(ws, conv) }
 
 // replicas are the other nodes alive that hold a conversation.
-func (d *Dispatcher) replicas(ws, conv string) []membership.Member {
-	var out []membership.Member
-	for _, m := range membership.Replicas(d.cfg.Members.Members(), conv, d.cfg.Control.Region(ws), d.cfg.Replicas) {
-		if m.ID != d.cfg.Self {
-			out = append(out, m)
-		}
-	}
-	return out
-}
+func (d *Dispatcher) replicas(ws, conv string) []membership.Member { return d.place.Others(ws, conv) }
 
 // outboxSender says whether this node sends a workspace's control-plane
 // events: the first alive member by rendezvous on the workspace, in its
 // region when it is pinned.
 func (d *Dispatcher) outboxSender(ws string) bool {
-	reps := membership.Replicas(d.cfg.Members.Members(), "webhook-outbox/"+ws, d.cfg.Control.Region(ws), 1)
-	return len(reps) > 0 && reps[0].ID == d.cfg.Self
+	return d.place.Sends(ws, "webhook-outbox/"+ws, 1)
 }
 
 // sends says whether this node sends a stream's events.
@@ -677,27 +658,12 @@ func (d *Dispatcher) deliver(ctx context.Context, k streamKey, ev event) error {
 	}
 }
 
-// backoff is the wait after the nth failure: BackoffMin doubled n-1 times,
-// at most BackoffMax, of which a random half (jitter).
+// backoff is the wait after the nth failure (Backoff).
 func (d *Dispatcher) backoff(n int) time.Duration {
-	b := d.cfg.BackoffMin
-	for i := 1; i < n && b < d.cfg.BackoffMax; i++ {
-		b *= 2
-	}
-	b = min(b, d.cfg.BackoffMax)
-	return b/2 + rand.N(b/2+1)
+	return Backoff(n, d.cfg.BackoffMin, d.cfg.BackoffMax)
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+func sleep(ctx context.Context, d time.Duration) error { return Sleep(ctx, d) }
 
 // attempt POSTs an event once, within the endpoint's concurrency.
 func (d *Dispatcher) attempt(ctx context.Context, h schema.Webhook, ev event) error {

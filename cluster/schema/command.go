@@ -89,6 +89,11 @@ const (
 	// TypeAckWebhookOutbox removes the control-plane events a node
 	// delivered from an endpoint's outbox.
 	TypeAckWebhookOutbox CommandType = 35
+	// E-mail (email.go): a workspace's SMTP settings, their removal, and
+	// a conversation's mail outcome and cursor.
+	TypeSetEmailSettings    CommandType = 36
+	TypeDeleteEmailSettings CommandType = 37
+	TypeRecordMail          CommandType = 38
 	// Append new types here, with the next number, and a row in commands.
 )
 
@@ -139,6 +144,9 @@ var commands = map[CommandType]commandInfo{
 	TypeRedeliverWebhook:    {"redeliver_webhook", func() Command { return &RedeliverWebhook{} }, false},
 	TypeResolveDeadLetters:  {"resolve_dead_letters", func() Command { return &ResolveDeadLetters{} }, false},
 	TypeAckWebhookOutbox:    {"ack_webhook_outbox", func() Command { return &AckWebhookOutbox{} }, false},
+	TypeSetEmailSettings:    {"set_email_settings", func() Command { return &SetEmailSettings{} }, false},
+	TypeDeleteEmailSettings: {"delete_email_settings", func() Command { return &DeleteEmailSettings{} }, false},
+	TypeRecordMail:          {"record_mail", func() Command { return &RecordMail{} }, false},
 }
 
 // known says whether this binary knows type t.

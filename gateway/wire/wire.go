@@ -67,13 +67,17 @@ const (
 	CodeOverloaded         = "overloaded" // a change refused at the edge; carries retry_ms
 	CodeUnavailable        = "unavailable"
 	CodeInternal           = "internal"
+	// CodeBadEmail: a send or edit of a message whose ID starts with
+	// email- (ident.EmailMessagePrefix) whose body is not an e-mail
+	// address.
+	CodeBadEmail = "bad_email"
 )
 
 // Codes lists every error code.
 var Codes = []string{
 	CodeBadFrame, CodeTooLarge, CodeUnknownType, CodeVersionUnsupported,
 	CodeBadRequest, CodeUnauthenticated, CodeAuthFailed, CodeForbidden,
-	CodeNotFound, CodeRateLimited, CodeOverLimit, CodeSlowConsumer, CodeOverloaded, CodeUnavailable, CodeInternal,
+	CodeNotFound, CodeRateLimited, CodeOverLimit, CodeSlowConsumer, CodeOverloaded, CodeUnavailable, CodeInternal, CodeBadEmail,
 }
 
 // Close codes: the WebSocket close status (or WebTransport session error

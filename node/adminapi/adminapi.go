@@ -122,6 +122,7 @@ type Cluster interface {
 	RotateIdentitySecret(ctx context.Context, workspace string, secret []byte, overlap time.Duration) (cluster.Result, time.Time, error)
 	CreateWebhook(ctx context.Context, workspace, url string, events []string) (cluster.Webhook, string, cluster.Result, error)
 	RotateWebhookSecret(ctx context.Context, workspace, id string, overlap time.Duration) (string, time.Time, cluster.Result, error)
+	SetEmailSettings(ctx context.Context, st cluster.EmailSettings, secret *string) (cluster.EmailSettings, cluster.Result, error)
 
 	// Credentials.
 	AuthenticateKey(raw string) (cluster.Key, error)
@@ -146,6 +147,9 @@ type Cluster interface {
 	Webhooks(workspace string) ([]cluster.Webhook, error)
 	Webhook(workspace, id string) (cluster.Webhook, error)
 	DeadLetters(workspace, id string) ([]cluster.DeadLetter, error)
+	EmailSettings(workspace string) (cluster.EmailSettings, error)
+	MailStates(workspace, status string) ([]cluster.MailState, error)
+	MailState(workspace, conv string) (cluster.MailState, error)
 
 	// The Raft member and the nodes.
 	Stats() cluster.Stats
@@ -223,6 +227,9 @@ type Config struct {
 	// link-local addresses (the node's -webhook-allow-private). Zero: a
 	// URL with such a literal address is refused.
 	WebhookAllowPrivate bool
+	// EmailAllowPlaintext: a workspace's SMTP settings may say tls none
+	// (the node's -email-allow-plaintext). Zero: refused.
+	EmailAllowPlaintext bool
 	// Backup writes this node's backup to w (GET
 	// /v1/admin/cluster/backup: a tar stream, node/backup.go); nil: the
 	// route answers internal.

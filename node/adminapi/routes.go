@@ -66,6 +66,12 @@ func (a *API) Register(mux httpapi.Mux) {
 	a.route(mux, "GET /v1/admin/workspaces/{ws}/webhooks/{id}/dead-letters", a.deadLetters)
 	a.route(mux, "POST /v1/admin/workspaces/{ws}/webhooks/{id}/redeliver", a.redeliverWebhook)
 
+	a.route(mux, "GET /v1/admin/workspaces/{ws}/email", a.emailSettings)
+	a.route(mux, "PUT /v1/admin/workspaces/{ws}/email", a.setEmailSettings)
+	a.route(mux, "DELETE /v1/admin/workspaces/{ws}/email", a.deleteEmailSettings)
+	a.route(mux, "GET /v1/admin/workspaces/{ws}/email/deliveries", a.mailStates)
+	a.route(mux, "GET /v1/admin/workspaces/{ws}/email/deliveries/{conv}", a.mailState)
+
 	a.route(mux, "GET /v1/admin/audit", a.auditLog)
 	a.route(mux, "GET /v1/admin/workspaces/{ws}/audit", a.workspaceAuditLog)
 }

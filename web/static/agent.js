@@ -196,6 +196,7 @@
     messages: $('messages'),
     typing: $('typing'),
     collision: $('collision'),
+    mailStatus: $('mail-status'),
     composer: $('composer'),
     input: $('composer-input'),
     send: $('composer-send'),
@@ -686,7 +687,7 @@
     setStatus('Connected', 'ok');
     loadDeletions();
     clearInterval(A.deletionTimer);
-    A.deletionTimer = setInterval(loadDeletions, DELETIONS_EVERY_MS);
+    A.deletionTimer = setInterval(() => { loadDeletions(); loadMailStatus(); }, DELETIONS_EVERY_MS);
     el.me.textContent = A.name ? 'Signed in as ' + A.name : '';
     // Asked again at each connection: the node may have restarted with the
     // model since it said suggestions were off (or this is another node).
@@ -974,6 +975,7 @@
     sendView();
     A.forceScroll = true;
     assistRefresh();
+    loadMailStatus();
     if (id) {
       const c = conv(id);
       if (!c.loaded) resumeConv(c);
@@ -1082,6 +1084,33 @@
       throw new APIError(resp.status, (data && data.code) || 'http_' + resp.status, data && data.message);
     }
     return data || {};
+  }
+
+  // -------------------------------------------------- mail to the visitor
+
+  // A mail to the selected conversation's visitor that failed (a permanent
+  // SMTP error) or is being retried shows above the thread (docs/api.md,
+  // E-mail): read on selection and every 10 s.
+  async function loadMailStatus() {
+    const id = A.selected;
+    if (!id) {
+      el.mailStatus.hidden = true;
+      return;
+    }
+    let st = null;
+    try {
+      const resp = await fetch('/v1/admin/workspaces/' + encodeURIComponent(A.workspace) + '/email/deliveries/' + encodeURIComponent(id),
+        { headers: { Authorization: 'Bearer ' + A.token }, cache: 'no-store' });
+      if (resp.ok) st = C.neutralise(await resp.json());
+    } catch (e) { /* best effort: the next round tries again */ }
+    if (id !== A.selected) return;
+    const what = st && st.kind === 'transcript' ? 'The transcript mail to the visitor' : 'The e-mail to the visitor';
+    const text = !st ? ''
+      : st.status === 'failed' ? what + ' failed: ' + (st.error || 'unknown error')
+        : st.status === 'retrying' ? what + ' is being retried: ' + (st.error || 'temporary error') : '';
+    el.mailStatus.hidden = !text;
+    el.mailStatus.textContent = text;
+    el.mailStatus.dataset.status = (st && st.status) || '';
   }
 
   // -------------------------------------------------- deletion requests
