@@ -1104,3 +1104,24 @@ func TestAgentAway(t *testing.T) {
 		t.Fatalf("a status without away: %v", got)
 	}
 }
+
+// TestAgentAwayFromHello: an agent whose hello says away is announced away
+// from the first presence frame on, never available on the way; a
+// visitor's hello may not say it.
+func TestAgentAwayFromHello(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	v, _ := e.visitor(t, "ws1", nil)
+	cl := e.dial(t)
+	cl.send(map[string]any{"type": "hello", "v": 1, "workspace": "ws1", "role": "agent", "token": "agent-token-ws1", "away": true})
+	cl.expect("welcome", nil)
+	first := v.expect("presence", func(m map[string]any) bool { return m["role"] == "agent" })
+	if first["online"] != true || first["away"] != true {
+		t.Fatalf("the agent's first presence: %v, want online and away", first)
+	}
+	v2 := e.dial(t)
+	v2.send(map[string]any{"type": "hello", "v": 1, "workspace": "ws1", "role": "visitor", "away": true})
+	if got := v2.expect("error", nil); got["code"] != wire.CodeBadRequest {
+		t.Fatalf("a visitor's hello with away: %v", got)
+	}
+}

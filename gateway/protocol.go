@@ -151,6 +151,9 @@ func (f *inFrame) validateHello() *wireError {
 			return errf(wire.CodeBadRequest, "token: required, at most %d characters", maxToken)
 		}
 	case ident.Visitor:
+		if f.Away != nil {
+			return errf(wire.CodeBadRequest, "away: agents only")
+		}
 		if (f.VisitorID == "") != (f.VisitorSig == "") {
 			return errf(wire.CodeBadRequest, "visitor_id and visitor_sig go together")
 		}

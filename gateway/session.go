@@ -234,6 +234,8 @@ func (c *conn) hello(ctx context.Context, f inFrame) *wireError {
 		return werr
 	}
 	c.id = id
+	// An agent away from the start is never announced available.
+	c.away.Store(f.Away != nil && *f.Away)
 	c.authed.Store(true)
 	c.srv.hub.join(c)
 	c.reply(wire.Welcome{

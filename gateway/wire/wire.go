@@ -113,7 +113,8 @@ type In struct {
 	Seq           uint64  `json:"seq"`
 	Typing        bool    `json:"typing"`
 	Viewing       *bool   `json:"viewing"`
-	// Away is a status frame's: the agent is away (true) or back (false).
+	// Away is a status frame's: the agent is away (true) or back (false);
+	// in an agent's hello, away from the start.
 	Away *bool `json:"away"`
 	// Cursor pages a list (where the previous page's next left off).
 	Cursor string `json:"cursor"`
@@ -133,6 +134,8 @@ type Hello struct {
 	UserHash   string     `json:"user_hash,omitempty"`
 	// IdentityToken: see In.
 	IdentityToken string `json:"identity_token,omitempty"`
+	// Away: an agent away from the start (see In).
+	Away bool `json:"away,omitempty"`
 }
 
 // Error is an error frame.

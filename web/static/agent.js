@@ -521,6 +521,7 @@
         el.status.dataset.transport = conn.transport;
         const hello = { type: 'hello', v: PROTOCOL_VERSION, workspace: A.workspace, role: 'agent', token: A.token };
         if (A.name) hello.name = A.name.slice(0, 80);
+        if (A.away) hello.away = true; // never announced available on the way
         request(hello, { kind: 'hello' });
       },
       line(text) {
@@ -687,7 +688,6 @@
     clearInterval(A.deletionTimer);
     A.deletionTimer = setInterval(loadDeletions, DELETIONS_EVERY_MS);
     el.me.textContent = A.name ? 'Signed in as ' + A.name : '';
-    if (A.away) request({ type: 'status', away: true }, { kind: 'status' });
     // Asked again at each connection: the node may have restarted with the
     // model since it said suggestions were off (or this is another node).
     if (!assist.enabled) assistInit();
