@@ -38,6 +38,8 @@ func genMessage(ids ...string) *rapid.Generator[crdt.Message] {
 			rapid.SampledFrom([]string{"hi", "yo", ""}).Draw(t, "body"),
 			created,
 		)
+		m.Internal = rapid.Bool().Draw(t, "internal")
+		m.Kind = rapid.SampledFrom([]string{"", "", crdt.KindStatus}).Draw(t, "kind")
 		if rapid.Bool().Draw(t, "edit") {
 			ts := genTS().Draw(t, "edit_ts")
 			if ts.Compare(created) < 0 {
