@@ -21,9 +21,9 @@ type Conversation struct {
 	ID        string        `json:"id"`
 	Owner     string        `json:"owner"` // the visitor participant who started it
 	OwnerName string        `json:"owner_name,omitempty"`
-	Created   int64         `json:"created"` // unix ms
-	Updated   int64         `json:"updated"` // unix ms of the last event
-	Head      uint64        `json:"head"`    // seq of the last event
+	Created   int64         `json:"created"`        // unix ms
+	Updated   int64         `json:"updated"`        // unix ms of the last event
+	Head      uint64        `json:"head"`           // seq of the last event
 	Last      *crdt.Message `json:"last,omitempty"` // the last message that is not internal
 	// Inbox is the conversation's inbox state (status, tags, the
 	// visitor's context), folded from its log's messages as they are
