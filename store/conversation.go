@@ -390,7 +390,8 @@ func (s *Store) Reads(ws, conv string) (map[string]uint64, error) {
 }
 
 // Unread counts, up to max, the messages of conv after seq `after` written by
-// someone other than participant.
+// someone other than participant; internal ones (notes, inbox changes)
+// never count.
 func (s *Store) Unread(ws, conv, participant string, after uint64, max int) (int, error) {
 	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -410,7 +411,7 @@ func (s *Store) Unread(ws, conv, participant string, after uint64, max int) (int
 			if err != nil {
 				return err
 			}
-			if m.Author == participant || m.IsDeleted() || seen[m.ID] {
+			if m.Author == participant || m.IsDeleted() || m.Internal || seen[m.ID] {
 				continue
 			}
 			seen[m.ID] = true
