@@ -76,6 +76,9 @@ func checkContext(x crdt.VisitorContext) *wireError {
 	return nil
 }
 
+// ValidTag says whether tag is a tag's name: [a-z0-9][a-z0-9_-]{0,31}.
+func ValidTag(tag string) bool { return reTag.MatchString(tag) }
+
 // validateInbox checks an inbox frame: one status (with until, for
 // snoozed, only then) or one tag.
 func (f *inFrame) validateInbox() *wireError {
