@@ -1291,7 +1291,9 @@
     let data = null;
     try { data = C.neutralise(await resp.json()); } catch (e) { /* not JSON */ }
     if (!resp.ok) {
-      throw new APIError(resp.status, (data && data.code) || 'http_' + resp.status, data && data.message);
+      // The admin API wraps its errors ({"error": {code, message}}).
+      const e = data && data.error && typeof data.error === 'object' ? data.error : data;
+      throw new APIError(resp.status, (e && e.code) || 'http_' + resp.status, e && e.message);
     }
     return data || {};
   }
@@ -1753,6 +1755,12 @@
   el.tagForm.addEventListener('submit', (ev) => {
     ev.preventDefault();
     addTag();
+  });
+  el.tagInput.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && !ev.isComposing) {
+      ev.preventDefault();
+      addTag();
+    }
   });
   el.noteToggle.addEventListener('change', () => {
     el.composer.classList.toggle('is-note', el.noteToggle.checked);
