@@ -319,8 +319,12 @@ type exportPage struct {
 		ID, Title, Body string
 	} `json:"replies"`
 	Conversations []struct {
-		ID       string `json:"id"`
-		Owner    string `json:"owner"`
+		ID      string `json:"id"`
+		Owner   string `json:"owner"`
+		Context struct {
+			URL   string            `json:"url"`
+			Attrs map[string]string `json:"attrs"`
+		} `json:"context"`
 		Messages []struct {
 			ID      string `json:"id"`
 			Author  string `json:"author"`
@@ -372,6 +376,14 @@ func TestExportIsWhatWasWrittenAndNoSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	say(t, ctx, ag, a1, "m-b-000001", "sorry, we look into it")
+	// Agents' internal messages are in no export; the visitor's context is
+	// in theirs.
+	const noteCanary = "NOTE-CANARY-export"
+	change(t, ctx, ag, map[string]any{"type": "send", "conversation": a1, "id": "n-b-000001", "body": noteCanary, "internal": true})
+	change(t, ctx, ag, map[string]any{"type": "inbox", "conversation": a1, "id": "i-b-000001", "tag": "canary-tag", "on": true})
+	change(t, ctx, ag, map[string]any{"type": "inbox", "conversation": a1, "id": "i-b-000002", "status": "resolved"})
+	change(t, ctx, va, map[string]any{"type": "context", "conversation": a1, "id": "x-a1-00001",
+		"context": map[string]any{"url": "https://shop.example/orders/77", "language": "en", "attrs": map[string]any{"plan": "pro"}}})
 	va.send(ctx, map[string]any{"type": "start", "ref": "s2"})
 	st, err := va.awaitRef(ctx, "s2")
 	if err != nil {
@@ -464,6 +476,21 @@ func TestExportIsWhatWasWrittenAndNoSecret(t *testing.T) {
 	}
 	if got := texts(cp); len(cp) != 2 || fmt.Sprint(got) != fmt.Sprint(wantAll) {
 		t.Fatalf("parleyctl export: %d pages\n got %v\nwant %v", len(cp), got, wantAll)
+	}
+
+	for i, raw := range append(append(vraw, wraw...), r.stdout) {
+		if strings.Contains(raw, noteCanary) || strings.Contains(raw, "canary-tag") || strings.Contains(raw, `"internal"`) {
+			t.Fatalf("export %d holds an internal message: %s", i, raw)
+		}
+	}
+	var ctxShown bool
+	for _, p := range vp {
+		for _, c := range p.Conversations {
+			ctxShown = ctxShown || (c.ID == a1 && c.Context.URL == "https://shop.example/orders/77" && c.Context.Attrs["plan"] == "pro")
+		}
+	}
+	if !ctxShown {
+		t.Fatalf("the visitor's export lacks their context: %v", vraw)
 	}
 
 	// An agent may not export.
