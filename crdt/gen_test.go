@@ -90,8 +90,16 @@ func split[E any](t *rapid.T, deltas []E, n int) [][]E {
 // latest edit wins; the tombstone is the latest.
 func modelMessage(states []crdt.Message) crdt.Message {
 	creation := slices.MinFunc(states, func(a, b crdt.Message) int {
+		// Of a forged pair, the internal one wins (the safe side).
+		external := func(m crdt.Message) int {
+			if m.Internal {
+				return 0
+			}
+			return 1
+		}
 		return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.Author, b.Author),
-			cmp.Compare(a.Role, b.Role), cmp.Compare(a.Name, b.Name), cmp.Compare(b.Body, a.Body))
+			cmp.Compare(a.Role, b.Role), cmp.Compare(a.Name, b.Name),
+			cmp.Compare(external(a), external(b)), cmp.Compare(a.Kind, b.Kind), cmp.Compare(b.Body, a.Body))
 	})
 	out := creation
 	out.BodyTS = creation.Created

@@ -187,6 +187,10 @@ func TestVisitorErasureReachesEveryReplica(t *testing.T) {
 	}
 	userConv := st["conversation"].(string)
 	say(t, ctx, cu, userConv, "m-u-000001", userText)
+	// The user's context (personal data): erased with the conversation.
+	contextText := canary("context")
+	change(t, ctx, cu, map[string]any{"type": "context", "conversation": userConv, "id": "x-u-000001",
+		"context": map[string]any{"url": "https://shop.example/" + contextText, "attrs": map[string]any{"email": contextText}}})
 	// Another visitor, not erased.
 	vk, _, keptConv := startVisitor(t, ctx, n1, "acme")
 	defer vk.close()
@@ -194,12 +198,12 @@ func TestVisitorErasureReachesEveryReplica(t *testing.T) {
 	for _, c := range convs {
 		tc.waitConverged(t, "acme", c, 2, 30*time.Second)
 	}
-	tc.waitConverged(t, "acme", userConv, 1, 30*time.Second)
+	tc.waitConverged(t, "acme", userConv, 2, 30*time.Second)
 	tc.waitConverged(t, "acme", keptConv, 1, 30*time.Second)
 	// Conversations are sealed at rest (store/seal.go): no text is in a file
 	// in plaintext even before the erasure; what the erasure must remove is
 	// checked through the nodes (tc.holds) and, after it, again in the files.
-	if hits := scanFiles(t, tc.nodes, []string{erasedText, userText, keptText}); len(hits) > 0 {
+	if hits := scanFiles(t, tc.nodes, []string{erasedText, userText, keptText, contextText}); len(hits) > 0 {
 		t.Fatalf("text in plaintext at rest before the erasure:\n%s", strings.Join(hits, "\n"))
 	}
 
@@ -295,7 +299,7 @@ func TestVisitorErasureReachesEveryReplica(t *testing.T) {
 	}
 	var hits []string
 	eventually.Poll(60*time.Second, func() error {
-		if hits = scanFiles(t, tc.nodes, []string{erasedText, userText}); len(hits) > 0 {
+		if hits = scanFiles(t, tc.nodes, []string{erasedText, userText, contextText}); len(hits) > 0 {
 			return fmt.Errorf("%d hits", len(hits))
 		}
 		return nil
