@@ -10,21 +10,6 @@ import (
 	"parley/internal/eventually"
 )
 
-// agentConn opens an agent connection with a session token on a node.
-func agentConn(t *testing.T, ctx context.Context, nd *nodeProc, ws, token string) *wsClient {
-	t.Helper()
-	cl, err := dialNode(ctx, nd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.close)
-	cl.send(ctx, map[string]any{"type": "hello", "v": 1, "workspace": ws, "role": "agent", "token": token})
-	if _, err := cl.await(ctx, "welcome", nil); err != nil {
-		t.Fatalf("agent hello on %s: %v", nd.Addr, err)
-	}
-	return cl
-}
-
 // frameUntilAcked sends a frame with an id (a send, an inbox change)
 // until it is acknowledged, resending the same id after unavailable (no
 // second replica confirmed it yet), as the console and the widget do.
