@@ -274,17 +274,27 @@ func (x *Inbox) HasTag(tag string) bool { return x.tags[tag].On }
 // Context is the visitor's context last reported (zero when none).
 func (x *Inbox) Context() VisitorContext { return x.context.Context }
 
-// inboxJSON is an Inbox as the store keeps it.
+// inboxJSON is an Inbox as the store keeps it, with in every conversation
+// record: what was never set is left out.
 type inboxJSON struct {
-	Status  StatusSet  `json:"status"`
-	Tags    []TagSet   `json:"tags,omitempty"`
-	Context ContextSet `json:"context"`
-	Visitor Timestamp  `json:"visitor"`
+	Status  *StatusSet  `json:"status,omitempty"`
+	Tags    []TagSet    `json:"tags,omitempty"`
+	Context *ContextSet `json:"context,omitempty"`
+	Visitor *Timestamp  `json:"visitor,omitempty"`
 }
 
 // MarshalJSON encodes the whole state (every tag setting, off ones too).
 func (x *Inbox) MarshalJSON() ([]byte, error) {
-	j := inboxJSON{Status: x.status, Context: x.context, Visitor: x.visitor}
+	var j inboxJSON
+	if x.status != (StatusSet{}) {
+		j.Status = &x.status
+	}
+	if !x.context.TS.IsZero() {
+		j.Context = &x.context
+	}
+	if !x.visitor.IsZero() {
+		j.Visitor = &x.visitor
+	}
 	for _, t := range x.tags {
 		j.Tags = append(j.Tags, t)
 	}
@@ -298,7 +308,16 @@ func (x *Inbox) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	*x = Inbox{status: j.Status, context: j.Context, visitor: j.Visitor}
+	*x = Inbox{}
+	if j.Status != nil {
+		x.status = *j.Status
+	}
+	if j.Context != nil {
+		x.context = *j.Context
+	}
+	if j.Visitor != nil {
+		x.visitor = *j.Visitor
+	}
 	for _, t := range j.Tags {
 		x.SetTag(t)
 	}
