@@ -1791,6 +1791,12 @@
   setInterval(() => {
     if (A.convs.size) scheduleRender(); // keeps the relative times fresh
   }, 60000);
+  // Assignments are the control plane's, with no frame of their own, and
+  // snoozes run out: while the list is filtered it is asked again now and
+  // then.
+  setInterval(() => {
+    if (el.filterStatus.value || el.filterAssignee.value || el.filterTag.value.trim()) list();
+  }, 20000);
 
   // ---------------------------------------------------------------- boot
 
