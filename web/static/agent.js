@@ -459,16 +459,17 @@
     const typing = h('span', { class: 'conv-typing', 'data-testid': 'conv-typing', text: 'typing' + ELLIPSIS });
     const unread = h('span', { class: 'badge', 'data-testid': 'conv-unread' });
     const statusLabel = h('span', { class: 'conv-status', 'data-testid': 'conv-status-label' });
+    const assigneeLabel = h('span', { class: 'conv-status', 'data-testid': 'conv-assignee-label' });
     const viewersText = h('span');
     const viewers = h('span', { class: 'conv-viewers', 'data-testid': 'conv-viewers' }, eyeIcon(), viewersText);
     const button = h('button', {
       type: 'button', class: 'conv', 'data-testid': 'conv-item', 'data-id': c.id,
     }, h('span', { class: 'avatar-wrap' }, avatar, dot),
     h('span', { class: 'conv-main' },
-      h('span', { class: 'conv-row' }, name, statusLabel, time),
+      h('span', { class: 'conv-row' }, name, assigneeLabel, statusLabel, time),
       h('span', { class: 'conv-row' }, preview, typing, viewers, unread)));
     button.addEventListener('click', () => select(c.id));
-    c.el = { li: h('li', null, button), button, avatar, dot, name, time, preview, typing, viewers, viewersText, unread, statusLabel };
+    c.el = { li: h('li', null, button), button, avatar, dot, name, time, preview, typing, viewers, viewersText, unread, statusLabel, assigneeLabel };
     return c.el;
   }
 
@@ -494,6 +495,10 @@
       e.button.dataset.tags = c.tags.join(' ');
       e.statusLabel.hidden = c.status === 'open';
       e.statusLabel.textContent = STATUS_LABEL[c.status] || '';
+      e.button.dataset.assignee = c.assignee;
+      e.assigneeLabel.hidden = !c.assignee;
+      e.assigneeLabel.textContent = c.assignee === myOperator() ? 'You' : c.assignee;
+      e.assigneeLabel.title = c.assignee ? 'Assigned to ' + (c.assignee === myOperator() ? 'you' : c.assignee) : '';
       e.button.dataset.unread = String(unread);
       e.button.classList.toggle('is-selected', c.id === A.selected);
       e.button.classList.toggle('is-unread', unread > 0);
