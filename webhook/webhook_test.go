@@ -225,17 +225,23 @@ func (r *receiver) setDown(v bool) {
 	r.mu.Unlock()
 }
 
+// receiving starts a receiver and an endpoint of ws1 at it that wants every
+// event, made a minute ago.
+func receiving(t *testing.T) (*receiver, *fakeControl) {
+	rcv := &receiver{ids: map[string]int{}}
+	srv := httptest.NewServer(rcv)
+	t.Cleanup(srv.Close)
+	return rcv, &fakeControl{hook: schema.Webhook{ID: "wh_1", Workspace: "ws1", URL: srv.URL, Created: time.Now().Add(-time.Minute),
+		Events: schema.WebhookEventTypes}}
+}
+
 // Events of a conversation arrive signed, in order, once each; while the
 // endpoint fails they are retried; past the retry period they are dead
 // letters, and redelivered when marked.
 func TestDispatcherDeliversInOrderAndDeadLetters(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	rcv := &receiver{ids: map[string]int{}}
-	srv := httptest.NewServer(rcv)
-	defer srv.Close()
-	ctl := &fakeControl{hook: schema.Webhook{ID: "wh_1", Workspace: "ws1", URL: srv.URL, Created: time.Now().Add(-time.Minute),
-		Events: schema.WebhookEventTypes}}
+	rcv, ctl := receiving(t)
 	retryFor := 3 * time.Second
 	st, d := openDispatcher(t, ctl, Config{RetryFor: retryFor, BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond, Rescan: 100 * time.Millisecond})
 
@@ -549,11 +555,7 @@ func TestTakeoverStartsAfterSharedProgress(t *testing.T) {
 func TestStatusChangedAndNotesNeverSent(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	rcv := &receiver{ids: map[string]int{}}
-	srv := httptest.NewServer(rcv)
-	defer srv.Close()
-	ctl := &fakeControl{hook: schema.Webhook{ID: "wh_1", Workspace: "ws1", URL: srv.URL, Created: time.Now().Add(-time.Minute),
-		Events: schema.WebhookEventTypes}}
+	rcv, ctl := receiving(t)
 	st, _ := openDispatcher(t, ctl, Config{BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond, Rescan: 100 * time.Millisecond})
 	now := time.Now().UnixMilli()
 	if err := st.CreateConversation(ctx, store.Conversation{Workspace: "ws1", ID: "c1", Owner: "v:a", Created: now}); err != nil {
