@@ -38,6 +38,8 @@ func genMessage(ids ...string) *rapid.Generator[crdt.Message] {
 			rapid.SampledFrom([]string{"hi", "yo", ""}).Draw(t, "body"),
 			created,
 		)
+		m.Internal = rapid.Bool().Draw(t, "internal")
+		m.Kind = rapid.SampledFrom([]string{"", "", crdt.KindStatus}).Draw(t, "kind")
 		if rapid.Bool().Draw(t, "edit") {
 			ts := genTS().Draw(t, "edit_ts")
 			if ts.Compare(created) < 0 {
@@ -88,8 +90,16 @@ func split[E any](t *rapid.T, deltas []E, n int) [][]E {
 // latest edit wins; the tombstone is the latest.
 func modelMessage(states []crdt.Message) crdt.Message {
 	creation := slices.MinFunc(states, func(a, b crdt.Message) int {
+		// Of a forged pair, the internal one wins (the safe side).
+		external := func(m crdt.Message) int {
+			if m.Internal {
+				return 0
+			}
+			return 1
+		}
 		return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.Author, b.Author),
-			cmp.Compare(a.Role, b.Role), cmp.Compare(a.Name, b.Name), cmp.Compare(b.Body, a.Body))
+			cmp.Compare(a.Role, b.Role), cmp.Compare(a.Name, b.Name),
+			cmp.Compare(external(a), external(b)), cmp.Compare(a.Kind, b.Kind), cmp.Compare(b.Body, a.Body))
 	})
 	out := creation
 	out.BodyTS = creation.Created

@@ -16,7 +16,7 @@ import (
 // resending to another node while the first one stalls, a partition, a
 // restart), is one message, however many origins accepted it. The state is
 // a product of three lattices over everything ever said of the ID: the
-// identity fields (Created, Author, Role, Name) of the earliest creation,
+// identity fields (Created, Author, Role, Name, Internal, Kind) of the earliest creation,
 // "smallest wins" in that field order; the body, a last-writer-wins register
 // over the edits, or, while there is no edit, the earliest creation's text;
 // and the Deleted tombstone under max. An edit is a state whose BodyTS is
@@ -24,15 +24,21 @@ import (
 // an edit, so a message accepted twice never shows as edited. A valid state
 // never has BodyTS before Created and never keeps text once Deleted is set.
 type Message struct {
-	ID       string     `json:"id"`     // client-generated, unique per conversation
-	Author   string     `json:"author"` // participant, e.g. "v:abc", "a:sam"
-	Role     ident.Role `json:"role"`
-	Name     string     `json:"name,omitempty"`
-	Created  Timestamp  `json:"ts"`      // immutable; the total order is (Created, ID)
-	Body     string     `json:"body"`    // "" once deleted
-	BodyTS   Timestamp  `json:"body_ts"` // LWW timestamp of Body; equals Created until edited
-	Deleted  Timestamp  `json:"del"`     // zero = live; otherwise the tombstone's timestamp
-	Internal bool       `json:"internal,omitempty"`
+	ID      string     `json:"id"`     // client-generated, unique per conversation
+	Author  string     `json:"author"` // participant, e.g. "v:abc", "a:sam"
+	Role    ident.Role `json:"role"`
+	Name    string     `json:"name,omitempty"`
+	Created Timestamp  `json:"ts"`      // immutable; the total order is (Created, ID)
+	Body    string     `json:"body"`    // "" once deleted
+	BodyTS  Timestamp  `json:"body_ts"` // LWW timestamp of Body; equals Created until edited
+	Deleted Timestamp  `json:"del"`     // zero = live; otherwise the tombstone's timestamp
+	// Internal: for agents only, never sent to a visitor (nor in the
+	// visitor's export, webhooks' payloads or e-mails): an agents' note,
+	// or, with a Kind, a change of the conversation's inbox state.
+	Internal bool `json:"internal,omitempty"`
+	// Kind is "" for a chat message or a note, else which inbox change
+	// the message is (KindStatus, KindTag, KindContext; inbox.go).
+	Kind string `json:"kind,omitempty"`
 }
 
 // NewMessage returns the first state of a message, which is also the delta
@@ -113,7 +119,16 @@ func compareIdentity(a, b Message) int {
 	if c := strings.Compare(string(a.Role), string(b.Role)); c != 0 {
 		return c
 	}
-	return strings.Compare(a.Name, b.Name)
+	if c := strings.Compare(a.Name, b.Name); c != 0 {
+		return c
+	}
+	if a.Internal != b.Internal { // a forged pair: internal wins, the safe side
+		if a.Internal {
+			return -1
+		}
+		return 1
+	}
+	return strings.Compare(a.Kind, b.Kind)
 }
 
 // MergeMessage joins two states of the same message. Callers pass equal IDs;
@@ -136,6 +151,7 @@ func MergeMessage(a, b Message) Message {
 	out := a
 	if ident < 0 {
 		out.Author, out.Role, out.Name, out.Created = b.Author, b.Role, b.Name, b.Created
+		out.Internal, out.Kind = b.Internal, b.Kind
 	}
 	switch ea, eb := a.Edited(), b.Edited(); {
 	case ea && eb:
@@ -290,6 +306,13 @@ func (l *Log) Digest() [32]byte {
 		buf = appendString(buf, m.Body)
 		buf = appendTimestamp(buf, m.BodyTS)
 		buf = appendTimestamp(buf, m.Deleted)
+		if m.Internal || m.Kind != "" { // so a log without them digests as before
+			internal := byte(0)
+			if m.Internal {
+				internal = 1
+			}
+			buf = appendString(append(buf, 1, internal), m.Kind)
+		}
 		h.Write(buf)
 	}
 	var sum [32]byte

@@ -199,8 +199,17 @@ func TestConversationsAPIPostReachesAVisitorOnAnotherNode(t *testing.T) {
 	if len(list.Items) != 0 {
 		t.Fatalf("updated in the future: %+v", list.Items)
 	}
-	if ans := convAPI(t, c, "GET", "/v1/workspaces/acme/conversations?status=open", bot, nil, nil); ans.status != 400 || ans.code != "bad_request" {
+	if ans := convAPI(t, c, "GET", "/v1/workspaces/acme/conversations?priority=high", bot, nil, nil); ans.status != 400 || ans.code != "bad_request" {
 		t.Fatalf("an unknown filter: %+v", ans)
+	}
+	// The status filter: a new conversation is open.
+	mustConvAPI(t, c, "GET", "/v1/workspaces/acme/conversations?status=open&visitor="+url.QueryEscape(welcome["participant"].(string)), bot, nil, &list)
+	if len(list.Items) != 1 {
+		t.Fatalf("the visitor's open conversations: %+v", list.Items)
+	}
+	mustConvAPI(t, c, "GET", "/v1/workspaces/acme/conversations?status=resolved", bot, nil, &list)
+	if len(list.Items) != 0 {
+		t.Fatalf("resolved ones: %+v", list.Items)
 	}
 
 	// An agent's session posts as the agent.

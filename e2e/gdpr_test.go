@@ -187,6 +187,10 @@ func TestVisitorErasureReachesEveryReplica(t *testing.T) {
 	}
 	userConv := st["conversation"].(string)
 	say(t, ctx, cu, userConv, "m-u-000001", userText)
+	// The user's context (personal data): erased with the conversation.
+	contextText := canary("context")
+	change(t, ctx, cu, map[string]any{"type": "context", "conversation": userConv, "id": "x-u-000001",
+		"context": map[string]any{"url": "https://shop.example/" + contextText, "attrs": map[string]any{"email": contextText}}})
 	// Another visitor, not erased.
 	vk, _, keptConv := startVisitor(t, ctx, n1, "acme")
 	defer vk.close()
@@ -194,12 +198,12 @@ func TestVisitorErasureReachesEveryReplica(t *testing.T) {
 	for _, c := range convs {
 		tc.waitConverged(t, "acme", c, 2, 30*time.Second)
 	}
-	tc.waitConverged(t, "acme", userConv, 1, 30*time.Second)
+	tc.waitConverged(t, "acme", userConv, 2, 30*time.Second)
 	tc.waitConverged(t, "acme", keptConv, 1, 30*time.Second)
 	// Conversations are sealed at rest (store/seal.go): no text is in a file
 	// in plaintext even before the erasure; what the erasure must remove is
 	// checked through the nodes (tc.holds) and, after it, again in the files.
-	if hits := scanFiles(t, tc.nodes, []string{erasedText, userText, keptText}); len(hits) > 0 {
+	if hits := scanFiles(t, tc.nodes, []string{erasedText, userText, keptText, contextText}); len(hits) > 0 {
 		t.Fatalf("text in plaintext at rest before the erasure:\n%s", strings.Join(hits, "\n"))
 	}
 
@@ -295,7 +299,7 @@ func TestVisitorErasureReachesEveryReplica(t *testing.T) {
 	}
 	var hits []string
 	eventually.Poll(60*time.Second, func() error {
-		if hits = scanFiles(t, tc.nodes, []string{erasedText, userText}); len(hits) > 0 {
+		if hits = scanFiles(t, tc.nodes, []string{erasedText, userText, contextText}); len(hits) > 0 {
 			return fmt.Errorf("%d hits", len(hits))
 		}
 		return nil
@@ -319,8 +323,12 @@ type exportPage struct {
 		ID, Title, Body string
 	} `json:"replies"`
 	Conversations []struct {
-		ID       string `json:"id"`
-		Owner    string `json:"owner"`
+		ID      string `json:"id"`
+		Owner   string `json:"owner"`
+		Context struct {
+			URL   string            `json:"url"`
+			Attrs map[string]string `json:"attrs"`
+		} `json:"context"`
 		Messages []struct {
 			ID      string `json:"id"`
 			Author  string `json:"author"`
@@ -372,6 +380,14 @@ func TestExportIsWhatWasWrittenAndNoSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	say(t, ctx, ag, a1, "m-b-000001", "sorry, we look into it")
+	// Agents' internal messages are in no export; the visitor's context is
+	// in theirs.
+	const noteCanary = "NOTE-CANARY-export"
+	change(t, ctx, ag, map[string]any{"type": "send", "conversation": a1, "id": "n-b-000001", "body": noteCanary, "internal": true})
+	change(t, ctx, ag, map[string]any{"type": "inbox", "conversation": a1, "id": "i-b-000001", "tag": "canary-tag", "on": true})
+	change(t, ctx, ag, map[string]any{"type": "inbox", "conversation": a1, "id": "i-b-000002", "status": "resolved"})
+	change(t, ctx, va, map[string]any{"type": "context", "conversation": a1, "id": "x-a1-00001",
+		"context": map[string]any{"url": "https://shop.example/orders/77", "language": "en", "attrs": map[string]any{"plan": "pro"}}})
 	va.send(ctx, map[string]any{"type": "start", "ref": "s2"})
 	st, err := va.awaitRef(ctx, "s2")
 	if err != nil {
@@ -464,6 +480,21 @@ func TestExportIsWhatWasWrittenAndNoSecret(t *testing.T) {
 	}
 	if got := texts(cp); len(cp) != 2 || fmt.Sprint(got) != fmt.Sprint(wantAll) {
 		t.Fatalf("parleyctl export: %d pages\n got %v\nwant %v", len(cp), got, wantAll)
+	}
+
+	for i, raw := range append(append(vraw, wraw...), r.stdout) {
+		if strings.Contains(raw, noteCanary) || strings.Contains(raw, "canary-tag") || strings.Contains(raw, `"internal"`) {
+			t.Fatalf("export %d holds an internal message: %s", i, raw)
+		}
+	}
+	var ctxShown bool
+	for _, p := range vp {
+		for _, c := range p.Conversations {
+			ctxShown = ctxShown || (c.ID == a1 && c.Context.URL == "https://shop.example/orders/77" && c.Context.Attrs["plan"] == "pro")
+		}
+	}
+	if !ctxShown {
+		t.Fatalf("the visitor's export lacks their context: %v", vraw)
 	}
 
 	// An agent may not export.

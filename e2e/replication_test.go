@@ -19,15 +19,20 @@ import (
 // agent connection on another (or the same) node.
 func (tc *testCluster) agentOn(t testing.TB, ctx context.Context, via, on *nodeProc, ws, id string) *wsClient {
 	t.Helper()
-	token := tc.login(t, via, on, ws, id)
-	cl, err := dialNode(ctx, on)
+	return agentConn(t, ctx, on, ws, tc.login(t, via, on, ws, id))
+}
+
+// agentConn opens an agent connection with a session token on a node.
+func agentConn(t testing.TB, ctx context.Context, nd *nodeProc, ws, token string) *wsClient {
+	t.Helper()
+	cl, err := dialNode(ctx, nd)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.close)
 	cl.send(ctx, map[string]any{"type": "hello", "v": 1, "workspace": ws, "role": "agent", "token": token})
 	if _, err := cl.await(ctx, "welcome", nil); err != nil {
-		t.Fatalf("agent hello on %s: %v", on.Addr, err)
+		t.Fatalf("agent hello on %s: %v", nd.Addr, err)
 	}
 	return cl
 }

@@ -487,21 +487,7 @@ func TestStalledNodeKeepsOneCopy(t *testing.T) {
 // waiting out unavailable answers (a node that cannot reach a replica yet).
 func sendUntilAcked(t *testing.T, ctx context.Context, cl *wsClient, conv, id, body string) {
 	t.Helper()
-	for try := 0; ; try++ {
-		ref := fmt.Sprintf("%s#%d", id, try)
-		cl.send(ctx, map[string]any{"type": "send", "ref": ref, "conversation": conv, "id": id, "body": body})
-		m, err := cl.awaitRef(ctx, ref)
-		if err != nil {
-			t.Fatalf("send %s: %v", id, err)
-		}
-		if m["type"] == "ack" {
-			return
-		}
-		if m["code"] != "unavailable" {
-			t.Fatalf("send %s: %v", id, m)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	frameUntilAcked(t, ctx, cl, map[string]any{"type": "send", "conversation": conv, "id": id, "body": body})
 }
 
 // TestPartitionSidesAcceptOneID: a node is cut off from the other two, and

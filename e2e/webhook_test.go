@@ -522,3 +522,64 @@ func TestWebhookDeadLettersRedeliver(t *testing.T) {
 		}
 	}
 }
+
+// TestWebhookStatusChangedNeverANote: an agent on another node writes a
+// note, tags the conversation and resolves it; the endpoint receives the
+// visitor's message and conversation.status_changed, verified, and no
+// delivery carries the note's text or the tag.
+func TestWebhookStatusChangedNeverANote(t *testing.T) {
+	tc, _, rcv := webhookRig(t, 2, []string{"message.created", "message.edited", "conversation.status_changed"})
+	rcv.start(t)
+	defer rcv.kill()
+	ctx := testCtx(t, time.Minute)
+	w := newVisitorWriter(t, ctx, "acme", "my invoice is wrong")
+	w.write(tc.nodes[0], "m-hook", 1)
+	ag := tc.agentOn(t, ctx, tc.nodes[0], tc.nodes[1], "acme", "sam")
+	const note = "NOTE-CANARY-webhook"
+	for _, f := range []map[string]any{
+		{"type": "send", "id": "n-hook-000001", "body": note, "internal": true},
+		{"type": "edit", "id": "n-hook-000001", "body": note + " edited"},
+		{"type": "inbox", "id": "i-hook-000001", "tag": "canary-tag", "on": true},
+		{"type": "inbox", "id": "i-hook-000002", "status": "resolved"},
+	} {
+		f["conversation"] = w.conv
+		frameUntilAcked(t, ctx, ag, f)
+	}
+	w.write(tc.nodes[0], "m-last", 1)
+	want := []string{"message.created m-hook-000000", "conversation.status_changed resolved a:sam", "message.created m-last-000000"}
+	eventually.Holds(t, 30*time.Second, "the events delivered", func() error {
+		var got []string
+		for _, d := range readDeliveries(t, rcv.out) {
+			if !d.OK {
+				return fmt.Errorf("a delivery failed verification: %s", d.Body)
+			}
+			if strings.Contains(string(d.Body), "CANARY") || strings.Contains(string(d.Body), "canary-tag") {
+				t.Fatalf("a delivery carries an internal message: %s", d.Body)
+			}
+			var p struct {
+				Type string `json:"type"`
+				Data struct {
+					Message *struct{ ID string }         `json:"message"`
+					Status  *struct{ Status, By string } `json:"status"`
+				} `json:"data"`
+			}
+			if err := json.Unmarshal(d.Body, &p); err != nil {
+				return err
+			}
+			k := p.Type
+			if p.Data.Message != nil {
+				k += " " + p.Data.Message.ID
+			}
+			if p.Data.Status != nil {
+				k += " " + p.Data.Status.Status + " " + p.Data.Status.By
+			}
+			if !slices.Contains(got, k) {
+				got = append(got, k)
+			}
+		}
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("got %q", got)
+		}
+		return nil
+	})
+}

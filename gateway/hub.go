@@ -139,7 +139,14 @@ func (h *hub) publish(events []store.Event) {
 		default:
 			continue
 		}
-		r.toConv(e.Conversation, it)
+		if e.Kind == store.EventMessage && e.Message.Internal {
+			// A note or an inbox change: agents only, never a visitor.
+			for c := range r.agents {
+				c.send(it)
+			}
+		} else {
+			r.toConv(e.Conversation, it)
+		}
 		if r.lagging(h.slowAfter) {
 			r.behindUntil.Store(time.Now().Add(h.hold).UnixNano())
 		}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"encoding/json"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -29,7 +30,96 @@ var (
 	reMsgID     = regexp.MustCompile(`^[A-Za-z0-9_-]{8,64}$`)
 	reHex64     = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	reVisitorID = regexp.MustCompile(`^[0-9a-f]{32}$`)
+	reTag       = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
+	reLanguage  = regexp.MustCompile(`^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8}){0,4}$`)
+	reAttrKey   = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,40}$`)
 )
+
+// Limits of a visitor's context (a context frame), as documented in
+// docs/protocol.md.
+const (
+	MaxContextURL   = 2048 // bytes, of the page's URL and of the referrer
+	MaxContextAttrs = 20   // custom attributes
+	MaxAttrValue    = 256  // characters of an attribute's value
+)
+
+// checkContext validates a visitor's context: URLs of http or https with
+// a host and no credentials, a language tag, at most MaxContextAttrs
+// attributes with keys of [A-Za-z0-9_.-]{1,40} and printable values of at
+// most MaxAttrValue characters. Nothing of a refused context is stored.
+func checkContext(x crdt.VisitorContext) *wireError {
+	for _, u := range []struct{ name, v string }{{"url", x.URL}, {"referrer", x.Referrer}} {
+		if u.v == "" {
+			continue
+		}
+		if len(u.v) > MaxContextURL {
+			return errf(wire.CodeBadRequest, "context.%s: at most %d bytes", u.name, MaxContextURL)
+		}
+		p, err := url.Parse(u.v)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || p.User != nil || !ident.PrintableName(u.v) {
+			return errf(wire.CodeBadRequest, "context.%s: an http or https URL with a host and no user or password", u.name)
+		}
+	}
+	if x.Language != "" && !reLanguage.MatchString(x.Language) {
+		return errf(wire.CodeBadRequest, "context.language: a language tag such as en or pt-BR")
+	}
+	if len(x.Attrs) > MaxContextAttrs {
+		return errf(wire.CodeBadRequest, "context.attrs: at most %d attributes, got %d", MaxContextAttrs, len(x.Attrs))
+	}
+	for k, v := range x.Attrs {
+		if !reAttrKey.MatchString(k) {
+			return errf(wire.CodeBadRequest, "context.attrs: keys must match [A-Za-z0-9_.-]{1,40}")
+		}
+		if utf8.RuneCountInString(v) > MaxAttrValue || !ident.PrintableName(v) {
+			return errf(wire.CodeBadRequest, "context.attrs: values of at most %d printable characters", MaxAttrValue)
+		}
+	}
+	return nil
+}
+
+// ValidTag says whether tag is a tag's name: [a-z0-9][a-z0-9_-]{0,31}.
+func ValidTag(tag string) bool { return reTag.MatchString(tag) }
+
+// validateInbox checks an inbox frame: one status (with until, for
+// snoozed, only then) or one tag.
+func (f *inFrame) validateInbox() *wireError {
+	if err := checkConv(f.Conversation); err != nil {
+		return err
+	}
+	if err := checkMsgID(f.ID); err != nil {
+		return err
+	}
+	switch {
+	case (f.Status == "") == (f.Tag == ""):
+		return errf(wire.CodeBadRequest, "inbox: give status or tag, one of them")
+	case f.Tag != "":
+		if !reTag.MatchString(f.Tag) {
+			return errf(wire.CodeBadRequest, "tag: must match [a-z0-9][a-z0-9_-]{0,31}")
+		}
+		if f.Until != 0 {
+			return errf(wire.CodeBadRequest, "until: with status snoozed only")
+		}
+	case !crdt.Status(f.Status).Valid():
+		return errf(wire.CodeBadRequest, "status: open, pending, snoozed or resolved")
+	case (crdt.Status(f.Status) == crdt.StatusSnoozed) != (f.Until > 0):
+		return errf(wire.CodeBadRequest, "until: required with status snoozed (unix ms), and only then")
+	}
+	return nil
+}
+
+// validateListFilter checks a list's filters.
+func (f *inFrame) validateListFilter() *wireError {
+	if f.Status != "" && !crdt.Status(f.Status).Valid() {
+		return errf(wire.CodeBadRequest, "status: open, pending, snoozed or resolved")
+	}
+	if f.Tag != "" && !reTag.MatchString(f.Tag) {
+		return errf(wire.CodeBadRequest, "tag: must match [a-z0-9][a-z0-9_-]{0,31}")
+	}
+	if a := f.Assignee; a != "" && a != "me" && a != "-" && !ident.ValidID(a) {
+		return errf(wire.CodeBadRequest, "assignee: me, - (unassigned) or an operator's ID")
+	}
+	return nil
+}
 
 // inFrame is any frame a client sends, with the gateway's validation.
 type inFrame wire.In
@@ -69,7 +159,20 @@ func (f *inFrame) validate() *wireError {
 		if _, err := store.ParseCursor(f.Cursor); err != nil {
 			return errf(wire.CodeBadRequest, "cursor: give back the next of a conversations frame")
 		}
-		return nil
+		return f.validateListFilter()
+	case wire.TypeInbox:
+		return f.validateInbox()
+	case wire.TypeContext:
+		if err := checkConv(f.Conversation); err != nil {
+			return err
+		}
+		if err := checkMsgID(f.ID); err != nil {
+			return err
+		}
+		if f.Context == nil {
+			return errf(wire.CodeBadRequest, "context: required")
+		}
+		return checkContext(*f.Context)
 	case wire.TypeResume:
 		if err := checkConv(f.Conversation); err != nil {
 			return err
@@ -200,7 +303,8 @@ func checkMsgID(id string) *wireError {
 func WireMessage(m crdt.Message) wire.Message { return toWire(m) }
 
 func toWire(m crdt.Message) wire.Message {
-	w := wire.Message{ID: m.ID, Author: m.Author, Role: m.Role, Name: m.Name, Body: m.Body, TS: m.Created, Deleted: m.IsDeleted()}
+	w := wire.Message{ID: m.ID, Author: m.Author, Role: m.Role, Name: m.Name, Body: m.Body, TS: m.Created, Deleted: m.IsDeleted(),
+		Internal: m.Internal, Kind: m.Kind}
 	if m.Edited() && !w.Deleted {
 		ts := m.BodyTS
 		w.Edited = &ts
@@ -224,6 +328,16 @@ func toWireConversation(c store.Conversation, reads map[string]uint64, unread in
 		w.Last = &m
 	}
 	return w
+}
+
+// withInbox adds a conversation's inbox state at nowMS to its list item,
+// for agents.
+func withInbox(w *wire.Conversation, c store.Conversation, assignee string, nowMS int64) {
+	x := c.InboxState()
+	w.Status, w.Until, w.Tags, w.Assignee = x.Status(nowMS), x.Until(nowMS), x.Tags(), assignee
+	if ctx := x.Context(); ctx.URL != "" || ctx.Referrer != "" || ctx.Language != "" || len(ctx.Attrs) > 0 {
+		w.Context = &ctx
+	}
 }
 
 func roleOf(participant string) ident.Role {

@@ -23,7 +23,7 @@ import (
 type Store interface {
 	CreateConversation(ctx context.Context, c store.Conversation) error
 	Conversation(ws, id string) (store.Conversation, error)
-	ConversationsPage(ws, owner string, after store.Cursor, limit int) ([]store.Conversation, store.Cursor, error)
+	ConversationsPageFunc(ws, owner string, after store.Cursor, limit int, keep func(store.Conversation) bool) ([]store.Conversation, store.Cursor, error)
 	Apply(ctx context.Context, ch store.Change) (store.Result, error)
 	MarkRead(ctx context.Context, ws, conv, participant string, seq uint64, start time.Time) (bool, error)
 	Events(ws, conv string, after uint64, limit int) ([]store.Event, bool, error)
@@ -61,6 +61,11 @@ type Config struct {
 	// Privacy takes visitors' requests to be forgotten. Zero: a forget
 	// frame is answered forbidden.
 	Privacy Privacy
+	// Assignee names the operator a conversation is assigned to (the
+	// control plane's optimistic assignment), "" when none: agents' list
+	// items show it and their list filters on it. Zero: no assignee is
+	// known (every conversation lists as unassigned).
+	Assignee func(workspace, conversation string) string
 	// Node names this node in welcome frames. Zero: "node".
 	Node string
 	// Logger for connection-level events. Zero: slog.Default().

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -207,7 +208,7 @@ func (c *conn) handle(ctx context.Context, f inFrame, now time.Time) *wireError 
 		return c.list(f)
 	case wire.TypeResume:
 		return c.resume(f)
-	case wire.TypeSend, wire.TypeEdit, wire.TypeDelete:
+	case wire.TypeSend, wire.TypeEdit, wire.TypeDelete, wire.TypeInbox, wire.TypeContext:
 		return c.change(ctx, f, now)
 	case wire.TypeTyping:
 		return c.typing(f, now)
@@ -378,7 +379,15 @@ func (c *conn) list(f inFrame) *wireError {
 	}
 	after, _ := store.ParseCursor(f.Cursor) // validated
 	st := c.srv.cfg.Store
-	convs, next, err := st.ConversationsPage(c.id.Workspace, owner, after, maxListed)
+	agent := c.id.Role == ident.Agent
+	nowMS := time.Now().UnixMilli()
+	var keep func(store.Conversation) bool
+	if agent && (f.Status != "" || f.Tag != "" || f.Assignee != "") {
+		keep = func(cv store.Conversation) bool { return c.listKeeps(f, cv, nowMS) }
+	} else if f.Status != "" || f.Tag != "" || f.Assignee != "" {
+		return errf(wire.CodeForbidden, "list: only agents filter")
+	}
+	convs, next, err := st.ConversationsPageFunc(c.id.Workspace, owner, after, maxListed, keep)
 	if err != nil {
 		return c.storeError(err)
 	}
@@ -392,10 +401,45 @@ func (c *conn) list(f inFrame) *wireError {
 		if err != nil {
 			return c.storeError(err)
 		}
-		items = append(items, toWireConversation(cv, reads, unread))
+		w := toWireConversation(cv, reads, unread)
+		if agent {
+			withInbox(&w, cv, c.srv.assignee(c.id.Workspace, cv.ID), nowMS)
+		}
+		items = append(items, w)
 	}
 	c.reply(wire.Conversations{Type: wire.TypeConversations, Ref: f.Ref, Items: items, Next: next.String()})
 	return nil
+}
+
+// listKeeps says whether an agent's list filters keep cv: its status at
+// nowMS, a tag it has on, its assignee ("me": the agent's operator ID;
+// "-": none).
+func (c *conn) listKeeps(f inFrame, cv store.Conversation, nowMS int64) bool {
+	x := cv.InboxState()
+	if f.Status != "" && x.Status(nowMS) != crdt.Status(f.Status) {
+		return false
+	}
+	if f.Tag != "" && !x.HasTag(f.Tag) {
+		return false
+	}
+	switch a := c.srv.assignee(c.id.Workspace, cv.ID); f.Assignee {
+	case "":
+	case "me":
+		return a != "" && "a:"+a == c.id.Participant
+	case "-":
+		return a == ""
+	default:
+		return a == f.Assignee
+	}
+	return true
+}
+
+// assignee is Config.Assignee's answer, "" without one.
+func (s *Server) assignee(ws, conv string) string {
+	if s.cfg.Assignee == nil {
+		return ""
+	}
+	return s.cfg.Assignee(ws, conv)
 }
 
 // resume subscribes first and reads the log second, so that no event falls
@@ -436,7 +480,7 @@ func (c *conn) resume(f inFrame) *wireError {
 	}
 	replay := make([]outItem, 0, len(events)+len(reads)+2)
 	head := f.After
-	replay = appendReplay(replay, conv, events)
+	replay = appendReplay(replay, conv, events, c.id.Role != ident.Agent)
 	for _, e := range events {
 		head = max(head, e.Seq)
 	}
@@ -458,8 +502,9 @@ func (c *conn) resume(f inFrame) *wireError {
 // event of a message reads as the message's current state (the store keeps
 // no other), so of the events of one message in the replay only the last
 // is written; the others' stamps travel in its also, for the client's
-// vector, and their seqs count as sent.
-func appendReplay(replay []outItem, conv string, events []store.Event) []outItem {
+// vector, and their seqs count as sent. For a visitor (notAgent), internal
+// messages (notes, inbox changes) count as sent and are never written.
+func appendReplay(replay []outItem, conv string, events []store.Event, notAgent bool) []outItem {
 	last := make(map[string]int, len(events))
 	for i, e := range events {
 		last[e.Message.ID] = i
@@ -467,7 +512,9 @@ func appendReplay(replay []outItem, conv string, events []store.Event) []outItem
 	also := map[string][]string{}
 	for i, e := range events {
 		it := outItem{kind: outFrame, conv: conv, seq: e.Seq, at: e.Stamp}
-		if last[e.Message.ID] != i {
+		if notAgent && e.Message.Internal {
+			it.quiet = true
+		} else if last[e.Message.ID] != i {
 			it.quiet = true
 			if at := stampString(e.Stamp); at != "" {
 				also[e.Message.ID] = append(also[e.Message.ID], at)
@@ -504,7 +551,15 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) (werr *wire
 		return werr
 	}
 	visitor := c.id.Role == ident.Visitor
-	first := f.Type == wire.TypeSend && c.firstMessage(f.Conversation)
+	switch {
+	case f.Type == wire.TypeSend && f.Internal && c.id.Role != ident.Agent:
+		return errf(wire.CodeBadRequest, "internal: only agents write notes")
+	case f.Type == wire.TypeInbox && c.id.Role != ident.Agent:
+		return errf(wire.CodeForbidden, "inbox: agents only")
+	case f.Type == wire.TypeContext && !visitor:
+		return errf(wire.CodeForbidden, "context: visitors only")
+	}
+	first := f.Type == wire.TypeSend && !f.Internal && c.firstMessage(f.Conversation)
 	ch := changeOf(f, c.id.Workspace, c.id.Participant, c.id.Role, c.id.Name)
 	act, werr := c.srv.admitChange(ch, c.ip, visitor, first, now)
 	if werr != nil {
@@ -513,7 +568,7 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) (werr *wire
 		}
 		return werr
 	}
-	if f.Type != wire.TypeDelete {
+	if f.Type == wire.TypeSend || f.Type == wire.TypeEdit {
 		c.clearTyping(f.Conversation, now)
 	}
 	c.srv.stampChange(&ch, now, c.t.Name())
@@ -561,7 +616,19 @@ func changeOf(f inFrame, ws, participant string, role ident.Role, name string) s
 	switch f.Type {
 	case wire.TypeSend:
 		ch.Kind = store.Send
-		ch.Message = crdt.Message{ID: f.ID, Author: participant, Role: role, Name: name, Body: *f.Body}
+		ch.Message = crdt.Message{ID: f.ID, Author: participant, Role: role, Name: name, Body: *f.Body, Internal: f.Internal}
+	case wire.TypeInbox:
+		op, kind := crdt.InboxOp{Status: crdt.Status(f.Status), Until: f.Until}, crdt.KindStatus
+		if f.Tag != "" {
+			op, kind = crdt.InboxOp{Tag: f.Tag, On: f.On}, crdt.KindTag
+		}
+		body, _ := json.Marshal(op)
+		ch.Kind = store.Send
+		ch.Message = crdt.Message{ID: f.ID, Author: participant, Role: role, Name: name, Body: string(body), Internal: true, Kind: kind}
+	case wire.TypeContext:
+		body, _ := json.Marshal(f.Context)
+		ch.Kind = store.Send
+		ch.Message = crdt.Message{ID: f.ID, Author: participant, Role: role, Name: name, Body: string(body), Internal: true, Kind: crdt.KindContext}
 	case wire.TypeEdit:
 		ch.Kind, ch.Message.ID, ch.Body = store.Edit, f.ID, *f.Body
 	case wire.TypeDelete:
@@ -603,6 +670,7 @@ func (s *Server) stampChange(ch *store.Change, now time.Time, transport string) 
 	if ch.Kind == store.Send {
 		m := ch.Message
 		ch.Message = crdt.NewMessage(m.ID, m.Author, m.Role, m.Name, m.Body, ts)
+		ch.Message.Internal, ch.Message.Kind = m.Internal, m.Kind
 		s.metrics.MessageIn(transport)
 	}
 }
@@ -616,7 +684,10 @@ func (s *Server) stampChange(ch *store.Change, now time.Time, transport string) 
 func (s *Server) applyChange(ctx context.Context, r *room, ch store.Change, ip string, act action, first bool, now time.Time) (store.Result, error) {
 	res, err := s.cfg.Store.Apply(ctx, ch)
 	s.shed.answered(r, ch.Message.ID)
-	if ch.Kind == store.Send && res.Changed {
+	if ch.Kind == store.Send && res.Changed && ch.Message.Kind != "" {
+		// An inbox change or the visitor's context: no message of the
+		// plan's.
+	} else if ch.Kind == store.Send && res.Changed {
 		// Stored here, counted here, even when the answer is an error
 		// (no replica confirmed it yet): the resend finds it stored.
 		// The conversation counts with its first message: one started

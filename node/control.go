@@ -550,3 +550,13 @@ func (ctl *control) Ready() bool { return ctl.ready.Load() }
 // may not know of an erasure, and takes no conversation it does not hold
 // from a peer.
 func (ctl *control) caughtUpSinceStart() bool { return ctl.freshAt.Load() != 0 }
+
+// assignee is the operator a conversation is assigned to, "" when none
+// (gateway.Config.Assignee).
+func (ctl *control) assignee(ws, conv string) string {
+	a, err := ctl.c.Assignment(ws, conv)
+	if err != nil {
+		return ""
+	}
+	return a.Operator
+}

@@ -361,7 +361,9 @@ func (e *embedding) messages(ws, conv string) ([]crdt.Message, error) {
 	}
 	out := make([]crdt.Message, 0, len(order))
 	for _, id := range order {
-		if m := state[id]; !m.IsDeleted() && strings.TrimSpace(m.Body) != "" {
+		// An inbox change (a status, a tag, the visitor's context) is no
+		// text of the conversation's.
+		if m := state[id]; !m.IsDeleted() && m.Kind == "" && strings.TrimSpace(m.Body) != "" {
 			out = append(out, m)
 		}
 	}

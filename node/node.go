@@ -181,6 +181,7 @@ func New(cfg Config, logw, out io.Writer) (_ *Node, err error) {
 		OnSignal:            n.repl.Signal,
 		Relay:               n.relay,
 		Privacy:             visitorPrivacy{ctl: n.ctl, erasures: n.erasures},
+		Assignee:            n.ctl.assignee,
 		Forwarded:           forwarded(n.ctl.key.nodeKey()),
 		Clock:               crdt.NewClock(cfg.NodeID, nil),
 		Node:                cfg.NodeID,

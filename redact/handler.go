@@ -65,6 +65,9 @@ func DefaultSensitiveKeys() []string {
 		// Network identifiers of a visitor's device.
 		"ip", "ip_address", "client_ip", "remote_ip", "remote_addr",
 		"x_forwarded_for", "user_agent",
+		// A visitor's context (docs/protocol.md): the page, where the
+		// visitor came from, what the site said of them.
+		"context", "page_url", "referrer", "attrs",
 	}
 }
 

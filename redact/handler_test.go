@@ -79,6 +79,16 @@ func TestHandler(t *testing.T) {
 			present: []string{`"msg":"visitor [email] called from [phone]"`, convID, `"note":"call back on [phone]"`},
 		},
 		{
+			name: "a visitor's context",
+			log: func(l *slog.Logger) {
+				l.Info("context", "conversation", convID,
+					"context", map[string]any{"url": "https://shop.example/orders/77", "attrs": map[string]string{"plan": "pro"}},
+					"referrer", "https://search.example/?q=refund", "page_url", "https://shop.example/orders/77")
+			},
+			absent:  []string{"shop.example", "search.example", "pro"},
+			present: []string{`"context":"[redacted]"`, `"referrer":"[redacted]"`, convID},
+		},
+		{
 			name: "sensitive keys of every kind",
 			log: func(l *slog.Logger) {
 				l.Info("hello",

@@ -18,12 +18,17 @@ import (
 // string. No JSON value starts with messageV1.
 const messageV1 = 0xB1
 
+// messageV2 is messageV1's form followed by a flags byte (1: Internal)
+// and the Kind as a string: an internal message or an inbox change
+// (issue 18). A message with neither is written as messageV1, as before.
+const messageV2 = 0xB2
+
 // errMessage marks a message record that does not decode.
 var errMessage = errors.New("bad message record")
 
 // messageSize bounds the size of m's encoding.
 func messageSize(m *crdt.Message) int {
-	n := 1 + len(m.ID) + len(m.Author) + len(m.Role) + len(m.Name) + len(m.Body) + 5*binary.MaxVarintLen32
+	n := 2 + len(m.Kind) + binary.MaxVarintLen32 + len(m.ID) + len(m.Author) + len(m.Role) + len(m.Name) + len(m.Body) + 5*binary.MaxVarintLen32
 	for _, ts := range [3]*crdt.Timestamp{&m.Created, &m.BodyTS, &m.Deleted} {
 		n += binary.MaxVarintLen64 + binary.MaxVarintLen32 + binary.MaxVarintLen32 + len(ts.Node)
 	}
@@ -32,7 +37,12 @@ func messageSize(m *crdt.Message) int {
 
 // appendMessage appends the encoding of m to dst.
 func appendMessage(dst []byte, m *crdt.Message) []byte {
-	dst = append(dst, messageV1)
+	v2 := m.Internal || m.Kind != ""
+	if v2 {
+		dst = append(dst, messageV2)
+	} else {
+		dst = append(dst, messageV1)
+	}
 	dst = appendString(dst, m.ID)
 	dst = appendString(dst, m.Author)
 	dst = appendString(dst, string(m.Role))
@@ -40,7 +50,15 @@ func appendMessage(dst []byte, m *crdt.Message) []byte {
 	dst = appendTimestamp(dst, m.Created)
 	dst = appendString(dst, m.Body)
 	dst = appendTimestamp(dst, m.BodyTS)
-	return appendTimestamp(dst, m.Deleted)
+	dst = appendTimestamp(dst, m.Deleted)
+	if !v2 {
+		return dst
+	}
+	var flags byte
+	if m.Internal {
+		flags = 1
+	}
+	return appendString(append(dst, flags), m.Kind)
 }
 
 // encodeMessage is m's encoding in a buffer of its own.
@@ -60,7 +78,7 @@ func appendTimestamp(dst []byte, ts crdt.Timestamp) []byte {
 
 // decodeMessage is the inverse of appendMessage; it refuses trailing bytes.
 func decodeMessage(b []byte) (crdt.Message, error) {
-	if len(b) == 0 || b[0] != messageV1 {
+	if len(b) == 0 || (b[0] != messageV1 && b[0] != messageV2) {
 		return crdt.Message{}, fmt.Errorf("%w: not a message", errMessage)
 	}
 	d := msgDecoder{b: b[1:]}
@@ -73,6 +91,16 @@ func decodeMessage(b []byte) (crdt.Message, error) {
 	m.Body = d.string()
 	m.BodyTS = d.timestamp()
 	m.Deleted = d.timestamp()
+	if b[0] == messageV2 {
+		switch {
+		case len(d.b) == 0 || d.b[0] > 1:
+			d.bad = true
+		default:
+			m.Internal = d.b[0] == 1
+			d.b = d.b[1:]
+			m.Kind = d.string()
+		}
+	}
 	if d.bad || len(d.b) != 0 {
 		return crdt.Message{}, fmt.Errorf("%w: %d bytes", errMessage, len(b))
 	}

@@ -14,6 +14,9 @@ func TestMessageEncodingRoundTrips(t *testing.T) {
 		msg("m1", "v:a", "hello", 1),
 		{ID: "m-é", Author: "a:sam", Role: "agent", Name: "Sam ☕", Created: crdt.Timestamp{Wall: -5, Logical: 1<<32 - 1, Node: "n~3"},
 			Body: strings.Repeat("x", 70_000), BodyTS: crdt.Timestamp{Wall: 1 << 62, Node: "n2"}, Deleted: crdt.Timestamp{Wall: 9, Logical: 2, Node: "n1"}},
+		{ID: "n1", Author: "a:sam", Role: "agent", Body: "a note", Internal: true},
+		{ID: "s1", Author: "a:sam", Role: "agent", Body: `{"status":"resolved"}`, Internal: true, Kind: crdt.KindStatus},
+		{ID: "k1", Kind: "tag"},
 	} {
 		b := encodeMessage(&m)
 		if len(b) > messageSize(&m) {

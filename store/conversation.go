@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"parley/crdt"
+	"parley/ident"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -20,10 +21,35 @@ type Conversation struct {
 	ID        string        `json:"id"`
 	Owner     string        `json:"owner"` // the visitor participant who started it
 	OwnerName string        `json:"owner_name,omitempty"`
-	Created   int64         `json:"created"` // unix ms
-	Updated   int64         `json:"updated"` // unix ms of the last event
-	Head      uint64        `json:"head"`    // seq of the last event
-	Last      *crdt.Message `json:"last,omitempty"`
+	Created   int64         `json:"created"`        // unix ms
+	Updated   int64         `json:"updated"`        // unix ms of the last event
+	Head      uint64        `json:"head"`           // seq of the last event
+	Last      *crdt.Message `json:"last,omitempty"` // the last message that is not internal
+	// Inbox is the conversation's inbox state (status, tags, the
+	// visitor's context), folded from its log's messages as they are
+	// written, on every replica alike; nil until one says anything of it.
+	Inbox *crdt.Inbox `json:"inbox,omitempty"`
+}
+
+// InboxState is the conversation's inbox state (the zero state when none
+// was set).
+func (c *Conversation) InboxState() *crdt.Inbox {
+	if c.Inbox == nil {
+		return &crdt.Inbox{}
+	}
+	return c.Inbox
+}
+
+// foldInbox folds message m into c's inbox state, on a copy: the record
+// may be the writer's cached one, which only a commit replaces.
+func foldInbox(c *Conversation, m *crdt.Message) {
+	if m.Kind == "" && (m.Internal || m.Role != ident.Visitor) {
+		return
+	}
+	x := c.InboxState().Clone()
+	if x.Fold(*m) {
+		c.Inbox = x
+	}
 }
 
 // EventKind says what an Event carries.
@@ -372,7 +398,8 @@ func (s *Store) Reads(ws, conv string) (map[string]uint64, error) {
 }
 
 // Unread counts, up to max, the messages of conv after seq `after` written by
-// someone other than participant.
+// someone other than participant; internal ones (notes, inbox changes)
+// never count.
 func (s *Store) Unread(ws, conv, participant string, after uint64, max int) (int, error) {
 	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -392,7 +419,7 @@ func (s *Store) Unread(ws, conv, participant string, after uint64, max int) (int
 			if err != nil {
 				return err
 			}
-			if m.Author == participant || m.IsDeleted() || seen[m.ID] {
+			if m.Author == participant || m.IsDeleted() || m.Internal || seen[m.ID] {
 				continue
 			}
 			seen[m.ID] = true

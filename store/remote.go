@@ -195,7 +195,7 @@ func (s *Store) ensureConversation(ctx context.Context, c Conversation) error {
 			}
 		}
 		c := c
-		c.Head, c.Last, c.Updated = 0, nil, c.Created
+		c.Head, c.Last, c.Updated, c.Inbox = 0, nil, c.Created, nil
 		if _, err := b.keys.create(b.tx, c.Workspace, c.ID); err != nil {
 			return err
 		}

@@ -216,6 +216,9 @@ func decide(ch Change, cur crdt.Message, rec msgRecord, found bool) (merged crdt
 		if cur.Author != ch.Participant {
 			return cur, Result{}, false, fmt.Errorf("message %s belongs to another participant: %w", ch.Message.ID, ErrForbidden)
 		}
+		if cur.Kind != "" {
+			return cur, Result{}, false, fmt.Errorf("message %s is an inbox change, which stays as made: %w", ch.Message.ID, ErrInvalid)
+		}
 		// A change made already (a resend of a delete, or an edit to the
 		// text the message has) changes nothing: it answers like a resent
 		// send, with the message's latest event, so that a client retrying
@@ -452,9 +455,12 @@ func (b *batch) write(w *write) error {
 		c.Head = w.rec.Last
 	}
 	c.Updated = b.now.UnixMilli()
-	if c.Last == nil || c.Last.ID == w.msg().ID || w.send {
-		c.Last = w.msg() // never changed once sequenced
+	// An internal message (a note, an inbox change) is never the record's
+	// last message, which visitors read in their list.
+	if m := w.msg(); !m.Internal && (c.Last == nil || c.Last.ID == m.ID || w.send) {
+		c.Last = m // never changed once sequenced
 	}
+	foldInbox(c, w.msg())
 	if !w.send {
 		// An edit or a deletion replaces the message's text in the
 		// conversation record: the old record's page is freed.

@@ -21,6 +21,13 @@
  * Optional verified identity: data-identity-token (a signed, expiring JWT),
  * or data-user-id and data-user-hash, and data-name on the script tag, or
  * window.Parley.init({identityToken, userId, userHash, name}).
+ *
+ * The visitor's context goes to the agents with the conversation (a
+ * context frame, docs/protocol.md): the page's URL, the referrer, the
+ * browser's language, and the attributes the site gives, as JSON in
+ * data-attributes on the script tag or with
+ * window.Parley.setAttributes({plan: 'pro'}) (at most 20; keys of
+ * A-Z a-z 0-9 _ . -, up to 40 characters; values up to 256 characters).
  */
 (() => {
   'use strict';
@@ -47,6 +54,48 @@
   if (!/^[a-z0-9_-]{1,64}$/.test(WORKSPACE)) {
     console.warn('Parley: the script tag needs a valid data-workspace attribute');
     return;
+  }
+
+  // The site's attributes of the visitor (see the header), kept as the
+  // node takes them.
+  const MAX_ATTRS = 20;
+  const attributes = {};
+  function setAttributes(obj) {
+    if (!obj || typeof obj !== 'object') return;
+    for (const [k, v] of Object.entries(obj)) {
+      if (!/^[A-Za-z0-9_.-]{1,40}$/.test(k)) continue;
+      if (v == null) {
+        delete attributes[k];
+        continue;
+      }
+      if (!(k in attributes) && Object.keys(attributes).length >= MAX_ATTRS) continue;
+      attributes[k] = String(v).replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, 256);
+    }
+  }
+  try { setAttributes(JSON.parse(script.dataset.attributes || '{}')); } catch (e) {
+    console.warn('Parley: data-attributes is not a JSON object');
+  }
+  const webURL = (u) => {
+    try {
+      const p = new URL(u);
+      if ((p.protocol !== 'http:' && p.protocol !== 'https:') || p.username || p.password) return '';
+      p.hash = '';
+      const s = p.href;
+      return s.length <= 2048 ? s : (p.origin + p.pathname).slice(0, 2048);
+    } catch (e) {
+      return '';
+    }
+  };
+  function contextNow() {
+    const x = {};
+    const url = webURL(location.href);
+    const ref = webURL(document.referrer || '');
+    const lang = navigator.language || '';
+    if (url) x.url = url;
+    if (ref) x.referrer = ref;
+    if (/^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8}){0,4}$/.test(lang)) x.language = lang;
+    if (Object.keys(attributes).length) x.attrs = Object.assign({}, attributes);
+    return x;
   }
 
   const KEY_VISITOR = 'parley:' + WORKSPACE + ':visitor';
@@ -926,6 +975,7 @@
     }
     S.subscribed = true;
     flushOutbox();
+    sendContext();
     if (S.open && document.activeElement === input && input.value.trim()) onInput();
     maybeSendRead();
     scheduleRender();
@@ -949,8 +999,19 @@
     setConversation(f.conversation);
     S.subscribed = true;
     flushOutbox();
+    sendContext();
     if (document.activeElement === input && input.value.trim()) onInput();
     scheduleRender();
+  }
+
+  // sendContext tells the conversation's agents the visitor's context, once
+  // per page and conversation, and again when it changes.
+  function sendContext() {
+    if (!S.conversation || !S.subscribed) return;
+    const x = contextNow();
+    const key = S.conversation + ' ' + JSON.stringify(x);
+    if (S.contextSent === key || !Object.keys(x).length) return;
+    if (request({ type: 'context', conversation: S.conversation, id: newId(), context: x }, { kind: 'context' })) S.contextSent = key;
   }
 
   function setConversation(id) {
@@ -1112,6 +1173,11 @@
 
   function onError(f) {
     const ctx = C.takeRef(S, f);
+    if (ctx && ctx.kind === 'context') {
+      // Refused (a site's attribute out of bounds): the chat goes on without it.
+      console.warn('Parley: the page context was refused: ' + (f.message || f.code));
+      return;
+    }
     switch (f.code) {
       case 'auth_failed':
         S.closeExplained = true;
@@ -1372,12 +1438,17 @@
     open: () => setOpen(true),
     close: () => setOpen(false),
     toggle: () => setOpen(!S.open),
+    setAttributes: (obj) => {
+      setAttributes(obj);
+      sendContext();
+    },
   };
   // Settings a page set before this async script ran: window.Parley = {identityToken, userId, ...}
   // or a queue of calls: window.Parley = {q: [[opts], ...]}.
   if (previous && typeof previous === 'object') {
     if (Array.isArray(previous.q)) previous.q.forEach((args) => init(...[].concat(args)));
     else if (previous.userId || previous.identityToken || previous.name) init(previous);
+    if (previous.attributes) setAttributes(previous.attributes);
   }
 
   if (document.body) mount();

@@ -563,8 +563,8 @@ func (d *Dispatcher) drain(ctx context.Context, k streamKey, st *stream) error {
 		}
 		moved := false
 		for _, e := range evs {
-			typ := typeOf(e.Change)
-			if !cur.covers(e.Stamp.Origin, e.Stamp.OSeq) && h.Wants(typ) && changeTime(e).UnixMilli() >= created {
+			typ := typeOf(e)
+			if typ != "" && !cur.covers(e.Stamp.Origin, e.Stamp.OSeq) && h.Wants(typ) && changeTime(e).UnixMilli() >= created {
 				ev, err := messageEvent(e, typ)
 				if err != nil {
 					return err

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"parley/cluster/schema"
@@ -31,6 +32,16 @@ type Data struct {
 	Message      *Message      `json:"message,omitempty"`
 	Visitor      *Visitor      `json:"visitor,omitempty"`
 	Assignment   *Assignment   `json:"assignment,omitempty"`
+	Status       *StatusChange `json:"status,omitempty"`
+}
+
+// StatusChange is conversation.status_changed's data: the status set, when
+// a snooze ends (unix ms, for snoozed), and the agent who set it. Never
+// a note's text: notes are no event's.
+type StatusChange struct {
+	Status string `json:"status"`
+	Until  int64  `json:"until,omitempty"`
+	By     string `json:"by"`
 }
 
 // Visitor is visitor.identified's and visitor.erased's data: the
@@ -98,9 +109,17 @@ type event struct {
 	body []byte
 }
 
-// typeOf is the event type of a logged change.
-func typeOf(c store.ChangeKind) string {
-	switch c {
+// typeOf is the event type of a logged change; "" for one no endpoint
+// is sent: an internal message (a note, a tag, the visitor's context),
+// or a change of one, except the setting of a status.
+func typeOf(e store.LoggedEvent) string {
+	if e.Message.Internal {
+		if e.Message.Kind == crdt.KindStatus && e.Change == store.Send {
+			return schema.EventConversationStatusChanged
+		}
+		return ""
+	}
+	switch e.Change {
 	case store.Send:
 		return schema.EventMessageCreated
 	case store.Delete:
@@ -126,9 +145,17 @@ func messageEvent(e store.LoggedEvent, typ string) (event, error) {
 		id:  EventID(e.Workspace, e.Conversation, e.Stamp.Origin, e.Stamp.OSeq),
 		typ: typ, conv: e.Conversation, seq: e.Seq, origin: e.Stamp.Origin, oseq: e.Stamp.OSeq, at: changeTime(e),
 	}
+	data := Data{Message: message(e.Message)}
+	if typ == schema.EventConversationStatusChanged {
+		var op crdt.InboxOp
+		if err := json.Unmarshal([]byte(e.Message.Body), &op); err != nil {
+			return ev, fmt.Errorf("status change %s: %w", e.Message.ID, err)
+		}
+		data = Data{Status: &StatusChange{Status: string(op.Status), Until: op.Until, By: e.Message.Author}}
+	}
 	var err error
 	ev.body, err = json.Marshal(Payload{Version: Version, ID: ev.id, Type: typ, Created: ev.at,
-		Workspace: e.Workspace, Conversation: e.Conversation, Data: Data{Message: message(e.Message)}})
+		Workspace: e.Workspace, Conversation: e.Conversation, Data: data})
 	return ev, err
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -168,12 +169,14 @@ type receiver struct {
 	down bool
 	got  []Payload
 	ids  map[string]int
+	raw  [][]byte // every body received
 }
 
 func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	body, _ := io.ReadAll(req.Body)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.raw = append(r.raw, body)
 	if r.down {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
@@ -208,6 +211,9 @@ func (r *receiver) types() []string {
 		if p.Data.Visitor != nil {
 			s += " " + p.Data.Visitor.ID
 		}
+		if p.Data.Status != nil {
+			s += fmt.Sprintf(" %s %d %s", p.Data.Status.Status, p.Data.Status.Until, p.Data.Status.By)
+		}
 		out = append(out, s)
 	}
 	return out
@@ -219,17 +225,23 @@ func (r *receiver) setDown(v bool) {
 	r.mu.Unlock()
 }
 
+// receiving starts a receiver and an endpoint of ws1 at it that wants every
+// event, made a minute ago.
+func receiving(t *testing.T) (*receiver, *fakeControl) {
+	rcv := &receiver{ids: map[string]int{}}
+	srv := httptest.NewServer(rcv)
+	t.Cleanup(srv.Close)
+	return rcv, &fakeControl{hook: schema.Webhook{ID: "wh_1", Workspace: "ws1", URL: srv.URL, Created: time.Now().Add(-time.Minute),
+		Events: schema.WebhookEventTypes}}
+}
+
 // Events of a conversation arrive signed, in order, once each; while the
 // endpoint fails they are retried; past the retry period they are dead
 // letters, and redelivered when marked.
 func TestDispatcherDeliversInOrderAndDeadLetters(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	rcv := &receiver{ids: map[string]int{}}
-	srv := httptest.NewServer(rcv)
-	defer srv.Close()
-	ctl := &fakeControl{hook: schema.Webhook{ID: "wh_1", Workspace: "ws1", URL: srv.URL, Created: time.Now().Add(-time.Minute),
-		Events: schema.WebhookEventTypes}}
+	rcv, ctl := receiving(t)
 	retryFor := 3 * time.Second
 	st, d := openDispatcher(t, ctl, Config{RetryFor: retryFor, BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond, Rescan: 100 * time.Millisecond})
 
@@ -533,6 +545,54 @@ func TestTakeoverStartsAfterSharedProgress(t *testing.T) {
 	for id, n := range rcv.ids {
 		if n != 1 {
 			t.Errorf("event %s delivered %d times: the takeover resent what was shared as delivered", id, n)
+		}
+	}
+}
+
+// A status set is a conversation.status_changed; notes, tags and the
+// visitor's context are never sent, in no payload (the note's canary text
+// is in no body received).
+func TestStatusChangedAndNotesNeverSent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rcv, ctl := receiving(t)
+	st, _ := openDispatcher(t, ctl, Config{BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond, Rescan: 100 * time.Millisecond})
+	now := time.Now().UnixMilli()
+	if err := st.CreateConversation(ctx, store.Conversation{Workspace: "ws1", ID: "c1", Owner: "v:a", Created: now}); err != nil {
+		t.Fatal(err)
+	}
+	const canary = "CANARY-webhook-note"
+	internal := func(id, kind, body string, i int64) store.Change {
+		m := crdt.NewMessage(id, "a:s", "agent", "Sam", body, crdt.Timestamp{Wall: now + i, Node: "n1"})
+		m.Internal, m.Kind = true, kind
+		return store.Change{Kind: store.Send, Workspace: "ws1", Conversation: "c1", Participant: "a:s", Message: m}
+	}
+	for _, ch := range []store.Change{
+		{Kind: store.Send, Workspace: "ws1", Conversation: "c1", Participant: "v:a", Message: crdt.NewMessage("m1", "v:a", "visitor", "", "hello", crdt.Timestamp{Wall: now + 1, Node: "n1"})},
+		internal("n1", "", canary, 2),
+		internal("t1", crdt.KindTag, `{"tag":"`+canary[:7]+`x","on":true}`, 3),
+		internal("x1", crdt.KindContext, `{"url":"https://`+canary+`.example/"}`, 4),
+		internal("s1", crdt.KindStatus, `{"status":"snoozed","until":99}`, 5),
+		{Kind: store.Edit, Workspace: "ws1", Conversation: "c1", Participant: "a:s", Message: crdt.Message{ID: "n1"}, Body: canary + " edited", TS: crdt.Timestamp{Wall: now + 6, Node: "n1"}},
+		{Kind: store.Delete, Workspace: "ws1", Conversation: "c1", Participant: "a:s", Message: crdt.Message{ID: "n1"}, TS: crdt.Timestamp{Wall: now + 7, Node: "n1"}},
+		{Kind: store.Send, Workspace: "ws1", Conversation: "c1", Participant: "v:a", Message: crdt.NewMessage("m2", "v:a", "visitor", "", "bye", crdt.Timestamp{Wall: now + 8, Node: "n1"})},
+	} {
+		if _, err := st.Apply(ctx, ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"conversation.created", "message.created m1 hello", "conversation.status_changed snoozed 99 a:s", "message.created m2 bye"}
+	eventually.Holds(t, 10*time.Second, "the events", func() error {
+		if got := rcv.types(); !slices.Equal(got, want) {
+			return fmt.Errorf("got %q", got)
+		}
+		return nil
+	})
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	for _, b := range rcv.raw {
+		if strings.Contains(string(b), canary[:7]) {
+			t.Fatalf("a payload carries internal text: %s", b)
 		}
 	}
 }

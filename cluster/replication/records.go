@@ -33,7 +33,7 @@ func (rc *records) get(ws, conv string) (store.Conversation, error) {
 	if err != nil {
 		return store.Conversation{}, err
 	}
-	c.Head, c.Updated, c.Last = 0, 0, nil
+	c.Head, c.Updated, c.Last, c.Inbox = 0, 0, nil, nil
 	rc.mu.Lock()
 	if len(rc.byKey) >= maxRecords {
 		clear(rc.byKey)

@@ -23,6 +23,10 @@ const (
 	EventMessageEdited       = "message.edited"
 	EventMessageDeleted      = "message.deleted"
 	EventVisitorIdentified   = "visitor.identified"
+	// EventConversationStatusChanged: an agent set a conversation's
+	// status (open, pending, snoozed, resolved); from its log, like the
+	// message events.
+	EventConversationStatusChanged = "conversation.status_changed"
 	// Events of the control plane: kept in an endpoint's outbox in the
 	// state (OutboxEntry) until delivered.
 	EventConversationAssigned = "conversation.assigned"
@@ -32,7 +36,7 @@ const (
 // WebhookEventTypes are the event types Parley sends, in the order
 // docs/api.md lists them.
 var WebhookEventTypes = []string{EventConversationCreated, EventMessageCreated, EventMessageEdited, EventMessageDeleted,
-	EventVisitorIdentified, EventConversationAssigned, EventVisitorErased}
+	EventVisitorIdentified, EventConversationAssigned, EventVisitorErased, EventConversationStatusChanged}
 
 // OutboxOrigin is the origin of a control-plane event in a dead letter
 // (its OSeq is the log index of the change).

@@ -32,6 +32,10 @@ const (
 	TypeRead   = "read" // also sent by the node
 	TypeForget = "forget"
 	TypeStatus = "status" // an agent's away or back
+	// TypeInbox sets a conversation's status or one of its tags (agents).
+	TypeInbox = "inbox"
+	// TypeContext tells the visitor's page context (visitors).
+	TypeContext = "context"
 )
 
 // Frame types the node sends.
@@ -122,6 +126,21 @@ type In struct {
 	Away *bool `json:"away"`
 	// Cursor pages a list (where the previous page's next left off).
 	Cursor string `json:"cursor"`
+	// Internal: a send that is an agents' note, never shown to the
+	// visitor.
+	Internal bool `json:"internal"`
+	// Status: an inbox frame's new status; a list's filter (agents).
+	Status string `json:"status"`
+	// Until: an inbox frame's end of a snooze, unix ms.
+	Until int64 `json:"until"`
+	// Tag: an inbox frame's tag, set On or off; a list's filter.
+	Tag string `json:"tag"`
+	On  bool   `json:"on"`
+	// Assignee: a list's filter (agents): "me", "-" for unassigned, or
+	// an operator's ID.
+	Assignee string `json:"assignee"`
+	// Context: a context frame's.
+	Context *crdt.VisitorContext `json:"context"`
 }
 
 // Hello is the first frame of a connection, as a client writes it.
@@ -204,6 +223,10 @@ type Message struct {
 	TS      crdt.Timestamp  `json:"ts"`
 	Edited  *crdt.Timestamp `json:"edited"`
 	Deleted bool            `json:"deleted"`
+	// Internal and Kind: only agents ever get internal messages (notes,
+	// and inbox changes, whose Kind names them; crdt.Message).
+	Internal bool   `json:"internal,omitempty"`
+	Kind     string `json:"kind,omitempty"`
 }
 
 // Deliver carries a message's current state.
@@ -275,6 +298,15 @@ type Conversation struct {
 	Last      *Message          `json:"last"`
 	Reads     map[string]uint64 `json:"reads"`
 	Unread    int               `json:"unread"`
+	// The inbox state, for agents only: the status now (open, pending,
+	// snoozed, resolved), when a snooze ends, the tags that are on, the
+	// assignee (an operator's ID, from the control plane) and the
+	// visitor's context.
+	Status   crdt.Status          `json:"status,omitempty"`
+	Until    int64                `json:"until,omitempty"`
+	Tags     []string             `json:"tags,omitempty"`
+	Assignee string               `json:"assignee,omitempty"`
+	Context  *crdt.VisitorContext `json:"context,omitempty"`
 }
 
 // Forgotten answers forget: Erased true when every conversation of the

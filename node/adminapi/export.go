@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	"parley/cluster"
+	"parley/crdt"
 	"parley/store"
 )
 
@@ -49,7 +50,12 @@ type exportConversation struct {
 	Created   int64             `json:"created"`
 	Updated   int64             `json:"updated"`
 	Reads     map[string]uint64 `json:"reads"`
-	Messages  []exportMessage   `json:"messages"`
+	// The visitor's context (page, referrer, language, attributes), when
+	// the widget told it: the visitor's personal data.
+	Context *crdt.VisitorContext `json:"context,omitempty"`
+	// Messages leaves out internal ones: agents' notes and inbox changes
+	// are never in an export, which a visitor may be given.
+	Messages []exportMessage `json:"messages"`
 }
 
 // export: GET /v1/admin/workspaces/{ws}/export[?visitor_id=…|user_id=…]
@@ -179,6 +185,9 @@ func (a *API) writeExport(ctx context.Context, out io.Writer, ws string, head ma
 // current state, in the order they were first written here.
 func (a *API) exportConversation(ws string, c store.Conversation) (exportConversation, error) {
 	ec := exportConversation{ID: c.ID, Owner: c.Owner, OwnerName: c.OwnerName, Created: c.Created, Updated: c.Updated, Messages: []exportMessage{}}
+	if x := c.InboxState().Context(); x.URL != "" || x.Referrer != "" || x.Language != "" || len(x.Attrs) > 0 {
+		ec.Context = &x
+	}
 	at := map[string]int{}
 	var after uint64
 	for {
@@ -188,7 +197,7 @@ func (a *API) exportConversation(ws string, c store.Conversation) (exportConvers
 		}
 		for _, e := range events {
 			after = max(after, e.Seq)
-			if e.Kind != store.EventMessage {
+			if e.Kind != store.EventMessage || e.Message.Internal {
 				continue
 			}
 			m := e.Message

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"parley/cluster/schema"
+	"parley/crdt"
 	"parley/gateway"
 	"parley/gateway/wire"
 	"parley/ident"
@@ -135,10 +136,12 @@ type listFilter struct {
 	visitor  string // the owner, "v:…" or "u:…"
 	assignee string // an operator's ID, or "-" for unassigned
 	since    int64  // unix ms: updated at or after it; 0: any
+	status   crdt.Status
+	tag      string
 }
 
 // listParams are the list's query parameters.
-var listParams = []string{"limit", "cursor", "visitor", "assignee", "updated_since"}
+var listParams = []string{"limit", "cursor", "visitor", "assignee", "updated_since", "status", "tag"}
 
 func parseListFilter(q map[string][]string) (listFilter, error) {
 	var f listFilter
@@ -175,12 +178,30 @@ func parseListFilter(q map[string][]string) (listFilter, error) {
 		}
 		f.since = t.UnixMilli()
 	}
+	if v := get("status"); v != "" {
+		if !crdt.Status(v).Valid() {
+			return f, badRequest("status: open, pending, snoozed or resolved")
+		}
+		f.status = crdt.Status(v)
+	}
+	if v := get("tag"); v != "" {
+		if !gateway.ValidTag(v) {
+			return f, badRequest("tag: [a-z0-9][a-z0-9_-]{0,31}")
+		}
+		f.tag = v
+	}
 	return f, nil
 }
 
 // keep says whether the filter keeps c; assignee reads its assignment.
 func (f listFilter) keep(c store.Conversation, assignee func(string) string) bool {
 	if f.since != 0 && c.Updated < f.since {
+		return false
+	}
+	if f.status != "" && c.InboxState().Status(time.Now().UnixMilli()) != f.status {
+		return false
+	}
+	if f.tag != "" && !c.InboxState().HasTag(f.tag) {
 		return false
 	}
 	if f.assignee != "" {
@@ -210,6 +231,9 @@ func pageLimit(r *http.Request) (int, error) {
 func (a *API) item(ws string, cv store.Conversation) listItem {
 	it := listItem{ID: cv.ID, Owner: cv.Owner, OwnerName: cv.OwnerName, Created: cv.Created, Updated: cv.Updated, Head: cv.Head,
 		Assignee: a.assignee(ws, cv.ID)}
+	x := cv.InboxState()
+	now := time.Now().UnixMilli()
+	it.Status, it.Until, it.Tags = x.Status(now), x.Until(now), x.Tags()
 	if cv.Last != nil && !cv.Last.IsDeleted() {
 		it.Preview = truncateRunes(cv.Last.Body, previewRunes)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -140,10 +141,17 @@ func newTestAPI(t *testing.T, rate float64, burst int) *testAPI {
 	}
 	edited := msg("m-visitor-1", "hello!", 1)
 	edited.BodyTS = crdt.Timestamp{Wall: 5, Node: "n1"}
+	// convA is resolved and tagged vip.
+	var inboxA crdt.Inbox
+	for _, op := range []struct{ kind, body string }{{crdt.KindStatus, `{"status":"resolved"}`}, {crdt.KindTag, `{"tag":"vip","on":true}`}} {
+		m := crdt.NewMessage("i-"+op.kind, "a:sam", ident.Agent, "", op.body, crdt.Timestamp{Wall: 10, Node: "n1"})
+		m.Internal, m.Kind = true, op.kind
+		inboxA.Fold(m)
+	}
 	st := &fakeStore{
 		convs: []store.Conversation{
 			{Workspace: "acme", ID: convB, Owner: "v:ffffffffffffffffffffffffffffffff", Created: 1, Updated: 2_000_000},
-			{Workspace: "acme", ID: convA, Owner: visA, Created: 1, Updated: 1_000_000},
+			{Workspace: "acme", ID: convA, Owner: visA, Created: 1, Updated: 1_000_000, Inbox: &inboxA},
 		},
 		events: []store.Event{
 			{Kind: store.EventMessage, Seq: 1, Stamp: store.Stamp{Origin: "n1", OSeq: 1}, Message: edited},
@@ -238,16 +246,22 @@ func TestConversationsAPIListFilters(t *testing.T) {
 		{"?assignee=kim", nil},
 		{"?updated_since=" + time.UnixMilli(1_500_000).UTC().Format(time.RFC3339), []string{convB}},
 		{"?updated_since=" + time.UnixMilli(1_000_000).UTC().Format(time.RFC3339) + "&assignee=sam", []string{convA}},
+		{"?status=resolved", []string{convA}},
+		{"?status=open", []string{convB}},
+		{"?status=snoozed", nil},
+		{"?tag=vip", []string{convA}},
+		{"?tag=vip&status=open", nil},
 	} {
 		got := ids(base + c.query)
 		if len(got) != len(c.want) || (len(got) > 0 && got[0] != c.want[0]) {
 			t.Errorf("%q: %v, want %v", c.query, got, c.want)
 		}
 	}
-	if ans := a.do(t, "GET", base+"/"+convA, "pk_good", nil); ans.status != 200 || ans.body["assignee"] != "sam" {
+	if ans := a.do(t, "GET", base+"/"+convA, "pk_good", nil); ans.status != 200 || ans.body["assignee"] != "sam" ||
+		ans.body["status"] != "resolved" || fmt.Sprint(ans.body["tags"]) != "[vip]" {
 		t.Errorf("a conversation: %d %v", ans.status, ans.body)
 	}
-	for _, q := range []string{"?status=open", "?visitor=nobody", "?assignee=Sam", "?updated_since=yesterday", "?limit=0", "?limit=201", "?cursor=x", "?assignee=sam&assignee=kim"} {
+	for _, q := range []string{"?status=closed", "?tag=Not%20a%20tag", "?visitor=nobody", "?assignee=Sam", "?updated_since=yesterday", "?limit=0", "?limit=201", "?cursor=x", "?assignee=sam&assignee=kim"} {
 		if ans := a.do(t, "GET", base+q, "pk_good", nil); ans.status != 400 || ans.body["code"] != "bad_request" {
 			t.Errorf("%q: %d %v, want 400 bad_request", q, ans.status, ans.body)
 		}

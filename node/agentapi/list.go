@@ -3,6 +3,8 @@ package agentapi
 import (
 	"errors"
 
+	"parley/crdt"
+
 	"parley/store"
 )
 
@@ -16,6 +18,11 @@ type listItem struct {
 	Head      uint64 `json:"head"`
 	Preview   string `json:"preview"`
 	Assignee  string `json:"assignee,omitempty"`
+	// The inbox state: the status now, when a snooze ends (unix ms), the
+	// tags that are on.
+	Status crdt.Status `json:"status"`
+	Until  int64       `json:"until,omitempty"`
+	Tags   []string    `json:"tags,omitempty"`
 }
 
 // apiList: GET /v1/workspaces/{ws}/conversations?limit=50&cursor=… lists

@@ -126,6 +126,11 @@
         vector: new Map(), // origin -> highest oseq received: resume's since
         typers: new Map(), el: null,
         viewers: new Map(), // other agents with it open: participant -> name
+        // The inbox state, as the last list gave it (changes seen live
+        // are shown at once, and the next list confirms them).
+        status: 'open', until: 0, tags: [], assignee: '', context: null,
+        assignVersion: null, // the assignment's version as last read, for expect_version
+        ops: new Map(), // inbox changes seen (internal messages with a kind), by id
       };
       A.convs.set(id, c);
     }
@@ -219,7 +224,169 @@
     replyTitle: $('reply-title'),
     replyBody: $('reply-body'),
     replyNote: $('reply-note'),
+    filterStatus: $('filter-status'),
+    filterAssignee: $('filter-assignee'),
+    filterTag: $('filter-tag'),
+    inboxBar: $('inbox-bar'),
+    convStatus: $('conv-status'),
+    convUntil: $('conv-until'),
+    convStatusSet: $('conv-status-set'),
+    convAssignee: $('conv-assignee'),
+    convAssign: $('conv-assign'),
+    convUnassign: $('conv-unassign'),
+    assignConflict: $('assign-conflict'),
+    convTags: $('conv-tags'),
+    tagForm: $('tag-form'),
+    tagInput: $('tag-input'),
+    visitorContext: $('visitor-context'),
+    noteToggle: $('note-toggle'),
   };
+
+  // ---------------------------------------------------------------- inbox
+
+  const STATUS_LABEL = { open: 'Open', pending: 'Pending', snoozed: 'Snoozed', resolved: 'Resolved' };
+  const TAG_RE = /^[a-z0-9][a-z0-9_-]{0,31}$/;
+  const myOperator = () => (A.participant && A.participant.startsWith('a:') ? A.participant.slice(2) : '');
+
+  // The list's filters: status, assignee (me, - for unassigned), a tag.
+  function filterKeeps(c) {
+    const st = el.filterStatus.value;
+    if (st && c.status !== st) return false;
+    const as = el.filterAssignee.value;
+    if (as === 'me' && (!c.assignee || c.assignee !== myOperator())) return false;
+    if (as === '-' && c.assignee) return false;
+    const tag = el.filterTag.value.trim().toLowerCase();
+    if (tag && !c.tags.includes(tag)) return false;
+    return true;
+  }
+
+  // applyOp shows an inbox change seen live at once; the list that follows
+  // (scheduleList) gives the state every node agrees on.
+  function applyOp(c, msg) {
+    let op = null;
+    try { op = JSON.parse(msg.body || ''); } catch (e) { return; }
+    if (!op || typeof op !== 'object') return;
+    if (msg.kind === 'status' && STATUS_LABEL[op.status]) {
+      c.status = op.status;
+      c.until = op.status === 'snoozed' ? Number(op.until) || 0 : 0;
+    } else if (msg.kind === 'tag' && typeof op.tag === 'string') {
+      c.tags = c.tags.filter((t) => t !== op.tag);
+      if (op.on) c.tags = c.tags.concat(op.tag).sort();
+    } else if (msg.kind === 'context') {
+      c.context = op;
+    }
+  }
+
+  function sendInbox(c, fields) {
+    const frame = Object.assign({ type: 'inbox', conversation: c.id, id: newId() }, fields);
+    if (!request(frame, { kind: 'inbox', conv: c.id })) {
+      flash('Not connected: try again in a moment.');
+      return false;
+    }
+    applyOp(c, { kind: fields.tag ? 'tag' : 'status', body: JSON.stringify(fields) });
+    scheduleRender();
+    return true;
+  }
+
+  function setConvStatus() {
+    const c = A.selected && A.convs.get(A.selected);
+    if (!c) return;
+    const status = el.convStatus.value;
+    const fields = { status };
+    if (status === 'snoozed') {
+      const until = el.convUntil.value ? new Date(el.convUntil.value).getTime() : 0;
+      if (!(until > Date.now())) {
+        flash('Pick when the snooze ends.');
+        el.convUntil.hidden = false;
+        el.convUntil.focus();
+        return;
+      }
+      fields.until = until;
+    }
+    sendInbox(c, fields);
+  }
+
+  function addTag() {
+    const c = A.selected && A.convs.get(A.selected);
+    const tag = el.tagInput.value.trim().toLowerCase();
+    if (!c || !tag) return;
+    if (!TAG_RE.test(tag)) {
+      flash('A tag has 1 to 32 characters: a-z, 0-9, "_" and "-".');
+      return;
+    }
+    if (sendInbox(c, { tag, on: true })) el.tagInput.value = '';
+  }
+
+  // The assignee is the control plane's: read with its version, changed
+  // with that version expected, so that of two agents assigning at once
+  // the second is told the first won.
+  function assignPath(c) {
+    return '/v1/admin/workspaces/' + encodeURIComponent(A.workspace) + '/assignments/' + encodeURIComponent(c.id);
+  }
+
+  async function loadAssignment(c) {
+    try {
+      const a = await api('GET', assignPath(c));
+      c.assignee = a.operator || '';
+      c.assignVersion = typeof a.version === 'number' ? a.version : 0;
+      scheduleRender();
+    } catch (e) { /* shown as the list said */ }
+  }
+
+  async function assign(operator) {
+    const c = A.selected && A.convs.get(A.selected);
+    if (!c) return;
+    el.assignConflict.hidden = true;
+    if (c.assignVersion === null) await loadAssignment(c);
+    try {
+      const a = await api('PUT', assignPath(c), { operator, expect_version: c.assignVersion || 0 });
+      c.assignee = operator;
+      c.assignVersion = a.version;
+    } catch (e) {
+      if (e.code === 'conflict') {
+        await loadAssignment(c);
+        el.assignConflict.textContent = 'Someone else changed the assignment first: now ' +
+          (c.assignee ? 'assigned to ' + (c.assignee === myOperator() ? 'you' : c.assignee) : 'unassigned') + '.';
+        el.assignConflict.hidden = false;
+      } else {
+        flash('Assignment failed: ' + (e.message || e.code));
+      }
+    }
+    scheduleRender();
+  }
+
+  function renderInbox(c) {
+    el.inboxBar.hidden = !c;
+    el.visitorContext.hidden = true;
+    if (!c) return;
+    if (document.activeElement !== el.convStatus && el.convStatus.dataset.conv !== c.id + ':' + c.status) {
+      el.convStatus.value = c.status;
+      el.convStatus.dataset.conv = c.id + ':' + c.status;
+    }
+    el.convStatus.dataset.status = c.status;
+    el.convUntil.hidden = el.convStatus.value !== 'snoozed';
+    const me = myOperator();
+    el.convAssignee.textContent = c.assignee ? 'Assigned to ' + (c.assignee === me ? 'you' : c.assignee) : 'Unassigned';
+    el.convAssignee.dataset.assignee = c.assignee;
+    el.convAssign.hidden = Boolean(me) && c.assignee === me;
+    el.convUnassign.hidden = !c.assignee;
+    el.convTags.replaceChildren(...c.tags.map((t) => {
+      const rm = h('button', { type: 'button', 'aria-label': 'Remove tag ' + t, text: '\u00d7' });
+      rm.addEventListener('click', () => sendInbox(c, { tag: t, on: false }));
+      return h('span', { class: 'tag', 'data-testid': 'tag', 'data-tag': t }, h('span', { text: t }), rm);
+    }));
+    const x = c.context;
+    if (x && (x.url || x.referrer || x.language || (x.attrs && Object.keys(x.attrs).length))) {
+      const rows = [];
+      const row = (k, v, id) => rows.push(h('dt', { text: k }), h('dd', { 'data-testid': id, dir: 'auto', text: v }));
+      if (x.url) row('Page', x.url, 'context-url');
+      if (x.referrer) row('Came from', x.referrer, 'context-referrer');
+      if (x.language) row('Language', x.language, 'context-language');
+      for (const [k, v] of Object.entries(x.attrs || {}).sort()) row(k, String(v), 'context-attr');
+      el.visitorContext.replaceChildren(...rows);
+      el.visitorContext.hidden = false;
+    }
+  }
 
   const seenEl = h('div', { class: 'seen', 'data-testid': 'seen', text: 'Seen' });
   seenEl.hidden = true;
@@ -292,16 +459,18 @@
     const preview = h('span', { class: 'conv-preview', dir: 'auto' });
     const typing = h('span', { class: 'conv-typing', 'data-testid': 'conv-typing', text: 'typing' + ELLIPSIS });
     const unread = h('span', { class: 'badge', 'data-testid': 'conv-unread' });
+    const statusLabel = h('span', { class: 'conv-status', 'data-testid': 'conv-status-label' });
+    const assigneeLabel = h('span', { class: 'conv-status', 'data-testid': 'conv-assignee-label' });
     const viewersText = h('span');
     const viewers = h('span', { class: 'conv-viewers', 'data-testid': 'conv-viewers' }, eyeIcon(), viewersText);
     const button = h('button', {
       type: 'button', class: 'conv', 'data-testid': 'conv-item', 'data-id': c.id,
     }, h('span', { class: 'avatar-wrap' }, avatar, dot),
     h('span', { class: 'conv-main' },
-      h('span', { class: 'conv-row' }, name, time),
+      h('span', { class: 'conv-row' }, name, assigneeLabel, statusLabel, time),
       h('span', { class: 'conv-row' }, preview, typing, viewers, unread)));
     button.addEventListener('click', () => select(c.id));
-    c.el = { li: h('li', null, button), button, avatar, dot, name, time, preview, typing, viewers, viewersText, unread };
+    c.el = { li: h('li', null, button), button, avatar, dot, name, time, preview, typing, viewers, viewersText, unread, statusLabel, assigneeLabel };
     return c.el;
   }
 
@@ -310,6 +479,7 @@
       // An empty conversation shows while its visitor is around (typing, online).
       .filter((c) => c.messages.size || c.id === A.selected || visitorTypers(c).length ||
         (c.listed && (c.listHead > 0 || c.last || convOnline(c))))
+      .filter(filterKeeps)
       .sort((a, b) => convUpdated(b) - convUpdated(a) || cmp(a.id, b.id));
     list.forEach((c, i) => {
       const e = c.el || buildConvItem(c);
@@ -322,6 +492,14 @@
       e.time.textContent = formatTime(p.ms, false);
       e.preview.textContent = p.text;
       e.button.dataset.online = String(online);
+      e.button.dataset.status = c.status;
+      e.button.dataset.tags = c.tags.join(' ');
+      e.statusLabel.hidden = c.status === 'open';
+      e.statusLabel.textContent = STATUS_LABEL[c.status] || '';
+      e.button.dataset.assignee = c.assignee;
+      e.assigneeLabel.hidden = !c.assignee;
+      e.assigneeLabel.textContent = c.assignee === myOperator() ? 'You' : c.assignee;
+      e.assigneeLabel.title = c.assignee ? 'Assigned to ' + (c.assignee === myOperator() ? 'you' : c.assignee) : '';
       e.button.dataset.unread = String(unread);
       e.button.classList.toggle('is-selected', c.id === A.selected);
       e.button.classList.toggle('is-unread', unread > 0);
@@ -361,10 +539,12 @@
     m.el.classList.toggle('msg--team', team);
     m.el.classList.toggle('msg--mine', mine);
     m.el.classList.toggle('msg--deleted', Boolean(m.deleted));
+    m.el.classList.toggle('msg--note', Boolean(m.internal));
+    m.el.dataset.internal = String(Boolean(m.internal));
     m.el.dataset.state = C.stateName(m);
     m.el.dataset.authorRole = m.role || 'agent';
-    m.elAuthor.textContent = mine ? 'You'
-      : (m.name || participantLabel(m.author)) + (m.role === 'bot' ? ' \u00b7 Bot' : '');
+    m.elAuthor.textContent = (mine ? 'You'
+      : (m.name || participantLabel(m.author)) + (m.role === 'bot' ? ' \u00b7 Bot' : '')) + (m.internal ? ' \u00b7 Note' : '');
     const shown = m.deleted ? null : m.body; // rebuilt only when it changes (links keep focus)
     if (m.elShown !== shown) {
       m.elShown = shown;
@@ -382,6 +562,7 @@
     el.threadHead.hidden = !c;
     el.threadBody.hidden = !c;
     el.composer.hidden = !c;
+    renderInbox(c);
     if (!c) {
       el.typing.hidden = true;
       el.messages.replaceChildren();
@@ -729,6 +910,11 @@
       c.listHead = item.head || 0;
       c.listUnread = item.unread || 0;
       if (item.last) c.last = item.last;
+      c.status = STATUS_LABEL[item.status] ? item.status : 'open';
+      c.until = item.until || 0;
+      c.tags = Array.isArray(item.tags) ? item.tags.filter((t) => typeof t === 'string') : [];
+      c.assignee = typeof item.assignee === 'string' ? item.assignee : '';
+      c.context = item.context && typeof item.context === 'object' ? item.context : null;
       mergeReads(c, item.reads);
       if (c.listHead > 0) {
         // Messages kept from another node: at most this node's head here.
@@ -800,7 +986,25 @@
     if (!known || !c.listed) scheduleList(); // a new conversation: fetch its details
     const msg = f.message;
     if (typeof f.seq === 'number' && f.seq > c.seenSeq) c.seenSeq = f.seq;
-    C.deliver(f, c.messages, c.vector, () => ++A.localSeq);
+    if (msg.internal && msg.kind) {
+      // An inbox change: shown in the conversation's state, not as a message.
+      const op = C.deliver(f, c.ops, c.vector, () => ++A.localSeq);
+      if (!op.applied) {
+        op.applied = true;
+        applyOp(c, msg);
+        scheduleList();
+      }
+      scheduleRender();
+      return;
+    }
+    const dm = C.deliver(f, c.messages, c.vector, () => ++A.localSeq);
+    dm.internal = Boolean(msg.internal);
+    if (fresh && msg.role === 'visitor' && !msg.internal && c.status !== 'open') {
+      // A visitor's message reopens the conversation (the list confirms).
+      c.status = 'open';
+      c.until = 0;
+      scheduleList();
+    }
     if (!c.owner && msg.role === 'visitor') {
       c.owner = msg.author;
       if (msg.name) c.ownerName = msg.name;
@@ -828,6 +1032,10 @@
       return;
     }
     if (ctx && (ctx.kind === 'view' || ctx.kind === 'status')) return;
+    if (ctx && ctx.kind === 'inbox') {
+      scheduleList();
+      return;
+    }
     if (!f.id) return;
     const pending = A.outbox.get(f.id);
     A.outbox.delete(f.id);
@@ -979,6 +1187,8 @@
     if (id) {
       const c = conv(id);
       if (!c.loaded) resumeConv(c);
+      el.assignConflict.hidden = true;
+      loadAssignment(c);
       render();
       maybeSendRead(c);
       if (!window.matchMedia || !window.matchMedia('(max-width: 800px)').matches) el.input.focus();
@@ -1023,8 +1233,13 @@
     }
     stopTyping();
     const id = newId();
-    c.messages.set(id, C.pending(id, A.participant, 'agent', A.name, body, ++A.localSeq));
-    A.outbox.set(id, { conv: c.id, frame: { type: 'send', conversation: c.id, id, body }, sentAt: 0 });
+    const note = el.noteToggle.checked;
+    const pm = C.pending(id, A.participant, 'agent', A.name, body, ++A.localSeq);
+    pm.internal = note;
+    c.messages.set(id, pm);
+    const frame = { type: 'send', conversation: c.id, id, body };
+    if (note) frame.internal = true;
+    A.outbox.set(id, { conv: c.id, frame, sentAt: 0 });
     el.input.value = '';
     autosize();
     A.forceScroll = true;
@@ -1035,7 +1250,8 @@
   function onInput() {
     autosize();
     const c = A.selected;
-    if (!c || !el.input.value.trim()) {
+    if (!c || !el.input.value.trim() || el.noteToggle.checked) {
+      // A note is between agents: the visitor never sees it being typed.
       stopTyping();
       return;
     }
@@ -1077,11 +1293,14 @@
       opts.headers['Content-Type'] = 'application/json';
       opts.body = JSON.stringify(body);
     }
-    const resp = await fetch('/v1/workspaces/' + encodeURIComponent(A.workspace) + path, opts);
+    const url = path.startsWith('/v1/') ? path : '/v1/workspaces/' + encodeURIComponent(A.workspace) + path;
+    const resp = await fetch(url, opts);
     let data = null;
     try { data = C.neutralise(await resp.json()); } catch (e) { /* not JSON */ }
     if (!resp.ok) {
-      throw new APIError(resp.status, (data && data.code) || 'http_' + resp.status, data && data.message);
+      // The admin API wraps its errors ({"error": {code, message}}).
+      const e = data && data.error && typeof data.error === 'object' ? data.error : data;
+      throw new APIError(resp.status, (e && e.code) || 'http_' + resp.status, e && e.message);
     }
     return data || {};
   }
@@ -1559,6 +1778,29 @@
     if (alerts.audio.state === 'suspended') alerts.audio.resume().catch(() => {});
   });
   el.back.addEventListener('click', () => select(null));
+  for (const f of [el.filterStatus, el.filterAssignee]) f.addEventListener('change', scheduleRender);
+  el.filterTag.addEventListener('input', scheduleRender);
+  el.convStatus.addEventListener('change', () => {
+    el.convUntil.hidden = el.convStatus.value !== 'snoozed';
+  });
+  el.convStatusSet.addEventListener('click', setConvStatus);
+  el.convAssign.addEventListener('click', () => assign(myOperator()));
+  el.convUnassign.addEventListener('click', () => assign(''));
+  el.tagForm.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    addTag();
+  });
+  el.tagInput.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && !ev.isComposing) {
+      ev.preventDefault();
+      addTag();
+    }
+  });
+  el.noteToggle.addEventListener('change', () => {
+    el.composer.classList.toggle('is-note', el.noteToggle.checked);
+    el.input.placeholder = el.noteToggle.checked ? 'Write a note for agents (the visitor never sees it)' : 'Write a reply…';
+    if (el.noteToggle.checked) stopTyping();
+  });
   el.input.addEventListener('input', onInput);
   el.input.addEventListener('blur', stopTyping);
   el.input.addEventListener('keydown', (ev) => {
@@ -1583,6 +1825,12 @@
   setInterval(() => {
     if (A.convs.size) scheduleRender(); // keeps the relative times fresh
   }, 60000);
+  // Assignments are the control plane's, with no frame of their own, and
+  // snoozes run out: while the list is filtered it is asked again now and
+  // then.
+  setInterval(() => {
+    if (el.filterStatus.value || el.filterAssignee.value || el.filterTag.value.trim()) list();
+  }, 20000);
 
   // ---------------------------------------------------------------- boot
 
