@@ -70,7 +70,11 @@ func (c *Cluster) Versions() VersionInfo {
 // checkVersion refuses cmd (ErrClusterUpgrading) when it needs a protocol
 // version that a member of the cluster does not run, or may not.
 func (c *Cluster) checkVersion(cmd Command) error {
-	need := schema.RequiredVersion(cmd)
+	return c.checkNeed(cmd, schema.RequiredVersion(cmd))
+}
+
+// checkNeed is checkVersion of a command that needs version need.
+func (c *Cluster) checkNeed(cmd Command, need int) error {
 	if need <= schema.MinProtocolVersion {
 		// Every node this one links with runs at least that.
 		return nil

@@ -16,8 +16,8 @@ import (
 
 	"parley/cluster"
 	"parley/cluster/membership"
-	"parley/cluster/schema"
 	"parley/cluster/nodelink"
+	"parley/cluster/schema"
 )
 
 // control is the node's member of the Raft control plane: it opens it,

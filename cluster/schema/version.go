@@ -1,7 +1,5 @@
 package schema
 
-import "fmt"
-
 // Protocol versions. Nodes of different releases run side by side during
 // a rolling upgrade; what they exchange (the command table's types, the
 // node link's protocols, gossip's metadata) is versioned by one number,
@@ -64,30 +62,4 @@ func wrapped(cmd Command) Command {
 		return c.Cmd
 	}
 	return nil
-}
-
-// Compatible says whether nodes speaking versions a (accepting peers from
-// minA on) and b (from minB on) may work together: each at least the
-// other's minimum. A zero version is 1 (a node of the first release
-// advertises none), a zero minimum is the version itself.
-func Compatible(a, minA, b, minB int) error {
-	a, minA = normVersion(a, minA)
-	b, minB = normVersion(b, minB)
-	switch {
-	case b < minA:
-		return fmt.Errorf("the peer speaks protocol version %d, this node (version %d) needs %d or later: upgrade the peer", b, a, minA)
-	case a < minB:
-		return fmt.Errorf("the peer (version %d) needs protocol version %d or later, this node speaks %d: upgrade this node", b, minB, a)
-	}
-	return nil
-}
-
-func normVersion(v, minV int) (int, int) {
-	if v <= 0 {
-		v = 1
-	}
-	if minV <= 0 || minV > v {
-		minV = v
-	}
-	return v, minV
 }
