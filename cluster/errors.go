@@ -36,6 +36,11 @@ var (
 	// ErrOverLimit: the workspace's plan does not allow the change (seats).
 	ErrOverLimit = errors.New("over plan limit")
 	ErrClosed    = errors.New("cluster closed")
+	// ErrClusterUpgrading: the command is newer than a member of the
+	// cluster runs (or than a member gossip cannot see may run): it was not
+	// proposed, so that no node meets a command it does not know and
+	// stops. Retry once every member runs the command's version.
+	ErrClusterUpgrading = errors.New("cluster upgrading")
 	// ErrBusy: this node is already checking as many passwords as it
 	// allows, with a full queue behind (Config.PasswordChecks); retry
 	// shortly. Nothing was checked or applied.
@@ -79,6 +84,7 @@ var errorCodes = []struct {
 	{"closed", ErrClosed},
 	{"internal", ErrInternal},
 	{"busy", ErrBusy},
+	{"cluster_upgrading", ErrClusterUpgrading},
 }
 
 // ErrorCode is the stable wire name of the sentinel err wraps ("internal"

@@ -126,7 +126,13 @@ func (c *Cluster) forward(ctx context.Context, fwd Forwarder, data []byte) (res 
 // is for a request that could not be answered at all, which does not
 // happen today.
 func (c *Cluster) HandleForward(ctx context.Context, cmd []byte) ([]byte, error) {
-	if _, err := DecodeCommand(cmd); err != nil {
+	decoded, err := DecodeCommand(cmd)
+	if err != nil {
+		return encodeReply(Result{}, err), nil
+	}
+	// The origin checked too, with its own view of the members' versions:
+	// the leader's is the one that counts.
+	if err := c.checkVersion(decoded); err != nil {
 		return encodeReply(Result{}, err), nil
 	}
 	res, err := c.apply(ctx, cmd, nil)

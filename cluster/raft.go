@@ -68,6 +68,13 @@ type Config struct {
 	Forwarder Forwarder
 	// Observer receives apply latencies for metrics. Zero: none.
 	Observer Observer
+	// Versions reports the protocol version (schema.ProtocolVersion) of
+	// the nodes this one knows alive, by node ID (the node passes
+	// gossip's view); a member of the Raft configuration it leaves out
+	// is of unknown version. Apply refuses a command newer than the
+	// lowest (ErrClusterUpgrading). Zero: every member runs this build's
+	// version (this package's tests).
+	Versions func() map[string]int
 
 	// SnapshotThreshold is how many log entries since the last snapshot
 	// trigger a new one. Zero: 8192.
@@ -511,6 +518,9 @@ func (c *Cluster) isClosed() bool {
 // When ctx carries an audit context (WithAudit), cmd is proposed as an
 // Audited command, which the state machine records in the audit log.
 func (c *Cluster) Apply(ctx context.Context, cmd Command) (Result, error) {
+	if err := c.checkVersion(cmd); err != nil {
+		return Result{}, err
+	}
 	cmd, call := c.audited(ctx, cmd)
 	res, err := c.applyCommand(ctx, cmd)
 	if call != nil {
@@ -785,6 +795,7 @@ func (c *Cluster) Members() []Member {
 		return nil
 	}
 	leaderID, _ := c.Leader()
+	versions := c.versions()
 	var out []Member
 	for _, s := range f.Configuration().Servers {
 		m := Member{
@@ -799,6 +810,7 @@ func (c *Cluster) Members() []Member {
 		if m.ID == c.cfg.NodeID {
 			m.Region = c.cfg.Region
 		}
+		m.Version = versions[m.ID]
 		out = append(out, m)
 	}
 	sortBy(out, func(m Member) string { return m.ID })

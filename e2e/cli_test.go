@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"parley/cluster/schema"
 )
 
 // ctlBin is parleyctl, built once for the tests that drive it.
@@ -271,6 +273,9 @@ func TestCLICluster(t *testing.T) {
 	r = c.ok(root(n1, "cluster", "status")...)
 	if info.Raft.LeaderID == "" || !regexp.MustCompile(`(?m)^leader\s+`+info.Raft.LeaderID+`$`).MatchString(r.stdout) {
 		t.Errorf("cluster status does not name the leader %q:\n%s", info.Raft.LeaderID, r.stdout)
+	}
+	if want := fmt.Sprintf(`(?m)^protocol\s+this node %d \(works beside %d and later\); cluster `, schema.ProtocolVersion, schema.MinProtocolVersion); !regexp.MustCompile(want).MatchString(r.stdout) {
+		t.Errorf("cluster status does not give the protocol versions:\n%s", r.stdout)
 	}
 	for i, region := range []string{"eu", "us", "ap"} {
 		id := fmt.Sprintf("n%d", i+1)

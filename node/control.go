@@ -17,6 +17,7 @@ import (
 	"parley/cluster"
 	"parley/cluster/membership"
 	"parley/cluster/nodelink"
+	"parley/cluster/schema"
 )
 
 // control is the node's member of the Raft control plane: it opens it,
@@ -34,6 +35,21 @@ type control struct {
 	ready atomic.Bool
 	// freshAt is when the last completed catch-up round began (unix ns).
 	freshAt atomic.Int64
+	// gossip is set once gossip runs (openGossip): it tells the members'
+	// protocol versions (versions).
+	gossip atomic.Pointer[membership.Membership]
+}
+
+// versions is the protocol version of every node gossip sees alive, by
+// ID (cluster.Config.Versions): none before gossip runs.
+func (ctl *control) versions() map[string]int {
+	out := map[string]int{}
+	if m := ctl.gossip.Load(); m != nil {
+		for _, mb := range m.Members() {
+			out[mb.ID] = mb.Version()
+		}
+	}
+	return out
 }
 
 // openControl opens the Raft member. apiAddr is this node's HTTP address as
@@ -56,7 +72,8 @@ func openControl(cfg Config, log *slog.Logger, key clusterKey, apiAddr string, o
 	// Every byte between nodes but gossip goes through the link: mutual
 	// TLS under the CA only holders of the cluster key can compute.
 	members := &memberIPs{}
-	link, err := nodelink.Listen(nodelink.Config{Seed: key.linkSeed(), NodeID: cfg.NodeID, Bind: raftAddr, Advertise: advertise, Logger: log, Member: members.has})
+	link, err := nodelink.Listen(nodelink.Config{Seed: key.linkSeed(), NodeID: cfg.NodeID, Bind: raftAddr, Advertise: advertise, Logger: log, Member: members.has,
+		Version: schema.ProtocolVersion, MinVersion: schema.MinProtocolVersion})
 	if err != nil {
 		return nil, fmt.Errorf("node link on %s: %w", raftAddr, err)
 	}
@@ -73,6 +90,7 @@ func openControl(cfg Config, log *slog.Logger, key clusterKey, apiAddr string, o
 		MasterKey:          key.masterKey(),
 		Forwarder:          fwd,
 		Observer:           obs,
+		Versions:           ctl.versions,
 		SnapshotThreshold:  cfg.RaftSnapshotThreshold,
 		TrailingLogs:       cfg.RaftTrailingLogs,
 		PasswordIterations: cfg.passwordIterations,

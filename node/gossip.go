@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"parley/cluster/membership"
+	"parley/cluster/schema"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -51,7 +52,7 @@ func openGossip(cfg Config, log *slog.Logger, ctl *control, reg prometheus.Regis
 	}
 	g.m, err = membership.Start(membership.Config{
 		NodeID: cfg.NodeID, Region: cfg.Region, Zone: cfg.Zone,
-		HTTPAddr: ctl.apiAddr, RaftAddr: ctl.c.Addr(),
+		HTTPAddr: ctl.apiAddr, RaftAddr: ctl.c.Addr(), Proto: schema.ProtocolVersion,
 		BindAddr: addr, AdvertiseAddr: advertise,
 		Key:    ctl.key.derive("gossip-key/v1"),
 		Logger: log,
@@ -69,6 +70,7 @@ func openGossip(cfg Config, log *slog.Logger, ctl *control, reg prometheus.Regis
 	if err != nil {
 		return nil, err
 	}
+	ctl.gossip.Store(g.m)
 	if err := os.WriteFile(filepath.Join(cfg.DataDir, "gossip-addr"), []byte(g.m.Addr()+"\n"), 0o600); err != nil {
 		g.m.Close()
 		return nil, err

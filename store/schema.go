@@ -149,7 +149,7 @@ func migrate(db *bolt.DB, ms []migration, env migrationEnv) error {
 		return err
 	}
 	if current > len(ms) {
-		return fmt.Errorf("schema version %d is newer than this build's %d", current, len(ms))
+		return fmt.Errorf("%w: schema version %d, this build knows %d at most: run the release that wrote it (or a later one), or restore a backup made before the upgrade", ErrNewerSchema, current, len(ms))
 	}
 	for _, m := range ms[current:] {
 		err := db.Update(func(tx *bolt.Tx) error {

@@ -26,6 +26,10 @@ var (
 	ErrExists    = errors.New("already exists")
 	ErrClosed    = errors.New("store closed")
 	ErrInvalid   = errors.New("invalid")
+	// ErrNewerSchema: the file was written by a newer build, whose schema
+	// this one does not know (a rollback past a migration): Open refuses
+	// it rather than guess.
+	ErrNewerSchema = errors.New("store schema newer than this build")
 )
 
 // Observer receives the store's commit measurements; the node feeds them to
@@ -142,7 +146,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	if err := migrate(db, migrations, migrationEnv{origin: cfg.Origin, keys: keys}); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("store: %w", err)
+		return nil, fmt.Errorf("store: %s: %w", cfg.Path, err)
 	}
 	if err := keys.checkKEK(db, cfg.PreviousKEKs); err != nil {
 		db.Close()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -327,9 +328,14 @@ func TestNewerSchemaRefused(t *testing.T) {
 		return m.Put(schemaKey, putU64(uint64(SchemaLatest()+1)))
 	})
 	db.Close()
-	if s, err := Open(Config{Path: path}); err == nil {
+	s, err := Open(Config{Path: path})
+	if err == nil {
 		s.Close()
 		t.Fatal("opened a file with a newer schema")
+	}
+	if !errors.Is(err, ErrNewerSchema) || !strings.Contains(err.Error(), fmt.Sprintf("schema version %d, this build knows %d at most", SchemaLatest()+1, SchemaLatest())) ||
+		!strings.Contains(err.Error(), path) {
+		t.Fatalf("a newer schema refused with %v", err)
 	}
 }
 

@@ -34,7 +34,14 @@ type Member struct {
 	// Leaving is set by a member about to leave gracefully, so that its
 	// departure is told apart from a failure (memberlist does not say).
 	Leaving bool `json:"leaving,omitempty"`
+	// Proto is the protocol version the member runs (Config.Proto); a
+	// node of the first release advertises none (0): see Version.
+	Proto int `json:"proto,omitempty"`
 }
+
+// Version is the protocol version the member runs: Proto, or 1 when it
+// advertises none (nodes of the first release).
+func (m Member) Version() int { return max(m.Proto, 1) }
 
 // EventKind is what happened to a member.
 type EventKind int
@@ -76,6 +83,10 @@ type Config struct {
 	Region, Zone string
 	// HTTPAddr and RaftAddr are advertised: where peers reach this node.
 	HTTPAddr, RaftAddr string
+	// Proto is the protocol version this node runs, advertised so that
+	// the others know what they may ask of it during a rolling upgrade.
+	// Zero: none advertised, read as 1.
+	Proto int
 	// BindAddr is the UDP and TCP address of gossip. Zero: 127.0.0.1:0.
 	BindAddr string
 	// AdvertiseAddr is the gossip address peers dial, needed when BindAddr
@@ -137,7 +148,7 @@ func Start(cfg Config) (*Membership, error) {
 	if cfg.SuspicionMult == 0 {
 		cfg.SuspicionMult = 3
 	}
-	self := Member{ID: cfg.NodeID, Region: cfg.Region, Zone: cfg.Zone, HTTPAddr: cfg.HTTPAddr, RaftAddr: cfg.RaftAddr}
+	self := Member{ID: cfg.NodeID, Region: cfg.Region, Zone: cfg.Zone, HTTPAddr: cfg.HTTPAddr, RaftAddr: cfg.RaftAddr, Proto: cfg.Proto}
 	meta, err := json.Marshal(self)
 	if err != nil {
 		return nil, err

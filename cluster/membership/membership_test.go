@@ -167,3 +167,30 @@ func TestAdvertiseByName(t *testing.T) {
 		t.Errorf("advertised %s, want 127.0.0.1:%s", got, port)
 	}
 }
+
+// Each member advertises its protocol version; one that advertises none
+// (a node of the first release) runs version 1.
+func TestMembersAdvertiseTheirProtocolVersion(t *testing.T) {
+	t.Parallel()
+	old := start(t, "n1", "eu", nil, nil)
+	m, err := Start(Config{NodeID: "n2", Region: "eu", HTTPAddr: "127.0.0.1:12", Proto: 3,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.list.Shutdown() })
+	if _, err := m.Join([]string{old.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, old, 2)
+	waitMembers(t, m, 2)
+	for _, view := range []*Membership{old, m} {
+		got := map[string]int{}
+		for _, mb := range view.Members() {
+			got[mb.ID] = mb.Version()
+		}
+		if got["n1"] != 1 || got["n2"] != 3 {
+			t.Fatalf("%s sees versions %v, want n1 1 and n2 3", view.cfg.NodeID, got)
+		}
+	}
+}

@@ -72,7 +72,7 @@ func newCA(seed []byte) (*ca, error) {
 
 // issue makes a certificate for nodeID, valid for both ends of a link, with
 // a fresh key that never leaves the process.
-func (a *ca) issue(nodeID string, now time.Time) (*tls.Certificate, error) {
+func (a *ca) issue(nodeID string, now time.Time, ext []pkix.Extension) (*tls.Certificate, error) {
 	pub, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, err
@@ -82,14 +82,15 @@ func (a *ca) issue(nodeID string, now time.Time) (*tls.Certificate, error) {
 		return nil, err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:   serial,
-		Subject:        pkix.Name{CommonName: nodeID},
-		DNSNames:       []string{ServerName},
-		NotBefore:      now.Add(-clockSlack),
-		NotAfter:       now.Add(leafLifetime),
-		KeyUsage:       x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		AuthorityKeyId: a.cert.SubjectKeyId,
+		SerialNumber:    serial,
+		Subject:         pkix.Name{CommonName: nodeID},
+		DNSNames:        []string{ServerName},
+		NotBefore:       now.Add(-clockSlack),
+		NotAfter:        now.Add(leafLifetime),
+		KeyUsage:        x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		AuthorityKeyId:  a.cert.SubjectKeyId,
+		ExtraExtensions: ext,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.cert, pub, a.key)
 	if err != nil {
@@ -108,6 +109,7 @@ type leafSource struct {
 	ca     *ca
 	nodeID string
 	now    func() time.Time
+	ext    []pkix.Extension // versionExtension's
 
 	mu   sync.Mutex
 	cert *tls.Certificate
@@ -120,7 +122,7 @@ func (s *leafSource) get() (*tls.Certificate, error) {
 	if s.cert != nil && now.Before(s.cert.Leaf.NotBefore.Add(clockSlack+leafLifetime/2)) {
 		return s.cert, nil
 	}
-	c, err := s.ca.issue(s.nodeID, now)
+	c, err := s.ca.issue(s.nodeID, now, s.ext)
 	if err != nil {
 		return nil, err
 	}

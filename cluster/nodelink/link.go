@@ -76,6 +76,12 @@ type Config struct {
 	// out. Called with the link's lock held: it must be quick. Zero: no
 	// address is known.
 	Member func(ip string) bool
+	// Version is the protocol version this node speaks and MinVersion the
+	// oldest it works beside (version.go): both go into its certificate,
+	// and a link with a peer that cannot work with this node is refused at
+	// both ends. Zero: version 1 advertised by no extension, as the first
+	// release did; a zero MinVersion is Version.
+	Version, MinVersion int
 }
 
 // Link is a node's end of the links to the other nodes: a listener that
@@ -88,7 +94,8 @@ type Link struct {
 	adv    net.Addr
 	protos map[string]*protoListener
 
-	refused atomic.Uint64
+	refused  atomic.Uint64
+	incompat refusals
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{} // handshaking
@@ -112,11 +119,18 @@ func Listen(cfg Config) (*Link, error) {
 	if cfg.Dial == nil {
 		cfg.Dial = (&net.Dialer{Timeout: 3 * time.Second}).DialContext
 	}
+	if cfg.MinVersion <= 0 || cfg.MinVersion > cfg.Version {
+		cfg.MinVersion = cfg.Version
+	}
 	a, err := newCA(cfg.Seed)
 	if err != nil {
 		return nil, err
 	}
-	l := &Link{cfg: cfg, ca: a, leaf: &leafSource{ca: a, nodeID: cfg.NodeID, now: cfg.Now},
+	ext, err := versionExtension(versions{Version: cfg.Version, Min: cfg.MinVersion})
+	if err != nil {
+		return nil, err
+	}
+	l := &Link{cfg: cfg, ca: a, leaf: &leafSource{ca: a, nodeID: cfg.NodeID, now: cfg.Now, ext: ext},
 		protos: map[string]*protoListener{}, conns: map[net.Conn]struct{}{}, perIP: map[string]int{}, done: make(chan struct{})}
 	if _, err := l.leaf.get(); err != nil {
 		return nil, err
@@ -242,6 +256,12 @@ func (l *Link) handshake(raw net.Conn) {
 		tc.Close()
 		return
 	}
+	if err := l.checkPeer(tc.ConnectionState()); err != nil {
+		l.refused.Add(1)
+		l.incompat.log(l, "accepted", err)
+		tc.Close()
+		return
+	}
 	select {
 	case p.ch <- &Conn{Conn: tc, state: tc.ConnectionState()}:
 	case <-p.done:
@@ -346,6 +366,11 @@ func (l *Link) Dial(ctx context.Context, addr, proto string, dial func(ctx conte
 	if got := tc.ConnectionState().NegotiatedProtocol; got != proto {
 		tc.Close()
 		return nil, fmt.Errorf("nodelink: %s speaks %q, not %q", addr, got, proto)
+	}
+	if err := l.checkPeer(tc.ConnectionState()); err != nil {
+		l.incompat.log(l, "dialled "+addr, err)
+		tc.Close()
+		return nil, err
 	}
 	return tc, nil
 }

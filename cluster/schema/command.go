@@ -94,7 +94,9 @@ const (
 	TypeSetEmailSettings    CommandType = 36
 	TypeDeleteEmailSettings CommandType = 37
 	TypeRecordMail          CommandType = 38
-	// Append new types here, with the next number, and a row in commands.
+	// Append new types here, with the next number, and a row in commands
+	// naming the protocol version that introduces it (ProtocolVersion,
+	// raised by one in the release that first adds a command).
 )
 
 // commandInfo is a row of the command table.
@@ -104,49 +106,56 @@ type commandInfo struct {
 	// skippable: an older node may skip the entry (SkippableFlag). None of
 	// today's commands may be skipped: each changes state others read.
 	skippable bool
+	// since is the protocol version (version.go) that introduced the
+	// command: 1 for those of the first release, 1 to 35. A command newer
+	// than the lowest version among the members of a cluster is refused
+	// before it enters the log (package cluster, ErrClusterUpgrading), so
+	// that no node of an older version meets it and stops.
+	since int
 }
 
 // commands is the table of every command type this binary knows: its name
-// (for logs), its decoder and whether an older node may skip it.
+// (for logs), its decoder, whether an older node may skip it and the
+// protocol version that introduced it.
 var commands = map[CommandType]commandInfo{
-	TypeCreateWorkspace:     {"create_workspace", func() Command { return &CreateWorkspace{} }, false},
-	TypeUpdateWorkspace:     {"update_workspace", func() Command { return &UpdateWorkspace{} }, false},
-	TypeDeleteWorkspace:     {"delete_workspace", func() Command { return &DeleteWorkspace{} }, false},
-	TypeCreateOperator:      {"create_operator", func() Command { return &CreateOperator{} }, false},
-	TypeUpdateOperator:      {"update_operator", func() Command { return &UpdateOperator{} }, false},
-	TypeDeleteOperator:      {"delete_operator", func() Command { return &DeleteOperator{} }, false},
-	TypeCreateSession:       {"create_session", func() Command { return &CreateSession{} }, false},
-	TypeRevokeSession:       {"revoke_session", func() Command { return &RevokeSession{} }, false},
-	TypeCreateKey:           {"create_key", func() Command { return &CreateKey{} }, false},
-	TypeRevokeKey:           {"revoke_key", func() Command { return &RevokeKey{} }, false},
-	TypeSetSecret:           {"set_secret", func() Command { return &SetSecret{} }, false},
-	TypeSetPlan:             {"set_plan", func() Command { return &SetPlan{} }, false},
-	TypeReportUsage:         {"report_usage", func() Command { return &ReportUsage{} }, false},
-	TypeRecordBillingEvent:  {"record_billing_event", func() Command { return &RecordBillingEvent{} }, false},
-	TypePrune:               {"prune", func() Command { return &Prune{} }, false},
-	TypeAssign:              {"assign", func() Command { return &Assign{} }, false},
-	TypeRegisterNode:        {"register_node", func() Command { return &RegisterNode{} }, false},
-	TypeEraseConversation:   {"erase_conversation", func() Command { return &EraseConversation{} }, false},
-	TypeRequest:             {"request", func() Command { return &Request{} }, false},
-	TypeRehashPassword:      {"rehash_password", func() Command { return &RehashPassword{} }, false},
-	TypeRotateSecret:        {"rotate_secret", func() Command { return &RotateSecret{} }, false},
-	TypeAudited:             {"audited", func() Command { return &Audited{} }, false},
-	TypeRecordAudit:         {"record_audit", func() Command { return &RecordAudit{} }, false},
-	TypePruneAudit:          {"prune_audit", func() Command { return &PruneAudit{} }, false},
-	TypeEraseVisitor:        {"erase_visitor", func() Command { return &EraseVisitor{} }, false},
-	TypeSetRetention:        {"set_retention", func() Command { return &SetRetention{} }, false},
-	TypeSetVisitorDeletion:  {"set_visitor_deletion", func() Command { return &SetVisitorDeletion{} }, false},
-	TypeRequestDeletion:     {"request_deletion", func() Command { return &RequestDeletion{} }, false},
-	TypeCreateWebhook:       {"create_webhook", func() Command { return &CreateWebhook{} }, false},
-	TypeRotateWebhookSecret: {"rotate_webhook_secret", func() Command { return &RotateWebhookSecret{} }, false},
-	TypeDeleteWebhook:       {"delete_webhook", func() Command { return &DeleteWebhook{} }, false},
-	TypeAddDeadLetters:      {"add_dead_letters", func() Command { return &AddDeadLetters{} }, false},
-	TypeRedeliverWebhook:    {"redeliver_webhook", func() Command { return &RedeliverWebhook{} }, false},
-	TypeResolveDeadLetters:  {"resolve_dead_letters", func() Command { return &ResolveDeadLetters{} }, false},
-	TypeAckWebhookOutbox:    {"ack_webhook_outbox", func() Command { return &AckWebhookOutbox{} }, false},
-	TypeSetEmailSettings:    {"set_email_settings", func() Command { return &SetEmailSettings{} }, false},
-	TypeDeleteEmailSettings: {"delete_email_settings", func() Command { return &DeleteEmailSettings{} }, false},
-	TypeRecordMail:          {"record_mail", func() Command { return &RecordMail{} }, false},
+	TypeCreateWorkspace:     {"create_workspace", func() Command { return &CreateWorkspace{} }, false, 1},
+	TypeUpdateWorkspace:     {"update_workspace", func() Command { return &UpdateWorkspace{} }, false, 1},
+	TypeDeleteWorkspace:     {"delete_workspace", func() Command { return &DeleteWorkspace{} }, false, 1},
+	TypeCreateOperator:      {"create_operator", func() Command { return &CreateOperator{} }, false, 1},
+	TypeUpdateOperator:      {"update_operator", func() Command { return &UpdateOperator{} }, false, 1},
+	TypeDeleteOperator:      {"delete_operator", func() Command { return &DeleteOperator{} }, false, 1},
+	TypeCreateSession:       {"create_session", func() Command { return &CreateSession{} }, false, 1},
+	TypeRevokeSession:       {"revoke_session", func() Command { return &RevokeSession{} }, false, 1},
+	TypeCreateKey:           {"create_key", func() Command { return &CreateKey{} }, false, 1},
+	TypeRevokeKey:           {"revoke_key", func() Command { return &RevokeKey{} }, false, 1},
+	TypeSetSecret:           {"set_secret", func() Command { return &SetSecret{} }, false, 1},
+	TypeSetPlan:             {"set_plan", func() Command { return &SetPlan{} }, false, 1},
+	TypeReportUsage:         {"report_usage", func() Command { return &ReportUsage{} }, false, 1},
+	TypeRecordBillingEvent:  {"record_billing_event", func() Command { return &RecordBillingEvent{} }, false, 1},
+	TypePrune:               {"prune", func() Command { return &Prune{} }, false, 1},
+	TypeAssign:              {"assign", func() Command { return &Assign{} }, false, 1},
+	TypeRegisterNode:        {"register_node", func() Command { return &RegisterNode{} }, false, 1},
+	TypeEraseConversation:   {"erase_conversation", func() Command { return &EraseConversation{} }, false, 1},
+	TypeRequest:             {"request", func() Command { return &Request{} }, false, 1},
+	TypeRehashPassword:      {"rehash_password", func() Command { return &RehashPassword{} }, false, 1},
+	TypeRotateSecret:        {"rotate_secret", func() Command { return &RotateSecret{} }, false, 1},
+	TypeAudited:             {"audited", func() Command { return &Audited{} }, false, 1},
+	TypeRecordAudit:         {"record_audit", func() Command { return &RecordAudit{} }, false, 1},
+	TypePruneAudit:          {"prune_audit", func() Command { return &PruneAudit{} }, false, 1},
+	TypeEraseVisitor:        {"erase_visitor", func() Command { return &EraseVisitor{} }, false, 1},
+	TypeSetRetention:        {"set_retention", func() Command { return &SetRetention{} }, false, 1},
+	TypeSetVisitorDeletion:  {"set_visitor_deletion", func() Command { return &SetVisitorDeletion{} }, false, 1},
+	TypeRequestDeletion:     {"request_deletion", func() Command { return &RequestDeletion{} }, false, 1},
+	TypeCreateWebhook:       {"create_webhook", func() Command { return &CreateWebhook{} }, false, 1},
+	TypeRotateWebhookSecret: {"rotate_webhook_secret", func() Command { return &RotateWebhookSecret{} }, false, 1},
+	TypeDeleteWebhook:       {"delete_webhook", func() Command { return &DeleteWebhook{} }, false, 1},
+	TypeAddDeadLetters:      {"add_dead_letters", func() Command { return &AddDeadLetters{} }, false, 1},
+	TypeRedeliverWebhook:    {"redeliver_webhook", func() Command { return &RedeliverWebhook{} }, false, 1},
+	TypeResolveDeadLetters:  {"resolve_dead_letters", func() Command { return &ResolveDeadLetters{} }, false, 1},
+	TypeAckWebhookOutbox:    {"ack_webhook_outbox", func() Command { return &AckWebhookOutbox{} }, false, 1},
+	TypeSetEmailSettings:    {"set_email_settings", func() Command { return &SetEmailSettings{} }, false, 2},
+	TypeDeleteEmailSettings: {"delete_email_settings", func() Command { return &DeleteEmailSettings{} }, false, 2},
+	TypeRecordMail:          {"record_mail", func() Command { return &RecordMail{} }, false, 2},
 }
 
 // known says whether this binary knows type t.

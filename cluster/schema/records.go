@@ -402,6 +402,9 @@ type Member struct {
 	Region string `json:"region,omitempty"` // as registered (RegisterSelf)
 	Voter  bool   `json:"voter"`
 	Leader bool   `json:"leader"`
+	// Version is the protocol version the member runs (ProtocolVersion)
+	// as gossip tells this node; 0 when gossip does not see it alive.
+	Version int `json:"version"`
 }
 
 // Stats is this node's view of Raft, for metrics and the CLI.

@@ -26,6 +26,12 @@ type clusterInfo struct {
 		ID     string `json:"id"`
 		Region string `json:"region"`
 	} `json:"alive"`
+	// Versions: the protocol versions (docs/operations.md, Upgrading).
+	Versions struct {
+		Node         int `json:"node"`
+		MinSupported int `json:"min_supported"`
+		Cluster      int `json:"cluster"`
+	} `json:"versions"`
 }
 
 func clusterStatus(e *env, args []string) error {
@@ -48,6 +54,7 @@ func clusterStatus(e *env, args []string) error {
 			"indexes", fmt.Sprintf("last log %d, commit %d, applied %d, state %d, last snapshot %d",
 				s.LastLogIndex, s.CommitIndex, s.AppliedIndex, s.StateIndex, s.LastSnapshotIndex),
 			"voters", fmt.Sprintf("%d (and %d non-voters)", s.Voters, s.Nonvoters),
+			"protocol", protocolLine(ci),
 		)
 		alive := map[string]bool{}
 		for _, a := range ci.Alive {
@@ -69,16 +76,38 @@ func clusterStatus(e *env, args []string) error {
 				role += ", leader"
 			}
 			n := nodes[m.ID]
-			rows = append(rows, []string{m.ID, role, m.Region, yesNo(alive[m.ID]), n.APIAddr, m.Addr, n.GossipAddr})
+			rows = append(rows, []string{m.ID, role, m.Region, yesNo(alive[m.ID]), n.APIAddr, m.Addr, n.GossipAddr, versionCell(m.Version)})
 			listed[m.ID] = true
 		}
 		for _, n := range ci.Nodes {
 			if !listed[n.ID] {
-				rows = append(rows, []string{n.ID, "not a member", n.Region, yesNo(alive[n.ID]), n.APIAddr, n.RaftAddr, n.GossipAddr})
+				rows = append(rows, []string{n.ID, "not a member", n.Region, yesNo(alive[n.ID]), n.APIAddr, n.RaftAddr, n.GossipAddr, ""})
 			}
 		}
-		table(w, []string{"MEMBER", "ROLE", "REGION", "ALIVE", "API", "RAFT", "GOSSIP"}, rows)
+		table(w, []string{"MEMBER", "ROLE", "REGION", "ALIVE", "API", "RAFT", "GOSSIP", "VERSION"}, rows)
 	})
+}
+
+// protocolLine says this node's protocol version and the cluster's, or
+// that the node predates versions (it reports none).
+func protocolLine(ci clusterInfo) string {
+	v := ci.Versions
+	if v.Node == 0 {
+		return "1 (a node of the first release: reports no versions)"
+	}
+	cluster := fmt.Sprint(v.Cluster)
+	if v.Cluster == 0 {
+		cluster = "unknown (a member is not seen alive)"
+	}
+	return fmt.Sprintf("this node %d (works beside %d and later); cluster %s", v.Node, v.MinSupported, cluster)
+}
+
+// versionCell is a member's protocol version, "?" when unknown.
+func versionCell(v int) string {
+	if v == 0 {
+		return "?"
+	}
+	return fmt.Sprint(v)
 }
 
 func clusterRemove(e *env, args []string) error {

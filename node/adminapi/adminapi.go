@@ -81,18 +81,19 @@ func apiErr(status int, code, format string, args ...any) *httpapi.Error {
 
 // statusOf maps the control plane's error codes to HTTP statuses.
 var statusOf = map[string]int{
-	"invalid":      http.StatusBadRequest,
-	"unauthorized": http.StatusUnauthorized,
-	"revoked":      http.StatusUnauthorized,
-	"not_found":    http.StatusNotFound,
-	"conflict":     http.StatusConflict,
-	"exists":       http.StatusConflict,
-	"over_limit":   http.StatusForbidden,
-	"busy":         http.StatusServiceUnavailable,
-	"not_leader":   http.StatusServiceUnavailable,
-	"uncertain":    http.StatusServiceUnavailable,
-	"closed":       http.StatusServiceUnavailable,
-	"internal":     http.StatusInternalServerError,
+	"invalid":           http.StatusBadRequest,
+	"unauthorized":      http.StatusUnauthorized,
+	"revoked":           http.StatusUnauthorized,
+	"not_found":         http.StatusNotFound,
+	"conflict":          http.StatusConflict,
+	"exists":            http.StatusConflict,
+	"over_limit":        http.StatusForbidden,
+	"busy":              http.StatusServiceUnavailable,
+	"cluster_upgrading": http.StatusConflict,
+	"not_leader":        http.StatusServiceUnavailable,
+	"uncertain":         http.StatusServiceUnavailable,
+	"closed":            http.StatusServiceUnavailable,
+	"internal":          http.StatusInternalServerError,
 }
 
 func clusterErr(err error) *httpapi.Error {
@@ -153,6 +154,8 @@ type Cluster interface {
 
 	// The Raft member and the nodes.
 	Stats() cluster.Stats
+	// Versions are the members' protocol versions as this node knows them.
+	Versions() cluster.VersionInfo
 	Members() []cluster.Member
 	Nodes() []cluster.NodeInfo
 	RemoveServer(ctx context.Context, id string) error

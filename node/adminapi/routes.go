@@ -74,7 +74,19 @@ func (a *API) Register(mux httpapi.Mux) {
 
 	a.route(mux, "GET /v1/admin/audit", a.auditLog)
 	a.route(mux, "GET /v1/admin/workspaces/{ws}/audit", a.workspaceAuditLog)
+	for _, tr := range testRoutes {
+		a.route(mux, tr.pattern, tr.handler(a))
+	}
 }
+
+// testRoute is a route of test builds only (-tags upgradetest:
+// probe_upgradetest.go); testRoutes is empty in every other build.
+type testRoute struct {
+	pattern string
+	handler func(*API) handlerFunc
+}
+
+var testRoutes []testRoute
 
 var errForbidden = apiErr(http.StatusForbidden, "forbidden", "this credential may not do that")
 
@@ -205,9 +217,12 @@ func (a *API) revokeSession(r *http.Request, p principal) (any, error) {
 // Cluster.
 
 type clusterReply struct {
-	Stats   cluster.Stats      `json:"raft"`
-	Members []cluster.Member   `json:"members"`
-	Nodes   []cluster.NodeInfo `json:"nodes"`
+	Stats cluster.Stats `json:"raft"`
+	// Versions are the members' protocol versions (docs/operations.md,
+	// Upgrading).
+	Versions cluster.VersionInfo `json:"versions"`
+	Members  []cluster.Member    `json:"members"`
+	Nodes    []cluster.NodeInfo  `json:"nodes"`
 	// Alive are the nodes gossip sees alive from this node.
 	Alive []membership.Member `json:"alive"`
 }
@@ -216,7 +231,7 @@ func (a *API) clusterInfo(r *http.Request, p principal) (any, error) {
 	if err := root(p); err != nil {
 		return nil, err
 	}
-	return clusterReply{Stats: a.cfg.Cluster.Stats(), Members: a.cfg.Cluster.Members(), Nodes: a.cfg.Cluster.Nodes(), Alive: a.cfg.Gossip.Members()}, nil
+	return clusterReply{Stats: a.cfg.Cluster.Stats(), Versions: a.cfg.Cluster.Versions(), Members: a.cfg.Cluster.Members(), Nodes: a.cfg.Cluster.Nodes(), Alive: a.cfg.Gossip.Members()}, nil
 }
 
 func (a *API) removeMember(r *http.Request, p principal) (any, error) {

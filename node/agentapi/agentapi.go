@@ -249,7 +249,12 @@ func (a *API) serve(h func(*apiCall) (any, error), conv bool) http.Handler {
 		v, err := a.authorizeAPI(w, r, h, conv)
 		if err != nil {
 			var ae *httpapi.Error
-			if !errors.As(err, &ae) {
+			switch {
+			case errors.As(err, &ae):
+			case errors.Is(err, cluster.ErrClusterUpgrading):
+				// A command newer than a node of the cluster runs.
+				ae = &httpapi.Error{Status: http.StatusConflict, Code: "cluster_upgrading", Message: err.Error()}
+			default:
 				a.cfg.Logger.Error("api", "path", r.URL.Path, "err", err)
 				ae = &httpapi.Error{Status: http.StatusInternalServerError, Code: codeInternal, Message: "internal error"}
 			}
