@@ -75,6 +75,16 @@ func (c *Cluster) checkVersion(cmd Command) error {
 
 // checkNeed is checkVersion of a command that needs version need.
 func (c *Cluster) checkNeed(cmd Command, need int) error {
+	return c.Require(schema.Innermost(cmd).Type().String(), need)
+}
+
+// Require refuses (ErrClusterUpgrading) what needs protocol version need
+// while a member of the cluster does not run it, or may not (not seen
+// alive); what names it in the error. Besides commands (Apply checks
+// those), what nodes exchange outside the log asks it: internal messages,
+// which an older node would hand to visitors (the gateway's
+// Config.InternalMessages).
+func (c *Cluster) Require(what string, need int) error {
 	if need <= schema.MinProtocolVersion {
 		// Every node this one links with runs at least that.
 		return nil
@@ -96,5 +106,5 @@ func (c *Cluster) checkNeed(cmd Command, need int) error {
 		behind = append(behind, "the members are unknown")
 	}
 	return fmt.Errorf("%w: %s needs protocol version %d on every node, and %s (this node runs %d): upgrade every node first",
-		ErrClusterUpgrading, schema.Innermost(cmd).Type(), need, strings.Join(behind, ", "), schema.ProtocolVersion)
+		ErrClusterUpgrading, what, need, strings.Join(behind, ", "), schema.ProtocolVersion)
 }

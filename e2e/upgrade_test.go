@@ -280,6 +280,7 @@ func TestRollingUpgrade(t *testing.T) {
 	ctx := testCtx(t, 150*time.Second)
 
 	w := &steadyWriter{ws: "acme", nodes: tc.nodes}
+	var noter *wsClient // an agent on a new node, once one old node is left
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
@@ -374,14 +375,32 @@ func TestRollingUpgrade(t *testing.T) {
 				if via.Bin != newBin {
 					continue
 				}
-				st, code, msg := probe(via)
-				if st != 409 || code != "cluster_upgrading" || !strings.Contains(msg, leader.ID+" runs 1") {
-					t.Fatalf("probe through %s with %s still old: %d %s %q, want 409 cluster_upgrading naming it", via.ID, leader.ID, st, code, msg)
-				}
+				// Refused throughout; naming the old node's version once
+				// gossip sees it alive again after its suspension (until
+				// then it is "of unknown version").
+				var msg string
+				eventually.Holds(t, 30*time.Second, "the probe refused through "+via.ID+", naming "+leader.ID, func() error {
+					st, code, m := probe(via)
+					if st != 409 || code != "cluster_upgrading" {
+						t.Fatalf("probe through %s with %s still old: %d %s %q, want 409 cluster_upgrading", via.ID, leader.ID, st, code, m)
+					}
+					if msg = m; !strings.Contains(m, leader.ID+" runs 1") {
+						return fmt.Errorf("%q does not name %s's version", m, leader.ID)
+					}
+					return nil
+				})
 				t.Logf("through %s with %s old: %s", via.ID, leader.ID, msg)
 			}
 			if cv.Versions.Cluster != 1 {
 				t.Fatalf("cluster version %d with an old node, want 1", cv.Versions.Cluster)
+			}
+			// A note, which the old node would hand to the visitor, is
+			// refused on the wire too.
+			conv, _ := w.snapshot()
+			noter = tc.agentOn(t, ctx, newLeader, newLeader, "acme", "noter")
+			noter.send(ctx, map[string]any{"type": "send", "ref": "note-old", "conversation": conv, "id": "n-upgrade-old", "body": "a note", "internal": true})
+			if m, err := noter.awaitRef(ctx, "note-old"); err != nil || m["type"] != "error" || m["code"] != "cluster_upgrading" {
+				t.Fatalf("a note with %s still old: %v %v, want cluster_upgrading", leader.ID, m, err)
 			}
 			converged(fmt.Sprintf("%s leads, %s old", newLeader.ID, leader.ID))
 			if !leader.Running() {
@@ -457,6 +476,11 @@ func TestRollingUpgrade(t *testing.T) {
 		t.Logf("replayed twice (one message, two events of the same state): %s", strings.Join(twice, ", "))
 	}
 	t.Logf("%d messages acknowledged through the upgrade from %s (%d resent after a node went away or answered unavailable)", len(acked), hash[:7], w.resends)
+	// Once every node runs the new version, notes are taken.
+	noter.send(ctx, map[string]any{"type": "send", "ref": "note-new", "conversation": conv, "id": "n-upgrade-new", "body": "a note", "internal": true})
+	if m, err := noter.awaitRef(ctx, "note-new"); err != nil || m["type"] != "ack" {
+		t.Fatalf("a note after the upgrade: %v %v", m, err)
+	}
 }
 
 // leadNew makes a node running newBin lead: when old, the node that leads

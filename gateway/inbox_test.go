@@ -2,9 +2,11 @@ package gateway
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -265,6 +267,53 @@ func TestVisitorContext(t *testing.T) {
 	for _, it := range v.list(nil) {
 		if it["context"] != nil || it["status"] != nil {
 			t.Fatalf("the visitor's list shows the inbox state: %v", it)
+		}
+	}
+}
+
+// TestInternalMessagesWaitForTheUpgrade: while a node of the cluster may
+// run a release that would hand internal messages to visitors
+// (Config.InternalMessages says so), a note, an inbox change and a
+// visitor's context are refused with cluster_upgrading and nothing is
+// stored; chat goes on. Once every node runs the new release they pass.
+func TestInternalMessagesWaitForTheUpgrade(t *testing.T) {
+	t.Parallel()
+	var upgrading atomic.Bool
+	upgrading.Store(true)
+	e := newEnv(t, func(c *Config) {
+		c.InternalMessages = func() error {
+			if upgrading.Load() {
+				return errors.New("cluster upgrading: n3 runs 1")
+			}
+			return nil
+		}
+	})
+	ag := e.agent(t, "ws1")
+	v, _ := e.visitor(t, "ws1", nil)
+	conv := v.start()
+	frames := []struct {
+		who *client
+		f   map[string]any
+	}{
+		{ag, map[string]any{"type": "send", "conversation": conv, "id": "n-00000001", "body": "a note", "internal": true}},
+		{ag, map[string]any{"type": "inbox", "conversation": conv, "id": "i-00000001", "status": "resolved"}},
+		{v, map[string]any{"type": "context", "conversation": conv, "id": "x-00000001", "context": map[string]any{"language": "de"}}},
+	}
+	for _, fr := range frames {
+		if m := fr.who.ack(fr.f); m["type"] != "error" || m["code"] != "cluster_upgrading" || !strings.Contains(m["message"].(string), "n3 runs 1") {
+			t.Fatalf("%v while upgrading: %v", fr.f["type"], m)
+		}
+	}
+	if m := v.ack(map[string]any{"type": "send", "conversation": conv, "id": "m-00000001", "body": "hello"}); m["type"] != "ack" {
+		t.Fatalf("a visitor's message while upgrading: %v", m)
+	}
+	if items := ag.list(nil); len(items) != 1 || items[0]["status"] == "resolved" || items[0]["context"] != nil {
+		t.Fatalf("something of a refused frame was stored: %v", items)
+	}
+	upgrading.Store(false)
+	for _, fr := range frames {
+		if m := fr.who.ack(fr.f); m["type"] != "ack" {
+			t.Fatalf("%v once upgraded: %v", fr.f["type"], m)
 		}
 	}
 }

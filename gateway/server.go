@@ -66,6 +66,12 @@ type Config struct {
 	// items show it and their list filters on it. Zero: no assignee is
 	// known (every conversation lists as unassigned).
 	Assignee func(workspace, conversation string) string
+	// InternalMessages says whether internal messages (notes, inbox
+	// changes, the visitor's context) may be written now: during a
+	// rolling upgrade an older node would hand them to visitors. An error
+	// refuses the frame with cluster_upgrading and its text. Zero: they
+	// may.
+	InternalMessages func() error
 	// Node names this node in welcome frames. Zero: "node".
 	Node string
 	// Logger for connection-level events. Zero: slog.Default().

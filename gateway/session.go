@@ -559,6 +559,11 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) (werr *wire
 	case f.Type == wire.TypeContext && !visitor:
 		return errf(wire.CodeForbidden, "context: visitors only")
 	}
+	if (f.Internal || f.Type == wire.TypeInbox || f.Type == wire.TypeContext) && c.srv.cfg.InternalMessages != nil {
+		if err := c.srv.cfg.InternalMessages(); err != nil {
+			return errf(wire.CodeClusterUpgrading, "%s", err.Error())
+		}
+	}
 	first := f.Type == wire.TypeSend && !f.Internal && c.firstMessage(f.Conversation)
 	ch := changeOf(f, c.id.Workspace, c.id.Participant, c.id.Role, c.id.Name)
 	act, werr := c.srv.admitChange(ch, c.ip, visitor, first, now)

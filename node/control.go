@@ -578,3 +578,15 @@ func (ctl *control) assignee(ws, conv string) string {
 	}
 	return a.Operator
 }
+
+// internalMessagesVersion is the protocol version whose nodes keep internal
+// messages (notes, inbox changes, the visitor's context) from visitors: a
+// node of version 1 would hand them on as messages.
+const internalMessagesVersion = 2
+
+// internalMessages says whether internal messages may be written
+// (gateway.Config.InternalMessages): not while a member of the cluster may
+// run an older version (cluster.ErrClusterUpgrading).
+func (ctl *control) internalMessages() error {
+	return ctl.c.Require("an internal message (a note, an inbox change, the visitor's context)", internalMessagesVersion)
+}

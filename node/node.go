@@ -182,6 +182,7 @@ func New(cfg Config, logw, out io.Writer) (_ *Node, err error) {
 		Relay:               n.relay,
 		Privacy:             visitorPrivacy{ctl: n.ctl, erasures: n.erasures},
 		Assignee:            n.ctl.assignee,
+		InternalMessages:    n.ctl.internalMessages,
 		Forwarded:           forwarded(n.ctl.key.nodeKey()),
 		Clock:               crdt.NewClock(cfg.NodeID, nil),
 		Node:                cfg.NodeID,

@@ -75,13 +75,18 @@ const (
 	// email- (ident.EmailMessagePrefix) whose body is not an e-mail
 	// address.
 	CodeBadEmail = "bad_email"
+	// CodeClusterUpgrading: what the frame asks for needs every node of
+	// the cluster at a newer protocol version than one of them runs (a
+	// rolling upgrade is under way): an internal message. Retry once every
+	// node is upgraded.
+	CodeClusterUpgrading = "cluster_upgrading"
 )
 
 // Codes lists every error code.
 var Codes = []string{
 	CodeBadFrame, CodeTooLarge, CodeUnknownType, CodeVersionUnsupported,
 	CodeBadRequest, CodeUnauthenticated, CodeAuthFailed, CodeForbidden,
-	CodeNotFound, CodeRateLimited, CodeOverLimit, CodeSlowConsumer, CodeOverloaded, CodeUnavailable, CodeInternal, CodeBadEmail,
+	CodeNotFound, CodeRateLimited, CodeOverLimit, CodeSlowConsumer, CodeOverloaded, CodeUnavailable, CodeInternal, CodeBadEmail, CodeClusterUpgrading,
 }
 
 // Close codes: the WebSocket close status (or WebTransport session error
