@@ -169,6 +169,7 @@ func New(cfg Config, logw, out io.Writer) (_ *Node, err error) {
 		Meter:               n.usage,
 		OnSignal:            n.repl.Signal,
 		Relay:               n.relay,
+		Fetch:               n.repl,
 		Privacy:             visitorPrivacy{ctl: n.ctl, erasures: n.erasures},
 		Forwarded:           forwarded(n.ctl.key.nodeKey()),
 		Clock:               crdt.NewClock(cfg.NodeID, nil),
