@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"parley/cluster/membership"
+	"parley/gateway/client"
 	"parley/internal/eventually"
 )
 
@@ -185,4 +186,125 @@ func pollHistory(t *testing.T, ctx context.Context, cl *wsClient, conv string, w
 		return nil
 	}) // the caller says which messages the last replay lacks
 	return seen
+}
+
+// TestVisitorBackThroughANodeHoldingNothing: four nodes, three replicas.
+// A visitor writes through a replica, then comes back through the node
+// outside the placement, which holds nothing of the conversation (no
+// participant of it was ever connected there), and at once resumes and
+// sends: the node fetches the conversation from its replicas before it
+// answers, so the resume returns the whole history and the send is
+// acknowledged, never not_found (which makes the widget forget the
+// conversation). Another visitor who names the conversation gets
+// not_found and the node stores nothing of it; neither does an ID no
+// replica holds. Afterwards every node holds every message once.
+func TestVisitorBackThroughANodeHoldingNothing(t *testing.T) {
+	tc := startCluster(t, 4)
+	var created struct{ Index uint64 }
+	mustAPI(t, tc.nodes[0], "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, &created)
+	for _, nd := range tc.nodes {
+		mustAPI(t, nd, "GET", fmt.Sprintf("/v1/admin/workspaces/acme?min_index=%d", created.Index), tc.root, nil, nil)
+	}
+	ctx := testCtx(t, 50*time.Second)
+	v, welcome, conv := startVisitor(t, ctx, tc.nodes[0], "acme")
+	// A conversation placed on n1, where the visitor is; the node it is
+	// not placed on is the one the visitor comes back through.
+	members := []membership.Member{{ID: "n1"}, {ID: "n2"}, {ID: "n3"}, {ID: "n4"}}
+	for !slices.ContainsFunc(membership.Replicas(members, conv, "", 3), func(m membership.Member) bool { return m.ID == "n1" }) {
+		v.send(ctx, map[string]any{"type": "start", "ref": "again"})
+		st, err := v.await(ctx, "started", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conv = st["conversation"].(string)
+	}
+	var outside *nodeProc
+	for i, nd := range tc.nodes {
+		if !slices.ContainsFunc(membership.Replicas(members, conv, "", 3), func(m membership.Member) bool { return m.ID == members[i].ID }) {
+			outside = nd
+		}
+	}
+	const n = 5
+	for i := range n {
+		say(t, ctx, v, conv, fmt.Sprintf("m-%06d", i), "before the move")
+	}
+	v.close()
+	if d := tc.digests(t, "acme")[slices.Index(tc.nodes, outside)]; d[conv].Messages != 0 {
+		t.Fatalf("the node outside the placement holds the conversation already: %+v", d[conv])
+	}
+
+	// resume resumes conv from the start on cl and returns its replay's
+	// message IDs, or the error frame that answered it.
+	resume := func(cl *wsClient, ref string) (map[string]int, map[string]any) {
+		t.Helper()
+		cl.send(ctx, map[string]any{"type": "resume", "ref": ref, "conversation": conv, "after": 0})
+		seen := map[string]int{}
+		for {
+			var m map[string]any
+			_, err := cl.c.Await(ctx, func(f client.Frame) bool {
+				m = frameMap(f)
+				return m != nil && (m["type"] == "deliver" && m["conversation"] == conv || f.Ref == ref)
+			}, nil)
+			if err != nil {
+				t.Fatalf("resume on %s: %v", outside.Addr, err)
+			}
+			switch m["type"] {
+			case "deliver":
+				seen[msgID(m)]++
+			case "resumed":
+				return seen, nil
+			default:
+				return seen, m
+			}
+		}
+	}
+
+	// Another visitor naming the conversation, and an ID nobody holds.
+	other, err := dialNode(ctx, outside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.close()
+	if _, err := other.visitorHelloIn(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if _, m := resume(other, "other"); m == nil || m["code"] != "not_found" {
+		t.Fatalf("another visitor's resume of the conversation on %s: %v, want not_found", outside.Addr, m)
+	}
+	forged := "c_0123456789abcdef01234567"
+	other.send(ctx, map[string]any{"type": "send", "ref": "forged", "conversation": forged, "id": "m-forged", "body": "hello?"})
+	if m, err := other.awaitRef(ctx, "forged"); err != nil || m["code"] != "not_found" {
+		t.Fatalf("a send to an unknown conversation on %s: %v %v, want not_found", outside.Addr, m, err)
+	}
+	d := tc.digests(t, "acme")[slices.Index(tc.nodes, outside)]
+	if _, ok := d[conv]; ok {
+		t.Fatalf("the node outside the placement stored another visitor's conversation: %+v", d[conv])
+	}
+	if _, ok := d[forged]; ok {
+		t.Fatalf("the node outside the placement stored an unknown conversation")
+	}
+
+	// The visitor, back through that node: resume and send at once.
+	back, err := dialNode(ctx, outside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.close()
+	if _, err := back.visitorHello(ctx, map[string]any{"workspace": "acme", "visitor_id": welcome["visitor_id"], "visitor_sig": welcome["visitor_sig"]}); err != nil {
+		t.Fatal(err)
+	}
+	seen, m := resume(back, "back")
+	if m != nil {
+		t.Fatalf("the visitor's resume on %s, outside the placement: %v", outside.Addr, m)
+	}
+	for i := range n {
+		if id := fmt.Sprintf("m-%06d", i); seen[id] != 1 {
+			t.Errorf("the resume on %s holds %s %d times", outside.Addr, id, seen[id])
+		}
+	}
+	say(t, ctx, back, conv, fmt.Sprintf("m-%06d", n), "after the move")
+
+	// Every node, the one outside the placement included, holds every
+	// message once.
+	tc.waitConverged(t, "acme", conv, n+1, 15*time.Second)
 }
