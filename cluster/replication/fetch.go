@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"parley/cluster/membership"
@@ -63,7 +64,9 @@ type fetchAnswer struct {
 // every alive replica answered that it does not hold it (or holds it for
 // another owner than owner, when set), and one wrapping
 // gateway.ErrReplicasUnreachable when some could not be asked and none
-// had it, or when this node may not take conversations from peers yet.
+// had it, when no other replica is alive while other nodes are registered
+// (this node is cut off), or when this node may not take conversations
+// from peers yet.
 // Concurrent fetches of one conversation share one exchange.
 func (r *Replicator) Fetch(ctx context.Context, ws, conv, owner string) error {
 	if !ident.ValidID(ws) || !ident.ValidConversation(conv) || r.cfg.Control.Serves(ws) != nil {
@@ -99,8 +102,13 @@ func (r *Replicator) fetch(ctx context.Context, ws, conv, owner string) error {
 		return err
 	}
 	req := fetchRequest{From: r.cfg.Self, Workspace: ws, Conversation: conv, Owner: owner, Vector: have}
+	peers := r.replicas(ws, conv)
+	if len(peers) == 0 && slices.ContainsFunc(r.cfg.Control.Registered(), func(m membership.Member) bool { return m.ID != r.cfg.Self }) {
+		// Cut off from every other node: none could be asked.
+		return fmt.Errorf("%w: no other replica is alive", gateway.ErrReplicasUnreachable)
+	}
 	var failed []error
-	for _, p := range r.replicas(ws, conv) {
+	for _, p := range peers {
 		var ans fetchAnswer
 		cctx, cancel := context.WithTimeout(ctx, fetchCallTimeout)
 		err := r.ae.call(cctx, p, pathFetch, "fetch", req, &ans)
