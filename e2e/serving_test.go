@@ -128,15 +128,7 @@ func TestAgentsOutsideThePlacementSeeEverything(t *testing.T) {
 	v3, w3, conv3 := startVisitor(t, ctx, tc.nodes[0], "solo")
 	// A conversation placed on n1, so that the node it is not placed on
 	// is one the visitor comes back through.
-	members := []membership.Member{{ID: "n1"}, {ID: "n2"}, {ID: "n3"}, {ID: "n4"}}
-	for !slices.ContainsFunc(membership.Replicas(members, conv3, "", 3), func(m membership.Member) bool { return m.ID == "n1" }) {
-		v3.send(ctx, map[string]any{"type": "start", "ref": "again"})
-		st, err := v3.await(ctx, "started", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conv3 = st["conversation"].(string)
-	}
+	conv3, _ = placedOnN1(t, ctx, v3, conv3)
 	for i := range 10 {
 		say(t, ctx, v3, conv3, fmt.Sprintf("m-s-%06d", i), "with no agent anywhere")
 	}
@@ -200,30 +192,13 @@ func pollHistory(t *testing.T, ctx context.Context, cl *wsClient, conv string, w
 // replica holds. Afterwards every node holds every message once.
 func TestVisitorBackThroughANodeHoldingNothing(t *testing.T) {
 	tc := startCluster(t, 4)
-	var created struct{ Index uint64 }
-	mustAPI(t, tc.nodes[0], "POST", "/v1/admin/workspaces", tc.root, map[string]any{"id": "acme", "name": "Acme", "plan": "team"}, &created)
-	for _, nd := range tc.nodes {
-		mustAPI(t, nd, "GET", fmt.Sprintf("/v1/admin/workspaces/acme?min_index=%d", created.Index), tc.root, nil, nil)
-	}
+	tc.createWorkspace(t, map[string]any{"id": "acme", "name": "Acme", "plan": "team"})
 	ctx := testCtx(t, 50*time.Second)
 	v, welcome, conv := startVisitor(t, ctx, tc.nodes[0], "acme")
 	// A conversation placed on n1, where the visitor is; the node it is
 	// not placed on is the one the visitor comes back through.
-	members := []membership.Member{{ID: "n1"}, {ID: "n2"}, {ID: "n3"}, {ID: "n4"}}
-	for !slices.ContainsFunc(membership.Replicas(members, conv, "", 3), func(m membership.Member) bool { return m.ID == "n1" }) {
-		v.send(ctx, map[string]any{"type": "start", "ref": "again"})
-		st, err := v.await(ctx, "started", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conv = st["conversation"].(string)
-	}
-	var outside *nodeProc
-	for i, nd := range tc.nodes {
-		if !slices.ContainsFunc(membership.Replicas(members, conv, "", 3), func(m membership.Member) bool { return m.ID == members[i].ID }) {
-			outside = nd
-		}
-	}
+	conv, out := placedOnN1(t, ctx, v, conv)
+	outside := tc.nodes[out]
 	const n = 5
 	for i := range n {
 		say(t, ctx, v, conv, fmt.Sprintf("m-%06d", i), "before the move")
@@ -307,4 +282,28 @@ func TestVisitorBackThroughANodeHoldingNothing(t *testing.T) {
 	// Every node, the one outside the placement included, holds every
 	// message once.
 	tc.waitConverged(t, "acme", conv, n+1, 15*time.Second)
+}
+
+// placedOnN1 starts conversations with visitor v (on n1) until one is
+// placed on n1 among four nodes, RF 3, starting from conv; it returns the
+// conversation and the index of the node it is not placed on.
+func placedOnN1(t testing.TB, ctx context.Context, v *wsClient, conv string) (string, int) {
+	t.Helper()
+	members := []membership.Member{{ID: "n1"}, {ID: "n2"}, {ID: "n3"}, {ID: "n4"}}
+	for {
+		placed := membership.Replicas(members, conv, "", 3)
+		if slices.ContainsFunc(placed, func(m membership.Member) bool { return m.ID == "n1" }) {
+			for i, m := range members {
+				if !slices.Contains(placed, m) {
+					return conv, i
+				}
+			}
+		}
+		v.send(ctx, map[string]any{"type": "start", "ref": "again"})
+		st, err := v.await(ctx, "started", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conv = st["conversation"].(string)
+	}
 }

@@ -94,8 +94,9 @@ func TestConversationsNotHeldAreFetched(t *testing.T) {
 
 	v, welcome := e.visitor(t, "ws1", nil)
 	owner := welcome["participant"].(string)
-	const conv, theirs = "c_00000000000000000000000a", "c_00000000000000000000000b"
-	for _, c := range []store.Conversation{{Workspace: "ws1", ID: conv, Owner: owner, OwnerName: "Ada"}, {Workspace: "ws1", ID: theirs, Owner: "v:someone-else"}} {
+	const conv, theirs, third = "c_00000000000000000000000a", "c_00000000000000000000000b", "c_00000000000000000000000c"
+	for _, c := range []store.Conversation{{Workspace: "ws1", ID: conv, Owner: owner, OwnerName: "Ada"}, {Workspace: "ws1", ID: theirs, Owner: "v:someone-else"},
+		{Workspace: "ws1", ID: third, Owner: "v:a-third"}} {
 		if err := replica.CreateConversation(ctx, c); err != nil {
 			t.Fatal(err)
 		}
@@ -149,11 +150,33 @@ func TestConversationsNotHeldAreFetched(t *testing.T) {
 		t.Fatalf("resume of another visitor's conversation: %v, want not_found", m)
 	}
 	f.set(false, false)
-	// An agent is given it.
+	// An agent is given any, each message once: the events a fetch
+	// brings reach the workspace's agents live, held back behind the
+	// replay.
 	ag := e.agent(t, "ws1")
 	r = ag.ref()
-	ag.send(map[string]any{"type": "resume", "ref": r, "conversation": theirs, "after": 0})
-	ag.expect("resumed", refIs(r))
+	ag.send(map[string]any{"type": "resume", "ref": r, "conversation": third, "after": 0})
+	got := map[string]int{}
+	for {
+		m, err := ag.next(5 * time.Second)
+		if err != nil {
+			t.Fatalf("the agent's resume: %v (seen %v)", err, ag.seen)
+		}
+		if m["ref"] == r {
+			break
+		}
+		if m["type"] == "deliver" {
+			got[m["message"].(map[string]any)["id"].(string)]++
+		}
+	}
+	if got["m0"] != 1 || got["m1"] != 1 || got["m2"] != 1 || len(got) != 3 {
+		t.Fatalf("the agent's resume of a fetched conversation delivered %v, want m0..m2 once", got)
+	}
+	ag.none("deliver", 100*time.Millisecond)
+
+	if got := f.called(); got[len(got)-1] != third+"/" {
+		t.Fatalf("the agent's fetch was %s, want %s for any owner", got[len(got)-1], third)
+	}
 
 	// Unknown IDs: not_found, and past maxFetchMisses (counting the
 	// other visitor's conversation above) not asked about any more.

@@ -423,11 +423,11 @@ func (c *conn) list(f inFrame) *wireError {
 }
 
 // resume subscribes first and reads the log second, so that no event falls
-// between the two; the writer drops the ones that arrive both ways.
+// between the two; the writer drops the ones that arrive both ways. The
+// replay starts (live events of the conversation held back) before the
+// conversation is authorized: an agent gets the events a fetch brings
+// (authorize) live, and they must come once, in the replay's order.
 func (c *conn) resume(f inFrame) *wireError {
-	if werr := c.authorize(f.Conversation); werr != nil {
-		return werr
-	}
 	if !c.waitRoom() {
 		return nil
 	}
@@ -437,6 +437,15 @@ func (c *conn) resume(f inFrame) *wireError {
 		since, _ = crdt.ParseVector(f.Since) // validated
 	}
 	c.send(&outItem{kind: outReplayStart, conv: conv, since: since})
+	if werr := c.authorize(conv); werr != nil {
+		if werr.close != 0 {
+			return werr
+		}
+		// Release what was held, behind the refusal.
+		c.srv.metrics.Error(werr.Code)
+		c.send(&outItem{kind: outReplay, conv: conv, data: encode(wire.Error{Type: wire.TypeError, Ref: f.Ref, Code: werr.Code, Message: werr.Message, RetryMS: werr.retry})})
+		return nil
+	}
 	c.srv.hub.subscribe(c, conv)
 	st := c.srv.cfg.Store
 	var events []store.Event
