@@ -75,6 +75,15 @@ func (r *Replicator) Fetch(ctx context.Context, ws, conv, owner string) error {
 	if r.cfg.CaughtUp != nil && !r.cfg.CaughtUp() {
 		return fmt.Errorf("%w: %w", gateway.ErrReplicasUnreachable, errNotCaughtUp)
 	}
+	erased, err := r.st.Erased(ws, conv)
+	if err != nil {
+		return err
+	}
+	if erased {
+		// Gone for good, whatever a replica not caught up with the
+		// erasure still holds.
+		return fmt.Errorf("conversation %s was erased: %w", conv, store.ErrNotFound)
+	}
 	ch := r.fetches.DoChan(ws+"\x00"+conv+"\x00"+owner, func() (any, error) {
 		select {
 		case r.fetchSlots <- struct{}{}:
