@@ -268,10 +268,12 @@ func TestVisitorBackThroughANodeHoldingNothing(t *testing.T) {
 	if _, err := back.visitorHello(ctx, map[string]any{"workspace": "acme", "visitor_id": welcome["visitor_id"], "visitor_sig": welcome["visitor_sig"]}); err != nil {
 		t.Fatal(err)
 	}
+	asked := time.Now()
 	seen, m := resume(back, "back")
 	if m != nil {
 		t.Fatalf("the visitor's resume on %s, outside the placement: %v", outside.Addr, m)
 	}
+	t.Logf("the resume through the node that held nothing took %s (the fetch included)", time.Since(asked).Round(time.Millisecond))
 	for i := range n {
 		if id := fmt.Sprintf("m-%06d", i); seen[id] != 1 {
 			t.Errorf("the resume on %s holds %s %d times", outside.Addr, id, seen[id])
