@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"parley/cluster/membership"
+	"parley/gateway/client"
 	"parley/internal/eventually"
 )
 
@@ -127,15 +128,7 @@ func TestAgentsOutsideThePlacementSeeEverything(t *testing.T) {
 	v3, w3, conv3 := startVisitor(t, ctx, tc.nodes[0], "solo")
 	// A conversation placed on n1, so that the node it is not placed on
 	// is one the visitor comes back through.
-	members := []membership.Member{{ID: "n1"}, {ID: "n2"}, {ID: "n3"}, {ID: "n4"}}
-	for !slices.ContainsFunc(membership.Replicas(members, conv3, "", 3), func(m membership.Member) bool { return m.ID == "n1" }) {
-		v3.send(ctx, map[string]any{"type": "start", "ref": "again"})
-		st, err := v3.await(ctx, "started", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conv3 = st["conversation"].(string)
-	}
+	conv3, _ = placedOnN1(t, ctx, v3, conv3)
 	for i := range 10 {
 		say(t, ctx, v3, conv3, fmt.Sprintf("m-s-%06d", i), "with no agent anywhere")
 	}
@@ -185,4 +178,134 @@ func pollHistory(t *testing.T, ctx context.Context, cl *wsClient, conv string, w
 		return nil
 	}) // the caller says which messages the last replay lacks
 	return seen
+}
+
+// TestVisitorBackThroughANodeHoldingNothing: four nodes, three replicas.
+// A visitor writes through a replica, then comes back through the node
+// outside the placement, which holds nothing of the conversation (no
+// participant of it was ever connected there), and at once resumes and
+// sends: the node fetches the conversation from its replicas before it
+// answers, so the resume returns the whole history and the send is
+// acknowledged, never not_found (which makes the widget forget the
+// conversation). Another visitor who names the conversation gets
+// not_found and the node stores nothing of it; neither does an ID no
+// replica holds. Afterwards every node holds every message once.
+func TestVisitorBackThroughANodeHoldingNothing(t *testing.T) {
+	tc := startCluster(t, 4)
+	tc.createWorkspace(t, map[string]any{"id": "acme", "name": "Acme", "plan": "team"})
+	ctx := testCtx(t, 50*time.Second)
+	v, welcome, conv := startVisitor(t, ctx, tc.nodes[0], "acme")
+	// A conversation placed on n1, where the visitor is; the node it is
+	// not placed on is the one the visitor comes back through.
+	conv, out := placedOnN1(t, ctx, v, conv)
+	outside := tc.nodes[out]
+	const n = 5
+	for i := range n {
+		say(t, ctx, v, conv, fmt.Sprintf("m-%06d", i), "before the move")
+	}
+	v.close()
+	if d := tc.digests(t, "acme")[slices.Index(tc.nodes, outside)]; d[conv].Messages != 0 {
+		t.Fatalf("the node outside the placement holds the conversation already: %+v", d[conv])
+	}
+
+	// resume resumes conv from the start on cl and returns its replay's
+	// message IDs, or the error frame that answered it.
+	resume := func(cl *wsClient, ref string) (map[string]int, map[string]any) {
+		t.Helper()
+		cl.send(ctx, map[string]any{"type": "resume", "ref": ref, "conversation": conv, "after": 0})
+		seen := map[string]int{}
+		for {
+			var m map[string]any
+			_, err := cl.c.Await(ctx, func(f client.Frame) bool {
+				m = frameMap(f)
+				return m != nil && (m["type"] == "deliver" && m["conversation"] == conv || f.Ref == ref)
+			}, nil)
+			if err != nil {
+				t.Fatalf("resume on %s: %v", outside.Addr, err)
+			}
+			switch m["type"] {
+			case "deliver":
+				seen[msgID(m)]++
+			case "resumed":
+				return seen, nil
+			default:
+				return seen, m
+			}
+		}
+	}
+
+	// Another visitor naming the conversation, and an ID nobody holds.
+	other, err := dialNode(ctx, outside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.close()
+	if _, err := other.visitorHelloIn(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if _, m := resume(other, "other"); m == nil || m["code"] != "not_found" {
+		t.Fatalf("another visitor's resume of the conversation on %s: %v, want not_found", outside.Addr, m)
+	}
+	forged := "c_0123456789abcdef01234567"
+	other.send(ctx, map[string]any{"type": "send", "ref": "forged", "conversation": forged, "id": "m-forged", "body": "hello?"})
+	if m, err := other.awaitRef(ctx, "forged"); err != nil || m["code"] != "not_found" {
+		t.Fatalf("a send to an unknown conversation on %s: %v %v, want not_found", outside.Addr, m, err)
+	}
+	d := tc.digests(t, "acme")[slices.Index(tc.nodes, outside)]
+	if _, ok := d[conv]; ok {
+		t.Fatalf("the node outside the placement stored another visitor's conversation: %+v", d[conv])
+	}
+	if _, ok := d[forged]; ok {
+		t.Fatalf("the node outside the placement stored an unknown conversation")
+	}
+
+	// The visitor, back through that node: resume and send at once.
+	back, err := dialNode(ctx, outside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.close()
+	if _, err := back.visitorHello(ctx, map[string]any{"workspace": "acme", "visitor_id": welcome["visitor_id"], "visitor_sig": welcome["visitor_sig"]}); err != nil {
+		t.Fatal(err)
+	}
+	asked := time.Now()
+	seen, m := resume(back, "back")
+	if m != nil {
+		t.Fatalf("the visitor's resume on %s, outside the placement: %v", outside.Addr, m)
+	}
+	t.Logf("the resume through the node that held nothing took %s (the fetch included)", time.Since(asked).Round(time.Millisecond))
+	for i := range n {
+		if id := fmt.Sprintf("m-%06d", i); seen[id] != 1 {
+			t.Errorf("the resume on %s holds %s %d times", outside.Addr, id, seen[id])
+		}
+	}
+	say(t, ctx, back, conv, fmt.Sprintf("m-%06d", n), "after the move")
+
+	// Every node, the one outside the placement included, holds every
+	// message once.
+	tc.waitConverged(t, "acme", conv, n+1, 15*time.Second)
+}
+
+// placedOnN1 starts conversations with visitor v (on n1) until one is
+// placed on n1 among four nodes, RF 3, starting from conv; it returns the
+// conversation and the index of the node it is not placed on.
+func placedOnN1(t testing.TB, ctx context.Context, v *wsClient, conv string) (string, int) {
+	t.Helper()
+	members := []membership.Member{{ID: "n1"}, {ID: "n2"}, {ID: "n3"}, {ID: "n4"}}
+	for {
+		placed := membership.Replicas(members, conv, "", 3)
+		if slices.ContainsFunc(placed, func(m membership.Member) bool { return m.ID == "n1" }) {
+			for i, m := range members {
+				if !slices.Contains(placed, m) {
+					return conv, i
+				}
+			}
+		}
+		v.send(ctx, map[string]any{"type": "start", "ref": "again"})
+		st, err := v.await(ctx, "started", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conv = st["conversation"].(string)
+	}
 }

@@ -111,6 +111,9 @@ type conn struct {
 	leaseID    string
 	away       atomic.Bool // the agent said they are away (status frame)
 	violations int         // frames over the rate limit in a row; reader only
+	// fetchMisses counts the conversations fetched for this connection
+	// that no replica held (fetch); reader only.
+	fetchMisses int
 
 	stop      chan struct{} // closed by fail
 	closeOnce sync.Once

@@ -3,11 +3,13 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 	"unicode/utf8"
 
 	"parley/gateway/wire"
 	"parley/ident"
+	"parley/store"
 )
 
 // Post is a message change made through the node's conversations API
@@ -93,7 +95,7 @@ func (s *Server) post(ctx context.Context, p Post) (Posted, error) {
 	if werr := s.shed.overloaded(r, now); werr != nil {
 		return Posted{}, postErr(werr)
 	}
-	rec, err := s.cfg.Store.Conversation(p.Workspace, p.Conversation)
+	rec, err := s.Held(ctx, p.Workspace, p.Conversation)
 	if err != nil {
 		return Posted{}, s.postStoreErr(err)
 	}
@@ -123,4 +125,32 @@ func (s *Server) postStoreErr(err error) error {
 		return postErr(e)
 	}
 	return err
+}
+
+// Held is a conversation of ws as the conversations API reads it (any
+// conversation of the workspace: an agent's or a bot's): one this node
+// does not hold is fetched from its replicas first (Config.Fetch), within
+// FetchWait. The error wraps store.ErrNotFound when no replica holds it,
+// ErrReplicasUnreachable when they could not be asked.
+func (s *Server) Held(ctx context.Context, ws, conv string) (store.Conversation, error) {
+	rec, err := s.cfg.Store.Conversation(ws, conv)
+	if !errors.Is(err, store.ErrNotFound) || s.cfg.Fetch == nil {
+		return rec, err
+	}
+	return s.fetch(ctx, ws, conv, "")
+}
+
+// fetch brings a conversation this node does not hold from its replicas
+// (Config.Fetch), waiting at most FetchWait, and reads it again; owner is
+// a visitor's, "" for anyone who may read any conversation of ws.
+func (s *Server) fetch(ctx context.Context, ws, conv, owner string) (store.Conversation, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.FetchWait)
+	defer cancel()
+	if err := s.cfg.Fetch.Fetch(ctx, ws, conv, owner); err != nil {
+		if !errors.Is(err, store.ErrNotFound) && !errors.Is(err, ErrReplicasUnreachable) {
+			err = fmt.Errorf("%w: %w", ErrReplicasUnreachable, err)
+		}
+		return store.Conversation{}, err
+	}
+	return s.cfg.Store.Conversation(ws, conv)
 }

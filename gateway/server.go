@@ -32,6 +32,26 @@ type Store interface {
 	Unread(ws, conv, participant string, after uint64, max int) (int, error)
 }
 
+// Fetcher brings a conversation this node does not hold from the nodes
+// that do (its replicas), so that any node serves any participant: a
+// client who reconnects through a node that held nothing of their
+// conversation is answered as its replicas would answer.
+type Fetcher interface {
+	// Fetch returns once the conversation is held here (nil), or an error
+	// wrapping store.ErrNotFound when the replicas asked do not hold it
+	// either, or hold it for another owner (owner "" is an agent's
+	// request: any conversation of the workspace), or another error
+	// (ErrReplicasUnreachable) when they could not be asked; then nothing
+	// is known and the client may retry. It stores nothing for an
+	// unknown conversation or another owner's.
+	Fetch(ctx context.Context, ws, conv, owner string) error
+}
+
+// ErrReplicasUnreachable is what a Fetcher returns when it could not ask
+// the replicas of a conversation whether they hold it: the client gets
+// unavailable (not closing) and retries.
+var ErrReplicasUnreachable = errors.New("conversation not held here and its replicas could not be asked")
+
 // Privacy carries a visitor's request to be forgotten (a forget frame).
 type Privacy interface {
 	// Forget erases every conversation of the visitor at once, or records
@@ -186,6 +206,13 @@ type Config struct {
 	// OnSignal receives this node's presence leases and typing states, for
 	// the other nodes (see Signal). It must not block. Zero: none.
 	OnSignal func(Signal)
+	// Fetch brings a conversation a client asks about that this node does
+	// not hold from its replicas before the client is answered. Zero: a
+	// conversation not held here is not_found.
+	Fetch Fetcher
+	// FetchWait bounds how long a frame waits for Fetch; past it the
+	// client gets unavailable and retries. Zero: 5s.
+	FetchWait time.Duration
 	// Relay hands connections of workspaces this node does not serve to a
 	// node that does (relay.go). Zero: every workspace is served here.
 	Relay Relayer
@@ -205,6 +232,7 @@ func (c *Config) defaults() {
 	def(&c.TypingTTL, 5*time.Second)
 	def(&c.HelloTimeout, 10*time.Second)
 	def(&c.WriteTimeout, 10*time.Second)
+	def(&c.FetchWait, 5*time.Second)
 	if c.Node == "" {
 		c.Node = "node"
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"parley/crdt"
@@ -344,11 +345,15 @@ func (c *conn) start(ctx context.Context, f inFrame) *wireError {
 
 // authorize checks, once per connection and conversation, that the
 // conversation exists in the connection's workspace and that a visitor owns it.
+// One this node does not hold is fetched from its replicas first (fetch).
 func (c *conn) authorize(conv string) *wireError {
 	if c.convs[conv] {
 		return nil
 	}
 	rec, err := c.srv.cfg.Store.Conversation(c.id.Workspace, conv)
+	if errors.Is(err, store.ErrNotFound) && c.srv.cfg.Fetch != nil {
+		rec, err = c.fetch(conv)
+	}
 	if err != nil {
 		return c.storeError(err)
 	}
@@ -357,6 +362,35 @@ func (c *conn) authorize(conv string) *wireError {
 	}
 	c.allow(conv)
 	return nil
+}
+
+// maxFetchMisses is how many conversations one connection may ask about
+// that no replica holds (or holds for another owner): past it, a
+// conversation not held here is not_found without asking, so that a
+// client naming unknown IDs cannot make this node ask its peers without end.
+const maxFetchMisses = 8
+
+// fetch brings conv from its replicas, waiting at most FetchWait, and
+// reads it again. The frame's handler waits for it, so a connection has
+// one fetch at a time; the Fetcher bounds them per node. A visitor's
+// fetch names them as the owner: another's conversation is not fetched.
+func (c *conn) fetch(conv string) (store.Conversation, error) {
+	ws := c.id.Workspace
+	if c.fetchMisses >= maxFetchMisses {
+		return store.Conversation{}, fmt.Errorf("conversation %s: %w", conv, store.ErrNotFound)
+	}
+	owner := c.id.Participant
+	if c.id.Role == ident.Agent {
+		owner = ""
+	}
+	rec, err := c.srv.fetch(c.ctx, ws, conv, owner)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		c.fetchMisses++
+	case err != nil:
+		c.srv.log.Warn("conversation not fetched from its replicas", "workspace", ws, "conversation", conv, "err", err)
+	}
+	return rec, err
 }
 
 // allow records that the connection may touch conv; the map is made on
@@ -443,11 +477,11 @@ func (s *Server) assignee(ws, conv string) string {
 }
 
 // resume subscribes first and reads the log second, so that no event falls
-// between the two; the writer drops the ones that arrive both ways.
+// between the two; the writer drops the ones that arrive both ways. The
+// replay starts (live events of the conversation held back) before the
+// conversation is authorized: an agent gets the events a fetch brings
+// (authorize) live, and they must come once, in the replay's order.
 func (c *conn) resume(f inFrame) *wireError {
-	if werr := c.authorize(f.Conversation); werr != nil {
-		return werr
-	}
 	if !c.waitRoom() {
 		return nil
 	}
@@ -457,6 +491,15 @@ func (c *conn) resume(f inFrame) *wireError {
 		since, _ = crdt.ParseVector(f.Since) // validated
 	}
 	c.send(&outItem{kind: outReplayStart, conv: conv, since: since})
+	if werr := c.authorize(conv); werr != nil {
+		if werr.close != 0 {
+			return werr
+		}
+		// Release what was held, behind the refusal.
+		c.srv.metrics.Error(werr.Code)
+		c.send(&outItem{kind: outReplay, conv: conv, data: encode(wire.Error{Type: wire.TypeError, Ref: f.Ref, Code: werr.Code, Message: werr.Message, RetryMS: werr.retry})})
+		return nil
+	}
 	c.srv.hub.subscribe(c, conv)
 	st := c.srv.cfg.Store
 	var events []store.Event
@@ -815,6 +858,9 @@ func (c *conn) storeError(err error) *wireError {
 // about; nil for a failure, which is internal.
 func storeWireError(err error) *wireError {
 	switch {
+	case errors.Is(err, ErrReplicasUnreachable):
+		// The cause names nodes and addresses: for the log, not the client.
+		return errf(wire.CodeUnavailable, "%v: retry", ErrReplicasUnreachable)
 	case errors.Is(err, store.ErrNotFound):
 		return errf(wire.CodeNotFound, "%v", err)
 	case errors.Is(err, store.ErrForbidden):

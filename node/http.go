@@ -142,6 +142,7 @@ func (n *Node) agentAPI() *agentapi.API {
 		Embeddings: agentEmbeddings{n.emb},
 		Keys:       n.auth,
 		Poster:     n.gw,
+		Fetcher:    n.gw,
 		Rate:       n.cfg.APIRate,
 		Logger:     n.log,
 	})

@@ -180,6 +180,7 @@ func New(cfg Config, logw, out io.Writer) (_ *Node, err error) {
 		Meter:               n.usage,
 		OnSignal:            n.repl.Signal,
 		Relay:               n.relay,
+		Fetch:               n.repl,
 		Privacy:             visitorPrivacy{ctl: n.ctl, erasures: n.erasures},
 		Assignee:            n.ctl.assignee,
 		InternalMessages:    n.ctl.internalMessages,

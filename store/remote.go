@@ -172,6 +172,17 @@ func (s *Store) advanceOnly(cs *convState, st Stamp) *write {
 	return w
 }
 
+// EnsureConversation creates, durably, the record of a conversation another
+// replica holds, as that replica sent it, when it is not held here: a
+// conversation fetched on demand that has no event yet (an event would
+// bring its record). A tombstone refuses it (ErrNotFound).
+func (s *Store) EnsureConversation(ctx context.Context, c Conversation) error {
+	if c.Workspace == "" || c.ID == "" || c.Owner == "" {
+		return fmt.Errorf("ensure conversation: workspace, id and owner required: %w", ErrInvalid)
+	}
+	return s.ensureConversation(ctx, c)
+}
+
 // ensureConversation creates, durably, the record of a conversation first
 // heard of through a remote event (and of its workspace on this node).
 func (s *Store) ensureConversation(ctx context.Context, c Conversation) error {

@@ -1198,6 +1198,16 @@
         setStatus(t('update'), 'error');
         return;
       case 'unavailable':
+        if (ctx && ctx.kind === 'resume' && ctx.conversation === S.conversation) {
+          // Not answered yet (this node could not ask the conversation's
+          // replicas): ask again on this connection; a closing one is
+          // resumed on the next.
+          const conn = S.conn;
+          setTimeout(() => {
+            if (S.conn === conn && !S.subscribed && ctx.conversation === S.conversation) resume();
+          }, C.retryMs(f) || 1000);
+        }
+        return; // else the server closes the connection; we reconnect and resume
       case 'slow_consumer':
         return; // the server closes the connection; we reconnect and resume
       default:

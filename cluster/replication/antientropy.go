@@ -64,7 +64,7 @@ type antiEntropyMetrics struct {
 func newAntiEntropy(r *Replicator, reg prometheus.Registerer) *antiEntropy {
 	m := antiEntropyMetrics{
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "parley_antientropy_bytes_total", Help: "Bytes of anti-entropy requests sent and replies received, by phase (buckets: the hash tree; vectors; range: the events).",
+			Name: "parley_antientropy_bytes_total", Help: "Bytes of anti-entropy requests sent and replies received, by phase (buckets: the hash tree; vectors; range: the events; fetch: a conversation asked for on demand).",
 		}, []string{"phase"}),
 		repaired: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "parley_antientropy_events_sent_total", Help: "Events sent to replicas that lacked them.",
@@ -73,7 +73,7 @@ func newAntiEntropy(r *Replicator, reg prometheus.Registerer) *antiEntropy {
 			Name: "parley_antientropy_rounds_total", Help: "Anti-entropy rounds with a peer.",
 		}),
 	}
-	for _, phase := range []string{"buckets", "vectors", "range"} {
+	for _, phase := range []string{"buckets", "vectors", "range", "fetch"} {
 		m.bytes.WithLabelValues(phase) // exported from the start, at 0
 	}
 	reg.MustRegister(m.bytes, m.repaired, m.rounds)

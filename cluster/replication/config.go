@@ -78,6 +78,8 @@ type Store interface {
 	VectorAt(ws, conv string, seq uint64) (map[string]uint64, error)
 	SeqCovered(ws, conv string, have map[string]uint64) (uint64, error)
 	ApplyRemoteAsync(ctx context.Context, r store.Remote) (store.Result, <-chan error, error)
+	EnsureConversation(ctx context.Context, c store.Conversation) error
+	Erased(ws, conv string) (bool, error)
 	AdvanceOrigin(ctx context.Context, ws, conv, origin string, oseq uint64) error
 	MarkRead(ctx context.Context, ws, conv, participant string, seq uint64, start time.Time) (bool, error)
 	AllReplies(ws string) ([]store.Reply, error)

@@ -23,6 +23,7 @@ type Signed func(func(w http.ResponseWriter, r *http.Request, body []byte)) http
 // anti-entropy's requests and the saved replies of a handover.
 func (r *Replicator) Routes(mux *http.ServeMux, signed Signed) {
 	r.ae.routes(mux, signed)
+	r.fetchRoutes(mux, signed)
 	mux.HandleFunc("POST "+pathRepliesMerge, signed(func(w http.ResponseWriter, req *http.Request, body []byte) {
 		var sig repliesSignal
 		if err := json.Unmarshal(body, &sig); err != nil || sig.Workspace == "" {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
 )
 
 // ReplicationFactor is how many nodes of a workspace's region hold each of
@@ -50,6 +51,10 @@ type Replicator struct {
 	records records
 	ae      *antiEntropy
 	replies *savedReplies
+	// fetches and fetchSlots: the conversations being fetched on demand
+	// (fetch.go), one exchange each, at most maxFetches at once.
+	fetches    singleflight.Group
+	fetchSlots chan struct{}
 	// resyncs carries the nodes to send this node's presence to (resync):
 	// those that joined or came back, and those that asked; gossip's
 	// callback must not block.
@@ -72,7 +77,7 @@ func New(cfg Config) *Replicator {
 	life, stop := context.WithCancel(context.Background())
 	r := &Replicator{cfg: cfg, log: cfg.Logger, st: cfg.Store, life: life, stop: stop,
 		acks: map[ackKey]*ackWait{}, records: records{st: cfg.Store, byKey: map[string]store.Conversation{}},
-		resyncs: make(chan resyncReq, 64)}
+		resyncs: make(chan resyncReq, 64), fetchSlots: make(chan struct{}, maxFetches)}
 	r.gate = NewGate(r.have, 0)
 	r.links = NewLinks(LinksConfig{Self: cfg.Self, Dial: r.dial, Store: r.Apply, Logger: cfg.Logger, OnSignal: r.onSignal, Tracer: cfg.Tracer})
 	cfg.Registerer.MustRegister(r.links.Collector())

@@ -74,6 +74,14 @@ type Relay interface {
 	ProxyAPI(w http.ResponseWriter, r *http.Request, workspace string) bool
 }
 
+// Fetcher reads a conversation, bringing it from its replicas first when
+// this node does not hold it (the node's gateway.Server): an error wraps
+// store.ErrNotFound when no replica holds it, gateway.ErrReplicasUnreachable
+// when they could not be asked.
+type Fetcher interface {
+	Held(ctx context.Context, ws, conv string) (store.Conversation, error)
+}
+
 // Store is what the API reads and writes of the node's store (a
 // *store.Store).
 type Store interface {
@@ -152,6 +160,9 @@ type Config struct {
 	// (conversations.go) accepts besides operator tokens. Nil: keys are
 	// refused.
 	Keys Keys
+	// Fetcher reads the conversation a request names. Nil: Store's, and a
+	// conversation not held here is not found.
+	Fetcher Fetcher
 	// Poster makes the messages the conversations API posts, edits and
 	// deletes (the node's gateway.Server). Nil: those routes answer
 	// unavailable.
@@ -359,9 +370,18 @@ func (a *API) convParam(c *apiCall) (store.Conversation, error) {
 	if !ident.ValidConversation(id) {
 		return store.Conversation{}, badRequest("conversation: c_ and 24 lowercase hex digits")
 	}
-	conv, err := a.cfg.Store.Conversation(c.ws, id)
-	if errors.Is(err, store.ErrNotFound) {
+	var conv store.Conversation
+	var err error
+	if a.cfg.Fetcher != nil {
+		conv, err = a.cfg.Fetcher.Held(c.r.Context(), c.ws, id)
+	} else {
+		conv, err = a.cfg.Store.Conversation(c.ws, id)
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
 		return conv, &httpapi.Error{Status: http.StatusNotFound, Code: codeNotFound, Message: "conversation not found in this workspace"}
+	case errors.Is(err, gateway.ErrReplicasUnreachable):
+		return conv, &httpapi.Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable, Message: "conversation not held by this node and its replicas could not be asked: retry"}
 	}
 	return conv, err
 }

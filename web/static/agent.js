@@ -1119,6 +1119,18 @@
         setStatus('This console is out of date: reload the page.', 'error');
         return;
       case 'unavailable':
+        if (ctx && ctx.kind === 'resume') {
+          // Not answered yet (this node could not ask the conversation's
+          // replicas): ask again on this connection; a closing one is
+          // resumed on the next.
+          const c = A.convs.get(ctx.conv);
+          if (c && c.resumeRef === f.ref) {
+            c.resumeRef = null;
+            const conn = A.conn;
+            setTimeout(() => { if (A.conn === conn) resumeConv(c); }, C.retryMs(f) || 1000);
+          }
+        }
+        return; // else the connection closes; we reconnect and resume
       case 'slow_consumer':
         return; // the connection closes; we reconnect and resume
       default:
