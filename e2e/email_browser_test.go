@@ -76,7 +76,7 @@ func TestBrowserEmailWhenNobodyIsOnline(t *testing.T) {
 		t.Fatal(err)
 	}
 	say(t, ctx, agent, conv, "agent-reply-01", "We found your parcel")
-	eventually.Holds(t, 30*time.Second, "the reply in mailpit", func() error {
+	eventually.Holds(t, 60*time.Second, "the reply in mailpit", func() error {
 		msgs, err := mp.messages()
 		if err != nil {
 			return err

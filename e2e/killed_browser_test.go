@@ -119,10 +119,11 @@ func TestBrowserVisitorsNodeKilled(t *testing.T) {
 	waitFor[bool](ct, visitor, "the status line to clear",
 		`!document.querySelector('[data-testid=parley-status]').checkVisibility()`)
 
-	// n2 comes back: every replica holds the six messages, the same.
+	// n2 comes back: every replica holds the six messages (and the
+	// widget's context), the same.
 	n2.Restart(t)
 	tc.waitAlive(t, n1, 3, 30*time.Second)
-	tc.waitConverged(t, "demo", convID, len(want), 60*time.Second)
+	tc.waitConverged(t, "demo", convID, len(want)+widgetContext, 60*time.Second)
 	ct.checkPage(visitor, "at the end")
 	ct.checkPage(agent, "at the end")
 	ct.screenshot(visitor, "after-kill")
@@ -132,3 +133,8 @@ func TestBrowserVisitorsNodeKilled(t *testing.T) {
 		}
 	}
 }
+
+// widgetContext is what the widget adds to a conversation's digest besides
+// the messages a page shows: the visitor's page context, sent once per
+// page and conversation as an internal message (docs/protocol.md).
+const widgetContext = 1

@@ -33,7 +33,7 @@ func TestBrowserShowsOneIDOnce(t *testing.T) {
 	)
 	convID := ct.startChat(agent, visitor, n1.URL, n1.Token, first)
 	ct.do(agent, "opening the conversation", chromedp.Click(chromedp.CSS(fmt.Sprintf(`[data-testid=conv-item][data-id=%q]`, convID))))
-	tc.waitConverged(t, "demo", convID, 1, 30*time.Second)
+	tc.waitConverged(t, "demo", convID, 1+widgetContext, 30*time.Second)
 
 	// Ben signs in and connects to both nodes before the cut (a cut-off
 	// node takes no new operator credentials).
@@ -62,7 +62,7 @@ func TestBrowserShowsOneIDOnce(t *testing.T) {
 	for _, nd := range tc.nodes {
 		tc.waitAlive(t, nd, 2, 60*time.Second)
 	}
-	tc.waitConverged(t, "demo", convID, 3, 60*time.Second)
+	tc.waitConverged(t, "demo", convID, 3+widgetContext, 60*time.Second)
 
 	want := []shownMessage{
 		{Role: "visitor", Body: first},
