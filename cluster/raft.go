@@ -219,6 +219,11 @@ type Cluster struct {
 
 	dummyOnce sync.Once
 	dummy     string
+	// seenMu guards seen: the highest protocol version gossip has shown
+	// for each member since this node started (Versions), kept while the
+	// member is out of sight (RequireLastSeen).
+	seenMu sync.Mutex
+	seen   map[string]int
 	// hashing bounds the PBKDF2 work running at once (login.go).
 	hashing *hashSlots
 

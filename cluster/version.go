@@ -56,6 +56,14 @@ func (c *Cluster) Versions() VersionInfo {
 	if f.Error() != nil {
 		return vi
 	}
+	c.seenMu.Lock()
+	if c.seen == nil {
+		c.seen = map[string]int{}
+	}
+	for id, v := range known {
+		c.seen[id] = max(c.seen[id], v)
+	}
+	c.seenMu.Unlock()
 	for i, s := range f.Configuration().Servers {
 		v := known[string(s.ID)]
 		vi.Members[string(s.ID)] = v
@@ -93,6 +101,43 @@ func (c *Cluster) Require(what string, need int) error {
 	if vi.Cluster >= need {
 		return nil
 	}
+	return upgrading(vi, what, need)
+}
+
+// RequireLastSeen is Require where a member out of sight counts at the
+// version gossip last showed for it since this node started (a release
+// is never downgraded: docs/operations.md, *Upgrading*): what nodes
+// exchange as data, such as internal messages, goes on through a
+// partition once every member was seen at the version. A member not
+// seen since this node started is of unknown version: refused.
+func (c *Cluster) RequireLastSeen(what string, need int) error {
+	if need <= schema.MinProtocolVersion {
+		return nil
+	}
+	vi := c.Versions()
+	if vi.Cluster >= need {
+		return nil
+	}
+	c.seenMu.Lock()
+	lowest := -1
+	for id, v := range vi.Members {
+		if v == 0 {
+			v = c.seen[id]
+			vi.Members[id] = v
+		}
+		if lowest < 0 || v < lowest {
+			lowest = v
+		}
+	}
+	c.seenMu.Unlock()
+	if lowest >= need {
+		return nil
+	}
+	return upgrading(vi, what, need)
+}
+
+// upgrading is ErrClusterUpgrading for what, naming the members behind.
+func upgrading(vi VersionInfo, what string, need int) error {
 	var behind []string
 	for _, id := range slices.Sorted(maps.Keys(vi.Members)) {
 		switch v := vi.Members[id]; {

@@ -94,3 +94,49 @@ func TestNewerCommandRefusedUntilEveryMemberRunsIt(t *testing.T) {
 		t.Fatalf("forwarded: %v", err)
 	}
 }
+
+// What is exchanged as data (internal messages) counts a member out of
+// sight at the version it was last seen at: it goes on through a
+// partition once every member was seen at the version needed, and not
+// before.
+func TestRequireLastSeenThroughAPartition(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	known := map[string]int{"n1": 2, "n2": 2}
+	tc := newTestCluster(t, 3, func(cfg *Config) {
+		cfg.Versions = func() map[string]int {
+			mu.Lock()
+			defer mu.Unlock()
+			return maps.Clone(known)
+		}
+	})
+	set := func(m map[string]int) {
+		mu.Lock()
+		known = m
+		mu.Unlock()
+	}
+	c := tc.leader()
+	if err := c.RequireLastSeen("a note", 2); !errors.Is(err, ErrClusterUpgrading) || !strings.Contains(err.Error(), "n3 of unknown version") {
+		t.Fatalf("n3 never seen: %v", err)
+	}
+	set(map[string]int{"n1": 2, "n2": 2, "n3": 1})
+	if err := c.RequireLastSeen("a note", 2); !errors.Is(err, ErrClusterUpgrading) || !strings.Contains(err.Error(), "n3 runs 1") {
+		t.Fatalf("n3 at 1: %v", err)
+	}
+	set(map[string]int{"n1": 2, "n2": 2, "n3": 2})
+	if err := c.RequireLastSeen("a note", 2); err != nil {
+		t.Fatalf("every member at 2: %v", err)
+	}
+	// n3 out of sight (a partition): last seen at 2, so data goes on;
+	// commands stay refused (Require).
+	set(map[string]int{"n1": 2, "n2": 2})
+	if err := c.RequireLastSeen("a note", 2); err != nil {
+		t.Fatalf("n3 out of sight, last seen at 2: %v", err)
+	}
+	if err := c.Require("a command", 2); !errors.Is(err, ErrClusterUpgrading) {
+		t.Fatalf("a command with n3 out of sight: %v", err)
+	}
+	if err := c.RequireLastSeen("a note", 3); !errors.Is(err, ErrClusterUpgrading) {
+		t.Fatalf("version 3: %v", err)
+	}
+}

@@ -586,7 +586,9 @@ const internalMessagesVersion = 2
 
 // internalMessages says whether internal messages may be written
 // (gateway.Config.InternalMessages): not while a member of the cluster may
-// run an older version (cluster.ErrClusterUpgrading).
+// run an older version (cluster.ErrClusterUpgrading). A member out of
+// sight counts at the version it was last seen at, so that notes and
+// inbox changes go on on both sides of a partition.
 func (ctl *control) internalMessages() error {
-	return ctl.c.Require("an internal message (a note, an inbox change, the visitor's context)", internalMessagesVersion)
+	return ctl.c.RequireLastSeen("an internal message (a note, an inbox change, the visitor's context)", internalMessagesVersion)
 }

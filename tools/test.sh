@@ -5,7 +5,8 @@
 # another its tests took about 20 minutes on two cores) is split into
 # E2E_SHARDS processes run beside it, its tests dealt out in name order
 # like cards. Each line of output names its part: [pkgs], [e2e 1/2], ...
-# The exit status is non-zero if any part failed.
+# Each part's test nodes take their ports from a range of their own
+# (PARLEY_TEST_PORTS). The exit status is non-zero if any part failed.
 #
 #   GO           the go command (go)
 #   TEST_TIMEOUT each part's -timeout (40m)
@@ -26,19 +27,23 @@ fi
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 
-run() { # name, go test arguments...
-	local name=$1
-	shift
-	{ $GO test -race -count=1 -timeout "$TIMEOUT" "$@" 2>&1; echo $? >"$dir/$name.rc"; } |
+run() { # name, ports (LO-HI), go test arguments...
+	local name=$1 ports=$2
+	shift 2
+	{ PARLEY_TEST_PORTS=$ports $GO test -race -count=1 -timeout "$TIMEOUT" "$@" 2>&1; echo $? >"$dir/$name.rc"; } |
 		sed -u "s|^|[$name] |"
 }
 
-run pkgs $pkgs &
+# Each part picks its test nodes' ports from a range of its own, below the
+# kernel's ephemeral ports (internal/localcluster, FreeAddr).
+run pkgs 10000-15999 $pkgs &
+span=$(((32767 - 16000 + 1) / SHARDS))
 for ((i = 0; i < SHARDS; i++)); do
 	names=()
 	for ((j = i; j < ${#tests[@]}; j += SHARDS)); do names+=("${tests[j]}"); done
 	pattern="^($(IFS='|'; echo "${names[*]}"))\$"
-	run "e2e-$((i + 1))of$SHARDS" -run "$pattern" ./e2e/ &
+	lo=$((16000 + i * span))
+	run "e2e-$((i + 1))of$SHARDS" "$lo-$((lo + span - 1))" -run "$pattern" ./e2e/ &
 done
 wait
 

@@ -280,15 +280,6 @@ func (c *Cluster) joinAddr(cfg Config, i int) string {
 	return link
 }
 
-// FreeAddr is a TCP address on 127.0.0.1 that was free a moment ago.
-func FreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
 
 // Build builds the parley binary to out with go build and its flags (such
 // as -race), from anywhere in the module.
