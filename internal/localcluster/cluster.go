@@ -280,7 +280,6 @@ func (c *Cluster) joinAddr(cfg Config, i int) string {
 	return link
 }
 
-
 // Build builds the parley binary to out with go build and its flags (such
 // as -race), from anywhere in the module.
 func Build(ctx context.Context, out string, flags ...string) error {
