@@ -31,6 +31,20 @@ import (
 // public key, which Chromium's --ignore-certificate-errors-spki-list takes.
 func startHTTPSNode(t *testing.T, extraArgs ...string) (*nodeProc, string) {
 	t.Helper()
+	n, c := startTLSNode(t, parleyBin, extraArgs...)
+	return n, c.spki
+}
+
+// selfSigned is a certificate for 127.0.0.1, its files and what a client
+// needs to trust it.
+type selfSigned struct {
+	certFile, keyFile string
+	pool              *x509.CertPool
+	spki              string // base64 SHA-256 of the public key
+}
+
+func newSelfSigned(t testing.TB) selfSigned {
+	t.Helper()
 	dir := t.TempDir()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{
@@ -45,17 +59,24 @@ func startHTTPSNode(t *testing.T, extraArgs ...string) (*nodeProc, string) {
 	}
 	cert, _ := x509.ParseCertificate(der)
 	kb, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	c := selfSigned{certFile: filepath.Join(dir, "cert.pem"), keyFile: filepath.Join(dir, "key.pem"), pool: x509.NewCertPool()}
+	os.WriteFile(c.certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(c.keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 	spki := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+	c.spki = base64.StdEncoding.EncodeToString(spki[:])
+	c.pool.AddCert(cert)
+	return c
+}
 
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 5 * time.Second}
-	n := startNodeWith(t, localcluster.NodeConfig{Bin: parleyBin, Addr: freeAddr(t), DataDir: t.TempDir(), Client: client,
-		Args: append([]string{"-tls-cert", certFile, "-tls-key", keyFile, "-h3", "off"}, extraArgs...)})
-	return n, base64.StdEncoding.EncodeToString(spki[:])
+// startTLSNode starts bin serving HTTPS only (-h3 off) with a self-signed
+// certificate; the node's Client trusts it.
+func startTLSNode(t testing.TB, bin string, extraArgs ...string) (*nodeProc, selfSigned) {
+	t.Helper()
+	c := newSelfSigned(t)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: c.pool}}, Timeout: 5 * time.Second}
+	n := startNodeWith(t, localcluster.NodeConfig{Bin: bin, Addr: freeAddr(t), DataDir: t.TempDir(), Client: client,
+		Args: append([]string{"-tls-cert", c.certFile, "-tls-key", c.keyFile, "-h3", "off"}, extraArgs...)})
+	return n, c
 }
 
 // TestBrowserChatOverHTTPS: the real binary with -tls-cert serves the demo

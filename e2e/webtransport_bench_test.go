@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -26,8 +27,9 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// BenchmarkTransports compares WebSocket and WebTransport on one node
-// process (built without -race) in one run, at several numbers of open
+// BenchmarkTransports compares WebSocket (ws), WebTransport (wt) and
+// WebSocket over the node's own TLS (wss, on a second node serving HTTPS
+// only) in one run, nodes built without -race, at several numbers of open
 // connections; the clients run in the benchmark's process. Each connection
 // is a visitor with a conversation of its own that pings every 10 s, as the
 // widget does. Messages go out open loop at benchRate per second in total,
@@ -62,14 +64,21 @@ func BenchmarkTransports(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("conns=%d", n), func(b *testing.B) {
 			node := startBenchNode(b, bin)
-			for _, tr := range []string{"ws", "wt"} {
+			// WebSocket over the node's own TLS, as a node without a
+			// balancer in front serves it: a node serving HTTPS only.
+			tlsNode := startBenchTLSNode(b, bin)
+			for _, tr := range []string{"ws", "wt", "wss"} {
 				// One pool of connections for every invocation of the
 				// sub-benchmark (the framework runs it with N=1 first).
 				var pool *benchPool
 				b.Run(tr, func(b *testing.B) {
 					if pool == nil {
+						on := node
+						if tr == "wss" {
+							on = tlsNode
+						}
 						var err error
-						if pool, err = newBenchPool(node, tr, n); err != nil {
+						if pool, err = newBenchPool(on, tr, n); err != nil {
 							b.Fatal(err)
 						}
 					}
@@ -113,16 +122,20 @@ func benchBinary() (string, error) {
 
 type benchNode struct {
 	*nodeProc
-	url  string
-	wt   string // WebTransport URL
-	hash []byte // SHA-256 of its certificate
+	url    string
+	wt     string // WebTransport URL
+	hash   []byte // SHA-256 of its certificate
+	client *http.Client
+	tls    *tls.Config // wss://: what trusts the node's certificate
 }
+
+// benchNodeArgs lift the node's limits for the load of a benchmark.
+var benchNodeArgs = []string{"-log-level", "warn", "-frame-rate", "100000", "-workspace-rate", "10000000", "-max-conns-per-ip", "1000000"}
 
 func startBenchNode(b *testing.B, bin string) *benchNode {
 	b.Helper()
-	nd := startNodeBin(b, bin, b.TempDir(),
-		"-log-level", "warn", "-frame-rate", "100000", "-workspace-rate", "10000000", "-max-conns-per-ip", "1000000")
-	n := &benchNode{nodeProc: nd, url: nd.URL}
+	nd := startNodeBin(b, bin, b.TempDir(), benchNodeArgs...)
+	n := &benchNode{nodeProc: nd, url: nd.URL, client: http.DefaultClient}
 	resp, err := http.Get(n.url + "/v1/transport")
 	if err != nil {
 		b.Fatal(err)
@@ -142,6 +155,16 @@ func startBenchNode(b *testing.B, bin string) *benchNode {
 	return n
 }
 
+// startBenchTLSNode starts a node serving HTTPS only (its WebSockets over
+// TLS, as a node without a balancer in front serves them).
+func startBenchTLSNode(b *testing.B, bin string) *benchNode {
+	b.Helper()
+	nd, c := startTLSNode(b, bin, benchNodeArgs...)
+	cfg := &tls.Config{RootCAs: c.pool}
+	return &benchNode{nodeProc: nd, url: nd.URL, tls: cfg,
+		client: &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: 5 * time.Second}}
+}
+
 // cpu returns the node process's user+system CPU time so far.
 func (n *benchNode) cpu() time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n.PID()))
@@ -156,7 +179,7 @@ func (n *benchNode) cpu() time.Duration {
 
 // metric reads one sample of the node's /metrics.
 func (n *benchNode) metric(sample string) float64 {
-	resp, err := http.Get(n.url + "/metrics")
+	resp, err := n.client.Get(n.url + "/metrics")
 	if err != nil {
 		return 0
 	}
@@ -176,6 +199,7 @@ type benchConn struct {
 	setup chan []byte // frames other than timed delivers, until ready
 	ready atomic.Bool
 	conv  string
+	ended atomic.Value // why its frames ended (a string)
 }
 
 type benchPool struct {
@@ -245,7 +269,9 @@ func newBenchPool(node *benchNode, tr string, n int) (*benchPool, error) {
 	// WebTransport clients share a few UDP sockets (as many browsers
 	// behind one NAT would): one per connection would take 10,000
 	// descriptors.
-	p.wt = client.NewWTDialer(client.WTConfig{CertHashes: [][]byte{node.hash}, LocalAddr: net.IPv4(127, 0, 0, 1), Sockets: 8})
+	if tr == "wt" {
+		p.wt = client.NewWTDialer(client.WTConfig{CertHashes: [][]byte{node.hash}, LocalAddr: net.IPv4(127, 0, 0, 1), Sockets: 8})
+	}
 	// Connections ping from the moment they are up: setting up 10,000 takes
 	// longer than the node lets a connection stay silent.
 	go p.ping()
@@ -301,8 +327,8 @@ func (p *benchPool) dial(i int) (*benchConn, error) {
 	var conn *client.Conn
 	var err error
 	switch p.tr {
-	case "ws":
-		conn, err = client.DialWS(ctx, client.WSURL(p.node.url), client.Options{})
+	case "ws", "wss":
+		conn, err = client.DialWS(ctx, client.WSURL(p.node.url), client.Options{TLS: p.node.tls})
 	case "wt":
 		conn, err = p.wt.Dial(ctx, p.node.wt, client.Options{})
 	}
@@ -315,6 +341,7 @@ func (p *benchPool) dial(i int) (*benchConn, error) {
 		for f := range conn.Frames() {
 			p.record(c, f.Raw)
 		}
+		c.ended.Store(fmt.Sprint(conn.Err()))
 	}()
 	await := func(typ string) (map[string]any, error) {
 		for {
@@ -362,7 +389,9 @@ func (p *benchPool) close() {
 			c.close()
 		}
 	}
-	p.wt.Close()
+	if p.wt != nil {
+		p.wt.Close()
+	}
 }
 
 var benchSeq atomic.Uint64
@@ -389,7 +418,7 @@ func (p *benchPool) run(b *testing.B) {
 		frame := `{"type":"send","conversation":"` + c.conv + `","id":"m-` + fmt.Sprintf("%012d", benchSeq.Add(1)) +
 			`","body":"t=` + strconv.FormatInt(time.Now().UnixNano(), 10) + `"}`
 		if err := c.write([]byte(frame)); err != nil {
-			b.Fatal(err)
+			b.Fatalf("%v (its frames ended: %v); the node's log ends:\n%s", err, c.ended.Load(), p.node.Tail(15))
 		}
 	}
 	deadline := time.Now().Add(60 * time.Second)
