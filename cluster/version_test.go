@@ -47,21 +47,7 @@ func TestCommandVersions(t *testing.T) {
 // pass whatever the members advertise.
 func TestNewerCommandRefusedUntilEveryMemberRunsIt(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	known := map[string]int{"n1": 2, "n2": 2, "n3": 1}
-	tc := newTestCluster(t, 3, func(cfg *Config) {
-		cfg.Versions = func() map[string]int {
-			mu.Lock()
-			defer mu.Unlock()
-			return maps.Clone(known)
-		}
-	})
-	set := func(m map[string]int) {
-		mu.Lock()
-		known = m
-		mu.Unlock()
-	}
-	c := tc.leader()
+	c, set := clusterSeeing(t, map[string]int{"n1": 2, "n2": 2, "n3": 1})
 	cmd := &SetPlan{}
 	if vi := c.Versions(); vi.Cluster != 1 || vi.Members["n3"] != 1 || vi.Node != schema.ProtocolVersion {
 		t.Fatalf("versions %+v", vi)
@@ -101,21 +87,7 @@ func TestNewerCommandRefusedUntilEveryMemberRunsIt(t *testing.T) {
 // before.
 func TestRequireLastSeenThroughAPartition(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	known := map[string]int{"n1": 2, "n2": 2}
-	tc := newTestCluster(t, 3, func(cfg *Config) {
-		cfg.Versions = func() map[string]int {
-			mu.Lock()
-			defer mu.Unlock()
-			return maps.Clone(known)
-		}
-	})
-	set := func(m map[string]int) {
-		mu.Lock()
-		known = m
-		mu.Unlock()
-	}
-	c := tc.leader()
+	c, set := clusterSeeing(t, map[string]int{"n1": 2, "n2": 2})
 	if err := c.RequireLastSeen("a note", 2); !errors.Is(err, ErrClusterUpgrading) || !strings.Contains(err.Error(), "n3 of unknown version") {
 		t.Fatalf("n3 never seen: %v", err)
 	}
@@ -139,4 +111,23 @@ func TestRequireLastSeenThroughAPartition(t *testing.T) {
 	if err := c.RequireLastSeen("a note", 3); !errors.Is(err, ErrClusterUpgrading) {
 		t.Fatalf("version 3: %v", err)
 	}
+}
+
+// clusterSeeing is the leader of a 3-node test cluster whose gossip shows
+// the members' versions as known says, and set, which changes them.
+func clusterSeeing(t *testing.T, known map[string]int) (*Cluster, func(map[string]int)) {
+	var mu sync.Mutex
+	tc := newTestCluster(t, 3, func(cfg *Config) {
+		cfg.Versions = func() map[string]int {
+			mu.Lock()
+			defer mu.Unlock()
+			return maps.Clone(known)
+		}
+	})
+	set := func(m map[string]int) {
+		mu.Lock()
+		known = m
+		mu.Unlock()
+	}
+	return tc.leader(), set
 }
