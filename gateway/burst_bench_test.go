@@ -158,9 +158,10 @@ func (t *perFrameWS) Close(code int, reason string) error {
 // allocates nothing per frame, so that a benchmark's allocations are the
 // server's.
 type rawWSClient struct {
-	nc  net.Conn
-	br  *bufio.Reader
-	buf []byte
+	nc   net.Conn
+	br   *bufio.Reader
+	buf  []byte
+	last []byte // the payload next read, in buf
 }
 
 func dialRawWS(url string) (*rawWSClient, error) {
@@ -169,6 +170,11 @@ func dialRawWS(url string) (*rawWSClient, error) {
 	if err != nil {
 		return nil, err
 	}
+	return upgradeRawWS(nc, host)
+}
+
+// upgradeRawWS opens a WebSocket on nc (TCP or TLS) to host.
+func upgradeRawWS(nc net.Conn, host string) (*rawWSClient, error) {
 	var k [16]byte
 	rand.Read(k[:])
 	key := base64.StdEncoding.EncodeToString(k[:])
@@ -234,5 +240,6 @@ func (c *rawWSClient) next() (byte, error) {
 	if _, err := io.ReadFull(c.br, c.buf[:n]); err != nil {
 		return 0, err
 	}
+	c.last = c.buf[:n]
 	return op, nil
 }

@@ -15,9 +15,11 @@ import (
 // A poller watches the sockets of idle WebSocket connections with an epoll
 // instance of its own, next to the runtime's (which keeps handling their
 // writes and deadlines): a connection costs no goroutine and no read buffer
-// until bytes arrive. The poller's goroutine reads what arrived into its
-// own buffer, parses it and hands whole messages to the connection, whose
-// frames then run on a goroutine of the connection started for them.
+// until bytes arrive. The poller's goroutine reads what arrived on a plain
+// connection into its own buffer, parses it and hands whole messages to
+// the connection, whose frames then run on a goroutine of the connection
+// started for them; a TLS connection's bytes it leaves to a goroutine of
+// the connection's, which reads them through crypto/tls (wstls.go).
 //
 // A Server owns its pollers (pollers): started on its first WebSocket,
 // stopped by Shutdown.
@@ -41,7 +43,7 @@ type pollable interface {
 const pollReadBuffer = 64 << 10
 
 // errPollersClosed: the server is shutting down; the connection is read
-// by its own goroutine, like a TLS one, until it ends.
+// by its own goroutine until it ends.
 var errPollersClosed = errors.New("pollers stopped")
 
 // pollers are a server's pollers: at most pollerCount, started on first

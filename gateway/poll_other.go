@@ -10,7 +10,8 @@ import (
 )
 
 // Without epoll, every WebSocket connection is read by a goroutine of its
-// own (wsConn.Read), and a burst is written joined (WriteFrames).
+// own (wsConn.Read), and a burst is written joined (WriteFrames);
+// PollableTLS leaves its listener as it is.
 
 const canPoll = false
 

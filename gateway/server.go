@@ -476,8 +476,8 @@ func (s *Server) overLimit(ws string, now time.Time) *wireError {
 // over. A transport that a poller reads (polledTransport) returns at once:
 // the connection's frames are handled on a goroutine started when they
 // arrive. Any other is read on the calling goroutine (WebTransport's
-// handler, or a TLS WebSocket's), and serve returns when the connection is
-// over.
+// handler, or a WebSocket's whose socket cannot be polled), and serve
+// returns when the connection is over.
 func (s *Server) serve(ctx context.Context, t transport, ip string, viaRelay bool, done func()) {
 	c := &conn{
 		srv: s, t: t, ctx: ctx, ip: ip, viaRelay: viaRelay, stop: make(chan struct{}),

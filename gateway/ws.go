@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -32,9 +33,11 @@ const hardReadLimit = 4 * wire.MaxFrameBytes
 // credential rides on cookies (tokens and signatures travel in hello), so a
 // cross-site page gains nothing a script could not do by itself.
 //
-// A plain TCP connection is then read by a poller (poll_linux.go) and
-// returns its handler goroutine at once; a TLS one (the node's own HTTPS
-// listener) is read by the handler goroutine, which lasts as long as it.
+// The connection is then read by a poller (poll_linux.go) and returns its
+// handler goroutine at once: a plain TCP one, and a TLS one whose socket
+// was accepted through PollableTLS (wstls.go: the node's own HTTPS
+// listener). Any other is read by the handler goroutine, which lasts as
+// long as it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ip, viaRelay := clientIP(r), false
 	if s.cfg.Forwarded != nil {
@@ -80,7 +83,10 @@ func acceptWS(w http.ResponseWriter, r *http.Request) (*wsConn, error) {
 		b, _ := brw.Reader.Peek(n)
 		t.early = append([]byte(nil), b...)
 	}
-	if sc, ok := nc.(syscall.Conn); ok && canPoll {
+	if tc, ok := nc.(*tls.Conn); ok {
+		// Polled through the tls.Conn (wstls.go); written through it.
+		t.tls = tlsPolled(tc)
+	} else if sc, ok := nc.(syscall.Conn); ok && canPoll {
 		if rc, err := sc.SyscallConn(); err == nil {
 			t.rc = rc
 		}
@@ -106,15 +112,18 @@ type frameSink interface {
 
 // wsConn is a server WebSocket connection on a hijacked net/http
 // connection. Its reads are driven by a poller when the connection is plain
-// TCP (poll); otherwise by the goroutine calling Read. Only the
-// connection's writer writes (WriteFrames, Close).
+// TCP or TLS on a socket that may be polled (poll); otherwise by the
+// goroutine calling Read. Only the connection's writer writes
+// (WriteFrames, Close).
 type wsConn struct {
 	nc    net.Conn
-	rc    syscall.RawConn // nil: not pollable
+	rc    syscall.RawConn // plain TCP's socket, polled and written with writev; nil: not plain or not pollable
+	tls   *wsTLS          // a TLS connection's polled reading; nil: not TLS or not pollable
 	early []byte          // bytes read with the handshake, parsed first
 	sink  frameSink
 
-	// Reader side: the poller's goroutine or Read's caller.
+	// Reader side: the poller's goroutine, a TLS connection's read pass
+	// (readTLS), or Read's caller.
 	parser wsParser
 	rq     []wsMessage // Read: parsed, not yet returned
 	rerr   error       // Read: why reading ended
@@ -156,11 +165,15 @@ type wsMessage struct {
 func (t *wsConn) Name() string { return "ws" }
 
 // poll hands the connection's reading to a poller, delivering to sink;
-// false when it cannot be polled (TLS, or no poller here), and Read must
-// be called instead.
+// false when it cannot be polled (no socket of its own, or no poller
+// here), and Read must be called instead.
 func (t *wsConn) poll(sink frameSink, ps *pollers) bool {
 	t.sink = sink
-	if t.rc == nil {
+	rc := t.rc
+	if t.tls != nil {
+		rc = t.tls.nb.rc
+	}
+	if rc == nil {
 		return false
 	}
 	p, err := ps.pick()
@@ -168,6 +181,10 @@ func (t *wsConn) poll(sink frameSink, ps *pollers) bool {
 		return false
 	}
 	t.p, t.polled = p, true
+	if t.tls != nil {
+		// Nothing else reads it: net/http let go of it with the hijack.
+		t.tls.nb.nonblock.Store(true)
+	}
 	if len(t.early) > 0 {
 		early := t.early
 		t.early = nil
@@ -181,17 +198,29 @@ func (t *wsConn) poll(sink frameSink, ps *pollers) bool {
 		t.mu.Unlock()
 		return true
 	}
-	id, err := p.add(t.rc, t)
+	id, err := p.add(rc, t)
 	t.id = id
 	t.mu.Unlock()
 	if err != nil {
 		t.readFailed(err)
+		return true
+	}
+	if t.tls != nil {
+		// The tls.Conn may hold records read with the handshake or the
+		// request, which the socket will not show again.
+		t.readTLSSoon()
 	}
 	return true
 }
 
-// readable is the poller's: read what arrived and hand it on.
+// readable is the poller's: read what arrived and hand it on (a TLS
+// connection's on a goroutine of its own: decrypting may wait for its
+// writer, to send an alert or a key update).
 func (t *wsConn) readable(buf []byte) bool {
+	if t.tls != nil {
+		t.readTLSSoon()
+		return false
+	}
 	for range 4 {
 		n, err := readNonblock(t.rc, buf)
 		if err != nil {
@@ -229,8 +258,13 @@ func (t *wsConn) readable(buf []byte) bool {
 	return true
 }
 
-// resumeReading watches the socket again after deliver asked for a pause.
+// resumeReading watches the socket again after deliver asked for a pause
+// (a TLS connection's first reads what its tls.Conn holds).
 func (t *wsConn) resumeReading() {
+	if t.tls != nil {
+		t.readTLSSoon()
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.ended {
@@ -366,8 +400,10 @@ func (t *wsConn) emitQueued(op byte, data []byte) {
 }
 
 // WriteFrames writes frames in as few system calls as it can: one writev
-// for a burst on a plain TCP connection, one write otherwise. It fails
-// when no byte could be written for timeout.
+// for a burst on a plain TCP connection, one write otherwise (through the
+// tls.Conn on TLS, which writes to its socket with the socket's own
+// blocking Write, deadline included, even while a poller reads it). It
+// fails when no byte could be written for timeout.
 func (t *wsConn) WriteFrames(frames []wframe, timeout time.Duration) error {
 	t.nc.SetWriteDeadline(time.Now().Add(timeout))
 	b := wsWriteBufs.Get().(*wsWriteBuf)

@@ -6,18 +6,14 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
-	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	protoclient "parley/gateway/client"
 	"parley/gateway/wire"
 	"parley/internal/eventually"
-
-	"github.com/coder/websocket"
 )
 
 // TestIdleConnectionsHoldNoGoroutine: connections that said hello and then
@@ -329,42 +325,6 @@ func TestOverHardLimitCloses1009(t *testing.T) {
 	if code := closeCode(t, v); code != wire.CloseTooLarge {
 		t.Fatalf("close %d, want %d", code, wire.CloseTooLarge)
 	}
-}
-
-// TestTLSWebSocket: a WebSocket over TLS, which the poller cannot read, is
-// served by a reader goroutine the same way: hello, a ping, a protocol
-// error's close code, and nothing left running once it closed.
-func TestTLSWebSocket(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, nil)
-	srv := httptest.NewTLSServer(e.gw)
-	t.Cleanup(srv.Close)
-	url := "wss" + strings.TrimPrefix(srv.URL, "https")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	pc, err := protoclient.DialWS(ctx, url, protoclient.Options{Queue: testQueue, HTTPClient: srv.Client()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pc.CloseNow)
-	v := &client{t: t, c: pc}
-	v.send(map[string]any{"type": "hello", "v": 1, "workspace": "ws1", "role": "visitor", "name": "Ada"})
-	v.expect("welcome", nil)
-	v.send(map[string]any{"type": "ping", "ref": "p1"})
-	v.expect("pong", refIs("p1"))
-	v.sendRaw(websocket.MessageText, []byte(`{"type":"ping","pad":"`+strings.Repeat("a", wire.MaxFrameBytes)+`"}`))
-	if got := v.expect("error", nil); got["code"] != wire.CodeTooLarge {
-		t.Fatalf("got %v", got)
-	}
-	if code := closeCode(t, v); code != wire.CloseTooLarge {
-		t.Fatalf("close %d, want %d", code, wire.CloseTooLarge)
-	}
-	eventually.Holds(t, 5*time.Second, "the connection left the hub", func() error {
-		if n := len(e.gw.hub.conns()); n != 0 {
-			return fmt.Errorf("%d connections in the hub", n)
-		}
-		return nil
-	})
 }
 
 // TestShutdownStopsThePollers: the pollers a server started for its

@@ -432,7 +432,9 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		var err error
 		if n.https {
 			srv.TLSConfig = n.certs.TCPTLSConfig()
-			err = srv.ServeTLS(ln, "", "")
+			// Beneath TLS, sockets the gateway's poller may read: an
+			// idle wss:// connection holds no goroutine.
+			err = srv.ServeTLS(gateway.PollableTLS(ln), "", "")
 		} else {
 			err = srv.Serve(ln)
 		}
