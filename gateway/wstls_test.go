@@ -584,7 +584,9 @@ func TestTLSManyConnections(t *testing.T) {
 		cl, _, ws := s.open(t, sink)
 		ends[i] = end{cl, ws, sink}
 	}
-	msg := func(c, i int) string { return fmt.Sprintf(`{"c":%d,"i":%d,"pad":"%s"}`, c, i, strings.Repeat("p", i*37)) }
+	msg := func(c, i int) string {
+		return fmt.Sprintf(`{"c":%d,"i":%d,"pad":"%s"}`, c, i, strings.Repeat("p", i*37))
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 3*conns)
 	for c, e := range ends {
