@@ -58,6 +58,19 @@ func (s *pausingSink) lift() {
 	s.t.resumeReading()
 }
 
+// next waits for the next message delivered, which must be want.
+func (s *pausingSink) next(t *testing.T, want string) {
+	t.Helper()
+	select {
+	case got := <-s.got:
+		if got != want {
+			t.Fatalf("delivered %q, want %q", got, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%q never delivered: the socket is no longer watched", want)
+	}
+}
+
 func (s *pausingSink) readEnd()    {}
 func (s *pausingSink) pong([]byte) {}
 
@@ -113,14 +126,7 @@ func TestPollerPauseRace(t *testing.T) {
 			}
 			write(0)
 			for i := range n {
-				select {
-				case got := <-sink.got:
-					if got != msg(i) {
-						t.Fatalf("delivered %q, want %q", got, msg(i))
-					}
-				case <-time.After(5 * time.Second):
-					t.Fatalf("message %d never delivered: the socket is no longer watched", i)
-				}
+				sink.next(t, msg(i))
 				if i+1 == n {
 					break
 				}
@@ -145,5 +151,35 @@ func TestPollerPauseRace(t *testing.T) {
 				t.Fatalf("%d messages delivered while the sink was paused", sink.early)
 			}
 		})
+	}
+}
+
+// TestTLSPauseReadsHeldRecords: records that arrived together, in one TCP
+// segment, are read by the tls.Conn from its socket at once; the
+// connection's sink pausing after each message must not leave the rest in
+// the tls.Conn, where no readiness of the socket will announce them: each
+// lift of the pause reads what the tls.Conn holds.
+func TestTLSPauseReadsHeldRecords(t *testing.T) {
+	s := newTLSWSServer(t)
+	sink := &pausingSink{got: make(chan string, 1), asked: make(chan struct{}, 1)}
+	cl, w, ws := s.open(t, sink)
+	sink.t = ws
+	const n = 5
+	msg := func(i int) string { return fmt.Sprintf(`{"n":%d}`, i) }
+	w.set(func(w *wireConn) { w.corked = true })
+	for i := range n {
+		writeAll(t, cl.nc, maskedFrame(wsOpText, true, msg(i)))
+	}
+	if err := w.uncork(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		sink.next(t, msg(i))
+		sink.lift()
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if sink.early > 0 {
+		t.Fatalf("%d messages delivered while the sink was paused", sink.early)
 	}
 }

@@ -18,53 +18,83 @@ import (
 
 // TestIdleConnectionsHoldNoGoroutine: connections that said hello and then
 // stay silent hold no goroutine of the gateway's (before issue 16 each held
-// two, a reader and a writer). The clients are rawWSClients, which hold
-// none either.
+// two, a reader and a writer), plain or TLS on a listener wrapped by
+// PollableTLS (each held its handler's, blocked in tls.Conn.Read, before
+// branch tlspoll); and they still serve. The clients are rawWSClients,
+// which hold none either.
 func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
-	e := newEnv(t, nil)
-	const n = 40
-	before := runtime.NumGoroutine()
-	clients := make([]*rawWSClient, n)
-	for i := range clients {
-		cl, err := dialRawWS(e.url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cl.nc.Close() })
-		if err := cl.writeText([]byte(`{"type":"hello","v":1,"workspace":"ws1","role":"visitor","name":"Ada"}`)); err != nil {
-			t.Fatal(err)
-		}
-		if op, err := cl.next(); err != nil || op != wsOpText {
-			t.Fatalf("welcome: op %d, %v", op, err)
-		}
-		clients[i] = cl
+	for _, tc := range []struct {
+		name string
+		// dialer returns how the test connects to e's gateway.
+		dialer func(t *testing.T, e *env) func() *rawWSClient
+	}{
+		{"plain", func(t *testing.T, e *env) func() *rawWSClient {
+			return func() *rawWSClient {
+				cl, err := dialRawWS(e.url)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { cl.nc.Close() })
+				return cl
+			}
+		}},
+		{"TLS", func(t *testing.T, e *env) func() *rawWSClient {
+			srv := startTLS(t, e.gw, true)
+			return func() *rawWSClient {
+				cl, _ := dialTLSWS(t, srv)
+				return cl
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			dial := tc.dialer(t, e)
+			const n = 40
+			before := runtime.NumGoroutine()
+			clients := make([]*rawWSClient, n)
+			for i := range clients {
+				cl := dial()
+				if err := cl.writeText([]byte(`{"type":"hello","v":1,"workspace":"ws1","role":"visitor","name":"Ada"}`)); err != nil {
+					t.Fatal(err)
+				}
+				if op, err := cl.next(); err != nil || op != wsOpText {
+					t.Fatalf("welcome: op %d, %v", op, err)
+				}
+				clients[i] = cl
+			}
+			// The goroutines that answered the hellos end once they have
+			// nothing left to do.
+			holdNoGoroutine(t, 5*time.Second, before, n, "idle connections")
+			for _, cl := range clients {
+				if err := cl.writeText([]byte(`{"type":"ping","ref":"p"}`)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, cl := range clients {
+				cl.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+				for {
+					if _, err := cl.next(); err != nil {
+						t.Fatalf("no pong: %v", err)
+					}
+					if bytes.Contains(cl.last, []byte(`"pong"`)) {
+						break
+					}
+				}
+			}
+		})
 	}
-	// The goroutines that answered the hellos end once they have nothing
-	// left to do.
-	eventually.Holds(t, 5*time.Second, "idle connections hold no goroutine", func() error {
+}
+
+// holdNoGoroutine waits, up to within, for n connections opened since
+// before to hold no goroutine (a few may still be ending).
+func holdNoGoroutine(t *testing.T, within time.Duration, before, n int, what string) {
+	t.Helper()
+	eventually.Holds(t, within, what+" hold no goroutine", func() error {
 		if got := runtime.NumGoroutine() - before; got > n/4 {
-			return fmt.Errorf("%d idle connections hold %d goroutines", n, got)
+			return fmt.Errorf("%d %s hold %d goroutines", n, what, got)
 		}
 		return nil
 	})
-	// And they still serve.
-	for _, cl := range clients {
-		if err := cl.writeText([]byte(`{"type":"ping","ref":"p"}`)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, cl := range clients {
-		cl.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-		for {
-			_, err := cl.next()
-			if err != nil {
-				t.Fatalf("no pong: %v", err)
-			}
-			if bytes.Contains(cl.buf, []byte(`"pong"`)) {
-				break
-			}
-		}
-	}
 }
 
 // TestBurstIsNotSlowConsumer: a burst of events for one agent, far more
@@ -301,13 +331,19 @@ func TestFramesWithTheHandshake(t *testing.T) {
 	if _, err := nc.Write(append([]byte(req), hello...)); err != nil {
 		t.Fatal(err)
 	}
+	readUntil(t, nc, `"welcome"`)
+}
+
+// readUntil reads nc until what it read holds want.
+func readUntil(t *testing.T, nc net.Conn, want string) {
+	t.Helper()
 	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	var got []byte
 	buf := make([]byte, 4096)
-	for !bytes.Contains(got, []byte(`"welcome"`)) {
+	for !bytes.Contains(got, []byte(want)) {
 		n, err := nc.Read(buf)
 		if err != nil {
-			t.Fatalf("no welcome: %v (got %q)", err, got)
+			t.Fatalf("no %s: %v (got %q)", want, err, got)
 		}
 		got = append(got, buf[:n]...)
 	}

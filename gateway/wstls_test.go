@@ -186,6 +186,9 @@ type tlsWSServer struct {
 }
 
 func newTLSWSServer(t *testing.T) *tlsWSServer {
+	if !canPoll {
+		t.Skip("no poller on this platform")
+	}
 	s := &tlsWSServer{accepted: make(chan *wsConn, 1024)}
 	s.srv = startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if c, err := acceptWS(w, r); err == nil {
@@ -205,9 +208,6 @@ func (s *tlsWSServer) open(t *testing.T, sink frameSink) (*rawWSClient, *wireCon
 	if ws.tls == nil {
 		t.Fatal("the TLS connection cannot be polled")
 	}
-	if ps, ok := sink.(*pausingSink); ok {
-		ps.t = ws
-	}
 	if !ws.poll(sink, &s.ps) {
 		t.Fatal("the TLS connection is not polled")
 	}
@@ -219,50 +219,6 @@ func writeAll(t *testing.T, nc net.Conn, parts ...[]byte) {
 	for _, p := range parts {
 		if _, err := nc.Write(p); err != nil {
 			t.Fatal(err)
-		}
-	}
-}
-
-// TestTLSIdleConnectionsHoldNoGoroutine: TLS WebSockets on a listener
-// wrapped by PollableTLS that said hello and stay silent hold no goroutine
-// (each held its handler's, blocked in tls.Conn.Read, before), and still
-// serve.
-func TestTLSIdleConnectionsHoldNoGoroutine(t *testing.T) {
-	e := newEnv(t, nil)
-	srv := startTLS(t, e.gw, true)
-	const n = 40
-	before := runtime.NumGoroutine()
-	clients := make([]*rawWSClient, n)
-	for i := range clients {
-		cl, _ := dialTLSWS(t, srv)
-		if err := cl.writeText([]byte(`{"type":"hello","v":1,"workspace":"ws1","role":"visitor","name":"Ada"}`)); err != nil {
-			t.Fatal(err)
-		}
-		if op, err := cl.next(); err != nil || op != wsOpText {
-			t.Fatalf("welcome: op %d, %v", op, err)
-		}
-		clients[i] = cl
-	}
-	eventually.Holds(t, 5*time.Second, "idle TLS connections hold no goroutine", func() error {
-		if got := runtime.NumGoroutine() - before; got > n/4 {
-			return fmt.Errorf("%d idle TLS connections hold %d goroutines", n, got)
-		}
-		return nil
-	})
-	for _, cl := range clients {
-		if err := cl.writeText([]byte(`{"type":"ping","ref":"p"}`)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, cl := range clients {
-		cl.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-		for {
-			if _, err := cl.next(); err != nil {
-				t.Fatalf("no pong: %v", err)
-			}
-			if bytes.Contains(cl.last, []byte(`"pong"`)) {
-				break
-			}
 		}
 	}
 }
@@ -379,42 +335,6 @@ func TestTLSRecordsInPieces(t *testing.T) {
 	})
 }
 
-// TestTLSPauseReadsHeldRecords: records that arrived together, in one TCP
-// segment, are read by the tls.Conn from its socket at once; the
-// connection's sink pausing after each message must not leave the rest in
-// the tls.Conn, where no readiness of the socket will announce them: each
-// lift of the pause reads what the tls.Conn holds.
-func TestTLSPauseReadsHeldRecords(t *testing.T) {
-	s := newTLSWSServer(t)
-	sink := &pausingSink{got: make(chan string, 1), asked: make(chan struct{}, 1)}
-	cl, w, _ := s.open(t, sink)
-	const n = 5
-	msg := func(i int) string { return fmt.Sprintf(`{"n":%d}`, i) }
-	w.set(func(w *wireConn) { w.corked = true })
-	for i := range n {
-		writeAll(t, cl.nc, maskedFrame(wsOpText, true, msg(i)))
-	}
-	if err := w.uncork(); err != nil {
-		t.Fatal(err)
-	}
-	for i := range n {
-		select {
-		case got := <-sink.got:
-			if got != msg(i) {
-				t.Fatalf("delivered %q, want %q", got, msg(i))
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatalf("message %d never delivered", i)
-		}
-		sink.lift()
-	}
-	sink.mu.Lock()
-	defer sink.mu.Unlock()
-	if sink.early > 0 {
-		t.Fatalf("%d messages delivered while the sink was paused", sink.early)
-	}
-}
-
 // TestTLSFramesWithTheHandshake: frames a client sends right behind its
 // upgrade request are served, whether they came in the request's record
 // (read by net/http before the hijack) or in records of their own that
@@ -443,16 +363,7 @@ func TestTLSFramesWithTheHandshake(t *testing.T) {
 			if err := w.uncork(); err != nil {
 				t.Fatal(err)
 			}
-			c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			var got []byte
-			buf := make([]byte, 4096)
-			for !bytes.Contains(got, []byte(`"welcome"`)) {
-				n, err := c.Read(buf)
-				if err != nil {
-					t.Fatalf("no welcome: %v (got %q)", err, got)
-				}
-				got = append(got, buf[:n]...)
-			}
+			readUntil(t, c, `"welcome"`)
 		})
 	}
 }
@@ -538,12 +449,7 @@ func TestTLSStalledMidRecord(t *testing.T) {
 		cl.writeText([]byte(`{"type":"ping","ref":"stalled"}`))
 		clients[i] = cl
 	}
-	eventually.Holds(t, 3*time.Second, "stalled TLS connections hold no goroutine", func() error {
-		if got := runtime.NumGoroutine() - before; got > n/4 {
-			return fmt.Errorf("%d TLS connections stalled mid-record hold %d goroutines", n, got)
-		}
-		return nil
-	})
+	holdNoGoroutine(t, 3*time.Second, before, n, "TLS connections stalled mid-record")
 	for i, cl := range clients {
 		for {
 			_, err := cl.next()
