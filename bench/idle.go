@@ -80,6 +80,14 @@ func openIdle(ctx, clientCtx context.Context, r *run, scr *scraper, before []Nod
 	}
 	d := newDialer(srcs)
 	hello := []byte(fmt.Sprintf(`{"type":"hello","v":1,"workspace":%q,"role":"visitor"}`, r.sc.Target.Workspace))
+	// Keep them alive from the moment they are open: a ping per connection
+	// per 8 s, spread. Opening them may take longer than the node lets a
+	// connection stay silent (three heartbeats of 10 s; 19,500 TLS
+	// handshakes on two busy cores took a minute).
+	pctx, stopPing := context.WithCancel(clientCtx)
+	s.stop = stopPing
+	s.pinger.Add(1)
+	go func() { defer s.pinger.Done(); s.ping(pctx, 8*time.Second) }()
 
 	t0 := time.Now()
 	interval := time.Duration(float64(time.Second) / cfg.ConnectRate)
@@ -139,12 +147,6 @@ func openIdle(ctx, clientCtx context.Context, r *run, scr *scraper, before []Nod
 	s.res.OpenSeconds = round3(time.Since(t0).Seconds())
 	s.res.Connect = Summarize(s.hist)
 
-	// Keep them alive: a ping per connection per heartbeat (10 s), spread.
-	pctx, stopPing := context.WithCancel(clientCtx)
-	s.stop = stopPing
-	s.pinger.Add(1)
-	go func() { defer s.pinger.Done(); s.ping(pctx, 8*time.Second) }()
-
 	if r.opts.Progress != nil {
 		fmt.Fprintf(r.opts.Progress, "\ridle: %d open, %d failed in %.1fs; settling %s\n", s.res.Opened, s.res.Failed, s.res.OpenSeconds, cfg.Settle)
 	}
@@ -203,17 +205,20 @@ func dialIdle(ctx context.Context, d *dialer, base string, i int, hello []byte) 
 	return c, time.Since(t0), nil
 }
 
-// ping writes a ping on every connection once per period, spread evenly.
+// ping writes a ping on every connection open once per period, spread
+// evenly, until ctx ends; connections opened meanwhile join the next period.
 func (s *idleSet) ping(ctx context.Context, period time.Duration) {
 	ping := []byte(`{"type":"ping"}`)
 	for ctx.Err() == nil {
 		s.mu.Lock()
 		conns := append([]*client.Conn(nil), s.conns...)
 		s.mu.Unlock()
-		if len(conns) == 0 {
-			return
-		}
 		t0 := time.Now()
+		if len(conns) == 0 {
+			// None open yet.
+			_ = harness.SleepUntil(ctx, t0.Add(time.Second))
+			continue
+		}
 		step := period / time.Duration(len(conns))
 		for i, c := range conns {
 			if i%256 == 0 {
