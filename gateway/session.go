@@ -640,7 +640,7 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) (werr *wire
 			span.SetAttributes(tracing.Seq(res.Seq), tracing.Dup(res.Dup))
 		}
 		created := res.Message.Created
-		c.reply(wire.Ack{Type: wire.TypeAck, Ref: f.Ref, Conversation: f.Conversation, ID: f.ID, Seq: res.Seq, TS: &created, Dup: res.Dup})
+		c.send(&outItem{kind: outFrame, data: encodeAck(wire.Ack{Type: wire.TypeAck, Ref: f.Ref, Conversation: f.Conversation, ID: f.ID, Seq: res.Seq, TS: &created, Dup: res.Dup})})
 	})
 	return nil
 }
