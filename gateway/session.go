@@ -841,8 +841,28 @@ func (c *conn) async(fn func()) {
 	c.opsWG.Add(1)
 	go func() {
 		defer func() { <-c.ops; c.opsWG.Done() }()
+		growStack(0)
 		fn()
 	}()
+}
+
+// opStack is the stack an op goroutine makes room for before its change
+// goes to the store: the store's sequencer runs deep (a message's states
+// passed by value), and a goroutine started with the runtime's small
+// stack grew it there, copying and adjusting every frame above, twice or
+// more per message: 15 % of a node's CPU at saturation (issue 16, item 2;
+// docs/benchmarks.md). One growth first, with nothing on the stack yet,
+// is cheap; 8 KiB here makes it 16 KiB, enough for the whole path (with
+// 16 KiB here the collector's shrinking and regrowing cost as much).
+const opStack = 8 << 10
+
+// growStack grows the goroutine's stack by opStack at once.
+//
+//go:noinline
+func growStack(i int) byte {
+	var b [opStack]byte
+	b[i] = 1
+	return b[len(b)-1-i]
 }
 
 // storeError maps store errors to wire errors.
