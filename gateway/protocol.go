@@ -138,10 +138,13 @@ func decodeFrame(data []byte) (inFrame, *wireError) {
 		return f, errf(wire.CodeBadFrame, "frame is not a JSON object")
 	}
 	if !decodeFlat(data, &f) {
-		f = inFrame{}
-		if err := json.Unmarshal(data, &f); err != nil {
+		// Its own variable: handed to encoding/json, it goes to the heap,
+		// which f (the fast path's) need not.
+		g := new(inFrame)
+		if err := json.Unmarshal(data, g); err != nil {
 			return inFrame{}, errf(wire.CodeBadFrame, "invalid JSON: %v", err)
 		}
+		f = *g
 	}
 	if len(f.Ref) > maxRef {
 		ref := f.Ref

@@ -621,6 +621,9 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) (werr *wire
 	}
 	c.srv.stampChange(&ch, now, c.t.Name())
 	c.srv.shed.taken(r, ch.Message.ID)
+	// The op takes what it answers with, not the whole frame: captured,
+	// the frame would be moved to the heap for every change.
+	ref, conv, id := f.Ref, f.Conversation, f.ID
 	c.async(func() {
 		defer span.End()
 		res, err := c.srv.applyChange(ctx, r, ch, c.ip, act, first, now)
@@ -633,14 +636,14 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) (werr *wire
 				span.SetAttributes(tracing.Code(werr.Code))
 				tracing.Fail(span, "not acknowledged")
 			}
-			c.replyErr(f.Ref, werr)
+			c.replyErr(ref, werr)
 			return
 		}
 		if span.IsRecording() {
 			span.SetAttributes(tracing.Seq(res.Seq), tracing.Dup(res.Dup))
 		}
 		created := res.Message.Created
-		c.send(&outItem{kind: outFrame, data: encodeAck(wire.Ack{Type: wire.TypeAck, Ref: f.Ref, Conversation: f.Conversation, ID: f.ID, Seq: res.Seq, TS: &created, Dup: res.Dup})})
+		c.send(&outItem{kind: outFrame, data: encodeAck(wire.Ack{Type: wire.TypeAck, Ref: ref, Conversation: conv, ID: id, Seq: res.Seq, TS: &created, Dup: res.Dup})})
 	})
 	return nil
 }
