@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"reflect"
 	"regexp"
 	"strings"
@@ -115,4 +116,57 @@ func FuzzCheckMsgID(f *testing.F) {
 			t.Fatalf("%q: checkMsgID takes it %v, the regexp %v", id, got, want)
 		}
 	})
+}
+
+// TestDecodeFlatAgreesOnGeneratedFrames: frames made of the fast path's
+// keys and others, strings with every kind of escape, booleans, nulls and
+// numbers, in any order, with stray bytes now and then; whatever the fast
+// path takes, encoding/json takes into the same fields.
+func TestDecodeFlatAgreesOnGeneratedFrames(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	keys := []string{"type", "ref", "conversation", "id", "body", "internal", "Type", "seq", "context", "typ\\u0065", ""}
+	pieces := []string{"a", "é", "😀", `\"`, `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t`, `\u00e9`, `\u003c`, `\ud83d\ude00`, `\ud83d`, `\u12`, `\x`, "\x01", " ", "<&>", "\u2028"}
+	values := []string{"true", "false", "null", "1", "-2.5e3", "{}", `{"a":1}`, "[]", "tru"}
+	ws := []string{"", " ", "\n", "\t\r "}
+	taken := 0
+	for n := 0; n < 200000; n++ {
+		var b strings.Builder
+		b.WriteString(ws[rng.IntN(len(ws))] + "{")
+		for k := rng.IntN(5); k > 0; k-- {
+			b.WriteString(ws[rng.IntN(len(ws))] + `"` + keys[rng.IntN(len(keys))] + `"` + ws[rng.IntN(len(ws))] + ":" + ws[rng.IntN(len(ws))])
+			if rng.IntN(4) == 0 {
+				b.WriteString(values[rng.IntN(len(values))])
+			} else {
+				b.WriteString(`"`)
+				for p := rng.IntN(4); p > 0; p-- {
+					b.WriteString(pieces[rng.IntN(len(pieces))])
+				}
+				b.WriteString(`"`)
+			}
+			if k > 1 || rng.IntN(20) == 0 {
+				b.WriteString(",")
+			}
+		}
+		b.WriteString("}" + ws[rng.IntN(len(ws))])
+		if rng.IntN(20) == 0 {
+			b.WriteString("x")
+		}
+		data := []byte(b.String())
+		var fast inFrame
+		if !decodeFlat(data, &fast) {
+			continue
+		}
+		taken++
+		var slow inFrame
+		if err := json.Unmarshal(data, &slow); err != nil {
+			t.Fatalf("%q: fast path took it, encoding/json refused it: %v", data, err)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("%q: fast path %+v, encoding/json %+v", data, fast, slow)
+		}
+	}
+	t.Logf("%d of 200000 generated frames taken by the fast path", taken)
+	if taken < 1000 {
+		t.Fatalf("the fast path took only %d generated frames", taken)
+	}
 }
