@@ -165,16 +165,14 @@ func (r *room) toConv(conv string, it *outItem) {
 }
 
 // lagging says whether one of the room's agent connections is behind,
-// reckoning with the room's undecided changes, and has been for less than
-// slowAfter: its writer, not the connection, falls behind what the node
-// takes in (shed.go). It keeps when each fell behind. Caller holds h.mu
-// (read).
+// and has been for less than slowAfter: its writer, not the connection,
+// falls behind what the node takes in (shed.go). It keeps when each fell
+// behind. Caller holds h.mu (read).
 func (r *room) lagging(slowAfter time.Duration) bool {
-	more := r.undecided.n.Load()
 	var now int64
 	lag := false
 	for c := range r.agents {
-		if !c.behind(more) {
+		if !c.behind() {
 			if r.nBehind.Load() > 0 {
 				r.caughtUp(c)
 			}

@@ -27,7 +27,6 @@ const (
 )
 
 var (
-	reMsgID     = regexp.MustCompile(`^[A-Za-z0-9_-]{8,64}$`)
 	reHex64     = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	reVisitorID = regexp.MustCompile(`^[0-9a-f]{32}$`)
 	reTag       = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
@@ -138,8 +137,14 @@ func decodeFrame(data []byte) (inFrame, *wireError) {
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return f, errf(wire.CodeBadFrame, "frame is not a JSON object")
 	}
-	if err := json.Unmarshal(data, &f); err != nil {
-		return inFrame{}, errf(wire.CodeBadFrame, "invalid JSON: %v", err)
+	if !decodeFlat(data, &f) {
+		// Its own variable: handed to encoding/json, it goes to the heap,
+		// which f (the fast path's) need not.
+		g := new(inFrame)
+		if err := json.Unmarshal(data, g); err != nil {
+			return inFrame{}, errf(wire.CodeBadFrame, "invalid JSON: %v", err)
+		}
+		f = *g
 	}
 	if len(f.Ref) > maxRef {
 		ref := f.Ref
@@ -290,7 +295,8 @@ func checkConv(id string) *wireError {
 }
 
 func checkMsgID(id string) *wireError {
-	if !reMsgID.MatchString(id) {
+	// [A-Za-z0-9_-]{8,64}: a conversation reference's bytes, 8 or more.
+	if len(id) < 8 || !ident.ValidConversationRef(id) {
 		return errf(wire.CodeBadRequest, "id: must match [A-Za-z0-9_-]{8,64}")
 	}
 	return nil

@@ -621,6 +621,9 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) (werr *wire
 	}
 	c.srv.stampChange(&ch, now, c.t.Name())
 	c.srv.shed.taken(r, ch.Message.ID)
+	// The op takes what it answers with, not the whole frame: captured,
+	// the frame would be moved to the heap for every change.
+	ref, conv, id := f.Ref, f.Conversation, f.ID
 	c.async(func() {
 		defer span.End()
 		res, err := c.srv.applyChange(ctx, r, ch, c.ip, act, first, now)
@@ -633,14 +636,14 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) (werr *wire
 				span.SetAttributes(tracing.Code(werr.Code))
 				tracing.Fail(span, "not acknowledged")
 			}
-			c.replyErr(f.Ref, werr)
+			c.replyErr(ref, werr)
 			return
 		}
 		if span.IsRecording() {
 			span.SetAttributes(tracing.Seq(res.Seq), tracing.Dup(res.Dup))
 		}
 		created := res.Message.Created
-		c.reply(wire.Ack{Type: wire.TypeAck, Ref: f.Ref, Conversation: f.Conversation, ID: f.ID, Seq: res.Seq, TS: &created, Dup: res.Dup})
+		c.send(&outItem{kind: outFrame, data: encodeAck(wire.Ack{Type: wire.TypeAck, Ref: ref, Conversation: conv, ID: id, Seq: res.Seq, TS: &created, Dup: res.Dup})})
 	})
 	return nil
 }
@@ -841,8 +844,28 @@ func (c *conn) async(fn func()) {
 	c.opsWG.Add(1)
 	go func() {
 		defer func() { <-c.ops; c.opsWG.Done() }()
+		growStack(0)
 		fn()
 	}()
+}
+
+// opStack is the stack an op goroutine makes room for before its change
+// goes to the store: the store's sequencer runs deep (a message's states
+// passed by value), and a goroutine started with the runtime's small
+// stack grew it there, copying and adjusting every frame above, twice or
+// more per message: 15 % of a node's CPU at saturation (issue 16, item 2;
+// docs/benchmarks.md). One growth first, with nothing on the stack yet,
+// is cheap; 8 KiB here makes it 16 KiB, enough for the whole path (with
+// 16 KiB here the collector's shrinking and regrowing cost as much).
+const opStack = 8 << 10
+
+// growStack grows the goroutine's stack by opStack at once.
+//
+//go:noinline
+func growStack(i int) byte {
+	var b [opStack]byte
+	b[i] = 1
+	return b[len(b)-1-i]
 }
 
 // storeError maps store errors to wire errors.

@@ -21,9 +21,10 @@ import (
 //     ack would wait longer still);
 //   - its fan-out: one of a workspace's agent connections is behind when
 //     an event of the workspace is queued on it (hub.publish): half of
-//     Config.SendQueue would wait for it, not yet written, if the
-//     workspace's changes taken but not yet decided were queued on it
-//     too (conn.behind). Its writer cannot keep up, and more events would
+//     Config.SendQueue waits for it, not yet written (conn.behind). With
+//     the changes not yet decided (at most as many, the third sign) it
+//     would hold a send queue's worth, far below Config.SendQueueBytes.
+//     Its writer cannot keep up, and more events would
 //     pile up past Config.SendQueueBytes and close it as a slow consumer,
 //     to reconnect and replay. The workspace's changes are then
 //     refused for Config.ShedHold, after which the next event tells
@@ -128,13 +129,16 @@ func (u *undecided) remove(id string) {
 	u.mu.Unlock()
 }
 
-// behind is whether a connection's items not yet written, with more
-// items added, would be at least half of Config.SendQueue: its writer is
-// behind by that much (long before the bytes waiting make it a slow
-// consumer, Config.SendQueueBytes).
-func (c *conn) behind(more int64) bool {
+// behind is whether a connection's items not yet written are at least
+// half of Config.SendQueue: its writer is behind by that much (long
+// before the bytes waiting make it a slow consumer,
+// Config.SendQueueBytes). The workspace's changes not yet decided do not
+// count here: they have a sign of their own, bounded by the same half,
+// and counting them here too held a workspace whose agents keep up
+// whenever as many changes were in flight (issue 16, item 2).
+func (c *conn) behind() bool {
 	c.mu.Lock()
 	n := c.queuedItems
 	c.mu.Unlock()
-	return (int64(n)+more)*2 >= int64(c.srv.cfg.SendQueue)
+	return n*2 >= c.srv.cfg.SendQueue
 }

@@ -235,3 +235,24 @@ func TestUndecidedChangesAreCountedOnce(t *testing.T) {
 		t.Fatalf("left counted: %d undecided, %d pending", n, p)
 	}
 }
+
+// An agent connection keeping up (one frame waiting) does not hold its
+// workspace back because changes are in flight: those are the third
+// sign's, refused past half a send queue of their own. Counted against
+// the agent too, they made every workspace with as many changes in
+// flight stop for a hold at each event (issue 16, item 2).
+func TestChangesInFlightDoNotMakeAnAgentBehind(t *testing.T) {
+	srv := &Server{cfg: Config{SendQueue: 8}}
+	agent := &conn{srv: srv, queuedItems: 1}
+	r := &room{agents: map[*conn]struct{}{agent: {}}}
+	for _, id := range []string{"m1", "m2", "m3"} { // 3 of the 4 the third sign allows
+		r.undecided.add(id)
+	}
+	if r.lagging(time.Minute) {
+		t.Fatal("an agent with one frame waiting counts as behind while changes are in flight")
+	}
+	agent.queuedItems = 4 // half its queue: behind
+	if !r.lagging(time.Minute) {
+		t.Fatal("an agent with half its queue waiting does not count as behind")
+	}
+}

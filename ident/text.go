@@ -32,7 +32,15 @@ func PrintableBody(s string) bool { return printable(s, true) }
 func PrintableName(s string) bool { return printable(s, false) }
 
 func printable(s string, multiline bool) bool {
-	for _, r := range s {
+	// ASCII first, a byte at a time: its only characters refused are the
+	// controls (U+0000..U+001F and U+007F).
+	i := 0
+	for ; i < len(s) && s[i] < utf8.RuneSelf; i++ {
+		if c := s[i]; (c < 0x20 || c == 0x7f) && !(multiline && (c == '\n' || c == '\t')) {
+			return false
+		}
+	}
+	for _, r := range s[i:] {
 		if multiline && (r == '\n' || r == '\t') {
 			continue
 		}

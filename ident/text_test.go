@@ -1,6 +1,10 @@
 package ident
 
-import "testing"
+import (
+	"testing"
+	"unicode"
+	"unicode/utf8"
+)
 
 func TestPrintable(t *testing.T) {
 	t.Parallel()
@@ -34,4 +38,30 @@ func TestPrintable(t *testing.T) {
 			t.Errorf("%s: %q (multi-line %v): printable %v, want %v", c.name, c.s, c.multiline, got, c.want)
 		}
 	}
+}
+
+// FuzzPrintableASCII: the byte-at-a-time reading of ASCII says what a
+// rune-at-a-time reading says, for bodies and names.
+func FuzzPrintableASCII(f *testing.F) {
+	for _, s := range []string{"hello", "a\nb\tc", "a\x00b", "a\x7fb", "é\x01", "ok é", "\u202e", "x\u200by"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, multiline := range []bool{true, false} {
+			want := true
+			for _, r := range s {
+				if multiline && (r == '\n' || r == '\t') {
+					continue
+				}
+				if unicode.IsControl(r) || r == utf8.RuneError || BidiControl(r) ||
+					!multiline && unicode.Is(unicode.Cf, r) && !directionMark(r) && r != '\u200c' && r != '\u200d' {
+					want = false
+					break
+				}
+			}
+			if got := printable(s, multiline); got != want {
+				t.Fatalf("%q (multiline %v): %v, rune by rune %v", s, multiline, got, want)
+			}
+		}
+	})
 }
