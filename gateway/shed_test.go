@@ -165,7 +165,12 @@ func TestChangesShedWhileAgentsAreBehind(t *testing.T) {
 // its queue fills, as before), and the others' sends are taken again.
 func TestAnAgentTooSlowStopsHoldingBack(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(c *Config) { c.ShedHold, c.SendQueue = 10*time.Millisecond, 8 })
+	// slowAfterHolds holds of 100 ms: 2 s from the first refusal until the
+	// agent counts as too slow, which outlasts a loaded machine's pause
+	// between the sends below (at 10 ms, 200 ms did not: the agent was
+	// already too slow when the first send after the four came, and
+	// nothing was ever shed).
+	e := newEnv(t, func(c *Config) { c.ShedHold, c.SendQueue = 100*time.Millisecond, 8 })
 	e.agent(t, "ws1")
 	v, _ := e.visitor(t, "ws1", nil)
 	conv := v.start()
