@@ -64,8 +64,11 @@ type batch struct {
 	// kbuf holds the key being put (bbolt copies keys), abuf a record's
 	// additional data and pbuf its plaintext; arena the values, which
 	// bbolt keeps until the commit.
-	kbuf, abuf, pbuf []byte
-	arena            []byte
+	kbuf, abuf, pbuf, hbuf []byte
+	arena                  []byte
+	// chunk is the chunk of events being built (chunk.go), put when the
+	// run's next write is of another conversation, and at the run's end.
+	chunk chunkBuild
 	// msgPuts are the message records of a run of sequenced writes, put
 	// in key order once the run is over (putMsgs): their keys hold the
 	// messages' IDs, in no order of their own.
@@ -376,8 +379,9 @@ func (s *Store) commitOnce(ops []*op) (culprit *op, err error) {
 	for _, o := range ops {
 		if o.seq == nil {
 			// The run of sequenced writes before it is over: its
-			// message records go in before fn reads the file.
-			if err := b.putMsgs(); err != nil {
+			// events and message records go in before fn reads the
+			// file.
+			if err := b.endRun(); err != nil {
 				tx.Rollback()
 				return nil, err
 			}
@@ -388,7 +392,7 @@ func (s *Store) commitOnce(ops []*op) (culprit *op, err error) {
 			return o, o.err
 		}
 	}
-	if err := b.putMsgs(); err != nil {
+	if err := b.endRun(); err != nil {
 		tx.Rollback()
 		return nil, err
 	}
@@ -434,6 +438,15 @@ func sortSequenced(ops []*op) {
 		})
 		i = j
 	}
+}
+
+// endRun puts what a run of sequenced writes left to put: the chunk of
+// events being built, and the message records.
+func (b *batch) endRun() error {
+	if err := b.putChunk(); err != nil {
+		return err
+	}
+	return b.putMsgs()
 }
 
 // putMsg queues a message record for putMsgs; k is copied into the arena.

@@ -386,8 +386,8 @@ func TestMigrationFromV2(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if v, _ := s.SchemaVersion(); v != SchemaLatest() || SchemaLatest() != 8 {
-		t.Fatalf("schema %d (latest %d), want 7", v, SchemaLatest())
+	if v, _ := s.SchemaVersion(); v != SchemaLatest() || SchemaLatest() != 9 {
+		t.Fatalf("schema %d (latest %d), want 9", v, SchemaLatest())
 	}
 	if got, err := s.Conversations("ws1", "v:a"); err != nil || len(got) != 1 {
 		t.Fatalf("conversations after migration: %+v %v", got, err)

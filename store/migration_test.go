@@ -23,8 +23,44 @@ import (
 // reads back the same, that the stamps index is gone, and that the file
 // takes new changes and erasures.
 func TestMigrationFromSchema7(t *testing.T) {
+	testMigrationFrom(t, 7, func(tx *bolt.Tx) error {
+		if tx.Bucket(bStamps) == nil || tx.Bucket(bStamps).Stats().KeyN == 0 {
+			return fmt.Errorf("the schema 7 file has no stamps index: the test proves nothing")
+		}
+		return nil
+	})
+}
+
+// TestMigrationFromSchema8 opens a file written by the schema 8 code (the
+// last with one record per event; testdata/schema8) and checks the same:
+// every event reads back from the chunks migration 9 made of them.
+func TestMigrationFromSchema8(t *testing.T) {
+	testMigrationFrom(t, 8, func(tx *bolt.Tx) error {
+		n := 0
+		err := tx.Bucket(bEvents).ForEach(func(_, v []byte) error {
+			if len(v) == 0 || v[0] != stampedV1 {
+				return fmt.Errorf("the schema 8 file has an event not stamped in its value (%x): not schema 8", v[:min(len(v), 8)])
+			}
+			n++
+			return nil
+		})
+		if err == nil && n < 20 {
+			err = fmt.Errorf("the schema 8 file has %d events: the test proves nothing", n)
+		}
+		return err
+	})
+}
+
+// testMigrationFrom opens testdata/schema<version> with this build and
+// checks it reads back what the code of that schema read (want.json), that
+// every event is in a chunk, and that the file takes new changes (an edit
+// of a migrated message, a resent message) and erasures. fixture checks
+// the file before the migration.
+func testMigrationFrom(t *testing.T, version int, fixture func(*bolt.Tx) error) {
+	t.Helper()
+	dir := fmt.Sprintf("testdata/schema%d", version)
 	path := filepath.Join(t.TempDir(), "parley.db")
-	gz, err := os.Open("testdata/schema7/parley.db.gz")
+	gz, err := os.Open(dir + "/parley.db.gz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +77,7 @@ func TestMigrationFromSchema7(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	wantJSON, err := os.ReadFile("testdata/schema7/want.json")
+	wantJSON, err := os.ReadFile(dir + "/want.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,16 +86,15 @@ func TestMigrationFromSchema7(t *testing.T) {
 		t.Fatal(err)
 	}
 	var before int
-	db.View(func(tx *bolt.Tx) error {
+	if err := db.View(func(tx *bolt.Tx) error {
 		before = schemaVersion(tx)
-		if tx.Bucket(bStamps) == nil || tx.Bucket(bStamps).Stats().KeyN == 0 {
-			t.Error("the schema 7 file has no stamps index: the test proves nothing")
-		}
-		return nil
-	})
+		return fixture(tx)
+	}); err != nil {
+		t.Error(err)
+	}
 	db.Close()
-	if before != 7 {
-		t.Fatalf("fixture at schema %d, want 7", before)
+	if before != version {
+		t.Fatalf("fixture at schema %d, want %d", before, version)
 	}
 
 	kek := bytes.Repeat([]byte{7}, KEKSize)
@@ -75,47 +110,24 @@ func TestMigrationFromSchema7(t *testing.T) {
 		if tx.Bucket(bStamps) != nil {
 			t.Error("the stamps index is still in the file")
 		}
-		return nil
+		return tx.Bucket(bEvents).ForEach(func(k, v []byte) error {
+			if _, _, err := parseChunk(v, nil); err != nil {
+				t.Errorf("event record %q after the migration: %v", k, err)
+			}
+			return nil
+		})
 	})
 	got := map[string]any{}
 	for c := range 3 {
 		conv := fmt.Sprintf("c%d", c)
-		evs, _, err := s.Events("ws1", conv, 0, 100)
-		if err != nil {
-			t.Fatal(err)
-		}
-		since, _, err := s.EventsSince("ws1", conv, map[string]uint64{"n1": 3}, 100)
-		if err != nil {
-			t.Fatal(err)
-		}
-		vec, err := s.VectorAt("ws1", conv, 6)
-		if err != nil {
-			t.Fatal(err)
-		}
-		covered, err := s.SeqCovered("ws1", conv, map[string]uint64{"n1": 7, "n2": 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		origin, err := s.OriginEvents("ws1", conv, "n2", 1, 100)
-		if err != nil {
-			t.Fatal(err)
-		}
-		digest, n, err := s.StateDigest("ws1", conv)
-		if err != nil {
-			t.Fatal(err)
-		}
-		front, err := s.Frontier("ws1", conv)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got[conv] = map[string]any{"events": evs, "since": since, "vector": vec, "covered": covered, "origin": origin, "digest": digest, "messages": n, "frontier": front}
+		got[conv] = readBack(t, s, conv)
 	}
 	gotJSON, err := json.MarshalIndent(got, "", " ")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(bytes.TrimSpace(gotJSON), bytes.TrimSpace(wantJSON)) {
-		t.Fatalf("read back after the migration:\n%s\nwant (as schema 7 read it):\n%s", gotJSON, wantJSON)
+		t.Fatalf("read back after the migration:\n%s\nwant (as schema %d read it):\n%s", gotJSON, version, wantJSON)
 	}
 
 	// The migrated file takes new changes, an edit of a migrated message
@@ -124,8 +136,8 @@ func TestMigrationFromSchema7(t *testing.T) {
 	if _, err := s.Apply(ctx, Change{Kind: Send, Workspace: "ws1", Conversation: "c0", Participant: "v:a", Message: msg("m9", "v:a", "after", 30)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Apply(ctx, Change{Kind: Send, Workspace: "ws1", Conversation: "c0", Participant: "v:a", Message: msg("m0", "v:a", "dup", 31)}); err != nil {
-		t.Fatal(err)
+	if res, err := s.Apply(ctx, Change{Kind: Send, Workspace: "ws1", Conversation: "c0", Participant: "v:a", Message: msg("m0", "v:a", "dup", 31)}); err != nil || !res.Dup || res.Seq != 1 {
+		t.Fatalf("m0 sent again after the migration: %+v %v, want a duplicate of seq 1", res, err)
 	}
 	if _, err := s.Apply(ctx, Change{Kind: Edit, Workspace: "ws1", Conversation: "c0", Participant: "v:a", Message: crdt.Message{ID: "m3"}, Body: "edited after", TS: crdt.Timestamp{Wall: 40, Node: "n1"}}); err != nil {
 		t.Fatal(err)
@@ -137,6 +149,11 @@ func TestMigrationFromSchema7(t *testing.T) {
 	last := evs[len(evs)-1]
 	if last.Message.ID != "m3" || last.Message.Body != "edited after" || last.Stamp.Origin != "n1" || last.Stamp.OSeq != 9 {
 		t.Fatalf("last event after the migration %+v, want the edit of m3 stamped n1.9", last)
+	}
+	for _, e := range evs {
+		if e.Message.ID == "m3" && e.Message.Body != "edited after" {
+			t.Fatalf("event %d of m3 reads %q after its edit", e.Seq, e.Message.Body)
+		}
 	}
 	if err := s.EraseConversation(ctx, "ws1", "c1"); err != nil {
 		t.Fatal(err)
