@@ -26,14 +26,22 @@ import (
 //	uvarint n, the number of events
 //	n times: uvarint seq (the first absolute, then the difference from the
 //	  event before), uvarint oseq, uvarint length of the origin then the
-//	  origin (length 0: the event before's origin), then either
-//	  eventRef, uvarint length of the message ID, the ID (a reference to
-//	  the message's latest event, as in schema 6 to 8), or
-//	  chunkState, uvarint length of the message's state (messageV1)
+//	  origin (length 0: the event before's origin), a byte of flags
+//	  (chunkState: the event holds its message's state, else it is a
+//	  reference to the message's latest event, as in schema 6 to 8;
+//	  chunkCreated: the event created its message), uvarint length of the
+//	  message's ID then the ID, then for a state the uvarint length of the
+//	  state (messageV1), for a reference the uvarint seq of the event that
+//	  replaced it (itself perhaps a reference, to a later one)
 //	the states of the events that are not references, one after the
 //	  other in the events' order, sealed as one value (sealedV1) under the
 //	  conversation's key with the bucket and the chunk's key as additional
 //	  data.
+//
+// The message IDs in the chunks are the message index of their newest
+// events (see msgIndex): the index records (bMsgs) are written in bulk,
+// once a conversation's events not in them pass indexTail, not one per
+// message.
 //
 // Stamps and references stay in the clear, as in schema 8; only states are
 // sealed. An edit or deletion turns the message's previous latest event
@@ -41,8 +49,9 @@ import (
 // it is of the same commit): the text it replaced leaves the file with the
 // old chunk's page (scrub.go).
 const (
-	chunkV1    = 0x03
-	chunkState = 0x01
+	chunkV1      = 0x03
+	chunkState   = 0x01
+	chunkCreated = 0x02
 )
 
 // maxChunk bounds the events of one chunk: a conversation's run of
@@ -50,20 +59,38 @@ const (
 // the migration from schema 8 groups at most that many.
 const maxChunk = 256
 
-// chunkEntry is one event of a chunk: its seq and stamp, and either a
-// reference to its message (ref, id) or its state at plain[off:off+n] of
-// the chunk's unsealed states.
+// chunkEntry is one event of a chunk: its seq and stamp, its message's
+// ID, whether it created the message, and either a reference to the event
+// that replaced it (ref, next) or its state at plain[off:off+n] of the
+// chunk's unsealed states.
 type chunkEntry struct {
-	seq    uint64
-	stamp  Stamp
-	ref    bool
-	id     string // ref: the message's ID
-	off, n int
+	seq     uint64
+	stamp   Stamp
+	id      []byte // parsed: in the chunk's value
+	sid     string // built by the writer: the ID, instead of id
+	created bool
+	ref     bool
+	next    uint64 // ref: the event that replaced it
+	off, n  int
+}
+
+// name is the entry's message ID.
+func (e *chunkEntry) name() string {
+	if e.sid != "" {
+		return e.sid
+	}
+	return string(e.id)
 }
 
 // parseChunk decodes a chunk's head into ents (reused) and returns its
 // sealed states.
 func parseChunk(v []byte, ents []chunkEntry) ([]chunkEntry, []byte, error) {
+	return parseChunkFrom(v, ents, "")
+}
+
+// parseChunkFrom is parseChunk with the origin most likely in the chunk
+// (for no allocation when it is).
+func parseChunkFrom(v []byte, ents []chunkEntry, origin string) ([]chunkEntry, []byte, error) {
 	ents = ents[:0]
 	if len(v) == 0 || v[0] != chunkV1 {
 		return ents, nil, fmt.Errorf("event record is not a chunk: %w", ErrInvalid)
@@ -74,7 +101,6 @@ func parseChunk(v []byte, ents []chunkEntry) ([]chunkEntry, []byte, error) {
 		return ents, nil, fmt.Errorf("chunk of %d events in %d bytes: %w", n, len(v), ErrInvalid)
 	}
 	var seq uint64
-	var origin string
 	off := 0
 	for range n {
 		e := chunkEntry{}
@@ -87,15 +113,14 @@ func parseChunk(v []byte, ents []chunkEntry) ([]chunkEntry, []byte, error) {
 			}
 		}
 		e.stamp.Origin = origin
-		switch d.byte() {
-		case eventRef:
-			e.ref = true
-			e.id = string(d.bytes())
-		case chunkState:
+		flags := d.byte()
+		e.created = flags&chunkCreated != 0
+		e.id = d.bytes()
+		if flags&chunkState != 0 {
 			e.off, e.n = off, int(d.uvarint())
 			off += e.n
-		default:
-			d.bad = true
+		} else {
+			e.ref, e.next = true, d.uvarint()
 		}
 		if d.bad {
 			return ents, nil, fmt.Errorf("chunk: damaged entry: %w", ErrInvalid)
@@ -161,12 +186,24 @@ func appendChunkHead(dst []byte, ents []chunkEntry) []byte {
 			dst = append(dst, e.stamp.Origin...)
 			origin = e.stamp.Origin
 		}
-		if e.ref {
-			dst = append(dst, eventRef)
+		flags := byte(0)
+		if !e.ref {
+			flags |= chunkState
+		}
+		if e.created {
+			flags |= chunkCreated
+		}
+		dst = append(dst, flags)
+		if e.sid != "" {
+			dst = binary.AppendUvarint(dst, uint64(len(e.sid)))
+			dst = append(dst, e.sid...)
+		} else {
 			dst = binary.AppendUvarint(dst, uint64(len(e.id)))
 			dst = append(dst, e.id...)
+		}
+		if e.ref {
+			dst = binary.AppendUvarint(dst, e.next)
 		} else {
-			dst = append(dst, chunkState)
 			dst = binary.AppendUvarint(dst, uint64(e.n))
 		}
 	}
@@ -223,7 +260,7 @@ func (b *batch) addEvent(a cipher.AEAD, w *write) error {
 	}
 	off := len(c.plain)
 	c.plain = appendMessage(c.plain, w.msg())
-	c.ents = append(c.ents, chunkEntry{seq: w.rec.Last, stamp: w.stamp, off: off, n: len(c.plain) - off})
+	c.ents = append(c.ents, chunkEntry{seq: w.rec.Last, stamp: w.stamp, sid: w.msg().ID, created: w.rec.Seq == w.rec.Last, off: off, n: len(c.plain) - off})
 	return nil
 }
 
@@ -237,6 +274,9 @@ func (b *batch) putChunk() error {
 	b.kbuf = k
 	b.pbuf = chunkStates(b.pbuf, c.ents, c.plain)
 	if err := b.bEvents.Put(k, b.sealChunk(c.a, k, c.ents, b.pbuf)); err != nil {
+		return err
+	}
+	if err := b.indexed(c.ws, c.conv, len(c.ents)); err != nil {
 		return err
 	}
 	clear(c.ents)
@@ -254,11 +294,12 @@ func (b *batch) sealChunk(a cipher.AEAD, k []byte, ents []chunkEntry, plain []by
 }
 
 // refEvent turns the event at seq of a conversation into a reference to
-// its message id: in the chunk being built, or by rewriting its chunk.
-func (b *batch) refEvent(a cipher.AEAD, ws, conv string, seq uint64, id string) error {
+// the event next that replaced it: in the chunk being built, or by
+// rewriting its chunk.
+func (b *batch) refEvent(a cipher.AEAD, ws, conv string, seq, next uint64) error {
 	if c := &b.chunk; len(c.ents) > 0 && c.ws == ws && c.conv == conv {
 		if i := findEntry(c.ents, seq); i >= 0 {
-			c.ents[i].ref, c.ents[i].id = true, id
+			c.ents[i].ref, c.ents[i].next = true, next
 			return nil
 		}
 	}
@@ -279,7 +320,10 @@ func (b *batch) refEvent(a cipher.AEAD, ws, conv string, seq uint64, id string) 
 	if err != nil {
 		return err
 	}
-	ents[i].ref, ents[i].id = true, id
+	for j := range ents {
+		ents[j].id = bytes.Clone(ents[j].id) // v goes with the put
+	}
+	ents[i].ref, ents[i].next = true, next
 	b.pbuf = chunkStates(b.pbuf, ents, plain)
 	return b.bEvents.Put(k, b.sealChunk(a, k, ents, b.pbuf))
 }
@@ -375,7 +419,7 @@ func (it *evIter) message() (crdt.Message, error) {
 	}
 	e := it.entry()
 	if e.ref {
-		return latestState(it.tx, a, it.ws, it.conv, e.id)
+		return stateAt(it.tx, a, it.ws, it.conv, e.next)
 	}
 	if !it.opened {
 		if it.plain, err = unseal(a, bEvents, it.k, it.sealed); err != nil {
@@ -407,37 +451,39 @@ func decodeState(plain []byte, e *chunkEntry) (crdt.Message, error) {
 	return m, nil
 }
 
-// latestState reads the current state of message id from its latest
-// event, which its record names.
-func latestState(tx *bolt.Tx, a cipher.AEAD, ws, conv, id string) (crdt.Message, error) {
-	rec, ok := decodeMsgRecord(tx.Bucket(bMsgs).Get(key(ws, conv, id)))
-	if !ok {
-		return crdt.Message{}, fmt.Errorf("event refers to message %s, which is not stored", id)
-	}
-	return stateAt(tx, a, ws, conv, rec.Last)
-}
-
-// stateAt reads the state at the event seq of a conversation's log, which
-// must hold one (a message's latest event).
+// stateAt reads the state at the event seq of a conversation's log: a
+// message's latest, or one that refers to it (through the events that
+// replaced it in turn).
 func stateAt(tx *bolt.Tx, a cipher.AEAD, ws, conv string, seq uint64) (crdt.Message, error) {
 	p := prefix(ws, conv)
-	k, v := tx.Bucket(bEvents).Cursor().Seek(binary.BigEndian.AppendUint64(p, seq))
-	if k == nil || !bytes.HasPrefix(k, p[:len(p):len(p)]) || len(k) != len(p)+8 {
-		return crdt.Message{}, fmt.Errorf("event %d of %s: %w", seq, conv, ErrNotFound)
+	cur := tx.Bucket(bEvents).Cursor()
+	var ents []chunkEntry
+	for hops := 0; ; hops++ {
+		k, v := cur.Seek(binary.BigEndian.AppendUint64(p[:len(p):len(p)], seq))
+		if k == nil || !bytes.HasPrefix(k, p) || len(k) != len(p)+8 {
+			return crdt.Message{}, fmt.Errorf("event %d of %s: %w", seq, conv, ErrNotFound)
+		}
+		var sealed []byte
+		var err error
+		if ents, sealed, err = parseChunk(v, ents); err != nil {
+			return crdt.Message{}, err
+		}
+		i := findEntry(ents, seq)
+		switch {
+		case i < 0:
+			return crdt.Message{}, fmt.Errorf("event %d of %s: %w", seq, conv, ErrNotFound)
+		case ents[i].ref && (ents[i].next <= seq || hops > 1<<20):
+			return crdt.Message{}, fmt.Errorf("event %d of %s refers to %d: %w", seq, conv, ents[i].next, ErrInvalid)
+		case ents[i].ref:
+			seq = ents[i].next
+			continue
+		}
+		plain, err := unseal(a, bEvents, k, sealed)
+		if err != nil {
+			return crdt.Message{}, err
+		}
+		return decodeState(plain, &ents[i])
 	}
-	ents, sealed, err := parseChunk(v, nil)
-	if err != nil {
-		return crdt.Message{}, err
-	}
-	i := findEntry(ents, seq)
-	if i < 0 || ents[i].ref {
-		return crdt.Message{}, fmt.Errorf("event %d of %s holds no state: %w", seq, conv, ErrNotFound)
-	}
-	plain, err := unseal(a, bEvents, k, sealed)
-	if err != nil {
-		return crdt.Message{}, err
-	}
-	return decodeState(plain, &ents[i])
 }
 
 // chunkEvents (migration 9) groups each conversation's events, a record
@@ -446,7 +492,7 @@ func stateAt(tx *bolt.Tx, a cipher.AEAD, ws, conv string, seq uint64) (crdt.Mess
 // records it replaces are in pages this transaction frees, which Open
 // scrubs right after the migrations.
 func chunkEvents(tx *bolt.Tx, env migrationEnv) error {
-	bk := tx.Bucket(bEvents)
+	bk, msgs := tx.Bucket(bEvents), tx.Bucket(bMsgs)
 	cur := bk.Cursor()
 	var keys [][]byte
 	var ents []chunkEntry
@@ -479,15 +525,25 @@ func chunkEvents(tx *bolt.Tx, env migrationEnv) error {
 			}
 			e := chunkEntry{seq: u64(k[len(pair):]), stamp: st}
 			if len(rest) > 0 && rest[0] == eventRef {
-				e.ref, e.id = true, string(rest[1:])
+				e.ref, e.id = true, bytes.Clone(rest[1:])
 			} else {
 				p, err := unseal(a, bEvents, k, rest)
 				if err != nil {
 					return fmt.Errorf("event %q: %w", k, err)
 				}
+				m, err := decodeMessage(p)
+				if err != nil {
+					return fmt.Errorf("event %q: %w", k, err)
+				}
+				e.id = []byte(m.ID)
 				e.off, e.n = len(plain), len(p)
 				plain = append(plain, p...)
 			}
+			// A message without a record (files of schema 1 and 2 may
+			// hold one) is taken as created by its state; a reference
+			// to it stays one that does not read, as before.
+			rec, ok := decodeMsgRecord(msgs.Get(key(ws, conv, string(e.id))))
+			e.created, e.next = rec.Seq == e.seq || (!ok && !e.ref), rec.Last
 			keys = append(keys, bytes.Clone(k))
 			ents = append(ents, e)
 		}
@@ -500,6 +556,11 @@ func chunkEvents(tx *bolt.Tx, env migrationEnv) error {
 		val := appendChunkHead(nil, ents)
 		val = append(val, sealWith(a, aad(bEvents, last), plain)...)
 		if err := bk.Put(last, val); err != nil {
+			return err
+		}
+		// The message index holds every message of the file: its
+		// conversation's events are indexed through the last.
+		if err := msgs.Put(key(ws, conv), bytes.Clone(last[len(pair):])); err != nil {
 			return err
 		}
 		// The cursor moves on from the chunk: the bucket changed under it.

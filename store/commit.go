@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"crypto/cipher"
 	"encoding/binary"
 	"errors"
@@ -69,13 +68,13 @@ type batch struct {
 	// chunk is the chunk of events being built (chunk.go), put when the
 	// run's next write is of another conversation, and at the run's end.
 	chunk chunkBuild
-	// msgPuts are the message records of a run of sequenced writes, put
-	// in key order once the run is over (putMsgs): their keys hold the
-	// messages' IDs, in no order of their own.
-	msgPuts  []kv
-	bEvents  *bolt.Bucket
-	bMsgs    *bolt.Bucket
-	bByStamp *bolt.Bucket
+	// tails counts, by conversation, the events not in the message
+	// index (msgindex.go): the writer's, across commits (Store.tails).
+	tails     map[convKey]int
+	indexTail int
+	bEvents   *bolt.Bucket
+	bMsgs     *bolt.Bucket
+	bByStamp  *bolt.Bucket
 }
 
 // kv is a key and value to put, both in the batch's arena.
@@ -97,7 +96,7 @@ type originKey struct {
 const maxConvCache = 1 << 14
 
 func (s *Store) newBatch(tx *bolt.Tx) *batch {
-	return &batch{tx: tx, keys: s.keys, now: s.cfg.Now(), convs: map[convKey]*batchConv{}, cache: s.convCache,
+	return &batch{tx: tx, keys: s.keys, now: s.cfg.Now(), convs: map[convKey]*batchConv{}, cache: s.convCache, tails: s.tails, indexTail: s.cfg.indexTail,
 		bEvents: tx.Bucket(bEvents), bMsgs: tx.Bucket(bMsgs), bByStamp: tx.Bucket(bByStamp)}
 }
 
@@ -128,6 +127,7 @@ func (b *batch) advance(ws, conv string, st Stamp) {
 func (b *batch) forgetConv(k convKey) {
 	delete(b.convs, k)
 	delete(b.cache, k)
+	delete(b.tails, k)
 	for ok := range b.origins {
 		if ok.convKey == k {
 			delete(b.origins, ok)
@@ -146,6 +146,11 @@ func (b *batch) forget(keep func(convKey) bool) {
 	for k := range b.cache {
 		if keep(k) {
 			delete(b.cache, k)
+		}
+	}
+	for k := range b.tails {
+		if keep(k) {
+			delete(b.tails, k)
 		}
 	}
 	for k := range b.origins {
@@ -441,36 +446,8 @@ func sortSequenced(ops []*op) {
 }
 
 // endRun puts what a run of sequenced writes left to put: the chunk of
-// events being built, and the message records.
-func (b *batch) endRun() error {
-	if err := b.putChunk(); err != nil {
-		return err
-	}
-	return b.putMsgs()
-}
-
-// putMsg queues a message record for putMsgs; k is copied into the arena.
-func (b *batch) putMsg(k, v []byte) {
-	kk := append(b.alloc(len(k))[:0], k...)
-	b.msgPuts = append(b.msgPuts, kv{kk, v})
-}
-
-// putMsgs puts the queued message records in key order. The sort is
-// stable: of two records of one message, the later is put last and stays.
-func (b *batch) putMsgs() error {
-	if len(b.msgPuts) == 0 {
-		return nil
-	}
-	slices.SortStableFunc(b.msgPuts, func(x, y kv) int { return bytes.Compare(x.k, y.k) })
-	for _, p := range b.msgPuts {
-		if err := b.bMsgs.Put(p.k, p.v); err != nil {
-			return err
-		}
-	}
-	clear(b.msgPuts)
-	b.msgPuts = b.msgPuts[:0]
-	return nil
-}
+// events being built.
+func (b *batch) endRun() error { return b.putChunk() }
 
 // conv loads a conversation record through the batch, and the writer's
 // cache: what it returns is the batch's own copy, which touch marks to be

@@ -372,7 +372,6 @@ func (s *Store) Reads(ws, conv string) (map[string]uint64, error) {
 func (s *Store) Unread(ws, conv, participant string, after uint64, max int) (int, error) {
 	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
-		msgs := tx.Bucket(bMsgs)
 		it := newEvIter(tx, s.keys, ws, conv)
 		seen := map[string]bool{}
 		for ok := it.seek(after + 1); ok && n < max; ok = it.next() {
@@ -384,8 +383,9 @@ func (s *Store) Unread(ws, conv, participant string, after uint64, max int) (int
 				continue
 			}
 			seen[m.ID] = true
-			// An edit of a message read before is not a new unread message.
-			if rec, ok := decodeMsgRecord(msgs.Get(key(ws, conv, m.ID))); ok && rec.Seq <= after {
+			// An edit of a message read before is not a new unread
+			// message: its first event after `after` did not create it.
+			if !it.entry().created {
 				continue
 			}
 			n++

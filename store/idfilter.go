@@ -152,6 +152,13 @@ func (q *sequencer) filterFor(tx *bolt.Tx, cs *convState) *idFilter {
 		}
 		ids = append(ids, k[len(p):])
 	}
+	// The messages after the index's watermark are in the chunks
+	// (msgindex.go).
+	if err := tailIDs(tx, cs.key.ws, cs.key.conv, func(id []byte) { ids = append(ids, id) }); err != nil || len(ids) > filterMaxIDs {
+		f := &idFilter{full: true} // every ID "maybe": read from the file
+		q.setFilter(cs, f)
+		return f
+	}
 	f := newIDFilter(len(ids) + len(cs.msgs))
 	for _, id := range ids {
 		f.add(maphash.Bytes(filterSeed, id))

@@ -26,7 +26,6 @@ func (s *Store) Logged(ws, conv string, after uint64, limit int) ([]LoggedEvent,
 			return err
 		}
 		it := newEvIter(tx, s.keys, ws, conv)
-		msgs := tx.Bucket(bMsgs)
 		for ok := it.seek(after + 1); ok; ok = it.next() {
 			if len(out) == limit {
 				more = true
@@ -36,14 +35,15 @@ func (s *Store) Logged(ws, conv string, after uint64, limit int) ([]LoggedEvent,
 			if err != nil {
 				return err
 			}
+			// The event that created the message is its send; its
+			// latest (the one that holds its state, not a reference),
+			// if deleted, its deletion.
 			change := Edit
-			if rec, ok := decodeMsgRecord(msgs.Get(key(ws, conv, e.Message.ID))); ok {
-				switch {
-				case rec.Seq == e.Seq:
-					change = Send
-				case rec.Last == e.Seq && e.Message.IsDeleted():
-					change = Delete
-				}
+			switch ent := it.entry(); {
+			case ent.created:
+				change = Send
+			case !ent.ref && e.Message.IsDeleted():
+				change = Delete
 			}
 			out = append(out, LoggedEvent{Event: e, Change: change})
 		}

@@ -169,19 +169,18 @@ func (q *sequencer) current(tx *bolt.Tx, keys *sealer, cs *convState, ws, conv, 
 	if f := q.filterFor(tx, cs); !f.mayHave(idHash(id)) {
 		return msgRecord{}, false, nil
 	}
-	rec, found := msgRecordOf(tx, ws, conv, id)
-	if !found {
-		return msgRecord{}, false, nil
+	rec, found, err := msgRecordOf(tx, ws, conv, id)
+	if err != nil || !found {
+		return msgRecord{}, false, err
 	}
 	return rec, true, storedMessage(tx, keys, ws, conv, id, rec, cur)
 }
 
-// msgRecordOf reads a message's record from the file.
+// msgRecordOf reads a message's record from the file (msgindex.go).
 //
 //go:noinline
-func msgRecordOf(tx *bolt.Tx, ws, conv, id string) (msgRecord, bool) {
-	var kb [128]byte
-	return decodeMsgRecord(tx.Bucket(bMsgs).Get(appendKey(kb[:0], ws, conv, id)))
+func msgRecordOf(tx *bolt.Tx, ws, conv, id string) (msgRecord, bool, error) {
+	return msgLookup(tx, ws, conv, id)
 }
 
 // storedMessage reads a message's state at rec.Last from the file into m.
@@ -431,13 +430,10 @@ func (b *batch) write(w *write) error {
 	// The previous latest event's state goes (see eventRef); the ones
 	// before it went with the changes that followed them.
 	if w.prev != 0 {
-		if err := b.refEvent(a, w.ws, w.conv, w.prev, w.msg().ID); err != nil {
+		if err := b.refEvent(a, w.ws, w.conv, w.prev, w.rec.Last); err != nil {
 			return err
 		}
 	}
-	k := appendKey(b.kbuf[:0], w.ws, w.conv, w.msg().ID)
-	b.kbuf = k
-	b.putMsg(k, w.rec.appendTo(b.alloc(16)[:0]))
 	if w.rec.Last > c.Head {
 		c.Head = w.rec.Last
 	}
