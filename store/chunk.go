@@ -343,6 +343,7 @@ type evIter struct {
 	plain    []byte // the current chunk's states, once unsealed
 	opened   bool
 	a        cipher.AEAD
+	origin   string // the last origin read
 	err      error
 }
 
@@ -385,7 +386,12 @@ func (it *evIter) load(k, v []byte) bool {
 		return false
 	}
 	it.k = k
-	it.ents, it.sealed, it.err = parseChunk(v, it.ents)
+	// The origin of the chunk before is most likely this one's: no
+	// allocation for it then.
+	it.ents, it.sealed, it.err = parseChunkFrom(v, it.ents, it.origin)
+	if n := len(it.ents); n > 0 {
+		it.origin = it.ents[n-1].stamp.Origin
+	}
 	if it.err == nil && len(it.ents) == 0 {
 		return it.load(it.cur.Next())
 	}

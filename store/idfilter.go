@@ -30,11 +30,13 @@ type idFilter struct {
 }
 
 const (
-	// filterBitsPerID and filterHashes give about 3 % false "present"
-	// (each costing a read of the file, as before the filter).
-	filterBitsPerID = 8
-	filterHashes    = 3
-	// filterMinIDs is the smallest filter's capacity (256 bytes).
+	// filterBitsPerID and filterHashes give 0.05 % (half full) to 0.7 %
+	// (full) false "present", each costing a read of the file: from
+	// schema 9 a scan of the conversation's events after its message
+	// index's watermark (msgindex.go), up to 4096 of them.
+	filterBitsPerID = 12
+	filterHashes    = 4
+	// filterMinIDs is the smallest filter's capacity (384 bytes).
 	filterMinIDs = 256
 	// filterMaxIDs bounds the conversations filtered: one with more
 	// messages is read from the file for every change (a scan of them all
