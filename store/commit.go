@@ -83,6 +83,9 @@ type kv struct{ k, v []byte }
 type batchConv struct {
 	c     *Conversation
 	dirty bool
+	// ownInbox: c's inbox state is the batch's own (not the cached
+	// record's), to fold messages into in place (foldInbox).
+	ownInbox bool
 }
 
 // originKey names an origin of a conversation.
@@ -453,21 +456,32 @@ func (b *batch) endRun() error { return b.putChunk() }
 // cache: what it returns is the batch's own copy, which touch marks to be
 // written back.
 func (b *batch) conv(ws, id string) (*Conversation, error) {
+	e, err := b.convEntry(ws, id)
+	if err != nil {
+		return nil, err
+	}
+	return e.c, nil
+}
+
+// convEntry is conv's entry of the batch.
+func (b *batch) convEntry(ws, id string) (*batchConv, error) {
 	k := convKey{ws, id}
 	if e, ok := b.convs[k]; ok {
-		return e.c, nil
+		return e, nil
 	}
 	if c, ok := b.cache[k]; ok {
 		cp := *c
-		b.convs[k] = &batchConv{c: &cp}
-		return &cp, nil
+		e := &batchConv{c: &cp}
+		b.convs[k] = e
+		return e, nil
 	}
 	c, err := getConversation(b.tx, b.keys, ws, id, true)
 	if err != nil {
 		return nil, err
 	}
-	b.convs[k] = &batchConv{c: c}
-	return c, nil
+	e := &batchConv{c: c, ownInbox: true} // decoded: nothing shares it
+	b.convs[k] = e
+	return e, nil
 }
 
 func (b *batch) touch(c *Conversation) {
@@ -476,6 +490,9 @@ func (b *batch) touch(c *Conversation) {
 	if e == nil {
 		e = &batchConv{}
 		b.convs[k] = e
+	}
+	if e.c != c {
+		e.ownInbox = false // a record of the caller's
 	}
 	e.c, e.dirty = c, true
 }

@@ -39,15 +39,21 @@ func (c *Conversation) InboxState() *crdt.Inbox {
 	return c.Inbox
 }
 
-// foldInbox folds message m into c's inbox state, on a copy: the record
-// may be the writer's cached one, which only a commit replaces.
-func foldInbox(c *Conversation, m *crdt.Message) {
+// foldInbox folds message m into c's inbox state: in place when own says
+// the batch's record has an inbox state of its own already, else on a copy
+// (the record may be the writer's cached one, which only a commit
+// replaces), which the batch's record then owns.
+func foldInbox(c *Conversation, m *crdt.Message, own *bool) {
 	if m.Kind == "" && (m.Internal || m.Role != ident.Visitor) {
+		return
+	}
+	if *own && c.Inbox != nil {
+		c.Inbox.Fold(*m)
 		return
 	}
 	x := c.InboxState().Clone()
 	if x.Fold(*m) {
-		c.Inbox = x
+		c.Inbox, *own = x, true
 	}
 }
 

@@ -402,10 +402,11 @@ func (b *batch) write(w *write) error {
 		b.advance(w.ws, w.conv, w.stamp)
 		return nil
 	}
-	c, err := b.conv(w.ws, w.conv)
+	e, err := b.convEntry(w.ws, w.conv)
 	if err != nil {
 		return err
 	}
+	c := e.c
 	a, err := b.keys.key(b.tx, w.ws, w.conv, true)
 	if err != nil {
 		return err
@@ -443,7 +444,7 @@ func (b *batch) write(w *write) error {
 	if m := w.msg(); !m.Internal && (c.Last == nil || c.Last.ID == m.ID || w.send) {
 		c.Last = m // never changed once sequenced
 	}
-	foldInbox(c, w.msg())
+	foldInbox(c, w.msg(), &e.ownInbox)
 	if !w.send {
 		// An edit or a deletion replaces the message's text in the
 		// conversation record: the old record's page is freed.
