@@ -95,7 +95,7 @@ func parseChunkFrom(v []byte, ents []chunkEntry, origin string) ([]chunkEntry, [
 	if len(v) == 0 || v[0] != chunkV1 {
 		return ents, nil, fmt.Errorf("event record is not a chunk: %w", ErrInvalid)
 	}
-	d := chunkDecoder{b: v[1:]}
+	d := msgDecoder{b: v[1:]}
 	n := d.uvarint()
 	if n > uint64(len(v)) {
 		return ents, nil, fmt.Errorf("chunk of %d events in %d bytes: %w", n, len(v), ErrInvalid)
@@ -128,44 +128,6 @@ func parseChunkFrom(v []byte, ents []chunkEntry, origin string) ([]chunkEntry, [
 		ents = append(ents, e)
 	}
 	return ents, d.b, nil
-}
-
-type chunkDecoder struct {
-	b   []byte
-	bad bool
-}
-
-func (d *chunkDecoder) uvarint() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.bad = true
-		d.b = nil
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *chunkDecoder) byte() byte {
-	if len(d.b) == 0 {
-		d.bad = true
-		return 0
-	}
-	c := d.b[0]
-	d.b = d.b[1:]
-	return c
-}
-
-func (d *chunkDecoder) bytes() []byte {
-	l := d.uvarint()
-	if uint64(len(d.b)) < l {
-		d.bad = true
-		d.b = nil
-		return nil
-	}
-	s := d.b[:l]
-	d.b = d.b[l:]
-	return s
 }
 
 // appendChunkHead appends a chunk's head for ents to dst.
