@@ -130,6 +130,23 @@ func testMigrationFrom(t *testing.T, version int, fixture func(*bolt.Tx) error) 
 		t.Fatalf("read back after the migration:\n%s\nwant (as schema %d read it):\n%s", gotJSON, version, wantJSON)
 	}
 
+	// The durable log tells each migrated event's change: 7 sends (m0 to
+	// m4, r0, r1), the edit of m1 and the deletion of m2.
+	logged, _, err := s.Logged("ws1", "c0", 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes := map[ChangeKind]int{}
+	for _, e := range logged {
+		changes[e.Change]++
+	}
+	if len(logged) != 9 || changes[Send] != 7 || changes[Edit] != 1 || changes[Delete] != 1 {
+		t.Fatalf("logged after the migration: %d events, changes %v; want 7 sends, 1 edit, 1 deletion", len(logged), changes)
+	}
+	if n, err := s.Unread("ws1", "c0", "a:s", 1, 100); err != nil || n != 3 {
+		t.Fatalf("unread after seq 1 after the migration: %d, %v; want 3 (m1, m3, m4: not m2, deleted)", n, err)
+	}
+
 	// The migrated file takes new changes, an edit of a migrated message
 	// included, and erasures.
 	ctx := context.Background()
