@@ -62,7 +62,9 @@ func tailIDs(tx *bolt.Tx, ws, conv string, fn func(id []byte)) error {
 // index, after its chunk is put, and merges them into it past
 // Config.indexTail.
 // The writer keeps the counts across commits (Store.tails); one it does
-// not have is counted from the file.
+// not have is counted from the file. A count that a rolled-back commit
+// left off only moves the next merge: lookups read whatever events are
+// after the watermark.
 func (b *batch) indexed(ws, conv string, n int) error {
 	k := convKey{ws, conv}
 	t, ok := b.tails[k]
