@@ -122,6 +122,29 @@ func (d *msgDecoder) uvarint() uint64 {
 	return v
 }
 
+// byte and bytes read a byte, and a length and that many bytes (in the
+// decoded value: no copy), for chunks (chunk.go).
+func (d *msgDecoder) byte() byte {
+	if len(d.b) == 0 {
+		d.bad = true
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *msgDecoder) bytes() []byte {
+	l := d.uvarint()
+	if d.bad || l > uint64(len(d.b)) {
+		d.bad, d.b = true, nil
+		return nil
+	}
+	s := d.b[:l]
+	d.b = d.b[l:]
+	return s
+}
+
 func (d *msgDecoder) string() string {
 	l := d.uvarint()
 	if d.bad || l > uint64(len(d.b)) {

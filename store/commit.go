@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"crypto/cipher"
 	"encoding/binary"
 	"errors"
@@ -64,15 +63,18 @@ type batch struct {
 	// kbuf holds the key being put (bbolt copies keys), abuf a record's
 	// additional data and pbuf its plaintext; arena the values, which
 	// bbolt keeps until the commit.
-	kbuf, abuf, pbuf []byte
-	arena            []byte
-	// msgPuts are the message records of a run of sequenced writes, put
-	// in key order once the run is over (putMsgs): their keys hold the
-	// messages' IDs, in no order of their own.
-	msgPuts  []kv
-	bEvents  *bolt.Bucket
-	bMsgs    *bolt.Bucket
-	bByStamp *bolt.Bucket
+	kbuf, abuf, pbuf, hbuf []byte
+	arena                  []byte
+	// chunk is the chunk of events being built (chunk.go), put when the
+	// run's next write is of another conversation, and at the run's end.
+	chunk chunkBuild
+	// tails counts, by conversation, the events not in the message
+	// index (msgindex.go): the writer's, across commits (Store.tails).
+	tails     map[convKey]int
+	indexTail int
+	bEvents   *bolt.Bucket
+	bMsgs     *bolt.Bucket
+	bByStamp  *bolt.Bucket
 }
 
 // kv is a key and value to put, both in the batch's arena.
@@ -81,6 +83,9 @@ type kv struct{ k, v []byte }
 type batchConv struct {
 	c     *Conversation
 	dirty bool
+	// ownInbox: c's inbox state is the batch's own (not the cached
+	// record's), to fold messages into in place (foldInbox).
+	ownInbox bool
 }
 
 // originKey names an origin of a conversation.
@@ -94,7 +99,7 @@ type originKey struct {
 const maxConvCache = 1 << 14
 
 func (s *Store) newBatch(tx *bolt.Tx) *batch {
-	return &batch{tx: tx, keys: s.keys, now: s.cfg.Now(), convs: map[convKey]*batchConv{}, cache: s.convCache,
+	return &batch{tx: tx, keys: s.keys, now: s.cfg.Now(), convs: map[convKey]*batchConv{}, cache: s.convCache, tails: s.tails, indexTail: s.cfg.indexTail,
 		bEvents: tx.Bucket(bEvents), bMsgs: tx.Bucket(bMsgs), bByStamp: tx.Bucket(bByStamp)}
 }
 
@@ -125,6 +130,7 @@ func (b *batch) advance(ws, conv string, st Stamp) {
 func (b *batch) forgetConv(k convKey) {
 	delete(b.convs, k)
 	delete(b.cache, k)
+	delete(b.tails, k)
 	for ok := range b.origins {
 		if ok.convKey == k {
 			delete(b.origins, ok)
@@ -143,6 +149,11 @@ func (b *batch) forget(keep func(convKey) bool) {
 	for k := range b.cache {
 		if keep(k) {
 			delete(b.cache, k)
+		}
+	}
+	for k := range b.tails {
+		if keep(k) {
+			delete(b.tails, k)
 		}
 	}
 	for k := range b.origins {
@@ -376,8 +387,9 @@ func (s *Store) commitOnce(ops []*op) (culprit *op, err error) {
 	for _, o := range ops {
 		if o.seq == nil {
 			// The run of sequenced writes before it is over: its
-			// message records go in before fn reads the file.
-			if err := b.putMsgs(); err != nil {
+			// events and message records go in before fn reads the
+			// file.
+			if err := b.endRun(); err != nil {
 				tx.Rollback()
 				return nil, err
 			}
@@ -388,7 +400,7 @@ func (s *Store) commitOnce(ops []*op) (culprit *op, err error) {
 			return o, o.err
 		}
 	}
-	if err := b.putMsgs(); err != nil {
+	if err := b.endRun(); err != nil {
 		tx.Rollback()
 		return nil, err
 	}
@@ -436,48 +448,40 @@ func sortSequenced(ops []*op) {
 	}
 }
 
-// putMsg queues a message record for putMsgs; k is copied into the arena.
-func (b *batch) putMsg(k, v []byte) {
-	kk := append(b.alloc(len(k))[:0], k...)
-	b.msgPuts = append(b.msgPuts, kv{kk, v})
-}
-
-// putMsgs puts the queued message records in key order. The sort is
-// stable: of two records of one message, the later is put last and stays.
-func (b *batch) putMsgs() error {
-	if len(b.msgPuts) == 0 {
-		return nil
-	}
-	slices.SortStableFunc(b.msgPuts, func(x, y kv) int { return bytes.Compare(x.k, y.k) })
-	for _, p := range b.msgPuts {
-		if err := b.bMsgs.Put(p.k, p.v); err != nil {
-			return err
-		}
-	}
-	clear(b.msgPuts)
-	b.msgPuts = b.msgPuts[:0]
-	return nil
-}
+// endRun puts what a run of sequenced writes left to put: the chunk of
+// events being built.
+func (b *batch) endRun() error { return b.putChunk() }
 
 // conv loads a conversation record through the batch, and the writer's
 // cache: what it returns is the batch's own copy, which touch marks to be
 // written back.
 func (b *batch) conv(ws, id string) (*Conversation, error) {
+	e, err := b.convEntry(ws, id)
+	if err != nil {
+		return nil, err
+	}
+	return e.c, nil
+}
+
+// convEntry is conv's entry of the batch.
+func (b *batch) convEntry(ws, id string) (*batchConv, error) {
 	k := convKey{ws, id}
 	if e, ok := b.convs[k]; ok {
-		return e.c, nil
+		return e, nil
 	}
 	if c, ok := b.cache[k]; ok {
 		cp := *c
-		b.convs[k] = &batchConv{c: &cp}
-		return &cp, nil
+		e := &batchConv{c: &cp}
+		b.convs[k] = e
+		return e, nil
 	}
 	c, err := getConversation(b.tx, b.keys, ws, id, true)
 	if err != nil {
 		return nil, err
 	}
-	b.convs[k] = &batchConv{c: c}
-	return c, nil
+	e := &batchConv{c: c, ownInbox: true} // decoded: nothing shares it
+	b.convs[k] = e
+	return e, nil
 }
 
 func (b *batch) touch(c *Conversation) {
@@ -486,6 +490,9 @@ func (b *batch) touch(c *Conversation) {
 	if e == nil {
 		e = &batchConv{}
 		b.convs[k] = e
+	}
+	if e.c != c {
+		e.ownInbox = false // a record of the caller's
 	}
 	e.c, e.dirty = c, true
 }

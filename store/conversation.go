@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"crypto/cipher"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -40,15 +39,21 @@ func (c *Conversation) InboxState() *crdt.Inbox {
 	return c.Inbox
 }
 
-// foldInbox folds message m into c's inbox state, on a copy: the record
-// may be the writer's cached one, which only a commit replaces.
-func foldInbox(c *Conversation, m *crdt.Message) {
+// foldInbox folds message m into c's inbox state: in place when own says
+// the batch's record has an inbox state of its own already, else on a copy
+// (the record may be the writer's cached one, which only a commit
+// replaces), which the batch's record then owns.
+func foldInbox(c *Conversation, m *crdt.Message, own *bool) {
 	if m.Kind == "" && (m.Internal || m.Role != ident.Visitor) {
+		return
+	}
+	if *own && c.Inbox != nil {
+		c.Inbox.Fold(*m)
 		return
 	}
 	x := c.InboxState().Clone()
 	if x.Fold(*m) {
-		c.Inbox = x
+		c.Inbox, *own = x, true
 	}
 }
 
@@ -155,35 +160,6 @@ func marshal(v any) ([]byte, error) { return json.Marshal(v) }
 const eventRef = 0
 
 func refValue(id string) []byte { return append([]byte{eventRef}, id...) }
-
-// decodeEvent decodes the value v of the event at k, sealed under a, following
-// a reference to its message's latest event.
-func decodeEvent(tx *bolt.Tx, a cipher.AEAD, ws, conv string, k, v []byte) (crdt.Message, error) {
-	_, v, err := splitStamped(v)
-	if err != nil {
-		return crdt.Message{}, err
-	}
-	if len(v) > 0 && v[0] == eventRef {
-		id := string(v[1:])
-		rec, ok := decodeMsgRecord(tx.Bucket(bMsgs).Get(key(ws, conv, id)))
-		if !ok {
-			return crdt.Message{}, fmt.Errorf("event refers to message %s, which is not stored", id)
-		}
-		k = seqKey(ws, conv, rec.Last)
-		if _, v, err = splitStamped(tx.Bucket(bEvents).Get(k)); err != nil {
-			return crdt.Message{}, err
-		}
-	}
-	plain, err := unseal(a, bEvents, k, v)
-	if err != nil {
-		return crdt.Message{}, err
-	}
-	m, err := decodeMessage(plain)
-	if err != nil {
-		return crdt.Message{}, fmt.Errorf("decode event: %w", err)
-	}
-	return m, nil
-}
 
 // CreateConversation durably creates c; ErrExists if its ID is taken.
 func (s *Store) CreateConversation(ctx context.Context, c Conversation) error {
@@ -361,20 +337,19 @@ func (s *Store) Events(ws, conv string, after uint64, limit int) ([]Event, bool,
 	var out []Event
 	more := false
 	err := s.db.View(func(tx *bolt.Tx) error {
-		r := s.eventReader(tx, ws, conv)
-		cur := tx.Bucket(bEvents).Cursor()
-		for k, v := cur.Seek(seqKey(ws, conv, after+1)); k != nil && bytes.HasPrefix(k, r.p); k, v = cur.Next() {
+		it := newEvIter(tx, s.keys, ws, conv)
+		for ok := it.seek(after + 1); ok; ok = it.next() {
 			if len(out) == limit {
 				more = true
 				return nil
 			}
-			e, err := r.event(k, v)
+			e, err := it.event()
 			if err != nil {
 				return err
 			}
 			out = append(out, e)
 		}
-		return nil
+		return it.err
 	})
 	if err != nil || len(pending) == 0 {
 		return out, more, err
@@ -403,19 +378,10 @@ func (s *Store) Reads(ws, conv string) (map[string]uint64, error) {
 func (s *Store) Unread(ws, conv, participant string, after uint64, max int) (int, error) {
 	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
-		p := prefix(ws, conv)
-		msgs := tx.Bucket(bMsgs)
-		cur := tx.Bucket(bEvents).Cursor()
+		it := newEvIter(tx, s.keys, ws, conv)
 		seen := map[string]bool{}
-		var a cipher.AEAD
-		for k, v := cur.Seek(seqKey(ws, conv, after+1)); k != nil && bytes.HasPrefix(k, p) && n < max; k, v = cur.Next() {
-			if a == nil {
-				var err error
-				if a, err = s.keys.key(tx, ws, conv, false); err != nil {
-					return err
-				}
-			}
-			m, err := decodeEvent(tx, a, ws, conv, k, v)
+		for ok := it.seek(after + 1); ok && n < max; ok = it.next() {
+			m, err := it.message()
 			if err != nil {
 				return err
 			}
@@ -423,13 +389,14 @@ func (s *Store) Unread(ws, conv, participant string, after uint64, max int) (int
 				continue
 			}
 			seen[m.ID] = true
-			// An edit of a message read before is not a new unread message.
-			if rec, ok := decodeMsgRecord(msgs.Get(key(ws, conv, m.ID))); ok && rec.Seq <= after {
+			// An edit of a message read before is not a new unread
+			// message: its first event after `after` did not create it.
+			if !it.entry().created {
 				continue
 			}
 			n++
 		}
-		return nil
+		return it.err
 	})
 	return n, err
 }

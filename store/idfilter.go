@@ -30,11 +30,13 @@ type idFilter struct {
 }
 
 const (
-	// filterBitsPerID and filterHashes give about 3 % false "present"
-	// (each costing a read of the file, as before the filter).
-	filterBitsPerID = 8
-	filterHashes    = 3
-	// filterMinIDs is the smallest filter's capacity (256 bytes).
+	// filterBitsPerID and filterHashes give 0.05 % (half full) to 0.7 %
+	// (full) false "present", each costing a read of the file: from
+	// schema 9 a scan of the conversation's events after its message
+	// index's watermark (msgindex.go), up to 4096 of them.
+	filterBitsPerID = 12
+	filterHashes    = 4
+	// filterMinIDs is the smallest filter's capacity (384 bytes).
 	filterMinIDs = 256
 	// filterMaxIDs bounds the conversations filtered: one with more
 	// messages is read from the file for every change (a scan of them all
@@ -151,6 +153,13 @@ func (q *sequencer) filterFor(tx *bolt.Tx, cs *convState) *idFilter {
 			return f
 		}
 		ids = append(ids, k[len(p):])
+	}
+	// The messages after the index's watermark are in the chunks
+	// (msgindex.go).
+	if err := tailIDs(tx, cs.key.ws, cs.key.conv, func(id []byte) { ids = append(ids, id) }); err != nil || len(ids) > filterMaxIDs {
+		f := &idFilter{full: true} // every ID "maybe": read from the file
+		q.setFilter(cs, f)
+		return f
 	}
 	f := newIDFilter(len(ids) + len(cs.msgs))
 	for _, id := range ids {

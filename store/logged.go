@@ -1,9 +1,6 @@
 package store
 
 import (
-	"bytes"
-	"crypto/cipher"
-
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -28,59 +25,29 @@ func (s *Store) Logged(ws, conv string, after uint64, limit int) ([]LoggedEvent,
 		if err := hasConversation(tx, ws, conv); err != nil {
 			return err
 		}
-		r := s.eventReader(tx, ws, conv)
-		cur := tx.Bucket(bEvents).Cursor()
-		msgs := tx.Bucket(bMsgs)
-		for k, v := cur.Seek(seqKey(ws, conv, after+1)); k != nil && bytes.HasPrefix(k, r.p); k, v = cur.Next() {
+		it := newEvIter(tx, s.keys, ws, conv)
+		for ok := it.seek(after + 1); ok; ok = it.next() {
 			if len(out) == limit {
 				more = true
 				return nil
 			}
-			e, err := r.event(k, v)
+			e, err := it.event()
 			if err != nil {
 				return err
 			}
+			// The event that created the message is its send; its
+			// latest (the one that holds its state, not a reference),
+			// if deleted, its deletion.
 			change := Edit
-			if rec, ok := decodeMsgRecord(msgs.Get(key(ws, conv, e.Message.ID))); ok {
-				switch {
-				case rec.Seq == e.Seq:
-					change = Send
-				case rec.Last == e.Seq && e.Message.IsDeleted():
-					change = Delete
-				}
+			switch ent := it.entry(); {
+			case ent.created:
+				change = Send
+			case !ent.ref && e.Message.IsDeleted():
+				change = Delete
 			}
 			out = append(out, LoggedEvent{Event: e, Change: change})
 		}
-		return nil
+		return it.err
 	})
 	return out, more, err
-}
-
-// eventReader decodes the events of one conversation in a read
-// transaction, opening the conversation's key at the first.
-type eventReader struct {
-	s        *Store
-	tx       *bolt.Tx
-	ws, conv string
-	p        []byte // the conversation's key prefix
-	a        cipher.AEAD
-}
-
-func (s *Store) eventReader(tx *bolt.Tx, ws, conv string) *eventReader {
-	return &eventReader{s: s, tx: tx, ws: ws, conv: conv, p: prefix(ws, conv)}
-}
-
-// event decodes the event stored at k with value v.
-func (r *eventReader) event(k, v []byte) (Event, error) {
-	if r.a == nil {
-		var err error
-		if r.a, err = r.s.keys.key(r.tx, r.ws, r.conv, false); err != nil {
-			return Event{}, err
-		}
-	}
-	m, err := decodeEvent(r.tx, r.a, r.ws, r.conv, k, v)
-	if err != nil {
-		return Event{}, err
-	}
-	return Event{Kind: EventMessage, Workspace: r.ws, Conversation: r.conv, Seq: u64(k[len(r.p):]), Stamp: eventStamp(v), Message: m}, nil
 }

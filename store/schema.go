@@ -13,7 +13,7 @@ var (
 	bMeta       = []byte("meta")       // "schema" -> version (uint64)
 	bWorkspaces = []byte("workspaces") // ws -> Workspace JSON
 	bConvs      = []byte("convs")      // ws|conv -> Conversation JSON
-	bEvents     = []byte("events")     // ws|conv|seq -> crdt.Message at that event; from schema 8 its stamp (stampedV1), then the message (messageV1)
+	bEvents     = []byte("events")     // ws|conv|seq -> crdt.Message at that event; from schema 8 its stamp (stampedV1), then the message (messageV1); from schema 9 ws|conv|lastSeq -> a chunk of events (chunk.go)
 	bMsgs       = []byte("msgs")       // ws|conv|msgID -> msgRecord JSON (current state)
 	bReads      = []byte("reads")      // ws|conv|participant -> seq (uint64)
 	bOwners     = []byte("owners")     // ws|owner|conv -> empty (schema 2)
@@ -35,9 +35,10 @@ var schemaKey = []byte("schema")
 // migration moves the schema from Version-1 to Version. It runs inside one
 // transaction with the version bump, so a crash leaves the old or the new
 // schema, never a mix. Migrations add a bucket or a derived index, or
-// rewrite values in place (6, 7 and 8: 8 moves an index into the values it
-// indexes, and drops it), never dropping data; what a rewrite replaces is
-// scrubbed from the file by Open, right after.
+// rewrite values in place (6, 7, 8 and 9: 8 moves an index into the values
+// it indexes, and drops it; 9 joins a conversation's records into chunks),
+// never dropping data; what a rewrite replaces is scrubbed from the file by
+// Open, right after.
 type migration struct {
 	Version int
 	Name    string
@@ -94,6 +95,7 @@ var migrations = []migration{
 	{6, "earlier events of changed messages refer to the latest", refSuperseded},
 	{7, "conversations sealed under keys of their own", sealExisting},
 	{8, "event stamps in the events' values, not an index of their own; message states in a binary form", compactEvents},
+	{9, "a commit's events of a conversation in one record (a chunk)", chunkEvents},
 }
 
 // refSuperseded (migration 6) turns the value of every event that is not

@@ -251,17 +251,18 @@ func TestScrubWaitsForOldReaders(t *testing.T) {
 	}
 	// The old reader still reads every event, its key included.
 	n := 0
-	p := prefix("ws1", "gone")
-	a, err := s.keys.key(tx, "ws1", "gone", false)
-	if err != nil {
+	if _, err := s.keys.key(tx, "ws1", "gone", false); err != nil {
 		t.Fatalf("the old reader cannot read the conversation's key: %v", err)
 	}
-	cur := tx.Bucket(bEvents).Cursor()
-	for k, v := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
-		if m, err := decodeEvent(tx, a, "ws1", "gone", k, v); err != nil || !strings.HasPrefix(m.Body, canary) {
-			t.Fatalf("event %x as the old reader sees it: %+v %v", k, m, err)
+	it := newEvIter(tx, s.keys, "ws1", "gone")
+	for ok := it.seek(0); ok; ok = it.next() {
+		if m, err := it.message(); err != nil || !strings.HasPrefix(m.Body, canary) {
+			t.Fatalf("event %d as the old reader sees it: %+v %v", it.seq(), m, err)
 		}
 		n++
+	}
+	if it.err != nil {
+		t.Fatal(it.err)
 	}
 	if n != 100 {
 		t.Fatalf("old reader sees %d events, want 100", n)

@@ -32,8 +32,8 @@ func sealedMarks(t fataler, s *Store, ws, conv string) []string {
 		p := prefix(ws, conv)
 		c := tx.Bucket(bEvents).Cursor()
 		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
-			if _, rest, err := splitStamped(v); err == nil {
-				add(rest)
+			if _, sealed, err := parseChunk(v, nil); err == nil {
+				add(sealed)
 			}
 		}
 		return nil
@@ -223,8 +223,9 @@ func TestErasedIsUnreadable(t *testing.T) {
 			}
 			for _, r := range recs {
 				v := r.v
+				var ents []chunkEntry
 				if bytes.Equal(r.bucket, bEvents) {
-					if _, v, err = splitStamped(v); err != nil {
+					if ents, v, err = parseChunk(v, nil); err != nil {
 						return err
 					}
 				}
@@ -233,7 +234,7 @@ func TestErasedIsUnreadable(t *testing.T) {
 					return err
 				}
 				if bytes.Equal(r.bucket, bEvents) {
-					if m, err := decodeMessage(p); err != nil || !strings.HasPrefix(m.Body, "CANARY-SHRED") {
+					if m, err := decodeState(p, &ents[0]); err != nil || !strings.HasPrefix(m.Body, "CANARY-SHRED") {
 						return fmt.Errorf("event opens to %q", p)
 					}
 				}

@@ -169,19 +169,18 @@ func (q *sequencer) current(tx *bolt.Tx, keys *sealer, cs *convState, ws, conv, 
 	if f := q.filterFor(tx, cs); !f.mayHave(idHash(id)) {
 		return msgRecord{}, false, nil
 	}
-	rec, found := msgRecordOf(tx, ws, conv, id)
-	if !found {
-		return msgRecord{}, false, nil
+	rec, found, err := msgRecordOf(tx, ws, conv, id)
+	if err != nil || !found {
+		return msgRecord{}, false, err
 	}
 	return rec, true, storedMessage(tx, keys, ws, conv, id, rec, cur)
 }
 
-// msgRecordOf reads a message's record from the file.
+// msgRecordOf reads a message's record from the file (msgindex.go).
 //
 //go:noinline
-func msgRecordOf(tx *bolt.Tx, ws, conv, id string) (msgRecord, bool) {
-	var kb [128]byte
-	return decodeMsgRecord(tx.Bucket(bMsgs).Get(appendKey(kb[:0], ws, conv, id)))
+func msgRecordOf(tx *bolt.Tx, ws, conv, id string) (msgRecord, bool, error) {
+	return msgLookup(tx, ws, conv, id)
 }
 
 // storedMessage reads a message's state at rec.Last from the file into m.
@@ -192,8 +191,7 @@ func storedMessage(tx *bolt.Tx, keys *sealer, ws, conv, id string, rec msgRecord
 	if err != nil {
 		return err
 	}
-	k := seqKey(ws, conv, rec.Last)
-	if *m, err = decodeEvent(tx, a, ws, conv, k, tx.Bucket(bEvents).Get(k)); err != nil {
+	if *m, err = stateAt(tx, a, ws, conv, rec.Last); err != nil {
 		return fmt.Errorf("decode message %s: %w", id, err)
 	}
 	return nil
@@ -404,10 +402,11 @@ func (b *batch) write(w *write) error {
 		b.advance(w.ws, w.conv, w.stamp)
 		return nil
 	}
-	c, err := b.conv(w.ws, w.conv)
+	e, err := b.convEntry(w.ws, w.conv)
 	if err != nil {
 		return err
 	}
+	c := e.c
 	a, err := b.keys.key(b.tx, w.ws, w.conv, true)
 	if err != nil {
 		return err
@@ -415,16 +414,14 @@ func (b *batch) write(w *write) error {
 	// Events are appended in seq order within each conversation: full pages
 	// mean fewer pages to write per commit.
 	b.bEvents.FillPercent = 0.9
-	// The event's value: its stamp, then its state sealed.
-	k := appendSeqKey(b.kbuf[:0], w.ws, w.conv, w.rec.Last)
-	b.kbuf = k
-	b.pbuf = appendMessage(b.pbuf[:0], w.msg())
-	if err := b.bEvents.Put(k, b.sealStamped(a, k, w.stamp, b.pbuf)); err != nil {
+	// The event goes into its conversation's chunk of this commit
+	// (chunk.go), put once the run's writes of the conversation are in.
+	if err := b.addEvent(a, w); err != nil {
 		return err
 	}
 	// Every stampEvery-th oseq, the event of the stamp.
 	if w.stamp.OSeq%stampEvery == 1 {
-		k = binary.BigEndian.AppendUint64(append(appendKey(b.kbuf[:0], w.ws, w.conv, w.stamp.Origin), sep), w.stamp.OSeq)
+		k := binary.BigEndian.AppendUint64(append(appendKey(b.kbuf[:0], w.ws, w.conv, w.stamp.Origin), sep), w.stamp.OSeq)
 		b.kbuf = k
 		if err := b.bByStamp.Put(k, binary.BigEndian.AppendUint64(b.alloc(8)[:0], w.rec.Last)); err != nil {
 			return err
@@ -434,23 +431,10 @@ func (b *batch) write(w *write) error {
 	// The previous latest event's state goes (see eventRef); the ones
 	// before it went with the changes that followed them.
 	if w.prev != 0 {
-		k = appendSeqKey(b.kbuf[:0], w.ws, w.conv, w.prev)
-		b.kbuf = k
-		if old := b.bEvents.Get(k); old != nil {
-			st, _, err := splitStamped(old)
-			if err != nil {
-				return err
-			}
-			ref := b.alloc(stampedLen(st) + 1 + len(w.msg().ID))[:0]
-			ref = append(append(appendStamped(ref, st), eventRef), w.msg().ID...)
-			if err := b.bEvents.Put(k, ref); err != nil {
-				return err
-			}
+		if err := b.refEvent(a, w.ws, w.conv, w.prev, w.rec.Last); err != nil {
+			return err
 		}
 	}
-	k = appendKey(b.kbuf[:0], w.ws, w.conv, w.msg().ID)
-	b.kbuf = k
-	b.putMsg(k, w.rec.appendTo(b.alloc(16)[:0]))
 	if w.rec.Last > c.Head {
 		c.Head = w.rec.Last
 	}
@@ -460,7 +444,7 @@ func (b *batch) write(w *write) error {
 	if m := w.msg(); !m.Internal && (c.Last == nil || c.Last.ID == m.ID || w.send) {
 		c.Last = m // never changed once sequenced
 	}
-	foldInbox(c, w.msg())
+	foldInbox(c, w.msg(), &e.ownInbox)
 	if !w.send {
 		// An edit or a deletion replaces the message's text in the
 		// conversation record: the old record's page is freed.

@@ -284,27 +284,22 @@ func (s *Store) EventsSince(ws, conv string, have map[string]uint64, limit int) 
 		if !any {
 			return nil
 		}
-		a, err := s.keys.key(tx, ws, conv, false)
-		if err != nil {
-			return err
-		}
-		cur := tx.Bucket(bEvents).Cursor()
-		for k, v := cur.Seek(seqKey(ws, conv, start)); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
-			st := eventStamp(v)
-			if covered(st) {
+		it := newEvIter(tx, s.keys, ws, conv)
+		for ok := it.seek(start); ok; ok = it.next() {
+			if covered(it.stamp()) {
 				continue
 			}
 			if len(out) == limit {
 				more = true
 				return nil
 			}
-			m, err := decodeEvent(tx, a, ws, conv, k, v)
+			e, err := it.event()
 			if err != nil {
 				return err
 			}
-			out = append(out, Event{Kind: EventMessage, Workspace: ws, Conversation: conv, Seq: u64(k[len(p):]), Stamp: st, Message: m})
+			out = append(out, e)
 		}
-		return nil
+		return it.err
 	})
 	if err != nil {
 		return nil, false, err
@@ -330,21 +325,20 @@ func (s *Store) EventsSince(ws, conv string, have map[string]uint64, limit int) 
 func (s *Store) OriginEvents(ws, conv, origin string, from uint64, limit int) ([]Event, error) {
 	var out []Event
 	err := s.db.View(func(tx *bolt.Tx) error {
-		r := s.eventReader(tx, ws, conv)
-		cur := tx.Bucket(bEvents).Cursor()
+		it := newEvIter(tx, s.keys, ws, conv)
 		// An origin's events are in oseq order in the log: from the
 		// lower bound on, they are those of its stamps.
-		for k, v := cur.Seek(seqKey(ws, conv, stampFloor(tx, ws, conv, origin, from))); k != nil && bytes.HasPrefix(k, r.p) && len(out) < limit; k, v = cur.Next() {
-			if st := eventStamp(v); st.Origin != origin || st.OSeq < from {
+		for ok := it.seek(stampFloor(tx, ws, conv, origin, from)); ok && len(out) < limit; ok = it.next() {
+			if st := it.stamp(); st.Origin != origin || st.OSeq < from {
 				continue
 			}
-			e, err := r.event(k, v)
+			e, err := it.event()
 			if err != nil {
 				return err
 			}
 			out = append(out, e)
 		}
-		return nil
+		return it.err
 	})
 	if err != nil {
 		return nil, err
@@ -450,14 +444,13 @@ func (s *Store) VectorAt(ws, conv string, seq uint64) (map[string]uint64, error)
 		if err := hasConversation(tx, ws, conv); err != nil {
 			return err
 		}
-		p := prefix(ws, conv)
-		cur := tx.Bucket(bEvents).Cursor()
-		for k, v := cur.Seek(p); k != nil && bytes.HasPrefix(k, p) && u64(k[len(p):]) <= seq; k, v = cur.Next() {
-			if st, _, err := splitStamped(v); err == nil && st.OSeq > out[st.Origin] {
+		it := newEvIter(tx, s.keys, ws, conv)
+		for ok := it.seek(0); ok && it.seq() <= seq; ok = it.next() {
+			if st := it.stamp(); st.OSeq > out[st.Origin] {
 				out[st.Origin] = st.OSeq
 			}
 		}
-		return nil
+		return it.err
 	})
 	return out, err
 }
@@ -470,16 +463,15 @@ func (s *Store) SeqCovered(ws, conv string, have map[string]uint64) (uint64, err
 		if err := hasConversation(tx, ws, conv); err != nil {
 			return err
 		}
-		p := prefix(ws, conv)
-		cur := tx.Bucket(bEvents).Cursor()
-		for k, v := cur.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = cur.Next() {
-			st, _, err := splitStamped(v)
-			if err != nil || st.OSeq == 0 || st.OSeq > have[st.Origin] {
+		it := newEvIter(tx, s.keys, ws, conv)
+		for ok := it.seek(0); ok; ok = it.next() {
+			st := it.stamp()
+			if st.OSeq == 0 || st.OSeq > have[st.Origin] {
 				return nil
 			}
-			seq = u64(k[len(p):])
+			seq = it.seq()
 		}
-		return nil
+		return it.err
 	})
 	return seq, err
 }

@@ -67,6 +67,10 @@ type Config struct {
 	// between sharing the pass (scrub.go). Zero: 5s. Negative: only at Open,
 	// at Close and by Scrub.
 	ScrubAfter time.Duration
+	// indexTail: how many of a conversation's events may be outside the
+	// message index before the writer merges them into it (msgindex.go).
+	// Zero: 4096. For tests.
+	indexTail int
 	// KEK is the key-encryption key, KEKSize bytes, that seals the
 	// conversations' own keys in the file (seal.go); the node derives it
 	// from the cluster key, so that it is in no file of the store. A file
@@ -94,8 +98,11 @@ type Store struct {
 	// convCache holds conversation records as last committed, decoded:
 	// the writer's alone (commit.go).
 	convCache map[convKey]*Conversation
-	scrub     scrubState
-	keys      *sealer
+	// tails counts the writer's conversations' events outside the
+	// message index (msgindex.go); only the writer uses it.
+	tails map[convKey]int
+	scrub scrubState
+	keys  *sealer
 
 	stop     chan struct{}
 	done     chan struct{}
@@ -110,6 +117,9 @@ func Open(cfg Config) (*Store, error) {
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 4096
+	}
+	if cfg.indexTail <= 0 {
+		cfg.indexTail = defaultIndexTail
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -167,6 +177,7 @@ func Open(cfg Config) (*Store, error) {
 		cfg:       cfg,
 		keys:      keys,
 		convCache: map[convKey]*Conversation{},
+		tails:     map[convKey]int{},
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}

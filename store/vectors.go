@@ -480,7 +480,7 @@ func (b *batch) erase(ws, conv string) error {
 	for _, d := range []struct {
 		bucket []byte
 		key    []byte
-	}{{bConvs, key(ws, conv)}, {bOwners, key(ws, c.Owner, conv)}, {bVectors, key(ws, conv)}} {
+	}{{bConvs, key(ws, conv)}, {bOwners, key(ws, c.Owner, conv)}, {bVectors, key(ws, conv)}, {bMsgs, key(ws, conv)}} {
 		if err := b.tx.Bucket(d.bucket).Delete(d.key); err != nil {
 			return err
 		}
