@@ -161,6 +161,7 @@ type rawWSClient struct {
 	nc  net.Conn
 	br  *bufio.Reader
 	buf []byte
+	n   int // the last frame's payload is buf[:n]
 }
 
 func dialRawWS(url string) (*rawWSClient, error) {
@@ -234,5 +235,6 @@ func (c *rawWSClient) next() (byte, error) {
 	if _, err := io.ReadFull(c.br, c.buf[:n]); err != nil {
 		return 0, err
 	}
+	c.n = n
 	return op, nil
 }

@@ -316,6 +316,7 @@ func (c *conn) writeTurn(tw burstWriter) {
 			go c.written(batch, bu, err)
 			return
 		case !all:
+			c.srv.writers.handoffs.Add(1)
 			go c.flushRun(tw, batch, bu)
 			return
 		}

@@ -37,6 +37,9 @@ type writers struct {
 	closed bool
 	next   atomic.Uint64
 	wg     sync.WaitGroup
+	// handoffs counts the bursts the socket did not take whole, finished
+	// by a goroutine of their connection (conn.flushRun).
+	handoffs atomic.Uint64
 }
 
 // writerWorker is one worker: the connections handed to it, in order.
