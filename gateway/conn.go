@@ -78,8 +78,9 @@ type outItem struct {
 
 // conn is one client connection. Nothing runs for it while it is idle:
 // its frames are handled on a goroutine started when they arrive (drain)
-// and its writes on one started when something is queued (writeRun); each
-// ends when it has nothing left to do. (A transport that cannot be polled
+// and its writes, when something is queued, by a turn of a writer worker
+// (writeTurn, writers.go) or a goroutine of its own (writeRun); each ends
+// when it has nothing left to do. (A transport that cannot be polled
 // keeps a reader goroutine; see serve.)
 type conn struct {
 	srv     *Server
