@@ -256,26 +256,25 @@ func (b *wsWriteBuf) writevAll(rc syscall.RawConn, nc net.Conn, timeout time.Dur
 // did not take stays in b.rest. The socket's write deadline, which may
 // have passed since the last wait, plays no part.
 func (b *wsWriteBuf) writevOnce(rc syscall.RawConn) error {
-	var n int
-	var werr error
-	err := rc.Control(func(fd uintptr) {
-		iov := b.rest
-		if len(iov) > 1024 {
-			iov = iov[:1024]
-		}
-		n, werr = unix.Writev(int(fd), iov)
-	})
+	if b.ctl == nil {
+		b.ctl = b.writevNow
+	}
+	b.n, b.werr = 0, nil
+	err := rc.Control(b.ctl)
 	switch {
 	case err != nil:
 		return err
-	case errors.Is(werr, unix.EAGAIN), errors.Is(werr, unix.EINTR):
+	case errors.Is(b.werr, unix.EAGAIN), errors.Is(b.werr, unix.EINTR):
 		return nil
-	case werr != nil:
-		return werr
+	case b.werr != nil:
+		return b.werr
 	}
-	b.advance(n)
+	b.advance(b.n)
 	return nil
 }
+
+// writevNow is rc.Control's: one writev of what is left.
+func (b *wsWriteBuf) writevNow(fd uintptr) { b.writev(fd) }
 
 // advance drops the n bytes written from the front of b.rest.
 func (b *wsWriteBuf) advance(n int) {

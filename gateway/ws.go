@@ -147,6 +147,7 @@ type wsWriteBuf struct {
 	n    int
 	werr error
 	fn   func(fd uintptr) bool
+	ctl  func(fd uintptr) // writevOnce's
 }
 
 var wsWriteBufs = sync.Pool{New: func() any { return new(wsWriteBuf) }}
