@@ -19,15 +19,7 @@ import (
 func TestWritesInOrderPastAFullSocket(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.SendQueueBytes = 1 << 30 })
-	cl, err := dialRawWS(e.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.nc.Close()
-	if err := cl.writeText([]byte(`{"type":"hello","v":1,"workspace":"ws1","role":"agent","token":"agent-token-ws1"}`)); err != nil {
-		t.Fatal(err)
-	}
-	c := onlyConn(t, e)
+	cl, c := rawAgent(t, e, e.url)
 	const n = 6000
 	prefix := []byte(`{"type":"typing","n":`)
 	frame := func(i int) []byte {
