@@ -295,16 +295,19 @@ func (c *conn) writeRun() {
 // burst the socket does not take whole, a failed write and a connection
 // that is closing are handed to a goroutine of the connection, which may
 // wait (flushRun, then writeRun: it stays the writer until the queue is
-// empty).
-func (c *conn) writeTurn(tw burstWriter) {
-	for {
+// empty). again says the turn ended with the connection still the
+// worker's, after turnBursts bursts while more kept coming: it goes to the
+// back of the worker's line, so that one busy connection does not hold up
+// the others.
+func (c *conn) writeTurn(tw burstWriter) (again bool) {
+	for range turnBursts {
 		batch, closing := c.take()
 		if closing {
 			go c.writer()
-			return
+			return false
 		}
 		if batch == nil {
-			return
+			return false
 		}
 		bu := c.burstOf(batch.items)
 		all, err := true, error(nil)
@@ -315,15 +318,20 @@ func (c *conn) writeTurn(tw burstWriter) {
 		case err != nil:
 			// Closing the transport may wait for the client.
 			go c.written(batch, bu, err)
-			return
+			return false
 		case !all:
 			c.srv.writers.handoffs.Add(1)
 			go c.flushRun(tw, batch, bu)
-			return
+			return false
 		}
 		c.written(batch, bu, nil)
 	}
+	return true
 }
+
+// turnBursts is how many bursts a connection writes in one turn of a
+// writer worker.
+const turnBursts = 4
 
 // flushRun writes the rest of a burst that writeTurn began, waiting for
 // the socket, then goes on as the connection's writer.

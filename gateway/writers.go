@@ -40,6 +40,8 @@ type writers struct {
 	// handoffs counts the bursts the socket did not take whole, finished
 	// by a goroutine of their connection (conn.flushRun).
 	handoffs atomic.Uint64
+	// size is how many workers start. Zero: GOMAXPROCS.
+	size int
 }
 
 // writerWorker is one worker: the connections handed to it, in order.
@@ -71,7 +73,10 @@ func (g *writers) pick() *writerWorker {
 		return nil
 	}
 	if g.ws == nil {
-		n := runtime.GOMAXPROCS(0)
+		n := g.size
+		if n == 0 {
+			n = runtime.GOMAXPROCS(0)
+		}
 		for range n {
 			w := &writerWorker{wake: make(chan struct{}, 1)}
 			g.ws = append(g.ws, w)
@@ -142,7 +147,9 @@ func (w *writerWorker) loop() {
 				break
 			}
 			for i, c := range q {
-				c.writeTurn(c.t.(burstWriter))
+				if c.writeTurn(c.t.(burstWriter)) && !w.push(c) {
+					go c.writer()
+				}
 				q[i] = nil
 			}
 			spare = q

@@ -2,12 +2,16 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"parley/internal/eventually"
 )
 
 // TestWritesInOrderPastAFullSocket: frames queued faster than the client
@@ -68,3 +72,66 @@ func TestWritesInOrderPastAFullSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBusyConnectionTakesTurns: a connection that is given more to write
+// each time it writes keeps its writer worker busy for ever; another
+// connection handed to the same worker is written all the same.
+func TestBusyConnectionTakesTurns(t *testing.T) {
+	s := New(Config{Auth: testAuth{}})
+	s.writers.size = 1
+	defer s.writers.close()
+	busy := &feedTransport{}
+	defer busy.stop.Store(true) // before the workers stop: they wait for it
+	a := &conn{srv: s, t: busy, stop: make(chan struct{})}
+	a.writer = a.writeRun
+	busy.c = a
+	other := &feedTransport{}
+	b := &conn{srv: s, t: other, stop: make(chan struct{})}
+	b.writer = b.writeRun
+	frame := &outItem{kind: outFrame, data: []byte(`{"type":"typing"}`)}
+	a.send(frame)
+	eventually.Holds(t, 5*time.Second, "the busy connection is being written", func() error {
+		if busy.n.Load() < 10 {
+			return fmt.Errorf("%d bursts", busy.n.Load())
+		}
+		return nil
+	})
+	b.send(frame)
+	eventually.Holds(t, 5*time.Second, "the other connection written", func() error {
+		if other.n.Load() == 0 {
+			return fmt.Errorf("not yet, after %d bursts to the busy one", busy.n.Load())
+		}
+		return nil
+	})
+	busy.stop.Store(true)
+	eventually.Holds(t, 5*time.Second, "the busy connection's writer idle", func() error {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.writing {
+			return fmt.Errorf("still writing")
+		}
+		return nil
+	})
+}
+
+// feedTransport is a transport the writer workers write; each burst
+// written to it queues another on c, until stop.
+type feedTransport struct {
+	c    *conn
+	n    atomic.Int64
+	stop atomic.Bool
+}
+
+func (f *feedTransport) Read(context.Context) ([]byte, error)      { select {} }
+func (f *feedTransport) WriteFrames([]wframe, time.Duration) error { return nil }
+func (f *feedTransport) Close(int, string) error                   { return nil }
+func (f *feedTransport) Name() string                              { return "ws" }
+func (f *feedTransport) canTryWrite() bool                         { return true }
+func (f *feedTransport) tryWriteFrames([]wframe) (bool, error) {
+	f.n.Add(1)
+	if f.c != nil && !f.stop.Load() {
+		f.c.send(&outItem{kind: outFrame, data: []byte(`{"type":"typing"}`)})
+	}
+	return true, nil
+}
+func (f *feedTransport) flushWrites(time.Duration) error { return nil }
