@@ -58,15 +58,7 @@ func benchBurst(b *testing.B, path string, n int) {
 		b.Cleanup(srv.Close)
 		url = "ws" + strings.TrimPrefix(srv.URL, "http")
 	}
-	cl, err := dialRawWS(url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cl.nc.Close()
-	if err := cl.writeText([]byte(`{"type":"hello","v":1,"workspace":"ws1","role":"agent","token":"agent-token-ws1"}`)); err != nil {
-		b.Fatal(err)
-	}
-	c := onlyConn(b, e)
+	cl, c := rawAgent(b, e, url)
 	// The welcome and presence frames, then nothing.
 	for {
 		cl.nc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
@@ -190,6 +182,22 @@ func upgradeRawWS(nc net.Conn, host string) (*rawWSClient, error) {
 		return nil, fmt.Errorf("handshake: %s", resp.Status)
 	}
 	return &rawWSClient{nc: nc, br: br, buf: make([]byte, 64<<10)}, nil
+}
+
+// rawAgent connects a rawWSClient to url (e's gateway, or a server in
+// front of it) and says hello as an agent of ws1; it returns the client
+// and its connection on the gateway. The client is closed with the test.
+func rawAgent(t testing.TB, e *env, url string) (*rawWSClient, *conn) {
+	t.Helper()
+	cl, err := dialRawWS(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.nc.Close() })
+	if err := cl.writeText([]byte(`{"type":"hello","v":1,"workspace":"ws1","role":"agent","token":"agent-token-ws1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	return cl, onlyConn(t, e)
 }
 
 // writeText writes one masked text frame.

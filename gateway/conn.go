@@ -78,8 +78,9 @@ type outItem struct {
 
 // conn is one client connection. Nothing runs for it while it is idle:
 // its frames are handled on a goroutine started when they arrive (drain)
-// and its writes on one started when something is queued (writeRun); each
-// ends when it has nothing left to do. (A transport that cannot be polled
+// and its writes, when something is queued, by a turn of a writer worker
+// (writeTurn, writers.go) or a goroutine of its own (writeRun); each ends
+// when it has nothing left to do. (A transport that cannot be polled
 // keeps a reader goroutine; see serve.)
 type conn struct {
 	srv     *Server
@@ -191,7 +192,7 @@ func (c *conn) send(it *outItem) {
 	c.writing = true
 	c.mu.Unlock()
 	if start {
-		go c.writer()
+		c.srv.writers.start(c)
 	}
 }
 
@@ -270,81 +271,166 @@ func (c *conn) failWithRef(ref string, e *wireError) {
 // empty, letting go of it; once the connection fails it finishes it.
 func (c *conn) writeRun() {
 	for {
-		c.mu.Lock()
-		if c.closing {
-			c.mu.Unlock()
-			c.finish()
-			c.mu.Lock()
-			c.queue, c.spare, c.queuedBytes, c.queuedItems = nil, nil, 0, 0
-			c.writeDone = true
-			c.mu.Unlock()
-			c.ended()
+		batch, closing := c.take()
+		if closing {
+			c.finishClosing()
 			return
 		}
-		if c.queue.len() == 0 {
-			c.writing = false
-			// Idle: hold no queue.
-			c.queue.release()
-			c.spare.release()
-			c.queue, c.spare = nil, nil
-			c.mu.Unlock()
+		if batch == nil {
 			return
 		}
-		batch := c.queue
-		c.queue = c.spare
-		c.spare = nil
-		room := c.room
-		c.mu.Unlock()
-		if room != nil {
-			select {
-			case room <- struct{}{}:
-			default:
-			}
+		bu := c.burstOf(batch.items)
+		var err error
+		if len(bu.frames) > 0 {
+			err = c.t.WriteFrames(bu.frames, c.srv.cfg.WriteTimeout)
 		}
-		n, k := 0, len(batch.items)
-		for _, it := range batch.items {
-			n += it.size()
-		}
-		err := c.writeBatch(batch.items)
-		clear(batch.items)
-		batch.items = batch.items[:0]
-		c.mu.Lock()
-		c.queuedBytes -= n
-		c.queuedItems -= k
-		if c.spare == nil {
-			c.spare = batch
-		} else {
-			batch.release()
-		}
-		c.mu.Unlock()
-		if err != nil {
-			c.t.Close(wsCloseInternal, "write failed")
-			c.mu.Lock()
-			c.closing, c.readStop = true, true
-			c.queue, c.spare, c.queuedBytes, c.queuedItems = nil, nil, 0, 0
-			c.writeDone = true
-			c.mu.Unlock()
-			c.closeOnce.Do(func() { close(c.stop) })
-			c.ended()
+		if !c.written(batch, bu, err) {
 			return
 		}
 	}
 }
 
-// writeBatch writes what a batch of queued items holds for the client, in
-// one WriteFrames. It keeps, per conversation, the seqs written, so that an
-// event arriving both live and in a replay is written once, and it holds a
-// conversation's live events while its replay is being read so that none
-// is written out of order.
-func (c *conn) writeBatch(batch []*outItem) error {
-	bu := bursts.Get().(*burst)
-	defer func() {
-		clear(bu.frames)
-		if cap(bu.frames) <= 4096 {
-			bu.frames, bu.started = bu.frames[:0], bu.started[:0]
-			bursts.Put(bu)
+// writeTurn is a writer worker's turn at the connection (writers.go): it
+// writes what is queued as far as the socket takes it without waiting. A
+// burst the socket does not take whole, a failed write and a connection
+// that is closing are handed to a goroutine of the connection, which may
+// wait (flushRun, then writeRun: it stays the writer until the queue is
+// empty). again says the turn ended with the connection still the
+// worker's, after turnBursts bursts while more kept coming: it goes to the
+// back of the worker's line, so that one busy connection does not hold up
+// the others.
+func (c *conn) writeTurn(tw burstWriter) (again bool) {
+	for range turnBursts {
+		batch, closing := c.take()
+		if closing {
+			go c.writer()
+			return false
 		}
-	}()
+		if batch == nil {
+			return false
+		}
+		bu := c.burstOf(batch.items)
+		all, err := true, error(nil)
+		if len(bu.frames) > 0 {
+			all, err = tw.tryWriteFrames(bu.frames)
+		}
+		switch {
+		case err != nil:
+			// Closing the transport may wait for the client.
+			go c.written(batch, bu, err)
+			return false
+		case !all:
+			c.srv.writers.handoffs.Add(1)
+			go c.flushRun(tw, batch, bu)
+			return false
+		}
+		c.written(batch, bu, nil)
+	}
+	return true
+}
+
+// turnBursts is how many bursts a connection writes in one turn of a
+// writer worker.
+const turnBursts = 4
+
+// flushRun writes the rest of a burst that writeTurn began, waiting for
+// the socket, then goes on as the connection's writer.
+func (c *conn) flushRun(tw burstWriter, batch *itemQueue, bu *burst) {
+	if c.written(batch, bu, tw.flushWrites(c.srv.cfg.WriteTimeout)) {
+		c.writeRun()
+	}
+}
+
+// take returns what is queued, for the writer to write, or nil when
+// nothing is: the writer then stops (writing is false) and the queue is
+// let go. closing says the connection is ending: the writer finishes it
+// (finishClosing).
+func (c *conn) take() (batch *itemQueue, closing bool) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return nil, true
+	}
+	if c.queue.len() == 0 {
+		c.writing = false
+		// Idle: hold no queue.
+		c.queue.release()
+		c.spare.release()
+		c.queue, c.spare = nil, nil
+		c.mu.Unlock()
+		return nil, false
+	}
+	batch = c.queue
+	c.queue = c.spare
+	c.spare = nil
+	room := c.room
+	c.mu.Unlock()
+	if room != nil {
+		select {
+		case room <- struct{}{}:
+		default:
+		}
+	}
+	return batch, false
+}
+
+// finishClosing writes the closing frame and closes the transport; the
+// writer ends.
+func (c *conn) finishClosing() {
+	c.finish()
+	c.mu.Lock()
+	c.queue, c.spare, c.queuedBytes, c.queuedItems = nil, nil, 0, 0
+	c.writeDone = true
+	c.mu.Unlock()
+	c.ended()
+}
+
+// written accounts for a batch once its burst was written (err nil) or
+// failed, and lets go of both; false says the write failed and the
+// connection ended.
+func (c *conn) written(batch *itemQueue, bu *burst, err error) bool {
+	if err == nil {
+		for _, st := range bu.started {
+			c.srv.metrics.Delivered(c.t.Name(), time.Since(st))
+		}
+	}
+	bu.put()
+	n, k := 0, len(batch.items)
+	for _, it := range batch.items {
+		n += it.size()
+	}
+	clear(batch.items)
+	batch.items = batch.items[:0]
+	c.mu.Lock()
+	c.queuedBytes -= n
+	c.queuedItems -= k
+	if c.spare == nil {
+		c.spare = batch
+	} else {
+		batch.release()
+	}
+	c.mu.Unlock()
+	if err != nil {
+		c.t.Close(wsCloseInternal, "write failed")
+		c.mu.Lock()
+		c.closing, c.readStop = true, true
+		c.queue, c.spare, c.queuedBytes, c.queuedItems = nil, nil, 0, 0
+		c.writeDone = true
+		c.mu.Unlock()
+		c.closeOnce.Do(func() { close(c.stop) })
+		c.ended()
+		return false
+	}
+	return true
+}
+
+// burstOf makes the burst a batch of queued items holds for the client.
+// It keeps, per conversation, the seqs written, so that an event arriving
+// both live and in a replay is written once, and it holds a conversation's
+// live events while its replay is being read so that none is written out
+// of order.
+func (c *conn) burstOf(batch []*outItem) *burst {
+	bu := bursts.Get().(*burst)
 	for _, it := range batch {
 		switch it.kind {
 		case outFrame:
@@ -399,26 +485,25 @@ func (c *conn) writeBatch(batch []*outItem) error {
 			bu.add(it)
 		}
 	}
-	if len(bu.frames) == 0 {
-		return nil
-	}
-	if err := c.t.WriteFrames(bu.frames, c.srv.cfg.WriteTimeout); err != nil {
-		return err
-	}
-	for _, st := range bu.started {
-		c.srv.metrics.Delivered(c.t.Name(), time.Since(st))
-	}
-	return nil
+	return bu
 }
 
-// burst is the frames of one writeBatch, pooled: a connection holds them
-// only while it writes.
+// burst is the frames of one batch (burstOf), pooled: a connection holds
+// them only while it writes.
 type burst struct {
 	frames  []wframe
 	started []time.Time
 }
 
 var bursts = sync.Pool{New: func() any { return new(burst) }}
+
+func (bu *burst) put() {
+	clear(bu.frames)
+	if cap(bu.frames) <= 4096 {
+		bu.frames, bu.started = bu.frames[:0], bu.started[:0]
+		bursts.Put(bu)
+	}
+}
 
 // itemQueue is a send queue; queues are pooled: an idle connection holds
 // none. A nil *itemQueue is an empty one.

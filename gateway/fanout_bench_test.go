@@ -19,10 +19,19 @@ import (
 // allocs/op is per event: the difference between the recipient counts,
 // over the recipients added, is the allocation per recipient (issue 16:
 // "each event encoded once, no allocation per recipient").
+//
+// recipients=N: a transport that cannot be tried (TLS, WebTransport): a
+// goroutine per burst writes it. workers/recipients=N: one that can, as a
+// WebSocket on plain TCP: the writer workers write it (writers.go).
 func BenchmarkFanout(b *testing.B) {
 	for _, n := range []int{1, 100} {
 		b.Run(fmt.Sprintf("recipients=%d", n), func(b *testing.B) {
-			benchFanout(b, n)
+			benchFanout(b, n, false)
+		})
+	}
+	for _, n := range []int{1, 100} {
+		b.Run(fmt.Sprintf("workers/recipients=%d", n), func(b *testing.B) {
+			benchFanout(b, n, true)
 		})
 	}
 }
@@ -40,12 +49,26 @@ func (d *discard) WriteFrames(frames []wframe, _ time.Duration) error {
 func (d *discard) Close(int, string) error { return nil }
 func (d *discard) Name() string            { return "ws" }
 
-func benchFanout(b *testing.B, n int) {
+// discardTried is discard whose bursts the writer workers write.
+type discardTried struct{ discard }
+
+func (d *discardTried) canTryWrite() bool { return true }
+func (d *discardTried) tryWriteFrames(frames []wframe) (bool, error) {
+	d.wg.Add(-len(frames))
+	return true, nil
+}
+func (d *discardTried) flushWrites(time.Duration) error { return nil }
+
+func benchFanout(b *testing.B, n int, tried bool) {
 	s := New(Config{Store: nil, Auth: testAuth{}, Clock: crdt.NewClock("b1", nil)})
 	var wg sync.WaitGroup
 	conns := make([]*conn, n)
 	for i := range conns {
-		c := &conn{srv: s, t: &discard{wg: &wg}, stop: make(chan struct{}),
+		var t transport = &discard{wg: &wg}
+		if tried {
+			t = &discardTried{discard{wg: &wg}}
+		}
+		c := &conn{srv: s, t: t, stop: make(chan struct{}),
 			id: identity{Workspace: "ws1", Role: ident.Agent, Participant: fmt.Sprintf("a:%d", i)}}
 		c.writer = c.writeRun
 		s.hub.join(c)
@@ -55,6 +78,7 @@ func benchFanout(b *testing.B, n int) {
 		for _, c := range conns {
 			c.fail(nil)
 		}
+		s.writers.close()
 	}()
 	clock := crdt.NewClock("b1", nil)
 	msg := crdt.NewMessage("m-0000001", "v:x", ident.Visitor, "Ada", "a message of about the size of the load scenarios' one hundred and twenty-eight bytes, typed by a visitor", clock.Now())

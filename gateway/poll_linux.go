@@ -225,7 +225,7 @@ func readNonblock(rc syscall.RawConn, buf []byte) (int, error) {
 	return n, nil
 }
 
-// writevAll writes b.iov with writev, as many at a time as the kernel
+// writevAll writes b.rest with writev, as many at a time as the kernel
 // takes (IOV_MAX); it waits for the socket to drain through the runtime's
 // poller and nc's write deadline, which it moves on by timeout each time
 // bytes moved: it fails only when none could be written for timeout.
@@ -233,7 +233,6 @@ func (b *wsWriteBuf) writevAll(rc syscall.RawConn, nc net.Conn, timeout time.Dur
 	if b.fn == nil {
 		b.fn = b.writev
 	}
-	b.rest = b.iov
 	defer func() { b.rest = nil }()
 	last := time.Now()
 	for len(b.rest) > 0 {
@@ -244,26 +243,54 @@ func (b *wsWriteBuf) writevAll(rc syscall.RawConn, nc net.Conn, timeout time.Dur
 		if b.werr != nil && !errors.Is(b.werr, unix.EINTR) {
 			return b.werr
 		}
-		n := b.n
-		if n > 0 && timeout > 0 {
+		if b.n > 0 && timeout > 0 {
 			if now := time.Now(); now.Sub(last) > timeout/8 {
 				last = now
 				nc.SetWriteDeadline(now.Add(timeout))
 			}
 		}
-		for n > 0 {
-			if n < len(b.rest[0]) {
-				b.rest[0] = b.rest[0][n:]
-				break
-			}
-			n -= len(b.rest[0])
-			b.rest = b.rest[1:]
-		}
-		for len(b.rest) > 0 && len(b.rest[0]) == 0 {
-			b.rest = b.rest[1:]
-		}
+		b.advance(b.n)
 	}
 	return nil
+}
+
+// writevOnce is one writev of b.rest that does not wait: what the socket
+// did not take stays in b.rest. The socket's write deadline, which may
+// have passed since the last wait, plays no part.
+func (b *wsWriteBuf) writevOnce(rc syscall.RawConn) error {
+	if b.ctl == nil {
+		b.ctl = b.writevNow
+	}
+	b.n, b.werr = 0, nil
+	err := rc.Control(b.ctl)
+	switch {
+	case err != nil:
+		return err
+	case errors.Is(b.werr, unix.EAGAIN), errors.Is(b.werr, unix.EINTR):
+		return nil
+	case b.werr != nil:
+		return b.werr
+	}
+	b.advance(b.n)
+	return nil
+}
+
+// writevNow is rc.Control's: one writev of what is left.
+func (b *wsWriteBuf) writevNow(fd uintptr) { b.writev(fd) }
+
+// advance drops the n bytes written from the front of b.rest.
+func (b *wsWriteBuf) advance(n int) {
+	for n > 0 {
+		if n < len(b.rest[0]) {
+			b.rest[0] = b.rest[0][n:]
+			break
+		}
+		n -= len(b.rest[0])
+		b.rest = b.rest[1:]
+	}
+	for len(b.rest) > 0 && len(b.rest[0]) == 0 {
+		b.rest = b.rest[1:]
+	}
 }
 
 // writev is rc.Write's: one writev of what is left.

@@ -38,3 +38,5 @@ func readNonblock(syscall.RawConn, []byte) (int, error) { return 0, errNoPoller 
 func (b *wsWriteBuf) writevAll(syscall.RawConn, net.Conn, time.Duration) error {
 	return errNoPoller
 }
+
+func (b *wsWriteBuf) writevOnce(syscall.RawConn) error { return errNoPoller }

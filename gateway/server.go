@@ -335,6 +335,9 @@ type Server struct {
 	// pollers read the WebSocket connections (poll_linux.go); Shutdown
 	// stops them.
 	pollers pollers
+	// writers write the connections' queues (writers.go); Shutdown stops
+	// them.
+	writers writers
 }
 
 // New returns a gateway; Run must be running for presence to expire.
@@ -393,6 +396,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// Connections still open when ctx ends were told to go: their reading
 	// stops with the pollers.
 	defer s.pollers.close()
+	defer s.writers.close()
 	select {
 	case <-done:
 		return nil

@@ -140,6 +140,9 @@ type wsConn struct {
 	closeOnce  sync.Once
 
 	polled bool
+
+	// pend is what tryWriteFrames could not write yet; the writer's.
+	pend *wsWriteBuf
 }
 
 // wsWriteBuf is a burst's frame headers and iovecs (or joined bytes),
@@ -153,6 +156,7 @@ type wsWriteBuf struct {
 	n    int
 	werr error
 	fn   func(fd uintptr) bool
+	ctl  func(fd uintptr) // writevOnce's
 }
 
 var wsWriteBufs = sync.Pool{New: func() any { return new(wsWriteBuf) }}
@@ -407,30 +411,15 @@ func (t *wsConn) emitQueued(op byte, data []byte) {
 func (t *wsConn) WriteFrames(frames []wframe, timeout time.Duration) error {
 	t.nc.SetWriteDeadline(time.Now().Add(timeout))
 	b := wsWriteBufs.Get().(*wsWriteBuf)
-	defer func() {
-		clear(b.iov)
-		if cap(b.join) > 64<<10 || cap(b.iov) > 4096 {
-			return // a rare big burst: do not keep its buffers
-		}
-		b.hdrs, b.iov, b.join = b.hdrs[:0], b.iov[:0], b.join[:0]
-		wsWriteBufs.Put(b)
-	}()
-	for _, f := range frames {
-		b.hdrs = appendWSHeader(b.hdrs, f.wsOp(), len(f.data))
-	}
+	defer b.put()
 	if t.rc != nil {
-		off := 0
-		for _, f := range frames {
-			n := wsHeaderLen(len(f.data))
-			b.iov = append(b.iov, b.hdrs[off:off+n])
-			if len(f.data) > 0 {
-				b.iov = append(b.iov, f.data)
-			}
-			off += n
-		}
+		b.vectors(frames)
 		// The deadline is on progress: a client that reads, however
 		// slowly, is not cut off in the middle of a burst.
 		return b.writevAll(t.rc, t.nc, timeout)
+	}
+	for _, f := range frames {
+		b.hdrs = appendWSHeader(b.hdrs, f.wsOp(), len(f.data))
 	}
 	off := 0
 	for _, f := range frames {
@@ -440,6 +429,71 @@ func (t *wsConn) WriteFrames(frames []wframe, timeout time.Duration) error {
 	}
 	_, err := t.nc.Write(b.join)
 	return err
+}
+
+// canTryWrite says whether tryWriteFrames may be called: a plain TCP
+// connection, whose socket can be written without waiting.
+func (t *wsConn) canTryWrite() bool { return t.rc != nil }
+
+// tryWriteFrames writes frames with one writev that does not wait: all
+// reports whether the socket took every byte. When it did not, the rest
+// is kept, and flushWrites must write it before anything else is written.
+// Only the connection's writer calls it, with nothing kept.
+func (t *wsConn) tryWriteFrames(frames []wframe) (all bool, err error) {
+	b := wsWriteBufs.Get().(*wsWriteBuf)
+	b.vectors(frames)
+	if err := b.writevOnce(t.rc); err != nil {
+		b.put()
+		return false, err
+	}
+	if len(b.rest) == 0 {
+		b.put()
+		return true, nil
+	}
+	t.pend = b
+	return false, nil
+}
+
+// flushWrites writes what tryWriteFrames kept, waiting for the socket as
+// WriteFrames does.
+func (t *wsConn) flushWrites(timeout time.Duration) error {
+	b := t.pend
+	if b == nil {
+		return nil
+	}
+	t.pend = nil
+	defer b.put()
+	t.nc.SetWriteDeadline(time.Now().Add(timeout))
+	return b.writevAll(t.rc, t.nc, timeout)
+}
+
+// vectors fills b.iov (and the headers it points into) with frames, and
+// sets b.rest to all of it.
+func (b *wsWriteBuf) vectors(frames []wframe) {
+	for _, f := range frames {
+		b.hdrs = appendWSHeader(b.hdrs, f.wsOp(), len(f.data))
+	}
+	off := 0
+	for _, f := range frames {
+		n := wsHeaderLen(len(f.data))
+		b.iov = append(b.iov, b.hdrs[off:off+n])
+		if len(f.data) > 0 {
+			b.iov = append(b.iov, f.data)
+		}
+		off += n
+	}
+	b.rest = b.iov
+}
+
+// put returns b to the pool, unless it grew for a rare big burst.
+func (b *wsWriteBuf) put() {
+	clear(b.iov)
+	b.rest = nil
+	if cap(b.join) > 64<<10 || cap(b.iov) > 4096 {
+		return // a rare big burst: do not keep its buffers
+	}
+	b.hdrs, b.iov, b.join = b.hdrs[:0], b.iov[:0], b.join[:0]
+	wsWriteBufs.Put(b)
 }
 
 func wsHeaderLen(n int) int {

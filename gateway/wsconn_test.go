@@ -134,15 +134,7 @@ func TestBurstIsNotSlowConsumer(t *testing.T) {
 func TestSlowConsumerByBytes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.SendQueueBytes = 256 << 10 })
-	cl, err := dialRawWS(e.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.nc.Close()
-	if err := cl.writeText([]byte(`{"type":"hello","v":1,"workspace":"ws1","role":"agent","token":"agent-token-ws1"}`)); err != nil {
-		t.Fatal(err)
-	}
-	c := onlyConn(t, e)
+	cl, c := rawAgent(t, e, e.url)
 	frame := []byte(`{"type":"typing","pad":"` + strings.Repeat("x", 8<<10) + `"}`)
 	// The kernel's socket buffers take some megabytes first; the queue
 	// then grows until it passes the bound.

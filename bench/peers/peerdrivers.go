@@ -80,6 +80,7 @@ type parleyDriver struct {
 	token     string // operator token
 	workspace string
 	runID     string
+	search    bool // Options.ParleySearch
 }
 
 // The Parley driver reads its WebSocket itself, as the other peers'
@@ -139,6 +140,10 @@ func (d *parleyDriver) subscribe(ctx context.Context, i int, onMessage func([]by
 				return err
 			}
 			if !bytes.HasPrefix(b, deliver) {
+				continue
+			}
+			if d.search {
+				onMessage(b)
 				continue
 			}
 			var f struct {

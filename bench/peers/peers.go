@@ -51,6 +51,12 @@ type Options struct {
 	PeersDir string
 	// Log receives progress notes. Nil: none.
 	Log func(format string, a ...any)
+	// ParleySearch: Parley's subscribers find each deliver frame's payload
+	// by a byte search of the frame (fanoutIndex), as the NATS driver finds
+	// it in a MSG, instead of decoding the frame's JSON. Zero: decode,
+	// as a Parley client does; the harness, on the same cores as the
+	// server, then spends more CPU per receipt on Parley than on NATS.
+	ParleySearch bool
 }
 
 // peerServer is one server process started for one run.
@@ -73,7 +79,7 @@ func startPeer(ctx context.Context, peer string, o Options, dir string) (*peerSe
 		rand.Read(id[:])
 		n := lc.Nodes[0]
 		return &peerServer{name: peer, version: "this tree", pid: n.PID(), stop: lc.Stop,
-			drv: &parleyDriver{url: bench.WSURL(n.URL), token: lc.Token, workspace: "demo", runID: hex.EncodeToString(id[:])}}, nil
+			drv: &parleyDriver{url: bench.WSURL(n.URL), token: lc.Token, workspace: "demo", runID: hex.EncodeToString(id[:]), search: o.ParleySearch}}, nil
 	case PeerNATS:
 		addr, err := localcluster.FreeAddr()
 		if err != nil {

@@ -23,6 +23,7 @@ type peersOpts struct {
 	html     string
 	only     string
 	runs     int
+	search   bool
 }
 
 func peersFlags(o *peersOpts) *flag.FlagSet {
@@ -33,6 +34,7 @@ func peersFlags(o *peersOpts) *flag.FlagSet {
 	fs.StringVar(&o.html, "html", "", "HTML report path (default: the JSON path with .html)")
 	fs.StringVar(&o.only, "only", "", "comma-separated peers to run instead of the scenario's (parley,nats,centrifugo)")
 	fs.IntVar(&o.runs, "runs", 0, "rounds instead of the scenario's runs")
+	fs.BoolVar(&o.search, "parley-search", false, "Parley's subscribers find each payload by a byte search of the deliver frame, as NATS's find it in a MSG, instead of decoding the frame's JSON")
 	return fs
 }
 
@@ -66,7 +68,7 @@ func cmdPeers(args []string) (int, error) {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	res, runErr := peers.Run(ctx, sc, peers.Options{Parley: o.parley, PeersDir: o.peersDir, Log: logf})
+	res, runErr := peers.Run(ctx, sc, peers.Options{Parley: o.parley, PeersDir: o.peersDir, Log: logf, ParleySearch: o.search})
 	if res == nil {
 		return 1, runErr
 	}
