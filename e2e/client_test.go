@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	"parley/gateway/client"
 	"parley/gateway/wire"
@@ -71,6 +72,27 @@ func (cl *wsClient) awaitRef(ctx context.Context, ref string) (map[string]any, e
 }
 
 func (cl *wsClient) close() { cl.c.Close() }
+
+// keepAlive pings every interval until ctx ends or a ping cannot be sent,
+// as a real client does: the node closes a connection silent for three
+// heartbeats (30 s by default), and a test's connection may wait that long
+// on something else (a mail, a browser).
+func (cl *wsClient) keepAlive(ctx context.Context, interval time.Duration) {
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if cl.send(ctx, map[string]any{"type": "ping"}) != nil {
+					return
+				}
+			}
+		}
+	}()
+}
 
 // visitorHello says hello as a visitor (with a stored identity when id is
 // non-nil) and returns the welcome.

@@ -75,6 +75,9 @@ func TestBrowserEmailWhenNobodyIsOnline(t *testing.T) {
 	if _, err := agent.await(ctx, "welcome", nil); err != nil {
 		t.Fatal(err)
 	}
+	// It waits on mailpit and the browser below, up to a minute at a time
+	// on a loaded machine: longer than the node keeps a silent connection.
+	agent.keepAlive(ctx, 5*time.Second)
 	say(t, ctx, agent, conv, "agent-reply-01", "We found your parcel")
 	eventually.Holds(t, 60*time.Second, "the reply in mailpit", func() error {
 		msgs, err := mp.messages()

@@ -198,18 +198,7 @@ type liveView struct {
 // watch collects an agent connection's delivers until ctx ends, pinging so
 // that the node keeps it.
 func (lv *liveView) watch(ctx context.Context, cl *wsClient) {
-	go func() {
-		t := time.NewTicker(2 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				cl.send(ctx, map[string]any{"type": "ping"})
-			}
-		}
-	}()
+	cl.keepAlive(ctx, 2*time.Second)
 	for {
 		m, err := cl.await(ctx, "deliver", nil)
 		if err != nil {
