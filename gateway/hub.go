@@ -133,9 +133,9 @@ func (h *hub) publish(events []store.Event) {
 		case store.EventMessage:
 			r.undecided.remove(e.Message.ID)
 			it.seq, it.start, it.at = e.Seq, e.Start, e.Stamp
-			it.data = encode(wire.Deliver{Type: wire.TypeDeliver, Conversation: e.Conversation, Seq: e.Seq, At: stampString(e.Stamp), Message: toWire(e.Message)})
+			it.data = deliverFrame(e)
 		case store.EventRead:
-			it.data = encode(wire.Read{Type: wire.TypeRead, Conversation: e.Conversation, Participant: e.Participant, Role: roleOf(e.Participant), Seq: e.ReadSeq})
+			it.data = encodeRead(wire.Read{Type: wire.TypeRead, Conversation: e.Conversation, Participant: e.Participant, Role: roleOf(e.Participant), Seq: e.ReadSeq})
 		default:
 			continue
 		}

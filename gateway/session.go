@@ -529,7 +529,7 @@ func (c *conn) resume(f inFrame) *wireError {
 	}
 	for p, s := range reads {
 		replay = append(replay, outItem{kind: outFrame, conv: conv,
-			data: encode(wire.Read{Type: wire.TypeRead, Conversation: conv, Participant: p, Role: roleOf(p), Seq: s})})
+			data: encodeRead(wire.Read{Type: wire.TypeRead, Conversation: conv, Participant: p, Role: roleOf(p), Seq: s})})
 	}
 	nowMS := time.Now().UnixMilli()
 	for _, p := range c.srv.presence.typers(ws, conv, nowMS) {
@@ -563,7 +563,7 @@ func appendReplay(replay []outItem, conv string, events []store.Event, notAgent 
 				also[e.Message.ID] = append(also[e.Message.ID], at)
 			}
 		} else {
-			it.data = encode(wire.Deliver{Type: wire.TypeDeliver, Conversation: conv, Seq: e.Seq, At: stampString(e.Stamp),
+			it.data = encodeDeliver(wire.Deliver{Type: wire.TypeDeliver, Conversation: conv, Seq: e.Seq, At: stampString(e.Stamp),
 				Also: also[e.Message.ID], Message: toWire(e.Message)})
 		}
 		replay = append(replay, it)
