@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -126,6 +127,8 @@ type Membership struct {
 	mu      sync.RWMutex
 	members map[string]Member // alive, by ID, this node included
 	failed  uint64
+	// others counts members but this node, for Others without the lock.
+	others atomic.Int32
 }
 
 // Start begins gossiping (alone until Join).
@@ -274,6 +277,10 @@ func (m *Membership) Members() []Member {
 	return out
 }
 
+// Others counts the alive members other than this node, without a lock
+// or an allocation: the data plane's test for having no peer to send to.
+func (m *Membership) Others() int { return int(m.others.Load()) }
+
 // Alive says whether the member with that ID is alive in this node's view.
 func (m *Membership) Alive(id string) bool {
 	m.mu.RLock()
@@ -370,6 +377,11 @@ func (e *events) change(kind EventKind, n *memberlist.Node) {
 			m.failed++
 		}
 	}
+	others := len(m.members)
+	if _, ok := m.members[m.cfg.NodeID]; ok {
+		others--
+	}
+	m.others.Store(int32(others))
 	m.mu.Unlock()
 	if kind != Updated && mb.ID != m.cfg.NodeID {
 		m.cfg.Logger.Info("gossip: member "+kind.String(), "member", mb.ID, "region", mb.Region, "addr", mb.GossipAddr)

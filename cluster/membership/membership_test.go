@@ -37,6 +37,9 @@ func waitMembers(t *testing.T, m *Membership, n int) {
 		if got := len(m.Members()); got != n {
 			return fmt.Errorf("%d members", got)
 		}
+		if got := m.Others(); got != n-1 {
+			return fmt.Errorf("%d members, Others %d", n, got)
+		}
 		return nil
 	})
 }
@@ -57,6 +60,9 @@ func TestMembershipJoinLeaveFail(t *testing.T) {
 			if _, err := m.Join([]string{ms[0].Addr()}); err != nil {
 				t.Fatal(err)
 			}
+		}
+		if i == 0 {
+			waitMembers(t, m, 1) // alone: no other
 		}
 		ms = append(ms, m)
 	}

@@ -120,6 +120,8 @@ type Control interface {
 type Members interface {
 	Members() []membership.Member
 	Alive(id string) bool
+	// Others counts the alive members other than this node.
+	Others() int
 }
 
 // Peers reaches other nodes over the node link, authenticated as this

@@ -19,7 +19,14 @@ import (
 //
 // trace is the context of the span of their fan-out (nil when not
 // traced): each peer's frame is sent under a span of its own beneath it.
+//
+// When no other node is alive there is no replica and no serving node to
+// send to, nor any answer to wait for (the ack needs none): nothing is
+// looked up, encoded or kept.
 func (r *Replicator) Publish(trace context.Context, evs []store.Event) {
+	if r.cfg.Members.Others() == 0 {
+		return
+	}
 	origin := r.st.Origin()
 	for _, e := range evs {
 		if e.Kind != store.EventMessage || e.Stamp.Origin != origin {
