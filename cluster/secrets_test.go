@@ -211,9 +211,15 @@ func TestWebhookSecretsAndDeadLetters(t *testing.T) {
 	first, second := []byte(NewWebhookSecret()), []byte(NewWebhookSecret())
 	sl1, _ := s.seal("acme", webhookKind("wh_a"), first)
 	sl2, _ := s.seal("acme", webhookKind("wh_a"), second)
+	if h.state().HasWebhooks("acme") {
+		t.Fatal("HasWebhooks before any endpoint")
+	}
 	h.must(CreateWebhook{Workspace: "acme", ID: "wh_a", URL: "https://x.test/h", Events: []string{"message.created"}, Sealed: sl1, Created: t0})
 	if _, err := h.apply(CreateWebhook{Workspace: "acme", ID: "wh_a", URL: "https://x.test/h", Events: []string{"message.created"}, Sealed: sl1, Created: t0}); !errors.Is(err, ErrExists) {
 		t.Fatalf("second create: %v, want ErrExists", err)
+	}
+	if !h.state().HasWebhooks("acme") || h.state().HasWebhooks("nope") {
+		t.Fatalf("HasWebhooks: acme %v (an endpoint), nope %v (unknown)", h.state().HasWebhooks("acme"), h.state().HasWebhooks("nope"))
 	}
 	snap := string(h.snapshot())
 	if bytes.Contains([]byte(snap), first) {

@@ -250,6 +250,15 @@ func (s *State) WebhookWorkspaces() []string {
 	return out
 }
 
+// HasWebhooks says whether a workspace has an endpoint (false for one
+// unknown), without allocating.
+func (s *State) HasWebhooks(workspace string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ws, ok := s.d.Workspaces[workspace]
+	return ok && len(ws.Webhooks) > 0
+}
+
 // NewWebhookSecret makes an endpoint's signing secret: 32 random bytes,
 // shown as "whsec_" and 64 hex digits; the string is the HMAC key.
 func NewWebhookSecret() string {

@@ -36,6 +36,8 @@ type webhookControl struct{ ctl *control }
 
 func (w webhookControl) WebhookWorkspaces() []string { return w.ctl.c.WebhookWorkspaces() }
 
+func (w webhookControl) HasWebhooks(ws string) bool { return w.ctl.c.HasWebhooks(ws) }
+
 func (w webhookControl) Webhooks(ws string) ([]schema.Webhook, error) { return w.ctl.c.Webhooks(ws) }
 
 func (w webhookControl) Secrets(ws, id string, now time.Time) ([][]byte, error) {

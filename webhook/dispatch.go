@@ -50,6 +50,9 @@ type Store interface {
 type Control interface {
 	// WebhookWorkspaces are the workspaces with an endpoint.
 	WebhookWorkspaces() []string
+	// HasWebhooks says whether ws has an endpoint, without allocating:
+	// Notify asks it for every event.
+	HasWebhooks(ws string) bool
 	Webhooks(ws string) ([]schema.Webhook, error)
 	// Secrets are the endpoint's secrets that sign at now, the current
 	// one first.
@@ -232,8 +235,16 @@ func New(cfg Config) (*Dispatcher, error) {
 func (d *Dispatcher) Close() error { return d.cur.close() }
 
 // Notify tells the dispatcher of committed (or about to be) events. It
-// never blocks: the store calls it on its commit path.
+// never blocks: the store calls it on its commit path. Events of
+// workspaces without an endpoint cost a lookup and nothing more: there is
+// nothing to deliver (the pass Notify wakes would find no endpoint), and
+// an endpoint added later is found by the rescans.
 func (d *Dispatcher) Notify(evs []store.Event) {
+	if !slices.ContainsFunc(evs, func(e store.Event) bool {
+		return e.Kind == store.EventMessage && d.cfg.Control.HasWebhooks(e.Workspace)
+	}) {
+		return
+	}
 	n := 0
 	d.mu.Lock()
 	for _, e := range evs {

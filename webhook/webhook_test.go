@@ -106,6 +106,7 @@ type fakeControl struct {
 }
 
 func (c *fakeControl) WebhookWorkspaces() []string { return []string{"ws1"} }
+func (c *fakeControl) HasWebhooks(ws string) bool   { return ws == "ws1" }
 func (c *fakeControl) Webhooks(ws string) ([]schema.Webhook, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -594,5 +595,28 @@ func TestStatusChangedAndNotesNeverSent(t *testing.T) {
 		if strings.Contains(string(b), canary[:7]) {
 			t.Fatalf("a payload carries internal text: %s", b)
 		}
+	}
+}
+
+// TestNotifySkipsWorkspacesWithoutEndpoints: the events of a workspace
+// with no endpoint mark nothing and wake nothing (Notify runs on the
+// store's commit path for every message); those of one with an endpoint
+// do.
+func TestNotifySkipsWorkspacesWithoutEndpoints(t *testing.T) {
+	d, err := New(Config{Self: "n1", Control: &fakeControl{}, Members: oneMember{}, Path: filepath.Join(t.TempDir(), "n1.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	msg := func(ws string) []store.Event {
+		return []store.Event{{Kind: store.EventMessage, Workspace: ws, Conversation: "c1", Seq: 1}}
+	}
+	d.Notify(msg("ws2"))
+	if len(d.dirty) != 0 || len(d.wake) != 0 {
+		t.Fatalf("a workspace without an endpoint: dirty %v, woken %d", d.dirty, len(d.wake))
+	}
+	d.Notify(msg("ws1"))
+	if d.dirty[convKey{"ws1", "c1"}] != 1 || len(d.wake) != 1 {
+		t.Fatalf("a workspace with an endpoint: dirty %v, woken %d", d.dirty, len(d.wake))
 	}
 }
