@@ -106,7 +106,7 @@ type fakeControl struct {
 }
 
 func (c *fakeControl) WebhookWorkspaces() []string { return []string{"ws1"} }
-func (c *fakeControl) HasWebhooks(ws string) bool   { return ws == "ws1" }
+func (c *fakeControl) HasWebhooks(ws string) bool  { return ws == "ws1" }
 func (c *fakeControl) Webhooks(ws string) ([]schema.Webhook, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
