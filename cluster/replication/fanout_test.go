@@ -45,3 +45,20 @@ func TestPublishAloneCostsNothing(t *testing.T) {
 		t.Errorf("%.1f allocations per Publish", allocs)
 	}
 }
+
+// unpinned is a control plane whose workspaces are all unpinned.
+type unpinned struct{ Control }
+
+func (unpinned) Region(string) string { return "" }
+
+// BenchmarkPublishAlone is what Publish costs a node with no other node
+// alive, per message event (issue 16: node.publish on one node).
+func BenchmarkPublishAlone(b *testing.B) {
+	r := New(Config{Self: "n1", Store: originOnly{}, Members: &lone{}, Control: unpinned{}})
+	msg := crdt.NewMessage("m_12345678", "v:x", ident.Visitor, "", "hello", crdt.Timestamp{Wall: 1, Node: "n1"})
+	evs := []store.Event{{Kind: store.EventMessage, Workspace: "ws1", Conversation: "c_000000000000000000000001", Seq: 1, Stamp: store.Stamp{Origin: "n1", OSeq: 1}, Message: msg}}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		r.Publish(nil, evs)
+	}
+}
