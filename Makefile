@@ -203,6 +203,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeFrame -fuzztime $(FUZZTIME) ./gateway/
 	$(GO) test -run '^$$' -fuzz FuzzWTFrames -fuzztime $(FUZZTIME) ./gateway/
 	$(GO) test -run '^$$' -fuzz FuzzWSParser -fuzztime $(FUZZTIME) ./gateway/
+	$(GO) test -run '^$$' -fuzz FuzzEncodeDeliver -fuzztime $(FUZZTIME) ./gateway/
+	$(GO) test -run '^$$' -fuzz FuzzEncodeRead -fuzztime $(FUZZTIME) ./gateway/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeVector -fuzztime $(FUZZTIME) ./store/
 	$(GO) test -run '^$$' -fuzz FuzzProxyHeader -fuzztime $(FUZZTIME) ./edge/
 
