@@ -2,10 +2,8 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"net"
 	"net/http"
 	"strconv"
@@ -29,27 +27,6 @@ type MsgState struct {
 	TS      crdt.Timestamp
 	Rest    uint64
 	Altered bool
-}
-
-// message returns the id, the seq and the state of a deliver frame's
-// message.
-func message(f client.Frame) (string, uint64, MsgState) {
-	var d wire.Deliver
-	if f.Decode(&d) != nil {
-		return "", 0, MsgState{}
-	}
-	m := d.Message
-	h := fnv.New64a()
-	h.Write([]byte(m.Body))
-	h.Write([]byte{0})
-	if m.Edited != nil {
-		e, _ := json.Marshal(m.Edited)
-		h.Write(e)
-	}
-	if m.Deleted {
-		h.Write([]byte{0, 1})
-	}
-	return m.ID, d.Seq, MsgState{TS: m.TS, Rest: h.Sum64(), Altered: m.Edited != nil || m.Deleted}
 }
 
 // WSURL turns a node's base URL into its WebSocket endpoint.
@@ -92,6 +69,23 @@ func (d *dialer) dial(ctx context.Context, base, transport string, i, queue int)
 		return client.DialWS(ctx, client.WSURL(base), o)
 	case "wt":
 		return d.wt.DialNode(ctx, base, o)
+	}
+	return nil, fmt.Errorf("transport %q: not implemented", transport)
+}
+
+// dialConn opens connection number i to the node at base over
+// transport, as the harness's virtual clients use it (conn).
+func (d *dialer) dialConn(ctx context.Context, base, transport string, i int) (conn, error) {
+	o := client.Options{HTTPClient: d.clients[i%len(d.clients)], Queue: vclientQueue}
+	switch transport {
+	case "ws":
+		return dialWS(ctx, base, o)
+	case "wt":
+		c, err := d.wt.DialNode(ctx, base, o)
+		if err != nil {
+			return nil, err
+		}
+		return clientConn{c}, nil
 	}
 	return nil, fmt.Errorf("transport %q: not implemented", transport)
 }

@@ -24,6 +24,7 @@ type peersOpts struct {
 	only     string
 	runs     int
 	search   bool
+	cpuprof  string
 }
 
 func peersFlags(o *peersOpts) *flag.FlagSet {
@@ -35,6 +36,7 @@ func peersFlags(o *peersOpts) *flag.FlagSet {
 	fs.StringVar(&o.only, "only", "", "comma-separated peers to run instead of the scenario's (parley,nats,centrifugo)")
 	fs.IntVar(&o.runs, "runs", 0, "rounds instead of the scenario's runs")
 	fs.BoolVar(&o.search, "parley-search", false, "Parley's subscribers find each payload by a byte search of the deliver frame, as NATS's find it in a MSG, instead of decoding the frame's JSON")
+	fs.StringVar(&o.cpuprof, "cpuprofile", "", cpuprofileHelp)
 	return fs
 }
 
@@ -63,6 +65,11 @@ func cmdPeers(args []string) (int, error) {
 	if err := sc.Validate(); err != nil {
 		return 2, err
 	}
+	stopProfile, err := startCPUProfile(o.cpuprof)
+	if err != nil {
+		return 1, err
+	}
+	defer stopProfile()
 	logf := func(format string, a ...any) {
 		fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+format+"\n", a...)
 	}
