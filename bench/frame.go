@@ -3,10 +3,9 @@ package bench
 import (
 	"encoding/json"
 	"hash/fnv"
-	"math"
 	"time"
-	"unicode/utf8"
 
+	"parley/bench/internal/jread"
 	"parley/crdt"
 	"parley/gateway/client"
 	"parley/gateway/wire"
@@ -128,81 +127,81 @@ func messageState[B string | []byte](body B, ts crdt.Timestamp, edited *crdt.Tim
 // fastFrame fills f from b and reports true, or reports false (f then
 // unspecified).
 func fastFrame(b []byte, f *frame) bool {
-	p := jreader{b: b}
-	p.space()
-	if !p.eat('{') {
+	p := jread.Reader{B: b}
+	p.Space()
+	if !p.Eat('{') {
 		return false
 	}
-	p.space()
-	key, ok := p.key()
+	p.Space()
+	key, ok := p.Key()
 	if !ok || string(key) != "type" {
 		return false
 	}
-	p.space()
-	t, ok := p.str()
+	p.Space()
+	t, ok := p.Str()
 	if !ok || t == nil {
 		return false
 	}
 	f.Type = frameType(t)
 	var seen fieldSet
 	seen.add(fType)
-	ok = p.fields(false, func(key []byte) bool {
+	ok = p.Fields(false, func(key []byte) bool {
 		// client.Frame's fields, in every frame.
 		switch string(key) {
 		case "ref":
-			return seen.add(fRef) && p.strField(&f.Ref)
+			return seen.add(fRef) && p.StrField(&f.Ref)
 		case "conversation":
-			return seen.add(fConversation) && p.strField(&f.Conversation)
+			return seen.add(fConversation) && p.StrField(&f.Conversation)
 		case "code":
-			return seen.add(fCode) && p.strField(&f.Code)
+			return seen.add(fCode) && p.StrField(&f.Code)
 		}
 		switch f.Type {
 		case wire.TypeAck:
 			switch string(key) {
 			case "id":
-				return seen.add(fID) && p.strField(&f.ID)
+				return seen.add(fID) && p.StrField(&f.ID)
 			case "seq":
-				return seen.add(fSeq) && p.uintField(&f.Seq, 64)
+				return seen.add(fSeq) && p.UintField(&f.Seq, 64)
 			case "dup":
-				return seen.add(fDup) && p.boolField(&f.Dup)
+				return seen.add(fDup) && p.BoolField(&f.Dup)
 			case "ts":
 				var ts crdt.Timestamp
-				return seen.add(fTS) && p.timestamp(&ts, nil)
+				return seen.add(fTS) && readTimestamp(&p, &ts, nil)
 			}
 		case wire.TypeDeliver:
 			switch string(key) {
 			case "seq":
-				return seen.add(fSeq) && p.uintField(&f.Seq, 64)
+				return seen.add(fSeq) && p.UintField(&f.Seq, 64)
 			case "at":
 				var s string
-				return seen.add(fAt) && p.strField(&s)
+				return seen.add(fAt) && p.StrField(&s)
 			case "also":
-				return seen.add(fAlso) && p.strArray()
+				return seen.add(fAlso) && p.StrArray()
 			case "message":
-				return seen.add(fMessage) && p.message(f)
+				return seen.add(fMessage) && readMessage(&p, f)
 			}
 		case wire.TypeResumed:
 			switch string(key) {
 			case "head":
-				return seen.add(fHead) && p.uintField(&f.Head, 64)
+				return seen.add(fHead) && p.UintField(&f.Head, 64)
 			case "more":
-				return seen.add(fMore) && p.boolField(&f.More)
+				return seen.add(fMore) && p.BoolField(&f.More)
 			}
 		case wire.TypeError:
 			switch string(key) {
 			case "message":
-				return seen.add(fMessage) && p.strField(&f.Message)
+				return seen.add(fMessage) && p.StrField(&f.Message)
 			case "retry_ms":
-				return seen.add(fRetry) && p.intField(&f.RetryMS)
+				return seen.add(fRetry) && p.IntField(&f.RetryMS)
 			}
 		}
-		return p.skip(0)
+		return p.Skip(0)
 	})
 	if !ok {
 		return false
 	}
-	p.space()
-	if p.i != len(b) {
+	p.Space()
+	if p.I != len(b) {
 		return false
 	}
 	switch f.Type {
@@ -275,8 +274,8 @@ func (s *fieldSet) add(n int) bool {
 func (s fieldSet) has(n int) bool { return s&(1<<n) != 0 }
 
 // message reads a deliver's message object into f.
-func (p *jreader) message(f *frame) bool {
-	if !p.eat('{') {
+func readMessage(p *jread.Reader, f *frame) bool {
+	if !p.Eat('{') {
 		return false
 	}
 	var (
@@ -289,35 +288,35 @@ func (p *jreader) message(f *frame) bool {
 		ignored string
 		ignoreB bool
 	)
-	ok := p.fields(true, func(key []byte) bool {
+	ok := p.Fields(true, func(key []byte) bool {
 		switch string(key) {
 		case "id":
-			return seen.add(fID) && p.strField(&f.ID)
+			return seen.add(fID) && p.StrField(&f.ID)
 		case "body":
 			if !seen.add(fBody) {
 				return false
 			}
-			s, ok := p.str()
+			s, ok := p.Str()
 			body = s
 			return ok
 		case "ts":
-			return seen.add(fTS) && p.timestamp(&ts, nil)
+			return seen.add(fTS) && readTimestamp(p, &ts, nil)
 		case "edited":
-			return seen.add(fEdited) && p.timestamp(&edited, &hasEdit)
+			return seen.add(fEdited) && readTimestamp(p, &edited, &hasEdit)
 		case "deleted":
-			return seen.add(fDeleted) && p.boolField(&deleted)
+			return seen.add(fDeleted) && p.BoolField(&deleted)
 		case "author":
-			return seen.add(fAuthor) && p.strField(&ignored)
+			return seen.add(fAuthor) && p.StrField(&ignored)
 		case "role":
-			return seen.add(fRole) && p.strField(&ignored)
+			return seen.add(fRole) && p.StrField(&ignored)
 		case "name":
-			return seen.add(fName) && p.strField(&ignored)
+			return seen.add(fName) && p.StrField(&ignored)
 		case "kind":
-			return seen.add(fKind) && p.strField(&ignored)
+			return seen.add(fKind) && p.StrField(&ignored)
 		case "internal":
-			return seen.add(fInternal) && p.boolField(&ignoreB)
+			return seen.add(fInternal) && p.BoolField(&ignoreB)
 		}
-		return p.skip(0)
+		return p.Skip(0)
 	})
 	if !ok {
 		return false
@@ -332,406 +331,34 @@ func (p *jreader) message(f *frame) bool {
 
 // timestamp reads a crdt.Timestamp object, or null (leaving ts zero and
 // *set false). set may be nil when null is not to be told apart.
-func (p *jreader) timestamp(ts *crdt.Timestamp, set *bool) bool {
-	if p.null() {
+func readTimestamp(p *jread.Reader, ts *crdt.Timestamp, set *bool) bool {
+	if p.Null() {
 		return true
 	}
-	if !p.eat('{') {
+	if !p.Eat('{') {
 		return false
 	}
 	if set != nil {
 		*set = true
 	}
 	var seen fieldSet
-	return p.fields(true, func(key []byte) bool {
+	return p.Fields(true, func(key []byte) bool {
 		switch string(key) {
 		case "w":
-			return seen.add(fW) && p.intField(&ts.Wall)
+			return seen.add(fW) && p.IntField(&ts.Wall)
 		case "l":
 			var l uint64
-			ok := seen.add(fL) && p.uintField(&l, 32)
+			ok := seen.add(fL) && p.UintField(&l, 32)
 			ts.Logical = uint32(l)
 			return ok
 		case "n":
 			if !seen.add(fN) {
 				return false
 			}
-			s, ok := p.str()
+			s, ok := p.Str()
 			ts.Node = string(s)
 			return ok
 		}
-		return p.skip(0)
+		return p.Skip(0)
 	})
-}
-
-// jreader reads JSON from b at i.
-type jreader struct {
-	b []byte
-	i int
-}
-
-func (p *jreader) space() {
-	for p.i < len(p.b) {
-		switch p.b[p.i] {
-		case ' ', '\t', '\n', '\r':
-			p.i++
-		default:
-			return
-		}
-	}
-}
-
-func (p *jreader) eat(c byte) bool {
-	if p.i < len(p.b) && p.b[p.i] == c {
-		p.i++
-		return true
-	}
-	return false
-}
-
-func (p *jreader) lit(s string) bool {
-	if len(p.b)-p.i >= len(s) && string(p.b[p.i:p.i+len(s)]) == s {
-		p.i += len(s)
-		return true
-	}
-	return false
-}
-
-func (p *jreader) null() bool { return p.lit("null") }
-
-// fields reads the rest of an object, after its '{' (first) or after a
-// key and its value, calling field with each key, positioned at its
-// value, which field must read.
-func (p *jreader) fields(first bool, field func(key []byte) bool) bool {
-	p.space()
-	if p.eat('}') {
-		return true
-	}
-	for {
-		if !first {
-			if !p.eat(',') {
-				return false
-			}
-			p.space()
-		}
-		first = false
-		key, ok := p.key()
-		if !ok {
-			return false
-		}
-		p.space()
-		if !field(key) {
-			return false
-		}
-		p.space()
-		if p.eat('}') {
-			return true
-		}
-	}
-}
-
-// key reads a plain key and its colon: lower-case ASCII without escapes
-// (any other could match a field encoding/json folds case for).
-func (p *jreader) key() ([]byte, bool) {
-	if !p.eat('"') {
-		return nil, false
-	}
-	start := p.i
-	for p.i < len(p.b) {
-		c := p.b[p.i]
-		switch {
-		case c == '"':
-			key := p.b[start:p.i]
-			p.i++
-			p.space()
-			return key, p.eat(':')
-		case c < 0x20 || c == '\\' || c >= 0x80 || c >= 'A' && c <= 'Z':
-			return nil, false
-		}
-		p.i++
-	}
-	return nil, false
-}
-
-// str reads a string without escapes, valid UTF-8 (what encoding/json
-// gives as it is), or null (nil, true).
-func (p *jreader) str() ([]byte, bool) {
-	if p.null() {
-		return nil, true
-	}
-	if !p.eat('"') {
-		return nil, false
-	}
-	start, ascii := p.i, true
-	for p.i < len(p.b) {
-		c := p.b[p.i]
-		switch {
-		case c == '"':
-			s := p.b[start:p.i]
-			p.i++
-			if !ascii && !utf8.Valid(s) {
-				return nil, false
-			}
-			if s == nil {
-				s = []byte{}
-			}
-			return s, true
-		case c < 0x20 || c == '\\':
-			return nil, false
-		case c >= 0x80:
-			ascii = false
-		}
-		p.i++
-	}
-	return nil, false
-}
-
-func (p *jreader) strField(dst *string) bool {
-	s, ok := p.str()
-	if ok && len(s) > 0 {
-		*dst = string(s)
-	}
-	return ok
-}
-
-func (p *jreader) boolField(dst *bool) bool {
-	switch {
-	case p.lit("true"):
-		*dst = true
-	case p.lit("false"), p.null():
-	default:
-		return false
-	}
-	return true
-}
-
-// digits reads [0-9]+ with no leading zero (JSON's integer part) and
-// returns its value, false when it overflows a uint64 or is no integer
-// (a fraction or exponent follows).
-func (p *jreader) digits() (uint64, bool) {
-	start := p.i
-	var v uint64
-	for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
-		d := uint64(p.b[p.i] - '0')
-		if v > (math.MaxUint64-d)/10 {
-			return 0, false
-		}
-		v = v*10 + d
-		p.i++
-	}
-	n := p.i - start
-	if n == 0 || n > 1 && p.b[start] == '0' {
-		return 0, false
-	}
-	if p.i < len(p.b) {
-		switch p.b[p.i] {
-		case '.', 'e', 'E':
-			return 0, false
-		}
-	}
-	return v, true
-}
-
-// uintField reads an unsigned integer of bits bits, or null.
-func (p *jreader) uintField(dst *uint64, bits int) bool {
-	if p.null() {
-		return true
-	}
-	v, ok := p.digits()
-	if !ok || bits < 64 && v>>bits != 0 {
-		return false
-	}
-	*dst = v
-	return true
-}
-
-// intField reads an int64, or null.
-func (p *jreader) intField(dst *int64) bool {
-	if p.null() {
-		return true
-	}
-	neg := p.eat('-')
-	v, ok := p.digits()
-	switch {
-	case !ok:
-		return false
-	case neg && v <= 1<<63:
-		*dst = int64(-v)
-	case !neg && v < 1<<63:
-		*dst = int64(v)
-	default:
-		return false
-	}
-	return true
-}
-
-// strArray reads an array of strings (a []string), or null.
-func (p *jreader) strArray() bool {
-	if p.null() {
-		return true
-	}
-	if !p.eat('[') {
-		return false
-	}
-	p.space()
-	if p.eat(']') {
-		return true
-	}
-	for {
-		if _, ok := p.str(); !ok {
-			return false
-		}
-		p.space()
-		if p.eat(']') {
-			return true
-		}
-		if !p.eat(',') {
-			return false
-		}
-		p.space()
-	}
-}
-
-// maxDepth bounds the nesting of a skipped value.
-const maxDepth = 64
-
-// skip reads any JSON value, checking it is valid.
-func (p *jreader) skip(depth int) bool {
-	if p.i >= len(p.b) || depth > maxDepth {
-		return false
-	}
-	switch c := p.b[p.i]; {
-	case c == '"':
-		return p.skipString()
-	case c == '{':
-		p.i++
-		p.space()
-		if p.eat('}') {
-			return true
-		}
-		for {
-			if !p.skipString() {
-				return false
-			}
-			p.space()
-			if !p.eat(':') {
-				return false
-			}
-			p.space()
-			if !p.skip(depth + 1) {
-				return false
-			}
-			p.space()
-			if p.eat('}') {
-				return true
-			}
-			if !p.eat(',') {
-				return false
-			}
-			p.space()
-		}
-	case c == '[':
-		p.i++
-		p.space()
-		if p.eat(']') {
-			return true
-		}
-		for {
-			if !p.skip(depth + 1) {
-				return false
-			}
-			p.space()
-			if p.eat(']') {
-				return true
-			}
-			if !p.eat(',') {
-				return false
-			}
-			p.space()
-		}
-	case c == 't':
-		return p.lit("true")
-	case c == 'f':
-		return p.lit("false")
-	case c == 'n':
-		return p.null()
-	case c == '-' || c >= '0' && c <= '9':
-		return p.skipNumber()
-	}
-	return false
-}
-
-// skipString reads any valid JSON string (escapes checked; encoding/json
-// takes invalid UTF-8 in a string it does not keep).
-func (p *jreader) skipString() bool {
-	if !p.eat('"') {
-		return false
-	}
-	for p.i < len(p.b) {
-		c := p.b[p.i]
-		switch {
-		case c == '"':
-			p.i++
-			return true
-		case c < 0x20:
-			return false
-		case c == '\\':
-			if p.i+1 >= len(p.b) {
-				return false
-			}
-			switch p.b[p.i+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				p.i += 2
-			case 'u':
-				if len(p.b)-p.i < 6 {
-					return false
-				}
-				for _, h := range p.b[p.i+2 : p.i+6] {
-					if !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
-						return false
-					}
-				}
-				p.i += 6
-			default:
-				return false
-			}
-			continue
-		}
-		p.i++
-	}
-	return false
-}
-
-// skipNumber reads a JSON number.
-func (p *jreader) skipNumber() bool {
-	p.eat('-')
-	start := p.i
-	for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
-		p.i++
-	}
-	if n := p.i - start; n == 0 || n > 1 && p.b[start] == '0' {
-		return false
-	}
-	if p.eat('.') {
-		start = p.i
-		for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
-			p.i++
-		}
-		if p.i == start {
-			return false
-		}
-	}
-	if p.eat('e') || p.eat('E') {
-		if !p.eat('+') {
-			p.eat('-')
-		}
-		start = p.i
-		for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
-			p.i++
-		}
-		if p.i == start {
-			return false
-		}
-	}
-	return true
 }

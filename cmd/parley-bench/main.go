@@ -33,7 +33,7 @@ const usage = `usage:
   parley-bench validate scenario.yaml...
   parley-bench compare a.json b.json
   parley-bench report result.json [out.html]
-  parley-bench peers [-only parley,nats,centrifugo] [-runs N] [-peers-dir DIR] [-o out.json] peers.yaml
+  parley-bench peers [-only parley,nats,centrifugo] [-runs N] [-peers-dir DIR] [-parley-json | -parley-search] [-centrifugo-json] [-cpuprofile FILE] [-o out.json] peers.yaml
 
 run flags:
 `
