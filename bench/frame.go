@@ -2,7 +2,7 @@ package bench
 
 import (
 	"encoding/json"
-	"hash/fnv"
+	"hash/maphash"
 	"time"
 
 	"parley/bench/internal/jread"
@@ -55,9 +55,13 @@ func (f *frame) asError() *client.Error {
 }
 
 // parseFrame reads b, one frame from the node; f keeps b as Raw.
-func parseFrame(b []byte) frame {
+func parseFrame(b []byte) frame { return parseFrameIn(b, nil) }
+
+// parseFrameIn is parseFrame with the strings a connection sees again and
+// again (conversation ids, node names) taken from names.
+func parseFrameIn(b []byte, names interner) frame {
 	var f frame
-	if !fastFrame(b, &f) {
+	if !fastFrame(b, &f, names) {
 		f = slowFrame(b)
 	}
 	f.Raw = b
@@ -99,11 +103,18 @@ func slowFrame(b []byte) frame {
 }
 
 // messageState is a deliver frame's MsgState: its ts, and a hash of its
-// body, edited stamp and deletion.
+// body, edited stamp and deletion (equal states, equal hashes, in one
+// run).
 func messageState[B string | []byte](body B, ts crdt.Timestamp, edited *crdt.Timestamp, deleted bool) MsgState {
-	h := fnv.New64a()
-	h.Write([]byte(body))
-	h.Write([]byte{0})
+	var h maphash.Hash
+	h.SetSeed(stateSeed)
+	switch b := any(body).(type) {
+	case string:
+		h.WriteString(b)
+	case []byte:
+		h.Write(b)
+	}
+	h.WriteByte(0)
 	if edited != nil {
 		e, _ := json.Marshal(edited)
 		h.Write(e)
@@ -112,6 +123,27 @@ func messageState[B string | []byte](body B, ts crdt.Timestamp, edited *crdt.Tim
 		h.Write([]byte{0, 1})
 	}
 	return MsgState{TS: ts, Rest: h.Sum64(), Altered: edited != nil || deleted}
+}
+
+// stateSeed seeds the hashes of message states (messageState).
+var stateSeed = maphash.MakeSeed()
+
+// interner hands out one string for equal byte strings, up to a bound;
+// nil: a new string each time.
+type interner map[string]string
+
+func (in interner) str(b []byte) string {
+	if in == nil {
+		return string(b)
+	}
+	if s, ok := in[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(in) < 4096 {
+		in[s] = s
+	}
+	return s
 }
 
 // The fast reader. It takes a frame only when it is sure encoding/json
@@ -126,7 +158,7 @@ func messageState[B string | []byte](body B, ts crdt.Timestamp, edited *crdt.Tim
 
 // fastFrame fills f from b and reports true, or reports false (f then
 // unspecified).
-func fastFrame(b []byte, f *frame) bool {
+func fastFrame(b []byte, f *frame, names interner) bool {
 	p := jread.Reader{B: b}
 	p.Space()
 	if !p.Eat('{') {
@@ -151,7 +183,12 @@ func fastFrame(b []byte, f *frame) bool {
 		case "ref":
 			return seen.add(fRef) && p.StrField(&f.Ref)
 		case "conversation":
-			return seen.add(fConversation) && p.StrField(&f.Conversation)
+			if !seen.add(fConversation) {
+				return false
+			}
+			s, ok := p.Str()
+			f.Conversation = names.str(s)
+			return ok
 		case "code":
 			return seen.add(fCode) && p.StrField(&f.Code)
 		}
@@ -166,7 +203,7 @@ func fastFrame(b []byte, f *frame) bool {
 				return seen.add(fDup) && p.BoolField(&f.Dup)
 			case "ts":
 				var ts crdt.Timestamp
-				return seen.add(fTS) && readTimestamp(&p, &ts, nil)
+				return seen.add(fTS) && readTimestamp(&p, &ts, nil, names)
 			}
 		case wire.TypeDeliver:
 			switch string(key) {
@@ -178,7 +215,7 @@ func fastFrame(b []byte, f *frame) bool {
 			case "also":
 				return seen.add(fAlso) && p.StrArray()
 			case "message":
-				return seen.add(fMessage) && readMessage(&p, f)
+				return seen.add(fMessage) && readMessage(&p, f, names)
 			}
 		case wire.TypeResumed:
 			switch string(key) {
@@ -274,7 +311,7 @@ func (s *fieldSet) add(n int) bool {
 func (s fieldSet) has(n int) bool { return s&(1<<n) != 0 }
 
 // message reads a deliver's message object into f.
-func readMessage(p *jread.Reader, f *frame) bool {
+func readMessage(p *jread.Reader, f *frame, names interner) bool {
 	if !p.Eat('{') {
 		return false
 	}
@@ -300,9 +337,9 @@ func readMessage(p *jread.Reader, f *frame) bool {
 			body = s
 			return ok
 		case "ts":
-			return seen.add(fTS) && readTimestamp(p, &ts, nil)
+			return seen.add(fTS) && readTimestamp(p, &ts, nil, names)
 		case "edited":
-			return seen.add(fEdited) && readTimestamp(p, &edited, &hasEdit)
+			return seen.add(fEdited) && readTimestamp(p, &edited, &hasEdit, names)
 		case "deleted":
 			return seen.add(fDeleted) && p.BoolField(&deleted)
 		case "author":
@@ -331,7 +368,7 @@ func readMessage(p *jread.Reader, f *frame) bool {
 
 // timestamp reads a crdt.Timestamp object, or null (leaving ts zero and
 // *set false). set may be nil when null is not to be told apart.
-func readTimestamp(p *jread.Reader, ts *crdt.Timestamp, set *bool) bool {
+func readTimestamp(p *jread.Reader, ts *crdt.Timestamp, set *bool, names interner) bool {
 	if p.Null() {
 		return true
 	}
@@ -356,7 +393,7 @@ func readTimestamp(p *jread.Reader, ts *crdt.Timestamp, set *bool) bool {
 				return false
 			}
 			s, ok := p.Str()
-			ts.Node = string(s)
+			ts.Node = names.str(s)
 			return ok
 		}
 		return p.Skip(0)

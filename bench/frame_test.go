@@ -45,7 +45,7 @@ func TestParseFrameTakesTheNodesFrames(t *testing.T) {
 	t.Parallel()
 	for _, s := range nodeFrames {
 		var f frame
-		if !fastFrame([]byte(s), &f) {
+		if !fastFrame([]byte(s), &f, nil) {
 			t.Errorf("the fast reader refused %s", s)
 			continue
 		}
@@ -64,7 +64,7 @@ func TestParseFrameOddFrames(t *testing.T) {
 	// A few of them it must refuse (it would read them wrong).
 	for _, s := range []string{`{"type":"ack","Seq":3}`, `{"type":"ack","seq":3,"seq":4}`, `{"type":"error","code":"x","message":"m","retry_ms":"5"}`} {
 		var f frame
-		if fastFrame([]byte(s), &f) {
+		if fastFrame([]byte(s), &f, nil) {
 			t.Errorf("the fast reader took %s", s)
 		}
 	}
@@ -74,7 +74,7 @@ func TestParseFrameOddFrames(t *testing.T) {
 // encoding/json does.
 func checkAgainstJSON(t *testing.T, b []byte) {
 	t.Helper()
-	got, want := parseFrame(b), slowFrame(b)
+	got, want := parseFrameIn(b, interner{}), slowFrame(b)
 	got.Raw, want.Raw = nil, nil
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("%q:\n fast %+v\n json %+v", b, got, want)

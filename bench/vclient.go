@@ -323,16 +323,24 @@ func (v *vclient) enqueue(k int) {
 // (overloaded) so writes at most this many before it hears again.
 const maxInflight = 64
 
-// pop takes the next message to write, if the window has room for it.
-func (v *vclient) pop() (int, bool) {
+// popReady appends to ks the messages to write now, as many as are
+// queued and the window has room for.
+func (v *vclient) popReady(ks []int) []int {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.queue.len() == 0 || len(v.inflight) >= maxInflight || v.r.quiet.Load() {
-		return 0, false
+	for v.queue.len() > 0 && len(v.inflight) < maxInflight && !v.r.quiet.Load() {
+		k := v.queue.popFront()
+		v.inflight[k] = struct{}{}
+		ks = append(ks, k)
 	}
-	k := v.queue.popFront()
-	v.inflight[k] = struct{}{}
-	return k, true
+	return ks
+}
+
+// batchWriter is a connection that can queue frames and write them in
+// one write (rawWS).
+type batchWriter interface {
+	queue(b []byte) error
+	flush() error
 }
 
 // session serves one connection until it ends; it returns how long to wait
@@ -363,6 +371,7 @@ func (v *vclient) session(ctx context.Context, c conn) time.Duration {
 		}
 	}
 	var buf []byte
+	var ready []int
 	// end closes the connection and waits for the reader.
 	end := func(graceful bool) {
 		if graceful {
@@ -382,9 +391,25 @@ func (v *vclient) session(ctx context.Context, c conn) time.Duration {
 		if !v.agent {
 			if d := v.backoff(); d > 0 {
 				held = time.After(d)
-			} else if k, ok := v.pop(); ok {
-				buf = client.AppendSend(buf, r.ids.id(k), r.conv(k%r.nconv), r.body)
-				if err := c.write(buf); err != nil {
+			} else if ready = v.popReady(ready[:0]); len(ready) > 0 {
+				// Every send ready now, in one write where the connection
+				// queues frames (rawWS), else one write each.
+				var err error
+				for _, k := range ready {
+					buf = client.AppendSend(buf, r.ids.id(k), r.conv(k%r.nconv), r.body)
+					if bw, ok := c.(batchWriter); ok {
+						err = bw.queue(buf)
+					} else {
+						err = c.write(buf)
+					}
+					if err != nil {
+						break
+					}
+				}
+				if bw, ok := c.(batchWriter); ok && err == nil {
+					err = bw.flush()
+				}
+				if err != nil {
 					if ctx.Err() == nil {
 						r.rec.drops.Add(1)
 						r.rec.errorOn(v.transport, errCode(err))
@@ -393,11 +418,14 @@ func (v *vclient) session(ctx context.Context, c conn) time.Duration {
 					return 0
 				}
 				expect()
-				if r.ledger.Sent(k) {
-					r.rec.written.Add(1)
-					r.rec.record(mLag, time.Since(r.due(k)))
-				} else {
-					r.rec.resent.Add(1)
+				now := time.Now()
+				for _, k := range ready {
+					if r.ledger.Sent(k) {
+						r.rec.written.Add(1)
+						r.rec.record(mLag, now.Sub(r.due(k)))
+					} else {
+						r.rec.resent.Add(1)
+					}
 				}
 				select {
 				case d := <-v.drop:

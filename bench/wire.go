@@ -36,6 +36,7 @@ func WSURL(base string) string { return client.WSURL(base) }
 // addresses (one HTTP client per address), and WebTransport sessions.
 type dialer struct {
 	clients []*http.Client
+	local   []net.Addr // source address of each client's connections (nil: any)
 	wt      *client.WTDialer
 }
 
@@ -51,10 +52,11 @@ func newDialer(sources []net.IP) *dialer {
 		}}
 	}
 	if len(sources) == 0 {
-		d.clients = []*http.Client{mk(nil)}
+		d.clients, d.local = []*http.Client{mk(nil)}, []net.Addr{nil}
 	}
 	for _, ip := range sources {
-		d.clients = append(d.clients, mk(&net.TCPAddr{IP: ip}))
+		a := &net.TCPAddr{IP: ip}
+		d.clients, d.local = append(d.clients, mk(a)), append(d.local, a)
 	}
 	return d
 }
@@ -79,6 +81,9 @@ func (d *dialer) dialConn(ctx context.Context, base, transport string, i int) (c
 	o := client.Options{HTTPClient: d.clients[i%len(d.clients)], Queue: vclientQueue}
 	switch transport {
 	case "ws":
+		if strings.HasPrefix(base, "http://") {
+			return dialRawWS(ctx, base, d.local[i%len(d.local)])
+		}
 		return dialWS(ctx, base, o)
 	case "wt":
 		c, err := d.wt.DialNode(ctx, base, o)

@@ -9,6 +9,7 @@
 package jread
 
 import (
+	"encoding/binary"
 	"math"
 	"unicode/utf8"
 )
@@ -116,6 +117,11 @@ func (p *Reader) Str() ([]byte, bool) {
 		return nil, false
 	}
 	start, ascii := p.I, true
+	// Eight plain ASCII bytes at a time: none a quote, a backslash, a
+	// control character or outside ASCII.
+	for len(p.B)-p.I >= 8 && plain8(binary.LittleEndian.Uint64(p.B[p.I:])) {
+		p.I += 8
+	}
 	for p.I < len(p.B) {
 		c := p.B[p.I]
 		switch {
@@ -137,6 +143,14 @@ func (p *Reader) Str() ([]byte, bool) {
 		p.I++
 	}
 	return nil, false
+}
+
+// plain8 reports whether none of the eight bytes of x is a quote, a
+// backslash, below 0x20 or at or above 0x80.
+func plain8(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	zero := func(v uint64) uint64 { return (v - ones) & ^v & highs }
+	return (x&highs)|zero(x^(ones*'"'))|zero(x^(ones*'\\'))|((x-ones*0x20) & ^x & highs) == 0
 }
 
 // StrField reads a string (Str) into dst, which a null leaves as it is.
