@@ -151,20 +151,32 @@ func mask(p []byte, key uint32) {
 }
 
 // queue adds a text frame to those to write with the next flush.
-func (w *rawWS) queue(b []byte) error {
-	w.wmu.Lock()
-	defer w.wmu.Unlock()
-	if w.werr != nil {
-		return w.werr
-	}
-	w.out = appendFrame(w.out, wsOpText, b)
-	return nil
-}
+func (w *rawWS) queue(b []byte) error { return w.put(wsOpText, b, false) }
+
+// write writes a text frame at once (with what is queued before it).
+func (w *rawWS) write(b []byte) error { return w.put(wsOpText, b, true) }
+
+// control writes a control frame at once (with what is queued before it).
+func (w *rawWS) control(op byte, payload []byte) error { return w.put(op, payload, true) }
 
 // flush writes the frames queued, in one write.
 func (w *rawWS) flush() error {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
+	return w.flushLocked()
+}
+
+// put queues a frame, and with now writes what is queued.
+func (w *rawWS) put(op byte, payload []byte, now bool) error {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	if w.werr != nil {
+		return w.werr
+	}
+	w.out = appendFrame(w.out, op, payload)
+	if !now {
+		return nil
+	}
 	return w.flushLocked()
 }
 
@@ -181,27 +193,6 @@ func (w *rawWS) flushLocked() error {
 		w.werr = fmt.Errorf("failed to write frame: %w", err)
 	}
 	return w.werr
-}
-
-// control writes a control frame at once (with what is queued before it).
-func (w *rawWS) control(op byte, payload []byte) error {
-	w.wmu.Lock()
-	defer w.wmu.Unlock()
-	if w.werr != nil {
-		return w.werr
-	}
-	w.out = appendFrame(w.out, op, payload)
-	return w.flushLocked()
-}
-
-func (w *rawWS) write(b []byte) error {
-	w.wmu.Lock()
-	defer w.wmu.Unlock()
-	if w.werr != nil {
-		return w.werr
-	}
-	w.out = appendFrame(w.out, wsOpText, b)
-	return w.flushLocked()
 }
 
 // next reads the next text message; control frames are handled on the

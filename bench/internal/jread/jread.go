@@ -242,16 +242,22 @@ func (p *Reader) StrArray() bool {
 	if !p.Eat('[') {
 		return false
 	}
+	return p.list(']', func() bool { _, ok := p.Str(); return ok })
+}
+
+// list reads the elements of an array or object after its opening
+// bracket, up to end: elem reads one, at its first byte.
+func (p *Reader) list(end byte, elem func() bool) bool {
 	p.Space()
-	if p.Eat(']') {
+	if p.Eat(end) {
 		return true
 	}
 	for {
-		if _, ok := p.Str(); !ok {
+		if !elem() {
 			return false
 		}
 		p.Space()
-		if p.Eat(']') {
+		if p.Eat(end) {
 			return true
 		}
 		if !p.Eat(',') {
@@ -274,11 +280,7 @@ func (p *Reader) Skip(depth int) bool {
 		return p.SkipString()
 	case c == '{':
 		p.I++
-		p.Space()
-		if p.Eat('}') {
-			return true
-		}
-		for {
+		return p.list('}', func() bool {
 			if !p.SkipString() {
 				return false
 			}
@@ -287,37 +289,11 @@ func (p *Reader) Skip(depth int) bool {
 				return false
 			}
 			p.Space()
-			if !p.Skip(depth + 1) {
-				return false
-			}
-			p.Space()
-			if p.Eat('}') {
-				return true
-			}
-			if !p.Eat(',') {
-				return false
-			}
-			p.Space()
-		}
+			return p.Skip(depth + 1)
+		})
 	case c == '[':
 		p.I++
-		p.Space()
-		if p.Eat(']') {
-			return true
-		}
-		for {
-			if !p.Skip(depth + 1) {
-				return false
-			}
-			p.Space()
-			if p.Eat(']') {
-				return true
-			}
-			if !p.Eat(',') {
-				return false
-			}
-			p.Space()
-		}
+		return p.list(']', func() bool { return p.Skip(depth + 1) })
 	case c == 't':
 		return p.Lit("true")
 	case c == 'f':
