@@ -251,3 +251,6 @@ bench-k6: bench-build bench-peers-deps
 bench-fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzNATSParser -fuzztime $(FUZZTIME) ./bench/peers/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeCentReplies -fuzztime $(FUZZTIME) ./bench/peers/
+	$(GO) test -run '^$$' -fuzz FuzzCentLine -fuzztime $(FUZZTIME) ./bench/peers/
+	$(GO) test -run '^$$' -fuzz FuzzParleyBody -fuzztime $(FUZZTIME) ./bench/peers/
+	$(GO) test -run '^$$' -fuzz FuzzParseFrame -fuzztime $(FUZZTIME) ./bench/

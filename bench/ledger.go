@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"parley/crdt"
 )
@@ -53,7 +54,13 @@ import (
 // message more than once are counted apart by whether the repeats showed
 // the same state or another ts.
 type Ledger struct {
+	// mu guards what the audit records (Stored, MarkAudited) and the
+	// agents' nodes; msgMu[k%ledgerStripes] guards message k's state,
+	// acks and receipts (Sent, Acked, Rejected, Delivered), so that the
+	// clients' readers and writers, on every core, do not all take one
+	// lock per message. Whole-ledger readers take every lock (lockAll).
 	mu          sync.Mutex
+	msgMu       [ledgerStripes]paddedMutex
 	n           int
 	agents      int
 	state       []uint8    // msg* flags
@@ -75,8 +82,39 @@ type Ledger struct {
 	names       []string // by interned id - 1
 	auditedOn   []int    // nodes whose histories were read completely
 	audited     bool
-	redelivered int64
-	seqChanges  int64
+	redelivered atomic.Int64
+	seqChanges  atomic.Int64
+}
+
+// ledgerStripes is how many locks share the ledger's messages.
+const ledgerStripes = 64
+
+// paddedMutex is a mutex alone on its cache line.
+type paddedMutex struct {
+	sync.Mutex
+	_ [56]byte
+}
+
+// lockMsg locks message k's stripe and returns it.
+func (l *Ledger) lockMsg(k int) *sync.Mutex {
+	m := &l.msgMu[k%ledgerStripes].Mutex
+	m.Lock()
+	return m
+}
+
+// lockAll takes every lock of the ledger; unlockAll releases them.
+func (l *Ledger) lockAll() {
+	l.mu.Lock()
+	for i := range l.msgMu {
+		l.msgMu[i].Lock()
+	}
+}
+
+func (l *Ledger) unlockAll() {
+	for i := range l.msgMu {
+		l.msgMu[i].Unlock()
+	}
+	l.mu.Unlock()
 }
 
 // tsKey is a message stamp (crdt.Timestamp) with its node name interned (Ledger.nodeNames, from 1):
@@ -183,8 +221,7 @@ func (l *Ledger) Sent(k int) bool {
 	if !l.ok(k) {
 		return false
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	defer l.lockMsg(k).Unlock()
 	first := l.state[k]&msgSent == 0
 	l.state[k] |= msgSent
 	return first
@@ -196,8 +233,7 @@ func (l *Ledger) Acked(k, node int, seq uint64) bool {
 	if !l.ok(k) {
 		return false
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	defer l.lockMsg(k).Unlock()
 	first := l.state[k]&msgAcked == 0
 	l.state[k] |= msgAcked
 	switch {
@@ -214,9 +250,9 @@ func (l *Ledger) Rejected(k int) {
 	if !l.ok(k) {
 		return
 	}
-	l.mu.Lock()
+	m := l.lockMsg(k)
 	l.state[k] |= msgRejected
-	l.mu.Unlock()
+	m.Unlock()
 }
 
 // Delivered records that agent a received message k at seq, in state st.
@@ -225,8 +261,7 @@ func (l *Ledger) Delivered(a, k int, seq uint64, st MsgState) bool {
 	if !l.ok(k) || a < 0 || a >= l.agents {
 		return false
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	defer l.lockMsg(k).Unlock()
 	s := seq
 	prev := l.seen[a][k]
 	if prev == 0 {
@@ -244,10 +279,10 @@ func (l *Ledger) Delivered(a, k int, seq uint64, st MsgState) bool {
 		l.seenRepeat[a][k] |= agentRepeatRest
 	}
 	if prev == s {
-		l.redelivered++
+		l.redelivered.Add(1)
 	} else {
 		// Seen before at another seq: keep the higher (later epoch).
-		l.seqChanges++
+		l.seqChanges.Add(1)
 		l.seen[a][k] = max(prev, s)
 	}
 	return false
@@ -409,12 +444,12 @@ func (a Accounting) NodesDisagree() bool { return a.TSMismatches > 0 || a.OrderM
 
 // Account judges every message issued (indices 0..issued-1).
 func (l *Ledger) Account(issued int) Accounting {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.lockAll()
+	defer l.unlockAll()
 	if issued > l.n {
 		issued = l.n
 	}
-	a := Accounting{Issued: issued, Agents: l.agents, Audited: l.audited, Redelivered: l.redelivered, SeqChanges: l.seqChanges}
+	a := Accounting{Issued: issued, Agents: l.agents, Audited: l.audited, Redelivered: l.redelivered.Load(), SeqChanges: l.seqChanges.Load()}
 	if l.audited {
 		a.AuditedNodes = len(l.auditedOn)
 		l.auditFrames(issued, &a)
@@ -612,8 +647,8 @@ func (l *Ledger) auditFrames(issued int, a *Accounting) {
 // pending reports whether any issued message still waits for its ack or
 // for an agent: the drain ends when nothing does.
 func (l *Ledger) pending(issued int) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.lockAll()
+	defer l.unlockAll()
 	for k := 0; k < issued && k < l.n; k++ {
 		st := l.state[k]
 		if st&msgAcked == 0 {
@@ -636,8 +671,8 @@ func (l *Ledger) pending(issued int) bool {
 // first seq) on each audited node: stored, stored_seq for the first node,
 // stored_nI, stored_seq_nI for node I (1-based) of a cluster.
 func (l *Ledger) WriteCSV(w io.Writer, issued int, conv func(k int) string) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.lockAll()
+	defer l.unlockAll()
 	bw := bufio.NewWriter(w)
 	fmt.Fprint(bw, "message,conversation,state,acked_seq")
 	for ag := 0; ag < l.agents; ag++ {

@@ -345,7 +345,7 @@ func (r *run) setup(ctx, clientCtx context.Context, wg *sync.WaitGroup) error {
 		go func(v *vclient) {
 			defer setupWG.Done()
 			defer func() { <-sem }()
-			var c *client.Conn
+			var c conn
 			var err error
 			for attempt := 0; attempt < 3; attempt++ {
 				if c, err = v.setup(ctx); err == nil || ctx.Err() != nil {
@@ -611,7 +611,7 @@ func (r *run) audit(ctx context.Context) ([]int, error) {
 
 func (r *run) auditNode(ctx context.Context, nd int) error {
 	a := &vclient{r: r, agent: true, idx: -1, node: nd, base: r.nodes[nd], transport: "ws", hb: 10 * time.Second}
-	var c *client.Conn
+	var c conn
 	var err error
 	// A node that just came back, or just healed, may refuse a moment.
 	for attempt := 0; ; attempt++ {
@@ -622,39 +622,46 @@ func (r *run) auditNode(ctx context.Context, nd int) error {
 			return fmt.Errorf("audit connect: %w", err)
 		}
 	}
-	defer c.CloseNow()
+	defer c.closeNow()
 	defer r.rec.clientConns.Add(-1)
+	bound := boundBy(ctx, c)
+	return bound(r.auditConn(ctx, c, nd))
+}
+
+// auditConn reads every conversation's history from the start on c, an
+// agent's connection to node nd, into the ledger.
+func (r *run) auditConn(ctx context.Context, c conn, nd int) error {
 	for ci := 0; ci < r.nconv; ci++ {
 		conv := r.conv(ci)
 		after := uint64(0)
 		for {
 			ref := fmt.Sprintf("a%d-%d", ci, after)
-			if err := c.Resume(ctx, ref, conv, after); err != nil {
+			if err := resume(c, ref, conv, after); err != nil {
 				return err
 			}
 			var resumed *wire.Resumed
 			for resumed == nil {
-				f, err := c.Next(ctx)
+				f, err := c.next()
 				if err != nil {
 					return fmt.Errorf("audit of %s: %w", conv, err)
 				}
 				switch {
 				case f.Type == wire.TypeDeliver && f.Conversation == conv:
-					if id, seq, st := message(f); r.ids.index(id) >= 0 {
-						r.ledger.Stored(nd, r.ids.index(id), ci, seq, st)
+					if k := r.ids.index(f.ID); f.OK && k >= 0 {
+						r.ledger.Stored(nd, k, ci, f.Seq, f.State)
 					}
 				case f.Type == wire.TypeResumed && f.Ref == ref:
-					resumed = &wire.Resumed{}
-					if err := f.Decode(resumed); err != nil {
-						return fmt.Errorf("audit of %s: %w", conv, err)
+					if !f.OK {
+						return fmt.Errorf("audit of %s: a resumed frame that does not decode: %.200s", conv, f.Raw)
 					}
+					resumed = &wire.Resumed{Head: f.Head, More: f.More}
 				case f.Type == wire.TypeError && f.Ref == ref:
 					if f.Code == wire.CodeRateLimited {
 						_ = harness.SleepCtx(ctx, 200*time.Millisecond)
 						resumed = &wire.Resumed{More: true, Head: after}
 						break
 					}
-					return fmt.Errorf("audit of %s: %w", conv, f.AsError())
+					return fmt.Errorf("audit of %s: %w", conv, f.asError())
 				}
 			}
 			if !resumed.More {

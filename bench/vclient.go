@@ -40,7 +40,7 @@ type vclient struct {
 	visitorID, visitorSig string
 	convs                 []int // conversation indices this visitor owns
 	mu                    sync.Mutex
-	queue                 []int            // due messages not yet written
+	queue                 deque            // due messages not yet written
 	inflight              map[int]struct{} // written, not acknowledged
 	wake                  chan struct{}
 	vcurs                 map[int]*client.Cursor // per owned conversation
@@ -48,7 +48,7 @@ type vclient struct {
 	// Agent state: a cursor per conversation index.
 	curs []client.Cursor
 
-	pre []client.Frame // frames that came before the welcome
+	pre []frame // frames that came before the welcome
 
 	// lastRecv is when the reader last got a frame (unix nanos): the
 	// session's liveness watchdog reads it.
@@ -123,15 +123,16 @@ func (v *vclient) role() ident.Role {
 }
 
 // connect dials and says hello; it returns the connection after welcome.
-func (v *vclient) connect(ctx context.Context) (*client.Conn, error) {
+func (v *vclient) connect(ctx context.Context) (conn, error) {
 	r := v.r
 	t0 := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c, err := r.dialer.dial(cctx, v.base, v.transport, v.gidx, vclientQueue)
+	c, err := r.dialer.dialConn(cctx, v.base, v.transport, v.gidx)
 	if err != nil {
 		return nil, fmt.Errorf("%s dial: %w", v.transport, err)
 	}
+	bound := boundBy(cctx, c)
 	hello := wire.Hello{Workspace: r.sc.Target.Workspace, Role: v.role()}
 	if v.agent {
 		hello.Token = r.token
@@ -143,9 +144,9 @@ func (v *vclient) connect(ctx context.Context) (*client.Conn, error) {
 	// The node may send events before the welcome (the connection joins
 	// its workspace first): keep them for the reader.
 	v.pre = v.pre[:0]
-	w, err := c.Hello(cctx, hello, func(f client.Frame) { v.pre = append(v.pre, f) })
-	if err != nil {
-		c.CloseNow()
+	w, err := sayHello(c, hello, func(f frame) { v.pre = append(v.pre, f) })
+	if err = bound(err); err != nil {
+		c.closeNow()
 		return nil, err
 	}
 	r.rec.recordOn(v.transport, mConnect, time.Since(t0))
@@ -164,7 +165,7 @@ func (v *vclient) connect(ctx context.Context) (*client.Conn, error) {
 const vclientQueue = 1024
 
 // setup connects for the first time; a visitor starts its conversations.
-func (v *vclient) setup(ctx context.Context) (*client.Conn, error) {
+func (v *vclient) setup(ctx context.Context) (conn, error) {
 	c, err := v.connect(ctx)
 	if err != nil {
 		v.r.rec.reconnectOn(v.transport, false)
@@ -176,25 +177,32 @@ func (v *vclient) setup(ctx context.Context) (*client.Conn, error) {
 	}
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	bound := boundBy(sctx, c)
 	for i, ci := range v.convs {
 		ref := "s" + strconv.Itoa(i)
-		if err := c.Send(sctx, wire.Ref{Type: wire.TypeStart, Ref: ref}); err != nil {
-			c.CloseNow()
+		if err := sendJSON(c, wire.Ref{Type: wire.TypeStart, Ref: ref}); err != nil {
+			err = bound(err)
+			c.closeNow()
 			return nil, err
 		}
-		f, err := c.Answer(sctx, wire.TypeStarted, ref, nil)
+		f, err := answer(c, wire.TypeStarted, ref, nil)
 		if err != nil {
-			c.CloseNow()
+			err = bound(err)
+			c.closeNow()
 			v.r.rec.errorOn(v.transport, errCode(err))
 			return nil, err
 		}
 		v.r.setConv(ci, f.Conversation)
 	}
+	if err := bound(nil); err != nil {
+		c.closeNow()
+		return nil, err
+	}
 	return c, nil
 }
 
 // loop runs the client until ctx ends, starting with connection c.
-func (v *vclient) loop(ctx context.Context, c *client.Conn) {
+func (v *vclient) loop(ctx context.Context, c conn) {
 	r := v.r
 	for {
 		v.stalled = false
@@ -235,18 +243,19 @@ func (v *vclient) loop(ctx context.Context, c *client.Conn) {
 
 // resume, after a reconnect, asks for what the client missed and queues
 // the unacknowledged messages again, oldest first.
-func (v *vclient) resume(ctx context.Context, c *client.Conn) error {
+func (v *vclient) resume(ctx context.Context, c conn) error {
+	bound := boundBy(ctx, c)
 	if v.agent {
 		for ci := range v.curs {
 			conv := v.r.conv(ci)
 			if conv == "" {
 				continue
 			}
-			if err := c.Resume(ctx, resumeRef(ci), conv, v.curs[ci].ResumeFrom()); err != nil {
-				return err
+			if err := resume(c, resumeRef(ci), conv, v.curs[ci].ResumeFrom()); err != nil {
+				return bound(err)
 			}
 		}
-		return nil
+		return bound(nil)
 	}
 	v.mu.Lock()
 	again := make([]int, 0, len(v.inflight))
@@ -255,14 +264,14 @@ func (v *vclient) resume(ctx context.Context, c *client.Conn) error {
 	}
 	slices.Sort(again)
 	clear(v.inflight) // written again from the queue, within the window
-	v.queue = append(again, v.queue...)
+	v.queue.pushFront(again...)
 	v.mu.Unlock()
 	for _, ci := range v.convs {
-		if err := c.Resume(ctx, resumeRef(ci), v.r.conv(ci), v.cursor(ci).ResumeFrom()); err != nil {
-			return err
+		if err := resume(c, resumeRef(ci), v.r.conv(ci), v.cursor(ci).ResumeFrom()); err != nil {
+			return bound(err)
 		}
 	}
-	return nil
+	return bound(nil)
 }
 
 // resumeRef is the ref of conversation ci's resumes.
@@ -277,7 +286,7 @@ func (v *vclient) requeue(k int) {
 		return
 	}
 	delete(v.inflight, k)
-	v.queue = append([]int{k}, v.queue...)
+	v.queue.pushFront(k)
 	v.mu.Unlock()
 	select {
 	case v.wake <- struct{}{}:
@@ -299,7 +308,7 @@ func (v *vclient) answered(k int) {
 // enqueue hands message k to the visitor; it never blocks.
 func (v *vclient) enqueue(k int) {
 	v.mu.Lock()
-	v.queue = append(v.queue, k)
+	v.queue.pushBack(k)
 	v.mu.Unlock()
 	select {
 	case v.wake <- struct{}{}:
@@ -314,28 +323,34 @@ func (v *vclient) enqueue(k int) {
 // (overloaded) so writes at most this many before it hears again.
 const maxInflight = 64
 
-// pop takes the next message to write, if the window has room for it.
-func (v *vclient) pop() (int, bool) {
+// popReady appends to ks the messages to write now, as many as are
+// queued and the window has room for.
+func (v *vclient) popReady(ks []int) []int {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if len(v.queue) == 0 || len(v.inflight) >= maxInflight || v.r.quiet.Load() {
-		return 0, false
+	for v.queue.len() > 0 && len(v.inflight) < maxInflight && !v.r.quiet.Load() {
+		k := v.queue.popFront()
+		v.inflight[k] = struct{}{}
+		ks = append(ks, k)
 	}
-	k := v.queue[0]
-	v.queue = v.queue[1:]
-	if len(v.queue) == 0 {
-		v.queue = nil
-	}
-	v.inflight[k] = struct{}{}
-	return k, true
+	return ks
+}
+
+// batchWriter is a connection that can queue frames and write them in
+// one write (rawWS).
+type batchWriter interface {
+	queue(b []byte) error
+	flush() error
 }
 
 // session serves one connection until it ends; it returns how long to wait
 // before reconnecting (a storm's delay).
-func (v *vclient) session(ctx context.Context, c *client.Conn) time.Duration {
+func (v *vclient) session(ctx context.Context, c conn) time.Duration {
 	r := v.r
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The connection's waits end with the session (or the run).
+	defer context.AfterFunc(sctx, c.closeNow)()
 	done := make(chan error, 1)
 	go func() { done <- v.readLoop(sctx, c) }()
 	every := v.hb
@@ -356,18 +371,19 @@ func (v *vclient) session(ctx context.Context, c *client.Conn) time.Duration {
 		}
 	}
 	var buf []byte
+	var ready []int
 	// end closes the connection and waits for the reader.
 	end := func(graceful bool) {
 		if graceful {
 			cl := make(chan struct{})
-			go func() { c.Close(); close(cl) }()
+			go func() { c.close(); close(cl) }()
 			select {
 			case <-cl:
 			case <-time.After(2 * time.Second):
 			}
 		}
 		cancel()
-		c.CloseNow()
+		c.closeNow()
 		<-done
 	}
 	for {
@@ -375,9 +391,25 @@ func (v *vclient) session(ctx context.Context, c *client.Conn) time.Duration {
 		if !v.agent {
 			if d := v.backoff(); d > 0 {
 				held = time.After(d)
-			} else if k, ok := v.pop(); ok {
-				buf = client.AppendSend(buf, r.ids.id(k), r.conv(k%r.nconv), r.body)
-				if err := c.Write(sctx, buf); err != nil {
+			} else if ready = v.popReady(ready[:0]); len(ready) > 0 {
+				// Every send ready now, in one write where the connection
+				// queues frames (rawWS), else one write each.
+				var err error
+				for _, k := range ready {
+					buf = client.AppendSend(buf, r.ids.id(k), r.conv(k%r.nconv), r.body)
+					if bw, ok := c.(batchWriter); ok {
+						err = bw.queue(buf)
+					} else {
+						err = c.write(buf)
+					}
+					if err != nil {
+						break
+					}
+				}
+				if bw, ok := c.(batchWriter); ok && err == nil {
+					err = bw.flush()
+				}
+				if err != nil {
 					if ctx.Err() == nil {
 						r.rec.drops.Add(1)
 						r.rec.errorOn(v.transport, errCode(err))
@@ -386,11 +418,14 @@ func (v *vclient) session(ctx context.Context, c *client.Conn) time.Duration {
 					return 0
 				}
 				expect()
-				if r.ledger.Sent(k) {
-					r.rec.written.Add(1)
-					r.rec.record(mLag, time.Since(r.due(k)))
-				} else {
-					r.rec.resent.Add(1)
+				now := time.Now()
+				for _, k := range ready {
+					if r.ledger.Sent(k) {
+						r.rec.written.Add(1)
+						r.rec.record(mLag, now.Sub(r.due(k)))
+					} else {
+						r.rec.resent.Add(1)
+					}
 				}
 				select {
 				case d := <-v.drop:
@@ -411,7 +446,7 @@ func (v *vclient) session(ctx context.Context, c *client.Conn) time.Duration {
 		case <-held:
 		case <-v.wake:
 		case <-ping.C:
-			if err := c.Write(sctx, []byte(`{"type":"ping","ref":"p"}`)); err != nil {
+			if err := c.write([]byte(`{"type":"ping","ref":"p"}`)); err != nil {
 				end(false)
 				return 0
 			}
@@ -437,8 +472,8 @@ func (v *vclient) session(ctx context.Context, c *client.Conn) time.Duration {
 	}
 }
 
-func (v *vclient) readerEnded(ctx context.Context, c *client.Conn, err error) {
-	c.CloseNow()
+func (v *vclient) readerEnded(ctx context.Context, c conn, err error) {
+	c.closeNow()
 	if ctx.Err() == nil {
 		v.r.rec.drops.Add(1)
 		// Close codes come with an error frame already counted.
@@ -449,59 +484,60 @@ func (v *vclient) readerEnded(ctx context.Context, c *client.Conn, err error) {
 }
 
 // readLoop handles the node's frames until the connection ends.
-func (v *vclient) readLoop(ctx context.Context, c *client.Conn) error {
+func (v *vclient) readLoop(ctx context.Context, c conn) error {
 	pre := v.pre
 	v.pre = nil
-	for _, f := range pre {
-		if err := v.handle(ctx, c, f, time.Now()); err != nil {
+	for i := range pre {
+		if err := v.handle(ctx, c, &pre[i], time.Now()); err != nil {
 			return err
 		}
 	}
 	for {
-		f, err := c.Next(ctx)
+		f, err := c.next()
 		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("%w: %w", ctx.Err(), err)
+			}
 			return err
 		}
 		now := time.Now()
 		v.lastRecv.Store(now.UnixNano())
-		if err := v.handle(ctx, c, f, now); err != nil {
+		if err := v.handle(ctx, c, &f, now); err != nil {
 			return err
 		}
 	}
 }
 
 // handle acts on one frame from the node.
-func (v *vclient) handle(ctx context.Context, c *client.Conn, f client.Frame, now time.Time) error {
+func (v *vclient) handle(ctx context.Context, c conn, f *frame, now time.Time) error {
 	r := v.r
 	switch f.Type {
 	case wire.TypeDeliver:
 		ci, ok := r.convIndex(f.Conversation)
-		if !ok {
+		if !ok || !f.OK {
 			return nil
 		}
-		id, seq, st := message(f)
-		v.cursor(ci).Saw(seq)
+		v.cursor(ci).Saw(f.Seq)
 		if !v.agent {
 			return nil
 		}
-		if k := r.ids.index(id); k >= 0 && r.ledger.Delivered(v.idx, k, seq, st) {
+		if k := r.ids.index(f.ID); k >= 0 && r.ledger.Delivered(v.idx, k, f.Seq, f.State) {
 			r.rec.delivered.Add(1)
 			r.rec.recordOn(v.transport, mE2E, now.Sub(r.due(k)))
 		}
 	case wire.TypeAck:
-		var a wire.Ack
-		if f.Decode(&a) != nil {
+		if !f.OK {
 			return nil
 		}
-		k := r.ids.index(a.ID)
+		k := r.ids.index(f.ID)
 		if k < 0 {
 			return nil
 		}
 		v.answered(k)
-		if a.Dup {
+		if f.Dup {
 			r.rec.dupAcks.Add(1)
 		}
-		if r.ledger.Acked(k, v.node, a.Seq) {
+		if r.ledger.Acked(k, v.node, f.Seq) {
 			r.rec.acked.Add(1)
 			r.rec.recordOn(v.transport, mAck, now.Sub(r.due(k)))
 		}
@@ -511,15 +547,14 @@ func (v *vclient) handle(ctx context.Context, c *client.Conn, f client.Frame, no
 		if !ok {
 			return nil
 		}
-		var res wire.Resumed
-		if f.Decode(&res) != nil {
+		if !f.OK {
 			return nil
 		}
-		v.cursor(ci).Resumed(res.More, res.Head)
-		if !res.More {
+		v.cursor(ci).Resumed(f.More, f.Head)
+		if !f.More {
 			return nil
 		}
-		if err := c.Resume(ctx, resumeRef(ci), f.Conversation, res.Head); err != nil {
+		if err := resume(c, resumeRef(ci), f.Conversation, f.Head); err != nil {
 			return err
 		}
 	case wire.TypeError:
@@ -535,7 +570,7 @@ func (v *vclient) handle(ctx context.Context, c *client.Conn, f client.Frame, no
 			if f.Code == wire.CodeOverloaded {
 				// Shed at the edge, nothing stored: the visitor writes
 				// nothing for retry_ms, then this message again first.
-				retry := f.AsError().Retry
+				retry := f.asError().Retry
 				if retry <= 0 {
 					retry = 250 * time.Millisecond
 				}
@@ -549,9 +584,64 @@ func (v *vclient) handle(ctx context.Context, c *client.Conn, f client.Frame, no
 			// A resume refused (rate_limited, unavailable): ask again soon.
 			if ci, err := strconv.Atoi(f.Ref[1:]); err == nil && ci >= 0 && ci < r.nconv {
 				conv, after := r.conv(ci), v.cursor(ci).ResumeFrom()
-				time.AfterFunc(200*time.Millisecond, func() { _ = c.Resume(ctx, resumeRef(ci), conv, after) })
+				time.AfterFunc(200*time.Millisecond, func() {
+					if ctx.Err() == nil {
+						_ = resume(c, resumeRef(ci), conv, after)
+					}
+				})
 			}
 		}
 	}
 	return nil
+}
+
+// deque is a visitor's queue of message indices: pushed at the back as
+// they fall due, at the front when written again (a resend), popped from
+// the front; each in constant time (amortised), so that a visitor whose
+// sends the node sheds by the thousand does not copy its queue each time.
+type deque struct {
+	buf        []int // a ring; len(buf) is 0 or a power of two
+	head, size int
+}
+
+func (q *deque) len() int { return q.size }
+
+// grow makes room for n more.
+func (q *deque) grow(n int) {
+	if q.size+n <= len(q.buf) {
+		return
+	}
+	c := max(16, len(q.buf))
+	for c < q.size+n {
+		c *= 2
+	}
+	nb := make([]int, c)
+	for i := 0; i < q.size; i++ {
+		nb[i] = q.buf[(q.head+i)&(len(q.buf)-1)]
+	}
+	q.buf, q.head = nb, 0
+}
+
+func (q *deque) pushBack(k int) {
+	q.grow(1)
+	q.buf[(q.head+q.size)&(len(q.buf)-1)] = k
+	q.size++
+}
+
+// pushFront puts ks at the front, in their order.
+func (q *deque) pushFront(ks ...int) {
+	q.grow(len(ks))
+	for i := len(ks) - 1; i >= 0; i-- {
+		q.head = (q.head - 1) & (len(q.buf) - 1)
+		q.buf[q.head] = ks[i]
+		q.size++
+	}
+}
+
+// popFront takes the front; the deque must not be empty.
+func (q *deque) popFront() int {
+	k := q.buf[q.head]
+	q.head = (q.head + 1) & (len(q.buf) - 1)
+	q.size--
+	return k
 }

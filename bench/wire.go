@@ -2,10 +2,8 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"net"
 	"net/http"
 	"strconv"
@@ -31,27 +29,6 @@ type MsgState struct {
 	Altered bool
 }
 
-// message returns the id, the seq and the state of a deliver frame's
-// message.
-func message(f client.Frame) (string, uint64, MsgState) {
-	var d wire.Deliver
-	if f.Decode(&d) != nil {
-		return "", 0, MsgState{}
-	}
-	m := d.Message
-	h := fnv.New64a()
-	h.Write([]byte(m.Body))
-	h.Write([]byte{0})
-	if m.Edited != nil {
-		e, _ := json.Marshal(m.Edited)
-		h.Write(e)
-	}
-	if m.Deleted {
-		h.Write([]byte{0, 1})
-	}
-	return m.ID, d.Seq, MsgState{TS: m.TS, Rest: h.Sum64(), Altered: m.Edited != nil || m.Deleted}
-}
-
 // WSURL turns a node's base URL into its WebSocket endpoint.
 func WSURL(base string) string { return client.WSURL(base) }
 
@@ -59,6 +36,7 @@ func WSURL(base string) string { return client.WSURL(base) }
 // addresses (one HTTP client per address), and WebTransport sessions.
 type dialer struct {
 	clients []*http.Client
+	local   []net.Addr // source address of each client's connections (nil: any)
 	wt      *client.WTDialer
 }
 
@@ -74,10 +52,11 @@ func newDialer(sources []net.IP) *dialer {
 		}}
 	}
 	if len(sources) == 0 {
-		d.clients = []*http.Client{mk(nil)}
+		d.clients, d.local = []*http.Client{mk(nil)}, []net.Addr{nil}
 	}
 	for _, ip := range sources {
-		d.clients = append(d.clients, mk(&net.TCPAddr{IP: ip}))
+		a := &net.TCPAddr{IP: ip}
+		d.clients, d.local = append(d.clients, mk(a)), append(d.local, a)
 	}
 	return d
 }
@@ -92,6 +71,26 @@ func (d *dialer) dial(ctx context.Context, base, transport string, i, queue int)
 		return client.DialWS(ctx, client.WSURL(base), o)
 	case "wt":
 		return d.wt.DialNode(ctx, base, o)
+	}
+	return nil, fmt.Errorf("transport %q: not implemented", transport)
+}
+
+// dialConn opens connection number i to the node at base over
+// transport, as the harness's virtual clients use it (conn).
+func (d *dialer) dialConn(ctx context.Context, base, transport string, i int) (conn, error) {
+	o := client.Options{HTTPClient: d.clients[i%len(d.clients)], Queue: vclientQueue}
+	switch transport {
+	case "ws":
+		if strings.HasPrefix(base, "http://") {
+			return dialRawWS(ctx, base, d.local[i%len(d.local)])
+		}
+		return dialWS(ctx, base, o)
+	case "wt":
+		c, err := d.wt.DialNode(ctx, base, o)
+		if err != nil {
+			return nil, err
+		}
+		return clientConn{c}, nil
 	}
 	return nil, fmt.Errorf("transport %q: not implemented", transport)
 }

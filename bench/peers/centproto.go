@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"iter"
 )
 
 // Centrifugo's client protocol (v2, JSON) as the fan-out driver speaks it:
@@ -53,17 +54,7 @@ func (r *centReply) publication(channel string) []byte {
 // newlines (empty lines are skipped).
 func decodeCentReplies(b []byte) ([]centReply, error) {
 	var out []centReply
-	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
-		line = bytes.TrimSpace(line)
-		if len(line) == 0 {
-			continue
-		}
+	for line := range centLines(b) {
 		var r centReply
 		if err := json.Unmarshal(line, &r); err != nil {
 			return out, fmt.Errorf("centrifugo reply %.120q: %w", line, err)
@@ -71,6 +62,25 @@ func decodeCentReplies(b []byte) ([]centReply, error) {
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// centLines yields the replies of one WebSocket message: its lines,
+// trimmed, empty ones skipped.
+func centLines(b []byte) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		for len(b) > 0 {
+			line := b
+			if i := bytes.IndexByte(b, '\n'); i >= 0 {
+				line, b = b[:i], b[i+1:]
+			} else {
+				b = nil
+			}
+			line = bytes.TrimSpace(line)
+			if len(line) > 0 && !yield(line) {
+				return
+			}
+		}
+	}
 }
 
 // centCommand encodes a command with its id.

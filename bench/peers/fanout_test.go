@@ -161,8 +161,8 @@ func TestPeerRatios(t *testing.T) {
 // TestFanoutAgainstParley builds the node and runs the fan-out against it
 // (no peers): every subscriber gets every message, latency, CPU and
 // memory figures are measured from the node process; with the JSON of
-// each deliver frame decoded, and with its payload found by byte search
-// (Options.ParleySearch).
+// each deliver frame read by the subscribers' reader, decoded by
+// encoding/json, and searched for its payload (Options.ParleyParse).
 func TestFanoutAgainstParley(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs a node")
@@ -171,12 +171,12 @@ func TestFanoutAgainstParley(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/parley").CombinedOutput(); err != nil {
 		t.Fatalf("building the node: %v\n%s", err, out)
 	}
-	for _, search := range []bool{false, true} {
-		t.Run(fmt.Sprintf("search=%v", search), func(t *testing.T) { fanoutAgainstParley(t, bin, search) })
+	for _, parse := range []string{ParseReader, ParseJSON, ParseSearch} {
+		t.Run(fmt.Sprintf("parse=%q", parse), func(t *testing.T) { fanoutAgainstParley(t, bin, parse) })
 	}
 }
 
-func fanoutAgainstParley(t *testing.T, bin string, search bool) {
+func fanoutAgainstParley(t *testing.T, bin string, parse string) {
 	sc := &FanoutScenario{Name: "t", Subscribers: 40, Rate: 50, Duration: bench.Duration(2 * time.Second), Settle: bench.Duration(300 * time.Millisecond), Drain: bench.Duration(5 * time.Second), Peers: []string{PeerParley}}
 	sc.Defaults()
 	if err := sc.Validate(); err != nil {
@@ -184,7 +184,7 @@ func fanoutAgainstParley(t *testing.T, bin string, search bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	res, err := Run(ctx, sc, Options{Parley: bin, Log: t.Logf, ParleySearch: search})
+	res, err := Run(ctx, sc, Options{Parley: bin, Log: t.Logf, ParleyParse: parse})
 	if err != nil {
 		t.Fatal(err)
 	}

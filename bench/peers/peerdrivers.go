@@ -80,7 +80,7 @@ type parleyDriver struct {
 	token     string // operator token
 	workspace string
 	runID     string
-	search    bool // Options.ParleySearch
+	parse     string // Options.ParleyParse
 }
 
 // The Parley driver reads its WebSocket itself, as the other peers'
@@ -142,17 +142,18 @@ func (d *parleyDriver) subscribe(ctx context.Context, i int, onMessage func([]by
 			if !bytes.HasPrefix(b, deliver) {
 				continue
 			}
-			if d.search {
-				onMessage(b)
-				continue
+			var body []byte
+			ok := true
+			switch d.parse {
+			case ParseSearch:
+				body = b
+			case ParseJSON:
+				body, ok = parleyBodyJSON(b)
+			default:
+				body, ok = parleyBody(b)
 			}
-			var f struct {
-				Message struct {
-					Body string `json:"body"`
-				} `json:"message"`
-			}
-			if json.Unmarshal(b, &f) == nil {
-				onMessage([]byte(f.Message.Body))
+			if ok {
+				onMessage(body)
 			}
 		}
 	}
@@ -376,6 +377,7 @@ type centrifugoDriver struct {
 	url     string // ws://host:port/connection/websocket
 	api     string // http://host:port/api
 	channel string
+	json    bool // Options.CentrifugoJSON
 }
 
 func (d *centrifugoDriver) subscribe(ctx context.Context, i int, onMessage func([]byte)) (io.Closer, error) {
@@ -407,20 +409,42 @@ func (d *centrifugoDriver) subscribe(ctx context.Context, i int, onMessage func(
 			}
 		}
 	}
+	// A message's replies: publications' data (nil: none) and pings,
+	// all read before any is acted on (a reply that does not decode ends
+	// the subscriber, as it always did).
+	type reply struct {
+		data []byte
+		ping bool
+	}
+	var replies []reply
 	read := func(ctx context.Context) error {
 		for {
 			_, b, err := c.Read(ctx)
 			if err != nil {
 				return err
 			}
-			rs, err := decodeCentReplies(b)
-			if err != nil {
-				return err
+			replies = replies[:0]
+			if d.json {
+				rs, err := decodeCentReplies(b)
+				if err != nil {
+					return err
+				}
+				for i := range rs {
+					replies = append(replies, reply{rs[i].publication(d.channel), rs[i].isPing()})
+				}
+			} else {
+				for line := range centLines(b) {
+					data, ping, err := centLine(line, d.channel)
+					if err != nil {
+						return err
+					}
+					replies = append(replies, reply{data, ping})
+				}
 			}
-			for i := range rs {
-				if data := rs[i].publication(d.channel); data != nil {
-					onMessage(data)
-				} else if rs[i].isPing() {
+			for _, r := range replies {
+				if r.data != nil {
+					onMessage(r.data)
+				} else if r.ping {
 					if err := c.Write(ctx, websocket.MessageText, centPong); err != nil {
 						return err
 					}

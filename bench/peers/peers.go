@@ -1,6 +1,7 @@
 package peers
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -51,13 +52,26 @@ type Options struct {
 	PeersDir string
 	// Log receives progress notes. Nil: none.
 	Log func(format string, a ...any)
-	// ParleySearch: Parley's subscribers find each deliver frame's payload
-	// by a byte search of the frame (fanoutIndex), as the NATS driver finds
-	// it in a MSG, instead of decoding the frame's JSON. Zero: decode,
-	// as a Parley client does; the harness, on the same cores as the
-	// server, then spends more CPU per receipt on Parley than on NATS.
-	ParleySearch bool
+	// ParleyParse is how Parley's subscribers read each deliver frame's
+	// payload: "" (ParseReader), a hand-written exact reader of the
+	// message's body, as NATS's subscribers parse a MSG line by hand;
+	// ParseJSON, encoding/json, as a Go client of the wire protocol
+	// would (the harness, on the same cores as the server, then spends
+	// more CPU per receipt on Parley than on NATS); ParseSearch, a byte
+	// search of the frame for the payload (fanoutIndex), no parse at all.
+	ParleyParse string
+	// CentrifugoJSON: Centrifugo's subscribers decode each reply with
+	// encoding/json. Zero: a hand-written exact reader of pings and
+	// publications (encoding/json for any other reply).
+	CentrifugoJSON bool
 }
+
+// The ways Parley's subscribers read a deliver frame (Options.ParleyParse).
+const (
+	ParseReader = ""
+	ParseJSON   = "json"
+	ParseSearch = "search"
+)
 
 // peerServer is one server process started for one run.
 type peerServer struct {
@@ -79,7 +93,7 @@ func startPeer(ctx context.Context, peer string, o Options, dir string) (*peerSe
 		rand.Read(id[:])
 		n := lc.Nodes[0]
 		return &peerServer{name: peer, version: "this tree", pid: n.PID(), stop: lc.Stop,
-			drv: &parleyDriver{url: bench.WSURL(n.URL), token: lc.Token, workspace: "demo", runID: hex.EncodeToString(id[:]), search: o.ParleySearch}}, nil
+			drv: &parleyDriver{url: bench.WSURL(n.URL), token: lc.Token, workspace: "demo", runID: hex.EncodeToString(id[:]), parse: o.ParleyParse}}, nil
 	case PeerNATS:
 		addr, err := localcluster.FreeAddr()
 		if err != nil {
@@ -111,7 +125,7 @@ func startPeer(ctx context.Context, peer string, o Options, dir string) (*peerSe
 			return nil, err
 		}
 		ps.name, ps.version = peer, CentrifugoVersion
-		ps.drv = &centrifugoDriver{url: "ws://" + addr + "/connection/websocket", api: "http://" + addr + "/api", channel: "room"}
+		ps.drv = &centrifugoDriver{url: "ws://" + addr + "/connection/websocket", api: "http://" + addr + "/api", channel: "room", json: o.CentrifugoJSON}
 		return ps, nil
 	}
 	return nil, fmt.Errorf("unknown peer %q", peer)
@@ -203,9 +217,14 @@ type Result struct {
 	Finished time.Time       `json:"finished"`
 	Host     bench.Host      `json:"host"`
 	Scenario *FanoutScenario `json:"scenario"`
-	Runs     []FanoutResult  `json:"runs"`
-	Summary  []PeerSummary   `json:"summary"`
-	Ratios   []PeerRatio     `json:"ratios"`
+	// How the subscribers read their frames (Options): Parley's "reader"
+	// (the default), "json" or "search"; Centrifugo's "reader" or "json".
+	// Empty in results from before the readers: both "json".
+	ParleyParse     string         `json:"parley_parse,omitempty"`
+	CentrifugoParse string         `json:"centrifugo_parse,omitempty"`
+	Runs            []FanoutResult `json:"runs"`
+	Summary         []PeerSummary  `json:"summary"`
+	Ratios          []PeerRatio    `json:"ratios"`
 }
 
 // PeerSummary is the median of a peer's complete runs.
@@ -251,6 +270,11 @@ func Run(ctx context.Context, sc *FanoutScenario, o Options) (*Result, error) {
 	if o.PeersDir == "" {
 		o.PeersDir = DefaultPeersDir()
 	}
+	switch o.ParleyParse {
+	case ParseReader, ParseJSON, ParseSearch:
+	default:
+		return nil, fmt.Errorf("peers: ParleyParse %q, want %q, %q or %q", o.ParleyParse, ParseReader, ParseJSON, ParseSearch)
+	}
 	logf := o.Log
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -265,7 +289,11 @@ func Run(ctx context.Context, sc *FanoutScenario, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	res := &Result{Version: 1, Name: sc.Name, Started: time.Now().UTC(), Scenario: sc, Host: bench.HostInfo()} // load average at start
+	res := &Result{Version: 1, Name: sc.Name, Started: time.Now().UTC(), Scenario: sc, Host: bench.HostInfo(), // load average at start
+		ParleyParse: cmp.Or(o.ParleyParse, "reader"), CentrifugoParse: "reader"}
+	if o.CentrifugoJSON {
+		res.CentrifugoParse = "json"
+	}
 	for round := 1; round <= sc.Runs; round++ {
 		for _, peer := range sc.Peers {
 			if ctx.Err() != nil {

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"syscall"
@@ -32,7 +33,7 @@ const usage = `usage:
   parley-bench validate scenario.yaml...
   parley-bench compare a.json b.json
   parley-bench report result.json [out.html]
-  parley-bench peers [-only parley,nats,centrifugo] [-runs N] [-peers-dir DIR] [-o out.json] peers.yaml
+  parley-bench peers [-only parley,nats,centrifugo] [-runs N] [-peers-dir DIR] [-parley-json | -parley-search] [-centrifugo-json] [-cpuprofile FILE] [-o out.json] peers.yaml
 
 run flags:
 `
@@ -87,6 +88,7 @@ type runOpts struct {
 	keep     bool
 	quiet    bool
 	ledger   string
+	cpuprof  string
 }
 
 type stringList []string
@@ -108,6 +110,7 @@ func runFlags(o *runOpts) *flag.FlagSet {
 	fs.BoolVar(&o.keep, "keep", false, "keep local nodes' data directories and logs")
 	fs.BoolVar(&o.quiet, "q", false, "no live progress line")
 	fs.StringVar(&o.ledger, "ledger", "", "write every message's fate (acked seq, per-agent seq, stored) as CSV to this path")
+	fs.StringVar(&o.cpuprof, "cpuprofile", "", cpuprofileHelp)
 	return fs
 }
 
@@ -142,6 +145,11 @@ func cmdRun(args []string) (int, error) {
 	if err != nil {
 		return 2, err
 	}
+	stopProfile, err := startCPUProfile(o.cpuprof)
+	if err != nil {
+		return 1, err
+	}
+	defer stopProfile()
 	logf := func(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
 
 	// Open-files limit: clients, idle connections, and (inherited) local nodes.
@@ -404,4 +412,29 @@ func cmdReport(args []string) error {
 	}
 	fmt.Println(out)
 	return nil
+}
+
+// cpuprofileHelp is the -cpuprofile flag's help, shared by run and peers.
+const cpuprofileHelp = "write the harness's own CPU profile (pprof) for the whole command to this path: where the harness, which shares the node's cores, spends its CPU (go tool pprof -top bin/parley-bench FILE)"
+
+// startCPUProfile profiles this process's CPU into path until the
+// returned stop is called; with path "", it does nothing.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "parley-bench: cpuprofile:", err)
+		}
+	}, nil
 }
