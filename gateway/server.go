@@ -24,7 +24,11 @@ type Store interface {
 	CreateConversation(ctx context.Context, c store.Conversation) error
 	Conversation(ws, id string) (store.Conversation, error)
 	ConversationsPageFunc(ws, owner string, after store.Cursor, limit int, keep func(store.Conversation) bool) ([]store.Conversation, store.Cursor, error)
-	Apply(ctx context.Context, ch store.Change) (store.Result, error)
+	// ApplyAsync decides a change and publishes its event (store.Store's
+	// ApplyAsync); the Pending's Wait returns once it is durable and, on
+	// a node with peers, confirmed by a second replica (an error wrapping
+	// ErrUnconfirmed: stored here, not confirmed in time).
+	ApplyAsync(ctx context.Context, ch store.Change) (store.Result, store.Pending, error)
 	MarkRead(ctx context.Context, ws, conv, participant string, seq uint64, start time.Time) (bool, error)
 	Events(ws, conv string, after uint64, limit int) ([]store.Event, bool, error)
 	EventsSince(ws, conv string, have map[string]uint64, limit int) ([]store.Event, bool, error)

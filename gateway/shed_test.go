@@ -13,18 +13,34 @@ import (
 	"parley/store"
 )
 
-// heldStore holds every Apply until release is closed: a store whose
-// writer does not keep up.
+// heldStore holds every change's answer until release is closed: a store
+// whose writer does not keep up.
 type heldStore struct {
 	Store
 	release chan struct{}
 	applies atomic.Int32
 }
 
-func (h *heldStore) Apply(ctx context.Context, ch store.Change) (store.Result, error) {
+func (h *heldStore) ApplyAsync(ctx context.Context, ch store.Change) (store.Result, store.Pending, error) {
 	h.applies.Add(1)
-	<-h.release
-	return h.Store.Apply(ctx, ch)
+	res, p, err := h.Store.ApplyAsync(ctx, ch)
+	if err != nil {
+		return res, p, err
+	}
+	return res, heldPending{h.release, p}, nil
+}
+
+type heldPending struct {
+	release <-chan struct{}
+	p       store.Pending
+}
+
+func (p heldPending) Wait() error {
+	<-p.release
+	if p.p == nil {
+		return nil
+	}
+	return p.p.Wait()
 }
 
 // shedCount counts the overloaded error frames, as the node's
