@@ -313,8 +313,7 @@ func (c *conn) start(ctx context.Context, f inFrame) *wireError {
 		return errf(wire.CodeForbidden, "start: only visitors start conversations")
 	}
 	now := time.Now()
-	r, werr := c.overloaded(now)
-	if werr != nil {
+	if werr := c.overloaded(now); werr != nil {
 		return werr
 	}
 	if werr := c.srv.overLimit(c.id.Workspace, now); werr != nil {
@@ -326,10 +325,10 @@ func (c *conn) start(ctx context.Context, f inFrame) *wireError {
 	var raw [12]byte
 	rand.Read(raw[:])
 	conv := store.Conversation{Workspace: c.id.Workspace, ID: "c_" + hex.EncodeToString(raw[:]), Owner: c.id.Participant, OwnerName: c.id.Name}
-	c.srv.shed.taken(r, "")
+	c.srv.shed.taken()
 	c.async(func() {
 		err := c.srv.cfg.Store.CreateConversation(ctx, conv)
-		c.srv.shed.answered(r, "")
+		c.srv.shed.answered()
 		if err != nil {
 			c.replyErr(f.Ref, c.storeError(err))
 			return
@@ -587,8 +586,7 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) (werr *wire
 			}
 		}()
 	}
-	r, werr := c.overloaded(now)
-	if werr != nil {
+	if werr := c.overloaded(now); werr != nil {
 		return werr
 	}
 	if werr := c.authorize(f.Conversation); werr != nil {
@@ -626,13 +624,13 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) (werr *wire
 	// end.
 	c.ops <- struct{}{}
 	c.opsWG.Add(1)
-	c.srv.shed.taken(r, ch.Message.ID)
+	c.srv.shed.taken()
 	// Decided and published here, on the reader: the answer waits for
 	// the commit on the connection's answering goroutine (answer.go), if
 	// there is anything to wait for.
 	res, p, err := c.srv.cfg.Store.ApplyAsync(ctx, ch)
 	c.queueAnswer(changeWait{p: p, err: err, res: res, span: span, ref: f.Ref, conv: f.Conversation, id: f.ID,
-		taken: takenChange{r: r, ws: ch.Workspace, ip: c.ip, id: ch.Message.ID, kind: ch.Kind, plain: ch.Message.Kind == "", act: act, first: first, now: now}})
+		taken: takenChange{ws: ch.Workspace, ip: c.ip, kind: ch.Kind, plain: ch.Message.Kind == "", act: act, first: first, now: now}})
 	return nil
 }
 
@@ -719,10 +717,10 @@ func (s *Server) stampChange(ch *store.Change, now time.Time, transport string) 
 // shedder counted it taken (shed.taken), waits for its answer and settles
 // it (settle). Its event reaches subscribers and peers through the
 // store's OnCommit, as every change's does.
-func (s *Server) applyChange(ctx context.Context, r *room, ch store.Change, ip string, act action, first bool, now time.Time) (store.Result, error) {
+func (s *Server) applyChange(ctx context.Context, ch store.Change, ip string, act action, first bool, now time.Time) (store.Result, error) {
 	res, p, err := s.cfg.Store.ApplyAsync(ctx, ch)
 	res, err = waited(res, p, err)
-	s.settle(&takenChange{r: r, ws: ch.Workspace, ip: ip, id: ch.Message.ID, kind: ch.Kind, plain: ch.Message.Kind == "", act: act, first: first, now: now}, res.Changed)
+	s.settle(&takenChange{ws: ch.Workspace, ip: ip, kind: ch.Kind, plain: ch.Message.Kind == "", act: act, first: first, now: now}, res.Changed)
 	return res, err
 }
 
@@ -746,10 +744,8 @@ func waited(res store.Result, p store.Pending, err error) (store.Result, error) 
 // takenChange is a change handed to the store, for what its answer
 // settles.
 type takenChange struct {
-	r     *room // may be nil
 	ws    string
 	ip    string
-	id    string // the message's
 	kind  store.ChangeKind
 	plain bool // a message of the plan's, not an inbox change or the visitor's context
 	act   action
@@ -762,7 +758,7 @@ type takenChange struct {
 // for what it stored; a send that stored nothing gives back its place in
 // the address's part of the plan.
 func (s *Server) settle(t *takenChange, changed bool) {
-	s.shed.answered(t.r, t.id)
+	s.shed.answered()
 	if t.kind == store.Send && changed && !t.plain {
 		// An inbox change or the visitor's context: no message of the
 		// plan's.
@@ -783,11 +779,9 @@ func (s *Server) settle(t *takenChange, changed bool) {
 }
 
 // overloaded refuses a change when the node is past what it can carry
-// (shed.go), before any work is done for it; else it returns the room the
-// change counts in while the store has it.
-func (c *conn) overloaded(now time.Time) (*room, *wireError) {
-	r := c.srv.hub.room(c.id.Workspace)
-	return r, c.srv.shed.overloaded(r, now)
+// (shed.go), before any work is done for it.
+func (c *conn) overloaded(now time.Time) *wireError {
+	return c.srv.shed.overloaded(c.srv.hub.room(c.id.Workspace), now)
 }
 
 // firstMessage says whether a send to conv would be the first message of
