@@ -114,9 +114,8 @@ type Config struct {
 	WriteTimeout time.Duration
 	// SendQueue is how many items a connection's send queue may hold before
 	// a resume waits for the writer (at half of it), so that a client
-	// resuming many conversations at once takes its replays in turn; an
-	// agent connection with half of it not yet written is behind, and its
-	// workspace's changes are shed (shed.go). Zero: 512.
+	// resuming many conversations at once takes its replays in turn.
+	// Zero: 512.
 	SendQueue int
 	// SendQueueBytes is how many bytes of frames may wait in a
 	// connection's send queue, not yet written; a client that lets more
@@ -198,10 +197,13 @@ type Config struct {
 	// for this reason.
 	ShedPending int
 	// ShedHold is how long a workspace's changes are refused overloaded
-	// once one of its agent connections is behind (its send queue half
-	// full; shed.go); a refusal's retry_ms is between one and two of it.
-	// Zero: 100ms.
+	// once one of its agent connections is behind (ShedBehind; shed.go);
+	// a refusal's retry_ms is between one and two of it. Zero: 100ms.
 	ShedHold time.Duration
+	// ShedBehind is how many items not yet written make an agent
+	// connection behind, its workspace's changes then shed (shed.go); a
+	// quarter of SendQueueBytes not yet written does too. Zero: 2048.
+	ShedBehind int
 	// Limits refuses new conversations and messages of a workspace over its
 	// plan. Zero: no limits.
 	Limits Limits
@@ -316,6 +318,9 @@ func (c *Config) defaults() {
 		c.ShedPending = 4096
 	}
 	def(&c.ShedHold, 100*time.Millisecond)
+	if c.ShedBehind <= 0 {
+		c.ShedBehind = 2048
+	}
 }
 
 // Server is the gateway of one node.

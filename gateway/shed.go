@@ -19,24 +19,32 @@ import (
 //     Config.ShedPending (the store's writer cannot keep up, and every
 //     ack would wait longer still);
 //   - its fan-out: one of a workspace's agent connections is behind when
-//     an event of the workspace is queued on it (hub.publish): half of
-//     Config.SendQueue waits for it, not yet written (conn.behind). Its
-//     writer cannot keep up, and more events would pile up past
-//     Config.SendQueueBytes and close it as a slow consumer, to reconnect
-//     and replay. The workspace's changes are then refused for
-//     Config.ShedHold, after which the next event tells again. A
-//     connection behind for slowAfterHolds holds in a row is too slow to
-//     wait for even with nothing new for it: it no longer counts, and is
-//     closed as a slow consumer when its bytes pass
-//     Config.SendQueueBytes.
+//     an event of the workspace is queued on it (hub.publish):
+//     Config.ShedBehind items, or a quarter of Config.SendQueueBytes,
+//     wait for it, not yet written (conn.behind). Its writer cannot keep
+//     up, and more events would pile up past Config.SendQueueBytes and
+//     close it as a slow consumer, to reconnect and replay. The
+//     workspace's changes are then refused for Config.ShedHold, after
+//     which the next event tells again. A connection behind for
+//     slowAfterHolds holds in a row is too slow to wait for even with
+//     nothing new for it: it no longer counts, and is closed as a slow
+//     consumer when its bytes pass Config.SendQueueBytes.
 //
 // A change taken is decided (given its seq, and its event queued for its
 // recipients) by the reader that took it, before the reader reads on
-// (conn.change): what lands on an agent's queue at once is what the
-// readers have decided, each sign seeing it as it lands. (A third sign
-// counted the changes taken and not yet decided, when each waited for a
-// goroutine of its own to decide it: with the decision in the reader it
-// never fired, issue 16 item 2, docs/benchmarks.md.)
+// (conn.change). So once a workspace's changes are refused, nothing more
+// of it lands on its agents' queues but the changes its readers were
+// deciding at that moment (one each): the queues only drain, and the
+// fan-out's sign needs no margin for changes taken and not yet decided.
+// Its bound is set by what a burst of the readers' decisions brings at
+// once (2,048 changes in flight from 32 connections, one agent receiving
+// them all, is a burst, not a slow agent: about 700 KB), the bytes' bound
+// by the slow consumer's. (Before, each change waited for a goroutine of
+// its own to decide it, a third sign refused a workspace's changes while
+// half a send queue of them were not yet decided, and an agent was
+// behind at half a send queue, 256 items: with the decision in the
+// reader the third sign never fired and the 256 items were passed by
+// every burst, issue 16 item 2, docs/benchmarks.md.)
 type shedder struct {
 	maxPending int64 // < 0: the store's sign is off
 	hold       time.Duration
@@ -80,14 +88,14 @@ func (s *shedder) taken() { s.pending.Add(1) }
 func (s *shedder) answered() { s.pending.Add(-1) }
 
 // behind is whether a connection's items not yet written are at least
-// half of Config.SendQueue: its writer is behind by that much (long
-// before the bytes waiting make it a slow consumer,
-// Config.SendQueueBytes). Only the items queued count: counting the
-// changes in flight too held a workspace whose agents keep up whenever
-// as many changes were in flight (issue 16, item 2).
+// Config.ShedBehind, or its bytes a quarter of Config.SendQueueBytes: its
+// writer is behind by that much (long before the bytes waiting make it a
+// slow consumer). Only what is queued counts: counting the changes in
+// flight too held a workspace whose agents keep up whenever as many
+// changes were in flight (issue 16, item 2).
 func (c *conn) behind() bool {
 	c.mu.Lock()
-	n := c.queuedItems
+	n, b := c.queuedItems, c.queuedBytes
 	c.mu.Unlock()
-	return n*2 >= c.srv.cfg.SendQueue
+	return n >= c.srv.cfg.ShedBehind || b*4 >= c.srv.cfg.SendQueueBytes
 }

@@ -115,7 +115,7 @@ func TestSendShedWhileTheStoreIsBehind(t *testing.T) {
 
 // stuckAgent joins an agent connection of ws to the hub whose writer is
 // stuck in its first write: an agent whose writer does not keep up. The
-// env's Config.SendQueue says when it is behind (at half).
+// env's Config.ShedBehind says when it is behind.
 func stuckAgent(t *testing.T, e *env, ws string) *conn {
 	gate := &gateTransport{release: make(chan struct{})}
 	t.Cleanup(func() { close(gate.release) })
@@ -134,16 +134,16 @@ func queued(c *conn) int {
 	return c.queuedItems
 }
 
-// When a workspace's agents are behind (their send queues half full), its
+// When a workspace's agents are behind (ShedBehind items not yet written), its
 // changes are refused overloaded before they reach the store, while
 // another workspace's are taken.
 func TestChangesShedWhileAgentsAreBehind(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(c *Config) { c.ShedHold, c.SendQueue = time.Hour, 8 })
+	e := newEnv(t, func(c *Config) { c.ShedHold, c.ShedBehind = time.Hour, 4 })
 	v, _ := e.visitor(t, "ws1", nil)
 	conv := v.start()
 	stuck := []*conn{stuckAgent(t, e, "ws1"), stuckAgent(t, e, "ws1")}
-	for i := 1; i <= 4; i++ { // 4 of 8 queued: half full
+	for i := 1; i <= 4; i++ { // 4 queued: behind
 		v.say(conv, fmt.Sprintf("m-%07d", i), "fills the agents' queues")
 	}
 	held := []int{queued(stuck[0]), queued(stuck[1])}
@@ -186,7 +186,7 @@ func TestAnAgentTooSlowStopsHoldingBack(t *testing.T) {
 	// between the sends below (at 10 ms, 200 ms did not: the agent was
 	// already too slow when the first send after the four came, and
 	// nothing was ever shed).
-	e := newEnv(t, func(c *Config) { c.ShedHold, c.SendQueue = 100*time.Millisecond, 8 })
+	e := newEnv(t, func(c *Config) { c.ShedHold, c.ShedBehind = 100*time.Millisecond, 4 })
 	e.agent(t, "ws1")
 	v, _ := e.visitor(t, "ws1", nil)
 	conv := v.start()
@@ -234,14 +234,19 @@ func TestAnAgentTooSlowStopsHoldingBack(t *testing.T) {
 // against the agent too, the changes in flight made every workspace with
 // as many of them stop for a hold at each event (issue 16, item 2).
 func TestAnAgentIsBehindByItsOwnQueue(t *testing.T) {
-	srv := &Server{cfg: Config{SendQueue: 8}}
+	srv := &Server{cfg: Config{ShedBehind: 4, SendQueueBytes: 1 << 20}}
 	agent := &conn{srv: srv, queuedItems: 1}
 	r := &room{agents: map[*conn]struct{}{agent: {}}}
 	if r.lagging(time.Minute) {
 		t.Fatal("an agent with one frame waiting counts as behind")
 	}
-	agent.queuedItems = 4 // half its queue: behind
+	agent.queuedItems = 4 // ShedBehind: behind
 	if !r.lagging(time.Minute) {
-		t.Fatal("an agent with half its queue waiting does not count as behind")
+		t.Fatal("an agent with ShedBehind items waiting does not count as behind")
+	}
+	agent.queuedItems, agent.queuedBytes = 1, 256<<10 // a quarter of SendQueueBytes: behind
+	r.caughtUp(agent)
+	if !r.lagging(time.Minute) {
+		t.Fatal("an agent with a quarter of SendQueueBytes waiting does not count as behind")
 	}
 }
