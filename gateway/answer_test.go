@@ -4,52 +4,21 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 
+	"parley/internal/commitgate"
 	"parley/internal/eventually"
 	"parley/store"
 )
 
-// heldCommits holds the store's writer in the Observer of its next commit
-// once armed, until let go: whatever is queued after that commit is not
-// written meanwhile.
-type heldCommits struct {
-	mu      sync.Mutex
-	armed   bool
-	held    chan struct{}
-	release chan struct{}
-	once    sync.Once
+// holdCommits holds st's writer in a commit of its own (a conversation of
+// ws2 created) and returns once it waits there.
+func holdCommits(t *testing.T, gate *commitgate.Gate, st *store.Store) {
+	gate.Hold(t, func() {
+		st.CreateConversation(context.Background(), store.Conversation{Workspace: "ws2", ID: "c_held", Owner: "v:held"})
+	})
 }
-
-func newHeldCommits() *heldCommits {
-	return &heldCommits{held: make(chan struct{}), release: make(chan struct{})}
-}
-
-func (h *heldCommits) ObserveCommit(time.Duration, int, error) {
-	h.mu.Lock()
-	armed := h.armed
-	h.armed = false
-	h.mu.Unlock()
-	if armed {
-		close(h.held)
-		<-h.release
-	}
-}
-
-// hold makes a commit of st's and returns once its writer waits in it.
-func (h *heldCommits) hold(t *testing.T, st *store.Store) {
-	t.Helper()
-	h.mu.Lock()
-	h.armed = true
-	h.mu.Unlock()
-	t.Cleanup(h.letGo) // before the store closes, even if the test fails
-	go st.CreateConversation(context.Background(), store.Conversation{Workspace: "ws2", ID: "c_held", Owner: "v:held"})
-	<-h.held
-}
-
-func (h *heldCommits) letGo() { h.once.Do(func() { close(h.release) }) }
 
 // A message resent while its first send is decided (delivered) but not yet
 // durable is acked, as a duplicate, only once the first is, after the
@@ -57,18 +26,18 @@ func (h *heldCommits) letGo() { h.once.Do(func() { close(h.release) }) }
 // acked at once.
 func TestResendOfAMessageNotYetDurableIsAckedAfterIt(t *testing.T) {
 	t.Parallel()
-	commits := newHeldCommits()
+	commits := commitgate.New()
 	e := newEnvWith(t, commits, nil)
 	v, _ := e.visitor(t, "ws1", nil)
 	conv := v.start()
-	commits.hold(t, e.st)
+	holdCommits(t, commits, e.st)
 	send := map[string]any{"type": "send", "ref": "s1", "conversation": conv, "id": "m-0000001", "body": "hi"}
 	v.send(send)
 	v.expect("deliver", msgIs("m-0000001")) // decided and published
 	send["ref"] = "s2"
 	v.send(send)
 	v.none("ack", 300*time.Millisecond)
-	commits.letGo()
+	commits.Open()
 	first := v.expect("ack", nil)
 	again := v.expect("ack", nil)
 	if first["ref"] != "s1" || again["ref"] != "s2" || first["dup"] == true || again["dup"] != true || first["seq"] != again["seq"] {
@@ -82,14 +51,14 @@ func TestResendOfAMessageNotYetDurableIsAckedAfterIt(t *testing.T) {
 // its own, and the acks came in whatever order those ran.
 func TestChangesInFlightAreAckedInOrderWithoutAGoroutineEach(t *testing.T) {
 	// Not parallel: it counts the process's goroutines.
-	commits := newHeldCommits()
+	commits := commitgate.New()
 	e := newEnvWith(t, commits, func(c *Config) { c.FrameRate, c.FrameBurst = 1000, 1000 })
 	v, _ := e.visitor(t, "ws1", nil)
 	var convs []string
 	for range 4 {
 		convs = append(convs, v.start())
 	}
-	commits.hold(t, e.st)
+	holdCommits(t, commits, e.st)
 	base := runtime.NumGoroutine()
 	n := e.gw.cfg.MaxInFlight
 	for i := range n {
@@ -107,7 +76,7 @@ func TestChangesInFlightAreAckedInOrderWithoutAGoroutineEach(t *testing.T) {
 	if more := runtime.NumGoroutine() - base; more >= n/4 {
 		t.Fatalf("%d goroutines more with %d changes waiting for a commit", more, n)
 	}
-	commits.letGo()
+	commits.Open()
 	for i := range n {
 		if ack := v.expect("ack", nil); ack["ref"] != fmt.Sprintf("s%02d", i) {
 			t.Fatalf("ack %d is %v's, want s%02d's", i, ack["ref"], i)

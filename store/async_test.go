@@ -5,48 +5,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"parley/internal/commitgate"
 )
-
-// commitGate holds the store's writer in the Observer of its next commit
-// once armed, until released: whatever is queued after that commit stays
-// unwritten meanwhile.
-type commitGate struct {
-	mu      sync.Mutex
-	armed   bool
-	held    chan struct{} // closed once a commit is held
-	release chan struct{}
-	once    sync.Once
-}
-
-// open lets the held commit go (at most once).
-func (g *commitGate) open() { g.once.Do(func() { close(g.release) }) }
-
-func newCommitGate() *commitGate {
-	return &commitGate{held: make(chan struct{}), release: make(chan struct{})}
-}
-
-func (g *commitGate) ObserveCommit(time.Duration, int, error) {
-	g.mu.Lock()
-	armed := g.armed
-	g.armed = false
-	g.mu.Unlock()
-	if armed {
-		close(g.held)
-		<-g.release
-	}
-}
-
-// hold arms the gate and makes a commit (s's writer then waits in it),
-// and returns once the writer is held.
-func (g *commitGate) hold(t *testing.T, s *Store) {
-	t.Helper()
-	g.mu.Lock()
-	g.armed = true
-	g.mu.Unlock()
-	t.Cleanup(g.open) // before the store closes, even if the test fails
-	go s.CreateConversation(context.Background(), Conversation{Workspace: "ws2", ID: "held", Owner: "v:h"})
-	<-g.held
-}
 
 // A message sent again while its first send is not yet durable is answered
 // (a duplicate, with the first's seq) only once that send is: the answer
@@ -55,7 +16,7 @@ func (g *commitGate) hold(t *testing.T, s *Store) {
 func TestDuplicateOfAWriteInFlightWaitsForIt(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	gate := newCommitGate()
+	gate := commitgate.New()
 	published := make(chan Event, 4)
 	s := openTest(t, Config{Observer: gate, OnCommit: func(evs []Event) {
 		for _, e := range evs {
@@ -67,7 +28,9 @@ func TestDuplicateOfAWriteInFlightWaitsForIt(t *testing.T) {
 	if err := s.CreateConversation(ctx, Conversation{Workspace: "ws1", ID: "c1", Owner: "v:a"}); err != nil {
 		t.Fatal(err)
 	}
-	gate.hold(t, s)
+	gate.Hold(t, func() {
+		s.CreateConversation(ctx, Conversation{Workspace: "ws2", ID: "held", Owner: "v:h"})
+	})
 	ch := Change{Kind: Send, Workspace: "ws1", Conversation: "c1", Participant: "v:a", Message: msg("m1", "v:a", "hi", 1)}
 	type answer struct {
 		res Result
@@ -90,7 +53,7 @@ func TestDuplicateOfAWriteInFlightWaitsForIt(t *testing.T) {
 		t.Fatalf("the send was answered (%+v, %v) before its commit", a.res, a.err)
 	case <-time.After(200 * time.Millisecond):
 	}
-	gate.open()
+	gate.Open()
 	a, b := <-first, <-again
 	if a.err != nil || b.err != nil || a.res.Seq != e.Seq || b.res.Seq != e.Seq || a.res.Dup || !b.res.Dup {
 		t.Fatalf("answers %+v / %v and %+v / %v, want seq %d, the second a duplicate", a.res, a.err, b.res, b.err, e.Seq)
@@ -103,7 +66,7 @@ func TestDuplicateOfAWriteInFlightWaitsForIt(t *testing.T) {
 func TestApplyAsyncDecidesNowAndCompletesOnCommit(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	gate := newCommitGate()
+	gate := commitgate.New()
 	var mu sync.Mutex
 	var published []uint64
 	s := openTest(t, Config{Observer: gate, OnCommit: func(evs []Event) {
@@ -116,7 +79,9 @@ func TestApplyAsyncDecidesNowAndCompletesOnCommit(t *testing.T) {
 	if err := s.CreateConversation(ctx, Conversation{Workspace: "ws1", ID: "c1", Owner: "v:a"}); err != nil {
 		t.Fatal(err)
 	}
-	gate.hold(t, s)
+	gate.Hold(t, func() {
+		s.CreateConversation(ctx, Conversation{Workspace: "ws2", ID: "held", Owner: "v:h"})
+	})
 	var waits []Pending
 	for i, id := range []string{"m1", "m2", "m3"} {
 		res, p, err := s.ApplyAsync(ctx, Change{Kind: Send, Workspace: "ws1", Conversation: "c1", Participant: "v:a", Message: msg(id, "v:a", "x", int64(i+1))})
@@ -142,7 +107,7 @@ func TestApplyAsyncDecidesNowAndCompletesOnCommit(t *testing.T) {
 		t.Fatalf("a change completed (%v) before its commit", err)
 	case <-time.After(100 * time.Millisecond):
 	}
-	gate.open()
+	gate.Open()
 	for range waits {
 		if err := <-done; err != nil {
 			t.Fatal(err)
