@@ -122,6 +122,11 @@ type conn struct {
 	closeRef  string
 	ops       chan struct{}
 	opsWG     sync.WaitGroup
+	// answers holds the changes decided and not yet answered, in the
+	// order taken; answering says answerChanges runs (answer.go).
+	answerMu  sync.Mutex
+	answers   []changeWait
+	answering bool
 	bg        sync.WaitGroup // the relay's upstream reader
 
 	mu sync.Mutex // guards what follows

@@ -30,9 +30,6 @@ type room struct {
 	// behindUntil (unix ns): until then the workspace's changes are
 	// refused overloaded, one of its agents being behind (shed.go).
 	behindUntil atomic.Int64
-	// undecided counts the workspace's message changes taken on this node
-	// and not yet published (shed.go).
-	undecided undecided
 	// behind holds the agent connections behind, since when (unix ns);
 	// nBehind counts them (lagging).
 	behindMu sync.Mutex
@@ -131,7 +128,6 @@ func (h *hub) publish(events []store.Event) {
 		it := &outItem{kind: outLive, conv: e.Conversation}
 		switch e.Kind {
 		case store.EventMessage:
-			r.undecided.remove(e.Message.ID)
 			it.seq, it.start, it.at = e.Seq, e.Start, e.Stamp
 			it.data = deliverFrame(e)
 		case store.EventRead:

@@ -106,8 +106,8 @@ func (s *Server) post(ctx context.Context, p Post) (Posted, error) {
 		return Posted{}, postErr(werr)
 	}
 	s.stampChange(&ch, now, PostTransport)
-	s.shed.taken(r, ch.Message.ID)
-	res, err := s.applyChange(ctx, r, ch, "", act, first, now)
+	s.shed.taken()
+	res, err := s.applyChange(ctx, ch, "", act, first, now)
 	if err != nil {
 		return Posted{}, s.postStoreErr(err)
 	}

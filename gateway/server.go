@@ -24,7 +24,11 @@ type Store interface {
 	CreateConversation(ctx context.Context, c store.Conversation) error
 	Conversation(ws, id string) (store.Conversation, error)
 	ConversationsPageFunc(ws, owner string, after store.Cursor, limit int, keep func(store.Conversation) bool) ([]store.Conversation, store.Cursor, error)
-	Apply(ctx context.Context, ch store.Change) (store.Result, error)
+	// ApplyAsync decides a change and publishes its event (store.Store's
+	// ApplyAsync); the Pending's Wait returns once it is durable and, on
+	// a node with peers, confirmed by a second replica (an error wrapping
+	// ErrUnconfirmed: stored here, not confirmed in time).
+	ApplyAsync(ctx context.Context, ch store.Change) (store.Result, store.Pending, error)
 	MarkRead(ctx context.Context, ws, conv, participant string, seq uint64, start time.Time) (bool, error)
 	Events(ws, conv string, after uint64, limit int) ([]store.Event, bool, error)
 	EventsSince(ws, conv string, have map[string]uint64, limit int) ([]store.Event, bool, error)
@@ -110,9 +114,8 @@ type Config struct {
 	WriteTimeout time.Duration
 	// SendQueue is how many items a connection's send queue may hold before
 	// a resume waits for the writer (at half of it), so that a client
-	// resuming many conversations at once takes its replays in turn; an
-	// agent connection with half of it not yet written is behind, and its
-	// workspace's changes are shed (shed.go). Zero: 512.
+	// resuming many conversations at once takes its replays in turn.
+	// Zero: 512.
 	SendQueue int
 	// SendQueueBytes is how many bytes of frames may wait in a
 	// connection's send queue, not yet written; a client that lets more
@@ -194,10 +197,13 @@ type Config struct {
 	// for this reason.
 	ShedPending int
 	// ShedHold is how long a workspace's changes are refused overloaded
-	// once one of its agent connections is behind (its send queue half
-	// full; shed.go); a refusal's retry_ms is between one and two of it.
-	// Zero: 100ms.
+	// once one of its agent connections is behind (ShedBehind; shed.go);
+	// a refusal's retry_ms is between one and two of it. Zero: 100ms.
 	ShedHold time.Duration
+	// ShedBehind is how many items not yet written make an agent
+	// connection behind, its workspace's changes then shed (shed.go); a
+	// quarter of SendQueueBytes not yet written does too. Zero: 2048.
+	ShedBehind int
 	// Limits refuses new conversations and messages of a workspace over its
 	// plan. Zero: no limits.
 	Limits Limits
@@ -312,6 +318,9 @@ func (c *Config) defaults() {
 		c.ShedPending = 4096
 	}
 	def(&c.ShedHold, 100*time.Millisecond)
+	if c.ShedBehind <= 0 {
+		c.ShedBehind = 2048
+	}
 }
 
 // Server is the gateway of one node.

@@ -132,10 +132,11 @@ func (c *conn) drain() {
 }
 
 // handleFrame reads, validates and dispatches one frame of the client's (nil
-// for a binary frame); false when the connection ends with it. Slow work
-// (anything waiting for the store's fsync) runs in op goroutines bounded
-// per connection, so that one client's acks never hold up its pings or
-// reads.
+// for a binary frame); false when the connection ends with it. Nothing
+// here waits for the store's fsync: a change is decided here and answered
+// by the connection's answering goroutine once durable (answer.go), other
+// slow work runs in op goroutines, both bounded per connection, so that
+// one client's acks never hold up its pings or reads.
 func (c *conn) handleFrame(ctx context.Context, data []byte) bool {
 	if c.relaying.Load() {
 		return c.relayFrame(ctx, data)
@@ -312,8 +313,7 @@ func (c *conn) start(ctx context.Context, f inFrame) *wireError {
 		return errf(wire.CodeForbidden, "start: only visitors start conversations")
 	}
 	now := time.Now()
-	r, werr := c.overloaded(now)
-	if werr != nil {
+	if werr := c.overloaded(now); werr != nil {
 		return werr
 	}
 	if werr := c.srv.overLimit(c.id.Workspace, now); werr != nil {
@@ -325,10 +325,10 @@ func (c *conn) start(ctx context.Context, f inFrame) *wireError {
 	var raw [12]byte
 	rand.Read(raw[:])
 	conv := store.Conversation{Workspace: c.id.Workspace, ID: "c_" + hex.EncodeToString(raw[:]), Owner: c.id.Participant, OwnerName: c.id.Name}
-	c.srv.shed.taken(r, "")
+	c.srv.shed.taken()
 	c.async(func() {
 		err := c.srv.cfg.Store.CreateConversation(ctx, conv)
-		c.srv.shed.answered(r, "")
+		c.srv.shed.answered()
 		if err != nil {
 			c.replyErr(f.Ref, c.storeError(err))
 			return
@@ -586,8 +586,7 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) (werr *wire
 			}
 		}()
 	}
-	r, werr := c.overloaded(now)
-	if werr != nil {
+	if werr := c.overloaded(now); werr != nil {
 		return werr
 	}
 	if werr := c.authorize(f.Conversation); werr != nil {
@@ -620,31 +619,18 @@ func (c *conn) change(ctx context.Context, f inFrame, now time.Time) (werr *wire
 		c.clearTyping(f.Conversation, now)
 	}
 	c.srv.stampChange(&ch, now, c.t.Name())
-	c.srv.shed.taken(r, ch.Message.ID)
-	// The op takes what it answers with, not the whole frame: captured,
-	// the frame would be moved to the heap for every change.
-	ref, conv, id := f.Ref, f.Conversation, f.ID
-	c.async(func() {
-		defer span.End()
-		res, err := c.srv.applyChange(ctx, r, ch, c.ip, act, first, now)
-		if !(ch.Kind == store.Send && res.Changed) && first {
-			c.uncountable(ch.Conversation)
-		}
-		if err != nil {
-			werr := c.storeError(err)
-			if span.IsRecording() {
-				span.SetAttributes(tracing.Code(werr.Code))
-				tracing.Fail(span, "not acknowledged")
-			}
-			c.replyErr(ref, werr)
-			return
-		}
-		if span.IsRecording() {
-			span.SetAttributes(tracing.Seq(res.Seq), tracing.Dup(res.Dup))
-		}
-		created := res.Message.Created
-		c.send(&outItem{kind: outFrame, data: encodeAck(wire.Ack{Type: wire.TypeAck, Ref: ref, Conversation: conv, ID: id, Seq: res.Seq, TS: &created, Dup: res.Dup})})
-	})
+	// A place among the connection's changes in flight first: a client
+	// with too many unanswered is slowed down here, not buffered without
+	// end.
+	c.ops <- struct{}{}
+	c.opsWG.Add(1)
+	c.srv.shed.taken()
+	// Decided and published here, on the reader: the answer waits for
+	// the commit on the connection's answering goroutine (answer.go), if
+	// there is anything to wait for.
+	res, p, err := c.srv.cfg.Store.ApplyAsync(ctx, ch)
+	c.queueAnswer(changeWait{p: p, err: err, res: res, span: span, ref: f.Ref, conv: f.Conversation, id: f.ID,
+		taken: takenChange{ws: ch.Workspace, ip: c.ip, kind: ch.Kind, plain: ch.Message.Kind == "", act: act, first: first, now: now}})
 	return nil
 }
 
@@ -728,39 +714,74 @@ func (s *Server) stampChange(ch *store.Change, now time.Time, transport string) 
 
 // applyChange hands an admitted, stamped change to the store (on a node
 // with peers, acknowledged once a second replica has it too) after the
-// shedder counted it taken (shed.taken), and counts what it stored for the
-// plan; a send that stored nothing gives back its place in the address's
-// part of the plan. Its event reaches subscribers and peers through the
+// shedder counted it taken (shed.taken), waits for its answer and settles
+// it (settle). Its event reaches subscribers and peers through the
 // store's OnCommit, as every change's does.
-func (s *Server) applyChange(ctx context.Context, r *room, ch store.Change, ip string, act action, first bool, now time.Time) (store.Result, error) {
-	res, err := s.cfg.Store.Apply(ctx, ch)
-	s.shed.answered(r, ch.Message.ID)
-	if ch.Kind == store.Send && res.Changed && ch.Message.Kind != "" {
+func (s *Server) applyChange(ctx context.Context, ch store.Change, ip string, act action, first bool, now time.Time) (store.Result, error) {
+	res, p, err := s.cfg.Store.ApplyAsync(ctx, ch)
+	res, err = waited(res, p, err)
+	s.settle(&takenChange{ws: ch.Workspace, ip: ip, kind: ch.Kind, plain: ch.Message.Kind == "", act: act, first: first, now: now}, res.Changed)
+	return res, err
+}
+
+// waited is the answer to a change the store decided (res, or err) once
+// its Pending p completed: a change whose commit failed stored nothing,
+// and its result says nothing; one stored here that no second replica
+// confirmed (ErrUnconfirmed) keeps its result, for settle.
+func waited(res store.Result, p store.Pending, err error) (store.Result, error) {
+	if err != nil || p == nil {
+		return res, err
+	}
+	if err := p.Wait(); err != nil {
+		if !errors.Is(err, ErrUnconfirmed) {
+			res = store.Result{}
+		}
+		return res, err
+	}
+	return res, nil
+}
+
+// takenChange is a change handed to the store, for what its answer
+// settles.
+type takenChange struct {
+	ws    string
+	ip    string
+	kind  store.ChangeKind
+	plain bool // a message of the plan's, not an inbox change or the visitor's context
+	act   action
+	first bool
+	now   time.Time
+}
+
+// settle ends what taking a change began, once the store answered it
+// (changed: it stored something): the shedder's count, and the plan's
+// for what it stored; a send that stored nothing gives back its place in
+// the address's part of the plan.
+func (s *Server) settle(t *takenChange, changed bool) {
+	s.shed.answered()
+	if t.kind == store.Send && changed && !t.plain {
 		// An inbox change or the visitor's context: no message of the
 		// plan's.
-	} else if ch.Kind == store.Send && res.Changed {
+	} else if t.kind == store.Send && changed {
 		// Stored here, counted here, even when the answer is an error
 		// (no replica confirmed it yet): the resend finds it stored.
 		// The conversation counts with its first message: one started
 		// and left empty never does, so a flood of starts costs the
 		// plan nothing.
 		var convs int64
-		if first {
+		if t.first {
 			convs = 1
 		}
-		s.cfg.Meter.Count(ch.Workspace, convs, 1)
+		s.cfg.Meter.Count(t.ws, convs, 1)
 	} else {
-		s.budgets.giveBack(ch.Workspace, ip, act, now)
+		s.budgets.giveBack(t.ws, t.ip, t.act, t.now)
 	}
-	return res, err
 }
 
 // overloaded refuses a change when the node is past what it can carry
-// (shed.go), before any work is done for it; else it returns the room the
-// change counts in while the store has it.
-func (c *conn) overloaded(now time.Time) (*room, *wireError) {
-	r := c.srv.hub.room(c.id.Workspace)
-	return r, c.srv.shed.overloaded(r, now)
+// (shed.go), before any work is done for it.
+func (c *conn) overloaded(now time.Time) *wireError {
+	return c.srv.shed.overloaded(c.srv.hub.room(c.id.Workspace), now)
 }
 
 // firstMessage says whether a send to conv would be the first message of
@@ -838,34 +859,15 @@ func (c *conn) read(ctx context.Context, f inFrame, now time.Time) *wireError {
 }
 
 // async runs fn in an op goroutine, waiting for a free slot first: a client
-// with too many changes in flight is slowed down, not buffered without end.
+// with too many ops in flight is slowed down, not buffered without end.
+// (A change takes a slot too, without a goroutine: change.)
 func (c *conn) async(fn func()) {
 	c.ops <- struct{}{}
 	c.opsWG.Add(1)
 	go func() {
 		defer func() { <-c.ops; c.opsWG.Done() }()
-		growStack(0)
 		fn()
 	}()
-}
-
-// opStack is the stack an op goroutine makes room for before its change
-// goes to the store: the store's sequencer runs deep (a message's states
-// passed by value), and a goroutine started with the runtime's small
-// stack grew it there, copying and adjusting every frame above, twice or
-// more per message: 15 % of a node's CPU at saturation (issue 16, item 2;
-// docs/benchmarks.md). One growth first, with nothing on the stack yet,
-// is cheap; 8 KiB here makes it 16 KiB, enough for the whole path (with
-// 16 KiB here the collector's shrinking and regrowing cost as much).
-const opStack = 8 << 10
-
-// growStack grows the goroutine's stack by opStack at once.
-//
-//go:noinline
-func growStack(i int) byte {
-	var b [opStack]byte
-	b[i] = 1
-	return b[len(b)-1-i]
 }
 
 // storeError maps store errors to wire errors.

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"math/rand/v2"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -13,34 +12,42 @@ import (
 // what it can carry refuses new changes (send, edit, delete, start) with
 // overloaded and a retry_ms, before it does any work for them: nothing is
 // stored, no budget is drawn on, and the reads, acks, resumes and
-// heartbeats of every connection go on being served. Three signs say the
+// heartbeats of every connection go on being served. Two signs say the
 // node is past it:
 //
 //   - its store: more changes of all connections wait for the store than
 //     Config.ShedPending (the store's writer cannot keep up, and every
 //     ack would wait longer still);
 //   - its fan-out: one of a workspace's agent connections is behind when
-//     an event of the workspace is queued on it (hub.publish): half of
-//     Config.SendQueue waits for it, not yet written (conn.behind). With
-//     the changes not yet decided (at most as many, the third sign) it
-//     would hold a send queue's worth, far below Config.SendQueueBytes.
-//     Its writer cannot keep up, and more events would
-//     pile up past Config.SendQueueBytes and close it as a slow consumer,
-//     to reconnect and replay. The workspace's changes are then
-//     refused for Config.ShedHold, after which the next event tells
-//     again. A connection behind for slowAfterHolds holds in a row is
-//     too slow to wait for even with nothing new for it: it no longer
-//     counts, and is closed as a slow consumer when its bytes pass
-//     Config.SendQueueBytes;
-//   - its CPU: a workspace has half a send queue of changes taken but not
-//     yet decided. A change is decided (and queued for its recipients) by
-//     the store's sequencer microseconds after it is taken, unless the
-//     node has no CPU to spare; those would all land on the agents'
-//     queues at once.
+//     an event of the workspace is queued on it (hub.publish):
+//     Config.ShedBehind items, or a quarter of Config.SendQueueBytes,
+//     wait for it, not yet written (conn.behind). Its writer cannot keep
+//     up, and more events would pile up past Config.SendQueueBytes and
+//     close it as a slow consumer, to reconnect and replay. The
+//     workspace's changes are then refused for Config.ShedHold, after
+//     which the next event tells again. A connection behind for
+//     slowAfterHolds holds in a row is too slow to wait for even with
+//     nothing new for it: it no longer counts, and is closed as a slow
+//     consumer when its bytes pass Config.SendQueueBytes.
+//
+// A change taken is decided (given its seq, and its event queued for its
+// recipients) by the reader that took it, before the reader reads on
+// (conn.change). So once a workspace's changes are refused, nothing more
+// of it lands on its agents' queues but the changes its readers were
+// deciding at that moment (one each): the queues only drain, and the
+// fan-out's sign needs no margin for changes taken and not yet decided.
+// Its bound is set by what a burst of the readers' decisions brings at
+// once (2,048 changes in flight from 32 connections, one agent receiving
+// them all, is a burst, not a slow agent: about 700 KB), the bytes' bound
+// by the slow consumer's. (Before, each change waited for a goroutine of
+// its own to decide it, a third sign refused a workspace's changes while
+// half a send queue of them were not yet decided, and an agent was
+// behind at half a send queue, 256 items: with the decision in the
+// reader the third sign never fired and the 256 items were passed by
+// every burst, issue 16 item 2, docs/benchmarks.md.)
 type shedder struct {
 	maxPending int64 // < 0: the store's sign is off
 	hold       time.Duration
-	half       int64 // half a connection's send queue
 	// pending counts the changes handed to the store and not yet
 	// answered, over every connection.
 	pending atomic.Int64
@@ -51,7 +58,7 @@ type shedder struct {
 const slowAfterHolds = 20
 
 func newShedder(cfg *Config) *shedder {
-	return &shedder{maxPending: int64(cfg.ShedPending), hold: cfg.ShedHold, half: int64(cfg.SendQueue / 2)}
+	return &shedder{maxPending: int64(cfg.ShedPending), hold: cfg.ShedHold}
 }
 
 // overloaded is the wire error refusing a change of r's workspace, nil
@@ -64,8 +71,6 @@ func (s *shedder) overloaded(r *room, now time.Time) *wireError {
 		why = "too many changes waiting for the store"
 	case r != nil && r.behindUntil.Load() > now.UnixNano():
 		why = "the workspace's agents are behind"
-	case r != nil && r.undecided.n.Load() >= s.half:
-		why = "too many of the workspace's changes not yet decided"
 	default:
 		return nil
 	}
@@ -77,68 +82,20 @@ func (s *shedder) overloaded(r *room, now time.Time) *wireError {
 	return e
 }
 
-// taken counts a change of r's workspace (r may be nil) handed to the
-// store: a message change (id not empty) is undecided until its event is
-// published (hub.publish) or the store answered; answered ends it.
-func (s *shedder) taken(r *room, id string) {
-	s.pending.Add(1)
-	if r != nil && id != "" {
-		r.undecided.add(id)
-	}
-}
+// taken counts a change handed to the store, until answered.
+func (s *shedder) taken() { s.pending.Add(1) }
 
-func (s *shedder) answered(r *room, id string) {
-	s.pending.Add(-1)
-	if r != nil && id != "" {
-		r.undecided.remove(id) // the change published nothing (a resend, an error)
-	}
-}
-
-// undecided counts, by message id, a room's message changes taken and not
-// yet published.
-type undecided struct {
-	n   atomic.Int64
-	mu  sync.Mutex
-	ids map[string]int
-}
-
-func (u *undecided) add(id string) {
-	u.mu.Lock()
-	if u.ids == nil {
-		u.ids = map[string]int{}
-	}
-	u.ids[id]++
-	u.n.Add(1)
-	u.mu.Unlock()
-}
-
-// remove ends one undecided change of message id, if there is one.
-func (u *undecided) remove(id string) {
-	if u.n.Load() == 0 {
-		return
-	}
-	u.mu.Lock()
-	if k := u.ids[id]; k > 0 {
-		if k == 1 {
-			delete(u.ids, id)
-		} else {
-			u.ids[id] = k - 1
-		}
-		u.n.Add(-1)
-	}
-	u.mu.Unlock()
-}
+func (s *shedder) answered() { s.pending.Add(-1) }
 
 // behind is whether a connection's items not yet written are at least
-// half of Config.SendQueue: its writer is behind by that much (long
-// before the bytes waiting make it a slow consumer,
-// Config.SendQueueBytes). The workspace's changes not yet decided do not
-// count here: they have a sign of their own, bounded by the same half,
-// and counting them here too held a workspace whose agents keep up
-// whenever as many changes were in flight (issue 16, item 2).
+// Config.ShedBehind, or its bytes a quarter of Config.SendQueueBytes: its
+// writer is behind by that much (long before the bytes waiting make it a
+// slow consumer). Only what is queued counts: counting the changes in
+// flight too held a workspace whose agents keep up whenever as many
+// changes were in flight (issue 16, item 2).
 func (c *conn) behind() bool {
 	c.mu.Lock()
-	n := c.queuedItems
+	n, b := c.queuedItems, c.queuedBytes
 	c.mu.Unlock()
-	return n*2 >= c.srv.cfg.SendQueue
+	return n >= c.srv.cfg.ShedBehind || b*4 >= c.srv.cfg.SendQueueBytes
 }

@@ -13,18 +13,34 @@ import (
 	"parley/store"
 )
 
-// heldStore holds every Apply until release is closed: a store whose
-// writer does not keep up.
+// heldStore holds every change's answer until release is closed: a store
+// whose writer does not keep up.
 type heldStore struct {
 	Store
 	release chan struct{}
 	applies atomic.Int32
 }
 
-func (h *heldStore) Apply(ctx context.Context, ch store.Change) (store.Result, error) {
+func (h *heldStore) ApplyAsync(ctx context.Context, ch store.Change) (store.Result, store.Pending, error) {
 	h.applies.Add(1)
-	<-h.release
-	return h.Store.Apply(ctx, ch)
+	res, p, err := h.Store.ApplyAsync(ctx, ch)
+	if err != nil {
+		return res, p, err
+	}
+	return res, heldPending{h.release, p}, nil
+}
+
+type heldPending struct {
+	release <-chan struct{}
+	p       store.Pending
+}
+
+func (p heldPending) Wait() error {
+	<-p.release
+	if p.p == nil {
+		return nil
+	}
+	return p.p.Wait()
 }
 
 // shedCount counts the overloaded error frames, as the node's
@@ -99,7 +115,7 @@ func TestSendShedWhileTheStoreIsBehind(t *testing.T) {
 
 // stuckAgent joins an agent connection of ws to the hub whose writer is
 // stuck in its first write: an agent whose writer does not keep up. The
-// env's Config.SendQueue says when it is behind (at half).
+// env's Config.ShedBehind says when it is behind.
 func stuckAgent(t *testing.T, e *env, ws string) *conn {
 	gate := &gateTransport{release: make(chan struct{})}
 	t.Cleanup(func() { close(gate.release) })
@@ -118,16 +134,16 @@ func queued(c *conn) int {
 	return c.queuedItems
 }
 
-// When a workspace's agents are behind (their send queues half full), its
+// When a workspace's agents are behind (ShedBehind items not yet written), its
 // changes are refused overloaded before they reach the store, while
 // another workspace's are taken.
 func TestChangesShedWhileAgentsAreBehind(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(c *Config) { c.ShedHold, c.SendQueue = time.Hour, 8 })
+	e := newEnv(t, func(c *Config) { c.ShedHold, c.ShedBehind = time.Hour, 4 })
 	v, _ := e.visitor(t, "ws1", nil)
 	conv := v.start()
 	stuck := []*conn{stuckAgent(t, e, "ws1"), stuckAgent(t, e, "ws1")}
-	for i := 1; i <= 4; i++ { // 4 of 8 queued: half full
+	for i := 1; i <= 4; i++ { // 4 queued: behind
 		v.say(conv, fmt.Sprintf("m-%07d", i), "fills the agents' queues")
 	}
 	held := []int{queued(stuck[0]), queued(stuck[1])}
@@ -170,7 +186,7 @@ func TestAnAgentTooSlowStopsHoldingBack(t *testing.T) {
 	// between the sends below (at 10 ms, 200 ms did not: the agent was
 	// already too slow when the first send after the four came, and
 	// nothing was ever shed).
-	e := newEnv(t, func(c *Config) { c.ShedHold, c.SendQueue = 100*time.Millisecond, 8 })
+	e := newEnv(t, func(c *Config) { c.ShedHold, c.ShedBehind = 100*time.Millisecond, 4 })
 	e.agent(t, "ws1")
 	v, _ := e.visitor(t, "ws1", nil)
 	conv := v.start()
@@ -213,51 +229,24 @@ func TestAnAgentTooSlowStopsHoldingBack(t *testing.T) {
 	}
 }
 
-// A workspace with half a send queue of message changes taken and not yet
-// decided is refused; each change stops counting once its event is
-// published or the store answered, whichever comes first, and only once.
-func TestUndecidedChangesAreCountedOnce(t *testing.T) {
-	s := &shedder{maxPending: -1, hold: time.Millisecond, half: 2}
-	r := &room{}
-	now := time.Now()
-	s.taken(r, "m1")
-	if werr := s.overloaded(r, now); werr != nil {
-		t.Fatalf("one undecided: %v", werr)
-	}
-	s.taken(r, "m2")
-	if werr := s.overloaded(r, now); werr == nil || werr.Code != wire.CodeOverloaded || werr.retry <= 0 {
-		t.Fatalf("two undecided: %v", werr)
-	}
-	r.undecided.remove("m1") // its event published
-	if werr := s.overloaded(r, now); werr != nil {
-		t.Fatalf("m1 published: %v", werr)
-	}
-	s.answered(r, "m1") // then acked: counted already
-	s.taken(r, "m2")    // a resend while the first is in the store
-	s.answered(r, "m2") // the first answered
-	s.answered(r, "m2") // the resend answered: a duplicate, published nothing
-	if n, p := r.undecided.n.Load(), s.pending.Load(); n != 0 || p != 0 {
-		t.Fatalf("left counted: %d undecided, %d pending", n, p)
-	}
-}
-
-// An agent connection keeping up (one frame waiting) does not hold its
-// workspace back because changes are in flight: those are the third
-// sign's, refused past half a send queue of their own. Counted against
-// the agent too, they made every workspace with as many changes in
-// flight stop for a hold at each event (issue 16, item 2).
-func TestChangesInFlightDoNotMakeAnAgentBehind(t *testing.T) {
-	srv := &Server{cfg: Config{SendQueue: 8}}
+// An agent connection keeping up (one frame waiting) is not behind, however
+// many changes are in flight: only the frames queued on it count. Counted
+// against the agent too, the changes in flight made every workspace with
+// as many of them stop for a hold at each event (issue 16, item 2).
+func TestAnAgentIsBehindByItsOwnQueue(t *testing.T) {
+	srv := &Server{cfg: Config{ShedBehind: 4, SendQueueBytes: 1 << 20}}
 	agent := &conn{srv: srv, queuedItems: 1}
 	r := &room{agents: map[*conn]struct{}{agent: {}}}
-	for _, id := range []string{"m1", "m2", "m3"} { // 3 of the 4 the third sign allows
-		r.undecided.add(id)
-	}
 	if r.lagging(time.Minute) {
-		t.Fatal("an agent with one frame waiting counts as behind while changes are in flight")
+		t.Fatal("an agent with one frame waiting counts as behind")
 	}
-	agent.queuedItems = 4 // half its queue: behind
+	agent.queuedItems = 4 // ShedBehind: behind
 	if !r.lagging(time.Minute) {
-		t.Fatal("an agent with half its queue waiting does not count as behind")
+		t.Fatal("an agent with ShedBehind items waiting does not count as behind")
+	}
+	agent.queuedItems, agent.queuedBytes = 1, 256<<10 // a quarter of SendQueueBytes: behind
+	r.caughtUp(agent)
+	if !r.lagging(time.Minute) {
+		t.Fatal("an agent with a quarter of SendQueueBytes waiting does not count as behind")
 	}
 }

@@ -36,6 +36,9 @@ func (o *op) wait() error {
 	return o.res
 }
 
+// Wait is wait, for Pending.
+func (o *op) Wait() error { return o.wait() }
+
 func (o *op) run(b *batch) error {
 	if o.seq != nil {
 		return b.write(o.seq)

@@ -193,20 +193,48 @@ func (s *Store) CreateConversation(ctx context.Context, c Conversation) error {
 
 // Apply durably applies a message change and returns once it is fsynced.
 func (s *Store) Apply(ctx context.Context, ch Change) (Result, error) {
-	if err := ctx.Err(); err != nil {
-		return Result{}, err
-	}
-	var res Result
-	w, err := s.sequence(&ch, &res)
-	if err != nil || w == nil {
+	res, p, err := s.ApplyAsync(ctx, ch)
+	if err != nil || p == nil {
 		return res, err
 	}
 	// Once queued, the change may commit: wait for its fate even if ctx
 	// ends, so that no caller reports failure for something stored.
-	if err := w.wait(); err != nil {
+	if err := p.Wait(); err != nil {
 		return Result{}, err
 	}
 	return res, nil
+}
+
+// Pending is a change ApplyAsync decided and published whose answer
+// waits for a commit.
+type Pending interface {
+	// Wait waits until the commit is durable and returns its outcome:
+	// an error says that what the change's Result reports may not be
+	// stored. It may be called more than once.
+	Wait() error
+}
+
+// ApplyAsync is Apply that returns once the change is decided and its
+// event published (OnCommit), on the caller's goroutine and without
+// starting one: its Result is final, and its Pending, nil when there is
+// nothing to wait for, says when that is durable. A change that writes
+// something waits for its own commit; one that writes nothing (a
+// duplicate, a change made already) waits for the commit of its
+// message's latest write still in flight, if there is one, so that what
+// its Result reports is durable too when Wait returns. Commits are made
+// in the order changes are queued: of one caller's changes, each Pending
+// completes no later than the next one's. An error here is final (the
+// change was not stored).
+func (s *Store) ApplyAsync(ctx context.Context, ch Change) (Result, Pending, error) {
+	if err := ctx.Err(); err != nil {
+		return Result{}, nil, err
+	}
+	var res Result
+	o, err := s.sequence(&ch, &res)
+	if err != nil || o == nil {
+		return res, nil, err
+	}
+	return res, o, nil
 }
 
 // MarkRead durably moves participant's read receipt in a conversation forward

@@ -83,6 +83,9 @@ type msgState struct {
 	msg      *crdt.Message // the state of its latest write (write.ev)
 	rec      msgRecord
 	inflight int
+	// last is its latest write: a change that writes nothing to the
+	// message (a duplicate) is answered once that is durable.
+	last *write
 }
 
 // write is one sequenced change, for the writer to make durable: a message
@@ -243,8 +246,10 @@ func decide(ch Change, cur crdt.Message, rec msgRecord, found bool) (merged crdt
 // sequence decides ch, and for a change that writes, takes its seq, records
 // it as in flight, publishes its event and queues its write, all under the
 // conversation's lock so that each conversation's events are published and
-// queued in seq order.
-func (s *Store) sequence(ch *Change, res *Result) (*write, error) {
+// queued in seq order. It returns the op whose commit answers the change:
+// its own write's, or for a change that writes nothing the latest write
+// of its message still in flight; nil when none is.
+func (s *Store) sequence(ch *Change, res *Result) (*op, error) {
 	q := &s.seq
 	// Room first, before the conversation's lock: once its event is
 	// published, a write must be queued.
@@ -254,13 +259,18 @@ func (s *Store) sequence(ch *Change, res *Result) (*write, error) {
 	cs := q.acquire(ch.Workspace, ch.Conversation)
 	w, err := s.decideLocked(cs, ch, res)
 	if w == nil {
+		var after *op
+		if ms := cs.msgs[ch.Message.ID]; err == nil && ms != nil {
+			// What the answer reports is not durable yet.
+			after = &ms.last.op
+		}
 		q.release(cs)
 		s.unreserve()
-		return nil, err
+		return after, err
 	}
 	// The reference stays with the write in flight, until written.
 	cs.mu.Unlock()
-	return w, nil
+	return &w.op, nil
 }
 
 // decideLocked is sequence with the conversation's lock held.
@@ -329,7 +339,7 @@ func (s *Store) appendEvent(cs *convState, merged crdt.Message, rec msgRecord, f
 		ms = &w.ms
 		cs.msgs[merged.ID] = ms
 	}
-	ms.msg, ms.rec = w.msg(), rec
+	ms.msg, ms.rec, ms.last = w.msg(), rec, w
 	ms.inflight++
 	cs.inflight++
 	if !found {

@@ -9,6 +9,8 @@ import (
 	"parley/gateway"
 	"parley/store"
 	"parley/tracing"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 type ackKey struct {
@@ -39,35 +41,95 @@ type AckedStore struct {
 	Replicator *Replicator
 }
 
-// Apply applies a change and confirms it (Replicator.Confirm). When ctx
-// carries a recorded span (the client's change), the store's part is the
-// span parley.commit, decided, published and durable here, under which
-// the event is fanned out and replicated (its Trace), and the wait for a
-// second replica the span parley.confirm.
+// Apply applies a change and confirms it: ApplyAsync, then its Wait.
 func (s AckedStore) Apply(ctx context.Context, ch store.Change) (store.Result, error) {
+	res, p, err := s.ApplyAsync(ctx, ch)
+	if err != nil || p == nil {
+		return res, err
+	}
+	if err := p.Wait(); err != nil {
+		if !errors.Is(err, gateway.ErrUnconfirmed) {
+			res = store.Result{}
+		}
+		return res, err
+	}
+	return res, nil
+}
+
+// ApplyAsync decides and publishes a change (the store's ApplyAsync) and
+// returns what waits for it to be durable here and confirmed
+// (Replicator.Confirm): the wait for a second replica of a change it
+// stored starts now, so that the confirmations of a connection's changes,
+// waited for in turn, run out at once rather than one after another.
+// When ctx carries a recorded span (the client's change), the store's
+// part is the span parley.commit, decided, published and durable here,
+// under which the event is fanned out and replicated (its Trace), and the
+// wait for a second replica the span parley.confirm.
+func (s AckedStore) ApplyAsync(ctx context.Context, ch store.Change) (store.Result, store.Pending, error) {
 	tr := s.Replicator.cfg.Tracer
 	cctx, span := tr.Child(ctx, "parley.commit")
 	if span.IsRecording() {
 		ch.Trace = cctx
 	}
-	res, err := s.Store.Apply(ctx, ch)
+	res, p, err := s.Store.ApplyAsync(ctx, ch)
+	if err != nil {
+		if span.IsRecording() {
+			span.SetAttributes(tracing.Seq(res.Seq), tracing.Dup(res.Dup))
+			tracing.Fail(span, "not stored")
+		}
+		span.End()
+		return res, nil, err
+	}
+	a := &ackedPending{r: s.Replicator, ctx: ctx, span: span, p: p, ws: ch.Workspace, conv: ch.Conversation, seq: res.Seq, dup: res.Dup}
+	if res.Changed {
+		a.conf = s.Replicator.startConfirm(ctx, ch.Workspace, ch.Conversation, res.Seq)
+	}
+	return res, a, nil
+}
+
+// ackedPending is AckedStore's Pending: the store's commit, then a second
+// replica's confirmation.
+type ackedPending struct {
+	r    *Replicator
+	ctx  context.Context
+	span trace.Span // parley.commit
+	p    store.Pending
+	conf *confirmation // the change's own event's, started when decided
+	ws   string
+	conv string
+	seq  uint64
+	dup  bool
+}
+
+func (a *ackedPending) Wait() error {
+	var err error
+	if a.p != nil {
+		err = a.p.Wait()
+	}
+	span := a.span
 	if span.IsRecording() {
-		span.SetAttributes(tracing.Seq(res.Seq), tracing.Dup(res.Dup))
+		span.SetAttributes(tracing.Seq(a.seq), tracing.Dup(a.dup))
 		if err != nil {
 			tracing.Fail(span, "not stored")
 		}
 	}
 	span.End()
 	if err != nil {
-		return res, err
+		a.conf.cancel()
+		return err
 	}
-	_, span = tr.Child(ctx, "parley.confirm")
-	err = s.Replicator.Confirm(ctx, ch, res)
+	_, span = a.r.cfg.Tracer.Child(a.ctx, "parley.confirm")
+	switch {
+	case a.conf != nil:
+		err = a.conf.wait()
+	case a.dup:
+		err = a.r.confirmExisting(a.ctx, a.ws, a.conv, a.seq)
+	}
 	if err != nil {
 		tracing.Fail(span, "unconfirmed")
 	}
 	span.End()
-	return res, err
+	return err
 }
 
 // Confirm waits until a second replica has stored the change this node
@@ -78,17 +140,18 @@ func (s AckedStore) Apply(ctx context.Context, ch store.Change) (store.Result, e
 func (r *Replicator) Confirm(ctx context.Context, ch store.Change, res store.Result) error {
 	switch {
 	case res.Changed:
-		return r.confirm(ctx, ch.Workspace, ch.Conversation, res.Seq)
+		return r.startConfirm(ctx, ch.Workspace, ch.Conversation, res.Seq).wait()
 	case res.Dup:
 		return r.confirmExisting(ctx, ch.Workspace, ch.Conversation, res.Seq)
 	}
 	return nil
 }
 
-// confirm waits until a second replica has stored the event at seq (this
-// node's own, just applied), when one is alive. A replica that lacks
-// earlier events of this node is sent them first.
-func (r *Replicator) confirm(ctx context.Context, ws, conv string, seq uint64) error {
+// startConfirm starts waiting until a second replica has stored the event
+// at seq (this node's own, just published), when one is alive: nil when
+// none is. A replica that lacks earlier events of this node is sent them
+// first.
+func (r *Replicator) startConfirm(ctx context.Context, ws, conv string, seq uint64) *confirmation {
 	r.mu.Lock()
 	w := r.acks[ackKey{ws, conv, seq}]
 	delete(r.acks, ackKey{ws, conv, seq})
@@ -96,17 +159,28 @@ func (r *Replicator) confirm(ctx context.Context, ws, conv string, seq uint64) e
 	if w == nil {
 		return nil // no other replica alive when it was published
 	}
-	return r.wait(ctx, conv, w)
+	return r.startWait(ctx, conv, w)
 }
 
-func (r *Replicator) wait(ctx context.Context, conv string, w *ackWait) error {
+// confirmation is the wait for the replicas' answers to one event, each
+// within confirmTimeout of its start; wait collects them.
+type confirmation struct {
+	r       *Replicator
+	conv    string
+	n       int
+	results chan error
+	stop    context.CancelFunc
+}
+
+// startWait starts waiting for w's answers: nil when only serving nodes
+// were sent the event (no other replica is alive).
+func (r *Replicator) startWait(ctx context.Context, conv string, w *ackWait) *confirmation {
 	r.repairServing(w)
 	if len(w.answers) == 0 {
-		return nil // only serving nodes: no other replica is alive
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, confirmTimeout)
-	defer cancel()
-	results := make(chan error, len(w.answers))
+	c := &confirmation{r: r, conv: conv, n: len(w.answers), results: make(chan error, len(w.answers)), stop: cancel}
 	for i, ch := range w.answers {
 		go func() {
 			var err error
@@ -119,19 +193,36 @@ func (r *Replicator) wait(ctx context.Context, conv string, w *ackWait) error {
 			if errors.As(err, &gaps) {
 				err = r.repair(ctx, w.peers[i], gaps.Gaps)
 			}
-			results <- err
+			c.results <- err
 		}()
 	}
+	return c
+}
+
+// wait returns nil at the first replica's confirmation (nil c: nothing to
+// wait for), else gateway.ErrUnconfirmed with every replica's error.
+func (c *confirmation) wait() error {
+	if c == nil {
+		return nil
+	}
+	defer c.stop()
 	var errs []error
-	for range w.answers {
-		err := <-results
+	for range c.n {
+		err := <-c.results
 		if err == nil {
 			return nil
 		}
 		errs = append(errs, err)
 	}
-	r.log.Warn("replication: no second replica confirmed an event", "conversation", conv, "err", errors.Join(errs...))
+	c.r.log.Warn("replication: no second replica confirmed an event", "conversation", c.conv, "err", errors.Join(errs...))
 	return fmt.Errorf("%w: %v", gateway.ErrUnconfirmed, errors.Join(errs...))
+}
+
+// cancel gives up the wait (the change was not stored here).
+func (c *confirmation) cancel() {
+	if c != nil {
+		c.stop()
+	}
 }
 
 // repairServing sends each serving node that reports a gap what it lacks,
@@ -192,7 +283,7 @@ func (r *Replicator) repair(ctx context.Context, peer string, gaps []Gap) error 
 	return nil
 }
 
-// confirmExisting is confirm for a message sent again (a retry): its event
+// confirmExisting is Confirm for a message sent again (a retry): its event
 // is queued to the replicas once more, which store it once.
 func (r *Replicator) confirmExisting(ctx context.Context, ws, conv string, seq uint64) error {
 	evs, _, err := r.st.Events(ws, conv, seq-1, 1)
@@ -205,7 +296,7 @@ func (r *Replicator) confirmExisting(ctx context.Context, ws, conv string, seq u
 	if w == nil {
 		return nil
 	}
-	return r.wait(ctx, conv, w)
+	return r.startWait(ctx, conv, w).wait()
 }
 
 // sweep forgets answers nobody waited for (a change whose caller went away).
