@@ -5,6 +5,7 @@ import (
 	"strings"
 	"unicode/utf16"
 
+	"parley/crdt"
 	"parley/gateway/wire"
 )
 
@@ -308,9 +309,15 @@ func hex4(data []byte, i int) (rune, bool) {
 // were validated: such an ack goes to encoding/json.
 func encodeAck(a wire.Ack) []byte {
 	if !plainJSON(a.Type) || !plainJSON(a.Ref) || !plainJSON(a.Conversation) || !plainJSON(a.ID) || (a.TS != nil && !plainJSON(a.TS.Node)) {
-		return encode(a)
+		return encodeAckJSON(a)
 	}
-	b := make([]byte, 0, 96+len(a.Ref)+len(a.Conversation)+len(a.ID))
+	// Room for all of it: 89 bytes of keys and punctuation, the numbers
+	// at their longest (20, 20 and 10 digits) and the strings.
+	size := 139 + len(a.Type) + len(a.Ref) + len(a.Conversation) + len(a.ID)
+	if a.TS != nil {
+		size += len(a.TS.Node)
+	}
+	b := make([]byte, 0, size)
 	b = append(b, `{"type":"`...)
 	b = append(b, a.Type...)
 	if a.Ref != "" {
@@ -337,6 +344,21 @@ func encodeAck(a wire.Ack) []byte {
 	b = append(b, `,"dup":`...)
 	b = strconv.AppendBool(b, a.Dup)
 	return append(b, '}')
+}
+
+// encodeAckJSON is encode(a) for the rare ack encodeAck cannot write,
+// on copies of what a points to: handed to encode as it is, a would go
+// to the heap, and the compiler would send there whatever every caller's
+// ack points to (its stamp, usually on the caller's stack) for every ack.
+func encodeAckJSON(a wire.Ack) []byte {
+	var ts *crdt.Timestamp
+	if a.TS != nil {
+		ts = &crdt.Timestamp{Wall: a.TS.Wall, Logical: a.TS.Logical, Node: strings.Clone(a.TS.Node)}
+	}
+	return encode(wire.Ack{
+		Type: strings.Clone(a.Type), Ref: strings.Clone(a.Ref), Conversation: strings.Clone(a.Conversation),
+		ID: strings.Clone(a.ID), Seq: a.Seq, TS: ts, Dup: a.Dup,
+	})
 }
 
 // plainJSON says whether encoding/json writes s as it is, between quotes.

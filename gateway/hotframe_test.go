@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"regexp"
@@ -141,6 +142,31 @@ func FuzzEncodeAck(f *testing.F) {
 			t.Fatalf("encodeAck %s, encoding/json %s", got, want)
 		}
 	})
+}
+
+// TestEncodeAckAllocatesOnce: an ack costs its frame's buffer and nothing
+// else, its stamp staying where the caller has it (on its stack here);
+// handing the ack to encoding/json on the rare path sent every caller's
+// stamp to the heap.
+func TestEncodeAckAllocatesOnce(t *testing.T) {
+	for _, c := range []struct {
+		seq     uint64
+		wall    int64
+		logical uint32
+	}{
+		{7, 1733500000000, 3},
+		{math.MaxUint64, math.MinInt64, math.MaxUint32}, // every number at its longest
+	} {
+		allocs := testing.AllocsPerRun(200, func() {
+			ts := crdt.Timestamp{Wall: c.wall, Logical: c.logical, Node: "n1"}
+			if b := encodeAck(wire.Ack{Type: wire.TypeAck, Ref: "m1", Conversation: "c_0123456789abcdef01234567", ID: "m_12345678", Seq: c.seq, TS: &ts}); len(b) == 0 {
+				t.Fatal("no frame")
+			}
+		})
+		if allocs != 1 {
+			t.Errorf("%+v: %.1f allocations per ack, want 1", c, allocs)
+		}
+	}
 }
 
 // reMsgID is the documented form of a message id, the reference for
