@@ -7,6 +7,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"parley/internal/eventually"
 )
 
 // pausingSink is a frameSink that asks for a pause after every message and
@@ -182,4 +186,65 @@ func TestTLSPauseReadsHeldRecords(t *testing.T) {
 	if sink.early > 0 {
 		t.Fatalf("%d messages delivered while the sink was paused", sink.early)
 	}
+}
+
+// TestPollerCallsAllocateNothing: re-arming a socket and reading it (here
+// with nothing to read) allocate nothing; a closure per call did, one
+// allocation per read and per re-arm.
+func TestPollerCallsAllocateNothing(t *testing.T) {
+	p, err := newPoller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		unix.Close(p.epfd)
+		unix.Close(p.wake)
+	}()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	rc, err := server.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ctl(rc, unix.EPOLL_CTL_ADD, 1); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	allocs := testing.AllocsPerRun(200, func() {
+		if err := p.arm(rc, 1); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := readNonblock(rc, buf); n != 0 || err != nil {
+			t.Fatalf("read %d, %v; want nothing yet", n, err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%.1f allocations per re-arm and read, want 0", allocs)
+	}
+	if _, err := client.Write([]byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	eventually.Holds(t, 10*time.Second, "the bytes written read", func() error {
+		n, err := readNonblock(rc, buf)
+		switch {
+		case err != nil:
+			t.Fatal(err)
+		case string(buf[:n]) != "hi":
+			return fmt.Errorf("read %q, want hi", buf[:n])
+		}
+		return nil
+	})
 }
