@@ -231,7 +231,7 @@ func TestPollerCallsAllocateNothing(t *testing.T) {
 			t.Fatalf("read %d, %v; want nothing yet", n, err)
 		}
 	})
-	if allocs != 0 {
+	if allocs != 0 && !raceEnabled {
 		t.Errorf("%.1f allocations per re-arm and read, want 0", allocs)
 	}
 	if _, err := client.Write([]byte("hi")); err != nil {
