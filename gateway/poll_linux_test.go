@@ -94,25 +94,7 @@ func TestPollerPauseRace(t *testing.T) {
 		{"lifted after the poller asked", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer l.Close()
-			client, err := net.Dial("tcp", l.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer client.Close()
-			nc, err := l.Accept()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer nc.Close()
-			rc, err := nc.(syscall.Conn).SyscallConn()
-			if err != nil {
-				t.Fatal(err)
-			}
+			client, nc, rc := tcpPair(t)
 			ws := &wsConn{nc: nc, rc: rc}
 			ws.parser.limit = hardReadLimit
 			sink := &pausingSink{t: ws, liftEarly: tc.liftEarly, got: make(chan string, 1), asked: make(chan struct{}, 1)}
@@ -200,25 +182,7 @@ func TestPollerCallsAllocateNothing(t *testing.T) {
 		unix.Close(p.epfd)
 		unix.Close(p.wake)
 	}()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
-	rc, err := server.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
+	client, _, rc := tcpPair(t)
 	if err := p.ctl(rc, unix.EPOLL_CTL_ADD, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -264,4 +228,30 @@ func TestDeliverOneAllocatesNothing(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("%.1f allocations per message delivered, want 0", allocs)
 	}
+}
+
+// tcpPair is a connected pair of loopback TCP sockets, closed when the
+// test ends, and the server side's raw socket.
+func tcpPair(t *testing.T) (client, server net.Conn, rc syscall.RawConn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	client, err = net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server, err = l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	rc, err = server.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client, server, rc
 }
