@@ -211,16 +211,20 @@ func scanString(data []byte, i int) (end int, esc, ok bool) {
 	if i >= len(data) || data[i] != '"' {
 		return 0, false, false
 	}
-	for j := i + 1; j < len(data); {
-		c := data[j]
-		switch {
-		case c == '"':
-			return j + 1, esc, true
-		case c < 0x20:
-			return 0, false, false
-		case c != '\\':
+	j := i + 1
+	for {
+		for j < len(data) && plainStringByte[data[j]] {
 			j++
-			continue
+		}
+		if j >= len(data) {
+			return 0, false, false
+		}
+		switch data[j] {
+		case '"':
+			return j + 1, esc, true
+		case '\\':
+		default: // a control character
+			return 0, false, false
 		}
 		esc = true
 		if j+1 >= len(data) {
@@ -239,8 +243,16 @@ func scanString(data []byte, i int) (end int, esc, ok bool) {
 			return 0, false, false
 		}
 	}
-	return 0, false, false
 }
+
+// plainStringByte says which bytes stand for themselves inside a JSON
+// string: all but the quote, the backslash and the control characters.
+var plainStringByte = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c >= 0x20 && c != '"' && c != '\\'
+	}
+	return t
+}()
 
 // appendUnquoted writes the value of q, a JSON string scanString took
 // (quotes included), to b: as it is unless esc, else unescaped.
