@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -69,7 +70,7 @@ func NewUsageReporter(cfg UsageConfig) *UsageReporter {
 // against the counts not yet reported, and goes in the next report
 // otherwise.
 func (u *UsageReporter) Count(workspace string, conversations, messages int64) {
-	k := usageKey{workspace, u.cfg.Now().UTC().Format("2006-01")}
+	k := usageKey{workspace, Period(u.cfg.Now())}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	c := u.pending[k]
@@ -80,6 +81,29 @@ func (u *UsageReporter) Count(workspace string, conversations, messages int64) {
 	c.conversations += conversations
 	c.messages += messages
 }
+
+// Period is the billing period of t: its UTC month, as "2006-01". Every
+// message stored asks it (Count, and the plan's check before), so the
+// last month's string is kept: the same month costs no allocation.
+func Period(t time.Time) string {
+	t = t.UTC()
+	y, m, _ := t.Date()
+	if p := lastPeriod.Load(); p != nil && p.year == y && p.month == m {
+		return p.s
+	}
+	p := &periodName{year: y, month: m, s: t.Format("2006-01")}
+	lastPeriod.Store(p)
+	return p.s
+}
+
+// periodName is a month and its Period.
+type periodName struct {
+	year  int
+	month time.Month
+	s     string
+}
+
+var lastPeriod atomic.Pointer[periodName]
 
 // Run reports every interval until ctx ends, then makes a last report.
 func (u *UsageReporter) Run(ctx context.Context) error {

@@ -94,3 +94,28 @@ func TestUsageTakesBackAMessageCountedTwice(t *testing.T) {
 		t.Fatalf("an empty report was sent: %+v", applied[2:])
 	}
 }
+
+// TestPeriodIsTheUTCMonth: Period is t's UTC month as time.Format writes
+// it, across month and year ends in other zones, and a month asked again
+// costs no allocation (each message stored asks it twice).
+func TestPeriodIsTheUTCMonth(t *testing.T) {
+	east, west := time.FixedZone("east", 14*3600), time.FixedZone("west", -12*3600)
+	for _, tt := range []time.Time{
+		time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC),
+		time.Date(2027, 1, 1, 2, 0, 0, 0, east),    // still December in UTC
+		time.Date(2026, 12, 31, 13, 0, 0, 0, west), // already January in UTC
+		time.Date(2026, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC), // back again
+		time.Date(987, 3, 1, 0, 0, 0, 0, time.UTC),
+	} {
+		if got, want := Period(tt), tt.UTC().Format("2006-01"); got != want {
+			t.Errorf("Period(%v) = %q, want %q", tt, got, want)
+		}
+	}
+	now := time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
+	Period(now)
+	if allocs := testing.AllocsPerRun(100, func() { Period(now) }); allocs != 0 {
+		t.Errorf("%.1f allocations per Period of the same month, want 0", allocs)
+	}
+}

@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"parley/gateway/wire"
-
-	"golang.org/x/time/rate"
 )
 
 // Budgets: what one client address and one workspace may spend on this
@@ -45,12 +43,12 @@ const budgetRefresh = time.Second
 const budgetIdle = 10 * time.Minute
 
 type ipBudget struct {
-	msgs, starts *rate.Limiter
+	msgs, starts tokenBucket
 	used         time.Time
 }
 
 type wsBudget struct {
-	all     *rate.Limiter
+	all     tokenBucket
 	addrs   map[string]*addrShare // per client address: its share of all
 	share   float64
 	checked time.Time
@@ -58,7 +56,7 @@ type wsBudget struct {
 }
 
 type addrShare struct {
-	lim  *rate.Limiter
+	lim  tokenBucket
 	used time.Time
 }
 
@@ -125,35 +123,40 @@ func (b *budgets) take(ws, ip string, visitor bool, act action, now time.Time) *
 	}
 	b.last = now
 	w := b.workspace(ws, now)
+	// At most three buckets, in arrays: nothing here allocates.
 	type bucket struct {
-		lim  *rate.Limiter
+		k    *tokenBucket
+		r    reservation
 		what string
 	}
-	buckets := make([]bucket, 0, 3)
+	var buckets [3]bucket
+	n := 0
 	if visitor {
 		a := b.ip(ip, now)
 		if act == actStart {
-			buckets = append(buckets, bucket{a.starts, "conversation starts from your address"})
+			buckets[n] = bucket{k: &a.starts, what: "conversation starts from your address"}
 		} else {
-			buckets = append(buckets, bucket{a.msgs, "messages from your address"})
+			buckets[n] = bucket{k: &a.msgs, what: "messages from your address"}
 		}
-		buckets = append(buckets, bucket{b.addrShare(w, ip, now), "your address's share of the workspace's message rate"})
+		buckets[n+1] = bucket{k: &b.addrShare(w, ip, now).lim, what: "your address's share of the workspace's message rate"}
+		n += 2
 	}
-	buckets = append(buckets, bucket{w.all, "workspace message rate"})
-	taken := make([]*rate.Reservation, 0, len(buckets))
-	for _, bk := range buckets {
-		r := bk.lim.ReserveN(now, 1)
-		if d := r.DelayFrom(now); !r.OK() || d > 0 {
-			if !r.OK() {
+	buckets[n] = bucket{k: &w.all, what: "workspace message rate"}
+	n++
+	taken := buckets[:n]
+	for i := range taken {
+		bk := &taken[i]
+		bk.r = bk.k.reserve(now)
+		if d := bk.r.delayFrom(now); !bk.r.ok || d > 0 {
+			if !bk.r.ok {
 				d = time.Second
 			}
-			r.CancelAt(now)
-			for _, t := range taken {
-				t.CancelAt(now)
+			bk.k.cancel(&bk.r, now)
+			for _, t := range taken[:i] {
+				t.k.cancel(&t.r, now)
 			}
 			return rateLimited(bk.what, d)
 		}
-		taken = append(taken, r)
 	}
 	if convs, msgs := act.planCost(); visitor && msgs > 0 {
 		p := b.planPart(ws, ip, now)
@@ -166,7 +169,7 @@ func (b *budgets) take(ws, ip string, visitor bool, act action, now time.Time) *
 		}
 		if what != "" {
 			for _, t := range taken {
-				t.CancelAt(now)
+				t.k.cancel(&t.r, now)
 			}
 			return rateLimited(what, p.from.Add(b.cfg.IPPlanWindow).Sub(now))
 		}
@@ -244,8 +247,8 @@ func (b *budgets) ip(ip string, now time.Time) *ipBudget {
 	a := b.ips[ip]
 	if a == nil {
 		a = &ipBudget{
-			msgs:   rate.NewLimiter(rate.Limit(b.cfg.IPMessageRate), b.cfg.IPMessageBurst),
-			starts: rate.NewLimiter(rate.Limit(b.cfg.IPStartRate), b.cfg.IPStartBurst),
+			msgs:   newTokenBucket(b.cfg.IPMessageRate, b.cfg.IPMessageBurst),
+			starts: newTokenBucket(b.cfg.IPStartRate, b.cfg.IPStartBurst),
 		}
 		b.ips[ip] = a
 	}
@@ -271,9 +274,9 @@ func (b *budgets) workspace(ws string, now time.Time) *wsBudget {
 		w.checked = now
 		if share := b.share(ws); share != w.share {
 			w.share = share
-			b.resize(w.all, share, now)
+			b.resize(&w.all, share, now)
 			for _, a := range w.addrs {
-				b.resize(a.lim, share*b.cfg.AddressShare, now)
+				b.resize(&a.lim, share*b.cfg.AddressShare, now)
 			}
 		}
 	}
@@ -288,25 +291,25 @@ func (b *budgets) share(ws string) float64 {
 	return min(max(b.cfg.WorkspaceShare(ws), 0.01), 1)
 }
 
-func (b *budgets) addrShare(w *wsBudget, ip string, now time.Time) *rate.Limiter {
+func (b *budgets) addrShare(w *wsBudget, ip string, now time.Time) *addrShare {
 	a := w.addrs[ip]
 	if a == nil {
 		a = &addrShare{lim: b.fraction(w.share * b.cfg.AddressShare)}
 		w.addrs[ip] = a
 	}
 	a.used = now
-	return a.lim
+	return a
 }
 
 // fraction is a new, full bucket of a fraction f of the workspace's
 // budget; resize makes an existing one that fraction, keeping its tokens.
-func (b *budgets) fraction(f float64) *rate.Limiter {
-	return rate.NewLimiter(rate.Limit(b.cfg.WorkspaceRate*f), scaledBurst(b.cfg.WorkspaceBurst, f))
+func (b *budgets) fraction(f float64) tokenBucket {
+	return newTokenBucket(b.cfg.WorkspaceRate*f, scaledBurst(b.cfg.WorkspaceBurst, f))
 }
 
-func (b *budgets) resize(l *rate.Limiter, f float64, now time.Time) {
-	l.SetLimitAt(now, rate.Limit(b.cfg.WorkspaceRate*f))
-	l.SetBurstAt(now, scaledBurst(b.cfg.WorkspaceBurst, f))
+func (b *budgets) resize(l *tokenBucket, f float64, now time.Time) {
+	l.setLimitAt(now, b.cfg.WorkspaceRate*f)
+	l.setBurstAt(now, scaledBurst(b.cfg.WorkspaceBurst, f))
 }
 
 // scaledBurst is a fraction of a burst, at least 1.

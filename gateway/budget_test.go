@@ -229,3 +229,51 @@ func TestAddressPlanPart(t *testing.T) {
 		t.Fatal("the last window's part kept after prune")
 	}
 }
+
+// TestTakeAllocatesNothing: once an address's and a workspace's buckets
+// exist, taking from them allocates nothing, a visitor's send (three
+// buckets and the plan) or an agent's (one); rate.Limiter's ReserveN
+// allocated a reservation per bucket.
+func TestTakeAllocatesNothing(t *testing.T) {
+	b := budgetsFor(func(c *Config) {
+		c.WorkspaceRate, c.WorkspaceBurst = 1e9, 1e9
+		c.IPMessageRate, c.IPMessageBurst = 1e9, 1e9
+		c.IPPlanMessages = 1e12
+	})
+	now := time.Now()
+	for _, c := range []struct {
+		visitor bool
+		act     action
+	}{{true, actSend}, {false, actChange}} {
+		if e := b.take("ws", "10.0.0.1", c.visitor, c.act, now); e != nil {
+			t.Fatal(e)
+		}
+		allocs := testing.AllocsPerRun(200, func() {
+			now = now.Add(time.Microsecond)
+			if e := b.take("ws", "10.0.0.1", c.visitor, c.act, now); e != nil {
+				t.Fatal(e)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("visitor=%v: %.1f allocations per take, want 0", c.visitor, allocs)
+		}
+	}
+}
+
+// BenchmarkTake: a visitor's send taken from its address's buckets, its
+// share and its workspace's.
+func BenchmarkTake(b *testing.B) {
+	bs := budgetsFor(func(c *Config) {
+		c.WorkspaceRate, c.WorkspaceBurst = 1e9, 1e9
+		c.IPMessageRate, c.IPMessageBurst = 1e9, 1e9
+		c.IPPlanMessages = 1 << 62
+	})
+	now := time.Now()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		now = now.Add(time.Microsecond)
+		if e := bs.take("ws", "10.0.0.1", true, actSend, now); e != nil {
+			b.Fatal(e)
+		}
+	}
+}

@@ -142,8 +142,10 @@ type conn struct {
 	// resume waits on it while the queue is more than half of
 	// Config.SendQueue (waitRoom). Made on first use.
 	room chan struct{}
-	// The inbox of a polled connection: messages read, not yet handled.
+	// The inbox of a polled connection: messages read, not yet handled;
+	// inbox1 its room for one, which most reads bring (no allocation).
 	inbox     [][]byte
+	inbox1    [1][]byte
 	handling  bool // a drain goroutine is running
 	paused    bool // the transport reads no more until the inbox drains
 	readEOF   bool // the transport delivers nothing more

@@ -125,6 +125,7 @@ func TestHotFramesKnowEveryField(t *testing.T) {
 		{wire.Message{}, []string{"id", "author", "role", "name,omitempty", "body", "ts", "edited", "deleted", "internal,omitempty", "kind,omitempty"}},
 		{wire.Read{}, []string{"type", "conversation", "participant", "role", "seq"}},
 		{crdt.Timestamp{}, []string{"w", "l", "n"}},
+		{wire.Ack{}, []string{"type", "ref,omitempty", "conversation", "id,omitempty", "seq", "ts,omitempty", "dup"}}, // encodeAck, encodeAckJSON
 	} {
 		rt := reflect.TypeOf(c.v)
 		var tags []string

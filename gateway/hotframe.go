@@ -2,9 +2,10 @@ package gateway
 
 import (
 	"strconv"
+	"strings"
 	"unicode/utf16"
-	"unicode/utf8"
 
+	"parley/crdt"
 	"parley/gateway/wire"
 )
 
@@ -18,7 +19,18 @@ import (
 // invalid JSON), which encoding/json then decodes, or refuses with its
 // own error. data is valid UTF-8 (decodeFrame checked). FuzzDecodeFlat
 // compares the two on the same bytes.
+//
+// The strings it fills share nothing with data, which the caller may
+// reuse. A known type is the protocol's constant; ref, conversation and
+// id (and an unknown type) share one new string, the body has its own:
+// so a frame costs at most three allocations (the body's pointer among
+// them), and whatever keeps its conversation or id (a map's key) keeps
+// those few bytes, not the message's body.
 func decodeFlat(data []byte, f *inFrame) bool {
+	// Where each string field's value is in data, quotes included, and
+	// whether it holds escapes; the last of a repeated key counts, as in
+	// encoding/json.
+	var spans [flatFields]flatSpan
 	i := skipSpace(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return false
@@ -59,29 +71,27 @@ func decodeFlat(data []byte, f *inFrame) bool {
 				return false
 			}
 		} else {
-			var dst *string
+			var k int
 			switch string(key) {
 			case "type":
-				dst = &f.Type
+				k = flatType
 			case "ref":
-				dst = &f.Ref
+				k = flatRef
 			case "conversation":
-				dst = &f.Conversation
+				k = flatConversation
 			case "id":
-				dst = &f.ID
+				k = flatID
 			case "body":
-				if f.Body == nil {
-					f.Body = new(string)
-				}
-				dst = f.Body
+				k = flatBody
 			default:
 				return false
 			}
-			s, n, ok := flatString(data, i)
+			n, esc, ok := scanString(data, i)
 			if !ok {
 				return false
 			}
-			*dst, i = s, n
+			spans[k] = flatSpan{from: i, to: n, esc: esc, set: true}
+			i = n
 		}
 		i = skipSpace(data, i)
 		if i >= len(data) {
@@ -91,11 +101,92 @@ func decodeFlat(data []byte, f *inFrame) bool {
 		case ',':
 			i = skipSpace(data, i+1)
 		case '}':
-			return skipSpace(data, i+1) == len(data)
+			if skipSpace(data, i+1) != len(data) {
+				return false
+			}
+			f.fillFlat(data, &spans)
+			return true
 		default:
 			return false
 		}
 	}
+}
+
+// The string fields decodeFlat reads, by index in its spans.
+const (
+	flatType = iota
+	flatRef
+	flatConversation
+	flatID
+	flatBody
+	flatFields
+)
+
+// flatSpan is where one string field's value is in a frame: data[from:to]
+// is the JSON string, quotes included; esc says it holds an escape.
+type flatSpan struct {
+	from, to int
+	esc, set bool
+}
+
+// fillFlat sets f's string fields from the spans decodeFlat found in data.
+func (f *inFrame) fillFlat(data []byte, spans *[flatFields]flatSpan) {
+	if t := spans[flatType]; t.set && !t.esc {
+		if s, ok := knownType(data[t.from+1 : t.to-1]); ok {
+			f.Type = s
+			spans[flatType].set = false
+		}
+	}
+	// One string for the short fields: their unescaped values are no
+	// longer than their JSON.
+	size := 0
+	for k := flatType; k < flatBody; k++ {
+		if spans[k].set {
+			size += spans[k].to - spans[k].from - 2
+		}
+	}
+	var b strings.Builder
+	b.Grow(size)
+	var ends [flatBody]int
+	for k := flatType; k < flatBody; k++ {
+		if sp := spans[k]; sp.set {
+			appendUnquoted(&b, data[sp.from:sp.to], sp.esc)
+		}
+		ends[k] = b.Len()
+	}
+	all, at := b.String(), 0
+	for k, dst := range [flatBody]*string{&f.Type, &f.Ref, &f.Conversation, &f.ID} {
+		if spans[k].set {
+			*dst = all[at:ends[k]]
+		}
+		at = ends[k]
+	}
+	if sp := spans[flatBody]; sp.set {
+		var body strings.Builder
+		body.Grow(sp.to - sp.from - 2)
+		appendUnquoted(&body, data[sp.from:sp.to], sp.esc)
+		f.Body = new(string)
+		*f.Body = body.String()
+	}
+}
+
+// knownType is the protocol's constant for a client frame's type written
+// as raw, without an allocation.
+func knownType(raw []byte) (string, bool) {
+	for _, t := range clientTypes {
+		if string(raw) == t {
+			return t, true
+		}
+	}
+	return "", false
+}
+
+// clientTypes are the types of the frames a client sends, the frequent
+// first.
+var clientTypes = [...]string{
+	wire.TypeSend, wire.TypePing, wire.TypeTyping, wire.TypeRead, wire.TypeView,
+	wire.TypeEdit, wire.TypeDelete, wire.TypeResume, wire.TypeStart, wire.TypeList,
+	wire.TypeHello, wire.TypeForget, wire.TypeStatus, wire.TypeInbox, wire.TypeContext,
 }
 
 // skipSpace returns the index of the first byte of data at or after i
@@ -111,74 +202,94 @@ func hasAt(data []byte, i int, lit string) bool {
 	return len(data)-i >= len(lit) && string(data[i:i+len(lit)]) == lit
 }
 
-// flatString reads the JSON string starting at data[i] (a quote) and
-// returns its value and the index after its closing quote. A string
-// holding a control character is invalid JSON, and one with an escaped
-// surrogate is left to encoding/json (which pairs them or writes U+FFFD):
-// false.
-func flatString(data []byte, i int) (string, int, bool) {
+// scanString checks the JSON string starting at data[i] (a quote) and
+// returns the index after its closing quote and whether it holds an
+// escape. A string holding a control character is invalid JSON, and one
+// with an escaped surrogate is left to encoding/json (which pairs them or
+// writes U+FFFD): false.
+func scanString(data []byte, i int) (end int, esc, ok bool) {
 	if i >= len(data) || data[i] != '"' {
-		return "", 0, false
+		return 0, false, false
 	}
-	start := i + 1
-	j := start
-	for j < len(data) && data[j] != '"' && data[j] != '\\' {
-		if data[j] < 0x20 {
-			return "", 0, false
-		}
-		j++
-	}
-	if j >= len(data) {
-		return "", 0, false
-	}
-	if data[j] == '"' {
-		return string(data[start:j]), j + 1, true
-	}
-	// Escapes: unquote into a new buffer.
-	b := make([]byte, 0, j-start+16)
-	b = append(b, data[start:j]...)
-	for j < len(data) {
-		c := data[j]
-		switch {
-		case c == '"':
-			return string(b), j + 1, true
-		case c < 0x20:
-			return "", 0, false
-		case c != '\\':
-			b = append(b, c)
+	j := i + 1
+	for {
+		for j < len(data) && plainStringByte[data[j]] {
 			j++
-			continue
 		}
+		if j >= len(data) {
+			return 0, false, false
+		}
+		switch data[j] {
+		case '"':
+			return j + 1, esc, true
+		case '\\':
+		default: // a control character
+			return 0, false, false
+		}
+		esc = true
 		if j+1 >= len(data) {
-			return "", 0, false
+			return 0, false, false
 		}
 		switch data[j+1] {
-		case '"', '\\', '/':
-			b = append(b, data[j+1])
-		case 'b':
-			b = append(b, '\b')
-		case 'f':
-			b = append(b, '\f')
-		case 'n':
-			b = append(b, '\n')
-		case 'r':
-			b = append(b, '\r')
-		case 't':
-			b = append(b, '\t')
+		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			j += 2
 		case 'u':
 			r, ok := hex4(data, j+2)
 			if !ok || utf16.IsSurrogate(r) {
-				return "", 0, false
+				return 0, false, false
 			}
-			b = utf8.AppendRune(b, r)
+			j += 6
+		default:
+			return 0, false, false
+		}
+	}
+}
+
+// plainStringByte says which bytes stand for themselves inside a JSON
+// string: all but the quote, the backslash and the control characters.
+var plainStringByte = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c >= 0x20 && c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// appendUnquoted writes the value of q, a JSON string scanString took
+// (quotes included), to b: as it is unless esc, else unescaped.
+func appendUnquoted(b *strings.Builder, q []byte, esc bool) {
+	q = q[1 : len(q)-1]
+	if !esc {
+		b.Write(q)
+		return
+	}
+	for j := 0; j < len(q); {
+		c := q[j]
+		if c != '\\' {
+			b.WriteByte(c)
+			j++
+			continue
+		}
+		switch q[j+1] {
+		case 'b':
+			b.WriteByte('\b')
+		case 'f':
+			b.WriteByte('\f')
+		case 'n':
+			b.WriteByte('\n')
+		case 'r':
+			b.WriteByte('\r')
+		case 't':
+			b.WriteByte('\t')
+		case 'u':
+			r, _ := hex4(q, j+2)
+			b.WriteRune(r)
 			j += 6
 			continue
-		default:
-			return "", 0, false
+		default: // '"', '\\', '/'
+			b.WriteByte(q[j+1])
 		}
 		j += 2
 	}
-	return "", 0, false
 }
 
 // hex4 reads the four hex digits of a \u escape at data[i:].
@@ -210,9 +321,15 @@ func hex4(data []byte, i int) (rune, bool) {
 // were validated: such an ack goes to encoding/json.
 func encodeAck(a wire.Ack) []byte {
 	if !plainJSON(a.Type) || !plainJSON(a.Ref) || !plainJSON(a.Conversation) || !plainJSON(a.ID) || (a.TS != nil && !plainJSON(a.TS.Node)) {
-		return encode(a)
+		return encodeAckJSON(a)
 	}
-	b := make([]byte, 0, 96+len(a.Ref)+len(a.Conversation)+len(a.ID))
+	// Room for all of it: 89 bytes of keys and punctuation, the numbers
+	// at their longest (20, 20 and 10 digits) and the strings.
+	size := 139 + len(a.Type) + len(a.Ref) + len(a.Conversation) + len(a.ID)
+	if a.TS != nil {
+		size += len(a.TS.Node)
+	}
+	b := make([]byte, 0, size)
 	b = append(b, `{"type":"`...)
 	b = append(b, a.Type...)
 	if a.Ref != "" {
@@ -239,6 +356,21 @@ func encodeAck(a wire.Ack) []byte {
 	b = append(b, `,"dup":`...)
 	b = strconv.AppendBool(b, a.Dup)
 	return append(b, '}')
+}
+
+// encodeAckJSON is encode(a) for the rare ack encodeAck cannot write,
+// on copies of what a points to: handed to encode as it is, a would go
+// to the heap, and the compiler would send there whatever every caller's
+// ack points to (its stamp, usually on the caller's stack) for every ack.
+func encodeAckJSON(a wire.Ack) []byte {
+	var ts *crdt.Timestamp
+	if a.TS != nil {
+		ts = &crdt.Timestamp{Wall: a.TS.Wall, Logical: a.TS.Logical, Node: strings.Clone(a.TS.Node)}
+	}
+	return encode(wire.Ack{
+		Type: strings.Clone(a.Type), Ref: strings.Clone(a.Ref), Conversation: strings.Clone(a.Conversation),
+		ID: strings.Clone(a.ID), Seq: a.Seq, TS: ts, Dup: a.Dup,
+	})
 }
 
 // plainJSON says whether encoding/json writes s as it is, between quotes.

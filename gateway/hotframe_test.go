@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"regexp"
@@ -59,7 +60,55 @@ func FuzzDecodeFlat(f *testing.F) {
 		if !reflect.DeepEqual(fast, slow) {
 			t.Fatalf("%q: fast path %+v, encoding/json %+v", data, fast, slow)
 		}
+		// Nothing decoded aliases the frame's bytes, which the caller
+		// may reuse.
+		for i := range data {
+			data[i] = '#'
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("fast path's %+v changed with the frame's bytes", fast)
+		}
 	})
+}
+
+// TestDecodeFrameAllocations: a send frame costs its decoding three
+// allocations (one string for ref, conversation and id, one for the
+// body, the body's pointer), a ping with a ref one, whatever escapes
+// they hold; six and two when every field had its own string.
+func TestDecodeFrameAllocations(t *testing.T) {
+	for _, c := range []struct {
+		frame string
+		want  float64
+	}{
+		{`{"type":"send","ref":"m1","conversation":"c_0123456789abcdef01234567","id":"m_12345678","body":"hello"}`, 3},
+		{`{"type":"send","ref":"m\u00e9","conversation":"c_0123456789abcdef01234567","id":"m_12345678","body":"a \"quoted\" line\n"}`, 3},
+		{`{"type":"ping","ref":"p1"}`, 1},
+		{`{"type":"ping"}`, 0},
+	} {
+		data := []byte(c.frame)
+		allocs := testing.AllocsPerRun(200, func() {
+			if _, werr := decodeFrame(data); werr != nil {
+				t.Fatalf("%s: %v", c.frame, werr)
+			}
+		})
+		if allocs > c.want {
+			t.Errorf("%s: %.1f allocations, want at most %.0f", c.frame, allocs, c.want)
+		}
+	}
+}
+
+// BenchmarkDecodeFrame: a visitor's send frame of the load scenarios'
+// size, decoded and validated.
+func BenchmarkDecodeFrame(b *testing.B) {
+	data := []byte(`{"type":"send","ref":"r-000123","conversation":"c_0123456789abcdef01234567","id":"m-0000001","body":"a message of about the size of the load scenarios' one hundred and twenty-eight bytes, typed by a visitor"}`)
+	b.ReportAllocs()
+	cpu0 := processCPU()
+	for i := 0; i < b.N; i++ {
+		if _, werr := decodeFrame(data); werr != nil {
+			b.Fatal(werr)
+		}
+	}
+	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
 // TestDecodeFlatTakesTheHotFrames: the frames every message costs go
@@ -93,6 +142,31 @@ func FuzzEncodeAck(f *testing.F) {
 			t.Fatalf("encodeAck %s, encoding/json %s", got, want)
 		}
 	})
+}
+
+// TestEncodeAckAllocatesOnce: an ack costs its frame's buffer and nothing
+// else, its stamp staying where the caller has it (on its stack here);
+// handing the ack to encoding/json on the rare path sent every caller's
+// stamp to the heap.
+func TestEncodeAckAllocatesOnce(t *testing.T) {
+	for _, c := range []struct {
+		seq     uint64
+		wall    int64
+		logical uint32
+	}{
+		{7, 1733500000000, 3},
+		{math.MaxUint64, math.MinInt64, math.MaxUint32}, // every number at its longest
+	} {
+		allocs := testing.AllocsPerRun(200, func() {
+			ts := crdt.Timestamp{Wall: c.wall, Logical: c.logical, Node: "n1"}
+			if b := encodeAck(wire.Ack{Type: wire.TypeAck, Ref: "m1", Conversation: "c_0123456789abcdef01234567", ID: "m_12345678", Seq: c.seq, TS: &ts}); len(b) == 0 {
+				t.Fatal("no frame")
+			}
+		})
+		if allocs != 1 {
+			t.Errorf("%+v: %.1f allocations per ack, want 1", c, allocs)
+		}
+	}
 }
 
 // reMsgID is the documented form of a message id, the reference for

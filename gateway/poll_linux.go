@@ -155,18 +155,49 @@ func (p *poller) arm(rc syscall.RawConn, id uint64) error {
 }
 
 func (p *poller) ctl(rc syscall.RawConn, op int, id uint64) error {
-	ev := unix.EpollEvent{Events: pollEvents, Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
-	var cerr error
-	err := rc.Control(func(fd uintptr) {
-		cerr = unix.EpollCtl(p.epfd, op, int(fd), &ev)
-	})
+	c := sysCalls.Get().(*sysCall)
+	c.epfd, c.op = p.epfd, op
+	c.ev = unix.EpollEvent{Events: pollEvents, Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
+	err := rc.Control(c.ctlFn)
 	if err == nil {
-		err = cerr
+		err = c.err
 	}
+	c.err = nil
+	sysCalls.Put(c)
 	if err != nil {
 		return fmt.Errorf("epoll_ctl: %w", err)
 	}
 	return nil
+}
+
+// sysCall is one rc.Control (epoll_ctl) or rc.Read (read) call's
+// arguments and results, with the functions handed to them made once: a
+// closure made per call goes to the heap (RawConn is an interface), an
+// allocation for every read and every re-arm. From a pool, since any
+// goroutine may arm (resumeReading) or read (a TLS connection's).
+type sysCall struct {
+	epfd, op int
+	ev       unix.EpollEvent
+	buf      []byte
+	n        int
+	err      error
+	ctlFn    func(fd uintptr)
+	readFn   func(fd uintptr) bool
+}
+
+var sysCalls = sync.Pool{New: func() any {
+	c := &sysCall{}
+	c.ctlFn, c.readFn = c.ctl, c.read
+	return c
+}}
+
+func (c *sysCall) ctl(fd uintptr) {
+	c.err = unix.EpollCtl(c.epfd, c.op, int(fd), &c.ev)
+}
+
+func (c *sysCall) read(fd uintptr) bool {
+	c.n, c.err = unix.Read(int(fd), c.buf)
+	return true
 }
 
 // remove forgets a registration: an event still pending for it finds
@@ -206,12 +237,12 @@ func (p *poller) loop() {
 // readNonblock reads what is there without waiting: 0, nil when nothing
 // is; io.EOF-like (0, errEOF) at the end of the stream.
 func readNonblock(rc syscall.RawConn, buf []byte) (int, error) {
-	var n int
-	var rerr error
-	err := rc.Read(func(fd uintptr) bool {
-		n, rerr = unix.Read(int(fd), buf)
-		return true
-	})
+	c := sysCalls.Get().(*sysCall)
+	c.buf = buf
+	err := rc.Read(c.readFn)
+	n, rerr := c.n, c.err
+	c.buf, c.n, c.err = nil, 0, nil
+	sysCalls.Put(c)
 	switch {
 	case err != nil:
 		return 0, err

@@ -53,6 +53,9 @@ func (c *conn) deliver(data []byte) bool {
 		c.mu.Unlock()
 		return true
 	}
+	if c.inbox == nil {
+		c.inbox = c.inbox1[:0]
+	}
 	c.inbox = append(c.inbox, data)
 	start := !c.handling
 	c.handling = true
@@ -98,7 +101,7 @@ func (c *conn) drain() {
 			c.inbox = nil
 		}
 		if len(c.inbox) == 0 {
-			c.inbox = nil
+			c.inbox, c.inbox1[0] = nil, nil
 			c.handling = false
 			resume := c.paused
 			c.paused = false

@@ -155,7 +155,7 @@ func (a *clusterAuth) ensureLocal(ctx context.Context, workspace string) error {
 }
 
 // period is the billing period of t: its UTC month.
-func period(t time.Time) string { return t.UTC().Format("2006-01") }
+func period(t time.Time) string { return cluster.Period(t) }
 
 // revokedNow returns what Expel asks of each connection's credential, for
 // one pass at now: whether it no longer admits its holder.
