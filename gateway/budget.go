@@ -1,10 +1,13 @@
 package gateway
 
 import (
+	"math"
 	"sync"
 	"time"
 
 	"parley/gateway/wire"
+
+	"golang.org/x/time/rate"
 )
 
 // Budgets: what one client address and one workspace may spend on this
@@ -43,12 +46,12 @@ const budgetRefresh = time.Second
 const budgetIdle = 10 * time.Minute
 
 type ipBudget struct {
-	msgs, starts tokenBucket
+	msgs, starts *rate.Limiter
 	used         time.Time
 }
 
 type wsBudget struct {
-	all     tokenBucket
+	all     *rate.Limiter
 	addrs   map[string]*addrShare // per client address: its share of all
 	share   float64
 	checked time.Time
@@ -56,7 +59,7 @@ type wsBudget struct {
 }
 
 type addrShare struct {
-	lim  tokenBucket
+	lim  *rate.Limiter
 	used time.Time
 }
 
@@ -123,10 +126,13 @@ func (b *budgets) take(ws, ip string, visitor bool, act action, now time.Time) *
 	}
 	b.last = now
 	w := b.workspace(ws, now)
-	// At most three buckets, in arrays: nothing here allocates.
+	// Every bucket and the plan are checked before any is drawn on, all
+	// under b.mu (which guards every bucket): a refusal takes nothing, so
+	// nothing is given back, and drawing with AllowN allocates nothing
+	// (ReserveN allocates its Reservation). At most three buckets, in an
+	// array.
 	type bucket struct {
-		k    *tokenBucket
-		r    reservation
+		lim  *rate.Limiter
 		what string
 	}
 	var buckets [3]bucket
@@ -134,49 +140,63 @@ func (b *budgets) take(ws, ip string, visitor bool, act action, now time.Time) *
 	if visitor {
 		a := b.ip(ip, now)
 		if act == actStart {
-			buckets[n] = bucket{k: &a.starts, what: "conversation starts from your address"}
+			buckets[n] = bucket{a.starts, "conversation starts from your address"}
 		} else {
-			buckets[n] = bucket{k: &a.msgs, what: "messages from your address"}
+			buckets[n] = bucket{a.msgs, "messages from your address"}
 		}
-		buckets[n+1] = bucket{k: &b.addrShare(w, ip, now).lim, what: "your address's share of the workspace's message rate"}
+		buckets[n+1] = bucket{b.addrShare(w, ip, now), "your address's share of the workspace's message rate"}
 		n += 2
 	}
-	buckets[n] = bucket{k: &w.all, what: "workspace message rate"}
+	buckets[n] = bucket{w.all, "workspace message rate"}
 	n++
-	taken := buckets[:n]
-	for i := range taken {
-		bk := &taken[i]
-		bk.r = bk.k.reserve(now)
-		if d := bk.r.delayFrom(now); !bk.r.ok || d > 0 {
-			if !bk.r.ok {
-				d = time.Second
-			}
-			bk.k.cancel(&bk.r, now)
-			for _, t := range taken[:i] {
-				t.k.cancel(&t.r, now)
-			}
+	for _, bk := range buckets[:n] {
+		if d := emptyFor(bk.lim, now); d > 0 {
 			return rateLimited(bk.what, d)
 		}
 	}
-	if convs, msgs := act.planCost(); visitor && msgs > 0 {
-		p := b.planPart(ws, ip, now)
-		what := ""
+	convs, msgs := act.planCost()
+	var p *planPart
+	if visitor && msgs > 0 {
+		p = b.planPart(ws, ip, now)
 		switch {
 		case p.convs+convs > capConvs:
-			what = "conversations counted for the plan from your address in this window"
+			return rateLimited("conversations counted for the plan from your address in this window", p.from.Add(b.cfg.IPPlanWindow).Sub(now))
 		case p.msgs+msgs > capMsgs:
-			what = "messages counted for the plan from your address in this window"
+			return rateLimited("messages counted for the plan from your address in this window", p.from.Add(b.cfg.IPPlanWindow).Sub(now))
 		}
-		if what != "" {
-			for _, t := range taken {
-				t.k.cancel(&t.r, now)
-			}
-			return rateLimited(what, p.from.Add(b.cfg.IPPlanWindow).Sub(now))
-		}
+	}
+	for _, bk := range buckets[:n] {
+		bk.lim.AllowN(now, 1) // has the token: checked above, under b.mu
+	}
+	if p != nil {
 		p.convs += convs
 		p.msgs += msgs
 	}
 	return nil
+}
+
+// emptyFor is how long until l has a token at now, 0 when it has one:
+// what l.ReserveN(now, 1) would wait (a second when its burst is below
+// one token, which ReserveN refuses outright).
+func emptyFor(l *rate.Limiter, now time.Time) time.Duration {
+	if l.Limit() == rate.Inf {
+		return 0
+	}
+	if l.Burst() < 1 {
+		return time.Second
+	}
+	tokens := l.TokensAt(now)
+	if tokens >= 1 {
+		return 0
+	}
+	if l.Limit() <= 0 {
+		return rate.InfDuration
+	}
+	d := (1 - tokens) / float64(l.Limit()) * float64(time.Second)
+	if d > float64(math.MaxInt64) {
+		return rate.InfDuration
+	}
+	return time.Duration(d)
 }
 
 // giveBack returns what a visitor's send taken at took of its address's
@@ -247,8 +267,8 @@ func (b *budgets) ip(ip string, now time.Time) *ipBudget {
 	a := b.ips[ip]
 	if a == nil {
 		a = &ipBudget{
-			msgs:   newTokenBucket(b.cfg.IPMessageRate, b.cfg.IPMessageBurst),
-			starts: newTokenBucket(b.cfg.IPStartRate, b.cfg.IPStartBurst),
+			msgs:   rate.NewLimiter(rate.Limit(b.cfg.IPMessageRate), b.cfg.IPMessageBurst),
+			starts: rate.NewLimiter(rate.Limit(b.cfg.IPStartRate), b.cfg.IPStartBurst),
 		}
 		b.ips[ip] = a
 	}
@@ -274,9 +294,9 @@ func (b *budgets) workspace(ws string, now time.Time) *wsBudget {
 		w.checked = now
 		if share := b.share(ws); share != w.share {
 			w.share = share
-			b.resize(&w.all, share, now)
+			b.resize(w.all, share, now)
 			for _, a := range w.addrs {
-				b.resize(&a.lim, share*b.cfg.AddressShare, now)
+				b.resize(a.lim, share*b.cfg.AddressShare, now)
 			}
 		}
 	}
@@ -291,25 +311,25 @@ func (b *budgets) share(ws string) float64 {
 	return min(max(b.cfg.WorkspaceShare(ws), 0.01), 1)
 }
 
-func (b *budgets) addrShare(w *wsBudget, ip string, now time.Time) *addrShare {
+func (b *budgets) addrShare(w *wsBudget, ip string, now time.Time) *rate.Limiter {
 	a := w.addrs[ip]
 	if a == nil {
 		a = &addrShare{lim: b.fraction(w.share * b.cfg.AddressShare)}
 		w.addrs[ip] = a
 	}
 	a.used = now
-	return a
+	return a.lim
 }
 
 // fraction is a new, full bucket of a fraction f of the workspace's
 // budget; resize makes an existing one that fraction, keeping its tokens.
-func (b *budgets) fraction(f float64) tokenBucket {
-	return newTokenBucket(b.cfg.WorkspaceRate*f, scaledBurst(b.cfg.WorkspaceBurst, f))
+func (b *budgets) fraction(f float64) *rate.Limiter {
+	return rate.NewLimiter(rate.Limit(b.cfg.WorkspaceRate*f), scaledBurst(b.cfg.WorkspaceBurst, f))
 }
 
-func (b *budgets) resize(l *tokenBucket, f float64, now time.Time) {
-	l.setLimitAt(now, b.cfg.WorkspaceRate*f)
-	l.setBurstAt(now, scaledBurst(b.cfg.WorkspaceBurst, f))
+func (b *budgets) resize(l *rate.Limiter, f float64, now time.Time) {
+	l.SetLimitAt(now, rate.Limit(b.cfg.WorkspaceRate*f))
+	l.SetBurstAt(now, scaledBurst(b.cfg.WorkspaceBurst, f))
 }
 
 // scaledBurst is a fraction of a burst, at least 1.

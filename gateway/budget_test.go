@@ -1,8 +1,12 @@
 package gateway
 
 import (
+	"math"
+	"math/rand/v2"
 	"testing"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"parley/gateway/wire"
 )
@@ -274,6 +278,68 @@ func BenchmarkTake(b *testing.B) {
 		now = now.Add(time.Microsecond)
 		if e := bs.take("ws", "10.0.0.1", true, actSend, now); e != nil {
 			b.Fatal(e)
+		}
+	}
+}
+
+// TestEmptyForIsReserveN: budgets.take checks every bucket with emptyFor
+// before drawing on any with AllowN; the answer is ReserveN's on a bucket
+// in the same state (refused when it would wait, or a second when it
+// cannot reserve at all, as take answered when it reserved and then
+// cancelled), a refusal leaves the bucket as it was, and a draw leaves it
+// as ReserveN does. The reference is a limiter made anew at each step from
+// what was done to ours that should last (rates, bursts and draws), so
+// that no cancelled reservation's rounding is carried along. Random rates,
+// bursts, steps of time (backwards too) and draws.
+func TestEmptyForIsReserveN(t *testing.T) {
+	rng := rand.New(rand.NewPCG(16, 2))
+	limits := []rate.Limit{0, 0.01, 0.5, 1, 3, 20, 1e6, rate.Inf}
+	for run := 0; run < 200; run++ {
+		l0, b0 := limits[rng.IntN(len(limits))], rng.IntN(6)
+		ours := rate.NewLimiter(l0, b0)
+		var done []func(*rate.Limiter)
+		reference := func() *rate.Limiter {
+			l := rate.NewLimiter(l0, b0)
+			for _, f := range done {
+				f(l)
+			}
+			return l
+		}
+		now := time.Unix(1_700_000_000, 0)
+		for step := 0; step < 150; step++ {
+			set := now
+			switch rng.IntN(10) {
+			case 0:
+				l := limits[rng.IntN(len(limits))]
+				ours.SetLimitAt(set, l)
+				done = append(done, func(r *rate.Limiter) { r.SetLimitAt(set, l) })
+			case 1:
+				b := rng.IntN(6)
+				ours.SetBurstAt(set, b)
+				done = append(done, func(r *rate.Limiter) { r.SetBurstAt(set, b) })
+			}
+			now = now.Add(time.Duration(rng.IntN(2_000_000_000)) - 100*time.Millisecond)
+			at := now
+			d := emptyFor(ours, now)
+			ref := reference()
+			r := ref.ReserveN(now, 1)
+			want := r.DelayFrom(now)
+			if !r.OK() {
+				want = time.Second
+			}
+			if d != want {
+				t.Fatalf("run %d step %d (limit %v burst %d): emptyFor %v, ReserveN waits %v", run, step, ours.Limit(), ours.Burst(), d, want)
+			}
+			if d == 0 {
+				if !ours.AllowN(now, 1) {
+					t.Fatalf("run %d step %d: no wait, yet AllowN refused", run, step)
+				}
+				done = append(done, func(r *rate.Limiter) { r.ReserveN(at, 1) })
+			}
+			after := reference()
+			if a, b := ours.TokensAt(now), after.TokensAt(now); a != b && !(math.IsNaN(a) && math.IsNaN(b)) {
+				t.Fatalf("run %d step %d: tokens %v, ReserveN's %v", run, step, a, b)
+			}
 		}
 	}
 }
