@@ -212,7 +212,7 @@ func TestParseSourceAddrs(t *testing.T) {
 }
 
 func TestTestdataScenariosValid(t *testing.T) {
-	for _, p := range []string{"testdata/smoke.yaml", "testdata/kill.yaml", "testdata/load-1k.yaml", "testdata/load-5k.yaml", "testdata/overload-2k.yaml", "testdata/overload-5k.yaml", "testdata/overload-10k.yaml", "testdata/ceiling-1agent-10k.yaml", "testdata/ceiling-1agent-20k.yaml", "testdata/ceiling-1agent-60k.yaml", "testdata/idle-10k.yaml", "testdata/idle-19k.yaml", "testdata/idle-100k.yaml"} {
+	for _, p := range []string{"testdata/smoke.yaml", "testdata/kill.yaml", "testdata/load-1k.yaml", "testdata/load-5k.yaml", "testdata/overload-2k.yaml", "testdata/overload-5k.yaml", "testdata/overload-10k.yaml", "testdata/ceiling-1agent-10k.yaml", "testdata/ceiling-1agent-20k.yaml", "testdata/ceiling-1agent-60k.yaml", "testdata/ceiling-1agent-100k.yaml", "testdata/idle-10k.yaml", "testdata/idle-19k.yaml", "testdata/idle-100k.yaml"} {
 		if _, err := LoadScenario(p); err != nil {
 			t.Errorf("%v", err)
 		}
