@@ -23,7 +23,7 @@ func TestBrowserConsoleAlerts(t *testing.T) {
 	ct := &chatTest{t: t, node: node, dir: t.TempDir()}
 	agent := newBrowser(t, ctx, "agent", 1280, 820)
 	ct.all = []*browser{agent}
-	ct.do(agent, "opening the console", chromedp.Navigate(node.URL+"/agent#token="+node.Token+"&workspace=demo"))
+	ct.do(agent, "opening the console", navigate(node.URL+"/agent#token="+node.Token+"&workspace=demo"))
 	waitFor[bool](ct, agent, "the console to connect", `document.querySelector('[data-testid=status]').dataset.state === 'ok'`)
 	eval[any](ct, agent, "recording notifications", `(() => {
   window.__notes = [];

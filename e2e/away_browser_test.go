@@ -20,9 +20,9 @@ func TestBrowserAgentAway(t *testing.T) {
 	agent := newBrowser(t, ctx, "agent", 1280, 820)
 	visitor := newBrowser(t, ctx, "visitor", 420, 760)
 	ct.all = []*browser{agent, visitor}
-	ct.do(agent, "opening the console on n1", chromedp.Navigate(n1.URL+"/agent#token="+n1.Token+"&workspace=demo"))
+	ct.do(agent, "opening the console on n1", navigate(n1.URL+"/agent#token="+n1.Token+"&workspace=demo"))
 	waitFor[bool](ct, agent, "the console to connect", `document.querySelector('[data-testid=status]').dataset.state === 'ok'`)
-	ct.do(visitor, "opening the widget on n2", chromedp.Navigate(n2.URL+"/demo"),
+	ct.do(visitor, "opening the widget on n2", navigate(n2.URL+"/demo"),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-launcher]`)),
 		chromedp.Click(chromedp.CSS(`[data-testid=parley-launcher]`)),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-agent-online][data-online=true]`)))

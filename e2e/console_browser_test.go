@@ -139,7 +139,7 @@ func TestBrowserVisitorLeavesGoesOffline(t *testing.T) {
 			waitFor[bool](ct, agent, "the visitor online", visitorOnline)
 
 			left := time.Now()
-			ct.do(visitor, "leaving for another page", chromedp.Navigate(node.URL+"/healthz"))
+			ct.do(visitor, "leaving for another page", navigate(node.URL+"/healthz"))
 			wctx, cancel := context.WithTimeout(agent.ctx, 5*time.Second)
 			_, err := chromedp.Run(wctx, chromedp.Poll[bool]("!"+visitorOnline, chromedp.WithPollingInterval(50*time.Millisecond)))
 			cancel()

@@ -203,11 +203,11 @@ func resumesSent(t *testing.T, b *browser) func() []map[string]any {
 // returns the conversation's ID once the console lists it.
 func (ct *chatTest) startChat(agent, visitor *browser, base, token, first string) string {
 	ct.t.Helper()
-	ct.do(agent, "opening the console", chromedp.Navigate(base+"/agent#token="+url.QueryEscape(token)+"&workspace=demo"))
+	ct.do(agent, "opening the console", navigate(base+"/agent#token="+url.QueryEscape(token)+"&workspace=demo"))
 	waitFor[bool](ct, agent, "the console to connect",
 		`document.querySelector('[data-testid=status]').dataset.state === 'ok'`)
 	ct.do(visitor, "opening the widget and writing",
-		chromedp.Navigate(base+"/demo"),
+		navigate(base+"/demo"),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-launcher]`)),
 		chromedp.Click(chromedp.CSS(`[data-testid=parley-launcher]`)),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-panel]`)),

@@ -30,7 +30,7 @@ func TestBrowserEmailWhenNobodyIsOnline(t *testing.T) {
 	ct := &chatTest{t: t, node: n1, dir: t.TempDir()}
 	visitor := newBrowser(t, ctx, "visitor", 420, 760)
 	ct.all = []*browser{visitor}
-	ct.do(visitor, "opening the widget on n1", chromedp.Navigate(n1.URL+"/demo"),
+	ct.do(visitor, "opening the widget on n1", navigate(n1.URL+"/demo"),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-launcher]`)),
 		chromedp.Click(chromedp.CSS(`[data-testid=parley-launcher]`)),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-email-form]`)))
@@ -65,7 +65,7 @@ func TestBrowserEmailWhenNobodyIsOnline(t *testing.T) {
 	// The visitor leaves; an agent replies; the mail arrives with the link.
 	// (The tab forgets the chat was open: only the link may open it.)
 	eval[bool](ct, visitor, "forgetting the open chat", `(sessionStorage.clear(), true)`)
-	ct.do(visitor, "leaving the page", chromedp.Navigate("about:blank"))
+	ct.do(visitor, "leaving the page", navigate("about:blank"))
 	agent, err := dialNode(ctx, n2)
 	if err != nil {
 		t.Fatal(err)
@@ -95,20 +95,20 @@ func TestBrowserEmailWhenNobodyIsOnline(t *testing.T) {
 	})
 	// The link (to the page the widget stores the visitor under) opens the
 	// widget on the conversation, the reply in it.
-	ct.do(visitor, "following the mail's link", chromedp.Navigate(n1.URL+"/demo#parley-open="+conv))
+	ct.do(visitor, "following the mail's link", navigate(n1.URL+"/demo#parley-open="+conv))
 	waitFor[bool](ct, visitor, "the widget open with the reply", `!document.querySelector('[data-testid=parley-panel]').hidden &&
   Array.from(document.querySelectorAll('[data-testid=parley-message-body]')).some((b) => b.textContent === 'We found your parcel')`)
 	ct.checkPage(visitor, "after following the link")
 
 	// A permanent SMTP error is shown to the agent in the console, above
 	// the conversation.
-	ct.do(visitor, "leaving again", chromedp.Navigate("about:blank"))
+	ct.do(visitor, "leaving again", navigate("about:blank"))
 	mp.chaos(t, 550)
 	say(t, ctx, agent, conv, "agent-reply-02", "Your refund is on its way")
 	session := tc.login(t, n1, n1, "demo", "ann")
 	console := newBrowser(t, ctx, "agent", 1280, 820)
 	ct.all = append(ct.all, console)
-	ct.do(console, "opening the console", chromedp.Navigate(n1.URL+"/agent#token="+session+"&workspace=demo"),
+	ct.do(console, "opening the console", navigate(n1.URL+"/agent#token="+session+"&workspace=demo"),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=conv-item][data-id="`+conv+`"]`)),
 		chromedp.Click(chromedp.CSS(`[data-testid=conv-item][data-id="`+conv+`"]`)))
 	got := waitFor[string](ct, console, "the failed mail shown", `(() => {

@@ -143,7 +143,7 @@ func TestBrowserSuggestionsAndSimilarConversations(t *testing.T) {
 	ct := &chatTest{t: t, node: node, dir: t.TempDir()}
 	agent := newBrowser(t, ctx, "agent", 1400, 900)
 	ct.all = []*browser{agent}
-	ct.do(agent, "opening the console", chromedp.Navigate(
+	ct.do(agent, "opening the console", navigate(
 		node.URL+"/agent#token="+url.QueryEscape(node.Token)+"&workspace=demo"))
 	waitFor[bool](ct, agent, "the console to connect and suggestions to be on", `
   document.querySelector('[data-testid=status]').dataset.state === 'ok' &&
@@ -248,7 +248,7 @@ func TestBrowserSuggestionsOff(t *testing.T) {
 	ct := &chatTest{t: t, node: node, dir: t.TempDir()}
 	agent := newBrowser(t, ctx, "agent-off", 1400, 900)
 	ct.all = []*browser{agent}
-	ct.do(agent, "opening the console", chromedp.Navigate(
+	ct.do(agent, "opening the console", navigate(
 		node.URL+"/agent#token="+url.QueryEscape(node.Token)+"&workspace=demo"))
 	off := waitFor[string](ct, agent, "the console to say suggestions are off", `(() => {
   const el = document.querySelector('[data-testid=assist-off]');

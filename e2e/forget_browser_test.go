@@ -41,7 +41,7 @@ func TestBrowserVisitorAsksToBeForgotten(t *testing.T) {
 		return d.Conversations
 	}
 
-	ct.do(agent, "opening the console", chromedp.Navigate(
+	ct.do(agent, "opening the console", navigate(
 		nd.URL+"/agent#token="+url.QueryEscape(nd.Token)+"&workspace=demo"))
 	waitFor[bool](ct, agent, "the console to connect",
 		`document.querySelector('[data-testid=status]').dataset.state === 'ok'`)
@@ -49,7 +49,7 @@ func TestBrowserVisitorAsksToBeForgotten(t *testing.T) {
 	say := func(b *browser, text string) string {
 		t.Helper()
 		ct.do(b, "writing in the widget",
-			chromedp.Navigate(nd.URL+"/demo"),
+			navigate(nd.URL+"/demo"),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-launcher]`)),
 			chromedp.Click(chromedp.CSS(`[data-testid=parley-launcher]`)),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-panel]`)),

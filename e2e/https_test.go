@@ -97,13 +97,13 @@ func TestBrowserChatOverHTTPS(t *testing.T) {
 	visitor := newBrowser(t, ctx, "visitor", 1100, 820, trust)
 	ct.all = []*browser{agent, visitor}
 
-	ct.do(agent, "opening the console", chromedp.Navigate(
+	ct.do(agent, "opening the console", navigate(
 		node.URL+"/agent#token="+url.QueryEscape(node.Token)+"&workspace=demo"))
 	waitFor[bool](ct, agent, "the console to connect over wss",
 		`location.protocol === 'https:' && document.querySelector('[data-testid=status]').dataset.state === 'ok'`)
 
 	ct.do(visitor, "opening the demo page",
-		chromedp.Navigate(node.URL+"/demo"),
+		navigate(node.URL+"/demo"),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-launcher]`)),
 		chromedp.Click(chromedp.CSS(`[data-testid=parley-launcher]`)),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-panel]`)),

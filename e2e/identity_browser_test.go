@@ -58,7 +58,7 @@ func TestBrowserIdentityToken(t *testing.T) {
 
 	const text = "Hello as a verified user"
 	ct.do(visitor, "opening the site with a fresh token",
-		chromedp.Navigate(site.URL+"/fresh"),
+		navigate(site.URL+"/fresh"),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-launcher]`)),
 		chromedp.Click(chromedp.CSS(`[data-testid=parley-launcher]`)),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-panel]`)),
@@ -87,7 +87,7 @@ func TestBrowserIdentityToken(t *testing.T) {
 	// An expired token is refused, and the widget says so; a fresh one
 	// handed to Parley.init connects, to the same conversation.
 	ct.do(visitor, "opening the site with an expired token",
-		chromedp.Navigate(site.URL+"/expired"),
+		navigate(site.URL+"/expired"),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-panel]`)))
 	waitFor[bool](ct, visitor, "the widget to say the identity could not be verified",
 		`(document.querySelector('[data-testid=parley-status]') || {}).textContent === 'We could not verify your identity.'`)

@@ -37,9 +37,9 @@ func TestBrowserInbox(t *testing.T) {
 	agent := newBrowser(t, ctx, "agent", 1280, 820)
 	visitor := newBrowser(t, ctx, "visitor", 420, 760)
 	ct.all = []*browser{agent, visitor}
-	ct.do(agent, "opening the console on n1", chromedp.Navigate(n1.URL+"/agent#token="+n1.Token+"&workspace=demo"))
+	ct.do(agent, "opening the console on n1", navigate(n1.URL+"/agent#token="+n1.Token+"&workspace=demo"))
 	waitFor[bool](ct, agent, "the console to connect", `document.querySelector('[data-testid=status]').dataset.state === 'ok'`)
-	ct.do(visitor, "opening the widget on n2", chromedp.Navigate(n2.URL+"/demo?from=test"),
+	ct.do(visitor, "opening the widget on n2", navigate(n2.URL+"/demo?from=test"),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-launcher]`)))
 	eval[bool](ct, visitor, "the site's attributes", `(window.Parley.setAttributes({plan: 'pro', 'user.id': '42'}), true)`)
 	ct.do(visitor, "writing", chromedp.Click(chromedp.CSS(`[data-testid=parley-launcher]`)),

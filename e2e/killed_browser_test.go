@@ -41,11 +41,11 @@ func TestBrowserVisitorsNodeKilled(t *testing.T) {
 	)
 	// The console on n1, the widget on n2 through the balancer.
 	ct.do(agent, "opening the console on n1",
-		chromedp.Navigate("http://"+n1.Addr+"/agent#token="+url.QueryEscape(n1.Token)+"&workspace=demo"))
+		navigate("http://"+n1.Addr+"/agent#token="+url.QueryEscape(n1.Token)+"&workspace=demo"))
 	waitFor[bool](ct, agent, "the console to connect",
 		`document.querySelector('[data-testid=status]').dataset.state === 'ok'`)
 	ct.do(visitor, "opening the widget and writing",
-		chromedp.Navigate(px.URL+"/demo"),
+		navigate(px.URL+"/demo"),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-launcher]`)),
 		chromedp.Click(chromedp.CSS(`[data-testid=parley-launcher]`)),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-panel]`)),

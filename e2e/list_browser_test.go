@@ -5,8 +5,6 @@ import (
 	"net/url"
 	"testing"
 	"time"
-
-	"github.com/chromedp/chromedp"
 )
 
 // TestBrowserConsoleListsPast200: with 230 conversations in the
@@ -41,7 +39,7 @@ func TestBrowserConsoleListsPast200(t *testing.T) {
 	ct := &chatTest{t: t, node: node, dir: t.TempDir()}
 	agent := newBrowser(t, ctx, "agent", 1280, 820)
 	ct.all = []*browser{agent}
-	ct.do(agent, "opening the console", chromedp.Navigate(
+	ct.do(agent, "opening the console", navigate(
 		node.URL+"/agent#token="+url.QueryEscape(node.Token)+"&workspace=demo"))
 	waitFor[bool](ct, agent, "the console to list every conversation",
 		fmt.Sprintf(`document.querySelectorAll('[data-testid=conv-item]').length >= %d`, n))

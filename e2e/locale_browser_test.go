@@ -28,7 +28,7 @@ func TestBrowserWidgetSpeaksTheVisitorsLanguage(t *testing.T) {
 			ct := &chatTest{t: t, node: node, dir: t.TempDir()}
 			visitor := newBrowser(t, ctx, "visitor-"+c.lang, 420, 760, chromedp.Flag("lang", c.lang), chromedp.Flag("accept-lang", c.lang))
 			ct.all = []*browser{visitor}
-			ct.do(visitor, "opening the widget", chromedp.Navigate(node.URL+"/demo"),
+			ct.do(visitor, "opening the widget", navigate(node.URL+"/demo"),
 				chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-launcher]`)),
 				chromedp.Click(chromedp.CSS(`[data-testid=parley-launcher]`)),
 				chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-panel]`)))

@@ -31,7 +31,7 @@ func TestBrowserConsoleSignInAndOut(t *testing.T) {
 	ct := &chatTest{t: t, node: nd, dir: t.TempDir()}
 	agent := newBrowser(t, ctx, "agent", 1280, 820)
 	ct.all = []*browser{agent}
-	ct.do(agent, "opening the console", chromedp.Navigate(nd.URL+"/agent"),
+	ct.do(agent, "opening the console", navigate(nd.URL+"/agent"),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=login-form]`)))
 
 	signIn := func(pw string) {

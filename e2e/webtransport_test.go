@@ -113,7 +113,7 @@ const (
 func openBoth(ct *chatTest, agent, visitor *browser, want string) {
 	ct.t.Helper()
 	node := ct.node
-	ct.do(agent, "opening the console", chromedp.Navigate(
+	ct.do(agent, "opening the console", navigate(
 		node.URL+"/agent#token="+url.QueryEscape(node.Token)+"&workspace=demo"))
 	waitFor[bool](ct, agent, "the console to connect",
 		`document.querySelector('[data-testid=status]').dataset.state === 'ok'`)
@@ -121,7 +121,7 @@ func openBoth(ct *chatTest, agent, visitor *browser, want string) {
 		ct.fail(agent, "the console connected over %q, want %q", got, want)
 	}
 	ct.do(visitor, "opening the demo page",
-		chromedp.Navigate(node.URL+"/demo"),
+		navigate(node.URL+"/demo"),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-launcher]`)),
 		chromedp.Click(chromedp.CSS(`[data-testid=parley-launcher]`)),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-panel]`)),

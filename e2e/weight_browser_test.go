@@ -44,7 +44,7 @@ func TestBrowserWidgetWeight(t *testing.T) {
   return out;
 })()`
 	visit := func(what string) map[string]res {
-		ct.do(visitor, what, chromedp.Navigate(node.URL+"/demo"),
+		ct.do(visitor, what, navigate(node.URL+"/demo"),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=parley-launcher]`)))
 		got := map[string]res{}
 		for _, r := range waitFor[[]res](ct, visitor, "the performance entries", `(() => {
