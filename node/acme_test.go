@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +27,7 @@ import (
 
 	"parley/internal/eventually"
 	"parley/internal/gotool"
+	"parley/internal/localcluster"
 
 	"github.com/quic-go/quic-go/http3"
 )
@@ -171,14 +173,22 @@ func dnsAnswer(q []byte) []byte {
 	return out
 }
 
+// freePort is a port on 127.0.0.1 below the kernel's ephemeral range
+// (localcluster.FreeAddr): one taken from ":0" and given back could be
+// handed to another test's connection before the node bound it (seen as
+// "address already in use" in TestJoinListNamingItselfBootstraps).
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := localcluster.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	_, p, _ := net.SplitHostPort(addr)
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
 }
 
 // TestACMECertificateFromPebble: a node with -acme-domains gets its
