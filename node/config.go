@@ -79,6 +79,11 @@ type Config struct {
 	// for one client connection before it is closed as slow_consumer
 	// (gateway.Config.SendQueueBytes). Default 8 MiB; 64 KiB to 1 GiB.
 	SendQueueBytes int
+	// HeapFloor is how many bytes the Go heap may grow past its live data
+	// before the collector runs, whatever GOGC gives (internal/heapfloor):
+	// read by cmd/parley for the process, not by New. 0: GOGC alone. The
+	// flag's default is 64 MiB; 0 to 16 GiB.
+	HeapFloor int64
 	// IPMessageRate and IPMessageBurst limit visitors' changes per client
 	// address on each node, over all its connections. Default 20/s, 100.
 	IPMessageRate  float64
@@ -344,6 +349,7 @@ func newFlagSet(c *Config) flagSet {
 	fs.Float64Var(&c.APIRate, "api-rate", 20, "requests per second per API key or operator session to the conversations API, on each node (bursts of twice as many)")
 	fs.Float64Var(&c.AddressShare, "address-share", 0.25, "fraction of a workspace's -workspace-rate the visitors of one client address may take")
 	fs.IntVar(&c.SendQueueBytes, "send-queue-bytes", 8<<20, "bytes of frames that may wait, not yet written, for one connection before it is closed slow_consumer")
+	fs.Int64Var(&c.HeapFloor, "heap-floor", 64<<20, "bytes the heap may grow past its live data before the Go collector runs, where GOGC alone would run it sooner (0: GOGC alone)")
 	fs.IntVar(&c.ShedPending, "shed-pending", 4096, "changes of all connections waiting for the store before new ones are refused overloaded (negative: never)")
 	fs.DurationVar(&c.ShedHold, "shed-hold", 100*time.Millisecond, "how long a workspace's changes are refused overloaded once one of its agents' connections is behind")
 	fs.Float64Var(&c.IPMessageRate, "ip-message-rate", 20, "visitors' messages per second per client address, over all its connections")
@@ -464,6 +470,9 @@ func (c *Config) validate() error {
 	}
 	if c.SendQueueBytes != 0 && (c.SendQueueBytes < 64<<10 || c.SendQueueBytes > 1<<30) {
 		errs = append(errs, errors.New("send-queue-bytes: 65536 to 1073741824"))
+	}
+	if c.HeapFloor < 0 || c.HeapFloor > 16<<30 {
+		errs = append(errs, errors.New("heap-floor: 0 to 17179869184"))
 	}
 	if c.AddressShare < 0 || c.AddressShare > 1 {
 		errs = append(errs, errors.New("address-share: between 0 and 1"))

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"parley/internal/heapfloor"
 	"parley/node"
 )
 
@@ -27,6 +28,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "parley:", err)
 		os.Exit(2)
 	}
+	floor := heapfloor.Start(cfg.HeapFloor)
+	defer floor.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	n, err := node.New(cfg, os.Stderr, os.Stdout)
