@@ -8,6 +8,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -330,8 +331,31 @@ func (b *wsWriteBuf) writev(fd uintptr) bool {
 	if len(iov) > 1024 {
 		iov = iov[:1024]
 	}
-	b.n, b.werr = unix.Writev(int(fd), iov)
+	// unix.Writev would allocate its iovecs past 8 buffers on every call:
+	// b.vecs is kept with b (and cleared, not to hold the frames).
+	b.vecs = b.vecs[:0]
+	for _, p := range iov {
+		if len(p) == 0 {
+			continue
+		}
+		v := unix.Iovec{Base: &p[0]}
+		v.SetLen(len(p))
+		b.vecs = append(b.vecs, v)
+	}
+	b.n, b.werr = 0, nil
+	if len(b.vecs) > 0 {
+		n, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&b.vecs[0])), uintptr(len(b.vecs)))
+		if e != 0 {
+			b.werr = e
+		} else {
+			b.n = int(n)
+		}
+	}
+	clear(b.vecs)
 	return !errors.Is(b.werr, unix.EAGAIN)
 }
 
 const canPoll = true
+
+// iovec is writev's: one buffer.
+type iovec = unix.Iovec

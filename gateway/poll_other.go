@@ -40,3 +40,6 @@ func (b *wsWriteBuf) writevAll(syscall.RawConn, net.Conn, time.Duration) error {
 }
 
 func (b *wsWriteBuf) writevOnce(syscall.RawConn) error { return errNoPoller }
+
+// iovec is unused where there is no poller.
+type iovec struct{}

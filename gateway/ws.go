@@ -153,6 +153,7 @@ type wsWriteBuf struct {
 	join []byte
 	// writevAll's
 	rest [][]byte
+	vecs []iovec // writev's (poll_linux.go)
 	n    int
 	werr error
 	fn   func(fd uintptr) bool
