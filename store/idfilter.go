@@ -30,22 +30,24 @@ type idFilter struct {
 }
 
 const (
-	// filterBitsPerID and filterHashes give 0.05 % (half full) to 0.7 %
+	// filterBitsPerID and filterHashes give 0.003 % (half full) to 0.09 %
 	// (full) false "present", each costing a read of the file: from
 	// schema 9 a scan of the conversation's events after its message
-	// index's watermark (msgindex.go), up to 4096 of them.
-	filterBitsPerID = 12
-	filterHashes    = 4
-	// filterMinIDs is the smallest filter's capacity (384 bytes).
+	// index's watermark (msgindex.go), up to 4096 of them. (12 bits and 4
+	// hashes, 0.05 to 0.7 %, had a node at 60,000 messages a second
+	// spend 7 % of its CPU in those scans: issue 16, docs/benchmarks.md.)
+	filterBitsPerID = 16
+	filterHashes    = 6
+	// filterMinIDs is the smallest filter's capacity (512 bytes).
 	filterMinIDs = 256
 	// filterMaxIDs bounds the conversations filtered: one with more
 	// messages is read from the file for every change (a scan of them all
 	// at each rebuild would stall its senders).
 	filterMaxIDs = 1 << 16
 	// filterShardBytes bounds the filters' memory per shard of the
-	// sequencer (64 shards: 16 MiB in all); past it the shard's filters
+	// sequencer (64 shards: 32 MiB in all); past it the shard's filters
 	// are dropped, to be rebuilt as their conversations are used.
-	filterShardBytes = 256 << 10
+	filterShardBytes = 512 << 10
 )
 
 var filterSeed = maphash.MakeSeed()
