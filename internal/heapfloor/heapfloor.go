@@ -29,16 +29,19 @@ import (
 // maxPercent bounds the GOGC a Keeper sets (a live heap of a few KiB).
 const maxPercent = 100_000
 
+// minLive is the least live heap Percent counts: the runtime's own
+// minimum heap goal is 4 MiB × GOGC/100, so a smaller live heap (or none
+// measured yet, 0) would give a first goal far past the floor.
+const minLive = 4 << 20
+
 // Percent is the GOGC that leaves at least floor bytes of headroom over a
-// live heap of live bytes, and never less than base (the process's own
-// GOGC). A live heap not yet measured (0) counts as 1 MiB.
+// live heap of live bytes (at least minLive), and never less than base
+// (the process's own GOGC).
 func Percent(live, floor int64, base int) int {
 	if floor <= 0 || base < 0 {
 		return base
 	}
-	if live < 1<<20 {
-		live = 1 << 20
-	}
+	live = max(live, minLive)
 	p := (floor*100 + live - 1) / live
 	if p > maxPercent {
 		p = maxPercent

@@ -24,7 +24,8 @@ func TestPercent(t *testing.T) {
 		{200 * mib, 64 * mib, 100, 100},  // and more: the process's own
 		{200 * mib, 64 * mib, 50, 50},    // a GOGC set lower is kept once it gives the floor
 		{100 * mib, 64 * mib, 50, 64},    // and raised where it does not
-		{0, 64 * mib, 100, 6400},         // not measured yet: 1 MiB
+		{0, 64 * mib, 100, 1600},         // not measured yet: the runtime's 4 MiB
+		{2 * mib, 64 * mib, 100, 1600},   // less: as 4 MiB
 		{1, 1 << 40, 100, maxPercent},    // bounded
 		{16 * mib, 0, 100, 100},          // no floor
 		{16 * mib, 64 * mib, -1, -1},     // GOGC=off stays off
