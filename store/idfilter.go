@@ -33,9 +33,10 @@ const (
 	// filterBitsPerID and filterHashes give 0.003 % (half full) to 0.09 %
 	// (full) false "present", each costing a read of the file: from
 	// schema 9 a scan of the conversation's events after its message
-	// index's watermark (msgindex.go), up to 4096 of them. (12 bits and 4
-	// hashes, 0.05 to 0.7 %, had a node at 60,000 messages a second
-	// spend 7 % of its CPU in those scans: issue 16, docs/benchmarks.md.)
+	// index's watermark (msgindex.go), up to 4096 of them (16,384 in a
+	// long conversation: tailLimit). (12 bits and 4 hashes, 0.05 to
+	// 0.7 %, had a node at 60,000 messages a second spend 7 % of its CPU
+	// in those scans: issue 16, docs/benchmarks.md.)
 	filterBitsPerID = 16
 	filterHashes    = 6
 	// filterMinIDs is the smallest filter's capacity (512 bytes).

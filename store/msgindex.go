@@ -15,9 +15,25 @@ import (
 // of bMsgs holds the seq through which bMsgs holds every message of the
 // conversation (its watermark). A lookup reads the record and the events
 // after the watermark, at most about Config.indexTail of them (4096 by
-// default): the sequencer's filters (idfilter.go) spare a new message's
-// send even that.
+// default) in a conversation of up to twice as many, at most 4 × indexTail
+// in a longer one (tailLimit): the sequencer's filters (idfilter.go) spare
+// a new message's send even that.
 const defaultIndexTail = 4096
+
+// tailLimit is how many of a conversation's events may be outside its
+// message index before the writer merges them in: indexTail, or half the
+// events the index already covers (the watermark's seq within its epoch
+// counts them), up to 4 × indexTail. A merge rewrites every page of the
+// index its records land among, and with IDs spread as clients make
+// them that is most of the conversation's pages: merged every indexTail
+// events, a conversation of 29,000 messages rewrote its whole index each
+// time (issue 16, docs/benchmarks.md); merged at half, a record is
+// rewritten about twice per doubling until the cap. A lookup then reads
+// at most 4 × indexTail events after the watermark.
+func tailLimit(indexTail int, watermark uint64) int {
+	covered := int(watermark & (1<<32 - 1))
+	return max(indexTail, min(covered/2, 4*indexTail))
+}
 
 // indexedThrough is the watermark of a conversation's message records:
 // every message of its events up to it has its record in bMsgs.
@@ -82,7 +98,7 @@ func (b *batch) indexed(ws, conv string, n int) error {
 			clear(b.tails)
 		}
 	}
-	if t > b.indexTail {
+	if t > b.indexTail && t > tailLimit(b.indexTail, indexedThrough(b.tx, ws, conv)) {
 		if err := b.mergeIndex(ws, conv); err != nil {
 			return err
 		}

@@ -150,3 +150,69 @@ func TestMessageIndexInBulk(t *testing.T) {
 		t.Fatalf("unread after the first 40 sends: %d, %v; want 20 (n00 to n19, not the edits and the deletion of earlier messages)", n, err)
 	}
 }
+
+func TestTailLimit(t *testing.T) {
+	const epoch = 3 << 32
+	for _, c := range []struct {
+		tail      int
+		watermark uint64
+		want      int
+	}{
+		{4096, 0, 4096},
+		{4096, epoch | 8192, 4096},   // up to twice indexTail: indexTail
+		{4096, epoch | 12000, 6000},  // then half of what is indexed
+		{4096, epoch | 40000, 16384}, // up to 4 × indexTail
+		{8, epoch | 1000, 32},
+	} {
+		if got := tailLimit(c.tail, c.watermark); got != c.want {
+			t.Errorf("tailLimit(%d, %d) = %d, want %d", c.tail, c.watermark&(1<<32-1), got, c.want)
+		}
+	}
+}
+
+// TestLongConversationMergesLess: as a conversation grows past twice
+// indexTail, its events wait outside the message index for up to half of
+// what the index covers (at most 4 × indexTail), not indexTail each time,
+// and every message is still found.
+func TestLongConversationMergesLess(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openTest(t, Config{indexTail: 8})
+	if err := s.CreateConversation(ctx, Conversation{Workspace: "ws1", ID: "c1", Owner: "v:a"}); err != nil {
+		t.Fatal(err)
+	}
+	merges, longest := 0, 0
+	var last uint64
+	for i := range 200 {
+		if _, err := s.Apply(ctx, Change{Kind: Send, Workspace: "ws1", Conversation: "c1", Participant: "v:a", Message: msg(fmt.Sprintf("m%03d", i), "v:a", "x", int64(i+1))}); err != nil {
+			t.Fatal(err)
+		}
+		s.db.View(func(tx *bolt.Tx) error {
+			w := indexedThrough(tx, "ws1", "c1")
+			if w != last {
+				merges++
+				last = w
+			}
+			n := 0
+			it := newEvIter(tx, nil, "ws1", "c1")
+			for ok := it.seek(w + 1); ok; ok = it.next() {
+				n++
+			}
+			longest = max(longest, n)
+			return it.err
+		})
+	}
+	t.Logf("200 messages, indexTail 8: %d merges, at most %d events outside the index", merges, longest)
+	if longest > 4*8+1 {
+		t.Errorf("%d events outside the index, want at most %d", longest, 4*8+1)
+	}
+	if merges > 12 {
+		t.Errorf("%d merges of 200 events, want the tail to grow with the index (about 9; 22 at indexTail each time)", merges)
+	}
+	for i := range 200 {
+		res, err := s.Apply(ctx, Change{Kind: Send, Workspace: "ws1", Conversation: "c1", Participant: "v:a", Message: msg(fmt.Sprintf("m%03d", i), "v:a", "x", 999)})
+		if err != nil || !res.Dup {
+			t.Fatalf("m%03d sent again: %+v, %v; want a duplicate", i, res, err)
+		}
+	}
+}
