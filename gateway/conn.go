@@ -304,7 +304,7 @@ func (c *conn) writeRun() {
 // wait (flushRun, then writeRun: it stays the writer until the queue is
 // empty). again says the turn ended with the connection still the
 // worker's, after turnBursts bursts while more kept coming: it goes to the
-// back of the worker's line, so that one busy connection does not hold up
+// back of the workers' line, so that one busy connection does not hold up
 // the others.
 func (c *conn) writeTurn(tw burstWriter) (again bool) {
 	for range turnBursts {

@@ -23,20 +23,30 @@ type burstWriter interface {
 }
 
 // writers are a server's writer workers, one per P (GOMAXPROCS): a
-// connection given something to write while its writer is idle is handed
-// to one of them (round robin), which writes its queue without waiting
+// connection given something to write while its writer is idle joins
+// their one line (start), and whichever worker is free takes the next few
+// connections from its head and writes their queues without waiting
 // (conn.writeTurn). A fan-out to thousands of connections is then a few
 // goroutines writing in turn, each on a stack already grown, rather than a
 // goroutine started, grown and scheduled per connection; and it is spread
-// over the Ps. Started on first use, stopped by Shutdown (close); a
-// connection handed over after that gets a goroutine of its own, as one
-// whose transport cannot be tried does.
+// over the Ps as they come free. The line is shared rather than dealt out
+// to the workers in advance: a worker whose thread the operating system
+// stops for a while (the machine's other processes want the cores too)
+// holds up only the few connections it took, and the others write the
+// rest of the fan-out meanwhile (TestStalledWorkerHoldsUpNobodyElse).
+// Started on first use, stopped by Shutdown (close); a connection handed
+// over after that gets a goroutine of its own, as one whose transport
+// cannot be tried does.
 type writers struct {
-	mu     sync.Mutex
-	ws     []*writerWorker
-	closed bool
-	next   atomic.Uint64
-	wg     sync.WaitGroup
+	mu sync.Mutex
+	// q[head:] is the line of connections waiting for a turn.
+	q    []*conn
+	head int
+	// idle are the workers waiting for the line to have someone.
+	idle    []*writerWorker
+	started bool
+	closed  bool
+	wg      sync.WaitGroup
 	// handoffs counts the bursts the socket did not take whole, finished
 	// by a goroutine of their connection (conn.flushRun).
 	handoffs atomic.Uint64
@@ -44,115 +54,127 @@ type writers struct {
 	size int
 }
 
-// writerWorker is one worker: the connections handed to it, in order.
+// writerWorker is one worker; wake is signalled when it is taken off the
+// idle list, for a connection in the line or because the workers stop.
 type writerWorker struct {
-	mu   sync.Mutex
-	q    []*conn
-	stop bool
-	wake chan struct{} // 1: q has work, or stop was set
+	wake chan struct{}
 }
+
+// takeMax is how many connections a worker takes from the line at once:
+// few, so that a worker stopped in the middle holds up few, and the
+// others share the rest.
+const takeMax = 4
 
 // start makes c's writer run: c.writing was set by the caller, which owns
 // the writer until it hands it over here.
 func (g *writers) start(c *conn) {
 	tw, ok := c.t.(burstWriter)
-	if !ok || !tw.canTryWrite() {
-		go c.writer()
-		return
-	}
-	w := g.pick()
-	if w == nil || !w.push(c) {
+	if !ok || !tw.canTryWrite() || !g.push(c) {
 		go c.writer()
 	}
 }
 
-func (g *writers) pick() *writerWorker {
+// push puts c at the end of the line, waking an idle worker if there is
+// one; false once the workers are stopping.
+func (g *writers) push(c *conn) bool {
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
-		return nil
-	}
-	if g.ws == nil {
-		n := g.size
-		if n == 0 {
-			n = runtime.GOMAXPROCS(0)
-		}
-		for range n {
-			w := &writerWorker{wake: make(chan struct{}, 1)}
-			g.ws = append(g.ws, w)
-			g.wg.Add(1)
-			go func() {
-				defer g.wg.Done()
-				w.loop()
-			}()
-		}
-	}
-	ws := g.ws
-	g.mu.Unlock()
-	return ws[g.next.Add(1)%uint64(len(ws))]
-}
-
-// close stops the workers once they have had their turn at every
-// connection handed to them, and waits for them.
-func (g *writers) close() {
-	g.mu.Lock()
-	g.closed = true
-	ws := g.ws
-	g.mu.Unlock()
-	for _, w := range ws {
-		w.mu.Lock()
-		w.stop = true
-		w.mu.Unlock()
-		w.signal()
-	}
-	g.wg.Wait()
-}
-
-// push queues c for a turn; false once the worker is stopping.
-func (w *writerWorker) push(c *conn) bool {
-	w.mu.Lock()
-	if w.stop {
-		w.mu.Unlock()
 		return false
 	}
-	w.q = append(w.q, c)
-	first := len(w.q) == 1
-	w.mu.Unlock()
-	if first {
-		w.signal()
+	if !g.started {
+		g.startLocked()
+	}
+	g.q = append(g.q, c)
+	var w *writerWorker
+	if n := len(g.idle); n > 0 {
+		w = g.idle[n-1]
+		g.idle[n-1] = nil
+		g.idle = g.idle[:n-1]
+	}
+	g.mu.Unlock()
+	if w != nil {
+		w.wake <- struct{}{}
 	}
 	return true
 }
 
-func (w *writerWorker) signal() {
-	select {
-	case w.wake <- struct{}{}:
-	default:
+// startLocked starts the workers; each begins idle. Caller holds g.mu.
+func (g *writers) startLocked() {
+	g.started = true
+	n := g.size
+	if n == 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	for range n {
+		w := &writerWorker{wake: make(chan struct{}, 1)}
+		g.idle = append(g.idle, w)
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			w.loop(g)
+		}()
 	}
 }
 
-func (w *writerWorker) loop() {
-	var spare []*conn
-	for range w.wake {
-		for {
-			w.mu.Lock()
-			q, stop := w.q, w.stop
-			w.q = spare[:0]
-			w.mu.Unlock()
-			if len(q) == 0 {
-				if stop {
-					return
-				}
-				spare = q
-				break
+// take waits for connections in the line and takes up to takeMax of them
+// into into, in order; it returns nothing once the workers stop and the
+// line is empty.
+func (g *writers) take(w *writerWorker, into []*conn) []*conn {
+	g.mu.Lock()
+	for g.head == len(g.q) {
+		if g.closed {
+			g.mu.Unlock()
+			return into[:0]
+		}
+		g.idle = append(g.idle, w)
+		g.mu.Unlock()
+		<-w.wake
+		g.mu.Lock()
+	}
+	n := min(len(g.q)-g.head, takeMax)
+	into = append(into[:0], g.q[g.head:g.head+n]...)
+	clear(g.q[g.head : g.head+n])
+	g.head += n
+	switch {
+	case g.head == len(g.q):
+		g.q, g.head = g.q[:0], 0
+	case g.head >= 1024 && g.head > len(g.q)/2:
+		// A line that never empties: move it to the front.
+		k := copy(g.q, g.q[g.head:])
+		clear(g.q[k:])
+		g.q, g.head = g.q[:k], 0
+	}
+	g.mu.Unlock()
+	return into
+}
+
+// close stops the workers once they have had their turn at every
+// connection in the line, and waits for them.
+func (g *writers) close() {
+	g.mu.Lock()
+	g.closed = true
+	idle := g.idle
+	g.idle = nil
+	g.mu.Unlock()
+	for _, w := range idle {
+		w.wake <- struct{}{}
+	}
+	g.wg.Wait()
+}
+
+func (w *writerWorker) loop(g *writers) {
+	var turn []*conn
+	for {
+		turn = g.take(w, turn)
+		if len(turn) == 0 {
+			return
+		}
+		for i, c := range turn {
+			if c.writeTurn(c.t.(burstWriter)) && !g.push(c) {
+				go c.writer()
 			}
-			for i, c := range q {
-				if c.writeTurn(c.t.(burstWriter)) && !w.push(c) {
-					go c.writer()
-				}
-				q[i] = nil
-			}
-			spare = q
+			turn[i] = nil
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -135,3 +136,55 @@ func (f *feedTransport) tryWriteFrames([]wframe) (bool, error) {
 	return true, nil
 }
 func (f *feedTransport) flushWrites(time.Duration) error { return nil }
+
+// TestStalledWorkerHoldsUpNobodyElse: a writer worker stopped in the
+// middle of a write (here a transport that does not return; on a busy
+// machine, a worker's thread the operating system stops for a while)
+// holds up the connection it is writing, not the connections queued
+// after it: the other worker writes them all meanwhile.
+func TestStalledWorkerHoldsUpNobodyElse(t *testing.T) {
+	s := New(Config{Auth: testAuth{}})
+	s.writers.size = 2
+	stalled := &stallTransport{entered: make(chan struct{}), release: make(chan struct{})}
+	a := &conn{srv: s, t: stalled, stop: make(chan struct{})}
+	a.writer = a.writeRun
+	defer s.writers.close()
+	defer close(stalled.release) // before the workers stop: one waits for it
+	frame := &outItem{kind: outFrame, data: []byte(`{"type":"typing"}`)}
+	a.send(frame)
+	<-stalled.entered
+	others := make([]*feedTransport, 40)
+	for i := range others {
+		others[i] = &feedTransport{}
+		c := &conn{srv: s, t: others[i], stop: make(chan struct{})}
+		c.writer = c.writeRun
+		c.send(frame)
+	}
+	eventually.Holds(t, 5*time.Second, "every other connection written while one worker is stalled", func() error {
+		n := 0
+		for _, o := range others {
+			if o.n.Load() > 0 {
+				n++
+			}
+		}
+		if n < len(others) {
+			return fmt.Errorf("%d of %d written", n, len(others))
+		}
+		return nil
+	})
+}
+
+// stallTransport is a transport the writer workers write whose first
+// write does not return until release is closed.
+type stallTransport struct {
+	feedTransport
+	once    sync.Once
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *stallTransport) tryWriteFrames([]wframe) (bool, error) {
+	s.once.Do(func() { close(s.entered) })
+	<-s.release
+	return true, nil
+}
