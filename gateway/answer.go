@@ -45,7 +45,9 @@ func (c *conn) queueAnswer(w changeWait) {
 	}
 	if w.p == nil {
 		c.answerMu.Unlock()
-		c.answer(&w)
+		if c.answer(&w) {
+			c.srv.writers.start(c)
+		}
 		return
 	}
 	c.answering = true
@@ -89,15 +91,40 @@ func (c *conn) answerChanges() {
 		}
 		batch, c.answers = c.answers, batch[:0]
 		c.answerMu.Unlock()
+		// The acks of the batch are queued, then written by this
+		// goroutine in one turn where the writer was idle, rather than
+		// handed to a writer worker to wake.
+		// Before waiting for a change not yet durable, what is queued
+		// is written: the acks of a commit made do not wait for the
+		// next.
+		own := false
 		for i := range batch {
-			c.answer(&batch[i])
+			if own && !settled(batch[i].p) {
+				c.writeNow()
+				own = false
+			}
+			own = c.answer(&batch[i]) || own
+		}
+		if own {
+			c.writeNow()
 		}
 	}
 }
 
+// settled says whether p's Wait returns at once: nil, or a Pending that
+// says it is done (store's and replication's do when they can tell).
+func settled(p store.Pending) bool {
+	if p == nil {
+		return true
+	}
+	d, ok := p.(interface{ Done() bool })
+	return ok && d.Done()
+}
+
 // answer waits for w's commit, settles it and sends its ack or error, and
-// gives back its place in flight.
-func (c *conn) answer(w *changeWait) {
+// gives back its place in flight. own says the ack was queued with the
+// connection's writer left to the caller (conn.queueOut).
+func (c *conn) answer(w *changeWait) (own bool) {
 	res, err := w.res, w.err
 	if err == nil {
 		res, err = waited(res, w.p, nil)
@@ -119,9 +146,10 @@ func (c *conn) answer(w *changeWait) {
 			span.SetAttributes(tracing.Seq(res.Seq), tracing.Dup(res.Dup))
 		}
 		created := res.Message.Created
-		c.send(&outItem{kind: outFrame, data: encodeAck(wire.Ack{Type: wire.TypeAck, Ref: w.ref, Conversation: w.conv, ID: w.id, Seq: res.Seq, TS: &created, Dup: res.Dup})})
+		own = c.queueOut(&outItem{kind: outFrame, data: encodeAck(wire.Ack{Type: wire.TypeAck, Ref: w.ref, Conversation: w.conv, ID: w.id, Seq: res.Seq, TS: &created, Dup: res.Dup})})
 	}
 	span.End()
 	<-c.ops
 	c.opsWG.Done()
+	return own
 }

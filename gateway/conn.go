@@ -176,6 +176,15 @@ const inboxMax = 256
 // write fails): it is then cut off and resumes after reconnecting, rather
 // than holding memory or blocking the fan-out to everybody else.
 func (c *conn) send(it *outItem) {
+	if c.queueOut(it) {
+		c.srv.writers.start(c)
+	}
+}
+
+// queueOut queues it as send does, but leaves the writer to the caller:
+// true says the caller now owns the writer (none was running) and must
+// start it, or write itself (writeNow).
+func (c *conn) queueOut(it *outItem) (own bool) {
 	n := it.size()
 	c.mu.Lock()
 	if c.closing {
@@ -185,22 +194,31 @@ func (c *conn) send(it *outItem) {
 			c.queue = c.queue.push(it)
 		}
 		c.mu.Unlock()
-		return
+		return false
 	}
 	if c.queuedBytes+n > c.srv.cfg.SendQueueBytes && c.queuedBytes > 0 {
 		c.mu.Unlock()
 		c.fail(fatalf(wire.CodeSlowConsumer, wire.CloseSlowConsumer, "send queue full: reconnect and resume"))
-		return
+		return false
 	}
 	c.queue = c.queue.push(it)
 	c.queuedBytes += n
 	c.queuedItems++
-	start := !c.writing
+	own = !c.writing
 	c.writing = true
 	c.mu.Unlock()
-	if start {
-		c.srv.writers.start(c)
+	return own
+}
+
+// writeNow is the writer's turn taken by its owner (queueOut) on its own
+// goroutine, where the socket takes the queue at once: what is left after
+// the turn goes to a writer worker, as does a transport whose writes
+// cannot be tried.
+func (c *conn) writeNow() {
+	if tw, ok := c.t.(burstWriter); ok && tw.canTryWrite() && !c.writeTurn(tw) {
+		return
 	}
+	c.srv.writers.start(c)
 }
 
 // size is what an item counts for in the send queue's bytes.

@@ -50,6 +50,8 @@ type writers struct {
 	// handoffs counts the bursts the socket did not take whole, finished
 	// by a goroutine of their connection (conn.flushRun).
 	handoffs atomic.Uint64
+	// pushed counts the connections put in the line (guarded by mu).
+	pushed uint64
 	// size is how many workers start. Zero: GOMAXPROCS.
 	size int
 }
@@ -86,6 +88,7 @@ func (g *writers) push(c *conn) bool {
 		g.startLocked()
 	}
 	g.q = append(g.q, c)
+	g.pushed++
 	var w *writerWorker
 	if n := len(g.idle); n > 0 {
 		w = g.idle[n-1]

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -21,6 +22,8 @@ type op struct {
 	// res is the op's outcome, set by the writer before wg.Done.
 	res error
 	wg  sync.WaitGroup
+	// done is set with res, before wg.Done (Done).
+	done atomic.Bool
 }
 
 // newOp is an op running fn, for wait.
@@ -38,6 +41,10 @@ func (o *op) wait() error {
 
 // Wait is wait, for Pending.
 func (o *op) Wait() error { return o.wait() }
+
+// Done says, without waiting, whether the op's commit is made (Wait
+// returns at once).
+func (o *op) Done() bool { return o.done.Load() }
 
 func (o *op) run(b *batch) error {
 	if o.seq != nil {
@@ -365,6 +372,7 @@ func (s *Store) commit(ops []*op) {
 		default:
 			o.res = nil
 		}
+		o.done.Store(true)
 		o.wg.Done()
 	}
 }

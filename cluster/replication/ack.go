@@ -101,6 +101,17 @@ type ackedPending struct {
 	dup  bool
 }
 
+// Done says, without waiting, whether Wait would return at once: the
+// store's commit is made and no confirmation is waited for (no other
+// replica was sent the event). A Pending waiting for a replica says no.
+func (a *ackedPending) Done() bool {
+	if a.conf != nil || a.dup {
+		return false
+	}
+	d, ok := a.p.(interface{ Done() bool })
+	return a.p == nil || ok && d.Done()
+}
+
 func (a *ackedPending) Wait() error {
 	var err error
 	if a.p != nil {
