@@ -73,15 +73,16 @@ var answerQueues = sync.Pool{New: func() any { q := make([]changeWait, 0, 16); r
 // connection's end waits for it (opsWG).
 func (c *conn) answerChanges() {
 	defer c.opsWG.Done()
-	batch := *answerQueues.Get().(*[]changeWait)
+	bp := answerQueues.Get().(*[]changeWait)
+	batch := *bp
 	for {
 		clear(batch)
 		c.answerMu.Lock()
 		if len(c.answers) == 0 {
 			// Nothing is kept: an idle connection holds no queue (both
 			// go back to the pool).
-			batch = batch[:0]
-			answerQueues.Put(&batch)
+			*bp = batch[:0]
+			answerQueues.Put(bp)
 			q := c.answers[:0]
 			c.answers = nil
 			c.answering = false
@@ -91,12 +92,11 @@ func (c *conn) answerChanges() {
 		}
 		batch, c.answers = c.answers, batch[:0]
 		c.answerMu.Unlock()
-		// The acks of the batch are queued, then written by this
-		// goroutine in one turn where the writer was idle, rather than
-		// handed to a writer worker to wake.
-		// Before waiting for a change not yet durable, what is queued
-		// is written: the acks of a commit made do not wait for the
-		// next.
+		// The acks are queued, then written by this goroutine in one
+		// turn where the writer was idle, rather than handed to a
+		// writer worker to wake; what is queued is written before a
+		// wait for a change not yet durable, so that the acks of a
+		// commit made do not wait for the next.
 		own := false
 		for i := range batch {
 			if own && !settled(batch[i].p) {
@@ -111,15 +111,8 @@ func (c *conn) answerChanges() {
 	}
 }
 
-// settled says whether p's Wait returns at once: nil, or a Pending that
-// says it is done (store's and replication's do when they can tell).
-func settled(p store.Pending) bool {
-	if p == nil {
-		return true
-	}
-	d, ok := p.(interface{ Done() bool })
-	return ok && d.Done()
-}
+// settled says whether p's Wait returns at once.
+func settled(p store.Pending) bool { return p == nil || p.Done() }
 
 // answer waits for w's commit, settles it and sends its ack or error, and
 // gives back its place in flight. own says the ack was queued with the

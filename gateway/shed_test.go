@@ -35,6 +35,15 @@ type heldPending struct {
 	p       store.Pending
 }
 
+func (p heldPending) Done() bool {
+	select {
+	case <-p.release:
+		return p.p == nil || p.p.Done()
+	default:
+		return false
+	}
+}
+
 func (p heldPending) Wait() error {
 	<-p.release
 	if p.p == nil {

@@ -212,6 +212,9 @@ type Pending interface {
 	// an error says that what the change's Result reports may not be
 	// stored. It may be called more than once.
 	Wait() error
+	// Done says, without waiting, that Wait would return at once; false
+	// when it cannot tell.
+	Done() bool
 }
 
 // ApplyAsync is Apply that returns once the change is decided and its

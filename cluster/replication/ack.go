@@ -108,8 +108,7 @@ func (a *ackedPending) Done() bool {
 	if a.conf != nil || a.dup {
 		return false
 	}
-	d, ok := a.p.(interface{ Done() bool })
-	return a.p == nil || ok && d.Done()
+	return a.p == nil || a.p.Done()
 }
 
 func (a *ackedPending) Wait() error {
