@@ -11,36 +11,34 @@ import (
 	"sync"
 	"time"
 
+	"parley/bench/internal/rawws"
 	"parley/gateway/client"
 	"parley/gateway/wire"
 	"parley/ident"
-
-	"github.com/coder/websocket"
 )
 
 // wsSub is one subscriber connection: a reader goroutine, and for
 // protocols whose clients must speak now and then, a pinger. Close ends
 // both and waits for them.
 type wsSub struct {
-	c      *websocket.Conn
+	c      *rawws.Conn
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
 func (s *wsSub) Close() error {
 	s.cancel()
-	err := s.c.Close(websocket.StatusNormalClosure, "")
-	s.c.CloseNow()
+	s.c.Close()
 	s.wg.Wait()
-	return err
+	return nil
 }
 
-// startSub starts read (which returns when the connection or ctx ends)
-// and, when every > 0, ping every that often.
-func startSub(c *websocket.Conn, read func(ctx context.Context) error, every time.Duration, ping func(ctx context.Context) error) *wsSub {
+// startSub starts read (which returns when the connection ends) and,
+// when every > 0, ping every that often.
+func startSub(c *rawws.Conn, read func() error, every time.Duration, ping func() error) *wsSub {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &wsSub{c: c, cancel: cancel}
-	s.wg.Go(func() { _ = read(ctx) })
+	s.wg.Go(func() { _ = read() })
 	if every > 0 {
 		s.wg.Go(func() {
 			t := time.NewTicker(every)
@@ -50,7 +48,7 @@ func startSub(c *websocket.Conn, read func(ctx context.Context) error, every tim
 				case <-ctx.Done():
 					return
 				case <-t.C:
-					if ping(ctx) != nil {
+					if ping() != nil {
 						return
 					}
 				}
@@ -60,17 +58,28 @@ func startSub(c *websocket.Conn, read func(ctx context.Context) error, every tim
 	return s
 }
 
-func dialWS(ctx context.Context, url string) (*websocket.Conn, error) {
-	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: wsHTTPClient})
+// dialWS opens a WebSocket to url with the harness's own client, the same
+// for every peer (bench/internal/rawws: one read(2) for what the server
+// wrote, a reused buffer, no goroutine, channel or context per message),
+// and runs setup on it (the protocol's handshake), closing the
+// connection when ctx ends first or setup fails.
+func dialWS(ctx context.Context, url string, setup func(c *rawws.Conn) error) (*rawws.Conn, error) {
+	c, err := rawws.Dial(ctx, url, nil, 4<<10)
 	if err != nil {
 		return nil, err
 	}
-	c.SetReadLimit(1 << 20)
+	stop := context.AfterFunc(ctx, c.CloseNow)
+	err = setup(c)
+	if !stop() {
+		c.CloseNow()
+		return nil, fmt.Errorf("%s: %w", url, context.Cause(ctx))
+	}
+	if err != nil {
+		c.CloseNow()
+		return nil, err
+	}
 	return c, nil
 }
-
-// wsHTTPClient dials each WebSocket on a fresh connection.
-var wsHTTPClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 
 // parleyDriver: the room is a workspace; subscribers are agents (an agent
 // receives every conversation of its workspace); the publisher is a
@@ -88,28 +97,28 @@ type parleyDriver struct {
 // the socket and the measurement); it parses frames with the client's
 // ParseFrame.
 
-func (d *parleyDriver) hello(ctx context.Context, c *websocket.Conn, role ident.Role, i int) error {
+func (d *parleyDriver) hello(c *rawws.Conn, role ident.Role, i int) error {
 	h := wire.Hello{Type: wire.TypeHello, V: wire.ProtocolVersion, Workspace: d.workspace, Role: role, Name: "fanout " + string(role) + " " + strconv.Itoa(i)}
 	if role == ident.Agent {
 		h.Token = d.token
 	}
-	_, err := parleyCall(ctx, c, h, wire.TypeWelcome, "")
+	_, err := parleyCall(c, h, wire.TypeWelcome, "")
 	return err
 }
 
 // parleyCall writes frame v and reads until the frame of type typ
 // answering ref (with ref "", any of type typ); an error frame answering
 // ref, or one with no ref, is returned as a *client.Error.
-func parleyCall(ctx context.Context, c *websocket.Conn, v any, typ, ref string) (client.Frame, error) {
+func parleyCall(c *rawws.Conn, v any, typ, ref string) (client.Frame, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return client.Frame{}, err
 	}
-	if err := c.Write(ctx, websocket.MessageText, b); err != nil {
+	if err := c.Write(rawws.OpText, b); err != nil {
 		return client.Frame{}, err
 	}
 	for {
-		_, b, err := c.Read(ctx)
+		_, b, err := c.Next()
 		if err != nil {
 			return client.Frame{}, err
 		}
@@ -123,19 +132,19 @@ func parleyCall(ctx context.Context, c *websocket.Conn, v any, typ, ref string) 
 	}
 }
 
+// parleyPing keeps a connection the node would otherwise close: it closes
+// one silent for three 10 s heartbeats.
+var parleyPing = []byte(`{"type":"ping"}`)
+
 func (d *parleyDriver) subscribe(ctx context.Context, i int, onMessage func([]byte)) (io.Closer, error) {
-	c, err := dialWS(ctx, d.url)
+	c, err := dialWS(ctx, d.url, func(c *rawws.Conn) error { return d.hello(c, ident.Agent, i) })
 	if err != nil {
 		return nil, err
 	}
-	if err := d.hello(ctx, c, ident.Agent, i); err != nil {
-		c.CloseNow()
-		return nil, err
-	}
 	deliver := []byte(`{"type":"deliver"`)
-	read := func(ctx context.Context) error {
+	read := func() error {
 		for {
-			_, b, err := c.Read(ctx)
+			_, b, err := c.Next()
 			if err != nil {
 				return err
 			}
@@ -157,10 +166,7 @@ func (d *parleyDriver) subscribe(ctx context.Context, i int, onMessage func([]by
 			}
 		}
 	}
-	// The node closes a connection silent for three 10 s heartbeats.
-	ping := func(ctx context.Context) error {
-		return c.Write(ctx, websocket.MessageText, []byte(`{"type":"ping"}`))
-	}
+	ping := func() error { return c.Write(rawws.OpText, parleyPing) }
 	return startSub(c, read, 8*time.Second, ping), nil
 }
 
@@ -174,27 +180,25 @@ type parleyPublisher struct {
 }
 
 func (d *parleyDriver) publisher(ctx context.Context) (fanoutPublisher, error) {
-	c, err := dialWS(ctx, d.url)
+	var conv string
+	c, err := dialWS(ctx, d.url, func(c *rawws.Conn) error {
+		if err := d.hello(c, ident.Visitor, 0); err != nil {
+			return err
+		}
+		f, err := parleyCall(c, wire.Ref{Type: wire.TypeStart, Ref: "s"}, wire.TypeStarted, "s")
+		conv = f.Conversation
+		return err
+	})
 	if err != nil {
-		return nil, err
-	}
-	if err := d.hello(ctx, c, ident.Visitor, 0); err != nil {
-		c.CloseNow()
-		return nil, err
-	}
-	f, err := parleyCall(ctx, c, wire.Ref{Type: wire.TypeStart, Ref: "s"}, wire.TypeStarted, "s")
-	conv := f.Conversation
-	if err != nil {
-		c.CloseNow()
 		return nil, err
 	}
 	p := &parleyPublisher{d: d, conv: conv, err: make(chan error, 1)}
 	errFrame := []byte(`{"type":"error"`)
 	// Acks and the visitor's own deliveries are read and dropped; an error
 	// frame fails the next publish.
-	read := func(ctx context.Context) error {
+	read := func() error {
 		for {
-			_, b, err := c.Read(ctx)
+			_, b, err := c.Next()
 			if err != nil {
 				return err
 			}
@@ -206,9 +210,7 @@ func (d *parleyDriver) publisher(ctx context.Context) (fanoutPublisher, error) {
 			}
 		}
 	}
-	ping := func(ctx context.Context) error {
-		return c.Write(ctx, websocket.MessageText, []byte(`{"type":"ping"}`))
-	}
+	ping := func() error { return c.Write(rawws.OpText, parleyPing) }
 	p.sub = startSub(c, read, 8*time.Second, ping)
 	return p, nil
 }
@@ -222,7 +224,7 @@ func (p *parleyPublisher) publish(ctx context.Context, payload []byte) error {
 	id := "fo" + p.d.runID + strconv.Itoa(p.k)
 	p.k++
 	p.buf = client.AppendSend(p.buf, id, p.conv, string(payload))
-	return p.sub.c.Write(ctx, websocket.MessageText, p.buf)
+	return p.sub.c.Write(rawws.OpText, p.buf)
 }
 
 func (p *parleyPublisher) Close() error { return p.sub.Close() }
@@ -236,12 +238,12 @@ type natsDriver struct {
 
 // natsHandshake reads INFO, sends CONNECT, then extra, then PING, and
 // waits for the PONG: the server has processed everything before it.
-func natsHandshake(ctx context.Context, c *websocket.Conn, p *natsParser, name string, extra []byte) error {
+func natsHandshake(c *rawws.Conn, p *natsParser, name string, extra []byte) error {
 	msg := append(natsConnect(name), extra...)
 	msg = append(msg, natsPing...)
 	gotInfo, sent := false, false
 	for {
-		_, b, err := c.Read(ctx)
+		_, b, err := c.Next()
 		if err != nil {
 			return err
 		}
@@ -264,7 +266,7 @@ func natsHandshake(ctx context.Context, c *websocket.Conn, p *natsParser, name s
 			return nil
 		}
 		if gotInfo && !sent {
-			if err := c.Write(ctx, websocket.MessageBinary, msg); err != nil {
+			if err := c.Write(rawws.OpBinary, msg); err != nil {
 				return err
 			}
 			sent = true
@@ -273,23 +275,20 @@ func natsHandshake(ctx context.Context, c *websocket.Conn, p *natsParser, name s
 }
 
 func (d *natsDriver) subscribe(ctx context.Context, i int, onMessage func([]byte)) (io.Closer, error) {
-	c, err := dialWS(ctx, d.url)
-	if err != nil {
-		return nil, err
-	}
 	sub, err := natsSub(d.subject, "1")
 	if err != nil {
-		c.CloseNow()
 		return nil, err
 	}
 	p := &natsParser{}
-	if err := natsHandshake(ctx, c, p, "fanout-sub-"+strconv.Itoa(i), sub); err != nil {
-		c.CloseNow()
+	c, err := dialWS(ctx, d.url, func(c *rawws.Conn) error {
+		return natsHandshake(c, p, "fanout-sub-"+strconv.Itoa(i), sub)
+	})
+	if err != nil {
 		return nil, err
 	}
-	read := func(ctx context.Context) error {
+	read := func() error {
 		for {
-			_, b, err := c.Read(ctx)
+			_, b, err := c.Next()
 			if err != nil {
 				return err
 			}
@@ -298,7 +297,7 @@ func (d *natsDriver) subscribe(ctx context.Context, i int, onMessage func([]byte
 				case "MSG":
 					onMessage(op.Payload)
 				case "PING":
-					return c.Write(ctx, websocket.MessageBinary, natsPong)
+					return c.Write(rawws.OpBinary, natsPong)
 				}
 				return nil
 			})
@@ -318,26 +317,22 @@ type natsPublisher struct {
 }
 
 func (d *natsDriver) publisher(ctx context.Context) (fanoutPublisher, error) {
-	c, err := dialWS(ctx, d.url)
+	p := &natsParser{}
+	c, err := dialWS(ctx, d.url, func(c *rawws.Conn) error { return natsHandshake(c, p, "fanout-pub", nil) })
 	if err != nil {
 		return nil, err
 	}
-	p := &natsParser{}
-	if err := natsHandshake(ctx, c, p, "fanout-pub", nil); err != nil {
-		c.CloseNow()
-		return nil, err
-	}
 	pub := &natsPublisher{d: d, err: make(chan error, 1)}
-	read := func(ctx context.Context) error {
+	read := func() error {
 		for {
-			_, b, err := c.Read(ctx)
+			_, b, err := c.Next()
 			if err != nil {
 				return err
 			}
 			err = p.feed(b, func(op natsOp) error {
 				switch op.Kind {
 				case "PING":
-					return c.Write(ctx, websocket.MessageBinary, natsPong)
+					return c.Write(rawws.OpBinary, natsPong)
 				case "-ERR":
 					select {
 					case pub.err <- fmt.Errorf("nats: -ERR %s", op.Arg):
@@ -365,7 +360,7 @@ func (p *natsPublisher) publish(ctx context.Context, payload []byte) error {
 	if p.buf, err = natsPub(p.buf[:0], p.d.subject, payload); err != nil {
 		return err
 	}
-	return p.sub.c.Write(ctx, websocket.MessageBinary, p.buf)
+	return p.sub.c.Write(rawws.OpBinary, p.buf)
 }
 
 func (p *natsPublisher) Close() error { return p.sub.Close() }
@@ -381,33 +376,33 @@ type centrifugoDriver struct {
 }
 
 func (d *centrifugoDriver) subscribe(ctx context.Context, i int, onMessage func([]byte)) (io.Closer, error) {
-	c, err := dialWS(ctx, d.url)
-	if err != nil {
-		return nil, err
-	}
-	fail := func(err error) (io.Closer, error) { c.CloseNow(); return nil, err }
 	connect, _ := centCommand(1, "connect", map[string]any{"name": "fanout"})
 	subscribe, _ := centCommand(2, "subscribe", map[string]any{"channel": d.channel})
-	if err := c.Write(ctx, websocket.MessageText, append(append(connect, '\n'), subscribe...)); err != nil {
-		return fail(err)
-	}
-	for subscribed := false; !subscribed; {
-		_, b, err := c.Read(ctx)
-		if err != nil {
-			return fail(err)
+	c, err := dialWS(ctx, d.url, func(c *rawws.Conn) error {
+		if err := c.Write(rawws.OpText, append(append(connect, '\n'), subscribe...)); err != nil {
+			return err
 		}
-		rs, err := decodeCentReplies(b)
-		if err != nil {
-			return fail(err)
-		}
-		for _, r := range rs {
-			if r.Error != nil {
-				return fail(r.Error)
+		for {
+			_, b, err := c.Next()
+			if err != nil {
+				return err
 			}
-			if r.ID == 2 && r.Subscribe != nil {
-				subscribed = true
+			rs, err := decodeCentReplies(b)
+			if err != nil {
+				return err
+			}
+			for _, r := range rs {
+				if r.Error != nil {
+					return r.Error
+				}
+				if r.ID == 2 && r.Subscribe != nil {
+					return nil
+				}
 			}
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	// A message's replies: publications' data (nil: none) and pings,
 	// all read before any is acted on (a reply that does not decode ends
@@ -417,9 +412,9 @@ func (d *centrifugoDriver) subscribe(ctx context.Context, i int, onMessage func(
 		ping bool
 	}
 	var replies []reply
-	read := func(ctx context.Context) error {
+	read := func() error {
 		for {
-			_, b, err := c.Read(ctx)
+			_, b, err := c.Next()
 			if err != nil {
 				return err
 			}
@@ -445,7 +440,7 @@ func (d *centrifugoDriver) subscribe(ctx context.Context, i int, onMessage func(
 				if r.data != nil {
 					onMessage(r.data)
 				} else if r.ping {
-					if err := c.Write(ctx, websocket.MessageText, centPong); err != nil {
+					if err := c.Write(rawws.OpText, centPong); err != nil {
 						return err
 					}
 				}
