@@ -164,3 +164,40 @@ func FuzzNATSParser(f *testing.F) {
 		}
 	})
 }
+
+// FuzzNATSMsgLine: where the allocation-free MSG reader takes a line, it
+// gives what parseNATSLine gives; the lines it leaves go to
+// parseNATSLine.
+func FuzzNATSMsgLine(f *testing.F) {
+	for _, s := range []string{"MSG a 1 3", "MSG a.b 1 _R 0", "MSG  a\t1  12 ", "MSG a 1 +3", "MSG a 1 -3",
+		"MSG a 1 2 3 4", "MSG a 1", "MSG \xc2\xa0a 1 3", "MSG a 1 0012", "MSG a 1 9999999999", "msg a 1 3", "PING"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		p := &natsParser{}
+		for range 2 { // the second time through the interned strings
+			op, size, ok := p.msgLine(line, 1<<16)
+			if !ok {
+				return
+			}
+			want, wantSize, err := parseNATSLine(line, 1<<16)
+			if err != nil || !reflect.DeepEqual(op, want) || size != wantSize {
+				t.Fatalf("%q: msgLine %+v %d, parseNATSLine %+v %d %v", line, op, size, want, wantSize, err)
+			}
+		}
+	})
+}
+
+// TestNATSMsgLineAllocatesNothing: a subscriber's MSG lines, after the
+// first, cost no allocation.
+func TestNATSMsgLineAllocatesNothing(t *testing.T) {
+	p := &natsParser{}
+	stream := []byte("MSG room 1 5\r\nhello\r\nMSG room 1 3\r\nabc\r\n")
+	emit := func(natsOp) error { return nil }
+	if err := p.feed(stream, emit); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = p.feed(stream, emit) }); n != 0 {
+		t.Fatalf("%v allocations per feed of two MSGs", n)
+	}
+}
