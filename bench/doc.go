@@ -18,9 +18,9 @@
 // the HTML report and compares two of them. parley/bench/peers runs the
 // fan-out comparison with NATS and Centrifugo, starting Parley through
 // StartLocal. Clients speak the wire protocol over the harness's own
-// WebSocket client (rawWS, for ws:// nodes; coder/websocket for wss://)
-// or parley/gateway/client's WebTransport Conn, and keep their place in
-// each conversation with its Cursor; the node's frames are read by an
+// WebSocket client (bench/internal/rawws, for ws:// nodes; coder/websocket
+// for wss://) or parley/gateway/client's WebTransport Conn, and keep their
+// place in each conversation with its Cursor; the node's frames are read by an
 // exact hand-written reader of the fields the harness uses (parseFrame),
 // encoding/json for any other frame. e2e uses NetLab for its partition
 // tests.

@@ -70,10 +70,12 @@ type Config struct {
 	APIRate float64
 	// ShedPending is how many changes of all connections may wait for the
 	// store before new ones are refused overloaded; negative: never for
-	// that reason. ShedHold is how long a workspace's changes are refused
-	// once one of its agent connections is behind (gateway/shed.go).
-	// Default 4096 and 100ms.
+	// that reason. ShedBehind is how many frames not yet written make an
+	// agent connection behind, and ShedHold how long its workspace's
+	// changes are then refused (gateway/shed.go). Default 4096, 2048 (16
+	// to 1,048,576) and 100ms.
 	ShedPending int
+	ShedBehind  int
 	ShedHold    time.Duration
 	// SendQueueBytes is how many bytes of frames may wait, not yet written,
 	// for one client connection before it is closed as slow_consumer
@@ -351,6 +353,7 @@ func newFlagSet(c *Config) flagSet {
 	fs.IntVar(&c.SendQueueBytes, "send-queue-bytes", 8<<20, "bytes of frames that may wait, not yet written, for one connection before it is closed slow_consumer")
 	fs.Int64Var(&c.HeapFloor, "heap-floor", 64<<20, "bytes the heap may grow past its live data before the Go collector runs, where GOGC alone would run it sooner (0: GOGC alone)")
 	fs.IntVar(&c.ShedPending, "shed-pending", 4096, "changes of all connections waiting for the store before new ones are refused overloaded (negative: never)")
+	fs.IntVar(&c.ShedBehind, "shed-behind", 2048, "frames not yet written that make an agent's connection behind, its workspace's changes then refused overloaded for -shed-hold (16 to 1048576)")
 	fs.DurationVar(&c.ShedHold, "shed-hold", 100*time.Millisecond, "how long a workspace's changes are refused overloaded once one of its agents' connections is behind")
 	fs.Float64Var(&c.IPMessageRate, "ip-message-rate", 20, "visitors' messages per second per client address, over all its connections")
 	fs.IntVar(&c.IPMessageBurst, "ip-message-burst", 100, "burst of -ip-message-rate")
@@ -470,6 +473,9 @@ func (c *Config) validate() error {
 	}
 	if c.SendQueueBytes != 0 && (c.SendQueueBytes < 64<<10 || c.SendQueueBytes > 1<<30) {
 		errs = append(errs, errors.New("send-queue-bytes: 65536 to 1073741824"))
+	}
+	if c.ShedBehind != 0 && (c.ShedBehind < 16 || c.ShedBehind > 1<<20) {
+		errs = append(errs, errors.New("shed-behind: 16 to 1048576"))
 	}
 	if c.HeapFloor < 0 || c.HeapFloor > 16<<30 {
 		errs = append(errs, errors.New("heap-floor: 0 to 17179869184"))

@@ -200,6 +200,7 @@ func New(cfg Config, logw, out io.Writer) (_ *Node, err error) {
 		ShedPending:         cfg.ShedPending,
 		SendQueueBytes:      cfg.SendQueueBytes,
 		ShedHold:            cfg.ShedHold,
+		ShedBehind:          cfg.ShedBehind,
 		IPMessageRate:       cfg.IPMessageRate,
 		IPMessageBurst:      cfg.IPMessageBurst,
 		IPStartRate:         cfg.IPStartRate,

@@ -220,6 +220,9 @@ func TestConfigValidation(t *testing.T) {
 		{[]string{"-address-share", "1.5"}, false},
 		{[]string{"-send-queue-bytes", "1048576"}, true},
 		{[]string{"-send-queue-bytes", "1000"}, false},
+		{[]string{"-shed-behind", "256"}, true},
+		{[]string{"-shed-behind", "8"}, false},
+		{[]string{"-shed-behind", "-1"}, false},
 	}
 	for _, c := range cases {
 		_, err := ParseFlags(c.args)
