@@ -60,7 +60,7 @@ func startSub(c *rawws.Conn, read func() error, every time.Duration, ping func()
 
 // dialWS opens a WebSocket to url with the harness's own client, the same
 // for every peer (bench/internal/rawws: one read(2) for what the server
-// wrote, a reused buffer, no goroutine, channel or context per message),
+// wrote, a reused buffer, no lock, context or allocation per message read),
 // and runs setup on it (the protocol's handshake), closing the
 // connection when ctx ends first or setup fails.
 func dialWS(ctx context.Context, url string, setup func(c *rawws.Conn) error) (*rawws.Conn, error) {
@@ -79,6 +79,18 @@ func dialWS(ctx context.Context, url string, setup func(c *rawws.Conn) error) (*
 		return nil, err
 	}
 	return c, nil
+}
+
+// writeCtx writes one message on c, closing c if ctx ends first: a server
+// that stops reading would otherwise hold the publisher (and the run)
+// on a full socket.
+func writeCtx(ctx context.Context, c *rawws.Conn, op rawws.Op, b []byte) error {
+	stop := context.AfterFunc(ctx, c.CloseNow)
+	err := c.Write(op, b)
+	if !stop() {
+		return fmt.Errorf("write: %w", context.Cause(ctx))
+	}
+	return err
 }
 
 // parleyDriver: the room is a workspace; subscribers are agents (an agent
@@ -224,7 +236,7 @@ func (p *parleyPublisher) publish(ctx context.Context, payload []byte) error {
 	id := "fo" + p.d.runID + strconv.Itoa(p.k)
 	p.k++
 	p.buf = client.AppendSend(p.buf, id, p.conv, string(payload))
-	return p.sub.c.Write(rawws.OpText, p.buf)
+	return writeCtx(ctx, p.sub.c, rawws.OpText, p.buf)
 }
 
 func (p *parleyPublisher) Close() error { return p.sub.Close() }
@@ -360,7 +372,7 @@ func (p *natsPublisher) publish(ctx context.Context, payload []byte) error {
 	if p.buf, err = natsPub(p.buf[:0], p.d.subject, payload); err != nil {
 		return err
 	}
-	return p.sub.c.Write(rawws.OpBinary, p.buf)
+	return writeCtx(ctx, p.sub.c, rawws.OpBinary, p.buf)
 }
 
 func (p *natsPublisher) Close() error { return p.sub.Close() }
