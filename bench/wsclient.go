@@ -14,7 +14,7 @@ import (
 // harness's own WebSocket client (bench/internal/rawws): it is what lets
 // a virtual client write the sends that are ready at one moment with one
 // write(2) (queue, then flush) and read what the node wrote in one
-// read(2) (a 64 KiB buffer), with no lock, channel or context per frame;
+// read(2) (a 64 KiB buffer), with no channel, context or allocation per frame;
 // a library connection (coder/websocket) writes each message with a
 // write of its own. wss:// nodes go through coder/websocket (wsConn).
 type rawWS struct {

@@ -7,10 +7,11 @@
 //
 // What it is for is the harness's CPU, which the server it measures
 // shares: a connection's reader reads the socket itself through one
-// buffer and hands out each message in a buffer it reuses (no second
-// goroutine, channel, context or allocation per message, as a library
-// connection such as coder/websocket has), and a writer may queue the
-// frames ready at one moment and write them with one write(2).
+// buffer and hands out each message in a buffer it reuses (no lock,
+// context, timer or allocation per message read, where coder/websocket
+// takes a lock, watches the call's context, swaps a read timeout and
+// allocates the message), and a writer may queue the frames ready at one
+// moment and write them with one write(2).
 //
 // A Conn is read by one goroutine (Next) and may be written by any
 // (Queue, Write, Flush, Close, CloseNow).

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"parley/gateway/client"
+	"parley/internal/eventually"
 
 	"github.com/coder/websocket"
 )
@@ -201,9 +202,16 @@ func TestCloseWhileAWriteIsStuck(t *testing.T) {
 			}
 		}
 	}()
-	// The writer is stuck once the socket buffers are full; Close then
-	// must not wait on it forever.
-	time.Sleep(200 * time.Millisecond)
+	// The writer holds the write lock while it is blocked on the full
+	// socket; Close, which needs the lock to say goodbye, must not wait on
+	// it forever.
+	eventually.Holds(t, 10*time.Second, "the writer blocked on a full socket", func() error {
+		if c.wmu.TryLock() {
+			c.wmu.Unlock()
+			return errors.New("the write lock is free")
+		}
+		return nil
+	})
 	closed := make(chan struct{})
 	go func() { c.Close(); close(closed) }()
 	select {
