@@ -223,6 +223,9 @@ func TestConfigValidation(t *testing.T) {
 		{[]string{"-shed-behind", "256"}, true},
 		{[]string{"-shed-behind", "8"}, false},
 		{[]string{"-shed-behind", "-1"}, false},
+		{[]string{"-heap-floor", "0"}, true},
+		{[]string{"-heap-floor", "-1"}, false},
+		{[]string{"-heap-floor", "17179869185"}, false},
 	}
 	for _, c := range cases {
 		_, err := ParseFlags(c.args)

@@ -2,13 +2,13 @@ package heapfloor
 
 import (
 	"fmt"
+	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
+	"testing"
 	"time"
 
 	"parley/internal/eventually"
-	"runtime"
-	"runtime/debug"
-	"testing"
 )
 
 func TestPercent(t *testing.T) {
